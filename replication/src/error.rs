@@ -1,0 +1,45 @@
+/// Everything that can go wrong in replication.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A frame's declared length exceeds the maximum; nothing was allocated for it.
+    #[error("frame of {len} bytes exceeds the maximum of {max} bytes; the peer is misbehaving or runs an incompatible version")]
+    FrameTooLarge {
+        /// Declared length.
+        len: usize,
+        /// Maximum allowed.
+        max: usize,
+    },
+    /// A frame's body is not a valid message.
+    #[error("malformed frame: {0}")]
+    MalformedFrame(String),
+    /// The stream ended in the middle of a frame.
+    #[error("the peer closed the stream in the middle of a frame")]
+    TruncatedFrame,
+    /// A message arrived that is wrong for the state of the exchange.
+    #[error("protocol violation: expected {expected}, got {got}")]
+    Protocol {
+        /// What the state machine expected.
+        expected: &'static str,
+        /// What arrived.
+        got: String,
+    },
+    /// A receipt's signature or contents do not match.
+    #[error("receipt is invalid: {0}")]
+    BadReceipt(String),
+    /// Cryptography failed.
+    #[error(transparent)]
+    Crypto(#[from] konvert_crypto::Error),
+    /// Durable storage failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// Certificates or TLS configuration failed.
+    #[error("TLS/certificate error: {0}")]
+    Tls(String),
+    /// The QUIC connection failed.
+    #[error("connection error: {0}")]
+    Connection(String),
+    /// File I/O failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,18 @@
+//! konvert's replication: moving sealed envelopes from edges to the center, exactly once.
+//!
+//! The core is sans-IO — [`frame`] (length-prefixed postcard), [`message`], [`sender`] and
+//! [`receiver`] are plain state machines fed with messages, with no sockets, clock, tokio or
+//! sled inside — so it is tested deterministically. Around it: [`pki`] and [`tls`] (the
+//! center's private CA, station certificates, mutual TLS), the durable [`outbox`] and
+//! [`inbox`] on sled, and the thin quinn driver in [`driver`].
+
+mod error;
+pub mod message;
+pub mod receipt;
+
+pub use error::Error;
+pub use message::{Message, Offer, RejectReason, PROTOCOL_VERSION};
+pub use receipt::{Receipt, ReceiptBody};
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

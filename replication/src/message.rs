@@ -1,0 +1,171 @@
+//! The wire messages. Every message travels as one frame (see `frame`).
+//!
+//! One QUIC connection per edge session. The first bidirectional stream is the control
+//! stream (`Hello` → `Welcome`). Each packet then travels on its own bidirectional stream:
+//! `Offer` → `Accept{resume_at}` | `AlreadyHave{receipt}` | `Reject`; after `Accept`,
+//! `Data` frames from `resume_at` up to the offered size, then `Done`; the center answers
+//! `Receipt` once the envelope is durable, or `Reject`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Receipt;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// What a sender offers: one sealed envelope, identified by packet id and version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    /// The packet id (stable across corrected rescans).
+    pub packet_id: String,
+    /// The packet version: a corrected rescan is a new version, never an overwrite.
+    pub version: u32,
+    /// Size of the envelope file in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole envelope file.
+    pub digest: [u8; 32],
+    /// Scheduling class, lower goes first (forms before blanks).
+    pub priority: u8,
+    /// When the edge sealed it (the edge's claim, used for latency only).
+    pub sealed_at_unix_ms: u64,
+    /// The site's deadline for this packet (23:59 local time of the exam day).
+    pub deadline_unix_ms: u64,
+}
+
+/// Why the center refuses a packet. Machine-readable; `plain_words` is for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// No protocol version in common.
+    UnsupportedVersion,
+    /// The offered size is above the center's limit.
+    TooLarge,
+    /// The received bytes do not hash to the offered digest.
+    DigestMismatch,
+    /// The bytes are not a well-formed envelope (bad magic, header, chunking, truncation).
+    MalformedEnvelope,
+    /// The envelope's signature does not verify.
+    BadSignature,
+    /// The signer is not an allowed member key.
+    UnknownSigner,
+    /// The envelope's header disagrees with the offer, or its site with the station's.
+    SiteMismatch,
+    /// The same packet id and version is already stored with different content.
+    Conflict,
+    /// The peer broke the protocol.
+    ProtocolViolation,
+    /// The center could not store the packet now; try again later.
+    Unavailable,
+}
+
+impl RejectReason {
+    /// A stable machine-readable name, used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::UnsupportedVersion => "unsupported_version",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::DigestMismatch => "digest_mismatch",
+            RejectReason::MalformedEnvelope => "malformed_envelope",
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::UnknownSigner => "unknown_signer",
+            RejectReason::SiteMismatch => "site_mismatch",
+            RejectReason::Conflict => "conflict",
+            RejectReason::ProtocolViolation => "protocol_violation",
+            RejectReason::Unavailable => "unavailable",
+        }
+    }
+
+    /// What the operator is told, in plain words, with what to do.
+    pub fn plain_words(self) -> &'static str {
+        match self {
+            RejectReason::UnsupportedVersion => "the center runs an incompatible konvert version; update the station software",
+            RejectReason::TooLarge => "the packet is larger than the center accepts; split the room or call the center",
+            RejectReason::DigestMismatch => "the packet was damaged in transit; it will be sent again",
+            RejectReason::MalformedEnvelope => "the sealed file is damaged or truncated; seal the room again",
+            RejectReason::BadSignature => "the member's signature does not verify; the file was altered — seal the room again",
+            RejectReason::UnknownSigner => "the member token that signed is not allowed at the center; call the center's security officer",
+            RejectReason::SiteMismatch => "the packet belongs to another site than this station's; check the site configuration",
+            RejectReason::Conflict => "the center already holds a different packet with this id and version; seal a new version",
+            RejectReason::ProtocolViolation => "the station and the center disagree on the protocol; update the station software",
+            RejectReason::Unavailable => "the center cannot store packets right now; it will be retried",
+        }
+    }
+
+    /// Whether sending the same bytes again can succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, RejectReason::DigestMismatch | RejectReason::Unavailable)
+    }
+}
+
+/// One wire message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Edge → center, first on the control stream.
+    Hello {
+        /// Lowest protocol version the edge speaks.
+        min_version: u16,
+        /// Highest protocol version the edge speaks.
+        max_version: u16,
+        /// The site the edge speaks for (must match its station certificate).
+        site: String,
+        /// Software name and version, for the center's logs.
+        agent: String,
+    },
+    /// Center → edge: the version chosen.
+    Welcome {
+        /// The protocol version both use.
+        version: u16,
+        /// The center's name.
+        center: String,
+    },
+    /// Edge → center: a packet to send.
+    Offer(Offer),
+    /// Center → edge: send from this byte offset.
+    Accept {
+        /// The number of bytes the center already holds durably.
+        resume_at: u64,
+    },
+    /// Center → edge: already stored; here is the original receipt.
+    AlreadyHave {
+        /// The receipt issued when the packet was first stored.
+        receipt: Receipt,
+    },
+    /// Center → edge: refused.
+    Reject {
+        /// Why.
+        reason: RejectReason,
+        /// Detail for logs (never secrets).
+        detail: String,
+    },
+    /// Edge → center: envelope bytes at an offset.
+    Data {
+        /// Offset of the first byte.
+        offset: u64,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Edge → center: all bytes sent.
+    Done,
+    /// Center → edge: stored durably.
+    Receipt {
+        /// The signed receipt.
+        receipt: Receipt,
+    },
+}
+
+impl Message {
+    /// The message's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Welcome { .. } => "Welcome",
+            Message::Offer(_) => "Offer",
+            Message::Accept { .. } => "Accept",
+            Message::AlreadyHave { .. } => "AlreadyHave",
+            Message::Reject { .. } => "Reject",
+            Message::Data { .. } => "Data",
+            Message::Done => "Done",
+            Message::Receipt { .. } => "Receipt",
+        }
+    }
+}
