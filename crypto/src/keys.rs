@@ -101,7 +101,10 @@ impl SigningKey {
     /// The key for a 32-byte seed.
     pub fn from_seed(seed: &[u8; 32]) -> Result<Self> {
         let pair = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| Error::BadKey("not an Ed25519 seed"))?;
-        Ok(SigningKey { pair, seed: Zeroizing::new(*seed) })
+        Ok(SigningKey {
+            pair,
+            seed: Zeroizing::new(*seed),
+        })
     }
 
     /// The secret seed, for writing the key into a protected file.

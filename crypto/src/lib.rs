@@ -11,7 +11,9 @@ mod error;
 pub mod keys;
 
 pub use error::Error;
-pub use keys::{Domain, KeyId, RecipientPublicKey, RecipientSecretKey, Signature, SigningKey, VerifyingKey, random_bytes};
+pub use keys::{
+    random_bytes, Domain, KeyId, RecipientPublicKey, RecipientSecretKey, Signature, SigningKey, VerifyingKey,
+};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -77,15 +77,27 @@ impl RejectReason {
     /// What the operator is told, in plain words, with what to do.
     pub fn plain_words(self) -> &'static str {
         match self {
-            RejectReason::UnsupportedVersion => "the center runs an incompatible konvert version; update the station software",
+            RejectReason::UnsupportedVersion => {
+                "the center runs an incompatible konvert version; update the station software"
+            }
             RejectReason::TooLarge => "the packet is larger than the center accepts; split the room or call the center",
             RejectReason::DigestMismatch => "the packet was damaged in transit; it will be sent again",
             RejectReason::MalformedEnvelope => "the sealed file is damaged or truncated; seal the room again",
-            RejectReason::BadSignature => "the member's signature does not verify; the file was altered — seal the room again",
-            RejectReason::UnknownSigner => "the member token that signed is not allowed at the center; call the center's security officer",
-            RejectReason::SiteMismatch => "the packet belongs to another site than this station's; check the site configuration",
-            RejectReason::Conflict => "the center already holds a different packet with this id and version; seal a new version",
-            RejectReason::ProtocolViolation => "the station and the center disagree on the protocol; update the station software",
+            RejectReason::BadSignature => {
+                "the member's signature does not verify; the file was altered — seal the room again"
+            }
+            RejectReason::UnknownSigner => {
+                "the member token that signed is not allowed at the center; call the center's security officer"
+            }
+            RejectReason::SiteMismatch => {
+                "the packet belongs to another site than this station's; check the site configuration"
+            }
+            RejectReason::Conflict => {
+                "the center already holds a different packet with this id and version; seal a new version"
+            }
+            RejectReason::ProtocolViolation => {
+                "the station and the center disagree on the protocol; update the station software"
+            }
             RejectReason::Unavailable => "the center cannot store packets right now; it will be retried",
         }
     }

@@ -63,7 +63,11 @@ impl Receipt {
     pub fn verify_for(&self, center: &VerifyingKey, offer: &Offer) -> Result<()> {
         self.verify(center)?;
         let b = &self.body;
-        if b.packet_id != offer.packet_id || b.version != offer.version || b.digest != offer.digest || b.bytes != offer.size {
+        if b.packet_id != offer.packet_id
+            || b.version != offer.version
+            || b.digest != offer.digest
+            || b.bytes != offer.size
+        {
             return Err(Error::BadReceipt(format!(
                 "receipt is for {} v{} ({} bytes), not for the offered {} v{} ({} bytes)",
                 b.packet_id, b.version, b.bytes, offer.packet_id, offer.version, offer.size
