@@ -1,1 +1,19 @@
-//! placeholder
+//! The exam domain that edge and center share: sites, exam days, rooms, packet kinds,
+//! packet ids, and the room packet's manifest and archive layout.
+//!
+//! Contract: this crate knows nothing of networks, keys or durable storage. It reads a
+//! room's folder of scan files and writes the plaintext archive that the edge seals; the
+//! center's loader reads it back, checking every file against the manifest.
+
+mod archive;
+mod error;
+mod ids;
+mod manifest;
+
+pub use archive::{read_archive, write_archive, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
+pub use error::Error;
+pub use ids::{ExamDate, ExamKind, PacketKind, RoomId, SiteId};
+pub use manifest::{Manifest, ManifestFile, PacketRef};
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

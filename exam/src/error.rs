@@ -1,0 +1,44 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong with exam-domain data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An identifier does not have the expected form.
+    #[error("invalid {what} {value:?}: {hint}")]
+    InvalidId {
+        /// Which kind of identifier.
+        what: &'static str,
+        /// The offending value.
+        value: String,
+        /// What a valid one looks like.
+        hint: &'static str,
+    },
+    /// A room folder holds nothing to send.
+    #[error("room folder {0} has no scan files; scan the room first or check the path")]
+    EmptyRoom(PathBuf),
+    /// A packet archive is malformed.
+    #[error("packet archive is malformed: {0}")]
+    MalformedArchive(String),
+    /// A file in the archive does not match its manifest entry.
+    #[error("file {name} in the packet does not match its manifest digest; the packet is damaged")]
+    DigestMismatch {
+        /// The file name.
+        name: String,
+    },
+    /// File I/O failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}
