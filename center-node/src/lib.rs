@@ -1,1 +1,22 @@
-//! placeholder
+//! The regional center's node (`konvert-center`): the receiver service that accepts
+//! sealed envelopes from exam-site stations over QUIC with mutual TLS, verifies the
+//! member's signature without decrypting, stores the envelope still encrypted, and answers
+//! with a signed receipt; plus its Prometheus metrics and the provisioning of its keys.
+//!
+//! Contract: the receiver never holds the center's decryption key and never sees
+//! plaintext. A receipt is sent only after the envelope is fsynced, verified and indexed.
+
+pub mod cli;
+pub mod config;
+mod error;
+pub mod intake;
+pub mod metrics;
+pub mod provision;
+pub mod service;
+
+pub use config::CenterConfig;
+pub use error::Error;
+pub use service::{serve, RunningCenter};
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,1 +1,20 @@
-//! placeholder
+//! The exam site's node (`konvert-edge`): seals a room's scans into an envelope signed
+//! with the member's token and encrypted to the center, keeps it in a durable outbox,
+//! and pushes the outbox to the center over QUIC until every packet has a signed receipt.
+//!
+//! Contract: the edge never holds the center's private keys; a packet counts as delivered
+//! only with a receipt that verifies against the configured center receipt key.
+
+pub mod cli;
+pub mod config;
+mod error;
+pub mod push;
+pub mod seal;
+
+pub use config::SiteConfig;
+pub use error::Error;
+pub use push::{push, PushOptions, PushReport};
+pub use seal::{seal_room, SealedPacket};
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,1 +1,9 @@
-//! placeholder
+//! The `konvert` command's library: the one-command demo, the transfer benchmark, the
+//! minimal security-officer key commands, and the synthetic room generator they share.
+//! It composes the edge and center crates and duplicates none of their logic.
+
+pub mod bench;
+pub mod demo;
+pub mod keys;
+pub mod rooms;
+pub mod stats;

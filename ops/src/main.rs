@@ -1,1 +1,114 @@
-fn main() {}
+//! `konvert`: the demo, benchmarks, key commands, and the edge and center commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use konvert_center::cli::CenterCommand;
+use konvert_edge::cli::EdgeCommand;
+use konvert_ops::bench::{self, TransferBench};
+use konvert_ops::demo::{self, DemoOptions};
+use konvert_ops::keys::KeysCommand;
+
+/// konvert moves the day's exam scans from exam sites to the regional center, sealed,
+/// before 23:59 local time.
+#[derive(Debug, Parser)]
+#[command(name = "konvert", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a center and three exam sites on this machine over real QUIC and report.
+    Demo {
+        /// Keep the demo folder to look at afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Use this folder (kept) instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rooms per site.
+        #[arg(long, default_value_t = 4)]
+        rooms: usize,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// The regional center's commands (as `konvert-center`).
+    #[command(subcommand)]
+    Center(CenterCommand),
+    /// The exam site's commands (as `konvert-edge`).
+    #[command(subcommand)]
+    Edge(EdgeCommand),
+    /// Security officers' key commands.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Packets of random data, sealed, sent over QUIC to a center process, fsynced, receipted.
+    Transfer {
+        /// Number of packets.
+        #[arg(long, default_value_t = 300)]
+        packets: usize,
+        /// Megabytes of scan data per packet.
+        #[arg(long, default_value_t = 3.0)]
+        size_mb: f64,
+        /// Packets in flight.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+}
+
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map(|b| format!("{:.0} MB", b as f64 / 1e6)).unwrap_or_else(|| "n/a".into())
+}
+
+async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Demo { keep, dir, rooms } => {
+            let opts = DemoOptions { keep, dir, rooms, ..Default::default() };
+            demo::run(&opts, true).await?;
+        }
+        Command::Bench(BenchCommand::Transfer { packets, size_mb, parallel }) => {
+            let b = TransferBench { packets, packet_bytes: (size_mb * 1e6) as usize, parallel, dir: None };
+            println!("bench transfer: {packets} packets × {size_mb} MB, {parallel} in flight, center in its own process");
+            let f = bench::transfer(&b).await?;
+            let mbytes = f.bytes as f64 / 1e6;
+            let seal = mbytes / f.seal.as_secs_f64().max(1e-9);
+            let push = mbytes / f.push.as_secs_f64().max(1e-9);
+            let e2e = mbytes / (f.seal + f.push).as_secs_f64().max(1e-9);
+            println!("| figure | value |");
+            println!("|---|---|");
+            println!("| envelope bytes | {mbytes:.1} MB |");
+            println!("| seal (sign + encrypt) | {seal:.0} MB/s ({:.2} s) |", f.seal.as_secs_f64());
+            println!("| push (send, fsync, verify, receipt) | {push:.0} MB/s ({:.2} s) |", f.push.as_secs_f64());
+            println!("| end to end (seal + push) | {e2e:.0} MB/s |");
+            println!("| push vs rsync-over-ssh reference (100 MB/s) | {:.2}× |", push / 100.0);
+            println!("| edge peak RSS (incl. data generation) | {} |", mb(f.edge_peak_rss));
+            println!("| center peak RSS | {} |", mb(f.center_peak_rss));
+        }
+        Command::Center(cmd) => konvert_center::cli::run(cmd).await?,
+        Command::Edge(cmd) => konvert_edge::cli::run(cmd).await?,
+        Command::Keys(cmd) => konvert_ops::keys::run(cmd)?,
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KONVERT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("konvert: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

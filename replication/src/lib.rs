@@ -9,10 +9,15 @@
 mod error;
 pub mod message;
 pub mod receipt;
+mod durable;
+pub mod inbox;
+pub mod outbox;
 
 pub use error::Error;
 pub use message::{Message, Offer, RejectReason, PROTOCOL_VERSION};
 pub use receipt::{Receipt, ReceiptBody};
+pub use inbox::{Inbox, InboxRecord};
+pub use outbox::{Outbox, OutboxEntry, OutboxState};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,109 @@
+//! The center's configuration (TOML). Relative paths are relative to the config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use konvert_crypto::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Default largest envelope accepted: 4 GiB.
+pub const DEFAULT_MAX_PACKET_BYTES: u64 = 4 << 30;
+
+/// `center.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CenterConfig {
+    /// The center's name, as in its TLS certificate (edges connect to this name).
+    pub name: String,
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Prometheus `/metrics` listen address; keep it on loopback or a management network.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where the inbox and the store live.
+    pub data_dir: PathBuf,
+    /// The center's CA certificate (PEM), which issued every station certificate.
+    pub ca_cert: PathBuf,
+    /// The center's TLS certificate (PEM).
+    pub cert: PathBuf,
+    /// The center's TLS private key (PEM, 0600).
+    pub key: PathBuf,
+    /// The center's receipt-signing key file (0600).
+    pub receipt_key: PathBuf,
+    /// Largest envelope accepted, in bytes.
+    #[serde(default = "default_max")]
+    pub max_packet_bytes: u64,
+    /// Member keys allowed to sign, until the signed key registry replaces this list.
+    #[serde(default)]
+    pub members: Vec<AllowedMember>,
+}
+
+fn default_max() -> u64 {
+    DEFAULT_MAX_PACKET_BYTES
+}
+
+/// A member (ГЭК) key allowed to sign packets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedMember {
+    /// Who holds the token.
+    pub name: String,
+    /// The token's public key (64 hex digits).
+    pub key: String,
+    /// Sites the member may sign for; empty means any site.
+    #[serde(default)]
+    pub sites: Vec<String>,
+}
+
+impl AllowedMember {
+    /// The parsed public key.
+    pub fn verifying_key(&self) -> Result<VerifyingKey> {
+        Ok(VerifyingKey::from_hex(&self.key)?)
+    }
+}
+
+impl CenterConfig {
+    /// Reads and checks a config file; relative paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
+        let mut cfg: CenterConfig =
+            toml::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data_dir, &mut cfg.ca_cert, &mut cfg.cert, &mut cfg.key, &mut cfg.receipt_key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.check().map_err(|message| Error::Config { path: path.to_owned(), message })?;
+        Ok(cfg)
+    }
+
+    /// Checks what can be checked without starting: keys parse, files exist.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        for m in &self.members {
+            VerifyingKey::from_hex(&m.key)
+                .map_err(|_| format!("member {:?}: key must be 64 hex digits (the token's public key)", m.name))?;
+        }
+        for (what, p) in [
+            ("ca_cert", &self.ca_cert),
+            ("cert", &self.cert),
+            ("key", &self.key),
+            ("receipt_key", &self.receipt_key),
+        ] {
+            if !p.is_file() {
+                return Err(format!("{what} = {} does not exist; run `konvert-center init` first", p.display()));
+            }
+        }
+        if self.max_packet_bytes == 0 {
+            return Err("max_packet_bytes must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Writes the config as TOML.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string_pretty(self).map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string() })?;
+        std::fs::write(path, text).map_err(Error::file(path))
+    }
+}

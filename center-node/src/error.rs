@@ -1,0 +1,42 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the center node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file is wrong.
+    #[error("configuration {path}: {message}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Replication failed.
+    #[error(transparent)]
+    Replication(#[from] konvert_replication::Error),
+    /// Cryptography failed.
+    #[error(transparent)]
+    Crypto(#[from] konvert_crypto::Error),
+    /// Metrics failed.
+    #[error("metrics: {0}")]
+    Metrics(String),
+    /// Network I/O failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn file(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::File { path, source }
+    }
+}

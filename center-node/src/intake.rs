@@ -1,0 +1,217 @@
+//! The center's policy for incoming packets: dedup against the inbox, stage the bytes,
+//! then verify (signature by an allowed member, header matches the offer and the
+//! station's site) before storing and signing the receipt.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::BufReader;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use konvert_crypto::envelope::{self, VerifiedEnvelope};
+use konvert_crypto::{KeyId, SigningKey, VerifyingKey};
+use konvert_replication::driver::{Admission, Intake, StationSession};
+use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason};
+use tracing::{info, warn};
+
+use crate::config::CenterConfig;
+use crate::metrics::Metrics;
+use crate::Result;
+
+/// A member key the center accepts, with the sites it may sign for (empty: any).
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Who holds it.
+    pub name: String,
+    /// The public key.
+    pub key: VerifyingKey,
+    /// Allowed sites.
+    pub sites: Vec<String>,
+}
+
+/// One packet being received.
+pub struct Staging {
+    file: File,
+    path: PathBuf,
+    key: (String, u32),
+}
+
+/// The center's [`Intake`].
+pub struct CenterIntake {
+    inbox: Arc<Inbox>,
+    members: HashMap<KeyId, Member>,
+    receipt_key: SigningKey,
+    metrics: Metrics,
+    max_packet_bytes: u64,
+    in_flight: Mutex<HashSet<(String, u32)>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl CenterIntake {
+    /// Builds the intake from the config's member list.
+    pub fn new(cfg: &CenterConfig, inbox: Arc<Inbox>, receipt_key: SigningKey, metrics: Metrics) -> Result<Self> {
+        let mut members = HashMap::new();
+        for m in &cfg.members {
+            let key = m.verifying_key()?;
+            members.insert(key.key_id(), Member { name: m.name.clone(), key, sites: m.sites.clone() });
+        }
+        Ok(CenterIntake {
+            inbox,
+            members,
+            receipt_key,
+            metrics,
+            max_packet_bytes: cfg.max_packet_bytes,
+            in_flight: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn release(&self, key: &(String, u32)) {
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.remove(key);
+        }
+    }
+
+    fn refuse(&self, reason: RejectReason, detail: String) -> (RejectReason, String) {
+        self.metrics.packets_rejected.with_label_values(&[reason.as_str()]).inc();
+        warn!(reason = reason.as_str(), "packet refused: {detail}");
+        (reason, detail)
+    }
+
+    fn verify(&self, station: &StationSession, offer: &Offer, staging: &Staging) -> std::result::Result<VerifiedEnvelope, (RejectReason, String)> {
+        let file = File::open(&staging.path)
+            .map_err(|e| (RejectReason::Unavailable, format!("cannot reopen the staged envelope: {e}")))?;
+        let trusted = |id: &KeyId| self.members.get(id).map(|m| m.key);
+        let verified = envelope::verify(BufReader::with_capacity(1 << 20, file), &trusted).map_err(|e| {
+            let reason = match e {
+                konvert_crypto::Error::UnknownSigner(_) => RejectReason::UnknownSigner,
+                konvert_crypto::Error::BadSignature => RejectReason::BadSignature,
+                konvert_crypto::Error::Io(_) => RejectReason::Unavailable,
+                _ => RejectReason::MalformedEnvelope,
+            };
+            (reason, e.to_string())
+        })?;
+        if verified.digest() != offer.digest || verified.envelope_bytes() != offer.size {
+            return Err((RejectReason::DigestMismatch, "the received bytes do not match the offered digest".into()));
+        }
+        let h = verified.header();
+        if h.packet_id != offer.packet_id || h.version != offer.version {
+            return Err((
+                RejectReason::SiteMismatch,
+                format!("the envelope is {} v{}, but {} v{} was offered", h.packet_id, h.version, offer.packet_id, offer.version),
+            ));
+        }
+        if h.sender_site != station.site {
+            return Err((
+                RejectReason::SiteMismatch,
+                format!("the envelope is from site {}, but the station is enrolled for site {}", h.sender_site, station.site),
+            ));
+        }
+        if let Some(m) = self.members.get(&verified.signer().key_id()) {
+            if !m.sites.is_empty() && !m.sites.iter().any(|s| s == &h.sender_site) {
+                return Err((
+                    RejectReason::UnknownSigner,
+                    format!("member {} is not bound to site {}", m.name, h.sender_site),
+                ));
+            }
+        }
+        Ok(verified)
+    }
+}
+
+impl Intake for CenterIntake {
+    type Staging = Staging;
+
+    fn max_packet_size(&self) -> u64 {
+        self.max_packet_bytes
+    }
+
+    fn admit(&self, _station: &StationSession, offer: &Offer) -> Admission<Staging> {
+        match self.inbox.lookup(&offer.packet_id, offer.version) {
+            Ok(Some(record)) if record.receipt.body.digest == offer.digest => {
+                self.metrics.packets_duplicate.inc();
+                return Admission::AlreadyHave(record.receipt);
+            }
+            Ok(Some(_)) => {
+                let (r, d) = self.refuse(
+                    RejectReason::Conflict,
+                    format!("{} v{} is already stored with other content", offer.packet_id, offer.version),
+                );
+                return Admission::Reject(r, d);
+            }
+            Ok(None) => {}
+            Err(e) => return Admission::Reject(RejectReason::Unavailable, e.to_string()),
+        }
+        let key = (offer.packet_id.clone(), offer.version);
+        match self.in_flight.lock() {
+            Ok(mut set) => {
+                if !set.insert(key.clone()) {
+                    return Admission::Reject(
+                        RejectReason::Unavailable,
+                        "this packet is being received on another stream".into(),
+                    );
+                }
+            }
+            Err(_) => return Admission::Reject(RejectReason::Unavailable, "internal lock poisoned".into()),
+        }
+        match self.inbox.create_staging(&offer.digest) {
+            Ok((file, path)) => Admission::Accept { resume_at: 0, staging: Staging { file, path, key } },
+            Err(e) => {
+                self.release(&key);
+                Admission::Reject(RejectReason::Unavailable, e.to_string())
+            }
+        }
+    }
+
+    fn write(&self, staging: &mut Staging, offset: u64, bytes: &[u8]) -> konvert_replication::Result<()> {
+        staging.file.write_all_at(bytes, offset)?;
+        Ok(())
+    }
+
+    fn complete(&self, station: &StationSession, offer: &Offer, staging: Staging) -> std::result::Result<Receipt, (RejectReason, String)> {
+        let result = (|| {
+            staging
+                .file
+                .sync_all()
+                .map_err(|e| (RejectReason::Unavailable, format!("cannot make the envelope durable: {e}")))?;
+            let verified = self.verify(station, offer, &staging)?;
+            let received_at = now_ms();
+            let body = ReceiptBody {
+                packet_id: offer.packet_id.clone(),
+                version: offer.version,
+                site: station.site.clone(),
+                digest: offer.digest,
+                bytes: offer.size,
+                received_at_unix_ms: received_at,
+                center_key: self.receipt_key.key_id(),
+            };
+            let receipt = Receipt::sign(body, &self.receipt_key).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
+            let record = InboxRecord {
+                receipt: receipt.clone(),
+                signer: verified.signer().key_id(),
+                sealed_at_unix_ms: verified.header().sealed_at_unix_ms,
+            };
+            self.inbox.commit(&staging.path, &record).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
+            let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
+            self.metrics.delivery_latency.observe(latency);
+            self.metrics.packets_received.with_label_values(&[&station.site]).inc();
+            self.metrics.bytes_received.with_label_values(&[&station.site]).inc_by(offer.size);
+            info!(site = %station.site, packet = %offer.packet_id, version = offer.version, bytes = offer.size, "stored");
+            Ok(receipt)
+        })();
+        if result.is_err() {
+            self.inbox.discard_staging(&staging.path);
+        }
+        self.release(&staging.key);
+        result.map_err(|(r, d)| self.refuse(r, d))
+    }
+
+    fn abandon(&self, _offer: &Offer, staging: Staging) {
+        self.inbox.discard_staging(&staging.path);
+        self.release(&staging.key);
+    }
+}

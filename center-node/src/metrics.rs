@@ -1,0 +1,132 @@
+//! The center's Prometheus metrics (prefix `konvert_`, base units) and a minimal
+//! `/metrics` endpoint meant for loopback or a management network.
+
+use std::net::SocketAddr;
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tracing::debug;
+
+use crate::{Error, Result};
+
+/// The center's metric families, registered in a registry owned by this process.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry to expose.
+    pub registry: Registry,
+    /// Seal time (the edge's claim) → receipt, seconds.
+    pub delivery_latency: Histogram,
+    /// Packets stored, by site.
+    pub packets_received: IntCounterVec,
+    /// Envelope bytes stored, by site.
+    pub bytes_received: IntCounterVec,
+    /// Packets refused, by reason.
+    pub packets_rejected: IntCounterVec,
+    /// Offers answered with the original receipt.
+    pub packets_duplicate: IntCounter,
+    /// Stations connected now.
+    pub connections: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Result<Self> {
+        let registry = Registry::new();
+        let m = |e: prometheus::Error| Error::Metrics(e.to_string());
+        let delivery_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "konvert_delivery_latency_seconds",
+                "Time from sealing at the site (the edge's clock) to the center's receipt.",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0]),
+        )
+        .map_err(m)?;
+        let packets_received = IntCounterVec::new(
+            Opts::new("konvert_packets_received_total", "Packets stored durably and receipted."),
+            &["site"],
+        )
+        .map_err(m)?;
+        let bytes_received = IntCounterVec::new(
+            Opts::new("konvert_received_bytes_total", "Envelope bytes stored durably and receipted."),
+            &["site"],
+        )
+        .map_err(m)?;
+        let packets_rejected = IntCounterVec::new(
+            Opts::new("konvert_packets_rejected_total", "Packets refused, by machine-readable reason."),
+            &["reason"],
+        )
+        .map_err(m)?;
+        let packets_duplicate = IntCounter::new(
+            "konvert_packets_duplicate_total",
+            "Offers of packets already stored, answered with the original receipt.",
+        )
+        .map_err(m)?;
+        let connections = IntGauge::new("konvert_station_connections", "Station connections open now.").map_err(m)?;
+        registry.register(Box::new(delivery_latency.clone())).map_err(m)?;
+        registry.register(Box::new(packets_received.clone())).map_err(m)?;
+        registry.register(Box::new(bytes_received.clone())).map_err(m)?;
+        registry.register(Box::new(packets_rejected.clone())).map_err(m)?;
+        registry.register(Box::new(packets_duplicate.clone())).map_err(m)?;
+        registry.register(Box::new(connections.clone())).map_err(m)?;
+        Ok(Metrics {
+            registry,
+            delivery_latency,
+            packets_received,
+            bytes_received,
+            packets_rejected,
+            packets_duplicate,
+            connections,
+        })
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Result<String> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).map_err(|e| Error::Metrics(e.to_string()))?;
+        String::from_utf8(buf).map_err(|e| Error::Metrics(e.to_string()))
+    }
+}
+
+/// Binds the `/metrics` endpoint and serves it in the background; returns the bound address.
+pub async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { continue };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                // Read only the request head, bounded: this endpoint needs nothing else.
+                let mut head = [0u8; 4096];
+                let mut n = 0;
+                while n < head.len() {
+                    match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut head[n..])).await {
+                        Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                        Ok(Ok(k)) => n += k,
+                    }
+                    if head[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let request = String::from_utf8_lossy(&head[..n]);
+                let response = if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
+                    match metrics.render() {
+                        Ok(body) => format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        ),
+                        Err(e) => format!("HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n{e}"),
+                    }
+                } else {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                };
+                if let Err(e) = sock.write_all(response.as_bytes()).await {
+                    debug!("metrics client went away: {e}");
+                }
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    Ok(local)
+}

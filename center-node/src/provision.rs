@@ -1,0 +1,149 @@
+//! Setting up a center (CA, TLS certificate, receipt and recipient keys, config) and
+//! enrolling a site's station (a station certificate and a ready site config).
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use konvert_crypto::{keyfile, RecipientPublicKey, RecipientSecretKey, SigningKey, VerifyingKey};
+use konvert_replication::pki::{self, Ca};
+
+use crate::config::{CenterConfig, DEFAULT_MAX_PACKET_BYTES};
+use crate::{Error, Result};
+
+/// What `init_center` made.
+#[derive(Debug, Clone)]
+pub struct CenterInit {
+    /// The written `center.toml`.
+    pub config_path: PathBuf,
+    /// The config itself.
+    pub config: CenterConfig,
+    /// The loader's recipient public key: edges seal to it.
+    pub recipient_public: RecipientPublicKey,
+    /// Where the loader's secret recipient key is (keep it off the receiver machine).
+    pub recipient_key_path: PathBuf,
+    /// The receipt key's public half: edges verify receipts with it.
+    pub receipt_public: VerifyingKey,
+}
+
+fn write_secret_text(path: &Path, text: &str) -> Result<()> {
+    keyfile::write_atomic(path, text.as_bytes(), 0o600)?;
+    Ok(())
+}
+
+fn write_public_text(path: &Path, text: &str) -> Result<()> {
+    keyfile::write_atomic(path, text.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// Creates a new center in `dir`: `pki/` (CA, center certificate), `keys/receipt.key`,
+/// `loader/recipient.key` (the decryption key, for the offline loader only), `data/`, and
+/// `center.toml`. Refuses to overwrite an existing center.
+pub fn init_center(dir: &Path, name: &str, listen: SocketAddr, metrics_listen: Option<SocketAddr>) -> Result<CenterInit> {
+    let config_path = dir.join("center.toml");
+    if config_path.exists() {
+        return Err(Error::Config {
+            path: config_path,
+            message: "a center already exists here; choose another folder".into(),
+        });
+    }
+    for sub in ["pki", "keys", "loader", "data"] {
+        fs::create_dir_all(dir.join(sub)).map_err(Error::file(dir.join(sub)))?;
+    }
+    let ca = Ca::generate(&format!("konvert CA for {name}"))?;
+    write_public_text(&dir.join("pki/ca.pem"), &ca.cert_pem)?;
+    write_secret_text(&dir.join("pki/ca.key"), ca.key_pem())?;
+    let center_cert = ca.issue_center(name)?;
+    write_public_text(&dir.join("pki/center.pem"), &center_cert.cert_pem)?;
+    write_secret_text(&dir.join("pki/center.key"), &center_cert.key_pem)?;
+    let receipt_key = SigningKey::generate()?;
+    keyfile::write_signing_key(&dir.join("keys/receipt.key"), &receipt_key)?;
+    let recipient = RecipientSecretKey::generate()?;
+    let recipient_key_path = dir.join("loader/recipient.key");
+    keyfile::write_recipient_key(&recipient_key_path, &recipient)?;
+    write_public_text(&dir.join("pki/recipient.pub"), &format!("{}\n", recipient.public_key()))?;
+    write_public_text(&dir.join("keys/receipt.pub"), &format!("{}\n", receipt_key.verifying_key()))?;
+    let config = CenterConfig {
+        name: name.to_owned(),
+        listen,
+        metrics_listen,
+        data_dir: "data".into(),
+        ca_cert: "pki/ca.pem".into(),
+        cert: "pki/center.pem".into(),
+        key: "pki/center.key".into(),
+        receipt_key: "keys/receipt.key".into(),
+        max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
+        members: Vec::new(),
+    };
+    config.save(&config_path)?;
+    let config = CenterConfig::load(&config_path)?;
+    Ok(CenterInit {
+        config_path,
+        config,
+        recipient_public: recipient.public_key(),
+        recipient_key_path,
+        receipt_public: receipt_key.verifying_key(),
+    })
+}
+
+/// The public facts an edge needs about its center.
+#[derive(Debug, Clone)]
+pub struct CenterFacts {
+    /// Address edges connect to.
+    pub address: String,
+    /// The center's TLS name.
+    pub name: String,
+    /// The recipient key edges seal to.
+    pub recipient_public: RecipientPublicKey,
+    /// The key receipts are signed with.
+    pub receipt_public: VerifyingKey,
+}
+
+impl CenterFacts {
+    /// Reads the public keys that `init_center` wrote into `center_dir`.
+    pub fn read(center_dir: &Path, address: &str, name: &str) -> Result<CenterFacts> {
+        let read = |p: PathBuf| fs::read_to_string(&p).map_err(Error::file(p));
+        Ok(CenterFacts {
+            address: address.to_owned(),
+            name: name.to_owned(),
+            recipient_public: RecipientPublicKey::from_hex(&read(center_dir.join("pki/recipient.pub"))?)?,
+            receipt_public: VerifyingKey::from_hex(&read(center_dir.join("keys/receipt.pub"))?)?,
+        })
+    }
+}
+
+/// Issues a station certificate for `site` with the center's CA and writes a ready-to-edit
+/// site folder to `out`: `ca.pem`, `station.pem`, `station.key` (0600) and `site.toml`.
+pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &Path) -> Result<PathBuf> {
+    let read = |p: PathBuf| fs::read_to_string(&p).map_err(Error::file(p));
+    let ca = Ca::from_pem(&read(center_dir.join("pki/ca.pem"))?, &read(center_dir.join("pki/ca.key"))?)?;
+    let station = ca.issue_station(site)?;
+    fs::create_dir_all(out).map_err(Error::file(out))?;
+    write_public_text(&out.join("ca.pem"), &ca.cert_pem)?;
+    write_public_text(&out.join("station.pem"), &station.cert_pem)?;
+    write_secret_text(&out.join("station.key"), &station.key_pem)?;
+    let site_toml = out.join("site.toml");
+    let text = format!(
+        "# konvert-edge site configuration. Paths are relative to this file.\n\
+         site = \"{site}\"\n\
+         # Minutes east of UTC of the site's local time (Moscow 180, Kaliningrad 120, Kamchatka 720).\n\
+         utc_offset_minutes = 180\n\
+         data_dir = \"data\"\n\
+         # The member (ГЭК) token file.\n\
+         token = \"member.token\"\n\n\
+         [center]\n\
+         address = \"{address}\"\n\
+         server_name = \"{name}\"\n\
+         ca_cert = \"ca.pem\"\n\
+         station_cert = \"station.pem\"\n\
+         station_key = \"station.key\"\n\
+         recipient_key = \"{recipient}\"\n\
+         receipt_key = \"{receipt}\"\n",
+        address = facts.address,
+        name = facts.name,
+        recipient = facts.recipient_public,
+        receipt = facts.receipt_public,
+    );
+    write_public_text(&site_toml, &text)?;
+    Ok(site_toml)
+}

@@ -1,0 +1,77 @@
+//! Starting the center: the QUIC endpoint, the accept loop, and the metrics endpoint.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use konvert_crypto::keyfile;
+use konvert_replication::{driver, pki, tls, Inbox};
+use tracing::{info, warn};
+
+use crate::config::CenterConfig;
+use crate::intake::CenterIntake;
+use crate::metrics::{serve_metrics, Metrics};
+use crate::{Error, Result};
+
+/// A center that is serving.
+pub struct RunningCenter {
+    /// The QUIC address it listens on.
+    pub addr: SocketAddr,
+    /// The `/metrics` address, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Its metrics.
+    pub metrics: Metrics,
+    /// Its inbox.
+    pub inbox: Arc<Inbox>,
+    endpoint: quinn::Endpoint,
+}
+
+impl RunningCenter {
+    /// Stops accepting and closes every connection.
+    pub async fn shutdown(self) {
+        self.endpoint.close(0u32.into(), b"center shutting down");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Starts the center described by `cfg` and returns once it listens.
+pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
+    let ca_pem = read(&cfg.ca_cert)?;
+    let cert = pki::IssuedCert { cert_pem: read(&cfg.cert)?, key_pem: read(&cfg.key)?.into() };
+    let receipt_key = keyfile::read_signing_key(&cfg.receipt_key)?;
+    let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
+    let metrics = Metrics::new()?;
+    let intake = Arc::new(CenterIntake::new(cfg, inbox.clone(), receipt_key, metrics.clone())?);
+    let endpoint = tls::server_endpoint(cfg.listen, tls::server_config(&ca_pem, &cert)?)?;
+    let addr = endpoint.local_addr()?;
+    let metrics_addr = match cfg.metrics_listen {
+        Some(a) => Some(serve_metrics(a, metrics.clone()).await?),
+        None => None,
+    };
+    info!(%addr, name = %cfg.name, "center listening");
+    let ep = endpoint.clone();
+    let name = cfg.name.clone();
+    let m = metrics.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            let intake = intake.clone();
+            let name = name.clone();
+            let m = m.clone();
+            tokio::spawn(async move {
+                let conn = match incoming.await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!("handshake with a station failed: {e}");
+                        return;
+                    }
+                };
+                m.connections.inc();
+                if let Err(e) = driver::serve_connection(conn, intake, name).await {
+                    warn!("station connection ended with an error: {e}");
+                }
+                m.connections.dec();
+            });
+        }
+    });
+    Ok(RunningCenter { addr, metrics_addr, metrics, inbox, endpoint })
+}

@@ -1,0 +1,175 @@
+//! The `konvert-edge` command line.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use konvert_crypto::token::TokenFile;
+use konvert_exam::{ExamDate, ExamKind, PacketKind, PacketRef, RoomId};
+use konvert_replication::{Outbox, OutboxState};
+
+use crate::config::SiteConfig;
+use crate::push::{push, PushEvent, PushOptions};
+use crate::seal::seal_room;
+use crate::{Error, Result};
+
+/// `konvert-edge` commands.
+#[derive(Debug, Subcommand)]
+pub enum EdgeCommand {
+    /// Seal a room's folder of scans into the outbox (asks for the member's PIN).
+    Seal {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The folder with the room's scan files.
+        #[arg(long)]
+        room_dir: PathBuf,
+        /// Room code, e.g. 0012.
+        #[arg(long)]
+        room: RoomId,
+        /// Exam day, YYYY-MM-DD.
+        #[arg(long)]
+        date: ExamDate,
+        /// Exam: ege, oge, gve, essay.
+        #[arg(long, default_value = "ege")]
+        exam: ExamKind,
+        /// What the packet holds: forms, blanks, journal, audio, test.
+        #[arg(long, default_value = "blanks")]
+        kind: PacketKind,
+        /// Read the PIN from this environment variable instead of asking (automation only).
+        #[arg(long)]
+        pin_env: Option<String>,
+    },
+    /// Send every sealed packet to the center and wait for receipts.
+    Push {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Give up after this many seconds without delivering everything.
+        #[arg(long, default_value_t = 3600)]
+        max_wait: u64,
+    },
+    /// Show what is sealed, delivered or refused.
+    Status {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check site.toml and say what is wrong.
+    CheckConfig {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn read_pin(token: &TokenFile, pin_env: Option<&str>) -> Result<zeroize::Zeroizing<String>> {
+    if let Some(var) = pin_env {
+        return std::env::var(var)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| Error::Push(format!("environment variable {var} with the PIN is not set")));
+    }
+    let prompt = format!("PIN for member token {} ({}): ", token.token_id, token.holder);
+    rpassword::prompt_password(prompt).map(zeroize::Zeroizing::new).map_err(Error::Io)
+}
+
+/// Runs one command.
+pub async fn run(cmd: EdgeCommand) -> Result<()> {
+    match cmd {
+        EdgeCommand::Seal { config, room_dir, room, date, exam, kind, pin_env } => {
+            let cfg = SiteConfig::load(&config)?;
+            let token = TokenFile::read(&cfg.token)?;
+            let pin = read_pin(&token, pin_env.as_deref())?;
+            let signer = token.unlock(&pin)?;
+            drop(pin);
+            let outbox = Outbox::open(&cfg.data_dir)?;
+            let packet = PacketRef { site: cfg.site.clone(), date, exam, room, kind };
+            let sealed = seal_room(&cfg, &outbox, &signer, &room_dir, packet, now_unix_ms())?;
+            println!(
+                "sealed {} v{}: {} files, {:.1} MB of scans → {:.1} MB envelope, signed by token {}",
+                sealed.entry.offer.packet_id,
+                sealed.entry.offer.version,
+                sealed.files,
+                sealed.scan_bytes as f64 / 1e6,
+                sealed.entry.offer.size as f64 / 1e6,
+                token.token_id
+            );
+        }
+        EdgeCommand::Push { config, max_wait } => {
+            let cfg = SiteConfig::load(&config)?;
+            let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
+            let pending = outbox.pending()?;
+            let total: u64 = pending.iter().map(|e| e.offer.size).sum();
+            if pending.is_empty() {
+                println!("nothing to send: every sealed packet has a receipt");
+                return Ok(());
+            }
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let sent = Arc::new(Mutex::new(std::collections::HashMap::<String, u64>::new()));
+            let b = bar.clone();
+            let on_event = Arc::new(move |ev: PushEvent| match ev {
+                PushEvent::Progress { packet_id, offset, .. } => {
+                    if let Ok(mut m) = sent.lock() {
+                        m.insert(packet_id, offset);
+                        b.set_position(m.values().sum());
+                    }
+                }
+                PushEvent::Delivered { packet_id } => b.println(format!("  receipt ✓ {packet_id}")),
+                PushEvent::Rejected { packet_id, reason, .. } => {
+                    b.println(format!("  refused ✗ {packet_id}: {}", reason.plain_words()))
+                }
+                PushEvent::Retrying { error, in_seconds } => {
+                    b.set_message(format!("center unreachable ({error}); retry in {in_seconds:.0} s"))
+                }
+                PushEvent::Connected => b.set_message("connected"),
+            });
+            let opts = PushOptions { max_wait: Duration::from_secs(max_wait), on_event };
+            let report = push(&cfg, outbox, opts).await;
+            bar.finish_and_clear();
+            let report = report?;
+            println!(
+                "{} packet(s) delivered with verified receipts ({:.1} MB in {:.1} s), {} refused",
+                report.delivered,
+                report.delivered_bytes as f64 / 1e6,
+                report.elapsed.as_secs_f64(),
+                report.rejected.len()
+            );
+            for (id, reason, detail) in &report.rejected {
+                println!("  {id}: {} ({detail})", reason.plain_words());
+            }
+            if !report.rejected.is_empty() {
+                return Err(Error::Push(format!("{} packet(s) refused by the center", report.rejected.len())));
+            }
+        }
+        EdgeCommand::Status { config } => {
+            let cfg = SiteConfig::load(&config)?;
+            let outbox = Outbox::open(&cfg.data_dir)?;
+            let entries = outbox.entries()?;
+            println!("site {}: {} packet version(s) in the outbox", cfg.site, entries.len());
+            for e in entries {
+                let state = match &e.state {
+                    OutboxState::Sealed => "sealed, waiting to send".to_owned(),
+                    OutboxState::Delivered { receipt } => format!("delivered, receipt signed by {}", receipt.body.center_key),
+                    OutboxState::Rejected { reason, .. } => format!("REFUSED: {}", reason.plain_words()),
+                };
+                println!("  {:<48} v{:<3} {:>10.1} MB  {}", e.offer.packet_id, e.offer.version, e.offer.size as f64 / 1e6, state);
+            }
+        }
+        EdgeCommand::CheckConfig { config } => {
+            let cfg = SiteConfig::load(&config)?;
+            println!("{}: ok — site {}, center {} ({})", config.display(), cfg.site, cfg.center.address, cfg.center.server_name);
+        }
+    }
+    Ok(())
+}

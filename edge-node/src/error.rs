@@ -1,0 +1,45 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong at the edge.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The site configuration is wrong.
+    #[error("configuration {path}: {message}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Exam-domain data is wrong.
+    #[error(transparent)]
+    Exam(#[from] konvert_exam::Error),
+    /// Cryptography failed (wrong PIN, damaged token …).
+    #[error(transparent)]
+    Crypto(#[from] konvert_crypto::Error),
+    /// Replication failed.
+    #[error(transparent)]
+    Replication(#[from] konvert_replication::Error),
+    /// Pushing did not finish in time.
+    #[error("{0}")]
+    Push(String),
+    /// I/O failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn file(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::File { path, source }
+    }
+}

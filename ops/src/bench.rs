@@ -1,0 +1,123 @@
+//! `konvert bench transfer`: N packets of random data from one edge to a center running
+//! as a separate process on loopback — sealed, sent, fsynced, receipted — with MB/s and
+//! each side's peak RSS.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use konvert_center::config::{AllowedMember, CenterConfig};
+use konvert_center::provision::{self, CenterFacts};
+use konvert_crypto::token::TokenFile;
+use konvert_edge::cli::now_unix_ms;
+use konvert_edge::{push, seal_room, PushOptions, SiteConfig};
+use konvert_exam::{ExamKind, PacketKind, PacketRef};
+use konvert_replication::Outbox;
+
+use crate::rooms::write_random_file;
+use crate::stats::peak_rss_bytes;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct TransferBench {
+    /// Number of packets.
+    pub packets: usize,
+    /// Bytes of random scan data per packet.
+    pub packet_bytes: usize,
+    /// Packets in flight.
+    pub parallel: usize,
+    /// Work folder (default: a temporary one on the same disk as /tmp).
+    pub dir: Option<PathBuf>,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone)]
+pub struct TransferFigures {
+    /// Envelope bytes moved.
+    pub bytes: u64,
+    /// Time to seal everything.
+    pub seal: Duration,
+    /// Time to push everything and get every receipt.
+    pub push: Duration,
+    /// Peak RSS of this (edge) process.
+    pub edge_peak_rss: Option<u64>,
+    /// Peak RSS of the center process.
+    pub center_peak_rss: Option<u64>,
+}
+
+fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs the transfer benchmark.
+pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
+    let temp = tempfile::Builder::new().prefix("konvert-bench-").tempdir()?;
+    let root = b.dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    let center_dir = root.join("center");
+    let port = free_udp_port()?;
+    let init = provision::init_center(&center_dir, "center.konvert", format!("127.0.0.1:{port}").parse()?, None)?;
+    let site_dir = root.join("site");
+    std::fs::create_dir_all(&site_dir)?;
+    let token = TokenFile::create(&site_dir.join("member.token"), "TK-BENCH", "bench", "493817", 10_000)?;
+    let mut raw: CenterConfig = toml::from_str(&std::fs::read_to_string(&init.config_path)?)?;
+    raw.members.push(AllowedMember { name: "bench".into(), key: token.public.to_string(), sites: vec!["0101".into()] });
+    raw.save(&init.config_path)?;
+
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(["center", "serve", "--config"])
+        .arg(&init.config_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the center process")?;
+    let stdout = child.stdout.take().context("center stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    anyhow::ensure!(line.contains("listening"), "the center did not start: {line:?}");
+
+    let facts = CenterFacts {
+        address: format!("127.0.0.1:{port}"),
+        name: "center.konvert".into(),
+        recipient_public: init.recipient_public,
+        receipt_public: init.receipt_public,
+    };
+    let toml = provision::enroll_station(&center_dir, "0101", &facts, &site_dir)?;
+    let mut cfg = SiteConfig::load(&toml)?;
+    cfg.push.parallel = b.parallel;
+    let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
+    let signer = TokenFile::read(&cfg.token)?.unlock("493817")?;
+
+    let scans = root.join("scans");
+    for i in 0..b.packets {
+        write_random_file(&scans.join(format!("{:04}", i + 1)), "scan.bin", i as u64, b.packet_bytes)?;
+    }
+    let date = "2026-06-01".parse()?;
+    let started = Instant::now();
+    for i in 0..b.packets {
+        let room = format!("{:04}", i + 1);
+        let packet = PacketRef { site: cfg.site.clone(), date, exam: ExamKind::Ege, room: room.parse()?, kind: PacketKind::Blanks };
+        seal_room(&cfg, &outbox, &signer, &scans.join(&room), packet, now_unix_ms())?;
+    }
+    let seal = started.elapsed();
+    let bytes: u64 = outbox.entries()?.iter().map(|e| e.offer.size).sum();
+
+    let started = Instant::now();
+    let report = push(&cfg, outbox.clone(), PushOptions { max_wait: Duration::from_secs(600), ..Default::default() }).await;
+    let push_time = started.elapsed();
+    let center_peak_rss = peak_rss_bytes(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let report = report?;
+    anyhow::ensure!(report.delivered == b.packets, "only {} of {} packets delivered", report.delivered, b.packets);
+    Ok(TransferFigures {
+        bytes,
+        seal,
+        push: push_time,
+        edge_peak_rss: peak_rss_bytes(std::process::id()),
+        center_peak_rss,
+    })
+}

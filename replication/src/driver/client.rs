@@ -1,0 +1,96 @@
+//! The edge's side: connect with the station certificate, say Hello, send packets.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use konvert_crypto::VerifyingKey;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::stream::{read_message, write_message};
+use crate::handshake;
+use crate::sender::{PacketSender, SenderEvent};
+use crate::{Error, Offer, Receipt, RejectReason, Result};
+
+/// Software name and version sent in Hello.
+pub const AGENT: &str = concat!("konvert-edge/", env!("CARGO_PKG_VERSION"));
+
+/// How one packet's exchange ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The center holds it; the receipt verified against the center's key and the offer.
+    Delivered(Receipt),
+    /// The center refused it.
+    Rejected {
+        /// Why.
+        reason: RejectReason,
+        /// Detail from the center.
+        detail: String,
+    },
+}
+
+/// Connects to the center, which must present a certificate for `server_name` from the
+/// configured CA, and completes the Hello/Welcome exchange for `site`.
+pub async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr, server_name: &str, site: &str) -> Result<quinn::Connection> {
+    let conn = endpoint
+        .connect(addr, server_name)
+        .map_err(|e| Error::Connection(format!("cannot connect to {addr}: {e}")))?
+        .await
+        .map_err(|e| Error::Connection(format!("cannot connect to the center at {addr} ({server_name}): {e}")))?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
+    write_message(&mut send, &handshake::hello(site, AGENT)).await?;
+    let answer = read_message(&mut recv)
+        .await?
+        .ok_or_else(|| Error::Connection("the center closed the control stream without answering Hello".into()))?;
+    handshake::check_welcome(&answer)?;
+    Ok(conn)
+}
+
+/// Sends one envelope file on its own stream, from wherever the center says it holds up
+/// to, and waits for the signed receipt. `progress` is told the offset reached.
+pub async fn send_packet(
+    conn: &quinn::Connection,
+    offer: Offer,
+    center_key: VerifyingKey,
+    path: &Path,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Outcome> {
+    let mut sender = PacketSender::new(offer, center_key);
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
+    write_message(&mut send, &sender.start()?).await?;
+    let mut event = sender.handle(next(&mut recv).await?)?;
+    if let SenderEvent::SendFrom(offset) = event {
+        let mut file = tokio::fs::File::open(path).await?;
+        let len = file.metadata().await?.len();
+        if len != sender.offer().size {
+            return Err(Error::Storage(format!(
+                "envelope {} changed size on disk ({} → {len} bytes); it cannot be sent",
+                path.display(),
+                sender.offer().size
+            )));
+        }
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        progress(offset);
+        while let Some((at, n)) = sender.next_chunk() {
+            let mut buf = vec![0u8; n];
+            file.read_exact(&mut buf).await?;
+            write_message(&mut send, &sender.data(at, buf)).await?;
+            progress(at + n as u64);
+        }
+        write_message(&mut send, &sender.finish()?).await?;
+        let _ = send.finish();
+        event = sender.handle(next(&mut recv).await?)?;
+    }
+    match event {
+        SenderEvent::Delivered(receipt) => Ok(Outcome::Delivered(receipt)),
+        SenderEvent::Rejected { reason, detail } => Ok(Outcome::Rejected { reason, detail }),
+        SenderEvent::SendFrom(_) => {
+            Err(Error::Protocol { expected: "Receipt or Reject", got: "a second Accept".into() })
+        }
+    }
+}
+
+async fn next(recv: &mut quinn::RecvStream) -> Result<crate::Message> {
+    read_message(recv)
+        .await?
+        .ok_or_else(|| Error::Connection("the center closed the stream before answering".into()))
+}

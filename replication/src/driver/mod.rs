@@ -1,0 +1,10 @@
+//! The thin quinn/tokio driver around the sans-IO core: frames over QUIC streams, the
+//! edge's push of one packet per stream, and the center's per-connection service.
+
+mod client;
+mod server;
+mod stream;
+
+pub use client::{connect, send_packet, Outcome, AGENT};
+pub use server::{serve_connection, Admission, Intake, StationSession};
+pub use stream::{read_message, write_message};

@@ -1,0 +1,155 @@
+//! The edge's outbox: sealed envelopes that wait for the center's signed receipt.
+//! Metadata lives in sled; envelopes are files (sled is not a blob store). An entry is
+//! only marked delivered with a receipt that verified; until then it is sent again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::durable::{packet_key, packet_prefix, rename_durably, storage_err};
+use crate::{Error, Offer, Receipt, RejectReason, Result};
+
+/// Where a packet stands at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutboxState {
+    /// Sealed, not yet receipted.
+    Sealed,
+    /// The center holds it durably; its signed receipt is kept.
+    Delivered {
+        /// The verified receipt.
+        receipt: Receipt,
+    },
+    /// The center refused it for a reason that sending again cannot fix.
+    Rejected {
+        /// Why.
+        reason: RejectReason,
+        /// Detail from the center.
+        detail: String,
+    },
+}
+
+/// One sealed envelope in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// What will be offered to the center.
+    pub offer: Offer,
+    /// The envelope's file name in the outbox folder.
+    pub file_name: String,
+    /// A label for the operator (room and kind).
+    pub label: String,
+    /// Where it stands.
+    pub state: OutboxState,
+}
+
+/// The edge's durable queue of sealed envelopes.
+pub struct Outbox {
+    db: sled::Db,
+    entries: sled::Tree,
+    dir: PathBuf,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let envelopes = dir.join("envelopes");
+        fs::create_dir_all(&envelopes)?;
+        let db = sled::open(dir.join("outbox.sled")).map_err(|e| {
+            Error::Storage(format!("cannot open the outbox at {}: {e}; is another konvert-edge running?", dir.display()))
+        })?;
+        let entries = db.open_tree("entries").map_err(storage_err)?;
+        Ok(Outbox { db, entries, dir: envelopes })
+    }
+
+    /// Where a new envelope is written before `add` takes it in.
+    pub fn staging_path(&self, packet_id: &str, version: u32) -> PathBuf {
+        self.dir.join(format!("{packet_id}.v{version}.env.part"))
+    }
+
+    /// The envelope file of an entry.
+    pub fn envelope_path(&self, entry: &OutboxEntry) -> PathBuf {
+        self.dir.join(&entry.file_name)
+    }
+
+    /// The next free version of a packet (1 for a new packet).
+    pub fn next_version(&self, packet_id: &str) -> Result<u32> {
+        let mut last = 0;
+        for kv in self.entries.scan_prefix(packet_prefix(packet_id)) {
+            let (_, v) = kv.map_err(storage_err)?;
+            last = last.max(decode(&v)?.offer.version);
+        }
+        Ok(last + 1)
+    }
+
+    /// Takes a fully written envelope from `staged` into the outbox, durably. Refuses a
+    /// packet id and version that is already there: a rescan is a new version.
+    pub fn add(&self, staged: &Path, offer: Offer, label: String) -> Result<OutboxEntry> {
+        let key = packet_key(&offer.packet_id, offer.version);
+        if self.entries.contains_key(&key).map_err(storage_err)? {
+            return Err(Error::Storage(format!(
+                "packet {} version {} is already in the outbox; seal a new version instead",
+                offer.packet_id, offer.version
+            )));
+        }
+        fs::File::open(staged)?.sync_all()?;
+        let file_name = format!("{}.v{}.env", offer.packet_id, offer.version);
+        rename_durably(staged, &self.dir.join(&file_name))?;
+        let entry = OutboxEntry { offer, file_name, label, state: OutboxState::Sealed };
+        self.put(&entry)?;
+        Ok(entry)
+    }
+
+    /// Every entry, in sending order.
+    pub fn entries(&self) -> Result<Vec<OutboxEntry>> {
+        let mut all = Vec::new();
+        for kv in self.entries.iter() {
+            let (_, v) = kv.map_err(storage_err)?;
+            all.push(decode(&v)?);
+        }
+        all.sort_by(|a, b| {
+            (a.offer.priority, a.offer.deadline_unix_ms, a.offer.sealed_at_unix_ms, &a.offer.packet_id).cmp(&(
+                b.offer.priority,
+                b.offer.deadline_unix_ms,
+                b.offer.sealed_at_unix_ms,
+                &b.offer.packet_id,
+            ))
+        });
+        Ok(all)
+    }
+
+    /// Entries still waiting for a receipt, in sending order.
+    pub fn pending(&self) -> Result<Vec<OutboxEntry>> {
+        Ok(self.entries()?.into_iter().filter(|e| e.state == OutboxState::Sealed).collect())
+    }
+
+    /// Records a verified receipt, durably.
+    pub fn mark_delivered(&self, offer: &Offer, receipt: Receipt) -> Result<()> {
+        self.update(offer, OutboxState::Delivered { receipt })
+    }
+
+    /// Records a final refusal, durably.
+    pub fn mark_rejected(&self, offer: &Offer, reason: RejectReason, detail: String) -> Result<()> {
+        self.update(offer, OutboxState::Rejected { reason, detail })
+    }
+
+    fn update(&self, offer: &Offer, state: OutboxState) -> Result<()> {
+        let key = packet_key(&offer.packet_id, offer.version);
+        let Some(v) = self.entries.get(&key).map_err(storage_err)? else {
+            return Err(Error::Storage(format!("packet {} v{} is not in the outbox", offer.packet_id, offer.version)));
+        };
+        let mut entry = decode(&v)?;
+        entry.state = state;
+        self.put(&entry)
+    }
+
+    fn put(&self, entry: &OutboxEntry) -> Result<()> {
+        let bytes = postcard::to_allocvec(entry).map_err(storage_err)?;
+        self.entries.insert(packet_key(&entry.offer.packet_id, entry.offer.version), bytes).map_err(storage_err)?;
+        self.db.flush().map_err(storage_err)?;
+        Ok(())
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<OutboxEntry> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("corrupt outbox entry: {e}")))
+}
