@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::{keyfile, RecipientPublicKey, RecipientSecretKey, SigningKey, VerifyingKey};
-use konvert_replication::pki::{self, Ca};
+use konvert_replication::pki::Ca;
 
 use crate::config::{CenterConfig, DEFAULT_MAX_PACKET_BYTES};
 use crate::{Error, Result};

@@ -13,6 +13,60 @@ pub enum Error {
     /// A signer key id that the verifier does not trust.
     #[error("envelope is signed by key {0}, which is not an allowed member key")]
     UnknownSigner(KeyId),
+    /// Not a konvert envelope.
+    #[error("not a konvert envelope (bad magic bytes); the file is damaged or is something else")]
+    BadMagic,
+    /// An envelope format or suite this build does not read.
+    #[error("envelope format {version} suite {suite} is not supported by this version of konvert; update it")]
+    UnsupportedFormat {
+        /// Format version found.
+        version: u16,
+        /// Algorithm suite found.
+        suite: u16,
+    },
+    /// The declared header length is above the limit.
+    #[error("envelope header of {len} bytes exceeds the limit of {max}; the file is damaged")]
+    HeaderTooLarge {
+        /// Declared length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The header does not decode.
+    #[error("envelope header is malformed: {0}")]
+    MalformedHeader(String),
+    /// The envelope ends too early.
+    #[error("envelope is truncated; it was cut short in copying or transfer — seal or send it again")]
+    Truncated,
+    /// The envelope's structure is wrong.
+    #[error("envelope is malformed: {0}")]
+    Malformed(String),
+    /// A chunk failed authentication while opening.
+    #[error("chunk {index} of the envelope fails authentication; the file is damaged or was altered")]
+    ChunkAuthentication {
+        /// The chunk's index.
+        index: u64,
+    },
+    /// The envelope is not sealed to this recipient key.
+    #[error("the envelope is not sealed to recipient key {0}; use the center key it was sealed to")]
+    NotARecipient(KeyId),
+    /// Sealing needs at least one recipient.
+    #[error("an envelope needs at least one recipient key")]
+    NoRecipients,
+    /// The PIN does not open the token.
+    #[error("wrong PIN for member token {token_id}; check the PIN envelope and try again")]
+    WrongPin {
+        /// The token.
+        token_id: String,
+    },
+    /// A token or key file is damaged or of the wrong kind.
+    #[error("{path}: {message}")]
+    BadFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Rng,

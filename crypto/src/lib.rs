@@ -7,9 +7,13 @@
 //! drop and never appear in `Debug`, `Display` or error messages. This crate reads and
 //! writes key and token files, and nothing else: it knows nothing of networks.
 
+pub mod envelope;
 mod error;
+pub mod keyfile;
 pub mod keys;
+pub mod token;
 
+pub use envelope::{EnvelopeHeader, SealRequest, SealSummary, VerifiedEnvelope};
 pub use error::Error;
 pub use keys::{
     random_bytes, Domain, KeyId, RecipientPublicKey, RecipientSecretKey, Signature, SigningKey, VerifyingKey,

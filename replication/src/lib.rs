@@ -10,6 +10,13 @@ mod error;
 pub mod message;
 pub mod receipt;
 mod durable;
+pub mod driver;
+pub mod frame;
+pub mod handshake;
+pub mod receiver;
+pub mod sender;
+pub mod pki;
+pub mod tls;
 pub mod inbox;
 pub mod outbox;
 

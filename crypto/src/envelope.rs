@@ -1,0 +1,428 @@
+//! The sealed envelope, format v1 (byte layout in `crypto/FORMAT.md`): a fixed prefix, a
+//! postcard header, the payload as 64 KiB AES-256-GCM chunks (STREAM nonces: counter ‖
+//! last-chunk flag; AAD = SHA-256 of prefix ‖ header), and an Ed25519 trailer over
+//! SHA-256(prefix ‖ header ‖ chunks) that anyone can check without the decryption key.
+//! Seal, verify and open stream with memory bounded by a few chunks.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
+use ring::digest::{Context, SHA256};
+use ring::hkdf;
+use ring::rand::SystemRandom;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::keys::random_bytes;
+use crate::{Domain, Error, KeyId, RecipientPublicKey, RecipientSecretKey, Result, Signature, SigningKey, VerifyingKey};
+
+/// Plaintext bytes per chunk.
+pub const CHUNK_SIZE: usize = 64 * 1024;
+/// Largest header accepted, checked before it is read.
+pub const MAX_HEADER_LEN: usize = 64 * 1024;
+/// Magic bytes that open every envelope.
+pub const MAGIC: &[u8; 8] = b"KNVRTENV";
+/// Envelope format version.
+pub const FORMAT_VERSION: u16 = 1;
+/// Suite 1: X25519 + HKDF-SHA256 + AES-256-GCM + Ed25519.
+pub const SUITE: u16 = 1;
+
+const PREFIX_LEN: usize = 16;
+const TAG_LEN: usize = 16;
+const SIG_LEN: usize = 64;
+const SEALED_CHUNK: usize = CHUNK_SIZE + TAG_LEN;
+const INFO_PAYLOAD: &[u8] = b"konvert/v1/payload";
+const INFO_WRAP: &[u8] = b"konvert/v1/wrap";
+
+/// What to seal.
+#[derive(Debug, Clone)]
+pub struct SealRequest<'a> {
+    /// The packet id.
+    pub packet_id: &'a str,
+    /// The packet version.
+    pub version: u32,
+    /// The sending site.
+    pub sender_site: &'a str,
+    /// When the edge sealed it (its claim; recorded, never trusted).
+    pub sealed_at_unix_ms: u64,
+    /// Opaque metadata (e.g. the packet's identity), bound by the signature.
+    pub metadata: &'a [u8],
+    /// Who can open it; at least one.
+    pub recipients: &'a [RecipientPublicKey],
+}
+
+/// What sealing produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealSummary {
+    /// Size of the envelope.
+    pub envelope_bytes: u64,
+    /// Size of the plaintext.
+    pub plaintext_bytes: u64,
+    /// SHA-256 of the whole envelope as written.
+    pub digest: [u8; 32],
+}
+
+/// The file key wrapped for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    /// The recipient's key id.
+    pub recipient: KeyId,
+    /// The sender's ephemeral X25519 public key.
+    pub ephemeral_public: [u8; 32],
+    /// AES-256-GCM of the 32-byte file key (48 bytes).
+    #[serde(with = "serde_bytes")]
+    pub wrapped: Vec<u8>,
+}
+
+/// The envelope header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeHeader {
+    /// The packet id.
+    pub packet_id: String,
+    /// The packet version.
+    pub version: u32,
+    /// The sending site.
+    pub sender_site: String,
+    /// The edge's claimed sealing time.
+    pub sealed_at_unix_ms: u64,
+    /// The signer's key id.
+    pub signer: KeyId,
+    /// The file key, once per recipient.
+    pub recipients: Vec<WrappedKey>,
+    /// HKDF salt for the payload key.
+    pub payload_salt: [u8; 32],
+    /// Plaintext bytes per chunk (65536 in v1).
+    pub chunk_size: u32,
+    /// Opaque metadata.
+    #[serde(with = "serde_bytes")]
+    pub metadata: Vec<u8>,
+}
+
+/// An envelope whose structure and signature were checked. Only `verify` and `open`
+/// make one, so holding one is proof.
+#[derive(Debug, Clone)]
+pub struct VerifiedEnvelope {
+    header: EnvelopeHeader,
+    signer: VerifyingKey,
+    digest: [u8; 32],
+    envelope_bytes: u64,
+    ciphertext_bytes: u64,
+}
+
+impl VerifiedEnvelope {
+    /// The header.
+    pub fn header(&self) -> &EnvelopeHeader {
+        &self.header
+    }
+    /// The key that signed it.
+    pub fn signer(&self) -> &VerifyingKey {
+        &self.signer
+    }
+    /// SHA-256 of the whole envelope.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+    /// Size of the whole envelope.
+    pub fn envelope_bytes(&self) -> u64 {
+        self.envelope_bytes
+    }
+}
+
+fn nonce(counter: u64, last: bool) -> Nonce {
+    let mut n = [0u8; 12];
+    n[3..11].copy_from_slice(&counter.to_be_bytes());
+    n[11] = u8::from(last);
+    Nonce::assume_unique_for_key(n)
+}
+
+fn aead_key(salt: &[u8], ikm: &[u8], info: &[u8]) -> Result<LessSafeKey> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
+    let info = [info];
+    let okm = prk.expand(&info, &AES_256_GCM).map_err(|_| Error::BadKey("HKDF expansion failed"))?;
+    Ok(LessSafeKey::new(UnboundKey::from(okm)))
+}
+
+fn digest32(ctx: Context) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    d.copy_from_slice(ctx.finish().as_ref());
+    d
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
+fn wrap_for(recipient: &RecipientPublicKey, file_key: &[u8; 32]) -> Result<WrappedKey> {
+    let rng = SystemRandom::new();
+    let eph = EphemeralPrivateKey::generate(&X25519, &rng).map_err(|_| Error::Rng)?;
+    let eph_pub = eph.compute_public_key().map_err(|_| Error::Rng)?;
+    let mut ephemeral_public = [0u8; 32];
+    ephemeral_public.copy_from_slice(eph_pub.as_ref());
+    let wrap_key = agreement::agree_ephemeral(eph, &UnparsedPublicKey::new(&X25519, recipient.0), |shared| {
+        aead_key(&[ephemeral_public, recipient.0].concat(), shared, INFO_WRAP)
+    })
+    .map_err(|_| Error::BadKey("the recipient key is not a valid X25519 public key"))??;
+    let rid = recipient.key_id();
+    let mut wrapped = file_key.to_vec();
+    wrap_key
+        .seal_in_place_append_tag(nonce(0, false), Aad::from(rid.0), &mut wrapped)
+        .map_err(|_| Error::BadKey("wrapping the file key failed"))?;
+    Ok(WrappedKey { recipient: rid, ephemeral_public, wrapped })
+}
+
+fn encode_prefix(header_len: usize) -> Result<[u8; PREFIX_LEN]> {
+    if header_len > MAX_HEADER_LEN {
+        return Err(Error::HeaderTooLarge { len: header_len, max: MAX_HEADER_LEN });
+    }
+    let mut p = [0u8; PREFIX_LEN];
+    p[..8].copy_from_slice(MAGIC);
+    p[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    p[10..12].copy_from_slice(&SUITE.to_le_bytes());
+    p[12..16].copy_from_slice(&(header_len as u32).to_le_bytes());
+    Ok(p)
+}
+
+/// Seals `plaintext` into `out` for `req.recipients`, signed by `signer`.
+pub fn seal<R: Read, W: Write>(req: &SealRequest<'_>, signer: &SigningKey, mut plaintext: R, mut out: W) -> Result<SealSummary> {
+    if req.recipients.is_empty() {
+        return Err(Error::NoRecipients);
+    }
+    let mut file_key = Zeroizing::new([0u8; 32]);
+    random_bytes(file_key.as_mut())?;
+    let mut payload_salt = [0u8; 32];
+    random_bytes(&mut payload_salt)?;
+    let recipients = req.recipients.iter().map(|r| wrap_for(r, &file_key)).collect::<Result<Vec<_>>>()?;
+    let header = EnvelopeHeader {
+        packet_id: req.packet_id.to_owned(),
+        version: req.version,
+        sender_site: req.sender_site.to_owned(),
+        sealed_at_unix_ms: req.sealed_at_unix_ms,
+        signer: signer.key_id(),
+        recipients,
+        payload_salt,
+        chunk_size: CHUNK_SIZE as u32,
+        metadata: req.metadata.to_vec(),
+    };
+    let header_bytes = postcard::to_allocvec(&header).map_err(|e| Error::MalformedHeader(e.to_string()))?;
+    let prefix = encode_prefix(header_bytes.len())?;
+    let mut aad_ctx = Context::new(&SHA256);
+    aad_ctx.update(&prefix);
+    aad_ctx.update(&header_bytes);
+    let aad = digest32(aad_ctx);
+    let key = aead_key(&payload_salt, file_key.as_ref(), INFO_PAYLOAD)?;
+
+    let mut sig_ctx = Context::new(&SHA256);
+    let mut file_ctx = Context::new(&SHA256);
+    let mut emit = |bytes: &[u8], signed: bool| -> Result<()> {
+        out.write_all(bytes)?;
+        if signed {
+            sig_ctx.update(bytes);
+        }
+        file_ctx.update(bytes);
+        Ok(())
+    };
+    emit(&prefix, true)?;
+    emit(&header_bytes, true)?;
+    let mut envelope_bytes = (PREFIX_LEN + header_bytes.len()) as u64;
+
+    let mut cur = vec![0u8; SEALED_CHUNK];
+    let mut next = vec![0u8; SEALED_CHUNK];
+    let mut n = read_full(&mut plaintext, &mut cur[..CHUNK_SIZE])?;
+    let mut plaintext_bytes = 0u64;
+    let mut counter = 0u64;
+    loop {
+        // A full chunk is the last one only if nothing follows it.
+        let (last, m) = if n < CHUNK_SIZE {
+            (true, 0)
+        } else {
+            let m = read_full(&mut plaintext, &mut next[..CHUNK_SIZE])?;
+            (m == 0, m)
+        };
+        let tag = key
+            .seal_in_place_separate_tag(nonce(counter, last), Aad::from(aad), &mut cur[..n])
+            .map_err(|_| Error::Malformed("chunk encryption failed".into()))?;
+        cur[n..n + TAG_LEN].copy_from_slice(tag.as_ref());
+        emit(&cur[..n + TAG_LEN], true)?;
+        envelope_bytes += (n + TAG_LEN) as u64;
+        plaintext_bytes += n as u64;
+        if last {
+            break;
+        }
+        std::mem::swap(&mut cur, &mut next);
+        n = m;
+        counter += 1;
+    }
+    let Signature(sig) = signer.sign(Domain::Envelope, &digest32(sig_ctx));
+    out.write_all(&sig)?;
+    file_ctx.update(&sig);
+    envelope_bytes += SIG_LEN as u64;
+    out.flush()?;
+    Ok(SealSummary { envelope_bytes, plaintext_bytes, digest: digest32(file_ctx) })
+}
+
+/// Reads the prefix and header, bounded. Returns the header, its raw bytes and the prefix.
+fn read_head<R: Read>(input: &mut R) -> Result<(EnvelopeHeader, Vec<u8>, [u8; PREFIX_LEN])> {
+    let mut prefix = [0u8; PREFIX_LEN];
+    if read_full(input, &mut prefix)? < PREFIX_LEN {
+        return Err(Error::Truncated);
+    }
+    if &prefix[..8] != MAGIC {
+        return Err(Error::BadMagic);
+    }
+    let version = u16::from_le_bytes([prefix[8], prefix[9]]);
+    let suite = u16::from_le_bytes([prefix[10], prefix[11]]);
+    if version != FORMAT_VERSION || suite != SUITE {
+        return Err(Error::UnsupportedFormat { version, suite });
+    }
+    let len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]) as usize;
+    if len > MAX_HEADER_LEN {
+        return Err(Error::HeaderTooLarge { len, max: MAX_HEADER_LEN });
+    }
+    let mut header_bytes = vec![0u8; len];
+    if read_full(input, &mut header_bytes)? < len {
+        return Err(Error::Truncated);
+    }
+    let (header, rest): (EnvelopeHeader, _) =
+        postcard::take_from_bytes(&header_bytes).map_err(|e| Error::MalformedHeader(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Error::MalformedHeader("bytes after the header".into()));
+    }
+    if header.chunk_size as usize != CHUNK_SIZE {
+        return Err(Error::MalformedHeader(format!("chunk size {} (v1 uses {CHUNK_SIZE})", header.chunk_size)));
+    }
+    if header.recipients.is_empty() {
+        return Err(Error::NoRecipients);
+    }
+    Ok((header, header_bytes, prefix))
+}
+
+/// Parses only the prefix and header (bounded), without checking the signature.
+pub fn read_header<R: Read>(mut input: R) -> Result<EnvelopeHeader> {
+    read_head(&mut input).map(|(h, _, _)| h)
+}
+
+/// Checks an envelope's structure and signature, streaming, without decrypting.
+pub fn verify<R: Read>(mut input: R, trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>) -> Result<VerifiedEnvelope> {
+    let (header, header_bytes, prefix) = read_head(&mut input)?;
+    let signer = trusted(&header.signer).ok_or(Error::UnknownSigner(header.signer))?;
+    let mut sig_ctx = Context::new(&SHA256);
+    let mut file_ctx = Context::new(&SHA256);
+    for part in [&prefix[..], &header_bytes] {
+        sig_ctx.update(part);
+        file_ctx.update(part);
+    }
+    // Everything after the header is ciphertext, except the last 64 bytes (the
+    // signature); hold back 64 bytes until the input ends.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut hold: Vec<u8> = Vec::with_capacity(2 * SIG_LEN);
+    let mut ciphertext_bytes = 0u64;
+    loop {
+        let n = read_full(&mut input, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        file_ctx.update(&buf[..n]);
+        if n >= SIG_LEN {
+            sig_ctx.update(&hold);
+            ciphertext_bytes += hold.len() as u64;
+            sig_ctx.update(&buf[..n - SIG_LEN]);
+            ciphertext_bytes += (n - SIG_LEN) as u64;
+            hold.clear();
+            hold.extend_from_slice(&buf[n - SIG_LEN..n]);
+        } else {
+            hold.extend_from_slice(&buf[..n]);
+            if hold.len() > SIG_LEN {
+                let extra = hold.len() - SIG_LEN;
+                sig_ctx.update(&hold[..extra]);
+                ciphertext_bytes += extra as u64;
+                hold.drain(..extra);
+            }
+        }
+    }
+    if hold.len() < SIG_LEN {
+        return Err(Error::Truncated);
+    }
+    check_chunking(ciphertext_bytes)?;
+    let mut sig = [0u8; SIG_LEN];
+    sig.copy_from_slice(&hold);
+    signer.verify(Domain::Envelope, &digest32(sig_ctx), &Signature(sig))?;
+    let envelope_bytes = (PREFIX_LEN + header_bytes.len()) as u64 + ciphertext_bytes + SIG_LEN as u64;
+    Ok(VerifiedEnvelope { header, signer, digest: digest32(file_ctx), envelope_bytes, ciphertext_bytes })
+}
+
+/// The ciphertext must be whole chunks followed by one final chunk of 16..=65552 bytes.
+fn check_chunking(ciphertext_bytes: u64) -> Result<()> {
+    if ciphertext_bytes < TAG_LEN as u64 {
+        return Err(Error::Truncated);
+    }
+    let full = SEALED_CHUNK as u64;
+    let last = ciphertext_bytes - (ciphertext_bytes - 1) / full * full;
+    if last < TAG_LEN as u64 {
+        return Err(Error::Malformed(format!("the final chunk has {last} bytes, less than its 16-byte tag")));
+    }
+    Ok(())
+}
+
+/// Verifies the envelope, then decrypts it to `out` with the recipient key. On error,
+/// whatever was written to `out` must be discarded.
+pub fn open<R: Read + Seek, W: Write>(
+    mut input: R,
+    recipient: &RecipientSecretKey,
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    mut out: W,
+) -> Result<VerifiedEnvelope> {
+    let verified = verify(&mut input, trusted)?;
+    input.seek(SeekFrom::Start(0))?;
+    let (header, header_bytes, prefix) = read_head(&mut input)?;
+    if header != verified.header {
+        return Err(Error::Malformed("the envelope changed while it was being opened".into()));
+    }
+    let rpub = recipient.public_key();
+    let rid = rpub.key_id();
+    let entry = header.recipients.iter().find(|w| w.recipient == rid).ok_or(Error::NotARecipient(rid))?;
+    let shared = recipient
+        .agree(&entry.ephemeral_public)
+        .ok_or_else(|| Error::Malformed("the ephemeral key is of low order".into()))?;
+    let wrap_key = aead_key(&[entry.ephemeral_public, rpub.0].concat(), shared.as_ref(), INFO_WRAP)?;
+    let mut wrapped = Zeroizing::new(entry.wrapped.clone());
+    let file_key = wrap_key
+        .open_in_place(nonce(0, false), Aad::from(rid.0), &mut wrapped)
+        .map_err(|_| Error::Malformed("the wrapped file key does not open with this recipient key".into()))?;
+    if file_key.len() != 32 {
+        return Err(Error::Malformed("the wrapped file key has the wrong length".into()));
+    }
+    let key = aead_key(&header.payload_salt, file_key, INFO_PAYLOAD)?;
+    let mut aad_ctx = Context::new(&SHA256);
+    aad_ctx.update(&prefix);
+    aad_ctx.update(&header_bytes);
+    let aad = digest32(aad_ctx);
+    let mut buf = vec![0u8; SEALED_CHUNK];
+    let mut left = verified.ciphertext_bytes;
+    let mut counter = 0u64;
+    while left > 0 {
+        let len = left.min(SEALED_CHUNK as u64) as usize;
+        let last = left == len as u64;
+        if read_full(&mut input, &mut buf[..len])? < len {
+            return Err(Error::Truncated);
+        }
+        let plain = key
+            .open_in_place(nonce(counter, last), Aad::from(aad), &mut buf[..len])
+            .map_err(|_| Error::ChunkAuthentication { index: counter })?;
+        out.write_all(plain)?;
+        left -= len as u64;
+        counter += 1;
+    }
+    out.flush()?;
+    Ok(verified)
+}

@@ -1,0 +1,156 @@
+//! Secret key files: written atomically with mode 0600, never overwritten by accident.
+//! Layout: `"KNVRTKEY"` ‖ kind (1 = Ed25519 seed, 2 = X25519 secret) ‖ 32 key bytes.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::{Error, RecipientSecretKey, Result, SigningKey};
+
+const MAGIC: &[u8; 8] = b"KNVRTKEY";
+const KIND_SIGNING: u8 = 1;
+const KIND_RECIPIENT: u8 = 2;
+const MAX_KEY_FILE: u64 = 4096;
+
+fn temp_path(path: &Path) -> Result<PathBuf> {
+    let mut suffix = [0u8; 8];
+    crate::random_bytes(&mut suffix)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::BadFile { path: path.to_owned(), message: "not a file path".into() })?;
+    Ok(path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), hex::encode(suffix))))
+}
+
+fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf> {
+    let tmp = temp_path(path)?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(tmp)
+}
+
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(parent)?.sync_all()?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync of the folder),
+/// replacing what was there, with permission bits `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = write_temp(path, bytes, mode)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    sync_parent(path)
+}
+
+/// Like [`write_atomic`] but refuses to replace an existing file.
+pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = write_temp(path, bytes, mode)?;
+    // A hard link fails if the target exists: creation without clobbering, atomically.
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => sync_parent(path),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::BadFile {
+            path: path.to_owned(),
+            message: "already exists; refusing to overwrite a key — move it away first if you mean it".into(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads a small file whole, refusing anything above `max` bytes before reading it.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>> {
+    let f = fs::File::open(path).map_err(|e| Error::BadFile { path: path.to_owned(), message: e.to_string() })?;
+    let len = f.metadata()?.len();
+    if len > max {
+        return Err(Error::BadFile { path: path.to_owned(), message: format!("{len} bytes is too large for this kind of file") });
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(len as usize));
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, max), &mut buf)?;
+    Ok(buf)
+}
+
+fn encode(kind: u8, key: &[u8; 32]) -> Zeroizing<Vec<u8>> {
+    let mut v = Zeroizing::new(Vec::with_capacity(41));
+    v.extend_from_slice(MAGIC);
+    v.push(kind);
+    v.extend_from_slice(key);
+    v
+}
+
+fn decode(path: &Path, kind: u8) -> Result<Zeroizing<[u8; 32]>> {
+    let bytes = read_bounded(path, MAX_KEY_FILE)?;
+    let bad = |message: &str| Error::BadFile { path: path.to_owned(), message: message.to_owned() };
+    if bytes.len() != 41 || &bytes[..8] != MAGIC {
+        return Err(bad("not a konvert key file"));
+    }
+    if bytes[8] != kind {
+        return Err(bad(if kind == KIND_SIGNING {
+            "holds a recipient key, but a signing key is needed here"
+        } else {
+            "holds a signing key, but a recipient key is needed here"
+        }));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&bytes[9..]);
+    Ok(key)
+}
+
+/// Writes a signing key (0600; refuses to overwrite).
+pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<()> {
+    write_new_atomic(path, &encode(KIND_SIGNING, key.seed()), 0o600)
+}
+
+/// Reads a signing key.
+pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
+    SigningKey::from_seed(&*decode(path, KIND_SIGNING)?)
+}
+
+/// Writes a recipient (decryption) key (0600; refuses to overwrite).
+pub fn write_recipient_key(path: &Path, key: &RecipientSecretKey) -> Result<()> {
+    write_new_atomic(path, &encode(KIND_RECIPIENT, &key.to_bytes()), 0o600)
+}
+
+/// Reads a recipient key.
+pub fn read_recipient_key(path: &Path) -> Result<RecipientSecretKey> {
+    Ok(RecipientSecretKey::from_bytes(&*decode(path, KIND_RECIPIENT)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn key_files_round_trip_with_0600_and_no_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("receipt.key");
+        let k = SigningKey::generate().unwrap();
+        write_signing_key(&p, &k).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(read_signing_key(&p).unwrap().verifying_key(), k.verifying_key());
+        assert!(write_signing_key(&p, &SigningKey::generate().unwrap()).is_err());
+        assert_eq!(read_signing_key(&p).unwrap().verifying_key(), k.verifying_key());
+        assert!(read_recipient_key(&p).is_err(), "kind is checked");
+
+        let r = dir.path().join("recipient.key");
+        let rk = RecipientSecretKey::generate().unwrap();
+        write_recipient_key(&r, &rk).unwrap();
+        assert_eq!(read_recipient_key(&r).unwrap().public_key(), rk.public_key());
+        fs::write(&r, b"garbage").unwrap();
+        let err = read_recipient_key(&r).unwrap_err().to_string();
+        assert!(err.contains("not a konvert key file"), "{err}");
+        assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+    }
+}

@@ -1,0 +1,180 @@
+//! Member token files: the member's Ed25519 key encrypted under a PIN.
+//! Layout: `"KNVRTTOK"` ‖ version u16 LE ‖ clear length u32 LE ‖ postcard(clear part) ‖
+//! AES-256-GCM(seed) (48 bytes). The key is PBKDF2-HMAC-SHA256(PIN, salt, iterations);
+//! everything before the ciphertext is the AAD, so editing any clear field breaks unlock.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::pbkdf2;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::keyfile::{read_bounded, write_new_atomic};
+use crate::{random_bytes, Error, KeyId, Result, SigningKey, VerifyingKey};
+
+/// PBKDF2 iterations for new tokens.
+pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
+/// Shortest PIN accepted.
+pub const MIN_PIN_LEN: usize = 6;
+const MAGIC: &[u8; 8] = b"KNVRTTOK";
+const VERSION: u16 = 1;
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Clear {
+    token_id: String,
+    holder: String,
+    public: VerifyingKey,
+    kdf_iterations: u32,
+    salt: [u8; 16],
+    nonce: [u8; 12],
+}
+
+/// A member token file, read but not unlocked.
+#[derive(Debug, Clone)]
+pub struct TokenFile {
+    /// The token's id (serial).
+    pub token_id: String,
+    /// Who holds it.
+    pub holder: String,
+    /// The member's public key.
+    pub public: VerifyingKey,
+    clear: Clear,
+    aad: Vec<u8>,
+    ciphertext: Vec<u8>,
+}
+
+fn pin_key(pin: &str, salt: &[u8; 16], iterations: u32) -> Result<LessSafeKey> {
+    let iterations = NonZeroU32::new(iterations).ok_or(Error::BadKey("KDF iterations must be positive"))?;
+    let mut k = Zeroizing::new([0u8; 32]);
+    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iterations, salt, pin.as_bytes(), k.as_mut());
+    let unbound = UnboundKey::new(&AES_256_GCM, k.as_ref()).map_err(|_| Error::BadKey("AES key"))?;
+    Ok(LessSafeKey::new(unbound))
+}
+
+impl TokenFile {
+    /// Creates a token file with a new key. Refuses to overwrite an existing file.
+    pub fn create(path: &Path, token_id: &str, holder: &str, pin: &str, kdf_iterations: u32) -> Result<TokenFile> {
+        if pin.chars().count() < MIN_PIN_LEN {
+            return Err(Error::BadKey("the PIN must have at least 6 characters"));
+        }
+        if kdf_iterations == 0 {
+            return Err(Error::BadKey("KDF iterations must be positive"));
+        }
+        let key = SigningKey::generate()?;
+        let mut salt = [0u8; 16];
+        let mut nonce = [0u8; 12];
+        random_bytes(&mut salt)?;
+        random_bytes(&mut nonce)?;
+        let clear = Clear {
+            token_id: token_id.to_owned(),
+            holder: holder.to_owned(),
+            public: key.verifying_key(),
+            kdf_iterations,
+            salt,
+            nonce,
+        };
+        let clear_bytes = postcard::to_allocvec(&clear).map_err(|e| Error::BadKey(leak_free(e)))?;
+        let mut aad = Vec::with_capacity(14 + clear_bytes.len());
+        aad.extend_from_slice(MAGIC);
+        aad.extend_from_slice(&VERSION.to_le_bytes());
+        aad.extend_from_slice(&(clear_bytes.len() as u32).to_le_bytes());
+        aad.extend_from_slice(&clear_bytes);
+        let mut ciphertext = Zeroizing::new(key.seed().to_vec());
+        pin_key(pin, &salt, kdf_iterations)?
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut *ciphertext)
+            .map_err(|_| Error::BadKey("token encryption failed"))?;
+        let mut file = aad.clone();
+        file.extend_from_slice(&ciphertext);
+        write_new_atomic(path, &file, 0o600)?;
+        Ok(TokenFile {
+            token_id: clear.token_id.clone(),
+            holder: clear.holder.clone(),
+            public: clear.public,
+            clear,
+            aad,
+            ciphertext: ciphertext.to_vec(),
+        })
+    }
+
+    /// Reads a token file (bounded), without unlocking it.
+    pub fn read(path: &Path) -> Result<TokenFile> {
+        let bytes = read_bounded(path, MAX_TOKEN_FILE)?;
+        let bad = |m: &str| Error::BadFile { path: path.to_owned(), message: format!("{m}; this is not a usable member token file") };
+        if bytes.len() < 14 || &bytes[..8] != MAGIC {
+            return Err(bad("bad magic bytes"));
+        }
+        if u16::from_le_bytes([bytes[8], bytes[9]]) != VERSION {
+            return Err(bad("unsupported token file version"));
+        }
+        let clear_len = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
+        if bytes.len() < 14 + clear_len || bytes.len() - 14 - clear_len != 48 {
+            return Err(bad("wrong length"));
+        }
+        let clear: Clear = postcard::from_bytes(&bytes[14..14 + clear_len]).map_err(|_| bad("damaged clear part"))?;
+        Ok(TokenFile {
+            token_id: clear.token_id.clone(),
+            holder: clear.holder.clone(),
+            public: clear.public,
+            clear,
+            aad: bytes[..14 + clear_len].to_vec(),
+            ciphertext: bytes[14 + clear_len..].to_vec(),
+        })
+    }
+
+    /// The member key's id.
+    pub fn key_id(&self) -> KeyId {
+        self.public.key_id()
+    }
+
+    /// Unlocks the member's signing key with the PIN.
+    pub fn unlock(&self, pin: &str) -> Result<SigningKey> {
+        let key = pin_key(pin, &self.clear.salt, self.clear.kdf_iterations)?;
+        let mut buf = Zeroizing::new(self.ciphertext.clone());
+        let seed = key
+            .open_in_place(Nonce::assume_unique_for_key(self.clear.nonce), Aad::from(&self.aad), &mut *buf)
+            .map_err(|_| Error::WrongPin { token_id: self.token_id.clone() })?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| Error::BadKey("token seed has the wrong length"))?;
+        let seed = Zeroizing::new(seed);
+        let signing = SigningKey::from_seed(&seed)?;
+        if signing.verifying_key() != self.public {
+            return Err(Error::BadKey("the token's key does not match its public key; the token is damaged"));
+        }
+        Ok(signing)
+    }
+}
+
+fn leak_free(_: postcard::Error) -> &'static str {
+    "cannot encode the token"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn right_pin_unlocks_wrong_pin_is_a_clear_error_and_edits_break_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("member.token");
+        let t = TokenFile::create(&p, "TK-1", "Иванова", "123456", 1000).unwrap();
+        let back = TokenFile::read(&p).unwrap();
+        assert_eq!(back.public, t.public);
+        assert_eq!(back.unlock("123456").unwrap().verifying_key(), t.public);
+        let err = back.unlock("654321").unwrap_err();
+        assert!(matches!(err, Error::WrongPin { .. }));
+        assert!(!err.to_string().contains("654321"));
+        assert!(TokenFile::create(&p, "TK-1", "x", "123456", 1000).is_err(), "no overwrite");
+        assert!(TokenFile::create(&dir.path().join("b"), "TK-2", "x", "12345", 1000).is_err(), "short PIN");
+        // Flip a byte of the clear part (the holder's name): unlock must fail.
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.len() - 48 - 40;
+        bytes[at] ^= 1;
+        let edited = dir.path().join("edited.token");
+        std::fs::write(&edited, &bytes).unwrap();
+        assert!(TokenFile::read(&edited).map(|t| t.unlock("123456")).map_or(true, |r| r.is_err()));
+        std::fs::write(&edited, &bytes[..20]).unwrap();
+        assert!(TokenFile::read(&edited).is_err());
+    }
+}
