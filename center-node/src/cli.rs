@@ -80,7 +80,12 @@ pub enum CenterCommand {
 /// Runs one command.
 pub async fn run(cmd: CenterCommand) -> Result<()> {
     match cmd {
-        CenterCommand::Init { dir, name, listen, metrics } => {
+        CenterCommand::Init {
+            dir,
+            name,
+            listen,
+            metrics,
+        } => {
             let init = provision::init_center(&dir, &name, listen, Some(metrics))?;
             println!("center created: {}", init.config_path.display());
             println!("  recipient key (edges seal to it): {}", init.recipient_public);
@@ -90,18 +95,30 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
                 init.recipient_key_path.display()
             );
         }
-        CenterCommand::EnrollStation { center, site, address, out } => {
+        CenterCommand::EnrollStation {
+            center,
+            site,
+            address,
+            out,
+        } => {
             let cfg = CenterConfig::load(&center.join("center.toml"))?;
             let facts = CenterFacts::read(&center, &address, &cfg.name)?;
             let path = provision::enroll_station(&center, &site, &facts, &out)?;
             println!("station for site {site} enrolled: {}", path.display());
             println!("  add the member token as member.token in that folder, then hand it to the site");
         }
-        CenterCommand::AllowMember { config, name, key, site } => {
+        CenterCommand::AllowMember {
+            config,
+            name,
+            key,
+            site,
+        } => {
             // Edit the file as written, so relative paths stay relative.
             let text = std::fs::read_to_string(&config).map_err(crate::Error::file(&config))?;
-            let mut raw: CenterConfig = toml::from_str(&text)
-                .map_err(|e| crate::Error::Config { path: config.clone(), message: e.to_string() })?;
+            let mut raw: CenterConfig = toml::from_str(&text).map_err(|e| crate::Error::Config {
+                path: config.clone(),
+                message: e.to_string(),
+            })?;
             let member = AllowedMember { name, key, sites: site };
             member.verifying_key()?;
             raw.members.push(member);
@@ -132,11 +149,19 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
             let cfg = CenterConfig::load(&config)?;
             let inbox = konvert_replication::Inbox::open(&cfg.data_dir)?;
             let mut records = inbox.records()?;
-            records.sort_by(|a, b| a.receipt.body.received_at_unix_ms.cmp(&b.receipt.body.received_at_unix_ms));
+            records.sort_by(|a, b| {
+                a.receipt
+                    .body
+                    .received_at_unix_ms
+                    .cmp(&b.receipt.body.received_at_unix_ms)
+            });
             println!("{} packet version(s) stored", records.len());
             for r in records {
                 let b = &r.receipt.body;
-                println!("  {:<48} v{:<3} {:>12} bytes  site {}  signer {}", b.packet_id, b.version, b.bytes, b.site, r.signer);
+                println!(
+                    "  {:<48} v{:<3} {:>12} bytes  site {}  signer {}",
+                    b.packet_id, b.version, b.bytes, b.site, r.signer
+                );
             }
         }
     }

@@ -67,23 +67,38 @@ impl CenterConfig {
     /// Reads and checks a config file; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
-        let mut cfg: CenterConfig =
-            toml::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string() })?;
+        let mut cfg: CenterConfig = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.data_dir, &mut cfg.ca_cert, &mut cfg.cert, &mut cfg.key, &mut cfg.receipt_key] {
+        for p in [
+            &mut cfg.data_dir,
+            &mut cfg.ca_cert,
+            &mut cfg.cert,
+            &mut cfg.key,
+            &mut cfg.receipt_key,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
-        cfg.check().map_err(|message| Error::Config { path: path.to_owned(), message })?;
+        cfg.check().map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(cfg)
     }
 
     /// Checks what can be checked without starting: keys parse, files exist.
     pub fn check(&self) -> std::result::Result<(), String> {
         for m in &self.members {
-            VerifyingKey::from_hex(&m.key)
-                .map_err(|_| format!("member {:?}: key must be 64 hex digits (the token's public key)", m.name))?;
+            VerifyingKey::from_hex(&m.key).map_err(|_| {
+                format!(
+                    "member {:?}: key must be 64 hex digits (the token's public key)",
+                    m.name
+                )
+            })?;
         }
         for (what, p) in [
             ("ca_cert", &self.ca_cert),
@@ -92,7 +107,10 @@ impl CenterConfig {
             ("receipt_key", &self.receipt_key),
         ] {
             if !p.is_file() {
-                return Err(format!("{what} = {} does not exist; run `konvert-center init` first", p.display()));
+                return Err(format!(
+                    "{what} = {} does not exist; run `konvert-center init` first",
+                    p.display()
+                ));
             }
         }
         if self.max_packet_bytes == 0 {
@@ -103,7 +121,10 @@ impl CenterConfig {
 
     /// Writes the config as TOML.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = toml::to_string_pretty(self).map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string() })?;
+        let text = toml::to_string_pretty(self).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         std::fs::write(path, text).map_err(Error::file(path))
     }
 }

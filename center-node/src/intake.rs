@@ -49,7 +49,10 @@ pub struct CenterIntake {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl CenterIntake {
@@ -58,7 +61,14 @@ impl CenterIntake {
         let mut members = HashMap::new();
         for m in &cfg.members {
             let key = m.verifying_key()?;
-            members.insert(key.key_id(), Member { name: m.name.clone(), key, sites: m.sites.clone() });
+            members.insert(
+                key.key_id(),
+                Member {
+                    name: m.name.clone(),
+                    key,
+                    sites: m.sites.clone(),
+                },
+            );
         }
         Ok(CenterIntake {
             inbox,
@@ -77,14 +87,26 @@ impl CenterIntake {
     }
 
     fn refuse(&self, reason: RejectReason, detail: String) -> (RejectReason, String) {
-        self.metrics.packets_rejected.with_label_values(&[reason.as_str()]).inc();
+        self.metrics
+            .packets_rejected
+            .with_label_values(&[reason.as_str()])
+            .inc();
         warn!(reason = reason.as_str(), "packet refused: {detail}");
         (reason, detail)
     }
 
-    fn verify(&self, station: &StationSession, offer: &Offer, staging: &Staging) -> std::result::Result<VerifiedEnvelope, (RejectReason, String)> {
-        let file = File::open(&staging.path)
-            .map_err(|e| (RejectReason::Unavailable, format!("cannot reopen the staged envelope: {e}")))?;
+    fn verify(
+        &self,
+        station: &StationSession,
+        offer: &Offer,
+        staging: &Staging,
+    ) -> std::result::Result<VerifiedEnvelope, (RejectReason, String)> {
+        let file = File::open(&staging.path).map_err(|e| {
+            (
+                RejectReason::Unavailable,
+                format!("cannot reopen the staged envelope: {e}"),
+            )
+        })?;
         let trusted = |id: &KeyId| self.members.get(id).map(|m| m.key);
         let verified = envelope::verify(BufReader::with_capacity(1 << 20, file), &trusted).map_err(|e| {
             let reason = match e {
@@ -96,19 +118,28 @@ impl CenterIntake {
             (reason, e.to_string())
         })?;
         if verified.digest() != offer.digest || verified.envelope_bytes() != offer.size {
-            return Err((RejectReason::DigestMismatch, "the received bytes do not match the offered digest".into()));
+            return Err((
+                RejectReason::DigestMismatch,
+                "the received bytes do not match the offered digest".into(),
+            ));
         }
         let h = verified.header();
         if h.packet_id != offer.packet_id || h.version != offer.version {
             return Err((
                 RejectReason::SiteMismatch,
-                format!("the envelope is {} v{}, but {} v{} was offered", h.packet_id, h.version, offer.packet_id, offer.version),
+                format!(
+                    "the envelope is {} v{}, but {} v{} was offered",
+                    h.packet_id, h.version, offer.packet_id, offer.version
+                ),
             ));
         }
         if h.sender_site != station.site {
             return Err((
                 RejectReason::SiteMismatch,
-                format!("the envelope is from site {}, but the station is enrolled for site {}", h.sender_site, station.site),
+                format!(
+                    "the envelope is from site {}, but the station is enrolled for site {}",
+                    h.sender_site, station.site
+                ),
             ));
         }
         if let Some(m) = self.members.get(&verified.signer().key_id()) {
@@ -139,7 +170,10 @@ impl Intake for CenterIntake {
             Ok(Some(_)) => {
                 let (r, d) = self.refuse(
                     RejectReason::Conflict,
-                    format!("{} v{} is already stored with other content", offer.packet_id, offer.version),
+                    format!(
+                        "{} v{} is already stored with other content",
+                        offer.packet_id, offer.version
+                    ),
                 );
                 return Admission::Reject(r, d);
             }
@@ -159,7 +193,10 @@ impl Intake for CenterIntake {
             Err(_) => return Admission::Reject(RejectReason::Unavailable, "internal lock poisoned".into()),
         }
         match self.inbox.create_staging(&offer.digest) {
-            Ok((file, path)) => Admission::Accept { resume_at: 0, staging: Staging { file, path, key } },
+            Ok((file, path)) => Admission::Accept {
+                resume_at: 0,
+                staging: Staging { file, path, key },
+            },
             Err(e) => {
                 self.release(&key);
                 Admission::Reject(RejectReason::Unavailable, e.to_string())
@@ -172,12 +209,19 @@ impl Intake for CenterIntake {
         Ok(())
     }
 
-    fn complete(&self, station: &StationSession, offer: &Offer, staging: Staging) -> std::result::Result<Receipt, (RejectReason, String)> {
+    fn complete(
+        &self,
+        station: &StationSession,
+        offer: &Offer,
+        staging: Staging,
+    ) -> std::result::Result<Receipt, (RejectReason, String)> {
         let result = (|| {
-            staging
-                .file
-                .sync_all()
-                .map_err(|e| (RejectReason::Unavailable, format!("cannot make the envelope durable: {e}")))?;
+            staging.file.sync_all().map_err(|e| {
+                (
+                    RejectReason::Unavailable,
+                    format!("cannot make the envelope durable: {e}"),
+                )
+            })?;
             let verified = self.verify(station, offer, &staging)?;
             let received_at = now_ms();
             let body = ReceiptBody {
@@ -189,17 +233,23 @@ impl Intake for CenterIntake {
                 received_at_unix_ms: received_at,
                 center_key: self.receipt_key.key_id(),
             };
-            let receipt = Receipt::sign(body, &self.receipt_key).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
+            let receipt =
+                Receipt::sign(body, &self.receipt_key).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
             let record = InboxRecord {
                 receipt: receipt.clone(),
                 signer: verified.signer().key_id(),
                 sealed_at_unix_ms: verified.header().sealed_at_unix_ms,
             };
-            self.inbox.commit(&staging.path, &record).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
+            self.inbox
+                .commit(&staging.path, &record)
+                .map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
             let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
             self.metrics.delivery_latency.observe(latency);
             self.metrics.packets_received.with_label_values(&[&station.site]).inc();
-            self.metrics.bytes_received.with_label_values(&[&station.site]).inc_by(offer.size);
+            self.metrics
+                .bytes_received
+                .with_label_values(&[&station.site])
+                .inc_by(offer.size);
             info!(site = %station.site, packet = %offer.packet_id, version = offer.version, bytes = offer.size, "stored");
             Ok(receipt)
         })();

@@ -39,21 +39,32 @@ impl Metrics {
                 "konvert_delivery_latency_seconds",
                 "Time from sealing at the site (the edge's clock) to the center's receipt.",
             )
-            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0]),
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
+            ]),
         )
         .map_err(m)?;
         let packets_received = IntCounterVec::new(
-            Opts::new("konvert_packets_received_total", "Packets stored durably and receipted."),
+            Opts::new(
+                "konvert_packets_received_total",
+                "Packets stored durably and receipted.",
+            ),
             &["site"],
         )
         .map_err(m)?;
         let bytes_received = IntCounterVec::new(
-            Opts::new("konvert_received_bytes_total", "Envelope bytes stored durably and receipted."),
+            Opts::new(
+                "konvert_received_bytes_total",
+                "Envelope bytes stored durably and receipted.",
+            ),
             &["site"],
         )
         .map_err(m)?;
         let packets_rejected = IntCounterVec::new(
-            Opts::new("konvert_packets_rejected_total", "Packets refused, by machine-readable reason."),
+            Opts::new(
+                "konvert_packets_rejected_total",
+                "Packets refused, by machine-readable reason.",
+            ),
             &["reason"],
         )
         .map_err(m)?;
@@ -83,7 +94,9 @@ impl Metrics {
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> Result<String> {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).map_err(|e| Error::Metrics(e.to_string()))?;
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .map_err(|e| Error::Metrics(e.to_string()))?;
         String::from_utf8(buf).map_err(|e| Error::Metrics(e.to_string()))
     }
 }
@@ -94,7 +107,9 @@ pub async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> Result<SocketA
     let local = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { continue };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
             let metrics = metrics.clone();
             tokio::spawn(async move {
                 // Read only the request head, bounded: this endpoint needs nothing else.

@@ -39,7 +39,12 @@ fn write_public_text(path: &Path, text: &str) -> Result<()> {
 /// Creates a new center in `dir`: `pki/` (CA, center certificate), `keys/receipt.key`,
 /// `loader/recipient.key` (the decryption key, for the offline loader only), `data/`, and
 /// `center.toml`. Refuses to overwrite an existing center.
-pub fn init_center(dir: &Path, name: &str, listen: SocketAddr, metrics_listen: Option<SocketAddr>) -> Result<CenterInit> {
+pub fn init_center(
+    dir: &Path,
+    name: &str,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<CenterInit> {
     let config_path = dir.join("center.toml");
     if config_path.exists() {
         return Err(Error::Config {
@@ -62,7 +67,10 @@ pub fn init_center(dir: &Path, name: &str, listen: SocketAddr, metrics_listen: O
     let recipient_key_path = dir.join("loader/recipient.key");
     keyfile::write_recipient_key(&recipient_key_path, &recipient)?;
     write_public_text(&dir.join("pki/recipient.pub"), &format!("{}\n", recipient.public_key()))?;
-    write_public_text(&dir.join("keys/receipt.pub"), &format!("{}\n", receipt_key.verifying_key()))?;
+    write_public_text(
+        &dir.join("keys/receipt.pub"),
+        &format!("{}\n", receipt_key.verifying_key()),
+    )?;
     let config = CenterConfig {
         name: name.to_owned(),
         listen,
@@ -116,7 +124,10 @@ impl CenterFacts {
 /// site folder to `out`: `ca.pem`, `station.pem`, `station.key` (0600) and `site.toml`.
 pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &Path) -> Result<PathBuf> {
     let read = |p: PathBuf| fs::read_to_string(&p).map_err(Error::file(p));
-    let ca = Ca::from_pem(&read(center_dir.join("pki/ca.pem"))?, &read(center_dir.join("pki/ca.key"))?)?;
+    let ca = Ca::from_pem(
+        &read(center_dir.join("pki/ca.pem"))?,
+        &read(center_dir.join("pki/ca.key"))?,
+    )?;
     let station = ca.issue_station(site)?;
     fs::create_dir_all(out).map_err(Error::file(out))?;
     write_public_text(&out.join("ca.pem"), &ca.cert_pem)?;

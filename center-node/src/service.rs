@@ -37,7 +37,10 @@ impl RunningCenter {
 pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
     let ca_pem = read(&cfg.ca_cert)?;
-    let cert = pki::IssuedCert { cert_pem: read(&cfg.cert)?, key_pem: read(&cfg.key)?.into() };
+    let cert = pki::IssuedCert {
+        cert_pem: read(&cfg.cert)?,
+        key_pem: read(&cfg.key)?.into(),
+    };
     let receipt_key = keyfile::read_signing_key(&cfg.receipt_key)?;
     let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
     let metrics = Metrics::new()?;
@@ -73,5 +76,11 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
             });
         }
     });
-    Ok(RunningCenter { addr, metrics_addr, metrics, inbox, endpoint })
+    Ok(RunningCenter {
+        addr,
+        metrics_addr,
+        metrics,
+        inbox,
+        endpoint,
+    })
 }

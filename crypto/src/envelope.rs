@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::keys::random_bytes;
-use crate::{Domain, Error, KeyId, RecipientPublicKey, RecipientSecretKey, Result, Signature, SigningKey, VerifyingKey};
+use crate::{
+    Domain, Error, KeyId, RecipientPublicKey, RecipientSecretKey, Result, Signature, SigningKey, VerifyingKey,
+};
 
 /// Plaintext bytes per chunk.
 pub const CHUNK_SIZE: usize = 64 * 1024;
@@ -139,7 +141,9 @@ fn nonce(counter: u64, last: bool) -> Nonce {
 fn aead_key(salt: &[u8], ikm: &[u8], info: &[u8]) -> Result<LessSafeKey> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
     let info = [info];
-    let okm = prk.expand(&info, &AES_256_GCM).map_err(|_| Error::BadKey("HKDF expansion failed"))?;
+    let okm = prk
+        .expand(&info, &AES_256_GCM)
+        .map_err(|_| Error::BadKey("HKDF expansion failed"))?;
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
@@ -178,12 +182,19 @@ fn wrap_for(recipient: &RecipientPublicKey, file_key: &[u8; 32]) -> Result<Wrapp
     wrap_key
         .seal_in_place_append_tag(nonce(0, false), Aad::from(rid.0), &mut wrapped)
         .map_err(|_| Error::BadKey("wrapping the file key failed"))?;
-    Ok(WrappedKey { recipient: rid, ephemeral_public, wrapped })
+    Ok(WrappedKey {
+        recipient: rid,
+        ephemeral_public,
+        wrapped,
+    })
 }
 
 fn encode_prefix(header_len: usize) -> Result<[u8; PREFIX_LEN]> {
     if header_len > MAX_HEADER_LEN {
-        return Err(Error::HeaderTooLarge { len: header_len, max: MAX_HEADER_LEN });
+        return Err(Error::HeaderTooLarge {
+            len: header_len,
+            max: MAX_HEADER_LEN,
+        });
     }
     let mut p = [0u8; PREFIX_LEN];
     p[..8].copy_from_slice(MAGIC);
@@ -194,7 +205,12 @@ fn encode_prefix(header_len: usize) -> Result<[u8; PREFIX_LEN]> {
 }
 
 /// Seals `plaintext` into `out` for `req.recipients`, signed by `signer`.
-pub fn seal<R: Read, W: Write>(req: &SealRequest<'_>, signer: &SigningKey, mut plaintext: R, mut out: W) -> Result<SealSummary> {
+pub fn seal<R: Read, W: Write>(
+    req: &SealRequest<'_>,
+    signer: &SigningKey,
+    mut plaintext: R,
+    mut out: W,
+) -> Result<SealSummary> {
     if req.recipients.is_empty() {
         return Err(Error::NoRecipients);
     }
@@ -202,7 +218,11 @@ pub fn seal<R: Read, W: Write>(req: &SealRequest<'_>, signer: &SigningKey, mut p
     random_bytes(file_key.as_mut())?;
     let mut payload_salt = [0u8; 32];
     random_bytes(&mut payload_salt)?;
-    let recipients = req.recipients.iter().map(|r| wrap_for(r, &file_key)).collect::<Result<Vec<_>>>()?;
+    let recipients = req
+        .recipients
+        .iter()
+        .map(|r| wrap_for(r, &file_key))
+        .collect::<Result<Vec<_>>>()?;
     let header = EnvelopeHeader {
         packet_id: req.packet_id.to_owned(),
         version: req.version,
@@ -268,7 +288,11 @@ pub fn seal<R: Read, W: Write>(req: &SealRequest<'_>, signer: &SigningKey, mut p
     file_ctx.update(&sig);
     envelope_bytes += SIG_LEN as u64;
     out.flush()?;
-    Ok(SealSummary { envelope_bytes, plaintext_bytes, digest: digest32(file_ctx) })
+    Ok(SealSummary {
+        envelope_bytes,
+        plaintext_bytes,
+        digest: digest32(file_ctx),
+    })
 }
 
 /// Reads the prefix and header, bounded. Returns the header, its raw bytes and the prefix.
@@ -287,7 +311,10 @@ fn read_head<R: Read>(input: &mut R) -> Result<(EnvelopeHeader, Vec<u8>, [u8; PR
     }
     let len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]) as usize;
     if len > MAX_HEADER_LEN {
-        return Err(Error::HeaderTooLarge { len, max: MAX_HEADER_LEN });
+        return Err(Error::HeaderTooLarge {
+            len,
+            max: MAX_HEADER_LEN,
+        });
     }
     let mut header_bytes = vec![0u8; len];
     if read_full(input, &mut header_bytes)? < len {
@@ -299,7 +326,10 @@ fn read_head<R: Read>(input: &mut R) -> Result<(EnvelopeHeader, Vec<u8>, [u8; PR
         return Err(Error::MalformedHeader("bytes after the header".into()));
     }
     if header.chunk_size as usize != CHUNK_SIZE {
-        return Err(Error::MalformedHeader(format!("chunk size {} (v1 uses {CHUNK_SIZE})", header.chunk_size)));
+        return Err(Error::MalformedHeader(format!(
+            "chunk size {} (v1 uses {CHUNK_SIZE})",
+            header.chunk_size
+        )));
     }
     if header.recipients.is_empty() {
         return Err(Error::NoRecipients);
@@ -358,7 +388,13 @@ pub fn verify<R: Read>(mut input: R, trusted: &dyn Fn(&KeyId) -> Option<Verifyin
     sig.copy_from_slice(&hold);
     signer.verify(Domain::Envelope, &digest32(sig_ctx), &Signature(sig))?;
     let envelope_bytes = (PREFIX_LEN + header_bytes.len()) as u64 + ciphertext_bytes + SIG_LEN as u64;
-    Ok(VerifiedEnvelope { header, signer, digest: digest32(file_ctx), envelope_bytes, ciphertext_bytes })
+    Ok(VerifiedEnvelope {
+        header,
+        signer,
+        digest: digest32(file_ctx),
+        envelope_bytes,
+        ciphertext_bytes,
+    })
 }
 
 /// The ciphertext must be whole chunks followed by one final chunk of 16..=65552 bytes.
@@ -369,7 +405,9 @@ fn check_chunking(ciphertext_bytes: u64) -> Result<()> {
     let full = SEALED_CHUNK as u64;
     let last = ciphertext_bytes - (ciphertext_bytes - 1) / full * full;
     if last < TAG_LEN as u64 {
-        return Err(Error::Malformed(format!("the final chunk has {last} bytes, less than its 16-byte tag")));
+        return Err(Error::Malformed(format!(
+            "the final chunk has {last} bytes, less than its 16-byte tag"
+        )));
     }
     Ok(())
 }
@@ -386,11 +424,17 @@ pub fn open<R: Read + Seek, W: Write>(
     input.seek(SeekFrom::Start(0))?;
     let (header, header_bytes, prefix) = read_head(&mut input)?;
     if header != verified.header {
-        return Err(Error::Malformed("the envelope changed while it was being opened".into()));
+        return Err(Error::Malformed(
+            "the envelope changed while it was being opened".into(),
+        ));
     }
     let rpub = recipient.public_key();
     let rid = rpub.key_id();
-    let entry = header.recipients.iter().find(|w| w.recipient == rid).ok_or(Error::NotARecipient(rid))?;
+    let entry = header
+        .recipients
+        .iter()
+        .find(|w| w.recipient == rid)
+        .ok_or(Error::NotARecipient(rid))?;
     let shared = recipient
         .agree(&entry.ephemeral_public)
         .ok_or_else(|| Error::Malformed("the ephemeral key is of low order".into()))?;
@@ -442,7 +486,10 @@ mod tests {
 
     impl Fixture {
         fn new() -> Self {
-            Fixture { signer: SigningKey::generate().unwrap(), center: RecipientSecretKey::generate().unwrap() }
+            Fixture {
+                signer: SigningKey::generate().unwrap(),
+                center: RecipientSecretKey::generate().unwrap(),
+            }
         }
 
         fn seal(&self, plaintext: &[u8]) -> (Vec<u8>, SealSummary) {
@@ -476,13 +523,23 @@ mod tests {
     }
 
     fn data(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
     }
 
     #[test]
     fn round_trip_at_chunk_boundaries() {
         let f = Fixture::new();
-        for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE, 3 * CHUNK_SIZE + 7] {
+        for len in [
+            0,
+            1,
+            CHUNK_SIZE - 1,
+            CHUNK_SIZE,
+            CHUNK_SIZE + 1,
+            2 * CHUNK_SIZE,
+            3 * CHUNK_SIZE + 7,
+        ] {
             let plain = data(len, 3);
             let (env, summary) = f.seal(&plain);
             assert_eq!(summary.envelope_bytes, env.len() as u64);
@@ -512,7 +569,24 @@ mod tests {
         let f = Fixture::new();
         let (env, _) = f.seal(&data(3 * CHUNK_SIZE + 100, 1));
         let n = env.len();
-        let positions = [0, 8, 10, 12, 15, 16, 20, 60, 200, 300, n / 3, n / 2, n - 200, n - 65, n - 64, n - 1];
+        let positions = [
+            0,
+            8,
+            10,
+            12,
+            15,
+            16,
+            20,
+            60,
+            200,
+            300,
+            n / 3,
+            n / 2,
+            n - 200,
+            n - 65,
+            n - 64,
+            n - 1,
+        ];
         for at in positions {
             let mut bad = env.clone();
             bad[at] ^= 0x01;
@@ -527,7 +601,16 @@ mod tests {
         let (env, _) = f.seal(&data(3 * CHUNK_SIZE, 2));
         let n = env.len();
         let header_end = n - 3 * SEALED_CHUNK - SIG_LEN;
-        let cuts = [0, 5, 16, header_end, header_end + SEALED_CHUNK, header_end + 2 * SEALED_CHUNK, n - SIG_LEN, n - 1];
+        let cuts = [
+            0,
+            5,
+            16,
+            header_end,
+            header_end + SEALED_CHUNK,
+            header_end + 2 * SEALED_CHUNK,
+            n - SIG_LEN,
+            n - 1,
+        ];
         for cut in cuts {
             assert!(f.verify(&env[..cut]).is_err(), "cut at {cut} passed");
         }
@@ -575,8 +658,14 @@ mod tests {
         assert!(matches!(verify(&env[..], &nobody), Err(Error::UnknownSigner(_))));
         let other = RecipientSecretKey::generate().unwrap();
         let mut out = Vec::new();
-        assert!(matches!(open(Cursor::new(&env), &other, &f.trusted(), &mut out), Err(Error::NotARecipient(_))));
-        assert_eq!(read_header(&env[..]).unwrap().packet_id, "0101-2026-06-01-ege-0012-blanks");
+        assert!(matches!(
+            open(Cursor::new(&env), &other, &f.trusted(), &mut out),
+            Err(Error::NotARecipient(_))
+        ));
+        assert_eq!(
+            read_header(&env[..]).unwrap().packet_id,
+            "0101-2026-06-01-ege-0012-blanks"
+        );
     }
 
     #[test]
@@ -601,7 +690,10 @@ mod tests {
             assert_eq!(out, b"hello");
         }
         let no_recipients = SealRequest { recipients: &[], ..req };
-        assert!(matches!(seal(&no_recipients, &signer, &b""[..], &mut Vec::new()), Err(Error::NoRecipients)));
+        assert!(matches!(
+            seal(&no_recipients, &signer, &b""[..], &mut Vec::new()),
+            Err(Error::NoRecipients)
+        ));
     }
 
     #[test]

@@ -18,15 +18,20 @@ const MAX_KEY_FILE: u64 = 4096;
 fn temp_path(path: &Path) -> Result<PathBuf> {
     let mut suffix = [0u8; 8];
     crate::random_bytes(&mut suffix)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::BadFile { path: path.to_owned(), message: "not a file path".into() })?;
+    let name = path.file_name().ok_or_else(|| Error::BadFile {
+        path: path.to_owned(),
+        message: "not a file path".into(),
+    })?;
     Ok(path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), hex::encode(suffix))))
 }
 
 fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf> {
     let tmp = temp_path(path)?;
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(tmp)
@@ -70,10 +75,16 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 /// Reads a small file whole, refusing anything above `max` bytes before reading it.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>> {
-    let f = fs::File::open(path).map_err(|e| Error::BadFile { path: path.to_owned(), message: e.to_string() })?;
+    let f = fs::File::open(path).map_err(|e| Error::BadFile {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
     let len = f.metadata()?.len();
     if len > max {
-        return Err(Error::BadFile { path: path.to_owned(), message: format!("{len} bytes is too large for this kind of file") });
+        return Err(Error::BadFile {
+            path: path.to_owned(),
+            message: format!("{len} bytes is too large for this kind of file"),
+        });
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(len as usize));
     std::io::Read::read_to_end(&mut std::io::Read::take(f, max), &mut buf)?;
@@ -90,7 +101,10 @@ fn encode(kind: u8, key: &[u8; 32]) -> Zeroizing<Vec<u8>> {
 
 fn decode(path: &Path, kind: u8) -> Result<Zeroizing<[u8; 32]>> {
     let bytes = read_bounded(path, MAX_KEY_FILE)?;
-    let bad = |message: &str| Error::BadFile { path: path.to_owned(), message: message.to_owned() };
+    let bad = |message: &str| Error::BadFile {
+        path: path.to_owned(),
+        message: message.to_owned(),
+    };
     if bytes.len() != 41 || &bytes[..8] != MAGIC {
         return Err(bad("not a konvert key file"));
     }
@@ -151,6 +165,10 @@ mod tests {
         fs::write(&r, b"garbage").unwrap();
         let err = read_recipient_key(&r).unwrap_err().to_string();
         assert!(err.contains("not a konvert key file"), "{err}");
-        assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+        assert!(!dir
+            .path()
+            .read_dir()
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
     }
 }

@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn seed_round_trip_gives_same_key() {
         let k = SigningKey::generate().unwrap();
-        let k2 = SigningKey::from_seed(&k.seed()).unwrap();
+        let k2 = SigningKey::from_seed(k.seed()).unwrap();
         assert_eq!(k.verifying_key(), k2.verifying_key());
         assert_eq!(k.key_id(), KeyId::from_hex(&k.key_id().to_string()).unwrap());
     }

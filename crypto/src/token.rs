@@ -102,7 +102,10 @@ impl TokenFile {
     /// Reads a token file (bounded), without unlocking it.
     pub fn read(path: &Path) -> Result<TokenFile> {
         let bytes = read_bounded(path, MAX_TOKEN_FILE)?;
-        let bad = |m: &str| Error::BadFile { path: path.to_owned(), message: format!("{m}; this is not a usable member token file") };
+        let bad = |m: &str| Error::BadFile {
+            path: path.to_owned(),
+            message: format!("{m}; this is not a usable member token file"),
+        };
         if bytes.len() < 14 || &bytes[..8] != MAGIC {
             return Err(bad("bad magic bytes"));
         }
@@ -134,13 +137,23 @@ impl TokenFile {
         let key = pin_key(pin, &self.clear.salt, self.clear.kdf_iterations)?;
         let mut buf = Zeroizing::new(self.ciphertext.clone());
         let seed = key
-            .open_in_place(Nonce::assume_unique_for_key(self.clear.nonce), Aad::from(&self.aad), &mut *buf)
-            .map_err(|_| Error::WrongPin { token_id: self.token_id.clone() })?;
-        let seed: [u8; 32] = seed.try_into().map_err(|_| Error::BadKey("token seed has the wrong length"))?;
+            .open_in_place(
+                Nonce::assume_unique_for_key(self.clear.nonce),
+                Aad::from(&self.aad),
+                &mut buf,
+            )
+            .map_err(|_| Error::WrongPin {
+                token_id: self.token_id.clone(),
+            })?;
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| Error::BadKey("token seed has the wrong length"))?;
         let seed = Zeroizing::new(seed);
         let signing = SigningKey::from_seed(&seed)?;
         if signing.verifying_key() != self.public {
-            return Err(Error::BadKey("the token's key does not match its public key; the token is damaged"));
+            return Err(Error::BadKey(
+                "the token's key does not match its public key; the token is damaged",
+            ));
         }
         Ok(signing)
     }
@@ -165,15 +178,23 @@ mod tests {
         let err = back.unlock("654321").unwrap_err();
         assert!(matches!(err, Error::WrongPin { .. }));
         assert!(!err.to_string().contains("654321"));
-        assert!(TokenFile::create(&p, "TK-1", "x", "123456", 1000).is_err(), "no overwrite");
-        assert!(TokenFile::create(&dir.path().join("b"), "TK-2", "x", "12345", 1000).is_err(), "short PIN");
+        assert!(
+            TokenFile::create(&p, "TK-1", "x", "123456", 1000).is_err(),
+            "no overwrite"
+        );
+        assert!(
+            TokenFile::create(&dir.path().join("b"), "TK-2", "x", "12345", 1000).is_err(),
+            "short PIN"
+        );
         // Flip a byte of the clear part (the holder's name): unlock must fail.
         let mut bytes = std::fs::read(&p).unwrap();
         let at = bytes.len() - 48 - 40;
         bytes[at] ^= 1;
         let edited = dir.path().join("edited.token");
         std::fs::write(&edited, &bytes).unwrap();
-        assert!(TokenFile::read(&edited).map(|t| t.unlock("123456")).map_or(true, |r| r.is_err()));
+        assert!(TokenFile::read(&edited)
+            .map(|t| t.unlock("123456"))
+            .map_or(true, |r| r.is_err()));
         std::fs::write(&edited, &bytes[..20]).unwrap();
         assert!(TokenFile::read(&edited).is_err());
     }

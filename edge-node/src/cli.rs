@@ -67,7 +67,10 @@ pub enum EdgeCommand {
 
 /// Milliseconds since the Unix epoch by this machine's clock.
 pub fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn read_pin(token: &TokenFile, pin_env: Option<&str>) -> Result<zeroize::Zeroizing<String>> {
@@ -77,20 +80,36 @@ fn read_pin(token: &TokenFile, pin_env: Option<&str>) -> Result<zeroize::Zeroizi
             .map_err(|_| Error::Push(format!("environment variable {var} with the PIN is not set")));
     }
     let prompt = format!("PIN for member token {} ({}): ", token.token_id, token.holder);
-    rpassword::prompt_password(prompt).map(zeroize::Zeroizing::new).map_err(Error::Io)
+    rpassword::prompt_password(prompt)
+        .map(zeroize::Zeroizing::new)
+        .map_err(Error::Io)
 }
 
 /// Runs one command.
 pub async fn run(cmd: EdgeCommand) -> Result<()> {
     match cmd {
-        EdgeCommand::Seal { config, room_dir, room, date, exam, kind, pin_env } => {
+        EdgeCommand::Seal {
+            config,
+            room_dir,
+            room,
+            date,
+            exam,
+            kind,
+            pin_env,
+        } => {
             let cfg = SiteConfig::load(&config)?;
             let token = TokenFile::read(&cfg.token)?;
             let pin = read_pin(&token, pin_env.as_deref())?;
             let signer = token.unlock(&pin)?;
             drop(pin);
             let outbox = Outbox::open(&cfg.data_dir)?;
-            let packet = PacketRef { site: cfg.site.clone(), date, exam, room, kind };
+            let packet = PacketRef {
+                site: cfg.site.clone(),
+                date,
+                exam,
+                room,
+                kind,
+            };
             let sealed = seal_room(&cfg, &outbox, &signer, &room_dir, packet, now_unix_ms())?;
             println!(
                 "sealed {} v{}: {} files, {:.1} MB of scans → {:.1} MB envelope, signed by token {}",
@@ -113,8 +132,10 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             }
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let sent = Arc::new(Mutex::new(std::collections::HashMap::<String, u64>::new()));
             let b = bar.clone();
@@ -134,7 +155,10 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 }
                 PushEvent::Connected => b.set_message("connected"),
             });
-            let opts = PushOptions { max_wait: Duration::from_secs(max_wait), on_event };
+            let opts = PushOptions {
+                max_wait: Duration::from_secs(max_wait),
+                on_event,
+            };
             let report = push(&cfg, outbox, opts).await;
             bar.finish_and_clear();
             let report = report?;
@@ -149,7 +173,10 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 println!("  {id}: {} ({detail})", reason.plain_words());
             }
             if !report.rejected.is_empty() {
-                return Err(Error::Push(format!("{} packet(s) refused by the center", report.rejected.len())));
+                return Err(Error::Push(format!(
+                    "{} packet(s) refused by the center",
+                    report.rejected.len()
+                )));
             }
         }
         EdgeCommand::Status { config } => {
@@ -160,15 +187,29 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             for e in entries {
                 let state = match &e.state {
                     OutboxState::Sealed => "sealed, waiting to send".to_owned(),
-                    OutboxState::Delivered { receipt } => format!("delivered, receipt signed by {}", receipt.body.center_key),
+                    OutboxState::Delivered { receipt } => {
+                        format!("delivered, receipt signed by {}", receipt.body.center_key)
+                    }
                     OutboxState::Rejected { reason, .. } => format!("REFUSED: {}", reason.plain_words()),
                 };
-                println!("  {:<48} v{:<3} {:>10.1} MB  {}", e.offer.packet_id, e.offer.version, e.offer.size as f64 / 1e6, state);
+                println!(
+                    "  {:<48} v{:<3} {:>10.1} MB  {}",
+                    e.offer.packet_id,
+                    e.offer.version,
+                    e.offer.size as f64 / 1e6,
+                    state
+                );
             }
         }
         EdgeCommand::CheckConfig { config } => {
             let cfg = SiteConfig::load(&config)?;
-            println!("{}: ok — site {}, center {} ({})", config.display(), cfg.site, cfg.center.address, cfg.center.server_name);
+            println!(
+                "{}: ok — site {}, center {} ({})",
+                config.display(),
+                cfg.site,
+                cfg.center.address,
+                cfg.center.server_name
+            );
         }
     }
     Ok(())

@@ -69,7 +69,10 @@ fn default_retry() -> f64 {
 
 impl Default for PushTuning {
     fn default() -> Self {
-        PushTuning { parallel: default_parallel(), retry_seconds: default_retry() }
+        PushTuning {
+            parallel: default_parallel(),
+            retry_seconds: default_retry(),
+        }
     }
 }
 
@@ -77,8 +80,10 @@ impl SiteConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
-        let mut cfg: SiteConfig =
-            toml::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string() })?;
+        let mut cfg: SiteConfig = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut cfg.data_dir,
@@ -91,14 +96,19 @@ impl SiteConfig {
                 *p = base.join(&*p);
             }
         }
-        cfg.check().map_err(|message| Error::Config { path: path.to_owned(), message })?;
+        cfg.check().map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(cfg)
     }
 
     /// Checks what can be checked offline.
     pub fn check(&self) -> std::result::Result<(), String> {
-        self.recipient_key().map_err(|_| "center.recipient_key must be 64 hex digits".to_owned())?;
-        self.receipt_key().map_err(|_| "center.receipt_key must be 64 hex digits".to_owned())?;
+        self.recipient_key()
+            .map_err(|_| "center.recipient_key must be 64 hex digits".to_owned())?;
+        self.receipt_key()
+            .map_err(|_| "center.receipt_key must be 64 hex digits".to_owned())?;
         if !(-12 * 60..=14 * 60).contains(&self.utc_offset_minutes) {
             return Err("utc_offset_minutes must be between -720 and 840".into());
         }
@@ -111,7 +121,10 @@ impl SiteConfig {
             ("center.station_key", &self.center.station_key),
         ] {
             if !p.is_file() {
-                return Err(format!("{what} = {} does not exist; ask the center to enroll this station", p.display()));
+                return Err(format!(
+                    "{what} = {} does not exist; ask the center to enroll this station",
+                    p.display()
+                ));
             }
         }
         Ok(())

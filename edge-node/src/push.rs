@@ -63,7 +63,10 @@ pub struct PushOptions {
 
 impl Default for PushOptions {
     fn default() -> Self {
-        PushOptions { max_wait: Duration::from_secs(3600), on_event: Arc::new(|_| {}) }
+        PushOptions {
+            max_wait: Duration::from_secs(3600),
+            on_event: Arc::new(|_| {}),
+        }
     }
 }
 
@@ -95,7 +98,10 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
     let started = Instant::now();
     let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
     let ca = read(&cfg.center.ca_cert)?;
-    let station = pki::IssuedCert { cert_pem: read(&cfg.center.station_cert)?, key_pem: read(&cfg.center.station_key)?.into() };
+    let station = pki::IssuedCert {
+        cert_pem: read(&cfg.center.station_cert)?,
+        key_pem: read(&cfg.center.station_key)?.into(),
+    };
     let endpoint = tls::client_endpoint(tls::client_config(&ca, &station)?)?;
     let center_key = cfg.receipt_key()?;
     let parallel = Arc::new(Semaphore::new(cfg.push.parallel));
@@ -117,7 +123,9 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
                     let (conn, outbox, opts, sem) = (conn.clone(), outbox.clone(), opts.clone(), parallel.clone());
                     tasks.spawn(async move {
                         let _permit = sem.acquire_owned().await;
-                        send_one(&conn, &outbox, &entry, center_key, &opts).await.map(|o| (entry, o))
+                        send_one(&conn, &outbox, &entry, center_key, &opts)
+                            .await
+                            .map(|o| (entry, o))
                     });
                 }
                 let mut failure = None;
@@ -159,7 +167,10 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
                 )));
             }
             warn!("push: {error}; retrying in {backoff:.1} s");
-            (opts.on_event)(PushEvent::Retrying { error, in_seconds: backoff });
+            (opts.on_event)(PushEvent::Retrying {
+                error,
+                in_seconds: backoff,
+            });
             tokio::time::sleep(Duration::from_secs_f64(backoff)).await;
             backoff = (backoff * 2.0).min(30.0);
         }
@@ -184,13 +195,21 @@ async fn send_one(
     let path = outbox.envelope_path(entry);
     let (id, size) = (entry.offer.packet_id.clone(), entry.offer.size);
     let on_event = opts.on_event.clone();
-    let progress = move |offset| on_event(PushEvent::Progress { packet_id: id.clone(), offset, size });
+    let progress = move |offset| {
+        on_event(PushEvent::Progress {
+            packet_id: id.clone(),
+            offset,
+            size,
+        })
+    };
     let outcome = driver::send_packet(conn, entry.offer.clone(), center_key, &path, &progress).await?;
     match &outcome {
         Outcome::Delivered(receipt) => {
             outbox.mark_delivered(&entry.offer, receipt.clone())?;
             info!(packet = %entry.offer.packet_id, version = entry.offer.version, "delivered");
-            (opts.on_event)(PushEvent::Delivered { packet_id: entry.offer.packet_id.clone() });
+            (opts.on_event)(PushEvent::Delivered {
+                packet_id: entry.offer.packet_id.clone(),
+            });
         }
         Outcome::Rejected { reason, detail } => {
             if !reason.is_retryable() {

@@ -37,13 +37,17 @@ pub fn seal_room(
     if packet.site != cfg.site {
         return Err(Error::Config {
             path: room_dir.to_owned(),
-            message: format!("the packet is for site {}, but this station is site {}", packet.site, cfg.site),
+            message: format!(
+                "the packet is for site {}, but this station is site {}",
+                packet.site, cfg.site
+            ),
         });
     }
     let packet_id = packet.packet_id();
     let version = outbox.next_version(&packet_id)?;
     let manifest = Manifest::from_folder(room_dir, packet.clone(), version)?;
-    let metadata = postcard::to_allocvec(&packet).map_err(|e| Error::Push(format!("cannot encode packet metadata: {e}")))?;
+    let metadata =
+        postcard::to_allocvec(&packet).map_err(|e| Error::Push(format!("cannot encode packet metadata: {e}")))?;
     let recipients = [cfg.recipient_key()?];
     let request = SealRequest {
         packet_id: &packet_id,
@@ -62,7 +66,10 @@ pub fn seal_room(
         let archiver = s.spawn(|| {
             let mut w = BufWriter::with_capacity(256 * 1024, writer);
             konvert_exam::write_archive(&manifest, room_dir, &mut w)?;
-            w.flush().map_err(|e| konvert_exam::Error::Io { path: room_dir.to_owned(), source: e })?;
+            w.flush().map_err(|e| konvert_exam::Error::Io {
+                path: room_dir.to_owned(),
+                source: e,
+            })?;
             Ok::<_, konvert_exam::Error>(())
         });
         let mut w = BufWriter::with_capacity(1 << 20, out);
@@ -80,7 +87,10 @@ pub fn seal_room(
                 (Ok(Err(e)), _, _) => e.into(),
                 (Err(_), _, _) => Error::Push("the archive writer panicked".into()),
                 (_, Err(e), _) => e.into(),
-                (_, _, Err(e)) => Error::File { path: staging, source: e },
+                (_, _, Err(e)) => Error::File {
+                    path: staging,
+                    source: e,
+                },
                 _ => Error::Push("sealing failed".into()),
             });
         }
@@ -96,5 +106,9 @@ pub fn seal_room(
     };
     let label = format!("room {} {}", packet.room, packet.kind.code());
     let entry = outbox.add(&staging, offer, label)?;
-    Ok(SealedPacket { entry, files: manifest.files.len(), scan_bytes: manifest.total_bytes() })
+    Ok(SealedPacket {
+        entry,
+        files: manifest.files.len(),
+        scan_bytes: manifest.total_bytes(),
+    })
 }

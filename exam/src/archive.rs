@@ -31,10 +31,15 @@ pub fn write_archive<W: Write>(manifest: &Manifest, dir: &Path, mut out: W) -> R
     for file in &manifest.files {
         let path = dir.join(&file.name);
         let f = fs::File::open(&path).map_err(Error::io(&path))?;
-        let n = copy_hashed(f.take(file.size + 1), &mut out, &mut buf, &file.sha256, file.size)
-            .map_err(|e| match e {
-                CopyError::Io(source) => Error::Io { path: path.clone(), source },
-                CopyError::Mismatch => Error::DigestMismatch { name: file.name.clone() },
+        let n =
+            copy_hashed(f.take(file.size + 1), &mut out, &mut buf, &file.sha256, file.size).map_err(|e| match e {
+                CopyError::Io(source) => Error::Io {
+                    path: path.clone(),
+                    source,
+                },
+                CopyError::Mismatch => Error::DigestMismatch {
+                    name: file.name.clone(),
+                },
             })?;
         written += n;
     }
@@ -77,16 +82,24 @@ fn copy_hashed<R: Read, W: Write>(
 pub fn read_archive<R: Read>(mut input: R, out_dir: &Path) -> Result<Manifest> {
     let src = Path::new("<packet input>");
     let mut head = [0u8; 12];
-    input.read_exact(&mut head).map_err(|_| Error::MalformedArchive("shorter than its header".into()))?;
+    input
+        .read_exact(&mut head)
+        .map_err(|_| Error::MalformedArchive("shorter than its header".into()))?;
     if &head[..8] != ARCHIVE_MAGIC {
-        return Err(Error::MalformedArchive("not a konvert packet archive (bad magic)".into()));
+        return Err(Error::MalformedArchive(
+            "not a konvert packet archive (bad magic)".into(),
+        ));
     }
     let len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
     if len > MAX_MANIFEST_LEN {
-        return Err(Error::MalformedArchive(format!("manifest of {len} bytes exceeds {MAX_MANIFEST_LEN}")));
+        return Err(Error::MalformedArchive(format!(
+            "manifest of {len} bytes exceeds {MAX_MANIFEST_LEN}"
+        )));
     }
     let mut encoded = vec![0u8; len];
-    input.read_exact(&mut encoded).map_err(|_| Error::MalformedArchive("manifest is truncated".into()))?;
+    input
+        .read_exact(&mut encoded)
+        .map_err(|_| Error::MalformedArchive("manifest is truncated".into()))?;
     let manifest: Manifest =
         postcard::from_bytes(&encoded).map_err(|e| Error::MalformedArchive(format!("manifest: {e}")))?;
     fs::create_dir_all(out_dir).map_err(Error::io(out_dir))?;
@@ -97,9 +110,21 @@ pub fn read_archive<R: Read>(mut input: R, out_dir: &Path) -> Result<Manifest> {
         }
         let path = out_dir.join(&file.name);
         let mut out = fs::File::create(&path).map_err(Error::io(&path))?;
-        copy_hashed((&mut input).take(file.size), &mut out, &mut buf, &file.sha256, file.size).map_err(|e| match e {
-            CopyError::Io(source) => Error::Io { path: path.clone(), source },
-            CopyError::Mismatch => Error::DigestMismatch { name: file.name.clone() },
+        copy_hashed(
+            (&mut input).take(file.size),
+            &mut out,
+            &mut buf,
+            &file.sha256,
+            file.size,
+        )
+        .map_err(|e| match e {
+            CopyError::Io(source) => Error::Io {
+                path: path.clone(),
+                source,
+            },
+            CopyError::Mismatch => Error::DigestMismatch {
+                name: file.name.clone(),
+            },
         })?;
     }
     let mut extra = [0u8; 1];
@@ -144,7 +169,10 @@ mod tests {
         let mut damaged = bytes.clone();
         let last = damaged.len() - 1;
         damaged[last] ^= 1;
-        assert!(matches!(read_archive(&damaged[..], out.path()), Err(Error::DigestMismatch { .. })));
+        assert!(matches!(
+            read_archive(&damaged[..], out.path()),
+            Err(Error::DigestMismatch { .. })
+        ));
         assert!(read_archive(&bytes[..bytes.len() - 3], out.path()).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
@@ -157,12 +185,18 @@ mod tests {
         fs::write(src.path().join("p1.tif"), b"original").unwrap();
         let m = Manifest::from_folder(src.path(), packet(), 1).unwrap();
         fs::write(src.path().join("p1.tif"), b"replaced").unwrap();
-        assert!(matches!(write_archive(&m, src.path(), &mut Vec::new()), Err(Error::DigestMismatch { .. })));
+        assert!(matches!(
+            write_archive(&m, src.path(), &mut Vec::new()),
+            Err(Error::DigestMismatch { .. })
+        ));
     }
 
     #[test]
     fn empty_room_is_an_error() {
         let src = tempfile::tempdir().unwrap();
-        assert!(matches!(Manifest::from_folder(src.path(), packet(), 1), Err(Error::EmptyRoom(_))));
+        assert!(matches!(
+            Manifest::from_folder(src.path(), packet(), 1),
+            Err(Error::EmptyRoom(_))
+        ));
     }
 }

@@ -12,7 +12,11 @@ fn check_code(what: &'static str, s: &str, max: usize, hint: &'static str) -> Re
     if ok {
         Ok(s.to_owned())
     } else {
-        Err(Error::InvalidId { what, value: s.to_owned(), hint })
+        Err(Error::InvalidId {
+            what,
+            value: s.to_owned(),
+            hint,
+        })
     }
 }
 
@@ -63,8 +67,20 @@ macro_rules! code_type {
     };
 }
 
-code_type!(SiteId, "site code", 32, "1–32 letters, digits or '-', e.g. 0101", "The code of an exam site (ППЭ), school or processing point.");
-code_type!(RoomId, "room code", 16, "1–16 letters, digits or '-', e.g. 0012", "The code of an exam room (аудитория) within a site.");
+code_type!(
+    SiteId,
+    "site code",
+    32,
+    "1–32 letters, digits or '-', e.g. 0101",
+    "The code of an exam site (ППЭ), school or processing point."
+);
+code_type!(
+    RoomId,
+    "room code",
+    16,
+    "1–16 letters, digits or '-', e.g. 0012",
+    "The code of an exam room (аудитория) within a site."
+);
 
 /// An exam day, `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -102,7 +118,11 @@ impl ExamDate {
 impl FromStr for ExamDate {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::InvalidId { what: "exam date", value: s.to_owned(), hint: "YYYY-MM-DD, e.g. 2026-06-01" };
+        let bad = || Error::InvalidId {
+            what: "exam date",
+            value: s.to_owned(),
+            hint: "YYYY-MM-DD, e.g. 2026-06-01",
+        };
         let b = s.as_bytes();
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());
@@ -110,7 +130,7 @@ impl FromStr for ExamDate {
         let year: u16 = s[0..4].parse().map_err(|_| bad())?;
         let month: u8 = s[5..7].parse().map_err(|_| bad())?;
         let day: u8 = s[8..10].parse().map_err(|_| bad())?;
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
         let days_in_month = match month {
             1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
             4 | 6 | 9 | 11 => 30,
@@ -178,7 +198,11 @@ impl FromStr for ExamKind {
             "oge" | "огэ" => Ok(ExamKind::Oge),
             "gve" | "гвэ" => Ok(ExamKind::Gve),
             "essay" => Ok(ExamKind::Essay),
-            _ => Err(Error::InvalidId { what: "exam kind", value: s.to_owned(), hint: "one of ege, oge, gve, essay" }),
+            _ => Err(Error::InvalidId {
+                what: "exam kind",
+                value: s.to_owned(),
+                hint: "one of ege, oge, gve, essay",
+            }),
         }
     }
 }

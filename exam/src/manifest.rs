@@ -26,7 +26,14 @@ pub struct PacketRef {
 impl PacketRef {
     /// The stable packet id, e.g. `0101-2026-06-01-ege-0012-blanks`.
     pub fn packet_id(&self) -> String {
-        format!("{}-{}-{}-{}-{}", self.site, self.date, self.exam.code(), self.room, self.kind.code())
+        format!(
+            "{}-{}-{}-{}-{}",
+            self.site,
+            self.date,
+            self.exam.code(),
+            self.room,
+            self.kind.code()
+        )
     }
 }
 

@@ -58,12 +58,21 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     let root = b.dir.clone().unwrap_or_else(|| temp.path().to_owned());
     let center_dir = root.join("center");
     let port = free_udp_port()?;
-    let init = provision::init_center(&center_dir, "center.konvert", format!("127.0.0.1:{port}").parse()?, None)?;
+    let init = provision::init_center(
+        &center_dir,
+        "center.konvert",
+        format!("127.0.0.1:{port}").parse()?,
+        None,
+    )?;
     let site_dir = root.join("site");
     std::fs::create_dir_all(&site_dir)?;
     let token = TokenFile::create(&site_dir.join("member.token"), "TK-BENCH", "bench", "493817", 10_000)?;
     let mut raw: CenterConfig = toml::from_str(&std::fs::read_to_string(&init.config_path)?)?;
-    raw.members.push(AllowedMember { name: "bench".into(), key: token.public.to_string(), sites: vec!["0101".into()] });
+    raw.members.push(AllowedMember {
+        name: "bench".into(),
+        key: token.public.to_string(),
+        sites: vec!["0101".into()],
+    });
     raw.save(&init.config_path)?;
 
     let exe = std::env::current_exe()?;
@@ -93,26 +102,50 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
 
     let scans = root.join("scans");
     for i in 0..b.packets {
-        write_random_file(&scans.join(format!("{:04}", i + 1)), "scan.bin", i as u64, b.packet_bytes)?;
+        write_random_file(
+            &scans.join(format!("{:04}", i + 1)),
+            "scan.bin",
+            i as u64,
+            b.packet_bytes,
+        )?;
     }
     let date = "2026-06-01".parse()?;
     let started = Instant::now();
     for i in 0..b.packets {
         let room = format!("{:04}", i + 1);
-        let packet = PacketRef { site: cfg.site.clone(), date, exam: ExamKind::Ege, room: room.parse()?, kind: PacketKind::Blanks };
+        let packet = PacketRef {
+            site: cfg.site.clone(),
+            date,
+            exam: ExamKind::Ege,
+            room: room.parse()?,
+            kind: PacketKind::Blanks,
+        };
         seal_room(&cfg, &outbox, &signer, &scans.join(&room), packet, now_unix_ms())?;
     }
     let seal = started.elapsed();
     let bytes: u64 = outbox.entries()?.iter().map(|e| e.offer.size).sum();
 
     let started = Instant::now();
-    let report = push(&cfg, outbox.clone(), PushOptions { max_wait: Duration::from_secs(600), ..Default::default() }).await;
+    let report = push(
+        &cfg,
+        outbox.clone(),
+        PushOptions {
+            max_wait: Duration::from_secs(600),
+            ..Default::default()
+        },
+    )
+    .await;
     let push_time = started.elapsed();
     let center_peak_rss = peak_rss_bytes(child.id());
     let _ = child.kill();
     let _ = child.wait();
     let report = report?;
-    anyhow::ensure!(report.delivered == b.packets, "only {} of {} packets delivered", report.delivered, b.packets);
+    anyhow::ensure!(
+        report.delivered == b.packets,
+        "only {} of {} packets delivered",
+        report.delivered,
+        b.packets
+    );
     Ok(TransferFigures {
         bytes,
         seal,

@@ -18,8 +18,11 @@ use crate::rooms::write_room;
 use crate::stats::quantile;
 
 /// The demo's sites: (code, member, minutes east of UTC).
-pub const DEMO_SITES: [(&str, &str, i32); 3] =
-    [("0101", "Иванова А. П.", 180), ("0202", "Петров С. В.", 420), ("0303", "Сидорова Е. Н.", 720)];
+pub const DEMO_SITES: [(&str, &str, i32); 3] = [
+    ("0101", "Иванова А. П.", 180),
+    ("0202", "Петров С. В.", 420),
+    ("0303", "Сидорова Е. Н.", 720),
+];
 const DEMO_PIN: &str = "493817";
 
 /// What to run.
@@ -39,7 +42,13 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { rooms: 4, pages: 12, page_bytes: 300_000, dir: None, keep: false }
+        DemoOptions {
+            rooms: 4,
+            pages: 12,
+            page_bytes: 300_000,
+            dir: None,
+            keep: false,
+        }
     }
 }
 
@@ -91,20 +100,40 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         "127.0.0.1:0".parse()?,
         Some("127.0.0.1:0".parse()?),
     )?;
-    say(format!("▸ center: CA, TLS certificate, receipt key and loader key in {}", center_dir.display()));
+    say(format!(
+        "▸ center: CA, TLS certificate, receipt key and loader key in {}",
+        center_dir.display()
+    ));
 
     // The security officer issues one token per member and allows it at the center.
     let mut members = Vec::new();
     for (site, holder, _) in DEMO_SITES {
         let site_dir = root.join("sites").join(site);
         std::fs::create_dir_all(&site_dir)?;
-        let token = TokenFile::create(&site_dir.join("member.token"), &format!("TK-{site}"), holder, DEMO_PIN, 100_000)?;
-        members.push(AllowedMember { name: holder.to_owned(), key: token.public.to_string(), sites: vec![site.to_owned()] });
+        let token = TokenFile::create(
+            &site_dir.join("member.token"),
+            &format!("TK-{site}"),
+            holder,
+            DEMO_PIN,
+            100_000,
+        )?;
+        members.push(AllowedMember {
+            name: holder.to_owned(),
+            key: token.public.to_string(),
+            sites: vec![site.to_owned()],
+        });
     }
     let mut center_cfg = init.config.clone();
     center_cfg.members = members;
     let center = konvert_center::serve(&center_cfg).await?;
-    say(format!("▸ center listening on {} (QUIC, mutual TLS); metrics on {:?}", center.addr, center.metrics_addr));
+    let metrics_at = center
+        .metrics_addr
+        .map(|a| format!("http://{a}/metrics"))
+        .unwrap_or_else(|| "off".into());
+    say(format!(
+        "▸ center listening on {} (QUIC, mutual TLS); metrics at {metrics_at}",
+        center.addr
+    ));
 
     // Each site: a station certificate, its config, scans of its rooms, sealed.
     let facts = CenterFacts {
@@ -118,7 +147,8 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     for (i, (site, holder, offset)) in DEMO_SITES.iter().enumerate() {
         let site_dir = root.join("sites").join(site);
         let toml = provision::enroll_station(&center_dir, site, &facts, &site_dir)?;
-        let text = std::fs::read_to_string(&toml)?.replace("utc_offset_minutes = 180", &format!("utc_offset_minutes = {offset}"));
+        let text = std::fs::read_to_string(&toml)?
+            .replace("utc_offset_minutes = 180", &format!("utc_offset_minutes = {offset}"));
         std::fs::write(&toml, text)?;
         let cfg = SiteConfig::load(&toml)?;
         let outbox = Outbox::open(&cfg.data_dir)?;
@@ -129,8 +159,13 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             let room = format!("{:04}", r + 1);
             let room_dir = site_dir.join("scans").join(&room);
             write_room(&room_dir, (i * 1000 + r) as u64, opts.pages, opts.page_bytes)?;
-            let packet =
-                PacketRef { site: cfg.site.clone(), date, exam: ExamKind::Ege, room: room.parse()?, kind: PacketKind::Blanks };
+            let packet = PacketRef {
+                site: cfg.site.clone(),
+                date,
+                exam: ExamKind::Ege,
+                room: room.parse()?,
+                kind: PacketKind::Blanks,
+            };
             let sealed = seal_room(&cfg, &outbox, &signer, &room_dir, packet, now_unix_ms())
                 .with_context(|| format!("sealing room {room} at site {site}"))?;
             scan_bytes += sealed.scan_bytes;
@@ -150,7 +185,10 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     let mut pushes = Vec::new();
     for (cfg, outbox) in &sites {
         let (cfg, outbox) = (cfg.clone(), outbox.clone());
-        let opts = PushOptions { max_wait: Duration::from_secs(60), ..Default::default() };
+        let opts = PushOptions {
+            max_wait: Duration::from_secs(60),
+            ..Default::default()
+        };
         pushes.push(tokio::spawn(async move { push(&cfg, outbox, opts).await }));
     }
     for p in pushes {
@@ -168,7 +206,13 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
                     verified += 1;
                 }
                 bytes += e.offer.size;
-                latencies.push(receipt.body.received_at_unix_ms.saturating_sub(e.offer.sealed_at_unix_ms) as f64 / 1000.0);
+                latencies.push(
+                    receipt
+                        .body
+                        .received_at_unix_ms
+                        .saturating_sub(e.offer.sealed_at_unix_ms) as f64
+                        / 1000.0,
+                );
             }
         }
     }
@@ -182,10 +226,18 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         let secs = push_time.as_secs_f64().max(1e-9);
         println!();
         println!("konvert demo — report");
-        println!("  packets sealed           {packets} ({} sites × {} rooms)", DEMO_SITES.len(), opts.rooms);
+        println!(
+            "  packets sealed           {packets} ({} sites × {} rooms)",
+            DEMO_SITES.len(),
+            opts.rooms
+        );
         println!("  packets stored at center {stored} (each exactly once)");
         println!("  bytes delivered          {:.1} MB", bytes as f64 / 1e6);
-        println!("  throughput               {:.1} MB/s (3 sites concurrently, {:.2} s)", bytes as f64 / 1e6 / secs, secs);
+        println!(
+            "  throughput               {:.1} MB/s (3 sites concurrently, {:.2} s)",
+            bytes as f64 / 1e6 / secs,
+            secs
+        );
         println!(
             "  delivery latency         p50 {:.3} s, p99 {:.3} s (seal → signed receipt)",
             quantile(&latencies, 0.5).unwrap_or(0.0),
@@ -196,18 +248,33 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             if verified == packets { "✓ all" } else { "✗ NOT ALL" }
         );
         println!("  center store             {}", center_dir.join("data/store").display());
-        println!("  site outboxes            {}", root.join("sites/<site>/data").display());
+        println!(
+            "  site outboxes            {}",
+            root.join("sites/<site>/data").display()
+        );
         if opts.keep || opts.dir.is_some() {
             println!("  kept in                  {}", root.display());
         } else {
             println!("  (temporary folder removed; run with --keep to look at it)");
         }
     }
-    let report = DemoReport { packets, stored, bytes, push_time, latencies, receipts_verified: verified, dir: root.clone(), metrics_text };
+    let report = DemoReport {
+        packets,
+        stored,
+        bytes,
+        push_time,
+        latencies,
+        receipts_verified: verified,
+        dir: root.clone(),
+        metrics_text,
+    };
     if let (true, Some(t)) = (opts.keep, temp) {
         let _kept = t.keep();
     }
-    anyhow::ensure!(verified == packets && stored == packets, "not every packet was delivered and receipted");
+    anyhow::ensure!(
+        verified == packets && stored == packets,
+        "not every packet was delivered and receipted"
+    );
     Ok(report)
 }
 
@@ -215,11 +282,18 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
 pub async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8(buf)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("metrics response has no header end")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "metrics endpoint answered: {}", head.lines().next().unwrap_or(""));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("metrics response has no header end")?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "metrics endpoint answered: {}",
+        head.lines().next().unwrap_or("")
+    );
     Ok(body.to_owned())
 }

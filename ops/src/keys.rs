@@ -31,7 +31,13 @@ pub enum KeysCommand {
 /// Runs one keys command.
 pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::IssueToken { out, token_id, holder, pin_env, kdf_iterations } => {
+        KeysCommand::IssueToken {
+            out,
+            token_id,
+            holder,
+            pin_env,
+            kdf_iterations,
+        } => {
             let pin = match pin_env {
                 Some(var) => zeroize::Zeroizing::new(
                     std::env::var(&var).map_err(|_| anyhow::anyhow!("environment variable {var} is not set"))?,
@@ -44,7 +50,12 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 }
             };
             let token = TokenFile::create(&out, &token_id, &holder, &pin, kdf_iterations)?;
-            println!("token {} for {} written to {}", token.token_id, token.holder, out.display());
+            println!(
+                "token {} for {} written to {}",
+                token.token_id,
+                token.holder,
+                out.display()
+            );
             println!("public key (allow it at the center): {}", token.public);
         }
     }

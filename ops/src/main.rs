@@ -64,18 +64,36 @@ enum BenchCommand {
 }
 
 fn mb(bytes: Option<u64>) -> String {
-    bytes.map(|b| format!("{:.0} MB", b as f64 / 1e6)).unwrap_or_else(|| "n/a".into())
+    bytes
+        .map(|b| format!("{:.0} MB", b as f64 / 1e6))
+        .unwrap_or_else(|| "n/a".into())
 }
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Demo { keep, dir, rooms } => {
-            let opts = DemoOptions { keep, dir, rooms, ..Default::default() };
+            let opts = DemoOptions {
+                keep,
+                dir,
+                rooms,
+                ..Default::default()
+            };
             demo::run(&opts, true).await?;
         }
-        Command::Bench(BenchCommand::Transfer { packets, size_mb, parallel }) => {
-            let b = TransferBench { packets, packet_bytes: (size_mb * 1e6) as usize, parallel, dir: None };
-            println!("bench transfer: {packets} packets × {size_mb} MB, {parallel} in flight, center in its own process");
+        Command::Bench(BenchCommand::Transfer {
+            packets,
+            size_mb,
+            parallel,
+        }) => {
+            let b = TransferBench {
+                packets,
+                packet_bytes: (size_mb * 1e6) as usize,
+                parallel,
+                dir: None,
+            };
+            println!(
+                "bench transfer: {packets} packets × {size_mb} MB, {parallel} in flight, center in its own process"
+            );
             let f = bench::transfer(&b).await?;
             let mbytes = f.bytes as f64 / 1e6;
             let seal = mbytes / f.seal.as_secs_f64().max(1e-9);
@@ -84,8 +102,14 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("| figure | value |");
             println!("|---|---|");
             println!("| envelope bytes | {mbytes:.1} MB |");
-            println!("| seal (sign + encrypt) | {seal:.0} MB/s ({:.2} s) |", f.seal.as_secs_f64());
-            println!("| push (send, fsync, verify, receipt) | {push:.0} MB/s ({:.2} s) |", f.push.as_secs_f64());
+            println!(
+                "| seal (sign + encrypt) | {seal:.0} MB/s ({:.2} s) |",
+                f.seal.as_secs_f64()
+            );
+            println!(
+                "| push (send, fsync, verify, receipt) | {push:.0} MB/s ({:.2} s) |",
+                f.push.as_secs_f64()
+            );
             println!("| end to end (seal + push) | {e2e:.0} MB/s |");
             println!("| push vs rsync-over-ssh reference (100 MB/s) | {:.2}× |", push / 100.0);
             println!("| edge peak RSS (incl. data generation) | {} |", mb(f.edge_peak_rss));

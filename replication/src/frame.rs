@@ -19,7 +19,10 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>> {
 pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<()> {
     let body = postcard::to_allocvec(msg).map_err(|e| Error::MalformedFrame(e.to_string()))?;
     if body.len() > MAX_FRAME_LEN {
-        return Err(Error::FrameTooLarge { len: body.len(), max: MAX_FRAME_LEN });
+        return Err(Error::FrameTooLarge {
+            len: body.len(),
+            max: MAX_FRAME_LEN,
+        });
     }
     out.reserve(4 + body.len());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -64,7 +67,7 @@ impl FrameDecoder {
     }
 
     /// The next whole message; `Ok(None)` when more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Message>> {
+    pub fn next_message(&mut self) -> Result<Option<Message>> {
         if self.buf.len() < 4 {
             return Ok(None);
         }
@@ -110,19 +113,35 @@ mod tests {
     }
 
     fn arb_message() -> impl Strategy<Value = Message> {
-        let offer = (".{0,40}", any::<u32>(), any::<u64>(), any::<[u8; 32]>(), any::<u8>(), any::<u64>(), any::<u64>())
-            .prop_map(|(packet_id, version, size, digest, priority, sealed_at_unix_ms, deadline_unix_ms)| Offer {
-                packet_id,
-                version,
-                size,
-                digest,
-                priority,
-                sealed_at_unix_ms,
-                deadline_unix_ms,
-            });
+        let offer = (
+            ".{0,40}",
+            any::<u32>(),
+            any::<u64>(),
+            any::<[u8; 32]>(),
+            any::<u8>(),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(
+                |(packet_id, version, size, digest, priority, sealed_at_unix_ms, deadline_unix_ms)| Offer {
+                    packet_id,
+                    version,
+                    size,
+                    digest,
+                    priority,
+                    sealed_at_unix_ms,
+                    deadline_unix_ms,
+                },
+            );
         prop_oneof![
-            (any::<u16>(), any::<u16>(), ".{0,20}", ".{0,20}")
-                .prop_map(|(min_version, max_version, site, agent)| Message::Hello { min_version, max_version, site, agent }),
+            (any::<u16>(), any::<u16>(), ".{0,20}", ".{0,20}").prop_map(|(min_version, max_version, site, agent)| {
+                Message::Hello {
+                    min_version,
+                    max_version,
+                    site,
+                    agent,
+                }
+            }),
             (any::<u16>(), ".{0,20}").prop_map(|(version, center)| Message::Welcome { version, center }),
             offer.prop_map(Message::Offer),
             any::<u64>().prop_map(|resume_at| Message::Accept { resume_at }),
@@ -160,7 +179,7 @@ mod tests {
             let mut out = Vec::new();
             for piece in wire.chunks(cut) {
                 dec.push(piece);
-                while let Some(m) = dec.next().unwrap() {
+                while let Some(m) = dec.next_message().unwrap() {
                     out.push(m);
                 }
             }
@@ -173,7 +192,7 @@ mod tests {
             let mut dec = FrameDecoder::new(1024);
             dec.push(&bytes);
             for _ in 0..8 {
-                match dec.next() {
+                match dec.next_message() {
                     Ok(Some(_)) => continue,
                     _ => break,
                 }
@@ -185,9 +204,12 @@ mod tests {
     fn oversized_length_is_refused_before_allocation() {
         let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
         dec.push(&u32::MAX.to_le_bytes());
-        assert!(matches!(dec.next(), Err(Error::FrameTooLarge { len, .. }) if len == u32::MAX as usize));
+        assert!(matches!(dec.next_message(), Err(Error::FrameTooLarge { len, .. }) if len == u32::MAX as usize));
         assert!(check_len(((MAX_FRAME_LEN + 1) as u32).to_le_bytes(), MAX_FRAME_LEN).is_err());
-        let big = Message::Data { offset: 0, bytes: vec![0; MAX_FRAME_LEN + 1] };
+        let big = Message::Data {
+            offset: 0,
+            bytes: vec![0; MAX_FRAME_LEN + 1],
+        };
         assert!(matches!(encode(&big), Err(Error::FrameTooLarge { .. })));
     }
 
@@ -196,11 +218,11 @@ mod tests {
         let wire = encode(&Message::Done).unwrap();
         let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
         dec.push(&wire[..wire.len() - 1]);
-        assert!(dec.next().unwrap().is_none());
+        assert!(dec.next_message().unwrap().is_none());
         assert!(matches!(dec.finish(), Err(Error::TruncatedFrame)));
         let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
         dec.push(&[3, 0, 0, 0, 0xff, 0xff, 0xff]);
-        assert!(matches!(dec.next(), Err(Error::MalformedFrame(_))));
+        assert!(matches!(dec.next_message(), Err(Error::MalformedFrame(_))));
         assert!(matches!(decode_body(&[7, 1, 2]), Err(Error::MalformedFrame(_))));
     }
 }

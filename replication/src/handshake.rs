@@ -16,11 +16,23 @@ pub fn hello(site: &str, agent: &str) -> Message {
 /// The center's answer to Hello: the claimed site and Welcome, or a refusal when no
 /// version is shared. Anything but Hello is a protocol error.
 pub fn answer_hello(msg: &Message, center_name: &str) -> Result<(String, Message)> {
-    let Message::Hello { min_version, max_version, site, .. } = msg else {
-        return Err(Error::Protocol { expected: "Hello", got: msg.kind().into() });
+    let Message::Hello {
+        min_version,
+        max_version,
+        site,
+        ..
+    } = msg
+    else {
+        return Err(Error::Protocol {
+            expected: "Hello",
+            got: msg.kind().into(),
+        });
     };
     let answer = if (*min_version..=*max_version).contains(&PROTOCOL_VERSION) {
-        Message::Welcome { version: PROTOCOL_VERSION, center: center_name.to_owned() }
+        Message::Welcome {
+            version: PROTOCOL_VERSION,
+            center: center_name.to_owned(),
+        }
     } else {
         Message::Reject {
             reason: RejectReason::UnsupportedVersion,
@@ -34,11 +46,18 @@ pub fn answer_hello(msg: &Message, center_name: &str) -> Result<(String, Message
 pub fn check_welcome(msg: &Message) -> Result<u16> {
     match msg {
         Message::Welcome { version, .. } if *version == PROTOCOL_VERSION => Ok(*version),
-        Message::Welcome { version, .. } => {
-            Err(Error::Protocol { expected: "Welcome with version 1", got: format!("Welcome with version {version}") })
-        }
-        Message::Reject { reason, detail } => Err(Error::Connection(format!("the center refused: {} ({detail})", reason.plain_words()))),
-        other => Err(Error::Protocol { expected: "Welcome", got: other.kind().into() }),
+        Message::Welcome { version, .. } => Err(Error::Protocol {
+            expected: "Welcome with version 1",
+            got: format!("Welcome with version {version}"),
+        }),
+        Message::Reject { reason, detail } => Err(Error::Connection(format!(
+            "the center refused: {} ({detail})",
+            reason.plain_words()
+        ))),
+        other => Err(Error::Protocol {
+            expected: "Welcome",
+            got: other.kind().into(),
+        }),
     }
 }
 
@@ -51,9 +70,20 @@ mod tests {
         let (site, welcome) = answer_hello(&hello("0101", "test"), "center").unwrap();
         assert_eq!(site, "0101");
         assert_eq!(check_welcome(&welcome).unwrap(), PROTOCOL_VERSION);
-        let future = Message::Hello { min_version: 7, max_version: 9, site: "0101".into(), agent: "x".into() };
+        let future = Message::Hello {
+            min_version: 7,
+            max_version: 9,
+            site: "0101".into(),
+            agent: "x".into(),
+        };
         let (_, refusal) = answer_hello(&future, "center").unwrap();
-        assert!(matches!(refusal, Message::Reject { reason: RejectReason::UnsupportedVersion, .. }));
+        assert!(matches!(
+            refusal,
+            Message::Reject {
+                reason: RejectReason::UnsupportedVersion,
+                ..
+            }
+        ));
         assert!(check_welcome(&refusal).is_err());
         assert!(answer_hello(&Message::Done, "center").is_err());
         assert!(check_welcome(&Message::Done).is_err());

@@ -51,7 +51,12 @@ impl Inbox {
             ))
         })?;
         let packets = db.open_tree("packets").map_err(storage_err)?;
-        Ok(Inbox { db, packets, staging, store })
+        Ok(Inbox {
+            db,
+            packets,
+            staging,
+            store,
+        })
     }
 
     /// The stored record of a packet version, if any.
@@ -65,7 +70,12 @@ impl Inbox {
     /// A fresh staging file for an incoming envelope with this digest.
     pub fn create_staging(&self, digest: &[u8; 32]) -> Result<(fs::File, PathBuf)> {
         let path = self.staging.join(format!("{}.part", hex::encode(digest)));
-        let file = fs::OpenOptions::new().create(true).write(true).truncate(true).read(true).open(&path)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .read(true)
+            .open(&path)?;
         Ok((file, path))
     }
 
@@ -89,7 +99,10 @@ impl Inbox {
         rename_durably(staged, &target)?;
         let key = packet_key(&record.receipt.body.packet_id, record.receipt.body.version);
         let bytes = postcard::to_allocvec(record).map_err(storage_err)?;
-        let swapped = self.packets.compare_and_swap(key, None::<&[u8]>, Some(bytes)).map_err(storage_err)?;
+        let swapped = self
+            .packets
+            .compare_and_swap(key, None::<&[u8]>, Some(bytes))
+            .map_err(storage_err)?;
         if swapped.is_err() {
             return Err(Error::Storage(format!(
                 "packet {} v{} was stored concurrently",

@@ -6,25 +6,25 @@
 //! center's private CA, station certificates, mutual TLS), the durable [`outbox`] and
 //! [`inbox`] on sled, and the thin quinn driver in [`driver`].
 
-mod error;
-pub mod message;
-pub mod receipt;
-mod durable;
 pub mod driver;
+mod durable;
+mod error;
 pub mod frame;
 pub mod handshake;
+pub mod inbox;
+pub mod message;
+pub mod outbox;
+pub mod pki;
+pub mod receipt;
 pub mod receiver;
 pub mod sender;
-pub mod pki;
 pub mod tls;
-pub mod inbox;
-pub mod outbox;
 
 pub use error::Error;
-pub use message::{Message, Offer, RejectReason, PROTOCOL_VERSION};
-pub use receipt::{Receipt, ReceiptBody};
 pub use inbox::{Inbox, InboxRecord};
+pub use message::{Message, Offer, RejectReason, PROTOCOL_VERSION};
 pub use outbox::{Outbox, OutboxEntry, OutboxState};
+pub use receipt::{Receipt, ReceiptBody};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -55,10 +55,17 @@ impl Outbox {
         let envelopes = dir.join("envelopes");
         fs::create_dir_all(&envelopes)?;
         let db = sled::open(dir.join("outbox.sled")).map_err(|e| {
-            Error::Storage(format!("cannot open the outbox at {}: {e}; is another konvert-edge running?", dir.display()))
+            Error::Storage(format!(
+                "cannot open the outbox at {}: {e}; is another konvert-edge running?",
+                dir.display()
+            ))
         })?;
         let entries = db.open_tree("entries").map_err(storage_err)?;
-        Ok(Outbox { db, entries, dir: envelopes })
+        Ok(Outbox {
+            db,
+            entries,
+            dir: envelopes,
+        })
     }
 
     /// Where a new envelope is written before `add` takes it in.
@@ -94,7 +101,12 @@ impl Outbox {
         fs::File::open(staged)?.sync_all()?;
         let file_name = format!("{}.v{}.env", offer.packet_id, offer.version);
         rename_durably(staged, &self.dir.join(&file_name))?;
-        let entry = OutboxEntry { offer, file_name, label, state: OutboxState::Sealed };
+        let entry = OutboxEntry {
+            offer,
+            file_name,
+            label,
+            state: OutboxState::Sealed,
+        };
         self.put(&entry)?;
         Ok(entry)
     }
@@ -107,19 +119,29 @@ impl Outbox {
             all.push(decode(&v)?);
         }
         all.sort_by(|a, b| {
-            (a.offer.priority, a.offer.deadline_unix_ms, a.offer.sealed_at_unix_ms, &a.offer.packet_id).cmp(&(
-                b.offer.priority,
-                b.offer.deadline_unix_ms,
-                b.offer.sealed_at_unix_ms,
-                &b.offer.packet_id,
-            ))
+            (
+                a.offer.priority,
+                a.offer.deadline_unix_ms,
+                a.offer.sealed_at_unix_ms,
+                &a.offer.packet_id,
+            )
+                .cmp(&(
+                    b.offer.priority,
+                    b.offer.deadline_unix_ms,
+                    b.offer.sealed_at_unix_ms,
+                    &b.offer.packet_id,
+                ))
         });
         Ok(all)
     }
 
     /// Entries still waiting for a receipt, in sending order.
     pub fn pending(&self) -> Result<Vec<OutboxEntry>> {
-        Ok(self.entries()?.into_iter().filter(|e| e.state == OutboxState::Sealed).collect())
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter(|e| e.state == OutboxState::Sealed)
+            .collect())
     }
 
     /// Records a verified receipt, durably.
@@ -135,7 +157,10 @@ impl Outbox {
     fn update(&self, offer: &Offer, state: OutboxState) -> Result<()> {
         let key = packet_key(&offer.packet_id, offer.version);
         let Some(v) = self.entries.get(&key).map_err(storage_err)? else {
-            return Err(Error::Storage(format!("packet {} v{} is not in the outbox", offer.packet_id, offer.version)));
+            return Err(Error::Storage(format!(
+                "packet {} v{} is not in the outbox",
+                offer.packet_id, offer.version
+            )));
         };
         let mut entry = decode(&v)?;
         entry.state = state;
@@ -144,7 +169,9 @@ impl Outbox {
 
     fn put(&self, entry: &OutboxEntry) -> Result<()> {
         let bytes = postcard::to_allocvec(entry).map_err(storage_err)?;
-        self.entries.insert(packet_key(&entry.offer.packet_id, entry.offer.version), bytes).map_err(storage_err)?;
+        self.entries
+            .insert(packet_key(&entry.offer.packet_id, entry.offer.version), bytes)
+            .map_err(storage_err)?;
         self.db.flush().map_err(storage_err)?;
         Ok(())
     }

@@ -15,7 +15,9 @@ use crate::{Error, Result};
 pub fn station_dns_name(site: &str) -> Result<String> {
     let ok = !site.is_empty() && site.len() <= 32 && site.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !ok {
-        return Err(Error::Tls(format!("site code {site:?} must be 1–32 letters, digits or '-'")));
+        return Err(Error::Tls(format!(
+            "site code {site:?} must be 1–32 letters, digits or '-'"
+        )));
     }
     Ok(format!("{}.station.konvert", site.to_ascii_lowercase()))
 }
@@ -61,11 +63,20 @@ impl Ca {
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_before = rcgen::date_time_ymd(2024, 1, 1);
         params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-        let cert = params.self_signed(&key).map_err(tls_err("signing the CA certificate"))?;
-        Ok(Ca { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) })
+        let cert = params
+            .self_signed(&key)
+            .map_err(tls_err("signing the CA certificate"))?;
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+        })
     }
 
     /// Loads a CA from its certificate and key.
@@ -79,7 +90,10 @@ impl Ca {
         if !spki_contains(spki.as_ref(), key.public_key_raw()) {
             return Err(Error::Tls("the CA key does not belong to the CA certificate".into()));
         }
-        Ok(Ca { cert_pem: cert_pem.to_owned(), key_pem: Zeroizing::new(key_pem.to_owned()) })
+        Ok(Ca {
+            cert_pem: cert_pem.to_owned(),
+            key_pem: Zeroizing::new(key_pem.to_owned()),
+        })
     }
 
     /// The CA's private key (PEM), to be written to a 0600 file.
@@ -87,7 +101,13 @@ impl Ca {
         &self.key_pem
     }
 
-    fn issue(&self, dns_name: String, common_name: &str, purpose: ExtendedKeyUsagePurpose, days: i64) -> Result<IssuedCert> {
+    fn issue(
+        &self,
+        dns_name: String,
+        common_name: &str,
+        purpose: ExtendedKeyUsagePurpose,
+        days: i64,
+    ) -> Result<IssuedCert> {
         let ca_key = KeyPair::from_pem(&self.key_pem).map_err(tls_err("the CA key"))?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &ca_key).map_err(tls_err("the CA certificate"))?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(tls_err("generating a key"))?;
@@ -101,18 +121,33 @@ impl Ca {
         let now = time_now();
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(days);
-        let cert = params.signed_by(&key, &issuer).map_err(tls_err("signing the certificate"))?;
-        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) })
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(tls_err("signing the certificate"))?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+        })
     }
 
     /// The center's TLS certificate for `server_name`.
     pub fn issue_center(&self, server_name: &str) -> Result<IssuedCert> {
-        self.issue(server_name.to_owned(), server_name, ExtendedKeyUsagePurpose::ServerAuth, 825)
+        self.issue(
+            server_name.to_owned(),
+            server_name,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            825,
+        )
     }
 
     /// A station certificate for `site`.
     pub fn issue_station(&self, site: &str) -> Result<IssuedCert> {
-        self.issue(station_dns_name(site)?, &format!("station of site {site}"), ExtendedKeyUsagePurpose::ClientAuth, 400)
+        self.issue(
+            station_dns_name(site)?,
+            &format!("station of site {site}"),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            400,
+        )
     }
 }
 
@@ -135,7 +170,10 @@ pub(crate) fn pem_der(pem: &str) -> Result<Vec<u8>> {
 
 fn rustls_pemfile_first(rd: &mut &[u8]) -> Option<Vec<u8>> {
     use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(rd).next()?.ok().map(|c| c.to_vec())
+    rustls::pki_types::CertificateDer::pem_slice_iter(rd)
+        .next()?
+        .ok()
+        .map(|c| c.to_vec())
 }
 
 #[cfg(test)]

@@ -40,7 +40,11 @@ pub struct PacketReceiver {
 impl PacketReceiver {
     /// A receiver; offers above `max_size` should be refused by the caller (TooLarge).
     pub fn new(max_size: u64) -> Self {
-        PacketReceiver { max_size, offer: None, state: State::ExpectOffer }
+        PacketReceiver {
+            max_size,
+            offer: None,
+            state: State::ExpectOffer,
+        }
     }
 
     /// The largest envelope the caller accepts.
@@ -86,10 +90,16 @@ impl PacketReceiver {
                 if offset != next || bytes.is_empty() || end.is_none_or(|e| e > self.size()) {
                     return Err(Error::Protocol {
                         expected: "contiguous, non-empty Data within the offered size",
-                        got: format!("Data at {offset} ({} bytes), expected offset {next} of {}", bytes.len(), self.size()),
+                        got: format!(
+                            "Data at {offset} ({} bytes), expected offset {next} of {}",
+                            bytes.len(),
+                            self.size()
+                        ),
                     });
                 }
-                self.state = State::Receiving { next: next + bytes.len() as u64 };
+                self.state = State::Receiving {
+                    next: next + bytes.len() as u64,
+                };
                 Ok(ReceiverEvent::Write { offset, bytes })
             }
             (State::Receiving { next }, Message::Done) if *next == self.size() => {
@@ -107,7 +117,10 @@ impl PacketReceiver {
     /// Accepts the offer; the edge sends from `resume_at`.
     pub fn accept(&mut self, resume_at: u64) -> Result<Message> {
         if self.state != State::Deciding || resume_at > self.size() {
-            return Err(Error::Protocol { expected: "a decision on an offer", got: format!("Accept at {resume_at}") });
+            return Err(Error::Protocol {
+                expected: "a decision on an offer",
+                got: format!("Accept at {resume_at}"),
+            });
         }
         self.state = State::Receiving { next: resume_at };
         Ok(Message::Accept { resume_at })
@@ -116,7 +129,10 @@ impl PacketReceiver {
     /// Answers an offer of something already stored.
     pub fn already_have(&mut self, receipt: Receipt) -> Result<Message> {
         if self.state != State::Deciding {
-            return Err(Error::Protocol { expected: "a decision on an offer", got: "AlreadyHave".into() });
+            return Err(Error::Protocol {
+                expected: "a decision on an offer",
+                got: "AlreadyHave".into(),
+            });
         }
         self.state = State::Finished;
         Ok(Message::AlreadyHave { receipt })
@@ -125,13 +141,19 @@ impl PacketReceiver {
     /// Refuses, in any state; the exchange ends.
     pub fn reject(&mut self, reason: RejectReason, detail: &str) -> Message {
         self.state = State::Finished;
-        Message::Reject { reason, detail: detail.to_owned() }
+        Message::Reject {
+            reason,
+            detail: detail.to_owned(),
+        }
     }
 
     /// The receipt, once the packet is durable.
     pub fn receipt(&mut self, receipt: Receipt) -> Result<Message> {
         if self.state != State::Completing {
-            return Err(Error::Protocol { expected: "a completed transfer", got: "Receipt".into() });
+            return Err(Error::Protocol {
+                expected: "a completed transfer",
+                got: "Receipt".into(),
+            });
         }
         self.state = State::Finished;
         Ok(Message::Receipt { receipt })
@@ -177,7 +199,7 @@ mod tests {
     fn wire(msg: Message) -> Message {
         let mut d = FrameDecoder::new(MAX_FRAME_LEN);
         d.push(&encode(&msg).unwrap());
-        d.next().unwrap().unwrap()
+        d.next_message().unwrap().unwrap()
     }
 
     /// Runs a whole exchange where the center accepts at `resume_at`; returns the bytes
@@ -187,7 +209,9 @@ mod tests {
         let mut tx = PacketSender::new(o.clone(), center.verifying_key());
         let mut rx = PacketReceiver::new(1 << 40);
         let mut staged = payload[..resume_at as usize].to_vec();
-        let ReceiverEvent::Offered(got) = rx.handle(wire(tx.start().unwrap())).unwrap() else { panic!("no offer") };
+        let ReceiverEvent::Offered(got) = rx.handle(wire(tx.start().unwrap())).unwrap() else {
+            panic!("no offer")
+        };
         assert_eq!(got, o);
         let ev = tx.handle(wire(rx.accept(resume_at).unwrap())).unwrap();
         assert_eq!(ev, SenderEvent::SendFrom(resume_at));
@@ -248,13 +272,17 @@ mod tests {
         let o = offer(10);
         let mut tx = PacketSender::new(o.clone(), center.verifying_key());
         tx.start().unwrap();
-        let forged = Message::AlreadyHave { receipt: receipt_for(&o, &impostor) };
+        let forged = Message::AlreadyHave {
+            receipt: receipt_for(&o, &impostor),
+        };
         assert!(matches!(tx.handle(forged), Err(Error::BadReceipt(_))));
         let mut tx = PacketSender::new(o.clone(), center.verifying_key());
         tx.start().unwrap();
         let mut other = o.clone();
         other.digest = [1; 32];
-        let wrong = Message::AlreadyHave { receipt: receipt_for(&other, &center) };
+        let wrong = Message::AlreadyHave {
+            receipt: receipt_for(&other, &center),
+        };
         assert!(matches!(tx.handle(wrong), Err(Error::BadReceipt(_))));
     }
 
@@ -265,7 +293,13 @@ mod tests {
         let mut rx = PacketReceiver::new(100);
         rx.handle(tx.start().unwrap()).unwrap();
         let ev = tx.handle(rx.reject(RejectReason::Conflict, "other content")).unwrap();
-        assert_eq!(ev, SenderEvent::Rejected { reason: RejectReason::Conflict, detail: "other content".into() });
+        assert_eq!(
+            ev,
+            SenderEvent::Rejected {
+                reason: RejectReason::Conflict,
+                detail: "other content".into()
+            }
+        );
         assert!(tx.is_finished());
     }
 
@@ -285,7 +319,10 @@ mod tests {
 
     #[test]
     fn out_of_order_messages_are_protocol_errors_naming_both_sides() {
-        let data = |offset, n| Message::Data { offset, bytes: vec![0; n] };
+        let data = |offset, n| Message::Data {
+            offset,
+            bytes: vec![0; n],
+        };
         // Data before Accept.
         let mut rx = PacketReceiver::new(100);
         rx.handle(Message::Offer(offer(10))).unwrap();
@@ -307,12 +344,20 @@ mod tests {
         let mut tx = PacketSender::new(o.clone(), center.verifying_key());
         tx.start().unwrap();
         tx.handle(Message::Accept { resume_at: 0 }).unwrap();
-        let early = tx.handle(Message::Receipt { receipt: receipt_for(&o, &center) });
+        let early = tx.handle(Message::Receipt {
+            receipt: receipt_for(&o, &center),
+        });
         assert!(matches!(early, Err(Error::Protocol { .. })));
         assert!(tx.finish().is_err(), "Done before all bytes were handed out");
         let mut tx = PacketSender::new(o, center.verifying_key());
         tx.start().unwrap();
-        assert!(tx.handle(Message::Accept { resume_at: 11 }).is_err(), "resume past the end");
-        assert!(accepted(10).receipt(receipt_for(&offer(10), &center)).is_err(), "receipt before Complete");
+        assert!(
+            tx.handle(Message::Accept { resume_at: 11 }).is_err(),
+            "resume past the end"
+        );
+        assert!(
+            accepted(10).receipt(receipt_for(&offer(10), &center)).is_err(),
+            "receipt before Complete"
+        );
     }
 }

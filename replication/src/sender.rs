@@ -43,7 +43,11 @@ pub struct PacketSender {
 impl PacketSender {
     /// A sender for `offer`, trusting receipts signed by `center_key`.
     pub fn new(offer: Offer, center_key: VerifyingKey) -> Self {
-        PacketSender { offer, center_key, state: State::Start }
+        PacketSender {
+            offer,
+            center_key,
+            state: State::Start,
+        }
     }
 
     /// The offer.
@@ -54,7 +58,10 @@ impl PacketSender {
     /// The Offer message that opens the exchange.
     pub fn start(&mut self) -> Result<Message> {
         if self.state != State::Start {
-            return Err(Error::Protocol { expected: "a new exchange", got: "start called twice".into() });
+            return Err(Error::Protocol {
+                expected: "a new exchange",
+                got: "start called twice".into(),
+            });
         }
         self.state = State::AwaitDecision;
         Ok(Message::Offer(self.offer.clone()))
@@ -89,17 +96,25 @@ impl PacketSender {
                 self.state = State::Finished;
                 Ok(SenderEvent::Delivered(receipt))
             }
-            (State::AwaitDecision | State::Sending { .. } | State::AwaitReceipt, Message::Reject { reason, detail }) => {
+            (
+                State::AwaitDecision | State::Sending { .. } | State::AwaitReceipt,
+                Message::Reject { reason, detail },
+            ) => {
                 self.state = State::Finished;
                 Ok(SenderEvent::Rejected { reason, detail })
             }
-            (_, other) => Err(Error::Protocol { expected: self.expected(), got: other.kind().into() }),
+            (_, other) => Err(Error::Protocol {
+                expected: self.expected(),
+                got: other.kind().into(),
+            }),
         }
     }
 
     /// The next byte range to read and send, advancing; `None` once all were handed out.
     pub fn next_chunk(&mut self) -> Option<(u64, usize)> {
-        let State::Sending { next } = &mut self.state else { return None };
+        let State::Sending { next } = &mut self.state else {
+            return None;
+        };
         if *next >= self.offer.size {
             return None;
         }
@@ -125,7 +140,10 @@ impl PacketSender {
                 expected: "all bytes sent before Done",
                 got: format!("Done at {next} of {}", self.offer.size),
             }),
-            _ => Err(Error::Protocol { expected: self.expected(), got: "Done".into() }),
+            _ => Err(Error::Protocol {
+                expected: self.expected(),
+                got: "Done".into(),
+            }),
         }
     }
 

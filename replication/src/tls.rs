@@ -39,7 +39,9 @@ fn key(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>> {
 fn roots(ca_cert_pem: &str) -> Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
     for c in certs(ca_cert_pem, "the CA certificate")? {
-        roots.add(c).map_err(|e| Error::Tls(format!("the CA certificate is not usable: {e}")))?;
+        roots
+            .add(c)
+            .map_err(|e| Error::Tls(format!("the CA certificate is not usable: {e}")))?;
     }
     Ok(Arc::new(roots))
 }
@@ -67,7 +69,10 @@ pub fn server_config(ca_cert_pem: &str, cert: &IssuedCert) -> Result<quinn::Serv
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(&cert.cert_pem, "the center certificate")?, key(&cert.key_pem, "the center key")?)
+        .with_single_cert(
+            certs(&cert.cert_pem, "the center certificate")?,
+            key(&cert.key_pem, "the center key")?,
+        )
         .map_err(|e| Error::Tls(format!("the center certificate and key do not fit together: {e}")))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| Error::Tls(e.to_string()))?;
@@ -82,7 +87,10 @@ pub fn client_config(ca_cert_pem: &str, station: &IssuedCert) -> Result<quinn::C
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Tls(e.to_string()))?
         .with_root_certificates(roots(ca_cert_pem)?)
-        .with_client_auth_cert(certs(&station.cert_pem, "the station certificate")?, key(&station.key_pem, "the station key")?)
+        .with_client_auth_cert(
+            certs(&station.cert_pem, "the station certificate")?,
+            key(&station.key_pem, "the station key")?,
+        )
         .map_err(|e| Error::Tls(format!("the station certificate and key do not fit together: {e}")))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| Error::Tls(e.to_string()))?;
@@ -115,10 +123,14 @@ pub fn peer_certificates(conn: &quinn::Connection) -> Result<Vec<CertificateDer<
 /// Checks that the peer's end-entity certificate names the station of `site`.
 pub fn verify_station_site(peer_certs: &[CertificateDer<'_>], site: &str) -> Result<()> {
     let name = station_dns_name(site)?;
-    let ee = peer_certs.first().ok_or_else(|| Error::Tls("the station presented no certificate".into()))?;
+    let ee = peer_certs
+        .first()
+        .ok_or_else(|| Error::Tls("the station presented no certificate".into()))?;
     let cert = webpki::EndEntityCert::try_from(ee).map_err(|e| Error::Tls(format!("station certificate: {e:?}")))?;
     let server_name = ServerName::try_from(name.as_str()).map_err(|e| Error::Tls(e.to_string()))?;
     cert.verify_is_valid_for_subject_name(&server_name).map_err(|_| {
-        Error::Tls(format!("the station certificate is not for site {site}; enroll this station for its own site"))
+        Error::Tls(format!(
+            "the station certificate is not for site {site}; enroll this station for its own site"
+        ))
     })
 }

@@ -1,5 +1,8 @@
 //! Mutual TLS over real QUIC on loopback: who may connect, and to whom.
 
+// Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +23,11 @@ struct Center {
 /// A server that reports, for each connection, what it echoed or the error.
 fn center(ca: &Ca) -> Center {
     let cert = ca.issue_center(NAME).unwrap();
-    let endpoint =
-        tls::server_endpoint("127.0.0.1:0".parse().unwrap(), tls::server_config(&ca.cert_pem, &cert).unwrap()).unwrap();
+    let endpoint = tls::server_endpoint(
+        "127.0.0.1:0".parse().unwrap(),
+        tls::server_config(&ca.cert_pem, &cert).unwrap(),
+    )
+    .unwrap();
     let addr = endpoint.local_addr().unwrap();
     let (tx, accepted) = tokio::sync::mpsc::unbounded_channel();
     let ep = endpoint.clone();
@@ -48,14 +54,22 @@ fn center(ca: &Ca) -> Center {
             });
         }
     });
-    Center { addr, accepted, _endpoint: endpoint }
+    Center {
+        addr,
+        accepted,
+        _endpoint: endpoint,
+    }
 }
 
 /// Connects and echoes a message; Err if anything on the way fails.
 async fn echo(cfg: quinn::ClientConfig, addr: SocketAddr, name: &str) -> Result<String, String> {
     let ep = tls::client_endpoint(cfg).map_err(|e| e.to_string())?;
     let work = async {
-        let conn = ep.connect(addr, name).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
+        let conn = ep
+            .connect(addr, name)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
         send.write_all(b"hello").await.map_err(|e| e.to_string())?;
         send.finish().map_err(|e| e.to_string())?;
@@ -63,7 +77,9 @@ async fn echo(cfg: quinn::ClientConfig, addr: SocketAddr, name: &str) -> Result<
         conn.close(0u32.into(), b"done");
         Ok(String::from_utf8_lossy(&back).into_owned())
     };
-    tokio::time::timeout(Duration::from_secs(10), work).await.map_err(|_| "timed out".to_owned())?
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .map_err(|_| "timed out".to_owned())?
 }
 
 fn station(ca: &Ca) -> IssuedCert {
@@ -93,9 +109,14 @@ async fn a_client_without_a_certificate_is_refused() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls_cfg.alpn_protocols = vec![tls::ALPN.to_vec()];
-    let cfg = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls_cfg).unwrap()));
+    let cfg = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls_cfg).unwrap(),
+    ));
     assert!(echo(cfg, c.addr, NAME).await.is_err());
-    let server_side = tokio::time::timeout(Duration::from_secs(10), c.accepted.recv()).await.unwrap().unwrap();
+    let server_side = tokio::time::timeout(Duration::from_secs(10), c.accepted.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(server_side.is_err(), "the center served a client without a certificate");
 }
 
@@ -107,7 +128,10 @@ async fn a_station_certificate_from_another_ca_is_refused() {
     // The rogue station trusts the real CA for the server, but its own certificate is the rogue's.
     let cfg = tls::client_config(&ca.cert_pem, &station(&rogue)).unwrap();
     assert!(echo(cfg, c.addr, NAME).await.is_err());
-    let server_side = tokio::time::timeout(Duration::from_secs(10), c.accepted.recv()).await.unwrap().unwrap();
+    let server_side = tokio::time::timeout(Duration::from_secs(10), c.accepted.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(server_side.is_err());
 }
 

@@ -43,8 +43,13 @@ impl CenterFixture {
     /// A new center listening on `listen` (use port 0 for in-process centers).
     pub fn new(listen: SocketAddr) -> Self {
         let root = tempfile::tempdir().unwrap();
-        let init = provision::init_center(&root.path().join("center"), "center.konvert", listen, Some("127.0.0.1:0".parse().unwrap()))
-            .unwrap();
+        let init = provision::init_center(
+            &root.path().join("center"),
+            "center.konvert",
+            listen,
+            Some("127.0.0.1:0".parse().unwrap()),
+        )
+        .unwrap();
         CenterFixture { root, init }
     }
 
@@ -58,7 +63,14 @@ impl CenterFixture {
     pub fn issue_token(&self, site: &str) -> TokenFile {
         let dir = self.root.path().join("sites").join(site);
         std::fs::create_dir_all(&dir).unwrap();
-        TokenFile::create(&dir.join("member.token"), &format!("TK-{site}"), &format!("member of {site}"), PIN, 1_000).unwrap()
+        TokenFile::create(
+            &dir.join("member.token"),
+            &format!("TK-{site}"),
+            &format!("member of {site}"),
+            PIN,
+            1_000,
+        )
+        .unwrap()
     }
 
     /// Allows members in center.toml (as written on disk) and returns the loaded config.
@@ -66,7 +78,11 @@ impl CenterFixture {
         let path = &self.init.config_path;
         let mut raw: CenterConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         for (t, site) in members {
-            raw.members.push(AllowedMember { name: t.holder.clone(), key: t.public.to_string(), sites: vec![site.to_string()] });
+            raw.members.push(AllowedMember {
+                name: t.holder.clone(),
+                key: t.public.to_string(),
+                sites: vec![site.to_string()],
+            });
         }
         raw.save(path).unwrap();
         CenterConfig::load(path).unwrap()
@@ -86,7 +102,12 @@ impl CenterFixture {
         cfg.push.retry_seconds = 0.1;
         let outbox = Arc::new(Outbox::open(&cfg.data_dir).unwrap());
         let signer = TokenFile::read(&cfg.token).unwrap().unlock(PIN).unwrap();
-        SiteFixture { cfg, outbox, signer, dir }
+        SiteFixture {
+            cfg,
+            outbox,
+            signer,
+            dir,
+        }
     }
 }
 
@@ -107,7 +128,16 @@ impl SiteFixture {
             room: room.parse().unwrap(),
             kind: PacketKind::Blanks,
         };
-        seal_room(&self.cfg, &self.outbox, signer, room_dir, packet, konvert_edge::cli::now_unix_ms()).unwrap().entry
+        seal_room(
+            &self.cfg,
+            &self.outbox,
+            signer,
+            room_dir,
+            packet,
+            konvert_edge::cli::now_unix_ms(),
+        )
+        .unwrap()
+        .entry
     }
 }
 
@@ -115,5 +145,8 @@ impl SiteFixture {
 pub fn stored_files(center_dir: &Path) -> usize {
     let store = center_dir.join("data/store");
     let Ok(dirs) = std::fs::read_dir(&store) else { return 0 };
-    dirs.flatten().filter_map(|d| std::fs::read_dir(d.path()).ok()).map(|f| f.flatten().count()).sum()
+    dirs.flatten()
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .map(|f| f.flatten().count())
+        .sum()
 }

@@ -1,5 +1,8 @@
 //! End to end over real QUIC with mutual TLS on loopback, real sled files, real keys.
 
+// Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +16,10 @@ use konvert_replication::{pki, tls, Offer, OutboxState, RejectReason};
 use konvert_tests::{stored_files, CenterFixture};
 
 fn opts(secs: u64) -> PushOptions {
-    PushOptions { max_wait: Duration::from_secs(secs), ..Default::default() }
+    PushOptions {
+        max_wait: Duration::from_secs(secs),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,10 +52,16 @@ async fn three_edges_several_packets_each_stored_once_and_receipted() {
     let receipt_key = fx.init.receipt_public;
     for e in &edges {
         for entry in e.outbox.entries().unwrap() {
-            let OutboxState::Delivered { receipt } = &entry.state else { panic!("{} not delivered", entry.offer.packet_id) };
+            let OutboxState::Delivered { receipt } = &entry.state else {
+                panic!("{} not delivered", entry.offer.packet_id)
+            };
             receipt.verify_for(&receipt_key, &entry.offer).unwrap();
             assert_eq!(receipt.body.site, e.cfg.site.as_str());
-            let stored = center.inbox.lookup(&entry.offer.packet_id, entry.offer.version).unwrap().unwrap();
+            let stored = center
+                .inbox
+                .lookup(&entry.offer.packet_id, entry.offer.version)
+                .unwrap()
+                .unwrap();
             assert_eq!(&stored.receipt, receipt);
             // The store holds exactly the bytes the edge sealed, still encrypted.
             let at_center = std::fs::read(center.inbox.store_path(&entry.offer.digest)).unwrap();
@@ -58,9 +70,15 @@ async fn three_edges_several_packets_each_stored_once_and_receipted() {
     }
     // The metrics endpoint speaks Prometheus text format with what happened.
     let text = konvert_ops::demo::scrape(center.metrics_addr.unwrap()).await.unwrap();
-    assert!(text.contains("# TYPE konvert_delivery_latency_seconds histogram"), "{text}");
+    assert!(
+        text.contains("# TYPE konvert_delivery_latency_seconds histogram"),
+        "{text}"
+    );
     assert!(text.contains("konvert_delivery_latency_seconds_count 12"), "{text}");
-    assert!(text.contains("konvert_packets_received_total{site=\"0202\"} 4"), "{text}");
+    assert!(
+        text.contains("konvert_packets_received_total{site=\"0202\"} 4"),
+        "{text}"
+    );
     center.shutdown().await;
 }
 
@@ -79,11 +97,18 @@ async fn offer_raw(
     offer.size = bytes.len() as u64;
     offer.digest = ring_sha256(bytes);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-    let station =
-        pki::IssuedCert { cert_pem: read(&site.cfg.center.station_cert), key_pem: read(&site.cfg.center.station_key).into() };
-    let endpoint = tls::client_endpoint(tls::client_config(&read(&site.cfg.center.ca_cert), &station).unwrap()).unwrap();
-    let conn = driver::connect(&endpoint, addr, "center.konvert", site.cfg.site.as_str()).await.unwrap();
-    driver::send_packet(&conn, offer, receipt_key, &path, &|_| {}).await.unwrap()
+    let station = pki::IssuedCert {
+        cert_pem: read(&site.cfg.center.station_cert),
+        key_pem: read(&site.cfg.center.station_key).into(),
+    };
+    let endpoint =
+        tls::client_endpoint(tls::client_config(&read(&site.cfg.center.ca_cert), &station).unwrap()).unwrap();
+    let conn = driver::connect(&endpoint, addr, "center.konvert", site.cfg.site.as_str())
+        .await
+        .unwrap();
+    driver::send_packet(&conn, offer, receipt_key, &path, &|_| {})
+        .await
+        .unwrap()
 }
 
 fn ring_sha256(bytes: &[u8]) -> [u8; 32] {
@@ -107,19 +132,38 @@ async fn tampered_truncated_and_unknown_signer_envelopes_are_rejected_and_nothin
     let header_at = 30; // inside the header, after the fixed prefix
     let cases: Vec<(&str, Vec<u8>, &[RejectReason])> = vec![
         ("magic", flip(&good, 0), &[RejectReason::MalformedEnvelope]),
-        ("header", flip(&good, header_at), &[RejectReason::MalformedEnvelope, RejectReason::BadSignature]),
+        (
+            "header",
+            flip(&good, header_at),
+            &[RejectReason::MalformedEnvelope, RejectReason::BadSignature],
+        ),
         ("first-chunk", flip(&good, n / 4), &[RejectReason::BadSignature]),
         ("middle-chunk", flip(&good, n / 2), &[RejectReason::BadSignature]),
         ("last-chunk", flip(&good, n - 70), &[RejectReason::BadSignature]),
         ("signature", flip(&good, n - 1), &[RejectReason::BadSignature]),
-        ("truncated", good[..n - 1000].to_vec(), &[RejectReason::MalformedEnvelope, RejectReason::BadSignature]),
-        ("truncated-to-header", good[..40].to_vec(), &[RejectReason::MalformedEnvelope]),
-        ("extended", [good.as_slice(), &[0u8; 17]].concat(), &[RejectReason::MalformedEnvelope, RejectReason::BadSignature]),
+        (
+            "truncated",
+            good[..n - 1000].to_vec(),
+            &[RejectReason::MalformedEnvelope, RejectReason::BadSignature],
+        ),
+        (
+            "truncated-to-header",
+            good[..40].to_vec(),
+            &[RejectReason::MalformedEnvelope],
+        ),
+        (
+            "extended",
+            [good.as_slice(), &[0u8; 17]].concat(),
+            &[RejectReason::MalformedEnvelope, RejectReason::BadSignature],
+        ),
     ];
     for (tag, bytes, expected) in cases {
         match offer_raw(&site, center.addr, key, &entry.offer, &bytes, tag).await {
             Outcome::Rejected { reason, detail } => {
-                assert!(expected.contains(&reason), "{tag}: got {reason:?} ({detail}), expected one of {expected:?}")
+                assert!(
+                    expected.contains(&reason),
+                    "{tag}: got {reason:?} ({detail}), expected one of {expected:?}"
+                )
             }
             Outcome::Delivered(_) => panic!("{tag}: a damaged envelope was accepted"),
         }
@@ -144,8 +188,14 @@ async fn tampered_truncated_and_unknown_signer_envelopes_are_rejected_and_nothin
     assert_eq!(report.rejected[0].1, RejectReason::UnknownSigner);
     assert_eq!(center.inbox.len(), 1);
     let text = konvert_ops::demo::scrape(center.metrics_addr.unwrap()).await.unwrap();
-    assert!(text.contains("konvert_packets_rejected_total{reason=\"bad_signature\"}"), "{text}");
-    assert!(text.contains("konvert_packets_rejected_total{reason=\"unknown_signer\"} 2"), "{text}");
+    assert!(
+        text.contains("konvert_packets_rejected_total{reason=\"bad_signature\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("konvert_packets_rejected_total{reason=\"unknown_signer\"} 2"),
+        "{text}"
+    );
     center.shutdown().await;
 }
 
@@ -165,13 +215,29 @@ async fn re_push_gets_already_have_with_the_original_receipt_and_the_store_is_un
     for r in 0..3 {
         site.seal_room(&format!("{:04}", r + 1), 2, 50_000, r);
     }
-    assert_eq!(push(&site.cfg, site.outbox.clone(), opts(30)).await.unwrap().delivered, 3);
+    assert_eq!(
+        push(&site.cfg, site.outbox.clone(), opts(30)).await.unwrap().delivered,
+        3
+    );
     let before = stored_files(&fx.center_dir());
     for entry in site.outbox.entries().unwrap() {
-        let OutboxState::Delivered { receipt: original } = &entry.state else { panic!("not delivered") };
+        let OutboxState::Delivered { receipt: original } = &entry.state else {
+            panic!("not delivered")
+        };
         let bytes = std::fs::read(site.outbox.envelope_path(&entry)).unwrap();
-        match offer_raw(&site, center.addr, fx.init.receipt_public, &entry.offer, &bytes, "again").await {
-            Outcome::Delivered(receipt) => assert_eq!(&receipt, original, "AlreadyHave must carry the original receipt"),
+        match offer_raw(
+            &site,
+            center.addr,
+            fx.init.receipt_public,
+            &entry.offer,
+            &bytes,
+            "again",
+        )
+        .await
+        {
+            Outcome::Delivered(receipt) => {
+                assert_eq!(&receipt, original, "AlreadyHave must carry the original receipt")
+            }
             Outcome::Rejected { reason, .. } => panic!("re-push refused: {reason:?}"),
         }
     }
@@ -214,13 +280,20 @@ async fn stations_without_a_valid_certificate_cannot_deliver() {
     let proper = ca.issue_station("0101").unwrap();
     std::fs::write(&site.cfg.center.station_cert, &proper.cert_pem).unwrap();
     std::fs::write(&site.cfg.center.station_key, proper.key_pem.as_bytes()).unwrap();
-    assert_eq!(push(&site.cfg, site.outbox.clone(), opts(30)).await.unwrap().delivered, 1);
+    assert_eq!(
+        push(&site.cfg, site.outbox.clone(), opts(30)).await.unwrap().delivered,
+        1
+    );
     center.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn center_killed_mid_transfer_and_restarted_everything_arrives_exactly_once() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let fx = CenterFixture::new(addr);
     let token = fx.issue_token("0101");
@@ -256,12 +329,27 @@ async fn center_killed_mid_transfer_and_restarted_everything_arrives_exactly_onc
         }
     });
     let (cfg, outbox) = (site.cfg.clone(), site.outbox.clone());
-    let pushing =
-        tokio::spawn(async move { push(&cfg, outbox, PushOptions { max_wait: Duration::from_secs(90), on_event }).await });
+    let pushing = tokio::spawn(async move {
+        push(
+            &cfg,
+            outbox,
+            PushOptions {
+                max_wait: Duration::from_secs(90),
+                on_event,
+            },
+        )
+        .await
+    });
     rx.recv().await.unwrap();
     center.kill().unwrap(); // SIGKILL: no graceful anything
     center.wait().unwrap();
-    let delivered_before = site.outbox.entries().unwrap().iter().filter(|e| matches!(e.state, OutboxState::Delivered { .. })).count();
+    let delivered_before = site
+        .outbox
+        .entries()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.state, OutboxState::Delivered { .. }))
+        .count();
     assert!(delivered_before < packets, "the kill came too late to test anything");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut center = start();
@@ -274,10 +362,18 @@ async fn center_killed_mid_transfer_and_restarted_everything_arrives_exactly_onc
     assert_eq!(inbox.len(), packets);
     assert_eq!(stored_files(&fx.center_dir()), packets);
     for entry in site.outbox.entries().unwrap() {
-        let OutboxState::Delivered { receipt } = &entry.state else { panic!("{} not delivered", entry.offer.packet_id) };
+        let OutboxState::Delivered { receipt } = &entry.state else {
+            panic!("{} not delivered", entry.offer.packet_id)
+        };
         receipt.verify_for(&fx.init.receipt_public, &entry.offer).unwrap();
-        let stored = inbox.lookup(&entry.offer.packet_id, entry.offer.version).unwrap().unwrap();
+        let stored = inbox
+            .lookup(&entry.offer.packet_id, entry.offer.version)
+            .unwrap()
+            .unwrap();
         assert_eq!(&stored.receipt, receipt);
-        assert_eq!(std::fs::read(inbox.store_path(&entry.offer.digest)).unwrap(), std::fs::read(site.outbox.envelope_path(&entry)).unwrap());
+        assert_eq!(
+            std::fs::read(inbox.store_path(&entry.offer.digest)).unwrap(),
+            std::fs::read(site.outbox.envelope_path(&entry)).unwrap()
+        );
     }
 }

@@ -30,7 +30,12 @@ pub enum Outcome {
 
 /// Connects to the center, which must present a certificate for `server_name` from the
 /// configured CA, and completes the Hello/Welcome exchange for `site`.
-pub async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr, server_name: &str, site: &str) -> Result<quinn::Connection> {
+pub async fn connect(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+    site: &str,
+) -> Result<quinn::Connection> {
     let conn = endpoint
         .connect(addr, server_name)
         .map_err(|e| Error::Connection(format!("cannot connect to {addr}: {e}")))?
@@ -83,9 +88,10 @@ pub async fn send_packet(
     match event {
         SenderEvent::Delivered(receipt) => Ok(Outcome::Delivered(receipt)),
         SenderEvent::Rejected { reason, detail } => Ok(Outcome::Rejected { reason, detail }),
-        SenderEvent::SendFrom(_) => {
-            Err(Error::Protocol { expected: "Receipt or Reject", got: "a second Accept".into() })
-        }
+        SenderEvent::SendFrom(_) => Err(Error::Protocol {
+            expected: "Receipt or Reject",
+            got: "a second Accept".into(),
+        }),
     }
 }
 

@@ -63,7 +63,10 @@ pub async fn serve_connection<I: Intake>(conn: quinn::Connection, intake: Arc<I>
         .ok_or_else(|| Error::Connection("the edge closed the control stream before Hello".into()))?;
     let (site, answer) = handshake::answer_hello(&hello, &center_name)?;
     if let Err(e) = tls::verify_station_site(&certs, &site) {
-        let refusal = Message::Reject { reason: RejectReason::SiteMismatch, detail: e.to_string() };
+        let refusal = Message::Reject {
+            reason: RejectReason::SiteMismatch,
+            detail: e.to_string(),
+        };
         let _ = write_message(&mut send, &refusal).await;
         let _ = send.finish();
         conn.close(1u32.into(), b"station certificate does not match the site");
@@ -122,7 +125,11 @@ async fn serve_stream<I: Intake>(
                 let reply = if offer.size > intake.max_packet_size() {
                     rx.reject(
                         RejectReason::TooLarge,
-                        &format!("{} bytes offered, at most {} accepted", offer.size, intake.max_packet_size()),
+                        &format!(
+                            "{} bytes offered, at most {} accepted",
+                            offer.size,
+                            intake.max_packet_size()
+                        ),
                     )
                 } else {
                     match intake.admit(&station, &offer) {
@@ -142,7 +149,10 @@ async fn serve_stream<I: Intake>(
             }
             Ok(ReceiverEvent::Write { offset, bytes }) => {
                 let Some(s) = staging.as_mut() else {
-                    break Err(Error::Protocol { expected: "Offer", got: "Data".into() });
+                    break Err(Error::Protocol {
+                        expected: "Offer",
+                        got: "Data".into(),
+                    });
                 };
                 if let Err(e) = intake.write(s, offset, &bytes) {
                     let _ = write_message(&mut send, &rx.reject(RejectReason::Unavailable, "cannot write")).await;
@@ -151,7 +161,10 @@ async fn serve_stream<I: Intake>(
             }
             Ok(ReceiverEvent::Complete) => {
                 let (Some(s), Some(offer)) = (staging.take(), rx.offer().cloned()) else {
-                    break Err(Error::Protocol { expected: "Offer", got: "Done".into() });
+                    break Err(Error::Protocol {
+                        expected: "Offer",
+                        got: "Done".into(),
+                    });
                 };
                 let (intake2, station2) = (intake.clone(), station.clone());
                 let done = tokio::task::spawn_blocking(move || intake2.complete(&station2, &offer, s))
