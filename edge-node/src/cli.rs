@@ -158,6 +158,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             let opts = PushOptions {
                 max_wait: Duration::from_secs(max_wait),
                 on_event,
+                more_coming: None,
             };
             let report = push(&cfg, outbox, opts).await;
             bar.finish_and_clear();

@@ -2,13 +2,14 @@
 //! no receipt yet (several in flight), store each verified receipt, and reconnect on
 //! failure with backoff until everything is delivered or the wait runs out.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use konvert_replication::driver::{self, Outcome};
 use konvert_replication::{pki, tls, Outbox, OutboxEntry, RejectReason};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -59,6 +60,9 @@ pub struct PushOptions {
     pub max_wait: Duration,
     /// Told about progress.
     pub on_event: Arc<dyn Fn(PushEvent) + Send + Sync>,
+    /// While this flag is up, more packets are being sealed: keep the connection and pick
+    /// them up as they land in the outbox instead of returning when it is empty.
+    pub more_coming: Option<Arc<AtomicBool>>,
 }
 
 impl Default for PushOptions {
@@ -66,7 +70,14 @@ impl Default for PushOptions {
         PushOptions {
             max_wait: Duration::from_secs(3600),
             on_event: Arc::new(|_| {}),
+            more_coming: None,
         }
+    }
+}
+
+impl PushOptions {
+    fn more_coming(&self) -> bool {
+        self.more_coming.as_ref().is_some_and(|f| f.load(Ordering::Acquire))
     }
 }
 
@@ -93,6 +104,9 @@ async fn resolve(address: &str) -> Result<SocketAddr> {
         .ok_or_else(|| Error::Push(format!("the center address {address} resolves to nothing")))
 }
 
+/// How long to wait for newly sealed packets while `more_coming` is up.
+const POLL: Duration = Duration::from_millis(20);
+
 /// Pushes everything in the outbox that has no receipt yet.
 pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> Result<PushReport> {
     let started = Instant::now();
@@ -104,80 +118,124 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
     };
     let endpoint = tls::client_endpoint(tls::client_config(&ca, &station)?)?;
     let center_key = cfg.receipt_key()?;
-    let parallel = Arc::new(Semaphore::new(cfg.push.parallel));
     let base_backoff = cfg.push.retry_seconds.max(0.05);
     let mut backoff = base_backoff;
     let mut report = PushReport::default();
     loop {
-        let pending = outbox.pending()?;
-        if pending.is_empty() {
-            break;
+        if outbox.pending()?.is_empty() {
+            if !opts.more_coming() {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
         }
-        let failure = match connect(cfg, &endpoint).await {
-            Err(e) => Some(e.to_string()),
+        let error = match connect(cfg, &endpoint).await {
+            Err(e) => e.to_string(),
             Ok(conn) => {
                 report.connections += 1;
                 (opts.on_event)(PushEvent::Connected);
-                let mut tasks = JoinSet::new();
-                for entry in pending {
-                    let (conn, outbox, opts, sem) = (conn.clone(), outbox.clone(), opts.clone(), parallel.clone());
-                    tasks.spawn(async move {
-                        let _permit = sem.acquire_owned().await;
-                        send_one(&conn, &outbox, &entry, center_key, &opts)
-                            .await
-                            .map(|o| (entry, o))
-                    });
-                }
-                let mut failure = None;
-                let mut retry_soon = false;
-                while let Some(joined) = tasks.join_next().await {
-                    match joined {
-                        Ok(Ok((entry, Outcome::Delivered(_)))) => {
-                            report.delivered += 1;
-                            report.delivered_bytes += entry.offer.size;
-                        }
-                        Ok(Ok((entry, Outcome::Rejected { reason, detail }))) => {
-                            if reason.is_retryable() {
-                                retry_soon = true;
-                            } else {
-                                report.rejected.push((entry.offer.packet_id.clone(), reason, detail));
-                            }
-                        }
-                        Ok(Err(e)) => failure = Some(e.to_string()),
-                        Err(e) => failure = Some(format!("send task failed: {e}")),
-                    }
-                }
+                let session = send_session(&conn, &outbox, center_key, cfg.push.parallel, &opts, &mut report).await;
                 conn.close(0u32.into(), b"push done");
-                if failure.is_none() {
-                    backoff = base_backoff;
-                    if !retry_soon {
+                match session {
+                    Ok(()) => {
+                        backoff = base_backoff;
                         continue;
                     }
+                    Err(e) => e,
                 }
-                Some(failure.unwrap_or_else(|| "the center asked to retry some packets".into()))
             }
         };
-        if let Some(error) = failure {
-            if started.elapsed() >= opts.max_wait {
-                let left = outbox.pending()?.len();
-                return Err(Error::Push(format!(
-                    "{left} packet(s) still not delivered after {:.0} s; last error: {error}. \
-                     Check the network; if it stays down, use the reserve channel",
-                    opts.max_wait.as_secs_f64()
-                )));
-            }
-            warn!("push: {error}; retrying in {backoff:.1} s");
-            (opts.on_event)(PushEvent::Retrying {
-                error,
-                in_seconds: backoff,
-            });
-            tokio::time::sleep(Duration::from_secs_f64(backoff)).await;
-            backoff = (backoff * 2.0).min(30.0);
+        if started.elapsed() >= opts.max_wait {
+            let left = outbox.pending()?.len();
+            return Err(Error::Push(format!(
+                "{left} packet(s) still not delivered after {:.0} s; last error: {error}. \
+                 Check the network; if it stays down, use the reserve channel",
+                opts.max_wait.as_secs_f64()
+            )));
         }
+        warn!("push: {error}; retrying in {backoff:.1} s");
+        (opts.on_event)(PushEvent::Retrying {
+            error,
+            in_seconds: backoff,
+        });
+        tokio::time::sleep(Duration::from_secs_f64(backoff)).await;
+        backoff = (backoff * 2.0).min(30.0);
     }
     endpoint.close(0u32.into(), b"bye");
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Keeps up to `parallel` packets in flight on one connection, topping up from the
+/// outbox as packets finish or get sealed. Returns `Ok` when nothing is left to send,
+/// `Err(reason)` when the connection failed or the center asked to retry later.
+async fn send_session(
+    conn: &quinn::Connection,
+    outbox: &Arc<Outbox>,
+    center_key: konvert_crypto::VerifyingKey,
+    parallel: usize,
+    opts: &PushOptions,
+    report: &mut PushReport,
+) -> std::result::Result<(), String> {
+    let mut tasks = JoinSet::new();
+    let mut in_flight: HashSet<(String, u32)> = HashSet::new();
+    // Packets the center asked to retry later are left for the next session.
+    let mut deferred: HashSet<(String, u32)> = HashSet::new();
+    loop {
+        let pending = outbox.pending().map_err(|e| e.to_string())?;
+        for entry in pending {
+            if in_flight.len() >= parallel {
+                break;
+            }
+            let key = (entry.offer.packet_id.clone(), entry.offer.version);
+            if in_flight.contains(&key) || deferred.contains(&key) {
+                continue;
+            }
+            in_flight.insert(key);
+            let (conn, outbox, opts) = (conn.clone(), outbox.clone(), opts.clone());
+            tasks.spawn(async move {
+                let outcome = send_one(&conn, &outbox, &entry, center_key, &opts).await;
+                (entry, outcome)
+            });
+        }
+        if tasks.is_empty() {
+            if !deferred.is_empty() {
+                return Err(format!("the center asked to retry {} packet(s) later", deferred.len()));
+            }
+            if !opts.more_coming() {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        let next = if opts.more_coming() {
+            match tokio::time::timeout(POLL, tasks.join_next()).await {
+                Ok(next) => next,
+                Err(_) => continue,
+            }
+        } else {
+            tasks.join_next().await
+        };
+        let Some(joined) = next else { continue };
+        let (entry, outcome) = joined.map_err(|e| format!("send task failed: {e}"))?;
+        in_flight.remove(&(entry.offer.packet_id.clone(), entry.offer.version));
+        match outcome {
+            Ok(Outcome::Delivered(_)) => {
+                report.delivered += 1;
+                report.delivered_bytes += entry.offer.size;
+            }
+            Ok(Outcome::Rejected { reason, .. }) if reason.is_retryable() => {
+                deferred.insert((entry.offer.packet_id.clone(), entry.offer.version));
+            }
+            Ok(Outcome::Rejected { reason, detail }) => {
+                report.rejected.push((entry.offer.packet_id.clone(), reason, detail));
+            }
+            Err(e) => {
+                tasks.abort_all();
+                return Err(e.to_string());
+            }
+        }
+    }
 }
 
 async fn connect(cfg: &SiteConfig, endpoint: &quinn::Endpoint) -> Result<quinn::Connection> {

@@ -336,6 +336,7 @@ async fn center_killed_mid_transfer_and_restarted_everything_arrives_exactly_onc
             PushOptions {
                 max_wait: Duration::from_secs(90),
                 on_event,
+                more_coming: None,
             },
         )
         .await
