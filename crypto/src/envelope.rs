@@ -61,7 +61,7 @@ pub struct SealSummary {
     pub envelope_bytes: u64,
     /// Size of the plaintext.
     pub plaintext_bytes: u64,
-    /// SHA-256 of the whole envelope as written.
+    /// The envelope id (see FORMAT.md): names exactly these bytes.
     pub digest: [u8; 32],
 }
 
@@ -121,7 +121,7 @@ impl VerifiedEnvelope {
     pub fn signer(&self) -> &VerifyingKey {
         &self.signer
     }
-    /// SHA-256 of the whole envelope.
+    /// The envelope id (see FORMAT.md): names exactly these bytes.
     pub fn digest(&self) -> [u8; 32] {
         self.digest
     }
@@ -151,6 +151,18 @@ fn digest32(ctx: Context) -> [u8; 32] {
     let mut d = [0u8; 32];
     d.copy_from_slice(ctx.finish().as_ref());
     d
+}
+
+/// The envelope id: SHA-256("konvert/v1/envelope-id\0" ‖ signed digest ‖ signature). It
+/// names exactly one byte sequence (the signed digest covers everything before the
+/// signature), costs no second pass over the bulk, and is what offers, receipts and the
+/// center's content-addressed store use.
+fn envelope_id(signed: &[u8; 32], signature: &Signature) -> [u8; 32] {
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(b"konvert/v1/envelope-id\0");
+    ctx.update(signed);
+    ctx.update(&signature.0);
+    digest32(ctx)
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
@@ -243,17 +255,13 @@ pub fn seal<R: Read, W: Write>(
     let key = aead_key(&payload_salt, file_key.as_ref(), INFO_PAYLOAD)?;
 
     let mut sig_ctx = Context::new(&SHA256);
-    let mut file_ctx = Context::new(&SHA256);
-    let mut emit = |bytes: &[u8], signed: bool| -> Result<()> {
+    let mut emit = |bytes: &[u8]| -> Result<()> {
         out.write_all(bytes)?;
-        if signed {
-            sig_ctx.update(bytes);
-        }
-        file_ctx.update(bytes);
+        sig_ctx.update(bytes);
         Ok(())
     };
-    emit(&prefix, true)?;
-    emit(&header_bytes, true)?;
+    emit(&prefix)?;
+    emit(&header_bytes)?;
     let mut envelope_bytes = (PREFIX_LEN + header_bytes.len()) as u64;
 
     let mut cur = vec![0u8; SEALED_CHUNK];
@@ -273,7 +281,7 @@ pub fn seal<R: Read, W: Write>(
             .seal_in_place_separate_tag(nonce(counter, last), Aad::from(aad), &mut cur[..n])
             .map_err(|_| Error::Malformed("chunk encryption failed".into()))?;
         cur[n..n + TAG_LEN].copy_from_slice(tag.as_ref());
-        emit(&cur[..n + TAG_LEN], true)?;
+        emit(&cur[..n + TAG_LEN])?;
         envelope_bytes += (n + TAG_LEN) as u64;
         plaintext_bytes += n as u64;
         if last {
@@ -283,15 +291,15 @@ pub fn seal<R: Read, W: Write>(
         n = m;
         counter += 1;
     }
-    let Signature(sig) = signer.sign(Domain::Envelope, &digest32(sig_ctx));
-    out.write_all(&sig)?;
-    file_ctx.update(&sig);
+    let signed = digest32(sig_ctx);
+    let signature = signer.sign(Domain::Envelope, &signed);
+    out.write_all(&signature.0)?;
     envelope_bytes += SIG_LEN as u64;
     out.flush()?;
     Ok(SealSummary {
         envelope_bytes,
         plaintext_bytes,
-        digest: digest32(file_ctx),
+        digest: envelope_id(&signed, &signature),
     })
 }
 
@@ -347,11 +355,8 @@ pub fn verify<R: Read>(mut input: R, trusted: &dyn Fn(&KeyId) -> Option<Verifyin
     let (header, header_bytes, prefix) = read_head(&mut input)?;
     let signer = trusted(&header.signer).ok_or(Error::UnknownSigner(header.signer))?;
     let mut sig_ctx = Context::new(&SHA256);
-    let mut file_ctx = Context::new(&SHA256);
-    for part in [&prefix[..], &header_bytes] {
-        sig_ctx.update(part);
-        file_ctx.update(part);
-    }
+    sig_ctx.update(&prefix);
+    sig_ctx.update(&header_bytes);
     // Everything after the header is ciphertext, except the last 64 bytes (the
     // signature); hold back 64 bytes until the input ends.
     let mut buf = vec![0u8; 1 << 20];
@@ -362,7 +367,6 @@ pub fn verify<R: Read>(mut input: R, trusted: &dyn Fn(&KeyId) -> Option<Verifyin
         if n == 0 {
             break;
         }
-        file_ctx.update(&buf[..n]);
         if n >= SIG_LEN {
             sig_ctx.update(&hold);
             ciphertext_bytes += hold.len() as u64;
@@ -386,12 +390,14 @@ pub fn verify<R: Read>(mut input: R, trusted: &dyn Fn(&KeyId) -> Option<Verifyin
     check_chunking(ciphertext_bytes)?;
     let mut sig = [0u8; SIG_LEN];
     sig.copy_from_slice(&hold);
-    signer.verify(Domain::Envelope, &digest32(sig_ctx), &Signature(sig))?;
+    let signature = Signature(sig);
+    let signed = digest32(sig_ctx);
+    signer.verify(Domain::Envelope, &signed, &signature)?;
     let envelope_bytes = (PREFIX_LEN + header_bytes.len()) as u64 + ciphertext_bytes + SIG_LEN as u64;
     Ok(VerifiedEnvelope {
         header,
         signer,
-        digest: digest32(file_ctx),
+        digest: envelope_id(&signed, &signature),
         envelope_bytes,
         ciphertext_bytes,
     })

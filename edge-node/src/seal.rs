@@ -7,7 +7,7 @@ use std::path::Path;
 
 use konvert_crypto::envelope::{self, SealRequest};
 use konvert_crypto::SigningKey;
-use konvert_exam::{Manifest, PacketRef};
+use konvert_exam::PacketRef;
 use konvert_replication::{Offer, Outbox, OutboxEntry};
 
 use crate::config::SiteConfig;
@@ -45,7 +45,7 @@ pub fn seal_room(
     }
     let packet_id = packet.packet_id();
     let version = outbox.next_version(&packet_id)?;
-    let manifest = Manifest::from_folder(room_dir, packet.clone(), version)?;
+    let files = konvert_exam::list_scans(room_dir)?;
     let metadata =
         postcard::to_allocvec(&packet).map_err(|e| Error::Push(format!("cannot encode packet metadata: {e}")))?;
     let recipients = [cfg.recipient_key()?];
@@ -65,12 +65,12 @@ pub fn seal_room(
     let sealed = std::thread::scope(|s| {
         let archiver = s.spawn(|| {
             let mut w = BufWriter::with_capacity(256 * 1024, writer);
-            konvert_exam::write_archive(&manifest, room_dir, &mut w)?;
+            let manifest = konvert_exam::write_archive(packet.clone(), version, room_dir, &files, &mut w)?;
             w.flush().map_err(|e| konvert_exam::Error::Io {
                 path: room_dir.to_owned(),
                 source: e,
             })?;
-            Ok::<_, konvert_exam::Error>(())
+            Ok::<_, konvert_exam::Error>(manifest)
         });
         let mut w = BufWriter::with_capacity(1 << 20, out);
         let summary = envelope::seal(&request, signer, reader, &mut w);
@@ -78,8 +78,8 @@ pub fn seal_room(
         let archived = archiver.join();
         (summary, flushed, archived)
     });
-    let summary = match sealed {
-        (Ok(summary), Ok(()), Ok(Ok(()))) => summary,
+    let (summary, manifest) = match sealed {
+        (Ok(summary), Ok(()), Ok(Ok(manifest))) => (summary, manifest),
         (summary, flushed, archived) => {
             let _ = std::fs::remove_file(&staging);
             // The archive's error explains a truncated plaintext best; report it first.

@@ -1,143 +1,235 @@
-//! The plaintext layout of a room packet, which the edge seals:
-//! `"KNVRTPKT"` ‖ manifest length (u32 LE) ‖ postcard(manifest) ‖ the files' bytes,
-//! concatenated in manifest order. Streaming both ways; nothing is held whole in memory.
+//! The plaintext of a room packet, which the edge seals — tar-like and streaming both
+//! ways, so each scan is read once and nothing is held whole in memory:
+//!
+//! `"KNVRTPKT"` ‖ per file: `0x01` ‖ u32 LE length ‖ postcard(`{name, size}`) ‖ the file's
+//! bytes ‖ then `0x02` ‖ u32 LE length ‖ postcard(`Manifest`) with every file's SHA-256.
+//! The manifest comes last because its digests are computed while the files stream.
 
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::manifest::valid_file_name;
-use crate::{Error, Manifest, Result};
+use crate::{Error, Manifest, ManifestFile, PacketRef, Result};
 
 /// Magic bytes that open a packet archive.
 pub const ARCHIVE_MAGIC: &[u8; 8] = b"KNVRTPKT";
-/// Upper bound on the encoded manifest, checked before allocating.
+/// Upper bound on an encoded manifest or file entry, checked before allocating.
 pub const MAX_MANIFEST_LEN: usize = 16 * 1024 * 1024;
 
-/// Writes the archive of `manifest`'s files from `dir` to `out`; files are re-hashed on
-/// the way so a file changed after the manifest was made is caught, not sealed.
-pub fn write_archive<W: Write>(manifest: &Manifest, dir: &Path, mut out: W) -> Result<u64> {
-    let encoded = postcard::to_allocvec(manifest).map_err(|e| Error::MalformedArchive(e.to_string()))?;
-    let len = u32::try_from(encoded.len())
-        .ok()
-        .filter(|l| (*l as usize) <= MAX_MANIFEST_LEN)
-        .ok_or_else(|| Error::MalformedArchive("manifest too large".into()))?;
+const TAG_FILE: u8 = 1;
+const TAG_MANIFEST: u8 = 2;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    name: String,
+    size: u64,
+}
+
+fn put_record<W: Write>(out: &mut W, tag: u8, body: &[u8]) -> io::Result<()> {
+    out.write_all(&[tag])?;
+    out.write_all(&(body.len() as u32).to_le_bytes())?;
+    out.write_all(body)
+}
+
+/// Writes the archive of `files` (name, size) from `dir` to `out`, hashing each file as it
+/// streams, and returns the manifest it ends with. A file that is shorter than listed
+/// (changed while sealing) is an error; nothing past the listed size is read.
+pub fn write_archive<W: Write>(
+    packet: PacketRef,
+    version: u32,
+    dir: &Path,
+    files: &[(String, u64)],
+    mut out: W,
+) -> Result<Manifest> {
     let sink = Path::new("<packet output>");
     out.write_all(ARCHIVE_MAGIC).map_err(Error::io(sink))?;
-    out.write_all(&len.to_le_bytes()).map_err(Error::io(sink))?;
-    out.write_all(&encoded).map_err(Error::io(sink))?;
-    let mut written = (ARCHIVE_MAGIC.len() + 4 + encoded.len()) as u64;
     let mut buf = vec![0u8; 256 * 1024];
-    for file in &manifest.files {
-        let path = dir.join(&file.name);
+    let mut manifest = Manifest {
+        packet,
+        version,
+        files: Vec::with_capacity(files.len()),
+    };
+    for (name, size) in files {
+        if !valid_file_name(name) {
+            return Err(Error::InvalidId {
+                what: "file name",
+                value: name.clone(),
+                hint: "a plain file name",
+            });
+        }
+        let entry = postcard::to_allocvec(&Entry {
+            name: name.clone(),
+            size: *size,
+        })
+        .map_err(|e| Error::MalformedArchive(e.to_string()))?;
+        put_record(&mut out, TAG_FILE, &entry).map_err(Error::io(sink))?;
+        let path = dir.join(name);
         let f = fs::File::open(&path).map_err(Error::io(&path))?;
-        let n =
-            copy_hashed(f.take(file.size + 1), &mut out, &mut buf, &file.sha256, file.size).map_err(|e| match e {
-                CopyError::Io(source) => Error::Io {
-                    path: path.clone(),
-                    source,
-                },
-                CopyError::Mismatch => Error::DigestMismatch {
-                    name: file.name.clone(),
-                },
-            })?;
-        written += n;
+        let sha256 = copy_hashed(f.take(*size), &mut out, &mut buf, *size).map_err(|e| match e {
+            CopyError::Read(source) => Error::Io {
+                path: path.clone(),
+                source,
+            },
+            CopyError::Write(source) => Error::Io {
+                path: sink.to_owned(),
+                source,
+            },
+            CopyError::Short => Error::DigestMismatch { name: name.clone() },
+        })?;
+        manifest.files.push(ManifestFile {
+            name: name.clone(),
+            size: *size,
+            sha256,
+        });
     }
-    Ok(written)
+    let encoded = postcard::to_allocvec(&manifest).map_err(|e| Error::MalformedArchive(e.to_string()))?;
+    put_record(&mut out, TAG_MANIFEST, &encoded).map_err(Error::io(sink))?;
+    Ok(manifest)
 }
 
 enum CopyError {
-    Io(io::Error),
-    Mismatch,
+    Read(io::Error),
+    Write(io::Error),
+    Short,
 }
 
+/// Copies exactly `size` bytes, returning their SHA-256.
 fn copy_hashed<R: Read, W: Write>(
     mut from: R,
     to: &mut W,
     buf: &mut [u8],
-    sha256: &[u8; 32],
     size: u64,
-) -> std::result::Result<u64, CopyError> {
+) -> std::result::Result<[u8; 32], CopyError> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = from.read(&mut buf[..want]).map_err(CopyError::Io)?;
+        let n = from.read(&mut buf[..want]).map_err(CopyError::Read)?;
         if n == 0 {
-            return Err(CopyError::Mismatch);
+            return Err(CopyError::Short);
         }
         ctx.update(&buf[..n]);
-        to.write_all(&buf[..n]).map_err(CopyError::Io)?;
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
         left -= n as u64;
     }
-    // A file that grew after the manifest was made does not match it either.
-    if from.read(&mut buf[..1]).map_err(CopyError::Io)? != 0 || ctx.finish().as_ref() != sha256 {
-        return Err(CopyError::Mismatch);
-    }
-    Ok(size)
+    let mut d = [0u8; 32];
+    d.copy_from_slice(ctx.finish().as_ref());
+    Ok(d)
 }
 
-/// Reads an archive, writing each file into `out_dir` and checking it against the
-/// manifest. Returns the manifest.
-pub fn read_archive<R: Read>(mut input: R, out_dir: &Path) -> Result<Manifest> {
-    let src = Path::new("<packet input>");
-    let mut head = [0u8; 12];
+fn get_record<R: Read>(input: &mut R) -> Result<Option<(u8, Vec<u8>)>> {
+    let mut head = [0u8; 5];
+    let mut got = 0;
+    while got < head.len() {
+        match input.read(&mut head[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(Error::MalformedArchive("truncated record header".into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Io {
+                    path: "<packet input>".into(),
+                    source: e,
+                })
+            }
+        }
+    }
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_MANIFEST_LEN {
+        return Err(Error::MalformedArchive(format!(
+            "record of {len} bytes exceeds {MAX_MANIFEST_LEN}"
+        )));
+    }
+    let mut body = vec![0u8; len];
     input
-        .read_exact(&mut head)
-        .map_err(|_| Error::MalformedArchive("shorter than its header".into()))?;
-    if &head[..8] != ARCHIVE_MAGIC {
+        .read_exact(&mut body)
+        .map_err(|_| Error::MalformedArchive("truncated record".into()))?;
+    Ok(Some((head[0], body)))
+}
+
+/// Reads an archive, writing each file into `out_dir`, and checks every file against the
+/// manifest at its end. Returns the manifest.
+pub fn read_archive<R: Read>(mut input: R, out_dir: &Path) -> Result<Manifest> {
+    let mut magic = [0u8; 8];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| Error::MalformedArchive("shorter than its magic".into()))?;
+    if &magic != ARCHIVE_MAGIC {
         return Err(Error::MalformedArchive(
             "not a konvert packet archive (bad magic)".into(),
         ));
     }
-    let len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
-    if len > MAX_MANIFEST_LEN {
-        return Err(Error::MalformedArchive(format!(
-            "manifest of {len} bytes exceeds {MAX_MANIFEST_LEN}"
-        )));
-    }
-    let mut encoded = vec![0u8; len];
-    input
-        .read_exact(&mut encoded)
-        .map_err(|_| Error::MalformedArchive("manifest is truncated".into()))?;
-    let manifest: Manifest =
-        postcard::from_bytes(&encoded).map_err(|e| Error::MalformedArchive(format!("manifest: {e}")))?;
     fs::create_dir_all(out_dir).map_err(Error::io(out_dir))?;
     let mut buf = vec![0u8; 256 * 1024];
-    for file in &manifest.files {
-        if !valid_file_name(&file.name) {
-            return Err(Error::MalformedArchive(format!("unsafe file name {:?}", file.name)));
+    let mut seen: Vec<ManifestFile> = Vec::new();
+    loop {
+        let Some((tag, body)) = get_record(&mut input)? else {
+            return Err(Error::MalformedArchive("the archive ends without its manifest".into()));
+        };
+        match tag {
+            TAG_FILE => {
+                let entry: Entry =
+                    postcard::from_bytes(&body).map_err(|e| Error::MalformedArchive(format!("file entry: {e}")))?;
+                if !valid_file_name(&entry.name) || seen.iter().any(|f| f.name == entry.name) {
+                    return Err(Error::MalformedArchive(format!(
+                        "unsafe or repeated file name {:?}",
+                        entry.name
+                    )));
+                }
+                let path = out_dir.join(&entry.name);
+                let mut out = fs::File::create(&path).map_err(Error::io(&path))?;
+                let sha256 = copy_hashed((&mut input).take(entry.size), &mut out, &mut buf, entry.size).map_err(
+                    |e| match e {
+                        CopyError::Read(source) => Error::Io {
+                            path: "<packet input>".into(),
+                            source,
+                        },
+                        CopyError::Write(source) => Error::Io {
+                            path: path.clone(),
+                            source,
+                        },
+                        CopyError::Short => Error::MalformedArchive(format!("file {} is truncated", entry.name)),
+                    },
+                )?;
+                seen.push(ManifestFile {
+                    name: entry.name,
+                    size: entry.size,
+                    sha256,
+                });
+            }
+            TAG_MANIFEST => {
+                let manifest: Manifest =
+                    postcard::from_bytes(&body).map_err(|e| Error::MalformedArchive(format!("manifest: {e}")))?;
+                if get_record(&mut input)?.is_some() {
+                    return Err(Error::MalformedArchive("records after the manifest".into()));
+                }
+                if manifest.files.len() != seen.len() {
+                    return Err(Error::MalformedArchive(format!(
+                        "the manifest lists {} files, the archive holds {}",
+                        manifest.files.len(),
+                        seen.len()
+                    )));
+                }
+                for (listed, got) in manifest.files.iter().zip(&seen) {
+                    if listed != got {
+                        return Err(Error::DigestMismatch { name: got.name.clone() });
+                    }
+                }
+                return Ok(manifest);
+            }
+            other => return Err(Error::MalformedArchive(format!("unknown record type {other}"))),
         }
-        let path = out_dir.join(&file.name);
-        let mut out = fs::File::create(&path).map_err(Error::io(&path))?;
-        copy_hashed(
-            (&mut input).take(file.size),
-            &mut out,
-            &mut buf,
-            &file.sha256,
-            file.size,
-        )
-        .map_err(|e| match e {
-            CopyError::Io(source) => Error::Io {
-                path: path.clone(),
-                source,
-            },
-            CopyError::Mismatch => Error::DigestMismatch {
-                name: file.name.clone(),
-            },
-        })?;
     }
-    let mut extra = [0u8; 1];
-    if input.read(&mut extra).map_err(Error::io(src))? != 0 {
-        return Err(Error::MalformedArchive("bytes after the last file".into()));
-    }
-    Ok(manifest)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{PacketKind, PacketRef};
+    use crate::manifest::list_scans;
+    use crate::PacketKind;
 
     fn packet() -> PacketRef {
         PacketRef {
@@ -155,48 +247,44 @@ mod tests {
         fs::write(src.path().join("p1.tif"), vec![1u8; 300_000]).unwrap();
         fs::write(src.path().join("p2.png"), b"page two").unwrap();
         fs::write(src.path().join(".hidden"), b"x").unwrap();
-        let m = Manifest::from_folder(src.path(), packet(), 1).unwrap();
-        assert_eq!(m.files.len(), 2);
+        let files = list_scans(src.path()).unwrap();
+        assert_eq!(files.len(), 2);
+        let mut bytes = Vec::new();
+        let m = write_archive(packet(), 1, src.path(), &files, &mut bytes).unwrap();
         assert_eq!(m.total_bytes(), 300_008);
         assert_eq!(m.packet.packet_id(), "0101-2026-06-01-ege-0012-blanks");
-        let mut bytes = Vec::new();
-        write_archive(&m, src.path(), &mut bytes).unwrap();
         let out = tempfile::tempdir().unwrap();
         let back = read_archive(&bytes[..], out.path()).unwrap();
         assert_eq!(back, m);
         assert_eq!(fs::read(out.path().join("p2.png")).unwrap(), b"page two");
 
+        // A flipped byte inside the first file's contents.
         let mut damaged = bytes.clone();
-        let last = damaged.len() - 1;
-        damaged[last] ^= 1;
+        damaged[100] ^= 1;
         assert!(matches!(
             read_archive(&damaged[..], out.path()),
             Err(Error::DigestMismatch { .. })
         ));
         assert!(read_archive(&bytes[..bytes.len() - 3], out.path()).is_err());
+        assert!(read_archive(&bytes[..200_000], out.path()).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(read_archive(&longer[..], out.path()).is_err());
     }
 
     #[test]
-    fn a_file_changed_after_the_manifest_is_not_sealed() {
+    fn a_file_that_shrank_while_sealing_is_an_error() {
         let src = tempfile::tempdir().unwrap();
         fs::write(src.path().join("p1.tif"), b"original").unwrap();
-        let m = Manifest::from_folder(src.path(), packet(), 1).unwrap();
-        fs::write(src.path().join("p1.tif"), b"replaced").unwrap();
-        assert!(matches!(
-            write_archive(&m, src.path(), &mut Vec::new()),
-            Err(Error::DigestMismatch { .. })
-        ));
+        let files = list_scans(src.path()).unwrap();
+        fs::write(src.path().join("p1.tif"), b"short").unwrap();
+        let r = write_archive(packet(), 1, src.path(), &files, &mut Vec::new());
+        assert!(matches!(r, Err(Error::DigestMismatch { .. })));
     }
 
     #[test]
     fn empty_room_is_an_error() {
         let src = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            Manifest::from_folder(src.path(), packet(), 1),
-            Err(Error::EmptyRoom(_))
-        ));
+        assert!(matches!(list_scans(src.path()), Err(Error::EmptyRoom(_))));
     }
 }

@@ -13,7 +13,7 @@ mod manifest;
 pub use archive::{read_archive, write_archive, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
 pub use error::Error;
 pub use ids::{ExamDate, ExamKind, PacketKind, RoomId, SiteId};
-pub use manifest::{Manifest, ManifestFile, PacketRef};
+pub use manifest::{list_scans, Manifest, ManifestFile, PacketRef};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

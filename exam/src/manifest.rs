@@ -1,7 +1,6 @@
 //! The manifest of a room packet: which packet it is and every file in it.
 
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -68,50 +67,32 @@ pub(crate) fn valid_file_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 255 && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
-impl Manifest {
-    /// Reads a room's folder: every regular scan file, sorted by name, with its digest.
-    pub fn from_folder(dir: &Path, packet: PacketRef, version: u32) -> Result<Manifest> {
-        let mut names = Vec::new();
-        for entry in fs::read_dir(dir).map_err(Error::io(dir))? {
-            let entry = entry.map_err(Error::io(dir))?;
-            let ft = entry.file_type().map_err(Error::io(entry.path()))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                return Err(Error::InvalidId {
-                    what: "file name",
-                    value: entry.file_name().to_string_lossy().into_owned(),
-                    hint: "scan file names must be valid UTF-8; rename the file",
-                });
-            };
-            if ft.is_file() && is_scan_file(&name) && valid_file_name(&name) {
-                names.push(name);
-            }
+/// The scan files of a room folder, sorted by name, with their sizes: every regular,
+/// non-hidden file that is not a partial download.
+pub fn list_scans(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(Error::io(dir))? {
+        let entry = entry.map_err(Error::io(dir))?;
+        let meta = entry.metadata().map_err(Error::io(entry.path()))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            return Err(Error::InvalidId {
+                what: "file name",
+                value: entry.file_name().to_string_lossy().into_owned(),
+                hint: "scan file names must be valid UTF-8; rename the file",
+            });
+        };
+        if meta.is_file() && is_scan_file(&name) && valid_file_name(&name) {
+            files.push((name, meta.len()));
         }
-        names.sort();
-        if names.is_empty() {
-            return Err(Error::EmptyRoom(dir.to_owned()));
-        }
-        let mut files = Vec::with_capacity(names.len());
-        let mut buf = vec![0u8; 256 * 1024];
-        for name in names {
-            let path = dir.join(&name);
-            let mut f = fs::File::open(&path).map_err(Error::io(&path))?;
-            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-            let mut size = 0u64;
-            loop {
-                let n = f.read(&mut buf).map_err(Error::io(&path))?;
-                if n == 0 {
-                    break;
-                }
-                ctx.update(&buf[..n]);
-                size += n as u64;
-            }
-            let mut sha256 = [0u8; 32];
-            sha256.copy_from_slice(ctx.finish().as_ref());
-            files.push(ManifestFile { name, size, sha256 });
-        }
-        Ok(Manifest { packet, version, files })
     }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::EmptyRoom(dir.to_owned()));
+    }
+    Ok(files)
+}
 
+impl Manifest {
     /// Total bytes of all files.
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()

@@ -22,7 +22,7 @@ pub struct Offer {
     pub version: u32,
     /// Size of the envelope file in bytes.
     pub size: u64,
-    /// SHA-256 of the whole envelope file.
+    /// The envelope id (crypto/FORMAT.md), which names exactly the envelope's bytes.
     pub digest: [u8; 32],
     /// Scheduling class, lower goes first (forms before blanks).
     pub priority: u8,

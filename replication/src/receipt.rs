@@ -14,7 +14,7 @@ pub struct ReceiptBody {
     pub version: u32,
     /// The site whose station delivered it.
     pub site: String,
-    /// SHA-256 of the stored envelope file.
+    /// The envelope id of the stored envelope.
     pub digest: [u8; 32],
     /// Size of the stored envelope file.
     pub bytes: u64,
