@@ -2,12 +2,11 @@
 //! signed with the member's token key and encrypted to the center → the outbox.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use konvert_crypto::envelope::{self, SealRequest};
 use konvert_crypto::SigningKey;
-use konvert_exam::PacketRef;
+use konvert_exam::{ArchiveReader, PacketRef};
 use konvert_replication::{Offer, Outbox, OutboxEntry};
 
 use crate::config::SiteConfig;
@@ -59,39 +58,17 @@ pub fn seal_room(
     };
     let staging = outbox.staging_path(&packet_id, version);
     let out = File::create(&staging).map_err(Error::file(&staging))?;
-    // The archive is produced on one thread and sealed on this one, through a pipe, so
-    // neither the plaintext archive nor the envelope is ever held whole in memory.
-    let (reader, writer) = std::io::pipe()?;
-    let sealed = std::thread::scope(|s| {
-        let archiver = s.spawn(|| {
-            let mut w = BufWriter::with_capacity(256 * 1024, writer);
-            let manifest = konvert_exam::write_archive(packet.clone(), version, room_dir, &files, &mut w)?;
-            w.flush().map_err(|e| konvert_exam::Error::Io {
-                path: room_dir.to_owned(),
-                source: e,
-            })?;
-            Ok::<_, konvert_exam::Error>(manifest)
-        });
-        let mut w = BufWriter::with_capacity(1 << 20, out);
-        let summary = envelope::seal(&request, signer, reader, &mut w);
-        let flushed = w.flush();
-        let archived = archiver.join();
-        (summary, flushed, archived)
-    });
-    let (summary, manifest) = match sealed {
-        (Ok(summary), Ok(()), Ok(Ok(manifest))) => (summary, manifest),
-        (summary, flushed, archived) => {
+    // The archive is a reader over the room's files, so each scan is read once, straight
+    // into the sealer's chunk buffer; neither archive nor envelope is ever held whole.
+    let mut archive = ArchiveReader::new(packet.clone(), version, room_dir, &files);
+    let sealed = envelope::seal(&request, signer, &mut archive, out);
+    let (summary, manifest) = match (sealed, archive.manifest()) {
+        (Ok(summary), Some(manifest)) => (summary, manifest.clone()),
+        (result, _) => {
             let _ = std::fs::remove_file(&staging);
-            // The archive's error explains a truncated plaintext best; report it first.
-            return Err(match (archived, summary, flushed) {
-                (Ok(Err(e)), _, _) => e.into(),
-                (Err(_), _, _) => Error::Push("the archive writer panicked".into()),
-                (_, Err(e), _) => e.into(),
-                (_, _, Err(e)) => Error::File {
-                    path: staging,
-                    source: e,
-                },
-                _ => Error::Push("sealing failed".into()),
+            return Err(match result {
+                Err(e) => e.into(),
+                Ok(_) => Error::Push("the packet archive ended early".into()),
             });
         }
     };

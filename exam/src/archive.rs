@@ -28,15 +28,153 @@ struct Entry {
     size: u64,
 }
 
-fn put_record<W: Write>(out: &mut W, tag: u8, body: &[u8]) -> io::Result<()> {
-    out.write_all(&[tag])?;
-    out.write_all(&(body.len() as u32).to_le_bytes())?;
-    out.write_all(body)
+fn record(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(5 + body.len());
+    r.push(tag);
+    r.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    r.extend_from_slice(body);
+    r
 }
 
-/// Writes the archive of `files` (name, size) from `dir` to `out`, hashing each file as it
-/// streams, and returns the manifest it ends with. A file that is shorter than listed
-/// (changed while sealing) is an error; nothing past the listed size is read.
+enum Stage {
+    /// Emitting bytes from `pending` (magic, an entry header or the manifest).
+    Header,
+    /// Streaming the body of file `index`.
+    Body {
+        file: fs::File,
+        left: u64,
+        ctx: ring::digest::Context,
+    },
+    Done,
+}
+
+/// The archive of a room's `files` (name, size) in `dir`, as a `Read`: each scan is read
+/// once, straight into the caller's buffer, and hashed on the way; the manifest with the
+/// digests is the last record. After the end, [`ArchiveReader::manifest`] returns it.
+pub struct ArchiveReader<'a> {
+    dir: &'a Path,
+    files: &'a [(String, u64)],
+    next: usize,
+    pending: Vec<u8>,
+    pos: usize,
+    stage: Stage,
+    manifest: Manifest,
+    finished: bool,
+}
+
+impl<'a> ArchiveReader<'a> {
+    /// Starts an archive of `files` from `dir` for this packet version.
+    pub fn new(packet: PacketRef, version: u32, dir: &'a Path, files: &'a [(String, u64)]) -> Self {
+        ArchiveReader {
+            dir,
+            files,
+            next: 0,
+            pending: ARCHIVE_MAGIC.to_vec(),
+            pos: 0,
+            stage: Stage::Header,
+            manifest: Manifest {
+                packet,
+                version,
+                files: Vec::with_capacity(files.len()),
+            },
+            finished: false,
+        }
+    }
+
+    /// The manifest, once the whole archive was read.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.finished.then_some(&self.manifest)
+    }
+
+    /// Moves to the next record once `pending` is drained.
+    fn advance(&mut self) -> Result<()> {
+        if self.next < self.files.len() {
+            let (name, size) = &self.files[self.next];
+            if !valid_file_name(name) {
+                return Err(Error::InvalidId {
+                    what: "file name",
+                    value: name.clone(),
+                    hint: "a plain file name",
+                });
+            }
+            let path = self.dir.join(name);
+            let file = fs::File::open(&path).map_err(Error::io(&path))?;
+            let entry = postcard::to_allocvec(&Entry {
+                name: name.clone(),
+                size: *size,
+            })
+            .map_err(|e| Error::MalformedArchive(e.to_string()))?;
+            self.pending = record(TAG_FILE, &entry);
+            self.pos = 0;
+            self.stage = Stage::Body {
+                file,
+                left: *size,
+                ctx: ring::digest::Context::new(&ring::digest::SHA256),
+            };
+        } else if !self.finished && matches!(self.stage, Stage::Header) {
+            let encoded = postcard::to_allocvec(&self.manifest).map_err(|e| Error::MalformedArchive(e.to_string()))?;
+            self.pending = record(TAG_MANIFEST, &encoded);
+            self.pos = 0;
+            self.stage = Stage::Done;
+        }
+        Ok(())
+    }
+
+    fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize> {
+        loop {
+            if self.pos < self.pending.len() {
+                let n = buf.len().min(self.pending.len() - self.pos);
+                buf[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            match &mut self.stage {
+                Stage::Header => self.advance()?,
+                Stage::Body { file, left, ctx } => {
+                    let (name, size) = &self.files[self.next];
+                    if *left == 0 {
+                        let sha = std::mem::replace(ctx, ring::digest::Context::new(&ring::digest::SHA256)).finish();
+                        let mut sha256 = [0u8; 32];
+                        sha256.copy_from_slice(sha.as_ref());
+                        self.manifest.files.push(ManifestFile {
+                            name: name.clone(),
+                            size: *size,
+                            sha256,
+                        });
+                        self.next += 1;
+                        self.stage = Stage::Header;
+                        continue;
+                    }
+                    let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    let n = file.read(&mut buf[..want]).map_err(Error::io(self.dir.join(name)))?;
+                    if n == 0 {
+                        return Err(Error::ChangedWhileSealing { name: name.clone() });
+                    }
+                    ctx.update(&buf[..n]);
+                    *left -= n as u64;
+                    return Ok(n);
+                }
+                Stage::Done => {
+                    self.finished = true;
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+impl Read for ArchiveReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.read_inner(buf).map_err(io::Error::other)
+    }
+}
+
+/// Writes the archive of `files` (name, size) from `dir` to `out` and returns its
+/// manifest. A file that is shorter than listed (changed while sealing) is an error;
+/// nothing past the listed size is read.
 pub fn write_archive<W: Write>(
     packet: PacketRef,
     version: u32,
@@ -44,50 +182,16 @@ pub fn write_archive<W: Write>(
     files: &[(String, u64)],
     mut out: W,
 ) -> Result<Manifest> {
-    let sink = Path::new("<packet output>");
-    out.write_all(ARCHIVE_MAGIC).map_err(Error::io(sink))?;
+    let mut reader = ArchiveReader::new(packet, version, dir, files);
     let mut buf = vec![0u8; 256 * 1024];
-    let mut manifest = Manifest {
-        packet,
-        version,
-        files: Vec::with_capacity(files.len()),
-    };
-    for (name, size) in files {
-        if !valid_file_name(name) {
-            return Err(Error::InvalidId {
-                what: "file name",
-                value: name.clone(),
-                hint: "a plain file name",
-            });
+    loop {
+        let n = reader.read_inner(&mut buf)?;
+        if n == 0 {
+            break;
         }
-        let entry = postcard::to_allocvec(&Entry {
-            name: name.clone(),
-            size: *size,
-        })
-        .map_err(|e| Error::MalformedArchive(e.to_string()))?;
-        put_record(&mut out, TAG_FILE, &entry).map_err(Error::io(sink))?;
-        let path = dir.join(name);
-        let f = fs::File::open(&path).map_err(Error::io(&path))?;
-        let sha256 = copy_hashed(f.take(*size), &mut out, &mut buf, *size).map_err(|e| match e {
-            CopyError::Read(source) => Error::Io {
-                path: path.clone(),
-                source,
-            },
-            CopyError::Write(source) => Error::Io {
-                path: sink.to_owned(),
-                source,
-            },
-            CopyError::Short => Error::DigestMismatch { name: name.clone() },
-        })?;
-        manifest.files.push(ManifestFile {
-            name: name.clone(),
-            size: *size,
-            sha256,
-        });
+        out.write_all(&buf[..n]).map_err(Error::io("<packet output>"))?;
     }
-    let encoded = postcard::to_allocvec(&manifest).map_err(|e| Error::MalformedArchive(e.to_string()))?;
-    put_record(&mut out, TAG_MANIFEST, &encoded).map_err(Error::io(sink))?;
-    Ok(manifest)
+    Ok(reader.manifest)
 }
 
 enum CopyError {
@@ -279,7 +383,7 @@ mod tests {
         let files = list_scans(src.path()).unwrap();
         fs::write(src.path().join("p1.tif"), b"short").unwrap();
         let r = write_archive(packet(), 1, src.path(), &files, &mut Vec::new());
-        assert!(matches!(r, Err(Error::DigestMismatch { .. })));
+        assert!(matches!(r, Err(Error::ChangedWhileSealing { .. })));
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub enum Error {
         /// The file name.
         name: String,
     },
+    /// A scan file became shorter between listing the room and sealing it.
+    #[error(
+        "scan file {name} changed while the room was being sealed; wait until the scanner has finished and seal again"
+    )]
+    ChangedWhileSealing {
+        /// The file name.
+        name: String,
+    },
     /// File I/O failed.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -10,7 +10,7 @@ mod error;
 mod ids;
 mod manifest;
 
-pub use archive::{read_archive, write_archive, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
+pub use archive::{read_archive, write_archive, ArchiveReader, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
 pub use error::Error;
 pub use ids::{ExamDate, ExamKind, PacketKind, RoomId, SiteId};
 pub use manifest::{list_scans, Manifest, ManifestFile, PacketRef};

@@ -30,6 +30,8 @@ pub struct TransferBench {
     pub packet_bytes: usize,
     /// Packets in flight.
     pub parallel: usize,
+    /// Sealing stations working at once.
+    pub sealers: usize,
     /// Work folder (default: a temporary one on the same disk as /tmp).
     pub dir: Option<PathBuf>,
 }
@@ -114,12 +116,19 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     // scanned and the outbox drains at the same time.
     let sealing = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
-    let sealer = {
-        let (cfg, outbox, sealing, n) = (cfg.clone(), outbox.clone(), sealing.clone(), b.packets);
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Duration> {
-            let date = "2026-06-01".parse()?;
+    // `sealers` stations seal disjoint sets of rooms, as a site with several scanning
+    // stations does; the flag drops when the last one is done.
+    let sealers_left = Arc::new(std::sync::atomic::AtomicUsize::new(b.sealers));
+    let signer = Arc::new(signer);
+    let scans = Arc::new(scans);
+    let mut sealers = Vec::new();
+    for s in 0..b.sealers {
+        let (cfg, outbox, sealing, left) = (cfg.clone(), outbox.clone(), sealing.clone(), sealers_left.clone());
+        let (signer, scans, n, step) = (signer.clone(), scans.clone(), b.packets, b.sealers);
+        sealers.push(tokio::task::spawn_blocking(move || -> anyhow::Result<Duration> {
             let result = (|| {
-                for i in 0..n {
+                let date = "2026-06-01".parse()?;
+                for i in (s..n).step_by(step) {
                     let room = format!("{:04}", i + 1);
                     let packet = PacketRef {
                         site: cfg.site.clone(),
@@ -132,10 +141,12 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
                 }
                 Ok(started.elapsed())
             })();
-            sealing.store(false, Ordering::Release);
+            if left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                sealing.store(false, Ordering::Release);
+            }
             result
-        })
-    };
+        }));
+    }
     let opts = PushOptions {
         max_wait: Duration::from_secs(600),
         more_coming: Some(sealing),
@@ -143,7 +154,10 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     };
     let report = push(&cfg, outbox.clone(), opts).await;
     let total = started.elapsed();
-    let seal = sealer.await??;
+    let mut seal = Duration::ZERO;
+    for sealer in sealers {
+        seal = seal.max(sealer.await??);
+    }
     let bytes: u64 = outbox.entries()?.iter().map(|e| e.offer.size).sum();
     let center_peak_rss = peak_rss_bytes(child.id());
     let _ = child.kill();

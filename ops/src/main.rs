@@ -60,6 +60,9 @@ enum BenchCommand {
         /// Packets in flight.
         #[arg(long, default_value_t = 4)]
         parallel: usize,
+        /// Sealing stations working at once (a site seals rooms in parallel).
+        #[arg(long, default_value_t = 2)]
+        sealers: usize,
     },
 }
 
@@ -84,15 +87,18 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             packets,
             size_mb,
             parallel,
+            sealers,
         }) => {
+            let sealers = sealers.max(1);
             let b = TransferBench {
                 packets,
                 packet_bytes: (size_mb * 1e6) as usize,
                 parallel,
+                sealers,
                 dir: None,
             };
             println!(
-                "bench transfer: {packets} packets × {size_mb} MB, {parallel} in flight, center in its own process"
+                "bench transfer: {packets} packets × {size_mb} MB, {sealers} sealing, {parallel} in flight, center in its own process"
             );
             let f = bench::transfer(&b).await?;
             let mbytes = f.bytes as f64 / 1e6;

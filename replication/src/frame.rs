@@ -8,25 +8,30 @@ pub const MAX_FRAME_LEN: usize = 2 * 1024 * 1024;
 /// Largest payload of one `Data` message (leaves room for the envelope of the frame).
 pub const DATA_CHUNK: usize = 1024 * 1024;
 
-/// Encodes one message as a frame.
+/// Encodes one message as a frame, serializing straight into the frame buffer (one copy
+/// of a Data payload, not two).
 pub fn encode(msg: &Message) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    encode_into(msg, &mut out)?;
-    Ok(out)
+    let capacity = match msg {
+        Message::Data { bytes, .. } => bytes.len() + 32,
+        _ => 256,
+    };
+    let mut frame = Vec::with_capacity(capacity);
+    frame.extend_from_slice(&[0u8; 4]);
+    let mut frame = postcard::to_extend(msg, frame).map_err(|e| Error::MalformedFrame(e.to_string()))?;
+    let len = frame.len() - 4;
+    if len > MAX_FRAME_LEN {
+        return Err(Error::FrameTooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(frame)
 }
 
 /// Appends one message as a frame to `out`.
 pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<()> {
-    let body = postcard::to_allocvec(msg).map_err(|e| Error::MalformedFrame(e.to_string()))?;
-    if body.len() > MAX_FRAME_LEN {
-        return Err(Error::FrameTooLarge {
-            len: body.len(),
-            max: MAX_FRAME_LEN,
-        });
-    }
-    out.reserve(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&encode(msg)?);
     Ok(())
 }
 
