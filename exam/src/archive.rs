@@ -39,11 +39,11 @@ fn record(tag: u8, body: &[u8]) -> Vec<u8> {
 enum Stage {
     /// Emitting bytes from `pending` (magic, an entry header or the manifest).
     Header,
-    /// Streaming the body of file `index`.
+    /// Streaming the body of the current file, hashing it.
     Body {
         file: fs::File,
         left: u64,
-        ctx: ring::digest::Context,
+        ctx: Box<ring::digest::Context>,
     },
     Done,
 }
@@ -109,7 +109,7 @@ impl<'a> ArchiveReader<'a> {
             self.stage = Stage::Body {
                 file,
                 left: *size,
-                ctx: ring::digest::Context::new(&ring::digest::SHA256),
+                ctx: Box::new(ring::digest::Context::new(&ring::digest::SHA256)),
             };
         } else if !self.finished && matches!(self.stage, Stage::Header) {
             let encoded = postcard::to_allocvec(&self.manifest).map_err(|e| Error::MalformedArchive(e.to_string()))?;
@@ -133,7 +133,8 @@ impl<'a> ArchiveReader<'a> {
                 Stage::Body { file, left, ctx } => {
                     let (name, size) = &self.files[self.next];
                     if *left == 0 {
-                        let sha = std::mem::replace(ctx, ring::digest::Context::new(&ring::digest::SHA256)).finish();
+                        let sha =
+                            std::mem::replace(&mut **ctx, ring::digest::Context::new(&ring::digest::SHA256)).finish();
                         let mut sha256 = [0u8; 32];
                         sha256.copy_from_slice(sha.as_ref());
                         self.manifest.files.push(ManifestFile {
