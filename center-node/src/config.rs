@@ -34,6 +34,9 @@ pub struct CenterConfig {
     /// Largest envelope accepted, in bytes.
     #[serde(default = "default_max")]
     pub max_packet_bytes: u64,
+    /// Station connections served at once; more are refused and retry later.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Member keys allowed to sign, until the signed key registry replaces this list.
     #[serde(default)]
     pub members: Vec<AllowedMember>,
@@ -41,6 +44,10 @@ pub struct CenterConfig {
 
 fn default_max() -> u64 {
     DEFAULT_MAX_PACKET_BYTES
+}
+
+fn default_max_connections() -> usize {
+    1024
 }
 
 /// A member (ГЭК) key allowed to sign packets.
@@ -115,6 +122,9 @@ impl CenterConfig {
         }
         if self.max_packet_bytes == 0 {
             return Err("max_packet_bytes must be positive".into());
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be positive".into());
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use konvert_replication::RejectReason;
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -74,6 +75,11 @@ impl Metrics {
         )
         .map_err(m)?;
         let connections = IntGauge::new("konvert_station_connections", "Station connections open now.").map_err(m)?;
+        // Every reason is exported from the start, at zero, so dashboards and alert rules
+        // see the series before the first rejection.
+        for reason in RejectReason::ALL {
+            packets_rejected.with_label_values(&[reason.as_str()]);
+        }
         registry.register(Box::new(delivery_latency.clone())).map_err(m)?;
         registry.register(Box::new(packets_received.clone())).map_err(m)?;
         registry.register(Box::new(bytes_received.clone())).map_err(m)?;

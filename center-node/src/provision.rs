@@ -81,6 +81,7 @@ pub fn init_center(
         key: "pki/center.key".into(),
         receipt_key: "keys/receipt.key".into(),
         max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
+        max_connections: 1024,
         members: Vec::new(),
     };
     config.save(&config_path)?;

@@ -55,12 +55,23 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let ep = endpoint.clone();
     let name = cfg.name.clone();
     let m = metrics.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     tokio::spawn(async move {
         while let Some(incoming) = ep.accept().await {
+            // A full center refuses at once; the edge backs off and retries.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                warn!(
+                    "refusing a station connection: {} connections are open",
+                    m.connections.get()
+                );
+                incoming.refuse();
+                continue;
+            };
             let intake = intake.clone();
             let name = name.clone();
             let m = m.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let conn = match incoming.await {
                     Ok(c) => c,
                     Err(e) => {

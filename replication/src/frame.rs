@@ -152,18 +152,7 @@ mod tests {
             any::<u64>().prop_map(|resume_at| Message::Accept { resume_at }),
             Just(Message::AlreadyHave { receipt: receipt() }),
             (0usize..10, ".{0,30}").prop_map(|(r, detail)| Message::Reject {
-                reason: [
-                    RejectReason::UnsupportedVersion,
-                    RejectReason::TooLarge,
-                    RejectReason::DigestMismatch,
-                    RejectReason::MalformedEnvelope,
-                    RejectReason::BadSignature,
-                    RejectReason::UnknownSigner,
-                    RejectReason::SiteMismatch,
-                    RejectReason::Conflict,
-                    RejectReason::ProtocolViolation,
-                    RejectReason::Unavailable,
-                ][r],
+                reason: RejectReason::ALL[r],
                 detail
             }),
             (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..3000))

@@ -58,6 +58,20 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, for exporting metrics series before they first occur.
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::UnsupportedVersion,
+        RejectReason::TooLarge,
+        RejectReason::DigestMismatch,
+        RejectReason::MalformedEnvelope,
+        RejectReason::BadSignature,
+        RejectReason::UnknownSigner,
+        RejectReason::SiteMismatch,
+        RejectReason::Conflict,
+        RejectReason::ProtocolViolation,
+        RejectReason::Unavailable,
+    ];
+
     /// A stable machine-readable name, used as a metrics label.
     pub fn as_str(self) -> &'static str {
         match self {
