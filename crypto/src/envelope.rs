@@ -303,10 +303,9 @@ pub fn seal<R: Read, W: Write>(
     })
 }
 
-/// Reads the prefix and header, bounded. Returns the header, its raw bytes and the prefix.
-fn read_head<R: Read>(input: &mut R) -> Result<(EnvelopeHeader, Vec<u8>, [u8; PREFIX_LEN])> {
-    let mut prefix = [0u8; PREFIX_LEN];
-    if read_full(input, &mut prefix)? < PREFIX_LEN {
+/// Checks the fixed prefix; returns the declared header length (bounded).
+fn parse_prefix(prefix: &[u8]) -> Result<usize> {
+    if prefix.len() < PREFIX_LEN {
         return Err(Error::Truncated);
     }
     if &prefix[..8] != MAGIC {
@@ -324,12 +323,13 @@ fn read_head<R: Read>(input: &mut R) -> Result<(EnvelopeHeader, Vec<u8>, [u8; PR
             max: MAX_HEADER_LEN,
         });
     }
-    let mut header_bytes = vec![0u8; len];
-    if read_full(input, &mut header_bytes)? < len {
-        return Err(Error::Truncated);
-    }
+    Ok(len)
+}
+
+/// Decodes the header; every byte must belong to it.
+fn parse_header(bytes: &[u8]) -> Result<EnvelopeHeader> {
     let (header, rest): (EnvelopeHeader, _) =
-        postcard::take_from_bytes(&header_bytes).map_err(|e| Error::MalformedHeader(e.to_string()))?;
+        postcard::take_from_bytes(bytes).map_err(|e| Error::MalformedHeader(e.to_string()))?;
     if !rest.is_empty() {
         return Err(Error::MalformedHeader("bytes after the header".into()));
     }
@@ -342,7 +342,21 @@ fn read_head<R: Read>(input: &mut R) -> Result<(EnvelopeHeader, Vec<u8>, [u8; PR
     if header.recipients.is_empty() {
         return Err(Error::NoRecipients);
     }
-    Ok((header, header_bytes, prefix))
+    Ok(header)
+}
+
+/// Reads the prefix and header, bounded. Returns the header, its raw bytes and the prefix.
+fn read_head<R: Read>(input: &mut R) -> Result<(EnvelopeHeader, Vec<u8>, [u8; PREFIX_LEN])> {
+    let mut prefix = [0u8; PREFIX_LEN];
+    if read_full(input, &mut prefix)? < PREFIX_LEN {
+        return Err(Error::Truncated);
+    }
+    let len = parse_prefix(&prefix)?;
+    let mut header_bytes = vec![0u8; len];
+    if read_full(input, &mut header_bytes)? < len {
+        return Err(Error::Truncated);
+    }
+    Ok((parse_header(&header_bytes)?, header_bytes, prefix))
 }
 
 /// Parses only the prefix and header (bounded), without checking the signature.
@@ -350,57 +364,143 @@ pub fn read_header<R: Read>(mut input: R) -> Result<EnvelopeHeader> {
     read_head(&mut input).map(|(h, _, _)| h)
 }
 
+/// Checks an envelope fed in pieces as it arrives — structure and signature, without
+/// decrypting — so a receiver verifies while it writes instead of reading the file again.
+/// Memory stays bounded: the header (≤ 64 KiB) and a 64-byte hold-back.
+pub struct EnvelopeVerifier {
+    head: Vec<u8>,
+    header: Option<EnvelopeHeader>,
+    sig_ctx: Context,
+    hold: Vec<u8>,
+    ciphertext_bytes: u64,
+    error: Option<Error>,
+}
+
+impl Default for EnvelopeVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for EnvelopeVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EnvelopeVerifier({} ciphertext bytes)", self.ciphertext_bytes)
+    }
+}
+
+impl EnvelopeVerifier {
+    /// A verifier at the start of an envelope.
+    pub fn new() -> Self {
+        EnvelopeVerifier {
+            head: Vec::with_capacity(PREFIX_LEN),
+            header: None,
+            sig_ctx: Context::new(&SHA256),
+            hold: Vec::with_capacity(2 * SIG_LEN),
+            ciphertext_bytes: 0,
+            error: None,
+        }
+    }
+
+    /// Feeds the next bytes of the envelope. Errors are kept for `finish`.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        if self.header.is_none() {
+            if self.head.len() < PREFIX_LEN {
+                let take = (PREFIX_LEN - self.head.len()).min(bytes.len());
+                self.head.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if self.head.len() < PREFIX_LEN {
+                    return;
+                }
+            }
+            let target = match parse_prefix(&self.head[..PREFIX_LEN]) {
+                Ok(len) => PREFIX_LEN + len,
+                Err(e) => {
+                    self.error = Some(e);
+                    return;
+                }
+            };
+            let take = (target - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.head.len() < target {
+                return;
+            }
+            match parse_header(&self.head[PREFIX_LEN..]) {
+                Ok(h) => {
+                    self.sig_ctx.update(&self.head);
+                    self.header = Some(h);
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    return;
+                }
+            }
+        }
+        self.feed_body(bytes);
+    }
+
+    /// Everything after the header is ciphertext except the last 64 bytes (the
+    /// signature): hold 64 bytes back until the end.
+    fn feed_body(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        if n >= SIG_LEN {
+            self.sig_ctx.update(&self.hold);
+            self.sig_ctx.update(&bytes[..n - SIG_LEN]);
+            self.ciphertext_bytes += (self.hold.len() + n - SIG_LEN) as u64;
+            self.hold.clear();
+            self.hold.extend_from_slice(&bytes[n - SIG_LEN..]);
+        } else {
+            self.hold.extend_from_slice(bytes);
+            if self.hold.len() > SIG_LEN {
+                let extra = self.hold.len() - SIG_LEN;
+                self.sig_ctx.update(&self.hold[..extra]);
+                self.ciphertext_bytes += extra as u64;
+                self.hold.drain(..extra);
+            }
+        }
+    }
+
+    /// Ends the envelope: checks framing and the signer's signature.
+    pub fn finish(self, trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>) -> Result<VerifiedEnvelope> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let header = self.header.ok_or(Error::Truncated)?;
+        let signer = trusted(&header.signer).ok_or(Error::UnknownSigner(header.signer))?;
+        if self.hold.len() < SIG_LEN {
+            return Err(Error::Truncated);
+        }
+        check_chunking(self.ciphertext_bytes)?;
+        let mut sig = [0u8; SIG_LEN];
+        sig.copy_from_slice(&self.hold);
+        let signature = Signature(sig);
+        let signed = digest32(self.sig_ctx);
+        signer.verify(Domain::Envelope, &signed, &signature)?;
+        Ok(VerifiedEnvelope {
+            header,
+            signer,
+            digest: envelope_id(&signed, &signature),
+            envelope_bytes: self.head.len() as u64 + self.ciphertext_bytes + SIG_LEN as u64,
+            ciphertext_bytes: self.ciphertext_bytes,
+        })
+    }
+}
+
 /// Checks an envelope's structure and signature, streaming, without decrypting.
 pub fn verify<R: Read>(mut input: R, trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>) -> Result<VerifiedEnvelope> {
-    let (header, header_bytes, prefix) = read_head(&mut input)?;
-    let signer = trusted(&header.signer).ok_or(Error::UnknownSigner(header.signer))?;
-    let mut sig_ctx = Context::new(&SHA256);
-    sig_ctx.update(&prefix);
-    sig_ctx.update(&header_bytes);
-    // Everything after the header is ciphertext, except the last 64 bytes (the
-    // signature); hold back 64 bytes until the input ends.
+    let mut verifier = EnvelopeVerifier::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut hold: Vec<u8> = Vec::with_capacity(2 * SIG_LEN);
-    let mut ciphertext_bytes = 0u64;
     loop {
         let n = read_full(&mut input, &mut buf)?;
         if n == 0 {
             break;
         }
-        if n >= SIG_LEN {
-            sig_ctx.update(&hold);
-            ciphertext_bytes += hold.len() as u64;
-            sig_ctx.update(&buf[..n - SIG_LEN]);
-            ciphertext_bytes += (n - SIG_LEN) as u64;
-            hold.clear();
-            hold.extend_from_slice(&buf[n - SIG_LEN..n]);
-        } else {
-            hold.extend_from_slice(&buf[..n]);
-            if hold.len() > SIG_LEN {
-                let extra = hold.len() - SIG_LEN;
-                sig_ctx.update(&hold[..extra]);
-                ciphertext_bytes += extra as u64;
-                hold.drain(..extra);
-            }
-        }
+        verifier.update(&buf[..n]);
     }
-    if hold.len() < SIG_LEN {
-        return Err(Error::Truncated);
-    }
-    check_chunking(ciphertext_bytes)?;
-    let mut sig = [0u8; SIG_LEN];
-    sig.copy_from_slice(&hold);
-    let signature = Signature(sig);
-    let signed = digest32(sig_ctx);
-    signer.verify(Domain::Envelope, &signed, &signature)?;
-    let envelope_bytes = (PREFIX_LEN + header_bytes.len()) as u64 + ciphertext_bytes + SIG_LEN as u64;
-    Ok(VerifiedEnvelope {
-        header,
-        signer,
-        digest: envelope_id(&signed, &signature),
-        envelope_bytes,
-        ciphertext_bytes,
-    })
+    verifier.finish(trusted)
 }
 
 /// The ciphertext must be whole chunks followed by one final chunk of 16..=65552 bytes.
@@ -654,6 +754,25 @@ mod tests {
         body.extend_from_slice(&sig.0);
         f.verify(&body).unwrap();
         assert!(matches!(f.open(&body), Err(Error::ChunkAuthentication { index: 0 })));
+    }
+
+    #[test]
+    fn fed_in_any_pieces_the_verifier_agrees_with_itself() {
+        let f = Fixture::new();
+        let (env, summary) = f.seal(&data(2 * CHUNK_SIZE + 300, 5));
+        for piece in [1, 7, 16, 63, 64, 65, 1000, CHUNK_SIZE + 16, env.len()] {
+            let mut v = EnvelopeVerifier::new();
+            for p in env.chunks(piece) {
+                v.update(p);
+            }
+            let verified = v.finish(&f.trusted()).unwrap();
+            assert_eq!(verified.digest(), summary.digest, "pieces of {piece}");
+            let mut v = EnvelopeVerifier::new();
+            for p in env[..env.len() - 1].chunks(piece) {
+                v.update(p);
+            }
+            assert!(v.finish(&f.trusted()).is_err(), "truncated, pieces of {piece}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod token;
 
-pub use envelope::{EnvelopeHeader, SealRequest, SealSummary, VerifiedEnvelope};
+pub use envelope::{EnvelopeHeader, EnvelopeVerifier, SealRequest, SealSummary, VerifiedEnvelope};
 pub use error::Error;
 pub use keys::{
     random_bytes, Domain, KeyId, RecipientPublicKey, RecipientSecretKey, Signature, SigningKey, VerifyingKey,
