@@ -141,34 +141,5 @@ pub fn read_recipient_key(path: &Path) -> Result<RecipientSecretKey> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use super::*;
-
-    #[test]
-    fn key_files_round_trip_with_0600_and_no_overwrite() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("receipt.key");
-        let k = SigningKey::generate().unwrap();
-        write_signing_key(&p, &k).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(read_signing_key(&p).unwrap().verifying_key(), k.verifying_key());
-        assert!(write_signing_key(&p, &SigningKey::generate().unwrap()).is_err());
-        assert_eq!(read_signing_key(&p).unwrap().verifying_key(), k.verifying_key());
-        assert!(read_recipient_key(&p).is_err(), "kind is checked");
-
-        let r = dir.path().join("recipient.key");
-        let rk = RecipientSecretKey::generate().unwrap();
-        write_recipient_key(&r, &rk).unwrap();
-        assert_eq!(read_recipient_key(&r).unwrap().public_key(), rk.public_key());
-        fs::write(&r, b"garbage").unwrap();
-        let err = read_recipient_key(&r).unwrap_err().to_string();
-        assert!(err.contains("not a konvert key file"), "{err}");
-        assert!(!dir
-            .path()
-            .read_dir()
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
-    }
-}
+#[path = "keyfile_tests.rs"]
+mod tests;

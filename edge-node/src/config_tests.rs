@@ -1,0 +1,50 @@
+use super::*;
+
+const GOOD: &str = r#"
+site = "0101"
+utc_offset_minutes = 180
+data_dir = "data"
+token = "member.token"
+[center]
+address = "127.0.0.1:4433"
+server_name = "center.konvert"
+ca_cert = "ca.pem"
+station_cert = "station.pem"
+station_key = "station.key"
+recipient_key = "d1b93e4337c0af928b30783fdfd29885eecb6418a1024cf882b3941298f5322d"
+receipt_key = "fd8b1b42df6e708fe69c877029651eec1852fec7de5f6155a8cdd2a96ea75bb3"
+"#;
+
+fn load(text: &str) -> Result<SiteConfig> {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["ca.pem", "station.pem", "station.key"] {
+        std::fs::write(dir.path().join(f), "x").unwrap();
+    }
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, text).unwrap();
+    SiteConfig::load(&path)
+}
+
+#[test]
+fn a_good_config_loads_with_paths_next_to_it() {
+    let cfg = load(GOOD).unwrap();
+    assert_eq!(cfg.site.as_str(), "0101");
+    assert!(cfg.center.ca_cert.is_absolute());
+    assert_eq!(cfg.push.parallel, 4);
+}
+
+#[test]
+fn mistakes_are_named() {
+    let unknown = load(&GOOD.replace("site = \"0101\"", "site = \"0101\"\nsiet = 1"))
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("unknown field `siet`"), "{unknown}");
+    let key = load(&GOOD.replace("fd8b1b42", "zz")).unwrap_err().to_string();
+    assert!(key.contains("receipt_key must be 64 hex digits"), "{key}");
+    let site = load(&GOOD.replace("\"0101\"", "\"01/01\"")).unwrap_err().to_string();
+    assert!(site.contains("site code"), "{site}");
+    let missing = load(&GOOD.replace("station.key\"", "nowhere.key\""))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("enroll this station"), "{missing}");
+}
