@@ -113,8 +113,14 @@ pub async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> Result<SocketA
     let local = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
+            let mut sock = match listener.accept().await {
+                Ok((sock, _)) => sock,
+                Err(e) => {
+                    // Out of descriptors and the like: do not spin; the next scrape retries.
+                    debug!("metrics accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let metrics = metrics.clone();
             tokio::spawn(async move {
