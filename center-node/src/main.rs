@@ -7,7 +7,7 @@ use konvert_center::cli::{run, CenterCommand};
 
 /// konvert's regional center node: receives sealed exam scans from exam sites.
 #[derive(Debug, Parser)]
-#[command(name = "konvert-center", version, about)]
+#[command(name = "konvert-center", version)]
 struct Cli {
     #[command(subcommand)]
     command: CenterCommand,

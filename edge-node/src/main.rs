@@ -7,7 +7,7 @@ use konvert_edge::cli::{run, EdgeCommand};
 
 /// konvert's exam-site node: seals room packets and sends them to the regional center.
 #[derive(Debug, Parser)]
-#[command(name = "konvert-edge", version, about)]
+#[command(name = "konvert-edge", version)]
 struct Cli {
     #[command(subcommand)]
     command: EdgeCommand,

@@ -13,7 +13,7 @@ use konvert_ops::keys::KeysCommand;
 /// konvert moves the day's exam scans from exam sites to the regional center, sealed,
 /// before 23:59 local time.
 #[derive(Debug, Parser)]
-#[command(name = "konvert", version, about)]
+#[command(name = "konvert", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
