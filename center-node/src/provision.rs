@@ -138,8 +138,9 @@ pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &
     let text = format!(
         "# konvert-edge site configuration. Paths are relative to this file.\n\
          site = \"{site}\"\n\
-         # Minutes east of UTC of the site's local time (Moscow 180, Kaliningrad 120, Kamchatka 720).\n\
-         utc_offset_minutes = 180\n\
+         # The site's IANA time zone: the deadline is 23:59 local time (e.g. Europe/Kaliningrad,\n\
+         # Europe/Moscow, Asia/Novosibirsk, Asia/Kamchatka).\n\
+         time_zone = \"Europe/Moscow\"\n\
          data_dir = \"data\"\n\
          # The member (ГЭК) token file.\n\
          token = \"member.token\"\n\n\

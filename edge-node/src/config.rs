@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::{RecipientPublicKey, VerifyingKey};
-use konvert_exam::SiteId;
+use konvert_exam::{SiteId, SiteZone};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -14,8 +14,8 @@ use crate::{Error, Result};
 pub struct SiteConfig {
     /// The site code (ППЭ), e.g. "0101".
     pub site: SiteId,
-    /// Minutes east of UTC of the site's local time; the deadline is 23:59 local.
-    pub utc_offset_minutes: i32,
+    /// The site's IANA time zone; the deadline is 23:59 local time of the exam day.
+    pub time_zone: SiteZone,
     /// Where the outbox lives.
     pub data_dir: PathBuf,
     /// The member (ГЭК) token file.
@@ -109,9 +109,6 @@ impl SiteConfig {
             .map_err(|_| "center.recipient_key must be 64 hex digits".to_owned())?;
         self.receipt_key()
             .map_err(|_| "center.receipt_key must be 64 hex digits".to_owned())?;
-        if !(-12 * 60..=14 * 60).contains(&self.utc_offset_minutes) {
-            return Err("utc_offset_minutes must be between -720 and 840".into());
-        }
         if self.push.parallel == 0 || self.push.parallel > 64 {
             return Err("push.parallel must be between 1 and 64".into());
         }

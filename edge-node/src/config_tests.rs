@@ -2,7 +2,7 @@ use super::*;
 
 const GOOD: &str = r#"
 site = "0101"
-utc_offset_minutes = 180
+time_zone = "Europe/Moscow"
 data_dir = "data"
 token = "member.token"
 [center]

@@ -79,7 +79,7 @@ pub fn seal_room(
         digest: summary.digest,
         priority: packet.kind.priority(),
         sealed_at_unix_ms: now_unix_ms,
-        deadline_unix_ms: u64::try_from(packet.date.deadline_unix_ms(cfg.utc_offset_minutes)).unwrap_or(0),
+        deadline_unix_ms: u64::try_from(cfg.time_zone.deadline_unix_ms(packet.date)?).unwrap_or(0),
     };
     let label = format!("room {} {}", packet.room, packet.kind.code());
     let entry = outbox.add(&staging, offer, label)?;

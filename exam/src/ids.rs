@@ -94,27 +94,6 @@ pub struct ExamDate {
     pub day: u8,
 }
 
-impl ExamDate {
-    /// Days since 1970-01-01 (proleptic Gregorian).
-    pub fn days_since_epoch(self) -> i64 {
-        // Howard Hinnant's days_from_civil.
-        let y = i64::from(self.year) - i64::from(self.month <= 2);
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let m = i64::from(self.month);
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-
-    /// The instant of 23:59 local time on this day at a site `utc_offset_minutes` east of UTC.
-    /// Russian zones have had fixed offsets without DST since 2014.
-    pub fn deadline_unix_ms(self, utc_offset_minutes: i32) -> i64 {
-        let local_midnight_s = self.days_since_epoch() * 86_400;
-        (local_midnight_s + 23 * 3600 + 59 * 60 - i64::from(utc_offset_minutes) * 60) * 1000
-    }
-}
-
 impl FromStr for ExamDate {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -274,18 +253,6 @@ mod tests {
         assert!("2028-02-29".parse::<ExamDate>().is_ok());
         assert!("2026-6-1".parse::<ExamDate>().is_err());
         assert_eq!("2026-06-01".parse::<ExamDate>().unwrap().to_string(), "2026-06-01");
-    }
-
-    #[test]
-    fn deadline_is_2359_local() {
-        let d: ExamDate = "1970-01-02".parse().unwrap();
-        assert_eq!(d.days_since_epoch(), 1);
-        // Moscow, UTC+3: 23:59 local = 20:59 UTC.
-        assert_eq!(d.deadline_unix_ms(180), (86_400 + 20 * 3600 + 59 * 60) * 1000);
-        // Kamchatka, UTC+12: 23:59 local = 11:59 UTC the same day.
-        assert_eq!(d.deadline_unix_ms(720), (86_400 + 11 * 3600 + 59 * 60) * 1000);
-        let d2: ExamDate = "2026-06-01".parse().unwrap();
-        assert_eq!(d2.days_since_epoch(), 20_605);
     }
 
     #[test]

@@ -9,11 +9,13 @@ mod archive;
 mod error;
 mod ids;
 mod manifest;
+mod zone;
 
 pub use archive::{read_archive, write_archive, ArchiveReader, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
 pub use error::Error;
 pub use ids::{ExamDate, ExamKind, PacketKind, RoomId, SiteId};
 pub use manifest::{list_scans, Manifest, ManifestFile, PacketRef};
+pub use zone::SiteZone;
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

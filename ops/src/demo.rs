@@ -17,11 +17,11 @@ use konvert_replication::{Outbox, OutboxState};
 use crate::rooms::write_room;
 use crate::stats::quantile;
 
-/// The demo's sites: (code, member, minutes east of UTC).
-pub const DEMO_SITES: [(&str, &str, i32); 3] = [
-    ("0101", "Иванова А. П.", 180),
-    ("0202", "Петров С. В.", 420),
-    ("0303", "Сидорова Е. Н.", 720),
+/// The demo's sites: (code, member, IANA time zone).
+pub const DEMO_SITES: [(&str, &str, &str); 3] = [
+    ("0101", "Иванова А. П.", "Europe/Moscow"),
+    ("0202", "Петров С. В.", "Asia/Novosibirsk"),
+    ("0303", "Сидорова Е. Н.", "Asia/Kamchatka"),
 ];
 const DEMO_PIN: &str = "493817";
 
@@ -144,11 +144,11 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     };
     let date = "2026-06-01".parse()?;
     let mut sites = Vec::new();
-    for (i, (site, holder, offset)) in DEMO_SITES.iter().enumerate() {
+    for (i, (site, holder, zone)) in DEMO_SITES.iter().enumerate() {
         let site_dir = root.join("sites").join(site);
         let toml = provision::enroll_station(&center_dir, site, &facts, &site_dir)?;
         let text = std::fs::read_to_string(&toml)?
-            .replace("utc_offset_minutes = 180", &format!("utc_offset_minutes = {offset}"));
+            .replace("time_zone = \"Europe/Moscow\"", &format!("time_zone = \"{zone}\""));
         std::fs::write(&toml, text)?;
         let cfg = SiteConfig::load(&toml)?;
         let outbox = Outbox::open(&cfg.data_dir)?;
@@ -171,8 +171,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             scan_bytes += sealed.scan_bytes;
         }
         say(format!(
-            "▸ site {site} ({holder}, UTC{:+}): {} rooms scanned and sealed, {:.1} MB, in {:.2} s",
-            offset / 60,
+            "▸ site {site} ({holder}, {zone}): {} rooms scanned and sealed, {:.1} MB, in {:.2} s",
             opts.rooms,
             scan_bytes as f64 / 1e6,
             started.elapsed().as_secs_f64()
