@@ -6,12 +6,14 @@
 //! center's loader reads it back, checking every file against the manifest.
 
 mod archive;
+mod blank;
 mod error;
 mod ids;
 mod manifest;
 mod zone;
 
 pub use archive::{read_archive, write_archive, ArchiveReader, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
+pub use blank::{full_set, BlankId, BlankKind, Form, FormId, PageMm, PageTemplate, Symbology, ZoneMm, A4};
 pub use error::Error;
 pub use ids::{ExamDate, ExamKind, PacketKind, RoomId, SiteId};
 pub use manifest::{list_scans, Manifest, ManifestFile, PacketRef};
