@@ -10,6 +10,7 @@ mod blank;
 mod error;
 mod ids;
 mod manifest;
+mod seating;
 mod zone;
 
 pub use archive::{read_archive, write_archive, ArchiveReader, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
@@ -17,6 +18,7 @@ pub use blank::{full_set, BlankId, BlankKind, Form, FormId, PageMm, PageTemplate
 pub use error::Error;
 pub use ids::{ExamDate, ExamKind, PacketKind, RoomId, SiteId};
 pub use manifest::{list_scans, Manifest, ManifestFile, PacketRef};
+pub use seating::{Participant, SeatingPlan, Site, SiteKind};
 pub use zone::SiteZone;
 
 /// Result with this crate's [`Error`].

@@ -1,0 +1,119 @@
+//! Sites and the seating plan: who writes in which room, as the site receives it by 15:00
+//! the day before (domain.md §3). Completeness checks compare scans against it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, ExamDate, ExamKind, Result, RoomId, SiteId, SiteZone};
+
+/// What kind of place a site is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteKind {
+    /// ППЭ — an exam site.
+    ExamSite,
+    /// ОО — a school (hosts the final essay).
+    School,
+    /// ППОИ — a primary processing point (grade-9 scans).
+    ProcessingPoint,
+}
+
+/// A site: its code, region, local time and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    /// The site code.
+    pub code: SiteId,
+    /// The region's code (субъект РФ), two digits, e.g. "76" for Yaroslavl.
+    pub region: String,
+    /// The site's IANA time zone.
+    pub zone: SiteZone,
+    /// What kind of place it is.
+    pub kind: SiteKind,
+}
+
+impl Site {
+    /// A site; the region must be a two-digit code.
+    pub fn new(code: SiteId, region: &str, zone: SiteZone, kind: SiteKind) -> Result<Self> {
+        if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::InvalidId {
+                what: "region code",
+                value: region.to_owned(),
+                hint: "two digits, e.g. 76",
+            });
+        }
+        Ok(Site {
+            code,
+            region: region.to_owned(),
+            zone,
+            kind,
+        })
+    }
+}
+
+/// An exam participant on the seating plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// The participant's code in the regional records.
+    pub code: String,
+    /// The room.
+    pub room: RoomId,
+    /// The seat, e.g. "3А".
+    pub seat: String,
+}
+
+/// The seating plan of one exam day at one site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatingPlan {
+    /// The site.
+    pub site: SiteId,
+    /// The exam day.
+    pub date: ExamDate,
+    /// The exam.
+    pub exam: ExamKind,
+    /// Everyone seated.
+    pub participants: Vec<Participant>,
+}
+
+impl SeatingPlan {
+    /// Checks the plan: every participant once, every seat of a room once.
+    pub fn check(&self) -> Result<()> {
+        let mut codes = BTreeSet::new();
+        let mut seats = BTreeSet::new();
+        for p in &self.participants {
+            if p.code.is_empty() || !codes.insert(p.code.as_str()) {
+                return Err(Error::InvalidId {
+                    what: "seating plan",
+                    value: p.code.clone(),
+                    hint: "every participant appears once, with a non-empty code",
+                });
+            }
+            if !seats.insert((p.room.as_str(), p.seat.as_str())) {
+                return Err(Error::InvalidId {
+                    what: "seating plan",
+                    value: format!("room {} seat {}", p.room, p.seat),
+                    hint: "every seat of a room is given once",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The participants of each room, rooms in order.
+    pub fn rooms(&self) -> BTreeMap<&RoomId, Vec<&Participant>> {
+        let mut rooms: BTreeMap<&RoomId, Vec<&Participant>> = BTreeMap::new();
+        for p in &self.participants {
+            rooms.entry(&p.room).or_default().push(p);
+        }
+        rooms
+    }
+
+    /// How many participants are seated in `room`.
+    pub fn seated_in(&self, room: &RoomId) -> usize {
+        self.participants.iter().filter(|p| &p.room == room).count()
+    }
+}
+
+#[cfg(test)]
+#[path = "seating_tests.rs"]
+mod tests;

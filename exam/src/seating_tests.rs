@@ -1,0 +1,50 @@
+use super::*;
+
+fn participant(code: &str, room: &str, seat: &str) -> Participant {
+    Participant {
+        code: code.into(),
+        room: room.parse().unwrap(),
+        seat: seat.into(),
+    }
+}
+
+fn plan(participants: Vec<Participant>) -> SeatingPlan {
+    SeatingPlan {
+        site: "0101".parse().unwrap(),
+        date: "2026-06-01".parse().unwrap(),
+        exam: ExamKind::Ege,
+        participants,
+    }
+}
+
+#[test]
+fn rooms_group_their_participants() {
+    let p = plan(vec![
+        participant("P1", "0012", "1А"),
+        participant("P2", "0012", "1Б"),
+        participant("P3", "0013", "1А"),
+    ]);
+    p.check().unwrap();
+    let rooms = p.rooms();
+    assert_eq!(rooms.len(), 2);
+    assert_eq!(p.seated_in(&"0012".parse().unwrap()), 2);
+    assert_eq!(rooms[&"0013".parse::<RoomId>().unwrap()][0].code, "P3");
+}
+
+#[test]
+fn a_participant_or_a_seat_twice_is_refused() {
+    let twice = plan(vec![participant("P1", "0012", "1А"), participant("P1", "0013", "1А")]);
+    assert!(twice.check().unwrap_err().to_string().contains("P1"));
+    let seat = plan(vec![participant("P1", "0012", "1А"), participant("P2", "0012", "1А")]);
+    assert!(seat.check().unwrap_err().to_string().contains("seat 1А"));
+}
+
+#[test]
+fn sites_know_their_region_zone_and_kind() {
+    let zone = SiteZone::new("Europe/Moscow").unwrap();
+    let site = Site::new("0101".parse().unwrap(), "76", zone.clone(), SiteKind::ExamSite).unwrap();
+    assert_eq!(site.zone.name(), "Europe/Moscow");
+    assert!(Site::new("0101".parse().unwrap(), "7", zone, SiteKind::School).is_err());
+    let back: Site = postcard::from_bytes(&postcard::to_allocvec(&site).unwrap()).unwrap();
+    assert_eq!(back, site);
+}
