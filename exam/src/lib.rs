@@ -1,4 +1,5 @@
-//! The exam domain that edge and center share: sites, exam days, rooms, packet kinds,
+//! The exam domain that edge and center share: sites and their time zones, exam days,
+//! rooms, the seating plan, blank kinds, forms and page templates, packet kinds,
 //! packet ids, and the room packet's manifest and archive layout.
 //!
 //! Contract: this crate knows nothing of networks, keys or durable storage. It reads a
