@@ -11,6 +11,7 @@ use konvert_exam::{ExamDate, ExamKind, PacketKind, PacketRef, RoomId};
 use konvert_replication::{Outbox, OutboxState};
 
 use crate::config::SiteConfig;
+use crate::deadline::DeadlineStatus;
 use crate::push::{push, PushEvent, PushOptions};
 use crate::seal::seal_room;
 use crate::{Error, Result};
@@ -137,13 +138,39 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
+            // The earliest deadline among what is waiting: 23:59 local of its exam day.
+            let deadline_ms = pending
+                .iter()
+                .map(|e| e.offer.deadline_unix_ms)
+                .filter(|d| *d > 0)
+                .min();
+            if let Some(d) = deadline_ms {
+                let status = DeadlineStatus::at(now_unix_ms() as i64, d as i64, total, 0.0);
+                println!(
+                    "{} packet(s), {:.1} MB to send; {status}",
+                    pending.len(),
+                    total as f64 / 1e6
+                );
+            }
             let sent = Arc::new(Mutex::new(std::collections::HashMap::<String, u64>::new()));
             let b = bar.clone();
+            let started = std::time::Instant::now();
+            let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let on_event = Arc::new(move |ev: PushEvent| match ev {
                 PushEvent::Progress { packet_id, offset, .. } => {
                     if let Ok(mut m) = sent.lock() {
                         m.insert(packet_id, offset);
-                        b.set_position(m.values().sum());
+                        let done: u64 = m.values().sum();
+                        b.set_position(done);
+                        if let Some(d) = deadline_ms {
+                            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                            let status =
+                                DeadlineStatus::at(now_unix_ms() as i64, d as i64, total.saturating_sub(done), rate);
+                            if status.at_risk() && !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                b.println(format!("  {status}"));
+                            }
+                            b.set_message(status.to_string());
+                        }
                     }
                 }
                 PushEvent::Delivered { packet_id } => b.println(format!("  receipt ✓ {packet_id}")),

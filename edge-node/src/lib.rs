@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod deadline;
 mod error;
 pub mod push;
 pub mod seal;
