@@ -2,7 +2,9 @@
 //! postcard header, the payload as 64 KiB AES-256-GCM chunks (STREAM nonces: counter ‖
 //! last-chunk flag; AAD = SHA-256 of prefix ‖ header), and an Ed25519 trailer over
 //! SHA-256(prefix ‖ header ‖ chunks) that anyone can check without the decryption key.
-//! Seal, verify and open stream with memory bounded by a few chunks.
+//! Seal, verify and open stream with memory bounded by a few chunks. The envelope's
+//! digest (its name in offers, receipts and the center's store) is the SHA-256 of the
+//! whole file, computed in the same hashing pass as the signed digest.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -34,6 +36,7 @@ const PREFIX_LEN: usize = 16;
 const TAG_LEN: usize = 16;
 const SIG_LEN: usize = 64;
 const SEALED_CHUNK: usize = CHUNK_SIZE + TAG_LEN;
+const WRAPPED_LEN: usize = 32 + TAG_LEN;
 const INFO_PAYLOAD: &[u8] = b"konvert/v1/payload";
 const INFO_WRAP: &[u8] = b"konvert/v1/wrap";
 
@@ -61,7 +64,7 @@ pub struct SealSummary {
     pub envelope_bytes: u64,
     /// Size of the plaintext.
     pub plaintext_bytes: u64,
-    /// The envelope id (see FORMAT.md): names exactly these bytes.
+    /// SHA-256 of the whole envelope file as written (what `sha256sum` prints).
     pub digest: [u8; 32],
 }
 
@@ -110,6 +113,8 @@ pub struct VerifiedEnvelope {
     digest: [u8; 32],
     envelope_bytes: u64,
     ciphertext_bytes: u64,
+    /// SHA-256(prefix ‖ header ‖ chunks): what the signature covers.
+    signed: [u8; 32],
 }
 
 impl VerifiedEnvelope {
@@ -121,7 +126,7 @@ impl VerifiedEnvelope {
     pub fn signer(&self) -> &VerifyingKey {
         &self.signer
     }
-    /// The envelope id (see FORMAT.md): names exactly these bytes.
+    /// SHA-256 of the whole envelope file (equals [`SealSummary::digest`]).
     pub fn digest(&self) -> [u8; 32] {
         self.digest
     }
@@ -153,16 +158,13 @@ fn digest32(ctx: Context) -> [u8; 32] {
     d
 }
 
-/// The envelope id: SHA-256("konvert/v1/envelope-id\0" ‖ signed digest ‖ signature). It
-/// names exactly one byte sequence (the signed digest covers everything before the
-/// signature), costs no second pass over the bulk, and is what offers, receipts and the
-/// center's content-addressed store use.
-fn envelope_id(signed: &[u8; 32], signature: &Signature) -> [u8; 32] {
-    let mut ctx = Context::new(&SHA256);
-    ctx.update(b"konvert/v1/envelope-id\0");
-    ctx.update(signed);
-    ctx.update(&signature.0);
-    digest32(ctx)
+/// Splits one running hash of everything before the trailer into the signed digest
+/// (SHA-256 of prefix ‖ header ‖ chunks) and the file digest (SHA-256 of the same bytes
+/// followed by the signature): one pass over the bulk gives both.
+fn split_digests(body: Context, signature: &Signature) -> ([u8; 32], [u8; 32]) {
+    let mut file = body.clone();
+    file.update(&signature.0);
+    (digest32(body), digest32(file))
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
@@ -291,15 +293,15 @@ pub fn seal<R: Read, W: Write>(
         n = m;
         counter += 1;
     }
-    let signed = digest32(sig_ctx);
-    let signature = signer.sign(Domain::Envelope, &signed);
+    let signature = signer.sign(Domain::Envelope, &digest32(sig_ctx.clone()));
+    let (_, digest) = split_digests(sig_ctx, &signature);
     out.write_all(&signature.0)?;
     envelope_bytes += SIG_LEN as u64;
     out.flush()?;
     Ok(SealSummary {
         envelope_bytes,
         plaintext_bytes,
-        digest: envelope_id(&signed, &signature),
+        digest,
     })
 }
 
@@ -340,7 +342,14 @@ fn parse_header(bytes: &[u8]) -> Result<EnvelopeHeader> {
         )));
     }
     if header.recipients.is_empty() {
-        return Err(Error::NoRecipients);
+        return Err(Error::MalformedHeader("the header lists no recipients".into()));
+    }
+    if let Some(w) = header.recipients.iter().find(|w| w.wrapped.len() != WRAPPED_LEN) {
+        return Err(Error::MalformedHeader(format!(
+            "the wrapped key for recipient {} has {} bytes, not {WRAPPED_LEN}",
+            w.recipient,
+            w.wrapped.len()
+        )));
     }
     Ok(header)
 }
@@ -477,14 +486,15 @@ impl EnvelopeVerifier {
         let mut sig = [0u8; SIG_LEN];
         sig.copy_from_slice(&self.hold);
         let signature = Signature(sig);
-        let signed = digest32(self.sig_ctx);
+        let (signed, digest) = split_digests(self.sig_ctx, &signature);
         signer.verify(Domain::Envelope, &signed, &signature)?;
         Ok(VerifiedEnvelope {
             header,
             signer,
-            digest: envelope_id(&signed, &signature),
+            digest,
             envelope_bytes: self.head.len() as u64 + self.ciphertext_bytes + SIG_LEN as u64,
             ciphertext_bytes: self.ciphertext_bytes,
+            signed,
         })
     }
 }
@@ -492,7 +502,7 @@ impl EnvelopeVerifier {
 /// Checks an envelope's structure and signature, streaming, without decrypting.
 pub fn verify<R: Read>(mut input: R, trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>) -> Result<VerifiedEnvelope> {
     let mut verifier = EnvelopeVerifier::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 4 * SEALED_CHUNK];
     loop {
         let n = read_full(&mut input, &mut buf)?;
         if n == 0 {
@@ -518,8 +528,10 @@ fn check_chunking(ciphertext_bytes: u64) -> Result<()> {
     Ok(())
 }
 
-/// Verifies the envelope, then decrypts it to `out` with the recipient key. On error,
-/// whatever was written to `out` must be discarded.
+/// Verifies the envelope (pass 1: structure and signature, as [`verify`]), rewinds, then
+/// decrypts it chunk by chunk to `out` (pass 2), checking every chunk's tag and that the
+/// bytes read in pass 2 are the ones pass 1 verified. On error, whatever was written to
+/// `out` must be discarded.
 pub fn open<R: Read + Seek, W: Write>(
     mut input: R,
     recipient: &RecipientSecretKey,
@@ -530,9 +542,7 @@ pub fn open<R: Read + Seek, W: Write>(
     input.seek(SeekFrom::Start(0))?;
     let (header, header_bytes, prefix) = read_head(&mut input)?;
     if header != verified.header {
-        return Err(Error::Malformed(
-            "the envelope changed while it was being opened".into(),
-        ));
+        return Err(changed_underfoot());
     }
     let rpub = recipient.public_key();
     let rid = rpub.key_id();
@@ -541,22 +551,11 @@ pub fn open<R: Read + Seek, W: Write>(
         .iter()
         .find(|w| w.recipient == rid)
         .ok_or(Error::NotARecipient(rid))?;
-    let shared = recipient
-        .agree(&entry.ephemeral_public)
-        .ok_or_else(|| Error::Malformed("the ephemeral key is of low order".into()))?;
-    let wrap_key = aead_key(&[entry.ephemeral_public, rpub.0].concat(), shared.as_ref(), INFO_WRAP)?;
-    let mut wrapped = Zeroizing::new(entry.wrapped.clone());
-    let file_key = wrap_key
-        .open_in_place(nonce(0, false), Aad::from(rid.0), &mut wrapped)
-        .map_err(|_| Error::Malformed("the wrapped file key does not open with this recipient key".into()))?;
-    if file_key.len() != 32 {
-        return Err(Error::Malformed("the wrapped file key has the wrong length".into()));
-    }
-    let key = aead_key(&header.payload_salt, file_key, INFO_PAYLOAD)?;
-    let mut aad_ctx = Context::new(&SHA256);
-    aad_ctx.update(&prefix);
-    aad_ctx.update(&header_bytes);
-    let aad = digest32(aad_ctx);
+    let key = unwrap_payload_key(&header, entry, recipient, &rpub)?;
+    let mut body_ctx = Context::new(&SHA256);
+    body_ctx.update(&prefix);
+    body_ctx.update(&header_bytes);
+    let aad = digest32(body_ctx.clone());
     let mut buf = vec![0u8; SEALED_CHUNK];
     let mut left = verified.ciphertext_bytes;
     let mut counter = 0u64;
@@ -564,8 +563,9 @@ pub fn open<R: Read + Seek, W: Write>(
         let len = left.min(SEALED_CHUNK as u64) as usize;
         let last = left == len as u64;
         if read_full(&mut input, &mut buf[..len])? < len {
-            return Err(Error::Truncated);
+            return Err(changed_underfoot());
         }
+        body_ctx.update(&buf[..len]);
         let plain = key
             .open_in_place(nonce(counter, last), Aad::from(aad), &mut buf[..len])
             .map_err(|_| Error::ChunkAuthentication { index: counter })?;
@@ -573,8 +573,44 @@ pub fn open<R: Read + Seek, W: Write>(
         left -= len as u64;
         counter += 1;
     }
+    if digest32(body_ctx) != verified.signed {
+        return Err(changed_underfoot());
+    }
     out.flush()?;
     Ok(verified)
+}
+
+fn changed_underfoot() -> Error {
+    Error::Malformed(
+        "the envelope file changed while it was being opened; make sure nothing writes to it, then open it again"
+            .into(),
+    )
+}
+
+/// Unwraps the file key for `recipient` and derives the payload key.
+fn unwrap_payload_key(
+    header: &EnvelopeHeader,
+    entry: &WrappedKey,
+    recipient: &RecipientSecretKey,
+    rpub: &RecipientPublicKey,
+) -> Result<LessSafeKey> {
+    let shared = recipient.agree(&entry.ephemeral_public).ok_or_else(|| {
+        Error::Malformed("the ephemeral key for this recipient is of low order; the sender is faulty".into())
+    })?;
+    let wrap_key = aead_key(&[entry.ephemeral_public, rpub.0].concat(), shared.as_ref(), INFO_WRAP)?;
+    let mut wrapped = Zeroizing::new(entry.wrapped.clone());
+    let file_key = wrap_key
+        .open_in_place(nonce(0, false), Aad::from(entry.recipient.0), &mut wrapped)
+        .map_err(|_| {
+            Error::Malformed(format!(
+                "the file key wrapped for recipient {} does not open with that key; the sender is faulty",
+                entry.recipient
+            ))
+        })?;
+    if file_key.len() != 32 {
+        return Err(Error::Malformed("the wrapped file key has the wrong length".into()));
+    }
+    aead_key(&header.payload_salt, file_key, INFO_PAYLOAD)
 }
 
 #[cfg(test)]

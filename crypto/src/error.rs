@@ -5,13 +5,13 @@ use crate::KeyId;
 #[non_exhaustive]
 pub enum Error {
     /// A signature did not verify against the given key.
-    #[error("signature does not verify: the data was altered or was signed by another key")]
+    #[error("signature does not verify: the data was altered or was signed by another key; do not trust it, have it sent again")]
     BadSignature,
     /// Bytes that should be a key are not one.
     #[error("malformed key material: {0}")]
     BadKey(&'static str),
     /// A signer key id that the verifier does not trust.
-    #[error("envelope is signed by key {0}, which is not an allowed member key")]
+    #[error("envelope is signed by key {0}, which is not an allowed member key; check that the member's token is issued and in the current key registry")]
     UnknownSigner(KeyId),
     /// Not a konvert envelope.
     #[error("not a konvert envelope (bad magic bytes); the file is damaged or is something else")]
@@ -58,6 +58,12 @@ pub enum Error {
     WrongPin {
         /// The token.
         token_id: String,
+    },
+    /// A new token's PIN is too short.
+    #[error("the PIN must have at least {min} characters; choose a longer PIN")]
+    PinTooShort {
+        /// The shortest PIN accepted.
+        min: usize,
     },
     /// A token or key file is damaged or of the wrong kind.
     #[error("{path}: {message}")]

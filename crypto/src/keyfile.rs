@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -13,6 +13,7 @@ use crate::{Error, RecipientSecretKey, Result, SigningKey};
 const MAGIC: &[u8; 8] = b"KNVRTKEY";
 const KIND_SIGNING: u8 = 1;
 const KIND_RECIPIENT: u8 = 2;
+const KEY_FILE_LEN: usize = 8 + 1 + 32;
 const MAX_KEY_FILE: u64 = 4096;
 
 fn temp_path(path: &Path) -> Result<PathBuf> {
@@ -25,15 +26,24 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
     Ok(path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), hex::encode(suffix))))
 }
 
+/// Writes a fresh temp file beside `path` with exactly `mode` (not reduced by the umask),
+/// fsynced; removes it again if anything fails.
 fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf> {
     let tmp = temp_path(path)?;
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(mode)
+        .mode(mode & 0o600)
         .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    let written = (|| {
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.into());
+    }
     Ok(tmp)
 }
 
@@ -92,7 +102,7 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 fn encode(kind: u8, key: &[u8; 32]) -> Zeroizing<Vec<u8>> {
-    let mut v = Zeroizing::new(Vec::with_capacity(41));
+    let mut v = Zeroizing::new(Vec::with_capacity(KEY_FILE_LEN));
     v.extend_from_slice(MAGIC);
     v.push(kind);
     v.extend_from_slice(key);
@@ -105,8 +115,11 @@ fn decode(path: &Path, kind: u8) -> Result<Zeroizing<[u8; 32]>> {
         path: path.to_owned(),
         message: message.to_owned(),
     };
-    if bytes.len() != 41 || &bytes[..8] != MAGIC {
-        return Err(bad("not a konvert key file"));
+    if bytes.len() < 9 || &bytes[..8] != MAGIC {
+        return Err(bad("not a konvert key file (it does not start with \"KNVRTKEY\")"));
+    }
+    if bytes[8] != KIND_SIGNING && bytes[8] != KIND_RECIPIENT {
+        return Err(bad(&format!("unknown key kind {}; not a konvert key file", bytes[8])));
     }
     if bytes[8] != kind {
         return Err(bad(if kind == KIND_SIGNING {
@@ -114,6 +127,12 @@ fn decode(path: &Path, kind: u8) -> Result<Zeroizing<[u8; 32]>> {
         } else {
             "holds a signing key, but a recipient key is needed here"
         }));
+    }
+    if bytes.len() != KEY_FILE_LEN {
+        return Err(bad(&format!(
+            "{} bytes, but a key file has {KEY_FILE_LEN}; the file is damaged",
+            bytes.len()
+        )));
     }
     let mut key = Zeroizing::new([0u8; 32]);
     key.copy_from_slice(&bytes[9..]);

@@ -27,3 +27,27 @@ fn key_files_round_trip_with_0600_and_no_overwrite() {
         .unwrap()
         .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
 }
+
+#[test]
+fn write_atomic_replaces_with_the_exact_mode_and_kinds_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("center.pub");
+    write_atomic(&p, b"one", 0o644).unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+    write_atomic(&p, b"two", 0o600).unwrap();
+    assert_eq!(fs::read(&p).unwrap(), b"two");
+    assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let r = dir.path().join("recipient.key");
+    write_recipient_key(&r, &RecipientSecretKey::generate().unwrap()).unwrap();
+    let e = read_signing_key(&r).unwrap_err().to_string();
+    assert!(e.contains("recipient.key") && e.contains("recipient key"), "{e}");
+    let mut bytes = fs::read(&r).unwrap();
+    bytes.push(0);
+    fs::write(&r, &bytes).unwrap();
+    let e = read_recipient_key(&r).unwrap_err().to_string();
+    assert!(e.contains("42 bytes"), "{e}");
+    assert!(read_recipient_key(&dir.path().join("missing.key")).is_err());
+    assert!(write_new_atomic(&p, b"x", 0o600).is_err(), "no overwrite");
+    assert_eq!(fs::read(&p).unwrap(), b"two");
+}

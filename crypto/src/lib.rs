@@ -6,6 +6,16 @@
 //! stored X25519 key, which ring cannot do — ring issue #331). Secrets are zeroized on
 //! drop and never appear in `Debug`, `Display` or error messages. This crate reads and
 //! writes key and token files, and nothing else: it knows nothing of networks.
+//!
+//! - [`envelope`]: [`envelope::seal`] a payload for one or more center recipient keys,
+//!   signed by a member key; [`envelope::verify`] structure and signature without any
+//!   decryption key (streaming, or piece by piece with [`EnvelopeVerifier`]);
+//!   [`envelope::open`] (verify, then decrypt); [`envelope::read_header`] for a cheap look.
+//!   Only `verify` and `open` make a [`VerifiedEnvelope`].
+//! - [`token`]: [`TokenFile`], a member's Ed25519 key encrypted under a PIN.
+//! - [`keyfile`]: the center's secret key files and [`keyfile::write_atomic`].
+//!
+//! Every byte of every format is described in `crypto/FORMAT.md`.
 
 pub mod envelope;
 mod error;
@@ -13,11 +23,15 @@ pub mod keyfile;
 pub mod keys;
 pub mod token;
 
-pub use envelope::{EnvelopeHeader, EnvelopeVerifier, SealRequest, SealSummary, VerifiedEnvelope};
+pub use envelope::{
+    EnvelopeHeader, EnvelopeVerifier, SealRequest, SealSummary, VerifiedEnvelope, WrappedKey, CHUNK_SIZE,
+    MAX_HEADER_LEN,
+};
 pub use error::Error;
 pub use keys::{
     random_bytes, Domain, KeyId, RecipientPublicKey, RecipientSecretKey, Signature, SigningKey, VerifyingKey,
 };
+pub use token::{TokenFile, DEFAULT_KDF_ITERATIONS};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,7 +20,12 @@ pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
 pub const MIN_PIN_LEN: usize = 6;
 const MAGIC: &[u8; 8] = b"KNVRTTOK";
 const VERSION: u16 = 1;
+/// Most PBKDF2 iterations accepted (≈ 30× the default), so that an edited token file
+/// cannot make `unlock` spin for hours.
+pub const MAX_KDF_ITERATIONS: u32 = 20_000_000;
 const MAX_TOKEN_FILE: u64 = 64 * 1024;
+const HEAD_LEN: usize = 14;
+const SEALED_SEED_LEN: usize = 32 + 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Clear {
@@ -33,7 +38,7 @@ struct Clear {
 }
 
 /// A member token file, read but not unlocked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenFile {
     /// The token's id (serial).
     pub token_id: String,
@@ -44,6 +49,24 @@ pub struct TokenFile {
     clear: Clear,
     aad: Vec<u8>,
     ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenFile")
+            .field("token_id", &self.token_id)
+            .field("holder", &self.holder)
+            .field("public", &self.public)
+            .field("kdf_iterations", &self.clear.kdf_iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_iterations(iterations: u32) -> Result<()> {
+    if iterations == 0 || iterations > MAX_KDF_ITERATIONS {
+        return Err(Error::BadKey("PBKDF2 iterations must be between 1 and 20 000 000"));
+    }
+    Ok(())
 }
 
 fn pin_key(pin: &str, salt: &[u8; 16], iterations: u32) -> Result<LessSafeKey> {
@@ -58,11 +81,9 @@ impl TokenFile {
     /// Creates a token file with a new key. Refuses to overwrite an existing file.
     pub fn create(path: &Path, token_id: &str, holder: &str, pin: &str, kdf_iterations: u32) -> Result<TokenFile> {
         if pin.chars().count() < MIN_PIN_LEN {
-            return Err(Error::BadKey("the PIN must have at least 6 characters"));
+            return Err(Error::PinTooShort { min: MIN_PIN_LEN });
         }
-        if kdf_iterations == 0 {
-            return Err(Error::BadKey("KDF iterations must be positive"));
-        }
+        check_iterations(kdf_iterations)?;
         let key = SigningKey::generate()?;
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 12];
@@ -77,7 +98,7 @@ impl TokenFile {
             nonce,
         };
         let clear_bytes = postcard::to_allocvec(&clear).map_err(|e| Error::BadKey(leak_free(e)))?;
-        let mut aad = Vec::with_capacity(14 + clear_bytes.len());
+        let mut aad = Vec::with_capacity(HEAD_LEN + clear_bytes.len());
         aad.extend_from_slice(MAGIC);
         aad.extend_from_slice(&VERSION.to_le_bytes());
         aad.extend_from_slice(&(clear_bytes.len() as u32).to_le_bytes());
@@ -106,24 +127,29 @@ impl TokenFile {
             path: path.to_owned(),
             message: format!("{m}; this is not a usable member token file"),
         };
-        if bytes.len() < 14 || &bytes[..8] != MAGIC {
+        if bytes.len() < HEAD_LEN || &bytes[..8] != MAGIC {
             return Err(bad("bad magic bytes"));
         }
-        if u16::from_le_bytes([bytes[8], bytes[9]]) != VERSION {
-            return Err(bad("unsupported token file version"));
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if version != VERSION {
+            return Err(bad(&format!("token file version {version} is not supported")));
         }
         let clear_len = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
-        if bytes.len() < 14 + clear_len || bytes.len() - 14 - clear_len != 48 {
-            return Err(bad("wrong length"));
+        if bytes.len().checked_sub(HEAD_LEN + clear_len) != Some(SEALED_SEED_LEN) {
+            return Err(bad("wrong length (truncated or extended)"));
         }
-        let clear: Clear = postcard::from_bytes(&bytes[14..14 + clear_len]).map_err(|_| bad("damaged clear part"))?;
+        let clear: Clear =
+            postcard::from_bytes(&bytes[HEAD_LEN..HEAD_LEN + clear_len]).map_err(|_| bad("damaged clear part"))?;
+        if clear.kdf_iterations == 0 || clear.kdf_iterations > MAX_KDF_ITERATIONS {
+            return Err(bad("implausible PBKDF2 iteration count"));
+        }
         Ok(TokenFile {
             token_id: clear.token_id.clone(),
             holder: clear.holder.clone(),
             public: clear.public,
             clear,
-            aad: bytes[..14 + clear_len].to_vec(),
-            ciphertext: bytes[14 + clear_len..].to_vec(),
+            aad: bytes[..HEAD_LEN + clear_len].to_vec(),
+            ciphertext: bytes[HEAD_LEN + clear_len..].to_vec(),
         })
     }
 
