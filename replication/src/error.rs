@@ -27,6 +27,14 @@ pub enum Error {
     /// A receipt's signature or contents do not match.
     #[error("receipt is invalid: {0}")]
     BadReceipt(String),
+    /// The center refused the session (on the control stream); `reason` says what to do.
+    #[error("the center refused: {} ({detail})", reason.plain_words())]
+    Refused {
+        /// Why, machine-readable.
+        reason: crate::RejectReason,
+        /// The center's detail, for logs.
+        detail: String,
+    },
     /// Cryptography failed.
     #[error(transparent)]
     Crypto(#[from] konvert_crypto::Error),

@@ -1,41 +1,56 @@
 //! Frames: `[u32 little-endian body length][postcard body]`. The length is checked
-//! against a hard maximum before anything is allocated for the body.
+//! against a hard maximum before anything is allocated for the body, so a peer cannot
+//! make us reserve memory by announcing a huge frame.
+
+use postcard::ser_flavors::Size;
 
 use crate::{Error, Message, Result};
 
 /// Largest frame body accepted.
 pub const MAX_FRAME_LEN: usize = 2 * 1024 * 1024;
-/// Largest payload of one `Data` message (leaves room for the envelope of the frame).
+/// Largest payload of one `Data` message; half of [`MAX_FRAME_LEN`] leaves ample room for
+/// the message's own fields.
 pub const DATA_CHUNK: usize = 1024 * 1024;
 
-/// Encodes one message as a frame, serializing straight into the frame buffer (one copy
-/// of a Data payload, not two).
+const PREFIX: usize = 4;
+
+/// Encodes one message as a frame.
 pub fn encode(msg: &Message) -> Result<Vec<u8>> {
-    let capacity = match msg {
-        Message::Data { bytes, .. } => bytes.len() + 32,
-        _ => 256,
-    };
-    let mut frame = Vec::with_capacity(capacity);
-    frame.extend_from_slice(&[0u8; 4]);
-    let mut frame = postcard::to_extend(msg, frame).map_err(|e| Error::MalformedFrame(e.to_string()))?;
-    let len = frame.len() - 4;
+    let mut frame = Vec::new();
+    encode_into(msg, &mut frame)?;
+    Ok(frame)
+}
+
+/// Appends one message as a frame to `out`; on error `out` is left as it was.
+pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<()> {
+    // Measuring first costs a walk over the fields but no copy, and lets an oversized
+    // message fail before a byte of it is buffered.
+    let len =
+        postcard::serialize_with_flavor(msg, Size::default()).map_err(|e| Error::MalformedFrame(e.to_string()))?;
     if len > MAX_FRAME_LEN {
         return Err(Error::FrameTooLarge {
             len,
             max: MAX_FRAME_LEN,
         });
     }
-    frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
-    Ok(frame)
-}
-
-/// Appends one message as a frame to `out`.
-pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<()> {
-    out.extend_from_slice(&encode(msg)?);
+    let start = out.len();
+    out.reserve(PREFIX + len);
+    // `len ≤ MAX_FRAME_LEN` was checked above, so it fits in the u32 prefix.
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    if let Err(e) = postcard::to_io(msg, &mut *out) {
+        out.truncate(start);
+        return Err(Error::MalformedFrame(e.to_string()));
+    }
+    debug_assert_eq!(
+        out.len() - start,
+        PREFIX + len,
+        "postcard's Size flavor measured the same bytes"
+    );
     Ok(())
 }
 
-/// Decodes a frame body; trailing bytes are an error.
+/// Decodes a frame body; trailing bytes are an error, since they mean the peer and we
+/// disagree on the message layout.
 pub fn decode_body(body: &[u8]) -> Result<Message> {
     let (msg, rest) = postcard::take_from_bytes(body).map_err(|e| Error::MalformedFrame(e.to_string()))?;
     if !rest.is_empty() {
@@ -44,7 +59,7 @@ pub fn decode_body(body: &[u8]) -> Result<Message> {
     Ok(msg)
 }
 
-/// Reads a length prefix and checks it against `max`.
+/// Reads a length prefix and checks it against `max`, before the caller allocates for it.
 pub fn check_len(prefix: [u8; 4], max: usize) -> Result<usize> {
     let len = u32::from_le_bytes(prefix) as usize;
     if len > max {
@@ -53,41 +68,64 @@ pub fn check_len(prefix: [u8; 4], max: usize) -> Result<usize> {
     Ok(len)
 }
 
-/// Accumulates bytes and yields whole frames (for simulations and byte-stream transports).
+/// Accumulates bytes from a stream and yields whole messages (for simulations and
+/// byte-stream transports). After an error the stream cannot be resynchronised: close it.
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Start of the first unconsumed byte; consumed bytes are dropped lazily so popping
+    /// many small frames from one big push stays linear.
+    pos: usize,
     max: usize,
 }
 
 impl FrameDecoder {
     /// A decoder that refuses frames above `max` bytes.
     pub fn new(max: usize) -> Self {
-        FrameDecoder { buf: Vec::new(), max }
+        FrameDecoder {
+            buf: Vec::new(),
+            pos: 0,
+            max,
+        }
     }
 
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next whole message; `Ok(None)` when more bytes are needed.
-    pub fn next_message(&mut self) -> Result<Option<Message>> {
-        if self.buf.len() < 4 {
+    // Not `Iterator::next`: "incomplete" and "failed" must stay distinct for the caller.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Message>> {
+        let pending = &self.buf[self.pos..];
+        let Some(prefix) = pending.first_chunk::<PREFIX>() else {
+            return Ok(None);
+        };
+        let len = check_len(*prefix, self.max)?;
+        let have = pending.len();
+        if have < PREFIX + len {
+            // Safe to reserve now: `len` passed the maximum.
+            self.buf.reserve(PREFIX + len - have);
             return Ok(None);
         }
-        let len = check_len([self.buf[0], self.buf[1], self.buf[2], self.buf[3]], self.max)?;
-        if self.buf.len() < 4 + len {
-            return Ok(None);
-        }
-        let msg = decode_body(&self.buf[4..4 + len]);
-        self.buf.drain(..4 + len);
+        let body = &pending[PREFIX..PREFIX + len];
+        let msg = decode_body(body);
+        self.pos += PREFIX + len;
         msg.map(Some)
     }
 
-    /// At end of input: an error if a partial frame is buffered.
+    /// At end of input: `Err(TruncatedFrame)` if bytes of an unfinished frame remain.
+    /// Call it once `next` has returned `Ok(None)`.
     pub fn finish(&self) -> Result<()> {
-        if self.buf.is_empty() {
+        if self.pos == self.buf.len() {
             Ok(())
         } else {
             Err(Error::TruncatedFrame)

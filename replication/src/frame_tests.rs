@@ -4,22 +4,26 @@ use proptest::prelude::*;
 use super::*;
 use crate::{Offer, Receipt, ReceiptBody, RejectReason};
 
-fn receipt() -> Receipt {
+fn receipt(packet_id: String, digest: [u8; 32], bytes: u64) -> Receipt {
     let key = SigningKey::from_seed(&[3; 32]).unwrap();
     let body = ReceiptBody {
-        packet_id: "p".into(),
+        packet_id,
         version: 2,
         site: "0101".into(),
-        digest: [1; 32],
-        bytes: 9,
+        digest,
+        bytes,
         received_at_unix_ms: 77,
         center_key: KeyId([0; 16]),
     };
     Receipt::sign(body, &key).unwrap()
 }
 
-fn arb_message() -> impl Strategy<Value = Message> {
-    let offer = (
+fn arb_receipt() -> impl Strategy<Value = Receipt> {
+    (".{0,40}", any::<[u8; 32]>(), any::<u64>()).prop_map(|(id, digest, bytes)| receipt(id, digest, bytes))
+}
+
+fn arb_offer() -> impl Strategy<Value = Offer> {
+    (
         ".{0,40}",
         any::<u32>(),
         any::<u64>(),
@@ -38,7 +42,12 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 sealed_at_unix_ms,
                 deadline_unix_ms,
             },
-        );
+        )
+}
+
+/// One strategy per `Message` variant; the exhaustive match below fails to compile when a
+/// variant is added without a strategy here.
+fn arb_message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (any::<u16>(), any::<u16>(), ".{0,20}", ".{0,20}").prop_map(|(min_version, max_version, site, agent)| {
             Message::Hello {
@@ -49,32 +58,79 @@ fn arb_message() -> impl Strategy<Value = Message> {
             }
         }),
         (any::<u16>(), ".{0,20}").prop_map(|(version, center)| Message::Welcome { version, center }),
-        offer.prop_map(Message::Offer),
+        arb_offer().prop_map(Message::Offer),
         any::<u64>().prop_map(|resume_at| Message::Accept { resume_at }),
-        Just(Message::AlreadyHave { receipt: receipt() }),
-        (0usize..10, ".{0,30}").prop_map(|(r, detail)| Message::Reject {
+        arb_receipt().prop_map(|receipt| Message::AlreadyHave { receipt }),
+        (0..RejectReason::ALL.len(), ".{0,30}").prop_map(|(r, detail)| Message::Reject {
             reason: RejectReason::ALL[r],
             detail
         }),
         (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..3000))
             .prop_map(|(offset, bytes)| Message::Data { offset, bytes }),
         Just(Message::Done),
-        Just(Message::Receipt { receipt: receipt() }),
+        arb_receipt().prop_map(|receipt| Message::Receipt { receipt }),
     ]
+}
+
+/// Position of a message's variant; the match is exhaustive, so adding a variant to
+/// `Message` breaks this test file until `arb_message` learns it.
+fn variant(m: &Message) -> usize {
+    match m {
+        Message::Hello { .. } => 0,
+        Message::Welcome { .. } => 1,
+        Message::Offer(_) => 2,
+        Message::Accept { .. } => 3,
+        Message::AlreadyHave { .. } => 4,
+        Message::Reject { .. } => 5,
+        Message::Data { .. } => 6,
+        Message::Done => 7,
+        Message::Receipt { .. } => 8,
+    }
+}
+
+#[test]
+fn the_strategy_yields_every_variant() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = arb_message();
+    let mut seen = [false; 9];
+    for _ in 0..500 {
+        seen[variant(&strategy.new_tree(&mut runner).unwrap().current())] = true;
+    }
+    assert_eq!(seen, [true; 9]);
+}
+
+/// Splits `wire` at the given cut points (taken modulo its length), so pieces have random
+/// sizes, including empty ones and cuts inside the length prefix.
+fn pieces(wire: &[u8], mut cuts: Vec<usize>) -> Vec<&[u8]> {
+    let n = wire.len().max(1);
+    for c in &mut cuts {
+        *c %= n;
+    }
+    cuts.push(0);
+    cuts.push(wire.len());
+    cuts.sort_unstable();
+    cuts.windows(2).map(|w| &wire[w[0]..w[1]]).collect()
 }
 
 proptest! {
     #[test]
-    fn every_message_round_trips_in_random_pieces(msgs in proptest::collection::vec(arb_message(), 1..8), cut in 1usize..97) {
+    fn every_message_round_trips_in_random_pieces(
+        msgs in proptest::collection::vec(arb_message(), 1..8),
+        cuts in proptest::collection::vec(any::<usize>(), 0..40),
+    ) {
         let mut wire = Vec::new();
         for m in &msgs {
+            let before = wire.len();
             encode_into(m, &mut wire).unwrap();
+            prop_assert_eq!(&wire[before..], &encode(m).unwrap()[..]);
         }
         let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
         let mut out = Vec::new();
-        for piece in wire.chunks(cut) {
+        for piece in pieces(&wire, cuts) {
             dec.push(piece);
-            while let Some(m) = dec.next_message().unwrap() {
+            while let Some(m) = dec.next().unwrap() {
                 out.push(m);
             }
         }
@@ -83,14 +139,26 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+    fn random_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
         let mut dec = FrameDecoder::new(1024);
-        dec.push(&bytes);
-        for _ in 0..8 {
-            match dec.next_message() {
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
+        for piece in pieces(&bytes, cuts) {
+            dec.push(piece);
+            // Each Ok(Some) consumes at least the 4-byte prefix, so this ends.
+            while let Ok(Some(_)) = dec.next() {}
+        }
+        let _ = dec.finish();
+    }
+
+    #[test]
+    fn random_bodies_are_malformed_or_a_message(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        match decode_body(&body) {
+            // Not necessarily byte-identical (postcard tolerates some overlong varints),
+            // but whatever decodes must survive a round trip.
+            Ok(m) => prop_assert_eq!(decode_body(&encode(&m).unwrap()[4..]).unwrap(), m),
+            Err(e) => prop_assert!(matches!(e, Error::MalformedFrame(_)), "{e:?}"),
         }
     }
 }
@@ -99,24 +167,83 @@ proptest! {
 fn oversized_length_is_refused_before_allocation() {
     let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
     dec.push(&u32::MAX.to_le_bytes());
-    assert!(matches!(dec.next_message(), Err(Error::FrameTooLarge { len, .. }) if len == u32::MAX as usize));
-    assert!(check_len(((MAX_FRAME_LEN + 1) as u32).to_le_bytes(), MAX_FRAME_LEN).is_err());
+    let err = dec.next().unwrap_err();
+    assert!(matches!(err, Error::FrameTooLarge { len, max } if len == u32::MAX as usize && max == MAX_FRAME_LEN));
+    assert!(dec.buf.capacity() < 1024, "nothing reserved for the announced body");
+    // The error is sticky: the stream cannot be resynchronised.
+    assert!(matches!(dec.next(), Err(Error::FrameTooLarge { .. })));
+
+    assert_eq!(check_len(7u32.to_le_bytes(), 7).unwrap(), 7);
+    assert!(matches!(
+        check_len(8u32.to_le_bytes(), 7),
+        Err(Error::FrameTooLarge { len: 8, max: 7 })
+    ));
+    // A decoder's own maximum applies, not only the global one.
+    let mut small = FrameDecoder::new(3);
+    small.push(&encode(&Message::Accept { resume_at: u64::MAX }).unwrap());
+    assert!(matches!(small.next(), Err(Error::FrameTooLarge { max: 3, .. })));
+}
+
+#[test]
+fn encoding_refuses_oversized_messages_and_leaves_the_buffer_alone() {
     let big = Message::Data {
         offset: 0,
         bytes: vec![0; MAX_FRAME_LEN + 1],
     };
     assert!(matches!(encode(&big), Err(Error::FrameTooLarge { .. })));
+    let mut out = vec![1, 2, 3];
+    assert!(encode_into(&big, &mut out).is_err());
+    assert_eq!(out, [1, 2, 3]);
 }
 
 #[test]
-fn truncated_and_garbage_frames() {
-    let wire = encode(&Message::Done).unwrap();
+fn a_full_data_chunk_fits_in_a_frame() {
+    let full = Message::Data {
+        offset: u64::MAX,
+        bytes: vec![0xa5; DATA_CHUNK],
+    };
+    let wire = encode(&full).unwrap();
+    assert!(wire.len() - 4 <= MAX_FRAME_LEN);
+    assert_eq!(
+        check_len([wire[0], wire[1], wire[2], wire[3]], MAX_FRAME_LEN).unwrap(),
+        wire.len() - 4
+    );
     let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
-    dec.push(&wire[..wire.len() - 1]);
-    assert!(dec.next_message().unwrap().is_none());
-    assert!(matches!(dec.finish(), Err(Error::TruncatedFrame)));
+    dec.push(&wire);
+    assert_eq!(dec.next().unwrap(), Some(full));
+}
+
+#[test]
+fn truncated_input_is_incomplete_then_an_error_at_the_end() {
+    let wire = encode(&Message::Accept { resume_at: 5 }).unwrap();
+    for cut in 0..wire.len() {
+        let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
+        dec.push(&wire[..cut]);
+        assert!(dec.next().unwrap().is_none(), "cut at {cut}");
+        if cut == 0 {
+            dec.finish().unwrap();
+        } else {
+            assert!(matches!(dec.finish(), Err(Error::TruncatedFrame)), "cut at {cut}");
+        }
+        dec.push(&wire[cut..]);
+        assert_eq!(dec.next().unwrap(), Some(Message::Accept { resume_at: 5 }));
+        assert!(dec.next().unwrap().is_none());
+        dec.finish().unwrap();
+    }
+}
+
+#[test]
+fn garbage_bodies_are_malformed() {
     let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
     dec.push(&[3, 0, 0, 0, 0xff, 0xff, 0xff]);
-    assert!(matches!(dec.next_message(), Err(Error::MalformedFrame(_))));
+    assert!(matches!(dec.next(), Err(Error::MalformedFrame(_))));
+    assert!(matches!(decode_body(&[]), Err(Error::MalformedFrame(_))));
+    // Variant 7 is Done: one byte too many is trailing garbage.
+    assert_eq!(decode_body(&[7]).unwrap(), Message::Done);
     assert!(matches!(decode_body(&[7, 1, 2]), Err(Error::MalformedFrame(_))));
+    // Data announcing more bytes than the body holds.
+    assert!(matches!(
+        decode_body(&[6, 0, 0xff, 0xff, 0x03, 1]),
+        Err(Error::MalformedFrame(_))
+    ));
 }

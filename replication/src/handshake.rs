@@ -3,18 +3,28 @@
 
 use crate::{Error, Message, RejectReason, Result, PROTOCOL_VERSION};
 
-/// The edge's Hello.
+/// The oldest version this build still speaks; raise it when dropping support.
+const MIN_SUPPORTED: u16 = PROTOCOL_VERSION;
+
+/// The edge's Hello, offering exactly this build's protocol version.
 pub fn hello(site: &str, agent: &str) -> Message {
     Message::Hello {
-        min_version: PROTOCOL_VERSION,
+        min_version: MIN_SUPPORTED,
         max_version: PROTOCOL_VERSION,
         site: site.to_owned(),
         agent: agent.to_owned(),
     }
 }
 
-/// The center's answer to Hello: the claimed site and Welcome, or a refusal when no
-/// version is shared. Anything but Hello is a protocol error.
+/// The highest version both sides speak, if any.
+fn negotiate(min_version: u16, max_version: u16) -> Option<u16> {
+    let top = max_version.min(PROTOCOL_VERSION);
+    (top >= min_version.max(MIN_SUPPORTED)).then_some(top)
+}
+
+/// The center's answer to Hello: the claimed site (the caller checks it against the
+/// station certificate) and Welcome, or Reject{UnsupportedVersion} when no version is
+/// shared. Anything but Hello is a protocol error.
 pub fn answer_hello(msg: &Message, center_name: &str) -> Result<(String, Message)> {
     let Message::Hello {
         min_version,
@@ -28,34 +38,36 @@ pub fn answer_hello(msg: &Message, center_name: &str) -> Result<(String, Message
             got: msg.kind().into(),
         });
     };
-    let answer = if (*min_version..=*max_version).contains(&PROTOCOL_VERSION) {
-        Message::Welcome {
-            version: PROTOCOL_VERSION,
+    let answer = match negotiate(*min_version, *max_version) {
+        Some(version) => Message::Welcome {
+            version,
             center: center_name.to_owned(),
-        }
-    } else {
-        Message::Reject {
+        },
+        None => Message::Reject {
             reason: RejectReason::UnsupportedVersion,
-            detail: format!("the center speaks version {PROTOCOL_VERSION}, the edge {min_version}..={max_version}"),
-        }
+            detail: format!(
+                "the center speaks versions {MIN_SUPPORTED}..={PROTOCOL_VERSION}, the edge {min_version}..={max_version}"
+            ),
+        },
     };
     Ok((site.clone(), answer))
 }
 
-/// The edge's check of the center's answer: the version to use.
+/// The edge's check of the center's answer to its Hello: the version to use.
+/// A refusal is `Error::Refused`; a version the edge never offered is a protocol error.
 pub fn check_welcome(msg: &Message) -> Result<u16> {
     match msg {
-        Message::Welcome { version, .. } if *version == PROTOCOL_VERSION => Ok(*version),
+        Message::Welcome { version, .. } if (MIN_SUPPORTED..=PROTOCOL_VERSION).contains(version) => Ok(*version),
         Message::Welcome { version, .. } => Err(Error::Protocol {
-            expected: "Welcome with version 1",
+            expected: "Welcome with a version the edge offered",
             got: format!("Welcome with version {version}"),
         }),
-        Message::Reject { reason, detail } => Err(Error::Connection(format!(
-            "the center refused: {} ({detail})",
-            reason.plain_words()
-        ))),
+        Message::Reject { reason, detail } => Err(Error::Refused {
+            reason: *reason,
+            detail: detail.clone(),
+        }),
         other => Err(Error::Protocol {
-            expected: "Welcome",
+            expected: "Welcome or Reject",
             got: other.kind().into(),
         }),
     }

@@ -21,10 +21,13 @@ pub mod sender;
 pub mod tls;
 
 pub use error::Error;
+pub use frame::FrameDecoder;
 pub use inbox::{Inbox, InboxRecord};
 pub use message::{Message, Offer, RejectReason, PROTOCOL_VERSION};
 pub use outbox::{Outbox, OutboxEntry, OutboxState};
 pub use receipt::{Receipt, ReceiptBody};
+pub use receiver::{PacketReceiver, ReceiverEvent};
+pub use sender::{PacketSender, SenderEvent};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -85,22 +85,21 @@ impl PacketReceiver {
                 Ok(ReceiverEvent::Offered(offer))
             }
             (State::Receiving { next }, Message::Data { offset, bytes }) => {
-                let next = *next;
-                let end = offset.checked_add(bytes.len() as u64);
-                if offset != next || bytes.is_empty() || end.is_none_or(|e| e > self.size()) {
-                    return Err(Error::Protocol {
-                        expected: "contiguous, non-empty Data within the offered size",
-                        got: format!(
-                            "Data at {offset} ({} bytes), expected offset {next} of {}",
-                            bytes.len(),
-                            self.size()
-                        ),
-                    });
-                }
-                self.state = State::Receiving {
-                    next: next + bytes.len() as u64,
+                let (next, size, len) = (*next, self.size(), bytes.len() as u64);
+                let expected = if offset != next {
+                    "Data starting exactly where the previous ended"
+                } else if len == 0 {
+                    "non-empty Data"
+                } else if offset.checked_add(len).is_none_or(|end| end > size) {
+                    "Data within the offered size"
+                } else {
+                    self.state = State::Receiving { next: next + len };
+                    return Ok(ReceiverEvent::Write { offset, bytes });
                 };
-                Ok(ReceiverEvent::Write { offset, bytes })
+                Err(Error::Protocol {
+                    expected,
+                    got: format!("Data at {offset} ({len} bytes), expected offset {next} of {size}"),
+                })
             }
             (State::Receiving { next }, Message::Done) if *next == self.size() => {
                 self.state = State::Completing;
@@ -114,26 +113,41 @@ impl PacketReceiver {
         }
     }
 
-    /// Accepts the offer; the edge sends from `resume_at`.
+    fn deciding(&self, call: &str) -> Result<&Offer> {
+        match (&self.state, &self.offer) {
+            (State::Deciding, Some(offer)) => Ok(offer),
+            _ => Err(Error::Protocol {
+                expected: "a decision only right after an Offer",
+                got: format!("{call} in state {:?}", self.state),
+            }),
+        }
+    }
+
+    /// Accepts the offer; the edge sends from `resume_at` (the bytes the center already
+    /// holds durably). With `resume_at == size` the next legal message is Done.
     pub fn accept(&mut self, resume_at: u64) -> Result<Message> {
-        if self.state != State::Deciding || resume_at > self.size() {
+        let offer = self.deciding("Accept")?;
+        if resume_at > offer.size {
             return Err(Error::Protocol {
-                expected: "a decision on an offer",
-                got: format!("Accept at {resume_at}"),
+                expected: "Accept within the offered size",
+                got: format!("Accept at {resume_at} of {}", offer.size),
+            });
+        }
+        // A guard against a caller that forgot to refuse: accepting would let the edge
+        // stream more than the center is prepared to stage.
+        if offer.size > self.max_size {
+            return Err(Error::Protocol {
+                expected: "Reject(TooLarge) for an offer above the maximum",
+                got: format!("Accept of {} bytes, maximum {}", offer.size, self.max_size),
             });
         }
         self.state = State::Receiving { next: resume_at };
         Ok(Message::Accept { resume_at })
     }
 
-    /// Answers an offer of something already stored.
+    /// Answers an offer of something already stored with its original receipt.
     pub fn already_have(&mut self, receipt: Receipt) -> Result<Message> {
-        if self.state != State::Deciding {
-            return Err(Error::Protocol {
-                expected: "a decision on an offer",
-                got: "AlreadyHave".into(),
-            });
-        }
+        check_matches(self.deciding("AlreadyHave")?, &receipt)?;
         self.state = State::Finished;
         Ok(Message::AlreadyHave { receipt })
     }
@@ -149,15 +163,33 @@ impl PacketReceiver {
 
     /// The receipt, once the packet is durable.
     pub fn receipt(&mut self, receipt: Receipt) -> Result<Message> {
-        if self.state != State::Completing {
-            return Err(Error::Protocol {
-                expected: "a completed transfer",
-                got: "Receipt".into(),
-            });
-        }
+        let offer = match (&self.state, &self.offer) {
+            (State::Completing, Some(offer)) => offer,
+            _ => {
+                return Err(Error::Protocol {
+                    expected: "a Receipt only after Complete",
+                    got: format!("Receipt in state {:?}", self.state),
+                })
+            }
+        };
+        check_matches(offer, &receipt)?;
         self.state = State::Finished;
         Ok(Message::Receipt { receipt })
     }
+}
+
+/// The edge checks this too (with the signature); checking here catches a center bug
+/// before a useless receipt goes on the wire.
+fn check_matches(offer: &Offer, receipt: &Receipt) -> Result<()> {
+    let b = &receipt.body;
+    if b.packet_id != offer.packet_id || b.version != offer.version || b.digest != offer.digest || b.bytes != offer.size
+    {
+        return Err(Error::BadReceipt(format!(
+            "about to send a receipt for {} v{} ({} bytes) in answer to {} v{} ({} bytes)",
+            b.packet_id, b.version, b.bytes, offer.packet_id, offer.version, offer.size
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -69,15 +69,16 @@ impl PacketSender {
 
     fn expected(&self) -> &'static str {
         match self.state {
-            State::Start => "nothing before the Offer",
+            State::Start => "nothing before the Offer is sent",
             State::AwaitDecision => "Accept, AlreadyHave or Reject",
-            State::Sending { .. } => "nothing while sending (or Reject)",
+            State::Sending { .. } => "only Reject while Data is being sent",
             State::AwaitReceipt => "Receipt or Reject",
-            State::Finished => "nothing after the end",
+            State::Finished => "nothing after the exchange ended",
         }
     }
 
-    /// Handles a message from the center.
+    /// Handles a message from the center. On error nothing changed; the caller closes
+    /// the stream, and the packet stays in the outbox to be offered again.
     pub fn handle(&mut self, msg: Message) -> Result<SenderEvent> {
         match (&self.state, msg) {
             (State::AwaitDecision, Message::Accept { resume_at }) => {
@@ -126,6 +127,12 @@ impl PacketSender {
 
     /// Wraps bytes read for a range from `next_chunk`.
     pub fn data(&self, offset: u64, bytes: Vec<u8>) -> Message {
+        debug_assert!(
+            offset
+                .checked_add(bytes.len() as u64)
+                .is_some_and(|end| end <= self.offer.size),
+            "Data past the offered size"
+        );
         Message::Data { offset, bytes }
     }
 
