@@ -1,8 +1,8 @@
 //! Mutual TLS for QUIC with rustls and the ring provider only: the center requires a
 //! station certificate from its CA; the edge trusts only that CA and the configured
-//! center name. Transport tuned for bulk transfer.
+//! center name. The transport is tuned for bulk transfer.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,127 +15,219 @@ use rustls::RootCertStore;
 use crate::pki::{station_dns_name, IssuedCert};
 use crate::{Error, Result};
 
-/// ALPN protocol id.
+/// ALPN protocol id of konvert's replication protocol.
 pub const ALPN: &[u8] = b"konvert/1";
 
+/// Receive window of one stream: a packet of a few MB flows without waiting for credit.
+const STREAM_WINDOW: u32 = 16 << 20;
+/// Receive window of a whole connection (several packets in flight).
+const CONNECTION_WINDOW: u32 = 64 << 20;
+/// How much a sender may buffer unacknowledged.
+const SEND_WINDOW: u64 = 64 << 20;
+/// Concurrent bidirectional streams (one per packet plus control).
+const MAX_BIDI_STREAMS: u32 = 128;
+/// Keep-alive: well inside the idle timeout and NAT bindings on the way.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// A peer silent for this long (milliseconds) is gone.
+const IDLE_TIMEOUT_MS: u32 = 30_000;
+/// Upper bound for path-MTU probing (jumbo frames on LANs and loopback; elsewhere the
+/// probes fail and quinn stays at its safe size).
+const MTU_UPPER_BOUND: u16 = 8952;
+
+/// The only crypto provider konvert uses (never aws-lc-rs).
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// All certificates in `pem`; `what` names them in errors.
 fn certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::Tls(format!("{what} is not a PEM certificate: {e}")))?;
+        .map_err(|e| Error::Tls(format!("{what} is not valid PEM ({e}); check the file")))?;
     if certs.is_empty() {
-        return Err(Error::Tls(format!("{what} holds no certificate")));
+        return Err(Error::Tls(format!(
+            "{what} holds no PEM certificate (no \"BEGIN CERTIFICATE\" block); check the file"
+        )));
     }
     Ok(certs)
 }
 
+/// The private key in `pem`; the error never shows the key.
 fn key(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| Error::Tls(format!("{what} is not a PEM private key")))
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|_| Error::Tls(format!("{what} is not a PEM private key; check the key file")))
 }
 
+/// A root store holding only the CA certificate(s) in `ca_cert_pem`.
 fn roots(ca_cert_pem: &str) -> Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
     for c in certs(ca_cert_pem, "the CA certificate")? {
         roots
             .add(c)
-            .map_err(|e| Error::Tls(format!("the CA certificate is not usable: {e}")))?;
+            .map_err(|e| Error::Tls(format!("the CA certificate is not usable as a trust anchor: {e}")))?;
     }
     Ok(Arc::new(roots))
 }
 
-fn transport() -> Arc<quinn::TransportConfig> {
+/// Transport parameters for bulk transfer on LAN and WAN (both sides use the same).
+pub(crate) fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.stream_receive_window(quinn::VarInt::from_u32(16 << 20))
-        .receive_window(quinn::VarInt::from_u32(64 << 20))
-        .send_window(64 << 20)
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(64))
-        .keep_alive_interval(Some(Duration::from_secs(5)));
-    // Probe up to jumbo frames: LANs and loopback that carry them take a sixth of the
-    // packets (and per-packet crypto); elsewhere the probes fail and 1452 stays.
+    t.stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW))
+        .send_window(SEND_WINDOW)
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS))
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
     let mut mtud = quinn::MtuDiscoveryConfig::default();
-    mtud.upper_bound(8952);
+    mtud.upper_bound(MTU_UPPER_BOUND);
     t.mtu_discovery_config(Some(mtud));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(30)) {
-        t.max_idle_timeout(Some(idle));
-    }
     Arc::new(t)
 }
 
-/// The center's QUIC server config: presents `cert`, requires a client certificate that
-/// chains to the CA.
+/// The center's QUIC server config: presents `cert` and REQUIRES a client certificate
+/// chaining to the CA in `ca_cert_pem` (with the clientAuth key usage); TLS 1.3, ALPN [`ALPN`].
 pub fn server_config(ca_cert_pem: &str, cert: &IssuedCert) -> Result<quinn::ServerConfig> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_cert_pem)?, provider())
         .build()
-        .map_err(|e| Error::Tls(format!("client verifier: {e}")))?;
+        .map_err(|e| Error::Tls(format!("cannot build the station certificate verifier: {e}")))?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(|e| Error::Tls(format!("TLS 1.3 is not available: {e}")))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(
             certs(&cert.cert_pem, "the center certificate")?,
             key(&cert.key_pem, "the center key")?,
         )
-        .map_err(|e| Error::Tls(format!("the center certificate and key do not fit together: {e}")))?;
+        .map_err(|e| {
+            Error::Tls(format!(
+                "the center certificate and key do not fit together ({e}); issue the center certificate again"
+            ))
+        })?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| Error::Tls(e.to_string()))?;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| Error::Tls(format!("the TLS config is not usable for QUIC: {e}")))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
     cfg.transport_config(transport());
     Ok(cfg)
 }
 
-/// The edge's QUIC client config: trusts only the CA, presents the station certificate.
+/// The edge's QUIC client config: trusts only the CA in `ca_cert_pem` for the center and
+/// presents the station certificate; TLS 1.3, ALPN [`ALPN`].
 pub fn client_config(ca_cert_pem: &str, station: &IssuedCert) -> Result<quinn::ClientConfig> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(|e| Error::Tls(format!("TLS 1.3 is not available: {e}")))?
         .with_root_certificates(roots(ca_cert_pem)?)
         .with_client_auth_cert(
             certs(&station.cert_pem, "the station certificate")?,
             key(&station.key_pem, "the station key")?,
         )
-        .map_err(|e| Error::Tls(format!("the station certificate and key do not fit together: {e}")))?;
+        .map_err(|e| {
+            Error::Tls(format!(
+                "the station certificate and key do not fit together ({e}); enroll the station again"
+            ))
+        })?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| Error::Tls(e.to_string()))?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| Error::Tls(format!("the TLS config is not usable for QUIC: {e}")))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
     cfg.transport_config(transport());
     Ok(cfg)
 }
 
-/// A server endpoint bound to `addr`.
+/// A server endpoint listening on `addr` with `cfg`.
 pub fn server_endpoint(addr: SocketAddr, cfg: quinn::ServerConfig) -> Result<quinn::Endpoint> {
-    quinn::Endpoint::server(cfg, addr).map_err(|e| Error::Connection(format!("cannot listen on {addr}: {e}")))
+    quinn::Endpoint::server(cfg, addr).map_err(|e| {
+        Error::Connection(format!(
+            "cannot listen on {addr}: {e}; check that the address is local and the port is free"
+        ))
+    })
 }
 
-/// A client endpoint on an ephemeral port with `cfg` as its default.
+/// A client endpoint on an ephemeral port with `cfg` as its default config: dual-stack
+/// `[::]:0` (reaches IPv4 and IPv6 centers), or `0.0.0.0:0` where IPv6 is unavailable.
 pub fn client_endpoint(cfg: quinn::ClientConfig) -> Result<quinn::Endpoint> {
-    let mut ep = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
-        .map_err(|e| Error::Connection(format!("cannot open a UDP socket: {e}")))?;
+    let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0));
+    let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+    let mut ep = match quinn::Endpoint::client(v6) {
+        Ok(ep) => ep,
+        Err(e6) => {
+            tracing::debug!(error = %e6, "no IPv6 socket; using IPv4 only");
+            quinn::Endpoint::client(v4).map_err(|e| Error::Connection(format!("cannot open a UDP socket: {e}")))?
+        }
+    };
     ep.set_default_client_config(cfg);
     Ok(ep)
 }
 
-/// The certificate chain the peer presented.
+/// The certificate chain the peer presented (end-entity first), as verified by TLS.
 pub fn peer_certificates(conn: &quinn::Connection) -> Result<Vec<CertificateDer<'static>>> {
     conn.peer_identity()
         .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
         .map(|b| *b)
+        .filter(|certs| !certs.is_empty())
         .ok_or_else(|| Error::Tls("the peer presented no certificate".into()))
 }
 
-/// Checks that the peer's end-entity certificate names the station of `site`.
+/// Checks that the peer's end-entity certificate is valid for [`station_dns_name`]`(site)`.
 pub fn verify_station_site(peer_certs: &[CertificateDer<'_>], site: &str) -> Result<()> {
     let name = station_dns_name(site)?;
     let ee = peer_certs
         .first()
-        .ok_or_else(|| Error::Tls("the station presented no certificate".into()))?;
-    let cert = webpki::EndEntityCert::try_from(ee).map_err(|e| Error::Tls(format!("station certificate: {e:?}")))?;
-    let server_name = ServerName::try_from(name.as_str()).map_err(|e| Error::Tls(e.to_string()))?;
+        .ok_or_else(|| Error::Tls(format!("the station of site {site} presented no certificate")))?;
+    let cert = webpki::EndEntityCert::try_from(ee)
+        .map_err(|e| Error::Tls(format!("the station certificate cannot be parsed: {e}")))?;
+    let server_name = ServerName::try_from(name.as_str())
+        .map_err(|e| Error::Tls(format!("{name:?} is not a valid station name: {e}")))?;
     cert.verify_is_valid_for_subject_name(&server_name).map_err(|_| {
         Error::Tls(format!(
-            "the station certificate is not for site {site}; enroll this station for its own site"
+            "the station certificate is not for site {site} (expected {name}); \
+             a station may only speak for the site it was enrolled for — enroll this station for site {site}"
         ))
     })
+}
+
+/// Explains, from the edge's side, why a connection to the center failed, saying what to
+/// do when certificates are the cause; other errors pass through as [`Error::Connection`].
+pub fn explain_connection_error(e: &quinn::ConnectionError) -> Error {
+    let (code, local) = match e {
+        quinn::ConnectionError::TransportError(t) => (u64::from(t.code), true),
+        quinn::ConnectionError::ConnectionClosed(c) => (u64::from(c.error_code), false),
+        other => return Error::Connection(other.to_string()),
+    };
+    // TLS alerts travel as QUIC CRYPTO_ERROR 0x100 + alert.
+    if !(0x100..0x200).contains(&code) {
+        return Error::Connection(e.to_string());
+    }
+    let alert = code - 0x100;
+    let advice = match (local, alert) {
+        // We (the edge) refused the center's certificate.
+        (true, 42) => {
+            "the center's certificate is not valid for the configured center name; \
+                       check the center name and address in the configuration"
+        }
+        (true, 43 | 46) => {
+            "the center presented a certificate that is not a center certificate; \
+                            check the center address, or issue the center certificate again"
+        }
+        (true, 45) => {
+            "the center's certificate has expired or is not yet valid; check this machine's clock, \
+                       then have the center renew its certificate"
+        }
+        (true, 48) => {
+            "the center's certificate is not signed by the CA this station trusts; \
+                       check the center address, or enroll the station again"
+        }
+        // The center refused ours.
+        (false, 116) => "the center requires a station certificate and got none; enroll the station",
+        (false, 45) => {
+            "the center refused the station certificate as expired or not yet valid; \
+                        check this machine's clock, or enroll the station again"
+        }
+        (false, 48) => "the station certificate is not signed by the center's CA; enroll the station again",
+        (false, 42 | 43 | 46) => "the center refused the station certificate; enroll the station again",
+        (_, 120) => "the peer does not speak konvert's protocol (ALPN konvert/1); check the address and port",
+        _ => "the TLS handshake failed",
+    };
+    Error::Tls(format!("{advice} ({e})"))
 }

@@ -255,8 +255,15 @@ async fn stations_without_a_valid_certificate_cannot_deliver() {
     let rogue = pki::Ca::generate("rogue CA").unwrap().issue_station("0101").unwrap();
     std::fs::write(&site.cfg.center.station_cert, &rogue.cert_pem).unwrap();
     std::fs::write(&site.cfg.center.station_key, rogue.key_pem.as_bytes()).unwrap();
-    let err = push(&site.cfg, site.outbox.clone(), opts(2)).await.unwrap_err();
-    assert!(err.to_string().contains("not delivered"), "{err}");
+    let err = push(&site.cfg, site.outbox.clone(), opts(2))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not delivered"), "{err}");
+    assert!(
+        err.contains("not signed by the center's CA"),
+        "the operator is told why: {err}"
+    );
 
     // A valid certificate for another site cannot speak for this one.
     let ca = pki::Ca::from_pem(

@@ -7,8 +7,8 @@ use konvert_crypto::VerifyingKey;
 use std::os::unix::fs::FileExt;
 
 use super::stream::{read_message, write_message};
-use crate::handshake;
 use crate::sender::{PacketSender, SenderEvent};
+use crate::{handshake, tls};
 use crate::{Error, Offer, Receipt, RejectReason, Result};
 
 /// Software name and version sent in Hello.
@@ -40,14 +40,26 @@ pub async fn connect(
         .connect(addr, server_name)
         .map_err(|e| Error::Connection(format!("cannot connect to {addr}: {e}")))?
         .await
-        .map_err(|e| Error::Connection(format!("cannot connect to the center at {addr} ({server_name}): {e}")))?;
+        .map_err(|e| tls::explain_connection_error(&e))?;
+    match hello(&conn, site).await {
+        Ok(()) => Ok(conn),
+        // A refused station certificate surfaces as a lost connection on the first
+        // stream; the close reason says why, in words the operator can act on.
+        Err(e) => Err(conn
+            .close_reason()
+            .map(|r| tls::explain_connection_error(&r))
+            .unwrap_or(e)),
+    }
+}
+
+async fn hello(conn: &quinn::Connection, site: &str) -> Result<()> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
     write_message(&mut send, &handshake::hello(site, AGENT)).await?;
     let answer = read_message(&mut recv)
         .await?
         .ok_or_else(|| Error::Connection("the center closed the control stream without answering Hello".into()))?;
     handshake::check_welcome(&answer)?;
-    Ok(conn)
+    Ok(())
 }
 
 /// Sends one envelope file on its own stream, from wherever the center says it holds up
