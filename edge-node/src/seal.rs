@@ -48,6 +48,9 @@ pub fn seal_room(
     let metadata =
         postcard::to_allocvec(&packet).map_err(|e| Error::Push(format!("cannot encode packet metadata: {e}")))?;
     let recipients = [cfg.recipient_key()?];
+    // Everything that can fail on the inputs is checked before the envelope is written, so
+    // a refusal leaves no half-made file behind.
+    let deadline_unix_ms = u64::try_from(cfg.time_zone.deadline_unix_ms(packet.date)?).unwrap_or(0);
     let request = SealRequest {
         packet_id: &packet_id,
         version,
@@ -79,7 +82,7 @@ pub fn seal_room(
         digest: summary.digest,
         priority: packet.kind.priority(),
         sealed_at_unix_ms: now_unix_ms,
-        deadline_unix_ms: u64::try_from(cfg.time_zone.deadline_unix_ms(packet.date)?).unwrap_or(0),
+        deadline_unix_ms,
     };
     let label = format!("room {} {}", packet.room, packet.kind.code());
     let entry = outbox.add(&staging, offer, label)?;

@@ -74,7 +74,6 @@ impl Inbox {
             .create(true)
             .write(true)
             .truncate(true)
-            .read(true)
             .open(&path)?;
         Ok((file, path))
     }
