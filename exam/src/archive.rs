@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::valid_file_name;
-use crate::{Error, Manifest, ManifestFile, PacketRef, Result};
+use crate::{Error, Manifest, ManifestFile, PacketRef, Result, RoomRecord};
 
 /// Magic bytes that open a packet archive.
 pub const ARCHIVE_MAGIC: &[u8; 8] = b"KNVRTPKT";
@@ -76,9 +76,16 @@ impl<'a> ArchiveReader<'a> {
                 packet,
                 version,
                 files: Vec::with_capacity(files.len()),
+                room: None,
             },
             finished: false,
         }
+    }
+
+    /// Seals `record` (page recognition and completeness) into the manifest.
+    pub fn with_room_record(mut self, record: RoomRecord) -> Self {
+        self.manifest.room = Some(record);
+        self
     }
 
     /// The manifest, once the whole archive was read.

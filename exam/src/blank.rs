@@ -220,6 +220,10 @@ pub struct PageTemplate {
 }
 
 /// A blank's identifier: 13 digits, the kind's two-digit code then an 11-digit serial.
+///
+/// The serial is the participant's individual kit number (10 digits) followed by the
+/// sheet number within the kit (0–9), so every blank of a kit — registration, answers,
+/// essay sheets, additional blanks — names the same participant through the seating plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BlankId {
     /// The kind.
@@ -242,6 +246,36 @@ impl BlankId {
             });
         }
         Ok(BlankId { kind, serial })
+    }
+}
+
+impl BlankId {
+    /// Largest kit number + 1.
+    pub const KIT_LIMIT: u64 = Self::SERIAL_LIMIT / 10;
+
+    /// The blank of `kind`, sheet `sheet` (0–9), in individual kit `kit`.
+    pub fn for_kit(kind: BlankKind, kit: u64, sheet: u8) -> Result<Self> {
+        if kit >= Self::KIT_LIMIT || sheet > 9 {
+            return Err(Error::InvalidId {
+                what: "kit number",
+                value: format!("{kit} sheet {sheet}"),
+                hint: "a kit number of at most 10 digits and a sheet 0–9",
+            });
+        }
+        Ok(BlankId {
+            kind,
+            serial: kit * 10 + u64::from(sheet),
+        })
+    }
+
+    /// The individual kit the blank belongs to.
+    pub fn kit(&self) -> u64 {
+        self.serial / 10
+    }
+
+    /// The sheet number within the kit.
+    pub fn sheet(&self) -> u8 {
+        (self.serial % 10) as u8
     }
 }
 
@@ -270,7 +304,7 @@ impl FromStr for BlankId {
 }
 
 /// What a form's QR code says: which form, for which site, room and day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FormId {
     /// The form.
     pub form: Form,

@@ -8,17 +8,24 @@
 
 mod archive;
 mod blank;
+mod completeness;
 mod error;
 mod ids;
 mod manifest;
+mod page;
 mod seating;
 mod zone;
 
 pub use archive::{read_archive, write_archive, ArchiveReader, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
 pub use blank::{full_set, BlankId, BlankKind, Form, FormId, PageMm, PageTemplate, Symbology, ZoneMm, A4};
+pub use completeness::{
+    check_room, page_room, place_file, unsorted_room, Discrepancy, Placement, RoomCheck, RoomCounts, ROOM_FORMS,
+    UNSORTED_ROOM,
+};
 pub use error::Error;
 pub use ids::{ExamDate, ExamKind, PacketKind, RoomId, SiteId};
-pub use manifest::{list_scans, Manifest, ManifestFile, PacketRef};
+pub use manifest::{list_scans, Manifest, ManifestFile, PacketRef, RoomRecord};
+pub use page::{PageIdentity, PageRecord, PageStatus};
 pub use seating::{Participant, SeatingPlan, Site, SiteKind};
 pub use zone::SiteZone;
 

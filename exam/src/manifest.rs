@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ExamDate, ExamKind, PacketKind, Result, RoomId, SiteId};
+use crate::{Discrepancy, Error, ExamDate, ExamKind, PacketKind, PageRecord, Result, RoomCounts, RoomId, SiteId};
 
 /// Which packet: one per (site, exam day, exam, room, kind).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,6 +56,22 @@ pub struct Manifest {
     pub version: u32,
     /// The files, in archive order.
     pub files: Vec<ManifestFile>,
+    /// What the site recognized and checked, when the packet came from the day's intake.
+    pub room: Option<RoomRecord>,
+}
+
+/// What the site recognized on every page of a packet and what its completeness check
+/// found; the center relies on it and checks it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// One record per page of every file, in archive order.
+    pub pages: Vec<PageRecord>,
+    /// The room's counts at sealing time.
+    pub counts: RoomCounts,
+    /// What was missing or extra when the room was sealed.
+    pub discrepancies: Vec<Discrepancy>,
+    /// Why the room was sealed despite them, as the operator gave it.
+    pub override_reason: Option<String>,
 }
 
 /// Whether a folder entry is a scan file to send (not hidden, not a partial download).

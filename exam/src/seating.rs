@@ -53,6 +53,7 @@ impl Site {
 
 /// An exam participant on the seating plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Participant {
     /// The participant's code in the regional records.
     pub code: String,
@@ -60,10 +61,13 @@ pub struct Participant {
     pub room: RoomId,
     /// The seat, e.g. "3А".
     pub seat: String,
+    /// The individual kit handed to the participant; every blank of it carries this number.
+    pub kit: u64,
 }
 
 /// The seating plan of one exam day at one site.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SeatingPlan {
     /// The site.
     pub site: SiteId,
@@ -80,7 +84,15 @@ impl SeatingPlan {
     pub fn check(&self) -> Result<()> {
         let mut codes = BTreeSet::new();
         let mut seats = BTreeSet::new();
+        let mut kits = BTreeSet::new();
         for p in &self.participants {
+            if p.kit >= crate::BlankId::KIT_LIMIT || !kits.insert(p.kit) {
+                return Err(Error::InvalidId {
+                    what: "seating plan",
+                    value: format!("participant {} kit {}", p.code, p.kit),
+                    hint: "every participant has their own kit number of at most 10 digits",
+                });
+            }
             if p.code.is_empty() || !codes.insert(p.code.as_str()) {
                 return Err(Error::InvalidId {
                     what: "seating plan",
@@ -106,6 +118,22 @@ impl SeatingPlan {
             rooms.entry(&p.room).or_default().push(p);
         }
         rooms
+    }
+
+    /// The participant who holds kit `kit`.
+    pub fn by_kit(&self, kit: u64) -> Option<&Participant> {
+        self.participants.iter().find(|p| p.kit == kit)
+    }
+
+    /// Reads a plan from TOML text and checks it.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let plan: SeatingPlan = toml::from_str(text).map_err(|e| Error::InvalidId {
+            what: "seating plan",
+            value: e.message().to_owned(),
+            hint: "the plan is TOML: site, date, exam and [[participants]] with code, room, seat, kit",
+        })?;
+        plan.check()?;
+        Ok(plan)
     }
 
     /// How many participants are seated in `room`.

@@ -5,6 +5,7 @@ fn participant(code: &str, room: &str, seat: &str) -> Participant {
         code: code.into(),
         room: room.parse().unwrap(),
         seat: seat.into(),
+        kit: code.trim_start_matches('P').parse().unwrap(),
     }
 }
 
@@ -47,4 +48,33 @@ fn sites_know_their_region_zone_and_kind() {
     assert!(Site::new("0101".parse().unwrap(), "7", zone, SiteKind::School).is_err());
     let back: Site = postcard::from_bytes(&postcard::to_allocvec(&site).unwrap()).unwrap();
     assert_eq!(back, site);
+}
+
+#[test]
+fn a_kit_given_twice_is_refused_and_kits_name_their_participant() {
+    let mut second = participant("P2", "0012", "1Б");
+    second.kit = 1;
+    let twice = plan(vec![participant("P1", "0012", "1А"), second]);
+    assert!(twice.check().unwrap_err().to_string().contains("kit 1"));
+    let p = plan(vec![participant("P1", "0012", "1А"), participant("P7", "0013", "2А")]);
+    assert_eq!(p.by_kit(7).unwrap().code, "P7");
+    assert!(p.by_kit(8).is_none());
+}
+
+#[test]
+fn a_plan_reads_from_toml_and_refuses_unknown_fields() {
+    let text = r#"
+site = "0101"
+date = "2026-06-01"
+exam = "ege"
+[[participants]]
+code = "P1"
+room = "0012"
+seat = "1А"
+kit = 4000000001
+"#;
+    let p = SeatingPlan::from_toml(text).unwrap();
+    assert_eq!(p.participants[0].kit, 4_000_000_001);
+    let err = SeatingPlan::from_toml(&text.replace("kit =", "kitt =")).unwrap_err();
+    assert!(err.to_string().contains("seating plan"), "{err}");
 }
