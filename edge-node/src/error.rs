@@ -29,6 +29,16 @@ pub enum Error {
     /// Replication failed.
     #[error(transparent)]
     Replication(#[from] konvert_replication::Error),
+    /// A room has discrepancies and no override was given.
+    #[error(
+        "room {room} is not complete:\n{discrepancies}\nscan what is missing, or seal with --override \"<reason>\" if it must go as it is"
+    )]
+    Incomplete {
+        /// The room.
+        room: konvert_exam::RoomId,
+        /// One line per discrepancy.
+        discrepancies: String,
+    },
     /// Pushing did not finish in time.
     #[error("{0}")]
     Push(String),

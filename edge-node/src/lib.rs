@@ -9,7 +9,9 @@ pub mod cli;
 pub mod config;
 pub mod deadline;
 mod error;
+pub mod intake;
 pub mod push;
+pub mod rooms;
 pub mod seal;
 
 pub use config::SiteConfig;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use konvert_crypto::envelope::{self, SealRequest};
 use konvert_crypto::SigningKey;
-use konvert_exam::{ArchiveReader, PacketRef};
+use konvert_exam::{ArchiveReader, ArchiveSource, PacketRef, RoomRecord};
 use konvert_replication::{Offer, Outbox, OutboxEntry};
 
 use crate::config::SiteConfig;
@@ -33,9 +33,33 @@ pub fn seal_room(
     packet: PacketRef,
     now_unix_ms: u64,
 ) -> Result<SealedPacket> {
+    let files = konvert_exam::list_scans(room_dir)?;
+    let sources = files
+        .into_iter()
+        .map(|(name, size)| ArchiveSource {
+            path: room_dir.join(&name),
+            name,
+            size,
+            sha256: None,
+        })
+        .collect();
+    seal_sources(cfg, outbox, signer, packet, sources, None, now_unix_ms)
+}
+
+/// Seals `sources` as the next version of `packet` into the outbox, with the page
+/// records and completeness of the room in the manifest when given.
+pub fn seal_sources(
+    cfg: &SiteConfig,
+    outbox: &Outbox,
+    signer: &SigningKey,
+    packet: PacketRef,
+    sources: Vec<ArchiveSource>,
+    record: Option<RoomRecord>,
+    now_unix_ms: u64,
+) -> Result<SealedPacket> {
     if packet.site != cfg.site {
         return Err(Error::Config {
-            path: room_dir.to_owned(),
+            path: cfg.data_dir.clone(),
             message: format!(
                 "the packet is for site {}, but this station is site {}",
                 packet.site, cfg.site
@@ -44,7 +68,6 @@ pub fn seal_room(
     }
     let packet_id = packet.packet_id();
     let version = outbox.next_version(&packet_id)?;
-    let files = konvert_exam::list_scans(room_dir)?;
     let metadata =
         postcard::to_allocvec(&packet).map_err(|e| Error::Push(format!("cannot encode packet metadata: {e}")))?;
     let recipients = [cfg.recipient_key()?];
@@ -63,7 +86,10 @@ pub fn seal_room(
     let out = File::create(&staging).map_err(Error::file(&staging))?;
     // The archive is a reader over the room's files, so each scan is read once, straight
     // into the sealer's chunk buffer; neither archive nor envelope is ever held whole.
-    let mut archive = ArchiveReader::new(packet.clone(), version, room_dir, &files);
+    let mut archive = ArchiveReader::from_sources(packet.clone(), version, sources);
+    if let Some(record) = record {
+        archive = archive.with_room_record(record);
+    }
     let sealed = envelope::seal(&request, signer, &mut archive, out);
     let (summary, manifest) = match (sealed, archive.manifest()) {
         (Ok(summary), Some(manifest)) => (summary, manifest.clone()),

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -48,12 +48,25 @@ enum Stage {
     Done,
 }
 
-/// The archive of a room's `files` (name, size) in `dir`, as a `Read`: each scan is read
-/// once, straight into the caller's buffer, and hashed on the way; the manifest with the
-/// digests is the last record. After the end, [`ArchiveReader::manifest`] returns it.
-pub struct ArchiveReader<'a> {
-    dir: &'a Path,
-    files: &'a [(String, u64)],
+/// One file to put into an archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSource {
+    /// The name inside the packet.
+    pub name: String,
+    /// Where the bytes are.
+    pub path: PathBuf,
+    /// How many bytes to take.
+    pub size: u64,
+    /// The SHA-256 the file had when it was taken in, if known; a different one while
+    /// sealing means the file changed underneath and sealing stops.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// The archive of a room's files as a `Read`: each scan is read once, straight into the
+/// caller's buffer, and hashed on the way; the manifest with the digests is the last
+/// record. After the end, [`ArchiveReader::manifest`] returns it.
+pub struct ArchiveReader {
+    files: Vec<ArchiveSource>,
     next: usize,
     pending: Vec<u8>,
     pos: usize,
@@ -62,22 +75,36 @@ pub struct ArchiveReader<'a> {
     finished: bool,
 }
 
-impl<'a> ArchiveReader<'a> {
-    /// Starts an archive of `files` from `dir` for this packet version.
-    pub fn new(packet: PacketRef, version: u32, dir: &'a Path, files: &'a [(String, u64)]) -> Self {
+impl ArchiveReader {
+    /// Starts an archive of `files` (name, size) from `dir` for this packet version.
+    pub fn new(packet: PacketRef, version: u32, dir: &Path, files: &[(String, u64)]) -> Self {
+        let sources = files
+            .iter()
+            .map(|(name, size)| ArchiveSource {
+                name: name.clone(),
+                path: dir.join(name),
+                size: *size,
+                sha256: None,
+            })
+            .collect();
+        Self::from_sources(packet, version, sources)
+    }
+
+    /// Starts an archive of files that may live anywhere, under their packet names.
+    pub fn from_sources(packet: PacketRef, version: u32, files: Vec<ArchiveSource>) -> Self {
+        let manifest = Manifest {
+            packet,
+            version,
+            files: Vec::with_capacity(files.len()),
+            room: None,
+        };
         ArchiveReader {
-            dir,
             files,
             next: 0,
             pending: ARCHIVE_MAGIC.to_vec(),
             pos: 0,
             stage: Stage::Header,
-            manifest: Manifest {
-                packet,
-                version,
-                files: Vec::with_capacity(files.len()),
-                room: None,
-            },
+            manifest,
             finished: false,
         }
     }
@@ -96,26 +123,26 @@ impl<'a> ArchiveReader<'a> {
     /// Moves to the next record once `pending` is drained.
     fn advance(&mut self) -> Result<()> {
         if self.next < self.files.len() {
-            let (name, size) = &self.files[self.next];
-            if !valid_file_name(name) {
+            let source = &self.files[self.next];
+            if !valid_file_name(&source.name) {
                 return Err(Error::InvalidId {
                     what: "file name",
-                    value: name.clone(),
+                    value: source.name.clone(),
                     hint: "a plain file name",
                 });
             }
-            let path = self.dir.join(name);
-            let file = fs::File::open(&path).map_err(Error::io(&path))?;
+            let file = fs::File::open(&source.path).map_err(Error::io(&source.path))?;
+            let size = source.size;
             let entry = postcard::to_allocvec(&Entry {
-                name: name.clone(),
-                size: *size,
+                name: source.name.clone(),
+                size,
             })
             .map_err(|e| Error::MalformedArchive(e.to_string()))?;
             self.pending = record(TAG_FILE, &entry);
             self.pos = 0;
             self.stage = Stage::Body {
                 file,
-                left: *size,
+                left: size,
                 ctx: Box::new(ring::digest::Context::new(&ring::digest::SHA256)),
             };
         } else if !self.finished && matches!(self.stage, Stage::Header) {
@@ -138,15 +165,20 @@ impl<'a> ArchiveReader<'a> {
             match &mut self.stage {
                 Stage::Header => self.advance()?,
                 Stage::Body { file, left, ctx } => {
-                    let (name, size) = &self.files[self.next];
+                    let source = &self.files[self.next];
                     if *left == 0 {
                         let sha =
                             std::mem::replace(&mut **ctx, ring::digest::Context::new(&ring::digest::SHA256)).finish();
                         let mut sha256 = [0u8; 32];
                         sha256.copy_from_slice(sha.as_ref());
+                        if source.sha256.is_some_and(|expected| expected != sha256) {
+                            return Err(Error::ChangedWhileSealing {
+                                name: source.name.clone(),
+                            });
+                        }
                         self.manifest.files.push(ManifestFile {
-                            name: name.clone(),
-                            size: *size,
+                            name: source.name.clone(),
+                            size: source.size,
                             sha256,
                         });
                         self.next += 1;
@@ -154,9 +186,11 @@ impl<'a> ArchiveReader<'a> {
                         continue;
                     }
                     let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    let n = file.read(&mut buf[..want]).map_err(Error::io(self.dir.join(name)))?;
+                    let n = file.read(&mut buf[..want]).map_err(Error::io(&source.path))?;
                     if n == 0 {
-                        return Err(Error::ChangedWhileSealing { name: name.clone() });
+                        return Err(Error::ChangedWhileSealing {
+                            name: source.name.clone(),
+                        });
                     }
                     ctx.update(&buf[..n]);
                     *left -= n as u64;
@@ -171,7 +205,7 @@ impl<'a> ArchiveReader<'a> {
     }
 }
 
-impl Read for ArchiveReader<'_> {
+impl Read for ArchiveReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);

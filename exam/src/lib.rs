@@ -16,7 +16,7 @@ mod page;
 mod seating;
 mod zone;
 
-pub use archive::{read_archive, write_archive, ArchiveReader, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
+pub use archive::{read_archive, write_archive, ArchiveReader, ArchiveSource, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
 pub use blank::{full_set, BlankId, BlankKind, Form, FormId, PageMm, PageTemplate, Symbology, ZoneMm, A4};
 pub use completeness::{
     check_room, page_room, place_file, unsorted_room, Discrepancy, Placement, RoomCheck, RoomCounts, ROOM_FORMS,
