@@ -34,6 +34,14 @@ pub enum Error {
         /// The file name.
         name: String,
     },
+    /// A scan file cannot be read.
+    #[error("{what}; {hint}")]
+    BadScan {
+        /// What is wrong with it.
+        what: String,
+        /// What to do.
+        hint: &'static str,
+    },
     /// File I/O failed.
     #[error("I/O error on {path}: {source}")]
     Io {

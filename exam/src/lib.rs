@@ -13,6 +13,7 @@ mod error;
 mod ids;
 mod manifest;
 mod page;
+pub mod scan;
 mod seating;
 mod zone;
 

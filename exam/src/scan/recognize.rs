@@ -1,0 +1,218 @@
+//! Recognizing a page: the template says where the barcode is and in which symbology,
+//! so each attempt decodes one small crop with one reader (milliseconds) instead of
+//! searching the page with every reader (seconds, and it still misses). The page may
+//! have gone through the scanner in any of four orientations, so the zone is mapped for
+//! each; only when no zone reads is the whole page searched, within what is left of the
+//! time budget. rxing has panicked and hung on odd images: every call runs under
+//! `catch_unwind`, and the full-page search on a thread that is abandoned when the
+//! budget runs out.
+
+use std::collections::HashSet;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use image::GrayImage;
+use rxing::{BarcodeFormat, DecodeHints};
+
+use super::{mm_px, PageImage};
+use crate::{BlankId, BlankKind, Form, FormId, PageIdentity, Symbology, ZoneMm};
+
+/// What recognition made of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recognition {
+    /// The barcode was read and names a blank or form.
+    Read {
+        /// What it names.
+        identity: PageIdentity,
+        /// How the page lay in the scan, degrees clockwise.
+        orientation: u16,
+        /// Whether the full-page search found it (the zone did not).
+        via_fallback: bool,
+    },
+    /// Nothing readable; the page travels flagged for a manual check.
+    Unreadable {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// Extra room around the zone: a 3° skew about the page centre moves the top corners by
+/// up to 10 mm, and feeders shift pages by a few more.
+const ZONE_MARGIN_MM: f32 = 11.0;
+
+/// Recognizes `page` within `budget`.
+pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
+    let started = Instant::now();
+    let (w, h) = page.image.dimensions();
+    let orientations: [u16; 2] = if w <= h { [0, 180] } else { [90, 270] };
+    let templates = [BlankKind::Registration.template(), Form::Ppe13_02Mash.template()];
+    let mut panicked = false;
+    for orientation in orientations {
+        for template in &templates {
+            let crop = zone_crop(&page.image, page.dpi, template.barcode_zone, orientation);
+            match decode(&crop, &[template.symbology]) {
+                Attempt::Read(text, symbology) => {
+                    if let Some(identity) = parse(&text, symbology) {
+                        return Recognition::Read {
+                            identity,
+                            orientation,
+                            via_fallback: false,
+                        };
+                    }
+                }
+                Attempt::Panicked => panicked = true,
+                Attempt::Nothing => {}
+            }
+        }
+    }
+    let left = budget.saturating_sub(started.elapsed());
+    if left > Duration::from_millis(20) {
+        if let Some(identity) = full_page(page, left) {
+            return Recognition::Read {
+                identity,
+                orientation: 0,
+                via_fallback: true,
+            };
+        }
+    }
+    Recognition::Unreadable {
+        reason: if panicked {
+            "the barcode reader failed on this page".into()
+        } else if started.elapsed() >= budget {
+            format!("no barcode found within {} ms", budget.as_millis())
+        } else {
+            "no barcode found in the blank or form zone".into()
+        },
+    }
+}
+
+/// The zone of the upright page, found in a page rotated by `orientation`, cut out and
+/// turned upright.
+fn zone_crop(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> GrayImage {
+    let (iw, ih) = img.dimensions();
+    // Upright page size in pixels.
+    let (uw, uh) = if orientation.is_multiple_of(180) {
+        (iw, ih)
+    } else {
+        (ih, iw)
+    };
+    let px = |mm: f32| mm_px(mm, dpi);
+    let clamp_x = |v: i64| v.clamp(0, i64::from(uw));
+    let clamp_y = |v: i64| v.clamp(0, i64::from(uh));
+    let (x0, y0) = (
+        clamp_x(px(zone.x - ZONE_MARGIN_MM)),
+        clamp_y(px(zone.y - ZONE_MARGIN_MM)),
+    );
+    let (x1, y1) = (
+        clamp_x(px(zone.x + zone.width + ZONE_MARGIN_MM)),
+        clamp_y(px(zone.y + zone.height + ZONE_MARGIN_MM)),
+    );
+    // Map the upright rectangle into the image's coordinates.
+    let (uw, uh) = (i64::from(uw), i64::from(uh));
+    let (rx0, ry0, rx1, ry1) = match orientation {
+        90 => (uh - y1, x0, uh - y0, x1),
+        180 => (uw - x1, uh - y1, uw - x0, uh - y0),
+        270 => (y0, uw - x1, y1, uw - x0),
+        _ => (x0, y0, x1, y1),
+    };
+    let crop = image::imageops::crop_imm(
+        img,
+        rx0.max(0) as u32,
+        ry0.max(0) as u32,
+        (rx1 - rx0).max(1) as u32,
+        (ry1 - ry0).max(1) as u32,
+    )
+    .to_image();
+    match orientation {
+        90 => image::imageops::rotate270(&crop),
+        180 => image::imageops::rotate180(&crop),
+        270 => image::imageops::rotate90(&crop),
+        _ => crop,
+    }
+}
+
+enum Attempt {
+    Read(String, Symbology),
+    Nothing,
+    Panicked,
+}
+
+fn format_of(s: Symbology) -> BarcodeFormat {
+    match s {
+        Symbology::Code128 => BarcodeFormat::CODE_128,
+        Symbology::Qr => BarcodeFormat::QR_CODE,
+    }
+}
+
+/// One rxing call on one image, for the given symbologies only.
+fn decode(img: &GrayImage, symbologies: &[Symbology]) -> Attempt {
+    let (w, h) = img.dimensions();
+    if w < 8 || h < 8 {
+        return Attempt::Nothing;
+    }
+    let formats: HashSet<BarcodeFormat> = symbologies.iter().map(|s| format_of(*s)).collect();
+    let single = (symbologies.len() == 1).then(|| format_of(symbologies[0]));
+    let luma = img.as_raw().clone();
+    let result = std::panic::catch_unwind(move || {
+        let mut hints = DecodeHints {
+            TryHarder: Some(true),
+            PossibleFormats: Some(formats),
+            CharacterSet: Some("UTF-8".into()),
+            ..Default::default()
+        };
+        rxing::helpers::detect_in_luma_with_hints(luma, w, h, single, &mut hints)
+    });
+    match result {
+        Err(_) => Attempt::Panicked,
+        Ok(Err(_)) => Attempt::Nothing,
+        Ok(Ok(found)) => {
+            let symbology = match found.getBarcodeFormat() {
+                BarcodeFormat::CODE_128 => Symbology::Code128,
+                BarcodeFormat::QR_CODE => Symbology::Qr,
+                _ => return Attempt::Nothing,
+            };
+            Attempt::Read(found.getText().to_owned(), symbology)
+        }
+    }
+}
+
+/// The identity a decoded text names, if it is well-formed for its symbology; anything
+/// else is not a read, so a misread never becomes a wrong identity.
+fn parse(text: &str, symbology: Symbology) -> Option<PageIdentity> {
+    match symbology {
+        Symbology::Code128 => text.parse::<BlankId>().ok().map(PageIdentity::Blank),
+        Symbology::Qr => text.parse::<FormId>().ok().map(PageIdentity::Form),
+    }
+}
+
+/// Searches the whole page, halved to about 150 dpi, on a thread abandoned after `left`.
+fn full_page(page: &PageImage, left: Duration) -> Option<PageIdentity> {
+    let img = if page.dpi >= 250 {
+        image::imageops::resize(
+            &page.image,
+            page.image.width() / 2,
+            page.image.height() / 2,
+            image::imageops::FilterType::Triangle,
+        )
+    } else {
+        page.image.clone()
+    };
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("rxing-fallback".into())
+        .spawn(move || {
+            let attempt = decode(&img, &[Symbology::Code128, Symbology::Qr]);
+            let _ = tx.send(attempt);
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    match rx.recv_timeout(left) {
+        Ok(Attempt::Read(text, symbology)) => parse(&text, symbology),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "recognize_tests.rs"]
+mod tests;

@@ -1,0 +1,168 @@
+use std::time::Duration;
+
+use super::*;
+use crate::scan::{read_scan_pages, render_page, write_scan, Degradation, PageMark, ScanFormat};
+use crate::{BlankId, BlankKind, Form, FormId};
+
+const BUDGET: Duration = Duration::from_millis(3000);
+
+fn blank(kind: BlankKind, kit: u64, sheet: u8) -> PageIdentity {
+    PageIdentity::Blank(BlankId::for_kit(kind, kit, sheet).unwrap())
+}
+
+fn form(form: Form) -> PageIdentity {
+    PageIdentity::Form(FormId {
+        form,
+        site: "0101".parse().unwrap(),
+        room: "0012".parse().unwrap(),
+        date: "2026-06-01".parse().unwrap(),
+    })
+}
+
+fn every_identity() -> Vec<PageIdentity> {
+    let mut ids: Vec<_> = BlankKind::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| blank(k, 4_000_000_001 + i as u64, 1))
+        .collect();
+    ids.extend(Form::ALL.into_iter().map(form));
+    ids
+}
+
+/// Renders, stores as `format`, reads back and recognizes.
+fn round_trip(identity: &PageIdentity, d: Degradation, format: ScanFormat, seed: u64) -> Recognition {
+    let page = render_page(&PageMark::Identity(identity.clone()), seed, &d);
+    let mut file = Vec::new();
+    write_scan(&[page], format, &mut file).unwrap();
+    let pages: Vec<_> = read_scan_pages(&file).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(pages.len(), 1);
+    recognize(&pages[0], BUDGET)
+}
+
+fn assert_read(r: &Recognition, want: &PageIdentity, context: &str) {
+    match r {
+        Recognition::Read { identity, .. } => assert_eq!(identity, want, "{context}"),
+        other => panic!("{context}: {other:?}"),
+    }
+}
+
+#[test]
+fn every_blank_kind_and_form_reads_in_every_orientation_from_tiff() {
+    for (i, id) in every_identity().iter().enumerate() {
+        for rotation in [0, 90, 180, 270] {
+            let d = Degradation {
+                rotation,
+                ..Degradation::clean()
+            };
+            let r = round_trip(id, d, ScanFormat::TiffG4, i as u64);
+            assert_read(&r, id, &format!("{id} at {rotation}°"));
+            if let Recognition::Read {
+                orientation,
+                via_fallback,
+                ..
+            } = r
+            {
+                assert_eq!(orientation, rotation, "{id}");
+                assert!(!via_fallback, "{id} at {rotation}° needed the full-page search");
+            }
+        }
+    }
+}
+
+#[test]
+fn grayscale_png_pages_read() {
+    for (i, id) in every_identity().iter().enumerate().step_by(3) {
+        let d = Degradation {
+            rotation: [0, 90, 180, 270][i % 4],
+            ..Degradation::clean()
+        };
+        assert_read(&round_trip(id, d, ScanFormat::Png, i as u64), id, &format!("{id}"));
+    }
+}
+
+#[test]
+fn degraded_pages_read() {
+    let ids = every_identity();
+    for seed in 0..24u64 {
+        let id = &ids[seed as usize % ids.len()];
+        let mut d = Degradation::random(seed);
+        // Cover the extremes: both skew limits at the lowest resolution.
+        if seed < 2 {
+            d.skew_deg = if seed == 0 { 3.0 } else { -3.0 };
+            d.dpi = 200;
+            d.speckle = 0.004;
+            d.blur = true;
+        }
+        let format = if seed % 2 == 0 {
+            ScanFormat::TiffG4
+        } else {
+            ScanFormat::Png
+        };
+        let r = round_trip(id, d, format, seed);
+        assert_read(&r, id, &format!("seed {seed}: {d:?}"));
+    }
+}
+
+#[test]
+fn a_page_without_a_barcode_is_unreadable_within_its_budget() {
+    let page = render_page(&PageMark::NoBarcode, 7, &Degradation::clean());
+    let started = std::time::Instant::now();
+    let r = recognize(&page, Duration::from_millis(400));
+    assert!(matches!(r, Recognition::Unreadable { .. }), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_multi_page_tiff_reads_back_page_by_page_in_order() {
+    let ids = [
+        blank(BlankKind::Registration, 4_000_000_007, 0),
+        form(Form::Ppe18Mash),
+        blank(BlankKind::Answer1, 4_000_000_007, 1),
+    ];
+    let pages: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| render_page(&PageMark::Identity(id.clone()), i as u64, &Degradation::clean()))
+        .collect();
+    let mut file = Vec::new();
+    write_scan(&pages, ScanFormat::TiffG4, &mut file).unwrap();
+    assert!(file.len() < 3 * 400_000, "G4 pages are small: {} bytes", file.len());
+    let back: Vec<_> = read_scan_pages(&file).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(back.len(), 3);
+    for (page, id) in back.iter().zip(&ids) {
+        assert_eq!(page.dpi, 300);
+        assert_read(&recognize(page, BUDGET), id, "multi-page");
+    }
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let id = blank(BlankKind::Answer2Sheet1, 4_000_000_009, 2);
+    let d = Degradation::random(11);
+    let a = render_page(&PageMark::Identity(id.clone()), 5, &d);
+    let b = render_page(&PageMark::Identity(id), 5, &d);
+    assert_eq!(a, b);
+    assert_eq!(Degradation::random(11), d);
+}
+
+#[test]
+fn tiff_g4_keeps_black_and_white() {
+    let page = render_page(&PageMark::NoBarcode, 1, &Degradation::clean());
+    let mut file = Vec::new();
+    write_scan(std::slice::from_ref(&page), ScanFormat::TiffG4, &mut file).unwrap();
+    let back: Vec<_> = read_scan_pages(&file).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(back[0].image.dimensions(), page.image.dimensions());
+    let bilevel = |v: &u8| *v < 128;
+    let differ = page
+        .image
+        .as_raw()
+        .iter()
+        .zip(back[0].image.as_raw())
+        .filter(|(a, b)| bilevel(a) != bilevel(b))
+        .count();
+    assert_eq!(differ, 0);
+}

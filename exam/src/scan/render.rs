@@ -1,0 +1,163 @@
+//! Drawing a page as printed and filled in.
+
+use image::{GrayImage, Luma};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rxing::{BarcodeFormat, EncodeHints, MultiFormatWriter, Writer};
+
+use super::{mm_px, Degradation, PageImage};
+use crate::{PageIdentity, Symbology, A4};
+
+/// What is printed on a generated page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageMark {
+    /// A blank or form with its barcode.
+    Identity(PageIdentity),
+    /// A page without a barcode (a stray sheet, a page of instructions).
+    NoBarcode,
+}
+
+/// Code 128 module width and bar height: wide enough to read at 200 dpi after a 3° skew.
+const MODULE_MM: f32 = 0.5;
+const BAR_HEIGHT_MM: f32 = 14.0;
+const QR_MODULE_MM: f32 = 1.0;
+
+/// Draws the page `mark` at `degradation.dpi`, fills it in from `fill_seed`, then
+/// degrades it. The same inputs give the same pixels.
+pub fn render_page(mark: &PageMark, fill_seed: u64, degradation: &Degradation) -> PageImage {
+    let dpi = degradation.dpi.clamp(100, 600);
+    let w = mm_px(A4.width, dpi) as u32;
+    let h = mm_px(A4.height, dpi) as u32;
+    let mut img = GrayImage::from_pixel(w, h, Luma([255]));
+    let mut rng = ChaCha8Rng::seed_from_u64(fill_seed);
+    frame(&mut img, dpi);
+    let form_like = matches!(mark, PageMark::Identity(PageIdentity::Form(_)));
+    cells(&mut img, dpi, form_like, &mut rng);
+    if let PageMark::Identity(identity) = mark {
+        barcode(&mut img, dpi, identity);
+    }
+    let page = PageImage { image: img, dpi };
+    degradation.apply(page, fill_seed ^ 0x5eed)
+}
+
+fn fill_rect(img: &mut GrayImage, x0: i64, y0: i64, x1: i64, y1: i64, v: u8) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    for y in y0.max(0)..y1.min(h) {
+        for x in x0.max(0)..x1.min(w) {
+            img.put_pixel(x as u32, y as u32, Luma([v]));
+        }
+    }
+}
+
+/// A cell outline, 0.2 mm grey lines; `(x, y, w, h)` in millimetres.
+fn rect_outline(img: &mut GrayImage, dpi: u32, (x, y, w, h): (f32, f32, f32, f32)) {
+    let (t, v) = (mm_px(0.2, dpi).max(1), 120);
+    let (x0, y0, x1, y1) = (mm_px(x, dpi), mm_px(y, dpi), mm_px(x + w, dpi), mm_px(y + h, dpi));
+    fill_rect(img, x0, y0, x1, y0 + t, v);
+    fill_rect(img, x0, y1 - t, x1, y1, v);
+    fill_rect(img, x0, y0, x0 + t, y1, v);
+    fill_rect(img, x1 - t, y0, x1, y1, v);
+}
+
+/// The printed frame: corner markers and a header rule under the barcode zones.
+fn frame(img: &mut GrayImage, dpi: u32) {
+    for (x, y) in [(4.0, 4.0), (200.0, 4.0), (4.0, 287.0), (200.0, 287.0)] {
+        let (x0, y0) = (mm_px(x, dpi), mm_px(y, dpi));
+        let s = mm_px(6.0, dpi);
+        fill_rect(img, x0, y0, x0 + s, y0 + s, 0);
+    }
+    fill_rect(
+        img,
+        mm_px(10.0, dpi),
+        mm_px(56.0, dpi),
+        mm_px(200.0, dpi),
+        mm_px(56.6, dpi),
+        40,
+    );
+    // Printed text lines of the header, as grey bars.
+    for row in 0..3 {
+        let y = 38.0 + row as f32 * 5.0;
+        fill_rect(
+            img,
+            mm_px(60.0, dpi),
+            mm_px(y, dpi),
+            mm_px(110.0, dpi),
+            mm_px(y + 2.0, dpi),
+            90,
+        );
+    }
+}
+
+/// Answer cells, some filled with handwriting-like strokes.
+fn cells(img: &mut GrayImage, dpi: u32, form_like: bool, rng: &mut ChaCha8Rng) {
+    let (cols, rows) = if form_like { (6, 20) } else { (17, 36) };
+    let cell_w = 180.0 / cols as f32;
+    let cell_h = 220.0 / rows as f32;
+    for r in 0..rows {
+        for c in 0..cols {
+            let x = 15.0 + c as f32 * cell_w;
+            let y = 62.0 + r as f32 * cell_h;
+            rect_outline(img, dpi, (x, y, cell_w - 1.0, cell_h - 1.0));
+            if rng.gen_bool(0.35) {
+                stroke(img, dpi, x + 0.8, y + 0.8, cell_w - 2.6, cell_h - 2.6, rng);
+            }
+        }
+    }
+}
+
+/// A scribble: a short random polyline drawn with a pen about 0.4 mm wide.
+fn stroke(img: &mut GrayImage, dpi: u32, x: f32, y: f32, w: f32, h: f32, rng: &mut ChaCha8Rng) {
+    let pen = mm_px(0.4, dpi).max(1);
+    let mut px = x + rng.gen::<f32>() * w;
+    let mut py = y + rng.gen::<f32>() * h;
+    for _ in 0..rng.gen_range(2..6) {
+        let nx = x + rng.gen::<f32>() * w;
+        let ny = y + rng.gen::<f32>() * h;
+        let steps = 24;
+        for i in 0..=steps {
+            let t = i as f32 / steps as f32;
+            let cx = mm_px(px + (nx - px) * t, dpi);
+            let cy = mm_px(py + (ny - py) * t, dpi);
+            fill_rect(img, cx, cy, cx + pen, cy + pen, 20);
+        }
+        px = nx;
+        py = ny;
+    }
+}
+
+/// The barcode, centred in the template's zone.
+fn barcode(img: &mut GrayImage, dpi: u32, identity: &PageIdentity) {
+    let (template, text) = match identity {
+        PageIdentity::Blank(id) => (id.kind.template(), id.to_string()),
+        PageIdentity::Form(id) => (id.form.template(), id.to_string()),
+    };
+    let (format, module_mm, bar_mm) = match template.symbology {
+        Symbology::Code128 => (BarcodeFormat::CODE_128, MODULE_MM, BAR_HEIGHT_MM),
+        Symbology::Qr => (BarcodeFormat::QR_CODE, QR_MODULE_MM, 0.0),
+    };
+    let hints = EncodeHints {
+        CharacterSet: Some("UTF-8".into()),
+        Margin: Some("0".into()),
+        ..Default::default()
+    };
+    // The identifiers are ours and short; an encoder failure is a bug in this generator
+    // and leaves the page without a barcode, which recognition then flags.
+    let Ok(matrix) = MultiFormatWriter.encode_with_hints(&text, &format, 0, 0, &hints) else {
+        return;
+    };
+    let module = mm_px(module_mm, dpi).max(2);
+    let zone = template.barcode_zone;
+    let (mw, mh) = (matrix.width() as i64, matrix.height() as i64);
+    let draw_h = if bar_mm > 0.0 { mm_px(bar_mm, dpi) } else { mh * module };
+    let x0 = mm_px(zone.x + zone.width / 2.0, dpi) - mw * module / 2;
+    let y0 = mm_px(zone.y + zone.height / 2.0, dpi) - draw_h / 2;
+    for my in 0..mh {
+        for mx in 0..mw {
+            if matrix.get(mx as u32, my as u32) {
+                let (x, y) = (x0 + mx * module, y0 + my * module);
+                let y1 = if bar_mm > 0.0 { y0 + draw_h } else { y + module };
+                fill_rect(img, x, y, x + module, y1, 0);
+            }
+        }
+    }
+}
