@@ -6,6 +6,7 @@
 use std::io::Cursor;
 
 use image::GrayImage;
+use tiff::decoder::ifd::Value;
 use tiff::decoder::{Decoder, DecodingResult, Limits};
 use tiff::tags::Tag;
 use tiff::ColorType;
@@ -119,11 +120,17 @@ fn tiff_page(decoder: &mut Decoder<Cursor<&[u8]>>) -> Result<PageImage> {
     let colortype = decoder
         .colortype()
         .map_err(|e| bad(format!("unknown pixel format ({e})")))?;
-    let dpi = decoder
-        .get_tag_f64(Tag::XResolution)
-        .ok()
-        .filter(|d| (50.0..=1200.0).contains(d))
-        .map_or(300, |d| d.round() as u32);
+    let dpi = match decoder.get_tag(Tag::XResolution) {
+        Ok(Value::Rational(n, d)) if d > 0 => f64::from(n) / f64::from(d),
+        Ok(other) => other.into_f64().unwrap_or(0.0),
+        Err(_) => 0.0,
+    };
+    // A missing or absurd resolution is taken as the usual 300 dpi.
+    let dpi = if (50.0..=1200.0).contains(&dpi) {
+        dpi.round() as u32
+    } else {
+        300
+    };
     let data = decoder.read_image().map_err(|e| bad(format!("cannot decode ({e})")))?;
     let DecodingResult::U8(data) = data else {
         return Err(bad("more than 8 bits per sample; scan in bilevel or 8-bit grayscale"));
@@ -199,3 +206,7 @@ fn read_png(bytes: &[u8]) -> Result<PageImage> {
             .ok_or_else(|| bad("the PNG's data is shorter than its page"))
     })?
 }
+
+#[cfg(test)]
+#[path = "pages_tests.rs"]
+mod tests;

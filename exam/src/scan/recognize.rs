@@ -47,21 +47,28 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
     let orientations: [u16; 2] = if w <= h { [0, 180] } else { [90, 270] };
     let templates = [BlankKind::Registration.template(), Form::Ppe13_02Mash.template()];
     let mut panicked = false;
-    for orientation in orientations {
-        for template in &templates {
-            let crop = zone_crop(&page.image, page.dpi, template.barcode_zone, orientation);
-            match decode(&crop, &[template.symbology]) {
-                Attempt::Read(text, symbology) => {
-                    if let Some(identity) = parse(&text, symbology) {
-                        return Recognition::Read {
-                            identity,
-                            orientation,
-                            via_fallback: false,
-                        };
-                    }
+    // Raw crops first; then the same crops despeckled, for dusty pages at low resolution,
+    // where single-pixel noise breaks the finder patterns' run lengths.
+    for despeckled in [false, true] {
+        for orientation in orientations {
+            for template in &templates {
+                let mut crop = zone_crop(&page.image, page.dpi, template.barcode_zone, orientation);
+                if despeckled {
+                    crop = median3(&crop);
                 }
-                Attempt::Panicked => panicked = true,
-                Attempt::Nothing => {}
+                match decode(&crop, &[template.symbology]) {
+                    Attempt::Read(text, symbology) => {
+                        if let Some(identity) = parse(&text, symbology) {
+                            return Recognition::Read {
+                                identity,
+                                orientation,
+                                via_fallback: false,
+                            };
+                        }
+                    }
+                    Attempt::Panicked => panicked = true,
+                    Attempt::Nothing => {}
+                }
             }
         }
     }
@@ -129,6 +136,25 @@ fn zone_crop(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> GrayI
         270 => image::imageops::rotate90(&crop),
         _ => crop,
     }
+}
+
+/// A 3×3 median: removes isolated dark and light pixels, keeps edges.
+fn median3(img: &GrayImage) -> GrayImage {
+    let (w, h) = img.dimensions();
+    let src = img.as_raw();
+    let mut out = src.clone();
+    let w = w as usize;
+    for y in 1..(h as usize).saturating_sub(1) {
+        for x in 1..w.saturating_sub(1) {
+            let mut v = [0u8; 9];
+            for (i, slot) in v.iter_mut().enumerate() {
+                *slot = src[(y + i / 3 - 1) * w + x + i % 3 - 1];
+            }
+            v.sort_unstable();
+            out[y * w + x] = v[4];
+        }
+    }
+    GrayImage::from_raw(w as u32, h, out).unwrap_or_else(|| img.clone())
 }
 
 enum Attempt {

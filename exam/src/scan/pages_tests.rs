@@ -1,0 +1,108 @@
+use super::*;
+use crate::scan::{render_page, write_scan, Degradation, PageMark, ScanFormat};
+
+fn scan(format: ScanFormat, pages: usize) -> Vec<u8> {
+    let pages: Vec<_> = (0..pages)
+        .map(|i| {
+            render_page(
+                &PageMark::NoBarcode,
+                i as u64,
+                &Degradation {
+                    dpi: 100,
+                    ..Degradation::clean()
+                },
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    write_scan(&pages, format, &mut out).unwrap();
+    out
+}
+
+/// Reads every page; the first error, if any, as text.
+fn read_all(bytes: &[u8]) -> Result<usize, String> {
+    let pages = read_scan_pages(bytes).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for page in pages {
+        page.map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[test]
+fn empty_random_and_unknown_files_are_refused_in_words() {
+    assert!(read_all(b"").unwrap_err().contains("empty"));
+    assert!(read_all(b"%PDF-1.7 ...").unwrap_err().contains("not a TIFF or PNG"));
+    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    assert!(read_all(&noise).unwrap_err().contains("rescan"));
+}
+
+#[test]
+fn truncated_tiff_and_png_are_errors_not_panics() {
+    for format in [ScanFormat::TiffG4, ScanFormat::Png] {
+        let whole = scan(format, if format == ScanFormat::Png { 1 } else { 2 });
+        assert!(read_all(&whole).is_ok());
+        for cut in [8, 40, whole.len() / 3, whole.len() / 2, whole.len() - 20] {
+            let err = read_all(&whole[..cut]);
+            assert!(
+                err.is_err(),
+                "{format:?} cut at {cut} of {} read as {err:?}",
+                whole.len()
+            );
+            assert!(err.unwrap_err().contains("rescan"));
+        }
+    }
+}
+
+#[test]
+fn flipped_bytes_never_panic() {
+    let whole = scan(ScanFormat::TiffG4, 2);
+    for i in (0..whole.len()).step_by(whole.len() / 97 + 1) {
+        let mut bad = whole.clone();
+        bad[i] ^= 0xA5;
+        let _ = read_all(&bad); // an error or, for a flipped pixel run, a page: never a panic
+    }
+}
+
+#[test]
+fn a_tiff_claiming_a_huge_page_is_refused_before_decoding() {
+    let mut tiff = scan(ScanFormat::TiffG4, 1);
+    // Patch ImageWidth (tag 256) and ImageLength (257) to 60000 × 60000.
+    let ifd = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
+    let n = u16::from_le_bytes([tiff[ifd], tiff[ifd + 1]]) as usize;
+    for e in 0..n {
+        let at = ifd + 2 + 12 * e;
+        let tag = u16::from_le_bytes([tiff[at], tiff[at + 1]]);
+        if tag == 256 || tag == 257 {
+            tiff[at + 8..at + 12].copy_from_slice(&60_000u32.to_le_bytes());
+        }
+    }
+    let err = read_all(&tiff).unwrap_err();
+    assert!(err.contains("rescan"), "{err}");
+}
+
+#[test]
+fn g3_tiff_is_refused_with_advice() {
+    let mut tiff = scan(ScanFormat::TiffG4, 1);
+    let ifd = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
+    let n = u16::from_le_bytes([tiff[ifd], tiff[ifd + 1]]) as usize;
+    for e in 0..n {
+        let at = ifd + 2 + 12 * e;
+        if u16::from_le_bytes([tiff[at], tiff[at + 1]]) == 259 {
+            tiff[at + 8..at + 10].copy_from_slice(&3u16.to_le_bytes());
+        }
+    }
+    let err = read_all(&tiff).unwrap_err();
+    assert!(err.contains("G3") && err.contains("set the scanner"), "{err}");
+}
+
+#[test]
+fn resolution_is_read_from_the_file() {
+    let tiff = scan(ScanFormat::TiffG4, 1);
+    let page = read_scan_pages(&tiff).unwrap().next().unwrap().unwrap();
+    assert_eq!(page.dpi, 100);
+    let png = scan(ScanFormat::Png, 1);
+    let page = read_scan_pages(&png).unwrap().next().unwrap().unwrap();
+    assert_eq!(page.dpi, 100);
+}
