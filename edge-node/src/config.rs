@@ -25,6 +25,67 @@ pub struct SiteConfig {
     /// Push tuning.
     #[serde(default)]
     pub push: PushTuning,
+    /// The exam day's intake: hot folder and seating plan.
+    #[serde(default)]
+    pub day: Option<DayConfig>,
+}
+
+/// `[day]`: where the scanner writes and who sits where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DayConfig {
+    /// The scanner's output folder.
+    pub hot_folder: PathBuf,
+    /// The seating plan of the exam day (TOML, from the center).
+    pub seating_plan: PathBuf,
+    /// Milliseconds a file must keep its size before it is read.
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+    /// Milliseconds a settled file that does not parse is waited for before it is taken
+    /// flagged.
+    #[serde(default = "default_incomplete_wait_ms")]
+    pub incomplete_wait_ms: u64,
+    /// Seconds a complete room must go without a new file before `day` seals it.
+    #[serde(default = "default_quiet_seconds")]
+    pub quiet_seconds: u64,
+    /// Milliseconds of recognition per page before it is flagged unreadable.
+    #[serde(default = "default_page_budget_ms")]
+    pub page_budget_ms: u64,
+}
+
+fn default_settle_ms() -> u64 {
+    1500
+}
+
+fn default_incomplete_wait_ms() -> u64 {
+    10_000
+}
+
+fn default_quiet_seconds() -> u64 {
+    30
+}
+
+fn default_page_budget_ms() -> u64 {
+    1500
+}
+
+impl DayConfig {
+    /// The intake tuning.
+    pub fn tuning(&self) -> crate::intake::IntakeTuning {
+        crate::intake::IntakeTuning {
+            settle_ms: self.settle_ms,
+            incomplete_wait_ms: self.incomplete_wait_ms,
+        }
+    }
+
+    /// Reads the seating plan.
+    pub fn plan(&self) -> Result<konvert_exam::SeatingPlan> {
+        let text = std::fs::read_to_string(&self.seating_plan).map_err(Error::file(&self.seating_plan))?;
+        konvert_exam::SeatingPlan::from_toml(&text).map_err(|e| Error::Config {
+            path: self.seating_plan.clone(),
+            message: format!("{e}; ask the center for the seating plan again"),
+        })
+    }
 }
 
 /// How to reach and trust the center.
@@ -96,6 +157,13 @@ impl SiteConfig {
                 *p = base.join(&*p);
             }
         }
+        if let Some(day) = &mut cfg.day {
+            for p in [&mut day.hot_folder, &mut day.seating_plan] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         cfg.check().map_err(|message| Error::Config {
             path: path.to_owned(),
             message,
@@ -124,7 +192,35 @@ impl SiteConfig {
                 ));
             }
         }
+        if let Some(day) = &self.day {
+            if !day.hot_folder.is_dir() {
+                return Err(format!(
+                    "day.hot_folder = {} is not a folder; point it at the scanner's output folder",
+                    day.hot_folder.display()
+                ));
+            }
+            let plan = day.plan().map_err(|e| e.to_string())?;
+            if plan.site != self.site {
+                return Err(format!(
+                    "the seating plan {} is for site {}, but this station is site {}",
+                    day.seating_plan.display(),
+                    plan.site,
+                    self.site
+                ));
+            }
+            if day.settle_ms < 100 || day.page_budget_ms < 50 {
+                return Err("day.settle_ms must be at least 100 and day.page_budget_ms at least 50".into());
+            }
+        }
         Ok(())
+    }
+
+    /// The `[day]` section, or an error saying how to add it.
+    pub fn day(&self) -> Result<&DayConfig> {
+        self.day.as_ref().ok_or_else(|| Error::Config {
+            path: self.data_dir.clone(),
+            message: "site.toml has no [day] section; add hot_folder and seating_plan".into(),
+        })
     }
 
     /// The center's recipient key.

@@ -6,6 +6,7 @@
 //! journal knows every taken file by its digest, and a copy of one is reported, not taken.
 
 mod journal;
+mod recognize;
 mod settle;
 mod watch;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use konvert_exam::{PageRecord, PageStatus};
 
 pub use journal::{Journal, SealedRecord, SeenName, TakenFile};
+pub use recognize::scan_recognizer;
 pub use settle::{Settler, Stat};
 pub use watch::HotFolderWatch;
 

@@ -13,12 +13,14 @@ mod degrade;
 mod pages;
 mod recognize;
 mod render;
+mod synth;
 mod tiff_g4;
 
 pub use degrade::Degradation;
 pub use pages::{read_scan_pages, ScanPages, MAX_PAGES, MAX_PAGE_PIXELS};
 pub use recognize::{recognize, Recognition};
 pub use render::{render_page, PageMark};
+pub use synth::{room_pages, synthetic_plan, write_pages, ScanJob};
 pub use tiff_g4::write_scan;
 
 /// One page image: 8-bit grayscale (0 black … 255 white) and its resolution.
