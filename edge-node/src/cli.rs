@@ -11,8 +11,11 @@ use konvert_exam::{ExamDate, ExamKind, PacketKind, PacketRef, RoomId};
 use konvert_replication::{Outbox, OutboxState};
 
 use crate::config::SiteConfig;
+use crate::day::{check_table, run_day, DayOptions};
 use crate::deadline::DeadlineStatus;
+use crate::intake::{scan_recognizer, Intake};
 use crate::push::{push, PushEvent, PushOptions};
+use crate::rooms::{day_rooms, seal_day_room};
 use crate::seal::seal_room;
 use crate::{Error, Result};
 
@@ -58,6 +61,57 @@ pub enum EdgeCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the exam day: take scans from the hot folder, check and seal rooms, push.
+    Day {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Exit once everything is sealed and delivered and nothing new came for this many seconds.
+        #[arg(long)]
+        until_idle: Option<u64>,
+        /// Seal only; do not push.
+        #[arg(long)]
+        no_push: bool,
+        /// Read the PIN from this environment variable instead of asking (automation only).
+        #[arg(long)]
+        pin_env: Option<String>,
+    },
+    /// Take what the hot folder holds and print each room's completeness.
+    Check {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this room.
+        #[arg(long)]
+        room: Option<RoomId>,
+    },
+    /// Record how many were present in a room, from its ППЭ-13-02МАШ.
+    Attendance {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Room code.
+        #[arg(long)]
+        room: RoomId,
+        /// Participants present.
+        #[arg(long)]
+        present: u32,
+    },
+    /// Seal a room taken from the hot folder (an incomplete room needs --override).
+    SealRoom {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Room code.
+        #[arg(long)]
+        room: RoomId,
+        /// Why the room must go despite its discrepancies; recorded in the signed manifest.
+        #[arg(long = "override")]
+        override_reason: Option<String>,
+        /// Read the PIN from this environment variable instead of asking (automation only).
+        #[arg(long)]
+        pin_env: Option<String>,
+    },
     /// Check site.toml and say what is wrong.
     CheckConfig {
         /// site.toml
@@ -84,6 +138,34 @@ fn read_pin(token: &TokenFile, pin_env: Option<&str>) -> Result<zeroize::Zeroizi
     rpassword::prompt_password(prompt)
         .map(zeroize::Zeroizing::new)
         .map_err(Error::Io)
+}
+
+fn unlock(cfg: &SiteConfig, pin_env: Option<&str>) -> Result<konvert_crypto::SigningKey> {
+    let token = TokenFile::read(&cfg.token)?;
+    let pin = read_pin(&token, pin_env)?;
+    Ok(token.unlock(&pin)?)
+}
+
+fn open_intake(cfg: &SiteConfig) -> Result<(konvert_exam::SeatingPlan, Intake)> {
+    let day = cfg.day()?;
+    let plan = day.plan()?;
+    let budget = Duration::from_millis(day.page_budget_ms);
+    let intake = Intake::open(&day.hot_folder, &cfg.data_dir, day.tuning(), scan_recognizer(budget))?;
+    Ok((plan, intake))
+}
+
+/// One pass over the hot folder: files seen now are taken once they have settled; a
+/// file still being written is left for the next pass and said so.
+fn take_settled(intake: &mut Intake, settle_ms: u64) -> Result<()> {
+    intake.poll(now_unix_ms())?;
+    std::thread::sleep(Duration::from_millis(settle_ms + 50));
+    for e in intake.poll(now_unix_ms())? {
+        println!("{}", crate::day::event_line(&e));
+    }
+    if intake.is_settling() {
+        println!("some files are still being written; run again in a moment");
+    }
+    Ok(())
 }
 
 /// Runs one command.
@@ -226,6 +308,80 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                     e.offer.version,
                     e.offer.size as f64 / 1e6,
                     state
+                );
+            }
+        }
+        EdgeCommand::Day {
+            config,
+            until_idle,
+            no_push,
+            pin_env,
+        } => {
+            let cfg = SiteConfig::load(&config)?;
+            cfg.day()?;
+            let signer = unlock(&cfg, pin_env.as_deref())?;
+            let opts = DayOptions {
+                until_idle: until_idle.map(Duration::from_secs),
+                push: !no_push,
+            };
+            run_day(cfg, signer, opts).await?;
+        }
+        EdgeCommand::Check { config, room } => {
+            let cfg = SiteConfig::load(&config)?;
+            let (plan, mut intake) = open_intake(&cfg)?;
+            take_settled(&mut intake, cfg.day()?.settle_ms)?;
+            let rooms = day_rooms(&plan, &intake)?;
+            let deadline = cfg.time_zone.deadline_unix_ms(plan.date)?;
+            let status = DeadlineStatus::at(now_unix_ms() as i64, deadline, 0, 0.0);
+            println!("site {} · {} {} · {status}", plan.site, plan.exam.code(), plan.date);
+            print!("{}", check_table(&rooms, room.as_ref()));
+        }
+        EdgeCommand::Attendance { config, room, present } => {
+            let cfg = SiteConfig::load(&config)?;
+            let (plan, intake) = open_intake(&cfg)?;
+            let seated = plan.seated_in(&room);
+            if present as usize > seated {
+                return Err(Error::Push(format!(
+                    "room {room} seats {seated}; {present} present cannot be right — check ППЭ-13-02МАШ"
+                )));
+            }
+            intake.journal().set_attendance(&room, present)?;
+            println!("room {room}: {present} of {seated} present, from ППЭ-13-02МАШ");
+        }
+        EdgeCommand::SealRoom {
+            config,
+            room,
+            override_reason,
+            pin_env,
+        } => {
+            let cfg = SiteConfig::load(&config)?;
+            let (plan, mut intake) = open_intake(&cfg)?;
+            take_settled(&mut intake, cfg.day()?.settle_ms)?;
+            let signer = unlock(&cfg, pin_env.as_deref())?;
+            let outbox = Outbox::open(&cfg.data_dir)?;
+            intake
+                .journal()
+                .reconcile(|id, version| Ok(outbox.next_version(id)? > version))?;
+            let done = seal_day_room(
+                &cfg,
+                &outbox,
+                &signer,
+                &plan,
+                &intake,
+                &room,
+                override_reason.as_deref(),
+                now_unix_ms(),
+            )?;
+            if done.is_empty() {
+                println!("room {room}: already sealed as it is");
+            }
+            for s in done {
+                println!(
+                    "sealed {} v{}: {} files, {:.1} MB",
+                    s.entry.offer.packet_id,
+                    s.entry.offer.version,
+                    s.files,
+                    s.scan_bytes as f64 / 1e6
                 );
             }
         }

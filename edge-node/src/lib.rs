@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod day;
 pub mod deadline;
 mod error;
 pub mod intake;

@@ -1,0 +1,347 @@
+//! `konvert-edge day`: the exam site's day in one command. It watches the scanner's hot
+//! folder, recognizes and sorts pages into rooms, checks each room, seals a room once it
+//! is complete and has been quiet for a while, and pushes the outbox to the center —
+//! with one live line per room and the time left until 23:59 local. The operator types
+//! `present ROOM N` (from ППЭ-13-02МАШ) and `seal ROOM <reason>` (override) as the day
+//! goes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use konvert_crypto::SigningKey;
+use konvert_exam::{RoomId, SeatingPlan};
+use konvert_replication::Outbox;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::Notify;
+
+use crate::cli::now_unix_ms;
+use crate::config::SiteConfig;
+use crate::deadline::DeadlineStatus;
+use crate::intake::{scan_recognizer, HotFolderWatch, Intake, IntakeEvent};
+use crate::push::{push, PushEvent, PushOptions};
+use crate::rooms::{day_rooms, seal_day_room, RoomState};
+use crate::{Error, Result};
+
+/// How the day runs.
+#[derive(Debug, Clone, Copy)]
+pub struct DayOptions {
+    /// Exit once everything taken is sealed and delivered and nothing new came for this long.
+    pub until_idle: Option<Duration>,
+    /// Push to the center as packets are sealed.
+    pub push: bool,
+}
+
+/// One line of the live view for a room.
+pub fn room_line(r: &RoomState) -> String {
+    let c = &r.check.counts;
+    let present = c.present_reported.map_or("–".to_owned(), |p| p.to_string());
+    let state = if !r.has_scans() {
+        "waiting for scans".to_owned()
+    } else if r.is_sealed() {
+        let v: Vec<String> = r
+            .packets
+            .iter()
+            .filter_map(|p| p.sealed.as_ref().map(|s| format!("{} v{}", p.kind.code(), s.version)))
+            .collect();
+        format!("sealed ({})", v.join(", "))
+    } else if r.check.is_complete() {
+        "complete, sealing when quiet".to_owned()
+    } else {
+        format!(
+            "{} discrepancies — `check {}`",
+            r.check.discrepancies.len(),
+            r.check.room
+        )
+    };
+    format!(
+        "room {:<8} seated {:>3} present {:>3} reg {:>3} sets {:>3} pages {:>4} unread {:>2}  {state}",
+        r.check.room.as_str(),
+        c.seated,
+        present,
+        c.registrations,
+        c.complete_sets,
+        c.pages,
+        c.unreadable
+    )
+}
+
+/// Runs the day until Ctrl-C, `quit`, or idleness when asked for.
+pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> Result<()> {
+    let day = cfg.day()?.clone();
+    let plan = day.plan()?;
+    let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
+    let budget = Duration::from_millis(day.page_budget_ms);
+    let mut intake = Intake::open(&day.hot_folder, &cfg.data_dir, day.tuning(), scan_recognizer(budget))?;
+    intake
+        .journal()
+        .reconcile(|id, version| Ok(outbox.next_version(id)? > version))?;
+    let wake = Arc::new(Notify::new());
+    let _watch = HotFolderWatch::start(&day.hot_folder, wake.clone())?;
+
+    let multi = MultiProgress::new();
+    let header = multi.add(ProgressBar::new_spinner());
+    header.set_style(
+        ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let mut room_bars: HashMap<RoomId, ProgressBar> = HashMap::new();
+
+    let more_coming = Arc::new(AtomicBool::new(true));
+    let push_log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let pusher = opts.push.then(|| {
+        let log = push_log.clone();
+        let delivered = delivered.clone();
+        let on_event = Arc::new(move |ev: PushEvent| {
+            let line = match ev {
+                PushEvent::Delivered { packet_id } => {
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    Some(format!("receipt ✓ {packet_id}"))
+                }
+                PushEvent::Rejected { packet_id, reason, .. } => {
+                    Some(format!("refused ✗ {packet_id}: {}", reason.plain_words()))
+                }
+                PushEvent::Retrying { error, in_seconds } => {
+                    Some(format!("center unreachable ({error}); retry in {in_seconds:.0} s"))
+                }
+                _ => None,
+            };
+            if let (Some(line), Ok(mut log)) = (line, log.lock()) {
+                log.push(line);
+            }
+        });
+        let push_opts = PushOptions {
+            max_wait: Duration::from_secs(24 * 3600),
+            on_event,
+            more_coming: Some(more_coming.clone()),
+        };
+        let (cfg, outbox) = (cfg.clone(), outbox.clone());
+        tokio::spawn(async move { push(&cfg, outbox, push_opts).await })
+    });
+
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<String>(16);
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if cmd_tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let deadline_ms = cfg.time_zone.deadline_unix_ms(plan.date)?;
+    let mut last_activity = Instant::now();
+    let quiet = Duration::from_secs(day.quiet_seconds);
+    loop {
+        let now = now_unix_ms();
+        let events = tokio::task::block_in_place(|| intake.poll(now))?;
+        if !events.is_empty() {
+            last_activity = Instant::now();
+        }
+        for e in &events {
+            multi.suspend(|| println!("{}", event_line(e)));
+        }
+        if let Ok(mut log) = push_log.lock() {
+            for line in log.drain(..) {
+                multi.suspend(|| println!("  {line}"));
+            }
+        }
+        while let Ok(cmd) = cmd_rx.try_recv() {
+            match command(&cmd, &cfg, &outbox, &signer, &plan, &intake) {
+                Ok(Some(msg)) => multi.suspend(|| println!("{msg}")),
+                Ok(None) => {
+                    more_coming.store(false, Ordering::Release);
+                    header.finish_and_clear();
+                    return finish(pusher).await;
+                }
+                Err(e) => multi.suspend(|| println!("✗ {e}")),
+            }
+        }
+        let rooms = tokio::task::block_in_place(|| day_rooms(&plan, &intake))?;
+        for r in &rooms {
+            let quiet_enough = r
+                .last_taken_ms
+                .is_some_and(|t| now.saturating_sub(t) >= quiet.as_millis() as u64);
+            if r.has_scans() && !r.is_sealed() && r.check.is_complete() && quiet_enough && !intake.is_settling() {
+                let sealed = tokio::task::block_in_place(|| {
+                    seal_day_room(
+                        &cfg,
+                        &outbox,
+                        &signer,
+                        &plan,
+                        &intake,
+                        &r.check.room,
+                        None,
+                        now_unix_ms(),
+                    )
+                });
+                match sealed {
+                    Ok(done) => {
+                        last_activity = Instant::now();
+                        for s in done {
+                            multi.suspend(|| {
+                                println!(
+                                    "sealed {} v{}: {} files, {:.1} MB",
+                                    s.entry.offer.packet_id,
+                                    s.entry.offer.version,
+                                    s.files,
+                                    s.scan_bytes as f64 / 1e6
+                                )
+                            });
+                        }
+                    }
+                    Err(e) => multi.suspend(|| println!("✗ sealing room {}: {e}", r.check.room)),
+                }
+            }
+        }
+        let rooms = tokio::task::block_in_place(|| day_rooms(&plan, &intake))?;
+        for r in &rooms {
+            let bar = room_bars.entry(r.check.room.clone()).or_insert_with(|| {
+                let b = multi.add(ProgressBar::new_spinner());
+                b.set_style(
+                    ProgressStyle::with_template("  {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                b
+            });
+            bar.set_message(room_line(r));
+        }
+        let pending = outbox.pending()?;
+        let backlog: u64 = pending.iter().map(|e| e.offer.size).sum();
+        let status = DeadlineStatus::at(now as i64, deadline_ms, backlog, 0.0);
+        header.set_message(format!(
+            "site {} · {} {} · {} packet(s) to send ({:.1} MB), {} delivered · {status}",
+            plan.site,
+            plan.exam.code(),
+            plan.date,
+            pending.len(),
+            backlog as f64 / 1e6,
+            delivered.load(Ordering::Relaxed)
+        ));
+        header.tick();
+
+        if let Some(idle) = opts.until_idle {
+            let all_sealed = rooms.iter().filter(|r| r.has_scans()).all(RoomState::is_sealed);
+            if all_sealed && pending.is_empty() && !intake.is_settling() && last_activity.elapsed() >= idle {
+                more_coming.store(false, Ordering::Release);
+                header.finish_and_clear();
+                for bar in room_bars.values() {
+                    bar.finish();
+                }
+                return finish(pusher).await;
+            }
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::signal::ctrl_c() => {
+                more_coming.store(false, Ordering::Release);
+                header.finish_and_clear();
+                println!("stopped; everything taken is kept and the day resumes where it was");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn finish(pusher: Option<tokio::task::JoinHandle<Result<crate::PushReport>>>) -> Result<()> {
+    if let Some(p) = pusher {
+        let report = p.await.map_err(|e| Error::Push(format!("push task failed: {e}")))??;
+        println!(
+            "{} packet(s) delivered with verified receipts, {} refused",
+            report.delivered,
+            report.rejected.len()
+        );
+    }
+    Ok(())
+}
+
+/// One line about an intake event, for the operator.
+pub fn event_line(e: &IntakeEvent) -> String {
+    match e {
+        IntakeEvent::Taken {
+            name,
+            pages,
+            unreadable,
+            problem,
+        } => {
+            let mut s = format!("taken {name}: {pages} page(s)");
+            if *unreadable > 0 {
+                s.push_str(&format!(", {unreadable} unreadable — flagged for a manual check"));
+            }
+            if let Some(p) = problem {
+                s.push_str(&format!(" ⚠ {p}"));
+            }
+            s
+        }
+        IntakeEvent::Copy { name, of } => format!("{name} is a copy of {of}, already taken; not taken again"),
+        IntakeEvent::Refused { name, reason } => format!("✗ {name} not taken: {reason}"),
+    }
+}
+
+/// An operator's command; `Ok(None)` means quit.
+fn command(
+    line: &str,
+    cfg: &SiteConfig,
+    outbox: &Outbox,
+    signer: &SigningKey,
+    plan: &SeatingPlan,
+    intake: &Intake,
+) -> Result<Option<String>> {
+    let mut words = line.split_whitespace();
+    let usage = || "commands: present ROOM N · check ROOM · seal ROOM <reason> · quit".to_owned();
+    match words.next() {
+        None => Ok(Some(usage())),
+        Some("quit") | Some("exit") => Ok(None),
+        Some("present") => {
+            let (Some(room), Some(n)) = (words.next(), words.next()) else {
+                return Ok(Some(usage()));
+            };
+            let room: RoomId = room.parse()?;
+            let n: u32 = n
+                .parse()
+                .map_err(|_| Error::Push(format!("{n} is not a number of participants")))?;
+            intake.journal().set_attendance(&room, n)?;
+            Ok(Some(format!("room {room}: {n} present recorded from ППЭ-13-02МАШ")))
+        }
+        Some("check") => {
+            let room: Option<RoomId> = words.next().map(str::parse).transpose()?;
+            let rooms = day_rooms(plan, intake)?;
+            Ok(Some(check_table(&rooms, room.as_ref())))
+        }
+        Some("seal") => {
+            let Some(room) = words.next() else {
+                return Ok(Some(usage()));
+            };
+            let room: RoomId = room.parse()?;
+            let reason: Vec<&str> = words.collect();
+            let reason = reason.join(" ");
+            let done = seal_day_room(
+                cfg,
+                outbox,
+                signer,
+                plan,
+                intake,
+                &room,
+                (!reason.is_empty()).then_some(reason.as_str()),
+                now_unix_ms(),
+            )?;
+            Ok(Some(format!("room {room}: {} packet(s) sealed", done.len())))
+        }
+        Some(_) => Ok(Some(usage())),
+    }
+}
+
+/// The completeness table `check` prints.
+pub fn check_table(rooms: &[RoomState], only: Option<&RoomId>) -> String {
+    let mut out = String::new();
+    for r in rooms.iter().filter(|r| only.is_none_or(|o| o == &r.check.room)) {
+        out.push_str(&room_line(r));
+        out.push('\n');
+        for d in &r.check.discrepancies {
+            out.push_str(&format!("    - {d}\n"));
+        }
+    }
+    out
+}
