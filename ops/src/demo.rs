@@ -10,11 +10,14 @@ use konvert_center::config::AllowedMember;
 use konvert_center::provision::{self, CenterFacts};
 use konvert_crypto::token::TokenFile;
 use konvert_edge::cli::now_unix_ms;
-use konvert_edge::{push, seal_room, PushOptions, SiteConfig};
-use konvert_exam::{ExamKind, PacketKind, PacketRef};
+use konvert_edge::day::check_table;
+use konvert_edge::intake::{scan_recognizer, Intake};
+use konvert_edge::rooms::{day_rooms, seal_day_room};
+use konvert_edge::{push, PushOptions, SiteConfig};
+use konvert_exam::scan::{room_pages, synthetic_plan, write_pages, ScanFormat, ScanJob};
+use konvert_exam::{ExamKind, PageIdentity, RoomId};
 use konvert_replication::{Outbox, OutboxState};
 
-use crate::rooms::write_room;
 use crate::stats::quantile;
 
 /// The demo's sites: (code, member, IANA time zone).
@@ -30,10 +33,8 @@ const DEMO_PIN: &str = "493817";
 pub struct DemoOptions {
     /// Rooms per site.
     pub rooms: usize,
-    /// Scan pages per room.
-    pub pages: usize,
-    /// Bytes per page.
-    pub page_bytes: usize,
+    /// Participants seated per room.
+    pub participants: usize,
     /// Work in this folder instead of a temporary one (kept).
     pub dir: Option<PathBuf>,
     /// Keep the temporary folder.
@@ -44,8 +45,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
             rooms: 4,
-            pages: 12,
-            page_bytes: 300_000,
+            participants: 10,
             dir: None,
             keep: false,
         }
@@ -144,51 +144,122 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     };
     let date = "2026-06-01".parse()?;
     let mut sites = Vec::new();
+    let mut pushes = Vec::new();
+    let started = Instant::now();
     for (i, (site, holder, zone)) in DEMO_SITES.iter().enumerate() {
         let site_dir = root.join("sites").join(site);
         let toml = provision::enroll_station(&center_dir, site, &facts, &site_dir)?;
         let text = std::fs::read_to_string(&toml)?
             .replace("time_zone = \"Europe/Moscow\"", &format!("time_zone = \"{zone}\""));
         std::fs::write(&toml, text)?;
+        // The seating plan from the center, and the scanner's hot folder.
+        let rooms: Vec<RoomId> = (1..=opts.rooms)
+            .map(|r| format!("{r:04}").parse())
+            .collect::<Result<_, _>>()?;
+        let seats: Vec<(&RoomId, usize)> = rooms.iter().map(|r| (r, opts.participants)).collect();
+        let plan = synthetic_plan(
+            &site.parse()?,
+            date,
+            ExamKind::Ege,
+            &seats,
+            4_000_000_000 + i as u64 * 100_000,
+        );
+        std::fs::write(site_dir.join("plan.toml"), toml::to_string(&plan)?)?;
+        let hot = site_dir.join("scans");
+        std::fs::create_dir_all(&hot)?;
+        let mut text = std::fs::read_to_string(&toml)?;
+        text.push_str("\n[day]\nhot_folder = \"scans\"\nseating_plan = \"plan.toml\"\nsettle_ms = 200\n");
+        std::fs::write(&toml, text)?;
         let cfg = SiteConfig::load(&toml)?;
         let outbox = Outbox::open(&cfg.data_dir)?;
         let signer = TokenFile::read(&cfg.token)?.unlock(DEMO_PIN)?;
-        let started = Instant::now();
-        let mut scan_bytes = 0;
-        for r in 0..opts.rooms {
-            let room = format!("{:04}", r + 1);
-            let room_dir = site_dir.join("scans").join(&room);
-            write_room(&room_dir, (i * 1000 + r) as u64, opts.pages, opts.page_bytes)?;
-            let packet = PacketRef {
-                site: cfg.site.clone(),
-                date,
-                exam: ExamKind::Ege,
-                room: room.parse()?,
-                kind: PacketKind::Blanks,
-            };
-            let sealed = seal_room(&cfg, &outbox, &signer, &room_dir, packet, now_unix_ms())
-                .with_context(|| format!("sealing room {room} at site {site}"))?;
-            scan_bytes += sealed.scan_bytes;
-        }
-        say(format!(
-            "▸ site {site} ({holder}, {zone}): {} rooms scanned and sealed, {:.1} MB, in {:.2} s",
-            opts.rooms,
-            scan_bytes as f64 / 1e6,
-            started.elapsed().as_secs_f64()
-        ));
-        sites.push((cfg, Arc::new(outbox)));
-    }
+        let day = cfg.day()?;
 
-    // All three sites push at once.
-    let started = Instant::now();
-    let mut pushes = Vec::new();
-    for (cfg, outbox) in &sites {
-        let (cfg, outbox) = (cfg.clone(), outbox.clone());
-        let opts = PushOptions {
-            max_wait: Duration::from_secs(60),
+        // The scanner: degraded pages, four per multi-page G4 TIFF, the last room as PNG.
+        // The last room of the last site lost one answer blank, so it needs an override.
+        let started = Instant::now();
+        let mut page_count = 0;
+        for (r, room) in rooms.iter().enumerate() {
+            let absent = r % 3; // a few absent participants
+            let mut pages = room_pages(&plan, room, absent);
+            if i + 1 == DEMO_SITES.len() && r + 1 == rooms.len() {
+                pages.pop();
+            }
+            page_count += pages.len();
+            let format = if r + 1 == rooms.len() {
+                ScanFormat::Png
+            } else {
+                ScanFormat::TiffG4
+            };
+            let job = ScanJob {
+                format,
+                pages_per_file: 4,
+                degrade: true,
+                dpi: 300,
+                seed: (i * 100 + r) as u64,
+            };
+            // Forms are scanned as their own batch, so they travel first in their own packet.
+            let (forms, blanks): (Vec<_>, Vec<_>) = pages.into_iter().partition(|p| matches!(p, PageIdentity::Form(_)));
+            write_pages(&forms, &hot, &format!("room{room}-forms"), job)?;
+            write_pages(&blanks, &hot, &format!("room{room}-blanks"), job)?;
+        }
+        let scanned = started.elapsed();
+
+        // The edge takes the hot folder, recognizes every page, checks each room.
+        let started = Instant::now();
+        let budget = Duration::from_millis(day.page_budget_ms);
+        let mut intake = Intake::open(&day.hot_folder, &cfg.data_dir, day.tuning(), scan_recognizer(budget))?;
+        let mut waited = Instant::now();
+        loop {
+            let events = intake.poll(now_unix_ms())?;
+            if !events.is_empty() {
+                waited = Instant::now();
+            }
+            if !intake.is_settling() && waited.elapsed() > Duration::from_millis(day.settle_ms + 100) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for (r, room) in rooms.iter().enumerate() {
+            intake
+                .journal()
+                .set_attendance(room, u32::try_from(opts.participants - r % 3)?)?;
+        }
+        let recognized = started.elapsed();
+        let day_rooms = day_rooms(&plan, &intake)?;
+        let unread: u32 = day_rooms.iter().map(|r| r.check.counts.unreadable).sum();
+        say(format!(
+            "▸ site {site} ({holder}, {zone}): {page_count} pages scanned in {:.1} s, recognized in {:.1} s ({} unreadable)",
+            scanned.as_secs_f64(),
+            recognized.as_secs_f64(),
+            unread
+        ));
+        if print {
+            print!("{}", check_table(&day_rooms, None).replace("room ", "    room "));
+        }
+        for r in &day_rooms {
+            let reason = (!r.check.is_complete()).then_some("demo: the missing blank is sent in the next packet");
+            seal_day_room(
+                &cfg,
+                &outbox,
+                &signer,
+                &plan,
+                &intake,
+                &r.check.room,
+                reason,
+                now_unix_ms(),
+            )
+            .with_context(|| format!("sealing room {} at site {site}", r.check.room))?;
+        }
+        // Each site pushes as soon as its rooms are sealed, while the next site scans.
+        let outbox = Arc::new(outbox);
+        let (c, o) = (cfg.clone(), outbox.clone());
+        let push_opts = PushOptions {
+            max_wait: Duration::from_secs(120),
             ..Default::default()
         };
-        pushes.push(tokio::spawn(async move { push(&cfg, outbox, opts).await }));
+        pushes.push(tokio::spawn(async move { push(&c, o, push_opts).await }));
+        sites.push((cfg, outbox));
     }
     for p in pushes {
         p.await??;
@@ -226,19 +297,17 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         println!();
         println!("konvert demo — report");
         println!(
-            "  packets sealed           {packets} ({} sites × {} rooms)",
+            "  packets sealed           {packets} ({} sites × {} rooms × forms + blanks)",
             DEMO_SITES.len(),
             opts.rooms
         );
         println!("  packets stored at center {stored} (each exactly once)");
         println!("  bytes delivered          {:.1} MB", bytes as f64 / 1e6);
         println!(
-            "  throughput               {:.1} MB/s (3 sites concurrently, {:.2} s)",
-            bytes as f64 / 1e6 / secs,
-            secs
+            "  wall time                {secs:.1} s (scan → recognize → check → seal → push; each site pushes once sealed)"
         );
         println!(
-            "  delivery latency         p50 {:.3} s, p99 {:.3} s (seal → signed receipt)",
+            "  delivery latency         p50 {:.3} s, p99 {:.3} s (sealed → signed receipt)",
             quantile(&latencies, 0.5).unwrap_or(0.0),
             quantile(&latencies, 0.99).unwrap_or(0.0)
         );

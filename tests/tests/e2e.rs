@@ -384,17 +384,19 @@ async fn center_killed_mid_transfer_and_restarted_everything_arrives_exactly_onc
 async fn the_demo_delivers_every_packet_with_verified_receipts() {
     let opts = konvert_ops::demo::DemoOptions {
         rooms: 2,
-        pages: 3,
-        page_bytes: 50_000,
+        participants: 3,
         ..Default::default()
     };
     let report = konvert_ops::demo::run(&opts, false).await.unwrap();
-    assert_eq!(report.packets, 6);
-    assert_eq!(report.stored, 6);
-    assert_eq!(report.receipts_verified, 6);
-    assert_eq!(report.latencies.len(), 6);
+    // 3 sites × 2 rooms × (forms + blanks).
+    assert_eq!(report.packets, 12);
+    assert_eq!(report.stored, 12);
+    assert_eq!(report.receipts_verified, 12);
+    assert_eq!(report.latencies.len(), 12);
     assert!(
-        report.metrics_text.contains("konvert_delivery_latency_seconds_count 6"),
+        report
+            .metrics_text
+            .contains("konvert_delivery_latency_seconds_count 12"),
         "{}",
         report.metrics_text
     );

@@ -92,26 +92,37 @@ pub fn write_pages(pages: &[PageIdentity], dir: &Path, prefix: &str, job: ScanJo
     } else {
         job.pages_per_file.max(1)
     };
+    let render = |n: usize, id: &PageIdentity| {
+        let seed = job.seed.wrapping_mul(1_000_003).wrapping_add(n as u64);
+        let d = if job.degrade {
+            Degradation::random(seed)
+        } else {
+            Degradation {
+                dpi: job.dpi,
+                ..Degradation::clean()
+            }
+        };
+        render_page(&PageMark::Identity(id.clone()), seed, &d)
+    };
+    // Rendering is the slow part: spread the pages over the cores.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let mut images: Vec<Option<super::PageImage>> = vec![None; pages.len()];
+    std::thread::scope(|scope| {
+        for (t, slots) in images.chunks_mut(pages.len().div_ceil(threads).max(1)).enumerate() {
+            let base = t * pages.len().div_ceil(threads).max(1);
+            let render = &render;
+            scope.spawn(move || {
+                for (i, slot) in slots.iter_mut().enumerate() {
+                    *slot = Some(render(base + i, &pages[base + i]));
+                }
+            });
+        }
+    });
+    let images: Vec<super::PageImage> = images.into_iter().flatten().collect();
     let mut written = Vec::new();
-    for (n, chunk) in pages.chunks(per_file).enumerate() {
-        let images: Vec<_> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                let seed = job.seed.wrapping_mul(1_000_003).wrapping_add((n * per_file + i) as u64);
-                let d = if job.degrade {
-                    Degradation::random(seed)
-                } else {
-                    Degradation {
-                        dpi: job.dpi,
-                        ..Degradation::clean()
-                    }
-                };
-                render_page(&PageMark::Identity(id.clone()), seed, &d)
-            })
-            .collect();
+    for (n, chunk) in images.chunks(per_file).enumerate() {
         let mut bytes = Vec::new();
-        write_scan(&images, job.format, &mut bytes)?;
+        write_scan(chunk, job.format, &mut bytes)?;
         let name = format!("{prefix}-{:04}.{}", n + 1, job.format.extension());
         let tmp = dir.join(format!(".{name}.part"));
         let path = dir.join(&name);
