@@ -49,6 +49,12 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Recognition: pages per second on one core (G4 TIFF, PNG) and accuracy on degraded pages.
+    Recognition {
+        /// Degraded pages per format (clean sets are a fifth of it).
+        #[arg(long, default_value_t = 1000)]
+        pages: usize,
+    },
     /// Packets of random data, sealed, sent over QUIC to a center process, fsynced, receipted.
     Transfer {
         /// Number of packets.
@@ -82,6 +88,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 ..Default::default()
             };
             demo::run(&opts, true).await?;
+        }
+        Command::Bench(BenchCommand::Recognition { pages }) => {
+            tokio::task::block_in_place(|| konvert_ops::bench_recognition::run(pages))?;
         }
         Command::Bench(BenchCommand::Transfer {
             packets,
