@@ -25,7 +25,7 @@ pub use completeness::{
 };
 pub use error::Error;
 pub use ids::{ExamDate, ExamKind, PacketKind, RoomId, SiteId};
-pub use manifest::{list_scans, Manifest, ManifestFile, PacketRef, RoomRecord};
+pub use manifest::{is_scan_file, list_scans, Manifest, ManifestFile, PacketRef, RoomRecord};
 pub use page::{PageIdentity, PageRecord, PageStatus};
 pub use seating::{Participant, SeatingPlan, Site, SiteKind};
 pub use zone::SiteZone;

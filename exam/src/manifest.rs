@@ -74,9 +74,10 @@ pub struct RoomRecord {
     pub override_reason: Option<String>,
 }
 
-/// Whether a folder entry is a scan file to send (not hidden, not a partial download).
-fn is_scan_file(name: &str) -> bool {
-    !name.starts_with('.') && !name.ends_with(".part") && !name.ends_with(".tmp")
+/// Whether a folder entry is, by its name, a finished scan file: not hidden, not a
+/// partial download, temporary or editor backup file.
+pub fn is_scan_file(name: &str) -> bool {
+    !name.starts_with('.') && !name.ends_with(".part") && !name.ends_with(".tmp") && !name.ends_with('~')
 }
 
 pub(crate) fn valid_file_name(name: &str) -> bool {

@@ -103,12 +103,6 @@ fn stat_of(meta: &fs::Metadata) -> Stat {
     }
 }
 
-/// Whether a hot-folder entry is a finished scan file by its name: not hidden, not a
-/// partial download or temporary file.
-fn is_candidate(name: &str) -> bool {
-    !name.starts_with('.') && !name.ends_with(".part") && !name.ends_with(".tmp") && !name.ends_with('~')
-}
-
 impl Intake {
     /// Opens the intake of `hot_folder`, keeping its spool and journal in `data_dir`.
     pub fn open(hot_folder: &Path, data_dir: &Path, tuning: IntakeTuning, recognizer: Recognizer) -> Result<Self> {
@@ -177,7 +171,7 @@ impl Intake {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue; // not UTF-8; reported by `check` as a foreign file
             };
-            if !is_candidate(&name) {
+            if !konvert_exam::is_scan_file(&name) {
                 continue;
             }
             // A file removed between listing and stat is simply gone.
