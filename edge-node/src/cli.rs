@@ -15,7 +15,7 @@ use crate::day::{check_table, run_day, DayOptions};
 use crate::deadline::DeadlineStatus;
 use crate::intake::{scan_recognizer, Intake};
 use crate::push::{push, PushEvent, PushOptions};
-use crate::rooms::{day_rooms, seal_day_room};
+use crate::rooms::{day_rooms, seal_day_room, SealDesk};
 use crate::seal::seal_room;
 use crate::{Error, Result};
 
@@ -359,30 +359,20 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             take_settled(&mut intake, cfg.day()?.settle_ms)?;
             let signer = unlock(&cfg, pin_env.as_deref())?;
             let outbox = Outbox::open(&cfg.data_dir)?;
-            intake
-                .journal()
-                .reconcile(|id, version| Ok(outbox.next_version(id)? > version))?;
-            let done = seal_day_room(
-                &cfg,
-                &outbox,
-                &signer,
-                &plan,
-                &intake,
-                &room,
-                override_reason.as_deref(),
-                now_unix_ms(),
-            )?;
+            intake.journal().reconcile(&outbox)?;
+            let desk = SealDesk {
+                cfg: &cfg,
+                outbox: &outbox,
+                signer: &signer,
+                plan: &plan,
+                intake: &intake,
+            };
+            let done = seal_day_room(&desk, &room, override_reason.as_deref(), now_unix_ms())?;
             if done.is_empty() {
                 println!("room {room}: already sealed as it is");
             }
             for s in done {
-                println!(
-                    "sealed {} v{}: {} files, {:.1} MB",
-                    s.entry.offer.packet_id,
-                    s.entry.offer.version,
-                    s.files,
-                    s.scan_bytes as f64 / 1e6
-                );
+                println!("{s}");
             }
         }
         EdgeCommand::CheckConfig { config } => {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use konvert_crypto::SigningKey;
-use konvert_exam::{RoomId, SeatingPlan};
+use konvert_exam::RoomId;
 use konvert_replication::Outbox;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::Notify;
@@ -22,7 +22,7 @@ use crate::config::SiteConfig;
 use crate::deadline::DeadlineStatus;
 use crate::intake::{scan_recognizer, HotFolderWatch, Intake, IntakeEvent};
 use crate::push::{push, PushEvent, PushOptions};
-use crate::rooms::{day_rooms, seal_day_room, RoomState};
+use crate::rooms::{day_rooms, seal_day_room, seal_room_state, RoomState, SealDesk};
 use crate::{Error, Result};
 
 /// How the day runs.
@@ -75,9 +75,7 @@ pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> R
     let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
     let budget = Duration::from_millis(day.page_budget_ms);
     let mut intake = Intake::open(&day.hot_folder, &cfg.data_dir, day.tuning(), scan_recognizer(budget))?;
-    intake
-        .journal()
-        .reconcile(|id, version| Ok(outbox.next_version(id)? > version))?;
+    intake.journal().reconcile(&outbox)?;
     let wake = Arc::new(Notify::new());
     let _watch = HotFolderWatch::start(&day.hot_folder, wake.clone())?;
 
@@ -134,11 +132,15 @@ pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> R
     let deadline_ms = cfg.time_zone.deadline_unix_ms(plan.date)?;
     let mut last_activity = Instant::now();
     let quiet = Duration::from_secs(day.quiet_seconds);
+    // The rooms change only when a file is taken, a command runs or a room is sealed;
+    // between those, rebuilding them from the whole journal every tick is wasted work.
+    let mut rooms: Option<Vec<RoomState>> = None;
     loop {
         let now = now_unix_ms();
         let events = tokio::task::block_in_place(|| intake.poll(now))?;
         if !events.is_empty() {
             last_activity = Instant::now();
+            rooms = None;
         }
         for e in &events {
             multi.suspend(|| println!("{}", event_line(e)));
@@ -148,8 +150,16 @@ pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> R
                 multi.suspend(|| println!("  {line}"));
             }
         }
+        let desk = SealDesk {
+            cfg: &cfg,
+            outbox: &outbox,
+            signer: &signer,
+            plan: &plan,
+            intake: &intake,
+        };
         while let Ok(cmd) = cmd_rx.try_recv() {
-            match command(&cmd, &cfg, &outbox, &signer, &plan, &intake) {
+            rooms = None;
+            match command(&cmd, &desk) {
                 Ok(Some(msg)) => multi.suspend(|| println!("{msg}")),
                 Ok(None) => {
                     more_coming.store(false, Ordering::Release);
@@ -159,45 +169,34 @@ pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> R
                 Err(e) => multi.suspend(|| println!("✗ {e}")),
             }
         }
-        let rooms = tokio::task::block_in_place(|| day_rooms(&plan, &intake))?;
-        for r in &rooms {
+        let current = match rooms.take() {
+            Some(r) => r,
+            None => tokio::task::block_in_place(|| day_rooms(&plan, &intake))?,
+        };
+        let mut sealed_any = false;
+        for r in &current {
             let quiet_enough = r
                 .last_taken_ms
                 .is_some_and(|t| now.saturating_sub(t) >= quiet.as_millis() as u64);
             if r.has_scans() && !r.is_sealed() && r.check.is_complete() && quiet_enough && !intake.is_settling() {
-                let sealed = tokio::task::block_in_place(|| {
-                    seal_day_room(
-                        &cfg,
-                        &outbox,
-                        &signer,
-                        &plan,
-                        &intake,
-                        &r.check.room,
-                        None,
-                        now_unix_ms(),
-                    )
-                });
-                match sealed {
+                sealed_any = true;
+                match tokio::task::block_in_place(|| seal_room_state(&desk, r, None, now_unix_ms())) {
                     Ok(done) => {
                         last_activity = Instant::now();
                         for s in done {
-                            multi.suspend(|| {
-                                println!(
-                                    "sealed {} v{}: {} files, {:.1} MB",
-                                    s.entry.offer.packet_id,
-                                    s.entry.offer.version,
-                                    s.files,
-                                    s.scan_bytes as f64 / 1e6
-                                )
-                            });
+                            multi.suspend(|| println!("{s}"));
                         }
                     }
                     Err(e) => multi.suspend(|| println!("✗ sealing room {}: {e}", r.check.room)),
                 }
             }
         }
-        let rooms = tokio::task::block_in_place(|| day_rooms(&plan, &intake))?;
-        for r in &rooms {
+        let rooms = rooms.insert(if sealed_any {
+            tokio::task::block_in_place(|| day_rooms(&plan, &intake))?
+        } else {
+            current
+        });
+        for r in rooms.iter() {
             let bar = room_bars.entry(r.check.room.clone()).or_insert_with(|| {
                 let b = multi.add(ProgressBar::new_spinner());
                 b.set_style(
@@ -281,14 +280,8 @@ pub fn event_line(e: &IntakeEvent) -> String {
 }
 
 /// An operator's command; `Ok(None)` means quit.
-fn command(
-    line: &str,
-    cfg: &SiteConfig,
-    outbox: &Outbox,
-    signer: &SigningKey,
-    plan: &SeatingPlan,
-    intake: &Intake,
-) -> Result<Option<String>> {
+fn command(line: &str, desk: &SealDesk<'_>) -> Result<Option<String>> {
+    let (plan, intake) = (desk.plan, desk.intake);
     let mut words = line.split_whitespace();
     let usage = || "commands: present ROOM N · check ROOM · seal ROOM <reason> · quit".to_owned();
     match words.next() {
@@ -318,11 +311,7 @@ fn command(
             let reason: Vec<&str> = words.collect();
             let reason = reason.join(" ");
             let done = seal_day_room(
-                cfg,
-                outbox,
-                signer,
-                plan,
-                intake,
+                desk,
                 &room,
                 (!reason.is_empty()).then_some(reason.as_str()),
                 now_unix_ms(),

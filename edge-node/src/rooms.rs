@@ -118,26 +118,56 @@ pub fn packet_ref(plan: &SeatingPlan, room: &RoomId, kind: PacketKind) -> Packet
     }
 }
 
-/// Seals every packet of `room` whose files changed since it was last sealed. A room
-/// with discrepancies is refused unless `override_reason` says why it must go as it is;
-/// the reason and the discrepancies go into the signed manifest.
-#[allow(clippy::too_many_arguments)]
+/// What sealing a day's room needs: the site, its outbox, the member's key, the plan and
+/// the intake that took the scans.
+pub struct SealDesk<'a> {
+    /// The site configuration.
+    pub cfg: &'a SiteConfig,
+    /// Where sealed envelopes go.
+    pub outbox: &'a Outbox,
+    /// The member's unlocked token key.
+    pub signer: &'a SigningKey,
+    /// The day's seating plan.
+    pub plan: &'a SeatingPlan,
+    /// The intake whose journal holds the room's files.
+    pub intake: &'a Intake,
+}
+
+/// Seals every packet of `room` whose files changed since it was last sealed; see
+/// [`seal_room_state`].
 pub fn seal_day_room(
-    cfg: &SiteConfig,
-    outbox: &Outbox,
-    signer: &SigningKey,
-    plan: &SeatingPlan,
-    intake: &Intake,
+    desk: &SealDesk<'_>,
     room: &RoomId,
     override_reason: Option<&str>,
     now_unix_ms: u64,
 ) -> Result<Vec<SealedPacket>> {
-    let rooms = day_rooms(plan, intake)?;
+    let rooms = day_rooms(desk.plan, desk.intake)?;
     let Some(state) = rooms.into_iter().find(|r| &r.check.room == room) else {
         return Err(Error::Push(format!(
             "room {room} is not on the seating plan and holds no scans; check the room code"
         )));
     };
+    seal_room_state(desk, &state, override_reason, now_unix_ms)
+}
+
+/// Seals every packet of a room, as [`day_rooms`] just found it, whose files changed
+/// since it was last sealed. A room with discrepancies is refused unless
+/// `override_reason` says why it must go as it is; the reason and the discrepancies go
+/// into the signed manifest.
+pub fn seal_room_state(
+    desk: &SealDesk<'_>,
+    state: &RoomState,
+    override_reason: Option<&str>,
+    now_unix_ms: u64,
+) -> Result<Vec<SealedPacket>> {
+    let SealDesk {
+        cfg,
+        outbox,
+        signer,
+        plan,
+        intake,
+    } = *desk;
+    let room = &state.check.room;
     if !state.has_scans() {
         return Err(Error::Push(format!("room {room} has no scans yet; scan it first")));
     }

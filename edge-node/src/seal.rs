@@ -23,6 +23,19 @@ pub struct SealedPacket {
     pub scan_bytes: u64,
 }
 
+impl std::fmt::Display for SealedPacket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sealed {} v{}: {} files, {:.1} MB",
+            self.entry.offer.packet_id,
+            self.entry.offer.version,
+            self.files,
+            self.scan_bytes as f64 / 1e6
+        )
+    }
+}
+
 /// Seals the scans in `room_dir` as the next version of `packet` into the outbox.
 /// `now_unix_ms` is recorded as the sealing time (a claim the center never trusts).
 pub fn seal_room(

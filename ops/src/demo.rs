@@ -12,7 +12,7 @@ use konvert_crypto::token::TokenFile;
 use konvert_edge::cli::now_unix_ms;
 use konvert_edge::day::check_table;
 use konvert_edge::intake::{scan_recognizer, Intake};
-use konvert_edge::rooms::{day_rooms, seal_day_room};
+use konvert_edge::rooms::{day_rooms, seal_room_state, SealDesk};
 use konvert_edge::{push, PushOptions, SiteConfig};
 use konvert_exam::scan::{room_pages, synthetic_plan, write_pages, ScanFormat, ScanJob};
 use konvert_exam::{ExamKind, PageIdentity, RoomId};
@@ -237,19 +237,17 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         if print {
             print!("{}", check_table(&day_rooms, None).replace("room ", "    room "));
         }
+        let desk = SealDesk {
+            cfg: &cfg,
+            outbox: &outbox,
+            signer: &signer,
+            plan: &plan,
+            intake: &intake,
+        };
         for r in &day_rooms {
             let reason = (!r.check.is_complete()).then_some("demo: the missing blank is sent in the next packet");
-            seal_day_room(
-                &cfg,
-                &outbox,
-                &signer,
-                &plan,
-                &intake,
-                &r.check.room,
-                reason,
-                now_unix_ms(),
-            )
-            .with_context(|| format!("sealing room {} at site {site}", r.check.room))?;
+            seal_room_state(&desk, r, reason, now_unix_ms())
+                .with_context(|| format!("sealing room {} at site {site}", r.check.room))?;
         }
         // Each site pushes as soon as its rooms are sealed, while the next site scans.
         let outbox = Arc::new(outbox);

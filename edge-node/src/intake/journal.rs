@@ -201,9 +201,10 @@ impl Journal {
         Ok(())
     }
 
-    /// After a restart: a seal that was begun counts if the outbox holds its version
-    /// (`in_outbox`), and is forgotten otherwise.
-    pub fn reconcile(&self, in_outbox: impl Fn(&str, u32) -> Result<bool>) -> Result<()> {
+    /// After a restart: a seal that was begun counts if the outbox holds its version,
+    /// and is forgotten otherwise.
+    pub fn reconcile(&self, outbox: &konvert_replication::Outbox) -> Result<()> {
+        let in_outbox = |id: &str, version: u32| -> Result<bool> { Ok(outbox.next_version(id)? > version) };
         let mut intents = Vec::new();
         for kv in self.db.scan_prefix(b"i/") {
             let (k, v) = kv.map_err(storage)?;
