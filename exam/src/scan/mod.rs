@@ -10,6 +10,7 @@
 //! - [`recognize`] finds the page's identity from its barcode within a time budget.
 
 mod degrade;
+mod g4_strips;
 mod pages;
 mod recognize;
 mod render;

@@ -21,7 +21,7 @@ pub const MAX_PAGE_PIXELS: u64 = 80_000_000;
 
 const RESCAN: &str = "the file is damaged or not a scan; rescan the pages";
 
-fn bad(what: impl Into<String>) -> Error {
+pub(super) fn bad(what: impl Into<String>) -> Error {
     Error::BadScan {
         what: what.into(),
         hint: RESCAN,
@@ -131,6 +131,12 @@ fn tiff_page(decoder: &mut Decoder<Cursor<&[u8]>>) -> Result<PageImage> {
     } else {
         300
     };
+    if compression == 4 {
+        if let Some(gray) = super::g4_strips::read_g4_strips(decoder, w, h)? {
+            let image = GrayImage::from_raw(w, h, gray).ok_or_else(|| bad("the page data is shorter than the page"))?;
+            return Ok(PageImage { image, dpi });
+        }
+    }
     let data = decoder.read_image().map_err(|e| bad(format!("cannot decode ({e})")))?;
     let DecodingResult::U8(data) = data else {
         return Err(bad("more than 8 bits per sample; scan in bilevel or 8-bit grayscale"));

@@ -106,3 +106,66 @@ fn resolution_is_read_from_the_file() {
     let page = read_scan_pages(&png).unwrap().next().unwrap().unwrap();
     assert_eq!(page.dpi, 100);
 }
+
+/// Photometric tag (262) of the first page, patched.
+fn with_photometric(mut tiff: Vec<u8>, value: u16) -> Vec<u8> {
+    let ifd = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
+    let n = u16::from_le_bytes([tiff[ifd], tiff[ifd + 1]]) as usize;
+    for e in 0..n {
+        let at = ifd + 2 + 12 * e;
+        if u16::from_le_bytes([tiff[at], tiff[at + 1]]) == 262 {
+            tiff[at + 8..at + 10].copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    tiff
+}
+
+#[test]
+fn group4_fast_path_matches_the_page_and_the_generic_decoder() {
+    let page = render_page(
+        &PageMark::Identity(crate::PageIdentity::Blank(
+            crate::BlankId::for_kit(crate::BlankKind::Answer1, 1234567, 1).unwrap(),
+        )),
+        7,
+        &Degradation::random(11),
+    );
+    let mut tiff = Vec::new();
+    write_scan(std::slice::from_ref(&page), ScanFormat::TiffG4, &mut tiff).unwrap();
+    let fast = read_scan_pages(&tiff).unwrap().next().unwrap().unwrap();
+    let expected: Vec<u8> = page
+        .image
+        .as_raw()
+        .iter()
+        .map(|&v| if v < 128 { 0 } else { 255 })
+        .collect();
+    assert_eq!(fast.image.dimensions(), page.image.dimensions());
+    assert!(fast.image.as_raw() == &expected, "G4 round trip changed pixels");
+
+    // The tiff crate's own decoder (bit-packed, 1 = white) agrees pixel for pixel.
+    let mut generic = Decoder::new(Cursor::new(&tiff[..])).unwrap();
+    let DecodingResult::U8(bits) = generic.read_image().unwrap() else {
+        panic!("bilevel page not 8-bit packed")
+    };
+    let (w, h) = page.image.dimensions();
+    let stride = (w as usize).div_ceil(8);
+    let unpacked: Vec<u8> = (0..h as usize)
+        .flat_map(|y| {
+            let row = &bits[y * stride..(y + 1) * stride];
+            (0..w as usize).map(move |x| if row[x / 8] & (0x80 >> (x % 8)) != 0 { 255 } else { 0 })
+        })
+        .collect();
+    assert!(unpacked == expected, "the generic decoder disagrees");
+
+    // BlackIsZero: the same bits mean the inverse picture.
+    let inverted = read_scan_pages(&with_photometric(tiff, 1))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(inverted
+        .image
+        .as_raw()
+        .iter()
+        .zip(&expected)
+        .all(|(a, b)| *a == 255 - b));
+}

@@ -15,7 +15,7 @@ use image::GrayImage;
 use rxing::{BarcodeFormat, DecodeHints};
 
 use super::{mm_px, PageImage};
-use crate::{BlankId, BlankKind, Form, FormId, PageIdentity, Symbology, ZoneMm};
+use crate::{BlankId, BlankKind, Form, FormId, PageIdentity, PageTemplate, Symbology, ZoneMm};
 
 /// What recognition made of a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,29 +46,36 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
     let (w, h) = page.image.dimensions();
     let orientations: [u16; 2] = if w <= h { [0, 180] } else { [90, 270] };
     let templates = [BlankKind::Registration.template(), Form::Ppe13_02Mash.template()];
+    // The zone that holds the barcode is far inkier than the same place on any other
+    // orientation or template, so the inkiest candidate first usually makes the first
+    // decoder call the one that reads.
+    let mut candidates: Vec<(u16, &PageTemplate, u32)> = orientations
+        .iter()
+        .flat_map(|&o| templates.iter().map(move |t| (o, t)))
+        .map(|(o, t)| (o, t, ink(&page.image, page.dpi, t.barcode_zone, o)))
+        .collect();
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.2));
     let mut panicked = false;
     // Raw crops first; then the same crops despeckled, for dusty pages at low resolution,
     // where single-pixel noise breaks the finder patterns' run lengths.
     for despeckled in [false, true] {
-        for orientation in orientations {
-            for template in &templates {
-                let mut crop = zone_crop(&page.image, page.dpi, template.barcode_zone, orientation);
-                if despeckled {
-                    crop = median3(&crop);
-                }
-                match decode(&crop, &[template.symbology]) {
-                    Attempt::Read(text, symbology) => {
-                        if let Some(identity) = parse(&text, symbology) {
-                            return Recognition::Read {
-                                identity,
-                                orientation,
-                                via_fallback: false,
-                            };
-                        }
+        for &(orientation, template, _) in &candidates {
+            let mut crop = zone_crop(&page.image, page.dpi, template.barcode_zone, orientation);
+            if despeckled {
+                crop = median3(&crop);
+            }
+            match decode(&crop, &[template.symbology]) {
+                Attempt::Read(text, symbology) => {
+                    if let Some(identity) = parse(&text, symbology) {
+                        return Recognition::Read {
+                            identity,
+                            orientation,
+                            via_fallback: false,
+                        };
                     }
-                    Attempt::Panicked => panicked = true,
-                    Attempt::Nothing => {}
                 }
+                Attempt::Panicked => panicked = true,
+                Attempt::Nothing => {}
             }
         }
     }
@@ -96,6 +103,19 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
 /// The zone of the upright page, found in a page rotated by `orientation`, cut out and
 /// turned upright.
 fn zone_crop(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> GrayImage {
+    let (x, y, w, h) = zone_rect(img, dpi, zone, orientation);
+    let crop = image::imageops::crop_imm(img, x, y, w, h).to_image();
+    match orientation {
+        90 => image::imageops::rotate270(&crop),
+        180 => image::imageops::rotate180(&crop),
+        270 => image::imageops::rotate90(&crop),
+        _ => crop,
+    }
+}
+
+/// Where the zone, grown by the margin, lies in a page rotated by `orientation`:
+/// (x, y, width, height) in the image's pixels.
+fn zone_rect(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> (u32, u32, u32, u32) {
     let (iw, ih) = img.dimensions();
     // Upright page size in pixels.
     let (uw, uh) = if orientation.is_multiple_of(180) {
@@ -122,20 +142,30 @@ fn zone_crop(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> GrayI
         270 => (y0, uw - x1, y1, uw - x0),
         _ => (x0, y0, x1, y1),
     };
-    let crop = image::imageops::crop_imm(
-        img,
+    (
         rx0.max(0) as u32,
         ry0.max(0) as u32,
         (rx1 - rx0).max(1) as u32,
         (ry1 - ry0).max(1) as u32,
     )
-    .to_image();
-    match orientation {
-        90 => image::imageops::rotate270(&crop),
-        180 => image::imageops::rotate180(&crop),
-        270 => image::imageops::rotate90(&crop),
-        _ => crop,
+}
+
+/// Dark pixels per thousand in the zone, sampled on every third row and column (a share,
+/// so zones of different sizes compare).
+fn ink(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> u32 {
+    let (x, y, w, h) = zone_rect(img, dpi, zone, orientation);
+    let (iw, ih) = img.dimensions();
+    let raw = img.as_raw();
+    let (mut dark, mut all) = (0u32, 0u32);
+    for row in (y..(y + h).min(ih)).step_by(3) {
+        let line = &raw[(row * iw) as usize..((row + 1) * iw) as usize];
+        let (a, b) = (x.min(iw) as usize, (x + w).min(iw) as usize);
+        for &v in line[a..b].iter().step_by(3) {
+            all += 1;
+            dark += u32::from(v < 128);
+        }
     }
+    (u64::from(dark) * 1000 / u64::from(all.max(1))) as u32
 }
 
 /// A 3×3 median: removes isolated dark and light pixels, keeps edges.
