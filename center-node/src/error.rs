@@ -26,6 +26,17 @@ pub enum Error {
     /// Cryptography failed.
     #[error(transparent)]
     Crypto(#[from] konvert_crypto::Error),
+    /// A test packet cannot be found, read or judged.
+    #[error("{what}; {hint}")]
+    TestPacket {
+        /// What is wrong.
+        what: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// A packet's content (archive, scans) is wrong.
+    #[error(transparent)]
+    Exam(#[from] konvert_exam::Error),
     /// Metrics failed.
     #[error("metrics: {0}")]
     Metrics(String),

@@ -11,12 +11,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey, VerifyingKey};
+use konvert_exam::{PacketKind, PacketRef};
 use konvert_replication::driver::{Admission, Intake, StationSession};
-use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason};
+use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
 use tracing::{info, warn};
 
 use crate::config::CenterConfig;
 use crate::metrics::Metrics;
+use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::Result;
 
 /// A member key the center accepts, with the sites it may sign for (empty: any).
@@ -47,6 +49,7 @@ pub struct CenterIntake {
     metrics: Metrics,
     max_packet_bytes: u64,
     in_flight: Mutex<HashSet<(String, u32)>>,
+    desk: TestDesk,
 }
 
 fn now_ms() -> u64 {
@@ -78,6 +81,7 @@ impl CenterIntake {
             metrics,
             max_packet_bytes: cfg.max_packet_bytes,
             in_flight: Mutex::new(HashSet::new()),
+            desk: TestDesk::open(&cfg.data_dir)?,
         })
     }
 
@@ -242,14 +246,24 @@ impl Intake for CenterIntake {
             };
             let receipt =
                 Receipt::sign(body, &self.receipt_key).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
+            let test_packet = is_test_packet(verified.header());
             let record = InboxRecord {
                 receipt: receipt.clone(),
                 signer: verified.signer().key_id(),
                 sealed_at_unix_ms: verified.header().sealed_at_unix_ms,
+                test_packet,
             };
             self.inbox
                 .commit(&path, &record)
                 .map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
+            if test_packet {
+                // The packet is stored either way; a desk record that failed to write is
+                // written again from the inbox when the center next starts.
+                if let Err(e) = self.desk.record_received(&TestPacketRecord::from_inbox(&record)) {
+                    warn!(packet = %offer.packet_id, "test packet stored but not put on the desk: {e}");
+                }
+                self.metrics.test_packets_received.inc();
+            }
             let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
             self.metrics.delivery_latency.observe(latency);
             self.metrics.packets_received.with_label_values(&[&station.site]).inc();
@@ -271,4 +285,15 @@ impl Intake for CenterIntake {
         self.inbox.discard_staging(&staging.path);
         self.release(&staging.key);
     }
+
+    fn notices(&self, station: &StationSession) -> konvert_replication::Result<Vec<SignedNotice>> {
+        self.desk
+            .notices_for(&station.site)
+            .map_err(|e| konvert_replication::Error::Storage(e.to_string()))
+    }
+}
+
+/// Whether the envelope's signed metadata names a technical-readiness test packet.
+fn is_test_packet(header: &konvert_crypto::envelope::EnvelopeHeader) -> bool {
+    postcard::from_bytes::<PacketRef>(&header.metadata).is_ok_and(|p| p.kind == PacketKind::Test)
 }

@@ -13,6 +13,7 @@ pub mod intake;
 pub mod metrics;
 pub mod provision;
 pub mod service;
+pub mod test_packets;
 
 pub use config::CenterConfig;
 pub use error::Error;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub packets_rejected: IntCounterVec,
     /// Offers answered with the original receipt.
     pub packets_duplicate: IntCounter,
+    /// Technical-readiness test packets stored (they are judged, never processed).
+    pub test_packets_received: IntCounter,
     /// Stations connected now.
     pub connections: IntGauge,
 }
@@ -74,6 +76,11 @@ impl Metrics {
             "Offers of packets already stored, answered with the original receipt.",
         )
         .map_err(m)?;
+        let test_packets_received = IntCounter::new(
+            "konvert_test_packets_received_total",
+            "Technical-readiness test packets stored for the staff to judge.",
+        )
+        .map_err(m)?;
         let connections = IntGauge::new("konvert_station_connections", "Station connections open now.").map_err(m)?;
         // Every reason is exported from the start, at zero, so dashboards and alert rules
         // see the series before the first rejection.
@@ -85,6 +92,7 @@ impl Metrics {
         registry.register(Box::new(bytes_received.clone())).map_err(m)?;
         registry.register(Box::new(packets_rejected.clone())).map_err(m)?;
         registry.register(Box::new(packets_duplicate.clone())).map_err(m)?;
+        registry.register(Box::new(test_packets_received.clone())).map_err(m)?;
         registry.register(Box::new(connections.clone())).map_err(m)?;
         Ok(Metrics {
             registry,
@@ -93,6 +101,7 @@ impl Metrics {
             bytes_received,
             packets_rejected,
             packets_duplicate,
+            test_packets_received,
             connections,
         })
     }

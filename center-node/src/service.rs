@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use crate::config::CenterConfig;
 use crate::intake::CenterIntake;
 use crate::metrics::{serve_metrics, Metrics};
+use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::{Error, Result};
 
 /// A center that is serving.
@@ -33,6 +34,19 @@ impl RunningCenter {
     }
 }
 
+/// Puts back on the test desk any stored test packet whose desk record was never
+/// written (a crash or full disk between storing it and recording it).
+fn restore_test_desk(inbox: &Inbox, desk: &TestDesk) -> Result<()> {
+    for record in inbox.records()? {
+        let desk_record = TestPacketRecord::from_inbox(&record);
+        if record.test_packet && !desk.contains(&desk_record.envelope_id) {
+            desk.record_received(&desk_record)?;
+            info!(packet = %desk_record.packet_id, version = desk_record.version, "test packet put back on the desk");
+        }
+    }
+    Ok(())
+}
+
 /// Starts the center described by `cfg` and returns once it listens.
 pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
@@ -43,6 +57,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     };
     let receipt_key = keyfile::read_signing_key(&cfg.receipt_key)?;
     let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
+    restore_test_desk(&inbox, &TestDesk::open(&cfg.data_dir)?)?;
     let metrics = Metrics::new()?;
     let intake = Arc::new(CenterIntake::new(cfg, inbox.clone(), receipt_key, metrics.clone())?);
     let endpoint = tls::server_endpoint(cfg.listen, tls::server_config(&ca_pem, &cert)?)?;

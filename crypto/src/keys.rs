@@ -19,6 +19,8 @@ pub enum Domain {
     Envelope,
     /// A receipt signed by the center.
     Receipt,
+    /// A notice the center sends back to a site (a test packet's verdict, later remarks).
+    Notice,
 }
 
 impl Domain {
@@ -27,6 +29,7 @@ impl Domain {
         match self {
             Domain::Envelope => b"konvert/v1/envelope-signature\0",
             Domain::Receipt => b"konvert/v1/receipt-signature\0",
+            Domain::Notice => b"konvert/v1/center-notice\0",
         }
     }
 

@@ -7,6 +7,7 @@ fn signature_is_bound_to_domain_and_key() {
     let vk = k.verifying_key();
     vk.verify(Domain::Receipt, b"hello", &sig).unwrap();
     assert!(vk.verify(Domain::Envelope, b"hello", &sig).is_err());
+    assert!(vk.verify(Domain::Notice, b"hello", &sig).is_err());
     assert!(vk.verify(Domain::Receipt, b"hellp", &sig).is_err());
     let other = SigningKey::generate().unwrap().verifying_key();
     assert!(other.verify(Domain::Receipt, b"hello", &sig).is_err());

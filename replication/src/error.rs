@@ -27,6 +27,9 @@ pub enum Error {
     /// A receipt's signature or contents do not match.
     #[error("receipt is invalid: {0}")]
     BadReceipt(String),
+    /// A notice from the center does not verify or does not fit a packet this site sent.
+    #[error("notice from the center is invalid: {0}")]
+    BadNotice(String),
     /// The center refused the session (on the control stream); `reason` says what to do.
     #[error("the center refused: {} ({detail})", reason.plain_words())]
     Refused {

@@ -20,6 +20,8 @@ pub struct InboxRecord {
     pub signer: KeyId,
     /// The edge's claimed sealing time.
     pub sealed_at_unix_ms: u64,
+    /// A technical-readiness test packet: kept and judged by staff, never processed.
+    pub test_packet: bool,
 }
 
 /// The center's durable store of received envelopes.

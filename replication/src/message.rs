@@ -4,11 +4,12 @@
 //! stream (`Hello` → `Welcome`). Each packet then travels on its own bidirectional stream:
 //! `Offer` → `Accept{resume_at}` | `AlreadyHave{receipt}` | `Reject`; after `Accept`,
 //! `Data` frames from `resume_at` up to the offered size, then `Done`; the center answers
-//! `Receipt` once the envelope is durable, or `Reject`.
+//! `Receipt` once the envelope is durable, or `Reject`. The edge asks for the center's
+//! notices (test-packet verdicts) on a stream of their own: `AskNotices` → `Notices`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::Receipt;
+use crate::{Receipt, SignedNotice};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -177,6 +178,13 @@ pub enum Message {
         /// The signed receipt.
         receipt: Receipt,
     },
+    /// Edge → center, first on its own stream: what has the center to tell this site?
+    AskNotices,
+    /// Center → edge: the newest notices for the station's site (at most `MAX_NOTICES`).
+    Notices {
+        /// Each signed by the center's receipt key.
+        notices: Vec<SignedNotice>,
+    },
 }
 
 impl Message {
@@ -192,6 +200,8 @@ impl Message {
             Message::Data { .. } => "Data",
             Message::Done => "Done",
             Message::Receipt { .. } => "Receipt",
+            Message::AskNotices => "AskNotices",
+            Message::Notices { .. } => "Notices",
         }
     }
 }

@@ -7,9 +7,10 @@ use konvert_crypto::VerifyingKey;
 use std::os::unix::fs::FileExt;
 
 use super::stream::{read_message, write_message};
+use crate::notice::MAX_NOTICES;
 use crate::sender::{PacketSender, SenderEvent};
 use crate::{handshake, tls};
-use crate::{Error, Offer, Receipt, RejectReason, Result};
+use crate::{Error, Message, Offer, Receipt, RejectReason, Result, SignedNotice};
 
 /// Software name and version sent in Hello.
 pub const AGENT: &str = concat!("konvert-edge/", env!("CARGO_PKG_VERSION"));
@@ -104,6 +105,39 @@ pub async fn send_packet(
         SenderEvent::SendFrom(_) => Err(Error::Protocol {
             expected: "Receipt or Reject",
             got: "a second Accept".into(),
+        }),
+    }
+}
+
+/// Asks the center for this site's notices. Each is checked against the center's key
+/// and must be for this site; one that is not is an error, never shown to the operator.
+pub async fn ask_notices(conn: &quinn::Connection, center_key: &VerifyingKey, site: &str) -> Result<Vec<SignedNotice>> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
+    write_message(&mut send, &Message::AskNotices).await?;
+    let _ = send.finish();
+    match next(&mut recv).await? {
+        Message::Notices { notices } => {
+            if notices.len() > MAX_NOTICES {
+                return Err(Error::Protocol {
+                    expected: "at most MAX_NOTICES notices",
+                    got: format!("{} notices", notices.len()),
+                });
+            }
+            for n in &notices {
+                let notice = n.verify(center_key)?;
+                if notice.site() != site {
+                    return Err(Error::BadNotice(format!(
+                        "a notice for site {} was sent to site {site}",
+                        notice.site()
+                    )));
+                }
+            }
+            Ok(notices)
+        }
+        Message::Reject { reason, detail } => Err(Error::Refused { reason, detail }),
+        other => Err(Error::Protocol {
+            expected: "Notices",
+            got: other.kind().into(),
         }),
     }
 }

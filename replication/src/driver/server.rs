@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 
 use super::stream::{read_message, write_message};
+use crate::notice::MAX_NOTICES;
 use crate::receiver::{PacketReceiver, ReceiverEvent};
-use crate::{handshake, tls, Error, Message, Offer, Receipt, RejectReason, Result};
+use crate::{handshake, tls, Error, Message, Offer, Receipt, RejectReason, Result, SignedNotice};
 
 /// The center's answer to an offer.
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub trait Intake: Send + Sync + 'static {
     ) -> std::result::Result<Receipt, (RejectReason, String)>;
     /// The stream broke before completion.
     fn abandon(&self, offer: &Offer, staging: Self::Staging);
+    /// The newest notices for the station's site, at most [`MAX_NOTICES`]. Blocking.
+    fn notices(&self, station: &StationSession) -> Result<Vec<SignedNotice>>;
 }
 
 /// Serves one edge connection until it closes.
@@ -97,6 +100,30 @@ pub async fn serve_connection<I: Intake>(conn: quinn::Connection, intake: Arc<I>
     }
 }
 
+/// Answers `AskNotices` with the station's site's notices and closes the stream.
+async fn serve_notices<I: Intake>(
+    mut send: quinn::SendStream,
+    intake: Arc<I>,
+    station: Arc<StationSession>,
+) -> Result<()> {
+    let notices = tokio::task::spawn_blocking(move || intake.notices(&station))
+        .await
+        .map_err(|e| Error::Storage(format!("notice task failed: {e}")))?;
+    let reply = match notices {
+        Ok(mut notices) => {
+            notices.truncate(MAX_NOTICES);
+            Message::Notices { notices }
+        }
+        Err(e) => Message::Reject {
+            reason: RejectReason::Unavailable,
+            detail: format!("cannot read notices: {e}"),
+        },
+    };
+    write_message(&mut send, &reply).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
 async fn serve_stream<I: Intake>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -116,6 +143,9 @@ async fn serve_stream<I: Intake>(
                 break Err(e);
             }
         };
+        if matches!(msg, Message::AskNotices) && rx.offer().is_none() {
+            return serve_notices(send, intake, station).await;
+        }
         match rx.handle(msg) {
             Err(e) => {
                 let _ = write_message(&mut send, &rx.reject(RejectReason::ProtocolViolation, &e.to_string())).await;
