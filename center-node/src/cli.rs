@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::config::{AllowedMember, CenterConfig};
+use crate::preview;
 use crate::provision::{self, CenterFacts};
+use crate::test_packets::TestDesk;
 use crate::{service, Result};
+use konvert_replication::Verdict;
 
 /// `konvert-center` commands.
 #[derive(Debug, Subcommand)]
@@ -75,6 +78,183 @@ pub enum CenterCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Technical-readiness test packets: list, preview, confirm or reject (works while
+    /// the center serves).
+    TestPackets {
+        /// What to do.
+        #[command(subcommand)]
+        action: TestPacketAction,
+    },
+}
+
+/// What to do with test packets.
+#[derive(Debug, Subcommand)]
+pub enum TestPacketAction {
+    /// List the test packets and their verdicts.
+    List {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Open the test packets with the loader's decryption key and write an HTML page with
+    /// a thumbnail and the quality facts of every page.
+    Preview {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The center's decryption key (the offline loader's).
+        #[arg(long)]
+        key: PathBuf,
+        /// Folder for index.html, thumbnails and the opened scans.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this packet (envelope id or packet id); default: every packet not yet judged.
+        #[arg(long)]
+        packet: Option<String>,
+        /// Include packets already judged.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Confirm a test packet: print and scan quality are fit for the exam.
+    Confirm {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Envelope id, or packet id (newest version unless --version).
+        #[arg(long)]
+        packet: String,
+        /// The packet version, with a packet id.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Who judged (name as on the readiness protocol).
+        #[arg(long)]
+        by: String,
+        /// An optional note for the site.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Reject a test packet; the site fixes what the reason says and sends a new one.
+    Reject {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Envelope id, or packet id (newest version unless --version).
+        #[arg(long)]
+        packet: String,
+        /// The packet version, with a packet id.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Who judged.
+        #[arg(long)]
+        by: String,
+        /// What is wrong, in words the site can act on.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn test_packets(action: TestPacketAction) -> Result<()> {
+    match action {
+        TestPacketAction::List { config } => {
+            let cfg = CenterConfig::load(&config)?;
+            let packets = TestDesk::open(&cfg.data_dir)?.list()?;
+            println!("{} test packet(s)", packets.len());
+            for p in &packets {
+                let r = &p.record;
+                let state = match p.judged() {
+                    Some(v) if v.reason.is_empty() => format!("{} by {}", v.verdict, v.judged_by),
+                    Some(v) => format!("{} by {}: {}", v.verdict, v.judged_by, v.reason),
+                    None => "waiting for a verdict".into(),
+                };
+                println!(
+                    "  site {:<6} {:<40} v{:<3} {:>10} bytes  envelope {}…  {state}",
+                    r.site,
+                    r.packet_id,
+                    r.version,
+                    r.bytes,
+                    &r.envelope_id[..16]
+                );
+            }
+        }
+        TestPacketAction::Preview {
+            config,
+            key,
+            out,
+            packet,
+            all,
+        } => {
+            let cfg = CenterConfig::load(&config)?;
+            let desk = TestDesk::open(&cfg.data_dir)?;
+            let packets = match packet {
+                Some(p) => vec![desk.find(&p, None)?],
+                None => desk
+                    .list()?
+                    .into_iter()
+                    .filter(|p| all || p.verdict.is_none())
+                    .collect(),
+            };
+            let recipient = konvert_crypto::keyfile::read_recipient_key(&key)?;
+            let members = crate::intake::members(&cfg)?;
+            let (index, previews) = preview::render_previews(&cfg.data_dir, &packets, &recipient, &members, &out)?;
+            for p in &previews {
+                let r = &p.packet.record;
+                match &p.pages {
+                    Ok(pages) => println!(
+                        "  {} v{} (site {}): {} page(s), {} with a quality problem",
+                        r.packet_id,
+                        r.version,
+                        r.site,
+                        pages.len(),
+                        p.problem_pages()
+                    ),
+                    Err(e) => println!("  {} v{} (site {}): cannot open: {e}", r.packet_id, r.version, r.site),
+                }
+            }
+            println!("preview of {} test packet(s): {}", previews.len(), index.display());
+        }
+        TestPacketAction::Confirm {
+            config,
+            packet,
+            version,
+            by,
+            note,
+        } => judge(&config, &packet, version, Verdict::Confirmed, &note, &by)?,
+        TestPacketAction::Reject {
+            config,
+            packet,
+            version,
+            by,
+            reason,
+        } => judge(&config, &packet, version, Verdict::Rejected, &reason, &by)?,
+    }
+    Ok(())
+}
+
+fn judge(
+    config: &std::path::Path,
+    packet: &str,
+    version: Option<u32>,
+    verdict: Verdict,
+    reason: &str,
+    by: &str,
+) -> Result<()> {
+    let cfg = CenterConfig::load(config)?;
+    let desk = TestDesk::open(&cfg.data_dir)?;
+    let found = desk.find(packet, version)?;
+    let key = konvert_crypto::keyfile::read_signing_key(&cfg.receipt_key)?;
+    desk.judge(&found, verdict, reason, by, &key, now_ms())?;
+    println!(
+        "{} v{} (site {}) {verdict}; the site sees the verdict when its station next connects",
+        found.record.packet_id, found.record.version, found.record.site
+    );
+    Ok(())
 }
 
 /// Runs one command.
@@ -159,11 +339,17 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
             for r in records {
                 let b = &r.receipt.body;
                 println!(
-                    "  {:<48} v{:<3} {:>12} bytes  site {}  signer {}",
-                    b.packet_id, b.version, b.bytes, b.site, r.signer
+                    "  {:<48} v{:<3} {:>12} bytes  site {}  signer {}{}",
+                    b.packet_id,
+                    b.version,
+                    b.bytes,
+                    b.site,
+                    r.signer,
+                    if r.test_packet { "  (test packet)" } else { "" }
                 );
             }
         }
+        CenterCommand::TestPackets { action } => test_packets(action)?,
     }
     Ok(())
 }

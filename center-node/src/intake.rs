@@ -32,6 +32,23 @@ pub struct Member {
     pub sites: Vec<String>,
 }
 
+/// The member keys the config allows, by key id.
+pub fn members(cfg: &CenterConfig) -> Result<HashMap<KeyId, Member>> {
+    let mut members = HashMap::new();
+    for m in &cfg.members {
+        let key = m.verifying_key()?;
+        members.insert(
+            key.key_id(),
+            Member {
+                name: m.name.clone(),
+                key,
+                sites: m.sites.clone(),
+            },
+        );
+    }
+    Ok(members)
+}
+
 /// One packet being received: the staging file, and the envelope verified as it arrives
 /// (Data comes in order from offset 0), so completing needs no second read.
 pub struct Staging {
@@ -62,21 +79,9 @@ fn now_ms() -> u64 {
 impl CenterIntake {
     /// Builds the intake from the config's member list.
     pub fn new(cfg: &CenterConfig, inbox: Arc<Inbox>, receipt_key: SigningKey, metrics: Metrics) -> Result<Self> {
-        let mut members = HashMap::new();
-        for m in &cfg.members {
-            let key = m.verifying_key()?;
-            members.insert(
-                key.key_id(),
-                Member {
-                    name: m.name.clone(),
-                    key,
-                    sites: m.sites.clone(),
-                },
-            );
-        }
         Ok(CenterIntake {
             inbox,
-            members,
+            members: members(cfg)?,
             receipt_key,
             metrics,
             max_packet_bytes: cfg.max_packet_bytes,

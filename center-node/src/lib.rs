@@ -11,6 +11,7 @@ pub mod config;
 mod error;
 pub mod intake;
 pub mod metrics;
+pub mod preview;
 pub mod provision;
 pub mod service;
 pub mod test_packets;

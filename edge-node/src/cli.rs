@@ -15,6 +15,7 @@ use crate::day::{check_table, run_day, DayOptions};
 use crate::deadline::DeadlineStatus;
 use crate::intake::{scan_recognizer, Intake};
 use crate::push::{push, PushEvent, PushOptions};
+use crate::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
 use crate::rooms::{day_rooms, seal_day_room, SealDesk};
 use crate::seal::seal_room;
 use crate::{Error, Result};
@@ -111,6 +112,40 @@ pub enum EdgeCommand {
         /// Read the PIN from this environment variable instead of asking (automation only).
         #[arg(long)]
         pin_env: Option<String>,
+    },
+    /// Technical readiness: seal the scans of the printed test blanks as a test packet,
+    /// send it, and wait for the center's verdict on print and scan quality.
+    TestPacket {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The folder with the scanned test blanks.
+        #[arg(long)]
+        scans: PathBuf,
+        /// The exam day being prepared for, YYYY-MM-DD (default: today at the site).
+        #[arg(long)]
+        date: Option<ExamDate>,
+        /// Exam: ege, oge, gve, essay.
+        #[arg(long, default_value = "ege")]
+        exam: ExamKind,
+        /// Seal only; send later with `push`.
+        #[arg(long)]
+        no_push: bool,
+        /// After sending, wait up to this many seconds for the center's verdict.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// Read the PIN from this environment variable instead of asking (automation only).
+        #[arg(long)]
+        pin_env: Option<String>,
+    },
+    /// Fetch the center's verdicts on this site's test packets and list them.
+    TestVerdicts {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Show what is kept without asking the center.
+        #[arg(long)]
+        offline: bool,
     },
     /// Check site.toml and say what is wrong.
     CheckConfig {
@@ -373,6 +408,83 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             }
             for s in done {
                 println!("{s}");
+            }
+        }
+        EdgeCommand::TestPacket {
+            config,
+            scans,
+            date,
+            exam,
+            no_push,
+            wait,
+            pin_env,
+        } => {
+            let cfg = SiteConfig::load(&config)?;
+            let signer = unlock(&cfg, pin_env.as_deref())?;
+            let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
+            let date = match date {
+                Some(d) => d,
+                None => cfg.time_zone.local_date(now_unix_ms() as i64)?,
+            };
+            let budget = cfg.day().map(|d| d.page_budget_ms).unwrap_or(1500);
+            let request = TestRequest {
+                scans: &scans,
+                date,
+                exam,
+            };
+            let recognizer = scan_recognizer(Duration::from_millis(budget));
+            let test = seal_test_packet(&cfg, &outbox, &signer, &request, &recognizer, now_unix_ms())?;
+            drop(signer);
+            for page in &test.pages {
+                match &page.status {
+                    konvert_exam::PageStatus::Read(id) => println!("  {}: {id}", page.location()),
+                    konvert_exam::PageStatus::Unreadable { reason } => {
+                        println!("  {}: barcode NOT read — {reason}", page.location())
+                    }
+                }
+            }
+            let unread = test.pages.iter().filter(|p| p.identity().is_none()).count();
+            println!(
+                "{} — {} page(s), {unread} without a readable barcode",
+                test.sealed,
+                test.pages.len()
+            );
+            if no_push {
+                println!("not sent (--no-push); send it with `konvert-edge push`");
+                return Ok(());
+            }
+            let report = push(&cfg, outbox.clone(), PushOptions::default()).await?;
+            for (id, reason, _) in &report.rejected {
+                println!("{id}: refused — {}", reason.plain_words());
+            }
+            println!("delivered; the center's staff now judge print and scan quality");
+            let offer = test.sealed.entry.offer.clone();
+            let until = std::time::Instant::now() + Duration::from_secs(wait);
+            loop {
+                fetch_verdicts(&cfg, &outbox).await?;
+                if outbox.verdict(&offer.packet_id, offer.version)?.is_some() || std::time::Instant::now() >= until {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            match test_statuses(&outbox)?.into_iter().find(|s| s.entry.offer == offer) {
+                Some(status) if status.verdict.is_some() => println!("{status}"),
+                _ => println!("no verdict yet; see it later with `konvert-edge test-verdicts`"),
+            }
+        }
+        EdgeCommand::TestVerdicts { config, offline } => {
+            let cfg = SiteConfig::load(&config)?;
+            let outbox = Outbox::open(&cfg.data_dir)?;
+            if !offline {
+                let new = fetch_verdicts(&cfg, &outbox).await?;
+                println!("{new} new verdict(s) from the center");
+            }
+            let all = test_statuses(&outbox)?;
+            if all.is_empty() {
+                println!("no test packets sent from this station");
+            }
+            for status in all {
+                println!("  {status}");
             }
         }
         EdgeCommand::CheckConfig { config } => {

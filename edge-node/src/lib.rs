@@ -12,6 +12,7 @@ pub mod deadline;
 mod error;
 pub mod intake;
 pub mod push;
+pub mod readiness;
 pub mod rooms;
 pub mod seal;
 

@@ -110,13 +110,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// Pushes everything in the outbox that has no receipt yet.
 pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> Result<PushReport> {
     let started = Instant::now();
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
-    let ca = read(&cfg.center.ca_cert)?;
-    let station = pki::IssuedCert {
-        cert_pem: read(&cfg.center.station_cert)?,
-        key_pem: read(&cfg.center.station_key)?.into(),
-    };
-    let endpoint = tls::client_endpoint(tls::client_config(&ca, &station)?)?;
+    let endpoint = station_endpoint(cfg)?;
     let center_key = cfg.receipt_key()?;
     let base_backoff = cfg.push.retry_seconds.max(0.05);
     let mut backoff = base_backoff;
@@ -238,7 +232,20 @@ async fn send_session(
     }
 }
 
-async fn connect(cfg: &SiteConfig, endpoint: &quinn::Endpoint) -> Result<quinn::Connection> {
+/// A QUIC endpoint that presents this site's station certificate and trusts only the
+/// center's CA.
+pub(crate) fn station_endpoint(cfg: &SiteConfig) -> Result<quinn::Endpoint> {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
+    let ca = read(&cfg.center.ca_cert)?;
+    let station = pki::IssuedCert {
+        cert_pem: read(&cfg.center.station_cert)?,
+        key_pem: read(&cfg.center.station_key)?.into(),
+    };
+    Ok(tls::client_endpoint(tls::client_config(&ca, &station)?)?)
+}
+
+/// Connects to the center and says Hello for this site.
+pub(crate) async fn connect(cfg: &SiteConfig, endpoint: &quinn::Endpoint) -> Result<quinn::Connection> {
     let addr = resolve(&cfg.center.address).await?;
     Ok(driver::connect(endpoint, addr, &cfg.center.server_name, cfg.site.as_str()).await?)
 }

@@ -1,8 +1,8 @@
-use konvert_crypto::{KeyId, SigningKey};
+use konvert_crypto::{KeyId, Signature, SigningKey};
 use proptest::prelude::*;
 
 use super::*;
-use crate::{Offer, Receipt, ReceiptBody, RejectReason};
+use crate::{Notice, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice, TestVerdict, Verdict};
 
 fn receipt(packet_id: String, digest: [u8; 32], bytes: u64) -> Receipt {
     let key = SigningKey::from_seed(&[3; 32]).unwrap();
@@ -69,7 +69,40 @@ fn arb_message() -> impl Strategy<Value = Message> {
             .prop_map(|(offset, bytes)| Message::Data { offset, bytes }),
         Just(Message::Done),
         arb_receipt().prop_map(|receipt| Message::Receipt { receipt }),
+        Just(Message::AskNotices),
+        proptest::collection::vec(arb_notice(), 0..4).prop_map(|notices| Message::Notices { notices }),
     ]
+}
+
+fn arb_notice() -> impl Strategy<Value = SignedNotice> {
+    (
+        ".{0,40}",
+        any::<u32>(),
+        any::<[u8; 32]>(),
+        any::<bool>(),
+        ".{0,60}",
+        any::<u64>(),
+    )
+        .prop_map(
+            |(packet_id, version, digest, confirmed, reason, judged_at_unix_ms)| SignedNotice {
+                notice: Notice::TestVerdict(TestVerdict {
+                    packet_id,
+                    version,
+                    site: "0101".into(),
+                    digest,
+                    verdict: if confirmed {
+                        Verdict::Confirmed
+                    } else {
+                        Verdict::Rejected
+                    },
+                    reason,
+                    judged_by: "staff".into(),
+                    judged_at_unix_ms,
+                }),
+                center_key: KeyId([1; 16]),
+                signature: Signature([2; 64]),
+            },
+        )
 }
 
 /// Position of a message's variant; the match is exhaustive, so adding a variant to
@@ -85,6 +118,8 @@ fn variant(m: &Message) -> usize {
         Message::Data { .. } => 6,
         Message::Done => 7,
         Message::Receipt { .. } => 8,
+        Message::AskNotices => 9,
+        Message::Notices { .. } => 10,
     }
 }
 
@@ -94,11 +129,11 @@ fn the_strategy_yields_every_variant() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = arb_message();
-    let mut seen = [false; 9];
+    let mut seen = [false; 11];
     for _ in 0..500 {
         seen[variant(&strategy.new_tree(&mut runner).unwrap().current())] = true;
     }
-    assert_eq!(seen, [true; 9]);
+    assert_eq!(seen, [true; 11]);
 }
 
 /// Splits `wire` at the given cut points (taken modulo its length), so pieces have random

@@ -82,8 +82,18 @@ impl Inbox {
 
     /// Where the envelope with this digest is stored.
     pub fn store_path(&self, digest: &[u8; 32]) -> PathBuf {
+        Inbox::envelope_path(&self.store, digest)
+    }
+
+    /// Where the envelope with this digest lies in the inbox at `dir`, for readers that
+    /// must not open the inbox's database (the receiver holds it).
+    pub fn stored_envelope(dir: &Path, digest: &[u8; 32]) -> PathBuf {
+        Inbox::envelope_path(&dir.join("store"), digest)
+    }
+
+    fn envelope_path(store: &Path, digest: &[u8; 32]) -> PathBuf {
         let hex = hex::encode(digest);
-        self.store.join(&hex[..2]).join(format!("{hex}.env"))
+        store.join(&hex[..2]).join(format!("{hex}.env"))
     }
 
     /// Moves a staged, fsynced and verified envelope into the store and records it. Only

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::durable::{packet_key, packet_prefix, rename_durably, storage_err};
-use crate::{Error, Offer, Receipt, RejectReason, Result};
+use konvert_crypto::VerifyingKey;
+
+use crate::{Error, Notice, Offer, Receipt, RejectReason, Result, SignedNotice, TestVerdict};
 
 /// Where a packet stands at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +48,7 @@ pub struct OutboxEntry {
 pub struct Outbox {
     db: sled::Db,
     entries: sled::Tree,
+    notices: sled::Tree,
     dir: PathBuf,
 }
 
@@ -61,9 +64,11 @@ impl Outbox {
             ))
         })?;
         let entries = db.open_tree("entries").map_err(storage_err)?;
+        let notices = db.open_tree("notices").map_err(storage_err)?;
         Ok(Outbox {
             db,
             entries,
+            notices,
             dir: envelopes,
         })
     }
@@ -152,6 +157,46 @@ impl Outbox {
     /// Records a final refusal, durably.
     pub fn mark_rejected(&self, offer: &Offer, reason: RejectReason, detail: String) -> Result<()> {
         self.update(offer, OutboxState::Rejected { reason, detail })
+    }
+
+    /// Keeps a verdict the center sent on one of this outbox's packets: it must verify
+    /// against `center` and name exactly an envelope sent from here. Returns whether it
+    /// is new.
+    pub fn record_verdict(&self, notice: &SignedNotice, center: &VerifyingKey) -> Result<bool> {
+        let Notice::TestVerdict(v) = notice.verify(center)?;
+        let key = packet_key(&v.packet_id, v.version);
+        let sent = match self.entries.get(&key).map_err(storage_err)? {
+            Some(bytes) => decode(&bytes)?,
+            None => {
+                return Err(Error::BadNotice(format!(
+                    "a verdict on {} v{}, which this station never sent",
+                    v.packet_id, v.version
+                )))
+            }
+        };
+        if !v.is_for(&sent.offer) {
+            return Err(Error::BadNotice(format!(
+                "the verdict on {} v{} is for other content than this station sent",
+                v.packet_id, v.version
+            )));
+        }
+        let bytes = postcard::to_allocvec(notice).map_err(storage_err)?;
+        let old = self.notices.insert(key, bytes).map_err(storage_err)?;
+        self.db.flush().map_err(storage_err)?;
+        Ok(old.is_none())
+    }
+
+    /// The verdict kept for a packet version, if any.
+    pub fn verdict(&self, packet_id: &str, version: u32) -> Result<Option<TestVerdict>> {
+        match self.notices.get(packet_key(packet_id, version)).map_err(storage_err)? {
+            Some(bytes) => {
+                let signed: SignedNotice =
+                    postcard::from_bytes(&bytes).map_err(|e| Error::Storage(format!("corrupt stored verdict: {e}")))?;
+                let Notice::TestVerdict(v) = signed.notice;
+                Ok(Some(v))
+            }
+            None => Ok(None),
+        }
     }
 
     fn update(&self, offer: &Offer, state: OutboxState) -> Result<()> {

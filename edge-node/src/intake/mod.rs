@@ -37,6 +37,35 @@ pub struct FileReading {
     pub problem: Option<String>,
 }
 
+impl FileReading {
+    /// The manifest's page records of the file `name`; an unreadable rest of the file
+    /// becomes one flagged record, so it is never silent.
+    pub fn page_records(&self, name: &str, sha256: [u8; 32], scanned_at_unix_ms: u64) -> Vec<PageRecord> {
+        let record = |page: usize, status: PageStatus| PageRecord {
+            file: name.to_owned(),
+            page: u32::try_from(page).unwrap_or(u32::MAX),
+            file_sha256: sha256,
+            status,
+            scanned_at_unix_ms,
+        };
+        let mut pages: Vec<PageRecord> = self
+            .pages
+            .iter()
+            .enumerate()
+            .map(|(i, status)| record(i, status.clone()))
+            .collect();
+        if let Some(problem) = &self.problem {
+            pages.push(record(
+                pages.len(),
+                PageStatus::Unreadable {
+                    reason: problem.clone(),
+                },
+            ));
+        }
+        pages
+    }
+}
+
 /// Reads and recognizes a whole scan file.
 pub type Recognizer = Arc<dyn Fn(&[u8]) -> FileReading + Send + Sync>;
 
@@ -234,30 +263,7 @@ impl Intake {
         self.write_spool(&spool_name, &bytes)?;
         let packet_name = self.unique_name(name, &sha256)?;
         let scanned_at = u64::try_from(stat.mtime_ns / 1_000_000).unwrap_or(now_ms);
-        let mut pages: Vec<PageRecord> = reading
-            .pages
-            .iter()
-            .enumerate()
-            .map(|(i, status)| PageRecord {
-                file: packet_name.clone(),
-                page: u32::try_from(i).unwrap_or(u32::MAX),
-                file_sha256: sha256,
-                status: status.clone(),
-                scanned_at_unix_ms: scanned_at,
-            })
-            .collect();
-        if let Some(problem) = &reading.problem {
-            // The unreadable rest of the file is one flagged record, so it is never silent.
-            pages.push(PageRecord {
-                file: packet_name.clone(),
-                page: u32::try_from(pages.len()).unwrap_or(u32::MAX),
-                file_sha256: sha256,
-                status: PageStatus::Unreadable {
-                    reason: problem.clone(),
-                },
-                scanned_at_unix_ms: scanned_at,
-            });
-        }
+        let pages = reading.page_records(&packet_name, sha256, scanned_at);
         let unreadable = pages.iter().filter(|p| p.identity().is_none()).count();
         let taken = TakenFile {
             name: packet_name.clone(),
@@ -315,7 +321,7 @@ fn extension(name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
     out

@@ -84,7 +84,7 @@ pub struct ScanJob {
     pub seed: u64,
 }
 
-/// Renders `pages` and writes them into `dir` as files named `<prefix>-0001.<ext>` …,
+/// Renders `pages` and writes them into `dir` (created if missing) as files named `<prefix>-0001.<ext>` …,
 /// each written under a temporary name and renamed, as a careful scanner would.
 pub fn write_pages(pages: &[PageIdentity], dir: &Path, prefix: &str, job: ScanJob) -> Result<Vec<PathBuf>> {
     let per_file = if job.format == ScanFormat::Png {
@@ -119,6 +119,7 @@ pub fn write_pages(pages: &[PageIdentity], dir: &Path, prefix: &str, job: ScanJo
         }
     });
     let images: Vec<super::PageImage> = images.into_iter().flatten().collect();
+    fs::create_dir_all(dir).map_err(crate::Error::io(dir))?;
     let mut written = Vec::new();
     for (n, chunk) in images.chunks(per_file).enumerate() {
         let mut bytes = Vec::new();
