@@ -14,7 +14,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use konvert_crypto::SigningKey;
 use konvert_exam::RoomId;
 use konvert_replication::Outbox;
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::Notify;
 
 use crate::cli::now_unix_ms;
@@ -120,10 +119,11 @@ pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> R
     });
 
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<String>(16);
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if cmd_tx.send(line).await.is_err() {
+    // A plain thread, not tokio's stdin: that read runs on the blocking pool and cannot be
+    // cancelled, so the runtime's shutdown would wait for the operator to press Enter.
+    let _ = std::thread::Builder::new().name("day-commands".into()).spawn(move || {
+        for line in std::io::stdin().lines().map_while(std::result::Result::ok) {
+            if cmd_tx.blocking_send(line).is_err() {
                 break;
             }
         }
@@ -222,7 +222,9 @@ pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> R
 
         if let Some(idle) = opts.until_idle {
             let all_sealed = rooms.iter().filter(|r| r.has_scans()).all(RoomState::is_sealed);
-            if all_sealed && pending.is_empty() && !intake.is_settling() && last_activity.elapsed() >= idle {
+            // Without a push, sealed packets stay pending by design: sealed is done.
+            let all_sent = pending.is_empty() || !opts.push;
+            if all_sealed && all_sent && !intake.is_settling() && last_activity.elapsed() >= idle {
                 more_coming.store(false, Ordering::Release);
                 header.finish_and_clear();
                 for bar in room_bars.values() {
