@@ -3,6 +3,7 @@
 //! It composes the edge and center crates and duplicates none of their logic.
 
 pub mod bench;
+pub mod bench_day;
 pub mod bench_recognition;
 pub mod demo;
 pub mod keys;

@@ -55,6 +55,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         pages: usize,
     },
+    /// A room through the real `day` loop: last page in the hot folder → sealed envelopes.
+    Day {
+        /// Participants seated and present in the room.
+        #[arg(long, default_value_t = 30)]
+        participants: usize,
+        /// The intake's settle time, ms (site.toml's [day] settle_ms).
+        #[arg(long, default_value_t = 1500)]
+        settle_ms: u64,
+        /// Quiet time before a complete room is sealed, s ([day] quiet_seconds).
+        #[arg(long, default_value_t = 0)]
+        quiet_seconds: u64,
+    },
     /// Packets of random data, sealed, sent over QUIC to a center process, fsynced, receipted.
     Transfer {
         /// Number of packets.
@@ -91,6 +103,13 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Recognition { pages }) => {
             tokio::task::block_in_place(|| konvert_ops::bench_recognition::run(pages))?;
+        }
+        Command::Bench(BenchCommand::Day {
+            participants,
+            settle_ms,
+            quiet_seconds,
+        }) => {
+            konvert_ops::bench_day::run(participants, settle_ms, quiet_seconds).await?;
         }
         Command::Bench(BenchCommand::Transfer {
             packets,
