@@ -15,7 +15,7 @@ use konvert_edge::intake::{scan_recognizer, Intake};
 use konvert_edge::rooms::{day_rooms, seal_room_state, SealDesk};
 use konvert_edge::{push, PushOptions, SiteConfig};
 use konvert_exam::scan::{room_pages, synthetic_plan, write_pages, ScanFormat, ScanJob};
-use konvert_exam::{ExamKind, PageIdentity, RoomId};
+use konvert_exam::{ExamKind, PacketKind, PageIdentity, RoomId};
 use konvert_replication::{Outbox, OutboxState};
 
 use crate::stats::quantile;
@@ -171,9 +171,21 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         text.push_str("\n[day]\nhot_folder = \"scans\"\nseating_plan = \"plan.toml\"\nsettle_ms = 200\n");
         std::fs::write(&toml, text)?;
         let cfg = SiteConfig::load(&toml)?;
-        let outbox = Outbox::open(&cfg.data_dir)?;
+        let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
         let signer = TokenFile::read(&cfg.token)?.unlock(DEMO_PIN)?;
         let day = cfg.day()?;
+        if i == 0 {
+            readiness(
+                &cfg,
+                &outbox,
+                &signer,
+                &center_cfg,
+                &init.recipient_key_path,
+                &root,
+                &say,
+            )
+            .await?;
+        }
 
         // The scanner: degraded pages, four per multi-page G4 TIFF, the last room as PNG.
         // The last room of the last site lost one answer blank, so it needs an override.
@@ -250,7 +262,6 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
                 .with_context(|| format!("sealing room {} at site {site}", r.check.room))?;
         }
         // Each site pushes as soon as its rooms are sealed, while the next site scans.
-        let outbox = Arc::new(outbox);
         let (c, o) = (cfg.clone(), outbox.clone());
         let push_opts = PushOptions {
             max_wait: Duration::from_secs(120),
@@ -268,6 +279,9 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     let (mut packets, mut bytes, mut verified, mut latencies) = (0, 0u64, 0, Vec::new());
     for (_, outbox) in &sites {
         for e in outbox.entries()? {
+            if e.offer.priority == PacketKind::Test.priority() {
+                continue; // readiness, not the exam day
+            }
             packets += 1;
             if let OutboxState::Delivered { receipt } = &e.state {
                 if receipt.verify_for(&receipt_key, &e.offer).is_ok() {
@@ -284,7 +298,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             }
         }
     }
-    let stored = center.inbox.len();
+    let stored = center.inbox.records()?.iter().filter(|r| !r.test_packet).count();
     let metrics_text = match center.metrics_addr {
         Some(a) => scrape(a).await.unwrap_or_default(),
         None => String::new(),
@@ -362,4 +376,84 @@ pub async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
         head.lines().next().unwrap_or("")
     );
     Ok(body.to_owned())
+}
+
+/// Technical readiness at the first site, days before the exam in real life: a test
+/// packet of printed blanks goes to the center, the loader previews it, the staff confirm
+/// it, and the signed verdict comes back to the site.
+async fn readiness(
+    cfg: &SiteConfig,
+    outbox: &Arc<Outbox>,
+    signer: &konvert_crypto::SigningKey,
+    center_cfg: &konvert_center::CenterConfig,
+    recipient_key: &std::path::Path,
+    root: &std::path::Path,
+    say: &dyn Fn(String),
+) -> anyhow::Result<()> {
+    use konvert_edge::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
+    let scans = root.join("readiness").join(cfg.site.as_str());
+    let room = RoomId::new(konvert_edge::readiness::TEST_ROOM)?;
+    let date = "2026-05-27".parse()?;
+    let plan = synthetic_plan(&cfg.site, date, ExamKind::Ege, &[(&room, 1)], 9_000_000);
+    let job = ScanJob {
+        format: ScanFormat::TiffG4,
+        pages_per_file: 8,
+        degrade: true,
+        dpi: 300,
+        seed: 99,
+    };
+    write_pages(&room_pages(&plan, &room, 0), &scans, "test", job)?;
+    let request = TestRequest {
+        scans: &scans,
+        date,
+        exam: ExamKind::Ege,
+    };
+    let recognizer = scan_recognizer(Duration::from_millis(1500));
+    let test = seal_test_packet(cfg, outbox, signer, &request, &recognizer, now_unix_ms())?;
+    let opts = PushOptions {
+        max_wait: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let report = push(cfg, outbox.clone(), opts).await?;
+    anyhow::ensure!(
+        report.rejected.is_empty(),
+        "the test packet was refused: {:?}",
+        report.rejected
+    );
+    let desk = konvert_center::test_packets::TestDesk::open(&center_cfg.data_dir)?;
+    let packet = desk.find(&test.sealed.entry.offer.packet_id, None)?;
+    let recipient = konvert_crypto::keyfile::read_recipient_key(recipient_key)?;
+    let members = konvert_center::intake::members(center_cfg)?;
+    let (index, previews) = konvert_center::preview::render_previews(
+        &center_cfg.data_dir,
+        std::slice::from_ref(&packet),
+        &recipient,
+        &members,
+        &root.join("readiness-preview"),
+    )?;
+    let pages = previews.first().and_then(|p| p.pages.as_ref().ok()).map_or(0, Vec::len);
+    let problems = previews.first().map_or(0, |p| p.problem_pages());
+    let key = konvert_crypto::keyfile::read_signing_key(&center_cfg.receipt_key)?;
+    desk.judge(
+        &packet,
+        konvert_replication::Verdict::Confirmed,
+        "",
+        "Кузнецова М. И. (РЦОИ)",
+        &key,
+        now_unix_ms(),
+    )?;
+    fetch_verdicts(cfg, outbox).await?;
+    let shown = test_statuses(outbox)?
+        .into_iter()
+        .last()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    say(format!(
+        "▸ readiness at site {}: test packet of {} pages delivered; the loader previewed it \
+         ({pages} pages, {problems} with a quality problem, {}); the verdict came back: {shown}",
+        cfg.site,
+        test.pages.len(),
+        index.display()
+    ));
+    Ok(())
 }
