@@ -225,3 +225,7 @@ impl Outbox {
 fn decode(bytes: &[u8]) -> Result<OutboxEntry> {
     postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("corrupt outbox entry: {e}")))
 }
+
+#[cfg(test)]
+#[path = "outbox_tests.rs"]
+mod tests;
