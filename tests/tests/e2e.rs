@@ -393,13 +393,10 @@ async fn the_demo_delivers_every_packet_with_verified_receipts() {
     assert_eq!(report.stored, 12);
     assert_eq!(report.receipts_verified, 12);
     assert_eq!(report.latencies.len(), 12);
-    assert!(
-        report
-            .metrics_text
-            .contains("konvert_delivery_latency_seconds_count 12"),
-        "{}",
-        report.metrics_text
-    );
+    // Plus the readiness round's test packet: delivered like the rest, counted apart.
+    let text = &report.metrics_text;
+    assert!(text.contains("konvert_delivery_latency_seconds_count 13"), "{text}");
+    assert!(text.contains("konvert_test_packets_received_total 1"), "{text}");
     assert!(
         !report.dir.exists(),
         "the temporary demo folder is removed without --keep"
