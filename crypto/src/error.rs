@@ -73,6 +73,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A key registry was refused; `reason` is machine-readable.
+    #[error("key registry refused ({reason:?}): {detail}")]
+    Registry {
+        /// Why.
+        reason: crate::registry::RegistryRefusal,
+        /// In words.
+        detail: String,
+    },
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Rng,

@@ -21,6 +21,8 @@ pub enum Domain {
     Receipt,
     /// A notice the center sends back to a site (a test packet's verdict, later remarks).
     Notice,
+    /// A security officer's signature on the key registry.
+    Registry,
 }
 
 impl Domain {
@@ -30,6 +32,7 @@ impl Domain {
             Domain::Envelope => b"konvert/v1/envelope-signature\0",
             Domain::Receipt => b"konvert/v1/receipt-signature\0",
             Domain::Notice => b"konvert/v1/center-notice\0",
+            Domain::Registry => b"konvert/v1/key-registry\0",
         }
     }
 

@@ -21,6 +21,7 @@ pub mod envelope;
 mod error;
 pub mod keyfile;
 pub mod keys;
+pub mod registry;
 pub mod token;
 
 pub use envelope::{

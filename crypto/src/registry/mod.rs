@@ -1,0 +1,401 @@
+//! The signed key registry: who may sign packets (member and center-specialist tokens
+//! with their regulation statuses and their site and date bindings), which center keys
+//! edges seal to, and the security officers' authority that signs it all.
+//!
+//! Trust follows TUF's root rules. A registry counts only with a threshold of valid
+//! signatures from the officers the reader already trusts; a registry that changes the
+//! officers must also carry a threshold of the new officers' signatures. A reader keeps
+//! the highest version it trusted (and its digest) and refuses anything older
+//! (rollback), a different registry under the same version (equivocation) and anything
+//! past its expiry (freeze). Pure functions: the caller persists [`RegistryTrust`].
+
+mod status;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+pub use status::TokenStatus;
+
+use crate::{Domain, Error, KeyId, RecipientPublicKey, Result, Signature, SigningKey, VerifyingKey};
+
+/// Largest encoded registry accepted (a region has a few thousand tokens).
+pub const MAX_REGISTRY_LEN: usize = 8 * 1024 * 1024;
+
+/// The security officers and how many of them must sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authority {
+    /// The officers' signing keys.
+    pub officers: Vec<VerifyingKey>,
+    /// Signatures needed, at least 1 and at most the number of officers.
+    pub threshold: u8,
+}
+
+impl Authority {
+    fn check(&self) -> Result<()> {
+        let ids: BTreeSet<KeyId> = self.officers.iter().map(|k| k.key_id()).collect();
+        if ids.len() != self.officers.len() {
+            return Err(refused(RegistryRefusal::Malformed, "an officer key is listed twice"));
+        }
+        if self.threshold == 0 || usize::from(self.threshold) > self.officers.len() {
+            return Err(refused(
+                RegistryRefusal::Malformed,
+                format!(
+                    "a threshold of {} with {} officers cannot be met",
+                    self.threshold,
+                    self.officers.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many distinct officers of this authority signed `body` validly.
+    fn valid_signatures(&self, body: &[u8], signatures: &[(KeyId, Signature)]) -> usize {
+        let mut counted = BTreeSet::new();
+        for (id, sig) in signatures {
+            if counted.contains(id) {
+                continue;
+            }
+            if let Some(k) = self.officers.iter().find(|k| k.key_id() == *id) {
+                if k.verify(Domain::Registry, body, sig).is_ok() {
+                    counted.insert(*id);
+                }
+            }
+        }
+        counted.len()
+    }
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenRole {
+    /// A state exam committee (ГЭК) member's: signs site packets.
+    Member,
+    /// A center specialist's: opens envelopes at the loader.
+    CenterSpecialist,
+}
+
+/// One token in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The token's serial.
+    pub token_id: String,
+    /// Who it is bound to (empty before binding).
+    pub person: String,
+    /// Member or center specialist.
+    pub role: TokenRole,
+    /// The key on the token.
+    pub public: VerifyingKey,
+    /// Where it stands.
+    pub status: TokenStatus,
+    /// The center's clock when the status was set.
+    pub status_since_unix_ms: u64,
+    /// Sites it may sign for.
+    pub sites: Vec<String>,
+    /// Exam days it may sign for, `YYYY-MM-DD`.
+    pub dates: Vec<String>,
+}
+
+/// Where a center recipient key stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CenterKeyState {
+    /// Edges seal to it.
+    Active,
+    /// Replaced: envelopes sealed to it still open until then.
+    Retiring {
+        /// End of the grace period.
+        until_unix_ms: u64,
+    },
+    /// The private key was destroyed; envelopes sealed to it can no longer be opened.
+    Destroyed {
+        /// When.
+        at_unix_ms: u64,
+    },
+}
+
+/// One center recipient key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CenterKeyRecord {
+    /// The public key edges seal to.
+    pub key: RecipientPublicKey,
+    /// Where it stands.
+    pub state: CenterKeyState,
+}
+
+/// The registry's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryBody {
+    /// Monotonic version.
+    pub version: u64,
+    /// When it was published.
+    pub issued_at_unix_ms: u64,
+    /// After this it is not trusted; a newer one must be published before.
+    pub expires_at_unix_ms: u64,
+    /// The officers who sign this and the next version.
+    pub authority: Authority,
+    /// Every token.
+    pub tokens: Vec<TokenRecord>,
+    /// The center's recipient keys.
+    pub center_keys: Vec<CenterKeyRecord>,
+}
+
+/// Why a token may not sign a packet, machine-readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignRefusal {
+    /// No token with this key is in the registry.
+    UnknownToken,
+    /// The token's status is not Issued.
+    NotIssued(TokenStatus),
+    /// The token is a center specialist's.
+    NotAMember,
+    /// The token is not bound to this site.
+    WrongSite,
+    /// The token is not bound to this exam day.
+    WrongDate,
+}
+
+impl RegistryBody {
+    /// Checks the content's own consistency: a sound authority, unique token ids and
+    /// keys, one unblocked token per person, exactly one active center key.
+    pub fn check(&self) -> Result<()> {
+        self.authority.check()?;
+        let mut ids = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        let mut people = BTreeSet::new();
+        for t in &self.tokens {
+            if !ids.insert(t.token_id.as_str()) {
+                return Err(refused(
+                    RegistryRefusal::Malformed,
+                    format!("token {} is listed twice", t.token_id),
+                ));
+            }
+            if !keys.insert(t.public.key_id()) {
+                return Err(refused(
+                    RegistryRefusal::Malformed,
+                    format!("token {}'s key is already another token's", t.token_id),
+                ));
+            }
+            if !t.person.is_empty() && !t.status.is_blocked() && !people.insert(t.person.as_str()) {
+                return Err(refused(
+                    RegistryRefusal::Malformed,
+                    format!("{} holds two tokens; one token per person", t.person),
+                ));
+            }
+        }
+        let active = self
+            .center_keys
+            .iter()
+            .filter(|k| k.state == CenterKeyState::Active)
+            .count();
+        if active != 1 {
+            return Err(refused(
+                RegistryRefusal::Malformed,
+                format!("{active} active center keys; exactly one is needed"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The token with this key.
+    pub fn token(&self, key: &KeyId) -> Option<&TokenRecord> {
+        self.tokens.iter().find(|t| t.public.key_id() == *key)
+    }
+
+    /// Whether the token with key `signer` may sign a packet of `site` for `date`, by
+    /// this registry — the one in force when the packet is received.
+    pub fn may_sign(&self, signer: &KeyId, site: &str, date: &str) -> std::result::Result<&TokenRecord, SignRefusal> {
+        let t = self.token(signer).ok_or(SignRefusal::UnknownToken)?;
+        if !t.status.may_sign() {
+            return Err(SignRefusal::NotIssued(t.status));
+        }
+        if t.role != TokenRole::Member {
+            return Err(SignRefusal::NotAMember);
+        }
+        if !t.sites.iter().any(|s| s == site) {
+            return Err(SignRefusal::WrongSite);
+        }
+        if !t.dates.iter().any(|d| d == date) {
+            return Err(SignRefusal::WrongDate);
+        }
+        Ok(t)
+    }
+
+    /// The key edges seal to.
+    pub fn active_center_key(&self) -> Option<&RecipientPublicKey> {
+        self.center_keys
+            .iter()
+            .find(|k| k.state == CenterKeyState::Active)
+            .map(|k| &k.key)
+    }
+}
+
+/// Why a registry is refused, machine-readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryRefusal {
+    /// Does not decode, or its content is inconsistent.
+    Malformed,
+    /// Fewer valid signatures of the trusted officers than the threshold.
+    NotEnoughSignatures,
+    /// It changes the officers without a threshold of the new officers' signatures.
+    NewAuthorityUnsigned,
+    /// Older than the version already trusted.
+    Rollback,
+    /// A different registry under the version already trusted.
+    Equivocation,
+    /// Past its expiry.
+    Expired,
+}
+
+fn refused(reason: RegistryRefusal, detail: impl Into<String>) -> Error {
+    Error::Registry {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// A registry as published: the encoded body, exactly as signed, and the officers'
+/// signatures over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRegistry {
+    /// postcard of [`RegistryBody`].
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    /// (officer key id, signature) pairs.
+    pub signatures: Vec<(KeyId, Signature)>,
+}
+
+impl SignedRegistry {
+    /// Encodes `body` (after checking it) and signs it with each of `officers`.
+    pub fn sign(body: &RegistryBody, officers: &[&SigningKey]) -> Result<Self> {
+        body.check()?;
+        let bytes = postcard::to_allocvec(body).map_err(|e| refused(RegistryRefusal::Malformed, e.to_string()))?;
+        let mut signed = SignedRegistry {
+            body: bytes,
+            signatures: Vec::new(),
+        };
+        for k in officers {
+            signed.add_signature(k);
+        }
+        Ok(signed)
+    }
+
+    /// Adds one officer's signature (officers sign in turn until the threshold is met).
+    pub fn add_signature(&mut self, officer: &SigningKey) {
+        let id = officer.key_id();
+        self.signatures.retain(|(k, _)| *k != id);
+        self.signatures.push((id, officer.sign(Domain::Registry, &self.body)));
+    }
+
+    /// The content, decoded without any trust decision (for display).
+    pub fn decode_body(&self) -> Result<RegistryBody> {
+        if self.body.len() > MAX_REGISTRY_LEN {
+            return Err(refused(RegistryRefusal::Malformed, "larger than any registry can be"));
+        }
+        postcard::from_bytes(&self.body)
+            .map_err(|e| refused(RegistryRefusal::Malformed, format!("does not decode: {e}")))
+    }
+
+    /// The registry as bytes, for a file or the wire.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        postcard::to_allocvec(self).map_err(|e| refused(RegistryRefusal::Malformed, e.to_string()))
+    }
+
+    /// Reads a registry from bytes, bounded before decoding.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_REGISTRY_LEN + 64 * 1024 {
+            return Err(refused(RegistryRefusal::Malformed, "larger than any registry can be"));
+        }
+        postcard::from_bytes(bytes).map_err(|e| refused(RegistryRefusal::Malformed, format!("does not decode: {e}")))
+    }
+
+    /// The SHA-256 of the signed body: two registries are the same iff this is.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &self.body).as_ref());
+        out
+    }
+}
+
+/// What a reader trusts: persist it before acting on a newly accepted registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryTrust {
+    /// The officers whose signatures count.
+    pub authority: Authority,
+    /// The highest version trusted (0: none yet, only the authority from provisioning).
+    pub version: u64,
+    /// Its digest.
+    pub digest: [u8; 32],
+}
+
+impl RegistryTrust {
+    /// Trust anchored in the officers' keys alone, as provisioned.
+    pub fn anchored(authority: Authority) -> Result<Self> {
+        authority.check()?;
+        Ok(RegistryTrust {
+            authority,
+            version: 0,
+            digest: [0; 32],
+        })
+    }
+
+    /// Decides on `registry` at `now_unix_ms`: its content and the trust to persist.
+    pub fn accept(&self, registry: &SignedRegistry, now_unix_ms: u64) -> Result<(RegistryBody, RegistryTrust)> {
+        let body = registry.decode_body()?;
+        body.check()?;
+        let need = usize::from(self.authority.threshold);
+        let have = self.authority.valid_signatures(&registry.body, &registry.signatures);
+        if have < need {
+            return Err(refused(
+                RegistryRefusal::NotEnoughSignatures,
+                format!("{have} valid officer signature(s), {need} needed"),
+            ));
+        }
+        if body.authority != self.authority {
+            let need_new = usize::from(body.authority.threshold);
+            let have_new = body.authority.valid_signatures(&registry.body, &registry.signatures);
+            if have_new < need_new {
+                return Err(refused(
+                    RegistryRefusal::NewAuthorityUnsigned,
+                    format!("the new officers signed {have_new} time(s), {need_new} needed"),
+                ));
+            }
+        }
+        let digest = registry.digest();
+        if body.version < self.version {
+            return Err(refused(
+                RegistryRefusal::Rollback,
+                format!(
+                    "version {} is older than the trusted version {}",
+                    body.version, self.version
+                ),
+            ));
+        }
+        if body.version == self.version && digest != self.digest {
+            return Err(refused(
+                RegistryRefusal::Equivocation,
+                format!("another registry was already trusted as version {}", body.version),
+            ));
+        }
+        if now_unix_ms >= body.expires_at_unix_ms {
+            return Err(refused(
+                RegistryRefusal::Expired,
+                format!(
+                    "version {} expired {} s ago; the officers must publish a new one",
+                    body.version,
+                    (now_unix_ms - body.expires_at_unix_ms) / 1000
+                ),
+            ));
+        }
+        let trust = RegistryTrust {
+            authority: body.authority.clone(),
+            version: body.version,
+            digest,
+        };
+        Ok((body, trust))
+    }
+}
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

@@ -1,0 +1,279 @@
+use super::*;
+use crate::RecipientSecretKey;
+
+const NOW: u64 = 1_780_000_000_000;
+const DAY: u64 = 86_400_000;
+
+struct Officers {
+    keys: Vec<SigningKey>,
+}
+
+impl Officers {
+    fn new(n: usize) -> Self {
+        Officers {
+            keys: (0..n).map(|_| SigningKey::generate().unwrap()).collect(),
+        }
+    }
+
+    fn authority(&self, threshold: u8) -> Authority {
+        Authority {
+            officers: self.keys.iter().map(|k| k.verifying_key()).collect(),
+            threshold,
+        }
+    }
+
+    fn refs(&self, which: &[usize]) -> Vec<&SigningKey> {
+        which.iter().map(|&i| &self.keys[i]).collect()
+    }
+}
+
+fn token(id: &str, person: &str, status: TokenStatus) -> (SigningKey, TokenRecord) {
+    let key = SigningKey::generate().unwrap();
+    let record = TokenRecord {
+        token_id: id.into(),
+        person: person.into(),
+        role: TokenRole::Member,
+        public: key.verifying_key(),
+        status,
+        status_since_unix_ms: NOW,
+        sites: vec!["0101".into()],
+        dates: vec!["2026-06-01".into()],
+    };
+    (key, record)
+}
+
+fn body(version: u64, authority: Authority, tokens: Vec<TokenRecord>) -> RegistryBody {
+    RegistryBody {
+        version,
+        issued_at_unix_ms: NOW,
+        expires_at_unix_ms: NOW + 7 * DAY,
+        authority,
+        tokens,
+        center_keys: vec![CenterKeyRecord {
+            key: RecipientSecretKey::generate().unwrap().public_key(),
+            state: CenterKeyState::Active,
+        }],
+    }
+}
+
+fn reason(e: Error) -> RegistryRefusal {
+    match e {
+        Error::Registry { reason, .. } => reason,
+        other => panic!("not a registry refusal: {other}"),
+    }
+}
+
+#[test]
+fn statuses_follow_the_regulations() {
+    use TokenStatus::*;
+    let path = [
+        Loaded,
+        ReceivedByCenter,
+        Bound,
+        StatementPrinted,
+        Issued,
+        ReceivedByCenter,
+    ];
+    for w in path.windows(2) {
+        w[0].check_transition(w[1]).unwrap();
+    }
+    let err = Loaded.check_transition(Issued).unwrap_err();
+    assert!(err.contains("allowed: received-by-center"), "{err}");
+    for blocked in [Lost, Compromised, Broken] {
+        Issued.check_transition(blocked).unwrap();
+        assert!(blocked.is_blocked() && !blocked.may_sign());
+        for to in TokenStatus::ALL {
+            let err = blocked.check_transition(to).unwrap_err();
+            assert!(err.contains("blocked for good"), "{err}");
+        }
+    }
+    assert_eq!(TokenStatus::ALL.iter().filter(|s| s.may_sign()).count(), 1);
+    assert_eq!("Выдан".parse::<TokenStatus>().unwrap(), Issued);
+    assert!("issued!".parse::<TokenStatus>().unwrap_err().contains("one of loaded"));
+}
+
+#[test]
+fn a_threshold_of_trusted_officers_is_needed() {
+    let o = Officers::new(3);
+    let trust = RegistryTrust::anchored(o.authority(2)).unwrap();
+    let b = body(1, o.authority(2), vec![]);
+    let two = SignedRegistry::sign(&b, &o.refs(&[0, 2])).unwrap();
+    let (got, next) = trust.accept(&two, NOW).unwrap();
+    assert_eq!((got.version, next.version), (1, 1));
+
+    let one = SignedRegistry::sign(&b, &o.refs(&[1])).unwrap();
+    assert_eq!(
+        reason(trust.accept(&one, NOW).unwrap_err()),
+        RegistryRefusal::NotEnoughSignatures
+    );
+    // The same officer twice counts once.
+    let mut twice = one.clone();
+    twice.signatures.push(twice.signatures[0]);
+    assert_eq!(
+        reason(trust.accept(&twice, NOW).unwrap_err()),
+        RegistryRefusal::NotEnoughSignatures
+    );
+    // A signature from someone who is not an officer does not count.
+    let stranger = SigningKey::generate().unwrap();
+    let mut with_stranger = one.clone();
+    with_stranger.add_signature(&stranger);
+    assert_eq!(
+        reason(trust.accept(&with_stranger, NOW).unwrap_err()),
+        RegistryRefusal::NotEnoughSignatures
+    );
+    // A signature made for another purpose does not count.
+    let mut other_domain = one.clone();
+    other_domain
+        .signatures
+        .push((o.keys[0].key_id(), o.keys[0].sign(Domain::Receipt, &two.body)));
+    assert_eq!(
+        reason(trust.accept(&other_domain, NOW).unwrap_err()),
+        RegistryRefusal::NotEnoughSignatures
+    );
+}
+
+#[test]
+fn any_flipped_bit_in_the_body_breaks_it() {
+    let o = Officers::new(3);
+    let trust = RegistryTrust::anchored(o.authority(2)).unwrap();
+    let (_, t) = token("T1", "Иванов", TokenStatus::Issued);
+    let good = SignedRegistry::sign(&body(1, o.authority(2), vec![t]), &o.refs(&[0, 1])).unwrap();
+    for at in (0..good.body.len()).step_by(7) {
+        let mut bad = good.clone();
+        bad.body[at] ^= 0x10;
+        let r = reason(trust.accept(&bad, NOW).unwrap_err());
+        assert!(
+            matches!(r, RegistryRefusal::NotEnoughSignatures | RegistryRefusal::Malformed),
+            "byte {at}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn rollback_equivocation_and_expiry_are_refused() {
+    let o = Officers::new(3);
+    let trust = RegistryTrust::anchored(o.authority(2)).unwrap();
+    let v2 = SignedRegistry::sign(&body(2, o.authority(2), vec![]), &o.refs(&[0, 1])).unwrap();
+    let (_, trust2) = trust.accept(&v2, NOW).unwrap();
+    let v1 = SignedRegistry::sign(&body(1, o.authority(2), vec![]), &o.refs(&[0, 1])).unwrap();
+    assert_eq!(reason(trust2.accept(&v1, NOW).unwrap_err()), RegistryRefusal::Rollback);
+    // The same version again is fine; another body under it is not.
+    trust2.accept(&v2, NOW).unwrap();
+    let mut other = body(2, o.authority(2), vec![]);
+    other.issued_at_unix_ms += 1;
+    let v2b = SignedRegistry::sign(&other, &o.refs(&[0, 1])).unwrap();
+    assert_eq!(
+        reason(trust2.accept(&v2b, NOW).unwrap_err()),
+        RegistryRefusal::Equivocation
+    );
+    let v3 = SignedRegistry::sign(&body(3, o.authority(2), vec![]), &o.refs(&[1, 2])).unwrap();
+    let err = trust2.accept(&v3, NOW + 7 * DAY).unwrap_err();
+    assert_eq!(reason(err), RegistryRefusal::Expired);
+}
+
+#[test]
+fn officers_rotate_only_with_old_and_new_thresholds() {
+    let old = Officers::new(3);
+    let new = Officers::new(3);
+    let trust = RegistryTrust::anchored(old.authority(2)).unwrap();
+    let b = body(5, new.authority(2), vec![]);
+    // Only the old officers: the new ones never agreed.
+    let only_old = SignedRegistry::sign(&b, &old.refs(&[0, 1])).unwrap();
+    assert_eq!(
+        reason(trust.accept(&only_old, NOW).unwrap_err()),
+        RegistryRefusal::NewAuthorityUnsigned
+    );
+    // Only the new officers: nobody trusted vouches for them.
+    let only_new = SignedRegistry::sign(&b, &new.refs(&[0, 1])).unwrap();
+    assert_eq!(
+        reason(trust.accept(&only_new, NOW).unwrap_err()),
+        RegistryRefusal::NotEnoughSignatures
+    );
+    let mut both = only_old.clone();
+    for k in new.refs(&[1, 2]) {
+        both.add_signature(k);
+    }
+    let (_, rotated) = trust.accept(&both, NOW).unwrap();
+    assert_eq!(rotated.authority, new.authority(2));
+    // From now on the old officers alone count for nothing.
+    let next = SignedRegistry::sign(&body(6, new.authority(2), vec![]), &old.refs(&[0, 1, 2])).unwrap();
+    assert_eq!(
+        reason(rotated.accept(&next, NOW).unwrap_err()),
+        RegistryRefusal::NotEnoughSignatures
+    );
+}
+
+#[test]
+fn only_an_issued_member_token_bound_to_the_site_and_day_may_sign() {
+    let o = Officers::new(1);
+    let (issued, t1) = token("T1", "Иванов", TokenStatus::Issued);
+    let (printed, t2) = token("T2", "Петров", TokenStatus::StatementPrinted);
+    let (lost, t3) = token("T3", "Сидоров", TokenStatus::Lost);
+    let (specialist, mut t4) = token("T4", "Кузнецова", TokenStatus::Issued);
+    t4.role = TokenRole::CenterSpecialist;
+    let b = body(1, o.authority(1), vec![t1, t2, t3, t4]);
+    let ok = b.may_sign(&issued.key_id(), "0101", "2026-06-01").unwrap();
+    assert_eq!(ok.token_id, "T1");
+    assert_eq!(
+        b.may_sign(&issued.key_id(), "0102", "2026-06-01").unwrap_err(),
+        SignRefusal::WrongSite
+    );
+    assert_eq!(
+        b.may_sign(&issued.key_id(), "0101", "2026-06-02").unwrap_err(),
+        SignRefusal::WrongDate
+    );
+    assert_eq!(
+        b.may_sign(&printed.key_id(), "0101", "2026-06-01").unwrap_err(),
+        SignRefusal::NotIssued(TokenStatus::StatementPrinted)
+    );
+    assert_eq!(
+        b.may_sign(&lost.key_id(), "0101", "2026-06-01").unwrap_err(),
+        SignRefusal::NotIssued(TokenStatus::Lost)
+    );
+    assert_eq!(
+        b.may_sign(&specialist.key_id(), "0101", "2026-06-01").unwrap_err(),
+        SignRefusal::NotAMember
+    );
+    let stranger = SigningKey::generate().unwrap();
+    assert_eq!(
+        b.may_sign(&stranger.key_id(), "0101", "2026-06-01").unwrap_err(),
+        SignRefusal::UnknownToken
+    );
+}
+
+#[test]
+fn inconsistent_content_is_refused_before_signing() {
+    let o = Officers::new(2);
+    let (_, a) = token("T1", "Иванов", TokenStatus::Issued);
+    let (_, mut b) = token("T2", "Иванов", TokenStatus::Bound);
+    let err = SignedRegistry::sign(&body(1, o.authority(1), vec![a.clone(), b.clone()]), &o.refs(&[0])).unwrap_err();
+    assert!(err.to_string().contains("one token per person"), "{err}");
+    // A blocked token does not count: its holder gets a new one from the reserve.
+    b.status = TokenStatus::Lost;
+    SignedRegistry::sign(&body(1, o.authority(1), vec![a.clone(), b]), &o.refs(&[0])).unwrap();
+    let err = SignedRegistry::sign(&body(1, o.authority(3), vec![]), &o.refs(&[0])).unwrap_err();
+    assert!(err.to_string().contains("cannot be met"), "{err}");
+    let mut no_key = body(1, o.authority(1), vec![]);
+    no_key.center_keys.clear();
+    let err = SignedRegistry::sign(&no_key, &o.refs(&[0])).unwrap_err();
+    assert!(err.to_string().contains("0 active center keys"), "{err}");
+    let dup = SignedRegistry::sign(&body(1, o.authority(1), vec![a.clone(), a]), &o.refs(&[0])).unwrap_err();
+    assert!(dup.to_string().contains("listed twice"), "{dup}");
+}
+
+#[test]
+fn bytes_round_trip_and_garbage_is_refused() {
+    let o = Officers::new(1);
+    let signed = SignedRegistry::sign(&body(1, o.authority(1), vec![]), &o.refs(&[0])).unwrap();
+    let bytes = signed.to_bytes().unwrap();
+    assert_eq!(SignedRegistry::from_bytes(&bytes).unwrap(), signed);
+    assert_eq!(
+        reason(SignedRegistry::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err()),
+        RegistryRefusal::Malformed
+    );
+    let huge = vec![0u8; MAX_REGISTRY_LEN + 100 * 1024];
+    assert_eq!(
+        reason(SignedRegistry::from_bytes(&huge).unwrap_err()),
+        RegistryRefusal::Malformed
+    );
+}
