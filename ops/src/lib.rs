@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bench_day;
 pub mod bench_recognition;
+pub mod bench_signatures;
 pub mod demo;
 pub mod keys;
 pub mod rooms;

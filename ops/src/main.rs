@@ -55,6 +55,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         pages: usize,
     },
+    /// Signature checks at the center: Ed25519 verifications/s and registry decisions/s.
+    Signatures {
+        /// Signatures to verify.
+        #[arg(long, default_value_t = 50_000)]
+        count: usize,
+        /// Tokens in the registry.
+        #[arg(long, default_value_t = 5_000)]
+        tokens: usize,
+    },
     /// A room through the real `day` loop: last page in the hot folder → sealed envelopes.
     Day {
         /// Participants seated and present in the room.
@@ -103,6 +112,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Recognition { pages }) => {
             tokio::task::block_in_place(|| konvert_ops::bench_recognition::run(pages))?;
+        }
+        Command::Bench(BenchCommand::Signatures { count, tokens }) => {
+            tokio::task::block_in_place(|| konvert_ops::bench_signatures::run(count, tokens))?;
         }
         Command::Bench(BenchCommand::Day {
             participants,

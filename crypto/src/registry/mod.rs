@@ -11,7 +11,7 @@
 
 mod status;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -197,13 +197,48 @@ impl RegistryBody {
         Ok(())
     }
 
+    /// The key edges seal to.
+    pub fn active_center_key(&self) -> Option<&RecipientPublicKey> {
+        self.center_keys
+            .iter()
+            .find(|k| k.state == CenterKeyState::Active)
+            .map(|k| &k.key)
+    }
+}
+
+/// A registry in force, indexed by token key for the center's per-packet decision.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    body: RegistryBody,
+    by_key: HashMap<KeyId, usize>,
+}
+
+impl From<RegistryBody> for Registry {
+    fn from(body: RegistryBody) -> Self {
+        let by_key = body
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.public.key_id(), i))
+            .collect();
+        Registry { body, by_key }
+    }
+}
+
+impl Registry {
+    /// The content.
+    pub fn body(&self) -> &RegistryBody {
+        &self.body
+    }
+
     /// The token with this key.
     pub fn token(&self, key: &KeyId) -> Option<&TokenRecord> {
-        self.tokens.iter().find(|t| t.public.key_id() == *key)
+        self.by_key.get(key).and_then(|&i| self.body.tokens.get(i))
     }
 
     /// Whether the token with key `signer` may sign a packet of `site` for `date`, by
-    /// this registry — the one in force when the packet is received.
+    /// this registry — the one in force when the packet is received, never the signing
+    /// time the envelope claims.
     pub fn may_sign(&self, signer: &KeyId, site: &str, date: &str) -> std::result::Result<&TokenRecord, SignRefusal> {
         let t = self.token(signer).ok_or(SignRefusal::UnknownToken)?;
         if !t.status.may_sign() {
@@ -219,14 +254,6 @@ impl RegistryBody {
             return Err(SignRefusal::WrongDate);
         }
         Ok(t)
-    }
-
-    /// The key edges seal to.
-    pub fn active_center_key(&self) -> Option<&RecipientPublicKey> {
-        self.center_keys
-            .iter()
-            .find(|k| k.state == CenterKeyState::Active)
-            .map(|k| &k.key)
     }
 }
 

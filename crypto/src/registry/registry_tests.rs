@@ -211,7 +211,7 @@ fn only_an_issued_member_token_bound_to_the_site_and_day_may_sign() {
     let (lost, t3) = token("T3", "Сидоров", TokenStatus::Lost);
     let (specialist, mut t4) = token("T4", "Кузнецова", TokenStatus::Issued);
     t4.role = TokenRole::CenterSpecialist;
-    let b = body(1, o.authority(1), vec![t1, t2, t3, t4]);
+    let b = Registry::from(body(1, o.authority(1), vec![t1, t2, t3, t4]));
     let ok = b.may_sign(&issued.key_id(), "0101", "2026-06-01").unwrap();
     assert_eq!(ok.token_id, "T1");
     assert_eq!(
