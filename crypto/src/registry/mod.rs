@@ -140,6 +140,17 @@ pub struct RegistryBody {
     pub center_keys: Vec<CenterKeyRecord>,
 }
 
+/// Who a token is bound to, and where and when it may sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The person.
+    pub person: String,
+    /// Sites.
+    pub sites: Vec<String>,
+    /// Exam days, `YYYY-MM-DD`.
+    pub dates: Vec<String>,
+}
+
 /// Why a token may not sign a packet, machine-readable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignRefusal {
@@ -195,6 +206,87 @@ impl RegistryBody {
             ));
         }
         Ok(())
+    }
+
+    /// Adds a token just loaded from the federal certificates (status Loaded).
+    pub fn add_token(&mut self, token_id: &str, role: TokenRole, public: VerifyingKey, now_unix_ms: u64) -> Result<()> {
+        if self.tokens.iter().any(|t| t.token_id == token_id) {
+            return Err(refused(
+                RegistryRefusal::Malformed,
+                format!("token {token_id} is already in the registry"),
+            ));
+        }
+        if self.tokens.iter().any(|t| t.public.key_id() == public.key_id()) {
+            return Err(refused(
+                RegistryRefusal::Malformed,
+                "this key is already another token's",
+            ));
+        }
+        self.tokens.push(TokenRecord {
+            token_id: token_id.to_owned(),
+            person: String::new(),
+            role,
+            public,
+            status: TokenStatus::Loaded,
+            status_since_unix_ms: now_unix_ms,
+            sites: Vec::new(),
+            dates: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Moves a token to `to`, as the regulations allow. Binding (to Bound) names the
+    /// person and the sites and days; a token returned to the center loses its binding.
+    pub fn set_status(
+        &mut self,
+        token_id: &str,
+        to: TokenStatus,
+        binding: Option<Binding>,
+        now_unix_ms: u64,
+    ) -> Result<&TokenRecord> {
+        let i = self.tokens.iter().position(|t| t.token_id == token_id).ok_or_else(|| {
+            refused(
+                RegistryRefusal::Malformed,
+                format!("no token {token_id} in the registry"),
+            )
+        })?;
+        let from = self.tokens[i].status;
+        from.check_transition(to)
+            .map_err(|e| refused(RegistryRefusal::Malformed, format!("token {token_id}: {e}")))?;
+        let mut next = self.tokens[i].clone();
+        match (to, binding) {
+            (TokenStatus::Bound, Some(b)) => {
+                if b.person.trim().is_empty() || b.sites.is_empty() || b.dates.is_empty() {
+                    return Err(refused(
+                        RegistryRefusal::Malformed,
+                        "binding needs the person, at least one site and at least one exam day",
+                    ));
+                }
+                next.person = b.person;
+                next.sites = b.sites;
+                next.dates = b.dates;
+            }
+            (TokenStatus::Bound, None) => {
+                return Err(refused(
+                    RegistryRefusal::Malformed,
+                    "binding needs the person, the sites and the exam days",
+                ))
+            }
+            (TokenStatus::ReceivedByCenter, _) => {
+                next.person.clear();
+                next.sites.clear();
+                next.dates.clear();
+            }
+            _ => {}
+        }
+        next.status = to;
+        next.status_since_unix_ms = now_unix_ms;
+        let old = std::mem::replace(&mut self.tokens[i], next);
+        if let Err(e) = self.check() {
+            self.tokens[i] = old;
+            return Err(e);
+        }
+        Ok(&self.tokens[i])
     }
 
     /// The key edges seal to.

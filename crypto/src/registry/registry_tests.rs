@@ -277,3 +277,62 @@ fn bytes_round_trip_and_garbage_is_refused() {
         RegistryRefusal::Malformed
     );
 }
+
+#[test]
+fn officers_walk_a_token_through_its_lifecycle() {
+    use TokenStatus::*;
+    let o = Officers::new(1);
+    let mut b = body(1, o.authority(1), vec![]);
+    let key = SigningKey::generate().unwrap();
+    b.add_token("T9", TokenRole::Member, key.verifying_key(), NOW).unwrap();
+    let err = b.add_token(
+        "T9",
+        TokenRole::Member,
+        SigningKey::generate().unwrap().verifying_key(),
+        NOW,
+    );
+    assert!(err.unwrap_err().to_string().contains("already in the registry"));
+    let err = b.set_status("T9", Issued, None, NOW).unwrap_err().to_string();
+    assert!(err.contains("allowed: received-by-center"), "{err}");
+    b.set_status("T9", ReceivedByCenter, None, NOW).unwrap();
+    let err = b.set_status("T9", Bound, None, NOW).unwrap_err().to_string();
+    assert!(err.contains("binding needs"), "{err}");
+    let binding = Binding {
+        person: "Иванов И. И.".into(),
+        sites: vec!["0101".into()],
+        dates: vec!["2026-06-01".into()],
+    };
+    b.set_status("T9", Bound, Some(binding.clone()), NOW).unwrap();
+    b.set_status("T9", StatementPrinted, None, NOW).unwrap();
+    let issued = b.set_status("T9", Issued, None, NOW + 1).unwrap().clone();
+    assert_eq!((issued.status, issued.status_since_unix_ms), (Issued, NOW + 1));
+    assert!(Registry::from(b.clone())
+        .may_sign(&key.key_id(), "0101", "2026-06-01")
+        .is_ok());
+
+    // One token per person: a second token cannot be bound to the same member…
+    let second = SigningKey::generate().unwrap();
+    b.add_token("T10", TokenRole::Member, second.verifying_key(), NOW)
+        .unwrap();
+    b.set_status("T10", ReceivedByCenter, None, NOW).unwrap();
+    let err = b
+        .set_status("T10", Bound, Some(binding.clone()), NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one token per person"), "{err}");
+    assert_eq!(
+        b.tokens[1].status, ReceivedByCenter,
+        "a refused change leaves the token as it was"
+    );
+    // …until the first is blocked; then the reserve token takes over.
+    b.set_status("T9", Compromised, None, NOW + 2).unwrap();
+    b.set_status("T10", Bound, Some(binding), NOW + 3).unwrap();
+    assert_eq!(
+        Registry::from(b.clone())
+            .may_sign(&key.key_id(), "0101", "2026-06-01")
+            .unwrap_err(),
+        SignRefusal::NotIssued(Compromised)
+    );
+    let err = b.set_status("T9", Issued, None, NOW).unwrap_err().to_string();
+    assert!(err.contains("blocked for good"), "{err}");
+}
