@@ -1,14 +1,48 @@
-//! `konvert keys`: the security officers' commands (for now: issuing a member token).
+//! `konvert keys`: the security officers' commands — the authority, member tokens, their
+//! statuses in the registry draft, and publishing the signed registry.
 
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Subcommand;
+use konvert_crypto::registry::{Binding, CenterKeyRecord, CenterKeyState, RegistryBody, TokenRole, TokenStatus};
 use konvert_crypto::token::{TokenFile, DEFAULT_KDF_ITERATIONS};
+use konvert_crypto::RecipientPublicKey;
+use zeroize::Zeroizing;
+
+use crate::authority::{AuthorityFile, OfficerEntry, Workspace};
 
 /// Security officers' key commands.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create a member (ГЭК) token file: a new signing key, encrypted under the member's PIN.
+    /// Create the officers' authority: a PIN-protected key per officer, the threshold of
+    /// signatures a registry needs, and an empty registry draft.
+    InitAuthority {
+        /// The workspace folder to create.
+        #[arg(long)]
+        dir: PathBuf,
+        /// An officer's name (repeat for each officer).
+        #[arg(long = "officer", required = true)]
+        officers: Vec<String>,
+        /// Signatures a registry needs.
+        #[arg(long)]
+        threshold: u8,
+        /// The center's recipient public key (64 hex digits, from `konvert-center init`).
+        #[arg(long)]
+        center_key: String,
+        /// Days a published registry stays valid.
+        #[arg(long, default_value_t = 7)]
+        valid_days: u32,
+        /// Read the officers' PIN from this environment variable (automation only).
+        #[arg(long)]
+        pin_env: Option<String>,
+        /// PBKDF2 iterations protecting the officers' PINs.
+        #[arg(long, default_value_t = DEFAULT_KDF_ITERATIONS)]
+        kdf_iterations: u32,
+    },
+    /// Create a token file: a new signing key under the holder's PIN; with --authority,
+    /// record it in the registry draft as Loaded.
     IssueToken {
         /// Where to write the token file.
         #[arg(long)]
@@ -19,6 +53,12 @@ pub enum KeysCommand {
         /// The member who holds it.
         #[arg(long)]
         holder: String,
+        /// The officers' workspace whose registry draft records the token.
+        #[arg(long)]
+        authority: Option<PathBuf>,
+        /// member or specialist (a center specialist's token for the loader).
+        #[arg(long, default_value = "member")]
+        role: String,
         /// Read the PIN from this environment variable instead of asking (automation only).
         #[arg(long)]
         pin_env: Option<String>,
@@ -26,37 +66,292 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = DEFAULT_KDF_ITERATIONS)]
         kdf_iterations: u32,
     },
+    /// Move a token to another status in the registry draft, as the regulations allow.
+    SetStatus {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// The token.
+        #[arg(long)]
+        token_id: String,
+        /// loaded, received-by-center, bound, statement-printed, issued, lost, compromised, broken.
+        #[arg(long)]
+        status: TokenStatus,
+        /// With `bound`: the person.
+        #[arg(long)]
+        person: Option<String>,
+        /// With `bound`: a site the token may sign for (repeat).
+        #[arg(long)]
+        site: Vec<String>,
+        /// With `bound`: an exam day, YYYY-MM-DD (repeat).
+        #[arg(long)]
+        date: Vec<String>,
+        /// Do not ask before blocking a token.
+        #[arg(long)]
+        yes: bool,
+        /// Print the token as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign the draft as the next registry version with a threshold of officers.
+    Publish {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// An officer who signs (repeat until the threshold).
+        #[arg(long = "officer", required = true)]
+        officers: Vec<String>,
+        /// Read every officer's PIN from this environment variable (automation only).
+        #[arg(long)]
+        pin_env: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the registry draft.
+    Show {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn pin_from(pin_env: Option<&str>, prompt: &str, repeat: bool) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(var) = pin_env {
+        return std::env::var(var)
+            .map(Zeroizing::new)
+            .map_err(|_| anyhow::anyhow!("environment variable {var} with the PIN is not set"));
+    }
+    let a = Zeroizing::new(rpassword::prompt_password(prompt)?);
+    if repeat {
+        let b = Zeroizing::new(rpassword::prompt_password("Repeat the PIN: ")?);
+        anyhow::ensure!(*a == *b, "the two PINs differ; nothing was written");
+    }
+    Ok(a)
+}
+
+/// A token as `show --json` and `set-status --json` print it.
+fn token_json(t: &konvert_crypto::registry::TokenRecord) -> serde_json::Value {
+    serde_json::json!({
+        "token_id": t.token_id,
+        "person": t.person,
+        "role": match t.role { TokenRole::Member => "member", TokenRole::CenterSpecialist => "specialist" },
+        "public": t.public.to_string(),
+        "status": t.status.as_str(),
+        "status_ru": t.status.russian(),
+        "status_since_unix_ms": t.status_since_unix_ms,
+        "sites": t.sites,
+        "dates": t.dates,
+    })
+}
+
+fn confirm_block(token_id: &str, status: TokenStatus) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "blocking token {token_id} ({status}) is final; confirm with --yes"
+    );
+    println!("Blocking token {token_id} as {status} is final: it can never sign again.");
+    println!("Type the token id to confirm:");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    anyhow::ensure!(line.trim() == token_id, "not confirmed; nothing was changed");
+    Ok(())
 }
 
 /// Runs one keys command.
 pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
+        KeysCommand::InitAuthority {
+            dir,
+            officers,
+            threshold,
+            center_key,
+            valid_days,
+            pin_env,
+            kdf_iterations,
+        } => {
+            let center = RecipientPublicKey::from_hex(&center_key).context("--center-key")?;
+            let ws = Workspace::create(&dir)?;
+            let mut entries = Vec::new();
+            for name in &officers {
+                let pin = pin_from(pin_env.as_deref(), &format!("New PIN for officer {name}: "), true)?;
+                let token = TokenFile::create(
+                    &ws.officer_token(name),
+                    &format!("OFFICER-{name}"),
+                    name,
+                    &pin,
+                    kdf_iterations,
+                )?;
+                entries.push(OfficerEntry {
+                    name: name.clone(),
+                    public: token.public.to_string(),
+                });
+            }
+            let file = AuthorityFile {
+                officers: entries,
+                threshold,
+                valid_days,
+            };
+            let authority = file.authority()?;
+            ws.write_authority_file(&file)?;
+            let draft = RegistryBody {
+                version: 0,
+                issued_at_unix_ms: 0,
+                expires_at_unix_ms: 0,
+                authority,
+                tokens: Vec::new(),
+                center_keys: vec![CenterKeyRecord {
+                    key: center,
+                    state: CenterKeyState::Active,
+                }],
+            };
+            ws.save_draft(&draft)?;
+            println!(
+                "authority of {} officer(s), {threshold} signature(s) per registry, in {}",
+                officers.len(),
+                dir.display()
+            );
+            println!("give each edge and the center authority.toml: it anchors their trust");
+        }
         KeysCommand::IssueToken {
             out,
             token_id,
             holder,
+            authority,
+            role,
             pin_env,
             kdf_iterations,
         } => {
-            let pin = match pin_env {
-                Some(var) => zeroize::Zeroizing::new(
-                    std::env::var(&var).map_err(|_| anyhow::anyhow!("environment variable {var} is not set"))?,
-                ),
-                None => {
-                    let a = zeroize::Zeroizing::new(rpassword::prompt_password("New PIN for the token: ")?);
-                    let b = zeroize::Zeroizing::new(rpassword::prompt_password("Repeat the PIN: ")?);
-                    anyhow::ensure!(*a == *b, "the two PINs differ; nothing was written");
-                    a
-                }
+            let role = match role.as_str() {
+                "member" => TokenRole::Member,
+                "specialist" => TokenRole::CenterSpecialist,
+                other => anyhow::bail!("unknown role {other:?}; member or specialist"),
             };
+            // Check the draft takes the token before creating the key file.
+            let ws = authority.as_deref().map(Workspace::open).transpose()?;
+            if let Some(ws) = &ws {
+                let draft = ws.draft()?;
+                anyhow::ensure!(
+                    !draft.tokens.iter().any(|t| t.token_id == token_id),
+                    "token {token_id} is already in the registry draft"
+                );
+            }
+            let pin = pin_from(pin_env.as_deref(), "New PIN for the token: ", true)?;
             let token = TokenFile::create(&out, &token_id, &holder, &pin, kdf_iterations)?;
+            drop(pin);
             println!(
                 "token {} for {} written to {}",
                 token.token_id,
                 token.holder,
                 out.display()
             );
-            println!("public key (allow it at the center): {}", token.public);
+            println!("public key: {}", token.public);
+            if let Some(ws) = ws {
+                let mut draft = ws.draft()?;
+                draft.add_token(&token_id, role, token.public, now_ms())?;
+                ws.save_draft(&draft)?;
+                println!("recorded in the registry draft as loaded; publish to take effect");
+            }
+        }
+        KeysCommand::SetStatus {
+            authority,
+            token_id,
+            status,
+            person,
+            site,
+            date,
+            yes,
+            json,
+        } => {
+            let ws = Workspace::open(&authority)?;
+            let mut draft = ws.draft()?;
+            let binding = person.map(|person| Binding {
+                person,
+                sites: site,
+                dates: date,
+            });
+            if status.is_blocked() && !yes {
+                confirm_block(&token_id, status)?;
+            }
+            let token = draft.set_status(&token_id, status, binding, now_ms())?.clone();
+            ws.save_draft(&draft)?;
+            if json {
+                println!("{}", token_json(&token));
+            } else {
+                println!(
+                    "token {token_id}: {} ({}); publish to take effect",
+                    token.status,
+                    token.status.russian()
+                );
+            }
+        }
+        KeysCommand::Publish {
+            authority,
+            officers,
+            pin_env,
+            json,
+        } => {
+            let ws = Workspace::open(&authority)?;
+            let keys = ws.unlock_officers(&officers, &|t: &TokenFile| {
+                pin_from(pin_env.as_deref(), &format!("PIN of officer {}: ", t.holder), false)
+            })?;
+            let refs: Vec<_> = keys.iter().collect();
+            let (path, body) = ws.publish(&refs, now_ms())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "version": body.version,
+                        "path": path.display().to_string(),
+                        "expires_at_unix_ms": body.expires_at_unix_ms,
+                        "tokens": body.tokens.len(),
+                        "signatures": officers.len(),
+                    })
+                );
+            } else {
+                println!(
+                    "registry v{} published: {} ({} token(s), signed by {})",
+                    body.version,
+                    path.display(),
+                    body.tokens.len(),
+                    officers.join(", ")
+                );
+            }
+        }
+        KeysCommand::Show { authority, json } => {
+            let ws = Workspace::open(&authority)?;
+            let draft = ws.draft()?;
+            if json {
+                let tokens: Vec<_> = draft.tokens.iter().map(token_json).collect();
+                println!("{}", serde_json::json!({ "version": draft.version, "tokens": tokens }));
+            } else {
+                println!(
+                    "registry draft (last published v{}), {} token(s)",
+                    draft.version,
+                    draft.tokens.len()
+                );
+                for t in &draft.tokens {
+                    println!(
+                        "  {:<12} {:<20} {:<24} {:<30} sites {}  days {}",
+                        t.token_id,
+                        t.status.as_str(),
+                        t.status.russian(),
+                        t.person,
+                        t.sites.join(","),
+                        t.dates.join(",")
+                    );
+                }
+            }
         }
     }
     Ok(())

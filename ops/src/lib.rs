@@ -2,6 +2,7 @@
 //! minimal security-officer key commands, and the synthetic room generator they share.
 //! It composes the edge and center crates and duplicates none of their logic.
 
+pub mod authority;
 pub mod bench;
 pub mod bench_day;
 pub mod bench_recognition;

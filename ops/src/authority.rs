@@ -1,0 +1,201 @@
+//! The security officers' workspace: the authority (officers and threshold), the officers'
+//! PIN-protected signing tokens, the registry draft they edit, and every published
+//! registry. The registry logic itself is `konvert_crypto::registry`; this module only
+//! keeps its files.
+//!
+//! ```text
+//! authority/
+//!   authority.toml           officers (name, public key), threshold, validity
+//!   officers/<name>.token    each officer's key under their PIN
+//!   draft.registry           the body being edited (postcard), written atomically
+//!   published/registry-v<N>.bin, registry.bin (newest)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use konvert_crypto::keyfile;
+use konvert_crypto::registry::{Authority, RegistryBody, RegistryTrust, SignedRegistry};
+use konvert_crypto::token::TokenFile;
+use konvert_crypto::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+/// One officer as `authority.toml` lists them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficerEntry {
+    /// The officer's name.
+    pub name: String,
+    /// Their public key, 64 hex digits.
+    pub public: String,
+}
+
+/// `authority.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityFile {
+    /// The officers.
+    pub officers: Vec<OfficerEntry>,
+    /// Signatures a registry needs.
+    pub threshold: u8,
+    /// Days a published registry is valid; edges freeze after that.
+    pub valid_days: u32,
+}
+
+impl AuthorityFile {
+    /// The authority the registry carries.
+    pub fn authority(&self) -> anyhow::Result<Authority> {
+        let officers = self
+            .officers
+            .iter()
+            .map(|o| VerifyingKey::from_hex(&o.public).with_context(|| format!("officer {}'s public key", o.name)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Authority {
+            officers,
+            threshold: self.threshold,
+        })
+    }
+}
+
+/// The workspace folder.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    dir: PathBuf,
+}
+
+const MAX_FILE: u64 = 16 * 1024 * 1024;
+
+impl Workspace {
+    /// Opens an existing workspace.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            dir.join("authority.toml").exists(),
+            "{} is not an officers' workspace (no authority.toml); create one with `konvert keys init-authority`",
+            dir.display()
+        );
+        Ok(Workspace { dir: dir.to_owned() })
+    }
+
+    /// Creates the folders of a new workspace; refuses an existing one.
+    pub fn create(dir: &Path) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !dir.join("authority.toml").exists(),
+            "{} already holds an authority; refusing to overwrite it",
+            dir.display()
+        );
+        std::fs::create_dir_all(dir.join("officers"))?;
+        std::fs::create_dir_all(dir.join("published"))?;
+        Ok(Workspace { dir: dir.to_owned() })
+    }
+
+    /// Where an officer's token lives.
+    pub fn officer_token(&self, name: &str) -> PathBuf {
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join("officers").join(format!("{safe}.token"))
+    }
+
+    /// Reads `authority.toml`.
+    pub fn authority_file(&self) -> anyhow::Result<AuthorityFile> {
+        let path = self.dir.join("authority.toml");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{} is not a valid authority file", path.display()))
+    }
+
+    /// Writes `authority.toml`.
+    pub fn write_authority_file(&self, file: &AuthorityFile) -> anyhow::Result<()> {
+        keyfile::write_atomic(
+            &self.dir.join("authority.toml"),
+            toml::to_string(file)?.as_bytes(),
+            0o644,
+        )?;
+        Ok(())
+    }
+
+    /// The draft being edited.
+    pub fn draft(&self) -> anyhow::Result<RegistryBody> {
+        let path = self.dir.join("draft.registry");
+        let bytes = keyfile::read_bounded(&path, MAX_FILE)?;
+        postcard::from_bytes(&bytes).with_context(|| format!("{} is damaged", path.display()))
+    }
+
+    /// Saves the draft after checking its consistency.
+    pub fn save_draft(&self, body: &RegistryBody) -> anyhow::Result<()> {
+        body.check()?;
+        keyfile::write_atomic(&self.dir.join("draft.registry"), &postcard::to_allocvec(body)?, 0o600)?;
+        Ok(())
+    }
+
+    /// The newest published registry, if any.
+    pub fn published(&self) -> anyhow::Result<Option<SignedRegistry>> {
+        let path = self.dir.join("published").join("registry.bin");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = keyfile::read_bounded(&path, MAX_FILE)?;
+        Ok(Some(SignedRegistry::from_bytes(&bytes)?))
+    }
+
+    /// Signs the draft as the next version with `officers`, checks it as an edge would,
+    /// and writes it. Returns the path and the published body.
+    pub fn publish(&self, officers: &[&SigningKey], now_unix_ms: u64) -> anyhow::Result<(PathBuf, RegistryBody)> {
+        let file = self.authority_file()?;
+        let mut body = self.draft()?;
+        let previous = self.published()?;
+        // The trust an edge holds now: anchored in the authority that signed the last
+        // registry, or in the current one for the first.
+        let trust = match &previous {
+            Some(p) => {
+                let b = p.decode_body()?;
+                RegistryTrust {
+                    authority: b.authority.clone(),
+                    version: b.version,
+                    digest: p.digest(),
+                }
+            }
+            None => RegistryTrust::anchored(file.authority()?)?,
+        };
+        body.version = trust.version + 1;
+        body.issued_at_unix_ms = now_unix_ms;
+        body.expires_at_unix_ms = now_unix_ms + u64::from(file.valid_days) * 86_400_000;
+        body.authority = file.authority()?;
+        let signed = SignedRegistry::sign(&body, officers)?;
+        let (accepted, _) = trust
+            .accept(&signed, now_unix_ms)
+            .context("the signed registry would not be accepted by the edges")?;
+        let bytes = signed.to_bytes()?;
+        let path = self
+            .dir
+            .join("published")
+            .join(format!("registry-v{}.bin", accepted.version));
+        keyfile::write_new_atomic(&path, &bytes, 0o644)?;
+        keyfile::write_atomic(&self.dir.join("published").join("registry.bin"), &bytes, 0o644)?;
+        self.save_draft(&accepted)?;
+        Ok((path, accepted))
+    }
+
+    /// Unlocks the named officers' tokens with the PIN `pin_of` gives for each.
+    pub fn unlock_officers(
+        &self,
+        names: &[String],
+        pin_of: &dyn Fn(&TokenFile) -> anyhow::Result<zeroize::Zeroizing<String>>,
+    ) -> anyhow::Result<Vec<SigningKey>> {
+        names
+            .iter()
+            .map(|n| {
+                let token = TokenFile::read(&self.officer_token(n))
+                    .with_context(|| format!("officer {n} has no token in this workspace"))?;
+                let pin = pin_of(&token)?;
+                Ok(token.unlock(&pin)?)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,194 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The officers' `konvert keys` commands, run as the binary: an authority of three with a
+//! threshold of two, a member token walked through the regulations' statuses, a registry
+//! published and accepted as an edge would accept it.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use konvert_crypto::registry::{RegistryTrust, SignedRegistry, TokenStatus};
+use konvert_crypto::RecipientSecretKey;
+use konvert_ops::authority::Workspace;
+
+const KONVERT: &str = env!("CARGO_BIN_EXE_konvert");
+
+fn keys(args: &[&str]) -> Output {
+    Command::new(KONVERT)
+        .arg("keys")
+        .args(args)
+        .env("PIN", "246813")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn err(out: &Output) -> String {
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn status(auth: &Path, token: &str, status: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "set-status",
+        "--authority",
+        auth.to_str().unwrap(),
+        "--token-id",
+        token,
+        "--status",
+        status,
+    ];
+    args.extend_from_slice(extra);
+    keys(&args)
+}
+
+#[test]
+fn officers_issue_bind_publish_and_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("authority");
+    let a = auth.to_str().unwrap();
+    let center = RecipientSecretKey::generate().unwrap().public_key().to_string();
+    let fast = ["--pin-env", "PIN", "--kdf-iterations", "1000"];
+    let mut init = vec![
+        "init-authority",
+        "--dir",
+        a,
+        "--officer",
+        "Орлов",
+        "--officer",
+        "Белова",
+    ];
+    init.extend_from_slice(&["--officer", "Зайцев", "--threshold", "2", "--center-key", &center]);
+    init.extend_from_slice(&fast);
+    ok(&keys(&init));
+    assert!(err(&keys(&init)).contains("already holds an authority"));
+
+    let token = dir.path().join("T1.token");
+    let mut issue = vec!["issue-token", "--out", token.to_str().unwrap(), "--token-id", "T1"];
+    issue.extend_from_slice(&["--holder", "Иванов И. И.", "--authority", a]);
+    issue.extend_from_slice(&fast);
+    ok(&keys(&issue));
+
+    let e = err(&status(&auth, "T1", "issued", &[]));
+    assert!(
+        e.contains("a loaded token cannot become issued; allowed: received-by-center"),
+        "{e}"
+    );
+    ok(&status(&auth, "T1", "received-by-center", &[]));
+    let e = err(&status(&auth, "T1", "bound", &[]));
+    assert!(e.contains("binding needs"), "{e}");
+    let bind = ["--person", "Иванов И. И.", "--site", "0101", "--date", "2026-06-01"];
+    ok(&status(&auth, "T1", "bound", &bind));
+    ok(&status(&auth, "T1", "statement-printed", &[]));
+    let json = ok(&status(&auth, "T1", "issued", &["--json"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["status_ru"].as_str()),
+        (Some("issued"), Some("Выдан"))
+    );
+    assert_eq!(v["sites"][0].as_str(), Some("0101"));
+
+    // One officer is not enough; two are.
+    let e = err(&keys(&[
+        "publish",
+        "--authority",
+        a,
+        "--officer",
+        "Орлов",
+        "--pin-env",
+        "PIN",
+    ]));
+    assert!(
+        e.contains("would not be accepted") && e.contains("1 valid officer signature(s), 2 needed"),
+        "{e}"
+    );
+    let out = ok(&keys(&[
+        "publish",
+        "--authority",
+        a,
+        "--officer",
+        "Орлов",
+        "--officer",
+        "Зайцев",
+        "--pin-env",
+        "PIN",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["version"].as_u64(), Some(1));
+
+    // An edge anchored in authority.toml accepts it, and T1 may sign for its site and day.
+    let ws = Workspace::open(&auth).unwrap();
+    let trust = RegistryTrust::anchored(ws.authority_file().unwrap().authority().unwrap()).unwrap();
+    let bytes = std::fs::read(auth.join("published/registry-v1.bin")).unwrap();
+    let (body, trust) = trust
+        .accept(&SignedRegistry::from_bytes(&bytes).unwrap(), now())
+        .unwrap();
+    let signer = konvert_crypto::token::TokenFile::read(&token).unwrap().key_id();
+    let registry = konvert_crypto::registry::Registry::from(body);
+    assert!(registry.may_sign(&signer, "0101", "2026-06-01").is_ok());
+
+    // Blocking asks first; without a terminal it needs --yes.
+    let e = err(&status(&auth, "T1", "compromised", &[]));
+    assert!(e.contains("confirm with --yes"), "{e}");
+    ok(&status(&auth, "T1", "compromised", &["--yes"]));
+    ok(&keys(&[
+        "publish",
+        "--authority",
+        a,
+        "--officer",
+        "Белова",
+        "--officer",
+        "Зайцев",
+        "--pin-env",
+        "PIN",
+    ]));
+    let bytes = std::fs::read(auth.join("published/registry-v2.bin")).unwrap();
+    let (body, _) = trust
+        .accept(&SignedRegistry::from_bytes(&bytes).unwrap(), now())
+        .unwrap();
+    let registry = konvert_crypto::registry::Registry::from(body);
+    assert_eq!(
+        registry.may_sign(&signer, "0101", "2026-06-01").unwrap_err(),
+        konvert_crypto::registry::SignRefusal::NotIssued(TokenStatus::Compromised)
+    );
+    // A wrong PIN signs nothing.
+    let e = String::from_utf8_lossy(
+        &Command::new(KONVERT)
+            .args([
+                "keys",
+                "publish",
+                "--authority",
+                a,
+                "--officer",
+                "Орлов",
+                "--officer",
+                "Белова",
+                "--pin-env",
+                "PIN",
+            ])
+            .env("PIN", "000000")
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .into_owned();
+    assert!(e.contains("wrong PIN"), "{e}");
+    assert!(!auth.join("published/registry-v3.bin").exists());
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
