@@ -108,6 +108,29 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make a new center key the one edges seal to; the old one keeps opening packets
+    /// sealed to it for the grace period.
+    RotateCenterKey {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// The new recipient public key (64 hex digits).
+        #[arg(long)]
+        new_key: String,
+        /// Days the old key still opens envelopes sealed to it.
+        #[arg(long, default_value_t = 3)]
+        grace_days: u32,
+    },
+    /// Mark center keys past their grace period destroyed in the draft, and destroy the
+    /// given private key files that belong to them.
+    RetireCenterKeys {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// A center private key file to destroy if its key was retired (repeat).
+        #[arg(long)]
+        key_file: Vec<PathBuf>,
+    },
     /// Show the registry draft.
     Show {
         /// The officers' workspace.
@@ -165,6 +188,18 @@ fn confirm_block(token_id: &str, status: TokenStatus) -> anyhow::Result<()> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     anyhow::ensure!(line.trim() == token_id, "not confirmed; nothing was changed");
+    Ok(())
+}
+
+/// Overwrites a secret key file with zeros, makes that durable, then removes it.
+fn destroy_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let len = std::fs::metadata(path)?.len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)])?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::remove_file(path)?;
     Ok(())
 }
 
@@ -327,6 +362,38 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     officers.join(", ")
                 );
             }
+        }
+        KeysCommand::RotateCenterKey {
+            authority,
+            new_key,
+            grace_days,
+        } => {
+            let ws = Workspace::open(&authority)?;
+            let mut draft = ws.draft()?;
+            let new = RecipientPublicKey::from_hex(&new_key).context("--new-key")?;
+            let until = now_ms() + u64::from(grace_days) * 86_400_000;
+            draft.rotate_center_key(new, until)?;
+            ws.save_draft(&draft)?;
+            println!(
+                "edges seal to {new} from the next published registry; the old key opens for {grace_days} more day(s)"
+            );
+        }
+        KeysCommand::RetireCenterKeys { authority, key_file } => {
+            let ws = Workspace::open(&authority)?;
+            let mut draft = ws.draft()?;
+            let retired = draft.retire_expired_center_keys(now_ms());
+            ws.save_draft(&draft)?;
+            println!("{} center key(s) marked destroyed in the draft", retired.len());
+            for path in key_file {
+                let secret = konvert_crypto::keyfile::read_recipient_key(&path)?;
+                if retired.contains(&secret.public_key()) {
+                    destroy_file(&path)?;
+                    println!("  destroyed {}", path.display());
+                } else {
+                    println!("  kept {}: its key is not past its grace period", path.display());
+                }
+            }
+            println!("publish to tell the edges and the center");
         }
         KeysCommand::Show { authority, json } => {
             let ws = Workspace::open(&authority)?;

@@ -192,3 +192,68 @@ fn now() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+#[test]
+fn the_center_key_rotates_and_the_retired_private_key_is_destroyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("authority");
+    let a = auth.to_str().unwrap();
+    let old_secret = RecipientSecretKey::generate().unwrap();
+    let old_file = dir.path().join("old-recipient.key");
+    konvert_crypto::keyfile::write_recipient_key(&old_file, &old_secret).unwrap();
+    let old = old_secret.public_key().to_string();
+    ok(&keys(&[
+        "init-authority",
+        "--dir",
+        a,
+        "--officer",
+        "Орлов",
+        "--threshold",
+        "1",
+        "--center-key",
+        &old,
+        "--pin-env",
+        "PIN",
+        "--kdf-iterations",
+        "1000",
+    ]));
+    let new = RecipientSecretKey::generate().unwrap().public_key();
+    let e = err(&keys(&["rotate-center-key", "--authority", a, "--new-key", &old]));
+    assert!(e.contains("used before"), "{e}");
+    ok(&keys(&[
+        "rotate-center-key",
+        "--authority",
+        a,
+        "--new-key",
+        &new.to_string(),
+        "--grace-days",
+        "0",
+    ]));
+    let kept = dir.path().join("new-recipient.key");
+    konvert_crypto::keyfile::write_recipient_key(&kept, &RecipientSecretKey::generate().unwrap()).unwrap();
+    let out = ok(&keys(&[
+        "retire-center-keys",
+        "--authority",
+        a,
+        "--key-file",
+        old_file.to_str().unwrap(),
+        "--key-file",
+        kept.to_str().unwrap(),
+    ]));
+    assert!(out.contains("1 center key(s) marked destroyed"), "{out}");
+    assert!(!old_file.exists(), "the retired private key is gone");
+    assert!(kept.exists(), "a key that was not retired is kept");
+    ok(&keys(&[
+        "publish",
+        "--authority",
+        a,
+        "--officer",
+        "Орлов",
+        "--pin-env",
+        "PIN",
+    ]));
+    let bytes = std::fs::read(auth.join("published/registry-v1.bin")).unwrap();
+    let body = SignedRegistry::from_bytes(&bytes).unwrap().decode_body().unwrap();
+    assert_eq!(body.active_center_key(), Some(&new));
+    assert!(!body.center_key_opens(&old_secret.public_key(), now()));
+}

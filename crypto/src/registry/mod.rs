@@ -289,6 +289,58 @@ impl RegistryBody {
         Ok(&self.tokens[i])
     }
 
+    /// Makes `new` the key edges seal to from the next version; the old key keeps
+    /// opening what was sealed to it until `grace_until_unix_ms`.
+    pub fn rotate_center_key(&mut self, new: RecipientPublicKey, grace_until_unix_ms: u64) -> Result<()> {
+        if self.center_keys.iter().any(|k| k.key == new) {
+            return Err(refused(
+                RegistryRefusal::Malformed,
+                "this center key was used before; generate a new one",
+            ));
+        }
+        for k in &mut self.center_keys {
+            if k.state == CenterKeyState::Active {
+                k.state = CenterKeyState::Retiring {
+                    until_unix_ms: grace_until_unix_ms,
+                };
+            }
+        }
+        self.center_keys.push(CenterKeyRecord {
+            key: new,
+            state: CenterKeyState::Active,
+        });
+        self.check()
+    }
+
+    /// Records as destroyed every retiring key whose grace period is over at `now`;
+    /// returns them, so their private halves can be destroyed.
+    pub fn retire_expired_center_keys(&mut self, now_unix_ms: u64) -> Vec<RecipientPublicKey> {
+        let mut done = Vec::new();
+        for k in &mut self.center_keys {
+            if let CenterKeyState::Retiring { until_unix_ms } = k.state {
+                if now_unix_ms >= until_unix_ms {
+                    k.state = CenterKeyState::Destroyed {
+                        at_unix_ms: now_unix_ms,
+                    };
+                    done.push(k.key);
+                }
+            }
+        }
+        done
+    }
+
+    /// Whether an envelope sealed to `key` may still be opened at `now`.
+    pub fn center_key_opens(&self, key: &RecipientPublicKey, now_unix_ms: u64) -> bool {
+        self.center_keys.iter().any(|k| {
+            k.key == *key
+                && match k.state {
+                    CenterKeyState::Active => true,
+                    CenterKeyState::Retiring { until_unix_ms } => now_unix_ms < until_unix_ms,
+                    CenterKeyState::Destroyed { .. } => false,
+                }
+        })
+    }
+
     /// The key edges seal to.
     pub fn active_center_key(&self) -> Option<&RecipientPublicKey> {
         self.center_keys

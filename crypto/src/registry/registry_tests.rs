@@ -336,3 +336,33 @@ fn officers_walk_a_token_through_its_lifecycle() {
     let err = b.set_status("T9", Issued, None, NOW).unwrap_err().to_string();
     assert!(err.contains("blocked for good"), "{err}");
 }
+
+#[test]
+fn a_rotated_center_key_opens_through_its_grace_period_then_is_destroyed() {
+    let o = Officers::new(1);
+    let mut b = body(1, o.authority(1), vec![]);
+    let old = *b.active_center_key().unwrap();
+    let new = RecipientSecretKey::generate().unwrap().public_key();
+    b.rotate_center_key(new, NOW + DAY).unwrap();
+    assert_eq!(b.active_center_key(), Some(&new));
+    assert!(b.center_key_opens(&old, NOW) && b.center_key_opens(&new, NOW));
+    assert!(!b.center_key_opens(&old, NOW + DAY), "grace period over");
+    assert!(b
+        .rotate_center_key(old, NOW)
+        .unwrap_err()
+        .to_string()
+        .contains("used before"));
+    assert!(b.retire_expired_center_keys(NOW).is_empty());
+    assert_eq!(b.retire_expired_center_keys(NOW + DAY), vec![old]);
+    assert_eq!(
+        b.center_keys[0].state,
+        CenterKeyState::Destroyed { at_unix_ms: NOW + DAY }
+    );
+    // The registry says so, signed: an edge learns the old key is gone.
+    let signed = SignedRegistry::sign(&b, &o.refs(&[0])).unwrap();
+    let (got, _) = RegistryTrust::anchored(o.authority(1))
+        .unwrap()
+        .accept(&signed, NOW)
+        .unwrap();
+    assert!(!got.center_key_opens(&old, NOW) && got.active_center_key() == Some(&new));
+}
