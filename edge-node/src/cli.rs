@@ -16,9 +16,11 @@ use crate::deadline::DeadlineStatus;
 use crate::intake::{scan_recognizer, Intake};
 use crate::push::{push, PushEvent, PushOptions};
 use crate::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
+use crate::registry::RegistryStore;
 use crate::rooms::{day_rooms, seal_day_room, SealDesk};
 use crate::seal::seal_room;
 use crate::{Error, Result};
+use konvert_crypto::registry::{AuthorityFile, SignedRegistry};
 
 /// `konvert-edge` commands.
 #[derive(Debug, Subcommand)]
@@ -146,6 +148,19 @@ pub enum EdgeCommand {
         /// Show what is kept without asking the center.
         #[arg(long)]
         offline: bool,
+    },
+    /// The key registry at this station: anchor it in the officers' authority, import a
+    /// registry carried on a drive, and show the one in force.
+    Registry {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The officers' authority.toml, to anchor a new station's trust (once).
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+        /// A published registry file (registry-vN.bin) to take.
+        #[arg(long)]
+        import: Option<PathBuf>,
     },
     /// Check site.toml and say what is wrong.
     CheckConfig {
@@ -485,6 +500,50 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             }
             for status in all {
                 println!("  {status}");
+            }
+        }
+        EdgeCommand::Registry { config, anchor, import } => {
+            let cfg = SiteConfig::load(&config)?;
+            let store = RegistryStore::open(&cfg.data_dir)?;
+            if let Some(path) = anchor {
+                let text = std::fs::read_to_string(&path).map_err(Error::file(&path))?;
+                let file: AuthorityFile = toml::from_str(&text).map_err(|e| Error::Config {
+                    path: path.clone(),
+                    message: format!("not an authority file: {e}"),
+                })?;
+                store.anchor(file.authority()?)?;
+                println!(
+                    "trust anchored: {} officer(s), {} signature(s) needed",
+                    file.officers.len(),
+                    file.threshold
+                );
+            }
+            if let Some(path) = import {
+                let bytes = konvert_crypto::keyfile::read_bounded(&path, 16 * 1024 * 1024)?;
+                let signed = SignedRegistry::from_bytes(&bytes)?;
+                let body = store.offer(&signed, now_unix_ms())?;
+                println!("registry v{} taken", body.version);
+            }
+            match store.current(now_unix_ms())? {
+                Some(body) => {
+                    let site = cfg.site.as_str();
+                    let ours = body.tokens.iter().filter(|t| t.sites.iter().any(|s| s == site));
+                    println!(
+                        "registry v{} in force; {} token(s), of them for site {site}:",
+                        body.version,
+                        body.tokens.len()
+                    );
+                    for t in ours {
+                        println!(
+                            "  {:<12} {:<28} {} ({})",
+                            t.token_id,
+                            t.person,
+                            t.status,
+                            t.status.russian()
+                        );
+                    }
+                }
+                None => println!("no registry yet"),
             }
         }
         EdgeCommand::CheckConfig { config } => {

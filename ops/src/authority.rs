@@ -15,47 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use konvert_crypto::keyfile;
-use konvert_crypto::registry::{Authority, RegistryBody, RegistryTrust, SignedRegistry};
+use konvert_crypto::registry::{AuthorityFile, RegistryBody, RegistryTrust, SignedRegistry};
 use konvert_crypto::token::TokenFile;
-use konvert_crypto::{SigningKey, VerifyingKey};
-use serde::{Deserialize, Serialize};
-
-/// One officer as `authority.toml` lists them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OfficerEntry {
-    /// The officer's name.
-    pub name: String,
-    /// Their public key, 64 hex digits.
-    pub public: String,
-}
-
-/// `authority.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthorityFile {
-    /// The officers.
-    pub officers: Vec<OfficerEntry>,
-    /// Signatures a registry needs.
-    pub threshold: u8,
-    /// Days a published registry is valid; edges freeze after that.
-    pub valid_days: u32,
-}
-
-impl AuthorityFile {
-    /// The authority the registry carries.
-    pub fn authority(&self) -> anyhow::Result<Authority> {
-        let officers = self
-            .officers
-            .iter()
-            .map(|o| VerifyingKey::from_hex(&o.public).with_context(|| format!("officer {}'s public key", o.name)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Authority {
-            officers,
-            threshold: self.threshold,
-        })
-    }
-}
+use konvert_crypto::SigningKey;
 
 /// The workspace folder.
 #[derive(Debug, Clone)]

@@ -11,7 +11,9 @@ use konvert_crypto::token::{TokenFile, DEFAULT_KDF_ITERATIONS};
 use konvert_crypto::RecipientPublicKey;
 use zeroize::Zeroizing;
 
-use crate::authority::{AuthorityFile, OfficerEntry, Workspace};
+use konvert_crypto::registry::{AuthorityFile, OfficerEntry};
+
+use crate::authority::Workspace;
 
 /// Security officers' key commands.
 #[derive(Debug, Subcommand)]

@@ -67,6 +67,45 @@ impl Authority {
     }
 }
 
+/// One officer as `authority.toml` lists them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficerEntry {
+    /// The officer's name.
+    pub name: String,
+    /// Their public key, 64 hex digits.
+    pub public: String,
+}
+
+/// The officers' authority as `authority.toml` holds it: what anchors every reader's trust.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityFile {
+    /// The officers.
+    pub officers: Vec<OfficerEntry>,
+    /// Signatures a registry needs.
+    pub threshold: u8,
+    /// Days a published registry is valid; edges freeze after that.
+    pub valid_days: u32,
+}
+
+impl AuthorityFile {
+    /// The authority the registry carries.
+    pub fn authority(&self) -> Result<Authority> {
+        let officers = self
+            .officers
+            .iter()
+            .map(|o| VerifyingKey::from_hex(&o.public))
+            .collect::<Result<Vec<_>>>()?;
+        let authority = Authority {
+            officers,
+            threshold: self.threshold,
+        };
+        authority.check()?;
+        Ok(authority)
+    }
+}
+
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenRole {
