@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::config::{AllowedMember, CenterConfig};
+use crate::intake::now_ms;
 use crate::preview;
 use crate::provision::{self, CenterFacts};
 use crate::test_packets::TestDesk;
@@ -151,13 +152,6 @@ pub enum TestPacketAction {
         #[arg(long)]
         reason: String,
     },
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn test_packets(action: TestPacketAction) -> Result<()> {

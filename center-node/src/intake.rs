@@ -69,7 +69,8 @@ pub struct CenterIntake {
     desk: TestDesk,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use konvert_crypto::keyfile;
 use konvert_crypto::SigningKey;
-use konvert_replication::notice::{MAX_NOTICES, MAX_VERDICT_TEXT};
+use konvert_replication::notice::MAX_NOTICES;
 use konvert_replication::{InboxRecord, Notice, SignedNotice, TestVerdict, Verdict};
 use serde::{Deserialize, Serialize};
 
@@ -218,12 +218,6 @@ impl TestDesk {
                 hint: "a verdict is final; if the site must test again, it sends a new test packet",
             });
         }
-        if reason.chars().count() > MAX_VERDICT_TEXT || judged_by.chars().count() > MAX_VERDICT_TEXT {
-            return Err(Error::TestPacket {
-                what: format!("the reason or the name is longer than {MAX_VERDICT_TEXT} characters"),
-                hint: "shorten it",
-            });
-        }
         let notice = Notice::TestVerdict(TestVerdict {
             packet_id: r.packet_id.clone(),
             version: r.version,
@@ -236,7 +230,7 @@ impl TestDesk {
         });
         let signed = SignedNotice::sign(notice, key).map_err(|e| Error::TestPacket {
             what: e.to_string(),
-            hint: "give --by your name, and --reason when rejecting",
+            hint: "give --by your name, and --reason (required when rejecting)",
         })?;
         let bytes = postcard::to_allocvec(&signed).map_err(|e| Error::TestPacket {
             what: format!("cannot encode the verdict: {e}"),

@@ -197,11 +197,7 @@ fn unlock(cfg: &SiteConfig, pin_env: Option<&str>) -> Result<konvert_crypto::Sig
 }
 
 fn open_intake(cfg: &SiteConfig) -> Result<(konvert_exam::SeatingPlan, Intake)> {
-    let day = cfg.day()?;
-    let plan = day.plan()?;
-    let budget = Duration::from_millis(day.page_budget_ms);
-    let intake = Intake::open(&day.hot_folder, &cfg.data_dir, day.tuning(), scan_recognizer(budget))?;
-    Ok((plan, intake))
+    Ok((cfg.day()?.plan()?, Intake::for_day(cfg)?))
 }
 
 /// One pass over the hot folder: files seen now are taken once they have settled; a
@@ -441,13 +437,12 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 Some(d) => d,
                 None => cfg.time_zone.local_date(now_unix_ms() as i64)?,
             };
-            let budget = cfg.day().map(|d| d.page_budget_ms).unwrap_or(1500);
             let request = TestRequest {
                 scans: &scans,
                 date,
                 exam,
             };
-            let recognizer = scan_recognizer(Duration::from_millis(budget));
+            let recognizer = scan_recognizer(cfg.page_budget());
             let test = seal_test_packet(&cfg, &outbox, &signer, &request, &recognizer, now_unix_ms())?;
             drop(signer);
             for page in &test.pages {

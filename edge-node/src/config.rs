@@ -223,6 +223,16 @@ impl SiteConfig {
         })
     }
 
+    /// Recognition time per page: the `[day]` setting, or its default without one (a
+    /// station that only sends test packets has no exam day configured).
+    pub fn page_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.day
+                .as_ref()
+                .map_or_else(default_page_budget_ms, |d| d.page_budget_ms),
+        )
+    }
+
     /// The center's recipient key.
     pub fn recipient_key(&self) -> Result<RecipientPublicKey> {
         Ok(RecipientPublicKey::from_hex(&self.center.recipient_key)?)

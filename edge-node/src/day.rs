@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use crate::cli::now_unix_ms;
 use crate::config::SiteConfig;
 use crate::deadline::DeadlineStatus;
-use crate::intake::{scan_recognizer, HotFolderWatch, Intake, IntakeEvent};
+use crate::intake::{HotFolderWatch, Intake, IntakeEvent};
 use crate::push::{push, PushEvent, PushOptions};
 use crate::rooms::{day_rooms, seal_day_room, seal_room_state, RoomState, SealDesk};
 use crate::{Error, Result};
@@ -72,8 +72,7 @@ pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> R
     let day = cfg.day()?.clone();
     let plan = day.plan()?;
     let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
-    let budget = Duration::from_millis(day.page_budget_ms);
-    let mut intake = Intake::open(&day.hot_folder, &cfg.data_dir, day.tuning(), scan_recognizer(budget))?;
+    let mut intake = Intake::for_day(&cfg)?;
     intake.journal().reconcile(&outbox)?;
     let wake = Arc::new(Notify::new());
     let _watch = HotFolderWatch::start(&day.hot_folder, wake.clone())?;

@@ -135,11 +135,16 @@ fn verdict_words(v: &TestVerdict) -> &'static str {
     }
 }
 
+/// Whether an outbox entry is a technical-readiness test packet (its class says so).
+pub fn is_test_packet(entry: &OutboxEntry) -> bool {
+    entry.offer.priority == PacketKind::Test.priority()
+}
+
 /// Every test packet in the outbox, newest last, with its verdict.
 pub fn test_statuses(outbox: &Outbox) -> Result<Vec<TestStatus>> {
     let mut all = Vec::new();
     for entry in outbox.entries()? {
-        if entry.offer.priority != PacketKind::Test.priority() {
+        if !is_test_packet(&entry) {
             continue;
         }
         let verdict = outbox.verdict(&entry.offer.packet_id, entry.offer.version)?;

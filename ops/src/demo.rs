@@ -15,7 +15,7 @@ use konvert_edge::intake::{scan_recognizer, Intake};
 use konvert_edge::rooms::{day_rooms, seal_room_state, SealDesk};
 use konvert_edge::{push, PushOptions, SiteConfig};
 use konvert_exam::scan::{room_pages, synthetic_plan, write_pages, ScanFormat, ScanJob};
-use konvert_exam::{ExamKind, PacketKind, PageIdentity, RoomId};
+use konvert_exam::{ExamKind, PageIdentity, RoomId};
 use konvert_replication::{Outbox, OutboxState};
 
 use crate::stats::quantile;
@@ -219,8 +219,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
 
         // The edge takes the hot folder, recognizes every page, checks each room.
         let started = Instant::now();
-        let budget = Duration::from_millis(day.page_budget_ms);
-        let mut intake = Intake::open(&day.hot_folder, &cfg.data_dir, day.tuning(), scan_recognizer(budget))?;
+        let mut intake = Intake::for_day(&cfg)?;
         let mut waited = Instant::now();
         loop {
             let events = intake.poll(now_unix_ms())?;
@@ -279,7 +278,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     let (mut packets, mut bytes, mut verified, mut latencies) = (0, 0u64, 0, Vec::new());
     for (_, outbox) in &sites {
         for e in outbox.entries()? {
-            if e.offer.priority == PacketKind::Test.priority() {
+            if konvert_edge::readiness::is_test_packet(&e) {
                 continue; // readiness, not the exam day
             }
             packets += 1;
@@ -408,7 +407,7 @@ async fn readiness(
         date,
         exam: ExamKind::Ege,
     };
-    let recognizer = scan_recognizer(Duration::from_millis(1500));
+    let recognizer = scan_recognizer(cfg.page_budget());
     let test = seal_test_packet(cfg, outbox, signer, &request, &recognizer, now_unix_ms())?;
     let opts = PushOptions {
         max_wait: Duration::from_secs(60),

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use konvert_crypto::registry::{Binding, CenterKeyRecord, CenterKeyState, RegistryBody, TokenRole, TokenStatus};
 use konvert_crypto::token::{TokenFile, DEFAULT_KDF_ITERATIONS};
 use konvert_crypto::RecipientPublicKey;
+use konvert_edge::cli::now_unix_ms as now_ms;
 use zeroize::Zeroizing;
 
 use konvert_crypto::registry::{AuthorityFile, OfficerEntry};
@@ -142,13 +143,6 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn pin_from(pin_env: Option<&str>, prompt: &str, repeat: bool) -> anyhow::Result<Zeroizing<String>> {

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use konvert_crypto::registry::{RegistryTrust, SignedRegistry, TokenStatus};
 use konvert_crypto::RecipientSecretKey;
+use konvert_edge::cli::now_unix_ms as now;
 use konvert_ops::authority::Workspace;
 
 const KONVERT: &str = env!("CARGO_BIN_EXE_konvert");
@@ -184,13 +185,6 @@ fn officers_issue_bind_publish_and_block() {
     .into_owned();
     assert!(e.contains("wrong PIN"), "{e}");
     assert!(!auth.join("published/registry-v3.bin").exists());
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 #[test]

@@ -133,6 +133,18 @@ fn stat_of(meta: &fs::Metadata) -> Stat {
 }
 
 impl Intake {
+    /// Opens the intake of the site's exam day as `[day]` configures it: its hot folder,
+    /// settle times and recognition budget.
+    pub fn for_day(cfg: &crate::SiteConfig) -> Result<Self> {
+        let day = cfg.day()?;
+        Intake::open(
+            &day.hot_folder,
+            &cfg.data_dir,
+            day.tuning(),
+            scan_recognizer(cfg.page_budget()),
+        )
+    }
+
     /// Opens the intake of `hot_folder`, keeping its spool and journal in `data_dir`.
     pub fn open(hot_folder: &Path, data_dir: &Path, tuning: IntakeTuning, recognizer: Recognizer) -> Result<Self> {
         if !hot_folder.is_dir() {

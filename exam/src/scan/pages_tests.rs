@@ -65,19 +65,24 @@ fn flipped_bytes_never_panic() {
     }
 }
 
-#[test]
-fn a_tiff_claiming_a_huge_page_is_refused_before_decoding() {
-    let mut tiff = scan(ScanFormat::TiffG4, 1);
-    // Patch ImageWidth (tag 256) and ImageLength (257) to 60000 × 60000.
+/// Overwrites the value of `tag` in the first page's IFD with `value` (little endian).
+fn patch_tag(tiff: &mut [u8], tag: u16, value: &[u8]) {
     let ifd = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
     let n = u16::from_le_bytes([tiff[ifd], tiff[ifd + 1]]) as usize;
     for e in 0..n {
         let at = ifd + 2 + 12 * e;
-        let tag = u16::from_le_bytes([tiff[at], tiff[at + 1]]);
-        if tag == 256 || tag == 257 {
-            tiff[at + 8..at + 12].copy_from_slice(&60_000u32.to_le_bytes());
+        if u16::from_le_bytes([tiff[at], tiff[at + 1]]) == tag {
+            tiff[at + 8..at + 8 + value.len()].copy_from_slice(value);
         }
     }
+}
+
+#[test]
+fn a_tiff_claiming_a_huge_page_is_refused_before_decoding() {
+    let mut tiff = scan(ScanFormat::TiffG4, 1);
+    // ImageWidth (tag 256) and ImageLength (257) of 60000 × 60000.
+    patch_tag(&mut tiff, 256, &60_000u32.to_le_bytes());
+    patch_tag(&mut tiff, 257, &60_000u32.to_le_bytes());
     let err = read_all(&tiff).unwrap_err();
     assert!(err.contains("rescan"), "{err}");
 }
@@ -85,14 +90,7 @@ fn a_tiff_claiming_a_huge_page_is_refused_before_decoding() {
 #[test]
 fn g3_tiff_is_refused_with_advice() {
     let mut tiff = scan(ScanFormat::TiffG4, 1);
-    let ifd = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
-    let n = u16::from_le_bytes([tiff[ifd], tiff[ifd + 1]]) as usize;
-    for e in 0..n {
-        let at = ifd + 2 + 12 * e;
-        if u16::from_le_bytes([tiff[at], tiff[at + 1]]) == 259 {
-            tiff[at + 8..at + 10].copy_from_slice(&3u16.to_le_bytes());
-        }
-    }
+    patch_tag(&mut tiff, 259, &3u16.to_le_bytes()); // Compression: CCITT Group 3
     let err = read_all(&tiff).unwrap_err();
     assert!(err.contains("G3") && err.contains("set the scanner"), "{err}");
 }
@@ -105,19 +103,6 @@ fn resolution_is_read_from_the_file() {
     let png = scan(ScanFormat::Png, 1);
     let page = read_scan_pages(&png).unwrap().next().unwrap().unwrap();
     assert_eq!(page.dpi, 100);
-}
-
-/// Photometric tag (262) of the first page, patched.
-fn with_photometric(mut tiff: Vec<u8>, value: u16) -> Vec<u8> {
-    let ifd = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
-    let n = u16::from_le_bytes([tiff[ifd], tiff[ifd + 1]]) as usize;
-    for e in 0..n {
-        let at = ifd + 2 + 12 * e;
-        if u16::from_le_bytes([tiff[at], tiff[at + 1]]) == 262 {
-            tiff[at + 8..at + 10].copy_from_slice(&value.to_le_bytes());
-        }
-    }
-    tiff
 }
 
 #[test]
@@ -157,11 +142,9 @@ fn group4_fast_path_matches_the_page_and_the_generic_decoder() {
     assert!(unpacked == expected, "the generic decoder disagrees");
 
     // BlackIsZero: the same bits mean the inverse picture.
-    let inverted = read_scan_pages(&with_photometric(tiff, 1))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
+    let mut black_is_zero = tiff;
+    patch_tag(&mut black_is_zero, 262, &1u16.to_le_bytes()); // PhotometricInterpretation
+    let inverted = read_scan_pages(&black_is_zero).unwrap().next().unwrap().unwrap();
     assert!(inverted
         .image
         .as_raw()
