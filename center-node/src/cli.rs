@@ -5,12 +5,15 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::config::{AllowedMember, CenterConfig};
+use crate::config::CenterConfig;
 use crate::intake::now_ms;
 use crate::preview;
 use crate::provision::{self, CenterFacts};
+use crate::registry::CenterRegistry;
+use crate::review::ReviewDesk;
 use crate::test_packets::TestDesk;
 use crate::{service, Result};
+use konvert_crypto::registry::RegistryStore;
 use konvert_replication::Verdict;
 
 /// `konvert-center` commands.
@@ -46,20 +49,21 @@ pub enum CenterCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Allow a member's token key to sign (until the key registry replaces this list).
-    AllowMember {
+    /// The key registry: import the officers' newest one (the running center takes it
+    /// within a second and passes it on to every connected station), or show it.
+    Registry {
+        /// What to do.
+        #[command(subcommand)]
+        action: RegistryAction,
+    },
+    /// Stored packets flagged for review because their signer's token was blocked.
+    Review {
         /// center.toml
         #[arg(long)]
         config: PathBuf,
-        /// Who holds the token.
+        /// As JSON.
         #[arg(long)]
-        name: String,
-        /// The token's public key (64 hex digits).
-        #[arg(long)]
-        key: String,
-        /// Sites the member may sign for (repeatable); none means any.
-        #[arg(long)]
-        site: Vec<String>,
+        json: bool,
     },
     /// Check center.toml and say what is wrong.
     CheckConfig {
@@ -85,6 +89,27 @@ pub enum CenterCommand {
         /// What to do.
         #[command(subcommand)]
         action: TestPacketAction,
+    },
+}
+
+/// What to do with the key registry.
+#[derive(Debug, Subcommand)]
+pub enum RegistryAction {
+    /// Check a published registry (registry.bin from `konvert keys publish`) against the
+    /// officers' authority and put it where the center takes it.
+    Import {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The published registry file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Show the registry the center holds.
+    Show {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -195,8 +220,13 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
                     .collect(),
             };
             let recipient = konvert_crypto::keyfile::read_recipient_key(&key)?;
-            let members = crate::intake::members(&cfg)?;
-            let (index, previews) = preview::render_previews(&cfg.data_dir, &packets, &recipient, &members, &out)?;
+            let registry = RegistryStore::open(&cfg.data_dir)?
+                .last_known()?
+                .ok_or_else(|| crate::Error::Config {
+                    path: config.clone(),
+                    message: "the center holds no key registry; import the officers' registry first".into(),
+                })?;
+            let (index, previews) = preview::render_previews(&cfg.data_dir, &packets, &recipient, &registry, &out)?;
             for p in &previews {
                 let r = &p.packet.record;
                 match &p.pages {
@@ -251,6 +281,75 @@ fn judge(
     Ok(())
 }
 
+fn registry(action: RegistryAction) -> Result<()> {
+    match action {
+        RegistryAction::Import { config, file } => {
+            let cfg = CenterConfig::load(&config)?;
+            let center = CenterRegistry::open(&cfg, now_ms())?;
+            let body = center.check_file(&file, now_ms())?;
+            let bytes = std::fs::read(&file).map_err(crate::Error::file(&file))?;
+            if let Some(dir) = cfg.registry.parent() {
+                std::fs::create_dir_all(dir).map_err(crate::Error::file(dir))?;
+            }
+            konvert_crypto::keyfile::write_atomic(&cfg.registry, &bytes, 0o644)?;
+            println!(
+                "key registry v{} imported ({} token(s), valid for {:.1} more hours); \
+                 a running center takes it within a second",
+                body.version,
+                body.tokens.len(),
+                body.expires_at_unix_ms.saturating_sub(now_ms()) as f64 / 3_600_000.0
+            );
+        }
+        RegistryAction::Show { config } => {
+            let cfg = CenterConfig::load(&config)?;
+            match RegistryStore::open(&cfg.data_dir)?.last_known()? {
+                None => println!("no key registry taken yet"),
+                Some(body) => {
+                    let state = if now_ms() < body.expires_at_unix_ms {
+                        "in force"
+                    } else {
+                        "EXPIRED"
+                    };
+                    println!(
+                        "key registry v{} {state}; {} token(s):",
+                        body.version,
+                        body.tokens.len()
+                    );
+                    for t in &body.tokens {
+                        println!(
+                            "  {:<14} {:<20} {:<28} sites {:<12} days {}",
+                            t.token_id,
+                            t.status.as_str(),
+                            t.person,
+                            t.sites.join(","),
+                            t.dates.join(",")
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn review(config: &std::path::Path, json: bool) -> Result<()> {
+    let cfg = CenterConfig::load(config)?;
+    let flags = ReviewDesk::open(&cfg.data_dir)?.list()?;
+    if json {
+        let text = serde_json::to_string_pretty(&flags).map_err(|e| crate::Error::Metrics(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!("{} packet(s) flagged for review", flags.len());
+    for f in &flags {
+        println!(
+            "  {} v{} site {} — token {} ({}) {} in registry v{}",
+            f.packet_id, f.version, f.site, f.token_id, f.person, f.status, f.registry_version
+        );
+    }
+    Ok(())
+}
+
 /// Runs one command.
 pub async fn run(cmd: CenterCommand) -> Result<()> {
     match cmd {
@@ -281,33 +380,24 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
             println!("station for site {site} enrolled: {}", path.display());
             println!("  add the member token as member.token in that folder, then hand it to the site");
         }
-        CenterCommand::AllowMember {
-            config,
-            name,
-            key,
-            site,
-        } => {
-            // Edit the file as written, so relative paths stay relative.
-            let text = std::fs::read_to_string(&config).map_err(crate::Error::file(&config))?;
-            let mut raw: CenterConfig = toml::from_str(&text).map_err(|e| crate::Error::Config {
-                path: config.clone(),
-                message: e.to_string(),
-            })?;
-            let member = AllowedMember { name, key, sites: site };
-            member.verifying_key()?;
-            raw.members.push(member);
-            raw.save(&config)?;
-            println!("{} member key(s) allowed", raw.members.len());
-        }
+        CenterCommand::Registry { action } => registry(action)?,
+        CenterCommand::Review { config, json } => review(&config, json)?,
         CenterCommand::CheckConfig { config } => {
             let cfg = CenterConfig::load(&config)?;
-            println!(
-                "{}: ok — center {}, listen {}, {} member key(s)",
-                config.display(),
-                cfg.name,
-                cfg.listen,
-                cfg.members.len()
-            );
+            println!("{}: ok — center {}, listen {}", config.display(), cfg.name, cfg.listen);
+            if !cfg.authority.is_file() && !cfg.data_dir.join("registry/trust.bin").is_file() {
+                println!(
+                    "  warning: no officers' authority at {}; copy authority.toml there before serving",
+                    cfg.authority.display()
+                );
+            }
+            if !cfg.registry.is_file() {
+                println!(
+                    "  warning: no key registry at {}; every packet is refused until one is imported \
+                     (konvert-center registry import)",
+                    cfg.registry.display()
+                );
+            }
         }
         CenterCommand::Serve { config } => {
             let cfg = CenterConfig::load(&config)?;

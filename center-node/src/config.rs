@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use konvert_crypto::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -37,9 +36,30 @@ pub struct CenterConfig {
     /// Station connections served at once; more are refused and retry later.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Member keys allowed to sign, until the signed key registry replaces this list.
-    #[serde(default)]
-    pub members: Vec<AllowedMember>,
+    /// The security officers' `authority.toml`: the center trusts key registries signed
+    /// by a threshold of these officers (read once, when the center is first started).
+    #[serde(default = "default_authority")]
+    pub authority: PathBuf,
+    /// Where the officers' newest signed key registry is put (`konvert-center registry
+    /// import`); the running center watches it and passes it on to every station.
+    #[serde(default = "default_registry")]
+    pub registry: PathBuf,
+    /// Packets a token signed that the center received this many minutes before the
+    /// token was blocked (or later) are flagged for review.
+    #[serde(default = "default_review_window")]
+    pub review_window_minutes: u64,
+}
+
+fn default_authority() -> PathBuf {
+    "registry/authority.toml".into()
+}
+
+fn default_registry() -> PathBuf {
+    "registry/registry.bin".into()
+}
+
+fn default_review_window() -> u64 {
+    240
 }
 
 fn default_max() -> u64 {
@@ -48,26 +68,6 @@ fn default_max() -> u64 {
 
 fn default_max_connections() -> usize {
     1024
-}
-
-/// A member (ГЭК) key allowed to sign packets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllowedMember {
-    /// Who holds the token.
-    pub name: String,
-    /// The token's public key (64 hex digits).
-    pub key: String,
-    /// Sites the member may sign for; empty means any site.
-    #[serde(default)]
-    pub sites: Vec<String>,
-}
-
-impl AllowedMember {
-    /// The parsed public key.
-    pub fn verifying_key(&self) -> Result<VerifyingKey> {
-        Ok(VerifyingKey::from_hex(&self.key)?)
-    }
 }
 
 impl CenterConfig {
@@ -85,6 +85,8 @@ impl CenterConfig {
             &mut cfg.cert,
             &mut cfg.key,
             &mut cfg.receipt_key,
+            &mut cfg.authority,
+            &mut cfg.registry,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -99,14 +101,6 @@ impl CenterConfig {
 
     /// Checks what can be checked without starting: keys parse, files exist.
     pub fn check(&self) -> std::result::Result<(), String> {
-        for m in &self.members {
-            VerifyingKey::from_hex(&m.key).map_err(|_| {
-                format!(
-                    "member {:?}: key must be 64 hex digits (the token's public key)",
-                    m.name
-                )
-            })?;
-        }
         for (what, p) in [
             ("ca_cert", &self.ca_cert),
             ("cert", &self.cert),

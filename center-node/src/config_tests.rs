@@ -1,7 +1,7 @@
 use super::*;
 
 #[test]
-fn unknown_keys_and_bad_member_keys_are_named() {
+fn unknown_keys_and_a_zero_limit_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let init = crate::provision::init_center(
         &dir.path().join("c"),
@@ -15,12 +15,16 @@ fn unknown_keys_and_bad_member_keys_are_named() {
     std::fs::write(&init.config_path, format!("{text}\nlisten_port = 1\n")).unwrap();
     let err = CenterConfig::load(&init.config_path).unwrap_err().to_string();
     assert!(err.contains("unknown field `listen_port`"), "{err}");
-    let bad_member = format!(
-        "{}\n[[members]]\nname = \"x\"\nkey = \"00\"\n",
-        text.replace("members = []", "")
-    );
-    std::fs::write(&init.config_path, bad_member).unwrap();
+    // The old allow-list is gone: the key registry decides who may sign.
+    std::fs::write(&init.config_path, format!("{text}\n[[members]]\nname = \"x\"\n")).unwrap();
     let err = CenterConfig::load(&init.config_path).unwrap_err().to_string();
-    assert!(err.contains("member \"x\": key must be 64 hex digits"), "{err}");
+    assert!(err.contains("unknown field `members`"), "{err}");
+    std::fs::write(
+        &init.config_path,
+        text.replace("max_connections = 1024", "max_connections = 0"),
+    )
+    .unwrap();
+    let err = CenterConfig::load(&init.config_path).unwrap_err().to_string();
+    assert!(err.contains("max_connections must be positive"), "{err}");
     assert!(crate::provision::init_center(&dir.path().join("c"), "n", "127.0.0.1:0".parse().unwrap(), None).is_err());
 }

@@ -1,53 +1,30 @@
 //! The center's policy for incoming packets: dedup against the inbox, stage the bytes,
-//! then verify (signature by an allowed member, header matches the offer and the
-//! station's site) before storing and signing the receipt.
+//! then verify before storing and signing the receipt: the signature, the header against
+//! the offer and the station's site, and — by the key registry in force at the moment the
+//! last byte arrives, never by the signing time the envelope claims — that the signer's
+//! token is Issued and bound to the packet's site and exam day, and that the envelope is
+//! sealed to a center key that still opens.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use konvert_crypto::registry::{CenterKeyState, Registry, SignRefusal};
 use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
-use konvert_crypto::{KeyId, SigningKey, VerifyingKey};
+use konvert_crypto::{KeyId, SigningKey};
 use konvert_exam::{PacketKind, PacketRef};
-use konvert_replication::driver::{Admission, Intake, StationSession};
+use konvert_replication::driver::{Admission, Intake, RegistryFeed, StationSession};
 use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
 use tracing::{info, warn};
 
 use crate::config::CenterConfig;
 use crate::metrics::Metrics;
+use crate::registry::CenterRegistry;
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::Result;
-
-/// A member key the center accepts, with the sites it may sign for (empty: any).
-#[derive(Debug, Clone)]
-pub struct Member {
-    /// Who holds it.
-    pub name: String,
-    /// The public key.
-    pub key: VerifyingKey,
-    /// Allowed sites.
-    pub sites: Vec<String>,
-}
-
-/// The member keys the config allows, by key id.
-pub fn members(cfg: &CenterConfig) -> Result<HashMap<KeyId, Member>> {
-    let mut members = HashMap::new();
-    for m in &cfg.members {
-        let key = m.verifying_key()?;
-        members.insert(
-            key.key_id(),
-            Member {
-                name: m.name.clone(),
-                key,
-                sites: m.sites.clone(),
-            },
-        );
-    }
-    Ok(members)
-}
 
 /// One packet being received: the staging file, and the envelope verified as it arrives
 /// (Data comes in order from offset 0), so completing needs no second read.
@@ -61,7 +38,7 @@ pub struct Staging {
 /// The center's [`Intake`].
 pub struct CenterIntake {
     inbox: Arc<Inbox>,
-    members: HashMap<KeyId, Member>,
+    registry: Arc<CenterRegistry>,
     receipt_key: SigningKey,
     metrics: Metrics,
     max_packet_bytes: u64,
@@ -78,11 +55,17 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl CenterIntake {
-    /// Builds the intake from the config's member list.
-    pub fn new(cfg: &CenterConfig, inbox: Arc<Inbox>, receipt_key: SigningKey, metrics: Metrics) -> Result<Self> {
+    /// Builds the intake that enforces `registry`.
+    pub fn new(
+        cfg: &CenterConfig,
+        inbox: Arc<Inbox>,
+        registry: Arc<CenterRegistry>,
+        receipt_key: SigningKey,
+        metrics: Metrics,
+    ) -> Result<Self> {
         Ok(CenterIntake {
             inbox,
-            members: members(cfg)?,
+            registry,
             receipt_key,
             metrics,
             max_packet_bytes: cfg.max_packet_bytes,
@@ -111,8 +94,13 @@ impl CenterIntake {
         station: &StationSession,
         offer: &Offer,
         verifier: EnvelopeVerifier,
+        now_unix_ms: u64,
     ) -> std::result::Result<VerifiedEnvelope, (RejectReason, String)> {
-        let trusted = |id: &KeyId| self.members.get(id).map(|m| m.key);
+        let registry = self.registry.in_force(now_unix_ms).ok_or((
+            RejectReason::NoRegistry,
+            "the center holds no key registry in force (none taken yet, or it expired)".to_owned(),
+        ))?;
+        let trusted = |id: &KeyId| registry.token(id).map(|t| t.public);
         let verified = verifier.finish(&trusted).map_err(|e| {
             let reason = match e {
                 konvert_crypto::Error::UnknownSigner(_) => RejectReason::UnknownSigner,
@@ -138,25 +126,108 @@ impl CenterIntake {
                 ),
             ));
         }
-        if h.sender_site != station.site {
-            return Err((
-                RejectReason::SiteMismatch,
-                format!(
-                    "the envelope is from site {}, but the station is enrolled for site {}",
-                    h.sender_site, station.site
-                ),
-            ));
-        }
-        if let Some(m) = self.members.get(&verified.signer().key_id()) {
-            if !m.sites.is_empty() && !m.sites.iter().any(|s| s == &h.sender_site) {
+        let packet: PacketRef = postcard::from_bytes(&h.metadata).map_err(|_| {
+            (
+                RejectReason::MalformedEnvelope,
+                "the envelope carries no readable packet description (site, day, room)".to_owned(),
+            )
+        })?;
+        for (what, site) in [
+            ("envelope", h.sender_site.as_str()),
+            ("packet description", packet.site.as_str()),
+        ] {
+            if site != station.site {
                 return Err((
-                    RejectReason::UnknownSigner,
-                    format!("member {} is not bound to site {}", m.name, h.sender_site),
+                    RejectReason::SiteMismatch,
+                    format!(
+                        "the {what} is for site {site}, but the station is enrolled for site {}",
+                        station.site
+                    ),
                 ));
             }
         }
+        check_signer(&registry, &verified.signer().key_id(), &packet)?;
+        check_sealed_to_live_key(&registry, h, now_unix_ms)?;
         Ok(verified)
     }
+}
+
+/// The registry's word on the signer, at the moment of receipt.
+fn check_signer(
+    registry: &Registry,
+    signer: &KeyId,
+    packet: &PacketRef,
+) -> std::result::Result<(), (RejectReason, String)> {
+    let date = packet.date.to_string();
+    registry
+        .may_sign(signer, packet.site.as_str(), &date)
+        .map(|_| ())
+        .map_err(|refusal| {
+            let who = registry
+                .token(signer)
+                .map(|t| format!("token {} ({})", t.token_id, t.person))
+                .unwrap_or_else(|| format!("key {signer}"));
+            let v = registry.body().version;
+            match refusal {
+                SignRefusal::UnknownToken => (
+                    RejectReason::UnknownSigner,
+                    format!("{who} is not in key registry v{v}"),
+                ),
+                SignRefusal::NotIssued(status) if status.is_blocked() => (
+                    RejectReason::TokenBlocked,
+                    format!("{who} is {} in key registry v{v}", status.as_str()),
+                ),
+                SignRefusal::NotIssued(status) => (
+                    RejectReason::TokenNotIssued,
+                    format!("{who} is {} (not issued) in key registry v{v}", status.as_str()),
+                ),
+                SignRefusal::NotAMember => (
+                    RejectReason::NotAMemberToken,
+                    format!("{who} is a center specialist's token"),
+                ),
+                SignRefusal::WrongSite => (
+                    RejectReason::TokenNotForSite,
+                    format!("{who} is not bound to site {} in key registry v{v}", packet.site),
+                ),
+                SignRefusal::WrongDate => (
+                    RejectReason::TokenNotForDate,
+                    format!("{who} is not bound to exam day {date} in key registry v{v}"),
+                ),
+            }
+        })
+}
+
+/// An envelope only helps if a center key that still opens can open it.
+fn check_sealed_to_live_key(
+    registry: &Registry,
+    header: &konvert_crypto::envelope::EnvelopeHeader,
+    now_unix_ms: u64,
+) -> std::result::Result<(), (RejectReason, String)> {
+    let keys = &registry.body().center_keys;
+    let live = header.recipients.iter().any(|w| {
+        keys.iter()
+            .any(|k| k.key.key_id() == w.recipient && registry.body().center_key_opens(&k.key, now_unix_ms))
+    });
+    if live {
+        return Ok(());
+    }
+    let state = header
+        .recipients
+        .iter()
+        .find_map(|w| keys.iter().find(|k| k.key.key_id() == w.recipient))
+        .map(|k| match k.state {
+            CenterKeyState::Destroyed { .. } => "destroyed",
+            CenterKeyState::Retiring { .. } => "past its grace period",
+            CenterKeyState::Active => "active",
+        })
+        .unwrap_or("not in the registry");
+    Err((
+        RejectReason::DeadCenterKey,
+        format!(
+            "the envelope is sealed to a center key that is {state} (key registry v{})",
+            registry.body().version
+        ),
+    ))
 }
 
 impl Intake for CenterIntake {
@@ -239,8 +310,8 @@ impl Intake for CenterIntake {
                     format!("cannot make the envelope durable: {e}"),
                 )
             })?;
-            let verified = self.verify(station, offer, verifier)?;
             let received_at = now_ms();
+            let verified = self.verify(station, offer, verifier, received_at)?;
             let body = ReceiptBody {
                 packet_id: offer.packet_id.clone(),
                 version: offer.version,
@@ -296,6 +367,10 @@ impl Intake for CenterIntake {
         self.desk
             .notices_for(&station.site)
             .map_err(|e| konvert_replication::Error::Storage(e.to_string()))
+    }
+
+    fn registry_feed(&self) -> Option<RegistryFeed> {
+        Some(self.registry.feed())
     }
 }
 

@@ -13,6 +13,8 @@ pub mod intake;
 pub mod metrics;
 pub mod preview;
 pub mod provision;
+pub mod registry;
+pub mod review;
 pub mod service;
 pub mod test_packets;
 

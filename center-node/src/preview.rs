@@ -7,7 +7,6 @@
 //! This runs where the decryption key is — the loader's offline workstation — against a
 //! copy of (or the mounted) data folder; the receiver itself never opens envelopes.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
@@ -15,12 +14,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use image::imageops::FilterType;
+use konvert_crypto::registry::RegistryBody;
 use konvert_crypto::{envelope, KeyId, RecipientSecretKey, VerifyingKey};
 use konvert_exam::read_archive;
 use konvert_exam::scan::{read_scan_pages, recognize, PageImage, Recognition};
 use konvert_replication::Inbox;
 
-use crate::intake::Member;
+use crate::registry::CenterRegistry;
 use crate::test_packets::TestPacket;
 use crate::{Error, Result};
 
@@ -82,11 +82,12 @@ pub fn render_previews(
     data_dir: &Path,
     packets: &[TestPacket],
     recipient: &RecipientSecretKey,
-    members: &HashMap<KeyId, Member>,
+    registry: &RegistryBody,
     out: &Path,
 ) -> Result<(PathBuf, Vec<PacketPreview>)> {
     fs::create_dir_all(out).map_err(Error::file(out))?;
-    let trusted = |id: &KeyId| -> Option<VerifyingKey> { members.get(id).map(|m| m.key) };
+    // Any token the registry lists: the receiver already decided on its status.
+    let trusted = |id: &KeyId| -> Option<VerifyingKey> { CenterRegistry::token_key(registry, id) };
     let mut previews = Vec::new();
     for packet in packets {
         let pages = preview_packet(data_dir, packet, recipient, &trusted, out).map_err(|e| e.to_string());

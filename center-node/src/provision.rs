@@ -52,7 +52,7 @@ pub fn init_center(
             message: "a center already exists here; choose another folder".into(),
         });
     }
-    for sub in ["pki", "keys", "loader", "data"] {
+    for sub in ["pki", "keys", "loader", "data", "registry"] {
         fs::create_dir_all(dir.join(sub)).map_err(Error::file(dir.join(sub)))?;
     }
     let ca = Ca::generate(&format!("konvert CA for {name}"))?;
@@ -82,7 +82,9 @@ pub fn init_center(
         receipt_key: "keys/receipt.key".into(),
         max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
         max_connections: 1024,
-        members: Vec::new(),
+        authority: "registry/authority.toml".into(),
+        registry: "registry/registry.bin".into(),
+        review_window_minutes: 240,
     };
     config.save(&config_path)?;
     let config = CenterConfig::load(&config_path)?;

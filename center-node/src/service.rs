@@ -8,8 +8,9 @@ use konvert_replication::{driver, pki, tls, Inbox};
 use tracing::{info, warn};
 
 use crate::config::CenterConfig;
-use crate::intake::CenterIntake;
+use crate::intake::{now_ms, CenterIntake};
 use crate::metrics::{serve_metrics, Metrics};
+use crate::registry::{CenterRegistry, WATCH_INTERVAL};
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::{Error, Result};
 
@@ -47,6 +48,31 @@ fn restore_test_desk(inbox: &Inbox, desk: &TestDesk) -> Result<()> {
     Ok(())
 }
 
+/// Takes the registry file if it changed; a refused file is logged and changes nothing.
+fn take_registry(registry: &CenterRegistry, inbox: &Inbox) {
+    if let Err(e) = registry.refresh(inbox, now_ms()) {
+        warn!("the key registry file was not taken: {e}");
+    }
+}
+
+/// Looks at the registry file every [`WATCH_INTERVAL`] for as long as the runtime runs.
+fn watch_registry(registry: Arc<CenterRegistry>, inbox: Arc<Inbox>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (r, i) = (registry.clone(), inbox.clone());
+            if tokio::task::spawn_blocking(move || take_registry(&r, &i))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
 /// Starts the center described by `cfg` and returns once it listens.
 pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
@@ -59,7 +85,22 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
     restore_test_desk(&inbox, &TestDesk::open(&cfg.data_dir)?)?;
     let metrics = Metrics::new()?;
-    let intake = Arc::new(CenterIntake::new(cfg, inbox.clone(), receipt_key, metrics.clone())?);
+    let registry = Arc::new(CenterRegistry::open(cfg, now_ms())?);
+    take_registry(&registry, &inbox);
+    if registry.in_force(now_ms()).is_none() {
+        warn!(
+            file = %cfg.registry.display(),
+            "no key registry in force: every packet is refused until the officers' registry is imported"
+        );
+    }
+    watch_registry(registry.clone(), inbox.clone());
+    let intake = Arc::new(CenterIntake::new(
+        cfg,
+        inbox.clone(),
+        registry,
+        receipt_key,
+        metrics.clone(),
+    )?);
     let endpoint = tls::server_endpoint(cfg.listen, tls::server_config(&ca_pem, &cert)?)?;
     let addr = endpoint.local_addr()?;
     let metrics_addr = match cfg.metrics_listen {

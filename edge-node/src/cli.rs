@@ -16,11 +16,11 @@ use crate::deadline::DeadlineStatus;
 use crate::intake::{scan_recognizer, Intake};
 use crate::push::{push, PushEvent, PushOptions};
 use crate::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
-use crate::registry::RegistryStore;
+
 use crate::rooms::{day_rooms, seal_day_room, SealDesk};
 use crate::seal::seal_room;
 use crate::{Error, Result};
-use konvert_crypto::registry::{AuthorityFile, SignedRegistry};
+use konvert_crypto::registry::{AuthorityFile, RegistryStore, SignedRegistry};
 
 /// `konvert-edge` commands.
 #[derive(Debug, Subcommand)]
@@ -308,6 +308,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 PushEvent::Retrying { error, in_seconds } => {
                     b.set_message(format!("center unreachable ({error}); retry in {in_seconds:.0} s"))
                 }
+                PushEvent::Registry { version } => b.println(format!("  key registry v{version} in force")),
                 PushEvent::Connected => b.set_message("connected"),
             });
             let opts = PushOptions {

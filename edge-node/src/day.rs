@@ -102,6 +102,7 @@ pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> R
                 PushEvent::Retrying { error, in_seconds } => {
                     Some(format!("center unreachable ({error}); retry in {in_seconds:.0} s"))
                 }
+                PushEvent::Registry { version } => Some(format!("key registry v{version} in force")),
                 _ => None,
             };
             if let (Some(line), Ok(mut log)) = (line, log.lock()) {

@@ -13,7 +13,6 @@ mod error;
 pub mod intake;
 pub mod push;
 pub mod readiness;
-pub mod registry;
 pub mod rooms;
 pub mod seal;
 

@@ -13,8 +13,10 @@ use konvert_replication::{pki, tls, Outbox, OutboxEntry, RejectReason};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::cli::now_unix_ms;
 use crate::config::SiteConfig;
 use crate::{Error, Result};
+use konvert_crypto::registry::{RegistryStore, SignedRegistry};
 
 /// What the push reports as it goes.
 #[derive(Debug, Clone)]
@@ -41,6 +43,11 @@ pub enum PushEvent {
     Delivered {
         /// The packet.
         packet_id: String,
+    },
+    /// A newer key registry from the center was checked and is now in force here.
+    Registry {
+        /// Its version.
+        version: u64,
     },
     /// A packet was refused.
     Rejected {
@@ -128,7 +135,13 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
             Ok(conn) => {
                 report.connections += 1;
                 (opts.on_event)(PushEvent::Connected);
+                let watch = tokio::spawn(watch_registry(
+                    conn.clone(),
+                    cfg.data_dir.clone(),
+                    opts.on_event.clone(),
+                ));
                 let session = send_session(&conn, &outbox, center_key, cfg.push.parallel, &opts, &mut report).await;
+                watch.abort();
                 conn.close(0u32.into(), b"push done");
                 match session {
                     Ok(()) => {
@@ -175,6 +188,7 @@ async fn send_session(
     let mut in_flight: HashSet<(String, u32)> = HashSet::new();
     // Packets the center asked to retry later are left for the next session.
     let mut deferred: HashSet<(String, u32)> = HashSet::new();
+    let mut last_deferral: Option<RejectReason> = None;
     loop {
         let pending = outbox.pending().map_err(|e| e.to_string())?;
         for entry in pending {
@@ -194,7 +208,13 @@ async fn send_session(
         }
         if tasks.is_empty() {
             if !deferred.is_empty() {
-                return Err(format!("the center asked to retry {} packet(s) later", deferred.len()));
+                let why = last_deferral
+                    .map(RejectReason::plain_words)
+                    .unwrap_or("no reason given");
+                return Err(format!(
+                    "the center asked to retry {} packet(s) later: {why}",
+                    deferred.len()
+                ));
             }
             if !opts.more_coming() {
                 return Ok(());
@@ -219,6 +239,7 @@ async fn send_session(
                 report.delivered_bytes += entry.offer.size;
             }
             Ok(Outcome::Rejected { reason, .. }) if reason.is_retryable() => {
+                last_deferral = Some(reason);
                 deferred.insert((entry.offer.packet_id.clone(), entry.offer.version));
             }
             Ok(Outcome::Rejected { reason, detail }) => {
@@ -229,6 +250,52 @@ async fn send_session(
                 return Err(e.to_string());
             }
         }
+    }
+}
+
+/// Takes every newer key registry the center sends while connected: checked against the
+/// officers' signatures and persisted before it counts. A registry that is refused is
+/// logged and changes nothing; the watch goes on.
+async fn watch_registry(
+    conn: quinn::Connection,
+    data_dir: std::path::PathBuf,
+    on_event: Arc<dyn Fn(PushEvent) + Send + Sync>,
+) {
+    let store = match RegistryStore::open(&data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot open the station's key registry store: {e}");
+            return;
+        }
+    };
+    let have = match store.trust() {
+        Ok(Some(t)) => t.version,
+        Ok(None) => {
+            warn!(
+                "this station is not anchored in the officers' authority, so it cannot check key registries; \
+                   run `konvert-edge registry --anchor authority.toml`"
+            );
+            return;
+        }
+        Err(e) => {
+            warn!("cannot read the station's registry trust: {e}");
+            return;
+        }
+    };
+    let taken = driver::watch_registry(&conn, have, |bytes| {
+        let offered = SignedRegistry::from_bytes(&bytes).and_then(|s| store.offer(&s, now_unix_ms()));
+        match offered {
+            Ok(body) => {
+                info!(version = body.version, "key registry taken from the center");
+                on_event(PushEvent::Registry { version: body.version });
+            }
+            Err(e) => warn!("a key registry from the center was refused: {e}"),
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = taken {
+        tracing::debug!("registry watch ended: {e}");
     }
 }
 

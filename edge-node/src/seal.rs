@@ -59,6 +59,18 @@ pub fn seal_room(
     seal_sources(cfg, outbox, signer, packet, sources, None, now_unix_ms)
 }
 
+/// The center key to seal to: the active one of the newest registry the station holds
+/// (even an expired one knows the newest key), else the one the site was enrolled with.
+fn sealing_key(cfg: &SiteConfig) -> Result<konvert_crypto::RecipientPublicKey> {
+    let from_registry = konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)?
+        .last_known()?
+        .and_then(|body| body.active_center_key().copied());
+    match from_registry {
+        Some(key) => Ok(key),
+        None => cfg.recipient_key(),
+    }
+}
+
 /// Seals `sources` as the next version of `packet` into the outbox, with the page
 /// records and completeness of the room in the manifest when given.
 pub fn seal_sources(
@@ -83,7 +95,7 @@ pub fn seal_sources(
     let version = outbox.next_version(&packet_id)?;
     let metadata =
         postcard::to_allocvec(&packet).map_err(|e| Error::Push(format!("cannot encode packet metadata: {e}")))?;
-    let recipients = [cfg.recipient_key()?];
+    let recipients = [sealing_key(cfg)?];
     // Everything that can fail on the inputs is checked before the envelope is written, so
     // a refusal leaves no half-made file behind.
     let deadline_unix_ms = u64::try_from(cfg.time_zone.deadline_unix_ms(packet.date)?).unwrap_or(0);

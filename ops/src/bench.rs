@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::quick_authority::QuickAuthority;
 use anyhow::Context;
-use konvert_center::config::{AllowedMember, CenterConfig};
 use konvert_center::provision::{self, CenterFacts};
 use konvert_crypto::token::TokenFile;
 use konvert_edge::cli::now_unix_ms;
@@ -70,13 +70,9 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     let site_dir = root.join("site");
     std::fs::create_dir_all(&site_dir)?;
     let token = TokenFile::create(&site_dir.join("member.token"), "TK-BENCH", "bench", "493817", 10_000)?;
-    let mut raw: CenterConfig = toml::from_str(&std::fs::read_to_string(&init.config_path)?)?;
-    raw.members.push(AllowedMember {
-        name: "bench".into(),
-        key: token.public.to_string(),
-        sites: vec!["0101".into()],
-    });
-    raw.save(&init.config_path)?;
+    let mut officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms())?;
+    officers.issue(&token, "0101", &["2026-06-01"], now_unix_ms())?;
+    officers.publish(now_unix_ms())?;
 
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)

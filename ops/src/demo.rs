@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::quick_authority::QuickAuthority;
 use anyhow::Context;
-use konvert_center::config::AllowedMember;
 use konvert_center::provision::{self, CenterFacts};
+use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::token::TokenFile;
 use konvert_edge::cli::now_unix_ms;
 use konvert_edge::day::check_table;
@@ -27,6 +28,9 @@ pub const DEMO_SITES: [(&str, &str, &str); 3] = [
     ("0303", "Сидорова Е. Н.", "Asia/Kamchatka"),
 ];
 const DEMO_PIN: &str = "493817";
+/// The technical-readiness day and the exam day of the demo.
+const READINESS_DAY: &str = "2026-05-27";
+const EXAM_DAY: &str = "2026-06-01";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -105,8 +109,11 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         center_dir.display()
     ));
 
-    // The security officer issues one token per member and allows it at the center.
-    let mut members = Vec::new();
+    // The security officer issues one token per member — through every status the
+    // regulations name, bound to its site and to the readiness and exam days — and
+    // publishes the signed key registry where the center takes it.
+    let center_cfg = init.config.clone();
+    let mut officers = QuickAuthority::new(&center_cfg, init.recipient_public, now_unix_ms())?;
     for (site, holder, _) in DEMO_SITES {
         let site_dir = root.join("sites").join(site);
         std::fs::create_dir_all(&site_dir)?;
@@ -117,14 +124,13 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             DEMO_PIN,
             100_000,
         )?;
-        members.push(AllowedMember {
-            name: holder.to_owned(),
-            key: token.public.to_string(),
-            sites: vec![site.to_owned()],
-        });
+        officers.issue(&token, site, &[READINESS_DAY, EXAM_DAY], now_unix_ms())?;
     }
-    let mut center_cfg = init.config.clone();
-    center_cfg.members = members;
+    officers.publish(now_unix_ms())?;
+    say(format!(
+        "▸ security officer: {} member tokens Loaded → Received → Bound → Statement printed → Issued; key registry v1 published",
+        DEMO_SITES.len()
+    ));
     let center = konvert_center::serve(&center_cfg).await?;
     let metrics_at = center
         .metrics_addr
@@ -142,13 +148,15 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         recipient_public: init.recipient_public,
         receipt_public: init.receipt_public,
     };
-    let date = "2026-06-01".parse()?;
+    let date = EXAM_DAY.parse()?;
     let mut sites = Vec::new();
     let mut pushes = Vec::new();
     let started = Instant::now();
     for (i, (site, holder, zone)) in DEMO_SITES.iter().enumerate() {
         let site_dir = root.join("sites").join(site);
         let toml = provision::enroll_station(&center_dir, site, &facts, &site_dir)?;
+        // The station trusts registries signed by the officers, and no one else's.
+        RegistryStore::open(&site_dir.join("data"))?.anchor(officers.authority())?;
         let text = std::fs::read_to_string(&toml)?
             .replace("time_zone = \"Europe/Moscow\"", &format!("time_zone = \"{zone}\""));
         std::fs::write(&toml, text)?;
@@ -392,7 +400,7 @@ async fn readiness(
     use konvert_edge::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
     let scans = root.join("readiness").join(cfg.site.as_str());
     let room = RoomId::new(konvert_edge::readiness::TEST_ROOM)?;
-    let date = "2026-05-27".parse()?;
+    let date = READINESS_DAY.parse()?;
     let plan = synthetic_plan(&cfg.site, date, ExamKind::Ege, &[(&room, 1)], 9_000_000);
     let job = ScanJob {
         format: ScanFormat::TiffG4,
@@ -422,12 +430,14 @@ async fn readiness(
     let desk = konvert_center::test_packets::TestDesk::open(&center_cfg.data_dir)?;
     let packet = desk.find(&test.sealed.entry.offer.packet_id, None)?;
     let recipient = konvert_crypto::keyfile::read_recipient_key(recipient_key)?;
-    let members = konvert_center::intake::members(center_cfg)?;
+    let registry = RegistryStore::open(&center_cfg.data_dir)?
+        .last_known()?
+        .context("the center holds no key registry")?;
     let (index, previews) = konvert_center::preview::render_previews(
         &center_cfg.data_dir,
         std::slice::from_ref(&packet),
         &recipient,
-        &members,
+        &registry,
         &root.join("readiness-preview"),
     )?;
     let pages = previews.first().and_then(|p| p.pages.as_ref().ok()).map_or(0, Vec::len);

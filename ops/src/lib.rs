@@ -9,5 +9,6 @@ pub mod bench_recognition;
 pub mod bench_signatures;
 pub mod demo;
 pub mod keys;
+pub mod quick_authority;
 pub mod rooms;
 pub mod stats;

@@ -71,6 +71,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
         arb_receipt().prop_map(|receipt| Message::Receipt { receipt }),
         Just(Message::AskNotices),
         proptest::collection::vec(arb_notice(), 0..4).prop_map(|notices| Message::Notices { notices }),
+        any::<u64>().prop_map(|have_version| Message::WatchRegistry { have_version }),
+        proptest::collection::vec(any::<u8>(), 0..3000).prop_map(|signed| Message::Registry { signed }),
     ]
 }
 
@@ -120,6 +122,8 @@ fn variant(m: &Message) -> usize {
         Message::Receipt { .. } => 8,
         Message::AskNotices => 9,
         Message::Notices { .. } => 10,
+        Message::WatchRegistry { .. } => 11,
+        Message::Registry { .. } => 12,
     }
 }
 
@@ -129,11 +133,11 @@ fn the_strategy_yields_every_variant() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = arb_message();
-    let mut seen = [false; 11];
+    let mut seen = [false; 13];
     for _ in 0..500 {
         seen[variant(&strategy.new_tree(&mut runner).unwrap().current())] = true;
     }
-    assert_eq!(seen, [true; 11]);
+    assert_eq!(seen, [true; 13]);
 }
 
 /// Splits `wire` at the given cut points (taken modulo its length), so pieces have random

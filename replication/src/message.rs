@@ -6,6 +6,9 @@
 //! `Data` frames from `resume_at` up to the offered size, then `Done`; the center answers
 //! `Receipt` once the envelope is durable, or `Reject`. The edge asks for the center's
 //! notices (test-packet verdicts) on a stream of their own: `AskNotices` → `Notices`.
+//! It watches the key registry on another: `WatchRegistry{have_version}`, then the center
+//! sends `Registry` at once if it holds a newer one, and again each time a newer one is
+//! published, for as long as the connection lasts.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,11 +59,28 @@ pub enum RejectReason {
     ProtocolViolation,
     /// The center could not store the packet now; try again later.
     Unavailable,
+    /// The signer's token is in the key registry but not Issued (loaded, received by the
+    /// center, bound, statement printed): the officers have not finished issuing it.
+    TokenNotIssued,
+    /// The signer's token is blocked (lost, compromised or broken): the packet is refused
+    /// for good, whatever signing time the envelope claims.
+    TokenBlocked,
+    /// The signer's token is not bound to the packet's site.
+    TokenNotForSite,
+    /// The signer's token is not bound to the packet's exam day.
+    TokenNotForDate,
+    /// The signer's token is a center specialist's, which never signs packets.
+    NotAMemberToken,
+    /// The envelope is sealed only to center keys that are destroyed, past their grace
+    /// period, or unknown: nobody could ever open it.
+    DeadCenterKey,
+    /// The center holds no key registry in force (none yet, or expired): it cannot decide.
+    NoRegistry,
 }
 
 impl RejectReason {
     /// Every reason, for exporting metrics series before they first occur.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 17] = [
         RejectReason::UnsupportedVersion,
         RejectReason::TooLarge,
         RejectReason::DigestMismatch,
@@ -71,6 +91,13 @@ impl RejectReason {
         RejectReason::Conflict,
         RejectReason::ProtocolViolation,
         RejectReason::Unavailable,
+        RejectReason::TokenNotIssued,
+        RejectReason::TokenBlocked,
+        RejectReason::TokenNotForSite,
+        RejectReason::TokenNotForDate,
+        RejectReason::NotAMemberToken,
+        RejectReason::DeadCenterKey,
+        RejectReason::NoRegistry,
     ];
 
     /// A stable machine-readable name, used as a metrics label.
@@ -86,6 +113,13 @@ impl RejectReason {
             RejectReason::Conflict => "conflict",
             RejectReason::ProtocolViolation => "protocol_violation",
             RejectReason::Unavailable => "unavailable",
+            RejectReason::TokenNotIssued => "token_not_issued",
+            RejectReason::TokenBlocked => "token_blocked",
+            RejectReason::TokenNotForSite => "token_not_for_site",
+            RejectReason::TokenNotForDate => "token_not_for_date",
+            RejectReason::NotAMemberToken => "not_a_member_token",
+            RejectReason::DeadCenterKey => "dead_center_key",
+            RejectReason::NoRegistry => "no_registry",
         }
     }
 
@@ -114,12 +148,50 @@ impl RejectReason {
                 "the station and the center disagree on the protocol; update the station software"
             }
             RejectReason::Unavailable => "the center cannot store packets right now; it will be retried",
+            RejectReason::TokenNotIssued => {
+                "the member's token is not yet issued in the key registry; call the center's security officer — \
+                 the packet is kept and sent again once the token is issued"
+            }
+            RejectReason::TokenBlocked => {
+                "the member's token is blocked (lost, compromised or broken); the packet is refused for good — \
+                 seal the room again with another member's token"
+            }
+            RejectReason::TokenNotForSite => {
+                "the member's token is not bound to this site; call the center's security officer — \
+                 the packet is kept and sent again once the token is bound"
+            }
+            RejectReason::TokenNotForDate => {
+                "the member's token is not bound to this exam day; call the center's security officer — \
+                 the packet is kept and sent again once the token is bound"
+            }
+            RejectReason::NotAMemberToken => {
+                "the packet was signed with a center specialist's token, not a member's; seal the room again \
+                 with the member's token"
+            }
+            RejectReason::DeadCenterKey => {
+                "the packet is sealed to a center key that is no longer in use, so nobody could open it; \
+                 the station takes the new key from the registry — seal the room again"
+            }
+            RejectReason::NoRegistry => {
+                "the center holds no key registry in force; the packet is kept and sent again — \
+                 the center's security officers must publish the registry"
+            }
         }
     }
 
-    /// Whether sending the same bytes again can succeed.
+    /// Whether sending the same bytes again can succeed: after a while, or once the
+    /// officers publish a registry that issues or binds the token.
     pub fn is_retryable(self) -> bool {
-        matches!(self, RejectReason::DigestMismatch | RejectReason::Unavailable)
+        matches!(
+            self,
+            RejectReason::DigestMismatch
+                | RejectReason::Unavailable
+                | RejectReason::TokenNotIssued
+                | RejectReason::TokenNotForSite
+                | RejectReason::TokenNotForDate
+                | RejectReason::UnknownSigner
+                | RejectReason::NoRegistry
+        )
     }
 }
 
@@ -185,6 +257,18 @@ pub enum Message {
         /// Each signed by the center's receipt key.
         notices: Vec<SignedNotice>,
     },
+    /// Edge → center, first on its own stream: send me every key registry newer than this.
+    WatchRegistry {
+        /// The highest registry version the station trusts (0: none).
+        have_version: u64,
+    },
+    /// Center → edge: a key registry as the officers signed it (`SignedRegistry` bytes);
+    /// the edge trusts it only by the officers' signatures, never by the center's word.
+    Registry {
+        /// The signed registry.
+        #[serde(with = "serde_bytes")]
+        signed: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -202,6 +286,8 @@ impl Message {
             Message::Receipt { .. } => "Receipt",
             Message::AskNotices => "AskNotices",
             Message::Notices { .. } => "Notices",
+            Message::WatchRegistry { .. } => "WatchRegistry",
+            Message::Registry { .. } => "Registry",
         }
     }
 }

@@ -8,13 +8,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use konvert_center::config::{AllowedMember, CenterConfig};
+use konvert_center::config::CenterConfig;
 use konvert_center::provision::{self, CenterFacts, CenterInit};
+use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::token::TokenFile;
 use konvert_crypto::SigningKey;
+use konvert_edge::cli::now_unix_ms;
 use konvert_edge::{seal_room, SiteConfig};
 use konvert_exam::{ExamKind, PacketKind, PacketRef};
+use konvert_ops::quick_authority::QuickAuthority;
 use konvert_replication::{Outbox, OutboxEntry};
+
+/// The exam day every fixture packet is for (and its tokens are bound to).
+pub const EXAM_DAY: &str = "2026-06-01";
 
 /// The PIN of every test token.
 pub const PIN: &str = "271828";
@@ -25,6 +31,8 @@ pub struct CenterFixture {
     pub root: tempfile::TempDir,
     /// What `init_center` made.
     pub init: CenterInit,
+    /// The security officer (one, threshold 1) and the registry draft.
+    pub officers: std::sync::Mutex<QuickAuthority>,
 }
 
 /// One enrolled site.
@@ -50,7 +58,12 @@ impl CenterFixture {
             Some("127.0.0.1:0".parse().unwrap()),
         )
         .unwrap();
-        CenterFixture { root, init }
+        let officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms()).unwrap();
+        CenterFixture {
+            root,
+            init,
+            officers: std::sync::Mutex::new(officers),
+        }
     }
 
     /// The center's folder.
@@ -73,19 +86,28 @@ impl CenterFixture {
         .unwrap()
     }
 
-    /// Allows members in center.toml (as written on disk) and returns the loaded config.
-    pub fn allow(&self, members: &[(&TokenFile, &str)]) -> CenterConfig {
-        let path = &self.init.config_path;
-        let mut raw: CenterConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    /// Issues each token (Loaded → … → Issued, bound to its site and [`EXAM_DAY`]) and
+    /// publishes the next registry version where the center takes it; returns the config.
+    pub fn register(&self, members: &[(&TokenFile, &str)]) -> CenterConfig {
+        self.register_days(members, &[EXAM_DAY])
+    }
+
+    /// Like [`CenterFixture::register`], bound to `days`.
+    pub fn register_days(&self, members: &[(&TokenFile, &str)], days: &[&str]) -> CenterConfig {
+        let mut officers = self.officers.lock().unwrap();
         for (t, site) in members {
-            raw.members.push(AllowedMember {
-                name: t.holder.clone(),
-                key: t.public.to_string(),
-                sites: vec![site.to_string()],
-            });
+            officers.issue(t, site, days, now_unix_ms()).unwrap();
         }
-        raw.save(path).unwrap();
-        CenterConfig::load(path).unwrap()
+        officers.publish(now_unix_ms()).unwrap();
+        CenterConfig::load(&self.init.config_path).unwrap()
+    }
+
+    /// Changes the registry draft and publishes the next version; returns it.
+    pub fn publish(&self, edit: impl FnOnce(&mut konvert_crypto::registry::RegistryBody)) -> u64 {
+        let mut officers = self.officers.lock().unwrap();
+        edit(officers.draft_mut());
+        let signed = officers.publish(now_unix_ms()).unwrap();
+        signed.decode_body().unwrap().version
     }
 
     /// Enrolls the station of `site` for a center at `addr`.
@@ -99,6 +121,8 @@ impl CenterFixture {
         };
         let toml = provision::enroll_station(&self.center_dir(), site, &facts, &dir).unwrap();
         let mut cfg = SiteConfig::load(&toml).unwrap();
+        let authority = self.officers.lock().unwrap().authority();
+        RegistryStore::open(&cfg.data_dir).unwrap().anchor(authority).unwrap();
         cfg.push.retry_seconds = 0.1;
         let outbox = Arc::new(Outbox::open(&cfg.data_dir).unwrap());
         let signer = TokenFile::read(&cfg.token).unwrap().unlock(PIN).unwrap();
@@ -123,7 +147,7 @@ impl SiteFixture {
     pub fn seal_dir(&self, room_dir: &Path, room: &str, signer: &SigningKey) -> OutboxEntry {
         let packet = PacketRef {
             site: self.cfg.site.clone(),
-            date: "2026-06-01".parse().unwrap(),
+            date: EXAM_DAY.parse().unwrap(),
             exam: ExamKind::Ege,
             room: room.parse().unwrap(),
             kind: PacketKind::Blanks,

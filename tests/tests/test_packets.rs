@@ -48,7 +48,7 @@ fn scan_test_blanks(site: &konvert_exam::SiteId, dir: &std::path::Path) -> Vec<P
 async fn a_test_packet_is_previewed_judged_and_its_verdict_reaches_only_its_site() {
     let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
     let tokens = [fx.issue_token("0101"), fx.issue_token("0202")];
-    let cfg = fx.allow(&[(&tokens[0], "0101"), (&tokens[1], "0202")]);
+    let cfg = fx.register_days(&[(&tokens[0], "0101"), (&tokens[1], "0202")], &["2026-05-25"]);
     let center = konvert_center::serve(&cfg).await.unwrap();
     let site = fx.enroll("0101", center.addr);
     let other = fx.enroll("0202", center.addr);
@@ -94,8 +94,12 @@ async fn a_test_packet_is_previewed_judged_and_its_verdict_reaches_only_its_site
     // page, each page recognized, the 150 dpi page called out.
     let out = fx.root.path().join("preview");
     let recipient = keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap();
-    let members = konvert_center::intake::members(&cfg).unwrap();
-    let (index, previews) = render_previews(&cfg.data_dir, &on_desk, &recipient, &members, &out).unwrap();
+    let registry = konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
+        .unwrap()
+        .last_known()
+        .unwrap()
+        .unwrap();
+    let (index, previews) = render_previews(&cfg.data_dir, &on_desk, &recipient, &registry, &out).unwrap();
     let pages = previews[0].pages.as_ref().unwrap();
     assert_eq!(pages.len(), expected.len());
     let mut read: Vec<String> = pages.iter().map(|p| p.barcode.clone().unwrap()).collect();

@@ -10,17 +10,20 @@
 //! past its expiry (freeze). Pure functions: the caller persists [`RegistryTrust`].
 
 mod status;
+mod store;
 
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 pub use status::TokenStatus;
+pub use store::RegistryStore;
 
 use crate::{Domain, Error, KeyId, RecipientPublicKey, Result, Signature, SigningKey, VerifyingKey};
 
-/// Largest encoded registry accepted (a region has a few thousand tokens).
-pub const MAX_REGISTRY_LEN: usize = 8 * 1024 * 1024;
+/// Largest encoded registry body accepted: about 6,000 tokens, where a region has a few
+/// thousand; small enough that the whole signed registry travels in one protocol frame.
+pub const MAX_REGISTRY_LEN: usize = 1536 * 1024;
 
 /// The security officers and how many of them must sign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -142,6 +142,32 @@ pub async fn ask_notices(conn: &quinn::Connection, center_key: &VerifyingKey, si
     }
 }
 
+/// Watches the center's key registry: sends the version the station has, then hands
+/// every registry the center sends (`SignedRegistry` bytes, unchecked: the caller checks
+/// the officers' signatures) to `on_registry`, until the connection ends. An error from
+/// `on_registry` ends the watch.
+pub async fn watch_registry(
+    conn: &quinn::Connection,
+    have_version: u64,
+    mut on_registry: impl FnMut(Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
+    write_message(&mut send, &Message::WatchRegistry { have_version }).await?;
+    loop {
+        match read_message(&mut recv).await? {
+            None => return Ok(()),
+            Some(Message::Registry { signed }) => on_registry(signed)?,
+            Some(Message::Reject { reason, detail }) => return Err(Error::Refused { reason, detail }),
+            Some(other) => {
+                return Err(Error::Protocol {
+                    expected: "Registry",
+                    got: other.kind().into(),
+                })
+            }
+        }
+    }
+}
+
 async fn next(recv: &mut quinn::RecvStream) -> Result<crate::Message> {
     read_message(recv)
         .await?

@@ -5,6 +5,6 @@ mod client;
 mod server;
 mod stream;
 
-pub use client::{ask_notices, connect, send_packet, Outcome, AGENT};
-pub use server::{serve_connection, Admission, Intake, StationSession};
+pub use client::{ask_notices, connect, send_packet, watch_registry, Outcome, AGENT};
+pub use server::{serve_connection, Admission, Intake, RegistryFeed, RegistryUpdate, StationSession};
 pub use stream::{read_message, write_message};

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::stream::{read_message, write_message};
@@ -34,6 +35,18 @@ pub struct StationSession {
     pub site: String,
 }
 
+/// A key registry the center serves to stations, as the officers signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryUpdate {
+    /// Its version.
+    pub version: u64,
+    /// The `SignedRegistry` bytes.
+    pub signed: Vec<u8>,
+}
+
+/// The newest registry the center serves; changes whenever a newer one is taken.
+pub type RegistryFeed = watch::Receiver<Option<std::sync::Arc<RegistryUpdate>>>;
+
 /// The center's policy and storage for incoming packets.
 pub trait Intake: Send + Sync + 'static {
     /// Staging state of one incoming packet.
@@ -55,6 +68,10 @@ pub trait Intake: Send + Sync + 'static {
     fn abandon(&self, offer: &Offer, staging: Self::Staging);
     /// The newest notices for the station's site, at most [`MAX_NOTICES`]. Blocking.
     fn notices(&self, station: &StationSession) -> Result<Vec<SignedNotice>>;
+    /// The key registries to pass on to stations, if this center serves any.
+    fn registry_feed(&self) -> Option<RegistryFeed> {
+        None
+    }
 }
 
 /// Serves one edge connection until it closes.
@@ -124,6 +141,45 @@ async fn serve_notices<I: Intake>(
     Ok(())
 }
 
+/// Sends the station every registry newer than the one it has, now and as they are
+/// taken, until the connection ends.
+async fn serve_registry_watch<I: Intake>(
+    mut send: quinn::SendStream,
+    intake: Arc<I>,
+    station: Arc<StationSession>,
+    have_version: u64,
+) -> Result<()> {
+    let Some(mut feed) = intake.registry_feed() else {
+        let refusal = Message::Reject {
+            reason: RejectReason::NoRegistry,
+            detail: "this center serves no key registry".into(),
+        };
+        write_message(&mut send, &refusal).await?;
+        let _ = send.finish();
+        return Ok(());
+    };
+    let mut sent = have_version;
+    loop {
+        let newest = feed.borrow_and_update().clone();
+        if let Some(update) = newest.filter(|u| u.version > sent) {
+            write_message(
+                &mut send,
+                &Message::Registry {
+                    signed: update.signed.clone(),
+                },
+            )
+            .await?;
+            debug!(site = %station.site, version = update.version, "registry sent");
+            sent = update.version;
+        }
+        // Either a newer registry, or the station went away (the write then fails).
+        tokio::select! {
+            changed = feed.changed() => if changed.is_err() { return Ok(()) },
+            _ = send.stopped() => return Ok(()),
+        }
+    }
+}
+
 async fn serve_stream<I: Intake>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -143,8 +199,14 @@ async fn serve_stream<I: Intake>(
                 break Err(e);
             }
         };
-        if matches!(msg, Message::AskNotices) && rx.offer().is_none() {
-            return serve_notices(send, intake, station).await;
+        if rx.offer().is_none() {
+            match msg {
+                Message::AskNotices => return serve_notices(send, intake, station).await,
+                Message::WatchRegistry { have_version } => {
+                    return serve_registry_watch(send, intake, station, have_version).await
+                }
+                _ => {}
+            }
         }
         match rx.handle(msg) {
             Err(e) => {

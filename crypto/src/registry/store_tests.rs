@@ -1,7 +1,5 @@
-use konvert_crypto::registry::{
-    Authority, CenterKeyRecord, CenterKeyState, RegistryBody, RegistryRefusal, SignedRegistry,
-};
-use konvert_crypto::{RecipientSecretKey, SigningKey};
+use crate::registry::{CenterKeyRecord, CenterKeyState, RegistryRefusal};
+use crate::{RecipientSecretKey, SigningKey};
 
 use super::*;
 
@@ -27,7 +25,7 @@ fn signed(officer: &SigningKey, version: u64) -> SignedRegistry {
 
 fn refusal(e: Error) -> RegistryRefusal {
     match e {
-        Error::Crypto(konvert_crypto::Error::Registry { reason, .. }) => reason,
+        Error::Registry { reason, .. } => reason,
         other => panic!("{other}"),
     }
 }

@@ -1,0 +1,199 @@
+//! The center's key registry: trusted through the officers' `authority.toml` exactly as a
+//! station trusts it, taken from the file the officers publish to, enforced on every
+//! packet at the moment it is received, and passed on to every connected station.
+//!
+//! The registry file (`registry` in center.toml) is watched rather than pushed to the
+//! running center, so the officers' tools never need the receiver's sled lock: dropping
+//! a newly published registry there (`konvert-center registry import`) is enough. A
+//! registry that newly blocks a token flags for review the packets that token signed
+//! and the center received from `review_window_minutes` before the block onwards.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use konvert_crypto::registry::{
+    AuthorityFile, Registry, RegistryBody, RegistryStore, SignedRegistry, MAX_REGISTRY_LEN,
+};
+use konvert_crypto::{keyfile, KeyId};
+use konvert_replication::driver::{RegistryFeed, RegistryUpdate};
+use konvert_replication::Inbox;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::CenterConfig;
+use crate::review::{ReviewDesk, ReviewFlag};
+use crate::{Error, Result};
+
+/// How often the running center looks at the registry file.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The registry the center enforces and serves.
+pub struct CenterRegistry {
+    store: RegistryStore,
+    source: PathBuf,
+    in_force: RwLock<Option<Arc<Registry>>>,
+    seen: RwLock<Option<(u64, std::time::SystemTime)>>,
+    feed: watch::Sender<Option<Arc<RegistryUpdate>>>,
+    review: ReviewDesk,
+    review_window_ms: u64,
+}
+
+/// What taking a registry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// The version now in force.
+    pub version: u64,
+    /// Packets flagged for review because the registry blocked their signer.
+    pub flagged: usize,
+}
+
+fn read_signed(path: &Path) -> Result<SignedRegistry> {
+    let bytes = keyfile::read_bounded(path, MAX_REGISTRY_LEN as u64 + 64 * 1024)?;
+    Ok(SignedRegistry::from_bytes(&bytes)?)
+}
+
+impl CenterRegistry {
+    /// Opens the center's registry store, anchoring it in the officers' authority file on
+    /// first use, and puts the stored registry in force if it still is.
+    pub fn open(cfg: &CenterConfig, now_unix_ms: u64) -> Result<Self> {
+        let store = RegistryStore::open(&cfg.data_dir)?;
+        if store.trust()?.is_none() {
+            let text = std::fs::read_to_string(&cfg.authority).map_err(|e| Error::Config {
+                path: cfg.authority.clone(),
+                message: format!(
+                    "cannot read the officers' authority.toml ({e}); copy it from the officers' workspace \
+                     (`konvert keys init-authority`) to this path"
+                ),
+            })?;
+            let file: AuthorityFile = toml::from_str(&text).map_err(|e| Error::Config {
+                path: cfg.authority.clone(),
+                message: format!("not an officers' authority file: {e}"),
+            })?;
+            store.anchor(file.authority()?)?;
+            info!(path = %cfg.authority.display(), "registry trust anchored in the officers' authority");
+        }
+        let (feed, _) = watch::channel(None);
+        let registry = CenterRegistry {
+            store,
+            source: cfg.registry.clone(),
+            in_force: RwLock::new(None),
+            seen: RwLock::new(None),
+            feed,
+            review: ReviewDesk::open(&cfg.data_dir)?,
+            review_window_ms: cfg.review_window_minutes.saturating_mul(60_000),
+        };
+        match registry.store.current_signed(now_unix_ms) {
+            Ok(Some((body, signed))) => registry.put_in_force(body, &signed)?,
+            Ok(None) => {}
+            Err(e) => warn!("the stored key registry is not in force: {e}"),
+        }
+        Ok(registry)
+    }
+
+    /// The registry in force at `now`: none when there is none or it has expired (the
+    /// center then refuses packets rather than trust stale statuses).
+    pub fn in_force(&self, now_unix_ms: u64) -> Option<Arc<Registry>> {
+        let r = self.in_force.read().ok()?.clone()?;
+        (now_unix_ms < r.body().expires_at_unix_ms).then_some(r)
+    }
+
+    /// The newest registry, for stations.
+    pub fn feed(&self) -> RegistryFeed {
+        self.feed.subscribe()
+    }
+
+    fn put_in_force(&self, body: RegistryBody, signed: &SignedRegistry) -> Result<()> {
+        let update = RegistryUpdate {
+            version: body.version,
+            signed: signed.to_bytes()?,
+        };
+        if let Ok(mut slot) = self.in_force.write() {
+            *slot = Some(Arc::new(Registry::from(body)));
+        }
+        self.feed.send_replace(Some(Arc::new(update)));
+        Ok(())
+    }
+
+    /// Takes the registry file if it changed since last look and is newer than the one in
+    /// force: checked as a station checks it, trust persisted first, then enforced and
+    /// sent to stations. A file that is refused leaves everything as it was.
+    pub fn refresh(&self, inbox: &Inbox, now_unix_ms: u64) -> Result<Option<Taken>> {
+        let Ok(meta) = std::fs::metadata(&self.source) else {
+            return Ok(None);
+        };
+        let stamp = (meta.len(), meta.modified().unwrap_or(std::time::UNIX_EPOCH));
+        if self.seen.read().ok().and_then(|s| *s) == Some(stamp) {
+            return Ok(None);
+        }
+        if let Ok(mut seen) = self.seen.write() {
+            *seen = Some(stamp);
+        }
+        let signed = read_signed(&self.source)?;
+        let body = signed.decode_body()?;
+        let old = self.in_force.read().ok().and_then(|r| r.clone());
+        if old.as_ref().is_some_and(|o| o.body().version >= body.version) {
+            return Ok(None);
+        }
+        let body = self.store.offer(&signed, now_unix_ms)?;
+        let version = body.version;
+        let flags = self.newly_blocked(old.as_deref(), &body, inbox)?;
+        self.put_in_force(body, &signed)?;
+        for f in &flags {
+            self.review.flag(f)?;
+        }
+        info!(version, flagged = flags.len(), "key registry in force");
+        Ok(Some(Taken {
+            version,
+            flagged: flags.len(),
+        }))
+    }
+
+    /// The stored packets whose signer `new` blocks (and `old` did not), received from the
+    /// review window before the block onwards.
+    fn newly_blocked(&self, old: Option<&Registry>, new: &RegistryBody, inbox: &Inbox) -> Result<Vec<ReviewFlag>> {
+        let blocked: Vec<_> = new
+            .tokens
+            .iter()
+            .filter(|t| t.status.is_blocked())
+            .filter(|t| {
+                old.and_then(|o| o.token(&t.public.key_id()))
+                    .is_none_or(|was| !was.status.is_blocked())
+            })
+            .collect();
+        if blocked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut flags = Vec::new();
+        for record in inbox.records()? {
+            let Some(t) = blocked.iter().find(|t| t.public.key_id() == record.signer) else {
+                continue;
+            };
+            let from = t.status_since_unix_ms.saturating_sub(self.review_window_ms);
+            if record.receipt.body.received_at_unix_ms >= from {
+                flags.push(ReviewFlag::new(&record, t, new.version));
+            }
+        }
+        Ok(flags)
+    }
+
+    /// Checks a registry file against the center's trust without taking it.
+    pub fn check_file(&self, path: &Path, now_unix_ms: u64) -> Result<RegistryBody> {
+        let signed = read_signed(path)?;
+        let trust = self.store.trust()?.ok_or_else(|| Error::Config {
+            path: path.to_owned(),
+            message: "the center trusts no authority yet; start it once with the officers' authority.toml".into(),
+        })?;
+        Ok(trust.accept(&signed, now_unix_ms)?.0)
+    }
+
+    /// The registry the store holds, whatever its expiry.
+    pub fn last_known(&self) -> Result<Option<RegistryBody>> {
+        Ok(self.store.last_known()?)
+    }
+
+    /// The key of a token in the registry the store holds (for checking stored packets).
+    pub fn token_key(body: &RegistryBody, id: &KeyId) -> Option<konvert_crypto::VerifyingKey> {
+        body.tokens.iter().find(|t| t.public.key_id() == *id).map(|t| t.public)
+    }
+}

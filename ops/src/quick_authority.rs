@@ -1,0 +1,115 @@
+//! A one-officer authority held in memory, for the demo, the benches and the tests: it
+//! writes the center's `authority.toml`, takes member tokens through every regulation
+//! step up to Issued, and publishes each registry version where the center takes it.
+//! Real officers use `konvert keys` and a workspace of PIN-protected officer tokens.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use konvert_center::config::CenterConfig;
+use konvert_crypto::keyfile;
+use konvert_crypto::registry::{
+    Authority, AuthorityFile, Binding, CenterKeyRecord, CenterKeyState, OfficerEntry, RegistryBody, SignedRegistry,
+    TokenRole, TokenStatus,
+};
+use konvert_crypto::token::TokenFile;
+use konvert_crypto::{RecipientPublicKey, SigningKey};
+
+/// How long each published registry stays valid.
+const VALID_MS: u64 = 7 * 86_400_000;
+
+/// A one-officer authority and its registry draft.
+pub struct QuickAuthority {
+    officer: SigningKey,
+    draft: RegistryBody,
+    registry_path: PathBuf,
+}
+
+impl QuickAuthority {
+    /// A new authority for the center `cfg`, sealing to `center_key`; writes the
+    /// center's `authority.toml`.
+    pub fn new(cfg: &CenterConfig, center_key: RecipientPublicKey, now_unix_ms: u64) -> anyhow::Result<Self> {
+        let officer = SigningKey::generate()?;
+        let authority = Authority {
+            officers: vec![officer.verifying_key()],
+            threshold: 1,
+        };
+        let file = AuthorityFile {
+            officers: vec![OfficerEntry {
+                name: "officer".into(),
+                public: officer.verifying_key().to_string(),
+            }],
+            threshold: 1,
+            valid_days: 7,
+        };
+        write_file(&cfg.authority, toml::to_string_pretty(&file)?.as_bytes())?;
+        Ok(QuickAuthority {
+            officer,
+            draft: RegistryBody {
+                version: 0,
+                issued_at_unix_ms: now_unix_ms,
+                expires_at_unix_ms: now_unix_ms + VALID_MS,
+                authority,
+                tokens: Vec::new(),
+                center_keys: vec![CenterKeyRecord {
+                    key: center_key,
+                    state: CenterKeyState::Active,
+                }],
+            },
+            registry_path: cfg.registry.clone(),
+        })
+    }
+
+    /// The officers' authority (what stations anchor in).
+    pub fn authority(&self) -> Authority {
+        self.draft.authority.clone()
+    }
+
+    /// Takes a member token through Loaded → Received by center → Bound (to its holder,
+    /// `site` and `dates`) → Statement printed → Issued.
+    pub fn issue(&mut self, token: &TokenFile, site: &str, dates: &[&str], now_unix_ms: u64) -> anyhow::Result<()> {
+        let id = token.token_id.as_str();
+        self.draft.add_token(id, TokenRole::Member, token.public, now_unix_ms)?;
+        self.draft
+            .set_status(id, TokenStatus::ReceivedByCenter, None, now_unix_ms)?;
+        let binding = Binding {
+            person: token.holder.clone(),
+            sites: vec![site.to_owned()],
+            dates: dates.iter().map(|d| (*d).to_owned()).collect(),
+        };
+        self.draft
+            .set_status(id, TokenStatus::Bound, Some(binding), now_unix_ms)?;
+        self.draft
+            .set_status(id, TokenStatus::StatementPrinted, None, now_unix_ms)?;
+        self.draft.set_status(id, TokenStatus::Issued, None, now_unix_ms)?;
+        Ok(())
+    }
+
+    /// The draft, to change before the next [`QuickAuthority::publish`].
+    pub fn draft_mut(&mut self) -> &mut RegistryBody {
+        &mut self.draft
+    }
+
+    /// Signs the draft as the next version and writes it where the center takes it.
+    pub fn publish(&mut self, now_unix_ms: u64) -> anyhow::Result<SignedRegistry> {
+        self.draft.version += 1;
+        self.draft.issued_at_unix_ms = now_unix_ms;
+        self.draft.expires_at_unix_ms = now_unix_ms + VALID_MS;
+        let signed = SignedRegistry::sign(&self.draft, &[&self.officer])?;
+        write_file(&self.registry_path, &signed.to_bytes()?)?;
+        Ok(signed)
+    }
+
+    /// The officer's key (tests sign forged or altered registries with it).
+    pub fn officer(&self) -> &SigningKey {
+        &self.officer
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    keyfile::write_atomic(path, bytes, 0o644)?;
+    Ok(())
+}
