@@ -24,6 +24,8 @@ pub struct RunningCenter {
     pub metrics: Metrics,
     /// Its inbox.
     pub inbox: Arc<Inbox>,
+    /// The key registry it enforces and serves.
+    pub registry: Arc<CenterRegistry>,
     endpoint: quinn::Endpoint,
 }
 
@@ -97,7 +99,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let intake = Arc::new(CenterIntake::new(
         cfg,
         inbox.clone(),
-        registry,
+        registry.clone(),
         receipt_key,
         metrics.clone(),
     )?);
@@ -148,6 +150,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         metrics_addr,
         metrics,
         inbox,
+        registry,
         endpoint,
     })
 }

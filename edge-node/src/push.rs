@@ -123,12 +123,10 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
     let mut backoff = base_backoff;
     let mut report = PushReport::default();
     loop {
-        if outbox.pending()?.is_empty() {
-            if !opts.more_coming() {
-                break;
-            }
-            tokio::time::sleep(POLL).await;
-            continue;
+        // While more is coming the station stays connected even with nothing to send,
+        // so registry updates and notices reach it at once.
+        if outbox.pending()?.is_empty() && !opts.more_coming() {
+            break;
         }
         let error = match connect(cfg, &endpoint).await {
             Err(e) => e.to_string(),

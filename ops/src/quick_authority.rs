@@ -92,9 +92,14 @@ impl QuickAuthority {
 
     /// Signs the draft as the next version and writes it where the center takes it.
     pub fn publish(&mut self, now_unix_ms: u64) -> anyhow::Result<SignedRegistry> {
+        self.publish_valid_for(now_unix_ms, VALID_MS)
+    }
+
+    /// Like [`QuickAuthority::publish`], valid for `valid_ms` only.
+    pub fn publish_valid_for(&mut self, now_unix_ms: u64, valid_ms: u64) -> anyhow::Result<SignedRegistry> {
         self.draft.version += 1;
         self.draft.issued_at_unix_ms = now_unix_ms;
-        self.draft.expires_at_unix_ms = now_unix_ms + VALID_MS;
+        self.draft.expires_at_unix_ms = now_unix_ms + valid_ms;
         let signed = SignedRegistry::sign(&self.draft, &[&self.officer])?;
         write_file(&self.registry_path, &signed.to_bytes()?)?;
         Ok(signed)

@@ -13,11 +13,13 @@ use konvert_center::provision::{self, CenterFacts, CenterInit};
 use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::token::TokenFile;
 use konvert_crypto::SigningKey;
+use konvert_crypto::VerifyingKey;
 use konvert_edge::cli::now_unix_ms;
 use konvert_edge::{seal_room, SiteConfig};
 use konvert_exam::{ExamKind, PacketKind, PacketRef};
 use konvert_ops::quick_authority::QuickAuthority;
-use konvert_replication::{Outbox, OutboxEntry};
+use konvert_replication::driver::{self, Outcome};
+use konvert_replication::{pki, tls, Outbox, OutboxEntry};
 
 /// The exam day every fixture packet is for (and its tokens are bound to).
 pub const EXAM_DAY: &str = "2026-06-01";
@@ -145,24 +147,87 @@ impl SiteFixture {
 
     /// Seals an existing folder as `room` with `signer`.
     pub fn seal_dir(&self, room_dir: &Path, room: &str, signer: &SigningKey) -> OutboxEntry {
+        self.seal_as(room_dir, room, signer, EXAM_DAY, konvert_edge::cli::now_unix_ms())
+    }
+
+    /// Seals an existing folder as `room` of exam day `date`, with `signer`, claiming
+    /// to be sealed at `sealed_at_unix_ms`.
+    pub fn seal_as(
+        &self,
+        room_dir: &Path,
+        room: &str,
+        signer: &SigningKey,
+        date: &str,
+        sealed_at_unix_ms: u64,
+    ) -> OutboxEntry {
         let packet = PacketRef {
             site: self.cfg.site.clone(),
-            date: EXAM_DAY.parse().unwrap(),
+            date: date.parse().unwrap(),
             exam: ExamKind::Ege,
             room: room.parse().unwrap(),
             kind: PacketKind::Blanks,
         };
-        seal_room(
-            &self.cfg,
-            &self.outbox,
-            signer,
-            room_dir,
-            packet,
-            konvert_edge::cli::now_unix_ms(),
-        )
-        .unwrap()
-        .entry
+        seal_room(&self.cfg, &self.outbox, signer, room_dir, packet, sealed_at_unix_ms)
+            .unwrap()
+            .entry
     }
+
+    /// Writes a small room under `scans/<room>` and seals it as [`SiteFixture::seal_as`].
+    pub fn seal_small(&self, room: &str, signer: &SigningKey, date: &str, sealed_at_unix_ms: u64) -> OutboxEntry {
+        let room_dir = self.dir.join("scans").join(room);
+        konvert_ops::rooms::write_room(&room_dir, 7, 2, 5_000).unwrap();
+        self.seal_as(&room_dir, room, signer, date, sealed_at_unix_ms)
+    }
+
+    /// Offers one sealed envelope on a connection of its own and returns the outcome.
+    pub async fn send(&self, addr: SocketAddr, receipt_key: VerifyingKey, entry: &OutboxEntry) -> Outcome {
+        let conn = self.connect(addr).await;
+        let path = self.outbox.envelope_path(entry);
+        let outcome = driver::send_packet(&conn, entry.offer.clone(), receipt_key, &path, &|_| {})
+            .await
+            .unwrap();
+        conn.close(0u32.into(), b"done");
+        outcome
+    }
+
+    /// A connection from this site's station to the center at `addr`.
+    pub async fn connect(&self, addr: SocketAddr) -> quinn::Connection {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        let station = pki::IssuedCert {
+            cert_pem: read(&self.cfg.center.station_cert),
+            key_pem: read(&self.cfg.center.station_key).into(),
+        };
+        let endpoint =
+            tls::client_endpoint(tls::client_config(&read(&self.cfg.center.ca_cert), &station).unwrap()).unwrap();
+        driver::connect(&endpoint, addr, "center.konvert", self.cfg.site.as_str())
+            .await
+            .unwrap()
+    }
+
+    /// The registry version this station holds (0: none).
+    pub fn registry_version(&self) -> u64 {
+        RegistryStore::open(&self.cfg.data_dir)
+            .unwrap()
+            .trust()
+            .unwrap()
+            .map_or(0, |t| t.version)
+    }
+}
+
+/// Waits (up to 10 s) until the center enforces registry `version`.
+pub async fn wait_for_registry(center: &konvert_center::service::RunningCenter, version: u64) {
+    for _ in 0..200 {
+        let now = konvert_edge::cli::now_unix_ms();
+        if center
+            .registry
+            .in_force(now)
+            .is_some_and(|r| r.body().version >= version)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the center did not take registry v{version} within 10 s");
 }
 
 /// Counts envelope files in the center's store.
