@@ -75,6 +75,124 @@ pub struct DemoReport {
     pub dir: PathBuf,
     /// Prometheus text from the center's /metrics endpoint at the end.
     pub metrics_text: String,
+    /// From a token's block to every connected station holding the registry that says so.
+    pub registry_propagation: Duration,
+}
+
+/// The next event any station reports (30 s at most).
+async fn next_event(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, konvert_edge::push::PushEvent)>,
+) -> anyhow::Result<(usize, konvert_edge::push::PushEvent)> {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .context("the stations stopped reporting")
+}
+
+/// What the compromise drill found.
+struct Drill {
+    version: u64,
+    propagation: Duration,
+    refusal: konvert_replication::RejectReason,
+    flagged: usize,
+}
+
+/// The last site's token is reported compromised while every station is connected: the
+/// officers block it and publish; the drill times how long until every station holds the
+/// new registry, then shows the token's next packet refused and its earlier ones flagged.
+async fn compromise_drill(
+    sites: &[(SiteConfig, Arc<Outbox>)],
+    officers: &mut QuickAuthority,
+    center_cfg: &konvert_center::CenterConfig,
+    say: &dyn Fn(String),
+) -> anyhow::Result<Drill> {
+    use konvert_edge::push::PushEvent;
+    let more = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut pushes = Vec::new();
+    for (i, (cfg, outbox)) in sites.iter().enumerate() {
+        let tx = tx.clone();
+        let opts = PushOptions {
+            max_wait: Duration::from_secs(60),
+            on_event: Arc::new(move |ev| {
+                let _ = tx.send((i, ev));
+            }),
+            more_coming: Some(more.clone()),
+        };
+        let (cfg, outbox) = (cfg.clone(), outbox.clone());
+        pushes.push(tokio::spawn(async move { push(&cfg, outbox, opts).await }));
+    }
+    let mut connected = std::collections::HashSet::new();
+    while connected.len() < sites.len() {
+        if let (i, PushEvent::Connected) = next_event(&mut rx).await? {
+            connected.insert(i);
+        }
+    }
+    // Let each station's registry watch reach the center before the block.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cfg, outbox) = sites.last().context("no sites")?;
+    let token = TokenFile::read(&cfg.token)?;
+    let blocked_at = Instant::now();
+    officers.draft_mut().set_status(
+        &token.token_id,
+        konvert_crypto::registry::TokenStatus::Compromised,
+        None,
+        now_unix_ms(),
+    )?;
+    let version = officers.publish(now_unix_ms())?.decode_body()?.version;
+    let mut holding = std::collections::HashSet::new();
+    while holding.len() < sites.len() {
+        if let (i, PushEvent::Registry { version: v }) = next_event(&mut rx).await? {
+            if v == version {
+                holding.insert(i);
+            }
+        }
+    }
+    let propagation = blocked_at.elapsed();
+    say(format!(
+        "▸ token {} reported compromised: blocked, registry v{version} published; all {} connected stations hold it after {:.2} s",
+        token.token_id,
+        sites.len(),
+        propagation.as_secs_f64()
+    ));
+    // The token's holder seals once more (the station's clock is no defence).
+    let signer = token.unlock(DEMO_PIN)?;
+    let room = cfg.data_dir.join("drill-room");
+    crate::rooms::write_room(&room, 99, 2, 20_000)?;
+    let packet = konvert_exam::PacketRef {
+        site: cfg.site.clone(),
+        date: EXAM_DAY.parse()?,
+        exam: ExamKind::Ege,
+        room: "0099".parse()?,
+        kind: konvert_exam::PacketKind::Blanks,
+    };
+    konvert_edge::seal_room(cfg, outbox, &signer, &room, packet, now_unix_ms() - 3_600_000)?;
+    let refusal = loop {
+        if let (_, PushEvent::Rejected { reason, .. }) = next_event(&mut rx).await? {
+            break reason;
+        }
+    };
+    say(format!(
+        "  its next packet (claiming to be sealed an hour ago) is refused: {}",
+        refusal.plain_words()
+    ));
+    more.store(false, std::sync::atomic::Ordering::Release);
+    for p in pushes {
+        p.await??;
+    }
+    let flagged = konvert_center::review::ReviewDesk::open(&center_cfg.data_dir)?
+        .list()?
+        .len();
+    say(format!(
+        "  {flagged} packet(s) it signed earlier are flagged for review (konvert-center review)"
+    ));
+    Ok(Drill {
+        version,
+        propagation,
+        refusal,
+        flagged,
+    })
 }
 
 /// Runs the demo and returns its report; `print` narrates it.
@@ -306,6 +424,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         }
     }
     let stored = center.inbox.records()?.iter().filter(|r| !r.test_packet).count();
+    let drill = compromise_drill(&sites, &mut officers, &center_cfg, &say).await?;
     let metrics_text = match center.metrics_addr {
         Some(a) => scrape(a).await.unwrap_or_default(),
         None => String::new(),
@@ -334,6 +453,15 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             "  receipts verified        {verified}/{packets} {}",
             if verified == packets { "✓ all" } else { "✗ NOT ALL" }
         );
+        println!(
+            "  token compromised        {} connected stations held registry v{} {:.2} s after the block; \
+             its next packet refused ({}); {} earlier packet(s) flagged for review",
+            sites.len(),
+            drill.version,
+            drill.propagation.as_secs_f64(),
+            drill.refusal.as_str(),
+            drill.flagged
+        );
         println!("  center store             {}", center_dir.join("data/store").display());
         println!(
             "  site outboxes            {}",
@@ -354,6 +482,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         receipts_verified: verified,
         dir: root.clone(),
         metrics_text,
+        registry_propagation: drill.propagation,
     };
     if let (true, Some(t)) = (opts.keep, temp) {
         let _kept = t.keep();
