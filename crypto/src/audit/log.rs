@@ -1,6 +1,6 @@
 //! The audit log's writer: appends fsynced entries, signs checkpoints, keeps the head file.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
