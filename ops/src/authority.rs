@@ -105,7 +105,10 @@ impl Workspace {
         let key = if key_path.exists() {
             Some(keyfile::read_signing_key(&key_path)?)
         } else {
-            tracing::warn!("{} has no audit.key; the audit log gets no signed checkpoints", self.dir.display());
+            tracing::warn!(
+                "{} has no audit.key; the audit log gets no signed checkpoints",
+                self.dir.display()
+            );
             None
         };
         let recorded = (|| {

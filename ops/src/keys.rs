@@ -464,8 +464,16 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 &format!("{} key(s)", retired.len()),
                 &format!(
                     "marked destroyed: {}; private key files destroyed: {}",
-                    if keys.is_empty() { "none".into() } else { keys.join(", ") },
-                    if destroyed.is_empty() { "none".into() } else { destroyed.join(", ") }
+                    if keys.is_empty() {
+                        "none".into()
+                    } else {
+                        keys.join(", ")
+                    },
+                    if destroyed.is_empty() {
+                        "none".into()
+                    } else {
+                        destroyed.join(", ")
+                    }
                 ),
             )?;
             println!("publish to tell the edges and the center");

@@ -250,6 +250,26 @@ fn the_center_key_rotates_and_the_retired_private_key_is_destroyed() {
     let body = SignedRegistry::from_bytes(&bytes).unwrap().decode_body().unwrap();
     assert_eq!(body.active_center_key(), Some(&new));
     assert!(!body.center_key_opens(&old_secret.public_key(), now()));
+    let public = std::fs::read_to_string(auth.join("audit.pub")).unwrap();
+    let log = auth.join("audit.log");
+    let out = ok(&keys(&[
+        "audit",
+        "verify",
+        "--log",
+        log.to_str().unwrap(),
+        "--key",
+        public.trim(),
+    ]));
+    assert!(out.contains("is intact: 4 entries"), "{out}");
+    let shown = ok(&keys(&["audit", "show", "--log", log.to_str().unwrap()]));
+    assert!(
+        shown.contains("center_key.rotate") && shown.contains("center_key.retire"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("private key files destroyed: {}", old_file.display())),
+        "{shown}"
+    );
 }
 
 fn audit(args: &[&str]) -> Output {
@@ -279,7 +299,10 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
         "--kdf-iterations",
         "1000",
     ]));
-    let public = std::fs::read_to_string(auth.join("audit.pub")).unwrap().trim().to_owned();
+    let public = std::fs::read_to_string(auth.join("audit.pub"))
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(out.contains(&public), "{out}");
     let token = dir.path().join("T1.token");
     ok(&keys(&[
@@ -316,21 +339,24 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
 
     let shown = ok(&audit(&["show", "--log", l, "--json"]));
     let v: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
-    let actions: Vec<_> = v["records"]
+    let entries: Vec<_> = v["records"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|r| r["type"] == "entry")
-        .map(|r| r["action"].as_str().unwrap().to_owned())
         .collect();
+    let actions: Vec<_> = entries.iter().map(|r| r["action"].as_str().unwrap()).collect();
     assert_eq!(
         actions,
         ["authority.init", "token.issue", "token.status", "registry.publish"]
     );
-    assert_eq!(v["records"][2]["detail"], "loaded -> received-by-center");
+    assert_eq!(entries[2]["detail"], "loaded -> received-by-center");
 
     // Another key does not vouch for the log.
-    let stranger = konvert_crypto::SigningKey::generate().unwrap().verifying_key().to_string();
+    let stranger = konvert_crypto::SigningKey::generate()
+        .unwrap()
+        .verifying_key()
+        .to_string();
     let e = err(&audit(&["verify", "--log", l, "--key", &stranger]));
     assert!(e.contains("not signed by a trusted key"), "{e}");
 
@@ -349,10 +375,21 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
     let out = audit(&["verify", "--log", l, "--key", &public, "--json"]);
     assert!(!out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["finding"]["kind"].as_str(), v["finding"]["seq"].as_u64()), (Some("edited"), Some(3)));
+    assert_eq!(
+        (v["finding"]["kind"].as_str(), v["finding"]["seq"].as_u64()),
+        (Some("edited"), Some(3))
+    );
     // The writer refuses to append to the edited log: the next command fails loudly.
-    let e = err(&status(&auth, "T1", "bound", &["--person", "Иванов И. И.", "--site", "0101", "--date", "2026-06-01"]));
-    assert!(e.contains("recording it in the audit log failed") && e.contains("entry 3 was edited"), "{e}");
+    let e = err(&status(
+        &auth,
+        "T1",
+        "bound",
+        &["--person", "Иванов И. И.", "--site", "0101", "--date", "2026-06-01"],
+    ));
+    assert!(
+        e.contains("recording it in the audit log failed") && e.contains("entry 3 was edited"),
+        "{e}"
+    );
 
     // Cutting off the tail is caught by the head file.
     let (_, entry4) = clean.split_at(
@@ -365,5 +402,8 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
     );
     std::fs::write(&log, &clean[..clean.len() - entry4.len()]).unwrap();
     let e = err(&audit(&["verify", "--log", l, "--key", &public]));
-    assert!(e.contains("cut short: it ends at entry 3, but a signed checkpoint covers 4"), "{e}");
+    assert!(
+        e.contains("cut short: it ends at entry 3, but a signed checkpoint covers 4"),
+        "{e}"
+    );
 }

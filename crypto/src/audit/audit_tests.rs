@@ -229,7 +229,12 @@ fn a_checkpoint_by_another_key_is_refused() {
     let forger = SigningKey::from_seed(&[9; 32]).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     let (start, end, _) = entry_span(&bytes, 3);
-    let Record::Entry { hash, .. } = parse(&bytes).records.into_iter().find(|r| r.offset == start as u64).unwrap().record
+    let Record::Entry { hash, .. } = parse(&bytes)
+        .records
+        .into_iter()
+        .find(|r| r.offset == start as u64)
+        .unwrap()
+        .record
     else {
         panic!("not an entry")
     };
@@ -270,7 +275,11 @@ fn every_single_bit_flip_is_detected() {
     let clean = std::fs::read(&path).unwrap();
     let head = read_head(&head_path(&path)).unwrap().unwrap();
     let (s4, e4, entry) = entry_span(&clean, 4);
-    let detail_at = s4 + clean[s4..e4].windows(entry.detail.len()).position(|w| w == entry.detail.as_bytes()).unwrap();
+    let detail_at = s4
+        + clean[s4..e4]
+            .windows(entry.detail.len())
+            .position(|w| w == entry.detail.as_bytes())
+            .unwrap();
     for i in 0..clean.len() {
         for bit in [0x01u8, 0x80] {
             let mut bytes = clean.clone();
@@ -330,7 +339,9 @@ fn a_torn_last_record_is_cut_on_open_and_the_repair_recorded() {
         })
         .unwrap();
     assert_eq!(repair.action, AuditAction::AuditRepair);
-    assert!(repair.detail.contains(&format!("cut 9 byte(s) of an incomplete last record at byte {clean_len}")));
+    assert!(repair.detail.contains(&format!(
+        "cut 9 byte(s) of an incomplete last record at byte {clean_len}"
+    )));
 }
 
 #[test]
@@ -456,7 +467,13 @@ fn many_threads_append_to_one_chain() {
 
 #[test]
 fn actions_keep_their_stable_strings() {
-    for s in ["packet.accept", "packet.reject", "registry.publish", "station.revoke", "token.status"] {
+    for s in [
+        "packet.accept",
+        "packet.reject",
+        "registry.publish",
+        "station.revoke",
+        "token.status",
+    ] {
         assert_eq!(AuditAction::parse(s).as_str(), s);
         assert!(!matches!(AuditAction::parse(s), AuditAction::Other(_)));
     }

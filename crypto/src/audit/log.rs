@@ -192,7 +192,9 @@ impl AuditLog {
                 REPAIR_ACTOR,
                 AuditAction::AuditRepair,
                 &path.display().to_string(),
-                &format!("cut {cut} byte(s) of an incomplete last record at byte {offset}, left by an interrupted write"),
+                &format!(
+                    "cut {cut} byte(s) of an incomplete last record at byte {offset}, left by an interrupted write"
+                ),
             )?;
         }
         Ok(log)

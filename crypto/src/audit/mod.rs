@@ -248,7 +248,10 @@ impl Checkpoint {
     /// Signs a checkpoint for entry `seq` hashing to `head`.
     pub fn sign(key: &SigningKey, seq: u64, head: [u8; 32], at_unix_ms: u64) -> Result<Self> {
         let signer = key.key_id();
-        let signature = key.sign(Domain::AuditCheckpoint, &Self::message(seq, &head, at_unix_ms, &signer)?);
+        let signature = key.sign(
+            Domain::AuditCheckpoint,
+            &Self::message(seq, &head, at_unix_ms, &signer)?,
+        );
         Ok(Checkpoint {
             seq,
             head,
