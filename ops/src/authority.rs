@@ -95,7 +95,7 @@ impl Workspace {
         let path = self.dir.join("audit.pub");
         let text = keyfile::read_bounded(&path, 4096)?;
         let text = std::str::from_utf8(&text).with_context(|| format!("{} is not text", path.display()))?;
-        Ok(VerifyingKey::from_hex(text).with_context(|| format!("{}", path.display()))?)
+        VerifyingKey::from_hex(text).with_context(|| format!("{}", path.display()))
     }
 
     /// Records a successful command in the audit log and checkpoints it. A workspace made

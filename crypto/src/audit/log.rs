@@ -37,7 +37,7 @@ pub fn read_head(path: &Path) -> Result<Option<Checkpoint>> {
     };
     let body = bytes.strip_prefix(HEAD_MAGIC.as_slice()).ok_or_else(bad)?;
     match postcard::take_from_bytes::<Checkpoint>(body) {
-        Ok((cp, rest)) if rest.is_empty() => Ok(Some(cp)),
+        Ok((cp, [])) => Ok(Some(cp)),
         _ => Err(bad()),
     }
 }

@@ -82,7 +82,7 @@ pub(crate) fn checkpoint_record(cp: &Checkpoint) -> Result<Vec<u8>> {
 
 fn decode_exact<T: DeserializeOwned>(payload: &[u8]) -> Option<T> {
     match postcard::take_from_bytes::<T>(payload) {
-        Ok((value, rest)) if rest.is_empty() => Some(value),
+        Ok((value, [])) => Some(value),
         _ => None,
     }
 }
