@@ -42,6 +42,15 @@ const MAX_FILE: u64 = 16 * 1024 * 1024;
 /// A checkpoint after this many entries (each command also checkpoints when it ends).
 const AUDIT_CHECKPOINT_EVERY: u64 = 16;
 
+/// Records a successful command in the audit log and checkpoints it (the command ends).
+pub fn record(log: &AuditLog, actor: &str, action: AuditAction, subject: &str, detail: &str) -> anyhow::Result<u64> {
+    let recorded = log.append(actor, action, subject, detail).and_then(|seq| {
+        log.checkpoint()?;
+        Ok(seq)
+    });
+    recorded.context("the change was made, but recording it in the audit log failed")
+}
+
 /// Who runs a command, as the audit log records it: the operating system's user.
 pub fn os_user() -> String {
     let user = std::env::var("USER")
@@ -98,9 +107,10 @@ impl Workspace {
         VerifyingKey::from_hex(text).with_context(|| format!("{}", path.display()))
     }
 
-    /// Records a successful command in the audit log and checkpoints it. A workspace made
-    /// before the audit key existed still logs, without checkpoints.
-    pub fn audit(&self, actor: &str, action: AuditAction, subject: &str, detail: &str) -> anyhow::Result<u64> {
+    /// Opens the audit log, before a command changes anything: a log that does not verify
+    /// stops the command here. A workspace made before the audit key existed still logs,
+    /// without checkpoints.
+    pub fn audit_log(&self) -> anyhow::Result<AuditLog> {
         let key_path = self.audit_key_path();
         let key = if key_path.exists() {
             Some(keyfile::read_signing_key(&key_path)?)
@@ -111,13 +121,8 @@ impl Workspace {
             );
             None
         };
-        let recorded = (|| {
-            let log = AuditLog::open(&self.audit_log_path(), key, AUDIT_CHECKPOINT_EVERY)?;
-            let seq = log.append(actor, action, subject, detail)?;
-            log.checkpoint()?;
-            Ok::<_, konvert_crypto::Error>(seq)
-        })();
-        recorded.context("the change was made, but recording it in the audit log failed")
+        AuditLog::open(&self.audit_log_path(), key, AUDIT_CHECKPOINT_EVERY)
+            .context("the audit log does not accept entries, so nothing was changed")
     }
 
     /// Where an officer's token lives.

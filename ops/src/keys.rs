@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use konvert_crypto::registry::{AuthorityFile, OfficerEntry};
 
-use crate::authority::{os_user, Workspace};
+use crate::authority::{os_user, record, Workspace};
 
 /// Security officers' key commands.
 #[derive(Debug, Subcommand)]
@@ -218,6 +218,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         } => {
             let center = RecipientPublicKey::from_hex(&center_key).context("--center-key")?;
             let ws = Workspace::create(&dir)?;
+            let audit = ws.audit_log()?;
             let mut entries = Vec::new();
             for name in &officers {
                 let pin = pin_from(pin_env.as_deref(), &format!("New PIN for officer {name}: "), true)?;
@@ -252,7 +253,8 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 }],
             };
             ws.save_draft(&draft)?;
-            ws.audit(
+            record(
+                &audit,
                 &os_user(),
                 AuditAction::AuthorityInit,
                 &dir.display().to_string(),
@@ -288,6 +290,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             };
             // Check the draft takes the token before creating the key file.
             let ws = authority.as_deref().map(Workspace::open).transpose()?;
+            let audit = ws.as_ref().map(Workspace::audit_log).transpose()?;
             if let Some(ws) = &ws {
                 let draft = ws.draft()?;
                 anyhow::ensure!(
@@ -309,19 +312,22 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 let mut draft = ws.draft()?;
                 draft.add_token(&token_id, role, token.public, now_ms())?;
                 ws.save_draft(&draft)?;
-                ws.audit(
-                    &os_user(),
-                    AuditAction::TokenIssue,
-                    &token_id,
-                    &format!(
-                        "holder {holder}; role {}; public key {}",
-                        match role {
-                            TokenRole::Member => "member",
-                            TokenRole::CenterSpecialist => "specialist",
-                        },
-                        token.public
-                    ),
-                )?;
+                if let Some(audit) = &audit {
+                    record(
+                        audit,
+                        &os_user(),
+                        AuditAction::TokenIssue,
+                        &token_id,
+                        &format!(
+                            "holder {holder}; role {}; public key {}",
+                            match role {
+                                TokenRole::Member => "member",
+                                TokenRole::CenterSpecialist => "specialist",
+                            },
+                            token.public
+                        ),
+                    )?;
+                }
                 println!("recorded in the registry draft as loaded; publish to take effect");
             }
         }
@@ -336,6 +342,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             json,
         } => {
             let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
             let mut draft = ws.draft()?;
             let binding = person.map(|person| Binding {
                 person,
@@ -364,7 +371,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     token.dates.join(",")
                 ));
             }
-            ws.audit(&os_user(), AuditAction::TokenStatus, &token_id, &detail)?;
+            record(&audit, &os_user(), AuditAction::TokenStatus, &token_id, &detail)?;
             if json {
                 println!("{}", token_json(&token));
             } else {
@@ -382,12 +389,14 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             json,
         } => {
             let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
             let keys = ws.unlock_officers(&officers, &|t: &TokenFile| {
                 pin_from(pin_env.as_deref(), &format!("PIN of officer {}: ", t.holder), false)
             })?;
             let refs: Vec<_> = keys.iter().collect();
             let (path, body) = ws.publish(&refs, now_ms())?;
-            ws.audit(
+            record(
+                &audit,
                 &format!("officers {}", officers.join(", ")),
                 AuditAction::RegistryPublish,
                 &format!("registry v{}", body.version),
@@ -425,12 +434,14 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             grace_days,
         } => {
             let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
             let mut draft = ws.draft()?;
             let new = RecipientPublicKey::from_hex(&new_key).context("--new-key")?;
             let until = now_ms() + u64::from(grace_days) * 86_400_000;
             draft.rotate_center_key(new, until)?;
             ws.save_draft(&draft)?;
-            ws.audit(
+            record(
+                &audit,
                 &os_user(),
                 AuditAction::CenterKeyRotate,
                 &new.to_string(),
@@ -442,6 +453,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::RetireCenterKeys { authority, key_file } => {
             let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
             let mut draft = ws.draft()?;
             let retired = draft.retire_expired_center_keys(now_ms());
             ws.save_draft(&draft)?;
@@ -458,7 +470,8 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 }
             }
             let keys: Vec<String> = retired.iter().map(ToString::to_string).collect();
-            ws.audit(
+            record(
+                &audit,
                 &os_user(),
                 AuditAction::CenterKeyRetire,
                 &format!("{} key(s)", retired.len()),

@@ -379,17 +379,14 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
         (v["finding"]["kind"].as_str(), v["finding"]["seq"].as_u64()),
         (Some("edited"), Some(3))
     );
-    // The writer refuses to append to the edited log: the next command fails loudly.
-    let e = err(&status(
-        &auth,
-        "T1",
-        "bound",
-        &["--person", "Иванов И. И.", "--site", "0101", "--date", "2026-06-01"],
-    ));
+    // The writer refuses to append to the edited log, so the next command changes nothing.
+    let e = err(&status(&auth, "T1", "lost", &["--yes"]));
     assert!(
-        e.contains("recording it in the audit log failed") && e.contains("entry 3 was edited"),
+        e.contains("nothing was changed") && e.contains("entry 3 was edited"),
         "{e}"
     );
+    let draft = ok(&keys(&["show", "--authority", a, "--json"]));
+    assert!(draft.contains("\"status\":\"received-by-center\""), "{draft}");
 
     // Cutting off the tail is caught by the head file.
     let (_, entry4) = clean.split_at(
