@@ -152,12 +152,14 @@ impl AuditReport {
     }
 }
 
-/// Verifies a log's bytes and its head file's checkpoint against `trusted` checkpoint keys
-/// (none given: signatures are not checked, for the writer's own structural check).
+/// Verifies a log's bytes and its head file's checkpoint against `trusted` checkpoint keys;
+/// a checkpoint by any other key is a [`Finding::BadCheckpoint`].
 pub fn verify(log: &[u8], head: Option<&Checkpoint>, trusted: &[VerifyingKey]) -> AuditReport {
     walk(log, head, Some(trusted))
 }
 
+/// [`verify`]; with `trusted` `None`, signatures are not checked (the writer's own
+/// structural check on open).
 pub(crate) fn walk(log: &[u8], head: Option<&Checkpoint>, trusted: Option<&[VerifyingKey]>) -> AuditReport {
     let parsed = parse(log);
     let mut report = AuditReport {
