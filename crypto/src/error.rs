@@ -81,6 +81,28 @@ pub enum Error {
         /// In words.
         detail: String,
     },
+    /// An audit entry's field is too long or malformed.
+    #[error("audit entry field {field}: {message}")]
+    AuditField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The audit log does not verify, so the writer will not append to it.
+    #[error("{path}: refusing to append to this audit log: {finding}; keep the file as evidence, check it with `konvert keys audit verify`, and start a new log beside it")]
+    AuditLogRefused {
+        /// The log.
+        path: std::path::PathBuf,
+        /// The first problem found.
+        finding: crate::audit::Finding,
+    },
+    /// An earlier write to the audit log failed; its end may hold a partial record.
+    #[error("an earlier write to the audit log failed; reopen the log (which repairs a partial last record) before appending")]
+    AuditLogBroken,
+    /// A value could not be encoded.
+    #[error("could not encode: {0}")]
+    Encode(String),
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Rng,

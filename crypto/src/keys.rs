@@ -23,6 +23,8 @@ pub enum Domain {
     Notice,
     /// A security officer's signature on the key registry.
     Registry,
+    /// A checkpoint of the audit log, signed by the log's key.
+    AuditCheckpoint,
 }
 
 impl Domain {
@@ -33,6 +35,7 @@ impl Domain {
             Domain::Receipt => b"konvert/v1/receipt-signature\0",
             Domain::Notice => b"konvert/v1/center-notice\0",
             Domain::Registry => b"konvert/v1/key-registry\0",
+            Domain::AuditCheckpoint => b"konvert/v1/audit-checkpoint\0",
         }
     }
 

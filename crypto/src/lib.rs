@@ -5,7 +5,7 @@
 //! Contract: every primitive comes from `ring` (and `x25519-dalek` for agreement with a
 //! stored X25519 key, which ring cannot do — ring issue #331). Secrets are zeroized on
 //! drop and never appear in `Debug`, `Display` or error messages. This crate reads and
-//! writes key and token files, and nothing else: it knows nothing of networks.
+//! writes key, token and audit log files, and nothing else: it knows nothing of networks.
 //!
 //! - [`envelope`]: [`envelope::seal`] a payload for one or more center recipient keys,
 //!   signed by a member key; [`envelope::verify`] structure and signature without any
@@ -14,9 +14,12 @@
 //!   Only `verify` and `open` make a [`VerifiedEnvelope`].
 //! - [`token`]: [`TokenFile`], a member's Ed25519 key encrypted under a PIN.
 //! - [`keyfile`]: the center's secret key files and [`keyfile::write_atomic`].
+//! - [`audit`]: the tamper-evident audit log — hash-chained entries, signed checkpoints,
+//!   [`audit::verify`] naming the first edited, removed, reordered or truncated entry.
 //!
 //! Every byte of every format is described in `crypto/FORMAT.md`.
 
+pub mod audit;
 pub mod envelope;
 mod error;
 pub mod keyfile;

@@ -9,15 +9,28 @@
 //!   officers/<name>.token    each officer's key under their PIN
 //!   draft.registry           the body being edited (postcard), written atomically
 //!   published/registry-v<N>.bin, registry.bin (newest)
+//!   audit.log                every successful command, hash-chained (konvert_crypto::audit)
+//!   audit.log.head           its newest signed checkpoint
+//!   audit.key, audit.pub     the key that signs the log's checkpoints (0600), its public half
 //! ```
+//!
+//! The audit log's checkpoints are signed by a key of the workspace's own, made by
+//! `init-authority`, not by the officers' keys: those sit behind PINs, and most commands
+//! (issuing a token, changing a status) unlock none of them, so asking for a PIN at every
+//! status change only to sign a checkpoint would be a burden nobody keeps up. The audit
+//! key can do nothing but sign checkpoints; whoever can read it could rewrite the log and
+//! re-sign it, so the auditor verifies against a copy of `audit.pub` (printed by
+//! `init-authority`) and of `audit.log.head` kept away from this machine. Each command
+//! checkpoints when it ends, so the whole log is always covered.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_crypto::keyfile;
 use konvert_crypto::registry::{AuthorityFile, RegistryBody, RegistryTrust, SignedRegistry};
 use konvert_crypto::token::TokenFile;
-use konvert_crypto::SigningKey;
+use konvert_crypto::{SigningKey, VerifyingKey};
 
 /// The workspace folder.
 #[derive(Debug, Clone)]
@@ -26,6 +39,25 @@ pub struct Workspace {
 }
 
 const MAX_FILE: u64 = 16 * 1024 * 1024;
+/// A checkpoint after this many entries (each command also checkpoints when it ends).
+const AUDIT_CHECKPOINT_EVERY: u64 = 16;
+
+/// Records a successful command in the audit log and checkpoints it (the command ends).
+pub fn record(log: &AuditLog, actor: &str, action: AuditAction, subject: &str, detail: &str) -> anyhow::Result<u64> {
+    let recorded = log.append(actor, action, subject, detail).and_then(|seq| {
+        log.checkpoint()?;
+        Ok(seq)
+    });
+    recorded.context("the change was made, but recording it in the audit log failed")
+}
+
+/// Who runs a command, as the audit log records it: the operating system's user.
+pub fn os_user() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("os-user {user}")
+}
 
 impl Workspace {
     /// Opens an existing workspace.
@@ -47,7 +79,50 @@ impl Workspace {
         );
         std::fs::create_dir_all(dir.join("officers"))?;
         std::fs::create_dir_all(dir.join("published"))?;
-        Ok(Workspace { dir: dir.to_owned() })
+        let ws = Workspace { dir: dir.to_owned() };
+        let key = SigningKey::generate()?;
+        keyfile::write_signing_key(&ws.audit_key_path(), &key)?;
+        keyfile::write_atomic(
+            &ws.dir.join("audit.pub"),
+            format!("{}\n", key.verifying_key()).as_bytes(),
+            0o644,
+        )?;
+        Ok(ws)
+    }
+
+    /// The audit log of this workspace's commands.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    fn audit_key_path(&self) -> PathBuf {
+        self.dir.join("audit.key")
+    }
+
+    /// The public key that verifies the audit log's checkpoints.
+    pub fn audit_public_key(&self) -> anyhow::Result<VerifyingKey> {
+        let path = self.dir.join("audit.pub");
+        let text = keyfile::read_bounded(&path, 4096)?;
+        let text = std::str::from_utf8(&text).with_context(|| format!("{} is not text", path.display()))?;
+        VerifyingKey::from_hex(text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Opens the audit log, before a command changes anything: a log that does not verify
+    /// stops the command here. A workspace made before the audit key existed still logs,
+    /// without checkpoints.
+    pub fn audit_log(&self) -> anyhow::Result<AuditLog> {
+        let key_path = self.audit_key_path();
+        let key = if key_path.exists() {
+            Some(keyfile::read_signing_key(&key_path)?)
+        } else {
+            tracing::warn!(
+                "{} has no audit.key; the audit log gets no signed checkpoints",
+                self.dir.display()
+            );
+            None
+        };
+        AuditLog::open(&self.audit_log_path(), key, AUDIT_CHECKPOINT_EVERY)
+            .context("the audit log does not accept entries, so nothing was changed")
     }
 
     /// Where an officer's token lives.

@@ -1,11 +1,13 @@
 //! `konvert keys`: the security officers' commands — the authority, member tokens, their
-//! statuses in the registry draft, and publishing the signed registry.
+//! statuses in the registry draft, and publishing the signed registry. Every successful
+//! change is recorded in the workspace's audit log (`keys audit verify` checks it).
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use konvert_crypto::audit::AuditAction;
 use konvert_crypto::registry::{Binding, CenterKeyRecord, CenterKeyState, RegistryBody, TokenRole, TokenStatus};
 use konvert_crypto::token::{TokenFile, DEFAULT_KDF_ITERATIONS};
 use konvert_crypto::RecipientPublicKey;
@@ -14,7 +16,7 @@ use zeroize::Zeroizing;
 
 use konvert_crypto::registry::{AuthorityFile, OfficerEntry};
 
-use crate::authority::Workspace;
+use crate::authority::{os_user, record, Workspace};
 
 /// Security officers' key commands.
 #[derive(Debug, Subcommand)]
@@ -134,6 +136,9 @@ pub enum KeysCommand {
         #[arg(long)]
         key_file: Vec<PathBuf>,
     },
+    /// The tamper-evident audit log: verify it, or list its entries.
+    #[command(subcommand)]
+    Audit(crate::audit_cli::AuditCommand),
     /// Show the registry draft.
     Show {
         /// The officers' workspace.
@@ -213,6 +218,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         } => {
             let center = RecipientPublicKey::from_hex(&center_key).context("--center-key")?;
             let ws = Workspace::create(&dir)?;
+            let audit = ws.audit_log()?;
             let mut entries = Vec::new();
             for name in &officers {
                 let pin = pin_from(pin_env.as_deref(), &format!("New PIN for officer {name}: "), true)?;
@@ -247,12 +253,26 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 }],
             };
             ws.save_draft(&draft)?;
+            record(
+                &audit,
+                &os_user(),
+                AuditAction::AuthorityInit,
+                &dir.display().to_string(),
+                &format!(
+                    "officers {}; {threshold} signature(s) per registry; registries valid {valid_days} day(s); center key {center}",
+                    officers.join(", ")
+                ),
+            )?;
             println!(
                 "authority of {} officer(s), {threshold} signature(s) per registry, in {}",
                 officers.len(),
                 dir.display()
             );
             println!("give each edge and the center authority.toml: it anchors their trust");
+            println!(
+                "the audit log's checkpoints are signed by key {} (audit.pub): keep a copy of it away from this machine",
+                ws.audit_public_key()?
+            );
         }
         KeysCommand::IssueToken {
             out,
@@ -270,6 +290,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             };
             // Check the draft takes the token before creating the key file.
             let ws = authority.as_deref().map(Workspace::open).transpose()?;
+            let audit = ws.as_ref().map(Workspace::audit_log).transpose()?;
             if let Some(ws) = &ws {
                 let draft = ws.draft()?;
                 anyhow::ensure!(
@@ -291,6 +312,22 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 let mut draft = ws.draft()?;
                 draft.add_token(&token_id, role, token.public, now_ms())?;
                 ws.save_draft(&draft)?;
+                if let Some(audit) = &audit {
+                    record(
+                        audit,
+                        &os_user(),
+                        AuditAction::TokenIssue,
+                        &token_id,
+                        &format!(
+                            "holder {holder}; role {}; public key {}",
+                            match role {
+                                TokenRole::Member => "member",
+                                TokenRole::CenterSpecialist => "specialist",
+                            },
+                            token.public
+                        ),
+                    )?;
+                }
                 println!("recorded in the registry draft as loaded; publish to take effect");
             }
         }
@@ -305,6 +342,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             json,
         } => {
             let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
             let mut draft = ws.draft()?;
             let binding = person.map(|person| Binding {
                 person,
@@ -314,8 +352,26 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             if status.is_blocked() && !yes {
                 confirm_block(&token_id, status)?;
             }
+            let before = draft
+                .tokens
+                .iter()
+                .find(|t| t.token_id == token_id)
+                .map(|t| t.status.as_str().to_owned())
+                .unwrap_or_default();
             let token = draft.set_status(&token_id, status, binding, now_ms())?.clone();
             ws.save_draft(&draft)?;
+            let mut detail = format!("{before} -> {}", token.status.as_str());
+            if !token.person.is_empty() {
+                detail.push_str(&format!("; person {}", token.person));
+            }
+            if !token.sites.is_empty() || !token.dates.is_empty() {
+                detail.push_str(&format!(
+                    "; sites {}; days {}",
+                    token.sites.join(","),
+                    token.dates.join(",")
+                ));
+            }
+            record(&audit, &os_user(), AuditAction::TokenStatus, &token_id, &detail)?;
             if json {
                 println!("{}", token_json(&token));
             } else {
@@ -333,11 +389,24 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             json,
         } => {
             let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
             let keys = ws.unlock_officers(&officers, &|t: &TokenFile| {
                 pin_from(pin_env.as_deref(), &format!("PIN of officer {}: ", t.holder), false)
             })?;
             let refs: Vec<_> = keys.iter().collect();
             let (path, body) = ws.publish(&refs, now_ms())?;
+            record(
+                &audit,
+                &format!("officers {}", officers.join(", ")),
+                AuditAction::RegistryPublish,
+                &format!("registry v{}", body.version),
+                &format!(
+                    "{} token(s); expires at {} ms; {}",
+                    body.tokens.len(),
+                    body.expires_at_unix_ms,
+                    path.display()
+                ),
+            )?;
             if json {
                 println!(
                     "{}",
@@ -365,32 +434,64 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             grace_days,
         } => {
             let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
             let mut draft = ws.draft()?;
             let new = RecipientPublicKey::from_hex(&new_key).context("--new-key")?;
             let until = now_ms() + u64::from(grace_days) * 86_400_000;
             draft.rotate_center_key(new, until)?;
             ws.save_draft(&draft)?;
+            record(
+                &audit,
+                &os_user(),
+                AuditAction::CenterKeyRotate,
+                &new.to_string(),
+                &format!("the old key opens until {until} ms ({grace_days} day(s))"),
+            )?;
             println!(
                 "edges seal to {new} from the next published registry; the old key opens for {grace_days} more day(s)"
             );
         }
         KeysCommand::RetireCenterKeys { authority, key_file } => {
             let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
             let mut draft = ws.draft()?;
             let retired = draft.retire_expired_center_keys(now_ms());
             ws.save_draft(&draft)?;
             println!("{} center key(s) marked destroyed in the draft", retired.len());
+            let mut destroyed = Vec::new();
             for path in key_file {
                 let secret = konvert_crypto::keyfile::read_recipient_key(&path)?;
                 if retired.contains(&secret.public_key()) {
                     destroy_file(&path)?;
                     println!("  destroyed {}", path.display());
+                    destroyed.push(path.display().to_string());
                 } else {
                     println!("  kept {}: its key is not past its grace period", path.display());
                 }
             }
+            let keys: Vec<String> = retired.iter().map(ToString::to_string).collect();
+            record(
+                &audit,
+                &os_user(),
+                AuditAction::CenterKeyRetire,
+                &format!("{} key(s)", retired.len()),
+                &format!(
+                    "marked destroyed: {}; private key files destroyed: {}",
+                    if keys.is_empty() {
+                        "none".into()
+                    } else {
+                        keys.join(", ")
+                    },
+                    if destroyed.is_empty() {
+                        "none".into()
+                    } else {
+                        destroyed.join(", ")
+                    }
+                ),
+            )?;
             println!("publish to tell the edges and the center");
         }
+        KeysCommand::Audit(cmd) => crate::audit_cli::run(cmd)?,
         KeysCommand::Show { authority, json } => {
             let ws = Workspace::open(&authority)?;
             let draft = ws.draft()?;

@@ -1,7 +1,8 @@
 //! The `konvert` command's library: the one-command demo, the transfer benchmark, the
-//! minimal security-officer key commands, and the synthetic room generator they share.
+//! minimal security-officer key commands (with their audit log), and the synthetic room generator they share.
 //! It composes the edge and center crates and duplicates none of their logic.
 
+pub mod audit_cli;
 pub mod authority;
 pub mod bench;
 pub mod bench_day;

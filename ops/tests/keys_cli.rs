@@ -250,4 +250,157 @@ fn the_center_key_rotates_and_the_retired_private_key_is_destroyed() {
     let body = SignedRegistry::from_bytes(&bytes).unwrap().decode_body().unwrap();
     assert_eq!(body.active_center_key(), Some(&new));
     assert!(!body.center_key_opens(&old_secret.public_key(), now()));
+    let public = std::fs::read_to_string(auth.join("audit.pub")).unwrap();
+    let log = auth.join("audit.log");
+    let out = ok(&keys(&[
+        "audit",
+        "verify",
+        "--log",
+        log.to_str().unwrap(),
+        "--key",
+        public.trim(),
+    ]));
+    assert!(out.contains("is intact: 4 entries"), "{out}");
+    let shown = ok(&keys(&["audit", "show", "--log", log.to_str().unwrap()]));
+    assert!(
+        shown.contains("center_key.rotate") && shown.contains("center_key.retire"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("private key files destroyed: {}", old_file.display())),
+        "{shown}"
+    );
+}
+
+fn audit(args: &[&str]) -> Output {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    keys(&all)
+}
+
+#[test]
+fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("authority");
+    let a = auth.to_str().unwrap();
+    let center = RecipientSecretKey::generate().unwrap().public_key().to_string();
+    let out = ok(&keys(&[
+        "init-authority",
+        "--dir",
+        a,
+        "--officer",
+        "Орлов",
+        "--threshold",
+        "1",
+        "--center-key",
+        &center,
+        "--pin-env",
+        "PIN",
+        "--kdf-iterations",
+        "1000",
+    ]));
+    let public = std::fs::read_to_string(auth.join("audit.pub"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(out.contains(&public), "{out}");
+    let token = dir.path().join("T1.token");
+    ok(&keys(&[
+        "issue-token",
+        "--out",
+        token.to_str().unwrap(),
+        "--token-id",
+        "T1",
+        "--holder",
+        "Иванов И. И.",
+        "--authority",
+        a,
+        "--pin-env",
+        "PIN",
+        "--kdf-iterations",
+        "1000",
+    ]));
+    ok(&status(&auth, "T1", "received-by-center", &[]));
+    ok(&keys(&[
+        "publish",
+        "--authority",
+        a,
+        "--officer",
+        "Орлов",
+        "--pin-env",
+        "PIN",
+    ]));
+
+    let log = auth.join("audit.log");
+    let l = log.to_str().unwrap();
+    let out = ok(&audit(&["verify", "--log", l, "--key", &public]));
+    assert!(out.contains("is intact: 4 entries"), "{out}");
+    assert!(out.contains("the newest checkpoint covers entry 4"), "{out}");
+
+    let shown = ok(&audit(&["show", "--log", l, "--json"]));
+    let v: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+    let entries: Vec<_> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "entry")
+        .collect();
+    let actions: Vec<_> = entries.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["authority.init", "token.issue", "token.status", "registry.publish"]
+    );
+    assert_eq!(entries[2]["detail"], "loaded -> received-by-center");
+
+    // Another key does not vouch for the log.
+    let stranger = konvert_crypto::SigningKey::generate()
+        .unwrap()
+        .verifying_key()
+        .to_string();
+    let e = err(&audit(&["verify", "--log", l, "--key", &stranger]));
+    assert!(e.contains("not signed by a trusted key"), "{e}");
+
+    // Edit entry 3's bytes in place: the CLI names it.
+    let clean = std::fs::read(&log).unwrap();
+    let mut bytes = clean.clone();
+    let at = bytes
+        .windows(b"received-by-center".len())
+        .position(|w| w == b"received-by-center")
+        .unwrap();
+    bytes[at..at + 6].copy_from_slice(b"issued");
+    std::fs::write(&log, &bytes).unwrap();
+    let e = err(&audit(&["verify", "--log", l, "--key", &public]));
+    assert!(e.contains("NOT intact: entry 3 was edited"), "{e}");
+    assert!(e.contains("action token.status on \"T1\""), "{e}");
+    let out = audit(&["verify", "--log", l, "--key", &public, "--json"]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["finding"]["kind"].as_str(), v["finding"]["seq"].as_u64()),
+        (Some("edited"), Some(3))
+    );
+    // The writer refuses to append to the edited log, so the next command changes nothing.
+    let e = err(&status(&auth, "T1", "lost", &["--yes"]));
+    assert!(
+        e.contains("nothing was changed") && e.contains("entry 3 was edited"),
+        "{e}"
+    );
+    let draft = ok(&keys(&["show", "--authority", a, "--json"]));
+    assert!(draft.contains("\"status\":\"received-by-center\""), "{draft}");
+
+    // Cutting off the tail is caught by the head file.
+    let (_, entry4) = clean.split_at(
+        konvert_crypto::audit::parse(&clean)
+            .records
+            .iter()
+            .find(|r| matches!(&r.record, konvert_crypto::audit::Record::Entry { entry, .. } if entry.seq == 4))
+            .unwrap()
+            .offset as usize,
+    );
+    std::fs::write(&log, &clean[..clean.len() - entry4.len()]).unwrap();
+    let e = err(&audit(&["verify", "--log", l, "--key", &public]));
+    assert!(
+        e.contains("cut short: it ends at entry 3, but a signed checkpoint covers 4"),
+        "{e}"
+    );
 }
