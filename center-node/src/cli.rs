@@ -285,7 +285,7 @@ fn registry(action: RegistryAction) -> Result<()> {
     match action {
         RegistryAction::Import { config, file } => {
             let cfg = CenterConfig::load(&config)?;
-            let center = CenterRegistry::open(&cfg, now_ms())?;
+            let center = CenterRegistry::open(&cfg, now_ms(), None)?;
             let body = center.check_file(&file, now_ms())?;
             let bytes = std::fs::read(&file).map_err(crate::Error::file(&file))?;
             if let Some(dir) = cfg.registry.parent() {

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_crypto::registry::{CenterKeyState, Registry, SignRefusal};
 use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
@@ -44,6 +45,7 @@ pub struct CenterIntake {
     max_packet_bytes: u64,
     in_flight: Mutex<HashSet<(String, u32)>>,
     desk: TestDesk,
+    audit: Arc<AuditLog>,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -62,8 +64,10 @@ impl CenterIntake {
         registry: Arc<CenterRegistry>,
         receipt_key: SigningKey,
         metrics: Metrics,
+        audit: Arc<AuditLog>,
     ) -> Result<Self> {
         Ok(CenterIntake {
+            audit,
             inbox,
             registry,
             receipt_key,
@@ -80,13 +84,37 @@ impl CenterIntake {
         }
     }
 
-    fn refuse(&self, reason: RejectReason, detail: String) -> (RejectReason, String) {
+    fn refuse(
+        &self,
+        station: &StationSession,
+        offer: &Offer,
+        reason: RejectReason,
+        detail: String,
+    ) -> (RejectReason, String) {
         self.metrics
             .packets_rejected
             .with_label_values(&[reason.as_str()])
             .inc();
         warn!(reason = reason.as_str(), "packet refused: {detail}");
+        self.record(
+            station,
+            AuditAction::PacketReject,
+            offer,
+            &format!("{}: {detail}", reason.as_str()),
+        );
         (reason, detail)
+    }
+
+    /// Every decision goes into the audit log; a log that cannot be written is loud in
+    /// the center's log but does not stop the exam day's intake.
+    fn record(&self, station: &StationSession, action: AuditAction, offer: &Offer, detail: &str) {
+        let subject = format!("{} v{} {}", offer.packet_id, offer.version, hex::encode(offer.digest));
+        if let Err(e) = self
+            .audit
+            .append(&format!("station {}", station.site), action, &subject, detail)
+        {
+            tracing::error!("the audit log cannot be written: {e}");
+        }
     }
 
     fn verify(
@@ -237,7 +265,7 @@ impl Intake for CenterIntake {
         self.max_packet_bytes
     }
 
-    fn admit(&self, _station: &StationSession, offer: &Offer) -> Admission<Staging> {
+    fn admit(&self, station: &StationSession, offer: &Offer) -> Admission<Staging> {
         match self.inbox.lookup(&offer.packet_id, offer.version) {
             Ok(Some(record)) if record.receipt.body.digest == offer.digest => {
                 self.metrics.packets_duplicate.inc();
@@ -245,6 +273,8 @@ impl Intake for CenterIntake {
             }
             Ok(Some(_)) => {
                 let (r, d) = self.refuse(
+                    station,
+                    offer,
                     RejectReason::Conflict,
                     format!(
                         "{} v{} is already stored with other content",
@@ -349,13 +379,20 @@ impl Intake for CenterIntake {
                 .with_label_values(&[&station.site])
                 .inc_by(offer.size);
             info!(site = %station.site, packet = %offer.packet_id, version = offer.version, bytes = offer.size, "stored");
+            let signer = verified.signer().key_id();
+            self.record(
+                station,
+                AuditAction::PacketAccept,
+                offer,
+                &format!("signer {signer}, {} bytes, registry in force", offer.size),
+            );
             Ok(receipt)
         })();
         if result.is_err() {
             self.inbox.discard_staging(&path);
         }
         self.release(&key);
-        result.map_err(|(r, d)| self.refuse(r, d))
+        result.map_err(|(r, d)| self.refuse(station, offer, r, d))
     }
 
     fn abandon(&self, _offer: &Offer, staging: Staging) {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_crypto::registry::{
     AuthorityFile, Registry, RegistryBody, RegistryStore, SignedRegistry, MAX_REGISTRY_LEN,
 };
@@ -37,6 +38,7 @@ pub struct CenterRegistry {
     feed: watch::Sender<Option<Arc<RegistryUpdate>>>,
     review: ReviewDesk,
     review_window_ms: u64,
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// What taking a registry did.
@@ -56,7 +58,8 @@ fn read_signed(path: &Path) -> Result<SignedRegistry> {
 impl CenterRegistry {
     /// Opens the center's registry store, anchoring it in the officers' authority file on
     /// first use, and puts the stored registry in force if it still is.
-    pub fn open(cfg: &CenterConfig, now_unix_ms: u64) -> Result<Self> {
+    /// Registries taken are recorded in `audit`, when given.
+    pub fn open(cfg: &CenterConfig, now_unix_ms: u64, audit: Option<Arc<AuditLog>>) -> Result<Self> {
         let store = RegistryStore::open(&cfg.data_dir)?;
         if store.trust()?.is_none() {
             let text = std::fs::read_to_string(&cfg.authority).map_err(|e| Error::Config {
@@ -82,6 +85,7 @@ impl CenterRegistry {
             feed,
             review: ReviewDesk::open(&cfg.data_dir)?,
             review_window_ms: cfg.review_window_minutes.saturating_mul(60_000),
+            audit,
         };
         match registry.store.current_signed(now_unix_ms) {
             Ok(Some((body, signed))) => registry.put_in_force(body, &signed)?,
@@ -143,6 +147,17 @@ impl CenterRegistry {
             self.review.flag(f)?;
         }
         info!(version, flagged = flags.len(), "key registry in force");
+        if let Some(audit) = &self.audit {
+            let detail = format!("{} packet(s) flagged for review", flags.len());
+            if let Err(e) = audit.append(
+                "center",
+                AuditAction::Other("registry.take".into()),
+                &format!("registry v{version}"),
+                &detail,
+            ) {
+                warn!("the audit log cannot be written: {e}");
+            }
+        }
         Ok(Some(Taken {
             version,
             flagged: flags.len(),

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use konvert_crypto::audit::AuditLog;
 use konvert_crypto::keyfile;
 use konvert_replication::{driver, pki, tls, Inbox};
 use tracing::{info, warn};
@@ -13,6 +14,11 @@ use crate::metrics::{serve_metrics, Metrics};
 use crate::registry::{CenterRegistry, WATCH_INTERVAL};
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::{Error, Result};
+
+/// The center's audit log, under its data folder.
+pub const AUDIT_LOG: &str = "audit.log";
+/// A signed checkpoint after this many decisions.
+const AUDIT_CHECKPOINT_EVERY: u64 = 64;
 
 /// A center that is serving.
 pub struct RunningCenter {
@@ -26,6 +32,8 @@ pub struct RunningCenter {
     pub inbox: Arc<Inbox>,
     /// The key registry it enforces and serves.
     pub registry: Arc<CenterRegistry>,
+    /// Its audit log of decisions.
+    pub audit: Arc<AuditLog>,
     endpoint: quinn::Endpoint,
 }
 
@@ -34,6 +42,10 @@ impl RunningCenter {
     pub async fn shutdown(self) {
         self.endpoint.close(0u32.into(), b"center shutting down");
         self.endpoint.wait_idle().await;
+        // A signed checkpoint over the last decisions, so cutting them off shows.
+        if let Err(e) = self.audit.checkpoint() {
+            warn!("cannot write the audit log's closing checkpoint: {e}");
+        }
     }
 }
 
@@ -84,10 +96,16 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         key_pem: read(&cfg.key)?.into(),
     };
     let receipt_key = keyfile::read_signing_key(&cfg.receipt_key)?;
+    // Decisions are chained in the audit log; the center's receipt key signs checkpoints.
+    let audit = Arc::new(AuditLog::open(
+        &cfg.data_dir.join(AUDIT_LOG),
+        Some(keyfile::read_signing_key(&cfg.receipt_key)?),
+        AUDIT_CHECKPOINT_EVERY,
+    )?);
     let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
     restore_test_desk(&inbox, &TestDesk::open(&cfg.data_dir)?)?;
     let metrics = Metrics::new()?;
-    let registry = Arc::new(CenterRegistry::open(cfg, now_ms())?);
+    let registry = Arc::new(CenterRegistry::open(cfg, now_ms(), Some(audit.clone()))?);
     take_registry(&registry, &inbox);
     if registry.in_force(now_ms()).is_none() {
         warn!(
@@ -102,6 +120,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         registry.clone(),
         receipt_key,
         metrics.clone(),
+        audit.clone(),
     )?);
     let endpoint = tls::server_endpoint(cfg.listen, tls::server_config(&ca_pem, &cert)?)?;
     let addr = endpoint.local_addr()?;
@@ -151,6 +170,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         metrics,
         inbox,
         registry,
+        audit,
         endpoint,
     })
 }

@@ -204,6 +204,38 @@ async fn a_block_refuses_back_dated_packets_and_flags_what_the_token_signed_befo
     assert_eq!(flags[0].token_id, member.token_id);
     assert_eq!(flags[0].registry_version, v);
     center.shutdown().await;
+
+    // Every decision is in the center's audit log, chained and checkpointed with the
+    // receipt key; editing one decision afterwards is caught and named.
+    use konvert_crypto::audit::{self, AuditAction, Finding, Record};
+    let log_path = cfg.data_dir.join(konvert_center::service::AUDIT_LOG);
+    let log = std::fs::read(&log_path).unwrap();
+    let head = audit::read_head(&audit::head_path(&log_path)).unwrap();
+    let report = audit::verify(&log, head.as_ref(), &[fx.init.receipt_public]);
+    assert!(report.is_intact(), "{:?}", report.finding);
+    let entries: Vec<_> = audit::parse(&log)
+        .records
+        .into_iter()
+        .filter_map(|r| match r.record {
+            Record::Entry { entry, .. } => Some(entry),
+            _ => None,
+        })
+        .collect();
+    let accepted = entries.iter().find(|e| e.action == AuditAction::PacketAccept).unwrap();
+    assert!(accepted.subject.starts_with(&before.offer.packet_id));
+    let rejected = entries.iter().find(|e| e.action == AuditAction::PacketReject).unwrap();
+    assert!(rejected.subject.starts_with(&back_dated.offer.packet_id));
+    assert!(rejected.detail.starts_with("token_blocked:"), "{}", rejected.detail);
+    assert!(entries.iter().any(|e| e.action.as_str() == "registry.take"));
+    let at = log.windows(13).position(|w| w == b"token_blocked").unwrap();
+    let mut edited = log.clone();
+    edited[at] = b'T';
+    let report = audit::verify(&edited, head.as_ref(), &[fx.init.receipt_public]);
+    assert!(
+        matches!(report.finding, Some(Finding::Edited { seq, .. }) if seq == rejected.seq),
+        "{:?}",
+        report.finding
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
