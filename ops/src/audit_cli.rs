@@ -42,7 +42,7 @@ pub enum AuditCommand {
 }
 
 /// A time as the officers read it: `2026-06-01 10:02 UTC`.
-fn when(unix_ms: u64) -> String {
+pub(crate) fn when(unix_ms: u64) -> String {
     i64::try_from(unix_ms)
         .ok()
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())

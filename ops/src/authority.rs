@@ -60,6 +60,11 @@ pub fn os_user() -> String {
 }
 
 impl Workspace {
+    /// The workspace folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Opens an existing workspace.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         anyhow::ensure!(

@@ -139,6 +139,34 @@ pub enum KeysCommand {
     /// The tamper-evident audit log: verify it, or list its entries.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
+    /// Print the token issue statement (HTML, one row per token with signature columns)
+    /// for tokens bound to their holders; they move to Statement printed.
+    Statement {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// Where to write the page (open it in a browser and print it).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only these tokens (repeat); default: every token that is Bound.
+        #[arg(long = "token")]
+        tokens: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a signed issue statement: its tokens move to Issued (publish to take effect).
+    RecordStatement {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// The statement's id, as printed on it.
+        #[arg(long)]
+        statement_id: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the registry draft.
     Show {
         /// The officers' workspace.
@@ -492,6 +520,17 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             println!("publish to tell the edges and the center");
         }
         KeysCommand::Audit(cmd) => crate::audit_cli::run(cmd)?,
+        KeysCommand::Statement {
+            authority,
+            out,
+            tokens,
+            json,
+        } => crate::statement_cli::print_statement(&authority, &out, &tokens, json)?,
+        KeysCommand::RecordStatement {
+            authority,
+            statement_id,
+            json,
+        } => crate::statement_cli::record_statement(&authority, &statement_id, json)?,
         KeysCommand::Show { authority, json } => {
             let ws = Workspace::open(&authority)?;
             let draft = ws.draft()?;

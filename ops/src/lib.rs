@@ -12,4 +12,6 @@ pub mod demo;
 pub mod keys;
 pub mod quick_authority;
 pub mod rooms;
+pub mod statement;
+pub mod statement_cli;
 pub mod stats;

@@ -89,14 +89,53 @@ fn officers_issue_bind_publish_and_block() {
     assert!(e.contains("binding needs"), "{e}");
     let bind = ["--person", "Иванов И. И.", "--site", "0101", "--date", "2026-06-01"];
     ok(&status(&auth, "T1", "bound", &bind));
-    ok(&status(&auth, "T1", "statement-printed", &[]));
-    let json = ok(&status(&auth, "T1", "issued", &["--json"]));
-    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    // The issue statement: printed for the bound token, then recorded once signed.
+    let page = dir.path().join("statement.html");
+    let out = ok(&keys(&[
+        "statement",
+        "--authority",
+        a,
+        "--out",
+        page.to_str().unwrap(),
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let id = v["statement_id"].as_str().unwrap().to_owned();
+    assert_eq!(v["tokens"][0].as_str(), Some("T1"));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("Иванов И. И.") && html.contains("T1") && html.contains(&id),
+        "{html}"
+    );
+    let e = err(&keys(&["statement", "--authority", a, "--out", page.to_str().unwrap()]));
+    assert!(e.contains("no token is Bound"), "{e}");
+    let shown = ok(&keys(&["show", "--authority", a, "--json"]));
+    assert!(shown.contains("\"statement-printed\""), "{shown}");
+    let e = err(&keys(&[
+        "record-statement",
+        "--authority",
+        a,
+        "--statement-id",
+        "abc123",
+    ]));
+    assert!(e.contains("no printed statement abc123"), "{e}");
+    let out = ok(&keys(&[
+        "record-statement",
+        "--authority",
+        a,
+        "--statement-id",
+        &id,
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["issued"][0].as_str(), Some("T1"));
+    let shown = ok(&keys(&["show", "--authority", a, "--json"]));
+    let v: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
     assert_eq!(
-        (v["status"].as_str(), v["status_ru"].as_str()),
+        (v["tokens"][0]["status"].as_str(), v["tokens"][0]["status_ru"].as_str()),
         (Some("issued"), Some("Выдан"))
     );
-    assert_eq!(v["sites"][0].as_str(), Some("0101"));
+    assert_eq!(v["tokens"][0]["sites"][0].as_str(), Some("0101"));
 
     // One officer is not enough; two are.
     let e = err(&keys(&[
