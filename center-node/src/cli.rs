@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use crate::config::CenterConfig;
 use crate::intake::now_ms;
+use crate::loader;
 use crate::preview;
 use crate::provision::{self, CenterFacts};
 use crate::registry::CenterRegistry;
@@ -14,6 +15,7 @@ use crate::review::ReviewDesk;
 use crate::test_packets::TestDesk;
 use crate::{service, Result};
 use konvert_crypto::registry::RegistryStore;
+use konvert_crypto::token::TokenFile;
 use konvert_replication::Verdict;
 
 /// `konvert-center` commands.
@@ -55,6 +57,12 @@ pub enum CenterCommand {
         /// What to do.
         #[command(subcommand)]
         action: RegistryAction,
+    },
+    /// The loader's key on center specialists' tokens.
+    Loader {
+        /// What to do.
+        #[command(subcommand)]
+        action: LoaderAction,
     },
     /// Stored packets flagged for review because their signer's token was blocked.
     Review {
@@ -113,6 +121,33 @@ pub enum RegistryAction {
     },
 }
 
+/// What to do with the loader's key.
+#[derive(Debug, Subcommand)]
+pub enum LoaderAction {
+    /// Wrap the center's decryption key for each named specialist's token (each PIN is
+    /// asked), then destroy the bare key file: from then on only a specialist opens.
+    WrapKey {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The bare decryption key from `konvert-center init`.
+        #[arg(long, default_value = "loader/recipient.key")]
+        key: PathBuf,
+        /// A specialist's token file (repeat for each specialist).
+        #[arg(long = "token", required = true)]
+        tokens: Vec<PathBuf>,
+        /// Where the wrapped keys go.
+        #[arg(long, default_value = "loader")]
+        loader_dir: PathBuf,
+        /// Read every PIN from this environment variable (automation only).
+        #[arg(long)]
+        pin_env: Option<String>,
+        /// Keep the bare key file (to wrap for more specialists later).
+        #[arg(long)]
+        keep_key_file: bool,
+    },
+}
+
 /// What to do with test packets.
 #[derive(Debug, Subcommand)]
 pub enum TestPacketAction {
@@ -122,15 +157,21 @@ pub enum TestPacketAction {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Open the test packets with the loader's decryption key and write an HTML page with
-    /// a thumbnail and the quality facts of every page.
+    /// Open the test packets with the loader's key (after the specialist's PIN) and write
+    /// an HTML page with a thumbnail and the quality facts of every page.
     Preview {
         /// center.toml
         #[arg(long)]
         config: PathBuf,
-        /// The center's decryption key (the offline loader's).
+        /// The center specialist's token file.
         #[arg(long)]
-        key: PathBuf,
+        token: PathBuf,
+        /// The folder of wrapped loader keys.
+        #[arg(long, default_value = "loader")]
+        loader_dir: PathBuf,
+        /// Read the PIN from this environment variable (automation only).
+        #[arg(long)]
+        pin_env: Option<String>,
         /// Folder for index.html, thumbnails and the opened scans.
         #[arg(long)]
         out: PathBuf,
@@ -204,7 +245,9 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
         }
         TestPacketAction::Preview {
             config,
-            key,
+            token,
+            loader_dir,
+            pin_env,
             out,
             packet,
             all,
@@ -219,13 +262,8 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
                     .filter(|p| all || p.verdict.is_none())
                     .collect(),
             };
-            let recipient = konvert_crypto::keyfile::read_recipient_key(&key)?;
-            let registry = RegistryStore::open(&cfg.data_dir)?
-                .last_known()?
-                .ok_or_else(|| crate::Error::Config {
-                    path: config.clone(),
-                    message: "the center holds no key registry; import the officers' registry first".into(),
-                })?;
+            let registry = held_registry(&cfg, &config)?;
+            let recipient = loader_login(&registry, &token, &relative(&config, &loader_dir), pin_env.as_deref())?;
             let (index, previews) = preview::render_previews(&cfg.data_dir, &packets, &recipient, &registry, &out)?;
             for p in &previews {
                 let r = &p.packet.record;
@@ -332,6 +370,90 @@ fn registry(action: RegistryAction) -> Result<()> {
     Ok(())
 }
 
+/// A path given on the command line, relative to center.toml's folder when relative.
+fn relative(config: &std::path::Path, p: &std::path::Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_owned();
+    }
+    config.parent().unwrap_or(std::path::Path::new(".")).join(p)
+}
+
+fn held_registry(cfg: &CenterConfig, config: &std::path::Path) -> Result<konvert_crypto::registry::RegistryBody> {
+    RegistryStore::open(&cfg.data_dir)?
+        .last_known()?
+        .ok_or_else(|| crate::Error::Config {
+            path: config.to_owned(),
+            message: "the center holds no key registry; import the officers' registry first".into(),
+        })
+}
+
+fn read_pin(token: &TokenFile, pin_env: Option<&str>) -> Result<zeroize::Zeroizing<String>> {
+    if let Some(var) = pin_env {
+        return std::env::var(var)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| crate::Error::Config {
+                path: PathBuf::from(var),
+                message: "the environment variable with the PIN is not set".into(),
+            });
+    }
+    let prompt = format!("PIN of token {} ({}): ", token.token_id, token.holder);
+    Ok(zeroize::Zeroizing::new(rpassword::prompt_password(prompt)?))
+}
+
+/// The specialist logs in: an Issued specialist's token, its PIN, then the loader key.
+fn loader_login(
+    registry: &konvert_crypto::registry::RegistryBody,
+    token_path: &std::path::Path,
+    loader_dir: &std::path::Path,
+    pin_env: Option<&str>,
+) -> Result<konvert_crypto::RecipientSecretKey> {
+    let token = TokenFile::read(token_path)?;
+    loader::check_specialist(registry, &token, token_path)?;
+    let key = token.unlock(&read_pin(&token, pin_env)?)?;
+    let mut keys = loader::unwrap_for(loader_dir, registry, &key, now_ms())?;
+    Ok(keys.remove(0))
+}
+
+fn loader_command(action: LoaderAction) -> Result<()> {
+    match action {
+        LoaderAction::WrapKey {
+            config,
+            key,
+            tokens,
+            loader_dir,
+            pin_env,
+            keep_key_file,
+        } => {
+            let cfg = CenterConfig::load(&config)?;
+            let registry = held_registry(&cfg, &config)?;
+            let key_path = relative(&config, &key);
+            let secret = konvert_crypto::keyfile::read_recipient_key(&key_path)?;
+            let mut unlocked = Vec::new();
+            for path in &tokens {
+                let token = TokenFile::read(path)?;
+                loader::check_specialist(&registry, &token, path)?;
+                let k = token.unlock(&read_pin(&token, pin_env.as_deref())?)?;
+                unlocked.push((token, k));
+            }
+            let dir = relative(&config, &loader_dir);
+            std::fs::create_dir_all(&dir).map_err(crate::Error::file(&dir))?;
+            for p in loader::wrap_for(&dir, &secret, &unlocked)? {
+                println!("wrapped: {}", p.display());
+            }
+            if keep_key_file {
+                println!(
+                    "the bare key file {} is kept; destroy it once every specialist has the key",
+                    key_path.display()
+                );
+            } else {
+                loader::destroy(&key_path)?;
+                println!("the bare key file {} was overwritten and removed", key_path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn review(config: &std::path::Path, json: bool) -> Result<()> {
     let cfg = CenterConfig::load(config)?;
     let flags = ReviewDesk::open(&cfg.data_dir)?.list()?;
@@ -382,6 +504,7 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         }
         CenterCommand::Registry { action } => registry(action)?,
         CenterCommand::Review { config, json } => review(&config, json)?,
+        CenterCommand::Loader { action } => loader_command(action)?,
         CenterCommand::CheckConfig { config } => {
             let cfg = CenterConfig::load(&config)?;
             println!("{}: ok — center {}, listen {}", config.display(), cfg.name, cfg.listen);

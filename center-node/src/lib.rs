@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod intake;
+pub mod loader;
 pub mod metrics;
 pub mod preview;
 pub mod provision;

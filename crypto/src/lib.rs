@@ -24,6 +24,7 @@ pub mod envelope;
 mod error;
 pub mod keyfile;
 pub mod keys;
+pub mod loader_key;
 pub mod registry;
 pub mod token;
 

@@ -244,9 +244,31 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         )?;
         officers.issue(&token, site, &[READINESS_DAY, EXAM_DAY], now_unix_ms())?;
     }
+    // The center's decryption key goes onto a center specialist's token: from now on
+    // envelopes open only after that specialist's PIN.
+    let specialist = TokenFile::create(
+        &center_dir.join("loader/specialist.token"),
+        "SP-0001",
+        "Кузнецова М. И. (РЦОИ)",
+        DEMO_PIN,
+        100_000,
+    )?;
+    let sites_codes: Vec<&str> = DEMO_SITES.iter().map(|(code, _, _)| *code).collect();
+    officers.issue_as(
+        &specialist,
+        konvert_crypto::registry::TokenRole::CenterSpecialist,
+        &sites_codes,
+        &[READINESS_DAY, EXAM_DAY],
+        now_unix_ms(),
+    )?;
+    let bare = konvert_crypto::keyfile::read_recipient_key(&init.recipient_key_path)?;
+    let unlocked = specialist.unlock(DEMO_PIN)?;
+    konvert_center::loader::wrap_for(&center_dir.join("loader"), &bare, &[(specialist.clone(), unlocked)])?;
+    drop(bare);
+    konvert_center::loader::destroy(&init.recipient_key_path)?;
     officers.publish(now_unix_ms())?;
     say(format!(
-        "▸ security officer: {} member tokens Loaded → Received → Bound → Statement printed → Issued; key registry v1 published",
+        "▸ security officer: {} member tokens Loaded → Received → Bound → Statement printed → Issued; the loader key wrapped for specialist SP-0001 and the bare key destroyed; key registry v1 published",
         DEMO_SITES.len()
     ));
     let center = konvert_center::serve(&center_cfg).await?;
@@ -306,7 +328,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
                 &outbox,
                 &signer,
                 &center_cfg,
-                &init.recipient_key_path,
+                &center_dir.join("loader"),
                 &root,
                 &say,
             )
@@ -522,7 +544,7 @@ async fn readiness(
     outbox: &Arc<Outbox>,
     signer: &konvert_crypto::SigningKey,
     center_cfg: &konvert_center::CenterConfig,
-    recipient_key: &std::path::Path,
+    loader_dir: &std::path::Path,
     root: &std::path::Path,
     say: &dyn Fn(String),
 ) -> anyhow::Result<()> {
@@ -558,10 +580,15 @@ async fn readiness(
     );
     let desk = konvert_center::test_packets::TestDesk::open(&center_cfg.data_dir)?;
     let packet = desk.find(&test.sealed.entry.offer.packet_id, None)?;
-    let recipient = konvert_crypto::keyfile::read_recipient_key(recipient_key)?;
     let registry = RegistryStore::open(&center_cfg.data_dir)?
         .last_known()?
         .context("the center holds no key registry")?;
+    // The loader: the specialist's token, checked against the registry, unlocked by PIN.
+    let specialist_path = loader_dir.join("specialist.token");
+    let specialist = TokenFile::read(&specialist_path)?;
+    konvert_center::loader::check_specialist(&registry, &specialist, &specialist_path)?;
+    let key = specialist.unlock(DEMO_PIN)?;
+    let recipient = konvert_center::loader::unwrap_for(loader_dir, &registry, &key, now_unix_ms())?.remove(0);
     let (index, previews) = konvert_center::preview::render_previews(
         &center_cfg.data_dir,
         std::slice::from_ref(&packet),

@@ -68,13 +68,25 @@ impl QuickAuthority {
     /// Takes a member token through Loaded → Received by center → Bound (to its holder,
     /// `site` and `dates`) → Statement printed → Issued.
     pub fn issue(&mut self, token: &TokenFile, site: &str, dates: &[&str], now_unix_ms: u64) -> anyhow::Result<()> {
+        self.issue_as(token, TokenRole::Member, &[site], dates, now_unix_ms)
+    }
+
+    /// Like [`QuickAuthority::issue`], for a token of `role` bound to `sites`.
+    pub fn issue_as(
+        &mut self,
+        token: &TokenFile,
+        role: TokenRole,
+        sites: &[&str],
+        dates: &[&str],
+        now_unix_ms: u64,
+    ) -> anyhow::Result<()> {
         let id = token.token_id.as_str();
-        self.draft.add_token(id, TokenRole::Member, token.public, now_unix_ms)?;
+        self.draft.add_token(id, role, token.public, now_unix_ms)?;
         self.draft
             .set_status(id, TokenStatus::ReceivedByCenter, None, now_unix_ms)?;
         let binding = Binding {
             person: token.holder.clone(),
-            sites: vec![site.to_owned()],
+            sites: sites.iter().map(|s| (*s).to_owned()).collect(),
             dates: dates.iter().map(|d| (*d).to_owned()).collect(),
         };
         self.draft

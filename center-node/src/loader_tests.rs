@@ -1,0 +1,99 @@
+use konvert_crypto::registry::{Authority, TokenRole, TokenStatus};
+use konvert_crypto::registry::{Binding, CenterKeyRecord, CenterKeyState, RegistryBody};
+
+use super::*;
+
+const NOW: u64 = 1_780_000_000_000;
+
+fn registry(center: &RecipientSecretKey) -> RegistryBody {
+    let officer = SigningKey::generate().unwrap();
+    RegistryBody {
+        version: 1,
+        issued_at_unix_ms: NOW,
+        expires_at_unix_ms: NOW + 86_400_000,
+        authority: Authority {
+            officers: vec![officer.verifying_key()],
+            threshold: 1,
+        },
+        tokens: vec![],
+        center_keys: vec![CenterKeyRecord {
+            key: center.public_key(),
+            state: CenterKeyState::Active,
+        }],
+    }
+}
+
+fn walk(body: &mut RegistryBody, t: &TokenFile, role: TokenRole, to: TokenStatus) {
+    body.add_token(&t.token_id, role, t.public, NOW).unwrap();
+    for step in [
+        TokenStatus::ReceivedByCenter,
+        TokenStatus::Bound,
+        TokenStatus::StatementPrinted,
+        TokenStatus::Issued,
+    ] {
+        let binding = (step == TokenStatus::Bound).then(|| Binding {
+            person: t.holder.clone(),
+            sites: vec!["0101".into()],
+            dates: vec!["2026-06-01".into()],
+        });
+        body.set_status(&t.token_id, step, binding, NOW).unwrap();
+        if step == to {
+            return;
+        }
+    }
+}
+
+#[test]
+fn only_an_issued_specialists_token_logs_in_and_the_bare_key_is_destroyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = RecipientSecretKey::generate().unwrap();
+    let bare = dir.path().join("recipient.key");
+    keyfile::write_recipient_key(&bare, &center).unwrap();
+    let token = |id: &str| TokenFile::create(&dir.path().join(format!("{id}.token")), id, id, "314159", 1_000).unwrap();
+    let (sp, member, pending) = (token("SP-1"), token("M-1"), token("SP-2"));
+    let mut body = registry(&center);
+    walk(&mut body, &sp, TokenRole::CenterSpecialist, TokenStatus::Issued);
+    walk(&mut body, &member, TokenRole::Member, TokenStatus::Issued);
+    walk(
+        &mut body,
+        &pending,
+        TokenRole::CenterSpecialist,
+        TokenStatus::StatementPrinted,
+    );
+    let p = dir.path();
+    assert!(check_specialist(&body, &member, p)
+        .unwrap_err()
+        .to_string()
+        .contains("member's token"));
+    let e = check_specialist(&body, &pending, p).unwrap_err().to_string();
+    assert!(e.contains("statement-printed"), "{e}");
+    let stranger = token("X-1");
+    assert!(check_specialist(&body, &stranger, p)
+        .unwrap_err()
+        .to_string()
+        .contains("not in key registry"));
+    check_specialist(&body, &sp, p).unwrap();
+
+    let loader = dir.path().join("loader");
+    std::fs::create_dir_all(&loader).unwrap();
+    let files = wrap_for(
+        &loader,
+        &keyfile::read_recipient_key(&bare).unwrap(),
+        &[(sp.clone(), sp.unlock("314159").unwrap())],
+    )
+    .unwrap();
+    let sp_key = sp.unlock("314159").unwrap();
+    destroy(&bare).unwrap();
+    assert!(!bare.exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let keys = unwrap_for(&loader, &body, &sp_key, NOW).unwrap();
+    assert_eq!(keys[0].public_key(), center.public_key());
+    // Another token's key finds nothing to open; a destroyed center key neither.
+    assert!(unwrap_for(&loader, &body, &member.unlock("314159").unwrap(), NOW).is_err());
+    body.center_keys[0].state = CenterKeyState::Destroyed { at_unix_ms: NOW };
+    assert!(unwrap_for(&loader, &body, &sp_key, NOW).is_err());
+}
