@@ -32,7 +32,7 @@ pub use error::Error;
 pub use keys::{
     random_bytes, Domain, KeyId, RecipientPublicKey, RecipientSecretKey, Signature, SigningKey, VerifyingKey,
 };
-pub use token::{TokenFile, DEFAULT_KDF_ITERATIONS};
+pub use token::{TokenFile, DEFAULT_KDF_ITERATIONS, MAX_PIN_TRIES};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
