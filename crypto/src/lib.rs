@@ -13,6 +13,8 @@
 //!   [`envelope::open`] (verify, then decrypt); [`envelope::read_header`] for a cheap look.
 //!   Only `verify` and `open` make a [`VerifiedEnvelope`].
 //! - [`token`]: [`TokenFile`], a member's Ed25519 key encrypted under a PIN.
+//! - [`signer`]: [`MemberSigner`], a member key in a token file or on a hardware token.
+//! - [`pkcs11`]: member keys generated on and used from PKCS#11 hardware tokens.
 //! - [`keyfile`]: the center's secret key files and [`keyfile::write_atomic`].
 //!
 //! Every byte of every format is described in `crypto/FORMAT.md`.
@@ -21,7 +23,9 @@ pub mod envelope;
 mod error;
 pub mod keyfile;
 pub mod keys;
+pub mod pkcs11;
 pub mod registry;
+pub mod signer;
 pub mod token;
 
 pub use envelope::{
@@ -32,6 +36,7 @@ pub use error::Error;
 pub use keys::{
     random_bytes, Domain, KeyId, RecipientPublicKey, RecipientSecretKey, Signature, SigningKey, VerifyingKey,
 };
+pub use signer::MemberSigner;
 pub use token::{TokenFile, DEFAULT_KDF_ITERATIONS, MAX_PIN_TRIES};
 
 /// Result with this crate's [`Error`].

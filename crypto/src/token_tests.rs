@@ -9,7 +9,16 @@ fn right_pin_unlocks_wrong_pin_is_a_clear_error_and_edits_break_it() {
     assert_eq!(back.public, t.public);
     assert_eq!(back.unlock("123456").unwrap().verifying_key(), t.public);
     let err = back.unlock("654321").unwrap_err();
-    assert!(matches!(err, Error::WrongPin { remaining_tries: Some(9), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::WrongPin {
+                remaining_tries: Some(9),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!err.to_string().contains("654321"));
     assert!(
         TokenFile::create(&p, "TK-1", "x", "123456", 1000).is_err(),
@@ -120,7 +129,10 @@ fn ten_wrong_pins_lock_the_token_even_for_the_right_pin() {
     }
     assert!(TokenFile::read(&p).unwrap().remaining_tries().unwrap() == 0);
     let e = TokenFile::unlock_at(&p, "123456").unwrap_err();
-    assert!(matches!(&e, Error::TokenLocked { token_id } if token_id == "TK-5"), "{e:?}");
+    assert!(
+        matches!(&e, Error::TokenLocked { token_id } if token_id == "TK-5"),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("security officer"), "{e}");
     // Still locked on the next try, and the counter file is private.
     assert!(matches!(
