@@ -84,7 +84,10 @@ fn a_token_signature_verifies_under_its_domain_only() {
 fn a_wrong_pin_is_refused_and_signs_nothing() {
     let Some(m) = token("wrong-pin") else { return };
     let e = m.login("wrong-pin", "member", "000000").unwrap_err();
-    assert!(matches!(&e, Error::WrongPin { token_id, .. } if token_id == "wrong-pin"), "{e:?}");
+    assert!(
+        matches!(&e, Error::WrongPin { token_id, .. } if token_id == "wrong-pin"),
+        "{e:?}"
+    );
     assert!(!e.to_string().contains("000000") && !format!("{e:?}").contains("000000"));
     // The right PIN still works afterwards.
     assert!(m.login("wrong-pin", "member", PIN).is_ok());
