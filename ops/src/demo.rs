@@ -172,7 +172,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         std::fs::write(&toml, text)?;
         let cfg = SiteConfig::load(&toml)?;
         let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
-        let signer = TokenFile::read(&cfg.token)?.unlock(DEMO_PIN)?;
+        let signer = TokenFile::read(cfg.token_file()?)?.unlock(DEMO_PIN)?;
         let day = cfg.day()?;
         if i == 0 {
             readiness(
