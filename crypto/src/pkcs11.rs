@@ -287,7 +287,11 @@ fn read_public(session: &Session, handle: ObjectHandle) -> Result<VerifyingKey> 
             _ => None,
         })
         .ok_or_else(|| Error::Pkcs11("the token did not return the public key (CKA_EC_POINT)".into()))?;
-    let raw = match point.as_slice() {
+    ed25519_point(&point)
+}
+
+fn ed25519_point(point: &[u8]) -> Result<VerifyingKey> {
+    let raw = match point {
         [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
         raw if raw.len() == 32 => raw,
         _ => return Err(Error::BadKey("the token's CKA_EC_POINT is not a 32-byte Ed25519 point")),
@@ -375,3 +379,7 @@ impl MemberSigner for Pkcs11Signer {
         Ok(sig)
     }
 }
+
+#[cfg(test)]
+#[path = "pkcs11_tests.rs"]
+mod tests;
