@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::keys::random_bytes;
 use crate::{
-    Domain, Error, KeyId, RecipientPublicKey, RecipientSecretKey, Result, Signature, SigningKey, VerifyingKey,
+    Domain, Error, KeyId, MemberSigner, RecipientPublicKey, RecipientSecretKey, Result, Signature, VerifyingKey,
 };
 
 /// Plaintext bytes per chunk.
@@ -219,9 +219,9 @@ fn encode_prefix(header_len: usize) -> Result<[u8; PREFIX_LEN]> {
 }
 
 /// Seals `plaintext` into `out` for `req.recipients`, signed by `signer`.
-pub fn seal<R: Read, W: Write>(
+pub fn seal<S: MemberSigner + ?Sized, R: Read, W: Write>(
     req: &SealRequest<'_>,
-    signer: &SigningKey,
+    signer: &S,
     mut plaintext: R,
     mut out: W,
 ) -> Result<SealSummary> {
@@ -293,7 +293,7 @@ pub fn seal<R: Read, W: Write>(
         n = m;
         counter += 1;
     }
-    let signature = signer.sign(Domain::Envelope, &digest32(sig_ctx.clone()));
+    let signature = signer.sign(Domain::Envelope, &digest32(sig_ctx.clone()))?;
     let (_, digest) = split_digests(sig_ctx, &signature);
     out.write_all(&signature.0)?;
     envelope_bytes += SIG_LEN as u64;

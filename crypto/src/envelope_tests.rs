@@ -3,6 +3,7 @@ use std::io::Cursor;
 use proptest::prelude::*;
 
 use super::*;
+use crate::SigningKey;
 
 struct Fixture {
     signer: SigningKey,

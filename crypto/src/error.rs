@@ -54,11 +54,22 @@ pub enum Error {
     #[error("an envelope needs at least one recipient key")]
     NoRecipients,
     /// The PIN does not open the token.
-    #[error("wrong PIN for member token {token_id}; check the PIN envelope and try again")]
+    #[error("wrong PIN for member token {token_id}; {}", tries_left(*.remaining_tries))]
     WrongPin {
         /// The token.
         token_id: String,
+        /// Wrong PINs still allowed before the token locks, when the token tells.
+        remaining_tries: Option<u32>,
     },
+    /// Too many wrong PINs: the token refuses every PIN, even the right one.
+    #[error("member token {token_id} is locked after too many wrong PINs and refuses every PIN now; bring the token to the security officer")]
+    TokenLocked {
+        /// The token.
+        token_id: String,
+    },
+    /// A PKCS#11 module or token failed or refused (never carries a PIN).
+    #[error("hardware token: {0}")]
+    Pkcs11(String),
     /// A new token's PIN is too short.
     #[error("the PIN must have at least {min} characters; choose a longer PIN")]
     PinTooShort {
@@ -109,4 +120,13 @@ pub enum Error {
     /// Reading or writing a key, token or envelope failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+fn tries_left(remaining: Option<u32>) -> String {
+    match remaining {
+        Some(0) => "that was the last try: the token is now locked; bring it to the security officer".into(),
+        Some(1) => "1 try left before the token locks; check the PIN envelope before trying again".into(),
+        Some(n) => format!("{n} tries left before the token locks; check the PIN envelope and try again"),
+        None => "check the PIN envelope and try again".into(),
+    }
 }

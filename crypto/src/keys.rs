@@ -39,7 +39,7 @@ impl Domain {
         }
     }
 
-    fn message(self, msg: &[u8]) -> Vec<u8> {
+    pub(crate) fn message(self, msg: &[u8]) -> Vec<u8> {
         let label = self.label();
         let mut m = Vec::with_capacity(label.len() + msg.len());
         m.extend_from_slice(label);

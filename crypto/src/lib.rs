@@ -13,6 +13,8 @@
 //!   [`envelope::open`] (verify, then decrypt); [`envelope::read_header`] for a cheap look.
 //!   Only `verify` and `open` make a [`VerifiedEnvelope`].
 //! - [`token`]: [`TokenFile`], a member's Ed25519 key encrypted under a PIN.
+//! - [`signer`]: [`MemberSigner`], a member key in a token file or on a hardware token.
+//! - [`pkcs11`]: member keys generated on and used from PKCS#11 hardware tokens.
 //! - [`keyfile`]: the center's secret key files and [`keyfile::write_atomic`].
 //! - [`audit`]: the tamper-evident audit log — hash-chained entries, signed checkpoints,
 //!   [`audit::verify`] naming the first edited, removed, reordered or truncated entry.
@@ -25,7 +27,9 @@ mod error;
 pub mod keyfile;
 pub mod keys;
 pub mod loader_key;
+pub mod pkcs11;
 pub mod registry;
+pub mod signer;
 pub mod token;
 
 pub use envelope::{
@@ -36,7 +40,8 @@ pub use error::Error;
 pub use keys::{
     random_bytes, Domain, KeyId, RecipientPublicKey, RecipientSecretKey, Signature, SigningKey, VerifyingKey,
 };
-pub use token::{TokenFile, DEFAULT_KDF_ITERATIONS};
+pub use signer::MemberSigner;
+pub use token::{TokenFile, DEFAULT_KDF_ITERATIONS, MAX_PIN_TRIES};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,22 +2,46 @@
 //! Layout: `"KNVRTTOK"` ‖ version u16 LE ‖ clear length u32 LE ‖ postcard(clear part) ‖
 //! AES-256-GCM(seed) (48 bytes). The key is PBKDF2-HMAC-SHA256(PIN, salt, iterations);
 //! everything before the ciphertext is the AAD, so editing any clear field breaks unlock.
+//!
+//! **PIN retry counter.** Like a hardware token, a token file locks after
+//! [`MAX_PIN_TRIES`] consecutive wrong PINs ([`Error::TokenLocked`]) and then refuses even
+//! the right PIN; a right PIN resets the count, and every wrong PIN says how many tries
+//! remain. The count lives in a sidecar file beside the token, `<token file name>.tries`
+//! (`"KNVRTTRY"` ‖ failures u32 LE ‖ the token's key id, 28 bytes, mode 0600), not in the
+//! token file itself: the token file is written once and never rewritten, so a crash or a
+//! full disk while counting can never damage the encrypted key, and the token format stays
+//! as it was. Each attempt first writes the incremented count (atomically: temp file,
+//! fsync, rename, fsync of the folder), then checks the PIN, then writes 0 on success, so
+//! a crash or a killed process cannot lose a counted failure. The token's folder must
+//! therefore be writable. A sidecar that names another key (an old token replaced at the
+//! same path) counts as no failures.
+//!
+//! The honest limit: the counter stops guessing *through konvert*, nothing more. Whoever
+//! can copy the token file can attack the PIN offline with PBKDF2 as the only cost, and
+//! whoever can write the folder can delete the sidecar. Keys that cannot be copied at all
+//! live on hardware tokens ([`crate::pkcs11`]), whose retry counter is enforced by the
+//! token itself; those are the real answer, file tokens are for tests, drills and sites
+//! without hardware.
 
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::pbkdf2;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::keyfile::{read_bounded, write_new_atomic};
+use crate::keyfile::{read_bounded, write_atomic, write_new_atomic};
 use crate::{random_bytes, Error, KeyId, Result, SigningKey, VerifyingKey};
 
 /// PBKDF2 iterations for new tokens.
 pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
 /// Shortest PIN accepted.
 pub const MIN_PIN_LEN: usize = 6;
+/// Consecutive wrong PINs after which a token file locks.
+pub const MAX_PIN_TRIES: u32 = 10;
+const TRIES_MAGIC: &[u8; 8] = b"KNVRTTRY";
+const TRIES_LEN: usize = 8 + 4 + 16;
 const MAGIC: &[u8; 8] = b"KNVRTTOK";
 const VERSION: u16 = 1;
 /// Most PBKDF2 iterations accepted (≈ 30× the default), so that an edited token file
@@ -46,6 +70,7 @@ pub struct TokenFile {
     pub holder: String,
     /// The member's public key.
     pub public: VerifyingKey,
+    path: PathBuf,
     clear: Clear,
     aad: Vec<u8>,
     ciphertext: Vec<u8>,
@@ -114,6 +139,7 @@ impl TokenFile {
             token_id: clear.token_id.clone(),
             holder: clear.holder.clone(),
             public: clear.public,
+            path: path.to_owned(),
             clear,
             aad,
             ciphertext: ciphertext.to_vec(),
@@ -147,6 +173,7 @@ impl TokenFile {
             token_id: clear.token_id.clone(),
             holder: clear.holder.clone(),
             public: clear.public,
+            path: path.to_owned(),
             clear,
             aad: bytes[..HEAD_LEN + clear_len].to_vec(),
             ciphertext: bytes[HEAD_LEN + clear_len..].to_vec(),
@@ -158,8 +185,92 @@ impl TokenFile {
         self.public.key_id()
     }
 
-    /// Unlocks the member's signing key with the PIN.
+    /// The token file's path (the retry counter lives beside it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The retry counter's sidecar file: `<token file name>.tries` beside the token.
+    pub fn tries_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".tries");
+        self.path.with_file_name(name)
+    }
+
+    /// Wrong PINs still allowed before the token locks (0: locked).
+    pub fn remaining_tries(&self) -> Result<u32> {
+        Ok(MAX_PIN_TRIES.saturating_sub(self.failures()?))
+    }
+
+    /// Reads the token file at `path` and unlocks it with the PIN (see [`TokenFile::unlock`]).
+    pub fn unlock_at(path: &Path, pin: &str) -> Result<SigningKey> {
+        TokenFile::read(path)?.unlock(pin)
+    }
+
+    /// Unlocks the member's signing key with the PIN, counting the attempt beside the
+    /// token file first: after [`MAX_PIN_TRIES`] consecutive wrong PINs every PIN is
+    /// refused with [`Error::TokenLocked`]; a right PIN resets the count.
     pub fn unlock(&self, pin: &str) -> Result<SigningKey> {
+        let failures = self.failures()?;
+        if failures >= MAX_PIN_TRIES {
+            tracing::warn!(token = %self.token_id, "member token is locked; unlock refused");
+            return Err(Error::TokenLocked {
+                token_id: self.token_id.clone(),
+            });
+        }
+        // Counted before the check, so a crash cannot lose a failure.
+        self.write_failures(failures + 1)?;
+        match self.open(pin) {
+            Ok(signing) => {
+                self.write_failures(0)?;
+                Ok(signing)
+            }
+            Err(Error::WrongPin { token_id, .. }) => {
+                let remaining = MAX_PIN_TRIES.saturating_sub(failures + 1);
+                tracing::warn!(token = %self.token_id, remaining, "wrong PIN for member token");
+                Err(Error::WrongPin {
+                    token_id,
+                    remaining_tries: Some(remaining),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn failures(&self) -> Result<u32> {
+        let path = self.tries_path();
+        let bytes = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            _ => read_bounded(&path, TRIES_LEN as u64)?,
+        };
+        if bytes.len() != TRIES_LEN || &bytes[..8] != TRIES_MAGIC {
+            return Err(Error::BadFile {
+                path,
+                message: "damaged PIN retry counter; bring the token to the security officer".into(),
+            });
+        }
+        if bytes[12..] != self.key_id().0 {
+            // The counter of another token once kept at this path.
+            return Ok(0);
+        }
+        Ok(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]))
+    }
+
+    fn write_failures(&self, failures: u32) -> Result<()> {
+        let mut b = Vec::with_capacity(TRIES_LEN);
+        b.extend_from_slice(TRIES_MAGIC);
+        b.extend_from_slice(&failures.to_le_bytes());
+        b.extend_from_slice(&self.key_id().0);
+        let path = self.tries_path();
+        write_atomic(&path, &b, 0o600).map_err(|e| Error::BadFile {
+            path,
+            message: format!(
+                "cannot record the PIN attempt beside the token ({e}); the token's folder must be writable"
+            ),
+        })
+    }
+
+    fn open(&self, pin: &str) -> Result<SigningKey> {
         let key = pin_key(pin, &self.clear.salt, self.clear.kdf_iterations)?;
         let mut buf = Zeroizing::new(self.ciphertext.clone());
         let seed = key
@@ -170,6 +281,7 @@ impl TokenFile {
             )
             .map_err(|_| Error::WrongPin {
                 token_id: self.token_id.clone(),
+                remaining_tries: None,
             })?;
         let seed: [u8; 32] = seed
             .try_into()

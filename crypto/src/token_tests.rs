@@ -9,7 +9,16 @@ fn right_pin_unlocks_wrong_pin_is_a_clear_error_and_edits_break_it() {
     assert_eq!(back.public, t.public);
     assert_eq!(back.unlock("123456").unwrap().verifying_key(), t.public);
     let err = back.unlock("654321").unwrap_err();
-    assert!(matches!(err, Error::WrongPin { .. }));
+    assert!(
+        matches!(
+            err,
+            Error::WrongPin {
+                remaining_tries: Some(9),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!err.to_string().contains("654321"));
     assert!(
         TokenFile::create(&p, "TK-1", "x", "123456", 1000).is_err(),
@@ -96,4 +105,93 @@ fn edited_iterations_public_key_or_length_are_refused() {
 
 fn find(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).position(|w| w == needle).unwrap()
+}
+
+#[test]
+fn ten_wrong_pins_lock_the_token_even_for_the_right_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("member.token");
+    TokenFile::create(&p, "TK-5", "h", "123456", 100).unwrap();
+    for i in 1..=MAX_PIN_TRIES {
+        // Each attempt re-reads the file, as a new process would.
+        let e = TokenFile::unlock_at(&p, "000000").unwrap_err();
+        match &e {
+            Error::WrongPin {
+                token_id,
+                remaining_tries,
+            } => {
+                assert_eq!(token_id, "TK-5");
+                assert_eq!(*remaining_tries, Some(MAX_PIN_TRIES - i));
+            }
+            other => panic!("attempt {i}: {other:?}"),
+        }
+        assert!(!e.to_string().contains("000000"));
+    }
+    assert!(TokenFile::read(&p).unwrap().remaining_tries().unwrap() == 0);
+    let e = TokenFile::unlock_at(&p, "123456").unwrap_err();
+    assert!(
+        matches!(&e, Error::TokenLocked { token_id } if token_id == "TK-5"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("security officer"), "{e}");
+    // Still locked on the next try, and the counter file is private.
+    assert!(matches!(
+        TokenFile::unlock_at(&p, "123456"),
+        Err(Error::TokenLocked { .. })
+    ));
+    let t = TokenFile::read(&p).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(t.tries_path()).unwrap().permissions()) & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn wrong_pin_errors_count_down_and_a_right_pin_resets_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("member.token");
+    let t = TokenFile::create(&p, "TK-6", "h", "123456", 100).unwrap();
+    assert_eq!(t.remaining_tries().unwrap(), MAX_PIN_TRIES);
+    for _ in 0..MAX_PIN_TRIES - 2 {
+        assert!(t.unlock("111111").is_err());
+    }
+    let e = t.unlock("111111").unwrap_err();
+    assert!(e.to_string().contains("1 try left"), "{e}");
+    let e = TokenFile::read(&p).unwrap().unlock("111111").unwrap_err();
+    assert!(e.to_string().contains("last try"), "{e}");
+    let e = TokenFile::read(&p).unwrap().unlock("222222").unwrap_err();
+    assert!(matches!(e, Error::TokenLocked { .. }), "{e:?}");
+
+    // A right PIN before the limit resets it: nine wrong, one right, nine wrong again.
+    let q = dir.path().join("other.token");
+    let t = TokenFile::create(&q, "TK-7", "h", "123456", 100).unwrap();
+    for _ in 0..MAX_PIN_TRIES - 1 {
+        assert!(matches!(t.unlock("111111"), Err(Error::WrongPin { .. })));
+    }
+    assert_eq!(TokenFile::read(&q).unwrap().remaining_tries().unwrap(), 1);
+    assert_eq!(t.unlock("123456").unwrap().verifying_key(), t.public);
+    assert_eq!(TokenFile::read(&q).unwrap().remaining_tries().unwrap(), MAX_PIN_TRIES);
+    for _ in 0..MAX_PIN_TRIES - 1 {
+        assert!(matches!(t.unlock("111111"), Err(Error::WrongPin { .. })));
+    }
+    assert!(TokenFile::unlock_at(&q, "123456").is_ok());
+}
+
+#[test]
+fn the_counter_is_kept_beside_the_token_and_bound_to_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.token");
+    let t = TokenFile::create(&p, "TK-8", "h", "123456", 100).unwrap();
+    assert!(t.unlock("999999").is_err());
+    assert_eq!(t.tries_path(), dir.path().join("m.token.tries"));
+    let bytes = std::fs::read(t.tries_path()).unwrap();
+    assert_eq!(&bytes[..8], b"KNVRTTRY");
+    assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
+    assert_eq!(&bytes[12..], &t.key_id().0);
+    // A new token at the same path does not inherit the old token's count.
+    std::fs::write(t.tries_path(), [&bytes[..8], &9u32.to_le_bytes(), &[0u8; 16]].concat()).unwrap();
+    assert_eq!(TokenFile::read(&p).unwrap().remaining_tries().unwrap(), MAX_PIN_TRIES);
+    // A damaged counter is refused, not read as zero.
+    std::fs::write(t.tries_path(), b"junk").unwrap();
+    assert!(matches!(t.unlock("123456"), Err(Error::BadFile { .. })));
 }

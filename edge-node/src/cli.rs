@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use konvert_crypto::token::TokenFile;
+use konvert_crypto::MemberSigner;
 use konvert_exam::{ExamDate, ExamKind, PacketKind, PacketRef, RoomId};
 use konvert_replication::{Outbox, OutboxState};
 
@@ -18,7 +18,7 @@ use crate::push::{push, PushEvent, PushOptions};
 use crate::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
 
 use crate::rooms::{day_rooms, seal_day_room, SealDesk};
-use crate::seal::seal_room;
+use crate::seal::{seal_room, MemberToken};
 use crate::{Error, Result};
 use konvert_crypto::registry::{AuthorityFile, RegistryStore, SignedRegistry};
 
@@ -178,22 +178,22 @@ pub fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn read_pin(token: &TokenFile, pin_env: Option<&str>) -> Result<zeroize::Zeroizing<String>> {
+fn read_pin(token: &MemberToken, pin_env: Option<&str>) -> Result<zeroize::Zeroizing<String>> {
     if let Some(var) = pin_env {
         return std::env::var(var)
             .map(zeroize::Zeroizing::new)
             .map_err(|_| Error::Push(format!("environment variable {var} with the PIN is not set")));
     }
-    let prompt = format!("PIN for member token {} ({}): ", token.token_id, token.holder);
+    let prompt = format!("PIN for {}: ", token.describe());
     rpassword::prompt_password(prompt)
         .map(zeroize::Zeroizing::new)
         .map_err(Error::Io)
 }
 
-fn unlock(cfg: &SiteConfig, pin_env: Option<&str>) -> Result<konvert_crypto::SigningKey> {
-    let token = TokenFile::read(&cfg.token)?;
+fn unlock(cfg: &SiteConfig, pin_env: Option<&str>) -> Result<Box<dyn MemberSigner>> {
+    let token = MemberToken::open(cfg)?;
     let pin = read_pin(&token, pin_env)?;
-    Ok(token.unlock(&pin)?)
+    token.unlock(&pin)
 }
 
 fn open_intake(cfg: &SiteConfig) -> Result<(konvert_exam::SeatingPlan, Intake)> {
@@ -227,7 +227,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             pin_env,
         } => {
             let cfg = SiteConfig::load(&config)?;
-            let token = TokenFile::read(&cfg.token)?;
+            let token = MemberToken::open(&cfg)?;
             let pin = read_pin(&token, pin_env.as_deref())?;
             let signer = token.unlock(&pin)?;
             drop(pin);
@@ -239,7 +239,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 room,
                 kind,
             };
-            let sealed = seal_room(&cfg, &outbox, &signer, &room_dir, packet, now_unix_ms())?;
+            let sealed = seal_room(&cfg, &outbox, &*signer, &room_dir, packet, now_unix_ms())?;
             println!(
                 "sealed {} v{}: {} files, {:.1} MB of scans → {:.1} MB envelope, signed by token {}",
                 sealed.entry.offer.packet_id,
@@ -247,7 +247,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 sealed.files,
                 sealed.scan_bytes as f64 / 1e6,
                 sealed.entry.offer.size as f64 / 1e6,
-                token.token_id
+                token.token_id()
             );
         }
         EdgeCommand::Push { config, max_wait } => {
@@ -410,7 +410,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             let desk = SealDesk {
                 cfg: &cfg,
                 outbox: &outbox,
-                signer: &signer,
+                signer: &*signer,
                 plan: &plan,
                 intake: &intake,
             };
@@ -444,7 +444,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 exam,
             };
             let recognizer = scan_recognizer(cfg.page_budget());
-            let test = seal_test_packet(&cfg, &outbox, &signer, &request, &recognizer, now_unix_ms())?;
+            let test = seal_test_packet(&cfg, &outbox, &*signer, &request, &recognizer, now_unix_ms())?;
             drop(signer);
             for page in &test.pages {
                 match &page.status {

@@ -18,8 +18,12 @@ pub struct SiteConfig {
     pub time_zone: SiteZone,
     /// Where the outbox lives.
     pub data_dir: PathBuf,
-    /// The member (ГЭК) token file.
-    pub token: PathBuf,
+    /// The member (ГЭК) token file; exactly one of `token` and `[pkcs11]` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<PathBuf>,
+    /// The member's hardware token (PKCS#11), used instead of a token file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Token>,
     /// How to reach the center.
     pub center: CenterLink,
     /// Push tuning.
@@ -28,6 +32,26 @@ pub struct SiteConfig {
     /// The exam day's intake: hot folder and seating plan.
     #[serde(default)]
     pub day: Option<DayConfig>,
+}
+
+/// `[pkcs11]`: the member's key on a hardware token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Token {
+    /// The token's PKCS#11 module (driver), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The member key's label on the token.
+    #[serde(default = "default_key_label")]
+    pub key_label: String,
+}
+
+/// The key label `konvert keys issue-token --pkcs11-token` gives the member key.
+pub const DEFAULT_KEY_LABEL: &str = "konvert-member";
+
+fn default_key_label() -> String {
+    DEFAULT_KEY_LABEL.to_owned()
 }
 
 /// `[day]`: where the scanner writes and who sits where.
@@ -147,12 +171,16 @@ impl SiteConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
-            &mut cfg.data_dir,
-            &mut cfg.token,
-            &mut cfg.center.ca_cert,
-            &mut cfg.center.station_cert,
-            &mut cfg.center.station_key,
-        ] {
+            Some(&mut cfg.data_dir),
+            cfg.token.as_mut(),
+            cfg.pkcs11.as_mut().map(|t| &mut t.module),
+            Some(&mut cfg.center.ca_cert),
+            Some(&mut cfg.center.station_cert),
+            Some(&mut cfg.center.station_key),
+        ]
+        .into_iter()
+        .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -177,6 +205,26 @@ impl SiteConfig {
             .map_err(|_| "center.recipient_key must be 64 hex digits".to_owned())?;
         self.receipt_key()
             .map_err(|_| "center.receipt_key must be 64 hex digits".to_owned())?;
+        match (&self.token, &self.pkcs11) {
+            (None, None) => {
+                return Err("no member token: set token = \"member.token\" or a [pkcs11] section".into());
+            }
+            (Some(_), Some(_)) => {
+                return Err("both token and [pkcs11] are set; keep the one the member signs with".into());
+            }
+            (None, Some(t)) => {
+                if !t.module.is_file() {
+                    return Err(format!(
+                        "pkcs11.module = {} does not exist; install the token's driver (for SoftHSM2 the Debian package softhsm2) or fix the path",
+                        t.module.display()
+                    ));
+                }
+                if t.token_label.trim().is_empty() || t.key_label.trim().is_empty() {
+                    return Err("pkcs11.token_label and pkcs11.key_label must not be empty".into());
+                }
+            }
+            (Some(_), None) => {}
+        }
         if self.push.parallel == 0 || self.push.parallel > 64 {
             return Err("push.parallel must be between 1 and 64".into());
         }
@@ -213,6 +261,14 @@ impl SiteConfig {
             }
         }
         Ok(())
+    }
+
+    /// The member token file, or an error if this station signs with a hardware token.
+    pub fn token_file(&self) -> Result<&Path> {
+        self.token.as_deref().ok_or_else(|| Error::Config {
+            path: self.data_dir.clone(),
+            message: "this station signs with a hardware token ([pkcs11]), not a token file".into(),
+        })
     }
 
     /// The `[day]` section, or an error saying how to add it.

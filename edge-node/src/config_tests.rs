@@ -48,3 +48,41 @@ fn mistakes_are_named() {
         .to_string();
     assert!(missing.contains("enroll this station"), "{missing}");
 }
+
+#[test]
+fn a_hardware_token_replaces_the_token_file_and_its_module_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("libtoken.so");
+    std::fs::write(&module, "x").unwrap();
+    let hw = GOOD.replace("token = \"member.token\"\n", "")
+        + &format!(
+            "[pkcs11]\nmodule = \"{}\"\ntoken_label = \"GEK-17\"\n",
+            module.display()
+        );
+    let cfg = load(&hw).unwrap();
+    assert!(cfg.token.is_none());
+    let t = cfg.pkcs11.as_ref().unwrap();
+    assert_eq!(
+        (t.token_label.as_str(), t.key_label.as_str()),
+        ("GEK-17", DEFAULT_KEY_LABEL)
+    );
+    assert!(cfg.token_file().is_err());
+
+    let missing = load(&hw.replace(&module.display().to_string(), "/nowhere/libtoken.so"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("pkcs11.module = /nowhere/libtoken.so does not exist") && missing.contains("softhsm2"),
+        "{missing}"
+    );
+    let unknown = load(&(hw.clone() + "slot = 3\n")).unwrap_err().to_string();
+    assert!(unknown.contains("unknown field `slot`"), "{unknown}");
+    let both = load(&(GOOD.to_owned() + &hw[hw.find("[pkcs11]").unwrap()..]))
+        .unwrap_err()
+        .to_string();
+    assert!(both.contains("both token and [pkcs11]"), "{both}");
+    let neither = load(&GOOD.replace("token = \"member.token\"\n", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(neither.contains("no member token"), "{neither}");
+}

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use konvert_crypto::SigningKey;
+use konvert_crypto::MemberSigner;
 use konvert_exam::RoomId;
 use konvert_replication::Outbox;
 use tokio::sync::Notify;
@@ -68,7 +68,7 @@ pub fn room_line(r: &RoomState) -> String {
 }
 
 /// Runs the day until Ctrl-C, `quit`, or idleness when asked for.
-pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> Result<()> {
+pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOptions) -> Result<()> {
     let day = cfg.day()?.clone();
     let plan = day.plan()?;
     let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
@@ -153,7 +153,7 @@ pub async fn run_day(cfg: SiteConfig, signer: SigningKey, opts: DayOptions) -> R
         let desk = SealDesk {
             cfg: &cfg,
             outbox: &outbox,
-            signer: &signer,
+            signer: &*signer,
             plan: &plan,
             intake: &intake,
         };

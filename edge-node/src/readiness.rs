@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use konvert_crypto::SigningKey;
+use konvert_crypto::MemberSigner;
 use konvert_exam::{ArchiveSource, ExamDate, ExamKind, PacketKind, PacketRef, PageRecord, RoomId, RoomRecord};
 use konvert_replication::driver;
 use konvert_replication::{Outbox, OutboxEntry, OutboxState, TestVerdict};
@@ -46,7 +46,7 @@ pub struct TestRequest<'a> {
 pub fn seal_test_packet(
     cfg: &SiteConfig,
     outbox: &Outbox,
-    signer: &SigningKey,
+    signer: &dyn MemberSigner,
     request: &TestRequest<'_>,
     recognizer: &Recognizer,
     now_unix_ms: u64,

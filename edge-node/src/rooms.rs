@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use konvert_crypto::SigningKey;
+use konvert_crypto::MemberSigner;
 use konvert_exam::{
     check_room, place_file, unsorted_room, ArchiveSource, PacketKind, PacketRef, PageRecord, RoomCheck, RoomId,
     RoomRecord, SeatingPlan,
@@ -126,7 +126,7 @@ pub struct SealDesk<'a> {
     /// Where sealed envelopes go.
     pub outbox: &'a Outbox,
     /// The member's unlocked token key.
-    pub signer: &'a SigningKey,
+    pub signer: &'a dyn MemberSigner,
     /// The day's seating plan.
     pub plan: &'a SeatingPlan,
     /// The intake whose journal holds the room's files.

@@ -1,15 +1,20 @@
 //! Sealing a room: the room folder's scans → archive (manifest + files) → envelope
 //! signed with the member's token key and encrypted to the center → the outbox.
+//! [`MemberToken`] is the member's token as site.toml names it: a PIN-protected token
+//! file, or a key on a PKCS#11 hardware token (`[pkcs11]`); either unlocks to a
+//! [`MemberSigner`].
 
 use std::fs::File;
 use std::path::Path;
 
 use konvert_crypto::envelope::{self, SealRequest};
-use konvert_crypto::SigningKey;
+use konvert_crypto::pkcs11::Pkcs11Module;
+use konvert_crypto::token::TokenFile;
+use konvert_crypto::MemberSigner;
 use konvert_exam::{ArchiveReader, ArchiveSource, PacketRef, RoomRecord};
 use konvert_replication::{Offer, Outbox, OutboxEntry};
 
-use crate::config::SiteConfig;
+use crate::config::{Pkcs11Token, SiteConfig};
 use crate::{Error, Result};
 
 /// What sealing a room produced.
@@ -36,12 +41,71 @@ impl std::fmt::Display for SealedPacket {
     }
 }
 
+/// The member's token this station signs with, before the PIN.
+#[derive(Debug)]
+pub enum MemberToken {
+    /// A PIN-protected token file.
+    File(TokenFile),
+    /// A key on a PKCS#11 hardware token.
+    Pkcs11 {
+        /// The loaded module.
+        module: Pkcs11Module,
+        /// Which token and key.
+        token: Pkcs11Token,
+    },
+}
+
+impl MemberToken {
+    /// The token site.toml names (reads the file or loads the module; asks no PIN).
+    pub fn open(cfg: &SiteConfig) -> Result<MemberToken> {
+        match &cfg.pkcs11 {
+            Some(t) => Ok(MemberToken::Pkcs11 {
+                module: Pkcs11Module::load(&t.module)?,
+                token: t.clone(),
+            }),
+            None => Ok(MemberToken::File(TokenFile::read(cfg.token_file()?)?)),
+        }
+    }
+
+    /// Names the token for the PIN prompt (with the tries left, for a token file).
+    pub fn describe(&self) -> String {
+        match self {
+            MemberToken::File(t) => match t.remaining_tries() {
+                Ok(n) if n < konvert_crypto::MAX_PIN_TRIES => {
+                    format!("member token {} ({}), {n} tries left", t.token_id, t.holder)
+                }
+                _ => format!("member token {} ({})", t.token_id, t.holder),
+            },
+            MemberToken::Pkcs11 { token, .. } => format!("hardware token {}", token.token_label),
+        }
+    }
+
+    /// The token's id as the registry knows it: the token file's id, or the hardware
+    /// token's label.
+    pub fn token_id(&self) -> &str {
+        match self {
+            MemberToken::File(t) => &t.token_id,
+            MemberToken::Pkcs11 { token, .. } => &token.token_label,
+        }
+    }
+
+    /// Unlocks the member's key with the PIN.
+    pub fn unlock(&self, pin: &str) -> Result<Box<dyn MemberSigner>> {
+        Ok(match self {
+            MemberToken::File(t) => Box::new(t.unlock(pin)?),
+            MemberToken::Pkcs11 { module, token } => {
+                Box::new(module.login(&token.token_label, &token.key_label, pin)?)
+            }
+        })
+    }
+}
+
 /// Seals the scans in `room_dir` as the next version of `packet` into the outbox.
 /// `now_unix_ms` is recorded as the sealing time (a claim the center never trusts).
 pub fn seal_room(
     cfg: &SiteConfig,
     outbox: &Outbox,
-    signer: &SigningKey,
+    signer: &dyn MemberSigner,
     room_dir: &Path,
     packet: PacketRef,
     now_unix_ms: u64,
@@ -76,7 +140,7 @@ fn sealing_key(cfg: &SiteConfig) -> Result<konvert_crypto::RecipientPublicKey> {
 pub fn seal_sources(
     cfg: &SiteConfig,
     outbox: &Outbox,
-    signer: &SigningKey,
+    signer: &dyn MemberSigner,
     packet: PacketRef,
     sources: Vec<ArchiveSource>,
     record: Option<RoomRecord>,

@@ -97,7 +97,7 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     let mut cfg = SiteConfig::load(&toml)?;
     cfg.push.parallel = b.parallel;
     let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
-    let signer = TokenFile::read(&cfg.token)?.unlock("493817")?;
+    let signer = TokenFile::read(cfg.token_file()?)?.unlock("493817")?;
 
     let scans = root.join("scans");
     for i in 0..b.packets {
@@ -133,7 +133,7 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
                         room: room.parse()?,
                         kind: PacketKind::Blanks,
                     };
-                    seal_room(&cfg, &outbox, &signer, &scans.join(&room), packet, now_unix_ms())?;
+                    seal_room(&cfg, &outbox, &*signer, &scans.join(&room), packet, now_unix_ms())?;
                 }
                 Ok(started.elapsed())
             })();

@@ -84,13 +84,13 @@ pub async fn measure(
     let mut files = write_pages(&forms, &rendered, "room0001-forms", job)?;
     files.extend(write_pages(&blanks, &rendered, "room0001-blanks", job)?);
 
-    let signer = TokenFile::read(&cfg.token)?.unlock(PIN)?;
+    let signer = TokenFile::read(cfg.token_file()?)?.unlock(PIN)?;
     let envelopes = cfg.data_dir.join("envelopes");
     let opts = DayOptions {
         until_idle: Some(Duration::from_secs(2)),
         push: false,
     };
-    let day = tokio::spawn(run_day(cfg.clone(), signer, opts));
+    let day = tokio::spawn(run_day(cfg.clone(), Box::new(signer), opts));
     let mut landed = Instant::now();
     for f in &files {
         // A scanner writes a file every few hundred milliseconds at ~40 pages a minute.

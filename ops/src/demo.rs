@@ -132,7 +132,7 @@ async fn compromise_drill(
     // Let each station's registry watch reach the center before the block.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (cfg, outbox) = sites.last().context("no sites")?;
-    let token = TokenFile::read(&cfg.token)?;
+    let token = TokenFile::read(cfg.token_file()?)?;
     let blocked_at = Instant::now();
     officers.draft_mut().set_status(
         &token.token_id,
@@ -320,7 +320,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         std::fs::write(&toml, text)?;
         let cfg = SiteConfig::load(&toml)?;
         let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
-        let signer = TokenFile::read(&cfg.token)?.unlock(DEMO_PIN)?;
+        let signer = TokenFile::read(cfg.token_file()?)?.unlock(DEMO_PIN)?;
         let day = cfg.day()?;
         if i == 0 {
             readiness(

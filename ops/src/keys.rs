@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use konvert_crypto::audit::AuditAction;
+use konvert_crypto::pkcs11::Pkcs11Module;
 use konvert_crypto::registry::{Binding, CenterKeyRecord, CenterKeyState, RegistryBody, TokenRole, TokenStatus};
 use konvert_crypto::token::{TokenFile, DEFAULT_KDF_ITERATIONS};
 use konvert_crypto::RecipientPublicKey;
@@ -46,12 +47,23 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = DEFAULT_KDF_ITERATIONS)]
         kdf_iterations: u32,
     },
-    /// Create a token file: a new signing key under the holder's PIN; with --authority,
-    /// record it in the registry draft as Loaded.
+    /// Create a token file: a new signing key under the holder's PIN, or with
+    /// --pkcs11-module/--pkcs11-token a key generated on a hardware token; with
+    /// --authority, record its public key in the registry draft as Loaded.
     IssueToken {
         /// Where to write the token file.
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long, required_unless_present = "pkcs11_module", conflicts_with = "pkcs11_module")]
+        out: Option<PathBuf>,
+        /// The hardware token's PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so):
+        /// generate the member key on the token instead of writing a file.
+        #[arg(long, requires = "pkcs11_token")]
+        pkcs11_module: Option<PathBuf>,
+        /// The hardware token's label.
+        #[arg(long, requires = "pkcs11_module")]
+        pkcs11_token: Option<String>,
+        /// The member key's label on the hardware token.
+        #[arg(long, default_value = konvert_edge::config::DEFAULT_KEY_LABEL)]
+        pkcs11_key_label: String,
         /// The token's id (serial number).
         #[arg(long)]
         token_id: String,
@@ -304,6 +316,9 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::IssueToken {
             out,
+            pkcs11_module,
+            pkcs11_token,
+            pkcs11_key_label,
             token_id,
             holder,
             authority,
@@ -316,7 +331,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 "specialist" => TokenRole::CenterSpecialist,
                 other => anyhow::bail!("unknown role {other:?}; member or specialist"),
             };
-            // Check the draft takes the token before creating the key file.
+            // Check the draft takes the token before creating the key.
             let ws = authority.as_deref().map(Workspace::open).transpose()?;
             let audit = ws.as_ref().map(Workspace::audit_log).transpose()?;
             if let Some(ws) = &ws {
@@ -326,19 +341,39 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     "token {token_id} is already in the registry draft"
                 );
             }
-            let pin = pin_from(pin_env.as_deref(), "New PIN for the token: ", true)?;
-            let token = TokenFile::create(&out, &token_id, &holder, &pin, kdf_iterations)?;
-            drop(pin);
-            println!(
-                "token {} for {} written to {}",
-                token.token_id,
-                token.holder,
-                out.display()
-            );
-            println!("public key: {}", token.public);
+            let public = match (out, pkcs11_module, pkcs11_token) {
+                (_, Some(module), Some(label)) => {
+                    let module = Pkcs11Module::load(&module)?;
+                    let pin = pin_from(pin_env.as_deref(), &format!("PIN of hardware token {label}: "), false)?;
+                    let public = module.generate_member_key(&label, &pin, &pkcs11_key_label)?;
+                    drop(pin);
+                    println!(
+                        "token {token_id} for {holder}: key {pkcs11_key_label:?} generated on hardware token {label:?}; the private key never leaves it"
+                    );
+                    println!(
+                        "in the site's site.toml:\n  [pkcs11]\n  module = \"{}\"\n  token_label = \"{label}\"\n  key_label = \"{pkcs11_key_label}\"",
+                        module.path().display()
+                    );
+                    public
+                }
+                (Some(out), _, _) => {
+                    let pin = pin_from(pin_env.as_deref(), "New PIN for the token: ", true)?;
+                    let token = TokenFile::create(&out, &token_id, &holder, &pin, kdf_iterations)?;
+                    drop(pin);
+                    println!(
+                        "token {} for {} written to {}",
+                        token.token_id,
+                        token.holder,
+                        out.display()
+                    );
+                    token.public
+                }
+                _ => anyhow::bail!("give --out for a token file, or --pkcs11-module and --pkcs11-token"),
+            };
+            println!("public key: {public}");
             if let Some(ws) = ws {
                 let mut draft = ws.draft()?;
-                draft.add_token(&token_id, role, token.public, now_ms())?;
+                draft.add_token(&token_id, role, public, now_ms())?;
                 ws.save_draft(&draft)?;
                 if let Some(audit) = &audit {
                     record(
@@ -352,7 +387,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                                 TokenRole::Member => "member",
                                 TokenRole::CenterSpecialist => "specialist",
                             },
-                            token.public
+                            public
                         ),
                     )?;
                 }

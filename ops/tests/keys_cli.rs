@@ -443,3 +443,110 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
         "{e}"
     );
 }
+
+#[test]
+fn issue_token_generates_the_member_key_on_a_hardware_token() {
+    let module = konvert_crypto::pkcs11::module_path_from_env();
+    if !module.is_file() {
+        eprintln!("SKIPPED: SoftHSM2 not installed (install the Debian package softhsm2)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "GEK-17",
+            "--so-pin",
+            "12345678",
+            "--pin",
+            "246813",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+
+    let auth = dir.path().join("authority");
+    let a = auth.to_str().unwrap();
+    let center = RecipientSecretKey::generate().unwrap().public_key().to_string();
+    ok(&keys(&[
+        "init-authority",
+        "--dir",
+        a,
+        "--officer",
+        "Орлов",
+        "--threshold",
+        "1",
+        "--center-key",
+        &center,
+        "--pin-env",
+        "PIN",
+        "--kdf-iterations",
+        "1000",
+    ]));
+    let m = module.to_str().unwrap();
+    let issue = |token_id: &str| {
+        Command::new(KONVERT)
+            .args(["keys", "issue-token", "--pkcs11-module", m, "--pkcs11-token", "GEK-17"])
+            .args(["--token-id", token_id, "--holder", "Иванов И. И.", "--authority", a])
+            .args(["--pin-env", "PIN"])
+            .env("PIN", "246813")
+            .env("SOFTHSM2_CONF", &conf)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = ok(&issue("HW-1"));
+    assert!(
+        out.contains("generated on hardware token") && out.contains("token_label = \"GEK-17\""),
+        "{out}"
+    );
+    let draft = Workspace::open(&auth).unwrap().draft().unwrap();
+    let record = draft.tokens.iter().find(|t| t.token_id == "HW-1").unwrap();
+    assert_eq!(record.status, TokenStatus::Loaded);
+    assert!(out.contains(&record.public.to_string()), "{out}");
+    // The same key label again is refused, and nothing more is recorded.
+    let e = err(&issue("HW-2"));
+    assert!(e.contains("already holds a key"), "{e}");
+    assert_eq!(Workspace::open(&auth).unwrap().draft().unwrap().tokens.len(), 1);
+    // --out and --pkcs11-module exclude each other.
+    let e = err(&keys(&[
+        "issue-token",
+        "--out",
+        "x.token",
+        "--pkcs11-module",
+        m,
+        "--pkcs11-token",
+        "GEK-17",
+        "--token-id",
+        "HW-3",
+        "--holder",
+        "h",
+    ]));
+    assert!(e.contains("cannot be used with"), "{e}");
+
+    // The key on the token signs what the registry's public key verifies. SOFTHSM2_CONF
+    // is read by no other test in this binary.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let hw = konvert_crypto::pkcs11::Pkcs11Module::load(&module).unwrap();
+    let signer = hw.login("GEK-17", "konvert-member", "246813").unwrap();
+    use konvert_crypto::MemberSigner;
+    let sig = signer.sign(konvert_crypto::Domain::Envelope, b"digest").unwrap();
+    record
+        .public
+        .verify(konvert_crypto::Domain::Envelope, b"digest", &sig)
+        .unwrap();
+}

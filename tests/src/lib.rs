@@ -127,7 +127,7 @@ impl CenterFixture {
         RegistryStore::open(&cfg.data_dir).unwrap().anchor(authority).unwrap();
         cfg.push.retry_seconds = 0.1;
         let outbox = Arc::new(Outbox::open(&cfg.data_dir).unwrap());
-        let signer = TokenFile::read(&cfg.token).unwrap().unlock(PIN).unwrap();
+        let signer = TokenFile::read(cfg.token_file().unwrap()).unwrap().unlock(PIN).unwrap();
         SiteFixture {
             cfg,
             outbox,
