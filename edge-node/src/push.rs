@@ -154,7 +154,7 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
             let left = outbox.pending()?.len();
             return Err(Error::Push(format!(
                 "{left} packet(s) still not delivered after {:.0} s; last error: {error}. \
-                 Check the network; if it stays down, use the reserve channel",
+                 Act on the last error; if the network stays down, use the reserve channel",
                 opts.max_wait.as_secs_f64()
             )));
         }

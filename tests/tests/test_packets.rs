@@ -48,7 +48,10 @@ fn scan_test_blanks(site: &konvert_exam::SiteId, dir: &std::path::Path) -> Vec<P
 async fn a_test_packet_is_previewed_judged_and_its_verdict_reaches_only_its_site() {
     let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
     let tokens = [fx.issue_token("0101"), fx.issue_token("0202")];
-    let cfg = fx.register_days(&[(&tokens[0], "0101"), (&tokens[1], "0202")], &["2026-05-25"]);
+    let cfg = fx.register_days(
+        &[(&tokens[0], "0101"), (&tokens[1], "0202")],
+        &["2026-05-25", konvert_tests::EXAM_DAY],
+    );
     let center = konvert_center::serve(&cfg).await.unwrap();
     let site = fx.enroll("0101", center.addr);
     let other = fx.enroll("0202", center.addr);
