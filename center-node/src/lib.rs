@@ -13,7 +13,9 @@ pub mod intake;
 pub mod metrics;
 pub mod preview;
 pub mod provision;
+pub mod revocation;
 pub mod service;
+pub mod stations;
 pub mod test_packets;
 
 pub use config::CenterConfig;

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use crate::config::CenterConfig;
 use crate::intake::CenterIntake;
 use crate::metrics::{serve_metrics, Metrics};
+use crate::revocation::{self, Revocation};
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::{Error, Result};
 
@@ -24,6 +25,8 @@ pub struct RunningCenter {
     /// Its inbox.
     pub inbox: Arc<Inbox>,
     endpoint: quinn::Endpoint,
+    /// Watches the station revocation list and closes revoked stations' connections.
+    pub revocation: Revocation,
 }
 
 impl RunningCenter {
@@ -60,7 +63,11 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     restore_test_desk(&inbox, &TestDesk::open(&cfg.data_dir)?)?;
     let metrics = Metrics::new()?;
     let intake = Arc::new(CenterIntake::new(cfg, inbox.clone(), receipt_key, metrics.clone())?);
-    let endpoint = tls::server_endpoint(cfg.listen, tls::server_config(&ca_pem, &cert)?)?;
+    let crl = revocation::load_crl(cfg)?;
+    let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
+    let endpoint = tls::server_endpoint(cfg.listen, server_config)?;
+    let revocation = revocation::start(cfg, endpoint.clone(), ca_pem, cert, crl, &metrics.registry)?;
+    let live = revocation.live();
     let addr = endpoint.local_addr()?;
     let metrics_addr = match cfg.metrics_listen {
         Some(a) => Some(serve_metrics(a, metrics.clone()).await?),
@@ -85,6 +92,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
             let intake = intake.clone();
             let name = name.clone();
             let m = m.clone();
+            let live = live.clone();
             tokio::spawn(async move {
                 let _slot = slot;
                 let conn = match incoming.await {
@@ -95,6 +103,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
                     }
                 };
                 m.connections.inc();
+                let _live = live.register(&conn);
                 if let Err(e) = driver::serve_connection(conn, intake, name).await {
                     warn!("station connection ended with an error: {e}");
                 }
@@ -108,5 +117,6 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         metrics,
         inbox,
         endpoint,
+        revocation,
     })
 }

@@ -329,7 +329,11 @@ impl FromStr for Serial {
     /// Hex digits, upper or lower case, optionally separated by `:` (as openssl prints them).
     fn from_str(s: &str) -> Result<Serial> {
         let digits: String = s.trim().chars().filter(|c| *c != ':').collect();
-        let digits = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits };
+        let digits = if digits.len() % 2 == 1 {
+            format!("0{digits}")
+        } else {
+            digits
+        };
         match hex::decode(&digits) {
             Ok(b) if !b.is_empty() && b.len() <= 20 => Ok(Serial::from_bytes(&b)),
             _ => Err(Error::Tls(format!(

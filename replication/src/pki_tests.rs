@@ -81,7 +81,12 @@ fn station_serials_are_random_and_read_back() {
     assert_eq!(a.to_string().len(), 32);
     assert_eq!(a.to_string().parse::<Serial>().unwrap(), a);
     assert_eq!(a.to_string().to_uppercase().parse::<Serial>().unwrap(), a);
-    let colons = a.as_bytes().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+    let colons = a
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
     assert_eq!(colons.parse::<Serial>().unwrap(), a);
     assert_eq!("00ab".parse::<Serial>().unwrap(), Serial::from_bytes(&[0xab]));
     for bad in ["", "xyz", &"ab".repeat(21)] {
@@ -122,7 +127,10 @@ fn revocation_list_names_the_revoked_serials_and_verifies_against_its_ca() {
         assert!(v.is_expired(at(1_780_604_200)));
     }
     let empty = ca.revocation_list(&[], at(1_780_000_200), at(1_780_000_201)).unwrap();
-    assert!(verify_crl(&ca.cert_pem, empty.pem.as_bytes()).unwrap().revoked.is_empty());
+    assert!(verify_crl(&ca.cert_pem, empty.pem.as_bytes())
+        .unwrap()
+        .revoked
+        .is_empty());
     // next_update must follow this_update.
     assert!(ca.revocation_list(&[], at(1_780_000_200), at(1_780_000_200)).is_err());
 }
@@ -131,7 +139,9 @@ fn revocation_list_names_the_revoked_serials_and_verifies_against_its_ca() {
 fn revocation_list_of_another_ca_or_altered_is_refused() {
     let ca = Ca::generate("test CA").unwrap();
     let other = Ca::generate("test CA").unwrap();
-    let theirs = other.revocation_list(&[], at(1_780_000_000), at(1_780_600_000)).unwrap();
+    let theirs = other
+        .revocation_list(&[], at(1_780_000_000), at(1_780_600_000))
+        .unwrap();
     let err = verify_crl(&ca.cert_pem, theirs.pem.as_bytes()).unwrap_err().to_string();
     assert!(err.contains("not signed by this center's CA"), "{err}");
     let ours = ca.revocation_list(&[], at(1_780_000_000), at(1_780_600_000)).unwrap();
@@ -139,7 +149,11 @@ fn revocation_list_of_another_ca_or_altered_is_refused() {
     let n = altered.len();
     altered[n - 5] ^= 1;
     assert!(verify_crl(&ca.cert_pem, &altered).is_err());
-    for garbage in [&b""[..], b"garbage", b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"] {
+    for garbage in [
+        &b""[..],
+        b"garbage",
+        b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    ] {
         assert!(verify_crl(&ca.cert_pem, garbage).is_err());
     }
 }
