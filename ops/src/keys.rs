@@ -134,6 +134,9 @@ pub enum KeysCommand {
         #[arg(long)]
         key_file: Vec<PathBuf>,
     },
+    /// Station certificates: enroll, revoke, list, renew the revocation list.
+    #[command(flatten)]
+    Stations(crate::stations::StationCommand),
     /// Show the registry draft.
     Show {
         /// The officers' workspace.
@@ -391,6 +394,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             }
             println!("publish to tell the edges and the center");
         }
+        KeysCommand::Stations(cmd) => crate::stations::run(cmd)?,
         KeysCommand::Show { authority, json } => {
             let ws = Workspace::open(&authority)?;
             let draft = ws.draft()?;

@@ -10,4 +10,5 @@ pub mod bench_signatures;
 pub mod demo;
 pub mod keys;
 pub mod rooms;
+pub mod stations;
 pub mod stats;
