@@ -105,14 +105,17 @@ async fn station_certificate_revoked_mid_day_live_connection_closed_new_ones_ref
     assert_eq!(report.delivered, 1);
     assert_eq!(center.inbox.len(), 1);
 
-    // The revoked station's push delivers nothing.
+    // The revoked station's push delivers nothing and tells the operator why.
     site1.seal_room("0001", 2, 40_000, 8);
     let short = PushOptions {
         max_wait: Duration::from_secs(1),
         ..Default::default()
     };
-    let pushed = push(&site1.cfg, site1.outbox.clone(), short).await;
-    assert!(pushed.map(|r| r.delivered == 0).unwrap_or(true));
+    let err = push(&site1.cfg, site1.outbox.clone(), short)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the center revoked this station's certificate"), "{err}");
     assert_eq!(center.inbox.len(), 1);
 
     assert_eq!(metric(&center, "konvert_station_connections_revoked_total"), "1");
