@@ -147,7 +147,7 @@ impl LiveStations {
             Ok(s) => s,
             Err(e) => {
                 warn!("a station connection without a readable certificate serial: {e}");
-                conn.close(tls::CLOSE_REVOKED.into(), b"station certificate unreadable");
+                conn.close(1u32.into(), b"station certificate unreadable");
                 return LiveGuard { live: None, id: 0 };
             }
         };
