@@ -8,6 +8,7 @@
 //! revoked station itself, with [`CLOSE_REVOKED`].
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,19 +104,23 @@ pub(crate) fn transport() -> Arc<quinn::TransportConfig> {
 /// answers it with `unknown_ca`, the same alert as a certificate from another CA, which
 /// would send the station operator after the wrong fault. It becomes `access_denied`.
 #[derive(Debug)]
-struct StationVerifier(Arc<dyn ClientCertVerifier>);
+struct StationVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    /// When the expired list was last logged (Unix seconds): once a minute is enough.
+    expired_logged: AtomicU64,
+}
 
 impl ClientCertVerifier for StationVerifier {
     fn offer_client_auth(&self) -> bool {
-        self.0.offer_client_auth()
+        self.inner.offer_client_auth()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.0.client_auth_mandatory()
+        self.inner.client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.0.root_hint_subjects()
+        self.inner.root_hint_subjects()
     }
 
     fn verify_client_cert(
@@ -124,16 +129,20 @@ impl ClientCertVerifier for StationVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> std::result::Result<ClientCertVerified, rustls::Error> {
-        self.0
+        self.inner
             .verify_client_cert(end_entity, intermediates, now)
             .map_err(|e| match e {
                 rustls::Error::InvalidCertificate(
                     CertificateError::ExpiredRevocationList | CertificateError::ExpiredRevocationListContext { .. },
                 ) => {
-                    tracing::error!(
-                        "refused a station: the revocation list has expired — sign a new one \
-                         (`konvert keys renew-crl`)"
-                    );
+                    let last = self.expired_logged.load(Ordering::Relaxed);
+                    if now.as_secs().saturating_sub(last) >= 60 {
+                        self.expired_logged.store(now.as_secs(), Ordering::Relaxed);
+                        tracing::error!(
+                            "refused a station: the revocation list has expired — sign a new one \
+                             (`konvert keys renew-crl`)"
+                        );
+                    }
                     rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
                 }
                 other => other,
@@ -146,7 +155,7 @@ impl ClientCertVerifier for StationVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.inner.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -155,11 +164,11 @@ impl ClientCertVerifier for StationVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -184,7 +193,10 @@ pub fn server_config(
     let webpki = builder
         .build()
         .map_err(|e| Error::Tls(format!("cannot build the station certificate verifier: {e}")))?;
-    let verifier = Arc::new(StationVerifier(webpki));
+    let verifier = Arc::new(StationVerifier {
+        inner: webpki,
+        expired_logged: AtomicU64::new(0),
+    });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Tls(format!("TLS 1.3 is not available: {e}")))?
@@ -338,3 +350,7 @@ pub fn explain_connection_error(e: &quinn::ConnectionError) -> Error {
     };
     Error::Tls(format!("{advice} ({e})"))
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;
