@@ -276,7 +276,9 @@ pub fn start(
         cert,
         live: live.clone(),
         metrics,
-        last_bytes: read_crl_file(cfg).unwrap_or_default(),
+        // Empty: the first poll reads the file again, so a change made while starting
+        // is not missed (the same list put in force twice is harmless).
+        last_bytes: Vec::new(),
         current: crl,
         last_warned: None,
     };
