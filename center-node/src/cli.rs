@@ -507,6 +507,7 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         CenterCommand::Loader { action } => loader_command(action)?,
         CenterCommand::CheckConfig { config } => {
             let cfg = CenterConfig::load(&config)?;
+            let crl = crate::revocation::load_crl(&cfg)?;
             println!("{}: ok — center {}, listen {}", config.display(), cfg.name, cfg.listen);
             if !cfg.authority.is_file() && !cfg.data_dir.join("registry/trust.bin").is_file() {
                 println!(
@@ -521,6 +522,21 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
                     cfg.registry.display()
                 );
             }
+            let state = if crl.is_expired(time::OffsetDateTime::now_utc()) {
+                "EXPIRED: every station is refused; run `konvert keys renew-crl`"
+            } else {
+                "in force"
+            };
+            println!(
+                "  station revocation list: {} revoked, valid until {} ({state}); {}",
+                crl.revoked.len(),
+                crl.next_update,
+                if cfg.ca_key.is_some() {
+                    "the center re-signs it before it expires"
+                } else {
+                    "no ca_key: the officers must renew it in time"
+                }
+            );
         }
         CenterCommand::Serve { config } => {
             let cfg = CenterConfig::load(&config)?;

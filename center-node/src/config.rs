@@ -24,6 +24,15 @@ pub struct CenterConfig {
     pub data_dir: PathBuf,
     /// The center's CA certificate (PEM), which issued every station certificate.
     pub ca_cert: PathBuf,
+    /// The CA's private key (PEM, 0600). When set, the running center re-signs the station
+    /// revocation list before it expires; leave it out to keep the CA key offline (then the
+    /// officers run `konvert keys renew-crl` in time, or every station is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<PathBuf>,
+    /// The station revocation list (PEM, signed by the CA) the center enforces; a new one
+    /// written here takes effect within a second. Its station index lives beside it.
+    #[serde(default = "default_crl")]
+    pub crl: PathBuf,
     /// The center's TLS certificate (PEM).
     pub cert: PathBuf,
     /// The center's TLS private key (PEM, 0600).
@@ -66,6 +75,10 @@ fn default_max() -> u64 {
     DEFAULT_MAX_PACKET_BYTES
 }
 
+fn default_crl() -> PathBuf {
+    "pki/stations.crl".into()
+}
+
 fn default_max_connections() -> usize {
     1024
 }
@@ -82,6 +95,7 @@ impl CenterConfig {
         for p in [
             &mut cfg.data_dir,
             &mut cfg.ca_cert,
+            &mut cfg.crl,
             &mut cfg.cert,
             &mut cfg.key,
             &mut cfg.receipt_key,
@@ -92,6 +106,9 @@ impl CenterConfig {
                 *p = base.join(&*p);
             }
         }
+        if let Some(p) = cfg.ca_key.as_mut().filter(|p| p.is_relative()) {
+            *p = base.join(&*p);
+        }
         cfg.check().map_err(|message| Error::Config {
             path: path.to_owned(),
             message,
@@ -99,7 +116,13 @@ impl CenterConfig {
         Ok(cfg)
     }
 
-    /// Checks what can be checked without starting: keys parse, files exist.
+    /// The station index beside the revocation list (`stations.toml`).
+    pub fn station_index(&self) -> PathBuf {
+        self.crl.with_file_name("stations.toml")
+    }
+
+    /// Checks what can be checked without starting: keys parse, files exist. (The
+    /// revocation list is checked against the CA by `revocation::load_crl`.)
     pub fn check(&self) -> std::result::Result<(), String> {
         for (what, p) in [
             ("ca_cert", &self.ca_cert),

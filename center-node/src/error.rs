@@ -37,6 +37,9 @@ pub enum Error {
     /// A packet's content (archive, scans) is wrong.
     #[error(transparent)]
     Exam(#[from] konvert_exam::Error),
+    /// Station certificates (index, revocation list) cannot be changed as asked.
+    #[error("{0}")]
+    Stations(String),
     /// Metrics failed.
     #[error("metrics: {0}")]
     Metrics(String),

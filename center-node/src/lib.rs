@@ -16,7 +16,9 @@ pub mod preview;
 pub mod provision;
 pub mod registry;
 pub mod review;
+pub mod revocation;
 pub mod service;
+pub mod stations;
 pub mod test_packets;
 
 pub use config::CenterConfig;

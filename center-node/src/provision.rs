@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::{keyfile, RecipientPublicKey, RecipientSecretKey, SigningKey, VerifyingKey};
-use konvert_replication::pki::Ca;
+use konvert_replication::pki::{Ca, Serial};
+use time::OffsetDateTime;
 
 use crate::config::{CenterConfig, DEFAULT_MAX_PACKET_BYTES};
+use crate::stations;
 use crate::{Error, Result};
 
 /// What `init_center` made.
@@ -36,7 +38,8 @@ fn write_public_text(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates a new center in `dir`: `pki/` (CA, center certificate), `keys/receipt.key`,
+/// Creates a new center in `dir`: `pki/` (CA, center certificate, an empty station
+/// revocation list), `keys/receipt.key`,
 /// `loader/recipient.key` (the decryption key, for the offline loader only), `data/`, and
 /// `center.toml`. Refuses to overwrite an existing center.
 pub fn init_center(
@@ -77,6 +80,8 @@ pub fn init_center(
         metrics_listen,
         data_dir: "data".into(),
         ca_cert: "pki/ca.pem".into(),
+        ca_key: Some("pki/ca.key".into()),
+        crl: "pki/stations.crl".into(),
         cert: "pki/center.pem".into(),
         key: "pki/center.key".into(),
         receipt_key: "keys/receipt.key".into(),
@@ -88,6 +93,7 @@ pub fn init_center(
     };
     config.save(&config_path)?;
     let config = CenterConfig::load(&config_path)?;
+    stations::write_crl(&config, &ca, OffsetDateTime::now_utc())?;
     Ok(CenterInit {
         config_path,
         config,
@@ -125,6 +131,7 @@ impl CenterFacts {
 
 /// Issues a station certificate for `site` with the center's CA and writes a ready-to-edit
 /// site folder to `out`: `ca.pem`, `station.pem`, `station.key` (0600) and `site.toml`.
+/// The certificate's serial number is recorded in the center's station index.
 pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &Path) -> Result<PathBuf> {
     let read = |p: PathBuf| fs::read_to_string(&p).map_err(Error::file(p));
     let ca = Ca::from_pem(
@@ -132,7 +139,15 @@ pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &
         &read(center_dir.join("pki/ca.key"))?,
     )?;
     let station = ca.issue_station(site)?;
+    let serial = Serial::of_cert_pem(&station.cert_pem)?;
+    let index_path = match CenterConfig::load(&center_dir.join("center.toml")) {
+        Ok(cfg) => cfg.station_index(),
+        Err(_) => center_dir.join("pki/stations.toml"),
+    };
     fs::create_dir_all(out).map_err(Error::file(out))?;
+    // Recorded before the site gets it: a certificate the index does not know could not
+    // be revoked by site.
+    stations::record_issued(&index_path, &serial, site, OffsetDateTime::now_utc())?;
     write_public_text(&out.join("ca.pem"), &ca.cert_pem)?;
     write_public_text(&out.join("station.pem"), &station.cert_pem)?;
     write_secret_text(&out.join("station.key"), &station.key_pem)?;

@@ -12,6 +12,7 @@ use crate::config::CenterConfig;
 use crate::intake::{now_ms, CenterIntake};
 use crate::metrics::{serve_metrics, Metrics};
 use crate::registry::{CenterRegistry, WATCH_INTERVAL};
+use crate::revocation::{self, Revocation};
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::{Error, Result};
 
@@ -35,6 +36,8 @@ pub struct RunningCenter {
     /// Its audit log of decisions.
     pub audit: Arc<AuditLog>,
     endpoint: quinn::Endpoint,
+    /// Watches the station revocation list and closes revoked stations' connections.
+    pub revocation: Revocation,
 }
 
 impl RunningCenter {
@@ -122,7 +125,11 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         metrics.clone(),
         audit.clone(),
     )?);
-    let endpoint = tls::server_endpoint(cfg.listen, tls::server_config(&ca_pem, &cert)?)?;
+    let crl = revocation::load_crl(cfg)?;
+    let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
+    let endpoint = tls::server_endpoint(cfg.listen, server_config)?;
+    let revocation = revocation::start(cfg, endpoint.clone(), ca_pem, cert, crl, &metrics.registry)?;
+    let live = revocation.live();
     let addr = endpoint.local_addr()?;
     let metrics_addr = match cfg.metrics_listen {
         Some(a) => Some(serve_metrics(a, metrics.clone()).await?),
@@ -147,6 +154,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
             let intake = intake.clone();
             let name = name.clone();
             let m = m.clone();
+            let live = live.clone();
             tokio::spawn(async move {
                 let _slot = slot;
                 let conn = match incoming.await {
@@ -157,6 +165,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
                     }
                 };
                 m.connections.inc();
+                let _live = live.register(&conn);
                 if let Err(e) = driver::serve_connection(conn, intake, name).await {
                     warn!("station connection ended with an error: {e}");
                 }
@@ -172,5 +181,6 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         registry,
         audit,
         endpoint,
+        revocation,
     })
 }

@@ -140,13 +140,19 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
                 ));
                 let session = send_session(&conn, &outbox, center_key, cfg.push.parallel, &opts, &mut report).await;
                 watch.abort();
+                // Why the center closed the connection (a revoked station certificate), in
+                // plain words, rather than the failed stream's error.
+                let explained = conn
+                    .close_reason()
+                    .map(|r| tls::explain_connection_error(&r))
+                    .filter(|e| matches!(e, konvert_replication::Error::Tls(_)));
                 conn.close(0u32.into(), b"push done");
                 match session {
                     Ok(()) => {
                         backoff = base_backoff;
                         continue;
                     }
-                    Err(e) => e,
+                    Err(e) => explained.map(|x| x.to_string()).unwrap_or(e),
                 }
             }
         };

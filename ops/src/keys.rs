@@ -179,6 +179,9 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Station certificates: enroll, revoke, list, renew the revocation list.
+    #[command(flatten)]
+    Stations(crate::stations::StationCommand),
     /// Show the registry draft.
     Show {
         /// The officers' workspace.
@@ -566,6 +569,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             statement_id,
             json,
         } => crate::statement_cli::record_statement(&authority, &statement_id, json)?,
+        KeysCommand::Stations(cmd) => crate::stations::run(cmd)?,
         KeysCommand::Show { authority, json } => {
             let ws = Workspace::open(&authority)?;
             let draft = ws.draft()?;

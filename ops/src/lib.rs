@@ -14,4 +14,5 @@ pub mod quick_authority;
 pub mod rooms;
 pub mod statement;
 pub mod statement_cli;
+pub mod stations;
 pub mod stats;

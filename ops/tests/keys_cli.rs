@@ -550,3 +550,91 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
         .verify(konvert_crypto::Domain::Envelope, b"digest", &sig)
         .unwrap();
 }
+
+#[test]
+fn station_certificates_enrolled_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = dir.path().join("center");
+    let init = konvert_center::provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None)
+        .unwrap();
+    let c = center.to_str().unwrap();
+    for site in ["0101", "0202"] {
+        let out_dir = dir.path().join(site);
+        let printed = ok(&keys(&[
+            "enroll-station",
+            "--center",
+            c,
+            "--site",
+            site,
+            "--address",
+            "127.0.0.1:4433",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]));
+        assert!(printed.contains("certificate serial"), "{printed}");
+        assert!(out_dir.join("station.key").is_file());
+    }
+    let listed: serde_json::Value = serde_json::from_str(&ok(&keys(&["stations", "--center", c, "--json"]))).unwrap();
+    let stations = listed["stations"].as_array().unwrap();
+    assert_eq!(stations.len(), 2);
+    assert!(stations.iter().all(|s| s["status"] == "valid"));
+    assert_eq!(listed["crl"]["revoked"], 0);
+
+    // Without a terminal, revoking needs --yes; nothing changes.
+    let refused = err(&keys(&["revoke-station", "--center", c, "--site", "0101"]));
+    assert!(refused.contains("confirm with --yes"), "{refused}");
+    let none = err(&keys(&["revoke-station", "--center", c]));
+    assert!(none.contains("--site"), "{none}");
+    assert!(konvert_center::revocation::load_crl(&init.config)
+        .unwrap()
+        .revoked
+        .is_empty());
+
+    let revoked: serde_json::Value = serde_json::from_str(&ok(&keys(&[
+        "revoke-station",
+        "--center",
+        c,
+        "--site",
+        "0101",
+        "--reason",
+        "laptop stolen",
+        "--yes",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(revoked["revoked"][0]["site"], "0101");
+    assert_eq!(revoked["revoked"][0]["reason"], "laptop stolen");
+    assert_eq!(revoked["crl"]["revoked"], 1);
+    let again = err(&keys(&["revoke-station", "--center", c, "--site", "0101", "--yes"]));
+    assert!(again.contains("already revoked"), "{again}");
+
+    // By serial, as openssl prints it (upper case with colons).
+    let serial = stations[1]["serial"].as_str().unwrap();
+    let openssl_style = hex::decode(serial)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    ok(&keys(&[
+        "revoke-station",
+        "--center",
+        c,
+        "--serial",
+        &openssl_style,
+        "--yes",
+    ]));
+    let text = ok(&keys(&["stations", "--center", c]));
+    assert!(text.contains("2 station certificate(s), 2 revoked"), "{text}");
+    assert!(text.contains("laptop stolen"), "{text}");
+
+    let renewed = ok(&keys(&["renew-crl", "--center", c]));
+    assert!(renewed.contains("2 revoked"), "{renewed}");
+    assert_eq!(
+        konvert_center::revocation::load_crl(&init.config)
+            .unwrap()
+            .revoked
+            .len(),
+        2
+    );
+}

@@ -4,15 +4,22 @@
 //! All keys are ECDSA P-256 (what rustls and webpki verify with the ring provider
 //! everywhere). Private keys live in [`Zeroizing`] strings and are never Debug-printed
 //! nor put into error messages.
+//!
+//! Every certificate gets a random serial number; a station certificate is revoked by
+//! putting its serial on the CA's revocation list ([`Ca::revocation_list`]), which the
+//! center checks with [`verify_crl`] before it enforces it.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData, RevokedCertParams,
+    SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
@@ -165,6 +172,7 @@ impl Ca {
         dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::ExplicitNoCa;
+        params.serial_number = Some(SerialNumber::from_slice(Serial::random()?.as_bytes()));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![purpose];
         params.use_authority_key_identifier_extension = true;
@@ -197,7 +205,7 @@ impl Ca {
     }
 
     /// A station certificate (clientAuth) for `site`, named [`station_dns_name`]`(site)`,
-    /// valid for 400 days.
+    /// valid for 400 days, with a random serial number ([`Serial::of_cert_pem`] reads it).
     pub fn issue_station(&self, site: &str) -> Result<IssuedCert> {
         self.issue(
             station_dns_name(site)?,
@@ -206,6 +214,246 @@ impl Ca {
             STATION_DAYS,
         )
     }
+
+    /// A revocation list signed by this CA naming the `revoked` station certificates, valid
+    /// from `this_update` until `next_update` (after which the center refuses every station
+    /// until a new list is signed). Its CRL number is `this_update` in milliseconds, so a
+    /// later list has a larger number.
+    pub fn revocation_list(
+        &self,
+        revoked: &[RevokedStation],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Crl> {
+        if next_update <= this_update {
+            return Err(Error::Tls(
+                "a revocation list must stay valid for some time: its next update must be after this one".into(),
+            ));
+        }
+        let ca_key = KeyPair::from_pem(&self.key_pem).map_err(|_| Error::Tls("the CA key cannot be read".into()))?;
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &ca_key).map_err(tls_err("the CA certificate"))?;
+        let number = u64::try_from(this_update.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from_slice(Serial::from_bytes(&number.to_be_bytes()).as_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|r| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(r.serial.as_bytes()),
+                    revocation_time: r.revoked_at,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&issuer).map_err(|e| match e {
+            rcgen::Error::IssuerNotCrlSigner => Error::Tls(
+                "this CA certificate was made without the CRL-signing key usage (a center created before \
+                 station revocation existed), so it cannot sign a revocation list; create a new center with \
+                 `konvert-center init` and enroll its stations again"
+                    .into(),
+            ),
+            other => Error::Tls(format!("cannot sign the revocation list: {other}")),
+        })?;
+        let pem = crl.pem().map_err(tls_err("cannot encode the revocation list"))?;
+        Ok(Crl {
+            der: crl.der().clone(),
+            pem,
+        })
+    }
+}
+
+/// A certificate's serial number: big-endian bytes without leading zeros, shown as
+/// lowercase hex (as `openssl x509 -serial` shows it, in lowercase).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Serial(Vec<u8>);
+
+/// Length of a new random serial number in bytes (RFC 5280 allows up to 20).
+const SERIAL_LEN: usize = 16;
+
+impl Serial {
+    /// The serial with these big-endian bytes (leading zero bytes are dropped).
+    pub fn from_bytes(bytes: &[u8]) -> Serial {
+        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        Serial(bytes[start..].to_vec())
+    }
+
+    /// The big-endian bytes, without leading zeros.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A new random positive serial of 16 bytes.
+    pub fn random() -> Result<Serial> {
+        let mut b = [0u8; SERIAL_LEN];
+        konvert_crypto::random_bytes(&mut b)?;
+        // Positive (top bit clear) and exactly 16 bytes long (first byte non-zero).
+        b[0] = (b[0] & 0x7f) | 0x01;
+        Ok(Serial(b.to_vec()))
+    }
+
+    /// The serial number of a DER certificate.
+    pub fn of_cert_der(der: &[u8]) -> Result<Serial> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| Error::Tls(format!("the certificate cannot be parsed: {e}")))?;
+        Ok(Serial::from_bytes(cert.raw_serial()))
+    }
+
+    /// The serial number of the first certificate in `pem`.
+    pub fn of_cert_pem(pem: &str) -> Result<Serial> {
+        Serial::of_cert_der(&first_cert(pem, "the certificate")?)
+    }
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("00");
+        }
+        f.write_str(&hex::encode(&self.0))
+    }
+}
+
+impl fmt::Debug for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Serial({self})")
+    }
+}
+
+impl FromStr for Serial {
+    type Err = Error;
+
+    /// Hex digits, upper or lower case, optionally separated by `:` (as openssl prints them).
+    fn from_str(s: &str) -> Result<Serial> {
+        let digits: String = s.trim().chars().filter(|c| *c != ':').collect();
+        let digits = if digits.len() % 2 == 1 {
+            format!("0{digits}")
+        } else {
+            digits
+        };
+        match hex::decode(&digits) {
+            Ok(b) if !b.is_empty() && b.len() <= 20 => Ok(Serial::from_bytes(&b)),
+            _ => Err(Error::Tls(format!(
+                "{s:?} is not a certificate serial number: give 1–40 hex digits, as `konvert keys stations` shows them"
+            ))),
+        }
+    }
+}
+
+impl serde::Serialize for Serial {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Serial {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Serial, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A station certificate to put on the revocation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedStation {
+    /// Its serial number.
+    pub serial: Serial,
+    /// When it was revoked.
+    pub revoked_at: OffsetDateTime,
+}
+
+/// A signed certificate revocation list.
+#[derive(Debug, Clone)]
+pub struct Crl {
+    /// DER, as rustls takes it.
+    pub der: CertificateRevocationListDer<'static>,
+    /// PEM (`BEGIN X509 CRL`), as the center's CRL file holds it.
+    pub pem: String,
+}
+
+/// A revocation list that [`verify_crl`] found signed by the CA.
+#[derive(Debug, Clone)]
+pub struct VerifiedCrl {
+    /// DER, as rustls takes it.
+    pub der: CertificateRevocationListDer<'static>,
+    /// When it was signed.
+    pub this_update: OffsetDateTime,
+    /// Until when it is valid; after that the center refuses every station.
+    pub next_update: OffsetDateTime,
+    /// The revoked serial numbers and when each was revoked.
+    pub revoked: BTreeMap<Serial, OffsetDateTime>,
+}
+
+impl VerifiedCrl {
+    /// Whether the list has expired at `now`.
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        now >= self.next_update
+    }
+
+    /// The revoked entries, to sign them again into a fresh list.
+    pub fn revoked_stations(&self) -> Vec<RevokedStation> {
+        self.revoked
+            .iter()
+            .map(|(serial, at)| RevokedStation {
+                serial: serial.clone(),
+                revoked_at: *at,
+            })
+            .collect()
+    }
+}
+
+/// Reads a revocation list (PEM or DER) and checks that the CA in `ca_cert_pem` signed it
+/// and that it says until when it is valid. An expired list is returned all the same
+/// ([`VerifiedCrl::is_expired`]): whether to use it is the caller's decision.
+pub fn verify_crl(ca_cert_pem: &str, crl: &[u8]) -> Result<VerifiedCrl> {
+    let der: CertificateRevocationListDer<'static> = if crl.trim_ascii_start().starts_with(b"-----BEGIN") {
+        CertificateRevocationListDer::from_pem_slice(crl).map_err(|e| {
+            Error::Tls(format!(
+                "the revocation list is not valid PEM ({e}); it must hold one \"BEGIN X509 CRL\" block"
+            ))
+        })?
+    } else {
+        CertificateRevocationListDer::from(crl.to_vec())
+    };
+    let ca_der = first_cert(ca_cert_pem, "the CA certificate")?;
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der)
+        .map_err(|e| Error::Tls(format!("the CA certificate cannot be parsed: {e}")))?;
+    let (rest, list) = x509_parser::parse_x509_crl(&der)
+        .map_err(|e| Error::Tls(format!("the revocation list cannot be parsed: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Error::Tls("the revocation list has trailing bytes".into()));
+    }
+    if list.issuer().as_raw() != ca.subject().as_raw() || list.verify_signature(ca.public_key()).is_err() {
+        return Err(Error::Tls(
+            "the revocation list is not signed by this center's CA; it was made for another center \
+             or altered — write it again with `konvert keys revoke-station` or `konvert keys renew-crl`"
+                .into(),
+        ));
+    }
+    let time = |t: x509_parser::time::ASN1Time| {
+        OffsetDateTime::from_unix_timestamp(t.timestamp())
+            .map_err(|_| Error::Tls("the revocation list has a date out of range".into()))
+    };
+    let this_update = time(list.last_update())?;
+    let Some(next) = list.next_update() else {
+        return Err(Error::Tls(
+            "the revocation list has no next-update date; konvert needs one to know when it expires".into(),
+        ));
+    };
+    let next_update = time(next)?;
+    let mut revoked = BTreeMap::new();
+    for r in list.iter_revoked_certificates() {
+        revoked.insert(Serial::from_bytes(r.raw_serial()), time(r.revocation_date)?);
+    }
+    Ok(VerifiedCrl {
+        der,
+        this_update,
+        next_update,
+        revoked,
+    })
 }
 
 /// The first certificate in `pem`; `what` names it in the error.

@@ -66,3 +66,94 @@ fn bad_center_names_are_refused() {
     assert!(ca.issue_center("центр").is_err());
     assert!(Ca::generate(" ").is_err());
 }
+
+fn at(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap()
+}
+
+#[test]
+fn station_serials_are_random_and_read_back() {
+    let ca = Ca::generate("test CA").unwrap();
+    let a = Serial::of_cert_pem(&ca.issue_station("0101").unwrap().cert_pem).unwrap();
+    let b = Serial::of_cert_pem(&ca.issue_station("0101").unwrap().cert_pem).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(a.as_bytes().len(), 16);
+    assert_eq!(a.to_string().len(), 32);
+    assert_eq!(a.to_string().parse::<Serial>().unwrap(), a);
+    assert_eq!(a.to_string().to_uppercase().parse::<Serial>().unwrap(), a);
+    let colons = a
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    assert_eq!(colons.parse::<Serial>().unwrap(), a);
+    assert_eq!("00ab".parse::<Serial>().unwrap(), Serial::from_bytes(&[0xab]));
+    for bad in ["", "xyz", &"ab".repeat(21)] {
+        assert!(bad.parse::<Serial>().is_err(), "{bad:?}");
+    }
+    assert!(Serial::of_cert_pem("garbage").is_err());
+}
+
+#[test]
+fn revocation_list_names_the_revoked_serials_and_verifies_against_its_ca() {
+    let ca = Ca::generate("test CA").unwrap();
+    let s1 = Serial::of_cert_pem(&ca.issue_station("0101").unwrap().cert_pem).unwrap();
+    let s2 = Serial::of_cert_pem(&ca.issue_station("0202").unwrap().cert_pem).unwrap();
+    let revoked = [
+        RevokedStation {
+            serial: s1.clone(),
+            revoked_at: at(1_780_000_000),
+        },
+        RevokedStation {
+            serial: s2.clone(),
+            revoked_at: at(1_780_000_100),
+        },
+    ];
+    let crl = ca
+        .revocation_list(&revoked, at(1_780_000_200), at(1_780_604_200))
+        .unwrap();
+    assert!(crl.pem.contains("BEGIN X509 CRL"));
+    for bytes in [crl.pem.as_bytes(), crl.der.as_ref()] {
+        let v = verify_crl(&ca.cert_pem, bytes).unwrap();
+        assert_eq!(v.this_update, at(1_780_000_200));
+        assert_eq!(v.next_update, at(1_780_604_200));
+        assert_eq!(v.revoked.len(), 2);
+        assert_eq!(v.revoked[&s1], at(1_780_000_000));
+        let mut expected = revoked.to_vec();
+        expected.sort_by(|a, b| a.serial.cmp(&b.serial));
+        assert_eq!(v.revoked_stations(), expected);
+        assert!(!v.is_expired(at(1_780_604_199)));
+        assert!(v.is_expired(at(1_780_604_200)));
+    }
+    let empty = ca.revocation_list(&[], at(1_780_000_200), at(1_780_000_201)).unwrap();
+    assert!(verify_crl(&ca.cert_pem, empty.pem.as_bytes())
+        .unwrap()
+        .revoked
+        .is_empty());
+    // next_update must follow this_update.
+    assert!(ca.revocation_list(&[], at(1_780_000_200), at(1_780_000_200)).is_err());
+}
+
+#[test]
+fn revocation_list_of_another_ca_or_altered_is_refused() {
+    let ca = Ca::generate("test CA").unwrap();
+    let other = Ca::generate("test CA").unwrap();
+    let theirs = other
+        .revocation_list(&[], at(1_780_000_000), at(1_780_600_000))
+        .unwrap();
+    let err = verify_crl(&ca.cert_pem, theirs.pem.as_bytes()).unwrap_err().to_string();
+    assert!(err.contains("not signed by this center's CA"), "{err}");
+    let ours = ca.revocation_list(&[], at(1_780_000_000), at(1_780_600_000)).unwrap();
+    let mut altered = ours.der.to_vec();
+    let n = altered.len();
+    altered[n - 5] ^= 1;
+    assert!(verify_crl(&ca.cert_pem, &altered).is_err());
+    for garbage in [
+        &b""[..],
+        b"garbage",
+        b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    ] {
+        assert!(verify_crl(&ca.cert_pem, garbage).is_err());
+    }
+}

@@ -1,22 +1,38 @@
 //! Mutual TLS for QUIC with rustls and the ring provider only: the center requires a
 //! station certificate from its CA; the edge trusts only that CA and the configured
 //! center name. The transport is tuned for bulk transfer.
+//!
+//! Revocation: the center checks station certificates against the CA's revocation list
+//! (end-entity certificates only) and refuses every station while that list is expired.
+//! A new list only affects new handshakes; the center closes the live connections of a
+//! revoked station itself, with [`CLOSE_REVOKED`].
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 use crate::pki::{station_dns_name, IssuedCert};
 use crate::{Error, Result};
 
 /// ALPN protocol id of konvert's replication protocol.
 pub const ALPN: &[u8] = b"konvert/1";
+
+/// Application close code with which the center closes a revoked station's live connections.
+pub const CLOSE_REVOKED: u32 = 44;
+
+/// TLS alert `certificate_revoked`.
+const ALERT_REVOKED: u64 = 44;
+/// TLS alert `access_denied`: what the center sends while its revocation list is expired.
+const ALERT_CRL_EXPIRED: u64 = 49;
 
 /// Receive window of one stream: a packet of a few MB flows without waiting for credit.
 const STREAM_WINDOW: u32 = 16 << 20;
@@ -84,12 +100,103 @@ pub(crate) fn transport() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// The station certificate verifier, telling an expired revocation list apart: rustls
+/// answers it with `unknown_ca`, the same alert as a certificate from another CA, which
+/// would send the station operator after the wrong fault. It becomes `access_denied`.
+#[derive(Debug)]
+struct StationVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    /// When the expired list was last logged (Unix seconds): once a minute is enough.
+    expired_logged: AtomicU64,
+}
+
+impl ClientCertVerifier for StationVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(
+                    CertificateError::ExpiredRevocationList | CertificateError::ExpiredRevocationListContext { .. },
+                ) => {
+                    let last = self.expired_logged.load(Ordering::Relaxed);
+                    if now.as_secs().saturating_sub(last) >= 60 {
+                        self.expired_logged.store(now.as_secs(), Ordering::Relaxed);
+                        tracing::error!(
+                            "refused a station: the revocation list has expired — sign a new one \
+                             (`konvert keys renew-crl`)"
+                        );
+                    }
+                    rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+                }
+                other => other,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// The center's QUIC server config: presents `cert` and REQUIRES a client certificate
 /// chaining to the CA in `ca_cert_pem` (with the clientAuth key usage); TLS 1.3, ALPN [`ALPN`].
-pub fn server_config(ca_cert_pem: &str, cert: &IssuedCert) -> Result<quinn::ServerConfig> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_cert_pem)?, provider())
+///
+/// With revocation lists in `crls` (check them with [`crate::pki::verify_crl`] first), a
+/// station certificate on a list is refused (`certificate_revoked`), and while a list is
+/// expired every station is refused (`access_denied`).
+pub fn server_config(
+    ca_cert_pem: &str,
+    cert: &IssuedCert,
+    crls: &[CertificateRevocationListDer<'static>],
+) -> Result<quinn::ServerConfig> {
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots(ca_cert_pem)?, provider());
+    if !crls.is_empty() {
+        builder = builder
+            .with_crls(crls.iter().cloned())
+            .only_check_end_entity_revocation()
+            .enforce_revocation_expiration();
+    }
+    let webpki = builder
         .build()
         .map_err(|e| Error::Tls(format!("cannot build the station certificate verifier: {e}")))?;
+    let verifier = Arc::new(StationVerifier {
+        inner: webpki,
+        expired_logged: AtomicU64::new(0),
+    });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Tls(format!("TLS 1.3 is not available: {e}")))?
@@ -187,10 +294,17 @@ pub fn verify_station_site(peer_certs: &[CertificateDer<'_>], site: &str) -> Res
     })
 }
 
+/// What the station operator reads when the center revoked the station certificate.
+const REVOKED_ADVICE: &str = "the center revoked this station's certificate; \
+     stop sending from this station and call the center's security officer";
+
 /// Explains, from the edge's side, why a connection to the center failed, saying what to
 /// do when certificates are the cause; other errors pass through as [`Error::Connection`].
 pub fn explain_connection_error(e: &quinn::ConnectionError) -> Error {
     let (code, local) = match e {
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(CLOSE_REVOKED) => {
+            return Error::Tls(format!("{REVOKED_ADVICE} ({e})"));
+        }
         quinn::ConnectionError::TransportError(t) => (u64::from(t.code), true),
         quinn::ConnectionError::ConnectionClosed(c) => (u64::from(c.error_code), false),
         other => return Error::Connection(other.to_string()),
@@ -219,6 +333,11 @@ pub fn explain_connection_error(e: &quinn::ConnectionError) -> Error {
                        check the center address, or enroll the station again"
         }
         // The center refused ours.
+        (false, ALERT_REVOKED) => REVOKED_ADVICE,
+        (false, ALERT_CRL_EXPIRED) => {
+            "the center's revocation list has expired, so the center refuses every station; \
+             this is not this station's fault — call the center: its staff must re-sign the list"
+        }
         (false, 116) => "the center requires a station certificate and got none; enroll the station",
         (false, 45) => {
             "the center refused the station certificate as expired or not yet valid; \
@@ -231,3 +350,7 @@ pub fn explain_connection_error(e: &quinn::ConnectionError) -> Error {
     };
     Error::Tls(format!("{advice} ({e})"))
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;

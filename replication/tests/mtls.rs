@@ -44,8 +44,11 @@ impl Center {
 /// connection from the station of site 0101.
 fn center_on(ca: &Ca, bind: &str) -> Center {
     let cert = ca.issue_center(NAME).unwrap();
-    let endpoint =
-        tls::server_endpoint(bind.parse().unwrap(), tls::server_config(&ca.cert_pem, &cert).unwrap()).unwrap();
+    let endpoint = tls::server_endpoint(
+        bind.parse().unwrap(),
+        tls::server_config(&ca.cert_pem, &cert, &[]).unwrap(),
+    )
+    .unwrap();
     let addr = endpoint.local_addr().unwrap();
     let (tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
     let streams = Arc::new(AtomicUsize::new(0));

@@ -1,0 +1,385 @@
+//! Enforcing station revocation in the running center.
+//!
+//! The revocation list file (`crl` in center.toml) is checked against the CA at start
+//! ([`load_crl`]) and watched: a changed file that verifies becomes a new server config
+//! (new handshakes check it) and every live connection of a station now on the list is
+//! closed at once with [`tls::CLOSE_REVOKED`], since a new config does not touch
+//! connections already made. A file that does not verify (wrong CA, damaged, older than
+//! the one in force) is logged and ignored; the list in force stays.
+//!
+//! Expiry: rustls enforces the list's next-update date, so an expired list refuses every
+//! station. With `ca_key` in center.toml the center signs a fresh list (same serials) when
+//! less than [`RENEW_BEFORE_DAYS`] days remain; without it, it logs an error every hour
+//! from then on. Either way `konvert_station_crl_next_update_timestamp_seconds` is
+//! exported for an alert rule.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration as StdDuration;
+
+use konvert_replication::pki::{self, IssuedCert, Serial, VerifiedCrl};
+use konvert_replication::tls;
+use prometheus::{IntCounter, IntGauge, Registry};
+use time::{Duration, OffsetDateTime};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::config::CenterConfig;
+use crate::{stations, Error, Result};
+
+/// How often the list file is looked at.
+const POLL: StdDuration = StdDuration::from_millis(500);
+/// The running center re-signs the list when fewer days than this remain.
+pub const RENEW_BEFORE_DAYS: i64 = 3;
+/// Without the CA key, how often the coming expiry is logged.
+const WARN_EVERY: Duration = Duration::hours(1);
+/// The largest list file read.
+const MAX_CRL_BYTES: u64 = 64 << 20;
+
+/// Reads the revocation list file of `cfg` and checks it against the CA; an expired list
+/// is returned (it refuses every station) and logged.
+pub fn load_crl(cfg: &CenterConfig) -> Result<VerifiedCrl> {
+    let bytes = read_crl_file(cfg)?;
+    let ca_pem = std::fs::read_to_string(&cfg.ca_cert).map_err(Error::file(&cfg.ca_cert))?;
+    let crl = pki::verify_crl(&ca_pem, &bytes).map_err(|e| Error::Config {
+        path: cfg.crl.clone(),
+        message: e.to_string(),
+    })?;
+    if crl.is_expired(OffsetDateTime::now_utc()) {
+        error!(
+            next_update = %crl.next_update,
+            "the station revocation list has expired: every station is refused until a new one is signed \
+             (`konvert keys renew-crl --center DIR`)"
+        );
+    }
+    Ok(crl)
+}
+
+fn read_crl_file(cfg: &CenterConfig) -> Result<Vec<u8>> {
+    if !cfg.crl.exists() {
+        return Err(Error::Config {
+            path: cfg.crl.clone(),
+            message: "the station revocation list does not exist; the center will not accept stations \
+                      without one — write it with `konvert keys renew-crl --center DIR`"
+                .into(),
+        });
+    }
+    Ok(konvert_crypto::keyfile::read_bounded(&cfg.crl, MAX_CRL_BYTES)?.to_vec())
+}
+
+/// The revocation metrics, registered in the center's registry.
+#[derive(Clone)]
+struct RevocationMetrics {
+    closed: IntCounter,
+    next_update: IntGauge,
+    revoked: IntGauge,
+    reload_failures: IntCounter,
+}
+
+impl RevocationMetrics {
+    fn register(registry: &Registry) -> Result<Self> {
+        let m = |e: prometheus::Error| Error::Metrics(e.to_string());
+        let closed = IntCounter::new(
+            "konvert_station_connections_revoked_total",
+            "Live station connections closed because their certificate was revoked.",
+        )
+        .map_err(m)?;
+        let next_update = IntGauge::new(
+            "konvert_station_crl_next_update_timestamp_seconds",
+            "When the station revocation list in force expires (Unix time); after that every station is refused.",
+        )
+        .map_err(m)?;
+        let revoked = IntGauge::new(
+            "konvert_station_crl_revoked",
+            "Station certificates on the revocation list in force.",
+        )
+        .map_err(m)?;
+        let reload_failures = IntCounter::new(
+            "konvert_station_crl_reload_failures_total",
+            "Changed revocation list files that were not put in force (bad signature, damaged, older).",
+        )
+        .map_err(m)?;
+        registry.register(Box::new(closed.clone())).map_err(m)?;
+        registry.register(Box::new(next_update.clone())).map_err(m)?;
+        registry.register(Box::new(revoked.clone())).map_err(m)?;
+        registry.register(Box::new(reload_failures.clone())).map_err(m)?;
+        Ok(RevocationMetrics {
+            closed,
+            next_update,
+            revoked,
+            reload_failures,
+        })
+    }
+
+    fn in_force(&self, crl: &VerifiedCrl) {
+        self.next_update.set(crl.next_update.unix_timestamp());
+        self.revoked.set(i64::try_from(crl.revoked.len()).unwrap_or(i64::MAX));
+    }
+}
+
+#[derive(Default)]
+struct LiveState {
+    conns: HashMap<usize, (Serial, quinn::Connection)>,
+    revoked: BTreeSet<Serial>,
+}
+
+/// The live station connections by certificate serial, so that revoking closes them.
+pub struct LiveStations {
+    state: Mutex<LiveState>,
+    metrics: RevocationMetrics,
+}
+
+impl LiveStations {
+    fn state(&self) -> MutexGuard<'_, LiveState> {
+        // The state stays consistent even if a holder panicked: every change is one insert
+        // or remove.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a connection for as long as the guard lives; a station whose serial is
+    /// already revoked (its handshake raced a new list) is closed at once.
+    pub fn register(self: &Arc<Self>, conn: &quinn::Connection) -> LiveGuard {
+        let serial = tls::peer_certificates(conn).and_then(|certs| match certs.first() {
+            Some(ee) => Serial::of_cert_der(ee),
+            None => Err(konvert_replication::Error::Tls("no certificate".into())),
+        });
+        let serial = match serial {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("a station connection without a readable certificate serial: {e}");
+                conn.close(1u32.into(), b"station certificate unreadable");
+                return LiveGuard { live: None, id: 0 };
+            }
+        };
+        let id = conn.stable_id();
+        let mut state = self.state();
+        if state.revoked.contains(&serial) {
+            drop(state);
+            self.close(conn, &serial);
+            return LiveGuard { live: None, id };
+        }
+        state.conns.insert(id, (serial, conn.clone()));
+        LiveGuard {
+            live: Some(self.clone()),
+            id,
+        }
+    }
+
+    /// Puts `revoked` in force for live connections: closes those on it. Returns how many.
+    fn enforce(&self, revoked: &BTreeSet<Serial>) -> usize {
+        let victims: Vec<(Serial, quinn::Connection)> = {
+            let mut state = self.state();
+            state.revoked = revoked.clone();
+            let ids: Vec<usize> = state
+                .conns
+                .iter()
+                .filter(|(_, (serial, _))| revoked.contains(serial))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| state.conns.remove(id)).collect()
+        };
+        for (serial, conn) in &victims {
+            self.close(conn, serial);
+        }
+        victims.len()
+    }
+
+    fn close(&self, conn: &quinn::Connection, serial: &Serial) {
+        warn!(%serial, remote = %conn.remote_address(), "closing the connection of a revoked station certificate");
+        conn.close(
+            tls::CLOSE_REVOKED.into(),
+            b"the center revoked this station's certificate",
+        );
+        self.metrics.closed.inc();
+    }
+
+    /// Live connections registered now.
+    pub fn len(&self) -> usize {
+        self.state().conns.len()
+    }
+
+    /// Whether no connection is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keeps a connection in [`LiveStations`]; removes it when dropped.
+pub struct LiveGuard {
+    live: Option<Arc<LiveStations>>,
+    id: usize,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if let Some(live) = &self.live {
+            live.state().conns.remove(&self.id);
+        }
+    }
+}
+
+/// The revocation watcher of a running center; stops when dropped.
+pub struct Revocation {
+    live: Arc<LiveStations>,
+    task: JoinHandle<()>,
+}
+
+impl Revocation {
+    /// The live connection registry.
+    pub fn live(&self) -> Arc<LiveStations> {
+        self.live.clone()
+    }
+}
+
+impl Drop for Revocation {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the watcher needs to build server configs.
+struct Watch {
+    cfg: CenterConfig,
+    endpoint: quinn::Endpoint,
+    ca_pem: String,
+    cert: IssuedCert,
+    live: Arc<LiveStations>,
+    metrics: RevocationMetrics,
+    current: VerifiedCrl,
+    last_bytes: Vec<u8>,
+    last_warned: Option<OffsetDateTime>,
+}
+
+/// Starts watching the revocation list of `cfg`; `crl` (from [`load_crl`]) is in force in
+/// `endpoint`'s server config already.
+pub fn start(
+    cfg: &CenterConfig,
+    endpoint: quinn::Endpoint,
+    ca_pem: String,
+    cert: IssuedCert,
+    crl: VerifiedCrl,
+    registry: &Registry,
+) -> Result<Revocation> {
+    let metrics = RevocationMetrics::register(registry)?;
+    metrics.in_force(&crl);
+    let live = Arc::new(LiveStations {
+        state: Mutex::new(LiveState {
+            conns: HashMap::new(),
+            revoked: crl.revoked.keys().cloned().collect(),
+        }),
+        metrics: metrics.clone(),
+    });
+    let mut watch = Watch {
+        cfg: cfg.clone(),
+        endpoint,
+        ca_pem,
+        cert,
+        live: live.clone(),
+        metrics,
+        // Empty: the first poll reads the file again, so a change made while starting
+        // is not missed (the same list put in force twice is harmless).
+        last_bytes: Vec::new(),
+        current: crl,
+        last_warned: None,
+    };
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            watch.poll().await;
+        }
+    });
+    Ok(Revocation { live, task })
+}
+
+impl Watch {
+    async fn poll(&mut self) {
+        match read_crl_file(&self.cfg) {
+            Ok(bytes) if bytes != self.last_bytes => {
+                self.last_bytes = bytes;
+                if let Err(e) = self.reload() {
+                    self.metrics.reload_failures.inc();
+                    error!(
+                        file = %self.cfg.crl.display(),
+                        "the changed station revocation list was NOT put in force; the previous one stays: {e}"
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !self.last_bytes.is_empty() {
+                    self.last_bytes.clear();
+                    self.metrics.reload_failures.inc();
+                    error!("the station revocation list cannot be read; the previous one stays in force: {e}");
+                }
+            }
+        }
+        self.mind_expiry().await;
+    }
+
+    /// Verifies the file just read and puts it in force.
+    fn reload(&mut self) -> Result<()> {
+        let crl = pki::verify_crl(&self.ca_pem, &self.last_bytes)?;
+        if crl.this_update < self.current.this_update {
+            return Err(Error::Stations(format!(
+                "it was signed at {}, before the list in force ({}); an old list would undo revocations",
+                crl.this_update, self.current.this_update
+            )));
+        }
+        let server = tls::server_config(&self.ca_pem, &self.cert, std::slice::from_ref(&crl.der))?;
+        self.endpoint.set_server_config(Some(server));
+        let closed = self.live.enforce(&crl.revoked.keys().cloned().collect());
+        self.metrics.in_force(&crl);
+        info!(
+            revoked = crl.revoked.len(),
+            next_update = %crl.next_update,
+            closed,
+            "station revocation list in force"
+        );
+        if crl.is_expired(OffsetDateTime::now_utc()) {
+            error!(
+                next_update = %crl.next_update,
+                "the new station revocation list has already expired: every station is refused"
+            );
+        }
+        self.current = crl;
+        Ok(())
+    }
+
+    /// Re-signs the list before it expires when the CA key is at hand, else warns.
+    async fn mind_expiry(&mut self) {
+        let now = OffsetDateTime::now_utc();
+        if self.current.next_update - now > Duration::days(RENEW_BEFORE_DAYS) {
+            return;
+        }
+        if self.last_warned.is_some_and(|t| now - t < WARN_EVERY) {
+            return;
+        }
+        self.last_warned = Some(now);
+        let why = match self.cfg.ca_key.as_ref().filter(|p| p.is_file()) {
+            Some(_) => {
+                let cfg = self.cfg.clone();
+                match tokio::task::spawn_blocking(move || stations::renew_crl(&cfg, now)).await {
+                    Ok(Ok(crl)) => {
+                        info!(next_update = %crl.next_update, "station revocation list re-signed before it expires");
+                        // The file changed: the next poll puts it in force.
+                        return;
+                    }
+                    Ok(Err(e)) => format!("re-signing it failed: {e}"),
+                    Err(e) => format!("re-signing it failed: {e}"),
+                }
+            }
+            None => "the center does not hold the CA key (ca_key in center.toml)".to_owned(),
+        };
+        error!(
+            next_update = %self.current.next_update,
+            "the station revocation list expires soon and then every station is refused; {why} — \
+             sign a new one with `konvert keys renew-crl --center DIR`"
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "revocation_tests.rs"]
+mod tests;

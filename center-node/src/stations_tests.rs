@@ -1,0 +1,109 @@
+use super::*;
+
+fn at(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap()
+}
+
+fn serial(n: u8) -> Serial {
+    Serial::from_bytes(&[n, 1, 2, 3])
+}
+
+fn record(n: u8, site: &str) -> StationRecord {
+    StationRecord {
+        serial: serial(n),
+        site: site.into(),
+        issued_at: 1_780_000_000,
+        revoked_at: None,
+        reason: String::new(),
+    }
+}
+
+#[test]
+fn index_round_trips_and_revokes_by_site_or_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stations.toml");
+    assert_eq!(StationIndex::load(&path).unwrap(), StationIndex::default());
+    let mut index = StationIndex {
+        stations: vec![record(1, "0101"), record(2, "0101"), record(3, "0202")],
+    };
+    index.save(&path).unwrap();
+    assert_eq!(StationIndex::load(&path).unwrap(), index);
+
+    let revoked = index
+        .revoke(
+            &StationSelector::Site("0101".into()),
+            " stolen laptop ",
+            at(1_780_000_500),
+        )
+        .unwrap();
+    assert_eq!(revoked.len(), 2);
+    assert!(revoked
+        .iter()
+        .all(|r| r.revoked_at == Some(1_780_000_500) && r.reason == "stolen laptop"));
+    let err = index
+        .revoke(&StationSelector::Site("0101".into()), "", at(1_780_000_600))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already revoked"), "{err}");
+    let err = index
+        .select(&StationSelector::Site("0909".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no certificate for site 0909"), "{err}");
+    assert_eq!(
+        index.select(&StationSelector::Site("0202".into())).unwrap(),
+        vec![record(3, "0202")]
+    );
+
+    // A serial the index does not know (issued before it existed) is revoked all the same.
+    let unknown = index
+        .revoke(&StationSelector::Serial(serial(9)), "old", at(1_780_000_700))
+        .unwrap();
+    assert_eq!(unknown[0].site, UNKNOWN_SITE);
+    let listed: Vec<Serial> = index.revoked().into_iter().map(|r| r.serial).collect();
+    assert_eq!(listed, vec![serial(1), serial(2), serial(9)]);
+    index.save(&path).unwrap();
+    assert_eq!(StationIndex::load(&path).unwrap(), index);
+
+    std::fs::write(&path, "[[station]]\nserial = \"zz\"\nsite = \"1\"\nissued_at = 0\n").unwrap();
+    assert!(StationIndex::load(&path).is_err());
+}
+
+#[test]
+fn enrolling_records_and_revoking_writes_a_list_that_keeps_every_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = crate::provision::init_center(
+        &dir.path().join("c"),
+        "center.konvert",
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let cfg = init.config;
+    let facts = crate::provision::CenterFacts::read(&dir.path().join("c"), "127.0.0.1:4433", "center.konvert").unwrap();
+    let mut serials = Vec::new();
+    for site in ["0101", "0202"] {
+        crate::provision::enroll_station(&dir.path().join("c"), site, &facts, &dir.path().join(site)).unwrap();
+        let pem = std::fs::read_to_string(dir.path().join(site).join("station.pem")).unwrap();
+        serials.push(Serial::of_cert_pem(&pem).unwrap());
+    }
+    let index = StationIndex::load(&cfg.station_index()).unwrap();
+    assert_eq!(index.stations.len(), 2);
+    assert_eq!(index.stations[0].serial, serials[0]);
+    assert_eq!(index.stations[1].site, "0202");
+
+    let now = OffsetDateTime::now_utc();
+    let done = revoke(&cfg, &StationSelector::Site("0101".into()), "lost", now).unwrap();
+    assert_eq!(done.stations.len(), 1);
+    assert!(done.crl.revoked.contains_key(&serials[0]));
+    assert_eq!(done.crl.revoked.len(), 1);
+    assert!(done.crl.next_update > now + Duration::days(CRL_VALID_DAYS - 1));
+    let on_disk = crate::revocation::load_crl(&cfg).unwrap();
+    assert_eq!(on_disk.revoked.len(), 1);
+
+    // Even if the index is lost, a renewed list keeps the serials of the list in force.
+    std::fs::remove_file(cfg.station_index()).unwrap();
+    let renewed = renew_crl(&cfg, now + Duration::seconds(5)).unwrap();
+    assert!(renewed.revoked.contains_key(&serials[0]));
+    assert!(!cfg.station_index().with_extension("lock").exists());
+}

@@ -1,0 +1,244 @@
+//! `konvert keys enroll-station | revoke-station | stations | renew-crl`: the officers'
+//! commands for station certificates. The work is the center's (`konvert_center::stations`
+//! and `provision`); a running center enforces a new revocation list within a second.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use konvert_center::config::CenterConfig;
+use konvert_center::provision::{self, CenterFacts};
+use konvert_center::stations::{self, StationIndex, StationRecord, StationSelector};
+use konvert_replication::pki::{Serial, VerifiedCrl};
+use time::OffsetDateTime;
+
+/// Station certificate commands.
+#[derive(Debug, Subcommand)]
+pub enum StationCommand {
+    /// Issue a station certificate for a site and write a ready site folder.
+    EnrollStation {
+        /// The center's folder (made by `konvert-center init`).
+        #[arg(long)]
+        center: PathBuf,
+        /// The site code, e.g. 0101.
+        #[arg(long)]
+        site: String,
+        /// The address the site connects to, e.g. rcoi.example:4433.
+        #[arg(long)]
+        address: String,
+        /// Output folder to hand to the site.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Revoke station certificates: the running center refuses them and closes their
+    /// connections at once. Final.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["site", "serial"])))]
+    RevokeStation {
+        /// The center's folder.
+        #[arg(long)]
+        center: PathBuf,
+        /// Revoke every valid certificate of this site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Revoke the certificate with this serial number (hex, as `stations` shows it).
+        #[arg(long)]
+        serial: Option<String>,
+        /// Why (recorded in the station index).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Do not ask before revoking.
+        #[arg(long)]
+        yes: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the station certificates the center's CA issued.
+    Stations {
+        /// The center's folder.
+        #[arg(long)]
+        center: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a fresh revocation list with the same revoked certificates (before the old one
+    /// expires; a center without the CA key needs this every few days).
+    RenewCrl {
+        /// The center's folder.
+        #[arg(long)]
+        center: PathBuf,
+    },
+}
+
+fn center_config(center: &Path) -> anyhow::Result<CenterConfig> {
+    let path = center.join("center.toml");
+    CenterConfig::load(&path).with_context(|| format!("{} is not a center folder", center.display()))
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc(unix: i64) -> String {
+    match OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => unix.to_string(),
+    }
+}
+
+fn record_json(r: &StationRecord) -> serde_json::Value {
+    serde_json::json!({
+        "serial": r.serial.to_string(),
+        "site": r.site,
+        "issued_at_unix": r.issued_at,
+        "revoked_at_unix": r.revoked_at,
+        "reason": r.reason,
+        "status": if r.is_revoked() { "revoked" } else { "valid" },
+    })
+}
+
+fn crl_json(crl: &VerifiedCrl) -> serde_json::Value {
+    serde_json::json!({
+        "revoked": crl.revoked.len(),
+        "this_update_unix": crl.this_update.unix_timestamp(),
+        "next_update_unix": crl.next_update.unix_timestamp(),
+    })
+}
+
+fn record_line(r: &StationRecord) -> String {
+    let state = match r.revoked_at {
+        Some(at) if r.reason.is_empty() => format!("REVOKED {}", utc(at)),
+        Some(at) => format!("REVOKED {}: {}", utc(at), r.reason),
+        None => "valid".into(),
+    };
+    let issued = if r.issued_at == 0 { "?".into() } else { utc(r.issued_at) };
+    format!("  site {:<6} serial {}  issued {issued}  {state}", r.site, r.serial)
+}
+
+fn confirm_revoke(chosen: &[StationRecord], answer: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "revoking {} station certificate(s) is final; confirm with --yes",
+        chosen.len()
+    );
+    println!("Revoking is final: these station certificates will never connect again, and their");
+    println!("live connections to a running center are closed at once:");
+    for r in chosen {
+        println!("{}", record_line(r));
+    }
+    println!("Type {answer} to confirm:");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    anyhow::ensure!(
+        line.trim().eq_ignore_ascii_case(answer),
+        "not confirmed; nothing was changed"
+    );
+    Ok(())
+}
+
+/// Runs one station command.
+pub fn run(cmd: StationCommand) -> anyhow::Result<()> {
+    match cmd {
+        StationCommand::EnrollStation {
+            center,
+            site,
+            address,
+            out,
+        } => {
+            let cfg = center_config(&center)?;
+            let facts = CenterFacts::read(&center, &address, &cfg.name)?;
+            let path = provision::enroll_station(&center, &site, &facts, &out)?;
+            let cert = std::fs::read_to_string(out.join("station.pem"))?;
+            println!("station for site {site} enrolled: {}", path.display());
+            println!("  certificate serial {}", Serial::of_cert_pem(&cert)?);
+            println!("  add the member token as member.token in that folder, then hand it to the site");
+        }
+        StationCommand::RevokeStation {
+            center,
+            site,
+            serial,
+            reason,
+            yes,
+            json,
+        } => {
+            let cfg = center_config(&center)?;
+            let (selector, answer) = match (site, serial) {
+                (Some(site), _) => (StationSelector::Site(site.clone()), site),
+                (None, Some(serial)) => {
+                    let s: Serial = serial.parse()?;
+                    let answer = s.to_string();
+                    (StationSelector::Serial(s), answer)
+                }
+                (None, None) => anyhow::bail!("give --site or --serial"),
+            };
+            let chosen = StationIndex::load(&cfg.station_index())?.select(&selector)?;
+            if !yes {
+                confirm_revoke(&chosen, &answer)?;
+            }
+            let done = stations::revoke(&cfg, &selector, &reason, OffsetDateTime::now_utc())?;
+            if json {
+                let revoked: Vec<_> = done.stations.iter().map(record_json).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "revoked": revoked, "crl": crl_json(&done.crl) })
+                );
+            } else {
+                println!("{} station certificate(s) revoked:", done.stations.len());
+                for r in &done.stations {
+                    println!("{}", record_line(r));
+                }
+                println!(
+                    "revocation list {} written ({} revoked, valid until {}); a running center enforces it within a second",
+                    cfg.crl.display(),
+                    done.crl.revoked.len(),
+                    utc(done.crl.next_update.unix_timestamp())
+                );
+            }
+        }
+        StationCommand::Stations { center, json } => {
+            let cfg = center_config(&center)?;
+            let index = StationIndex::load(&cfg.station_index())?;
+            let crl = konvert_center::revocation::load_crl(&cfg);
+            if json {
+                let list: Vec<_> = index.stations.iter().map(record_json).collect();
+                let crl = match &crl {
+                    Ok(c) => crl_json(c),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                };
+                println!("{}", serde_json::json!({ "stations": list, "crl": crl }));
+            } else {
+                let revoked = index.stations.iter().filter(|r| r.is_revoked()).count();
+                println!("{} station certificate(s), {revoked} revoked", index.stations.len());
+                for r in &index.stations {
+                    println!("{}", record_line(r));
+                }
+                match crl {
+                    Ok(c) => println!(
+                        "revocation list: {} revoked, valid until {}",
+                        c.revoked.len(),
+                        utc(c.next_update.unix_timestamp())
+                    ),
+                    Err(e) => println!("revocation list: {e}"),
+                }
+            }
+        }
+        StationCommand::RenewCrl { center } => {
+            let cfg = center_config(&center)?;
+            let crl = stations::renew_crl(&cfg, OffsetDateTime::now_utc())?;
+            println!(
+                "revocation list {} signed: {} revoked, valid until {}",
+                cfg.crl.display(),
+                crl.revoked.len(),
+                utc(crl.next_update.unix_timestamp())
+            );
+        }
+    }
+    Ok(())
+}
