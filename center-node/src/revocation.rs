@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration as StdDuration;
 
+use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_replication::pki::{self, IssuedCert, Serial, VerifiedCrl};
 use konvert_replication::tls;
 use prometheus::{IntCounter, IntGauge, Registry};
@@ -248,6 +249,7 @@ struct Watch {
     current: VerifiedCrl,
     last_bytes: Vec<u8>,
     last_warned: Option<OffsetDateTime>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// Starts watching the revocation list of `cfg`; `crl` (from [`load_crl`]) is in force in
@@ -259,6 +261,7 @@ pub fn start(
     cert: IssuedCert,
     crl: VerifiedCrl,
     registry: &Registry,
+    audit: Option<Arc<AuditLog>>,
 ) -> Result<Revocation> {
     let metrics = RevocationMetrics::register(registry)?;
     metrics.in_force(&crl);
@@ -281,6 +284,7 @@ pub fn start(
         last_bytes: Vec::new(),
         current: crl,
         last_warned: None,
+        audit,
     };
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(POLL);
@@ -331,6 +335,14 @@ impl Watch {
         self.endpoint.set_server_config(Some(server));
         let closed = self.live.enforce(&crl.revoked.keys().cloned().collect());
         self.metrics.in_force(&crl);
+        if let Some(audit) = &self.audit {
+            for serial in crl.revoked.keys().filter(|s| !self.current.revoked.contains_key(s)) {
+                let detail = format!("revocation list in force; {closed} live connection(s) closed");
+                if let Err(e) = audit.append("center", AuditAction::StationRevoke, &serial.to_string(), &detail) {
+                    error!("the audit log cannot be written: {e}");
+                }
+            }
+        }
         info!(
             revoked = crl.revoked.len(),
             next_update = %crl.next_update,

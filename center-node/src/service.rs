@@ -128,7 +128,15 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let crl = revocation::load_crl(cfg)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
     let endpoint = tls::server_endpoint(cfg.listen, server_config)?;
-    let revocation = revocation::start(cfg, endpoint.clone(), ca_pem, cert, crl, &metrics.registry)?;
+    let revocation = revocation::start(
+        cfg,
+        endpoint.clone(),
+        ca_pem,
+        cert,
+        crl,
+        &metrics.registry,
+        Some(audit.clone()),
+    )?;
     let live = revocation.live();
     let addr = endpoint.local_addr()?;
     let metrics_addr = match cfg.metrics_listen {

@@ -122,6 +122,26 @@ async fn station_certificate_revoked_mid_day_live_connection_closed_new_ones_ref
     assert_eq!(metric(&center, "konvert_station_crl_revoked"), "1");
     live2.close(0u32.into(), b"done");
     center.shutdown().await;
+    // The revocation is in the center's audit log, which verifies.
+    use konvert_crypto::audit;
+    let log_path = cfg.data_dir.join(konvert_center::service::AUDIT_LOG);
+    let log = std::fs::read(&log_path).unwrap();
+    let head = audit::read_head(&audit::head_path(&log_path)).unwrap();
+    assert!(audit::verify(&log, head.as_ref(), &[fx.init.receipt_public]).is_intact());
+    let revoked: Vec<_> = audit::parse(&log)
+        .records
+        .into_iter()
+        .filter_map(|r| match r.record {
+            audit::Record::Entry { entry, .. } if entry.action == audit::AuditAction::StationRevoke => Some(entry),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert!(
+        revoked[0].detail.contains("1 live connection(s) closed"),
+        "{}",
+        revoked[0].detail
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
