@@ -144,7 +144,8 @@ pub enum KeysCommand {
         /// The officers' workspace.
         #[arg(long)]
         authority: PathBuf,
-        /// A center private key file to destroy if its key was retired (repeat).
+        /// A center private key file to destroy if its key was retired: the bare key or a
+        /// loader key wrapped for a specialist's token (`loader/*.loader-key`); repeat.
         #[arg(long)]
         key_file: Vec<PathBuf>,
     },
@@ -245,6 +246,18 @@ fn destroy_file(path: &std::path::Path) -> anyhow::Result<()> {
     drop(f);
     std::fs::remove_file(path)?;
     Ok(())
+}
+
+/// The center key a private key file holds: a bare recipient key file, or a loader key
+/// wrapped for a specialist's token (read from its clear header, without unwrapping).
+fn center_key_of(path: &std::path::Path) -> anyhow::Result<RecipientPublicKey> {
+    let bytes = konvert_crypto::keyfile::read_bounded(path, konvert_crypto::loader_key::MAX_WRAPPED_LEN as u64)?;
+    if bytes.starts_with(b"KNVRTLDR") {
+        return Ok(konvert_crypto::loader_key::header(&bytes)
+            .with_context(|| format!("reading {}", path.display()))?
+            .center_key);
+    }
+    Ok(konvert_crypto::keyfile::read_recipient_key(path)?.public_key())
 }
 
 /// Runs one keys command.
@@ -526,8 +539,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             println!("{} center key(s) marked destroyed in the draft", retired.len());
             let mut destroyed = Vec::new();
             for path in key_file {
-                let secret = konvert_crypto::keyfile::read_recipient_key(&path)?;
-                if retired.contains(&secret.public_key()) {
+                if retired.contains(&center_key_of(&path)?) {
                     destroy_file(&path)?;
                     println!("  destroyed {}", path.display());
                     destroyed.push(path.display().to_string());

@@ -263,7 +263,15 @@ fn the_center_key_rotates_and_the_retired_private_key_is_destroyed() {
         "0",
     ]));
     let kept = dir.path().join("new-recipient.key");
-    konvert_crypto::keyfile::write_recipient_key(&kept, &RecipientSecretKey::generate().unwrap()).unwrap();
+    let new_secret = RecipientSecretKey::generate().unwrap();
+    konvert_crypto::keyfile::write_recipient_key(&kept, &new_secret).unwrap();
+    // The old key also sits wrapped for a specialist's token at the loader: that goes too.
+    let specialist = konvert_crypto::SigningKey::generate().unwrap();
+    let wrapped_old = dir.path().join("SP-1-old.loader-key");
+    let wrapped_new = dir.path().join("SP-1-new.loader-key");
+    let wrap = konvert_crypto::loader_key::wrap;
+    std::fs::write(&wrapped_old, wrap(&old_secret, "SP-1", &specialist).unwrap()).unwrap();
+    std::fs::write(&wrapped_new, wrap(&new_secret, "SP-1", &specialist).unwrap()).unwrap();
     let out = ok(&keys(&[
         "retire-center-keys",
         "--authority",
@@ -272,10 +280,18 @@ fn the_center_key_rotates_and_the_retired_private_key_is_destroyed() {
         old_file.to_str().unwrap(),
         "--key-file",
         kept.to_str().unwrap(),
+        "--key-file",
+        wrapped_old.to_str().unwrap(),
+        "--key-file",
+        wrapped_new.to_str().unwrap(),
     ]));
     assert!(out.contains("1 center key(s) marked destroyed"), "{out}");
     assert!(!old_file.exists(), "the retired private key is gone");
-    assert!(kept.exists(), "a key that was not retired is kept");
+    assert!(!wrapped_old.exists(), "the retired key wrapped for the loader is gone");
+    assert!(
+        kept.exists() && wrapped_new.exists(),
+        "keys that were not retired are kept"
+    );
     ok(&keys(&[
         "publish",
         "--authority",
