@@ -25,3 +25,18 @@ fn only_the_specialists_token_unwraps_and_any_edit_is_refused() {
     let raw = secret.to_bytes();
     assert!(!wrapped.windows(32).any(|w| w == raw.as_slice()));
 }
+
+proptest::proptest! {
+    /// A wrapped key file of any content is refused or read, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic_the_header_reader(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)
+    ) {
+        let mut framed = b"KNVRTLDR\x01\x00".to_vec();
+        framed.extend_from_slice(&bytes);
+        let _ = header(&bytes);
+        let _ = header(&framed);
+        let specialist = SigningKey::generate().unwrap();
+        proptest::prop_assert!(unwrap(&framed, &specialist).is_err());
+    }
+}

@@ -492,3 +492,23 @@ fn oversized_and_foreign_records_are_damaged_not_allocated() {
     assert_eq!(parse(b"not a log").problem, Some(Finding::Damaged { offset: 0 }));
     assert_eq!(parse(b"KNVRT").problem, Some(Finding::TornTail { offset: 0 }));
 }
+
+proptest::proptest! {
+    /// Whatever bytes a log file holds, reading and verifying it never panics, never
+    /// allocates beyond the record bound, and never calls arbitrary bytes intact.
+    #[test]
+    fn arbitrary_bytes_are_parsed_and_verified_without_panicking(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)
+    ) {
+        let parsed = parse(&bytes);
+        proptest::prop_assert!(parsed.records.len() <= bytes.len());
+        let key = crate::SigningKey::generate().unwrap().verifying_key();
+        let report = verify(&bytes, None, &[key]);
+        // Without the header it is not a log; with it, random records do not chain.
+        proptest::prop_assert!(!report.is_intact() || bytes.starts_with(super::record::HEADER));
+        let mut framed = super::record::HEADER.to_vec();
+        framed.extend_from_slice(&bytes);
+        let report = verify(&framed, None, &[key]);
+        proptest::prop_assert!(bytes.is_empty() || !report.is_intact() || report.entries == 0);
+    }
+}
