@@ -18,6 +18,7 @@ use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
 use konvert_exam::{PacketKind, PacketRef};
 use konvert_replication::driver::{Admission, Intake, RegistryFeed, StationSession};
+use konvert_replication::inbox::SEGMENT;
 use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
 use tracing::{info, warn};
 
@@ -34,6 +35,24 @@ pub struct Staging {
     path: PathBuf,
     key: (String, u32),
     verifier: EnvelopeVerifier,
+    /// Bytes written so far (from offset 0, in order).
+    written: u64,
+    /// Bytes fsynced and recorded as held.
+    held: u64,
+}
+
+/// Feeds the verifier the bytes an earlier attempt left durable, so the envelope is still
+/// verified whole as it completes.
+fn replay_held(file: &File, held: u64, verifier: &mut EnvelopeVerifier) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < held {
+        let n = usize::try_from((held - at).min(buf.len() as u64)).unwrap_or(buf.len());
+        file.read_exact_at(&mut buf[..n], at)?;
+        verifier.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// The center's [`Intake`].
@@ -298,16 +317,34 @@ impl Intake for CenterIntake {
             }
             Err(_) => return Admission::Reject(RejectReason::Unavailable, "internal lock poisoned".into()),
         }
-        match self.inbox.create_staging(&offer.digest) {
-            Ok((file, path)) => Admission::Accept {
-                resume_at: 0,
-                staging: Staging {
-                    file,
-                    path,
-                    key,
-                    verifier: EnvelopeVerifier::new(),
-                },
-            },
+        let staged = self.inbox.open_staging(&offer.digest).and_then(|mut s| {
+            let mut verifier = EnvelopeVerifier::new();
+            if s.held > offer.size {
+                // Not a prefix of this envelope: start again.
+                s.file.set_len(0)?;
+                s.held = 0;
+            }
+            replay_held(&s.file, s.held, &mut verifier)?;
+            Ok((s, verifier))
+        });
+        match staged {
+            Ok((s, verifier)) => {
+                if s.held > 0 {
+                    self.metrics.bytes_resumed.inc_by(s.held);
+                    info!(packet = %offer.packet_id, version = offer.version, resume_at = s.held, "resuming");
+                }
+                Admission::Accept {
+                    resume_at: s.held,
+                    staging: Staging {
+                        file: s.file,
+                        path: s.path,
+                        key,
+                        verifier,
+                        written: s.held,
+                        held: s.held,
+                    },
+                }
+            }
             Err(e) => {
                 self.release(&key);
                 Admission::Reject(RejectReason::Unavailable, e.to_string())
@@ -318,6 +355,13 @@ impl Intake for CenterIntake {
     fn write(&self, staging: &mut Staging, offset: u64, bytes: &[u8]) -> konvert_replication::Result<()> {
         staging.file.write_all_at(bytes, offset)?;
         staging.verifier.update(bytes);
+        staging.written = offset + bytes.len() as u64;
+        // Every segment is made durable and recorded, so a crash costs at most one segment.
+        if staging.written - staging.held >= SEGMENT {
+            staging.file.sync_data()?;
+            self.inbox.mark_held(&staging.path, staging.written)?;
+            staging.held = staging.written;
+        }
         Ok(())
     }
 
@@ -332,6 +376,7 @@ impl Intake for CenterIntake {
             path,
             key,
             verifier,
+            ..
         } = staging;
         let result = (|| {
             file.sync_all().map_err(|e| {
@@ -396,7 +441,10 @@ impl Intake for CenterIntake {
     }
 
     fn abandon(&self, _offer: &Offer, staging: Staging) {
-        self.inbox.discard_staging(&staging.path);
+        // What is held durably waits for the edge to resume; the rest is cut off then.
+        if staging.held == 0 {
+            self.inbox.discard_staging(&staging.path);
+        }
         self.release(&staging.key);
     }
 

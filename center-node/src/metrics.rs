@@ -26,6 +26,8 @@ pub struct Metrics {
     pub packets_rejected: IntCounterVec,
     /// Offers answered with the original receipt.
     pub packets_duplicate: IntCounter,
+    /// Envelope bytes not sent again because an earlier attempt left them durable.
+    pub bytes_resumed: IntCounter,
     /// Technical-readiness test packets stored (they are judged, never processed).
     pub test_packets_received: IntCounter,
     /// Stations connected now.
@@ -71,6 +73,11 @@ impl Metrics {
             &["reason"],
         )
         .map_err(m)?;
+        let bytes_resumed = IntCounter::new(
+            "konvert_bytes_resumed_total",
+            "Envelope bytes a resumed transfer did not send again (held durably from an earlier attempt).",
+        )
+        .map_err(m)?;
         let packets_duplicate = IntCounter::new(
             "konvert_packets_duplicate_total",
             "Offers of packets already stored, answered with the original receipt.",
@@ -92,6 +99,7 @@ impl Metrics {
         registry.register(Box::new(bytes_received.clone())).map_err(m)?;
         registry.register(Box::new(packets_rejected.clone())).map_err(m)?;
         registry.register(Box::new(packets_duplicate.clone())).map_err(m)?;
+        registry.register(Box::new(bytes_resumed.clone())).map_err(m)?;
         registry.register(Box::new(test_packets_received.clone())).map_err(m)?;
         registry.register(Box::new(connections.clone())).map_err(m)?;
         Ok(Metrics {
@@ -101,6 +109,7 @@ impl Metrics {
             bytes_received,
             packets_rejected,
             packets_duplicate,
+            bytes_resumed,
             test_packets_received,
             connections,
         })

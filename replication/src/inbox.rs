@@ -1,6 +1,11 @@
 //! The center's inbox: envelopes held durably, still encrypted, content-addressed by
 //! their SHA-256, indexed by packet id and version in sled. A packet version is stored
 //! once; its first receipt is its only receipt.
+//!
+//! An envelope being received is staged as `staging/<id>.part`; every [`SEGMENT`] bytes
+//! it is fsynced and the length now durable is recorded in `staging/<id>.held`. After a
+//! disconnect or a crash of either side the edge resumes from that length, so a kill -9
+//! costs at most one segment (plus what was in flight) of sending again.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,6 +29,34 @@ pub struct InboxRecord {
     pub test_packet: bool,
 }
 
+/// Bytes of an incoming envelope made durable at a time: what a crash can cost again.
+pub const SEGMENT: u64 = 4 << 20;
+
+/// Staging files untouched for this long belong to packets nobody resumes; they go.
+const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// An envelope being received.
+#[derive(Debug)]
+pub struct Staged {
+    /// The staging file, open for writing, cut to `held` bytes.
+    pub file: fs::File,
+    /// Its path.
+    pub path: PathBuf,
+    /// Bytes already held durably from an earlier attempt; the edge sends from here.
+    pub held: u64,
+}
+
+fn held_marker(part: &Path) -> PathBuf {
+    part.with_extension("held")
+}
+
+fn read_held(marker: &Path) -> u64 {
+    fs::read(marker)
+        .ok()
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
 /// The center's durable store of received envelopes.
 pub struct Inbox {
     db: sled::Db,
@@ -33,8 +66,9 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Opens (or creates) the inbox in `dir`. Leftover staging files from a crash are
-    /// removed: they were never receipted, so the edge still holds and resends them.
+    /// Opens (or creates) the inbox in `dir`. Staged envelopes with a durable length are
+    /// kept for the edge to resume; staging files with nothing durable, and any untouched
+    /// for a week, are removed (never receipted, so the edge still holds them).
     pub fn open(dir: &Path) -> Result<Self> {
         let staging = dir.join("staging");
         let store = dir.join("store");
@@ -42,8 +76,23 @@ impl Inbox {
         fs::create_dir_all(&store)?;
         for entry in fs::read_dir(&staging)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
-                fs::remove_file(entry.path())?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let stale = entry
+                .metadata()?
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > STALE_STAGING);
+            let keep = match path.extension().and_then(|e| e.to_str()) {
+                Some("part") => held_marker(&path).exists(),
+                Some("held") => path.with_extension("part").exists(),
+                _ => false,
+            };
+            if stale || !keep {
+                fs::remove_file(&path)?;
             }
         }
         let db = sled::open(dir.join("inbox.sled")).map_err(|e| {
@@ -69,15 +118,36 @@ impl Inbox {
         }
     }
 
-    /// A fresh staging file for an incoming envelope with this digest.
-    pub fn create_staging(&self, digest: &[u8; 32]) -> Result<(fs::File, PathBuf)> {
+    /// The staging file for an incoming envelope with this digest: what an earlier
+    /// attempt made durable (cut to exactly that), or a fresh one.
+    pub fn open_staging(&self, digest: &[u8; 32]) -> Result<Staged> {
         let path = self.staging.join(format!("{}.part", hex::encode(digest)));
+        let marker = held_marker(&path);
         let file = fs::OpenOptions::new()
             .create(true)
+            .truncate(false)
+            .read(true)
             .write(true)
-            .truncate(true)
             .open(&path)?;
-        Ok((file, path))
+        let held = read_held(&marker).min(file.metadata()?.len());
+        file.set_len(held)?;
+        if held == 0 {
+            let _ = fs::remove_file(&marker);
+        }
+        Ok(Staged { file, path, held })
+    }
+
+    /// Records that the first `held` bytes of the staging file at `staged` are durable;
+    /// the caller has fsynced them.
+    pub fn mark_held(&self, staged: &Path, held: u64) -> Result<()> {
+        let marker = held_marker(staged);
+        let tmp = marker.with_extension("held-new");
+        {
+            let mut f = fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &held.to_le_bytes())?;
+            f.sync_all()?;
+        }
+        rename_durably(&tmp, &marker)
     }
 
     /// Where the envelope with this digest is stored.
@@ -108,6 +178,7 @@ impl Inbox {
             }
         }
         rename_durably(staged, &target)?;
+        let _ = fs::remove_file(held_marker(staged));
         let key = packet_key(&record.receipt.body.packet_id, record.receipt.body.version);
         let bytes = postcard::to_allocvec(record).map_err(storage_err)?;
         let swapped = self
@@ -124,8 +195,9 @@ impl Inbox {
         Ok(())
     }
 
-    /// Removes a staging file that will not be committed.
+    /// Removes a staging file that will not be committed, and its durable length.
     pub fn discard_staging(&self, staged: &Path) {
+        let _ = fs::remove_file(held_marker(staged));
         let _ = fs::remove_file(staged);
     }
 
