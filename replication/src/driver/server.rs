@@ -224,7 +224,13 @@ async fn serve_stream<I: Intake>(
                         ),
                     )
                 } else {
-                    match intake.admit(&station, &offer) {
+                    // Admission may read what an earlier attempt left durable (to resume),
+                    // so it runs off the async threads.
+                    let (i, st, o) = (intake.clone(), station.clone(), offer.clone());
+                    let admission = tokio::task::spawn_blocking(move || i.admit(&st, &o))
+                        .await
+                        .map_err(|e| Error::Storage(format!("admission task failed: {e}")))?;
+                    match admission {
                         Admission::Accept { resume_at, staging: s } => {
                             staging = Some(s);
                             rx.accept(resume_at)?
