@@ -3,15 +3,16 @@
 //! each side's peak RSS.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::quick_authority::QuickAuthority;
 use anyhow::Context;
-use konvert_center::provision::{self, CenterFacts};
+use konvert_center::provision::{self, CenterFacts, CenterInit};
 use konvert_crypto::token::TokenFile;
 use konvert_edge::cli::now_unix_ms;
 use konvert_edge::{push, seal_room, PushOptions, SiteConfig};
@@ -55,49 +56,135 @@ fn free_udp_port() -> anyhow::Result<u16> {
     Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The member token's PIN in every benchmark (a throwaway token).
+pub const BENCH_PIN: &str = "493817";
+
+/// A center (initialized, not yet running) and one enrolled station `0101` whose member
+/// token is registered for 2026-06-01: what each transfer benchmark starts from.
+pub struct Rig {
+    /// The center's folder.
+    pub center_dir: PathBuf,
+    /// The center as initialized.
+    pub init: CenterInit,
+    /// The center's `/metrics` address, when asked for.
+    pub metrics: Option<SocketAddr>,
+    /// The station's site.toml.
+    pub site_toml: PathBuf,
+    /// The station's config.
+    pub cfg: SiteConfig,
+}
+
+impl Rig {
+    /// Sets up a center in `root/center` and station 0101 in `root/site`.
+    pub fn new(root: &Path, with_metrics: bool) -> anyhow::Result<Rig> {
+        let center_dir = root.join("center");
+        let port = free_udp_port()?;
+        let metrics = if with_metrics {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            Some(SocketAddr::from(([127, 0, 0, 1], port)))
+        } else {
+            None
+        };
+        let init = provision::init_center(
+            &center_dir,
+            "center.konvert",
+            format!("127.0.0.1:{port}").parse()?,
+            metrics,
+        )?;
+        let site_dir = root.join("site");
+        std::fs::create_dir_all(&site_dir)?;
+        let token = TokenFile::create(&site_dir.join("member.token"), "TK-BENCH", "bench", BENCH_PIN, 10_000)?;
+        let mut officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms())?;
+        officers.issue(&token, "0101", &["2026-06-01"], now_unix_ms())?;
+        officers.publish(now_unix_ms())?;
+        let facts = CenterFacts {
+            address: format!("127.0.0.1:{port}"),
+            name: "center.konvert".into(),
+            recipient_public: init.recipient_public,
+            receipt_public: init.receipt_public,
+        };
+        let site_toml = provision::enroll_station(&center_dir, "0101", &facts, &site_dir)?;
+        let cfg = SiteConfig::load(&site_toml)?;
+        Ok(Rig {
+            center_dir,
+            init,
+            metrics,
+            site_toml,
+            cfg,
+        })
+    }
+
+    /// Starts the center as a child process (`konvert center serve`) and waits until it listens.
+    pub fn start_center(&self) -> anyhow::Result<CenterProcess> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["center", "serve", "--config"])
+            .arg(&self.init.config_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the center process")?;
+        let stdout = child.stdout.take().context("center stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        if !line.contains("listening") {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("the center did not start: {line:?}");
+        }
+        Ok(CenterProcess(child))
+    }
+
+    /// The station's packet for `room` on the rig's exam day.
+    pub fn packet(&self, room: &str) -> anyhow::Result<PacketRef> {
+        Ok(PacketRef {
+            site: self.cfg.site.clone(),
+            date: "2026-06-01".parse()?,
+            exam: ExamKind::Ege,
+            room: room.parse()?,
+            kind: PacketKind::Blanks,
+        })
+    }
+}
+
+/// The center's child process; killed (SIGKILL) when dropped, so a failed benchmark
+/// leaves no center behind.
+pub struct CenterProcess(Child);
+
+impl CenterProcess {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Peak RSS so far.
+    pub fn peak_rss(&self) -> Option<u64> {
+        peak_rss_bytes(self.0.id())
+    }
+
+    /// Kills the center with SIGKILL (no chance to flush anything) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for CenterProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Runs the transfer benchmark.
 pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     let temp = tempfile::Builder::new().prefix("konvert-bench-").tempdir()?;
     let root = b.dir.clone().unwrap_or_else(|| temp.path().to_owned());
-    let center_dir = root.join("center");
-    let port = free_udp_port()?;
-    let init = provision::init_center(
-        &center_dir,
-        "center.konvert",
-        format!("127.0.0.1:{port}").parse()?,
-        None,
-    )?;
-    let site_dir = root.join("site");
-    std::fs::create_dir_all(&site_dir)?;
-    let token = TokenFile::create(&site_dir.join("member.token"), "TK-BENCH", "bench", "493817", 10_000)?;
-    let mut officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms())?;
-    officers.issue(&token, "0101", &["2026-06-01"], now_unix_ms())?;
-    officers.publish(now_unix_ms())?;
-
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .args(["center", "serve", "--config"])
-        .arg(&init.config_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the center process")?;
-    let stdout = child.stdout.take().context("center stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    anyhow::ensure!(line.contains("listening"), "the center did not start: {line:?}");
-
-    let facts = CenterFacts {
-        address: format!("127.0.0.1:{port}"),
-        name: "center.konvert".into(),
-        recipient_public: init.recipient_public,
-        receipt_public: init.receipt_public,
-    };
-    let toml = provision::enroll_station(&center_dir, "0101", &facts, &site_dir)?;
-    let mut cfg = SiteConfig::load(&toml)?;
+    let rig = Rig::new(&root, false)?;
+    let mut child = rig.start_center()?;
+    let mut cfg = rig.cfg.clone();
     cfg.push.parallel = b.parallel;
     let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
-    let signer = TokenFile::read(cfg.token_file()?)?.unlock("493817")?;
+    let signer = TokenFile::read(cfg.token_file()?)?.unlock(BENCH_PIN)?;
 
     let scans = root.join("scans");
     for i in 0..b.packets {
@@ -121,18 +208,16 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     for s in 0..b.sealers {
         let (cfg, outbox, sealing, left) = (cfg.clone(), outbox.clone(), sealing.clone(), sealers_left.clone());
         let (signer, scans, n, step) = (signer.clone(), scans.clone(), b.packets, b.sealers);
+        let packets: Vec<(String, PacketRef)> = (s..n)
+            .step_by(step)
+            .map(|i| {
+                let room = format!("{:04}", i + 1);
+                rig.packet(&room).map(|p| (room, p))
+            })
+            .collect::<anyhow::Result<_>>()?;
         sealers.push(tokio::task::spawn_blocking(move || -> anyhow::Result<Duration> {
             let result = (|| {
-                let date = "2026-06-01".parse()?;
-                for i in (s..n).step_by(step) {
-                    let room = format!("{:04}", i + 1);
-                    let packet = PacketRef {
-                        site: cfg.site.clone(),
-                        date,
-                        exam: ExamKind::Ege,
-                        room: room.parse()?,
-                        kind: PacketKind::Blanks,
-                    };
+                for (room, packet) in packets {
                     seal_room(&cfg, &outbox, &*signer, &scans.join(&room), packet, now_unix_ms())?;
                 }
                 Ok(started.elapsed())
@@ -155,9 +240,8 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
         seal = seal.max(sealer.await??);
     }
     let bytes: u64 = outbox.entries()?.iter().map(|e| e.offer.size).sum();
-    let center_peak_rss = peak_rss_bytes(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let center_peak_rss = child.peak_rss();
+    child.kill();
     let report = report?;
     anyhow::ensure!(
         report.delivered == b.packets,

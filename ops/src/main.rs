@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use konvert_center::cli::CenterCommand;
 use konvert_edge::cli::EdgeCommand;
 use konvert_ops::bench::{self, TransferBench};
+use konvert_ops::bench_replication::{self, Source};
 use konvert_ops::demo::{self, DemoOptions};
 use konvert_ops::keys::KeysCommand;
 
@@ -33,9 +34,8 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         rooms: usize,
     },
-    /// Benchmarks.
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Benchmarks: with no subcommand, the replication table (each figure a ratio from the same run).
+    Bench(BenchArgs),
     /// The regional center's commands (as `konvert-center`).
     #[command(subcommand)]
     Center(CenterCommand),
@@ -47,8 +47,33 @@ enum Command {
     Keys(KeysCommand),
 }
 
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    #[command(flatten)]
+    table: TableArgs,
+}
+
+/// `konvert bench` / `konvert bench replication`.
+#[derive(Debug, Clone, clap::Args)]
+struct TableArgs {
+    /// A fast smoke run: smaller transfers, the same rows.
+    #[arg(long)]
+    quick: bool,
+    /// Only these rows' sources (repeat or comma-separate); default: all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Source>,
+    /// Work folder (kept) instead of temporary ones under /tmp.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// The replication table: konvert vs rsync and the disk, kill -9 of the center, peak RSS.
+    Replication(TableArgs),
     /// Recognition: pages per second on one core (G4 TIFF, PNG) and accuracy on degraded pages.
     Recognition {
         /// Degraded pages per format (clean sets are a fifth of it).
@@ -110,24 +135,54 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             };
             demo::run(&opts, true).await?;
         }
-        Command::Bench(BenchCommand::Recognition { pages }) => {
+        Command::Bench(BenchArgs { command: None, table }) | Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Replication(table)),
+            ..
+        }) => {
+            let opts = bench_replication::Options {
+                quick: table.quick,
+                dir: table.dir,
+                only: table.only,
+            };
+            println!(
+                "konvert bench{}: one run, each figure against a reference measured in the same run",
+                if opts.quick { " --quick (smoke sizes)" } else { "" }
+            );
+            let t = bench_replication::run(&opts).await;
+            print!("{}", t.render());
+        }
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Recognition { pages }),
+            ..
+        }) => {
             tokio::task::block_in_place(|| konvert_ops::bench_recognition::run(pages))?;
         }
-        Command::Bench(BenchCommand::Signatures { count, tokens }) => {
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Signatures { count, tokens }),
+            ..
+        }) => {
             tokio::task::block_in_place(|| konvert_ops::bench_signatures::run(count, tokens))?;
         }
-        Command::Bench(BenchCommand::Day {
-            participants,
-            settle_ms,
-            quiet_seconds,
+        Command::Bench(BenchArgs {
+            command:
+                Some(BenchCommand::Day {
+                    participants,
+                    settle_ms,
+                    quiet_seconds,
+                }),
+            ..
         }) => {
             konvert_ops::bench_day::run(participants, settle_ms, quiet_seconds).await?;
         }
-        Command::Bench(BenchCommand::Transfer {
-            packets,
-            size_mb,
-            parallel,
-            sealers,
+        Command::Bench(BenchArgs {
+            command:
+                Some(BenchCommand::Transfer {
+                    packets,
+                    size_mb,
+                    parallel,
+                    sealers,
+                }),
+            ..
         }) => {
             let sealers = sealers.max(1);
             let b = TransferBench {
@@ -156,14 +211,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 f.total.as_secs_f64()
             );
             println!(
-                "| vs rsync over ssh with --fsync (issue's reference, 100 MB/s) | {:.2}× |",
-                e2e / 100.0
-            );
-            println!(
                 "| edge peak RSS (incl. test-data generation) | {} |",
                 mb(f.edge_peak_rss)
             );
             println!("| center peak RSS | {} |", mb(f.center_peak_rss));
+            println!("(`konvert bench` compares with rsync over ssh --fsync measured in the same run)");
         }
         Command::Center(cmd) => konvert_center::cli::run(cmd).await?,
         Command::Edge(cmd) => konvert_edge::cli::run(cmd).await?,
@@ -178,7 +230,14 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KONVERT_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse().command).await {
+    let result = run(Cli::parse().command).await;
+    // A benchmark running this binary as a child learns its peak memory this way.
+    if std::env::var_os(konvert_ops::bench_rss::REPORT_PEAK_RSS_ENV).is_some() {
+        if let Some(peak) = konvert_ops::stats::peak_rss_bytes(std::process::id()) {
+            eprintln!("peak_rss_bytes={peak}");
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("konvert: {e:#}");

@@ -1,0 +1,247 @@
+//! `konvert bench`: one table of replication figures, each a ratio or an amount taken in
+//! the same run (this machine's speed varies from run to run, a ratio much less).
+//!
+//! Each [`Source`] gives one or more rows. To add a row: add a variant, its measures in
+//! [`Source::measures`], and its function in [`run_source`]; a source that fails or cannot
+//! run on this machine turns into "not measured: <reason>" rows, never a made-up figure.
+//! The shaped-link, loss-proxy and region-day sources are such extension points, still empty.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::bench::{self, TransferBench, TransferFigures};
+use crate::bench_table::{Row, RowsResult, Table};
+use crate::rsync_ssh::{self, LoopbackSshd, RSYNC_WITH_FSYNC};
+
+/// How much to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A fast smoke run: smaller sizes, same rows.
+    pub quick: bool,
+    /// Work folder (default: a temporary one under /tmp).
+    pub dir: Option<PathBuf>,
+    /// Only these sources (default: all).
+    pub only: Vec<Source>,
+}
+
+/// A source of rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// konvert on loopback against rsync over ssh with --fsync, and against the disk.
+    Loopback,
+    /// kill -9 of the center at random moments during a transfer.
+    KillCenter,
+    /// The edge's peak RSS sending one large packet.
+    EdgeRss,
+    /// The center's peak RSS with many stations connected at once.
+    CenterRss,
+    /// Extension point: a 20 Mbit/s link shaped with netns + tbf.
+    ShapedLink,
+    /// Extension point: through the 2 % loss proxy.
+    LossProxy,
+    /// Extension point: a region's exam day simulated.
+    RegionDay,
+}
+
+/// The loopback vs rsync row.
+pub const ROW_RSYNC: (&str, &str) = ("konvert ÷ rsync over ssh --fsync, loopback, same files", "≥ 2.5×");
+/// The disk row.
+pub const ROW_DISK: (&str, &str) = ("konvert ÷ this disk's fsync'd sequential write", "");
+
+impl Source {
+    /// Every source, in table order.
+    pub const ALL: [Source; 7] = [
+        Source::Loopback,
+        Source::KillCenter,
+        Source::EdgeRss,
+        Source::CenterRss,
+        Source::ShapedLink,
+        Source::LossProxy,
+        Source::RegionDay,
+    ];
+
+    /// The rows this source gives: (measure, goal).
+    pub fn measures(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Source::Loopback => &[ROW_RSYNC, ROW_DISK],
+            Source::KillCenter => &[
+                crate::bench_kill::ROW_RESENT,
+                crate::bench_kill::ROW_LOSS,
+            ],
+            Source::EdgeRss => &[crate::bench_rss::ROW_EDGE],
+            Source::CenterRss => &[crate::bench_rss::ROW_CENTER],
+            Source::ShapedLink => &[("konvert on a 20 Mbit/s link (netns + tbf) ÷ link rate", "")],
+            Source::LossProxy => &[("konvert through the 2 % loss proxy ÷ without loss", "")],
+            Source::RegionDay => &[("region exam day simulated: last receipt before 23:59", "")],
+        }
+    }
+}
+
+/// Runs the sources asked for and returns the table.
+pub async fn run(opts: &Options) -> Table {
+    let mut table = Table::new();
+    let sources: Vec<Source> = if opts.only.is_empty() {
+        Source::ALL.to_vec()
+    } else {
+        Source::ALL.into_iter().filter(|s| opts.only.contains(s)).collect()
+    };
+    for source in sources {
+        eprintln!("bench: {source:?} …");
+        let started = Instant::now();
+        run_source(source, opts, &mut table).await;
+        eprintln!("bench: {source:?} done in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    table
+}
+
+/// The work folder for one source: under `opts.dir` if given, else a fresh temporary one.
+pub(crate) fn work_dir(opts: &Options, name: &str) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    match &opts.dir {
+        Some(d) => {
+            let p = d.join(name);
+            std::fs::create_dir_all(&p)?;
+            Ok((None, p))
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix(&format!("konvert-bench-{name}-")).tempdir()?;
+            let p = t.path().to_owned();
+            Ok((Some(t), p))
+        }
+    }
+}
+
+async fn run_source(source: Source, opts: &Options, table: &mut Table) {
+    let measures = source.measures();
+    match source {
+        Source::Loopback => loopback(opts, table).await,
+        Source::KillCenter => table.add(measures, crate::bench_kill::run(opts).await),
+        Source::EdgeRss => table.add(measures, crate::bench_rss::edge(opts).await),
+        Source::CenterRss => table.add(measures, crate::bench_rss::center(opts).await),
+        // Extension points: each becomes a function returning `RowsResult`, added here.
+        Source::ShapedLink | Source::LossProxy | Source::RegionDay => table.add(
+            measures,
+            Err(anyhow::anyhow!("not part of this table yet (extension point: bench_replication::Source::{source:?})")),
+        ),
+    }
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
+}
+
+/// Rows 1 and 2: one konvert transfer, then rsync of the same scan files and the disk's
+/// own fsync'd write speed, in the same folder and the same run.
+async fn loopback(opts: &Options, table: &mut Table) {
+    let (packets, packet_bytes) = if opts.quick { (40, 3_000_000) } else { (300, 3_000_000) };
+    let result: anyhow::Result<(PathBuf, Option<tempfile::TempDir>, TransferFigures)> = async {
+        let (temp, root) = work_dir(opts, "loopback")?;
+        let b = TransferBench {
+            packets,
+            packet_bytes,
+            parallel: 4,
+            sealers: 2,
+            dir: Some(root.clone()),
+        };
+        let f = bench::transfer(&b).await.context("konvert transfer")?;
+        Ok((root, temp, f))
+    }
+    .await;
+    let (root, _temp, konvert) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            table.add(&[ROW_RSYNC, ROW_DISK], Err(e));
+            return;
+        }
+    };
+    let scan_bytes = (packets * packet_bytes) as u64;
+    let konvert_mbps = mbps(scan_bytes, konvert.total);
+    let what = format!(
+        "{packets} × {:.0} MB random, sealed, sent, fsynced, receipted: konvert {konvert_mbps:.0} MB/s ({:.1} s)",
+        packet_bytes as f64 / 1e6,
+        konvert.total.as_secs_f64()
+    );
+    let rsync = tokio::task::block_in_place(|| rsync_row(&root, scan_bytes, konvert_mbps, &what));
+    table.add(&[ROW_RSYNC], rsync);
+    let disk = tokio::task::block_in_place(|| disk_row(&root.join("center"), packets, packet_bytes, konvert_mbps));
+    table.add(&[ROW_DISK], disk);
+}
+
+fn rsync_row(root: &Path, scan_bytes: u64, konvert_mbps: f64, what: &str) -> RowsResult {
+    let tools = rsync_ssh::ensure_tools()?;
+    let version = rsync_ssh::rsync_version(&tools)?;
+    let fsync = version >= RSYNC_WITH_FSYNC;
+    let ssh_dir = root.join("sshd");
+    std::fs::create_dir_all(&ssh_dir)?;
+    let sshd = LoopbackSshd::start(&tools, &ssh_dir)?;
+    let dest = root.join("rsync-dest");
+    let started = Instant::now();
+    sshd.rsync(&tools, &root.join("scans"), &dest, fsync)?;
+    if !fsync {
+        // Without --fsync the files may still be in the page cache: `sync -f` flushes the
+        // filesystem, as close as an older rsync gets.
+        let status = std::process::Command::new("sync").arg("-f").arg(&dest).status()?;
+        anyhow::ensure!(status.success(), "sync -f {} failed", dest.display());
+    }
+    let took = started.elapsed();
+    drop(sshd);
+    let _ = std::fs::remove_dir_all(&dest);
+    let rsync_mbps = mbps(scan_bytes, took);
+    let ratio = konvert_mbps / rsync_mbps;
+    let how = if fsync {
+        format!("rsync {}.{}.{} -a --fsync", version.0, version.1, version.2)
+    } else {
+        format!(
+            "rsync {}.{}.{} has no --fsync (needs 3.2.4): rsync -a, then sync -f, timed together",
+            version.0, version.1, version.2
+        )
+    };
+    Ok(vec![Row::measured(
+        ROW_RSYNC.0,
+        ROW_RSYNC.1,
+        format!("{ratio:.2}×"),
+        Some(ratio >= 2.5),
+        format!("{what}; {how} over ssh to its own sshd on 127.0.0.1: {rsync_mbps:.0} MB/s ({:.1} s)", took.as_secs_f64()),
+    )])
+}
+
+/// Writes `files` files of `file_bytes` each into a folder under `dir`, each fsynced, as
+/// the center does with what it receives: the disk's own speed for durable writes.
+pub fn fsync_write_speed(dir: &Path, files: usize, file_bytes: usize) -> anyhow::Result<Duration> {
+    use rand::RngCore;
+    use std::io::Write;
+    let probe = dir.join("disk-probe");
+    std::fs::create_dir_all(&probe)?;
+    let mut data = vec![0u8; file_bytes];
+    rand::thread_rng().fill_bytes(&mut data);
+    let started = Instant::now();
+    for i in 0..files {
+        let mut f = std::fs::File::create(probe.join(format!("{i:05}.bin")))?;
+        // A different first byte per file, so no layer below can share blocks.
+        data[0] = i as u8;
+        f.write_all(&data)?;
+        f.sync_all()?;
+    }
+    std::fs::File::open(&probe)?.sync_all()?;
+    let took = started.elapsed();
+    std::fs::remove_dir_all(&probe)?;
+    Ok(took)
+}
+
+fn disk_row(center_dir: &Path, files: usize, file_bytes: usize, konvert_mbps: f64) -> RowsResult {
+    let took = fsync_write_speed(center_dir, files, file_bytes)?;
+    let disk_mbps = mbps((files * file_bytes) as u64, took);
+    let fraction = konvert_mbps / disk_mbps;
+    Ok(vec![Row::measured(
+        ROW_DISK.0,
+        ROW_DISK.1,
+        format!("{:.0} %", fraction * 100.0),
+        None,
+        format!(
+            "the same {:.0} MB as {files} files of {:.0} MB, each fsynced, in the center's folder: {disk_mbps:.0} MB/s",
+            (files * file_bytes) as f64 / 1e6,
+            file_bytes as f64 / 1e6
+        ),
+    )])
+}
