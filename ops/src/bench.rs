@@ -126,12 +126,15 @@ impl Rig {
             .context("starting the center process")?;
         let stdout = child.stdout.take().context("center stdout")?;
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line)?;
         if !line.contains("listening") {
             let _ = child.kill();
             let _ = child.wait();
             anyhow::bail!("the center did not start: {line:?}");
         }
+        // Keep reading what it prints: a closed pipe would make its next line fail.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         Ok(CenterProcess(child))
     }
 
@@ -160,6 +163,11 @@ impl CenterProcess {
     /// Peak RSS so far.
     pub fn peak_rss(&self) -> Option<u64> {
         peak_rss_bytes(self.0.id())
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
     }
 
     /// Kills the center with SIGKILL (no chance to flush anything) and reaps it.

@@ -153,7 +153,7 @@ pub async fn center(opts: &Options) -> RowsResult {
         tokio::task::spawn_blocking(move || seal_room(&c, &o, &*s, &dir, packet, now_unix_ms())).await??;
         sites.push((cfg, outbox));
     }
-    let center = rig.start_center()?;
+    let mut center = rig.start_center()?;
     let more = Arc::new(AtomicBool::new(true));
     let delivered = Arc::new(AtomicUsize::new(0));
     let mut pushes = tokio::task::JoinSet::new();
@@ -176,7 +176,7 @@ pub async fn center(opts: &Options) -> RowsResult {
         if let Ok(n) = tokio::task::spawn_blocking(move || open_connections(metrics)).await? {
             most_open = most_open.max(n);
         }
-        if Instant::now() > deadline || pushes.is_empty() {
+        if Instant::now() > deadline || !center.is_running() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -184,6 +184,7 @@ pub async fn center(opts: &Options) -> RowsResult {
     if let Ok(n) = tokio::task::spawn_blocking(move || open_connections(metrics)).await? {
         most_open = most_open.max(n);
     }
+    anyhow::ensure!(center.is_running(), "the center process ended during the run");
     let center_peak = center.peak_rss();
     more.store(false, Ordering::Release);
     let mut failed = Vec::new();
