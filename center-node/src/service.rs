@@ -21,6 +21,44 @@ pub const AUDIT_LOG: &str = "audit.log";
 /// A signed checkpoint after this many decisions.
 const AUDIT_CHECKPOINT_EVERY: u64 = 64;
 
+/// The secret of the center's QUIC stateless resets, under its data folder.
+pub const RESET_KEY: &str = "stateless-reset.key";
+
+/// The stateless-reset secret, made on first start and kept: the same across restarts,
+/// so stations drop a dead center's connections at once (see
+/// [`tls::server_endpoint_with_reset_key`]). A missing or damaged file is replaced: the
+/// cost is only that this one restart is noticed by the idle timeout.
+fn reset_secret(data_dir: &std::path::Path) -> Result<[u8; 32]> {
+    use std::io::Write;
+    let path = data_dir.join(RESET_KEY);
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(secret);
+        }
+        warn!(file = %path.display(), "the stateless-reset key is damaged; making a new one");
+    }
+    let mut secret = [0u8; 32];
+    konvert_crypto::keys::random_bytes(&mut secret)?;
+    let file = |source| Error::File {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(|source| Error::File {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).map_err(file)?;
+    f.write_all(&secret).map_err(file)?;
+    f.sync_all().map_err(file)?;
+    std::fs::rename(&tmp, &path).map_err(file)?;
+    Ok(secret)
+}
+
 /// A center that is serving.
 pub struct RunningCenter {
     /// The QUIC address it listens on.
@@ -127,7 +165,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     )?);
     let crl = revocation::load_crl(cfg)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
-    let endpoint = tls::server_endpoint(cfg.listen, server_config)?;
+    let endpoint = tls::server_endpoint_with_reset_key(cfg.listen, server_config, &reset_secret(&cfg.data_dir)?)?;
     let revocation = revocation::start(
         cfg,
         endpoint.clone(),
