@@ -25,10 +25,7 @@ use crate::rooms::write_random_file;
 /// The bytes-sent-again row.
 pub const ROW_RESENT: (&str, &str) = ("kill -9 of the center during a transfer: bytes sent again", "");
 /// The loss row.
-pub const ROW_LOSS: (&str, &str) = (
-    "kill -9 of the center: packets lost / stored twice",
-    "0 / 0",
-);
+pub const ROW_LOSS: (&str, &str) = ("kill -9 of the center: packets lost / stored twice", "0 / 0");
 
 /// The kill moments' seed: the same moments every run.
 pub const KILL_SEED: u64 = 0x6b69_6c6c;
@@ -151,7 +148,10 @@ pub async fn run(opts: &Options) -> RowsResult {
     let report = (&mut pushing).await?.context("the edge's push")?;
     center.kill();
     drop(center);
-    anyhow::ensure!(done_kills == kills, "the transfer ended after {done_kills} of {kills} kills");
+    anyhow::ensure!(
+        done_kills == kills,
+        "the transfer ended after {done_kills} of {kills} kills"
+    );
 
     let sent = counter.sent.load(Ordering::Relaxed);
     let resent = sent.saturating_sub(envelope_bytes);
@@ -206,3 +206,7 @@ pub async fn run(opts: &Options) -> RowsResult {
         ),
     ])
 }
+
+#[cfg(test)]
+#[path = "bench_kill_tests.rs"]
+mod tests;

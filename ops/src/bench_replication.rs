@@ -66,10 +66,7 @@ impl Source {
     pub fn measures(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Source::Loopback => &[ROW_RSYNC, ROW_DISK],
-            Source::KillCenter => &[
-                crate::bench_kill::ROW_RESENT,
-                crate::bench_kill::ROW_LOSS,
-            ],
+            Source::KillCenter => &[crate::bench_kill::ROW_RESENT, crate::bench_kill::ROW_LOSS],
             Source::EdgeRss => &[crate::bench_rss::ROW_EDGE],
             Source::CenterRss => &[crate::bench_rss::ROW_CENTER],
             Source::ShapedLink => &[("konvert on a 20 Mbit/s link (netns + tbf) ÷ link rate", "")],
@@ -105,7 +102,9 @@ pub(crate) fn work_dir(opts: &Options, name: &str) -> anyhow::Result<(Option<tem
             Ok((None, p))
         }
         None => {
-            let t = tempfile::Builder::new().prefix(&format!("konvert-bench-{name}-")).tempdir()?;
+            let t = tempfile::Builder::new()
+                .prefix(&format!("konvert-bench-{name}-"))
+                .tempdir()?;
             let p = t.path().to_owned();
             Ok((Some(t), p))
         }
@@ -122,7 +121,9 @@ async fn run_source(source: Source, opts: &Options, table: &mut Table) {
         // Extension points: each becomes a function returning `RowsResult`, added here.
         Source::ShapedLink | Source::LossProxy | Source::RegionDay => table.add(
             measures,
-            Err(anyhow::anyhow!("not part of this table yet (extension point: bench_replication::Source::{source:?})")),
+            Err(anyhow::anyhow!(
+                "not part of this table yet (extension point: bench_replication::Source::{source:?})"
+            )),
         ),
     }
 }
@@ -202,7 +203,10 @@ fn rsync_row(root: &Path, scan_bytes: u64, konvert_mbps: f64, what: &str) -> Row
         ROW_RSYNC.1,
         format!("{ratio:.2}×"),
         Some(ratio >= 2.5),
-        format!("{what}; {how} over ssh to its own sshd on 127.0.0.1: {rsync_mbps:.0} MB/s ({:.1} s)", took.as_secs_f64()),
+        format!(
+            "{what}; {how} over ssh to its own sshd on 127.0.0.1: {rsync_mbps:.0} MB/s ({:.1} s)",
+            took.as_secs_f64()
+        ),
     )])
 }
 

@@ -125,7 +125,12 @@ fn open_connections(metrics: SocketAddr) -> anyhow::Result<u64> {
     let mut body = String::new();
     s.take(1 << 20).read_to_string(&mut body)?;
     body.lines()
-        .find_map(|l| l.strip_prefix("konvert_station_connections ")?.trim().parse::<f64>().ok())
+        .find_map(|l| {
+            l.strip_prefix("konvert_station_connections ")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map(|v| v as u64)
         .context("no konvert_station_connections in the center's /metrics")
 }

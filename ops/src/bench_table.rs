@@ -118,7 +118,11 @@ impl Table {
         let mut out = String::from("| measure | figure | goal | met | how (same run) |\n|---|---|---|---|---|\n");
         for r in &self.rows {
             let (figure, met, detail) = match &r.outcome {
-                Outcome::Measured { figure, verdict, detail } => {
+                Outcome::Measured {
+                    figure,
+                    verdict,
+                    detail,
+                } => {
                     let met = match verdict {
                         Verdict::Met => "yes",
                         Verdict::Missed => "**no**",
@@ -128,7 +132,11 @@ impl Table {
                 }
                 Outcome::NotMeasured(reason) => (format!("not measured: {reason}"), "", ""),
             };
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} |", r.measure, figure, r.goal, met, detail);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                r.measure, figure, r.goal, met, detail
+            );
         }
         out
     }

@@ -135,7 +135,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             };
             demo::run(&opts, true).await?;
         }
-        Command::Bench(BenchArgs { command: None, table }) | Command::Bench(BenchArgs {
+        Command::Bench(BenchArgs { command: None, table })
+        | Command::Bench(BenchArgs {
             command: Some(BenchCommand::Replication(table)),
             ..
         }) => {

@@ -237,7 +237,10 @@ impl LoopbackSshd {
             std::thread::sleep(Duration::from_millis(50));
         }
         run(
-            Command::new(&sshd.ssh).args(sshd.ssh_args()).arg(sshd.target()).arg("true"),
+            Command::new(&sshd.ssh)
+                .args(sshd.ssh_args())
+                .arg(sshd.target())
+                .arg("true"),
             "a key login to the benchmark's sshd",
         )?;
         Ok(sshd)

@@ -48,7 +48,10 @@ fn rsync_versions_are_read_and_compared() {
         Some((3, 2, 7))
     );
     assert_eq!(parse_rsync_version("rsync  version v3.1.3  protocol version 31"), None);
-    assert_eq!(parse_rsync_version("rsync  version 3.2.3pre1  protocol"), Some((3, 2, 3)));
+    assert_eq!(
+        parse_rsync_version("rsync  version 3.2.3pre1  protocol"),
+        Some((3, 2, 3))
+    );
     assert_eq!(parse_rsync_version("something else"), None);
     assert!((3, 2, 7) >= RSYNC_WITH_FSYNC);
     assert!((3, 2, 3) < RSYNC_WITH_FSYNC);
