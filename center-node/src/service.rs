@@ -230,3 +230,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         revocation,
     })
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;
