@@ -36,14 +36,21 @@ pub const KILL_SEED: u64 = 0x6b69_6c6c;
 struct SentCounter {
     last: Mutex<HashMap<String, u64>>,
     sent: AtomicU64,
+    /// Bytes not sent again because a new attempt resumed past them.
+    skipped: AtomicU64,
 }
 
 impl SentCounter {
     fn on_progress(&self, packet_id: &str, offset: u64) {
         let Ok(mut last) = self.last.lock() else { return };
-        let prev = last.insert(packet_id.to_owned(), offset);
-        if let Some(prev) = prev.filter(|p| offset > *p) {
-            self.sent.fetch_add(offset - prev, Ordering::Relaxed);
+        match last.insert(packet_id.to_owned(), offset) {
+            Some(prev) if offset > prev => {
+                self.sent.fetch_add(offset - prev, Ordering::Relaxed);
+            }
+            Some(_) => {
+                self.skipped.fetch_add(offset, Ordering::Relaxed);
+            }
+            None => {}
         }
     }
 }
@@ -154,6 +161,7 @@ pub async fn run(opts: &Options) -> RowsResult {
     );
 
     let sent = counter.sent.load(Ordering::Relaxed);
+    let skipped = counter.skipped.load(Ordering::Relaxed);
     let resent = sent.saturating_sub(envelope_bytes);
     let inbox = Inbox::open(&rig.center_dir.join("data")).context("opening the center's inbox")?;
     let stored = stored_files(&rig.center_dir);
@@ -183,7 +191,7 @@ pub async fn run(opts: &Options) -> RowsResult {
                 "{packets} packets × {:.0} MB, {parallel} in flight, {kills} kills at seeded moments (seed {KILL_SEED:#x}), \
                  center restarted at once; the edge wrote {:.1} MB to its streams for {:.1} MB of envelopes over {} connections \
                  in {:.0} s: {:.1} MB per kill, i.e. per packet in flight {:.1} MB (each resumes from its last durable \
-                 {} MiB segment; what the edge had buffered for the dead connection counts as sent)",
+                 {} MiB segment, which spared {:.1} MB; what the edge had buffered for the dead connection counts as sent)",
                 packet_bytes as f64 / 1e6,
                 sent as f64 / 1e6,
                 envelope_bytes as f64 / 1e6,
@@ -191,7 +199,8 @@ pub async fn run(opts: &Options) -> RowsResult {
                 report.elapsed.as_secs_f64(),
                 resent as f64 / 1e6 / kills as f64,
                 resent as f64 / 1e6 / (kills * parallel) as f64,
-                SEGMENT >> 20
+                SEGMENT >> 20,
+                skipped as f64 / 1e6
             ),
         ),
         Row::measured(

@@ -18,6 +18,11 @@ fn bytes_sent_count_each_attempt_from_where_it_resumed() {
     let first = 10_000_000;
     let second = 12_000_000 - 4_194_304;
     assert_eq!(c.sent.load(Ordering::Relaxed), first + second + 3_000_000);
+    assert_eq!(
+        c.skipped.load(Ordering::Relaxed),
+        4_194_304,
+        "resumed past the durable 4 MiB"
+    );
 }
 
 #[test]
@@ -28,4 +33,5 @@ fn a_restart_from_the_same_offset_adds_nothing_by_itself() {
     c.on_progress("a", 5); // resumed exactly where it was
     c.on_progress("a", 9);
     assert_eq!(c.sent.load(Ordering::Relaxed), 9);
+    assert_eq!(c.skipped.load(Ordering::Relaxed), 5);
 }

@@ -159,9 +159,11 @@ async fn loopback(opts: &Options, table: &mut Table) {
     let scan_bytes = (packets * packet_bytes) as u64;
     let konvert_mbps = mbps(scan_bytes, konvert.total);
     let what = format!(
-        "{packets} × {:.0} MB random, sealed, sent, fsynced, receipted: konvert {konvert_mbps:.0} MB/s ({:.1} s)",
+        "{packets} × {:.0} MB random, sealed, sent, fsynced, receipted: konvert {konvert_mbps:.0} MB/s ({:.1} s, \
+         the last seal done at {:.1} s)",
         packet_bytes as f64 / 1e6,
-        konvert.total.as_secs_f64()
+        konvert.total.as_secs_f64(),
+        konvert.seal.as_secs_f64()
     );
     let rsync = tokio::task::block_in_place(|| rsync_row(&root, scan_bytes, konvert_mbps, &what));
     table.add(&[ROW_RSYNC], rsync);
