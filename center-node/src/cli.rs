@@ -512,7 +512,9 @@ fn print_import(drive: &std::path::Path, outcome: &DriveOutcome) -> Result<()> {
         drive.display()
     );
     if refused > 0 {
-        return Err(crate::Error::Reserve(format!("{refused} packet(s) on the drive were not taken")));
+        return Err(crate::Error::Reserve(format!(
+            "{refused} packet(s) on the drive were not taken"
+        )));
     }
     Ok(())
 }

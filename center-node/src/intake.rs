@@ -542,7 +542,11 @@ impl CenterIntake {
                     channel,
                     offer,
                     RejectReason::DigestMismatch,
-                    format!("{} is longer than the {} bytes its index names", envelope.display(), offer.size),
+                    format!(
+                        "{} is longer than the {} bytes its index names",
+                        envelope.display(),
+                        offer.size
+                    ),
                 );
                 return Carried::Refused { reason, detail };
             }

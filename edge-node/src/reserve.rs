@@ -74,9 +74,7 @@ fn file_digest(path: &Path) -> std::io::Result<[u8; 32]> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::file(dir))
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::file(dir))
 }
 
 /// Whether the drive already holds exactly this envelope.

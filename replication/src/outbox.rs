@@ -232,9 +232,9 @@ impl Outbox {
             .get(packet_key(&offer.packet_id, offer.version))
             .map_err(storage_err)?
         {
-            Some(bytes) => Ok(Some(postcard::from_bytes(&bytes).map_err(|e| {
-                Error::Storage(format!("corrupt export record: {e}"))
-            })?)),
+            Some(bytes) => Ok(Some(
+                postcard::from_bytes(&bytes).map_err(|e| Error::Storage(format!("corrupt export record: {e}")))?,
+            )),
             None => Ok(None),
         }
     }

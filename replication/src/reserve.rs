@@ -259,7 +259,10 @@ pub fn receipt_files(dir: &Path) -> Result<Vec<PathBuf>> {
         if path.extension().is_some_and(|e| e == "receipt") && path.is_file() {
             files.push(path);
             if files.len() > MAX_RECEIPT_FILES {
-                return Err(drive_err(&folder, format!("more than {MAX_RECEIPT_FILES} receipt files")));
+                return Err(drive_err(
+                    &folder,
+                    format!("more than {MAX_RECEIPT_FILES} receipt files"),
+                ));
             }
         }
     }

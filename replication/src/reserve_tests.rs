@@ -35,7 +35,10 @@ fn an_index_round_trips_and_gives_back_the_offer() {
     let back = DriveIndex::read(dir.path()).unwrap().unwrap();
     assert_eq!(back, index);
     assert_eq!(back.packets[0].offer().unwrap(), e.offer);
-    assert_eq!(back.packets[0].receipt_name(), "0101-2026-06-01-ege-0001-blanks.v2.receipt");
+    assert_eq!(
+        back.packets[0].receipt_name(),
+        "0101-2026-06-01-ege-0001-blanks.v2.receipt"
+    );
     assert!(!dir.path().join("konvert-index.toml.part").exists());
 }
 
@@ -46,7 +49,11 @@ fn a_newer_oversized_or_unknown_index_is_refused_by_name() {
     fs::write(&path, "format = 2\nsite = \"0101\"\n").unwrap();
     let e = DriveIndex::read(dir.path()).unwrap_err().to_string();
     assert!(e.contains("index format 2"), "{e}");
-    fs::write(&path, "format = 1\nsite = \"0101\"\nwritten_at_unix_ms = 1\npackets = []\nextra = 1\n").unwrap();
+    fs::write(
+        &path,
+        "format = 1\nsite = \"0101\"\nwritten_at_unix_ms = 1\npackets = []\nextra = 1\n",
+    )
+    .unwrap();
     let e = DriveIndex::read(dir.path()).unwrap_err().to_string();
     assert!(e.contains("damaged drive index"), "{e}");
     fs::write(&path, vec![b'#'; MAX_INDEX_BYTES as usize + 1]).unwrap();
@@ -56,7 +63,15 @@ fn a_newer_oversized_or_unknown_index_is_refused_by_name() {
 
 #[test]
 fn file_names_from_a_drive_cannot_leave_the_envelope_folder() {
-    for bad in ["../x.env", "/etc/x.env", ".hidden.env", "a/b.env", "x.txt", "", "a\\b.env"] {
+    for bad in [
+        "../x.env",
+        "/etc/x.env",
+        ".hidden.env",
+        "a/b.env",
+        "x.txt",
+        "",
+        "a\\b.env",
+    ] {
         assert!(check_file_name(bad, ".env").is_err(), "{bad}");
     }
     check_file_name("0101-2026-06-01-ege-0001-blanks.v1.env", ".env").unwrap();
@@ -91,5 +106,8 @@ fn a_receipt_file_round_trips_and_a_damaged_one_is_refused() {
     fs::write(&path, &bytes).unwrap();
     assert!(read_receipt(&path).unwrap_err().to_string().contains("damaged"));
     fs::write(&path, b"hello").unwrap();
-    assert!(read_receipt(&path).unwrap_err().to_string().contains("not a konvert receipt"));
+    assert!(read_receipt(&path)
+        .unwrap_err()
+        .to_string()
+        .contains("not a konvert receipt"));
 }

@@ -76,7 +76,10 @@ fn export_import_and_receipts_back_with_the_center_stopped() {
     assert_eq!((first.written.len(), first.already_there.len()), (3, 0));
     // Exporting again writes nothing: the drive holds the same envelopes.
     let again = export(&site.cfg, &site.outbox, &dir, now_unix_ms()).unwrap();
-    assert_eq!((again.written.len(), again.already_there.len(), again.bytes_written), (0, 3, 0));
+    assert_eq!(
+        (again.written.len(), again.already_there.len(), again.bytes_written),
+        (0, 3, 0)
+    );
     let index = DriveIndex::read(&dir).unwrap().unwrap();
     assert_eq!(index.site, "0101");
     for (p, e) in index.packets.iter().zip(site.outbox.pending().unwrap()) {
@@ -100,9 +103,17 @@ fn export_import_and_receipts_back_with_the_center_stopped() {
 
     let taken = import_receipts(&site.cfg, &site.outbox, &dir).unwrap();
     assert_eq!(taken.len(), 3);
-    assert!(taken.iter().all(|o| matches!(o, ReceiptOutcome::Delivered { .. })), "{taken:?}");
+    assert!(
+        taken.iter().all(|o| matches!(o, ReceiptOutcome::Delivered { .. })),
+        "{taken:?}"
+    );
     let again = import_receipts(&site.cfg, &site.outbox, &dir).unwrap();
-    assert!(again.iter().all(|o| matches!(o, ReceiptOutcome::AlreadyDelivered { .. })), "{again:?}");
+    assert!(
+        again
+            .iter()
+            .all(|o| matches!(o, ReceiptOutcome::AlreadyDelivered { .. })),
+        "{again:?}"
+    );
     let at_edge = delivered(&site);
     assert_eq!(at_edge.len(), 3);
     let inbox = Inbox::open(&cfg.data_dir).unwrap();
@@ -110,14 +121,20 @@ fn export_import_and_receipts_back_with_the_center_stopped() {
     for (entry, receipt) in site.outbox.entries().unwrap().iter().zip(&at_edge) {
         receipt.verify_for(&fx.init.receipt_public, &entry.offer).unwrap();
         assert_eq!(receipt.body.site, "0101");
-        let record = inbox.lookup(&entry.offer.packet_id, entry.offer.version).unwrap().unwrap();
+        let record = inbox
+            .lookup(&entry.offer.packet_id, entry.offer.version)
+            .unwrap()
+            .unwrap();
         assert_eq!(&record.receipt, receipt);
         assert!(stored.contains(receipt));
     }
     // The import and the operator's statement are in the center's audit log.
     let log = std::fs::read(cfg.data_dir.join("audit.log")).unwrap();
     let log = String::from_utf8_lossy(&log);
-    assert!(log.contains("reserve.import") && log.contains("sealed bag no. 12"), "{log}");
+    assert!(
+        log.contains("reserve.import") && log.contains("sealed bag no. 12"),
+        "{log}"
+    );
     assert!(log.contains("reserve drive, imported by A. Ivanova"));
 }
 
@@ -154,7 +171,12 @@ async fn import_while_the_center_serves_goes_through_the_running_service() {
     assert_eq!(report.delivered, 2);
     assert_eq!(delivered(&site), stored);
     let taken = import_receipts(&site.cfg, &site.outbox, &dir).unwrap();
-    assert!(taken.iter().all(|o| matches!(o, ReceiptOutcome::AlreadyDelivered { .. })), "{taken:?}");
+    assert!(
+        taken
+            .iter()
+            .all(|o| matches!(o, ReceiptOutcome::AlreadyDelivered { .. })),
+        "{taken:?}"
+    );
     assert_eq!(center.inbox.len(), 2);
     center.shutdown().await;
 }
@@ -181,7 +203,9 @@ async fn half_sent_over_the_network_then_carried_on_a_drive_arrives_exactly_once
     // The network sends a little more than one segment, then fails.
     let conn = site.connect(center.addr).await;
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    write_message(&mut send, &Message::Offer(entry.offer.clone())).await.unwrap();
+    write_message(&mut send, &Message::Offer(entry.offer.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         read_message(&mut recv).await.unwrap(),
         Some(Message::Accept { resume_at: 0 })
@@ -214,20 +238,32 @@ async fn half_sent_over_the_network_then_carried_on_a_drive_arrives_exactly_once
     let from_drive = receipts(&outcome, true).remove(0);
     assert_eq!(center.inbox.len(), 1);
     assert_eq!(stored_files(&fx.center_dir()), 1);
-    assert_eq!(staging_files(&cfg, "part") + staging_files(&cfg, "held"), 0, "staging consumed");
-    assert_eq!(std::fs::read(center.inbox.store_path(&entry.offer.digest)).unwrap(), bytes);
+    assert_eq!(
+        staging_files(&cfg, "part") + staging_files(&cfg, "held"),
+        0,
+        "staging consumed"
+    );
+    assert_eq!(
+        std::fs::read(center.inbox.store_path(&entry.offer.digest)).unwrap(),
+        bytes
+    );
 
     // A later network offer of the same packet: the original receipt, nothing stored again.
     match site.send(center.addr, fx.init.receipt_public, &entry).await {
         Outcome::Delivered(r) => assert_eq!(r, from_drive),
         other => panic!("{other:?}"),
     }
-    push(&site.cfg, site.outbox.clone(), PushOptions::default()).await.unwrap();
+    push(&site.cfg, site.outbox.clone(), PushOptions::default())
+        .await
+        .unwrap();
     let taken = import_receipts(&site.cfg, &site.outbox, &dir).unwrap();
-    assert_eq!(taken, vec![ReceiptOutcome::AlreadyDelivered {
-        packet_id: entry.offer.packet_id.clone(),
-        version: entry.offer.version
-    }]);
+    assert_eq!(
+        taken,
+        vec![ReceiptOutcome::AlreadyDelivered {
+            packet_id: entry.offer.packet_id.clone(),
+            version: entry.offer.version
+        }]
+    );
     assert_eq!(delivered(&site), vec![from_drive]);
     assert_eq!(center.inbox.len(), 1);
     assert_eq!(stored_files(&fx.center_dir()), 1);
@@ -264,7 +300,12 @@ fn a_tampered_envelope_or_receipt_on_the_drive_is_refused_and_changes_nothing() 
     assert_eq!(std::fs::read_dir(dir.join(RECEIPTS)).unwrap().count(), 1);
 
     // The good packet's receipt, altered on the drive (one bit of its signature).
-    let receipt_file = std::fs::read_dir(dir.join(RECEIPTS)).unwrap().next().unwrap().unwrap().path();
+    let receipt_file = std::fs::read_dir(dir.join(RECEIPTS))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut bytes = std::fs::read(&receipt_file).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
