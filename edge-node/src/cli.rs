@@ -233,6 +233,16 @@ fn take_settled(intake: &mut Intake, settle_ms: u64) -> Result<()> {
     Ok(())
 }
 
+/// The outbox, for the reserve channel's commands: only one process holds it, so a running
+/// `day` or `push` must stop first.
+fn open_outbox_for_drive(cfg: &SiteConfig) -> Result<Outbox> {
+    Outbox::open(&cfg.data_dir).map_err(|e| {
+        Error::Push(format!(
+            "{e}. Stop `konvert-edge day` (type quit) or `push` first, then run this again and start it afterwards"
+        ))
+    })
+}
+
 /// Runs one command.
 pub async fn run(cmd: EdgeCommand) -> Result<()> {
     match cmd {
@@ -357,7 +367,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
         }
         EdgeCommand::Export { config, to } => {
             let cfg = SiteConfig::load(&config)?;
-            let outbox = Outbox::open(&cfg.data_dir)?;
+            let outbox = open_outbox_for_drive(&cfg)?;
             let report = reserve::export(&cfg, &outbox, &to, now_unix_ms())?;
             let total = report.written.len() + report.already_there.len();
             if total == 0 {
@@ -392,7 +402,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
         }
         EdgeCommand::ImportReceipts { config, drive } => {
             let cfg = SiteConfig::load(&config)?;
-            let outbox = Outbox::open(&cfg.data_dir)?;
+            let outbox = open_outbox_for_drive(&cfg)?;
             let outcomes = reserve::import_receipts(&cfg, &outbox, &drive)?;
             let mut refused = 0;
             for o in &outcomes {

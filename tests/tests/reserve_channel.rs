@@ -278,8 +278,11 @@ fn a_tampered_envelope_or_receipt_on_the_drive_is_refused_and_changes_nothing() 
     let site = fx.enroll("0101", nowhere());
     let bad = site.seal_room("0001", 2, 5_000, 1);
     let good = site.seal_room("0002", 2, 5_000, 2);
+    let lost = site.seal_room("0003", 2, 5_000, 3);
     let dir = drive(&fx, "0101");
     export(&site.cfg, &site.outbox, &dir, now_unix_ms()).unwrap();
+    // One envelope fell off the drive.
+    std::fs::remove_file(envelope_path(&dir, &lost.file_name)).unwrap();
     // One bit flipped in the middle of the first envelope's ciphertext.
     let path = envelope_path(&dir, &bad.file_name);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -296,6 +299,10 @@ fn a_tampered_envelope_or_receipt_on_the_drive_is_refused_and_changes_nothing() 
         other => panic!("{other:?}"),
     }
     assert!(matches!(by_id(&good.offer.packet_id).carried, Carried::Stored(_)));
+    match &by_id(&lost.offer.packet_id).carried {
+        Carried::Unreadable { detail } => assert!(detail.contains("cannot open"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(stored_files(&fx.center_dir()), 1);
     assert_eq!(std::fs::read_dir(dir.join(RECEIPTS)).unwrap().count(), 1);
 
@@ -315,7 +322,45 @@ fn a_tampered_envelope_or_receipt_on_the_drive_is_refused_and_changes_nothing() 
         [ReceiptOutcome::Refused { why, .. }] => assert!(why.contains("does not verify"), "{why}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(site.outbox.pending().unwrap().len(), 2, "nothing marked delivered");
+    assert_eq!(site.outbox.pending().unwrap().len(), 3, "nothing marked delivered");
+}
+
+#[test]
+fn an_export_that_fails_midway_leaves_no_index_naming_a_missing_or_partial_file() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    fx.register(&[(&token, "0101")]);
+    let site = fx.enroll("0101", nowhere());
+    let first = site.seal_room("0001", 2, 5_000, 1);
+    let dir = drive(&fx, "0101");
+    export(&site.cfg, &site.outbox, &dir, now_unix_ms()).unwrap();
+    // The next room's envelope is damaged in the outbox: the export stops at it.
+    let second = site.seal_room("0002", 2, 5_000, 2);
+    let path = site.outbox.envelope_path(&second);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0x80;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = export(&site.cfg, &site.outbox, &dir, now_unix_ms())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not match its envelope id"), "{e}");
+    // The drive still holds the first export's index, naming only whole files.
+    let index = DriveIndex::read(&dir).unwrap().unwrap();
+    assert_eq!(index.packets.len(), 1);
+    assert_eq!(index.packets[0].offer().unwrap(), first.offer);
+    let names: Vec<String> = std::fs::read_dir(dir.join("envelopes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![first.file_name.clone()], "no partial file left");
+    // A site's drive folder is its own.
+    fx.issue_token("0202");
+    let other = fx.enroll("0202", nowhere());
+    other.seal_room("0001", 1, 1_000, 9);
+    let e = export(&other.cfg, &other.outbox, &dir, now_unix_ms())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds site 0101's export"), "{e}");
 }
 
 #[test]
