@@ -173,10 +173,15 @@ pub fn take_drive(intake: &CenterIntake, request: &ImportRequest) -> Result<Driv
 /// Imports a drive: in this process when the center is not serving, else through the
 /// running service; then writes the receipts back to the drive.
 pub fn import(cfg: &CenterConfig, request: &ImportRequest) -> Result<DriveOutcome> {
+    import_waiting(cfg, request, PICKUP_WAIT)
+}
+
+/// [`import`], waiting `pickup` for a running center to take the request.
+pub fn import_waiting(cfg: &CenterConfig, request: &ImportRequest, pickup: Duration) -> Result<DriveOutcome> {
     read_index(&request.drive)?;
     let outcome = match Inbox::open(&cfg.data_dir) {
         Ok(inbox) => take_directly(cfg, inbox, request)?,
-        Err(held) => through_service(cfg, request, &held.to_string())?,
+        Err(held) => through_service(cfg, request, &held.to_string(), pickup)?,
     };
     for p in &outcome.packets {
         if let Carried::Stored(receipt) | Carried::AlreadyHeld(receipt) = &p.carried {
@@ -214,21 +219,21 @@ fn take_directly(cfg: &CenterConfig, inbox: Inbox, request: &ImportRequest) -> R
     outcome
 }
 
-fn through_service(cfg: &CenterConfig, request: &ImportRequest, held: &str) -> Result<DriveOutcome> {
+fn through_service(cfg: &CenterConfig, request: &ImportRequest, held: &str, pickup: Duration) -> Result<DriveOutcome> {
     let spool = Spool::open(&cfg.data_dir)?;
     let id = format!("{}-{}", now_ms(), std::process::id());
     spool.submit(&id, request)?;
     info!(id = %id, "the inbox is held (the center is serving): the running center takes the drive");
-    let deadline = Instant::now() + PICKUP_WAIT;
+    let deadline = Instant::now() + pickup;
     loop {
         if let Some(result) = spool.take_result(&id)? {
             return result.map_err(Error::Reserve);
         }
         if Instant::now() >= deadline && spool.withdraw(&id)? {
             return Err(Error::Reserve(format!(
-                "the inbox cannot be opened here ({held}), and no running center took the import within {} s; \
+                "the inbox cannot be opened here ({held}), and no running center took the import within {:.1} s; \
                  start `konvert-center serve`, or stop whatever holds the inbox, and import again",
-                PICKUP_WAIT.as_secs()
+                pickup.as_secs_f64()
             )));
         }
         std::thread::sleep(POLL);

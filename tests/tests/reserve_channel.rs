@@ -326,6 +326,31 @@ fn a_tampered_envelope_or_receipt_on_the_drive_is_refused_and_changes_nothing() 
 }
 
 #[test]
+fn an_import_nobody_takes_is_withdrawn_and_says_why() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    let cfg = fx.register(&[(&token, "0101")]);
+    let site = fx.enroll("0101", nowhere());
+    site.seal_room("0001", 2, 5_000, 1);
+    let dir = drive(&fx, "0101");
+    export(&site.cfg, &site.outbox, &dir, now_unix_ms()).unwrap();
+    // Something holds the inbox, and no center serves to take the request.
+    let held = Inbox::open(&cfg.data_dir).unwrap();
+    let request = ImportRequest::new(&dir, "A. Ivanova", "").unwrap();
+    let e = reserve::import_waiting(&cfg, &request, Duration::from_millis(300))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no running center took the import"), "{e}");
+    let left = std::fs::read_dir(cfg.data_dir.join("reserve/requests"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "the request is withdrawn");
+    drop(held);
+    assert!(!dir.join(RECEIPTS).exists());
+    assert_eq!(site.outbox.pending().unwrap().len(), 1);
+}
+
+#[test]
 fn an_export_that_fails_midway_leaves_no_index_naming_a_missing_or_partial_file() {
     let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
     let token = fx.issue_token("0101");
