@@ -265,7 +265,10 @@ pub async fn shaped_link_goodput(b: &NetworkBench) -> anyhow::Result<Result<Shap
     )?;
     let (cfg, outbox) = (rig.cfg.clone(), rig.outbox.clone());
     let report = link
-        .run_in(Side::Edge, move || async move { push(&cfg, outbox, push_options()).await })
+        .run_in(
+            Side::Edge,
+            move || async move { push(&cfg, outbox, push_options()).await },
+        )
         .await??;
     let run = rig.check(&report, b.packets)?;
     let figures = ShapedFigures {
@@ -311,10 +314,7 @@ pub async fn lossy_link_goodput(b: &NetworkBench, loss: f64, rtt: Duration) -> a
         rate_bps: Some(b.rate_bps),
         ..Default::default()
     };
-    let lossy = Impairment {
-        loss,
-        ..clean.clone()
-    };
+    let lossy = Impairment { loss, ..clean.clone() };
     let (clean_run, _) = through_proxy(b, clean).await?;
     let (lossy_run, dropped_up) = through_proxy(b, lossy).await?;
     Ok(LossyFigures {
@@ -357,9 +357,11 @@ pub async fn run(b: &NetworkBench) -> anyhow::Result<()> {
                 f.link_utilization() * 100.0
             );
             println!(
-                "| — envelope bytes per wire byte (headers, tags, retransmits) | {:.1} % ({:.1} MB framed, {} packets dropped by tbf) | |",
+                "| — envelope bytes per wire byte (headers, tags, retransmits) | {:.1} % ({:.1} MB in {} frames of {:.0} B on average, {} dropped by tbf) | |",
                 f.wire_efficiency() * 100.0,
                 mb(f.edge_qdisc.sent_bytes),
+                f.edge_qdisc.sent_packets,
+                f.edge_qdisc.sent_bytes as f64 / f.edge_qdisc.sent_packets.max(1) as f64,
                 f.edge_qdisc.dropped
             );
         }

@@ -184,7 +184,9 @@ fn remove_stale() {
         return;
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else { continue };
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
         let Some(pid) = name
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.split('-').next())
@@ -233,7 +235,20 @@ impl ShapedLink {
         run("ip", &["netns", "add", e])?;
         run(
             "ip",
-            &["-n", c, "link", "add", VETH_CENTER, "type", "veth", "peer", "name", VETH_EDGE, "netns", e],
+            &[
+                "-n",
+                c,
+                "link",
+                "add",
+                VETH_CENTER,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                VETH_EDGE,
+                "netns",
+                e,
+            ],
         )?;
         for (ns, dev, ip) in [(c, VETH_CENTER, CENTER_IP), (e, VETH_EDGE, EDGE_IP)] {
             run("ip", &["-n", ns, "addr", "add", &format!("{ip}/30"), "dev", dev])?;

@@ -38,7 +38,7 @@ async fn a_link_is_made_shaped_and_removed() {
     let link = match ShapedLink::create(LinkSpec::at_rate(8_000_000)).unwrap() {
         Ok(link) => link,
         Err(skip) => {
-            eprintln!("SKIPPED: {skip}");
+            eprintln!("SKIPPED: netns needs network namespaces: {}", skip.0);
             return;
         }
     };
@@ -49,10 +49,15 @@ async fn a_link_is_made_shaped_and_removed() {
     assert_eq!(link.qdisc_stats(Side::Edge).unwrap().sent_bytes, 0);
     // A UDP datagram from the edge namespace reaches a socket in the center namespace.
     let center = std::net::UdpSocket::bind(link.center_addr(0));
-    assert!(center.is_err(), "the center address does not exist outside its namespace");
+    assert!(
+        center.is_err(),
+        "the center address does not exist outside its namespace"
+    );
     let port = link
         .run_in(Side::Center, || async {
-            let s = tokio::net::UdpSocket::bind(SocketAddr::from((CENTER_IP, 0))).await.unwrap();
+            let s = tokio::net::UdpSocket::bind(SocketAddr::from((CENTER_IP, 0)))
+                .await
+                .unwrap();
             s.local_addr().unwrap().port()
         })
         .await
