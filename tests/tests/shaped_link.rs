@@ -1,6 +1,7 @@
 //! Delivery over a real shaped link: the center (a separate process) and the edge each in
 //! a network namespace of their own, joined by a veth shaped with tbf at 8 Mbit/s both
-//! ways. Every packet arrives with a verified receipt, and no faster than the link allows.
+//! ways. Every packet arrives with a verified receipt, no faster than the link allows,
+//! and the packets in flight take turns on the link rather than finishing together.
 //!
 //! Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) and iproute2; where namespaces are not
 //! permitted the test prints "SKIPPED: <reason>" to stderr and returns without asserting.
@@ -8,8 +9,10 @@
 // Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use konvert_edge::push::PushEvent;
 use konvert_edge::{push, PushOptions};
 use konvert_ops::netns::{LinkSpec, ShapedLink, Side};
 use konvert_replication::OutboxState;
@@ -38,6 +41,15 @@ async fn packets_cross_a_tbf_shaped_link_between_namespaces_no_faster_than_its_r
         site.seal_room(&format!("{:04}", r + 1), 2, 500_000, r as u64);
     }
 
+    // When each packet was receipted, from the push's start.
+    let delivered = Arc::new(Mutex::new(Vec::<(String, Duration)>::new()));
+    let seen = delivered.clone();
+    let started = Instant::now();
+    let on_event = Arc::new(move |ev: PushEvent| {
+        if let PushEvent::Delivered { packet_id } = ev {
+            seen.lock().unwrap().push((packet_id, started.elapsed()));
+        }
+    });
     let (cfg, outbox) = (site.cfg.clone(), site.outbox.clone());
     let report = link
         .run_in(Side::Edge, move || async move {
@@ -46,6 +58,7 @@ async fn packets_cross_a_tbf_shaped_link_between_namespaces_no_faster_than_its_r
                 outbox,
                 PushOptions {
                     max_wait: Duration::from_secs(60),
+                    on_event,
                     ..Default::default()
                 },
             )
@@ -77,6 +90,20 @@ async fn packets_cross_a_tbf_shaped_link_between_namespaces_no_faster_than_its_r
         "{bytes} bytes in {:?}: faster than the link's {floor:?}",
         report.elapsed
     );
+    // All three were in flight at once (push.parallel is 4), yet they took turns: rooms
+    // arrive in order, the first well before the end. Shared evenly, all three would
+    // finish together in the last moments.
+    let delivered = delivered.lock().unwrap().clone();
+    let order: Vec<&str> = delivered.iter().map(|(id, _)| id.as_str()).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "receipted in the order they were sent");
+    let first = delivered[0].1;
+    assert!(
+        first < report.elapsed.mul_f64(0.6),
+        "the first room was receipted at {first:?} of {:?}",
+        report.elapsed
+    );
     eprintln!(
         "{:.1} MB in {:.2} s over {} Mbit/s (floor {:.2} s); edge tbf: {edge:?}",
         bytes as f64 / 1e6,
@@ -84,4 +111,5 @@ async fn packets_cross_a_tbf_shaped_link_between_namespaces_no_faster_than_its_r
         spec.rate_bps / 1_000_000,
         floor.as_secs_f64()
     );
+    eprintln!("receipted at {delivered:?}");
 }
