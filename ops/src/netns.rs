@@ -15,7 +15,7 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -122,7 +122,8 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Whether `ip`/`tc`'s complaint means "not allowed or not supported here".
+/// Whether `ip`/`tc`'s complaint means "not allowed or not supported here" (a sandbox or
+/// a kernel without veth or tbf) rather than a mistake in how they were called.
 fn is_permission_problem(stderr: &str) -> bool {
     let s = stderr.to_ascii_lowercase();
     [
@@ -133,7 +134,7 @@ fn is_permission_problem(stderr: &str) -> bool {
         "unknown qdisc",
         "specified qdisc kind is unknown",
         "cannot open netlink socket",
-        "no such file or directory",
+        "unknown device type",
     ]
     .iter()
     .any(|p| s.contains(p))
@@ -313,10 +314,19 @@ impl ShapedLink {
             .spawn()
             .context("starting the center in its namespace")?;
         let stdout = child.stdout.take().context("the center's stdout")?;
-        let guard = NsChild(child);
+        let mut guard = NsChild {
+            child,
+            stdout: Some(BufReader::new(stdout)),
+        };
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        anyhow::ensure!(line.contains("listening"), "the center did not start: {line:?}");
+        if let Some(out) = guard.stdout.as_mut() {
+            out.read_line(&mut line)?;
+        }
+        anyhow::ensure!(
+            line.contains("listening"),
+            "the center did not start in namespace {}: {line:?} (run the command under `ip netns exec` by hand to see why)",
+            self.center_ns
+        );
         Ok(guard)
     }
 
@@ -407,19 +417,23 @@ impl Drop for ShapedLink {
 
 /// A process running in a namespace; dropped, it is killed and reaped.
 #[derive(Debug)]
-pub struct NsChild(pub Child);
+pub struct NsChild {
+    child: Child,
+    /// Kept open: a process printing to a closed pipe fails (Rust's `println!` panics).
+    stdout: Option<BufReader<ChildStdout>>,
+}
 
 impl NsChild {
     /// Its process id.
     pub fn id(&self) -> u32 {
-        self.0.id()
+        self.child.id()
     }
 }
 
 impl Drop for NsChild {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -23,6 +23,7 @@ fn refusals_of_a_sandbox_are_skips_and_other_failures_are_not() {
         "`ip netns add x` failed: mount --make-shared /run/netns failed: Operation not permitted"
     ));
     assert!(is_permission_problem("Error: Specified qdisc kind is unknown."));
+    assert!(is_permission_problem("Error: Unknown device type."));
     assert!(!is_permission_problem("Error: argument \"kbit\" is wrong: rate"));
     assert!(!is_permission_problem("Cannot find device \"konvert-c\""));
     assert_eq!(
