@@ -1,7 +1,7 @@
 //! konvert's replication: moving sealed envelopes from edges to the center, exactly once.
 //!
 //! The core is sans-IO — [`frame`] (length-prefixed postcard), [`message`], [`sender`] and
-//! [`receiver`] are plain state machines fed with messages, with no sockets, clock, tokio or
+//! [`receiver`] — and the bandwidth [`schedule`] — are plain state machines fed with messages, with no sockets, clock, tokio or
 //! sled inside — so it is tested deterministically. Around it: [`pki`] and [`tls`] (the
 //! center's private CA, station certificates, mutual TLS), the durable [`outbox`] and
 //! [`inbox`] on sled, and the thin quinn driver in [`driver`].
@@ -18,13 +18,14 @@ pub mod outbox;
 pub mod pki;
 pub mod receipt;
 pub mod receiver;
+pub mod schedule;
 pub mod sender;
 pub mod tls;
 
 pub use error::Error;
 pub use frame::FrameDecoder;
 pub use inbox::{Inbox, InboxRecord};
-pub use message::{Message, Offer, RejectReason, PROTOCOL_VERSION};
+pub use message::{Message, Offer, RejectReason, Share, SiteStatus, PROTOCOL_VERSION};
 pub use notice::{Notice, SignedNotice, TestVerdict, Verdict};
 pub use outbox::{Outbox, OutboxEntry, OutboxState};
 pub use receipt::{Receipt, ReceiptBody};
