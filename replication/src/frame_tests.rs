@@ -74,8 +74,9 @@ fn arb_message() -> impl Strategy<Value = Message> {
         proptest::collection::vec(arb_notice(), 0..4).prop_map(|notices| Message::Notices { notices }),
         any::<u64>().prop_map(|have_version| Message::WatchRegistry { have_version }),
         proptest::collection::vec(any::<u8>(), 0..3000).prop_map(|signed| Message::Registry { signed }),
-        (any::<[u64; 6]>(), 0..DeadlineRisk::ALL.len()).prop_map(|(v, r)| Message::SiteStatus(SiteStatus {
+        (any::<[u64; 7]>(), 0..DeadlineRisk::ALL.len()).prop_map(|(v, r)| Message::SiteStatus(SiteStatus {
             backlog_bytes: v[0],
+            expected_bytes: v[6],
             goodput_bytes_per_s: v[1],
             link_bytes_per_s: v[2],
             deadline_unix_ms: v[3],
@@ -308,6 +309,7 @@ fn garbage_bodies_are_malformed() {
 fn bandwidth_messages_round_trip_after_the_existing_variants() {
     let status = Message::SiteStatus(SiteStatus {
         backlog_bytes: 3_000_000_000,
+        expected_bytes: 900_000_000,
         goodput_bytes_per_s: 1_250_000,
         link_bytes_per_s: 2_500_000,
         deadline_unix_ms: 1_780_000_000_000,

@@ -46,9 +46,10 @@ pub struct Offer {
 /// Edge → center: what the site still has to send and how fast it goes (see `schedule`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteStatus {
-    /// Bytes not yet acknowledged by the center: queued packets plus those still expected
-    /// today (participants × m not yet scanned).
+    /// Bytes of queued packets not yet acknowledged by the center (sendable now).
     pub backlog_bytes: u64,
+    /// Bytes still expected today and not queued yet (participants × m not yet scanned).
+    pub expected_bytes: u64,
     /// Goodput measured at the edge (acknowledged bytes per second, EWMA); 0: not measured yet.
     pub goodput_bytes_per_s: u64,
     /// The site's configured link rate (the `v` of T = x·m/v), bytes per second; 0: unknown.

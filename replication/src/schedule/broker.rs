@@ -42,6 +42,8 @@ pub struct SiteState {
     pub connected: bool,
     /// Its last reported backlog, less what arrived since.
     pub backlog_bytes: u64,
+    /// Bytes it still expects today (not queued yet).
+    pub expected_bytes: u64,
     /// Its last reported goodput; 0: unknown.
     pub goodput_bytes_per_s: u64,
     /// Its configured link rate; 0: unknown.
@@ -152,6 +154,7 @@ impl Broker {
         let s = self.sites.entry(site.to_owned()).or_insert(SiteState {
             connected: true,
             backlog_bytes: 0,
+            expected_bytes: 0,
             goodput_bytes_per_s: 0,
             link_bytes_per_s: 0,
             deadline_unix_ms: 0,
@@ -182,6 +185,7 @@ impl Broker {
                 s.waiting_since_unix_ms = None;
             }
             s.backlog_bytes = status.backlog_bytes;
+            s.expected_bytes = status.expected_bytes;
             s.goodput_bytes_per_s = status.goodput_bytes_per_s;
             s.link_bytes_per_s = status.link_bytes_per_s;
             s.deadline_unix_ms = status.deadline_unix_ms;
@@ -237,15 +241,18 @@ impl Broker {
                 && s.waiting_since_unix_ms
                     .is_some_and(|t| now_unix_ms.saturating_sub(t) >= self.config.stall_after_ms);
             let cap = if active { self.link_cap(s) } else { 0 };
+            // Need and slack count the whole day's remaining bytes, so a site that will be
+            // busy later is served faster now; only queued bytes make a site eligible.
+            let total = s.backlog_bytes.saturating_add(s.expected_bytes);
             let left_ms = s.deadline_unix_ms.saturating_sub(now_unix_ms);
             let need = if !active {
                 0
             } else if left_ms == 0 {
                 cap
             } else {
-                u64::try_from((u128::from(s.backlog_bytes) * 1000).div_ceil(u128::from(left_ms))).unwrap_or(u64::MAX)
+                u64::try_from((u128::from(total) * 1000).div_ceil(u128::from(left_ms))).unwrap_or(u64::MAX)
             };
-            let best = transfer_ms(s.backlog_bytes, cap).map_or(i64::MIN, |ms| {
+            let best = transfer_ms(total, cap).map_or(i64::MIN, |ms| {
                 s.deadline_unix_ms as i64 - now_unix_ms.saturating_add(ms) as i64
             });
             rows.push(Row {

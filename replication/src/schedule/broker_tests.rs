@@ -7,6 +7,7 @@ const NOW: u64 = 1_000 * HOUR;
 fn status(backlog: u64, link: u64, deadline: u64) -> SiteStatus {
     SiteStatus {
         backlog_bytes: backlog,
+        expected_bytes: 0,
         goodput_bytes_per_s: 0,
         link_bytes_per_s: link,
         deadline_unix_ms: deadline,
@@ -168,4 +169,26 @@ fn share_message_carries_rate_validity_and_risk() {
     assert_eq!(msg.rate_bytes_per_s, 10 * MB);
     assert_eq!(msg.valid_until_unix_ms, NOW + 30_000);
     assert_eq!(msg.risk, DeadlineRisk::OnTrack);
+}
+
+#[test]
+fn expected_bytes_raise_the_need_but_only_queued_bytes_get_a_share() {
+    // Both have 1 GB queued and 3 hours; "heavy" still expects 9 GB more today.
+    let mut b = broker(4 * MB);
+    let mut heavy = status(1_000 * MB, 100 * MB, NOW + 3 * HOUR);
+    heavy.expected_bytes = 9_000 * MB;
+    b.report("heavy", NOW, &heavy);
+    b.report("light", NOW, &status(1_000 * MB, 100 * MB, NOW + 3 * HOUR));
+    let mut later = status(0, 100 * MB, 0);
+    later.expected_bytes = 5_000 * MB;
+    b.report("later", NOW, &later);
+    let plan = b.plan(NOW);
+    assert_eq!(plan.shares[0].site, "heavy");
+    assert_eq!(
+        plan.share("heavy").unwrap().needed_bytes_per_s,
+        10_000 * MB / (3 * 3600) + 1
+    );
+    assert!(rate(&plan, "heavy") > rate(&plan, "light"));
+    assert_eq!(rate(&plan, "later"), 0);
+    assert_eq!(plan.total_bytes_per_s(), 4 * MB);
 }

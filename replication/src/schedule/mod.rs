@@ -42,7 +42,10 @@
 //!
 //! # Center ([`Broker`])
 //! One broker per center, fed `connect`/`disconnect`, each `SiteStatus` (`report`) and the
-//! bytes actually received (`received`, the progress signal). `plan(now)` returns each
+//! bytes actually received (`received`, the progress signal). A site reports its queued
+//! backlog and, apart, the bytes it still expects today: the need and the slack count both,
+//! but only a site with queued bytes gets a share (a share for bytes not scanned yet would
+//! sit idle). `plan(now)` returns each
 //! site's share: first, in order of least slack, each site gets the rate it needs to finish
 //! by its deadline, capped by what its link can take; then the rest is water-filled up to the
 //! links' caps; then, if capacity is still left and any site has backlog, it is spread over

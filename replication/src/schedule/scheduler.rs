@@ -93,6 +93,8 @@ impl QueuedPacket {
 pub struct ScheduleStatus {
     /// Queued bytes not acknowledged plus bytes still expected today.
     pub backlog_bytes: u64,
+    /// Of which still expected (not queued yet).
+    pub expected_bytes: u64,
     /// Measured goodput, if any.
     pub goodput_bytes_per_s: Option<u64>,
     /// The rate the ETA assumes (goodput, else the configured site rate).
@@ -306,8 +308,10 @@ impl EdgeScheduler {
             Some(s) if (s as u64) < self.config.at_risk_margin_ms => DeadlineRisk::AtRisk,
             _ => DeadlineRisk::OnTrack,
         };
+        let expected_bytes = self.expected.map_or(0, |(_, b)| b);
         ScheduleStatus {
             backlog_bytes: backlog,
+            expected_bytes,
             goodput_bytes_per_s: goodput,
             eta_rate_bytes_per_s: rate,
             eta_unix_ms: if backlog == 0 { Some(now_unix_ms) } else { eta },
@@ -321,7 +325,8 @@ impl EdgeScheduler {
     pub fn site_status(&self, now_unix_ms: u64) -> SiteStatus {
         let s = self.status(now_unix_ms);
         SiteStatus {
-            backlog_bytes: s.backlog_bytes,
+            backlog_bytes: s.backlog_bytes - s.expected_bytes,
+            expected_bytes: s.expected_bytes,
             goodput_bytes_per_s: s.goodput_bytes_per_s.unwrap_or(0),
             link_bytes_per_s: self.config.site_rate_bytes_per_s,
             deadline_unix_ms: s.deadline_unix_ms.unwrap_or(0),
