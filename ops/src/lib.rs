@@ -12,6 +12,7 @@ pub mod demo;
 pub mod keys;
 pub mod quick_authority;
 pub mod rooms;
+pub mod simulate;
 pub mod statement;
 pub mod statement_cli;
 pub mod stations;

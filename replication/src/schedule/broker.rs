@@ -244,7 +244,12 @@ impl Broker {
             // Need and slack count the whole day's remaining bytes, so a site that will be
             // busy later is served faster now; only queued bytes make a site eligible.
             let total = s.backlog_bytes.saturating_add(s.expected_bytes);
-            let left_ms = s.deadline_unix_ms.saturating_sub(now_unix_ms);
+            // Aim to be through a margin before the deadline, so a late hiccup is survivable.
+            let target = match s.deadline_unix_ms.checked_sub(self.config.at_risk_margin_ms) {
+                Some(t) if t > now_unix_ms => t,
+                _ => s.deadline_unix_ms,
+            };
+            let left_ms = target.saturating_sub(now_unix_ms);
             let need = if !active {
                 0
             } else if left_ms == 0 {

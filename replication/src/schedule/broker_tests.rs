@@ -27,20 +27,20 @@ fn rate(plan: &Plan, site: &str) -> u64 {
 
 #[test]
 fn least_slack_first_gets_what_it_needs() {
-    // 10 MB/s center. East (deadline in 1 h) has 18 GB: needs 5 MB/s. West (3 h) has 18 GB:
-    // needs 1.67 MB/s. Equal split would give each 5 MB/s; the plan gives east its need
-    // first and splits the rest so both are on time with room to spare.
-    let mut b = broker(10 * MB);
-    b.report("west", NOW, &status(18_000 * MB, 100 * MB, NOW + 3 * HOUR));
-    b.report("east", NOW, &status(18_000 * MB, 100 * MB, NOW + HOUR));
-    b.report("small", NOW, &status(360 * MB, 100 * MB, NOW + 3 * HOUR));
+    // 6 MB/s center. East (deadline in 2 h) has 18 GB: 2.5 MB/s at the least. West (4 h) has
+    // 18 GB too. Equal split (2 MB/s each) would make east miss; the plan gives each the rate
+    // to be through 30 min before its deadline, east first, and water-fills the rest.
+    let mut b = broker(6 * MB);
+    b.report("west", NOW, &status(18_000 * MB, 100 * MB, NOW + 4 * HOUR));
+    b.report("east", NOW, &status(18_000 * MB, 100 * MB, NOW + 2 * HOUR));
+    b.report("small", NOW, &status(360 * MB, 100 * MB, NOW + 4 * HOUR));
     let plan = b.plan(NOW);
     assert_eq!(plan.shares[0].site, "east");
-    assert!(rate(&plan, "east") >= 5 * MB);
-    assert!(rate(&plan, "west") >= 18_000 * MB / (3 * 3600));
-    assert!(rate(&plan, "small") >= 360 * MB / (3 * 3600));
-    assert_eq!(plan.total_bytes_per_s(), 10 * MB);
-    assert!(plan.shares.iter().all(|s| s.risk != DeadlineRisk::WillMiss));
+    assert!(rate(&plan, "east") >= 18_000 * MB / 5_400);
+    assert!(rate(&plan, "west") >= 18_000 * MB / 12_600);
+    assert!(rate(&plan, "small") >= 360 * MB / 12_600);
+    assert_eq!(plan.total_bytes_per_s(), 6 * MB);
+    assert!(plan.shares.iter().all(|s| s.risk == DeadlineRisk::OnTrack));
 }
 
 #[test]
@@ -184,9 +184,10 @@ fn expected_bytes_raise_the_need_but_only_queued_bytes_get_a_share() {
     b.report("later", NOW, &later);
     let plan = b.plan(NOW);
     assert_eq!(plan.shares[0].site, "heavy");
+    // 10 GB by 30 min before the deadline: in 2.5 h.
     assert_eq!(
         plan.share("heavy").unwrap().needed_bytes_per_s,
-        10_000 * MB / (3 * 3600) + 1
+        (10_000 * MB * 1000).div_ceil(9_000_000)
     );
     assert!(rate(&plan, "heavy") > rate(&plan, "light"));
     assert_eq!(rate(&plan, "later"), 0);
