@@ -65,6 +65,12 @@ enum SimulateCommand {
         /// Seed of the generator.
         #[arg(long, default_value_t = 2026)]
         seed: u64,
+        /// Override the center's ingress, Mbit/s.
+        #[arg(long)]
+        center_mbit: Option<f64>,
+        /// Override the reserve channel's rate while the center's main link is down, Mbit/s.
+        #[arg(long)]
+        reserve_mbit: Option<f64>,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
@@ -74,9 +80,30 @@ enum SimulateCommand {
     },
 }
 
-fn simulate_region(scenario: &str, participants: u32, seed: u64, json: bool, summary: bool) -> anyhow::Result<()> {
+/// What `konvert simulate region` was asked.
+#[derive(Debug)]
+struct RegionArgs {
+    scenario: String,
+    participants: u32,
+    seed: u64,
+    center_mbit: Option<f64>,
+    reserve_mbit: Option<f64>,
+    json: bool,
+    summary: bool,
+}
+
+fn simulate_region(a: RegionArgs) -> anyhow::Result<()> {
+    let RegionArgs {
+        scenario,
+        participants,
+        seed,
+        center_mbit,
+        reserve_mbit,
+        json,
+        summary,
+    } = a;
     use konvert_ops::simulate::{self, Scenario};
-    let mut scenarios = match scenario {
+    let mut scenarios = match scenario.as_str() {
         "all" => Scenario::presets(),
         "region" => vec![Scenario::region(participants)],
         "zones" => vec![Scenario::zones_reserve(participants)],
@@ -85,6 +112,12 @@ fn simulate_region(scenario: &str, participants: u32, seed: u64, json: bool, sum
     let mut reports = Vec::new();
     for s in &mut scenarios {
         s.seed = seed;
+        if let Some(m) = center_mbit {
+            s.center_mbit = m;
+        }
+        if let (Some(m), Some(r)) = (reserve_mbit, &mut s.center_reserve) {
+            r.mbit = m;
+        }
         let r = simulate::run(s)?;
         if !json {
             simulate::print_table(&r, !summary);
@@ -223,9 +256,22 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             scenario,
             participants,
             seed,
+            center_mbit,
+            reserve_mbit,
             json,
             summary,
-        }) => tokio::task::block_in_place(|| simulate_region(&scenario, participants, seed, json, summary))?,
+        }) => {
+            let args = RegionArgs {
+                scenario,
+                participants,
+                seed,
+                center_mbit,
+                reserve_mbit,
+                json,
+                summary,
+            };
+            tokio::task::block_in_place(|| simulate_region(args))?
+        }
     }
     Ok(())
 }

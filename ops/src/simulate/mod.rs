@@ -125,12 +125,12 @@ impl Scenario {
         let base = Scenario::region(participants);
         Scenario {
             name: format!("zones-reserve-{participants}"),
-            description: "UTC+9/+10/+11, center 100 Mbit/s, main link down 06:00–12:40 UTC (reserve 5 Mbit/s)".into(),
+            description: "UTC+9/+10/+11, center 100 Mbit/s, main link down 06:00–12:45 UTC (reserve 2 Mbit/s)".into(),
             utc_offsets_h: vec![9, 10, 11],
             center_reserve: Some(CenterReserve {
                 from_unix_ms: DAY0_UTC_MS + 6 * HOUR_MS,
-                to_unix_ms: DAY0_UTC_MS + 12 * HOUR_MS + 40 * MINUTE_MS,
-                mbit: 5.0,
+                to_unix_ms: DAY0_UTC_MS + 12 * HOUR_MS + 45 * MINUTE_MS,
+                mbit: 2.0,
             }),
             ..base
         }

@@ -250,16 +250,17 @@ impl Broker {
                 _ => s.deadline_unix_ms,
             };
             let left_ms = target.saturating_sub(now_unix_ms);
+            let best = transfer_ms(total, cap).map_or(i64::MIN, |ms| {
+                s.deadline_unix_ms as i64 - now_unix_ms.saturating_add(ms) as i64
+            });
             let need = if !active {
                 0
-            } else if left_ms == 0 {
+            } else if left_ms == 0 || best < self.config.at_risk_margin_ms as i64 {
+                // Within the margin even at full speed: it needs all its link can take.
                 cap
             } else {
                 u64::try_from((u128::from(total) * 1000).div_ceil(u128::from(left_ms))).unwrap_or(u64::MAX)
             };
-            let best = transfer_ms(total, cap).map_or(i64::MIN, |ms| {
-                s.deadline_unix_ms as i64 - now_unix_ms.saturating_add(ms) as i64
-            });
             rows.push(Row {
                 site: site.clone(),
                 backlog: s.backlog_bytes,

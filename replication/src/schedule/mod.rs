@@ -47,7 +47,8 @@
 //! but only a site with queued bytes gets a share (a share for bytes not scanned yet would
 //! sit idle). `plan(now)` returns each
 //! site's share: first, in order of least slack, each site gets the rate it needs to finish
-//! by its deadline less the at-risk margin (30 min), capped by what its link can take; then the rest is water-filled up to the
+//! by its deadline less the at-risk margin (30 min) — all its link can take once even that
+//! leaves less than the margin — capped by what its link can take; then the rest is water-filled up to the
 //! links' caps; then, if capacity is still left and any site has backlog, it is spread over
 //! the active sites anyway (a link estimate may be low). A site that made no progress for
 //! `stall_after_ms` although it had a share is *stalled*: it keeps only a small probe rate,
