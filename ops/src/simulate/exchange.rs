@@ -58,7 +58,7 @@ impl Exchange {
         resume_at: u64,
         buf: Vec<u8>,
     ) -> anyhow::Result<Self> {
-        let mut sender = PacketSender::new(offer, center.verifying.clone());
+        let mut sender = PacketSender::new(offer, center.verifying);
         let mut receiver = PacketReceiver::new(u64::MAX);
         let ReceiverEvent::Offered(_) = receiver.handle(sender.start()?)? else {
             bail!("the receiver did not see an offer");
