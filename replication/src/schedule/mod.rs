@@ -15,10 +15,12 @@
 //!   across exam days, then arrival order;
 //! - before reading each `Data` chunk asks `grant(now, chunk_len)`; when it grants less,
 //!   sleeps until `ready_at(now, chunk_len)`;
-//! - reports acknowledged bytes with `acknowledged(now, id, total)` (the center's durable
-//!   length, e.g. `Accept{resume_at}` or the receipt) and `finished(now, id)` on receipt or
-//!   final reject; calls `idle(now)` when nothing is queued so idle time is not counted as
-//!   a slow link;
+//! - reports acknowledged bytes with `acknowledged(now, id, total)` and `finished(now, id)`
+//!   on receipt or final reject; calls `tick(now)` every second or so while busy (so a stall
+//!   lowers the goodput) and `idle()` when nothing is queued (so idle time is not counted as
+//!   a slow link). In the quinn driver "acknowledged" can be the bytes whose `write_all` on
+//!   the stream returned — QUIC's flow control keeps that within a window of what the center
+//!   has read — with `Accept{resume_at}` and the receipt as the durable confirmations;
 //! - sends `site_status(now)` to the center every few seconds, and applies the center's
 //!   `Share` with `set_share`.
 //!
@@ -45,16 +47,19 @@
 //! bytes actually received (`received`, the progress signal). A site reports its queued
 //! backlog and, apart, the bytes it still expects today: the need and the slack count both,
 //! but only a site with queued bytes gets a share (a share for bytes not scanned yet would
-//! sit idle). `plan(now)` returns each
+//! sit idle). A site with a backlog over several exam days reports its earliest deadline
+//! and its whole backlog, so the broker errs on the early side. `plan(now)` returns each
 //! site's share: first, in order of least slack, each site gets the rate it needs to finish
 //! by its deadline less the at-risk margin (30 min) — all its link can take once even that
-//! leaves less than the margin — capped by what its link can take; then the rest is water-filled up to the
-//! links' caps; then, if capacity is still left and any site has backlog, it is spread over
+//! leaves less than the margin — capped by what its link can take; then the rest is
+//! water-filled up to the links' caps; then, if capacity is still left and any site has backlog, it is spread over
 //! the active sites anyway (a link estimate may be low). A site that made no progress for
 //! `stall_after_ms` although it had a share is *stalled*: it keeps only a small probe rate,
 //! so the others get its share, and is reinstated as soon as bytes arrive again. Shares never
 //! sum above the capacity. Sites that cannot finish even with everything they could get are
-//! flagged `WillMiss`.
+//! flagged `WillMiss`. The center driver re-plans every few seconds and on every connect,
+//! disconnect, capacity change or status whose backlog stops being empty, and sends each
+//! site `plan.share(site).message(now, config.share_valid_ms)`.
 
 mod broker;
 mod bucket;
