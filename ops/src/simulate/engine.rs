@@ -1,7 +1,7 @@
 //! The virtual-time loop: releases packets as rooms are scanned, moves bytes through the
 //! fluid network in steps, and drives each policy's senders.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 
 use konvert_replication::schedule::{Broker, BrokerConfig, EdgeScheduler, QueuedPacket, SchedulerConfig};
@@ -36,7 +36,11 @@ struct SiteRun<'a> {
     queued_bytes: u64,
     fifo: VecDeque<usize>,
     sched: Option<EdgeScheduler>,
-    inflight: Option<(usize, Exchange)>,
+    /// Exchanges open (each packet is its own QUIC stream): konvert may pause a packet for a
+    /// more urgent one (forms overtake a room's blanks); FIFO has at most one.
+    open: BTreeMap<usize, Exchange>,
+    /// FIFO's packet being sent.
+    current: Option<usize>,
     acked: Vec<u64>,
     delivered_at: Vec<Option<u64>>,
     index: HashMap<String, usize>,
@@ -87,7 +91,8 @@ fn simulate(s: &Scenario, sites: &[SimSite], center: &CenterLink, policy: Policy
                 queued_bytes: 0,
                 fifo: VecDeque::new(),
                 sched,
-                inflight: None,
+                open: BTreeMap::new(),
+                current: None,
                 acked: vec![0; site.packets.len()],
                 delivered_at: vec![None; site.packets.len()],
                 index: site
@@ -154,13 +159,13 @@ fn simulate(s: &Scenario, sites: &[SimSite], center: &CenterLink, policy: Policy
                 let since = *r.down_since.get_or_insert(t);
                 if r.connected && t - since >= IDLE_TIMEOUT_MS {
                     r.connected = false;
-                    if let Some((idx, ex)) = r.inflight.take() {
+                    for (idx, ex) in std::mem::take(&mut r.open) {
                         r.acked[idx] = ex.acked;
                         r.queued_bytes += ex.partial_bytes();
                         spare_bufs.push(ex.into_buf());
-                        if r.sched.is_none() {
-                            r.fifo.push_front(idx);
-                        }
+                    }
+                    if let Some(idx) = r.current.take() {
+                        r.fifo.push_front(idx);
                     }
                     if policy == Policy::Konvert {
                         broker.disconnect(&r.site.code, t);
@@ -194,7 +199,7 @@ fn simulate(s: &Scenario, sites: &[SimSite], center: &CenterLink, policy: Policy
             let link = r.site.link_bytes_per_s * dt / 1000;
             let want = link.min(r.queued_bytes);
             offered[i] = match &mut r.sched {
-                Some(sch) if r.inflight.is_some() || sch.next(t).is_some() => sch.grant(te, want),
+                Some(sch) if sch.next(t).is_some() => sch.grant(te, want),
                 Some(_) => 0,
                 None => want,
             };
@@ -203,19 +208,22 @@ fn simulate(s: &Scenario, sites: &[SimSite], center: &CenterLink, policy: Policy
         for (i, r) in runs.iter_mut().enumerate() {
             let mut budget = got[i];
             while budget > 0 {
-                if r.inflight.is_none() {
-                    let idx = match &r.sched {
-                        Some(sch) => sch.next(t).and_then(|p| r.index.get(&p.id).copied()),
-                        None => r.fifo.pop_front(),
-                    };
-                    let Some(idx) = idx else { break };
+                let idx = match &r.sched {
+                    Some(sch) => sch.next(t).and_then(|p| r.index.get(&p.id).copied()),
+                    None => r.current.or_else(|| r.fifo.pop_front()),
+                };
+                let Some(idx) = idx else { break };
+                if r.sched.is_none() {
+                    r.current = Some(idx);
+                }
+                if !r.open.contains_key(&idx) {
                     let p = &r.site.packets[idx];
                     let o = offer(&p.id, p.priority, p.size, p.ready_unix_ms, r.site.deadline_unix_ms);
                     let buf = spare_bufs.pop().unwrap_or_default();
-                    r.inflight = Some((idx, Exchange::open(&sim_center, &r.site.code, o, r.acked[idx], buf)?));
+                    r.open
+                        .insert(idx, Exchange::open(&sim_center, &r.site.code, o, r.acked[idx], buf)?);
                 }
-                let Some((idx, ex)) = r.inflight.as_mut() else { break };
-                let idx = *idx;
+                let Some(ex) = r.open.get_mut(&idx) else { break };
                 let (used, done) = ex.feed(&mut sim_center, budget, te)?;
                 budget -= used;
                 r.queued_bytes -= used;
@@ -230,7 +238,8 @@ fn simulate(s: &Scenario, sites: &[SimSite], center: &CenterLink, policy: Policy
                     }
                     r.delivered_at[idx] = Some(te);
                     delivered += 1;
-                    if let Some((_, ex)) = r.inflight.take() {
+                    r.current = None;
+                    if let Some(ex) = r.open.remove(&idx) {
                         spare_bufs.push(ex.into_buf());
                     }
                 } else if used == 0 {

@@ -14,6 +14,8 @@
 //! latency (none). A link that stays down for 60 s drops the connection; the packet in flight
 //! resumes from the bytes the center holds when it comes back.
 //!
+//! konvert sends whichever packet `EdgeScheduler::next` names, chunk by chunk, so a room's
+//! forms overtake the blanks in flight (each packet is its own stream; the paused one resumes).
 //! Baseline (FIFO): each site sends its packets in the order they were sealed, at its link's
 //! full rate, one at a time; the center's ingress is split equally among the sites sending
 //! (max-min fair, so a slow link's leftover goes to the others — a generous baseline).
