@@ -12,7 +12,9 @@
 //!   morning's ETA is T = x·m/v before anything is queued);
 //! - asks `next(now)` for the packet to offer next: class order (forms 0 → blanks 1 →
 //!   journal 2 → audio 3 → test 4, `PacketKind::priority`), then earliest deadline first
-//!   across exam days, then arrival order;
+//!   across exam days, then arrival order. Asking again before each chunk lets a newly
+//!   sealed room's forms overtake blanks already in flight (each packet is its own stream;
+//!   the paused one continues where it stopped);
 //! - before reading each `Data` chunk asks `grant(now, chunk_len)`; when it grants less,
 //!   sleeps until `ready_at(now, chunk_len)`;
 //! - reports acknowledged bytes with `acknowledged(now, id, total)` and `finished(now, id)`
