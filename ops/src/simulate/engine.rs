@@ -9,7 +9,7 @@ use konvert_replication::schedule::{Broker, BrokerConfig, EdgeScheduler, QueuedP
 use super::bound;
 use super::exchange::{offer, Exchange, SimCenter};
 use super::network::{fair_share, CenterLink};
-use super::region::{self, SimSite, FORMS};
+use super::region::{self, SimSite};
 use super::report::{self, SimReport};
 use super::Scenario;
 
@@ -282,9 +282,6 @@ pub fn run(s: &Scenario) -> anyhow::Result<SimReport> {
         started.elapsed(),
     ))
 }
-
-/// The class of forms, for the latency figures.
-pub(super) const FORMS_CLASS: u8 = FORMS;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

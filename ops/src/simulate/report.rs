@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::engine::{PolicyRun, FORMS_CLASS};
-use super::region::SimSite;
+use super::engine::PolicyRun;
+use super::region::{SimSite, FORMS};
 use super::{Scenario, HOUR_MS, MINUTE_MS};
 
 /// When one site's last packet was delivered under one policy.
@@ -142,7 +142,7 @@ fn policy(name: &str, sites: &[SimSite], bounds: &[bool], run: &PolicyRun) -> Po
             }
         }
         for (p, at) in site.packets.iter().zip(&run.delivered_at[i]) {
-            if p.priority == FORMS_CLASS {
+            if p.priority == FORMS {
                 let at = at.unwrap_or(site.deadline_unix_ms + 6 * HOUR_MS);
                 forms.push(at.saturating_sub(p.ready_unix_ms) as f64 / 1000.0);
             }
