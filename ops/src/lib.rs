@@ -15,6 +15,7 @@ pub mod keys;
 pub mod netns;
 pub mod quick_authority;
 pub mod rooms;
+pub mod simulate;
 pub mod statement;
 pub mod statement_cli;
 pub mod stations;

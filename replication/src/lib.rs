@@ -1,8 +1,8 @@
 //! konvert's replication: moving sealed envelopes from edges to the center, exactly once.
 //!
 //! The core is sans-IO — [`frame`] (length-prefixed postcard), [`message`], [`sender`] and
-//! [`receiver`] are plain state machines fed with messages, with no sockets, clock, tokio or
-//! sled inside — so it is tested deterministically. Around it: [`pki`] and [`tls`] (the
+//! [`receiver`] — and the bandwidth [`schedule`] — are plain state machines fed with
+//! messages, with no sockets, clock, tokio or sled inside — so it is tested deterministically. Around it: [`pki`] and [`tls`] (the
 //! center's private CA, station certificates, mutual TLS), the durable [`outbox`] and
 //! [`inbox`] on sled, the reserve channel's drive format in [`reserve`], and the thin quinn
 //! driver in [`driver`].
@@ -20,13 +20,14 @@ pub mod pki;
 pub mod receipt;
 pub mod receiver;
 pub mod reserve;
+pub mod schedule;
 pub mod sender;
 pub mod tls;
 
 pub use error::Error;
 pub use frame::FrameDecoder;
 pub use inbox::{Inbox, InboxRecord};
-pub use message::{Message, Offer, RejectReason, PROTOCOL_VERSION};
+pub use message::{Message, Offer, RejectReason, Share, SiteStatus, PROTOCOL_VERSION};
 pub use notice::{Notice, SignedNotice, TestVerdict, Verdict};
 pub use outbox::{Exported, Outbox, OutboxEntry, OutboxState};
 pub use receipt::{Receipt, ReceiptBody};
