@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use konvert_crypto::VerifyingKey;
 use std::os::unix::fs::FileExt;
@@ -11,6 +12,9 @@ use crate::notice::MAX_NOTICES;
 use crate::sender::{PacketSender, SenderEvent};
 use crate::{handshake, tls};
 use crate::{Error, Message, Offer, Receipt, RejectReason, Result, SignedNotice};
+
+/// Stream priorities per class: turns within a class wrap after this many streams.
+const CLASS_SPAN: u64 = 1 << 20;
 
 /// Software name and version sent in Hello.
 pub const AGENT: &str = concat!("konvert-edge/", env!("CARGO_PKG_VERSION"));
@@ -72,6 +76,22 @@ pub async fn send_packet(
     path: &Path,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Outcome> {
+    send_packet_paced(conn, offer, center_key, path, progress, &|_| None).await
+}
+
+/// Asked before each chunk of `bytes`: `None` to send it now (the bytes are taken from
+/// the budget), or how long to wait before asking again.
+pub type Pace = dyn Fn(u64) -> Option<Duration> + Send + Sync;
+
+/// [`send_packet`], pacing each chunk with `pace` (the edge's token bucket).
+pub async fn send_packet_paced(
+    conn: &quinn::Connection,
+    offer: Offer,
+    center_key: VerifyingKey,
+    path: &Path,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    pace: &Pace,
+) -> Result<Outcome> {
     let mut sender = PacketSender::new(offer, center_key);
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
     write_message(&mut send, &sender.start()?).await?;
@@ -84,8 +104,11 @@ pub async fn send_packet(
         // link lost before the deadline leaves whole rooms delivered, not several partial
         // ones. Offers and control streams keep priority 0, ahead of all data, so the next
         // packet is accepted while the one before it is still sending.
-        let turn = i32::try_from(send.id().index()).unwrap_or(i32::MAX);
-        send.set_priority(-turn)
+        // Classes come first: a form sealed now overtakes blanks already in flight (the
+        // center needs ППЭ-13-02МАШ before it can check registration blanks).
+        let turn = i32::try_from(send.id().index() % CLASS_SPAN).unwrap_or(i32::MAX);
+        let class = i32::from(sender.offer().priority);
+        send.set_priority(-(class.saturating_mul(CLASS_SPAN as i32).saturating_add(turn)))
             .map_err(|e| Error::Connection(format!("the packet's stream closed: {e}")))?;
         // Positioned reads of at most 1 MiB from a file the edge just wrote (page cache):
         // cheaper inline than hopping to tokio's blocking pool and copying twice.
@@ -100,6 +123,9 @@ pub async fn send_packet(
         }
         progress(offset);
         while let Some((at, n)) = sender.next_chunk() {
+            while let Some(wait) = pace(n as u64) {
+                tokio::time::sleep(wait).await;
+            }
             let mut buf = vec![0u8; n];
             file.read_exact_at(&mut buf, at)?;
             write_message(&mut send, &sender.data(at, buf)).await?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::bandwidth::{serve_bandwidth, BrokerDesk};
 use super::stream::{read_message, write_message};
 use crate::notice::MAX_NOTICES;
 use crate::receiver::{PacketReceiver, ReceiverEvent};
@@ -71,6 +72,10 @@ pub trait Intake: Send + Sync + 'static {
     fn notices(&self, station: &StationSession) -> Result<Vec<SignedNotice>>;
     /// The key registries to pass on to stations, if this center serves any.
     fn registry_feed(&self) -> Option<RegistryFeed> {
+        None
+    }
+    /// The bandwidth broker, if this center splits its ingress among the sites.
+    fn broker(&self) -> Option<Arc<BrokerDesk>> {
         None
     }
 }
@@ -193,6 +198,7 @@ async fn serve_stream<I: Intake>(
     // pool while the next one is read: disk and network overlap, and an fsync never
     // stalls the async threads that serve every other stream.
     let mut writing: Option<PendingWrite<I::Staging>> = None;
+    let broker = intake.broker();
     let result = loop {
         let msg = match read_message(&mut recv).await {
             Ok(Some(msg)) => msg,
@@ -209,6 +215,16 @@ async fn serve_stream<I: Intake>(
                 Message::AskNotices => return serve_notices(send, intake, station).await,
                 Message::WatchRegistry { have_version } => {
                     return serve_registry_watch(send, intake, station, have_version).await
+                }
+                Message::SiteStatus(status) => {
+                    return match intake.broker() {
+                        Some(desk) => serve_bandwidth(send, recv, status, desk, station).await,
+                        // No broker here: the edge paces to its own configured rate.
+                        None => {
+                            let _ = send.finish();
+                            Ok(())
+                        }
+                    };
                 }
                 _ => {}
             }
@@ -251,6 +267,9 @@ async fn serve_stream<I: Intake>(
                 }
             }
             Ok(ReceiverEvent::Write { offset, bytes }) => {
+                if let Some(desk) = &broker {
+                    desk.received(&station.site, bytes.len() as u64);
+                }
                 if let Err(e) = finish_write(&mut writing, &mut staging).await {
                     let _ = write_message(&mut send, &rx.reject(RejectReason::Unavailable, "cannot write")).await;
                     break Err(e);
