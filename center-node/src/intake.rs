@@ -17,7 +17,7 @@ use konvert_crypto::registry::{CenterKeyState, Registry, SignRefusal};
 use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
 use konvert_exam::{PacketKind, PacketRef};
-use konvert_replication::driver::{Admission, Intake, RegistryFeed, StationSession};
+use konvert_replication::driver::{Admission, Completion, Intake, RegistryFeed, StationSession};
 use konvert_replication::inbox::SEGMENT;
 use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
 use tracing::{info, warn};
@@ -370,7 +370,7 @@ impl Intake for CenterIntake {
         station: &StationSession,
         offer: &Offer,
         staging: Staging,
-    ) -> std::result::Result<Receipt, (RejectReason, String)> {
+    ) -> std::result::Result<Completion, (RejectReason, String)> {
         let Staging {
             file,
             path,
@@ -437,7 +437,9 @@ impl Intake for CenterIntake {
             self.inbox.discard_staging(&path);
         }
         self.release(&key);
-        result.map_err(|(r, d)| self.refuse(station, offer, r, d))
+        result
+            .map(Completion::from)
+            .map_err(|(r, d)| self.refuse(station, offer, r, d))
     }
 
     fn abandon(&self, _offer: &Offer, staging: Staging) {

@@ -309,6 +309,9 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                     b.set_message(format!("center unreachable ({error}); retry in {in_seconds:.0} s"))
                 }
                 PushEvent::Registry { version } => b.println(format!("  key registry v{version} in force")),
+                PushEvent::Held { packet_id, relay, .. } => b.println(format!(
+                    "  held at relay {relay} ⧗ {packet_id}: waiting for the center's receipt, will ask again"
+                )),
                 PushEvent::Connected => b.set_message("connected"),
             });
             let opts = PushOptions {

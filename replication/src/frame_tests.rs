@@ -73,6 +73,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
         proptest::collection::vec(arb_notice(), 0..4).prop_map(|notices| Message::Notices { notices }),
         any::<u64>().prop_map(|have_version| Message::WatchRegistry { have_version }),
         proptest::collection::vec(any::<u8>(), 0..3000).prop_map(|signed| Message::Registry { signed }),
+        (".{0,20}", ".{0,60}").prop_map(|(relay, detail)| Message::Held { relay, detail }),
     ]
 }
 
@@ -124,6 +125,7 @@ fn variant(m: &Message) -> usize {
         Message::Notices { .. } => 10,
         Message::WatchRegistry { .. } => 11,
         Message::Registry { .. } => 12,
+        Message::Held { .. } => 13,
     }
 }
 
@@ -133,11 +135,11 @@ fn the_strategy_yields_every_variant() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = arb_message();
-    let mut seen = [false; 13];
+    let mut seen = [false; 14];
     for _ in 0..500 {
         seen[variant(&strategy.new_tree(&mut runner).unwrap().current())] = true;
     }
-    assert_eq!(seen, [true; 13]);
+    assert_eq!(seen, [true; 14]);
 }
 
 /// Splits `wire` at the given cut points (taken modulo its length), so pieces have random

@@ -20,6 +20,14 @@ pub const AGENT: &str = concat!("konvert-edge/", env!("CARGO_PKG_VERSION"));
 pub enum Outcome {
     /// The center holds it; the receipt verified against the center's key and the offer.
     Delivered(Receipt),
+    /// A relay holds it durably; the center's receipt has not come back yet. Offer it
+    /// again later: once the receipt is at the relay, the answer is `Delivered`.
+    Held {
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
+    },
     /// The center refused it.
     Rejected {
         /// Why.
@@ -101,9 +109,10 @@ pub async fn send_packet(
     }
     match event {
         SenderEvent::Delivered(receipt) => Ok(Outcome::Delivered(receipt)),
+        SenderEvent::Held { relay, detail } => Ok(Outcome::Held { relay, detail }),
         SenderEvent::Rejected { reason, detail } => Ok(Outcome::Rejected { reason, detail }),
         SenderEvent::SendFrom(_) => Err(Error::Protocol {
-            expected: "Receipt or Reject",
+            expected: "Receipt, Held or Reject",
             got: "a second Accept".into(),
         }),
     }

@@ -6,5 +6,5 @@ mod server;
 mod stream;
 
 pub use client::{ask_notices, connect, send_packet, watch_registry, Outcome, AGENT};
-pub use server::{serve_connection, Admission, Intake, RegistryFeed, RegistryUpdate, StationSession};
+pub use server::{serve_connection, Admission, Completion, Intake, RegistryFeed, RegistryUpdate, StationSession};
 pub use stream::{read_message, write_message};
