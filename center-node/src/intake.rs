@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::config::CenterConfig;
 use crate::metrics::Metrics;
 use crate::registry::CenterRegistry;
+use crate::stations::RelayIndex;
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::Result;
 
@@ -65,6 +66,7 @@ pub struct CenterIntake {
     in_flight: Mutex<HashSet<(String, u32)>>,
     desk: TestDesk,
     audit: Arc<AuditLog>,
+    relays: RelayIndex,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -94,6 +96,7 @@ impl CenterIntake {
             max_packet_bytes: cfg.max_packet_bytes,
             in_flight: Mutex::new(HashSet::new()),
             desk: TestDesk::open(&cfg.data_dir)?,
+            relays: RelayIndex::new(cfg.station_index()),
         })
     }
 
@@ -179,18 +182,36 @@ impl CenterIntake {
                 "the envelope carries no readable packet description (site, day, room)".to_owned(),
             )
         })?;
+        // A site's station delivers its own site's packets; a relay those of the sites it
+        // is enrolled to carry (read from the station index, which may change while running).
+        let carried = self.relays.carried_by(&station.site);
         for (what, site) in [
             ("envelope", h.sender_site.as_str()),
             ("packet description", packet.site.as_str()),
         ] {
-            if site != station.site {
-                return Err((
-                    RejectReason::SiteMismatch,
-                    format!(
-                        "the {what} is for site {site}, but the station is enrolled for site {}",
-                        station.site
-                    ),
-                ));
+            if site == station.site {
+                continue;
+            }
+            match &carried {
+                Some(sites) if sites.iter().any(|s| s.eq_ignore_ascii_case(site)) => {}
+                Some(_) => {
+                    return Err((
+                        RejectReason::RelayNotEnrolledForSite,
+                        format!(
+                            "the {what} is for site {site}, which relay {} is not enrolled to carry",
+                            station.site
+                        ),
+                    ))
+                }
+                None => {
+                    return Err((
+                        RejectReason::SiteMismatch,
+                        format!(
+                            "the {what} is for site {site}, but the station is enrolled for site {}",
+                            station.site
+                        ),
+                    ))
+                }
             }
         }
         check_signer(&registry, &verified.signer().key_id(), &packet)?;
@@ -387,10 +408,12 @@ impl Intake for CenterIntake {
             })?;
             let received_at = now_ms();
             let verified = self.verify(station, offer, verifier, received_at)?;
+            // The envelope's site: the station's own, or one its relay carries.
+            let site = verified.header().sender_site.clone();
             let body = ReceiptBody {
                 packet_id: offer.packet_id.clone(),
                 version: offer.version,
-                site: station.site.clone(),
+                site: site.clone(),
                 digest: offer.digest,
                 bytes: offer.size,
                 received_at_unix_ms: received_at,
@@ -418,12 +441,9 @@ impl Intake for CenterIntake {
             }
             let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
             self.metrics.delivery_latency.observe(latency);
-            self.metrics.packets_received.with_label_values(&[&station.site]).inc();
-            self.metrics
-                .bytes_received
-                .with_label_values(&[&station.site])
-                .inc_by(offer.size);
-            info!(site = %station.site, packet = %offer.packet_id, version = offer.version, bytes = offer.size, "stored");
+            self.metrics.packets_received.with_label_values(&[&site]).inc();
+            self.metrics.bytes_received.with_label_values(&[&site]).inc_by(offer.size);
+            info!(site = %site, station = %station.site, packet = %offer.packet_id, version = offer.version, bytes = offer.size, "stored");
             let signer = verified.signer().key_id();
             self.record(
                 station,

@@ -152,7 +152,8 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
                         u.note(
                             &packet_id,
                             format!(
-                                "held durably; the center asked to retry later: {} ({detail})",
+                                "held durably; the center refused it for now ({}): {} ({detail})",
+                                reason.as_str(),
                                 reason.plain_words()
                             ),
                         );

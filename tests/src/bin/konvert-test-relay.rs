@@ -1,0 +1,13 @@
+//! A relay process for crash tests: `konvert-test-relay CONFIG` serves until killed.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: konvert-test-relay CONFIG"))?;
+    let cfg = konvert_edge::relay::RelayConfig::load(config.as_ref())?;
+    let relay = konvert_edge::relay::serve(&cfg).await?;
+    println!("listening on {}", relay.addr);
+    std::future::pending::<()>().await;
+    Ok(())
+}
