@@ -103,7 +103,8 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     // revocation list lives at the center (a revoked station's member signature is still
     // judged there).
     let server_config = tls::server_config(&ca_pem, &server_cert, &[])?;
-    let endpoint = tls::server_endpoint(cfg.listen, server_config)?;
+    // Keyed resets: after a crash the downstream stations reconnect at once.
+    let endpoint = tls::server_endpoint_keyed(cfg.listen, server_config, server_cert.key_pem.as_bytes())?;
     let addr = endpoint.local_addr()?;
     info!(%addr, relay = %cfg.relay, "relay listening");
 
