@@ -788,6 +788,10 @@ mod random {
                 reason: RejectReason::Unavailable,
                 detail: String::new()
             }),
+            Just(Message::Held {
+                relay: "relay-01".into(),
+                detail: String::new()
+            }),
             Just(Message::Done),
         ]
     }
@@ -854,7 +858,7 @@ mod random {
                         prop_assert!(r.verify_for(&key, &offer(10)).is_ok());
                         outcome = true;
                     }
-                    Ok(SenderEvent::Rejected { .. }) => {
+                    Ok(SenderEvent::Rejected { .. } | SenderEvent::Held { .. }) => {
                         prop_assert!(!outcome);
                         outcome = true;
                     }
