@@ -442,7 +442,10 @@ impl Intake for CenterIntake {
             let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
             self.metrics.delivery_latency.observe(latency);
             self.metrics.packets_received.with_label_values(&[&site]).inc();
-            self.metrics.bytes_received.with_label_values(&[&site]).inc_by(offer.size);
+            self.metrics
+                .bytes_received
+                .with_label_values(&[&site])
+                .inc_by(offer.size);
             info!(site = %site, station = %station.site, packet = %offer.packet_id, version = offer.version, bytes = offer.size, "stored");
             let signer = verified.signer().key_id();
             self.record(

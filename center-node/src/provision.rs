@@ -232,7 +232,13 @@ pub fn enroll_relay(center_dir: &Path, relay: &RelayEnrollment, facts: &CenterFa
     let server = ca.issue_relay_server(&relay.relay)?;
     let serial = Serial::of_cert_pem(&station.cert_pem)?;
     fs::create_dir_all(out).map_err(Error::file(out))?;
-    stations::record_issued_relay(&index_path, &serial, &relay.relay, &relay.carries, OffsetDateTime::now_utc())?;
+    stations::record_issued_relay(
+        &index_path,
+        &serial,
+        &relay.relay,
+        &relay.carries,
+        OffsetDateTime::now_utc(),
+    )?;
     write_public_text(&out.join("ca.pem"), &ca.cert_pem)?;
     write_public_text(&out.join("station.pem"), &station.cert_pem)?;
     write_secret_text(&out.join("station.key"), &station.key_pem)?;

@@ -296,7 +296,9 @@ impl RelayIndex {
 
     /// The sites the relay `station` may carry now; `None` if it is no relay.
     pub fn carried_by(&self, station: &str) -> Option<Vec<String>> {
-        let Ok(mut cached) = self.cached.lock() else { return None };
+        let Ok(mut cached) = self.cached.lock() else {
+            return None;
+        };
         let modified = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         if modified.is_some() && modified != cached.0 {
             match StationIndex::load(&self.path) {

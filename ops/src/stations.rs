@@ -231,7 +231,11 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<()> {
             };
             let path = provision::enroll_relay(&center, &enrollment, &facts, &out)?;
             let cert = std::fs::read_to_string(out.join("station.pem"))?;
-            println!("relay {relay} enrolled to carry {}: {}", carries.join(", "), path.display());
+            println!(
+                "relay {relay} enrolled to carry {}: {}",
+                carries.join(", "),
+                path.display()
+            );
             println!("  certificate serial {}", Serial::of_cert_pem(&cert)?);
             println!(
                 "  its sites' stations connect to it with server_name = \"{}\" \

@@ -208,9 +208,7 @@ impl Pair {
         let event = self.edge.handle(msg)?;
         match &event {
             SenderEvent::SendFrom(_) => self.pumping = true,
-            SenderEvent::Rejected { .. } | SenderEvent::Delivered(_) | SenderEvent::Held { .. } => {
-                self.pumping = false
-            }
+            SenderEvent::Rejected { .. } | SenderEvent::Delivered(_) | SenderEvent::Held { .. } => self.pumping = false,
         }
         self.edge_events.push(event);
         Ok(())
@@ -574,7 +572,11 @@ fn senders() -> Vec<StateCase<PacketSender>> {
     }
     vec![
         ("Start", start, &[]),
-        ("AwaitDecision", await_decision, &["Accept", "AlreadyHave", "Reject", "Held"]),
+        (
+            "AwaitDecision",
+            await_decision,
+            &["Accept", "AlreadyHave", "Reject", "Held"],
+        ),
         ("Sending", sending, &["Reject"]),
         ("AwaitReceipt", await_receipt, &["Receipt", "Reject", "Held"]),
         ("Finished", finished, &[]),

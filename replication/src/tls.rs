@@ -282,13 +282,7 @@ pub fn server_endpoint_keyed(addr: SocketAddr, cfg: quinn::ServerConfig, secret:
         ))
     };
     let socket = std::net::UdpSocket::bind(addr).map_err(listen_err)?;
-    quinn::Endpoint::new(
-        config,
-        Some(cfg),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(listen_err)
+    quinn::Endpoint::new(config, Some(cfg), socket, Arc::new(quinn::TokioRuntime)).map_err(listen_err)
 }
 
 /// Connection ids of 8 bytes, a keyed MAC over a per-generator nonce and a counter, that

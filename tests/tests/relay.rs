@@ -381,7 +381,10 @@ async fn a_relay_killed_mid_packet_and_a_center_that_is_down_lose_nothing_and_do
     let offsets = offsets.lock().unwrap();
     let resume_at = offsets[sent_before..].iter().copied().min().unwrap();
     assert_eq!(resume_at % SEGMENT, 0, "resumed at a segment boundary");
-    assert!(at_kill.saturating_sub(resume_at) <= SEGMENT, "at most one segment again");
+    assert!(
+        at_kill.saturating_sub(resume_at) <= SEGMENT,
+        "at most one segment again"
+    );
 
     // Exactly once at the center, whole; nothing left in the relay's staging.
     assert_eq!(center.inbox.len(), 2);

@@ -18,7 +18,13 @@ receipt_key = "fd8b1b42df6e708fe69c877029651eec1852fec7de5f6155a8cdd2a96ea75bb3"
 
 fn load(text: &str) -> Result<RelayConfig> {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["ca.pem", "station.pem", "station.key", "relay-server.pem", "relay-server.key"] {
+    for f in [
+        "ca.pem",
+        "station.pem",
+        "station.key",
+        "relay-server.pem",
+        "relay-server.key",
+    ] {
         std::fs::write(dir.path().join(f), "x").unwrap();
     }
     let path = dir.path().join("relay.toml");
@@ -41,11 +47,17 @@ fn a_good_config_loads_with_paths_next_to_it() {
 fn mistakes_are_named() {
     let cases = [
         (GOOD.replace("carry =", "cary = [\"0101\"]\ncarry ="), "cary"),
-        (GOOD.replace("carry = [\"0101\", \"0102\"]", "carry = []"), "carry is empty"),
+        (
+            GOOD.replace("carry = [\"0101\", \"0102\"]", "carry = []"),
+            "carry is empty",
+        ),
         (GOOD.replace("relay = \"mouo-01\"", "relay = \"mouo 01\""), "relay"),
         (GOOD.replace("receipt_key = \"fd", "receipt_key = \"zz"), "receipt_key"),
         (GOOD.replace("ca.pem", "missing.pem"), "does not exist"),
-        (GOOD.replace("data_dir", "hold_wait_ms = 600000\ndata_dir"), "hold_wait_ms"),
+        (
+            GOOD.replace("data_dir", "hold_wait_ms = 600000\ndata_dir"),
+            "hold_wait_ms",
+        ),
     ];
     for (text, needle) in cases {
         let e = load(&text).unwrap_err().to_string();

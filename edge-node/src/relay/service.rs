@@ -165,7 +165,10 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
                     packet_id,
                     relay,
                     detail,
-                } => u.note(&packet_id, format!("held durably; the next relay {relay} says: {detail}")),
+                } => u.note(
+                    &packet_id,
+                    format!("held durably; the next relay {relay} says: {detail}"),
+                ),
                 PushEvent::Registry { .. } => {
                     if let Some(update) = st.as_ref().and_then(stored_update) {
                         feed.send_replace(Some(update));
