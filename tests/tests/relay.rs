@@ -378,7 +378,7 @@ async fn a_relay_killed_mid_packet_and_a_center_that_is_down_lose_nothing_and_do
     assert_eq!(receipts.len(), 2);
 
     // The school resumed where the relay's durable segments ended.
-    let offsets = offsets.lock().unwrap();
+    let offsets = offsets.lock().unwrap().clone();
     let resume_at = offsets[sent_before..].iter().copied().min().unwrap();
     assert_eq!(resume_at % SEGMENT, 0, "resumed at a segment boundary");
     assert!(
