@@ -42,7 +42,7 @@ pub struct RelayStaging {
 /// Wakes the streams waiting for the center's receipt whenever the forwarder learns
 /// something about a packet.
 #[derive(Default)]
-pub(crate) struct Upstream {
+pub(crate) struct Forwarding {
     generation: Mutex<u64>,
     changed: Condvar,
     /// What the forwarder last learned that the downstream should read in `Held`.
@@ -51,7 +51,7 @@ pub(crate) struct Upstream {
     trouble: Mutex<Option<String>>,
 }
 
-impl Upstream {
+impl Forwarding {
     /// Something changed: wake every waiter.
     pub(crate) fn bump(&self) {
         if let Ok(mut g) = self.generation.lock() {
@@ -100,7 +100,7 @@ pub struct RelayIntake {
     staging: Inbox,
     outbox: Arc<Outbox>,
     in_flight: Mutex<HashSet<(String, u32)>>,
-    pub(crate) upstream: Arc<Upstream>,
+    forwarding: Arc<Forwarding>,
     registry: Option<RegistryStore>,
     feed: Option<RegistryFeed>,
 }
@@ -126,7 +126,7 @@ impl RelayIntake {
     pub(crate) fn new(
         cfg: &RelayConfig,
         outbox: Arc<Outbox>,
-        upstream: Arc<Upstream>,
+        forwarding: Arc<Forwarding>,
         registry: Option<RegistryStore>,
         feed: Option<RegistryFeed>,
     ) -> crate::Result<Self> {
@@ -136,7 +136,7 @@ impl RelayIntake {
             staging: Inbox::open(&cfg.data_dir.join("inbound"))?,
             outbox,
             in_flight: Mutex::new(HashSet::new()),
-            upstream,
+            forwarding,
             registry,
             feed,
         })
@@ -163,11 +163,11 @@ impl RelayIntake {
                 Some(OutboxState::Rejected { reason, detail }) => {
                     return Err((reason, format!("refused upstream: {detail}")))
                 }
-                Some(OutboxState::Sealed) if Instant::now() < until => self.upstream.wait(until),
+                Some(OutboxState::Sealed) if Instant::now() < until => self.forwarding.wait(until),
                 Some(OutboxState::Sealed) => {
                     return Ok(Completion::Held {
                         relay: self.name.clone(),
-                        detail: self.upstream.detail(&key),
+                        detail: self.forwarding.detail(&key),
                     })
                 }
                 None => {
@@ -386,7 +386,7 @@ impl Intake for RelayIntake {
         match checked {
             Ok(_) => {
                 info!(site = %station.site, packet = %offer.packet_id, version = offer.version, bytes = offer.size, "held for forwarding");
-                self.upstream.bump();
+                self.forwarding.bump();
                 self.answer_held(offer)
             }
             Err((reason, detail)) => {

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::config::RelayConfig;
-use super::intake::{RelayIntake, Upstream};
+use super::intake::{Forwarding, RelayIntake};
 use crate::cli::now_unix_ms;
 use crate::push::{push_via, PushEvent, PushOptions};
 use crate::{Error, Result};
@@ -91,11 +91,11 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     let outbox = Arc::new(Outbox::open(&cfg.data_dir.join("outbound"))?);
     let store = registry_store(cfg)?;
     let (feed_tx, feed_rx) = watch::channel(store.as_ref().and_then(stored_update));
-    let upstream = Arc::new(Upstream::default());
+    let forwarding = Arc::new(Forwarding::default());
     let intake = Arc::new(RelayIntake::new(
         cfg,
         outbox.clone(),
-        upstream.clone(),
+        forwarding.clone(),
         store.clone(),
         store.as_ref().map(|_| feed_rx),
     )?);
@@ -133,7 +133,7 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     });
 
     let link = cfg.link()?;
-    let (ob, up) = (outbox.clone(), upstream.clone());
+    let (ob, up) = (outbox.clone(), forwarding.clone());
     let forwarder = tokio::spawn(async move {
         let feed_tx = Arc::new(feed_tx);
         loop {
