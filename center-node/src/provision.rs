@@ -138,12 +138,19 @@ pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &
         &read(center_dir.join("pki/ca.pem"))?,
         &read(center_dir.join("pki/ca.key"))?,
     )?;
-    let station = ca.issue_station(site)?;
-    let serial = Serial::of_cert_pem(&station.cert_pem)?;
     let index_path = match CenterConfig::load(&center_dir.join("center.toml")) {
         Ok(cfg) => cfg.station_index(),
         Err(_) => center_dir.join("pki/stations.toml"),
     };
+    // A relay's station certificate carries the same kind of name: a site's station with a
+    // relay's id would speak for the relay and carry its sites.
+    if stations::StationIndex::load(&index_path)?.carried_by(site).is_some() {
+        return Err(Error::Stations(format!(
+            "{site} is a relay's id, not a site code; enroll the site under its own code"
+        )));
+    }
+    let station = ca.issue_station(site)?;
+    let serial = Serial::of_cert_pem(&station.cert_pem)?;
     fs::create_dir_all(out).map_err(Error::file(out))?;
     // Recorded before the site gets it: a certificate the index does not know could not
     // be revoked by site.

@@ -321,7 +321,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                     b.println(format!("  refused ✗ {packet_id}: {}", reason.plain_words()))
                 }
                 PushEvent::Retrying { error, in_seconds } => {
-                    b.set_message(format!("center unreachable ({error}); retry in {in_seconds:.0} s"))
+                    b.set_message(format!("not delivered yet: {error}; retry in {in_seconds:.0} s"))
                 }
                 PushEvent::Registry { version } => b.println(format!("  key registry v{version} in force")),
                 PushEvent::Held { packet_id, relay, .. } => b.println(format!(

@@ -734,6 +734,18 @@ fn relays_enrolled_with_the_sites_they_carry_and_sites_sent_through_them() {
         dir.path().join("x").to_str().unwrap(),
     ]));
     assert!(taken.contains("site's station"), "{taken}");
+    let relay_id = err(&keys(&[
+        "enroll-station",
+        "--center",
+        c,
+        "--site",
+        "mouo-01",
+        "--address",
+        "127.0.0.1:4433",
+        "--out",
+        dir.path().join("z").to_str().unwrap(),
+    ]));
+    assert!(relay_id.contains("relay's id"), "{relay_id}");
     let nothing = err(&keys(&[
         "enroll-relay",
         "--center",
