@@ -474,9 +474,24 @@ impl Intake for CenterIntake {
     }
 
     fn notices(&self, station: &StationSession) -> konvert_replication::Result<Vec<SignedNotice>> {
-        self.desk
-            .notices_for(&station.site)
-            .map_err(|e| konvert_replication::Error::Storage(e.to_string()))
+        // A relay gets the notices of every site it carries, newest first, to pass down.
+        let mut sites = vec![station.site.clone()];
+        sites.extend(self.relays.carried_by(&station.site).unwrap_or_default());
+        let mut all = Vec::new();
+        for site in &sites {
+            let notices = self
+                .desk
+                .notices_for(site)
+                .map_err(|e| konvert_replication::Error::Storage(e.to_string()))?;
+            all.extend(notices);
+        }
+        if sites.len() > 1 {
+            all.sort_by_key(|n| {
+                let konvert_replication::Notice::TestVerdict(v) = &n.notice;
+                std::cmp::Reverse(v.judged_at_unix_ms)
+            });
+        }
+        Ok(all)
     }
 
     fn registry_feed(&self) -> Option<RegistryFeed> {

@@ -398,3 +398,73 @@ async fn a_relay_killed_mid_packet_and_a_center_that_is_down_lose_nothing_and_do
     relay.wait().unwrap();
     center.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_packets_verdict_reaches_its_school_through_the_relay_and_only_that_school() {
+    let fx = CenterFixture::new(loopback());
+    let (t1, t2) = (fx.issue_token("0101"), fx.issue_token("0102"));
+    let cfg = fx.register(&[(&t1, "0101"), (&t2, "0102")]);
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let relay_fx = fx.enroll_relay("mouo-01", &["0101", "0102"], &[], loopback(), center.addr, None);
+    let relay = relay_fx.start().await;
+    let mut school = fx.enroll("0101", center.addr);
+    let mut other = fx.enroll("0102", center.addr);
+    school.via_relay("mouo-01", relay.addr);
+    other.via_relay("mouo-01", relay.addr);
+    // A technical-readiness test packet, sent through the relay.
+    let scans = school.dir.join("scans/test");
+    konvert_ops::rooms::write_room(&scans, 11, 2, 5_000).unwrap();
+    let packet = konvert_exam::PacketRef {
+        site: school.cfg.site.clone(),
+        date: konvert_tests::EXAM_DAY.parse().unwrap(),
+        exam: konvert_exam::ExamKind::Ege,
+        room: "0000".parse().unwrap(),
+        kind: konvert_exam::PacketKind::Test,
+    };
+    let sealed = konvert_edge::seal_room(
+        &school.cfg,
+        &school.outbox,
+        &school.signer,
+        &scans,
+        packet,
+        konvert_edge::cli::now_unix_ms(),
+    )
+    .unwrap();
+    assert_eq!(
+        push(&school.cfg, school.outbox.clone(), opts(30))
+            .await
+            .unwrap()
+            .delivered,
+        1
+    );
+
+    // The staff judge it at the center; the signed verdict travels back through the relay.
+    let desk = konvert_center::test_packets::TestDesk::open(&cfg.data_dir).unwrap();
+    let on_desk = desk.list().unwrap();
+    assert_eq!(on_desk.len(), 1);
+    let receipt_key = konvert_crypto::keyfile::read_signing_key(&cfg.receipt_key).unwrap();
+    desk.judge(
+        &on_desk[0],
+        konvert_replication::Verdict::Confirmed,
+        "",
+        "Смирнова О. В.",
+        &receipt_key,
+        konvert_edge::cli::now_unix_ms(),
+    )
+    .unwrap();
+    let fetch = konvert_edge::readiness::fetch_verdicts;
+    assert_eq!(fetch(&school.cfg, &school.outbox).await.unwrap(), 1);
+    let verdict = school
+        .outbox
+        .verdict(&sealed.entry.offer.packet_id, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(verdict.verdict, konvert_replication::Verdict::Confirmed);
+    assert_eq!(
+        fetch(&other.cfg, &other.outbox).await.unwrap(),
+        0,
+        "not another school's"
+    );
+    relay.shutdown().await;
+    center.shutdown().await;
+}

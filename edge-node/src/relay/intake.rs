@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::{EnvelopeVerifier, KeyId, VerifyingKey};
 use konvert_exam::PacketRef;
-use konvert_replication::driver::{Admission, Completion, Intake, RegistryFeed, StationSession};
+use konvert_replication::driver::{self, Admission, Completion, Intake, RegistryFeed, StationSession};
 use konvert_replication::inbox::SEGMENT;
 use konvert_replication::{Inbox, Offer, Outbox, OutboxState, RejectReason, SignedNotice};
 use ring::digest::{Context, SHA256};
@@ -103,6 +103,8 @@ pub struct RelayIntake {
     forwarding: Arc<Forwarding>,
     registry: Option<RegistryStore>,
     feed: Option<RegistryFeed>,
+    /// The relay's runtime, for asking upstream from the blocking notice call.
+    runtime: tokio::runtime::Handle,
 }
 
 /// Feeds the verifier and the digest the bytes an earlier attempt left durable.
@@ -139,6 +141,8 @@ impl RelayIntake {
             forwarding,
             registry,
             feed,
+            runtime: tokio::runtime::Handle::try_current()
+                .map_err(|e| crate::Error::Push(format!("the relay must start inside a tokio runtime: {e}")))?,
         })
     }
 
@@ -403,11 +407,28 @@ impl Intake for RelayIntake {
         self.release(&staging.key);
     }
 
-    fn notices(&self, _station: &StationSession) -> konvert_replication::Result<Vec<SignedNotice>> {
-        Err(konvert_replication::Error::Storage(
-            "the center's notices do not travel through relays; ask the center by phone or use the reserve channel"
-                .into(),
-        ))
+    /// Asks the next hop, on a connection of its own, for the notices of the sites this
+    /// relay carries and passes on those for the asking station: its own site's, or (for a
+    /// relay below) every carried site's. Each is signed by the center; the station checks
+    /// them again with the center's key, so the relay cannot forge a verdict.
+    fn notices(&self, station: &StationSession) -> konvert_replication::Result<Vec<SignedNotice>> {
+        let unavailable = |e: crate::Error| konvert_replication::Error::Storage(format!("cannot ask upstream: {e}"));
+        let link = self.cfg.link().map_err(unavailable)?;
+        let carried = |site: &str| self.cfg.carries(site);
+        let asked = self.runtime.block_on(async {
+            let endpoint = crate::push::link_endpoint(&link)?;
+            let conn = crate::push::connect_link(&link, &endpoint).await?;
+            let asked = driver::ask_notices_for(&conn, &link.receipt_key, &carried, &self.name).await;
+            conn.close(0u32.into(), b"notices fetched");
+            endpoint.close(0u32.into(), b"bye");
+            Ok::<_, crate::Error>(asked?)
+        });
+        let relay_below = self.cfg.is_downstream_relay(&station.site);
+        Ok(asked
+            .map_err(unavailable)?
+            .into_iter()
+            .filter(|n| relay_below || n.notice.site().eq_ignore_ascii_case(&station.site))
+            .collect())
     }
 
     fn registry_feed(&self) -> Option<RegistryFeed> {

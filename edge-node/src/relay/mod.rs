@@ -32,6 +32,11 @@
 //! municipal office may hold packets for hours while its own link is down, and hours-long
 //! streams tie up both ends, die with every reconnect or relay restart, and leave the
 //! operator with nothing to see — a re-offer costs one round trip and survives all of that.
+//!
+//! The center's notices (test-packet verdicts) come back on demand: a station's
+//! `AskNotices` makes the relay ask the next hop for the notices of the sites it carries
+//! and pass on the asking site's; each is signed by the center and checked by the site.
+//! Key registries come down the watch the forwarder keeps open (with `authority` set).
 
 pub mod config;
 mod intake;

@@ -121,6 +121,19 @@ pub async fn send_packet(
 /// Asks the center for this site's notices. Each is checked against the center's key
 /// and must be for this site; one that is not is an error, never shown to the operator.
 pub async fn ask_notices(conn: &quinn::Connection, center_key: &VerifyingKey, site: &str) -> Result<Vec<SignedNotice>> {
+    ask_notices_for(conn, center_key, &|s| s == site, site).await
+}
+
+/// Asks for the notices of every site `wanted` names (a relay asks for the sites it
+/// carries). Each is checked against the center's key; one for another site is an error.
+/// `asker` names who asks, in errors.
+pub async fn ask_notices_for(
+    conn: &quinn::Connection,
+    center_key: &VerifyingKey,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+    asker: &str,
+) -> Result<Vec<SignedNotice>> {
+    let site = asker;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
     write_message(&mut send, &Message::AskNotices).await?;
     let _ = send.finish();
@@ -134,7 +147,7 @@ pub async fn ask_notices(conn: &quinn::Connection, center_key: &VerifyingKey, si
             }
             for n in &notices {
                 let notice = n.verify(center_key)?;
-                if notice.site() != site {
+                if !wanted(notice.site()) {
                     return Err(Error::BadNotice(format!(
                         "a notice for site {} was sent to site {site}",
                         notice.site()

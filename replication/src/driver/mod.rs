@@ -5,6 +5,6 @@ mod client;
 mod server;
 mod stream;
 
-pub use client::{ask_notices, connect, send_packet, watch_registry, Outcome, AGENT};
+pub use client::{ask_notices, ask_notices_for, connect, send_packet, watch_registry, Outcome, AGENT};
 pub use server::{serve_connection, Admission, Completion, Intake, RegistryFeed, RegistryUpdate, StationSession};
 pub use stream::{read_message, write_message};
