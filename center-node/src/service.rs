@@ -12,6 +12,7 @@ use crate::config::CenterConfig;
 use crate::intake::{now_ms, CenterIntake};
 use crate::metrics::{serve_metrics, Metrics};
 use crate::registry::{CenterRegistry, WATCH_INTERVAL};
+use crate::reserve;
 use crate::revocation::{self, Revocation};
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::{Error, Result};
@@ -19,7 +20,7 @@ use crate::{Error, Result};
 /// The center's audit log, under its data folder.
 pub const AUDIT_LOG: &str = "audit.log";
 /// A signed checkpoint after this many decisions.
-const AUDIT_CHECKPOINT_EVERY: u64 = 64;
+pub const AUDIT_CHECKPOINT_EVERY: u64 = 64;
 
 /// A center that is serving.
 pub struct RunningCenter {
@@ -99,13 +100,15 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         key_pem: read(&cfg.key)?.into(),
     };
     let receipt_key = keyfile::read_signing_key(&cfg.receipt_key)?;
+    // The inbox first: its lock makes this the only process writing the center's files
+    // (a reserve import run while the center is stopped holds it too).
+    let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
     // Decisions are chained in the audit log; the center's receipt key signs checkpoints.
     let audit = Arc::new(AuditLog::open(
         &cfg.data_dir.join(AUDIT_LOG),
         Some(keyfile::read_signing_key(&cfg.receipt_key)?),
         AUDIT_CHECKPOINT_EVERY,
     )?);
-    let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
     restore_test_desk(&inbox, &TestDesk::open(&cfg.data_dir)?)?;
     let metrics = Metrics::new()?;
     let registry = Arc::new(CenterRegistry::open(cfg, now_ms(), Some(audit.clone()))?);
@@ -125,6 +128,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         metrics.clone(),
         audit.clone(),
     )?);
+    reserve::watch_spool(intake.clone(), &cfg.data_dir)?;
     let crl = revocation::load_crl(cfg)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
     // Keyed resets: after a crash and restart the stations reconnect at once.

@@ -4,7 +4,8 @@
 //! [`receiver`] are plain state machines fed with messages, with no sockets, clock, tokio or
 //! sled inside — so it is tested deterministically. Around it: [`pki`] and [`tls`] (the
 //! center's private CA, station certificates, mutual TLS), the durable [`outbox`] and
-//! [`inbox`] on sled, and the thin quinn driver in [`driver`].
+//! [`inbox`] on sled, the reserve channel's drive format in [`reserve`], and the thin quinn
+//! driver in [`driver`].
 
 pub mod driver;
 mod durable;
@@ -18,6 +19,7 @@ pub mod outbox;
 pub mod pki;
 pub mod receipt;
 pub mod receiver;
+pub mod reserve;
 pub mod sender;
 pub mod tls;
 
@@ -26,7 +28,7 @@ pub use frame::FrameDecoder;
 pub use inbox::{Inbox, InboxRecord};
 pub use message::{Message, Offer, RejectReason, PROTOCOL_VERSION};
 pub use notice::{Notice, SignedNotice, TestVerdict, Verdict};
-pub use outbox::{Outbox, OutboxEntry, OutboxState};
+pub use outbox::{Exported, Outbox, OutboxEntry, OutboxState};
 pub use receipt::{Receipt, ReceiptBody};
 pub use receiver::{PacketReceiver, ReceiverEvent};
 pub use sender::{PacketSender, SenderEvent};

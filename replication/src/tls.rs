@@ -34,18 +34,27 @@ const ALERT_REVOKED: u64 = 44;
 /// TLS alert `access_denied`: what the center sends while its revocation list is expired.
 const ALERT_CRL_EXPIRED: u64 = 49;
 
-/// Receive window of one stream: a packet of a few MB flows without waiting for credit.
-const STREAM_WINDOW: u32 = 16 << 20;
-/// Receive window of a whole connection (several packets in flight).
-const CONNECTION_WINDOW: u32 = 64 << 20;
-/// How much a sender may buffer unacknowledged.
-const SEND_WINDOW: u64 = 64 << 20;
+/// Receive window of one stream. Sized for the bandwidth-delay product of the worst site
+/// link we plan for (100 Mbit/s at 100 ms RTT ≈ 1.25 MB) with room to spare, and no more:
+/// bytes in this window that the center had not yet made durable are what a kill -9 of
+/// the center costs on top of one inbox segment (4 MiB), per packet in flight.
+pub const STREAM_WINDOW: u32 = 4 << 20;
+/// Receive window of a whole connection: a site's packets in flight at full stream windows.
+const CONNECTION_WINDOW: u32 = 32 << 20;
+/// How much a sender may buffer unacknowledged: several BDPs, so a lost datagram never
+/// starves the link, yet bounded so an edge's memory stays small whatever it sends.
+const SEND_WINDOW: u64 = 16 << 20;
+/// UDP socket buffers: a burst from 100 sites (or a GRO batch) must not overflow the
+/// kernel's default ~200 KB and turn into losses the congestion controller reacts to.
+const UDP_BUFFER: usize = 4 << 20;
 /// Concurrent bidirectional streams (one per packet plus control).
 const MAX_BIDI_STREAMS: u32 = 128;
 /// Keep-alive: well inside the idle timeout and NAT bindings on the way.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// A peer silent for this long (milliseconds) is gone.
-const IDLE_TIMEOUT_MS: u32 = 30_000;
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// A peer silent for this long (milliseconds) is gone. Short enough that an edge whose
+/// center died (kill -9, power) reconnects and resumes within seconds, long enough that
+/// a link's brief blackout (several keep-alives lost) does not drop the connection.
+const IDLE_TIMEOUT_MS: u32 = 10_000;
 /// Upper bound for path-MTU probing (jumbo frames on LANs and loopback; elsewhere the
 /// probes fail and quinn stays at its safe size).
 const MTU_UPPER_BOUND: u16 = 8952;
@@ -249,11 +258,54 @@ pub fn client_config(ca_cert_pem: &str, station: &IssuedCert) -> Result<quinn::C
 
 /// A server endpoint listening on `addr` with `cfg`.
 pub fn server_endpoint(addr: SocketAddr, cfg: quinn::ServerConfig) -> Result<quinn::Endpoint> {
-    quinn::Endpoint::server(cfg, addr).map_err(|e| {
+    let listen_err = |e: std::io::Error| {
         Error::Connection(format!(
             "cannot listen on {addr}: {e}; check that the address is local and the port is free"
         ))
-    })
+    };
+    let socket = udp_socket(addr).map_err(listen_err)?;
+    endpoint(socket, Some(cfg)).map_err(listen_err)
+}
+
+/// A UDP socket bound to `addr` with [`UDP_BUFFER`]-sized kernel buffers (or as close as
+/// the kernel allows: `net.core.rmem_max` caps it, which is logged, not fatal).
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Dual stack, so a center on [::] also takes IPv4 sites.
+        socket.set_only_v6(false)?;
+    }
+    for (what, set) in [
+        (
+            "receive",
+            Socket::set_recv_buffer_size as fn(&Socket, usize) -> std::io::Result<()>,
+        ),
+        ("send", Socket::set_send_buffer_size),
+    ] {
+        if let Err(e) = set(&socket, UDP_BUFFER) {
+            tracing::debug!(error = %e, "cannot size the UDP {what} buffer");
+        }
+    }
+    let got = socket.recv_buffer_size().unwrap_or(0);
+    if got < UDP_BUFFER {
+        tracing::debug!(
+            got,
+            wanted = UDP_BUFFER,
+            "UDP receive buffer smaller than wanted; raise net.core.rmem_max for many sites"
+        );
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn endpoint(socket: std::net::UdpSocket, server: Option<quinn::ServerConfig>) -> std::io::Result<quinn::Endpoint> {
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
 }
 
 /// A server endpoint like [`server_endpoint`] whose stateless-reset key is derived from
@@ -322,11 +374,13 @@ impl quinn::ConnectionIdGenerator for RestartableCids {
 pub fn client_endpoint(cfg: quinn::ClientConfig) -> Result<quinn::Endpoint> {
     let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0));
     let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-    let mut ep = match quinn::Endpoint::client(v6) {
+    let mut ep = match udp_socket(v6).and_then(|s| endpoint(s, None)) {
         Ok(ep) => ep,
         Err(e6) => {
             tracing::debug!(error = %e6, "no IPv6 socket; using IPv4 only");
-            quinn::Endpoint::client(v4).map_err(|e| Error::Connection(format!("cannot open a UDP socket: {e}")))?
+            udp_socket(v4)
+                .and_then(|s| endpoint(s, None))
+                .map_err(|e| Error::Connection(format!("cannot open a UDP socket: {e}")))?
         }
     };
     ep.set_default_client_config(cfg);

@@ -83,7 +83,8 @@ pub trait Intake: Send + Sync + 'static {
     fn max_packet_size(&self) -> u64;
     /// Decides on an offer.
     fn admit(&self, station: &StationSession, offer: &Offer) -> Admission<Self::Staging>;
-    /// Writes received bytes to staging.
+    /// Writes received bytes to staging (hashing them, and making each segment durable).
+    /// Blocking: the driver runs it off the async threads, one chunk behind the network.
     fn write(&self, staging: &mut Self::Staging, offset: u64, bytes: &[u8]) -> Result<()>;
     /// All bytes arrived: make durable, verify, store, and sign a receipt (a relay: hold,
     /// and hand back the center's receipt if it came). Blocking.
@@ -217,6 +218,10 @@ async fn serve_stream<I: Intake>(
 ) -> Result<()> {
     let mut rx = PacketReceiver::new(intake.max_packet_size());
     let mut staging: Option<I::Staging> = None;
+    // The chunk being written, hashed and (at a segment boundary) fsynced on the blocking
+    // pool while the next one is read: disk and network overlap, and an fsync never
+    // stalls the async threads that serve every other stream.
+    let mut writing: Option<PendingWrite<I::Staging>> = None;
     let result = loop {
         let msg = match read_message(&mut recv).await {
             Ok(Some(msg)) => msg,
@@ -276,18 +281,27 @@ async fn serve_stream<I: Intake>(
                 }
             }
             Ok(ReceiverEvent::Write { offset, bytes }) => {
-                let Some(s) = staging.as_mut() else {
+                if let Err(e) = finish_write(&mut writing, &mut staging).await {
+                    let _ = write_message(&mut send, &rx.reject(RejectReason::Unavailable, "cannot write")).await;
+                    break Err(e);
+                }
+                let Some(mut s) = staging.take() else {
                     break Err(Error::Protocol {
                         expected: "Offer",
                         got: "Data".into(),
                     });
                 };
-                if let Err(e) = intake.write(s, offset, &bytes) {
+                let i = intake.clone();
+                writing = Some(tokio::task::spawn_blocking(move || {
+                    let written = i.write(&mut s, offset, &bytes);
+                    (s, written)
+                }));
+            }
+            Ok(ReceiverEvent::Complete) => {
+                if let Err(e) = finish_write(&mut writing, &mut staging).await {
                     let _ = write_message(&mut send, &rx.reject(RejectReason::Unavailable, "cannot write")).await;
                     break Err(e);
                 }
-            }
-            Ok(ReceiverEvent::Complete) => {
                 let (Some(s), Some(offer)) = (staging.take(), rx.offer().cloned()) else {
                     break Err(Error::Protocol {
                         expected: "Offer",
@@ -309,8 +323,25 @@ async fn serve_stream<I: Intake>(
             }
         }
     };
+    // A write still running owns the staging: wait for it so abandon sees every byte.
+    let _ = finish_write(&mut writing, &mut staging).await;
     if let (Some(s), Some(offer)) = (staging, rx.offer()) {
         intake.abandon(offer, s);
     }
     result
+}
+
+/// A chunk's write on the blocking pool; it hands the staging back when done.
+type PendingWrite<S> = tokio::task::JoinHandle<(S, Result<()>)>;
+
+/// Waits for the chunk being written, if any, and puts its staging back.
+async fn finish_write<S>(writing: &mut Option<PendingWrite<S>>, staging: &mut Option<S>) -> Result<()> {
+    let Some(job) = writing.take() else {
+        return Ok(());
+    };
+    let (s, written) = job
+        .await
+        .map_err(|e| Error::Storage(format!("write task failed: {e}")))?;
+    *staging = Some(s);
+    written
 }
