@@ -156,7 +156,7 @@ fn refused(outcome: Outcome) -> (RejectReason, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_cannot_alter_a_packet_nor_carry_a_site_it_is_not_enrolled_for() {
+async fn a_relay_cannot_alter_a_packet_nor_carry_a_site_it_is_not_enrolled_for_nor_lift_the_token_binding() {
     let fx = CenterFixture::new(loopback());
     let (t1, t2) = (fx.issue_token("0101"), fx.issue_token("0102"));
     let center = konvert_center::serve(&fx.register(&[(&t1, "0101"), (&t2, "0102")]))
@@ -194,6 +194,16 @@ async fn a_relay_cannot_alter_a_packet_nor_carry_a_site_it_is_not_enrolled_for()
     let (reason, detail) = refused(offer_bytes(&conn, &fx, &foreign.offer, &bytes, foreign.offer.digest).await);
     assert_eq!(reason, RejectReason::RelayNotEnrolledForSite);
     assert!(detail.contains("0102") && detail.contains("mouo-01"), "{detail}");
+    assert_eq!(center.inbox.len(), 0);
+
+    // A packet of a carried site signed by a token bound to another site: the signer must
+    // still be bound to the envelope's site, whoever carries it.
+    let room = school.dir.join("scans/0009");
+    konvert_ops::rooms::write_room(&room, 12, 2, 5_000).unwrap();
+    let wrong_signer = school.seal_dir(&room, "0009", &other.signer);
+    let bytes = std::fs::read(school.outbox.envelope_path(&wrong_signer)).unwrap();
+    let (reason, _) = refused(offer_bytes(&conn, &fx, &wrong_signer.offer, &bytes, wrong_signer.offer.digest).await);
+    assert_eq!(reason, RejectReason::TokenNotForSite);
     assert_eq!(center.inbox.len(), 0);
 
     // The same relay delivers the untouched packet of a site it carries.
