@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use konvert_center::cli::CenterCommand;
 use konvert_edge::cli::EdgeCommand;
 use konvert_ops::bench::{self, TransferBench};
+use konvert_ops::bench_network::NetworkBench;
 use konvert_ops::demo::{self, DemoOptions};
 use konvert_ops::keys::KeysCommand;
 
@@ -91,6 +92,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         sealers: usize,
     },
+    /// Goodput over bad links: a tbf-shaped veth between two network namespaces (needs
+    /// root; says "skipped" otherwise), and the impairment proxy at 2 % loss, 50 ms RTT.
+    Network {
+        /// 8 MB per transfer instead of 32 MB.
+        #[arg(long)]
+        quick: bool,
+        /// Packets in flight.
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// Link rate, Mbit/s.
+        #[arg(long, default_value_t = 20)]
+        rate_mbit: u64,
+    },
 }
 
 fn mb(bytes: Option<u64>) -> String {
@@ -164,6 +178,22 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 mb(f.edge_peak_rss)
             );
             println!("| center peak RSS | {} |", mb(f.center_peak_rss));
+        }
+        Command::Bench(BenchCommand::Network {
+            quick,
+            parallel,
+            rate_mbit,
+        }) => {
+            let mut b = if quick {
+                NetworkBench::quick()
+            } else {
+                NetworkBench::full()
+            };
+            b.rate_bps = rate_mbit * 1_000_000;
+            if let Some(p) = parallel {
+                b.parallel = p;
+            }
+            konvert_ops::bench_network::run(&b).await?;
         }
         Command::Center(cmd) => konvert_center::cli::run(cmd).await?,
         Command::Edge(cmd) => konvert_edge::cli::run(cmd).await?,

@@ -21,8 +21,6 @@ use konvert_ops::quick_authority::QuickAuthority;
 use konvert_replication::driver::{self, Outcome};
 use konvert_replication::{pki, tls, Outbox, OutboxEntry};
 
-pub mod impair;
-
 /// The exam day every fixture packet is for (and its tokens are bound to).
 pub const EXAM_DAY: &str = "2026-06-01";
 
