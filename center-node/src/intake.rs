@@ -23,7 +23,7 @@ use konvert_crypto::registry::{CenterKeyState, Registry, SignRefusal};
 use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
 use konvert_exam::{PacketKind, PacketRef};
-use konvert_replication::driver::{Admission, Intake, RegistryFeed, StationSession};
+use konvert_replication::driver::{Admission, Completion, Intake, RegistryFeed, StationSession};
 use konvert_replication::inbox::SEGMENT;
 use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use crate::config::CenterConfig;
 use crate::metrics::Metrics;
 use crate::registry::CenterRegistry;
+use crate::stations::RelayIndex;
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::Result;
 
@@ -114,6 +115,7 @@ pub struct CenterIntake {
     in_flight: Mutex<HashSet<(String, u32)>>,
     desk: TestDesk,
     audit: Arc<AuditLog>,
+    relays: RelayIndex,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -143,6 +145,7 @@ impl CenterIntake {
             max_packet_bytes: cfg.max_packet_bytes,
             in_flight: Mutex::new(HashSet::new()),
             desk: TestDesk::open(&cfg.data_dir)?,
+            relays: RelayIndex::new(cfg.station_index()),
         })
     }
 
@@ -234,19 +237,38 @@ impl CenterIntake {
             )
         })?;
         match channel {
+            // A site's station delivers its own site's packets; a relay those of the sites
+            // it is enrolled to carry (read from the station index, which may change while
+            // the center runs).
             Channel::Station(station) => {
+                let carried = self.relays.carried_by(&station.site);
                 for (what, site) in [
                     ("envelope", h.sender_site.as_str()),
                     ("packet description", packet.site.as_str()),
                 ] {
-                    if site != station.site {
-                        return Err((
-                            RejectReason::SiteMismatch,
-                            format!(
-                                "the {what} is for site {site}, but the station is enrolled for site {}",
-                                station.site
-                            ),
-                        ));
+                    if site == station.site {
+                        continue;
+                    }
+                    match &carried {
+                        Some(sites) if sites.iter().any(|s| s.eq_ignore_ascii_case(site)) => {}
+                        Some(_) => {
+                            return Err((
+                                RejectReason::RelayNotEnrolledForSite,
+                                format!(
+                                    "the {what} is for site {site}, which relay {} is not enrolled to carry",
+                                    station.site
+                                ),
+                            ))
+                        }
+                        None => {
+                            return Err((
+                                RejectReason::SiteMismatch,
+                                format!(
+                                    "the {what} is for site {site}, but the station is enrolled for site {}",
+                                    station.site
+                                ),
+                            ))
+                        }
                     }
                 }
             }
@@ -492,7 +514,8 @@ impl CenterIntake {
         match self.known(channel, offer) {
             Some(Admission::AlreadyHave(receipt)) => return Carried::AlreadyHeld(receipt),
             Some(Admission::Reject(reason, detail)) => return Carried::Refused { reason, detail },
-            Some(Admission::Accept { .. }) | None => {}
+            // `known` never answers Held: only relays hold packets without a receipt.
+            Some(Admission::Accept { .. } | Admission::Held { .. }) | None => {}
         }
         let mut file = match std::fs::File::open(envelope) {
             Ok(f) => f,
@@ -655,8 +678,9 @@ impl Intake for CenterIntake {
         station: &StationSession,
         offer: &Offer,
         staging: Staging,
-    ) -> std::result::Result<Receipt, (RejectReason, String)> {
+    ) -> std::result::Result<Completion, (RejectReason, String)> {
         self.store(Channel::Station(station), offer, staging)
+            .map(Completion::from)
     }
 
     fn abandon(&self, _offer: &Offer, staging: Staging) {
@@ -668,9 +692,24 @@ impl Intake for CenterIntake {
     }
 
     fn notices(&self, station: &StationSession) -> konvert_replication::Result<Vec<SignedNotice>> {
-        self.desk
-            .notices_for(&station.site)
-            .map_err(|e| konvert_replication::Error::Storage(e.to_string()))
+        // A relay gets the notices of every site it carries, newest first, to pass down.
+        let mut sites = vec![station.site.clone()];
+        sites.extend(self.relays.carried_by(&station.site).unwrap_or_default());
+        let mut all = Vec::new();
+        for site in &sites {
+            let notices = self
+                .desk
+                .notices_for(site)
+                .map_err(|e| konvert_replication::Error::Storage(e.to_string()))?;
+            all.extend(notices);
+        }
+        if sites.len() > 1 {
+            all.sort_by_key(|n| {
+                let konvert_replication::Notice::TestVerdict(v) = &n.notice;
+                std::cmp::Reverse(v.judged_at_unix_ms)
+            });
+        }
+        Ok(all)
     }
 
     fn registry_feed(&self) -> Option<RegistryFeed> {

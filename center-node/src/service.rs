@@ -131,7 +131,8 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     reserve::watch_spool(intake.clone(), &cfg.data_dir)?;
     let crl = revocation::load_crl(cfg)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
-    let endpoint = tls::server_endpoint(cfg.listen, server_config)?;
+    // Keyed resets: after a crash and restart the stations reconnect at once.
+    let endpoint = tls::server_endpoint_keyed(cfg.listen, server_config, cert.key_pem.as_bytes())?;
     let revocation = revocation::start(
         cfg,
         endpoint.clone(),

@@ -181,12 +181,27 @@ pub enum EdgeCommand {
         #[arg(long)]
         import: Option<PathBuf>,
     },
-    /// Check site.toml and say what is wrong.
+    /// Check site.toml (or a relay's relay.toml) and say what is wrong.
     CheckConfig {
-        /// site.toml
+        /// site.toml or relay.toml
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run a relay: take sealed packets from downstream stations, hold them durably and
+    /// forward them to the next relay or the center; the center's receipts travel back.
+    Relay {
+        /// relay.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Whether a config file is a relay's (it names `relay = ...`) rather than a site's.
+fn is_relay_config(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("relay"))
 }
 
 /// Milliseconds since the Unix epoch by this machine's clock.
@@ -335,9 +350,12 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                     b.println(format!("  refused ✗ {packet_id}: {}", reason.plain_words()))
                 }
                 PushEvent::Retrying { error, in_seconds } => {
-                    b.set_message(format!("center unreachable ({error}); retry in {in_seconds:.0} s"))
+                    b.set_message(format!("not delivered yet: {error}; retry in {in_seconds:.0} s"))
                 }
                 PushEvent::Registry { version } => b.println(format!("  key registry v{version} in force")),
+                PushEvent::Held { packet_id, relay, .. } => b.println(format!(
+                    "  held at relay {relay} ⧗ {packet_id}: waiting for the center's receipt, will ask again"
+                )),
                 PushEvent::Connected => b.set_message("connected"),
             });
             let opts = PushOptions {
@@ -641,6 +659,31 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 }
                 None => println!("no registry yet"),
             }
+        }
+        EdgeCommand::CheckConfig { config } if is_relay_config(&config) => {
+            let cfg = crate::relay::RelayConfig::load(&config)?;
+            println!(
+                "{}: ok — relay {}, carries {}, listens on {}, forwards to {} ({})",
+                config.display(),
+                cfg.relay,
+                cfg.carry.join(", "),
+                cfg.listen,
+                cfg.upstream.address,
+                cfg.upstream.server_name
+            );
+        }
+        EdgeCommand::Relay { config } => {
+            let cfg = crate::relay::RelayConfig::load(&config)?;
+            let relay = crate::relay::serve(&cfg).await?;
+            println!(
+                "relay {} listening on {}, carrying {}; forwarding to {}",
+                cfg.relay,
+                relay.addr,
+                cfg.carry.join(", "),
+                cfg.upstream.address
+            );
+            tokio::signal::ctrl_c().await?;
+            relay.shutdown().await;
         }
         EdgeCommand::CheckConfig { config } => {
             let cfg = SiteConfig::load(&config)?;

@@ -14,13 +14,14 @@ mod error;
 pub mod intake;
 pub mod push;
 pub mod readiness;
+pub mod relay;
 pub mod reserve;
 pub mod rooms;
 pub mod seal;
 
 pub use config::SiteConfig;
 pub use error::Error;
-pub use push::{push, PushOptions, PushReport};
+pub use push::{push, push_via, Link, PushOptions, PushReport};
 pub use seal::{seal_room, SealedPacket};
 
 /// Result with this crate's [`Error`].

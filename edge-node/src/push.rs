@@ -1,6 +1,11 @@
 //! Pushing the outbox: connect with the station certificate, send every packet that has
 //! no receipt yet (several in flight), store each verified receipt, and reconnect on
 //! failure with backoff until everything is delivered or the wait runs out.
+//!
+//! The same push runs at a site (to the center, or to the relay the site sends through)
+//! and at a relay (forwarding what it holds to the next relay or the center): a [`Link`]
+//! says where to connect and whose receipts count — always the center's receipt key. A
+//! relay's `Held` leaves the packet pending, to be offered again after a backoff.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -14,7 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::cli::now_unix_ms;
-use crate::config::SiteConfig;
+use crate::config::{PushTuning, SiteConfig};
 use crate::{Error, Result};
 use konvert_crypto::registry::{RegistryStore, SignedRegistry};
 
@@ -48,6 +53,16 @@ pub enum PushEvent {
     Registry {
         /// Its version.
         version: u64,
+    },
+    /// A relay holds the packet durably; the center's receipt has not come back yet. It
+    /// stays pending and is offered again.
+    Held {
+        /// The packet.
+        packet_id: String,
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
     },
     /// A packet was refused.
     Rejected {
@@ -103,6 +118,47 @@ pub struct PushReport {
     pub elapsed: Duration,
 }
 
+/// Where a push connects and whose receipts it takes: the center directly, or a relay on
+/// the way to it. Receipts are always checked against the center's receipt key.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// The name in the peer's certificate (the center's, or `<relay>.relay.konvert`).
+    pub server_name: String,
+    /// The site (or relay id) this station speaks for: its certificate's name.
+    pub station: String,
+    /// The center's CA certificate (PEM).
+    pub ca_cert: std::path::PathBuf,
+    /// This station's certificate (PEM).
+    pub station_cert: std::path::PathBuf,
+    /// This station's private key (PEM).
+    pub station_key: std::path::PathBuf,
+    /// The center's receipt key.
+    pub receipt_key: konvert_crypto::VerifyingKey,
+    /// Parallelism and retry pacing.
+    pub tuning: PushTuning,
+    /// Where the station keeps its key registry (watched while connected), if anywhere.
+    pub registry_dir: Option<std::path::PathBuf>,
+}
+
+impl Link {
+    /// The link of a site's station, as its `site.toml` says.
+    pub fn of_site(cfg: &SiteConfig) -> Result<Link> {
+        Ok(Link {
+            address: cfg.center.address.clone(),
+            server_name: cfg.center.server_name.clone(),
+            station: cfg.site.as_str().to_owned(),
+            ca_cert: cfg.center.ca_cert.clone(),
+            station_cert: cfg.center.station_cert.clone(),
+            station_key: cfg.center.station_key.clone(),
+            receipt_key: cfg.receipt_key()?,
+            tuning: cfg.push.clone(),
+            registry_dir: Some(cfg.data_dir.clone()),
+        })
+    }
+}
+
 async fn resolve(address: &str) -> Result<SocketAddr> {
     tokio::net::lookup_host(address)
         .await
@@ -116,10 +172,15 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Pushes everything in the outbox that has no receipt yet.
 pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> Result<PushReport> {
+    push_via(&Link::of_site(cfg)?, outbox, opts).await
+}
+
+/// Pushes everything in the outbox that has no receipt yet over `link`.
+pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Result<PushReport> {
     let started = Instant::now();
-    let endpoint = station_endpoint(cfg)?;
-    let center_key = cfg.receipt_key()?;
-    let base_backoff = cfg.push.retry_seconds.max(0.05);
+    let endpoint = link_endpoint(link)?;
+    let center_key = link.receipt_key;
+    let base_backoff = link.tuning.retry_seconds.max(0.05);
     let mut backoff = base_backoff;
     let mut report = PushReport::default();
     loop {
@@ -128,18 +189,19 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
         if outbox.pending()?.is_empty() && !opts.more_coming() {
             break;
         }
-        let error = match connect(cfg, &endpoint).await {
+        let error = match connect_link(link, &endpoint).await {
             Err(e) => e.to_string(),
             Ok(conn) => {
                 report.connections += 1;
                 (opts.on_event)(PushEvent::Connected);
-                let watch = tokio::spawn(watch_registry(
-                    conn.clone(),
-                    cfg.data_dir.clone(),
-                    opts.on_event.clone(),
-                ));
-                let session = send_session(&conn, &outbox, center_key, cfg.push.parallel, &opts, &mut report).await;
-                watch.abort();
+                let watch = link
+                    .registry_dir
+                    .clone()
+                    .map(|dir| tokio::spawn(watch_registry(conn.clone(), dir, opts.on_event.clone())));
+                let session = send_session(&conn, &outbox, center_key, link.tuning.parallel, &opts, &mut report).await;
+                if let Some(watch) = watch {
+                    watch.abort();
+                }
                 // Why the center closed the connection (a revoked station certificate), in
                 // plain words, rather than the failed stream's error.
                 let explained = conn
@@ -193,6 +255,9 @@ async fn send_session(
     // Packets the center asked to retry later are left for the next session.
     let mut deferred: HashSet<(String, u32)> = HashSet::new();
     let mut last_deferral: Option<RejectReason> = None;
+    // Packets a relay holds without the center's receipt yet: offered again next session.
+    let mut held: HashSet<(String, u32)> = HashSet::new();
+    let mut held_at = String::new();
     loop {
         let pending = outbox.pending().map_err(|e| e.to_string())?;
         for entry in pending {
@@ -200,7 +265,7 @@ async fn send_session(
                 break;
             }
             let key = (entry.offer.packet_id.clone(), entry.offer.version);
-            if in_flight.contains(&key) || deferred.contains(&key) {
+            if in_flight.contains(&key) || deferred.contains(&key) || held.contains(&key) {
                 continue;
             }
             in_flight.insert(key);
@@ -211,6 +276,12 @@ async fn send_session(
             });
         }
         if tasks.is_empty() {
+            if !held.is_empty() && deferred.is_empty() {
+                return Err(format!(
+                    "{} packet(s) held at relay {held_at}, waiting for the center's receipt",
+                    held.len()
+                ));
+            }
             if !deferred.is_empty() {
                 let why = last_deferral
                     .map(RejectReason::plain_words)
@@ -241,6 +312,10 @@ async fn send_session(
             Ok(Outcome::Delivered(_)) => {
                 report.delivered += 1;
                 report.delivered_bytes += entry.offer.size;
+            }
+            Ok(Outcome::Held { relay, .. }) => {
+                held_at = relay;
+                held.insert((entry.offer.packet_id.clone(), entry.offer.version));
             }
             Ok(Outcome::Rejected { reason, .. }) if reason.is_retryable() => {
                 last_deferral = Some(reason);
@@ -306,19 +381,30 @@ async fn watch_registry(
 /// A QUIC endpoint that presents this site's station certificate and trusts only the
 /// center's CA.
 pub(crate) fn station_endpoint(cfg: &SiteConfig) -> Result<quinn::Endpoint> {
+    link_endpoint(&Link::of_site(cfg)?)
+}
+
+/// A QUIC endpoint that presents the link's station certificate and trusts only the
+/// center's CA.
+pub fn link_endpoint(link: &Link) -> Result<quinn::Endpoint> {
     let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
-    let ca = read(&cfg.center.ca_cert)?;
+    let ca = read(&link.ca_cert)?;
     let station = pki::IssuedCert {
-        cert_pem: read(&cfg.center.station_cert)?,
-        key_pem: read(&cfg.center.station_key)?.into(),
+        cert_pem: read(&link.station_cert)?,
+        key_pem: read(&link.station_key)?.into(),
     };
     Ok(tls::client_endpoint(tls::client_config(&ca, &station)?)?)
 }
 
 /// Connects to the center and says Hello for this site.
 pub(crate) async fn connect(cfg: &SiteConfig, endpoint: &quinn::Endpoint) -> Result<quinn::Connection> {
-    let addr = resolve(&cfg.center.address).await?;
-    Ok(driver::connect(endpoint, addr, &cfg.center.server_name, cfg.site.as_str()).await?)
+    connect_link(&Link::of_site(cfg)?, endpoint).await
+}
+
+/// Connects over `link` and says Hello for its station.
+pub async fn connect_link(link: &Link, endpoint: &quinn::Endpoint) -> Result<quinn::Connection> {
+    let addr = resolve(&link.address).await?;
+    Ok(driver::connect(endpoint, addr, &link.server_name, &link.station).await?)
 }
 
 async fn send_one(
@@ -345,6 +431,14 @@ async fn send_one(
             info!(packet = %entry.offer.packet_id, version = entry.offer.version, "delivered");
             (opts.on_event)(PushEvent::Delivered {
                 packet_id: entry.offer.packet_id.clone(),
+            });
+        }
+        Outcome::Held { relay, detail } => {
+            info!(packet = %entry.offer.packet_id, version = entry.offer.version, %relay, "held at relay: {detail}");
+            (opts.on_event)(PushEvent::Held {
+                packet_id: entry.offer.packet_id.clone(),
+                relay: relay.clone(),
+                detail: detail.clone(),
             });
         }
         Outcome::Rejected { reason, detail } => {

@@ -89,6 +89,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
             valid_until_unix_ms: until,
             risk: DeadlineRisk::ALL[r],
         })),
+        (".{0,20}", ".{0,60}").prop_map(|(relay, detail)| Message::Held { relay, detail }),
     ]
 }
 
@@ -142,6 +143,7 @@ fn variant(m: &Message) -> usize {
         Message::Registry { .. } => 12,
         Message::SiteStatus(_) => 13,
         Message::Share(_) => 14,
+        Message::Held { .. } => 15,
     }
 }
 
@@ -151,11 +153,11 @@ fn the_strategy_yields_every_variant() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = arb_message();
-    let mut seen = [false; 15];
+    let mut seen = [false; 16];
     for _ in 0..500 {
         seen[variant(&strategy.new_tree(&mut runner).unwrap().current())] = true;
     }
-    assert_eq!(seen, [true; 15]);
+    assert_eq!(seen, [true; 16]);
 }
 
 /// Splits `wire` at the given cut points (taken modulo its length), so pieces have random

@@ -15,6 +15,10 @@
 //! not empty; the center answers each re-plan with `Share`, the rate the edge may use until
 //! `valid_until_unix_ms` (after which, with no newer share, it falls back to its own
 //! configured rate). Both travel on a stream of their own, opened by the edge.
+//!
+//! Through a relay (school → checking point → municipal office → center) the same
+//! exchange runs hop by hop; a relay that holds a packet but has not yet had the center's
+//! receipt for it answers `Held` instead of `Receipt`, and the downstream asks again later.
 
 use serde::{Deserialize, Serialize};
 
@@ -115,11 +119,13 @@ pub enum RejectReason {
     DeadCenterKey,
     /// The center holds no key registry in force (none yet, or expired): it cannot decide.
     NoRegistry,
+    /// The packet came through a relay that is not enrolled to carry the packet's site.
+    RelayNotEnrolledForSite,
 }
 
 impl RejectReason {
     /// Every reason, for exporting metrics series before they first occur.
-    pub const ALL: [RejectReason; 17] = [
+    pub const ALL: [RejectReason; 18] = [
         RejectReason::UnsupportedVersion,
         RejectReason::TooLarge,
         RejectReason::DigestMismatch,
@@ -137,6 +143,7 @@ impl RejectReason {
         RejectReason::NotAMemberToken,
         RejectReason::DeadCenterKey,
         RejectReason::NoRegistry,
+        RejectReason::RelayNotEnrolledForSite,
     ];
 
     /// A stable machine-readable name, used as a metrics label.
@@ -159,6 +166,7 @@ impl RejectReason {
             RejectReason::NotAMemberToken => "not_a_member_token",
             RejectReason::DeadCenterKey => "dead_center_key",
             RejectReason::NoRegistry => "no_registry",
+            RejectReason::RelayNotEnrolledForSite => "relay_not_enrolled_for_site",
         }
     }
 
@@ -215,6 +223,10 @@ impl RejectReason {
                 "the center holds no key registry in force; the packet is kept and sent again — \
                  the center's security officers must publish the registry"
             }
+            RejectReason::RelayNotEnrolledForSite => {
+                "the relay this station sends through is not enrolled to carry this site; call the center's \
+                 security officer to enroll the relay for the site — the packet is kept and sent again"
+            }
         }
     }
 
@@ -230,6 +242,7 @@ impl RejectReason {
                 | RejectReason::TokenNotForDate
                 | RejectReason::UnknownSigner
                 | RejectReason::NoRegistry
+                | RejectReason::RelayNotEnrolledForSite
         )
     }
 }
@@ -312,6 +325,16 @@ pub enum Message {
     SiteStatus(SiteStatus),
     /// Center → edge, on the bandwidth stream: the rate to pace to.
     Share(Share),
+    /// Relay → downstream, instead of `Receipt` (after `Done`) or in answer to an `Offer`:
+    /// the relay holds the packet durably but has no receipt from the center for it yet.
+    /// The downstream keeps the packet pending and offers it again later; once the center's
+    /// receipt has come back through the relay, the offer is answered `AlreadyHave` with it.
+    Held {
+        /// The relay's name (its station id).
+        relay: String,
+        /// Where the packet stands upstream, for the operator.
+        detail: String,
+    },
 }
 
 impl Message {
@@ -333,6 +356,7 @@ impl Message {
             Message::Registry { .. } => "Registry",
             Message::SiteStatus(_) => "SiteStatus",
             Message::Share(_) => "Share",
+            Message::Held { .. } => "Held",
         }
     }
 }

@@ -156,6 +156,14 @@ impl Outbox {
         Ok(all)
     }
 
+    /// The entry of a packet version, if any.
+    pub fn get(&self, packet_id: &str, version: u32) -> Result<Option<OutboxEntry>> {
+        match self.entries.get(packet_key(packet_id, version)).map_err(storage_err)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Entries still waiting for a receipt, in sending order.
     pub fn pending(&self) -> Result<Vec<OutboxEntry>> {
         Ok(self

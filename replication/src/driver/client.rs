@@ -24,6 +24,14 @@ pub const AGENT: &str = concat!("konvert-edge/", env!("CARGO_PKG_VERSION"));
 pub enum Outcome {
     /// The center holds it; the receipt verified against the center's key and the offer.
     Delivered(Receipt),
+    /// A relay holds it durably; the center's receipt has not come back yet. Offer it
+    /// again later: once the receipt is at the relay, the answer is `Delivered`.
+    Held {
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
+    },
     /// The center refused it.
     Rejected {
         /// Why.
@@ -137,9 +145,10 @@ pub async fn send_packet_paced(
     }
     match event {
         SenderEvent::Delivered(receipt) => Ok(Outcome::Delivered(receipt)),
+        SenderEvent::Held { relay, detail } => Ok(Outcome::Held { relay, detail }),
         SenderEvent::Rejected { reason, detail } => Ok(Outcome::Rejected { reason, detail }),
         SenderEvent::SendFrom(_) => Err(Error::Protocol {
-            expected: "Receipt or Reject",
+            expected: "Receipt, Held or Reject",
             got: "a second Accept".into(),
         }),
     }
@@ -148,6 +157,19 @@ pub async fn send_packet_paced(
 /// Asks the center for this site's notices. Each is checked against the center's key
 /// and must be for this site; one that is not is an error, never shown to the operator.
 pub async fn ask_notices(conn: &quinn::Connection, center_key: &VerifyingKey, site: &str) -> Result<Vec<SignedNotice>> {
+    ask_notices_for(conn, center_key, &|s| s == site, site).await
+}
+
+/// Asks for the notices of every site `wanted` names (a relay asks for the sites it
+/// carries). Each is checked against the center's key; one for another site is an error.
+/// `asker` names who asks, in errors.
+pub async fn ask_notices_for(
+    conn: &quinn::Connection,
+    center_key: &VerifyingKey,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+    asker: &str,
+) -> Result<Vec<SignedNotice>> {
+    let site = asker;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
     write_message(&mut send, &Message::AskNotices).await?;
     let _ = send.finish();
@@ -161,7 +183,7 @@ pub async fn ask_notices(conn: &quinn::Connection, center_key: &VerifyingKey, si
             }
             for n in &notices {
                 let notice = n.verify(center_key)?;
-                if notice.site() != site {
+                if !wanted(notice.site()) {
                     return Err(Error::BadNotice(format!(
                         "a notice for site {} was sent to site {site}",
                         notice.site()

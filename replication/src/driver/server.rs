@@ -27,6 +27,34 @@ pub enum Admission<S> {
     AlreadyHave(Receipt),
     /// Refused.
     Reject(RejectReason, String),
+    /// A relay holds it durably, without the center's receipt yet: offer again later.
+    Held {
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
+    },
+}
+
+/// How a completed packet ended: stored with the center's receipt, or (at a relay) held
+/// durably while the center's receipt has not come back yet.
+#[derive(Debug)]
+pub enum Completion {
+    /// The center's signed receipt.
+    Receipt(Receipt),
+    /// Held at a relay.
+    Held {
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
+    },
+}
+
+impl From<Receipt> for Completion {
+    fn from(receipt: Receipt) -> Self {
+        Completion::Receipt(receipt)
+    }
 }
 
 /// Who is on the other end of a connection, as proven by its station certificate.
@@ -59,13 +87,14 @@ pub trait Intake: Send + Sync + 'static {
     /// Writes received bytes to staging (hashing them, and making each segment durable).
     /// Blocking: the driver runs it off the async threads, one chunk behind the network.
     fn write(&self, staging: &mut Self::Staging, offset: u64, bytes: &[u8]) -> Result<()>;
-    /// All bytes arrived: make durable, verify, store, and sign a receipt. Blocking.
+    /// All bytes arrived: make durable, verify, store, and sign a receipt (a relay: hold,
+    /// and hand back the center's receipt if it came). Blocking.
     fn complete(
         &self,
         station: &StationSession,
         offer: &Offer,
         staging: Self::Staging,
-    ) -> std::result::Result<Receipt, (RejectReason, String)>;
+    ) -> std::result::Result<Completion, (RejectReason, String)>;
     /// The stream broke before completion.
     fn abandon(&self, offer: &Offer, staging: Self::Staging);
     /// The newest notices for the station's site, at most [`MAX_NOTICES`]. Blocking.
@@ -258,6 +287,7 @@ async fn serve_stream<I: Intake>(
                         }
                         Admission::AlreadyHave(receipt) => rx.already_have(receipt)?,
                         Admission::Reject(reason, detail) => rx.reject(reason, &detail),
+                        Admission::Held { relay, detail } => rx.held(&relay, &detail)?,
                     }
                 };
                 write_message(&mut send, &reply).await?;
@@ -302,7 +332,8 @@ async fn serve_stream<I: Intake>(
                     .await
                     .map_err(|e| Error::Storage(format!("verification task failed: {e}")))?;
                 let reply = match done {
-                    Ok(receipt) => rx.receipt(receipt)?,
+                    Ok(Completion::Receipt(receipt)) => rx.receipt(receipt)?,
+                    Ok(Completion::Held { relay, detail }) => rx.held(&relay, &detail)?,
                     Err((reason, detail)) => rx.reject(reason, &detail),
                 };
                 write_message(&mut send, &reply).await?;
