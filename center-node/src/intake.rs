@@ -23,7 +23,7 @@ use konvert_crypto::registry::{CenterKeyState, Registry, SignRefusal};
 use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
 use konvert_exam::{PacketKind, PacketRef};
-use konvert_replication::driver::{Admission, Completion, Intake, RegistryFeed, StationSession};
+use konvert_replication::driver::{Admission, BrokerDesk, Completion, Intake, RegistryFeed, StationSession};
 use konvert_replication::inbox::SEGMENT;
 use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
 use serde::{Deserialize, Serialize};
@@ -116,6 +116,7 @@ pub struct CenterIntake {
     desk: TestDesk,
     audit: Arc<AuditLog>,
     relays: RelayIndex,
+    broker: Option<Arc<BrokerDesk>>,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -146,7 +147,14 @@ impl CenterIntake {
             in_flight: Mutex::new(HashSet::new()),
             desk: TestDesk::open(&cfg.data_dir)?,
             relays: RelayIndex::new(cfg.station_index()),
+            broker: None,
         })
+    }
+
+    /// Splits the center's ingress among the connected sites with `desk`.
+    pub fn with_broker(mut self, desk: Arc<BrokerDesk>) -> Self {
+        self.broker = Some(desk);
+        self
     }
 
     /// Records a decision that is not about one packet (a drive's import and the
@@ -714,6 +722,10 @@ impl Intake for CenterIntake {
 
     fn registry_feed(&self) -> Option<RegistryFeed> {
         Some(self.registry.feed())
+    }
+
+    fn broker(&self) -> Option<Arc<BrokerDesk>> {
+        self.broker.clone()
     }
 }
 

@@ -90,6 +90,7 @@ pub fn init_center(
         authority: "registry/authority.toml".into(),
         registry: "registry/registry.bin".into(),
         review_window_minutes: 240,
+        ingress_mbit: None,
     };
     config.save(&config_path)?;
     let config = CenterConfig::load(&config_path)?;

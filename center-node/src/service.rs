@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use konvert_crypto::audit::AuditLog;
 use konvert_crypto::keyfile;
+use konvert_replication::driver::BrokerDesk;
+use konvert_replication::schedule::BrokerConfig;
 use konvert_replication::{driver, pki, tls, Inbox};
 use tracing::{info, warn};
 
 use crate::config::CenterConfig;
 use crate::intake::{now_ms, CenterIntake};
-use crate::metrics::{serve_metrics, Metrics};
+use crate::metrics::{serve_metrics, watch_plans, Metrics};
 use crate::registry::{CenterRegistry, WATCH_INTERVAL};
 use crate::reserve;
 use crate::revocation::{self, Revocation};
@@ -120,14 +122,21 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         );
     }
     watch_registry(registry.clone(), inbox.clone());
-    let intake = Arc::new(CenterIntake::new(
+    let mut intake = CenterIntake::new(
         cfg,
         inbox.clone(),
         registry.clone(),
         receipt_key,
         metrics.clone(),
         audit.clone(),
-    )?);
+    )?;
+    if let Some(mbit) = cfg.ingress_mbit {
+        let desk = BrokerDesk::new(BrokerConfig::new((mbit * 125_000.0) as u64), now_ms);
+        desk.spawn_replanning();
+        watch_plans(metrics.clone(), desk.clone());
+        intake = intake.with_broker(desk);
+    }
+    let intake = Arc::new(intake);
     reserve::watch_spool(intake.clone(), &cfg.data_dir)?;
     let crl = revocation::load_crl(cfg)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;

@@ -356,6 +356,15 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 PushEvent::Held { packet_id, relay, .. } => b.println(format!(
                     "  held at relay {relay} ⧗ {packet_id}: waiting for the center's receipt, will ask again"
                 )),
+                PushEvent::Share { rate_bytes_per_s, risk } => {
+                    if risk != konvert_replication::schedule::DeadlineRisk::OnTrack {
+                        b.println(format!(
+                            "  ⚠ the center sees this site's deadline {}: {:.1} Mbit/s given to it now",
+                            risk.as_str().replace('_', " "),
+                            rate_bytes_per_s as f64 * 8.0 / 1e6
+                        ))
+                    }
+                }
                 PushEvent::Connected => b.set_message("connected"),
             });
             let opts = PushOptions {

@@ -7,13 +7,14 @@
 //! says where to connect and whose receipts count — always the center's receipt key. A
 //! relay's `Held` leaves the packet pending, to be offered again after a backoff.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use konvert_replication::driver::{self, Outcome};
+use konvert_replication::schedule::{EdgeScheduler, QueuedPacket};
 use konvert_replication::{pki, tls, Outbox, OutboxEntry, RejectReason};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -63,6 +64,13 @@ pub enum PushEvent {
         relay: String,
         /// Where the packet stands upstream.
         detail: String,
+    },
+    /// The center's bandwidth broker gave this site a new share.
+    Share {
+        /// Bytes per second this site may send at.
+        rate_bytes_per_s: u64,
+        /// The center's view of this site's deadline.
+        risk: konvert_replication::schedule::DeadlineRisk,
     },
     /// A packet was refused.
     Rejected {
@@ -183,6 +191,10 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
     let base_backoff = link.tuning.retry_seconds.max(0.05);
     let mut backoff = base_backoff;
     let mut report = PushReport::default();
+    let schedule: Schedule = Arc::new(Mutex::new(EdgeScheduler::new(
+        link.tuning.scheduler_config(),
+        now_unix_ms(),
+    )));
     loop {
         // While more is coming the station stays connected even with nothing to send,
         // so registry updates and notices reach it at once.
@@ -198,7 +210,18 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                     .registry_dir
                     .clone()
                     .map(|dir| tokio::spawn(watch_registry(conn.clone(), dir, opts.on_event.clone())));
-                let session = send_session(&conn, &outbox, center_key, link.tuning.parallel, &opts, &mut report).await;
+                let shares = tokio::spawn(bandwidth(conn.clone(), schedule.clone(), opts.on_event.clone()));
+                let session = send_session(
+                    &conn,
+                    &outbox,
+                    &schedule,
+                    center_key,
+                    link.tuning.parallel,
+                    &opts,
+                    &mut report,
+                )
+                .await;
+                shares.abort();
                 if let Some(watch) = watch {
                     watch.abort();
                 }
@@ -245,6 +268,7 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
 async fn send_session(
     conn: &quinn::Connection,
     outbox: &Arc<Outbox>,
+    schedule: &Schedule,
     center_key: konvert_crypto::VerifyingKey,
     parallel: usize,
     opts: &PushOptions,
@@ -260,20 +284,51 @@ async fn send_session(
     let mut held_at = String::new();
     loop {
         let pending = outbox.pending().map_err(|e| e.to_string())?;
-        for entry in pending {
+        // The scheduler decides the order (class, then earliest deadline, then arrival) and
+        // holds a class whose transfer window has not opened.
+        let (mut order, wakeup) = {
+            let mut s = lock(schedule);
+            for entry in &pending {
+                let id = schedule_id(&entry.offer);
+                if !s.contains(&id) {
+                    s.push(QueuedPacket {
+                        id,
+                        priority: entry.offer.priority,
+                        deadline_unix_ms: entry.offer.deadline_unix_ms,
+                        size: entry.offer.size,
+                        acked: 0,
+                    });
+                }
+            }
+            let now = now_unix_ms();
+            let order: Vec<String> = s.order(now).into_iter().map(|p| p.id.clone()).collect();
+            (order, s.next_wakeup(now))
+        };
+        let mut by_id: HashMap<String, OutboxEntry> = pending.into_iter().map(|e| (schedule_id(&e.offer), e)).collect();
+        for id in order.drain(..) {
             if in_flight.len() >= parallel {
                 break;
             }
+            let Some(entry) = by_id.remove(&id) else { continue };
             let key = (entry.offer.packet_id.clone(), entry.offer.version);
             if in_flight.contains(&key) || deferred.contains(&key) || held.contains(&key) {
                 continue;
             }
             in_flight.insert(key);
-            let (conn, outbox, opts) = (conn.clone(), outbox.clone(), opts.clone());
+            let (conn, outbox, opts, schedule) = (conn.clone(), outbox.clone(), opts.clone(), schedule.clone());
             tasks.spawn(async move {
-                let outcome = send_one(&conn, &outbox, &entry, center_key, &opts).await;
+                let outcome = send_one(&conn, &outbox, &schedule, &entry, center_key, &opts).await;
                 (entry, outcome)
             });
+        }
+        if tasks.is_empty() && deferred.is_empty() && held.is_empty() {
+            if let Some(at) = wakeup {
+                // Everything left waits for its transfer window: stay connected (registry
+                // updates still arrive) and look again when the first window opens.
+                let wait = at.saturating_sub(now_unix_ms()).clamp(20, 1000);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                continue;
+            }
         }
         if tasks.is_empty() {
             if !held.is_empty() && deferred.is_empty() {
@@ -308,6 +363,11 @@ async fn send_session(
         let Some(joined) = next else { continue };
         let (entry, outcome) = joined.map_err(|e| format!("send task failed: {e}"))?;
         in_flight.remove(&(entry.offer.packet_id.clone(), entry.offer.version));
+        if matches!(&outcome, Ok(Outcome::Delivered(_)))
+            || matches!(&outcome, Ok(Outcome::Rejected { reason, .. }) if !reason.is_retryable())
+        {
+            lock(schedule).finished(now_unix_ms(), &schedule_id(&entry.offer));
+        }
         match outcome {
             Ok(Outcome::Delivered(_)) => {
                 report.delivered += 1;
@@ -410,6 +470,7 @@ pub async fn connect_link(link: &Link, endpoint: &quinn::Endpoint) -> Result<qui
 async fn send_one(
     conn: &quinn::Connection,
     outbox: &Outbox,
+    schedule: &Schedule,
     entry: &OutboxEntry,
     center_key: konvert_crypto::VerifyingKey,
     opts: &PushOptions,
@@ -417,14 +478,37 @@ async fn send_one(
     let path = outbox.envelope_path(entry);
     let (id, size) = (entry.offer.packet_id.clone(), entry.offer.size);
     let on_event = opts.on_event.clone();
-    let progress = move |offset| {
-        on_event(PushEvent::Progress {
-            packet_id: id.clone(),
-            offset,
-            size,
-        })
+    let sid = schedule_id(&entry.offer);
+    let progress = {
+        let (schedule, sid) = (schedule.clone(), sid.clone());
+        move |offset| {
+            // Bytes handed to the stream: QUIC's flow control keeps them within a window
+            // of what the center has read, which is what goodput and the ETA are about.
+            lock(&schedule).acknowledged(now_unix_ms(), &sid, offset);
+            on_event(PushEvent::Progress {
+                packet_id: id.clone(),
+                offset,
+                size,
+            })
+        }
     };
-    let outcome = driver::send_packet(conn, entry.offer.clone(), center_key, &path, &progress).await?;
+    let pace = {
+        let schedule = schedule.clone();
+        move |bytes: u64| {
+            let mut s = lock(&schedule);
+            let now = now_unix_ms();
+            match s.ready_at(now, bytes) {
+                Some(at) if at <= now => {
+                    s.grant(now, bytes);
+                    None
+                }
+                Some(at) => Some(Duration::from_millis(at - now)),
+                // A share of zero: ask again shortly, a new plan may come.
+                None => Some(Duration::from_millis(500)),
+            }
+        }
+    };
+    let outcome = driver::send_packet_paced(conn, entry.offer.clone(), center_key, &path, &progress, &pace).await?;
     match &outcome {
         Outcome::Delivered(receipt) => {
             outbox.mark_delivered(&entry.offer, receipt.clone())?;
@@ -454,4 +538,58 @@ async fn send_one(
         }
     }
     Ok(outcome)
+}
+
+/// The edge's schedule for one push, shared by its send tasks and its bandwidth stream.
+type Schedule = Arc<Mutex<EdgeScheduler>>;
+
+fn lock(schedule: &Schedule) -> std::sync::MutexGuard<'_, EdgeScheduler> {
+    // A panicked send task leaves at worst a stale byte count, which the next
+    // acknowledgment corrects.
+    schedule.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The scheduler's name for a packet version.
+fn schedule_id(offer: &konvert_replication::Offer) -> String {
+    format!("{}.v{}", offer.packet_id, offer.version)
+}
+
+/// How long a share from the center is obeyed without a newer one. Judged by this
+/// station's clock from when the share arrived: the center's clock is not this one's.
+const SHARE_VALID: Duration = Duration::from_secs(30);
+
+/// Reports the site's backlog, goodput and deadline to the center and paces to the shares
+/// it sends back, for as long as the connection lasts. Against a center without a broker
+/// it only keeps the goodput measurement ticking.
+async fn bandwidth(conn: quinn::Connection, schedule: Schedule, on_event: Arc<dyn Fn(PushEvent) + Send + Sync>) {
+    let status = {
+        let schedule = schedule.clone();
+        Arc::new(move || {
+            let mut s = lock(&schedule);
+            let now = now_unix_ms();
+            s.tick(now);
+            s.site_status(now)
+        })
+    };
+    let on_share = {
+        let schedule = schedule.clone();
+        Arc::new(move |mut share: konvert_replication::Share| {
+            let now = now_unix_ms();
+            share.valid_until_unix_ms = now + SHARE_VALID.as_millis() as u64;
+            let (rate, risk) = (share.rate_bytes_per_s, share.risk);
+            lock(&schedule).set_share(now, share);
+            on_event(PushEvent::Share {
+                rate_bytes_per_s: rate,
+                risk,
+            });
+        })
+    };
+    if let Err(e) = driver::exchange_bandwidth(&conn, status, on_share).await {
+        tracing::debug!("bandwidth stream ended: {e}");
+    }
+    loop {
+        tokio::time::sleep(driver::STATUS_EVERY).await;
+        let mut s = lock(&schedule);
+        s.tick(now_unix_ms());
+    }
 }

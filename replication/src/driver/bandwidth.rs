@@ -63,6 +63,11 @@ impl BrokerDesk {
         self.with(|b, now| b.received(site, now, bytes));
     }
 
+    /// Bytes `site` still has to send, as the broker knows it (0 if unknown).
+    pub fn backlog(&self, site: &str) -> u64 {
+        self.with(|b, _| b.site(site).map_or(0, |s| s.backlog_bytes))
+    }
+
     /// How long a share stays valid at the edge.
     pub fn share_valid_ms(&self) -> u64 {
         self.with(|b, _| b.config().share_valid_ms)

@@ -213,12 +213,25 @@ impl EdgeScheduler {
     /// The packet to offer next: class, then earliest deadline, then arrival; `None` when the
     /// queue is empty or every packet waits for its window (see `next_wakeup`).
     pub fn next(&self, now_unix_ms: u64) -> Option<&QueuedPacket> {
+        self.order(now_unix_ms).into_iter().next()
+    }
+
+    /// Every packet that may be offered now, in the order to offer them (a driver with
+    /// several packets in flight takes them from the front, skipping those it is sending).
+    pub fn order(&self, now_unix_ms: u64) -> Vec<&QueuedPacket> {
         let hold = self.holds_windows(now_unix_ms);
-        self.queue
+        let mut open: Vec<_> = self
+            .queue
             .values()
             .filter(|(_, p)| !hold || self.window_opens(p).is_none_or(|at| at <= now_unix_ms))
-            .min_by_key(|(seq, p)| (p.priority, p.deadline_unix_ms, *seq))
-            .map(|(_, p)| p)
+            .collect();
+        open.sort_unstable_by_key(|(seq, p)| (p.priority, p.deadline_unix_ms, *seq));
+        open.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Whether a packet is queued under `id`.
+    pub fn contains(&self, id: &str) -> bool {
+        self.queue.contains_key(id)
     }
 
     /// When a held packet's window opens, if `next` returns `None` only because of windows.
