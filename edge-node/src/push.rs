@@ -210,11 +210,20 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                     .registry_dir
                     .clone()
                     .map(|dir| tokio::spawn(watch_registry(conn.clone(), dir, opts.on_event.clone())));
-                let shares = tokio::spawn(bandwidth(conn.clone(), schedule.clone(), opts.on_event.clone()));
+                let gate = Arc::new(ShareGate::new());
+                let shares = tokio::spawn(bandwidth(
+                    conn.clone(),
+                    schedule.clone(),
+                    gate.clone(),
+                    opts.on_event.clone(),
+                ));
                 let session = send_session(
                     &conn,
                     &outbox,
-                    &schedule,
+                    &Pacing {
+                        schedule: schedule.clone(),
+                        gate: gate.clone(),
+                    },
                     center_key,
                     link.tuning.parallel,
                     &opts,
@@ -268,7 +277,7 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
 async fn send_session(
     conn: &quinn::Connection,
     outbox: &Arc<Outbox>,
-    schedule: &Schedule,
+    pacing: &Pacing,
     center_key: konvert_crypto::VerifyingKey,
     parallel: usize,
     opts: &PushOptions,
@@ -287,7 +296,7 @@ async fn send_session(
         // The scheduler decides the order (class, then earliest deadline, then arrival) and
         // holds a class whose transfer window has not opened.
         let (mut order, wakeup) = {
-            let mut s = lock(schedule);
+            let mut s = lock(&pacing.schedule);
             for entry in &pending {
                 let id = schedule_id(&entry.offer);
                 if !s.contains(&id) {
@@ -315,9 +324,9 @@ async fn send_session(
                 continue;
             }
             in_flight.insert(key);
-            let (conn, outbox, opts, schedule) = (conn.clone(), outbox.clone(), opts.clone(), schedule.clone());
+            let (conn, outbox, opts, pacing) = (conn.clone(), outbox.clone(), opts.clone(), pacing.clone());
             tasks.spawn(async move {
-                let outcome = send_one(&conn, &outbox, &schedule, &entry, center_key, &opts).await;
+                let outcome = send_one(&conn, &outbox, &pacing, &entry, center_key, &opts).await;
                 (entry, outcome)
             });
         }
@@ -366,7 +375,7 @@ async fn send_session(
         if matches!(&outcome, Ok(Outcome::Delivered(_)))
             || matches!(&outcome, Ok(Outcome::Rejected { reason, .. }) if !reason.is_retryable())
         {
-            lock(schedule).finished(now_unix_ms(), &schedule_id(&entry.offer));
+            lock(&pacing.schedule).finished(now_unix_ms(), &schedule_id(&entry.offer));
         }
         match outcome {
             Ok(Outcome::Delivered(_)) => {
@@ -470,7 +479,7 @@ pub async fn connect_link(link: &Link, endpoint: &quinn::Endpoint) -> Result<qui
 async fn send_one(
     conn: &quinn::Connection,
     outbox: &Outbox,
-    schedule: &Schedule,
+    pacing: &Pacing,
     entry: &OutboxEntry,
     center_key: konvert_crypto::VerifyingKey,
     opts: &PushOptions,
@@ -480,7 +489,7 @@ async fn send_one(
     let on_event = opts.on_event.clone();
     let sid = schedule_id(&entry.offer);
     let progress = {
-        let (schedule, sid) = (schedule.clone(), sid.clone());
+        let (schedule, sid) = (pacing.schedule.clone(), sid.clone());
         move |offset| {
             // Bytes handed to the stream: QUIC's flow control keeps them within a window
             // of what the center has read, which is what goodput and the ETA are about.
@@ -493,8 +502,11 @@ async fn send_one(
         }
     };
     let pace = {
-        let schedule = schedule.clone();
+        let (schedule, gate) = (pacing.schedule.clone(), pacing.gate.clone());
         move |bytes: u64| {
+            if let Some(wait) = gate.wait() {
+                return Some(wait);
+            }
             let mut s = lock(&schedule);
             let now = now_unix_ms();
             match s.ready_at(now, bytes) {
@@ -543,6 +555,13 @@ async fn send_one(
 /// The edge's schedule for one push, shared by its send tasks and its bandwidth stream.
 type Schedule = Arc<Mutex<EdgeScheduler>>;
 
+/// What paces a connection's send tasks: the push's schedule and the connection's gate.
+#[derive(Clone)]
+struct Pacing {
+    schedule: Schedule,
+    gate: Arc<ShareGate>,
+}
+
 fn lock(schedule: &Schedule) -> std::sync::MutexGuard<'_, EdgeScheduler> {
     // A panicked send task leaves at worst a stale byte count, which the next
     // acknowledgment corrects.
@@ -561,7 +580,12 @@ const SHARE_VALID: Duration = Duration::from_secs(30);
 /// Reports the site's backlog, goodput and deadline to the center and paces to the shares
 /// it sends back, for as long as the connection lasts. Against a center without a broker
 /// it only keeps the goodput measurement ticking.
-async fn bandwidth(conn: quinn::Connection, schedule: Schedule, on_event: Arc<dyn Fn(PushEvent) + Send + Sync>) {
+async fn bandwidth(
+    conn: quinn::Connection,
+    schedule: Schedule,
+    gate: Arc<ShareGate>,
+    on_event: Arc<dyn Fn(PushEvent) + Send + Sync>,
+) {
     let status = {
         let schedule = schedule.clone();
         Arc::new(move || {
@@ -571,6 +595,7 @@ async fn bandwidth(conn: quinn::Connection, schedule: Schedule, on_event: Arc<dy
             s.site_status(now)
         })
     };
+    let on_share_gate = gate.clone();
     let on_share = {
         let schedule = schedule.clone();
         Arc::new(move |mut share: konvert_replication::Share| {
@@ -578,6 +603,7 @@ async fn bandwidth(conn: quinn::Connection, schedule: Schedule, on_event: Arc<dy
             share.valid_until_unix_ms = now + SHARE_VALID.as_millis() as u64;
             let (rate, risk) = (share.rate_bytes_per_s, share.risk);
             lock(&schedule).set_share(now, share);
+            on_share_gate.open();
             on_event(PushEvent::Share {
                 rate_bytes_per_s: rate,
                 risk,
@@ -587,9 +613,43 @@ async fn bandwidth(conn: quinn::Connection, schedule: Schedule, on_event: Arc<dy
     if let Err(e) = driver::exchange_bandwidth(&conn, status, on_share).await {
         tracing::debug!("bandwidth stream ended: {e}");
     }
+    // No broker at the center (or the stream failed): the site's own rate applies.
+    gate.open();
     loop {
         tokio::time::sleep(driver::STATUS_EVERY).await;
         let mut s = lock(&schedule);
         s.tick(now_unix_ms());
+    }
+}
+
+/// Holds data back at the start of a connection until the center's first share arrives
+/// (or the center turns out to have no broker), so a fast site does not flood a center
+/// that is rationing its ingress. Never for long: after [`FIRST_SHARE_WAIT`] it opens.
+struct ShareGate {
+    open: AtomicBool,
+    since: Instant,
+}
+
+/// The longest a connection waits for its first share.
+const FIRST_SHARE_WAIT: Duration = Duration::from_secs(1);
+
+impl ShareGate {
+    fn new() -> Self {
+        ShareGate {
+            open: AtomicBool::new(false),
+            since: Instant::now(),
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+
+    /// How long to wait before asking again, while the gate is shut.
+    fn wait(&self) -> Option<Duration> {
+        if self.open.load(Ordering::Acquire) || self.since.elapsed() >= FIRST_SHARE_WAIT {
+            return None;
+        }
+        Some(Duration::from_millis(10))
     }
 }
