@@ -11,6 +11,7 @@ use crate::loader;
 use crate::preview;
 use crate::provision::{self, CenterFacts};
 use crate::registry::CenterRegistry;
+use crate::reserve::{self, DriveOutcome, ImportRequest};
 use crate::review::ReviewDesk;
 use crate::test_packets::TestDesk;
 use crate::{service, Result};
@@ -84,6 +85,22 @@ pub enum CenterCommand {
         /// center.toml
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Reserve channel: take the sealed envelopes a site carried on a drive (written by
+    /// `konvert-edge export`), verified exactly as over the network, and write the
+    /// center's receipts back to the drive. Works whether or not the center is serving.
+    Import {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The drive folder.
+        drive: PathBuf,
+        /// Who imports the drive (recorded in the audit log).
+        #[arg(long)]
+        operator: String,
+        /// The operator's statement: how the drive came, its seal, the courier (recorded).
+        #[arg(long, default_value = "")]
+        statement: String,
     },
     /// List what the center holds.
     Status {
@@ -454,6 +471,54 @@ fn loader_command(action: LoaderAction) -> Result<()> {
     Ok(())
 }
 
+fn print_import(drive: &std::path::Path, outcome: &DriveOutcome) -> Result<()> {
+    use crate::intake::Carried;
+    println!(
+        "drive {} from site {}: {} packet(s)",
+        drive.display(),
+        outcome.site,
+        outcome.packets.len()
+    );
+    let (mut stored, mut held, mut refused) = (0, 0, 0);
+    for p in &outcome.packets {
+        let what = format!("{} v{}", p.packet.packet_id, p.packet.version);
+        match &p.carried {
+            Carried::Stored(_) => {
+                stored += 1;
+                println!("  stored         {what}");
+            }
+            Carried::AlreadyHeld(_) => {
+                held += 1;
+                println!("  already held   {what} (its original receipt)");
+            }
+            Carried::Refused { reason, detail } => {
+                refused += 1;
+                println!("  REFUSED        {what}: {} ({detail})", reason.plain_words());
+            }
+            Carried::Unreadable { detail } => {
+                refused += 1;
+                println!("  NOT READ       {what}: {detail}; nothing changed — check the drive and import again");
+            }
+        }
+    }
+    println!(
+        "{stored} stored, {held} already held, {refused} not taken; {} receipt(s) written to {}",
+        stored + held,
+        drive.join(konvert_replication::reserve::RECEIPTS).display()
+    );
+    println!(
+        "next: take the drive back to site {} and run `konvert-edge import-receipts --config site.toml {}`",
+        outcome.site,
+        drive.display()
+    );
+    if refused > 0 {
+        return Err(crate::Error::Reserve(format!(
+            "{refused} packet(s) on the drive were not taken"
+        )));
+    }
+    Ok(())
+}
+
 fn review(config: &std::path::Path, json: bool) -> Result<()> {
     let cfg = CenterConfig::load(config)?;
     let flags = ReviewDesk::open(&cfg.data_dir)?.list()?;
@@ -573,6 +638,19 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
             }
         }
         CenterCommand::TestPackets { action } => test_packets(action)?,
+        CenterCommand::Import {
+            config,
+            drive,
+            operator,
+            statement,
+        } => {
+            let cfg = CenterConfig::load(&config)?;
+            let request = ImportRequest::new(&drive, &operator, &statement)?;
+            let outcome = tokio::task::spawn_blocking(move || reserve::import(&cfg, &request))
+                .await
+                .map_err(|e| crate::Error::Reserve(format!("the import stopped: {e}")))??;
+            print_import(&drive, &outcome)?;
+        }
     }
     Ok(())
 }

@@ -57,6 +57,11 @@ pub struct CenterConfig {
     /// token was blocked (or later) are flagged for review.
     #[serde(default = "default_review_window")]
     pub review_window_minutes: u64,
+    /// The center's ingress capacity in Mbit/s. When set, the center brokers it: every
+    /// connected site gets a rate share so the sites with the least slack before their
+    /// 23:59 go first. Unset: sites send at their own pace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_mbit: Option<f64>,
 }
 
 fn default_authority() -> PathBuf {
@@ -124,6 +129,14 @@ impl CenterConfig {
     /// Checks what can be checked without starting: keys parse, files exist. (The
     /// revocation list is checked against the CA by `revocation::load_crl`.)
     pub fn check(&self) -> std::result::Result<(), String> {
+        if let Some(m) = self.ingress_mbit {
+            if !(m.is_finite() && (0.1..=1_000_000.0).contains(&m)) {
+                return Err(format!(
+                    "ingress_mbit = {m} is not a link capacity; give the center's ingress in Mbit/s (e.g. 100), \
+                     or remove it to let sites send at their own pace"
+                ));
+            }
+        }
         for (what, p) in [
             ("ca_cert", &self.ca_cert),
             ("cert", &self.cert),

@@ -40,6 +40,9 @@ pub enum Error {
     /// Station certificates (index, revocation list) cannot be changed as asked.
     #[error("{0}")]
     Stations(String),
+    /// A reserve-channel import cannot go on; the message says what to do.
+    #[error("{0}")]
+    Reserve(String),
     /// Metrics failed.
     #[error("metrics: {0}")]
     Metrics(String),

@@ -4,11 +4,17 @@
 //! last byte arrives, never by the signing time the envelope claims — that the signer's
 //! token is Issued and bound to the packet's site and exam day, and that the envelope is
 //! sealed to a center key that still opens.
+//!
+//! Packets come by one of two channels, judged alike: a station over the network (its site
+//! proven by its certificate), or a reserve-channel drive carried to the center (no
+//! certificate: the site is the envelope's own, and the signer's token must be bound to
+//! it; keys are judged by the time the drive is imported).
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,14 +23,16 @@ use konvert_crypto::registry::{CenterKeyState, Registry, SignRefusal};
 use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
 use konvert_exam::{PacketKind, PacketRef};
-use konvert_replication::driver::{Admission, Intake, RegistryFeed, StationSession};
+use konvert_replication::driver::{Admission, BrokerDesk, Completion, Intake, RegistryFeed, StationSession};
 use konvert_replication::inbox::SEGMENT;
 use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::CenterConfig;
 use crate::metrics::Metrics;
 use crate::registry::CenterRegistry;
+use crate::stations::RelayIndex;
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::Result;
 
@@ -55,6 +63,48 @@ fn replay_held(file: &File, held: u64, verifier: &mut EnvelopeVerifier) -> std::
     Ok(())
 }
 
+/// Where a packet comes from.
+#[derive(Debug, Clone, Copy)]
+enum Channel<'a> {
+    /// A station over the network, its site proven by its certificate.
+    Station(&'a StationSession),
+    /// A reserve-channel drive, imported by this operator.
+    Drive {
+        /// Who imported it (as recorded in the audit log).
+        operator: &'a str,
+    },
+}
+
+impl Channel<'_> {
+    fn actor(&self) -> String {
+        match self {
+            Channel::Station(s) => format!("station {}", s.site),
+            Channel::Drive { operator } => format!("reserve drive, imported by {operator}"),
+        }
+    }
+}
+
+/// What became of one envelope carried on a drive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Carried {
+    /// Verified, stored, and receipted now.
+    Stored(Receipt),
+    /// The center already held it: its original receipt.
+    AlreadyHeld(Receipt),
+    /// Refused, exactly as the network path would refuse it.
+    Refused {
+        /// Why.
+        reason: RejectReason,
+        /// The detail.
+        detail: String,
+    },
+    /// The file could not be read from the drive; nothing changed.
+    Unreadable {
+        /// What went wrong.
+        detail: String,
+    },
+}
+
 /// The center's [`Intake`].
 pub struct CenterIntake {
     inbox: Arc<Inbox>,
@@ -65,6 +115,8 @@ pub struct CenterIntake {
     in_flight: Mutex<HashSet<(String, u32)>>,
     desk: TestDesk,
     audit: Arc<AuditLog>,
+    relays: RelayIndex,
+    broker: Option<Arc<BrokerDesk>>,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -94,7 +146,23 @@ impl CenterIntake {
             max_packet_bytes: cfg.max_packet_bytes,
             in_flight: Mutex::new(HashSet::new()),
             desk: TestDesk::open(&cfg.data_dir)?,
+            relays: RelayIndex::new(cfg.station_index()),
+            broker: None,
         })
+    }
+
+    /// Splits the center's ingress among the connected sites with `desk`.
+    pub fn with_broker(mut self, desk: Arc<BrokerDesk>) -> Self {
+        self.broker = Some(desk);
+        self
+    }
+
+    /// Records a decision that is not about one packet (a drive's import and the
+    /// operator's statement) in the audit log.
+    pub(crate) fn note(&self, actor: &str, action: AuditAction, subject: &str, detail: &str) {
+        if let Err(e) = self.audit.append(actor, action, subject, detail) {
+            tracing::error!("the audit log cannot be written: {e}");
+        }
     }
 
     fn release(&self, key: &(String, u32)) {
@@ -105,7 +173,7 @@ impl CenterIntake {
 
     fn refuse(
         &self,
-        station: &StationSession,
+        channel: Channel<'_>,
         offer: &Offer,
         reason: RejectReason,
         detail: String,
@@ -116,7 +184,7 @@ impl CenterIntake {
             .inc();
         warn!(reason = reason.as_str(), "packet refused: {detail}");
         self.record(
-            station,
+            channel,
             AuditAction::PacketReject,
             offer,
             &format!("{}: {detail}", reason.as_str()),
@@ -126,19 +194,16 @@ impl CenterIntake {
 
     /// Every decision goes into the audit log; a log that cannot be written is loud in
     /// the center's log but does not stop the exam day's intake.
-    fn record(&self, station: &StationSession, action: AuditAction, offer: &Offer, detail: &str) {
+    fn record(&self, channel: Channel<'_>, action: AuditAction, offer: &Offer, detail: &str) {
         let subject = format!("{} v{} {}", offer.packet_id, offer.version, hex::encode(offer.digest));
-        if let Err(e) = self
-            .audit
-            .append(&format!("station {}", station.site), action, &subject, detail)
-        {
+        if let Err(e) = self.audit.append(&channel.actor(), action, &subject, detail) {
             tracing::error!("the audit log cannot be written: {e}");
         }
     }
 
     fn verify(
         &self,
-        station: &StationSession,
+        channel: Channel<'_>,
         offer: &Offer,
         verifier: EnvelopeVerifier,
         now_unix_ms: u64,
@@ -179,18 +244,54 @@ impl CenterIntake {
                 "the envelope carries no readable packet description (site, day, room)".to_owned(),
             )
         })?;
-        for (what, site) in [
-            ("envelope", h.sender_site.as_str()),
-            ("packet description", packet.site.as_str()),
-        ] {
-            if site != station.site {
-                return Err((
-                    RejectReason::SiteMismatch,
-                    format!(
-                        "the {what} is for site {site}, but the station is enrolled for site {}",
-                        station.site
-                    ),
-                ));
+        match channel {
+            // A site's station delivers its own site's packets; a relay those of the sites
+            // it is enrolled to carry (read from the station index, which may change while
+            // the center runs).
+            Channel::Station(station) => {
+                let carried = self.relays.carried_by(&station.site);
+                for (what, site) in [
+                    ("envelope", h.sender_site.as_str()),
+                    ("packet description", packet.site.as_str()),
+                ] {
+                    if site == station.site {
+                        continue;
+                    }
+                    match &carried {
+                        Some(sites) if sites.iter().any(|s| s.eq_ignore_ascii_case(site)) => {}
+                        Some(_) => {
+                            return Err((
+                                RejectReason::RelayNotEnrolledForSite,
+                                format!(
+                                    "the {what} is for site {site}, which relay {} is not enrolled to carry",
+                                    station.site
+                                ),
+                            ))
+                        }
+                        None => {
+                            return Err((
+                                RejectReason::SiteMismatch,
+                                format!(
+                                    "the {what} is for site {site}, but the station is enrolled for site {}",
+                                    station.site
+                                ),
+                            ))
+                        }
+                    }
+                }
+            }
+            // No certificate on a drive: the signed header names the site, and the signer's
+            // token must be bound to it (below).
+            Channel::Drive { .. } => {
+                if packet.site.as_str() != h.sender_site {
+                    return Err((
+                        RejectReason::SiteMismatch,
+                        format!(
+                            "the envelope is from site {}, but its packet description is for site {}",
+                            h.sender_site, packet.site
+                        ),
+                    ));
+                }
             }
         }
         check_signer(&registry, &verified.signer().key_id(), &packet)?;
@@ -277,6 +378,246 @@ fn check_sealed_to_live_key(
     ))
 }
 
+/// Bytes read from a drive at a time.
+const DRIVE_READ: usize = 1 << 20;
+
+impl CenterIntake {
+    /// The dedup decision: `Some` answers the offer at once (the original receipt, a
+    /// conflict, or a storage failure); `None` means the packet is new.
+    fn known(&self, channel: Channel<'_>, offer: &Offer) -> Option<Admission<Staging>> {
+        match self.inbox.lookup(&offer.packet_id, offer.version) {
+            Ok(Some(record)) if record.receipt.body.digest == offer.digest => {
+                self.metrics.packets_duplicate.inc();
+                Some(Admission::AlreadyHave(record.receipt))
+            }
+            Ok(Some(_)) => {
+                let (r, d) = self.refuse(
+                    channel,
+                    offer,
+                    RejectReason::Conflict,
+                    format!(
+                        "{} v{} is already stored with other content",
+                        offer.packet_id, offer.version
+                    ),
+                );
+                Some(Admission::Reject(r, d))
+            }
+            Ok(None) => None,
+            Err(e) => Some(Admission::Reject(RejectReason::Unavailable, e.to_string())),
+        }
+    }
+
+    /// Claims a packet version for one receipt at a time, whichever channel brings it.
+    fn claim(&self, key: &(String, u32)) -> std::result::Result<(), (RejectReason, String)> {
+        let mut set = self
+            .in_flight
+            .lock()
+            .map_err(|_| (RejectReason::Unavailable, "internal lock poisoned".to_owned()))?;
+        if set.insert(key.clone()) {
+            Ok(())
+        } else {
+            Err((
+                RejectReason::Unavailable,
+                "this packet is being received on another stream".into(),
+            ))
+        }
+    }
+
+    /// Every byte is staged: make it durable, verify, store, sign the receipt; releases
+    /// the claim either way.
+    fn store(
+        &self,
+        channel: Channel<'_>,
+        offer: &Offer,
+        staging: Staging,
+    ) -> std::result::Result<Receipt, (RejectReason, String)> {
+        let Staging {
+            file,
+            path,
+            key,
+            verifier,
+            ..
+        } = staging;
+        let result = (|| {
+            file.sync_all().map_err(|e| {
+                (
+                    RejectReason::Unavailable,
+                    format!("cannot make the envelope durable: {e}"),
+                )
+            })?;
+            let received_at = now_ms();
+            let verified = self.verify(channel, offer, verifier, received_at)?;
+            // The station's site for the network (verified equal), the envelope's for a drive.
+            let site = verified.header().sender_site.clone();
+            let body = ReceiptBody {
+                packet_id: offer.packet_id.clone(),
+                version: offer.version,
+                site: site.clone(),
+                digest: offer.digest,
+                bytes: offer.size,
+                received_at_unix_ms: received_at,
+                center_key: self.receipt_key.key_id(),
+            };
+            let receipt =
+                Receipt::sign(body, &self.receipt_key).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
+            let test_packet = is_test_packet(verified.header());
+            let record = InboxRecord {
+                receipt: receipt.clone(),
+                signer: verified.signer().key_id(),
+                sealed_at_unix_ms: verified.header().sealed_at_unix_ms,
+                test_packet,
+            };
+            self.inbox
+                .commit(&path, &record)
+                .map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
+            if test_packet {
+                // The packet is stored either way; a desk record that failed to write is
+                // written again from the inbox when the center next starts.
+                if let Err(e) = self.desk.record_received(&TestPacketRecord::from_inbox(&record)) {
+                    warn!(packet = %offer.packet_id, "test packet stored but not put on the desk: {e}");
+                }
+                self.metrics.test_packets_received.inc();
+            }
+            let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
+            self.metrics.delivery_latency.observe(latency);
+            self.metrics.packets_received.with_label_values(&[&site]).inc();
+            self.metrics
+                .bytes_received
+                .with_label_values(&[&site])
+                .inc_by(offer.size);
+            info!(%site, packet = %offer.packet_id, version = offer.version, bytes = offer.size, "stored");
+            let signer = verified.signer().key_id();
+            self.record(
+                channel,
+                AuditAction::PacketAccept,
+                offer,
+                &format!("signer {signer}, {} bytes, registry in force", offer.size),
+            );
+            Ok(receipt)
+        })();
+        if result.is_err() {
+            self.inbox.discard_staging(&path);
+        }
+        self.release(&key);
+        result.map_err(|(r, d)| self.refuse(channel, offer, r, d))
+    }
+
+    /// Takes one envelope carried on a reserve-channel drive, `offer` as the drive's index
+    /// describes it: the same dedup, verification, storage and receipt as the network path,
+    /// with keys judged now. A prefix staged by an interrupted network transfer of the same
+    /// envelope is not trusted to be the drive's: the drive's bytes are staged from the
+    /// start, so the whole envelope is verified as it lies on the drive, and storing it
+    /// consumes the staging (a later network offer then gets the original receipt).
+    pub fn take_carried(&self, operator: &str, offer: &Offer, envelope: &Path) -> Carried {
+        let channel = Channel::Drive { operator };
+        if offer.size > self.max_packet_bytes {
+            let (reason, detail) = self.refuse(
+                channel,
+                offer,
+                RejectReason::TooLarge,
+                format!("{} bytes, at most {} accepted", offer.size, self.max_packet_bytes),
+            );
+            return Carried::Refused { reason, detail };
+        }
+        match self.known(channel, offer) {
+            Some(Admission::AlreadyHave(receipt)) => return Carried::AlreadyHeld(receipt),
+            Some(Admission::Reject(reason, detail)) => return Carried::Refused { reason, detail },
+            // `known` never answers Held: only relays hold packets without a receipt.
+            Some(Admission::Accept { .. } | Admission::Held { .. }) | None => {}
+        }
+        let mut file = match std::fs::File::open(envelope) {
+            Ok(f) => f,
+            Err(e) => {
+                return Carried::Unreadable {
+                    detail: format!("cannot open {}: {e}", envelope.display()),
+                }
+            }
+        };
+        let key = (offer.packet_id.clone(), offer.version);
+        if let Err((reason, detail)) = self.claim(&key) {
+            return Carried::Refused {
+                reason,
+                detail: format!("{detail} (a network transfer of it is under way; import again in a minute)"),
+            };
+        }
+        let staged = self.inbox.open_staging(&offer.digest).and_then(|s| {
+            if s.held > 0 {
+                s.file.set_len(0)?;
+                self.inbox.mark_held(&s.path, 0)?;
+            }
+            Ok(s)
+        });
+        let mut staging = match staged {
+            Ok(s) => Staging {
+                file: s.file,
+                path: s.path,
+                key,
+                verifier: EnvelopeVerifier::new(),
+                written: 0,
+                held: 0,
+            },
+            Err(e) => {
+                self.release(&key);
+                return Carried::Refused {
+                    reason: RejectReason::Unavailable,
+                    detail: e.to_string(),
+                };
+            }
+        };
+        match self.stage_from_drive(&mut staging, &mut file, offer.size) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.inbox.discard_staging(&staging.path);
+                self.release(&staging.key);
+                let (reason, detail) = self.refuse(
+                    channel,
+                    offer,
+                    RejectReason::DigestMismatch,
+                    format!(
+                        "{} is longer than the {} bytes its index names",
+                        envelope.display(),
+                        offer.size
+                    ),
+                );
+                return Carried::Refused { reason, detail };
+            }
+            Err(e) => {
+                self.abandon(offer, staging);
+                return Carried::Unreadable {
+                    detail: format!("cannot read {} from the drive: {e}", envelope.display()),
+                };
+            }
+        }
+        match self.store(channel, offer, staging) {
+            Ok(receipt) => Carried::Stored(receipt),
+            Err((reason, detail)) => Carried::Refused { reason, detail },
+        }
+    }
+
+    /// Copies at most `size` bytes of `file` into staging (segments made durable as on the
+    /// network path); `false` when the file holds more than `size` bytes. A shorter file
+    /// is left for verification to refuse as truncated.
+    fn stage_from_drive(
+        &self,
+        staging: &mut Staging,
+        file: &mut std::fs::File,
+        size: u64,
+    ) -> konvert_replication::Result<bool> {
+        let mut buf = vec![0u8; DRIVE_READ];
+        let mut at = 0u64;
+        while at < size {
+            let want = usize::try_from((size - at).min(DRIVE_READ as u64)).unwrap_or(DRIVE_READ);
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                return Ok(true);
+            }
+            self.write(staging, at, &buf[..n])?;
+            at += n as u64;
+        }
+        Ok(file.read(&mut [0u8; 1])? == 0)
+    }
+}
+
 impl Intake for CenterIntake {
     type Staging = Staging;
 
@@ -285,37 +626,12 @@ impl Intake for CenterIntake {
     }
 
     fn admit(&self, station: &StationSession, offer: &Offer) -> Admission<Staging> {
-        match self.inbox.lookup(&offer.packet_id, offer.version) {
-            Ok(Some(record)) if record.receipt.body.digest == offer.digest => {
-                self.metrics.packets_duplicate.inc();
-                return Admission::AlreadyHave(record.receipt);
-            }
-            Ok(Some(_)) => {
-                let (r, d) = self.refuse(
-                    station,
-                    offer,
-                    RejectReason::Conflict,
-                    format!(
-                        "{} v{} is already stored with other content",
-                        offer.packet_id, offer.version
-                    ),
-                );
-                return Admission::Reject(r, d);
-            }
-            Ok(None) => {}
-            Err(e) => return Admission::Reject(RejectReason::Unavailable, e.to_string()),
+        if let Some(answer) = self.known(Channel::Station(station), offer) {
+            return answer;
         }
         let key = (offer.packet_id.clone(), offer.version);
-        match self.in_flight.lock() {
-            Ok(mut set) => {
-                if !set.insert(key.clone()) {
-                    return Admission::Reject(
-                        RejectReason::Unavailable,
-                        "this packet is being received on another stream".into(),
-                    );
-                }
-            }
-            Err(_) => return Admission::Reject(RejectReason::Unavailable, "internal lock poisoned".into()),
+        if let Err((reason, detail)) = self.claim(&key) {
+            return Admission::Reject(reason, detail);
         }
         let staged = self.inbox.open_staging(&offer.digest).and_then(|mut s| {
             let mut verifier = EnvelopeVerifier::new();
@@ -370,74 +686,9 @@ impl Intake for CenterIntake {
         station: &StationSession,
         offer: &Offer,
         staging: Staging,
-    ) -> std::result::Result<Receipt, (RejectReason, String)> {
-        let Staging {
-            file,
-            path,
-            key,
-            verifier,
-            ..
-        } = staging;
-        let result = (|| {
-            file.sync_all().map_err(|e| {
-                (
-                    RejectReason::Unavailable,
-                    format!("cannot make the envelope durable: {e}"),
-                )
-            })?;
-            let received_at = now_ms();
-            let verified = self.verify(station, offer, verifier, received_at)?;
-            let body = ReceiptBody {
-                packet_id: offer.packet_id.clone(),
-                version: offer.version,
-                site: station.site.clone(),
-                digest: offer.digest,
-                bytes: offer.size,
-                received_at_unix_ms: received_at,
-                center_key: self.receipt_key.key_id(),
-            };
-            let receipt =
-                Receipt::sign(body, &self.receipt_key).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
-            let test_packet = is_test_packet(verified.header());
-            let record = InboxRecord {
-                receipt: receipt.clone(),
-                signer: verified.signer().key_id(),
-                sealed_at_unix_ms: verified.header().sealed_at_unix_ms,
-                test_packet,
-            };
-            self.inbox
-                .commit(&path, &record)
-                .map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
-            if test_packet {
-                // The packet is stored either way; a desk record that failed to write is
-                // written again from the inbox when the center next starts.
-                if let Err(e) = self.desk.record_received(&TestPacketRecord::from_inbox(&record)) {
-                    warn!(packet = %offer.packet_id, "test packet stored but not put on the desk: {e}");
-                }
-                self.metrics.test_packets_received.inc();
-            }
-            let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
-            self.metrics.delivery_latency.observe(latency);
-            self.metrics.packets_received.with_label_values(&[&station.site]).inc();
-            self.metrics
-                .bytes_received
-                .with_label_values(&[&station.site])
-                .inc_by(offer.size);
-            info!(site = %station.site, packet = %offer.packet_id, version = offer.version, bytes = offer.size, "stored");
-            let signer = verified.signer().key_id();
-            self.record(
-                station,
-                AuditAction::PacketAccept,
-                offer,
-                &format!("signer {signer}, {} bytes, registry in force", offer.size),
-            );
-            Ok(receipt)
-        })();
-        if result.is_err() {
-            self.inbox.discard_staging(&path);
-        }
-        self.release(&key);
-        result.map_err(|(r, d)| self.refuse(station, offer, r, d))
+    ) -> std::result::Result<Completion, (RejectReason, String)> {
+        self.store(Channel::Station(station), offer, staging)
+            .map(Completion::from)
     }
 
     fn abandon(&self, _offer: &Offer, staging: Staging) {
@@ -449,13 +700,32 @@ impl Intake for CenterIntake {
     }
 
     fn notices(&self, station: &StationSession) -> konvert_replication::Result<Vec<SignedNotice>> {
-        self.desk
-            .notices_for(&station.site)
-            .map_err(|e| konvert_replication::Error::Storage(e.to_string()))
+        // A relay gets the notices of every site it carries, newest first, to pass down.
+        let mut sites = vec![station.site.clone()];
+        sites.extend(self.relays.carried_by(&station.site).unwrap_or_default());
+        let mut all = Vec::new();
+        for site in &sites {
+            let notices = self
+                .desk
+                .notices_for(site)
+                .map_err(|e| konvert_replication::Error::Storage(e.to_string()))?;
+            all.extend(notices);
+        }
+        if sites.len() > 1 {
+            all.sort_by_key(|n| {
+                let konvert_replication::Notice::TestVerdict(v) = &n.notice;
+                std::cmp::Reverse(v.judged_at_unix_ms)
+            });
+        }
+        Ok(all)
     }
 
     fn registry_feed(&self) -> Option<RegistryFeed> {
         Some(self.registry.feed())
+    }
+
+    fn broker(&self) -> Option<Arc<BrokerDesk>> {
+        self.broker.clone()
     }
 }
 

@@ -1,7 +1,8 @@
 //! The regional center's node (`konvert-center`): the receiver service that accepts
 //! sealed envelopes from exam-site stations over QUIC with mutual TLS, verifies the
 //! member's signature without decrypting, stores the envelope still encrypted, and answers
-//! with a signed receipt; plus its Prometheus metrics and the provisioning of its keys.
+//! with a signed receipt; the reserve channel's import of envelopes carried on a drive,
+//! judged alike; plus its Prometheus metrics and the provisioning of its keys.
 //!
 //! Contract: the receiver never holds the center's decryption key and never sees
 //! plaintext. A receipt is sent only after the envelope is fsynced, verified and indexed.
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod preview;
 pub mod provision;
 pub mod registry;
+pub mod reserve;
 pub mod review;
 pub mod revocation;
 pub mod service;

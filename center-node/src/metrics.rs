@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 
 use konvert_replication::RejectReason;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::debug;
@@ -32,6 +34,49 @@ pub struct Metrics {
     pub test_packets_received: IntCounter,
     /// Stations connected now.
     pub connections: IntGauge,
+    /// The bandwidth broker's share per site, bytes per second.
+    pub site_share: IntGaugeVec,
+    /// The broker's verdict on each site's deadline: 0 on track, 1 at risk, 2 will miss.
+    pub site_deadline_risk: IntGaugeVec,
+    /// Bytes each connected site still has to send (its last report, less what arrived).
+    pub site_backlog: IntGaugeVec,
+}
+
+/// Publishes the broker's newest plan as gauges, every re-plan period.
+pub fn watch_plans(metrics: Metrics, desk: std::sync::Arc<konvert_replication::driver::BrokerDesk>) {
+    let desk = std::sync::Arc::downgrade(&desk);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(konvert_replication::driver::STATUS_EVERY);
+        let mut shown: Vec<String> = Vec::new();
+        loop {
+            every.tick().await;
+            let Some(desk) = desk.upgrade() else { return };
+            let plan = desk.plan();
+            // A site no longer connected leaves the gauges rather than showing a stale share.
+            for gone in shown.iter().filter(|s| plan.share(s).is_none()) {
+                let _ = metrics.site_share.remove_label_values(&[gone]);
+                let _ = metrics.site_deadline_risk.remove_label_values(&[gone]);
+                let _ = metrics.site_backlog.remove_label_values(&[gone]);
+            }
+            shown = plan.shares.iter().map(|s| s.site.clone()).collect();
+            for share in &plan.shares {
+                let site = [share.site.as_str()];
+                metrics
+                    .site_share
+                    .with_label_values(&site)
+                    .set(i64::try_from(share.rate_bytes_per_s).unwrap_or(i64::MAX));
+                metrics
+                    .site_deadline_risk
+                    .with_label_values(&site)
+                    .set(share.risk as i64);
+                let backlog = desk.backlog(&share.site);
+                metrics
+                    .site_backlog
+                    .with_label_values(&site)
+                    .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+            }
+        }
+    });
 }
 
 impl Metrics {
@@ -89,6 +134,30 @@ impl Metrics {
         )
         .map_err(m)?;
         let connections = IntGauge::new("konvert_station_connections", "Station connections open now.").map_err(m)?;
+        let site_share = IntGaugeVec::new(
+            Opts::new(
+                "konvert_site_share_bytes_per_second",
+                "The bandwidth broker's rate share per connected site.",
+            ),
+            &["site"],
+        )
+        .map_err(m)?;
+        let site_deadline_risk = IntGaugeVec::new(
+            Opts::new(
+                "konvert_site_deadline_risk",
+                "The broker's verdict on a site's 23:59 deadline: 0 on track, 1 at risk, 2 will miss.",
+            ),
+            &["site"],
+        )
+        .map_err(m)?;
+        let site_backlog = IntGaugeVec::new(
+            Opts::new(
+                "konvert_site_backlog_bytes",
+                "Bytes a connected site still has to send, by its last report.",
+            ),
+            &["site"],
+        )
+        .map_err(m)?;
         // Every reason is exported from the start, at zero, so dashboards and alert rules
         // see the series before the first rejection.
         for reason in RejectReason::ALL {
@@ -102,6 +171,9 @@ impl Metrics {
         registry.register(Box::new(bytes_resumed.clone())).map_err(m)?;
         registry.register(Box::new(test_packets_received.clone())).map_err(m)?;
         registry.register(Box::new(connections.clone())).map_err(m)?;
+        registry.register(Box::new(site_share.clone())).map_err(m)?;
+        registry.register(Box::new(site_deadline_risk.clone())).map_err(m)?;
+        registry.register(Box::new(site_backlog.clone())).map_err(m)?;
         Ok(Metrics {
             registry,
             delivery_latency,
@@ -112,6 +184,9 @@ impl Metrics {
             bytes_resumed,
             test_packets_received,
             connections,
+            site_share,
+            site_deadline_risk,
+            site_backlog,
         })
     }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::{keyfile, RecipientPublicKey, RecipientSecretKey, SigningKey, VerifyingKey};
-use konvert_replication::pki::{Ca, Serial};
+use konvert_replication::pki::{relay_dns_name, station_dns_name, Ca, Serial};
 use time::OffsetDateTime;
 
 use crate::config::{CenterConfig, DEFAULT_MAX_PACKET_BYTES};
@@ -90,6 +90,7 @@ pub fn init_center(
         authority: "registry/authority.toml".into(),
         registry: "registry/registry.bin".into(),
         review_window_minutes: 240,
+        ingress_mbit: None,
     };
     config.save(&config_path)?;
     let config = CenterConfig::load(&config_path)?;
@@ -138,12 +139,19 @@ pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &
         &read(center_dir.join("pki/ca.pem"))?,
         &read(center_dir.join("pki/ca.key"))?,
     )?;
-    let station = ca.issue_station(site)?;
-    let serial = Serial::of_cert_pem(&station.cert_pem)?;
     let index_path = match CenterConfig::load(&center_dir.join("center.toml")) {
         Ok(cfg) => cfg.station_index(),
         Err(_) => center_dir.join("pki/stations.toml"),
     };
+    // A relay's station certificate carries the same kind of name: a site's station with a
+    // relay's id would speak for the relay and carry its sites.
+    if stations::StationIndex::load(&index_path)?.carried_by(site).is_some() {
+        return Err(Error::Stations(format!(
+            "{site} is a relay's id, not a site code; enroll the site under its own code"
+        )));
+    }
+    let station = ca.issue_station(site)?;
+    let serial = Serial::of_cert_pem(&station.cert_pem)?;
     fs::create_dir_all(out).map_err(Error::file(out))?;
     // Recorded before the site gets it: a certificate the index does not know could not
     // be revoked by site.
@@ -176,4 +184,104 @@ pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &
     );
     write_public_text(&site_toml, &text)?;
     Ok(site_toml)
+}
+
+/// What a relay is enrolled as.
+#[derive(Debug, Clone)]
+pub struct RelayEnrollment {
+    /// The relay's station id, e.g. `mouo-01` (never a site code).
+    pub relay: String,
+    /// The sites whose packets it may carry.
+    pub carries: Vec<String>,
+    /// Relays downstream of it whose packets it takes (written to `relay.toml`).
+    pub downstream_relays: Vec<String>,
+    /// Where it listens for downstream stations.
+    pub listen: SocketAddr,
+}
+
+/// Enrolls a relay: the center's CA issues it a station certificate for its own id (its
+/// client certificate upstream) and a server certificate named
+/// [`relay_dns_name`]`(relay)` that downstream stations check; the station index records
+/// the sites it may carry, which the center enforces. Writes `ca.pem`, `station.pem`,
+/// `station.key`, `relay-server.pem`, `relay-server.key` (keys 0600) and `relay.toml` to
+/// `out`. `upstream` says where it forwards to: the center (`facts.address`, `facts.name`)
+/// or another relay (its address and [`relay_dns_name`]).
+pub fn enroll_relay(center_dir: &Path, relay: &RelayEnrollment, facts: &CenterFacts, out: &Path) -> Result<PathBuf> {
+    if relay.carries.is_empty() {
+        return Err(Error::Stations(
+            "a relay must be enrolled to carry at least one site; give the sites it carries".into(),
+        ));
+    }
+    for site in relay.carries.iter().chain(&relay.downstream_relays) {
+        station_dns_name(site)?;
+    }
+    let server_name = relay_dns_name(&relay.relay)?;
+    let read = |p: PathBuf| fs::read_to_string(&p).map_err(Error::file(p));
+    let ca = Ca::from_pem(
+        &read(center_dir.join("pki/ca.pem"))?,
+        &read(center_dir.join("pki/ca.key"))?,
+    )?;
+    let index_path = match CenterConfig::load(&center_dir.join("center.toml")) {
+        Ok(cfg) => cfg.station_index(),
+        Err(_) => center_dir.join("pki/stations.toml"),
+    };
+    let index = stations::StationIndex::load(&index_path)?;
+    if index
+        .stations
+        .iter()
+        .any(|r| r.carries.is_empty() && r.site.eq_ignore_ascii_case(&relay.relay))
+    {
+        return Err(Error::Stations(format!(
+            "{} is a site's station, not a relay; give the relay an id of its own (e.g. mouo-01)",
+            relay.relay
+        )));
+    }
+    let station = ca.issue_station(&relay.relay)?;
+    let server = ca.issue_relay_server(&relay.relay)?;
+    let serial = Serial::of_cert_pem(&station.cert_pem)?;
+    fs::create_dir_all(out).map_err(Error::file(out))?;
+    stations::record_issued_relay(
+        &index_path,
+        &serial,
+        &relay.relay,
+        &relay.carries,
+        OffsetDateTime::now_utc(),
+    )?;
+    write_public_text(&out.join("ca.pem"), &ca.cert_pem)?;
+    write_public_text(&out.join("station.pem"), &station.cert_pem)?;
+    write_secret_text(&out.join("station.key"), &station.key_pem)?;
+    write_public_text(&out.join("relay-server.pem"), &server.cert_pem)?;
+    write_secret_text(&out.join("relay-server.key"), &server.key_pem)?;
+    let list = |v: &[String]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        "# konvert-edge relay configuration (`konvert-edge relay --config relay.toml`).\n\
+         # Paths are relative to this file. Downstream stations connect to `listen` with\n\
+         # server_name = \"{server_name}\" in their site.toml.\n\
+         relay = \"{id}\"\n\
+         listen = \"{listen}\"\n\
+         data_dir = \"data\"\n\
+         # The sites this relay is enrolled to carry (the center enforces its own record).\n\
+         carry = [{carry}]\n\
+         # Relays downstream of this one whose packets it takes.\n\
+         relays = [{relays}]\n\
+         server_cert = \"relay-server.pem\"\n\
+         server_key = \"relay-server.key\"\n\n\
+         [upstream]\n\
+         address = \"{address}\"\n\
+         server_name = \"{upstream_name}\"\n\
+         ca_cert = \"ca.pem\"\n\
+         station_cert = \"station.pem\"\n\
+         station_key = \"station.key\"\n\
+         receipt_key = \"{receipt}\"\n",
+        id = relay.relay,
+        listen = relay.listen,
+        carry = list(&relay.carries),
+        relays = list(&relay.downstream_relays),
+        address = facts.address,
+        upstream_name = facts.name,
+        receipt = facts.receipt_public,
+    );
+    let path = out.join("relay.toml");
+    write_public_text(&path, &text)?;
+    Ok(path)
 }

@@ -5,13 +5,16 @@ use std::sync::Arc;
 
 use konvert_crypto::audit::AuditLog;
 use konvert_crypto::keyfile;
+use konvert_replication::driver::BrokerDesk;
+use konvert_replication::schedule::BrokerConfig;
 use konvert_replication::{driver, pki, tls, Inbox};
 use tracing::{info, warn};
 
 use crate::config::CenterConfig;
 use crate::intake::{now_ms, CenterIntake};
-use crate::metrics::{serve_metrics, Metrics};
+use crate::metrics::{serve_metrics, watch_plans, Metrics};
 use crate::registry::{CenterRegistry, WATCH_INTERVAL};
+use crate::reserve;
 use crate::revocation::{self, Revocation};
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::{Error, Result};
@@ -19,45 +22,7 @@ use crate::{Error, Result};
 /// The center's audit log, under its data folder.
 pub const AUDIT_LOG: &str = "audit.log";
 /// A signed checkpoint after this many decisions.
-const AUDIT_CHECKPOINT_EVERY: u64 = 64;
-
-/// The secret of the center's QUIC stateless resets, under its data folder.
-pub const RESET_KEY: &str = "stateless-reset.key";
-
-/// The stateless-reset secret, made on first start and kept: the same across restarts,
-/// so stations drop a dead center's connections at once (see
-/// [`tls::server_endpoint_with_reset_key`]). A missing or damaged file is replaced: the
-/// cost is only that this one restart is noticed by the idle timeout.
-fn reset_secret(data_dir: &std::path::Path) -> Result<[u8; 32]> {
-    use std::io::Write;
-    let path = data_dir.join(RESET_KEY);
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
-            return Ok(secret);
-        }
-        warn!(file = %path.display(), "the stateless-reset key is damaged; making a new one");
-    }
-    let mut secret = [0u8; 32];
-    konvert_crypto::keys::random_bytes(&mut secret)?;
-    let file = |source| Error::File {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(data_dir).map_err(|source| Error::File {
-        path: data_dir.to_owned(),
-        source,
-    })?;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp).map_err(file)?;
-    f.write_all(&secret).map_err(file)?;
-    f.sync_all().map_err(file)?;
-    std::fs::rename(&tmp, &path).map_err(file)?;
-    Ok(secret)
-}
+pub const AUDIT_CHECKPOINT_EVERY: u64 = 64;
 
 /// A center that is serving.
 pub struct RunningCenter {
@@ -137,13 +102,15 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         key_pem: read(&cfg.key)?.into(),
     };
     let receipt_key = keyfile::read_signing_key(&cfg.receipt_key)?;
+    // The inbox first: its lock makes this the only process writing the center's files
+    // (a reserve import run while the center is stopped holds it too).
+    let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
     // Decisions are chained in the audit log; the center's receipt key signs checkpoints.
     let audit = Arc::new(AuditLog::open(
         &cfg.data_dir.join(AUDIT_LOG),
         Some(keyfile::read_signing_key(&cfg.receipt_key)?),
         AUDIT_CHECKPOINT_EVERY,
     )?);
-    let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
     restore_test_desk(&inbox, &TestDesk::open(&cfg.data_dir)?)?;
     let metrics = Metrics::new()?;
     let registry = Arc::new(CenterRegistry::open(cfg, now_ms(), Some(audit.clone()))?);
@@ -155,17 +122,26 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         );
     }
     watch_registry(registry.clone(), inbox.clone());
-    let intake = Arc::new(CenterIntake::new(
+    let mut intake = CenterIntake::new(
         cfg,
         inbox.clone(),
         registry.clone(),
         receipt_key,
         metrics.clone(),
         audit.clone(),
-    )?);
+    )?;
+    if let Some(mbit) = cfg.ingress_mbit {
+        let desk = BrokerDesk::new(BrokerConfig::new((mbit * 125_000.0) as u64), now_ms);
+        desk.spawn_replanning();
+        watch_plans(metrics.clone(), desk.clone());
+        intake = intake.with_broker(desk);
+    }
+    let intake = Arc::new(intake);
+    reserve::watch_spool(intake.clone(), &cfg.data_dir)?;
     let crl = revocation::load_crl(cfg)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
-    let endpoint = tls::server_endpoint_with_reset_key(cfg.listen, server_config, &reset_secret(&cfg.data_dir)?)?;
+    // Keyed resets: after a crash and restart the stations reconnect at once.
+    let endpoint = tls::server_endpoint_keyed(cfg.listen, server_config, cert.key_pem.as_bytes())?;
     let revocation = revocation::start(
         cfg,
         endpoint.clone(),
@@ -230,7 +206,3 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         revocation,
     })
 }
-
-#[cfg(test)]
-#[path = "service_tests.rs"]
-mod tests;

@@ -47,6 +47,10 @@ pub struct StationRecord {
     /// Why it was revoked, as the officer wrote it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// For a relay's certificate: the sites whose packets it may carry (empty for a
+    /// site's own station).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carries: Vec<String>,
 }
 
 impl StationRecord {
@@ -133,6 +137,7 @@ impl StationIndex {
                 issued_at: 0,
                 revoked_at: None,
                 reason: String::new(),
+                carries: Vec::new(),
             }]),
             (true, StationSelector::Site(_)) => Err(Error::Stations(format!(
                 "the station index has no certificate for {what}; `konvert keys stations` lists them \
@@ -164,6 +169,26 @@ impl StationIndex {
             revoked.push(pick);
         }
         Ok(revoked)
+    }
+
+    /// The sites the relay with station id `station` may carry, over its certificates
+    /// that are not revoked; `None` if `station` is no relay.
+    pub fn carried_by(&self, station: &str) -> Option<Vec<String>> {
+        let mut sites: Vec<String> = Vec::new();
+        let mut relay = false;
+        for r in self
+            .stations
+            .iter()
+            .filter(|r| !r.is_revoked() && !r.carries.is_empty() && r.site.eq_ignore_ascii_case(station))
+        {
+            relay = true;
+            for s in &r.carries {
+                if !sites.iter().any(|x| x.eq_ignore_ascii_case(s)) {
+                    sites.push(s.clone());
+                }
+            }
+        }
+        relay.then_some(sites)
     }
 
     /// The revoked certificates, for the revocation list.
@@ -226,16 +251,63 @@ impl Drop for StationsLock {
 
 /// Records a newly issued station certificate in the index at `index_path`.
 pub fn record_issued(index_path: &Path, serial: &Serial, site: &str, now: OffsetDateTime) -> Result<()> {
+    record_issued_relay(index_path, serial, site, &[], now)
+}
+
+/// Records a newly issued station certificate of a relay that may carry `carries` (a
+/// site's own station when empty).
+pub fn record_issued_relay(
+    index_path: &Path,
+    serial: &Serial,
+    station: &str,
+    carries: &[String],
+    now: OffsetDateTime,
+) -> Result<()> {
     let _lock = StationsLock::acquire(index_path)?;
     let mut index = StationIndex::load(index_path)?;
     index.stations.push(StationRecord {
         serial: serial.clone(),
-        site: site.to_owned(),
+        site: station.to_owned(),
         issued_at: now.unix_timestamp(),
         revoked_at: None,
         reason: String::new(),
+        carries: carries.to_vec(),
     });
     index.save(index_path)
+}
+
+/// The running center's view of which stations are relays and which sites each carries,
+/// read from the station index and read again whenever the file changes (an officer
+/// enrolled or revoked a relay). An index that cannot be read keeps the last good view.
+#[derive(Debug)]
+pub struct RelayIndex {
+    path: PathBuf,
+    cached: std::sync::Mutex<(Option<SystemTime>, StationIndex)>,
+}
+
+impl RelayIndex {
+    /// The view of the index at `path` (read on first use).
+    pub fn new(path: PathBuf) -> Self {
+        RelayIndex {
+            path,
+            cached: std::sync::Mutex::new((None, StationIndex::default())),
+        }
+    }
+
+    /// The sites the relay `station` may carry now; `None` if it is no relay.
+    pub fn carried_by(&self, station: &str) -> Option<Vec<String>> {
+        let Ok(mut cached) = self.cached.lock() else {
+            return None;
+        };
+        let modified = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        if modified.is_some() && modified != cached.0 {
+            match StationIndex::load(&self.path) {
+                Ok(index) => *cached = (modified, index),
+                Err(e) => tracing::warn!("the station index cannot be read; relays keep the last good view: {e}"),
+            }
+        }
+        cached.1.carried_by(station)
+    }
 }
 
 /// The CA (certificate and key) of the center `cfg` describes: the key from `ca_key`, or

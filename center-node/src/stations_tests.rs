@@ -15,7 +15,42 @@ fn record(n: u8, site: &str) -> StationRecord {
         issued_at: 1_780_000_000,
         revoked_at: None,
         reason: String::new(),
+        carries: Vec::new(),
     }
+}
+
+#[test]
+fn relays_carry_the_sites_of_their_valid_certificates_and_the_running_view_follows_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stations.toml");
+    let relay = |n: u8, carries: &[&str]| StationRecord {
+        carries: carries.iter().map(|s| s.to_string()).collect(),
+        ..record(n, "mouo-01")
+    };
+    let mut index = StationIndex {
+        stations: vec![record(1, "0101"), relay(2, &["0101", "0102"]), relay(3, &["0103"])],
+    };
+    index.save(&path).unwrap();
+    let loaded = StationIndex::load(&path).unwrap();
+    assert_eq!(loaded, index, "carries round-trips");
+    assert_eq!(loaded.carried_by("0101"), None, "a site's station is no relay");
+    assert_eq!(
+        loaded.carried_by("MOUO-01"),
+        Some(vec!["0101".to_string(), "0102".into(), "0103".into()])
+    );
+    let view = RelayIndex::new(path.clone());
+    assert_eq!(view.carried_by("mouo-01").map(|c| c.len()), Some(3));
+    index
+        .revoke(&StationSelector::Serial(serial(3)), "moved", at(1_780_000_100))
+        .unwrap();
+    // A later modification time than the first write, whatever the file system's granularity.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    index.save(&path).unwrap();
+    assert_eq!(
+        view.carried_by("mouo-01"),
+        Some(vec!["0101".to_string(), "0102".into()]),
+        "a revoked relay certificate carries nothing any more"
+    );
 }
 
 #[test]

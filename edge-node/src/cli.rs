@@ -17,6 +17,7 @@ use crate::intake::{scan_recognizer, Intake};
 use crate::push::{push, PushEvent, PushOptions};
 use crate::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
 
+use crate::reserve::{self, ReceiptOutcome};
 use crate::rooms::{day_rooms, seal_day_room, SealDesk};
 use crate::seal::{seal_room, MemberToken};
 use crate::{Error, Result};
@@ -57,6 +58,24 @@ pub enum EdgeCommand {
         /// Give up after this many seconds without delivering everything.
         #[arg(long, default_value_t = 3600)]
         max_wait: u64,
+    },
+    /// Reserve channel: write every sealed packet without a receipt to a drive folder, for
+    /// the center's `konvert-center import`.
+    Export {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The drive folder (one per site).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Reserve channel: take the center's receipts from a drive folder after its import.
+    ImportReceipts {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The drive folder.
+        drive: PathBuf,
     },
     /// Show what is sealed, delivered or refused.
     Status {
@@ -162,12 +181,27 @@ pub enum EdgeCommand {
         #[arg(long)]
         import: Option<PathBuf>,
     },
-    /// Check site.toml and say what is wrong.
+    /// Check site.toml (or a relay's relay.toml) and say what is wrong.
     CheckConfig {
-        /// site.toml
+        /// site.toml or relay.toml
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run a relay: take sealed packets from downstream stations, hold them durably and
+    /// forward them to the next relay or the center; the center's receipts travel back.
+    Relay {
+        /// relay.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Whether a config file is a relay's (it names `relay = ...`) rather than a site's.
+fn is_relay_config(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("relay"))
 }
 
 /// Milliseconds since the Unix epoch by this machine's clock.
@@ -212,6 +246,16 @@ fn take_settled(intake: &mut Intake, settle_ms: u64) -> Result<()> {
         println!("some files are still being written; run again in a moment");
     }
     Ok(())
+}
+
+/// The outbox, for the reserve channel's commands: only one process holds it, so a running
+/// `day` or `push` must stop first.
+fn open_outbox_for_drive(cfg: &SiteConfig) -> Result<Outbox> {
+    Outbox::open(&cfg.data_dir).map_err(|e| {
+        Error::Push(format!(
+            "{e}. Stop `konvert-edge day` (type quit) or `push` first, then run this again and start it afterwards"
+        ))
+    })
 }
 
 /// Runs one command.
@@ -306,9 +350,21 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                     b.println(format!("  refused ✗ {packet_id}: {}", reason.plain_words()))
                 }
                 PushEvent::Retrying { error, in_seconds } => {
-                    b.set_message(format!("center unreachable ({error}); retry in {in_seconds:.0} s"))
+                    b.set_message(format!("not delivered yet: {error}; retry in {in_seconds:.0} s"))
                 }
                 PushEvent::Registry { version } => b.println(format!("  key registry v{version} in force")),
+                PushEvent::Held { packet_id, relay, .. } => b.println(format!(
+                    "  held at relay {relay} ⧗ {packet_id}: waiting for the center's receipt, will ask again"
+                )),
+                PushEvent::Share { rate_bytes_per_s, risk } => {
+                    if risk != konvert_replication::schedule::DeadlineRisk::OnTrack {
+                        b.println(format!(
+                            "  ⚠ the center sees this site's deadline {}: {:.1} Mbit/s given to it now",
+                            risk.as_str().replace('_', " "),
+                            rate_bytes_per_s as f64 * 8.0 / 1e6
+                        ))
+                    }
+                }
                 PushEvent::Connected => b.set_message("connected"),
             });
             let opts = PushOptions {
@@ -336,6 +392,71 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 )));
             }
         }
+        EdgeCommand::Export { config, to } => {
+            let cfg = SiteConfig::load(&config)?;
+            let outbox = open_outbox_for_drive(&cfg)?;
+            let report = reserve::export(&cfg, &outbox, &to, now_unix_ms())?;
+            let total = report.written.len() + report.already_there.len();
+            if total == 0 {
+                println!("nothing to export: every sealed packet has a receipt");
+                return Ok(());
+            }
+            println!(
+                "{total} packet(s) on {}: {} written now ({:.1} MB), {} already there",
+                to.display(),
+                report.written.len(),
+                report.bytes_written as f64 / 1e6,
+                report.already_there.len()
+            );
+            for e in report.written.iter().chain(&report.already_there) {
+                println!(
+                    "  {:<48} v{:<3} {:>10.1} MB  {}",
+                    e.offer.packet_id,
+                    e.offer.version,
+                    e.offer.size as f64 / 1e6,
+                    e.label
+                );
+            }
+            println!(
+                "next: unmount the drive safely and carry it to the center with its transfer statement; \
+                 there: `konvert-center import --config center.toml --operator \"<name>\" {}`; \
+                 back here: `konvert-edge import-receipts --config site.toml {}`. \
+                 Until then the packets stay in the outbox and are still pushed if the network returns — \
+                 the center takes each one once",
+                to.display(),
+                to.display()
+            );
+        }
+        EdgeCommand::ImportReceipts { config, drive } => {
+            let cfg = SiteConfig::load(&config)?;
+            let outbox = open_outbox_for_drive(&cfg)?;
+            let outcomes = reserve::import_receipts(&cfg, &outbox, &drive)?;
+            let mut refused = 0;
+            for o in &outcomes {
+                match o {
+                    ReceiptOutcome::Delivered { packet_id, version } => {
+                        println!("  receipt ✓ {packet_id} v{version}: delivered")
+                    }
+                    ReceiptOutcome::AlreadyDelivered { packet_id, version } => {
+                        println!("  receipt ✓ {packet_id} v{version}: already delivered")
+                    }
+                    ReceiptOutcome::Refused { file, why } => {
+                        refused += 1;
+                        println!("  REFUSED {}: {why}; nothing changed", file.display())
+                    }
+                }
+            }
+            let pending = outbox.pending()?.len();
+            println!(
+                "{} receipt(s) taken, {refused} refused; {pending} packet(s) still wait for a receipt",
+                outcomes.len() - refused
+            );
+            if refused > 0 {
+                return Err(Error::Push(format!(
+                    "{refused} receipt file(s) on the drive did not verify; ask the center to import the drive again"
+                )));
+            }
+        }
         EdgeCommand::Status { config } => {
             let cfg = SiteConfig::load(&config)?;
             let outbox = Outbox::open(&cfg.data_dir)?;
@@ -343,7 +464,13 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             println!("site {}: {} packet version(s) in the outbox", cfg.site, entries.len());
             for e in entries {
                 let state = match &e.state {
-                    OutboxState::Sealed => "sealed, waiting to send".to_owned(),
+                    OutboxState::Sealed => match outbox.exported(&e.offer)? {
+                        Some(x) => format!(
+                            "sealed, exported to drive {} — waiting for its receipt (network or drive)",
+                            x.drive
+                        ),
+                        None => "sealed, waiting to send".to_owned(),
+                    },
                     OutboxState::Delivered { receipt } => {
                         format!("delivered, receipt signed by {}", receipt.body.center_key)
                     }
@@ -541,6 +668,31 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 }
                 None => println!("no registry yet"),
             }
+        }
+        EdgeCommand::CheckConfig { config } if is_relay_config(&config) => {
+            let cfg = crate::relay::RelayConfig::load(&config)?;
+            println!(
+                "{}: ok — relay {}, carries {}, listens on {}, forwards to {} ({})",
+                config.display(),
+                cfg.relay,
+                cfg.carry.join(", "),
+                cfg.listen,
+                cfg.upstream.address,
+                cfg.upstream.server_name
+            );
+        }
+        EdgeCommand::Relay { config } => {
+            let cfg = crate::relay::RelayConfig::load(&config)?;
+            let relay = crate::relay::serve(&cfg).await?;
+            println!(
+                "relay {} listening on {}, carrying {}; forwarding to {}",
+                cfg.relay,
+                relay.addr,
+                cfg.carry.join(", "),
+                cfg.upstream.address
+            );
+            tokio::signal::ctrl_c().await?;
+            relay.shutdown().await;
         }
         EdgeCommand::CheckConfig { config } => {
             let cfg = SiteConfig::load(&config)?;

@@ -142,6 +142,38 @@ pub struct PushTuning {
     /// Seconds to wait between reconnect attempts (doubling up to 30 s).
     #[serde(default = "default_retry")]
     pub retry_seconds: f64,
+    /// The site's channel speed in Mbit/s, as measured at the readiness check (the `v` of
+    /// T = x·m/v): packets are paced to it, and it is the ETA's rate until goodput is
+    /// measured. Unset: no ceiling of the site's own (the center's share still applies).
+    #[serde(default)]
+    pub link_mbit: Option<f64>,
+    /// Hold blanks and audio until 11:00 and station logs until 10:30 local time, the
+    /// regulations' transfer windows, unless the deadline is at risk.
+    #[serde(default = "default_windows")]
+    pub windows: bool,
+}
+
+fn default_windows() -> bool {
+    true
+}
+
+/// The pacing ceiling when the site's link speed is not configured: 10 Gbit/s.
+const NO_CEILING_BYTES_PER_S: u64 = 1_250_000_000;
+
+impl PushTuning {
+    /// The edge scheduler's settings for this site.
+    pub fn scheduler_config(&self) -> konvert_replication::schedule::SchedulerConfig {
+        let rate = self
+            .link_mbit
+            .map(|m| (m * 125_000.0) as u64)
+            .filter(|r| *r > 0)
+            .unwrap_or(NO_CEILING_BYTES_PER_S);
+        let mut c = konvert_replication::schedule::SchedulerConfig::regulations(rate);
+        if !self.windows {
+            c.windows.clear();
+        }
+        c
+    }
 }
 
 fn default_parallel() -> usize {
@@ -157,6 +189,8 @@ impl Default for PushTuning {
         PushTuning {
             parallel: default_parallel(),
             retry_seconds: default_retry(),
+            link_mbit: None,
+            windows: default_windows(),
         }
     }
 }
@@ -227,6 +261,14 @@ impl SiteConfig {
         }
         if self.push.parallel == 0 || self.push.parallel > 64 {
             return Err("push.parallel must be between 1 and 64".into());
+        }
+        if let Some(m) = self.push.link_mbit {
+            if !(m.is_finite() && (0.01..=100_000.0).contains(&m)) {
+                return Err(format!(
+                    "push.link_mbit = {m} is not a channel speed; give the Mbit/s measured at the readiness check \
+                     (e.g. 20), or remove it"
+                ));
+            }
         }
         for (what, p) in [
             ("center.ca_cert", &self.center.ca_cert),

@@ -100,9 +100,12 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
                     Some(format!("refused ✗ {packet_id}: {}", reason.plain_words()))
                 }
                 PushEvent::Retrying { error, in_seconds } => {
-                    Some(format!("center unreachable ({error}); retry in {in_seconds:.0} s"))
+                    Some(format!("not delivered yet: {error}; retry in {in_seconds:.0} s"))
                 }
                 PushEvent::Registry { version } => Some(format!("key registry v{version} in force")),
+                PushEvent::Held { packet_id, relay, .. } => Some(format!(
+                    "held at relay {relay} ⧗ {packet_id}: waiting for the center's receipt"
+                )),
                 _ => None,
             };
             if let (Some(line), Ok(mut log)) = (line, log.lock()) {

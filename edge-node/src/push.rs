@@ -1,20 +1,26 @@
 //! Pushing the outbox: connect with the station certificate, send every packet that has
 //! no receipt yet (several in flight), store each verified receipt, and reconnect on
 //! failure with backoff until everything is delivered or the wait runs out.
+//!
+//! The same push runs at a site (to the center, or to the relay the site sends through)
+//! and at a relay (forwarding what it holds to the next relay or the center): a [`Link`]
+//! says where to connect and whose receipts count — always the center's receipt key. A
+//! relay's `Held` leaves the packet pending, to be offered again after a backoff.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use konvert_replication::driver::{self, Outcome};
+use konvert_replication::schedule::{EdgeScheduler, QueuedPacket};
 use konvert_replication::{pki, tls, Outbox, OutboxEntry, RejectReason};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::cli::now_unix_ms;
-use crate::config::SiteConfig;
+use crate::config::{PushTuning, SiteConfig};
 use crate::{Error, Result};
 use konvert_crypto::registry::{RegistryStore, SignedRegistry};
 
@@ -48,6 +54,23 @@ pub enum PushEvent {
     Registry {
         /// Its version.
         version: u64,
+    },
+    /// A relay holds the packet durably; the center's receipt has not come back yet. It
+    /// stays pending and is offered again.
+    Held {
+        /// The packet.
+        packet_id: String,
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
+    },
+    /// The center's bandwidth broker gave this site a new share.
+    Share {
+        /// Bytes per second this site may send at.
+        rate_bytes_per_s: u64,
+        /// The center's view of this site's deadline.
+        risk: konvert_replication::schedule::DeadlineRisk,
     },
     /// A packet was refused.
     Rejected {
@@ -103,6 +126,47 @@ pub struct PushReport {
     pub elapsed: Duration,
 }
 
+/// Where a push connects and whose receipts it takes: the center directly, or a relay on
+/// the way to it. Receipts are always checked against the center's receipt key.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// The name in the peer's certificate (the center's, or `<relay>.relay.konvert`).
+    pub server_name: String,
+    /// The site (or relay id) this station speaks for: its certificate's name.
+    pub station: String,
+    /// The center's CA certificate (PEM).
+    pub ca_cert: std::path::PathBuf,
+    /// This station's certificate (PEM).
+    pub station_cert: std::path::PathBuf,
+    /// This station's private key (PEM).
+    pub station_key: std::path::PathBuf,
+    /// The center's receipt key.
+    pub receipt_key: konvert_crypto::VerifyingKey,
+    /// Parallelism and retry pacing.
+    pub tuning: PushTuning,
+    /// Where the station keeps its key registry (watched while connected), if anywhere.
+    pub registry_dir: Option<std::path::PathBuf>,
+}
+
+impl Link {
+    /// The link of a site's station, as its `site.toml` says.
+    pub fn of_site(cfg: &SiteConfig) -> Result<Link> {
+        Ok(Link {
+            address: cfg.center.address.clone(),
+            server_name: cfg.center.server_name.clone(),
+            station: cfg.site.as_str().to_owned(),
+            ca_cert: cfg.center.ca_cert.clone(),
+            station_cert: cfg.center.station_cert.clone(),
+            station_key: cfg.center.station_key.clone(),
+            receipt_key: cfg.receipt_key()?,
+            tuning: cfg.push.clone(),
+            registry_dir: Some(cfg.data_dir.clone()),
+        })
+    }
+}
+
 async fn resolve(address: &str) -> Result<SocketAddr> {
     tokio::net::lookup_host(address)
         .await
@@ -116,30 +180,60 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Pushes everything in the outbox that has no receipt yet.
 pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> Result<PushReport> {
+    push_via(&Link::of_site(cfg)?, outbox, opts).await
+}
+
+/// Pushes everything in the outbox that has no receipt yet over `link`.
+pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Result<PushReport> {
     let started = Instant::now();
-    let endpoint = station_endpoint(cfg)?;
-    let center_key = cfg.receipt_key()?;
-    let base_backoff = cfg.push.retry_seconds.max(0.05);
+    let endpoint = link_endpoint(link)?;
+    let center_key = link.receipt_key;
+    let base_backoff = link.tuning.retry_seconds.max(0.05);
     let mut backoff = base_backoff;
     let mut report = PushReport::default();
+    let schedule: Schedule = Arc::new(Mutex::new(EdgeScheduler::new(
+        link.tuning.scheduler_config(),
+        now_unix_ms(),
+    )));
     loop {
         // While more is coming the station stays connected even with nothing to send,
         // so registry updates and notices reach it at once.
         if outbox.pending()?.is_empty() && !opts.more_coming() {
             break;
         }
-        let error = match connect(cfg, &endpoint).await {
+        let error = match connect_link(link, &endpoint).await {
             Err(e) => e.to_string(),
             Ok(conn) => {
                 report.connections += 1;
                 (opts.on_event)(PushEvent::Connected);
-                let watch = tokio::spawn(watch_registry(
+                let watch = link
+                    .registry_dir
+                    .clone()
+                    .map(|dir| tokio::spawn(watch_registry(conn.clone(), dir, opts.on_event.clone())));
+                let gate = Arc::new(ShareGate::new());
+                let shares = tokio::spawn(bandwidth(
                     conn.clone(),
-                    cfg.data_dir.clone(),
+                    schedule.clone(),
+                    gate.clone(),
                     opts.on_event.clone(),
                 ));
-                let session = send_session(&conn, &outbox, center_key, cfg.push.parallel, &opts, &mut report).await;
-                watch.abort();
+                let session = send_session(
+                    &conn,
+                    &outbox,
+                    &Pacing {
+                        schedule: schedule.clone(),
+                        gate: gate.clone(),
+                    },
+                    center_key,
+                    link.tuning.parallel,
+                    &opts,
+                    &mut report,
+                )
+                .await;
+                shares.abort();
+                if let Some(watch) = watch {
+                    watch.abort();
+                }
                 // Why the center closed the connection (a revoked station certificate), in
                 // plain words, rather than the failed stream's error.
                 let explained = conn
@@ -183,6 +277,7 @@ pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> R
 async fn send_session(
     conn: &quinn::Connection,
     outbox: &Arc<Outbox>,
+    pacing: &Pacing,
     center_key: konvert_crypto::VerifyingKey,
     parallel: usize,
     opts: &PushOptions,
@@ -193,24 +288,64 @@ async fn send_session(
     // Packets the center asked to retry later are left for the next session.
     let mut deferred: HashSet<(String, u32)> = HashSet::new();
     let mut last_deferral: Option<RejectReason> = None;
+    // Packets a relay holds without the center's receipt yet: offered again next session.
+    let mut held: HashSet<(String, u32)> = HashSet::new();
+    let mut held_at = String::new();
     loop {
         let pending = outbox.pending().map_err(|e| e.to_string())?;
-        for entry in pending {
+        // The scheduler decides the order (class, then earliest deadline, then arrival) and
+        // holds a class whose transfer window has not opened.
+        let (mut order, wakeup) = {
+            let mut s = lock(&pacing.schedule);
+            for entry in &pending {
+                let id = schedule_id(&entry.offer);
+                if !s.contains(&id) {
+                    s.push(QueuedPacket {
+                        id,
+                        priority: entry.offer.priority,
+                        deadline_unix_ms: entry.offer.deadline_unix_ms,
+                        size: entry.offer.size,
+                        acked: 0,
+                    });
+                }
+            }
+            let now = now_unix_ms();
+            let order: Vec<String> = s.order(now).into_iter().map(|p| p.id.clone()).collect();
+            (order, s.next_wakeup(now))
+        };
+        let mut by_id: HashMap<String, OutboxEntry> = pending.into_iter().map(|e| (schedule_id(&e.offer), e)).collect();
+        for id in order.drain(..) {
             if in_flight.len() >= parallel {
                 break;
             }
+            let Some(entry) = by_id.remove(&id) else { continue };
             let key = (entry.offer.packet_id.clone(), entry.offer.version);
-            if in_flight.contains(&key) || deferred.contains(&key) {
+            if in_flight.contains(&key) || deferred.contains(&key) || held.contains(&key) {
                 continue;
             }
             in_flight.insert(key);
-            let (conn, outbox, opts) = (conn.clone(), outbox.clone(), opts.clone());
+            let (conn, outbox, opts, pacing) = (conn.clone(), outbox.clone(), opts.clone(), pacing.clone());
             tasks.spawn(async move {
-                let outcome = send_one(&conn, &outbox, &entry, center_key, &opts).await;
+                let outcome = send_one(&conn, &outbox, &pacing, &entry, center_key, &opts).await;
                 (entry, outcome)
             });
         }
+        if tasks.is_empty() && deferred.is_empty() && held.is_empty() {
+            if let Some(at) = wakeup {
+                // Everything left waits for its transfer window: stay connected (registry
+                // updates still arrive) and look again when the first window opens.
+                let wait = at.saturating_sub(now_unix_ms()).clamp(20, 1000);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                continue;
+            }
+        }
         if tasks.is_empty() {
+            if !held.is_empty() && deferred.is_empty() {
+                return Err(format!(
+                    "{} packet(s) held at relay {held_at}, waiting for the center's receipt",
+                    held.len()
+                ));
+            }
             if !deferred.is_empty() {
                 let why = last_deferral
                     .map(RejectReason::plain_words)
@@ -237,10 +372,19 @@ async fn send_session(
         let Some(joined) = next else { continue };
         let (entry, outcome) = joined.map_err(|e| format!("send task failed: {e}"))?;
         in_flight.remove(&(entry.offer.packet_id.clone(), entry.offer.version));
+        if matches!(&outcome, Ok(Outcome::Delivered(_)))
+            || matches!(&outcome, Ok(Outcome::Rejected { reason, .. }) if !reason.is_retryable())
+        {
+            lock(&pacing.schedule).finished(now_unix_ms(), &schedule_id(&entry.offer));
+        }
         match outcome {
             Ok(Outcome::Delivered(_)) => {
                 report.delivered += 1;
                 report.delivered_bytes += entry.offer.size;
+            }
+            Ok(Outcome::Held { relay, .. }) => {
+                held_at = relay;
+                held.insert((entry.offer.packet_id.clone(), entry.offer.version));
             }
             Ok(Outcome::Rejected { reason, .. }) if reason.is_retryable() => {
                 last_deferral = Some(reason);
@@ -306,24 +450,36 @@ async fn watch_registry(
 /// A QUIC endpoint that presents this site's station certificate and trusts only the
 /// center's CA.
 pub(crate) fn station_endpoint(cfg: &SiteConfig) -> Result<quinn::Endpoint> {
+    link_endpoint(&Link::of_site(cfg)?)
+}
+
+/// A QUIC endpoint that presents the link's station certificate and trusts only the
+/// center's CA.
+pub fn link_endpoint(link: &Link) -> Result<quinn::Endpoint> {
     let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
-    let ca = read(&cfg.center.ca_cert)?;
+    let ca = read(&link.ca_cert)?;
     let station = pki::IssuedCert {
-        cert_pem: read(&cfg.center.station_cert)?,
-        key_pem: read(&cfg.center.station_key)?.into(),
+        cert_pem: read(&link.station_cert)?,
+        key_pem: read(&link.station_key)?.into(),
     };
     Ok(tls::client_endpoint(tls::client_config(&ca, &station)?)?)
 }
 
 /// Connects to the center and says Hello for this site.
 pub(crate) async fn connect(cfg: &SiteConfig, endpoint: &quinn::Endpoint) -> Result<quinn::Connection> {
-    let addr = resolve(&cfg.center.address).await?;
-    Ok(driver::connect(endpoint, addr, &cfg.center.server_name, cfg.site.as_str()).await?)
+    connect_link(&Link::of_site(cfg)?, endpoint).await
+}
+
+/// Connects over `link` and says Hello for its station.
+pub async fn connect_link(link: &Link, endpoint: &quinn::Endpoint) -> Result<quinn::Connection> {
+    let addr = resolve(&link.address).await?;
+    Ok(driver::connect(endpoint, addr, &link.server_name, &link.station).await?)
 }
 
 async fn send_one(
     conn: &quinn::Connection,
     outbox: &Outbox,
+    pacing: &Pacing,
     entry: &OutboxEntry,
     center_key: konvert_crypto::VerifyingKey,
     opts: &PushOptions,
@@ -331,20 +487,54 @@ async fn send_one(
     let path = outbox.envelope_path(entry);
     let (id, size) = (entry.offer.packet_id.clone(), entry.offer.size);
     let on_event = opts.on_event.clone();
-    let progress = move |offset| {
-        on_event(PushEvent::Progress {
-            packet_id: id.clone(),
-            offset,
-            size,
-        })
+    let sid = schedule_id(&entry.offer);
+    let progress = {
+        let (schedule, sid) = (pacing.schedule.clone(), sid.clone());
+        move |offset| {
+            // Bytes handed to the stream: QUIC's flow control keeps them within a window
+            // of what the center has read, which is what goodput and the ETA are about.
+            lock(&schedule).acknowledged(now_unix_ms(), &sid, offset);
+            on_event(PushEvent::Progress {
+                packet_id: id.clone(),
+                offset,
+                size,
+            })
+        }
     };
-    let outcome = driver::send_packet(conn, entry.offer.clone(), center_key, &path, &progress).await?;
+    let pace = {
+        let (schedule, gate) = (pacing.schedule.clone(), pacing.gate.clone());
+        move |bytes: u64| {
+            if let Some(wait) = gate.wait() {
+                return Some(wait);
+            }
+            let mut s = lock(&schedule);
+            let now = now_unix_ms();
+            match s.ready_at(now, bytes) {
+                Some(at) if at <= now => {
+                    s.grant(now, bytes);
+                    None
+                }
+                Some(at) => Some(Duration::from_millis(at - now)),
+                // A share of zero: ask again shortly, a new plan may come.
+                None => Some(Duration::from_millis(500)),
+            }
+        }
+    };
+    let outcome = driver::send_packet_paced(conn, entry.offer.clone(), center_key, &path, &progress, &pace).await?;
     match &outcome {
         Outcome::Delivered(receipt) => {
             outbox.mark_delivered(&entry.offer, receipt.clone())?;
             info!(packet = %entry.offer.packet_id, version = entry.offer.version, "delivered");
             (opts.on_event)(PushEvent::Delivered {
                 packet_id: entry.offer.packet_id.clone(),
+            });
+        }
+        Outcome::Held { relay, detail } => {
+            info!(packet = %entry.offer.packet_id, version = entry.offer.version, %relay, "held at relay: {detail}");
+            (opts.on_event)(PushEvent::Held {
+                packet_id: entry.offer.packet_id.clone(),
+                relay: relay.clone(),
+                detail: detail.clone(),
             });
         }
         Outcome::Rejected { reason, detail } => {
@@ -360,4 +550,106 @@ async fn send_one(
         }
     }
     Ok(outcome)
+}
+
+/// The edge's schedule for one push, shared by its send tasks and its bandwidth stream.
+type Schedule = Arc<Mutex<EdgeScheduler>>;
+
+/// What paces a connection's send tasks: the push's schedule and the connection's gate.
+#[derive(Clone)]
+struct Pacing {
+    schedule: Schedule,
+    gate: Arc<ShareGate>,
+}
+
+fn lock(schedule: &Schedule) -> std::sync::MutexGuard<'_, EdgeScheduler> {
+    // A panicked send task leaves at worst a stale byte count, which the next
+    // acknowledgment corrects.
+    schedule.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The scheduler's name for a packet version.
+fn schedule_id(offer: &konvert_replication::Offer) -> String {
+    format!("{}.v{}", offer.packet_id, offer.version)
+}
+
+/// How long a share from the center is obeyed without a newer one. Judged by this
+/// station's clock from when the share arrived: the center's clock is not this one's.
+const SHARE_VALID: Duration = Duration::from_secs(30);
+
+/// Reports the site's backlog, goodput and deadline to the center and paces to the shares
+/// it sends back, for as long as the connection lasts. Against a center without a broker
+/// it only keeps the goodput measurement ticking.
+async fn bandwidth(
+    conn: quinn::Connection,
+    schedule: Schedule,
+    gate: Arc<ShareGate>,
+    on_event: Arc<dyn Fn(PushEvent) + Send + Sync>,
+) {
+    let status = {
+        let schedule = schedule.clone();
+        Arc::new(move || {
+            let mut s = lock(&schedule);
+            let now = now_unix_ms();
+            s.tick(now);
+            s.site_status(now)
+        })
+    };
+    let on_share_gate = gate.clone();
+    let on_share = {
+        let schedule = schedule.clone();
+        Arc::new(move |mut share: konvert_replication::Share| {
+            let now = now_unix_ms();
+            share.valid_until_unix_ms = now + SHARE_VALID.as_millis() as u64;
+            let (rate, risk) = (share.rate_bytes_per_s, share.risk);
+            lock(&schedule).set_share(now, share);
+            on_share_gate.open();
+            on_event(PushEvent::Share {
+                rate_bytes_per_s: rate,
+                risk,
+            });
+        })
+    };
+    if let Err(e) = driver::exchange_bandwidth(&conn, status, on_share).await {
+        tracing::debug!("bandwidth stream ended: {e}");
+    }
+    // No broker at the center (or the stream failed): the site's own rate applies.
+    gate.open();
+    loop {
+        tokio::time::sleep(driver::STATUS_EVERY).await;
+        let mut s = lock(&schedule);
+        s.tick(now_unix_ms());
+    }
+}
+
+/// Holds data back at the start of a connection until the center's first share arrives
+/// (or the center turns out to have no broker), so a fast site does not flood a center
+/// that is rationing its ingress. Never for long: after [`FIRST_SHARE_WAIT`] it opens.
+struct ShareGate {
+    open: AtomicBool,
+    since: Instant,
+}
+
+/// The longest a connection waits for its first share.
+const FIRST_SHARE_WAIT: Duration = Duration::from_secs(1);
+
+impl ShareGate {
+    fn new() -> Self {
+        ShareGate {
+            open: AtomicBool::new(false),
+            since: Instant::now(),
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+
+    /// How long to wait before asking again, while the gate is shut.
+    fn wait(&self) -> Option<Duration> {
+        if self.open.load(Ordering::Acquire) || self.since.elapsed() >= FIRST_SHARE_WAIT {
+            return None;
+        }
+        Some(Duration::from_millis(10))
+    }
 }

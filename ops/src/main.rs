@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use konvert_center::cli::CenterCommand;
 use konvert_edge::cli::EdgeCommand;
 use konvert_ops::bench::{self, TransferBench};
+use konvert_ops::bench_network::NetworkBench;
 use konvert_ops::bench_replication::{self, Source};
 use konvert_ops::demo::{self, DemoOptions};
 use konvert_ops::keys::KeysCommand;
@@ -45,6 +46,90 @@ enum Command {
     /// Security officers' key commands.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Simulations in virtual time.
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SimulateCommand {
+    /// A region's exam day: sites missing 23:59 under a FIFO baseline and under konvert's
+    /// scheduler and broker, with the feasibility bound.
+    Region {
+        /// Which scenario: region (one time zone), zones (three time zones, the center's main
+        /// link down, reserve channel), or all (2,500 and 16,000 a day, and zones at 16,000).
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// Participants a day (ignored by "all").
+        #[arg(long, default_value_t = 16_000)]
+        participants: u32,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Override the center's ingress, Mbit/s.
+        #[arg(long)]
+        center_mbit: Option<f64>,
+        /// Override the reserve channel's rate while the center's main link is down, Mbit/s.
+        #[arg(long)]
+        reserve_mbit: Option<f64>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Leave out the per-site tables.
+        #[arg(long)]
+        summary: bool,
+    },
+}
+
+/// What `konvert simulate region` was asked.
+#[derive(Debug)]
+struct RegionArgs {
+    scenario: String,
+    participants: u32,
+    seed: u64,
+    center_mbit: Option<f64>,
+    reserve_mbit: Option<f64>,
+    json: bool,
+    summary: bool,
+}
+
+fn simulate_region(a: RegionArgs) -> anyhow::Result<()> {
+    let RegionArgs {
+        scenario,
+        participants,
+        seed,
+        center_mbit,
+        reserve_mbit,
+        json,
+        summary,
+    } = a;
+    use konvert_ops::simulate::{self, Scenario};
+    let mut scenarios = match scenario.as_str() {
+        "all" => Scenario::presets(),
+        "region" => vec![Scenario::region(participants)],
+        "zones" => vec![Scenario::zones_reserve(participants)],
+        other => anyhow::bail!("unknown scenario {other:?}: use region, zones or all"),
+    };
+    let mut reports = Vec::new();
+    for s in &mut scenarios {
+        s.seed = seed;
+        if let Some(m) = center_mbit {
+            s.center_mbit = m;
+        }
+        if let (Some(m), Some(r)) = (reserve_mbit, &mut s.center_reserve) {
+            r.mbit = m;
+        }
+        let r = simulate::run(s)?;
+        if !json {
+            simulate::print_table(&r, !summary);
+            println!();
+        }
+        reports.push(r);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,6 +200,19 @@ enum BenchCommand {
         /// Sealing stations working at once (a site seals rooms in parallel).
         #[arg(long, default_value_t = 2)]
         sealers: usize,
+    },
+    /// Goodput over bad links: a tbf-shaped veth between two network namespaces (needs
+    /// root; says "skipped" otherwise), and the impairment proxy at 2 % loss, 50 ms RTT.
+    Network {
+        /// 8 MB per transfer instead of 32 MB.
+        #[arg(long)]
+        quick: bool,
+        /// Packets in flight.
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// Link rate, Mbit/s.
+        #[arg(long, default_value_t = 20)]
+        rate_mbit: u64,
     },
 }
 
@@ -218,9 +316,49 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("| center peak RSS | {} |", mb(f.center_peak_rss));
             println!("(`konvert bench` compares with rsync over ssh --fsync measured in the same run)");
         }
+        Command::Bench(BenchArgs {
+            command:
+                Some(BenchCommand::Network {
+                    quick,
+                    parallel,
+                    rate_mbit,
+                }),
+            ..
+        }) => {
+            let mut b = if quick {
+                NetworkBench::quick()
+            } else {
+                NetworkBench::full()
+            };
+            b.rate_bps = rate_mbit * 1_000_000;
+            if let Some(p) = parallel {
+                b.parallel = p;
+            }
+            konvert_ops::bench_network::run(&b).await?;
+        }
         Command::Center(cmd) => konvert_center::cli::run(cmd).await?,
         Command::Edge(cmd) => konvert_edge::cli::run(cmd).await?,
         Command::Keys(cmd) => konvert_ops::keys::run(cmd)?,
+        Command::Simulate(SimulateCommand::Region {
+            scenario,
+            participants,
+            seed,
+            center_mbit,
+            reserve_mbit,
+            json,
+            summary,
+        }) => {
+            let args = RegionArgs {
+                scenario,
+                participants,
+                seed,
+                center_mbit,
+                reserve_mbit,
+                json,
+                summary,
+            };
+            tokio::task::block_in_place(|| simulate_region(args))?
+        }
     }
     Ok(())
 }

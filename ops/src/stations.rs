@@ -30,6 +30,39 @@ pub enum StationCommand {
         /// Output folder to hand to the site.
         #[arg(long)]
         out: PathBuf,
+        /// The site sends through this relay: `--address` is then the relay's, and the
+        /// station checks the relay's certificate (`<relay>.relay.konvert`).
+        #[arg(long)]
+        via_relay: Option<String>,
+    },
+    /// Enroll a relay (checking point, municipal office): a station certificate for its
+    /// own id upstream, a server certificate for the stations downstream, and the sites it
+    /// may carry, which the center enforces. Writes a ready relay folder with relay.toml.
+    EnrollRelay {
+        /// The center's folder (made by `konvert-center init`).
+        #[arg(long)]
+        center: PathBuf,
+        /// The relay's id, e.g. mouo-01 (not a site code).
+        #[arg(long)]
+        relay: String,
+        /// A site the relay may carry (repeat for each).
+        #[arg(long = "carry", required = true)]
+        carries: Vec<String>,
+        /// A relay downstream of this one whose packets it takes (repeat for each).
+        #[arg(long = "downstream-relay")]
+        downstream_relays: Vec<String>,
+        /// Where the relay listens for downstream stations, e.g. 0.0.0.0:4433.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Where the relay forwards to: the center's address, or the next relay's.
+        #[arg(long)]
+        address: String,
+        /// The next relay's id when it forwards to a relay rather than the center.
+        #[arg(long)]
+        upstream_relay: Option<String>,
+        /// Output folder to hand to the relay's operator.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Revoke station certificates: the running center refuses them and closes their
     /// connections at once. Final.
@@ -100,6 +133,7 @@ fn record_json(r: &StationRecord) -> serde_json::Value {
         "issued_at_unix": r.issued_at,
         "revoked_at_unix": r.revoked_at,
         "reason": r.reason,
+        "carries": r.carries,
         "status": if r.is_revoked() { "revoked" } else { "valid" },
     })
 }
@@ -119,6 +153,14 @@ fn record_line(r: &StationRecord) -> String {
         None => "valid".into(),
     };
     let issued = if r.issued_at == 0 { "?".into() } else { utc(r.issued_at) };
+    if !r.carries.is_empty() {
+        return format!(
+            "  relay {:<6} serial {}  issued {issued}  {state}  carries {}",
+            r.site,
+            r.serial,
+            r.carries.join(", ")
+        );
+    }
     format!("  site {:<6} serial {}  issued {issued}  {state}", r.site, r.serial)
 }
 
@@ -151,14 +193,55 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<()> {
             site,
             address,
             out,
+            via_relay,
         } => {
             let cfg = center_config(&center)?;
-            let facts = CenterFacts::read(&center, &address, &cfg.name)?;
+            let name = match &via_relay {
+                Some(relay) => konvert_replication::pki::relay_dns_name(relay)?,
+                None => cfg.name.clone(),
+            };
+            let facts = CenterFacts::read(&center, &address, &name)?;
             let path = provision::enroll_station(&center, &site, &facts, &out)?;
             let cert = std::fs::read_to_string(out.join("station.pem"))?;
             println!("station for site {site} enrolled: {}", path.display());
             println!("  certificate serial {}", Serial::of_cert_pem(&cert)?);
             println!("  add the member token as member.token in that folder, then hand it to the site");
+        }
+        StationCommand::EnrollRelay {
+            center,
+            relay,
+            carries,
+            downstream_relays,
+            listen,
+            address,
+            upstream_relay,
+            out,
+        } => {
+            let cfg = center_config(&center)?;
+            let name = match &upstream_relay {
+                Some(up) => konvert_replication::pki::relay_dns_name(up)?,
+                None => cfg.name.clone(),
+            };
+            let facts = CenterFacts::read(&center, &address, &name)?;
+            let enrollment = provision::RelayEnrollment {
+                relay: relay.clone(),
+                carries: carries.clone(),
+                downstream_relays,
+                listen,
+            };
+            let path = provision::enroll_relay(&center, &enrollment, &facts, &out)?;
+            let cert = std::fs::read_to_string(out.join("station.pem"))?;
+            println!(
+                "relay {relay} enrolled to carry {}: {}",
+                carries.join(", "),
+                path.display()
+            );
+            println!("  certificate serial {}", Serial::of_cert_pem(&cert)?);
+            println!(
+                "  its sites' stations connect to it with server_name = \"{}\" \
+                 (`konvert keys enroll-station --via-relay {relay}`)",
+                konvert_replication::pki::relay_dns_name(&relay)?
+            );
         }
         StationCommand::RevokeStation {
             center,

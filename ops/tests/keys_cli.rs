@@ -654,3 +654,110 @@ fn station_certificates_enrolled_listed_and_revoked() {
         2
     );
 }
+
+#[test]
+fn relays_enrolled_with_the_sites_they_carry_and_sites_sent_through_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = dir.path().join("center");
+    konvert_center::provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let c = center.to_str().unwrap();
+    let relay_dir = dir.path().join("relay");
+    let printed = ok(&keys(&[
+        "enroll-relay",
+        "--center",
+        c,
+        "--relay",
+        "mouo-01",
+        "--carry",
+        "0101",
+        "--carry",
+        "0102",
+        "--listen",
+        "127.0.0.1:4434",
+        "--address",
+        "127.0.0.1:4433",
+        "--out",
+        relay_dir.to_str().unwrap(),
+    ]));
+    assert!(printed.contains("mouo-01.relay.konvert"), "{printed}");
+    let cfg = konvert_edge::relay::RelayConfig::load(&relay_dir.join("relay.toml")).unwrap();
+    assert_eq!(cfg.carry, ["0101", "0102"]);
+    assert_eq!(cfg.upstream.server_name, "center.konvert");
+    assert!(relay_dir.join("relay-server.key").is_file());
+
+    // A site sending through the relay checks the relay's certificate name.
+    let site_dir = dir.path().join("0101");
+    ok(&keys(&[
+        "enroll-station",
+        "--center",
+        c,
+        "--site",
+        "0101",
+        "--address",
+        "127.0.0.1:4434",
+        "--via-relay",
+        "mouo-01",
+        "--out",
+        site_dir.to_str().unwrap(),
+    ]));
+    let site_toml = std::fs::read_to_string(site_dir.join("site.toml")).unwrap();
+    assert!(
+        site_toml.contains("server_name = \"mouo-01.relay.konvert\""),
+        "{site_toml}"
+    );
+
+    let listed: serde_json::Value = serde_json::from_str(&ok(&keys(&["stations", "--center", c, "--json"]))).unwrap();
+    let stations = listed["stations"].as_array().unwrap();
+    assert_eq!(stations[0]["site"], "mouo-01");
+    assert_eq!(stations[0]["carries"], serde_json::json!(["0101", "0102"]));
+    assert_eq!(stations[1]["carries"], serde_json::json!([]));
+    let text = ok(&keys(&["stations", "--center", c]));
+    assert!(
+        text.contains("relay mouo-01") && text.contains("carries 0101, 0102"),
+        "{text}"
+    );
+
+    // A site's station id is no relay id, and a relay carries at least one site.
+    let taken = err(&keys(&[
+        "enroll-relay",
+        "--center",
+        c,
+        "--relay",
+        "0101",
+        "--carry",
+        "0102",
+        "--listen",
+        "127.0.0.1:4434",
+        "--address",
+        "127.0.0.1:4433",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]));
+    assert!(taken.contains("site's station"), "{taken}");
+    let relay_id = err(&keys(&[
+        "enroll-station",
+        "--center",
+        c,
+        "--site",
+        "mouo-01",
+        "--address",
+        "127.0.0.1:4433",
+        "--out",
+        dir.path().join("z").to_str().unwrap(),
+    ]));
+    assert!(relay_id.contains("relay's id"), "{relay_id}");
+    let nothing = err(&keys(&[
+        "enroll-relay",
+        "--center",
+        c,
+        "--relay",
+        "mouo-02",
+        "--listen",
+        "127.0.0.1:4434",
+        "--address",
+        "127.0.0.1:4433",
+        "--out",
+        dir.path().join("y").to_str().unwrap(),
+    ]));
+    assert!(nothing.contains("--carry"), "{nothing}");
+}

@@ -44,6 +44,14 @@ pub enum Error {
     /// Durable storage failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// A reserve-channel drive holds something wrong (index, envelope or receipt file).
+    #[error("{path}: {message}")]
+    Drive {
+        /// The file or folder on the drive.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// Certificates or TLS configuration failed.
     #[error("TLS/certificate error: {0}")]
     Tls(String),

@@ -2,7 +2,8 @@ use konvert_crypto::{KeyId, Signature, SigningKey};
 use proptest::prelude::*;
 
 use super::*;
-use crate::{Notice, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice, TestVerdict, Verdict};
+use crate::schedule::DeadlineRisk;
+use crate::{Notice, Offer, Receipt, ReceiptBody, RejectReason, Share, SignedNotice, SiteStatus, TestVerdict, Verdict};
 
 fn receipt(packet_id: String, digest: [u8; 32], bytes: u64) -> Receipt {
     let key = SigningKey::from_seed(&[3; 32]).unwrap();
@@ -73,6 +74,22 @@ fn arb_message() -> impl Strategy<Value = Message> {
         proptest::collection::vec(arb_notice(), 0..4).prop_map(|notices| Message::Notices { notices }),
         any::<u64>().prop_map(|have_version| Message::WatchRegistry { have_version }),
         proptest::collection::vec(any::<u8>(), 0..3000).prop_map(|signed| Message::Registry { signed }),
+        (any::<[u64; 7]>(), 0..DeadlineRisk::ALL.len()).prop_map(|(v, r)| Message::SiteStatus(SiteStatus {
+            backlog_bytes: v[0],
+            expected_bytes: v[6],
+            goodput_bytes_per_s: v[1],
+            link_bytes_per_s: v[2],
+            deadline_unix_ms: v[3],
+            eta_unix_ms: v[4],
+            risk: DeadlineRisk::ALL[r],
+            at_unix_ms: v[5],
+        })),
+        (any::<u64>(), any::<u64>(), 0..DeadlineRisk::ALL.len()).prop_map(|(rate, until, r)| Message::Share(Share {
+            rate_bytes_per_s: rate,
+            valid_until_unix_ms: until,
+            risk: DeadlineRisk::ALL[r],
+        })),
+        (".{0,20}", ".{0,60}").prop_map(|(relay, detail)| Message::Held { relay, detail }),
     ]
 }
 
@@ -124,6 +141,9 @@ fn variant(m: &Message) -> usize {
         Message::Notices { .. } => 10,
         Message::WatchRegistry { .. } => 11,
         Message::Registry { .. } => 12,
+        Message::SiteStatus(_) => 13,
+        Message::Share(_) => 14,
+        Message::Held { .. } => 15,
     }
 }
 
@@ -133,11 +153,11 @@ fn the_strategy_yields_every_variant() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = arb_message();
-    let mut seen = [false; 13];
+    let mut seen = [false; 16];
     for _ in 0..500 {
         seen[variant(&strategy.new_tree(&mut runner).unwrap().current())] = true;
     }
-    assert_eq!(seen, [true; 13]);
+    assert_eq!(seen, [true; 16]);
 }
 
 /// Splits `wire` at the given cut points (taken modulo its length), so pieces have random
@@ -285,4 +305,32 @@ fn garbage_bodies_are_malformed() {
         decode_body(&[6, 0, 0xff, 0xff, 0x03, 1]),
         Err(Error::MalformedFrame(_))
     ));
+}
+
+#[test]
+fn bandwidth_messages_round_trip_after_the_existing_variants() {
+    let status = Message::SiteStatus(SiteStatus {
+        backlog_bytes: 3_000_000_000,
+        expected_bytes: 900_000_000,
+        goodput_bytes_per_s: 1_250_000,
+        link_bytes_per_s: 2_500_000,
+        deadline_unix_ms: 1_780_000_000_000,
+        eta_unix_ms: 1_779_990_000_000,
+        risk: DeadlineRisk::AtRisk,
+        at_unix_ms: 1_779_980_000_000,
+    });
+    let share = Message::Share(Share {
+        rate_bytes_per_s: 625_000,
+        valid_until_unix_ms: 1_779_980_030_000,
+        risk: DeadlineRisk::OnTrack,
+    });
+    for (msg, index) in [(status, 13u8), (share, 14u8)] {
+        let wire = encode(&msg).unwrap();
+        // Appended at the end: the postcard variant index of every older message is unchanged.
+        assert_eq!(wire[4], index, "{}", msg.kind());
+        let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
+        dec.push(&wire);
+        assert_eq!(dec.next().unwrap(), Some(msg));
+        dec.finish().unwrap();
+    }
 }

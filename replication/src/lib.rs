@@ -1,10 +1,11 @@
 //! konvert's replication: moving sealed envelopes from edges to the center, exactly once.
 //!
 //! The core is sans-IO — [`frame`] (length-prefixed postcard), [`message`], [`sender`] and
-//! [`receiver`] are plain state machines fed with messages, with no sockets, clock, tokio or
-//! sled inside — so it is tested deterministically. Around it: [`pki`] and [`tls`] (the
+//! [`receiver`] — and the bandwidth [`schedule`] — are plain state machines fed with
+//! messages, with no sockets, clock, tokio or sled inside — so it is tested deterministically. Around it: [`pki`] and [`tls`] (the
 //! center's private CA, station certificates, mutual TLS), the durable [`outbox`] and
-//! [`inbox`] on sled, and the thin quinn driver in [`driver`].
+//! [`inbox`] on sled, the reserve channel's drive format in [`reserve`], and the thin quinn
+//! driver in [`driver`].
 
 pub mod driver;
 mod durable;
@@ -18,15 +19,17 @@ pub mod outbox;
 pub mod pki;
 pub mod receipt;
 pub mod receiver;
+pub mod reserve;
+pub mod schedule;
 pub mod sender;
 pub mod tls;
 
 pub use error::Error;
 pub use frame::FrameDecoder;
 pub use inbox::{Inbox, InboxRecord};
-pub use message::{Message, Offer, RejectReason, PROTOCOL_VERSION};
+pub use message::{Message, Offer, RejectReason, Share, SiteStatus, PROTOCOL_VERSION};
 pub use notice::{Notice, SignedNotice, TestVerdict, Verdict};
-pub use outbox::{Outbox, OutboxEntry, OutboxState};
+pub use outbox::{Exported, Outbox, OutboxEntry, OutboxState};
 pub use receipt::{Receipt, ReceiptBody};
 pub use receiver::{PacketReceiver, ReceiverEvent};
 pub use sender::{PacketSender, SenderEvent};

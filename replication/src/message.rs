@@ -9,9 +9,20 @@
 //! It watches the key registry on another: `WatchRegistry{have_version}`, then the center
 //! sends `Registry` at once if it holds a newer one, and again each time a newer one is
 //! published, for as long as the connection lasts.
+//!
+//! Bandwidth brokering (`schedule`): the edge reports `SiteStatus` (its backlog, measured
+//! goodput and deadline) every few seconds and whenever its backlog changes from empty to
+//! not empty; the center answers each re-plan with `Share`, the rate the edge may use until
+//! `valid_until_unix_ms` (after which, with no newer share, it falls back to its own
+//! configured rate). Both travel on a stream of their own, opened by the edge.
+//!
+//! Through a relay (school → checking point → municipal office → center) the same
+//! exchange runs hop by hop; a relay that holds a packet but has not yet had the center's
+//! receipt for it answers `Held` instead of `Receipt`, and the downstream asks again later.
 
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::DeadlineRisk;
 use crate::{Receipt, SignedNotice};
 
 /// The protocol version this build speaks.
@@ -34,6 +45,38 @@ pub struct Offer {
     pub sealed_at_unix_ms: u64,
     /// The site's deadline for this packet (23:59 local time of the exam day).
     pub deadline_unix_ms: u64,
+}
+
+/// Edge → center: what the site still has to send and how fast it goes (see `schedule`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteStatus {
+    /// Bytes of queued packets not yet acknowledged by the center (sendable now).
+    pub backlog_bytes: u64,
+    /// Bytes still expected today and not queued yet (participants × m not yet scanned).
+    pub expected_bytes: u64,
+    /// Goodput measured at the edge (acknowledged bytes per second, EWMA); 0: not measured yet.
+    pub goodput_bytes_per_s: u64,
+    /// The site's configured link rate (the `v` of T = x·m/v), bytes per second; 0: unknown.
+    pub link_bytes_per_s: u64,
+    /// The earliest deadline in the backlog (23:59 local time of its exam day); 0: no backlog.
+    pub deadline_unix_ms: u64,
+    /// When the edge expects to finish at its goodput; 0: unknown.
+    pub eta_unix_ms: u64,
+    /// The edge's own view of its deadline risk.
+    pub risk: DeadlineRisk,
+    /// The edge's clock when it measured this.
+    pub at_unix_ms: u64,
+}
+
+/// Center → edge: the rate the site may send at, from the center's bandwidth plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Bytes per second the edge paces its packets to (with its own configured rate, the lower wins).
+    pub rate_bytes_per_s: u64,
+    /// After this instant (center clock) the share lapses and the edge uses its own rate.
+    pub valid_until_unix_ms: u64,
+    /// The center's view of the site's deadline risk, for the operator.
+    pub risk: DeadlineRisk,
 }
 
 /// Why the center refuses a packet. Machine-readable; `plain_words` is for the operator.
@@ -76,11 +119,13 @@ pub enum RejectReason {
     DeadCenterKey,
     /// The center holds no key registry in force (none yet, or expired): it cannot decide.
     NoRegistry,
+    /// The packet came through a relay that is not enrolled to carry the packet's site.
+    RelayNotEnrolledForSite,
 }
 
 impl RejectReason {
     /// Every reason, for exporting metrics series before they first occur.
-    pub const ALL: [RejectReason; 17] = [
+    pub const ALL: [RejectReason; 18] = [
         RejectReason::UnsupportedVersion,
         RejectReason::TooLarge,
         RejectReason::DigestMismatch,
@@ -98,6 +143,7 @@ impl RejectReason {
         RejectReason::NotAMemberToken,
         RejectReason::DeadCenterKey,
         RejectReason::NoRegistry,
+        RejectReason::RelayNotEnrolledForSite,
     ];
 
     /// A stable machine-readable name, used as a metrics label.
@@ -120,6 +166,7 @@ impl RejectReason {
             RejectReason::NotAMemberToken => "not_a_member_token",
             RejectReason::DeadCenterKey => "dead_center_key",
             RejectReason::NoRegistry => "no_registry",
+            RejectReason::RelayNotEnrolledForSite => "relay_not_enrolled_for_site",
         }
     }
 
@@ -176,6 +223,10 @@ impl RejectReason {
                 "the center holds no key registry in force; the packet is kept and sent again — \
                  the center's security officers must publish the registry"
             }
+            RejectReason::RelayNotEnrolledForSite => {
+                "the relay this station sends through is not enrolled to carry this site; call the center's \
+                 security officer to enroll the relay for the site — the packet is kept and sent again"
+            }
         }
     }
 
@@ -191,6 +242,7 @@ impl RejectReason {
                 | RejectReason::TokenNotForDate
                 | RejectReason::UnknownSigner
                 | RejectReason::NoRegistry
+                | RejectReason::RelayNotEnrolledForSite
         )
     }
 }
@@ -269,6 +321,20 @@ pub enum Message {
         #[serde(with = "serde_bytes")]
         signed: Vec<u8>,
     },
+    /// Edge → center, on its bandwidth stream: backlog, goodput and deadline.
+    SiteStatus(SiteStatus),
+    /// Center → edge, on the bandwidth stream: the rate to pace to.
+    Share(Share),
+    /// Relay → downstream, instead of `Receipt` (after `Done`) or in answer to an `Offer`:
+    /// the relay holds the packet durably but has no receipt from the center for it yet.
+    /// The downstream keeps the packet pending and offers it again later; once the center's
+    /// receipt has come back through the relay, the offer is answered `AlreadyHave` with it.
+    Held {
+        /// The relay's name (its station id).
+        relay: String,
+        /// Where the packet stands upstream, for the operator.
+        detail: String,
+    },
 }
 
 impl Message {
@@ -288,6 +354,9 @@ impl Message {
             Message::Notices { .. } => "Notices",
             Message::WatchRegistry { .. } => "WatchRegistry",
             Message::Registry { .. } => "Registry",
+            Message::SiteStatus(_) => "SiteStatus",
+            Message::Share(_) => "Share",
+            Message::Held { .. } => "Held",
         }
     }
 }

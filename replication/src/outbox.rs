@@ -44,11 +44,25 @@ pub struct OutboxEntry {
     pub state: OutboxState,
 }
 
+/// A copy of a sealed envelope written to a reserve-channel drive. The entry stays
+/// Sealed (and is still pushed if the network comes back) until a receipt arrives by
+/// either channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exported {
+    /// The drive folder, as the operator named it.
+    pub drive: String,
+    /// When it was written there (this machine's clock).
+    pub at_unix_ms: u64,
+    /// The envelope id of the copy.
+    pub digest: [u8; 32],
+}
+
 /// The edge's durable queue of sealed envelopes.
 pub struct Outbox {
     db: sled::Db,
     entries: sled::Tree,
     notices: sled::Tree,
+    exports: sled::Tree,
     dir: PathBuf,
 }
 
@@ -65,10 +79,12 @@ impl Outbox {
         })?;
         let entries = db.open_tree("entries").map_err(storage_err)?;
         let notices = db.open_tree("notices").map_err(storage_err)?;
+        let exports = db.open_tree("exports").map_err(storage_err)?;
         Ok(Outbox {
             db,
             entries,
             notices,
+            exports,
             dir: envelopes,
         })
     }
@@ -140,6 +156,14 @@ impl Outbox {
         Ok(all)
     }
 
+    /// The entry of a packet version, if any.
+    pub fn get(&self, packet_id: &str, version: u32) -> Result<Option<OutboxEntry>> {
+        match self.entries.get(packet_key(packet_id, version)).map_err(storage_err)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Entries still waiting for a receipt, in sending order.
     pub fn pending(&self) -> Result<Vec<OutboxEntry>> {
         Ok(self
@@ -195,6 +219,38 @@ impl Outbox {
                 let Notice::TestVerdict(v) = signed.notice;
                 Ok(Some(v))
             }
+            None => Ok(None),
+        }
+    }
+
+    /// Records, durably, that the envelope of `offer` was written to a drive.
+    pub fn mark_exported(&self, offer: &Offer, exported: &Exported) -> Result<()> {
+        let bytes = postcard::to_allocvec(exported).map_err(storage_err)?;
+        self.exports
+            .insert(packet_key(&offer.packet_id, offer.version), bytes)
+            .map_err(storage_err)?;
+        self.db.flush().map_err(storage_err)?;
+        Ok(())
+    }
+
+    /// The last drive the envelope of `offer` was written to, if any.
+    pub fn exported(&self, offer: &Offer) -> Result<Option<Exported>> {
+        match self
+            .exports
+            .get(packet_key(&offer.packet_id, offer.version))
+            .map_err(storage_err)?
+        {
+            Some(bytes) => Ok(Some(
+                postcard::from_bytes(&bytes).map_err(|e| Error::Storage(format!("corrupt export record: {e}")))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The entry of a packet version, if the outbox holds it.
+    pub fn entry(&self, packet_id: &str, version: u32) -> Result<Option<OutboxEntry>> {
+        match self.entries.get(packet_key(packet_id, version)).map_err(storage_err)? {
+            Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
     }

@@ -52,6 +52,14 @@ pub fn station_dns_name(site: &str) -> Result<String> {
     Ok(format!("{}.station.konvert", site.to_ascii_lowercase()))
 }
 
+/// The DNS-style name a relay's server certificate carries: `<relay>.relay.konvert`.
+/// Downstream stations connect to the relay by this name; it never matches the center's
+/// name nor a station's, so a relay's certificate cannot pass for either.
+pub fn relay_dns_name(relay: &str) -> Result<String> {
+    let station = station_dns_name(relay)?;
+    Ok(station.replacen(".station.konvert", ".relay.konvert", 1))
+}
+
 /// A certificate and its private key, both PEM.
 #[derive(Clone)]
 pub struct IssuedCert {
@@ -211,6 +219,18 @@ impl Ca {
             station_dns_name(site)?,
             &format!("station of site {site}"),
             ExtendedKeyUsagePurpose::ClientAuth,
+            STATION_DAYS,
+        )
+    }
+
+    /// A relay's server certificate (serverAuth) named [`relay_dns_name`]`(relay)`, which
+    /// the stations downstream of the relay check; valid as long as a station certificate.
+    /// The relay's client certificate upstream is an ordinary [`Ca::issue_station`].
+    pub fn issue_relay_server(&self, relay: &str) -> Result<IssuedCert> {
+        self.issue(
+            relay_dns_name(relay)?,
+            &format!("relay {relay}"),
+            ExtendedKeyUsagePurpose::ServerAuth,
             STATION_DAYS,
         )
     }

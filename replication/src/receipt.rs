@@ -12,7 +12,7 @@ pub struct ReceiptBody {
     pub packet_id: String,
     /// The packet version.
     pub version: u32,
-    /// The site whose station delivered it.
+    /// The envelope's site (delivered by its own station, or through a relay carrying it).
     pub site: String,
     /// The envelope id of the stored envelope.
     pub digest: [u8; 32],

@@ -152,6 +152,23 @@ impl PacketReceiver {
         Ok(Message::AlreadyHave { receipt })
     }
 
+    /// A relay's answer, right after an Offer or after Complete: it holds the packet
+    /// durably but has no receipt from the center yet; the exchange ends and the
+    /// downstream offers again later.
+    pub fn held(&mut self, relay: &str, detail: &str) -> Result<Message> {
+        if !matches!(self.state, State::Deciding | State::Completing) {
+            return Err(Error::Protocol {
+                expected: "Held only right after an Offer or once every byte arrived",
+                got: format!("Held in state {:?}", self.state),
+            });
+        }
+        self.state = State::Finished;
+        Ok(Message::Held {
+            relay: relay.to_owned(),
+            detail: detail.to_owned(),
+        })
+    }
+
     /// Refuses, in any state; the exchange ends.
     pub fn reject(&mut self, reason: RejectReason, detail: &str) -> Message {
         self.state = State::Finished;

@@ -60,6 +60,8 @@ enum Decision {
     Accept(u64),
     AlreadyHave,
     Reject(RejectReason),
+    /// A relay that holds the packet but has no center receipt for it yet.
+    Held,
 }
 
 /// One edge and one center exchanging one packet.
@@ -74,6 +76,8 @@ struct Pair {
     reject_after: Option<u64>,
     /// The center rejects instead of issuing a receipt (its verification failed).
     reject_on_complete: Option<RejectReason>,
+    /// The center is a relay and answers Held instead of a receipt.
+    hold_on_complete: bool,
     to_center: FrameDecoder,
     to_edge: FrameDecoder,
     /// Whether the edge is still pumping Data (one chunk per drive step, so the center's
@@ -98,6 +102,7 @@ impl Pair {
             receipt_key: center_key(),
             reject_after: None,
             reject_on_complete: None,
+            hold_on_complete: false,
             to_center: FrameDecoder::new(MAX_FRAME_LEN),
             to_edge: FrameDecoder::new(MAX_FRAME_LEN),
             pumping: false,
@@ -172,6 +177,7 @@ impl Pair {
                     }
                     Decision::AlreadyHave => self.center.already_have(self.receipt())?,
                     Decision::Reject(reason) => self.center.reject(reason, "decided by the test"),
+                    Decision::Held => self.center.held("relay-01", "waiting for the center")?,
                 };
                 self.send_to_edge(&reply);
             }
@@ -189,6 +195,7 @@ impl Pair {
                 assert_eq!(self.staged, self.payload, "everything staged at Complete");
                 let reply = match self.reject_on_complete {
                     Some(reason) => self.center.reject(reason, "verification failed"),
+                    None if self.hold_on_complete => self.center.held("relay-01", "waiting for the center")?,
                     None => self.center.receipt(self.receipt())?,
                 };
                 self.send_to_edge(&reply);
@@ -201,7 +208,7 @@ impl Pair {
         let event = self.edge.handle(msg)?;
         match &event {
             SenderEvent::SendFrom(_) => self.pumping = true,
-            SenderEvent::Rejected { .. } | SenderEvent::Delivered(_) => self.pumping = false,
+            SenderEvent::Rejected { .. } | SenderEvent::Delivered(_) | SenderEvent::Held { .. } => self.pumping = false,
         }
         self.edge_events.push(event);
         Ok(())
@@ -335,6 +342,41 @@ fn reject_at_the_offer_ends_the_exchange() {
 }
 
 #[test]
+fn held_at_the_offer_ends_the_exchange_without_data_or_delivery() {
+    let mut p = Pair::new(payload(10), Decision::Held);
+    p.drive().unwrap();
+    assert_eq!(
+        p.edge_events,
+        [SenderEvent::Held {
+            relay: "relay-01".into(),
+            detail: "waiting for the center".into()
+        }]
+    );
+    assert!(p.sent.is_empty());
+    assert!(p.edge.is_finished());
+}
+
+#[test]
+fn held_after_done_is_the_outcome_and_not_a_delivery() {
+    let mut p = Pair::new(payload(C + 1), Decision::Accept(0));
+    p.hold_on_complete = true;
+    p.drive().unwrap();
+    assert_eq!(p.center_events, writes(2));
+    assert!(matches!(
+        &p.edge_events[..],
+        [SenderEvent::SendFrom(0), SenderEvent::Held { relay, .. }] if relay == "relay-01"
+    ));
+}
+
+#[test]
+fn held_is_refused_mid_transfer_and_before_an_offer() {
+    let mut rx = accepted(10);
+    assert!(matches!(rx.held("r", ""), Err(Error::Protocol { .. })));
+    let mut fresh = PacketReceiver::new(100);
+    assert!(matches!(fresh.held("r", ""), Err(Error::Protocol { .. })));
+}
+
+#[test]
 fn reject_mid_transfer_stops_the_edge() {
     let mut p = Pair::new(payload(3 * C), Decision::Accept(0));
     p.reject_after = Some(1);
@@ -419,6 +461,10 @@ fn one_of_each() -> Vec<Message> {
         },
         Message::Done,
         Message::Receipt { receipt: r },
+        Message::Held {
+            relay: "relay-01".into(),
+            detail: String::new(),
+        },
     ]
 }
 
@@ -526,9 +572,13 @@ fn senders() -> Vec<StateCase<PacketSender>> {
     }
     vec![
         ("Start", start, &[]),
-        ("AwaitDecision", await_decision, &["Accept", "AlreadyHave", "Reject"]),
+        (
+            "AwaitDecision",
+            await_decision,
+            &["Accept", "AlreadyHave", "Reject", "Held"],
+        ),
         ("Sending", sending, &["Reject"]),
-        ("AwaitReceipt", await_receipt, &["Receipt", "Reject"]),
+        ("AwaitReceipt", await_receipt, &["Receipt", "Reject", "Held"]),
         ("Finished", finished, &[]),
     ]
 }
@@ -740,6 +790,10 @@ mod random {
                 reason: RejectReason::Unavailable,
                 detail: String::new()
             }),
+            Just(Message::Held {
+                relay: "relay-01".into(),
+                detail: String::new()
+            }),
             Just(Message::Done),
         ]
     }
@@ -806,7 +860,7 @@ mod random {
                         prop_assert!(r.verify_for(&key, &offer(10)).is_ok());
                         outcome = true;
                     }
-                    Ok(SenderEvent::Rejected { .. }) => {
+                    Ok(SenderEvent::Rejected { .. } | SenderEvent::Held { .. }) => {
                         prop_assert!(!outcome);
                         outcome = true;
                     }

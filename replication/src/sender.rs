@@ -14,6 +14,14 @@ pub enum SenderEvent {
     SendFrom(u64),
     /// Delivered; the receipt verified against the center key and the offer.
     Delivered(Receipt),
+    /// A relay holds the packet durably but has no receipt from the center yet: the
+    /// packet stays pending and is offered again later.
+    Held {
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
+    },
     /// Refused.
     Rejected {
         /// Why.
@@ -70,9 +78,9 @@ impl PacketSender {
     fn expected(&self) -> &'static str {
         match self.state {
             State::Start => "nothing before the Offer is sent",
-            State::AwaitDecision => "Accept, AlreadyHave or Reject",
+            State::AwaitDecision => "Accept, AlreadyHave, Held or Reject",
             State::Sending { .. } => "only Reject while Data is being sent",
-            State::AwaitReceipt => "Receipt or Reject",
+            State::AwaitReceipt => "Receipt, Held or Reject",
             State::Finished => "nothing after the exchange ended",
         }
     }
@@ -96,6 +104,10 @@ impl PacketSender {
                 receipt.verify_for(&self.center_key, &self.offer)?;
                 self.state = State::Finished;
                 Ok(SenderEvent::Delivered(receipt))
+            }
+            (State::AwaitDecision | State::AwaitReceipt, Message::Held { relay, detail }) => {
+                self.state = State::Finished;
+                Ok(SenderEvent::Held { relay, detail })
             }
             (
                 State::AwaitDecision | State::Sending { .. } | State::AwaitReceipt,

@@ -34,18 +34,27 @@ const ALERT_REVOKED: u64 = 44;
 /// TLS alert `access_denied`: what the center sends while its revocation list is expired.
 const ALERT_CRL_EXPIRED: u64 = 49;
 
-/// Receive window of one stream: a packet of a few MB flows without waiting for credit.
-const STREAM_WINDOW: u32 = 16 << 20;
-/// Receive window of a whole connection (several packets in flight).
-const CONNECTION_WINDOW: u32 = 64 << 20;
-/// How much a sender may buffer unacknowledged.
-const SEND_WINDOW: u64 = 64 << 20;
+/// Receive window of one stream. Sized for the bandwidth-delay product of the worst site
+/// link we plan for (100 Mbit/s at 100 ms RTT ≈ 1.25 MB) with room to spare, and no more:
+/// bytes in this window that the center had not yet made durable are what a kill -9 of
+/// the center costs on top of one inbox segment (4 MiB), per packet in flight.
+pub const STREAM_WINDOW: u32 = 4 << 20;
+/// Receive window of a whole connection: a site's packets in flight at full stream windows.
+const CONNECTION_WINDOW: u32 = 32 << 20;
+/// How much a sender may buffer unacknowledged: several BDPs, so a lost datagram never
+/// starves the link, yet bounded so an edge's memory stays small whatever it sends.
+const SEND_WINDOW: u64 = 16 << 20;
+/// UDP socket buffers: a burst from 100 sites (or a GRO batch) must not overflow the
+/// kernel's default ~200 KB and turn into losses the congestion controller reacts to.
+const UDP_BUFFER: usize = 4 << 20;
 /// Concurrent bidirectional streams (one per packet plus control).
 const MAX_BIDI_STREAMS: u32 = 128;
 /// Keep-alive: well inside the idle timeout and NAT bindings on the way.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// A peer silent for this long (milliseconds) is gone.
-const IDLE_TIMEOUT_MS: u32 = 30_000;
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// A peer silent for this long (milliseconds) is gone. Short enough that an edge whose
+/// center died (kill -9, power) reconnects and resumes within seconds, long enough that
+/// a link's brief blackout (several keep-alives lost) does not drop the connection.
+const IDLE_TIMEOUT_MS: u32 = 10_000;
 /// Upper bound for path-MTU probing (jumbo frames on LANs and loopback; elsewhere the
 /// probes fail and quinn stays at its safe size).
 const MTU_UPPER_BOUND: u16 = 8952;
@@ -249,53 +258,106 @@ pub fn client_config(ca_cert_pem: &str, station: &IssuedCert) -> Result<quinn::C
 
 /// A server endpoint listening on `addr` with `cfg`.
 pub fn server_endpoint(addr: SocketAddr, cfg: quinn::ServerConfig) -> Result<quinn::Endpoint> {
-    quinn::Endpoint::server(cfg, addr).map_err(|e| {
-        Error::Connection(format!(
-            "cannot listen on {addr}: {e}; check that the address is local and the port is free"
-        ))
-    })
-}
-
-/// A server endpoint like [`server_endpoint`] whose stateless resets are keyed with
-/// `reset_secret`, kept across restarts: a center restarted after a crash then answers
-/// its stations' packets for connections it no longer knows with a reset they accept, and
-/// they reconnect at once instead of waiting out the idle timeout (30 s) in silence.
-pub fn server_endpoint_with_reset_key(
-    addr: SocketAddr,
-    cfg: quinn::ServerConfig,
-    reset_secret: &[u8; 32],
-) -> Result<quinn::Endpoint> {
-    let cannot = |e: std::io::Error| {
+    let listen_err = |e: std::io::Error| {
         Error::Connection(format!(
             "cannot listen on {addr}: {e}; check that the address is local and the port is free"
         ))
     };
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_secret);
-    let mut endpoint_cfg = quinn::EndpointConfig::new(Arc::new(key));
-    endpoint_cfg.cid_generator(|| Box::new(RestartableCids));
-    let socket = std::net::UdpSocket::bind(addr).map_err(cannot)?;
-    let runtime = quinn::default_runtime().ok_or_else(|| Error::Connection("no tokio runtime for QUIC".into()))?;
-    quinn::Endpoint::new(endpoint_cfg, Some(cfg), socket, runtime).map_err(cannot)
+    let socket = udp_socket(addr).map_err(listen_err)?;
+    endpoint(socket, Some(cfg)).map_err(listen_err)
 }
 
-/// Random 8-byte connection ids that any run of the center accepts as possibly its own.
-/// quinn's default generator tags ids with a per-process key, so a restarted center
-/// would drop its stations' packets as junk instead of answering them with a reset.
-/// Junk short packets now get a reset instead: smaller than what incited it, and at most
-/// one per 20 ms (quinn's limit), so it amplifies nothing.
-struct RestartableCids;
+/// A UDP socket bound to `addr` with [`UDP_BUFFER`]-sized kernel buffers (or as close as
+/// the kernel allows: `net.core.rmem_max` caps it, which is logged, not fatal).
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Dual stack, so a center on [::] also takes IPv4 sites.
+        socket.set_only_v6(false)?;
+    }
+    for (what, set) in [
+        (
+            "receive",
+            Socket::set_recv_buffer_size as fn(&Socket, usize) -> std::io::Result<()>,
+        ),
+        ("send", Socket::set_send_buffer_size),
+    ] {
+        if let Err(e) = set(&socket, UDP_BUFFER) {
+            tracing::debug!(error = %e, "cannot size the UDP {what} buffer");
+        }
+    }
+    let got = socket.recv_buffer_size().unwrap_or(0);
+    if got < UDP_BUFFER {
+        tracing::debug!(
+            got,
+            wanted = UDP_BUFFER,
+            "UDP receive buffer smaller than wanted; raise net.core.rmem_max for many sites"
+        );
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn endpoint(socket: std::net::UdpSocket, server: Option<quinn::ServerConfig>) -> std::io::Result<quinn::Endpoint> {
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// A server endpoint like [`server_endpoint`] whose stateless-reset key is derived from
+/// `secret` (the node's TLS private key PEM) instead of drawn at random. After a crash and
+/// a restart on the same address, the node answers packets of its old connections with a
+/// stateless reset that the peers accept (the same key gives the same reset tokens), so
+/// stations notice at once and reconnect, instead of waiting out the idle timeout (30 s).
+/// Only the holder of the private key can compute the tokens.
+pub fn server_endpoint_keyed(addr: SocketAddr, cfg: quinn::ServerConfig, secret: &[u8]) -> Result<quinn::Endpoint> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"konvert stateless reset key v1\0");
+    ctx.update(secret);
+    let seed = ctx.finish();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seed.as_ref());
+    let cids = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ring::hmac::sign(&key, b"cid").as_ref());
+    let mut config = quinn::EndpointConfig::new(Arc::new(key));
+    config.cid_generator(move || {
+        Box::new(RestartableCids {
+            key: cids.clone(),
+            counter: 0,
+        })
+    });
+    let listen_err = |e: std::io::Error| {
+        Error::Connection(format!(
+            "cannot listen on {addr}: {e}; check that the address is local and the port is free"
+        ))
+    };
+    let socket = std::net::UdpSocket::bind(addr).map_err(listen_err)?;
+    quinn::Endpoint::new(config, Some(cfg), socket, Arc::new(quinn::TokioRuntime)).map_err(listen_err)
+}
+
+/// Connection ids of 8 bytes, a keyed MAC over a per-generator nonce and a counter, that
+/// the endpoint does not filter on arrival: quinn's default generator drops packets whose
+/// ids it did not issue since it started, so a node restarted after a crash would never
+/// answer its old connections with the stateless reset that [`server_endpoint_keyed`]
+/// makes them accept.
+struct RestartableCids {
+    key: ring::hmac::Key,
+    counter: u64,
+}
 
 impl quinn::ConnectionIdGenerator for RestartableCids {
     fn generate_cid(&mut self) -> quinn::ConnectionId {
-        let mut id = [0u8; 8];
-        // Ids only route packets; if the system RNG fails, the time still varies them.
-        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            id = t.to_le_bytes();
-        }
-        quinn::ConnectionId::new(&id)
+        self.counter += 1;
+        let mut nonce = [0u8; 16];
+        // The MAC key is secret, so the ids stay unpredictable even if the nonce is not.
+        let _ = konvert_crypto::random_bytes(&mut nonce);
+        let mut ctx = ring::hmac::Context::with_key(&self.key);
+        ctx.update(&nonce);
+        ctx.update(&self.counter.to_le_bytes());
+        let tag = ctx.sign();
+        quinn::ConnectionId::new(&tag.as_ref()[..8])
     }
 
     fn cid_len(&self) -> usize {
@@ -312,11 +374,13 @@ impl quinn::ConnectionIdGenerator for RestartableCids {
 pub fn client_endpoint(cfg: quinn::ClientConfig) -> Result<quinn::Endpoint> {
     let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0));
     let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-    let mut ep = match quinn::Endpoint::client(v6) {
+    let mut ep = match udp_socket(v6).and_then(|s| endpoint(s, None)) {
         Ok(ep) => ep,
         Err(e6) => {
             tracing::debug!(error = %e6, "no IPv6 socket; using IPv4 only");
-            quinn::Endpoint::client(v4).map_err(|e| Error::Connection(format!("cannot open a UDP socket: {e}")))?
+            udp_socket(v4)
+                .and_then(|s| endpoint(s, None))
+                .map_err(|e| Error::Connection(format!("cannot open a UDP socket: {e}")))?
         }
     };
     ep.set_default_client_config(cfg);

@@ -16,7 +16,7 @@ const NAME: &str = "center.konvert";
 fn serve(ca: &Ca, addr: &str, secret: &[u8; 32]) -> quinn::Endpoint {
     let cert = ca.issue_center(NAME).unwrap();
     let cfg = tls::server_config(&ca.cert_pem, &cert, &[]).unwrap();
-    let ep = tls::server_endpoint_with_reset_key(addr.parse().unwrap(), cfg, secret).unwrap();
+    let ep = tls::server_endpoint_keyed(addr.parse().unwrap(), cfg, secret).unwrap();
     let accepting = ep.clone();
     tokio::spawn(async move {
         while let Some(incoming) = accepting.accept().await {

@@ -21,8 +21,6 @@ use konvert_ops::quick_authority::QuickAuthority;
 use konvert_replication::driver::{self, Outcome};
 use konvert_replication::{pki, tls, Outbox, OutboxEntry};
 
-pub mod impair;
-
 /// The exam day every fixture packet is for (and its tokens are bound to).
 pub const EXAM_DAY: &str = "2026-06-01";
 
@@ -240,4 +238,126 @@ pub fn stored_files(center_dir: &Path) -> usize {
         .filter_map(|d| std::fs::read_dir(d.path()).ok())
         .map(|f| f.flatten().count())
         .sum()
+}
+
+/// One enrolled relay (its folder and config; start it with [`RelayFixture::start`]).
+pub struct RelayFixture {
+    /// Its config (paths absolute), tuned for fast tests.
+    pub cfg: konvert_edge::relay::RelayConfig,
+    /// Its folder.
+    pub dir: PathBuf,
+}
+
+impl CenterFixture {
+    /// Enrolls relay `relay` to carry `carries`, listening on `listen`, forwarding to
+    /// `upstream` — the center, or the relay `upstream_relay` there.
+    pub fn enroll_relay(
+        &self,
+        relay: &str,
+        carries: &[&str],
+        downstream_relays: &[&str],
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        upstream_relay: Option<&str>,
+    ) -> RelayFixture {
+        let dir = self.root.path().join("relays").join(relay);
+        let name = match upstream_relay {
+            Some(up) => pki::relay_dns_name(up).unwrap(),
+            None => "center.konvert".into(),
+        };
+        let facts = CenterFacts {
+            address: upstream.to_string(),
+            name,
+            recipient_public: self.init.recipient_public,
+            receipt_public: self.init.receipt_public,
+        };
+        let enrollment = provision::RelayEnrollment {
+            relay: relay.into(),
+            carries: carries.iter().map(|s| s.to_string()).collect(),
+            downstream_relays: downstream_relays.iter().map(|s| s.to_string()).collect(),
+            listen,
+        };
+        let toml = provision::enroll_relay(&self.center_dir(), &enrollment, &facts, &dir).unwrap();
+        let mut cfg = konvert_edge::relay::RelayConfig::load(&toml).unwrap();
+        cfg.push.retry_seconds = 0.1;
+        cfg.hold_wait_ms = 2_000;
+        RelayFixture { cfg, dir }
+    }
+}
+
+impl RelayFixture {
+    /// Starts the relay in this process.
+    pub async fn start(&self) -> konvert_edge::relay::RunningRelay {
+        konvert_edge::relay::serve(&self.cfg).await.unwrap()
+    }
+
+    /// Writes the (tuned) config for a relay process and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let path = self.dir.join("relay-test.toml");
+        std::fs::write(&path, toml::to_string(&self.cfg).unwrap()).unwrap();
+        path
+    }
+
+    /// A connection to the center (or next hop) at `addr` under this relay's own station
+    /// certificate — what a relay's forwarder opens; tests use it to play a dishonest relay.
+    pub async fn connect_upstream(&self, addr: SocketAddr, server_name: &str) -> quinn::Connection {
+        connect_with(
+            &self.cfg.upstream.ca_cert,
+            &self.cfg.upstream.station_cert,
+            &self.cfg.upstream.station_key,
+            &self.cfg.relay,
+            addr,
+            server_name,
+        )
+        .await
+    }
+}
+
+impl SiteFixture {
+    /// Points this site's station at the relay `relay` listening on `addr`.
+    pub fn via_relay(&mut self, relay: &str, addr: SocketAddr) {
+        self.cfg.center.address = addr.to_string();
+        self.cfg.center.server_name = pki::relay_dns_name(relay).unwrap();
+    }
+
+    /// A connection from this site's station to whatever its config points at.
+    pub async fn connect_configured(&self) -> quinn::Connection {
+        connect_with(
+            &self.cfg.center.ca_cert,
+            &self.cfg.center.station_cert,
+            &self.cfg.center.station_key,
+            self.cfg.site.as_str(),
+            self.cfg.center.address.parse().unwrap(),
+            &self.cfg.center.server_name,
+        )
+        .await
+    }
+}
+
+/// A connection with the station certificate in the given files, saying Hello as `station`.
+pub async fn connect_with(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    station: &str,
+    addr: SocketAddr,
+    server_name: &str,
+) -> quinn::Connection {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let issued = pki::IssuedCert {
+        cert_pem: read(cert),
+        key_pem: read(key).into(),
+    };
+    let endpoint = tls::client_endpoint(tls::client_config(&read(ca), &issued).unwrap()).unwrap();
+    driver::connect(&endpoint, addr, server_name, station).await.unwrap()
+}
+
+/// A free UDP port on loopback (for a node that must come back on the same address).
+pub fn free_udp_addr() -> SocketAddr {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}").parse().unwrap()
 }

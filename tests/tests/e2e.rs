@@ -160,6 +160,7 @@ async fn tampered_truncated_and_unknown_signer_envelopes_are_rejected_and_nothin
                 )
             }
             Outcome::Delivered(_) => panic!("{tag}: a damaged envelope was accepted"),
+            Outcome::Held { .. } => panic!("{tag}: the center is no relay"),
         }
         assert_eq!(center.inbox.len(), 0, "{tag}: something was stored");
     }
@@ -172,6 +173,7 @@ async fn tampered_truncated_and_unknown_signer_envelopes_are_rejected_and_nothin
     match offer_raw(&site, center.addr, key, &foreign.offer, &bytes, "stranger").await {
         Outcome::Rejected { reason, .. } => assert_eq!(reason, RejectReason::UnknownSigner),
         Outcome::Delivered(_) => panic!("an unknown signer was accepted"),
+        Outcome::Held { .. } => panic!("the center is no relay"),
     }
     assert_eq!(center.inbox.len(), 0);
     assert_eq!(stored_files(&fx.center_dir()), 0);
@@ -237,6 +239,7 @@ async fn re_push_gets_already_have_with_the_original_receipt_and_the_store_is_un
                 assert_eq!(&receipt, original, "AlreadyHave must carry the original receipt")
             }
             Outcome::Rejected { reason, .. } => panic!("re-push refused: {reason:?}"),
+            Outcome::Held { .. } => panic!("the center is no relay"),
         }
     }
     assert_eq!(center.inbox.len(), 3);

@@ -82,6 +82,7 @@ async fn refused(
             assert!(!detail.is_empty(), "{case}: the refusal says why");
         }
         Outcome::Delivered(_) => panic!("{case}: accepted"),
+        Outcome::Held { .. } => panic!("{case}: the center is no relay"),
     }
     assert_eq!(center.inbox.len(), records, "{case}: an inbox record was written");
     assert_eq!(stored_files(&fx.center_dir()), files, "{case}: an envelope was stored");

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use konvert_crypto::VerifyingKey;
 use std::os::unix::fs::FileExt;
@@ -12,6 +13,9 @@ use crate::sender::{PacketSender, SenderEvent};
 use crate::{handshake, tls};
 use crate::{Error, Message, Offer, Receipt, RejectReason, Result, SignedNotice};
 
+/// Stream priorities per class: turns within a class wrap after this many streams.
+const CLASS_SPAN: u64 = 1 << 20;
+
 /// Software name and version sent in Hello.
 pub const AGENT: &str = concat!("konvert-edge/", env!("CARGO_PKG_VERSION"));
 
@@ -20,6 +24,14 @@ pub const AGENT: &str = concat!("konvert-edge/", env!("CARGO_PKG_VERSION"));
 pub enum Outcome {
     /// The center holds it; the receipt verified against the center's key and the offer.
     Delivered(Receipt),
+    /// A relay holds it durably; the center's receipt has not come back yet. Offer it
+    /// again later: once the receipt is at the relay, the answer is `Delivered`.
+    Held {
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
+    },
     /// The center refused it.
     Rejected {
         /// Why.
@@ -72,11 +84,40 @@ pub async fn send_packet(
     path: &Path,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Outcome> {
+    send_packet_paced(conn, offer, center_key, path, progress, &|_| None).await
+}
+
+/// Asked before each chunk of `bytes`: `None` to send it now (the bytes are taken from
+/// the budget), or how long to wait before asking again.
+pub type Pace = dyn Fn(u64) -> Option<Duration> + Send + Sync;
+
+/// [`send_packet`], pacing each chunk with `pace` (the edge's token bucket).
+pub async fn send_packet_paced(
+    conn: &quinn::Connection,
+    offer: Offer,
+    center_key: VerifyingKey,
+    path: &Path,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    pace: &Pace,
+) -> Result<Outcome> {
     let mut sender = PacketSender::new(offer, center_key);
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
     write_message(&mut send, &sender.start()?).await?;
     let mut event = sender.handle(next(&mut recv).await?)?;
     if let SenderEvent::SendFrom(offset) = event {
+        // Accepted packets take turns, in the order their streams were opened, instead of
+        // sharing the link evenly: shared evenly, every packet in flight finished at about
+        // the same time, at the end; in turns, each room is complete and receipted as early
+        // as the link allows (the first of four after about a quarter of the time), so a
+        // link lost before the deadline leaves whole rooms delivered, not several partial
+        // ones. Offers and control streams keep priority 0, ahead of all data, so the next
+        // packet is accepted while the one before it is still sending.
+        // Classes come first: a form sealed now overtakes blanks already in flight (the
+        // center needs ППЭ-13-02МАШ before it can check registration blanks).
+        let turn = i32::try_from(send.id().index() % CLASS_SPAN).unwrap_or(i32::MAX);
+        let class = i32::from(sender.offer().priority);
+        send.set_priority(-(class.saturating_mul(CLASS_SPAN as i32).saturating_add(turn)))
+            .map_err(|e| Error::Connection(format!("the packet's stream closed: {e}")))?;
         // Positioned reads of at most 1 MiB from a file the edge just wrote (page cache):
         // cheaper inline than hopping to tokio's blocking pool and copying twice.
         let file = std::fs::File::open(path)?;
@@ -90,6 +131,9 @@ pub async fn send_packet(
         }
         progress(offset);
         while let Some((at, n)) = sender.next_chunk() {
+            while let Some(wait) = pace(n as u64) {
+                tokio::time::sleep(wait).await;
+            }
             let mut buf = vec![0u8; n];
             file.read_exact_at(&mut buf, at)?;
             write_message(&mut send, &sender.data(at, buf)).await?;
@@ -101,9 +145,10 @@ pub async fn send_packet(
     }
     match event {
         SenderEvent::Delivered(receipt) => Ok(Outcome::Delivered(receipt)),
+        SenderEvent::Held { relay, detail } => Ok(Outcome::Held { relay, detail }),
         SenderEvent::Rejected { reason, detail } => Ok(Outcome::Rejected { reason, detail }),
         SenderEvent::SendFrom(_) => Err(Error::Protocol {
-            expected: "Receipt or Reject",
+            expected: "Receipt, Held or Reject",
             got: "a second Accept".into(),
         }),
     }
@@ -112,6 +157,19 @@ pub async fn send_packet(
 /// Asks the center for this site's notices. Each is checked against the center's key
 /// and must be for this site; one that is not is an error, never shown to the operator.
 pub async fn ask_notices(conn: &quinn::Connection, center_key: &VerifyingKey, site: &str) -> Result<Vec<SignedNotice>> {
+    ask_notices_for(conn, center_key, &|s| s == site, site).await
+}
+
+/// Asks for the notices of every site `wanted` names (a relay asks for the sites it
+/// carries). Each is checked against the center's key; one for another site is an error.
+/// `asker` names who asks, in errors.
+pub async fn ask_notices_for(
+    conn: &quinn::Connection,
+    center_key: &VerifyingKey,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+    asker: &str,
+) -> Result<Vec<SignedNotice>> {
+    let site = asker;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
     write_message(&mut send, &Message::AskNotices).await?;
     let _ = send.finish();
@@ -125,7 +183,7 @@ pub async fn ask_notices(conn: &quinn::Connection, center_key: &VerifyingKey, si
             }
             for n in &notices {
                 let notice = n.verify(center_key)?;
-                if notice.site() != site {
+                if !wanted(notice.site()) {
                     return Err(Error::BadNotice(format!(
                         "a notice for site {} was sent to site {site}",
                         notice.site()

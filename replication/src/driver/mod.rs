@@ -1,10 +1,14 @@
 //! The thin quinn/tokio driver around the sans-IO core: frames over QUIC streams, the
 //! edge's push of one packet per stream, and the center's per-connection service.
 
+mod bandwidth;
 mod client;
 mod server;
 mod stream;
 
-pub use client::{ask_notices, connect, send_packet, watch_registry, Outcome, AGENT};
-pub use server::{serve_connection, Admission, Intake, RegistryFeed, RegistryUpdate, StationSession};
+pub use bandwidth::{exchange_bandwidth, BrokerDesk, STATUS_EVERY};
+pub use client::{
+    ask_notices, ask_notices_for, connect, send_packet, send_packet_paced, watch_registry, Outcome, Pace, AGENT,
+};
+pub use server::{serve_connection, Admission, Completion, Intake, RegistryFeed, RegistryUpdate, StationSession};
 pub use stream::{read_message, write_message};

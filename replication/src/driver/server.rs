@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::bandwidth::{serve_bandwidth, BrokerDesk};
 use super::stream::{read_message, write_message};
 use crate::notice::MAX_NOTICES;
 use crate::receiver::{PacketReceiver, ReceiverEvent};
@@ -26,6 +27,34 @@ pub enum Admission<S> {
     AlreadyHave(Receipt),
     /// Refused.
     Reject(RejectReason, String),
+    /// A relay holds it durably, without the center's receipt yet: offer again later.
+    Held {
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
+    },
+}
+
+/// How a completed packet ended: stored with the center's receipt, or (at a relay) held
+/// durably while the center's receipt has not come back yet.
+#[derive(Debug)]
+pub enum Completion {
+    /// The center's signed receipt.
+    Receipt(Receipt),
+    /// Held at a relay.
+    Held {
+        /// The relay's name.
+        relay: String,
+        /// Where the packet stands upstream.
+        detail: String,
+    },
+}
+
+impl From<Receipt> for Completion {
+    fn from(receipt: Receipt) -> Self {
+        Completion::Receipt(receipt)
+    }
 }
 
 /// Who is on the other end of a connection, as proven by its station certificate.
@@ -55,21 +84,27 @@ pub trait Intake: Send + Sync + 'static {
     fn max_packet_size(&self) -> u64;
     /// Decides on an offer.
     fn admit(&self, station: &StationSession, offer: &Offer) -> Admission<Self::Staging>;
-    /// Writes received bytes to staging.
+    /// Writes received bytes to staging (hashing them, and making each segment durable).
+    /// Blocking: the driver runs it off the async threads, one chunk behind the network.
     fn write(&self, staging: &mut Self::Staging, offset: u64, bytes: &[u8]) -> Result<()>;
-    /// All bytes arrived: make durable, verify, store, and sign a receipt. Blocking.
+    /// All bytes arrived: make durable, verify, store, and sign a receipt (a relay: hold,
+    /// and hand back the center's receipt if it came). Blocking.
     fn complete(
         &self,
         station: &StationSession,
         offer: &Offer,
         staging: Self::Staging,
-    ) -> std::result::Result<Receipt, (RejectReason, String)>;
+    ) -> std::result::Result<Completion, (RejectReason, String)>;
     /// The stream broke before completion.
     fn abandon(&self, offer: &Offer, staging: Self::Staging);
     /// The newest notices for the station's site, at most [`MAX_NOTICES`]. Blocking.
     fn notices(&self, station: &StationSession) -> Result<Vec<SignedNotice>>;
     /// The key registries to pass on to stations, if this center serves any.
     fn registry_feed(&self) -> Option<RegistryFeed> {
+        None
+    }
+    /// The bandwidth broker, if this center splits its ingress among the sites.
+    fn broker(&self) -> Option<Arc<BrokerDesk>> {
         None
     }
 }
@@ -188,6 +223,11 @@ async fn serve_stream<I: Intake>(
 ) -> Result<()> {
     let mut rx = PacketReceiver::new(intake.max_packet_size());
     let mut staging: Option<I::Staging> = None;
+    // The chunk being written, hashed and (at a segment boundary) fsynced on the blocking
+    // pool while the next one is read: disk and network overlap, and an fsync never
+    // stalls the async threads that serve every other stream.
+    let mut writing: Option<PendingWrite<I::Staging>> = None;
+    let broker = intake.broker();
     let result = loop {
         let msg = match read_message(&mut recv).await {
             Ok(Some(msg)) => msg,
@@ -204,6 +244,16 @@ async fn serve_stream<I: Intake>(
                 Message::AskNotices => return serve_notices(send, intake, station).await,
                 Message::WatchRegistry { have_version } => {
                     return serve_registry_watch(send, intake, station, have_version).await
+                }
+                Message::SiteStatus(status) => {
+                    return match intake.broker() {
+                        Some(desk) => serve_bandwidth(send, recv, status, desk, station).await,
+                        // No broker here: the edge paces to its own configured rate.
+                        None => {
+                            let _ = send.finish();
+                            Ok(())
+                        }
+                    };
                 }
                 _ => {}
             }
@@ -237,6 +287,7 @@ async fn serve_stream<I: Intake>(
                         }
                         Admission::AlreadyHave(receipt) => rx.already_have(receipt)?,
                         Admission::Reject(reason, detail) => rx.reject(reason, &detail),
+                        Admission::Held { relay, detail } => rx.held(&relay, &detail)?,
                     }
                 };
                 write_message(&mut send, &reply).await?;
@@ -246,18 +297,30 @@ async fn serve_stream<I: Intake>(
                 }
             }
             Ok(ReceiverEvent::Write { offset, bytes }) => {
-                let Some(s) = staging.as_mut() else {
+                if let Some(desk) = &broker {
+                    desk.received(&station.site, bytes.len() as u64);
+                }
+                if let Err(e) = finish_write(&mut writing, &mut staging).await {
+                    let _ = write_message(&mut send, &rx.reject(RejectReason::Unavailable, "cannot write")).await;
+                    break Err(e);
+                }
+                let Some(mut s) = staging.take() else {
                     break Err(Error::Protocol {
                         expected: "Offer",
                         got: "Data".into(),
                     });
                 };
-                if let Err(e) = intake.write(s, offset, &bytes) {
+                let i = intake.clone();
+                writing = Some(tokio::task::spawn_blocking(move || {
+                    let written = i.write(&mut s, offset, &bytes);
+                    (s, written)
+                }));
+            }
+            Ok(ReceiverEvent::Complete) => {
+                if let Err(e) = finish_write(&mut writing, &mut staging).await {
                     let _ = write_message(&mut send, &rx.reject(RejectReason::Unavailable, "cannot write")).await;
                     break Err(e);
                 }
-            }
-            Ok(ReceiverEvent::Complete) => {
                 let (Some(s), Some(offer)) = (staging.take(), rx.offer().cloned()) else {
                     break Err(Error::Protocol {
                         expected: "Offer",
@@ -269,7 +332,8 @@ async fn serve_stream<I: Intake>(
                     .await
                     .map_err(|e| Error::Storage(format!("verification task failed: {e}")))?;
                 let reply = match done {
-                    Ok(receipt) => rx.receipt(receipt)?,
+                    Ok(Completion::Receipt(receipt)) => rx.receipt(receipt)?,
+                    Ok(Completion::Held { relay, detail }) => rx.held(&relay, &detail)?,
                     Err((reason, detail)) => rx.reject(reason, &detail),
                 };
                 write_message(&mut send, &reply).await?;
@@ -278,8 +342,25 @@ async fn serve_stream<I: Intake>(
             }
         }
     };
+    // A write still running owns the staging: wait for it so abandon sees every byte.
+    let _ = finish_write(&mut writing, &mut staging).await;
     if let (Some(s), Some(offer)) = (staging, rx.offer()) {
         intake.abandon(offer, s);
     }
     result
+}
+
+/// A chunk's write on the blocking pool; it hands the staging back when done.
+type PendingWrite<S> = tokio::task::JoinHandle<(S, Result<()>)>;
+
+/// Waits for the chunk being written, if any, and puts its staging back.
+async fn finish_write<S>(writing: &mut Option<PendingWrite<S>>, staging: &mut Option<S>) -> Result<()> {
+    let Some(job) = writing.take() else {
+        return Ok(());
+    };
+    let (s, written) = job
+        .await
+        .map_err(|e| Error::Storage(format!("write task failed: {e}")))?;
+    *staging = Some(s);
+    written
 }

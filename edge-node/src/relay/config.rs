@@ -1,0 +1,190 @@
+//! The relay's configuration (`relay.toml`). Relative paths are relative to the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use konvert_crypto::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use crate::config::PushTuning;
+use crate::push::Link;
+use crate::{Error, Result};
+
+/// Default largest envelope a relay takes: 4 GiB, as the center.
+const DEFAULT_MAX_PACKET_BYTES: u64 = 4 << 30;
+
+/// `relay.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// This relay's station id: the name in its station certificate (e.g. "mouo-01").
+    pub relay: String,
+    /// QUIC address downstream stations connect to.
+    pub listen: SocketAddr,
+    /// Where the relay keeps what it holds (staging, outbox, key registry).
+    pub data_dir: PathBuf,
+    /// The sites whose packets the relay carries, as the center enrolled it.
+    pub carry: Vec<String>,
+    /// Relays downstream of this one whose packets (of the carried sites) it takes.
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// The relay's server certificate (PEM), named `<relay>.relay.konvert`.
+    pub server_cert: PathBuf,
+    /// Its private key (PEM, 0600).
+    pub server_key: PathBuf,
+    /// Milliseconds a downstream station waits on its stream for the center's receipt
+    /// before it is told `Held` and asks again later.
+    #[serde(default = "default_hold_wait_ms")]
+    pub hold_wait_ms: u64,
+    /// Largest envelope taken, in bytes.
+    #[serde(default = "default_max")]
+    pub max_packet_bytes: u64,
+    /// The officers' `authority.toml`: when set, the relay anchors its key registry in it
+    /// (once), checks member signatures against the registry, and passes registries on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<PathBuf>,
+    /// Where the relay forwards to: the next relay or the center.
+    pub upstream: Upstream,
+    /// Forwarding tuning.
+    #[serde(default)]
+    pub push: PushTuning,
+}
+
+/// `[upstream]`: the next hop and the center's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// `host:port` of the next hop.
+    pub address: String,
+    /// The name in its certificate: the center's, or `<relay>.relay.konvert`.
+    pub server_name: String,
+    /// The center's CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// The relay's station certificate (PEM), for its own id.
+    pub station_cert: PathBuf,
+    /// Its private key (PEM, 0600).
+    pub station_key: PathBuf,
+    /// The center's receipt key (64 hex digits): only receipts that verify with it count.
+    pub receipt_key: String,
+}
+
+fn default_hold_wait_ms() -> u64 {
+    3000
+}
+
+fn default_max() -> u64 {
+    DEFAULT_MAX_PACKET_BYTES
+}
+
+impl RelayConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
+        let mut cfg: RelayConfig = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            Some(&mut cfg.data_dir),
+            Some(&mut cfg.server_cert),
+            Some(&mut cfg.server_key),
+            cfg.authority.as_mut(),
+            Some(&mut cfg.upstream.ca_cert),
+            Some(&mut cfg.upstream.station_cert),
+            Some(&mut cfg.upstream.station_key),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.check().map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks what can be checked offline.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        konvert_replication::pki::relay_dns_name(&self.relay).map_err(|e| format!("relay: {e}"))?;
+        self.receipt_key()
+            .map_err(|_| "upstream.receipt_key must be 64 hex digits (the center's receipt key)".to_owned())?;
+        if self.carry.is_empty() {
+            return Err("carry is empty: list the sites this relay is enrolled to carry".into());
+        }
+        for site in self.carry.iter().chain(&self.relays) {
+            konvert_replication::pki::station_dns_name(site).map_err(|e| format!("carry/relays: {e}"))?;
+        }
+        if self.push.parallel == 0 || self.push.parallel > 64 {
+            return Err("push.parallel must be between 1 and 64".into());
+        }
+        if self.max_packet_bytes == 0 {
+            return Err("max_packet_bytes must be positive".into());
+        }
+        if self.hold_wait_ms > 60_000 {
+            return Err("hold_wait_ms must be at most 60000: a station must not wait on a stream for minutes".into());
+        }
+        for (what, p) in [
+            ("server_cert", &self.server_cert),
+            ("server_key", &self.server_key),
+            ("upstream.ca_cert", &self.upstream.ca_cert),
+            ("upstream.station_cert", &self.upstream.station_cert),
+            ("upstream.station_key", &self.upstream.station_key),
+        ] {
+            if !p.is_file() {
+                return Err(format!(
+                    "{what} = {} does not exist; ask the center to enroll this relay (`konvert keys enroll-relay`)",
+                    p.display()
+                ));
+            }
+        }
+        if let Some(a) = &self.authority {
+            if !a.is_file() {
+                return Err(format!(
+                    "authority = {} does not exist; bring the officers' authority.toml or remove the line",
+                    a.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The center's receipt key.
+    pub fn receipt_key(&self) -> Result<VerifyingKey> {
+        Ok(VerifyingKey::from_hex(&self.upstream.receipt_key)?)
+    }
+
+    /// Whether the relay carries `site`.
+    pub fn carries(&self, site: &str) -> bool {
+        self.carry.iter().any(|s| s.eq_ignore_ascii_case(site))
+    }
+
+    /// Whether `station` is a relay downstream of this one.
+    pub fn is_downstream_relay(&self, station: &str) -> bool {
+        self.relays.iter().any(|s| s.eq_ignore_ascii_case(station))
+    }
+
+    /// The link the relay forwards over.
+    pub fn link(&self) -> Result<Link> {
+        Ok(Link {
+            address: self.upstream.address.clone(),
+            server_name: self.upstream.server_name.clone(),
+            station: self.relay.clone(),
+            ca_cert: self.upstream.ca_cert.clone(),
+            station_cert: self.upstream.station_cert.clone(),
+            station_key: self.upstream.station_key.clone(),
+            receipt_key: self.receipt_key()?,
+            tuning: self.push.clone(),
+            // Watched only when the relay is anchored in the officers' authority.
+            registry_dir: self.authority.as_ref().map(|_| self.data_dir.clone()),
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,196 @@
+//! Running a relay: the QUIC endpoint downstream stations connect to (mutual TLS with the
+//! center's CA, the relay's server certificate), and the forwarder that pushes what the
+//! relay holds to the next hop with the edge's own resumable push.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use konvert_crypto::registry::{AuthorityFile, RegistryStore};
+use konvert_replication::driver::{self, RegistryUpdate};
+use konvert_replication::{pki, tls, Outbox};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::config::RelayConfig;
+use super::intake::{Forwarding, RelayIntake};
+use crate::cli::now_unix_ms;
+use crate::push::{push_via, PushEvent, PushOptions};
+use crate::{Error, Result};
+
+/// Downstream connections served at once.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long one forwarding push runs before it is started again (it reconnects by itself
+/// within; this only bounds a push that never ends).
+const FORWARD_ROUND: Duration = Duration::from_secs(24 * 3600);
+
+/// A relay that is serving.
+pub struct RunningRelay {
+    /// The QUIC address downstream stations connect to.
+    pub addr: SocketAddr,
+    /// What the relay holds for forwarding.
+    pub outbox: Arc<Outbox>,
+    endpoint: quinn::Endpoint,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+impl RunningRelay {
+    /// Stops accepting, closes every connection and stops forwarding. What the relay
+    /// holds stays in its outbox for the next start.
+    pub async fn shutdown(self) {
+        self.forwarder.abort();
+        let _ = self.forwarder.await;
+        self.endpoint.close(0u32.into(), b"relay shutting down");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Anchors the relay's key registry in the officers' authority (once), if configured.
+fn registry_store(cfg: &RelayConfig) -> Result<Option<RegistryStore>> {
+    let Some(path) = &cfg.authority else { return Ok(None) };
+    let store = RegistryStore::open(&cfg.data_dir)?;
+    if store.trust()?.is_none() {
+        let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
+        let file: AuthorityFile = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.clone(),
+            message: format!("not an authority file: {e}"),
+        })?;
+        store.anchor(file.authority()?)?;
+        info!("relay anchored in the officers' authority");
+    }
+    Ok(Some(store))
+}
+
+/// The newest registry the relay holds, as it is passed on downstream.
+fn stored_update(store: &RegistryStore) -> Option<Arc<RegistryUpdate>> {
+    match store.current_signed(now_unix_ms()) {
+        Ok(Some((body, signed))) => signed.to_bytes().ok().map(|signed| {
+            Arc::new(RegistryUpdate {
+                version: body.version,
+                signed,
+            })
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            warn!("the relay's key registry is not passed on: {e}");
+            None
+        }
+    }
+}
+
+/// Starts the relay `cfg` describes and returns once it listens.
+pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
+    let ca_pem = read(&cfg.upstream.ca_cert)?;
+    let server_cert = pki::IssuedCert {
+        cert_pem: read(&cfg.server_cert)?,
+        key_pem: read(&cfg.server_key)?.into(),
+    };
+    std::fs::create_dir_all(&cfg.data_dir).map_err(Error::file(&cfg.data_dir))?;
+    let outbox = Arc::new(Outbox::open(&cfg.data_dir.join("outbound"))?);
+    let store = registry_store(cfg)?;
+    let (feed_tx, feed_rx) = watch::channel(store.as_ref().and_then(stored_update));
+    let forwarding = Arc::new(Forwarding::default());
+    let intake = Arc::new(RelayIntake::new(
+        cfg,
+        outbox.clone(),
+        forwarding.clone(),
+        store.clone(),
+        store.as_ref().map(|_| feed_rx),
+    )?);
+    // The downstream stations' certificates are checked against the center's CA only: the
+    // revocation list lives at the center (a revoked station's member signature is still
+    // judged there).
+    let server_config = tls::server_config(&ca_pem, &server_cert, &[])?;
+    // Keyed resets: after a crash the downstream stations reconnect at once.
+    let endpoint = tls::server_endpoint_keyed(cfg.listen, server_config, server_cert.key_pem.as_bytes())?;
+    let addr = endpoint.local_addr()?;
+    info!(%addr, relay = %cfg.relay, "relay listening");
+
+    let ep = endpoint.clone();
+    let name = cfg.relay.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                incoming.refuse();
+                continue;
+            };
+            let (intake, name) = (intake.clone(), name.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                match incoming.await {
+                    Ok(conn) => {
+                        if let Err(e) = driver::serve_connection(conn, intake, name).await {
+                            warn!("downstream connection ended with an error: {e}");
+                        }
+                    }
+                    Err(e) => warn!("handshake with a downstream station failed: {e}"),
+                }
+            });
+        }
+    });
+
+    let link = cfg.link()?;
+    let (ob, up) = (outbox.clone(), forwarding.clone());
+    let forwarder = tokio::spawn(async move {
+        let feed_tx = Arc::new(feed_tx);
+        loop {
+            let (u, feed, st) = (up.clone(), feed_tx.clone(), store.clone());
+            let on_event = Arc::new(move |ev: PushEvent| match ev {
+                PushEvent::Connected => u.set_trouble(None),
+                PushEvent::Retrying { error, .. } => u.set_trouble(Some(error)),
+                PushEvent::Delivered { .. } => u.bump(),
+                PushEvent::Rejected {
+                    packet_id,
+                    reason,
+                    detail,
+                } => {
+                    // A final refusal is in the outbox; a retryable one is told downstream.
+                    if reason.is_retryable() {
+                        warn!(packet = %packet_id, reason = reason.as_str(), "the center asked to retry later: {detail}");
+                        u.note(
+                            &packet_id,
+                            format!(
+                                "held durably; the center refused it for now ({}): {} ({detail})",
+                                reason.as_str(),
+                                reason.plain_words()
+                            ),
+                        );
+                    }
+                    u.bump();
+                }
+                PushEvent::Held {
+                    packet_id,
+                    relay,
+                    detail,
+                } => u.note(
+                    &packet_id,
+                    format!("held durably; the next relay {relay} says: {detail}"),
+                ),
+                PushEvent::Registry { .. } => {
+                    if let Some(update) = st.as_ref().and_then(stored_update) {
+                        feed.send_replace(Some(update));
+                    }
+                }
+                PushEvent::Progress { .. } | PushEvent::Share { .. } => {}
+            });
+            let opts = PushOptions {
+                max_wait: FORWARD_ROUND,
+                on_event,
+                more_coming: Some(Arc::new(AtomicBool::new(true))),
+            };
+            if let Err(e) = push_via(&link, ob.clone(), opts).await {
+                warn!("forwarding stopped, starting again: {e}");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Ok(RunningRelay {
+        addr,
+        outbox,
+        endpoint,
+        forwarder,
+    })
+}
