@@ -4,7 +4,7 @@
 //! Each [`Source`] gives one or more rows. To add a row: add a variant, its measures in
 //! [`Source::measures`], and its function in [`run_source`]; a source that fails or cannot
 //! run on this machine turns into "not measured: <reason>" rows, never a made-up figure.
-//! The shaped-link, loss-proxy and region-day sources are such extension points, still empty.
+//! The region-day source is such an extension point, still empty.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,9 +37,9 @@ pub enum Source {
     EdgeRss,
     /// The center's peak RSS with many stations connected at once.
     CenterRss,
-    /// Extension point: a 20 Mbit/s link shaped with netns + tbf.
+    /// A 20 Mbit/s link shaped with netns + tbf (needs root; `bench network`'s row).
     ShapedLink,
-    /// Extension point: through the 2 % loss proxy.
+    /// Through the impairment proxy at 2 % loss (`bench network`'s row).
     LossProxy,
     /// Extension point: a region's exam day simulated.
     RegionDay,
@@ -47,6 +47,16 @@ pub enum Source {
 
 /// The loopback vs rsync row.
 pub const ROW_RSYNC: (&str, &str) = ("konvert ÷ rsync over ssh --fsync, loopback, same files", "≥ 2.5×");
+/// The shaped-link row.
+pub const ROW_SHAPED: (&str, &str) = (
+    "konvert goodput on a 20 Mbit/s link (netns + veth + tbf) ÷ link rate",
+    "≥ 95 %",
+);
+/// The lossy-link row.
+pub const ROW_LOSSY: (&str, &str) = (
+    "konvert goodput through the proxy at 2 % loss each way, 50 ms RTT ÷ same path without loss",
+    "≥ 80 %",
+);
 /// The disk row.
 pub const ROW_DISK: (&str, &str) = ("konvert ÷ this disk's fsync'd sequential write", "");
 
@@ -69,8 +79,8 @@ impl Source {
             Source::KillCenter => &[crate::bench_kill::ROW_RESENT, crate::bench_kill::ROW_LOSS],
             Source::EdgeRss => &[crate::bench_rss::ROW_EDGE],
             Source::CenterRss => &[crate::bench_rss::ROW_CENTER],
-            Source::ShapedLink => &[("konvert on a 20 Mbit/s link (netns + tbf) ÷ link rate", "")],
-            Source::LossProxy => &[("konvert through the 2 % loss proxy ÷ without loss", "")],
+            Source::ShapedLink => &[ROW_SHAPED],
+            Source::LossProxy => &[ROW_LOSSY],
             Source::RegionDay => &[("region exam day simulated: last receipt before 23:59", "")],
         }
     }
@@ -118,8 +128,10 @@ async fn run_source(source: Source, opts: &Options, table: &mut Table) {
         Source::KillCenter => table.add(measures, crate::bench_kill::run(opts).await),
         Source::EdgeRss => table.add(measures, crate::bench_rss::edge(opts).await),
         Source::CenterRss => table.add(measures, crate::bench_rss::center(opts).await),
-        // Extension points: each becomes a function returning `RowsResult`, added here.
-        Source::ShapedLink | Source::LossProxy | Source::RegionDay => table.add(
+        Source::ShapedLink => table.add(measures, shaped_link(opts).await),
+        Source::LossProxy => table.add(measures, lossy_link(opts).await),
+        // Extension point: a function returning `RowsResult`, added here.
+        Source::RegionDay => table.add(
             measures,
             Err(anyhow::anyhow!(
                 "not part of this table yet (extension point: bench_replication::Source::{source:?})"
@@ -248,6 +260,61 @@ fn disk_row(center_dir: &Path, files: usize, file_bytes: usize, konvert_mbps: f6
             "the same {:.0} MB as {files} files of {:.0} MB, each fsynced, in the center's folder: {disk_mbps:.0} MB/s",
             (files * file_bytes) as f64 / 1e6,
             file_bytes as f64 / 1e6
+        ),
+    )])
+}
+
+fn network_bench(opts: &Options) -> crate::bench_network::NetworkBench {
+    if opts.quick {
+        crate::bench_network::NetworkBench::quick()
+    } else {
+        crate::bench_network::NetworkBench::full()
+    }
+}
+
+/// `bench network`'s shaped-link figure as a row; "not measured" where namespaces are not allowed.
+async fn shaped_link(opts: &Options) -> RowsResult {
+    let b = network_bench(opts);
+    let f = match crate::bench_network::shaped_link_goodput(&b).await? {
+        Ok(f) => f,
+        Err(skip) => return Ok(vec![Row::not_measured(ROW_SHAPED.0, ROW_SHAPED.1, skip.0)]),
+    };
+    let ratio = f.goodput_ratio();
+    Ok(vec![Row::measured(
+        ROW_SHAPED.0,
+        ROW_SHAPED.1,
+        format!("{:.1} %", ratio * 100.0),
+        Some(ratio >= 0.95),
+        format!(
+            "{:.0} MB in {:.1} s, {:.2} Mbit/s; link busy {:.1} % of the time, envelope bytes per wire byte {:.1} % \
+             (headers and AEAD tags at MTU 1500)",
+            f.run.bytes as f64 / 1e6,
+            f.run.elapsed.as_secs_f64(),
+            f.run.goodput_bps() / 1e6,
+            f.link_utilization() * 100.0,
+            f.wire_efficiency() * 100.0
+        ),
+    )])
+}
+
+/// `bench network`'s lossy-link figure as a row.
+async fn lossy_link(opts: &Options) -> RowsResult {
+    let b = network_bench(opts);
+    let f = crate::bench_network::lossy_link_goodput(&b, 0.02, Duration::from_millis(50)).await?;
+    let ratio = f.ratio();
+    Ok(vec![Row::measured(
+        ROW_LOSSY.0,
+        ROW_LOSSY.1,
+        format!("{:.1} %", ratio * 100.0),
+        Some(ratio >= 0.80),
+        format!(
+            "{:.0} MB capped at {:.0} Mbit/s: {:.2} Mbit/s with loss, {:.2} without; {} of {} datagrams dropped edge → center",
+            f.lossy.bytes as f64 / 1e6,
+            f.rate_bps as f64 / 1e6,
+            f.lossy.goodput_bps() / 1e6,
+            f.clean.goodput_bps() / 1e6,
+            f.dropped_up.0,
+            f.dropped_up.1
         ),
     )])
 }
