@@ -122,6 +122,7 @@ async fn compromise_drill(
                 let _ = tx.send((i, ev));
             }),
             more_coming: Some(more.clone()),
+            expected: None,
         };
         let (cfg, outbox) = (cfg.clone(), outbox.clone());
         pushes.push(tokio::spawn(async move { push(&cfg, outbox, opts).await }));
