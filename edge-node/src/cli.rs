@@ -371,6 +371,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 max_wait: Duration::from_secs(max_wait),
                 on_event,
                 more_coming: None,
+                expected: None,
             };
             let report = push(&cfg, outbox, opts).await;
             bar.finish_and_clear();

@@ -20,9 +20,12 @@ use crate::cli::now_unix_ms;
 use crate::config::SiteConfig;
 use crate::deadline::DeadlineStatus;
 use crate::intake::{HotFolderWatch, Intake, IntakeEvent};
-use crate::push::{push, PushEvent, PushOptions};
+use crate::push::{push, Expected, PushEvent, PushOptions};
 use crate::rooms::{day_rooms, seal_day_room, seal_room_state, RoomState, SealDesk};
 use crate::{Error, Result};
+
+/// Scan data per participant for written exams, m of T = x·m/v (domain.md §6).
+const PARTICIPANT_BYTES: u64 = 3_000_000;
 
 /// How the day runs.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +88,7 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
     let mut room_bars: HashMap<RoomId, ProgressBar> = HashMap::new();
 
     let more_coming = Arc::new(AtomicBool::new(true));
+    let expected = Arc::new(Expected::default());
     let push_log = Arc::new(Mutex::new(Vec::<String>::new()));
     let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let pusher = opts.push.then(|| {
@@ -116,6 +120,7 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
             max_wait: Duration::from_secs(24 * 3600),
             on_event,
             more_coming: Some(more_coming.clone()),
+            expected: Some(expected.clone()),
         };
         let (cfg, outbox) = (cfg.clone(), outbox.clone());
         tokio::spawn(async move { push(&cfg, outbox, push_opts).await })
@@ -209,6 +214,14 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
             });
             bar.set_message(room_line(r));
         }
+        // Rooms not sealed yet will bring m = 3 MB per participant (domain.md §6): the ETA
+        // and the center's plan count them before they are queued.
+        let unsealed: u64 = rooms
+            .iter()
+            .filter(|r| !r.is_sealed())
+            .map(|r| u64::from(r.check.counts.present_reported.unwrap_or(r.check.counts.seated)))
+            .sum();
+        expected.set(unsealed * PARTICIPANT_BYTES, u64::try_from(deadline_ms).unwrap_or(0));
         let pending = outbox.pending()?;
         let backlog: u64 = pending.iter().map(|e| e.offer.size).sum();
         let status = DeadlineStatus::at(now as i64, deadline_ms, backlog, 0.0);

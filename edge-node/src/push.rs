@@ -93,6 +93,33 @@ pub struct PushOptions {
     /// While this flag is up, more packets are being sealed: keep the connection and pick
     /// them up as they land in the outbox instead of returning when it is empty.
     pub more_coming: Option<Arc<AtomicBool>>,
+    /// Bytes still expected today that are not sealed yet (participants not yet scanned ×
+    /// m), kept current by whoever seals: the ETA and the center's broker count them, so
+    /// the morning's plan is T = x·m/v before anything is queued.
+    pub expected: Option<Arc<Expected>>,
+}
+
+/// Bytes a site still expects to seal today, and their deadline.
+#[derive(Debug, Default)]
+pub struct Expected {
+    bytes: std::sync::atomic::AtomicU64,
+    deadline_unix_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Expected {
+    /// Sets what is still expected.
+    pub fn set(&self, bytes: u64, deadline_unix_ms: u64) {
+        self.deadline_unix_ms.store(deadline_unix_ms, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// (bytes, deadline).
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.deadline_unix_ms.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl Default for PushOptions {
@@ -101,6 +128,7 @@ impl Default for PushOptions {
             max_wait: Duration::from_secs(3600),
             on_event: Arc::new(|_| {}),
             more_coming: None,
+            expected: None,
         }
     }
 }
@@ -211,12 +239,7 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                     .clone()
                     .map(|dir| tokio::spawn(watch_registry(conn.clone(), dir, opts.on_event.clone())));
                 let gate = Arc::new(ShareGate::new());
-                let shares = tokio::spawn(bandwidth(
-                    conn.clone(),
-                    schedule.clone(),
-                    gate.clone(),
-                    opts.on_event.clone(),
-                ));
+                let shares = tokio::spawn(bandwidth(conn.clone(), schedule.clone(), gate.clone(), opts.clone()));
                 let session = send_session(
                     &conn,
                     &outbox,
@@ -580,17 +603,17 @@ const SHARE_VALID: Duration = Duration::from_secs(30);
 /// Reports the site's backlog, goodput and deadline to the center and paces to the shares
 /// it sends back, for as long as the connection lasts. Against a center without a broker
 /// it only keeps the goodput measurement ticking.
-async fn bandwidth(
-    conn: quinn::Connection,
-    schedule: Schedule,
-    gate: Arc<ShareGate>,
-    on_event: Arc<dyn Fn(PushEvent) + Send + Sync>,
-) {
+async fn bandwidth(conn: quinn::Connection, schedule: Schedule, gate: Arc<ShareGate>, opts: PushOptions) {
+    let on_event = opts.on_event.clone();
     let status = {
         let schedule = schedule.clone();
         Arc::new(move || {
             let mut s = lock(&schedule);
             let now = now_unix_ms();
+            if let Some(expected) = &opts.expected {
+                let (bytes, deadline) = expected.get();
+                s.expect(bytes, deadline);
+            }
             s.tick(now);
             s.site_status(now)
         })

@@ -239,6 +239,7 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     let opts = PushOptions {
         max_wait: Duration::from_secs(600),
         more_coming: Some(sealing),
+        expected: None,
         ..Default::default()
     };
     let report = push(&cfg, outbox.clone(), opts).await;

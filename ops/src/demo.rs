@@ -79,6 +79,9 @@ pub struct DemoReport {
     pub registry_propagation: Duration,
 }
 
+/// The demo center's ingress, Mbit/s, which its bandwidth broker shares out.
+const DEMO_INGRESS_MBIT: f64 = 100.0;
+
 /// The next event any station reports (30 s at most).
 async fn next_event(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, konvert_edge::push::PushEvent)>,
@@ -119,6 +122,7 @@ async fn compromise_drill(
                 let _ = tx.send((i, ev));
             }),
             more_coming: Some(more.clone()),
+            expected: None,
         };
         let (cfg, outbox) = (cfg.clone(), outbox.clone());
         pushes.push(tokio::spawn(async move { push(&cfg, outbox, opts).await }));
@@ -230,7 +234,9 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     // The security officer issues one token per member — through every status the
     // regulations name, bound to its site and to the readiness and exam days — and
     // publishes the signed key registry where the center takes it.
-    let center_cfg = init.config.clone();
+    let mut center_cfg = init.config.clone();
+    // The center brokers its ingress among the sites, as a regional center would.
+    center_cfg.ingress_mbit = Some(DEMO_INGRESS_MBIT);
     let mut officers = QuickAuthority::new(&center_cfg, init.recipient_public, now_unix_ms())?;
     for (site, holder, _) in DEMO_SITES {
         let site_dir = root.join("sites").join(site);
@@ -277,7 +283,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         .map(|a| format!("http://{a}/metrics"))
         .unwrap_or_else(|| "off".into());
     say(format!(
-        "▸ center listening on {} (QUIC, mutual TLS); metrics at {metrics_at}",
+        "▸ center listening on {} (QUIC, mutual TLS; {DEMO_INGRESS_MBIT} Mbit/s of ingress shared out, least slack first); metrics at {metrics_at}",
         center.addr
     ));
 

@@ -333,7 +333,7 @@ pub fn server_endpoint_keyed(addr: SocketAddr, cfg: quinn::ServerConfig, secret:
             "cannot listen on {addr}: {e}; check that the address is local and the port is free"
         ))
     };
-    let socket = std::net::UdpSocket::bind(addr).map_err(listen_err)?;
+    let socket = udp_socket(addr).map_err(listen_err)?;
     quinn::Endpoint::new(config, Some(cfg), socket, Arc::new(quinn::TokioRuntime)).map_err(listen_err)
 }
 

@@ -149,6 +149,7 @@ async fn push_recording(site: &SiteFixture, cfg: &konvert_edge::SiteConfig) -> (
             max_wait: Duration::from_secs(60),
             on_event,
             more_coming: None,
+            expected: None,
         },
     )
     .await

@@ -345,6 +345,7 @@ async fn center_killed_mid_transfer_and_restarted_everything_arrives_exactly_onc
                 max_wait: Duration::from_secs(90),
                 on_event,
                 more_coming: None,
+                expected: None,
             },
         )
         .await

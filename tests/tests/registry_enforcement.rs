@@ -365,6 +365,7 @@ async fn connected_stations_hold_a_new_registry_within_seconds_of_a_block() {
                 let _ = tx.send((i, ev));
             }),
             more_coming: Some(more.clone()),
+            expected: None,
         };
         let (cfg, outbox) = (st.cfg.clone(), st.outbox.clone());
         pushes.push(tokio::spawn(async move { push(&cfg, outbox, opts).await }));

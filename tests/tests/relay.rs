@@ -263,6 +263,7 @@ async fn a_relay_configured_for_more_sites_than_enrolled_holds_them_and_the_cent
                 max_wait: Duration::from_secs(30),
                 on_event,
                 more_coming: None,
+                expected: None,
             },
         )
         .await
@@ -348,6 +349,7 @@ async fn a_relay_killed_mid_packet_and_a_center_that_is_down_lose_nothing_and_do
                 max_wait: Duration::from_secs(120),
                 on_event,
                 more_coming: None,
+                expected: None,
             },
         )
         .await

@@ -77,6 +77,7 @@ async fn a_center_killed_mid_packet_resumes_losing_at_most_one_segment() {
                 max_wait: Duration::from_secs(120),
                 on_event,
                 more_coming: None,
+                expected: None,
             },
         )
         .await

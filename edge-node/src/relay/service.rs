@@ -180,6 +180,7 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
                 max_wait: FORWARD_ROUND,
                 on_event,
                 more_coming: Some(Arc::new(AtomicBool::new(true))),
+                expected: None,
             };
             if let Err(e) = push_via(&link, ob.clone(), opts).await {
                 warn!("forwarding stopped, starting again: {e}");

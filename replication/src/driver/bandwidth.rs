@@ -121,7 +121,8 @@ pub(crate) async fn serve_bandwidth(
         if let Some(share) = plan.share(&site) {
             let share = share.message((desk.clock)(), valid_ms);
             if let Err(e) = write_message(&mut send, &Message::Share(share)).await {
-                break Err(e);
+                debug!(site = %site, "bandwidth stream closed: {e}");
+                break Ok(());
             }
         }
         tokio::select! {
@@ -135,7 +136,12 @@ pub(crate) async fn serve_bandwidth(
                     expected: "SiteStatus",
                     got: other.kind().into(),
                 }),
-                Some(Err(e)) => break Err(e),
+                // The bandwidth stream lives as long as the connection: a connection that
+                // ends (the station closed it, the link dropped) ends it too, normally.
+                Some(Err(e)) => {
+                    debug!(site = %site, "bandwidth stream closed: {e}");
+                    break Ok(());
+                }
                 Some(Ok(None)) | None => break Ok(()),
             },
         }

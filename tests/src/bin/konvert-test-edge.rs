@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
             max_wait: Duration::from_secs(120),
             on_event,
             more_coming: None,
+            expected: None,
         },
     )
     .await?;
