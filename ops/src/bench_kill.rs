@@ -120,6 +120,7 @@ pub async fn run(opts: &Options) -> RowsResult {
                 max_wait: Duration::from_secs(900),
                 on_event,
                 more_coming: None,
+                expected: None,
             },
         )
         .await

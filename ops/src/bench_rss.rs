@@ -172,6 +172,7 @@ pub async fn center(opts: &Options) -> RowsResult {
                 }
             }),
             more_coming: Some(more.clone()),
+            expected: None,
         };
         pushes.spawn(async move { push(&cfg, outbox, opts).await });
     }
