@@ -340,12 +340,15 @@ impl Spool {
 /// long as the runtime runs.
 pub fn watch_spool(intake: Arc<CenterIntake>, data_dir: &Path) -> Result<()> {
     let spool = Spool::open(data_dir)?;
+    // Weak: the watch ends with the center it serves, and never keeps its inbox open.
+    let intake = Arc::downgrade(&intake);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let (i, s) = (intake.clone(), spool.clone());
+            let Some(i) = intake.upgrade() else { return };
+            let s = spool.clone();
             match tokio::task::spawn_blocking(move || s.serve_pending(&i)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => warn!("reserve imports: {e}"),

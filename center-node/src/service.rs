@@ -77,12 +77,16 @@ fn take_registry(registry: &CenterRegistry, inbox: &Inbox) {
 
 /// Looks at the registry file every [`WATCH_INTERVAL`] for as long as the runtime runs.
 fn watch_registry(registry: Arc<CenterRegistry>, inbox: Arc<Inbox>) {
+    // Weak: the watch ends with the center, and never keeps its inbox open after it.
+    let (registry, inbox) = (Arc::downgrade(&registry), Arc::downgrade(&inbox));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let (r, i) = (registry.clone(), inbox.clone());
+            let (Some(r), Some(i)) = (registry.upgrade(), inbox.upgrade()) else {
+                return;
+            };
             if tokio::task::spawn_blocking(move || take_registry(&r, &i))
                 .await
                 .is_err()

@@ -105,6 +105,8 @@ impl Rig {
         };
         let site_toml = provision::enroll_station(&center_dir, "0101", &facts, &site_dir)?;
         let cfg = SiteConfig::load(&site_toml)?;
+        // The station trusts the officers, as a real one does, so it takes their registry.
+        konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)?.anchor(officers.authority())?;
         Ok(Rig {
             center_dir,
             init,
