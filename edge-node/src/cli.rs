@@ -326,23 +326,31 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             }
             let sent = Arc::new(Mutex::new(std::collections::HashMap::<String, u64>::new()));
             let b = bar.clone();
-            let started = std::time::Instant::now();
             let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let on_event = Arc::new(move |ev: PushEvent| match ev {
                 PushEvent::Progress { packet_id, offset, .. } => {
                     if let Ok(mut m) = sent.lock() {
                         m.insert(packet_id, offset);
-                        let done: u64 = m.values().sum();
-                        b.set_position(done);
-                        if let Some(d) = deadline_ms {
-                            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                            let status =
-                                DeadlineStatus::at(now_unix_ms() as i64, d as i64, total.saturating_sub(done), rate);
-                            if status.at_risk() && !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                                b.println(format!("  {status}"));
-                            }
-                            b.set_message(status.to_string());
+                        b.set_position(m.values().sum());
+                    }
+                }
+                // The scheduler's view: the whole backlog at the measured goodput (EWMA),
+                // against the earliest 23:59 in it.
+                PushEvent::Schedule {
+                    eta_unix_ms,
+                    deadline_unix_ms,
+                    ..
+                } => {
+                    if let Some(d) = deadline_unix_ms.or(deadline_ms) {
+                        let now = now_unix_ms() as i64;
+                        let status = DeadlineStatus {
+                            left_ms: d as i64 - now,
+                            eta_ms: eta_unix_ms.map(|e| e as i64 - now),
+                        };
+                        if status.at_risk() && !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            b.println(format!("  {status}"));
                         }
+                        b.set_message(status.to_string());
                     }
                 }
                 PushEvent::Delivered { packet_id } => b.println(format!("  receipt ✓ {packet_id}")),

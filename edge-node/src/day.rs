@@ -91,11 +91,20 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
     let expected = Arc::new(Expected::default());
     let push_log = Arc::new(Mutex::new(Vec::<String>::new()));
     let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // The push's ETA of the whole backlog (measured goodput), for the header.
+    let eta = Arc::new(Mutex::new(None::<u64>));
     let pusher = opts.push.then(|| {
         let log = push_log.clone();
         let delivered = delivered.clone();
+        let eta = eta.clone();
         let on_event = Arc::new(move |ev: PushEvent| {
             let line = match ev {
+                PushEvent::Schedule { eta_unix_ms, .. } => {
+                    if let Ok(mut e) = eta.lock() {
+                        *e = eta_unix_ms;
+                    }
+                    None
+                }
                 PushEvent::Delivered { packet_id } => {
                     delivered.fetch_add(1, Ordering::Relaxed);
                     Some(format!("receipt ✓ {packet_id}"))
@@ -224,7 +233,10 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
         expected.set(unsealed * PARTICIPANT_BYTES, u64::try_from(deadline_ms).unwrap_or(0));
         let pending = outbox.pending()?;
         let backlog: u64 = pending.iter().map(|e| e.offer.size).sum();
-        let status = DeadlineStatus::at(now as i64, deadline_ms, backlog, 0.0);
+        let status = DeadlineStatus {
+            left_ms: deadline_ms - now as i64,
+            eta_ms: eta.lock().ok().and_then(|e| *e).map(|e| e as i64 - now as i64),
+        };
         header.set_message(format!(
             "site {} · {} {} · {} packet(s) to send ({:.1} MB), {} delivered · {status}",
             plan.site,

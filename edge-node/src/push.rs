@@ -72,6 +72,18 @@ pub enum PushEvent {
         /// The center's view of this site's deadline.
         risk: konvert_replication::schedule::DeadlineRisk,
     },
+    /// Where the whole backlog stands against the deadline (every couple of seconds).
+    Schedule {
+        /// Bytes still to send, queued and still expected today.
+        backlog_bytes: u64,
+        /// When the backlog will be through at the measured goodput (or the configured
+        /// link speed before any measurement); `None` when nothing moves.
+        eta_unix_ms: Option<u64>,
+        /// The earliest deadline in the backlog (23:59 local of its exam day).
+        deadline_unix_ms: Option<u64>,
+        /// The verdict.
+        risk: konvert_replication::schedule::DeadlineRisk,
+    },
     /// A packet was refused.
     Rejected {
         /// The packet.
@@ -238,6 +250,8 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                     .registry_dir
                     .clone()
                     .map(|dir| tokio::spawn(watch_registry(conn.clone(), dir, opts.on_event.clone())));
+                // The first report to the center already counts the whole backlog.
+                queue_pending(&mut lock(&schedule), &outbox.pending()?);
                 let gate = Arc::new(ShareGate::new());
                 let shares = tokio::spawn(bandwidth(conn.clone(), schedule.clone(), gate.clone(), opts.clone()));
                 let session = send_session(
@@ -320,18 +334,7 @@ async fn send_session(
         // holds a class whose transfer window has not opened.
         let (mut order, wakeup) = {
             let mut s = lock(&pacing.schedule);
-            for entry in &pending {
-                let id = schedule_id(&entry.offer);
-                if !s.contains(&id) {
-                    s.push(QueuedPacket {
-                        id,
-                        priority: entry.offer.priority,
-                        deadline_unix_ms: entry.offer.deadline_unix_ms,
-                        size: entry.offer.size,
-                        acked: 0,
-                    });
-                }
-            }
+            queue_pending(&mut s, &pending);
             let now = now_unix_ms();
             let order: Vec<String> = s.order(now).into_iter().map(|p| p.id.clone()).collect();
             (order, s.next_wakeup(now))
@@ -591,6 +594,22 @@ fn lock(schedule: &Schedule) -> std::sync::MutexGuard<'_, EdgeScheduler> {
     schedule.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Queues every pending packet the scheduler does not know yet.
+fn queue_pending(s: &mut EdgeScheduler, pending: &[OutboxEntry]) {
+    for entry in pending {
+        let id = schedule_id(&entry.offer);
+        if !s.contains(&id) {
+            s.push(QueuedPacket {
+                id,
+                priority: entry.offer.priority,
+                deadline_unix_ms: entry.offer.deadline_unix_ms,
+                size: entry.offer.size,
+                acked: 0,
+            });
+        }
+    }
+}
+
 /// The scheduler's name for a packet version.
 fn schedule_id(offer: &konvert_replication::Offer) -> String {
     format!("{}.v{}", offer.packet_id, offer.version)
@@ -605,9 +624,11 @@ const SHARE_VALID: Duration = Duration::from_secs(30);
 /// it only keeps the goodput measurement ticking.
 async fn bandwidth(conn: quinn::Connection, schedule: Schedule, gate: Arc<ShareGate>, opts: PushOptions) {
     let on_event = opts.on_event.clone();
-    let status = {
+    // Every report also tells the operator where the backlog stands against 23:59.
+    let measure = {
         let schedule = schedule.clone();
-        Arc::new(move || {
+        let opts = opts.clone();
+        move || {
             let mut s = lock(&schedule);
             let now = now_unix_ms();
             if let Some(expected) = &opts.expected {
@@ -615,9 +636,19 @@ async fn bandwidth(conn: quinn::Connection, schedule: Schedule, gate: Arc<ShareG
                 s.expect(bytes, deadline);
             }
             s.tick(now);
-            s.site_status(now)
-        })
+            let status = s.status(now);
+            drop(s);
+            (opts.on_event)(PushEvent::Schedule {
+                backlog_bytes: status.backlog_bytes,
+                eta_unix_ms: status.eta_unix_ms,
+                deadline_unix_ms: status.deadline_unix_ms,
+                risk: status.risk,
+            });
+            lock(&schedule).site_status(now)
+        }
     };
+    let measure = Arc::new(measure);
+    let status = measure.clone();
     let on_share_gate = gate.clone();
     let on_share = {
         let schedule = schedule.clone();
@@ -640,8 +671,7 @@ async fn bandwidth(conn: quinn::Connection, schedule: Schedule, gate: Arc<ShareG
     gate.open();
     loop {
         tokio::time::sleep(driver::STATUS_EVERY).await;
-        let mut s = lock(&schedule);
-        s.tick(now_unix_ms());
+        measure();
     }
 }
 

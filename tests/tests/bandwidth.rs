@@ -131,14 +131,32 @@ fn seal_kind(site: &SiteFixture, room: &str, kind: PacketKind, pages: usize, pag
         .entry
 }
 
-/// Pushes and returns (elapsed, delivered packet ids in order, shares seen).
-async fn push_recording(site: &SiteFixture, cfg: &konvert_edge::SiteConfig) -> (Duration, Vec<String>, Vec<u64>) {
+/// What a push reported.
+struct Pushed {
+    elapsed: Duration,
+    /// Packet ids in the order their receipts came.
+    delivered: Vec<String>,
+    /// Shares the center gave, bytes per second.
+    shares: Vec<u64>,
+    /// (backlog, ETA, deadline) of every schedule report.
+    schedule: Vec<(u64, Option<u64>, Option<u64>)>,
+}
+
+/// Pushes and records what the push reported.
+async fn push_recording(site: &SiteFixture, cfg: &konvert_edge::SiteConfig) -> Pushed {
     let delivered = Arc::new(Mutex::new(Vec::new()));
     let shares = Arc::new(Mutex::new(Vec::new()));
-    let (d, s) = (delivered.clone(), shares.clone());
+    let schedule = Arc::new(Mutex::new(Vec::new()));
+    let (d, s, sc) = (delivered.clone(), shares.clone(), schedule.clone());
     let on_event = Arc::new(move |ev: PushEvent| match ev {
         PushEvent::Delivered { packet_id } => d.lock().unwrap().push(packet_id),
         PushEvent::Share { rate_bytes_per_s, .. } => s.lock().unwrap().push(rate_bytes_per_s),
+        PushEvent::Schedule {
+            backlog_bytes,
+            eta_unix_ms,
+            deadline_unix_ms,
+            ..
+        } => sc.lock().unwrap().push((backlog_bytes, eta_unix_ms, deadline_unix_ms)),
         _ => {}
     });
     let started = Instant::now();
@@ -158,7 +176,13 @@ async fn push_recording(site: &SiteFixture, cfg: &konvert_edge::SiteConfig) -> (
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     let delivered = delivered.lock().unwrap().clone();
     let shares = shares.lock().unwrap().clone();
-    (elapsed, delivered, shares)
+    let schedule = schedule.lock().unwrap().clone();
+    Pushed {
+        elapsed,
+        delivered,
+        shares,
+        schedule,
+    }
 }
 
 /// The least time `bytes` can take through a token bucket of `rate` whose burst is at most
@@ -181,12 +205,21 @@ async fn an_edge_paces_to_its_own_link_and_sends_forms_before_blanks() {
     let mut edge = site.cfg.clone();
     edge.push.link_mbit = Some(8.0); // 1,000,000 bytes/s
     edge.push.parallel = 1;
-    let (elapsed, order, _) = push_recording(&site, &edge).await;
+    let pushed = push_recording(&site, &edge).await;
+    let elapsed = pushed.elapsed;
     assert_eq!(
-        order,
+        pushed.delivered,
         vec![forms.offer.packet_id.clone(), blanks.offer.packet_id.clone()]
     );
     let bytes = forms.offer.size + blanks.offer.size;
+    // The operator was told where the whole backlog stands against its 23:59.
+    let (backlog, eta, deadline) = pushed.schedule[0];
+    assert_eq!(backlog, bytes, "the first report counts both packets");
+    assert!(
+        eta.is_some(),
+        "an ETA from the configured link speed before any measurement"
+    );
+    assert_eq!(deadline, Some(forms.offer.deadline_unix_ms));
     let floor = paced_floor(bytes, 1_000_000);
     assert!(
         elapsed >= floor,
@@ -205,7 +238,12 @@ async fn an_edge_obeys_the_centers_share() {
     let center = konvert_center::serve(&cfg).await.unwrap();
     let site = fx.enroll("0101", center.addr);
     let entry = seal_kind(&site, "0001", PacketKind::Blanks, 3, 1_000_000);
-    let (elapsed, order, shares) = push_recording(&site, &site.cfg).await;
+    let Pushed {
+        elapsed,
+        delivered: order,
+        shares,
+        ..
+    } = push_recording(&site, &site.cfg).await;
     assert_eq!(order, vec![entry.offer.packet_id.clone()]);
     assert!(!shares.is_empty(), "the edge was given a share");
     assert!(

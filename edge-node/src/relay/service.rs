@@ -174,7 +174,7 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
                         feed.send_replace(Some(update));
                     }
                 }
-                PushEvent::Progress { .. } | PushEvent::Share { .. } => {}
+                PushEvent::Progress { .. } | PushEvent::Share { .. } | PushEvent::Schedule { .. } => {}
             });
             let opts = PushOptions {
                 max_wait: FORWARD_ROUND,
