@@ -17,7 +17,7 @@ use crate::intake::{scan_recognizer, Intake};
 use crate::push::{push, PushEvent, PushOptions};
 use crate::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
 
-use crate::reserve::{self, ReceiptOutcome};
+use crate::reserve;
 use crate::rooms::{day_rooms, seal_day_room, SealDesk};
 use crate::seal::{seal_room, MemberToken};
 use crate::{Error, Result};
@@ -249,11 +249,12 @@ fn take_settled(intake: &mut Intake, settle_ms: u64) -> Result<()> {
 }
 
 /// The outbox, for the reserve channel's commands: only one process holds it, so a running
-/// `day` or `push` must stop first.
+/// `day` takes them as its own commands and a running `push` must stop first.
 fn open_outbox_for_drive(cfg: &SiteConfig) -> Result<Outbox> {
     Outbox::open(&cfg.data_dir).map_err(|e| {
         Error::Push(format!(
-            "{e}. Stop `konvert-edge day` (type quit) or `push` first, then run this again and start it afterwards"
+            "{e}. In a running `konvert-edge day`, type `export DIR` or `receipts DIR` there instead; \
+             otherwise stop `push` first and run this again"
         ))
     })
 }
@@ -405,61 +406,14 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             let cfg = SiteConfig::load(&config)?;
             let outbox = open_outbox_for_drive(&cfg)?;
             let report = reserve::export(&cfg, &outbox, &to, now_unix_ms())?;
-            let total = report.written.len() + report.already_there.len();
-            if total == 0 {
-                println!("nothing to export: every sealed packet has a receipt");
-                return Ok(());
-            }
-            println!(
-                "{total} packet(s) on {}: {} written now ({:.1} MB), {} already there",
-                to.display(),
-                report.written.len(),
-                report.bytes_written as f64 / 1e6,
-                report.already_there.len()
-            );
-            for e in report.written.iter().chain(&report.already_there) {
-                println!(
-                    "  {:<48} v{:<3} {:>10.1} MB  {}",
-                    e.offer.packet_id,
-                    e.offer.version,
-                    e.offer.size as f64 / 1e6,
-                    e.label
-                );
-            }
-            println!(
-                "next: unmount the drive safely and carry it to the center with its transfer statement; \
-                 there: `konvert-center import --config center.toml --operator \"<name>\" {}`; \
-                 back here: `konvert-edge import-receipts --config site.toml {}`. \
-                 Until then the packets stay in the outbox and are still pushed if the network returns — \
-                 the center takes each one once",
-                to.display(),
-                to.display()
-            );
+            println!("{}", reserve::export_summary(&report, &to));
         }
         EdgeCommand::ImportReceipts { config, drive } => {
             let cfg = SiteConfig::load(&config)?;
             let outbox = open_outbox_for_drive(&cfg)?;
             let outcomes = reserve::import_receipts(&cfg, &outbox, &drive)?;
-            let mut refused = 0;
-            for o in &outcomes {
-                match o {
-                    ReceiptOutcome::Delivered { packet_id, version } => {
-                        println!("  receipt ✓ {packet_id} v{version}: delivered")
-                    }
-                    ReceiptOutcome::AlreadyDelivered { packet_id, version } => {
-                        println!("  receipt ✓ {packet_id} v{version}: already delivered")
-                    }
-                    ReceiptOutcome::Refused { file, why } => {
-                        refused += 1;
-                        println!("  REFUSED {}: {why}; nothing changed", file.display())
-                    }
-                }
-            }
-            let pending = outbox.pending()?.len();
-            println!(
-                "{} receipt(s) taken, {refused} refused; {pending} packet(s) still wait for a receipt",
-                outcomes.len() - refused
-            );
+            let (summary, refused) = reserve::receipts_summary(&outcomes, outbox.pending()?.len());
+            println!("{summary}");
             if refused > 0 {
                 return Err(Error::Push(format!(
                     "{refused} receipt file(s) on the drive did not verify; ask the center to import the drive again"

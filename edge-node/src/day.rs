@@ -313,7 +313,8 @@ pub fn event_line(e: &IntakeEvent) -> String {
 fn command(line: &str, desk: &SealDesk<'_>) -> Result<Option<String>> {
     let (plan, intake) = (desk.plan, desk.intake);
     let mut words = line.split_whitespace();
-    let usage = || "commands: present ROOM N · check ROOM · seal ROOM <reason> · quit".to_owned();
+    let usage =
+        || "commands: present ROOM N · check ROOM · seal ROOM <reason> · export DIR · receipts DIR · quit".to_owned();
     match words.next() {
         None => Ok(Some(usage())),
         Some("quit") | Some("exit") => Ok(None),
@@ -347,6 +348,24 @@ fn command(line: &str, desk: &SealDesk<'_>) -> Result<Option<String>> {
                 now_unix_ms(),
             )?;
             Ok(Some(format!("room {room}: {} packet(s) sealed", done.len())))
+        }
+        // The reserve channel without leaving the day: this process holds the outbox.
+        Some("export") => {
+            let Some(dir) = words.next() else {
+                return Ok(Some(usage()));
+            };
+            let dir = std::path::Path::new(dir);
+            let report = crate::reserve::export(desk.cfg, desk.outbox, dir, now_unix_ms())?;
+            Ok(Some(crate::reserve::export_summary(&report, dir)))
+        }
+        Some("receipts") => {
+            let Some(dir) = words.next() else {
+                return Ok(Some(usage()));
+            };
+            let outcomes = crate::reserve::import_receipts(desk.cfg, desk.outbox, std::path::Path::new(dir))?;
+            Ok(Some(
+                crate::reserve::receipts_summary(&outcomes, desk.outbox.pending()?.len()).0,
+            ))
         }
         Some(_) => Ok(Some(usage())),
     }

@@ -206,3 +206,62 @@ pub fn import_receipts(cfg: &SiteConfig, outbox: &Outbox, drive: &Path) -> Resul
     }
     Ok(outcomes)
 }
+
+/// What an export did and what the operator does next, for the screen.
+pub fn export_summary(report: &ExportReport, to: &Path) -> String {
+    let total = report.written.len() + report.already_there.len();
+    if total == 0 {
+        return "nothing to export: every sealed packet has a receipt".into();
+    }
+    let mut out = format!(
+        "{total} packet(s) on {}: {} written now ({:.1} MB), {} already there\n",
+        to.display(),
+        report.written.len(),
+        report.bytes_written as f64 / 1e6,
+        report.already_there.len()
+    );
+    for e in report.written.iter().chain(&report.already_there) {
+        out.push_str(&format!(
+            "  {:<48} v{:<3} {:>10.1} MB  {}\n",
+            e.offer.packet_id,
+            e.offer.version,
+            e.offer.size as f64 / 1e6,
+            e.label
+        ));
+    }
+    out.push_str(&format!(
+        "next: unmount the drive safely and carry it to the center with its transfer statement; \
+         there: `konvert-center import --config center.toml --operator \"<name>\" {}`; \
+         back here: `konvert-edge import-receipts --config site.toml {}`. \
+         Until then the packets stay in the outbox and are still pushed if the network returns — \
+         the center takes each one once",
+        to.display(),
+        to.display()
+    ));
+    out
+}
+
+/// What taking the drive's receipts did, for the screen, and how many were refused.
+pub fn receipts_summary(outcomes: &[ReceiptOutcome], still_pending: usize) -> (String, usize) {
+    let mut out = String::new();
+    let mut refused = 0;
+    for o in outcomes {
+        match o {
+            ReceiptOutcome::Delivered { packet_id, version } => {
+                out.push_str(&format!("  receipt ✓ {packet_id} v{version}: delivered\n"))
+            }
+            ReceiptOutcome::AlreadyDelivered { packet_id, version } => {
+                out.push_str(&format!("  receipt ✓ {packet_id} v{version}: already delivered\n"))
+            }
+            ReceiptOutcome::Refused { file, why } => {
+                refused += 1;
+                out.push_str(&format!("  REFUSED {}: {why}; nothing changed\n", file.display()))
+            }
+        }
+    }
+    out.push_str(&format!(
+        "{} receipt(s) taken, {refused} refused; {still_pending} packet(s) still wait for a receipt",
+        outcomes.len() - refused
+    ));
+    (out, refused)
+}
