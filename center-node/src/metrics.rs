@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 
+use konvert_replication::schedule::DeadlineRisk;
 use konvert_replication::RejectReason;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{Error, Result};
 
@@ -48,6 +49,7 @@ pub fn watch_plans(metrics: Metrics, desk: std::sync::Arc<konvert_replication::d
     tokio::spawn(async move {
         let mut every = tokio::time::interval(konvert_replication::driver::STATUS_EVERY);
         let mut shown: Vec<String> = Vec::new();
+        let mut risks: std::collections::HashMap<String, DeadlineRisk> = std::collections::HashMap::new();
         loop {
             every.tick().await;
             let Some(desk) = desk.upgrade() else { return };
@@ -57,9 +59,21 @@ pub fn watch_plans(metrics: Metrics, desk: std::sync::Arc<konvert_replication::d
                 let _ = metrics.site_share.remove_label_values(&[gone]);
                 let _ = metrics.site_deadline_risk.remove_label_values(&[gone]);
                 let _ = metrics.site_backlog.remove_label_values(&[gone]);
+                risks.remove(gone);
             }
             shown = plan.shares.iter().map(|s| s.site.clone()).collect();
             for share in &plan.shares {
+                // Said once per change, early: staff call a site at risk while there is time.
+                let before = risks.insert(share.site.clone(), share.risk);
+                if before != Some(share.risk) && share.risk != DeadlineRisk::OnTrack {
+                    warn!(
+                        site = %share.site,
+                        risk = share.risk.as_str(),
+                        needed_bytes_per_s = share.needed_bytes_per_s,
+                        share_bytes_per_s = share.rate_bytes_per_s,
+                        "a site's 23:59 deadline is at risk at the rate it can get: call the site, consider the reserve channel"
+                    );
+                }
                 let site = [share.site.as_str()];
                 metrics
                     .site_share
