@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,7 +24,7 @@ use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
 use konvert_exam::{PacketKind, PacketRef};
 use konvert_replication::driver::{Admission, BrokerDesk, Completion, Intake, RegistryFeed, StationSession};
-use konvert_replication::inbox::SEGMENT;
+use konvert_replication::inbox::Staged;
 use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -39,14 +39,9 @@ use crate::Result;
 /// One packet being received: the staging file, and the envelope verified as it arrives
 /// (Data comes in order from offset 0), so completing needs no second read.
 pub struct Staging {
-    file: File,
-    path: PathBuf,
+    staged: Staged,
     key: (String, u32),
     verifier: EnvelopeVerifier,
-    /// Bytes written so far (from offset 0, in order).
-    written: u64,
-    /// Bytes fsynced and recorded as held.
-    held: u64,
 }
 
 /// Feeds the verifier the bytes an earlier attempt left durable, so the envelope is still
@@ -432,11 +427,9 @@ impl CenterIntake {
         staging: Staging,
     ) -> std::result::Result<Receipt, (RejectReason, String)> {
         let Staging {
-            file,
-            path,
+            staged: Staged { file, path, .. },
             key,
             verifier,
-            ..
         } = staging;
         let result = (|| {
             file.sync_all().map_err(|e| {
@@ -548,14 +541,14 @@ impl CenterIntake {
             Ok(s)
         });
         let mut staging = match staged {
-            Ok(s) => Staging {
-                file: s.file,
-                path: s.path,
-                key,
-                verifier: EnvelopeVerifier::new(),
-                written: 0,
-                held: 0,
-            },
+            Ok(mut s) => {
+                (s.held, s.written) = (0, 0);
+                Staging {
+                    staged: s,
+                    key,
+                    verifier: EnvelopeVerifier::new(),
+                }
+            }
             Err(e) => {
                 self.release(&key);
                 return Carried::Refused {
@@ -567,7 +560,7 @@ impl CenterIntake {
         match self.stage_from_drive(&mut staging, &mut file, offer.size) {
             Ok(true) => {}
             Ok(false) => {
-                self.inbox.discard_staging(&staging.path);
+                self.inbox.discard_staging(&staging.staged.path);
                 self.release(&staging.key);
                 let (reason, detail) = self.refuse(
                     channel,
@@ -652,12 +645,9 @@ impl Intake for CenterIntake {
                 Admission::Accept {
                     resume_at: s.held,
                     staging: Staging {
-                        file: s.file,
-                        path: s.path,
+                        staged: s,
                         key,
                         verifier,
-                        written: s.held,
-                        held: s.held,
                     },
                 }
             }
@@ -669,15 +659,8 @@ impl Intake for CenterIntake {
     }
 
     fn write(&self, staging: &mut Staging, offset: u64, bytes: &[u8]) -> konvert_replication::Result<()> {
-        staging.file.write_all_at(bytes, offset)?;
+        self.inbox.write_staged(&mut staging.staged, offset, bytes)?;
         staging.verifier.update(bytes);
-        staging.written = offset + bytes.len() as u64;
-        // Every segment is made durable and recorded, so a crash costs at most one segment.
-        if staging.written - staging.held >= SEGMENT {
-            staging.file.sync_data()?;
-            self.inbox.mark_held(&staging.path, staging.written)?;
-            staging.held = staging.written;
-        }
         Ok(())
     }
 
@@ -693,9 +676,7 @@ impl Intake for CenterIntake {
 
     fn abandon(&self, _offer: &Offer, staging: Staging) {
         // What is held durably waits for the edge to resume; the rest is cut off then.
-        if staging.held == 0 {
-            self.inbox.discard_staging(&staging.path);
-        }
+        self.inbox.abandon_staged(&staging.staged);
         self.release(&staging.key);
     }
 

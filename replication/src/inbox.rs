@@ -44,6 +44,8 @@ pub struct Staged {
     pub path: PathBuf,
     /// Bytes already held durably from an earlier attempt; the edge sends from here.
     pub held: u64,
+    /// Bytes written so far (from offset 0, in order); `held` of them durable.
+    pub written: u64,
 }
 
 fn held_marker(part: &Path) -> PathBuf {
@@ -134,7 +136,34 @@ impl Inbox {
         if held == 0 {
             let _ = fs::remove_file(&marker);
         }
-        Ok(Staged { file, path, held })
+        Ok(Staged {
+            file,
+            path,
+            held,
+            written: held,
+        })
+    }
+
+    /// Writes received bytes at `offset` into `staged`. Every [`SEGMENT`] past what is held
+    /// is fsynced and recorded, so a crash costs at most one segment.
+    pub fn write_staged(&self, staged: &mut Staged, offset: u64, bytes: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        staged.file.write_all_at(bytes, offset)?;
+        staged.written = offset + bytes.len() as u64;
+        if staged.written - staged.held >= SEGMENT {
+            staged.file.sync_data()?;
+            self.mark_held(&staged.path, staged.written)?;
+            staged.held = staged.written;
+        }
+        Ok(())
+    }
+
+    /// A transfer broke off: what is held durably waits for the sender to resume; a
+    /// staging with nothing held is removed.
+    pub fn abandon_staged(&self, staged: &Staged) {
+        if staged.held == 0 {
+            self.discard_staging(&staged.path);
+        }
     }
 
     /// Records that the first `held` bytes of the staging file at `staged` are durable;

@@ -13,7 +13,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::{EnvelopeVerifier, KeyId, VerifyingKey};
 use konvert_exam::PacketRef;
 use konvert_replication::driver::{self, Admission, Completion, Intake, RegistryFeed, StationSession};
-use konvert_replication::inbox::SEGMENT;
+use konvert_replication::inbox::Staged;
 use konvert_replication::{Inbox, Offer, Outbox, OutboxState, RejectReason, SignedNotice};
 use ring::digest::{Context, SHA256};
 use tracing::{info, warn};
@@ -30,13 +29,10 @@ use super::config::RelayConfig;
 
 /// One packet being received from downstream.
 pub struct RelayStaging {
-    file: File,
-    path: PathBuf,
+    staged: Staged,
     key: (String, u32),
     verifier: EnvelopeVerifier,
     sha: Context,
-    written: u64,
-    held: u64,
 }
 
 /// Wakes the streams waiting for the center's receipt whenever the forwarder learns
@@ -208,13 +204,13 @@ impl RelayIntake {
     ) -> std::result::Result<String, Refusal> {
         let sha = std::mem::replace(&mut staging.sha, Context::new(&SHA256));
         let digest = sha.finish();
-        if digest.as_ref() != offer.digest || staging.written != offer.size {
+        if digest.as_ref() != offer.digest || staging.staged.written != offer.size {
             return Err((
                 RejectReason::DigestMismatch,
                 "the received bytes do not match the offered digest".into(),
             ));
         }
-        let file = File::open(&staging.path).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
+        let file = File::open(&staging.staged.path).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
         let header = konvert_crypto::envelope::read_header(std::io::BufReader::new(file))
             .map_err(|e| (RejectReason::MalformedEnvelope, e.to_string()))?;
         if header.packet_id != offer.packet_id || header.version != offer.version {
@@ -332,13 +328,10 @@ impl Intake for RelayIntake {
                 Admission::Accept {
                     resume_at: s.held,
                     staging: RelayStaging {
-                        file: s.file,
-                        path: s.path,
+                        staged: s,
                         key,
                         verifier,
                         sha,
-                        written: s.held,
-                        held: s.held,
                     },
                 }
             }
@@ -350,15 +343,9 @@ impl Intake for RelayIntake {
     }
 
     fn write(&self, staging: &mut RelayStaging, offset: u64, bytes: &[u8]) -> konvert_replication::Result<()> {
-        staging.file.write_all_at(bytes, offset)?;
+        self.staging.write_staged(&mut staging.staged, offset, bytes)?;
         staging.verifier.update(bytes);
         staging.sha.update(bytes);
-        staging.written = offset + bytes.len() as u64;
-        if staging.written - staging.held >= SEGMENT {
-            staging.file.sync_data()?;
-            self.staging.mark_held(&staging.path, staging.written)?;
-            staging.held = staging.written;
-        }
         Ok(())
     }
 
@@ -369,6 +356,7 @@ impl Intake for RelayIntake {
         mut staging: RelayStaging,
     ) -> std::result::Result<Completion, Refusal> {
         let checked = staging
+            .staged
             .file
             .sync_all()
             .map_err(|e| {
@@ -381,11 +369,11 @@ impl Intake for RelayIntake {
             .and_then(|site| {
                 let label = format!("site {site} via station {}", station.site);
                 self.outbox
-                    .add(&staging.path, offer.clone(), label)
+                    .add(&staging.staged.path, offer.clone(), label)
                     .map_err(|e| (RejectReason::Unavailable, e.to_string()))
             });
         // Moved into the outbox, or refused: either way the staging is done with.
-        self.staging.discard_staging(&staging.path);
+        self.staging.discard_staging(&staging.staged.path);
         self.release(&staging.key);
         match checked {
             Ok(_) => {
@@ -401,9 +389,7 @@ impl Intake for RelayIntake {
     }
 
     fn abandon(&self, _offer: &Offer, staging: RelayStaging) {
-        if staging.held == 0 {
-            self.staging.discard_staging(&staging.path);
-        }
+        self.staging.abandon_staged(&staging.staged);
         self.release(&staging.key);
     }
 
