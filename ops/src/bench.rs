@@ -50,6 +50,8 @@ pub struct TransferFigures {
     pub edge_peak_rss: Option<u64>,
     /// Peak RSS of the center process.
     pub center_peak_rss: Option<u64>,
+    /// How busy the whole machine was from the first seal to the last receipt.
+    pub cpu: Option<crate::stats::CpuSpan>,
 }
 
 fn free_udp_port() -> anyhow::Result<u16> {
@@ -208,6 +210,7 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     // Seal on one thread while pushing: as at a site, where rooms are sealed as they are
     // scanned and the outbox drains at the same time.
     let sealing = Arc::new(AtomicBool::new(true));
+    let cpu_at_start = crate::stats::MachineCpu::now();
     let started = Instant::now();
     // `sealers` stations seal disjoint sets of rooms, as a site with several scanning
     // stations does; the flag drops when the last one is done.
@@ -246,6 +249,7 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     };
     let report = push(&cfg, outbox.clone(), opts).await;
     let total = started.elapsed();
+    let cpu = crate::stats::MachineCpu::since(cpu_at_start);
     let mut seal = Duration::ZERO;
     for sealer in sealers {
         seal = seal.max(sealer.await??);
@@ -266,5 +270,6 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
         total,
         edge_peak_rss: peak_rss_bytes(std::process::id()),
         center_peak_rss,
+        cpu,
     })
 }

@@ -62,7 +62,10 @@ pub const ROW_REGION: (&str, &str) = (
     "konvert misses none where feasible",
 );
 /// The disk row.
-pub const ROW_DISK: (&str, &str) = ("konvert ÷ this disk's fsync'd sequential write", "");
+pub const ROW_DISK: (&str, &str) = (
+    "konvert ÷ this disk's fsync'd write speed (the faster of 1 and 4 writers)",
+    "",
+);
 
 impl Source {
     /// Every source, in table order.
@@ -187,7 +190,7 @@ async fn loopback(opts: &Options, table: &mut Table) {
         let b = TransferBench {
             packets,
             packet_bytes,
-            parallel: 4,
+            parallel: PARALLEL,
             sealers: 2,
             dir: Some(root.clone()),
         };
@@ -211,13 +214,17 @@ async fn loopback(opts: &Options, table: &mut Table) {
         konvert.total.as_secs_f64(),
         konvert.seal.as_secs_f64()
     );
-    let rsync = tokio::task::block_in_place(|| rsync_row(&root, scan_bytes, konvert_mbps, &what));
+    let rsync = tokio::task::block_in_place(|| rsync_row(&root, scan_bytes, &konvert, &what));
     table.add(&[ROW_RSYNC], rsync);
-    let disk = tokio::task::block_in_place(|| disk_row(&root.join("center"), packets, packet_bytes, konvert_mbps));
+    let disk =
+        tokio::task::block_in_place(|| disk_row(&root.join("center"), packets, packet_bytes, PARALLEL, konvert_mbps));
     table.add(&[ROW_DISK], disk);
 }
 
-fn rsync_row(root: &Path, scan_bytes: u64, konvert_mbps: f64, what: &str) -> RowsResult {
+/// Packets in flight in the loopback transfer, and writers in the disk probe.
+const PARALLEL: usize = 4;
+
+fn rsync_row(root: &Path, scan_bytes: u64, konvert: &TransferFigures, what: &str) -> RowsResult {
     let tools = rsync_ssh::ensure_tools()?;
     let version = rsync_ssh::rsync_version(&tools)?;
     let fsync = version >= RSYNC_WITH_FSYNC;
@@ -225,6 +232,7 @@ fn rsync_row(root: &Path, scan_bytes: u64, konvert_mbps: f64, what: &str) -> Row
     std::fs::create_dir_all(&ssh_dir)?;
     let sshd = LoopbackSshd::start(&tools, &ssh_dir)?;
     let dest = root.join("rsync-dest");
+    let cpu_at_start = crate::stats::MachineCpu::now();
     let started = Instant::now();
     sshd.rsync(&tools, &root.join("scans"), &dest, fsync)?;
     if !fsync {
@@ -234,10 +242,11 @@ fn rsync_row(root: &Path, scan_bytes: u64, konvert_mbps: f64, what: &str) -> Row
         anyhow::ensure!(status.success(), "sync -f {} failed", dest.display());
     }
     let took = started.elapsed();
+    let rsync_cpu = crate::stats::MachineCpu::since(cpu_at_start);
     drop(sshd);
     let _ = std::fs::remove_dir_all(&dest);
     let rsync_mbps = mbps(scan_bytes, took);
-    let ratio = konvert_mbps / rsync_mbps;
+    let ratio = mbps(scan_bytes, konvert.total) / rsync_mbps;
     let how = if fsync {
         format!("rsync {}.{}.{} -a --fsync", version.0, version.1, version.2)
     } else {
@@ -252,47 +261,84 @@ fn rsync_row(root: &Path, scan_bytes: u64, konvert_mbps: f64, what: &str) -> Row
         format!("{ratio:.2}×"),
         Some(ratio >= 2.5),
         format!(
-            "{what}; {how} over ssh to its own sshd on 127.0.0.1: {rsync_mbps:.0} MB/s ({:.1} s)",
-            took.as_secs_f64()
+            "{what}; {how} over ssh to its own sshd on 127.0.0.1: {rsync_mbps:.0} MB/s ({:.1} s){}",
+            took.as_secs_f64(),
+            cpu_bound(konvert, rsync_cpu, took)
         ),
     )])
 }
 
+/// How busy the machine was in each run, and the most konvert could gain over rsync at its
+/// own CPU cost: where both keep every core busy, the ratio is a matter of CPU per byte.
+fn cpu_bound(konvert: &TransferFigures, rsync: Option<crate::stats::CpuSpan>, rsync_took: Duration) -> String {
+    let (Some(k), Some(r)) = (konvert.cpu, rsync) else {
+        return String::new();
+    };
+    let fastest_konvert = k.core_seconds / k.cores as f64;
+    format!(
+        "; machine busy: konvert {:.2} of {} cores ({:.1} core-s), rsync {:.2} of {} ({:.1} core-s); \
+         with every core busy at its CPU cost, konvert would be {:.2}× rsync",
+        k.busy_cores,
+        k.cores,
+        k.core_seconds,
+        r.busy_cores,
+        r.cores,
+        r.core_seconds,
+        rsync_took.as_secs_f64() / fastest_konvert.max(1e-9)
+    )
+}
+
 /// Writes `files` files of `file_bytes` each into a folder under `dir`, each fsynced, as
-/// the center does with what it receives: the disk's own speed for durable writes.
-pub fn fsync_write_speed(dir: &Path, files: usize, file_bytes: usize) -> anyhow::Result<Duration> {
+/// the center does with what it receives, from `writers` threads at once (the center
+/// writes every packet in flight at once, and a disk with several queues takes parallel
+/// fsyncs much faster than one after another).
+pub fn fsync_write_speed(dir: &Path, files: usize, file_bytes: usize, writers: usize) -> anyhow::Result<Duration> {
     use rand::RngCore;
     use std::io::Write;
     let probe = dir.join("disk-probe");
     std::fs::create_dir_all(&probe)?;
     let mut data = vec![0u8; file_bytes];
     rand::thread_rng().fill_bytes(&mut data);
+    let writers = writers.clamp(1, files.max(1));
+    let write = |first: usize| -> std::io::Result<()> {
+        let mut data = data.clone();
+        for i in (first..files).step_by(writers) {
+            let mut f = std::fs::File::create(probe.join(format!("{i:05}.bin")))?;
+            // A different first byte per file, so no layer below can share blocks.
+            data[0] = i as u8;
+            f.write_all(&data)?;
+            f.sync_all()?;
+        }
+        Ok(())
+    };
     let started = Instant::now();
-    for i in 0..files {
-        let mut f = std::fs::File::create(probe.join(format!("{i:05}.bin")))?;
-        // A different first byte per file, so no layer below can share blocks.
-        data[0] = i as u8;
-        f.write_all(&data)?;
-        f.sync_all()?;
-    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers).map(|w| scope.spawn(move || write(w))).collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a disk writer panicked")))
+        })
+    })?;
     std::fs::File::open(&probe)?.sync_all()?;
     let took = started.elapsed();
     std::fs::remove_dir_all(&probe)?;
     Ok(took)
 }
 
-fn disk_row(center_dir: &Path, files: usize, file_bytes: usize, konvert_mbps: f64) -> RowsResult {
-    let took = fsync_write_speed(center_dir, files, file_bytes)?;
-    let disk_mbps = mbps((files * file_bytes) as u64, took);
-    let fraction = konvert_mbps / disk_mbps;
+fn disk_row(center_dir: &Path, files: usize, file_bytes: usize, writers: usize, konvert_mbps: f64) -> RowsResult {
+    let bytes = (files * file_bytes) as u64;
+    let serial = mbps(bytes, fsync_write_speed(center_dir, files, file_bytes, 1)?);
+    let parallel = mbps(bytes, fsync_write_speed(center_dir, files, file_bytes, writers)?);
+    let fraction = konvert_mbps / serial.max(parallel);
     Ok(vec![Row::measured(
         ROW_DISK.0,
         ROW_DISK.1,
         format!("{:.0} %", fraction * 100.0),
         None,
         format!(
-            "the same {:.0} MB as {files} files of {:.0} MB, each fsynced, in the center's folder: {disk_mbps:.0} MB/s",
-            (files * file_bytes) as f64 / 1e6,
+            "the same {:.0} MB as {files} files of {:.0} MB, each fsynced, in the center's folder: \
+             {serial:.0} MB/s one file after another, {parallel:.0} MB/s from {writers} writers at once",
+            bytes as f64 / 1e6,
             file_bytes as f64 / 1e6
         ),
     )])

@@ -314,6 +314,15 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 mb(f.edge_peak_rss)
             );
             println!("| center peak RSS | {} |", mb(f.center_peak_rss));
+            if let Some(cpu) = f.cpu {
+                println!(
+                    "| machine busy, edge and center together | {:.2} of {} cores ({:.1} core-s, {:.1} ns per envelope byte) |",
+                    cpu.busy_cores,
+                    cpu.cores,
+                    cpu.core_seconds,
+                    cpu.core_seconds * 1e9 / (f.bytes.max(1) as f64)
+                );
+            }
             println!("(`konvert bench` compares with rsync over ssh --fsync measured in the same run)");
         }
         Command::Bench(BenchArgs {
