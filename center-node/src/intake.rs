@@ -11,9 +11,7 @@
 //! it; keys are judged by the time the drive is imported).
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,20 +40,6 @@ pub struct Staging {
     staged: Staged,
     key: (String, u32),
     verifier: EnvelopeVerifier,
-}
-
-/// Feeds the verifier the bytes an earlier attempt left durable, so the envelope is still
-/// verified whole as it completes.
-fn replay_held(file: &File, held: u64, verifier: &mut EnvelopeVerifier) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < held {
-        let n = usize::try_from((held - at).min(buf.len() as u64)).unwrap_or(buf.len());
-        file.read_exact_at(&mut buf[..n], at)?;
-        verifier.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(())
 }
 
 /// Where a packet comes from.
@@ -533,22 +517,12 @@ impl CenterIntake {
                 detail: format!("{detail} (a network transfer of it is under way; import again in a minute)"),
             };
         }
-        let staged = self.inbox.open_staging(&offer.digest).and_then(|s| {
-            if s.held > 0 {
-                s.file.set_len(0)?;
-                self.inbox.mark_held(&s.path, 0)?;
-            }
-            Ok(s)
-        });
-        let mut staging = match staged {
-            Ok(mut s) => {
-                (s.held, s.written) = (0, 0);
-                Staging {
-                    staged: s,
-                    key,
-                    verifier: EnvelopeVerifier::new(),
-                }
-            }
+        let mut staging = match self.inbox.fresh_staging(offer) {
+            Ok(s) => Staging {
+                staged: s,
+                key,
+                verifier: EnvelopeVerifier::new(),
+            },
             Err(e) => {
                 self.release(&key);
                 return Carried::Refused {
@@ -626,16 +600,11 @@ impl Intake for CenterIntake {
         if let Err((reason, detail)) = self.claim(&key) {
             return Admission::Reject(reason, detail);
         }
-        let staged = self.inbox.open_staging(&offer.digest).and_then(|mut s| {
-            let mut verifier = EnvelopeVerifier::new();
-            if s.held > offer.size {
-                // Not a prefix of this envelope: start again.
-                s.file.set_len(0)?;
-                s.held = 0;
-            }
-            replay_held(&s.file, s.held, &mut verifier)?;
-            Ok((s, verifier))
-        });
+        let mut verifier = EnvelopeVerifier::new();
+        let staged = self
+            .inbox
+            .resume_staging(offer, |held| verifier.update(held))
+            .map(|s| (s, verifier));
         match staged {
             Ok((s, verifier)) => {
                 if s.held > 0 {

@@ -2,8 +2,9 @@
 //! their SHA-256, indexed by packet id and version in sled. A packet version is stored
 //! once; its first receipt is its only receipt.
 //!
-//! An envelope being received is staged as `staging/<id>.part`; every [`SEGMENT`] bytes
-//! it is fsynced and the length now durable is recorded in `staging/<id>.held`. After a
+//! An envelope being received is staged as `staging/<offer>.part` (named by the hash of
+//! the packet id, version and digest it is offered as); every [`SEGMENT`] bytes it is
+//! fsynced and the length now durable is recorded in `staging/<offer>.held`. After a
 //! disconnect or a crash of either side the edge resumes from that length, so a kill -9
 //! costs at most one segment (plus what was in flight) of sending again.
 
@@ -14,7 +15,7 @@ use konvert_crypto::KeyId;
 use serde::{Deserialize, Serialize};
 
 use crate::durable::{packet_key, rename_durably, storage_err, sync_dir};
-use crate::{Error, Receipt, Result};
+use crate::{Error, Offer, Receipt, Result};
 
 /// What the center knows of a stored packet version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,9 @@ pub struct InboxRecord {
 
 /// Bytes of an incoming envelope made durable at a time: what a crash can cost again.
 pub const SEGMENT: u64 = 4 << 20;
+
+/// Bytes read at a time when a held prefix is replayed to the caller.
+const REPLAY_READ: usize = 1 << 20;
 
 /// Staging files untouched for this long belong to packets nobody resumes; they go.
 const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
@@ -120,10 +124,13 @@ impl Inbox {
         }
     }
 
-    /// The staging file for an incoming envelope with this digest: what an earlier
-    /// attempt made durable (cut to exactly that), or a fresh one.
-    pub fn open_staging(&self, digest: &[u8; 32]) -> Result<Staged> {
-        let path = self.staging.join(format!("{}.part", hex::encode(digest)));
+    /// The staging file for `offer`, resuming what an earlier attempt at this very offer
+    /// made durable: the held prefix is cut to exactly that and fed to `replay` in order,
+    /// so the caller's hashes and verifier stand where the sender resumes. A held prefix
+    /// longer than the offer is not a prefix of it: staging starts again.
+    pub fn resume_staging(&self, offer: &Offer, mut replay: impl FnMut(&[u8])) -> Result<Staged> {
+        use std::os::unix::fs::FileExt;
+        let path = self.staging_path(offer);
         let marker = held_marker(&path);
         let file = fs::OpenOptions::new()
             .create(true)
@@ -131,10 +138,21 @@ impl Inbox {
             .read(true)
             .write(true)
             .open(&path)?;
-        let held = read_held(&marker).min(file.metadata()?.len());
+        let mut held = read_held(&marker).min(file.metadata()?.len());
+        if held > offer.size {
+            held = 0;
+        }
         file.set_len(held)?;
         if held == 0 {
             let _ = fs::remove_file(&marker);
+        }
+        let mut buf = vec![0u8; REPLAY_READ.min(held as usize)];
+        let mut at = 0;
+        while at < held {
+            let n = usize::try_from((held - at).min(buf.len() as u64)).unwrap_or(buf.len());
+            file.read_exact_at(&mut buf[..n], at)?;
+            replay(&buf[..n]);
+            at += n as u64;
         }
         Ok(Staged {
             file,
@@ -142,6 +160,37 @@ impl Inbox {
             held,
             written: held,
         })
+    }
+
+    /// An empty staging file for `offer`, whatever an earlier attempt held (a drive's
+    /// bytes are staged from the start: a network prefix is not trusted to be the drive's).
+    pub fn fresh_staging(&self, offer: &Offer) -> Result<Staged> {
+        let path = self.staging_path(offer);
+        let _ = fs::remove_file(held_marker(&path));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        Ok(Staged {
+            file,
+            path,
+            held: 0,
+            written: 0,
+        })
+    }
+
+    /// Where `offer` is staged: named by everything the offer claims, not by its digest
+    /// alone, so an offer (from a station or a drive's index) that names another packet's
+    /// digest stages into a file of its own and cannot spoil that packet's transfer.
+    fn staging_path(&self, offer: &Offer) -> PathBuf {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&(offer.packet_id.len() as u64).to_le_bytes());
+        ctx.update(offer.packet_id.as_bytes());
+        ctx.update(&offer.version.to_le_bytes());
+        ctx.update(&offer.digest);
+        self.staging.join(format!("{}.part", hex::encode(ctx.finish())))
     }
 
     /// Writes received bytes at `offset` into `staged`. Every [`SEGMENT`] past what is held
@@ -168,7 +217,7 @@ impl Inbox {
 
     /// Records that the first `held` bytes of the staging file at `staged` are durable;
     /// the caller has fsynced them.
-    pub fn mark_held(&self, staged: &Path, held: u64) -> Result<()> {
+    fn mark_held(&self, staged: &Path, held: u64) -> Result<()> {
         let marker = held_marker(staged);
         let tmp = marker.with_extension("held-new");
         {
@@ -254,3 +303,7 @@ impl Inbox {
 fn decode(bytes: &[u8]) -> Result<InboxRecord> {
     postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("corrupt inbox record: {e}")))
 }
+
+#[cfg(test)]
+#[path = "inbox_tests.rs"]
+mod tests;

@@ -12,7 +12,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,20 +100,6 @@ pub struct RelayIntake {
     feed: Option<RegistryFeed>,
     /// The relay's runtime, for asking upstream from the blocking notice call.
     runtime: tokio::runtime::Handle,
-}
-
-/// Feeds the verifier and the digest the bytes an earlier attempt left durable.
-fn replay_held(file: &File, held: u64, verifier: &mut EnvelopeVerifier, sha: &mut Context) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < held {
-        let n = usize::try_from((held - at).min(buf.len() as u64)).unwrap_or(buf.len());
-        file.read_exact_at(&mut buf[..n], at)?;
-        verifier.update(&buf[..n]);
-        sha.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(())
 }
 
 type Refusal = (RejectReason, String);
@@ -311,15 +296,14 @@ impl Intake for RelayIntake {
                 "this packet is being received on another stream".into(),
             );
         }
-        let staged = self.staging.open_staging(&offer.digest).and_then(|mut s| {
-            let (mut verifier, mut sha) = (EnvelopeVerifier::new(), Context::new(&SHA256));
-            if s.held > offer.size {
-                s.file.set_len(0)?;
-                s.held = 0;
-            }
-            replay_held(&s.file, s.held, &mut verifier, &mut sha)?;
-            Ok((s, verifier, sha))
-        });
+        let (mut verifier, mut sha) = (EnvelopeVerifier::new(), Context::new(&SHA256));
+        let staged = self
+            .staging
+            .resume_staging(offer, |held| {
+                verifier.update(held);
+                sha.update(held);
+            })
+            .map(|s| (s, verifier, sha));
         match staged {
             Ok((s, verifier, sha)) => {
                 if s.held > 0 {
