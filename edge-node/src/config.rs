@@ -139,7 +139,8 @@ pub struct PushTuning {
     /// Packets in flight at once.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
-    /// Seconds to wait between reconnect attempts (doubling up to 30 s).
+    /// Seconds to wait before reconnecting (doubling up to 30 s, back to this after any
+    /// connection that got something across).
     #[serde(default = "default_retry")]
     pub retry_seconds: f64,
     /// The site's channel speed in Mbit/s, as measured at the readiness check (the `v` of
@@ -261,6 +262,13 @@ impl SiteConfig {
         }
         if self.push.parallel == 0 || self.push.parallel > 64 {
             return Err("push.parallel must be between 1 and 64".into());
+        }
+        let r = self.push.retry_seconds;
+        if !(r.is_finite() && (0.05..=30.0).contains(&r)) {
+            return Err(format!(
+                "push.retry_seconds = {r} is out of range; give the first wait before reconnecting, \
+                 0.05 to 30 seconds (it doubles up to 30 s), or remove it for the default"
+            ));
         }
         if let Some(m) = self.push.link_mbit {
             if !(m.is_finite() && (0.01..=100_000.0).contains(&m)) {

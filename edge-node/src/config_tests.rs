@@ -86,3 +86,17 @@ fn a_hardware_token_replaces_the_token_file_and_its_module_must_exist() {
         .to_string();
     assert!(neither.contains("no member token"), "{neither}");
 }
+
+#[test]
+fn a_reconnect_wait_out_of_range_is_named() {
+    for bad in ["0", "-1", "45", "inf", "nan"] {
+        let text = format!("{GOOD}[push]\nretry_seconds = {bad}\n");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("push.retry_seconds") && err.contains("0.05 to 30"),
+            "{bad}: {err}"
+        );
+    }
+    let ok = load(&format!("{GOOD}[push]\nretry_seconds = 2.5\n")).unwrap();
+    assert_eq!(ok.push.retry_seconds, 2.5);
+}

@@ -16,6 +16,7 @@ pub mod push;
 pub mod readiness;
 pub mod relay;
 pub mod reserve;
+pub mod retry;
 pub mod rooms;
 pub mod seal;
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use konvert_replication::driver::{self, Outcome};
+use konvert_replication::inbox::SEGMENT;
 use konvert_replication::schedule::{EdgeScheduler, QueuedPacket};
 use konvert_replication::{pki, tls, Outbox, OutboxEntry, RejectReason};
 use tokio::task::JoinSet;
@@ -21,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::cli::now_unix_ms;
 use crate::config::{PushTuning, SiteConfig};
+use crate::retry::Backoff;
 use crate::{Error, Result};
 use konvert_crypto::registry::{RegistryStore, SignedRegistry};
 
@@ -228,8 +230,7 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
     let started = Instant::now();
     let endpoint = link_endpoint(link)?;
     let center_key = link.receipt_key;
-    let base_backoff = link.tuning.retry_seconds.max(0.05);
-    let mut backoff = base_backoff;
+    let mut backoff = Backoff::from_seconds(link.tuning.retry_seconds);
     let mut report = PushReport::default();
     let schedule: Schedule = Arc::new(Mutex::new(EdgeScheduler::new(
         link.tuning.scheduler_config(),
@@ -245,6 +246,7 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
             Err(e) => e.to_string(),
             Ok(conn) => {
                 report.connections += 1;
+                let delivered_before = report.delivered;
                 (opts.on_event)(PushEvent::Connected);
                 let watch = link
                     .registry_dir
@@ -277,12 +279,14 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                     .close_reason()
                     .map(|r| tls::explain_connection_error(&r))
                     .filter(|e| matches!(e, konvert_replication::Error::Tls(_)));
+                // A connection that got something across was not a failure to connect: the
+                // next attempt starts from the shortest wait again, so a link that drops now
+                // and then never ends up waiting the longest backoff after every drop.
+                let progressed = report.delivered > delivered_before || conn.stats().udp_tx.bytes >= SEGMENT;
                 conn.close(0u32.into(), b"push done");
+                backoff.connection_ended(progressed || session.is_ok());
                 match session {
-                    Ok(()) => {
-                        backoff = base_backoff;
-                        continue;
-                    }
+                    Ok(()) => continue,
                     Err(e) => explained.map(|x| x.to_string()).unwrap_or(e),
                 }
             }
@@ -295,13 +299,13 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                 opts.max_wait.as_secs_f64()
             )));
         }
-        warn!("push: {error}; retrying in {backoff:.1} s");
+        let wait = backoff.failed();
+        warn!("push: {error}; retrying in {:.1} s", wait.as_secs_f64());
         (opts.on_event)(PushEvent::Retrying {
             error,
-            in_seconds: backoff,
+            in_seconds: wait.as_secs_f64(),
         });
-        tokio::time::sleep(Duration::from_secs_f64(backoff)).await;
-        backoff = (backoff * 2.0).min(30.0);
+        tokio::time::sleep(wait).await;
     }
     endpoint.close(0u32.into(), b"bye");
     report.elapsed = started.elapsed();
