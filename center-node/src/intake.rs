@@ -21,7 +21,9 @@ use konvert_crypto::registry::{CenterKeyState, Registry, SignRefusal};
 use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
 use konvert_exam::{PacketKind, PacketRef};
-use konvert_replication::driver::{Admission, BrokerDesk, Completion, Intake, RegistryFeed, StationSession};
+use konvert_replication::driver::{
+    Admission, BrokerDesk, Completion, Intake, RegistryFeed, RevocationFeed, StationSession,
+};
 use konvert_replication::inbox::Staged;
 use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
 use serde::{Deserialize, Serialize};
@@ -96,6 +98,7 @@ pub struct CenterIntake {
     audit: Arc<AuditLog>,
     relays: RelayIndex,
     broker: Option<Arc<BrokerDesk>>,
+    revocations: Option<RevocationFeed>,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -127,7 +130,14 @@ impl CenterIntake {
             desk: TestDesk::open(&cfg.data_dir)?,
             relays: RelayIndex::new(cfg.station_index()),
             broker: None,
+            revocations: None,
         })
+    }
+
+    /// Passes the station revocation list in force on to relays from `feed`.
+    pub fn with_revocations(mut self, feed: RevocationFeed) -> Self {
+        self.revocations = Some(feed);
+        self
     }
 
     /// Splits the center's ingress among the connected sites with `desk`.
@@ -668,6 +678,10 @@ impl Intake for CenterIntake {
             });
         }
         Ok(all)
+    }
+
+    fn revocation_feed(&self) -> Option<RevocationFeed> {
+        self.revocations.clone()
     }
 
     fn registry_feed(&self) -> Option<RegistryFeed> {

@@ -17,7 +17,7 @@ use konvert_crypto::registry::{
     AuthorityFile, Registry, RegistryBody, RegistryStore, SignedRegistry, MAX_REGISTRY_LEN,
 };
 use konvert_crypto::{keyfile, KeyId};
-use konvert_replication::driver::{RegistryFeed, RegistryUpdate};
+use konvert_replication::driver::{RegistryFeed, SignedUpdate};
 use konvert_replication::Inbox;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -35,7 +35,7 @@ pub struct CenterRegistry {
     source: PathBuf,
     in_force: RwLock<Option<Arc<Registry>>>,
     seen: RwLock<Option<(u64, std::time::SystemTime)>>,
-    feed: watch::Sender<Option<Arc<RegistryUpdate>>>,
+    feed: watch::Sender<Option<Arc<SignedUpdate>>>,
     review: ReviewDesk,
     review_window_ms: u64,
     audit: Option<Arc<AuditLog>>,
@@ -108,7 +108,7 @@ impl CenterRegistry {
     }
 
     fn put_in_force(&self, body: RegistryBody, signed: &SignedRegistry) -> Result<()> {
-        let update = RegistryUpdate {
+        let update = SignedUpdate {
             version: body.version,
             signed: signed.to_bytes()?,
         };

@@ -13,17 +13,19 @@
 //! from then on. Either way `konvert_station_crl_next_update_timestamp_seconds` is
 //! exported for an alert rule.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use konvert_crypto::audit::{AuditAction, AuditLog};
-use konvert_replication::pki::{self, IssuedCert, Serial, VerifiedCrl};
+use konvert_replication::driver::{RevocationFeed, SignedUpdate};
+use konvert_replication::live::LiveStations;
+use konvert_replication::pki::{self, IssuedCert, VerifiedCrl};
 use konvert_replication::tls;
 use prometheus::{IntCounter, IntGauge, Registry};
 use time::{Duration, OffsetDateTime};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::config::CenterConfig;
 use crate::{stations, Error, Result};
@@ -118,110 +120,10 @@ impl RevocationMetrics {
     }
 }
 
-#[derive(Default)]
-struct LiveState {
-    conns: HashMap<usize, (Serial, quinn::Connection)>,
-    revoked: BTreeSet<Serial>,
-}
-
-/// The live station connections by certificate serial, so that revoking closes them.
-pub struct LiveStations {
-    state: Mutex<LiveState>,
-    metrics: RevocationMetrics,
-}
-
-impl LiveStations {
-    fn state(&self) -> MutexGuard<'_, LiveState> {
-        // The state stays consistent even if a holder panicked: every change is one insert
-        // or remove.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Registers a connection for as long as the guard lives; a station whose serial is
-    /// already revoked (its handshake raced a new list) is closed at once.
-    pub fn register(self: &Arc<Self>, conn: &quinn::Connection) -> LiveGuard {
-        let serial = tls::peer_certificates(conn).and_then(|certs| match certs.first() {
-            Some(ee) => Serial::of_cert_der(ee),
-            None => Err(konvert_replication::Error::Tls("no certificate".into())),
-        });
-        let serial = match serial {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("a station connection without a readable certificate serial: {e}");
-                conn.close(1u32.into(), b"station certificate unreadable");
-                return LiveGuard { live: None, id: 0 };
-            }
-        };
-        let id = conn.stable_id();
-        let mut state = self.state();
-        if state.revoked.contains(&serial) {
-            drop(state);
-            self.close(conn, &serial);
-            return LiveGuard { live: None, id };
-        }
-        state.conns.insert(id, (serial, conn.clone()));
-        LiveGuard {
-            live: Some(self.clone()),
-            id,
-        }
-    }
-
-    /// Puts `revoked` in force for live connections: closes those on it. Returns how many.
-    fn enforce(&self, revoked: &BTreeSet<Serial>) -> usize {
-        let victims: Vec<(Serial, quinn::Connection)> = {
-            let mut state = self.state();
-            state.revoked = revoked.clone();
-            let ids: Vec<usize> = state
-                .conns
-                .iter()
-                .filter(|(_, (serial, _))| revoked.contains(serial))
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter().filter_map(|id| state.conns.remove(id)).collect()
-        };
-        for (serial, conn) in &victims {
-            self.close(conn, serial);
-        }
-        victims.len()
-    }
-
-    fn close(&self, conn: &quinn::Connection, serial: &Serial) {
-        warn!(%serial, remote = %conn.remote_address(), "closing the connection of a revoked station certificate");
-        conn.close(
-            tls::CLOSE_REVOKED.into(),
-            b"the center revoked this station's certificate",
-        );
-        self.metrics.closed.inc();
-    }
-
-    /// Live connections registered now.
-    pub fn len(&self) -> usize {
-        self.state().conns.len()
-    }
-
-    /// Whether no connection is registered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Keeps a connection in [`LiveStations`]; removes it when dropped.
-pub struct LiveGuard {
-    live: Option<Arc<LiveStations>>,
-    id: usize,
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if let Some(live) = &self.live {
-            live.state().conns.remove(&self.id);
-        }
-    }
-}
-
 /// The revocation watcher of a running center; stops when dropped.
 pub struct Revocation {
     live: Arc<LiveStations>,
+    feed: RevocationFeed,
     task: JoinHandle<()>,
 }
 
@@ -229,6 +131,11 @@ impl Revocation {
     /// The live connection registry.
     pub fn live(&self) -> Arc<LiveStations> {
         self.live.clone()
+    }
+
+    /// The list in force, as it changes: what relays are passed on.
+    pub fn feed(&self) -> RevocationFeed {
+        self.feed.clone()
     }
 }
 
@@ -250,6 +157,8 @@ struct Watch {
     last_bytes: Vec<u8>,
     last_warned: Option<OffsetDateTime>,
     audit: Option<Arc<AuditLog>>,
+    /// What relays are told is in force.
+    feed: watch::Sender<Option<Arc<SignedUpdate>>>,
 }
 
 /// Starts watching the revocation list of `cfg`; `crl` (from [`load_crl`]) is in force in
@@ -265,13 +174,13 @@ pub fn start(
 ) -> Result<Revocation> {
     let metrics = RevocationMetrics::register(registry)?;
     metrics.in_force(&crl);
-    let live = Arc::new(LiveStations {
-        state: Mutex::new(LiveState {
-            conns: HashMap::new(),
-            revoked: crl.revoked.keys().cloned().collect(),
-        }),
-        metrics: metrics.clone(),
-    });
+    // Relays enforce the list too: it is passed on to them as it comes into force.
+    let (feed, watching) = watch::channel(Some(Arc::new(crl.as_update())));
+    let closed = metrics.closed.clone();
+    let live = Arc::new(LiveStations::new(
+        crl.revoked.keys().cloned().collect(),
+        Box::new(move |_| closed.inc()),
+    ));
     let mut watch = Watch {
         cfg: cfg.clone(),
         endpoint,
@@ -285,6 +194,7 @@ pub fn start(
         current: crl,
         last_warned: None,
         audit,
+        feed,
     };
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(POLL);
@@ -294,7 +204,11 @@ pub fn start(
             watch.poll().await;
         }
     });
-    Ok(Revocation { live, task })
+    Ok(Revocation {
+        live,
+        feed: watching,
+        task,
+    })
 }
 
 impl Watch {
@@ -334,6 +248,7 @@ impl Watch {
         let server = tls::server_config(&self.ca_pem, &self.cert, std::slice::from_ref(&crl.der))?;
         self.endpoint.set_server_config(Some(server));
         let closed = self.live.enforce(&crl.revoked.keys().cloned().collect());
+        self.feed.send_replace(Some(Arc::new(crl.as_update())));
         self.metrics.in_force(&crl);
         if let Some(audit) = &self.audit {
             for serial in crl.revoked.keys().filter(|s| !self.current.revoked.contains_key(s)) {

@@ -126,22 +126,6 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         );
     }
     watch_registry(registry.clone(), inbox.clone());
-    let mut intake = CenterIntake::new(
-        cfg,
-        inbox.clone(),
-        registry.clone(),
-        receipt_key,
-        metrics.clone(),
-        audit.clone(),
-    )?;
-    if let Some(mbit) = cfg.ingress_mbit {
-        let desk = BrokerDesk::new(BrokerConfig::new((mbit * 125_000.0) as u64), now_ms);
-        desk.spawn_replanning();
-        watch_plans(metrics.clone(), desk.clone());
-        intake = intake.with_broker(desk);
-    }
-    let intake = Arc::new(intake);
-    reserve::watch_spool(intake.clone(), &cfg.data_dir)?;
     let crl = revocation::load_crl(cfg)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
     // Keyed resets: after a crash and restart the stations reconnect at once.
@@ -155,6 +139,23 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         &metrics.registry,
         Some(audit.clone()),
     )?;
+    let mut intake = CenterIntake::new(
+        cfg,
+        inbox.clone(),
+        registry.clone(),
+        receipt_key,
+        metrics.clone(),
+        audit.clone(),
+    )?
+    .with_revocations(revocation.feed());
+    if let Some(mbit) = cfg.ingress_mbit {
+        let desk = BrokerDesk::new(BrokerConfig::new((mbit * 125_000.0) as u64), now_ms);
+        desk.spawn_replanning();
+        watch_plans(metrics.clone(), desk.clone());
+        intake = intake.with_broker(desk);
+    }
+    let intake = Arc::new(intake);
+    reserve::watch_spool(intake.clone(), &cfg.data_dir)?;
     let live = revocation.live();
     let addr = endpoint.local_addr()?;
     let metrics_addr = match cfg.metrics_listen {

@@ -362,6 +362,9 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                     b.set_message(format!("not delivered yet: {error}; retry in {in_seconds:.0} s"))
                 }
                 PushEvent::Registry { version } => b.println(format!("  key registry v{version} in force")),
+                PushEvent::Revocations { revoked, .. } => {
+                    b.println(format!("  station revocation list in force ({revoked} revoked)"))
+                }
                 PushEvent::Held { packet_id, relay, .. } => b.println(format!(
                     "  held at relay {relay} ⧗ {packet_id}: waiting for the center's receipt, will ask again"
                 )),

@@ -116,6 +116,9 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
                     Some(format!("not delivered yet: {error}; retry in {in_seconds:.0} s"))
                 }
                 PushEvent::Registry { version } => Some(format!("key registry v{version} in force")),
+                PushEvent::Revocations { revoked, .. } => {
+                    Some(format!("station revocation list in force ({revoked} revoked)"))
+                }
                 PushEvent::Held { packet_id, relay, .. } => Some(format!(
                     "held at relay {relay} ⧗ {packet_id}: waiting for the center's receipt"
                 )),

@@ -57,6 +57,14 @@ pub enum PushEvent {
         /// Its version.
         version: u64,
     },
+    /// A relay took a newer station revocation list from upstream (checked against the
+    /// center's CA and kept); the relay puts it in force.
+    Revocations {
+        /// When it was signed (Unix seconds).
+        signed_at_unix: u64,
+        /// Station certificates on it.
+        revoked: usize,
+    },
     /// A relay holds the packet durably; the center's receipt has not come back yet. It
     /// stays pending and is offered again.
     Held {
@@ -190,6 +198,8 @@ pub struct Link {
     pub tuning: PushTuning,
     /// Where the station keeps its key registry (watched while connected), if anywhere.
     pub registry_dir: Option<std::path::PathBuf>,
+    /// Where a relay keeps the station revocation list (watched while connected).
+    pub revocations_file: Option<std::path::PathBuf>,
 }
 
 impl Link {
@@ -205,6 +215,7 @@ impl Link {
             receipt_key: cfg.receipt_key()?,
             tuning: cfg.push.clone(),
             registry_dir: Some(cfg.data_dir.clone()),
+            revocations_file: None,
         })
     }
 }
@@ -252,6 +263,15 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                     .registry_dir
                     .clone()
                     .map(|dir| tokio::spawn(watch_registry(conn.clone(), dir, opts.on_event.clone())));
+                let revocations = link.revocations_file.clone().map(|file| {
+                    let watch = crate::relay::revocations::watch_upstream(
+                        conn.clone(),
+                        link.ca_cert.clone(),
+                        file,
+                        opts.on_event.clone(),
+                    );
+                    tokio::spawn(watch)
+                });
                 // The first report to the center already counts the whole backlog.
                 queue_pending(&mut lock(&schedule), &outbox.pending()?);
                 let gate = Arc::new(ShareGate::new());
@@ -270,7 +290,7 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                 )
                 .await;
                 shares.abort();
-                if let Some(watch) = watch {
+                for watch in [watch, revocations].into_iter().flatten() {
                     watch.abort();
                 }
                 // Why the center closed the connection (a revoked station certificate), in

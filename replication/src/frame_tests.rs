@@ -90,6 +90,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
             risk: DeadlineRisk::ALL[r],
         })),
         (".{0,20}", ".{0,60}").prop_map(|(relay, detail)| Message::Held { relay, detail }),
+        any::<u64>().prop_map(|have_number| Message::WatchRevocations { have_number }),
+        proptest::collection::vec(any::<u8>(), 0..3000).prop_map(|crl| Message::Revocations { crl }),
     ]
 }
 
@@ -144,6 +146,8 @@ fn variant(m: &Message) -> usize {
         Message::SiteStatus(_) => 13,
         Message::Share(_) => 14,
         Message::Held { .. } => 15,
+        Message::WatchRevocations { .. } => 16,
+        Message::Revocations { .. } => 17,
     }
 }
 
@@ -153,11 +157,11 @@ fn the_strategy_yields_every_variant() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = arb_message();
-    let mut seen = [false; 16];
+    let mut seen = [false; 18];
     for _ in 0..500 {
         seen[variant(&strategy.new_tree(&mut runner).unwrap().current())] = true;
     }
-    assert_eq!(seen, [true; 16]);
+    assert_eq!(seen, [true; 18]);
 }
 
 /// Splits `wire` at the given cut points (taken modulo its length), so pieces have random

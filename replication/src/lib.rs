@@ -13,6 +13,7 @@ mod error;
 pub mod frame;
 pub mod handshake;
 pub mod inbox;
+pub mod live;
 pub mod message;
 pub mod notice;
 pub mod outbox;

@@ -19,6 +19,9 @@
 //! Through a relay (school → checking point → municipal office → center) the same
 //! exchange runs hop by hop; a relay that holds a packet but has not yet had the center's
 //! receipt for it answers `Held` instead of `Receipt`, and the downstream asks again later.
+//! A relay also watches the station revocation list upstream, as a station watches the
+//! registry (`WatchRevocations{have_number}` → `Revocations`), and enforces it on the
+//! stations that connect to it.
 
 use serde::{Deserialize, Serialize};
 
@@ -335,6 +338,19 @@ pub enum Message {
         /// Where the packet stands upstream, for the operator.
         detail: String,
     },
+    /// Relay → center (or the next relay), first on its own stream: send me every station
+    /// revocation list newer than this, as it comes into force.
+    WatchRevocations {
+        /// The CRL number of the list the relay holds (0: none).
+        have_number: u64,
+    },
+    /// Center → relay: the station revocation list in force (DER, signed by the station
+    /// CA); the relay checks the signature and enforces it on its own stations.
+    Revocations {
+        /// The list.
+        #[serde(with = "serde_bytes")]
+        crl: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -357,6 +373,8 @@ impl Message {
             Message::SiteStatus(_) => "SiteStatus",
             Message::Share(_) => "Share",
             Message::Held { .. } => "Held",
+            Message::WatchRevocations { .. } => "WatchRevocations",
+            Message::Revocations { .. } => "Revocations",
         }
     }
 }

@@ -405,9 +405,20 @@ pub struct VerifiedCrl {
     pub next_update: OffsetDateTime,
     /// The revoked serial numbers and when each was revoked.
     pub revoked: BTreeMap<Serial, OffsetDateTime>,
+    /// Its CRL number: konvert's lists carry `this_update` in milliseconds, so two lists
+    /// signed within the same second still tell which is newer.
+    pub number: u64,
 }
 
 impl VerifiedCrl {
+    /// The list as it is passed on to relays: versioned by its CRL number.
+    pub fn as_update(&self) -> crate::driver::SignedUpdate {
+        crate::driver::SignedUpdate {
+            version: self.number,
+            signed: self.der.as_ref().to_vec(),
+        }
+    }
+
     /// Whether the list has expired at `now`.
     pub fn is_expired(&self, now: OffsetDateTime) -> bool {
         now >= self.next_update
@@ -468,11 +479,21 @@ pub fn verify_crl(ca_cert_pem: &str, crl: &[u8]) -> Result<VerifiedCrl> {
     for r in list.iter_revoked_certificates() {
         revoked.insert(Serial::from_bytes(r.raw_serial()), time(r.revocation_date)?);
     }
+    // A list without a number (not konvert's) counts by its signing time.
+    let by_time = u64::try_from(this_update.unix_timestamp())
+        .unwrap_or(0)
+        .saturating_mul(1000);
+    let number = list
+        .crl_number()
+        .map(|n| n.to_bytes_be())
+        .filter(|b| b.len() <= 8)
+        .map_or(by_time, |b| b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)));
     Ok(VerifiedCrl {
         der,
         this_update,
         next_update,
         revoked,
+        number,
     })
 }
 

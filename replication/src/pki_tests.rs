@@ -136,6 +136,22 @@ fn revocation_list_names_the_revoked_serials_and_verifies_against_its_ca() {
 }
 
 #[test]
+fn two_lists_signed_within_one_second_still_tell_which_is_newer() {
+    let ca = Ca::generate("test CA").unwrap();
+    let first = at(1_780_000_200) + time::Duration::milliseconds(100);
+    let second = first + time::Duration::milliseconds(700);
+    let read = |t: OffsetDateTime| {
+        let crl = ca.revocation_list(&[], t, at(1_780_604_200)).unwrap();
+        verify_crl(&ca.cert_pem, crl.der.as_ref()).unwrap()
+    };
+    let (a, b) = (read(first), read(second));
+    assert_eq!(a.this_update, b.this_update, "the same second in the list's own dates");
+    assert_eq!(a.number, 1_780_000_200_100);
+    assert_eq!(b.number, 1_780_000_200_800);
+    assert!(b.as_update().version > a.as_update().version);
+}
+
+#[test]
 fn revocation_list_of_another_ca_or_altered_is_refused() {
     let ca = Ca::generate("test CA").unwrap();
     let other = Ca::generate("test CA").unwrap();

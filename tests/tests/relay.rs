@@ -480,3 +480,95 @@ async fn a_test_packets_verdict_reaches_its_school_through_the_relay_and_only_th
     relay.shutdown().await;
     center.shutdown().await;
 }
+
+/// Connects as `school`'s station to whatever its config points at, saying Hello.
+async fn try_connect(school: &SiteFixture) -> konvert_replication::Result<quinn::Connection> {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let station = konvert_replication::pki::IssuedCert {
+        cert_pem: read(&school.cfg.center.station_cert),
+        key_pem: read(&school.cfg.center.station_key).into(),
+    };
+    let client = konvert_replication::tls::client_config(&read(&school.cfg.center.ca_cert), &station).unwrap();
+    let endpoint = konvert_replication::tls::client_endpoint(client).unwrap();
+    driver::connect(
+        &endpoint,
+        school.cfg.center.address.parse().unwrap(),
+        &school.cfg.center.server_name,
+        school.cfg.site.as_str(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_revoked_at_the_center_is_cut_off_at_every_relay_and_stays_cut_off_after_a_restart() {
+    use konvert_center::stations::{self, StationSelector};
+    let fx = CenterFixture::new(loopback());
+    let token = fx.issue_token("0101");
+    let cfg = fx.register(&[(&token, "0101")]);
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let mouo_fx = fx.enroll_relay("mouo-01", &["0101"], &["ppr-01"], loopback(), center.addr, None);
+    let mouo = mouo_fx.start().await;
+    let ppr_fx = fx.enroll_relay("ppr-01", &["0101"], &[], loopback(), mouo.addr, Some("mouo-01"));
+    let ppr = ppr_fx.start().await;
+    let mut school = fx.enroll("0101", center.addr);
+    school.via_relay("ppr-01", ppr.addr);
+    school.seal_room("0001", 2, 40_000, 11);
+    let report = push(&school.cfg, school.outbox.clone(), opts(30)).await.unwrap();
+    assert_eq!(report.delivered, 1, "{report:?}");
+
+    // Both relays keep the center's list (nothing revoked yet) once their forwarders are up.
+    for relay in [&mouo_fx, &ppr_fx] {
+        let file = relay.cfg.data_dir.join(konvert_edge::relay::REVOCATION_FILE);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !file.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(file.exists(), "relay {} kept no revocation list", relay.cfg.relay);
+    }
+
+    // The school holds a live connection to its relay; the officer revokes its station.
+    let live = school.connect_configured().await;
+    stations::revoke(
+        &cfg,
+        &StationSelector::Site("0101".into()),
+        "laptop stolen",
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), live.closed())
+        .await
+        .expect("the revoked school's connection to its relay was not closed");
+    let explained = konvert_replication::tls::explain_connection_error(&closed).to_string();
+    assert!(explained.contains("revoked this station's certificate"), "{explained}");
+    eprintln!(
+        "revoked at the center → closed at the second relay in {:?}",
+        started.elapsed()
+    );
+
+    // New handshakes with the relay are refused, and the school's push says why.
+    let err = try_connect(&school).await.unwrap_err().to_string();
+    assert!(err.contains("revoked this station's certificate"), "{err}");
+    school.seal_room("0002", 2, 40_000, 12);
+    let short = PushOptions {
+        max_wait: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let err = push(&school.cfg, school.outbox.clone(), short)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("revoked this station's certificate"), "{err}");
+    assert_eq!(center.inbox.len(), 1, "nothing more reached the center");
+
+    // The relay kept the list: restarted while the center and the office above it are
+    // down, it refuses the revoked school from its first handshake.
+    ppr.shutdown().await;
+    mouo.shutdown().await;
+    center.shutdown().await;
+    let ppr = ppr_fx.start().await;
+    school.via_relay("ppr-01", ppr.addr);
+    let err = try_connect(&school).await.unwrap_err().to_string();
+    assert!(err.contains("revoked this station's certificate"), "{err}");
+    ppr.shutdown().await;
+}

@@ -181,6 +181,7 @@ impl RelayConfig {
             tuning: self.push.clone(),
             // Watched only when the relay is anchored in the officers' authority.
             registry_dir: self.authority.as_ref().map(|_| self.data_dir.clone()),
+            revocations_file: Some(self.data_dir.join(super::revocations::FILE)),
         })
     }
 }

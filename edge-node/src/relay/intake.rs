@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::{EnvelopeVerifier, KeyId, VerifyingKey};
 use konvert_exam::PacketRef;
-use konvert_replication::driver::{self, Admission, Completion, Intake, RegistryFeed, StationSession};
+use konvert_replication::driver::{self, Admission, Completion, Intake, RegistryFeed, RevocationFeed, StationSession};
 use konvert_replication::inbox::Staged;
 use konvert_replication::{Inbox, Offer, Outbox, OutboxState, RejectReason, SignedNotice};
 use ring::digest::{Context, SHA256};
@@ -100,6 +100,8 @@ pub struct RelayIntake {
     feed: Option<RegistryFeed>,
     /// The relay's runtime, for asking upstream from the blocking notice call.
     runtime: tokio::runtime::Handle,
+    /// The station revocation list in force here, for relays further down.
+    revocations: Option<RevocationFeed>,
 }
 
 type Refusal = (RejectReason, String);
@@ -124,7 +126,14 @@ impl RelayIntake {
             feed,
             runtime: tokio::runtime::Handle::try_current()
                 .map_err(|e| crate::Error::Push(format!("the relay must start inside a tokio runtime: {e}")))?,
+            revocations: None,
         })
+    }
+
+    /// Passes the station revocation list in force here on to relays further down.
+    pub fn with_revocations(mut self, feed: RevocationFeed) -> Self {
+        self.revocations = Some(feed);
+        self
     }
 
     fn release(&self, key: &(String, u32)) {
@@ -403,5 +412,9 @@ impl Intake for RelayIntake {
 
     fn registry_feed(&self) -> Option<RegistryFeed> {
         self.feed.clone()
+    }
+
+    fn revocation_feed(&self) -> Option<RevocationFeed> {
+        self.revocations.clone()
     }
 }

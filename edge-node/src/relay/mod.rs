@@ -37,11 +37,19 @@
 //! `AskNotices` makes the relay ask the next hop for the notices of the sites it carries
 //! and pass on the asking site's; each is signed by the center and checked by the site.
 //! Key registries come down the watch the forwarder keeps open (with `authority` set).
+//!
+//! # Revoked stations
+//! The center never sees the certificate of a station behind a relay, so the relay
+//! enforces the station revocation list itself: the forwarder watches it upstream and the
+//! relay refuses new handshakes and closes live connections of revoked stations
+//! (`revocations`).
 
 pub mod config;
 mod intake;
+pub(crate) mod revocations;
 mod service;
 
 pub use config::RelayConfig;
 pub use intake::{RelayIntake, RelayStaging};
+pub use revocations::FILE as REVOCATION_FILE;
 pub use service::{serve, RunningRelay};

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use konvert_crypto::registry::{AuthorityFile, RegistryStore};
-use konvert_replication::driver::{self, RegistryUpdate};
+use konvert_replication::driver::{self, SignedUpdate};
 use konvert_replication::{pki, tls, Outbox};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::config::RelayConfig;
 use super::intake::{Forwarding, RelayIntake};
+use super::revocations;
 use crate::cli::now_unix_ms;
 use crate::push::{push_via, PushEvent, PushOptions};
 use crate::{Error, Result};
@@ -63,10 +64,10 @@ fn registry_store(cfg: &RelayConfig) -> Result<Option<RegistryStore>> {
 }
 
 /// The newest registry the relay holds, as it is passed on downstream.
-fn stored_update(store: &RegistryStore) -> Option<Arc<RegistryUpdate>> {
+fn stored_update(store: &RegistryStore) -> Option<Arc<SignedUpdate>> {
     match store.current_signed(now_unix_ms()) {
         Ok(Some((body, signed))) => signed.to_bytes().ok().map(|signed| {
-            Arc::new(RegistryUpdate {
+            Arc::new(SignedUpdate {
                 version: body.version,
                 signed,
             })
@@ -92,36 +93,49 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     let store = registry_store(cfg)?;
     let (feed_tx, feed_rx) = watch::channel(store.as_ref().and_then(stored_update));
     let forwarding = Arc::new(Forwarding::default());
-    let intake = Arc::new(RelayIntake::new(
-        cfg,
-        outbox.clone(),
-        forwarding.clone(),
-        store.clone(),
-        store.as_ref().map(|_| feed_rx),
-    )?);
-    // The downstream stations' certificates are checked against the center's CA only: the
-    // revocation list lives at the center (a revoked station's member signature is still
-    // judged there).
-    let server_config = tls::server_config(&ca_pem, &server_cert, &[])?;
+    // Downstream stations are checked against the center's CA and the station revocation
+    // list the forwarder keeps from upstream (none yet on a relay's first start: it comes
+    // with the first connection to the center).
+    let crl_file = cfg.data_dir.join(revocations::FILE);
+    let crl = revocations::load(&ca_pem, &crl_file)?;
+    if crl.is_none() {
+        warn!("the relay holds no station revocation list yet; it takes the center's when it first connects");
+    }
+    let crls: Vec<_> = crl.iter().map(|c| c.der.clone()).collect();
+    let server_config = tls::server_config(&ca_pem, &server_cert, &crls)?;
     // Keyed resets: after a crash the downstream stations reconnect at once.
     let endpoint = tls::server_endpoint_keyed(cfg.listen, server_config, server_cert.key_pem.as_bytes())?;
+    let (enforcer, crl_feed) =
+        revocations::Enforcer::new(endpoint.clone(), ca_pem, server_cert, crl_file, crl.as_ref());
+    let intake = Arc::new(
+        RelayIntake::new(
+            cfg,
+            outbox.clone(),
+            forwarding.clone(),
+            store.clone(),
+            store.as_ref().map(|_| feed_rx),
+        )?
+        .with_revocations(crl_feed),
+    );
     let addr = endpoint.local_addr()?;
     info!(%addr, relay = %cfg.relay, "relay listening");
 
     let ep = endpoint.clone();
     let name = cfg.relay.clone();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let live = enforcer.live();
     tokio::spawn(async move {
         while let Some(incoming) = ep.accept().await {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 incoming.refuse();
                 continue;
             };
-            let (intake, name) = (intake.clone(), name.clone());
+            let (intake, name, live) = (intake.clone(), name.clone(), live.clone());
             tokio::spawn(async move {
                 let _slot = slot;
                 match incoming.await {
                     Ok(conn) => {
+                        let _live = live.register(&conn);
                         if let Err(e) = driver::serve_connection(conn, intake, name).await {
                             warn!("downstream connection ended with an error: {e}");
                         }
@@ -137,7 +151,7 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     let forwarder = tokio::spawn(async move {
         let feed_tx = Arc::new(feed_tx);
         loop {
-            let (u, feed, st) = (up.clone(), feed_tx.clone(), store.clone());
+            let (u, feed, st, enforcer) = (up.clone(), feed_tx.clone(), store.clone(), enforcer.clone());
             let on_event = Arc::new(move |ev: PushEvent| match ev {
                 PushEvent::Connected => u.set_trouble(None),
                 PushEvent::Retrying { error, .. } => u.set_trouble(Some(error)),
@@ -169,6 +183,11 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
                     &packet_id,
                     format!("held durably; the next relay {relay} says: {detail}"),
                 ),
+                PushEvent::Revocations { .. } => {
+                    if let Err(e) = enforcer.apply() {
+                        warn!("the station revocation list from upstream was NOT put in force: {e}");
+                    }
+                }
                 PushEvent::Registry { .. } => {
                     if let Some(update) = st.as_ref().and_then(stored_update) {
                         feed.send_replace(Some(update));

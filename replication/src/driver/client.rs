@@ -207,18 +207,40 @@ pub async fn ask_notices_for(
 pub async fn watch_registry(
     conn: &quinn::Connection,
     have_version: u64,
-    mut on_registry: impl FnMut(Vec<u8>) -> Result<()>,
+    on_registry: impl FnMut(Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    watch_signed(conn, Message::WatchRegistry { have_version }, "Registry", on_registry).await
+}
+
+/// Watches the station revocation list upstream (a relay does): sends the CRL number of
+/// the list it holds, then hands every newer list (DER, unchecked: the caller checks the
+/// CA's signature) to `on_list`, until the connection ends. An error from `on_list` ends
+/// the watch.
+pub async fn watch_revocations(
+    conn: &quinn::Connection,
+    have_number: u64,
+    on_list: impl FnMut(Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    watch_signed(conn, Message::WatchRevocations { have_number }, "Revocations", on_list).await
+}
+
+async fn watch_signed(
+    conn: &quinn::Connection,
+    ask: Message,
+    expected: &'static str,
+    mut on_update: impl FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
-    write_message(&mut send, &Message::WatchRegistry { have_version }).await?;
+    write_message(&mut send, &ask).await?;
     loop {
         match read_message(&mut recv).await? {
             None => return Ok(()),
-            Some(Message::Registry { signed }) => on_registry(signed)?,
+            Some(Message::Registry { signed }) if expected == "Registry" => on_update(signed)?,
+            Some(Message::Revocations { crl }) if expected == "Revocations" => on_update(crl)?,
             Some(Message::Reject { reason, detail }) => return Err(Error::Refused { reason, detail }),
             Some(other) => {
                 return Err(Error::Protocol {
-                    expected: "Registry",
+                    expected,
                     got: other.kind().into(),
                 })
             }

@@ -8,7 +8,10 @@ mod stream;
 
 pub use bandwidth::{exchange_bandwidth, BrokerDesk, STATUS_EVERY};
 pub use client::{
-    ask_notices, ask_notices_for, connect, send_packet, send_packet_paced, watch_registry, Outcome, Pace, AGENT,
+    ask_notices, ask_notices_for, connect, send_packet, send_packet_paced, watch_registry, watch_revocations, Outcome,
+    Pace, AGENT,
 };
-pub use server::{serve_connection, Admission, Completion, Intake, RegistryFeed, RegistryUpdate, StationSession};
+pub use server::{
+    serve_connection, Admission, Completion, Intake, RegistryFeed, RevocationFeed, SignedUpdate, StationSession,
+};
 pub use stream::{read_message, write_message};

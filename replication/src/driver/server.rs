@@ -64,17 +64,22 @@ pub struct StationSession {
     pub site: String,
 }
 
-/// A key registry the center serves to stations, as the officers signed it.
+/// A signed document the center passes on to stations as it changes: the key registry
+/// (signed by the officers) or the station revocation list (signed by the station CA).
+/// The receiver trusts it only by those signatures, never by the center's word.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryUpdate {
-    /// Its version.
+pub struct SignedUpdate {
+    /// Its version: the registry's version, or the list's signing time (Unix seconds).
     pub version: u64,
-    /// The `SignedRegistry` bytes.
+    /// The `SignedRegistry` bytes, or the revocation list's DER.
     pub signed: Vec<u8>,
 }
 
 /// The newest registry the center serves; changes whenever a newer one is taken.
-pub type RegistryFeed = watch::Receiver<Option<std::sync::Arc<RegistryUpdate>>>;
+pub type RegistryFeed = watch::Receiver<Option<std::sync::Arc<SignedUpdate>>>;
+
+/// The station revocation list in force; changes whenever a newer one is put in force.
+pub type RevocationFeed = watch::Receiver<Option<std::sync::Arc<SignedUpdate>>>;
 
 /// The center's policy and storage for incoming packets.
 pub trait Intake: Send + Sync + 'static {
@@ -101,6 +106,10 @@ pub trait Intake: Send + Sync + 'static {
     fn notices(&self, station: &StationSession) -> Result<Vec<SignedNotice>>;
     /// The key registries to pass on to stations, if this center serves any.
     fn registry_feed(&self) -> Option<RegistryFeed> {
+        None
+    }
+    /// The station revocation list to pass on to relays, which enforce it too.
+    fn revocation_feed(&self) -> Option<RevocationFeed> {
         None
     }
     /// The bandwidth broker, if this center splits its ingress among the sites.
@@ -178,36 +187,57 @@ async fn serve_notices<I: Intake>(
 
 /// Sends the station every registry newer than the one it has, now and as they are
 /// taken, until the connection ends.
-async fn serve_registry_watch<I: Intake>(
+/// What a watch stream passes on.
+#[derive(Debug, Clone, Copy)]
+enum Watched {
+    Registry,
+    Revocations,
+}
+
+impl Watched {
+    fn message(self, update: &SignedUpdate) -> Message {
+        match self {
+            Watched::Registry => Message::Registry {
+                signed: update.signed.clone(),
+            },
+            Watched::Revocations => Message::Revocations {
+                crl: update.signed.clone(),
+            },
+        }
+    }
+}
+
+/// Sends every update of `feed` newer than `have` on `send`, as it comes, until the
+/// station goes away.
+async fn serve_watch(
     mut send: quinn::SendStream,
-    intake: Arc<I>,
+    feed: Option<RegistryFeed>,
+    what: Watched,
     station: Arc<StationSession>,
-    have_version: u64,
+    have: u64,
 ) -> Result<()> {
-    let Some(mut feed) = intake.registry_feed() else {
+    let Some(mut feed) = feed else {
+        let (reason, detail) = match what {
+            Watched::Registry => (RejectReason::NoRegistry, "this center serves no key registry"),
+            Watched::Revocations => (RejectReason::Unavailable, "this center passes on no revocation list"),
+        };
         let refusal = Message::Reject {
-            reason: RejectReason::NoRegistry,
-            detail: "this center serves no key registry".into(),
+            reason,
+            detail: detail.into(),
         };
         write_message(&mut send, &refusal).await?;
         let _ = send.finish();
         return Ok(());
     };
-    let mut sent = have_version;
+    let mut sent = have;
     loop {
         let newest = feed.borrow_and_update().clone();
         if let Some(update) = newest.filter(|u| u.version > sent) {
-            write_message(
-                &mut send,
-                &Message::Registry {
-                    signed: update.signed.clone(),
-                },
-            )
-            .await?;
-            debug!(site = %station.site, version = update.version, "registry sent");
+            write_message(&mut send, &what.message(&update)).await?;
+            debug!(site = %station.site, version = update.version, "{what:?} sent");
             sent = update.version;
         }
-        // Either a newer registry, or the station went away (the write then fails).
+        // Either a newer one, or the station went away (the write then fails).
         tokio::select! {
             changed = feed.changed() => if changed.is_err() { return Ok(()) },
             _ = send.stopped() => return Ok(()),
@@ -243,7 +273,11 @@ async fn serve_stream<I: Intake>(
             match msg {
                 Message::AskNotices => return serve_notices(send, intake, station).await,
                 Message::WatchRegistry { have_version } => {
-                    return serve_registry_watch(send, intake, station, have_version).await
+                    return serve_watch(send, intake.registry_feed(), Watched::Registry, station, have_version).await
+                }
+                Message::WatchRevocations { have_number } => {
+                    let feed = intake.revocation_feed();
+                    return serve_watch(send, feed, Watched::Revocations, station, have_number).await;
                 }
                 Message::SiteStatus(status) => {
                     return match intake.broker() {

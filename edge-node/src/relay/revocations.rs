@@ -1,0 +1,173 @@
+//! The station revocation list at a relay. A school's station reaches the center only
+//! through its relay, so the center never sees its certificate: the relay must refuse a
+//! revoked station itself. The forwarder watches the list upstream (`WatchRevocations`),
+//! keeps each newer one that verifies against the center's CA in `stations.crl` in the
+//! relay's data folder, and the relay then puts it in force: a new server config for new
+//! handshakes, and every live connection of a station now on it closed at once. A relay
+//! further down gets the list from this one the same way.
+//!
+//! As at the center, rustls enforces the list's next-update date: a relay cut off from
+//! the center until its list expires refuses every station, which says plainly that it
+//! has lost touch, rather than carrying for stations it can no longer judge. The center
+//! re-signs its list days before that.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use konvert_replication::driver::{self, SignedUpdate};
+use konvert_replication::live::LiveStations;
+use konvert_replication::pki::{self, IssuedCert, VerifiedCrl};
+use konvert_replication::tls;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::push::PushEvent;
+use crate::{Error, Result};
+
+/// The list's file in the relay's data folder.
+pub const FILE: &str = "stations.crl";
+/// The largest list read or taken.
+const MAX_CRL_BYTES: u64 = 64 << 20;
+
+/// Reads and verifies the list kept at `path` against the CA; `None` if there is none.
+pub(crate) fn load(ca_pem: &str, path: &Path) -> Result<Option<VerifiedCrl>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = konvert_crypto::keyfile::read_bounded(path, MAX_CRL_BYTES)?;
+    let crl = pki::verify_crl(ca_pem, &bytes).map_err(|e| Error::Config {
+        path: path.to_owned(),
+        message: format!("the kept station revocation list does not verify against the center's CA: {e}; delete it and the relay takes the center's list again when it connects"),
+    })?;
+    Ok(Some(crl))
+}
+
+/// Watches the list upstream on `conn` until the connection ends, keeping each newer one
+/// that verifies at `path` and telling `on_event`.
+pub(crate) async fn watch_upstream(
+    conn: quinn::Connection,
+    ca_cert: PathBuf,
+    path: PathBuf,
+    on_event: Arc<dyn Fn(PushEvent) + Send + Sync>,
+) {
+    let ca_pem = match std::fs::read_to_string(&ca_cert) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(
+                "cannot read {}: {e}; station revocations are not taken",
+                ca_cert.display()
+            );
+            return;
+        }
+    };
+    let mut have = match load(&ca_pem, &path) {
+        Ok(crl) => crl.map_or(0, |c| c.number),
+        Err(e) => {
+            warn!("{e}");
+            0
+        }
+    };
+    let watched = driver::watch_revocations(&conn, have, |der| {
+        if der.len() as u64 > MAX_CRL_BYTES {
+            warn!(
+                "a station revocation list of {} bytes from upstream was refused",
+                der.len()
+            );
+            return Ok(());
+        }
+        let crl = match pki::verify_crl(&ca_pem, &der) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("a station revocation list from upstream was refused: {e}");
+                return Ok(());
+            }
+        };
+        let number = crl.number;
+        if number <= have {
+            return Ok(());
+        }
+        if let Err(e) = konvert_crypto::keyfile::write_atomic(&path, &der, 0o644) {
+            warn!("cannot keep the station revocation list at {}: {e}", path.display());
+            return Ok(());
+        }
+        have = number;
+        on_event(PushEvent::Revocations {
+            signed_at_unix: u64::try_from(crl.this_update.unix_timestamp()).unwrap_or(0),
+            revoked: crl.revoked.len(),
+        });
+        Ok(())
+    })
+    .await;
+    if let Err(e) = watched {
+        debug!("revocation watch ended: {e}");
+    }
+}
+
+/// Puts the kept list in force at a serving relay.
+pub(crate) struct Enforcer {
+    endpoint: quinn::Endpoint,
+    ca_pem: String,
+    cert: IssuedCert,
+    path: PathBuf,
+    live: Arc<LiveStations>,
+    /// What relays further down are told is in force.
+    feed: watch::Sender<Option<Arc<SignedUpdate>>>,
+    in_force: Mutex<u64>,
+}
+
+impl Enforcer {
+    /// The enforcer of a relay whose endpoint serves with `crl` (the kept list at start).
+    pub(crate) fn new(
+        endpoint: quinn::Endpoint,
+        ca_pem: String,
+        cert: IssuedCert,
+        path: PathBuf,
+        crl: Option<&VerifiedCrl>,
+    ) -> (Arc<Enforcer>, driver::RevocationFeed) {
+        let revoked = crl.map(|c| c.revoked.keys().cloned().collect()).unwrap_or_default();
+        let live = Arc::new(LiveStations::new(revoked, Box::new(|_| {})));
+        let update = crl.map(|c| Arc::new(c.as_update()));
+        let in_force = update.as_ref().map_or(0, |u| u.version);
+        let (feed, watch) = watch::channel(update);
+        let enforcer = Enforcer {
+            endpoint,
+            ca_pem,
+            cert,
+            path,
+            live,
+            feed,
+            in_force: Mutex::new(in_force),
+        };
+        (Arc::new(enforcer), watch)
+    }
+
+    /// The live downstream connections.
+    pub(crate) fn live(&self) -> Arc<LiveStations> {
+        self.live.clone()
+    }
+
+    /// Puts the kept list in force if it is newer than the one in force; returns how many
+    /// live connections it closed.
+    pub(crate) fn apply(&self) -> Result<usize> {
+        let Some(crl) = load(&self.ca_pem, &self.path)? else {
+            return Ok(0);
+        };
+        let update = crl.as_update();
+        let mut in_force = self.in_force.lock().unwrap_or_else(PoisonError::into_inner);
+        if update.version <= *in_force {
+            return Ok(0);
+        }
+        let server = tls::server_config(&self.ca_pem, &self.cert, std::slice::from_ref(&crl.der))?;
+        self.endpoint.set_server_config(Some(server));
+        let closed = self.live.enforce(&crl.revoked.keys().cloned().collect());
+        *in_force = update.version;
+        self.feed.send_replace(Some(Arc::new(update)));
+        info!(
+            revoked = crl.revoked.len(),
+            next_update = %crl.next_update,
+            closed,
+            "station revocation list in force at the relay"
+        );
+        Ok(closed)
+    }
+}
