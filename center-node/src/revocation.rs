@@ -239,7 +239,7 @@ impl Watch {
     /// Verifies the file just read and puts it in force.
     fn reload(&mut self) -> Result<()> {
         let crl = pki::verify_crl(&self.ca_pem, &self.last_bytes)?;
-        if crl.this_update < self.current.this_update {
+        if crl.number < self.current.number {
             return Err(Error::Stations(format!(
                 "it was signed at {}, before the list in force ({}); an old list would undo revocations",
                 crl.this_update, self.current.this_update
