@@ -61,6 +61,11 @@ pub const ROW_REGION: (&str, &str) = (
     "region exam day in virtual time: sites missing 23:59, FIFO / konvert",
     "konvert misses none where feasible",
 );
+/// The transport-alone row.
+pub const ROW_TRANSPORT: (&str, &str) = (
+    "— its transport alone (mutual-TLS QUIC on loopback, no disk, no sealing) ÷ rsync",
+    "",
+);
 /// The disk row.
 pub const ROW_DISK: (&str, &str) = (
     "konvert ÷ this disk's fsync'd write speed (the faster of 1 and 4 writers)",
@@ -82,7 +87,7 @@ impl Source {
     /// The rows this source gives: (measure, goal).
     pub fn measures(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Source::Loopback => &[ROW_RSYNC, ROW_DISK],
+            Source::Loopback => &[ROW_RSYNC, ROW_TRANSPORT, ROW_DISK],
             Source::KillCenter => &[crate::bench_kill::ROW_RESENT, crate::bench_kill::ROW_LOSS],
             Source::EdgeRss => &[crate::bench_rss::ROW_EDGE],
             Source::CenterRss => &[crate::bench_rss::ROW_CENTER],
@@ -201,7 +206,7 @@ async fn loopback(opts: &Options, table: &mut Table) {
     let (root, _temp, konvert) = match result {
         Ok(r) => r,
         Err(e) => {
-            table.add(&[ROW_RSYNC, ROW_DISK], Err(e));
+            table.add(&[ROW_RSYNC, ROW_TRANSPORT, ROW_DISK], Err(e));
             return;
         }
     };
@@ -215,7 +220,10 @@ async fn loopback(opts: &Options, table: &mut Table) {
         konvert.seal.as_secs_f64()
     );
     let rsync = tokio::task::block_in_place(|| rsync_row(&root, scan_bytes, &konvert, &what));
-    table.add(&[ROW_RSYNC], rsync);
+    let rsync_mbps = rsync.as_ref().ok().map(|(_, m)| *m);
+    table.add(&[ROW_RSYNC], rsync.map(|(rows, _)| rows));
+    let transport = transport_row(scan_bytes, rsync_mbps).await;
+    table.add(&[ROW_TRANSPORT], transport);
     let disk =
         tokio::task::block_in_place(|| disk_row(&root.join("center"), packets, packet_bytes, PARALLEL, konvert_mbps));
     table.add(&[ROW_DISK], disk);
@@ -224,7 +232,8 @@ async fn loopback(opts: &Options, table: &mut Table) {
 /// Packets in flight in the loopback transfer, and writers in the disk probe.
 const PARALLEL: usize = 4;
 
-fn rsync_row(root: &Path, scan_bytes: u64, konvert: &TransferFigures, what: &str) -> RowsResult {
+/// The rsync row, and rsync's MB/s.
+fn rsync_row(root: &Path, scan_bytes: u64, konvert: &TransferFigures, what: &str) -> anyhow::Result<(Vec<Row>, f64)> {
     let tools = rsync_ssh::ensure_tools()?;
     let version = rsync_ssh::rsync_version(&tools)?;
     let fsync = version >= RSYNC_WITH_FSYNC;
@@ -255,7 +264,7 @@ fn rsync_row(root: &Path, scan_bytes: u64, konvert: &TransferFigures, what: &str
             version.0, version.1, version.2
         )
     };
-    Ok(vec![Row::measured(
+    let row = Row::measured(
         ROW_RSYNC.0,
         ROW_RSYNC.1,
         format!("{ratio:.2}×"),
@@ -264,6 +273,36 @@ fn rsync_row(root: &Path, scan_bytes: u64, konvert: &TransferFigures, what: &str
             "{what}; {how} over ssh to its own sshd on 127.0.0.1: {rsync_mbps:.0} MB/s ({:.1} s){}",
             took.as_secs_f64(),
             cpu_bound(konvert, rsync_cpu, took)
+        ),
+    );
+    Ok((vec![row], rsync_mbps))
+}
+
+/// The transport alone over the same bytes, against rsync's figure from the same run:
+/// the ceiling of any transfer built on it here.
+async fn transport_row(bytes: u64, rsync_mbps: Option<f64>) -> RowsResult {
+    let rsync_mbps = rsync_mbps.context("rsync was not measured, so there is nothing to compare with")?;
+    let f = crate::bench_quic::run(bytes, PARALLEL).await?;
+    let ratio = f.mbps() / rsync_mbps;
+    let cpu = f
+        .cpu
+        .map(|c| {
+            format!(
+                ", {:.2} of {} cores busy ({:.1} core-s)",
+                c.busy_cores, c.cores, c.core_seconds
+            )
+        })
+        .unwrap_or_default();
+    Ok(vec![Row::measured(
+        ROW_TRANSPORT.0,
+        ROW_TRANSPORT.1,
+        format!("{ratio:.2}×"),
+        None,
+        format!(
+            "{:.0} MB in {PARALLEL} streams, `konvert bench quic`: {:.0} MB/s{cpu}; the transfer above adds reading \
+             the scans, sealing (AES-256-GCM, SHA-256), the outbox, the center's SHA-256 check, writes and fsyncs",
+            bytes as f64 / 1e6,
+            f.mbps()
         ),
     )])
 }

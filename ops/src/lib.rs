@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bench_day;
 pub mod bench_kill;
 pub mod bench_network;
+pub mod bench_quic;
 pub mod bench_recognition;
 pub mod bench_replication;
 pub mod bench_rss;

@@ -201,6 +201,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         sealers: usize,
     },
+    /// konvert's transport alone: mutual-TLS QUIC on loopback with konvert's settings, no
+    /// disk, no sealing — what bounds any packet transfer on this machine.
+    Quic {
+        /// Megabytes to move.
+        #[arg(long, default_value_t = 900)]
+        mb: u64,
+        /// Streams at once.
+        #[arg(long, default_value_t = 4)]
+        streams: usize,
+    },
     /// Goodput over bad links: a tbf-shaped veth between two network namespaces (needs
     /// root; says "skipped" otherwise), and the impairment proxy at 2 % loss, 50 ms RTT.
     Network {
@@ -324,6 +334,28 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 );
             }
             println!("(`konvert bench` compares with rsync over ssh --fsync measured in the same run)");
+        }
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Quic { mb, streams }),
+            ..
+        }) => {
+            let f = konvert_ops::bench_quic::run(mb.max(1) * 1_000_000, streams).await?;
+            println!(
+                "bench quic: {:.0} MB over {streams} streams, mutual-TLS QUIC on loopback, no disk, no sealing",
+                f.bytes as f64 / 1e6
+            );
+            println!("| figure | value |");
+            println!("|---|---|");
+            println!("| payload | {:.0} MB/s ({:.2} s) |", f.mbps(), f.elapsed.as_secs_f64());
+            if let Some(cpu) = f.cpu {
+                println!(
+                    "| machine busy | {:.2} of {} cores ({:.1} core-s, {:.1} ns per byte) |",
+                    cpu.busy_cores,
+                    cpu.cores,
+                    cpu.core_seconds,
+                    cpu.core_seconds * 1e9 / (f.bytes.max(1) as f64)
+                );
+            }
         }
         Command::Bench(BenchArgs {
             command:
