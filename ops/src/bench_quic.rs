@@ -116,6 +116,9 @@ mod tests {
         assert_eq!(f.bytes, 6_000_000);
         assert!(f.elapsed > Duration::ZERO);
         let cpu = f.cpu.unwrap();
-        assert!(cpu.core_seconds > 0.0 && cpu.busy_cores <= cpu.cores as f64 + 1e-9, "{cpu:?}");
+        assert!(
+            cpu.core_seconds > 0.0 && cpu.busy_cores <= cpu.cores as f64 + 1e-9,
+            "{cpu:?}"
+        );
     }
 }

@@ -1,0 +1,201 @@
+//! What the regional center's staff watch: the Prometheus alert rules and the Grafana
+//! dashboard in ops/ name only metrics a running center exports on its /metrics (scraped
+//! over HTTP while a site is connected and has delivered), the rules pass `promtool check`
+//! and their unit tests, and every dashboard query is valid PromQL.
+
+// Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use konvert_edge::{push, PushOptions};
+use konvert_tests::CenterFixture;
+
+fn ops_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops").join(rel)
+}
+
+fn rules() -> String {
+    std::fs::read_to_string(ops_file("alerts/konvert.rules.yml")).unwrap()
+}
+
+fn dashboard() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(ops_file("dashboards/konvert-center.json")).unwrap()).unwrap()
+}
+
+/// Every query of every dashboard panel.
+fn dashboard_queries(d: &serde_json::Value) -> Vec<String> {
+    d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `konvert_…` metric families an expression uses (histogram series → their family).
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("konvert_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.push(name.trim_end_matches("_bucket").to_owned());
+    }
+    names
+}
+
+fn rule_exprs() -> Vec<String> {
+    rules()
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("expr:"))
+        .map(|e| e.trim().to_owned())
+        .collect()
+}
+
+/// `promtool`, if this machine has it (`.ci/run` installs it).
+fn promtool() -> Option<&'static str> {
+    let found = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus); .ci/run installs it");
+    }
+    found.then_some("promtool")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_center() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    let mut cfg = fx.register(&[(&token, "0101")]);
+    cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.ingress_mbit = Some(100.0);
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let metrics_addr = center.metrics_addr.unwrap();
+    let site = fx.enroll("0101", center.addr);
+    site.seal_room("0001", 2, 40_000, 5);
+
+    // The site stays connected, as on its exam day, so its per-site families are shown.
+    let more = Arc::new(AtomicBool::new(true));
+    let opts = PushOptions {
+        max_wait: Duration::from_secs(60),
+        more_coming: Some(more.clone()),
+        ..Default::default()
+    };
+    let (site_cfg, outbox) = (site.cfg.clone(), site.outbox.clone());
+    let pushing = tokio::spawn(async move { push(&site_cfg, outbox, opts).await });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = konvert_ops::demo::scrape(metrics_addr).await.unwrap();
+        let shown = |name: &str| text.lines().any(|l| l.starts_with(&format!("{name}{{site=\"0101\"}}")));
+        if shown("konvert_site_backlog_bytes") && shown("konvert_packets_received_total") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the site's families never showed:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    more.store(false, Ordering::Release);
+    assert_eq!(pushing.await.unwrap().unwrap().delivered, 1);
+    center.shutdown().await;
+
+    let exported = |name: &str| text.lines().any(|l| l.starts_with(&format!("# TYPE {name} ")));
+    let from_rules: Vec<String> = rule_exprs().iter().flat_map(|e| metric_names(e)).collect();
+    let from_dashboard: Vec<String> = dashboard_queries(&dashboard())
+        .iter()
+        .flat_map(|e| metric_names(e))
+        .collect();
+    assert!(from_rules.len() >= 6, "{from_rules:?}");
+    assert!(from_dashboard.len() >= 15, "{from_dashboard:?}");
+    for name in from_rules.iter().chain(&from_dashboard) {
+        assert!(
+            exported(name),
+            "{name} is used in ops/ but the running center does not export it"
+        );
+    }
+}
+
+#[test]
+fn every_alert_says_how_bad_and_what_to_do() {
+    let rules = rules();
+    let alerts = rules.matches("- alert:").count();
+    assert!(alerts >= 6);
+    for field in ["expr:", "severity:", "summary:", "description:"] {
+        assert_eq!(rules.matches(field).count(), alerts, "every alert has {field}");
+    }
+}
+
+#[test]
+fn the_rules_pass_promtool_and_their_unit_tests() {
+    let Some(promtool) = promtool() else { return };
+    let check = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(ops_file("alerts/konvert.rules.yml"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let unit = Command::new(promtool)
+        .args(["test", "rules", "konvert.rules.test.yml"])
+        .current_dir(ops_file("alerts"))
+        .output()
+        .unwrap();
+    assert!(
+        unit.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&unit.stdout),
+        String::from_utf8_lossy(&unit.stderr)
+    );
+}
+
+#[test]
+fn the_dashboard_is_well_formed_and_its_queries_are_valid_promql() {
+    let d = dashboard();
+    assert_eq!(d["uid"], "konvert-center");
+    let panels = d["panels"].as_array().unwrap();
+    let mut ids: Vec<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    for p in panels.iter().filter(|p| p["type"] != "row") {
+        let title = p["title"].as_str().unwrap();
+        assert!(!title.is_empty() && p["description"].as_str().is_some_and(|s| !s.is_empty()));
+        assert_eq!(p["datasource"]["uid"], "${DS_PROMETHEUS}", "{title}");
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title} has no query");
+        for g in ["x", "y", "w", "h"] {
+            assert!(p["gridPos"][g].is_u64(), "{title}: gridPos.{g}");
+        }
+    }
+    // PromQL is checked by promtool as recording rules: one per query.
+    let Some(promtool) = promtool() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, expr) in dashboard_queries(&d).iter().enumerate() {
+        file.push_str(&format!(
+            "      - record: konvert:dashboard:q{i}\n        expr: '{}'\n",
+            expr.replace('\'', "''")
+        ));
+    }
+    let path = dir.path().join("dashboard.rules.yml");
+    std::fs::write(&path, file).unwrap();
+    let check = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
