@@ -61,6 +61,9 @@ pub struct Exported {
 pub struct Outbox {
     db: sled::Db,
     entries: sled::Tree,
+    /// The keys of the entries still Sealed: what a push looks at many times a second,
+    /// without decoding every delivered entry of the season each time.
+    sealed: sled::Tree,
     notices: sled::Tree,
     exports: sled::Tree,
     dir: PathBuf,
@@ -78,15 +81,48 @@ impl Outbox {
             ))
         })?;
         let entries = db.open_tree("entries").map_err(storage_err)?;
+        let sealed = db.open_tree("sealed").map_err(storage_err)?;
         let notices = db.open_tree("notices").map_err(storage_err)?;
         let exports = db.open_tree("exports").map_err(storage_err)?;
-        Ok(Outbox {
+        let outbox = Outbox {
             db,
             entries,
+            sealed,
             notices,
             exports,
             dir: envelopes,
-        })
+        };
+        outbox.rebuild_sealed_index()?;
+        Ok(outbox)
+    }
+
+    /// Makes the index of Sealed entries match the entries (an outbox written before the
+    /// index existed, or by a process that died between the two writes).
+    fn rebuild_sealed_index(&self) -> Result<()> {
+        let mut changed = false;
+        for kv in self.entries.iter() {
+            let (key, v) = kv.map_err(storage_err)?;
+            let is_sealed = decode(&v)?.state == OutboxState::Sealed;
+            if is_sealed != self.sealed.contains_key(&key).map_err(storage_err)? {
+                changed = true;
+                if is_sealed {
+                    self.sealed.insert(key, &[]).map_err(storage_err)?;
+                } else {
+                    self.sealed.remove(key).map_err(storage_err)?;
+                }
+            }
+        }
+        for key in self.sealed.iter().keys() {
+            let key = key.map_err(storage_err)?;
+            if !self.entries.contains_key(&key).map_err(storage_err)? {
+                changed = true;
+                self.sealed.remove(key).map_err(storage_err)?;
+            }
+        }
+        if changed {
+            self.db.flush().map_err(storage_err)?;
+        }
+        Ok(())
     }
 
     /// Where a new envelope is written before `add` takes it in.
@@ -139,20 +175,7 @@ impl Outbox {
             let (_, v) = kv.map_err(storage_err)?;
             all.push(decode(&v)?);
         }
-        all.sort_by(|a, b| {
-            (
-                a.offer.priority,
-                a.offer.deadline_unix_ms,
-                a.offer.sealed_at_unix_ms,
-                &a.offer.packet_id,
-            )
-                .cmp(&(
-                    b.offer.priority,
-                    b.offer.deadline_unix_ms,
-                    b.offer.sealed_at_unix_ms,
-                    &b.offer.packet_id,
-                ))
-        });
+        sort_for_sending(&mut all);
         Ok(all)
     }
 
@@ -166,11 +189,18 @@ impl Outbox {
 
     /// Entries still waiting for a receipt, in sending order.
     pub fn pending(&self) -> Result<Vec<OutboxEntry>> {
-        Ok(self
-            .entries()?
-            .into_iter()
-            .filter(|e| e.state == OutboxState::Sealed)
-            .collect())
+        let mut pending = Vec::new();
+        for key in self.sealed.iter().keys() {
+            let key = key.map_err(storage_err)?;
+            if let Some(v) = self.entries.get(&key).map_err(storage_err)? {
+                let entry = decode(&v)?;
+                if entry.state == OutboxState::Sealed {
+                    pending.push(entry);
+                }
+            }
+        }
+        sort_for_sending(&mut pending);
+        Ok(pending)
     }
 
     /// Records a verified receipt, durably.
@@ -269,13 +299,42 @@ impl Outbox {
     }
 
     fn put(&self, entry: &OutboxEntry) -> Result<()> {
+        use sled::Transactional;
         let bytes = postcard::to_allocvec(entry).map_err(storage_err)?;
-        self.entries
-            .insert(packet_key(&entry.offer.packet_id, entry.offer.version), bytes)
-            .map_err(storage_err)?;
+        let key = packet_key(&entry.offer.packet_id, entry.offer.version);
+        let is_sealed = entry.state == OutboxState::Sealed;
+        (&self.entries, &self.sealed)
+            .transaction(|(entries, sealed)| {
+                entries.insert(key.as_slice(), bytes.as_slice())?;
+                if is_sealed {
+                    sealed.insert(key.as_slice(), &[])?;
+                } else {
+                    sealed.remove(key.as_slice())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| Error::Storage(format!("cannot record the outbox entry: {e:?}")))?;
         self.db.flush().map_err(storage_err)?;
         Ok(())
     }
+}
+
+/// Forms first, then earliest deadline, then oldest: the order packets are offered in.
+fn sort_for_sending(entries: &mut [OutboxEntry]) {
+    entries.sort_by(|a, b| {
+        (
+            a.offer.priority,
+            a.offer.deadline_unix_ms,
+            a.offer.sealed_at_unix_ms,
+            &a.offer.packet_id,
+        )
+            .cmp(&(
+                b.offer.priority,
+                b.offer.deadline_unix_ms,
+                b.offer.sealed_at_unix_ms,
+                &b.offer.packet_id,
+            ))
+    });
 }
 
 fn decode(bytes: &[u8]) -> Result<OutboxEntry> {

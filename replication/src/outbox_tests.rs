@@ -1,4 +1,4 @@
-use konvert_crypto::SigningKey;
+use konvert_crypto::{KeyId, SigningKey};
 
 use super::*;
 use crate::Verdict;
@@ -57,4 +57,78 @@ fn a_verdict_is_kept_only_for_exactly_the_envelope_sent() {
     let outbox = Outbox::open(dir.path()).unwrap();
     let kept = outbox.verdict("0101-2026-05-25-ege-0000-test", 1).unwrap().unwrap();
     assert_eq!(kept.verdict, Verdict::Confirmed);
+}
+
+fn offer_for(packet_id: &str, priority: u8, deadline: u64) -> Offer {
+    Offer {
+        packet_id: packet_id.into(),
+        version: 1,
+        size: 3,
+        digest: [9; 32],
+        priority,
+        sealed_at_unix_ms: 1,
+        deadline_unix_ms: deadline,
+    }
+}
+
+fn receipt_for(offer: &Offer, key: &SigningKey) -> Receipt {
+    Receipt::sign(
+        crate::ReceiptBody {
+            packet_id: offer.packet_id.clone(),
+            version: offer.version,
+            site: "0101".into(),
+            digest: offer.digest,
+            bytes: offer.size,
+            received_at_unix_ms: 5,
+            center_key: KeyId([0; 16]),
+        },
+        key,
+    )
+    .unwrap()
+}
+
+#[test]
+fn pending_is_what_has_no_receipt_yet_in_sending_order_and_survives_a_lost_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = SigningKey::generate().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    let add = |id: &str, priority: u8, deadline: u64| {
+        let staged = outbox.staging_path(id, 1);
+        fs::write(&staged, b"env").unwrap();
+        outbox
+            .add(&staged, offer_for(id, priority, deadline), "t".into())
+            .unwrap()
+    };
+    let blanks = add("0101-2026-06-01-ege-0001-blanks", 2, 100);
+    let forms = add("0101-2026-06-01-ege-0001-forms", 1, 100);
+    let early = add("0101-2026-05-31-ege-0001-blanks", 2, 50);
+    let done = add("0101-2026-06-01-ege-0002-blanks", 2, 100);
+    let refused = add("0101-2026-06-01-ege-0003-blanks", 2, 100);
+    outbox
+        .mark_delivered(&done.offer, receipt_for(&done.offer, &center))
+        .unwrap();
+    outbox
+        .mark_rejected(&refused.offer, RejectReason::BadSignature, "x".into())
+        .unwrap();
+    let ids = |o: &Outbox| -> Vec<String> { o.pending().unwrap().into_iter().map(|e| e.offer.packet_id).collect() };
+    let expected = vec![
+        forms.offer.packet_id.clone(),
+        early.offer.packet_id.clone(),
+        blanks.offer.packet_id.clone(),
+    ];
+    assert_eq!(ids(&outbox), expected);
+    assert_eq!(outbox.entries().unwrap().len(), 5);
+
+    // An outbox written before the index existed (or whose index was lost) is indexed
+    // again when it is opened: nothing pending is forgotten, nothing delivered comes back.
+    outbox.db.drop_tree("sealed").unwrap();
+    outbox.db.flush().unwrap();
+    drop(outbox);
+    let outbox = Outbox::open(dir.path()).unwrap();
+    assert_eq!(ids(&outbox), expected);
+    // A stale index entry (its packet receipted meanwhile) is dropped too.
+    outbox.sealed.insert(packet_key(&done.offer.packet_id, 1), &[]).unwrap();
+    drop(outbox);
+    let outbox = Outbox::open(dir.path()).unwrap();
+    assert_eq!(ids(&outbox), expected);
 }
