@@ -354,7 +354,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                         b.set_message(status.to_string());
                     }
                 }
-                PushEvent::Delivered { packet_id } => b.println(format!("  receipt ✓ {packet_id}")),
+                PushEvent::Delivered { packet_id, .. } => b.println(format!("  receipt ✓ {packet_id}")),
                 PushEvent::Rejected { packet_id, reason, .. } => {
                     b.println(format!("  refused ✗ {packet_id}: {}", reason.plain_words()))
                 }

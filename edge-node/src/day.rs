@@ -105,7 +105,7 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
                     }
                     None
                 }
-                PushEvent::Delivered { packet_id } => {
+                PushEvent::Delivered { packet_id, .. } => {
                     delivered.fetch_add(1, Ordering::Relaxed);
                     Some(format!("receipt ✓ {packet_id}"))
                 }

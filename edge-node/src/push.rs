@@ -51,6 +51,8 @@ pub enum PushEvent {
     Delivered {
         /// The packet.
         packet_id: String,
+        /// Its version.
+        version: u32,
     },
     /// A newer key registry from the center was checked and is now in force here.
     Registry {
@@ -259,23 +261,26 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                 report.connections += 1;
                 let delivered_before = report.delivered;
                 (opts.on_event)(PushEvent::Connected);
-                let watch = link
-                    .registry_dir
-                    .clone()
-                    .map(|dir| tokio::spawn(watch_registry(conn.clone(), dir, opts.on_event.clone())));
-                let revocations = link.revocations_file.clone().map(|file| {
-                    let watch = crate::relay::revocations::watch_upstream(
+                // Side tasks of this connection, in a set that aborts them when the session
+                // ends and also when the push itself is dropped (a relay shutting down):
+                // none outlives the push holding what its events reach.
+                let mut side = JoinSet::new();
+                if let Some(dir) = link.registry_dir.clone() {
+                    side.spawn(watch_registry(conn.clone(), dir, opts.on_event.clone()));
+                }
+                if let Some(file) = link.revocations_file.clone() {
+                    let ca = link.ca_cert.clone();
+                    side.spawn(crate::relay::revocations::watch_upstream(
                         conn.clone(),
-                        link.ca_cert.clone(),
+                        ca,
                         file,
                         opts.on_event.clone(),
-                    );
-                    tokio::spawn(watch)
-                });
+                    ));
+                }
                 // The first report to the center already counts the whole backlog.
                 queue_pending(&mut lock(&schedule), &outbox.pending()?);
                 let gate = Arc::new(ShareGate::new());
-                let shares = tokio::spawn(bandwidth(conn.clone(), schedule.clone(), gate.clone(), opts.clone()));
+                side.spawn(bandwidth(conn.clone(), schedule.clone(), gate.clone(), opts.clone()));
                 let session = send_session(
                     &conn,
                     &outbox,
@@ -289,10 +294,7 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                     &mut report,
                 )
                 .await;
-                shares.abort();
-                for watch in [watch, revocations].into_iter().flatten() {
-                    watch.abort();
-                }
+                side.abort_all();
                 // Why the center closed the connection (a revoked station certificate), in
                 // plain words, rather than the failed stream's error.
                 let explained = conn
@@ -577,6 +579,7 @@ async fn send_one(
             info!(packet = %entry.offer.packet_id, version = entry.offer.version, "delivered");
             (opts.on_event)(PushEvent::Delivered {
                 packet_id: entry.offer.packet_id.clone(),
+                version: entry.offer.version,
             });
         }
         Outcome::Held { relay, detail } => {

@@ -149,7 +149,7 @@ async fn push_recording(site: &SiteFixture, cfg: &konvert_edge::SiteConfig) -> P
     let schedule = Arc::new(Mutex::new(Vec::new()));
     let (d, s, sc) = (delivered.clone(), shares.clone(), schedule.clone());
     let on_event = Arc::new(move |ev: PushEvent| match ev {
-        PushEvent::Delivered { packet_id } => d.lock().unwrap().push(packet_id),
+        PushEvent::Delivered { packet_id, .. } => d.lock().unwrap().push(packet_id),
         PushEvent::Share { rate_bytes_per_s, .. } => s.lock().unwrap().push(rate_bytes_per_s),
         PushEvent::Schedule {
             backlog_bytes,

@@ -70,12 +70,23 @@ async fn a_packet_through_a_relay_is_stored_once_and_the_school_holds_the_center
     let receipts = center_receipts(&fx, &school);
     assert_eq!(receipts.len(), 2);
     assert!(receipts.iter().all(|r| r.body.site == "0101"));
-    // The relay holds the same receipts for what it forwarded.
+    // The relay holds the same receipts for what it forwarded, and has let go of the
+    // envelopes themselves (the center holds them; `keep_delivered` is off).
     for e in relay.outbox.entries().unwrap() {
+        let envelope = relay.outbox.envelope_path(&e);
         let OutboxState::Delivered { receipt } = e.state else {
             panic!("relay entry not delivered")
         };
         assert!(receipts.contains(&receipt));
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while envelope.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !envelope.exists(),
+            "{} kept after the center's receipt",
+            envelope.display()
+        );
     }
     // Offering again gets the center's receipt from the relay, and nothing moves.
     let conn = school.connect_configured().await;

@@ -46,7 +46,7 @@ async fn packets_cross_a_tbf_shaped_link_between_namespaces_no_faster_than_its_r
     let seen = delivered.clone();
     let started = Instant::now();
     let on_event = Arc::new(move |ev: PushEvent| {
-        if let PushEvent::Delivered { packet_id } = ev {
+        if let PushEvent::Delivered { packet_id, .. } = ev {
             seen.lock().unwrap().push((packet_id, started.elapsed()));
         }
     });

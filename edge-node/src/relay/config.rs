@@ -39,6 +39,12 @@ pub struct RelayConfig {
     /// Largest envelope taken, in bytes.
     #[serde(default = "default_max")]
     pub max_packet_bytes: u64,
+    /// Keep each envelope after the center's receipt came back. By default it is removed
+    /// then (the center holds it durably, the school keeps its own copy, and a municipal
+    /// office carries tens of gigabytes a day); the entry and the receipt are kept either
+    /// way, so the relay still answers a re-offer with the center's receipt.
+    #[serde(default)]
+    pub keep_delivered: bool,
     /// The officers' `authority.toml`: when set, the relay anchors its key registry in it
     /// (once), checks member signatures against the registry, and passes registries on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -148,14 +148,24 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
 
     let link = cfg.link()?;
     let (ob, up) = (outbox.clone(), forwarding.clone());
+    let keep_delivered = cfg.keep_delivered;
     let forwarder = tokio::spawn(async move {
         let feed_tx = Arc::new(feed_tx);
         loop {
             let (u, feed, st, enforcer) = (up.clone(), feed_tx.clone(), store.clone(), enforcer.clone());
+            let outbox = ob.clone();
             let on_event = Arc::new(move |ev: PushEvent| match ev {
                 PushEvent::Connected => u.set_trouble(None),
                 PushEvent::Retrying { error, .. } => u.set_trouble(Some(error)),
-                PushEvent::Delivered { .. } => u.bump(),
+                PushEvent::Delivered { packet_id, version } => {
+                    if !keep_delivered {
+                        match outbox.drop_delivered_envelope(&packet_id, version) {
+                            Ok(_) => {}
+                            Err(e) => warn!(packet = %packet_id, "the delivered envelope was not removed: {e}"),
+                        }
+                    }
+                    u.bump()
+                }
                 PushEvent::Rejected {
                     packet_id,
                     reason,
