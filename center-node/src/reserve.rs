@@ -48,6 +48,9 @@ const SPOOL_MAGIC: &[u8; 8] = b"KNVRTSP1";
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 const MAX_RESULT_BYTES: u64 = 64 << 20;
 const POLL: Duration = Duration::from_millis(100);
+/// A result nobody picked up for this long belongs to an import that was stopped (its
+/// outcome is in the audit log): it goes.
+const STALE_RESULT: Duration = Duration::from_secs(3600);
 
 /// Who imports which drive, and what they state (recorded in the audit log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,8 +304,32 @@ impl Spool {
         Ok(Some(result))
     }
 
+    /// Removes results older than `age` that no importer came for (it was stopped while it
+    /// waited); returns how many.
+    fn prune_results(&self, age: Duration) -> Result<usize> {
+        let mut pruned = 0;
+        for entry in std::fs::read_dir(&self.results)
+            .map_err(Error::file(&self.results))?
+            .flatten()
+        {
+            let path = entry.path();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|elapsed| elapsed > age);
+            if stale && path.extension().is_some_and(|x| x == "res") && std::fs::remove_file(&path).is_ok() {
+                info!(file = %path.display(), "removed a reserve import result nobody picked up (its outcome is in the audit log)");
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
     /// Takes every waiting request (and any a crash left half taken), one after another.
     fn serve_pending(&self, intake: &CenterIntake) -> Result<()> {
+        self.prune_results(STALE_RESULT)?;
         let mut waiting: Vec<PathBuf> = std::fs::read_dir(&self.requests)
             .map_err(Error::file(&self.requests))?
             .flatten()
@@ -358,3 +385,7 @@ pub fn watch_spool(intake: Arc<CenterIntake>, data_dir: &Path) -> Result<()> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "reserve_tests.rs"]
+mod tests;
