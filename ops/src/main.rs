@@ -214,7 +214,7 @@ enum BenchCommand {
     /// Goodput over bad links: a tbf-shaped veth between two network namespaces (needs
     /// root; says "skipped" otherwise), and the impairment proxy at 2 % loss, 50 ms RTT.
     Network {
-        /// 8 MB per transfer instead of 32 MB.
+        /// 8 MB per transfer instead of 128 MB.
         #[arg(long)]
         quick: bool,
         /// Packets in flight.
