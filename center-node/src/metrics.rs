@@ -2,15 +2,14 @@
 //! `/metrics` endpoint meant for loopback or a management network.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use konvert_replication::schedule::DeadlineRisk;
 use konvert_replication::RejectReason;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::{Error, Result};
 
@@ -216,51 +215,6 @@ impl Metrics {
 
 /// Binds the `/metrics` endpoint and serves it in the background; returns the bound address.
 pub async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let mut sock = match listener.accept().await {
-                Ok((sock, _)) => sock,
-                Err(e) => {
-                    // Out of descriptors and the like: do not spin; the next scrape retries.
-                    debug!("metrics accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                // Read only the request head, bounded: this endpoint needs nothing else.
-                let mut head = [0u8; 4096];
-                let mut n = 0;
-                while n < head.len() {
-                    match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut head[n..])).await {
-                        Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                        Ok(Ok(k)) => n += k,
-                    }
-                    if head[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                let request = String::from_utf8_lossy(&head[..n]);
-                let response = if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
-                    match metrics.render() {
-                        Ok(body) => format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        ),
-                        Err(e) => format!("HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n{e}"),
-                    }
-                } else {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
-                };
-                if let Err(e) = sock.write_all(response.as_bytes()).await {
-                    debug!("metrics client went away: {e}");
-                }
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    Ok(local)
+    let render = Arc::new(move || metrics.render().map_err(|e| e.to_string()));
+    Ok(konvert_replication::metrics_http::serve(addr, render).await?)
 }

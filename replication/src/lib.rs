@@ -15,6 +15,7 @@ pub mod handshake;
 pub mod inbox;
 pub mod live;
 pub mod message;
+pub mod metrics_http;
 pub mod notice;
 pub mod outbox;
 pub mod pki;

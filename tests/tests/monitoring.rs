@@ -1,6 +1,6 @@
 //! What the regional center's staff watch: the Prometheus alert rules and the Grafana
-//! dashboard in ops/ name only metrics a running center exports on its /metrics (scraped
-//! over HTTP while a site is connected and has delivered), the rules pass `promtool check`
+//! dashboard in ops/ name only metrics a running center or relay exports on its /metrics
+//! (scraped over HTTP while sites are connected and have delivered), the rules pass `promtool check`
 //! and their unit tests, and every dashboard query is valid PromQL.
 
 // Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
@@ -74,54 +74,100 @@ fn promtool() -> Option<&'static str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_center() {
+async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_center_or_relay() {
     let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
-    let token = fx.issue_token("0101");
-    let mut cfg = fx.register(&[(&token, "0101")]);
+    let (t1, t2) = (fx.issue_token("0101"), fx.issue_token("0202"));
+    let mut cfg = fx.register(&[(&t1, "0101"), (&t2, "0202")]);
     cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     cfg.ingress_mbit = Some(100.0);
     let center = konvert_center::serve(&cfg).await.unwrap();
-    let metrics_addr = center.metrics_addr.unwrap();
+    let center_metrics = center.metrics_addr.unwrap();
+    // One site sends straight to the center, one through a relay that serves its metrics.
+    let mut relay_fx = fx.enroll_relay("mouo-01", &["0202"], &[], loopback(), center.addr, None);
+    relay_fx.cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let relay = relay_fx.start().await;
+    let relay_metrics = relay.metrics_addr.unwrap();
     let site = fx.enroll("0101", center.addr);
+    let mut school = fx.enroll("0202", center.addr);
+    school.via_relay("mouo-01", relay.addr);
     site.seal_room("0001", 2, 40_000, 5);
+    school.seal_room("0001", 2, 40_000, 6);
 
-    // The site stays connected, as on its exam day, so its per-site families are shown.
+    // Both stay connected, as on their exam day, so the per-site families are shown.
     let more = Arc::new(AtomicBool::new(true));
-    let opts = PushOptions {
-        max_wait: Duration::from_secs(60),
-        more_coming: Some(more.clone()),
-        ..Default::default()
-    };
-    let (site_cfg, outbox) = (site.cfg.clone(), site.outbox.clone());
-    let pushing = tokio::spawn(async move { push(&site_cfg, outbox, opts).await });
+    let mut pushes = Vec::new();
+    for st in [&site, &school] {
+        let opts = PushOptions {
+            max_wait: Duration::from_secs(60),
+            more_coming: Some(more.clone()),
+            ..Default::default()
+        };
+        let (st_cfg, outbox) = (st.cfg.clone(), st.outbox.clone());
+        pushes.push(tokio::spawn(async move { push(&st_cfg, outbox, opts).await }));
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
-    let text = loop {
-        let text = konvert_ops::demo::scrape(metrics_addr).await.unwrap();
-        let shown = |name: &str| text.lines().any(|l| l.starts_with(&format!("{name}{{site=\"0101\"}}")));
-        if shown("konvert_site_backlog_bytes") && shown("konvert_packets_received_total") {
-            break text;
+    let (center_text, relay_text) = loop {
+        let center_text = konvert_ops::demo::scrape(center_metrics).await.unwrap();
+        let relay_text = konvert_ops::demo::scrape(relay_metrics).await.unwrap();
+        let shown = |name: &str| {
+            center_text
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{site=\"0101\"}}")))
+        };
+        let forwarded = relay_text
+            .lines()
+            .any(|l| l == "konvert_relay_forwarded_packets_total 1");
+        if shown("konvert_site_backlog_bytes") && shown("konvert_packets_received_total") && forwarded {
+            break (center_text, relay_text);
         }
-        assert!(Instant::now() < deadline, "the site's families never showed:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "the families never showed:\n{center_text}\n{relay_text}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     more.store(false, Ordering::Release);
-    assert_eq!(pushing.await.unwrap().unwrap().delivered, 1);
+    for p in pushes {
+        assert_eq!(p.await.unwrap().unwrap().delivered, 1);
+    }
+    // What the relay says of itself: connected upstream, nothing held, a list in force.
+    let value = |name: &str| -> f64 {
+        let line = relay_text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {relay_text}"));
+        line[name.len() + 1..].parse().unwrap()
+    };
+    assert_eq!(value("konvert_relay_upstream_connected"), 1.0);
+    assert_eq!(value("konvert_relay_held_packets"), 0.0);
+    assert!(value("konvert_relay_crl_next_update_timestamp_seconds") > 1.7e9);
+    relay.shutdown().await;
     center.shutdown().await;
 
-    let exported = |name: &str| text.lines().any(|l| l.starts_with(&format!("# TYPE {name} ")));
+    let exported = |name: &str| {
+        let family = format!("# TYPE {name} ");
+        center_text
+            .lines()
+            .chain(relay_text.lines())
+            .any(|l| l.starts_with(&family))
+    };
     let from_rules: Vec<String> = rule_exprs().iter().flat_map(|e| metric_names(e)).collect();
     let from_dashboard: Vec<String> = dashboard_queries(&dashboard())
         .iter()
         .flat_map(|e| metric_names(e))
         .collect();
-    assert!(from_rules.len() >= 6, "{from_rules:?}");
+    assert!(from_rules.len() >= 8, "{from_rules:?}");
     assert!(from_dashboard.len() >= 15, "{from_dashboard:?}");
     for name in from_rules.iter().chain(&from_dashboard) {
         assert!(
             exported(name),
-            "{name} is used in ops/ but the running center does not export it"
+            "{name} is used in ops/ but neither a running center nor a relay exports it"
         );
     }
+}
+
+fn loopback() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
 }
 
 #[test]

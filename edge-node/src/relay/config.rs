@@ -45,6 +45,10 @@ pub struct RelayConfig {
     /// way, so the relay still answers a re-offer with the center's receipt.
     #[serde(default)]
     pub keep_delivered: bool,
+    /// Where to serve Prometheus metrics (`/metrics`: what the relay holds, its upstream,
+    /// its stations), e.g. "127.0.0.1:9465"; unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The officers' `authority.toml`: when set, the relay anchors its key registry in it
     /// (once), checks member signatures against the registry, and passes registries on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

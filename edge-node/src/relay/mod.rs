@@ -46,6 +46,7 @@
 
 pub mod config;
 mod intake;
+mod metrics;
 pub(crate) mod revocations;
 mod service;
 

@@ -12,6 +12,7 @@
 //! re-signs its list days before that.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use konvert_replication::driver::{self, SignedUpdate};
@@ -21,6 +22,7 @@ use konvert_replication::tls;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::metrics::RelayMetrics;
 use crate::push::PushEvent;
 use crate::{Error, Result};
 
@@ -113,6 +115,7 @@ pub(crate) struct Enforcer {
     /// What relays further down are told is in force.
     feed: watch::Sender<Option<Arc<SignedUpdate>>>,
     in_force: Mutex<u64>,
+    metrics: Arc<RelayMetrics>,
 }
 
 impl Enforcer {
@@ -123,7 +126,13 @@ impl Enforcer {
         cert: IssuedCert,
         path: PathBuf,
         crl: Option<&VerifiedCrl>,
+        metrics: Arc<RelayMetrics>,
     ) -> (Arc<Enforcer>, driver::RevocationFeed) {
+        if let Some(c) = crl {
+            metrics
+                .crl_expires
+                .store(c.next_update.unix_timestamp(), Ordering::Relaxed);
+        }
         let revoked = crl.map(|c| c.revoked.keys().cloned().collect()).unwrap_or_default();
         let live = Arc::new(LiveStations::new(revoked, Box::new(|_| {})));
         let update = crl.map(|c| Arc::new(c.as_update()));
@@ -137,6 +146,7 @@ impl Enforcer {
             live,
             feed,
             in_force: Mutex::new(in_force),
+            metrics,
         };
         (Arc::new(enforcer), watch)
     }
@@ -162,6 +172,9 @@ impl Enforcer {
         let closed = self.live.enforce(&crl.revoked.keys().cloned().collect());
         *in_force = update.version;
         self.feed.send_replace(Some(Arc::new(update)));
+        self.metrics
+            .crl_expires
+            .store(crl.next_update.unix_timestamp(), Ordering::Relaxed);
         info!(
             revoked = crl.revoked.len(),
             next_update = %crl.next_update,

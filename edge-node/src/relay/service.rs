@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use super::config::RelayConfig;
 use super::intake::{Forwarding, RelayIntake};
+use super::metrics::RelayMetrics;
 use super::revocations;
 use crate::cli::now_unix_ms;
 use crate::push::{push_via, PushEvent, PushOptions};
@@ -30,6 +31,8 @@ const FORWARD_ROUND: Duration = Duration::from_secs(24 * 3600);
 pub struct RunningRelay {
     /// The QUIC address downstream stations connect to.
     pub addr: SocketAddr,
+    /// Where its Prometheus metrics are served, if `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// What the relay holds for forwarding.
     pub outbox: Arc<Outbox>,
     endpoint: quinn::Endpoint,
@@ -105,8 +108,29 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     let server_config = tls::server_config(&ca_pem, &server_cert, &crls)?;
     // Keyed resets: after a crash the downstream stations reconnect at once.
     let endpoint = tls::server_endpoint_keyed(cfg.listen, server_config, server_cert.key_pem.as_bytes())?;
-    let (enforcer, crl_feed) =
-        revocations::Enforcer::new(endpoint.clone(), ca_pem, server_cert, crl_file, crl.as_ref());
+    let metrics = Arc::new(
+        RelayMetrics::new().map_err(|e| Error::Push(format!("the relay's metrics cannot be registered: {e}")))?,
+    );
+    let (enforcer, crl_feed) = revocations::Enforcer::new(
+        endpoint.clone(),
+        ca_pem,
+        server_cert,
+        crl_file,
+        crl.as_ref(),
+        metrics.clone(),
+    );
+    let metrics_addr = match cfg.metrics_listen {
+        Some(listen) => {
+            let (m, ob, live) = (metrics.clone(), outbox.clone(), enforcer.live());
+            let render = Arc::new(move || m.render(&ob, &live));
+            let bound = konvert_replication::metrics_http::serve(listen, render)
+                .await
+                .map_err(|e| Error::Push(format!("cannot serve the relay's metrics on {listen}: {e}")))?;
+            info!(%bound, "relay metrics at http://{bound}/metrics");
+            Some(bound)
+        }
+        None => None,
+    };
     let intake = Arc::new(
         RelayIntake::new(
             cfg,
@@ -153,11 +177,19 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
         let feed_tx = Arc::new(feed_tx);
         loop {
             let (u, feed, st, enforcer) = (up.clone(), feed_tx.clone(), store.clone(), enforcer.clone());
+            let m = metrics.clone();
             let outbox = ob.clone();
             let on_event = Arc::new(move |ev: PushEvent| match ev {
-                PushEvent::Connected => u.set_trouble(None),
-                PushEvent::Retrying { error, .. } => u.set_trouble(Some(error)),
+                PushEvent::Connected => {
+                    m.upstream_connected.set(1);
+                    u.set_trouble(None)
+                }
+                PushEvent::Retrying { error, .. } => {
+                    m.upstream_connected.set(0);
+                    u.set_trouble(Some(error))
+                }
                 PushEvent::Delivered { packet_id, version } => {
+                    m.forwarded.inc();
                     if !keep_delivered {
                         match outbox.drop_delivered_envelope(&packet_id, version) {
                             Ok(_) => {}
@@ -219,6 +251,7 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     });
     Ok(RunningRelay {
         addr,
+        metrics_addr,
         outbox,
         endpoint,
         forwarder,
