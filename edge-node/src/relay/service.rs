@@ -120,15 +120,7 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
         metrics.clone(),
     );
     let metrics_addr = match cfg.metrics_listen {
-        Some(listen) => {
-            let (m, ob, live) = (metrics.clone(), outbox.clone(), enforcer.live());
-            let render = Arc::new(move || m.render(&ob, &live));
-            let bound = konvert_replication::metrics_http::serve(listen, render)
-                .await
-                .map_err(|e| Error::Push(format!("cannot serve the relay's metrics on {listen}: {e}")))?;
-            info!(%bound, "relay metrics at http://{bound}/metrics");
-            Some(bound)
-        }
+        Some(listen) => Some(serve_metrics(listen, metrics.clone(), outbox.clone(), enforcer.live()).await?),
         None => None,
     };
     let intake = Arc::new(
@@ -171,75 +163,22 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     });
 
     let link = cfg.link()?;
-    let (ob, up) = (outbox.clone(), forwarding.clone());
-    let keep_delivered = cfg.keep_delivered;
+    let forwarder = Arc::new(Forwarder {
+        outbox: outbox.clone(),
+        forwarding,
+        registry_feed: feed_tx,
+        store,
+        enforcer,
+        metrics,
+        keep_delivered: cfg.keep_delivered,
+    });
+    let ob = outbox.clone();
     let forwarder = tokio::spawn(async move {
-        let feed_tx = Arc::new(feed_tx);
         loop {
-            let (u, feed, st, enforcer) = (up.clone(), feed_tx.clone(), store.clone(), enforcer.clone());
-            let m = metrics.clone();
-            let outbox = ob.clone();
-            let on_event = Arc::new(move |ev: PushEvent| match ev {
-                PushEvent::Connected => {
-                    m.upstream_connected.set(1);
-                    u.set_trouble(None)
-                }
-                PushEvent::Retrying { error, .. } => {
-                    m.upstream_connected.set(0);
-                    u.set_trouble(Some(error))
-                }
-                PushEvent::Delivered { packet_id, version } => {
-                    m.forwarded.inc();
-                    if !keep_delivered {
-                        match outbox.drop_delivered_envelope(&packet_id, version) {
-                            Ok(_) => {}
-                            Err(e) => warn!(packet = %packet_id, "the delivered envelope was not removed: {e}"),
-                        }
-                    }
-                    u.bump()
-                }
-                PushEvent::Rejected {
-                    packet_id,
-                    reason,
-                    detail,
-                } => {
-                    // A final refusal is in the outbox; a retryable one is told downstream.
-                    if reason.is_retryable() {
-                        warn!(packet = %packet_id, reason = reason.as_str(), "the center asked to retry later: {detail}");
-                        u.note(
-                            &packet_id,
-                            format!(
-                                "held durably; the center refused it for now ({}): {} ({detail})",
-                                reason.as_str(),
-                                reason.plain_words()
-                            ),
-                        );
-                    }
-                    u.bump();
-                }
-                PushEvent::Held {
-                    packet_id,
-                    relay,
-                    detail,
-                } => u.note(
-                    &packet_id,
-                    format!("held durably; the next relay {relay} says: {detail}"),
-                ),
-                PushEvent::Revocations { .. } => {
-                    if let Err(e) = enforcer.apply() {
-                        warn!("the station revocation list from upstream was NOT put in force: {e}");
-                    }
-                }
-                PushEvent::Registry { .. } => {
-                    if let Some(update) = st.as_ref().and_then(stored_update) {
-                        feed.send_replace(Some(update));
-                    }
-                }
-                PushEvent::Progress { .. } | PushEvent::Share { .. } | PushEvent::Schedule { .. } => {}
-            });
+            let f = forwarder.clone();
             let opts = PushOptions {
                 max_wait: FORWARD_ROUND,
-                on_event,
+                on_event: Arc::new(move |ev| f.on_event(ev)),
                 more_coming: Some(Arc::new(AtomicBool::new(true))),
                 expected: None,
             };
@@ -256,4 +195,94 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
         endpoint,
         forwarder,
     })
+}
+
+/// Serves the relay's `/metrics` on `listen`; returns the bound address.
+async fn serve_metrics(
+    listen: SocketAddr,
+    metrics: Arc<RelayMetrics>,
+    outbox: Arc<Outbox>,
+    live: Arc<konvert_replication::live::LiveStations>,
+) -> Result<SocketAddr> {
+    let render = Arc::new(move || metrics.render(&outbox, &live));
+    let bound = konvert_replication::metrics_http::serve(listen, render)
+        .await
+        .map_err(|e| Error::Push(format!("cannot serve the relay's metrics on {listen}: {e}")))?;
+    info!(%bound, "relay metrics at http://{bound}/metrics");
+    Ok(bound)
+}
+
+/// What the forwarder's push events reach: the downstream stations' view of each packet,
+/// the registry and revocation list passed down, the relay's metrics.
+struct Forwarder {
+    outbox: Arc<Outbox>,
+    forwarding: Arc<Forwarding>,
+    registry_feed: watch::Sender<Option<Arc<SignedUpdate>>>,
+    store: Option<RegistryStore>,
+    enforcer: Arc<revocations::Enforcer>,
+    metrics: Arc<RelayMetrics>,
+    keep_delivered: bool,
+}
+
+impl Forwarder {
+    fn on_event(&self, ev: PushEvent) {
+        let up = &self.forwarding;
+        match ev {
+            PushEvent::Connected => {
+                self.metrics.upstream_connected.set(1);
+                up.set_trouble(None)
+            }
+            PushEvent::Retrying { error, .. } => {
+                self.metrics.upstream_connected.set(0);
+                up.set_trouble(Some(error))
+            }
+            PushEvent::Delivered { packet_id, version } => {
+                self.metrics.forwarded.inc();
+                if !self.keep_delivered {
+                    if let Err(e) = self.outbox.drop_delivered_envelope(&packet_id, version) {
+                        warn!(packet = %packet_id, "the delivered envelope was not removed: {e}");
+                    }
+                }
+                up.bump()
+            }
+            PushEvent::Rejected {
+                packet_id,
+                reason,
+                detail,
+            } => {
+                // A final refusal is in the outbox; a retryable one is told downstream.
+                if reason.is_retryable() {
+                    warn!(packet = %packet_id, reason = reason.as_str(), "the center asked to retry later: {detail}");
+                    up.note(
+                        &packet_id,
+                        format!(
+                            "held durably; the center refused it for now ({}): {} ({detail})",
+                            reason.as_str(),
+                            reason.plain_words()
+                        ),
+                    );
+                }
+                up.bump();
+            }
+            PushEvent::Held {
+                packet_id,
+                relay,
+                detail,
+            } => up.note(
+                &packet_id,
+                format!("held durably; the next relay {relay} says: {detail}"),
+            ),
+            PushEvent::Revocations { .. } => {
+                if let Err(e) = self.enforcer.apply() {
+                    warn!("the station revocation list from upstream was NOT put in force: {e}");
+                }
+            }
+            PushEvent::Registry { .. } => {
+                if let Some(update) = self.store.as_ref().and_then(stored_update) {
+                    self.registry_feed.send_replace(Some(update));
+                }
+            }
+            PushEvent::Progress { .. } | PushEvent::Share { .. } | PushEvent::Schedule { .. } => {}
+        }
+    }
 }
