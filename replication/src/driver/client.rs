@@ -209,7 +209,18 @@ pub async fn watch_registry(
     have_version: u64,
     on_registry: impl FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<()> {
-    watch_signed(conn, Message::WatchRegistry { have_version }, "Registry", on_registry).await
+    let take = |m| match m {
+        Message::Registry { signed } => Some(signed),
+        _ => None,
+    };
+    watch_signed(
+        conn,
+        Message::WatchRegistry { have_version },
+        "Registry",
+        take,
+        on_registry,
+    )
+    .await
 }
 
 /// Watches the station revocation list upstream (a relay does): sends the CRL number of
@@ -221,13 +232,26 @@ pub async fn watch_revocations(
     have_number: u64,
     on_list: impl FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<()> {
-    watch_signed(conn, Message::WatchRevocations { have_number }, "Revocations", on_list).await
+    let take = |m| match m {
+        Message::Revocations { crl } => Some(crl),
+        _ => None,
+    };
+    watch_signed(
+        conn,
+        Message::WatchRevocations { have_number },
+        "Revocations",
+        take,
+        on_list,
+    )
+    .await
 }
 
+/// Sends `ask` on a new stream, then hands each answer `take` accepts to `on_update`.
 async fn watch_signed(
     conn: &quinn::Connection,
     ask: Message,
     expected: &'static str,
+    take: impl Fn(Message) -> Option<Vec<u8>>,
     mut on_update: impl FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
@@ -235,14 +259,18 @@ async fn watch_signed(
     loop {
         match read_message(&mut recv).await? {
             None => return Ok(()),
-            Some(Message::Registry { signed }) if expected == "Registry" => on_update(signed)?,
-            Some(Message::Revocations { crl }) if expected == "Revocations" => on_update(crl)?,
             Some(Message::Reject { reason, detail }) => return Err(Error::Refused { reason, detail }),
-            Some(other) => {
-                return Err(Error::Protocol {
-                    expected,
-                    got: other.kind().into(),
-                })
+            Some(msg) => {
+                let got = msg.kind();
+                match take(msg) {
+                    Some(bytes) => on_update(bytes)?,
+                    None => {
+                        return Err(Error::Protocol {
+                            expected,
+                            got: got.into(),
+                        })
+                    }
+                }
             }
         }
     }

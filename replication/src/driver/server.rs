@@ -69,7 +69,7 @@ pub struct StationSession {
 /// The receiver trusts it only by those signatures, never by the center's word.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedUpdate {
-    /// Its version: the registry's version, or the list's signing time (Unix seconds).
+    /// Its version: the registry's version, or the list's CRL number.
     pub version: u64,
     /// The `SignedRegistry` bytes, or the revocation list's DER.
     pub signed: Vec<u8>,
@@ -185,8 +185,6 @@ async fn serve_notices<I: Intake>(
     Ok(())
 }
 
-/// Sends the station every registry newer than the one it has, now and as they are
-/// taken, until the connection ends.
 /// What a watch stream passes on.
 #[derive(Debug, Clone, Copy)]
 enum Watched {
@@ -207,8 +205,8 @@ impl Watched {
     }
 }
 
-/// Sends every update of `feed` newer than `have` on `send`, as it comes, until the
-/// station goes away.
+/// Sends the station every update of `feed` newer than the one it has (`have`), now and
+/// as they come, until the connection ends.
 async fn serve_watch(
     mut send: quinn::SendStream,
     feed: Option<RegistryFeed>,
