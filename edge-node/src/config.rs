@@ -181,6 +181,40 @@ fn default_parallel() -> usize {
     4
 }
 
+impl PushTuning {
+    /// Checks the settings are in range.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.parallel == 0 || self.parallel > 64 {
+            return Err("push.parallel must be between 1 and 64".into());
+        }
+        let r = self.retry_seconds;
+        if !(r.is_finite() && (0.05..=30.0).contains(&r)) {
+            return Err(format!(
+                "push.retry_seconds = {r} is out of range; give the first wait before reconnecting, \
+                 0.05 to 30 seconds (it doubles up to 30 s), or remove it for the default"
+            ));
+        }
+        if let Some(m) = self.link_mbit {
+            if !(m.is_finite() && (0.01..=100_000.0).contains(&m)) {
+                return Err(format!(
+                    "push.link_mbit = {m} is not a channel speed; give the Mbit/s measured at the readiness check \
+                     (e.g. 20), or remove it"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every (setting, path) names a file that exists; the first that does not is named, with
+/// `advice`.
+pub(crate) fn files_exist(files: &[(&str, &std::path::Path)], advice: &str) -> std::result::Result<(), String> {
+    match files.iter().find(|(_, p)| !p.is_file()) {
+        Some((what, p)) => Err(format!("{what} = {} does not exist; {advice}", p.display())),
+        None => Ok(()),
+    }
+}
+
 fn default_retry() -> f64 {
     0.5
 }
@@ -260,36 +294,15 @@ impl SiteConfig {
             }
             (Some(_), None) => {}
         }
-        if self.push.parallel == 0 || self.push.parallel > 64 {
-            return Err("push.parallel must be between 1 and 64".into());
-        }
-        let r = self.push.retry_seconds;
-        if !(r.is_finite() && (0.05..=30.0).contains(&r)) {
-            return Err(format!(
-                "push.retry_seconds = {r} is out of range; give the first wait before reconnecting, \
-                 0.05 to 30 seconds (it doubles up to 30 s), or remove it for the default"
-            ));
-        }
-        if let Some(m) = self.push.link_mbit {
-            if !(m.is_finite() && (0.01..=100_000.0).contains(&m)) {
-                return Err(format!(
-                    "push.link_mbit = {m} is not a channel speed; give the Mbit/s measured at the readiness check \
-                     (e.g. 20), or remove it"
-                ));
-            }
-        }
-        for (what, p) in [
-            ("center.ca_cert", &self.center.ca_cert),
-            ("center.station_cert", &self.center.station_cert),
-            ("center.station_key", &self.center.station_key),
-        ] {
-            if !p.is_file() {
-                return Err(format!(
-                    "{what} = {} does not exist; ask the center to enroll this station",
-                    p.display()
-                ));
-            }
-        }
+        self.push.check()?;
+        files_exist(
+            &[
+                ("center.ca_cert", &self.center.ca_cert),
+                ("center.station_cert", &self.center.station_cert),
+                ("center.station_key", &self.center.station_key),
+            ],
+            "ask the center to enroll this station",
+        )?;
         if let Some(day) = &self.day {
             if !day.hot_folder.is_dir() {
                 return Err(format!(

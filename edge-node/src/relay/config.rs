@@ -129,36 +129,28 @@ impl RelayConfig {
         for site in self.carry.iter().chain(&self.relays) {
             konvert_replication::pki::station_dns_name(site).map_err(|e| format!("carry/relays: {e}"))?;
         }
-        if self.push.parallel == 0 || self.push.parallel > 64 {
-            return Err("push.parallel must be between 1 and 64".into());
-        }
+        self.push.check()?;
         if self.max_packet_bytes == 0 {
             return Err("max_packet_bytes must be positive".into());
         }
         if self.hold_wait_ms > 60_000 {
             return Err("hold_wait_ms must be at most 60000: a station must not wait on a stream for minutes".into());
         }
-        for (what, p) in [
-            ("server_cert", &self.server_cert),
-            ("server_key", &self.server_key),
-            ("upstream.ca_cert", &self.upstream.ca_cert),
-            ("upstream.station_cert", &self.upstream.station_cert),
-            ("upstream.station_key", &self.upstream.station_key),
-        ] {
-            if !p.is_file() {
-                return Err(format!(
-                    "{what} = {} does not exist; ask the center to enroll this relay (`konvert keys enroll-relay`)",
-                    p.display()
-                ));
-            }
-        }
+        crate::config::files_exist(
+            &[
+                ("server_cert", &self.server_cert),
+                ("server_key", &self.server_key),
+                ("upstream.ca_cert", &self.upstream.ca_cert),
+                ("upstream.station_cert", &self.upstream.station_cert),
+                ("upstream.station_key", &self.upstream.station_key),
+            ],
+            "ask the center to enroll this relay (`konvert keys enroll-relay`)",
+        )?;
         if let Some(a) = &self.authority {
-            if !a.is_file() {
-                return Err(format!(
-                    "authority = {} does not exist; bring the officers' authority.toml or remove the line",
-                    a.display()
-                ));
-            }
+            crate::config::files_exist(
+                &[("authority", a)],
+                "bring the officers' authority.toml or remove the line",
+            )?;
         }
         Ok(())
     }
