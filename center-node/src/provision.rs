@@ -139,9 +139,10 @@ pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &
         &read(center_dir.join("pki/ca.pem"))?,
         &read(center_dir.join("pki/ca.key"))?,
     )?;
-    let index_path = match CenterConfig::load(&center_dir.join("center.toml")) {
-        Ok(cfg) => cfg.station_index(),
-        Err(_) => center_dir.join("pki/stations.toml"),
+    let center_cfg = CenterConfig::load(&center_dir.join("center.toml")).ok();
+    let index_path = match &center_cfg {
+        Some(cfg) => cfg.station_index(),
+        None => center_dir.join("pki/stations.toml"),
     };
     // A relay's station certificate carries the same kind of name: a site's station with a
     // relay's id would speak for the relay and carry its sites.
@@ -221,9 +222,10 @@ pub fn enroll_relay(center_dir: &Path, relay: &RelayEnrollment, facts: &CenterFa
         &read(center_dir.join("pki/ca.pem"))?,
         &read(center_dir.join("pki/ca.key"))?,
     )?;
-    let index_path = match CenterConfig::load(&center_dir.join("center.toml")) {
-        Ok(cfg) => cfg.station_index(),
-        Err(_) => center_dir.join("pki/stations.toml"),
+    let center_cfg = CenterConfig::load(&center_dir.join("center.toml")).ok();
+    let index_path = match &center_cfg {
+        Some(cfg) => cfg.station_index(),
+        None => center_dir.join("pki/stations.toml"),
     };
     let index = stations::StationIndex::load(&index_path)?;
     if index
@@ -283,5 +285,14 @@ pub fn enroll_relay(center_dir: &Path, relay: &RelayEnrollment, facts: &CenterFa
     );
     let path = out.join("relay.toml");
     write_public_text(&path, &text)?;
+    // The station revocation list in force goes along, so the relay enforces it from its
+    // very first start (it then keeps the newer ones upstream passes on) — where the
+    // relay's data folder keeps it (`konvert_edge::relay::REVOCATION_FILE`).
+    let crl = center_cfg.map_or_else(|| center_dir.join("pki/stations.crl"), |c| c.crl);
+    if crl.is_file() {
+        let data = out.join("data");
+        fs::create_dir_all(&data).map_err(Error::file(&data))?;
+        fs::copy(&crl, data.join("stations.crl")).map_err(Error::file(&crl))?;
+    }
     Ok(path)
 }

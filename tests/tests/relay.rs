@@ -572,6 +572,15 @@ async fn a_station_revoked_at_the_center_is_cut_off_at_every_relay_and_stays_cut
     assert!(err.contains("revoked this station's certificate"), "{err}");
     assert_eq!(center.inbox.len(), 1, "nothing more reached the center");
 
+    // A relay enrolled after the revocation takes the list in force along from its
+    // enrollment: pointed at an upstream that never answers, it refuses the school too.
+    let fresh_fx = fx.enroll_relay("ppr-02", &["0101"], &[], loopback(), free_udp_addr(), None);
+    let fresh = fresh_fx.start().await;
+    school.via_relay("ppr-02", fresh.addr);
+    let err = try_connect(&school).await.unwrap_err().to_string();
+    assert!(err.contains("revoked this station's certificate"), "{err}");
+    fresh.shutdown().await;
+
     // The relay kept the list: restarted while the center and the office above it are
     // down, it refuses the revoked school from its first handshake.
     ppr.shutdown().await;
