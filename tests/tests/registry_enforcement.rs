@@ -6,6 +6,8 @@
 // Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use konvert_crypto::registry::{
@@ -283,8 +285,18 @@ async fn rotation_keeps_old_packets_openable_for_the_grace_period_then_refuses_t
     assert_eq!(again, first, "a replay gets the original receipt");
     assert_eq!(stored_files(&fx.center_dir()), stored);
     // The station takes the new registry on its next connection, and seals to the new key.
+    // The push stays connected until it has (a push whose packets are all answered at once
+    // could otherwise end before the registry's own stream is through).
+    let more = Arc::new(AtomicBool::new(true));
+    let flag = more.clone();
     let opts = PushOptions {
-        max_wait: Duration::from_secs(3),
+        max_wait: Duration::from_secs(20),
+        more_coming: Some(more),
+        on_event: Arc::new(move |ev| {
+            if matches!(ev, PushEvent::Registry { version } if version == v) {
+                flag.store(false, Ordering::Release);
+            }
+        }),
         ..Default::default()
     };
     let _ = push(&site.cfg, site.outbox.clone(), opts).await;
