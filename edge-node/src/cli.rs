@@ -60,9 +60,10 @@ pub enum EdgeCommand {
         max_wait: u64,
     },
     /// Reserve channel: write every sealed packet without a receipt to a drive folder, for
-    /// the center's `konvert-center import`.
+    /// the center's `konvert-center import`. With a relay.toml (the relay stopped): what
+    /// the relay holds, one folder per site under the drive folder.
     Export {
-        /// site.toml
+        /// site.toml (or relay.toml)
         #[arg(long)]
         config: PathBuf,
         /// The drive folder (one per site).
@@ -71,7 +72,7 @@ pub enum EdgeCommand {
     },
     /// Reserve channel: take the center's receipts from a drive folder after its import.
     ImportReceipts {
-        /// site.toml
+        /// site.toml (or relay.toml)
         #[arg(long)]
         config: PathBuf,
         /// The drive folder.
@@ -259,6 +260,27 @@ fn open_outbox_for_drive(cfg: &SiteConfig) -> Result<Outbox> {
     })
 }
 
+/// A stopped relay's outbox, for the reserve channel.
+fn open_relay_outbox(cfg: &crate::relay::RelayConfig) -> Result<Outbox> {
+    Outbox::open(&cfg.outbox_dir()).map_err(|e| {
+        Error::Push(format!(
+            "{e}. Stop `konvert-edge relay` first (what it holds stays), then run this again"
+        ))
+    })
+}
+
+/// Says what a receipts import did; an error if a receipt did not verify.
+fn receipts_done(outcomes: &[reserve::ReceiptOutcome], pending: usize) -> Result<()> {
+    let (summary, refused) = reserve::receipts_summary(outcomes, pending);
+    println!("{summary}");
+    if refused > 0 {
+        return Err(Error::Push(format!(
+            "{refused} receipt file(s) on the drive did not verify; ask the center to import the drive again"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs one command.
 pub async fn run(cmd: EdgeCommand) -> Result<()> {
     match cmd {
@@ -405,6 +427,26 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 )));
             }
         }
+        EdgeCommand::Export { config, to } if is_relay_config(&config) => {
+            let cfg = crate::relay::RelayConfig::load(&config)?;
+            let outbox = open_relay_outbox(&cfg)?;
+            let done = reserve::export_relay(&outbox, &to, now_unix_ms())?;
+            if done.is_empty() {
+                println!("nothing to export: the relay holds no packet without the center's receipt");
+            }
+            for (folder, report) in &done {
+                println!("{}", reserve::export_summary(report, folder));
+            }
+            if !done.is_empty() {
+                println!("at the center, import each site's folder: konvert-center import --operator NAME <folder>");
+            }
+        }
+        EdgeCommand::ImportReceipts { config, drive } if is_relay_config(&config) => {
+            let cfg = crate::relay::RelayConfig::load(&config)?;
+            let outbox = open_relay_outbox(&cfg)?;
+            let outcomes = reserve::import_relay_receipts(&cfg.receipt_key()?, &outbox, &drive)?;
+            receipts_done(&outcomes, outbox.pending()?.len())?;
+        }
         EdgeCommand::Export { config, to } => {
             let cfg = SiteConfig::load(&config)?;
             let outbox = open_outbox_for_drive(&cfg)?;
@@ -415,13 +457,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             let cfg = SiteConfig::load(&config)?;
             let outbox = open_outbox_for_drive(&cfg)?;
             let outcomes = reserve::import_receipts(&cfg, &outbox, &drive)?;
-            let (summary, refused) = reserve::receipts_summary(&outcomes, outbox.pending()?.len());
-            println!("{summary}");
-            if refused > 0 {
-                return Err(Error::Push(format!(
-                    "{refused} receipt file(s) on the drive did not verify; ask the center to import the drive again"
-                )));
-            }
+            receipts_done(&outcomes, outbox.pending()?.len())?;
         }
         EdgeCommand::Status { config } => {
             let cfg = SiteConfig::load(&config)?;

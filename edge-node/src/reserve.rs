@@ -1,6 +1,7 @@
 //! The reserve channel at the site: when the network fails, `export` writes every sealed
 //! envelope that has no receipt yet to a drive, with an index of their offers, and
-//! `import_receipts` takes back the receipts the center wrote there.
+//! `import_receipts` takes back the receipts the center wrote there. A relay does the same
+//! with one folder per site (`export_relay`, `import_relay_receipts`).
 //!
 //! Envelope files go first (written beside, fsynced, renamed), the index last, so a drive
 //! pulled out mid-export never holds an index naming a missing or partial file. Exporting
@@ -119,17 +120,47 @@ fn copy_envelope(source: &Path, target: &Path, entry: &OutboxEntry) -> Result<()
 /// Writes every sealed envelope without a receipt to the drive folder `drive`, then the
 /// index naming them, and records the export in the outbox.
 pub fn export(cfg: &SiteConfig, outbox: &Outbox, drive: &Path, now_unix_ms: u64) -> Result<ExportReport> {
+    export_site(cfg.site.as_str(), outbox, outbox.pending()?, drive, now_unix_ms)
+}
+
+/// A relay's export: every packet it holds without the center's receipt, one drive folder
+/// per site (`drive/<site>`), each exactly as that site's own export would be, since a
+/// drive index speaks for one site. Returns each site's folder and report.
+pub fn export_relay(outbox: &Outbox, drive: &Path, now_unix_ms: u64) -> Result<Vec<(PathBuf, ExportReport)>> {
+    let mut by_site: std::collections::BTreeMap<String, Vec<OutboxEntry>> = Default::default();
+    for entry in outbox.pending()? {
+        let path = outbox.envelope_path(&entry);
+        let file = fs::File::open(&path).map_err(Error::file(&path))?;
+        let header = konvert_crypto::envelope::read_header(std::io::BufReader::new(file))?;
+        by_site.entry(header.sender_site).or_default().push(entry);
+    }
+    let mut done = Vec::new();
+    for (site, entries) in by_site {
+        let folder = drive.join(&site);
+        fs::create_dir_all(&folder).map_err(Error::file(&folder))?;
+        let report = export_site(&site, outbox, entries, &folder, now_unix_ms)?;
+        done.push((folder, report));
+    }
+    Ok(done)
+}
+
+/// Writes `pending` (all of `site`) to the drive folder `drive`, then the index naming them.
+fn export_site(
+    site: &str,
+    outbox: &Outbox,
+    pending: Vec<OutboxEntry>,
+    drive: &Path,
+    now_unix_ms: u64,
+) -> Result<ExportReport> {
     if let Some(old) = DriveIndex::read(drive)? {
-        if old.site != cfg.site.as_str() {
+        if old.site != site {
             return Err(Error::Push(format!(
-                "{} holds site {}'s export; use a folder of its own for site {}",
+                "{} holds site {}'s export; use a folder of its own for site {site}",
                 drive.display(),
                 old.site,
-                cfg.site
             )));
         }
     }
-    let pending = outbox.pending()?;
     let mut report = ExportReport::default();
     if pending.is_empty() {
         return Ok(report);
@@ -151,7 +182,7 @@ pub fn export(cfg: &SiteConfig, outbox: &Outbox, drive: &Path, now_unix_ms: u64)
     sync_dir(&envelopes)?;
     let index = DriveIndex {
         format: INDEX_FORMAT,
-        site: cfg.site.to_string(),
+        site: site.to_owned(),
         written_at_unix_ms: now_unix_ms,
         packets: pending.iter().map(DrivePacket::from_entry).collect(),
     };
@@ -170,7 +201,38 @@ pub fn export(cfg: &SiteConfig, outbox: &Outbox, drive: &Path, now_unix_ms: u64)
 /// Takes the receipts in `drive/receipts/`: each must verify against the center's receipt
 /// key and name exactly an envelope sent from here; those mark their packet delivered.
 pub fn import_receipts(cfg: &SiteConfig, outbox: &Outbox, drive: &Path) -> Result<Vec<ReceiptOutcome>> {
-    let center = cfg.receipt_key()?;
+    import_receipts_with(&cfg.receipt_key()?, outbox, drive)
+}
+
+/// A relay takes back the receipts of its export: from every site folder under `drive`
+/// (as [`export_relay`] wrote them), or from `drive` itself if it is one.
+pub fn import_relay_receipts(
+    center: &konvert_crypto::VerifyingKey,
+    outbox: &Outbox,
+    drive: &Path,
+) -> Result<Vec<ReceiptOutcome>> {
+    let mut folders = vec![drive.to_owned()];
+    for entry in fs::read_dir(drive).map_err(Error::file(drive))?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && DriveIndex::read(&entry.path())?.is_some() {
+            folders.push(entry.path());
+        }
+    }
+    let mut outcomes = Vec::new();
+    for folder in folders {
+        if folder == drive && DriveIndex::read(drive)?.is_none() {
+            continue;
+        }
+        outcomes.extend(import_receipts_with(center, outbox, &folder)?);
+    }
+    Ok(outcomes)
+}
+
+fn import_receipts_with(
+    center: &konvert_crypto::VerifyingKey,
+    outbox: &Outbox,
+    drive: &Path,
+) -> Result<Vec<ReceiptOutcome>> {
+    let center = *center;
     let mut outcomes = Vec::new();
     for file in reserve::receipt_files(drive)? {
         let refused = |why: String| ReceiptOutcome::Refused {

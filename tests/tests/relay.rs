@@ -592,3 +592,63 @@ async fn a_station_revoked_at_the_center_is_cut_off_at_every_relay_and_stays_cut
     assert!(err.contains("revoked this station's certificate"), "{err}");
     ppr.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cut_off_from_the_center_is_carried_on_a_drive_one_folder_per_site() {
+    use konvert_center::reserve::{self as center_reserve, ImportRequest};
+    use konvert_edge::reserve;
+    let fx = CenterFixture::new(loopback());
+    let (t1, t2) = (fx.issue_token("0101"), fx.issue_token("0102"));
+    let cfg = fx.register(&[(&t1, "0101"), (&t2, "0102")]);
+    // The municipal office's link to the center is down for good: its upstream never answers.
+    let relay_fx = fx.enroll_relay("mouo-01", &["0101", "0102"], &[], loopback(), free_udp_addr(), None);
+    let relay = relay_fx.start().await;
+    let mut schools = Vec::new();
+    for site in ["0101", "0102"] {
+        let mut school = fx.enroll(site, free_udp_addr());
+        school.via_relay("mouo-01", relay.addr);
+        let entry = school.seal_room("0001", 2, 40_000, 21);
+        let err = push(&school.cfg, school.outbox.clone(), opts(4))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("held at relay mouo-01"), "{err}");
+        schools.push((school, entry));
+    }
+    relay.shutdown().await;
+
+    // The relay's operator carries what it holds: one folder per site, each a site's export.
+    let drive = tempfile::tempdir().unwrap();
+    let relay_outbox = konvert_replication::Outbox::open(&relay_fx.cfg.outbox_dir()).unwrap();
+    let exported = reserve::export_relay(&relay_outbox, drive.path(), 1).unwrap();
+    let folders: Vec<_> = exported.iter().map(|(f, r)| (f.clone(), r.written.len())).collect();
+    assert_eq!(
+        folders,
+        vec![(drive.path().join("0101"), 1), (drive.path().join("0102"), 1)]
+    );
+    // The center (not running) takes each folder with the same checks as the network.
+    for (folder, _) in &folders {
+        let request = ImportRequest::new(folder, "A. Ivanova", "relay mouo-01's drive").unwrap();
+        let outcome = center_reserve::import(&cfg, &request).unwrap();
+        assert_eq!(outcome.receipted(), 1, "{outcome:?}");
+    }
+    // The receipts come back to the relay, which marks both delivered...
+    let outcomes = reserve::import_relay_receipts(&fx.init.receipt_public, &relay_outbox, drive.path()).unwrap();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, reserve::ReceiptOutcome::Delivered { .. })));
+    assert!(relay_outbox.pending().unwrap().is_empty());
+    drop(relay_outbox);
+    // ...and each school gets the center's own receipt from the relay on its next push,
+    // with the center still out of reach.
+    let relay = relay_fx.start().await;
+    for (school, entry) in &mut schools {
+        school.via_relay("mouo-01", relay.addr);
+        let report = push(&school.cfg, school.outbox.clone(), opts(10)).await.unwrap();
+        assert_eq!(report.delivered, 1, "{report:?}");
+        let receipts = center_receipts(&fx, school);
+        assert_eq!(receipts[0].body.digest, entry.offer.digest);
+    }
+    relay.shutdown().await;
+}

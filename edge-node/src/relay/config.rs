@@ -118,6 +118,11 @@ impl RelayConfig {
         Ok(cfg)
     }
 
+    /// Where the relay's outbox (what it holds for the next hop) lives.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbound")
+    }
+
     /// Checks what can be checked offline.
     pub fn check(&self) -> std::result::Result<(), String> {
         konvert_replication::pki::relay_dns_name(&self.relay).map_err(|e| format!("relay: {e}"))?;

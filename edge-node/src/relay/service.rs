@@ -92,7 +92,7 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
         key_pem: read(&cfg.server_key)?.into(),
     };
     std::fs::create_dir_all(&cfg.data_dir).map_err(Error::file(&cfg.data_dir))?;
-    let outbox = Arc::new(Outbox::open(&cfg.data_dir.join("outbound"))?);
+    let outbox = Arc::new(Outbox::open(&cfg.outbox_dir())?);
     let store = registry_store(cfg)?;
     let (feed_tx, feed_rx) = watch::channel(store.as_ref().and_then(stored_update));
     let forwarding = Arc::new(Forwarding::default());
