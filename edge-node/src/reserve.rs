@@ -211,6 +211,12 @@ pub fn import_relay_receipts(
     outbox: &Outbox,
     drive: &Path,
 ) -> Result<Vec<ReceiptOutcome>> {
+    if !drive.is_dir() {
+        return Err(Error::Push(format!(
+            "{} is not a folder; give the drive folder the relay's export was written to",
+            drive.display()
+        )));
+    }
     let mut folders = vec![drive.to_owned()];
     for entry in fs::read_dir(drive).map_err(Error::file(drive))?.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) && DriveIndex::read(&entry.path())?.is_some() {
