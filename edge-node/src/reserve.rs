@@ -132,7 +132,14 @@ pub fn export_relay(outbox: &Outbox, drive: &Path, now_unix_ms: u64) -> Result<V
         let path = outbox.envelope_path(&entry);
         let file = fs::File::open(&path).map_err(Error::file(&path))?;
         let header = konvert_crypto::envelope::read_header(std::io::BufReader::new(file))?;
-        by_site.entry(header.sender_site).or_default().push(entry);
+        // The site names a folder: only a well-formed site code does.
+        let site: konvert_exam::SiteId = header.sender_site.parse().map_err(|e| {
+            Error::Push(format!(
+                "{} names no valid sending site ({e}); it is not exported",
+                path.display()
+            ))
+        })?;
+        by_site.entry(site.to_string()).or_default().push(entry);
     }
     let mut done = Vec::new();
     for (site, entries) in by_site {
@@ -217,7 +224,10 @@ pub fn import_relay_receipts(
             drive.display()
         )));
     }
-    let mut folders = vec![drive.to_owned()];
+    let mut folders = Vec::new();
+    if DriveIndex::read(drive)?.is_some() {
+        folders.push(drive.to_owned());
+    }
     for entry in fs::read_dir(drive).map_err(Error::file(drive))?.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) && DriveIndex::read(&entry.path())?.is_some() {
             folders.push(entry.path());
@@ -225,9 +235,6 @@ pub fn import_relay_receipts(
     }
     let mut outcomes = Vec::new();
     for folder in folders {
-        if folder == drive && DriveIndex::read(drive)?.is_none() {
-            continue;
-        }
         outcomes.extend(import_receipts_with(center, outbox, &folder)?);
     }
     Ok(outcomes)
