@@ -20,6 +20,29 @@ pub(crate) fn rename_durably(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How long [`open_sled`] waits for a lock the same process is letting go of (sled's
+/// flusher wakes every 500 ms).
+const RELOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the sled database at `path`. Its file lock outlives the handle for a moment
+/// (sled's flusher thread lets go at its next tick), so a database closed and opened
+/// again in one process — a relay or day loop restarted in place — waits for it; a lock
+/// held by another process is still refused after that wait.
+pub(crate) fn open_sled(path: &Path) -> std::result::Result<sled::Db, sled::Error> {
+    let until = std::time::Instant::now() + RELOCK_WAIT;
+    loop {
+        match sled::open(path) {
+            // sled says so only in words (its error kind is Other).
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock") && std::time::Instant::now() < until =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) fn storage_err(e: impl std::fmt::Display) -> crate::Error {
     crate::Error::Storage(e.to_string())
 }

@@ -101,7 +101,7 @@ impl Inbox {
                 fs::remove_file(&path)?;
             }
         }
-        let db = sled::open(dir.join("inbox.sled")).map_err(|e| {
+        let db = crate::durable::open_sled(&dir.join("inbox.sled")).map_err(|e| {
             Error::Storage(format!(
                 "cannot open the inbox at {}: {e}; is another konvert-center running?",
                 dir.display()

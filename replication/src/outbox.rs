@@ -74,7 +74,7 @@ impl Outbox {
     pub fn open(dir: &Path) -> Result<Self> {
         let envelopes = dir.join("envelopes");
         fs::create_dir_all(&envelopes)?;
-        let db = sled::open(dir.join("outbox.sled")).map_err(|e| {
+        let db = crate::durable::open_sled(&dir.join("outbox.sled")).map_err(|e| {
             Error::Storage(format!(
                 "cannot open the outbox at {}: {e}; is another konvert-edge running?",
                 dir.display()

@@ -132,3 +132,17 @@ fn pending_is_what_has_no_receipt_yet_in_sending_order_and_survives_a_lost_index
     let outbox = Outbox::open(dir.path()).unwrap();
     assert_eq!(ids(&outbox), expected);
 }
+
+#[test]
+fn an_outbox_closed_and_opened_again_at_once_waits_for_its_own_lock_but_not_for_another_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..20 {
+        let outbox = Outbox::open(dir.path()).unwrap();
+        drop(outbox);
+    }
+    // Held for good by a live handle: refused after the wait, with the advice.
+    let held = Outbox::open(dir.path()).unwrap();
+    let err = Outbox::open(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("is another konvert-edge running?"), "{err}");
+    drop(held);
+}
