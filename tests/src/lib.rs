@@ -314,6 +314,15 @@ impl RelayFixture {
 }
 
 impl SiteFixture {
+    /// Pushes this site's outbox in the background with `opts`.
+    pub fn spawn_push(
+        &self,
+        opts: konvert_edge::PushOptions,
+    ) -> tokio::task::JoinHandle<konvert_edge::Result<konvert_edge::PushReport>> {
+        let (cfg, outbox) = (self.cfg.clone(), self.outbox.clone());
+        tokio::spawn(async move { konvert_edge::push(&cfg, outbox, opts).await })
+    }
+
     /// Points this site's station at the relay `relay` listening on `addr`.
     pub fn via_relay(&mut self, relay: &str, addr: SocketAddr) {
         self.cfg.center.address = addr.to_string();
@@ -360,4 +369,19 @@ pub fn free_udp_addr() -> SocketAddr {
         .unwrap()
         .port();
     format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+/// Starts the test binary `exe` with `config` and waits for its first line, which must say
+/// it is listening (the center and relay test binaries print that once they serve).
+pub fn start_listening(exe: &str, config: &Path) -> std::process::Child {
+    let mut child = std::process::Command::new(exe)
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    child
 }

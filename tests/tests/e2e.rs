@@ -312,18 +312,7 @@ async fn center_killed_mid_transfer_and_restarted_everything_arrives_exactly_onc
         site.seal_room(&format!("{:04}", r + 1), 4, 500_000, r as u64);
     }
     let exe = env!("CARGO_BIN_EXE_konvert-test-center");
-    let start = || {
-        let mut child = std::process::Command::new(exe)
-            .arg(&fx.init.config_path)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        assert!(line.contains("listening"), "{line}");
-        child
-    };
+    let start = || konvert_tests::start_listening(exe, &fx.init.config_path);
     let mut center = start();
     // Kill the center once a few packets are receipted, while others are mid-transfer.
     let delivered = Arc::new(AtomicU64::new(0));
@@ -336,19 +325,10 @@ async fn center_killed_mid_transfer_and_restarted_everything_arrives_exactly_onc
             }
         }
     });
-    let (cfg, outbox) = (site.cfg.clone(), site.outbox.clone());
-    let pushing = tokio::spawn(async move {
-        push(
-            &cfg,
-            outbox,
-            PushOptions {
-                max_wait: Duration::from_secs(90),
-                on_event,
-                more_coming: None,
-                expected: None,
-            },
-        )
-        .await
+    let pushing = site.spawn_push(PushOptions {
+        max_wait: Duration::from_secs(90),
+        on_event,
+        ..Default::default()
     });
     rx.recv().await.unwrap();
     center.kill().unwrap(); // SIGKILL: no graceful anything

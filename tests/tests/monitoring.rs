@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use konvert_edge::{push, PushOptions};
+use konvert_edge::PushOptions;
 use konvert_tests::CenterFixture;
 
 fn ops_file(rel: &str) -> PathBuf {
@@ -102,8 +102,7 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_cen
             more_coming: Some(more.clone()),
             ..Default::default()
         };
-        let (st_cfg, outbox) = (st.cfg.clone(), st.outbox.clone());
-        pushes.push(tokio::spawn(async move { push(&st_cfg, outbox, opts).await }));
+        pushes.push(st.spawn_push(opts));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let (center_text, relay_text) = loop {

@@ -379,8 +379,7 @@ async fn connected_stations_hold_a_new_registry_within_seconds_of_a_block() {
             more_coming: Some(more.clone()),
             expected: None,
         };
-        let (cfg, outbox) = (st.cfg.clone(), st.outbox.clone());
-        pushes.push(tokio::spawn(async move { push(&cfg, outbox, opts).await }));
+        pushes.push(st.spawn_push(opts));
     }
     // Each first takes v1 on connecting.
     let mut at_v1 = 0;

@@ -265,19 +265,10 @@ async fn a_relay_configured_for_more_sites_than_enrolled_holds_them_and_the_cent
             let _ = tx.send(detail);
         }
     });
-    let (cfg, outbox) = (school.cfg.clone(), school.outbox.clone());
-    let pushing = tokio::spawn(async move {
-        push(
-            &cfg,
-            outbox,
-            PushOptions {
-                max_wait: Duration::from_secs(30),
-                on_event,
-                more_coming: None,
-                expected: None,
-            },
-        )
-        .await
+    let pushing = school.spawn_push(PushOptions {
+        max_wait: Duration::from_secs(30),
+        on_event,
+        ..Default::default()
     });
     let detail = loop {
         let d = tokio::time::timeout(Duration::from_secs(20), rx.recv())
@@ -317,18 +308,7 @@ async fn a_relay_killed_mid_packet_and_a_center_that_is_down_lose_nothing_and_do
     let relay_fx = fx.enroll_relay("mouo-01", &["0101"], &[], relay_addr, center_addr, None);
     let config = relay_fx.write_config();
     let exe = env!("CARGO_BIN_EXE_konvert-test-relay");
-    let start = || {
-        let mut child = std::process::Command::new(exe)
-            .arg(&config)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        assert!(line.contains("listening"), "{line}");
-        child
-    };
+    let start = || konvert_tests::start_listening(exe, &config);
     let mut school = fx.enroll("0101", center_addr);
     school.via_relay("mouo-01", relay_addr);
     // ~20 MB incompressible: five segments; and a small packet.
@@ -351,19 +331,10 @@ async fn a_relay_killed_mid_packet_and_a_center_that_is_down_lose_nothing_and_do
         }
         _ => {}
     });
-    let (cfg, outbox) = (school.cfg.clone(), school.outbox.clone());
-    let pushing = tokio::spawn(async move {
-        push(
-            &cfg,
-            outbox,
-            PushOptions {
-                max_wait: Duration::from_secs(120),
-                on_event,
-                more_coming: None,
-                expected: None,
-            },
-        )
-        .await
+    let pushing = school.spawn_push(PushOptions {
+        max_wait: Duration::from_secs(120),
+        on_event,
+        ..Default::default()
     });
     for _ in 0..6000 {
         if relay_staged_bytes(&relay_fx.dir) > SEGMENT + (1 << 20) {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use konvert_edge::push::PushEvent;
-use konvert_edge::{push, PushOptions};
+use konvert_edge::PushOptions;
 use konvert_replication::frame::DATA_CHUNK;
 use konvert_replication::inbox::SEGMENT;
 use konvert_replication::tls::STREAM_WINDOW;
@@ -43,18 +43,7 @@ async fn a_center_killed_mid_packet_resumes_losing_at_most_one_segment() {
     assert!(size > 10 * SEGMENT);
 
     let exe = env!("CARGO_BIN_EXE_konvert-test-center");
-    let start = || {
-        let mut child = std::process::Command::new(exe)
-            .arg(&fx.init.config_path)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        assert!(line.contains("listening"), "{line}");
-        child
-    };
+    let start = || konvert_tests::start_listening(exe, &fx.init.config_path);
     let mut center = start();
     // Progress offsets, in order; the center is killed once the edge is past half.
     let offsets = Arc::new(Mutex::new(Vec::<u64>::new()));
@@ -68,19 +57,10 @@ async fn a_center_killed_mid_packet_resumes_losing_at_most_one_segment() {
             }
         }
     });
-    let (cfg, outbox) = (site.cfg.clone(), site.outbox.clone());
-    let pushing = tokio::spawn(async move {
-        push(
-            &cfg,
-            outbox,
-            PushOptions {
-                max_wait: Duration::from_secs(120),
-                on_event,
-                more_coming: None,
-                expected: None,
-            },
-        )
-        .await
+    let pushing = site.spawn_push(PushOptions {
+        max_wait: Duration::from_secs(120),
+        on_event,
+        ..Default::default()
     });
     rx.recv().await.unwrap();
     center.kill().unwrap(); // SIGKILL
