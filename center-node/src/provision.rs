@@ -130,20 +130,37 @@ impl CenterFacts {
     }
 }
 
+/// What enrolling a station or relay needs of the center's folder.
+struct CenterPki {
+    /// The station CA, with its key.
+    ca: Ca,
+    /// center.toml, if it loads.
+    config: Option<CenterConfig>,
+    /// The station index (center.toml's, else the default path).
+    index_path: PathBuf,
+}
+
+impl CenterPki {
+    fn open(center_dir: &Path) -> Result<Self> {
+        let read = |p: PathBuf| fs::read_to_string(&p).map_err(Error::file(p));
+        let ca = Ca::from_pem(
+            &read(center_dir.join("pki/ca.pem"))?,
+            &read(center_dir.join("pki/ca.key"))?,
+        )?;
+        let config = CenterConfig::load(&center_dir.join("center.toml")).ok();
+        let index_path = match &config {
+            Some(cfg) => cfg.station_index(),
+            None => center_dir.join("pki/stations.toml"),
+        };
+        Ok(CenterPki { ca, config, index_path })
+    }
+}
+
 /// Issues a station certificate for `site` with the center's CA and writes a ready-to-edit
 /// site folder to `out`: `ca.pem`, `station.pem`, `station.key` (0600) and `site.toml`.
 /// The certificate's serial number is recorded in the center's station index.
 pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &Path) -> Result<PathBuf> {
-    let read = |p: PathBuf| fs::read_to_string(&p).map_err(Error::file(p));
-    let ca = Ca::from_pem(
-        &read(center_dir.join("pki/ca.pem"))?,
-        &read(center_dir.join("pki/ca.key"))?,
-    )?;
-    let center_cfg = CenterConfig::load(&center_dir.join("center.toml")).ok();
-    let index_path = match &center_cfg {
-        Some(cfg) => cfg.station_index(),
-        None => center_dir.join("pki/stations.toml"),
-    };
+    let CenterPki { ca, index_path, .. } = CenterPki::open(center_dir)?;
     // A relay's station certificate carries the same kind of name: a site's station with a
     // relay's id would speak for the relay and carry its sites.
     if stations::StationIndex::load(&index_path)?.carried_by(site).is_some() {
@@ -217,16 +234,11 @@ pub fn enroll_relay(center_dir: &Path, relay: &RelayEnrollment, facts: &CenterFa
         station_dns_name(site)?;
     }
     let server_name = relay_dns_name(&relay.relay)?;
-    let read = |p: PathBuf| fs::read_to_string(&p).map_err(Error::file(p));
-    let ca = Ca::from_pem(
-        &read(center_dir.join("pki/ca.pem"))?,
-        &read(center_dir.join("pki/ca.key"))?,
-    )?;
-    let center_cfg = CenterConfig::load(&center_dir.join("center.toml")).ok();
-    let index_path = match &center_cfg {
-        Some(cfg) => cfg.station_index(),
-        None => center_dir.join("pki/stations.toml"),
-    };
+    let CenterPki {
+        ca,
+        config: center_cfg,
+        index_path,
+    } = CenterPki::open(center_dir)?;
     let index = stations::StationIndex::load(&index_path)?;
     if index
         .stations
