@@ -260,7 +260,7 @@ fn import_receipts_with(
             }
         };
         let (packet_id, version) = (receipt.body.packet_id.clone(), receipt.body.version);
-        let Some(entry) = outbox.entry(&packet_id, version)? else {
+        let Some(entry) = outbox.get(&packet_id, version)? else {
             outcomes.push(refused(format!(
                 "a receipt for {packet_id} v{version}, which this station never sealed"
             )));

@@ -281,7 +281,7 @@ impl Outbox {
     /// holds it); the entry and its receipt stay. Returns the bytes freed. A packet not yet
     /// delivered keeps its file.
     pub fn drop_delivered_envelope(&self, packet_id: &str, version: u32) -> Result<u64> {
-        let Some(entry) = self.entry(packet_id, version)? else {
+        let Some(entry) = self.get(packet_id, version)? else {
             return Ok(0);
         };
         if !matches!(entry.state, OutboxState::Delivered { .. }) {
@@ -293,14 +293,6 @@ impl Outbox {
             Ok(()) => Ok(size),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The entry of a packet version, if the outbox holds it.
-    pub fn entry(&self, packet_id: &str, version: u32) -> Result<Option<OutboxEntry>> {
-        match self.entries.get(packet_key(packet_id, version)).map_err(storage_err)? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
         }
     }
 
