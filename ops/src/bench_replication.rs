@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::bench::{self, TransferBench, TransferFigures};
+use crate::bench_floor::{CpuFloor, ROW_FLOOR};
 use crate::bench_table::{Row, RowsResult, Table};
 use crate::rsync_ssh::{self, LoopbackSshd, RSYNC_WITH_FSYNC};
 
@@ -72,6 +73,9 @@ pub const ROW_DISK: (&str, &str) = (
     "",
 );
 
+/// The loopback source's rows, in order.
+const LOOPBACK_ROWS: &[(&str, &str)] = &[ROW_RSYNC, ROW_TRANSPORT, ROW_FLOOR, ROW_DISK];
+
 impl Source {
     /// Every source, in table order.
     pub const ALL: [Source; 7] = [
@@ -87,7 +91,7 @@ impl Source {
     /// The rows this source gives: (measure, goal).
     pub fn measures(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Source::Loopback => &[ROW_RSYNC, ROW_TRANSPORT, ROW_DISK],
+            Source::Loopback => LOOPBACK_ROWS,
             Source::KillCenter => &[crate::bench_kill::ROW_RESENT, crate::bench_kill::ROW_LOSS],
             Source::EdgeRss => &[crate::bench_rss::ROW_EDGE],
             Source::CenterRss => &[crate::bench_rss::ROW_CENTER],
@@ -186,8 +190,8 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
 }
 
-/// Rows 1 and 2: one konvert transfer, then rsync of the same scan files and the disk's
-/// own fsync'd write speed, in the same folder and the same run.
+/// One konvert transfer, then rsync of the same scan files, the transport alone, the
+/// design's CPU floor and the disk's own fsync'd write speed, in the same folder and run.
 async fn loopback(opts: &Options, table: &mut Table) {
     let (packets, packet_bytes) = if opts.quick { (40, 3_000_000) } else { (300, 3_000_000) };
     let result: anyhow::Result<(PathBuf, Option<tempfile::TempDir>, TransferFigures)> = async {
@@ -206,7 +210,7 @@ async fn loopback(opts: &Options, table: &mut Table) {
     let (root, _temp, konvert) = match result {
         Ok(r) => r,
         Err(e) => {
-            table.add(&[ROW_RSYNC, ROW_TRANSPORT, ROW_DISK], Err(e));
+            table.add(LOOPBACK_ROWS, Err(e));
             return;
         }
     };
@@ -220,20 +224,43 @@ async fn loopback(opts: &Options, table: &mut Table) {
         konvert.seal.as_secs_f64()
     );
     let rsync = tokio::task::block_in_place(|| rsync_row(&root, scan_bytes, &konvert, &what));
-    let rsync_mbps = rsync.as_ref().ok().map(|(_, m)| *m);
+    let rsync_took = rsync.as_ref().ok().map(|(_, took)| *took);
     table.add(&[ROW_RSYNC], rsync.map(|(rows, _)| rows));
-    let transport = transport_row(scan_bytes, rsync_mbps).await;
-    table.add(&[ROW_TRANSPORT], transport);
+    let transport = transport_row(scan_bytes, rsync_took).await;
+    let transport_cpu = transport.as_ref().ok().and_then(|(_, cpu)| *cpu);
+    table.add(&[ROW_TRANSPORT], transport.map(|(rows, _)| rows));
     let disk =
         tokio::task::block_in_place(|| disk_row(&root.join("center"), packets, packet_bytes, PARALLEL, konvert_mbps));
-    table.add(&[ROW_DISK], disk);
+    let disk_cpu = disk.as_ref().ok().and_then(|(_, cpu)| *cpu);
+    let floor = (|| -> RowsResult {
+        let rsync_took = rsync_took.context("rsync was not measured, so there is nothing to compare with")?;
+        let transport = transport_cpu.context("the transport's CPU was not measured (no /proc/stat)")?;
+        let write = disk_cpu.context("the disk probe's CPU was not measured (no /proc/stat)")?;
+        let floor = CpuFloor {
+            bytes: scan_bytes,
+            cores: transport.cores,
+            transport_core_s: transport.core_seconds,
+            sha256_per_s: tokio::task::block_in_place(crate::bench_floor::sha256_speed),
+            aes_gcm_per_s: tokio::task::block_in_place(crate::bench_floor::aes_gcm_speed)
+                .context("ring refused an AES-256-GCM key")?,
+            fsynced_write_core_s: write,
+        };
+        Ok(vec![floor.row(rsync_took)])
+    })();
+    table.add(&[ROW_FLOOR], floor);
+    table.add(&[ROW_DISK], disk.map(|(rows, _)| rows));
 }
 
 /// Packets in flight in the loopback transfer, and writers in the disk probe.
 const PARALLEL: usize = 4;
 
-/// The rsync row, and rsync's MB/s.
-fn rsync_row(root: &Path, scan_bytes: u64, konvert: &TransferFigures, what: &str) -> anyhow::Result<(Vec<Row>, f64)> {
+/// The rsync row, and how long rsync took.
+fn rsync_row(
+    root: &Path,
+    scan_bytes: u64,
+    konvert: &TransferFigures,
+    what: &str,
+) -> anyhow::Result<(Vec<Row>, Duration)> {
     let tools = rsync_ssh::ensure_tools()?;
     let version = rsync_ssh::rsync_version(&tools)?;
     let fsync = version >= RSYNC_WITH_FSYNC;
@@ -275,15 +302,18 @@ fn rsync_row(root: &Path, scan_bytes: u64, konvert: &TransferFigures, what: &str
             cpu_bound(konvert, rsync_cpu, took)
         ),
     );
-    Ok((vec![row], rsync_mbps))
+    Ok((vec![row], took))
 }
 
-/// The transport alone over the same bytes, against rsync's figure from the same run:
-/// the ceiling of any transfer built on it here.
-async fn transport_row(bytes: u64, rsync_mbps: Option<f64>) -> RowsResult {
-    let rsync_mbps = rsync_mbps.context("rsync was not measured, so there is nothing to compare with")?;
+/// The transport alone over the same bytes, against rsync's time in the same run: the
+/// ceiling of any transfer built on it here. Also gives how busy the machine was.
+async fn transport_row(
+    bytes: u64,
+    rsync_took: Option<Duration>,
+) -> anyhow::Result<(Vec<Row>, Option<crate::stats::CpuSpan>)> {
+    let rsync_took = rsync_took.context("rsync was not measured, so there is nothing to compare with")?;
     let f = crate::bench_quic::run(bytes, PARALLEL).await?;
-    let ratio = f.mbps() / rsync_mbps;
+    let ratio = f.mbps() / mbps(bytes, rsync_took);
     let cpu = f
         .cpu
         .map(|c| {
@@ -293,34 +323,19 @@ async fn transport_row(bytes: u64, rsync_mbps: Option<f64>) -> RowsResult {
             )
         })
         .unwrap_or_default();
-    let sha_gbps = tokio::task::block_in_place(sha256_speed);
-    Ok(vec![Row::measured(
+    let row = Row::measured(
         ROW_TRANSPORT.0,
         ROW_TRANSPORT.1,
         format!("{ratio:.2}×"),
         None,
         format!(
             "{:.0} MB in {PARALLEL} streams, `konvert bench quic`: {:.0} MB/s{cpu}; the transfer above adds reading \
-             the scans, sealing (AES-256-GCM, SHA-256), the outbox, the center's SHA-256 check, writes and fsyncs; \
-             SHA-256 on one core here: {sha_gbps:.2} GB/s, so the design's three passes over these bytes (the \
-             manifest's file digests, the member's signature, the center's check) cost {:.1} core-s",
+             the scans, sealing (AES-256-GCM, SHA-256), the outbox, the center's SHA-256 check, writes and fsyncs",
             bytes as f64 / 1e6,
             f.mbps(),
-            3.0 * bytes as f64 / 1e9 / sha_gbps.max(1e-9)
         ),
-    )])
-}
-
-/// SHA-256 (ring, as konvert uses it) over 256 MB on this thread, GB/s.
-fn sha256_speed() -> f64 {
-    let block = vec![0x5au8; 1 << 20];
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let started = Instant::now();
-    for _ in 0..256 {
-        ctx.update(&block);
-    }
-    let _ = ctx.finish();
-    (256u64 << 20) as f64 / 1e9 / started.elapsed().as_secs_f64().max(1e-9)
+    );
+    Ok((vec![row], f.cpu))
 }
 
 /// How busy the machine was in each run, and the most konvert could gain over rsync at its
@@ -347,7 +362,13 @@ fn cpu_bound(konvert: &TransferFigures, rsync: Option<crate::stats::CpuSpan>, rs
 /// the center does with what it receives, from `writers` threads at once (the center
 /// writes every packet in flight at once, and a disk with several queues takes parallel
 /// fsyncs much faster than one after another).
-pub fn fsync_write_speed(dir: &Path, files: usize, file_bytes: usize, writers: usize) -> anyhow::Result<Duration> {
+/// Returns the time taken and how busy the machine was meanwhile.
+pub fn fsync_write_speed(
+    dir: &Path,
+    files: usize,
+    file_bytes: usize,
+    writers: usize,
+) -> anyhow::Result<(Duration, Option<crate::stats::CpuSpan>)> {
     use rand::RngCore;
     use std::io::Write;
     let probe = dir.join("disk-probe");
@@ -366,6 +387,7 @@ pub fn fsync_write_speed(dir: &Path, files: usize, file_bytes: usize, writers: u
         }
         Ok(())
     };
+    let cpu_at_start = crate::stats::MachineCpu::now();
     let started = Instant::now();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..writers).map(|w| scope.spawn(move || write(w))).collect();
@@ -376,27 +398,44 @@ pub fn fsync_write_speed(dir: &Path, files: usize, file_bytes: usize, writers: u
     })?;
     std::fs::File::open(&probe)?.sync_all()?;
     let took = started.elapsed();
+    let cpu = crate::stats::MachineCpu::since(cpu_at_start);
     std::fs::remove_dir_all(&probe)?;
-    Ok(took)
+    Ok((took, cpu))
 }
 
-fn disk_row(center_dir: &Path, files: usize, file_bytes: usize, writers: usize, konvert_mbps: f64) -> RowsResult {
+/// The disk row, and the fewest core-seconds one fsync'd write of the bytes took.
+fn disk_row(
+    center_dir: &Path,
+    files: usize,
+    file_bytes: usize,
+    writers: usize,
+    konvert_mbps: f64,
+) -> anyhow::Result<(Vec<Row>, Option<f64>)> {
     let bytes = (files * file_bytes) as u64;
-    let serial = mbps(bytes, fsync_write_speed(center_dir, files, file_bytes, 1)?);
-    let parallel = mbps(bytes, fsync_write_speed(center_dir, files, file_bytes, writers)?);
+    let (serial_took, serial_cpu) = fsync_write_speed(center_dir, files, file_bytes, 1)?;
+    let (parallel_took, parallel_cpu) = fsync_write_speed(center_dir, files, file_bytes, writers)?;
+    let (serial, parallel) = (mbps(bytes, serial_took), mbps(bytes, parallel_took));
     let fraction = konvert_mbps / serial.max(parallel);
-    Ok(vec![Row::measured(
+    let write_core_s = match (serial_cpu, parallel_cpu) {
+        (Some(a), Some(b)) => Some(a.core_seconds.min(b.core_seconds)),
+        _ => None,
+    };
+    let row = Row::measured(
         ROW_DISK.0,
         ROW_DISK.1,
         format!("{:.0} %", fraction * 100.0),
         None,
         format!(
             "the same {:.0} MB as {files} files of {:.0} MB, each fsynced, in the center's folder: \
-             {serial:.0} MB/s one file after another, {parallel:.0} MB/s from {writers} writers at once",
+             {serial:.0} MB/s one file after another, {parallel:.0} MB/s from {writers} writers at once{}",
             bytes as f64 / 1e6,
-            file_bytes as f64 / 1e6
+            file_bytes as f64 / 1e6,
+            write_core_s
+                .map(|c| format!(", the fewer core-s of the two: {c:.1}"))
+                .unwrap_or_default()
         ),
-    )])
+    );
+    Ok((vec![row], write_core_s))
 }
 
 fn network_bench(opts: &Options) -> crate::bench_network::NetworkBench {
