@@ -28,7 +28,7 @@ const RELOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// (sled's flusher thread lets go at its next tick), so a database closed and opened
 /// again in one process — a relay or day loop restarted in place — waits for it; a lock
 /// held by another process is still refused after that wait.
-pub(crate) fn open_sled(path: &Path) -> std::result::Result<sled::Db, sled::Error> {
+pub fn open_sled(path: &Path) -> std::result::Result<sled::Db, sled::Error> {
     let until = std::time::Instant::now() + RELOCK_WAIT;
     loop {
         match sled::open(path) {

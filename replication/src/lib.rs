@@ -26,6 +26,7 @@ pub mod schedule;
 pub mod sender;
 pub mod tls;
 
+pub use durable::open_sled;
 pub use error::Error;
 pub use frame::FrameDecoder;
 pub use inbox::{Inbox, InboxRecord};

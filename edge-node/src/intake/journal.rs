@@ -84,7 +84,7 @@ impl Journal {
     /// Opens (or creates) the journal in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join("intake.sled");
-        let db = sled::open(&path).map_err(|e| {
+        let db = konvert_replication::open_sled(&path).map_err(|e| {
             storage(format!(
                 "cannot open {}: {e}; is another konvert-edge running on this data folder?",
                 path.display()
@@ -222,3 +222,7 @@ impl Journal {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "journal_tests.rs"]
+mod tests;
