@@ -471,10 +471,15 @@ async fn watch_registry(
     let have = match store.trust() {
         Ok(Some(t)) => t.version,
         Ok(None) => {
-            warn!(
-                "this station is not anchored in the officers' authority, so it cannot check key registries; \
-                   run `konvert-edge registry --anchor authority.toml`"
-            );
+            // Once per process: every reconnect (and every connection of a process that
+            // holds many) would otherwise repeat it.
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                warn!(
+                    "this station is not anchored in the officers' authority, so it cannot check key registries; \
+                       run `konvert-edge registry --anchor authority.toml`"
+                );
+            }
             return;
         }
         Err(e) => {
