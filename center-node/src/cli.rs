@@ -151,8 +151,14 @@ pub enum LoaderAction {
         #[arg(long, default_value = "loader/recipient.key")]
         key: PathBuf,
         /// A specialist's token file (repeat for each specialist).
-        #[arg(long = "token", required = true)]
+        #[arg(long = "token", required_unless_present = "pkcs11_module")]
         tokens: Vec<PathBuf>,
+        /// The PKCS#11 module of specialists' hardware tokens (e.g. /usr/lib/softhsm/libsofthsm2.so).
+        #[arg(long, requires = "pkcs11_tokens")]
+        pkcs11_module: Option<PathBuf>,
+        /// A specialist's hardware token label (repeat); no PIN is asked, only the token can unwrap.
+        #[arg(long = "pkcs11-token", requires = "pkcs11_module")]
+        pkcs11_tokens: Vec<String>,
         /// Where the wrapped keys go.
         #[arg(long, default_value = "loader")]
         loader_dir: PathBuf,
@@ -180,9 +186,9 @@ pub enum TestPacketAction {
         /// center.toml
         #[arg(long)]
         config: PathBuf,
-        /// The center specialist's token file.
-        #[arg(long)]
-        token: PathBuf,
+        /// The center specialist's token.
+        #[command(flatten)]
+        specialist: crate::specialist::SpecialistToken,
         /// The folder of wrapped loader keys.
         #[arg(long, default_value = "loader")]
         loader_dir: PathBuf,
@@ -262,7 +268,7 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
         }
         TestPacketAction::Preview {
             config,
-            token,
+            specialist,
             loader_dir,
             pin_env,
             out,
@@ -280,7 +286,8 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
                     .collect(),
             };
             let registry = held_registry(&cfg, &config)?;
-            let recipient = loader_login(&registry, &token, &relative(&config, &loader_dir), pin_env.as_deref())?;
+            let loader_dir = relative(&config, &loader_dir);
+            let recipient = crate::specialist::login(&registry, &specialist, &loader_dir, pin_env.as_deref())?;
             let (index, previews) = preview::render_previews(&cfg.data_dir, &packets, &recipient, &registry, &out)?;
             for p in &previews {
                 let r = &p.packet.record;
@@ -396,39 +403,10 @@ fn relative(config: &std::path::Path, p: &std::path::Path) -> PathBuf {
 }
 
 fn held_registry(cfg: &CenterConfig, config: &std::path::Path) -> Result<konvert_crypto::registry::RegistryBody> {
-    RegistryStore::open(&cfg.data_dir)?
-        .last_known()?
-        .ok_or_else(|| crate::Error::Config {
-            path: config.to_owned(),
-            message: "the center holds no key registry; import the officers' registry first".into(),
-        })
-}
-
-fn read_pin(token: &TokenFile, pin_env: Option<&str>) -> Result<zeroize::Zeroizing<String>> {
-    if let Some(var) = pin_env {
-        return std::env::var(var)
-            .map(zeroize::Zeroizing::new)
-            .map_err(|_| crate::Error::Config {
-                path: PathBuf::from(var),
-                message: "the environment variable with the PIN is not set".into(),
-            });
-    }
-    let prompt = format!("PIN of token {} ({}): ", token.token_id, token.holder);
-    Ok(zeroize::Zeroizing::new(rpassword::prompt_password(prompt)?))
-}
-
-/// The specialist logs in: an Issued specialist's token, its PIN, then the loader key.
-fn loader_login(
-    registry: &konvert_crypto::registry::RegistryBody,
-    token_path: &std::path::Path,
-    loader_dir: &std::path::Path,
-    pin_env: Option<&str>,
-) -> Result<konvert_crypto::RecipientSecretKey> {
-    let token = TokenFile::read(token_path)?;
-    loader::check_specialist(registry, &token, token_path)?;
-    let key = token.unlock(&read_pin(&token, pin_env)?)?;
-    let mut keys = loader::unwrap_for(loader_dir, registry, &key, now_ms())?;
-    Ok(keys.remove(0))
+    crate::registry::held(cfg, now_ms())?.ok_or_else(|| crate::Error::Config {
+        path: config.to_owned(),
+        message: "the center holds no key registry; import the officers' registry first".into(),
+    })
 }
 
 fn loader_command(action: LoaderAction) -> Result<()> {
@@ -437,6 +415,8 @@ fn loader_command(action: LoaderAction) -> Result<()> {
             config,
             key,
             tokens,
+            pkcs11_module,
+            pkcs11_tokens,
             loader_dir,
             pin_env,
             keep_key_file,
@@ -449,12 +429,25 @@ fn loader_command(action: LoaderAction) -> Result<()> {
             for path in &tokens {
                 let token = TokenFile::read(path)?;
                 loader::check_specialist(&registry, &token, path)?;
-                let k = token.unlock(&read_pin(&token, pin_env.as_deref())?)?;
+                let prompt = format!("PIN of token {} ({}): ", token.token_id, token.holder);
+                let k = token.unlock(&crate::specialist::read_pin(&prompt, pin_env.as_deref())?)?;
                 unlocked.push((token, k));
             }
+            let module = pkcs11_module
+                .as_deref()
+                .map(konvert_crypto::pkcs11::Pkcs11Module::load)
+                .transpose()?;
             let dir = relative(&config, &loader_dir);
             std::fs::create_dir_all(&dir).map_err(crate::Error::file(&dir))?;
-            for p in loader::wrap_for(&dir, &secret, &unlocked)? {
+            let mut wrapped = loader::wrap_for(&dir, &secret, &unlocked)?;
+            if let Some(module) = &module {
+                for label in &pkcs11_tokens {
+                    wrapped.push(crate::specialist::wrap_for_hardware(
+                        &registry, module, label, &secret, &dir,
+                    )?);
+                }
+            }
+            for p in wrapped {
                 println!("wrapped: {}", p.display());
             }
             if keep_key_file {

@@ -20,6 +20,7 @@ pub mod reserve;
 pub mod review;
 pub mod revocation;
 pub mod service;
+pub mod specialist;
 pub mod stations;
 pub mod test_packets;
 

@@ -1,12 +1,14 @@
-//! The loader's key: the center's decryption key, held by center specialists' tokens
-//! (see `konvert_crypto::loader_key`). Opening envelopes needs a specialist whose token
-//! the registry lists as an Issued center specialist's, and that specialist's PIN.
+//! The loader's key: the center's decryption key, held by center specialists' tokens —
+//! token files or hardware tokens (see `konvert_crypto::loader_key`). Opening envelopes
+//! needs a specialist whose token the registry lists as an Issued center specialist's,
+//! and that specialist's PIN.
 
 use std::path::{Path, PathBuf};
 
+use konvert_crypto::loader_key::Specialist;
 use konvert_crypto::registry::{RegistryBody, TokenRole, TokenStatus};
 use konvert_crypto::token::TokenFile;
-use konvert_crypto::{keyfile, loader_key, RecipientSecretKey, SigningKey};
+use konvert_crypto::{keyfile, loader_key, KeyId, RecipientPublicKey, RecipientSecretKey, SigningKey};
 
 use crate::{Error, Result};
 
@@ -22,16 +24,23 @@ fn refuse(path: &Path, message: String) -> Error {
 /// Checks that the registry lets `token` hold the loader key: an Issued center
 /// specialist's token.
 pub fn check_specialist(registry: &RegistryBody, token: &TokenFile, path: &Path) -> Result<()> {
+    check_specialist_key(registry, token.key_id(), &format!("token {}", token.token_id), path).map(|_| ())
+}
+
+/// Checks that the registry lets the token whose key is `key` hold the loader key (an
+/// Issued center specialist's token) and returns its token id. `who` names the token in
+/// errors, `path` where it was found.
+pub fn check_specialist_key(registry: &RegistryBody, key: KeyId, who: &str, path: &Path) -> Result<String> {
     let record = registry
         .tokens
         .iter()
-        .find(|t| t.public.key_id() == token.key_id())
+        .find(|t| t.public.key_id() == key)
         .ok_or_else(|| {
             refuse(
                 path,
                 format!(
-                    "token {} is not in key registry v{}; the officers must issue it as a specialist's token",
-                    token.token_id, registry.version
+                    "{who} (key {key}) is not in key registry v{}; the officers must issue it as a specialist's token",
+                    registry.version
                 ),
             )
         })?;
@@ -40,7 +49,7 @@ pub fn check_specialist(registry: &RegistryBody, token: &TokenFile, path: &Path)
             path,
             format!(
                 "token {} is a member's token, not a center specialist's",
-                token.token_id
+                record.token_id
             ),
         ));
     }
@@ -49,27 +58,46 @@ pub fn check_specialist(registry: &RegistryBody, token: &TokenFile, path: &Path)
             path,
             format!(
                 "token {} is {} ({}) in key registry v{}; only an issued specialist's token opens envelopes",
-                token.token_id,
+                record.token_id,
                 record.status.as_str(),
                 record.status.russian(),
                 registry.version
             ),
         ));
     }
-    Ok(())
+    Ok(record.token_id.clone())
+}
+
+/// Writes one wrapped key into `dir`, named by token and center key.
+fn write_wrapped(dir: &Path, token_id: &str, center_key: &RecipientPublicKey, bytes: &[u8]) -> Result<PathBuf> {
+    let name = format!("{token_id}-{}{SUFFIX}", &center_key.to_string()[..16]);
+    let path = dir.join(name.replace(['/', '\\'], "_"));
+    keyfile::write_atomic(&path, bytes, 0o600)?;
+    Ok(path)
 }
 
 /// Wraps the bare key for each unlocked specialist token into `dir`; returns the files.
 pub fn wrap_for(dir: &Path, secret: &RecipientSecretKey, tokens: &[(TokenFile, SigningKey)]) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    for (token, key) in tokens {
-        let bytes = loader_key::wrap(secret, &token.token_id, key)?;
-        let name = format!("{}-{}{SUFFIX}", token.token_id, &secret.public_key().to_string()[..16]);
-        let path = dir.join(name.replace(['/', '\\'], "_"));
-        keyfile::write_atomic(&path, &bytes, 0o600)?;
-        written.push(path);
-    }
-    Ok(written)
+    tokens
+        .iter()
+        .map(|(token, key)| {
+            let bytes = loader_key::wrap(secret, &token.token_id, key)?;
+            write_wrapped(dir, &token.token_id, &secret.public_key(), &bytes)
+        })
+        .collect()
+}
+
+/// Wraps the bare key into `dir` for the specialist's hardware token `token_id`, whose
+/// Ed25519 key is `token_key` and X25519 key `agreement_key`; returns the file.
+pub fn wrap_for_hardware(
+    dir: &Path,
+    secret: &RecipientSecretKey,
+    token_id: &str,
+    token_key: KeyId,
+    agreement_key: &RecipientPublicKey,
+) -> Result<PathBuf> {
+    let bytes = loader_key::wrap_for_hardware(secret, token_id, token_key, agreement_key)?;
+    write_wrapped(dir, token_id, &secret.public_key(), &bytes)
 }
 
 /// Unwraps the center keys held for `specialist` in `dir` that the registry still lets
@@ -77,7 +105,7 @@ pub fn wrap_for(dir: &Path, secret: &RecipientSecretKey, tokens: &[(TokenFile, S
 pub fn unwrap_for(
     dir: &Path,
     registry: &RegistryBody,
-    specialist: &SigningKey,
+    specialist: Specialist<'_>,
     now_unix_ms: u64,
 ) -> Result<Vec<RecipientSecretKey>> {
     let mut keys = Vec::new();
@@ -88,7 +116,7 @@ pub fn unwrap_for(
         }
         let bytes = keyfile::read_bounded(&path, loader_key::MAX_WRAPPED_LEN as u64)?;
         let header = loader_key::header(&bytes)?;
-        if header.token_key != specialist.key_id() || !registry.center_key_opens(&header.center_key, now_unix_ms) {
+        if header.token_key != specialist.token_key() || !registry.center_key_opens(&header.center_key, now_unix_ms) {
             continue;
         }
         keys.push(loader_key::unwrap(&bytes, specialist)?);

@@ -90,10 +90,10 @@ fn only_an_issued_specialists_token_logs_in_and_the_bare_key_is_destroyed() {
         std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let keys = unwrap_for(&loader, &body, &sp_key, NOW).unwrap();
+    let keys = unwrap_for(&loader, &body, Specialist::File(&sp_key), NOW).unwrap();
     assert_eq!(keys[0].public_key(), center.public_key());
     // Another token's key finds nothing to open; a destroyed center key neither.
-    assert!(unwrap_for(&loader, &body, &member.unlock("314159").unwrap(), NOW).is_err());
+    assert!(unwrap_for(&loader, &body, Specialist::File(&member.unlock("314159").unwrap()), NOW).is_err());
     body.center_keys[0].state = CenterKeyState::Destroyed { at_unix_ms: NOW };
-    assert!(unwrap_for(&loader, &body, &sp_key, NOW).is_err());
+    assert!(unwrap_for(&loader, &body, Specialist::File(&sp_key), NOW).is_err());
 }

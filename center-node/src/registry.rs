@@ -55,6 +55,27 @@ fn read_signed(path: &Path) -> Result<SignedRegistry> {
     Ok(SignedRegistry::from_bytes(&bytes)?)
 }
 
+/// The newest key registry the center holds, whatever its expiry: its store's, or the
+/// imported file's (`registry import`) when that verifies and is newer — a center that
+/// has not served since the import has not taken it into its store yet. Reads only, so
+/// it works while the center serves.
+pub fn held(cfg: &CenterConfig, now_unix_ms: u64) -> Result<Option<RegistryBody>> {
+    let store = RegistryStore::open(&cfg.data_dir)?;
+    let stored = store.last_known()?;
+    let imported = match store.trust()? {
+        Some(trust) if cfg.registry.exists() => match trust.accept(&read_signed(&cfg.registry)?, now_unix_ms) {
+            Ok((body, _)) => Some(body),
+            Err(e) if stored.is_none() => return Err(e.into()),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    Ok(match (stored, imported) {
+        (Some(s), Some(i)) => Some(if i.version > s.version { i } else { s }),
+        (s, i) => s.or(i),
+    })
+}
+
 impl CenterRegistry {
     /// Opens the center's registry store, anchoring it in the officers' authority file on
     /// first use, and puts the stored registry in force if it still is.

@@ -35,6 +35,8 @@ use crate::{Domain, Error, Result, Signature, VerifyingKey};
 pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// Environment variable naming the PKCS#11 module for tests and drills.
 pub const MODULE_ENV: &str = "KONVERT_PKCS11_MODULE";
+/// The label `konvert keys issue-token --pkcs11-token` gives the Ed25519 key by default.
+pub const IDENTITY_KEY_LABEL: &str = "konvert-member";
 /// DER of the Ed25519 curve OID 1.3.101.112 (RFC 8410), the `CKA_EC_PARAMS` of member keys.
 pub const ED25519_EC_PARAMS: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
 
@@ -169,7 +171,9 @@ impl Pkcs11Module {
         }
         .map_err(ck("opening a session"))?;
         match session.login(UserType::User, Some(&AuthPin::new(pin.into()))) {
-            Ok(()) => Ok(session),
+            // PKCS#11 logs in per token and process: another live session of this
+            // process (the signer beside the loader's key) already gave the PIN.
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
             Err(CkError::Pkcs11(RvError::PinIncorrect | RvError::PinLenRange, _)) => {
                 let info = self.ctx.get_token_info(slot).ok();
                 if info.as_ref().is_some_and(|i| i.user_pin_locked()) {
@@ -229,6 +233,21 @@ impl Pkcs11Module {
         Ok(key)
     }
 
+    /// The public half of the Ed25519 key `key_label` (public objects need no PIN): who
+    /// the token is, as the registry lists it.
+    pub fn signing_public(&self, token_label: &str, key_label: &str) -> Result<VerifyingKey> {
+        let session = self
+            .ctx
+            .open_ro_session(self.slot(token_label)?)
+            .map_err(ck("opening a session"))?;
+        let public = one(
+            find(&session, ObjectClass::PUBLIC_KEY, key_label)?,
+            token_label,
+            key_label,
+        )?;
+        read_public(&session, public)
+    }
+
     /// Logs in with the member's PIN and finds the key `key_label`, ready to sign.
     pub fn login(&self, token_label: &str, key_label: &str, pin: &str) -> Result<Pkcs11Signer> {
         let session = self.login_session(token_label, pin, false)?;
@@ -274,8 +293,7 @@ fn one(found: Vec<ObjectHandle>, token_label: &str, key_label: &str) -> Result<O
     }
 }
 
-/// `CKA_EC_POINT` of an Ed25519 public key: a DER OCTET STRING (`04 20` ‖ 32 bytes), or
-/// the 32 bytes bare as some modules return them.
+/// `CKA_EC_POINT` of an Ed25519 public key.
 fn read_public(session: &Session, handle: ObjectHandle) -> Result<VerifyingKey> {
     let attrs = session
         .get_attributes(handle, &[AttributeType::EcPoint])
@@ -291,14 +309,18 @@ fn read_public(session: &Session, handle: ObjectHandle) -> Result<VerifyingKey> 
 }
 
 fn ed25519_point(point: &[u8]) -> Result<VerifyingKey> {
-    let raw = match point {
-        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
-        raw if raw.len() == 32 => raw,
-        _ => return Err(Error::BadKey("the token's CKA_EC_POINT is not a 32-byte Ed25519 point")),
-    };
-    let mut pk = [0u8; 32];
-    pk.copy_from_slice(raw);
-    Ok(VerifyingKey(pk))
+    point32(point)
+        .map(VerifyingKey)
+        .ok_or(Error::BadKey("the token's CKA_EC_POINT is not a 32-byte Ed25519 point"))
+}
+
+/// The 32 bytes of a `CKA_EC_POINT` of a 25519 curve: a DER OCTET STRING (`04 20` ‖ 32
+/// bytes), or the 32 bytes bare as some modules return them.
+fn point32(point: &[u8]) -> Option<[u8; 32]> {
+    match point {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest.try_into().ok(),
+        raw => raw.try_into().ok(),
+    }
 }
 
 /// A logged-in session with the member's key on a hardware token.
@@ -379,6 +401,10 @@ impl MemberSigner for Pkcs11Signer {
         Ok(sig)
     }
 }
+
+#[path = "pkcs11_agreement.rs"]
+mod agreement;
+pub use agreement::{Pkcs11Agreement, LOADER_KEY_LABEL, X25519_EC_PARAMS};
 
 #[cfg(test)]
 #[path = "pkcs11_tests.rs"]

@@ -132,3 +132,68 @@ fn an_envelope_sealed_on_the_token_verifies_and_opens() {
     envelope::open(Cursor::new(&sealed), &center, &trusted, &mut out).unwrap();
     assert_eq!(out, payload);
 }
+
+#[test]
+fn a_loader_key_wrapped_for_a_hardware_token_opens_only_with_that_token_logged_in() {
+    use konvert_crypto::loader_key::{self, Specialist};
+    use konvert_crypto::pkcs11::LOADER_KEY_LABEL;
+    let Some(m) = token("specialist-hw") else { return };
+    let Some(other) = token("specialist-other") else { return };
+    let x25519 = m
+        .generate_agreement_key("specialist-hw", PIN, LOADER_KEY_LABEL)
+        .unwrap();
+    // The public half is readable without the PIN: wrapping needs no specialist present.
+    assert_eq!(m.agreement_public("specialist-hw", LOADER_KEY_LABEL).unwrap(), x25519);
+    assert!(m
+        .generate_agreement_key("specialist-hw", PIN, LOADER_KEY_LABEL)
+        .unwrap_err()
+        .to_string()
+        .contains("already holds"));
+    let identity = m
+        .login("specialist-hw", "member", PIN)
+        .unwrap()
+        .verifying_key()
+        .key_id();
+    let center = RecipientSecretKey::generate().unwrap();
+    let wrapped = loader_key::wrap_for_hardware(&center, "SP-HW", identity, &x25519).unwrap();
+
+    let agreement = m.login_agreement("specialist-hw", LOADER_KEY_LABEL, PIN).unwrap();
+    let specialist = Specialist::Hardware {
+        token_key: identity,
+        agreement: &agreement,
+    };
+    let opened = loader_key::unwrap(&wrapped, specialist).unwrap();
+    assert_eq!(opened.public_key(), center.public_key());
+    // The token agrees exactly as X25519 does (the edge's sealing side uses ring).
+    let peer = RecipientSecretKey::generate().unwrap();
+    let on_token = agreement.agree(&peer.public_key().0).unwrap();
+    let eph = x25519_dalek::StaticSecret::from(*peer.to_bytes());
+    let expected = eph.diffie_hellman(&x25519_dalek::PublicKey::from(x25519.0));
+    assert_eq!(on_token.as_slice(), expected.as_bytes());
+    // A low-order point agrees on nothing and is refused.
+    assert!(agreement.agree(&[0u8; 32]).is_err());
+
+    // Another token's X25519 key, even claiming the same identity, does not open it.
+    other
+        .generate_agreement_key("specialist-other", PIN, LOADER_KEY_LABEL)
+        .unwrap();
+    let stranger = other
+        .login_agreement("specialist-other", LOADER_KEY_LABEL, PIN)
+        .unwrap();
+    let e = loader_key::unwrap(
+        &wrapped,
+        Specialist::Hardware {
+            token_key: identity,
+            agreement: &stranger,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("another X25519 key"), "{e}");
+    // The member's Ed25519 key is not an X25519 key, whatever its label.
+    let e = m
+        .login_agreement("specialist-hw", "member", PIN)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not an X25519 key"), "{e}");
+}

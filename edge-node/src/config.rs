@@ -48,7 +48,7 @@ pub struct Pkcs11Token {
 }
 
 /// The key label `konvert keys issue-token --pkcs11-token` gives the member key.
-pub const DEFAULT_KEY_LABEL: &str = "konvert-member";
+pub const DEFAULT_KEY_LABEL: &str = konvert_crypto::pkcs11::IDENTITY_KEY_LABEL;
 
 fn default_key_label() -> String {
     DEFAULT_KEY_LABEL.to_owned()

@@ -594,7 +594,13 @@ async fn readiness(
     let specialist = TokenFile::read(&specialist_path)?;
     konvert_center::loader::check_specialist(&registry, &specialist, &specialist_path)?;
     let key = specialist.unlock(DEMO_PIN)?;
-    let recipient = konvert_center::loader::unwrap_for(loader_dir, &registry, &key, now_unix_ms())?.remove(0);
+    let recipient = konvert_center::loader::unwrap_for(
+        loader_dir,
+        &registry,
+        konvert_crypto::loader_key::Specialist::File(&key),
+        now_unix_ms(),
+    )?
+    .remove(0);
     let (index, previews) = konvert_center::preview::render_previews(
         &center_cfg.data_dir,
         std::slice::from_ref(&packet),

@@ -359,17 +359,34 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             }
             let public = match (out, pkcs11_module, pkcs11_token) {
                 (_, Some(module), Some(label)) => {
+                    anyhow::ensure!(
+                        role == TokenRole::Member || pkcs11_key_label == konvert_crypto::pkcs11::IDENTITY_KEY_LABEL,
+                        "a specialist's hardware token keeps the default --pkcs11-key-label ({}), which the loader looks for",
+                        konvert_crypto::pkcs11::IDENTITY_KEY_LABEL
+                    );
                     let module = Pkcs11Module::load(&module)?;
                     let pin = pin_from(pin_env.as_deref(), &format!("PIN of hardware token {label}: "), false)?;
                     let public = module.generate_member_key(&label, &pin, &pkcs11_key_label)?;
-                    drop(pin);
                     println!(
                         "token {token_id} for {holder}: key {pkcs11_key_label:?} generated on hardware token {label:?}; the private key never leaves it"
                     );
-                    println!(
-                        "in the site's site.toml:\n  [pkcs11]\n  module = \"{}\"\n  token_label = \"{label}\"\n  key_label = \"{pkcs11_key_label}\"",
-                        module.path().display()
-                    );
+                    if role == TokenRole::CenterSpecialist {
+                        // The loader key is wrapped to this X25519 key and only the token
+                        // unwraps it (`konvert-center loader wrap-key --pkcs11-token`).
+                        let loader_label = konvert_crypto::pkcs11::LOADER_KEY_LABEL;
+                        let x25519 = module.generate_agreement_key(&label, &pin, loader_label)?;
+                        println!(
+                            "X25519 key {loader_label:?} for the loader's key generated on it too ({}); at the center:\n  konvert-center loader wrap-key --config center.toml --pkcs11-module {} --pkcs11-token {label}",
+                            x25519.key_id(),
+                            module.path().display()
+                        );
+                    } else {
+                        println!(
+                            "in the site's site.toml:\n  [pkcs11]\n  module = \"{}\"\n  token_label = \"{label}\"\n  key_label = \"{pkcs11_key_label}\"",
+                            module.path().display()
+                        );
+                    }
+                    drop(pin);
                     public
                 }
                 (Some(out), _, _) => {

@@ -80,12 +80,35 @@ impl QuickAuthority {
         dates: &[&str],
         now_unix_ms: u64,
     ) -> anyhow::Result<()> {
-        let id = token.token_id.as_str();
-        self.draft.add_token(id, role, token.public, now_unix_ms)?;
+        self.issue_key_as(
+            &token.token_id,
+            &token.holder,
+            token.public,
+            role,
+            sites,
+            dates,
+            now_unix_ms,
+        )
+    }
+
+    /// Like [`QuickAuthority::issue_as`], for a token known by its id, holder and public
+    /// key (a hardware token has no token file).
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue_key_as(
+        &mut self,
+        id: &str,
+        holder: &str,
+        public: konvert_crypto::VerifyingKey,
+        role: TokenRole,
+        sites: &[&str],
+        dates: &[&str],
+        now_unix_ms: u64,
+    ) -> anyhow::Result<()> {
+        self.draft.add_token(id, role, public, now_unix_ms)?;
         self.draft
             .set_status(id, TokenStatus::ReceivedByCenter, None, now_unix_ms)?;
         let binding = Binding {
-            person: token.holder.clone(),
+            person: holder.to_owned(),
             sites: sites.iter().map(|s| (*s).to_owned()).collect(),
             dates: dates.iter().map(|d| (*d).to_owned()).collect(),
         };

@@ -1,0 +1,103 @@
+//! The center specialist at the loader: which token they bring (a token file, or a
+//! hardware token through its PKCS#11 module), their PIN, and the loader key it unwraps.
+
+use std::path::{Path, PathBuf};
+
+use konvert_crypto::loader_key::Specialist;
+use konvert_crypto::pkcs11::{Pkcs11Module, IDENTITY_KEY_LABEL, LOADER_KEY_LABEL};
+use konvert_crypto::registry::RegistryBody;
+use konvert_crypto::token::TokenFile;
+use konvert_crypto::RecipientSecretKey;
+use zeroize::Zeroizing;
+
+use crate::intake::now_ms;
+use crate::{loader, Error, Result};
+
+/// The specialist's token: a token file (`--token`) or a hardware token
+/// (`--pkcs11-module` and `--pkcs11-token`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpecialistToken {
+    /// The center specialist's token file.
+    #[arg(long, required_unless_present = "pkcs11_module", conflicts_with = "pkcs11_module")]
+    pub token: Option<PathBuf>,
+    /// The specialist's hardware token: its PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long, requires = "pkcs11_token")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// The hardware token's label.
+    #[arg(long, requires = "pkcs11_module")]
+    pub pkcs11_token: Option<String>,
+}
+
+/// The PIN from `pin_env` (automation only), else asked with `prompt`.
+pub fn read_pin(prompt: &str, pin_env: Option<&str>) -> Result<Zeroizing<String>> {
+    if let Some(var) = pin_env {
+        return std::env::var(var).map(Zeroizing::new).map_err(|_| Error::Config {
+            path: PathBuf::from(var),
+            message: "the environment variable with the PIN is not set".into(),
+        });
+    }
+    Ok(Zeroizing::new(rpassword::prompt_password(prompt)?))
+}
+
+/// A hardware token as the registry knows it: its token id and its Ed25519 key.
+fn hardware_identity(
+    registry: &RegistryBody,
+    module: &Pkcs11Module,
+    label: &str,
+) -> Result<(String, konvert_crypto::KeyId)> {
+    let identity = module.signing_public(label, IDENTITY_KEY_LABEL)?.key_id();
+    let token_id =
+        loader::check_specialist_key(registry, identity, &format!("hardware token {label:?}"), module.path())?;
+    Ok((token_id, identity))
+}
+
+/// Wraps the bare key in `dir` for the specialist's hardware token `label`. No PIN: the
+/// token's public keys suffice, and only the token can unwrap.
+pub fn wrap_for_hardware(
+    registry: &RegistryBody,
+    module: &Pkcs11Module,
+    label: &str,
+    secret: &RecipientSecretKey,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let (token_id, identity) = hardware_identity(registry, module, label)?;
+    let agreement_key = module.agreement_public(label, LOADER_KEY_LABEL)?;
+    loader::wrap_for_hardware(dir, secret, &token_id, identity, &agreement_key)
+}
+
+/// The specialist logs in: an Issued specialist's token, its PIN, then the loader key
+/// (the active center key first).
+pub fn login(
+    registry: &RegistryBody,
+    token: &SpecialistToken,
+    loader_dir: &Path,
+    pin_env: Option<&str>,
+) -> Result<RecipientSecretKey> {
+    let mut keys = match (&token.token, &token.pkcs11_module, &token.pkcs11_token) {
+        (Some(path), _, _) => {
+            let file = TokenFile::read(path)?;
+            loader::check_specialist(registry, &file, path)?;
+            let prompt = format!("PIN of token {} ({}): ", file.token_id, file.holder);
+            let key = file.unlock(&read_pin(&prompt, pin_env)?)?;
+            loader::unwrap_for(loader_dir, registry, Specialist::File(&key), now_ms())?
+        }
+        (None, Some(module), Some(label)) => {
+            let module = Pkcs11Module::load(module)?;
+            let (token_id, identity) = hardware_identity(registry, &module, label)?;
+            let pin = read_pin(&format!("PIN of hardware token {label} ({token_id}): "), pin_env)?;
+            let agreement = module.login_agreement(label, LOADER_KEY_LABEL, &pin)?;
+            let specialist = Specialist::Hardware {
+                token_key: identity,
+                agreement: &agreement,
+            };
+            loader::unwrap_for(loader_dir, registry, specialist, now_ms())?
+        }
+        _ => {
+            return Err(Error::Config {
+                path: loader_dir.to_owned(),
+                message: "name the specialist's token: --token FILE, or --pkcs11-module and --pkcs11-token".into(),
+            })
+        }
+    };
+    Ok(keys.remove(0))
+}

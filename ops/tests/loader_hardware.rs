@@ -1,0 +1,223 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The loader's key on a center specialist's hardware token (SoftHSM2), through the real
+//! commands: the officers issue the token (an Ed25519 identity and an X25519 key, both
+//! generated on it), the center wraps its decryption key for it without a PIN and
+//! destroys the bare key, and only that token, with its PIN, unwraps it again. Where
+//! SoftHSM2 is not installed the test says SKIPPED and passes.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use konvert_center::specialist::{self, SpecialistToken};
+use konvert_crypto::pkcs11::{module_path_from_env, Pkcs11Module, IDENTITY_KEY_LABEL};
+use konvert_crypto::registry::TokenRole;
+use konvert_ops::quick_authority::QuickAuthority;
+
+const KONVERT: &str = env!("CARGO_BIN_EXE_konvert");
+const PIN: &str = "246813";
+
+fn run(conf: &Path, args: &[&str]) -> Output {
+    Command::new(KONVERT)
+        .args(args)
+        .env("PIN", PIN)
+        .env("SOFTHSM2_CONF", conf)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+fn init_token(conf: &Path, label: &str) {
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--so-pin",
+            "12345678",
+            "--pin",
+            PIN,
+        ])
+        .env("SOFTHSM2_CONF", conf)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+}
+
+#[test]
+fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() {
+    let module = module_path_from_env();
+    if !module.is_file() {
+        eprintln!("SKIPPED: SoftHSM2 not installed (install the Debian package softhsm2)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    init_token(&conf, "SP-HW");
+    init_token(&conf, "STRANGER");
+    let m = module.to_str().unwrap();
+
+    // The officers issue the specialist's hardware token.
+    let issued = ok(run(
+        &conf,
+        &[
+            "keys",
+            "issue-token",
+            "--pkcs11-module",
+            m,
+            "--pkcs11-token",
+            "SP-HW",
+            "--token-id",
+            "SP-0002",
+            "--holder",
+            "Смирнова О. Л. (РЦОИ)",
+            "--role",
+            "specialist",
+            "--pin-env",
+            "PIN",
+        ],
+    ));
+    assert!(issued.contains("X25519 key \"konvert-loader\""), "{issued}");
+    assert!(
+        issued.contains("loader wrap-key") && !issued.contains("site.toml"),
+        "{issued}"
+    );
+    // A stranger's token with the same keys, never issued.
+    ok(run(
+        &conf,
+        &[
+            "keys",
+            "issue-token",
+            "--pkcs11-module",
+            m,
+            "--pkcs11-token",
+            "STRANGER",
+            "--token-id",
+            "SP-9999",
+            "--holder",
+            "?",
+            "--role",
+            "specialist",
+            "--pin-env",
+            "PIN",
+        ],
+    ));
+
+    // The center, and a registry that lists the token as an Issued specialist's.
+    let center_dir = dir.path().join("center");
+    let init = konvert_center::provision::init_center(&center_dir, "center.test", "127.0.0.1:0".parse().unwrap(), None)
+        .unwrap();
+    // SOFTHSM2_CONF is read by no other test in this binary.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let hw = Pkcs11Module::load(&module).unwrap();
+    let identity = hw.signing_public("SP-HW", IDENTITY_KEY_LABEL).unwrap();
+    let now = konvert_edge::cli::now_unix_ms();
+    let mut officers = QuickAuthority::new(&init.config, init.recipient_public, now).unwrap();
+    officers
+        .issue_key_as(
+            "SP-0002",
+            "Смирнова О. Л. (РЦОИ)",
+            identity,
+            TokenRole::CenterSpecialist,
+            &["0101"],
+            &["2026-06-01"],
+            now,
+        )
+        .unwrap();
+    officers.publish(now).unwrap();
+    let config = init.config_path.to_str().unwrap();
+    let registry_file = init.config.registry.to_str().unwrap();
+    ok(run(
+        &conf,
+        &[
+            "center",
+            "registry",
+            "import",
+            "--config",
+            config,
+            "--file",
+            registry_file,
+        ],
+    ));
+
+    // A token the registry does not list is refused before anything is written or destroyed.
+    let refused = run(
+        &conf,
+        &[
+            "center",
+            "loader",
+            "wrap-key",
+            "--config",
+            config,
+            "--pkcs11-module",
+            m,
+            "--pkcs11-token",
+            "STRANGER",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not in key registry"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    assert!(init.recipient_key_path.exists());
+    // Wrapping needs no PIN (stdin is closed): only the token's public keys.
+    let wrapped = ok(run(
+        &conf,
+        &[
+            "center",
+            "loader",
+            "wrap-key",
+            "--config",
+            config,
+            "--pkcs11-module",
+            m,
+            "--pkcs11-token",
+            "SP-HW",
+        ],
+    ));
+    assert!(
+        wrapped.contains("wrapped: ") && wrapped.contains("SP-0002-"),
+        "{wrapped}"
+    );
+    assert!(!init.recipient_key_path.exists(), "the bare key file is destroyed");
+    // The specialist logs in at the loader, as `test-packets preview --pkcs11-token` does.
+    let registry = konvert_center::registry::held(&init.config, now).unwrap().unwrap();
+    let loader_dir = center_dir.join("loader");
+    let login = |label: &str| SpecialistToken {
+        token: None,
+        pkcs11_module: Some(module.clone()),
+        pkcs11_token: Some(label.to_owned()),
+    };
+    std::env::set_var("LOADER_PIN", PIN);
+    let opened = specialist::login(&registry, &login("SP-HW"), &loader_dir, Some("LOADER_PIN")).unwrap();
+    assert_eq!(opened.public_key(), init.recipient_public);
+    let e = specialist::login(&registry, &login("STRANGER"), &loader_dir, Some("LOADER_PIN"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not in key registry"), "{e}");
+    // What sits on disk never holds the center's secret in the clear.
+    let secret = opened.to_bytes();
+    for entry in std::fs::read_dir(&loader_dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(32).any(|w| w == secret.as_slice()));
+    }
+}
