@@ -429,23 +429,25 @@ fn loader_command(action: LoaderAction) -> Result<()> {
             for path in &tokens {
                 let token = TokenFile::read(path)?;
                 loader::check_specialist(&registry, &token, path)?;
-                let prompt = format!("PIN of token {} ({}): ", token.token_id, token.holder);
-                let k = token.unlock(&crate::specialist::read_pin(&prompt, pin_env.as_deref())?)?;
+                let k = crate::specialist::unlock_file(&token, pin_env.as_deref())?;
                 unlocked.push((token, k));
             }
-            let module = pkcs11_module
-                .as_deref()
-                .map(konvert_crypto::pkcs11::Pkcs11Module::load)
-                .transpose()?;
+            // Every token is checked before anything is written.
+            let hardware = match &pkcs11_module {
+                Some(module) => {
+                    let module = konvert_crypto::pkcs11::Pkcs11Module::load(module)?;
+                    pkcs11_tokens
+                        .iter()
+                        .map(|label| crate::specialist::HardwareRecipient::find(&registry, &module, label))
+                        .collect::<Result<Vec<_>>>()?
+                }
+                None => Vec::new(),
+            };
             let dir = relative(&config, &loader_dir);
             std::fs::create_dir_all(&dir).map_err(crate::Error::file(&dir))?;
             let mut wrapped = loader::wrap_for(&dir, &secret, &unlocked)?;
-            if let Some(module) = &module {
-                for label in &pkcs11_tokens {
-                    wrapped.push(crate::specialist::wrap_for_hardware(
-                        &registry, module, label, &secret, &dir,
-                    )?);
-                }
+            for token in &hardware {
+                wrapped.push(token.wrap(&secret, &dir)?);
             }
             for p in wrapped {
                 println!("wrapped: {}", p.display());

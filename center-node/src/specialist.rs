@@ -51,18 +51,37 @@ fn hardware_identity(
     Ok((token_id, identity))
 }
 
-/// Wraps the bare key in `dir` for the specialist's hardware token `label`. No PIN: the
-/// token's public keys suffice, and only the token can unwrap.
-pub fn wrap_for_hardware(
-    registry: &RegistryBody,
-    module: &Pkcs11Module,
-    label: &str,
-    secret: &RecipientSecretKey,
-    dir: &Path,
-) -> Result<PathBuf> {
-    let (token_id, identity) = hardware_identity(registry, module, label)?;
-    let agreement_key = module.agreement_public(label, LOADER_KEY_LABEL)?;
-    loader::wrap_for_hardware(dir, secret, &token_id, identity, &agreement_key)
+/// A specialist's hardware token, ready to wrap for: its token id, Ed25519 key id and
+/// X25519 key. Reads public keys only, so no PIN; checked against the registry.
+#[derive(Debug, Clone)]
+pub struct HardwareRecipient {
+    token_id: String,
+    identity: konvert_crypto::KeyId,
+    agreement_key: konvert_crypto::RecipientPublicKey,
+}
+
+impl HardwareRecipient {
+    /// The token labelled `label`, if the registry lets it hold the loader key.
+    pub fn find(registry: &RegistryBody, module: &Pkcs11Module, label: &str) -> Result<Self> {
+        let (token_id, identity) = hardware_identity(registry, module, label)?;
+        let agreement_key = module.agreement_public(label, LOADER_KEY_LABEL)?;
+        Ok(HardwareRecipient {
+            token_id,
+            identity,
+            agreement_key,
+        })
+    }
+
+    /// Wraps the bare key for this token into `dir`; only the token can unwrap it.
+    pub fn wrap(&self, secret: &RecipientSecretKey, dir: &Path) -> Result<PathBuf> {
+        loader::wrap_for_hardware(dir, secret, &self.token_id, self.identity, &self.agreement_key)
+    }
+}
+
+/// Unlocks a specialist's token file with its PIN (from `pin_env`, else asked).
+pub fn unlock_file(file: &TokenFile, pin_env: Option<&str>) -> Result<konvert_crypto::SigningKey> {
+    let prompt = format!("PIN of token {} ({}): ", file.token_id, file.holder);
+    Ok(file.unlock(&read_pin(&prompt, pin_env)?)?)
 }
 
 /// The specialist logs in: an Issued specialist's token, its PIN, then the loader key
@@ -77,8 +96,7 @@ pub fn login(
         (Some(path), _, _) => {
             let file = TokenFile::read(path)?;
             loader::check_specialist(registry, &file, path)?;
-            let prompt = format!("PIN of token {} ({}): ", file.token_id, file.holder);
-            let key = file.unlock(&read_pin(&prompt, pin_env)?)?;
+            let key = unlock_file(&file, pin_env)?;
             loader::unwrap_for(loader_dir, registry, Specialist::File(&key), now_ms())?
         }
         (None, Some(module), Some(label)) => {
