@@ -295,17 +295,43 @@ fn one(found: Vec<ObjectHandle>, token_label: &str, key_label: &str) -> Result<O
 
 /// `CKA_EC_POINT` of an Ed25519 public key.
 fn read_public(session: &Session, handle: ObjectHandle) -> Result<VerifyingKey> {
-    let attrs = session
+    ed25519_point(&read_ec_point(session, handle)?)
+}
+
+/// The raw `CKA_EC_POINT` of a public key.
+fn read_ec_point(session: &Session, handle: ObjectHandle) -> Result<Vec<u8>> {
+    session
         .get_attributes(handle, &[AttributeType::EcPoint])
-        .map_err(ck("reading the public key"))?;
-    let point = attrs
+        .map_err(ck("reading the public key"))?
         .into_iter()
         .find_map(|a| match a {
             Attribute::EcPoint(p) => Some(p),
             _ => None,
         })
-        .ok_or_else(|| Error::Pkcs11("the token did not return the public key (CKA_EC_POINT)".into()))?;
-    ed25519_point(&point)
+        .ok_or_else(|| Error::Pkcs11("the token did not return the public key (CKA_EC_POINT)".into()))
+}
+
+/// The session of a logged-in key, for one operation at a time.
+fn lock(session: &Mutex<Session>) -> Result<std::sync::MutexGuard<'_, Session>> {
+    session
+        .lock()
+        .map_err(|_| Error::Pkcs11("the token session is poisoned".into()))
+}
+
+/// Writes a SoftHSM2 configuration keeping its tokens in `dir/tokens` (drills and tests:
+/// point `SOFTHSM2_CONF` at the returned file before the module is loaded).
+pub fn write_softhsm_config(dir: &Path) -> Result<PathBuf> {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )?;
+    Ok(conf)
 }
 
 fn ed25519_point(point: &[u8]) -> Result<VerifyingKey> {
@@ -349,10 +375,7 @@ impl Pkcs11Signer {
     /// Whether the token would hand out the private key's value (`CKA_VALUE`), or calls it
     /// extractable or not sensitive. A member key must answer `false`.
     pub fn private_key_readable(&self) -> Result<bool> {
-        let session = self
-            .session
-            .lock()
-            .map_err(|_| Error::Pkcs11("the token session is poisoned".into()))?;
+        let session = lock(&self.session)?;
         let info = session
             .get_attribute_info(self.key, &[AttributeType::Value])
             .map_err(ck("asking the token about the private key"))?;
@@ -376,10 +399,7 @@ impl MemberSigner for Pkcs11Signer {
     fn sign(&self, domain: Domain, msg: &[u8]) -> Result<Signature> {
         let message = domain.message(msg);
         let raw = {
-            let session = self
-                .session
-                .lock()
-                .map_err(|_| Error::Pkcs11("the token session is poisoned".into()))?;
+            let session = lock(&self.session)?;
             session
                 .sign(
                     &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),

@@ -146,16 +146,7 @@ fn one_x25519_public(session: &Session, token_label: &str, key_label: &str) -> R
 }
 
 fn read_x25519_public(session: &Session, handle: ObjectHandle) -> Result<RecipientPublicKey> {
-    let attrs = session
-        .get_attributes(handle, &[AttributeType::EcPoint])
-        .map_err(ck("reading the public key"))?;
-    let point = attrs
-        .into_iter()
-        .find_map(|a| match a {
-            Attribute::EcPoint(p) => Some(p),
-            _ => None,
-        })
-        .ok_or_else(|| Error::Pkcs11("the token did not return the public key (CKA_EC_POINT)".into()))?;
+    let point = super::read_ec_point(session, handle)?;
     let raw = super::point32(&point).ok_or(Error::BadKey("the token's CKA_EC_POINT is not a 32-byte X25519 point"))?;
     Ok(RecipientPublicKey(raw))
 }
@@ -190,10 +181,7 @@ impl Pkcs11Agreement {
 
     /// X25519 of the token's key with `peer`, computed on the token.
     pub fn agree(&self, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>> {
-        let session = self
-            .session
-            .lock()
-            .map_err(|_| Error::Pkcs11("the token session is poisoned".into()))?;
+        let session = super::lock(&self.session)?;
         let params = Ecdh1DeriveParams::new(EcKdf::null(), peer);
         // A session object (not CKA_TOKEN), readable once so it can key the HKDF below;
         // destroyed right after, and gone with the session anyway.

@@ -29,17 +29,7 @@ fn hsm() -> Option<&'static Hsm> {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
+        let conf = konvert_crypto::pkcs11::write_softhsm_config(dir.path()).unwrap();
         std::env::set_var("SOFTHSM2_CONF", &conf);
         let module = Pkcs11Module::load(&path).unwrap();
         Some(Hsm { module, _dir: dir })

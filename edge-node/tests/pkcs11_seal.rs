@@ -22,16 +22,7 @@ fn a_room_is_sealed_with_the_key_on_the_hardware_token() {
     }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    std::fs::create_dir(root.join("tokens")).unwrap();
-    let conf = root.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            root.join("tokens").display()
-        ),
-    )
-    .unwrap();
+    let conf = konvert_crypto::pkcs11::write_softhsm_config(root).unwrap();
     // SOFTHSM2_CONF is read by no other test in this binary.
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let hsm = Pkcs11Module::load(&module).unwrap();

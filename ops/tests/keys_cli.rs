@@ -468,17 +468,7 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
+    let conf = konvert_crypto::pkcs11::write_softhsm_config(dir.path()).unwrap();
     let init = Command::new("softhsm2-util")
         .args([
             "--init-token",

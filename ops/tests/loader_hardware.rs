@@ -58,66 +58,34 @@ fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() 
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
+    let conf = konvert_crypto::pkcs11::write_softhsm_config(dir.path()).unwrap();
     init_token(&conf, "SP-HW");
     init_token(&conf, "STRANGER");
     let m = module.to_str().unwrap();
 
-    // The officers issue the specialist's hardware token.
-    let issued = ok(run(
-        &conf,
-        &[
-            "keys",
-            "issue-token",
-            "--pkcs11-module",
-            m,
-            "--pkcs11-token",
-            "SP-HW",
-            "--token-id",
-            "SP-0002",
-            "--holder",
-            "Смирнова О. Л. (РЦОИ)",
-            "--role",
-            "specialist",
-            "--pin-env",
-            "PIN",
-        ],
-    ));
+    let issue_specialist = |label: &str, token_id: &str| {
+        let mut args = vec!["keys", "issue-token", "--pkcs11-module", m, "--pkcs11-token", label];
+        args.extend(["--token-id", token_id, "--holder", "Смирнова О. Л. (РЦОИ)"]);
+        args.extend(["--role", "specialist", "--pin-env", "PIN"]);
+        ok(run(&conf, &args))
+    };
+    let wrap_key = |config: &str, label: &str| {
+        let args = ["center", "loader", "wrap-key", "--config", config];
+        run(
+            &conf,
+            &[&args[..], &["--pkcs11-module", m, "--pkcs11-token", label]].concat(),
+        )
+    };
+
+    // The officers issue the specialist's hardware token, and a stranger's that is never
+    // registered.
+    let issued = issue_specialist("SP-HW", "SP-0002");
     assert!(issued.contains("X25519 key \"konvert-loader\""), "{issued}");
     assert!(
         issued.contains("loader wrap-key") && !issued.contains("site.toml"),
         "{issued}"
     );
-    // A stranger's token with the same keys, never issued.
-    ok(run(
-        &conf,
-        &[
-            "keys",
-            "issue-token",
-            "--pkcs11-module",
-            m,
-            "--pkcs11-token",
-            "STRANGER",
-            "--token-id",
-            "SP-9999",
-            "--holder",
-            "?",
-            "--role",
-            "specialist",
-            "--pin-env",
-            "PIN",
-        ],
-    ));
+    issue_specialist("STRANGER", "SP-9999");
 
     // The center, and a registry that lists the token as an Issued specialist's.
     let center_dir = dir.path().join("center");
@@ -157,20 +125,7 @@ fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() 
     ));
 
     // A token the registry does not list is refused before anything is written or destroyed.
-    let refused = run(
-        &conf,
-        &[
-            "center",
-            "loader",
-            "wrap-key",
-            "--config",
-            config,
-            "--pkcs11-module",
-            m,
-            "--pkcs11-token",
-            "STRANGER",
-        ],
-    );
+    let refused = wrap_key(config, "STRANGER");
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("not in key registry"),
@@ -180,20 +135,7 @@ fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() 
 
     assert!(init.recipient_key_path.exists());
     // Wrapping needs no PIN (stdin is closed): only the token's public keys.
-    let wrapped = ok(run(
-        &conf,
-        &[
-            "center",
-            "loader",
-            "wrap-key",
-            "--config",
-            config,
-            "--pkcs11-module",
-            m,
-            "--pkcs11-token",
-            "SP-HW",
-        ],
-    ));
+    let wrapped = ok(wrap_key(config, "SP-HW"));
     assert!(
         wrapped.contains("wrapped: ") && wrapped.contains("SP-0002-"),
         "{wrapped}"
