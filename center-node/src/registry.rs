@@ -233,3 +233,7 @@ impl CenterRegistry {
         body.tokens.iter().find(|t| t.public.key_id() == *id).map(|t| t.public)
     }
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

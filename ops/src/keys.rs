@@ -357,6 +357,8 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     "token {token_id} is already in the registry draft"
                 );
             }
+            // A specialist's hardware token also gets an X25519 key for the loader's key.
+            let mut loader_key = None;
             let public = match (out, pkcs11_module, pkcs11_token) {
                 (_, Some(module), Some(label)) => {
                     anyhow::ensure!(
@@ -375,6 +377,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                         // unwraps it (`konvert-center loader wrap-key --pkcs11-token`).
                         let loader_label = konvert_crypto::pkcs11::LOADER_KEY_LABEL;
                         let x25519 = module.generate_agreement_key(&label, &pin, loader_label)?;
+                        loader_key = Some(x25519.key_id());
                         println!(
                             "X25519 key {loader_label:?} for the loader's key generated on it too ({}); at the center:\n  konvert-center loader wrap-key --config center.toml --pkcs11-module {} --pkcs11-token {label}",
                             x25519.key_id(),
@@ -415,12 +418,15 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                         AuditAction::TokenIssue,
                         &token_id,
                         &format!(
-                            "holder {holder}; role {}; public key {}",
+                            "holder {holder}; role {}; public key {}{}",
                             match role {
                                 TokenRole::Member => "member",
                                 TokenRole::CenterSpecialist => "specialist",
                             },
-                            public
+                            public,
+                            loader_key
+                                .map(|k| format!("; loader X25519 key {k} on the hardware token"))
+                                .unwrap_or_default()
                         ),
                     )?;
                 }

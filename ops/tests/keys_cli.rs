@@ -544,6 +544,58 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
     ]));
     assert!(e.contains("cannot be used with"), "{e}");
 
+    // A specialist's hardware token gets an X25519 key for the loader's key too, and the
+    // audit log names it.
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "SP-1",
+            "--so-pin",
+            "12345678",
+            "--pin",
+            "246813",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let out = ok(&Command::new(KONVERT)
+        .args([
+            "keys",
+            "issue-token",
+            "--pkcs11-module",
+            m,
+            "--pkcs11-token",
+            "SP-1",
+            "--role",
+            "specialist",
+        ])
+        .args([
+            "--token-id",
+            "SP-1",
+            "--holder",
+            "Смирнова О. Л.",
+            "--authority",
+            a,
+            "--pin-env",
+            "PIN",
+        ])
+        .env("PIN", "246813")
+        .env("SOFTHSM2_CONF", &conf)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap());
+    assert!(out.contains("X25519 key \"konvert-loader\""), "{out}");
+    let shown = ok(&keys(&[
+        "audit",
+        "show",
+        "--log",
+        auth.join("audit.log").to_str().unwrap(),
+    ]));
+    assert!(shown.contains("loader X25519 key"), "{shown}");
+
     // The key on the token signs what the registry's public key verifies. SOFTHSM2_CONF
     // is read by no other test in this binary.
     std::env::set_var("SOFTHSM2_CONF", &conf);
