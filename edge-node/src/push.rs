@@ -174,6 +174,11 @@ pub struct PushReport {
     pub rejected: Vec<(String, RejectReason, String)>,
     /// Connections made.
     pub connections: u32,
+    /// UDP payload bytes sent over all connections: what really went on the wire, QUIC's
+    /// headers and its own retransmissions included.
+    pub wire_bytes: u64,
+    /// Bytes QUIC declared lost and sent again, over all connections.
+    pub lost_bytes: u64,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -304,7 +309,10 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                 // A connection that got something across was not a failure to connect: the
                 // next attempt starts from the shortest wait again, so a link that drops now
                 // and then never ends up waiting the longest backoff after every drop.
-                let progressed = report.delivered > delivered_before || conn.stats().udp_tx.bytes >= SEGMENT;
+                let stats = conn.stats();
+                report.wire_bytes += stats.udp_tx.bytes;
+                report.lost_bytes += stats.path.lost_bytes;
+                let progressed = report.delivered > delivered_before || stats.udp_tx.bytes >= SEGMENT;
                 conn.close(0u32.into(), b"push done");
                 backoff.connection_ended(progressed || session.is_ok());
                 match session {

@@ -192,7 +192,9 @@ pub async fn run(opts: &Options) -> RowsResult {
                 "{packets} packets × {:.0} MB, {parallel} in flight, {kills} kills at seeded moments (seed {KILL_SEED:#x}), \
                  center restarted at once; the edge wrote {:.1} MB to its streams for {:.1} MB of envelopes over {} connections \
                  in {:.0} s: {:.1} MB per kill, i.e. per packet in flight {:.1} MB (each resumes from its last durable \
-                 {} MiB segment, which spared {:.1} MB; what the edge had buffered for the dead connection counts as sent)",
+                 {} MiB segment, which spared {:.1} MB; what the edge had buffered for the dead connection counts as sent); \
+                 on the wire {:.1} MB of UDP payloads ({:.1} % over the envelopes, QUIC's headers and {:.1} MB it declared \
+                 lost included)",
                 packet_bytes as f64 / 1e6,
                 sent as f64 / 1e6,
                 envelope_bytes as f64 / 1e6,
@@ -201,7 +203,10 @@ pub async fn run(opts: &Options) -> RowsResult {
                 resent as f64 / 1e6 / kills as f64,
                 resent as f64 / 1e6 / (kills * parallel) as f64,
                 SEGMENT >> 20,
-                skipped as f64 / 1e6
+                skipped as f64 / 1e6,
+                report.wire_bytes as f64 / 1e6,
+                (report.wire_bytes as f64 / envelope_bytes.max(1) as f64 - 1.0) * 100.0,
+                report.lost_bytes as f64 / 1e6
             ),
         ),
         Row::measured(
