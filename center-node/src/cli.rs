@@ -169,6 +169,37 @@ pub enum LoaderAction {
         #[arg(long)]
         keep_key_file: bool,
     },
+    /// Decrypt the stored exam packets into OUT/<site>/<packet id>/v<version>/ (scan files
+    /// and packet.json) for processing, after the specialist's PIN; run it again to take
+    /// what arrived since. Runs on the loader's workstation against the center's data
+    /// folder (a copy, or with the center stopped).
+    Unpack {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The center specialist's token.
+        #[command(flatten)]
+        specialist: crate::specialist::SpecialistToken,
+        /// The folder of wrapped loader keys.
+        #[arg(long, default_value = "loader")]
+        loader_dir: PathBuf,
+        /// Read the PIN from this environment variable (automation only).
+        #[arg(long)]
+        pin_env: Option<String>,
+        /// Where the packets go.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this site's packets.
+        #[arg(long)]
+        site: Option<String>,
+        /// Only this packet id.
+        #[arg(long)]
+        packet: Option<String>,
+        /// Also packets flagged for review (their signer's token was blocked soon after);
+        /// their packet.json carries the flag.
+        #[arg(long)]
+        include_flagged: bool,
+    },
 }
 
 /// What to do with test packets.
@@ -411,6 +442,55 @@ fn held_registry(cfg: &CenterConfig, config: &std::path::Path) -> Result<konvert
 
 fn loader_command(action: LoaderAction) -> Result<()> {
     match action {
+        LoaderAction::Unpack {
+            config,
+            specialist,
+            loader_dir,
+            pin_env,
+            out,
+            site,
+            packet,
+            include_flagged,
+        } => {
+            let cfg = CenterConfig::load(&config)?;
+            let registry = held_registry(&cfg, &config)?;
+            let loader_dir = relative(&config, &loader_dir);
+            let keys = crate::specialist::login_all(&registry, &specialist, &loader_dir, pin_env.as_deref())?;
+            let inbox = konvert_replication::Inbox::open(&cfg.data_dir)?;
+            let filter = crate::unpack::Filter {
+                site,
+                packet,
+                include_flagged,
+            };
+            let report = crate::unpack::unpack(&cfg.data_dir, &inbox, &keys, &registry, &filter, &out)?;
+            for (dir, bytes) in &report.unpacked {
+                println!("  {} ({:.1} MB of scans)", dir.display(), *bytes as f64 / 1e6);
+            }
+            for (packet, why) in &report.failed {
+                println!("  {packet}: cannot open: {why}");
+            }
+            if !report.held_for_review.is_empty() {
+                println!(
+                    "  held for review (`konvert-center review`; --include-flagged to unpack them): {}",
+                    report.held_for_review.join(", ")
+                );
+            }
+            println!(
+                "{} packet(s) unpacked into {}; {} already there; {} older version(s) left sealed; {} held for review; {} failed",
+                report.unpacked.len(),
+                out.display(),
+                report.already,
+                report.superseded,
+                report.held_for_review.len(),
+                report.failed.len()
+            );
+            if !report.failed.is_empty() {
+                return Err(crate::Error::Loader {
+                    what: format!("{} packet(s) could not be opened", report.failed.len()),
+                    hint: "see each one above; the rest are unpacked, and nothing in the store changed",
+                });
+            }
+        }
         LoaderAction::WrapKey {
             config,
             key,

@@ -34,6 +34,14 @@ pub enum Error {
         /// What to do.
         hint: &'static str,
     },
+    /// The loader cannot open a stored packet.
+    #[error("{what}; {hint}")]
+    Loader {
+        /// What is wrong.
+        what: String,
+        /// What to do.
+        hint: &'static str,
+    },
     /// A packet's content (archive, scans) is wrong.
     #[error(transparent)]
     Exam(#[from] konvert_exam::Error),

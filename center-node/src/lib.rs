@@ -23,6 +23,7 @@ pub mod service;
 pub mod specialist;
 pub mod stations;
 pub mod test_packets;
+pub mod unpack;
 
 pub use config::CenterConfig;
 pub use error::Error;

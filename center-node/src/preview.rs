@@ -9,16 +9,13 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use image::imageops::FilterType;
 use konvert_crypto::registry::RegistryBody;
-use konvert_crypto::{envelope, KeyId, RecipientSecretKey, VerifyingKey};
-use konvert_exam::read_archive;
+use konvert_crypto::{KeyId, RecipientSecretKey, VerifyingKey};
 use konvert_exam::scan::{read_scan_pages, recognize, PageImage, Recognition};
-use konvert_replication::Inbox;
 
 use crate::registry::CenterRegistry;
 use crate::test_packets::TestPacket;
@@ -109,7 +106,6 @@ fn preview_packet(
     out: &Path,
 ) -> Result<Vec<PagePreview>> {
     let r = &packet.record;
-    let envelope_path = Inbox::stored_envelope(data_dir, &r.digest()?);
     let dir = out.join(&r.envelope_id);
     let files = dir.join("files");
     // A preview from an earlier run may hold files of another judgement; start clean.
@@ -117,30 +113,14 @@ fn preview_packet(
         fs::remove_dir_all(&dir).map_err(Error::file(&dir))?;
     }
     fs::create_dir_all(&files).map_err(Error::file(&files))?;
-    let archive_path = dir.join("packet.archive");
-    {
-        let input = fs::File::open(&envelope_path).map_err(|e| Error::TestPacket {
-            what: format!("the envelope {} cannot be opened: {e}", envelope_path.display()),
-            hint: "run the preview against the center's data folder (--config of the center)",
-        })?;
-        let archive = fs::File::create(&archive_path).map_err(Error::file(&archive_path))?;
-        let mut archive = std::io::BufWriter::new(archive);
-        let opened = envelope::open(std::io::BufReader::new(input), recipient, trusted, &mut archive)
-            .map_err(Error::from)
-            .and_then(|_| archive.flush().map_err(Error::file(&archive_path)));
-        if let Err(e) = opened {
-            // Plaintext that did not verify is not kept.
-            drop(archive);
-            let _ = fs::remove_file(&archive_path);
-            return Err(e);
-        }
-    }
-    let manifest = {
-        let archive = fs::File::open(&archive_path).map_err(Error::file(&archive_path))?;
-        let manifest = read_archive(std::io::BufReader::new(archive), &files);
-        let _ = fs::remove_file(&archive_path);
-        manifest?
-    };
+    let manifest = crate::unpack::open_stored(
+        data_dir,
+        &r.digest()?,
+        std::slice::from_ref(recipient),
+        trusted,
+        &dir,
+        &files,
+    )?;
     let mut pages = Vec::new();
     for (n, file) in manifest.files.iter().enumerate() {
         let path = files.join(&file.name);

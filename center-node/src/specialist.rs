@@ -84,15 +84,28 @@ pub fn unlock_file(file: &TokenFile, pin_env: Option<&str>) -> Result<konvert_cr
     Ok(file.unlock(&read_pin(&prompt, pin_env)?)?)
 }
 
-/// The specialist logs in: an Issued specialist's token, its PIN, then the loader key
-/// (the active center key first).
+/// The specialist logs in: an Issued specialist's token, its PIN, then the active
+/// center key.
 pub fn login(
     registry: &RegistryBody,
     token: &SpecialistToken,
     loader_dir: &Path,
     pin_env: Option<&str>,
 ) -> Result<RecipientSecretKey> {
-    let mut keys = match (&token.token, &token.pkcs11_module, &token.pkcs11_token) {
+    let mut keys = login_all(registry, token, loader_dir, pin_env)?;
+    Ok(keys.remove(0))
+}
+
+/// Like [`login`], with every center key still in use that this specialist holds, the
+/// active one first (packets sealed before a rotation open with the older key). Never
+/// empty.
+pub fn login_all(
+    registry: &RegistryBody,
+    token: &SpecialistToken,
+    loader_dir: &Path,
+    pin_env: Option<&str>,
+) -> Result<Vec<RecipientSecretKey>> {
+    let keys = match (&token.token, &token.pkcs11_module, &token.pkcs11_token) {
         (Some(path), _, _) => {
             let file = TokenFile::read(path)?;
             loader::check_specialist(registry, &file, path)?;
@@ -117,5 +130,5 @@ pub fn login(
             })
         }
     };
-    Ok(keys.remove(0))
+    Ok(keys)
 }

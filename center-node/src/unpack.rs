@@ -1,0 +1,250 @@
+//! The loader unpacks stored exam packets for processing: on its offline workstation,
+//! with the center's decryption keys from a specialist's token, each envelope in the
+//! store is verified again and decrypted into a folder of its scan files and a
+//! `packet.json` (where it came from, who signed it, the site's manifest of what it
+//! recognized).
+//!
+//! Layout: `OUT/<site>/<packet id>/v<version>/` with `files/` and `packet.json`, built
+//! under a hidden `.v<version>.partial` folder and renamed into place, so a folder that
+//! exists is complete. Unpacking again skips what is there, so it can run after every
+//! batch of arrivals. Test packets stay on the test desk; a packet's older versions (a
+//! corrected rescan superseded them) are counted, not unpacked; a packet flagged for
+//! review (its signer's token was blocked soon after) is held back unless asked for, and
+//! then its `packet.json` carries the flag. A packet that cannot be opened is reported and
+//! the rest go on; nothing in the store is changed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use konvert_crypto::registry::RegistryBody;
+use konvert_crypto::{envelope, KeyId, RecipientSecretKey, VerifyingKey};
+use konvert_exam::read_archive;
+use konvert_exam::Manifest;
+use konvert_replication::{Inbox, InboxRecord};
+use serde::Serialize;
+
+use crate::registry::CenterRegistry;
+use crate::review::{ReviewDesk, ReviewFlag};
+use crate::{Error, Result};
+
+/// Which stored packets to unpack (default: every exam packet).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this site's packets.
+    pub site: Option<String>,
+    /// Only this packet id.
+    pub packet: Option<String>,
+    /// Also packets flagged for review (`konvert-center review`).
+    pub include_flagged: bool,
+}
+
+impl Filter {
+    fn takes(&self, r: &InboxRecord) -> bool {
+        let b = &r.receipt.body;
+        self.site.as_deref().is_none_or(|s| s == b.site) && self.packet.as_deref().is_none_or(|p| p == b.packet_id)
+    }
+}
+
+/// What one run unpacked.
+#[derive(Debug, Default)]
+pub struct UnpackReport {
+    /// Folders written now, with the scan bytes in each.
+    pub unpacked: Vec<(PathBuf, u64)>,
+    /// Packets whose folder was already there.
+    pub already: usize,
+    /// Older versions left sealed because a newer one is stored.
+    pub superseded: usize,
+    /// Packets held back because they are flagged for review: packet id and version.
+    pub held_for_review: Vec<String>,
+    /// Packets that could not be opened: (packet id and version, why).
+    pub failed: Vec<(String, String)>,
+}
+
+/// What `packet.json` holds.
+#[derive(Debug, Serialize)]
+struct PacketFile<'a> {
+    envelope_id: String,
+    site: &'a str,
+    packet_id: &'a str,
+    version: u32,
+    bytes: u64,
+    received_at_unix_ms: u64,
+    /// The edge's claim, never trusted.
+    sealed_at_unix_ms: u64,
+    signer: String,
+    /// Why the packet is flagged for review, if it is.
+    review: Option<&'a ReviewFlag>,
+    manifest: &'a Manifest,
+}
+
+/// Unpacks the newest version of every stored exam packet `filter` takes into `out`.
+pub fn unpack(
+    data_dir: &Path,
+    inbox: &Inbox,
+    keys: &[RecipientSecretKey],
+    registry: &RegistryBody,
+    filter: &Filter,
+    out: &Path,
+) -> Result<UnpackReport> {
+    // Any token the registry lists: the receiver already decided on its status.
+    let trusted = |id: &KeyId| -> Option<VerifyingKey> { CenterRegistry::token_key(registry, id) };
+    let mut newest: BTreeMap<(String, String), InboxRecord> = BTreeMap::new();
+    let mut report = UnpackReport::default();
+    for r in inbox.records()? {
+        if r.test_packet || !filter.takes(&r) {
+            continue;
+        }
+        let key = (r.receipt.body.site.clone(), r.receipt.body.packet_id.clone());
+        match newest.get(&key) {
+            Some(have) if have.receipt.body.version >= r.receipt.body.version => report.superseded += 1,
+            Some(_) => {
+                report.superseded += 1;
+                newest.insert(key, r);
+            }
+            None => {
+                newest.insert(key, r);
+            }
+        }
+    }
+    let flags: BTreeMap<String, ReviewFlag> = ReviewDesk::open(data_dir)?
+        .list()?
+        .into_iter()
+        .map(|f| (f.envelope_id.clone(), f))
+        .collect();
+    for r in newest.values() {
+        let b = &r.receipt.body;
+        let flag = flags.get(&hex::encode(b.digest));
+        if flag.is_some() && !filter.include_flagged {
+            report.held_for_review.push(format!("{} v{}", b.packet_id, b.version));
+            continue;
+        }
+        let parent = out.join(safe_name(&b.site)?).join(safe_name(&b.packet_id)?);
+        let dir = parent.join(format!("v{}", b.version));
+        if dir.join("packet.json").is_file() {
+            report.already += 1;
+            continue;
+        }
+        match unpack_one(data_dir, r, flag, keys, &trusted, &parent, &dir) {
+            Ok(bytes) => report.unpacked.push((dir, bytes)),
+            Err(e) => report
+                .failed
+                .push((format!("{} v{}", b.packet_id, b.version), e.to_string())),
+        }
+    }
+    Ok(report)
+}
+
+/// A site code or packet id as one folder name; anything else is refused, not mangled.
+fn safe_name(name: &str) -> Result<&str> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::Loader {
+            what: format!("the stored name {name:?} cannot be a folder name"),
+            hint: "the inbox is damaged; restore the center's data folder from backup",
+        })
+    }
+}
+
+fn unpack_one(
+    data_dir: &Path,
+    r: &InboxRecord,
+    review: Option<&ReviewFlag>,
+    keys: &[RecipientSecretKey],
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    parent: &Path,
+    dir: &Path,
+) -> Result<u64> {
+    let b = &r.receipt.body;
+    let partial = parent.join(format!(".v{}.partial", b.version));
+    if partial.exists() {
+        fs::remove_dir_all(&partial).map_err(Error::file(&partial))?;
+    }
+    let files = partial.join("files");
+    let done = (|| {
+        let manifest = open_stored(data_dir, &b.digest, keys, trusted, &partial, &files)?;
+        let bytes = manifest.files.iter().map(|f| f.size).sum();
+        let record = PacketFile {
+            envelope_id: hex::encode(b.digest),
+            site: &b.site,
+            packet_id: &b.packet_id,
+            version: b.version,
+            bytes: b.bytes,
+            received_at_unix_ms: b.received_at_unix_ms,
+            sealed_at_unix_ms: r.sealed_at_unix_ms,
+            signer: r.signer.to_string(),
+            review,
+            manifest: &manifest,
+        };
+        let json = serde_json::to_vec_pretty(&record).map_err(|e| Error::Loader {
+            what: format!("cannot describe the packet: {e}"),
+            hint: "report this as a bug",
+        })?;
+        let path = partial.join("packet.json");
+        fs::write(&path, json).map_err(Error::file(&path))?;
+        fs::rename(&partial, dir).map_err(Error::file(dir))?;
+        Ok(bytes)
+    })();
+    if done.is_err() {
+        // Plaintext of a packet that did not open whole is not kept.
+        let _ = fs::remove_dir_all(&partial);
+    }
+    done
+}
+
+/// Opens the stored envelope `digest` with whichever of `keys` it is sealed to, checks
+/// its signature against `trusted`, and extracts its files into `files` (`work` holds
+/// the decrypted archive meanwhile). Plaintext that did not verify is not kept.
+pub fn open_stored(
+    data_dir: &Path,
+    digest: &[u8; 32],
+    keys: &[RecipientSecretKey],
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    work: &Path,
+    files: &Path,
+) -> Result<Manifest> {
+    let envelope_path = Inbox::stored_envelope(data_dir, digest);
+    let open_input = || {
+        fs::File::open(&envelope_path).map_err(|e| Error::Loader {
+            what: format!("the envelope {} cannot be opened: {e}", envelope_path.display()),
+            hint: "run the loader against the center's data folder (--config of the center, or a copy of its data folder)",
+        })
+    };
+    let header = envelope::read_header(std::io::BufReader::new(open_input()?))?;
+    let key = keys
+        .iter()
+        .find(|k| {
+            let id = k.public_key().key_id();
+            header.recipients.iter().any(|w| w.recipient == id)
+        })
+        .ok_or_else(|| Error::Loader {
+            what: format!(
+                "envelope {} is sealed to none of the center keys this specialist holds",
+                hex::encode(digest)
+            ),
+            hint: "wrap the center key it was sealed to for this specialist, or ask a specialist who holds it",
+        })?;
+    fs::create_dir_all(work).map_err(Error::file(work))?;
+    let archive_path = work.join("packet.archive");
+    {
+        let archive = fs::File::create(&archive_path).map_err(Error::file(&archive_path))?;
+        let mut archive = std::io::BufWriter::new(archive);
+        let opened = envelope::open(std::io::BufReader::new(open_input()?), key, trusted, &mut archive)
+            .map_err(Error::from)
+            .and_then(|_| archive.flush().map_err(Error::file(&archive_path)));
+        if let Err(e) = opened {
+            drop(archive);
+            let _ = fs::remove_file(&archive_path);
+            return Err(e);
+        }
+    }
+    let archive = fs::File::open(&archive_path).map_err(Error::file(&archive_path))?;
+    let manifest = read_archive(std::io::BufReader::new(archive), files);
+    let _ = fs::remove_file(&archive_path);
+    Ok(manifest?)
+}
