@@ -80,6 +80,14 @@ impl Inbox {
         let store = dir.join("store");
         fs::create_dir_all(&staging)?;
         fs::create_dir_all(&store)?;
+        // The lock first: another process that holds the inbox (a serving center, when a
+        // loader or status runs beside it) is writing these staging files.
+        let db = crate::durable::open_sled(&dir.join("inbox.sled")).map_err(|e| {
+            Error::Storage(format!(
+                "cannot open the inbox at {}: {e}; is another konvert-center running?",
+                dir.display()
+            ))
+        })?;
         for entry in fs::read_dir(&staging)? {
             let entry = entry?;
             if !entry.file_type()?.is_file() {
@@ -101,12 +109,6 @@ impl Inbox {
                 fs::remove_file(&path)?;
             }
         }
-        let db = crate::durable::open_sled(&dir.join("inbox.sled")).map_err(|e| {
-            Error::Storage(format!(
-                "cannot open the inbox at {}: {e}; is another konvert-center running?",
-                dir.display()
-            ))
-        })?;
         let packets = db.open_tree("packets").map_err(storage_err)?;
         Ok(Inbox {
             db,

@@ -107,3 +107,18 @@ fn fresh_staging_forgets_what_a_network_attempt_held() {
     let resumed = inbox.resume_staging(&a, |_| {}).unwrap();
     assert_eq!(resumed.held, 0, "the held marker went with the drive's fresh start");
 }
+
+#[test]
+fn an_inbox_held_by_another_opener_is_refused_without_touching_its_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::open(dir.path()).unwrap();
+    // A transfer in flight: bytes written, none durable yet (no held marker).
+    let o = offer("0101-2026-06-01-ege-0001-blanks", 100, 1);
+    let mut staged = inbox.fresh_staging(&o).unwrap();
+    inbox.write_staged(&mut staged, 0, &bytes(10, 1)).unwrap();
+    assert!(staged.path.exists());
+    // A loader or `status` beside the serving center: refused, and the file survives.
+    let err = Inbox::open(dir.path()).err().expect("the inbox is held");
+    assert!(err.to_string().contains("another konvert-center"), "{err}");
+    assert!(staged.path.exists(), "a second opener deleted a staging file in use");
+}
