@@ -77,6 +77,10 @@ pub struct DemoReport {
     pub metrics_text: String,
     /// From a token's block to every connected station holding the registry that says so.
     pub registry_propagation: Duration,
+    /// Packets the loader decrypted and verified at the end.
+    pub unpacked: usize,
+    /// Packets the loader held back for review (signed with the compromised token).
+    pub held_for_review: usize,
 }
 
 /// The demo center's ingress, Mbit/s, which its bandwidth broker shares out.
@@ -453,6 +457,25 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     }
     let stored = center.inbox.records()?.iter().filter(|r| !r.test_packet).count();
     let drill = compromise_drill(&sites, &mut officers, &center_cfg, &say).await?;
+    // The loader decrypts what arrived, as on its offline workstation; what the
+    // compromised token signed stays sealed for review.
+    let registry = RegistryStore::open(&center_cfg.data_dir)?
+        .last_known()?
+        .context("the center holds no key registry")?;
+    let unpacked_dir = root.join("loader-packets");
+    let unpacked = konvert_center::unpack::unpack(
+        &center_cfg.data_dir,
+        &center.inbox,
+        &loader_keys(&center_dir.join("loader"), &registry)?,
+        &registry,
+        &konvert_center::unpack::Filter::default(),
+        &unpacked_dir,
+    )?;
+    anyhow::ensure!(
+        unpacked.failed.is_empty() && unpacked.unpacked.len() + unpacked.held_for_review.len() == stored,
+        "the loader could not open every stored packet: {:?}",
+        unpacked.failed
+    );
     let metrics_text = match center.metrics_addr {
         Some(a) => scrape(a).await.unwrap_or_default(),
         None => String::new(),
@@ -490,6 +513,13 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             drill.refusal.as_str(),
             drill.flagged
         );
+        println!(
+            "  loader                   {} packets decrypted and verified ({:.1} MB of scans) into {}; {} held for review",
+            unpacked.unpacked.len(),
+            unpacked.unpacked.iter().map(|(_, b)| *b).sum::<u64>() as f64 / 1e6,
+            unpacked_dir.display(),
+            unpacked.held_for_review.len()
+        );
         println!("  center store             {}", center_dir.join("data/store").display());
         println!(
             "  site outboxes            {}",
@@ -511,6 +541,8 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         dir: root.clone(),
         metrics_text,
         registry_propagation: drill.propagation,
+        unpacked: unpacked.unpacked.len(),
+        held_for_review: unpacked.held_for_review.len(),
     };
     if let (true, Some(t)) = (opts.keep, temp) {
         let _kept = t.keep();
@@ -545,6 +577,24 @@ pub async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
 /// Technical readiness at the first site, days before the exam in real life: a test
 /// packet of printed blanks goes to the center, the loader previews it, the staff confirm
 /// it, and the signed verdict comes back to the site.
+/// The loader: the specialist's token, checked against the registry, unlocked by PIN,
+/// and the center keys wrapped for it (the active one first).
+fn loader_keys(
+    loader_dir: &std::path::Path,
+    registry: &konvert_crypto::registry::RegistryBody,
+) -> anyhow::Result<Vec<konvert_crypto::RecipientSecretKey>> {
+    let specialist_path = loader_dir.join("specialist.token");
+    let specialist = TokenFile::read(&specialist_path)?;
+    konvert_center::loader::check_specialist(registry, &specialist, &specialist_path)?;
+    let key = specialist.unlock(DEMO_PIN)?;
+    Ok(konvert_center::loader::unwrap_for(
+        loader_dir,
+        registry,
+        konvert_crypto::loader_key::Specialist::File(&key),
+        now_unix_ms(),
+    )?)
+}
+
 async fn readiness(
     cfg: &SiteConfig,
     outbox: &Arc<Outbox>,
@@ -589,18 +639,7 @@ async fn readiness(
     let registry = RegistryStore::open(&center_cfg.data_dir)?
         .last_known()?
         .context("the center holds no key registry")?;
-    // The loader: the specialist's token, checked against the registry, unlocked by PIN.
-    let specialist_path = loader_dir.join("specialist.token");
-    let specialist = TokenFile::read(&specialist_path)?;
-    konvert_center::loader::check_specialist(&registry, &specialist, &specialist_path)?;
-    let key = specialist.unlock(DEMO_PIN)?;
-    let recipient = konvert_center::loader::unwrap_for(
-        loader_dir,
-        &registry,
-        konvert_crypto::loader_key::Specialist::File(&key),
-        now_unix_ms(),
-    )?
-    .remove(0);
+    let recipient = loader_keys(loader_dir, &registry)?.remove(0);
     let (index, previews) = konvert_center::preview::render_previews(
         &center_cfg.data_dir,
         std::slice::from_ref(&packet),

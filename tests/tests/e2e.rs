@@ -381,6 +381,9 @@ async fn the_demo_delivers_every_packet_with_verified_receipts() {
     assert_eq!(report.stored, 12);
     assert_eq!(report.receipts_verified, 12);
     assert_eq!(report.latencies.len(), 12);
+    // The loader decrypted every stored packet but the compromised token's (site 0303:
+    // 2 rooms × forms + blanks), which stay sealed for review.
+    assert_eq!((report.unpacked, report.held_for_review), (8, 4));
     // Plus the readiness round's test packet: delivered like the rest, counted apart.
     let text = &report.metrics_text;
     assert!(text.contains("konvert_delivery_latency_seconds_count 13"), "{text}");
