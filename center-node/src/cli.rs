@@ -177,15 +177,9 @@ pub enum LoaderAction {
         /// center.toml
         #[arg(long)]
         config: PathBuf,
-        /// The center specialist's token.
+        /// The center specialist's login.
         #[command(flatten)]
         specialist: crate::specialist::SpecialistToken,
-        /// The folder of wrapped loader keys.
-        #[arg(long, default_value = "loader")]
-        loader_dir: PathBuf,
-        /// Read the PIN from this environment variable (automation only).
-        #[arg(long)]
-        pin_env: Option<String>,
         /// Where the packets go.
         #[arg(long)]
         out: PathBuf,
@@ -217,15 +211,9 @@ pub enum TestPacketAction {
         /// center.toml
         #[arg(long)]
         config: PathBuf,
-        /// The center specialist's token.
+        /// The center specialist's login.
         #[command(flatten)]
         specialist: crate::specialist::SpecialistToken,
-        /// The folder of wrapped loader keys.
-        #[arg(long, default_value = "loader")]
-        loader_dir: PathBuf,
-        /// Read the PIN from this environment variable (automation only).
-        #[arg(long)]
-        pin_env: Option<String>,
         /// Folder for index.html, thumbnails and the opened scans.
         #[arg(long)]
         out: PathBuf,
@@ -300,8 +288,6 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
         TestPacketAction::Preview {
             config,
             specialist,
-            loader_dir,
-            pin_env,
             out,
             packet,
             all,
@@ -317,8 +303,7 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
                     .collect(),
             };
             let registry = held_registry(&cfg, &config)?;
-            let loader_dir = relative(&config, &loader_dir);
-            let recipient = crate::specialist::login(&registry, &specialist, &loader_dir, pin_env.as_deref())?;
+            let recipient = crate::specialist::login(&registry, &specialist, &config_dir(&config))?;
             let (index, previews) = preview::render_previews(&cfg.data_dir, &packets, &recipient, &registry, &out)?;
             for p in &previews {
                 let r = &p.packet.record;
@@ -426,11 +411,14 @@ fn registry(action: RegistryAction) -> Result<()> {
 }
 
 /// A path given on the command line, relative to center.toml's folder when relative.
+/// The folder of center.toml, which relative paths in commands start from.
+fn config_dir(config: &std::path::Path) -> PathBuf {
+    config.parent().unwrap_or(std::path::Path::new(".")).to_owned()
+}
+
 fn relative(config: &std::path::Path, p: &std::path::Path) -> PathBuf {
-    if p.is_absolute() {
-        return p.to_owned();
-    }
-    config.parent().unwrap_or(std::path::Path::new(".")).join(p)
+    // `join` keeps an absolute `p` as it is.
+    config_dir(config).join(p)
 }
 
 fn held_registry(cfg: &CenterConfig, config: &std::path::Path) -> Result<konvert_crypto::registry::RegistryBody> {
@@ -445,8 +433,6 @@ fn loader_command(action: LoaderAction) -> Result<()> {
         LoaderAction::Unpack {
             config,
             specialist,
-            loader_dir,
-            pin_env,
             out,
             site,
             packet,
@@ -454,8 +440,7 @@ fn loader_command(action: LoaderAction) -> Result<()> {
         } => {
             let cfg = CenterConfig::load(&config)?;
             let registry = held_registry(&cfg, &config)?;
-            let loader_dir = relative(&config, &loader_dir);
-            let keys = crate::specialist::login_all(&registry, &specialist, &loader_dir, pin_env.as_deref())?;
+            let keys = crate::specialist::login_all(&registry, &specialist, &config_dir(&config))?;
             let inbox = konvert_replication::Inbox::open(&cfg.data_dir)?;
             let filter = crate::unpack::Filter {
                 site,

@@ -23,6 +23,8 @@ pub mod service;
 pub mod specialist;
 pub mod stations;
 pub mod test_packets;
+#[cfg(test)]
+mod test_support;
 pub mod unpack;
 
 pub use config::CenterConfig;

@@ -1,26 +1,12 @@
-use konvert_crypto::registry::{Authority, TokenRole, TokenStatus};
-use konvert_crypto::registry::{Binding, CenterKeyRecord, CenterKeyState, RegistryBody};
+use konvert_crypto::registry::{Binding, CenterKeyState, RegistryBody};
+use konvert_crypto::registry::{TokenRole, TokenStatus};
 
 use super::*;
 
 const NOW: u64 = 1_780_000_000_000;
 
 fn registry(center: &RecipientSecretKey) -> RegistryBody {
-    let officer = SigningKey::generate().unwrap();
-    RegistryBody {
-        version: 1,
-        issued_at_unix_ms: NOW,
-        expires_at_unix_ms: NOW + 86_400_000,
-        authority: Authority {
-            officers: vec![officer.verifying_key()],
-            threshold: 1,
-        },
-        tokens: vec![],
-        center_keys: vec![CenterKeyRecord {
-            key: center.public_key(),
-            state: CenterKeyState::Active,
-        }],
-    }
+    crate::test_support::registry(1, &SigningKey::generate().unwrap(), center.public_key(), NOW)
 }
 
 fn walk(body: &mut RegistryBody, t: &TokenFile, role: TokenRole, to: TokenStatus) {

@@ -1,4 +1,3 @@
-use konvert_crypto::registry::{Authority, CenterKeyRecord, CenterKeyState};
 use konvert_crypto::{RecipientSecretKey, SigningKey};
 
 use super::*;
@@ -6,20 +5,8 @@ use super::*;
 const NOW: u64 = 1_780_000_000_000;
 
 fn body(version: u64, officer: &SigningKey) -> RegistryBody {
-    RegistryBody {
-        version,
-        issued_at_unix_ms: NOW,
-        expires_at_unix_ms: NOW + 86_400_000,
-        authority: Authority {
-            officers: vec![officer.verifying_key()],
-            threshold: 1,
-        },
-        tokens: vec![],
-        center_keys: vec![CenterKeyRecord {
-            key: RecipientSecretKey::generate().unwrap().public_key(),
-            state: CenterKeyState::Active,
-        }],
-    }
+    let center = RecipientSecretKey::generate().unwrap().public_key();
+    crate::test_support::registry(version, officer, center, NOW)
 }
 
 #[test]

@@ -13,8 +13,9 @@ use zeroize::Zeroizing;
 use crate::intake::now_ms;
 use crate::{loader, Error, Result};
 
-/// The specialist's token: a token file (`--token`) or a hardware token
-/// (`--pkcs11-module` and `--pkcs11-token`).
+/// How the specialist logs in at the loader: a token file (`--token`) or a hardware
+/// token (`--pkcs11-module` and `--pkcs11-token`), the folder of wrapped loader keys, and
+/// where the PIN comes from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SpecialistToken {
     /// The center specialist's token file.
@@ -26,6 +27,12 @@ pub struct SpecialistToken {
     /// The hardware token's label.
     #[arg(long, requires = "pkcs11_module")]
     pub pkcs11_token: Option<String>,
+    /// The folder of wrapped loader keys (relative to center.toml's folder).
+    #[arg(long, default_value = "loader")]
+    pub loader_dir: PathBuf,
+    /// Read the PIN from this environment variable (automation only).
+    #[arg(long)]
+    pub pin_env: Option<String>,
 }
 
 /// The PIN from `pin_env` (automation only), else asked with `prompt`.
@@ -86,25 +93,17 @@ pub fn unlock_file(file: &TokenFile, pin_env: Option<&str>) -> Result<konvert_cr
 
 /// The specialist logs in: an Issued specialist's token, its PIN, then the active
 /// center key.
-pub fn login(
-    registry: &RegistryBody,
-    token: &SpecialistToken,
-    loader_dir: &Path,
-    pin_env: Option<&str>,
-) -> Result<RecipientSecretKey> {
-    let mut keys = login_all(registry, token, loader_dir, pin_env)?;
+pub fn login(registry: &RegistryBody, token: &SpecialistToken, base: &Path) -> Result<RecipientSecretKey> {
+    let mut keys = login_all(registry, token, base)?;
     Ok(keys.remove(0))
 }
 
 /// Like [`login`], with every center key still in use that this specialist holds, the
 /// active one first (packets sealed before a rotation open with the older key). Never
-/// empty.
-pub fn login_all(
-    registry: &RegistryBody,
-    token: &SpecialistToken,
-    loader_dir: &Path,
-    pin_env: Option<&str>,
-) -> Result<Vec<RecipientSecretKey>> {
+/// empty. A relative `loader_dir` is taken from `base` (center.toml's folder).
+pub fn login_all(registry: &RegistryBody, token: &SpecialistToken, base: &Path) -> Result<Vec<RecipientSecretKey>> {
+    let loader_dir = &base.join(&token.loader_dir);
+    let pin_env = token.pin_env.as_deref();
     let keys = match (&token.token, &token.pkcs11_module, &token.pkcs11_token) {
         (Some(path), _, _) => {
             let file = TokenFile::read(path)?;

@@ -3,6 +3,8 @@
 //! threshold of two, a member token walked through the regulations' statuses, a registry
 //! published and accepted as an edge would accept it.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -469,21 +471,7 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
     }
     let dir = tempfile::tempdir().unwrap();
     let conf = konvert_crypto::pkcs11::write_softhsm_config(dir.path()).unwrap();
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "GEK-17",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "246813",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    common::init_softhsm_token(&conf, "GEK-17");
 
     let auth = dir.path().join("authority");
     let a = auth.to_str().unwrap();
@@ -546,21 +534,7 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
 
     // A specialist's hardware token gets an X25519 key for the loader's key too, and the
     // audit log names it.
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "SP-1",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "246813",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    common::init_softhsm_token(&conf, "SP-1");
     let out = ok(&Command::new(KONVERT)
         .args([
             "keys",

@@ -5,6 +5,8 @@
 //! destroys the bare key, and only that token, with its PIN, unwraps it again. Where
 //! SoftHSM2 is not installed the test says SKIPPED and passes.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -14,7 +16,7 @@ use konvert_crypto::registry::TokenRole;
 use konvert_ops::quick_authority::QuickAuthority;
 
 const KONVERT: &str = env!("CARGO_BIN_EXE_konvert");
-const PIN: &str = "246813";
+const PIN: &str = common::TOKEN_PIN;
 
 fn run(conf: &Path, args: &[&str]) -> Output {
     Command::new(KONVERT)
@@ -32,24 +34,6 @@ fn ok(out: Output) -> String {
     text
 }
 
-fn init_token(conf: &Path, label: &str) {
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--so-pin",
-            "12345678",
-            "--pin",
-            PIN,
-        ])
-        .env("SOFTHSM2_CONF", conf)
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-}
-
 #[test]
 fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() {
     let module = module_path_from_env();
@@ -59,8 +43,8 @@ fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() 
     }
     let dir = tempfile::tempdir().unwrap();
     let conf = konvert_crypto::pkcs11::write_softhsm_config(dir.path()).unwrap();
-    init_token(&conf, "SP-HW");
-    init_token(&conf, "STRANGER");
+    common::init_softhsm_token(&conf, "SP-HW");
+    common::init_softhsm_token(&conf, "STRANGER");
     let m = module.to_str().unwrap();
 
     let issue_specialist = |label: &str, token_id: &str| {
@@ -148,11 +132,13 @@ fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() 
         token: None,
         pkcs11_module: Some(module.clone()),
         pkcs11_token: Some(label.to_owned()),
+        loader_dir: loader_dir.clone(),
+        pin_env: Some("LOADER_PIN".into()),
     };
     std::env::set_var("LOADER_PIN", PIN);
-    let opened = specialist::login(&registry, &login("SP-HW"), &loader_dir, Some("LOADER_PIN")).unwrap();
+    let opened = specialist::login(&registry, &login("SP-HW"), &center_dir).unwrap();
     assert_eq!(opened.public_key(), init.recipient_public);
-    let e = specialist::login(&registry, &login("STRANGER"), &loader_dir, Some("LOADER_PIN"))
+    let e = specialist::login(&registry, &login("STRANGER"), &center_dir)
         .unwrap_err()
         .to_string();
     assert!(e.contains("not in key registry"), "{e}");
