@@ -179,7 +179,7 @@ pub enum LoaderAction {
         config: PathBuf,
         /// The center specialist's login.
         #[command(flatten)]
-        specialist: crate::specialist::SpecialistToken,
+        specialist: crate::specialist::SpecialistLogin,
         /// Where the packets go.
         #[arg(long)]
         out: PathBuf,
@@ -213,7 +213,7 @@ pub enum TestPacketAction {
         config: PathBuf,
         /// The center specialist's login.
         #[command(flatten)]
-        specialist: crate::specialist::SpecialistToken,
+        specialist: crate::specialist::SpecialistLogin,
         /// Folder for index.html, thumbnails and the opened scans.
         #[arg(long)]
         out: PathBuf,

@@ -17,7 +17,7 @@ use crate::{loader, Error, Result};
 /// token (`--pkcs11-module` and `--pkcs11-token`), the folder of wrapped loader keys, and
 /// where the PIN comes from.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SpecialistToken {
+pub struct SpecialistLogin {
     /// The center specialist's token file.
     #[arg(long, required_unless_present = "pkcs11_module", conflicts_with = "pkcs11_module")]
     pub token: Option<PathBuf>,
@@ -93,7 +93,7 @@ pub fn unlock_file(file: &TokenFile, pin_env: Option<&str>) -> Result<konvert_cr
 
 /// The specialist logs in: an Issued specialist's token, its PIN, then the active
 /// center key.
-pub fn login(registry: &RegistryBody, token: &SpecialistToken, base: &Path) -> Result<RecipientSecretKey> {
+pub fn login(registry: &RegistryBody, token: &SpecialistLogin, base: &Path) -> Result<RecipientSecretKey> {
     let mut keys = login_all(registry, token, base)?;
     Ok(keys.remove(0))
 }
@@ -101,7 +101,7 @@ pub fn login(registry: &RegistryBody, token: &SpecialistToken, base: &Path) -> R
 /// Like [`login`], with every center key still in use that this specialist holds, the
 /// active one first (packets sealed before a rotation open with the older key). Never
 /// empty. A relative `loader_dir` is taken from `base` (center.toml's folder).
-pub fn login_all(registry: &RegistryBody, token: &SpecialistToken, base: &Path) -> Result<Vec<RecipientSecretKey>> {
+pub fn login_all(registry: &RegistryBody, token: &SpecialistLogin, base: &Path) -> Result<Vec<RecipientSecretKey>> {
     let loader_dir = &base.join(&token.loader_dir);
     let pin_env = token.pin_env.as_deref();
     let keys = match (&token.token, &token.pkcs11_module, &token.pkcs11_token) {

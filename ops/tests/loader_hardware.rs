@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use konvert_center::specialist::{self, SpecialistToken};
+use konvert_center::specialist::{self, SpecialistLogin};
 use konvert_crypto::pkcs11::{module_path_from_env, Pkcs11Module, IDENTITY_KEY_LABEL};
 use konvert_crypto::registry::TokenRole;
 use konvert_ops::quick_authority::QuickAuthority;
@@ -128,7 +128,7 @@ fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() 
     // The specialist logs in at the loader, as `test-packets preview --pkcs11-token` does.
     let registry = konvert_center::registry::held(&init.config, now).unwrap().unwrap();
     let loader_dir = center_dir.join("loader");
-    let login = |label: &str| SpecialistToken {
+    let login = |label: &str| SpecialistLogin {
         token: None,
         pkcs11_module: Some(module.clone()),
         pkcs11_token: Some(label.to_owned()),
