@@ -54,7 +54,7 @@ pub enum Error {
     #[error("an envelope needs at least one recipient key")]
     NoRecipients,
     /// The PIN does not open the token.
-    #[error("wrong PIN for member token {token_id}; {}", tries_left(*.remaining_tries))]
+    #[error("wrong PIN for token {token_id}; {}", tries_left(*.remaining_tries))]
     WrongPin {
         /// The token.
         token_id: String,

@@ -227,7 +227,7 @@ impl TokenFile {
             }
             Err(Error::WrongPin { token_id, .. }) => {
                 let remaining = MAX_PIN_TRIES.saturating_sub(failures + 1);
-                tracing::warn!(token = %self.token_id, remaining, "wrong PIN for member token");
+                tracing::warn!(token = %self.token_id, remaining, "wrong PIN for token");
                 Err(Error::WrongPin {
                     token_id,
                     remaining_tries: Some(remaining),
