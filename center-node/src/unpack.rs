@@ -4,9 +4,9 @@
 //! `packet.json` (where it came from, who signed it, the site's manifest of what it
 //! recognized).
 //!
-//! Layout: `OUT/<site>/<packet id>/v<version>/` with `files/` and `packet.json`, built
-//! under a hidden `.v<version>.partial` folder and renamed into place, so a folder that
-//! exists is complete. Unpacking again skips what is there, so it can run after every
+//! Layout: `OUT/<site>/<packet id>/v<version>/` (mode 0700: scans in clear) with
+//! `files/` and `packet.json`, built under a hidden `.v<version>.partial` folder and
+//! renamed into place, so a folder that exists is complete. Unpacking again skips what is there, so it can run after every
 //! batch of arrivals. Test packets stay on the test desk; a packet's older versions (a
 //! corrected rescan superseded them) are counted, not unpacked; a packet flagged for
 //! review (its signer's token was blocked soon after) is held back unless asked for, and
@@ -164,6 +164,15 @@ fn unpack_one(
     let partial = parent.join(format!(".v{}.partial", b.version));
     if partial.exists() {
         fs::remove_dir_all(&partial).map_err(Error::file(&partial))?;
+    }
+    // Exam scans in clear: only the loader's own account may enter the folder.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&partial)
+            .map_err(Error::file(&partial))?;
     }
     let files = partial.join("files");
     let done = (|| {

@@ -66,6 +66,9 @@ async fn the_loader_unpacks_the_newest_version_of_each_stored_exam_packet_once()
     assert_eq!(record["envelope_id"], hex::encode(second.offer.digest));
     assert_eq!(record["site"], "0101");
     assert_eq!(record["manifest"]["files"].as_array().unwrap().len(), rescanned.len());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(room.join("v2")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "scans in clear are for the loader's account only");
     // Nothing half-done is left next to the packets.
     let hidden: Vec<_> = std::fs::read_dir(&room)
         .unwrap()
