@@ -441,7 +441,11 @@ fn loader_command(action: LoaderAction) -> Result<()> {
             let cfg = CenterConfig::load(&config)?;
             let registry = held_registry(&cfg, &config)?;
             let keys = crate::specialist::login_all(&registry, &specialist, &config_dir(&config))?;
-            let inbox = konvert_replication::Inbox::open(&cfg.data_dir)?;
+            let inbox = konvert_replication::Inbox::open(&cfg.data_dir).map_err(|e| crate::Error::Loader {
+                what: e.to_string(),
+                hint: "the loader reads the center's data folder while no center serves it: copy the folder to the \
+                       loader's workstation (or stop the center) and point --config at the copy",
+            })?;
             let filter = crate::unpack::Filter {
                 site,
                 packet,
