@@ -574,9 +574,6 @@ pub async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
     Ok(body.to_owned())
 }
 
-/// Technical readiness at the first site, days before the exam in real life: a test
-/// packet of printed blanks goes to the center, the loader previews it, the staff confirm
-/// it, and the signed verdict comes back to the site.
 /// The loader: the specialist's token, checked against the registry, unlocked by PIN,
 /// and the center keys wrapped for it (the active one first).
 fn loader_keys(
@@ -595,6 +592,9 @@ fn loader_keys(
     )?)
 }
 
+/// Technical readiness at the first site, days before the exam in real life: a test
+/// packet of printed blanks goes to the center, the loader previews it, the staff confirm
+/// it, and the signed verdict comes back to the site.
 async fn readiness(
     cfg: &SiteConfig,
     outbox: &Arc<Outbox>,
