@@ -1,7 +1,10 @@
-//! The sealed envelope, format v1 (byte layout in `crypto/FORMAT.md`): a fixed prefix, a
-//! postcard header, the payload as 64 KiB AES-256-GCM chunks (STREAM nonces: counter ‖
-//! last-chunk flag; AAD = SHA-256 of prefix ‖ header), and an Ed25519 trailer over
-//! SHA-256(prefix ‖ header ‖ chunks) that anyone can check without the decryption key.
+//! The sealed envelope, format v2 (byte layout in `crypto/FORMAT.md`): a fixed prefix, a
+//! postcard header, a header MAC keyed from the file key (the key commitment: one envelope
+//! opens to one plaintext, whichever recipient opens it), the payload as 64 KiB AES-256-GCM
+//! chunks (STREAM nonces: counter ‖ last-chunk flag; AAD = SHA-256 of prefix ‖ header), and
+//! an Ed25519 trailer over SHA-256(prefix ‖ header ‖ MAC ‖ chunks) that anyone can check
+//! without the decryption key. Format v1 (no MAC) is still read from a center's store, never
+//! taken in as new (see [`verify`] and [`verify_stored`]).
 //! Seal, verify and open stream with memory bounded by a few chunks. The envelope's
 //! digest (its name in offers, receipts and the center's store) is the SHA-256 of the
 //! whole file, computed in the same hashing pass as the signed digest.
@@ -12,6 +15,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
 use ring::digest::{Context, SHA256};
 use ring::hkdf;
+use ring::hmac;
 use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -27,8 +31,10 @@ pub const CHUNK_SIZE: usize = 64 * 1024;
 pub const MAX_HEADER_LEN: usize = 64 * 1024;
 /// Magic bytes that open every envelope.
 pub const MAGIC: &[u8; 8] = b"KNVRTENV";
-/// Envelope format version.
-pub const FORMAT_VERSION: u16 = 1;
+/// Envelope format version written by [`seal`]: 2, with the header MAC (key commitment).
+pub const FORMAT_VERSION: u16 = 2;
+/// The first format, without key commitment: read from a center's store only.
+pub const FORMAT_VERSION_V1: u16 = 1;
 /// Suite 1: X25519 + HKDF-SHA256 + AES-256-GCM + Ed25519.
 pub const SUITE: u16 = 1;
 
@@ -39,6 +45,9 @@ const SEALED_CHUNK: usize = CHUNK_SIZE + TAG_LEN;
 const WRAPPED_LEN: usize = 32 + TAG_LEN;
 const INFO_PAYLOAD: &[u8] = b"konvert/v1/payload";
 const INFO_WRAP: &[u8] = b"konvert/v1/wrap";
+const INFO_HEADER_MAC: &[u8] = b"konvert/v2/header-mac";
+/// Bytes of the header MAC that follows the header in format v2.
+pub const HEADER_MAC_LEN: usize = 32;
 
 /// What to seal.
 #[derive(Debug, Clone)]
@@ -113,8 +122,12 @@ pub struct VerifiedEnvelope {
     digest: [u8; 32],
     envelope_bytes: u64,
     ciphertext_bytes: u64,
-    /// SHA-256(prefix ‖ header ‖ chunks): what the signature covers.
+    /// SHA-256(prefix ‖ header ‖ MAC ‖ chunks): what the signature covers.
     signed: [u8; 32],
+    /// The format version read from the prefix.
+    format_version: u16,
+    /// The header MAC (format v2); `None` for a v1 envelope.
+    header_mac: Option<[u8; HEADER_MAC_LEN]>,
 }
 
 impl VerifiedEnvelope {
@@ -134,6 +147,11 @@ impl VerifiedEnvelope {
     pub fn envelope_bytes(&self) -> u64 {
         self.envelope_bytes
     }
+    /// The envelope's format version: [`FORMAT_VERSION`], or [`FORMAT_VERSION_V1`] for an
+    /// envelope stored before key commitment (only [`verify_stored`] and [`open`] take those).
+    pub fn format_version(&self) -> u16 {
+        self.format_version
+    }
 }
 
 fn nonce(counter: u64, last: bool) -> Nonce {
@@ -150,6 +168,17 @@ fn aead_key(salt: &[u8], ikm: &[u8], info: &[u8]) -> Result<LessSafeKey> {
         .expand(&info, &AES_256_GCM)
         .map_err(|_| Error::BadKey("HKDF expansion failed"))?;
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
+}
+
+/// The key of the v2 header MAC, derived from the file key: whoever unwraps a file key can
+/// check that the header commits to exactly that key.
+fn header_mac_key(payload_salt: &[u8], file_key: &[u8]) -> Result<hmac::Key> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, payload_salt).extract(file_key);
+    let info = [INFO_HEADER_MAC];
+    let okm = prk
+        .expand(&info, hmac::HMAC_SHA256)
+        .map_err(|_| Error::BadKey("HKDF expansion failed"))?;
+    Ok(hmac::Key::from(okm))
 }
 
 fn digest32(ctx: Context) -> [u8; 32] {
@@ -203,7 +232,12 @@ fn wrap_for(recipient: &RecipientPublicKey, file_key: &[u8; 32]) -> Result<Wrapp
     })
 }
 
+#[cfg(test)]
 fn encode_prefix(header_len: usize) -> Result<[u8; PREFIX_LEN]> {
+    encode_prefix_version(FORMAT_VERSION, header_len)
+}
+
+fn encode_prefix_version(version: u16, header_len: usize) -> Result<[u8; PREFIX_LEN]> {
     if header_len > MAX_HEADER_LEN {
         return Err(Error::HeaderTooLarge {
             len: header_len,
@@ -212,14 +246,27 @@ fn encode_prefix(header_len: usize) -> Result<[u8; PREFIX_LEN]> {
     }
     let mut p = [0u8; PREFIX_LEN];
     p[..8].copy_from_slice(MAGIC);
-    p[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    p[8..10].copy_from_slice(&version.to_le_bytes());
     p[10..12].copy_from_slice(&SUITE.to_le_bytes());
     p[12..16].copy_from_slice(&(header_len as u32).to_le_bytes());
     Ok(p)
 }
 
-/// Seals `plaintext` into `out` for `req.recipients`, signed by `signer`.
+/// Seals `plaintext` into `out` for `req.recipients`, signed by `signer`, in the current
+/// format ([`FORMAT_VERSION`]).
 pub fn seal<S: MemberSigner + ?Sized, R: Read, W: Write>(
+    req: &SealRequest<'_>,
+    signer: &S,
+    plaintext: R,
+    out: W,
+) -> Result<SealSummary> {
+    seal_as(FORMAT_VERSION, req, signer, plaintext, out)
+}
+
+/// Seals in format `version`: tests make format-1 envelopes (no header MAC) as konvert 0.1
+/// did, to prove the store's old envelopes stay readable.
+fn seal_as<S: MemberSigner + ?Sized, R: Read, W: Write>(
+    version: u16,
     req: &SealRequest<'_>,
     signer: &S,
     mut plaintext: R,
@@ -249,12 +296,16 @@ pub fn seal<S: MemberSigner + ?Sized, R: Read, W: Write>(
         metadata: req.metadata.to_vec(),
     };
     let header_bytes = postcard::to_allocvec(&header).map_err(|e| Error::MalformedHeader(e.to_string()))?;
-    let prefix = encode_prefix(header_bytes.len())?;
+    let prefix = encode_prefix_version(version, header_bytes.len())?;
     let mut aad_ctx = Context::new(&SHA256);
     aad_ctx.update(&prefix);
     aad_ctx.update(&header_bytes);
     let aad = digest32(aad_ctx);
     let key = aead_key(&payload_salt, file_key.as_ref(), INFO_PAYLOAD)?;
+    let mut head = Vec::with_capacity(PREFIX_LEN + header_bytes.len());
+    head.extend_from_slice(&prefix);
+    head.extend_from_slice(&header_bytes);
+    let mac = hmac::sign(&header_mac_key(&payload_salt, file_key.as_ref())?, &head);
 
     let mut sig_ctx = Context::new(&SHA256);
     let mut emit = |bytes: &[u8]| -> Result<()> {
@@ -262,9 +313,11 @@ pub fn seal<S: MemberSigner + ?Sized, R: Read, W: Write>(
         sig_ctx.update(bytes);
         Ok(())
     };
-    emit(&prefix)?;
-    emit(&header_bytes)?;
-    let mut envelope_bytes = (PREFIX_LEN + header_bytes.len()) as u64;
+    emit(&head)?;
+    if version != FORMAT_VERSION_V1 {
+        emit(mac.as_ref())?;
+    }
+    let mut envelope_bytes = (head.len() + mac_len(version)) as u64;
 
     let mut cur = vec![0u8; SEALED_CHUNK];
     let mut next = vec![0u8; SEALED_CHUNK];
@@ -305,8 +358,9 @@ pub fn seal<S: MemberSigner + ?Sized, R: Read, W: Write>(
     })
 }
 
-/// Checks the fixed prefix; returns the declared header length (bounded).
-fn parse_prefix(prefix: &[u8]) -> Result<usize> {
+/// Checks the fixed prefix; returns the format version and the declared header length
+/// (bounded). A v1 prefix is taken only when `accept_v1` (an envelope from the store).
+fn parse_prefix(prefix: &[u8], accept_v1: bool) -> Result<(u16, usize)> {
     if prefix.len() < PREFIX_LEN {
         return Err(Error::Truncated);
     }
@@ -315,8 +369,11 @@ fn parse_prefix(prefix: &[u8]) -> Result<usize> {
     }
     let version = u16::from_le_bytes([prefix[8], prefix[9]]);
     let suite = u16::from_le_bytes([prefix[10], prefix[11]]);
-    if version != FORMAT_VERSION || suite != SUITE {
+    if suite != SUITE || !(version == FORMAT_VERSION || version == FORMAT_VERSION_V1) {
         return Err(Error::UnsupportedFormat { version, suite });
+    }
+    if version == FORMAT_VERSION_V1 && !accept_v1 {
+        return Err(Error::LegacyEnvelope { version });
     }
     let len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]) as usize;
     if len > MAX_HEADER_LEN {
@@ -325,7 +382,16 @@ fn parse_prefix(prefix: &[u8]) -> Result<usize> {
             max: MAX_HEADER_LEN,
         });
     }
-    Ok(len)
+    Ok((version, len))
+}
+
+/// Bytes between the header and the first chunk: the header MAC in v2, nothing in v1.
+fn mac_len(version: u16) -> usize {
+    if version == FORMAT_VERSION_V1 {
+        0
+    } else {
+        HEADER_MAC_LEN
+    }
 }
 
 /// Decodes the header; every byte must belong to it.
@@ -351,26 +417,56 @@ fn parse_header(bytes: &[u8]) -> Result<EnvelopeHeader> {
             w.wrapped.len()
         )));
     }
+    // Two entries for one key would let a hostile sealer hand the same recipient two file
+    // keys; an honest sealer wraps once per key.
+    for (i, w) in header.recipients.iter().enumerate() {
+        if header.recipients[..i].iter().any(|o| o.recipient == w.recipient) {
+            return Err(Error::MalformedHeader(format!(
+                "recipient {} is listed twice; an honest sealer wraps the file key once per recipient",
+                w.recipient
+            )));
+        }
+    }
     Ok(header)
 }
 
-/// Reads the prefix and header, bounded. Returns the header, its raw bytes and the prefix.
-fn read_head<R: Read>(input: &mut R) -> Result<(EnvelopeHeader, Vec<u8>, [u8; PREFIX_LEN])> {
+/// The prefix, header and (v2) header MAC as read from the start of an envelope.
+struct Head {
+    header: EnvelopeHeader,
+    /// Prefix ‖ header bytes: what the chunk AAD and the header MAC cover.
+    bytes: Vec<u8>,
+    mac: Option<[u8; HEADER_MAC_LEN]>,
+}
+
+/// Reads the prefix, header and header MAC, bounded.
+fn read_head<R: Read>(input: &mut R, accept_v1: bool) -> Result<Head> {
     let mut prefix = [0u8; PREFIX_LEN];
     if read_full(input, &mut prefix)? < PREFIX_LEN {
         return Err(Error::Truncated);
     }
-    let len = parse_prefix(&prefix)?;
-    let mut header_bytes = vec![0u8; len];
-    if read_full(input, &mut header_bytes)? < len {
+    let (version, len) = parse_prefix(&prefix, accept_v1)?;
+    let mut bytes = vec![0u8; PREFIX_LEN + len];
+    bytes[..PREFIX_LEN].copy_from_slice(&prefix);
+    if read_full(input, &mut bytes[PREFIX_LEN..])? < len {
         return Err(Error::Truncated);
     }
-    Ok((parse_header(&header_bytes)?, header_bytes, prefix))
+    let header = parse_header(&bytes[PREFIX_LEN..])?;
+    let mac = if mac_len(version) == 0 {
+        None
+    } else {
+        let mut mac = [0u8; HEADER_MAC_LEN];
+        if read_full(input, &mut mac)? < HEADER_MAC_LEN {
+            return Err(Error::Truncated);
+        }
+        Some(mac)
+    };
+    Ok(Head { header, bytes, mac })
 }
 
-/// Parses only the prefix and header (bounded), without checking the signature.
+/// Parses only the prefix and header (bounded), without checking the signature. Reads
+/// both formats (v1 from a center's store, v2).
 pub fn read_header<R: Read>(mut input: R) -> Result<EnvelopeHeader> {
-    read_head(&mut input).map(|(h, _, _)| h)
+    read_head(&mut input, true).map(|h| h.header)
 }
 
 /// Checks an envelope fed in pieces as it arrives — structure and signature, without
@@ -379,6 +475,9 @@ pub fn read_header<R: Read>(mut input: R) -> Result<EnvelopeHeader> {
 pub struct EnvelopeVerifier {
     head: Vec<u8>,
     header: Option<EnvelopeHeader>,
+    /// (format version, end of prefix ‖ header ‖ MAC) once the prefix is read.
+    layout: Option<(u16, usize)>,
+    accept_v1: bool,
     sig_ctx: Context,
     hold: Vec<u8>,
     ciphertext_bytes: u64,
@@ -398,11 +497,23 @@ impl std::fmt::Debug for EnvelopeVerifier {
 }
 
 impl EnvelopeVerifier {
-    /// A verifier at the start of an envelope.
+    /// A verifier at the start of a new envelope (intake): only the current format, so a
+    /// hostile sealer cannot fall back to v1, which has no key commitment.
     pub fn new() -> Self {
+        Self::with_v1(false)
+    }
+
+    /// A verifier for an envelope already in a center's store, which may be format v1.
+    pub fn for_stored() -> Self {
+        Self::with_v1(true)
+    }
+
+    fn with_v1(accept_v1: bool) -> Self {
         EnvelopeVerifier {
             head: Vec::with_capacity(PREFIX_LEN),
             header: None,
+            layout: None,
+            accept_v1,
             sig_ctx: Context::new(&SHA256),
             hold: Vec::with_capacity(2 * SIG_LEN),
             ciphertext_bytes: 0,
@@ -424,12 +535,19 @@ impl EnvelopeVerifier {
                     return;
                 }
             }
-            let target = match parse_prefix(&self.head[..PREFIX_LEN]) {
-                Ok(len) => PREFIX_LEN + len,
-                Err(e) => {
-                    self.error = Some(e);
-                    return;
-                }
+            let (version, target) = match self.layout {
+                Some(l) => l,
+                None => match parse_prefix(&self.head[..PREFIX_LEN], self.accept_v1) {
+                    Ok((version, len)) => {
+                        let l = (version, PREFIX_LEN + len + mac_len(version));
+                        self.layout = Some(l);
+                        l
+                    }
+                    Err(e) => {
+                        self.error = Some(e);
+                        return;
+                    }
+                },
             };
             let take = (target - self.head.len()).min(bytes.len());
             self.head.extend_from_slice(&bytes[..take]);
@@ -437,7 +555,7 @@ impl EnvelopeVerifier {
             if self.head.len() < target {
                 return;
             }
-            match parse_header(&self.head[PREFIX_LEN..]) {
+            match parse_header(&self.head[PREFIX_LEN..target - mac_len(version)]) {
                 Ok(h) => {
                     self.sig_ctx.update(&self.head);
                     self.header = Some(h);
@@ -488,6 +606,12 @@ impl EnvelopeVerifier {
         let signature = Signature(sig);
         let (signed, digest) = split_digests(self.sig_ctx, &signature);
         signer.verify(Domain::Envelope, &signed, &signature)?;
+        let (format_version, head_end) = self.layout.ok_or(Error::Truncated)?;
+        let header_mac = (mac_len(format_version) > 0).then(|| {
+            let mut mac = [0u8; HEADER_MAC_LEN];
+            mac.copy_from_slice(&self.head[head_end - HEADER_MAC_LEN..head_end]);
+            mac
+        });
         Ok(VerifiedEnvelope {
             header,
             signer,
@@ -495,13 +619,29 @@ impl EnvelopeVerifier {
             envelope_bytes: self.head.len() as u64 + self.ciphertext_bytes + SIG_LEN as u64,
             ciphertext_bytes: self.ciphertext_bytes,
             signed,
+            format_version,
+            header_mac,
         })
     }
 }
 
-/// Checks an envelope's structure and signature, streaming, without decrypting.
-pub fn verify<R: Read>(mut input: R, trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>) -> Result<VerifiedEnvelope> {
-    let mut verifier = EnvelopeVerifier::new();
+/// Checks a new envelope's structure and signature, streaming, without decrypting. Only
+/// the current format: a v1 envelope is [`Error::LegacyEnvelope`].
+pub fn verify<R: Read>(input: R, trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>) -> Result<VerifiedEnvelope> {
+    verify_with(input, trusted, EnvelopeVerifier::new())
+}
+
+/// Checks an envelope from a center's store, as [`verify`] but also format v1 (sealed before
+/// key commitment; stored envelopes must stay readable).
+pub fn verify_stored<R: Read>(input: R, trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>) -> Result<VerifiedEnvelope> {
+    verify_with(input, trusted, EnvelopeVerifier::for_stored())
+}
+
+fn verify_with<R: Read>(
+    mut input: R,
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    mut verifier: EnvelopeVerifier,
+) -> Result<VerifiedEnvelope> {
     let mut buf = vec![0u8; 4 * SEALED_CHUNK];
     loop {
         let n = read_full(&mut input, &mut buf)?;
@@ -528,21 +668,36 @@ fn check_chunking(ciphertext_bytes: u64) -> Result<()> {
     Ok(())
 }
 
-/// Verifies the envelope (pass 1: structure and signature, as [`verify`]), rewinds, then
-/// decrypts it chunk by chunk to `out` (pass 2), checking every chunk's tag and that the
-/// bytes read in pass 2 are the ones pass 1 verified. On error, whatever was written to
-/// `out` must be discarded.
+/// Verifies the envelope (pass 1: structure and signature, as [`verify_stored`]), rewinds,
+/// then decrypts it chunk by chunk to `out` (pass 2), checking every chunk's tag and that the
+/// bytes read in pass 2 are the ones pass 1 verified. Before any chunk is decrypted, the
+/// unwrapped file key must match the header MAC (v2), so every recipient opens the same
+/// plaintext; a v1 envelope (no MAC) is opened only when it names exactly one recipient,
+/// as every konvert edge sealed them. On error, whatever was written to `out` must be
+/// discarded.
 pub fn open<R: Read + Seek, W: Write>(
     mut input: R,
     recipient: &RecipientSecretKey,
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
     mut out: W,
 ) -> Result<VerifiedEnvelope> {
-    let verified = verify(&mut input, trusted)?;
+    let verified = verify_stored(&mut input, trusted)?;
     input.seek(SeekFrom::Start(0))?;
-    let (header, header_bytes, prefix) = read_head(&mut input)?;
-    if header != verified.header {
+    let Head {
+        header,
+        bytes: head_bytes,
+        mac,
+    } = read_head(&mut input, true)?;
+    if header != verified.header || mac != verified.header_mac {
         return Err(changed_underfoot());
+    }
+    if mac.is_none() && header.recipients.len() != 1 {
+        return Err(Error::KeyCommitment(format!(
+            "this format-1 envelope has no key commitment yet names {} recipients, so each could \
+             open a different content; konvert edges sealed format 1 to exactly one key — keep it \
+             as evidence and have the site seal the packet again",
+            header.recipients.len()
+        )));
     }
     let rpub = recipient.public_key();
     let rid = rpub.key_id();
@@ -551,11 +706,17 @@ pub fn open<R: Read + Seek, W: Write>(
         .iter()
         .find(|w| w.recipient == rid)
         .ok_or(Error::NotARecipient(rid))?;
-    let key = unwrap_payload_key(&header, entry, recipient, &rpub)?;
+    let key = unwrap_payload_key(&header, entry, recipient, &rpub, &head_bytes, mac.as_ref())?;
+    let aad = digest32({
+        let mut c = Context::new(&SHA256);
+        c.update(&head_bytes);
+        c
+    });
     let mut body_ctx = Context::new(&SHA256);
-    body_ctx.update(&prefix);
-    body_ctx.update(&header_bytes);
-    let aad = digest32(body_ctx.clone());
+    body_ctx.update(&head_bytes);
+    if let Some(mac) = &mac {
+        body_ctx.update(mac);
+    }
     let mut buf = vec![0u8; SEALED_CHUNK];
     let mut left = verified.ciphertext_bytes;
     let mut counter = 0u64;
@@ -587,12 +748,15 @@ fn changed_underfoot() -> Error {
     )
 }
 
-/// Unwraps the file key for `recipient` and derives the payload key.
+/// Unwraps the file key for `recipient`, checks it against the header MAC (v2) and derives
+/// the payload key.
 fn unwrap_payload_key(
     header: &EnvelopeHeader,
     entry: &WrappedKey,
     recipient: &RecipientSecretKey,
     rpub: &RecipientPublicKey,
+    head_bytes: &[u8],
+    mac: Option<&[u8; HEADER_MAC_LEN]>,
 ) -> Result<LessSafeKey> {
     let shared = recipient.agree(&entry.ephemeral_public).ok_or_else(|| {
         Error::Malformed("the ephemeral key for this recipient is of low order; the sender is faulty".into())
@@ -609,6 +773,16 @@ fn unwrap_payload_key(
         })?;
     if file_key.len() != 32 {
         return Err(Error::Malformed("the wrapped file key has the wrong length".into()));
+    }
+    if let Some(mac) = mac {
+        hmac::verify(&header_mac_key(&header.payload_salt, file_key)?, head_bytes, mac).map_err(|_| {
+            Error::KeyCommitment(format!(
+                "the file key wrapped for recipient {} is not the one the header commits to, so \
+                 another recipient would open a different content; the sender is faulty or hostile — \
+                 keep the envelope as evidence",
+                entry.recipient
+            ))
+        })?;
     }
     aead_key(&header.payload_salt, file_key, INFO_PAYLOAD)
 }

@@ -122,14 +122,14 @@ fn a_flipped_byte_anywhere_fails_with_the_right_error() {
         &f,
         &env,
         8,
-        |e| matches!(e, Error::UnsupportedFormat { version: 0, suite: 1 }),
+        |e| matches!(e, Error::UnsupportedFormat { version: 3, suite: 1 }),
         "format version",
     );
     assert_flip(
         &f,
         &env,
         10,
-        |e| matches!(e, Error::UnsupportedFormat { version: 1, suite: 0 }),
+        |e| matches!(e, Error::UnsupportedFormat { version: 2, suite: 0 }),
         "suite",
     );
     assert_flip(&f, &env, 12, bad_header, "header length ±1");
@@ -153,7 +153,9 @@ fn a_flipped_byte_anywhere_fails_with_the_right_error() {
     assert_flip(&f, &env, find(&env, &r.ephemeral_public), bad_sig, "ephemeral key");
     assert_flip(&f, &env, find(&env, &r.wrapped) + 47, bad_sig, "wrapped key");
     assert_flip(&f, &env, find(&env, &header.payload_salt) + 31, bad_sig, "payload salt");
-    assert_flip(&f, &env, header_end - 1, bad_sig, "metadata");
+    assert_flip(&f, &env, header_end - HEADER_MAC_LEN - 1, bad_sig, "metadata");
+    assert_flip(&f, &env, header_end - HEADER_MAC_LEN, bad_sig, "header MAC start");
+    assert_flip(&f, &env, header_end - 1, bad_sig, "header MAC end");
     // Chunks: first, middle, last (ciphertext and tag), and the signature.
     for (at, what) in [
         (chunk(0), "first chunk start"),
@@ -378,7 +380,8 @@ fn the_header_is_bound_to_every_chunk_even_against_the_signer() {
     let (env, _) = f.seal(&data(CHUNK_SIZE + 10, 9));
     let edited = reheader(&f, &env, |h| h.sealed_at_unix_ms += 1);
     f.verify(&edited).unwrap();
-    assert!(matches!(f.open(&edited), Err(Error::ChunkAuthentication { index: 0 })));
+    // The header MAC, keyed from the file key, fails before any chunk is decrypted.
+    assert!(matches!(f.open(&edited), Err(Error::KeyCommitment(_))));
     // Sanity: re-signing without an edit keeps it openable.
     let same = reheader(&f, &env, |_| {});
     assert_eq!(f.open(&same).unwrap(), data(CHUNK_SIZE + 10, 9));
@@ -515,8 +518,9 @@ fn format_md_describes_the_bytes() {
     let (env, summary) = f.seal(&plain);
     // Prefix.
     assert_eq!(&env[..8], b"KNVRTENV");
-    assert_eq!(&env[8..12], &[1, 0, 1, 0]);
+    assert_eq!(&env[8..12], &[2, 0, 1, 0]);
     let h = u32::from_le_bytes(env[12..16].try_into().unwrap()) as usize;
+    let mac = &env[16 + h..16 + h + 32];
     let header: EnvelopeHeader = postcard::from_bytes(&env[16..16 + h]).unwrap();
     // Field order: packet id string first; chunk_size 65536 = 80 80 04 right before the
     // metadata (length 4, "meta") at the end.
@@ -564,13 +568,19 @@ fn format_md_describes_the_bytes() {
         .try_into()
         .unwrap();
     let payload_key = gcm(&hkdf32(&header.payload_salt, &file_key, b"konvert/v1/payload"));
+    // Header MAC: HMAC-SHA256 over prefix ‖ header, keyed from the file key.
+    let mac_key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &hkdf32(&header.payload_salt, &file_key, b"konvert/v2/header-mac"),
+    );
+    ring::hmac::verify(&mac_key, &env[..16 + h], mac).unwrap();
     // Chunks: 65552 bytes, then the final one; nonce = 11-byte BE counter ‖ flag.
     let aad = ring::digest::digest(&SHA256, &env[..16 + h]);
     let mut out = Vec::new();
-    for (i, chunk) in env[16 + h..trailer].chunks(65552).enumerate() {
+    for (i, chunk) in env[16 + h + 32..trailer].chunks(65552).enumerate() {
         let mut nonce = [0u8; 12];
         nonce[10] = i as u8;
-        nonce[11] = u8::from(16 + h + (i + 1) * 65552 >= trailer);
+        nonce[11] = u8::from(16 + h + 32 + (i + 1) * 65552 >= trailer);
         let mut c = chunk.to_vec();
         let p = payload_key
             .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad.as_ref()), &mut c)
@@ -578,4 +588,217 @@ fn format_md_describes_the_bytes() {
         out.extend_from_slice(p);
     }
     assert_eq!(out, plain);
+}
+
+// ---- The two-keys envelope (issue 14, item 11): what a hostile signer builds by hand. ----
+
+/// Multiplication in GCM's GF(2^128), bit 0 = the most significant bit of byte 0
+/// (NIST SP 800-38D, algorithm 1).
+fn gf_mul(x: u128, y: u128) -> u128 {
+    let (mut z, mut v) = (0u128, y);
+    for i in 0..128 {
+        if (x >> (127 - i)) & 1 == 1 {
+            z ^= v;
+        }
+        v = if v & 1 == 1 {
+            (v >> 1) ^ (0xe1u128 << 120)
+        } else {
+            v >> 1
+        };
+    }
+    z
+}
+
+/// x^(2^128 − 2) = x⁻¹ for x ≠ 0.
+fn gf_inv(x: u128) -> u128 {
+    let (mut result, mut base) = (1u128 << 127, x); // 1 is the top bit in GCM's order
+    for i in 0..128 {
+        if i != 0 {
+            result = gf_mul(result, base);
+        }
+        base = gf_mul(base, base);
+    }
+    result
+}
+
+fn aes_block(key: &[u8; 32], block: [u8; 16]) -> u128 {
+    use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
+    let cipher = aes::Aes256::new(&Array::from(*key));
+    let mut b = Array::from(block);
+    cipher.encrypt_block(&mut b);
+    u128::from_be_bytes(b.into())
+}
+
+fn hkdf32(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt)
+        .extract(ikm)
+        .expand(&[info], ring::hkdf::HKDF_SHA256)
+        .unwrap()
+        .fill(&mut k)
+        .unwrap();
+    k
+}
+
+/// One final chunk of two AES blocks whose GCM tag is valid under both payload keys: the
+/// first block is free, the second is solved so that both GHASH sums, masked by each key's
+/// E(J0), meet ("invisible salamanders").
+fn two_keys_chunk(k1: &[u8; 32], k2: &[u8; 32], aad: &[u8; 32]) -> Vec<u8> {
+    let n = nonce(0, true);
+    let n: [u8; 12] = *n.as_ref();
+    let counter_block = |c: u32| {
+        let mut b = [0u8; 16];
+        b[..12].copy_from_slice(&n);
+        b[12..].copy_from_slice(&c.to_be_bytes());
+        b
+    };
+    let (h1, h2) = (aes_block(k1, [0; 16]), aes_block(k2, [0; 16]));
+    let (j1, j2) = (aes_block(k1, counter_block(1)), aes_block(k2, counter_block(1)));
+    let a1 = u128::from_be_bytes(aad[..16].try_into().unwrap());
+    let a2 = u128::from_be_bytes(aad[16..].try_into().unwrap());
+    let len_block = (256u128 << 64) | 256; // 256 bits of AAD, 256 bits of ciphertext
+    let c1 = u128::from_be_bytes(*b"attacker's block");
+    // GHASH_H = a1·H⁵ + a2·H⁴ + c1·H³ + c2·H² + L·H; solve tag1 = tag2 for c2.
+    let pow = |h: u128, e: u32| (0..e).fold(1u128 << 127, |acc, _| gf_mul(acc, h));
+    let known = |h: u128| gf_mul(a1, pow(h, 5)) ^ gf_mul(a2, pow(h, 4)) ^ gf_mul(c1, pow(h, 3)) ^ gf_mul(len_block, h);
+    let rhs = j1 ^ j2 ^ known(h1) ^ known(h2);
+    let c2 = gf_mul(rhs, gf_inv(pow(h1, 2) ^ pow(h2, 2)));
+    let ghash = |h: u128| known(h) ^ gf_mul(c2, pow(h, 2));
+    let tag = j1 ^ ghash(h1);
+    assert_eq!(tag, j2 ^ ghash(h2), "the solved block makes one tag for both keys");
+    [c1.to_be_bytes(), c2.to_be_bytes(), tag.to_be_bytes()].concat()
+}
+
+/// Builds the issue's envelope: signed by `f`'s signer, sealed to two recipients with two
+/// different file keys, one chunk whose tag holds under both payload keys. In format 2 the
+/// header MAC can commit to only one of the file keys: the first.
+fn two_keys_envelope(f: &Fixture, r1: &RecipientSecretKey, r2: &RecipientSecretKey, version: u16) -> Vec<u8> {
+    let (mut fk1, mut fk2, mut payload_salt) = ([0u8; 32], [0u8; 32], [0u8; 32]);
+    random_bytes(&mut fk1).unwrap();
+    random_bytes(&mut fk2).unwrap();
+    random_bytes(&mut payload_salt).unwrap();
+    let header = EnvelopeHeader {
+        packet_id: "0101-2026-06-01-ege-0012-blanks".into(),
+        version: 1,
+        sender_site: "0101".into(),
+        sealed_at_unix_ms: 1_780_000_000_000,
+        signer: f.signer.key_id(),
+        recipients: vec![
+            wrap_for(&r1.public_key(), &fk1).unwrap(),
+            wrap_for(&r2.public_key(), &fk2).unwrap(),
+        ],
+        payload_salt,
+        chunk_size: CHUNK_SIZE as u32,
+        metadata: b"meta".to_vec(),
+    };
+    let hb = postcard::to_allocvec(&header).unwrap();
+    let mut body = encode_prefix_version(version, hb.len()).unwrap().to_vec();
+    body.extend_from_slice(&hb);
+    let aad: [u8; 32] = ring::digest::digest(&SHA256, &body).as_ref().try_into().unwrap();
+    if version == FORMAT_VERSION {
+        let mac_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &hkdf32(&payload_salt, &fk1, INFO_HEADER_MAC));
+        body.extend_from_slice(ring::hmac::sign(&mac_key, &body).as_ref());
+    }
+    let p1 = hkdf32(&payload_salt, &fk1, INFO_PAYLOAD);
+    let p2 = hkdf32(&payload_salt, &fk2, INFO_PAYLOAD);
+    body.extend_from_slice(&two_keys_chunk(&p1, &p2, &aad));
+    resign(f, body)
+}
+
+#[test]
+fn the_two_keys_envelope_is_refused() {
+    let f = Fixture::new();
+    let r2 = RecipientSecretKey::generate().unwrap();
+    let open_as = |env: &[u8], r: &RecipientSecretKey| {
+        let mut out = Vec::new();
+        open(Cursor::new(env), r, &f.trusted(), &mut out).map(|_| out)
+    };
+
+    // Format 1, as konvert 0.1 read it: the chunk really is valid under both payload keys,
+    // so without a commitment each recipient would read its own attacker-chosen content.
+    let v1 = two_keys_envelope(&f, &f.center, &r2, FORMAT_VERSION_V1);
+    let stored = verify_stored(&v1[..], &f.trusted()).unwrap();
+    let h = stored.header();
+    let aad: [u8; 32] = ring::digest::digest(&SHA256, &v1[..v1.len() - SIG_LEN - 48])
+        .as_ref()
+        .try_into()
+        .unwrap();
+    let chunk = &v1[v1.len() - SIG_LEN - 48..v1.len() - SIG_LEN];
+    let mut plains = Vec::new();
+    for fk_owner in [&f.center, &r2] {
+        let rpub = fk_owner.public_key();
+        let entry = h.recipients.iter().find(|w| w.recipient == rpub.key_id()).unwrap();
+        let key = unwrap_payload_key(h, entry, fk_owner, &rpub, &[], None).unwrap();
+        let mut c = chunk.to_vec();
+        plains.push(
+            key.open_in_place(nonce(0, true), Aad::from(aad), &mut c)
+                .unwrap()
+                .to_vec(),
+        );
+    }
+    assert_ne!(plains[0], plains[1], "one tag, two keys, two plaintexts");
+    // Intake refuses format 1 outright; the store's reader refuses a format-1 envelope with
+    // two recipients, which no konvert edge ever sealed.
+    assert!(matches!(f.verify(&v1), Err(Error::LegacyEnvelope { version: 1 })));
+    for r in [&f.center, &r2] {
+        let e = open_as(&v1, r).unwrap_err();
+        assert!(matches!(e, Error::KeyCommitment(_)), "format 1: {e:?}");
+    }
+
+    // Format 2: the header MAC commits to the first file key; the second recipient's key
+    // does not match it and nothing is decrypted for it.
+    let v2 = two_keys_envelope(&f, &f.center, &r2, FORMAT_VERSION);
+    f.verify(&v2).unwrap();
+    let e = open_as(&v2, &r2).unwrap_err();
+    assert!(
+        matches!(e, Error::KeyCommitment(ref m) if m.contains(&r2.public_key().key_id().to_string())),
+        "{e:?}"
+    );
+    assert_eq!(open_as(&v2, &f.center).unwrap().len(), 32);
+}
+
+#[test]
+fn a_recipient_listed_twice_is_refused() {
+    let f = Fixture::new();
+    let (env, _) = f.seal(b"x");
+    let twice = reheader(&f, &env, |h| {
+        let again = h.recipients[0].clone();
+        h.recipients.push(again);
+    });
+    let e = f.verify(&twice).unwrap_err();
+    assert!(
+        matches!(e, Error::MalformedHeader(ref m) if m.contains("twice")),
+        "{e:?}"
+    );
+    let e = f.open(&twice).unwrap_err();
+    assert!(
+        matches!(e, Error::MalformedHeader(ref m) if m.contains("twice")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn format_1_envelopes_from_the_store_still_open() {
+    // A single-recipient format-1 envelope, as konvert 0.1 sealed: prefix version 1, no
+    // header MAC.
+    let f = Fixture::new();
+    let plain = data(CHUNK_SIZE + 3, 15);
+    let recipients = [f.center.public_key()];
+    let req = SealRequest {
+        packet_id: "0101-2026-06-01-ege-0012-blanks",
+        version: 1,
+        sender_site: "0101",
+        sealed_at_unix_ms: 1_780_000_000_000,
+        metadata: b"meta",
+        recipients: &recipients,
+    };
+    let mut v1 = Vec::new();
+    seal_as(FORMAT_VERSION_V1, &req, &f.signer, &plain[..], &mut v1).unwrap();
+    assert_eq!(&v1[8..10], &[1, 0]);
+    assert_eq!(v1.len(), f.seal(&plain).0.len() - HEADER_MAC_LEN);
+    assert!(matches!(f.verify(&v1), Err(Error::LegacyEnvelope { version: 1 })));
+    let stored = verify_stored(&v1[..], &f.trusted()).unwrap();
+    assert_eq!(stored.format_version(), 1);
+    assert_eq!(read_header(&v1[..]).unwrap().sender_site, "0101");
+    assert_eq!(f.open(&v1).unwrap(), plain);
 }

@@ -24,6 +24,15 @@ pub enum Error {
         /// Algorithm suite found.
         suite: u16,
     },
+    /// A format-1 envelope (no key commitment) offered as new: only the store may hold one.
+    #[error("envelope format {version} has no key commitment and is read only from a center's store; seal the packet again with this version of konvert")]
+    LegacyEnvelope {
+        /// Format version found.
+        version: u16,
+    },
+    /// The file key does not match the header's commitment: recipients could see different content.
+    #[error("envelope refused: {0}")]
+    KeyCommitment(String),
     /// The declared header length is above the limit.
     #[error("envelope header of {len} bytes exceeds the limit of {max}; the file is damaged")]
     HeaderTooLarge {
