@@ -35,7 +35,16 @@ fn only_an_issued_specialists_token_logs_in_and_the_bare_key_is_destroyed() {
     let center = RecipientSecretKey::generate().unwrap();
     let bare = dir.path().join("recipient.key");
     keyfile::write_recipient_key(&bare, &center).unwrap();
-    let token = |id: &str| TokenFile::create(&dir.path().join(format!("{id}.token")), id, id, "314159", 1_000).unwrap();
+    let token = |id: &str| {
+        TokenFile::create(
+            &dir.path().join(format!("{id}.token")),
+            id,
+            id,
+            "314159",
+            konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
+        )
+        .unwrap()
+    };
     let (sp, member, pending) = (token("SP-1"), token("M-1"), token("SP-2"));
     let mut body = registry(&center);
     walk(&mut body, &sp, TokenRole::CenterSpecialist, TokenStatus::Issued);

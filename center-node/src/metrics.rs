@@ -218,3 +218,71 @@ pub async fn serve_metrics(addr: SocketAddr, metrics: Metrics) -> Result<SocketA
     let render = Arc::new(move || metrics.render().map_err(|e| e.to_string()));
     Ok(konvert_replication::metrics_http::serve(addr, render).await?)
 }
+
+/// Exports the audit log's newest signed checkpoint — its entry count and head hash, the
+/// anchor that catches a log rolled back together with its head file — as
+/// `konvert_audit_checkpoint_entries` and `konvert_audit_checkpoint_info{head}`, updated at
+/// every checkpoint. Prometheus keeps them off this machine, so the rollback check
+/// (`konvert keys audit verify --expect-at-least N`) has a number nobody here can rewrite.
+pub fn export_audit_anchor(registry: &Registry, audit: &konvert_crypto::audit::AuditLog) -> Result<()> {
+    let m = |e: prometheus::Error| Error::Metrics(e.to_string());
+    let entries = IntGauge::new(
+        "konvert_audit_checkpoint_entries",
+        "Entries of the center's audit log covered by its newest signed checkpoint (never goes down).",
+    )
+    .map_err(m)?;
+    let info = IntGaugeVec::new(
+        Opts::new(
+            "konvert_audit_checkpoint_info",
+            "The newest signed audit checkpoint's head hash (the label), value 1.",
+        ),
+        &["head"],
+    )
+    .map_err(m)?;
+    registry.register(Box::new(entries.clone())).map_err(m)?;
+    registry.register(Box::new(info.clone())).map_err(m)?;
+    audit
+        .on_checkpoint(move |anchor| {
+            entries.set(i64::try_from(anchor.seq).unwrap_or(i64::MAX));
+            // One series at a time: the newest head only.
+            info.reset();
+            if let Some(head) = anchor.head {
+                info.with_label_values(&[hex::encode(head).as_str()]).set(1);
+            }
+        })
+        .map_err(|e| Error::Metrics(format!("audit checkpoint hook: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use konvert_crypto::audit::{AuditAction, AuditLog};
+    use konvert_crypto::SigningKey;
+
+    fn text(registry: &Registry) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&registry.gather(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn every_audit_checkpoint_is_exported_as_an_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = || SigningKey::from_seed(&[5; 32]).unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.log"), Some(key()), 2).unwrap();
+        let metrics = Metrics::new().unwrap();
+        export_audit_anchor(&metrics.registry, &log).unwrap();
+        for i in 0..5 {
+            log.append("center", AuditAction::PacketAccept, &format!("p{i}"), "ok")
+                .unwrap();
+        }
+        let shown = text(&metrics.registry);
+        assert!(shown.contains("konvert_audit_checkpoint_entries 4"), "{shown}");
+        let cp = log.checkpoint().unwrap().unwrap();
+        let shown = text(&metrics.registry);
+        assert!(shown.contains("konvert_audit_checkpoint_entries 5"), "{shown}");
+        let head = format!("konvert_audit_checkpoint_info{{head=\"{}\"}} 1", hex::encode(cp.head));
+        assert!(shown.contains(&head), "{shown}");
+        assert_eq!(shown.matches("konvert_audit_checkpoint_info{").count(), 1, "{shown}");
+    }
+}

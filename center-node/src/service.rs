@@ -117,6 +117,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     )?);
     restore_test_desk(&inbox, &TestDesk::open(&cfg.data_dir)?)?;
     let metrics = Metrics::new()?;
+    crate::metrics::export_audit_anchor(&metrics.registry, &audit)?;
     let registry = Arc::new(CenterRegistry::open(cfg, now_ms(), Some(audit.clone()))?);
     take_registry(&registry, &inbox);
     if registry.in_force(now_ms()).is_none() {

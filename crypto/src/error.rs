@@ -85,6 +85,12 @@ pub enum Error {
         /// The shortest PIN accepted.
         min: usize,
     },
+    /// A new center specialist's passphrase is too weak.
+    #[error("a center specialist's token needs a passphrase of at least {min} characters, not only digits: it unwraps the key to every scan; choose a longer passphrase (or use a hardware token)")]
+    WeakPassphrase {
+        /// The shortest passphrase accepted.
+        min: usize,
+    },
     /// A token or key file is damaged or of the wrong kind.
     #[error("{path}: {message}")]
     BadFile {

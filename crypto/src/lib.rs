@@ -41,7 +41,7 @@ pub use keys::{
     random_bytes, Domain, KeyId, RecipientPublicKey, RecipientSecretKey, Signature, SigningKey, VerifyingKey,
 };
 pub use signer::MemberSigner;
-pub use token::{TokenFile, DEFAULT_KDF_ITERATIONS, MAX_PIN_TRIES};
+pub use token::{KdfParams, TokenFile, DEFAULT_KDF_ITERATIONS, MAX_PIN_TRIES};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

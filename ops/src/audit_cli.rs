@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
-use konvert_crypto::audit::{self, AuditReport, Checkpoint, Finding, Record};
+use konvert_crypto::audit::{self, AuditAnchor, AuditReport, Checkpoint, Finding, Record};
 use konvert_crypto::{keyfile, VerifyingKey};
 
 /// The largest log read (the writer's own limit).
@@ -26,6 +26,15 @@ pub enum AuditCommand {
         /// A trusted checkpoint public key, 64 hex digits (repeat for older keys).
         #[arg(long = "key", required = true)]
         keys: Vec<String>,
+        /// Refuse a log whose signed checkpoints cover fewer entries than this: the `seq` of
+        /// an anchor recorded earlier outside the log's folder (a rolled-back log and head
+        /// file look intact without it).
+        #[arg(long, value_name = "N")]
+        expect_at_least: Option<u64>,
+        /// An anchor line recorded earlier (`seq=N head=<hex>`, as verify prints it): the
+        /// log must still hold that very entry under a signed checkpoint.
+        #[arg(long, value_name = "LINE", conflicts_with = "expect_at_least")]
+        anchor: Option<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -48,6 +57,24 @@ pub(crate) fn when(unix_ms: u64) -> String {
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| format!("{unix_ms} ms"))
+}
+
+/// User text made safe to print on a terminal: control characters (a newline that would
+/// forge a line, an escape sequence) are shown escaped, as `\n`, `\u{1b}`.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn read_log(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -73,7 +100,7 @@ fn describe(finding: &Finding, bytes: &[u8]) -> String {
                     e.action,
                     e.subject,
                     when(e.at_unix_ms),
-                    e.actor
+                    printable(&e.actor)
                 )
             })
             .unwrap_or_default()
@@ -83,6 +110,9 @@ fn describe(finding: &Finding, bytes: &[u8]) -> String {
         Finding::Removed { after_seq, .. } => about(after_seq, "the last one before the gap"),
         Finding::Reordered { seq, .. } => about(seq, "the misplaced one"),
         Finding::Truncated { log_ends_at, .. } => about(log_ends_at, "the last one left"),
+        Finding::RolledBack { .. } => {
+            "; restore the log from a copy kept elsewhere and find out who could write its folder".to_owned()
+        }
         Finding::BadCheckpoint { .. } => {
             "; only trust this log with the key that signs its checkpoints (--key)".to_owned()
         }
@@ -96,6 +126,7 @@ fn checkpoint_json(cp: &Checkpoint) -> serde_json::Value {
         "seq": cp.seq,
         "at_unix_ms": cp.at_unix_ms,
         "signer": cp.signer.to_string(),
+        "head": hex::encode(cp.head),
     })
 }
 
@@ -109,10 +140,11 @@ fn print_report(log: &Path, report: &AuditReport, head_used: Option<&Path>) {
     );
     match &report.last_checkpoint {
         Some(cp) => println!(
-            "the newest checkpoint covers entry {}, signed {} by key {}",
+            "the newest checkpoint covers entry {}, signed {} by key {}\nanchor: {}\n  (keep this line away from this machine; `verify --anchor '<line>'` later proves the log was not rolled back past it)",
             cp.seq,
             when(cp.at_unix_ms),
-            cp.signer
+            cp.signer,
+            AuditAnchor::of(cp).to_line()
         ),
         None => println!("no signed checkpoint: nothing vouches for the entries yet"),
     }
@@ -132,7 +164,21 @@ fn print_report(log: &Path, report: &AuditReport, head_used: Option<&Path>) {
 /// Runs one audit command.
 pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
-        AuditCommand::Verify { log, head, keys, json } => {
+        AuditCommand::Verify {
+            log,
+            head,
+            keys,
+            expect_at_least,
+            anchor,
+            json,
+        } => {
+            let anchor = match (anchor, expect_at_least) {
+                (Some(line), _) => Some(AuditAnchor::parse_line(&line).with_context(|| {
+                    format!("--anchor {line:?}: expected `seq=N head=<64 hex digits>`, as verify prints it")
+                })?),
+                (None, Some(seq)) => Some(AuditAnchor { seq, head: None }),
+                (None, None) => None,
+            };
             let trusted = keys
                 .iter()
                 .map(|k| VerifyingKey::from_hex(k).with_context(|| format!("--key {k}")))
@@ -145,7 +191,10 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let report = audit::verify(&bytes, head_cp.as_ref(), &trusted);
+            let report = match &anchor {
+                Some(a) => audit::verify_anchored(&bytes, head_cp.as_ref(), &trusted, a),
+                None => audit::verify(&bytes, head_cp.as_ref(), &trusted),
+            };
             let message = report.finding.as_ref().map(|f| describe(f, &bytes));
             if json {
                 println!(
@@ -157,6 +206,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                         "entries": report.entries,
                         "checkpoints": report.checkpoints,
                         "last_checkpoint": report.last_checkpoint.as_ref().map(checkpoint_json),
+                        "anchor": report.last_checkpoint.as_ref().map(|c| AuditAnchor::of(c).to_line()),
                         "uncovered": report.uncovered,
                         "head_file": head.as_ref().map(|p| p.display().to_string()),
                     })
@@ -210,9 +260,9 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                             entry.seq,
                             when(entry.at_unix_ms),
                             entry.action.as_str(),
-                            entry.actor,
-                            entry.subject,
-                            entry.detail
+                            printable(&entry.actor),
+                            printable(&entry.subject),
+                            printable(&entry.detail)
                         ),
                         Record::Checkpoint(cp) => println!(
                             "        checkpoint of entry {} signed {} by key {}",

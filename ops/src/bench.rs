@@ -95,7 +95,13 @@ impl Rig {
         )?;
         let site_dir = root.join("site");
         std::fs::create_dir_all(&site_dir)?;
-        let token = TokenFile::create(&site_dir.join("member.token"), "TK-BENCH", "bench", BENCH_PIN, 10_000)?;
+        let token = TokenFile::create(
+            &site_dir.join("member.token"),
+            "TK-BENCH",
+            "bench",
+            BENCH_PIN,
+            konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
+        )?;
         let mut officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms())?;
         officers.issue(&token, "0101", &["2026-06-01"], now_unix_ms())?;
         officers.publish(now_unix_ms())?;

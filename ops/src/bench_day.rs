@@ -50,7 +50,13 @@ pub async fn measure(
     };
     let site_dir = dir.join("site");
     let toml_path = provision::enroll_station(&center_dir, "0101", &facts, &site_dir)?;
-    TokenFile::create(&site_dir.join("member.token"), "TK-B", "bench member", PIN, 1_000)?;
+    TokenFile::create(
+        &site_dir.join("member.token"),
+        "TK-B",
+        "bench member",
+        PIN,
+        konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
+    )?;
     let room = RoomId::new("0001")?;
     let plan = synthetic_plan(
         &"0101".parse()?,

@@ -28,6 +28,9 @@ pub const DEMO_SITES: [(&str, &str, &str); 3] = [
     ("0303", "Сидорова Е. Н.", "Asia/Kamchatka"),
 ];
 const DEMO_PIN: &str = "493817";
+/// The demo specialist's passphrase: a specialist's token opens every scan, so it takes a
+/// passphrase of at least 12 characters, not a PIN.
+const DEMO_PASSPHRASE: &str = "demo loader passphrase";
 /// The technical-readiness day and the exam day of the demo.
 const READINESS_DAY: &str = "2026-05-27";
 const EXAM_DAY: &str = "2026-06-01";
@@ -250,18 +253,18 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             &format!("TK-{site}"),
             holder,
             DEMO_PIN,
-            100_000,
+            konvert_crypto::token::KdfParams::default(),
         )?;
         officers.issue(&token, site, &[READINESS_DAY, EXAM_DAY], now_unix_ms())?;
     }
     // The center's decryption key goes onto a center specialist's token: from now on
     // envelopes open only after that specialist's PIN.
-    let specialist = TokenFile::create(
+    let specialist = TokenFile::create_specialist(
         &center_dir.join("loader/specialist.token"),
         "SP-0001",
         "Кузнецова М. И. (РЦОИ)",
-        DEMO_PIN,
-        100_000,
+        DEMO_PASSPHRASE,
+        konvert_crypto::token::KdfParams::default(),
     )?;
     let sites_codes: Vec<&str> = DEMO_SITES.iter().map(|(code, _, _)| *code).collect();
     officers.issue_as(
@@ -272,7 +275,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         now_unix_ms(),
     )?;
     let bare = konvert_crypto::keyfile::read_recipient_key(&init.recipient_key_path)?;
-    let unlocked = specialist.unlock(DEMO_PIN)?;
+    let unlocked = specialist.unlock(DEMO_PASSPHRASE)?;
     konvert_center::loader::wrap_for(&center_dir.join("loader"), &bare, &[(specialist.clone(), unlocked)])?;
     drop(bare);
     konvert_center::loader::destroy(&init.recipient_key_path)?;
@@ -583,7 +586,7 @@ fn loader_keys(
     let specialist_path = loader_dir.join("specialist.token");
     let specialist = TokenFile::read(&specialist_path)?;
     konvert_center::loader::check_specialist(registry, &specialist, &specialist_path)?;
-    let key = specialist.unlock(DEMO_PIN)?;
+    let key = specialist.unlock(DEMO_PASSPHRASE)?;
     Ok(konvert_center::loader::unwrap_for(
         loader_dir,
         registry,

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use konvert_crypto::audit::AuditAction;
 use konvert_crypto::pkcs11::Pkcs11Module;
 use konvert_crypto::registry::{Binding, CenterKeyRecord, CenterKeyState, RegistryBody, TokenRole, TokenStatus};
-use konvert_crypto::token::{TokenFile, DEFAULT_KDF_ITERATIONS};
+use konvert_crypto::token::{KdfParams, TokenFile};
 use konvert_crypto::RecipientPublicKey;
 use konvert_edge::cli::now_unix_ms as now_ms;
 use zeroize::Zeroizing;
@@ -43,9 +43,12 @@ pub enum KeysCommand {
         /// Read the officers' PIN from this environment variable (automation only).
         #[arg(long)]
         pin_env: Option<String>,
-        /// PBKDF2 iterations protecting the officers' PINs.
-        #[arg(long, default_value_t = DEFAULT_KDF_ITERATIONS)]
-        kdf_iterations: u32,
+        /// Argon2id memory in MiB protecting the officers' PINs (64 to 1024).
+        #[arg(long, default_value_t = 64)]
+        kdf_memory_mib: u32,
+        /// Tests and drills only: a KDF that a stolen token file falls to in seconds.
+        #[arg(long, hide = true)]
+        insecure_fast_kdf: bool,
     },
     /// Create a token file: a new signing key under the holder's PIN, or with
     /// --pkcs11-module/--pkcs11-token a key generated on a hardware token; with
@@ -79,9 +82,12 @@ pub enum KeysCommand {
         /// Read the PIN from this environment variable instead of asking (automation only).
         #[arg(long)]
         pin_env: Option<String>,
-        /// PBKDF2 iterations protecting the PIN.
-        #[arg(long, default_value_t = DEFAULT_KDF_ITERATIONS)]
-        kdf_iterations: u32,
+        /// Argon2id memory in MiB protecting the PIN (64 to 1024).
+        #[arg(long, default_value_t = 64)]
+        kdf_memory_mib: u32,
+        /// Tests and drills only: a KDF that a stolen token file falls to in seconds.
+        #[arg(long, hide = true)]
+        insecure_fast_kdf: bool,
     },
     /// Move a token to another status in the registry draft, as the regulations allow.
     SetStatus {
@@ -208,6 +214,15 @@ fn pin_from(pin_env: Option<&str>, prompt: &str, repeat: bool) -> anyhow::Result
     Ok(a)
 }
 
+/// The Argon2id parameters for a new token file.
+fn token_kdf(memory_mib: u32, insecure_fast: bool) -> anyhow::Result<KdfParams> {
+    if insecure_fast {
+        eprintln!("warning: --insecure-fast-kdf: this token file falls to an offline PIN search in seconds; tests and drills only");
+        return Ok(KdfParams::insecure_fast_for_tests());
+    }
+    KdfParams::with_memory_mib(memory_mib).context("--kdf-memory-mib")
+}
+
 /// A token as `show --json` and `set-status --json` print it.
 fn token_json(t: &konvert_crypto::registry::TokenRecord) -> serde_json::Value {
     serde_json::json!({
@@ -270,21 +285,17 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             center_key,
             valid_days,
             pin_env,
-            kdf_iterations,
+            kdf_memory_mib,
+            insecure_fast_kdf,
         } => {
+            let kdf = token_kdf(kdf_memory_mib, insecure_fast_kdf)?;
             let center = RecipientPublicKey::from_hex(&center_key).context("--center-key")?;
             let ws = Workspace::create(&dir)?;
             let audit = ws.audit_log()?;
             let mut entries = Vec::new();
             for name in &officers {
                 let pin = pin_from(pin_env.as_deref(), &format!("New PIN for officer {name}: "), true)?;
-                let token = TokenFile::create(
-                    &ws.officer_token(name),
-                    &format!("OFFICER-{name}"),
-                    name,
-                    &pin,
-                    kdf_iterations,
-                )?;
+                let token = TokenFile::create(&ws.officer_token(name), &format!("OFFICER-{name}"), name, &pin, kdf)?;
                 entries.push(OfficerEntry {
                     name: name.clone(),
                     public: token.public.to_string(),
@@ -340,8 +351,10 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             authority,
             role,
             pin_env,
-            kdf_iterations,
+            kdf_memory_mib,
+            insecure_fast_kdf,
         } => {
+            let kdf = token_kdf(kdf_memory_mib, insecure_fast_kdf)?;
             let role = match role.as_str() {
                 "member" => TokenRole::Member,
                 "specialist" => TokenRole::CenterSpecialist,
@@ -393,9 +406,22 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     public
                 }
                 (Some(out), _, _) => {
-                    let pin = pin_from(pin_env.as_deref(), "New PIN for the token: ", true)?;
-                    let token = TokenFile::create(&out, &token_id, &holder, &pin, kdf_iterations)?;
-                    drop(pin);
+                    let token = if role == TokenRole::CenterSpecialist {
+                        // The key to every scan: a passphrase, not a PIN (or a hardware token).
+                        let pin = pin_from(
+                            pin_env.as_deref(),
+                            "New passphrase for the specialist's token (12 characters or more, not only digits): ",
+                            true,
+                        )?;
+                        TokenFile::create_specialist(&out, &token_id, &holder, &pin, kdf)?
+                    } else {
+                        let pin = pin_from(
+                            pin_env.as_deref(),
+                            "New PIN for the token (6 characters or more): ",
+                            true,
+                        )?;
+                        TokenFile::create(&out, &token_id, &holder, &pin, kdf)?
+                    };
                     println!(
                         "token {} for {} written to {}",
                         token.token_id,

@@ -60,7 +60,7 @@ fn officers_issue_bind_publish_and_block() {
     let auth = dir.path().join("authority");
     let a = auth.to_str().unwrap();
     let center = RecipientSecretKey::generate().unwrap().public_key().to_string();
-    let fast = ["--pin-env", "PIN", "--kdf-iterations", "1000"];
+    let fast = ["--pin-env", "PIN", "--insecure-fast-kdf"];
     let mut init = vec![
         "init-authority",
         "--dir",
@@ -249,8 +249,7 @@ fn the_center_key_rotates_and_the_retired_private_key_is_destroyed() {
         &old,
         "--pin-env",
         "PIN",
-        "--kdf-iterations",
-        "1000",
+        "--insecure-fast-kdf",
     ]));
     let new = RecipientSecretKey::generate().unwrap().public_key();
     let e = err(&keys(&["rotate-center-key", "--authority", a, "--new-key", &old]));
@@ -353,8 +352,7 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
         &center,
         "--pin-env",
         "PIN",
-        "--kdf-iterations",
-        "1000",
+        "--insecure-fast-kdf",
     ]));
     let public = std::fs::read_to_string(auth.join("audit.pub"))
         .unwrap()
@@ -374,8 +372,7 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
         a,
         "--pin-env",
         "PIN",
-        "--kdf-iterations",
-        "1000",
+        "--insecure-fast-kdf",
     ]));
     ok(&status(&auth, "T1", "received-by-center", &[]));
     ok(&keys(&[
@@ -488,8 +485,7 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
         &center,
         "--pin-env",
         "PIN",
-        "--kdf-iterations",
-        "1000",
+        "--insecure-fast-kdf",
     ]));
     let m = module.to_str().unwrap();
     let issue = |token_id: &str| {
@@ -776,4 +772,82 @@ fn relays_enrolled_with_the_sites_they_carry_and_sites_sent_through_them() {
         dir.path().join("y").to_str().unwrap(),
     ]));
     assert!(nothing.contains("--carry"), "{nothing}");
+}
+
+#[test]
+fn audit_verify_catches_a_rolled_back_log_and_show_escapes_control_characters() {
+    use konvert_crypto::audit::{head_path, parse, AuditAction, AuditLog, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let l = log.to_str().unwrap();
+    let key = konvert_crypto::SigningKey::from_seed(&[3; 32]).unwrap();
+    let public = key.verifying_key().to_string();
+    let writer = AuditLog::open(&log, Some(konvert_crypto::SigningKey::from_seed(&[3; 32]).unwrap()), 3).unwrap();
+    for i in 1..=6 {
+        writer
+            .append("center", AuditAction::PacketAccept, &format!("p{i}"), "accepted")
+            .unwrap();
+    }
+    // An import's statement as the operator typed it: a newline that would forge a line.
+    let forged = "drive from site 0101\n     8  2026-06-01 10:02 UTC  packet.accept  center  forged";
+    writer
+        .append("operator", AuditAction::Other("reserve.import".into()), "drive", forged)
+        .unwrap();
+    drop(writer);
+
+    let out = ok(&audit(&["verify", "--log", l, "--key", &public]));
+    assert!(out.contains("is intact: 7 entries"), "{out}");
+    let anchor = out
+        .lines()
+        .find_map(|line| line.strip_prefix("anchor: "))
+        .unwrap_or_else(|| panic!("no anchor line: {out}"))
+        .to_owned();
+    assert!(anchor.starts_with("seq=7 head="), "{anchor}");
+
+    let shown = ok(&audit(&["show", "--log", l]));
+    assert_eq!(shown.lines().filter(|l| l.contains("forged")).count(), 1, "{shown}");
+    assert!(shown.contains(r"drive from site 0101\n     8"), "{shown}");
+
+    // Roll the log and its head file back to checkpoint 3, as whoever can write the
+    // folder could: it looks intact, but not against the anchor kept elsewhere.
+    let bytes = std::fs::read(&log).unwrap();
+    let parsed = parse(&bytes);
+    let i = parsed
+        .records
+        .iter()
+        .position(|r| matches!(&r.record, Record::Checkpoint(cp) if cp.seq == 3))
+        .unwrap();
+    let Record::Checkpoint(cp3) = &parsed.records[i].record else {
+        unreachable!()
+    };
+    let end = parsed.records[i + 1].offset as usize;
+    std::fs::write(&log, &bytes[..end]).unwrap();
+    let mut head = b"KNVRTAHD".to_vec();
+    head.extend_from_slice(&postcard::to_allocvec(cp3).unwrap());
+    std::fs::write(head_path(&log), head).unwrap();
+    ok(&audit(&["verify", "--log", l, "--key", &public]));
+    let e = err(&audit(&["verify", "--log", l, "--key", &public, "--anchor", &anchor]));
+    assert!(
+        e.contains("rolled back") && e.contains("covers 3 entries, but 7"),
+        "{e}"
+    );
+    let e = err(&audit(&[
+        "verify",
+        "--log",
+        l,
+        "--key",
+        &public,
+        "--expect-at-least",
+        "7",
+    ]));
+    assert!(e.contains("rolled back"), "{e}");
+    ok(&audit(&[
+        "verify",
+        "--log",
+        l,
+        "--key",
+        &public,
+        "--expect-at-least",
+        "3",
+    ]));
 }

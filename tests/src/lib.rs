@@ -83,7 +83,7 @@ impl CenterFixture {
             &format!("TK-{site}"),
             &format!("member of {site}"),
             PIN,
-            1_000,
+            konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
         )
         .unwrap()
     }

@@ -31,7 +31,7 @@ fn token(fx: &CenterFixture, id: &str) -> (TokenFile, SigningKey) {
         id,
         &format!("holder of {id}"),
         PIN,
-        1_000,
+        konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
     )
     .unwrap();
     let key = t.unlock(PIN).unwrap();

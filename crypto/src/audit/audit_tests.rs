@@ -389,7 +389,8 @@ fn the_log_survives_reopening_and_continues_the_chain() {
             .append("officer", AuditAction::TokenStatus, "T1", &format!("round {round}"))
             .unwrap();
         assert_eq!(seq, 5 + round);
-        // Dropped without a checkpoint: the next open continues from the chain itself.
+        // Killed without a checkpoint (no drop): the next open continues from the chain.
+        std::mem::forget(log);
     }
     let r = check(&path, &key);
     assert_eq!((r.finding, r.entries, r.uncovered), (None, 6, 2));
@@ -511,4 +512,125 @@ proptest::proptest! {
         let report = verify(&framed, None, &[key]);
         proptest::prop_assert!(bytes.is_empty() || !report.is_intact() || report.entries == 0);
     }
+}
+
+/// A log whose head file names the checkpoint that ends at byte `end`, and nothing after:
+/// what whoever can write the log's folder makes of it.
+fn roll_back_to(path: &Path, end: usize, cp: Option<&Checkpoint>) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..end]).unwrap();
+    match cp {
+        Some(cp) => {
+            let mut head = b"KNVRTAHD".to_vec();
+            head.extend_from_slice(&postcard::to_allocvec(cp).unwrap());
+            std::fs::write(head_path(path), head).unwrap();
+        }
+        None => std::fs::remove_file(head_path(path)).unwrap(),
+    }
+}
+
+#[test]
+fn a_log_rolled_back_with_its_head_file_is_caught_by_an_anchor_kept_elsewhere() {
+    let (_dir, path, key) = log_of(20);
+    let trusted = [key.verifying_key()];
+    let anchor = AuditAnchor::of(&read_head(&head_path(&path)).unwrap().unwrap());
+    assert_eq!(anchor.seq, 20);
+    assert_eq!(AuditAnchor::parse_line(&anchor.to_line()), Some(anchor));
+    let at_least = AuditAnchor::parse_line("seq=20").unwrap();
+    let original = std::fs::read(&path).unwrap();
+
+    // Cut back to checkpoint 6, that checkpoint copied into the head file.
+    let (end, cp6) = spans(&original)
+        .into_iter()
+        .find_map(|(_, e, r)| match r {
+            Record::Checkpoint(cp) if cp.seq == 6 => Some((e, cp)),
+            _ => None,
+        })
+        .unwrap();
+    roll_back_to(&path, end, Some(&cp6));
+    let bytes = std::fs::read(&path).unwrap();
+    let head = read_head(&head_path(&path)).unwrap();
+    // Inside the folder it looks intact: that is the attack.
+    assert!(verify(&bytes, head.as_ref(), &trusted).is_intact());
+    for a in [&anchor, &at_least] {
+        assert_eq!(
+            verify_anchored(&bytes, head.as_ref(), &trusted, a).finding,
+            Some(Finding::RolledBack {
+                checkpoint_seq: 6,
+                anchor_seq: 20
+            })
+        );
+    }
+    // The writer carries on from entry 6 and even writes 14 entries back without a key:
+    // only checkpointed entries count, so it is still a rollback.
+    let log = AuditLog::open(&path, None, 0).unwrap();
+    for i in 7..=20 {
+        assert_eq!(
+            log.append("center", AuditAction::PacketAccept, "x", "forged").unwrap(),
+            i
+        );
+    }
+    drop(log);
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(verify(&bytes, head.as_ref(), &trusted).is_intact());
+    assert!(matches!(
+        verify_anchored(&bytes, head.as_ref(), &trusted, &at_least).finding,
+        Some(Finding::RolledBack { .. })
+    ));
+
+    // Cut to its header, the head file deleted.
+    std::fs::write(&path, &original).unwrap();
+    roll_back_to(&path, 9, None);
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(verify(&bytes, None, &trusted).is_intact());
+    assert_eq!(
+        verify_anchored(&bytes, None, &trusted, &anchor).finding,
+        Some(Finding::RolledBack {
+            checkpoint_seq: 0,
+            anchor_seq: 20
+        })
+    );
+
+    // The untouched log verifies against its anchor; an anchor with another hash is an edit.
+    assert!(verify_anchored(&original, Some(&cp6), &trusted, &anchor).is_intact());
+    let other = AuditAnchor {
+        head: Some([9; 32]),
+        ..anchor
+    };
+    assert_eq!(
+        verify_anchored(&original, None, &trusted, &other).finding,
+        Some(Finding::Edited {
+            seq: 20,
+            evidence: Evidence::Anchor
+        })
+    );
+}
+
+#[test]
+fn every_checkpoint_reaches_the_hooks_and_dropping_the_log_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let key = SigningKey::from_seed(&[7; 32]).unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = AuditLog::open(&path, Some(SigningKey::from_seed(&[7; 32]).unwrap()), 64).unwrap();
+    let s = seen.clone();
+    log.on_checkpoint(move |a| s.lock().unwrap().push(a.seq)).unwrap();
+    for _ in 0..5 {
+        log.append("officer", AuditAction::TokenIssue, "T1", "issued").unwrap();
+    }
+    // Far from 64 entries; the command ends and the log is dropped.
+    drop(log);
+    assert_eq!(*seen.lock().unwrap(), vec![5]);
+    assert_eq!(read_head(&head_path(&path)).unwrap().map(|c| c.seq), Some(5));
+    let r = check(&path, &key);
+    assert_eq!((r.finding, r.entries, r.uncovered), (None, 5, 0));
+    // A hook added later hears the newest checkpoint at once.
+    let log = AuditLog::open(&path, Some(SigningKey::from_seed(&[7; 32]).unwrap()), 2).unwrap();
+    let s = seen.clone();
+    log.on_checkpoint(move |a| s.lock().unwrap().push(a.seq)).unwrap();
+    for _ in 0..3 {
+        log.append("officer", AuditAction::TokenIssue, "T1", "issued").unwrap();
+    }
+    assert_eq!(*seen.lock().unwrap(), vec![5, 5, 7]);
+    assert_eq!(log.anchor().unwrap().map(|a| a.seq), Some(7));
 }

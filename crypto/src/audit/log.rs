@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use super::record::{checkpoint_record, entry_record, HEADER};
 use super::verify::walk;
-use super::{AuditAction, AuditEntry, Checkpoint, Finding};
+use super::{AuditAction, AuditAnchor, AuditEntry, Checkpoint, Finding};
 use crate::{keyfile, Error, Result, SigningKey};
 
 /// The largest log `open` reads; start a new log file before this (a year of a region's
@@ -93,13 +93,18 @@ impl Inner {
     }
 }
 
-/// An open audit log, shared by reference between threads.
+/// Called with every new checkpoint's anchor (see [`AuditLog::on_checkpoint`]).
+type CheckpointHook = Box<dyn Fn(&AuditAnchor) + Send + Sync>;
+
+/// An open audit log, shared by reference between threads. Dropping it signs a last
+/// checkpoint over whatever is new, so every command's end and every shutdown is covered.
 pub struct AuditLog {
     path: PathBuf,
     head: PathBuf,
     key: Option<SigningKey>,
     every: u64,
     inner: Mutex<Inner>,
+    hooks: Mutex<Vec<CheckpointHook>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -186,6 +191,7 @@ impl AuditLog {
                 head_current: true,
                 broken: false,
             }),
+            hooks: Mutex::new(Vec::new()),
         };
         if let Some(offset) = torn {
             log.append(
@@ -203,6 +209,25 @@ impl AuditLog {
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The anchor of the newest checkpoint: what to keep outside the log's folder.
+    pub fn anchor(&self) -> Result<Option<AuditAnchor>> {
+        Ok(self.lock()?.last_checkpoint.as_ref().map(AuditAnchor::of))
+    }
+
+    /// Calls `hook` with the newest checkpoint's anchor now (if there is one) and after
+    /// every checkpoint from now on: the center exports it as metrics. The hook runs with
+    /// the log locked; it must not write to the log.
+    pub fn on_checkpoint(&self, hook: impl Fn(&AuditAnchor) + Send + Sync + 'static) -> Result<()> {
+        if let Some(anchor) = self.anchor()? {
+            hook(&anchor);
+        }
+        self.hooks
+            .lock()
+            .map_err(|_| Error::AuditLogBroken)?
+            .push(Box::new(hook));
+        Ok(())
     }
 
     /// The newest entry's number (0 for an empty log).
@@ -285,6 +310,22 @@ impl AuditLog {
         inner.head_current = false;
         write_head(&self.head, &cp)?;
         inner.head_current = true;
+        if let Ok(hooks) = self.hooks.lock() {
+            let anchor = AuditAnchor::of(&cp);
+            for hook in hooks.iter() {
+                hook(&anchor);
+            }
+        }
         Ok(Some(cp))
+    }
+}
+
+impl Drop for AuditLog {
+    /// The last checkpoint: a command that ends or a process that shuts down leaves no
+    /// entry that a cut could remove unseen.
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::error!(log = %self.path.display(), error = %e, "cannot write the audit log's closing checkpoint");
+        }
     }
 }

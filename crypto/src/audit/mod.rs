@@ -32,11 +32,28 @@
 //! Checkpoint signatures are not checked by `open` (it may not hold the verifying keys of
 //! older checkpoints); they are the auditor's business, in [`verify`].
 //!
+//! # Rollback, and the anchor outside the log's folder
+//!
+//! The head file lives beside the log, so whoever can write the folder can roll both back
+//! together: cut the log back to an older checkpoint and copy that checkpoint into the head
+//! file (or cut it to its header and delete the head file). Such a log is a valid shorter
+//! log, and nothing inside the folder can tell. What catches it is an **anchor** kept
+//! elsewhere: every checkpoint's `(seq, head)` ([`AuditAnchor`]) is handed to
+//! [`AuditLog::on_checkpoint`] hooks (the center exports it as metrics, which Prometheus
+//! keeps off the machine), printed by `konvert keys audit verify` and after each officers'
+//! command, and a copy of the head file can be kept anywhere. [`verify_anchored`] (`konvert
+//! keys audit verify --expect-at-least N`, or `--head <copy kept elsewhere>`) then reports
+//! a log rolled back past the anchor.
+//!
 //! # What cannot be detected
 //!
 //! - Entries after the newest checkpoint, if the head file is rolled back together with
-//!   the log: removing or editing them leaves a valid shorter chain. At most `every - 1`
-//!   entries are exposed this way (none after a clean shutdown, which checkpoints).
+//!   the log: removing or editing them leaves a valid shorter chain. The writer checkpoints
+//!   every `every` entries, at every explicit [`AuditLog::checkpoint`] (each officers'
+//!   command, the center's shutdown) and when the log is dropped, so what is exposed is the
+//!   entries written since then by a process that was killed or lost power: at most
+//!   `every - 1`.
+//! - A rollback to a point after the newest anchor kept outside the folder.
 //! - Whoever holds the checkpoint key can rewrite the whole log and re-sign it. The key
 //!   protects the log against everyone else; keep a copy of its public key, and of the
 //!   head file, outside the reach of the machine that writes the log.
@@ -57,7 +74,7 @@ use crate::{Domain, KeyId, Result, Signature, SigningKey, VerifyingKey};
 
 pub use log::{head_path, read_head, AuditLog};
 pub use record::{parse, Parsed, Record, RecordAt, MAX_RECORD_LEN};
-pub use verify::{verify, AuditReport, Evidence, Finding};
+pub use verify::{verify, verify_anchored, AuditAnchor, AuditReport, Evidence, Finding};
 
 /// The label hashed before an entry's bytes: SHA-256("konvert/v1/audit-entry\0" ‖ entry).
 pub const ENTRY_HASH_LABEL: &[u8] = b"konvert/v1/audit-entry\0";

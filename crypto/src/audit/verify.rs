@@ -21,6 +21,8 @@ pub enum Evidence {
     HeadFile,
     /// Its own number or link to its (confirmed) predecessor does not fit the chain.
     LinkToPrevious,
+    /// An anchor recorded outside the log's folder commits to a different version of it.
+    Anchor,
 }
 
 /// The first problem found in a log.
@@ -62,6 +64,14 @@ pub enum Finding {
         /// The head file's checkpoint rather than one in the log.
         in_head_file: bool,
     },
+    /// The log's newest signed checkpoint covers fewer entries than an anchor recorded
+    /// outside the log's folder earlier: the log and its head file were rolled back.
+    RolledBack {
+        /// The entries the newest signed checkpoint covers (0: none).
+        checkpoint_seq: u64,
+        /// The entries the anchor says were already checkpointed.
+        anchor_seq: u64,
+    },
     /// The record at `offset` cannot be read.
     Damaged {
         /// Byte offset of the record.
@@ -83,6 +93,7 @@ impl fmt::Display for Finding {
                     Evidence::NextEntry => write!(f, "entry {} commits to a different entry {seq}", seq + 1),
                     Evidence::Checkpoint => write!(f, "the signed checkpoint after it commits to a different entry {seq}"),
                     Evidence::HeadFile => write!(f, "the head file's signed checkpoint commits to a different entry {seq}"),
+                    Evidence::Anchor => write!(f, "the anchor recorded outside the log commits to a different entry {seq}"),
                     Evidence::LinkToPrevious => write!(
                         f,
                         "its number or its link to entry {} does not fit the chain",
@@ -111,6 +122,13 @@ impl fmt::Display for Finding {
                 f,
                 "the checkpoint at entry {seq}{} is not signed by a trusted key",
                 if in_head_file { " in the head file" } else { "" }
+            ),
+            Finding::RolledBack {
+                checkpoint_seq,
+                anchor_seq,
+            } => write!(
+                f,
+                "the log was rolled back: its newest signed checkpoint covers {checkpoint_seq} entries, but {anchor_seq} were already checkpointed when the anchor was recorded"
             ),
             Finding::Damaged { offset } => write!(
                 f,
@@ -156,6 +174,90 @@ impl AuditReport {
 /// a checkpoint by any other key is a [`Finding::BadCheckpoint`].
 pub fn verify(log: &[u8], head: Option<&Checkpoint>, trusted: &[VerifyingKey]) -> AuditReport {
     walk(log, head, Some(trusted))
+}
+
+/// [`verify`], then checks the log against an anchor recorded earlier outside the log's
+/// folder ([`AuditAnchor`]): its newest signed checkpoint must cover at least `anchor.seq`
+/// entries ([`Finding::RolledBack`]) and, when the anchor names a hash, entry `anchor.seq`
+/// must hash to it ([`Finding::Edited`] with [`Evidence::Anchor`]). Only checkpointed
+/// entries count: entries after the newest checkpoint can be written by anyone.
+pub fn verify_anchored(
+    log: &[u8],
+    head: Option<&Checkpoint>,
+    trusted: &[VerifyingKey],
+    anchor: &AuditAnchor,
+) -> AuditReport {
+    let mut report = verify(log, head, trusted);
+    if report.finding.is_some() {
+        return report;
+    }
+    let covered = report.last_checkpoint.as_ref().map_or(0, |c| c.seq);
+    if covered < anchor.seq {
+        report.finding = Some(Finding::RolledBack {
+            checkpoint_seq: covered,
+            anchor_seq: anchor.seq,
+        });
+        return report;
+    }
+    if let Some(want) = anchor.head {
+        let found = super::parse(log).records.iter().find_map(|r| match &r.record {
+            Record::Entry { entry, hash } if entry.seq == anchor.seq => Some(*hash),
+            _ => None,
+        });
+        if anchor.seq > 0 && found != Some(want) {
+            report.finding = Some(Finding::Edited {
+                seq: anchor.seq,
+                evidence: Evidence::Anchor,
+            });
+        }
+    }
+    report
+}
+
+/// What to keep about an audit log outside its folder (a metric, a day's backup, the
+/// officers' notes): a signed checkpoint's entry count and head hash. A log that later
+/// verifies against it ([`verify_anchored`]) was not rolled back past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AuditAnchor {
+    /// Entries the checkpoint covered.
+    pub seq: u64,
+    /// The hash of entry `seq`, when known (`--expect-at-least N` gives only the count).
+    pub head: Option<[u8; 32]>,
+}
+
+impl AuditAnchor {
+    /// The anchor of a signed checkpoint.
+    pub fn of(cp: &Checkpoint) -> Self {
+        AuditAnchor {
+            seq: cp.seq,
+            head: Some(cp.head),
+        }
+    }
+
+    /// One line to write down or keep: `seq=<N> head=<64 hex digits>`.
+    pub fn to_line(&self) -> String {
+        match self.head {
+            Some(h) => format!("seq={} head={}", self.seq, hex::encode(h)),
+            None => format!("seq={}", self.seq),
+        }
+    }
+
+    /// Parses [`AuditAnchor::to_line`]'s form (`seq=N` alone is accepted).
+    pub fn parse_line(line: &str) -> Option<Self> {
+        let mut seq = None;
+        let mut head = None;
+        for part in line.split_whitespace() {
+            if let Some(v) = part.strip_prefix("seq=") {
+                seq = Some(v.parse().ok()?);
+            } else if let Some(v) = part.strip_prefix("head=") {
+                let bytes = hex::decode(v).ok()?;
+                head = Some(<[u8; 32]>::try_from(bytes.as_slice()).ok()?);
+            } else {
+                return None;
+            }
+        }
+        Some(AuditAnchor { seq: seq?, head })
+    }
 }
 
 /// [`verify`]; with `trusted` `None`, signatures are not checked (the writer's own
