@@ -662,6 +662,17 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
                     cfg.registry.display()
                 );
             }
+            // Private keys others can read: the center's TLS key, the receipt key, the CA key.
+            let secrets = [
+                ("the center's TLS key (key)", Some(&cfg.key)),
+                ("the receipt key (receipt_key)", Some(&cfg.receipt_key)),
+                ("the station CA's key (ca_key)", cfg.ca_key.as_ref()),
+            ];
+            for (what, path) in secrets.into_iter().filter_map(|(w, p)| Some((w, p?))) {
+                if let Some(w) = konvert_replication::tls::exposed_warning(what, path) {
+                    println!("  warning: {w}");
+                }
+            }
             let state = if crl.is_expired(time::OffsetDateTime::now_utc()) {
                 "EXPIRED: every station is refused; run `konvert keys renew-crl`"
             } else {

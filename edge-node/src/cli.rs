@@ -673,6 +673,11 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
         }
         EdgeCommand::CheckConfig { config } if is_relay_config(&config) => {
             let cfg = crate::relay::RelayConfig::load(&config)?;
+            let mut warnings = cfg.link()?.check_identity()?;
+            warnings.extend(konvert_replication::tls::exposed_warning(
+                "the relay's server key",
+                &cfg.server_key,
+            ));
             println!(
                 "{}: ok — relay {}, carries {}, listens on {}, forwards to {} ({})",
                 config.display(),
@@ -682,6 +687,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 cfg.upstream.address,
                 cfg.upstream.server_name
             );
+            print_warnings(&warnings);
         }
         EdgeCommand::Relay { config } => {
             let cfg = crate::relay::RelayConfig::load(&config)?;
@@ -698,6 +704,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
         }
         EdgeCommand::CheckConfig { config } => {
             let cfg = SiteConfig::load(&config)?;
+            let warnings = check_site_files(&cfg)?;
             println!(
                 "{}: ok — site {}, center {} ({})",
                 config.display(),
@@ -705,7 +712,37 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 cfg.center.address,
                 cfg.center.server_name
             );
+            print_warnings(&warnings);
         }
     }
     Ok(())
+}
+
+/// What `check-config` checks beyond loading: the station's certificate and key as a
+/// handshake would, and the member's token file; returns warnings (secrets others can read).
+fn check_site_files(cfg: &SiteConfig) -> Result<Vec<String>> {
+    let mut warnings = crate::push::Link::of_site(cfg)?.check_identity()?;
+    if let Some(token) = &cfg.token {
+        if !token.is_file() {
+            return Err(Error::Config {
+                path: token.clone(),
+                message: format!(
+                    "token = {} does not exist; copy the member's token file there (the officers issue it \
+                     with `konvert keys issue-token`), or fix the path in site.toml",
+                    token.display()
+                ),
+            });
+        }
+        warnings.extend(konvert_replication::tls::exposed_warning(
+            "the member token file",
+            token,
+        ));
+    }
+    Ok(warnings)
+}
+
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        println!("  warning: {w}");
+    }
 }
