@@ -182,6 +182,44 @@ pub enum EdgeCommand {
         #[arg(long)]
         import: Option<PathBuf>,
     },
+    /// Write a drill exam day for rehearsals and readiness checks: a seating plan and each
+    /// room's scans (real images with real barcodes: forms, then every present
+    /// participant's blanks), as a scanner would drop them. Never for a real exam day.
+    Drill {
+        /// The folder to write plan.toml and scans/<room>/ into (must not hold a plan yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// The site code, e.g. 0101.
+        #[arg(long)]
+        site: konvert_exam::SiteId,
+        /// Exam day, YYYY-MM-DD.
+        #[arg(long)]
+        date: ExamDate,
+        /// Exam: ege, oge, gve, essay.
+        #[arg(long, default_value = "ege")]
+        exam: ExamKind,
+        /// A room code (repeat for each room).
+        #[arg(long = "room", required = true)]
+        rooms: Vec<RoomId>,
+        /// Participants seated in each room.
+        #[arg(long, default_value_t = 15)]
+        participants: usize,
+        /// Participants of each room who did not come (their blanks are not scanned).
+        #[arg(long, default_value_t = 1)]
+        absent: usize,
+        /// Pages per TIFF file, as a sheet-fed scanner batches them.
+        #[arg(long, default_value_t = 8)]
+        pages_per_file: usize,
+        /// Write one grayscale PNG per page instead of multi-page G4 TIFFs.
+        #[arg(long)]
+        png: bool,
+        /// Degrade the pages (rotation, skew, speckle, blur) as worn scanners do.
+        #[arg(long)]
+        degrade: bool,
+        /// Seed of the handwriting and the degradation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Check site.toml (or a relay's relay.toml) and say what is wrong.
     CheckConfig {
         /// site.toml or relay.toml
@@ -220,9 +258,14 @@ fn read_pin(token: &MemberToken, pin_env: Option<&str>) -> Result<zeroize::Zeroi
             .map_err(|_| Error::Push(format!("environment variable {var} with the PIN is not set")));
     }
     let prompt = format!("PIN for {}: ", token.describe());
+    // rpassword asks on /dev/tty: without a controlling terminal (a script, a service)
+    // opening it fails with "No such device or address", which says nothing about a PIN.
     rpassword::prompt_password(prompt)
         .map(zeroize::Zeroizing::new)
-        .map_err(Error::Io)
+        .map_err(|cause| Error::PinNeeded {
+            token: token.describe(),
+            cause,
+        })
 }
 
 fn unlock(cfg: &SiteConfig, pin_env: Option<&str>) -> Result<Box<dyn MemberSigner>> {
@@ -294,6 +337,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             pin_env,
         } => {
             let cfg = SiteConfig::load(&config)?;
+            crate::seal::check_room_files(&room_dir, kind)?;
             let token = MemberToken::open(&cfg)?;
             let pin = read_pin(&token, pin_env.as_deref())?;
             let signer = token.unlock(&pin)?;
@@ -671,6 +715,36 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 None => println!("no registry yet"),
             }
         }
+        EdgeCommand::Drill {
+            out,
+            site,
+            date,
+            exam,
+            rooms,
+            participants,
+            absent,
+            pages_per_file,
+            png,
+            degrade,
+            seed,
+        } => drill(
+            &out,
+            &crate::drill::DrillRequest {
+                site,
+                date,
+                exam,
+                rooms: rooms.into_iter().map(|r| (r, participants)).collect(),
+                absent,
+                pages_per_file,
+                format: if png {
+                    konvert_exam::scan::ScanFormat::Png
+                } else {
+                    konvert_exam::scan::ScanFormat::TiffG4
+                },
+                degrade,
+                seed,
+            },
+        )?,
         EdgeCommand::CheckConfig { config } if is_relay_config(&config) => {
             let cfg = crate::relay::RelayConfig::load(&config)?;
             let mut warnings = cfg.link()?.check_identity()?;
@@ -715,6 +789,37 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             print_warnings(&warnings);
         }
     }
+    Ok(())
+}
+
+/// Writes a drill day and says how to use it.
+fn drill(out: &std::path::Path, req: &crate::drill::DrillRequest) -> Result<()> {
+    let day = crate::drill::write_drill(out, req)?;
+    println!(
+        "drill for site {} ({} {}): seating plan {} — for rehearsals only",
+        req.site,
+        req.exam.code(),
+        req.date,
+        day.plan.display()
+    );
+    for r in &day.rooms {
+        println!(
+            "  room {}: {} seated, {} present · {} pages in {} files in {}",
+            r.room,
+            r.seated,
+            r.present,
+            r.pages,
+            r.files,
+            r.scans.display()
+        );
+    }
+    println!(
+        "  seal a room: konvert-edge seal --room-dir {} …; or rehearse the day: plan.toml as [day] \
+         seating_plan, copy the scans into the hot folder, and enter the attendance (present)",
+        day.rooms
+            .first()
+            .map_or_else(String::new, |r| r.scans.display().to_string())
+    );
     Ok(())
 }
 
