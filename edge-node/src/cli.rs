@@ -286,8 +286,14 @@ fn take_settled(intake: &mut Intake, settle_ms: u64) -> Result<()> {
     for e in intake.poll(now_unix_ms())? {
         println!("{}", crate::day::event_line(&e));
     }
-    if intake.is_settling() {
-        println!("some files are still being written; run again in a moment");
+    for (name, problem) in intake.settling() {
+        match problem {
+            Some(p) => println!(
+                "{name}: does not read to its end yet ({p}); if it stays so it is taken flagged \
+                 for a manual check — run again in a moment"
+            ),
+            None => println!("{name} is still being written; run again in a moment"),
+        }
     }
     Ok(())
 }
