@@ -51,6 +51,10 @@ pub enum CenterCommand {
         /// Output folder to hand to the site.
         #[arg(long)]
         out: PathBuf,
+        /// Write over a station's files already in the output folder (their certificate
+        /// stays valid until revoked; its serial is printed).
+        #[arg(long)]
+        force: bool,
     },
     /// The key registry: import the officers' newest one (the running center takes it
     /// within a second and passes it on to every connected station), or show it.
@@ -624,11 +628,18 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
             site,
             address,
             out,
+            force,
         } => {
             let cfg = CenterConfig::load(&center.join("center.toml"))?;
             let facts = CenterFacts::read(&center, &address, &cfg.name)?;
-            let path = provision::enroll_station(&center, &site, &facts, &out)?;
+            let (path, replaced) = provision::enroll_station_replacing(&center, &site, &facts, &out, force)?;
             println!("station for site {site} enrolled: {}", path.display());
+            if let Some(old) = replaced {
+                println!(
+                    "  replaced the files of {old} in that folder; its certificate stays valid \
+                     until revoked (konvert keys revoke-station)"
+                );
+            }
             println!("  add the member token as member.token in that folder, then hand it to the site");
         }
         CenterCommand::Registry { action } => registry(action)?,
@@ -650,6 +661,17 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
                      (konvert-center registry import)",
                     cfg.registry.display()
                 );
+            }
+            // Private keys others can read: the center's TLS key, the receipt key, the CA key.
+            let secrets = [
+                ("the center's TLS key (key)", Some(&cfg.key)),
+                ("the receipt key (receipt_key)", Some(&cfg.receipt_key)),
+                ("the station CA's key (ca_key)", cfg.ca_key.as_ref()),
+            ];
+            for (what, path) in secrets.into_iter().filter_map(|(w, p)| Some((w, p?))) {
+                if let Some(w) = konvert_replication::tls::exposed_warning(what, path) {
+                    println!("  warning: {w}");
+                }
             }
             let state = if crl.is_expired(time::OffsetDateTime::now_utc()) {
                 "EXPIRED: every station is refused; run `konvert keys renew-crl`"

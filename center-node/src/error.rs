@@ -48,6 +48,19 @@ pub enum Error {
     /// Station certificates (index, revocation list) cannot be changed as asked.
     #[error("{0}")]
     Stations(String),
+    /// Enrolling would overwrite the files of a station already written to that folder.
+    #[error(
+        "{} already holds a station's files ({held}); enrolling would overwrite its key, \
+         certificate and config. Choose another --out folder, or give --force to replace them \
+         (the old certificate stays valid until it is revoked)",
+        out.display()
+    )]
+    StationFolderInUse {
+        /// The `--out` folder.
+        out: PathBuf,
+        /// Whose files they are: the site or relay and the certificate serial, as far as known.
+        held: String,
+    },
     /// A reserve-channel import cannot go on; the message says what to do.
     #[error("{0}")]
     Reserve(String),

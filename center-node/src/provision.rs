@@ -156,10 +156,77 @@ impl CenterPki {
     }
 }
 
+/// The station whose files a folder already holds, which enrolling over it would replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingStation {
+    /// The site (or relay id) its config names, when it can be read.
+    pub station: Option<String>,
+    /// Its certificate's serial number, when the certificate can be read.
+    pub serial: Option<Serial>,
+}
+
+impl std::fmt::Display for ExistingStation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.station {
+            Some(s) => write!(f, "station {s}")?,
+            None => f.write_str("a station")?,
+        }
+        match &self.serial {
+            Some(serial) => write!(f, ", certificate serial {serial}"),
+            None => f.write_str(", certificate unreadable"),
+        }
+    }
+}
+
+/// The files that make a folder a station's: its key, its certificate, its config.
+const STATION_FILES: [&str; 4] = ["station.key", "station.pem", "site.toml", "relay.toml"];
+
+/// What station a folder already holds, if any of a station's files are in it.
+pub fn existing_station(out: &Path) -> Option<ExistingStation> {
+    if !STATION_FILES.iter().any(|f| out.join(f).symlink_metadata().is_ok()) {
+        return None;
+    }
+    let serial = fs::read_to_string(out.join("station.pem"))
+        .ok()
+        .and_then(|pem| Serial::of_cert_pem(&pem).ok());
+    let station = ["site.toml", "relay.toml"].iter().find_map(|name| {
+        let text = fs::read_to_string(out.join(name)).ok()?;
+        let value: toml::Table = text.parse().ok()?;
+        let key = if *name == "site.toml" { "site" } else { "relay" };
+        value.get(key)?.as_str().map(str::to_owned)
+    });
+    Some(ExistingStation { station, serial })
+}
+
+/// Refuses `out` when it holds a station's files, unless `force`; says what is replaced.
+fn check_out_folder(out: &Path, force: bool) -> Result<Option<ExistingStation>> {
+    match existing_station(out) {
+        Some(held) if !force => Err(Error::StationFolderInUse {
+            out: out.to_owned(),
+            held: held.to_string(),
+        }),
+        held => Ok(held),
+    }
+}
+
 /// Issues a station certificate for `site` with the center's CA and writes a ready-to-edit
 /// site folder to `out`: `ca.pem`, `station.pem`, `station.key` (0600) and `site.toml`.
-/// The certificate's serial number is recorded in the center's station index.
+/// The certificate's serial number is recorded in the center's station index. Refuses a
+/// folder that already holds a station's files ([`enroll_station_replacing`] overrides).
 pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &Path) -> Result<PathBuf> {
+    enroll_station_replacing(center_dir, site, facts, out, false).map(|(path, _)| path)
+}
+
+/// [`enroll_station`], but with `force` it writes over a station's files already in `out`
+/// and returns the station it replaced (whose certificate stays valid until revoked).
+pub fn enroll_station_replacing(
+    center_dir: &Path,
+    site: &str,
+    facts: &CenterFacts,
+    out: &Path,
+    force: bool,
+) -> Result<(PathBuf, Option<ExistingStation>)> {
+    let replaced = check_out_folder(out, force)?;
     let CenterPki { ca, index_path, .. } = CenterPki::open(center_dir)?;
     // A relay's station certificate carries the same kind of name: a site's station with a
     // relay's id would speak for the relay and carry its sites.
@@ -201,7 +268,7 @@ pub fn enroll_station(center_dir: &Path, site: &str, facts: &CenterFacts, out: &
         receipt = facts.receipt_public,
     );
     write_public_text(&site_toml, &text)?;
-    Ok(site_toml)
+    Ok((site_toml, replaced))
 }
 
 /// What a relay is enrolled as.
@@ -223,8 +290,22 @@ pub struct RelayEnrollment {
 /// the sites it may carry, which the center enforces. Writes `ca.pem`, `station.pem`,
 /// `station.key`, `relay-server.pem`, `relay-server.key` (keys 0600) and `relay.toml` to
 /// `out`. `upstream` says where it forwards to: the center (`facts.address`, `facts.name`)
-/// or another relay (its address and [`relay_dns_name`]).
+/// or another relay (its address and [`relay_dns_name`]). Refuses a folder that already
+/// holds a station's files ([`enroll_relay_replacing`] overrides).
 pub fn enroll_relay(center_dir: &Path, relay: &RelayEnrollment, facts: &CenterFacts, out: &Path) -> Result<PathBuf> {
+    enroll_relay_replacing(center_dir, relay, facts, out, false).map(|(path, _)| path)
+}
+
+/// [`enroll_relay`], but with `force` it writes over a station's files already in `out`
+/// and returns the station it replaced.
+pub fn enroll_relay_replacing(
+    center_dir: &Path,
+    relay: &RelayEnrollment,
+    facts: &CenterFacts,
+    out: &Path,
+    force: bool,
+) -> Result<(PathBuf, Option<ExistingStation>)> {
+    let replaced = check_out_folder(out, force)?;
     if relay.carries.is_empty() {
         return Err(Error::Stations(
             "a relay must be enrolled to carry at least one site; give the sites it carries".into(),
@@ -306,5 +387,5 @@ pub fn enroll_relay(center_dir: &Path, relay: &RelayEnrollment, facts: &CenterFa
         fs::create_dir_all(&data).map_err(Error::file(&data))?;
         fs::copy(&crl, data.join("stations.crl")).map_err(Error::file(&crl))?;
     }
-    Ok(path)
+    Ok((path, replaced))
 }

@@ -43,7 +43,17 @@ pub fn read_pin(prompt: &str, pin_env: Option<&str>) -> Result<Zeroizing<String>
             message: "the environment variable with the PIN is not set".into(),
         });
     }
-    Ok(Zeroizing::new(rpassword::prompt_password(prompt)?))
+    // rpassword asks on /dev/tty: without a controlling terminal opening it fails with
+    // "No such device or address", which says nothing about a PIN.
+    rpassword::prompt_password(prompt)
+        .map(Zeroizing::new)
+        .map_err(|cause| Error::Loader {
+            what: format!(
+                "a PIN is needed ({}), but there is no terminal to ask for it ({cause})",
+                prompt.trim_end_matches([':', ' '])
+            ),
+            hint: "run the command in a terminal, or give --pin-env VAR with the PIN in the environment variable VAR",
+        })
 }
 
 /// A hardware token as the registry knows it: its token id and its Ed25519 key.

@@ -182,6 +182,44 @@ pub enum EdgeCommand {
         #[arg(long)]
         import: Option<PathBuf>,
     },
+    /// Write a drill exam day for rehearsals and readiness checks: a seating plan and each
+    /// room's scans (real images with real barcodes: forms, then every present
+    /// participant's blanks), as a scanner would drop them. Never for a real exam day.
+    Drill {
+        /// The folder to write plan.toml and scans/<room>/ into (must not hold a plan yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// The site code, e.g. 0101.
+        #[arg(long)]
+        site: konvert_exam::SiteId,
+        /// Exam day, YYYY-MM-DD.
+        #[arg(long)]
+        date: ExamDate,
+        /// Exam: ege, oge, gve, essay.
+        #[arg(long, default_value = "ege")]
+        exam: ExamKind,
+        /// A room code (repeat for each room).
+        #[arg(long = "room", required = true)]
+        rooms: Vec<RoomId>,
+        /// Participants seated in each room.
+        #[arg(long, default_value_t = 15)]
+        participants: usize,
+        /// Participants of each room who did not come (their blanks are not scanned).
+        #[arg(long, default_value_t = 1)]
+        absent: usize,
+        /// Pages per TIFF file, as a sheet-fed scanner batches them.
+        #[arg(long, default_value_t = 8)]
+        pages_per_file: usize,
+        /// Write one grayscale PNG per page instead of multi-page G4 TIFFs.
+        #[arg(long)]
+        png: bool,
+        /// Degrade the pages (rotation, skew, speckle, blur) as worn scanners do.
+        #[arg(long)]
+        degrade: bool,
+        /// Seed of the handwriting and the degradation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Check site.toml (or a relay's relay.toml) and say what is wrong.
     CheckConfig {
         /// site.toml or relay.toml
@@ -220,9 +258,14 @@ fn read_pin(token: &MemberToken, pin_env: Option<&str>) -> Result<zeroize::Zeroi
             .map_err(|_| Error::Push(format!("environment variable {var} with the PIN is not set")));
     }
     let prompt = format!("PIN for {}: ", token.describe());
+    // rpassword asks on /dev/tty: without a controlling terminal (a script, a service)
+    // opening it fails with "No such device or address", which says nothing about a PIN.
     rpassword::prompt_password(prompt)
         .map(zeroize::Zeroizing::new)
-        .map_err(Error::Io)
+        .map_err(|cause| Error::PinNeeded {
+            token: token.describe(),
+            cause,
+        })
 }
 
 fn unlock(cfg: &SiteConfig, pin_env: Option<&str>) -> Result<Box<dyn MemberSigner>> {
@@ -243,8 +286,14 @@ fn take_settled(intake: &mut Intake, settle_ms: u64) -> Result<()> {
     for e in intake.poll(now_unix_ms())? {
         println!("{}", crate::day::event_line(&e));
     }
-    if intake.is_settling() {
-        println!("some files are still being written; run again in a moment");
+    for (name, problem) in intake.settling() {
+        match problem {
+            Some(p) => println!(
+                "{name}: does not read to its end yet ({p}); if it stays so it is taken flagged \
+                 for a manual check — run again in a moment"
+            ),
+            None => println!("{name} is still being written; run again in a moment"),
+        }
     }
     Ok(())
 }
@@ -294,6 +343,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             pin_env,
         } => {
             let cfg = SiteConfig::load(&config)?;
+            crate::seal::check_room_files(&room_dir, kind)?;
             let token = MemberToken::open(&cfg)?;
             let pin = read_pin(&token, pin_env.as_deref())?;
             let signer = token.unlock(&pin)?;
@@ -671,8 +721,43 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 None => println!("no registry yet"),
             }
         }
+        EdgeCommand::Drill {
+            out,
+            site,
+            date,
+            exam,
+            rooms,
+            participants,
+            absent,
+            pages_per_file,
+            png,
+            degrade,
+            seed,
+        } => drill(
+            &out,
+            &crate::drill::DrillRequest {
+                site,
+                date,
+                exam,
+                rooms: rooms.into_iter().map(|r| (r, participants)).collect(),
+                absent,
+                pages_per_file,
+                format: if png {
+                    konvert_exam::scan::ScanFormat::Png
+                } else {
+                    konvert_exam::scan::ScanFormat::TiffG4
+                },
+                degrade,
+                seed,
+            },
+        )?,
         EdgeCommand::CheckConfig { config } if is_relay_config(&config) => {
             let cfg = crate::relay::RelayConfig::load(&config)?;
+            let mut warnings = cfg.link()?.check_identity()?;
+            warnings.extend(konvert_replication::tls::exposed_warning(
+                "the relay's server key",
+                &cfg.server_key,
+            ));
             println!(
                 "{}: ok — relay {}, carries {}, listens on {}, forwards to {} ({})",
                 config.display(),
@@ -682,6 +767,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 cfg.upstream.address,
                 cfg.upstream.server_name
             );
+            print_warnings(&warnings);
         }
         EdgeCommand::Relay { config } => {
             let cfg = crate::relay::RelayConfig::load(&config)?;
@@ -698,6 +784,7 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
         }
         EdgeCommand::CheckConfig { config } => {
             let cfg = SiteConfig::load(&config)?;
+            let warnings = check_site_files(&cfg)?;
             println!(
                 "{}: ok — site {}, center {} ({})",
                 config.display(),
@@ -705,7 +792,68 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 cfg.center.address,
                 cfg.center.server_name
             );
+            print_warnings(&warnings);
         }
     }
     Ok(())
+}
+
+/// Writes a drill day and says how to use it.
+fn drill(out: &std::path::Path, req: &crate::drill::DrillRequest) -> Result<()> {
+    let day = crate::drill::write_drill(out, req)?;
+    println!(
+        "drill for site {} ({} {}): seating plan {} — for rehearsals only",
+        req.site,
+        req.exam.code(),
+        req.date,
+        day.plan.display()
+    );
+    for r in &day.rooms {
+        println!(
+            "  room {}: {} seated, {} present · {} pages in {} files in {}",
+            r.room,
+            r.seated,
+            r.present,
+            r.pages,
+            r.files,
+            r.scans.display()
+        );
+    }
+    println!(
+        "  seal a room: konvert-edge seal --room-dir {} …; or rehearse the day: plan.toml as [day] \
+         seating_plan, copy the scans into the hot folder, and enter the attendance (present)",
+        day.rooms
+            .first()
+            .map_or_else(String::new, |r| r.scans.display().to_string())
+    );
+    Ok(())
+}
+
+/// What `check-config` checks beyond loading: the station's certificate and key as a
+/// handshake would, and the member's token file; returns warnings (secrets others can read).
+fn check_site_files(cfg: &SiteConfig) -> Result<Vec<String>> {
+    let mut warnings = crate::push::Link::of_site(cfg)?.check_identity()?;
+    if let Some(token) = &cfg.token {
+        if !token.is_file() {
+            return Err(Error::Config {
+                path: token.clone(),
+                message: format!(
+                    "token = {} does not exist; copy the member's token file there (the officers issue it \
+                     with `konvert keys issue-token`), or fix the path in site.toml",
+                    token.display()
+                ),
+            });
+        }
+        warnings.extend(konvert_replication::tls::exposed_warning(
+            "the member token file",
+            token,
+        ));
+    }
+    Ok(warnings)
+}
+
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        println!("  warning: {w}");
+    }
 }

@@ -39,6 +39,28 @@ pub enum Error {
         /// One line per discrepancy.
         discrepancies: String,
     },
+    /// A file in a room folder cannot be sealed as the packet kind asked for.
+    #[error("{}: {what}; {hint}", path.display())]
+    NotSealable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// A PIN is needed, but there is no terminal to ask for it on and no `--pin-env`.
+    #[error(
+        "a PIN is needed to unlock {token}, but there is no terminal to ask for it ({cause}); \
+         run the command in a terminal, or give --pin-env VAR with the PIN in the environment \
+         variable VAR (automation only)"
+    )]
+    PinNeeded {
+        /// The token, as the operator knows it.
+        token: String,
+        /// Why asking failed.
+        cause: std::io::Error,
+    },
     /// Pushing did not finish in time.
     #[error("{0}")]
     Push(String),

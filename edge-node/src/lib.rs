@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod day;
 pub mod deadline;
+pub mod drill;
 mod error;
 pub mod intake;
 pub mod push;

@@ -530,6 +530,31 @@ pub fn link_endpoint(link: &Link) -> Result<quinn::Endpoint> {
     Ok(tls::client_endpoint(tls::client_config(&ca, &station)?)?)
 }
 
+impl Link {
+    /// Checks the station's files as the first handshake would (the key fits the
+    /// certificate, which names this station) and returns warnings about secrets others
+    /// can read. `check-config` runs it, so a wrong folder shows before the exam day.
+    pub fn check_identity(&self) -> Result<Vec<String>> {
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
+        let ca = read(&self.ca_cert)?;
+        let station = pki::IssuedCert {
+            cert_pem: read(&self.station_cert)?,
+            key_pem: read(&self.station_key)?.into(),
+        };
+        tls::check_station_identity(&ca, &station, &self.station).map_err(|e| Error::Config {
+            path: self.station_cert.clone(),
+            message: format!(
+                "{e} (station_cert = {}, station_key = {})",
+                self.station_cert.display(),
+                self.station_key.display()
+            ),
+        })?;
+        Ok(tls::exposed_warning("the station key", &self.station_key)
+            .into_iter()
+            .collect())
+    }
+}
+
 /// Connects to the center and says Hello for this site.
 pub(crate) async fn connect(cfg: &SiteConfig, endpoint: &quinn::Endpoint) -> Result<quinn::Connection> {
     connect_link(&Link::of_site(cfg)?, endpoint).await

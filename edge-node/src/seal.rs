@@ -123,6 +123,38 @@ pub fn seal_room(
     seal_sources(cfg, outbox, signer, packet, sources, None, now_unix_ms)
 }
 
+/// Checks a room folder before a PIN is asked and anything is sealed: every file has
+/// bytes, and a packet of scans (forms, blanks, test) holds only files that read as TIFF
+/// or PNG scans — a text file or an empty file dropped into a room folder is named, not
+/// sealed and sent to the center as a "scan".
+pub fn check_room_files(room_dir: &Path, kind: konvert_exam::PacketKind) -> Result<()> {
+    use konvert_exam::PacketKind;
+    let scans = matches!(kind, PacketKind::Forms | PacketKind::Blanks | PacketKind::Test);
+    for (name, size) in konvert_exam::list_scans(room_dir)? {
+        let path = room_dir.join(&name);
+        if size == 0 {
+            return Err(Error::NotSealable {
+                path,
+                what: "the file is empty (0 bytes)".into(),
+                hint: "a scan that was never written; scan the pages again, or take the file out of the folder",
+            });
+        }
+        if scans {
+            let bytes = std::fs::read(&path).map_err(Error::file(&path))?;
+            if let Err(e) = konvert_exam::scan::read_scan_pages(&bytes) {
+                return Err(Error::NotSealable {
+                    path,
+                    what: format!("not a scan for a {} packet ({e})", kind.code()),
+                    hint: "forms, blanks and test packets hold TIFF or PNG scans only; take the file out \
+                           of the folder, or seal it as the kind it is (--kind journal for station logs, \
+                           --kind audio for recordings)",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The center key to seal to: the active one of the newest registry the station holds
 /// (even an expired one knows the newest key), else the one the site was enrolled with.
 fn sealing_key(cfg: &SiteConfig) -> Result<konvert_crypto::RecipientPublicKey> {

@@ -50,7 +50,24 @@ fn a_room_is_sealed_with_the_key_on_the_hardware_token() {
     .unwrap();
     let room = root.join("room");
     std::fs::create_dir(&room).unwrap();
-    std::fs::write(room.join("0001.tif"), vec![7u8; 100_000]).unwrap();
+    // One real scan (a form page): `seal` refuses files that are not scans in a blanks packet.
+    let room_id: konvert_exam::RoomId = "0012".parse().unwrap();
+    let plan = konvert_exam::scan::synthetic_plan(
+        &"0101".parse().unwrap(),
+        "2026-06-01".parse().unwrap(),
+        konvert_exam::ExamKind::Ege,
+        &[(&room_id, 1)],
+        0,
+    );
+    let pages = konvert_exam::scan::room_pages(&plan, &room_id, 0);
+    let job = konvert_exam::scan::ScanJob {
+        format: konvert_exam::scan::ScanFormat::TiffG4,
+        pages_per_file: 1,
+        degrade: false,
+        dpi: 200,
+        seed: 1,
+    };
+    konvert_exam::scan::write_pages(&pages[..1], &room, "0001", job).unwrap();
     let seal = |pin: &str| {
         Command::new(EDGE)
             .args([

@@ -206,9 +206,20 @@ fn pin_from(pin_env: Option<&str>, prompt: &str, repeat: bool) -> anyhow::Result
             .map(Zeroizing::new)
             .map_err(|_| anyhow::anyhow!("environment variable {var} with the PIN is not set"));
     }
-    let a = Zeroizing::new(rpassword::prompt_password(prompt)?);
+    // rpassword asks on /dev/tty: without a controlling terminal opening it fails with
+    // "No such device or address", which says nothing about a PIN.
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt).map(Zeroizing::new).map_err(|cause| {
+            anyhow::anyhow!(
+                "a PIN is needed ({}), but there is no terminal to ask for it ({cause}); run the command \
+                 in a terminal, or give --pin-env VAR with the PIN in the environment variable VAR",
+                prompt.trim_end_matches([':', ' '])
+            )
+        })
+    };
+    let a = ask(prompt)?;
     if repeat {
-        let b = Zeroizing::new(rpassword::prompt_password("Repeat the PIN: ")?);
+        let b = ask("Repeat the PIN: ")?;
         anyhow::ensure!(*a == *b, "the two PINs differ; nothing was written");
     }
     Ok(a)

@@ -34,6 +34,10 @@ pub enum StationCommand {
         /// station checks the relay's certificate (`<relay>.relay.konvert`).
         #[arg(long)]
         via_relay: Option<String>,
+        /// Write over a station's files already in the output folder (their certificate
+        /// stays valid until revoked; its serial is printed).
+        #[arg(long)]
+        force: bool,
     },
     /// Enroll a relay (checking point, municipal office): a station certificate for its
     /// own id upstream, a server certificate for the stations downstream, and the sites it
@@ -63,6 +67,10 @@ pub enum StationCommand {
         /// Output folder to hand to the relay's operator.
         #[arg(long)]
         out: PathBuf,
+        /// Write over a station's files already in the output folder (their certificate
+        /// stays valid until revoked; its serial is printed).
+        #[arg(long)]
+        force: bool,
     },
     /// Revoke station certificates: the running center refuses them and closes their
     /// connections at once. Final.
@@ -103,6 +111,19 @@ pub enum StationCommand {
         #[arg(long)]
         center: PathBuf,
     },
+}
+
+/// Names the station whose files `--force` wrote over, and how to revoke its certificate.
+fn print_replaced(center: &Path, replaced: Option<&provision::ExistingStation>) {
+    let Some(old) = replaced else { return };
+    println!("  replaced the files of {old} in that folder");
+    if let Some(serial) = &old.serial {
+        println!(
+            "  that certificate is still valid; if no station uses it any more: \
+             konvert keys revoke-station --center {} --serial {serial}",
+            center.display()
+        );
+    }
 }
 
 fn center_config(center: &Path) -> anyhow::Result<CenterConfig> {
@@ -194,6 +215,7 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<()> {
             address,
             out,
             via_relay,
+            force,
         } => {
             let cfg = center_config(&center)?;
             let name = match &via_relay {
@@ -201,10 +223,11 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<()> {
                 None => cfg.name.clone(),
             };
             let facts = CenterFacts::read(&center, &address, &name)?;
-            let path = provision::enroll_station(&center, &site, &facts, &out)?;
+            let (path, replaced) = provision::enroll_station_replacing(&center, &site, &facts, &out, force)?;
             let cert = std::fs::read_to_string(out.join("station.pem"))?;
             println!("station for site {site} enrolled: {}", path.display());
             println!("  certificate serial {}", Serial::of_cert_pem(&cert)?);
+            print_replaced(&center, replaced.as_ref());
             println!("  add the member token as member.token in that folder, then hand it to the site");
         }
         StationCommand::EnrollRelay {
@@ -216,6 +239,7 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<()> {
             address,
             upstream_relay,
             out,
+            force,
         } => {
             let cfg = center_config(&center)?;
             let name = match &upstream_relay {
@@ -229,7 +253,7 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<()> {
                 downstream_relays,
                 listen,
             };
-            let path = provision::enroll_relay(&center, &enrollment, &facts, &out)?;
+            let (path, replaced) = provision::enroll_relay_replacing(&center, &enrollment, &facts, &out, force)?;
             let cert = std::fs::read_to_string(out.join("station.pem"))?;
             println!(
                 "relay {relay} enrolled to carry {}: {}",
@@ -237,6 +261,7 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<()> {
                 path.display()
             );
             println!("  certificate serial {}", Serial::of_cert_pem(&cert)?);
+            print_replaced(&center, replaced.as_ref());
             println!(
                 "  its sites' stations connect to it with server_name = \"{}\" \
                  (`konvert keys enroll-station --via-relay {relay}`)",

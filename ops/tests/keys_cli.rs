@@ -851,3 +851,80 @@ fn audit_verify_catches_a_rolled_back_log_and_show_escapes_control_characters() 
         "3",
     ]));
 }
+
+#[test]
+fn enrolling_into_a_sites_folder_is_refused_unless_forced_and_names_the_old_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = dir.path().join("center");
+    konvert_center::provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let c = center.to_str().unwrap();
+    let out = dir.path().join("site-0101");
+    let o = out.to_str().unwrap();
+    let enroll = |site: &str, extra: &[&str]| {
+        let mut args = vec![
+            "enroll-station",
+            "--center",
+            c,
+            "--site",
+            site,
+            "--address",
+            "127.0.0.1:4433",
+            "--out",
+            o,
+        ];
+        args.extend_from_slice(extra);
+        keys(&args)
+    };
+    ok(&enroll("0101", &[]));
+    let key = std::fs::read(out.join("station.key")).unwrap();
+    let cert = std::fs::read_to_string(out.join("station.pem")).unwrap();
+    let toml = std::fs::read_to_string(out.join("site.toml")).unwrap();
+    let old_serial = konvert_replication::pki::Serial::of_cert_pem(&cert)
+        .unwrap()
+        .to_string();
+
+    // Another site into 0101's folder: refused, nothing changed, the old station named.
+    let refused = err(&enroll("0303", &[]));
+    assert!(refused.contains("already holds a station's files"), "{refused}");
+    assert!(refused.contains("station 0101"), "{refused}");
+    assert!(refused.contains(&old_serial), "{refused}");
+    assert!(refused.contains("--force"), "{refused}");
+    assert_eq!(std::fs::read(out.join("station.key")).unwrap(), key);
+    assert_eq!(std::fs::read_to_string(out.join("station.pem")).unwrap(), cert);
+    assert_eq!(std::fs::read_to_string(out.join("site.toml")).unwrap(), toml);
+    // Only the one certificate was issued.
+    let listed: serde_json::Value = serde_json::from_str(&ok(&keys(&["stations", "--center", c, "--json"]))).unwrap();
+    assert_eq!(listed["stations"].as_array().unwrap().len(), 1);
+
+    // A relay into the same folder is refused the same way.
+    let relay = err(&keys(&[
+        "enroll-relay",
+        "--center",
+        c,
+        "--relay",
+        "mouo-01",
+        "--carry",
+        "0101",
+        "--listen",
+        "127.0.0.1:4434",
+        "--address",
+        "127.0.0.1:4433",
+        "--out",
+        o,
+    ]));
+    assert!(relay.contains("already holds a station's files"), "{relay}");
+
+    // --force replaces them and names the serial it replaced.
+    let forced = ok(&enroll("0303", &["--force"]));
+    assert!(
+        forced.contains(&format!(
+            "replaced the files of station 0101, certificate serial {old_serial}"
+        )),
+        "{forced}"
+    );
+    assert!(forced.contains("revoke-station"), "{forced}");
+    assert!(std::fs::read_to_string(out.join("site.toml"))
+        .unwrap()
+        .contains("site = \"0303\""));
+    assert_ne!(std::fs::read(out.join("station.key")).unwrap(), key);
+}

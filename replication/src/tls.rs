@@ -419,6 +419,42 @@ pub fn verify_station_site(peer_certs: &[CertificateDer<'_>], site: &str) -> Res
     })
 }
 
+/// Checks a station's files as its first handshake would, without a network: the key is a
+/// private key, it belongs to the certificate, and the certificate names `station` (the
+/// site, or a relay's id). For `check-config`: a wrong path or another site's folder is
+/// found before the exam day, not at the first push.
+pub fn check_station_identity(ca_cert_pem: &str, station: &IssuedCert, id: &str) -> Result<()> {
+    client_config(ca_cert_pem, station)?;
+    verify_station_site(&certs(&station.cert_pem, "the station certificate")?, id)
+}
+
+/// The permission bits of a private key (or token) file when others than its owner may
+/// read or write it (e.g. `0o644`); `None` when only the owner can, or on other systems.
+pub fn exposed_mode(path: &std::path::Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// The warning `check-config` prints for a secret file others can read, with the fix.
+pub fn exposed_warning(what: &str, path: &std::path::Path) -> Option<String> {
+    exposed_mode(path).map(|mode| {
+        format!(
+            "{what} {} is readable by others (mode {mode:04o}); it is a secret: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 /// What the station operator reads when the center revoked the station certificate.
 const REVOKED_ADVICE: &str = "the center revoked this station's certificate; \
      stop sending from this station and call the center's security officer";

@@ -118,6 +118,9 @@ pub struct Intake {
     tuning: IntakeTuning,
     recognizer: Recognizer,
     refused: std::collections::HashSet<(String, Stat)>,
+    /// Settled files that did not read to their end yet, with why: waited for a little
+    /// longer (perhaps still written in place), then taken flagged.
+    incomplete: std::collections::HashMap<String, String>,
 }
 
 fn stat_of(meta: &fs::Metadata) -> Stat {
@@ -163,6 +166,7 @@ impl Intake {
             tuning,
             recognizer,
             refused: Default::default(),
+            incomplete: Default::default(),
         })
     }
 
@@ -181,10 +185,24 @@ impl Intake {
         !self.settler.is_empty()
     }
 
+    /// The files waiting to settle, each with why it did not read to its end when it was
+    /// last tried (none: it is still changing).
+    pub fn settling(&self) -> Vec<(String, Option<String>)> {
+        self.settler
+            .names()
+            .into_iter()
+            .map(|name| {
+                let problem = self.incomplete.get(&name).cloned();
+                (name, problem)
+            })
+            .collect()
+    }
+
     /// Lists the hot folder at `now_ms` and takes every file that is complete.
     pub fn poll(&mut self, now_ms: u64) -> Result<Vec<IntakeEvent>> {
         let listing = self.list()?;
         self.settler.retain(|name| listing.iter().any(|(n, _)| n == name));
+        self.incomplete.retain(|name, _| listing.iter().any(|(n, _)| n == name));
         for (name, stat) in &listing {
             let known = self.journal.seen(name)?;
             if known.is_some_and(|s| s.size == stat.size && s.mtime_ns == stat.mtime_ns) {
@@ -266,11 +284,22 @@ impl Intake {
             }));
         }
         let reading = (self.recognizer)(&bytes);
-        if reading.problem.is_some()
-            && self.settler.stable_for(name, now_ms).unwrap_or(0) < self.tuning.incomplete_wait_ms
-        {
-            return Ok(None); // perhaps still being written in place; wait a little more
+        // How long the file has kept still: what this process watched, or what its
+        // modification time says — a one-shot `check` watches for a moment only, and
+        // must not wait for ever on a damaged file the scanner finished long ago.
+        let mtime_ms = u64::try_from(stat.mtime_ns / 1_000_000).unwrap_or(u64::MAX);
+        let still_for = self
+            .settler
+            .stable_for(name, now_ms)
+            .unwrap_or(0)
+            .max(now_ms.saturating_sub(mtime_ms));
+        if let Some(problem) = &reading.problem {
+            if still_for < self.tuning.incomplete_wait_ms {
+                self.incomplete.insert(name.to_owned(), problem.clone());
+                return Ok(None); // perhaps still being written in place; wait a little more
+            }
         }
+        self.incomplete.remove(name);
         let spool_name = format!("{}{}", hex::encode(sha256), extension(name));
         self.write_spool(&spool_name, &bytes)?;
         let packet_name = self.unique_name(name, &sha256)?;

@@ -83,6 +83,13 @@ impl Settler {
         ready
     }
 
+    /// The files still watched, sorted by name.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.files.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Whether anything is still being watched.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
