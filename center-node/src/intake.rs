@@ -20,6 +20,7 @@ use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_crypto::registry::{CenterKeyState, Registry, SignRefusal};
 use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
+use konvert_exam::agreement::{self, Claim, Disagreement, Sealed};
 use konvert_exam::{PacketKind, PacketRef};
 use konvert_replication::driver::{
     Admission, BrokerDesk, Completion, Intake, RegistryFeed, RevocationFeed, StationSession,
@@ -211,48 +212,27 @@ impl CenterIntake {
             };
             (reason, e.to_string())
         })?;
-        if verified.digest() != offer.digest || verified.envelope_bytes() != offer.size {
-            return Err((
-                RejectReason::DigestMismatch,
-                "the received bytes do not match the offered digest".into(),
-            ));
-        }
         let h = verified.header();
-        if h.packet_id != offer.packet_id || h.version != offer.version {
-            return Err((
-                RejectReason::SiteMismatch,
-                format!(
-                    "the envelope is {} v{}, but {} v{} was offered",
-                    h.packet_id, h.version, offer.packet_id, offer.version
-                ),
-            ));
-        }
-        let packet: PacketRef = postcard::from_bytes(&h.metadata).map_err(|_| {
-            (
-                RejectReason::MalformedEnvelope,
-                "the envelope carries no readable packet description (site, day, room)".to_owned(),
-            )
-        })?;
+        let packet = agreement::agree(
+            &offer_claim(offer),
+            &sealed(h, verified.digest(), verified.envelope_bytes()),
+        )
+        .map_err(|d| (refusal_for(&d), d.to_string()))?;
         match channel {
             // A site's station delivers its own site's packets; a relay those of the sites
             // it is enrolled to carry (read from the station index, which may change while
             // the center runs).
             Channel::Station(station) => {
-                let carried = self.relays.carried_by(&station.site);
-                for (what, site) in [
-                    ("envelope", h.sender_site.as_str()),
-                    ("packet description", packet.site.as_str()),
-                ] {
-                    if site == station.site {
-                        continue;
-                    }
-                    match &carried {
+                // The header's site and the description's agree (checked above).
+                let site = packet.site.as_str();
+                if site != station.site {
+                    match self.relays.carried_by(&station.site) {
                         Some(sites) if sites.iter().any(|s| s.eq_ignore_ascii_case(site)) => {}
                         Some(_) => {
                             return Err((
                                 RejectReason::RelayNotEnrolledForSite,
                                 format!(
-                                    "the {what} is for site {site}, which relay {} is not enrolled to carry",
+                                    "the envelope is for site {site}, which relay {} is not enrolled to carry",
                                     station.site
                                 ),
                             ))
@@ -261,7 +241,7 @@ impl CenterIntake {
                             return Err((
                                 RejectReason::SiteMismatch,
                                 format!(
-                                    "the {what} is for site {site}, but the station is enrolled for site {}",
+                                    "the envelope is for site {site}, but the station is enrolled for site {}",
                                     station.site
                                 ),
                             ))
@@ -269,19 +249,9 @@ impl CenterIntake {
                     }
                 }
             }
-            // No certificate on a drive: the signed header names the site, and the signer's
-            // token must be bound to it (below).
-            Channel::Drive { .. } => {
-                if packet.site.as_str() != h.sender_site {
-                    return Err((
-                        RejectReason::SiteMismatch,
-                        format!(
-                            "the envelope is from site {}, but its packet description is for site {}",
-                            h.sender_site, packet.site
-                        ),
-                    ));
-                }
-            }
+            // No certificate on a drive: the signed header names the site (agreeing with
+            // the description, checked above), and the signer's token must be bound to it.
+            Channel::Drive { .. } => {}
         }
         check_signer(&registry, &verified.signer().key_id(), &packet)?;
         check_sealed_to_live_key(&registry, h, now_unix_ms)?;
@@ -365,6 +335,46 @@ fn check_sealed_to_live_key(
             registry.body().version
         ),
     ))
+}
+
+/// What an offer names: the packet version and its bytes (an offer names no site).
+pub(crate) fn offer_claim(offer: &Offer) -> Claim<'_> {
+    Claim {
+        by: "offered",
+        packet_id: &offer.packet_id,
+        version: offer.version,
+        site: None,
+        envelope_id: offer.digest,
+        bytes: offer.size,
+    }
+}
+
+/// What the envelope with `header` says of itself, its bytes hashing to `envelope_id`.
+pub(crate) fn sealed(
+    header: &konvert_crypto::envelope::EnvelopeHeader,
+    envelope_id: [u8; 32],
+    bytes: u64,
+) -> Sealed<'_> {
+    Sealed {
+        envelope_id,
+        bytes,
+        packet_id: &header.packet_id,
+        version: header.version,
+        sender_site: &header.sender_site,
+        metadata: &header.metadata,
+    }
+}
+
+/// The reason the edge is shown when the names of a packet disagree.
+pub(crate) fn refusal_for(d: &Disagreement) -> RejectReason {
+    match d {
+        Disagreement::Bytes { .. } => RejectReason::DigestMismatch,
+        Disagreement::NoDescription => RejectReason::MalformedEnvelope,
+        Disagreement::DescriptionSite { .. } | Disagreement::Site { .. } => RejectReason::SiteMismatch,
+        Disagreement::Packet { .. } | Disagreement::NotDescribed { .. } | Disagreement::Manifest { .. } => {
+            RejectReason::PacketMismatch
+        }
+    }
 }
 
 /// Bytes read from a drive at a time.

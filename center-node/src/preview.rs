@@ -15,6 +15,7 @@ use std::time::Duration;
 use image::imageops::FilterType;
 use konvert_crypto::registry::RegistryBody;
 use konvert_crypto::{KeyId, RecipientSecretKey, VerifyingKey};
+use konvert_exam::agreement::Claim;
 use konvert_exam::scan::{read_scan_pages, recognize, PageImage, Recognition};
 
 use crate::registry::CenterRegistry;
@@ -106,6 +107,16 @@ fn preview_packet(
     out: &Path,
 ) -> Result<Vec<PagePreview>> {
     let r = &packet.record;
+    let claim = Claim {
+        by: "received",
+        packet_id: &r.packet_id,
+        version: r.version,
+        site: Some(&r.site),
+        envelope_id: r.digest()?,
+        bytes: r.bytes,
+    };
+    // Before anything is written: the stored file must be the test packet the desk names.
+    let checked = crate::unpack::check_stored(data_dir, &claim, trusted)?;
     let dir = out.join(&r.envelope_id);
     let files = dir.join("files");
     // A preview from an earlier run may hold files of another judgement; start clean.
@@ -113,14 +124,8 @@ fn preview_packet(
         fs::remove_dir_all(&dir).map_err(Error::file(&dir))?;
     }
     fs::create_dir_all(&files).map_err(Error::file(&files))?;
-    let manifest = crate::unpack::open_stored(
-        data_dir,
-        &r.digest()?,
-        std::slice::from_ref(recipient),
-        trusted,
-        &dir,
-        &files,
-    )?;
+    let manifest =
+        crate::unpack::open_checked(&checked, &claim, std::slice::from_ref(recipient), trusted, &dir, &files)?;
     let mut pages = Vec::new();
     for (n, file) in manifest.files.iter().enumerate() {
         let path = files.join(&file.name);

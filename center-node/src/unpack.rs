@@ -19,10 +19,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::registry::RegistryBody;
-use konvert_crypto::{envelope, KeyId, RecipientSecretKey, VerifyingKey};
-use konvert_exam::read_archive;
-use konvert_exam::Manifest;
-use konvert_replication::{Inbox, InboxRecord};
+use konvert_crypto::{envelope, KeyId, RecipientSecretKey, VerifiedEnvelope, VerifyingKey};
+use konvert_exam::agreement::{self, Claim, Disagreement, Sealed};
+use konvert_exam::{read_archive, Manifest, PacketRef};
+use konvert_replication::{Inbox, InboxRecord, ReceiptBody};
 use serde::Serialize;
 
 use crate::registry::CenterRegistry;
@@ -161,6 +161,9 @@ fn unpack_one(
     dir: &Path,
 ) -> Result<u64> {
     let b = &r.receipt.body;
+    let claim = receipted(b);
+    // Before anything is written: the stored file must be the receipted packet.
+    let checked = check_stored(data_dir, &claim, trusted)?;
     let partial = parent.join(format!(".v{}.partial", b.version));
     if partial.exists() {
         fs::remove_dir_all(&partial).map_err(Error::file(&partial))?;
@@ -176,7 +179,7 @@ fn unpack_one(
     }
     let files = partial.join("files");
     let done = (|| {
-        let manifest = open_stored(data_dir, &b.digest, keys, trusted, &partial, &files)?;
+        let manifest = open_checked(&checked, &claim, keys, trusted, &partial, &files)?;
         let bytes = manifest.files.iter().map(|f| f.size).sum();
         let record = PacketFile {
             envelope_id: hex::encode(b.digest),
@@ -206,25 +209,112 @@ fn unpack_one(
     done
 }
 
-/// Opens the stored envelope `digest` with whichever of `keys` it is sealed to, checks
-/// its signature against `trusted`, and extracts its files into `files` (`work` holds
-/// the decrypted archive meanwhile). Plaintext that did not verify is not kept.
+/// What a stored packet's receipt and record name: the packet version, its site and the
+/// envelope id and size the center receipted.
+pub fn receipted(b: &ReceiptBody) -> Claim<'_> {
+    Claim {
+        by: "receipted",
+        packet_id: &b.packet_id,
+        version: b.version,
+        site: Some(&b.site),
+        envelope_id: b.digest,
+        bytes: b.bytes,
+    }
+}
+
+/// A stored envelope whose bytes, signature, header and packet description agree with
+/// its receipt and record: only this is ever decrypted. Checking writes nothing.
+pub struct Checked {
+    path: PathBuf,
+    verified: VerifiedEnvelope,
+    packet: PacketRef,
+}
+
+impl Checked {
+    /// The packet the envelope, its description and its record all name.
+    pub fn packet(&self) -> &PacketRef {
+        &self.packet
+    }
+}
+
+/// Checks the stored envelope that `claim` names, without decrypting or writing anything:
+/// its bytes hash to the receipted envelope id, its signature verifies against `trusted`,
+/// and its header's packet id, version and site, and its signed description (site, day,
+/// exam, room, kind), are the record's.
+pub fn check_stored(
+    data_dir: &Path,
+    claim: &Claim<'_>,
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+) -> Result<Checked> {
+    let path = Inbox::stored_envelope(data_dir, &claim.envelope_id);
+    let verified = envelope::verify(std::io::BufReader::new(open_envelope(&path)?), trusted)?;
+    let h = verified.header();
+    let sealed = Sealed {
+        envelope_id: verified.digest(),
+        bytes: verified.envelope_bytes(),
+        packet_id: &h.packet_id,
+        version: h.version,
+        sender_site: &h.sender_site,
+        metadata: &h.metadata,
+    };
+    let packet = agreement::agree(claim, &sealed).map_err(|d| disagrees(claim, &path, &d))?;
+    Ok(Checked { path, verified, packet })
+}
+
+fn disagrees(claim: &Claim<'_>, path: &Path, d: &Disagreement) -> Error {
+    Error::Loader {
+        what: format!(
+            "the stored envelope {} is not the {} packet {} v{}: {d}",
+            path.display(),
+            claim.by,
+            claim.packet_id,
+            claim.version
+        ),
+        hint: "nothing of it was written; the store was altered or files were swapped — restore the center's \
+               data folder from backup, or ask the site to send the packet again",
+    }
+}
+
+fn open_envelope(path: &Path) -> Result<fs::File> {
+    let opened = fs::File::open(path).and_then(|f| {
+        if f.metadata()?.is_file() {
+            Ok(f)
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    });
+    opened.map_err(|e| Error::Loader {
+        what: format!("the envelope {} cannot be opened: {e}", path.display()),
+        hint: "run the loader against the center's data folder (--config of the center, or a copy of its data folder)",
+    })
+}
+
+/// Opens the stored envelope `claim` names with whichever of `keys` it is sealed to, once
+/// [`check_stored`] found it to be the receipted packet, and extracts its files into
+/// `files` (`work` holds the decrypted archive meanwhile); the manifest inside must name
+/// the same packet and version. Plaintext that did not verify is not kept.
 pub fn open_stored(
     data_dir: &Path,
-    digest: &[u8; 32],
+    claim: &Claim<'_>,
     keys: &[RecipientSecretKey],
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
     work: &Path,
     files: &Path,
 ) -> Result<Manifest> {
-    let envelope_path = Inbox::stored_envelope(data_dir, digest);
-    let open_input = || {
-        fs::File::open(&envelope_path).map_err(|e| Error::Loader {
-            what: format!("the envelope {} cannot be opened: {e}", envelope_path.display()),
-            hint: "run the loader against the center's data folder (--config of the center, or a copy of its data folder)",
-        })
-    };
-    let header = envelope::read_header(std::io::BufReader::new(open_input()?))?;
+    let checked = check_stored(data_dir, claim, trusted)?;
+    open_checked(&checked, claim, keys, trusted, work, files)
+}
+
+/// The second half of [`open_stored`]: decrypts an envelope [`check_stored`] passed.
+pub fn open_checked(
+    checked: &Checked,
+    claim: &Claim<'_>,
+    keys: &[RecipientSecretKey],
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    work: &Path,
+    files: &Path,
+) -> Result<Manifest> {
+    let header = checked.verified.header();
     let key = keys
         .iter()
         .find(|k| {
@@ -234,7 +324,7 @@ pub fn open_stored(
         .ok_or_else(|| Error::Loader {
             what: format!(
                 "envelope {} is sealed to none of the center keys this specialist holds",
-                hex::encode(digest)
+                hex::encode(claim.envelope_id)
             ),
             hint: "wrap the center key it was sealed to for this specialist, or ask a specialist who holds it",
         })?;
@@ -243,9 +333,22 @@ pub fn open_stored(
     {
         let archive = fs::File::create(&archive_path).map_err(Error::file(&archive_path))?;
         let mut archive = std::io::BufWriter::new(archive);
-        let opened = envelope::open(std::io::BufReader::new(open_input()?), key, trusted, &mut archive)
+        let input = std::io::BufReader::new(open_envelope(&checked.path)?);
+        let opened = envelope::open(input, key, trusted, &mut archive)
             .map_err(Error::from)
-            .and_then(|_| archive.flush().map_err(Error::file(&archive_path)));
+            .and_then(|v| {
+                // The file may have been swapped since it was checked: the bytes opened
+                // must be the very ones checked.
+                if v.digest() == checked.verified.digest() {
+                    Ok(())
+                } else {
+                    Err(Error::Loader {
+                        what: format!("the envelope {} changed while it was opened", checked.path.display()),
+                        hint: "make sure nothing writes to the data folder while the loader runs, then run it again",
+                    })
+                }
+            })
+            .and_then(|()| archive.flush().map_err(Error::file(&archive_path)));
         if let Err(e) = opened {
             drop(archive);
             let _ = fs::remove_file(&archive_path);
@@ -255,5 +358,8 @@ pub fn open_stored(
     let archive = fs::File::open(&archive_path).map_err(Error::file(&archive_path))?;
     let manifest = read_archive(std::io::BufReader::new(archive), files);
     let _ = fs::remove_file(&archive_path);
-    Ok(manifest?)
+    let manifest = manifest?;
+    agreement::agree_manifest(&checked.packet, checked.verified.header().version, &manifest)
+        .map_err(|d| disagrees(claim, &checked.path, &d))?;
+    Ok(manifest)
 }

@@ -6,6 +6,7 @@
 //! room's folder of scan files and writes the plaintext archive that the edge seals; the
 //! center's loader reads it back, checking every file against the manifest.
 
+pub mod agreement;
 mod archive;
 mod blank;
 mod completeness;

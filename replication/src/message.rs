@@ -97,7 +97,7 @@ pub enum RejectReason {
     BadSignature,
     /// The signer is not an allowed member key.
     UnknownSigner,
-    /// The envelope's header disagrees with the offer, or its site with the station's.
+    /// The envelope's site is not the station's (or its header's site not its description's).
     SiteMismatch,
     /// The same packet id and version is already stored with different content.
     Conflict,
@@ -124,11 +124,15 @@ pub enum RejectReason {
     NoRegistry,
     /// The packet came through a relay that is not enrolled to carry the packet's site.
     RelayNotEnrolledForSite,
+    /// The envelope is another packet or version than the offer (or a drive's index) names,
+    /// or its packet id is not the one its signed description (site, day, exam, room,
+    /// kind) derives. Last, so the wire numbers of the older reasons stay.
+    PacketMismatch,
 }
 
 impl RejectReason {
     /// Every reason, for exporting metrics series before they first occur.
-    pub const ALL: [RejectReason; 18] = [
+    pub const ALL: [RejectReason; 19] = [
         RejectReason::UnsupportedVersion,
         RejectReason::TooLarge,
         RejectReason::DigestMismatch,
@@ -147,6 +151,7 @@ impl RejectReason {
         RejectReason::DeadCenterKey,
         RejectReason::NoRegistry,
         RejectReason::RelayNotEnrolledForSite,
+        RejectReason::PacketMismatch,
     ];
 
     /// A stable machine-readable name, used as a metrics label.
@@ -170,6 +175,7 @@ impl RejectReason {
             RejectReason::DeadCenterKey => "dead_center_key",
             RejectReason::NoRegistry => "no_registry",
             RejectReason::RelayNotEnrolledForSite => "relay_not_enrolled_for_site",
+            RejectReason::PacketMismatch => "packet_mismatch",
         }
     }
 
@@ -229,6 +235,10 @@ impl RejectReason {
             RejectReason::RelayNotEnrolledForSite => {
                 "the relay this station sends through is not enrolled to carry this site; call the center's \
                  security officer to enroll the relay for the site — the packet is kept and sent again"
+            }
+            RejectReason::PacketMismatch => {
+                "the sealed file is not the packet it was offered as (another packet id or version, or a packet \
+                 id that its signed description does not name); seal the room again with this station's software"
             }
         }
     }

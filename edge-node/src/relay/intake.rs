@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::{EnvelopeVerifier, KeyId, VerifyingKey};
-use konvert_exam::PacketRef;
+use konvert_exam::agreement::{self, Claim, Disagreement, Sealed};
 use konvert_replication::driver::{self, Admission, Completion, Intake, RegistryFeed, RevocationFeed, StationSession};
 use konvert_replication::inbox::Staged;
 use konvert_replication::{Inbox, Offer, Outbox, OutboxState, RejectReason, SignedNotice};
@@ -197,41 +197,31 @@ impl RelayIntake {
         staging: &mut RelayStaging,
     ) -> std::result::Result<String, Refusal> {
         let sha = std::mem::replace(&mut staging.sha, Context::new(&SHA256));
-        let digest = sha.finish();
-        if digest.as_ref() != offer.digest || staging.staged.written != offer.size {
-            return Err((
-                RejectReason::DigestMismatch,
-                "the received bytes do not match the offered digest".into(),
-            ));
-        }
+        let mut envelope_id = [0u8; 32];
+        envelope_id.copy_from_slice(sha.finish().as_ref());
         let file = File::open(&staging.staged.path).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
         let header = konvert_crypto::envelope::read_header(std::io::BufReader::new(file))
             .map_err(|e| (RejectReason::MalformedEnvelope, e.to_string()))?;
-        if header.packet_id != offer.packet_id || header.version != offer.version {
-            return Err((
-                RejectReason::SiteMismatch,
-                format!(
-                    "the envelope is {} v{}, but {} v{} was offered",
-                    header.packet_id, header.version, offer.packet_id, offer.version
-                ),
-            ));
-        }
-        let packet: PacketRef = postcard::from_bytes(&header.metadata).map_err(|_| {
-            (
-                RejectReason::MalformedEnvelope,
-                "the envelope carries no readable packet description (site, day, room)".to_owned(),
-            )
-        })?;
+        // The same agreement the center checks: bytes, header and offer, and a packet id
+        // that the signed description derives (so no site's member stores another's id).
+        let claim = Claim {
+            by: "offered",
+            packet_id: &offer.packet_id,
+            version: offer.version,
+            site: None,
+            envelope_id: offer.digest,
+            bytes: offer.size,
+        };
+        let sealed = Sealed {
+            envelope_id,
+            bytes: staging.staged.written,
+            packet_id: &header.packet_id,
+            version: header.version,
+            sender_site: &header.sender_site,
+            metadata: &header.metadata,
+        };
+        let packet = agreement::agree(&claim, &sealed).map_err(|d| (refusal_for(&d), d.to_string()))?;
         let site = packet.site.as_str();
-        if header.sender_site != site {
-            return Err((
-                RejectReason::SiteMismatch,
-                format!(
-                    "the envelope is from site {} but describes a packet of site {site}",
-                    header.sender_site
-                ),
-            ));
-        }
         if !self.cfg.carries(site) {
             return Err((
                 RejectReason::RelayNotEnrolledForSite,
@@ -263,6 +253,19 @@ impl RelayIntake {
             Err(e) => return Err((RejectReason::MalformedEnvelope, e.to_string())),
         }
         Ok(packet.site.as_str().to_owned())
+    }
+}
+
+/// The reason the downstream is shown when the names of a packet disagree (as the center
+/// shows it).
+fn refusal_for(d: &Disagreement) -> RejectReason {
+    match d {
+        Disagreement::Bytes { .. } => RejectReason::DigestMismatch,
+        Disagreement::NoDescription => RejectReason::MalformedEnvelope,
+        Disagreement::DescriptionSite { .. } | Disagreement::Site { .. } => RejectReason::SiteMismatch,
+        Disagreement::Packet { .. } | Disagreement::NotDescribed { .. } | Disagreement::Manifest { .. } => {
+            RejectReason::PacketMismatch
+        }
     }
 }
 
