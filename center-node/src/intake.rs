@@ -11,8 +11,6 @@
 //! it; keys are judged by the time the drive is imported).
 
 use std::collections::HashSet;
-use std::io::Read;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,10 +20,12 @@ use konvert_crypto::{EnvelopeVerifier, VerifiedEnvelope};
 use konvert_crypto::{KeyId, SigningKey};
 use konvert_exam::agreement::{self, Claim, Disagreement, Sealed};
 use konvert_exam::{PacketKind, PacketRef};
+use konvert_replication::drive::{self, DriveDir, DriveFile};
 use konvert_replication::driver::{
     Admission, BrokerDesk, Completion, Intake, RegistryFeed, RevocationFeed, StationSession,
 };
 use konvert_replication::inbox::Staged;
+use konvert_replication::reserve;
 use konvert_replication::{Inbox, InboxRecord, Offer, Receipt, ReceiptBody, RejectReason, SignedNotice};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -377,9 +377,6 @@ pub(crate) fn refusal_for(d: &Disagreement) -> RejectReason {
     }
 }
 
-/// Bytes read from a drive at a time.
-const DRIVE_READ: usize = 1 << 20;
-
 impl CenterIntake {
     /// The dedup decision: `Some` answers the offer at once (the original receipt, a
     /// conflict, or a storage failure); `None` means the packet is new.
@@ -505,7 +502,11 @@ impl CenterIntake {
     /// envelope is not trusted to be the drive's: the drive's bytes are staged from the
     /// start, so the whole envelope is verified as it lies on the drive, and storing it
     /// consumes the staging (a later network offer then gets the original receipt).
-    pub fn take_carried(&self, operator: &str, offer: &Offer, envelope: &Path) -> Carried {
+    ///
+    /// The file is `file` in the drive's `envelopes` folder (`None` if the drive has none),
+    /// opened without following links and taken only if it is a regular file no longer
+    /// than the index says, read within [`drive::read_time_limit`].
+    pub fn take_carried(&self, operator: &str, offer: &Offer, envelopes: Option<&DriveDir>, file: &str) -> Carried {
         let channel = Channel::Drive { operator };
         if offer.size > self.max_packet_bytes {
             let (reason, detail) = self.refuse(
@@ -522,14 +523,38 @@ impl CenterIntake {
             // `known` never answers Held: only relays hold packets without a receipt.
             Some(Admission::Accept { .. } | Admission::Held { .. }) | None => {}
         }
-        let mut file = match std::fs::File::open(envelope) {
-            Ok(f) => f,
+        let opened = match envelopes {
+            Some(dir) => dir.open_file(file, u64::MAX),
+            None => Ok(None),
+        };
+        let file = match opened {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return Carried::Unreadable {
+                    detail: format!("cannot open {}/{file}: it is not on the drive", reserve::ENVELOPES),
+                }
+            }
             Err(e) => {
                 return Carried::Unreadable {
-                    detail: format!("cannot open {}: {e}", envelope.display()),
+                    detail: format!("cannot open {e}"),
                 }
             }
         };
+        let envelope = file.path().to_owned();
+        if file.len() > offer.size {
+            let (reason, detail) = self.refuse(
+                channel,
+                offer,
+                RejectReason::DigestMismatch,
+                format!(
+                    "{} holds {} bytes, longer than the {} bytes its index names",
+                    envelope.display(),
+                    file.len(),
+                    offer.size
+                ),
+            );
+            return Carried::Refused { reason, detail };
+        }
         let key = (offer.packet_id.clone(), offer.version);
         if let Err((reason, detail)) = self.claim(&key) {
             return Carried::Refused {
@@ -551,7 +576,7 @@ impl CenterIntake {
                 };
             }
         };
-        match self.stage_from_drive(&mut staging, &mut file, offer.size) {
+        match self.stage_from_drive(&mut staging, file, offer.size) {
             Ok(true) => {}
             Ok(false) => {
                 self.inbox.discard_staging(&staging.staged.path);
@@ -561,7 +586,7 @@ impl CenterIntake {
                     offer,
                     RejectReason::DigestMismatch,
                     format!(
-                        "{} is longer than the {} bytes its index names",
+                        "{} grew past the {} bytes its index names while it was read",
                         envelope.display(),
                         offer.size
                     ),
@@ -571,7 +596,7 @@ impl CenterIntake {
             Err(e) => {
                 self.abandon(offer, staging);
                 return Carried::Unreadable {
-                    detail: format!("cannot read {} from the drive: {e}", envelope.display()),
+                    detail: format!("cannot read from the drive: {e}"),
                 };
             }
         }
@@ -582,26 +607,16 @@ impl CenterIntake {
     }
 
     /// Copies at most `size` bytes of `file` into staging (segments made durable as on the
-    /// network path); `false` when the file holds more than `size` bytes. A shorter file
-    /// is left for verification to refuse as truncated.
-    fn stage_from_drive(
-        &self,
-        staging: &mut Staging,
-        file: &mut std::fs::File,
-        size: u64,
-    ) -> konvert_replication::Result<bool> {
-        let mut buf = vec![0u8; DRIVE_READ];
+    /// network path), within the drive's time limit; `false` when the file holds more than
+    /// `size` bytes. A shorter file is left for verification to refuse as truncated.
+    fn stage_from_drive(&self, staging: &mut Staging, file: DriveFile, size: u64) -> konvert_replication::Result<bool> {
         let mut at = 0u64;
-        while at < size {
-            let want = usize::try_from((size - at).min(DRIVE_READ as u64)).unwrap_or(DRIVE_READ);
-            let n = file.read(&mut buf[..want])?;
-            if n == 0 {
-                return Ok(true);
-            }
-            self.write(staging, at, &buf[..n])?;
-            at += n as u64;
-        }
-        Ok(file.read(&mut [0u8; 1])? == 0)
+        let read = file.read_exactly(size, drive::read_time_limit(size), |chunk| {
+            self.write(staging, at, chunk)?;
+            at += chunk.len() as u64;
+            Ok(())
+        })?;
+        Ok(read.is_some())
     }
 }
 

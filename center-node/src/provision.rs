@@ -331,6 +331,19 @@ pub fn enroll_relay_replacing(
             relay.relay
         )));
     }
+    // The station revocation list in force goes along, so the relay enforces it from its
+    // very first start (it then keeps the newer ones upstream passes on) — where the
+    // relay's data folder keeps it (`konvert_edge::relay::REVOCATION_FILE`). A relay does
+    // not start without one, so nothing is issued without it.
+    let crl = center_cfg.map_or_else(|| center_dir.join("pki/stations.crl"), |c| c.crl);
+    if !crl.is_file() {
+        return Err(Error::Stations(format!(
+            "the center has no station revocation list at {}, and a relay does not start without one; \
+             write it with `konvert keys renew-crl --center {}`, then enroll the relay again",
+            crl.display(),
+            center_dir.display()
+        )));
+    }
     let station = ca.issue_station(&relay.relay)?;
     let server = ca.issue_relay_server(&relay.relay)?;
     let serial = Serial::of_cert_pem(&station.cert_pem)?;
@@ -378,14 +391,8 @@ pub fn enroll_relay_replacing(
     );
     let path = out.join("relay.toml");
     write_public_text(&path, &text)?;
-    // The station revocation list in force goes along, so the relay enforces it from its
-    // very first start (it then keeps the newer ones upstream passes on) — where the
-    // relay's data folder keeps it (`konvert_edge::relay::REVOCATION_FILE`).
-    let crl = center_cfg.map_or_else(|| center_dir.join("pki/stations.crl"), |c| c.crl);
-    if crl.is_file() {
-        let data = out.join("data");
-        fs::create_dir_all(&data).map_err(Error::file(&data))?;
-        fs::copy(&crl, data.join("stations.crl")).map_err(Error::file(&crl))?;
-    }
+    let data = out.join("data");
+    fs::create_dir_all(&data).map_err(Error::file(&data))?;
+    fs::copy(&crl, data.join("stations.crl")).map_err(Error::file(&crl))?;
     Ok((path, replaced))
 }

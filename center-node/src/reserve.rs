@@ -20,8 +20,9 @@
 //! taken again on restart, harmlessly (what was stored is then already held). An import
 //! that no service takes within [`PICKUP_WAIT`] withdraws its request and says why.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use konvert_crypto::audit::{AuditAction, AuditLog};
@@ -150,16 +151,15 @@ pub fn take_drive(intake: &CenterIntake, request: &ImportRequest) -> Result<Driv
         &detail,
     );
     info!(drive = %drive, operator = %request.operator, packets = index.packets.len(), "taking a reserve drive");
+    // The envelopes folder once, refused whole if it is a link: every file is then opened
+    // relative to it, never through a link.
+    let (_drive, envelopes) = reserve::open_envelopes(&request.drive)?;
     let packets = index
         .packets
         .into_iter()
         .map(|packet| {
             let carried = match packet.offer() {
-                Ok(offer) => intake.take_carried(
-                    &request.operator,
-                    &offer,
-                    &reserve::envelope_path(&request.drive, &packet.file),
-                ),
+                Ok(offer) => intake.take_carried(&request.operator, &offer, envelopes.as_ref(), &packet.file),
                 Err(detail) => Carried::Unreadable {
                     detail: format!("the drive's index entry is malformed: {detail}"),
                 },
@@ -327,59 +327,88 @@ impl Spool {
         Ok(pruned)
     }
 
-    /// Takes every waiting request (and any a crash left half taken), one after another.
-    fn serve_pending(&self, intake: &CenterIntake) -> Result<()> {
+    /// The waiting requests (and any a crash left half taken) that are not under way in
+    /// this process, by id, oldest first.
+    fn pending(&self, under_way: &HashSet<String>) -> Result<Vec<(String, PathBuf)>> {
         self.prune_results(STALE_RESULT)?;
-        let mut waiting: Vec<PathBuf> = std::fs::read_dir(&self.requests)
+        let mut waiting: Vec<(String, PathBuf)> = std::fs::read_dir(&self.requests)
             .map_err(Error::file(&self.requests))?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "req" || x == "taking"))
+            .filter_map(|p| Some((p.file_stem()?.to_str()?.to_owned(), p)))
+            .filter(|(id, _)| !under_way.contains(id))
             .collect();
         waiting.sort();
-        for path in waiting {
-            let Some(id) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
-                continue;
-            };
-            let taking = self.requests.join(format!("{id}.taking"));
-            if path != taking {
-                match std::fs::rename(&path, &taking) {
-                    Ok(()) => {}
-                    // Withdrawn by its importer a moment ago.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::File { path, source: e }),
+        Ok(waiting)
+    }
+
+    /// Takes one request and leaves its outcome for its importer.
+    fn serve_one(&self, intake: &CenterIntake, id: &str, path: &Path) -> Result<()> {
+        let taking = self.requests.join(format!("{id}.taking"));
+        if path != taking {
+            match std::fs::rename(path, &taking) {
+                Ok(()) => {}
+                // Withdrawn by its importer a moment ago.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => {
+                    return Err(Error::File {
+                        path: path.to_owned(),
+                        source: e,
+                    })
                 }
             }
-            let result = decode::<ImportRequest>(&taking, MAX_REQUEST_BYTES)
-                .and_then(|request| take_drive(intake, &request))
-                .map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                warn!(id = %id, "a reserve import failed: {e}");
-            }
-            keyfile::write_atomic(&self.results.join(format!("{id}.res")), &encode(&result)?, 0o640)?;
-            std::fs::remove_file(&taking).map_err(Error::file(&taking))?;
         }
+        let result = decode::<ImportRequest>(&taking, MAX_REQUEST_BYTES)
+            .and_then(|request| take_drive(intake, &request))
+            .map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            warn!(id = %id, "a reserve import failed: {e}");
+        }
+        keyfile::write_atomic(&self.results.join(format!("{id}.res")), &encode(&result)?, 0o640)?;
+        std::fs::remove_file(&taking).map_err(Error::file(&taking))?;
         Ok(())
     }
 }
 
 /// Takes reserve-drive imports left in `data_dir/reserve/` every [`WATCH_INTERVAL`] for as
-/// long as the runtime runs.
+/// long as the runtime runs. Each import runs on a thread of its own: one whose drive
+/// stops answering (every file has a time limit, but a read the kernel never returns from
+/// cannot be cut short) holds up only itself, never the imports after it.
 pub fn watch_spool(intake: Arc<CenterIntake>, data_dir: &Path) -> Result<()> {
     let spool = Spool::open(data_dir)?;
     // Weak: the watch ends with the center it serves, and never keeps its inbox open.
     let intake = Arc::downgrade(&intake);
+    let under_way: Arc<Mutex<HashSet<String>>> = Arc::default();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let Some(i) = intake.upgrade() else { return };
-            let s = spool.clone();
-            match tokio::task::spawn_blocking(move || s.serve_pending(&i)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!("reserve imports: {e}"),
-                Err(_) => return,
+            let waiting = {
+                let taken = under_way.lock().unwrap_or_else(PoisonError::into_inner);
+                spool.pending(&taken)
+            };
+            let waiting = match waiting {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!("reserve imports: {e}");
+                    continue;
+                }
+            };
+            for (id, path) in waiting {
+                under_way
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id.clone());
+                let (s, i, under_way) = (spool.clone(), i.clone(), under_way.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = s.serve_one(&i, &id, &path) {
+                        warn!(id = %id, "reserve import: {e}");
+                    }
+                    under_way.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                });
             }
         }
     });

@@ -5,7 +5,9 @@
 //! (new handshakes check it) and every live connection of a station now on the list is
 //! closed at once with [`tls::CLOSE_REVOKED`], since a new config does not touch
 //! connections already made. A file that does not verify (wrong CA, damaged, older than
-//! the one in force) is logged and ignored; the list in force stays.
+//! the one in force) is logged and ignored; the list in force stays. The newest list put
+//! in force is remembered outside the list file ([`CrlFloor`]), so a restarted center
+//! refuses to start with an older one instead of undoing revocations.
 //!
 //! Expiry: rustls enforces the list's next-update date, so an expired list refuses every
 //! station. With `ca_key` in center.toml the center signs a fresh list (same serials) when
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use konvert_crypto::audit::{AuditAction, AuditLog};
+use konvert_replication::crl_floor::CrlFloor;
 use konvert_replication::driver::{RevocationFeed, SignedUpdate};
 use konvert_replication::live::LiveStations;
 use konvert_replication::pki::{self, IssuedCert, VerifiedCrl};
@@ -56,6 +59,23 @@ pub fn load_crl(cfg: &CenterConfig) -> Result<VerifiedCrl> {
         );
     }
     Ok(crl)
+}
+
+/// [`load_crl`] for serving: also refused if it is older than a list this center already
+/// put in force (remembered in `data_dir`, outside the list file, so a restart cannot put
+/// an old list back), and then remembered as in force.
+pub fn load_crl_to_serve(cfg: &CenterConfig) -> Result<VerifiedCrl> {
+    let crl = load_crl(cfg)?;
+    let floor = CrlFloor::in_dir(&cfg.data_dir);
+    floor.check(&crl, &cfg.crl)?;
+    floor.raise(&crl)?;
+    Ok(crl)
+}
+
+/// Whether the list file is older than one this center already put in force (for
+/// `check-config`).
+pub fn check_floor(cfg: &CenterConfig, crl: &VerifiedCrl) -> Result<()> {
+    Ok(CrlFloor::in_dir(&cfg.data_dir).check(crl, &cfg.crl)?)
 }
 
 fn read_crl_file(cfg: &CenterConfig) -> Result<Vec<u8>> {
@@ -245,6 +265,8 @@ impl Watch {
                 crl.this_update, self.current.this_update
             )));
         }
+        // Remembered before it is relied on: a restart then refuses anything older.
+        CrlFloor::in_dir(&self.cfg.data_dir).raise(&crl)?;
         let server = tls::server_config(&self.ca_pem, &self.cert, std::slice::from_ref(&crl.der))?;
         self.endpoint.set_server_config(Some(server));
         let closed = self.live.enforce(&crl.revoked.keys().cloned().collect());

@@ -127,7 +127,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         );
     }
     watch_registry(registry.clone(), inbox.clone());
-    let crl = revocation::load_crl(cfg)?;
+    let crl = revocation::load_crl_to_serve(cfg)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
     // Keyed resets: after a crash and restart the stations reconnect at once.
     let endpoint = tls::server_endpoint_keyed(cfg.listen, server_config, cert.key_pem.as_bytes())?;

@@ -9,16 +9,24 @@
 //! stays Sealed in the outbox — and is still pushed if the network comes back — until a
 //! receipt arrives by either channel; the center stores each packet version once, so it
 //! is delivered exactly once whichever way it went.
+//!
+//! A drive is not trusted: folders and files on it are reached without following links,
+//! read only if they are regular files and within a time limit, and written only as files
+//! created exclusively ([`konvert_replication::drive`]).
 
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use konvert_replication::drive::{self, DriveDir};
 use konvert_replication::reserve::{self, DriveIndex, DrivePacket, INDEX_FORMAT};
 use konvert_replication::{Exported, Outbox, OutboxEntry, OutboxState};
 
 use crate::config::SiteConfig;
 use crate::{Error, Result};
+
+/// The most site folders a relay's drive is looked through for receipts.
+const MAX_SITE_FOLDERS: usize = 10_000;
 
 /// What an export did.
 #[derive(Debug, Clone, Default)]
@@ -57,64 +65,66 @@ pub enum ReceiptOutcome {
     },
 }
 
-/// SHA-256 of a file: the envelope id of an envelope file.
-fn file_digest(path: &Path) -> std::io::Result<[u8; 32]> {
-    let mut f = fs::File::open(path)?;
+/// Whether the drive's `envelopes` folder already holds exactly this envelope: a regular
+/// file (never a link) of its size and envelope id.
+fn on_drive(envelopes: &DriveDir, entry: &OutboxEntry) -> bool {
+    let Ok(Some(file)) = envelopes.open_file(&entry.file_name, entry.offer.size) else {
+        return false;
+    };
+    if file.len() != entry.offer.size {
+        return false;
+    }
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    Ok(out)
+    let read = file.read_exactly(entry.offer.size, drive::read_time_limit(entry.offer.size), |chunk| {
+        ctx.update(chunk);
+        Ok(())
+    });
+    matches!(read, Ok(Some(n)) if n == entry.offer.size) && ctx.finish().as_ref() == entry.offer.digest
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::file(dir))
-}
-
-/// Whether the drive already holds exactly this envelope.
-fn on_drive(target: &Path, entry: &OutboxEntry) -> bool {
-    fs::metadata(target).is_ok_and(|m| m.len() == entry.offer.size)
-        && file_digest(target).is_ok_and(|d| d == entry.offer.digest)
-}
-
-/// Copies the outbox's envelope to `target` through `target.part`, checking on the way
-/// that it is the envelope the offer names, fsynced and renamed into place.
-fn copy_envelope(source: &Path, target: &Path, entry: &OutboxEntry) -> Result<()> {
-    let part = target.with_extension("env.part");
-    let result = (|| {
-        let mut from = fs::File::open(source).map_err(Error::file(source))?;
-        let mut to = fs::File::create(&part).map_err(Error::file(&part))?;
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = from.read(&mut buf).map_err(Error::file(source))?;
-            if n == 0 {
-                break;
+/// Copies the outbox's envelope into the drive's `envelopes` folder through a `.part`
+/// file created there exclusively, checking on the way that it is the envelope the offer
+/// names, fsynced and renamed into place (over whatever entry had its name, never through it).
+fn copy_envelope(source: &Path, envelopes: &DriveDir, entry: &OutboxEntry) -> Result<()> {
+    let name = &entry.file_name;
+    reserve::check_file_name(name, ".env").map_err(Error::Push)?;
+    let part = format!("{name}.part");
+    let mut from = fs::File::open(source).map_err(Error::file(source))?;
+    let mut mismatch = false;
+    envelopes
+        .write_part(&part, |to| {
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = from.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                ctx.update(&buf[..n]);
+                to.write_all(&buf[..n])?;
             }
-            ctx.update(&buf[..n]);
-            to.write_all(&buf[..n]).map_err(Error::file(&part))?;
-        }
-        if ctx.finish().as_ref() != entry.offer.digest {
-            return Err(Error::Push(format!(
-                "the outbox's envelope {} does not match its envelope id (damaged on this disk); \
+            if ctx.finish().as_ref() != entry.offer.digest {
+                mismatch = true;
+                return Err(konvert_replication::Error::Drive {
+                    path: source.to_owned(),
+                    message: "does not match its envelope id".into(),
+                });
+            }
+            Ok(())
+        })
+        .map_err(|e| {
+            if mismatch {
+                Error::Push(format!(
+                    "the outbox's envelope {} does not match its envelope id (damaged on this disk); \
                  seal the room again and export again",
-                source.display()
-            )));
-        }
-        to.sync_all().map_err(Error::file(&part))?;
-        fs::rename(&part, target).map_err(Error::file(target))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&part);
-    }
-    result
+                    source.display()
+                ))
+            } else {
+                Error::from(e)
+            }
+        })?;
+    envelopes.rename(&part, name)?;
+    Ok(())
 }
 
 /// Writes every sealed envelope without a receipt to the drive folder `drive`, then the
@@ -142,9 +152,10 @@ pub fn export_relay(outbox: &Outbox, drive: &Path, now_unix_ms: u64) -> Result<V
         by_site.entry(site.to_string()).or_default().push(entry);
     }
     let mut done = Vec::new();
+    let root = DriveDir::open(drive)?;
     for (site, entries) in by_site {
-        let folder = drive.join(&site);
-        fs::create_dir_all(&folder).map_err(Error::file(&folder))?;
+        // A real folder, made if absent; a link in its place is refused.
+        let folder = root.sub_or_create(&site)?.path().to_owned();
         let report = export_site(&site, outbox, entries, &folder, now_unix_ms)?;
         done.push((folder, report));
     }
@@ -172,21 +183,18 @@ fn export_site(
     if pending.is_empty() {
         return Ok(report);
     }
-    let envelopes = drive.join(reserve::ENVELOPES);
-    fs::create_dir_all(&envelopes).map_err(Error::file(&envelopes))?;
-    sync_dir(drive)?;
+    let envelopes = DriveDir::open(drive)?.sub_or_create(reserve::ENVELOPES)?;
     for entry in &pending {
-        let target = reserve::envelope_path(drive, &entry.file_name);
-        if on_drive(&target, entry) {
+        if on_drive(&envelopes, entry) {
             report.already_there.push(entry.clone());
             continue;
         }
-        copy_envelope(&outbox.envelope_path(entry), &target, entry)?;
+        copy_envelope(&outbox.envelope_path(entry), &envelopes, entry)?;
         report.bytes_written += entry.offer.size;
         report.written.push(entry.clone());
     }
     // Every rename above durable before the index names them.
-    sync_dir(&envelopes)?;
+    envelopes.sync()?;
     let index = DriveIndex {
         format: INDEX_FORMAT,
         site: site.to_owned(),
@@ -228,9 +236,11 @@ pub fn import_relay_receipts(
     if DriveIndex::read(drive)?.is_some() {
         folders.push(drive.to_owned());
     }
-    for entry in fs::read_dir(drive).map_err(Error::file(drive))?.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) && DriveIndex::read(&entry.path())?.is_some() {
-            folders.push(entry.path());
+    // Real folders only: a link among them is not followed.
+    for name in DriveDir::open(drive)?.folders(MAX_SITE_FOLDERS)? {
+        let folder = drive.join(name);
+        if DriveIndex::read(&folder)?.is_some() {
+            folders.push(folder);
         }
     }
     let mut outcomes = Vec::new();
@@ -247,12 +257,16 @@ fn import_receipts_with(
 ) -> Result<Vec<ReceiptOutcome>> {
     let center = *center;
     let mut outcomes = Vec::new();
-    for file in reserve::receipt_files(drive)? {
+    let Some((folder, names)) = reserve::receipt_files(drive)? else {
+        return Ok(outcomes);
+    };
+    for name in names {
+        let file = folder.path().join(&name);
         let refused = |why: String| ReceiptOutcome::Refused {
             file: file.clone(),
             why,
         };
-        let receipt = match reserve::read_receipt(&file) {
+        let receipt = match reserve::read_receipt(&folder, &name) {
             Ok(r) => r,
             Err(e) => {
                 outcomes.push(refused(e.to_string()));

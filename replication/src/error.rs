@@ -52,6 +52,24 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A station revocation list older than one already put in force here: it would undo
+    /// revocations made since.
+    #[error(
+        "{list_file}: this station revocation list (signed at {signed_at}) is older than the list already put in \
+         force here (signed at {in_force_signed_at}, recorded in {floor_file}); an old list would undo the \
+         revocations made since, so it is refused. Put the newest list back, or sign a fresh one with every \
+         revocation: `konvert keys renew-crl --center DIR`"
+    )]
+    OlderRevocationList {
+        /// The list file refused.
+        list_file: std::path::PathBuf,
+        /// When it was signed.
+        signed_at: String,
+        /// When the list in force was signed.
+        in_force_signed_at: String,
+        /// Where the newest list put in force is recorded.
+        floor_file: std::path::PathBuf,
+    },
     /// Certificates or TLS configuration failed.
     #[error("TLS/certificate error: {0}")]
     Tls(String),

@@ -7,6 +7,8 @@
 //! [`inbox`] on sled, the reserve channel's drive format in [`reserve`], and the thin quinn
 //! driver in [`driver`].
 
+pub mod crl_floor;
+pub mod drive;
 pub mod driver;
 mod durable;
 mod error;

@@ -14,15 +14,16 @@
 //! index naming a missing or partial file. Nothing on a drive is trusted: the index is
 //! bounded and its names are checked before any path is built from them, the center
 //! verifies every envelope exactly as on the network path, and the edge verifies every
-//! receipt against the center's key and the packet it sent.
+//! receipt against the center's key and the packet it sent. Every file and folder below
+//! the drive folder is reached without following links and read only if it is a regular
+//! file, within a size and a time limit; what is written there is created exclusively
+//! ([`crate::drive`]).
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::durable::{rename_durably, sync_dir};
+use crate::drive::DriveDir;
 use crate::{Error, Offer, OutboxEntry, Receipt, Result};
 
 /// The index file in a drive folder.
@@ -154,10 +155,10 @@ impl DriveIndex {
     /// index is an error that says so; nothing is guessed.
     pub fn read(dir: &Path) -> Result<Option<DriveIndex>> {
         let path = dir.join(INDEX_FILE);
-        if !path.exists() {
+        let Some(file) = DriveDir::open(dir)?.open_file(INDEX_FILE, MAX_INDEX_BYTES)? else {
             return Ok(None);
-        }
-        let bytes = read_bounded(&path, MAX_INDEX_BYTES)?;
+        };
+        let bytes = file.read_all()?;
         let text = std::str::from_utf8(&bytes).map_err(|_| drive_err(&path, "not a konvert drive index (not text)"))?;
         // The format first, so a newer index is named as such rather than as damaged.
         #[derive(Deserialize)]
@@ -188,7 +189,7 @@ impl DriveIndex {
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(INDEX_FILE);
         let text = toml::to_string_pretty(self).map_err(|e| drive_err(&path, format!("cannot encode: {e}")))?;
-        write_durably(&path, text.as_bytes())
+        DriveDir::open(dir)?.write_durably(INDEX_FILE, text.as_bytes())
     }
 }
 
@@ -197,77 +198,54 @@ pub fn envelope_path(dir: &Path, file: &str) -> PathBuf {
     dir.join(ENVELOPES).join(file)
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsynced, renamed, folder fsynced.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".part");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    rename_durably(&tmp, path)
+/// The drive folder `dir` and its `envelopes/` folder (`None` if the drive has none),
+/// opened so that nothing below `dir` is reached through a link.
+pub fn open_envelopes(dir: &Path) -> Result<(DriveDir, Option<DriveDir>)> {
+    let drive = DriveDir::open(dir)?;
+    let envelopes = drive.sub(ENVELOPES)?;
+    Ok((drive, envelopes))
 }
 
-fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let f = fs::File::open(path).map_err(|e| drive_err(path, e))?;
-    let len = f.metadata()?.len();
-    if len > max {
-        return Err(drive_err(path, format!("{len} bytes, at most {max} expected here")));
-    }
-    let mut buf = Vec::with_capacity(len as usize);
-    std::io::Read::read_to_end(&mut std::io::Read::take(f, max), &mut buf)?;
-    Ok(buf)
-}
-
-/// Writes a receipt for the drive's packet into `dir/receipts/`, durably.
+/// Writes a receipt for the drive's packet into `dir/receipts/`, durably: `receipts/` is
+/// made if absent and must be a real folder, and the file is created exclusively in it.
 pub fn write_receipt(dir: &Path, packet: &DrivePacket, receipt: &Receipt) -> Result<PathBuf> {
-    let folder = dir.join(RECEIPTS);
-    if !folder.exists() {
-        fs::create_dir_all(&folder)?;
-        sync_dir(dir)?;
-    }
-    let path = folder.join(packet.receipt_name());
+    let drive = DriveDir::open(dir)?;
+    let folder = drive.sub_or_create(RECEIPTS)?;
+    let name = packet.receipt_name();
+    check_file_name(&name, ".receipt").map_err(|e| drive_err(folder.path(), e))?;
+    let path = folder.path().join(&name);
     let mut bytes = RECEIPT_MAGIC.to_vec();
     bytes.extend_from_slice(&postcard::to_allocvec(receipt).map_err(|e| drive_err(&path, e))?);
-    write_durably(&path, &bytes)?;
+    folder.write_durably(&name, &bytes)?;
     Ok(path)
 }
 
-/// Reads one receipt file (bounded); a damaged one is an error naming it.
-pub fn read_receipt(path: &Path) -> Result<Receipt> {
-    let bytes = read_bounded(path, MAX_RECEIPT_BYTES)?;
+/// Reads one receipt file (bounded, a regular file only); a damaged one is an error
+/// naming it.
+pub fn read_receipt(folder: &DriveDir, name: &str) -> Result<Receipt> {
+    let path = folder.path().join(name);
+    let bytes = folder
+        .open_file(name, MAX_RECEIPT_BYTES)?
+        .ok_or_else(|| drive_err(&path, "vanished while the receipts were read"))?
+        .read_all()?;
     let body = bytes
         .strip_prefix(RECEIPT_MAGIC.as_slice())
-        .ok_or_else(|| drive_err(path, "not a konvert receipt file"))?;
+        .ok_or_else(|| drive_err(&path, "not a konvert receipt file"))?;
     match postcard::take_from_bytes::<Receipt>(body) {
         Ok((receipt, [])) => Ok(receipt),
-        _ => Err(drive_err(path, "a damaged receipt file")),
+        _ => Err(drive_err(&path, "a damaged receipt file")),
     }
 }
 
-/// The receipt files in `dir/receipts/`, sorted by name (at most [`MAX_RECEIPT_FILES`]).
-pub fn receipt_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let folder = dir.join(RECEIPTS);
-    if !folder.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut files = Vec::new();
-    for entry in fs::read_dir(&folder)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "receipt") && path.is_file() {
-            files.push(path);
-            if files.len() > MAX_RECEIPT_FILES {
-                return Err(drive_err(
-                    &folder,
-                    format!("more than {MAX_RECEIPT_FILES} receipt files"),
-                ));
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
+/// The `receipts/` folder of drive folder `dir` (`None` if it has none) and the names of
+/// the receipt files in it, sorted (at most [`MAX_RECEIPT_FILES`]). A `receipts` that is a
+/// link is refused.
+pub fn receipt_files(dir: &Path) -> Result<Option<(DriveDir, Vec<String>)>> {
+    let Some(folder) = DriveDir::open(dir)?.sub(RECEIPTS)? else {
+        return Ok(None);
+    };
+    let names = folder.files(".receipt", MAX_RECEIPT_FILES)?;
+    Ok(Some((folder, names)))
 }
 
 #[cfg(test)]

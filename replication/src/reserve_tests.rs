@@ -1,3 +1,5 @@
+use std::fs;
+
 use konvert_crypto::SigningKey;
 
 use super::*;
@@ -99,15 +101,146 @@ fn a_receipt_file_round_trips_and_a_damaged_one_is_refused() {
     };
     let receipt = Receipt::sign(body, &key).unwrap();
     let path = write_receipt(dir.path(), &DrivePacket::from_entry(&e), &receipt).unwrap();
-    assert_eq!(receipt_files(dir.path()).unwrap(), vec![path.clone()]);
-    assert_eq!(read_receipt(&path).unwrap(), receipt);
+    let (folder, names) = receipt_files(dir.path()).unwrap().unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert_eq!(names, vec![name.to_owned()]);
+    assert_eq!(read_receipt(&folder, name).unwrap(), receipt);
     let mut bytes = fs::read(&path).unwrap();
     bytes.push(0);
     fs::write(&path, &bytes).unwrap();
-    assert!(read_receipt(&path).unwrap_err().to_string().contains("damaged"));
+    assert!(read_receipt(&folder, name).unwrap_err().to_string().contains("damaged"));
     fs::write(&path, b"hello").unwrap();
-    assert!(read_receipt(&path)
+    assert!(read_receipt(&folder, name)
         .unwrap_err()
         .to_string()
         .contains("not a konvert receipt"));
+}
+
+fn signed_receipt(e: &OutboxEntry) -> Receipt {
+    let key = SigningKey::generate().unwrap();
+    let body = ReceiptBody {
+        packet_id: e.offer.packet_id.clone(),
+        version: e.offer.version,
+        site: "0101".into(),
+        digest: e.offer.digest,
+        bytes: e.offer.size,
+        received_at_unix_ms: 99,
+        center_key: key.key_id(),
+    };
+    Receipt::sign(body, &key).unwrap()
+}
+
+#[test]
+fn a_link_planted_at_the_receipts_part_file_is_not_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    fs::write(&victim, b"keep me").unwrap();
+    let e = entry();
+    let packet = DrivePacket::from_entry(&e);
+    fs::create_dir(dir.path().join(RECEIPTS)).unwrap();
+    let part = dir
+        .path()
+        .join(RECEIPTS)
+        .join(format!("{}.part", packet.receipt_name()));
+    std::os::unix::fs::symlink(&victim, &part).unwrap();
+    // A link at the receipt's own name too: the rename replaces the link, not its target.
+    let final_name = dir.path().join(RECEIPTS).join(packet.receipt_name());
+    let victim2 = outside.path().join("victim2");
+    fs::write(&victim2, b"keep me too").unwrap();
+    std::os::unix::fs::symlink(&victim2, &final_name).unwrap();
+
+    let receipt = signed_receipt(&e);
+    let path = write_receipt(dir.path(), &packet, &receipt).unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+    assert_eq!(fs::read(&victim2).unwrap(), b"keep me too");
+    assert!(!fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+    assert!(
+        !part.exists() && fs::symlink_metadata(&part).is_err(),
+        "the planted link is gone"
+    );
+    let (folder, names) = receipt_files(dir.path()).unwrap().unwrap();
+    assert_eq!(read_receipt(&folder, &names[0]).unwrap(), receipt);
+}
+
+#[test]
+fn a_receipts_folder_that_is_a_link_is_refused_and_nothing_written_where_it_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join(RECEIPTS)).unwrap();
+    let e = entry();
+    let err = write_receipt(dir.path(), &DrivePacket::from_entry(&e), &signed_receipt(&e))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(
+        fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+    // Reading receipts back refuses it the same way.
+    let err = receipt_files(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+}
+
+#[test]
+fn receipts_that_are_links_fifos_or_devices_are_not_listed_nor_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join(RECEIPTS);
+    fs::create_dir(&folder).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", folder.join("zero.receipt")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        folder.join("fifo.receipt").as_path(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let (drive, names) = receipt_files(dir.path()).unwrap().unwrap();
+    assert!(names.is_empty(), "{names:?}");
+    // Named directly (a race with the listing), they are refused unread and at once.
+    let started = std::time::Instant::now();
+    let err = read_receipt(&drive, "fifo.receipt").unwrap_err().to_string();
+    assert!(err.contains("FIFO"), "{err}");
+    let err = read_receipt(&drive, "zero.receipt").unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn an_index_that_is_a_link_or_a_fifo_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let real = outside.path().join("index.toml");
+    fs::write(
+        &real,
+        "format = 1\nsite = \"0101\"\nwritten_at_unix_ms = 1\npackets = []\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&real, dir.path().join(INDEX_FILE)).unwrap();
+    let err = DriveIndex::read(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    // Writing the index replaces the link, and leaves its target alone.
+    let index = DriveIndex {
+        format: INDEX_FORMAT,
+        site: "0202".into(),
+        written_at_unix_ms: 5,
+        packets: vec![],
+    };
+    index.write(dir.path()).unwrap();
+    assert!(fs::read_to_string(&real).unwrap().contains("0101"));
+    assert_eq!(DriveIndex::read(dir.path()).unwrap().unwrap(), index);
+
+    fs::remove_file(dir.path().join(INDEX_FILE)).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.path().join(INDEX_FILE).as_path(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let err = DriveIndex::read(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("FIFO"), "{err}");
 }

@@ -623,3 +623,69 @@ async fn a_relay_cut_off_from_the_center_is_carried_on_a_drive_one_folder_per_si
     }
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_refuses_to_start_without_a_revocation_list_or_with_an_older_one_put_back() {
+    use konvert_center::stations::{self, StationSelector};
+    let fx = CenterFixture::new(loopback());
+    let token = fx.issue_token("0101");
+    let cfg = fx.register(&[(&token, "0101")]);
+    fx.enroll("0101", free_udp_addr());
+    // Upstream never answers: the relay judges stations by the list it keeps.
+    let relay_fx = fx.enroll_relay("mouo-01", &["0101"], &[], loopback(), free_udp_addr(), None);
+    let kept = relay_fx.cfg.data_dir.join(konvert_edge::relay::REVOCATION_FILE);
+    let before = std::fs::read(&kept).unwrap();
+    assert_eq!(
+        before,
+        std::fs::read(&cfg.crl).unwrap(),
+        "enroll-relay brings the center's list"
+    );
+    stations::revoke(
+        &cfg,
+        &StationSelector::Site("0101".into()),
+        "laptop stolen",
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    // The relay took the newer list (as its forwarder would from upstream) and ran with it.
+    std::fs::copy(&cfg.crl, &kept).unwrap();
+    relay_fx.start().await.shutdown().await;
+
+    std::fs::write(&kept, &before).unwrap();
+    let e = match konvert_edge::relay::serve(&relay_fx.cfg).await {
+        Ok(_) => panic!("a restarted relay put an older revocation list in force"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("older than the list already put in force"), "{e}");
+
+    std::fs::remove_file(&kept).unwrap();
+    let e = match konvert_edge::relay::serve(&relay_fx.cfg).await {
+        Ok(_) => panic!("a relay started without a revocation list"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("no station revocation list") && e.contains("enroll-relay"),
+        "{e}"
+    );
+
+    // A center without a list enrolls no relay (it would not start), and says what to do.
+    std::fs::remove_file(&cfg.crl).unwrap();
+    let facts = konvert_center::provision::CenterFacts {
+        address: "127.0.0.1:9".into(),
+        name: "center.konvert".into(),
+        recipient_public: fx.init.recipient_public,
+        receipt_public: fx.init.receipt_public,
+    };
+    let enrollment = konvert_center::provision::RelayEnrollment {
+        relay: "mouo-02".into(),
+        carries: vec!["0101".into()],
+        downstream_relays: vec![],
+        listen: loopback(),
+    };
+    let out = fx.root.path().join("relays/mouo-02");
+    let e = konvert_center::provision::enroll_relay(&fx.center_dir(), &enrollment, &facts, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("renew-crl"), "{e}");
+    assert!(!out.join("station.pem").exists(), "nothing issued");
+}

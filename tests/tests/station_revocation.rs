@@ -273,3 +273,45 @@ async fn center_holding_the_ca_key_resigns_a_list_about_to_expire() {
     assert_eq!(metric(&center, "konvert_station_crl_revoked"), "1");
     center.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_center_refuses_an_older_revocation_list_put_back() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let t1 = fx.issue_token("0101");
+    let t2 = fx.issue_token("0202");
+    let cfg = fx.register(&[(&t1, "0101"), (&t2, "0202")]);
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let _site1 = fx.enroll("0101", center.addr);
+    let site2 = fx.enroll("0202", center.addr);
+    let before = std::fs::read(&cfg.crl).unwrap();
+    stations::revoke(
+        &cfg,
+        &StationSelector::Site("0202".into()),
+        "laptop stolen",
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&center, "konvert_station_crl_revoked") != "1" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&center, "konvert_station_crl_revoked"), "1");
+    let revoked_list = std::fs::read(&cfg.crl).unwrap();
+    center.shutdown().await;
+
+    // The list from before the revocation is put back, and the center restarted.
+    std::fs::write(&cfg.crl, &before).unwrap();
+    let e = match konvert_center::serve(&cfg).await {
+        Ok(_) => panic!("a restarted center put an older revocation list in force"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("older than the list already put in force"), "{e}");
+    assert!(e.contains("konvert keys renew-crl"), "{e}");
+
+    // With the newest list back it starts, and the revoked station stays refused.
+    std::fs::write(&cfg.crl, &revoked_list).unwrap();
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let err = connect(&site2, center.addr).await.unwrap_err().to_string();
+    assert!(err.contains("revoked"), "{err}");
+    center.shutdown().await;
+}

@@ -10,11 +10,17 @@
 //! the center until its list expires refuses every station, which says plainly that it
 //! has lost touch, rather than carrying for stations it can no longer judge. The center
 //! re-signs its list days before that.
+//!
+//! A relay does not start without a list (`enroll-relay` brings the center's), and it
+//! remembers the newest list it put in force outside the list file ([`CrlFloor`]): an
+//! older list put back in `stations.crl` is refused at start rather than undoing
+//! revocations until the center is reached again.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use konvert_replication::crl_floor::CrlFloor;
 use konvert_replication::driver::{self, SignedUpdate};
 use konvert_replication::live::LiveStations;
 use konvert_replication::pki::{self, IssuedCert, VerifiedCrl};
@@ -42,6 +48,25 @@ pub(crate) fn load(ca_pem: &str, path: &Path) -> Result<Option<VerifiedCrl>> {
         message: format!("the kept station revocation list does not verify against the center's CA: {e}; delete it and the relay takes the center's list again when it connects"),
     })?;
     Ok(Some(crl))
+}
+
+/// The kept list at `path` for a relay about to serve: it must exist (a relay without one
+/// would check no revocation at all) and must not be older than a list this relay already
+/// put in force (remembered in `data_dir`, outside the list file); it is then remembered
+/// as in force.
+pub(crate) fn load_to_serve(ca_pem: &str, path: &Path, data_dir: &Path) -> Result<VerifiedCrl> {
+    let crl = load(ca_pem, path)?.ok_or_else(|| Error::Config {
+        path: path.to_owned(),
+        message: "the relay holds no station revocation list, so it could not refuse a revoked station; \
+                  it does not start without one. Copy the center's list here (the center's `crl` file, \
+                  e.g. pki/stations.crl), or enroll the relay again with `konvert keys enroll-relay`, \
+                  which brings it along"
+            .into(),
+    })?;
+    let floor = CrlFloor::in_dir(data_dir);
+    floor.check(&crl, path)?;
+    floor.raise(&crl)?;
+    Ok(crl)
 }
 
 /// Watches the list upstream on `conn` until the connection ends, keeping each newer one
@@ -115,29 +140,31 @@ pub(crate) struct Enforcer {
     /// What relays further down are told is in force.
     feed: watch::Sender<Option<Arc<SignedUpdate>>>,
     in_force: Mutex<u64>,
+    /// The newest list put in force, remembered for restarts.
+    floor: CrlFloor,
     metrics: Arc<RelayMetrics>,
 }
 
 impl Enforcer {
-    /// The enforcer of a relay whose endpoint serves with `crl` (the kept list at start).
+    /// The enforcer of a relay whose endpoint serves with `crl` (the kept list at start),
+    /// remembering what it puts in force in `data_dir`.
     pub(crate) fn new(
         endpoint: quinn::Endpoint,
         ca_pem: String,
         cert: IssuedCert,
         path: PathBuf,
-        crl: Option<&VerifiedCrl>,
+        crl: &VerifiedCrl,
+        data_dir: PathBuf,
         metrics: Arc<RelayMetrics>,
     ) -> (Arc<Enforcer>, driver::RevocationFeed) {
-        if let Some(c) = crl {
-            metrics
-                .crl_expires
-                .store(c.next_update.unix_timestamp(), Ordering::Relaxed);
-        }
-        let revoked = crl.map(|c| c.revoked.keys().cloned().collect()).unwrap_or_default();
+        metrics
+            .crl_expires
+            .store(crl.next_update.unix_timestamp(), Ordering::Relaxed);
+        let revoked = crl.revoked.keys().cloned().collect();
         let live = Arc::new(LiveStations::new(revoked, Box::new(|_| {})));
-        let update = crl.map(|c| Arc::new(c.as_update()));
-        let in_force = update.as_ref().map_or(0, |u| u.version);
-        let (feed, watch) = watch::channel(update);
+        let update = Arc::new(crl.as_update());
+        let in_force = update.version;
+        let (feed, watch) = watch::channel(Some(update));
         let enforcer = Enforcer {
             endpoint,
             ca_pem,
@@ -146,6 +173,7 @@ impl Enforcer {
             live,
             feed,
             in_force: Mutex::new(in_force),
+            floor: CrlFloor::in_dir(&data_dir),
             metrics,
         };
         (Arc::new(enforcer), watch)
@@ -167,6 +195,8 @@ impl Enforcer {
         if update.version <= *in_force {
             return Ok(0);
         }
+        // Remembered before it is relied on: a restart then refuses anything older.
+        self.floor.raise(&crl)?;
         let server = tls::server_config(&self.ca_pem, &self.cert, std::slice::from_ref(&crl.der))?;
         self.endpoint.set_server_config(Some(server));
         let closed = self.live.enforce(&crl.revoked.keys().cloned().collect());

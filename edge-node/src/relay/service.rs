@@ -97,14 +97,12 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     let (feed_tx, feed_rx) = watch::channel(store.as_ref().and_then(stored_update));
     let forwarding = Arc::new(Forwarding::default());
     // Downstream stations are checked against the center's CA and the station revocation
-    // list the forwarder keeps from upstream (none yet on a relay's first start: it comes
-    // with the first connection to the center).
+    // list the forwarder keeps from upstream; `enroll-relay` gives the relay the center's
+    // list, so it judges stations from its first start. Without one it would check no
+    // revocation at all: it does not start.
     let crl_file = cfg.data_dir.join(revocations::FILE);
-    let crl = revocations::load(&ca_pem, &crl_file)?;
-    if crl.is_none() {
-        warn!("the relay holds no station revocation list yet; it takes the center's when it first connects");
-    }
-    let crls: Vec<_> = crl.iter().map(|c| c.der.clone()).collect();
+    let crl = revocations::load_to_serve(&ca_pem, &crl_file, &cfg.data_dir)?;
+    let crls = vec![crl.der.clone()];
     let server_config = tls::server_config(&ca_pem, &server_cert, &crls)?;
     // Keyed resets: after a crash the downstream stations reconnect at once.
     let endpoint = tls::server_endpoint_keyed(cfg.listen, server_config, server_cert.key_pem.as_bytes())?;
@@ -116,7 +114,8 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
         ca_pem,
         server_cert,
         crl_file,
-        crl.as_ref(),
+        &crl,
+        cfg.data_dir.clone(),
         metrics.clone(),
     );
     let metrics_addr = match cfg.metrics_listen {

@@ -1,0 +1,138 @@
+//! The newest station revocation list a server (the center, or a relay) has put in force,
+//! remembered outside the list file. Putting an older list file back and restarting would
+//! otherwise undo every revocation made since: at start the list file is checked against
+//! this floor and refused if it is older, and every list put in force raises the floor.
+//!
+//! The floor is one small file in the server's data folder (`crl-in-force.toml`), written
+//! atomically and fsynced before the list it names is relied on.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pki::VerifiedCrl;
+use crate::{Error, Result};
+
+/// The floor's file in a server's data folder.
+pub const FILE: &str = "crl-in-force.toml";
+/// The largest floor file read.
+const MAX_BYTES: u64 = 4096;
+
+/// What the floor file holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Floor {
+    /// The CRL number of the newest list put in force (konvert's lists: its signing time in ms).
+    number: u64,
+    /// When that list was signed (RFC 3339), for people.
+    signed_at: String,
+}
+
+/// The newest revocation list number put in force here.
+#[derive(Debug, Clone)]
+pub struct CrlFloor {
+    path: PathBuf,
+}
+
+impl CrlFloor {
+    /// The floor kept in data folder `data_dir`.
+    pub fn in_dir(data_dir: &Path) -> Self {
+        CrlFloor {
+            path: data_dir.join(FILE),
+        }
+    }
+
+    /// Where it is kept.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The number of the newest list put in force, if any was.
+    pub fn number(&self) -> Result<Option<u64>> {
+        Ok(self.read()?.map(|f| f.number))
+    }
+
+    fn read(&self) -> Result<Option<Floor>> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let bytes = konvert_crypto::keyfile::read_bounded(&self.path, MAX_BYTES)?;
+        let floor = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| toml::from_str::<Floor>(text).ok())
+            .ok_or_else(|| {
+                Error::Tls(format!(
+                    "{} is damaged; it records the newest station revocation list put in force here. \
+                     Put the newest list in place and delete this file to start again from that list",
+                    self.path.display()
+                ))
+            })?;
+        Ok(Some(floor))
+    }
+
+    /// Refuses `crl` (from `list_file`) if it is older than a list already put in force here.
+    pub fn check(&self, crl: &VerifiedCrl, list_file: &Path) -> Result<()> {
+        match self.read()? {
+            Some(floor) if crl.number < floor.number => Err(Error::OlderRevocationList {
+                list_file: list_file.to_owned(),
+                signed_at: crl.this_update.to_string(),
+                in_force_signed_at: floor.signed_at,
+                floor_file: self.path.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records `crl` as in force, unless a newer one already is.
+    pub fn raise(&self, crl: &VerifiedCrl) -> Result<()> {
+        if self.number()?.is_some_and(|n| n >= crl.number) {
+            return Ok(());
+        }
+        let floor = Floor {
+            number: crl.number,
+            signed_at: crl.this_update.to_string(),
+        };
+        let text = toml::to_string(&floor).map_err(|e| Error::Storage(e.to_string()))?;
+        konvert_crypto::keyfile::write_atomic(&self.path, text.as_bytes(), 0o644)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{verify_crl, Ca, RevokedStation, Serial};
+    use time::{Duration, OffsetDateTime};
+
+    fn list(ca: &Ca, at: OffsetDateTime, revoked: &[RevokedStation]) -> VerifiedCrl {
+        let crl = ca.revocation_list(revoked, at, at + Duration::days(7)).unwrap();
+        verify_crl(&ca.cert_pem, &crl.der).unwrap()
+    }
+
+    #[test]
+    fn an_older_list_is_refused_after_a_newer_one_was_in_force_and_the_floor_only_rises() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("test CA").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let old = list(&ca, now - Duration::hours(1), &[]);
+        let revoked = RevokedStation {
+            serial: Serial::random().unwrap(),
+            revoked_at: now,
+        };
+        let new = list(&ca, now, &[revoked]);
+        let floor = CrlFloor::in_dir(dir.path());
+        floor.check(&old, Path::new("stations.crl")).unwrap();
+        floor.raise(&new).unwrap();
+        let e = floor.check(&old, Path::new("stations.crl")).unwrap_err().to_string();
+        assert!(e.contains("older than the list already put in force"), "{e}");
+        floor.check(&new, Path::new("stations.crl")).unwrap();
+        floor.raise(&old).unwrap();
+        assert_eq!(floor.number().unwrap(), Some(new.number), "never lowered");
+        std::fs::write(floor.path(), b"garbage").unwrap();
+        assert!(floor
+            .check(&new, Path::new("x"))
+            .unwrap_err()
+            .to_string()
+            .contains("damaged"));
+    }
+}
