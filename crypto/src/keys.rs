@@ -93,7 +93,8 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
     SystemRandom::new().fill(buf).map_err(|_| Error::Rng)
 }
 
-/// An Ed25519 signing key. The seed is zeroized on drop and never printed.
+/// An Ed25519 signing key. The seed is zeroized on drop and never printed; ring's expanded
+/// key pair beside it is not wiped (ring does not zeroize its key types).
 pub struct SigningKey {
     pair: Ed25519KeyPair,
     seed: Zeroizing<[u8; 32]>,

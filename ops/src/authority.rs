@@ -166,7 +166,7 @@ impl Workspace {
     pub fn draft(&self) -> anyhow::Result<RegistryBody> {
         let path = self.dir.join("draft.registry");
         let bytes = keyfile::read_bounded(&path, MAX_FILE)?;
-        postcard::from_bytes(&bytes).with_context(|| format!("{} is damaged", path.display()))
+        RegistryBody::decode(&bytes).with_context(|| format!("{} is damaged", path.display()))
     }
 
     /// Saves the draft after checking its consistency.

@@ -202,9 +202,8 @@ pub enum KeysCommand {
 
 fn pin_from(pin_env: Option<&str>, prompt: &str, repeat: bool) -> anyhow::Result<Zeroizing<String>> {
     if let Some(var) = pin_env {
-        return std::env::var(var)
-            .map(Zeroizing::new)
-            .map_err(|_| anyhow::anyhow!("environment variable {var} with the PIN is not set"));
+        return konvert_crypto::token::pin_from_env(var)
+            .ok_or_else(|| anyhow::anyhow!("environment variable {var} with the PIN is not set"));
     }
     let a = Zeroizing::new(rpassword::prompt_password(prompt)?);
     if repeat {
@@ -318,6 +317,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     key: center,
                     state: CenterKeyState::Active,
                 }],
+                agreement_keys: Vec::new(),
             };
             ws.save_draft(&draft)?;
             record(
@@ -390,7 +390,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                         // unwraps it (`konvert-center loader wrap-key --pkcs11-token`).
                         let loader_label = konvert_crypto::pkcs11::LOADER_KEY_LABEL;
                         let x25519 = module.generate_agreement_key(&label, &pin, loader_label)?;
-                        loader_key = Some(x25519.key_id());
+                        loader_key = Some(x25519);
                         println!(
                             "X25519 key {loader_label:?} for the loader's key generated on it too ({}); at the center:\n  konvert-center loader wrap-key --config center.toml --pkcs11-module {} --pkcs11-token {label}",
                             x25519.key_id(),
@@ -436,6 +436,10 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             if let Some(ws) = ws {
                 let mut draft = ws.draft()?;
                 draft.add_token(&token_id, role, public, now_ms())?;
+                if let Some(x25519) = loader_key {
+                    // `loader wrap-key` wraps the center key only to this key for this token.
+                    draft.set_agreement_key(&token_id, x25519)?;
+                }
                 ws.save_draft(&draft)?;
                 if let Some(audit) = &audit {
                     record(
@@ -451,7 +455,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                             },
                             public,
                             loader_key
-                                .map(|k| format!("; loader X25519 key {k} on the hardware token"))
+                                .map(|k| format!("; loader X25519 key {} on the hardware token", k.key_id()))
                                 .unwrap_or_default()
                         ),
                     )?;

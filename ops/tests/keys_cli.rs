@@ -570,6 +570,14 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
     // is read by no other test in this binary.
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let hw = konvert_crypto::pkcs11::Pkcs11Module::load(&module).unwrap();
+    // The registry draft names the X25519 key generated on the specialist's token: the
+    // only key `loader wrap-key` will wrap to for SP-1.
+    let on_token = hw
+        .agreement_public("SP-1", konvert_crypto::pkcs11::LOADER_KEY_LABEL)
+        .unwrap();
+    let draft = Workspace::open(&auth).unwrap().draft().unwrap();
+    assert_eq!(draft.agreement_key("SP-1"), Some(&on_token));
+    assert_eq!(draft.agreement_key("GEK-17"), None);
     let signer = hw.login("GEK-17", "konvert-member", "246813").unwrap();
     use konvert_crypto::MemberSigner;
     let sig = signer.sign(konvert_crypto::Domain::Envelope, b"digest").unwrap();
