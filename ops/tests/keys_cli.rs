@@ -374,7 +374,11 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
         "PIN",
         "--insecure-fast-kdf",
     ]));
-    ok(&status(&auth, "T1", "received-by-center", &[]));
+    let moved = status(&auth, "T1", "received-by-center", &[]);
+    ok(&moved);
+    // Each command hands the officers the anchor of its checkpoint.
+    let told = String::from_utf8_lossy(&moved.stderr);
+    assert!(told.contains("audit log: entry 3 recorded; anchor: seq=3 head="), "{told}");
     ok(&keys(&[
         "publish",
         "--authority",
