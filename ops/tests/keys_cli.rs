@@ -378,7 +378,10 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
     ok(&moved);
     // Each command hands the officers the anchor of its checkpoint.
     let told = String::from_utf8_lossy(&moved.stderr);
-    assert!(told.contains("audit log: entry 3 recorded; anchor: seq=3 head="), "{told}");
+    assert!(
+        told.contains("audit log: entry 3 recorded; anchor: seq=3 head="),
+        "{told}"
+    );
     ok(&keys(&[
         "publish",
         "--authority",

@@ -410,6 +410,9 @@ fn the_identity_key_verifies_anything_and_is_refused_wherever_a_key_enters() {
     assert!(check_ed25519_key(&VerifyingKey(order2)).is_err());
     assert!(check_ed25519_key(&VerifyingKey([0; 32])).is_err(), "y = 0: order 4");
     assert!(check_ed25519_key(&o.keys[0].verifying_key()).is_ok());
+    // Typed in (authority.toml, `--key`): refused as it is parsed.
+    assert!(VerifyingKey::from_hex(&identity_key().to_string()).is_err());
+    assert!(VerifyingKey::from_hex(&o.keys[0].verifying_key().to_string()).is_ok());
 }
 
 #[test]
