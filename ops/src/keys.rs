@@ -89,6 +89,23 @@ pub enum KeysCommand {
         #[arg(long, hide = true)]
         insecure_fast_kdf: bool,
     },
+    /// Record in the registry draft the X25519 key on a specialist's hardware token that
+    /// was issued before `issue-token` recorded it; `loader wrap-key` wraps only to the key
+    /// the registry names. Reads public keys only (no PIN); do it with the token in hand.
+    RecordLoaderKey {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// The specialist's token, already in the draft.
+        #[arg(long)]
+        token_id: String,
+        /// The hardware token's PKCS#11 module.
+        #[arg(long)]
+        pkcs11_module: PathBuf,
+        /// The hardware token's label.
+        #[arg(long)]
+        pkcs11_token: String,
+    },
     /// Move a token to another status in the registry draft, as the regulations allow.
     SetStatus {
         /// The officers' workspace.
@@ -211,6 +228,21 @@ fn pin_from(pin_env: Option<&str>, prompt: &str, repeat: bool) -> anyhow::Result
         anyhow::ensure!(*a == *b, "the two PINs differ; nothing was written");
     }
     Ok(a)
+}
+
+fn record_audit_loader_key(
+    audit: &konvert_crypto::audit::AuditLog,
+    token_id: &str,
+    key: &RecipientPublicKey,
+) -> anyhow::Result<()> {
+    record(
+        audit,
+        &os_user(),
+        AuditAction::Other("token.loader_key".into()),
+        token_id,
+        &format!("loader X25519 key {} on the hardware token recorded", key.key_id()),
+    )?;
+    Ok(())
 }
 
 /// The Argon2id parameters for a new token file.
@@ -463,6 +495,41 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 println!("recorded in the registry draft as loaded; publish to take effect");
             }
         }
+        KeysCommand::RecordLoaderKey {
+            authority,
+            token_id,
+            pkcs11_module,
+            pkcs11_token,
+        } => {
+            let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
+            let mut draft = ws.draft()?;
+            let module = Pkcs11Module::load(&pkcs11_module)?;
+            let identity = module.signing_public(&pkcs11_token, konvert_crypto::pkcs11::IDENTITY_KEY_LABEL)?;
+            let record = draft
+                .tokens
+                .iter()
+                .find(|t| t.token_id == token_id)
+                .with_context(|| format!("token {token_id} is not in the registry draft"))?;
+            anyhow::ensure!(
+                record.role == TokenRole::CenterSpecialist,
+                "token {token_id} is a member's; only a specialist's token holds the loader key"
+            );
+            anyhow::ensure!(
+                record.public == identity,
+                "hardware token {pkcs11_token:?} holds key {}, but the draft lists {} for token {token_id}: not this token; nothing was recorded",
+                identity.key_id(),
+                record.public.key_id()
+            );
+            let x25519 = module.agreement_public(&pkcs11_token, konvert_crypto::pkcs11::LOADER_KEY_LABEL)?;
+            draft.set_agreement_key(&token_id, x25519)?;
+            ws.save_draft(&draft)?;
+            record_audit_loader_key(&audit, &token_id, &x25519)?;
+            println!(
+                "token {token_id}: loader X25519 key {} recorded in the registry draft; publish to take effect",
+                x25519.key_id()
+            );
+        }
         KeysCommand::SetStatus {
             authority,
             token_id,
@@ -650,10 +717,10 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 for t in &draft.tokens {
                     println!(
                         "  {:<12} {:<20} {:<24} {:<30} sites {}  days {}",
-                        t.token_id,
+                        crate::audit_cli::printable(&t.token_id),
                         t.status.as_str(),
                         t.status.russian(),
-                        t.person,
+                        crate::audit_cli::printable(&t.person),
                         t.sites.join(","),
                         t.dates.join(",")
                     );

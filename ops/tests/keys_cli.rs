@@ -585,6 +585,29 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
     let draft = Workspace::open(&auth).unwrap().draft().unwrap();
     assert_eq!(draft.agreement_key("SP-1"), Some(&on_token));
     assert_eq!(draft.agreement_key("GEK-17"), None);
+    // A token issued before issue-token recorded the key (a format-1 draft): the officers
+    // record it with the token in hand, and only from the token the draft lists.
+    let ws = Workspace::open(&auth).unwrap();
+    let mut old = draft.clone();
+    old.agreement_keys.clear();
+    ws.save_draft(&old).unwrap();
+    let record_from = |label: &str, token_id: &str| {
+        Command::new(KONVERT)
+            .args(["keys", "record-loader-key", "--authority", a, "--token-id", token_id])
+            .args(["--pkcs11-module", m, "--pkcs11-token", label])
+            .env("SOFTHSM2_CONF", &conf)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let e = err(&record_from("GEK-17", "SP-1"));
+    assert!(e.contains("not this token"), "{e}");
+    let e = err(&record_from("SP-1", "NOT-ISSUED"));
+    assert!(e.contains("not in the registry draft"), "{e}");
+    assert_eq!(ws.draft().unwrap().agreement_key("SP-1"), None);
+    let out = ok(&record_from("SP-1", "SP-1"));
+    assert!(out.contains("recorded in the registry draft"), "{out}");
+    assert_eq!(ws.draft().unwrap().agreement_key("SP-1"), Some(&on_token));
     let signer = hw.login("GEK-17", "konvert-member", "246813").unwrap();
     use konvert_crypto::MemberSigner;
     let sig = signer.sign(konvert_crypto::Domain::Envelope, b"digest").unwrap();
