@@ -889,3 +889,65 @@ fn audit_verify_catches_a_rolled_back_log_and_show_escapes_control_characters() 
         "3",
     ]));
 }
+
+#[test]
+fn a_specialists_token_file_takes_a_passphrase_and_new_files_use_argon2id() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sp.token");
+    let issue = |pin_var: &str| {
+        let o = out.to_str().unwrap();
+        let mut args = vec![
+            "issue-token",
+            "--out",
+            o,
+            "--token-id",
+            "SP-7",
+            "--holder",
+            "Смирнова О. Л.",
+        ];
+        args.extend(["--role", "specialist", "--pin-env", pin_var, "--insecure-fast-kdf"]);
+        Command::new(KONVERT)
+            .arg("keys")
+            .args(&args)
+            .env("PIN", "246813")
+            .env("PASSPHRASE", "берёза у реки 42")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let e = err(&issue("PIN"));
+    assert!(e.contains("passphrase of at least 12 characters"), "{e}");
+    assert!(!out.exists());
+    ok(&issue("PASSPHRASE"));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[8..10], &[2, 0], "version 2: Argon2id");
+    // An absurd memory cost is refused, and the PBKDF2 iteration flag is gone.
+    let e = err(&keys(&[
+        "issue-token",
+        "--out",
+        dir.path().join("m.token").to_str().unwrap(),
+        "--token-id",
+        "T9",
+        "--holder",
+        "h",
+        "--pin-env",
+        "PIN",
+        "--kdf-memory-mib",
+        "8",
+    ]));
+    assert!(e.contains("64 to 1024 MiB"), "{e}");
+    let e = err(&keys(&[
+        "issue-token",
+        "--out",
+        dir.path().join("m.token").to_str().unwrap(),
+        "--token-id",
+        "T9",
+        "--holder",
+        "h",
+        "--pin-env",
+        "PIN",
+        "--kdf-iterations",
+        "1",
+    ]));
+    assert!(e.contains("--kdf-iterations"), "{e}");
+}
