@@ -532,7 +532,7 @@ fn loader_command(action: LoaderAction) -> Result<()> {
                 );
             } else {
                 loader::destroy(&key_path)?;
-                println!("the bare key file {} was overwritten and removed", key_path.display());
+                println!("the bare key file {} was overwritten with zeros and removed (on an SSD the old blocks may survive: keep the loader's disk encrypted)", key_path.display());
             }
         }
     }

@@ -134,7 +134,11 @@ pub fn unwrap_for(
     Ok(keys)
 }
 
-/// Overwrites a bare key file with zeros, syncs it and removes it.
+/// Overwrites a bare key file with zeros, syncs it and removes it. On an SSD, a
+/// copy-on-write or journaling file system, or under snapshots and backups, the overwrite
+/// does not reach the blocks that held the key, so this only removes the file: what
+/// protects the key is that it never reaches such storage in the clear (generate it on the
+/// loader's workstation, on an encrypted disk, and wrap it at once).
 pub fn destroy(path: &Path) -> Result<()> {
     let len = std::fs::metadata(path).map_err(Error::file(path))?.len();
     let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];

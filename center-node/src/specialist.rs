@@ -38,7 +38,7 @@ pub struct SpecialistLogin {
 /// The PIN from `pin_env` (automation only), else asked with `prompt`.
 pub fn read_pin(prompt: &str, pin_env: Option<&str>) -> Result<Zeroizing<String>> {
     if let Some(var) = pin_env {
-        return std::env::var(var).map(Zeroizing::new).map_err(|_| Error::Config {
+        return konvert_crypto::token::pin_from_env(var).ok_or_else(|| Error::Config {
             path: PathBuf::from(var),
             message: "the environment variable with the PIN is not set".into(),
         });
@@ -79,9 +79,30 @@ pub struct HardwareRecipient {
 
 impl HardwareRecipient {
     /// The token labelled `label`, if the registry lets it hold the loader key.
+    /// The X25519 key must be the one the registry names for the token (recorded by
+    /// `konvert keys issue-token` when it was generated on the token): a device that shows
+    /// a registered specialist's public Ed25519 key beside its own X25519 key gets nothing.
     pub fn find(registry: &RegistryBody, module: &Pkcs11Module, label: &str) -> Result<Self> {
         let (token_id, identity) = hardware_identity(registry, module, label)?;
-        let agreement_key = module.agreement_public(label, LOADER_KEY_LABEL)?;
+        let shown = module.agreement_public(label, LOADER_KEY_LABEL)?;
+        let refuse = |message: String| Error::Config {
+            path: module.path().to_owned(),
+            message,
+        };
+        let agreement_key = *registry.agreement_key(&token_id).ok_or_else(|| {
+            refuse(format!(
+                "key registry v{} names no X25519 key for hardware token {label:?} ({token_id}), so the loader key is not wrapped to it; the officers record it when they issue the token (`konvert keys issue-token --role specialist --pkcs11-…`) and publish",
+                registry.version
+            ))
+        })?;
+        if shown != agreement_key {
+            return Err(refuse(format!(
+                "hardware token {label:?} shows X25519 key {}, but key registry v{} names {} for token {token_id}: this is not that specialist's token (or it was altered); nothing was wrapped",
+                shown.key_id(),
+                registry.version,
+                agreement_key.key_id()
+            )));
+        }
         Ok(HardwareRecipient {
             token_id,
             identity,

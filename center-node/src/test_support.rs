@@ -19,5 +19,6 @@ pub(crate) fn registry(version: u64, officer: &SigningKey, center: RecipientPubl
             key: center,
             state: CenterKeyState::Active,
         }],
+        agreement_keys: Vec::new(),
     }
 }

@@ -93,7 +93,8 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
     SystemRandom::new().fill(buf).map_err(|_| Error::Rng)
 }
 
-/// An Ed25519 signing key. The seed is zeroized on drop and never printed.
+/// An Ed25519 signing key. The seed is zeroized on drop and never printed; ring's expanded
+/// key pair beside it is not wiped (ring does not zeroize its key types).
 pub struct SigningKey {
     pair: Ed25519KeyPair,
     seed: Zeroizing<[u8; 32]>,
@@ -165,11 +166,27 @@ impl VerifyingKey {
             .map_err(|_| Error::BadSignature)
     }
 
-    /// Parses the 64-hex-digit form printed by `Display`.
+    /// Parses the 64-hex-digit form printed by `Display`; refuses what is not a point of
+    /// Ed25519 or is of small order (see [`VerifyingKey::is_usable`]).
     pub fn from_hex(s: &str) -> Result<Self> {
         let mut pk = [0u8; 32];
         hex::decode_to_slice(s.trim(), &mut pk).map_err(|_| Error::BadKey("a public key is 64 hex digits"))?;
-        Ok(VerifyingKey(pk))
+        let key = VerifyingKey(pk);
+        if !key.is_usable() {
+            return Err(Error::BadKey(
+                "not a usable Ed25519 public key (not on the curve, or of small order: such a key verifies forged signatures)",
+            ));
+        }
+        Ok(key)
+    }
+
+    /// Whether the key is a point of Ed25519 that is not of small order. A small-order key
+    /// (the identity, for one) verifies the signature (R = identity, S = 0) for every
+    /// message, so no such key may be trusted.
+    pub fn is_usable(&self) -> bool {
+        curve25519_dalek::edwards::CompressedEdwardsY(self.0)
+            .decompress()
+            .is_some_and(|p| !p.is_small_order())
     }
 }
 

@@ -3,8 +3,12 @@
 //! domain-separated signatures.
 //!
 //! Contract: every primitive comes from `ring` (and `x25519-dalek` for agreement with a
-//! stored X25519 key, which ring cannot do — ring issue #331). Secrets are zeroized on
-//! drop and never appear in `Debug`, `Display` or error messages. This crate reads and
+//! stored X25519 key, which ring cannot do — ring issue #331). Secrets this crate holds
+//! itself (seeds, file keys, PIN-derived keys, X25519 secrets) are zeroized on drop, and no
+//! secret appears in `Debug`, `Display` or error messages. Not zeroized: the expanded keys
+//! inside ring's own types (`Ed25519KeyPair`, `LessSafeKey`, HKDF and HMAC keys), which ring
+//! does not wipe, and copies the allocator or the OS made (swap, core dumps): keep key
+//! material on machines whose swap is encrypted and whose core dumps are off. This crate reads and
 //! writes key, token and audit log files, and nothing else: it knows nothing of networks.
 //!
 //! - [`envelope`]: [`envelope::seal`] a payload for one or more center recipient keys,

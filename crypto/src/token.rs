@@ -581,6 +581,26 @@ impl TokenFile {
     }
 }
 
+/// PINs taken from the environment, kept for this process's later reads.
+static PINS_FROM_ENV: std::sync::Mutex<Vec<(String, Zeroizing<String>)>> = std::sync::Mutex::new(Vec::new());
+
+/// The PIN in environment variable `var` (`--pin-env`, automation only), removed from the
+/// process environment at the first read — so no child process inherits it and nothing
+/// later in this process finds it there — and kept in this process for later reads.
+/// `None` when the variable was never set. Not undone: `/proc/<pid>/environ` shows the
+/// environment the process started with, to its own user and root, for as long as it runs;
+/// automation that cannot accept that passes the PIN on a terminal instead.
+pub fn pin_from_env(var: &str) -> Option<Zeroizing<String>> {
+    let mut pins = PINS_FROM_ENV.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, pin)) = pins.iter().find(|(v, _)| v == var) {
+        return Some(pin.clone());
+    }
+    let pin = Zeroizing::new(std::env::var(var).ok()?);
+    std::env::remove_var(var);
+    pins.push((var.to_owned(), pin.clone()));
+    Some(pin)
+}
+
 fn leak_free(_: postcard::Error) -> &'static str {
     "cannot encode the token"
 }

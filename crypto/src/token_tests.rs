@@ -330,3 +330,14 @@ fn kdf_cost() {
         println!("{name}: {:.3} s per guess, {:.2} guesses/s per core", per, 1.0 / per);
     }
 }
+
+#[test]
+fn a_pin_from_the_environment_is_removed_from_it_at_the_first_read() {
+    let var = "KONVERT_TEST_PIN_FROM_ENV";
+    std::env::set_var(var, "135790");
+    assert_eq!(pin_from_env(var).as_deref().map(String::as_str), Some("135790"));
+    assert!(std::env::var_os(var).is_none(), "child processes no longer inherit it");
+    // Later reads in this process still get it.
+    assert_eq!(pin_from_env(var).as_deref().map(String::as_str), Some("135790"));
+    assert!(pin_from_env("KONVERT_TEST_PIN_NEVER_SET").is_none());
+}

@@ -253,9 +253,8 @@ pub fn now_unix_ms() -> u64 {
 
 fn read_pin(token: &MemberToken, pin_env: Option<&str>) -> Result<zeroize::Zeroizing<String>> {
     if let Some(var) = pin_env {
-        return std::env::var(var)
-            .map(zeroize::Zeroizing::new)
-            .map_err(|_| Error::Push(format!("environment variable {var} with the PIN is not set")));
+        return konvert_crypto::token::pin_from_env(var)
+            .ok_or_else(|| Error::Push(format!("environment variable {var} with the PIN is not set")));
     }
     let prompt = format!("PIN for {}: ", token.describe());
     // rpassword asks on /dev/tty: without a controlling terminal (a script, a service)

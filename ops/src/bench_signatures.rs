@@ -57,6 +57,7 @@ pub fn run(count: usize, tokens: usize) -> anyhow::Result<()> {
             key: RecipientSecretKey::generate()?.public_key(),
             state: CenterKeyState::Active,
         }],
+        agreement_keys: Vec::new(),
     };
     let registry = Registry::from(body);
     let ids: Vec<_> = members.iter().map(|k| k.key_id()).collect();

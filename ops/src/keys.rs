@@ -89,6 +89,23 @@ pub enum KeysCommand {
         #[arg(long, hide = true)]
         insecure_fast_kdf: bool,
     },
+    /// Record in the registry draft the X25519 key on a specialist's hardware token that
+    /// was issued before `issue-token` recorded it; `loader wrap-key` wraps only to the key
+    /// the registry names. Reads public keys only (no PIN); do it with the token in hand.
+    RecordLoaderKey {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// The specialist's token, already in the draft.
+        #[arg(long)]
+        token_id: String,
+        /// The hardware token's PKCS#11 module.
+        #[arg(long)]
+        pkcs11_module: PathBuf,
+        /// The hardware token's label.
+        #[arg(long)]
+        pkcs11_token: String,
+    },
     /// Move a token to another status in the registry draft, as the regulations allow.
     SetStatus {
         /// The officers' workspace.
@@ -202,9 +219,8 @@ pub enum KeysCommand {
 
 fn pin_from(pin_env: Option<&str>, prompt: &str, repeat: bool) -> anyhow::Result<Zeroizing<String>> {
     if let Some(var) = pin_env {
-        return std::env::var(var)
-            .map(Zeroizing::new)
-            .map_err(|_| anyhow::anyhow!("environment variable {var} with the PIN is not set"));
+        return konvert_crypto::token::pin_from_env(var)
+            .ok_or_else(|| anyhow::anyhow!("environment variable {var} with the PIN is not set"));
     }
     // rpassword asks on /dev/tty: without a controlling terminal opening it fails with
     // "No such device or address", which says nothing about a PIN.
@@ -223,6 +239,21 @@ fn pin_from(pin_env: Option<&str>, prompt: &str, repeat: bool) -> anyhow::Result
         anyhow::ensure!(*a == *b, "the two PINs differ; nothing was written");
     }
     Ok(a)
+}
+
+fn record_audit_loader_key(
+    audit: &konvert_crypto::audit::AuditLog,
+    token_id: &str,
+    key: &RecipientPublicKey,
+) -> anyhow::Result<()> {
+    record(
+        audit,
+        &os_user(),
+        AuditAction::Other("token.loader_key".into()),
+        token_id,
+        &format!("loader X25519 key {} on the hardware token recorded", key.key_id()),
+    )?;
+    Ok(())
 }
 
 /// The Argon2id parameters for a new token file.
@@ -329,6 +360,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     key: center,
                     state: CenterKeyState::Active,
                 }],
+                agreement_keys: Vec::new(),
             };
             ws.save_draft(&draft)?;
             record(
@@ -401,7 +433,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                         // unwraps it (`konvert-center loader wrap-key --pkcs11-token`).
                         let loader_label = konvert_crypto::pkcs11::LOADER_KEY_LABEL;
                         let x25519 = module.generate_agreement_key(&label, &pin, loader_label)?;
-                        loader_key = Some(x25519.key_id());
+                        loader_key = Some(x25519);
                         println!(
                             "X25519 key {loader_label:?} for the loader's key generated on it too ({}); at the center:\n  konvert-center loader wrap-key --config center.toml --pkcs11-module {} --pkcs11-token {label}",
                             x25519.key_id(),
@@ -447,6 +479,10 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             if let Some(ws) = ws {
                 let mut draft = ws.draft()?;
                 draft.add_token(&token_id, role, public, now_ms())?;
+                if let Some(x25519) = loader_key {
+                    // `loader wrap-key` wraps the center key only to this key for this token.
+                    draft.set_agreement_key(&token_id, x25519)?;
+                }
                 ws.save_draft(&draft)?;
                 if let Some(audit) = &audit {
                     record(
@@ -462,13 +498,48 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                             },
                             public,
                             loader_key
-                                .map(|k| format!("; loader X25519 key {k} on the hardware token"))
+                                .map(|k| format!("; loader X25519 key {} on the hardware token", k.key_id()))
                                 .unwrap_or_default()
                         ),
                     )?;
                 }
                 println!("recorded in the registry draft as loaded; publish to take effect");
             }
+        }
+        KeysCommand::RecordLoaderKey {
+            authority,
+            token_id,
+            pkcs11_module,
+            pkcs11_token,
+        } => {
+            let ws = Workspace::open(&authority)?;
+            let audit = ws.audit_log()?;
+            let mut draft = ws.draft()?;
+            let module = Pkcs11Module::load(&pkcs11_module)?;
+            let identity = module.signing_public(&pkcs11_token, konvert_crypto::pkcs11::IDENTITY_KEY_LABEL)?;
+            let record = draft
+                .tokens
+                .iter()
+                .find(|t| t.token_id == token_id)
+                .with_context(|| format!("token {token_id} is not in the registry draft"))?;
+            anyhow::ensure!(
+                record.role == TokenRole::CenterSpecialist,
+                "token {token_id} is a member's; only a specialist's token holds the loader key"
+            );
+            anyhow::ensure!(
+                record.public == identity,
+                "hardware token {pkcs11_token:?} holds key {}, but the draft lists {} for token {token_id}: not this token; nothing was recorded",
+                identity.key_id(),
+                record.public.key_id()
+            );
+            let x25519 = module.agreement_public(&pkcs11_token, konvert_crypto::pkcs11::LOADER_KEY_LABEL)?;
+            draft.set_agreement_key(&token_id, x25519)?;
+            ws.save_draft(&draft)?;
+            record_audit_loader_key(&audit, &token_id, &x25519)?;
+            println!(
+                "token {token_id}: loader X25519 key {} recorded in the registry draft; publish to take effect",
+                x25519.key_id()
+            );
         }
         KeysCommand::SetStatus {
             authority,
@@ -657,10 +728,10 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 for t in &draft.tokens {
                     println!(
                         "  {:<12} {:<20} {:<24} {:<30} sites {}  days {}",
-                        t.token_id,
+                        crate::audit_cli::printable(&t.token_id),
                         t.status.as_str(),
                         t.status.russian(),
-                        t.person,
+                        crate::audit_cli::printable(&t.person),
                         t.sites.join(","),
                         t.dates.join(",")
                     );

@@ -55,6 +55,7 @@ impl QuickAuthority {
                     key: center_key,
                     state: CenterKeyState::Active,
                 }],
+                agreement_keys: Vec::new(),
             },
             registry_path: cfg.registry.clone(),
         })

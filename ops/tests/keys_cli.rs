@@ -374,7 +374,14 @@ fn the_officers_audit_log_records_every_command_and_names_an_edited_entry() {
         "PIN",
         "--insecure-fast-kdf",
     ]));
-    ok(&status(&auth, "T1", "received-by-center", &[]));
+    let moved = status(&auth, "T1", "received-by-center", &[]);
+    ok(&moved);
+    // Each command hands the officers the anchor of its checkpoint.
+    let told = String::from_utf8_lossy(&moved.stderr);
+    assert!(
+        told.contains("audit log: entry 3 recorded; anchor: seq=3 head="),
+        "{told}"
+    );
     ok(&keys(&[
         "publish",
         "--authority",
@@ -570,6 +577,37 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
     // is read by no other test in this binary.
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let hw = konvert_crypto::pkcs11::Pkcs11Module::load(&module).unwrap();
+    // The registry draft names the X25519 key generated on the specialist's token: the
+    // only key `loader wrap-key` will wrap to for SP-1.
+    let on_token = hw
+        .agreement_public("SP-1", konvert_crypto::pkcs11::LOADER_KEY_LABEL)
+        .unwrap();
+    let draft = Workspace::open(&auth).unwrap().draft().unwrap();
+    assert_eq!(draft.agreement_key("SP-1"), Some(&on_token));
+    assert_eq!(draft.agreement_key("GEK-17"), None);
+    // A token issued before issue-token recorded the key (a format-1 draft): the officers
+    // record it with the token in hand, and only from the token the draft lists.
+    let ws = Workspace::open(&auth).unwrap();
+    let mut old = draft.clone();
+    old.agreement_keys.clear();
+    ws.save_draft(&old).unwrap();
+    let record_from = |label: &str, token_id: &str| {
+        Command::new(KONVERT)
+            .args(["keys", "record-loader-key", "--authority", a, "--token-id", token_id])
+            .args(["--pkcs11-module", m, "--pkcs11-token", label])
+            .env("SOFTHSM2_CONF", &conf)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let e = err(&record_from("GEK-17", "SP-1"));
+    assert!(e.contains("not this token"), "{e}");
+    let e = err(&record_from("SP-1", "NOT-ISSUED"));
+    assert!(e.contains("not in the registry draft"), "{e}");
+    assert_eq!(ws.draft().unwrap().agreement_key("SP-1"), None);
+    let out = ok(&record_from("SP-1", "SP-1"));
+    assert!(out.contains("recorded in the registry draft"), "{out}");
+    assert_eq!(ws.draft().unwrap().agreement_key("SP-1"), Some(&on_token));
     let signer = hw.login("GEK-17", "konvert-member", "246813").unwrap();
     use konvert_crypto::MemberSigner;
     let sig = signer.sign(konvert_crypto::Domain::Envelope, b"digest").unwrap();
@@ -927,4 +965,66 @@ fn enrolling_into_a_sites_folder_is_refused_unless_forced_and_names_the_old_seri
         .unwrap()
         .contains("site = \"0303\""));
     assert_ne!(std::fs::read(out.join("station.key")).unwrap(), key);
+}
+
+#[test]
+fn a_specialists_token_file_takes_a_passphrase_and_new_files_use_argon2id() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sp.token");
+    let issue = |pin_var: &str| {
+        let o = out.to_str().unwrap();
+        let mut args = vec![
+            "issue-token",
+            "--out",
+            o,
+            "--token-id",
+            "SP-7",
+            "--holder",
+            "Смирнова О. Л.",
+        ];
+        args.extend(["--role", "specialist", "--pin-env", pin_var, "--insecure-fast-kdf"]);
+        Command::new(KONVERT)
+            .arg("keys")
+            .args(&args)
+            .env("PIN", "246813")
+            .env("PASSPHRASE", "берёза у реки 42")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let e = err(&issue("PIN"));
+    assert!(e.contains("passphrase of at least 12 characters"), "{e}");
+    assert!(!out.exists());
+    ok(&issue("PASSPHRASE"));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[8..10], &[2, 0], "version 2: Argon2id");
+    // An absurd memory cost is refused, and the PBKDF2 iteration flag is gone.
+    let e = err(&keys(&[
+        "issue-token",
+        "--out",
+        dir.path().join("m.token").to_str().unwrap(),
+        "--token-id",
+        "T9",
+        "--holder",
+        "h",
+        "--pin-env",
+        "PIN",
+        "--kdf-memory-mib",
+        "8",
+    ]));
+    assert!(e.contains("64 to 1024 MiB"), "{e}");
+    let e = err(&keys(&[
+        "issue-token",
+        "--out",
+        dir.path().join("m.token").to_str().unwrap(),
+        "--token-id",
+        "T9",
+        "--holder",
+        "h",
+        "--pin-env",
+        "PIN",
+        "--kdf-iterations",
+        "1",
+    ]));
+    assert!(e.contains("--kdf-iterations"), "{e}");
 }

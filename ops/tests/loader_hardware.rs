@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use konvert_center::specialist::{self, SpecialistLogin};
-use konvert_crypto::pkcs11::{module_path_from_env, Pkcs11Module, IDENTITY_KEY_LABEL};
+use konvert_crypto::pkcs11::{module_path_from_env, Pkcs11Module, IDENTITY_KEY_LABEL, LOADER_KEY_LABEL};
 use konvert_crypto::registry::TokenRole;
 use konvert_ops::quick_authority::QuickAuthority;
 
@@ -95,18 +95,44 @@ fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() 
     officers.publish(now).unwrap();
     let config = init.config_path.to_str().unwrap();
     let registry_file = init.config.registry.to_str().unwrap();
-    ok(run(
-        &conf,
-        &[
-            "center",
-            "registry",
-            "import",
-            "--config",
-            config,
-            "--file",
-            registry_file,
-        ],
-    ));
+    let import = || {
+        ok(run(
+            &conf,
+            &[
+                "center",
+                "registry",
+                "import",
+                "--config",
+                config,
+                "--file",
+                registry_file,
+            ],
+        ))
+    };
+    import();
+    let refused_with = |label: &str| {
+        let out = wrap_key(config, label);
+        assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(init.recipient_key_path.exists(), "nothing destroyed");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    // The registry names no X25519 key for the token yet: nothing is wrapped.
+    let e = refused_with("SP-HW");
+    assert!(e.contains("names no X25519 key"), "{e}");
+    // It names another one (the stranger's): a token showing the registered Ed25519 key
+    // beside an X25519 key the officers never recorded gets nothing.
+    let strangers = hw.agreement_public("STRANGER", LOADER_KEY_LABEL).unwrap();
+    officers.draft_mut().set_agreement_key("SP-0002", strangers).unwrap();
+    officers.publish(now).unwrap();
+    import();
+    let e = refused_with("SP-HW");
+    assert!(e.contains("is not that specialist's token"), "{e}");
+    // The key issue-token recorded: wrapped.
+    let on_token = hw.agreement_public("SP-HW", LOADER_KEY_LABEL).unwrap();
+    officers.draft_mut().set_agreement_key("SP-0002", on_token).unwrap();
+    officers.publish(now).unwrap();
+    import();
 
     // A token the registry does not list is refused before anything is written or destroyed.
     let refused = wrap_key(config, "STRANGER");

@@ -53,8 +53,7 @@ fn site(dir: &Path) -> (PathBuf, PathBuf) {
         "Иванова А. П.",
         "--pin-env",
         "TEST_PIN",
-        "--kdf-iterations",
-        "1000",
+        "--insecure-fast-kdf",
     ])
     .output()
     .unwrap();

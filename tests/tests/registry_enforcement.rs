@@ -429,6 +429,7 @@ fn body(version: u64, authority: Authority, now: u64) -> RegistryBody {
             key: RecipientSecretKey::generate().unwrap().public_key(),
             state: konvert_crypto::registry::CenterKeyState::Active,
         }],
+        agreement_keys: Vec::new(),
     }
 }
 

@@ -21,6 +21,31 @@ pub use store::RegistryStore;
 
 use crate::{Domain, Error, KeyId, RecipientPublicKey, Result, Signature, SigningKey, VerifyingKey};
 
+/// The most a registry's version may advance over the trusted one: an officer quorum that
+/// was later replaced (or stolen old keys) must not pin readers at `u64::MAX`, beyond
+/// every registry the real officers can publish. Officers publish a few versions a week,
+/// so 1 000 covers a reader offline for years.
+pub const MAX_VERSION_JUMP: u64 = 1000;
+
+/// Refuses an Ed25519 public key that is not a point of the curve or is of small order:
+/// the identity key verifies the signature (R = identity, S = 0) for every message.
+pub fn check_ed25519_key(key: &VerifyingKey) -> Result<()> {
+    match curve25519_dalek::edwards::CompressedEdwardsY(key.0).decompress() {
+        Some(p) if !p.is_small_order() => Ok(()),
+        Some(_) => Err(refused(
+            RegistryRefusal::Malformed,
+            format!(
+                "key {} is of small order (such a key verifies forged signatures)",
+                key.key_id()
+            ),
+        )),
+        None => Err(refused(
+            RegistryRefusal::Malformed,
+            format!("key {} is not a point of Ed25519", key.key_id()),
+        )),
+    }
+}
+
 /// Largest encoded registry body accepted: about 6,000 tokens, where a region has a few
 /// thousand; small enough that the whole signed registry travels in one protocol frame.
 pub const MAX_REGISTRY_LEN: usize = 1536 * 1024;
@@ -36,6 +61,9 @@ pub struct Authority {
 
 impl Authority {
     fn check(&self) -> Result<()> {
+        for k in &self.officers {
+            check_ed25519_key(k)?;
+        }
         let ids: BTreeSet<KeyId> = self.officers.iter().map(|k| k.key_id()).collect();
         if ids.len() != self.officers.len() {
             return Err(refused(RegistryRefusal::Malformed, "an officer key is listed twice"));
@@ -139,6 +167,16 @@ pub struct TokenRecord {
     pub dates: Vec<String>,
 }
 
+/// A specialist's hardware token's X25519 key, the only key `loader wrap-key` wraps the
+/// center key to for that token (recorded by `issue-token` when the key is generated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgreementKeyRecord {
+    /// The token (a center specialist's, in `tokens`).
+    pub token_id: String,
+    /// The X25519 public key generated on it.
+    pub key: RecipientPublicKey,
+}
+
 /// Where a center recipient key stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CenterKeyState {
@@ -180,6 +218,20 @@ pub struct RegistryBody {
     pub tokens: Vec<TokenRecord>,
     /// The center's recipient keys.
     pub center_keys: Vec<CenterKeyRecord>,
+    /// Specialists' hardware X25519 keys (registry format 2; empty in format-1 bodies,
+    /// which end before this field).
+    pub agreement_keys: Vec<AgreementKeyRecord>,
+}
+
+/// A format-1 body: [`RegistryBody`] without `agreement_keys`, still read.
+#[derive(Deserialize)]
+struct RegistryBodyV1 {
+    version: u64,
+    issued_at_unix_ms: u64,
+    expires_at_unix_ms: u64,
+    authority: Authority,
+    tokens: Vec<TokenRecord>,
+    center_keys: Vec<CenterKeyRecord>,
 }
 
 /// Who a token is bound to, and where and when it may sign.
@@ -209,8 +261,54 @@ pub enum SignRefusal {
 }
 
 impl RegistryBody {
+    /// Decodes a body (bounded by the caller): format 2, or format 1 (before
+    /// `agreement_keys`), which ends where format 2's last field would start. Every byte
+    /// must belong to the body.
+    pub fn decode(bytes: &[u8]) -> Result<RegistryBody> {
+        if let Ok((body, [])) = postcard::take_from_bytes::<RegistryBody>(bytes) {
+            return Ok(body);
+        }
+        match postcard::take_from_bytes::<RegistryBodyV1>(bytes) {
+            Ok((v1, [])) => Ok(RegistryBody {
+                version: v1.version,
+                issued_at_unix_ms: v1.issued_at_unix_ms,
+                expires_at_unix_ms: v1.expires_at_unix_ms,
+                authority: v1.authority,
+                tokens: v1.tokens,
+                center_keys: v1.center_keys,
+                agreement_keys: Vec::new(),
+            }),
+            Ok(_) => Err(refused(RegistryRefusal::Malformed, "bytes after the registry body")),
+            Err(e) => Err(refused(RegistryRefusal::Malformed, format!("does not decode: {e}"))),
+        }
+    }
+
+    /// The X25519 key the registry names for a specialist's hardware token, if any.
+    pub fn agreement_key(&self, token_id: &str) -> Option<&RecipientPublicKey> {
+        self.agreement_keys
+            .iter()
+            .find(|a| a.token_id == token_id)
+            .map(|a| &a.key)
+    }
+
+    /// Records the X25519 key generated on a specialist's hardware token.
+    pub fn set_agreement_key(&mut self, token_id: &str, key: RecipientPublicKey) -> Result<()> {
+        let before = self.agreement_keys.clone();
+        self.agreement_keys.retain(|a| a.token_id != token_id);
+        self.agreement_keys.push(AgreementKeyRecord {
+            token_id: token_id.to_owned(),
+            key,
+        });
+        let checked = self.check();
+        if checked.is_err() {
+            self.agreement_keys = before;
+        }
+        checked
+    }
+
     /// Checks the content's own consistency: a sound authority, unique token ids and
-    /// keys, one unblocked token per person, exactly one active center key.
+    /// keys (each a full-order Ed25519 point), one unblocked token per person, exactly one
+    /// active center key, agreement keys only for specialists' tokens and each once.
     pub fn check(&self) -> Result<()> {
         self.authority.check()?;
         let mut ids = BTreeSet::new();
@@ -223,6 +321,15 @@ impl RegistryBody {
                     format!("token {} is listed twice", t.token_id),
                 ));
             }
+            check_ed25519_key(&t.public).map_err(|_| {
+                refused(
+                    RegistryRefusal::Malformed,
+                    format!(
+                        "token {}'s key is not a usable Ed25519 key (not on the curve, or of small order)",
+                        t.token_id
+                    ),
+                )
+            })?;
             if !keys.insert(t.public.key_id()) {
                 return Err(refused(
                     RegistryRefusal::Malformed,
@@ -247,11 +354,39 @@ impl RegistryBody {
                 format!("{active} active center keys; exactly one is needed"),
             ));
         }
+        let mut with_key = BTreeSet::new();
+        for a in &self.agreement_keys {
+            let Some(t) = self.tokens.iter().find(|t| t.token_id == a.token_id) else {
+                return Err(refused(
+                    RegistryRefusal::Malformed,
+                    format!(
+                        "an X25519 key is recorded for token {}, which is not in the registry",
+                        a.token_id
+                    ),
+                ));
+            };
+            if t.role != TokenRole::CenterSpecialist {
+                return Err(refused(
+                    RegistryRefusal::Malformed,
+                    format!(
+                        "token {} is a member's; only specialists' tokens hold the loader key",
+                        a.token_id
+                    ),
+                ));
+            }
+            if !with_key.insert(a.token_id.as_str()) {
+                return Err(refused(
+                    RegistryRefusal::Malformed,
+                    format!("token {} has two X25519 keys", a.token_id),
+                ));
+            }
+        }
         Ok(())
     }
 
     /// Adds a token just loaded from the federal certificates (status Loaded).
     pub fn add_token(&mut self, token_id: &str, role: TokenRole, public: VerifyingKey, now_unix_ms: u64) -> Result<()> {
+        check_ed25519_key(&public)?;
         if self.tokens.iter().any(|t| t.token_id == token_id) {
             return Err(refused(
                 RegistryRefusal::Malformed,
@@ -458,6 +593,8 @@ pub enum RegistryRefusal {
     Equivocation,
     /// Past its expiry.
     Expired,
+    /// Its version is more than [`MAX_VERSION_JUMP`] above the trusted one.
+    VersionJump,
 }
 
 fn refused(reason: RegistryRefusal, detail: impl Into<String>) -> Error {
@@ -505,8 +642,7 @@ impl SignedRegistry {
         if self.body.len() > MAX_REGISTRY_LEN {
             return Err(refused(RegistryRefusal::Malformed, "larger than any registry can be"));
         }
-        postcard::from_bytes(&self.body)
-            .map_err(|e| refused(RegistryRefusal::Malformed, format!("does not decode: {e}")))
+        RegistryBody::decode(&self.body)
     }
 
     /// The registry as bytes, for a file or the wire.
@@ -580,6 +716,15 @@ impl RegistryTrust {
                 RegistryRefusal::Rollback,
                 format!(
                     "version {} is older than the trusted version {}",
+                    body.version, self.version
+                ),
+            ));
+        }
+        if body.version - self.version > MAX_VERSION_JUMP {
+            return Err(refused(
+                RegistryRefusal::VersionJump,
+                format!(
+                    "version {} is more than {MAX_VERSION_JUMP} above the trusted version {}; officers publish the next versions in order",
                     body.version, self.version
                 ),
             ));

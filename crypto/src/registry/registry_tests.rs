@@ -53,6 +53,7 @@ fn body(version: u64, authority: Authority, tokens: Vec<TokenRecord>) -> Registr
             key: RecipientSecretKey::generate().unwrap().public_key(),
             state: CenterKeyState::Active,
         }],
+        agreement_keys: Vec::new(),
     }
 }
 
@@ -365,4 +366,103 @@ fn a_rotated_center_key_opens_through_its_grace_period_then_is_destroyed() {
         .accept(&signed, NOW)
         .unwrap();
     assert!(!got.center_key_opens(&old, NOW) && got.active_center_key() == Some(&new));
+}
+
+/// The Ed25519 identity point (y = 1): with it, the signature (R = identity, S = 0)
+/// verifies for every message.
+fn identity_key() -> VerifyingKey {
+    let mut k = [0u8; 32];
+    k[0] = 1;
+    VerifyingKey(k)
+}
+
+#[test]
+fn the_identity_key_verifies_anything_and_is_refused_wherever_a_key_enters() {
+    let forged = {
+        let mut s = [0u8; 64];
+        s[0] = 1; // R = the identity's encoding, S = 0
+        Signature(s)
+    };
+    // Why it matters: ring accepts it for any message.
+    assert!(identity_key()
+        .verify(Domain::Envelope, b"any digest at all", &forged)
+        .is_ok());
+    let o = Officers::new(1);
+    // As a token's key: in the draft and in a signed body.
+    let mut b = body(1, o.authority(1), vec![]);
+    let e = b
+        .add_token("T-EVIL", TokenRole::Member, identity_key(), NOW)
+        .unwrap_err();
+    assert_eq!(reason(e), RegistryRefusal::Malformed);
+    let (_, mut t) = token("T-EVIL", "", TokenStatus::Loaded);
+    t.public = identity_key();
+    let e = SignedRegistry::sign(&body(1, o.authority(1), vec![t]), &o.refs(&[0])).unwrap_err();
+    assert!(e.to_string().contains("small order"), "{e}");
+    // As an officer's key: refused in the authority a reader anchors in.
+    let mut authority = o.authority(1);
+    authority.officers.push(identity_key());
+    assert!(RegistryTrust::anchored(authority).is_err());
+    // Other small-order points and non-points too.
+    let mut order2 = [0u8; 32]; // y = −1 = p − 1: order 2
+    order2[0] = 0xec;
+    order2[1..31].fill(0xff);
+    order2[31] = 0x7f;
+    assert!(check_ed25519_key(&VerifyingKey(order2)).is_err());
+    assert!(check_ed25519_key(&VerifyingKey([0; 32])).is_err(), "y = 0: order 4");
+    assert!(check_ed25519_key(&o.keys[0].verifying_key()).is_ok());
+    // Typed in (authority.toml, `--key`): refused as it is parsed.
+    assert!(VerifyingKey::from_hex(&identity_key().to_string()).is_err());
+    assert!(VerifyingKey::from_hex(&o.keys[0].verifying_key().to_string()).is_ok());
+}
+
+#[test]
+fn a_version_may_not_jump_beyond_the_bound() {
+    let o = Officers::new(1);
+    let trust = RegistryTrust::anchored(o.authority(1)).unwrap();
+    let sign = |v: u64| SignedRegistry::sign(&body(v, o.authority(1), vec![]), &o.refs(&[0])).unwrap();
+    let (_, t5) = trust.accept(&sign(5), NOW).unwrap();
+    assert_eq!(
+        reason(t5.accept(&sign(u64::MAX), NOW).unwrap_err()),
+        RegistryRefusal::VersionJump
+    );
+    assert_eq!(
+        reason(t5.accept(&sign(5 + MAX_VERSION_JUMP + 1), NOW).unwrap_err()),
+        RegistryRefusal::VersionJump
+    );
+    t5.accept(&sign(5 + MAX_VERSION_JUMP), NOW).unwrap();
+    t5.accept(&sign(6), NOW).unwrap();
+}
+
+#[test]
+fn format_1_bodies_still_decode_and_agreement_keys_only_name_specialists() {
+    let o = Officers::new(1);
+    let (_, member) = token("T1", "Иванов", TokenStatus::Loaded);
+    let (_, mut sp) = token("SP-1", "Смирнова", TokenStatus::Loaded);
+    sp.role = TokenRole::CenterSpecialist;
+    let mut b = body(1, o.authority(1), vec![member, sp]);
+    // A format-1 body is the same bytes without the trailing agreement-key list.
+    let v1 = {
+        let full = postcard::to_allocvec(&b).unwrap();
+        full[..full.len() - 1].to_vec() // the empty list is one byte: 00
+    };
+    assert_eq!(RegistryBody::decode(&v1).unwrap(), b);
+    let signed_v1 = SignedRegistry {
+        body: v1.clone(),
+        signatures: vec![(o.keys[0].key_id(), o.keys[0].sign(Domain::Registry, &v1))],
+    };
+    let trust = RegistryTrust::anchored(o.authority(1)).unwrap();
+    assert!(trust.accept(&signed_v1, NOW).unwrap().0.agreement_keys.is_empty());
+    assert!(RegistryBody::decode(&[v1.clone(), vec![7]].concat()).is_err());
+
+    let x = RecipientSecretKey::generate().unwrap().public_key();
+    assert!(
+        b.set_agreement_key("T1", x).is_err(),
+        "a member's token holds no loader key"
+    );
+    assert!(b.set_agreement_key("NOPE", x).is_err());
+    assert!(b.agreement_keys.is_empty(), "a refused key is not kept");
+    b.set_agreement_key("SP-1", x).unwrap();
+    assert_eq!(b.agreement_key("SP-1"), Some(&x));
+    let bytes = postcard::to_allocvec(&b).unwrap();
+    assert_eq!(RegistryBody::decode(&bytes).unwrap(), b);
 }

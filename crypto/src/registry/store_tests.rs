@@ -19,6 +19,7 @@ fn signed(officer: &SigningKey, version: u64) -> SignedRegistry {
             key: RecipientSecretKey::generate().unwrap().public_key(),
             state: CenterKeyState::Active,
         }],
+        agreement_keys: Vec::new(),
     };
     SignedRegistry::sign(&body, &[officer]).unwrap()
 }
