@@ -221,3 +221,7 @@ pub fn decide(
     desk.write(&decision)?;
     Ok(decision)
 }
+
+#[cfg(test)]
+#[path = "late_tests.rs"]
+mod tests;
