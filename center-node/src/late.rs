@@ -94,11 +94,12 @@ fn valid_envelope_id(id: &str) -> bool {
 }
 
 impl LateDesk {
-    /// Opens (or creates) `data_dir/late/`.
+    /// The folder `data_dir/late/`, made when the first decision is written (reading
+    /// writes nothing, so the loader may read a data folder it cannot write).
     pub fn open(data_dir: &Path) -> Result<Self> {
-        let dir = data_dir.join("late");
-        fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
-        Ok(LateDesk { dir })
+        Ok(LateDesk {
+            dir: data_dir.join("late"),
+        })
     }
 
     /// The decision on the late packet with this envelope id, if one was made.
@@ -127,6 +128,7 @@ impl LateDesk {
             path: self.dir.clone(),
             message: format!("cannot encode the decision: {e}"),
         })?;
+        fs::create_dir_all(&self.dir).map_err(Error::file(&self.dir))?;
         let path = self.dir.join(format!("{}.toml", decision.envelope_id));
         keyfile::write_atomic(&path, text.as_bytes(), 0o644)?;
         Ok(())
