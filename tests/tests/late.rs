@@ -162,3 +162,29 @@ async fn a_late_rescan_is_receipted_flagged_and_held_back_and_the_on_time_versio
     let verdict = konvert_crypto::audit::verify(&log, head.as_ref(), &[receipt_key]);
     assert!(verdict.is_intact(), "{verdict:?}");
 }
+
+#[test]
+fn a_drive_imported_after_the_exam_day_is_late_whatever_sealing_time_the_envelope_claims() {
+    use konvert_center::intake::Carried;
+    use konvert_center::reserve::{self, ImportRequest};
+
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    let cfg = fx.register(&[(&token, "0101")]);
+    // Nobody listens here: the site carries its packet on a drive.
+    let site = fx.enroll("0101", "127.0.0.1:9".parse().unwrap());
+    // Sealed, the envelope claims, at noon of the exam day (2026-06-01, Moscow).
+    let noon = 1_780_304_400_000;
+    let entry = site.seal_small("0001", &site.signer, konvert_tests::EXAM_DAY, noon);
+    let dir = fx.root.path().join("drive");
+    std::fs::create_dir_all(&dir).unwrap();
+    konvert_edge::reserve::export(&site.cfg, &site.outbox, &dir, now_unix_ms()).unwrap();
+
+    let request = ImportRequest::new(&dir, "A. Ivanova", "drive in sealed bag no. 12").unwrap();
+    let outcome = reserve::import(&cfg, &request).unwrap();
+    assert!(matches!(outcome.packets[0].carried, Carried::Stored(_)), "{outcome:?}");
+    let inbox = Inbox::open(&cfg.data_dir).unwrap();
+    let record = inbox.lookup(&entry.offer.packet_id, 1).unwrap().unwrap();
+    assert_eq!(record.sealed_at_unix_ms, noon, "the claim is recorded");
+    assert!(record.late, "judged by the time of import, not by the claim");
+}
