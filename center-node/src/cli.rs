@@ -78,6 +78,14 @@ pub enum CenterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Packets received after their site's 23:59 on the exam day: list them, or decide
+    /// whether the late version or the on-time one is processed (recorded in the audit
+    /// log). Runs against the data folder with no center serving it (as the loader does).
+    Late {
+        /// What to do.
+        #[command(subcommand)]
+        action: LateAction,
+    },
     /// Check center.toml and say what is wrong.
     CheckConfig {
         /// center.toml
@@ -197,6 +205,42 @@ pub enum LoaderAction {
         /// their packet.json carries the flag.
         #[arg(long)]
         include_flagged: bool,
+    },
+}
+
+/// What to do with late packets.
+#[derive(Debug, Subcommand)]
+pub enum LateAction {
+    /// List the late packets and the decisions made on them.
+    List {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide on one late packet version: `take` processes it (it becomes the newest
+    /// version for the loader), `keep-on-time` keeps the on-time version. Final.
+    Decide {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The packet id.
+        #[arg(long)]
+        packet: String,
+        /// The late version.
+        #[arg(long)]
+        version: u32,
+        /// What to do with it.
+        #[arg(long, value_enum)]
+        choice: crate::late::LateChoice,
+        /// Who decides (recorded in the audit log).
+        #[arg(long)]
+        operator: String,
+        /// Why (recorded in the audit log), e.g. the site's act on the delay.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -468,6 +512,13 @@ fn loader_command(action: LoaderAction) -> Result<()> {
                     report.held_for_review.join(", ")
                 );
             }
+            if !report.held_late.is_empty() {
+                println!(
+                    "  LATE, held back until an operator decides (`konvert-center late`; the on-time version \
+                     stays the one unpacked): {}",
+                    report.held_late.join(", ")
+                );
+            }
             println!(
                 "{} packet(s) unpacked into {}; {} already there; {} older version(s) left sealed; {} held for review; {} failed",
                 report.unpacked.len(),
@@ -587,6 +638,73 @@ fn print_import(drive: &std::path::Path, outcome: &DriveOutcome) -> Result<()> {
     Ok(())
 }
 
+/// The inbox for a command that changes or reads what the receiver holds, refused beside
+/// a serving center with what to do.
+fn offline_inbox(cfg: &CenterConfig) -> Result<konvert_replication::Inbox> {
+    konvert_replication::Inbox::open(&cfg.data_dir).map_err(|e| crate::Error::Loader {
+        what: e.to_string(),
+        hint: "this reads the center's data folder while no center serves it: copy the folder to the \
+               loader's workstation (or stop the center) and point --config at the copy",
+    })
+}
+
+fn late_command(action: LateAction) -> Result<()> {
+    match action {
+        LateAction::List { config, json } => {
+            let cfg = CenterConfig::load(&config)?;
+            let inbox = offline_inbox(&cfg)?;
+            let late = crate::late::list(&cfg.data_dir, &inbox)?;
+            if json {
+                let rows: Vec<serde_json::Value> = late
+                    .iter()
+                    .map(|(r, d)| {
+                        let b = &r.receipt.body;
+                        serde_json::json!({
+                            "packet_id": b.packet_id,
+                            "version": b.version,
+                            "site": b.site,
+                            "envelope_id": hex::encode(b.digest),
+                            "received_at_unix_ms": b.received_at_unix_ms,
+                            "decision": d,
+                        })
+                    })
+                    .collect();
+                let text = serde_json::to_string_pretty(&rows).map_err(|e| crate::Error::Metrics(e.to_string()))?;
+                println!("{text}");
+                return Ok(());
+            }
+            println!("{} late packet(s)", late.len());
+            for (r, d) in &late {
+                let b = &r.receipt.body;
+                let decided = match d {
+                    Some(d) => format!("{} by {} ({})", d.choice.as_str(), d.operator, d.reason),
+                    None => "held back: undecided (`konvert-center late decide`)".into(),
+                };
+                println!("  {} v{} site {} — {decided}", b.packet_id, b.version, b.site);
+            }
+        }
+        LateAction::Decide {
+            config,
+            packet,
+            version,
+            choice,
+            operator,
+            reason,
+        } => {
+            let cfg = CenterConfig::load(&config)?;
+            let inbox = offline_inbox(&cfg)?;
+            let d = crate::late::decide(&cfg, &inbox, &packet, version, choice, &operator, &reason, now_ms())?;
+            println!(
+                "{} v{}: {} — recorded in the audit log; the loader follows it on its next run",
+                d.packet_id,
+                d.version,
+                d.choice.as_str()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn review(config: &std::path::Path, json: bool) -> Result<()> {
     let cfg = CenterConfig::load(config)?;
     let flags = ReviewDesk::open(&cfg.data_dir)?.list()?;
@@ -644,6 +762,7 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         }
         CenterCommand::Registry { action } => registry(action)?,
         CenterCommand::Review { config, json } => review(&config, json)?,
+        CenterCommand::Late { action } => late_command(action)?,
         CenterCommand::Loader { action } => loader_command(action)?,
         CenterCommand::CheckConfig { config } => {
             let cfg = CenterConfig::load(&config)?;
@@ -720,7 +839,13 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
                     b.bytes,
                     b.site,
                     r.signer,
-                    if r.test_packet { "  (test packet)" } else { "" }
+                    if r.test_packet {
+                        "  (test packet)"
+                    } else if r.late {
+                        "  (LATE: held back until decided, `konvert-center late`)"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

@@ -1,7 +1,10 @@
 //! The center's configuration (TOML). Relative paths are relative to the config file.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+use konvert_exam::SiteZone;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +65,18 @@ pub struct CenterConfig {
     /// 23:59 go first. Unset: sites send at their own pace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_mbit: Option<f64>,
+    /// The region's IANA time zone. A packet received (by the center's clock; from a drive,
+    /// when it is imported) after 23:59 local time of its exam day at its site is late:
+    /// stored and receipted, but held back from processing until an operator decides.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: SiteZone,
+    /// Sites whose time zone is not the region's, e.g. `"0901" = "Asia/Yakutsk"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub site_time_zones: BTreeMap<String, SiteZone>,
+}
+
+fn default_time_zone() -> SiteZone {
+    SiteZone::moscow()
 }
 
 fn default_authority() -> PathBuf {
@@ -119,6 +134,11 @@ impl CenterConfig {
             message,
         })?;
         Ok(cfg)
+    }
+
+    /// The time zone of `site`: its own if listed, else the region's.
+    pub fn site_zone(&self, site: &str) -> &SiteZone {
+        self.site_time_zones.get(site).unwrap_or(&self.time_zone)
     }
 
     /// The station index beside the revocation list (`stations.toml`).

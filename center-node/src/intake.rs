@@ -100,6 +100,8 @@ pub struct CenterIntake {
     relays: RelayIndex,
     broker: Option<Arc<BrokerDesk>>,
     revocations: Option<RevocationFeed>,
+    /// For the sites' time zones, which decide whether a packet is late.
+    config: CenterConfig,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -132,6 +134,7 @@ impl CenterIntake {
             relays: RelayIndex::new(cfg.station_index()),
             broker: None,
             revocations: None,
+            config: cfg.clone(),
         })
     }
 
@@ -197,7 +200,7 @@ impl CenterIntake {
         offer: &Offer,
         verifier: EnvelopeVerifier,
         now_unix_ms: u64,
-    ) -> std::result::Result<VerifiedEnvelope, (RejectReason, String)> {
+    ) -> std::result::Result<(VerifiedEnvelope, PacketRef), (RejectReason, String)> {
         let registry = self.registry.in_force(now_unix_ms).ok_or((
             RejectReason::NoRegistry,
             "the center holds no key registry in force (none taken yet, or it expired)".to_owned(),
@@ -255,7 +258,7 @@ impl CenterIntake {
         }
         check_signer(&registry, &verified.signer().key_id(), &packet)?;
         check_sealed_to_live_key(&registry, h, now_unix_ms)?;
-        Ok(verified)
+        Ok((verified, packet))
     }
 }
 
@@ -440,7 +443,9 @@ impl CenterIntake {
                 )
             })?;
             let received_at = now_ms();
-            let verified = self.verify(channel, offer, verifier, received_at)?;
+            let (verified, packet) = self.verify(channel, offer, verifier, received_at)?;
+            // Judged by the center's clock (a drive's: the import), never the sealing claim.
+            let late = crate::late::lateness(&self.config, &packet, received_at);
             // The station's site for the network (verified equal), the envelope's for a drive.
             let site = verified.header().sender_site.clone();
             let body = ReceiptBody {
@@ -454,12 +459,13 @@ impl CenterIntake {
             };
             let receipt =
                 Receipt::sign(body, &self.receipt_key).map_err(|e| (RejectReason::Unavailable, e.to_string()))?;
-            let test_packet = is_test_packet(verified.header());
+            let test_packet = packet.kind == PacketKind::Test;
             let record = InboxRecord {
                 receipt: receipt.clone(),
                 signer: verified.signer().key_id(),
                 sealed_at_unix_ms: verified.header().sealed_at_unix_ms,
                 test_packet,
+                late: late.is_some(),
             };
             self.inbox
                 .commit(&path, &record)
@@ -475,6 +481,22 @@ impl CenterIntake {
             let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
             self.metrics.delivery_latency.observe(latency);
             self.metrics.packets_received.with_label_values(&[&site]).inc();
+            // Every site that delivers has the series, so an alert sees its first late packet.
+            let late_count = self.metrics.packets_late.with_label_values(&[&site]);
+            let late_note = match &late {
+                Some((deadline, zone)) => {
+                    late_count.inc();
+                    let note = format!(
+                        "LATE: received {} after the deadline of exam day {} (23:59 {zone}); held back from \
+                         processing until an operator decides (`konvert-center late`)",
+                        minutes(received_at.saturating_sub(u64::try_from(*deadline).unwrap_or(0))),
+                        packet.date
+                    );
+                    warn!(%site, packet = %offer.packet_id, version = offer.version, "{note}");
+                    format!(", {note}")
+                }
+                None => String::new(),
+            };
             self.metrics
                 .bytes_received
                 .with_label_values(&[&site])
@@ -485,7 +507,7 @@ impl CenterIntake {
                 channel,
                 AuditAction::PacketAccept,
                 offer,
-                &format!("signer {signer}, {} bytes, registry in force", offer.size),
+                &format!("signer {signer}, {} bytes, registry in force{late_note}", offer.size),
             );
             Ok(receipt)
         })();
@@ -718,7 +740,12 @@ impl Intake for CenterIntake {
     }
 }
 
-/// Whether the envelope's signed metadata names a technical-readiness test packet.
-fn is_test_packet(header: &konvert_crypto::envelope::EnvelopeHeader) -> bool {
-    postcard::from_bytes::<PacketRef>(&header.metadata).is_ok_and(|p| p.kind == PacketKind::Test)
+/// A span of milliseconds in words ("3 h 12 min", "184 days").
+fn minutes(ms: u64) -> String {
+    let min = ms / 60_000;
+    match min {
+        0..=119 => format!("{min} min"),
+        120..=2879 => format!("{} h {} min", min / 60, min % 60),
+        _ => format!("{} days", min / 1440),
+    }
 }

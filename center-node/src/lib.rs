@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod intake;
+pub mod late;
 pub mod loader;
 pub mod metrics;
 pub mod preview;

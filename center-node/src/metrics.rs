@@ -22,6 +22,9 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// Packets stored, by site.
     pub packets_received: IntCounterVec,
+    /// Packets stored after their site's delivery deadline (held back until an operator
+    /// decides), by site.
+    pub packets_late: IntCounterVec,
     /// Envelope bytes stored, by site.
     pub bytes_received: IntCounterVec,
     /// Packets refused, by reason.
@@ -115,6 +118,15 @@ impl Metrics {
             &["site"],
         )
         .map_err(m)?;
+        let packets_late = IntCounterVec::new(
+            Opts::new(
+                "konvert_packets_late_total",
+                "Packets received after 23:59 local time of their exam day at their site (by the center's clock), \
+                 stored and receipted but held back from processing until an operator decides.",
+            ),
+            &["site"],
+        )
+        .map_err(m)?;
         let bytes_received = IntCounterVec::new(
             Opts::new(
                 "konvert_received_bytes_total",
@@ -178,6 +190,7 @@ impl Metrics {
         }
         registry.register(Box::new(delivery_latency.clone())).map_err(m)?;
         registry.register(Box::new(packets_received.clone())).map_err(m)?;
+        registry.register(Box::new(packets_late.clone())).map_err(m)?;
         registry.register(Box::new(bytes_received.clone())).map_err(m)?;
         registry.register(Box::new(packets_rejected.clone())).map_err(m)?;
         registry.register(Box::new(packets_duplicate.clone())).map_err(m)?;
@@ -191,6 +204,7 @@ impl Metrics {
             registry,
             delivery_latency,
             packets_received,
+            packets_late,
             bytes_received,
             packets_rejected,
             packets_duplicate,

@@ -91,6 +91,8 @@ pub fn init_center(
         registry: "registry/registry.bin".into(),
         review_window_minutes: 240,
         ingress_mbit: None,
+        time_zone: konvert_exam::SiteZone::moscow(),
+        site_time_zones: Default::default(),
     };
     config.save(&config_path)?;
     let config = CenterConfig::load(&config_path)?;

@@ -10,7 +10,10 @@
 //! batch of arrivals. Test packets stay on the test desk; a packet's older versions (a
 //! corrected rescan superseded them) are counted, not unpacked; a packet flagged for
 //! review (its signer's token was blocked soon after) is held back unless asked for, and
-//! then its `packet.json` carries the flag. A packet that cannot be opened is reported and
+//! then its `packet.json` carries the flag. A late version (received after its site's
+//! deadline) is held back until an operator decides (`konvert-center late decide`); until
+//! then the newest on-time version is the one unpacked, and a late version taken by the
+//! operator carries `late` and the decision in its `packet.json`. A packet that cannot be opened is reported and
 //! the rest go on; nothing in the store is changed.
 
 use std::collections::BTreeMap;
@@ -25,6 +28,7 @@ use konvert_exam::{read_archive, Manifest, PacketRef};
 use konvert_replication::{Inbox, InboxRecord, ReceiptBody};
 use serde::Serialize;
 
+use crate::late::{LateChoice, LateDecision, LateDesk};
 use crate::registry::CenterRegistry;
 use crate::review::{ReviewDesk, ReviewFlag};
 use crate::{Error, Result};
@@ -58,6 +62,9 @@ pub struct UnpackReport {
     pub superseded: usize,
     /// Packets held back because they are flagged for review: packet id and version.
     pub held_for_review: Vec<String>,
+    /// Late versions held back until an operator decides (`konvert-center late`); the
+    /// newest on-time version of the packet is unpacked instead: packet id and version.
+    pub held_late: Vec<String>,
     /// Packets that could not be opened: (packet id and version, why).
     pub failed: Vec<(String, String)>,
 }
@@ -76,6 +83,10 @@ struct PacketFile<'a> {
     signer: String,
     /// Why the packet is flagged for review, if it is.
     review: Option<&'a ReviewFlag>,
+    /// Received after its site's delivery deadline (by the center's clock).
+    late: bool,
+    /// The operator's decision that let a late packet be processed.
+    late_decision: Option<&'a LateDecision>,
     manifest: &'a Manifest,
 }
 
@@ -90,22 +101,50 @@ pub fn unpack(
 ) -> Result<UnpackReport> {
     // Any token the registry lists: the receiver already decided on its status.
     let trusted = |id: &KeyId| -> Option<VerifyingKey> { CenterRegistry::token_key(registry, id) };
-    let mut newest: BTreeMap<(String, String), InboxRecord> = BTreeMap::new();
     let mut report = UnpackReport::default();
+    let mut versions: BTreeMap<(String, String), Vec<InboxRecord>> = BTreeMap::new();
     for r in inbox.records()? {
         if r.test_packet || !filter.takes(&r) {
             continue;
         }
         let key = (r.receipt.body.site.clone(), r.receipt.body.packet_id.clone());
-        match newest.get(&key) {
-            Some(have) if have.receipt.body.version >= r.receipt.body.version => report.superseded += 1,
-            Some(_) => {
+        versions.entry(key).or_default().push(r);
+    }
+    // The newest version that may be processed: on time, or late and taken by an operator.
+    // A late version nobody decided on yet is held back, and the on-time one stays.
+    let late_desk = LateDesk::open(data_dir)?;
+    let mut decisions: BTreeMap<String, LateDecision> = BTreeMap::new();
+    let mut newest: BTreeMap<(String, String), InboxRecord> = BTreeMap::new();
+    for (key, mut all) in versions {
+        all.sort_by_key(|r| std::cmp::Reverse(r.receipt.body.version));
+        let mut chosen = None;
+        for r in all {
+            let b = &r.receipt.body;
+            let decision = if r.late {
+                late_desk.decision(&hex::encode(b.digest))?
+            } else {
+                None
+            };
+            let takes = match &decision {
+                _ if !r.late => true,
+                Some(d) => d.choice == LateChoice::Take,
+                None => {
+                    report.held_late.push(format!("{} v{}", b.packet_id, b.version));
+                    continue;
+                }
+            };
+            if let Some(d) = decision {
+                decisions.insert(d.envelope_id.clone(), d);
+            }
+            if takes && chosen.is_none() {
+                chosen = Some(r);
+            } else {
+                // An older version, or a late one the operator chose not to process.
                 report.superseded += 1;
-                newest.insert(key, r);
             }
-            None => {
-                newest.insert(key, r);
-            }
+        }
+        if let Some(r) = chosen {
+            newest.insert(key, r);
         }
     }
     let flags: BTreeMap<String, ReviewFlag> = ReviewDesk::open(data_dir)?
@@ -126,7 +165,8 @@ pub fn unpack(
             report.already += 1;
             continue;
         }
-        match unpack_one(data_dir, r, flag, keys, &trusted, &parent, &dir) {
+        let late = decisions.get(&hex::encode(b.digest));
+        match unpack_one(data_dir, r, flag, late, keys, &trusted, &parent, &dir) {
             Ok(bytes) => report.unpacked.push((dir, bytes)),
             Err(e) => report
                 .failed
@@ -151,10 +191,12 @@ fn safe_name(name: &str) -> Result<&str> {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // The packet, what is known of it, and where it goes.
 fn unpack_one(
     data_dir: &Path,
     r: &InboxRecord,
     review: Option<&ReviewFlag>,
+    late_decision: Option<&LateDecision>,
     keys: &[RecipientSecretKey],
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
     parent: &Path,
@@ -191,6 +233,8 @@ fn unpack_one(
             sealed_at_unix_ms: r.sealed_at_unix_ms,
             signer: r.signer.to_string(),
             review,
+            late: r.late,
+            late_decision,
             manifest: &manifest,
         };
         let json = serde_json::to_vec_pretty(&record).map_err(|e| Error::Loader {

@@ -10,6 +10,7 @@ pub mod agreement;
 mod archive;
 mod blank;
 mod completeness;
+mod digest_hex;
 mod error;
 mod ids;
 mod manifest;

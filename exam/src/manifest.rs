@@ -44,6 +44,7 @@ pub struct ManifestFile {
     /// Size in bytes.
     pub size: u64,
     /// SHA-256 of the contents.
+    #[serde(with = "crate::digest_hex")]
     pub sha256: [u8; 32],
 }
 

@@ -53,6 +53,7 @@ pub struct PageRecord {
     /// The page's index within the file, from 0.
     pub page: u32,
     /// SHA-256 of the whole scan file.
+    #[serde(with = "crate::digest_hex")]
     pub file_sha256: [u8; 32],
     /// What recognition found.
     pub status: PageStatus,

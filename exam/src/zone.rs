@@ -9,7 +9,11 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ExamDate, Result};
+use crate::{Error, ExamDate, ExamKind, Result};
+
+/// Calendar days after the final essay within which its blanks reach the center
+/// (seed 001 §12.6: checking and delivery end no later than seven days after it).
+pub(crate) const ESSAY_DELIVERY_DAYS: i64 = 7;
 
 /// A site's IANA time zone, e.g. `Europe/Moscow`, `Asia/Kamchatka`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -33,6 +37,18 @@ impl SiteZone {
         })
     }
 
+    /// Moscow time, the default zone of a region: from the bundled database, or in a
+    /// build without it the fixed UTC+3 that Moscow has kept since 2014.
+    pub fn moscow() -> Self {
+        let tz = jiff::tz::db()
+            .get("Europe/Moscow")
+            .unwrap_or_else(|_| TimeZone::fixed(jiff::tz::offset(3)));
+        SiteZone {
+            name: "Europe/Moscow".to_owned(),
+            tz,
+        }
+    }
+
     /// The zone's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -51,6 +67,29 @@ impl SiteZone {
         };
         let local = civil::date(date.year as i16, date.month as i8, date.day as i8).at(23, 59, 0, 0);
         Ok(self.tz.to_timestamp(local).map_err(bad)?.as_millisecond())
+    }
+
+    /// The instant after which a packet of `exam` on `date` arrives late at the center:
+    /// 23:59 local time of the exam day, and for the final essay 23:59 of the seventh
+    /// calendar day after it (checking and delivery to the center take up to seven days,
+    /// seed 001 §12.6).
+    pub fn delivery_deadline_unix_ms(&self, date: ExamDate, exam: ExamKind) -> Result<i64> {
+        let days = match exam {
+            ExamKind::Essay => ESSAY_DELIVERY_DAYS,
+            ExamKind::Ege | ExamKind::Oge | ExamKind::Gve => 0,
+        };
+        let day = civil::date(date.year as i16, date.month as i8, date.day as i8)
+            .checked_add(jiff::Span::new().days(days))
+            .map_err(|_| Error::InvalidId {
+                what: "exam date",
+                value: date.to_string(),
+                hint: "a date the time-zone database covers",
+            })?;
+        self.deadline_unix_ms(ExamDate {
+            year: day.year() as u16,
+            month: day.month() as u8,
+            day: day.day() as u8,
+        })
     }
 
     /// The calendar date at the site at the instant `unix_ms`.

@@ -70,3 +70,18 @@ fn unknown_zones_are_named() {
 fn toml_like(name: &str) -> SiteZone {
     postcard::from_bytes(&postcard::to_allocvec(&name.to_owned()).unwrap()).unwrap()
 }
+
+#[test]
+fn an_exam_packet_is_due_by_23_59_of_the_day_and_an_essay_a_week_later() {
+    let z = SiteZone::new("Europe/Moscow").unwrap();
+    let day = date("2026-06-01");
+    assert_eq!(
+        z.delivery_deadline_unix_ms(day, crate::ExamKind::Ege).unwrap(),
+        z.deadline_unix_ms(day).unwrap()
+    );
+    assert_eq!(
+        z.delivery_deadline_unix_ms(date("2026-12-03"), crate::ExamKind::Essay)
+            .unwrap(),
+        z.deadline_unix_ms(date("2026-12-10")).unwrap()
+    );
+}

@@ -31,9 +31,31 @@ const DEMO_PIN: &str = "493817";
 /// The demo specialist's passphrase: a specialist's token opens every scan, so it takes a
 /// passphrase of at least 12 characters, not a PIN.
 const DEMO_PASSPHRASE: &str = "demo loader passphrase";
-/// The technical-readiness day and the exam day of the demo.
-const READINESS_DAY: &str = "2026-05-27";
-const EXAM_DAY: &str = "2026-06-01";
+/// The demo's technical-readiness day and exam day: today where the day ends first of
+/// the demo's sites (Kamchatka), an hour from now, so every site's packets arrive before
+/// its 23:59 (one received after it is late, and held back from the loader), and five
+/// days before it.
+fn demo_days() -> &'static (String, String) {
+    static DAYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    DAYS.get_or_init(|| {
+        let zone = konvert_exam::SiteZone::new("Asia/Kamchatka").unwrap_or_else(|_| konvert_exam::SiteZone::moscow());
+        let at = |ms: i64| {
+            zone.local_date(ms)
+                .map(|d| d.to_string())
+                .unwrap_or_else(|_| "2026-06-01".into())
+        };
+        let soon = now_unix_ms() as i64 + 3_600_000;
+        (at(soon - 5 * 86_400_000), at(soon))
+    })
+}
+
+fn readiness_day() -> &'static str {
+    &demo_days().0
+}
+
+fn exam_day() -> &'static str {
+    &demo_days().1
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -173,7 +195,7 @@ async fn compromise_drill(
     crate::rooms::write_room(&room, 99, 2, 20_000)?;
     let packet = konvert_exam::PacketRef {
         site: cfg.site.clone(),
-        date: EXAM_DAY.parse()?,
+        date: exam_day().parse()?,
         exam: ExamKind::Ege,
         room: "0099".parse()?,
         kind: konvert_exam::PacketKind::Blanks,
@@ -244,6 +266,10 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     let mut center_cfg = init.config.clone();
     // The center brokers its ingress among the sites, as a regional center would.
     center_cfg.ingress_mbit = Some(DEMO_INGRESS_MBIT);
+    // Each site's 23:59 is its own: the center judges late packets in the site's zone.
+    for (site, _, zone) in DEMO_SITES {
+        center_cfg.site_time_zones.insert(site.to_owned(), zone.parse()?);
+    }
     let mut officers = QuickAuthority::new(&center_cfg, init.recipient_public, now_unix_ms())?;
     for (site, holder, _) in DEMO_SITES {
         let site_dir = root.join("sites").join(site);
@@ -255,7 +281,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             DEMO_PIN,
             konvert_crypto::token::KdfParams::default(),
         )?;
-        officers.issue(&token, site, &[READINESS_DAY, EXAM_DAY], now_unix_ms())?;
+        officers.issue(&token, site, &[readiness_day(), exam_day()], now_unix_ms())?;
     }
     // The center's decryption key goes onto a center specialist's token: from now on
     // envelopes open only after that specialist's PIN.
@@ -271,7 +297,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         &specialist,
         konvert_crypto::registry::TokenRole::CenterSpecialist,
         &sites_codes,
-        &[READINESS_DAY, EXAM_DAY],
+        &[readiness_day(), exam_day()],
         now_unix_ms(),
     )?;
     let bare = konvert_crypto::keyfile::read_recipient_key(&init.recipient_key_path)?;
@@ -301,7 +327,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         recipient_public: init.recipient_public,
         receipt_public: init.receipt_public,
     };
-    let date = EXAM_DAY.parse()?;
+    let date = exam_day().parse()?;
     let mut sites = Vec::new();
     let mut pushes = Vec::new();
     let started = Instant::now();
@@ -330,6 +356,9 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         std::fs::create_dir_all(&hot)?;
         let mut text = std::fs::read_to_string(&toml)?;
         text.push_str("\n[day]\nhot_folder = \"scans\"\nseating_plan = \"plan.toml\"\nsettle_ms = 200\n");
+        // The demo's day is compressed into minutes: rooms go as soon as sealed, not held
+        // for the regulations' 11:00 transfer window.
+        text.push_str("\n[push]\nwindows = false\n");
         std::fs::write(&toml, text)?;
         let cfg = SiteConfig::load(&toml)?;
         let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
@@ -610,7 +639,7 @@ async fn readiness(
     use konvert_edge::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
     let scans = root.join("readiness").join(cfg.site.as_str());
     let room = RoomId::new(konvert_edge::readiness::TEST_ROOM)?;
-    let date = READINESS_DAY.parse()?;
+    let date = readiness_day().parse()?;
     let plan = synthetic_plan(&cfg.site, date, ExamKind::Ege, &[(&room, 1)], 9_000_000);
     let job = ScanJob {
         format: ScanFormat::TiffG4,

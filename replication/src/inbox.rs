@@ -28,6 +28,19 @@ pub struct InboxRecord {
     pub sealed_at_unix_ms: u64,
     /// A technical-readiness test packet: kept and judged by staff, never processed.
     pub test_packet: bool,
+    /// Received (by the center's clock; for a drive, when it was imported) after its
+    /// site's delivery deadline: stored and receipted, but held back from processing
+    /// until an operator decides. Last, so records written before it still read.
+    pub late: bool,
+}
+
+/// An [`InboxRecord`] as written before `late` existed.
+#[derive(Deserialize)]
+struct RecordBeforeLate {
+    receipt: Receipt,
+    signer: KeyId,
+    sealed_at_unix_ms: u64,
+    test_packet: bool,
 }
 
 /// Bytes of an incoming envelope made durable at a time: what a crash can cost again.
@@ -303,7 +316,22 @@ impl Inbox {
 }
 
 fn decode(bytes: &[u8]) -> Result<InboxRecord> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("corrupt inbox record: {e}")))
+    match postcard::take_from_bytes::<InboxRecord>(bytes) {
+        Ok((record, [])) => Ok(record),
+        // A record stored before `late` existed: it was never judged late.
+        _ => match postcard::take_from_bytes::<RecordBeforeLate>(bytes) {
+            Ok((old, [])) => Ok(InboxRecord {
+                receipt: old.receipt,
+                signer: old.signer,
+                sealed_at_unix_ms: old.sealed_at_unix_ms,
+                test_packet: old.test_packet,
+                late: false,
+            }),
+            _ => Err(Error::Storage(
+                "corrupt inbox record: it is neither of the formats this build reads".into(),
+            )),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -122,3 +122,42 @@ fn an_inbox_held_by_another_opener_is_refused_without_touching_its_staging() {
     assert!(err.to_string().contains("another konvert-center"), "{err}");
     assert!(staged.path.exists(), "a second opener deleted a staging file in use");
 }
+
+#[test]
+fn a_record_stored_before_late_existed_reads_as_on_time_and_a_new_one_keeps_its_flag() {
+    #[derive(serde::Serialize)]
+    struct Old {
+        receipt: Receipt,
+        signer: KeyId,
+        sealed_at_unix_ms: u64,
+        test_packet: bool,
+    }
+    let key = konvert_crypto::SigningKey::generate().unwrap();
+    let body = crate::ReceiptBody {
+        packet_id: "0101-2026-06-01-ege-0001-blanks".into(),
+        version: 1,
+        site: "0101".into(),
+        digest: [3; 32],
+        bytes: 10,
+        received_at_unix_ms: 5,
+        center_key: key.key_id(),
+    };
+    let receipt = Receipt::sign(body, &key).unwrap();
+    let old = Old {
+        receipt: receipt.clone(),
+        signer: key.key_id(),
+        sealed_at_unix_ms: 4,
+        test_packet: false,
+    };
+    let read = decode(&postcard::to_allocvec(&old).unwrap()).unwrap();
+    assert_eq!((read.receipt, read.late), (receipt.clone(), false));
+    let new = InboxRecord {
+        receipt,
+        signer: key.key_id(),
+        sealed_at_unix_ms: 4,
+        test_packet: false,
+        late: true,
+    };
+    assert_eq!(decode(&postcard::to_allocvec(&new).unwrap()).unwrap(), new);
+    assert!(decode(b"\x01\x02").is_err());
+}

@@ -24,6 +24,24 @@ use konvert_replication::{pki, tls, Outbox, OutboxEntry};
 /// The exam day every fixture packet is for (and its tokens are bound to).
 pub const EXAM_DAY: &str = "2026-06-01";
 
+/// The zone where an exam day ends last (UTC−12). [`EXAM_DAY`] is long past, so its
+/// packets arrive late (held back from the loader); a test whose packets must arrive on
+/// time puts the center's sites in this zone and seals for [`on_time_day`].
+pub const LAST_ZONE: &str = "Etc/GMT+12";
+
+/// Today where the exam day ends last ([`LAST_ZONE`]): packets for it arrive on time for
+/// at least the next 2 minutes (it waits past a day's last 2 minutes).
+pub fn on_time_day() -> String {
+    let zone = konvert_exam::SiteZone::new(LAST_ZONE).unwrap();
+    let now = || now_unix_ms() as i64;
+    let mut day = zone.local_date(now()).unwrap();
+    if zone.deadline_unix_ms(day).unwrap() - now() < 120_000 {
+        std::thread::sleep(std::time::Duration::from_secs(180));
+        day = zone.local_date(now()).unwrap();
+    }
+    day.to_string()
+}
+
 /// The PIN of every test token.
 pub const PIN: &str = "271828";
 
@@ -47,6 +65,8 @@ pub struct SiteFixture {
     pub signer: SigningKey,
     /// Its folder.
     pub dir: PathBuf,
+    /// The exam day its rooms are sealed for ([`EXAM_DAY`] unless [`SiteFixture::seal_for`]).
+    pub day: String,
 }
 
 impl CenterFixture {
@@ -133,6 +153,7 @@ impl CenterFixture {
             outbox,
             signer,
             dir,
+            day: EXAM_DAY.to_owned(),
         }
     }
 }
@@ -147,7 +168,14 @@ impl SiteFixture {
 
     /// Seals an existing folder as `room` with `signer`.
     pub fn seal_dir(&self, room_dir: &Path, room: &str, signer: &SigningKey) -> OutboxEntry {
-        self.seal_as(room_dir, room, signer, EXAM_DAY, konvert_edge::cli::now_unix_ms())
+        self.seal_as(room_dir, room, signer, &self.day, konvert_edge::cli::now_unix_ms())
+    }
+
+    /// Seals this site's rooms for `day` from now on, sent as soon as sealed (not held for
+    /// the regulations' transfer windows of that day).
+    pub fn seal_for(&mut self, day: &str) {
+        self.day = day.to_owned();
+        self.cfg.push.windows = false;
     }
 
     /// Seals an existing folder as `room` of exam day `date`, with `signer`, claiming

@@ -15,7 +15,7 @@ use konvert_edge::{push, PushOptions};
 use konvert_exam::{ExamKind, PacketKind, PacketRef};
 use konvert_replication::driver::{self, Outcome};
 use konvert_replication::{Inbox, Offer, RejectReason};
-use konvert_tests::{stored_files, CenterFixture, SiteFixture, EXAM_DAY};
+use konvert_tests::{on_time_day, stored_files, CenterFixture, SiteFixture, EXAM_DAY, LAST_ZONE};
 
 fn loopback() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -32,9 +32,13 @@ fn opts() -> PushOptions {
 async fn a_stored_envelope_copied_over_another_is_refused_by_the_loader_and_nothing_of_it_is_written() {
     let fx = CenterFixture::new(loopback());
     let token = fx.issue_token("0101");
-    let cfg = fx.register(&[(&token, "0101")]);
+    // Packets that arrive on time (a late one is held back from the loader: tests/tests/late.rs).
+    let day = on_time_day();
+    let mut cfg = fx.register_days(&[(&token, "0101")], &[&day]);
+    cfg.time_zone = konvert_exam::SiteZone::new(LAST_ZONE).unwrap();
     let center = konvert_center::serve(&cfg).await.unwrap();
-    let site = fx.enroll("0101", center.addr);
+    let mut site = fx.enroll("0101", center.addr);
+    site.seal_for(&day);
     let first = site.seal_room("0001", 2, 20_000, 1);
     let second = site.seal_room("0002", 2, 20_000, 2);
     let third = site.seal_room("0003", 2, 20_000, 3);

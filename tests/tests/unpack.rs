@@ -11,7 +11,7 @@ use konvert_center::unpack::{unpack, Filter};
 use konvert_crypto::keyfile;
 use konvert_edge::{push, PushOptions};
 use konvert_replication::Inbox;
-use konvert_tests::CenterFixture;
+use konvert_tests::{on_time_day, CenterFixture, LAST_ZONE};
 
 fn opts() -> PushOptions {
     PushOptions {
@@ -24,10 +24,15 @@ fn opts() -> PushOptions {
 async fn the_loader_unpacks_the_newest_version_of_each_stored_exam_packet_once() {
     let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
     let tokens = [fx.issue_token("0101"), fx.issue_token("0202")];
-    let cfg = fx.register(&[(&tokens[0], "0101"), (&tokens[1], "0202")]);
+    // Packets that arrive on time (a late one is held back from the loader: tests/tests/late.rs).
+    let day = on_time_day();
+    let mut cfg = fx.register_days(&[(&tokens[0], "0101"), (&tokens[1], "0202")], &[&day]);
+    cfg.time_zone = konvert_exam::SiteZone::new(LAST_ZONE).unwrap();
     let center = konvert_center::serve(&cfg).await.unwrap();
-    let a = fx.enroll("0101", center.addr);
-    let b = fx.enroll("0202", center.addr);
+    let mut a = fx.enroll("0101", center.addr);
+    let mut b = fx.enroll("0202", center.addr);
+    a.seal_for(&day);
+    b.seal_for(&day);
     let first = a.seal_room("0001", 3, 20_000, 1);
     // A corrected rescan of the same room: version 2, other scans.
     let rescan = a.dir.join("rescan").join("0001");
