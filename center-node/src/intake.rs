@@ -281,6 +281,11 @@ impl CenterIntake {
                         ),
                     ));
                 }
+                // The reserve channel has the network's checks (R13): a site whose every
+                // station is revoked delivers by drive no more than by network.
+                if let Some(why) = self.relays.site_cut_off(&h.sender_site) {
+                    return Err((RejectReason::StationRevoked, why));
+                }
             }
         }
         check_signer(&registry, &verified.signer().key_id(), &packet)?;

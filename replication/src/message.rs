@@ -124,11 +124,14 @@ pub enum RejectReason {
     NoRegistry,
     /// The packet came through a relay that is not enrolled to carry the packet's site.
     RelayNotEnrolledForSite,
+    /// Every station certificate of the packet's site is revoked: a drive from it is
+    /// refused as its network connections are (the reserve channel has the same checks).
+    StationRevoked,
 }
 
 impl RejectReason {
     /// Every reason, for exporting metrics series before they first occur.
-    pub const ALL: [RejectReason; 18] = [
+    pub const ALL: [RejectReason; 19] = [
         RejectReason::UnsupportedVersion,
         RejectReason::TooLarge,
         RejectReason::DigestMismatch,
@@ -147,6 +150,7 @@ impl RejectReason {
         RejectReason::DeadCenterKey,
         RejectReason::NoRegistry,
         RejectReason::RelayNotEnrolledForSite,
+        RejectReason::StationRevoked,
     ];
 
     /// A stable machine-readable name, used as a metrics label.
@@ -170,6 +174,7 @@ impl RejectReason {
             RejectReason::DeadCenterKey => "dead_center_key",
             RejectReason::NoRegistry => "no_registry",
             RejectReason::RelayNotEnrolledForSite => "relay_not_enrolled_for_site",
+            RejectReason::StationRevoked => "station_revoked",
         }
     }
 
@@ -229,6 +234,11 @@ impl RejectReason {
             RejectReason::RelayNotEnrolledForSite => {
                 "the relay this station sends through is not enrolled to carry this site; call the center's \
                  security officer to enroll the relay for the site — the packet is kept and sent again"
+            }
+            RejectReason::StationRevoked => {
+                "every station certificate of this site is revoked, so the center takes nothing from it, by \
+                 network or by drive; the site keeps the packets — once the officers enroll a new station \
+                 for the site, send or import them again"
             }
         }
     }
