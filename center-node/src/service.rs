@@ -71,6 +71,7 @@ fn restore_test_desk(inbox: &Inbox, desk: &TestDesk) -> Result<()> {
 /// Takes the registry file if it changed; a refused file is logged and changes nothing.
 fn take_registry(registry: &CenterRegistry, inbox: &Inbox) {
     if let Err(e) = registry.refresh(inbox, now_ms()) {
+        registry.note_refused();
         warn!("the key registry file was not taken: {e}");
     }
 }
@@ -118,6 +119,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     restore_test_desk(&inbox, &TestDesk::open(&cfg.data_dir)?)?;
     let metrics = Metrics::new()?;
     let registry = Arc::new(CenterRegistry::open(cfg, now_ms(), Some(audit.clone()))?);
+    registry.register_metrics(&metrics.registry)?;
     take_registry(&registry, &inbox);
     if registry.in_force(now_ms()).is_none() {
         warn!(
