@@ -225,6 +225,10 @@ fn a_site_export_writes_nothing_through_links_on_the_drive() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
 
+    // A drive folder that does not exist yet is made, as before.
+    let fresh = fx.root.path().join("fresh/0101");
+    assert_eq!(export(&site.cfg, &site.outbox, &fresh, now_unix_ms()).unwrap().written.len(), 1);
+
     // An envelopes folder that is a link is refused.
     let other = drive(&fx, "other");
     let elsewhere = fx.root.path().join("elsewhere");
