@@ -673,6 +673,8 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
         }
         EdgeCommand::CheckConfig { config } if is_relay_config(&config) => {
             let cfg = crate::relay::RelayConfig::load(&config)?;
+            // The relay does not start without a current station revocation list.
+            let crl = crate::relay::check_revocation_list(&cfg)?;
             println!(
                 "{}: ok — relay {}, carries {}, listens on {}, forwards to {} ({})",
                 config.display(),
@@ -681,6 +683,11 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 cfg.listen,
                 cfg.upstream.address,
                 cfg.upstream.server_name
+            );
+            println!(
+                "  station revocation list: {} revoked, valid until {}",
+                crl.revoked.len(),
+                crl.next_update
             );
         }
         EdgeCommand::Relay { config } => {
