@@ -234,7 +234,23 @@ async fn half_sent_over_the_network_then_carried_on_a_drive_arrives_exactly_once
     let dir = drive(&fx, "0101");
     export(&site.cfg, &site.outbox, &dir, now_unix_ms()).unwrap();
     let (c, d) = (cfg.clone(), dir.clone());
-    let outcome = tokio::task::spawn_blocking(move || import(&c, &d)).await.unwrap();
+    // The center lets go of the broken network transfer a moment after the connection
+    // closes; until then it answers "import again in a minute", as an operator would.
+    let outcome = tokio::task::spawn_blocking(move || {
+        for _ in 0..50 {
+            let outcome = import(&c, &d);
+            match &outcome.packets[0].carried {
+                Carried::Refused {
+                    reason: RejectReason::Unavailable,
+                    ..
+                } => std::thread::sleep(Duration::from_millis(100)),
+                _ => return outcome,
+            }
+        }
+        import(&c, &d)
+    })
+    .await
+    .unwrap();
     let from_drive = receipts(&outcome, true).remove(0);
     assert_eq!(center.inbox.len(), 1);
     assert_eq!(stored_files(&fx.center_dir()), 1);
