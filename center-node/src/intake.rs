@@ -254,7 +254,13 @@ impl CenterIntake {
             }
             // No certificate on a drive: the signed header names the site (agreeing with
             // the description, checked above), and the signer's token must be bound to it.
-            Channel::Drive { .. } => {}
+            Channel::Drive { .. } => {
+                // The reserve channel has the network's checks (R13): a site whose every
+                // station is revoked delivers by drive no more than by network.
+                if let Some(why) = self.relays.site_cut_off(&h.sender_site) {
+                    return Err((RejectReason::StationRevoked, why));
+                }
+            }
         }
         check_signer(&registry, &verified.signer().key_id(), &packet)?;
         check_sealed_to_live_key(&registry, h, now_unix_ms)?;

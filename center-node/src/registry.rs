@@ -19,6 +19,7 @@ use konvert_crypto::registry::{
 use konvert_crypto::{keyfile, KeyId};
 use konvert_replication::driver::{RegistryFeed, SignedUpdate};
 use konvert_replication::Inbox;
+use prometheus::{IntCounterVec, Opts};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -39,6 +40,8 @@ pub struct CenterRegistry {
     review: ReviewDesk,
     review_window_ms: u64,
     audit: Option<Arc<AuditLog>>,
+    /// Registry files not taken, by why (`older`, `refused`).
+    ignored: IntCounterVec,
 }
 
 /// What taking a registry did.
@@ -98,6 +101,15 @@ impl CenterRegistry {
             info!(path = %cfg.authority.display(), "registry trust anchored in the officers' authority");
         }
         let (feed, _) = watch::channel(None);
+        let ignored = IntCounterVec::new(
+            Opts::new(
+                "konvert_registry_files_ignored_total",
+                "Key registry files at the center that were not taken: older than the one in force, or refused \
+                 (not verifying, damaged).",
+            ),
+            &["why"],
+        )
+        .map_err(|e| Error::Metrics(e.to_string()))?;
         let registry = CenterRegistry {
             store,
             source: cfg.registry.clone(),
@@ -107,6 +119,7 @@ impl CenterRegistry {
             review: ReviewDesk::open(&cfg.data_dir)?,
             review_window_ms: cfg.review_window_minutes.saturating_mul(60_000),
             audit,
+            ignored,
         };
         match registry.store.current_signed(now_unix_ms) {
             Ok(Some((body, signed))) => registry.put_in_force(body, &signed)?,
@@ -121,6 +134,21 @@ impl CenterRegistry {
     pub fn in_force(&self, now_unix_ms: u64) -> Option<Arc<Registry>> {
         let r = self.in_force.read().ok()?.clone()?;
         (now_unix_ms < r.body().expires_at_unix_ms).then_some(r)
+    }
+
+    /// Exports the count of registry files not taken in `metrics` (both series from zero).
+    pub fn register_metrics(&self, metrics: &prometheus::Registry) -> Result<()> {
+        for why in ["older", "refused"] {
+            self.ignored.with_label_values(&[why]);
+        }
+        metrics
+            .register(Box::new(self.ignored.clone()))
+            .map_err(|e| Error::Metrics(e.to_string()))
+    }
+
+    /// Counts a registry file refused (it did not verify, or could not be read).
+    pub fn note_refused(&self) {
+        self.ignored.with_label_values(&["refused"]).inc();
     }
 
     /// The newest registry, for stations.
@@ -157,8 +185,31 @@ impl CenterRegistry {
         let signed = read_signed(&self.source)?;
         let body = signed.decode_body()?;
         let old = self.in_force.read().ok().and_then(|r| r.clone());
-        if old.as_ref().is_some_and(|o| o.body().version >= body.version) {
-            return Ok(None);
+        if let Some(in_force) = old.as_ref().map(|o| o.body().version) {
+            if body.version < in_force {
+                // Someone dropped an older registry here: harmless, but never silent.
+                self.ignored.with_label_values(&["older"]).inc();
+                warn!(
+                    file = %self.source.display(),
+                    version = body.version,
+                    in_force,
+                    "an older key registry file was put at the center and is ignored; v{in_force} stays in force — \
+                     import the newest registry the officers published"
+                );
+                if let Some(audit) = &self.audit {
+                    if let Err(e) = audit.append(
+                        "center",
+                        AuditAction::Other("registry.ignore".into()),
+                        &format!("registry v{}", body.version),
+                        &format!("older than v{in_force} in force; ignored"),
+                    ) {
+                        warn!("the audit log cannot be written: {e}");
+                    }
+                }
+            }
+            if body.version <= in_force {
+                return Ok(None);
+            }
         }
         let body = self.store.offer(&signed, now_unix_ms)?;
         let version = body.version;

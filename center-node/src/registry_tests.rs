@@ -36,3 +36,59 @@ fn the_held_registry_is_the_newer_of_the_stored_and_the_imported_one() {
     assert_eq!(held(&cfg, NOW).unwrap().unwrap().version, 1);
     drop(store);
 }
+
+#[test]
+fn an_older_registry_dropped_at_the_center_is_logged_counted_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = crate::provision::init_center(dir.path(), "c.test", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let cfg = init.config;
+    let officer = SigningKey::generate().unwrap();
+    RegistryStore::open(&cfg.data_dir)
+        .unwrap()
+        .anchor(body(1, &officer).authority)
+        .unwrap();
+    let audit =
+        Arc::new(AuditLog::open(&dir.path().join("audit.log"), Some(SigningKey::generate().unwrap()), 64).unwrap());
+    let registry = CenterRegistry::open(&cfg, NOW, Some(audit)).unwrap();
+    let metrics = prometheus::Registry::new();
+    registry.register_metrics(&metrics).unwrap();
+    let inbox = Inbox::open(&cfg.data_dir).unwrap();
+    let mut at = std::time::SystemTime::now();
+    let mut drop_file = |v: u64| {
+        let signed = SignedRegistry::sign(&body(v, &officer), &[&officer]).unwrap();
+        std::fs::write(&cfg.registry, signed.to_bytes().unwrap()).unwrap();
+        // A new modification time whatever the file system's clock granularity.
+        at += Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(&cfg.registry)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    };
+    let ignored = |why: &str| {
+        metrics
+            .gather()
+            .iter()
+            .find(|f| f.name() == "konvert_registry_files_ignored_total")
+            .unwrap()
+            .get_metric()
+            .iter()
+            .find(|m| m.get_label().iter().any(|l| l.value() == why))
+            .unwrap()
+            .get_counter()
+            .get_value()
+    };
+    drop_file(2);
+    assert_eq!(registry.refresh(&inbox, NOW).unwrap().unwrap().version, 2);
+    assert_eq!(ignored("older"), 0.0);
+    drop_file(1);
+    assert!(registry.refresh(&inbox, NOW).unwrap().is_none());
+    assert_eq!(registry.in_force(NOW).unwrap().body().version, 2, "v2 stays in force");
+    assert_eq!(ignored("older"), 1.0);
+    let log = String::from_utf8_lossy(&std::fs::read(dir.path().join("audit.log")).unwrap()).into_owned();
+    assert!(
+        log.contains("registry.ignore") && log.contains("older than v2 in force"),
+        "{log}"
+    );
+}

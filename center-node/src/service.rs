@@ -71,6 +71,7 @@ fn restore_test_desk(inbox: &Inbox, desk: &TestDesk) -> Result<()> {
 /// Takes the registry file if it changed; a refused file is logged and changes nothing.
 fn take_registry(registry: &CenterRegistry, inbox: &Inbox) {
     if let Err(e) = registry.refresh(inbox, now_ms()) {
+        registry.note_refused();
         warn!("the key registry file was not taken: {e}");
     }
 }
@@ -119,6 +120,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let metrics = Metrics::new()?;
     crate::metrics::export_audit_anchor(&metrics.registry, &audit)?;
     let registry = Arc::new(CenterRegistry::open(cfg, now_ms(), Some(audit.clone()))?);
+    registry.register_metrics(&metrics.registry)?;
     take_registry(&registry, &inbox);
     if registry.in_force(now_ms()).is_none() {
         warn!(

@@ -191,6 +191,40 @@ impl StationIndex {
         relay.then_some(sites)
     }
 
+    /// Why `site` is cut off, if it has station certificates and every one is revoked;
+    /// `None` while one is valid, or when none is recorded for it (issued before the index
+    /// existed: the center cannot tell, and the member's signature still decides).
+    pub fn site_cut_off(&self, site: &str) -> Option<String> {
+        let own: Vec<&StationRecord> = self
+            .stations
+            .iter()
+            .filter(|r| r.carries.is_empty() && r.site.eq_ignore_ascii_case(site))
+            .collect();
+        if own.is_empty() || own.iter().any(|r| !r.is_revoked()) {
+            return None;
+        }
+        let revoked: Vec<String> = own
+            .iter()
+            .map(|r| {
+                let at = r
+                    .revoked_at
+                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+                    .map_or_else(|| "?".to_owned(), |t| t.date().to_string());
+                if r.reason.is_empty() {
+                    format!("{} (revoked {at})", r.serial)
+                } else {
+                    format!("{} (revoked {at}: {})", r.serial, r.reason)
+                }
+            })
+            .collect();
+        Some(format!(
+            "every station certificate of site {site} is revoked — {}; the center takes nothing from the site, \
+             by network or by drive, until the officers enroll a new station for it \
+             (`konvert keys enroll-station --site {site}`); then import the drive again",
+            revoked.join(", ")
+        ))
+    }
+
     /// The revoked certificates, for the revocation list.
     pub fn revoked(&self) -> Vec<RevokedStation> {
         self.stations
@@ -277,8 +311,9 @@ pub fn record_issued_relay(
 }
 
 /// The running center's view of which stations are relays and which sites each carries,
-/// read from the station index and read again whenever the file changes (an officer
-/// enrolled or revoked a relay). An index that cannot be read keeps the last good view.
+/// and of sites whose every station is revoked, read from the station index and read
+/// again whenever the file changes (an officer enrolled or revoked a station or relay).
+/// An index that cannot be read keeps the last good view.
 #[derive(Debug)]
 pub struct RelayIndex {
     path: PathBuf,
@@ -296,6 +331,16 @@ impl RelayIndex {
 
     /// The sites the relay `station` may carry now; `None` if it is no relay.
     pub fn carried_by(&self, station: &str) -> Option<Vec<String>> {
+        self.with_index(|index| index.carried_by(station))
+    }
+
+    /// Why `site` is cut off, if every station certificate issued for it is revoked now;
+    /// `None` while one is valid (or none was recorded: issued before the index existed).
+    pub fn site_cut_off(&self, site: &str) -> Option<String> {
+        self.with_index(|index| index.site_cut_off(site))
+    }
+
+    fn with_index<T>(&self, f: impl FnOnce(&StationIndex) -> Option<T>) -> Option<T> {
         let Ok(mut cached) = self.cached.lock() else {
             return None;
         };
@@ -303,10 +348,10 @@ impl RelayIndex {
         if modified.is_some() && modified != cached.0 {
             match StationIndex::load(&self.path) {
                 Ok(index) => *cached = (modified, index),
-                Err(e) => tracing::warn!("the station index cannot be read; relays keep the last good view: {e}"),
+                Err(e) => tracing::warn!("the station index cannot be read; the last good view is used: {e}"),
             }
         }
-        cached.1.carried_by(station)
+        f(&cached.1)
     }
 }
 

@@ -142,3 +142,32 @@ fn enrolling_records_and_revoking_writes_a_list_that_keeps_every_serial() {
     assert!(renewed.revoked.contains_key(&serials[0]));
     assert!(!cfg.station_index().with_extension("lock").exists());
 }
+
+#[test]
+fn a_site_is_cut_off_only_when_every_station_of_its_own_is_revoked() {
+    let revoked = |n: u8, site: &str, reason: &str| StationRecord {
+        revoked_at: Some(1_780_100_000),
+        reason: reason.into(),
+        ..record(n, site)
+    };
+    let mut index = StationIndex {
+        stations: vec![revoked(1, "0101", "laptop stolen"), record(2, "0101")],
+    };
+    assert_eq!(index.site_cut_off("0101"), None, "a second station is still valid");
+    index.stations[1] = revoked(2, "0101", "");
+    let why = index.site_cut_off("0101").unwrap();
+    assert!(
+        why.contains("laptop stolen")
+            && why.contains(&serial(2).to_string())
+            && why.contains("enroll-station --site 0101"),
+        "{why}"
+    );
+    // No station recorded for a site: the center cannot tell (issued before the index).
+    assert_eq!(index.site_cut_off("0202"), None);
+    // A relay named like nothing here is no site's station.
+    index.stations.push(StationRecord {
+        carries: vec!["0303".into()],
+        ..revoked(3, "mouo-01", "")
+    });
+    assert_eq!(index.site_cut_off("mouo-01"), None);
+}

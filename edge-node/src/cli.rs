@@ -757,6 +757,8 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 "the relay's server key",
                 &cfg.server_key,
             ));
+            // The relay does not start without a current station revocation list.
+            let crl = crate::relay::check_revocation_list(&cfg)?;
             println!(
                 "{}: ok — relay {}, carries {}, listens on {}, forwards to {} ({})",
                 config.display(),
@@ -767,6 +769,11 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 cfg.upstream.server_name
             );
             print_warnings(&warnings);
+            println!(
+                "  station revocation list: {} revoked, valid until {}",
+                crl.revoked.len(),
+                crl.next_update
+            );
         }
         EdgeCommand::Relay { config } => {
             let cfg = crate::relay::RelayConfig::load(&config)?;

@@ -152,6 +152,7 @@ pub fn export_relay(outbox: &Outbox, drive: &Path, now_unix_ms: u64) -> Result<V
         by_site.entry(site.to_string()).or_default().push(entry);
     }
     let mut done = Vec::new();
+    fs::create_dir_all(drive).map_err(Error::file(drive))?;
     let root = DriveDir::open(drive)?;
     for (site, entries) in by_site {
         // A real folder, made if absent; a link in its place is refused.
@@ -183,6 +184,8 @@ fn export_site(
     if pending.is_empty() {
         return Ok(report);
     }
+    // The folder the operator named is made if absent; everything below it is checked.
+    fs::create_dir_all(drive).map_err(Error::file(drive))?;
     let envelopes = DriveDir::open(drive)?.sub_or_create(reserve::ENVELOPES)?;
     for entry in &pending {
         if on_drive(&envelopes, entry) {

@@ -178,12 +178,12 @@ impl DriveDir {
         let mut names = Vec::new();
         for entry in dir {
             let entry = entry.map_err(|e| open_err(&self.path, "folder", e))?;
-            if entry.file_type() != rustix::fs::FileType::RegularFile {
-                continue;
-            }
             let Ok(name) = std::str::from_utf8(entry.file_name().to_bytes()) else {
                 continue;
             };
+            if self.kind(name, entry.file_type()) != rustix::fs::FileType::RegularFile {
+                continue;
+            }
             if name.ends_with(extension) && !name.starts_with('.') {
                 names.push(name.to_owned());
                 if names.len() > max {
@@ -204,7 +204,7 @@ impl DriveDir {
             let Ok(name) = std::str::from_utf8(entry.file_name().to_bytes()) else {
                 continue;
             };
-            if entry.file_type() == rustix::fs::FileType::Directory && name != "." && name != ".." {
+            if name != "." && name != ".." && self.kind(name, entry.file_type()) == rustix::fs::FileType::Directory {
                 names.push(name.to_owned());
                 if names.len() > max {
                     return Err(drive_err(&self.path, format!("more than {max} folders")));
@@ -213,6 +213,17 @@ impl DriveDir {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// What the entry `name` is, never following a link: the listing's word, or the
+    /// entry's own when the file system does not say in listings (some drives' do not).
+    fn kind(&self, name: &str, listed: rustix::fs::FileType) -> rustix::fs::FileType {
+        if listed != rustix::fs::FileType::Unknown {
+            return listed;
+        }
+        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).map_or(rustix::fs::FileType::Unknown, |st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode)
+        })
     }
 
     /// Creates the file `name` here, exclusively: never through a link, never over

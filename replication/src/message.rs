@@ -128,11 +128,14 @@ pub enum RejectReason {
     /// or its packet id is not the one its signed description (site, day, exam, room,
     /// kind) derives. Last, so the wire numbers of the older reasons stay.
     PacketMismatch,
+    /// Every station certificate of the packet's site is revoked: a drive from it is
+    /// refused as its network connections are (the reserve channel has the same checks).
+    StationRevoked,
 }
 
 impl RejectReason {
     /// Every reason, for exporting metrics series before they first occur.
-    pub const ALL: [RejectReason; 19] = [
+    pub const ALL: [RejectReason; 20] = [
         RejectReason::UnsupportedVersion,
         RejectReason::TooLarge,
         RejectReason::DigestMismatch,
@@ -152,6 +155,7 @@ impl RejectReason {
         RejectReason::NoRegistry,
         RejectReason::RelayNotEnrolledForSite,
         RejectReason::PacketMismatch,
+        RejectReason::StationRevoked,
     ];
 
     /// A stable machine-readable name, used as a metrics label.
@@ -176,6 +180,7 @@ impl RejectReason {
             RejectReason::NoRegistry => "no_registry",
             RejectReason::RelayNotEnrolledForSite => "relay_not_enrolled_for_site",
             RejectReason::PacketMismatch => "packet_mismatch",
+            RejectReason::StationRevoked => "station_revoked",
         }
     }
 
@@ -239,6 +244,10 @@ impl RejectReason {
             RejectReason::PacketMismatch => {
                 "the sealed file is not the packet it was offered as (another packet id or version, or a packet \
                  id that its signed description does not name); seal the room again with this station's software"
+            RejectReason::StationRevoked => {
+                "every station certificate of this site is revoked, so the center takes nothing from it, by \
+                 network or by drive; the site keeps the packets — once the officers enroll a new station \
+                 for the site, send or import them again"
             }
         }
     }

@@ -155,6 +155,10 @@ impl DriveIndex {
     /// index is an error that says so; nothing is guessed.
     pub fn read(dir: &Path) -> Result<Option<DriveIndex>> {
         let path = dir.join(INDEX_FILE);
+        // The drive folder the operator named (an export makes it if absent).
+        if !dir.exists() {
+            return Ok(None);
+        }
         let Some(file) = DriveDir::open(dir)?.open_file(INDEX_FILE, MAX_INDEX_BYTES)? else {
             return Ok(None);
         };

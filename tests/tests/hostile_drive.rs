@@ -225,6 +225,16 @@ fn a_site_export_writes_nothing_through_links_on_the_drive() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
 
+    // A drive folder that does not exist yet is made, as before.
+    let fresh = fx.root.path().join("fresh/0101");
+    assert_eq!(
+        export(&site.cfg, &site.outbox, &fresh, now_unix_ms())
+            .unwrap()
+            .written
+            .len(),
+        1
+    );
+
     // An envelopes folder that is a link is refused.
     let other = drive(&fx, "other");
     let elsewhere = fx.root.path().join("elsewhere");
@@ -294,5 +304,43 @@ async fn a_fifo_on_one_drive_does_not_stop_the_serving_center_taking_the_next() 
         .unwrap();
     assert_eq!(outcome.receipted(), 2, "{outcome:?}");
     assert_eq!(center.inbox.len(), 2);
+    center.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_stuck_in_the_serving_center_does_not_hold_up_the_next_one() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    let cfg = fx.register(&[(&token, "0101")]);
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    // A request whose reading never returns (a FIFO nobody writes): the stand-in for a
+    // drive read the kernel never comes back from.
+    let requests = cfg.data_dir.join("reserve/requests");
+    mkfifo(&requests.join("0-stuck.req"));
+    let taking = requests.join("0-stuck.taking");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !taking.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(taking.exists(), "the service took the stuck request");
+
+    let site = fx.enroll("0101", center.addr);
+    site.seal_room("0001", 1, 3_000, 1);
+    let dir = drive(&fx, "0101");
+    export(&site.cfg, &site.outbox, &dir, now_unix_ms()).unwrap();
+    let (c, d) = (cfg.clone(), dir.clone());
+    let outcome = tokio::task::spawn_blocking(move || import(&c, &d)).await.unwrap();
+
+    // Let the stuck one go (its reader gets end of file), so the runtime can stop
+    // whatever the outcome.
+    drop(std::fs::OpenOptions::new().write(true).open(&taking).unwrap());
+    let outcome = outcome.unwrap();
+    assert_eq!(outcome.receipted(), 1, "{outcome:?}");
+    let result = cfg.data_dir.join("reserve/results/0-stuck.res");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !result.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(result.exists());
     center.shutdown().await;
 }

@@ -657,6 +657,11 @@ async fn a_relay_refuses_to_start_without_a_revocation_list_or_with_an_older_one
         Err(e) => e.to_string(),
     };
     assert!(e.contains("older than the list already put in force"), "{e}");
+    // check-config says the same before a start is tried.
+    let e = konvert_edge::relay::check_revocation_list(&relay_fx.cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("older than the list already put in force"), "{e}");
 
     std::fs::remove_file(&kept).unwrap();
     let e = match konvert_edge::relay::serve(&relay_fx.cfg).await {

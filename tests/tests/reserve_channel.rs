@@ -234,7 +234,23 @@ async fn half_sent_over_the_network_then_carried_on_a_drive_arrives_exactly_once
     let dir = drive(&fx, "0101");
     export(&site.cfg, &site.outbox, &dir, now_unix_ms()).unwrap();
     let (c, d) = (cfg.clone(), dir.clone());
-    let outcome = tokio::task::spawn_blocking(move || import(&c, &d)).await.unwrap();
+    // The center lets go of the broken network transfer a moment after the connection
+    // closes; until then it answers "import again in a minute", as an operator would.
+    let outcome = tokio::task::spawn_blocking(move || {
+        for _ in 0..50 {
+            let outcome = import(&c, &d);
+            match &outcome.packets[0].carried {
+                Carried::Refused {
+                    reason: RejectReason::Unavailable,
+                    ..
+                } => std::thread::sleep(Duration::from_millis(100)),
+                _ => return outcome,
+            }
+        }
+        import(&c, &d)
+    })
+    .await
+    .unwrap();
     let from_drive = receipts(&outcome, true).remove(0);
     assert_eq!(center.inbox.len(), 1);
     assert_eq!(stored_files(&fx.center_dir()), 1);
@@ -415,4 +431,56 @@ fn a_token_blocked_by_the_time_of_import_refuses_what_it_sealed_before() {
     assert_eq!(stored_files(&fx.center_dir()), 0);
     assert!(!dir.join(RECEIPTS).exists());
     assert_eq!(site.outbox.pending().unwrap(), vec![entry]);
+}
+
+#[test]
+fn a_drive_from_a_site_whose_every_station_is_revoked_is_refused_until_a_new_one_is_enrolled() {
+    use konvert_center::stations::{self, StationSelector};
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    let cfg = fx.register(&[(&token, "0101")]);
+    let site = fx.enroll("0101", nowhere());
+    let entry = site.seal_room("0001", 2, 5_000, 1);
+    let dir = drive(&fx, "0101");
+    export(&site.cfg, &site.outbox, &dir, now_unix_ms()).unwrap();
+    // The site's laptop is stolen: its station certificate is revoked before the drive
+    // reaches the center.
+    stations::revoke(
+        &cfg,
+        &StationSelector::Site("0101".into()),
+        "laptop stolen",
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+
+    let outcome = import(&cfg, &dir);
+    match &outcome.packets[0].carried {
+        Carried::Refused { reason, detail } => {
+            assert_eq!(*reason, RejectReason::StationRevoked, "{detail}");
+            assert!(
+                detail.contains("laptop stolen") && detail.contains("enroll-station --site 0101"),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(stored_files(&fx.center_dir()), 0);
+    assert!(!dir.join(RECEIPTS).exists());
+    let log = String::from_utf8_lossy(&std::fs::read(cfg.data_dir.join("audit.log")).unwrap()).into_owned();
+    assert!(
+        log.contains("station_revoked: every station certificate of site 0101"),
+        "{log}"
+    );
+
+    // The officers enroll a new station for the site: the same drive is taken.
+    stations::record_issued(
+        &cfg.station_index(),
+        &konvert_replication::pki::Serial::random().unwrap(),
+        "0101",
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let outcome = import(&cfg, &dir);
+    assert!(matches!(outcome.packets[0].carried, Carried::Stored(_)), "{outcome:?}");
+    assert_eq!(outcome.packets[0].packet.packet_id, entry.offer.packet_id);
 }

@@ -52,5 +52,5 @@ mod service;
 
 pub use config::RelayConfig;
 pub use intake::{RelayIntake, RelayStaging};
-pub use revocations::FILE as REVOCATION_FILE;
+pub use revocations::{check_config as check_revocation_list, FILE as REVOCATION_FILE};
 pub use service::{serve, RunningRelay};

@@ -55,6 +55,14 @@ pub(crate) fn load(ca_pem: &str, path: &Path) -> Result<Option<VerifiedCrl>> {
 /// put in force (remembered in `data_dir`, outside the list file); it is then remembered
 /// as in force.
 pub(crate) fn load_to_serve(ca_pem: &str, path: &Path, data_dir: &Path) -> Result<VerifiedCrl> {
+    let crl = check_kept(ca_pem, path, data_dir)?;
+    CrlFloor::in_dir(data_dir).raise(&crl)?;
+    Ok(crl)
+}
+
+/// The kept list at `path`, checked as [`load_to_serve`] checks it, without recording it
+/// (for `check-config`).
+fn check_kept(ca_pem: &str, path: &Path, data_dir: &Path) -> Result<VerifiedCrl> {
     let crl = load(ca_pem, path)?.ok_or_else(|| Error::Config {
         path: path.to_owned(),
         message: "the relay holds no station revocation list, so it could not refuse a revoked station; \
@@ -63,10 +71,15 @@ pub(crate) fn load_to_serve(ca_pem: &str, path: &Path, data_dir: &Path) -> Resul
                   which brings it along"
             .into(),
     })?;
-    let floor = CrlFloor::in_dir(data_dir);
-    floor.check(&crl, path)?;
-    floor.raise(&crl)?;
+    CrlFloor::in_dir(data_dir).check(&crl, path)?;
     Ok(crl)
+}
+
+/// The station revocation list relay `cfg` would serve with, checked as at its start
+/// (present, verifying against the center's CA, not older than one it put in force).
+pub fn check_config(cfg: &super::RelayConfig) -> Result<VerifiedCrl> {
+    let ca_pem = std::fs::read_to_string(&cfg.upstream.ca_cert).map_err(Error::file(&cfg.upstream.ca_cert))?;
+    check_kept(&ca_pem, &cfg.data_dir.join(FILE), &cfg.data_dir)
 }
 
 /// Watches the list upstream on `conn` until the connection ends, keeping each newer one
