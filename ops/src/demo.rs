@@ -29,8 +29,34 @@ pub const DEMO_SITES: [(&str, &str, &str); 3] = [
 ];
 const DEMO_PIN: &str = "493817";
 /// The technical-readiness day and the exam day of the demo.
-const READINESS_DAY: &str = "2026-05-27";
-const EXAM_DAY: &str = "2026-06-01";
+/// The demo's exam day and, five days before it, its readiness check: chosen so that
+/// every demo site still has most of the day before its 23:59 — a fixed date long past
+/// would put every site at "will miss" (and its packets late) in a run that goes well.
+fn demo_days() -> &'static (String, String) {
+    static DAYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    DAYS.get_or_init(|| {
+        // The easternmost demo site's 23:59 comes first: today there, or tomorrow when
+        // fewer than three hours are left of today.
+        let zone = jiff::tz::TimeZone::get("Asia/Kamchatka").unwrap_or(jiff::tz::TimeZone::UTC);
+        let now = zone.to_datetime(jiff::Timestamp::now());
+        let mut day = now.date();
+        if now.hour() >= 21 {
+            day = day.tomorrow().unwrap_or(day);
+        }
+        let readiness = day.checked_sub(jiff::Span::new().days(5)).unwrap_or(day);
+        (readiness.to_string(), day.to_string())
+    })
+}
+
+/// The demo's readiness day, YYYY-MM-DD.
+fn readiness_day() -> &'static str {
+    &demo_days().0
+}
+
+/// The demo's exam day, YYYY-MM-DD.
+fn exam_day() -> &'static str {
+    &demo_days().1
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -61,6 +87,8 @@ impl Default for DemoOptions {
 pub struct DemoReport {
     /// Packets sealed and delivered.
     pub packets: usize,
+    /// The progress lines the demo said (printed with `print`).
+    pub said: Vec<String>,
     /// Packets the center holds.
     pub stored: usize,
     /// Envelope bytes delivered.
@@ -170,7 +198,7 @@ async fn compromise_drill(
     crate::rooms::write_room(&room, 99, 2, 20_000)?;
     let packet = konvert_exam::PacketRef {
         site: cfg.site.clone(),
-        date: EXAM_DAY.parse()?,
+        date: exam_day().parse()?,
         exam: ExamKind::Ege,
         room: "0099".parse()?,
         kind: konvert_exam::PacketKind::Blanks,
@@ -218,10 +246,12 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             root
         }
     };
+    let said = std::cell::RefCell::new(Vec::new());
     let say = |s: String| {
         if print {
             println!("{s}");
         }
+        said.borrow_mut().push(s);
     };
     let center_dir = root.join("center");
     let init = provision::init_center(
@@ -252,7 +282,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             DEMO_PIN,
             100_000,
         )?;
-        officers.issue(&token, site, &[READINESS_DAY, EXAM_DAY], now_unix_ms())?;
+        officers.issue(&token, site, &[readiness_day(), exam_day()], now_unix_ms())?;
     }
     // The center's decryption key goes onto a center specialist's token: from now on
     // envelopes open only after that specialist's PIN.
@@ -268,7 +298,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         &specialist,
         konvert_crypto::registry::TokenRole::CenterSpecialist,
         &sites_codes,
-        &[READINESS_DAY, EXAM_DAY],
+        &[readiness_day(), exam_day()],
         now_unix_ms(),
     )?;
     let bare = konvert_crypto::keyfile::read_recipient_key(&init.recipient_key_path)?;
@@ -298,7 +328,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         recipient_public: init.recipient_public,
         receipt_public: init.receipt_public,
     };
-    let date = EXAM_DAY.parse()?;
+    let date = exam_day().parse()?;
     let mut sites = Vec::new();
     let mut pushes = Vec::new();
     let started = Instant::now();
@@ -340,6 +370,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
                 &center_cfg,
                 &center_dir.join("loader"),
                 &root,
+                opts.keep || opts.dir.is_some(),
                 &say,
             )
             .await?;
@@ -543,6 +574,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         registry_propagation: drill.propagation,
         unpacked: unpacked.unpacked.len(),
         held_for_review: unpacked.held_for_review.len(),
+        said: said.borrow().clone(),
     };
     if let (true, Some(t)) = (opts.keep, temp) {
         let _kept = t.keep();
@@ -602,12 +634,13 @@ async fn readiness(
     center_cfg: &konvert_center::CenterConfig,
     loader_dir: &std::path::Path,
     root: &std::path::Path,
+    kept: bool,
     say: &dyn Fn(String),
 ) -> anyhow::Result<()> {
     use konvert_edge::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
     let scans = root.join("readiness").join(cfg.site.as_str());
     let room = RoomId::new(konvert_edge::readiness::TEST_ROOM)?;
-    let date = READINESS_DAY.parse()?;
+    let date = readiness_day().parse()?;
     let plan = synthetic_plan(&cfg.site, date, ExamKind::Ege, &[(&room, 1)], 9_000_000);
     let job = ScanJob {
         format: ScanFormat::TiffG4,
@@ -664,12 +697,41 @@ async fn readiness(
         .last()
         .map(|s| s.to_string())
         .unwrap_or_default();
+    // The preview page is named only where it will still be after the demo.
+    let page = if kept {
+        index.display().to_string()
+    } else {
+        "its page kept with --keep".to_owned()
+    };
     say(format!(
         "▸ readiness at site {}: test packet of {} pages delivered; the loader previewed it \
-         ({pages} pages, {problems} with a quality problem, {}); the verdict came back: {shown}",
+         ({pages} pages, {problems} with a quality problem, {page}); the verdict came back: {shown}",
         cfg.site,
         test.pages.len(),
-        index.display()
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_day_leaves_every_demo_site_time_before_its_2359() {
+        let now = i64::try_from(now_unix_ms()).unwrap_or(i64::MAX);
+        let exam: konvert_exam::ExamDate = exam_day().parse().unwrap();
+        let readiness: konvert_exam::ExamDate = readiness_day().parse().unwrap();
+        assert!(readiness < exam);
+        for (site, _, zone) in DEMO_SITES {
+            let deadline = konvert_exam::SiteZone::new(zone)
+                .unwrap()
+                .deadline_unix_ms(exam)
+                .unwrap();
+            assert!(
+                deadline - now > 2 * 3_600_000,
+                "site {site} ({zone}): the demo's exam day {exam} ends in {} s",
+                (deadline - now) / 1000
+            );
+        }
+    }
 }
