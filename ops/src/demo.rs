@@ -260,9 +260,15 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         "127.0.0.1:0".parse()?,
         Some("127.0.0.1:0".parse()?),
     )?;
+    // Paths are named only where they will still be after the demo.
+    let kept = opts.keep || opts.dir.is_some();
     say(format!(
         "▸ center: CA, TLS certificate, receipt key and loader key in {}",
-        center_dir.display()
+        if kept {
+            center_dir.display().to_string()
+        } else {
+            "the demo's temporary folder (kept with --keep)".to_owned()
+        }
     ));
 
     // The security officer issues one token per member — through every status the
@@ -356,7 +362,12 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         let hot = site_dir.join("scans");
         std::fs::create_dir_all(&hot)?;
         let mut text = std::fs::read_to_string(&toml)?;
-        text.push_str("\n[day]\nhot_folder = \"scans\"\nseating_plan = \"plan.toml\"\nsettle_ms = 200\n");
+        // The demo runs on today's exam day at any hour: it sends at once, where a real site
+        // holds blanks and logs until the regulations' windows open (11:00, 10:30 local).
+        text.push_str(
+            "\n[day]\nhot_folder = \"scans\"\nseating_plan = \"plan.toml\"\nsettle_ms = 200\n\
+             \n[push]\nwindows = false\n",
+        );
         std::fs::write(&toml, text)?;
         let cfg = SiteConfig::load(&toml)?;
         let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
@@ -370,7 +381,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
                 &center_cfg,
                 &center_dir.join("loader"),
                 &root,
-                opts.keep || opts.dir.is_some(),
+                kept,
                 &say,
             )
             .await?;
