@@ -260,15 +260,13 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         "127.0.0.1:0".parse()?,
         Some("127.0.0.1:0".parse()?),
     )?;
-    // Paths are named only where they will still be after the demo.
-    let kept = opts.keep || opts.dir.is_some();
+    let folder = DemoFolder {
+        root: root.clone(),
+        kept: opts.keep || opts.dir.is_some(),
+    };
     say(format!(
         "▸ center: CA, TLS certificate, receipt key and loader key in {}",
-        if kept {
-            center_dir.display().to_string()
-        } else {
-            "the demo's temporary folder (kept with --keep)".to_owned()
-        }
+        folder.show(&center_dir)
     ));
 
     // The security officer issues one token per member — through every status the
@@ -380,8 +378,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
                 &signer,
                 &center_cfg,
                 &center_dir.join("loader"),
-                &root,
-                kept,
+                &folder,
                 &say,
             )
             .await?;
@@ -635,6 +632,24 @@ fn loader_keys(
     )?)
 }
 
+/// The demo's folder, and whether it outlives the demo.
+struct DemoFolder {
+    root: std::path::PathBuf,
+    kept: bool,
+}
+
+impl DemoFolder {
+    /// A path inside the folder as the demo names it: only where it will still be after
+    /// the demo (a temporary folder is removed at its end).
+    fn show(&self, path: &std::path::Path) -> String {
+        if self.kept {
+            path.display().to_string()
+        } else {
+            "the demo's temporary folder (kept with --keep)".to_owned()
+        }
+    }
+}
+
 /// Technical readiness at the first site, days before the exam in real life: a test
 /// packet of printed blanks goes to the center, the loader previews it, the staff confirm
 /// it, and the signed verdict comes back to the site.
@@ -644,12 +659,11 @@ async fn readiness(
     signer: &konvert_crypto::SigningKey,
     center_cfg: &konvert_center::CenterConfig,
     loader_dir: &std::path::Path,
-    root: &std::path::Path,
-    kept: bool,
+    folder: &DemoFolder,
     say: &dyn Fn(String),
 ) -> anyhow::Result<()> {
     use konvert_edge::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
-    let scans = root.join("readiness").join(cfg.site.as_str());
+    let scans = folder.root.join("readiness").join(cfg.site.as_str());
     let room = RoomId::new(konvert_edge::readiness::TEST_ROOM)?;
     let date = readiness_day().parse()?;
     let plan = synthetic_plan(&cfg.site, date, ExamKind::Ege, &[(&room, 1)], 9_000_000);
@@ -689,7 +703,7 @@ async fn readiness(
         std::slice::from_ref(&packet),
         &recipient,
         &registry,
-        &root.join("readiness-preview"),
+        &folder.root.join("readiness-preview"),
     )?;
     let pages = previews.first().and_then(|p| p.pages.as_ref().ok()).map_or(0, Vec::len);
     let problems = previews.first().map_or(0, |p| p.problem_pages());
@@ -709,11 +723,7 @@ async fn readiness(
         .map(|s| s.to_string())
         .unwrap_or_default();
     // The preview page is named only where it will still be after the demo.
-    let page = if kept {
-        index.display().to_string()
-    } else {
-        "its page kept with --keep".to_owned()
-    };
+    let page = folder.show(&index);
     say(format!(
         "▸ readiness at site {}: test packet of {} pages delivered; the loader previewed it \
          ({pages} pages, {problems} with a quality problem, {page}); the verdict came back: {shown}",
