@@ -303,7 +303,11 @@ impl FromStr for BlankId {
     }
 }
 
-/// What a form's QR code says: which form, for which site, room and day.
+/// What a form's QR code says: which form, for which site, room and day, as the text
+/// `FORM|SITE|ROOM|YYYY-MM-DD` (e.g. `ППЭ-13-02МАШ|0101|0012|2026-06-01`). The text is
+/// UTF-8, or in the character set the code's ECI declares; a code without an ECI whose
+/// bytes are not a form code in UTF-8 is also read as Shift_JIS, windows-1251, KOI8-R,
+/// CP866 and ISO-8859-5 (encoders that write Cyrillic so without declaring it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FormId {
     /// The form.

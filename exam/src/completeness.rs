@@ -133,6 +133,16 @@ pub enum Discrepancy {
         /// Why.
         reason: String,
     },
+    /// Blanks of kits the seating plan does not know were scanned at the site that day: a
+    /// participant missing from the plan sat in some room. Blank barcodes name the kit
+    /// only, so which room cannot be told from the scans: every room needs the operator's
+    /// word until then.
+    NotInPlan {
+        /// The unknown kit numbers.
+        kits: Vec<u64>,
+        /// Where their pages are.
+        locations: Vec<String>,
+    },
 }
 
 impl fmt::Display for Discrepancy {
@@ -188,6 +198,21 @@ impl fmt::Display for Discrepancy {
                 write!(
                     f,
                     "{location}: barcode not read ({reason}); check the page by hand or rescan"
+                )
+            }
+            Discrepancy::NotInPlan { kits, locations } => {
+                const SHOWN: usize = 4;
+                let kits: Vec<String> = kits.iter().map(u64::to_string).collect();
+                let mut at = locations.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+                if locations.len() > SHOWN {
+                    at.push_str(&format!(" and {} more", locations.len() - SHOWN));
+                }
+                write!(
+                    f,
+                    "blanks of kit {} were scanned ({at}), but the seating plan has no participant \
+                     with that kit: someone not in the plan sat in one of the rooms — find which, \
+                     and seal that room with --override naming them (every room waits for the word)",
+                    kits.join(", ")
                 )
             }
         }
@@ -266,6 +291,9 @@ pub fn check_room(
             PageStatus::Read(identity) => identity,
         };
         match page_room(plan, page) {
+            // A blank's barcode names its kit only: unknown here means not in the plan,
+            // reported below for the whole day.
+            None if matches!(identity, PageIdentity::Blank(_)) => {}
             None => other.push(Discrepancy::OtherSite {
                 location: page.location(),
                 identity: identity.to_string(),
@@ -333,11 +361,30 @@ pub fn check_room(
 
     found.extend(duplicates(pages, all_pages));
     found.extend(other);
+    found.extend(not_in_plan(plan, all_pages));
     RoomCheck {
         room: room.clone(),
         counts,
         discrepancies: found,
     }
+}
+
+/// The day's blanks whose kit the plan does not know, as one discrepancy, if any.
+fn not_in_plan(plan: &SeatingPlan, all_pages: &[&PageRecord]) -> Option<Discrepancy> {
+    let mut kits = BTreeSet::new();
+    let mut locations = Vec::new();
+    for page in all_pages {
+        if let Some(PageIdentity::Blank(id)) = page.identity() {
+            if plan.by_kit(id.kit()).is_none() {
+                kits.insert(id.kit());
+                locations.push(page.location());
+            }
+        }
+    }
+    (!kits.is_empty()).then(|| Discrepancy::NotInPlan {
+        kits: kits.into_iter().collect(),
+        locations,
+    })
 }
 
 /// Identities of this room's pages that occur more than once anywhere at the site.

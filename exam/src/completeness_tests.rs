@@ -184,7 +184,11 @@ fn duplicates_other_rooms_other_sites_and_unread_pages_are_flagged() {
         .iter()
         .filter(|x| matches!(x, Discrepancy::OtherSite { .. }))
         .collect();
-    assert_eq!(other_sites.len(), 2, "{d:?}");
+    assert_eq!(other_sites.len(), 1, "{d:?}");
+    assert!(d.contains(&Discrepancy::NotInPlan {
+        kits: vec![9_000_000_009],
+        locations: vec!["blanks-0012.tif p.52".into()]
+    }));
     assert_eq!(c.counts.unreadable, 1);
     assert!(d
         .iter()
@@ -242,4 +246,34 @@ fn an_essay_set_is_a_registration_blank_and_four_writing_blanks() {
     );
     pages.push(blank("e.tif", 4, BlankKind::EssayWriting, 4_000_000_001, 4));
     assert!(check(&plan, "0012", &pages, Some(1)).is_complete());
+}
+
+#[test]
+fn a_participant_missing_from_the_plan_holds_every_room_and_is_named_for_what_it_is() {
+    let plan = plan(ExamKind::Ege);
+    // Room 0012 complete as far as the plan goes; a stranger (kit 4_000_000_777) sat in it
+    // and was scanned as a batch of their own.
+    let mut pages = full_room(&[4_000_000_001, 4_000_000_002], "0012");
+    for (kind, count) in full_set(ExamKind::Ege) {
+        for sheet in 0..*count {
+            let n = u32::try_from(pages.len()).unwrap();
+            pages.push(blank("stranger.tif", n, *kind, 4_000_000_777, sheet));
+        }
+    }
+    assert_eq!(place_file(&plan, &pages[10..]).room, unsorted_room());
+    let room_0012 = check(&plan, "0012", &pages, Some(2));
+    assert!(!room_0012.is_complete(), "sealed without the operator's word");
+    let text: Vec<String> = room_0012.discrepancies.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(text[0].contains("kit 4000000777"), "{text:?}");
+    assert!(text[0].contains("stranger.tif p.1"), "{text:?}");
+    assert!(text[0].contains("no participant with that kit"), "{text:?}");
+    // The unsorted batch says what it is, not "another site or day".
+    let unsorted = check(&plan, UNSORTED_ROOM, &pages, None);
+    let text: Vec<String> = unsorted.discrepancies.iter().map(ToString::to_string).collect();
+    assert!(text.iter().all(|t| !t.contains("not of this site")), "{text:?}");
+    assert!(
+        text.iter().any(|t| t.contains("seating plan has no participant")),
+        "{text:?}"
+    );
 }

@@ -31,28 +31,31 @@ const DEMO_PIN: &str = "493817";
 /// The demo specialist's passphrase: a specialist's token opens every scan, so it takes a
 /// passphrase of at least 12 characters, not a PIN.
 const DEMO_PASSPHRASE: &str = "demo loader passphrase";
-/// The demo's technical-readiness day and exam day: today where the day ends first of
-/// the demo's sites (Kamchatka), an hour from now, so every site's packets arrive before
-/// its 23:59 (one received after it is late, and held back from the loader), and five
-/// days before it.
+/// The demo's exam day and, five days before it, its readiness check: chosen so that
+/// every demo site still has most of the day before its 23:59 — a fixed date long past
+/// would put every site at "will miss" (and its packets late) in a run that goes well.
 fn demo_days() -> &'static (String, String) {
     static DAYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     DAYS.get_or_init(|| {
-        let zone = konvert_exam::SiteZone::new("Asia/Kamchatka").unwrap_or_else(|_| konvert_exam::SiteZone::moscow());
-        let at = |ms: i64| {
-            zone.local_date(ms)
-                .map(|d| d.to_string())
-                .unwrap_or_else(|_| "2026-06-01".into())
-        };
-        let soon = now_unix_ms() as i64 + 3_600_000;
-        (at(soon - 5 * 86_400_000), at(soon))
+        // The easternmost demo site's 23:59 comes first: today there, or tomorrow when
+        // fewer than three hours are left of today.
+        let zone = jiff::tz::TimeZone::get("Asia/Kamchatka").unwrap_or(jiff::tz::TimeZone::UTC);
+        let now = zone.to_datetime(jiff::Timestamp::now());
+        let mut day = now.date();
+        if now.hour() >= 21 {
+            day = day.tomorrow().unwrap_or(day);
+        }
+        let readiness = day.checked_sub(jiff::Span::new().days(5)).unwrap_or(day);
+        (readiness.to_string(), day.to_string())
     })
 }
 
+/// The demo's readiness day, YYYY-MM-DD.
 fn readiness_day() -> &'static str {
     &demo_days().0
 }
 
+/// The demo's exam day, YYYY-MM-DD.
 fn exam_day() -> &'static str {
     &demo_days().1
 }
@@ -86,6 +89,8 @@ impl Default for DemoOptions {
 pub struct DemoReport {
     /// Packets sealed and delivered.
     pub packets: usize,
+    /// The progress lines the demo said (printed with `print`).
+    pub said: Vec<String>,
     /// Packets the center holds.
     pub stored: usize,
     /// Envelope bytes delivered.
@@ -243,10 +248,12 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             root
         }
     };
+    let said = std::cell::RefCell::new(Vec::new());
     let say = |s: String| {
         if print {
             println!("{s}");
         }
+        said.borrow_mut().push(s);
     };
     let center_dir = root.join("center");
     let init = provision::init_center(
@@ -255,9 +262,13 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         "127.0.0.1:0".parse()?,
         Some("127.0.0.1:0".parse()?),
     )?;
+    let folder = DemoFolder {
+        root: root.clone(),
+        kept: opts.keep || opts.dir.is_some(),
+    };
     say(format!(
         "▸ center: CA, TLS certificate, receipt key and loader key in {}",
-        center_dir.display()
+        folder.show(&center_dir)
     ));
 
     // The security officer issues one token per member — through every status the
@@ -355,10 +366,12 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         let hot = site_dir.join("scans");
         std::fs::create_dir_all(&hot)?;
         let mut text = std::fs::read_to_string(&toml)?;
-        text.push_str("\n[day]\nhot_folder = \"scans\"\nseating_plan = \"plan.toml\"\nsettle_ms = 200\n");
-        // The demo's day is compressed into minutes: rooms go as soon as sealed, not held
-        // for the regulations' 11:00 transfer window.
-        text.push_str("\n[push]\nwindows = false\n");
+        // The demo runs on today's exam day at any hour: it sends at once, where a real site
+        // holds blanks and logs until the regulations' windows open (11:00, 10:30 local).
+        text.push_str(
+            "\n[day]\nhot_folder = \"scans\"\nseating_plan = \"plan.toml\"\nsettle_ms = 200\n\
+             \n[push]\nwindows = false\n",
+        );
         std::fs::write(&toml, text)?;
         let cfg = SiteConfig::load(&toml)?;
         let outbox = Arc::new(Outbox::open(&cfg.data_dir)?);
@@ -371,7 +384,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
                 &signer,
                 &center_cfg,
                 &center_dir.join("loader"),
-                &root,
+                &folder,
                 &say,
             )
             .await?;
@@ -575,6 +588,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         registry_propagation: drill.propagation,
         unpacked: unpacked.unpacked.len(),
         held_for_review: unpacked.held_for_review.len(),
+        said: said.borrow().clone(),
     };
     if let (true, Some(t)) = (opts.keep, temp) {
         let _kept = t.keep();
@@ -624,6 +638,24 @@ fn loader_keys(
     )?)
 }
 
+/// The demo's folder, and whether it outlives the demo.
+struct DemoFolder {
+    root: std::path::PathBuf,
+    kept: bool,
+}
+
+impl DemoFolder {
+    /// A path inside the folder as the demo names it: only where it will still be after
+    /// the demo (a temporary folder is removed at its end).
+    fn show(&self, path: &std::path::Path) -> String {
+        if self.kept {
+            path.display().to_string()
+        } else {
+            "the demo's temporary folder (kept with --keep)".to_owned()
+        }
+    }
+}
+
 /// Technical readiness at the first site, days before the exam in real life: a test
 /// packet of printed blanks goes to the center, the loader previews it, the staff confirm
 /// it, and the signed verdict comes back to the site.
@@ -633,11 +665,11 @@ async fn readiness(
     signer: &konvert_crypto::SigningKey,
     center_cfg: &konvert_center::CenterConfig,
     loader_dir: &std::path::Path,
-    root: &std::path::Path,
+    folder: &DemoFolder,
     say: &dyn Fn(String),
 ) -> anyhow::Result<()> {
     use konvert_edge::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
-    let scans = root.join("readiness").join(cfg.site.as_str());
+    let scans = folder.root.join("readiness").join(cfg.site.as_str());
     let room = RoomId::new(konvert_edge::readiness::TEST_ROOM)?;
     let date = readiness_day().parse()?;
     let plan = synthetic_plan(&cfg.site, date, ExamKind::Ege, &[(&room, 1)], 9_000_000);
@@ -677,7 +709,7 @@ async fn readiness(
         std::slice::from_ref(&packet),
         &recipient,
         &registry,
-        &root.join("readiness-preview"),
+        &folder.root.join("readiness-preview"),
     )?;
     let pages = previews.first().and_then(|p| p.pages.as_ref().ok()).map_or(0, Vec::len);
     let problems = previews.first().map_or(0, |p| p.problem_pages());
@@ -696,12 +728,37 @@ async fn readiness(
         .last()
         .map(|s| s.to_string())
         .unwrap_or_default();
+    // The preview page is named only where it will still be after the demo.
+    let page = folder.show(&index);
     say(format!(
         "▸ readiness at site {}: test packet of {} pages delivered; the loader previewed it \
-         ({pages} pages, {problems} with a quality problem, {}); the verdict came back: {shown}",
+         ({pages} pages, {problems} with a quality problem, {page}); the verdict came back: {shown}",
         cfg.site,
         test.pages.len(),
-        index.display()
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_day_leaves_every_demo_site_time_before_its_2359() {
+        let now = i64::try_from(now_unix_ms()).unwrap_or(i64::MAX);
+        let exam: konvert_exam::ExamDate = exam_day().parse().unwrap();
+        let readiness: konvert_exam::ExamDate = readiness_day().parse().unwrap();
+        assert!(readiness < exam);
+        for (site, _, zone) in DEMO_SITES {
+            let deadline = konvert_exam::SiteZone::new(zone)
+                .unwrap()
+                .deadline_unix_ms(exam)
+                .unwrap();
+            assert!(
+                deadline - now > 2 * 3_600_000,
+                "site {site} ({zone}): the demo's exam day {exam} ends in {} s",
+                (deadline - now) / 1000
+            );
+        }
+    }
 }

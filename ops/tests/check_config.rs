@@ -115,3 +115,36 @@ fn center_check_config_warns_about_private_keys_others_can_read() {
     assert!(said.contains("mode 0640"), "{said}");
     assert!(!said.contains("TLS key"), "{said}");
 }
+
+#[test]
+fn a_relays_check_config_checks_its_station_files_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = dir.path().join("center");
+    provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let facts = CenterFacts::read(&center, "127.0.0.1:4433", "center.konvert").unwrap();
+    let enrollment = provision::RelayEnrollment {
+        relay: "mouo-01".into(),
+        carries: vec!["0101".into()],
+        downstream_relays: vec![],
+        listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    let relay_dir = dir.path().join("relay");
+    let toml = provision::enroll_relay(&center, &enrollment, &facts, &relay_dir).unwrap();
+    let t = toml.to_str().unwrap();
+    let out = run(&["edge", "check-config", "--config", t]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
+    chmod(&relay_dir.join("relay-server.key"), 0o644);
+    let out = run(&["edge", "check-config", "--config", t]);
+    assert!(text(&out).contains("relay's server key"), "{}", text(&out));
+    // The relay's station key swapped for its server key: refused before the first start.
+    let original = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        original.replace("station_key = \"station.key\"", "station_key = \"relay-server.key\""),
+    )
+    .unwrap();
+    let out = run(&["edge", "check-config", "--config", t]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("do not fit together"), "{}", text(&out));
+}

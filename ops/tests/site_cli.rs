@@ -218,6 +218,12 @@ fn one_shot_check_names_a_damaged_empty_or_foreign_file_and_takes_it_flagged_onc
     }
     assert!(said.contains("the file is empty"), "{said}");
     assert!(!said.contains("does not read to its end yet"), "{said}");
+    // `day` without a terminal and without --pin-env says what it needs, too.
+    let out = without_terminal(&["edge", "day", "--config", toml.to_str().unwrap(), "--no-push"]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains("a PIN is needed to unlock member token TK-1"), "{said}");
+    assert!(said.contains("--pin-env"), "{said}");
     // And a run after that has nothing left waiting.
     let said = check();
     assert!(!said.contains("does not read"), "{said}");

@@ -392,4 +392,14 @@ async fn the_demo_delivers_every_packet_with_verified_receipts() {
         !report.dir.exists(),
         "the temporary demo folder is removed without --keep"
     );
+    // Nothing it said points into the folder it removed (the preview page was named once).
+    let dir = report.dir.display().to_string();
+    for line in &report.said {
+        assert!(!line.contains(&dir) && !line.contains("index.html"), "{line}");
+    }
+    assert!(
+        report.said.iter().any(|l| l.contains("kept with --keep")),
+        "{:?}",
+        report.said
+    );
 }

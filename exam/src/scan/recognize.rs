@@ -56,6 +56,9 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
         .collect();
     candidates.sort_by_key(|c| std::cmp::Reverse(c.2));
     let mut panicked = false;
+    // A code that was read but names no blank or form: said in the reason, so a form
+    // printed with a foreign encoder is not just "not scanned".
+    let mut misread: Option<(String, Symbology)> = None;
     // Raw crops first; then the same crops despeckled, for dusty pages at low resolution,
     // where single-pixel noise breaks the finder patterns' run lengths.
     for despeckled in [false, true] {
@@ -73,6 +76,7 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
                             via_fallback: false,
                         };
                     }
+                    misread.get_or_insert((text, symbology));
                 }
                 Attempt::Panicked => panicked = true,
                 Attempt::Nothing => {}
@@ -90,7 +94,9 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
         }
     }
     Recognition::Unreadable {
-        reason: if panicked {
+        reason: if let Some((text, symbology)) = misread {
+            not_an_identity(&text, symbology)
+        } else if panicked {
             "the barcode reader failed on this page".into()
         } else if started.elapsed() >= budget {
             format!("no barcode found within {} ms", budget.as_millis())
@@ -200,7 +206,57 @@ fn format_of(s: Symbology) -> BarcodeFormat {
     }
 }
 
-/// One rxing call on one image, for the given symbologies only.
+/// The character sets a form's QR code is read in when it declares none (no ECI) and its
+/// bytes are not a form code in UTF-8: encoders that write Cyrillic as Shift_JIS (JIS X
+/// 0208 has it) or in a Russian code page without saying so. A code whose ECI declares a
+/// set is read in that set by rxing. A wrong guess cannot become a wrong form: only a
+/// text that parses as a whole form code counts.
+const UNDECLARED_QR_SETS: [&encoding_rs::Encoding; 5] = [
+    encoding_rs::SHIFT_JIS,
+    encoding_rs::WINDOWS_1251,
+    encoding_rs::KOI8_R,
+    encoding_rs::IBM866,
+    encoding_rs::ISO_8859_5,
+];
+
+/// Why a code that was read is not a page's identity, with what it says (control
+/// characters escaped, cut at 80 characters).
+fn not_an_identity(text: &str, symbology: Symbology) -> String {
+    let shown: String = text.chars().take(80).flat_map(char::escape_debug).collect();
+    match symbology {
+        Symbology::Qr => format!(
+            "a QR code was read, but it is not a form code (FORM|SITE|ROOM|YYYY-MM-DD in UTF-8 or in the \
+             character set its ECI declares; without an ECI also Shift_JIS, windows-1251, KOI8-R, CP866 \
+             or ISO-8859-5): «{shown}»"
+        ),
+        Symbology::Code128 => format!("a Code 128 barcode was read, but it is not a blank's number: «{shown}»"),
+    }
+}
+
+/// A form code read from a QR code's bytes in one of [`UNDECLARED_QR_SETS`]. The bytes:
+/// rxing gives bytes that are not UTF-8 one character per byte (U+0000–U+00FF), so the
+/// text maps back to them; otherwise its byte segments (the whole text when the code is
+/// one segment, as encoders write a form code).
+fn undeclared_form(text: &str, found: &rxing::RXingResult) -> Option<String> {
+    let bytes: Vec<u8> = match text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect() {
+        Some(bytes) => bytes,
+        None => match found
+            .getRXingResultMetadata()
+            .get(&rxing::RXingResultMetadataType::BYTE_SEGMENTS)
+        {
+            Some(rxing::RXingResultMetadataValue::ByteSegments(segments)) => segments.concat(),
+            _ => return None,
+        },
+    };
+    UNDECLARED_QR_SETS.iter().find_map(|set| {
+        let decoded = set.decode_without_bom_handling_and_without_replacement(&bytes)?;
+        parse(&decoded, Symbology::Qr).map(|_| decoded.into_owned())
+    })
+}
+
+/// One rxing call on one image, for the given symbologies only. Byte segments without an
+/// ECI are read as UTF-8, then, for a QR code that is no form code so, as
+/// [`UNDECLARED_QR_SETS`].
 fn decode(img: &GrayImage, symbologies: &[Symbology]) -> Attempt {
     let (w, h) = img.dimensions();
     if w < 8 || h < 8 {
@@ -227,7 +283,13 @@ fn decode(img: &GrayImage, symbologies: &[Symbology]) -> Attempt {
                 BarcodeFormat::QR_CODE => Symbology::Qr,
                 _ => return Attempt::Nothing,
             };
-            Attempt::Read(found.getText().to_owned(), symbology)
+            let text = found.getText();
+            if symbology == Symbology::Qr && parse(text, symbology).is_none() {
+                if let Some(form) = undeclared_form(text, &found) {
+                    return Attempt::Read(form, symbology);
+                }
+            }
+            Attempt::Read(text.to_owned(), symbology)
         }
     }
 }

@@ -166,3 +166,49 @@ fn tiff_g4_keeps_black_and_white() {
         .count();
     assert_eq!(differ, 0);
 }
+
+/// A form's QR text as the given character set's bytes.
+fn form_text_bytes(f: Form, encoding: &'static encoding_rs::Encoding) -> (String, Vec<u8>) {
+    let text = match form(f) {
+        PageIdentity::Form(id) => id.to_string(),
+        PageIdentity::Blank(_) => unreachable!(),
+    };
+    let (bytes, _, unmappable) = encoding.encode(&text);
+    assert!(!unmappable, "{text} in {}", encoding.name());
+    let bytes = bytes.into_owned();
+    (text, bytes)
+}
+
+#[test]
+fn forms_encoded_in_shift_jis_or_windows_1251_read_with_or_without_an_eci() {
+    for f in [Form::Ppe13_02Mash, Form::Ppe12_04Mash] {
+        let want = form(f);
+        let (text, sjis) = form_text_bytes(f, encoding_rs::SHIFT_JIS);
+        assert!(text.contains("МАШ"), "the test needs Cyrillic: {text}");
+        assert_ne!(sjis, text.as_bytes(), "Shift_JIS bytes differ from UTF-8");
+        // rxing's encoder with the CHARACTER_SET hint: Shift_JIS bytes and an ECI saying so.
+        let declared = crate::scan::render::render_form_with_qr(f, &text, Some("Shift_JIS"), 200);
+        assert_read(&recognize(&declared, BUDGET), &want, "Shift_JIS with ECI");
+        // An encoder that writes Shift_JIS bytes and declares nothing.
+        let latin1: String = sjis.iter().map(|&b| char::from(b)).collect();
+        let undeclared = crate::scan::render::render_form_with_qr(f, &latin1, None, 200);
+        assert_read(&recognize(&undeclared, BUDGET), &want, "Shift_JIS without ECI");
+        let (_, cp1251) = form_text_bytes(f, encoding_rs::WINDOWS_1251);
+        let latin1: String = cp1251.iter().map(|&b| char::from(b)).collect();
+        let undeclared = crate::scan::render::render_form_with_qr(f, &latin1, None, 200);
+        assert_read(&recognize(&undeclared, BUDGET), &want, "windows-1251 without ECI");
+    }
+}
+
+#[test]
+fn a_qr_code_that_is_no_form_says_what_it_read() {
+    let page = crate::scan::render::render_form_with_qr(Form::Ppe13_02Mash, "https://example.org/\u{7}x", None, 200);
+    match recognize(&page, BUDGET) {
+        Recognition::Unreadable { reason } => {
+            assert!(reason.contains("QR code"), "{reason}");
+            assert!(reason.contains("https://example.org/\\u{7}x"), "{reason}");
+            assert!(reason.contains("not a form code"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

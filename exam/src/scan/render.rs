@@ -131,18 +131,37 @@ fn barcode(img: &mut GrayImage, dpi: u32, identity: &PageIdentity) {
         PageIdentity::Blank(id) => (id.kind.template(), id.to_string()),
         PageIdentity::Form(id) => (id.form.template(), id.to_string()),
     };
+    draw_barcode(img, dpi, template, &text, Some("UTF-8"));
+}
+
+/// A form page whose QR code holds `text` encoded as `character_set` (with its ECI, as
+/// rxing's encoder writes one for any declared set); `None` encodes the text's characters
+/// as ISO-8859-1 bytes with no ECI — how a form printed by an encoder that writes another
+/// set's bytes without declaring it looks.
+#[cfg(test)]
+pub(crate) fn render_form_with_qr(form: crate::Form, text: &str, character_set: Option<&str>, dpi: u32) -> PageImage {
+    let w = mm_px(A4.width, dpi) as u32;
+    let h = mm_px(A4.height, dpi) as u32;
+    let mut img = GrayImage::from_pixel(w, h, Luma([255]));
+    frame(&mut img, dpi);
+    draw_barcode(&mut img, dpi, form.template(), text, character_set);
+    PageImage { image: img, dpi }
+}
+
+/// Draws `text` as the template's barcode, centred in its zone.
+fn draw_barcode(img: &mut GrayImage, dpi: u32, template: crate::PageTemplate, text: &str, character_set: Option<&str>) {
     let (format, module_mm, bar_mm) = match template.symbology {
         Symbology::Code128 => (BarcodeFormat::CODE_128, MODULE_MM, BAR_HEIGHT_MM),
         Symbology::Qr => (BarcodeFormat::QR_CODE, QR_MODULE_MM, 0.0),
     };
     let hints = EncodeHints {
-        CharacterSet: Some("UTF-8".into()),
+        CharacterSet: character_set.map(str::to_owned),
         Margin: Some("0".into()),
         ..Default::default()
     };
     // The identifiers are ours and short; an encoder failure is a bug in this generator
     // and leaves the page without a barcode, which recognition then flags.
-    let Ok(matrix) = MultiFormatWriter.encode_with_hints(&text, &format, 0, 0, &hints) else {
+    let Ok(matrix) = MultiFormatWriter.encode_with_hints(text, &format, 0, 0, &hints) else {
         return;
     };
     let module = mm_px(module_mm, dpi).max(2);
