@@ -244,6 +244,7 @@ impl RejectReason {
             RejectReason::PacketMismatch => {
                 "the sealed file is not the packet it was offered as (another packet id or version, or a packet \
                  id that its signed description does not name); seal the room again with this station's software"
+            }
             RejectReason::StationRevoked => {
                 "every station certificate of this site is revoked, so the center takes nothing from it, by \
                  network or by drive; the site keeps the packets — once the officers enroll a new station \

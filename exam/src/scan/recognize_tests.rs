@@ -109,8 +109,11 @@ fn a_page_without_a_barcode_is_unreadable_within_its_budget() {
     let started = std::time::Instant::now();
     let r = recognize(&page, Duration::from_millis(400));
     assert!(matches!(r, Recognition::Unreadable { .. }), "{r:?}");
+    // A generous bound: it catches a search that ignores its budget (a full-page "try
+    // harder" search takes seconds per page), not a slow machine (it failed at 1.5 s under
+    // a load of 11 on 2 cores).
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_millis(5000),
         "{:?}",
         started.elapsed()
     );
