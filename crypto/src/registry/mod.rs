@@ -690,8 +690,8 @@ impl RegistryTrust {
 
     /// Decides on `registry` at `now_unix_ms`: its content and the trust to persist.
     pub fn accept(&self, registry: &SignedRegistry, now_unix_ms: u64) -> Result<(RegistryBody, RegistryTrust)> {
-        let body = registry.decode_body()?;
-        body.check()?;
+        // The trusted officers' signatures first, over the raw bytes: nothing an outsider
+        // wrote is decoded further than the envelope of the signatures.
         let need = usize::from(self.authority.threshold);
         let have = self.authority.valid_signatures(&registry.body, &registry.signatures);
         if have < need {
@@ -700,6 +700,8 @@ impl RegistryTrust {
                 format!("{have} valid officer signature(s), {need} needed"),
             ));
         }
+        let body = registry.decode_body()?;
+        body.check()?;
         if body.authority != self.authority {
             let need_new = usize::from(body.authority.threshold);
             let have_new = body.authority.valid_signatures(&registry.body, &registry.signatures);
