@@ -11,6 +11,7 @@ pub mod config;
 pub mod day;
 pub mod deadline;
 mod error;
+pub mod inspect;
 pub mod intake;
 pub mod push;
 pub mod readiness;
