@@ -1,0 +1,144 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The center as a service, with the real binary: it tells systemd when it is ready,
+//! answers `status` while it serves (it holds the inbox's lock), and one SIGTERM or SIGINT
+//! stops it cleanly: a log line, exit 0.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use konvert_center::provision;
+use konvert_edge::cli::now_unix_ms;
+use konvert_ops::quick_authority::QuickAuthority;
+
+const KONVERT: &str = env!("CARGO_BIN_EXE_konvert");
+
+struct Center {
+    _root: tempfile::TempDir,
+    config: std::path::PathBuf,
+    notify: std::path::PathBuf,
+    systemd: UnixDatagram,
+}
+
+fn center() -> Center {
+    let root = tempfile::tempdir().unwrap();
+    let init = provision::init_center(
+        &root.path().join("center"),
+        "center.konvert",
+        "127.0.0.1:0".parse().unwrap(),
+        Some("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let mut officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms()).unwrap();
+    officers.publish(now_unix_ms()).unwrap();
+    let notify = root.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&notify).unwrap();
+    systemd.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    Center {
+        config: init.config_path,
+        notify,
+        systemd,
+        _root: root,
+    }
+}
+
+/// `konvert center serve`, as systemd starts it; every line it writes arrives on the channel.
+fn serve(c: &Center) -> (Child, Receiver<String>) {
+    let mut child = Command::new(KONVERT)
+        .args(["center", "serve", "--config"])
+        .arg(&c.config)
+        .env("NOTIFY_SOCKET", &c.notify)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    (child, rx)
+}
+
+fn notified(c: &Center) -> String {
+    let mut buf = [0u8; 512];
+    let n = c
+        .systemd
+        .recv(&mut buf)
+        .expect("nothing sent to NOTIFY_SOCKET within 30 s");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn stops_on_one(sig: &str, named: &str) {
+    let c = center();
+    let (mut child, lines) = serve(&c);
+    let ready = notified(&c);
+    assert!(ready.starts_with("READY=1\n"), "{ready:?}");
+    // Beside the serving center, status works, as text and as JSON.
+    let out = Command::new(KONVERT)
+        .args(["center", "status", "--json", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(status["packets"].as_array().unwrap().is_empty(), "{status}");
+    let out = Command::new(KONVERT)
+        .args(["center", "status", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 packet version(s) stored"));
+
+    assert!(Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "center still running 10 s after one {sig}: {:#?}",
+                lines.try_iter().collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let seen: Vec<String> = lines.try_iter().collect();
+    assert!(status.success(), "exit {status:?} after {sig}: {seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.contains("center stopped") && l.contains(named)),
+        "no line saying the center stopped: {seen:#?}"
+    );
+    assert_eq!(notified(&c), "STOPPING=1");
+}
+
+#[test]
+fn one_sigterm_stops_the_center_cleanly() {
+    stops_on_one("-TERM", "SIGTERM");
+}
+
+#[test]
+fn one_sigint_stops_the_center_cleanly() {
+    stops_on_one("-INT", "SIGINT");
+}
