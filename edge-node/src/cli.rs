@@ -692,6 +692,8 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
         }
         EdgeCommand::Relay { config } => {
             let cfg = crate::relay::RelayConfig::load(&config)?;
+            // Installed before anything starts: a SIGTERM during start-up is not lost.
+            let mut stop = konvert_replication::service::StopSignals::install()?;
             let relay = crate::relay::serve(&cfg).await?;
             println!(
                 "relay {} listening on {}, carrying {}; forwarding to {}",
@@ -700,8 +702,20 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 cfg.carry.join(", "),
                 cfg.upstream.address
             );
-            tokio::signal::ctrl_c().await?;
-            relay.shutdown().await;
+            konvert_replication::service::sd_notify(&format!("READY=1\nSTATUS=relaying on {}", relay.addr));
+            let signal = stop.recv().await;
+            konvert_replication::service::sd_notify("STOPPING=1");
+            tracing::info!(
+                signal,
+                "stopping: no new connections or streams; packets arriving may finish"
+            );
+            let unfinished = relay.shutdown().await;
+            tracing::info!(
+                signal,
+                unfinished,
+                "relay stopped; what it holds stays for the next start, packets still arriving resume"
+            );
+            println!("relay stopped by {signal}");
         }
         EdgeCommand::CheckConfig { config } => {
             let cfg = SiteConfig::load(&config)?;

@@ -142,3 +142,61 @@ fn one_sigterm_stops_the_center_cleanly() {
 fn one_sigint_stops_the_center_cleanly() {
     stops_on_one("-INT", "SIGINT");
 }
+
+/// A relay started with `konvert edge relay` stops on one SIGTERM the same way.
+#[test]
+fn one_sigterm_stops_a_relay_cleanly() {
+    let c = center();
+    let center_dir = c.config.parent().unwrap().to_owned();
+    let out_dir = c._root.path().join("relay-mouo-01");
+    let enrolled = Command::new(KONVERT)
+        .args(["keys", "enroll-relay", "--center"])
+        .arg(&center_dir)
+        .args([
+            "--relay",
+            "mouo-01",
+            "--carry",
+            "0101",
+            "--listen",
+            "127.0.0.1:0",
+            "--address",
+            "127.0.0.1:9",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        enrolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enrolled.stderr)
+    );
+    let mut child = Command::new(KONVERT)
+        .args(["edge", "relay", "--config"])
+        .arg(out_dir.join("relay.toml"))
+        .env("NOTIFY_SOCKET", &c.notify)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = notified(&c);
+    assert!(ready.starts_with("READY=1\n"), "{ready:?}");
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("relay still running 10 s after one SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("relay stopped by SIGTERM"));
+    assert_eq!(notified(&c), "STOPPING=1");
+}
