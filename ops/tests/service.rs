@@ -200,3 +200,53 @@ fn one_sigterm_stops_a_relay_cleanly() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("relay stopped by SIGTERM"));
     assert_eq!(notified(&c), "STOPPING=1");
 }
+
+/// The shipped systemd units start commands that exist with the flags they give, wait for
+/// readiness, and carry the hardening the README promises.
+#[test]
+fn the_systemd_units_start_real_commands_hardened() {
+    use clap::Parser;
+    #[derive(Debug, Parser)]
+    enum Bin {
+        #[command(name = "konvert-center", subcommand)]
+        Center(konvert_center::cli::CenterCommand),
+        #[command(name = "konvert-edge", subcommand)]
+        Edge(konvert_edge::cli::EdgeCommand),
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    for (unit, bin) in [
+        ("konvert-center.service", "konvert-center"),
+        ("konvert-relay@.service", "konvert-edge"),
+        ("konvert-day@.service", "konvert-edge"),
+    ] {
+        let text = std::fs::read_to_string(dir.join(unit)).unwrap();
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for needed in [
+            "Type=notify",
+            "KillSignal=SIGTERM",
+            "ProtectSystem=strict",
+            "NoNewPrivileges=yes",
+            "PrivateTmp=yes",
+            "ProtectHome=yes",
+            "CapabilityBoundingSet=",
+        ] {
+            assert!(lines.contains(&needed), "{unit} lacks {needed}");
+        }
+        let exec = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap_or_else(|| panic!("{unit} has no ExecStart"));
+        let args: Vec<&str> = exec.split_whitespace().collect();
+        assert_eq!(args[0], format!("/usr/local/bin/{bin}"), "{unit}");
+        let mut argv = vec!["units", bin];
+        argv.extend(&args[1..]);
+        let parsed = Bin::try_parse_from(&argv).unwrap_or_else(|e| panic!("{unit}: {exec}: {e}"));
+        let serves = matches!(
+            parsed,
+            Bin::Center(konvert_center::cli::CenterCommand::Serve { .. })
+                | Bin::Edge(konvert_edge::cli::EdgeCommand::Relay { .. })
+                | Bin::Edge(konvert_edge::cli::EdgeCommand::Day { .. })
+        );
+        assert!(serves, "{unit} does not start a service: {exec}");
+    }
+}
