@@ -45,8 +45,9 @@ fn center() -> Center {
 }
 
 /// `konvert center serve`, as systemd starts it; every line it writes arrives on the channel.
-fn serve(c: &Center) -> (Child, Receiver<String>) {
+fn serve(c: &Center, extra: &[&str]) -> (Child, Receiver<String>) {
     let mut child = Command::new(KONVERT)
+        .args(extra)
         .args(["center", "serve", "--config"])
         .arg(&c.config)
         .env("NOTIFY_SOCKET", &c.notify)
@@ -83,7 +84,7 @@ fn notified(c: &Center) -> String {
 
 fn stops_on_one(sig: &str, named: &str) {
     let c = center();
-    let (mut child, lines) = serve(&c);
+    let (mut child, lines) = serve(&c, &[]);
     let ready = notified(&c);
     assert!(ready.starts_with("READY=1\n"), "{ready:?}");
     // Beside the serving center, status works, as text and as JSON.
@@ -131,6 +132,38 @@ fn stops_on_one(sig: &str, named: &str) {
         "no line saying the center stopped: {seen:#?}"
     );
     assert_eq!(notified(&c), "STOPPING=1");
+    // Not a terminal: no colour codes in the log.
+    assert!(
+        !seen.iter().any(|l| l.contains('\x1b')),
+        "escape codes in the log: {seen:#?}"
+    );
+}
+
+/// `--log-format json`: every log line is one JSON object, the stop line among them.
+#[test]
+fn logs_as_json_lines() {
+    let c = center();
+    let (mut child, lines) = serve(&c, &["--log-format", "json"]);
+    assert!(notified(&c).starts_with("READY=1"));
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(200));
+    let logs: Vec<serde_json::Value> = lines
+        .try_iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(
+        logs.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("center stopped"))
+            && l["fields"]["signal"] == "SIGTERM"),
+        "{logs:#?}"
+    );
 }
 
 #[test]

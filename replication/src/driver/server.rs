@@ -505,3 +505,29 @@ async fn finish_write<S>(writing: &mut Option<PendingWrite<S>>, staging: &mut Op
     *staging = Some(s);
     written
 }
+
+#[cfg(test)]
+mod drain_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_waits_for_the_packets_in_flight_and_no_longer_than_its_grace() {
+        let drain = Drain::default();
+        assert_eq!(drain.finish(Duration::from_millis(10)).await, 0);
+        let packet = drain.packet();
+        assert_eq!(drain.in_flight(), 1);
+        drain.stop();
+        assert!(drain.is_stopping());
+        // Still arriving when the grace ends: said, not waited for.
+        assert_eq!(drain.finish(Duration::from_millis(50)).await, 1);
+        let d = drain.clone();
+        let done = tokio::spawn(async move { d.finish(Duration::from_secs(10)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(packet);
+        let left = tokio::time::timeout(Duration::from_secs(2), done).await;
+        assert!(matches!(left, Ok(Ok(0))), "{left:?}");
+        tokio::time::timeout(Duration::from_secs(1), drain.stopped())
+            .await
+            .unwrap_or_else(|_| panic!("stopped() did not return after stop()"));
+    }
+}
