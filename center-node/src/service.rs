@@ -47,7 +47,7 @@ pub struct RunningCenter {
     /// Watches the station revocation list and closes revoked stations' connections.
     pub revocation: Revocation,
     drain: Drain,
-    _control: ControlSocket,
+    _control: Option<ControlSocket>,
 }
 
 impl RunningCenter {
@@ -199,7 +199,10 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let drain = Drain::default();
     let stopping = drain.clone();
     // `konvert-center status` beside this process asks it here: it holds the inbox's lock.
-    let control = ControlSocket::start(&cfg.data_dir, control::handler(inbox.clone()))?;
+    // Not fatal: a center that serves matters more than `status` beside it.
+    let control = ControlSocket::start(&cfg.data_dir, control::handler(inbox.clone()))
+        .map_err(|e| warn!("`konvert-center status` will not work beside this center: no control socket: {e}"))
+        .ok();
     tokio::spawn(async move {
         loop {
             let incoming = tokio::select! {

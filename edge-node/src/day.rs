@@ -121,7 +121,10 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
             };
             crate::inspect::serve_request(&cfg, &plan, &journal, &outbox, request, &mark)
         });
-        ControlSocket::start(&data_dir, handler)?
+        // Not fatal: the day matters more than looking at it from beside.
+        ControlSocket::start(&data_dir, handler)
+            .map_err(|e| tracing::warn!("status, check and attendance will not work beside this day: {e}"))
+            .ok()
     };
     sd_notify("READY=1\nSTATUS=taking scans from the hot folder");
 
