@@ -33,6 +33,8 @@ pub struct DayCpu {
     pub idle_core_share: f64,
     /// Share of one core from the first file landing to the room sealed.
     pub taking_core_share: f64,
+    /// Share of one core idle again afterwards, the room's files still in the hot folder.
+    pub idle_after_core_share: f64,
     /// How long taking the room took.
     pub taking: Duration,
     /// Files and pages taken.
@@ -124,10 +126,16 @@ pub fn measure(b: &DayCpuBench) -> anyhow::Result<DayCpu> {
     }
     let taking = t1.elapsed();
     let taking_core_share = (cpu_seconds(pid)? - c1) / taking.as_secs_f64();
+    // Sealing's last writes settle, then the day idles with a full hot folder.
+    std::thread::sleep(Duration::from_secs(3));
+    let (c2, t2) = (cpu_seconds(pid)?, Instant::now());
+    std::thread::sleep(b.idle);
+    let idle_after_core_share = (cpu_seconds(pid)? - c2) / t2.elapsed().as_secs_f64();
     drop(day);
     Ok(DayCpu {
         idle_core_share,
         taking_core_share,
+        idle_after_core_share,
         taking,
         files: site.files.len(),
         pages: site.pages,
@@ -155,6 +163,12 @@ pub fn run(b: &DayCpuBench) -> anyhow::Result<()> {
         m.pages,
         m.files,
         m.taking.as_secs_f64()
+    );
+    println!(
+        "| day loop, idle after the room, its {} files still in the hot folder | {:.2} % of a core | over {:.0} s |",
+        m.files,
+        m.idle_after_core_share * 100.0,
+        b.idle.as_secs_f64()
     );
     Ok(())
 }
