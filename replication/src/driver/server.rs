@@ -386,7 +386,7 @@ async fn serve_stream<I: Intake>(
                 }
                 Message::SiteStatus(status) => {
                     return match intake.broker() {
-                        Some(desk) => serve_bandwidth(send, recv, status, desk, station).await,
+                        Some(desk) => serve_bandwidth(send, recv, status, desk, station, frames.clone()).await,
                         // No broker here: the edge paces to its own configured rate.
                         None => {
                             let _ = send.finish();
