@@ -283,3 +283,96 @@ fn the_systemd_units_start_real_commands_hardened() {
         assert!(serves, "{unit} does not start a service: {exec}");
     }
 }
+
+/// SIGTERM while a packet is arriving: the center takes no new stream but lets the packet
+/// finish, receipts it, then exits 0 saying nothing was left unfinished.
+#[test]
+fn a_stopping_center_lets_the_packet_in_flight_finish() {
+    use konvert_ops::bench::{Rig, BENCH_PIN};
+    let root = tempfile::tempdir().unwrap();
+    let rig = Rig::new(root.path(), false).unwrap();
+    // 6 MB paced to 8 Mbit/s: several seconds on the wire.
+    let mut text = std::fs::read_to_string(&rig.site_toml).unwrap();
+    text.push_str("\n[push]\nlink_mbit = 8.0\n");
+    std::fs::write(&rig.site_toml, text).unwrap();
+    let cfg = konvert_edge::SiteConfig::load(&rig.site_toml).unwrap();
+    let scans = root.path().join("scans");
+    konvert_ops::rooms::write_random_file(&scans, "scan.bin", 1, 6_000_000).unwrap();
+    let outbox = konvert_replication::Outbox::open(&cfg.data_dir).unwrap();
+    let signer = konvert_crypto::token::TokenFile::read(cfg.token_file().unwrap())
+        .unwrap()
+        .unlock(BENCH_PIN)
+        .unwrap();
+    konvert_edge::seal_room(
+        &cfg,
+        &outbox,
+        &signer,
+        &scans,
+        rig.packet("0001").unwrap(),
+        now_unix_ms(),
+    )
+    .unwrap();
+    drop(outbox);
+
+    let notify = root.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&notify).unwrap();
+    systemd.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let c = Center {
+        _root: tempfile::tempdir().unwrap(),
+        config: rig.init.config_path.clone(),
+        notify,
+        systemd,
+    };
+    let (mut center, lines) = serve(&c, &[]);
+    assert!(notified(&c).starts_with("READY=1"));
+    let push = Command::new(KONVERT)
+        .args(["edge", "push", "--max-wait", "60", "--config"])
+        .arg(&rig.site_toml)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop once the packet is on its way: its staging file at the center has bytes.
+    let staging = rig.init.config.data_dir.join("staging");
+    let arriving = || {
+        std::fs::read_dir(&staging)
+            .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+            .unwrap_or(false)
+    };
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while !arriving() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the packet never started: {seen:#?}"
+        );
+        if let Ok(l) = lines.recv_timeout(Duration::from_millis(20)) {
+            seen.push(l);
+        }
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", &center.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let pushed = push.wait_with_output().unwrap();
+    let status = center.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    seen.extend(lines.try_iter());
+    let push_out = String::from_utf8_lossy(&pushed.stdout);
+    assert!(status.success(), "{seen:#?}");
+    assert!(
+        pushed.status.success() && push_out.contains("1 packet(s) delivered"),
+        "{push_out}\n{}\ncenter: {seen:#?}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("stopping") && l.contains("in_flight=1")),
+        "the packet was not in flight at the stop: {seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("center stopped") && l.contains("unfinished=0")),
+        "{seen:#?}"
+    );
+}

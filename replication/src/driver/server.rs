@@ -120,6 +120,9 @@ pub trait Intake: Send + Sync + 'static {
     }
 }
 
+/// How long a packet's stream waits for the edge to acknowledge its receipt.
+const RECEIPT_ACK_WAIT: Duration = Duration::from_secs(10);
+
 /// Tells a serving process's connections that it is stopping, and counts the packets in
 /// flight, so a stop can let them finish (or leave them durable to resume) before closing.
 #[derive(Debug, Clone)]
@@ -243,6 +246,10 @@ pub async fn serve_connection_until<I: Intake>(
             a = conn.accept_bi() => a,
             _ = drain.stopped() => {
                 debug!(site = %station.site, "stopping: no new streams on this connection");
+                // The connection and its control stream stay as they are (dropping them
+                // would end the connection under the packets in flight); the process's
+                // close of its endpoint ends it.
+                conn.closed().await;
                 return Ok(());
             }
         };
@@ -478,6 +485,10 @@ async fn serve_stream<I: Intake>(
                 };
                 write_message(&mut send, &reply).await?;
                 let _ = send.finish();
+                // Counted in flight until the edge has the receipt: a stopping process
+                // closes its connections once nothing is in flight, and a close discards
+                // stream data not yet acknowledged.
+                let _ = tokio::time::timeout(RECEIPT_ACK_WAIT, send.stopped()).await;
                 return Ok(());
             }
         }
