@@ -17,6 +17,7 @@ use crate::test_packets::TestDesk;
 use crate::{service, Result};
 use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::token::TokenFile;
+use konvert_replication::service::{sd_notify, StopSignals};
 use konvert_replication::Verdict;
 
 /// `konvert-center` commands.
@@ -92,7 +93,8 @@ pub enum CenterCommand {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Receive packets until stopped (Ctrl-C).
+    /// Receive packets until stopped (Ctrl-C or SIGTERM: packets in flight get 20 s to
+    /// finish, the rest resume later). Tells systemd when ready (Type=notify).
     Serve {
         /// center.toml
         #[arg(long)]
@@ -114,11 +116,14 @@ pub enum CenterCommand {
         #[arg(long, default_value = "")]
         statement: String,
     },
-    /// List what the center holds.
+    /// List what the center holds (asks the serving center if there is one).
     Status {
         /// center.toml
         #[arg(long)]
         config: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Technical-readiness test packets: list, preview, confirm or reject (works while
     /// the center serves).
@@ -811,43 +816,37 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         }
         CenterCommand::Serve { config } => {
             let cfg = CenterConfig::load(&config)?;
+            // Installed before anything starts: a SIGTERM during start-up is not lost.
+            let mut stop = StopSignals::install()?;
             let center = service::serve(&cfg).await?;
             println!("center {} listening on {}", cfg.name, center.addr);
             if let Some(m) = center.metrics_addr {
                 println!("metrics on http://{m}/metrics");
             }
-            tokio::signal::ctrl_c().await?;
-            center.shutdown().await;
+            sd_notify(&format!("READY=1\nSTATUS=receiving on {}", center.addr));
+            let signal = stop.recv().await;
+            sd_notify("STOPPING=1");
+            tracing::info!(
+                signal,
+                in_flight = center.packets_in_flight(),
+                "stopping: no new connections or streams; packets in flight may finish"
+            );
+            let unfinished = center.shutdown().await;
+            tracing::info!(
+                signal,
+                unfinished,
+                "center stopped; packets still arriving stay in staging and resume at the next connection"
+            );
         }
-        CenterCommand::Status { config } => {
+        CenterCommand::Status { config, json } => {
             let cfg = CenterConfig::load(&config)?;
-            let inbox = konvert_replication::Inbox::open(&cfg.data_dir)?;
-            let mut records = inbox.records()?;
-            records.sort_by(|a, b| {
-                a.receipt
-                    .body
-                    .received_at_unix_ms
-                    .cmp(&b.receipt.body.received_at_unix_ms)
-            });
-            println!("{} packet version(s) stored", records.len());
-            for r in records {
-                let b = &r.receipt.body;
-                println!(
-                    "  {:<48} v{:<3} {:>12} bytes  site {}  signer {}{}",
-                    b.packet_id,
-                    b.version,
-                    b.bytes,
-                    b.site,
-                    r.signer,
-                    if r.test_packet {
-                        "  (test packet)"
-                    } else if r.late {
-                        "  (LATE: held back until decided, `konvert-center late`)"
-                    } else {
-                        ""
-                    }
-                );
+            let request = if json { "status --json" } else { "status" };
+            if let Some(answer) = crate::control::ask_center(&cfg.data_dir, request) {
+                print!("{}", answer?);
+                return Ok(());
             }
+            let inbox = konvert_replication::Inbox::open(&cfg.data_dir)?;
+            print!("{}", crate::control::status(&inbox, json)?);
         }
         CenterCommand::TestPackets { action } => test_packets(action)?,
         CenterCommand::Import {

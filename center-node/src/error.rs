@@ -67,6 +67,9 @@ pub enum Error {
     /// Metrics failed.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// A serving center's control socket did not answer as asked.
+    #[error("{0}")]
+    Control(String),
     /// Network I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

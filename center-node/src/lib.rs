@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 mod error;
 pub mod intake;
 pub mod late;

@@ -9,17 +9,19 @@ use konvert_center::cli::{run, CenterCommand};
 #[derive(Debug, Parser)]
 #[command(name = "konvert-center", version)]
 struct Cli {
+    /// Log lines as `text` or `json` (one object a line). The filter is RUST_LOG (or its
+    /// older name KONVERT_LOG), e.g. RUST_LOG=debug.
+    #[arg(long, global = true, default_value = "text")]
+    log_format: konvert_replication::logging::LogFormat,
     #[command(subcommand)]
     command: CenterCommand,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KONVERT_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse().command).await {
+    let cli = Cli::parse();
+    konvert_replication::logging::init(cli.log_format, "info");
+    match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("konvert-center: {e}");

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use konvert_crypto::audit::AuditLog;
 use konvert_crypto::keyfile;
-use konvert_replication::driver::BrokerDesk;
+use konvert_replication::driver::{BrokerDesk, Drain, FrameLimits};
 use konvert_replication::schedule::BrokerConfig;
+use konvert_replication::service::ControlSocket;
 use konvert_replication::{driver, pki, tls, Inbox};
 use tracing::{info, warn};
 
 use crate::config::CenterConfig;
+use crate::control;
 use crate::intake::{now_ms, CenterIntake};
 use crate::metrics::{serve_metrics, watch_plans, Metrics};
 use crate::registry::{CenterRegistry, WATCH_INTERVAL};
@@ -23,6 +25,9 @@ use crate::{Error, Result};
 pub const AUDIT_LOG: &str = "audit.log";
 /// A signed checkpoint after this many decisions.
 pub const AUDIT_CHECKPOINT_EVERY: u64 = 64;
+/// How long a stopping center lets packets in flight finish; what is still arriving then
+/// stays durable in staging and the site resumes it at the next connection.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A center that is serving.
 pub struct RunningCenter {
@@ -41,17 +46,35 @@ pub struct RunningCenter {
     endpoint: quinn::Endpoint,
     /// Watches the station revocation list and closes revoked stations' connections.
     pub revocation: Revocation,
+    drain: Drain,
+    _control: Option<ControlSocket>,
 }
 
 impl RunningCenter {
-    /// Stops accepting and closes every connection.
-    pub async fn shutdown(self) {
+    /// Packets being received now.
+    pub fn packets_in_flight(&self) -> usize {
+        self.drain.in_flight()
+    }
+
+    /// Stops taking connections and streams, lets the packets in flight finish for up to
+    /// [`SHUTDOWN_GRACE`], closes every connection and writes a closing checkpoint.
+    /// Returns how many packets were still arriving (kept in staging, to be resumed).
+    pub async fn shutdown(self) -> usize {
+        self.drain.stop();
+        self.endpoint.set_server_config(None);
+        let unfinished = self.drain.finish(SHUTDOWN_GRACE).await;
         self.endpoint.close(0u32.into(), b"center shutting down");
-        self.endpoint.wait_idle().await;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), self.endpoint.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!("stations did not acknowledge the close within 5 s");
+        }
         // A signed checkpoint over the last decisions, so cutting them off shows.
         if let Err(e) = self.audit.checkpoint() {
             warn!("cannot write the audit log's closing checkpoint: {e}");
         }
+        unfinished
     }
 }
 
@@ -77,7 +100,7 @@ fn take_registry(registry: &CenterRegistry, inbox: &Inbox) {
 }
 
 /// Looks at the registry file every [`WATCH_INTERVAL`] for as long as the runtime runs.
-fn watch_registry(registry: Arc<CenterRegistry>, inbox: Arc<Inbox>) {
+fn watch_registry(registry: Arc<CenterRegistry>, inbox: Arc<Inbox>, expiry: prometheus::IntGauge) {
     // Weak: the watch ends with the center, and never keeps its inbox open after it.
     let (registry, inbox) = (Arc::downgrade(&registry), Arc::downgrade(&inbox));
     tokio::spawn(async move {
@@ -88,9 +111,13 @@ fn watch_registry(registry: Arc<CenterRegistry>, inbox: Arc<Inbox>) {
             let (Some(r), Some(i)) = (registry.upgrade(), inbox.upgrade()) else {
                 return;
             };
-            if tokio::task::spawn_blocking(move || take_registry(&r, &i))
-                .await
-                .is_err()
+            let expiry = expiry.clone();
+            if tokio::task::spawn_blocking(move || {
+                take_registry(&r, &i);
+                control::show_registry_expiry(&expiry, &r, now_ms());
+            })
+            .await
+            .is_err()
             {
                 return;
             }
@@ -128,7 +155,9 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
             "no key registry in force: every packet is refused until the officers' registry is imported"
         );
     }
-    watch_registry(registry.clone(), inbox.clone());
+    let expiry = control::registry_expiry_gauge(&metrics.registry)?;
+    control::show_registry_expiry(&expiry, &registry, now_ms());
+    watch_registry(registry.clone(), inbox.clone(), expiry);
     let crl = revocation::load_crl_to_serve(cfg)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
     // Keyed resets: after a crash and restart the stations reconnect at once.
@@ -170,8 +199,20 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let name = cfg.name.clone();
     let m = metrics.clone();
     let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let drain = Drain::default();
+    let stopping = drain.clone();
+    // `konvert-center status` beside this process asks it here: it holds the inbox's lock.
+    // Not fatal: a center that serves matters more than `status` beside it.
+    let control = ControlSocket::start(&cfg.data_dir, control::handler(inbox.clone()))
+        .map_err(|e| warn!("`konvert-center status` will not work beside this center: no control socket: {e}"))
+        .ok();
     tokio::spawn(async move {
-        while let Some(incoming) = ep.accept().await {
+        loop {
+            let incoming = tokio::select! {
+                i = ep.accept() => i,
+                _ = stopping.stopped() => break,
+            };
+            let Some(incoming) = incoming else { break };
             // A full center refuses at once; the edge backs off and retries.
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 warn!(
@@ -185,6 +226,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
             let name = name.clone();
             let m = m.clone();
             let live = live.clone();
+            let drain = stopping.clone();
             tokio::spawn(async move {
                 let _slot = slot;
                 let conn = match incoming.await {
@@ -196,7 +238,8 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
                 };
                 m.connections.inc();
                 let _live = live.register(&conn);
-                if let Err(e) = driver::serve_connection(conn, intake, name).await {
+                if let Err(e) = driver::serve_connection_until(conn, intake, name, drain, FrameLimits::default()).await
+                {
                     warn!("station connection ended with an error: {e}");
                 }
                 m.connections.dec();
@@ -212,5 +255,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         audit,
         endpoint,
         revocation,
+        drain,
+        _control: control,
     })
 }

@@ -8,17 +8,17 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use konvert_crypto::MemberSigner;
 use konvert_exam::{ExamDate, ExamKind, PacketKind, PacketRef, RoomId};
-use konvert_replication::{Outbox, OutboxState};
+use konvert_replication::Outbox;
 
 use crate::config::SiteConfig;
-use crate::day::{check_table, run_day, DayOptions};
+use crate::day::{run_day, DayOptions};
 use crate::deadline::DeadlineStatus;
 use crate::intake::{scan_recognizer, Intake};
 use crate::push::{push, PushEvent, PushOptions};
 use crate::readiness::{fetch_verdicts, seal_test_packet, test_statuses, TestRequest};
 
 use crate::reserve;
-use crate::rooms::{day_rooms, seal_day_room, SealDesk};
+use crate::rooms::{seal_day_room, SealDesk};
 use crate::seal::{seal_room, MemberToken};
 use crate::{Error, Result};
 use konvert_crypto::registry::{AuthorityFile, RegistryStore, SignedRegistry};
@@ -78,11 +78,14 @@ pub enum EdgeCommand {
         /// The drive folder.
         drive: PathBuf,
     },
-    /// Show what is sealed, delivered or refused.
+    /// Show what is sealed, delivered or refused (asks a running `day` if there is one).
     Status {
         /// site.toml
         #[arg(long)]
         config: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the exam day: take scans from the hot folder, check and seal rooms, push.
     Day {
@@ -99,7 +102,8 @@ pub enum EdgeCommand {
         #[arg(long)]
         pin_env: Option<String>,
     },
-    /// Take what the hot folder holds and print each room's completeness.
+    /// Take what the hot folder holds and print each room's completeness (beside a
+    /// running `day`: what the day has taken).
     Check {
         /// site.toml
         #[arg(long)]
@@ -107,8 +111,12 @@ pub enum EdgeCommand {
         /// Only this room.
         #[arg(long)]
         room: Option<RoomId>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Record how many were present in a room, from its ППЭ-13-02МАШ.
+    /// Record how many were present in a room, from its ППЭ-13-02МАШ (beside a running
+    /// `day`: the day records it).
     Attendance {
         /// site.toml
         #[arg(long)]
@@ -508,33 +516,15 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             let outcomes = reserve::import_receipts(&cfg, &outbox, &drive)?;
             receipts_done(&outcomes, outbox.pending()?.len())?;
         }
-        EdgeCommand::Status { config } => {
+        EdgeCommand::Status { config, json } => {
             let cfg = SiteConfig::load(&config)?;
-            let outbox = Outbox::open(&cfg.data_dir)?;
-            let entries = outbox.entries()?;
-            println!("site {}: {} packet version(s) in the outbox", cfg.site, entries.len());
-            for e in entries {
-                let state = match &e.state {
-                    OutboxState::Sealed => match outbox.exported(&e.offer)? {
-                        Some(x) => format!(
-                            "sealed, exported to drive {} — waiting for its receipt (network or drive)",
-                            x.drive
-                        ),
-                        None => "sealed, waiting to send".to_owned(),
-                    },
-                    OutboxState::Delivered { receipt } => {
-                        format!("delivered, receipt signed by {}", receipt.body.center_key)
-                    }
-                    OutboxState::Rejected { reason, .. } => format!("REFUSED: {}", reason.plain_words()),
-                };
-                println!(
-                    "  {:<48} v{:<3} {:>10.1} MB  {}",
-                    e.offer.packet_id,
-                    e.offer.version,
-                    e.offer.size as f64 / 1e6,
-                    state
-                );
+            let request = if json { "status --json" } else { "status" };
+            if let Some(answer) = crate::inspect::ask_day(&cfg.data_dir, request) {
+                print!("{}", answer?);
+                return Ok(());
             }
+            let outbox = Outbox::open(&cfg.data_dir)?;
+            print!("{}", crate::inspect::status(&cfg, &outbox, json)?);
         }
         EdgeCommand::Day {
             config,
@@ -551,27 +541,44 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             };
             run_day(cfg, signer, opts).await?;
         }
-        EdgeCommand::Check { config, room } => {
+        EdgeCommand::Check { config, room, json } => {
             let cfg = SiteConfig::load(&config)?;
+            let mut request = "check".to_owned();
+            if let Some(r) = &room {
+                request.push_str(&format!(" {r}"));
+            }
+            if json {
+                request.push_str(" --json");
+            }
+            if let Some(answer) = crate::inspect::ask_day(&cfg.data_dir, &request) {
+                print!("{}", answer?);
+                return Ok(());
+            }
             let (plan, mut intake) = open_intake(&cfg)?;
-            take_settled(&mut intake, cfg.day()?.settle_ms)?;
-            let rooms = day_rooms(&plan, &intake)?;
-            let deadline = cfg.time_zone.deadline_unix_ms(plan.date)?;
-            let status = DeadlineStatus::at(now_unix_ms() as i64, deadline, 0, 0.0);
-            println!("site {} · {} {} · {status}", plan.site, plan.exam.code(), plan.date);
-            print!("{}", check_table(&rooms, room.as_ref()));
+            if json {
+                // JSON is for scripts: only the report on stdout.
+                intake.poll(now_unix_ms())?;
+                std::thread::sleep(Duration::from_millis(cfg.day()?.settle_ms + 50));
+                intake.poll(now_unix_ms())?;
+            } else {
+                take_settled(&mut intake, cfg.day()?.settle_ms)?;
+            }
+            print!(
+                "{}",
+                crate::inspect::check(&cfg, &plan, intake.journal(), room.as_ref(), json)?
+            );
         }
         EdgeCommand::Attendance { config, room, present } => {
             let cfg = SiteConfig::load(&config)?;
-            let (plan, intake) = open_intake(&cfg)?;
-            let seated = plan.seated_in(&room);
-            if present as usize > seated {
-                return Err(Error::Push(format!(
-                    "room {room} seats {seated}; {present} present cannot be right — check ППЭ-13-02МАШ"
-                )));
+            if let Some(answer) = crate::inspect::ask_day(&cfg.data_dir, &format!("attendance {room} {present}")) {
+                print!("{}", answer?);
+                return Ok(());
             }
-            intake.journal().set_attendance(&room, present)?;
-            println!("room {room}: {present} of {seated} present, from ППЭ-13-02МАШ");
+            let (plan, intake) = open_intake(&cfg)?;
+            print!(
+                "{}",
+                crate::inspect::attendance(&plan, intake.journal(), &room, present)?
+            );
         }
         EdgeCommand::SealRoom {
             config,
@@ -777,6 +784,8 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
         }
         EdgeCommand::Relay { config } => {
             let cfg = crate::relay::RelayConfig::load(&config)?;
+            // Installed before anything starts: a SIGTERM during start-up is not lost.
+            let mut stop = konvert_replication::service::StopSignals::install()?;
             let relay = crate::relay::serve(&cfg).await?;
             println!(
                 "relay {} listening on {}, carrying {}; forwarding to {}",
@@ -785,8 +794,20 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 cfg.carry.join(", "),
                 cfg.upstream.address
             );
-            tokio::signal::ctrl_c().await?;
-            relay.shutdown().await;
+            konvert_replication::service::sd_notify(&format!("READY=1\nSTATUS=relaying on {}", relay.addr));
+            let signal = stop.recv().await;
+            konvert_replication::service::sd_notify("STOPPING=1");
+            tracing::info!(
+                signal,
+                "stopping: no new connections or streams; packets arriving may finish"
+            );
+            let unfinished = relay.shutdown().await;
+            tracing::info!(
+                signal,
+                unfinished,
+                "relay stopped; what it holds stays for the next start, packets still arriving resume"
+            );
+            println!("relay stopped by {signal}");
         }
         EdgeCommand::CheckConfig { config } => {
             let cfg = SiteConfig::load(&config)?;

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use konvert_crypto::MemberSigner;
 use konvert_exam::RoomId;
+use konvert_replication::service::{sd_notify, ControlSocket};
 use konvert_replication::Outbox;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 
 use crate::cli::now_unix_ms;
@@ -26,6 +28,19 @@ use crate::{Error, Result};
 
 /// Scan data per participant for written exams, m of T = x·m/v (domain.md §6).
 const PARTICIPANT_BYTES: u64 = 3_000_000;
+
+/// How often the hot folder is listed while nothing is going on. The watcher wakes the
+/// day for every change that can concern a scan; this only catches what a watcher misses
+/// (a network share, an overflowing event queue), and keeps the live view's clock moving.
+pub const IDLE_POLL: Duration = Duration::from_secs(2);
+/// How often while files settle or a complete room waits for its quiet time: both are
+/// counted between listings, and no event marks their end.
+pub const BUSY_POLL: Duration = Duration::from_millis(250);
+/// How often when the hot folder cannot be watched (no inotify, or its limit reached).
+const UNWATCHED_POLL: Duration = Duration::from_secs(1);
+/// The least time between two listings: a scanner writing a file sends an event for every
+/// write, and one listing per burst sees the same as one per write.
+const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// How the day runs.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +93,40 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
     let mut intake = Intake::for_day(&cfg)?;
     intake.journal().reconcile(&outbox)?;
     let wake = Arc::new(Notify::new());
-    let _watch = HotFolderWatch::start(&day.hot_folder, wake.clone())?;
+    // A day without a watcher still works, listing the folder every second.
+    let watch = match HotFolderWatch::start(&day.hot_folder, wake.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "{e}; listing the hot folder every {} s instead",
+                UNWATCHED_POLL.as_secs()
+            );
+            None
+        }
+    };
+    // Installed once, before any work: a signal that arrives while a room is being
+    // sealed waits in the stream instead of being lost between two `select!`s.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    // `status`, `check` and `attendance` beside the day ask it here: it holds the locks.
+    let journal_changed = Arc::new(AtomicBool::new(false));
+    let control = {
+        let data_dir = cfg.data_dir.clone();
+        let (cfg, plan, journal, outbox) = (cfg.clone(), plan.clone(), intake.journal().clone(), outbox.clone());
+        let (changed, wake) = (journal_changed.clone(), wake.clone());
+        let handler = Arc::new(move |request: &str| {
+            let mark = || {
+                changed.store(true, Ordering::Release);
+                wake.notify_one();
+            };
+            crate::inspect::serve_request(&cfg, &plan, &journal, &outbox, request, &mark)
+        });
+        // Not fatal: the day matters more than looking at it from beside.
+        ControlSocket::start(&data_dir, handler)
+            .map_err(|e| tracing::warn!("status, check and attendance will not work beside this day: {e}"))
+            .ok()
+    };
+    sd_notify("READY=1\nSTATUS=taking scans from the hot folder");
 
     let multi = MultiProgress::new();
     let header = multi.add(ProgressBar::new_spinner());
@@ -97,6 +145,7 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
         let log = push_log.clone();
         let delivered = delivered.clone();
         let eta = eta.clone();
+        let wake = wake.clone();
         let on_event = Arc::new(move |ev: PushEvent| {
             let line = match ev {
                 PushEvent::Schedule { eta_unix_ms, .. } => {
@@ -126,6 +175,8 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
             };
             if let (Some(line), Ok(mut log)) = (line, log.lock()) {
                 log.push(line);
+                // Shown now, not at the next idle tick.
+                wake.notify_one();
             }
         });
         let push_opts = PushOptions {
@@ -155,10 +206,14 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
     // The rooms change only when a file is taken, a command runs or a room is sealed;
     // between those, rebuilding them from the whole journal every tick is wasted work.
     let mut rooms: Option<Vec<RoomState>> = None;
+    // A command read while waiting, handled first in the next round.
+    let mut next_command: Option<String> = None;
+    let mut stdin_open = true;
     loop {
+        let polled_at = Instant::now();
         let now = now_unix_ms();
         let events = tokio::task::block_in_place(|| intake.poll(now))?;
-        if !events.is_empty() {
+        if !events.is_empty() || journal_changed.swap(false, Ordering::AcqRel) {
             last_activity = Instant::now();
             rooms = None;
         }
@@ -177,7 +232,7 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
             plan: &plan,
             intake: &intake,
         };
-        while let Ok(cmd) = cmd_rx.try_recv() {
+        while let Some(cmd) = next_command.take().or_else(|| cmd_rx.try_recv().ok()) {
             rooms = None;
             match command(&cmd, &desk) {
                 Ok(Some(msg)) => multi.suspend(|| println!("{msg}")),
@@ -194,11 +249,14 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
             None => tokio::task::block_in_place(|| day_rooms(&plan, &intake))?,
         };
         let mut sealed_any = false;
+        let mut waiting_for_quiet = false;
         for r in &current {
             let quiet_enough = r
                 .last_taken_ms
                 .is_some_and(|t| now.saturating_sub(t) >= quiet.as_millis() as u64);
-            if r.has_scans() && !r.is_sealed() && r.check.is_complete() && quiet_enough && !intake.is_settling() {
+            let sealable = r.has_scans() && !r.is_sealed() && r.check.is_complete();
+            waiting_for_quiet |= sealable && !quiet_enough;
+            if sealable && quiet_enough && !intake.is_settling() {
                 sealed_any = true;
                 match tokio::task::block_in_place(|| seal_room_state(&desk, r, None, now_unix_ms())) {
                     Ok(done) => {
@@ -251,7 +309,15 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
         ));
         header.tick();
 
+        let mut wait = if watch.is_none() {
+            UNWATCHED_POLL
+        } else if intake.is_settling() || waiting_for_quiet {
+            BUSY_POLL
+        } else {
+            IDLE_POLL
+        };
         if let Some(idle) = opts.until_idle {
+            wait = wait.min(idle.saturating_sub(last_activity.elapsed()).max(MIN_GAP));
             let all_sealed = rooms.iter().filter(|r| r.has_scans()).all(RoomState::is_sealed);
             // Without a push, sealed packets stay pending by design: sealed is done.
             let all_sent = pending.is_empty() || !opts.push;
@@ -264,15 +330,39 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
                 return finish(pusher).await;
             }
         }
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = tokio::signal::ctrl_c() => {
-                more_coming.store(false, Ordering::Release);
-                header.finish_and_clear();
-                println!("stopped; everything taken is kept and the day resumes where it was");
-                return Ok(());
+        let stop = tokio::select! {
+            _ = wake.notified() => {
+                tokio::time::sleep_until((polled_at + MIN_GAP).into()).await;
+                None
             }
+            _ = tokio::time::sleep(wait) => None,
+            cmd = cmd_rx.recv(), if stdin_open => {
+                match cmd {
+                    Some(cmd) => next_command = Some(cmd),
+                    None => stdin_open = false,
+                }
+                None
+            }
+            _ = sigint.recv() => Some("Ctrl-C (SIGINT)"),
+            _ = sigterm.recv() => Some("SIGTERM"),
+        };
+        if let Some(signal) = stop {
+            sd_notify("STOPPING=1");
+            drop(control);
+            more_coming.store(false, Ordering::Release);
+            header.finish_and_clear();
+            for bar in room_bars.values() {
+                bar.finish();
+            }
+            // What is in flight stays in the outbox and resumes where it was at the next
+            // start; the journal and the outbox are flushed at every write.
+            if let Some(p) = pusher {
+                p.abort();
+                let _ = p.await;
+            }
+            tracing::info!(signal, "day stopped");
+            println!("stopped by {signal}; everything taken is kept and the day resumes where it was");
+            return Ok(());
         }
     }
 }

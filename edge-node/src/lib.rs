@@ -12,6 +12,7 @@ pub mod day;
 pub mod deadline;
 pub mod drill;
 mod error;
+pub mod inspect;
 pub mod intake;
 pub mod push;
 pub mod readiness;

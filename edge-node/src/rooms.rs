@@ -67,7 +67,12 @@ impl RoomState {
 
 /// Every room of the plan and every room files were placed in, in order.
 pub fn day_rooms(plan: &SeatingPlan, intake: &Intake) -> Result<Vec<RoomState>> {
-    let files = intake.journal().files()?;
+    journal_rooms(plan, intake.journal())
+}
+
+/// [`day_rooms`] from the journal alone (what a running day's control socket has).
+pub fn journal_rooms(plan: &SeatingPlan, journal: &crate::intake::Journal) -> Result<Vec<RoomState>> {
+    let files = journal.files()?;
     let mut placed: BTreeMap<RoomId, BTreeMap<PacketKind, Vec<TakenFile>>> = BTreeMap::new();
     for room in plan.rooms().keys() {
         placed.entry((*room).clone()).or_default();
@@ -85,7 +90,7 @@ pub fn day_rooms(plan: &SeatingPlan, intake: &Intake) -> Result<Vec<RoomState>> 
     let mut rooms = Vec::new();
     for (room, kinds) in placed {
         let pages: Vec<&PageRecord> = kinds.values().flatten().flat_map(|f| f.pages.iter()).collect();
-        let present = intake.journal().attendance(&room)?;
+        let present = journal.attendance(&room)?;
         let check = check_room(plan, &room, &pages, &all_pages, present);
         let last_taken_ms = kinds.values().flatten().map(|f| f.taken_at_unix_ms).max();
         let mut packets = Vec::new();
@@ -94,7 +99,7 @@ pub fn day_rooms(plan: &SeatingPlan, intake: &Intake) -> Result<Vec<RoomState>> 
             packets.push(RoomPacket {
                 kind,
                 files,
-                sealed: intake.journal().sealed(&id)?,
+                sealed: journal.sealed(&id)?,
             });
         }
         packets.sort_by_key(|p| p.kind.priority());

@@ -16,7 +16,8 @@ use konvert_edge::SiteConfig;
 use konvert_exam::scan::{room_pages, synthetic_plan, write_pages, ScanFormat, ScanJob};
 use konvert_exam::{ExamKind, PageIdentity, RoomId};
 
-const PIN: &str = "bench-pin";
+/// The bench member token's PIN.
+pub const PIN: &str = "bench-pin";
 
 /// What one run measured.
 #[derive(Debug, Clone)]
@@ -33,6 +34,94 @@ pub struct DayLatency {
     pub quiet: Duration,
 }
 
+/// A site enrolled at a (not running) center, with one room whose attendance is recorded,
+/// a hot folder, and the room's scans rendered beside it, not yet landed.
+pub struct DaySite {
+    /// The site's config.
+    pub cfg: SiteConfig,
+    /// Its site.toml.
+    pub toml: std::path::PathBuf,
+    /// The scanner's hot folder.
+    pub hot: std::path::PathBuf,
+    /// The rendered scan files, in the order a scanner writes them.
+    pub files: Vec<std::path::PathBuf>,
+    /// Pages in them.
+    pub pages: usize,
+}
+
+impl DaySite {
+    /// Sets up the site in `dir` for a room of `participants`.
+    pub fn new(dir: &Path, participants: usize, settle_ms: u64, quiet_seconds: u64) -> anyhow::Result<DaySite> {
+        let center_dir = dir.join("center");
+        let init = provision::init_center(&center_dir, "center.konvert", "127.0.0.1:0".parse()?, None)?;
+        let facts = CenterFacts {
+            address: "127.0.0.1:9".into(),
+            name: "center.konvert".into(),
+            recipient_public: init.recipient_public,
+            receipt_public: init.receipt_public,
+        };
+        let site_dir = dir.join("site");
+        let toml_path = provision::enroll_station(&center_dir, "0101", &facts, &site_dir)?;
+        TokenFile::create(
+            &site_dir.join("member.token"),
+            "TK-B",
+            "bench member",
+            PIN,
+            konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
+        )?;
+        let room = RoomId::new("0001")?;
+        let plan = synthetic_plan(
+            &"0101".parse()?,
+            "2026-06-01".parse()?,
+            ExamKind::Ege,
+            &[(&room, participants)],
+            7_000_000,
+        );
+        std::fs::write(site_dir.join("plan.toml"), toml::to_string(&plan)?)?;
+        let mut text = std::fs::read_to_string(&toml_path)?;
+        text.push_str(&format!(
+            "\n[day]\nhot_folder = \"scans\"\nseating_plan = \"plan.toml\"\nsettle_ms = {settle_ms}\nquiet_seconds = {quiet_seconds}\n"
+        ));
+        std::fs::write(&toml_path, text)?;
+        let hot = site_dir.join("scans");
+        std::fs::create_dir_all(&hot)?;
+        let cfg = SiteConfig::load(&toml_path)?;
+        Journal::open(&cfg.data_dir)?.set_attendance(&room, participants as u32)?;
+
+        // The scanner's output: forms, then the blanks, four degraded 300 dpi pages per G4 TIFF.
+        let rendered = dir.join("rendered");
+        let pages = room_pages(&plan, &room, 0);
+        let (forms, blanks): (Vec<_>, Vec<_>) = pages.iter().cloned().partition(|p| matches!(p, PageIdentity::Form(_)));
+        let job = ScanJob {
+            format: ScanFormat::TiffG4,
+            pages_per_file: 4,
+            degrade: true,
+            dpi: 300,
+            seed: 3,
+        };
+        let mut files = write_pages(&forms, &rendered, "room0001-forms", job)?;
+        files.extend(write_pages(&blanks, &rendered, "room0001-blanks", job)?);
+        Ok(DaySite {
+            cfg,
+            toml: toml_path,
+            hot,
+            files,
+            pages: pages.len(),
+        })
+    }
+
+    /// Sealed envelopes in the outbox so far.
+    pub fn sealed(&self) -> usize {
+        std::fs::read_dir(self.cfg.data_dir.join("envelopes"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".env"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
 /// Runs one room of `participants` through `day`.
 pub async fn measure(
     dir: &Path,
@@ -40,58 +129,9 @@ pub async fn measure(
     settle_ms: u64,
     quiet_seconds: u64,
 ) -> anyhow::Result<DayLatency> {
-    let center_dir = dir.join("center");
-    let init = provision::init_center(&center_dir, "center.konvert", "127.0.0.1:0".parse()?, None)?;
-    let facts = CenterFacts {
-        address: "127.0.0.1:9".into(),
-        name: "center.konvert".into(),
-        recipient_public: init.recipient_public,
-        receipt_public: init.receipt_public,
-    };
-    let site_dir = dir.join("site");
-    let toml_path = provision::enroll_station(&center_dir, "0101", &facts, &site_dir)?;
-    TokenFile::create(
-        &site_dir.join("member.token"),
-        "TK-B",
-        "bench member",
-        PIN,
-        konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
-    )?;
-    let room = RoomId::new("0001")?;
-    let plan = synthetic_plan(
-        &"0101".parse()?,
-        "2026-06-01".parse()?,
-        ExamKind::Ege,
-        &[(&room, participants)],
-        7_000_000,
-    );
-    std::fs::write(site_dir.join("plan.toml"), toml::to_string(&plan)?)?;
-    let mut text = std::fs::read_to_string(&toml_path)?;
-    text.push_str(&format!(
-        "\n[day]\nhot_folder = \"scans\"\nseating_plan = \"plan.toml\"\nsettle_ms = {settle_ms}\nquiet_seconds = {quiet_seconds}\n"
-    ));
-    std::fs::write(&toml_path, text)?;
-    let hot = site_dir.join("scans");
-    std::fs::create_dir_all(&hot)?;
-    let cfg = SiteConfig::load(&toml_path)?;
-    Journal::open(&cfg.data_dir)?.set_attendance(&room, participants as u32)?;
-
-    // The scanner's output: forms, then the blanks, four degraded 300 dpi pages per G4 TIFF.
-    let rendered = dir.join("rendered");
-    let pages = room_pages(&plan, &room, 0);
-    let (forms, blanks): (Vec<_>, Vec<_>) = pages.iter().cloned().partition(|p| matches!(p, PageIdentity::Form(_)));
-    let job = ScanJob {
-        format: ScanFormat::TiffG4,
-        pages_per_file: 4,
-        degrade: true,
-        dpi: 300,
-        seed: 3,
-    };
-    let mut files = write_pages(&forms, &rendered, "room0001-forms", job)?;
-    files.extend(write_pages(&blanks, &rendered, "room0001-blanks", job)?);
-
+    let site = DaySite::new(dir, participants, settle_ms, quiet_seconds)?;
+    let (cfg, hot, files) = (site.cfg.clone(), site.hot.clone(), site.files.clone());
     let signer = TokenFile::read(cfg.token_file()?)?.unlock(PIN)?;
-    let envelopes = cfg.data_dir.join("envelopes");
     let opts = DayOptions {
         until_idle: Some(Duration::from_secs(2)),
         push: false,
@@ -108,14 +148,7 @@ pub async fn measure(
         landed = Instant::now();
     }
     let sealed_at = loop {
-        let sealed = std::fs::read_dir(&envelopes)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".env"))
-                    .count()
-            })
-            .unwrap_or(0);
-        if sealed >= 2 {
+        if site.sealed() >= 2 {
             break Instant::now();
         }
         anyhow::ensure!(
@@ -126,7 +159,7 @@ pub async fn measure(
     };
     day.await??;
     Ok(DayLatency {
-        pages: pages.len(),
+        pages: site.pages,
         files: files.len(),
         last_page_to_sealed: sealed_at.duration_since(landed),
         settle: Duration::from_millis(settle_ms),

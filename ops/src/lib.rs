@@ -6,6 +6,7 @@ pub mod audit_cli;
 pub mod authority;
 pub mod bench;
 pub mod bench_day;
+pub mod bench_day_cpu;
 pub mod bench_floor;
 pub mod bench_kill;
 pub mod bench_network;

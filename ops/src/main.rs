@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use konvert_center::cli::CenterCommand;
@@ -17,6 +18,10 @@ use konvert_ops::keys::KeysCommand;
 #[derive(Debug, Parser)]
 #[command(name = "konvert", version)]
 struct Cli {
+    /// Log lines as `text` or `json` (one object a line). The filter is RUST_LOG (or its
+    /// older name KONVERT_LOG), e.g. RUST_LOG=debug.
+    #[arg(long, global = true, default_value = "text")]
+    log_format: konvert_replication::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -186,6 +191,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 0)]
         quiet_seconds: u64,
     },
+    /// The `day` process's CPU: with an empty hot folder, and while it takes a room.
+    DayCpu {
+        /// Seconds to watch the idle day.
+        #[arg(long, default_value_t = 10)]
+        idle_seconds: u64,
+        /// Participants in the room taken after the idle spell.
+        #[arg(long, default_value_t = 30)]
+        participants: usize,
+        /// Measure this `konvert-edge` binary (e.g. an older build) instead of this one.
+        #[arg(long)]
+        edge_bin: Option<PathBuf>,
+    },
     /// Packets of random data, sealed, sent over QUIC to a center process, fsynced, receipted.
     Transfer {
         /// Number of packets.
@@ -282,6 +299,22 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             ..
         }) => {
             konvert_ops::bench_day::run(participants, settle_ms, quiet_seconds).await?;
+        }
+        Command::Bench(BenchArgs {
+            command:
+                Some(BenchCommand::DayCpu {
+                    idle_seconds,
+                    participants,
+                    edge_bin,
+                }),
+            ..
+        }) => {
+            let b = konvert_ops::bench_day_cpu::DayCpuBench {
+                idle: Duration::from_secs(idle_seconds),
+                participants,
+                edge_bin,
+            };
+            tokio::task::block_in_place(|| konvert_ops::bench_day_cpu::run(&b))?;
         }
         Command::Bench(BenchArgs {
             command:
@@ -406,11 +439,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KONVERT_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let result = run(Cli::parse().command).await;
+    let cli = Cli::parse();
+    konvert_replication::logging::init(cli.log_format, "warn");
+    let result = run(cli.command).await;
     // A benchmark running this binary as a child learns its peak memory this way.
     if std::env::var_os(konvert_ops::bench_rss::REPORT_PEAK_RSS_ENV).is_some() {
         if let Some(peak) = konvert_ops::stats::peak_rss_bytes(std::process::id()) {

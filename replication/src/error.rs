@@ -16,6 +16,17 @@ pub enum Error {
     /// The stream ended in the middle of a frame.
     #[error("the peer closed the stream in the middle of a frame")]
     TruncatedFrame,
+    /// A frame did not start or finish within its time limit.
+    #[error("the peer sent no whole frame within {seconds} s ({what}); the stream is closed")]
+    FrameTimeout {
+        /// The limit, in seconds.
+        seconds: u64,
+        /// Which limit.
+        what: &'static str,
+    },
+    /// A connection had too many frames unfinished at once.
+    #[error("{0} frames are already unfinished on this connection; the stream is closed")]
+    TooManyUnfinished(usize),
     /// A message arrived that is wrong for the state of the exchange.
     #[error("protocol violation: expected {expected}, got {got}")]
     Protocol {

@@ -16,6 +16,7 @@ pub mod frame;
 pub mod handshake;
 pub mod inbox;
 pub mod live;
+pub mod logging;
 pub mod message;
 pub mod metrics_http;
 pub mod notice;
@@ -26,6 +27,7 @@ pub mod receiver;
 pub mod reserve;
 pub mod schedule;
 pub mod sender;
+pub mod service;
 pub mod tls;
 
 pub use durable::open_sled;

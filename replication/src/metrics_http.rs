@@ -42,11 +42,19 @@ pub async fn serve(addr: SocketAddr, render: Render) -> std::io::Result<SocketAd
                     }
                 }
                 let request = String::from_utf8_lossy(&head[..n]);
-                let response = if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
+                let wants = |method: &str| {
+                    request.starts_with(&format!("{method} /metrics "))
+                        || request.starts_with(&format!("{method} /metrics?"))
+                };
+                // HEAD: what GET would answer, without the body (uptime checks and load
+                // balancers ask this way).
+                let head_only = wants("HEAD");
+                let response = if wants("GET") || head_only {
                     match render() {
                         Ok(body) => format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                            body.len(),
+                            if head_only { "" } else { body.as_str() }
                         ),
                         Err(e) => format!("HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n{e}"),
                     }

@@ -125,6 +125,24 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_cen
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // HEAD answers 200 with the length and no body (uptime checks ask this way).
+    let head = head_metrics(center_metrics).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let (headers, body) = head.split_once("\r\n\r\n").unwrap();
+    assert!(headers.contains("Content-Length: "), "{headers}");
+    assert!(body.is_empty(), "HEAD answered a body: {body:.200}");
+    // The registry in force expires in the future, and says when.
+    let expires: f64 = center_text
+        .lines()
+        .find_map(|l| l.strip_prefix("konvert_registry_expires_timestamp_seconds "))
+        .unwrap_or_else(|| panic!("no registry expiry in {center_text}"))
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(expires > now, "{expires} is not after {now}");
     more.store(false, Ordering::Release);
     for p in pushes {
         assert_eq!(p.await.unwrap().unwrap().delivered, 1);
@@ -163,6 +181,21 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_cen
             "{name} is used in ops/ but neither a running center nor a relay exports it"
         );
     }
+}
+
+/// The raw answer to `HEAD /metrics`.
+async fn head_metrics(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8(answer).unwrap()
 }
 
 fn loopback() -> std::net::SocketAddr {

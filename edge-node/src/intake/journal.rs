@@ -56,7 +56,8 @@ pub struct SealedRecord {
     pub override_reason: Option<String>,
 }
 
-/// The intake journal.
+/// The intake journal; clones share the same database.
+#[derive(Clone)]
 pub struct Journal {
     db: sled::Db,
 }

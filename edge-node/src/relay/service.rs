@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use konvert_crypto::registry::{AuthorityFile, RegistryStore};
-use konvert_replication::driver::{self, SignedUpdate};
+use konvert_replication::driver::{self, Drain, FrameLimits, SignedUpdate};
 use konvert_replication::{pki, tls, Outbox};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -37,16 +37,32 @@ pub struct RunningRelay {
     pub outbox: Arc<Outbox>,
     endpoint: quinn::Endpoint,
     forwarder: tokio::task::JoinHandle<()>,
+    drain: Drain,
 }
 
+/// How long a stopping relay lets packets arriving from downstream finish; the rest stay
+/// durable in staging and the stations resume them at the next connection.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 impl RunningRelay {
-    /// Stops accepting, closes every connection and stops forwarding. What the relay
-    /// holds stays in its outbox for the next start.
-    pub async fn shutdown(self) {
+    /// Stops taking connections and streams, lets packets arriving finish for up to
+    /// [`SHUTDOWN_GRACE`], closes every connection and stops forwarding. What the relay
+    /// holds stays in its outbox for the next start. Returns how many packets were still
+    /// arriving (kept in staging, to be resumed).
+    pub async fn shutdown(self) -> usize {
+        self.drain.stop();
+        self.endpoint.set_server_config(None);
+        let unfinished = self.drain.finish(SHUTDOWN_GRACE).await;
         self.forwarder.abort();
         let _ = self.forwarder.await;
         self.endpoint.close(0u32.into(), b"relay shutting down");
-        self.endpoint.wait_idle().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!("stations did not acknowledge the close within 5 s");
+        }
+        unfinished
     }
 }
 
@@ -139,19 +155,28 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     let name = cfg.relay.clone();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let live = enforcer.live();
+    let drain = Drain::default();
+    let stopping = drain.clone();
     tokio::spawn(async move {
-        while let Some(incoming) = ep.accept().await {
+        loop {
+            let incoming = tokio::select! {
+                i = ep.accept() => i,
+                _ = stopping.stopped() => break,
+            };
+            let Some(incoming) = incoming else { break };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 incoming.refuse();
                 continue;
             };
-            let (intake, name, live) = (intake.clone(), name.clone(), live.clone());
+            let (intake, name, live, drain) = (intake.clone(), name.clone(), live.clone(), stopping.clone());
             tokio::spawn(async move {
                 let _slot = slot;
                 match incoming.await {
                     Ok(conn) => {
                         let _live = live.register(&conn);
-                        if let Err(e) = driver::serve_connection(conn, intake, name).await {
+                        if let Err(e) =
+                            driver::serve_connection_until(conn, intake, name, drain, FrameLimits::default()).await
+                        {
                             warn!("downstream connection ended with an error: {e}");
                         }
                     }
@@ -193,6 +218,7 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
         outbox,
         endpoint,
         forwarder,
+        drain,
     })
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::server::StationSession;
-use super::stream::{read_message, write_message};
+use super::stream::{read_message, read_message_bounded, write_message, ConnectionFrames};
 use crate::schedule::{Broker, BrokerConfig, Plan};
 use crate::{Error, Message, Result, Share, SiteStatus};
 
@@ -95,6 +95,7 @@ pub(crate) async fn serve_bandwidth(
     first: SiteStatus,
     desk: Arc<BrokerDesk>,
     station: Arc<StationSession>,
+    frames: ConnectionFrames,
 ) -> Result<()> {
     let site = station.site.clone();
     desk.with(|b, now| {
@@ -108,7 +109,8 @@ pub(crate) async fn serve_bandwidth(
     let (reports_tx, mut reports) = tokio::sync::mpsc::channel::<Result<Option<Message>>>(4);
     let reader = tokio::spawn(async move {
         loop {
-            let msg = read_message(&mut recv).await;
+            // A station's reports are held to the same frame limits as its packets.
+            let msg = read_message_bounded(&mut recv, &frames).await;
             let end = !matches!(msg, Ok(Some(_)));
             if reports_tx.send(msg).await.is_err() || end {
                 return;

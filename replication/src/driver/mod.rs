@@ -12,6 +12,7 @@ pub use client::{
     Pace, AGENT,
 };
 pub use server::{
-    serve_connection, Admission, Completion, Intake, RegistryFeed, RevocationFeed, SignedUpdate, StationSession,
+    serve_connection, serve_connection_until, Admission, Completion, Drain, Intake, RegistryFeed, RevocationFeed,
+    SignedUpdate, StationSession,
 };
-pub use stream::{read_message, write_message};
+pub use stream::{read_message, read_message_bounded, write_message, ConnectionFrames, FrameLimits};

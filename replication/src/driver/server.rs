@@ -2,13 +2,15 @@
 //! What to do with a packet (admit, store, verify, receipt) is the [`Intake`]'s business;
 //! this module only moves frames and enforces the protocol through `PacketReceiver`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::{debug, warn};
 
 use super::bandwidth::{serve_bandwidth, BrokerDesk};
-use super::stream::{read_message, write_message};
+use super::stream::{read_message_bounded, write_message, ConnectionFrames, FrameLimits};
 use crate::notice::MAX_NOTICES;
 use crate::receiver::{PacketReceiver, ReceiverEvent};
 use crate::{handshake, tls, Error, Message, Offer, Receipt, RejectReason, Result, SignedNotice};
@@ -118,11 +120,107 @@ pub trait Intake: Send + Sync + 'static {
     }
 }
 
+/// How long a packet's stream waits for the edge to acknowledge its receipt.
+const RECEIPT_ACK_WAIT: Duration = Duration::from_secs(10);
+
+/// Tells a serving process's connections that it is stopping, and counts the packets in
+/// flight, so a stop can let them finish (or leave them durable to resume) before closing.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    stopping: Arc<watch::Sender<bool>>,
+    in_flight: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            stopping: Arc::new(watch::channel(false).0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            idle: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// One packet being received; counted until dropped.
+struct InFlight(Drain);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Drain {
+    /// Connections stop taking new streams from now on.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Whether [`Drain::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Waits until [`Drain::stop`] is called.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Packets being received now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    fn packet(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Waits up to `grace` for the packets in flight to end; returns how many did not.
+    pub async fn finish(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let idle = self.idle.notified();
+            let left = self.in_flight();
+            if left == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.in_flight();
+            }
+        }
+    }
+}
+
 /// Serves one edge connection until it closes.
 pub async fn serve_connection<I: Intake>(conn: quinn::Connection, intake: Arc<I>, center_name: String) -> Result<()> {
+    serve_connection_until(conn, intake, center_name, Drain::default(), FrameLimits::default()).await
+}
+
+/// Serves one edge connection until it closes or `drain` stops (then it takes no new
+/// stream; those in flight go on). Frames from the edge are held to `limits`.
+pub async fn serve_connection_until<I: Intake>(
+    conn: quinn::Connection,
+    intake: Arc<I>,
+    center_name: String,
+    drain: Drain,
+    limits: FrameLimits,
+) -> Result<()> {
     let certs = tls::peer_certificates(&conn)?;
-    let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| Error::Connection(e.to_string()))?;
-    let hello = read_message(&mut recv)
+    let frames = ConnectionFrames::new(limits);
+    // A station that connects and opens no control stream is bounded like a stalled frame.
+    let (mut send, mut recv) = tokio::time::timeout(limits.start, conn.accept_bi())
+        .await
+        .map_err(|_| Error::FrameTimeout {
+            seconds: limits.start.as_secs(),
+            what: "waiting for the control stream",
+        })?
+        .map_err(|e| Error::Connection(e.to_string()))?;
+    let hello = read_message_bounded(&mut recv, &frames)
         .await?
         .ok_or_else(|| Error::Connection("the edge closed the control stream before Hello".into()))?;
     let (site, answer) = handshake::answer_hello(&hello, &center_name)?;
@@ -144,7 +242,18 @@ pub async fn serve_connection<I: Intake>(conn: quinn::Connection, intake: Arc<I>
     let station = Arc::new(StationSession { site });
     debug!(site = %station.site, "station connected");
     loop {
-        let (s, r) = match conn.accept_bi().await {
+        let accepted = tokio::select! {
+            a = conn.accept_bi() => a,
+            _ = drain.stopped() => {
+                debug!(site = %station.site, "stopping: no new streams on this connection");
+                // The connection and its control stream stay as they are (dropping them
+                // would end the connection under the packets in flight); the process's
+                // close of its endpoint ends it.
+                conn.closed().await;
+                return Ok(());
+            }
+        };
+        let (s, r) = match accepted {
             Ok(streams) => streams,
             Err(e) => {
                 debug!(site = %station.site, "connection ended: {e}");
@@ -153,8 +262,9 @@ pub async fn serve_connection<I: Intake>(conn: quinn::Connection, intake: Arc<I>
         };
         let intake = intake.clone();
         let station = station.clone();
+        let (drain, frames) = (drain.clone(), frames.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_stream(s, r, intake, station.clone()).await {
+            if let Err(e) = serve_stream(s, r, intake, station.clone(), &drain, &frames).await {
                 warn!(site = %station.site, "packet stream failed: {e}");
             }
         });
@@ -248,8 +358,12 @@ async fn serve_stream<I: Intake>(
     mut recv: quinn::RecvStream,
     intake: Arc<I>,
     station: Arc<StationSession>,
+    drain: &Drain,
+    frames: &ConnectionFrames,
 ) -> Result<()> {
     let mut rx = PacketReceiver::new(intake.max_packet_size());
+    // Counted from admission to the end, so a stop waits for it.
+    let mut in_flight: Option<InFlight> = None;
     let mut staging: Option<I::Staging> = None;
     // The chunk being written, hashed and (at a segment boundary) fsynced on the blocking
     // pool while the next one is read: disk and network overlap, and an fsync never
@@ -257,7 +371,7 @@ async fn serve_stream<I: Intake>(
     let mut writing: Option<PendingWrite<I::Staging>> = None;
     let broker = intake.broker();
     let result = loop {
-        let msg = match read_message(&mut recv).await {
+        let msg = match read_message_bounded(&mut recv, frames).await {
             Ok(Some(msg)) => msg,
             Ok(None) => break Err(Error::Connection("the edge closed the stream mid-packet".into())),
             Err(e) => {
@@ -279,7 +393,7 @@ async fn serve_stream<I: Intake>(
                 }
                 Message::SiteStatus(status) => {
                     return match intake.broker() {
-                        Some(desk) => serve_bandwidth(send, recv, status, desk, station).await,
+                        Some(desk) => serve_bandwidth(send, recv, status, desk, station, frames.clone()).await,
                         // No broker here: the edge paces to its own configured rate.
                         None => {
                             let _ = send.finish();
@@ -315,6 +429,7 @@ async fn serve_stream<I: Intake>(
                     match admission {
                         Admission::Accept { resume_at, staging: s } => {
                             staging = Some(s);
+                            in_flight = Some(drain.packet());
                             rx.accept(resume_at)?
                         }
                         Admission::AlreadyHave(receipt) => rx.already_have(receipt)?,
@@ -370,6 +485,10 @@ async fn serve_stream<I: Intake>(
                 };
                 write_message(&mut send, &reply).await?;
                 let _ = send.finish();
+                // Counted in flight until the edge has the receipt: a stopping process
+                // closes its connections once nothing is in flight, and a close discards
+                // stream data not yet acknowledged.
+                let _ = tokio::time::timeout(RECEIPT_ACK_WAIT, send.stopped()).await;
                 return Ok(());
             }
         }
@@ -379,6 +498,7 @@ async fn serve_stream<I: Intake>(
     if let (Some(s), Some(offer)) = (staging, rx.offer()) {
         intake.abandon(offer, s);
     }
+    drop(in_flight);
     result
 }
 
@@ -395,4 +515,30 @@ async fn finish_write<S>(writing: &mut Option<PendingWrite<S>>, staging: &mut Op
         .map_err(|e| Error::Storage(format!("write task failed: {e}")))?;
     *staging = Some(s);
     written
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_waits_for_the_packets_in_flight_and_no_longer_than_its_grace() {
+        let drain = Drain::default();
+        assert_eq!(drain.finish(Duration::from_millis(10)).await, 0);
+        let packet = drain.packet();
+        assert_eq!(drain.in_flight(), 1);
+        drain.stop();
+        assert!(drain.is_stopping());
+        // Still arriving when the grace ends: said, not waited for.
+        assert_eq!(drain.finish(Duration::from_millis(50)).await, 1);
+        let d = drain.clone();
+        let done = tokio::spawn(async move { d.finish(Duration::from_secs(10)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(packet);
+        let left = tokio::time::timeout(Duration::from_secs(2), done).await;
+        assert!(matches!(left, Ok(Ok(0))), "{left:?}");
+        tokio::time::timeout(Duration::from_secs(1), drain.stopped())
+            .await
+            .unwrap_or_else(|_| panic!("stopped() did not return after stop()"));
+    }
 }

@@ -1,0 +1,57 @@
+//! The logs of konvert's binaries: the filter from `RUST_LOG` (or its older name
+//! `KONVERT_LOG`), colour only on a terminal, and plain text or one JSON object a line.
+
+use std::io::IsTerminal;
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line, for a log collector.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?}: use text or json")),
+        }
+    }
+}
+
+/// The filter in force: `RUST_LOG`, else `KONVERT_LOG` (kept for old setups), else
+/// `default` (e.g. "info"). A filter that does not parse is said once, and the default used.
+pub fn filter(default: &str) -> tracing_subscriber::EnvFilter {
+    for var in ["RUST_LOG", "KONVERT_LOG"] {
+        if let Ok(text) = std::env::var(var) {
+            match tracing_subscriber::EnvFilter::try_new(&text) {
+                Ok(f) => return f,
+                Err(e) => eprintln!("{var}={text:?} is not a log filter ({e}); using {default:?}"),
+            }
+        }
+    }
+    tracing_subscriber::EnvFilter::new(default)
+}
+
+/// Sends this process's logs to stderr: colour only when stderr is a terminal (and
+/// `NO_COLOR` is not set), so log files hold no escape codes.
+pub fn init(format: LogFormat, default: &str) {
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(default))
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let done = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    if let Err(e) = done {
+        eprintln!("logging not set up: {e}");
+    }
+}
