@@ -38,7 +38,14 @@ fn site() -> Site {
     };
     let dir = root.path().join("site");
     let toml = provision::enroll_station(&center_dir, "0101", &facts, &dir).unwrap();
-    TokenFile::create(&dir.join("member.token"), "TK-1", "member", PIN, 1_000).unwrap();
+    TokenFile::create(
+        &dir.join("member.token"),
+        "TK-1",
+        "member",
+        PIN,
+        konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
+    )
+    .unwrap();
     let room = RoomId::new("0001").unwrap();
     let plan = synthetic_plan(
         &"0101".parse().unwrap(),
