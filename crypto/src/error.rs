@@ -85,11 +85,16 @@ pub enum Error {
         /// The shortest PIN accepted.
         min: usize,
     },
+    /// A new token's PIN is only spaces or one character repeated.
+    #[error("the PIN is only spaces or one character repeated; choose a PIN with different characters")]
+    WeakPin,
     /// A new center specialist's passphrase is too weak.
-    #[error("a center specialist's token needs a passphrase of at least {min} characters, not only digits: it unwraps the key to every scan; choose a longer passphrase (or use a hardware token)")]
+    #[error("a center specialist's token needs a passphrase of at least {min} characters with at least {distinct} different ones (spaces aside), not only digits: it unwraps the key to every scan; choose a longer passphrase (or use a hardware token)")]
     WeakPassphrase {
         /// The shortest passphrase accepted.
         min: usize,
+        /// The fewest different characters accepted, spaces aside.
+        distinct: usize,
     },
     /// A token or key file is damaged or of the wrong kind.
     #[error("{path}: {message}")]

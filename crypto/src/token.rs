@@ -50,6 +50,9 @@ pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
 pub const MIN_PIN_LEN: usize = 6;
 /// Shortest passphrase accepted for a center specialist's token file.
 pub const MIN_SPECIALIST_PASSPHRASE_LEN: usize = 12;
+/// Fewest different characters, spaces aside, in a specialist's passphrase: twelve spaces
+/// or `aaaaaaaaaaaa` are twelve characters but no secret.
+pub const MIN_SPECIALIST_DISTINCT_CHARS: usize = 6;
 /// Consecutive wrong PINs after which a token file locks.
 pub const MAX_PIN_TRIES: u32 = 10;
 const TRIES_MAGIC: &[u8; 8] = b"KNVRTTRY";
@@ -178,12 +181,36 @@ struct Clear {
 /// resist an offline search far beyond the 10⁶ six-digit PINs.
 pub fn check_specialist_passphrase(passphrase: &str) -> Result<()> {
     let len = passphrase.chars().count();
-    if len < MIN_SPECIALIST_PASSPHRASE_LEN || passphrase.chars().all(|c| c.is_ascii_digit()) {
+    if len < MIN_SPECIALIST_PASSPHRASE_LEN
+        || passphrase.chars().all(|c| c.is_ascii_digit())
+        || distinct_visible(passphrase) < MIN_SPECIALIST_DISTINCT_CHARS
+    {
         return Err(Error::WeakPassphrase {
             min: MIN_SPECIALIST_PASSPHRASE_LEN,
+            distinct: MIN_SPECIALIST_DISTINCT_CHARS,
         });
     }
     Ok(())
+}
+
+/// Checks a new member's PIN: at least [`MIN_PIN_LEN`] characters, not only spaces and not
+/// one character repeated (`000000` is the first PIN any guesser tries).
+pub fn check_pin(pin: &str) -> Result<()> {
+    if pin.chars().count() < MIN_PIN_LEN {
+        return Err(Error::PinTooShort { min: MIN_PIN_LEN });
+    }
+    if distinct_visible(pin) < 2 {
+        return Err(Error::WeakPin);
+    }
+    Ok(())
+}
+
+/// How many different characters `secret` has, whitespace not counted.
+fn distinct_visible(secret: &str) -> usize {
+    let mut seen: Vec<char> = secret.chars().filter(|c| !c.is_whitespace()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    seen.len()
 }
 
 /// A member token file, read but not unlocked.
@@ -235,9 +262,7 @@ impl TokenFile {
     /// Creates a member's token file with a new key, the PIN at least [`MIN_PIN_LEN`]
     /// characters. Refuses to overwrite an existing file.
     pub fn create(path: &Path, token_id: &str, holder: &str, pin: &str, kdf: KdfParams) -> Result<TokenFile> {
-        if pin.chars().count() < MIN_PIN_LEN {
-            return Err(Error::PinTooShort { min: MIN_PIN_LEN });
-        }
+        check_pin(pin)?;
         let key = SigningKey::generate()?;
         Self::write(path, token_id, holder, &key, pin, Kdf::Argon2id(kdf), false)
     }

@@ -260,15 +260,28 @@ fn a_pbkdf2_token_file_still_opens_and_is_upgraded_to_argon2id() {
 #[test]
 fn a_specialist_needs_a_long_passphrase_not_a_pin() {
     let dir = tempfile::tempdir().unwrap();
-    for weak in ["314159", "12345678901234567890", "shortphrase"] {
+    // Twelve spaces and one letter twelve times were taken before: long, but no secret.
+    let (spaces, repeated) = (" ".repeat(12), "a".repeat(12));
+    for weak in [
+        "314159",
+        "12345678901234567890",
+        "shortphrase",
+        &spaces,
+        &repeated,
+        "abab abab abab",
+    ] {
         let e = TokenFile::create_specialist(&dir.path().join("s.token"), "SP-1", "h", weak, fast()).unwrap_err();
-        assert!(matches!(e, Error::WeakPassphrase { min: 12 }), "{weak}: {e:?}");
+        assert!(matches!(e, Error::WeakPassphrase { min: 12, .. }), "{weak:?}: {e:?}");
         assert!(!e.to_string().contains(weak));
     }
     assert!(!dir.path().join("s.token").exists());
     let t = TokenFile::create_specialist(&dir.path().join("s.token"), "SP-1", "h", "сосна у реки 7", fast()).unwrap();
     assert!(t.unlock("сосна у реки 7").is_ok());
-    // Members keep PINs of six characters.
+    // Members keep PINs of six characters, but not six spaces or one digit six times.
+    for weak in ["      ", "000000", "7777777"] {
+        let e = TokenFile::create(&dir.path().join("m.token"), "TK-11", "h", weak, fast()).unwrap_err();
+        assert!(matches!(e, Error::WeakPin), "{weak:?}: {e:?}");
+    }
     assert!(TokenFile::create(&dir.path().join("m.token"), "TK-11", "h", "314159", fast()).is_ok());
 }
 

@@ -20,6 +20,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    konvert_replication::logging::exit_quietly_on_closed_stdout();
     konvert_replication::logging::init(cli.log_format, "warn");
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -440,6 +440,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    konvert_replication::logging::exit_quietly_on_closed_stdout();
     konvert_replication::logging::init(cli.log_format, "warn");
     let result = run(cli.command).await;
     // A benchmark running this binary as a child learns its peak memory this way.

@@ -229,3 +229,23 @@ fn one_shot_check_names_a_damaged_empty_or_foreign_file_and_takes_it_flagged_onc
     assert!(!said.contains("does not read"), "{said}");
     assert!(!said.contains("still being written"), "{said}");
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly_not_with_a_panic() {
+    // `konvert-center status | head -1`: the reader is gone before the command prints.
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(KONVERT)
+        .args(["center", "init", "--dir"])
+        .arg(dir.path().join("center"))
+        .args(["--name", "center.konvert", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

@@ -55,3 +55,22 @@ pub fn init(format: LogFormat, default: &str) {
         eprintln!("logging not set up: {e}");
     }
 }
+
+/// Makes a closed stdout end the process quietly, as `head` or a closed pager expects:
+/// Rust ignores SIGPIPE, so `println!` into a closed pipe panics with a backtrace instead.
+/// Exits 141 (128 + SIGPIPE) as a shell would report it; every other panic is untouched.
+pub fn exit_quietly_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
