@@ -106,7 +106,7 @@ fn default_max_connections() -> usize {
 impl CenterConfig {
     /// Reads and checks a config file; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
+        let text = konvert_crypto::keyfile::read_text_bounded(path, konvert_crypto::keyfile::MAX_CONFIG_BYTES)?;
         let mut cfg: CenterConfig = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.to_owned(),
             message: e.to_string(),

@@ -83,22 +83,58 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     }
 }
 
-/// Reads a small file whole, refusing anything above `max` bytes before reading it.
+/// Reads a small file whole, refusing anything above `max` bytes before reading it, and
+/// anything that is not a regular file: a FIFO would hang the reader for ever and a device
+/// (`/dev/zero`) would never end. Links are followed — a config may well be one — but what
+/// they lead to is checked on the opened file, not on the path.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>> {
-    let f = fs::File::open(path).map_err(|e| Error::BadFile {
+    let bad = |message: String| Error::BadFile {
         path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    let len = f.metadata()?.len();
+        message,
+    };
+    // Non-blocking, so opening a FIFO with no writer returns at once instead of waiting.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let meta = f.metadata().map_err(|e| bad(e.to_string()))?;
+    if !meta.file_type().is_file() {
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "a FIFO, socket or device"
+        };
+        return Err(bad(format!(
+            "is {what}, not a regular file; give the path of the file itself"
+        )));
+    }
+    let len = meta.len();
     if len > max {
-        return Err(Error::BadFile {
-            path: path.to_owned(),
-            message: format!("{len} bytes is too large for this kind of file"),
-        });
+        return Err(bad(format!(
+            "{len} bytes is too large for this kind of file (at most {max})"
+        )));
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(len as usize));
-    std::io::Read::read_to_end(&mut std::io::Read::take(f, max), &mut buf)?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, max + 1), &mut buf).map_err(|e| bad(e.to_string()))?;
+    if buf.len() as u64 > max {
+        return Err(bad(format!("grew beyond {max} bytes while it was read")));
+    }
     Ok(buf)
+}
+
+/// The largest config file read (`center.toml`, `site.toml`, `relay.toml`).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// The largest seating plan read: a region's biggest site seats a few thousand.
+pub const MAX_PLAN_BYTES: u64 = 32 << 20;
+
+/// Reads a small UTF-8 text file (a config, a plan) as [`read_bounded`] does.
+pub fn read_text_bounded(path: &Path, max: u64) -> Result<String> {
+    let bytes = read_bounded(path, max)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| Error::BadFile {
+        path: path.to_owned(),
+        message: "is not UTF-8 text".into(),
+    })
 }
 
 fn encode(kind: u8, key: &[u8; 32]) -> Zeroizing<Vec<u8>> {

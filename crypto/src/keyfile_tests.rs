@@ -51,3 +51,33 @@ fn write_atomic_replaces_with_the_exact_mode_and_kinds_are_named() {
     assert!(write_new_atomic(&p, b"x", 0o600).is_err(), "no overwrite");
     assert_eq!(fs::read(&p).unwrap(), b"two");
 }
+
+#[test]
+fn a_fifo_a_device_or_a_folder_is_refused_at_once_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("center.toml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let zero = dir.path().join("member.token");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let folder = dir.path().join("stations.crl");
+    std::fs::create_dir(&folder).unwrap();
+    let started = std::time::Instant::now();
+    for (path, what) in [(&fifo, "FIFO"), (&zero, "device"), (&folder, "a folder")] {
+        let e = read_bounded(path, 1 << 20).unwrap_err().to_string();
+        assert!(e.contains(what) && e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+    // Before, the FIFO blocked for ever: the open waited for a writer.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let text = dir.path().join("site.toml");
+    std::fs::write(&text, "site = \"0101\"\n").unwrap();
+    assert_eq!(read_text_bounded(&text, 1 << 20).unwrap(), "site = \"0101\"\n");
+    assert!(read_text_bounded(&text, 4)
+        .unwrap_err()
+        .to_string()
+        .contains("too large"));
+}

@@ -381,7 +381,7 @@ impl TokenFile {
         let bytes = read_bounded(path, MAX_TOKEN_FILE)?;
         let bad = |m: &str| Error::BadFile {
             path: path.to_owned(),
-            message: format!("{m}; this is not a usable member token file"),
+            message: format!("{m}; this is not a usable token file (a member's or a specialist's)"),
         };
         if bytes.len() < HEAD_LEN || &bytes[..8] != MAGIC {
             return Err(bad("bad magic bytes"));

@@ -104,7 +104,8 @@ impl DayConfig {
 
     /// Reads the seating plan.
     pub fn plan(&self) -> Result<konvert_exam::SeatingPlan> {
-        let text = std::fs::read_to_string(&self.seating_plan).map_err(Error::file(&self.seating_plan))?;
+        let text =
+            konvert_crypto::keyfile::read_text_bounded(&self.seating_plan, konvert_crypto::keyfile::MAX_PLAN_BYTES)?;
         konvert_exam::SeatingPlan::from_toml(&text).map_err(|e| Error::Config {
             path: self.seating_plan.clone(),
             message: format!("{e}; ask the center for the seating plan again"),
@@ -233,7 +234,7 @@ impl Default for PushTuning {
 impl SiteConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
+        let text = konvert_crypto::keyfile::read_text_bounded(path, konvert_crypto::keyfile::MAX_CONFIG_BYTES)?;
         let mut cfg: SiteConfig = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.to_owned(),
             message: e.to_string(),
