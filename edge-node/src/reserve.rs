@@ -263,6 +263,12 @@ fn import_receipts_with(
     let Some((folder, names)) = reserve::receipt_files(drive)? else {
         return Ok(outcomes);
     };
+    for (name, what) in reserve::unreadable_receipts(drive)? {
+        outcomes.push(ReceiptOutcome::Refused {
+            file: folder.path().join(&name),
+            why: format!("is {what}, not a receipt file; not read (a drive's receipts are plain files)"),
+        });
+    }
     for name in names {
         let file = folder.path().join(&name);
         let refused = |why: String| ReceiptOutcome::Refused {

@@ -195,6 +195,35 @@ impl DriveDir {
         Ok(names)
     }
 
+    /// The entries named `*{extension}` here that are no regular file (links, FIFOs,
+    /// devices, folders), each with what it is: skipped by [`DriveDir::files`], but the
+    /// operator must hear of them.
+    pub fn not_regular(&self, extension: &str, max: usize) -> Result<Vec<(String, &'static str)>> {
+        let dir = rustix::fs::Dir::read_from(&self.fd).map_err(|e| open_err(&self.path, "folder", e))?;
+        let mut found = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| open_err(&self.path, "folder", e))?;
+            let name = String::from_utf8_lossy(entry.file_name().to_bytes()).into_owned();
+            if !name.ends_with(extension) || name.starts_with('.') {
+                continue;
+            }
+            let what = match self.kind(&name, entry.file_type()) {
+                rustix::fs::FileType::RegularFile => continue,
+                rustix::fs::FileType::Symlink => "a symbolic link",
+                rustix::fs::FileType::Fifo => "a FIFO",
+                rustix::fs::FileType::Directory => "a folder",
+                rustix::fs::FileType::CharacterDevice | rustix::fs::FileType::BlockDevice => "a device",
+                _ => "no regular file",
+            };
+            found.push((name, what));
+            if found.len() >= max {
+                break;
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     /// The sub-folders here (real folders only, not links), sorted.
     pub fn folders(&self, max: usize) -> Result<Vec<String>> {
         let dir = rustix::fs::Dir::read_from(&self.fd).map_err(|e| open_err(&self.path, "folder", e))?;

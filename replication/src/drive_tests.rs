@@ -182,3 +182,23 @@ fn a_slow_drive_is_given_up_on_within_the_time_limit() {
     assert_eq!(read_time_limit(0), READ_GRACE);
     assert_eq!(read_time_limit(100 << 20), READ_GRACE + Duration::from_secs(100));
 }
+
+#[test]
+fn entries_that_are_no_regular_file_are_named_with_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.receipt"), b"receipt").unwrap();
+    symlink("/dev/zero", dir.path().join("b.receipt")).unwrap();
+    mkfifo(&dir.path().join("c.receipt"));
+    fs::create_dir(dir.path().join("d.receipt")).unwrap();
+    fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+    let drive = DriveDir::open(dir.path()).unwrap();
+    assert_eq!(drive.files(".receipt", 10).unwrap(), vec!["a.receipt".to_owned()]);
+    assert_eq!(
+        drive.not_regular(".receipt", 10).unwrap(),
+        vec![
+            ("b.receipt".to_owned(), "a symbolic link"),
+            ("c.receipt".to_owned(), "a FIFO"),
+            ("d.receipt".to_owned(), "a folder"),
+        ]
+    );
+}

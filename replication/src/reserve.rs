@@ -252,6 +252,15 @@ pub fn receipt_files(dir: &Path) -> Result<Option<(DriveDir, Vec<String>)>> {
     Ok(Some((folder, names)))
 }
 
+/// The `receipts/*.receipt` entries on the drive at `dir` that are no regular file, each
+/// with what it is: never read, but named to the operator.
+pub fn unreadable_receipts(dir: &Path) -> Result<Vec<(String, &'static str)>> {
+    let Some(folder) = DriveDir::open(dir)?.sub(RECEIPTS)? else {
+        return Ok(Vec::new());
+    };
+    folder.not_regular(".receipt", MAX_RECEIPT_FILES)
+}
+
 #[cfg(test)]
 #[path = "reserve_tests.rs"]
 mod tests;
