@@ -90,10 +90,11 @@ pub fn load_crl_to_serve(cfg: &CenterConfig, had_state: bool) -> Result<Verified
 /// revoked, it is not older than one this center already put in force, and that record
 /// is there if the data folder `has_state` (for `check-config` and at start).
 pub fn check_floor(cfg: &CenterConfig, crl: &VerifiedCrl, has_state: bool) -> Result<()> {
-    check_index(cfg, crl)?;
+    // Most telling first: an older list than the record, then a serial the index has.
     let floor = CrlFloor::in_dir(&cfg.data_dir);
-    floor.require(has_state)?;
-    Ok(floor.check(crl, &cfg.crl)?)
+    floor.check(crl, &cfg.crl)?;
+    check_index(cfg, crl)?;
+    Ok(floor.require(has_state)?)
 }
 
 /// Refuses `crl` if it lacks a serial the station index (`pki/stations.toml`) marks
