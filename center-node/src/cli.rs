@@ -772,7 +772,7 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         CenterCommand::CheckConfig { config } => {
             let cfg = CenterConfig::load(&config)?;
             let crl = crate::revocation::load_crl(&cfg)?;
-            crate::revocation::check_floor(&cfg, &crl)?;
+            crate::revocation::check_floor(&cfg, &crl, crate::revocation::data_has_state(&cfg))?;
             println!("{}: ok — center {}, listen {}", config.display(), cfg.name, cfg.listen);
             if !cfg.authority.is_file() && !cfg.data_dir.join("registry/trust.bin").is_file() {
                 println!(

@@ -7,7 +7,10 @@
 //! connections already made. A file that does not verify (wrong CA, damaged, older than
 //! the one in force) is logged and ignored; the list in force stays. The newest list put
 //! in force is remembered outside the list file ([`CrlFloor`]), so a restarted center
-//! refuses to start with an older one instead of undoing revocations.
+//! refuses to start with an older one instead of undoing revocations; since that record
+//! could itself be deleted, every list is also checked against the station index
+//! (`pki/stations.toml`, written before the list) and refused if it lacks a serial the
+//! index marks revoked, and a data folder the center ran in without the record is refused.
 //!
 //! Expiry: rustls enforces the list's next-update date, so an expired list refuses every
 //! station. With `ca_key` in center.toml the center signs a fresh list (same serials) when
@@ -61,21 +64,63 @@ pub fn load_crl(cfg: &CenterConfig) -> Result<VerifiedCrl> {
     Ok(crl)
 }
 
-/// [`load_crl`] for serving: also refused if it is older than a list this center already
-/// put in force (remembered in `data_dir`, outside the list file, so a restart cannot put
-/// an old list back), and then remembered as in force.
-pub fn load_crl_to_serve(cfg: &CenterConfig) -> Result<VerifiedCrl> {
+/// Files only a center that ran before has in its data folder: beside them a missing
+/// floor means it was removed, not that the center is new.
+const STATE_FILES: [&str; 2] = ["inbox.sled", crate::service::AUDIT_LOG];
+
+/// Whether the center's data folder already holds state (the center ran here before).
+/// Looked at before the inbox is opened, which creates it.
+pub fn data_has_state(cfg: &CenterConfig) -> bool {
+    STATE_FILES.iter().any(|f| cfg.data_dir.join(f).exists())
+}
+
+/// [`load_crl`] for serving: also refused if it lacks a station the index marks revoked,
+/// if it is older than a list this center already put in force (remembered in
+/// `data_dir`, outside the list file, so a restart cannot put an old list back), or if
+/// that record is missing from a data folder that `had_state` ([`data_has_state`],
+/// looked at before the inbox was opened); then remembered as in force.
+pub fn load_crl_to_serve(cfg: &CenterConfig, had_state: bool) -> Result<VerifiedCrl> {
     let crl = load_crl(cfg)?;
-    let floor = CrlFloor::in_dir(&cfg.data_dir);
-    floor.check(&crl, &cfg.crl)?;
-    floor.raise(&crl)?;
+    check_floor(cfg, &crl, had_state)?;
+    CrlFloor::in_dir(&cfg.data_dir).raise(&crl)?;
     Ok(crl)
 }
 
-/// Whether the list file is older than one this center already put in force (for
-/// `check-config`).
-pub fn check_floor(cfg: &CenterConfig, crl: &VerifiedCrl) -> Result<()> {
-    Ok(CrlFloor::in_dir(&cfg.data_dir).check(crl, &cfg.crl)?)
+/// Whether the list file may be put in force: it names every station the index marks
+/// revoked, it is not older than one this center already put in force, and that record
+/// is there if the data folder `has_state` (for `check-config` and at start).
+pub fn check_floor(cfg: &CenterConfig, crl: &VerifiedCrl, has_state: bool) -> Result<()> {
+    // Most telling first: an older list than the record, then a serial the index has.
+    let floor = CrlFloor::in_dir(&cfg.data_dir);
+    floor.check(crl, &cfg.crl)?;
+    check_index(cfg, crl)?;
+    Ok(floor.require(has_state)?)
+}
+
+/// Refuses `crl` if it lacks a serial the station index (`pki/stations.toml`) marks
+/// revoked: the index is written before the list, so such a list is an old one put back
+/// and would let a revoked station in again.
+fn check_index(cfg: &CenterConfig, crl: &VerifiedCrl) -> Result<()> {
+    let index = stations::StationIndex::load(&cfg.station_index())?;
+    let missing: Vec<String> = index
+        .revoked()
+        .into_iter()
+        .filter(|r| !crl.revoked.contains_key(&r.serial))
+        .map(|r| r.serial.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config {
+        path: cfg.crl.clone(),
+        message: format!(
+            "this station revocation list does not name station certificate(s) {} that the station index {} \
+             marks revoked; it is an old list and would let a revoked station in again, so it is refused. \
+             Sign a fresh list with every revocation: `konvert keys renew-crl --center DIR`",
+            missing.join(", "),
+            cfg.station_index().display()
+        ),
+    })
 }
 
 fn read_crl_file(cfg: &CenterConfig) -> Result<Vec<u8>> {
@@ -259,6 +304,7 @@ impl Watch {
     /// Verifies the file just read and puts it in force.
     fn reload(&mut self) -> Result<()> {
         let crl = pki::verify_crl(&self.ca_pem, &self.last_bytes)?;
+        check_index(&self.cfg, &crl)?;
         if crl.number < self.current.number {
             return Err(Error::Stations(format!(
                 "it was signed at {}, before the list in force ({}); an old list would undo revocations",

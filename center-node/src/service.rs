@@ -136,6 +136,8 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let receipt_key = keyfile::read_signing_key(&cfg.receipt_key)?;
     // The inbox first: its lock makes this the only process writing the center's files
     // (a reserve import run while the center is stopped holds it too).
+    // Whether the center ran here before is looked at first: opening the inbox creates it.
+    let had_state = revocation::data_has_state(cfg);
     let inbox = Arc::new(Inbox::open(&cfg.data_dir)?);
     // Decisions are chained in the audit log; the center's receipt key signs checkpoints.
     let audit = Arc::new(AuditLog::open(
@@ -158,7 +160,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let expiry = control::registry_expiry_gauge(&metrics.registry)?;
     control::show_registry_expiry(&expiry, &registry, now_ms());
     watch_registry(registry.clone(), inbox.clone(), expiry);
-    let crl = revocation::load_crl_to_serve(cfg)?;
+    let crl = revocation::load_crl_to_serve(cfg, had_state)?;
     let server_config = tls::server_config(&ca_pem, &cert, std::slice::from_ref(&crl.der))?;
     // Keyed resets: after a crash and restart the stations reconnect at once.
     let endpoint = tls::server_endpoint_keyed(cfg.listen, server_config, cert.key_pem.as_bytes())?;

@@ -417,11 +417,19 @@ pub fn revoke(cfg: &CenterConfig, selector: &StationSelector, reason: &str, now:
 }
 
 /// Signs a fresh revocation list with the same revoked certificates (before the old one
-/// expires, or to write the first one for a center made before revocation existed).
+/// expires, to write the first one for a center made before revocation existed, or to
+/// put right a lost record of the list in force) and records it as in force.
 pub fn renew_crl(cfg: &CenterConfig, now: OffsetDateTime) -> Result<VerifiedCrl> {
     let ca = load_ca(cfg)?;
     let _lock = StationsLock::acquire(&cfg.station_index())?;
-    write_crl(cfg, &ca, now)
+    let crl = write_crl(cfg, &ca, now)?;
+    // The fresh list names every revocation of the index, so it is recorded as in force
+    // at once: this is how a center whose record was lost or damaged is put right. A
+    // data folder not made yet gets its record on the center's first start.
+    if cfg.data_dir.is_dir() {
+        konvert_replication::crl_floor::CrlFloor::in_dir(&cfg.data_dir).raise_complete(&crl)?;
+    }
+    Ok(crl)
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //! this floor and refused if it is older, and every list put in force raises the floor.
 //!
 //! The floor is one small file in the server's data folder (`crl-in-force.toml`), written
-//! atomically and fsynced before the list it names is relied on.
+//! atomically and fsynced before the list it names is relied on. Since deleting it would
+//! lift the floor, a data folder that already holds state (the server ran before) but no
+//! floor is refused ([`CrlFloor::require`]); only a fresh folder gets a new floor. The
+//! center also checks each list against its station index, which no list file can undo.
 
 use std::path::{Path, PathBuf};
 
@@ -60,14 +63,24 @@ impl CrlFloor {
         let floor = std::str::from_utf8(&bytes)
             .ok()
             .and_then(|text| toml::from_str::<Floor>(text).ok())
-            .ok_or_else(|| {
-                Error::Tls(format!(
-                    "{} is damaged; it records the newest station revocation list put in force here. \
-                     Put the newest list in place and delete this file to start again from that list",
-                    self.path.display()
-                ))
+            .ok_or_else(|| Error::RevocationFloor {
+                floor_file: self.path.clone(),
+                problem: "is damaged".into(),
             })?;
         Ok(Some(floor))
+    }
+
+    /// Refuses to go on without the floor when the data folder already holds state
+    /// (`has_state`: the server ran here before), since then the floor was removed and an
+    /// older list could be put back unnoticed; a fresh folder gets its floor on first start.
+    pub fn require(&self, has_state: bool) -> Result<()> {
+        if has_state && !self.path.exists() {
+            return Err(Error::RevocationFloor {
+                floor_file: self.path.clone(),
+                problem: "is missing, but this data folder already holds state (the server ran here before)".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Refuses `crl` (from `list_file`) if it is older than a list already put in force here.
@@ -88,6 +101,19 @@ impl CrlFloor {
         if self.number()?.is_some_and(|n| n >= crl.number) {
             return Ok(());
         }
+        self.write(crl)
+    }
+
+    /// [`raise`](Self::raise) for a list known to name every revocation (the center's
+    /// freshly signed one, from its station index): a damaged record is replaced by it.
+    pub fn raise_complete(&self, crl: &VerifiedCrl) -> Result<()> {
+        if self.number().ok().flatten().is_some_and(|n| n >= crl.number) {
+            return Ok(());
+        }
+        self.write(crl)
+    }
+
+    fn write(&self, crl: &VerifiedCrl) -> Result<()> {
         let floor = Floor {
             number: crl.number,
             signed_at: crl.this_update.to_string(),

@@ -32,4 +32,23 @@ fn an_older_list_is_refused_after_a_newer_one_was_in_force_and_the_floor_only_ri
         .unwrap_err()
         .to_string()
         .contains("damaged"));
+    floor.raise_complete(&new).unwrap();
+    assert_eq!(
+        floor.number().unwrap(),
+        Some(new.number),
+        "a complete list replaces damage"
+    );
+}
+
+#[test]
+fn a_missing_floor_is_refused_only_where_the_server_ran_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let floor = CrlFloor::in_dir(dir.path());
+    floor.require(false).unwrap();
+    let e = floor.require(true).unwrap_err().to_string();
+    assert!(e.contains("is missing"), "{e}");
+    assert!(!e.contains("delete"), "{e}");
+    let ca = Ca::generate("test CA").unwrap();
+    floor.raise(&list(&ca, OffsetDateTime::now_utc(), &[])).unwrap();
+    floor.require(true).unwrap();
 }

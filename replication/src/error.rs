@@ -81,6 +81,22 @@ pub enum Error {
         /// Where the newest list put in force is recorded.
         floor_file: std::path::PathBuf,
     },
+    /// The record of the newest station revocation list put in force is missing or
+    /// damaged where it must be present.
+    #[error(
+        "{floor_file} {problem}. It records the newest station revocation list put in force here, so that \
+         an older list put back cannot undo revocations; without it the server does not start. At the \
+         center: `konvert keys renew-crl --center DIR` signs a fresh list with every revocation of the \
+         station index and records it here. At a relay: copy the center's current list (its `crl` file) \
+         as stations.crl into the relay's data folder and the center's crl-in-force.toml (from the \
+         center's data folder) beside it"
+    )]
+    RevocationFloor {
+        /// The floor file.
+        floor_file: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Certificates or TLS configuration failed.
     #[error("TLS/certificate error: {0}")]
     Tls(String),

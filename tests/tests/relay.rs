@@ -663,6 +663,30 @@ async fn a_relay_refuses_to_start_without_a_revocation_list_or_with_an_older_one
         .to_string();
     assert!(e.contains("older than the list already put in force"), "{e}");
 
+    // Deleting the record of the list in force as well does not lift the floor: the relay
+    // ran here (its outbox is there), so a missing record is refused, with the way back.
+    let floor = relay_fx.cfg.data_dir.join("crl-in-force.toml");
+    std::fs::remove_file(&floor).unwrap();
+    let e = match konvert_edge::relay::serve(&relay_fx.cfg).await {
+        Ok(_) => panic!("a relay whose record of the list in force was deleted put an older list in force"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("crl-in-force.toml is missing"), "{e}");
+    assert!(
+        e.contains("copy the center's current list") && !e.contains("delete"),
+        "{e}"
+    );
+    let e = konvert_edge::relay::check_revocation_list(&relay_fx.cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("crl-in-force.toml is missing"), "{e}");
+    // The way back the message gives: the center's current list and its record.
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    stations::renew_crl(&cfg, time::OffsetDateTime::now_utc()).unwrap();
+    std::fs::copy(&cfg.crl, &kept).unwrap();
+    std::fs::copy(cfg.data_dir.join("crl-in-force.toml"), &floor).unwrap();
+    relay_fx.start().await.shutdown().await;
+
     std::fs::remove_file(&kept).unwrap();
     let e = match konvert_edge::relay::serve(&relay_fx.cfg).await {
         Ok(_) => panic!("a relay started without a revocation list"),

@@ -315,3 +315,84 @@ async fn a_restarted_center_refuses_an_older_revocation_list_put_back() {
     assert!(err.contains("revoked"), "{err}");
     center.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_record_of_the_list_in_force_does_not_let_a_revoked_station_back_in() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let t1 = fx.issue_token("0101");
+    let t2 = fx.issue_token("0202");
+    let cfg = fx.register(&[(&t1, "0101"), (&t2, "0202")]);
+    let floor = cfg.data_dir.join("crl-in-force.toml");
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    assert!(
+        floor.is_file(),
+        "the first start of a fresh center records the list in force"
+    );
+    let site1 = fx.enroll("0101", center.addr);
+    let site2 = fx.enroll("0202", center.addr);
+    let before = std::fs::read(&cfg.crl).unwrap();
+    stations::revoke(
+        &cfg,
+        &StationSelector::Site("0202".into()),
+        "laptop stolen",
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&center, "konvert_station_crl_revoked") != "1" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&center, "konvert_station_crl_revoked"), "1");
+    center.shutdown().await;
+
+    // The old list put back and the record deleted: the station index still knows.
+    std::fs::write(&cfg.crl, &before).unwrap();
+    std::fs::remove_file(&floor).unwrap();
+    let serial2 = serial_of(&site2).to_string();
+    let e = match konvert_center::serve(&cfg).await {
+        Ok(_) => panic!("a restarted center put an old list in force after its record was deleted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains(&serial2) && e.contains("konvert keys renew-crl"), "{e}");
+    assert!(!e.contains("delete"), "{e}");
+    let old = konvert_center::revocation::load_crl(&cfg).unwrap();
+    let e = konvert_center::revocation::check_floor(&cfg, &old, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&serial2), "check-config says the same: {e}");
+
+    // Even with a complete list, a center that ran here does not start without the record.
+    stations::renew_crl(&cfg, OffsetDateTime::now_utc()).unwrap();
+    std::fs::remove_file(&floor).unwrap();
+    let e = match konvert_center::serve(&cfg).await {
+        Ok(_) => panic!("a center that ran before started without its record of the list in force"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("crl-in-force.toml is missing"), "{e}");
+    assert!(e.contains("konvert keys renew-crl") && !e.contains("delete"), "{e}");
+
+    // The way back the messages give: renew-crl signs every revocation and records it.
+    stations::renew_crl(&cfg, OffsetDateTime::now_utc()).unwrap();
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let err = connect(&site2, center.addr).await.unwrap_err().to_string();
+    assert!(err.contains("revoked"), "{err}");
+    let listed = std::fs::read(&cfg.crl).unwrap();
+    center.shutdown().await;
+
+    // Revoked while the center is stopped, then the list from before put back: the list
+    // passes the record (it was in force), but not the index.
+    stations::revoke(
+        &cfg,
+        &StationSelector::Site("0101".into()),
+        "stolen while the center was down",
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    std::fs::write(&cfg.crl, &listed).unwrap();
+    let e = match konvert_center::serve(&cfg).await {
+        Ok(_) => panic!("a center put in force a list without a station its index marks revoked"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains(&serial_of(&site1).to_string()), "{e}");
+    assert!(!e.contains(&serial2), "only the missing serial is named: {e}");
+}

@@ -14,7 +14,10 @@
 //! A relay does not start without a list (`enroll-relay` brings the center's), and it
 //! remembers the newest list it put in force outside the list file ([`CrlFloor`]): an
 //! older list put back in `stations.crl` is refused at start rather than undoing
-//! revocations until the center is reached again.
+//! revocations until the center is reached again. A data folder the relay ran in (its
+//! outbox is there) without that record is refused too. The limit: a relay has no station
+//! index, so an old list restored together with an old record is not caught until the
+//! relay reaches the center and takes its newer list.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -45,24 +48,43 @@ pub(crate) fn load(ca_pem: &str, path: &Path) -> Result<Option<VerifiedCrl>> {
     let bytes = konvert_crypto::keyfile::read_bounded(path, MAX_CRL_BYTES)?;
     let crl = pki::verify_crl(ca_pem, &bytes).map_err(|e| Error::Config {
         path: path.to_owned(),
-        message: format!("the kept station revocation list does not verify against the center's CA: {e}; delete it and the relay takes the center's list again when it connects"),
+        message: format!(
+            "the kept station revocation list does not verify against the center's CA: {e}; copy the center's \
+             current list (its `crl` file) here in its place"
+        ),
     })?;
     Ok(Some(crl))
 }
 
+/// Folders only a relay that ran before has in its data folder (its outbox and its
+/// staging inbox): beside them a missing floor means it was removed, not that the relay
+/// is new. Enrolment brings only `stations.crl`, so a fresh relay has neither.
+const STATE_DIRS: [&str; 2] = ["outbound", "inbound"];
+
+/// Whether the relay's data folder already holds state (the relay ran here before).
+/// Looked at before the outbox is opened, which creates it.
+pub(crate) fn data_has_state(data_dir: &Path) -> bool {
+    STATE_DIRS.iter().any(|d| data_dir.join(d).exists())
+}
+
 /// The kept list at `path` for a relay about to serve: it must exist (a relay without one
 /// would check no revocation at all) and must not be older than a list this relay already
-/// put in force (remembered in `data_dir`, outside the list file); it is then remembered
-/// as in force.
-pub(crate) fn load_to_serve(ca_pem: &str, path: &Path, data_dir: &Path) -> Result<VerifiedCrl> {
-    let crl = check_kept(ca_pem, path, data_dir)?;
+/// put in force (remembered in `data_dir`, outside the list file; that record must be
+/// there if the folder `had_state`, see [`data_has_state`]); it is then remembered as in
+/// force.
+///
+/// A relay has no station index, so unlike the center it cannot tell an old list put
+/// back together with an old record (both copied from a backup); it refuses only what
+/// the record shows, and takes the center's newer list as soon as it connects.
+pub(crate) fn load_to_serve(ca_pem: &str, path: &Path, data_dir: &Path, had_state: bool) -> Result<VerifiedCrl> {
+    let crl = check_kept(ca_pem, path, data_dir, had_state)?;
     CrlFloor::in_dir(data_dir).raise(&crl)?;
     Ok(crl)
 }
 
 /// The kept list at `path`, checked as [`load_to_serve`] checks it, without recording it
 /// (for `check-config`).
-fn check_kept(ca_pem: &str, path: &Path, data_dir: &Path) -> Result<VerifiedCrl> {
+fn check_kept(ca_pem: &str, path: &Path, data_dir: &Path, had_state: bool) -> Result<VerifiedCrl> {
     let crl = load(ca_pem, path)?.ok_or_else(|| Error::Config {
         path: path.to_owned(),
         message: "the relay holds no station revocation list, so it could not refuse a revoked station; \
@@ -71,7 +93,9 @@ fn check_kept(ca_pem: &str, path: &Path, data_dir: &Path) -> Result<VerifiedCrl>
                   which brings it along"
             .into(),
     })?;
-    CrlFloor::in_dir(data_dir).check(&crl, path)?;
+    let floor = CrlFloor::in_dir(data_dir);
+    floor.require(had_state)?;
+    floor.check(&crl, path)?;
     Ok(crl)
 }
 
@@ -79,7 +103,12 @@ fn check_kept(ca_pem: &str, path: &Path, data_dir: &Path) -> Result<VerifiedCrl>
 /// (present, verifying against the center's CA, not older than one it put in force).
 pub fn check_config(cfg: &super::RelayConfig) -> Result<VerifiedCrl> {
     let ca_pem = std::fs::read_to_string(&cfg.upstream.ca_cert).map_err(Error::file(&cfg.upstream.ca_cert))?;
-    check_kept(&ca_pem, &cfg.data_dir.join(FILE), &cfg.data_dir)
+    check_kept(
+        &ca_pem,
+        &cfg.data_dir.join(FILE),
+        &cfg.data_dir,
+        data_has_state(&cfg.data_dir),
+    )
 }
 
 /// Watches the list upstream on `conn` until the connection ends, keeping each newer one

@@ -107,6 +107,8 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
         cert_pem: read(&cfg.server_cert)?,
         key_pem: read(&cfg.server_key)?.into(),
     };
+    // Whether the relay ran here before is looked at first: opening the outbox creates it.
+    let had_state = revocations::data_has_state(&cfg.data_dir);
     std::fs::create_dir_all(&cfg.data_dir).map_err(Error::file(&cfg.data_dir))?;
     let outbox = Arc::new(Outbox::open(&cfg.outbox_dir())?);
     let store = registry_store(cfg)?;
@@ -117,7 +119,7 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
     // list, so it judges stations from its first start. Without one it would check no
     // revocation at all: it does not start.
     let crl_file = cfg.data_dir.join(revocations::FILE);
-    let crl = revocations::load_to_serve(&ca_pem, &crl_file, &cfg.data_dir)?;
+    let crl = revocations::load_to_serve(&ca_pem, &crl_file, &cfg.data_dir, had_state)?;
     let crls = vec![crl.der.clone()];
     let server_config = tls::server_config(&ca_pem, &server_cert, &crls)?;
     // Keyed resets: after a crash the downstream stations reconnect at once.
