@@ -187,7 +187,7 @@ impl DriveIndex {
             return Err(drive_err(
                 &path,
                 format!(
-                    "names {} packets, at most {MAX_INDEX_PACKETS} — export the site's outbox onto several drives",
+                    "names {} packets, at most {MAX_INDEX_PACKETS} — refused, nothing taken; the index is damaged or forged",
                     index.packets.len()
                 ),
             ));

@@ -278,6 +278,7 @@ fn an_index_naming_a_file_or_a_packet_version_twice_or_too_many_packets_is_refus
     let err = DriveIndex::read(dir.path()).unwrap_err().to_string();
     assert!(err.contains(&format!("at most {MAX_INDEX_PACKETS}")), "{err}");
     index.packets.pop();
+    index.write(dir.path()).unwrap();
     assert_eq!(
         DriveIndex::read(dir.path()).unwrap().unwrap().packets.len(),
         MAX_INDEX_PACKETS
