@@ -597,15 +597,20 @@ fn loader_command(action: LoaderAction) -> Result<()> {
 
 fn print_import(drive: &std::path::Path, outcome: &DriveOutcome) -> Result<()> {
     use crate::intake::Carried;
+    use konvert_replication::logging::printable;
+    use konvert_replication::RejectReason;
+    // Everything below but the operator's own path came from the drive: checked by the
+    // import, and escaped here too, so no drive can write lines or escape codes here.
+    let drive_shown = drive.display().to_string();
+    let drive_shown = printable(&drive_shown);
+    let site = printable(&outcome.site);
     println!(
-        "drive {} from site {}: {} packet(s)",
-        drive.display(),
-        outcome.site,
+        "drive {drive_shown} from site {site}: {} packet(s)",
         outcome.packets.len()
     );
     let (mut stored, mut held, mut refused) = (0, 0, 0);
     for p in &outcome.packets {
-        let what = format!("{} v{}", p.packet.packet_id, p.packet.version);
+        let what = format!("{} v{}", printable(&p.packet.packet_id), p.packet.version);
         match &p.carried {
             Carried::Stored(_) => {
                 stored += 1;
@@ -617,23 +622,33 @@ fn print_import(drive: &std::path::Path, outcome: &DriveOutcome) -> Result<()> {
             }
             Carried::Refused { reason, detail } => {
                 refused += 1;
-                println!("  REFUSED        {what}: {} ({detail})", reason.plain_words());
+                // A drive is not sent again by itself: the site exports again.
+                let words = match reason {
+                    RejectReason::DigestMismatch => {
+                        "the envelope on the drive differs from what its index names (damaged or altered); \
+                         export it again at the site onto a fresh drive"
+                    }
+                    other => other.plain_words(),
+                };
+                println!("  REFUSED        {what}: {words} ({})", printable(detail));
             }
             Carried::Unreadable { detail } => {
                 refused += 1;
-                println!("  NOT READ       {what}: {detail}; nothing changed — check the drive and import again");
+                println!(
+                    "  NOT READ       {what}: {}; nothing changed — check the drive and import again",
+                    printable(detail)
+                );
             }
         }
     }
+    let receipts = drive.join(konvert_replication::reserve::RECEIPTS).display().to_string();
     println!(
         "{stored} stored, {held} already held, {refused} not taken; {} receipt(s) written to {}",
         stored + held,
-        drive.join(konvert_replication::reserve::RECEIPTS).display()
+        printable(&receipts)
     );
     println!(
-        "next: take the drive back to site {} and run `konvert-edge import-receipts --config site.toml {}`",
-        outcome.site,
-        drive.display()
+        "next: take the drive back to site {site} and run `konvert-edge import-receipts --config site.toml {drive_shown}`"
     );
     if refused > 0 {
         return Err(crate::Error::Reserve(format!(

@@ -605,8 +605,22 @@ impl CenterIntake {
             }
         };
         match self.stage_from_drive(&mut staging, file, offer.size) {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(DriveRead::Whole) => {}
+            Ok(DriveRead::NotEnvelope(why)) => {
+                self.inbox.discard_staging(&staging.staged.path);
+                self.release(&staging.key);
+                let (reason, detail) = self.refuse(
+                    channel,
+                    offer,
+                    RejectReason::MalformedEnvelope,
+                    format!(
+                        "{} is not a konvert envelope ({why}); read no further",
+                        envelope.display()
+                    ),
+                );
+                return Carried::Refused { reason, detail };
+            }
+            Ok(DriveRead::Grew) => {
                 self.inbox.discard_staging(&staging.staged.path);
                 self.release(&staging.key);
                 let (reason, detail) = self.refuse(
@@ -635,17 +649,50 @@ impl CenterIntake {
     }
 
     /// Copies at most `size` bytes of `file` into staging (segments made durable as on the
-    /// network path), within the drive's time limit; `false` when the file holds more than
-    /// `size` bytes. A shorter file is left for verification to refuse as truncated.
-    fn stage_from_drive(&self, staging: &mut Staging, file: DriveFile, size: u64) -> konvert_replication::Result<bool> {
+    /// network path), within the drive's time limit. Reading stops at the first chunk whose
+    /// bytes show the file is no envelope (magic, format version, header length, header),
+    /// so a large file of anything else costs one chunk, not a full read. A shorter file is
+    /// left for verification to refuse as truncated.
+    fn stage_from_drive(
+        &self,
+        staging: &mut Staging,
+        file: DriveFile,
+        size: u64,
+    ) -> konvert_replication::Result<DriveRead> {
         let mut at = 0u64;
+        let mut not_envelope = None;
+        let path = file.path().to_owned();
         let read = file.read_exactly(size, drive::read_time_limit(size), |chunk| {
             self.write(staging, at, chunk)?;
             at += chunk.len() as u64;
+            if let Some(e) = staging.verifier.failed() {
+                not_envelope = Some(e.to_string());
+                return Err(konvert_replication::Error::Drive {
+                    path: path.clone(),
+                    message: "not an envelope".into(),
+                });
+            }
             Ok(())
-        })?;
-        Ok(read.is_some())
+        });
+        if let Some(why) = not_envelope {
+            return Ok(DriveRead::NotEnvelope(why));
+        }
+        Ok(if read?.is_some() {
+            DriveRead::Whole
+        } else {
+            DriveRead::Grew
+        })
     }
+}
+
+/// How far an envelope on a drive was read.
+enum DriveRead {
+    /// All of it, as long as its index says.
+    Whole,
+    /// It held more than its index says.
+    Grew,
+    /// Its first bytes are no envelope; the rest was not read.
+    NotEnvelope(String),
 }
 
 impl Intake for CenterIntake {

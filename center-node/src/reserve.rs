@@ -22,11 +22,14 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_crypto::keyfile;
+use konvert_exam::{ExamDate, ExamKind, PacketKind, PacketRef, RoomId, SiteId};
+use konvert_replication::logging::printable;
 use konvert_replication::reserve::{self, DriveIndex, DrivePacket};
 use konvert_replication::Inbox;
 use serde::{Deserialize, Serialize};
@@ -117,20 +120,62 @@ impl ImportRequest {
     }
 }
 
+/// The drive's index, refused whole unless its site is a site code and every packet id is
+/// one of that site's (`<site>-<YYYY-MM-DD>-<exam>-<room>-<kind>`): nothing from it reaches
+/// the console, the log or the audit log unchecked.
 fn read_index(drive: &Path) -> Result<DriveIndex> {
-    DriveIndex::read(drive)?.ok_or_else(|| {
+    let index = DriveIndex::read(drive)?.ok_or_else(|| {
         Error::Reserve(format!(
             "{} holds no {}: it is not a drive written by `konvert-edge export`",
             drive.display(),
             reserve::INDEX_FILE
         ))
-    })
+    })?;
+    let refuse = |what: String| {
+        Error::Reserve(format!(
+            "{}: {} — the index is damaged or forged; nothing on the drive was taken, export it again at the site",
+            drive.join(reserve::INDEX_FILE).display(),
+            printable(&what)
+        ))
+    };
+    let site = SiteId::new(&index.site).map_err(|e| refuse(format!("its site: {e}")))?;
+    for p in &index.packets {
+        if !is_packet_id_of(&site, &p.packet_id) {
+            return Err(refuse(format!(
+                "the packet id {:?} is not a packet id of site {site} (<site>-<YYYY-MM-DD>-<exam>-<room>-<kind>)",
+                p.packet_id
+            )));
+        }
+    }
+    Ok(index)
+}
+
+/// Whether `id` is the packet id of a packet of `site`, exactly as a site writes it.
+fn is_packet_id_of(site: &SiteId, id: &str) -> bool {
+    let parse = || -> Option<PacketRef> {
+        let rest = id.strip_prefix(site.as_str())?.strip_prefix('-')?;
+        let date = ExamDate::from_str(rest.get(..10)?).ok()?;
+        let (exam, rest) = rest.get(10..)?.strip_prefix('-')?.split_once('-')?;
+        let (room, kind) = rest.rsplit_once('-')?;
+        Some(PacketRef {
+            site: site.clone(),
+            date,
+            exam: ExamKind::from_str(exam).ok()?,
+            room: RoomId::new(room).ok()?,
+            kind: PacketKind::from_str(kind).ok()?,
+        })
+    };
+    // Rebuilt and compared, so only the spelling a site writes passes (not `EGE`, `егэ`).
+    parse().is_some_and(|r| r.packet_id() == id)
 }
 
 /// Takes every envelope on the drive through `intake`, recording the import and the
 /// operator's statement in the audit log first.
 pub fn take_drive(intake: &CenterIntake, request: &ImportRequest) -> Result<DriveOutcome> {
     let index = read_index(&request.drive)?;
+    // Refused whole before anything is stored: a drive whose receipts cannot be written
+    // back would leave packets stored that the operator is told nothing about.
+    reserve::check_folders(&request.drive)?;
     let drive = request.drive.display().to_string();
     let subject: String = drive.chars().take(512).collect();
     let detail = format!(
@@ -182,6 +227,7 @@ pub fn import(cfg: &CenterConfig, request: &ImportRequest) -> Result<DriveOutcom
 /// [`import`], waiting `pickup` for a running center to take the request.
 pub fn import_waiting(cfg: &CenterConfig, request: &ImportRequest, pickup: Duration) -> Result<DriveOutcome> {
     read_index(&request.drive)?;
+    reserve::check_folders(&request.drive)?;
     let outcome = match Inbox::open(&cfg.data_dir) {
         Ok(inbox) => take_directly(cfg, inbox, request)?,
         Err(held) => through_service(cfg, request, &held.to_string(), pickup)?,

@@ -590,6 +590,12 @@ impl EnvelopeVerifier {
         }
     }
 
+    /// Why the bytes fed so far are not an envelope (bad magic, version or header), if they
+    /// are not: known once the prefix and header are in, before the body is read.
+    pub fn failed(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
     /// Ends the envelope: checks framing and the signer's signature.
     pub fn finish(self, trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>) -> Result<VerifiedEnvelope> {
         if let Some(e) = self.error {

@@ -184,6 +184,14 @@ fn export_site(
     if pending.is_empty() {
         return Ok(report);
     }
+    // The center refuses a longer index whole: refused here, before anything is copied.
+    if pending.len() > reserve::MAX_INDEX_PACKETS {
+        return Err(Error::Push(format!(
+            "{} packets wait to be sent; a drive carries at most {} — send them over the network, or ask for a konvert with a larger bound",
+            pending.len(),
+            reserve::MAX_INDEX_PACKETS
+        )));
+    }
     // The folder the operator named is made if absent; everything below it is checked.
     fs::create_dir_all(drive).map_err(Error::file(drive))?;
     let envelopes = DriveDir::open(drive)?.sub_or_create(reserve::ENVELOPES)?;

@@ -59,23 +59,8 @@ pub(crate) fn when(unix_ms: u64) -> String {
         .unwrap_or_else(|| format!("{unix_ms} ms"))
 }
 
-/// User text made safe to print on a terminal: control characters (a newline that would
-/// forge a line, an escape sequence) are shown escaped, as `\n`, `\u{1b}`.
-pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
-}
+/// User text made safe to print on a terminal (shared with `konvert-center import`).
+pub(crate) use konvert_replication::logging::printable;
 
 fn read_log(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(keyfile::read_bounded(path, MAX_LOG)

@@ -45,11 +45,9 @@ fn drive_err(path: &Path, message: impl std::fmt::Display) -> Error {
 fn open_err(path: &Path, what: &str, e: Errno) -> Error {
     let message = match e {
         Errno::LOOP | Errno::MLINK => format!(
-            "is a symbolic link; a drive's {what} must be a plain {what} — refused, nothing read or written through it"
+            "is a symbolic link; a drive's {what}s must be real {what}s — refused, nothing read or written through it"
         ),
-        Errno::NOTDIR => {
-            format!("is not a folder (or a symbolic link to one); a drive's {what} must be a plain folder")
-        }
+        Errno::NOTDIR => format!("is not a folder; a drive's {what}s must be real folders"),
         Errno::NOENT => "does not exist".to_owned(),
         other => std::io::Error::from(other).to_string(),
     };
@@ -106,6 +104,14 @@ impl DriveDir {
         ) {
             Ok(fd) => Ok(Some(DriveDir { fd, path })),
             Err(Errno::NOENT) => Ok(None),
+            // O_NOFOLLOW with O_DIRECTORY answers "not a folder" for a link too: say which.
+            Err(Errno::NOTDIR)
+                if rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+                }) =>
+            {
+                Err(open_err(&path, "folder", Errno::LOOP))
+            }
             Err(e) => Err(open_err(&path, "folder", e)),
         }
     }

@@ -73,4 +73,22 @@ pub fn exit_quietly_on_closed_stdout() {
         }
         default(info);
     }));
+
+/// Text from outside made safe to print on a terminal or in a log line: control characters
+/// (a newline that would forge a line, an escape sequence that would clear the screen) are
+/// shown escaped, as `\n`, `\u{1b}`.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }

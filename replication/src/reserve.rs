@@ -36,8 +36,11 @@ pub const RECEIPTS: &str = "receipts";
 pub const INDEX_FORMAT: u32 = 1;
 /// The largest index read back (a site's day is a few hundred packets, ~300 bytes each).
 pub const MAX_INDEX_BYTES: u64 = 4 << 20;
-/// The most packets an index may name.
-pub const MAX_INDEX_PACKETS: usize = 10_000;
+/// The most packets an index may name. A site seals at most a few hundred packets an exam
+/// day (rooms × packet kinds); 2 000 is a week of a large site's backlog. The bound, with
+/// every file named once, is what limits an import's work: at most this many envelopes,
+/// each read at most once.
+pub const MAX_INDEX_PACKETS: usize = 2_000;
 /// The most receipt files read from a drive.
 pub const MAX_RECEIPT_FILES: usize = 10_000;
 /// The largest receipt file read back.
@@ -183,8 +186,35 @@ impl DriveIndex {
         if index.packets.len() > MAX_INDEX_PACKETS {
             return Err(drive_err(
                 &path,
-                format!("names {} packets, at most {MAX_INDEX_PACKETS}", index.packets.len()),
+                format!(
+                    "names {} packets, at most {MAX_INDEX_PACKETS} — refused, nothing taken; the index is damaged or forged",
+                    index.packets.len()
+                ),
             ));
+        }
+        // Each envelope once: an index naming one file (or one packet version) many times
+        // would have the center read and stage it as many times.
+        let mut files = std::collections::HashSet::new();
+        let mut versions = std::collections::HashSet::new();
+        for p in &index.packets {
+            if !files.insert(p.file.as_str()) {
+                return Err(drive_err(
+                    &path,
+                    format!(
+                        "names the file {:?} more than once — refused, nothing taken; export the drive again",
+                        p.file
+                    ),
+                ));
+            }
+            if !versions.insert((p.packet_id.as_str(), p.version)) {
+                return Err(drive_err(
+                    &path,
+                    format!(
+                        "names packet {:?} version {} more than once — refused, nothing taken; export the drive again",
+                        p.packet_id, p.version
+                    ),
+                ));
+            }
         }
         Ok(Some(index))
     }
@@ -208,6 +238,16 @@ pub fn open_envelopes(dir: &Path) -> Result<(DriveDir, Option<DriveDir>)> {
     let drive = DriveDir::open(dir)?;
     let envelopes = drive.sub(ENVELOPES)?;
     Ok((drive, envelopes))
+}
+
+/// Checks that the drive folder `dir`'s `envelopes/` and `receipts/` are real folders (or
+/// absent), so a drive whose receipts could not be written back is refused before anything
+/// on it is stored.
+pub fn check_folders(dir: &Path) -> Result<()> {
+    let drive = DriveDir::open(dir)?;
+    drive.sub(ENVELOPES)?;
+    drive.sub(RECEIPTS)?;
+    Ok(())
 }
 
 /// Writes a receipt for the drive's packet into `dir/receipts/`, durably: `receipts/` is

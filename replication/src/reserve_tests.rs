@@ -244,3 +244,43 @@ fn an_index_that_is_a_link_or_a_fifo_is_refused_at_once() {
     let err = DriveIndex::read(dir.path()).unwrap_err().to_string();
     assert!(err.contains("FIFO"), "{err}");
 }
+
+#[test]
+fn an_index_naming_a_file_or_a_packet_version_twice_or_too_many_packets_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = entry();
+    let one = DrivePacket::from_entry(&e);
+    let mut index = DriveIndex {
+        format: INDEX_FORMAT,
+        site: "0101".into(),
+        written_at_unix_ms: 5,
+        packets: vec![one.clone(), one.clone()],
+    };
+    index.write(dir.path()).unwrap();
+    let err = DriveIndex::read(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("more than once"), "{err}");
+    // The same packet version under another file name.
+    let mut renamed = one.clone();
+    renamed.file = "other.v2.env".into();
+    index.packets = vec![one.clone(), renamed];
+    index.write(dir.path()).unwrap();
+    let err = DriveIndex::read(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("version 2 more than once"), "{err}");
+    // Distinct entries, one more than the bound.
+    index.packets = (0..=MAX_INDEX_PACKETS)
+        .map(|i| DrivePacket {
+            file: format!("p{i}.v1.env"),
+            packet_id: format!("p{i}"),
+            ..one.clone()
+        })
+        .collect();
+    index.write(dir.path()).unwrap();
+    let err = DriveIndex::read(dir.path()).unwrap_err().to_string();
+    assert!(err.contains(&format!("at most {MAX_INDEX_PACKETS}")), "{err}");
+    index.packets.pop();
+    index.write(dir.path()).unwrap();
+    assert_eq!(
+        DriveIndex::read(dir.path()).unwrap().unwrap().packets.len(),
+        MAX_INDEX_PACKETS
+    );
+}

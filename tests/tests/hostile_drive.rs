@@ -14,7 +14,7 @@ use konvert_center::reserve::{self, DriveOutcome, ImportRequest};
 use konvert_center::CenterConfig;
 use konvert_edge::cli::now_unix_ms;
 use konvert_edge::reserve::{export, export_relay, import_receipts, import_relay_receipts};
-use konvert_replication::reserve::{envelope_path, ENVELOPES, RECEIPTS};
+use konvert_replication::reserve::{envelope_path, DriveIndex, ENVELOPES, RECEIPTS};
 use konvert_replication::{OutboxEntry, RejectReason};
 use konvert_tests::{stored_files, CenterFixture, SiteFixture};
 
@@ -335,4 +335,118 @@ async fn an_import_stuck_in_the_serving_center_does_not_hold_up_the_next_one() {
     }
     assert!(result.exists());
     center.shutdown().await;
+}
+
+/// The drive's index, changed by `edit` and written back.
+fn edit_index(dir: &Path, edit: impl FnOnce(&mut DriveIndex)) {
+    let mut index = DriveIndex::read(dir).unwrap().unwrap();
+    edit(&mut index);
+    index.write(dir).unwrap();
+}
+
+#[test]
+fn an_index_naming_one_file_many_times_is_refused_whole_before_anything_is_read() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let (cfg, _site, _e, dir) = exported(&fx, 1);
+    edit_index(&dir, |index| {
+        let one = index.packets[0].clone();
+        index.packets = vec![one; 30];
+    });
+    let e = import(&cfg, &dir).unwrap_err().to_string();
+    assert!(e.contains("more than once") && e.contains("nothing taken"), "{e}");
+    assert_eq!(stored_files(&fx.center_dir()), 0);
+}
+
+#[test]
+fn a_large_file_that_is_no_envelope_is_refused_after_its_first_bytes() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let (cfg, _site, _e, dir) = exported(&fx, 1);
+    // 512 MiB of zeros (sparse): staged in full it would take seconds and the disk space.
+    let size = 512u64 << 20;
+    let fake = "0101-2026-06-01-ege-0099-blanks.v1.env";
+    std::fs::File::create(dir.join(ENVELOPES).join(fake))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    edit_index(&dir, |index| {
+        let mut p = index.packets[0].clone();
+        p.file = fake.into();
+        p.packet_id = "0101-2026-06-01-ege-0099-blanks".into();
+        p.version = 1;
+        p.size = size;
+        index.packets.push(p);
+    });
+    let started = Instant::now();
+    let outcome = import(&cfg, &dir).unwrap();
+    let took = started.elapsed();
+    let fake = outcome.packets.iter().find(|p| p.packet.file == fake).unwrap();
+    match &fake.carried {
+        Carried::Refused { reason, detail } => {
+            assert_eq!(*reason, RejectReason::MalformedEnvelope);
+            assert!(
+                detail.contains("not a konvert envelope") && detail.contains("read no further"),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(outcome.packets[0].carried, Carried::Stored(_)),
+        "{:?}",
+        outcome.packets[0]
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn an_index_with_a_forged_site_or_packet_id_is_refused_whole_and_printed_escaped() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let (cfg, _site, _e, dir) = exported(&fx, 2);
+    let forged = "0101\n  stored  FAKE v9\u{1b}[2J";
+    edit_index(&dir, |index| index.packets[1].packet_id = forged.into());
+    let e = import(&cfg, &dir).unwrap_err().to_string();
+    assert!(
+        e.contains("packet id") && e.contains("nothing on the drive was taken"),
+        "{e}"
+    );
+    assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e:?}");
+    // Another site's packet id on this site's drive.
+    edit_index(&dir, |index| {
+        index.packets[1].packet_id = "0202-2026-06-01-ege-0001-blanks".into()
+    });
+    let e = import(&cfg, &dir).unwrap_err().to_string();
+    assert!(e.contains("not a packet id of site 0101"), "{e}");
+    edit_index(&dir, |index| {
+        index.packets[1].packet_id = index.packets[0].packet_id.replace("ege", "EGE");
+        index.site = "../x\n".into();
+    });
+    let e = import(&cfg, &dir).unwrap_err().to_string();
+    assert!(e.contains("its site"), "{e}");
+    assert!(!e.contains('\n'), "{e:?}");
+    assert_eq!(stored_files(&fx.center_dir()), 0, "nothing stored from a forged index");
+    let audit = std::fs::read(fx.center_dir().join(konvert_center::service::AUDIT_LOG)).unwrap_or_default();
+    assert!(
+        !audit.windows(4).any(|w| w == b"../x"),
+        "the forged site is not in the audit log"
+    );
+}
+
+#[test]
+fn a_receipts_folder_that_is_a_link_refuses_the_drive_before_anything_is_stored() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let (cfg, _site, _e, dir) = exported(&fx, 2);
+    let elsewhere = fx.root.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    symlink(&elsewhere, dir.join(RECEIPTS)).unwrap();
+    let e = import(&cfg, &dir).unwrap_err().to_string();
+    assert!(
+        e.contains("is a symbolic link; a drive's folders must be real folders"),
+        "{e}"
+    );
+    assert_eq!(
+        stored_files(&fx.center_dir()),
+        0,
+        "nothing stored the operator is not told of"
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
