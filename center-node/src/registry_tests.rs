@@ -107,7 +107,10 @@ fn a_fifo_or_link_in_place_of_the_registry_file_is_refused_without_blocking() {
         .anchor(body(1, &officer).authority)
         .unwrap();
     std::fs::create_dir_all(cfg.registry.parent().unwrap()).unwrap();
-    let status = std::process::Command::new("mkfifo").arg(&cfg.registry).status().unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&cfg.registry)
+        .status()
+        .unwrap();
     assert!(status.success());
     let registry = Arc::new(CenterRegistry::open(&cfg, NOW, None).unwrap());
     let inbox = Arc::new(Inbox::open(&cfg.data_dir).unwrap());
@@ -121,7 +124,10 @@ fn a_fifo_or_link_in_place_of_the_registry_file_is_refused_without_blocking() {
             .expect("the registry refresh blocked on the file")
     };
     let refused = refresh(&registry).unwrap_err();
-    assert!(refused.contains("FIFO") && refused.contains("not a regular file"), "{refused}");
+    assert!(
+        refused.contains("FIFO") && refused.contains("not a regular file"),
+        "{refused}"
+    );
     // The officers' newer registry, moved into place over the FIFO, is taken.
     let signed = SignedRegistry::sign(&body(2, &officer), &[&officer]).unwrap();
     let staged = dir.path().join("registry.new");

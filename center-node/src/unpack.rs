@@ -237,9 +237,10 @@ fn plain_folder(path: &Path) -> Result<()> {
             what: format!("{} is in the way: it is a file, not a folder", path.display()),
             hint: "move it out of the --out folder and unpack again",
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::DirBuilder::new().mode(0o700).create(path).map_err(Error::file(path))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .mode(0o700)
+            .create(path)
+            .map_err(Error::file(path)),
         Err(e) => Err(Error::file(path)(e)),
     }
 }

@@ -139,7 +139,11 @@ async fn a_test_packet_is_previewed_judged_and_its_verdict_reaches_only_its_site
     );
     // A FIFO in its place is refused at once rather than hanging the preview.
     std::fs::remove_file(&stored).unwrap();
-    assert!(std::process::Command::new("mkfifo").arg(&stored).status().unwrap().success());
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&stored)
+        .status()
+        .unwrap()
+        .success());
     let (data_dir, desk_list, key, body, fifo_out) = (
         cfg.data_dir.clone(),
         on_desk.clone(),

@@ -175,8 +175,13 @@ async fn the_loader_refuses_links_in_its_out_folder_and_a_fifo_in_the_store_with
     std::fs::create_dir_all(&elsewhere).unwrap();
     let packet = out.join("0101").join(&sealed.offer.packet_id);
     let run = || {
-        let (data_dir, inbox, keys, registry, out) =
-            (cfg.data_dir.clone(), center.inbox.clone(), keys.clone(), registry.clone(), out.clone());
+        let (data_dir, inbox, keys, registry, out) = (
+            cfg.data_dir.clone(),
+            center.inbox.clone(),
+            keys.clone(),
+            registry.clone(),
+            out.clone(),
+        );
         async move {
             let job = tokio::task::spawn_blocking(move || {
                 unpack(&data_dir, &inbox, &keys[..], &registry, &Filter::default(), &out).unwrap()
@@ -194,7 +199,10 @@ async fn the_loader_refuses_links_in_its_out_folder_and_a_fifo_in_the_store_with
     assert!(linked.unpacked.is_empty(), "{linked:?}");
     assert_eq!(linked.failed.len(), 1, "{linked:?}");
     assert!(linked.failed[0].1.contains("is a symbolic link"), "{:?}", linked.failed);
-    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none(), "scans landed behind the link");
+    assert!(
+        std::fs::read_dir(&elsewhere).unwrap().next().is_none(),
+        "scans landed behind the link"
+    );
 
     // A dangling link where the scratch folder goes: said so, not "File exists".
     std::fs::remove_file(&packet).unwrap();
@@ -213,7 +221,11 @@ async fn the_loader_refuses_links_in_its_out_folder_and_a_fifo_in_the_store_with
     std::fs::remove_file(packet.join(".v1.partial")).unwrap();
     let stored = Inbox::stored_envelope(&cfg.data_dir, &sealed.offer.digest);
     std::fs::remove_file(&stored).unwrap();
-    assert!(std::process::Command::new("mkfifo").arg(&stored).status().unwrap().success());
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&stored)
+        .status()
+        .unwrap()
+        .success());
     let fifo = run().await;
     assert_eq!(fifo.failed.len(), 1, "{fifo:?}");
     assert!(fifo.failed[0].1.contains("FIFO"), "{:?}", fifo.failed);
