@@ -373,6 +373,7 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
                 }
             }
             println!("preview of {} test packet(s): {}", previews.len(), index.display());
+            preview::all_opened(&previews)?;
         }
         TestPacketAction::Confirm {
             config,

@@ -75,6 +75,35 @@ impl PacketPreview {
     }
 }
 
+/// Fails, naming how many, when any test packet could not be opened (the reasons are in
+/// each [`PacketPreview`]): a refused packet is a finding, not a preview, and a script or
+/// specialist must not read a clean exit as "every test packet was looked at".
+pub fn all_opened(previews: &[PacketPreview]) -> Result<()> {
+    let refused: Vec<String> = previews
+        .iter()
+        .filter_map(|p| {
+            let r = &p.packet.record;
+            p.pages
+                .as_ref()
+                .err()
+                .map(|e| format!("{} v{} (site {}): {e}", r.packet_id, r.version, r.site))
+        })
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(Error::TestPacket {
+        what: format!(
+            "{} of {} test packet(s) could not be opened: {}",
+            refused.len(),
+            previews.len(),
+            refused.join("; ")
+        ),
+        hint: "a packet refused as not the one received was swapped in the store or damaged — reject it \
+               (`test-packets reject`) and ask the site to send a test packet again; the others are in the preview",
+    })
+}
+
 /// Opens each packet and writes `out/index.html` with thumbnails under `out/`.
 pub fn render_previews(
     data_dir: &Path,

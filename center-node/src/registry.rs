@@ -16,7 +16,7 @@ use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_crypto::registry::{
     AuthorityFile, Registry, RegistryBody, RegistryStore, SignedRegistry, MAX_REGISTRY_LEN,
 };
-use konvert_crypto::{keyfile, KeyId};
+use konvert_crypto::KeyId;
 use konvert_replication::driver::{RegistryFeed, SignedUpdate};
 use konvert_replication::Inbox;
 use prometheus::{IntCounterVec, Opts};
@@ -53,8 +53,29 @@ pub struct Taken {
     pub flagged: usize,
 }
 
+/// The most a registry file may hold: the body's bound plus the officers' signatures.
+const MAX_REGISTRY_FILE: u64 = MAX_REGISTRY_LEN as u64 + 64 * 1024;
+
+/// Reads a registry file that anyone with write access to its folder may have swapped: a
+/// FIFO there would block the watcher (and with it the center's stop) for ever, a link
+/// could point anywhere, so both are refused unread, and no more than a registry's bound
+/// is read whatever the file grows to.
 fn read_signed(path: &Path) -> Result<SignedRegistry> {
-    let bytes = keyfile::read_bounded(path, MAX_REGISTRY_LEN as u64 + 64 * 1024)?;
+    let refused = |message: String| Error::Config {
+        path: path.to_owned(),
+        message: format!(
+            "{message}; put the officers' published registry file there (`konvert-center registry import`)"
+        ),
+    };
+    let file = konvert_replication::drive::open_regular(path).map_err(|e| refused(e.to_string()))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_REGISTRY_FILE + 1), &mut bytes)
+        .map_err(|e| refused(format!("cannot be read: {e}")))?;
+    if bytes.len() as u64 > MAX_REGISTRY_FILE {
+        return Err(refused(format!(
+            "is larger than a key registry can be ({MAX_REGISTRY_FILE} bytes at most)"
+        )));
+    }
     Ok(SignedRegistry::from_bytes(&bytes)?)
 }
 
@@ -172,7 +193,8 @@ impl CenterRegistry {
     /// force: checked as a station checks it, trust persisted first, then enforced and
     /// sent to stations. A file that is refused leaves everything as it was.
     pub fn refresh(&self, inbox: &Inbox, now_unix_ms: u64) -> Result<Option<Taken>> {
-        let Ok(meta) = std::fs::metadata(&self.source) else {
+        // Not following a link: what is looked at is what read_signed opens.
+        let Ok(meta) = std::fs::symlink_metadata(&self.source) else {
             return Ok(None);
         };
         let stamp = (meta.len(), meta.modified().unwrap_or(std::time::UNIX_EPOCH));

@@ -92,3 +92,54 @@ fn an_older_registry_dropped_at_the_center_is_logged_counted_and_audited() {
         "{log}"
     );
 }
+
+/// A FIFO (or a link) swapped in for the registry file is refused at once, and a valid
+/// newer registry moved into place afterwards is still taken: the watcher never blocks
+/// in the open (which would also keep the center from stopping).
+#[test]
+fn a_fifo_or_link_in_place_of_the_registry_file_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = crate::provision::init_center(dir.path(), "c.test", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let cfg = init.config;
+    let officer = SigningKey::generate().unwrap();
+    RegistryStore::open(&cfg.data_dir)
+        .unwrap()
+        .anchor(body(1, &officer).authority)
+        .unwrap();
+    std::fs::create_dir_all(cfg.registry.parent().unwrap()).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&cfg.registry)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let registry = Arc::new(CenterRegistry::open(&cfg, NOW, None).unwrap());
+    let inbox = Arc::new(Inbox::open(&cfg.data_dir).unwrap());
+    let refresh = |registry: &Arc<CenterRegistry>| {
+        let (r, i) = (registry.clone(), inbox.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(r.refresh(&i, NOW).map_err(|e| e.to_string()));
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the registry refresh blocked on the file")
+    };
+    let refused = refresh(&registry).unwrap_err();
+    assert!(
+        refused.contains("FIFO") && refused.contains("not a regular file"),
+        "{refused}"
+    );
+    // The officers' newer registry, moved into place over the FIFO, is taken.
+    let signed = SignedRegistry::sign(&body(2, &officer), &[&officer]).unwrap();
+    let staged = dir.path().join("registry.new");
+    std::fs::write(&staged, signed.to_bytes().unwrap()).unwrap();
+    std::fs::rename(&staged, &cfg.registry).unwrap();
+    assert_eq!(refresh(&registry).unwrap().unwrap().version, 2);
+    // A link to a registry file is not followed.
+    let signed = SignedRegistry::sign(&body(3, &officer), &[&officer]).unwrap();
+    std::fs::write(&staged, signed.to_bytes().unwrap()).unwrap();
+    std::fs::remove_file(&cfg.registry).unwrap();
+    std::os::unix::fs::symlink(&staged, &cfg.registry).unwrap();
+    let refused = refresh(&registry).unwrap_err();
+    assert!(refused.contains("symbolic link"), "{refused}");
+    assert_eq!(registry.in_force(NOW).unwrap().body().version, 2);
+}

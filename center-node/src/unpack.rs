@@ -159,14 +159,23 @@ pub fn unpack(
             report.held_for_review.push(format!("{} v{}", b.packet_id, b.version));
             continue;
         }
-        let parent = out.join(safe_name(&b.site)?).join(safe_name(&b.packet_id)?);
+        let site_dir = out.join(safe_name(&b.site)?);
+        let parent = site_dir.join(safe_name(&b.packet_id)?);
         let dir = parent.join(format!("v{}", b.version));
+        // Nothing is looked up through a link below `out` (nor written: unpack_one makes
+        // the folders one by one): a link there would put scans wherever it points.
+        if let Err(e) = [&site_dir, &parent, &dir].into_iter().try_for_each(|p| not_a_link(p)) {
+            report
+                .failed
+                .push((format!("{} v{}", b.packet_id, b.version), e.to_string()));
+            continue;
+        }
         if dir.join("packet.json").is_file() {
             report.already += 1;
             continue;
         }
         let late = decisions.get(&hex::encode(b.digest));
-        match unpack_one(data_dir, r, flag, late, keys, &trusted, &parent, &dir) {
+        match unpack_one(data_dir, r, flag, late, keys, &trusted, out, &parent, &dir) {
             Ok(bytes) => report.unpacked.push((dir, bytes)),
             Err(e) => report
                 .failed
@@ -191,6 +200,51 @@ fn safe_name(name: &str) -> Result<&str> {
     }
 }
 
+/// Makes the `--out` folder the operator named if it is missing; it may be reached through
+/// links (the operator chose it), nothing below it may.
+fn top_folder(out: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(out)
+        .map_err(Error::file(out))
+}
+
+/// Refuses `path` if it is a symbolic link (even a dangling one, or one to a folder).
+fn not_a_link(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::Loader {
+            what: format!(
+                "{} is a symbolic link; the loader writes scans only into plain folders it made, never through a \
+                 link",
+                path.display()
+            ),
+            hint: "nothing was written through it; remove the link (or give another --out folder) and unpack again",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the folder `path` (mode 0700: exam scans in clear, only the loader's own account
+/// may enter) unless a plain folder is there already; its parent must exist.
+fn plain_folder(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    not_a_link(path)?;
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Loader {
+            what: format!("{} is in the way: it is a file, not a folder", path.display()),
+            hint: "move it out of the --out folder and unpack again",
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .mode(0o700)
+            .create(path)
+            .map_err(Error::file(path)),
+        Err(e) => Err(Error::file(path)(e)),
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // The packet, what is known of it, and where it goes.
 fn unpack_one(
     data_dir: &Path,
@@ -199,6 +253,7 @@ fn unpack_one(
     late_decision: Option<&LateDecision>,
     keys: &[RecipientSecretKey],
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    out: &Path,
     parent: &Path,
     dir: &Path,
 ) -> Result<u64> {
@@ -206,19 +261,18 @@ fn unpack_one(
     let claim = receipted(b);
     // Before anything is written: the stored file must be the receipted packet.
     let checked = check_stored(data_dir, &claim, trusted)?;
+    // One by one, none through a link (`parent` is `out/<site>/<packet id>`).
+    top_folder(out)?;
+    plain_folder(&out.join(&b.site))?;
+    plain_folder(parent)?;
+    not_a_link(dir)?;
     let partial = parent.join(format!(".v{}.partial", b.version));
+    // Left by a run that stopped: removed (a link there is refused, not followed).
+    not_a_link(&partial)?;
     if partial.exists() {
         fs::remove_dir_all(&partial).map_err(Error::file(&partial))?;
     }
-    // Exam scans in clear: only the loader's own account may enter the folder.
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&partial)
-            .map_err(Error::file(&partial))?;
-    }
+    plain_folder(&partial)?;
     let files = partial.join("files");
     let done = (|| {
         let manifest = open_checked(&checked, &claim, keys, trusted, &partial, &files)?;
@@ -319,17 +373,14 @@ fn disagrees(claim: &Claim<'_>, path: &Path, d: &Disagreement) -> Error {
     }
 }
 
+/// Opens a stored envelope without following a link or waiting on a FIFO: the store may
+/// have been altered, and a FIFO put there would hang the loader for ever.
 fn open_envelope(path: &Path) -> Result<fs::File> {
-    let opened = fs::File::open(path).and_then(|f| {
-        if f.metadata()?.is_file() {
-            Ok(f)
-        } else {
-            Err(std::io::Error::other("not a regular file"))
-        }
-    });
-    opened.map_err(|e| Error::Loader {
+    konvert_replication::drive::open_regular(path).map_err(|e| Error::Loader {
         what: format!("the envelope {} cannot be opened: {e}", path.display()),
-        hint: "run the loader against the center's data folder (--config of the center, or a copy of its data folder)",
+        hint: "run the loader against the center's data folder (--config of the center, or a copy of its data \
+               folder); a stored envelope that is not a regular file means the store was altered — restore it \
+               from backup",
     })
 }
 

@@ -147,29 +147,15 @@ impl DriveDir {
     pub fn open_file(&self, name: &str, max: u64) -> Result<Option<DriveFile>> {
         check_component(&self.path, name)?;
         let path = self.path.join(name);
-        // O_NONBLOCK: opening a FIFO for reading would wait for a writer; it is refused
-        // below by what the open handle is, not by a path checked before (a race).
-        let fd = match rustix::fs::openat(
-            &self.fd,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(open_err(&path, "file", e)),
+        let file = match open_regular_at(&self.fd, name) {
+            Ok(file) => file,
+            Err(e) => match Errno::from_io_error(&e) {
+                Some(Errno::NOENT) => return Ok(None),
+                Some(errno) => return Err(open_err(&path, "file", errno)),
+                None => return Err(drive_err(&path, e)),
+            },
         };
-        let file = File::from(fd);
         let meta = file.metadata().map_err(|e| drive_err(&path, e))?;
-        if !meta.file_type().is_file() {
-            return Err(drive_err(
-                &path,
-                format!(
-                    "is a {}, not a regular file — refused unread",
-                    kind_of(&meta.file_type())
-                ),
-            ));
-        }
         let len = meta.len();
         if len > max {
             return Err(drive_err(&path, format!("{len} bytes, at most {max} expected here")));
@@ -322,6 +308,43 @@ impl DriveDir {
         }
         result
     }
+}
+
+/// Opens `name` in `dir` for reading: never through a final symbolic link, never waiting
+/// (O_NONBLOCK: opening a FIFO for reading would wait for a writer for ever), and refused
+/// by what the open handle is, not by a path checked before (a race), unless it is a
+/// regular file. An error from the open itself carries its errno.
+fn open_regular_at(dir: impl std::os::fd::AsFd, name: impl rustix::path::Arg) -> std::io::Result<File> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = File::from(fd);
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("is a {}, not a regular file — refused unread", kind_of(&kind)),
+        ))
+    }
+}
+
+/// Opens the file at `path` for reading as [`DriveDir::open_file`] does, for files that do
+/// not come from a drive but may have been swapped all the same (a center's stored
+/// envelope, its registry file): a final symbolic link, a FIFO, a device … is refused
+/// without blocking. Reads from the file still need a bound of their own.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    open_regular_at(rustix::fs::CWD, path).map_err(|e| match Errno::from_io_error(&e) {
+        Some(Errno::LOOP | Errno::MLINK) => std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a symbolic link, not a regular file — refused, nothing read through it",
+        ),
+        _ => e,
+    })
 }
 
 fn kind_of(t: &std::fs::FileType) -> &'static str {

@@ -119,6 +119,50 @@ async fn a_test_packet_is_previewed_judged_and_its_verdict_reaches_only_its_site
     assert!(low[0].problems[0].contains("150 dpi"), "{:?}", low[0].problems);
     let html = std::fs::read_to_string(&index).unwrap();
     assert!(html.contains(&offer.packet_id) && html.contains("150 dpi") && html.contains("<img src="));
+    konvert_center::preview::all_opened(&previews).unwrap();
+
+    // The exam packet's envelope copied over the test packet's in the store: the preview
+    // refuses it, and the command fails with the refusal (it does not exit 0).
+    let stored = konvert_replication::Inbox::stored_envelope(&cfg.data_dir, &offer.digest);
+    let kept = fx.root.path().join("kept.env");
+    std::fs::copy(&stored, &kept).unwrap();
+    let exam_stored = konvert_replication::Inbox::stored_envelope(&cfg.data_dir, &exam_packet.offer.digest);
+    std::fs::copy(&exam_stored, &stored).unwrap();
+    let swapped_out = fx.root.path().join("preview-swapped");
+    let (_, swapped) = render_previews(&cfg.data_dir, &on_desk, &recipient, &registry, &swapped_out).unwrap();
+    let why = swapped[0].pages.as_ref().unwrap_err();
+    assert!(why.contains("is not the received packet"), "{why}");
+    let failed = konvert_center::preview::all_opened(&swapped).unwrap_err().to_string();
+    assert!(
+        failed.contains("1 of 1 test packet(s) could not be opened") && failed.contains(&offer.packet_id),
+        "{failed}"
+    );
+    // A FIFO in its place is refused at once rather than hanging the preview.
+    std::fs::remove_file(&stored).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&stored)
+        .status()
+        .unwrap()
+        .success());
+    let (data_dir, desk_list, key, body, fifo_out) = (
+        cfg.data_dir.clone(),
+        on_desk.clone(),
+        keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap(),
+        registry.clone(),
+        fx.root.path().join("preview-fifo"),
+    );
+    let job = tokio::task::spawn_blocking(move || {
+        render_previews(&data_dir, &desk_list, &key, &body, &fifo_out).map(|(_, p)| p)
+    });
+    let fifo = tokio::time::timeout(Duration::from_secs(20), job)
+        .await
+        .expect("the preview hung on a FIFO")
+        .unwrap()
+        .unwrap();
+    let why = fifo[0].pages.as_ref().unwrap_err();
+    assert!(why.contains("FIFO"), "{why}");
+    std::fs::remove_file(&stored).unwrap();
+    std::fs::rename(&kept, &stored).unwrap();
 
     // No verdict yet.
     assert_eq!(fetch_verdicts(&site.cfg, &site.outbox).await.unwrap(), 0);

@@ -144,3 +144,91 @@ async fn the_loader_unpacks_the_newest_version_of_each_stored_exam_packet_once()
     assert_eq!(record["review"]["envelope_id"], hex::encode(second.offer.digest));
     center.shutdown().await;
 }
+
+/// The loader writes only into plain folders it made: a link in `--out` (to a folder, or
+/// dangling where its scratch folder goes) is refused by name and nothing lands behind
+/// it; a stored envelope swapped for a FIFO is refused at once instead of hanging it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loader_refuses_links_in_its_out_folder_and_a_fifo_in_the_store_without_hanging() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    let day = on_time_day();
+    let mut cfg = fx.register_days(&[(&token, "0101")], &[&day]);
+    cfg.time_zone = konvert_exam::SiteZone::new(LAST_ZONE).unwrap();
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let mut a = fx.enroll("0101", center.addr);
+    a.seal_for(&day);
+    let sealed = a.seal_room("0001", 2, 10_000, 1);
+    assert_eq!(push(&a.cfg, a.outbox.clone(), opts()).await.unwrap().delivered, 1);
+
+    let keys = std::sync::Arc::new([keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap()]);
+    let registry = std::sync::Arc::new(
+        konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
+            .unwrap()
+            .last_known()
+            .unwrap()
+            .unwrap(),
+    );
+    let out = fx.root.path().join("unpacked");
+    let elsewhere = fx.root.path().join("elsewhere");
+    std::fs::create_dir_all(out.join("0101")).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let packet = out.join("0101").join(&sealed.offer.packet_id);
+    let run = || {
+        let (data_dir, inbox, keys, registry, out) = (
+            cfg.data_dir.clone(),
+            center.inbox.clone(),
+            keys.clone(),
+            registry.clone(),
+            out.clone(),
+        );
+        async move {
+            let job = tokio::task::spawn_blocking(move || {
+                unpack(&data_dir, &inbox, &keys[..], &registry, &Filter::default(), &out).unwrap()
+            });
+            tokio::time::timeout(Duration::from_secs(20), job)
+                .await
+                .expect("the loader hung")
+                .unwrap()
+        }
+    };
+
+    // A link to a folder where the packet's folder goes: refused, nothing written there.
+    std::os::unix::fs::symlink(&elsewhere, &packet).unwrap();
+    let linked = run().await;
+    assert!(linked.unpacked.is_empty(), "{linked:?}");
+    assert_eq!(linked.failed.len(), 1, "{linked:?}");
+    assert!(linked.failed[0].1.contains("is a symbolic link"), "{:?}", linked.failed);
+    assert!(
+        std::fs::read_dir(&elsewhere).unwrap().next().is_none(),
+        "scans landed behind the link"
+    );
+
+    // A dangling link where the scratch folder goes: said so, not "File exists".
+    std::fs::remove_file(&packet).unwrap();
+    std::fs::create_dir(&packet).unwrap();
+    std::os::unix::fs::symlink(fx.root.path().join("nowhere"), packet.join(".v1.partial")).unwrap();
+    let dangling = run().await;
+    assert_eq!(dangling.failed.len(), 1, "{dangling:?}");
+    assert!(
+        dangling.failed[0].1.contains(".v1.partial is a symbolic link"),
+        "{:?}",
+        dangling.failed
+    );
+    assert!(!fx.root.path().join("nowhere").exists());
+
+    // A FIFO in place of the stored envelope: refused at once, the loader does not hang.
+    std::fs::remove_file(packet.join(".v1.partial")).unwrap();
+    let stored = Inbox::stored_envelope(&cfg.data_dir, &sealed.offer.digest);
+    std::fs::remove_file(&stored).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&stored)
+        .status()
+        .unwrap()
+        .success());
+    let fifo = run().await;
+    assert_eq!(fifo.failed.len(), 1, "{fifo:?}");
+    assert!(fifo.failed[0].1.contains("FIFO"), "{:?}", fifo.failed);
+    assert!(!packet.join("v1").exists());
+    center.shutdown().await;
+}
