@@ -73,6 +73,7 @@ pub fn exit_quietly_on_closed_stdout() {
         }
         default(info);
     }));
+}
 
 /// Text from outside made safe to print on a terminal or in a log line: control characters
 /// (a newline that would forge a line, an escape sequence that would clear the screen) are
