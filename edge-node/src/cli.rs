@@ -491,8 +491,13 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             if done.is_empty() {
                 println!("nothing to export: the relay holds no packet without the center's receipt");
             }
+            let back_here = format!(
+                "`konvert-edge import-receipts --config {} {}`",
+                config.display(),
+                to.display()
+            );
             for (folder, report) in &done {
-                println!("{}", reserve::export_summary(report, folder));
+                println!("{}", reserve::export_summary(report, folder, &back_here));
             }
             if !done.is_empty() {
                 println!("at the center, import each site's folder: konvert-center import --operator NAME <folder>");
@@ -508,7 +513,12 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             let cfg = SiteConfig::load(&config)?;
             let outbox = open_outbox_for_drive(&cfg)?;
             let report = reserve::export(&cfg, &outbox, &to, now_unix_ms())?;
-            println!("{}", reserve::export_summary(&report, &to));
+            let back_here = format!(
+                "`konvert-edge import-receipts --config {} {}`",
+                config.display(),
+                to.display()
+            );
+            println!("{}", reserve::export_summary(&report, &to, &back_here));
         }
         EdgeCommand::ImportReceipts { config, drive } => {
             let cfg = SiteConfig::load(&config)?;

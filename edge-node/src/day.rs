@@ -449,7 +449,8 @@ fn command(line: &str, desk: &SealDesk<'_>) -> Result<Option<String>> {
             };
             let dir = std::path::Path::new(dir);
             let report = crate::reserve::export(desk.cfg, desk.outbox, dir, now_unix_ms())?;
-            Ok(Some(crate::reserve::export_summary(&report, dir)))
+            let back_here = format!("type `receipts {}` in this day", dir.display());
+            Ok(Some(crate::reserve::export_summary(&report, dir, &back_here)))
         }
         Some("receipts") => {
             let Some(dir) = words.next() else {

@@ -313,8 +313,9 @@ fn import_receipts_with(
     Ok(outcomes)
 }
 
-/// What an export did and what the operator does next, for the screen.
-pub fn export_summary(report: &ExportReport, to: &Path) -> String {
+/// What an export did and what the operator does next, for the screen; `back_here` is how
+/// the receipts are taken back where the export ran (a command line, or the day's word).
+pub fn export_summary(report: &ExportReport, to: &Path, back_here: &str) -> String {
     let total = report.written.len() + report.already_there.len();
     if total == 0 {
         return "nothing to export: every sealed packet has a receipt".into();
@@ -338,11 +339,10 @@ pub fn export_summary(report: &ExportReport, to: &Path) -> String {
     out.push_str(&format!(
         "next: unmount the drive safely and carry it to the center with its transfer statement; \
          there: `konvert-center import --config center.toml --operator \"<name>\" {}`; \
-         back here: `konvert-edge import-receipts --config site.toml {}`. \
+         back here: {back_here}. \
          Until then the packets stay in the outbox and are still pushed if the network returns — \
          the center takes each one once",
         to.display(),
-        to.display()
     ));
     out
 }
