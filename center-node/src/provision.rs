@@ -96,7 +96,12 @@ pub fn init_center(
     };
     config.save(&config_path)?;
     let config = CenterConfig::load(&config_path)?;
-    stations::write_crl(&config, &ca, OffsetDateTime::now_utc())?;
+    let crl = stations::write_crl(&config, &ca, OffsetDateTime::now_utc())?;
+    // The record of the list in force is born with the center: a first `serve` that fails
+    // half-way (no authority.toml yet) leaves state behind, and the next start would then
+    // take the missing record for a deleted one.
+    fs::create_dir_all(&config.data_dir).map_err(Error::file(&config.data_dir))?;
+    konvert_replication::crl_floor::CrlFloor::in_dir(&config.data_dir).raise_complete(&crl)?;
     Ok(CenterInit {
         config_path,
         config,

@@ -154,6 +154,9 @@ async fn expired_revocation_list_refuses_every_station_until_renewed() {
         .revocation_list(&[], now - time::Duration::days(8), now - time::Duration::days(1))
         .unwrap();
     std::fs::write(&cfg.crl, &expired.pem).unwrap();
+    // As a center that never served while that list was in force: init's record of its
+    // own (newer) list goes, so the expired one is what the first start puts in force.
+    std::fs::remove_file(cfg.data_dir.join("crl-in-force.toml")).unwrap();
     // Without the CA key the center cannot re-sign it by itself.
     cfg.ca_key = None;
     let center = konvert_center::serve(&cfg).await.unwrap();
@@ -395,4 +398,23 @@ async fn deleting_the_record_of_the_list_in_force_does_not_let_a_revoked_station
     };
     assert!(e.contains(&serial_of(&site1).to_string()), "{e}");
     assert!(!e.contains(&serial2), "only the missing serial is named: {e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_that_fails_half_way_does_not_lock_a_new_center_out() {
+    // A new user's first `serve` before the officers' authority.toml is in place fails
+    // after the data folder has state; once the file is there the center must start.
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let t1 = fx.issue_token("0101");
+    let cfg = fx.register(&[(&t1, "0101")]);
+    assert!(
+        cfg.data_dir.join("crl-in-force.toml").is_file(),
+        "init records the list in force"
+    );
+    let authority = std::fs::read(&cfg.authority).unwrap();
+    std::fs::remove_file(&cfg.authority).unwrap();
+    assert!(konvert_center::serve(&cfg).await.is_err());
+    std::fs::write(&cfg.authority, authority).unwrap();
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    center.shutdown().await;
 }
