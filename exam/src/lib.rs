@@ -15,6 +15,7 @@ mod error;
 mod ids;
 mod manifest;
 mod page;
+mod plan;
 pub mod scan;
 mod seating;
 mod zone;
@@ -29,6 +30,7 @@ pub use error::Error;
 pub use ids::{ExamDate, ExamKind, PacketKind, RoomId, SiteId};
 pub use manifest::{is_scan_file, list_scans, Manifest, ManifestFile, PacketRef, RoomRecord};
 pub use page::{PageIdentity, PageRecord, PageStatus};
+pub use plan::{DayPlan, PlanMember, PlanParticipant, PlanReading, PlanRoom, PlanSite};
 pub use seating::{Participant, SeatingPlan, Site, SiteKind};
 pub use zone::SiteZone;
 

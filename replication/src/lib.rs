@@ -7,6 +7,7 @@
 //! [`inbox`] on sled, the reserve channel's drive format in [`reserve`], and the thin quinn
 //! driver in [`driver`].
 
+pub mod answer;
 pub mod crl_floor;
 pub mod drive;
 pub mod driver;
@@ -30,6 +31,7 @@ pub mod sender;
 pub mod service;
 pub mod tls;
 
+pub use answer::{AnswerOutcome, PacketAnswer, Remark, RemarkAction};
 pub use durable::open_sled;
 pub use error::Error;
 pub use frame::FrameDecoder;
