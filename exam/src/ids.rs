@@ -144,7 +144,7 @@ impl fmt::Display for ExamDate {
 }
 
 /// The kind of exam (ЕГЭ, ОГЭ, ГВЭ, final essay).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExamKind {
     /// ЕГЭ — unified state exam, grade 11.
