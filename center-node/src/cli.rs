@@ -211,6 +211,9 @@ pub enum LoaderAction {
         #[arg(long)]
         include_flagged: bool,
     },
+    /// Processing: plan, process, queue, verify, findings, experts-done, close.
+    #[command(flatten)]
+    Processing(crate::processing::cli::ProcessingAction),
 }
 
 /// What to do with late packets.
@@ -484,6 +487,7 @@ fn held_registry(cfg: &CenterConfig, config: &std::path::Path) -> Result<konvert
 
 fn loader_command(action: LoaderAction) -> Result<()> {
     match action {
+        LoaderAction::Processing(action) => crate::processing::cli::run(action)?,
         LoaderAction::Unpack {
             config,
             specialist,

@@ -45,6 +45,9 @@ pub enum Error {
     /// A packet's content (archive, scans) is wrong.
     #[error(transparent)]
     Exam(#[from] konvert_exam::Error),
+    /// The regional records failed.
+    #[error(transparent)]
+    Records(#[from] konvert_records::Error),
     /// Station certificates (index, revocation list) cannot be changed as asked.
     #[error("{0}")]
     Stations(String),

@@ -16,6 +16,7 @@ pub mod late;
 pub mod loader;
 pub mod metrics;
 pub mod preview;
+pub mod processing;
 pub mod provision;
 pub mod registry;
 pub mod reserve;

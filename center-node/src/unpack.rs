@@ -102,51 +102,24 @@ pub fn unpack(
     // Any token the registry lists: the receiver already decided on its status.
     let trusted = |id: &KeyId| -> Option<VerifyingKey> { CenterRegistry::token_key(registry, id) };
     let mut report = UnpackReport::default();
-    let mut versions: BTreeMap<(String, String), Vec<InboxRecord>> = BTreeMap::new();
-    for r in inbox.records()? {
-        if r.test_packet || !filter.takes(&r) {
-            continue;
-        }
-        let key = (r.receipt.body.site.clone(), r.receipt.body.packet_id.clone());
-        versions.entry(key).or_default().push(r);
-    }
-    // The newest version that may be processed: on time, or late and taken by an operator.
-    // A late version nobody decided on yet is held back, and the on-time one stays.
-    let late_desk = LateDesk::open(data_dir)?;
-    let mut decisions: BTreeMap<String, LateDecision> = BTreeMap::new();
+    let chosen = processable(data_dir, inbox, filter)?;
+    report.held_late = chosen.held_late;
+    let decisions = chosen.late_decisions;
     let mut newest: BTreeMap<(String, String), InboxRecord> = BTreeMap::new();
-    for (key, mut all) in versions {
-        all.sort_by_key(|r| std::cmp::Reverse(r.receipt.body.version));
-        let mut chosen = None;
-        for r in all {
-            let b = &r.receipt.body;
-            let decision = if r.late {
-                late_desk.decision(&hex::encode(b.digest))?
-            } else {
-                None
-            };
-            let takes = match &decision {
-                _ if !r.late => true,
-                Some(d) => d.choice == LateChoice::Take,
-                None => {
-                    report.held_late.push(format!("{} v{}", b.packet_id, b.version));
-                    continue;
-                }
-            };
-            if let Some(d) = decision {
-                decisions.insert(d.envelope_id.clone(), d);
-            }
-            if takes && chosen.is_none() {
-                chosen = Some(r);
-            } else {
-                // An older version, or a late one the operator chose not to process.
+    for r in chosen.versions {
+        let key = (r.receipt.body.site.clone(), r.receipt.body.packet_id.clone());
+        match newest.get(&key) {
+            Some(n) if n.receipt.body.version > r.receipt.body.version => report.superseded += 1,
+            Some(_) => {
                 report.superseded += 1;
+                newest.insert(key, r);
             }
-        }
-        if let Some(r) = chosen {
-            newest.insert(key, r);
+            None => {
+                newest.insert(key, r);
+            }
         }
     }
+    report.superseded += chosen.not_taken;
     let flags: BTreeMap<String, ReviewFlag> = ReviewDesk::open(data_dir)?
         .list()?
         .into_iter()
@@ -183,6 +156,53 @@ pub fn unpack(
         }
     }
     Ok(report)
+}
+
+/// The stored exam packet versions that may be processed, and what is held back.
+#[derive(Debug, Default)]
+pub struct Processable {
+    /// Every version that may be processed: on time, or late and taken by an operator.
+    pub versions: Vec<InboxRecord>,
+    /// Late versions nobody decided on yet: packet id and version.
+    pub held_late: Vec<String>,
+    /// Late versions an operator chose not to process.
+    pub not_taken: usize,
+    /// The operators' decisions on late versions taken, by envelope id.
+    pub late_decisions: BTreeMap<String, LateDecision>,
+}
+
+/// The stored exam packet versions `filter` takes that may be processed (test packets
+/// never are). A late version nobody decided on yet is held back.
+pub fn processable(data_dir: &Path, inbox: &Inbox, filter: &Filter) -> Result<Processable> {
+    let late_desk = LateDesk::open(data_dir)?;
+    let mut out = Processable::default();
+    for r in inbox.records()? {
+        if r.test_packet || !filter.takes(&r) {
+            continue;
+        }
+        let b = &r.receipt.body;
+        if r.late {
+            match late_desk.decision(&hex::encode(b.digest))? {
+                Some(d) if d.choice == LateChoice::Take => {
+                    out.late_decisions.insert(d.envelope_id.clone(), d);
+                }
+                Some(_) => {
+                    out.not_taken += 1;
+                    continue;
+                }
+                None => {
+                    out.held_late.push(format!("{} v{}", b.packet_id, b.version));
+                    continue;
+                }
+            }
+        }
+        out.versions.push(r);
+    }
+    out.versions.sort_by(|a, b| {
+        let (a, b) = (&a.receipt.body, &b.receipt.body);
+        (&a.site, &a.packet_id, a.version).cmp(&(&b.site, &b.packet_id, b.version))
+    });
+    Ok(out)
 }
 
 /// A site code or packet id as one folder name; anything else is refused, not mangled.

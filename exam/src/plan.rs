@@ -54,16 +54,12 @@ pub struct PlanParticipant {
     /// The kit handed out: every blank of it carries this number.
     pub kit: u64,
     /// Consent to personal-data processing; a row with `false` is dropped on reading.
-    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[serde(default = "yes")]
     pub consent: bool,
 }
 
 fn yes() -> bool {
     true
-}
-
-fn is_true(b: &bool) -> bool {
-    *b
 }
 
 /// An exam-committee member assigned to a site.

@@ -1,0 +1,418 @@
+//! `konvert-center loader …` commands of processing, in the order the staff work: import
+//! the day's plan, process (register, recognize, verify what is sure), work the
+//! verification queue, read the findings, mark expert checking done, close.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use konvert_exam::{BlankId, DayPlan, ExamDate, ExamKind, FormId, PageIdentity};
+use konvert_records::{ExamDay, FindingRecord, PageKey, Records, Role, SledRecords, Verdict};
+
+use super::{desk, process, records_db, stage_name, Workplace};
+use crate::config::CenterConfig;
+use crate::intake::now_ms;
+use crate::{Error, Result};
+
+/// Processing on the loader's workstation.
+#[derive(Debug, Subcommand)]
+pub enum ProcessingAction {
+    /// Import the exam day's plan into the records (the same file the receiver imports).
+    ImportPlan {
+        /// center.toml (the loader's copy)
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// The plan file.
+        plan: PathBuf,
+    },
+    /// Register every packet version not yet registered (decrypt, recognize), then verify
+    /// what can be, give final states, make findings and answers. Run it after every
+    /// batch of arrivals; running it again changes nothing.
+    Process {
+        /// center.toml (the loader's copy)
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// The center specialist's login.
+        #[command(flatten)]
+        specialist: crate::specialist::SpecialistLogin,
+    },
+    /// The verification queue: pages the recognizer was unsure of, then those passed to
+    /// a senior verifier.
+    Queue {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A verifier's verdict on a queued page (recorded with who and in which role).
+    Verify {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// The page key, as `queue` prints it.
+        page: String,
+        /// What the page is: a blank's 13 digits, or a form's code `FORM|SITE|ROOM|DATE`.
+        #[arg(long = "is", conflicts_with_all = ["unreadable", "to_senior"])]
+        is: Option<String>,
+        /// The barcode cannot be read by a person either: the page is quarantined.
+        #[arg(long)]
+        unreadable: bool,
+        /// Pass the page to a senior verifier.
+        #[arg(long)]
+        to_senior: bool,
+        /// Who decides.
+        #[arg(long)]
+        by: String,
+        /// In which role.
+        #[arg(long, value_enum, default_value = "verifier")]
+        role: VerifierRole,
+    },
+    /// What processing found: duplicates, missing blanks, participants against the plan,
+    /// unreadable pages, packets that did not open…
+    Findings {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// Only findings that still hold.
+        #[arg(long)]
+        open: bool,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark expert checking of an exam day complete (closing waits for it where the
+    /// plan says the exam has expert checking).
+    ExpertsDone {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// The exam day, YYYY-MM-DD.
+        #[arg(long)]
+        date: ExamDate,
+        /// The exam: ege, oge, gve, essay.
+        #[arg(long)]
+        exam: ExamKind,
+        /// Who (the project administrator).
+        #[arg(long)]
+        by: String,
+    },
+    /// Close an exam day: refused, with what is missing, until every room's forms and
+    /// pages are processed, every site's ППЭ-18МАШ is scanned and expert checking (if any)
+    /// is marked done.
+    Close {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// The exam day, YYYY-MM-DD.
+        #[arg(long)]
+        date: ExamDate,
+        /// The exam: ege, oge, gve, essay.
+        #[arg(long)]
+        exam: ExamKind,
+        /// Who (the project administrator).
+        #[arg(long)]
+        by: String,
+    },
+}
+
+/// A verifier's role on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum VerifierRole {
+    /// Оператор станции верификации.
+    Verifier,
+    /// Оператор станции старшего верификатора.
+    SeniorVerifier,
+}
+
+fn place(config: &Path, records: Option<PathBuf>) -> Result<(CenterConfig, Workplace)> {
+    let cfg = CenterConfig::load(config)?;
+    let base = config.parent().unwrap_or(Path::new(".")).to_owned();
+    let records_dir = base.join(records.unwrap_or_else(|| PathBuf::from("records")));
+    std::fs::create_dir_all(&records_dir).map_err(Error::file(&records_dir))?;
+    let place = Workplace {
+        data_dir: cfg.data_dir.clone(),
+        records_dir,
+    };
+    Ok((cfg, place))
+}
+
+fn open_records(place: &Workplace) -> Result<SledRecords> {
+    Ok(SledRecords::open(&records_db(&place.records_dir))?)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Loader {
+        what: format!("cannot write JSON: {e}"),
+        hint: "report this as a bug",
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
+fn parse_identity(text: &str) -> Result<PageIdentity> {
+    if text.contains('|') {
+        Ok(PageIdentity::Form(text.parse::<FormId>()?))
+    } else {
+        Ok(PageIdentity::Blank(text.parse::<BlankId>()?))
+    }
+}
+
+/// Runs a processing command.
+pub fn run(action: ProcessingAction) -> Result<()> {
+    match action {
+        ProcessingAction::ImportPlan { config, records, plan } => {
+            let (_, place) = place(&config, records)?;
+            let text = konvert_crypto::keyfile::read_text_bounded(&plan, konvert_crypto::keyfile::MAX_PLAN_BYTES)?;
+            let (day_plan, reading) = DayPlan::from_toml(&text).map_err(|e| Error::Config {
+                path: plan.clone(),
+                message: e.to_string(),
+            })?;
+            let records = open_records(&place)?;
+            records.put_plan(&day_plan)?;
+            place.audit()?.append(
+                "loader",
+                konvert_crypto::audit::AuditAction::Other("plan-import".into()),
+                &format!("{} {}", day_plan.date, day_plan.exam.code()),
+                &format!(
+                    "{} sites, {} rooms, {} participants; {} without consent left out",
+                    day_plan.sites.len(),
+                    day_plan.rooms.len(),
+                    day_plan.participants.len(),
+                    reading.without_consent
+                ),
+            )?;
+            println!(
+                "plan of {} {} imported: {} sites, {} rooms, {} participants",
+                day_plan.date,
+                day_plan.exam.code(),
+                day_plan.sites.len(),
+                day_plan.rooms.len(),
+                day_plan.participants.len()
+            );
+            if reading.without_consent > 0 {
+                println!(
+                    "{} participant(s) without consent to personal-data processing were left out unread: their blanks stay on paper",
+                    reading.without_consent
+                );
+            }
+        }
+        ProcessingAction::Process {
+            config,
+            records,
+            specialist,
+        } => {
+            let (cfg, place) = place(&config, records)?;
+            let registry = crate::registry::held(&cfg, now_ms())?.ok_or_else(|| Error::Config {
+                path: config.clone(),
+                message: "the center holds no key registry; import the officers' registry first".into(),
+            })?;
+            let base = config.parent().unwrap_or(Path::new("."));
+            let keys = crate::specialist::login_all(&registry, &specialist, base)?;
+            let who = specialist
+                .token
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .or_else(|| specialist.pkcs11_token.clone())
+                .unwrap_or_default();
+            let inbox = konvert_replication::Inbox::open(&cfg.data_dir).map_err(|e| Error::Loader {
+                what: e.to_string(),
+                hint: "the loader reads its copy of the center's data folder while no center serves it",
+            })?;
+            let records = open_records(&place)?;
+            let report = process(&place, &inbox, &records, &keys, &registry, &who, now_ms())?;
+            for (name, pages) in &report.registered {
+                println!("  registered {name}: {pages} pages");
+            }
+            for (name, why) in &report.failed {
+                println!("  {name}: not registered now (tried again next run): {why}");
+            }
+            for name in &report.held {
+                println!("  held back: {name}");
+            }
+            let stages: Vec<String> = report.stages.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            println!(
+                "{} packet version(s) registered now, {} before; pages: {}",
+                report.registered.len(),
+                report.already,
+                if stages.is_empty() {
+                    "none".into()
+                } else {
+                    stages.join(", ")
+                }
+            );
+            println!(
+                "{} new finding(s); {} answer(s) for sites new or changed; {} page(s) in the verification queue",
+                report.new_findings.len(),
+                report.answers_changed.len(),
+                report.stages.get("awaiting-verifier").copied().unwrap_or(0)
+                    + report.stages.get("awaiting-senior").copied().unwrap_or(0)
+            );
+            if !report.failed.is_empty() {
+                return Err(Error::Loader {
+                    what: format!("{} packet version(s) could not be registered", report.failed.len()),
+                    hint: "see each one above; everything else is registered — fix the cause and run again",
+                });
+            }
+        }
+        ProcessingAction::Queue { config, records, json } => {
+            let (_, place) = place(&config, records)?;
+            let records = open_records(&place)?;
+            let queue = desk::queue(&records)?;
+            if json {
+                let rows: Vec<_> = queue
+                    .iter()
+                    .map(|o| {
+                        serde_json::json!({
+                            "page": full_key(&o.key),
+                            "stage": stage_name(&o.stage),
+                            "site": o.site,
+                            "room": o.room.as_str(),
+                            "what": o.what,
+                        })
+                    })
+                    .collect();
+                return print_json(&rows);
+            }
+            if queue.is_empty() {
+                println!("the verification queue is empty");
+            }
+            for o in &queue {
+                println!(
+                    "{}  {}  site {} room {}  {}",
+                    full_key(&o.key),
+                    stage_name(&o.stage),
+                    o.site,
+                    o.room,
+                    o.what
+                );
+            }
+        }
+        ProcessingAction::Verify {
+            config,
+            records,
+            page,
+            is,
+            unreadable,
+            to_senior,
+            by,
+            role,
+        } => {
+            let (_, place) = place(&config, records)?;
+            let key: PageKey = page.parse().map_err(|what| Error::Loader {
+                what,
+                hint: "copy the key from `konvert-center loader queue`",
+            })?;
+            let verdict = match (is, unreadable, to_senior) {
+                (Some(text), false, false) => Verdict::Is(parse_identity(&text)?),
+                (None, true, false) => Verdict::Unreadable,
+                (None, false, true) => Verdict::ToSenior,
+                _ => {
+                    return Err(Error::Loader {
+                        what: "say one thing about the page".into(),
+                        hint: "give exactly one of --is <barcode>, --unreadable, --to-senior",
+                    })
+                }
+            };
+            let role = match role {
+                VerifierRole::Verifier => Role::Verifier,
+                VerifierRole::SeniorVerifier => Role::SeniorVerifier,
+            };
+            let records = open_records(&place)?;
+            let d = desk::verify(&records, &place.audit()?, key, verdict, &by, role, now_ms())?;
+            println!(
+                "decision {} recorded ({} {}); run `konvert-center loader process` to apply it",
+                d.seq,
+                role.as_str(),
+                by
+            );
+        }
+        ProcessingAction::Findings {
+            config,
+            records,
+            open,
+            json,
+        } => {
+            let (_, place) = place(&config, records)?;
+            let records = open_records(&place)?;
+            let all: Vec<FindingRecord> = records
+                .findings()?
+                .into_iter()
+                .filter(|f| !open || f.resolved_at_unix_ms.is_none())
+                .collect();
+            if json {
+                return print_json(&all);
+            }
+            if all.is_empty() {
+                println!("no findings");
+            }
+            for f in &all {
+                let state = if f.resolved_at_unix_ms.is_some() {
+                    "resolved"
+                } else {
+                    "open"
+                };
+                println!("{state:8} {}  {}", f.finding.id, super::findings::describe(&f.finding));
+            }
+        }
+        ProcessingAction::ExpertsDone {
+            config,
+            records,
+            date,
+            exam,
+            by,
+        } => {
+            let (_, place) = place(&config, records)?;
+            let records = open_records(&place)?;
+            let day = ExamDay { date, exam };
+            desk::expert_checking_done(&records, &place.audit()?, day, &by, now_ms())?;
+            println!("expert checking of {day} marked complete by {by}");
+        }
+        ProcessingAction::Close {
+            config,
+            records,
+            date,
+            exam,
+            by,
+        } => {
+            let (_, place) = place(&config, records)?;
+            let records = open_records(&place)?;
+            let day = ExamDay { date, exam };
+            let resolution = super::resolve(
+                &records.plans()?,
+                &records.packets()?,
+                &records.pages()?,
+                &records.decisions()?,
+            );
+            desk::close(&records, &place.audit()?, day, &resolution, &by, now_ms())?;
+            println!("exam {day} closed by {by}; its results wait for the mirror to ФИС");
+        }
+    }
+    Ok(())
+}
+
+/// The page key with the full envelope id, as `verify` takes it.
+pub fn full_key(key: &PageKey) -> String {
+    format!("{}:{}:{}", hex::encode(key.envelope), key.file, key.page + 1)
+}

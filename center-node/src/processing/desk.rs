@@ -1,0 +1,241 @@
+//! The people's side of processing: the verification queue and its verdicts (a verifier,
+//! and a senior verifier for what a verifier passes on, 002:8071–8105), the marks that
+//! expert checking is done, and closing the exam (002:7437–7453). Every decision is
+//! recorded with who took it, in which role, in the records and the loader's audit log.
+
+use std::collections::BTreeSet;
+
+use konvert_crypto::audit::{AuditAction, AuditLog};
+use konvert_exam::DayPlan;
+use konvert_records::{Decision, DecisionKind, ExamDay, PageKey, PageOutcome, PageStage, Records, Role, Verdict};
+
+use super::Resolution;
+use crate::{Error, Result};
+
+/// The audit log's word for a human decision in processing.
+pub const PROCESS_DECISION: &str = "process-decision";
+
+fn refuse(what: String, hint: &'static str) -> Error {
+    Error::Loader { what, hint }
+}
+
+/// The pages waiting for a person: the verifiers' queue, then the senior verifiers'.
+pub fn queue(records: &dyn Records) -> Result<Vec<PageOutcome>> {
+    let mut q: Vec<PageOutcome> = records
+        .outcomes()?
+        .into_iter()
+        .filter(|o| matches!(o.stage, PageStage::AwaitingVerifier | PageStage::AwaitingSenior))
+        .collect();
+    q.sort_by_key(|o| (matches!(o.stage, PageStage::AwaitingSenior), o.key));
+    Ok(q)
+}
+
+#[allow(clippy::too_many_arguments)] // The decision, who took it, and what the log says of it.
+fn audited(
+    records: &dyn Records,
+    audit: &AuditLog,
+    by: &str,
+    role: Role,
+    now_unix_ms: u64,
+    kind: DecisionKind,
+    subject: &str,
+    detail: &str,
+) -> Result<Decision> {
+    if by.trim().is_empty() || by.chars().count() > 200 {
+        return Err(refuse(
+            format!("{by:?} is not a name"),
+            "give the name of the person deciding (--by), as the shift list has it",
+        ));
+    }
+    // The log first: a decision not in the log is not taken.
+    audit.append(
+        &format!("{} {by}", role.as_str()),
+        AuditAction::Other(PROCESS_DECISION.to_owned()),
+        subject,
+        detail,
+    )?;
+    Ok(records.decide(by, role, now_unix_ms, kind)?)
+}
+
+/// A verifier's (or senior verifier's) verdict on a queued page.
+pub fn verify(
+    records: &dyn Records,
+    audit: &AuditLog,
+    page: PageKey,
+    verdict: Verdict,
+    by: &str,
+    role: Role,
+    now_unix_ms: u64,
+) -> Result<Decision> {
+    let outcome = records.outcomes()?.into_iter().find(|o| o.key == page).ok_or_else(|| {
+        refuse(
+            format!("page {page} is not registered"),
+            "take the page key from `konvert-center loader queue`",
+        )
+    })?;
+    match (&outcome.stage, role) {
+        (PageStage::AwaitingVerifier, Role::Verifier | Role::SeniorVerifier) => {}
+        (PageStage::AwaitingSenior, Role::SeniorVerifier) => {}
+        (PageStage::AwaitingSenior, _) => {
+            return Err(refuse(
+                format!("page {page} was passed to a senior verifier"),
+                "a senior verifier decides it (--role senior-verifier)",
+            ))
+        }
+        (_, Role::Verifier | Role::SeniorVerifier) => {
+            return Err(refuse(
+                format!(
+                    "page {page} is not in the verification queue ({})",
+                    super::stage_name(&outcome.stage)
+                ),
+                "only pages in `konvert-center loader queue` are verified; run processing if it should be",
+            ))
+        }
+        _ => {
+            return Err(refuse(
+                "only a verifier or a senior verifier verifies pages".into(),
+                "use --role verifier or --role senior-verifier",
+            ))
+        }
+    }
+    if verdict == Verdict::ToSenior && role == Role::SeniorVerifier {
+        return Err(refuse(
+            "a senior verifier decides; there is no one to pass the page to".into(),
+            "say what the page is, or that it is unreadable",
+        ));
+    }
+    let detail = match &verdict {
+        Verdict::Is(id) => format!("is {id}"),
+        Verdict::Unreadable => "unreadable: quarantine".into(),
+        Verdict::ToSenior => "passed to a senior verifier".into(),
+    };
+    audited(
+        records,
+        audit,
+        by,
+        role,
+        now_unix_ms,
+        DecisionKind::Verify { page, verdict },
+        &format!("page {page} ({})", outcome.what),
+        &detail,
+    )
+}
+
+/// Records that expert checking of `day` is complete.
+pub fn expert_checking_done(
+    records: &dyn Records,
+    audit: &AuditLog,
+    day: ExamDay,
+    by: &str,
+    now_unix_ms: u64,
+) -> Result<Decision> {
+    audited(
+        records,
+        audit,
+        by,
+        Role::Administrator,
+        now_unix_ms,
+        DecisionKind::ExpertCheckingDone { day },
+        &format!("exam {day}"),
+        "expert checking complete",
+    )
+}
+
+/// Whether `day` is closed.
+pub fn is_closed(decisions: &[Decision], day: ExamDay) -> bool {
+    decisions
+        .iter()
+        .any(|d| matches!(d.kind, DecisionKind::Close { day: d2 } if d2 == day))
+}
+
+/// What keeps `day` from being closed, in words; empty when it may be closed.
+pub fn close_blockers(plan: &DayPlan, resolution: &Resolution, decisions: &[Decision]) -> Vec<String> {
+    let day = ExamDay {
+        date: plan.date,
+        exam: plan.exam,
+    };
+    let mut out = Vec::new();
+    let rooms: Vec<_> = resolution.rooms.iter().filter(|r| r.day == day).collect();
+    // 002:7453: where nobody sat the exam anywhere in the region, it is closed all the same.
+    let anyone = rooms.iter().any(|r| r.wrote > 0);
+    let planned: BTreeSet<(&str, &str)> = plan.rooms.iter().map(|r| (r.site.as_str(), r.code.as_str())).collect();
+    for r in &rooms {
+        let planned_room = planned.contains(&(r.site.as_str(), r.room.as_str()));
+        if anyone && planned_room {
+            if !r.has_12_04 {
+                out.push(format!("site {} room {}: ППЭ-12-04МАШ is not scanned", r.site, r.room));
+            }
+            if !r.has_summary {
+                out.push(format!(
+                    "site {} room {}: {} is not scanned",
+                    r.site,
+                    r.room,
+                    r.summary.code()
+                ));
+            }
+        }
+        if r.waiting > 0 {
+            out.push(format!(
+                "site {} room {}: {} pages are not processed (waiting for forms or a verifier)",
+                r.site, r.room, r.waiting
+            ));
+        }
+    }
+    if anyone {
+        for s in &plan.sites {
+            if !resolution.sites_with_18.contains(&(day, s.code.as_str().to_owned())) {
+                out.push(format!("site {}: ППЭ-18МАШ is not scanned", s.code));
+            }
+        }
+    }
+    if plan.expert_checking
+        && !decisions
+            .iter()
+            .any(|d| matches!(d.kind, DecisionKind::ExpertCheckingDone { day: d2 } if d2 == day))
+    {
+        out.push("expert checking is not marked complete (`konvert-center loader experts-done`)".into());
+    }
+    out
+}
+
+/// Closes `day` if nothing blocks it; otherwise says what is missing.
+pub fn close(
+    records: &dyn Records,
+    audit: &AuditLog,
+    day: ExamDay,
+    resolution: &Resolution,
+    by: &str,
+    now_unix_ms: u64,
+) -> Result<Decision> {
+    let plan = records
+        .plans()?
+        .into_iter()
+        .find(|p| p.date == day.date && p.exam == day.exam)
+        .ok_or_else(|| {
+            refuse(
+                format!("no plan of {day} is imported"),
+                "import the exam day's plan (`konvert-center loader plan import`) first",
+            )
+        })?;
+    let decisions = records.decisions()?;
+    if is_closed(&decisions, day) {
+        return Err(refuse(format!("exam {day} is already closed"), "nothing to do"));
+    }
+    let blockers = close_blockers(&plan, resolution, &decisions);
+    if !blockers.is_empty() {
+        return Err(refuse(
+            format!("exam {day} cannot be closed yet:\n  - {}", blockers.join("\n  - ")),
+            "process what is missing (or get the site to send it), then close again",
+        ));
+    }
+    audited(
+        records,
+        audit,
+        by,
+        Role::Administrator,
+        now_unix_ms,
+        DecisionKind::Close { day },
+        &format!("exam {day}"),
+        "closed; results wait for the mirror to ФИС",
+    )
+}

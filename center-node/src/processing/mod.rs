@@ -1,0 +1,184 @@
+//! Processing on the loader's offline workstation, after the receiver stored the packets:
+//! every packet version is registered as it is loaded, in any order; every page is
+//! recognized; pages are verified room by room once the room's forms are in; each page
+//! reaches one final state; findings are made once; every packet version is answered
+//! "loaded" or with remarks. The results go to the regional records ([`Records`]), every
+//! run and every decision to the loader's audit log.
+//!
+//! A run can be killed at any point and run again: a packet version is registered whole
+//! or not at all, and everything after registration is derived from the records
+//! ([`resolve`]), so a repeated run changes nothing.
+
+pub mod cli;
+pub mod desk;
+pub mod findings;
+pub mod register;
+pub mod resolve;
+
+use std::path::{Path, PathBuf};
+
+use konvert_crypto::audit::{AuditAction, AuditLog};
+use konvert_crypto::registry::RegistryBody;
+use konvert_crypto::{KeyId, RecipientSecretKey, VerifyingKey};
+use konvert_records::{PageStage, Records};
+use konvert_replication::{Inbox, PacketAnswer};
+
+use crate::registry::CenterRegistry;
+use crate::review::ReviewDesk;
+use crate::unpack::{processable, Filter};
+use crate::Result;
+
+pub use resolve::{resolve, Resolution, RoomState};
+
+/// The loader's audit log, in the records' folder: the loader's segment has no network
+/// path to the receiver's log.
+pub const LOADER_AUDIT_LOG: &str = "loader-audit.log";
+
+/// The audit log's word for processing.
+pub const PROCESS_RUN: &str = "process-run";
+/// The audit log's word for registering (decrypting) a packet version.
+pub const PACKET_REGISTER: &str = "packet-register";
+
+/// What one processing run did.
+#[derive(Debug, Default)]
+pub struct ProcessReport {
+    /// Packet versions registered now: packet id and version, pages.
+    pub registered: Vec<(String, u32)>,
+    /// Packet versions registered by an earlier run.
+    pub already: usize,
+    /// Versions held back: late and undecided, or flagged for review.
+    pub held: Vec<String>,
+    /// Versions that could not be registered now (tried again next run): what, why.
+    pub failed: Vec<(String, String)>,
+    /// Pages by stage name.
+    pub stages: std::collections::BTreeMap<&'static str, usize>,
+    /// Findings first made by this run.
+    pub new_findings: Vec<String>,
+    /// Answers that are new or changed (they travel to the sites).
+    pub answers_changed: Vec<PacketAnswer>,
+    /// The resolution the run left.
+    pub resolution: Resolution,
+}
+
+/// Where the loader works: the receiver's data folder (a copy), the records, a scratch
+/// folder for scans in clear.
+#[derive(Debug, Clone)]
+pub struct Workplace {
+    /// The center's data folder (the loader's copy of the store).
+    pub data_dir: PathBuf,
+    /// The records' folder.
+    pub records_dir: PathBuf,
+}
+
+impl Workplace {
+    /// The scratch folder for scans in clear while a packet is recognized.
+    pub fn scratch(&self) -> PathBuf {
+        self.records_dir.join("scratch")
+    }
+
+    /// Opens the loader's audit log.
+    pub fn audit(&self) -> Result<AuditLog> {
+        Ok(AuditLog::open(&self.records_dir.join(LOADER_AUDIT_LOG), None, 64)?)
+    }
+}
+
+/// The stage's short name.
+pub fn stage_name(stage: &PageStage) -> &'static str {
+    match stage {
+        PageStage::AwaitingForms => "awaiting-forms",
+        PageStage::AwaitingVerifier => "awaiting-verifier",
+        PageStage::AwaitingSenior => "awaiting-senior",
+        PageStage::Final(s) => s.name(),
+    }
+}
+
+/// Registers what is new in the store and resolves everything; `who` is the specialist
+/// whose keys open the packets (for the audit log).
+#[allow(clippy::too_many_arguments)] // Where, what with, who and when.
+pub fn process(
+    place: &Workplace,
+    inbox: &Inbox,
+    records: &dyn Records,
+    keys: &[RecipientSecretKey],
+    registry: &RegistryBody,
+    who: &str,
+    now_unix_ms: u64,
+) -> Result<ProcessReport> {
+    let trusted = |id: &KeyId| -> Option<VerifyingKey> { CenterRegistry::token_key(registry, id) };
+    let audit = place.audit()?;
+    let mut report = ProcessReport::default();
+    let chosen = processable(&place.data_dir, inbox, &Filter::default())?;
+    report.held = chosen.held_late;
+    let flagged: std::collections::BTreeSet<String> = ReviewDesk::open(&place.data_dir)?
+        .list()?
+        .into_iter()
+        .map(|f| f.envelope_id)
+        .collect();
+    for r in &chosen.versions {
+        let b = &r.receipt.body;
+        let name = format!("{} v{}", b.packet_id, b.version);
+        if records.is_registered(&b.digest)? {
+            report.already += 1;
+            continue;
+        }
+        if flagged.contains(&hex::encode(b.digest)) {
+            report.held.push(format!("{name} (flagged for review)"));
+            continue;
+        }
+        // The decryption is in the log before it happens.
+        audit.append(
+            &format!("specialist {who}"),
+            AuditAction::Other(PACKET_REGISTER.to_owned()),
+            &format!("{name} {}", hex::encode(b.digest)),
+            "decrypt, recognize and register",
+        )?;
+        match register::register(&place.data_dir, r, keys, &trusted, &place.scratch(), now_unix_ms) {
+            Ok(done) => {
+                records.register(&done.packet, &done.pages)?;
+                report
+                    .registered
+                    .push((name, u32::try_from(done.pages.len()).unwrap_or(u32::MAX)));
+            }
+            Err(e) => report.failed.push((name, e.to_string())),
+        }
+    }
+    let resolution = resolve(
+        &records.plans()?,
+        &records.packets()?,
+        &records.pages()?,
+        &records.decisions()?,
+    );
+    records.put_outcomes(&resolution.outcomes)?;
+    report.new_findings = records.put_findings(&resolution.findings, now_unix_ms)?;
+    for answer in &resolution.answers {
+        let answer = PacketAnswer {
+            answered_at_unix_ms: now_unix_ms,
+            ..answer.clone()
+        };
+        if records.put_answer(&answer)? {
+            report.answers_changed.push(answer);
+        }
+    }
+    for o in &resolution.outcomes {
+        *report.stages.entry(stage_name(&o.stage)).or_default() += 1;
+    }
+    audit.append(
+        &format!("specialist {who}"),
+        AuditAction::Other(PROCESS_RUN.to_owned()),
+        &format!("{} registered, {} already", report.registered.len(), report.already),
+        &format!(
+            "{} pages; {} new findings; {} answers changed; {} failed",
+            resolution.outcomes.len(),
+            report.new_findings.len(),
+            report.answers_changed.len(),
+            report.failed.len()
+        ),
+    )?;
+    report.resolution = resolution;
+    Ok(report)
+}
+
+/// The records' folder's database.
+pub fn records_db(records_dir: &Path) -> PathBuf {
+    records_dir.join("records.sled")
+}

@@ -1,0 +1,223 @@
+//! Registering one stored packet version: check it is the receipted envelope, decrypt it
+//! into a private scratch folder, check every file against the manifest, and recognize
+//! every page with the exam crate's recognizer — files spread over the cores. The scans in
+//! clear are removed once the pages are registered; the images stay retrievable from the
+//! sealed envelope in the store (for appeals, 002:7509–7511).
+//!
+//! A packet the site got wrong (its manifest lies about a digest, it is not an archive)
+//! is registered as refused, so that it is answered with a remark once; a failure that is
+//! the center's own (no key for it, a full disk) registers nothing and is tried again on
+//! the next run.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use konvert_crypto::{KeyId, RecipientSecretKey, VerifyingKey};
+use konvert_exam::scan::{read_scan_pages, recognize, Recognition};
+use konvert_exam::{Manifest, PageIdentity, PageStatus};
+use konvert_records::{page_digest, ExamDay, Opening, PacketEntry, PageEntry, PageKey, PageReading};
+use konvert_replication::InboxRecord;
+
+use crate::unpack::{check_stored, open_checked, receipted};
+use crate::{Error, Result};
+
+/// Time one page may take to recognize before it goes to a verifier as unreadable.
+pub const PAGE_BUDGET: Duration = Duration::from_secs(3);
+
+/// What registering one version produced.
+#[derive(Debug)]
+pub struct Registered {
+    /// The packet entry.
+    pub packet: PacketEntry,
+    /// Its pages.
+    pub pages: Vec<PageEntry>,
+}
+
+/// Opens the stored version `record` and recognizes its pages; `scratch` is a private
+/// folder for the scans in clear, emptied before returning.
+pub fn register(
+    data_dir: &Path,
+    record: &InboxRecord,
+    keys: &[RecipientSecretKey],
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    scratch: &Path,
+    now_unix_ms: u64,
+) -> Result<Registered> {
+    let b = &record.receipt.body;
+    let claim = receipted(b);
+    // The signed header names the packet; nothing else is trusted for site, room or day.
+    let checked = check_stored(data_dir, &claim, trusted)?;
+    let packet_ref = checked.packet().clone();
+    let entry = |opening| PacketEntry {
+        envelope: b.digest,
+        site: b.site.clone(),
+        packet_id: b.packet_id.clone(),
+        version: b.version,
+        day: ExamDay {
+            date: packet_ref.date,
+            exam: packet_ref.exam,
+        },
+        room: packet_ref.room.clone(),
+        kind: packet_ref.kind,
+        received_at_unix_ms: b.received_at_unix_ms,
+        registered_at_unix_ms: now_unix_ms,
+        opening,
+    };
+    let work = scratch.join(hex::encode(b.digest));
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(Error::file(&work))?;
+    }
+    private_dir(&work)?;
+    let files = work.join("files");
+    let opened = open_checked(&checked, &claim, keys, trusted, &work, &files);
+    let result = match opened {
+        Ok(manifest) => recognize_all(&manifest, &files, b.digest).map(|pages| Registered {
+            packet: entry(Opening::Opened {
+                files: u32::try_from(manifest.files.len()).unwrap_or(u32::MAX),
+                pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
+            }),
+            pages,
+        }),
+        Err(e) if is_the_packets_fault(&e) => Ok(Registered {
+            packet: entry(Opening::Refused { reason: e.to_string() }),
+            pages: Vec::new(),
+        }),
+        Err(e) => Err(e),
+    };
+    let _ = fs::remove_dir_all(&work);
+    result
+}
+
+/// Whether an opening error is the packet's (the site must resend) rather than the
+/// center's (retry): a manifest that lies, an archive that is not one.
+fn is_the_packets_fault(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Exam(konvert_exam::Error::DigestMismatch { .. } | konvert_exam::Error::MalformedArchive(_))
+    )
+}
+
+fn private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(Error::file(path))
+}
+
+/// Recognizes every page of every file of `manifest` in `files`, files spread over the
+/// cores; pages in manifest order.
+fn recognize_all(manifest: &Manifest, files: &Path, envelope: [u8; 32]) -> Result<Vec<PageEntry>> {
+    let claims: std::collections::BTreeMap<(&str, u32), &PageIdentity> = manifest
+        .room
+        .iter()
+        .flat_map(|r| r.pages.iter())
+        .filter_map(|p| match &p.status {
+            PageStatus::Read(id) => Some(((p.file.as_str(), p.page), id)),
+            PageStatus::Unreadable { .. } => None,
+        })
+        .collect();
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<(usize, Result<Vec<PageEntry>>)>> = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = {
+                    let Ok(mut n) = next.lock() else { return };
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(file) = manifest.files.get(i) else { return };
+                let pages = recognize_file(file, i, files, envelope, &claims);
+                if let Ok(mut r) = results.lock() {
+                    r.push((i, pages));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().map_err(|_| Error::Loader {
+        what: "a recognition thread failed".into(),
+        hint: "run processing again; report this as a bug if it repeats",
+    })?;
+    results.sort_by_key(|(i, _)| *i);
+    let mut pages = Vec::new();
+    for (_, r) in results {
+        pages.extend(r?);
+    }
+    Ok(pages)
+}
+
+fn recognize_file(
+    file: &konvert_exam::ManifestFile,
+    index: usize,
+    files: &Path,
+    envelope: [u8; 32],
+    claims: &std::collections::BTreeMap<(&str, u32), &PageIdentity>,
+) -> Result<Vec<PageEntry>> {
+    let path = files.join(&file.name);
+    // Our own scratch copy, checked against the manifest as it was written; still bounded.
+    let bytes = konvert_crypto::keyfile::read_bounded(&path, file.size.saturating_add(1))?;
+    let file_index = u32::try_from(index).unwrap_or(u32::MAX);
+    let page = |n: u32, reading: PageReading| PageEntry {
+        key: PageKey {
+            envelope,
+            file: file_index,
+            page: n,
+        },
+        file_name: file.name.clone(),
+        file_sha256: file.sha256,
+        digest: page_digest(&file.sha256, n),
+        site_reading: claims.get(&(file.name.as_str(), n)).map(|id| (*id).clone()),
+        reading,
+        removed_mark: None,
+        early_finish_mark: None,
+        written: None,
+    };
+    let mut out = Vec::new();
+    let mut pages = match read_scan_pages(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            out.push(page(0, PageReading::NotImage { reason: e.to_string() }));
+            return Ok(out);
+        }
+    };
+    for (n, item) in (0u32..).zip(pages.by_ref()) {
+        match item {
+            Ok(image) => {
+                let reading = match recognize(&image, PAGE_BUDGET) {
+                    Recognition::Read {
+                        identity,
+                        orientation,
+                        via_fallback,
+                    } => PageReading::Read {
+                        identity,
+                        orientation,
+                        via_fallback,
+                    },
+                    Recognition::Unreadable { reason } => PageReading::Unreadable { reason },
+                };
+                out.push(page(n, reading));
+            }
+            Err(e) => {
+                // A damaged page: what came before it stands, the rest of the file is
+                // one page that is not an image.
+                out.push(page(n, PageReading::NotImage { reason: e.to_string() }));
+                break;
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(page(
+            0,
+            PageReading::NotImage {
+                reason: "the file holds no page".into(),
+            },
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,306 @@
+#![allow(clippy::unwrap_used)]
+
+use konvert_exam::{DayPlan, FormId, PlanParticipant, PlanRoom, PlanSite, SiteId, SiteKind};
+use konvert_records::{Decision, PageReading};
+
+use super::*;
+use crate::processing::desk::close_blockers;
+
+const DATE: &str = "2026-06-01";
+
+fn day(exam: ExamKind) -> ExamDay {
+    ExamDay {
+        date: DATE.parse().unwrap(),
+        exam,
+    }
+}
+
+fn plan(exam: ExamKind) -> DayPlan {
+    DayPlan {
+        date: DATE.parse().unwrap(),
+        exam,
+        region: "76".into(),
+        expert_checking: true,
+        sites: vec![PlanSite {
+            code: SiteId::new("0101").unwrap(),
+            kind: SiteKind::ExamSite,
+            time_zone: "Europe/Moscow".into(),
+        }],
+        rooms: vec![PlanRoom {
+            site: SiteId::new("0101").unwrap(),
+            code: RoomId::new("0001").unwrap(),
+            oral: false,
+        }],
+        participants: vec![PlanParticipant {
+            code: "P1".into(),
+            site: SiteId::new("0101").unwrap(),
+            room: RoomId::new("0001").unwrap(),
+            seat: "1А".into(),
+            kit: 1,
+            consent: true,
+        }],
+        members: vec![],
+    }
+}
+
+fn packet(n: u8, kind: PacketKind, exam: ExamKind, received: u64) -> PacketEntry {
+    PacketEntry {
+        envelope: [n; 32],
+        site: "0101".into(),
+        packet_id: format!("0101-{}", kind.code()),
+        version: 1,
+        day: day(exam),
+        room: RoomId::new("0001").unwrap(),
+        kind,
+        received_at_unix_ms: received,
+        registered_at_unix_ms: 0,
+        opening: Opening::Opened { files: 1, pages: 1 },
+    }
+}
+
+fn page(n: u8, index: u32, identity: PageIdentity) -> PageEntry {
+    PageEntry {
+        key: PageKey {
+            envelope: [n; 32],
+            file: 0,
+            page: index,
+        },
+        file_name: "scan.tif".into(),
+        file_sha256: [n; 32],
+        digest: konvert_records::page_digest(&[n; 32], index),
+        reading: PageReading::Read {
+            identity,
+            orientation: 0,
+            via_fallback: false,
+        },
+        site_reading: None,
+        removed_mark: None,
+        early_finish_mark: None,
+        written: None,
+    }
+}
+
+fn blank(kind: BlankKind, kit: u64, sheet: u8) -> PageIdentity {
+    PageIdentity::Blank(BlankId::for_kit(kind, kit, sheet).unwrap())
+}
+
+fn form(form: Form) -> PageIdentity {
+    PageIdentity::Form(FormId {
+        form,
+        site: SiteId::new("0101").unwrap(),
+        room: RoomId::new("0001").unwrap(),
+        date: DATE.parse().unwrap(),
+    })
+}
+
+fn full_blanks(n: u8) -> Vec<PageEntry> {
+    [
+        BlankKind::Registration,
+        BlankKind::Answer1,
+        BlankKind::Answer2Sheet1,
+        BlankKind::Answer2Sheet2,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, k)| page(n, i as u32, blank(k, 1, 0)))
+    .collect()
+}
+
+fn forms_pages(n: u8) -> Vec<PageEntry> {
+    vec![
+        page(n, 0, form(Form::Ppe12_04Mash)),
+        page(n, 1, form(Form::Ppe13_02Mash)),
+        page(n, 2, form(Form::Ppe18Mash)),
+    ]
+}
+
+fn stage_of(r: &Resolution, key: PageKey) -> PageStage {
+    r.outcomes.iter().find(|o| o.key == key).unwrap().stage.clone()
+}
+
+#[test]
+fn blanks_wait_for_their_rooms_summary_form_and_the_site_is_asked_for_it() {
+    let plans = [plan(ExamKind::Ege)];
+    let blanks = packet(1, PacketKind::Blanks, ExamKind::Ege, 10);
+    let r = resolve(&plans, std::slice::from_ref(&blanks), &full_blanks(1), &[]);
+    assert!(r.outcomes.iter().all(|o| o.stage == PageStage::AwaitingForms));
+    assert_eq!(r.findings.len(), 1);
+    assert!(matches!(&r.findings[0].kind, FindingKind::BlanksBeforeForms { form } if form == "ППЭ-13-02МАШ"));
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(
+        r.answers[0].remarks()[0].action,
+        RemarkAction::SendForm {
+            form: "ППЭ-13-02МАШ".into()
+        }
+    );
+
+    // The forms arrive: everything is verified and final; the finding stays made (once).
+    let forms = packet(2, PacketKind::Forms, ExamKind::Ege, 20);
+    let mut pages = full_blanks(1);
+    pages.extend(forms_pages(2));
+    let r = resolve(&plans, &[blanks, forms], &pages, &[]);
+    assert!(
+        r.outcomes
+            .iter()
+            .all(|o| o.stage == PageStage::Final(FinalState::Registered)),
+        "{:#?}",
+        r.outcomes
+    );
+    assert_eq!(r.findings.len(), 1);
+    let room = &r.rooms[0];
+    assert!(
+        room.is_complete() && room.complete_sets == 1 && room.seated == 1,
+        "{room:?}"
+    );
+    // Expert checking is the one thing left before closing.
+    let blockers = close_blockers(&plans[0], &r, &[]);
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert!(blockers[0].contains("expert checking"));
+}
+
+#[test]
+fn the_order_of_registration_does_not_matter() {
+    let plans = [plan(ExamKind::Ege)];
+    let mut packets = vec![
+        packet(1, PacketKind::Blanks, ExamKind::Ege, 10),
+        packet(2, PacketKind::Forms, ExamKind::Ege, 5),
+        PacketEntry {
+            packet_id: "other".into(),
+            ..packet(3, PacketKind::Blanks, ExamKind::Ege, 30)
+        },
+    ];
+    let mut pages = full_blanks(1);
+    pages.extend(forms_pages(2));
+    pages.push(page(3, 0, blank(BlankKind::Answer1, 1, 0)));
+    pages.push(page(3, 1, blank(BlankKind::Answer1, 2, 0)));
+    let first = resolve(&plans, &packets, &pages, &[]);
+    packets.reverse();
+    pages.reverse();
+    let second = resolve(&plans, &packets, &pages, &[]);
+    let sorted = |r: &Resolution| {
+        let mut o = r.outcomes.clone();
+        o.sort_by_key(|o| o.key);
+        o
+    };
+    assert_eq!(sorted(&first), sorted(&second));
+    assert_eq!(first.findings, second.findings);
+    // The copy that came later is the duplicate, whatever the order of registration.
+    assert_eq!(
+        stage_of(
+            &first,
+            PageKey {
+                envelope: [3; 32],
+                file: 0,
+                page: 0
+            }
+        ),
+        PageStage::Final(FinalState::Duplicate {
+            of: PageKey {
+                envelope: [1; 32],
+                file: 0,
+                page: 1
+            }
+        })
+    );
+}
+
+#[test]
+fn an_unsure_page_waits_for_a_verifier_and_a_senior_verifier_takes_what_is_passed_on() {
+    let plans = [plan(ExamKind::Ege)];
+    let packets = [
+        packet(1, PacketKind::Blanks, ExamKind::Ege, 10),
+        packet(2, PacketKind::Forms, ExamKind::Ege, 5),
+    ];
+    let mut pages = full_blanks(1);
+    pages[1].reading = PageReading::Read {
+        identity: blank(BlankKind::Answer1, 1, 0),
+        orientation: 90,
+        via_fallback: true,
+    };
+    pages.extend(forms_pages(2));
+    let key = pages[1].key;
+    let r = resolve(&plans, &packets, &pages, &[]);
+    assert_eq!(stage_of(&r, key), PageStage::AwaitingVerifier);
+    assert!(
+        r.answers.iter().all(|a| a.digest != [1; 32]),
+        "a packet with pages in the queue is not answered yet"
+    );
+
+    let decide = |seq, role, verdict| Decision {
+        seq,
+        by: "x".into(),
+        role,
+        at_unix_ms: seq,
+        kind: DecisionKind::Verify { page: key, verdict },
+    };
+    let passed = [decide(1, Role::Verifier, Verdict::ToSenior)];
+    assert_eq!(
+        stage_of(&resolve(&plans, &packets, &pages, &passed), key),
+        PageStage::AwaitingSenior
+    );
+    let settled = [
+        decide(1, Role::Verifier, Verdict::ToSenior),
+        decide(2, Role::SeniorVerifier, Verdict::Is(blank(BlankKind::Answer1, 1, 0))),
+        // A verifier does not overrule the senior verifier.
+        decide(3, Role::Verifier, Verdict::Unreadable),
+    ];
+    let r = resolve(&plans, &packets, &pages, &settled);
+    assert_eq!(stage_of(&r, key), PageStage::Final(FinalState::Registered));
+    assert!(r.answers.iter().any(|a| a.digest == [1; 32] && a.remarks().is_empty()));
+}
+
+#[test]
+fn presumed_empty_answer_pages_are_flagged_but_not_the_essays_and_foreign_blanks_are_not_this_exam() {
+    let plans = [plan(ExamKind::Ege), plan(ExamKind::Essay)];
+    let packets = [
+        packet(1, PacketKind::Blanks, ExamKind::Ege, 10),
+        packet(2, PacketKind::Forms, ExamKind::Ege, 5),
+    ];
+    let mut pages = full_blanks(1);
+    pages[3].written = Some(Mark::No);
+    pages.push(page(1, 9, blank(BlankKind::EssayWriting, 1, 1)));
+    pages.extend(forms_pages(2));
+    let r = resolve(&plans, &packets, &pages, &[]);
+    let flagged: Vec<_> = r.outcomes.iter().filter(|o| o.presumed_empty).map(|o| o.key).collect();
+    assert_eq!(flagged, vec![pages[3].key]);
+    assert!(matches!(
+        stage_of(&r, pages[4].key),
+        PageStage::Final(FinalState::NotThisExam { .. })
+    ));
+    assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+
+    // The essay: an empty writing blank is part of a full set, not flagged.
+    let essay_packets = [
+        packet(3, PacketKind::Blanks, ExamKind::Essay, 10),
+        packet(4, PacketKind::Forms, ExamKind::Essay, 5),
+    ];
+    let mut essay = vec![page(3, 0, blank(BlankKind::Registration, 1, 0))];
+    for sheet in 1..=4 {
+        let mut p = page(3, u32::from(sheet), blank(BlankKind::EssayWriting, 1, sheet));
+        p.written = Some(Mark::No);
+        essay.push(p);
+    }
+    essay.extend(forms_pages(4));
+    let r = resolve(&plans, &essay_packets, &essay, &[]);
+    assert!(r.outcomes.iter().all(|o| !o.presumed_empty));
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}
+
+#[test]
+fn a_region_where_nobody_sat_the_exam_can_be_closed() {
+    let mut nobody = plan(ExamKind::Ege);
+    nobody.expert_checking = false;
+    let r = resolve(&[nobody.clone()], &[], &[], &[]);
+    assert!(close_blockers(&nobody, &r, &[]).is_empty());
+    // But once anyone wrote, every room's forms and the site's ППЭ-18МАШ are needed.
+    let packets = [
+        packet(1, PacketKind::Blanks, ExamKind::Ege, 10),
+        packet(2, PacketKind::Forms, ExamKind::Ege, 5),
+    ];
+    let mut pages = full_blanks(1);
+    pages.push(page(2, 0, form(Form::Ppe13_02Mash)));
+    let r = resolve(&[nobody.clone()], &packets, &pages, &[]);
+    let blockers = close_blockers(&nobody, &r, &[]);
+    assert_eq!(blockers.len(), 2, "{blockers:?}");
+    assert!(blockers.iter().any(|b| b.contains("ППЭ-12-04МАШ")) && blockers.iter().any(|b| b.contains("ППЭ-18МАШ")));
+}
