@@ -96,6 +96,52 @@ pub enum ProcessingAction {
         #[arg(long)]
         json: bool,
     },
+    /// Write one page's image (as PNG) from the sealed envelope in the store, for an
+    /// appeal: the envelope is checked and opened again after the specialist's PIN.
+    PageImage {
+        /// center.toml (the loader's copy)
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// The center specialist's login.
+        #[command(flatten)]
+        specialist: crate::specialist::SpecialistLogin,
+        /// The page key.
+        page: String,
+        /// The PNG to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Enter a site's ППЭ-14-01 when its paper arrives, and reconcile it with what was
+    /// registered for the site (never gates loading or closing).
+    HandOver {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// The exam day, YYYY-MM-DD.
+        #[arg(long)]
+        date: ExamDate,
+        /// The exam: ege, oge, gve, essay.
+        #[arg(long)]
+        exam: ExamKind,
+        /// The site.
+        #[arg(long)]
+        site: String,
+        /// Safe bags handed over.
+        #[arg(long)]
+        safe_bags: u32,
+        /// A material and its count as the act lists it, e.g. "Бланк регистрации=30" (repeat).
+        #[arg(long = "material")]
+        materials: Vec<String>,
+        /// Who entered it.
+        #[arg(long)]
+        by: String,
+    },
     /// Mark expert checking of an exam day complete (closing waits for it where the
     /// plan says the exam has expert checking).
     ExpertsDone {
@@ -230,12 +276,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             })?;
             let base = config.parent().unwrap_or(Path::new("."));
             let keys = crate::specialist::login_all(&registry, &specialist, base)?;
-            let who = specialist
-                .token
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .or_else(|| specialist.pkcs11_token.clone())
-                .unwrap_or_default();
+            let who = login_name(&specialist);
             let inbox = konvert_replication::Inbox::open(&cfg.data_dir).map_err(|e| Error::Loader {
                 what: e.to_string(),
                 hint: "the loader reads its copy of the center's data folder while no center serves it",
@@ -376,6 +417,101 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 println!("{state:8} {}  {}", f.finding.id, super::findings::describe(&f.finding));
             }
         }
+        ProcessingAction::PageImage {
+            config,
+            records,
+            specialist,
+            page,
+            out,
+        } => {
+            let (cfg, place) = place(&config, records)?;
+            let key: PageKey = page.parse().map_err(|what| Error::Loader {
+                what,
+                hint: "copy the key from `konvert-center loader queue` or `findings --json`",
+            })?;
+            let records = open_records(&place)?;
+            let packet = records
+                .packets()?
+                .into_iter()
+                .find(|p| p.envelope == key.envelope)
+                .ok_or_else(|| Error::Loader {
+                    what: format!("no registered packet holds page {page}"),
+                    hint: "run `konvert-center loader process` first, or check the key",
+                })?;
+            let registry = crate::registry::held(&cfg, now_ms())?.ok_or_else(|| Error::Config {
+                path: config.clone(),
+                message: "the center holds no key registry; import the officers' registry first".into(),
+            })?;
+            let base = config.parent().unwrap_or(Path::new("."));
+            let keys = crate::specialist::login_all(&registry, &specialist, base)?;
+            let inbox = konvert_replication::Inbox::open(&cfg.data_dir)?;
+            let record = inbox
+                .lookup(&packet.packet_id, packet.version)?
+                .ok_or_else(|| Error::Loader {
+                    what: format!(
+                        "{} v{} is registered but not in the store",
+                        packet.packet_id, packet.version
+                    ),
+                    hint: "restore the center's data folder from the last backup",
+                })?;
+            place.audit()?.append(
+                &format!("specialist {}", login_name(&specialist)),
+                konvert_crypto::audit::AuditAction::Other("page-image".into()),
+                &format!("page {page}"),
+                &format!("{} v{} opened for one page image", packet.packet_id, packet.version),
+            )?;
+            let trusted = |id: &konvert_crypto::KeyId| crate::registry::CenterRegistry::token_key(&registry, id);
+            super::register::page_image(&place.data_dir, &record, &keys, &trusted, &place.scratch(), &key, &out)?;
+            println!(
+                "page {page} of {} v{} written to {}",
+                packet.packet_id,
+                packet.version,
+                out.display()
+            );
+        }
+        ProcessingAction::HandOver {
+            config,
+            records,
+            date,
+            exam,
+            site,
+            safe_bags,
+            materials,
+            by,
+        } => {
+            let (_, place) = place(&config, records)?;
+            let records = open_records(&place)?;
+            let day = ExamDay { date, exam };
+            let materials = materials
+                .iter()
+                .map(|m| {
+                    let (title, n) = m.rsplit_once('=').ok_or_else(|| Error::Loader {
+                        what: format!("--material {m:?} has no count"),
+                        hint: "write it as TITLE=COUNT, e.g. \"Бланк регистрации=30\"",
+                    })?;
+                    let n: u32 = n.trim().parse().map_err(|_| Error::Loader {
+                        what: format!("--material {m:?}: {n:?} is not a count"),
+                        hint: "write it as TITLE=COUNT with a whole number",
+                    })?;
+                    Ok((title.trim().to_owned(), n))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let act = konvert_records::HandOverAct {
+                site: site.clone(),
+                safe_bags,
+                materials,
+            };
+            desk::hand_over(&records, &place.audit()?, day, act.clone(), &by, now_ms())?;
+            let differences = desk::reconcile_hand_over(&act, day, &records.outcomes()?);
+            if differences.is_empty() {
+                println!("ППЭ-14-01 of site {site} entered; its counts agree with what was registered");
+            } else {
+                println!("ППЭ-14-01 of site {site} entered; it differs from what was registered:");
+                for d in differences {
+                    println!("  - {d}");
+                }
+            }
+        }
         ProcessingAction::ExpertsDone {
             config,
             records,
@@ -410,6 +546,16 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The specialist as the audit log names them: the token file or hardware token label.
+fn login_name(login: &crate::specialist::SpecialistLogin) -> String {
+    login
+        .token
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .or_else(|| login.pkcs11_token.clone())
+        .unwrap_or_default()
 }
 
 /// The page key with the full envelope id, as `verify` takes it.

@@ -239,3 +239,77 @@ pub fn close(
         "closed; results wait for the mirror to ФИС",
     )
 }
+
+/// Records a site's ППЭ-14-01 counts, entered when its paper arrives (days later,
+/// 002:7092); it never gates loading, the day's reconciliation or closing.
+pub fn hand_over(
+    records: &dyn Records,
+    audit: &AuditLog,
+    day: ExamDay,
+    act: konvert_records::HandOverAct,
+    by: &str,
+    now_unix_ms: u64,
+) -> Result<Decision> {
+    if act
+        .materials
+        .iter()
+        .any(|(title, _)| title.trim().is_empty() || title.chars().count() > 200)
+    {
+        return Err(refuse(
+            "a material of the act has no name or a name over 200 characters".into(),
+            "name each material as the act does, e.g. --material \"Бланк регистрации=30\"",
+        ));
+    }
+    let detail = format!(
+        "{} safe bags; {}",
+        act.safe_bags,
+        act.materials
+            .iter()
+            .map(|(t, n)| format!("{t}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let subject = format!("ППЭ-14-01 of site {} for {day}", act.site);
+    audited(
+        records,
+        audit,
+        by,
+        Role::Administrator,
+        now_unix_ms,
+        DecisionKind::HandOver { day, act },
+        &subject,
+        &detail,
+    )
+}
+
+/// The site's ППЭ-14-01 against what was registered: one line per material whose count
+/// differs from the blanks of that kind registered for the site (duplicates, quarantined
+/// pages and pages of other exams not counted). Materials that name no blank kind are
+/// listed as not reconciled by konvert.
+pub fn reconcile_hand_over(act: &konvert_records::HandOverAct, day: ExamDay, outcomes: &[PageOutcome]) -> Vec<String> {
+    use konvert_records::FinalState;
+    let mut out = Vec::new();
+    for (title, declared) in &act.materials {
+        let Some(kind) = konvert_exam::BlankKind::ALL.into_iter().find(|k| k.title() == title) else {
+            out.push(format!(
+                "{title}: {declared} on the act; not a blank kind konvert counts"
+            ));
+            continue;
+        };
+        let prefix = format!("{} ", kind.title());
+        let registered = outcomes
+            .iter()
+            .filter(|o| o.day == day && o.site == act.site && o.what.starts_with(&prefix))
+            .filter(|o| {
+                matches!(
+                    o.stage,
+                    PageStage::Final(FinalState::Registered | FinalState::Withheld { .. })
+                )
+            })
+            .count();
+        if registered as u64 != u64::from(*declared) {
+            out.push(format!("{title}: {declared} on the act, {registered} registered"));
+        }
+    }
+    out
+}

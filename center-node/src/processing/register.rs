@@ -221,3 +221,53 @@ fn recognize_file(
     }
     Ok(out)
 }
+
+/// Writes the image of page `key` of the stored version `record` to `out` as a PNG (for
+/// an appeal, 002:7509–7511): the envelope is checked and opened again into `scratch`,
+/// and only that page is kept.
+pub fn page_image(
+    data_dir: &Path,
+    record: &InboxRecord,
+    keys: &[RecipientSecretKey],
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    scratch: &Path,
+    key: &PageKey,
+    out: &Path,
+) -> Result<()> {
+    let b = &record.receipt.body;
+    let claim = receipted(b);
+    let checked = check_stored(data_dir, &claim, trusted)?;
+    let work = scratch.join(format!("page-{}", hex::encode(b.digest)));
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(Error::file(&work))?;
+    }
+    private_dir(&work)?;
+    let files = work.join("files");
+    let done = (|| {
+        let manifest = open_checked(&checked, &claim, keys, trusted, &work, &files)?;
+        let file = usize::try_from(key.file)
+            .ok()
+            .and_then(|i| manifest.files.get(i))
+            .ok_or_else(|| Error::Loader {
+                what: format!("packet {} v{} has no file {}", b.packet_id, b.version, key.file),
+                hint: "take the page key from the records (`konvert-center loader queue` or `findings`)",
+            })?;
+        let bytes = konvert_crypto::keyfile::read_bounded(&files.join(&file.name), file.size.saturating_add(1))?;
+        let image = read_scan_pages(&bytes)?
+            .nth(key.page as usize)
+            .ok_or_else(|| Error::Loader {
+                what: format!("{} has no page {}", file.name, key.page + 1),
+                hint: "take the page key from the records",
+            })??;
+        let mut png = Vec::new();
+        konvert_exam::scan::write_scan(
+            std::slice::from_ref(&image),
+            konvert_exam::scan::ScanFormat::Png,
+            &mut png,
+        )?;
+        konvert_crypto::keyfile::write_atomic(out, &png, 0o600)?;
+        Ok(())
+    })();
+    let _ = fs::remove_dir_all(&work);
+    done
+}
