@@ -10,6 +10,7 @@ pub mod bench_day_cpu;
 pub mod bench_floor;
 pub mod bench_kill;
 pub mod bench_network;
+pub mod bench_process;
 pub mod bench_quic;
 pub mod bench_recognition;
 pub mod bench_replication;

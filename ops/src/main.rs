@@ -170,6 +170,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         pages: usize,
     },
+    /// The loader's processing of a sample day (decrypt, verify, recognize, register),
+    /// projected to 16,000 participants, and decrypt + verify against raw ring.
+    Process {
+        /// Participants in the sample day.
+        #[arg(long, default_value_t = 1000)]
+        participants: usize,
+        /// Participants per room.
+        #[arg(long, default_value_t = 15)]
+        per_room: usize,
+    },
     /// Signature checks at the center: Ed25519 verifications/s and registry decisions/s.
     Signatures {
         /// Signatures to verify.
@@ -282,6 +292,13 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             ..
         }) => {
             tokio::task::block_in_place(|| konvert_ops::bench_recognition::run(pages))?;
+        }
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Process { participants, per_room }),
+            ..
+        }) => {
+            let b = konvert_ops::bench_process::ProcessBench { participants, per_room };
+            tokio::task::block_in_place(|| konvert_ops::bench_process::run(&b))?;
         }
         Command::Bench(BenchArgs {
             command: Some(BenchCommand::Signatures { count, tokens }),
