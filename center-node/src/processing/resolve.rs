@@ -143,6 +143,13 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
             )
         })
         .collect();
+    // Participants by kit, per exam day, and every kit of any day.
+    let by_kit: BTreeMap<ExamDay, BTreeMap<u64, &konvert_exam::PlanParticipant>> =
+        plan_of.iter().map(|(day, plan)| (*day, plan.by_kit())).collect();
+    let any_kit: BTreeSet<u64> = plans
+        .iter()
+        .flat_map(|p| p.participants.iter().map(|x| x.kit))
+        .collect();
     let packet_of: BTreeMap<[u8; 32], &PacketEntry> = packets.iter().map(|p| (p.envelope, p)).collect();
     // The newest opened version of each packet id; older versions are superseded by it
     // as a whole set.
@@ -263,7 +270,6 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
         let Some(p) = packet_of.get(&page.key.envelope) else {
             continue;
         };
-        let plan = plan_of.get(&p.day).copied();
         let room_key: RoomKey = (p.day, p.site.clone(), p.room.clone());
         let gate_open = p.kind == PacketKind::Forms || summary_at.contains_key(&room_key);
         if p.kind == PacketKind::Blanks {
@@ -369,11 +375,10 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
                             .entry(id.kit())
                             .or_default()
                             .insert(*id);
-                        let planned = plan.and_then(|pl| pl.participants.iter().find(|x| x.kit == id.kit()));
+                        let planned = by_kit.get(&p.day).and_then(|m| m.get(&id.kit()).copied());
                         match planned {
                             None => {
-                                let elsewhere =
-                                    plans.iter().any(|pl| pl.participants.iter().any(|x| x.kit == id.kit()));
+                                let elsewhere = any_kit.contains(&id.kit());
                                 let reason = if elsewhere {
                                     format!("kit {} is not registered for {}", id.kit(), p.day)
                                 } else {
@@ -601,7 +606,7 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
                 complete += 1;
             }
             let who = plan
-                .and_then(|pl| pl.participants.iter().find(|x| x.kit == *kit))
+                .and_then(|_| by_kit.get(&day).and_then(|m| m.get(kit).copied()))
                 .map(|x| x.code.clone());
             let packet = blanks_at.get(&key).map(|b| b.1);
             for id in missing {
