@@ -40,6 +40,11 @@ pub enum ProcessingAction {
         /// The center specialist's login.
         #[command(flatten)]
         specialist: crate::specialist::SpecialistLogin,
+        /// Keep running: look for new packets and decisions every this many seconds
+        /// (recognition in the background); stop with Ctrl-C — a stop at any moment
+        /// loses nothing.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<u64>,
     },
     /// The verification queue: pages the recognizer was unsure of, then those passed to
     /// a senior verifier.
@@ -141,6 +146,20 @@ pub enum ProcessingAction {
         /// Who entered it.
         #[arg(long)]
         by: String,
+    },
+    /// The lists the regulations ask for: participants whose results are withheld, for
+    /// the exam commission (002:6838, 7461), and presumed-empty answer pages, for two
+    /// experts to view (002:7371–7373).
+    Lists {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Mark expert checking of an exam day complete (closing waits for it where the
     /// plan says the exam has expert checking).
@@ -268,6 +287,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             config,
             records,
             specialist,
+            watch,
         } => {
             let (cfg, place) = place(&config, records)?;
             let registry = crate::registry::held(&cfg, now_ms())?.ok_or_else(|| Error::Config {
@@ -277,44 +297,42 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             let base = config.parent().unwrap_or(Path::new("."));
             let keys = crate::specialist::login_all(&registry, &specialist, base)?;
             let who = login_name(&specialist);
-            let inbox = konvert_replication::Inbox::open(&cfg.data_dir).map_err(|e| Error::Loader {
-                what: e.to_string(),
-                hint: "the loader reads its copy of the center's data folder while no center serves it",
-            })?;
-            let records = open_records(&place)?;
-            let report = process(&place, &inbox, &records, &keys, &registry, &who, now_ms())?;
-            for (name, pages) in &report.registered {
-                println!("  registered {name}: {pages} pages");
-            }
-            for (name, why) in &report.failed {
-                println!("  {name}: not registered now (tried again next run): {why}");
-            }
-            for name in &report.held {
-                println!("  held back: {name}");
-            }
-            let stages: Vec<String> = report.stages.iter().map(|(k, v)| format!("{v} {k}")).collect();
-            println!(
-                "{} packet version(s) registered now, {} before; pages: {}",
-                report.registered.len(),
-                report.already,
-                if stages.is_empty() {
-                    "none".into()
-                } else {
-                    stages.join(", ")
+            let open_inbox = || {
+                konvert_replication::Inbox::open(&cfg.data_dir).map_err(|e| Error::Loader {
+                    what: e.to_string(),
+                    hint: "the loader reads its copy of the center's data folder while no center serves it",
+                })
+            };
+            let Some(every) = watch else {
+                let report = process(
+                    &place,
+                    &open_inbox()?,
+                    &open_records(&place)?,
+                    &keys,
+                    &registry,
+                    &who,
+                    now_ms(),
+                )?;
+                return print_report(&report);
+            };
+            // In the background: a run whenever the store or the decisions grew. The
+            // store and the records are held only during a run, so that drive imports
+            // and verifiers' commands get them in between.
+            let every = std::time::Duration::from_secs(every.max(1));
+            let mut seen = None;
+            loop {
+                {
+                    let (inbox, records) = (open_inbox()?, open_records(&place)?);
+                    let now = (inbox.len(), records.decisions()?.len());
+                    if seen != Some(now) {
+                        let report = process(&place, &inbox, &records, &keys, &registry, &who, now_ms())?;
+                        if let Err(e) = print_report(&report) {
+                            eprintln!("{e}");
+                        }
+                        seen = Some(now);
+                    }
                 }
-            );
-            println!(
-                "{} new finding(s); {} answer(s) for sites new or changed; {} page(s) in the verification queue",
-                report.new_findings.len(),
-                report.answers_changed.len(),
-                report.stages.get("awaiting-verifier").copied().unwrap_or(0)
-                    + report.stages.get("awaiting-senior").copied().unwrap_or(0)
-            );
-            if !report.failed.is_empty() {
-                return Err(Error::Loader {
-                    what: format!("{} packet version(s) could not be registered", report.failed.len()),
-                    hint: "see each one above; everything else is registered — fix the cause and run again",
-                });
+                std::thread::sleep(every);
             }
         }
         ProcessingAction::Queue { config, records, json } => {
@@ -512,6 +530,56 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 }
             }
         }
+        ProcessingAction::Lists { config, records, json } => {
+            let (_, place) = place(&config, records)?;
+            let records = open_records(&place)?;
+            let outcomes = records.outcomes()?;
+            let withheld: Vec<_> = outcomes
+                .iter()
+                .filter_map(|o| match &o.stage {
+                    konvert_records::PageStage::Final(konvert_records::FinalState::Withheld { reason }) => {
+                        Some((o, reason))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let empty: Vec<_> = outcomes.iter().filter(|o| o.presumed_empty).collect();
+            if json {
+                let row = |o: &konvert_records::PageOutcome| {
+                    serde_json::json!({
+                        "page": full_key(&o.key),
+                        "day": o.day.to_string(),
+                        "site": o.site,
+                        "room": o.room.as_str(),
+                        "participant": o.participant,
+                        "what": o.what,
+                    })
+                };
+                return print_json(&serde_json::json!({
+                    "withheld": withheld.iter().map(|(o, reason)| {
+                        let mut r = row(o);
+                        r["reason"] = serde_json::Value::String((*reason).clone());
+                        r
+                    }).collect::<Vec<_>>(),
+                    "presumed_empty": empty.iter().map(|o| row(o)).collect::<Vec<_>>(),
+                }));
+            }
+            println!("For the exam commission — results withheld ({} pages):", withheld.len());
+            for (o, reason) in &withheld {
+                println!("  {} site {} room {}: {} — {reason}", o.day, o.site, o.room, o.what);
+            }
+            println!("For two experts — presumed-empty answer pages ({}):", empty.len());
+            for o in &empty {
+                println!(
+                    "  {} site {} room {}: {} ({})",
+                    o.day,
+                    o.site,
+                    o.room,
+                    o.what,
+                    full_key(&o.key)
+                );
+            }
+        }
         ProcessingAction::ExpertsDone {
             config,
             records,
@@ -544,6 +612,44 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             desk::close(&records, &place.audit()?, day, &resolution, &by, now_ms())?;
             println!("exam {day} closed by {by}; its results wait for the mirror to ФИС");
         }
+    }
+    Ok(())
+}
+
+/// Prints what a processing run did; an error if some versions could not be registered.
+fn print_report(report: &super::ProcessReport) -> Result<()> {
+    for (name, pages) in &report.registered {
+        println!("  registered {name}: {pages} pages");
+    }
+    for (name, why) in &report.failed {
+        println!("  {name}: not registered now (tried again next run): {why}");
+    }
+    for name in &report.held {
+        println!("  held back: {name}");
+    }
+    let stages: Vec<String> = report.stages.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!(
+        "{} packet version(s) registered now, {} before; pages: {}",
+        report.registered.len(),
+        report.already,
+        if stages.is_empty() {
+            "none".into()
+        } else {
+            stages.join(", ")
+        }
+    );
+    println!(
+        "{} new finding(s); {} answer(s) for sites new or changed; {} page(s) in the verification queue",
+        report.new_findings.len(),
+        report.answers_changed.len(),
+        report.stages.get("awaiting-verifier").copied().unwrap_or(0)
+            + report.stages.get("awaiting-senior").copied().unwrap_or(0)
+    );
+    if !report.failed.is_empty() {
+        return Err(Error::Loader {
+            what: format!("{} packet version(s) could not be registered", report.failed.len()),
+            hint: "see each one above; everything else is registered — fix the cause and run again",
+        });
     }
     Ok(())
 }
