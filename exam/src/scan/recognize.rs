@@ -109,7 +109,12 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
 /// The zone of the upright page, found in a page rotated by `orientation`, cut out and
 /// turned upright.
 fn zone_crop(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> GrayImage {
-    let (x, y, w, h) = zone_rect(img, dpi, zone, orientation);
+    zone_crop_with(img, dpi, zone, orientation, ZONE_MARGIN_MM)
+}
+
+/// [`zone_crop`] with the zone grown by `margin_mm`.
+pub(super) fn zone_crop_with(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16, margin_mm: f32) -> GrayImage {
+    let (x, y, w, h) = zone_rect_with(img, dpi, zone, orientation, margin_mm);
     let crop = image::imageops::crop_imm(img, x, y, w, h).to_image();
     match orientation {
         90 => image::imageops::rotate270(&crop),
@@ -122,6 +127,17 @@ fn zone_crop(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> GrayI
 /// Where the zone, grown by the margin, lies in a page rotated by `orientation`:
 /// (x, y, width, height) in the image's pixels.
 fn zone_rect(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> (u32, u32, u32, u32) {
+    zone_rect_with(img, dpi, zone, orientation, ZONE_MARGIN_MM)
+}
+
+/// [`zone_rect`] with the zone grown by `margin_mm` (negative shrinks it).
+pub(super) fn zone_rect_with(
+    img: &GrayImage,
+    dpi: u32,
+    zone: ZoneMm,
+    orientation: u16,
+    margin_mm: f32,
+) -> (u32, u32, u32, u32) {
     let (iw, ih) = img.dimensions();
     // Upright page size in pixels.
     let (uw, uh) = if orientation.is_multiple_of(180) {
@@ -133,12 +149,12 @@ fn zone_rect(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> (u32,
     let clamp_x = |v: i64| v.clamp(0, i64::from(uw));
     let clamp_y = |v: i64| v.clamp(0, i64::from(uh));
     let (x0, y0) = (
-        clamp_x(px(zone.x - ZONE_MARGIN_MM)),
-        clamp_y(px(zone.y - ZONE_MARGIN_MM)),
+        clamp_x(px(zone.x - margin_mm)),
+        clamp_y(px(zone.y - margin_mm)),
     );
     let (x1, y1) = (
-        clamp_x(px(zone.x + zone.width + ZONE_MARGIN_MM)),
-        clamp_y(px(zone.y + zone.height + ZONE_MARGIN_MM)),
+        clamp_x(px(zone.x + zone.width + margin_mm)),
+        clamp_y(px(zone.y + zone.height + margin_mm)),
     );
     // Map the upright rectangle into the image's coordinates.
     let (uw, uh) = (i64::from(uw), i64::from(uh));
@@ -175,7 +191,7 @@ fn ink(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> u32 {
 }
 
 /// A 3×3 median: removes isolated dark and light pixels, keeps edges.
-fn median3(img: &GrayImage) -> GrayImage {
+pub(super) fn median3(img: &GrayImage) -> GrayImage {
     let (w, h) = img.dimensions();
     let src = img.as_raw();
     let mut out = src.clone();
