@@ -4,8 +4,8 @@
 //! belong to the full set, `000:14`).
 //!
 //! Blanks print their answer grid in dropout ink, so what stays dark in the answer area
-//! is writing. The area is shrunk by a margin that a 3° skew cannot bring the header rule
-//! or the corner markers into, and sampled on every second row and column; a sample
+//! is writing. The template keeps other print far enough from the area that a 3° skew
+//! cannot bring the header rule or the corner markers into it. The area is sampled on every second row and column; a sample
 //! counts when it and its right and lower neighbours are dark, which a pen stroke always
 //! is and the scanner's isolated speckle almost never.
 
@@ -35,10 +35,13 @@ pub struct AnswerInk {
     pub reading: AnswerReading,
 }
 
-/// The answer area is shrunk by this much (negative margin) before measuring.
-const AREA_INSET_MM: f32 = 5.0;
-/// Below this much writing (mm²) a page is empty; one short scribble is about 4 mm².
-const EMPTY_BELOW_MM2: f32 = 2.0;
+/// The answer area is shrunk by this much (negative margin) before measuring. Rotated 3°
+/// about the page centre, the header rule comes down to 61.7 mm, above the area's top at
+/// 62 mm, and the bottom corner markers stay left of, right of or below it.
+const AREA_INSET_MM: f32 = 0.5;
+/// Below this much writing (mm²) a page is empty; one short scribble is 1.5–6 mm², and a
+/// blank page measures 0 through speckle and blur.
+const EMPTY_BELOW_MM2: f32 = 1.0;
 /// From this much on a page is written (a few words); a written page has hundreds.
 const WRITTEN_FROM_MM2: f32 = 20.0;
 
