@@ -29,7 +29,7 @@ pub use ink::{answer_ink_mm2, judge_answer_ink, read_answer_ink, AnswerInk, Answ
 pub use marks::{read_mark, read_marks, MarkMeasure, MarkReading};
 pub use recognize::{recognize, Recognition};
 pub use render::{render_page, render_page_with, Handwriting, MarkStroke, PageFill, PageMark};
-pub use synth::{room_pages, synthetic_plan, write_pages, ScanJob};
+pub use synth::{room_pages, room_scan, synthetic_plan, write_pages, write_synth_pages, Attendance, ScanJob, SynthPage};
 pub use tiff_g4::write_scan;
 
 /// One page image: 8-bit grayscale (0 black … 255 white) and its resolution.

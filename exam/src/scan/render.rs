@@ -287,9 +287,16 @@ fn draw_barcode(img: &mut GrayImage, dpi: u32, template: crate::PageTemplate, te
     let Ok(matrix) = MultiFormatWriter.encode_with_hints(text, &format, 0, 0, &hints) else {
         return;
     };
-    let module = mm_px(module_mm, dpi).max(2);
     let zone = template.barcode_zone;
     let (mw, mh) = (matrix.width() as i64, matrix.height() as i64);
+    // A QR code that carries contents can outgrow 1 mm modules in its zone; it shrinks
+    // to keep 2 mm clear of the corner marker and the header on each side.
+    let module_mm = if bar_mm > 0.0 {
+        module_mm
+    } else {
+        module_mm.min((zone.width - 4.0) / mw.max(1) as f32)
+    };
+    let module = mm_px(module_mm, dpi).max(2);
     let draw_h = if bar_mm > 0.0 { mm_px(bar_mm, dpi) } else { mh * module };
     let x0 = mm_px(zone.x + zone.width / 2.0, dpi) - mw * module / 2;
     let y0 = mm_px(zone.y + zone.height / 2.0, dpi) - draw_h / 2;
