@@ -112,9 +112,12 @@ pub fn read_kim(bytes: &[u8]) -> Result<KimNumber> {
                 let text = std::str::from_utf8(payload)
                     .map_err(|_| bad("the recording's KIM number is not text"))?
                     .trim_end_matches('\0');
-                return text
-                    .parse()
-                    .map_err(|_| bad(format!("the recording's KIM number «{}» is not 6–16 digits", text.escape_debug())));
+                return text.parse().map_err(|_| {
+                    bad(format!(
+                        "the recording's KIM number «{}» is not 6–16 digits",
+                        text.escape_debug()
+                    ))
+                });
             }
             _ => {}
         }

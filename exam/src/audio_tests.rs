@@ -11,13 +11,19 @@ fn a_recording_names_its_kim_number_and_is_a_wav_file() {
         assert_eq!(read_kim(&bytes).unwrap(), kim(number));
         // A plain WAV reader's view: RIFF length, PCM format, 16-bit mono samples.
         assert_eq!(&bytes[0..4], b"RIFF");
-        assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize, bytes.len() - 8);
+        assert_eq!(
+            u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize,
+            bytes.len() - 8
+        );
         let data = bytes.windows(4).position(|w| w == b"data").unwrap();
         let data_len = u32::from_le_bytes(bytes[data + 4..data + 8].try_into().unwrap()) as usize;
         assert_eq!(data_len, 2 * 8_000 * 300 / 1000);
         assert_eq!(data + 8 + data_len, bytes.len());
     }
-    assert_eq!(synthetic_recording(&kim("1234567"), 100, 9), synthetic_recording(&kim("1234567"), 100, 9));
+    assert_eq!(
+        synthetic_recording(&kim("1234567"), 100, 9),
+        synthetic_recording(&kim("1234567"), 100, 9)
+    );
 }
 
 #[test]
@@ -44,7 +50,10 @@ fn files_that_are_not_recordings_get_a_clear_error() {
         (&without_kim, "no KIM number"),
         (&bad_digits, "is not 6–16 digits"),
         (&cut, "cut short"),
-        (b"RIFF\xff\xff\xff\xffWAVEfmt \xff\xff\xff\xff", "no `kim ` chunk in the first 64 KiB"),
+        (
+            b"RIFF\xff\xff\xff\xffWAVEfmt \xff\xff\xff\xff",
+            "no `kim ` chunk in the first 64 KiB",
+        ),
     ];
     for (bytes, says) in cases {
         match read_kim(bytes) {

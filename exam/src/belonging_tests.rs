@@ -46,9 +46,17 @@ fn an_essay_writing_blank_in_an_ege_packet_is_foreign_and_the_reverse_too() {
     ));
     for kind in BlankKind::ALL {
         let in_ege = kind != BlankKind::EssayWriting;
-        assert_eq!(belongs_to(&blank(kind), &ege) == Belonging::ThisExam, in_ege, "{kind:?}");
+        assert_eq!(
+            belongs_to(&blank(kind), &ege) == Belonging::ThisExam,
+            in_ege,
+            "{kind:?}"
+        );
         let in_essay = matches!(kind, BlankKind::Registration | BlankKind::EssayWriting);
-        assert_eq!(belongs_to(&blank(kind), &essay) == Belonging::ThisExam, in_essay, "{kind:?}");
+        assert_eq!(
+            belongs_to(&blank(kind), &essay) == Belonging::ThisExam,
+            in_essay,
+            "{kind:?}"
+        );
     }
 }
 
@@ -64,8 +72,14 @@ fn forms_of_another_day_site_or_room_are_foreign_with_the_reason() {
             form(Form::Ppe13_02Mash, "0101", "0012", "2026-06-04"),
             "another day, 2026-06-04",
         ),
-        (form(Form::Ppe12_04Mash, "0202", "0012", "2026-06-01"), "another site, 0202"),
-        (form(Form::Ppe18Mash, "0101", "0013", "2026-06-01"), "another room, 0013"),
+        (
+            form(Form::Ppe12_04Mash, "0202", "0012", "2026-06-01"),
+            "another site, 0202",
+        ),
+        (
+            form(Form::Ppe18Mash, "0101", "0013", "2026-06-01"),
+            "another room, 0013",
+        ),
     ];
     for (page, says) in cases {
         match belongs_to(&page, &ege) {

@@ -382,6 +382,9 @@ impl FromStr for BlankId {
 /// UTF-8, or in the character set the code's ECI declares; a code without an ECI whose
 /// bytes are not a form code in UTF-8 is also read as Shift_JIS, windows-1251, KOI8-R,
 /// CP866 and ISO-8859-5 (encoders that write Cyrillic so without declaring it).
+///
+/// ППЭ-13-02МАШ, ППЭ-13-03-У МАШ, ППЭ-21 and ППЭ-22 may carry a fifth field with their
+/// contents ([`crate::FormQr`]); this identity is the first four, and parses only them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FormId {
     /// The form.

@@ -157,7 +157,11 @@ fn check_contents(form: Form, contents: &FormContents) -> std::result::Result<()
     match contents {
         FormContents::RoomSummary(s) => {
             let counts = [s.present, s.absent, s.removed, s.early_finished];
-            if counts.into_iter().chain(s.blanks.values().copied()).any(|n| n > MAX_SUMMARY_COUNT) {
+            if counts
+                .into_iter()
+                .chain(s.blanks.values().copied())
+                .any(|n| n > MAX_SUMMARY_COUNT)
+            {
                 return Err("a count is larger than 99999");
             }
         }

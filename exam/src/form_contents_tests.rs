@@ -15,9 +15,13 @@ fn summary() -> RoomSummary {
         absent: 1,
         removed: 1,
         early_finished: 2,
-        blanks: [(BlankKind::Registration, 14), (BlankKind::Answer1, 14), (BlankKind::Additional, 3)]
-            .into_iter()
-            .collect(),
+        blanks: [
+            (BlankKind::Registration, 14),
+            (BlankKind::Answer1, 14),
+            (BlankKind::Additional, 3),
+        ]
+        .into_iter()
+        .collect(),
     }
 }
 

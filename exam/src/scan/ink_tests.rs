@@ -1,5 +1,7 @@
 use super::*;
-use crate::scan::{read_scan_pages, render_page_with, write_scan, Degradation, Handwriting, PageFill, PageMark, ScanFormat};
+use crate::scan::{
+    read_scan_pages, render_page_with, write_scan, Degradation, Handwriting, PageFill, PageMark, ScanFormat,
+};
 use crate::{BlankId, BlankKind, PageIdentity};
 
 fn scanned(kind: BlankKind, handwriting: Handwriting, d: Degradation, format: ScanFormat, seed: u64) -> PageImage {
@@ -42,11 +44,23 @@ fn written_and_empty_answer_pages_are_told_apart_on_degraded_scans() {
             ScanFormat::Png
         };
         let empty = read_answer_ink(&scanned(kind, Handwriting::Empty, d, format, seed), d.rotation);
-        assert_eq!(empty.reading, AnswerReading::Empty, "{kind:?} seed {seed}: {d:?} {empty:?}");
+        assert_eq!(
+            empty.reading,
+            AnswerReading::Empty,
+            "{kind:?} seed {seed}: {d:?} {empty:?}"
+        );
         let written = read_answer_ink(&scanned(kind, Handwriting::Seeded, d, format, seed), d.rotation);
-        assert_eq!(written.reading, AnswerReading::Written, "{kind:?} seed {seed}: {d:?} {written:?}");
+        assert_eq!(
+            written.reading,
+            AnswerReading::Written,
+            "{kind:?} seed {seed}: {d:?} {written:?}"
+        );
         let words = read_answer_ink(&scanned(kind, Handwriting::Strokes(12), d, format, seed), d.rotation);
-        assert_eq!(words.reading, AnswerReading::Written, "{kind:?} seed {seed}: {d:?} {words:?}");
+        assert_eq!(
+            words.reading,
+            AnswerReading::Written,
+            "{kind:?} seed {seed}: {d:?} {words:?}"
+        );
     }
 }
 
@@ -54,7 +68,13 @@ fn written_and_empty_answer_pages_are_told_apart_on_degraded_scans() {
 fn a_single_scribble_goes_to_a_verifier() {
     for seed in 0..8u64 {
         let d = degraded(seed + 40);
-        let page = scanned(BlankKind::Additional, Handwriting::Strokes(1), d, ScanFormat::TiffG4, seed);
+        let page = scanned(
+            BlankKind::Additional,
+            Handwriting::Strokes(1),
+            d,
+            ScanFormat::TiffG4,
+            seed,
+        );
         let ink = read_answer_ink(&page, d.rotation);
         assert_eq!(ink.reading, AnswerReading::Unsure, "seed {seed}: {d:?} {ink:?}");
     }

@@ -1,9 +1,13 @@
 use super::*;
-use crate::scan::{read_scan_pages, render_page_with, write_scan, Degradation, MarkStroke, PageFill, PageMark, ScanFormat};
+use crate::scan::{
+    read_scan_pages, render_page_with, write_scan, Degradation, MarkStroke, PageFill, PageMark, ScanFormat,
+};
 use crate::{BlankId, BlankKind, PageIdentity};
 
 fn registration(kit: u64) -> PageMark {
-    PageMark::Identity(PageIdentity::Blank(BlankId::for_kit(BlankKind::Registration, kit, 0).unwrap()))
+    PageMark::Identity(PageIdentity::Blank(
+        BlankId::for_kit(BlankKind::Registration, kit, 0).unwrap(),
+    ))
 }
 
 /// Renders a registration blank with `marks`, stores it as `format` and reads it back.
@@ -35,7 +39,10 @@ fn crosses_read_as_marked_and_empty_boxes_as_empty_in_every_orientation() {
             [MarkReading::Empty, MarkReading::Marked],
         ),
         (
-            vec![(MarkBox::Removed, MarkStroke::Cross), (MarkBox::EarlyFinish, MarkStroke::Cross)],
+            vec![
+                (MarkBox::Removed, MarkStroke::Cross),
+                (MarkBox::EarlyFinish, MarkStroke::Cross),
+            ],
             [MarkReading::Marked, MarkReading::Marked],
         ),
     ];
@@ -91,7 +98,12 @@ fn marks_read_on_degraded_scans() {
 fn a_stray_touch_or_a_page_without_boxes_goes_to_a_verifier() {
     for seed in 0..6u64 {
         let d = Degradation::random(seed + 100);
-        let page = scanned(vec![(MarkBox::EarlyFinish, MarkStroke::Touch)], d, ScanFormat::TiffG4, seed);
+        let page = scanned(
+            vec![(MarkBox::EarlyFinish, MarkStroke::Touch)],
+            d,
+            ScanFormat::TiffG4,
+            seed,
+        );
         let got = read_marks(&page, d.rotation);
         assert_eq!(got[0].reading, MarkReading::Empty, "{d:?} {got:?}");
         assert_eq!(got[1].reading, MarkReading::Unsure, "{d:?} {got:?}");
@@ -102,7 +114,10 @@ fn a_stray_touch_or_a_page_without_boxes_goes_to_a_verifier() {
     ));
     let page = render_page_with(&answer, &PageFill::seeded(1), &Degradation::clean());
     let got = read_marks(&page, 0);
-    assert!(got.iter().all(|m| !m.frame_found && m.reading == MarkReading::Unsure), "{got:?}");
+    assert!(
+        got.iter().all(|m| !m.frame_found && m.reading == MarkReading::Unsure),
+        "{got:?}"
+    );
 }
 
 #[test]

@@ -24,12 +24,14 @@ mod synth;
 mod tiff_g4;
 
 pub use degrade::Degradation;
-pub use pages::{read_scan_pages, ScanPages, MAX_PAGES, MAX_PAGE_PIXELS};
 pub use ink::{answer_ink_mm2, judge_answer_ink, read_answer_ink, AnswerInk, AnswerReading};
 pub use marks::{read_mark, read_marks, MarkMeasure, MarkReading};
+pub use pages::{read_scan_pages, ScanPages, MAX_PAGES, MAX_PAGE_PIXELS};
 pub use recognize::{recognize, Recognition};
 pub use render::{render_page, render_page_with, Handwriting, MarkStroke, PageFill, PageMark};
-pub use synth::{room_pages, room_scan, synthetic_plan, write_pages, write_synth_pages, Attendance, ScanJob, SynthPage};
+pub use synth::{
+    room_pages, room_scan, synthetic_plan, write_pages, write_synth_pages, Attendance, ScanJob, SynthPage,
+};
 pub use tiff_g4::write_scan;
 
 /// One page image: 8-bit grayscale (0 black … 255 white) and its resolution.

@@ -153,10 +153,7 @@ pub(super) fn zone_rect_with(
     let px = |mm: f32| mm_px(mm, dpi);
     let clamp_x = |v: i64| v.clamp(0, i64::from(uw));
     let clamp_y = |v: i64| v.clamp(0, i64::from(uh));
-    let (x0, y0) = (
-        clamp_x(px(zone.x - margin_mm)),
-        clamp_y(px(zone.y - margin_mm)),
-    );
+    let (x0, y0) = (clamp_x(px(zone.x - margin_mm)), clamp_y(px(zone.y - margin_mm)));
     let (x1, y1) = (
         clamp_x(px(zone.x + zone.width + margin_mm)),
         clamp_y(px(zone.y + zone.height + margin_mm)),

@@ -246,9 +246,7 @@ fn forms_carrying_a_summary_or_a_full_act_read_with_their_contents() {
             }
             let page = render_page(&PageMark::Form(qr.clone()), seed, &d);
             match recognize(&page, BUDGET) {
-                Recognition::Read {
-                    identity, contents, ..
-                } => {
+                Recognition::Read { identity, contents, .. } => {
                     assert_eq!(identity, PageIdentity::Form(qr.id.clone()), "{d:?}");
                     assert_eq!(contents, qr.contents, "{d:?}");
                 }

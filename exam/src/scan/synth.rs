@@ -181,13 +181,7 @@ pub fn room_scan(plan: &SeatingPlan, room: &RoomId, attendance: &Attendance) -> 
             });
         }
     }
-    let kits_of = |list: &[u64]| -> Vec<u64> {
-        present
-            .iter()
-            .map(|p| p.kit)
-            .filter(|k| list.contains(k))
-            .collect()
-    };
+    let kits_of = |list: &[u64]| -> Vec<u64> { present.iter().map(|p| p.kit).filter(|k| list.contains(k)).collect() };
     let (removed, early) = (kits_of(&attendance.removed), kits_of(&attendance.early_finished));
     let mut per_kind: BTreeMap<BlankKind, u32> = BTreeMap::new();
     for page in &blanks {
@@ -212,10 +206,7 @@ pub fn room_scan(plan: &SeatingPlan, room: &RoomId, attendance: &Attendance) -> 
         .iter()
         .map(|&form| {
             let contents = (form == Form::Ppe13_02Mash).then(|| FormContents::RoomSummary(summary.clone()));
-            SynthPage::written(PageMark::Form(FormQr {
-                id: id(form),
-                contents,
-            }))
+            SynthPage::written(PageMark::Form(FormQr { id: id(form), contents }))
         })
         .collect();
     for (form, kits) in [(Form::Ppe21, removed), (Form::Ppe22, early)] {
