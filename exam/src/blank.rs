@@ -219,6 +219,80 @@ pub struct PageTemplate {
     pub symbology: Symbology,
 }
 
+/// A mark box printed on the registration blank, crossed by the room's organizer when a
+/// participant leaves before the end (R16, `002:7006–7012`). The boxes' frames are printed
+/// in black so that recognition can find them on a skewed page; their captions are in
+/// dropout ink, which the scanner's threshold removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MarkBox {
+    /// «Удалён с экзамена»: removed for breaking the rules (act ППЭ-21).
+    Removed,
+    /// «Не завершил экзамен по уважительной причине»: early finish (act ППЭ-22).
+    EarlyFinish,
+}
+
+impl MarkBox {
+    /// Both boxes.
+    pub const ALL: [MarkBox; 2] = [MarkBox::Removed, MarkBox::EarlyFinish];
+
+    /// The caption printed beside the box.
+    pub fn title(self) -> &'static str {
+        match self {
+            MarkBox::Removed => "Удалён",
+            MarkBox::EarlyFinish => "Не завершил по уважительной причине",
+        }
+    }
+
+    /// Where the box's outer frame is on the registration blank. The top-left corner of a
+    /// blank is free (forms put their QR code there, blanks put theirs top right), and
+    /// each box sits at least 7 mm from any other print, so a 3° skew cannot bring
+    /// another box, a corner marker or the header into the window searched for it.
+    pub fn zone(self) -> ZoneMm {
+        let y = match self {
+            MarkBox::Removed => 15.0,
+            MarkBox::EarlyFinish => 33.0,
+        };
+        ZoneMm {
+            x: 26.0,
+            y,
+            width: MARK_BOX_MM,
+            height: MARK_BOX_MM,
+        }
+    }
+}
+
+/// Side of a mark box, millimetres.
+pub const MARK_BOX_MM: f32 = 8.0;
+/// Thickness of a mark box's printed frame, millimetres.
+pub const MARK_FRAME_MM: f32 = 0.5;
+
+/// The answer area of answer blank 2 sheets, additional blanks and essay writing blanks:
+/// the lined cells the participant writes in (the grid itself is printed in dropout ink).
+pub const ANSWER_AREA: ZoneMm = ZoneMm {
+    x: 15.0,
+    y: 62.0,
+    width: 180.0,
+    height: 220.0,
+};
+
+impl BlankKind {
+    /// Whether the page is a sheet of free-form answers (answer blank 2, additional
+    /// blanks, essay writing blanks), whose answer area can be measured for handwriting.
+    pub fn has_written_answers(self) -> bool {
+        matches!(
+            self,
+            BlankKind::Answer2Sheet1 | BlankKind::Answer2Sheet2 | BlankKind::Additional | BlankKind::EssayWriting
+        )
+    }
+
+    /// Whether `002:7371–7373` makes the center flag the page when it looks empty:
+    /// answer blank 2 sheets and additional blanks; not essay writing blanks, which are
+    /// part of the full set empty or not (`000:14`).
+    pub fn flagged_when_empty(self) -> bool {
+        self.has_written_answers() && self != BlankKind::EssayWriting
+    }
+}
+
 /// A blank's identifier: 13 digits, the kind's two-digit code then an 11-digit serial.
 ///
 /// The serial is the participant's individual kit number (10 digits) followed by the
@@ -308,6 +382,9 @@ impl FromStr for BlankId {
 /// UTF-8, or in the character set the code's ECI declares; a code without an ECI whose
 /// bytes are not a form code in UTF-8 is also read as Shift_JIS, windows-1251, KOI8-R,
 /// CP866 and ISO-8859-5 (encoders that write Cyrillic so without declaring it).
+///
+/// ППЭ-13-02МАШ, ППЭ-13-03-У МАШ, ППЭ-21 and ППЭ-22 may carry a fifth field with their
+/// contents ([`crate::FormQr`]); this identity is the first four, and parses only them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FormId {
     /// The form.

@@ -42,6 +42,14 @@ pub enum Error {
         /// What to do.
         hint: &'static str,
     },
+    /// A file of an audio packet is not a recording konvert can read.
+    #[error("{what}; {hint}")]
+    BadRecording {
+        /// What is wrong with it.
+        what: String,
+        /// What to do.
+        hint: &'static str,
+    },
     /// File I/O failed.
     #[error("I/O error on {path}: {source}")]
     Io {

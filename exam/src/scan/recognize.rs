@@ -15,7 +15,7 @@ use image::GrayImage;
 use rxing::{BarcodeFormat, DecodeHints};
 
 use super::{mm_px, PageImage};
-use crate::{BlankId, BlankKind, Form, FormId, PageIdentity, PageTemplate, Symbology, ZoneMm};
+use crate::{BlankId, BlankKind, Form, FormContents, FormQr, PageIdentity, PageTemplate, Symbology, ZoneMm};
 
 /// What recognition made of a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,9 @@ pub enum Recognition {
         orientation: u16,
         /// Whether the full-page search found it (the zone did not).
         via_fallback: bool,
+        /// What a form's QR code reports besides its identity (ППЭ-13-02МАШ's room
+        /// summary, the kits of acts ППЭ-21/22); `None` for blanks and other forms.
+        contents: Option<FormContents>,
     },
     /// Nothing readable; the page travels flagged for a manual check.
     Unreadable {
@@ -69,11 +72,12 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
             }
             match decode(&crop, &[template.symbology]) {
                 Attempt::Read(text, symbology) => {
-                    if let Some(identity) = parse(&text, symbology) {
+                    if let Some((identity, contents)) = parse(&text, symbology) {
                         return Recognition::Read {
                             identity,
                             orientation,
                             via_fallback: false,
+                            contents,
                         };
                     }
                     misread.get_or_insert((text, symbology));
@@ -85,11 +89,12 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
     }
     let left = budget.saturating_sub(started.elapsed());
     if left > Duration::from_millis(20) {
-        if let Some(identity) = full_page(page, left) {
+        if let Some((identity, contents)) = full_page(page, left) {
             return Recognition::Read {
                 identity,
                 orientation: 0,
                 via_fallback: true,
+                contents,
             };
         }
     }
@@ -109,7 +114,12 @@ pub fn recognize(page: &PageImage, budget: Duration) -> Recognition {
 /// The zone of the upright page, found in a page rotated by `orientation`, cut out and
 /// turned upright.
 fn zone_crop(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> GrayImage {
-    let (x, y, w, h) = zone_rect(img, dpi, zone, orientation);
+    zone_crop_with(img, dpi, zone, orientation, ZONE_MARGIN_MM)
+}
+
+/// [`zone_crop`] with the zone grown by `margin_mm`.
+pub(super) fn zone_crop_with(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16, margin_mm: f32) -> GrayImage {
+    let (x, y, w, h) = zone_rect_with(img, dpi, zone, orientation, margin_mm);
     let crop = image::imageops::crop_imm(img, x, y, w, h).to_image();
     match orientation {
         90 => image::imageops::rotate270(&crop),
@@ -122,6 +132,17 @@ fn zone_crop(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> GrayI
 /// Where the zone, grown by the margin, lies in a page rotated by `orientation`:
 /// (x, y, width, height) in the image's pixels.
 fn zone_rect(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> (u32, u32, u32, u32) {
+    zone_rect_with(img, dpi, zone, orientation, ZONE_MARGIN_MM)
+}
+
+/// [`zone_rect`] with the zone grown by `margin_mm` (negative shrinks it).
+pub(super) fn zone_rect_with(
+    img: &GrayImage,
+    dpi: u32,
+    zone: ZoneMm,
+    orientation: u16,
+    margin_mm: f32,
+) -> (u32, u32, u32, u32) {
     let (iw, ih) = img.dimensions();
     // Upright page size in pixels.
     let (uw, uh) = if orientation.is_multiple_of(180) {
@@ -132,13 +153,10 @@ fn zone_rect(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> (u32,
     let px = |mm: f32| mm_px(mm, dpi);
     let clamp_x = |v: i64| v.clamp(0, i64::from(uw));
     let clamp_y = |v: i64| v.clamp(0, i64::from(uh));
-    let (x0, y0) = (
-        clamp_x(px(zone.x - ZONE_MARGIN_MM)),
-        clamp_y(px(zone.y - ZONE_MARGIN_MM)),
-    );
+    let (x0, y0) = (clamp_x(px(zone.x - margin_mm)), clamp_y(px(zone.y - margin_mm)));
     let (x1, y1) = (
-        clamp_x(px(zone.x + zone.width + ZONE_MARGIN_MM)),
-        clamp_y(px(zone.y + zone.height + ZONE_MARGIN_MM)),
+        clamp_x(px(zone.x + zone.width + margin_mm)),
+        clamp_y(px(zone.y + zone.height + margin_mm)),
     );
     // Map the upright rectangle into the image's coordinates.
     let (uw, uh) = (i64::from(uw), i64::from(uh));
@@ -175,7 +193,7 @@ fn ink(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> u32 {
 }
 
 /// A 3×3 median: removes isolated dark and light pixels, keeps edges.
-fn median3(img: &GrayImage) -> GrayImage {
+pub(super) fn median3(img: &GrayImage) -> GrayImage {
     let (w, h) = img.dimensions();
     let src = img.as_raw();
     let mut out = src.clone();
@@ -225,8 +243,8 @@ fn not_an_identity(text: &str, symbology: Symbology) -> String {
     let shown: String = text.chars().take(80).flat_map(char::escape_debug).collect();
     match symbology {
         Symbology::Qr => format!(
-            "a QR code was read, but it is not a form code (FORM|SITE|ROOM|YYYY-MM-DD in UTF-8 or in the \
-             character set its ECI declares; without an ECI also Shift_JIS, windows-1251, KOI8-R, CP866 \
+            "a QR code was read, but it is not a form code (FORM|SITE|ROOM|YYYY-MM-DD[|CONTENTS] in UTF-8 or \
+             in the character set its ECI declares; without an ECI also Shift_JIS, windows-1251, KOI8-R, CP866 \
              or ISO-8859-5): «{shown}»"
         ),
         Symbology::Code128 => format!("a Code 128 barcode was read, but it is not a blank's number: «{shown}»"),
@@ -294,17 +312,21 @@ fn decode(img: &GrayImage, symbologies: &[Symbology]) -> Attempt {
     }
 }
 
-/// The identity a decoded text names, if it is well-formed for its symbology; anything
-/// else is not a read, so a misread never becomes a wrong identity.
-fn parse(text: &str, symbology: Symbology) -> Option<PageIdentity> {
+/// The identity a decoded text names, with a form's contents, if it is well-formed for
+/// its symbology; anything else is not a read, so a misread never becomes a wrong
+/// identity or a wrong count.
+fn parse(text: &str, symbology: Symbology) -> Option<(PageIdentity, Option<FormContents>)> {
     match symbology {
-        Symbology::Code128 => text.parse::<BlankId>().ok().map(PageIdentity::Blank),
-        Symbology::Qr => text.parse::<FormId>().ok().map(PageIdentity::Form),
+        Symbology::Code128 => text.parse::<BlankId>().ok().map(|id| (PageIdentity::Blank(id), None)),
+        Symbology::Qr => text
+            .parse::<FormQr>()
+            .ok()
+            .map(|qr| (PageIdentity::Form(qr.id), qr.contents)),
     }
 }
 
 /// Searches the whole page, halved to about 150 dpi, on a thread abandoned after `left`.
-fn full_page(page: &PageImage, left: Duration) -> Option<PageIdentity> {
+fn full_page(page: &PageImage, left: Duration) -> Option<(PageIdentity, Option<FormContents>)> {
     let img = if page.dpi >= 250 {
         image::imageops::resize(
             &page.image,

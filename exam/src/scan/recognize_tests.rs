@@ -215,3 +215,43 @@ fn a_qr_code_that_is_no_form_says_what_it_read() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn forms_carrying_a_summary_or_a_full_act_read_with_their_contents() {
+    use crate::{FormContents, FormQr, RoomSummary, MAX_ACT_KITS};
+    let summary = FormContents::RoomSummary(RoomSummary {
+        present: 1234,
+        absent: 56,
+        removed: 7,
+        early_finished: 8,
+        blanks: BlankKind::ALL.into_iter().map(|k| (k, 9999)).collect(),
+    });
+    let kits = FormContents::Kits((0..MAX_ACT_KITS as u64).map(|i| 9_999_999_990 + i).collect());
+    let id = |f| match form(f) {
+        PageIdentity::Form(id) => id,
+        PageIdentity::Blank(_) => unreachable!(),
+    };
+    let qrs = [
+        FormQr::new(id(Form::Ppe13_02Mash), Some(summary)).unwrap(),
+        FormQr::new(id(Form::Ppe21), Some(kits)).unwrap(),
+    ];
+    for (i, qr) in qrs.iter().enumerate() {
+        for seed in 0..6u64 {
+            let mut d = Degradation::random(seed + 10 * i as u64);
+            if seed == 0 {
+                d.dpi = 200;
+                d.skew_deg = 3.0;
+                d.speckle = 0.004;
+                d.blur = true;
+            }
+            let page = render_page(&PageMark::Form(qr.clone()), seed, &d);
+            match recognize(&page, BUDGET) {
+                Recognition::Read { identity, contents, .. } => {
+                    assert_eq!(identity, PageIdentity::Form(qr.id.clone()), "{d:?}");
+                    assert_eq!(contents, qr.contents, "{d:?}");
+                }
+                other => panic!("{qr} {d:?}: {other:?}"),
+            }
+        }
+    }
+}
