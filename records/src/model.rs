@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use konvert_exam::{ExamDate, ExamKind, PacketKind, PageIdentity, RoomId};
+use konvert_exam::{ExamDate, ExamKind, FormContents, PacketKind, PageIdentity, RoomId};
 use serde::{Deserialize, Serialize};
 
 /// An exam day: its date and exam.
@@ -134,6 +134,13 @@ pub enum PageReading {
         orientation: u16,
         /// Found outside the template's zone: the reading goes to a verifier.
         via_fallback: bool,
+        /// What a form's QR code reports besides its identity (a room summary, an act's kits).
+        contents: Option<FormContents>,
+    },
+    /// An oral-part recording and the KIM number it carries (R14).
+    Recording {
+        /// The KIM number.
+        kim: String,
     },
     /// The barcode zone is missing or unreadable.
     Unreadable {
@@ -256,6 +263,9 @@ pub enum PageStage {
     AwaitingVerifier,
     /// A verifier passed it to a senior verifier.
     AwaitingSenior,
+    /// A recording in a KIM duplicate group: blocked until an operator admits, annuls or
+    /// renumbers it (002:7385–7401).
+    Blocked,
     /// Verified: its final state.
     Final(FinalState),
 }
@@ -369,6 +379,14 @@ pub enum DecisionKind {
     ExpertCheckingDone {
         /// The exam day.
         day: ExamDay,
+    },
+    /// A finding reconciled by a senior verifier or the project administrator, with what
+    /// they found (e.g. a removal mark checked against the site's act, 002:7183–7188).
+    Reconcile {
+        /// The finding's id.
+        finding: String,
+        /// What was found.
+        note: String,
     },
     /// The exam is closed (002:7451).
     Close {
@@ -484,6 +502,22 @@ pub enum FindingKind {
     NotThisExam {
         /// Why.
         reason: String,
+    },
+    /// A removal or early-finish mark on a registration blank and the site's acts
+    /// (ППЭ-21, ППЭ-22) disagree about a participant (R16).
+    MarksDisagree {
+        /// The participant's kit.
+        kit: u64,
+        /// Which mark, as printed.
+        mark: String,
+        /// What the blank and the act say.
+        detail: String,
+    },
+    /// A room's registered blanks disagree with its ППЭ-13-02МАШ (13-03-У МАШ) beyond
+    /// what other findings explain.
+    CountsDisagree {
+        /// What differs.
+        detail: String,
     },
 }
 

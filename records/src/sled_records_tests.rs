@@ -43,6 +43,7 @@ fn page(envelope: u8, n: u32) -> PageEntry {
             identity: PageIdentity::Blank(id),
             orientation: 0,
             via_fallback: false,
+            contents: None,
         },
         site_reading: None,
         removed_mark: None,

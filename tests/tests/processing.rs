@@ -7,8 +7,8 @@
 //! reported exactly once with nothing else reported — a duplicate blank, a missing blank,
 //! a participant seated in another room, a participant not in the plan, a version 2
 //! missing a blank, an unreadable barcode zone, a file that is not an image, a manifest
-//! that lies about a digest, and a room whose forms arrive after its blanks. A second run
-//! changes nothing.
+//! that lies about a digest, a room whose forms arrive after its blanks, and recordings
+//! sharing a KIM number across two audio packets. A second run changes nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -106,6 +106,22 @@ fn digests_of(dir: &Path) -> BTreeSet<[u8; 32]> {
         }
     }
     out
+}
+
+/// The page digests of the recordings in `dir`: one "page" per file.
+fn recordings_of(dir: &Path) -> BTreeSet<[u8; 32]> {
+    konvert_exam::list_scans(dir)
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| {
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            let sha: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &bytes)
+                .as_ref()
+                .try_into()
+                .unwrap();
+            page_digest(&sha, 0)
+        })
+        .collect()
 }
 
 /// Seals `dir` as a blanks packet whose manifest lies: one byte of the first file's body
@@ -258,6 +274,20 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     seal(&a, &blanks, "0001", PacketKind::Blanks);
     assert_eq!(push(&a.cfg, a.outbox.clone(), opts()).await.unwrap().delivered, 1);
 
+    // 0101 room 0001's oral part: two audio packets; a KIM number in the first comes
+    // again in the second.
+    let kims = |list: &[&str]| -> Vec<konvert_exam::KimNumber> { list.iter().map(|k| k.parse().unwrap()).collect() };
+    let audio = root.join("a1-audio");
+    konvert_exam::write_synthetic_recordings(&audio, "rec", &kims(&["1000001", "1000002"]), 1).unwrap();
+    received.extend(recordings_of(&audio));
+    seal(&a, &audio, "0001", PacketKind::Audio);
+    assert_eq!(push(&a.cfg, a.outbox.clone(), opts()).await.unwrap().delivered, 1);
+    let audio = root.join("a1-audio-2");
+    konvert_exam::write_synthetic_recordings(&audio, "rec2", &kims(&["1000003", "1000001"]), 2).unwrap();
+    received.extend(recordings_of(&audio));
+    seal(&a, &audio, "0002", PacketKind::Audio);
+    assert_eq!(push(&a.cfg, a.outbox.clone(), opts()).await.unwrap().delivered, 1);
+
     // 0101 room 0002: its blanks before its forms; P4 lacks answer blank 2 sheet 2; a page
     // without a barcode; a file that is not an image.
     let mut pages: Vec<PageIdentity> = [4, 6].into_iter().flat_map(set_of).collect();
@@ -341,7 +371,49 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     records.put_plan(&plan).unwrap();
     let report = process(&place, &inbox, &records, &keys, &registry, "specialist-1", 1_000).unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert_eq!(report.registered.len(), 8, "{:?}", report.registered);
+    assert_eq!(report.registered.len(), 10, "{:?}", report.registered);
+
+    // The two recordings of KIM 1000001 are blocked as one group until the audio
+    // operator decides each: one admitted, one annulled.
+    let blocked: Vec<_> = records
+        .outcomes()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.stage == PageStage::Blocked)
+        .collect();
+    assert_eq!(blocked.len(), 2, "{blocked:#?}");
+    let audit = place.audit().unwrap();
+    use konvert_center::processing::desk;
+    desk::decide_recording(
+        &records,
+        &audit,
+        blocked[0].key,
+        konvert_records::AudioChoice::Admit,
+        "Оператор",
+        1_100,
+    )
+    .unwrap();
+    desk::decide_recording(
+        &records,
+        &audit,
+        blocked[1].key,
+        konvert_records::AudioChoice::Annul,
+        "Оператор",
+        1_200,
+    )
+    .unwrap();
+    let decided = process(&place, &inbox, &records, &keys, &registry, "specialist-1", 1_500).unwrap();
+    assert!(decided.registered.is_empty());
+    // Once applied, a recording is no longer blocked: another decision on it is refused.
+    assert!(desk::decide_recording(
+        &records,
+        &audit,
+        blocked[1].key,
+        konvert_records::AudioChoice::Admit,
+        "Оператор",
+        1_600
+    )
+    .is_err());
 
     // Every page received is in the records, and nothing else; each has one final state.
     let outcomes = records.outcomes().unwrap();
@@ -359,7 +431,8 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     // copies of P1's answer blank 1 in 0202: duplicates. The stray page and the text file:
     // quarantined.
     assert_eq!(states.get("withheld"), Some(&8), "{states:?}");
-    assert_eq!(states.get("quarantined"), Some(&2), "{states:?}");
+    // Quarantined: the stray page, the text file, and the recording annulled last.
+    assert_eq!(states.get("quarantined"), Some(&3), "{states:?}");
     assert_eq!(states.get("duplicate"), Some(&(pages.len() + 1)), "{states:?}");
     assert_eq!(states.get("not-this-exam"), None, "{states:?}");
 
@@ -380,6 +453,8 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
             FindingKind::BlanksBeforeForms { .. } => "forms-after-blanks",
             FindingKind::MissingForm { .. } => "missing-form",
             FindingKind::NotThisExam { .. } => "not-this-exam",
+            FindingKind::MarksDisagree { .. } => "marks-disagree",
+            FindingKind::CountsDisagree { .. } => "counts-disagree",
         })
         .collect();
     kinds.sort_unstable();
@@ -388,6 +463,7 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
         [
             "duplicate",
             "forms-after-blanks",
+            "kim-group",
             "manifest-lies",
             "missing-blank",
             "not-an-image",
@@ -412,13 +488,13 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     // Every packet version is answered: the lying one and the ones with findings for the
     // site with remarks, the rest "loaded".
     let answers = records.answers().unwrap();
-    assert_eq!(answers.len(), 8, "{answers:#?}");
+    assert_eq!(answers.len(), 10, "{answers:#?}");
     let remarked: BTreeSet<String> = answers
         .iter()
         .filter(|a| !a.remarks().is_empty())
         .map(|a| format!("{} v{}", a.packet_id, a.version))
         .collect();
-    assert_eq!(remarked.len(), 3, "{remarked:?}");
+    assert_eq!(remarked.len(), 4, "{remarked:?}");
     let lying_answer = answers.iter().find(|a| a.digest == lying.offer.digest).unwrap();
     assert_eq!(
         lying_answer.remarks()[0].action,
@@ -428,7 +504,7 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     // Again: nothing changes.
     let again = process(&place, &inbox, &records, &keys, &registry, "specialist-1", 2_000).unwrap();
     assert!(again.registered.is_empty() && again.new_findings.is_empty() && again.answers_changed.is_empty());
-    assert_eq!(again.already, 8);
+    assert_eq!(again.already, 10);
     assert_eq!(records.outcomes().unwrap(), outcomes);
     assert!(matches!(
         outcomes

@@ -161,6 +161,50 @@ pub enum ProcessingAction {
         #[arg(long)]
         json: bool,
     },
+    /// Reconcile a finding (a removal or early-finish mark against the site's act): a
+    /// senior verifier or the project administrator says what they found.
+    Reconcile {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// The finding's id, as `findings` prints it.
+        finding: String,
+        /// What was found.
+        #[arg(long)]
+        note: String,
+        /// Who.
+        #[arg(long)]
+        by: String,
+        /// In which role.
+        #[arg(long, value_enum, default_value = "senior-verifier")]
+        role: ReconcilerRole,
+    },
+    /// An audio operator admits, annuls or renumbers a recording of a KIM duplicate group.
+    Recording {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// The recording's key, as `queue` prints it.
+        recording: String,
+        /// Admit it to processing.
+        #[arg(long, conflicts_with_all = ["annul", "renumber"])]
+        admit: bool,
+        /// Annul it.
+        #[arg(long, conflicts_with = "renumber")]
+        annul: bool,
+        /// Give it this KIM number instead.
+        #[arg(long)]
+        renumber: Option<String>,
+        /// Who (the audio operator).
+        #[arg(long)]
+        by: String,
+    },
     /// Mark expert checking of an exam day complete (closing waits for it where the
     /// plan says the exam has expert checking).
     ExpertsDone {
@@ -200,6 +244,15 @@ pub enum ProcessingAction {
         #[arg(long)]
         by: String,
     },
+}
+
+/// Who reconciles, on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReconcilerRole {
+    /// Оператор станции старшего верификатора.
+    SeniorVerifier,
+    /// Администратор проекта.
+    Administrator,
 }
 
 /// A verifier's role on the command line.
@@ -579,6 +632,59 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                     full_key(&o.key)
                 );
             }
+        }
+        ProcessingAction::Reconcile {
+            config,
+            records,
+            finding,
+            note,
+            by,
+            role,
+        } => {
+            let (_, place) = place(&config, records)?;
+            let records = open_records(&place)?;
+            let role = match role {
+                ReconcilerRole::SeniorVerifier => Role::SeniorVerifier,
+                ReconcilerRole::Administrator => Role::Administrator,
+            };
+            let d = desk::reconcile(&records, &place.audit()?, &finding, &note, &by, role, now_ms())?;
+            println!(
+                "finding {finding} reconciled (decision {}, {} {by})",
+                d.seq,
+                role.as_str()
+            );
+        }
+        ProcessingAction::Recording {
+            config,
+            records,
+            recording,
+            admit,
+            annul,
+            renumber,
+            by,
+        } => {
+            let (_, place) = place(&config, records)?;
+            let key: PageKey = recording.parse().map_err(|what| Error::Loader {
+                what,
+                hint: "copy the key from `konvert-center loader queue`",
+            })?;
+            let choice = match (admit, annul, renumber) {
+                (true, false, None) => konvert_records::AudioChoice::Admit,
+                (false, true, None) => konvert_records::AudioChoice::Annul,
+                (false, false, Some(kim)) => konvert_records::AudioChoice::Renumber(kim),
+                _ => {
+                    return Err(Error::Loader {
+                        what: "say one thing about the recording".into(),
+                        hint: "give exactly one of --admit, --annul, --renumber <KIM>",
+                    })
+                }
+            };
+            let records = open_records(&place)?;
+            let d = desk::decide_recording(&records, &place.audit()?, key, choice, &by, now_ms())?;
+            println!(
+                "decision {} recorded (audio operator {by}); run `konvert-center loader process` to apply it",
+                d.seq
+            );
         }
         ProcessingAction::ExpertsDone {
             config,

@@ -24,7 +24,12 @@ pub fn queue(records: &dyn Records) -> Result<Vec<PageOutcome>> {
     let mut q: Vec<PageOutcome> = records
         .outcomes()?
         .into_iter()
-        .filter(|o| matches!(o.stage, PageStage::AwaitingVerifier | PageStage::AwaitingSenior))
+        .filter(|o| {
+            matches!(
+                o.stage,
+                PageStage::AwaitingVerifier | PageStage::AwaitingSenior | PageStage::Blocked
+            )
+        })
         .collect();
     q.sort_by_key(|o| (matches!(o.stage, PageStage::AwaitingSenior), o.key));
     Ok(q)
@@ -121,6 +126,96 @@ pub fn verify(
     )
 }
 
+/// A senior verifier's or the project administrator's reconciliation of a finding (the
+/// marks against the site's acts, 002:7183–7188: step 5 of the chain is theirs).
+pub fn reconcile(
+    records: &dyn Records,
+    audit: &AuditLog,
+    finding: &str,
+    note: &str,
+    by: &str,
+    role: Role,
+    now_unix_ms: u64,
+) -> Result<Decision> {
+    if !matches!(role, Role::SeniorVerifier | Role::Administrator) {
+        return Err(refuse(
+            "only a senior verifier or the project administrator reconciles findings".into(),
+            "use --role senior-verifier or --role administrator",
+        ));
+    }
+    if note.trim().is_empty() || note.chars().count() > 1000 {
+        return Err(refuse(
+            "say what was found (--note), in at most 1000 characters".into(),
+            "e.g. --note \"ППЭ-21 of the room lists the participant; the blank's box was not crossed\"",
+        ));
+    }
+    let known = records.findings()?.into_iter().any(|f| f.finding.id == finding);
+    if !known {
+        return Err(refuse(
+            format!("there is no finding {finding:?}"),
+            "copy the id from `konvert-center loader findings`",
+        ));
+    }
+    audited(
+        records,
+        audit,
+        by,
+        role,
+        now_unix_ms,
+        DecisionKind::Reconcile {
+            finding: finding.to_owned(),
+            note: note.to_owned(),
+        },
+        &format!("finding {finding}"),
+        note,
+    )
+}
+
+/// An audio operator's decision on a recording of a KIM duplicate group (002:7393–7401).
+pub fn decide_recording(
+    records: &dyn Records,
+    audit: &AuditLog,
+    recording: PageKey,
+    choice: konvert_records::AudioChoice,
+    by: &str,
+    now_unix_ms: u64,
+) -> Result<Decision> {
+    let outcome = records.outcomes()?.into_iter().find(|o| o.key == recording);
+    match outcome.map(|o| o.stage) {
+        Some(PageStage::Blocked) => {}
+        Some(stage) => {
+            return Err(refuse(
+                format!("recording {recording} is not blocked ({})", super::stage_name(&stage)),
+                "only recordings of a KIM duplicate group wait for a decision (`konvert-center loader queue`)",
+            ))
+        }
+        None => {
+            return Err(refuse(
+                format!("recording {recording} is not registered"),
+                "take the key from `konvert-center loader queue`",
+            ))
+        }
+    }
+    if let konvert_records::AudioChoice::Renumber(kim) = &choice {
+        kim.parse::<konvert_exam::KimNumber>()?;
+    }
+    let detail = match &choice {
+        konvert_records::AudioChoice::Admit => "admitted to processing".to_owned(),
+        konvert_records::AudioChoice::Annul => "annulled".to_owned(),
+        konvert_records::AudioChoice::Renumber(k) => format!("renumbered to KIM {k}"),
+    };
+    audited(
+        records,
+        audit,
+        by,
+        Role::AudioOperator,
+        now_unix_ms,
+        DecisionKind::Audio { recording, choice },
+        &format!("recording {recording}"),
+        &detail,
+    )
+}
+
 /// Records that expert checking of `day` is complete.
 pub fn expert_checking_done(
     records: &dyn Records,
@@ -185,6 +280,26 @@ pub fn close_blockers(plan: &DayPlan, resolution: &Resolution, decisions: &[Deci
         for s in &plan.sites {
             if !resolution.sites_with_18.contains(&(day, s.code.as_str().to_owned())) {
                 out.push(format!("site {}: ППЭ-18МАШ is not scanned", s.code));
+            }
+        }
+    }
+    // The marks against the acts (002:7437–7447): every disagreement reconciled by a person.
+    let reconciled: BTreeSet<&str> = decisions
+        .iter()
+        .filter_map(|d| match &d.kind {
+            DecisionKind::Reconcile { finding, .. } => Some(finding.as_str()),
+            _ => None,
+        })
+        .collect();
+    for f in resolution.findings.iter().filter(|f| f.day == day) {
+        if let konvert_records::FindingKind::MarksDisagree { detail, .. } = &f.kind {
+            if !reconciled.contains(f.id.as_str()) {
+                out.push(format!(
+                    "site {} room {}: {detail} — not reconciled (`konvert-center loader reconcile {}`)",
+                    f.site,
+                    f.room.as_ref().map_or("-", |r| r.as_str()),
+                    f.id
+                ));
             }
         }
     }

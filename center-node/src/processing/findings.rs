@@ -36,6 +36,8 @@ pub fn describe(f: &Finding) -> String {
         FindingKind::BlanksBeforeForms { form } => format!("blanks arrived before {form}; they waited for it"),
         FindingKind::MissingForm { form } => format!("{form} not received"),
         FindingKind::NotThisExam { reason } => format!("not a page of this exam: {reason}"),
+        FindingKind::MarksDisagree { mark, detail, .. } => format!("mark «{mark}»: {detail}"),
+        FindingKind::CountsDisagree { detail } => format!("counts differ from the summary form: {detail}"),
     };
     format!("{what} ({at})")
 }

@@ -88,6 +88,7 @@ pub fn stage_name(stage: &PageStage) -> &'static str {
         PageStage::AwaitingForms => "awaiting-forms",
         PageStage::AwaitingVerifier => "awaiting-verifier",
         PageStage::AwaitingSenior => "awaiting-senior",
+        PageStage::Blocked => "blocked-kim-group",
         PageStage::Final(s) => s.name(),
     }
 }

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use konvert_crypto::{KeyId, RecipientSecretKey, VerifyingKey};
 use konvert_exam::scan::{read_scan_pages, recognize, Recognition};
-use konvert_exam::{Manifest, PageIdentity, PageStatus};
-use konvert_records::{page_digest, ExamDay, Opening, PacketEntry, PageEntry, PageKey, PageReading};
+use konvert_exam::{Manifest, PacketKind, PageIdentity, PageStatus};
+use konvert_records::{page_digest, ExamDay, Mark, Opening, PacketEntry, PageEntry, PageKey, PageReading};
 use konvert_replication::InboxRecord;
 
 use crate::unpack::{check_stored, open_checked, receipted};
@@ -73,7 +73,7 @@ pub fn register(
     let files = work.join("files");
     let opened = open_checked(&checked, &claim, keys, trusted, &work, &files);
     let result = match opened {
-        Ok(manifest) => recognize_all(&manifest, &files, b.digest).map(|pages| Registered {
+        Ok(manifest) => recognize_all(&manifest, &files, b.digest, packet_ref.kind).map(|pages| Registered {
             packet: entry(Opening::Opened {
                 files: u32::try_from(manifest.files.len()).unwrap_or(u32::MAX),
                 pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
@@ -110,7 +110,7 @@ fn private_dir(path: &Path) -> Result<()> {
 
 /// Recognizes every page of every file of `manifest` in `files`, files spread over the
 /// cores; pages in manifest order.
-fn recognize_all(manifest: &Manifest, files: &Path, envelope: [u8; 32]) -> Result<Vec<PageEntry>> {
+fn recognize_all(manifest: &Manifest, files: &Path, envelope: [u8; 32], kind: PacketKind) -> Result<Vec<PageEntry>> {
     let claims: std::collections::BTreeMap<(&str, u32), &PageIdentity> = manifest
         .room
         .iter()
@@ -133,7 +133,7 @@ fn recognize_all(manifest: &Manifest, files: &Path, envelope: [u8; 32]) -> Resul
                     i
                 };
                 let Some(file) = manifest.files.get(i) else { return };
-                let pages = recognize_file(file, i, files, envelope, &claims);
+                let pages = recognize_file(file, i, files, envelope, kind, &claims);
                 if let Ok(mut r) = results.lock() {
                     r.push((i, pages));
                 }
@@ -157,6 +157,7 @@ fn recognize_file(
     index: usize,
     files: &Path,
     envelope: [u8; 32],
+    kind: PacketKind,
     claims: &std::collections::BTreeMap<(&str, u32), &PageIdentity>,
 ) -> Result<Vec<PageEntry>> {
     let path = files.join(&file.name);
@@ -179,6 +180,21 @@ fn recognize_file(
         written: None,
     };
     let mut out = Vec::new();
+    if kind == PacketKind::Audio {
+        // A recording is one "page": its KIM number, never the audio.
+        out.push(page(
+            0,
+            match konvert_exam::read_kim(&bytes) {
+                Ok(kim) => PageReading::Recording {
+                    kim: kim.as_str().to_owned(),
+                },
+                Err(e) => PageReading::NotImage {
+                    reason: format!("not a recording: {e}"),
+                },
+            },
+        ));
+        return Ok(out);
+    }
     let mut pages = match read_scan_pages(&bytes) {
         Ok(p) => p,
         Err(e) => {
@@ -189,19 +205,25 @@ fn recognize_file(
     for (n, item) in (0u32..).zip(pages.by_ref()) {
         match item {
             Ok(image) => {
-                let reading = match recognize(&image, PAGE_BUDGET) {
+                let mut entry = page(n, PageReading::NotImage { reason: String::new() });
+                entry.reading = match recognize(&image, PAGE_BUDGET) {
                     Recognition::Read {
                         identity,
                         orientation,
                         via_fallback,
-                    } => PageReading::Read {
-                        identity,
-                        orientation,
-                        via_fallback,
-                    },
+                        contents,
+                    } => {
+                        measure(&image, orientation, &identity, &mut entry);
+                        PageReading::Read {
+                            identity,
+                            orientation,
+                            via_fallback,
+                            contents,
+                        }
+                    }
                     Recognition::Unreadable { reason } => PageReading::Unreadable { reason },
                 };
-                out.push(page(n, reading));
+                out.push(entry);
             }
             Err(e) => {
                 // A damaged page: what came before it stands, the rest of the file is
@@ -220,6 +242,37 @@ fn recognize_file(
         ));
     }
     Ok(out)
+}
+
+/// The marks a page's kind has: a registration blank's removal and early-finish boxes,
+/// an answer page's handwriting. Small crops only, in the orientation recognition found.
+fn measure(image: &konvert_exam::scan::PageImage, orientation: u16, identity: &PageIdentity, entry: &mut PageEntry) {
+    use konvert_exam::scan::{read_answer_ink, read_marks, AnswerReading, MarkReading};
+    use konvert_exam::{BlankKind, MarkBox};
+    let PageIdentity::Blank(id) = identity else { return };
+    match id.kind {
+        BlankKind::Registration => {
+            for m in read_marks(image, orientation) {
+                let mark = match m.reading {
+                    MarkReading::Marked => Mark::Yes,
+                    MarkReading::Empty => Mark::No,
+                    MarkReading::Unsure => Mark::Unsure,
+                };
+                match m.mark {
+                    MarkBox::Removed => entry.removed_mark = Some(mark),
+                    MarkBox::EarlyFinish => entry.early_finish_mark = Some(mark),
+                }
+            }
+        }
+        BlankKind::Answer2Sheet1 | BlankKind::Answer2Sheet2 | BlankKind::Additional | BlankKind::EssayWriting => {
+            entry.written = Some(match read_answer_ink(image, orientation).reading {
+                AnswerReading::Written => Mark::Yes,
+                AnswerReading::Empty => Mark::No,
+                AnswerReading::Unsure => Mark::Unsure,
+            });
+        }
+        BlankKind::Answer1 => {}
+    }
 }
 
 /// Writes the image of page `key` of the stored version `record` to `out` as a PNG (for

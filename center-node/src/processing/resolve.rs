@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use konvert_exam::{full_set, BlankId, BlankKind, DayPlan, ExamKind, Form, PacketKind, PageIdentity, RoomId};
 use konvert_records::{
-    Decision, DecisionKind, ExamDay, FinalState, Finding, FindingKind, Mark, Opening, PacketEntry, PageEntry, PageKey,
-    PageOutcome, PageReading, PageStage, Role, Verdict,
+    AudioChoice, Decision, DecisionKind, ExamDay, FinalState, Finding, FindingKind, Mark, Opening, PacketEntry,
+    PageEntry, PageKey, PageOutcome, PageReading, PageStage, Role, Verdict,
 };
 use konvert_replication::{AnswerOutcome, PacketAnswer, Remark, RemarkAction};
 
@@ -189,6 +189,10 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
     let mut summary_at: BTreeMap<RoomKey, u64> = BTreeMap::new();
     let mut has_12_04: BTreeSet<RoomKey> = BTreeSet::new();
     let mut has_18: BTreeSet<(ExamDay, String)> = BTreeSet::new();
+    // The site's acts of removal (ППЭ-21) and early finish (ППЭ-22) per room, and the
+    // room summaries of ППЭ-13-02МАШ (13-03-У МАШ), from what the forms' QR codes carry.
+    let mut acts: BTreeMap<(RoomKey, Form), BTreeSet<u64>> = BTreeMap::new();
+    let mut summaries: BTreeMap<RoomKey, konvert_exam::RoomSummary> = BTreeMap::new();
     for page in pages {
         let Some(p) = packet_of.get(&page.key.envelope) else {
             continue;
@@ -201,6 +205,22 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
                 continue;
             }
             let key = (p.day, p.site.clone(), f.room.clone());
+            if let PageReading::Read {
+                contents: Some(contents),
+                ..
+            } = &page.reading
+            {
+                match contents {
+                    konvert_exam::FormContents::RoomSummary(summary) => {
+                        summaries.insert(key.clone(), summary.clone());
+                    }
+                    konvert_exam::FormContents::Kits(kits) => {
+                        acts.entry((key.clone(), f.form))
+                            .or_default()
+                            .extend(kits.iter().copied());
+                    }
+                }
+            }
             match f.form {
                 Form::Ppe13_02Mash | Form::Ppe13_03UMash
                     if f.form == summary_form(plan_of.get(&p.day).copied(), &p.site, &f.room) =>
@@ -257,6 +277,31 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
         }
     }
 
+    // Recordings by KIM number (after renumbering), per exam day: every group of two or
+    // more is blocked until an operator decides each recording (R14).
+    let mut audio_choice: BTreeMap<PageKey, &AudioChoice> = BTreeMap::new();
+    for d in decisions {
+        if let DecisionKind::Audio { recording, choice } = &d.kind {
+            audio_choice.insert(*recording, choice);
+        }
+    }
+    let kim_of = |page: &PageEntry| -> Option<String> {
+        match (&page.reading, audio_choice.get(&page.key)) {
+            (PageReading::Recording { .. }, Some(AudioChoice::Renumber(k))) => Some(k.clone()),
+            (PageReading::Recording { kim }, _) => Some(kim.clone()),
+            _ => None,
+        }
+    };
+    let mut kim_groups: BTreeMap<(ExamDay, String), Vec<PageKey>> = BTreeMap::new();
+    for page in pages {
+        let Some(p) = packet_of.get(&page.key.envelope) else {
+            continue;
+        };
+        if let (true, Some(kim)) = (is_current(p), kim_of(page)) {
+            kim_groups.entry((p.day, kim)).or_default().push(page.key);
+        }
+    }
+
     let mut findings: BTreeMap<String, Finding> = BTreeMap::new();
     let mut add = |f: Finding| {
         findings.entry(f.id.clone()).or_insert(f);
@@ -265,13 +310,16 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
     // Participants seen writing, per room: kit → blanks.
     let mut wrote: BTreeMap<RoomKey, BTreeMap<u64, BTreeSet<BlankId>>> = BTreeMap::new();
     let mut blanks_at: BTreeMap<RoomKey, (u64, [u8; 32])> = BTreeMap::new();
+    // Registration blanks' marks per room: kit → (removed, early finish).
+    type Marks = (Option<Mark>, Option<Mark>);
+    let mut reg_marks: BTreeMap<RoomKey, BTreeMap<u64, Marks>> = BTreeMap::new();
 
     for page in pages {
         let Some(p) = packet_of.get(&page.key.envelope) else {
             continue;
         };
         let room_key: RoomKey = (p.day, p.site.clone(), p.room.clone());
-        let gate_open = p.kind == PacketKind::Forms || summary_at.contains_key(&room_key);
+        let gate_open = matches!(p.kind, PacketKind::Forms | PacketKind::Audio) || summary_at.contains_key(&room_key);
         if p.kind == PacketKind::Blanks {
             let e = blanks_at
                 .entry(room_key.clone())
@@ -327,8 +375,35 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
             _ => {}
         }
 
+        let recording_group = kim_of(page).and_then(|kim| {
+            let group = kim_groups.get(&(p.day, kim.clone()))?;
+            (group.len() > 1 && is_current(p)).then(|| (kim, group.clone()))
+        });
+        if let Some((kim, group)) = &recording_group {
+            add(Finding {
+                id: format!("kim:{}:{kim}", p.day),
+                page: None,
+                packet: Some(p.envelope),
+                ..finding(
+                    String::new(),
+                    FindingKind::KimGroup {
+                        kim: kim.clone(),
+                        recordings: group.clone(),
+                    },
+                    None,
+                )
+            });
+        }
         let stage = if !gate_open {
             PageStage::AwaitingForms
+        } else if let Some(PageReading::Recording { .. }) = Some(&page.reading) {
+            match (&recording_group, audio_choice.get(&page.key)) {
+                (Some(_), None) => PageStage::Blocked,
+                (_, Some(AudioChoice::Annul)) => PageStage::Final(FinalState::Quarantined {
+                    reason: "annulled by the audio operator".into(),
+                }),
+                _ => PageStage::Final(FinalState::Registered),
+            }
         } else if let Some((Verdict::ToSenior, _)) = verdict {
             PageStage::AwaitingSenior
         } else if unsure && verdict.is_none() {
@@ -415,6 +490,12 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
                             }
                             Some(x) => {
                                 participant = Some(x.code.clone());
+                                if id.kind == BlankKind::Registration {
+                                    reg_marks
+                                        .entry(room_key.clone())
+                                        .or_default()
+                                        .insert(id.kit(), (page.removed_mark, page.early_finish_mark));
+                                }
                                 FinalState::Registered
                             }
                         }
@@ -434,6 +515,52 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
             stage,
             presumed_empty,
         });
+    }
+
+    // Removal and early-finish marks against the site's acts (R16, 002:7183–7188, 7441),
+    // room by room once verified.
+    for (room, marks) in &reg_marks {
+        for (form, which, pick) in [
+            (Form::Ppe21, "удалён (removed)", 0usize),
+            (Form::Ppe22, "не завершил (early finish)", 1usize),
+        ] {
+            let listed = acts.get(&(room.clone(), form)).cloned().unwrap_or_default();
+            let mut kits: BTreeSet<u64> = listed.clone();
+            kits.extend(marks.keys().copied());
+            for kit in kits {
+                let mark = marks.get(&kit).and_then(|m| if pick == 0 { m.0 } else { m.1 });
+                let on_act = listed.contains(&kit);
+                let detail = match (marks.contains_key(&kit), mark == Some(Mark::Yes), on_act) {
+                    (false, _, true) => format!(
+                        "{} lists kit {kit}, whose registration blank the room did not send",
+                        form.code()
+                    ),
+                    (true, true, false) => format!(
+                        "the registration blank is marked, {} does not list kit {kit}",
+                        form.code()
+                    ),
+                    (true, false, true) => {
+                        format!("{} lists kit {kit}, its registration blank is not marked", form.code())
+                    }
+                    _ => continue,
+                };
+                let (day, site, room_id) = room.clone();
+                add(Finding {
+                    id: format!("marks:{day}:{kit}:{}", form.code()),
+                    day,
+                    site,
+                    room: Some(room_id),
+                    packet: blanks_at.get(room).map(|b| b.1),
+                    page: None,
+                    participant: by_kit.get(&day).and_then(|m| m.get(&kit)).map(|x| x.code.clone()),
+                    kind: FindingKind::MarksDisagree {
+                        kit,
+                        mark: which.into(),
+                        detail,
+                    },
+                });
+            }
+        }
     }
 
     // The same blank twice, beyond a rescan replacing its own earlier version: told once,
@@ -597,6 +724,7 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
         let empty_room = BTreeMap::new();
         let writers = wrote.get(&key).unwrap_or(&empty_room);
         let mut complete = 0;
+        let mut missing_of: BTreeMap<BlankKind, u32> = BTreeMap::new();
         for (kit, have) in writers {
             let missing: Vec<BlankId> = full_set_ids(day.exam, *kit)
                 .into_iter()
@@ -610,6 +738,7 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
                 .map(|x| x.code.clone());
             let packet = blanks_at.get(&key).map(|b| b.1);
             for id in missing {
+                *missing_of.entry(id.kind).or_default() += 1;
                 add(Finding {
                     id: format!("missing:{day}:{id}"),
                     day,
@@ -620,6 +749,43 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
                     participant: who.clone(),
                     kind: FindingKind::MissingBlank {
                         blank: describe(&PageIdentity::Blank(id)),
+                    },
+                });
+            }
+        }
+        // The room's counts against its summary form, beyond what missing blanks explain.
+        if let Some(summary) = summaries.get(&key) {
+            let mut differs = Vec::new();
+            if summary.present as usize != writers.len() {
+                differs.push(format!(
+                    "{} reports {} present, blanks came from {}",
+                    summary_form(plan, &site, &room).code(),
+                    summary.present,
+                    writers.len()
+                ));
+            }
+            for kind in BlankKind::ALL {
+                let got = writers.values().flatten().filter(|id| id.kind == kind).count() as u32;
+                let explained = got + missing_of.get(&kind).copied().unwrap_or(0);
+                if summary.blanks_of(kind) != explained && (summary.blanks_of(kind) != got) {
+                    differs.push(format!(
+                        "{}: {} reported, {got} registered",
+                        kind.title(),
+                        summary.blanks_of(kind)
+                    ));
+                }
+            }
+            if !differs.is_empty() {
+                add(Finding {
+                    id: format!("counts:{day}:{site}:{room}"),
+                    day,
+                    site: site.clone(),
+                    room: Some(room.clone()),
+                    packet: blanks_at.get(&key).map(|b| b.1),
+                    page: None,
+                    participant: None,
+                    kind: FindingKind::CountsDisagree {
+                        detail: differs.join("; "),
                     },
                 });
             }
@@ -693,8 +859,14 @@ fn remark(f: &Finding, pages: &BTreeMap<PageKey, String>) -> Option<Remark> {
             format!("recordings share KIM number {kim}; they are blocked until the center decides"),
             RemarkAction::Note,
         ),
-        // Matters for the exam commission, not the site.
-        FindingKind::NotInPlan { .. } | FindingKind::SeatedElsewhere { .. } => return None,
+        FindingKind::CountsDisagree { detail } => (
+            format!("the room's blanks disagree with its summary form: {detail}; check the room's scans"),
+            RemarkAction::RescanAndResend,
+        ),
+        // Matters for the exam commission and the center's senior verifier, not the site.
+        FindingKind::NotInPlan { .. } | FindingKind::SeatedElsewhere { .. } | FindingKind::MarksDisagree { .. } => {
+            return None
+        }
     };
     Some(Remark {
         id: f.id.clone(),

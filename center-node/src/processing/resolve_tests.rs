@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use konvert_exam::{DayPlan, FormId, PlanParticipant, PlanRoom, PlanSite, SiteId, SiteKind};
-use konvert_records::{Decision, PageReading};
+use konvert_records::{AudioChoice, Decision, PageReading};
 
 use super::*;
 use crate::processing::desk::close_blockers;
@@ -72,6 +72,7 @@ fn page(n: u8, index: u32, identity: PageIdentity) -> PageEntry {
             identity,
             orientation: 0,
             via_fallback: false,
+            contents: None,
         },
         site_reading: None,
         removed_mark: None,
@@ -216,6 +217,7 @@ fn an_unsure_page_waits_for_a_verifier_and_a_senior_verifier_takes_what_is_passe
         identity: blank(BlankKind::Answer1, 1, 0),
         orientation: 90,
         via_fallback: true,
+        contents: None,
     };
     pages.extend(forms_pages(2));
     let key = pages[1].key;
@@ -303,4 +305,142 @@ fn a_region_where_nobody_sat_the_exam_can_be_closed() {
     let blockers = close_blockers(&nobody, &r, &[]);
     assert_eq!(blockers.len(), 2, "{blockers:?}");
     assert!(blockers.iter().any(|b| b.contains("ППЭ-12-04МАШ")) && blockers.iter().any(|b| b.contains("ППЭ-18МАШ")));
+}
+
+fn recording(n: u8, index: u32, kim: &str) -> PageEntry {
+    PageEntry {
+        reading: PageReading::Recording { kim: kim.into() },
+        ..page(n, index, blank(BlankKind::Answer1, 1, 0))
+    }
+}
+
+#[test]
+fn recordings_sharing_a_kim_number_are_blocked_as_one_group_until_each_is_decided() {
+    let plans = [plan(ExamKind::Ege)];
+    let packets = [
+        packet(1, PacketKind::Audio, ExamKind::Ege, 10),
+        PacketEntry {
+            packet_id: "0101-audio-later".into(),
+            ..packet(2, PacketKind::Audio, ExamKind::Ege, 20)
+        },
+    ];
+    // Two in one packet and one in a later packet share 123456; 654321 is alone.
+    let pages = vec![
+        recording(1, 0, "123456"),
+        recording(1, 1, "123456"),
+        recording(1, 2, "654321"),
+        recording(2, 0, "123456"),
+    ];
+    let r = resolve(&plans, &packets, &pages, &[]);
+    let groups: Vec<_> = r
+        .findings
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FindingKind::KimGroup { kim, recordings } => Some((kim.clone(), recordings.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(groups, vec![("123456".to_owned(), 3)], "{:#?}", r.findings);
+    assert_eq!(r.findings.len(), 1);
+    for p in [&pages[0], &pages[1], &pages[3]] {
+        assert_eq!(stage_of(&r, p.key), PageStage::Blocked);
+    }
+    assert_eq!(stage_of(&r, pages[2].key), PageStage::Final(FinalState::Registered));
+
+    let decide = |seq, key, choice| Decision {
+        seq,
+        by: "operator".into(),
+        role: Role::AudioOperator,
+        at_unix_ms: seq,
+        kind: DecisionKind::Audio { recording: key, choice },
+    };
+    let decisions = [
+        decide(1, pages[0].key, AudioChoice::Admit),
+        decide(2, pages[1].key, AudioChoice::Annul),
+        decide(3, pages[3].key, AudioChoice::Renumber("777777".into())),
+    ];
+    let r = resolve(&plans, &packets, &pages, &decisions);
+    assert_eq!(stage_of(&r, pages[0].key), PageStage::Final(FinalState::Registered));
+    assert!(matches!(
+        stage_of(&r, pages[1].key),
+        PageStage::Final(FinalState::Quarantined { .. })
+    ));
+    assert_eq!(stage_of(&r, pages[3].key), PageStage::Final(FinalState::Registered));
+}
+
+#[test]
+fn removal_marks_are_reconciled_with_the_rooms_acts() {
+    let mut plans = [plan(ExamKind::Ege)];
+    plans[0].expert_checking = false;
+    for kit in [2, 3] {
+        plans[0].participants.push(PlanParticipant {
+            code: format!("P{kit}"),
+            site: SiteId::new("0101").unwrap(),
+            room: RoomId::new("0001").unwrap(),
+            seat: format!("{kit}А"),
+            kit,
+            consent: true,
+        });
+    }
+    let packets = [
+        packet(1, PacketKind::Blanks, ExamKind::Ege, 10),
+        packet(2, PacketKind::Forms, ExamKind::Ege, 5),
+    ];
+    // Kit 1 marked removed and on ППЭ-21: agrees. Kit 2 marked, not on the act. Kit 3 on
+    // the act, not marked.
+    let mut pages = Vec::new();
+    for (i, (kit, removed)) in [(1u64, Mark::Yes), (2, Mark::Yes), (3, Mark::No)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut p = page(1, i as u32, blank(BlankKind::Registration, kit, 0));
+        p.removed_mark = Some(removed);
+        p.early_finish_mark = Some(Mark::No);
+        pages.push(p);
+    }
+    pages.extend(forms_pages(2));
+    let mut act = page(2, 5, form(Form::Ppe21));
+    act.reading = PageReading::Read {
+        identity: form(Form::Ppe21),
+        orientation: 0,
+        via_fallback: false,
+        contents: Some(konvert_exam::FormContents::Kits(vec![1, 3])),
+    };
+    pages.push(act);
+    let r = resolve(&plans, &packets, &pages, &[]);
+    let marks: Vec<u64> = r
+        .findings
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FindingKind::MarksDisagree { kit, .. } => Some(*kit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(marks, vec![2, 3], "{:#?}", r.findings);
+    // Closing waits for both to be reconciled by a person.
+    let blockers = close_blockers(&plans[0], &r, &[]);
+    assert_eq!(
+        blockers.iter().filter(|b| b.contains("not reconciled")).count(),
+        2,
+        "{blockers:?}"
+    );
+    let settled: Vec<Decision> = r
+        .findings
+        .iter()
+        .filter(|f| matches!(f.kind, FindingKind::MarksDisagree { .. }))
+        .enumerate()
+        .map(|(i, f)| Decision {
+            seq: i as u64 + 1,
+            by: "senior".into(),
+            role: Role::SeniorVerifier,
+            at_unix_ms: 0,
+            kind: DecisionKind::Reconcile {
+                finding: f.id.clone(),
+                note: "checked against the act".into(),
+            },
+        })
+        .collect();
+    assert!(!close_blockers(&plans[0], &r, &settled)
+        .iter()
+        .any(|b| b.contains("not reconciled")));
 }
