@@ -51,6 +51,9 @@ pub struct CenterFixture {
     pub root: tempfile::TempDir,
     /// What `init_center` made.
     pub init: CenterInit,
+    /// The center's decryption key, as the loader holds it after a specialist's login:
+    /// in memory only (the receiver took its public half).
+    pub recipient: konvert_crypto::RecipientSecretKey,
     /// The security officer (one, threshold 1) and the registry draft.
     pub officers: std::sync::Mutex<QuickAuthority>,
 }
@@ -73,19 +76,25 @@ impl CenterFixture {
     /// A new center listening on `listen` (use port 0 for in-process centers).
     pub fn new(listen: SocketAddr) -> Self {
         let root = tempfile::tempdir().unwrap();
-        let init = provision::init_center(
+        let (init, recipient) = provision::init_center_with_key(
             &root.path().join("center"),
             "center.konvert",
             listen,
             Some("127.0.0.1:0".parse().unwrap()),
         )
         .unwrap();
-        let officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms()).unwrap();
+        let officers = QuickAuthority::new(&init.config, recipient.public_key(), now_unix_ms()).unwrap();
         CenterFixture {
             root,
             init,
+            recipient,
             officers: std::sync::Mutex::new(officers),
         }
+    }
+
+    /// A copy of the center's decryption key, as a specialist's login gives the loader.
+    pub fn loader_key(&self) -> konvert_crypto::RecipientSecretKey {
+        konvert_crypto::RecipientSecretKey::from_bytes(&self.recipient.to_bytes())
     }
 
     /// The center's folder.
@@ -138,7 +147,7 @@ impl CenterFixture {
         let facts = CenterFacts {
             address: addr.to_string(),
             name: "center.konvert".into(),
-            recipient_public: self.init.recipient_public,
+            recipient_public: self.recipient.public_key(),
             receipt_public: self.init.receipt_public,
         };
         let toml = provision::enroll_station(&self.center_dir(), site, &facts, &dir).unwrap();
@@ -296,7 +305,7 @@ impl CenterFixture {
         let facts = CenterFacts {
             address: upstream.to_string(),
             name,
-            recipient_public: self.init.recipient_public,
+            recipient_public: self.recipient.public_key(),
             receipt_public: self.init.receipt_public,
         };
         let enrollment = provision::RelayEnrollment {

@@ -49,7 +49,7 @@ async fn a_stored_envelope_copied_over_another_is_refused_by_the_loader_and_noth
     let over = Inbox::stored_envelope(&cfg.data_dir, &second.offer.digest);
     std::fs::copy(&from, &over).unwrap();
 
-    let keys = [keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap()];
+    let keys = [fx.loader_key()];
     let registry = konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
         .unwrap()
         .last_known()
@@ -102,7 +102,7 @@ fn crafted(
     };
     // Encoded as the edge encodes it (edge-node/src/seal.rs).
     let metadata = postcard::to_allocvec(&own).unwrap();
-    let recipients = [fx.init.recipient_public];
+    let recipients = [fx.recipient.public_key()];
     let now = konvert_edge::cli::now_unix_ms();
     let request = SealRequest {
         packet_id,
