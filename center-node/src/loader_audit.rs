@@ -32,6 +32,11 @@ pub const KEY_NEW: &str = "center_key.new";
 /// A center key wrapped for one more specialist's token.
 pub const KEY_WRAP: &str = "center_key.wrap";
 
+/// The longest subject written (within the log's bound).
+const MAX_SUBJECT: usize = konvert_crypto::audit::MAX_SUBJECT_LEN;
+/// The longest detail written (within the log's bound).
+const MAX_DETAIL: usize = 4096;
+
 /// The most bytes of a `packet.json` read back for its envelope id.
 const MAX_PACKET_FILE: u64 = 16 * 1024 * 1024;
 
@@ -61,8 +66,9 @@ impl LoaderAudit {
     }
 
     fn append(&self, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
+        let (subject, detail) = (bounded(subject, MAX_SUBJECT), bounded(detail, MAX_DETAIL));
         self.log
-            .append(actor, AuditAction::Other(action.to_owned()), subject, detail)?;
+            .append(actor, AuditAction::Other(action.to_owned()), &subject, &detail)?;
         Ok(())
     }
 
@@ -150,6 +156,19 @@ impl LoaderAudit {
     }
 }
 
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut: an entry
+/// over the log's bounds would be refused, and the decryption with it.
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 fn specialist(token_id: &str) -> String {
     format!("specialist {token_id}")
 }
@@ -172,3 +191,7 @@ fn packet_named(dir: &Path) -> (String, String) {
     };
     read().unwrap_or_else(|| (dir.display().to_string(), "?".into()))
 }
+
+#[cfg(test)]
+#[path = "loader_audit_tests.rs"]
+mod tests;

@@ -144,12 +144,8 @@ impl CenterFixture {
     /// Enrolls the station of `site` for a center at `addr`.
     pub fn enroll(&self, site: &str, addr: SocketAddr) -> SiteFixture {
         let dir = self.root.path().join("sites").join(site);
-        let facts = CenterFacts {
-            address: addr.to_string(),
-            name: "center.konvert".into(),
-            recipient_public: self.recipient.public_key(),
-            receipt_public: self.init.receipt_public,
-        };
+        // The center key's public half the receiver took last (`set-center-key`).
+        let facts = CenterFacts::read(&self.center_dir(), &addr.to_string(), "center.konvert").unwrap();
         let toml = provision::enroll_station(&self.center_dir(), site, &facts, &dir).unwrap();
         let mut cfg = SiteConfig::load(&toml).unwrap();
         let authority = self.officers.lock().unwrap().authority();
