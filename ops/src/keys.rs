@@ -92,7 +92,7 @@ pub enum KeysCommand {
         insecure_fast_kdf: bool,
     },
     /// Record in the registry draft the X25519 key on a specialist's hardware token that
-    /// was issued before `issue-token` recorded it; `loader wrap-key` wraps only to the key
+    /// was issued before `issue-token` recorded it; `loader new-key` and `wrap-key` wrap only to the key
     /// the registry names. Reads public keys only (no PIN); do it with the token in hand.
     RecordLoaderKey {
         /// The officers' workspace.
