@@ -748,6 +748,24 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
                     cfg.registry.display()
                 );
             }
+            let dir = config_dir(&config);
+            if !dir.join(provision::RECIPIENT_PUB).is_file() {
+                println!(
+                    "  warning: no center key yet, so no station can be enrolled: the specialists create it on the \
+                     loader's workstation (`konvert-center loader new-key`), then `konvert-center set-center-key`"
+                );
+            }
+            // A bare decryption key left by an older `init`: it must not stay on the receiver.
+            let bare = dir.join("loader/recipient.key");
+            if bare.exists() {
+                println!(
+                    "  warning: {} is a bare decryption key on the receiver: make a new key with \
+                     `konvert-center loader new-key` on the loader's workstation, rotate to it \
+                     (`konvert keys rotate-center-key`), and destroy this file with `konvert keys retire-center-keys \
+                     --key-file` once its grace period is over",
+                    bare.display()
+                );
+            }
             // Private keys others can read: the center's TLS key, the receipt key, the CA key.
             let secrets = [
                 ("the center's TLS key (key)", Some(&cfg.key)),
