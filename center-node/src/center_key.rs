@@ -24,8 +24,8 @@ const MAX_PUBLIC_FILE: u64 = 4096;
 pub enum Holder {
     /// A token file, unlocked with its PIN (its key derives the wrapping key).
     File {
-        /// The token file.
-        token: TokenFile,
+        /// The token file (boxed: it is large beside a hardware token's public keys).
+        token: Box<TokenFile>,
         /// Its unlocked key.
         key: SigningKey,
     },
@@ -187,7 +187,11 @@ pub fn wrap_for_more(
     let mut out = Vec::new();
     for secret in keys {
         for h in holders {
-            out.push((secret.public_key(), h.token_id().to_owned(), h.wrap(secret, loader_dir)?));
+            out.push((
+                secret.public_key(),
+                h.token_id().to_owned(),
+                h.wrap(secret, loader_dir)?,
+            ));
         }
     }
     Ok(out)

@@ -22,10 +22,16 @@ fn token(dir: &Path, id: &str, person: &str) -> TokenFile {
 /// A registry before any center key, with each token an Issued specialist's bound to its
 /// holder.
 fn registry(tokens: &[&TokenFile]) -> RegistryBody {
-    let mut body = crate::test_support::registry(1, &SigningKey::generate().unwrap(), RecipientSecretKey::generate().unwrap().public_key(), NOW);
+    let mut body = crate::test_support::registry(
+        1,
+        &SigningKey::generate().unwrap(),
+        RecipientSecretKey::generate().unwrap().public_key(),
+        NOW,
+    );
     body.center_keys.clear();
     for t in tokens {
-        body.add_token(&t.token_id, TokenRole::CenterSpecialist, t.public, NOW).unwrap();
+        body.add_token(&t.token_id, TokenRole::CenterSpecialist, t.public, NOW)
+            .unwrap();
         for step in [
             TokenStatus::ReceivedByCenter,
             TokenStatus::Bound,
@@ -45,7 +51,7 @@ fn registry(tokens: &[&TokenFile]) -> RegistryBody {
 
 fn holder(t: &TokenFile) -> Holder {
     Holder::File {
-        token: t.clone(),
+        token: Box::new(t.clone()),
         key: t.unlock(PASS).unwrap(),
     }
 }
@@ -134,7 +140,11 @@ fn a_new_key_is_wrapped_to_two_peoples_tokens_opens_with_either_and_is_never_wri
     let all: Vec<PathBuf> = files_under(dir.path());
     assert!(all.len() > 10, "the whole center is walked: {all:?}");
     for path in &all {
-        assert!(keyfile::read_recipient_key(path).is_err(), "{} reads as a key", path.display());
+        assert!(
+            keyfile::read_recipient_key(path).is_err(),
+            "{} reads as a key",
+            path.display()
+        );
         let bytes = std::fs::read(path).unwrap();
         assert!(
             !bytes.windows(32).any(|w| w == secret.as_slice()),
@@ -153,7 +163,10 @@ fn a_new_key_is_wrapped_to_two_peoples_tokens_opens_with_either_and_is_never_wri
 #[test]
 fn one_token_two_tokens_of_one_person_or_one_token_twice_are_refused_and_nothing_is_made() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (token(dir.path(), "SP-1", "Кузнецова М. И."), token(dir.path(), "SP-2", "Кузнецова М. И."));
+    let (a, b) = (
+        token(dir.path(), "SP-1", "Кузнецова М. И."),
+        token(dir.path(), "SP-2", "Кузнецова М. И."),
+    );
     let stranger = token(dir.path(), "SP-9", "Орлов Н. Н.");
     let mut body = registry(&[&a]);
     // Two unblocked tokens of one person are malformed in a registry; one that says so
@@ -165,14 +178,19 @@ fn one_token_two_tokens_of_one_person_or_one_token_twice_are_refused_and_nothing
     let loader_dir = dir.path().join("loader");
     let public_file = dir.path().join("center-key.pub");
     let refused = |holders: &[Holder]| {
-        let e = new_key(&body, holders, &loader_dir, &public_file).unwrap_err().to_string();
+        let e = new_key(&body, holders, &loader_dir, &public_file)
+            .unwrap_err()
+            .to_string();
         assert!(!loader_dir.exists() && !public_file.exists(), "nothing made: {e}");
         e
     };
     let e = refused(&[holder(&a)]);
     assert!(e.contains("at least 2 specialists") && e.contains("1 given"), "{e}");
     let e = refused(&[holder(&a), holder(&b)]);
-    assert!(e.contains("all held by Кузнецова М. И.") && e.contains("different people"), "{e}");
+    assert!(
+        e.contains("all held by Кузнецова М. И.") && e.contains("different people"),
+        "{e}"
+    );
     let e = refused(&[holder(&a), holder(&a)]);
     assert!(e.contains("SP-1 is named twice"), "{e}");
     let e = refused(&[holder(&a), holder(&stranger)]);
@@ -196,7 +214,9 @@ fn a_holder_wraps_the_key_for_one_more_specialist_from_memory() {
     body.rotate_center_key(made.public, NOW).unwrap();
     let held = loader::unwrap_for(&loader_dir, &body, Specialist::File(&a.unlock(PASS).unwrap()), NOW).unwrap();
     // The new token must be an issued specialist's first.
-    let e = wrap_for_more(&body, &held, &[holder(&c)], &loader_dir).unwrap_err().to_string();
+    let e = wrap_for_more(&body, &held, &[holder(&c)], &loader_dir)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not in key registry"), "{e}");
     let mut with_c = registry(&[&a, &b, &c]);
     with_c.rotate_center_key(made.public, NOW).unwrap();

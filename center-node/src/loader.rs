@@ -37,7 +37,12 @@ pub fn check_specialist_key(registry: &RegistryBody, key: KeyId, who: &str, path
 
 /// The registry's record of the token whose key is `key`, if it lets that token hold the
 /// loader key (an Issued center specialist's token).
-pub fn specialist_record<'r>(registry: &'r RegistryBody, key: KeyId, who: &str, path: &Path) -> Result<&'r TokenRecord> {
+pub fn specialist_record<'r>(
+    registry: &'r RegistryBody,
+    key: KeyId,
+    who: &str,
+    path: &Path,
+) -> Result<&'r TokenRecord> {
     let record = registry
         .tokens
         .iter()
@@ -76,7 +81,12 @@ pub fn specialist_record<'r>(registry: &'r RegistryBody, key: KeyId, who: &str, 
 }
 
 /// Writes one wrapped key into `dir`, named by token and center key.
-pub(crate) fn write_wrapped(dir: &Path, token_id: &str, center_key: &RecipientPublicKey, bytes: &[u8]) -> Result<PathBuf> {
+pub(crate) fn write_wrapped(
+    dir: &Path,
+    token_id: &str,
+    center_key: &RecipientPublicKey,
+    bytes: &[u8],
+) -> Result<PathBuf> {
     let name = format!("{token_id}-{}{SUFFIX}", &center_key.to_string()[..16]);
     let path = dir.join(name.replace(['/', '\\'], "_"));
     keyfile::write_atomic(&path, bytes, 0o600)?;

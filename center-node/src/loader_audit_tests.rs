@@ -18,12 +18,25 @@ fn entries(cfg: &CenterConfig) -> Vec<audit::AuditEntry> {
 #[test]
 fn openings_and_wraps_are_logged_by_token_packet_and_key_id_never_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let init = crate::provision::init_center(&dir.path().join("c"), "center.test", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let init = crate::provision::init_center(
+        &dir.path().join("c"),
+        "center.test",
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
     let cfg = init.config;
     let key = RecipientSecretKey::generate().unwrap();
     let audit = LoaderAudit::open(&cfg).unwrap();
-    audit.born(&key.public_key(), &vec![("SP-1".into(), "Кузнецова".into()), ("SP-2".into(), "Лебедев".into())]).unwrap();
-    audit.login("SP-1", std::slice::from_ref(&key), "unpack into /loader/packets").unwrap();
+    audit
+        .born(
+            &key.public_key(),
+            &vec![("SP-1".into(), "Кузнецова".into()), ("SP-2".into(), "Лебедев".into())],
+        )
+        .unwrap();
+    audit
+        .login("SP-1", std::slice::from_ref(&key), "unpack into /loader/packets")
+        .unwrap();
     // An unpacked folder as `unpack` leaves it, and one whose packet.json is gone.
     let unpacked = dir.path().join("out/0101/P-1/v2");
     std::fs::create_dir_all(&unpacked).unwrap();
@@ -86,7 +99,11 @@ fn openings_and_wraps_are_logged_by_token_packet_and_key_id_never_the_key() {
             ("specialist SP-2".into(), KEY_WRAP, format!("center key {id}")),
         ]
     );
-    assert!(got[0].detail.contains("SP-1 (Кузнецова), SP-2 (Лебедев)"), "{}", got[0].detail);
+    assert!(
+        got[0].detail.contains("SP-1 (Кузнецова), SP-2 (Лебедев)"),
+        "{}",
+        got[0].detail
+    );
     assert!(got[1].detail.contains(&id), "{}", got[1].detail);
     // The whole log, checkpoint included, holds no key material.
     let log = std::fs::read(cfg.data_dir.join(AUDIT_LOG)).unwrap();

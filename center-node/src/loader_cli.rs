@@ -115,7 +115,10 @@ fn holders(
     }
     for (_, token) in files {
         let key = specialist::unlock_file(&token, pin_env)?;
-        out.push(Holder::File { token, key });
+        out.push(Holder::File {
+            token: Box::new(token),
+            key,
+        });
     }
     Ok(out)
 }
@@ -137,7 +140,10 @@ pub fn new_key(args: NewKeyArgs) -> Result<()> {
     let made = center_key::new_key(&registry, &holders, &dir, &args.public_out)?;
     audit.born(&made.public, &made.holders)?;
     audit.finish();
-    println!("center key {} born on this workstation; no bare copy was written", made.public.key_id());
+    println!(
+        "center key {} born on this workstation; no bare copy was written",
+        made.public.key_id()
+    );
     for ((id, person), path) in made.holders.iter().zip(&made.wrapped) {
         println!("  wrapped for {id} ({person}): {}", path.display());
     }

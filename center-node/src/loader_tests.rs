@@ -74,10 +74,7 @@ fn only_an_issued_specialists_token_logs_in() {
     let sealed = loader_key::wrap(&center, &sp.token_id, &sp_key).unwrap();
     let file = write_wrapped(&loader, &sp.token_id, &center.public_key(), &sealed).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let keys = unwrap_for(&loader, &body, Specialist::File(&sp_key), NOW).unwrap();
     assert_eq!(keys[0].public_key(), center.public_key());
     // Another token's key finds nothing to open; a destroyed center key neither.

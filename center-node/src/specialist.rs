@@ -172,7 +172,10 @@ pub fn login_as(
                 token_key: identity,
                 agreement: &agreement,
             };
-            (token_id, loader::unwrap_for(loader_dir, registry, specialist, now_ms())?)
+            (
+                token_id,
+                loader::unwrap_for(loader_dir, registry, specialist, now_ms())?,
+            )
         }
         _ => {
             return Err(Error::Config {

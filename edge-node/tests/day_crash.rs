@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use konvert_center::provision::{self, CenterFacts};
-use konvert_crypto::keyfile;
 use konvert_crypto::token::TokenFile;
 use konvert_edge::intake::Journal;
 use konvert_exam::scan::{room_pages, synthetic_plan, write_pages, ScanFormat, ScanJob};
@@ -33,7 +32,8 @@ struct Site {
 fn site() -> (Site, konvert_exam::SeatingPlan) {
     let root = tempfile::tempdir().unwrap();
     let center_dir = root.path().join("center");
-    let (init, recipient) = provision::init_center_with_key(&center_dir, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let (init, recipient) =
+        provision::init_center_with_key(&center_dir, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
     let facts = CenterFacts {
         address: "127.0.0.1:9".into(),
         name: "center.konvert".into(),

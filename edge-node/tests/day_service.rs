@@ -29,7 +29,8 @@ struct Site {
 fn site() -> Site {
     let root = tempfile::tempdir().unwrap();
     let center_dir = root.path().join("center");
-    let (init, recipient) = provision::init_center_with_key(&center_dir, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let (init, recipient) =
+        provision::init_center_with_key(&center_dir, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
     let facts = CenterFacts {
         address: "127.0.0.1:9".into(),
         name: "center.konvert".into(),

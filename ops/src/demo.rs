@@ -321,7 +321,10 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             now_unix_ms(),
         )?;
         let key = token.unlock(DEMO_PASSPHRASE)?;
-        holders.push(konvert_center::center_key::Holder::File { token, key });
+        holders.push(konvert_center::center_key::Holder::File {
+            token: Box::new(token),
+            key,
+        });
     }
     let before_key = officers.publish(now_unix_ms())?.decode_body()?;
     let public_out = root.join("center-key.pub");

@@ -99,7 +99,8 @@ fn edge_check_config_catches_wrong_site_missing_token_wrong_key_and_exposed_keys
 fn center_check_config_warns_about_private_keys_others_can_read() {
     let dir = tempfile::tempdir().unwrap();
     let center = dir.path().join("center");
-    let (init, _key) = provision::init_center_with_key(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let (init, _key) =
+        provision::init_center_with_key(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
     let c = init.config_path.to_str().unwrap();
     let out = run(&["center", "check-config", "--config", c]);
     assert!(out.status.success(), "{}", text(&out));

@@ -135,7 +135,10 @@ fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() 
     let refused_with = |label: &str| {
         let out = wrap_key(config, label);
         assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-        assert!(!public_out.exists() && !center_dir.join("loader").exists(), "nothing made");
+        assert!(
+            !public_out.exists() && !center_dir.join("loader").exists(),
+            "nothing made"
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
 
@@ -171,7 +174,9 @@ fn the_loader_key_wrapped_for_a_specialists_hardware_token_opens_only_with_it() 
     // Wrapping needs no PIN of the hardware token (stdin is closed): only its public keys.
     let wrapped = ok(wrap_key(config, "SP-HW"));
     assert!(
-        wrapped.contains("wrapped for SP-0002") && wrapped.contains("SP-0002-") && wrapped.contains("wrapped for SP-0001"),
+        wrapped.contains("wrapped for SP-0002")
+            && wrapped.contains("SP-0002-")
+            && wrapped.contains("wrapped for SP-0001"),
         "{wrapped}"
     );
     let born = konvert_center::center_key::read_public(&public_out).unwrap();

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use konvert_center::unpack::{unpack, Filter};
 use konvert_crypto::envelope::{self, SealRequest};
-use konvert_crypto::keyfile;
 use konvert_edge::{push, PushOptions};
 use konvert_exam::{ExamKind, PacketKind, PacketRef};
 use konvert_replication::driver::{self, Outcome};

@@ -110,7 +110,16 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     }
     let mut cfg = fx.register_days(&[(&a, "0101"), (&b, "0202")], &[&day, TEST_DAY]);
     cfg.time_zone = konvert_exam::SiteZone::new(LAST_ZONE).unwrap();
-    let import = || ok(center(&["registry", "import", "--config", &config, "--file", &registry_file]));
+    let import = || {
+        ok(center(&[
+            "registry",
+            "import",
+            "--config",
+            &config,
+            "--file",
+            &registry_file,
+        ]))
+    };
     import();
 
     // One specialist is not enough (R5), and nothing is made.
@@ -118,7 +127,16 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     let k1 = key_pub(1);
     let k1s = k1.to_str().unwrap().to_owned();
     let new_key = |tokens: &[String], out: &str| {
-        let mut args = vec!["loader", "new-key", "--config", &config, "--pin-env", "SP_PIN", "--public-out", out];
+        let mut args = vec![
+            "loader",
+            "new-key",
+            "--config",
+            &config,
+            "--pin-env",
+            "SP_PIN",
+            "--public-out",
+            out,
+        ];
         for t in tokens {
             args.extend(["--token", t.as_str()]);
         }
@@ -131,14 +149,22 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     // Two people's tokens: the key is born wrapped for both; its public half goes to the
     // receiver and the officers.
     let said = ok(new_key(&[sp(0), sp(1)], &k1s));
-    assert!(said.contains("no bare copy") && said.contains("SP-1") && said.contains("SP-2"), "{said}");
+    assert!(
+        said.contains("no bare copy") && said.contains("SP-1") && said.contains("SP-2"),
+        "{said}"
+    );
     let first = konvert_center::center_key::read_public(&k1).unwrap();
     ok(center(&["set-center-key", "--config", &config, "--file", &k1s]));
     assert_eq!(
-        CenterFacts::read(&center_dir, "127.0.0.1:1", "center.konvert").unwrap().recipient_public,
+        CenterFacts::read(&center_dir, "127.0.0.1:1", "center.konvert")
+            .unwrap()
+            .recipient_public,
         first
     );
-    fx.publish(|body| body.rotate_center_key(first, konvert_edge::cli::now_unix_ms() + 86_400_000).unwrap());
+    fx.publish(|body| {
+        body.rotate_center_key(first, konvert_edge::cli::now_unix_ms() + 86_400_000)
+            .unwrap()
+    });
     import();
 
     // Site 0101 seals an exam room and a test packet to it.
@@ -149,7 +175,13 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     let room_a = site_a.seal_room("0001", 2, 10_000, 1);
     let scans = site_a.dir.join("test-scans");
     let room = RoomId::new("0000").unwrap();
-    let plan = synthetic_plan(&site_a.cfg.site, TEST_DAY.parse().unwrap(), ExamKind::Ege, &[(&room, 1)], 9_000_000);
+    let plan = synthetic_plan(
+        &site_a.cfg.site,
+        TEST_DAY.parse().unwrap(),
+        ExamKind::Ege,
+        &[(&room, 1)],
+        9_000_000,
+    );
     let job = ScanJob {
         format: ScanFormat::TiffG4,
         pages_per_file: 8,
@@ -166,9 +198,22 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     let recognizer = scan_recognizer(Duration::from_millis(1500));
     let now = konvert_edge::cli::now_unix_ms();
     let test = seal_test_packet(&site_a.cfg, &site_a.outbox, &site_a.signer, &request, &recognizer, now).unwrap();
-    assert_eq!(push(&site_a.cfg, site_a.outbox.clone(), opts()).await.unwrap().delivered, 2);
+    assert_eq!(
+        push(&site_a.cfg, site_a.outbox.clone(), opts())
+            .await
+            .unwrap()
+            .delivered,
+        2
+    );
     // The loader does not write the audit log of a center serving from the same folder.
-    let e = refused(center(&["loader", "new-key", "--config", &config, "--public-out", "x.pub"]));
+    let e = refused(center(&[
+        "loader",
+        "new-key",
+        "--config",
+        &config,
+        "--public-out",
+        "x.pub",
+    ]));
     assert!(e.contains("is serving from"), "{e}");
     running.shutdown().await;
 
@@ -179,20 +224,38 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     ok(new_key(&[sp(1), sp(2)], &k2s));
     let second = konvert_center::center_key::read_public(&k2).unwrap();
     ok(center(&["set-center-key", "--config", &config, "--file", &k2s]));
-    fx.publish(|body| body.rotate_center_key(second, konvert_edge::cli::now_unix_ms() + 86_400_000).unwrap());
+    fx.publish(|body| {
+        body.rotate_center_key(second, konvert_edge::cli::now_unix_ms() + 86_400_000)
+            .unwrap()
+    });
     import();
     let running = konvert_center::serve(&cfg).await.unwrap();
     let mut site_b = fx.enroll("0202", running.addr);
     assert_eq!(site_b.cfg.recipient_key().unwrap(), second);
     site_b.seal_for(&day);
     let room_b = site_b.seal_room("0002", 2, 10_000, 2);
-    assert_eq!(push(&site_b.cfg, site_b.outbox.clone(), opts()).await.unwrap().delivered, 1);
+    assert_eq!(
+        push(&site_b.cfg, site_b.outbox.clone(), opts())
+            .await
+            .unwrap()
+            .delivered,
+        1
+    );
     running.shutdown().await;
 
     // SP-2 holds both keys: both packets open. SP-3 holds the second only.
     let unpack = |token: &str, out: &Path, site: Option<&str>| {
         let out = out.to_str().unwrap().to_owned();
-        let mut args = vec!["loader", "unpack", "--config", &config, "--token", token, "--pin-env", "SP_PIN"];
+        let mut args = vec![
+            "loader",
+            "unpack",
+            "--config",
+            &config,
+            "--token",
+            token,
+            "--pin-env",
+            "SP_PIN",
+        ];
         args.extend(["--out", out.as_str()]);
         if let Some(s) = site {
             args.extend(["--site", s]);
@@ -205,8 +268,18 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     ok(unpack(&sp(2), &fx.root.path().join("unpacked-sp3"), Some("0202")));
     // The fourth specialist gets the keys from SP-2, who holds them; unwrapped in memory.
     let said = ok(center(&[
-        "loader", "wrap-key", "--config", &config, "--token", &sp(1), "--pin-env", "SP_PIN",
-        "--to-token", &sp(3), "--to-pin-env", "SP_PIN",
+        "loader",
+        "wrap-key",
+        "--config",
+        &config,
+        "--token",
+        &sp(1),
+        "--pin-env",
+        "SP_PIN",
+        "--to-token",
+        &sp(3),
+        "--to-pin-env",
+        "SP_PIN",
     ]));
     assert_eq!(said.matches("wrapped for SP-4").count(), 2, "{said}");
     let said = ok(unpack(&sp(3), &fx.root.path().join("unpacked-sp4"), None));
@@ -214,13 +287,23 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     // SP-1 previews the test packet (sealed to the first key).
     let preview = fx.root.path().join("preview");
     ok(center(&[
-        "test-packets", "preview", "--config", &config, "--token", &sp(0), "--pin-env", "SP_PIN",
-        "--out", preview.to_str().unwrap(),
+        "test-packets",
+        "preview",
+        "--config",
+        &config,
+        "--token",
+        &sp(0),
+        "--pin-env",
+        "SP_PIN",
+        "--out",
+        preview.to_str().unwrap(),
     ]));
     assert!(preview.join("index.html").is_file());
 
     // The keys as the loader holds them, to look for them everywhere.
-    let registry = konvert_center::registry::held(&cfg, konvert_edge::cli::now_unix_ms()).unwrap().unwrap();
+    let registry = konvert_center::registry::held(&cfg, konvert_edge::cli::now_unix_ms())
+        .unwrap()
+        .unwrap();
     let sp2 = specialists[1].0.unlock(PASS).unwrap();
     let keys: Vec<RecipientSecretKey> = konvert_center::loader::unwrap_for(
         &center_dir.join("loader"),
@@ -242,27 +325,35 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
             Record::Checkpoint(_) => None,
         })
         .collect();
-    let of = |action: &str| -> Vec<&audit::AuditEntry> { entries.iter().filter(|e| e.action.as_str() == action).collect() };
+    let of =
+        |action: &str| -> Vec<&audit::AuditEntry> { entries.iter().filter(|e| e.action.as_str() == action).collect() };
     let born = of("center_key.new");
     assert_eq!(born.len(), 2, "{entries:?}");
     assert!(born[0].subject.contains(&first.key_id().to_string()) && born[0].detail.contains("SP-1 (Кузнецова М. И.)"));
     assert!(born[1].subject.contains(&second.key_id().to_string()) && born[1].detail.contains("SP-3 (Орлова Т. В.)"));
     let wraps = of("center_key.wrap");
     assert_eq!(wraps.len(), 2);
-    assert!(wraps.iter().all(|e| e.actor == "specialist SP-2" && e.detail.contains("for token SP-4")));
+    assert!(wraps
+        .iter()
+        .all(|e| e.actor == "specialist SP-2" && e.detail.contains("for token SP-4")));
     let unpacked = of("loader.unpack");
     assert_eq!(unpacked.len(), 2 + 1 + 2, "{unpacked:?}");
     for (entry, packet) in unpacked.iter().zip([&room_a, &room_b]) {
         assert_eq!(entry.actor, "specialist SP-2");
         assert!(
-            entry.subject.contains(&packet.offer.packet_id) && entry.subject.contains(&hex::encode(packet.offer.digest)),
+            entry.subject.contains(&packet.offer.packet_id)
+                && entry.subject.contains(&hex::encode(packet.offer.digest)),
             "{entry:?}"
         );
     }
     let previews = of("loader.preview");
     assert_eq!(previews.len(), 1);
     assert_eq!(previews[0].actor, "specialist SP-1");
-    assert!(previews[0].subject.contains(&test.sealed.entry.offer.packet_id), "{:?}", previews[0]);
+    assert!(
+        previews[0].subject.contains(&test.sealed.entry.offer.packet_id),
+        "{:?}",
+        previews[0]
+    );
     assert_eq!(of("loader.login").len(), 5, "three unpacks, one wrap, one preview");
     let receipt = keyfile::read_signing_key(&cfg.receipt_key).unwrap().verifying_key();
     let head = audit::read_head(&audit::head_path(&cfg.data_dir.join("audit.log"))).unwrap();
@@ -274,12 +365,24 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     let all = files_under(fx.root.path());
     assert!(all.len() > 30, "{all:?}");
     for path in &all {
-        assert!(keyfile::read_recipient_key(path).is_err(), "{} reads as a key", path.display());
+        assert!(
+            keyfile::read_recipient_key(path).is_err(),
+            "{} reads as a key",
+            path.display()
+        );
         let bytes = std::fs::read(path).unwrap();
         let text = String::from_utf8_lossy(&bytes).to_lowercase();
         for secret in &secrets {
-            assert!(!bytes.windows(32).any(|w| w == secret), "{} holds a key", path.display());
-            assert!(!text.contains(&hex::encode(secret)), "{} holds a key in hex", path.display());
+            assert!(
+                !bytes.windows(32).any(|w| w == secret),
+                "{} holds a key",
+                path.display()
+            );
+            assert!(
+                !text.contains(&hex::encode(secret)),
+                "{} holds a key in hex",
+                path.display()
+            );
         }
     }
 }

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use konvert_center::unpack::{unpack, Filter};
-use konvert_crypto::keyfile;
 use konvert_edge::{push, PushOptions};
 use konvert_replication::Inbox;
 use konvert_tests::{on_time_day, CenterFixture, LAST_ZONE};
