@@ -305,6 +305,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     // written bare: from now on envelopes open only after a specialist's PIN.
     let sites_codes: Vec<&str> = DEMO_SITES.iter().map(|(code, _, _)| *code).collect();
     let mut holders = Vec::new();
+    std::fs::create_dir_all(center_dir.join("loader"))?;
     for (id, person, file) in DEMO_SPECIALISTS {
         let token = TokenFile::create_specialist(
             &center_dir.join("loader").join(file),
