@@ -249,7 +249,9 @@ pub enum TestPacketAction {
         config: PathBuf,
     },
     /// Open the test packets with the loader's key (after the specialist's PIN) and write
-    /// an HTML page with a thumbnail and the quality facts of every page.
+    /// an HTML page with a thumbnail and the quality facts of every page. Each opening goes
+    /// into the audit log of the data folder it reads: run it on the loader's copy, not
+    /// beside a center serving from that folder.
     Preview {
         /// center.toml
         #[arg(long)]
@@ -347,10 +349,9 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
             };
             let registry = held_registry(&cfg, &config)?;
             let audit = crate::loader_audit::LoaderAudit::open(&cfg)?;
-            let (by, mut keys) = crate::specialist::login_as(&registry, &specialist, &config_dir(&config))?;
-            let recipient = keys.remove(0);
-            audit.login(&by, std::slice::from_ref(&recipient), "preview test packets")?;
-            let (index, previews) = preview::render_previews(&cfg.data_dir, &packets, &recipient, &registry, &out)?;
+            let (by, keys) = crate::specialist::login_as(&registry, &specialist, &config_dir(&config))?;
+            audit.login(&by, &keys, "preview test packets")?;
+            let (index, previews) = preview::render_previews_with(&cfg.data_dir, &packets, &keys, &registry, &out)?;
             audit.previewed(&by, &previews)?;
             audit.finish();
             for p in &previews {

@@ -284,7 +284,8 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     assert_eq!(said.matches("wrapped for SP-4").count(), 2, "{said}");
     let said = ok(unpack(&sp(3), &fx.root.path().join("unpacked-sp4"), None));
     assert!(said.contains("2 packet(s) unpacked"), "{said}");
-    // SP-1 previews the test packet (sealed to the first key).
+    // SP-2 previews the test packet, sealed to the first key before the rotation: it opens
+    // with the older key SP-2 holds beside the active one.
     let preview = fx.root.path().join("preview");
     ok(center(&[
         "test-packets",
@@ -292,7 +293,7 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
         "--config",
         &config,
         "--token",
-        &sp(0),
+        &sp(1),
         "--pin-env",
         "SP_PIN",
         "--out",
@@ -348,7 +349,8 @@ async fn the_center_key_is_born_for_two_people_never_bare_and_every_opening_is_a
     }
     let previews = of("loader.preview");
     assert_eq!(previews.len(), 1);
-    assert_eq!(previews[0].actor, "specialist SP-1");
+    assert_eq!(previews[0].actor, "specialist SP-2");
+    assert!(previews[0].detail.contains("page(s) opened"), "{:?}", previews[0]);
     assert!(
         previews[0].subject.contains(&test.sealed.entry.offer.packet_id),
         "{:?}",
