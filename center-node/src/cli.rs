@@ -7,7 +7,6 @@ use clap::Subcommand;
 
 use crate::config::CenterConfig;
 use crate::intake::now_ms;
-use crate::loader;
 use crate::preview;
 use crate::provision::{self, CenterFacts};
 use crate::registry::CenterRegistry;
@@ -16,7 +15,6 @@ use crate::review::ReviewDesk;
 use crate::test_packets::TestDesk;
 use crate::{service, Result};
 use konvert_crypto::registry::RegistryStore;
-use konvert_crypto::token::TokenFile;
 use konvert_replication::service::{sd_notify, StopSignals};
 use konvert_replication::Verdict;
 
@@ -132,6 +130,17 @@ pub enum CenterCommand {
         #[command(subcommand)]
         action: TestPacketAction,
     },
+    /// Take the public half of the center's decryption key (the file `loader new-key`
+    /// wrote on the loader's workstation): stations enrolled from now on seal to it. The
+    /// receiver never holds the key itself.
+    SetCenterKey {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The public half's file (one line of 64 hex digits).
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 /// What to do with the key registry.
@@ -158,34 +167,15 @@ pub enum RegistryAction {
 /// What to do with the loader's key.
 #[derive(Debug, Subcommand)]
 pub enum LoaderAction {
-    /// Wrap the center's decryption key for each named specialist's token (each PIN is
-    /// asked), then destroy the bare key file: from then on only a specialist opens.
-    WrapKey {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The bare decryption key from `konvert-center init`.
-        #[arg(long, default_value = "loader/recipient.key")]
-        key: PathBuf,
-        /// A specialist's token file (repeat for each specialist).
-        #[arg(long = "token", required_unless_present = "pkcs11_module")]
-        tokens: Vec<PathBuf>,
-        /// The PKCS#11 module of specialists' hardware tokens (e.g. /usr/lib/softhsm/libsofthsm2.so).
-        #[arg(long, requires = "pkcs11_tokens")]
-        pkcs11_module: Option<PathBuf>,
-        /// A specialist's hardware token label (repeat); no PIN is asked, only the token can unwrap.
-        #[arg(long = "pkcs11-token", requires = "pkcs11_module")]
-        pkcs11_tokens: Vec<String>,
-        /// Where the wrapped keys go.
-        #[arg(long, default_value = "loader")]
-        loader_dir: PathBuf,
-        /// Read every PIN from this environment variable (automation only).
-        #[arg(long)]
-        pin_env: Option<String>,
-        /// Keep the bare key file (to wrap for more specialists later).
-        #[arg(long)]
-        keep_key_file: bool,
-    },
+    /// Create the center's decryption key on this (the loader's) workstation, in memory,
+    /// wrapped at once to the tokens of at least two issued specialists held by two
+    /// different people (each token file's PIN is asked); writes only the wrapped copies and
+    /// the key's public half, which the staff carry to the receiver and the officers. Also
+    /// for a key rotation.
+    NewKey(crate::loader_cli::NewKeyArgs),
+    /// Give another issued specialist's token the center key: a specialist who holds it
+    /// logs in, the key is unwrapped into memory and wrapped for the new token.
+    WrapKey(crate::loader_cli::WrapKeyArgs),
     /// Decrypt the stored exam packets into OUT/<site>/<packet id>/v<version>/ (scan files
     /// and packet.json) for processing, after the specialist's PIN; run it again to take
     /// what arrived since. Runs on the loader's workstation against the center's data
@@ -262,7 +252,9 @@ pub enum TestPacketAction {
         config: PathBuf,
     },
     /// Open the test packets with the loader's key (after the specialist's PIN) and write
-    /// an HTML page with a thumbnail and the quality facts of every page.
+    /// an HTML page with a thumbnail and the quality facts of every page. Each opening goes
+    /// into the audit log of the data folder it reads: run it on the loader's copy, not
+    /// beside a center serving from that folder.
     Preview {
         /// center.toml
         #[arg(long)]
@@ -359,8 +351,12 @@ fn test_packets(action: TestPacketAction) -> Result<()> {
                     .collect(),
             };
             let registry = held_registry(&cfg, &config)?;
-            let recipient = crate::specialist::login(&registry, &specialist, &config_dir(&config))?;
-            let (index, previews) = preview::render_previews(&cfg.data_dir, &packets, &recipient, &registry, &out)?;
+            let audit = crate::loader_audit::LoaderAudit::open(&cfg)?;
+            let (by, keys) = crate::specialist::login_as(&registry, &specialist, &config_dir(&config))?;
+            audit.login(&by, &keys, "preview test packets")?;
+            let (index, previews) = preview::render_previews_with(&cfg.data_dir, &packets, &keys, &registry, &out)?;
+            audit.previewed(&by, &previews)?;
+            audit.finish();
             for p in &previews {
                 let r = &p.packet.record;
                 match &p.pages {
@@ -473,11 +469,6 @@ fn config_dir(config: &std::path::Path) -> PathBuf {
     config.parent().unwrap_or(std::path::Path::new(".")).to_owned()
 }
 
-fn relative(config: &std::path::Path, p: &std::path::Path) -> PathBuf {
-    // `join` keeps an absolute `p` as it is.
-    config_dir(config).join(p)
-}
-
 fn held_registry(cfg: &CenterConfig, config: &std::path::Path) -> Result<konvert_crypto::registry::RegistryBody> {
     crate::registry::held(cfg, now_ms())?.ok_or_else(|| crate::Error::Config {
         path: config.to_owned(),
@@ -498,7 +489,7 @@ fn loader_command(action: LoaderAction) -> Result<()> {
         } => {
             let cfg = CenterConfig::load(&config)?;
             let registry = held_registry(&cfg, &config)?;
-            let keys = crate::specialist::login_all(&registry, &specialist, &config_dir(&config))?;
+            let (by, keys) = crate::specialist::login_as(&registry, &specialist, &config_dir(&config))?;
             let inbox = konvert_replication::Inbox::open(&cfg.data_dir).map_err(|e| crate::Error::Loader {
                 what: e.to_string(),
                 hint: "the loader reads the center's data folder while no center serves it: copy the folder to the \
@@ -509,7 +500,11 @@ fn loader_command(action: LoaderAction) -> Result<()> {
                 packet,
                 include_flagged,
             };
+            let audit = crate::loader_audit::LoaderAudit::open(&cfg)?;
+            audit.login(&by, &keys, &format!("unpack into {}", out.display()))?;
             let report = crate::unpack::unpack(&cfg.data_dir, &inbox, &keys, &registry, &filter, &out)?;
+            audit.unpacked(&by, &report)?;
+            audit.finish();
             for (dir, bytes) in &report.unpacked {
                 println!("  {} ({:.1} MB of scans)", dir.display(), *bytes as f64 / 1e6);
             }
@@ -545,57 +540,8 @@ fn loader_command(action: LoaderAction) -> Result<()> {
                 });
             }
         }
-        LoaderAction::WrapKey {
-            config,
-            key,
-            tokens,
-            pkcs11_module,
-            pkcs11_tokens,
-            loader_dir,
-            pin_env,
-            keep_key_file,
-        } => {
-            let cfg = CenterConfig::load(&config)?;
-            let registry = held_registry(&cfg, &config)?;
-            let key_path = relative(&config, &key);
-            let secret = konvert_crypto::keyfile::read_recipient_key(&key_path)?;
-            let mut unlocked = Vec::new();
-            for path in &tokens {
-                let token = TokenFile::read(path)?;
-                loader::check_specialist(&registry, &token, path)?;
-                let k = crate::specialist::unlock_file(&token, pin_env.as_deref())?;
-                unlocked.push((token, k));
-            }
-            // Every token is checked before anything is written.
-            let hardware = match &pkcs11_module {
-                Some(module) => {
-                    let module = konvert_crypto::pkcs11::Pkcs11Module::load(module)?;
-                    pkcs11_tokens
-                        .iter()
-                        .map(|label| crate::specialist::HardwareRecipient::find(&registry, &module, label))
-                        .collect::<Result<Vec<_>>>()?
-                }
-                None => Vec::new(),
-            };
-            let dir = relative(&config, &loader_dir);
-            std::fs::create_dir_all(&dir).map_err(crate::Error::file(&dir))?;
-            let mut wrapped = loader::wrap_for(&dir, &secret, &unlocked)?;
-            for token in &hardware {
-                wrapped.push(token.wrap(&secret, &dir)?);
-            }
-            for p in wrapped {
-                println!("wrapped: {}", p.display());
-            }
-            if keep_key_file {
-                println!(
-                    "the bare key file {} is kept; destroy it once every specialist has the key",
-                    key_path.display()
-                );
-            } else {
-                loader::destroy(&key_path)?;
-                println!("the bare key file {} was overwritten with zeros and removed (on an SSD the old blocks may survive: keep the loader's disk encrypted)", key_path.display());
-            }
-        }
+        LoaderAction::NewKey(args) => crate::loader_cli::new_key(args)?,
+        LoaderAction::WrapKey(args) => crate::loader_cli::wrap_key(args)?,
     }
     Ok(())
 }
@@ -759,11 +705,11 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         } => {
             let init = provision::init_center(&dir, &name, listen, Some(metrics))?;
             println!("center created: {}", init.config_path.display());
-            println!("  recipient key (edges seal to it): {}", init.recipient_public);
             println!("  receipt key (edges verify receipts): {}", init.receipt_public);
             println!(
-                "  decryption key for the offline loader: {} — move it off this machine",
-                init.recipient_key_path.display()
+                "  no decryption key here: the specialists create it on the loader's workstation \
+                 (`konvert-center loader new-key`), and this receiver takes its public half \
+                 (`konvert-center set-center-key`)"
             );
         }
         CenterCommand::EnrollStation {
@@ -805,6 +751,24 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
                     "  warning: no key registry at {}; every packet is refused until one is imported \
                      (konvert-center registry import)",
                     cfg.registry.display()
+                );
+            }
+            let dir = config_dir(&config);
+            if !dir.join(provision::RECIPIENT_PUB).is_file() {
+                println!(
+                    "  warning: no center key yet, so no station can be enrolled: the specialists create it on the \
+                     loader's workstation (`konvert-center loader new-key`), then `konvert-center set-center-key`"
+                );
+            }
+            // A bare decryption key left by an older `init`: it must not stay on the receiver.
+            let bare = dir.join("loader/recipient.key");
+            if bare.exists() {
+                println!(
+                    "  warning: {} is a bare decryption key on the receiver: make a new key with \
+                     `konvert-center loader new-key` on the loader's workstation, rotate to it \
+                     (`konvert keys rotate-center-key`), and destroy this file with `konvert keys retire-center-keys \
+                     --key-file` once its grace period is over",
+                    bare.display()
                 );
             }
             // Private keys others can read: the center's TLS key, the receipt key, the CA key.
@@ -869,6 +833,18 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
             print!("{}", crate::control::status(&inbox, json)?);
         }
         CenterCommand::TestPackets { action } => test_packets(action)?,
+        CenterCommand::SetCenterKey { config, file } => {
+            CenterConfig::load(&config)?;
+            let key = crate::center_key::read_public(&file)?;
+            let path = provision::install_recipient_key(&config_dir(&config), &key)?;
+            println!(
+                "center key {} taken ({}): stations enrolled from now on seal to it; the officers publish it \
+                 in the key registry (`konvert keys init-authority --center-key`, or `rotate-center-key`), \
+                 which stations follow",
+                key.key_id(),
+                path.display()
+            );
+        }
         CenterCommand::Import {
             config,
             drive,

@@ -7,6 +7,7 @@
 //! Contract: the receiver never holds the center's decryption key and never sees
 //! plaintext. A receipt is sent only after the envelope is fsynced, verified and indexed.
 
+pub mod center_key;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -14,6 +15,8 @@ mod error;
 pub mod intake;
 pub mod late;
 pub mod loader;
+pub mod loader_audit;
+pub mod loader_cli;
 pub mod metrics;
 pub mod preview;
 pub mod processing;

@@ -1,14 +1,15 @@
 //! The loader's key: the center's decryption key, held by center specialists' tokens —
 //! token files or hardware tokens (see `konvert_crypto::loader_key`). Opening envelopes
 //! needs a specialist whose token the registry lists as an Issued center specialist's,
-//! and that specialist's PIN.
+//! and that specialist's PIN. The key is born wrapped (`crate::center_key`); no bare copy
+//! of it is ever written.
 
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::loader_key::Specialist;
-use konvert_crypto::registry::{RegistryBody, TokenRole, TokenStatus};
+use konvert_crypto::registry::{RegistryBody, TokenRecord, TokenRole, TokenStatus};
 use konvert_crypto::token::TokenFile;
-use konvert_crypto::{keyfile, loader_key, KeyId, RecipientPublicKey, RecipientSecretKey, SigningKey};
+use konvert_crypto::{keyfile, loader_key, KeyId, RecipientPublicKey, RecipientSecretKey};
 
 use crate::{Error, Result};
 
@@ -31,6 +32,17 @@ pub fn check_specialist(registry: &RegistryBody, token: &TokenFile, path: &Path)
 /// Issued center specialist's token) and returns its token id. `who` names the token in
 /// errors, `path` where it was found.
 pub fn check_specialist_key(registry: &RegistryBody, key: KeyId, who: &str, path: &Path) -> Result<String> {
+    specialist_record(registry, key, who, path).map(|r| r.token_id.clone())
+}
+
+/// The registry's record of the token whose key is `key`, if it lets that token hold the
+/// loader key (an Issued center specialist's token).
+pub fn specialist_record<'r>(
+    registry: &'r RegistryBody,
+    key: KeyId,
+    who: &str,
+    path: &Path,
+) -> Result<&'r TokenRecord> {
     let record = registry
         .tokens
         .iter()
@@ -65,29 +77,23 @@ pub fn check_specialist_key(registry: &RegistryBody, key: KeyId, who: &str, path
             ),
         ));
     }
-    Ok(record.token_id.clone())
+    Ok(record)
 }
 
 /// Writes one wrapped key into `dir`, named by token and center key.
-fn write_wrapped(dir: &Path, token_id: &str, center_key: &RecipientPublicKey, bytes: &[u8]) -> Result<PathBuf> {
+pub(crate) fn write_wrapped(
+    dir: &Path,
+    token_id: &str,
+    center_key: &RecipientPublicKey,
+    bytes: &[u8],
+) -> Result<PathBuf> {
     let name = format!("{token_id}-{}{SUFFIX}", &center_key.to_string()[..16]);
     let path = dir.join(name.replace(['/', '\\'], "_"));
     keyfile::write_atomic(&path, bytes, 0o600)?;
     Ok(path)
 }
 
-/// Wraps the bare key for each unlocked specialist token into `dir`; returns the files.
-pub fn wrap_for(dir: &Path, secret: &RecipientSecretKey, tokens: &[(TokenFile, SigningKey)]) -> Result<Vec<PathBuf>> {
-    tokens
-        .iter()
-        .map(|(token, key)| {
-            let bytes = loader_key::wrap(secret, &token.token_id, key)?;
-            write_wrapped(dir, &token.token_id, &secret.public_key(), &bytes)
-        })
-        .collect()
-}
-
-/// Wraps the bare key into `dir` for the specialist's hardware token `token_id`, whose
+/// Wraps the center key into `dir` for the specialist's hardware token `token_id`, whose
 /// Ed25519 key is `token_key` and X25519 key `agreement_key`; returns the file.
 pub fn wrap_for_hardware(
     dir: &Path,
@@ -127,26 +133,12 @@ pub fn unwrap_for(
         return Err(refuse(
             dir,
             "no loader key is wrapped for this specialist's token for a center key still in use; \
-             wrap it with `konvert-center loader wrap-key`"
+             a specialist who holds the key wraps it for this token (`konvert-center loader wrap-key`), \
+             or a new key is born for two specialists (`konvert-center loader new-key`)"
                 .into(),
         ));
     }
     Ok(keys)
-}
-
-/// Overwrites a bare key file with zeros, syncs it and removes it. On an SSD, a
-/// copy-on-write or journaling file system, or under snapshots and backups, the overwrite
-/// does not reach the blocks that held the key, so this only removes the file: what
-/// protects the key is that it never reaches such storage in the clear (generate it on the
-/// loader's workstation, on an encrypted disk, and wrap it at once).
-pub fn destroy(path: &Path) -> Result<()> {
-    let len = std::fs::metadata(path).map_err(Error::file(path))?.len();
-    let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    std::fs::write(path, &zeros).map_err(Error::file(path))?;
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(Error::file(path))?;
-    std::fs::remove_file(path).map_err(Error::file(path))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use konvert_crypto::registry::{Binding, CenterKeyState, RegistryBody};
 use konvert_crypto::registry::{TokenRole, TokenStatus};
+use konvert_crypto::SigningKey;
 
 use super::*;
 
@@ -30,11 +31,9 @@ fn walk(body: &mut RegistryBody, t: &TokenFile, role: TokenRole, to: TokenStatus
 }
 
 #[test]
-fn only_an_issued_specialists_token_logs_in_and_the_bare_key_is_destroyed() {
+fn only_an_issued_specialists_token_logs_in() {
     let dir = tempfile::tempdir().unwrap();
     let center = RecipientSecretKey::generate().unwrap();
-    let bare = dir.path().join("recipient.key");
-    keyfile::write_recipient_key(&bare, &center).unwrap();
     let token = |id: &str| {
         TokenFile::create(
             &dir.path().join(format!("{id}.token")),
@@ -71,20 +70,11 @@ fn only_an_issued_specialists_token_logs_in_and_the_bare_key_is_destroyed() {
 
     let loader = dir.path().join("loader");
     std::fs::create_dir_all(&loader).unwrap();
-    let files = wrap_for(
-        &loader,
-        &keyfile::read_recipient_key(&bare).unwrap(),
-        &[(sp.clone(), sp.unlock("314159").unwrap())],
-    )
-    .unwrap();
     let sp_key = sp.unlock("314159").unwrap();
-    destroy(&bare).unwrap();
-    assert!(!bare.exists());
+    let sealed = loader_key::wrap(&center, &sp.token_id, &sp_key).unwrap();
+    let file = write_wrapped(&loader, &sp.token_id, &center.public_key(), &sealed).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let keys = unwrap_for(&loader, &body, Specialist::File(&sp_key), NOW).unwrap();
     assert_eq!(keys[0].public_key(), center.public_key());
     // Another token's key finds nothing to open; a destroyed center key neither.

@@ -112,12 +112,24 @@ pub fn render_previews(
     registry: &RegistryBody,
     out: &Path,
 ) -> Result<(PathBuf, Vec<PacketPreview>)> {
+    render_previews_with(data_dir, packets, std::slice::from_ref(recipient), registry, out)
+}
+
+/// [`render_previews`] with every center key the specialist holds: a test packet sealed
+/// before a key rotation opens with the older key.
+pub fn render_previews_with(
+    data_dir: &Path,
+    packets: &[TestPacket],
+    keys: &[RecipientSecretKey],
+    registry: &RegistryBody,
+    out: &Path,
+) -> Result<(PathBuf, Vec<PacketPreview>)> {
     fs::create_dir_all(out).map_err(Error::file(out))?;
     // Any token the registry lists: the receiver already decided on its status.
     let trusted = |id: &KeyId| -> Option<VerifyingKey> { CenterRegistry::token_key(registry, id) };
     let mut previews = Vec::new();
     for packet in packets {
-        let pages = preview_packet(data_dir, packet, recipient, &trusted, out).map_err(|e| e.to_string());
+        let pages = preview_packet(data_dir, packet, keys, &trusted, out).map_err(|e| e.to_string());
         previews.push(PacketPreview {
             packet: packet.clone(),
             pages,
@@ -131,7 +143,7 @@ pub fn render_previews(
 fn preview_packet(
     data_dir: &Path,
     packet: &TestPacket,
-    recipient: &RecipientSecretKey,
+    keys: &[RecipientSecretKey],
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
     out: &Path,
 ) -> Result<Vec<PagePreview>> {
@@ -153,8 +165,7 @@ fn preview_packet(
         fs::remove_dir_all(&dir).map_err(Error::file(&dir))?;
     }
     fs::create_dir_all(&files).map_err(Error::file(&files))?;
-    let manifest =
-        crate::unpack::open_checked(&checked, &claim, std::slice::from_ref(recipient), trusted, &dir, &files)?;
+    let manifest = crate::unpack::open_checked(&checked, &claim, keys, trusted, &dir, &files)?;
     let mut pages = Vec::new();
     for (n, file) in manifest.files.iter().enumerate() {
         let path = files.join(&file.name);

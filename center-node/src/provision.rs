@@ -1,5 +1,6 @@
-//! Setting up a center (CA, TLS certificate, receipt and recipient keys, config) and
-//! enrolling a site's station (a station certificate and a ready site config).
+//! Setting up a center (CA, TLS certificate, receipt key, config), taking the public half
+//! of its decryption key (born on the loader's side, `crate::center_key`), and enrolling a
+//! site's station (a station certificate and a ready site config).
 
 use std::fs;
 use std::net::SocketAddr;
@@ -20,10 +21,6 @@ pub struct CenterInit {
     pub config_path: PathBuf,
     /// The config itself.
     pub config: CenterConfig,
-    /// The loader's recipient public key: edges seal to it.
-    pub recipient_public: RecipientPublicKey,
-    /// Where the loader's secret recipient key is (keep it off the receiver machine).
-    pub recipient_key_path: PathBuf,
     /// The receipt key's public half: edges verify receipts with it.
     pub receipt_public: VerifyingKey,
 }
@@ -39,9 +36,9 @@ fn write_public_text(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Creates a new center in `dir`: `pki/` (CA, center certificate, an empty station
-/// revocation list), `keys/receipt.key`,
-/// `loader/recipient.key` (the decryption key, for the offline loader only), `data/`, and
-/// `center.toml`. Refuses to overwrite an existing center.
+/// revocation list), `keys/receipt.key`, `data/`, and `center.toml`. No decryption key:
+/// it is born on the loader's workstation, and the receiver takes only its public half
+/// ([`install_recipient_key`]). Refuses to overwrite an existing center.
 pub fn init_center(
     dir: &Path,
     name: &str,
@@ -55,7 +52,7 @@ pub fn init_center(
             message: "a center already exists here; choose another folder".into(),
         });
     }
-    for sub in ["pki", "keys", "loader", "data", "registry"] {
+    for sub in ["pki", "keys", "data", "registry"] {
         fs::create_dir_all(dir.join(sub)).map_err(Error::file(dir.join(sub)))?;
     }
     let ca = Ca::generate(&format!("konvert CA for {name}"))?;
@@ -66,10 +63,6 @@ pub fn init_center(
     write_secret_text(&dir.join("pki/center.key"), &center_cert.key_pem)?;
     let receipt_key = SigningKey::generate()?;
     keyfile::write_signing_key(&dir.join("keys/receipt.key"), &receipt_key)?;
-    let recipient = RecipientSecretKey::generate()?;
-    let recipient_key_path = dir.join("loader/recipient.key");
-    keyfile::write_recipient_key(&recipient_key_path, &recipient)?;
-    write_public_text(&dir.join("pki/recipient.pub"), &format!("{}\n", recipient.public_key()))?;
     write_public_text(
         &dir.join("keys/receipt.pub"),
         &format!("{}\n", receipt_key.verifying_key()),
@@ -105,10 +98,35 @@ pub fn init_center(
     Ok(CenterInit {
         config_path,
         config,
-        recipient_public: recipient.public_key(),
-        recipient_key_path,
         receipt_public: receipt_key.verifying_key(),
     })
+}
+
+/// Where the receiver keeps the public half of the center key edges seal to.
+pub const RECIPIENT_PUB: &str = "pki/recipient.pub";
+
+/// The receiver takes the public half of the center's decryption key (the file
+/// `konvert-center loader new-key` wrote): stations enrolled from now on seal to it.
+/// Replaces the one held before (a rotated key). Returns the file written.
+pub fn install_recipient_key(center_dir: &Path, key: &RecipientPublicKey) -> Result<PathBuf> {
+    let path = center_dir.join(RECIPIENT_PUB);
+    write_public_text(&path, &format!("{key}\n"))?;
+    Ok(path)
+}
+
+/// For drills, benches and tests that play the receiver and the loader in one process:
+/// [`init_center`], and a center key generated in memory (never written) whose public
+/// half the receiver takes. Real centers use `konvert-center loader new-key`.
+pub fn init_center_with_key(
+    dir: &Path,
+    name: &str,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<(CenterInit, RecipientSecretKey)> {
+    let init = init_center(dir, name, listen, metrics_listen)?;
+    let key = RecipientSecretKey::generate()?;
+    install_recipient_key(dir, &key.public_key())?;
+    Ok((init, key))
 }
 
 /// The public facts an edge needs about its center.
@@ -125,13 +143,24 @@ pub struct CenterFacts {
 }
 
 impl CenterFacts {
-    /// Reads the public keys that `init_center` wrote into `center_dir`.
+    /// Reads the public keys in `center_dir`: the receipt key `init_center` wrote and the
+    /// center key's public half [`install_recipient_key`] took.
     pub fn read(center_dir: &Path, address: &str, name: &str) -> Result<CenterFacts> {
         let read = |p: PathBuf| fs::read_to_string(&p).map_err(Error::file(p));
+        let recipient = center_dir.join(RECIPIENT_PUB);
+        if !recipient.exists() {
+            return Err(Error::Config {
+                path: recipient,
+                message: "the center has no decryption key yet, so a station would have nothing to seal to: \
+                          the specialists create it on the loader's workstation (`konvert-center loader new-key`) \
+                          and the receiver takes its public half (`konvert-center set-center-key`)"
+                    .into(),
+            });
+        }
         Ok(CenterFacts {
             address: address.to_owned(),
             name: name.to_owned(),
-            recipient_public: RecipientPublicKey::from_hex(&read(center_dir.join("pki/recipient.pub"))?)?,
+            recipient_public: RecipientPublicKey::from_hex(&read(recipient)?)?,
             receipt_public: VerifyingKey::from_hex(&read(center_dir.join("keys/receipt.pub"))?)?,
         })
     }

@@ -110,7 +110,17 @@ impl HardwareRecipient {
         })
     }
 
-    /// Wraps the bare key for this token into `dir`; only the token can unwrap it.
+    /// The token's id (serial number).
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
+
+    /// The token's Ed25519 key id, by which the registry knows it.
+    pub fn identity(&self) -> konvert_crypto::KeyId {
+        self.identity
+    }
+
+    /// Wraps the center key for this token into `dir`; only the token can unwrap it.
     pub fn wrap(&self, secret: &RecipientSecretKey, dir: &Path) -> Result<PathBuf> {
         loader::wrap_for_hardware(dir, secret, &self.token_id, self.identity, &self.agreement_key)
     }
@@ -133,6 +143,16 @@ pub fn login(registry: &RegistryBody, token: &SpecialistLogin, base: &Path) -> R
 /// active one first (packets sealed before a rotation open with the older key). Never
 /// empty. A relative `loader_dir` is taken from `base` (center.toml's folder).
 pub fn login_all(registry: &RegistryBody, token: &SpecialistLogin, base: &Path) -> Result<Vec<RecipientSecretKey>> {
+    login_as(registry, token, base).map(|(_, keys)| keys)
+}
+
+/// Like [`login_all`], with the token id of the specialist who logged in (for the audit
+/// log).
+pub fn login_as(
+    registry: &RegistryBody,
+    token: &SpecialistLogin,
+    base: &Path,
+) -> Result<(String, Vec<RecipientSecretKey>)> {
     let loader_dir = &base.join(&token.loader_dir);
     let pin_env = token.pin_env.as_deref();
     let keys = match (&token.token, &token.pkcs11_module, &token.pkcs11_token) {
@@ -140,7 +160,8 @@ pub fn login_all(registry: &RegistryBody, token: &SpecialistLogin, base: &Path) 
             let file = TokenFile::read(path)?;
             loader::check_specialist(registry, &file, path)?;
             let key = unlock_file(&file, pin_env)?;
-            loader::unwrap_for(loader_dir, registry, Specialist::File(&key), now_ms())?
+            let keys = loader::unwrap_for(loader_dir, registry, Specialist::File(&key), now_ms())?;
+            (file.token_id, keys)
         }
         (None, Some(module), Some(label)) => {
             let module = Pkcs11Module::load(module)?;
@@ -151,7 +172,10 @@ pub fn login_all(registry: &RegistryBody, token: &SpecialistLogin, base: &Path) 
                 token_key: identity,
                 agreement: &agreement,
             };
-            loader::unwrap_for(loader_dir, registry, specialist, now_ms())?
+            (
+                token_id,
+                loader::unwrap_for(loader_dir, registry, specialist, now_ms())?,
+            )
         }
         _ => {
             return Err(Error::Config {

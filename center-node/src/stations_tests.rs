@@ -107,7 +107,7 @@ fn index_round_trips_and_revokes_by_site_or_serial() {
 #[test]
 fn enrolling_records_and_revoking_writes_a_list_that_keeps_every_serial() {
     let dir = tempfile::tempdir().unwrap();
-    let init = crate::provision::init_center(
+    let (init, _key) = crate::provision::init_center_with_key(
         &dir.path().join("c"),
         "center.konvert",
         "127.0.0.1:0".parse().unwrap(),

@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use konvert_center::provision::{self, CenterFacts};
-use konvert_crypto::keyfile;
 use konvert_crypto::token::TokenFile;
 use konvert_edge::intake::Journal;
 use konvert_exam::scan::{room_pages, synthetic_plan, write_pages, ScanFormat, ScanJob};
@@ -25,7 +24,7 @@ struct Site {
     toml: PathBuf,
     hot: PathBuf,
     data: PathBuf,
-    recipient_key: PathBuf,
+    recipient_key: konvert_crypto::RecipientSecretKey,
 }
 
 /// A site enrolled at a (not running) center, with a seating plan of two rooms of four
@@ -33,11 +32,12 @@ struct Site {
 fn site() -> (Site, konvert_exam::SeatingPlan) {
     let root = tempfile::tempdir().unwrap();
     let center_dir = root.path().join("center");
-    let init = provision::init_center(&center_dir, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let (init, recipient) =
+        provision::init_center_with_key(&center_dir, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
     let facts = CenterFacts {
         address: "127.0.0.1:9".into(),
         name: "center.konvert".into(),
-        recipient_public: init.recipient_public,
+        recipient_public: recipient.public_key(),
         receipt_public: init.receipt_public,
     };
     let dir = root.path().join("site");
@@ -74,7 +74,7 @@ fn site() -> (Site, konvert_exam::SeatingPlan) {
             toml,
             hot,
             data,
-            recipient_key: init.recipient_key_path,
+            recipient_key: recipient,
         },
         plan,
     )
@@ -116,7 +116,7 @@ fn start_day(site: &Site, until_idle: Option<&str>) -> (Child, std::sync::mpsc::
 /// The pages of every sealed envelope, opened with the center's key; (packet id, pages).
 fn sealed_pages(site: &Site) -> Vec<(String, Vec<PageIdentity>)> {
     let outbox = Outbox::open(&site.data).unwrap();
-    let recipient = keyfile::read_recipient_key(&site.recipient_key).unwrap();
+    let recipient = &site.recipient_key;
     let signer = TokenFile::read(&site.toml.parent().unwrap().join("member.token"))
         .unwrap()
         .public;
@@ -124,7 +124,7 @@ fn sealed_pages(site: &Site) -> Vec<(String, Vec<PageIdentity>)> {
     for entry in outbox.entries().unwrap() {
         let env = std::fs::File::open(outbox.envelope_path(&entry)).unwrap();
         let mut archive = Vec::new();
-        konvert_crypto::envelope::open(env, &recipient, &|_| Some(signer), &mut archive).unwrap();
+        konvert_crypto::envelope::open(env, recipient, &|_| Some(signer), &mut archive).unwrap();
         let out = tempfile::tempdir().unwrap();
         let manifest = read_archive(&archive[..], out.path()).unwrap();
         let pages = manifest

@@ -29,11 +29,12 @@ struct Site {
 fn site() -> Site {
     let root = tempfile::tempdir().unwrap();
     let center_dir = root.path().join("center");
-    let init = provision::init_center(&center_dir, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let (init, recipient) =
+        provision::init_center_with_key(&center_dir, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
     let facts = CenterFacts {
         address: "127.0.0.1:9".into(),
         name: "center.konvert".into(),
-        recipient_public: init.recipient_public,
+        recipient_public: recipient.public_key(),
         receipt_public: init.receipt_public,
     };
     let dir = root.path().join("site");

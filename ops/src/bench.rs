@@ -87,7 +87,7 @@ impl Rig {
         } else {
             None
         };
-        let init = provision::init_center(
+        let (init, recipient) = provision::init_center_with_key(
             &center_dir,
             "center.konvert",
             format!("127.0.0.1:{port}").parse()?,
@@ -102,13 +102,13 @@ impl Rig {
             BENCH_PIN,
             konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
         )?;
-        let mut officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms())?;
+        let mut officers = QuickAuthority::new(&init.config, recipient.public_key(), now_unix_ms())?;
         officers.issue(&token, "0101", &["2026-06-01"], now_unix_ms())?;
         officers.publish(now_unix_ms())?;
         let facts = CenterFacts {
             address: format!("127.0.0.1:{port}"),
             name: "center.konvert".into(),
-            recipient_public: init.recipient_public,
+            recipient_public: recipient.public_key(),
             receipt_public: init.receipt_public,
         };
         let site_toml = provision::enroll_station(&center_dir, "0101", &facts, &site_dir)?;

@@ -53,11 +53,12 @@ impl DaySite {
     /// Sets up the site in `dir` for a room of `participants`.
     pub fn new(dir: &Path, participants: usize, settle_ms: u64, quiet_seconds: u64) -> anyhow::Result<DaySite> {
         let center_dir = dir.join("center");
-        let init = provision::init_center(&center_dir, "center.konvert", "127.0.0.1:0".parse()?, None)?;
+        let (init, recipient) =
+            provision::init_center_with_key(&center_dir, "center.konvert", "127.0.0.1:0".parse()?, None)?;
         let facts = CenterFacts {
             address: "127.0.0.1:9".into(),
             name: "center.konvert".into(),
-            recipient_public: init.recipient_public,
+            recipient_public: recipient.public_key(),
             receipt_public: init.receipt_public,
         };
         let site_dir = dir.join("site");

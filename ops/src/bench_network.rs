@@ -161,7 +161,7 @@ impl Rig {
         let temp = tempfile::Builder::new().prefix("konvert-bench-net-").tempdir()?;
         let root = temp.path().to_owned();
         let center_dir = root.join("center");
-        let init = provision::init_center(&center_dir, "center.konvert", listen, None)?;
+        let (init, recipient) = provision::init_center_with_key(&center_dir, "center.konvert", listen, None)?;
         let site_dir = root.join("site");
         std::fs::create_dir_all(&site_dir)?;
         let token = TokenFile::create(
@@ -171,13 +171,13 @@ impl Rig {
             PIN,
             konvert_crypto::token::KdfParams::insecure_fast_for_tests(),
         )?;
-        let mut officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms())?;
+        let mut officers = QuickAuthority::new(&init.config, recipient.public_key(), now_unix_ms())?;
         officers.issue(&token, "0101", &[DAY], now_unix_ms())?;
         officers.publish(now_unix_ms())?;
         let facts = CenterFacts {
             address: listen.to_string(),
             name: "center.konvert".into(),
-            recipient_public: init.recipient_public,
+            recipient_public: recipient.public_key(),
             receipt_public: init.receipt_public,
         };
         let toml = provision::enroll_station(&center_dir, "0101", &facts, &site_dir)?;

@@ -31,6 +31,12 @@ const DEMO_PIN: &str = "493817";
 /// The demo specialist's passphrase: a specialist's token opens every scan, so it takes a
 /// passphrase of at least 12 characters, not a PIN.
 const DEMO_PASSPHRASE: &str = "demo loader passphrase";
+/// The center's specialists (R5: the center key on at least two people's tokens): token
+/// id, person, token file in the loader's folder.
+const DEMO_SPECIALISTS: [(&str, &str, &str); 2] = [
+    ("SP-0001", "Кузнецова М. И. (РЦОИ)", "specialist.token"),
+    ("SP-0002", "Лебедев А. Р. (РЦОИ)", "specialist-2.token"),
+];
 /// The demo's exam day and, five days before it, its readiness check: chosen so that
 /// every demo site still has most of the day before its 23:59 — a fixed date long past
 /// would put every site at "will miss" (and its packets late) in a run that goes well.
@@ -267,7 +273,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         kept: opts.keep || opts.dir.is_some(),
     };
     say(format!(
-        "▸ center: CA, TLS certificate, receipt key and loader key in {}",
+        "▸ center: CA, TLS certificate and receipt key in {} (no decryption key on the receiver)",
         folder.show(&center_dir)
     ));
 
@@ -281,7 +287,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     for (site, _, zone) in DEMO_SITES {
         center_cfg.site_time_zones.insert(site.to_owned(), zone.parse()?);
     }
-    let mut officers = QuickAuthority::new(&center_cfg, init.recipient_public, now_unix_ms())?;
+    let mut officers = QuickAuthority::before_center_key(&center_cfg, now_unix_ms())?;
     for (site, holder, _) in DEMO_SITES {
         let site_dir = root.join("sites").join(site);
         std::fs::create_dir_all(&site_dir)?;
@@ -294,32 +300,56 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         )?;
         officers.issue(&token, site, &[readiness_day(), exam_day()], now_unix_ms())?;
     }
-    // The center's decryption key goes onto a center specialist's token: from now on
-    // envelopes open only after that specialist's PIN.
-    let specialist = TokenFile::create_specialist(
-        &center_dir.join("loader/specialist.token"),
-        "SP-0001",
-        "Кузнецова М. И. (РЦОИ)",
-        DEMO_PASSPHRASE,
-        konvert_crypto::token::KdfParams::default(),
-    )?;
+    // Two center specialists, two people, each with a token (R5). The center's decryption
+    // key is born on the loader's workstation, wrapped at once to both tokens, and never
+    // written bare: from now on envelopes open only after a specialist's PIN.
     let sites_codes: Vec<&str> = DEMO_SITES.iter().map(|(code, _, _)| *code).collect();
-    officers.issue_as(
-        &specialist,
-        konvert_crypto::registry::TokenRole::CenterSpecialist,
-        &sites_codes,
-        &[readiness_day(), exam_day()],
-        now_unix_ms(),
-    )?;
-    let bare = konvert_crypto::keyfile::read_recipient_key(&init.recipient_key_path)?;
-    let unlocked = specialist.unlock(DEMO_PASSPHRASE)?;
-    konvert_center::loader::wrap_for(&center_dir.join("loader"), &bare, &[(specialist.clone(), unlocked)])?;
-    drop(bare);
-    konvert_center::loader::destroy(&init.recipient_key_path)?;
+    let mut holders = Vec::new();
+    std::fs::create_dir_all(center_dir.join("loader"))?;
+    for (id, person, file) in DEMO_SPECIALISTS {
+        let token = TokenFile::create_specialist(
+            &center_dir.join("loader").join(file),
+            id,
+            person,
+            DEMO_PASSPHRASE,
+            konvert_crypto::token::KdfParams::default(),
+        )?;
+        officers.issue_as(
+            &token,
+            konvert_crypto::registry::TokenRole::CenterSpecialist,
+            &sites_codes,
+            &[readiness_day(), exam_day()],
+            now_unix_ms(),
+        )?;
+        let key = token.unlock(DEMO_PASSPHRASE)?;
+        holders.push(konvert_center::center_key::Holder::File {
+            token: Box::new(token),
+            key,
+        });
+    }
+    let before_key = officers.publish(now_unix_ms())?.decode_body()?;
+    let public_out = root.join("center-key.pub");
+    let born = konvert_center::center_key::new_key(&before_key, &holders, &center_dir.join("loader"), &public_out)?;
+    let audit = konvert_center::loader_audit::LoaderAudit::open(&center_cfg)?;
+    audit.born(&born.public, &born.holders)?;
+    audit.finish();
+    drop(audit);
+    // The staff carry its public half to the receiver and the officers.
+    provision::install_recipient_key(&center_dir, &konvert_center::center_key::read_public(&public_out)?)?;
+    officers.draft_mut().rotate_center_key(born.public, now_unix_ms())?;
     officers.publish(now_unix_ms())?;
     say(format!(
-        "▸ security officer: {} member tokens Loaded → Received → Bound → Statement printed → Issued; the loader key wrapped for specialist SP-0001 and the bare key destroyed; key registry v1 published",
+        "▸ security officer: {} member tokens and 2 specialists' tokens Loaded → Received → Bound → Statement printed → Issued; key registry v1 published",
         DEMO_SITES.len()
+    ));
+    say(format!(
+        "▸ loader: center key {} born on the loader's workstation, wrapped at once for {} — no bare copy anywhere; the receiver and the officers took its public half (registry v2)",
+        born.public.key_id(),
+        born.holders
+            .iter()
+            .map(|(id, person)| format!("{id} ({person})"))
+            .collect::<Vec<_>>()
+            .join(" and ")
     ));
     let center = konvert_center::serve(&center_cfg).await?;
     let metrics_at = center
@@ -335,7 +365,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     let facts = CenterFacts {
         address: center.addr.to_string(),
         name: center_cfg.name.clone(),
-        recipient_public: init.recipient_public,
+        recipient_public: born.public,
         receipt_public: init.receipt_public,
     };
     let date = exam_day().parse()?;
@@ -626,7 +656,7 @@ fn loader_keys(
     loader_dir: &std::path::Path,
     registry: &konvert_crypto::registry::RegistryBody,
 ) -> anyhow::Result<Vec<konvert_crypto::RecipientSecretKey>> {
-    let specialist_path = loader_dir.join("specialist.token");
+    let specialist_path = loader_dir.join(DEMO_SPECIALISTS[0].2);
     let specialist = TokenFile::read(&specialist_path)?;
     konvert_center::loader::check_specialist(registry, &specialist, &specialist_path)?;
     let key = specialist.unlock(DEMO_PASSPHRASE)?;

@@ -34,9 +34,11 @@ pub enum KeysCommand {
         /// Signatures a registry needs.
         #[arg(long)]
         threshold: u8,
-        /// The center's recipient public key (64 hex digits, from `konvert-center init`).
+        /// The center key's public half (64 hex digits, from `konvert-center loader new-key`).
+        /// Leave it out when the key is not born yet: it is born for specialists' tokens
+        /// this registry issues first, then added with `rotate-center-key`.
         #[arg(long)]
-        center_key: String,
+        center_key: Option<String>,
         /// Days a published registry stays valid.
         #[arg(long, default_value_t = 7)]
         valid_days: u32,
@@ -90,7 +92,7 @@ pub enum KeysCommand {
         insecure_fast_kdf: bool,
     },
     /// Record in the registry draft the X25519 key on a specialist's hardware token that
-    /// was issued before `issue-token` recorded it; `loader wrap-key` wraps only to the key
+    /// was issued before `issue-token` recorded it; `loader new-key` and `wrap-key` wrap only to the key
     /// the registry names. Reads public keys only (no PIN); do it with the token in hand.
     RecordLoaderKey {
         /// The officers' workspace.
@@ -148,8 +150,9 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make a new center key the one edges seal to; the old one keeps opening packets
-    /// sealed to it for the grace period.
+    /// Make a new center key (born with `konvert-center loader new-key`) the one edges
+    /// seal to; the old one keeps opening packets sealed to it for the grace period. The
+    /// first center key of a registry begun without one is added the same way.
     RotateCenterKey {
         /// The officers' workspace.
         #[arg(long)]
@@ -167,8 +170,9 @@ pub enum KeysCommand {
         /// The officers' workspace.
         #[arg(long)]
         authority: PathBuf,
-        /// A center private key file to destroy if its key was retired: the bare key or a
-        /// loader key wrapped for a specialist's token (`loader/*.loader-key`); repeat.
+        /// A center private key file to destroy if its key was retired: a loader key
+        /// wrapped for a specialist's token (`loader/*.loader-key`), or a bare key file
+        /// left from before keys were born wrapped; repeat.
         #[arg(long)]
         key_file: Vec<PathBuf>,
     },
@@ -331,7 +335,10 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             insecure_fast_kdf,
         } => {
             let kdf = token_kdf(kdf_memory_mib, insecure_fast_kdf)?;
-            let center = RecipientPublicKey::from_hex(&center_key).context("--center-key")?;
+            let center = center_key
+                .as_deref()
+                .map(|k| RecipientPublicKey::from_hex(k).context("--center-key"))
+                .transpose()?;
             let ws = Workspace::create(&dir)?;
             let audit = ws.audit_log()?;
             let mut entries = Vec::new();
@@ -356,10 +363,13 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 expires_at_unix_ms: 0,
                 authority,
                 tokens: Vec::new(),
-                center_keys: vec![CenterKeyRecord {
-                    key: center,
-                    state: CenterKeyState::Active,
-                }],
+                center_keys: center
+                    .iter()
+                    .map(|&key| CenterKeyRecord {
+                        key,
+                        state: CenterKeyState::Active,
+                    })
+                    .collect(),
                 agreement_keys: Vec::new(),
             };
             ws.save_draft(&draft)?;
@@ -369,8 +379,9 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 AuditAction::AuthorityInit,
                 &dir.display().to_string(),
                 &format!(
-                    "officers {}; {threshold} signature(s) per registry; registries valid {valid_days} day(s); center key {center}",
-                    officers.join(", ")
+                    "officers {}; {threshold} signature(s) per registry; registries valid {valid_days} day(s); center key {}",
+                    officers.join(", "),
+                    center.map_or_else(|| "not born yet".to_owned(), |c| c.to_string())
                 ),
             )?;
             println!(
@@ -430,14 +441,15 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     );
                     if role == TokenRole::CenterSpecialist {
                         // The loader key is wrapped to this X25519 key and only the token
-                        // unwraps it (`konvert-center loader wrap-key --pkcs11-token`).
+                        // unwraps it (`konvert-center loader new-key --pkcs11-token`, or
+                        // `loader wrap-key --to-pkcs11-token` from a specialist who holds it).
                         let loader_label = konvert_crypto::pkcs11::LOADER_KEY_LABEL;
                         let x25519 = module.generate_agreement_key(&label, &pin, loader_label)?;
                         loader_key = Some(x25519);
                         println!(
-                            "X25519 key {loader_label:?} for the loader's key generated on it too ({}); at the center:\n  konvert-center loader wrap-key --config center.toml --pkcs11-module {} --pkcs11-token {label}",
+                            "X25519 key {loader_label:?} for the loader's key generated on it too ({}); once issued and published, at the loader's workstation:\n  a new center key for it and another person's token: konvert-center loader new-key --config center.toml --pkcs11-module {m} --pkcs11-token {label} --token <other specialist's token> --public-out center-key.pub\n  or the key from a specialist who holds it: konvert-center loader wrap-key --config center.toml --token <holder's token> --to-pkcs11-module {m} --to-pkcs11-token {label}",
                             x25519.key_id(),
-                            module.path().display()
+                            m = module.path().display()
                         );
                     } else {
                         println!(
@@ -648,6 +660,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             let mut draft = ws.draft()?;
             let new = RecipientPublicKey::from_hex(&new_key).context("--new-key")?;
             let until = now_ms() + u64::from(grace_days) * 86_400_000;
+            let first = draft.active_center_key().is_none();
             draft.rotate_center_key(new, until)?;
             ws.save_draft(&draft)?;
             record(
@@ -655,11 +668,19 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 &os_user(),
                 AuditAction::CenterKeyRotate,
                 &new.to_string(),
-                &format!("the old key opens until {until} ms ({grace_days} day(s))"),
+                &if first {
+                    "the registry's first center key".to_owned()
+                } else {
+                    format!("the old key opens until {until} ms ({grace_days} day(s))")
+                },
             )?;
-            println!(
-                "edges seal to {new} from the next published registry; the old key opens for {grace_days} more day(s)"
-            );
+            if first {
+                println!("edges seal to {new} from the next published registry (the registry's first center key)");
+            } else {
+                println!(
+                    "edges seal to {new} from the next published registry; the old key opens for {grace_days} more day(s)"
+                );
+            }
         }
         KeysCommand::RetireCenterKeys { authority, key_file } => {
             let ws = Workspace::open(&authority)?;

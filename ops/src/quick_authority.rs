@@ -9,8 +9,7 @@ use anyhow::Context;
 use konvert_center::config::CenterConfig;
 use konvert_crypto::keyfile;
 use konvert_crypto::registry::{
-    Authority, AuthorityFile, Binding, CenterKeyRecord, CenterKeyState, OfficerEntry, RegistryBody, SignedRegistry,
-    TokenRole, TokenStatus,
+    Authority, AuthorityFile, Binding, OfficerEntry, RegistryBody, SignedRegistry, TokenRole, TokenStatus,
 };
 use konvert_crypto::token::TokenFile;
 use konvert_crypto::{RecipientPublicKey, SigningKey};
@@ -29,6 +28,15 @@ impl QuickAuthority {
     /// A new authority for the center `cfg`, sealing to `center_key`; writes the
     /// center's `authority.toml`.
     pub fn new(cfg: &CenterConfig, center_key: RecipientPublicKey, now_unix_ms: u64) -> anyhow::Result<Self> {
+        let mut authority = Self::before_center_key(cfg, now_unix_ms)?;
+        authority.draft.rotate_center_key(center_key, now_unix_ms)?;
+        Ok(authority)
+    }
+
+    /// A new authority for the center `cfg` whose key is not born yet: it is born on the
+    /// loader's side for specialists' tokens this authority issues first, then added with
+    /// `draft_mut().rotate_center_key`. Writes the center's `authority.toml`.
+    pub fn before_center_key(cfg: &CenterConfig, now_unix_ms: u64) -> anyhow::Result<Self> {
         let officer = SigningKey::generate()?;
         let authority = Authority {
             officers: vec![officer.verifying_key()],
@@ -51,10 +59,7 @@ impl QuickAuthority {
                 expires_at_unix_ms: now_unix_ms + VALID_MS,
                 authority,
                 tokens: Vec::new(),
-                center_keys: vec![CenterKeyRecord {
-                    key: center_key,
-                    state: CenterKeyState::Active,
-                }],
+                center_keys: Vec::new(),
                 agreement_keys: Vec::new(),
             },
             registry_path: cfg.registry.clone(),

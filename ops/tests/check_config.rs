@@ -31,7 +31,7 @@ fn chmod(path: &Path, mode: u32) {
 fn edge_check_config_catches_wrong_site_missing_token_wrong_key_and_exposed_keys() {
     let dir = tempfile::tempdir().unwrap();
     let center = dir.path().join("center");
-    provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    provision::init_center_with_key(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
     let facts = CenterFacts::read(&center, "127.0.0.1:4433", "center.konvert").unwrap();
     let site_dir = dir.path().join("site-0101");
     let toml = provision::enroll_station(&center, "0101", &facts, &site_dir).unwrap();
@@ -99,7 +99,8 @@ fn edge_check_config_catches_wrong_site_missing_token_wrong_key_and_exposed_keys
 fn center_check_config_warns_about_private_keys_others_can_read() {
     let dir = tempfile::tempdir().unwrap();
     let center = dir.path().join("center");
-    let init = provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let (init, _key) =
+        provision::init_center_with_key(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
     let c = init.config_path.to_str().unwrap();
     let out = run(&["center", "check-config", "--config", c]);
     assert!(out.status.success(), "{}", text(&out));
@@ -120,7 +121,7 @@ fn center_check_config_warns_about_private_keys_others_can_read() {
 fn a_relays_check_config_checks_its_station_files_too() {
     let dir = tempfile::tempdir().unwrap();
     let center = dir.path().join("center");
-    provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    provision::init_center_with_key(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
     let facts = CenterFacts::read(&center, "127.0.0.1:4433", "center.konvert").unwrap();
     let enrollment = provision::RelayEnrollment {
         relay: "mouo-01".into(),

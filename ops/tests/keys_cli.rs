@@ -621,8 +621,13 @@ fn issue_token_generates_the_member_key_on_a_hardware_token() {
 fn station_certificates_enrolled_listed_and_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let center = dir.path().join("center");
-    let init = konvert_center::provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None)
-        .unwrap();
+    let (init, _key) = konvert_center::provision::init_center_with_key(
+        &center,
+        "center.konvert",
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
     let c = center.to_str().unwrap();
     for site in ["0101", "0202"] {
         let out_dir = dir.path().join(site);
@@ -709,7 +714,8 @@ fn station_certificates_enrolled_listed_and_revoked() {
 fn relays_enrolled_with_the_sites_they_carry_and_sites_sent_through_them() {
     let dir = tempfile::tempdir().unwrap();
     let center = dir.path().join("center");
-    konvert_center::provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    konvert_center::provision::init_center_with_key(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None)
+        .unwrap();
     let c = center.to_str().unwrap();
     let relay_dir = dir.path().join("relay");
     let printed = ok(&keys(&[
@@ -894,7 +900,8 @@ fn audit_verify_catches_a_rolled_back_log_and_show_escapes_control_characters() 
 fn enrolling_into_a_sites_folder_is_refused_unless_forced_and_names_the_old_serial() {
     let dir = tempfile::tempdir().unwrap();
     let center = dir.path().join("center");
-    konvert_center::provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    konvert_center::provision::init_center_with_key(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None)
+        .unwrap();
     let c = center.to_str().unwrap();
     let out = dir.path().join("site-0101");
     let o = out.to_str().unwrap();

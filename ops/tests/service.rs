@@ -24,14 +24,14 @@ struct Center {
 
 fn center() -> Center {
     let root = tempfile::tempdir().unwrap();
-    let init = provision::init_center(
+    let (init, recipient) = provision::init_center_with_key(
         &root.path().join("center"),
         "center.konvert",
         "127.0.0.1:0".parse().unwrap(),
         Some("127.0.0.1:0".parse().unwrap()),
     )
     .unwrap();
-    let mut officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms()).unwrap();
+    let mut officers = QuickAuthority::new(&init.config, recipient.public_key(), now_unix_ms()).unwrap();
     officers.publish(now_unix_ms()).unwrap();
     let notify = root.path().join("notify.sock");
     let systemd = UnixDatagram::bind(&notify).unwrap();

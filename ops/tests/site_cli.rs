@@ -38,7 +38,7 @@ fn text(out: &Output) -> String {
 /// An enrolled site with a member token, and a drill room's scans: (site.toml, room folder).
 fn site(dir: &Path) -> (PathBuf, PathBuf) {
     let center = dir.join("center");
-    provision::init_center(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    provision::init_center_with_key(&center, "center.konvert", "127.0.0.1:0".parse().unwrap(), None).unwrap();
     let facts = CenterFacts::read(&center, "127.0.0.1:9", "center.konvert").unwrap();
     let toml = provision::enroll_station(&center, "0101", &facts, &dir.join("site-0101")).unwrap();
     let token = dir.join("site-0101/member.token");

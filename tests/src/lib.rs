@@ -51,6 +51,9 @@ pub struct CenterFixture {
     pub root: tempfile::TempDir,
     /// What `init_center` made.
     pub init: CenterInit,
+    /// The center's decryption key, as the loader holds it after a specialist's login:
+    /// in memory only (the receiver took its public half).
+    pub recipient: konvert_crypto::RecipientSecretKey,
     /// The security officer (one, threshold 1) and the registry draft.
     pub officers: std::sync::Mutex<QuickAuthority>,
 }
@@ -73,19 +76,25 @@ impl CenterFixture {
     /// A new center listening on `listen` (use port 0 for in-process centers).
     pub fn new(listen: SocketAddr) -> Self {
         let root = tempfile::tempdir().unwrap();
-        let init = provision::init_center(
+        let (init, recipient) = provision::init_center_with_key(
             &root.path().join("center"),
             "center.konvert",
             listen,
             Some("127.0.0.1:0".parse().unwrap()),
         )
         .unwrap();
-        let officers = QuickAuthority::new(&init.config, init.recipient_public, now_unix_ms()).unwrap();
+        let officers = QuickAuthority::new(&init.config, recipient.public_key(), now_unix_ms()).unwrap();
         CenterFixture {
             root,
             init,
+            recipient,
             officers: std::sync::Mutex::new(officers),
         }
+    }
+
+    /// A copy of the center's decryption key, as a specialist's login gives the loader.
+    pub fn loader_key(&self) -> konvert_crypto::RecipientSecretKey {
+        konvert_crypto::RecipientSecretKey::from_bytes(&self.recipient.to_bytes())
     }
 
     /// The center's folder.
@@ -135,12 +144,8 @@ impl CenterFixture {
     /// Enrolls the station of `site` for a center at `addr`.
     pub fn enroll(&self, site: &str, addr: SocketAddr) -> SiteFixture {
         let dir = self.root.path().join("sites").join(site);
-        let facts = CenterFacts {
-            address: addr.to_string(),
-            name: "center.konvert".into(),
-            recipient_public: self.init.recipient_public,
-            receipt_public: self.init.receipt_public,
-        };
+        // The center key's public half the receiver took last (`set-center-key`).
+        let facts = CenterFacts::read(&self.center_dir(), &addr.to_string(), "center.konvert").unwrap();
         let toml = provision::enroll_station(&self.center_dir(), site, &facts, &dir).unwrap();
         let mut cfg = SiteConfig::load(&toml).unwrap();
         let authority = self.officers.lock().unwrap().authority();
@@ -296,7 +301,7 @@ impl CenterFixture {
         let facts = CenterFacts {
             address: upstream.to_string(),
             name,
-            recipient_public: self.init.recipient_public,
+            recipient_public: self.recipient.public_key(),
             receipt_public: self.init.receipt_public,
         };
         let enrollment = provision::RelayEnrollment {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use konvert_center::unpack::{unpack, Filter};
 use konvert_crypto::envelope::{self, SealRequest};
-use konvert_crypto::keyfile;
 use konvert_edge::{push, PushOptions};
 use konvert_exam::{ExamKind, PacketKind, PacketRef};
 use konvert_replication::driver::{self, Outcome};
@@ -49,7 +48,7 @@ async fn a_stored_envelope_copied_over_another_is_refused_by_the_loader_and_noth
     let over = Inbox::stored_envelope(&cfg.data_dir, &second.offer.digest);
     std::fs::copy(&from, &over).unwrap();
 
-    let keys = [keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap()];
+    let keys = [fx.loader_key()];
     let registry = konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
         .unwrap()
         .last_known()
@@ -102,7 +101,7 @@ fn crafted(
     };
     // Encoded as the edge encodes it (edge-node/src/seal.rs).
     let metadata = postcard::to_allocvec(&own).unwrap();
-    let recipients = [fx.init.recipient_public];
+    let recipients = [fx.recipient.public_key()];
     let now = konvert_edge::cli::now_unix_ms();
     let request = SealRequest {
         packet_id,

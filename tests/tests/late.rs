@@ -81,7 +81,7 @@ async fn a_late_rescan_is_receipted_flagged_and_held_back_and_the_on_time_versio
 
     // The loader keeps unpacking the on-time version and holds the late one back.
     let inbox = Inbox::open(&cfg.data_dir).unwrap();
-    let keys = [keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap()];
+    let keys = [fx.loader_key()];
     let registry = konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
         .unwrap()
         .last_known()

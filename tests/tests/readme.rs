@@ -4,8 +4,8 @@
 //! - Every ```sh block marked `<!-- readme-test: run -->` (the line before the fence) is
 //!   run, all of them in order as one bash script (`set -euo pipefail`), in an empty
 //!   temporary folder, with `konvert`, `konvert-center` and `konvert-edge` on PATH (the
-//!   real mains, built by cargo for this test) and the PINs in `OFFICER_PIN` and
-//!   `MEMBER_PIN`. A line whose comment says `# runs until Ctrl-C` starts a server: it is
+//!   real mains, built by cargo for this test) and the PINs in `OFFICER_PIN`,
+//!   `MEMBER_PIN` and `SPECIALIST_PIN`. A line whose comment says `# runs until Ctrl-C` starts a server: it is
 //!   run in the background and stopped when the script ends.
 //! - Every other konvert command in every ```sh block (`konvert…`, and `cargo run
 //!   --release -- …` as `konvert …`) is given to its binary with `--help` appended: an
@@ -122,6 +122,7 @@ fn the_readme_walkthrough_runs_as_written() {
         .env("PATH", path_with(&bin))
         .env("OFFICER_PIN", "orlov-belova-2026")
         .env("MEMBER_PIN", "493817")
+        .env("SPECIALIST_PIN", "loader passphrase 2026")
         .env("KONVERT_LOG", "warn")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -702,7 +702,7 @@ async fn a_relay_refuses_to_start_without_a_revocation_list_or_with_an_older_one
     let facts = konvert_center::provision::CenterFacts {
         address: "127.0.0.1:9".into(),
         name: "center.konvert".into(),
-        recipient_public: fx.init.recipient_public,
+        recipient_public: fx.recipient.public_key(),
         receipt_public: fx.init.receipt_public,
     };
     let enrollment = konvert_center::provision::RelayEnrollment {

@@ -96,7 +96,7 @@ async fn a_test_packet_is_previewed_judged_and_its_verdict_reaches_only_its_site
     // The loader opens it with the center's decryption key: one real PNG thumbnail per
     // page, each page recognized, the 150 dpi page called out.
     let out = fx.root.path().join("preview");
-    let recipient = keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap();
+    let recipient = fx.loader_key();
     let registry = konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
         .unwrap()
         .last_known()
@@ -147,7 +147,7 @@ async fn a_test_packet_is_previewed_judged_and_its_verdict_reaches_only_its_site
     let (data_dir, desk_list, key, body, fifo_out) = (
         cfg.data_dir.clone(),
         on_desk.clone(),
-        keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap(),
+        fx.loader_key(),
         registry.clone(),
         fx.root.path().join("preview-fifo"),
     );

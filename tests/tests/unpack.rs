@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use konvert_center::unpack::{unpack, Filter};
-use konvert_crypto::keyfile;
 use konvert_edge::{push, PushOptions};
 use konvert_replication::Inbox;
 use konvert_tests::{on_time_day, CenterFixture, LAST_ZONE};
@@ -43,7 +42,7 @@ async fn the_loader_unpacks_the_newest_version_of_each_stored_exam_packet_once()
     assert_eq!(push(&a.cfg, a.outbox.clone(), opts()).await.unwrap().delivered, 2);
     assert_eq!(push(&b.cfg, b.outbox.clone(), opts()).await.unwrap().delivered, 1);
 
-    let keys = [keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap()];
+    let keys = [fx.loader_key()];
     let registry = konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
         .unwrap()
         .last_known()
@@ -161,7 +160,7 @@ async fn the_loader_refuses_links_in_its_out_folder_and_a_fifo_in_the_store_with
     let sealed = a.seal_room("0001", 2, 10_000, 1);
     assert_eq!(push(&a.cfg, a.outbox.clone(), opts()).await.unwrap().delivered, 1);
 
-    let keys = std::sync::Arc::new([keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap()]);
+    let keys = std::sync::Arc::new([fx.loader_key()]);
     let registry = std::sync::Arc::new(
         konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
             .unwrap()

@@ -308,7 +308,9 @@ impl RegistryBody {
 
     /// Checks the content's own consistency: a sound authority, unique token ids and
     /// keys (each a full-order Ed25519 point), one unblocked token per person, exactly one
-    /// active center key, agreement keys only for specialists' tokens and each once.
+    /// active center key once there is any (a registry before the center key is born on
+    /// the loader's side has none: its specialists' tokens must be issued first to hold
+    /// it), agreement keys only for specialists' tokens and each once.
     pub fn check(&self) -> Result<()> {
         self.authority.check()?;
         let mut ids = BTreeSet::new();
@@ -348,7 +350,7 @@ impl RegistryBody {
             .iter()
             .filter(|k| k.state == CenterKeyState::Active)
             .count();
-        if active != 1 {
+        if active > 1 || (active == 0 && !self.center_keys.is_empty()) {
             return Err(refused(
                 RegistryRefusal::Malformed,
                 format!("{active} active center keys; exactly one is needed"),
