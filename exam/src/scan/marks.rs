@@ -1,6 +1,6 @@
 //! Reading the removal and early-finish marks of a registration blank (R16): each box is
 //! one small crop around where the template puts it, in the orientation recognition
-//! found. The crop is despeckled, the box's printed frame is located in it (a 3° skew
+//! found. Speckle is dropped from the crop, the box's printed frame is located in it (a 3° skew
 //! moves the box by up to 6 mm, so a fixed window would cut it), and the share of dark
 //! pixels inside the frame decides: a cross fills about a quarter of it, an empty box
 //! nothing; a stray touch or a frame that cannot be found goes to a human verifier.
@@ -8,7 +8,7 @@
 use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
-use super::recognize::{median3, zone_crop_with};
+use super::recognize::zone_crop_with;
 use super::{mm_px, PageImage};
 use crate::{MarkBox, MARK_BOX_MM, MARK_FRAME_MM};
 
@@ -53,8 +53,8 @@ pub fn read_marks(page: &PageImage, orientation: u16) -> [MarkMeasure; 2] {
 /// Measures one mark box; see [`read_marks`].
 pub fn read_mark(page: &PageImage, orientation: u16, mark: MarkBox) -> MarkMeasure {
     let crop = zone_crop_with(&page.image, page.dpi, mark.zone(), orientation, WINDOW_MARGIN_MM);
-    let crop = median3(&crop);
-    let located = locate_frame(&crop, page.dpi);
+    let ink = Ink::of(&crop);
+    let located = locate_frame(&ink, page.dpi);
     let Some((x0, y0, side)) = located else {
         return MarkMeasure {
             mark,
@@ -71,7 +71,7 @@ pub fn read_mark(page: &PageImage, orientation: u16, mark: MarkBox) -> MarkMeasu
     for y in iy0..iy1 {
         for x in ix0..ix1 {
             all += 1;
-            dark += u64::from(crop.get_pixel(x as u32, y as u32)[0] < 128);
+            dark += u64::from(ink.at(x, y));
         }
     }
     let ink_permille = (dark * 1000 / all.max(1)) as u32;
@@ -96,20 +96,55 @@ fn band(dpi: u32) -> i64 {
     mm_px(MARK_FRAME_MM + 0.45, dpi).max(2)
 }
 
-/// Where the box's frame is in `crop`: (left, top, side) in pixels, found as the pair of
-/// column (row) bands one box-width apart holding the most dark pixels; `None` when the
-/// best pair holds too little for a printed frame.
-fn locate_frame(crop: &GrayImage, dpi: u32) -> Option<(i64, i64, i64)> {
-    let (w, h) = crop.dimensions();
+/// The dark pixels of a crop that belong to strokes: dark, with at least two of their four
+/// neighbours dark. A pen line or a frame (3 px and more) keeps all its pixels; the
+/// scanner's isolated speckle, and pairs of it, go.
+struct Ink {
+    width: usize,
+    height: usize,
+    mask: Vec<bool>,
+}
+
+impl Ink {
+    fn of(crop: &GrayImage) -> Ink {
+        let (width, height) = (crop.width() as usize, crop.height() as usize);
+        let dark: Vec<bool> = crop.as_raw().iter().map(|&v| v < 128).collect();
+        let mut mask = vec![false; dark.len()];
+        for y in 1..height.saturating_sub(1) {
+            for x in 1..width.saturating_sub(1) {
+                let i = y * width + x;
+                if dark[i] {
+                    let n = [i - 1, i + 1, i - width, i + width]
+                        .iter()
+                        .filter(|&&j| dark[j])
+                        .count();
+                    mask[i] = n >= 2;
+                }
+            }
+        }
+        Ink { width, height, mask }
+    }
+
+    fn at(&self, x: i64, y: i64) -> bool {
+        x >= 0
+            && y >= 0
+            && (x as usize) < self.width
+            && (y as usize) < self.height
+            && self.mask[y as usize * self.width + x as usize]
+    }
+}
+
+/// Where the box's frame is in the crop: (left, top, side) in pixels, found as the pair
+/// of column (row) bands one box-width apart holding the most ink; `None` when the best
+/// pair holds too little for a printed frame.
+fn locate_frame(ink: &Ink, dpi: u32) -> Option<(i64, i64, i64)> {
     let side = mm_px(MARK_BOX_MM, dpi);
     let b = band(dpi);
-    let mut cols = vec![0u32; w as usize];
-    let mut rows = vec![0u32; h as usize];
-    for (x, y, p) in crop.enumerate_pixels() {
-        if p[0] < 128 {
-            cols[x as usize] += 1;
-            rows[y as usize] += 1;
-        }
+    let mut cols = vec![0u32; ink.width];
+    let mut rows = vec![0u32; ink.height];
+    for (i, _) in ink.mask.iter().enumerate().filter(|(_, &d)| d) {
+        cols[i % ink.width] += 1;
+        rows[i / ink.width] += 1;
     }
     // Two edges, each the frame's thickness wide and the box's side long, at least half
     // of it dark.

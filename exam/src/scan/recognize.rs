@@ -193,7 +193,7 @@ fn ink(img: &GrayImage, dpi: u32, zone: ZoneMm, orientation: u16) -> u32 {
 }
 
 /// A 3×3 median: removes isolated dark and light pixels, keeps edges.
-pub(super) fn median3(img: &GrayImage) -> GrayImage {
+fn median3(img: &GrayImage) -> GrayImage {
     let (w, h) = img.dimensions();
     let src = img.as_raw();
     let mut out = src.clone();
