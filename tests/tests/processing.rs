@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use konvert_center::processing::{process, Workplace};
-use konvert_crypto::keyfile;
 use konvert_edge::{push, seal_room, PushOptions};
 use konvert_exam::scan::{render_page, write_pages, write_scan, Degradation, PageMark, ScanFormat, ScanJob};
 use konvert_exam::{
@@ -356,7 +355,7 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     center.shutdown().await;
 
     // The loader, on its workstation.
-    let keys = [keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap()];
+    let keys = [fx.loader_key()];
     let registry = konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
         .unwrap()
         .last_known()

@@ -84,6 +84,7 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
     let day = on_time_day();
     // A center specialist holds the loader key.
     let center_dir = fx.center_dir();
+    std::fs::create_dir_all(center_dir.join("loader")).unwrap();
     let specialist = TokenFile::create_specialist(
         &center_dir.join("loader/specialist.token"),
         "SP-0001",
@@ -103,18 +104,31 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
             konvert_edge::cli::now_unix_ms(),
         )
         .unwrap();
-    let bare = konvert_crypto::keyfile::read_recipient_key(&fx.init.recipient_key_path).unwrap();
     let unlocked = specialist.unlock(PASSPHRASE).unwrap();
-    konvert_center::loader::wrap_for(&center_dir.join("loader"), &bare, &[(specialist, unlocked)]).unwrap();
     let mut cfg = fx.register_days(&[(&member, "0101")], &[&day]);
     cfg.time_zone = konvert_exam::SiteZone::new(LAST_ZONE).unwrap();
     let center = konvert_center::serve(&cfg).await.unwrap();
+    let registry = konvert_crypto::registry::RegistryStore::open(&cfg.data_dir)
+        .unwrap()
+        .last_known()
+        .unwrap()
+        .unwrap();
+    konvert_center::center_key::wrap_for_more(
+        &registry,
+        &[fx.loader_key()],
+        &[konvert_center::center_key::Holder::File {
+            token: Box::new(specialist),
+            key: unlocked,
+        }],
+        &center_dir.join("loader"),
+    )
+    .unwrap();
     let mut site = fx.enroll("0101", center.addr);
     site.seal_for(&day);
 
-    // Four rooms of eight, forms and blanks, all sent.
+    // Four rooms of twelve, forms and blanks, all sent.
     let rooms: Vec<RoomId> = (1..=4).map(|r| RoomId::new(&format!("{r:04}")).unwrap()).collect();
-    let seats: Vec<(&RoomId, usize)> = rooms.iter().map(|r| (r, 8)).collect();
+    let seats: Vec<(&RoomId, usize)> = rooms.iter().map(|r| (r, 12)).collect();
     let seating = synthetic_plan(&site.cfg.site, day.parse().unwrap(), ExamKind::Ege, &seats, 100);
     for (r, room) in rooms.iter().enumerate() {
         let (forms, blanks): (Vec<_>, Vec<_>) = room_pages(&seating, room, 1)
@@ -217,7 +231,7 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
     let expected = state(&whole.join("records"));
 
     let mut kills = 0;
-    for wait_ms in [300u64, 700, 1100, 1500, 1900, 2500] {
+    for wait_ms in [60u64, 120, 180, 250, 350, 500, 700] {
         let mut child = process(&killed_cfg)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
