@@ -226,6 +226,22 @@ fn receipt_key(cfg: &CenterConfig) -> Result<SigningKey> {
     Ok(keyfile::read_signing_key(&cfg.receipt_key)?)
 }
 
+/// The center's receipt public key, which checks manifests and drive indexes: from the
+/// receipt key, or — on the loader's workstation, which needs no signing key — from
+/// `receipt_key` naming the public key file (`keys/receipt.pub`, 64 hex digits).
+pub(crate) fn receipt_public(cfg: &CenterConfig) -> Result<VerifyingKey> {
+    if let Ok(key) = keyfile::read_signing_key(&cfg.receipt_key) {
+        return Ok(key.verifying_key());
+    }
+    let text = keyfile::read_text_bounded(&cfg.receipt_key, 4096)?;
+    VerifyingKey::from_hex(text.trim()).map_err(|e| {
+        Error::Backup(format!(
+            "receipt_key = {} is neither the center's receipt key nor its public key (keys/receipt.pub): {e}",
+            cfg.receipt_key.display()
+        ))
+    })
+}
+
 /// The hex form of a path for a control request (a path may hold any byte but newline).
 fn path_arg(p: &Path) -> String {
     hex::encode(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
@@ -266,9 +282,8 @@ pub fn control_handler(inner: ControlHandler, inbox: Arc<Inbox>, audit: Arc<Audi
             (Some(CONTROL_INBOX), Some(arg)) => {
                 parse_path_arg(arg).and_then(|dir| copy_inbox(&inbox, &dir).map(|n| n.to_string()))
             }
-            (Some(CONTROL_AUDIT), Some(arg)) => parse_path_arg(arg).and_then(|dir| {
-                copy_audit(&audit, &dir).map(|a| a.map(|a| a.to_line()).unwrap_or_default())
-            }),
+            (Some(CONTROL_AUDIT), Some(arg)) => parse_path_arg(arg)
+                .and_then(|dir| copy_audit(&audit, &dir).map(|a| a.map(|a| a.to_line()).unwrap_or_default())),
             _ => return inner(request),
         };
         match answer {
@@ -439,8 +454,13 @@ fn list_files(root: &Path, below: &Path, out: &mut Vec<String>) -> Result<()> {
         if kind.is_dir() {
             list_files(root, &path, out)?;
         } else if kind.is_file() {
-            let rel = path.strip_prefix(root).map_err(|_| Error::Backup("a file outside the backup".into()))?;
-            let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            let rel = path
+                .strip_prefix(root)
+                .map_err(|_| Error::Backup("a file outside the backup".into()))?;
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
             out.push(parts.join("/"));
         }
     }
@@ -499,10 +519,15 @@ pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
         audit_anchor: anchor.map(|a| a.to_line()),
         files,
     };
-    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Backup(format!("cannot write the manifest: {e}")))?;
+    let text =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Backup(format!("cannot write the manifest: {e}")))?;
     let sig = key.sign(Domain::CenterCopy, &text);
     keyfile::write_new_atomic(&to.join(MANIFEST), &text, 0o644)?;
-    keyfile::write_new_atomic(&to.join(MANIFEST_SIG), format!("{}\n", hex::encode(sig.0)).as_bytes(), 0o644)?;
+    keyfile::write_new_atomic(
+        &to.join(MANIFEST_SIG),
+        format!("{}\n", hex::encode(sig.0)).as_bytes(),
+        0o644,
+    )?;
     Ok(BackupSummary {
         manifest,
         while_serving,
@@ -568,7 +593,10 @@ pub fn read_manifest(cfg: &CenterConfig, from: &Path) -> Result<Manifest> {
         .open_file(MANIFEST, MAX_MANIFEST)?
         .ok_or_else(|| missing(MANIFEST))?
         .read_all()?;
-    let sig = dir.open_file(MANIFEST_SIG, 1024)?.ok_or_else(|| missing(MANIFEST_SIG))?.read_all()?;
+    let sig = dir
+        .open_file(MANIFEST_SIG, 1024)?
+        .ok_or_else(|| missing(MANIFEST_SIG))?
+        .read_all()?;
     let sig = String::from_utf8_lossy(&sig);
     let mut raw = [0u8; 64];
     hex::decode_to_slice(sig.trim(), &mut raw).map_err(|_| {
@@ -577,7 +605,7 @@ pub fn read_manifest(cfg: &CenterConfig, from: &Path) -> Result<Manifest> {
             from.join(MANIFEST_SIG).display()
         ))
     })?;
-    let key = receipt_key(cfg)?.verifying_key();
+    let key = receipt_public(cfg)?;
     key.verify(Domain::CenterCopy, &text, &Signature(raw)).map_err(|_| {
         Error::Backup(format!(
             "{}: the signature does not verify against this center's receipt key ({}): the manifest was altered, \
@@ -586,8 +614,8 @@ pub fn read_manifest(cfg: &CenterConfig, from: &Path) -> Result<Manifest> {
             cfg.receipt_key.display()
         ))
     })?;
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| Error::Backup(format!("{}: {e}", from.join(MANIFEST).display())))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| Error::Backup(format!("{}: {e}", from.join(MANIFEST).display())))?;
     if manifest.kind != MANIFEST_KIND || manifest.format != FORMAT {
         return Err(Error::Backup(format!(
             "{}: a {:?} of format {}, not a backup this build restores (format {FORMAT})",
@@ -698,9 +726,8 @@ pub fn restore(cfg: &CenterConfig, from: &Path, replace: bool) -> Result<Restore
         return Err(e);
     }
     let data_copy = work.join(DATA);
-    let key = receipt_key(cfg)?;
     let anchor = manifest.audit_anchor.as_deref().and_then(AuditAnchor::parse_line);
-    if let Err(e) = check_audit_copy(&data_copy, &key.verifying_key(), anchor.as_ref()) {
+    if let Err(e) = check_audit_copy(&data_copy, &receipt_public(cfg)?, anchor.as_ref()) {
         let _ = fs::remove_dir_all(&work);
         return Err(e);
     }
@@ -744,7 +771,13 @@ pub fn restore(cfg: &CenterConfig, from: &Path, replace: bool) -> Result<Restore
     let inbox = Inbox::open(&cfg.data_dir)?;
     let held = inbox.len() as u64;
     drop(inbox);
-    let log = AuditLog::open(&cfg.data_dir.join(AUDIT_LOG), Some(key), AUDIT_CHECKPOINT_EVERY)?;
+    // Checkpointed with the receipt key where there is one (the loader's copy may hold
+    // only its public half: the entry then waits for the receiver's next checkpoint).
+    let log = AuditLog::open(
+        &cfg.data_dir.join(AUDIT_LOG),
+        receipt_key(cfg).ok(),
+        AUDIT_CHECKPOINT_EVERY,
+    )?;
     log.append(
         "konvert-center",
         AuditAction::Other("backup.restore".into()),
@@ -809,7 +842,10 @@ fn copy_checked(manifest: &Manifest, from: &Path, work: &Path) -> Result<()> {
             out.write_all(chunk).map_err(konvert_replication::Error::from)
         })?;
         if read != Some(f.bytes) {
-            return Err(altered(&format!("its size differs from the manifest's {} bytes", f.bytes)));
+            return Err(altered(&format!(
+                "its size differs from the manifest's {} bytes",
+                f.bytes
+            )));
         }
         if hex::encode(ctx.finish()) != f.sha256 {
             return Err(altered("its SHA-256 differs from the manifest's"));
@@ -838,7 +874,10 @@ pub fn backup_command(config: &Path, to: &Path) -> Result<()> {
     if let Some(a) = &m.audit_anchor {
         println!("  audit log anchor: {a} (write it in the shift log)");
     }
-    println!("  check it any time, or bring it back: `konvert-center restore --config <center.toml> --from {}`", to.display());
+    println!(
+        "  check it any time, or bring it back: `konvert-center restore --config <center.toml> --from {}`",
+        to.display()
+    );
     Ok(())
 }
 
@@ -862,7 +901,10 @@ pub fn restore_command(config: &Path, from: &Path, replace: bool) -> Result<()> 
         println!("  restored {}", p.display());
     }
     for p in &s.kept {
-        println!("  kept {} as it was (the backup's copy is older or the same)", p.display());
+        println!(
+            "  kept {} as it is (the backup's copy was not put over it)",
+            p.display()
+        );
     }
     Ok(())
 }

@@ -13,14 +13,25 @@ fn a_target_that_holds_anything_is_refused_by_name_and_left_alone() {
     // A file where the folder goes is refused too; a new or empty folder is taken.
     let file = root.path().join("file");
     std::fs::write(&file, b"x").unwrap();
-    assert!(make_empty_target(&file).unwrap_err().to_string().contains("not a folder"));
+    assert!(make_empty_target(&file)
+        .unwrap_err()
+        .to_string()
+        .contains("not a folder"));
     make_empty_target(&root.path().join("new")).unwrap();
     assert!(root.path().join("new").is_dir());
 }
 
 #[test]
 fn manifest_paths_outside_the_backup_are_refused() {
-    for bad in ["../etc/passwd", "data/../../x", "/abs", "data", "other/x", "data//x", "data/./x"] {
+    for bad in [
+        "../etc/passwd",
+        "data/../../x",
+        "/abs",
+        "data",
+        "other/x",
+        "data//x",
+        "data/./x",
+    ] {
         assert!(split_path(bad).is_err(), "{bad}");
     }
     let (folders, name) = split_path("data/store/ab/x.env").unwrap();

@@ -131,7 +131,8 @@ pub enum CenterCommand {
         /// What to do.
         #[command(subcommand)]
         action: TestPacketAction,
-    },    /// Copy the center's data folder (inbox, store, desks, audit log) into a new or empty
+    },
+    /// Copy the center's data folder (inbox, store, desks, audit log) into a new or empty
     /// folder, with a signed manifest; works while the center serves (after each shift).
     Backup {
         /// center.toml

@@ -94,7 +94,11 @@ fn read_exported(cfg: &CenterConfig) -> Result<BTreeSet<String>> {
         return Ok(BTreeSet::new());
     }
     let text = keyfile::read_text_bounded(&path, MAX_INDEX)?;
-    Ok(text.lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect())
+    Ok(text
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 /// The records the receiver holds, read through a copy of its database when it serves.
@@ -234,11 +238,17 @@ fn read_index(cfg: &CenterConfig, folder: &DriveDir) -> Result<DriveIndex> {
             folder.path().display()
         ))
     };
-    let text = folder.open_file(INDEX, MAX_INDEX)?.ok_or_else(|| missing(INDEX))?.read_all()?;
-    let sig = folder.open_file(INDEX_SIG, 1024)?.ok_or_else(|| missing(INDEX_SIG))?.read_all()?;
+    let text = folder
+        .open_file(INDEX, MAX_INDEX)?
+        .ok_or_else(|| missing(INDEX))?
+        .read_all()?;
+    let sig = folder
+        .open_file(INDEX_SIG, 1024)?
+        .ok_or_else(|| missing(INDEX_SIG))?
+        .read_all()?;
     let mut raw = [0u8; 64];
     hex::decode_to_slice(String::from_utf8_lossy(&sig).trim(), &mut raw).map_err(|_| missing(INDEX_SIG))?;
-    let key = keyfile::read_signing_key(&cfg.receipt_key)?.verifying_key();
+    let key = crate::backup::receipt_public(cfg)?;
     key.verify(Domain::CenterCopy, &text, &Signature(raw)).map_err(|_| {
         Error::Backup(format!(
             "{}: the signature does not verify against this center's receipt key: the drive was altered, or it \
@@ -272,8 +282,7 @@ fn take_registry(cfg: &CenterConfig, folder: &DriveDir) -> Result<Option<u64>> {
     fs::create_dir_all(dir).map_err(Error::file(dir))?;
     let tmp = dir.join(".registry-from-drive.bin");
     keyfile::write_atomic(&tmp, &bytes, 0o644)?;
-    let checked = crate::registry::CenterRegistry::open(cfg, now_ms(), None)
-        .and_then(|r| r.check_file(&tmp, now_ms()));
+    let checked = crate::registry::CenterRegistry::open(cfg, now_ms(), None).and_then(|r| r.check_file(&tmp, now_ms()));
     match checked {
         Ok(body) if body.version > held => {
             fs::rename(&tmp, &cfg.registry).map_err(Error::file(&cfg.registry))?;
@@ -306,7 +315,7 @@ pub fn import(cfg: &CenterConfig, drive_path: &Path) -> Result<ImportSummary> {
         ))
     })?;
     let index = read_index(cfg, &folder)?;
-    let receipt_key = keyfile::read_signing_key(&cfg.receipt_key)?.verifying_key();
+    let receipt_key = crate::backup::receipt_public(cfg)?;
     let mut summary = ImportSummary {
         registry: take_registry(cfg, &folder)?,
         ..ImportSummary::default()
@@ -379,7 +388,10 @@ fn take_one(
     record.receipt.verify(receipt_key)?;
     let name = format!("{}.env", hex::encode(b.digest));
     let file = folder.open_file(&name, b.bytes)?.ok_or_else(|| {
-        Error::Backup(format!("{} is missing on the drive", folder.path().join(&name).display()))
+        Error::Backup(format!(
+            "{} is missing on the drive",
+            folder.path().join(&name).display()
+        ))
     })?;
     let dest = Inbox::stored_envelope(scratch, &b.digest);
     if let Some(dir) = dest.parent() {
@@ -401,7 +413,6 @@ fn take_one(
     crate::unpack::check_stored(scratch, &crate::unpack::receipted(b), trusted)?;
     Ok(dest)
 }
-
 
 /// What to do with envelope drives.
 #[derive(Debug, clap::Subcommand)]

@@ -209,8 +209,8 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         &cfg.data_dir,
         crate::backup::control_handler(control::handler(inbox.clone()), inbox.clone(), audit.clone()),
     )
-        .map_err(|e| warn!("`konvert-center status` will not work beside this center: no control socket: {e}"))
-        .ok();
+    .map_err(|e| warn!("`konvert-center status` will not work beside this center: no control socket: {e}"))
+    .ok();
     tokio::spawn(async move {
         loop {
             let incoming = tokio::select! {

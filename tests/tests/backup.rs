@@ -109,18 +109,30 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
     let m = &summary.manifest;
     assert!((2..=5).contains(&m.packets), "{}", m.packets);
     assert!(m.audit_anchor.is_some());
-    assert!(m.files.iter().any(|f| f.path.starts_with("data/inbox.sled/")), "{:?}", m.files);
-    assert!(m.files.iter().any(|f| f.path.starts_with("data/registry/")), "the registry store is a desk too");
+    assert!(
+        m.files.iter().any(|f| f.path.starts_with("data/inbox.sled/")),
+        "{:?}",
+        m.files
+    );
+    assert!(
+        m.files.iter().any(|f| f.path.starts_with("data/registry/")),
+        "the registry store is a desk too"
+    );
     // The center went on serving and its audit log still opens after the backup.
     assert_eq!(center.inbox.len(), 5);
 
     // The same folder again: not empty, refused by name, nothing changed in it.
     let again = {
         let (cfg, to) = (cfg.clone(), to.clone());
-        tokio::task::spawn_blocking(move || backup::take(&cfg, &to)).await.unwrap()
+        tokio::task::spawn_blocking(move || backup::take(&cfg, &to))
+            .await
+            .unwrap()
     };
     let err = again.unwrap_err().to_string();
-    assert!(err.contains("not empty") && err.contains(&to.display().to_string()), "{err}");
+    assert!(
+        err.contains("not empty") && err.contains(&to.display().to_string()),
+        "{err}"
+    );
 
     // Never into the folder a center serves.
     let err = backup::restore(&cfg, &to, true).unwrap_err().to_string();
@@ -135,7 +147,12 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
     let report = unpack_all(&fx, &restored, &out);
     assert_eq!(report.unpacked.len() as u64, m.packets);
     for (room, entry) in rooms.iter().chain(&later) {
-        if Inbox::open(&restored.data_dir).unwrap().lookup(&entry.offer.packet_id, 1).unwrap().is_some() {
+        if Inbox::open(&restored.data_dir)
+            .unwrap()
+            .lookup(&entry.offer.packet_id, 1)
+            .unwrap()
+            .is_some()
+        {
             same_scans(&site, room, entry, &out);
         }
     }
@@ -206,7 +223,10 @@ async fn the_days_envelopes_reach_the_loaders_copy_by_drive_and_a_second_export_
     backup::restore(&loader, &setup, false).unwrap();
     assert_eq!(Inbox::open(&loader.data_dir).unwrap().len(), 0);
 
-    let first = [site.seal_room("0001", 3, 5_000, 11), site.seal_room("0002", 2, 5_000, 12)];
+    let first = [
+        site.seal_room("0001", 3, 5_000, 11),
+        site.seal_room("0002", 2, 5_000, 12),
+    ];
     assert_eq!(push(&site.cfg, site.outbox.clone(), opts()).await.unwrap().delivered, 2);
     let drive = fx.root.path().join("drive");
     std::fs::create_dir_all(&drive).unwrap();

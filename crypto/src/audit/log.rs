@@ -335,7 +335,10 @@ impl AuditLog {
         if copied != inner.len {
             return Err(Error::BadFile {
                 path: self.path.clone(),
-                message: format!("shorter than written ({copied} of {} bytes) while it was copied", inner.len),
+                message: format!(
+                    "shorter than written ({copied} of {} bytes) while it was copied",
+                    inner.len
+                ),
             });
         }
         to.sync_all()?;
