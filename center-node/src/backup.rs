@@ -69,7 +69,8 @@ pub enum How {
     Sled,
     /// Plain files, copied as they are (hidden temporary files left out).
     Files,
-    /// Not backed up: staging (the sites resume what is there), the control socket.
+    /// Not backed up: staging (the sites resume what is there), the reserve channel's spool
+    /// of imports in progress, the control socket.
     Skip,
 }
 
@@ -81,6 +82,8 @@ const SPECIAL: &[(&str, How)] = &[
     (AUDIT_LOG, How::AuditLog),
     ("audit.log.head", How::Skip),
     ("staging", How::Skip),
+    // Drive imports waiting for the serving center: a restored one must not take them again.
+    ("reserve", How::Skip),
     (konvert_replication::service::CONTROL_SOCKET, How::Skip),
 ];
 

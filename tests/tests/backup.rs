@@ -159,6 +159,10 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
     for (room, entry) in &rooms {
         same_scans(&site, room, entry, &out);
     }
+    // The restored center serves again, holding what the backup held.
+    let back = konvert_center::serve(&restored).await.unwrap();
+    assert_eq!(back.inbox.len() as u64, m.packets);
+    back.shutdown().await;
     // The restored audit log verifies and says it was restored.
     let log = std::fs::read(restored.data_dir.join("audit.log")).unwrap();
     let key = keyfile::read_signing_key(&cfg.receipt_key).unwrap().verifying_key();
