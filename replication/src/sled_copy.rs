@@ -44,3 +44,7 @@ pub fn copy_closed(src: &Path, dest: &Path) -> Result<u64> {
     })?;
     copy_db(&db, dest)
 }
+
+#[cfg(test)]
+#[path = "sled_copy_tests.rs"]
+mod tests;
