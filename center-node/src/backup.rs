@@ -128,21 +128,29 @@ pub fn parts(cfg: &CenterConfig) -> Result<Vec<Part>> {
             });
         }
     }
-    for (name, source) in [
-        ("registry.bin", cfg.registry.clone()),
-        ("authority.toml", cfg.authority.clone()),
-        ("stations.crl", cfg.crl.clone()),
-        ("stations.toml", cfg.station_index()),
-    ] {
-        if source.is_file() && !source.starts_with(&cfg.data_dir) {
+    for (name, source, how) in beside(cfg) {
+        if source.exists() && !source.starts_with(&cfg.data_dir) {
             parts.push(Part {
                 name: format!("{BESIDE}/{name}"),
                 source,
-                how: How::Files,
+                how,
             });
         }
     }
     Ok(parts)
+}
+
+/// What a backup holds outside the data folder: its name under `config/` in the backup,
+/// where center.toml puts it, and how it is copied. `restore` puts each back only where
+/// the target has none. The loader's records go here once center.toml names a folder for
+/// them outside the data folder, e.g. `("records", cfg.records.clone(), How::Sled)`.
+fn beside(cfg: &CenterConfig) -> Vec<(&'static str, PathBuf, How)> {
+    vec![
+        ("registry.bin", cfg.registry.clone(), How::Files),
+        ("authority.toml", cfg.authority.clone(), How::Files),
+        ("stations.crl", cfg.crl.clone(), How::Files),
+        ("stations.toml", cfg.station_index(), How::Files),
+    ]
 }
 
 /// Whether `dir` is a sled database (its `conf` and `db` files).
@@ -752,20 +760,15 @@ pub fn restore(cfg: &CenterConfig, from: &Path, replace: bool) -> Result<Restore
     fs::rename(&data_copy, &cfg.data_dir).map_err(Error::file(&cfg.data_dir))?;
     let mut kept = Vec::new();
     let mut restored_beside = Vec::new();
-    for (name, dest) in [
-        ("registry.bin", cfg.registry.clone()),
-        ("authority.toml", cfg.authority.clone()),
-        ("stations.crl", cfg.crl.clone()),
-        ("stations.toml", cfg.station_index()),
-    ] {
+    for (name, dest, _) in beside(cfg) {
         let src = work.join(BESIDE).join(name);
-        if !src.is_file() {
+        if !src.exists() {
             continue;
         }
         if dest.exists() {
             kept.push(dest);
         } else {
-            copy_file(&src, &dest)?;
+            copy_files(&src, &dest)?;
             restored_beside.push(dest);
         }
     }

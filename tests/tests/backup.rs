@@ -98,6 +98,12 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
             (room, e)
         })
         .collect();
+    // A desk kept as a sled database in the data folder (the loader's records) goes along.
+    {
+        let records = konvert_replication::open_sled(&cfg.data_dir.join("records")).unwrap();
+        records.insert(b"page-1", b"registered".as_slice()).unwrap();
+        records.flush().unwrap();
+    }
     let to = fx.root.path().join("backup-shift-1");
     let (pushed, taken) = tokio::join!(push(&site.cfg, site.outbox.clone(), opts()), {
         let (cfg, to) = (cfg.clone(), to.clone());
@@ -159,6 +165,9 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
     for (room, entry) in &rooms {
         same_scans(&site, room, entry, &out);
     }
+    let records = konvert_replication::open_sled(&restored.data_dir.join("records")).unwrap();
+    assert_eq!(records.get(b"page-1").unwrap().unwrap().as_ref(), b"registered");
+    drop(records);
     // The restored center serves again, holding what the backup held.
     let back = konvert_center::serve(&restored).await.unwrap();
     assert_eq!(back.inbox.len() as u64, m.packets);
