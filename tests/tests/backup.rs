@@ -302,3 +302,82 @@ async fn the_days_envelopes_reach_the_loaders_copy_by_drive_and_a_second_export_
     assert!(err.contains("signature does not verify"), "{err}");
     center.shutdown().await;
 }
+
+/// The commands as the staff run them, beside a center serving in another process (which
+/// holds the inbox's lock): the backup goes through its control socket, the restore into
+/// a second center.toml checks every file, an occupied target is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_command_copies_a_center_serving_in_another_process() {
+    let addr = konvert_tests::free_udp_addr();
+    let fx = CenterFixture::new(addr);
+    let token = fx.issue_token("0101");
+    let cfg = fx.register(&[(&token, "0101")]);
+    let site = fx.enroll("0101", addr);
+    site.seal_room("0001", 2, 5_000, 21);
+    site.seal_room("0002", 2, 5_000, 22);
+    let mut center = konvert_tests::start_listening(env!("CARGO_BIN_EXE_konvert-test-center"), &fx.init.config_path);
+    assert_eq!(push(&site.cfg, site.outbox.clone(), opts()).await.unwrap().delivered, 2);
+
+    let exe = env!("CARGO_BIN_EXE_readme-konvert-center");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(exe).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let config = fx.init.config_path.as_os_str();
+    let to = fx.root.path().join("shift-1");
+    let (ok, text) = run(&[
+        "backup".as_ref(),
+        "--config".as_ref(),
+        config,
+        "--to".as_ref(),
+        to.as_os_str(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("while it served") && text.contains("2 packet version(s)"),
+        "{text}"
+    );
+    let (ok, text) = run(&[
+        "backup".as_ref(),
+        "--config".as_ref(),
+        config,
+        "--to".as_ref(),
+        to.as_os_str(),
+    ]);
+    assert!(
+        !ok && text.contains("is not empty") && text.contains(&to.display().to_string()),
+        "{text}"
+    );
+    // Restore refuses the serving center's own folder.
+    let (ok, text) = run(&[
+        "restore".as_ref(),
+        "--config".as_ref(),
+        config,
+        "--from".as_ref(),
+        to.as_os_str(),
+        "--replace".as_ref(),
+    ]);
+    assert!(!ok && text.contains("serving"), "{text}");
+    center.kill().unwrap();
+    center.wait().unwrap();
+
+    let other = elsewhere(&cfg, fx.root.path(), "standby");
+    let other_toml = fx.center_dir().join("standby.toml");
+    other.save(&other_toml).unwrap();
+    let (ok, text) = run(&[
+        "restore".as_ref(),
+        "--config".as_ref(),
+        other_toml.as_os_str(),
+        "--from".as_ref(),
+        to.as_os_str(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("2 packet version(s)") && text.contains("every one checked"),
+        "{text}"
+    );
+    assert_eq!(Inbox::open(&other.data_dir).unwrap().len(), 2);
+}
