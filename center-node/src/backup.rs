@@ -483,6 +483,14 @@ fn list_files(root: &Path, below: &Path, out: &mut Vec<String>) -> Result<()> {
 pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
     make_empty_target(to)?;
     let to = fs::canonicalize(to).map_err(Error::file(to))?;
+    if fs::canonicalize(&cfg.data_dir).is_ok_and(|data| to.starts_with(data)) {
+        let _ = fs::remove_dir(&to);
+        return Err(Error::Backup(format!(
+            "{} is inside the data folder {}; a backup goes elsewhere (another disk, the backup drive)",
+            to.display(),
+            cfg.data_dir.display()
+        )));
+    }
     let key = receipt_key(cfg)?;
     let holder = Holder::find(cfg)?;
     let data = to.join(DATA);

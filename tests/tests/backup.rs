@@ -140,6 +140,17 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
         "{err}"
     );
 
+    // Never into the data folder itself.
+    let inside = cfg.data_dir.join("backup");
+    let err = {
+        let (cfg, inside) = (cfg.clone(), inside.clone());
+        tokio::task::spawn_blocking(move || backup::take(&cfg, &inside))
+            .await
+            .unwrap()
+    };
+    assert!(err.unwrap_err().to_string().contains("inside the data folder"));
+    assert!(!inside.exists());
+
     // Never into the folder a center serves.
     let err = backup::restore(&cfg, &to, true).unwrap_err().to_string();
     assert!(err.contains("serving"), "{err}");
