@@ -141,6 +141,35 @@ pub enum CenterCommand {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Copy the center's data folder (inbox, store, desks, audit log) into a new or empty
+    /// folder, with a signed manifest; works while the center serves (after each shift).
+    Backup {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup folder (new or empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Bring a backup back into the data folder center.toml names, every file checked
+    /// against the manifest first; never while a center serves it.
+    Restore {
+        /// center.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// Move a data folder that holds anything aside (kept, renamed) and restore in its place.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// The day's new envelopes to the loader's workstation on a drive.
+    Envelopes {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::envelope_drive::EnvelopeAction,
+    },
 }
 
 /// What to do with the key registry.
@@ -845,6 +874,13 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
                 path.display()
             );
         }
+        CenterCommand::Backup { config, to } => {
+            tokio::task::spawn_blocking(move || crate::backup::backup_command(&config, &to))
+                .await
+                .map_err(|e| crate::Error::Backup(format!("the backup stopped: {e}")))??
+        }
+        CenterCommand::Restore { config, from, replace } => crate::backup::restore_command(&config, &from, replace)?,
+        CenterCommand::Envelopes { action } => crate::envelope_drive::command(action)?,
         CenterCommand::Import {
             config,
             drive,

@@ -73,6 +73,9 @@ pub enum Error {
     /// A serving center's control socket did not answer as asked.
     #[error("{0}")]
     Control(String),
+    /// A backup, a restore or an envelope drive cannot go on; the message says what to do.
+    #[error("{0}")]
+    Backup(String),
     /// Network I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -7,10 +7,12 @@
 //! Contract: the receiver never holds the center's decryption key and never sees
 //! plaintext. A receipt is sent only after the envelope is fsynced, verified and indexed.
 
+pub mod backup;
 pub mod center_key;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod envelope_drive;
 mod error;
 pub mod intake;
 pub mod late;

@@ -205,9 +205,12 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let stopping = drain.clone();
     // `konvert-center status` beside this process asks it here: it holds the inbox's lock.
     // Not fatal: a center that serves matters more than `status` beside it.
-    let control = ControlSocket::start(&cfg.data_dir, control::handler(inbox.clone()))
-        .map_err(|e| warn!("`konvert-center status` will not work beside this center: no control socket: {e}"))
-        .ok();
+    let control = ControlSocket::start(
+        &cfg.data_dir,
+        crate::backup::control_handler(control::handler(inbox.clone()), inbox.clone(), audit.clone()),
+    )
+    .map_err(|e| warn!("`konvert-center status` will not work beside this center: no control socket: {e}"))
+    .ok();
     tokio::spawn(async move {
         loop {
             let incoming = tokio::select! {

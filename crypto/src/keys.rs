@@ -25,6 +25,9 @@ pub enum Domain {
     Registry,
     /// A checkpoint of the audit log, signed by the log's key.
     AuditCheckpoint,
+    /// A backup's manifest, or the index of an envelope drive for the loader, signed by
+    /// the center's receipt key.
+    CenterCopy,
 }
 
 impl Domain {
@@ -36,6 +39,7 @@ impl Domain {
             Domain::Notice => b"konvert/v1/center-notice\0",
             Domain::Registry => b"konvert/v1/key-registry\0",
             Domain::AuditCheckpoint => b"konvert/v1/audit-checkpoint\0",
+            Domain::CenterCopy => b"konvert/v1/center-copy\0",
         }
     }
 

@@ -313,6 +313,13 @@ impl Inbox {
     pub fn is_empty(&self) -> bool {
         self.packets.is_empty()
     }
+
+    /// Copies the inbox's database (not its store) into a new one at `dest`, while this
+    /// inbox goes on storing: what was committed before the copy began is in it.
+    pub fn copy_database_to(&self, dest: &Path) -> Result<u64> {
+        self.db.flush().map_err(storage_err)?;
+        crate::sled_copy::copy_db(&self.db, dest)
+    }
 }
 
 fn decode(bytes: &[u8]) -> Result<InboxRecord> {

@@ -29,6 +29,7 @@ pub mod reserve;
 pub mod schedule;
 pub mod sender;
 pub mod service;
+pub mod sled_copy;
 pub mod tls;
 
 pub use answer::{AnswerOutcome, PacketAnswer, Remark, RemarkAction};

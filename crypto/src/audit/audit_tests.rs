@@ -634,3 +634,43 @@ fn every_checkpoint_reaches_the_hooks_and_dropping_the_log_checkpoints() {
     assert_eq!(*seen.lock().unwrap(), vec![5, 5, 7]);
     assert_eq!(log.anchor().unwrap().map(|a| a.seq), Some(7));
 }
+
+#[test]
+fn a_copy_taken_while_threads_append_ends_on_a_checkpoint_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let key = SigningKey::from_seed(&[7; 32]).unwrap();
+    let log = Arc::new(AuditLog::open(&path, Some(SigningKey::from_seed(&[7; 32]).unwrap()), 5).unwrap());
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    log.append("center", AuditAction::PacketAccept, &format!("{w}-{i}"), "")
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut copies = Vec::new();
+    for n in 0..5 {
+        let copy = dir.path().join(format!("copy-{n}.log"));
+        let anchor = log.copy_to(&copy).unwrap();
+        copies.push((copy, anchor));
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    for (copy, anchor) in copies {
+        let report = check(&copy, &key);
+        assert!(report.is_intact(), "{:?}", report.finding);
+        assert_eq!(report.uncovered, 0, "the copy ends on a signed checkpoint");
+        let anchor = anchor.unwrap();
+        assert_eq!(report.last_seq, anchor.seq);
+        let bytes = std::fs::read(&copy).unwrap();
+        let head = read_head(&head_path(&copy)).unwrap();
+        assert!(verify_anchored(&bytes, head.as_ref(), &[key.verifying_key()], &anchor).is_intact());
+    }
+    // A copy never goes over a file that is there.
+    assert!(log.copy_to(&path).is_err());
+}

@@ -320,6 +320,36 @@ impl AuditLog {
     }
 }
 
+impl AuditLog {
+    /// Copies the log, as it stands after a fresh checkpoint, to `dest` (and its head file
+    /// beside it), while no entry can be appended: the copy ends on a signed checkpoint
+    /// and verifies on its own (a backup taken while the writer runs). `dest` must not
+    /// exist. Returns the anchor of the copy's newest checkpoint (`None` without a key or
+    /// entries).
+    pub fn copy_to(&self, dest: &Path) -> Result<Option<AuditAnchor>> {
+        let mut inner = self.lock()?;
+        self.checkpoint_locked(&mut inner, now_unix_ms())?;
+        let mut from = File::open(&self.path)?;
+        let mut to = OpenOptions::new().write(true).create_new(true).mode(0o640).open(dest)?;
+        let copied = std::io::copy(&mut std::io::Read::take(&mut from, inner.len), &mut to)?;
+        if copied != inner.len {
+            return Err(Error::BadFile {
+                path: self.path.clone(),
+                message: format!(
+                    "shorter than written ({copied} of {} bytes) while it was copied",
+                    inner.len
+                ),
+            });
+        }
+        to.sync_all()?;
+        if let Some(cp) = &inner.last_checkpoint {
+            write_head(&head_path(dest), cp)?;
+        }
+        sync_parent(dest)?;
+        Ok(inner.last_checkpoint.as_ref().map(AuditAnchor::of))
+    }
+}
+
 impl Drop for AuditLog {
     /// The last checkpoint: a command that ends or a process that shuts down leaves no
     /// entry that a cut could remove unseen.
