@@ -132,6 +132,12 @@ pub enum CenterCommand {
         #[command(subcommand)]
         action: TestPacketAction,
     },
+    /// The exam days' plans: import one, show them, issue a site's seating plan.
+    Plan {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::plan_cli::PlanAction,
+    },
 }
 
 /// What to do with the key registry.
@@ -865,6 +871,7 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
             print!("{}", crate::control::status(&inbox, json)?);
         }
         CenterCommand::TestPackets { action } => test_packets(action)?,
+        CenterCommand::Plan { action } => crate::plan_cli::plan_command(action)?,
         CenterCommand::Import {
             config,
             drive,

@@ -70,6 +70,14 @@ pub enum Error {
     /// A serving center's control socket did not answer as asked.
     #[error("{0}")]
     Control(String),
+    /// An exam-day plan cannot be read, imported or issued from.
+    #[error("exam-day plan {path}: {message}")]
+    Plan {
+        /// The plan file (or the plans folder).
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// Network I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -150,7 +150,7 @@ async fn a_member_cannot_store_another_sites_packet_id_first_at_the_center_nor_t
     conn.close(0u32.into(), b"done");
     match outcome {
         Outcome::Rejected { reason, detail } => {
-            assert_eq!(reason, RejectReason::PacketMismatch, "{detail}");
+            assert_eq!(reason, RejectReason::PacketRefMismatch, "{detail}");
             assert!(detail.contains("0101-2026-06-01-ege-0001-blanks"), "{detail}");
         }
         other => panic!("the crafted envelope was not refused: {other:?}"),
@@ -168,7 +168,7 @@ async fn a_member_cannot_store_another_sites_packet_id_first_at_the_center_nor_t
         .unwrap();
     conn.close(0u32.into(), b"done");
     match outcome {
-        Outcome::Rejected { reason, detail } => assert_eq!(reason, RejectReason::PacketMismatch, "{detail}"),
+        Outcome::Rejected { reason, detail } => assert_eq!(reason, RejectReason::PacketRefMismatch, "{detail}"),
         other => panic!("the relay did not refuse the crafted envelope: {other:?}"),
     }
 
