@@ -425,9 +425,7 @@ pub(crate) fn refusal_for(d: &Disagreement) -> RejectReason {
         Disagreement::DescriptionSite { .. } | Disagreement::Site { .. } => RejectReason::SiteMismatch,
         // The header contradicts itself: another reason than an offer naming other bytes.
         Disagreement::NotDescribed { .. } => RejectReason::PacketRefMismatch,
-        Disagreement::Packet { .. } | Disagreement::Manifest { .. } => {
-            RejectReason::PacketMismatch
-        }
+        Disagreement::Packet { .. } | Disagreement::Manifest { .. } => RejectReason::PacketMismatch,
     }
 }
 
@@ -535,7 +533,10 @@ impl CenterIntake {
                 watch.note(&record);
             }
             let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
-            self.metrics.delivery_latency.with_label_values(&[&site]).observe(latency);
+            self.metrics
+                .delivery_latency
+                .with_label_values(&[&site])
+                .observe(latency);
             self.flag_after_window(&site, &zone, &packet, received_at);
             self.metrics.packets_received.with_label_values(&[&site]).inc();
             // Every site that delivers has the series, so an alert sees its first late packet.

@@ -23,7 +23,9 @@ use std::time::SystemTime;
 
 use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_crypto::keyfile;
-use konvert_exam::{DayPlan, ExamDate, ExamKind, PacketRef, PlanReading, PlanSite, RoomId, SeatingPlan, SiteId, SiteZone};
+use konvert_exam::{
+    DayPlan, ExamDate, ExamKind, PacketRef, PlanReading, PlanSite, RoomId, SeatingPlan, SiteId, SiteZone,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::CenterConfig;
@@ -175,7 +177,11 @@ impl PlanDesk {
                 imported.participants,
                 imported.members,
                 imported.without_consent,
-                if replaced { "; replaces the plan imported before" } else { "" },
+                if replaced {
+                    "; replaces the plan imported before"
+                } else {
+                    ""
+                },
             ),
         };
         // The note first: a plan in force whose import is not on its way to the log is not
@@ -240,7 +246,7 @@ impl PlanDesk {
         for e in entries {
             let e = e.map_err(Error::file(&self.dir))?;
             let path = e.path();
-            if !path.extension().is_some_and(|x| x == "toml") {
+            if path.extension().is_none_or(|x| x != "toml") {
                 continue;
             }
             let meta = fs::symlink_metadata(&path).map_err(Error::file(&path))?;
@@ -279,7 +285,11 @@ impl PlanDesk {
 
     /// The plan of exam day `date` and exam `exam`, if imported.
     pub fn plan(&self, date: ExamDate, exam: ExamKind) -> Result<Option<DayPlan>> {
-        Ok(self.shared()?.iter().find(|p| p.date == date && p.exam == exam).cloned())
+        Ok(self
+            .shared()?
+            .iter()
+            .find(|p| p.date == date && p.exam == exam)
+            .cloned())
     }
 
     /// Every site every plan expects, by exam day, exam, then site.
@@ -296,7 +306,11 @@ impl PlanDesk {
                     date: plan.date,
                     exam: plan.exam,
                     site: s.clone(),
-                    seated_rooms: rooms.iter().filter(|r| seated.contains(&(&s.code, *r))).cloned().collect(),
+                    seated_rooms: rooms
+                        .iter()
+                        .filter(|r| seated.contains(&(&s.code, *r)))
+                        .cloned()
+                        .collect(),
                     rooms,
                     participants: plan.participants.iter().filter(|p| p.site == s.code).count(),
                 });

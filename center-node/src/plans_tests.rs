@@ -18,13 +18,20 @@ fn an_import_keeps_no_row_without_consent_and_says_how_many_were_left_out() {
     assert_eq!((imported.sites, imported.rooms, imported.participants), (2, 3, 2));
     assert!(!imported.replaced);
     let stored = std::fs::read_to_string(&imported.stored).unwrap();
-    assert!(!stored.contains("REFUSED-P2") && !stored.contains("consent"), "{stored}");
+    assert!(
+        !stored.contains("REFUSED-P2") && !stored.contains("consent"),
+        "{stored}"
+    );
     let plans = desk.plans().unwrap();
     assert_eq!(plans.len(), 1);
     assert!(plans[0].participants.iter().all(|p| p.code != "REFUSED-P2"));
     // The same day and exam again replaces it; another exam is a plan of its own.
     assert!(desk.import(&file, "A. Ivanova").unwrap().replaced);
-    let oge = write(dir.path(), "oge.toml", &PLAN.replace("exam = \"ege\"", "exam = \"oge\""));
+    let oge = write(
+        dir.path(),
+        "oge.toml",
+        &PLAN.replace("exam = \"ege\"", "exam = \"oge\""),
+    );
     desk.import(&oge, "A. Ivanova").unwrap();
     let plans = desk.plans().unwrap();
     assert_eq!(
@@ -38,7 +45,11 @@ fn a_plan_with_errors_is_refused_naming_the_file_and_nothing_is_imported() {
     let dir = tempfile::tempdir().unwrap();
     let desk = PlanDesk::open(&dir.path().join("data")).unwrap();
     let cases = [
-        ("no-zone.toml", PLAN.replace("Asia/Yekaterinburg", "Mars/Olympus"), "Mars/Olympus"),
+        (
+            "no-zone.toml",
+            PLAN.replace("Asia/Yekaterinburg", "Mars/Olympus"),
+            "Mars/Olympus",
+        ),
         (
             "stray-room.toml",
             PLAN.replace("site = \"0202\"\ncode = \"0001\"", "site = \"0909\"\ncode = \"0001\""),
@@ -67,7 +78,8 @@ fn a_plan_with_errors_is_refused_naming_the_file_and_nothing_is_imported() {
 fn the_seating_plan_issued_is_exactly_what_the_edge_reads() {
     let dir = tempfile::tempdir().unwrap();
     let desk = PlanDesk::open(&dir.path().join("data")).unwrap();
-    desk.import(&write(dir.path(), "plan.toml", PLAN), "A. Ivanova").unwrap();
+    desk.import(&write(dir.path(), "plan.toml", PLAN), "A. Ivanova")
+        .unwrap();
     let site: SiteId = "0101".parse().unwrap();
     let seating = desk.seating(&site, None, None).unwrap();
     let out = dir.path().join("seating-0101.toml");
@@ -79,7 +91,10 @@ fn the_seating_plan_issued_is_exactly_what_the_edge_reads() {
     assert_eq!(read.participants.len(), 1);
     assert_eq!(read.participants[0].code, "P1");
     // A site in no plan, and a site in two, say what to do.
-    let err = desk.seating(&"0303".parse().unwrap(), None, None).unwrap_err().to_string();
+    let err = desk
+        .seating(&"0303".parse().unwrap(), None, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("0303") && err.contains("plan import"), "{err}");
     let next = write(dir.path(), "next.toml", &PLAN.replace("2026-06-01", "2026-06-04"));
     desk.import(&next, "A. Ivanova").unwrap();
@@ -101,7 +116,8 @@ fn the_plans_time_zone_comes_first_and_the_config_is_the_fallback() {
         kind: konvert_exam::PacketKind::Blanks,
     };
     assert_eq!(desk.site_zone("0202", packet("0202").date, ExamKind::Ege), None);
-    desk.import(&write(dir.path(), "plan.toml", PLAN), "A. Ivanova").unwrap();
+    desk.import(&write(dir.path(), "plan.toml", PLAN), "A. Ivanova")
+        .unwrap();
     let zone = desk.site_zone("0202", packet("0202").date, ExamKind::Ege).unwrap();
     assert_eq!(zone.name(), "Asia/Yekaterinburg");
     // Another day's packet from a planned site: the site's zone does not change.
@@ -123,7 +139,8 @@ fn the_plans_time_zone_comes_first_and_the_config_is_the_fallback() {
 fn an_import_reaches_the_audit_log_once_whoever_holds_it() {
     let dir = tempfile::tempdir().unwrap();
     let desk = PlanDesk::open(&dir.path().join("data")).unwrap();
-    desk.import(&write(dir.path(), "plan.toml", PLAN), "A. Ivanova").unwrap();
+    desk.import(&write(dir.path(), "plan.toml", PLAN), "A. Ivanova")
+        .unwrap();
     assert!(desk.audit_pending());
     let log_path = dir.path().join("audit.log");
     let audit = AuditLog::open(&log_path, None, 0).unwrap();
@@ -134,5 +151,8 @@ fn an_import_reaches_the_audit_log_once_whoever_holds_it() {
     let log = String::from_utf8_lossy(&std::fs::read(&log_path).unwrap()).into_owned();
     assert!(log.contains(PLAN_IMPORT) && log.contains("A. Ivanova"), "{log}");
     assert!(log.contains("1 row(s) without consent left out"), "{log}");
-    assert!(!log.contains("REFUSED-P2"), "nothing of the refused row reaches the log");
+    assert!(
+        !log.contains("REFUSED-P2"),
+        "nothing of the refused row reaches the log"
+    );
 }

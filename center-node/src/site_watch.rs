@@ -220,7 +220,10 @@ impl SiteWatch {
                 deadline_ms: deadline,
             };
             let risk = assess(&standing, now);
-            let heard = seen.last_packet_ms.get(code).map_or(0, |&t| i64::try_from(t).unwrap_or(0));
+            let heard = seen
+                .last_packet_ms
+                .get(code)
+                .map_or(0, |&t| i64::try_from(t).unwrap_or(0));
             let silence = (now - heard.max(opens)).max(0) as f64 / 1000.0;
             let row = rows
                 .entry(code.to_owned())

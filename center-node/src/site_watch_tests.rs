@@ -100,10 +100,25 @@ fn every_planned_site_is_shown_connected_or_not_and_stays_until_it_delivers() {
     watch.look(utc_ms("2026-06-01T07:00Z"));
     let text = metrics.render().unwrap();
     for site in ["0101", "0202"] {
-        assert_eq!(value(&text, &format!("konvert_site_deadline_risk{{site=\"{site}\"}}")), Some(0.0));
-        assert_eq!(value(&text, &format!("konvert_site_rooms_outstanding{{site=\"{site}\"}}")), Some(1.0));
-        assert_eq!(value(&text, &format!("konvert_blanks_after_window_total{{site=\"{site}\"}}")), Some(0.0));
-        assert_eq!(value(&text, &format!("konvert_journals_after_window_total{{site=\"{site}\"}}")), Some(0.0));
+        assert_eq!(
+            value(&text, &format!("konvert_site_deadline_risk{{site=\"{site}\"}}")),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&text, &format!("konvert_site_rooms_outstanding{{site=\"{site}\"}}")),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, &format!("konvert_blanks_after_window_total{{site=\"{site}\"}}")),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!("konvert_journals_after_window_total{{site=\"{site}\"}}")
+            ),
+            Some(0.0)
+        );
     }
     assert_eq!(value(&text, "konvert_site_silence_seconds{site=\"0101\"}"), Some(0.0));
     assert!(watch.is_expected("0202"));
@@ -116,16 +131,26 @@ fn every_planned_site_is_shown_connected_or_not_and_stays_until_it_delivers() {
     let text = metrics.render().unwrap();
     assert_eq!(value(&text, "konvert_site_deadline_risk{site=\"0101\"}"), Some(0.0));
     assert_eq!(value(&text, "konvert_site_rooms_outstanding{site=\"0101\"}"), Some(0.0));
-    assert_eq!(value(&text, "konvert_site_silence_seconds{site=\"0101\"}"), Some(6.0 * 3600.0));
+    assert_eq!(
+        value(&text, "konvert_site_silence_seconds{site=\"0101\"}"),
+        Some(6.0 * 3600.0)
+    );
     assert_eq!(value(&text, "konvert_site_deadline_risk{site=\"0202\"}"), Some(1.0));
     // Silent since 11:00 Yekaterinburg (06:00Z).
-    assert_eq!(value(&text, "konvert_site_silence_seconds{site=\"0202\"}"), Some(9.0 * 3600.0));
+    assert_eq!(
+        value(&text, "konvert_site_silence_seconds{site=\"0202\"}"),
+        Some(9.0 * 3600.0)
+    );
 
     // 23:45 Yekaterinburg, and a day after its deadline: still shown, will miss.
     for now in ["2026-06-01T18:45Z", "2026-06-02T19:00Z"] {
         watch.look(utc_ms(now));
         let text = metrics.render().unwrap();
-        assert_eq!(value(&text, "konvert_site_deadline_risk{site=\"0202\"}"), Some(2.0), "{now}");
+        assert_eq!(
+            value(&text, "konvert_site_deadline_risk{site=\"0202\"}"),
+            Some(2.0),
+            "{now}"
+        );
     }
     // Its packet comes by drive: it is done.
     watch.note(&blanks_record(&key, "0202", "0001", utc_ms("2026-06-02T19:30Z")));

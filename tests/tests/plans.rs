@@ -214,7 +214,10 @@ async fn a_plan_imported_while_serving_decides_zones_issues_seating_and_every_pl
         value(&text, "konvert_site_silence_seconds{site=\"0303\"}").is_some_and(|s| s > 0.0),
         "{text}"
     );
-    assert!(value(&text, "konvert_site_silence_seconds{site=\"0101\"}").is_some(), "{text}");
+    assert!(
+        value(&text, "konvert_site_silence_seconds{site=\"0101\"}").is_some(),
+        "{text}"
+    );
     assert_eq!(
         value(&text, "konvert_delivery_latency_seconds_count{site=\"0101\"}"),
         Some(1.0),
@@ -225,7 +228,10 @@ async fn a_plan_imported_while_serving_decides_zones_issues_seating_and_every_pl
         Some(if after_window { 1.0 } else { 0.0 }),
         "{text}"
     );
-    for family in ["konvert_blanks_after_window_total", "konvert_journals_after_window_total"] {
+    for family in [
+        "konvert_blanks_after_window_total",
+        "konvert_journals_after_window_total",
+    ] {
         assert_eq!(value(&text, &format!("{family}{{site=\"0303\"}}")), Some(0.0), "{text}");
     }
     center.shutdown().await;

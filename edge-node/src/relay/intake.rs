@@ -265,9 +265,7 @@ fn refusal_for(d: &Disagreement) -> RejectReason {
         Disagreement::DescriptionSite { .. } | Disagreement::Site { .. } => RejectReason::SiteMismatch,
         // The header contradicts itself: another reason than an offer naming other bytes.
         Disagreement::NotDescribed { .. } => RejectReason::PacketRefMismatch,
-        Disagreement::Packet { .. } | Disagreement::Manifest { .. } => {
-            RejectReason::PacketMismatch
-        }
+        Disagreement::Packet { .. } | Disagreement::Manifest { .. } => RejectReason::PacketMismatch,
     }
 }
 
