@@ -58,7 +58,7 @@ pub struct Metrics {
 pub fn watch_plans(
     metrics: Metrics,
     desk: std::sync::Arc<konvert_replication::driver::BrokerDesk>,
-    expected: Option<std::sync::Arc<crate::site_watch::SiteWatch>>,
+    expected: Option<std::sync::Weak<crate::site_watch::SiteWatch>>,
 ) {
     let desk = std::sync::Arc::downgrade(&desk);
     tokio::spawn(async move {
@@ -70,7 +70,12 @@ pub fn watch_plans(
             let Some(desk) = desk.upgrade() else { return };
             let plan = desk.plan();
             // An expected site's risk is the site watch's: it stays when the site goes silent.
-            let owned = |site: &str| expected.as_ref().is_some_and(|w| w.is_expected(site));
+            let owned = |site: &str| {
+                expected
+                    .as_ref()
+                    .and_then(std::sync::Weak::upgrade)
+                    .is_some_and(|w| w.is_expected(site))
+            };
             // A site no longer connected leaves the gauges rather than showing a stale share.
             for gone in shown.iter().filter(|s| plan.share(s).is_none()) {
                 let _ = metrics.site_share.remove_label_values(&[gone]);

@@ -418,7 +418,11 @@ pub fn describe(plan: &DayPlan) -> String {
         out.push_str(&format!(
             "  site {:<6} {:<16} {:<20} {rooms:>4} room(s) {participants:>5} participant(s) {members:>3} member(s)\n",
             s.code,
-            format!("{:?}", s.kind).to_lowercase(),
+            match s.kind {
+                konvert_exam::SiteKind::ExamSite => "exam-site",
+                konvert_exam::SiteKind::School => "school",
+                konvert_exam::SiteKind::ProcessingPoint => "processing-point",
+            },
             s.time_zone
         ));
     }

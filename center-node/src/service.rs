@@ -202,7 +202,8 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     site_watch.spawn(konvert_replication::driver::STATUS_EVERY);
     intake = intake.with_site_watch(site_watch.clone());
     if let Some(desk) = broker {
-        watch_plans(metrics.clone(), desk.clone(), Some(site_watch));
+        // Weak: the watch holds the desk, and ends with the intake that holds the watch.
+        watch_plans(metrics.clone(), desk.clone(), Some(Arc::downgrade(&site_watch)));
         intake = intake.with_broker(desk);
     }
     let intake = Arc::new(intake);
