@@ -45,6 +45,8 @@ pub struct RunningCenter {
     pub registry: Arc<CenterRegistry>,
     /// Its audit log of decisions.
     pub audit: Arc<AuditLog>,
+    /// The watch over every site the exam-day plans expect (connected or not).
+    pub site_watch: Arc<SiteWatch>,
     endpoint: quinn::Endpoint,
     /// Watches the station revocation list and closes revoked stations' connections.
     pub revocation: Revocation,
@@ -273,6 +275,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         inbox,
         registry,
         audit,
+        site_watch,
         endpoint,
         revocation,
         drain,

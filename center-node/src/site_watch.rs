@@ -13,7 +13,7 @@
 //! - `konvert_site_silence_seconds`, `konvert_site_rooms_outstanding`;
 //! - the per-site counters at zero, so the first packet after a window is an increase.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use konvert_crypto::audit::AuditLog;
@@ -97,7 +97,22 @@ pub struct SiteWatch {
     broker: Option<Arc<BrokerDesk>>,
     audit: Option<Arc<AuditLog>>,
     seen: Mutex<Seen>,
-    expected: RwLock<BTreeSet<String>>,
+    expected: RwLock<BTreeMap<String, WatchedSite>>,
+}
+
+/// A watched site as last looked at (what its gauges show).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchedSite {
+    /// The site code.
+    pub site: String,
+    /// Its risk of missing its deadline, worst over the plans watching it.
+    pub risk: DeadlineRisk,
+    /// Seconds silent on its exam day (since its last packet, counted from 11:00 local).
+    pub silence_seconds: f64,
+    /// Seated rooms without a blanks packet.
+    pub rooms_outstanding: i64,
+    /// Connected to the center at the look (known only when the center brokers ingress).
+    pub connected: bool,
 }
 
 impl SiteWatch {
@@ -116,7 +131,7 @@ impl SiteWatch {
             broker,
             audit,
             seen: Mutex::new(Seen::default()),
-            expected: RwLock::new(BTreeSet::new()),
+            expected: RwLock::new(BTreeMap::new()),
         };
         for record in inbox.records()? {
             watch.remember(&record);
@@ -163,7 +178,18 @@ impl SiteWatch {
         self.expected
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(site)
+            .contains_key(site)
+    }
+
+    /// Every site watched at the last look, by code: the plans' sites on their exam day,
+    /// connected or not.
+    pub fn sites(&self) -> Vec<WatchedSite> {
+        self.expected
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn connected(&self, site: &str) -> bool {
@@ -185,7 +211,7 @@ impl SiteWatch {
             }
         };
         let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        let mut rows: std::collections::BTreeMap<String, (DeadlineRisk, f64, i64)> = Default::default();
+        let mut rows: BTreeMap<String, WatchedSite> = BTreeMap::new();
         let broker_plan = self.broker.as_ref().map(|b| b.plan());
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         for e in &expected {
@@ -225,12 +251,16 @@ impl SiteWatch {
                 .get(code)
                 .map_or(0, |&t| i64::try_from(t).unwrap_or(0));
             let silence = (now - heard.max(opens)).max(0) as f64 / 1000.0;
-            let row = rows
-                .entry(code.to_owned())
-                .or_insert((DeadlineRisk::OnTrack, f64::INFINITY, 0));
-            row.0 = row.0.max(risk);
-            row.1 = row.1.min(silence);
-            row.2 += i64::try_from(outstanding).unwrap_or(i64::MAX);
+            let row = rows.entry(code.to_owned()).or_insert(WatchedSite {
+                site: code.to_owned(),
+                risk: DeadlineRisk::OnTrack,
+                silence_seconds: f64::INFINITY,
+                rooms_outstanding: 0,
+                connected: standing.connected,
+            });
+            row.risk = row.risk.max(risk);
+            row.silence_seconds = row.silence_seconds.min(silence);
+            row.rooms_outstanding += i64::try_from(outstanding).unwrap_or(i64::MAX);
         }
         let m = &self.metrics;
         for gone in seen.shown.iter().filter(|s| !rows.contains_key(*s)) {
@@ -239,11 +269,13 @@ impl SiteWatch {
             // Connected sites get the broker's verdict back at its next plan.
             let _ = m.site_deadline_risk.remove_label_values(&[gone]);
         }
-        for (site, (risk, silence, outstanding)) in &rows {
+        for (site, row) in &rows {
             let l = [site.as_str()];
-            m.site_deadline_risk.with_label_values(&l).set(*risk as i64);
-            m.site_silence.with_label_values(&l).set(*silence);
-            m.site_rooms_outstanding.with_label_values(&l).set(*outstanding);
+            m.site_deadline_risk.with_label_values(&l).set(row.risk as i64);
+            m.site_silence.with_label_values(&l).set(row.silence_seconds);
+            m.site_rooms_outstanding
+                .with_label_values(&l)
+                .set(row.rooms_outstanding);
             // At zero from the start: an alert sees the first increase.
             for family in [
                 &m.packets_received,
@@ -256,7 +288,7 @@ impl SiteWatch {
         }
         seen.shown = rows.keys().cloned().collect();
         drop(seen);
-        *self.expected.write().unwrap_or_else(PoisonError::into_inner) = rows.into_keys().collect();
+        *self.expected.write().unwrap_or_else(PoisonError::into_inner) = rows;
     }
 
     /// Looks every `every` for as long as the runtime runs and the watch is held elsewhere.

@@ -136,6 +136,15 @@ fn every_planned_site_is_shown_connected_or_not_and_stays_until_it_delivers() {
         Some(6.0 * 3600.0)
     );
     assert_eq!(value(&text, "konvert_site_deadline_risk{site=\"0202\"}"), Some(1.0));
+    let rows = watch.sites();
+    assert_eq!(
+        rows.iter().map(|r| r.site.as_str()).collect::<Vec<_>>(),
+        ["0101", "0202"]
+    );
+    assert_eq!(
+        (rows[1].risk, rows[1].rooms_outstanding, rows[1].connected),
+        (DeadlineRisk::AtRisk, 1, false)
+    );
     // Silent since 11:00 Yekaterinburg (06:00Z).
     assert_eq!(
         value(&text, "konvert_site_silence_seconds{site=\"0202\"}"),

@@ -13,14 +13,15 @@ use konvert_center::plan_cli::{plan_command, PlanAction};
 use konvert_edge::cli::now_unix_ms;
 use konvert_edge::{push, PushOptions};
 use konvert_exam::{ExamKind, PacketKind, PacketRef, SeatingPlan, SiteZone};
-use konvert_tests::{on_time_day, CenterFixture, LAST_ZONE};
+use konvert_tests::{on_time_day, CenterFixture};
 
 fn loopback() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// A fixed-offset zone where, on `day`, it is now past 17:30 (and before midnight): a
-/// planned site there that sent nothing owes its blanks.
+/// A fixed-offset zone where, on `day`, it is now past 17:30 (and before 23:59): the
+/// blanks window is closed and the day still on — the westernmost such zone, so the one
+/// with the most time left.
 fn evening_zone(day: konvert_exam::ExamDate) -> SiteZone {
     let now = now_unix_ms() as i64;
     (-12..=14)
@@ -46,7 +47,7 @@ region = "76"
 [[sites]]
 code = "0101"
 kind = "exam-site"
-time_zone = "{LAST_ZONE}"
+time_zone = "{evening}"
 
 [[sites]]
 code = "0303"
@@ -104,7 +105,7 @@ async fn a_plan_imported_while_serving_decides_zones_issues_seating_and_every_pl
     let token = fx.issue_token("0101");
     let mut cfg = fx.register_days(&[(&token, "0101")], &[&day]);
     // center.toml puts every site where this exam day is long over: without the plan's
-    // zone (UTC-12, where it is still on), every packet would be judged late.
+    // zone (where it is evening, still on), every packet would be judged late.
     cfg.time_zone = SiteZone::new("Etc/GMT-14").unwrap();
     cfg.metrics_listen = Some(loopback());
     let config_path = fx.root.path().join("center-test.toml");
@@ -191,8 +192,6 @@ async fn a_plan_imported_while_serving_decides_zones_issues_seating_and_every_pl
             kind: PacketKind::Blanks,
         })
     );
-    let after_window = record.receipt.body.received_at_unix_ms as i64
-        > SiteZone::new(LAST_ZONE).unwrap().local_unix_ms(date, 17, 30).unwrap();
 
     // /metrics, as Prometheus scrapes it, once the watch has looked since the delivery.
     let until = Instant::now() + Duration::from_secs(30);
@@ -223,9 +222,10 @@ async fn a_plan_imported_while_serving_decides_zones_issues_seating_and_every_pl
         Some(1.0),
         "{text}"
     );
+    // It is past 17:30 where 0101 is: its blanks are flagged (and still on time).
     assert_eq!(
         value(&text, "konvert_blanks_after_window_total{site=\"0101\"}"),
-        Some(if after_window { 1.0 } else { 0.0 }),
+        Some(1.0),
         "{text}"
     );
     for family in [
@@ -234,6 +234,11 @@ async fn a_plan_imported_while_serving_decides_zones_issues_seating_and_every_pl
     ] {
         assert_eq!(value(&text, &format!("{family}{{site=\"0303\"}}")), Some(0.0), "{text}");
     }
+    // The same, for the monitoring page: every planned site, the silent one too.
+    let watched = center.site_watch.sites();
+    let never = watched.iter().find(|w| w.site == "0303").unwrap();
+    assert_eq!((never.rooms_outstanding, never.connected), (1, false));
+    assert!(watched.iter().any(|w| w.site == "0101" && w.rooms_outstanding == 0));
     center.shutdown().await;
 
     // The serving center wrote the import to its audit log; nothing of the refused row.
