@@ -170,6 +170,12 @@ pub enum CenterCommand {
         #[command(subcommand)]
         action: crate::envelope_drive::EnvelopeAction,
     },
+    /// The exam days' plans: import one, show them, issue a site's seating plan.
+    Plan {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::plan_cli::PlanAction,
+    },
 }
 
 /// What to do with the key registry.
@@ -881,6 +887,7 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         }
         CenterCommand::Restore { config, from, replace } => crate::backup::restore_command(&config, &from, replace)?,
         CenterCommand::Envelopes { action } => crate::envelope_drive::command(action)?,
+        CenterCommand::Plan { action } => crate::plan_cli::plan_command(action)?,
         CenterCommand::Import {
             config,
             drive,

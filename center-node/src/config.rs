@@ -68,6 +68,7 @@ pub struct CenterConfig {
     /// The region's IANA time zone. A packet received (by the center's clock; from a drive,
     /// when it is imported) after 23:59 local time of its exam day at its site is late:
     /// stored and receipted, but held back from processing until an operator decides.
+    /// A site in an imported exam-day plan is judged in the plan's zone; this is the fallback.
     #[serde(default = "default_time_zone")]
     pub time_zone: SiteZone,
     /// Sites whose time zone is not the region's, e.g. `"0901" = "Asia/Yakutsk"`.

@@ -76,6 +76,14 @@ pub enum Error {
     /// A backup, a restore or an envelope drive cannot go on; the message says what to do.
     #[error("{0}")]
     Backup(String),
+    /// An exam-day plan cannot be read, imported or issued from.
+    #[error("exam-day plan {path}: {message}")]
+    Plan {
+        /// The plan file (or the plans folder).
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// Network I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

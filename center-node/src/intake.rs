@@ -32,7 +32,9 @@ use tracing::{info, warn};
 
 use crate::config::CenterConfig;
 use crate::metrics::Metrics;
+use crate::plans::PlanDesk;
 use crate::registry::CenterRegistry;
+use crate::site_watch::SiteWatch;
 use crate::stations::RelayIndex;
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::Result;
@@ -102,6 +104,10 @@ pub struct CenterIntake {
     revocations: Option<RevocationFeed>,
     /// For the sites' time zones, which decide whether a packet is late.
     config: CenterConfig,
+    /// The exam days' plans: a planned site's time zone comes first.
+    plans: PlanDesk,
+    /// Told of every packet stored, to watch the sites the plans expect.
+    site_watch: Option<Arc<SiteWatch>>,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -135,12 +141,20 @@ impl CenterIntake {
             broker: None,
             revocations: None,
             config: cfg.clone(),
+            plans: PlanDesk::open(&cfg.data_dir)?,
+            site_watch: None,
         })
     }
 
     /// Passes the station revocation list in force on to relays from `feed`.
     pub fn with_revocations(mut self, feed: RevocationFeed) -> Self {
         self.revocations = Some(feed);
+        self
+    }
+
+    /// Tells `watch` of every packet stored.
+    pub fn with_site_watch(mut self, watch: Arc<SiteWatch>) -> Self {
+        self.site_watch = Some(watch);
         self
     }
 
@@ -346,6 +360,35 @@ fn check_sealed_to_live_key(
     ))
 }
 
+impl CenterIntake {
+    /// Counts a packet received after its kind's transfer window on its exam day (blanks
+    /// 11:00–17:30, journals 10:30–19:00 local, domain.md §3); both series exist for
+    /// every site that delivers, so an alert sees the first one.
+    fn flag_after_window(&self, site: &str, zone: &konvert_exam::SiteZone, packet: &PacketRef, received_at: u64) {
+        let blanks = self.metrics.blanks_after_window.with_label_values(&[site]);
+        let journals = self.metrics.journals_after_window.with_label_values(&[site]);
+        let (counter, hour, minute, what) = match (packet.exam, packet.kind) {
+            // The final essay's blanks come over seven days; a test packet is never processed.
+            (konvert_exam::ExamKind::Essay, _) | (_, PacketKind::Test) => return,
+            (_, PacketKind::Journal) => (journals, 19, 0, "journals"),
+            (_, PacketKind::Forms | PacketKind::Blanks | PacketKind::Audio) => (blanks, 17, 30, "blanks"),
+        };
+        let Ok(closes) = zone.local_unix_ms(packet.date, hour, minute) else {
+            return;
+        };
+        if i64::try_from(received_at).unwrap_or(i64::MAX) > closes {
+            counter.inc();
+            warn!(
+                %site,
+                packet = %packet.packet_id(),
+                "received after the {what} window closed ({hour:02}:{minute:02} {} on {}); flagged for the shift chief",
+                zone.name(),
+                packet.date
+            );
+        }
+    }
+}
+
 /// What an offer names: the packet version and its bytes (an offer names no site).
 pub(crate) fn offer_claim(offer: &Offer) -> Claim<'_> {
     Claim {
@@ -380,9 +423,9 @@ pub(crate) fn refusal_for(d: &Disagreement) -> RejectReason {
         Disagreement::Bytes { .. } => RejectReason::DigestMismatch,
         Disagreement::NoDescription => RejectReason::MalformedEnvelope,
         Disagreement::DescriptionSite { .. } | Disagreement::Site { .. } => RejectReason::SiteMismatch,
-        Disagreement::Packet { .. } | Disagreement::NotDescribed { .. } | Disagreement::Manifest { .. } => {
-            RejectReason::PacketMismatch
-        }
+        // The header contradicts itself: another reason than an offer naming other bytes.
+        Disagreement::NotDescribed { .. } => RejectReason::PacketRefMismatch,
+        Disagreement::Packet { .. } | Disagreement::Manifest { .. } => RejectReason::PacketMismatch,
     }
 }
 
@@ -451,7 +494,8 @@ impl CenterIntake {
             let received_at = now_ms();
             let (verified, packet) = self.verify(channel, offer, verifier, received_at)?;
             // Judged by the center's clock (a drive's: the import), never the sealing claim.
-            let late = crate::late::lateness(&self.config, &packet, received_at);
+            let zone = crate::plans::zone_for(&self.config, Some(&self.plans), &packet);
+            let late = crate::late::lateness_in(&zone, &packet, received_at);
             // The station's site for the network (verified equal), the envelope's for a drive.
             let site = verified.header().sender_site.clone();
             let body = ReceiptBody {
@@ -472,6 +516,7 @@ impl CenterIntake {
                 sealed_at_unix_ms: verified.header().sealed_at_unix_ms,
                 test_packet,
                 late: late.is_some(),
+                packet: Some(packet.clone()),
             };
             self.inbox
                 .commit(&path, &record)
@@ -484,8 +529,15 @@ impl CenterIntake {
                 }
                 self.metrics.test_packets_received.inc();
             }
+            if let Some(watch) = &self.site_watch {
+                watch.note(&record);
+            }
             let latency = received_at.saturating_sub(verified.header().sealed_at_unix_ms) as f64 / 1000.0;
-            self.metrics.delivery_latency.observe(latency);
+            self.metrics
+                .delivery_latency
+                .with_label_values(&[&site])
+                .observe(latency);
+            self.flag_after_window(&site, &zone, &packet, received_at);
             self.metrics.packets_received.with_label_values(&[&site]).inc();
             // Every site that delivers has the series, so an alert sees its first late packet.
             let late_count = self.metrics.packets_late.with_label_values(&[&site]);

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_crypto::keyfile;
-use konvert_exam::{PacketKind, PacketRef};
+use konvert_exam::{PacketKind, PacketRef, SiteZone};
 use konvert_replication::{Inbox, InboxRecord};
 use serde::{Deserialize, Serialize};
 
@@ -31,11 +31,16 @@ pub const LATE_DECISION: &str = "packet.late_decision";
 /// When the exam packet `packet`, received at `received_at_unix_ms`, is late: the deadline
 /// it missed (Unix ms) and the zone it was judged in; `None` when on time.
 pub fn lateness(cfg: &CenterConfig, packet: &PacketRef, received_at_unix_ms: u64) -> Option<(i64, String)> {
+    lateness_in(cfg.site_zone(packet.site.as_str()), packet, received_at_unix_ms)
+}
+
+/// [`lateness`] judged in `zone` (the plan's zone for the site, else the config's: see
+/// `plans::zone_for`).
+pub fn lateness_in(zone: &SiteZone, packet: &PacketRef, received_at_unix_ms: u64) -> Option<(i64, String)> {
     // A readiness test packet is judged by the staff and never processed: it cannot win.
     if packet.kind == PacketKind::Test {
         return None;
     }
-    let zone = cfg.site_zone(packet.site.as_str());
     // A date outside the time-zone database cannot be judged: it is not late by the clock.
     let deadline = zone.delivery_deadline_unix_ms(packet.date, packet.exam).ok()?;
     (i64::try_from(received_at_unix_ms).unwrap_or(i64::MAX) > deadline).then(|| (deadline, zone.name().to_owned()))

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use konvert_replication::schedule::DeadlineRisk;
 use konvert_replication::RejectReason;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use tracing::warn;
 
@@ -18,8 +19,8 @@ use crate::{Error, Result};
 pub struct Metrics {
     /// The registry to expose.
     pub registry: Registry,
-    /// Seal time (the edge's claim) → receipt, seconds.
-    pub delivery_latency: Histogram,
+    /// Seal time (the edge's claim) → receipt, seconds, by site (about 70 sites).
+    pub delivery_latency: HistogramVec,
     /// Packets stored, by site.
     pub packets_received: IntCounterVec,
     /// Packets stored after their site's delivery deadline (held back until an operator
@@ -43,10 +44,22 @@ pub struct Metrics {
     pub site_deadline_risk: IntGaugeVec,
     /// Bytes each connected site still has to send (its last report, less what arrived).
     pub site_backlog: IntGaugeVec,
+    /// Seconds each expected site has been silent on its exam day (see `site_watch`).
+    pub site_silence: GaugeVec,
+    /// Planned rooms with participants that no blanks packet has come from yet, by site.
+    pub site_rooms_outstanding: IntGaugeVec,
+    /// Blanks, forms and audio packets received after 17:30 local on their exam day, by site.
+    pub blanks_after_window: IntCounterVec,
+    /// Journal packets received after 19:00 local on their exam day, by site.
+    pub journals_after_window: IntCounterVec,
 }
 
 /// Publishes the broker's newest plan as gauges, every re-plan period.
-pub fn watch_plans(metrics: Metrics, desk: std::sync::Arc<konvert_replication::driver::BrokerDesk>) {
+pub fn watch_plans(
+    metrics: Metrics,
+    desk: std::sync::Arc<konvert_replication::driver::BrokerDesk>,
+    expected: Option<std::sync::Weak<crate::site_watch::SiteWatch>>,
+) {
     let desk = std::sync::Arc::downgrade(&desk);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(konvert_replication::driver::STATUS_EVERY);
@@ -56,10 +69,19 @@ pub fn watch_plans(metrics: Metrics, desk: std::sync::Arc<konvert_replication::d
             every.tick().await;
             let Some(desk) = desk.upgrade() else { return };
             let plan = desk.plan();
+            // An expected site's risk is the site watch's: it stays when the site goes silent.
+            let owned = |site: &str| {
+                expected
+                    .as_ref()
+                    .and_then(std::sync::Weak::upgrade)
+                    .is_some_and(|w| w.is_expected(site))
+            };
             // A site no longer connected leaves the gauges rather than showing a stale share.
             for gone in shown.iter().filter(|s| plan.share(s).is_none()) {
                 let _ = metrics.site_share.remove_label_values(&[gone]);
-                let _ = metrics.site_deadline_risk.remove_label_values(&[gone]);
+                if !owned(gone) {
+                    let _ = metrics.site_deadline_risk.remove_label_values(&[gone]);
+                }
                 let _ = metrics.site_backlog.remove_label_values(&[gone]);
                 risks.remove(gone);
             }
@@ -81,10 +103,12 @@ pub fn watch_plans(metrics: Metrics, desk: std::sync::Arc<konvert_replication::d
                     .site_share
                     .with_label_values(&site)
                     .set(i64::try_from(share.rate_bytes_per_s).unwrap_or(i64::MAX));
-                metrics
-                    .site_deadline_risk
-                    .with_label_values(&site)
-                    .set(share.risk as i64);
+                if !owned(&share.site) {
+                    metrics
+                        .site_deadline_risk
+                        .with_label_values(&site)
+                        .set(share.risk as i64);
+                }
                 let backlog = desk.backlog(&share.site);
                 metrics
                     .site_backlog
@@ -100,14 +124,15 @@ impl Metrics {
     pub fn new() -> Result<Self> {
         let registry = Registry::new();
         let m = |e: prometheus::Error| Error::Metrics(e.to_string());
-        let delivery_latency = Histogram::with_opts(
+        let delivery_latency = HistogramVec::new(
             HistogramOpts::new(
                 "konvert_delivery_latency_seconds",
-                "Time from sealing at the site (the edge's clock) to the center's receipt.",
+                "Time from sealing at the site (the edge's clock) to the center's receipt, by site.",
             )
             .buckets(vec![
                 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
             ]),
+            &["site"],
         )
         .map_err(m)?;
         let packets_received = IntCounterVec::new(
@@ -183,6 +208,41 @@ impl Metrics {
             &["site"],
         )
         .map_err(m)?;
+        let site_silence = GaugeVec::new(
+            Opts::new(
+                "konvert_site_silence_seconds",
+                "Seconds since the last packet from an expected site on its exam day, counted from 11:00 local \
+                 (the blanks window opens) when nothing has come yet; 0 before then.",
+            ),
+            &["site"],
+        )
+        .map_err(m)?;
+        let site_rooms_outstanding = IntGaugeVec::new(
+            Opts::new(
+                "konvert_site_rooms_outstanding",
+                "Rooms of an expected site with participants seated that no blanks packet has come from yet.",
+            ),
+            &["site"],
+        )
+        .map_err(m)?;
+        let blanks_after_window = IntCounterVec::new(
+            Opts::new(
+                "konvert_blanks_after_window_total",
+                "Blanks, forms and audio packets received after 17:30 local on their exam day (the blanks \
+                 window is 11:00-17:30), by site.",
+            ),
+            &["site"],
+        )
+        .map_err(m)?;
+        let journals_after_window = IntCounterVec::new(
+            Opts::new(
+                "konvert_journals_after_window_total",
+                "Journal packets received after 19:00 local on their exam day (the journals window is \
+                 10:30-19:00), by site.",
+            ),
+            &["site"],
+        )
+        .map_err(m)?;
         // Every reason is exported from the start, at zero, so dashboards and alert rules
         // see the series before the first rejection.
         for reason in RejectReason::ALL {
@@ -200,6 +260,10 @@ impl Metrics {
         registry.register(Box::new(site_share.clone())).map_err(m)?;
         registry.register(Box::new(site_deadline_risk.clone())).map_err(m)?;
         registry.register(Box::new(site_backlog.clone())).map_err(m)?;
+        registry.register(Box::new(site_silence.clone())).map_err(m)?;
+        registry.register(Box::new(site_rooms_outstanding.clone())).map_err(m)?;
+        registry.register(Box::new(blanks_after_window.clone())).map_err(m)?;
+        registry.register(Box::new(journals_after_window.clone())).map_err(m)?;
         Ok(Metrics {
             registry,
             delivery_latency,
@@ -214,6 +278,10 @@ impl Metrics {
             site_share,
             site_deadline_risk,
             site_backlog,
+            site_silence,
+            site_rooms_outstanding,
+            blanks_after_window,
+            journals_after_window,
         })
     }
 

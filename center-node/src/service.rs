@@ -15,9 +15,11 @@ use crate::config::CenterConfig;
 use crate::control;
 use crate::intake::{now_ms, CenterIntake};
 use crate::metrics::{serve_metrics, watch_plans, Metrics};
+use crate::plans::PlanDesk;
 use crate::registry::{CenterRegistry, WATCH_INTERVAL};
 use crate::reserve;
 use crate::revocation::{self, Revocation};
+use crate::site_watch::SiteWatch;
 use crate::test_packets::{TestDesk, TestPacketRecord};
 use crate::{Error, Result};
 
@@ -43,6 +45,8 @@ pub struct RunningCenter {
     pub registry: Arc<CenterRegistry>,
     /// Its audit log of decisions.
     pub audit: Arc<AuditLog>,
+    /// The watch over every site the exam-day plans expect (connected or not).
+    pub site_watch: Arc<SiteWatch>,
     endpoint: quinn::Endpoint,
     /// Watches the station revocation list and closes revoked stations' connections.
     pub revocation: Revocation,
@@ -182,10 +186,26 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         audit.clone(),
     )?
     .with_revocations(revocation.feed());
-    if let Some(mbit) = cfg.ingress_mbit {
+    let broker = cfg.ingress_mbit.map(|mbit| {
         let desk = BrokerDesk::new(BrokerConfig::new((mbit * 125_000.0) as u64), now_ms);
         desk.spawn_replanning();
-        watch_plans(metrics.clone(), desk.clone());
+        desk
+    });
+    // Every site the plans expect is watched, connected or not; it records plan imports
+    // in the audit log this process holds.
+    let site_watch = SiteWatch::new(
+        Arc::new(PlanDesk::open(&cfg.data_dir)?),
+        metrics.clone(),
+        broker.clone(),
+        Some(audit.clone()),
+        &inbox,
+    )?;
+    site_watch.look(now_ms());
+    site_watch.spawn(konvert_replication::driver::STATUS_EVERY);
+    intake = intake.with_site_watch(site_watch.clone());
+    if let Some(desk) = broker {
+        // Weak: the watch holds the desk, and ends with the intake that holds the watch.
+        watch_plans(metrics.clone(), desk.clone(), Some(Arc::downgrade(&site_watch)));
         intake = intake.with_broker(desk);
     }
     let intake = Arc::new(intake);
@@ -258,6 +278,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         inbox,
         registry,
         audit,
+        site_watch,
         endpoint,
         revocation,
         drain,

@@ -18,6 +18,7 @@ fn stored(key: &SigningKey, site: &str, packet: &str, version: u32, digest: u8, 
         sealed_at_unix_ms: at - 10,
         test_packet: true,
         late: false,
+        packet: None,
     }
 }
 

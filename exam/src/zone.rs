@@ -56,6 +56,12 @@ impl SiteZone {
 
     /// The instant of 23:59:00 local time on `date` at the site, in Unix milliseconds.
     pub fn deadline_unix_ms(&self, date: ExamDate) -> Result<i64> {
+        self.local_unix_ms(date, 23, 59)
+    }
+
+    /// The instant of `hour`:`minute` local time on `date` at the site, in Unix
+    /// milliseconds (the exam day's windows: blanks until 17:30, journals until 19:00).
+    pub fn local_unix_ms(&self, date: ExamDate, hour: i8, minute: i8) -> Result<i64> {
         let bad = |e: jiff::Error| Error::InvalidId {
             what: "exam date",
             value: date.to_string(),
@@ -65,7 +71,8 @@ impl SiteZone {
                 "a date the time-zone database covers"
             },
         };
-        let local = civil::date(date.year as i16, date.month as i8, date.day as i8).at(23, 59, 0, 0);
+        let day = civil::Date::new(date.year as i16, date.month as i8, date.day as i8).map_err(bad)?;
+        let local = day.at(hour.clamp(0, 23), minute.clamp(0, 59), 0, 0);
         Ok(self.tz.to_timestamp(local).map_err(bad)?.as_millisecond())
     }
 

@@ -104,6 +104,7 @@ fn store(
         sealed_at_unix_ms: now,
         test_packet: false,
         late: false,
+        packet: Some(packet.clone()),
     };
     inbox.commit(&staged.path, &record)?;
     Ok(summary.envelope_bytes)

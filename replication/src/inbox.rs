@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::KeyId;
+use konvert_exam::PacketRef;
 use serde::{Deserialize, Serialize};
 
 use crate::durable::{packet_key, rename_durably, storage_err, sync_dir};
@@ -30,8 +31,23 @@ pub struct InboxRecord {
     pub test_packet: bool,
     /// Received (by the center's clock; for a drive, when it was imported) after its
     /// site's delivery deadline: stored and receipted, but held back from processing
-    /// until an operator decides. Last, so records written before it still read.
+    /// until an operator decides.
     pub late: bool,
+    /// The packet's signed description from the envelope header (site, exam day, exam,
+    /// room, kind), agreed with its packet id on receipt; with the receipt's version it
+    /// says what the packet is without opening the envelope. `None` only for records
+    /// stored before it was kept. Last, so records written before it still read.
+    pub packet: Option<PacketRef>,
+}
+
+/// An [`InboxRecord`] as written before `packet` existed.
+#[derive(Deserialize)]
+struct RecordBeforePacket {
+    receipt: Receipt,
+    signer: KeyId,
+    sealed_at_unix_ms: u64,
+    test_packet: bool,
+    late: bool,
 }
 
 /// An [`InboxRecord`] as written before `late` existed.
@@ -323,21 +339,33 @@ impl Inbox {
 }
 
 fn decode(bytes: &[u8]) -> Result<InboxRecord> {
-    match postcard::take_from_bytes::<InboxRecord>(bytes) {
-        Ok((record, [])) => Ok(record),
-        // A record stored before `late` existed: it was never judged late.
-        _ => match postcard::take_from_bytes::<RecordBeforeLate>(bytes) {
-            Ok((old, [])) => Ok(InboxRecord {
-                receipt: old.receipt,
-                signer: old.signer,
-                sealed_at_unix_ms: old.sealed_at_unix_ms,
-                test_packet: old.test_packet,
-                late: false,
-            }),
-            _ => Err(Error::Storage(
-                "corrupt inbox record: it is neither of the formats this build reads".into(),
-            )),
-        },
+    if let Ok((record, [])) = postcard::take_from_bytes::<InboxRecord>(bytes) {
+        return Ok(record);
+    }
+    // A record stored before the description was kept: the loader reads it from the envelope.
+    if let Ok((old, [])) = postcard::take_from_bytes::<RecordBeforePacket>(bytes) {
+        return Ok(InboxRecord {
+            receipt: old.receipt,
+            signer: old.signer,
+            sealed_at_unix_ms: old.sealed_at_unix_ms,
+            test_packet: old.test_packet,
+            late: old.late,
+            packet: None,
+        });
+    }
+    // A record stored before `late` existed: it was never judged late.
+    match postcard::take_from_bytes::<RecordBeforeLate>(bytes) {
+        Ok((old, [])) => Ok(InboxRecord {
+            receipt: old.receipt,
+            signer: old.signer,
+            sealed_at_unix_ms: old.sealed_at_unix_ms,
+            test_packet: old.test_packet,
+            late: false,
+            packet: None,
+        }),
+        _ => Err(Error::Storage(
+            "corrupt inbox record: it is neither of the formats this build reads".into(),
+        )),
     }
 }
 

@@ -157,7 +157,55 @@ fn a_record_stored_before_late_existed_reads_as_on_time_and_a_new_one_keeps_its_
         sealed_at_unix_ms: 4,
         test_packet: false,
         late: true,
+        packet: None,
     };
     assert_eq!(decode(&postcard::to_allocvec(&new).unwrap()).unwrap(), new);
     assert!(decode(b"\x01\x02").is_err());
+}
+
+#[test]
+fn a_record_keeps_the_packets_signed_description_and_one_stored_before_it_still_reads() {
+    #[derive(serde::Serialize)]
+    struct BeforePacket {
+        receipt: Receipt,
+        signer: KeyId,
+        sealed_at_unix_ms: u64,
+        test_packet: bool,
+        late: bool,
+    }
+    let key = konvert_crypto::SigningKey::generate().unwrap();
+    let body = crate::ReceiptBody {
+        packet_id: "0101-2026-06-01-ege-0007-forms".into(),
+        version: 2,
+        site: "0101".into(),
+        digest: [4; 32],
+        bytes: 10,
+        received_at_unix_ms: 5,
+        center_key: key.key_id(),
+    };
+    let receipt = Receipt::sign(body, &key).unwrap();
+    let old = BeforePacket {
+        receipt: receipt.clone(),
+        signer: key.key_id(),
+        sealed_at_unix_ms: 4,
+        test_packet: false,
+        late: true,
+    };
+    let read = decode(&postcard::to_allocvec(&old).unwrap()).unwrap();
+    assert_eq!((read.late, read.packet), (true, None));
+    let packet = konvert_exam::PacketRef {
+        site: "0101".parse().unwrap(),
+        date: "2026-06-01".parse().unwrap(),
+        exam: konvert_exam::ExamKind::Ege,
+        room: "0007".parse().unwrap(),
+        kind: konvert_exam::PacketKind::Forms,
+    };
+    let new = InboxRecord {
+        packet: Some(packet.clone()),
+        ..read
+    };
+    let back = decode(&postcard::to_allocvec(&new).unwrap()).unwrap();
+    assert_eq!(back.packet.as_ref(), Some(&packet));
+    assert_eq!(back.packet.map(|p| p.packet_id()), Some(receipt.body.packet_id.clone()));
+    assert_eq!(back.receipt.body.version, 2);
 }

@@ -131,11 +131,15 @@ pub enum RejectReason {
     /// Every station certificate of the packet's site is revoked: a drive from it is
     /// refused as its network connections are (the reserve channel has the same checks).
     StationRevoked,
+    /// The signed header's packet id is not the one its signed packet reference (site,
+    /// day, exam, room, kind) derives: the envelope names two different packets. Last, so
+    /// the wire numbers of the older reasons stay.
+    PacketRefMismatch,
 }
 
 impl RejectReason {
     /// Every reason, for exporting metrics series before they first occur.
-    pub const ALL: [RejectReason; 20] = [
+    pub const ALL: [RejectReason; 21] = [
         RejectReason::UnsupportedVersion,
         RejectReason::TooLarge,
         RejectReason::DigestMismatch,
@@ -156,6 +160,7 @@ impl RejectReason {
         RejectReason::RelayNotEnrolledForSite,
         RejectReason::PacketMismatch,
         RejectReason::StationRevoked,
+        RejectReason::PacketRefMismatch,
     ];
 
     /// A stable machine-readable name, used as a metrics label.
@@ -181,6 +186,7 @@ impl RejectReason {
             RejectReason::RelayNotEnrolledForSite => "relay_not_enrolled_for_site",
             RejectReason::PacketMismatch => "packet_mismatch",
             RejectReason::StationRevoked => "station_revoked",
+            RejectReason::PacketRefMismatch => "packet_ref_mismatch",
         }
     }
 
@@ -242,8 +248,13 @@ impl RejectReason {
                  security officer to enroll the relay for the site — the packet is kept and sent again"
             }
             RejectReason::PacketMismatch => {
-                "the sealed file is not the packet it was offered as (another packet id or version, or a packet \
-                 id that its signed description does not name); seal the room again with this station's software"
+                "the sealed file is not the packet it was offered as (another packet id or version); seal the \
+                 room again with this station's software"
+            }
+            RejectReason::PacketRefMismatch => {
+                "the sealed file's packet id is not the one its signed packet reference (site, day, exam, room, \
+                 kind) names, so the center cannot tell which packet it is; it is refused for good — seal the \
+                 room again with this station's software and tell the center's security officer"
             }
             RejectReason::StationRevoked => {
                 "every station certificate of this site is revoked, so the center takes nothing from it, by \

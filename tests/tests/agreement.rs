@@ -149,13 +149,26 @@ async fn a_member_cannot_store_another_sites_packet_id_first_at_the_center_nor_t
     conn.close(0u32.into(), b"done");
     match outcome {
         Outcome::Rejected { reason, detail } => {
-            assert_eq!(reason, RejectReason::PacketMismatch, "{detail}");
+            assert_eq!(reason, RejectReason::PacketRefMismatch, "{detail}");
             assert!(detail.contains("0101-2026-06-01-ege-0001-blanks"), "{detail}");
         }
         other => panic!("the crafted envelope was not refused: {other:?}"),
     }
     assert_eq!(center.inbox.len(), 0);
     assert_eq!(stored_files(&fx.center_dir()), 0);
+    // Counted under its own reason, apart from an offer that names another version.
+    let refused = |reason: RejectReason| {
+        center
+            .metrics
+            .packets_rejected
+            .with_label_values(&[reason.as_str()])
+            .get()
+    };
+    assert_eq!(refused(RejectReason::PacketRefMismatch), 1);
+    assert_eq!(refused(RejectReason::PacketMismatch), 0);
+    assert!(RejectReason::PacketRefMismatch
+        .plain_words()
+        .contains("signed packet reference"));
 
     // Through a relay that carries both sites, the relay itself refuses it.
     let relay_fx = fx.enroll_relay("mouo-01", &["0101", "0202"], &[], loopback(), center.addr, None);
@@ -167,7 +180,7 @@ async fn a_member_cannot_store_another_sites_packet_id_first_at_the_center_nor_t
         .unwrap();
     conn.close(0u32.into(), b"done");
     match outcome {
-        Outcome::Rejected { reason, detail } => assert_eq!(reason, RejectReason::PacketMismatch, "{detail}"),
+        Outcome::Rejected { reason, detail } => assert_eq!(reason, RejectReason::PacketRefMismatch, "{detail}"),
         other => panic!("the relay did not refuse the crafted envelope: {other:?}"),
     }
 

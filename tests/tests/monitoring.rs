@@ -80,6 +80,16 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_cen
     let mut cfg = fx.register(&[(&t1, "0101"), (&t2, "0202")]);
     cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     cfg.ingress_mbit = Some(100.0);
+    // Today's exam-day plan, so the center watches its sites (0303 never connects).
+    let day = konvert_exam::SiteZone::moscow()
+        .local_date(konvert_edge::cli::now_unix_ms() as i64)
+        .unwrap();
+    let plan = fx.root.path().join("plan.toml");
+    std::fs::write(&plan, todays_plan(&day.to_string())).unwrap();
+    konvert_center::plans::PlanDesk::open(&cfg.data_dir)
+        .unwrap()
+        .import(&plan, "test")
+        .unwrap();
     let center = konvert_center::serve(&cfg).await.unwrap();
     let center_metrics = center.metrics_addr.unwrap();
     // One site sends straight to the center, one through a relay that serves its metrics.
@@ -116,7 +126,10 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_cen
         let forwarded = relay_text
             .lines()
             .any(|l| l == "konvert_relay_forwarded_packets_total 1");
-        if shown("konvert_site_backlog_bytes") && shown("konvert_packets_received_total") && forwarded {
+        let planned = center_text
+            .lines()
+            .any(|l| l.starts_with("konvert_site_deadline_risk{site=\"0303\"}"));
+        if shown("konvert_site_backlog_bytes") && shown("konvert_packets_received_total") && forwarded && planned {
             break (center_text, relay_text);
         }
         assert!(
@@ -181,6 +194,19 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_cen
             "{name} is used in ops/ but neither a running center nor a relay exports it"
         );
     }
+}
+
+/// An exam-day plan for `day` with sites 0101, 0202 and 0303, one seated room each.
+fn todays_plan(day: &str) -> String {
+    let mut plan = format!("date = \"{day}\"\nexam = \"ege\"\nregion = \"76\"\n");
+    for (i, site) in ["0101", "0202", "0303"].iter().enumerate() {
+        plan.push_str(&format!(
+            "\n[[sites]]\ncode = \"{site}\"\nkind = \"exam-site\"\ntime_zone = \"Europe/Moscow\"\n\
+             \n[[rooms]]\nsite = \"{site}\"\ncode = \"0001\"\n\
+             \n[[participants]]\ncode = \"P{i}\"\nsite = \"{site}\"\nroom = \"0001\"\nseat = \"1\"\nkit = {i}\n"
+        ));
+    }
+    plan
 }
 
 /// The raw answer to `HEAD /metrics`.

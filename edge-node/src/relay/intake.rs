@@ -263,9 +263,9 @@ fn refusal_for(d: &Disagreement) -> RejectReason {
         Disagreement::Bytes { .. } => RejectReason::DigestMismatch,
         Disagreement::NoDescription => RejectReason::MalformedEnvelope,
         Disagreement::DescriptionSite { .. } | Disagreement::Site { .. } => RejectReason::SiteMismatch,
-        Disagreement::Packet { .. } | Disagreement::NotDescribed { .. } | Disagreement::Manifest { .. } => {
-            RejectReason::PacketMismatch
-        }
+        // The header contradicts itself: another reason than an offer naming other bytes.
+        Disagreement::NotDescribed { .. } => RejectReason::PacketRefMismatch,
+        Disagreement::Packet { .. } | Disagreement::Manifest { .. } => RejectReason::PacketMismatch,
     }
 }
 
