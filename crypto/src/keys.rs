@@ -25,6 +25,9 @@ pub enum Domain {
     Registry,
     /// A checkpoint of the audit log, signed by the log's key.
     AuditCheckpoint,
+    /// The loader's answer to a packet ("loaded" or remarks), signed by a center
+    /// specialist's token on the offline workstation.
+    PacketAnswer,
 }
 
 impl Domain {
@@ -36,6 +39,7 @@ impl Domain {
             Domain::Notice => b"konvert/v1/center-notice\0",
             Domain::Registry => b"konvert/v1/key-registry\0",
             Domain::AuditCheckpoint => b"konvert/v1/audit-checkpoint\0",
+            Domain::PacketAnswer => b"konvert/v1/packet-answer\0",
         }
     }
 
