@@ -70,6 +70,14 @@ pub enum Error {
     /// A serving center's control socket did not answer as asked.
     #[error("{0}")]
     Control(String),
+    /// The loader's answers cannot be exported, imported or listed as asked.
+    #[error("{what}; {hint}")]
+    Answers {
+        /// What is wrong.
+        what: String,
+        /// What to do.
+        hint: &'static str,
+    },
     /// Network I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

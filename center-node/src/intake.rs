@@ -96,6 +96,7 @@ pub struct CenterIntake {
     max_packet_bytes: u64,
     in_flight: Mutex<HashSet<(String, u32)>>,
     desk: TestDesk,
+    answers: crate::answers::AnswerDesk,
     audit: Arc<AuditLog>,
     relays: RelayIndex,
     broker: Option<Arc<BrokerDesk>>,
@@ -131,6 +132,7 @@ impl CenterIntake {
             max_packet_bytes: cfg.max_packet_bytes,
             in_flight: Mutex::new(HashSet::new()),
             desk: TestDesk::open(&cfg.data_dir)?,
+            answers: crate::answers::AnswerDesk::open(&cfg.data_dir)?,
             relays: RelayIndex::new(cfg.station_index()),
             broker: None,
             revocations: None,
@@ -770,13 +772,16 @@ impl Intake for CenterIntake {
                 .notices_for(site)
                 .map_err(|e| konvert_replication::Error::Storage(e.to_string()))?;
             all.extend(notices);
+            // The loader's answers to the site's packets travel the same way (R10).
+            let answers = self
+                .answers
+                .notices_for(site)
+                .map_err(|e| konvert_replication::Error::Storage(e.to_string()))?;
+            all.extend(answers);
         }
-        if sites.len() > 1 {
-            all.sort_by_key(|n| {
-                let konvert_replication::Notice::TestVerdict(v) = &n.notice;
-                std::cmp::Reverse(v.judged_at_unix_ms)
-            });
-        }
+        all.sort_by_key(|n| std::cmp::Reverse(n.notice.at_unix_ms()));
+        all.truncate(konvert_replication::notice::MAX_NOTICES);
+        crate::answers::fit_budget(&mut all);
         Ok(all)
     }
 

@@ -190,6 +190,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     }
     let intake = Arc::new(intake);
     reserve::watch_spool(intake.clone(), &cfg.data_dir)?;
+    crate::answers::watch_incoming(cfg, inbox.clone(), registry.clone(), audit.clone())?;
     let live = revocation.live();
     let addr = endpoint.local_addr()?;
     let metrics_addr = match cfg.metrics_listen {
@@ -205,7 +206,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let stopping = drain.clone();
     // `konvert-center status` beside this process asks it here: it holds the inbox's lock.
     // Not fatal: a center that serves matters more than `status` beside it.
-    let control = ControlSocket::start(&cfg.data_dir, control::handler(inbox.clone()))
+    let control = ControlSocket::start(&cfg.data_dir, control::handler(inbox.clone(), cfg.data_dir.clone()))
         .map_err(|e| warn!("`konvert-center status` will not work beside this center: no control socket: {e}"))
         .ok();
     tokio::spawn(async move {
