@@ -132,6 +132,13 @@ pub enum CenterCommand {
         #[command(subcommand)]
         action: TestPacketAction,
     },
+    /// The loader's answers to packets ("loaded" or remarks): import them from a drive,
+    /// list them with which remarks are open.
+    Answers {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::answers_cli::AnswersAction,
+    },
 }
 
 /// What to do with the key registry.
@@ -210,6 +217,12 @@ pub enum LoaderAction {
         /// their packet.json carries the flag.
         #[arg(long)]
         include_flagged: bool,
+    },
+    /// The loader's answers to packets: sign them and export them for the receiver.
+    Answers {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::answers_cli::LoaderAnswersAction,
     },
 }
 
@@ -484,6 +497,7 @@ fn held_registry(cfg: &CenterConfig, config: &std::path::Path) -> Result<konvert
 
 fn loader_command(action: LoaderAction) -> Result<()> {
     match action {
+        LoaderAction::Answers { action } => crate::answers_cli::loader_answers(action)?,
         LoaderAction::Unpack {
             config,
             specialist,
@@ -865,6 +879,7 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
             print!("{}", crate::control::status(&inbox, json)?);
         }
         CenterCommand::TestPackets { action } => test_packets(action)?,
+        CenterCommand::Answers { action } => crate::answers_cli::answers_command(action)?,
         CenterCommand::Import {
             config,
             drive,

@@ -9,6 +9,7 @@
 
 pub mod answer_file;
 pub mod answers;
+pub mod answers_cli;
 pub mod cli;
 pub mod config;
 pub mod control;
