@@ -70,7 +70,10 @@ impl SignedAnswer {
         let token = crate::loader::check_specialist_key(
             registry,
             self.signer,
-            &format!("the token that signed the answer to {} v{}", self.answer.packet_id, self.answer.version),
+            &format!(
+                "the token that signed the answer to {} v{}",
+                self.answer.packet_id, self.answer.version
+            ),
             std::path::Path::new("answers"),
         )
         .map_err(|e| match e {
@@ -126,14 +129,18 @@ impl AnswerBatch {
 
     /// Reads a batch file's bytes (bounded by the caller), naming `file` in errors.
     pub fn decode(bytes: &[u8], file: &str) -> Result<Self> {
-        let bad = |what: String| Error::Answers {
+        let bad = |what: String| {
+            Error::Answers {
             what: format!("{file}: {what}"),
             hint: "nothing from it was taken; it is not a batch written by `konvert-center loader answers export` — export the answers again",
+        }
         };
         let rest = bytes
             .strip_prefix(MAGIC.as_slice())
             .ok_or_else(|| bad("not a file of loader answers".into()))?;
-        let (&format, body) = rest.split_first().ok_or_else(|| bad("cut off after its magic".into()))?;
+        let (&format, body) = rest
+            .split_first()
+            .ok_or_else(|| bad("cut off after its magic".into()))?;
         if format != FORMAT {
             return Err(Error::Answers {
                 what: format!("{file}: answers in format {format}, this center reads format {FORMAT}"),

@@ -108,12 +108,17 @@ fn a_batch_file_round_trips_and_anything_else_is_refused_with_its_name() {
     assert_eq!(bytes[7], FORMAT);
     assert_eq!(AnswerBatch::decode(&bytes, "a.kanswers").unwrap(), batch);
 
-    let err = AnswerBatch::decode(b"PK\x03\x04 a zip", "b.kanswers").unwrap_err().to_string();
+    let err = AnswerBatch::decode(b"PK\x03\x04 a zip", "b.kanswers")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("b.kanswers: not a file of loader answers"), "{err}");
     let mut newer = bytes.clone();
     newer[7] = 9;
     let err = AnswerBatch::decode(&newer, "c.kanswers").unwrap_err().to_string();
-    assert!(err.contains("format 9") && err.contains("same konvert release"), "{err}");
+    assert!(
+        err.contains("format 9") && err.contains("same konvert release"),
+        "{err}"
+    );
     let mut longer = bytes.clone();
     longer.push(0);
     let err = AnswerBatch::decode(&longer, "d.kanswers").unwrap_err().to_string();

@@ -77,7 +77,9 @@ pub struct AnswerDesk {
 fn site_folder(site: &str) -> Option<&str> {
     let ok = !site.is_empty()
         && site.len() <= 64
-        && site.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && site
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     ok.then_some(site)
 }
 
@@ -323,7 +325,12 @@ fn describe(a: &PacketAnswer) -> String {
         0 => "loaded".to_owned(),
         n => format!("{n} remark(s)"),
     };
-    format!("{} {} v{}: {outcome}", printable(&a.site), printable(&a.packet_id), a.version)
+    format!(
+        "{} {} v{}: {outcome}",
+        printable(&a.site),
+        printable(&a.packet_id),
+        a.version
+    )
 }
 
 /// Why the receiver will not take `signed`, if it will not.

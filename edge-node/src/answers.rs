@@ -111,7 +111,10 @@ pub fn status_text(kept: &[KeptAnswer]) -> String {
         .filter(|k| k.answered_by.is_none())
         .map(|k| k.answer.remarks().len())
         .sum::<usize>();
-    let mut text = format!("answers from the center: {} packet version(s), {open} open remark(s)\n", kept.len());
+    let mut text = format!(
+        "answers from the center: {} packet version(s), {open} open remark(s)\n",
+        kept.len()
+    );
     for k in kept {
         for line in answer_lines(&k.answer, k.answered_by) {
             text.push_str(&format!("  {line}\n"));

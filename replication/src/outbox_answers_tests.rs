@@ -66,8 +66,14 @@ fn an_answer_is_kept_for_exactly_the_envelope_sent_and_a_later_version_answers_i
     assert!(outbox.answers().unwrap().is_empty());
 
     assert!(outbox.record_answer(&answer(&center, 1, 7, 10, true), &vk).unwrap());
-    assert!(!outbox.record_answer(&answer(&center, 1, 7, 10, true), &vk).unwrap(), "kept once");
-    assert!(!outbox.record_answer(&answer(&center, 1, 7, 9, false), &vk).unwrap(), "an older answer loses");
+    assert!(
+        !outbox.record_answer(&answer(&center, 1, 7, 10, true), &vk).unwrap(),
+        "kept once"
+    );
+    assert!(
+        !outbox.record_answer(&answer(&center, 1, 7, 9, false), &vk).unwrap(),
+        "an older answer loses"
+    );
     let kept = outbox.answers().unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].answer.remarks().len(), 1);

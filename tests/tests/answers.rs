@@ -156,7 +156,10 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
     let unknown_digest = export(&fx, "unknown-digest", &[unknown], &sp_key);
     let report = import(&cfg, &unknown_digest).await.unwrap();
     assert!(report.taken.is_empty());
-    assert!(report.refused[0].contains("this center received envelope"), "{report:?}");
+    assert!(
+        report.refused[0].contains("this center received envelope"),
+        "{report:?}"
+    );
     let mut never = remark_on(&v1, "0101");
     never.version = 5;
     let never_sent = export(&fx, "never-received", &[never], &sp_key);
@@ -215,7 +218,10 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
     assert_eq!(v2.offer.packet_id, v1.offer.packet_id);
     assert_eq!(v2.offer.version, 2);
     let status = konvert_edge::inspect::status(&school.cfg, &school.outbox, false).unwrap();
-    assert!(status.contains("answered by v2 (sealed, not yet delivered)"), "{status}");
+    assert!(
+        status.contains("answered by v2 (sealed, not yet delivered)"),
+        "{status}"
+    );
     assert_eq!(
         push(&school.cfg, school.outbox.clone(), opts())
             .await
