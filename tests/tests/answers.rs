@@ -243,3 +243,116 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
     relay.shutdown().await;
     center.shutdown().await;
 }
+
+fn center_cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_readme-konvert-center"))
+        .args(args)
+        .env("SPECIALIST_PIN", PIN)
+        .env("KONVERT_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commands_export_import_and_list_answers_with_no_center_serving() {
+    let fx = CenterFixture::new(loopback());
+    let t1 = fx.issue_token("0101");
+    let sp_path = fx.root.path().join("specialist.token");
+    let specialist = TokenFile::create(
+        &sp_path,
+        "SP-0002",
+        "Кузнецова М. И. (РЦОИ)",
+        PIN,
+        KdfParams::insecure_fast_for_tests(),
+    )
+    .unwrap();
+    fx.officers
+        .lock()
+        .unwrap()
+        .issue_as(&specialist, TokenRole::CenterSpecialist, &["0101"], &[EXAM_DAY], now())
+        .unwrap();
+    let cfg = fx.register(&[(&t1, "0101")]);
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let school = fx.enroll("0101", center.addr);
+    let v1 = school.seal_room("0007", 2, 20_000, 1);
+    assert_eq!(
+        push(&school.cfg, school.outbox.clone(), opts())
+            .await
+            .unwrap()
+            .delivered,
+        1
+    );
+    center.shutdown().await;
+
+    // The loader's workstation: the answers (from a file until processing feeds them),
+    // signed with the specialist's token onto a drive.
+    let source = fx.root.path().join("answers.json");
+    std::fs::write(&source, serde_json::to_vec(&[remark_on(&v1, "0101")]).unwrap()).unwrap();
+    let drive = fx.root.path().join("drive");
+    std::fs::create_dir_all(&drive).unwrap();
+    let config = fx.init.config_path.to_str().unwrap();
+    let (ok, out) = center_cli(&[
+        "loader",
+        "answers",
+        "export",
+        "--config",
+        config,
+        "--answers",
+        source.to_str().unwrap(),
+        "--to",
+        drive.to_str().unwrap(),
+        "--token",
+        sp_path.to_str().unwrap(),
+        "--pin-env",
+        "SPECIALIST_PIN",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 answer(s) signed by token SP-0002"), "{out}");
+
+    // The receiver, not serving: the import takes it in-process, once.
+    let import = [
+        "answers",
+        "import",
+        "--config",
+        config,
+        "--from",
+        drive.to_str().unwrap(),
+        "--operator",
+        "Иванова",
+    ];
+    let (ok, out) = center_cli(&import);
+    assert!(ok && out.contains("1 taken, 0 already held, 0 refused"), "{out}");
+    let (ok, out) = center_cli(&import);
+    assert!(ok && out.contains("0 taken, 1 already held, 0 refused"), "{out}");
+    let (ok, out) = center_cli(&["answers", "list", "--config", config, "--open", "--json"]);
+    assert!(ok, "{out}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["remarks"][0]["id"], "barcode-zone-p3", "{out}");
+    assert_eq!(listed[0]["signed_by"], "SP-0002", "{out}");
+
+    // A drive whose batch is a link to somewhere else is refused, naming it.
+    let evil = fx.root.path().join("evil-drive");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", evil.join("x.kanswers")).unwrap();
+    let (ok, out) = center_cli(&[
+        "answers",
+        "import",
+        "--config",
+        config,
+        "--from",
+        evil.to_str().unwrap(),
+        "--operator",
+        "Иванова",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("x.kanswers") && out.contains("not a file of answers"),
+        "{out}"
+    );
+}
