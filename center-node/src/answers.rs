@@ -15,7 +15,8 @@
 //!   serving center holds the inbox's lock. `held/<site>/<envelope id>.answer` is one
 //!   answer; `incoming/` is the one-way folder the serving center takes batches from
 //!   (`konvert-center answers import` leaves a batch there when a center serves, and a
-//!   data diode may feed it directly); outcomes go to `results/`, refused batches to
+//!   data diode may feed it directly, writing each file under another name and renaming
+//!   it to `*.kanswers` when whole); outcomes go to `results/`, refused batches to
 //!   `refused/`.
 //! - A remark is open until a later version of its packet arrives at the center
 //!   ([`list`]).

@@ -189,6 +189,12 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
     let open = answers::list(&desk, &center.inbox, true).unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].remarks[0].answered_by, None);
+    // `konvert-center answers list --open` beside the serving center asks it.
+    let listed = konvert_center::control::ask_center(&cfg.data_dir, "answers --open")
+        .unwrap()
+        .unwrap();
+    assert!(listed.contains("1 answer(s) with open remarks, 1 open remark(s)"), "{listed}");
+    assert!(listed.contains("[OPEN] barcode-zone-p3"), "{listed}");
 
     // The answer reaches the school through the relay, and only the school.
     let kept = konvert_edge::answers::fetch_notices(&school.cfg, &school.outbox)
