@@ -193,7 +193,10 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
     let listed = konvert_center::control::ask_center(&cfg.data_dir, "answers --open")
         .unwrap()
         .unwrap();
-    assert!(listed.contains("1 answer(s) with open remarks, 1 open remark(s)"), "{listed}");
+    assert!(
+        listed.contains("1 answer(s) with open remarks, 1 open remark(s)"),
+        "{listed}"
+    );
     assert!(listed.contains("[OPEN] barcode-zone-p3"), "{listed}");
 
     // The answer reaches the school through the relay, and only the school.
