@@ -199,6 +199,32 @@ pub fn fit_budget(notices: &mut Vec<SignedNotice>) {
     notices.truncate(keep);
 }
 
+/// One `Notices` reply from each site's notices: every site's newest first, taken in
+/// turn, so a relay carrying many sites passes each of them its newest rather than the
+/// busiest site's alone; at most [`MAX_NOTICES`](konvert_replication::notice::MAX_NOTICES)
+/// and [`NOTICE_BUDGET_BYTES`].
+pub fn fair_share(mut per_site: Vec<Vec<SignedNotice>>) -> Vec<SignedNotice> {
+    for notices in &mut per_site {
+        notices.sort_by_key(|n| std::cmp::Reverse(n.notice.at_unix_ms()));
+    }
+    let mut queues: Vec<std::vec::IntoIter<SignedNotice>> = per_site.into_iter().map(Vec::into_iter).collect();
+    let mut out = Vec::new();
+    while out.len() < konvert_replication::notice::MAX_NOTICES {
+        let before = out.len();
+        for q in &mut queues {
+            if let Some(n) = q.next() {
+                out.push(n);
+            }
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    out.truncate(konvert_replication::notice::MAX_NOTICES);
+    fit_budget(&mut out);
+    out
+}
+
 /// What [`export_answers`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportReport {

@@ -53,3 +53,30 @@ fn site_codes_that_cannot_name_a_folder_find_nothing() {
     assert_eq!(site_folder("../x"), None);
     assert_eq!(site_folder("0101"), Some("0101"));
 }
+
+#[test]
+fn a_relays_reply_gives_every_site_its_newest_in_turn() {
+    let key = SigningKey::generate().unwrap();
+    let for_site = |site: &str, count: u64| -> Vec<SignedNotice> {
+        (0..count)
+            .map(|at| {
+                let mut n = notice(&key, at, 1);
+                let Notice::PacketAnswer(a) = &mut n.notice else {
+                    unreachable!("signed an answer")
+                };
+                a.site = site.into();
+                SignedNotice::sign(n.notice, &key).unwrap()
+            })
+            .collect()
+    };
+    // A busy site with 300 answers does not crowd out a quiet one.
+    let reply = fair_share(vec![for_site("0101", 300), for_site("0102", 2)]);
+    assert_eq!(reply.len(), konvert_replication::notice::MAX_NOTICES);
+    let quiet: Vec<u64> = reply
+        .iter()
+        .filter(|n| n.notice.site() == "0102")
+        .map(|n| n.notice.at_unix_ms())
+        .collect();
+    assert_eq!(quiet, [1, 0]);
+    assert_eq!(reply[0].notice.at_unix_ms(), 299, "the busy site's newest first");
+}

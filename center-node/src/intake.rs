@@ -765,24 +765,21 @@ impl Intake for CenterIntake {
         // A relay gets the notices of every site it carries, newest first, to pass down.
         let mut sites = vec![station.site.clone()];
         sites.extend(self.relays.carried_by(&station.site).unwrap_or_default());
-        let mut all = Vec::new();
+        let mut per_site = Vec::new();
         for site in &sites {
-            let notices = self
+            let mut notices = self
                 .desk
                 .notices_for(site)
                 .map_err(|e| konvert_replication::Error::Storage(e.to_string()))?;
-            all.extend(notices);
             // The loader's answers to the site's packets travel the same way (R10).
             let answers = self
                 .answers
                 .notices_for(site)
                 .map_err(|e| konvert_replication::Error::Storage(e.to_string()))?;
-            all.extend(answers);
+            notices.extend(answers);
+            per_site.push(notices);
         }
-        all.sort_by_key(|n| std::cmp::Reverse(n.notice.at_unix_ms()));
-        all.truncate(konvert_replication::notice::MAX_NOTICES);
-        crate::answers::fit_budget(&mut all);
-        Ok(all)
+        Ok(crate::answers::fair_share(per_site))
     }
 
     fn revocation_feed(&self) -> Option<RevocationFeed> {
