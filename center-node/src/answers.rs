@@ -21,10 +21,8 @@
 //! - A remark is open until a later version of its packet arrives at the center
 //!   ([`list`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_crypto::registry::RegistryBody;
@@ -33,12 +31,9 @@ use konvert_replication::drive::DriveDir;
 use konvert_replication::logging::printable;
 use konvert_replication::{Inbox, Notice, PacketAnswer, SignedNotice};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::answer_file::{AnswerBatch, SignedAnswer, EXTENSION, MAX_FILE_BYTES};
-use crate::config::CenterConfig;
-use crate::intake::now_ms;
-use crate::registry::CenterRegistry;
 use crate::{Error, Result};
 
 /// The one-way folder under `data_dir/answers/` that a serving center takes batches from.
@@ -51,6 +46,10 @@ pub const PICKUP_WAIT: Duration = Duration::from_secs(30);
 const MAX_BATCH_FILES: usize = 1000;
 /// The largest answer kept at the desk: one answer's remarks are bounded well below it.
 const MAX_HELD_BYTES: u64 = 4 << 20;
+/// The note beside a batch in the one-way folder naming who imports it.
+const OPERATOR: &str = ".operator";
+/// The longest such note read.
+const MAX_OPERATOR_NOTE: u64 = 1024;
 /// What the notices of one `Notices` reply may weigh together, so the reply stays well
 /// inside a frame (2 MiB) whatever the remarks say; the newest go first.
 pub const NOTICE_BUDGET_BYTES: usize = 1 << 20;
@@ -472,332 +471,13 @@ pub fn import_batch(ctx: &ImportContext<'_>, bytes: &[u8], file: &str, operator:
     Ok(report)
 }
 
-/// The outcome a serving center leaves for `answers import` in `results/`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum SpoolResult {
-    Done(ImportReport),
-    Failed(String),
-}
+#[path = "answers_spool.rs"]
+mod spool;
+pub use spool::{import_drive, take_incoming, watch_incoming};
 
-/// Takes the batches a drive holds into the center of `cfg`: in this process when no
-/// center serves, else through the serving center's one-way folder (waiting up to
-/// [`PICKUP_WAIT`] for each outcome). `operator` is recorded.
-pub fn import_drive(cfg: &CenterConfig, drive: &Path, operator: &str) -> Result<Vec<Result<ImportReport>>> {
-    let batches = read_drive(drive)?;
-    let desk = AnswerDesk::open(&cfg.data_dir)?;
-    let operator = format!("operator {}", printable(operator.trim()));
-    match Inbox::open(&cfg.data_dir) {
-        Ok(inbox) => {
-            let registry = crate::registry::held(cfg, now_ms())?.ok_or_else(|| Error::Answers {
-                what: "the center holds no key registry".into(),
-                hint: "import the officers' registry first (`konvert-center registry import`)",
-            })?;
-            let receipt_key = keyfile::read_signing_key(&cfg.receipt_key)?;
-            let audit = AuditLog::open(
-                &cfg.data_dir.join(crate::service::AUDIT_LOG),
-                Some(keyfile::read_signing_key(&cfg.receipt_key)?),
-                crate::service::AUDIT_CHECKPOINT_EVERY,
-            )?;
-            let ctx = ImportContext {
-                inbox: &inbox,
-                registry: &registry,
-                receipt_key: &receipt_key,
-                audit: &audit,
-                desk: &desk,
-                now_unix_ms: now_ms(),
-            };
-            Ok(batches
-                .iter()
-                .map(|(name, bytes)| import_batch(&ctx, bytes, name, &operator))
-                .collect())
-        }
-        Err(held) if crate::control::ask_center(&cfg.data_dir, "status").is_some() => {
-            let _ = held;
-            Ok(batches
-                .iter()
-                .map(|(name, bytes)| hand_to_serving(&desk, name, bytes))
-                .collect())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Leaves a batch in the serving center's one-way folder and waits for its outcome.
-fn hand_to_serving(desk: &AnswerDesk, name: &str, bytes: &[u8]) -> Result<ImportReport> {
-    let mut stamp = [0u8; 4];
-    konvert_crypto::random_bytes(&mut stamp)?;
-    let spooled = format!("{}-{}{EXTENSION}", now_ms(), hex::encode(stamp));
-    let path = desk.incoming().join(&spooled);
-    keyfile::write_atomic(&path, bytes, 0o644)?;
-    let result = desk.dir.join("results").join(format!("{spooled}.json"));
-    let start = Instant::now();
-    while start.elapsed() < PICKUP_WAIT {
-        if result.exists() {
-            let text = keyfile::read_bounded(&result, MAX_FILE_BYTES)?;
-            let _ = std::fs::remove_file(&result);
-            let outcome: SpoolResult = serde_json::from_slice(&text).map_err(|e| Error::Answers {
-                what: format!("the serving center's outcome {} is damaged: {e}", result.display()),
-                hint: "see the center's audit log for what was taken",
-            })?;
-            return match outcome {
-                SpoolResult::Done(mut report) => {
-                    report.file = name.to_owned();
-                    Ok(report)
-                }
-                SpoolResult::Failed(why) => Err(Error::Answers {
-                    what: why,
-                    hint: "the batch was moved to the answers/refused folder",
-                }),
-            };
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(Error::Answers {
-        what: format!(
-            "the serving center did not take {name} within {} s",
-            PICKUP_WAIT.as_secs()
-        ),
-        hint: "it stays in the one-way folder answers/incoming and is taken once the center serves; see `konvert-center answers list`",
-    })
-}
-
-/// Takes every batch in the one-way folder once, with the serving center's inbox and
-/// audit log: outcomes to `results/`, each batch then removed (or moved to `refused/`).
-pub fn take_incoming(ctx: &ImportContext<'_>) -> Result<usize> {
-    let dir = DriveDir::open(&ctx.desk.incoming())?;
-    let names = dir.files(EXTENSION, MAX_BATCH_FILES)?;
-    for name in &names {
-        let outcome = dir
-            .open_file(name, MAX_FILE_BYTES)
-            .and_then(|f| f.map(|f| f.read_all()).transpose())
-            .map_err(Error::from)
-            .and_then(|bytes| match bytes {
-                Some(bytes) => import_batch(ctx, &bytes, name, "one-way folder"),
-                None => Err(Error::Answers {
-                    what: format!("{name} vanished"),
-                    hint: "put it in the folder again",
-                }),
-            });
-        let result = match &outcome {
-            Ok(report) => {
-                info!(
-                    file = %name,
-                    taken = report.taken.len(),
-                    already = report.already.len(),
-                    refused = report.refused.len(),
-                    "loader answers taken"
-                );
-                dir.remove(name)?;
-                SpoolResult::Done(report.clone())
-            }
-            Err(e) => {
-                warn!(file = %name, "loader answers refused: {e}");
-                let from = ctx.desk.incoming().join(name);
-                let to = ctx.desk.dir.join("refused").join(name);
-                std::fs::rename(&from, &to).map_err(Error::file(&from))?;
-                SpoolResult::Failed(e.to_string())
-            }
-        };
-        let text = serde_json::to_vec(&result).map_err(|e| Error::Answers {
-            what: format!("cannot write an outcome: {e}"),
-            hint: "report this as a bug",
-        })?;
-        keyfile::write_atomic(&ctx.desk.dir.join("results").join(format!("{name}.json")), &text, 0o644)?;
-    }
-    Ok(names.len())
-}
-
-/// Looks into the one-way folder every [`WATCH_INTERVAL`] for as long as the runtime runs.
-pub fn watch_incoming(
-    cfg: &CenterConfig,
-    inbox: Arc<Inbox>,
-    registry: Arc<CenterRegistry>,
-    audit: Arc<AuditLog>,
-) -> Result<()> {
-    let desk = AnswerDesk::open(&cfg.data_dir)?;
-    let receipt_key = Arc::new(keyfile::read_signing_key(&cfg.receipt_key)?);
-    // Weak: the watch ends with the center, and never keeps its inbox open after it.
-    let (inbox, registry, audit) = (
-        Arc::downgrade(&inbox),
-        Arc::downgrade(&registry),
-        Arc::downgrade(&audit),
-    );
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(WATCH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let (Some(inbox), Some(registry), Some(audit)) = (inbox.upgrade(), registry.upgrade(), audit.upgrade())
-            else {
-                return;
-            };
-            let (desk, key) = (desk.clone(), receipt_key.clone());
-            let job = tokio::task::spawn_blocking(move || {
-                let now = now_ms();
-                let Some(in_force) = registry.in_force(now) else {
-                    return Ok(0);
-                };
-                let ctx = ImportContext {
-                    inbox: &inbox,
-                    registry: in_force.body(),
-                    receipt_key: &key,
-                    audit: &audit,
-                    desk: &desk,
-                    now_unix_ms: now,
-                };
-                take_incoming(&ctx)
-            });
-            match job.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => warn!("the one-way folder of loader answers cannot be read: {e}"),
-                Err(_) => return,
-            }
-        }
-    });
-    Ok(())
-}
-
-/// One remark as the center lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ListedRemark {
-    /// The remark's id.
-    pub id: String,
-    /// The room, if any.
-    pub room: Option<String>,
-    /// The participant, if any.
-    pub participant: Option<String>,
-    /// The page, if any.
-    pub page: Option<String>,
-    /// What is wrong.
-    pub what: String,
-    /// What the site should do.
-    pub action: String,
-    /// The later version of the packet received since, which answers it; `None`: open.
-    pub answered_by: Option<u32>,
-}
-
-/// One answer as the center lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ListedAnswer {
-    /// The site.
-    pub site: String,
-    /// The packet.
-    pub packet_id: String,
-    /// The version answered.
-    pub version: u32,
-    /// The envelope id answered.
-    pub envelope_id: String,
-    /// Pages registered.
-    pub pages: u32,
-    /// The specialist's token that signed.
-    pub signed_by: String,
-    /// The remarks; empty for "loaded".
-    pub remarks: Vec<ListedRemark>,
-}
-
-/// Every answer taken, each remark open or answered by a later version of its packet that
-/// the inbox holds; with `open_only`, only answers with open remarks, and only those.
-pub fn list(desk: &AnswerDesk, inbox: &Inbox, open_only: bool) -> Result<Vec<ListedAnswer>> {
-    let mut newest: HashMap<(String, String), u32> = HashMap::new();
-    for r in inbox.records()? {
-        let b = &r.receipt.body;
-        let v = newest.entry((b.site.clone(), b.packet_id.clone())).or_default();
-        *v = (*v).max(b.version);
-    }
-    let mut out = Vec::new();
-    for held in desk.held()? {
-        let a = &held.signed.answer;
-        let later = newest
-            .get(&(a.site.clone(), a.packet_id.clone()))
-            .copied()
-            .filter(|v| *v > a.version);
-        let remarks: Vec<ListedRemark> = a
-            .remarks()
-            .iter()
-            .map(|r| ListedRemark {
-                id: r.id.clone(),
-                room: r.room.clone(),
-                participant: r.participant.clone(),
-                page: r.page.clone(),
-                what: r.what.clone(),
-                action: r.action.to_string(),
-                answered_by: later,
-            })
-            .filter(|r| !open_only || r.answered_by.is_none())
-            .collect();
-        if open_only && remarks.is_empty() {
-            continue;
-        }
-        out.push(ListedAnswer {
-            site: a.site.clone(),
-            packet_id: a.packet_id.clone(),
-            version: a.version,
-            envelope_id: hex::encode(a.digest),
-            pages: a.pages,
-            signed_by: held.token_id.clone(),
-            remarks,
-        });
-    }
-    Ok(out)
-}
-
-/// [`list`] as `answers list` prints it (also the serving center's control answer).
-pub fn list_text(data_dir: &Path, inbox: &Inbox, open_only: bool, as_json: bool) -> Result<String> {
-    let listed = list(&AnswerDesk::open(data_dir)?, inbox, open_only)?;
-    if as_json {
-        return serde_json::to_string_pretty(&listed)
-            .map(|t| format!("{t}\n"))
-            .map_err(|e| Error::Control(format!("cannot write the answers as JSON: {e}")));
-    }
-    let open: usize = listed
-        .iter()
-        .flat_map(|a| &a.remarks)
-        .filter(|r| r.answered_by.is_none())
-        .count();
-    let mut out = format!(
-        "{} answer(s){}, {open} open remark(s)\n",
-        listed.len(),
-        if open_only { " with open remarks" } else { "" }
-    );
-    for a in &listed {
-        let p = |s: &str| printable(s).into_owned();
-        if a.remarks.is_empty() {
-            out.push_str(&format!(
-                "  {} v{} site {}: loaded ({} page(s))\n",
-                p(&a.packet_id),
-                a.version,
-                p(&a.site),
-                a.pages
-            ));
-            continue;
-        }
-        out.push_str(&format!(
-            "  {} v{} site {}: {} remark(s)\n",
-            p(&a.packet_id),
-            a.version,
-            p(&a.site),
-            a.remarks.len()
-        ));
-        for r in &a.remarks {
-            let state = match r.answered_by {
-                Some(v) => format!("answered by v{v}"),
-                None => "OPEN".to_owned(),
-            };
-            let whereabouts: Vec<String> = [("room", &r.room), ("participant", &r.participant), ("page", &r.page)]
-                .into_iter()
-                .filter_map(|(w, v)| v.as_ref().map(|v| format!("{w} {}", p(v))))
-                .collect();
-            out.push_str(&format!(
-                "    [{state}] {} {}: {} — {}\n",
-                p(&r.id),
-                whereabouts.join(", "),
-                p(&r.what),
-                r.action
-            ));
-        }
-    }
-    Ok(out)
-}
+#[path = "answers_list.rs"]
+mod listing;
+pub use listing::{list, list_text, ListedAnswer, ListedRemark};
 
 #[cfg(test)]
 #[path = "answers_tests.rs"]

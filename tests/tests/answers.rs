@@ -184,6 +184,7 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
     assert_eq!(log.matches("answer.take").count(), 2, "{log}");
     assert_eq!(log.matches("answer.refuse").count(), 3, "{log}");
     assert!(log.contains("answers.refuse"), "the other center's drive is recorded");
+    assert!(log.contains("operator Иванова А. П. via the one-way folder"), "{log}");
 
     // The center lists the remark as open.
     let open = answers::list(&desk, &center.inbox, true).unwrap();
