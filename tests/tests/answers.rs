@@ -200,11 +200,33 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
     );
     assert!(listed.contains("[OPEN] barcode-zone-p3"), "{listed}");
 
-    // The answer reaches the school through the relay, and only the school.
+    // The answer reaches the school through the relay, and only the school: `day` asks
+    // for notices as it runs and prints each new answer with what to do.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let watch =
+        konvert_edge::answers::NoticeWatch::start(school.cfg.clone(), school.outbox.clone(), log.clone(), wake.clone());
+    tokio::time::timeout(Duration::from_secs(120), wake.notified())
+        .await
+        .expect("the day never showed the center's answer");
+    drop(watch);
+    let shown = log.lock().unwrap().join("\n");
+    assert!(
+        shown.contains(&format!(
+            "answer: {} v1: 1 REMARK(S) from the center",
+            v1.offer.packet_id
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("to do: rescan and send a new version of the packet"),
+        "{shown}"
+    );
     let kept = konvert_edge::answers::fetch_notices(&school.cfg, &school.outbox)
         .await
         .unwrap();
-    assert_eq!(kept.answers, vec![answers[0].clone()]);
+    assert!(kept.answers.is_empty(), "kept once");
+    assert_eq!(school.outbox.answers().unwrap()[0].answer, answers[0]);
     let status = konvert_edge::inspect::status(&school.cfg, &school.outbox, false).unwrap();
     assert!(status.contains("1 REMARK(S) from the center"), "{status}");
     assert!(
