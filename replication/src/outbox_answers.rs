@@ -19,8 +19,9 @@ const TREE: &str = "packet-answers";
 pub struct KeptAnswer {
     /// What the center answered.
     pub answer: PacketAnswer,
-    /// The newest later version of the same packet sealed here, and whether the center
-    /// has receipted it; `None` while the remarks are still to be acted on.
+    /// The newest later version of the same packet sealed here (and not refused), and
+    /// whether the center has receipted it; `None` while the remarks are still to be
+    /// acted on.
     pub answered_by: Option<(u32, bool)>,
 }
 
@@ -79,14 +80,16 @@ impl Outbox {
         Ok(all)
     }
 
-    /// The newest version above `version` of `packet_id` in the outbox, and whether it
-    /// is delivered.
+    /// The newest version above `version` of `packet_id` in the outbox that the center
+    /// did not refuse, and whether it is delivered.
     fn later_version(&self, packet_id: &str, version: u32) -> Result<Option<(u32, bool)>> {
         let mut newest = None;
         for kv in self.entries.scan_prefix(packet_prefix(packet_id)) {
             let (_, v) = kv.map_err(storage_err)?;
             let e = decode(&v)?;
-            if e.offer.packet_id == packet_id && e.offer.version > version {
+            // A version the center refused answers nothing.
+            let refused = matches!(e.state, OutboxState::Rejected { .. });
+            if e.offer.packet_id == packet_id && e.offer.version > version && !refused {
                 let delivered = matches!(e.state, OutboxState::Delivered { .. });
                 if newest.is_none_or(|(n, _)| e.offer.version > n) {
                     newest = Some((e.offer.version, delivered));

@@ -85,6 +85,12 @@ fn an_answer_is_kept_for_exactly_the_envelope_sent_and_a_later_version_answers_i
     let outbox = Outbox::open(dir.path()).unwrap();
     let kept = outbox.answers().unwrap();
     assert_eq!(kept[0].answered_by, Some((2, false)));
+    // A version 3 the center refused answers nothing: version 2 still does.
+    add(&outbox, 3, 10);
+    outbox
+        .mark_rejected(&offer(3, 10), crate::RejectReason::BadSignature, "forged".into())
+        .unwrap();
+    assert_eq!(outbox.answers().unwrap()[0].answered_by, Some((2, false)));
     // A verdict's reader does not mistake an answer for a verdict.
     assert!(outbox.record_verdict(&answer(&center, 1, 7, 11, false), &vk).is_err());
 }
