@@ -24,6 +24,9 @@ use crate::intake::now_ms;
 use crate::registry::CenterRegistry;
 use crate::{Error, Result};
 
+/// How long an outcome waits in `results/` for the import that asked for it.
+const STALE_RESULT: Duration = Duration::from_secs(3600);
+
 /// The outcome a serving center leaves for `answers import` in `results/`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum SpoolResult {
@@ -136,6 +139,7 @@ fn who(dir: &DriveDir, name: &str) -> String {
 /// Takes every batch in the one-way folder once, with the serving center's inbox and
 /// audit log: outcomes to `results/`, each batch then removed (or moved to `refused/`).
 pub fn take_incoming(ctx: &ImportContext<'_>) -> Result<usize> {
+    drop_stale_results(&ctx.desk.dir.join("results"));
     let dir = DriveDir::open(&ctx.desk.incoming())?;
     let names = dir.files(EXTENSION, MAX_BATCH_FILES)?;
     for name in &names {
@@ -177,6 +181,25 @@ pub fn take_incoming(ctx: &ImportContext<'_>) -> Result<usize> {
         keyfile::write_atomic(&ctx.desk.dir.join("results").join(format!("{name}.json")), &text, 0o644)?;
     }
     Ok(names.len())
+}
+
+/// Removes outcomes nobody picked up for [`STALE_RESULT`]: their import gave up waiting
+/// (what was taken is in the audit log and `answers list`).
+fn drop_stale_results(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_RESULT);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Looks into the one-way folder every [`WATCH_INTERVAL`] for as long as the runtime runs.
