@@ -176,6 +176,13 @@ pub enum CenterCommand {
         #[command(subcommand)]
         action: crate::plan_cli::PlanAction,
     },
+    /// The loader's answers to packets ("loaded" or remarks): import them from a drive,
+    /// list them with which remarks are open.
+    Answers {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::answers_cli::AnswersAction,
+    },
 }
 
 /// What to do with the key registry.
@@ -239,6 +246,12 @@ pub enum LoaderAction {
     /// Processing: plan, process, queue, verify, findings, experts-done, close.
     #[command(flatten)]
     Processing(crate::processing::cli::ProcessingAction),
+    /// The loader's answers to packets: sign them and export them for the receiver.
+    Answers {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::answers_cli::LoaderAnswersAction,
+    },
 }
 
 /// What to do with late packets.
@@ -514,6 +527,7 @@ fn held_registry(cfg: &CenterConfig, config: &std::path::Path) -> Result<konvert
 fn loader_command(action: LoaderAction) -> Result<()> {
     match action {
         LoaderAction::Processing(action) => crate::processing::cli::run(action)?,
+        LoaderAction::Answers { action } => crate::answers_cli::loader_answers(action)?,
         LoaderAction::Unpack {
             config,
             specialist,
@@ -888,6 +902,7 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         CenterCommand::Restore { config, from, replace } => crate::backup::restore_command(&config, &from, replace)?,
         CenterCommand::Envelopes { action } => crate::envelope_drive::command(action)?,
         CenterCommand::Plan { action } => crate::plan_cli::plan_command(action)?,
+        CenterCommand::Answers { action } => crate::answers_cli::answers_command(action)?,
         CenterCommand::Import {
             config,
             drive,

@@ -59,15 +59,16 @@ pub fn status(inbox: &Inbox, as_json: bool) -> Result<String> {
     Ok(out)
 }
 
-/// The serving center's answers: `status [--json]`. `ok` or `error` on the first line.
-pub fn handler(inbox: Arc<Inbox>) -> ControlHandler {
+/// The serving center's answers: `status [--json]`, `answers [--open] [--json]`. `ok` or `error` on the first line.
+pub fn handler(inbox: Arc<Inbox>, data_dir: std::path::PathBuf) -> ControlHandler {
     Arc::new(move |request: &str| {
         let words: Vec<&str> = request.split_whitespace().collect();
         let as_json = words.contains(&"--json");
         let result = match words.first() {
             Some(&"status") => status(&inbox, as_json),
+            Some(&"answers") => crate::answers::list_text(&data_dir, &inbox, words.contains(&"--open"), as_json),
             _ => Err(Error::Control(format!(
-                "the serving center does not know {request:?}: ask status"
+                "the serving center does not know {request:?}: ask status or answers"
             ))),
         };
         match result {

@@ -84,6 +84,14 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// The loader's answers cannot be exported, imported or listed as asked.
+    #[error("{what}; {hint}")]
+    Answers {
+        /// What is wrong.
+        what: String,
+        /// What to do.
+        hint: &'static str,
+    },
     /// Network I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

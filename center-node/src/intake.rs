@@ -98,6 +98,7 @@ pub struct CenterIntake {
     max_packet_bytes: u64,
     in_flight: Mutex<HashSet<(String, u32)>>,
     desk: TestDesk,
+    answers: crate::answers::AnswerDesk,
     audit: Arc<AuditLog>,
     relays: RelayIndex,
     broker: Option<Arc<BrokerDesk>>,
@@ -137,6 +138,7 @@ impl CenterIntake {
             max_packet_bytes: cfg.max_packet_bytes,
             in_flight: Mutex::new(HashSet::new()),
             desk: TestDesk::open(&cfg.data_dir)?,
+            answers: crate::answers::AnswerDesk::open(&cfg.data_dir)?,
             relays: RelayIndex::new(cfg.station_index()),
             broker: None,
             revocations: None,
@@ -815,21 +817,21 @@ impl Intake for CenterIntake {
         // A relay gets the notices of every site it carries, newest first, to pass down.
         let mut sites = vec![station.site.clone()];
         sites.extend(self.relays.carried_by(&station.site).unwrap_or_default());
-        let mut all = Vec::new();
+        let mut per_site = Vec::new();
         for site in &sites {
-            let notices = self
+            let mut notices = self
                 .desk
                 .notices_for(site)
                 .map_err(|e| konvert_replication::Error::Storage(e.to_string()))?;
-            all.extend(notices);
+            // The loader's answers to the site's packets travel the same way (R10).
+            let answers = self
+                .answers
+                .notices_for(site)
+                .map_err(|e| konvert_replication::Error::Storage(e.to_string()))?;
+            notices.extend(answers);
+            per_site.push(notices);
         }
-        if sites.len() > 1 {
-            all.sort_by_key(|n| {
-                let konvert_replication::Notice::TestVerdict(v) = &n.notice;
-                std::cmp::Reverse(v.judged_at_unix_ms)
-            });
-        }
-        Ok(all)
+        Ok(crate::answers::fair_share(per_site))
     }
 
     fn revocation_feed(&self) -> Option<RevocationFeed> {

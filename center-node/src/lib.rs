@@ -7,6 +7,9 @@
 //! Contract: the receiver never holds the center's decryption key and never sees
 //! plaintext. A receipt is sent only after the envelope is fsynced, verified and indexed.
 
+pub mod answer_file;
+pub mod answers;
+pub mod answers_cli;
 pub mod backup;
 pub mod center_key;
 pub mod cli;

@@ -210,6 +210,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     }
     let intake = Arc::new(intake);
     reserve::watch_spool(intake.clone(), &cfg.data_dir)?;
+    crate::answers::watch_incoming(cfg, inbox.clone(), registry.clone(), audit.clone())?;
     let live = revocation.live();
     let addr = endpoint.local_addr()?;
     let metrics_addr = match cfg.metrics_listen {
@@ -227,7 +228,11 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     // Not fatal: a center that serves matters more than `status` beside it.
     let control = ControlSocket::start(
         &cfg.data_dir,
-        crate::backup::control_handler(control::handler(inbox.clone()), inbox.clone(), audit.clone()),
+        crate::backup::control_handler(
+            control::handler(inbox.clone(), cfg.data_dir.clone()),
+            inbox.clone(),
+            audit.clone(),
+        ),
     )
     .map_err(|e| warn!("`konvert-center status` will not work beside this center: no control socket: {e}"))
     .ok();

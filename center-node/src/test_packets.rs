@@ -82,6 +82,7 @@ impl TestPacket {
     pub fn judged(&self) -> Option<&TestVerdict> {
         match &self.verdict.as_ref()?.notice {
             Notice::TestVerdict(v) => Some(v),
+            Notice::PacketAnswer(_) => None,
         }
     }
 }

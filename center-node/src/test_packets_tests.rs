@@ -83,6 +83,7 @@ fn received_packets_are_listed_judged_once_and_sent_only_to_their_site() {
         .iter()
         .map(|n| match n.verify(&key.verifying_key()).unwrap() {
             Notice::TestVerdict(v) => (v.version, v.verdict),
+            Notice::PacketAnswer(a) => panic!("the test desk served an answer to {}", a.packet_id),
         })
         .collect();
     assert_eq!(

@@ -28,6 +28,9 @@ pub enum Domain {
     /// A backup's manifest, or the index of an envelope drive for the loader, signed by
     /// the center's receipt key.
     CenterCopy,
+    /// The loader's answer to a packet ("loaded" or remarks), signed by a center
+    /// specialist's token on the offline workstation.
+    PacketAnswer,
 }
 
 impl Domain {
@@ -40,6 +43,7 @@ impl Domain {
             Domain::Registry => b"konvert/v1/key-registry\0",
             Domain::AuditCheckpoint => b"konvert/v1/audit-checkpoint\0",
             Domain::CenterCopy => b"konvert/v1/center-copy\0",
+            Domain::PacketAnswer => b"konvert/v1/packet-answer\0",
         }
     }
 

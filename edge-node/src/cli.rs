@@ -177,6 +177,17 @@ pub enum EdgeCommand {
         #[arg(long)]
         offline: bool,
     },
+    /// Fetch the center's answers to this site's packets ("loaded", or remarks with what
+    /// to do) and list them (beside a running `day`, which fetches them itself, use
+    /// `status`).
+    Answers {
+        /// site.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Show what is kept without asking the center.
+        #[arg(long)]
+        offline: bool,
+    },
     /// The key registry at this station: anchor it in the officers' authority, import a
     /// registry carried on a drive, and show the one in force.
     Registry {
@@ -676,6 +687,18 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             match test_statuses(&outbox)?.into_iter().find(|s| s.entry.offer == offer) {
                 Some(status) if status.verdict.is_some() => println!("{status}"),
                 _ => println!("no verdict yet; see it later with `konvert-edge test-verdicts`"),
+            }
+        }
+        EdgeCommand::Answers { config, offline } => {
+            let cfg = SiteConfig::load(&config)?;
+            let outbox = Outbox::open(&cfg.data_dir)?;
+            if !offline {
+                let kept = crate::answers::fetch_notices(&cfg, &outbox).await?;
+                println!("{} new answer(s) from the center", kept.answers.len());
+            }
+            match crate::answers::status_text(&outbox.answers()?) {
+                t if t.is_empty() => println!("no answers from the center yet"),
+                t => print!("{t}"),
             }
         }
         EdgeCommand::TestVerdicts { config, offline } => {

@@ -53,10 +53,16 @@ pub fn status(cfg: &SiteConfig, outbox: &Outbox, as_json: bool) -> Result<String
             "detail": detail,
         }));
     }
+    let answers = outbox.answers()?;
     if as_json {
-        let doc = json!({ "site": cfg.site.as_str(), "packets": rows });
+        let doc = json!({
+            "site": cfg.site.as_str(),
+            "packets": rows,
+            "answers": crate::answers::status_json(&answers),
+        });
         return Ok(format!("{}\n", pretty(&doc)));
     }
+    text.push_str(&crate::answers::status_text(&answers));
     Ok(text)
 }
 

@@ -6,6 +6,7 @@
 //! Contract: the edge never holds the center's private keys; a packet counts as delivered
 //! only with a receipt that verifies against the configured center receipt key.
 
+pub mod answers;
 pub mod cli;
 pub mod config;
 pub mod day;

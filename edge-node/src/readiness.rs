@@ -8,13 +8,10 @@ use std::path::Path;
 
 use konvert_crypto::MemberSigner;
 use konvert_exam::{ArchiveSource, ExamDate, ExamKind, PacketKind, PacketRef, PageRecord, RoomId, RoomRecord};
-use konvert_replication::driver;
 use konvert_replication::{Outbox, OutboxEntry, OutboxState, TestVerdict};
-use tracing::warn;
 
 use crate::config::SiteConfig;
 use crate::intake::{Recognizer, MAX_SCAN_FILE};
-use crate::push::{connect, station_endpoint};
 use crate::seal::{seal_sources, SealedPacket};
 use crate::{Error, Result};
 
@@ -157,21 +154,6 @@ pub fn test_statuses(outbox: &Outbox) -> Result<Vec<TestStatus>> {
 /// Asks the center for its verdicts and keeps each that verifies and names a packet sent
 /// from here. Returns how many are new.
 pub async fn fetch_verdicts(cfg: &SiteConfig, outbox: &Outbox) -> Result<usize> {
-    let center_key = cfg.receipt_key()?;
-    let endpoint = station_endpoint(cfg)?;
-    let conn = connect(cfg, &endpoint).await?;
-    let asked = driver::ask_notices(&conn, &center_key, cfg.site.as_str()).await;
-    conn.close(0u32.into(), b"notices fetched");
-    endpoint.close(0u32.into(), b"bye");
-    let mut new = 0;
-    for notice in asked? {
-        match outbox.record_verdict(&notice, &center_key) {
-            Ok(true) => new += 1,
-            Ok(false) => {}
-            // A verdict on a packet this station no longer holds (a reinstalled station)
-            // is not shown: it cannot be tied to what was sent from here.
-            Err(e) => warn!("verdict not kept: {e}"),
-        }
-    }
-    Ok(new)
+    // Answers to packets come on the same stream: they are kept too.
+    Ok(crate::answers::fetch_notices(cfg, outbox).await?.verdicts)
 }

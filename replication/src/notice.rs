@@ -67,6 +67,8 @@ impl TestVerdict {
 pub enum Notice {
     /// A test packet was judged.
     TestVerdict(TestVerdict),
+    /// The loader answered a packet version: loaded, or remarks to act on.
+    PacketAnswer(crate::PacketAnswer),
 }
 
 impl Notice {
@@ -74,6 +76,15 @@ impl Notice {
     pub fn site(&self) -> &str {
         match self {
             Notice::TestVerdict(v) => &v.site,
+            Notice::PacketAnswer(a) => &a.site,
+        }
+    }
+
+    /// When it was decided (judged, answered), for newest-first order.
+    pub fn at_unix_ms(&self) -> u64 {
+        match self {
+            Notice::TestVerdict(v) => v.judged_at_unix_ms,
+            Notice::PacketAnswer(a) => a.answered_at_unix_ms,
         }
     }
 }
@@ -147,6 +158,7 @@ fn check_text(notice: &Notice) -> Result<()> {
             }
             Ok(())
         }
+        Notice::PacketAnswer(a) => a.check().map_err(Error::BadNotice),
     }
 }
 

@@ -20,13 +20,17 @@ fn a_signed_verdict_verifies_and_any_change_is_caught() {
     assert_eq!(signed.verify(&key.verifying_key()).unwrap().site(), "0101");
 
     let mut flipped = signed.clone();
-    let Notice::TestVerdict(v) = &mut flipped.notice;
+    let Notice::TestVerdict(v) = &mut flipped.notice else {
+        unreachable!("signed a verdict")
+    };
     v.verdict = Verdict::Rejected;
     v.reason = "streaks".into();
     assert!(flipped.verify(&key.verifying_key()).is_err());
 
     let mut other_site = signed.clone();
-    let Notice::TestVerdict(v) = &mut other_site.notice;
+    let Notice::TestVerdict(v) = &mut other_site.notice else {
+        unreachable!("signed a verdict")
+    };
     v.site = "0102".into();
     assert!(other_site.verify(&key.verifying_key()).is_err());
 

@@ -217,7 +217,9 @@ impl Outbox {
     /// against `center` and name exactly an envelope sent from here. Returns whether it
     /// is new.
     pub fn record_verdict(&self, notice: &SignedNotice, center: &VerifyingKey) -> Result<bool> {
-        let Notice::TestVerdict(v) = notice.verify(center)?;
+        let Notice::TestVerdict(v) = notice.verify(center)? else {
+            return Err(Error::BadNotice("not a test packet's verdict".into()));
+        };
         let key = packet_key(&v.packet_id, v.version);
         let sent = match self.entries.get(&key).map_err(storage_err)? {
             Some(bytes) => decode(&bytes)?,
@@ -246,8 +248,10 @@ impl Outbox {
             Some(bytes) => {
                 let signed: SignedNotice =
                     postcard::from_bytes(&bytes).map_err(|e| Error::Storage(format!("corrupt stored verdict: {e}")))?;
-                let Notice::TestVerdict(v) = signed.notice;
-                Ok(Some(v))
+                match signed.notice {
+                    Notice::TestVerdict(v) => Ok(Some(v)),
+                    Notice::PacketAnswer(_) => Err(Error::Storage("a packet answer among the verdicts".into())),
+                }
             }
             None => Ok(None),
         }
@@ -351,6 +355,10 @@ fn sort_for_sending(entries: &mut [OutboxEntry]) {
 fn decode(bytes: &[u8]) -> Result<OutboxEntry> {
     postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("corrupt outbox entry: {e}")))
 }
+
+#[path = "outbox_answers.rs"]
+mod answers;
+pub use answers::KeptAnswer;
 
 #[cfg(test)]
 #[path = "outbox_tests.rs"]
