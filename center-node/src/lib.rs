@@ -15,6 +15,7 @@ pub mod intake;
 pub mod late;
 pub mod loader;
 pub mod metrics;
+pub mod monitor;
 pub mod preview;
 pub mod provision;
 pub mod registry;

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::config::CenterConfig;
 use crate::control;
 use crate::intake::{now_ms, CenterIntake};
-use crate::metrics::{serve_metrics, watch_plans, Metrics};
+use crate::metrics::{watch_plans, Metrics};
 use crate::registry::{CenterRegistry, WATCH_INTERVAL};
 use crate::reserve;
 use crate::revocation::{self, Revocation};
@@ -193,7 +193,10 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let live = revocation.live();
     let addr = endpoint.local_addr()?;
     let metrics_addr = match cfg.metrics_listen {
-        Some(a) => Some(serve_metrics(a, metrics.clone()).await?),
+        // The monitoring page beside /metrics; plans and answers are added with `with_*`.
+        Some(a) => {
+            Some(crate::monitor::serve(a, metrics.clone(), crate::monitor::MonitorSource::new(inbox.clone())).await?)
+        }
         None => None,
     };
     info!(%addr, name = %cfg.name, "center listening");
