@@ -503,3 +503,7 @@ pub fn build(
         unplanned,
     }
 }
+
+#[cfg(test)]
+#[path = "build_tests.rs"]
+pub(crate) mod tests;

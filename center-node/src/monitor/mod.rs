@@ -8,6 +8,7 @@
 pub mod build;
 mod civil;
 pub mod render;
+pub mod sample;
 pub mod view;
 
 use std::net::SocketAddr;

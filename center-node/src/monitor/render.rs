@@ -410,3 +410,7 @@ pub fn render_site(view: &MonitorView, code: &str, now_unix_ms: u64) -> Option<S
     out.push_str("</body></html>\n");
     found.then_some(out)
 }
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;
