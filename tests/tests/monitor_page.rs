@@ -92,7 +92,12 @@ fn chromium() -> Option<&'static str> {
 fn run_chromium(exe: &str, profile: &Path, url: &str, args: &[&str]) -> (String, String) {
     let mut child = Command::new(exe)
         .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        .args(["--disable-extensions", "--disable-background-networking", "--enable-logging=stderr", "--v=0"])
+        .args([
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .arg(url)
@@ -150,8 +155,15 @@ async fn a_serving_center_shows_its_monitoring_page_in_a_real_browser() {
         room: "0001".parse().unwrap(),
         kind: PacketKind::Forms,
     };
-    konvert_edge::seal_room(&site.cfg, &site.outbox, &site.signer, &forms_dir, forms, konvert_edge::cli::now_unix_ms())
-        .unwrap();
+    konvert_edge::seal_room(
+        &site.cfg,
+        &site.outbox,
+        &site.signer,
+        &forms_dir,
+        forms,
+        konvert_edge::cli::now_unix_ms(),
+    )
+    .unwrap();
     let opts = PushOptions {
         max_wait: Duration::from_secs(60),
         ..Default::default()
@@ -163,17 +175,29 @@ async fn a_serving_center_shows_its_monitoring_page_in_a_real_browser() {
     let answer = get(page_addr, "/").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.contains("Content-Type: text/html; charset=utf-8"), "{answer}");
-    assert!(answer.contains("Content-Security-Policy: default-src 'none'"), "{answer}");
+    assert!(
+        answer.contains("Content-Security-Policy: default-src 'none'"),
+        "{answer}"
+    );
     assert!(answer.contains("No exam-day plan is imported yet"), "{answer}");
     assert!(answer.contains("<td>0101</td>"), "{answer}");
     // HEAD answers like GET without the body; /metrics is still there; others are 404.
     let head = http(page_addr, b"HEAD /monitor HTTP/1.1\r\n\r\n").await;
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
-    assert!(get(page_addr, "/metrics").await.contains("konvert_packets_received_total"));
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(get(page_addr, "/metrics")
+        .await
+        .contains("konvert_packets_received_total"));
     assert!(get(page_addr, "/etc/passwd").await.starts_with("HTTP/1.1 404"));
     assert!(get(page_addr, "/monitor/site/9999").await.starts_with("HTTP/1.1 404"));
     // An endless request head is cut off at its bound; the page is served on.
-    let hostile = http(page_addr, format!("GET /{} HTTP/1.1\r\n\r\n", "X".repeat(100_000)).as_bytes()).await;
+    let hostile = http(
+        page_addr,
+        format!("GET /{} HTTP/1.1\r\n\r\n", "X".repeat(100_000)).as_bytes(),
+    )
+    .await;
     assert!(hostile.is_empty() || hostile.starts_with("HTTP/1.1 404"), "{hostile}");
     assert!(get(page_addr, "/").await.starts_with("HTTP/1.1 200 OK\r\n"));
 
@@ -202,7 +226,10 @@ async fn a_serving_center_shows_its_monitoring_page_in_a_real_browser() {
     let answer = get(planned, "/monitor").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     // 0102 sent nothing: silent, listed before 0101.
-    let (a, b) = (answer.find("id=\"site-0102\"").unwrap(), answer.find("id=\"site-0101\"").unwrap());
+    let (a, b) = (
+        answer.find("id=\"site-0102\"").unwrap(),
+        answer.find("id=\"site-0101\"").unwrap(),
+    );
     assert!(a < b, "{answer}");
 
     let Some(exe) = chromium() else {
@@ -224,7 +251,11 @@ async fn a_serving_center_shows_its_monitoring_page_in_a_real_browser() {
     .await
     .unwrap();
     let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot from chromium: {e}\n{shot_log}"));
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
     let console = console_lines(&shot_log);
     assert!(console.is_empty(), "console messages: {console:#?}");
     // The browser built the page as served: every site, its rooms, no script.

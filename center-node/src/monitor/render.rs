@@ -215,7 +215,7 @@ fn site(out: &mut String, s: &SiteView, d: &DayView, now: u64, open: bool) {
     };
     let _ = write!(
         out,
-        "<details id=\"site-{}\"{}><summary class=\"grid {}\"><span></span><span><a href=\"/monitor/site/{}\">{}</a>{}</span>\
+        "<details id=\"site-{}\"{}><summary class=\"grid {}\"><span><a href=\"/monitor/site/{}\">{}</a>{}</span>\
          <span>{}</span><span>{}</span><span class=\"num\">{}</span><span class=\"num\">{}</span><span class=\"num\">{}</span>\
          <span class=\"num\">{}</span><span class=\"num\">{} / {}</span><span class=\"num\">{}</span><span>{}</span>\
          <span>{}</span><span>{}</span></summary>\n",

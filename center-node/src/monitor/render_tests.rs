@@ -161,3 +161,18 @@ fn local_times_are_the_sites_own() {
     assert!(html.contains("14:59"), "{html}");
     assert!(html.contains("As of 2026-06-01 12:00 UTC"), "{html}");
 }
+
+#[test]
+#[ignore = "writes the sample region's page for a look: KONVERT_SAMPLE_PAGE=FILE"]
+fn write_the_sample_page() {
+    let key = SigningKey::generate().unwrap();
+    let day = crate::monitor::sample::sample_day(68, 2000, 16_000, &key).unwrap();
+    let view = build(&day.plans, &day.records, &day.answers, &[], day.now_unix_ms);
+    std::fs::write(
+        std::env::var("KONVERT_SAMPLE_PAGE").unwrap(),
+        render(&view, day.now_unix_ms),
+    )
+    .unwrap();
+    let one = render_site(&view, &view.days[0].sites[5].code, day.now_unix_ms).unwrap();
+    std::fs::write(std::env::var("KONVERT_SAMPLE_PAGE").unwrap() + ".site.html", one).unwrap();
+}

@@ -113,7 +113,7 @@ pub fn sample_day(sites: usize, rooms: usize, participants: usize, key: &Signing
             let versions = if r % 13 == 5 { 2 } else { 1 };
             for version in 1..=versions {
                 n += 1;
-                let at = now - 3 * 3_600_000 + n * 1_700 % (3 * 3_600_000);
+                let at = now - 3 * 3_600_000 + n * 3_500 % (3 * 3_600_000);
                 let digest = {
                     let mut d = [0u8; 32];
                     d[..8].copy_from_slice(&n.to_le_bytes());
