@@ -213,12 +213,12 @@ fn site(out: &mut String, s: &SiteView, d: &DayView, now: u64, open: bool) {
         Eta::AllIn(t) => format!("all in at {}", local(t, s.utc_offset_s, &day)),
         Eta::At(t) => format!("{} of {deadline}", local(t, s.utc_offset_s, &day)),
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<details id=\"site-{}\"{}><summary class=\"grid {}\"><span><a href=\"/monitor/site/{}\">{}</a>{}</span>\
          <span>{}</span><span>{}</span><span class=\"num\">{}</span><span class=\"num\">{}</span><span class=\"num\">{}</span>\
          <span class=\"num\">{}</span><span class=\"num\">{} / {}</span><span class=\"num\">{}</span><span>{}</span>\
-         <span>{}</span><span>{}</span></summary>\n",
+         <span>{}</span><span>{}</span></summary>",
         path_segment(&s.code),
         if open { " open" } else { "" },
         risk_class(s.risk),

@@ -92,7 +92,7 @@ pub fn sample_day(sites: usize, rooms: usize, participants: usize, key: &Signing
         if site_no == 0 {
             continue; // silent from the start
         }
-        let silent_after_forms = site_no % 5 == 0;
+        let silent_after_forms = site_no.is_multiple_of(5);
         // Rooms of a site come in over the afternoon: later rooms are not in yet.
         let progress = (r / sites) * 100 / (rooms / sites).max(1);
         if progress > 80 {
