@@ -98,7 +98,7 @@ pub struct DayView {
     pub region: String,
     /// The region's indicators.
     pub indicators: Indicators,
-    /// Closed and results passed on.
+    /// The exam is closed in the region.
     pub closed: bool,
     /// Results passed on.
     pub results_passed: bool,
