@@ -241,22 +241,33 @@ async fn a_serving_center_shows_its_monitoring_page_in_a_real_browser() {
     let site_url = format!("http://{planned}/monitor/site/0101");
     let (exe2, profile, shot) = (exe, work.path().join("profile"), work.path().join("monitor.png"));
     let (shot2, url2, site_url2) = (shot.clone(), url.clone(), site_url.clone());
-    let (dom, shot_log, site_dom) = tokio::task::spawn_blocking(move || {
+    let pdf = work.path().join("site.pdf");
+    let pdf2 = pdf.clone();
+    let (dom, logs, site_dom) = tokio::task::spawn_blocking(move || {
         let shot_arg = format!("--screenshot={}", shot2.display());
         let (_, shot_log) = run_chromium(exe2, &profile, &url2, &[&shot_arg, "--window-size=1280,2000"]);
         let (dom, dom_log) = run_chromium(exe2, &profile, &url2, &["--dump-dom"]);
         let (site_dom, site_log) = run_chromium(exe2, &profile, &site_url2, &["--dump-dom"]);
-        (dom, format!("{shot_log}\n{dom_log}\n{site_log}"), site_dom)
+        // Printed as the shift chief would: the site's page to PDF, with the print stylesheet.
+        let pdf_arg = format!("--print-to-pdf={}", pdf2.display());
+        let (_, pdf_log) = run_chromium(exe2, &profile, &site_url2, &[&pdf_arg, "--no-pdf-header-footer"]);
+        (dom, format!("{shot_log}\n{dom_log}\n{site_log}\n{pdf_log}"), site_dom)
     })
     .await
     .unwrap();
-    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot from chromium: {e}\n{shot_log}"));
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot from chromium: {e}\n{logs}"));
     assert!(
         png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
         "{} bytes",
         png.len()
     );
-    let console = console_lines(&shot_log);
+    let printed = std::fs::read(&pdf).unwrap_or_else(|e| panic!("no PDF from chromium: {e}\n{logs}"));
+    assert!(
+        printed.starts_with(b"%PDF-") && printed.len() > 5_000,
+        "{} bytes",
+        printed.len()
+    );
+    let console = console_lines(&logs);
     assert!(console.is_empty(), "console messages: {console:#?}");
     // The browser built the page as served: every site, its rooms, no script.
     for text in ["0101", "0102", "silent", "ППЭ-13-03-У МАШ", "Completeness of packets"] {
