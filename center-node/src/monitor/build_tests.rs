@@ -414,3 +414,20 @@ fn the_sample_region_has_every_site_and_room() {
         .iter()
         .any(|s| s.rooms.iter().any(|r| r.state == RoomState::Complete)));
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_packet_id_reads_back_and_no_text_makes_the_reader_panic(
+        site in "[0-9A-Za-z-]{1,32}",
+        room in "[0-9A-Za-z-]{1,16}",
+        kind in proptest::sample::select(vec![PacketKind::Forms, PacketKind::Blanks, PacketKind::Journal, PacketKind::Audio]),
+        noise in "\\PC{0,80}",
+    ) {
+        let id = packet(&site, &room, kind);
+        let parsed = parse_packet_id(&site, &id).unwrap();
+        proptest::prop_assert_eq!(parsed.room, room);
+        proptest::prop_assert_eq!(parsed.kind, kind);
+        let _ = parse_packet_id(&site, &noise);
+        let _ = parse_packet_id(&site, &format!("{site}-{noise}"));
+    }
+}

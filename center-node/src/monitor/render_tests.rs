@@ -176,3 +176,16 @@ fn write_the_sample_page() {
     let one = render_site(&view, &view.days[0].sites[5].code, day.now_unix_ms).unwrap();
     std::fs::write(std::env::var("KONVERT_SAMPLE_PAGE").unwrap() + ".site.html", one).unwrap();
 }
+
+proptest::proptest! {
+    #[test]
+    fn escaped_text_cannot_open_a_tag_or_leave_an_attribute(text in "\\PC{0,64}") {
+        let e = escape(&text);
+        proptest::prop_assert!(!e.contains(['<', '>', '"', '\'']));
+        // Every ampersand starts one of the entities written.
+        for (i, _) in e.match_indices('&') {
+            let rest = &e[i..];
+            proptest::prop_assert!(["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"].iter().any(|x| rest.starts_with(x)));
+        }
+    }
+}
