@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::config::CenterConfig;
 use crate::control;
 use crate::intake::{now_ms, CenterIntake};
-use crate::metrics::{serve_metrics, watch_plans, Metrics};
+use crate::metrics::{watch_plans, Metrics};
 use crate::plans::PlanDesk;
 use crate::registry::{CenterRegistry, WATCH_INTERVAL};
 use crate::reserve;
@@ -214,7 +214,27 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
     let live = revocation.live();
     let addr = endpoint.local_addr()?;
     let metrics_addr = match cfg.metrics_listen {
-        Some(a) => Some(serve_metrics(a, metrics.clone()).await?),
+        // The monitoring page beside /metrics: the plans imported, what arrived, and the
+        // loader's answers taken from its drives.
+        Some(a) => {
+            let plans = PlanDesk::open(&cfg.data_dir)?;
+            let answers = crate::answers::AnswerDesk::open(&cfg.data_dir)?;
+            let source = crate::monitor::MonitorSource::new(inbox.clone())
+                .with_plans(Arc::new(move || {
+                    plans.plans().unwrap_or_else(|e| {
+                        warn!("the monitoring page shows no plan: {e}");
+                        Vec::new()
+                    })
+                }))
+                .with_answers(Arc::new(move || match answers.held() {
+                    Ok(held) => held.into_iter().map(|h| h.signed.answer).collect(),
+                    Err(e) => {
+                        warn!("the monitoring page shows no answers: {e}");
+                        Vec::new()
+                    }
+                }));
+            Some(crate::monitor::serve(a, metrics.clone(), source).await?)
+        }
         None => None,
     };
     info!(%addr, name = %cfg.name, "center listening");

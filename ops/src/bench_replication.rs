@@ -43,6 +43,8 @@ pub enum Source {
     LossProxy,
     /// Extension point: a region's exam day simulated.
     RegionDay,
+    /// The center's monitoring page for 68 sites and 2,000 rooms.
+    MonitorPage,
 }
 
 /// The loopback vs rsync row.
@@ -78,7 +80,7 @@ const LOOPBACK_ROWS: &[(&str, &str)] = &[ROW_RSYNC, ROW_TRANSPORT, ROW_FLOOR, RO
 
 impl Source {
     /// Every source, in table order.
-    pub const ALL: [Source; 7] = [
+    pub const ALL: [Source; 8] = [
         Source::Loopback,
         Source::KillCenter,
         Source::EdgeRss,
@@ -86,6 +88,7 @@ impl Source {
         Source::ShapedLink,
         Source::LossProxy,
         Source::RegionDay,
+        Source::MonitorPage,
     ];
 
     /// The rows this source gives: (measure, goal).
@@ -98,6 +101,7 @@ impl Source {
             Source::ShapedLink => &[ROW_SHAPED],
             Source::LossProxy => &[ROW_LOSSY],
             Source::RegionDay => &[ROW_REGION],
+            Source::MonitorPage => &[crate::bench_monitor::ROW_MONITOR],
         }
     }
 }
@@ -147,6 +151,7 @@ async fn run_source(source: Source, opts: &Options, table: &mut Table) {
         Source::ShapedLink => table.add(measures, shaped_link(opts).await),
         Source::LossProxy => table.add(measures, lossy_link(opts).await),
         Source::RegionDay => table.add(measures, region_day(opts)),
+        Source::MonitorPage => table.add(measures, crate::bench_monitor::run()),
     }
 }
 

@@ -360,6 +360,11 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         "▸ center listening on {} (QUIC, mutual TLS; {DEMO_INGRESS_MBIT} Mbit/s of ingress shared out, least slack first); metrics at {metrics_at}",
         center.addr
     ));
+    if let Some(a) = center.metrics_addr {
+        say(format!(
+            "▸ monitoring page for the center head at http://{a}/monitor (plain HTML, refreshes itself)"
+        ));
+    }
 
     // Each site: a station certificate, its config, scans of its rooms, sealed.
     let facts = CenterFacts {
