@@ -29,9 +29,13 @@ pub enum LoaderAnswersAction {
         /// center.toml (the loader's copy).
         #[arg(long)]
         config: PathBuf,
-        /// The answers to send, as JSON (a list of packet answers).
+        /// The answers to send, as JSON (a list of packet answers); default: every answer
+        /// in the loader's records (the receiver keeps only what is new or newer).
         #[arg(long)]
-        answers: PathBuf,
+        answers: Option<PathBuf>,
+        /// The records' folder (default: `records` beside center.toml).
+        #[arg(long, conflicts_with = "answers")]
+        records: Option<PathBuf>,
         /// The drive folder (or the receiver's one-way folder).
         #[arg(long)]
         to: PathBuf,
@@ -123,6 +127,7 @@ pub fn loader_answers(action: LoaderAnswersAction) -> Result<()> {
         LoaderAnswersAction::Export {
             config,
             answers: source,
+            records,
             to,
             center_key: given,
             specialist,
@@ -133,11 +138,26 @@ pub fn loader_answers(action: LoaderAnswersAction) -> Result<()> {
                 hint: "import the officers' registry first",
             })?;
             let center = center_key(&cfg, given.as_deref())?;
-            let bytes = keyfile::read_bounded(&relative(&config, &source), MAX_ANSWERS_JSON)?;
-            let list: Vec<PacketAnswer> = serde_json::from_slice(&bytes).map_err(|e| Error::Answers {
-                what: format!("{}: not a list of packet answers ({e})", source.display()),
-                hint: "nothing was written",
-            })?;
+            let list: Vec<PacketAnswer> = match source {
+                Some(source) => {
+                    let bytes = keyfile::read_bounded(&relative(&config, &source), MAX_ANSWERS_JSON)?;
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Answers {
+                        what: format!("{}: not a list of packet answers ({e})", source.display()),
+                        hint: "nothing was written",
+                    })?
+                }
+                None => {
+                    use konvert_records::Records;
+                    let dir = relative(&config, &records.unwrap_or_else(|| PathBuf::from("records")));
+                    konvert_records::SledRecords::open(&crate::processing::records_db(&dir))?.answers()?
+                }
+            };
+            if list.is_empty() {
+                return Err(Error::Answers {
+                    what: "there are no answers to send yet".into(),
+                    hint: "run `konvert-center loader process` first; nothing was written",
+                });
+            }
             let (token, key) = signer(&registry, &specialist)?;
             let report = answers::export_answers(&list, key.as_ref(), center, &to, now_ms())?;
             println!(

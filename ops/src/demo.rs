@@ -375,6 +375,7 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
     };
     let date = exam_day().parse()?;
     let mut sites = Vec::new();
+    let mut demo_sites = Vec::new();
     let mut pushes = Vec::new();
     let started = Instant::now();
     for (i, (site, holder, zone)) in DEMO_SITES.iter().enumerate() {
@@ -505,6 +506,13 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             ..Default::default()
         };
         pushes.push(tokio::spawn(async move { push(&c, o, push_opts).await }));
+        demo_sites.push(crate::demo_center_day::DemoSite {
+            cfg: cfg.clone(),
+            outbox: outbox.clone(),
+            plan: plan.clone(),
+            signer: TokenFile::read(cfg.token_file()?)?.unlock(DEMO_PIN)?,
+            zone: (*zone).to_owned(),
+        });
         sites.push((cfg, outbox));
     }
     for p in pushes {
@@ -556,6 +564,26 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
         "the loader could not open every stored packet: {:?}",
         unpacked.failed
     );
+    // The center's day after the receiver: the loader processes, answers go back, a remark
+    // is answered by a version 2.
+    let specialist =
+        TokenFile::read(&center_dir.join("loader").join(DEMO_SPECIALISTS[0].2))?.unlock(DEMO_PASSPHRASE)?;
+    let center_day = crate::demo_center_day::run(
+        &root,
+        &center_cfg,
+        &center,
+        &registry,
+        &loader_keys(&center_dir.join("loader"), &registry)?,
+        &specialist,
+        &demo_sites,
+        &say,
+    )
+    .await?;
+    if let Some(a) = center.metrics_addr {
+        say(format!(
+            "▸ monitoring page for the center head and shift chief: http://{a}/ (every planned site, silent ones first; while the demo runs)"
+        ));
+    }
     let metrics_text = match center.metrics_addr {
         Some(a) => scrape(a).await.unwrap_or_default(),
         None => String::new(),
@@ -599,6 +627,18 @@ pub async fn run(opts: &DemoOptions, print: bool) -> anyhow::Result<DemoReport> 
             unpacked.unpacked.iter().map(|(_, b)| *b).sum::<u64>() as f64 / 1e6,
             unpacked_dir.display(),
             unpacked.held_for_review.len()
+        );
+        println!(
+            "  processing               {} packet versions registered; pages: {}; {} finding(s); remark answered by v2: {}",
+            center_day.registered,
+            center_day
+                .stages
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            center_day.findings,
+            if center_day.answered_by_v2 { "✓" } else { "✗" }
         );
         println!("  center store             {}", center_dir.join("data/store").display());
         println!(

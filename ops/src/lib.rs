@@ -19,6 +19,7 @@ pub mod bench_rss;
 pub mod bench_signatures;
 pub mod bench_table;
 pub mod demo;
+mod demo_center_day;
 pub mod impair;
 pub mod keys;
 pub mod netns;

@@ -31,7 +31,9 @@ pub type ClosingFn = Arc<dyn Fn() -> Vec<DayClosing> + Send + Sync>;
 /// Where the page's facts come from; each is read afresh at every request.
 #[derive(Clone)]
 pub struct MonitorSource {
-    inbox: Arc<Inbox>,
+    // Weak: the page's server outlives a center shut down in-process, and must not keep
+    // its inbox (and the database's lock) open after it.
+    inbox: std::sync::Weak<Inbox>,
     plans: PlansFn,
     answers: AnswersFn,
     closing: ClosingFn,
@@ -42,7 +44,7 @@ impl MonitorSource {
     /// answers, nothing closed. Add the rest with the `with_*` methods.
     pub fn new(inbox: Arc<Inbox>) -> Self {
         MonitorSource {
-            inbox,
+            inbox: Arc::downgrade(&inbox),
             plans: Arc::new(Vec::new),
             answers: Arc::new(Vec::new),
             closing: Arc::new(Vec::new),
@@ -69,7 +71,11 @@ impl MonitorSource {
 
     /// The view at `now_unix_ms`.
     pub fn view(&self, now_unix_ms: u64) -> crate::Result<MonitorView> {
-        let records = self.inbox.records()?;
+        let inbox = self
+            .inbox
+            .upgrade()
+            .ok_or_else(|| crate::Error::Control("the center has stopped".into()))?;
+        let records = inbox.records()?;
         Ok(build(
             &(self.plans)(),
             &records,
