@@ -384,9 +384,13 @@ async fn the_demo_delivers_every_packet_with_verified_receipts() {
     // The loader decrypted every stored packet but the compromised token's (site 0303:
     // 2 rooms × forms + blanks), which stay sealed for review.
     assert_eq!((report.unpacked, report.held_for_review), (8, 4));
-    // Plus the readiness round's test packet: delivered like the rest, counted apart.
+    // The site whose room lost a blank got the loader's remark and answered it with a
+    // version 2, which was loaded.
+    assert!(report.remark_answered_by_v2, "{:?}", report.said);
+    assert!(report.pages_processed > 0);
+    // Plus the readiness round's test packet, and that version 2: delivered like the rest.
     let text = &report.metrics_text;
-    assert_eq!(latency_count(text), 13, "{text}");
+    assert_eq!(latency_count(text), 14, "{text}");
     assert!(text.contains("konvert_test_packets_received_total 1"), "{text}");
     assert!(
         !report.dir.exists(),
