@@ -3,7 +3,7 @@
 //! envelopes received since the last export, with their records (receipt, signer, late,
 //! review flag) in an index signed by the center's receipt key, and the officers' newest
 //! key registry; `konvert-center envelopes import` on the loader checks all of it and puts
-//! the envelopes into the loader's own copy of the store, where `loader unpack` opens them.
+//! the envelopes into the loader's own copy of the store, where `loader process` (or `loader unpack`) opens them.
 //!
 //! The drive crosses between the segments and is read as untrusted: only through
 //! [`konvert_replication::drive`] (no links, regular files, bounded and timed reads). The
@@ -431,7 +431,7 @@ pub enum EnvelopeAction {
         all: bool,
     },
     /// On the loader's workstation: check an envelope drive and take its envelopes into
-    /// the loader's own copy of the store, for `loader unpack`.
+    /// the loader's own copy of the store, for `loader process`.
     Import {
         /// The loader's center.toml (its data folder is the loader's copy).
         #[arg(long)]
@@ -475,7 +475,7 @@ pub fn command(action: EnvelopeAction) -> Result<()> {
                 println!("  key registry v{v} taken");
             }
             println!(
-                "{} taken, {} already held, {} refused; next: `konvert-center loader unpack --config {}`",
+                "{} taken, {} already held, {} refused; next: `konvert-center loader process --config {}`",
                 s.taken.len(),
                 s.already,
                 s.refused.len(),

@@ -193,8 +193,8 @@ impl PlanDesk {
             std::process::id(),
             plan.date
         ));
-        keyfile::write_atomic(&note_path, note_text.as_bytes(), 0o644)?;
-        keyfile::write_atomic(&stored, text.as_bytes(), 0o644)?;
+        keyfile::write_atomic(&note_path, note_text.as_bytes(), 0o600)?;
+        keyfile::write_atomic(&stored, text.as_bytes(), 0o600)?;
         Ok(imported)
     }
 
@@ -383,7 +383,7 @@ pub fn zone_for(cfg: &CenterConfig, plans: Option<&PlanDesk>, packet: &PacketRef
 /// Writes `seating` as the TOML the edge's `seating_plan` reads.
 pub fn write_seating(seating: &SeatingPlan, out: &Path) -> Result<()> {
     let text = toml::to_string(seating).map_err(|e| plan_error(out, format!("cannot encode the seating plan: {e}")))?;
-    keyfile::write_atomic(out, text.as_bytes(), 0o644)?;
+    keyfile::write_atomic(out, text.as_bytes(), 0o600)?;
     Ok(())
 }
 

@@ -60,8 +60,7 @@ impl fmt::Display for PageKey {
 
 impl std::str::FromStr for PageKey {
     type Err = String;
-    /// Reads `<envelope id, hex, at least 16 digits>:<file>:<page from 1>` against full ids
-    /// elsewhere; here only the full 64-digit envelope id is accepted.
+    /// Reads `<envelope id, 64 hex digits>:<file>:<page from 1>`, as the key prints.
     fn from_str(s: &str) -> Result<Self, String> {
         let bad =
             || format!("{s:?} is not a page key; it looks like <envelope id>:<file>:<page>, as `loader queue` prints");
@@ -257,6 +256,8 @@ impl fmt::Display for FinalState {
 /// Where a page stands in processing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PageStage {
+    /// Registered; its exam day has no plan imported yet, so nothing can be checked.
+    AwaitingPlan,
     /// Registered; waits for its room's ППЭ-13-02МАШ (13-03-У МАШ) before verification.
     AwaitingForms,
     /// In the verification queue (the recognizer was unsure).

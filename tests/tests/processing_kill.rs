@@ -266,4 +266,27 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
     assert!(text.contains("0 packet version(s) registered now, 8 before"), "{text}");
     assert!(text.contains("0 new finding(s); 0 answer(s)"), "{text}");
     assert_eq!(state(&killed.join("records")), expected);
+
+    // A mistyped records folder is an error, not an empty queue; closing says what is
+    // missing (no site sent its ППЭ-18МАШ here).
+    let out = loader(&killed_cfg, &["queue", "--records", "no-such-records"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("there are no records"),
+        "{out:?}"
+    );
+    assert!(!killed.join("no-such-records").exists());
+    let out = loader(
+        &killed_cfg,
+        &["close", "--date", &day, "--exam", "ege", "--by", "Белова"],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("ППЭ-18МАШ is not scanned"),
+        "{err}"
+    );
 }

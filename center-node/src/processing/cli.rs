@@ -234,6 +234,10 @@ pub enum ProcessingAction {
         /// The records' folder (default: `records` beside center.toml).
         #[arg(long)]
         records: Option<PathBuf>,
+        /// Nobody sat the exam anywhere in the region (002:7453): close without the rooms'
+        /// forms (refused if any blank is registered for the day).
+        #[arg(long)]
+        nobody_sat: bool,
         /// The exam day, YYYY-MM-DD.
         #[arg(long)]
         date: ExamDate,
@@ -268,7 +272,6 @@ fn place(config: &Path, records: Option<PathBuf>) -> Result<(CenterConfig, Workp
     let cfg = CenterConfig::load(config)?;
     let base = config.parent().unwrap_or(Path::new(".")).to_owned();
     let records_dir = base.join(records.unwrap_or_else(|| PathBuf::from("records")));
-    std::fs::create_dir_all(&records_dir).map_err(Error::file(&records_dir))?;
     let place = Workplace {
         data_dir: cfg.data_dir.clone(),
         records_dir,
@@ -276,8 +279,34 @@ fn place(config: &Path, records: Option<PathBuf>) -> Result<(CenterConfig, Workp
     Ok((cfg, place))
 }
 
+/// Makes the records' folder (mode 0700: the records hold personal data) for the
+/// commands that start records: `import-plan` and `process`.
+fn start_records(place: &Workplace) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = &place.records_dir;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(Error::file(dir))?;
+    }
+    SledRecords::open(&records_db(dir))?;
+    Ok(())
+}
+
+/// Opens the records; only `import-plan` and `process` start them, so that a mistyped
+/// `--records` is an error, not an empty queue.
 fn open_records(place: &Workplace) -> Result<SledRecords> {
-    Ok(SledRecords::open(&records_db(&place.records_dir))?)
+    let db = records_db(&place.records_dir);
+    if !db.is_dir() {
+        return Err(Error::Loader {
+            what: format!("there are no records at {}", place.records_dir.display()),
+            hint: "check --records (relative to center.toml's folder); records start with \
+                   `konvert-center loader import-plan` or `loader process`",
+        });
+    }
+    Ok(SledRecords::open(&db)?)
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
@@ -307,7 +336,18 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 path: plan.clone(),
                 message: e.to_string(),
             })?;
+            start_records(&place)?;
             let records = open_records(&place)?;
+            let day = ExamDay {
+                date: day_plan.date,
+                exam: day_plan.exam,
+            };
+            if desk::is_closed(&records.decisions()?, day) {
+                return Err(Error::Loader {
+                    what: format!("exam {day} is closed; its plan is not replaced"),
+                    hint: "a closed exam's records stand as they were closed",
+                });
+            }
             records.put_plan(&day_plan)?;
             place.audit()?.append(
                 "loader",
@@ -376,8 +416,17 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             loop {
                 {
                     let (inbox, records) = (open_inbox()?, open_records(&place)?);
-                    let now = (inbox.len(), records.decisions()?.len());
-                    if seen != Some(now) {
+                    // A new plan counts too: its day's packets can be checked now.
+                    let plans = postcard::to_allocvec(&records.plans()?).map_err(|e| Error::Loader {
+                        what: format!("cannot encode the plans: {e}"),
+                        hint: "report this as a bug",
+                    })?;
+                    let now = (
+                        inbox.len(),
+                        records.decisions()?.len(),
+                        ring::digest::digest(&ring::digest::SHA256, &plans).as_ref().to_vec(),
+                    );
+                    if seen.as_ref() != Some(&now) {
                         let report = process(&place, &inbox, &records, &keys, &registry, &who, now_ms())?;
                         if let Err(e) = print_report(&report) {
                             eprintln!("{e}");
@@ -474,7 +523,26 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 .filter(|f| !open || f.resolved_at_unix_ms.is_none())
                 .collect();
             if json {
-                return print_json(&all);
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "id": f.finding.id,
+                            "open": f.resolved_at_unix_ms.is_none(),
+                            "first_seen_unix_ms": f.first_seen_unix_ms,
+                            "resolved_at_unix_ms": f.resolved_at_unix_ms,
+                            "day": f.finding.day.to_string(),
+                            "site": f.finding.site,
+                            "room": f.finding.room.as_ref().map(|r| r.as_str()),
+                            "participant": f.finding.participant,
+                            "packet": f.finding.packet.map(hex::encode),
+                            "page": f.finding.page.map(|k| full_key(&k)),
+                            "what": super::findings::describe(&f.finding),
+                            "kind": f.finding.kind,
+                        })
+                    })
+                    .collect();
+                return print_json(&rows);
             }
             if all.is_empty() {
                 println!("no findings");
@@ -500,6 +568,19 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 what,
                 hint: "copy the key from `konvert-center loader queue` or `findings --json`",
             })?;
+            let folder = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !folder.is_dir() || out.exists() {
+                return Err(Error::Loader {
+                    what: format!(
+                        "cannot write {}: its folder does not exist, or the file does",
+                        out.display()
+                    ),
+                    hint: "give a new file in an existing folder (--out); nothing was opened",
+                });
+            }
             let records = open_records(&place)?;
             let packet = records
                 .packets()?
@@ -696,12 +777,25 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
             let day = ExamDay { date, exam };
+            if !records.plans()?.iter().any(|p| p.date == date && p.exam == exam) {
+                return Err(Error::Loader {
+                    what: format!("no plan of {day} is imported"),
+                    hint: "check --date and --exam; import the day's plan first (`konvert-center loader import-plan`)",
+                });
+            }
+            if desk::is_closed(&records.decisions()?, day) {
+                return Err(Error::Loader {
+                    what: format!("exam {day} is already closed"),
+                    hint: "nothing to do",
+                });
+            }
             desk::expert_checking_done(&records, &place.audit()?, day, &by, now_ms())?;
             println!("expert checking of {day} marked complete by {by}");
         }
         ProcessingAction::Close {
             config,
             records,
+            nobody_sat,
             date,
             exam,
             by,
@@ -715,7 +809,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 &records.pages()?,
                 &records.decisions()?,
             );
-            desk::close(&records, &place.audit()?, day, &resolution, &by, now_ms())?;
+            desk::close(&records, &place.audit()?, day, &resolution, nobody_sat, &by, now_ms())?;
             println!("exam {day} closed by {by}; its results wait for the mirror to ФИС");
         }
     }
@@ -751,6 +845,12 @@ fn print_report(report: &super::ProcessReport) -> Result<()> {
         report.stages.get("awaiting-verifier").copied().unwrap_or(0)
             + report.stages.get("awaiting-senior").copied().unwrap_or(0)
     );
+    for day in &report.without_plan {
+        println!(
+            "  WARNING: packets of {day} are registered but no plan of that day is imported: nothing of them is \
+             checked or answered until it is (`konvert-center loader import-plan`)"
+        );
+    }
     if !report.failed.is_empty() {
         return Err(Error::Loader {
             what: format!("{} packet version(s) could not be registered", report.failed.len()),

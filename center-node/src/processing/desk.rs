@@ -46,7 +46,7 @@ fn audited(
     subject: &str,
     detail: &str,
 ) -> Result<Decision> {
-    if by.trim().is_empty() || by.chars().count() > 200 {
+    if by.trim().is_empty() || by.chars().count() > 200 || by.chars().any(char::is_control) {
         return Err(refuse(
             format!("{by:?} is not a name"),
             "give the name of the person deciding (--by), as the shift list has it",
@@ -149,12 +149,22 @@ pub fn reconcile(
             "e.g. --note \"ППЭ-21 of the room lists the participant; the blank's box was not crossed\"",
         ));
     }
-    let known = records.findings()?.into_iter().any(|f| f.finding.id == finding);
-    if !known {
-        return Err(refuse(
-            format!("there is no finding {finding:?}"),
-            "copy the id from `konvert-center loader findings`",
-        ));
+    let known = records.findings()?.into_iter().find(|f| f.finding.id == finding);
+    match known.map(|f| f.finding.kind) {
+        None => {
+            return Err(refuse(
+                format!("there is no finding {finding:?}"),
+                "copy the id from `konvert-center loader findings`",
+            ))
+        }
+        Some(konvert_records::FindingKind::MarksDisagree { .. }) => {}
+        Some(_) => {
+            return Err(refuse(
+                format!("finding {finding:?} is not one a person reconciles"),
+                "only a removal or early-finish mark that disagrees with the site's act is reconciled; \
+                 the others resolve when what they ask for arrives (a rescan, a form, a verifier's verdict)",
+            ))
+        }
     }
     audited(
         records,
@@ -244,19 +254,31 @@ pub fn is_closed(decisions: &[Decision], day: ExamDay) -> bool {
 }
 
 /// What keeps `day` from being closed, in words; empty when it may be closed.
-pub fn close_blockers(plan: &DayPlan, resolution: &Resolution, decisions: &[Decision]) -> Vec<String> {
+/// `nobody_sat` is the project administrator's statement that nobody sat the exam anywhere
+/// in the region (002:7453): the rooms' forms are then not awaited, but it is refused
+/// while any blank is registered for the day.
+pub fn close_blockers(
+    plan: &DayPlan,
+    resolution: &Resolution,
+    decisions: &[Decision],
+    nobody_sat: bool,
+) -> Vec<String> {
     let day = ExamDay {
         date: plan.date,
         exam: plan.exam,
     };
     let mut out = Vec::new();
     let rooms: Vec<_> = resolution.rooms.iter().filter(|r| r.day == day).collect();
-    // 002:7453: where nobody sat the exam anywhere in the region, it is closed all the same.
     let anyone = rooms.iter().any(|r| r.wrote > 0);
+    if nobody_sat && anyone {
+        out.push("blanks are registered for this day: someone sat the exam, so every room's forms are needed".into());
+    }
+    // Without the statement, nothing received is not evidence that nobody sat.
+    let forms_needed = !nobody_sat || anyone;
     let planned: BTreeSet<(&str, &str)> = plan.rooms.iter().map(|r| (r.site.as_str(), r.code.as_str())).collect();
     for r in &rooms {
         let planned_room = planned.contains(&(r.site.as_str(), r.room.as_str()));
-        if anyone && planned_room {
+        if forms_needed && planned_room {
             if !r.has_12_04 {
                 out.push(format!("site {} room {}: ППЭ-12-04МАШ is not scanned", r.site, r.room));
             }
@@ -276,7 +298,7 @@ pub fn close_blockers(plan: &DayPlan, resolution: &Resolution, decisions: &[Deci
             ));
         }
     }
-    if anyone {
+    if forms_needed {
         for s in &plan.sites {
             if !resolution.sites_with_18.contains(&(day, s.code.as_str().to_owned())) {
                 out.push(format!("site {}: ППЭ-18МАШ is not scanned", s.code));
@@ -319,6 +341,7 @@ pub fn close(
     audit: &AuditLog,
     day: ExamDay,
     resolution: &Resolution,
+    nobody_sat: bool,
     by: &str,
     now_unix_ms: u64,
 ) -> Result<Decision> {
@@ -329,14 +352,14 @@ pub fn close(
         .ok_or_else(|| {
             refuse(
                 format!("no plan of {day} is imported"),
-                "import the exam day's plan (`konvert-center loader plan import`) first",
+                "import the exam day's plan (`konvert-center loader import-plan`) first",
             )
         })?;
     let decisions = records.decisions()?;
     if is_closed(&decisions, day) {
         return Err(refuse(format!("exam {day} is already closed"), "nothing to do"));
     }
-    let blockers = close_blockers(&plan, resolution, &decisions);
+    let blockers = close_blockers(&plan, resolution, &decisions, nobody_sat);
     if !blockers.is_empty() {
         return Err(refuse(
             format!("exam {day} cannot be closed yet:\n  - {}", blockers.join("\n  - ")),
@@ -351,7 +374,11 @@ pub fn close(
         now_unix_ms,
         DecisionKind::Close { day },
         &format!("exam {day}"),
-        "closed; results wait for the mirror to ФИС",
+        if nobody_sat {
+            "closed: nobody sat the exam in the region (002:7453)"
+        } else {
+            "closed; results wait for the mirror to ФИС"
+        },
     )
 }
 

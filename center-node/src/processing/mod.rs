@@ -56,6 +56,9 @@ pub struct ProcessReport {
     pub new_findings: Vec<String>,
     /// Answers that are new or changed (they travel to the sites).
     pub answers_changed: Vec<PacketAnswer>,
+    /// Exam days with registered packets but no plan imported: nothing of them is
+    /// checked or answered until the plan is.
+    pub without_plan: Vec<String>,
     /// The resolution the run left.
     pub resolution: Resolution,
 }
@@ -85,6 +88,7 @@ impl Workplace {
 /// The stage's short name.
 pub fn stage_name(stage: &PageStage) -> &'static str {
     match stage {
+        PageStage::AwaitingPlan => "awaiting-plan",
         PageStage::AwaitingForms => "awaiting-forms",
         PageStage::AwaitingVerifier => "awaiting-verifier",
         PageStage::AwaitingSenior => "awaiting-senior",
@@ -143,15 +147,36 @@ pub fn process(
             Err(e) => report.failed.push((name, e.to_string())),
         }
     }
-    let resolution = resolve(
-        &records.plans()?,
-        &records.packets()?,
-        &records.pages()?,
-        &records.decisions()?,
-    );
+    let (plans, packets) = (records.plans()?, records.packets()?);
+    let resolution = resolve(&plans, &packets, &records.pages()?, &records.decisions()?);
+    let planned: std::collections::BTreeSet<(konvert_exam::ExamDate, konvert_exam::ExamKind)> =
+        plans.iter().map(|p| (p.date, p.exam)).collect();
+    let unplanned: std::collections::BTreeSet<String> = packets
+        .iter()
+        .filter(|p| !planned.contains(&(p.day.date, p.day.exam)))
+        .map(|p| p.day.to_string())
+        .collect();
+    report.without_plan = unplanned.into_iter().collect();
     records.put_outcomes(&resolution.outcomes)?;
     report.new_findings = records.put_findings(&resolution.findings, now_unix_ms)?;
+    // A version a newer one replaced keeps the remarks it was answered with: the site
+    // acted on them, and "loaded" would misstate it (the newer version is what loaded).
+    let mut newest: std::collections::BTreeMap<(&str, &str), u32> = std::collections::BTreeMap::new();
+    for p in &packets {
+        let v = newest
+            .entry((p.site.as_str(), p.packet_id.as_str()))
+            .or_insert(p.version);
+        *v = (*v).max(p.version);
+    }
+    let given: std::collections::BTreeMap<[u8; 32], PacketAnswer> =
+        records.answers()?.into_iter().map(|a| (a.digest, a)).collect();
     for answer in &resolution.answers {
+        let superseded = newest
+            .get(&(answer.site.as_str(), answer.packet_id.as_str()))
+            .is_some_and(|v| *v > answer.version);
+        if superseded && given.get(&answer.digest).is_some_and(|a| !a.remarks().is_empty()) {
+            continue;
+        }
         let answer = PacketAnswer {
             answered_at_unix_ms: now_unix_ms,
             ..answer.clone()

@@ -394,7 +394,10 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
                 )
             });
         }
-        let stage = if !gate_open {
+        let stage = if !plan_of.contains_key(&p.day) {
+            // Without the day's plan nothing can be checked, nor answered "loaded".
+            PageStage::AwaitingPlan
+        } else if !gate_open {
             PageStage::AwaitingForms
         } else if let Some(PageReading::Recording { .. }) = Some(&page.reading) {
             match (&recording_group, audio_choice.get(&page.key)) {

@@ -154,7 +154,7 @@ fn blanks_wait_for_their_rooms_summary_form_and_the_site_is_asked_for_it() {
         "{room:?}"
     );
     // Expert checking is the one thing left before closing.
-    let blockers = close_blockers(&plans[0], &r, &[]);
+    let blockers = close_blockers(&plans[0], &r, &[], false);
     assert_eq!(blockers.len(), 1, "{blockers:?}");
     assert!(blockers[0].contains("expert checking"));
 }
@@ -293,7 +293,10 @@ fn a_region_where_nobody_sat_the_exam_can_be_closed() {
     let mut nobody = plan(ExamKind::Ege);
     nobody.expert_checking = false;
     let r = resolve(&[nobody.clone()], &[], &[], &[]);
-    assert!(close_blockers(&nobody, &r, &[]).is_empty());
+    // Nothing received is not evidence: without the administrator's statement every
+    // planned room's forms are awaited.
+    assert!(!close_blockers(&nobody, &r, &[], false).is_empty());
+    assert!(close_blockers(&nobody, &r, &[], true).is_empty());
     // But once anyone wrote, every room's forms and the site's ППЭ-18МАШ are needed.
     let packets = [
         packet(1, PacketKind::Blanks, ExamKind::Ege, 10),
@@ -302,8 +305,11 @@ fn a_region_where_nobody_sat_the_exam_can_be_closed() {
     let mut pages = full_blanks(1);
     pages.push(page(2, 0, form(Form::Ppe13_02Mash)));
     let r = resolve(&[nobody.clone()], &packets, &pages, &[]);
-    let blockers = close_blockers(&nobody, &r, &[]);
+    let blockers = close_blockers(&nobody, &r, &[], false);
     assert_eq!(blockers.len(), 2, "{blockers:?}");
+    // The statement that nobody sat is refused once blanks are registered.
+    let stated = close_blockers(&nobody, &r, &[], true);
+    assert!(stated.iter().any(|b| b.contains("someone sat")), "{stated:?}");
     assert!(blockers.iter().any(|b| b.contains("ППЭ-12-04МАШ")) && blockers.iter().any(|b| b.contains("ППЭ-18МАШ")));
 }
 
@@ -418,7 +424,7 @@ fn removal_marks_are_reconciled_with_the_rooms_acts() {
         .collect();
     assert_eq!(marks, vec![2, 3], "{:#?}", r.findings);
     // Closing waits for both to be reconciled by a person.
-    let blockers = close_blockers(&plans[0], &r, &[]);
+    let blockers = close_blockers(&plans[0], &r, &[], false);
     assert_eq!(
         blockers.iter().filter(|b| b.contains("not reconciled")).count(),
         2,
@@ -440,7 +446,28 @@ fn removal_marks_are_reconciled_with_the_rooms_acts() {
             },
         })
         .collect();
-    assert!(!close_blockers(&plans[0], &r, &settled)
+    assert!(!close_blockers(&plans[0], &r, &settled, false)
         .iter()
         .any(|b| b.contains("not reconciled")));
+}
+
+#[test]
+fn without_the_days_plan_nothing_is_checked_or_answered() {
+    let packets = [
+        packet(1, PacketKind::Blanks, ExamKind::Ege, 10),
+        packet(2, PacketKind::Forms, ExamKind::Ege, 5),
+    ];
+    let mut pages = full_blanks(1);
+    pages.extend(forms_pages(2));
+    let r = resolve(&[], &packets, &pages, &[]);
+    assert!(
+        r.outcomes.iter().all(|o| o.stage == PageStage::AwaitingPlan),
+        "{:#?}",
+        r.outcomes
+    );
+    assert!(r.answers.is_empty(), "no \"loaded\" without a plan: {:#?}", r.answers);
+    assert!(r
+        .findings
+        .iter()
+        .all(|f| !matches!(f.kind, FindingKind::NotInPlan { .. })));
 }
