@@ -18,12 +18,9 @@ use crate::{Error, Result};
 pub enum ProcessingAction {
     /// Import the exam day's plan into the records (the same file the receiver imports).
     ImportPlan {
-        /// center.toml (the loader's copy)
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// The plan file.
         plan: PathBuf,
     },
@@ -31,12 +28,9 @@ pub enum ProcessingAction {
     /// what can be, give final states, make findings and answers. Run it after every
     /// batch of arrivals; running it again changes nothing.
     Process {
-        /// center.toml (the loader's copy)
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// The center specialist's login.
         #[command(flatten)]
         specialist: crate::specialist::SpecialistLogin,
@@ -49,24 +43,18 @@ pub enum ProcessingAction {
     /// The verification queue: pages the recognizer was unsure of, then those passed to
     /// a senior verifier.
     Queue {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// As JSON.
         #[arg(long)]
         json: bool,
     },
     /// A verifier's verdict on a queued page (recorded with who and in which role).
     Verify {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// The page key, as `queue` prints it.
         page: String,
         /// What the page is: a blank's 13 digits, or a form's code `FORM|SITE|ROOM|DATE`.
@@ -88,12 +76,9 @@ pub enum ProcessingAction {
     /// What processing found: duplicates, missing blanks, participants against the plan,
     /// unreadable pages, packets that did not open…
     Findings {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// Only findings that still hold.
         #[arg(long)]
         open: bool,
@@ -104,12 +89,9 @@ pub enum ProcessingAction {
     /// Write one page's image (as PNG) from the sealed envelope in the store, for an
     /// appeal: the envelope is checked and opened again after the specialist's PIN.
     PageImage {
-        /// center.toml (the loader's copy)
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// The center specialist's login.
         #[command(flatten)]
         specialist: crate::specialist::SpecialistLogin,
@@ -122,12 +104,9 @@ pub enum ProcessingAction {
     /// Enter a site's ППЭ-14-01 when its paper arrives, and reconcile it with what was
     /// registered for the site (never gates loading or closing).
     HandOver {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// The exam day, YYYY-MM-DD.
         #[arg(long)]
         date: ExamDate,
@@ -151,12 +130,9 @@ pub enum ProcessingAction {
     /// the exam commission (002:6838, 7461), and presumed-empty answer pages, for two
     /// experts to view (002:7371–7373).
     Lists {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// As JSON.
         #[arg(long)]
         json: bool,
@@ -164,12 +140,9 @@ pub enum ProcessingAction {
     /// Reconcile a finding (a removal or early-finish mark against the site's act): a
     /// senior verifier or the project administrator says what they found.
     Reconcile {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// The finding's id, as `findings` prints it.
         finding: String,
         /// What was found.
@@ -184,12 +157,9 @@ pub enum ProcessingAction {
     },
     /// An audio operator admits, annuls or renumbers a recording of a KIM duplicate group.
     Recording {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// The recording's key, as `queue` prints it.
         recording: String,
         /// Admit it to processing.
@@ -208,12 +178,9 @@ pub enum ProcessingAction {
     /// Mark expert checking of an exam day complete (closing waits for it where the
     /// plan says the exam has expert checking).
     ExpertsDone {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// The exam day, YYYY-MM-DD.
         #[arg(long)]
         date: ExamDate,
@@ -228,12 +195,9 @@ pub enum ProcessingAction {
     /// pages are processed, every site's ППЭ-18МАШ is scanned and expert checking (if any)
     /// is marked done.
     Close {
-        /// center.toml
-        #[arg(long)]
-        config: PathBuf,
-        /// The records' folder (default: `records` beside center.toml).
-        #[arg(long)]
-        records: Option<PathBuf>,
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
         /// Nobody sat the exam anywhere in the region (002:7453): close without the rooms'
         /// forms (refused if any blank is registered for the day).
         #[arg(long)]
@@ -257,6 +221,17 @@ pub enum ReconcilerRole {
     SeniorVerifier,
     /// Администратор проекта.
     Administrator,
+}
+
+/// Where the loader works: its center.toml and its records.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RecordsAt {
+    /// center.toml (the loader's copy)
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The records' folder (default: `records` beside center.toml).
+    #[arg(long)]
+    pub records: Option<PathBuf>,
 }
 
 /// A verifier's role on the command line.
@@ -329,7 +304,10 @@ fn parse_identity(text: &str) -> Result<PageIdentity> {
 /// Runs a processing command.
 pub fn run(action: ProcessingAction) -> Result<()> {
     match action {
-        ProcessingAction::ImportPlan { config, records, plan } => {
+        ProcessingAction::ImportPlan {
+            at: RecordsAt { config, records },
+            plan,
+        } => {
             let (_, place) = place(&config, records)?;
             let text = konvert_crypto::keyfile::read_text_bounded(&plan, konvert_crypto::keyfile::MAX_PLAN_BYTES)?;
             let (day_plan, reading) = DayPlan::from_toml(&text).map_err(|e| Error::Config {
@@ -377,8 +355,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             }
         }
         ProcessingAction::Process {
-            config,
-            records,
+            at: RecordsAt { config, records },
             specialist,
             watch,
         } => {
@@ -437,7 +414,10 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 std::thread::sleep(every);
             }
         }
-        ProcessingAction::Queue { config, records, json } => {
+        ProcessingAction::Queue {
+            at: RecordsAt { config, records },
+            json,
+        } => {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
             let queue = desk::queue(&records)?;
@@ -471,8 +451,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             }
         }
         ProcessingAction::Verify {
-            config,
-            records,
+            at: RecordsAt { config, records },
             page,
             is,
             unreadable,
@@ -510,8 +489,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             );
         }
         ProcessingAction::Findings {
-            config,
-            records,
+            at: RecordsAt { config, records },
             open,
             json,
         } => {
@@ -557,8 +535,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             }
         }
         ProcessingAction::PageImage {
-            config,
-            records,
+            at: RecordsAt { config, records },
             specialist,
             page,
             out,
@@ -622,8 +599,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             );
         }
         ProcessingAction::HandOver {
-            config,
-            records,
+            at: RecordsAt { config, records },
             date,
             exam,
             site,
@@ -664,7 +640,10 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 }
             }
         }
-        ProcessingAction::Lists { config, records, json } => {
+        ProcessingAction::Lists {
+            at: RecordsAt { config, records },
+            json,
+        } => {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
             let outcomes = records.outcomes()?;
@@ -715,8 +694,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             }
         }
         ProcessingAction::Reconcile {
-            config,
-            records,
+            at: RecordsAt { config, records },
             finding,
             note,
             by,
@@ -736,8 +714,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             );
         }
         ProcessingAction::Recording {
-            config,
-            records,
+            at: RecordsAt { config, records },
             recording,
             admit,
             annul,
@@ -768,8 +745,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             );
         }
         ProcessingAction::ExpertsDone {
-            config,
-            records,
+            at: RecordsAt { config, records },
             date,
             exam,
             by,
@@ -793,8 +769,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             println!("expert checking of {day} marked complete by {by}");
         }
         ProcessingAction::Close {
-            config,
-            records,
+            at: RecordsAt { config, records },
             nobody_sat,
             date,
             exam,
