@@ -155,21 +155,25 @@ pub(crate) async fn run(
     records.put_plan(&plan)?;
 
     // The loader: register, recognize, verify, answer.
+    let run_loader = || -> anyhow::Result<konvert_center::processing::ProcessReport> {
+        let report = process(
+            &place,
+            &center.inbox,
+            &records,
+            keys,
+            registry,
+            "SP-0001",
+            now_unix_ms(),
+        )?;
+        anyhow::ensure!(
+            report.failed.is_empty(),
+            "the loader could not register: {:?}",
+            report.failed
+        );
+        Ok(report)
+    };
     let started = Instant::now();
-    let report = process(
-        &place,
-        &center.inbox,
-        &records,
-        keys,
-        registry,
-        "SP-0001",
-        now_unix_ms(),
-    )?;
-    anyhow::ensure!(
-        report.failed.is_empty(),
-        "the loader could not register: {:?}",
-        report.failed
-    );
+    let report = run_loader()?;
     out.registered = report.registered.len();
     let pages: usize = report.registered.iter().map(|(_, n)| *n as usize).sum();
     // A verifier looks at what the recognizer was unsure of and confirms its reading.
@@ -192,15 +196,7 @@ pub(crate) async fn run(
             }
         }
     }
-    let report = process(
-        &place,
-        &center.inbox,
-        &records,
-        keys,
-        registry,
-        "SP-0001",
-        now_unix_ms(),
-    )?;
+    let report = run_loader()?;
     let findings = records.findings()?;
     say(format!(
         "▸ loader: {} packet versions registered — {pages} pages decrypted, recognized and verified in {:.1} s \
@@ -280,20 +276,7 @@ pub(crate) async fn run(
             ..Default::default()
         };
         push(&site.cfg, site.outbox.clone(), opts).await?;
-        let again = process(
-            &place,
-            &center.inbox,
-            &records,
-            keys,
-            registry,
-            "SP-0001",
-            now_unix_ms(),
-        )?;
-        anyhow::ensure!(
-            again.failed.is_empty(),
-            "the loader could not register: {:?}",
-            again.failed
-        );
+        run_loader()?;
         answers_to_receiver(&records, center_cfg, specialist).await?;
         konvert_edge::answers::fetch_notices(&site.cfg, &site.outbox).await?;
         let kept = site.outbox.answers()?;

@@ -107,12 +107,9 @@ pub enum ProcessingAction {
         /// The loader's center.toml and records.
         #[command(flatten)]
         at: RecordsAt,
-        /// The exam day, YYYY-MM-DD.
-        #[arg(long)]
-        date: ExamDate,
-        /// The exam: ege, oge, gve, essay.
-        #[arg(long)]
-        exam: ExamKind,
+        /// The exam day.
+        #[command(flatten)]
+        day: DayArgs,
         /// The site.
         #[arg(long)]
         site: String,
@@ -181,12 +178,9 @@ pub enum ProcessingAction {
         /// The loader's center.toml and records.
         #[command(flatten)]
         at: RecordsAt,
-        /// The exam day, YYYY-MM-DD.
-        #[arg(long)]
-        date: ExamDate,
-        /// The exam: ege, oge, gve, essay.
-        #[arg(long)]
-        exam: ExamKind,
+        /// The exam day.
+        #[command(flatten)]
+        day: DayArgs,
         /// Who (the project administrator).
         #[arg(long)]
         by: String,
@@ -202,12 +196,9 @@ pub enum ProcessingAction {
         /// forms (refused if any blank is registered for the day).
         #[arg(long)]
         nobody_sat: bool,
-        /// The exam day, YYYY-MM-DD.
-        #[arg(long)]
-        date: ExamDate,
-        /// The exam: ege, oge, gve, essay.
-        #[arg(long)]
-        exam: ExamKind,
+        /// The exam day.
+        #[command(flatten)]
+        day: DayArgs,
         /// Who (the project administrator).
         #[arg(long)]
         by: String,
@@ -232,6 +223,17 @@ pub struct RecordsAt {
     /// The records' folder (default: `records` beside center.toml).
     #[arg(long)]
     pub records: Option<PathBuf>,
+}
+
+/// An exam day on the command line.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DayArgs {
+    /// The exam day, YYYY-MM-DD.
+    #[arg(long)]
+    pub date: ExamDate,
+    /// The exam: ege, oge, gve, essay.
+    #[arg(long)]
+    pub exam: ExamKind,
 }
 
 /// A verifier's role on the command line.
@@ -600,8 +602,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         }
         ProcessingAction::HandOver {
             at: RecordsAt { config, records },
-            date,
-            exam,
+            day: DayArgs { date, exam },
             site,
             safe_bags,
             materials,
@@ -746,8 +747,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         }
         ProcessingAction::ExpertsDone {
             at: RecordsAt { config, records },
-            date,
-            exam,
+            day: DayArgs { date, exam },
             by,
         } => {
             let (_, place) = place(&config, records)?;
@@ -771,8 +771,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         ProcessingAction::Close {
             at: RecordsAt { config, records },
             nobody_sat,
-            date,
-            exam,
+            day: DayArgs { date, exam },
             by,
         } => {
             let (_, place) = place(&config, records)?;
