@@ -142,14 +142,23 @@ pub fn parts(cfg: &CenterConfig) -> Result<Vec<Part>> {
 
 /// What a backup holds outside the data folder: its name under `config/` in the backup,
 /// where center.toml puts it, and how it is copied. `restore` puts each back only where
-/// the target has none. The loader's records go here once center.toml names a folder for
-/// them outside the data folder, e.g. `("records", cfg.records.clone(), How::Sled)`.
+/// the target has none. On the loader's workstation that includes its records (the
+/// regional records and the loader's audit log), in `records/` beside the data folder —
+/// where `konvert-center loader …` keeps them by default.
 fn beside(cfg: &CenterConfig) -> Vec<(&'static str, PathBuf, How)> {
+    let records = cfg.data_dir.parent().unwrap_or(Path::new(".")).join("records");
     vec![
         ("registry.bin", cfg.registry.clone(), How::Files),
         ("authority.toml", cfg.authority.clone(), How::Files),
         ("stations.crl", cfg.crl.clone(), How::Files),
         ("stations.toml", cfg.station_index(), How::Files),
+        ("records/records.sled", records.join("records.sled"), How::Sled),
+        ("records/loader-audit.log", records.join("loader-audit.log"), How::Files),
+        (
+            "records/loader-audit.log.head",
+            records.join("loader-audit.log.head"),
+            How::Files,
+        ),
     ]
 }
 

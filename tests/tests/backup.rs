@@ -181,7 +181,8 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
         let now = konvert_edge::cli::now_unix_ms();
         let place = konvert_center::processing::Workplace {
             data_dir: restored.data_dir.clone(),
-            records_dir: fx.root.path().join("loader-records"),
+            // Where the loader's commands keep them: `records/` beside the data folder.
+            records_dir: restored.data_dir.parent().unwrap().join("records"),
         };
         let records = konvert_records::SledRecords::open(&place.records_dir.join("records.sled")).unwrap();
         let registry = konvert_center::registry::held(&restored, now).unwrap().unwrap();
@@ -196,6 +197,18 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
         use konvert_records::Records;
         assert!(records.answers().unwrap().is_empty());
         assert_eq!(done.without_plan.len(), 1, "{:?}", done.without_plan);
+        let registered = records.packets().unwrap();
+        drop((records, inbox));
+        // The loader's own backup holds its records and audit log, and brings them back.
+        let loader_backup = fx.root.path().join("loader-backup");
+        backup::take(&restored, &loader_backup).unwrap();
+        assert!(loader_backup.join("config/records/records.sled").is_dir());
+        assert!(loader_backup.join("config/records/loader-audit.log").is_file());
+        let again = elsewhere(&cfg, fx.root.path(), "loader-again");
+        backup::restore(&again, &loader_backup, false).unwrap();
+        let back =
+            konvert_records::SledRecords::open(&again.data_dir.parent().unwrap().join("records/records.sled")).unwrap();
+        assert_eq!(back.packets().unwrap(), registered);
     }
     let records = konvert_replication::open_sled(&restored.data_dir.join("records")).unwrap();
     assert_eq!(records.get(b"page-1").unwrap().unwrap().as_ref(), b"registered");
