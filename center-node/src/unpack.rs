@@ -444,36 +444,49 @@ pub fn open_checked(
             hint: "wrap the center key it was sealed to for this specialist, or ask a specialist who holds it",
         })?;
     fs::create_dir_all(work).map_err(Error::file(work))?;
-    let archive_path = work.join("packet.archive");
-    {
-        let archive = fs::File::create(&archive_path).map_err(Error::file(&archive_path))?;
-        let mut archive = std::io::BufWriter::new(archive);
-        let input = std::io::BufReader::new(open_envelope(&checked.path)?);
-        let opened = envelope::open(input, key, trusted, &mut archive)
-            .map_err(Error::from)
-            .and_then(|v| {
-                // The file may have been swapped since it was checked: the bytes opened
-                // must be the very ones checked.
-                if v.digest() == checked.verified.digest() {
-                    Ok(())
-                } else {
-                    Err(Error::Loader {
-                        what: format!("the envelope {} changed while it was opened", checked.path.display()),
-                        hint: "make sure nothing writes to the data folder while the loader runs, then run it again",
-                    })
-                }
-            })
-            .and_then(|()| archive.flush().map_err(Error::file(&archive_path)));
-        if let Err(e) = opened {
-            drop(archive);
-            let _ = fs::remove_file(&archive_path);
-            return Err(e);
-        }
-    }
-    let archive = fs::File::open(&archive_path).map_err(Error::file(&archive_path))?;
-    let manifest = read_archive(std::io::BufReader::new(archive), files);
-    let _ = fs::remove_file(&archive_path);
-    let manifest = manifest?;
+    // Decrypted straight into the archive reader through a pipe, on two threads: the
+    // plaintext is never written whole, and decrypting and extracting overlap. The files
+    // land in `files` as they come; on any failure the caller removes them (a packet that
+    // did not open whole leaves no plaintext).
+    let (from_pipe, into_pipe) = std::io::pipe().map_err(Error::file(work))?;
+    let (manifest, opened) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_archive(std::io::BufReader::with_capacity(256 << 10, from_pipe), files));
+        let opened = (|| {
+            let mut sink = std::io::BufWriter::with_capacity(256 << 10, into_pipe);
+            let input = std::io::BufReader::new(open_envelope(&checked.path)?);
+            let v = envelope::open(input, key, trusted, &mut sink).map_err(Error::from)?;
+            sink.flush().map_err(Error::from)?;
+            // The file may have been swapped since it was checked: the bytes opened must
+            // be the very ones checked.
+            if v.digest() == checked.verified.digest() {
+                Ok(())
+            } else {
+                Err(Error::Loader {
+                    what: format!("the envelope {} changed while it was opened", checked.path.display()),
+                    hint: "make sure nothing writes to the data folder while the loader runs, then run it again",
+                })
+            }
+        })();
+        // The writing end is closed here (dropped above): the reader sees the end.
+        let manifest = reader.join().unwrap_or_else(|_| {
+            Err(konvert_exam::Error::MalformedArchive(
+                "the archive reader stopped".into(),
+            ))
+        });
+        (manifest, opened)
+    });
+    // The reader stopping first (the archive is bad) shows on this side only as a broken
+    // pipe: then its reason is the one; otherwise a failure to open explains a reader that
+    // saw the archive cut short.
+    let broken_pipe = matches!(
+        &opened,
+        Err(Error::Crypto(konvert_crypto::Error::Io(e)) | Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe
+    );
+    let manifest = match (manifest, opened) {
+        (Err(e), _) if broken_pipe => return Err(e.into()),
+        (_, Err(e)) => return Err(e),
+        (manifest, Ok(())) => manifest?,
+    };
     agreement::agree_manifest(&checked.packet, checked.verified.header().version, &manifest)
         .map_err(|d| disagrees(claim, &checked.path, &d))?;
     Ok(manifest)
