@@ -266,6 +266,13 @@ pub fn export_answers(
     let mut stamp = [0u8; 4];
     konvert_crypto::random_bytes(&mut stamp)?;
     let name = format!("answers-{now_unix_ms}-{}{EXTENSION}", hex::encode(stamp));
+    // As for envelope drives: a link in place of the drive's folder is not followed.
+    if std::fs::symlink_metadata(drive).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Answers {
+            what: format!("{} is a symbolic link, not the drive's folder", drive.display()),
+            hint: "give the drive's folder itself; nothing was written",
+        });
+    }
     let dir = DriveDir::open(drive)?;
     dir.write_durably(&name, &bytes)?;
     Ok(ExportReport {
