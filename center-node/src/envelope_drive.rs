@@ -127,8 +127,9 @@ pub fn export(cfg: &CenterConfig, drive_path: &Path, all: bool) -> Result<Export
     let key = keyfile::read_signing_key(&cfg.receipt_key)?;
     let root = DriveDir::open(drive_path)?;
     let folder = match root.sub(FOLDER)? {
-        Some(old) if old.has(IMPORTED)? => {
-            // Imported at the loader: its files go, the folder is reused.
+        // Imported at the loader, or to be written over with everything (--all): its files
+        // go, the folder is reused.
+        Some(old) if all || old.has(IMPORTED)? => {
             for name in old.files("", MAX_ENVELOPES)? {
                 old.remove(&name)?;
             }
@@ -138,7 +139,7 @@ pub fn export(cfg: &CenterConfig, drive_path: &Path, all: bool) -> Result<Export
         Some(old) if old.has(INDEX)? => {
             return Err(Error::Backup(format!(
                 "{} holds an export the loader has not imported yet; import it at the loader first \
-                 (`konvert-center envelopes import`), or remove that folder to drop it and export again with --all",
+                 (`konvert-center envelopes import`), or write everything over it with --all",
                 old.path().display()
             )))
         }

@@ -693,8 +693,13 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             let cfg = SiteConfig::load(&config)?;
             let outbox = Outbox::open(&cfg.data_dir)?;
             if !offline {
-                let kept = crate::answers::fetch_notices(&cfg, &outbox).await?;
-                println!("{} new answer(s) from the center", kept.answers.len());
+                // The center out of reach is no reason to hide what the site already holds.
+                match crate::answers::fetch_notices(&cfg, &outbox).await {
+                    Ok(kept) => println!("{} new answer(s) from the center", kept.answers.len()),
+                    Err(e) => {
+                        println!("the center cannot be reached now ({e}); the answers this station already holds:")
+                    }
+                }
             }
             match crate::answers::status_text(&outbox.answers()?) {
                 t if t.is_empty() => println!("no answers from the center yet"),

@@ -177,7 +177,7 @@ impl DayPlan {
                 ));
             }
         }
-        let (mut codes, mut kits, mut seats) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let (mut codes, mut kits, mut seats) = (BTreeSet::new(), BTreeMap::new(), BTreeSet::new());
         for p in &self.participants {
             if !p.consent {
                 return Err(bad(
@@ -197,10 +197,16 @@ impl DayPlan {
                     "every participant appears once, with a non-empty code",
                 ));
             }
-            if p.kit >= BlankId::KIT_LIMIT || !kits.insert(p.kit) {
+            if p.kit >= BlankId::KIT_LIMIT {
                 return Err(bad(
                     format!("participant {} kit {}", p.code, p.kit),
-                    "every participant has their own kit number of at most 10 digits",
+                    "a kit number has at most 10 digits",
+                ));
+            }
+            if let Some(other) = kits.insert(p.kit, p.code.as_str()) {
+                return Err(bad(
+                    format!("participants {other} and {} both hold kit {}", p.code, p.kit),
+                    "every participant has their own kit; correct the plan's kit numbers",
                 ));
             }
             if !seats.insert((&p.site, &p.room, p.seat.as_str())) {

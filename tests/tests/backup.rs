@@ -299,6 +299,13 @@ async fn the_days_envelopes_reach_the_loaders_copy_by_drive_and_a_second_export_
     // A second export before the loader imported the first is refused, the drive kept.
     let err = export(&cfg).await.unwrap().unwrap_err().to_string();
     assert!(err.contains("not imported"), "{err}");
+    // … unless everything is written over it (--all): nothing is lost that way.
+    let (c, d) = (cfg.clone(), drive.clone());
+    let all = tokio::task::spawn_blocking(move || envelope_drive::export(&c, &d, true))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all.packets.len(), 2, "{all:?}");
 
     let taken = envelope_drive::import(&loader, &drive).unwrap();
     assert_eq!((taken.taken.len(), taken.already), (2, 0), "{taken:?}");
