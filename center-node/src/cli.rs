@@ -786,6 +786,10 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         CenterCommand::Loader { action } => loader_command(action)?,
         CenterCommand::CheckConfig { config } => {
             let cfg = CenterConfig::load(&config)?;
+            cfg.check_serving().map_err(|message| crate::Error::Config {
+                path: config.clone(),
+                message,
+            })?;
             let crl = crate::revocation::load_crl(&cfg)?;
             crate::revocation::check_floor(&cfg, &crl, crate::revocation::data_has_state(&cfg))?;
             println!("{}: ok — center {}, listen {}", config.display(), cfg.name, cfg.listen);

@@ -158,24 +158,32 @@ impl CenterConfig {
                 ));
             }
         }
-        for (what, p) in [
-            ("ca_cert", &self.ca_cert),
-            ("cert", &self.cert),
-            ("key", &self.key),
-            ("receipt_key", &self.receipt_key),
-        ] {
-            if !p.is_file() {
-                return Err(format!(
-                    "{what} = {} does not exist; run `konvert-center init` first",
-                    p.display()
-                ));
-            }
+        if !self.receipt_key.is_file() {
+            return Err(format!(
+                "receipt_key = {} does not exist; run `konvert-center init` first (on the loader's \
+                 workstation: copy the receiver's keys/receipt.pub and name it here)",
+                self.receipt_key.display()
+            ));
         }
         if self.max_packet_bytes == 0 {
             return Err("max_packet_bytes must be positive".into());
         }
         if self.max_connections == 0 {
             return Err("max_connections must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// What only the receiver needs, to serve: its TLS certificate, key and CA. The
+    /// loader's workstation works with a center.toml that names none of them present.
+    pub fn check_serving(&self) -> std::result::Result<(), String> {
+        for (what, p) in [("ca_cert", &self.ca_cert), ("cert", &self.cert), ("key", &self.key)] {
+            if !p.is_file() {
+                return Err(format!(
+                    "{what} = {} does not exist; run `konvert-center init` first",
+                    p.display()
+                ));
+            }
         }
         Ok(())
     }

@@ -28,3 +28,24 @@ fn unknown_keys_and_a_zero_limit_are_named() {
     assert!(err.contains("max_connections must be positive"), "{err}");
     assert!(crate::provision::init_center(&dir.path().join("c"), "n", "127.0.0.1:0".parse().unwrap(), None).is_err());
 }
+
+/// The loader's workstation holds none of the receiver's TLS files: its center.toml loads
+/// all the same, and only serving (or `check-config`) asks for them.
+#[test]
+fn a_config_without_the_receivers_tls_files_loads_but_does_not_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = crate::provision::init_center(
+        &dir.path().join("c"),
+        "center.konvert",
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let cfg = CenterConfig::load(&init.config_path).unwrap();
+    assert!(cfg.check_serving().is_ok());
+    std::fs::remove_file(&cfg.key).unwrap();
+    std::fs::remove_file(&cfg.cert).unwrap();
+    let cfg = CenterConfig::load(&init.config_path).unwrap();
+    let err = cfg.check_serving().unwrap_err();
+    assert!(err.contains("does not exist") && err.contains("init"), "{err}");
+}

@@ -131,6 +131,10 @@ fn watch_registry(registry: Arc<CenterRegistry>, inbox: Arc<Inbox>, expiry: prom
 
 /// Starts the center described by `cfg` and returns once it listens.
 pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
+    cfg.check_serving().map_err(|message| Error::Config {
+        path: cfg.data_dir.clone(),
+        message,
+    })?;
     let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(Error::file(p));
     let ca_pem = read(&cfg.ca_cert)?;
     let cert = pki::IssuedCert {
