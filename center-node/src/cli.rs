@@ -517,7 +517,10 @@ fn config_dir(config: &std::path::Path) -> PathBuf {
     config.parent().unwrap_or(std::path::Path::new(".")).to_owned()
 }
 
-fn held_registry(cfg: &CenterConfig, config: &std::path::Path) -> Result<konvert_crypto::registry::RegistryBody> {
+pub(crate) fn held_registry(
+    cfg: &CenterConfig,
+    config: &std::path::Path,
+) -> Result<konvert_crypto::registry::RegistryBody> {
     crate::registry::held(cfg, now_ms())?.ok_or_else(|| crate::Error::Config {
         path: config.to_owned(),
         message: "the center holds no key registry; import the officers' registry first".into(),

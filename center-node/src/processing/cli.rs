@@ -362,12 +362,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             watch,
         } => {
             let (cfg, place) = place(&config, records)?;
-            let registry = crate::registry::held(&cfg, now_ms())?.ok_or_else(|| Error::Config {
-                path: config.clone(),
-                message: "the center holds no key registry; import the officers' registry first".into(),
-            })?;
-            let base = config.parent().unwrap_or(Path::new("."));
-            let keys = crate::specialist::login_all(&registry, &specialist, base)?;
+            let (registry, keys) = login(&cfg, &config, &specialist)?;
             let who = login_name(&specialist);
             let open_inbox = || {
                 konvert_replication::Inbox::open(&cfg.data_dir).map_err(|e| Error::Loader {
@@ -462,10 +457,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             role,
         } => {
             let (_, place) = place(&config, records)?;
-            let key: PageKey = page.parse().map_err(|what| Error::Loader {
-                what,
-                hint: "copy the key from `konvert-center loader queue`",
-            })?;
+            let key = page_key(&page)?;
             let verdict = match (is, unreadable, to_senior) {
                 (Some(text), false, false) => Verdict::Is(parse_identity(&text)?),
                 (None, true, false) => Verdict::Unreadable,
@@ -543,10 +535,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             out,
         } => {
             let (cfg, place) = place(&config, records)?;
-            let key: PageKey = page.parse().map_err(|what| Error::Loader {
-                what,
-                hint: "copy the key from `konvert-center loader queue` or `findings --json`",
-            })?;
+            let key = page_key(&page)?;
             let folder = out
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -569,12 +558,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                     what: format!("no registered packet holds page {page}"),
                     hint: "run `konvert-center loader process` first, or check the key",
                 })?;
-            let registry = crate::registry::held(&cfg, now_ms())?.ok_or_else(|| Error::Config {
-                path: config.clone(),
-                message: "the center holds no key registry; import the officers' registry first".into(),
-            })?;
-            let base = config.parent().unwrap_or(Path::new("."));
-            let keys = crate::specialist::login_all(&registry, &specialist, base)?;
+            let (registry, keys) = login(&cfg, &config, &specialist)?;
             let inbox = konvert_replication::Inbox::open(&cfg.data_dir)?;
             let record = inbox
                 .lookup(&packet.packet_id, packet.version)?
@@ -723,10 +707,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             by,
         } => {
             let (_, place) = place(&config, records)?;
-            let key: PageKey = recording.parse().map_err(|what| Error::Loader {
-                what,
-                hint: "copy the key from `konvert-center loader queue`",
-            })?;
+            let key = page_key(&recording)?;
             let choice = match (admit, annul, renumber) {
                 (true, false, None) => konvert_records::AudioChoice::Admit,
                 (false, true, None) => konvert_records::AudioChoice::Annul,
@@ -788,6 +769,29 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The registry the center holds and the center keys the specialist opens, after the PIN.
+fn login(
+    cfg: &CenterConfig,
+    config: &Path,
+    specialist: &crate::specialist::SpecialistLogin,
+) -> Result<(
+    konvert_crypto::registry::RegistryBody,
+    Vec<konvert_crypto::RecipientSecretKey>,
+)> {
+    let registry = crate::cli::held_registry(cfg, config)?;
+    let base = config.parent().unwrap_or(Path::new("."));
+    let keys = crate::specialist::login_all(&registry, specialist, base)?;
+    Ok((registry, keys))
+}
+
+/// A page (or recording) key as `queue` and `findings --json` print it.
+fn page_key(text: &str) -> Result<PageKey> {
+    text.parse().map_err(|what| Error::Loader {
+        what,
+        hint: "copy the key from `konvert-center loader queue` or `findings --json`",
+    })
 }
 
 /// Prints what a processing run did; an error if some versions could not be registered.

@@ -161,20 +161,12 @@ pub fn process(
     report.new_findings = records.put_findings(&resolution.findings, now_unix_ms)?;
     // A version a newer one replaced keeps the remarks it was answered with: the site
     // acted on them, and "loaded" would misstate it (the newer version is what loaded).
-    let mut newest: std::collections::BTreeMap<(&str, &str), u32> = std::collections::BTreeMap::new();
-    for p in &packets {
-        let v = newest
-            .entry((p.site.as_str(), p.packet_id.as_str()))
-            .or_insert(p.version);
-        *v = (*v).max(p.version);
-    }
     let given: std::collections::BTreeMap<[u8; 32], PacketAnswer> =
         records.answers()?.into_iter().map(|a| (a.digest, a)).collect();
     for answer in &resolution.answers {
-        let superseded = newest
-            .get(&(answer.site.as_str(), answer.packet_id.as_str()))
-            .is_some_and(|v| *v > answer.version);
-        if superseded && given.get(&answer.digest).is_some_and(|a| !a.remarks().is_empty()) {
+        if resolution.superseded.contains(&answer.digest)
+            && given.get(&answer.digest).is_some_and(|a| !a.remarks().is_empty())
+        {
             continue;
         }
         let answer = PacketAnswer {

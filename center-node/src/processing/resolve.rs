@@ -32,6 +32,8 @@ pub struct Resolution {
     pub rooms: Vec<RoomState>,
     /// Sites (of each exam day) whose ППЭ-18МАШ is processed.
     pub sites_with_18: BTreeSet<(ExamDay, String)>,
+    /// Packet versions a newer version of the same packet replaced, by envelope id.
+    pub superseded: BTreeSet<[u8; 32]>,
 }
 
 /// Where a room stands.
@@ -816,6 +818,15 @@ pub fn resolve(plans: &[DayPlan], packets: &[PacketEntry], pages: &[PageEntry], 
         answers,
         rooms,
         sites_with_18: has_18,
+        superseded: packets
+            .iter()
+            .filter(|p| {
+                newest
+                    .get(&(p.site.as_str(), p.packet_id.as_str()))
+                    .is_some_and(|v| *v > p.version)
+            })
+            .map(|p| p.envelope)
+            .collect(),
     }
 }
 
