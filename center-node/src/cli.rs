@@ -21,7 +21,8 @@ use konvert_replication::Verdict;
 /// `konvert-center` commands.
 #[derive(Debug, Subcommand)]
 pub enum CenterCommand {
-    /// Create a new center: CA, certificate, receipt and recipient keys, center.toml.
+    /// Create a new center: CA, certificate, receipt key, center.toml (the decryption key
+    /// is born on the loader's workstation: `loader new-key`).
     Init {
         /// Folder for the new center.
         #[arg(long)]
