@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use konvert_crypto::audit::{self, AuditAction, AuditAnchor, AuditLog};
-use konvert_crypto::{keyfile, Domain, Signature, SigningKey, VerifyingKey};
+use konvert_crypto::{keyfile, Domain, Signature, VerifyingKey};
 use konvert_replication::drive::{open_regular, DriveDir};
 use konvert_replication::service::ControlHandler;
 use konvert_replication::Inbox;
@@ -189,8 +189,13 @@ pub struct Manifest {
     pub format: u32,
     /// The center's name (center.toml).
     pub center: String,
-    /// The center's receipt public key, hex: who signed the manifest.
+    /// The center's receipt public key, hex: who signed the manifest, unless
+    /// `workstation_key` is given.
     pub receipt_key: String,
+    /// The loader workstation's key, hex, when it signed the manifest (a backup taken on
+    /// the loader's workstation, which holds only the receipt public key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workstation_key: Option<String>,
     /// When the backup was taken (the center's clock).
     pub taken_at_unix_ms: u64,
     /// The same, for people (UTC).
@@ -241,9 +246,12 @@ pub fn make_empty_target(to: &Path) -> Result<()> {
     }
 }
 
-/// The center's receipt key: it signs manifests and the audit log's checkpoints.
-fn receipt_key(cfg: &CenterConfig) -> Result<SigningKey> {
-    Ok(keyfile::read_signing_key(&cfg.receipt_key)?)
+/// The keys an audit log copy's checkpoints may be signed with: the receipt key's (the
+/// receiver's) and, on a loader's workstation, its own.
+fn checkpoint_keys(cfg: &CenterConfig) -> Result<Vec<VerifyingKey>> {
+    let mut keys = vec![receipt_public(cfg)?];
+    keys.extend(crate::workstation_key::workstation_public(cfg)?);
+    Ok(keys)
 }
 
 /// The center's receipt public key, which checks manifests and drive indexes: from the
@@ -367,7 +375,7 @@ impl Holder {
             Holder::Here(_) => {
                 let log = AuditLog::open(
                     &cfg.data_dir.join(AUDIT_LOG),
-                    Some(receipt_key(cfg)?),
+                    Some(crate::workstation_key::backup_signing_key(cfg)?),
                     AUDIT_CHECKPOINT_EVERY,
                 )?;
                 copy_audit(&log, dest_dir)
@@ -500,7 +508,9 @@ pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
             cfg.data_dir.display()
         )));
     }
-    let key = receipt_key(cfg)?;
+    let key = crate::workstation_key::backup_signing_key(cfg)?;
+    let receipt = receipt_public(cfg)?;
+    let signed_by_workstation = key.verifying_key() != receipt;
     let holder = Holder::find(cfg)?;
     let data = to.join(DATA);
     fs::create_dir_all(&data).map_err(Error::file(&data))?;
@@ -520,7 +530,7 @@ pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
     let anchor = holder.copy_audit(cfg, &data)?;
     let while_serving = matches!(holder, Holder::Serving);
     drop(holder);
-    check_audit_copy(&data, &key.verifying_key(), anchor.as_ref())?;
+    check_audit_copy(&data, &checkpoint_keys(cfg)?, anchor.as_ref())?;
 
     let mut paths = Vec::new();
     list_files(&to, &to, &mut paths)?;
@@ -541,7 +551,8 @@ pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
         kind: MANIFEST_KIND.into(),
         format: FORMAT,
         center: cfg.name.clone(),
-        receipt_key: key.verifying_key().to_string(),
+        receipt_key: receipt.to_string(),
+        workstation_key: signed_by_workstation.then(|| key.verifying_key().to_string()),
         taken_at_unix_ms: now,
         taken_at: utc(now),
         packets,
@@ -580,7 +591,7 @@ pub(crate) fn utc(unix_ms: u64) -> String {
 
 /// The audit log copy in `dir` verifies against the receipt key, ends on a checkpoint
 /// that covers every entry, and (given one) reaches the anchor.
-fn check_audit_copy(dir: &Path, key: &VerifyingKey, anchor: Option<&AuditAnchor>) -> Result<()> {
+fn check_audit_copy(dir: &Path, keys: &[VerifyingKey], anchor: Option<&AuditAnchor>) -> Result<()> {
     let path = dir.join(AUDIT_LOG);
     if !path.exists() {
         return Ok(());
@@ -588,8 +599,8 @@ fn check_audit_copy(dir: &Path, key: &VerifyingKey, anchor: Option<&AuditAnchor>
     let bytes = keyfile::read_bounded(&path, 1 << 30)?;
     let head = audit::read_head(&audit::head_path(&path))?;
     let report = match anchor {
-        Some(a) => audit::verify_anchored(&bytes, head.as_ref(), std::slice::from_ref(key), a),
-        None => audit::verify(&bytes, head.as_ref(), std::slice::from_ref(key)),
+        Some(a) => audit::verify_anchored(&bytes, head.as_ref(), keys, a),
+        None => audit::verify(&bytes, head.as_ref(), keys),
     };
     if let Some(finding) = report.finding {
         return Err(Error::Backup(format!(
@@ -634,17 +645,34 @@ pub fn read_manifest(cfg: &CenterConfig, from: &Path) -> Result<Manifest> {
             from.join(MANIFEST_SIG).display()
         ))
     })?;
-    let key = receipt_public(cfg)?;
-    key.verify(Domain::CenterCopy, &text, &Signature(raw)).map_err(|_| {
-        Error::Backup(format!(
-            "{}: the signature does not verify against this center's receipt key ({}): the manifest was altered, \
-             or the backup is another center's — use a backup of this center that was not changed",
-            from.join(MANIFEST).display(),
-            cfg.receipt_key.display()
-        ))
-    })?;
     let manifest: Manifest =
         serde_json::from_slice(&text).map_err(|e| Error::Backup(format!("{}: {e}", from.join(MANIFEST).display())))?;
+    // Which key to check with comes from the config, never from the manifest: the
+    // manifest only says which of this center's two it claims.
+    let (key, named) = match &manifest.workstation_key {
+        None => (
+            receipt_public(cfg)?,
+            format!("receipt key ({})", cfg.receipt_key.display()),
+        ),
+        Some(_) => match (crate::workstation_key::workstation_public(cfg)?, &cfg.workstation_key) {
+            (Some(key), Some(path)) => (key, format!("workstation key ({})", path.display())),
+            _ => {
+                return Err(Error::Backup(format!(
+                    "{}: this backup was taken on a loader's workstation and is signed with its workstation key, \
+                     which this center.toml does not name — restore it with that workstation's center.toml and \
+                     key (workstation_key)",
+                    from.join(MANIFEST).display()
+                )))
+            }
+        },
+    };
+    key.verify(Domain::CenterCopy, &text, &Signature(raw)).map_err(|_| {
+        Error::Backup(format!(
+            "{}: the signature does not verify against this center's {named}: the manifest was altered, or the \
+             backup is another center's or another workstation's — use a backup of this one that was not changed",
+            from.join(MANIFEST).display(),
+        ))
+    })?;
     if manifest.kind != MANIFEST_KIND || manifest.format != FORMAT {
         return Err(Error::Backup(format!(
             "{}: a {:?} of format {}, not a backup this build restores (format {FORMAT})",
@@ -756,7 +784,7 @@ pub fn restore(cfg: &CenterConfig, from: &Path, replace: bool) -> Result<Restore
     }
     let data_copy = work.join(DATA);
     let anchor = manifest.audit_anchor.as_deref().and_then(AuditAnchor::parse_line);
-    if let Err(e) = check_audit_copy(&data_copy, &receipt_public(cfg)?, anchor.as_ref()) {
+    if let Err(e) = check_audit_copy(&data_copy, &checkpoint_keys(cfg)?, anchor.as_ref()) {
         let _ = fs::remove_dir_all(&work);
         return Err(e);
     }
@@ -795,11 +823,11 @@ pub fn restore(cfg: &CenterConfig, from: &Path, replace: bool) -> Result<Restore
     let inbox = Inbox::open(&cfg.data_dir)?;
     let held = inbox.len() as u64;
     drop(inbox);
-    // Checkpointed with the receipt key where there is one (the loader's copy may hold
-    // only its public half: the entry then waits for the receiver's next checkpoint).
+    // Checkpointed with the receipt key where there is one, else the workstation key (a
+    // loader's workstation without one leaves the entry for its next checkpoint).
     let log = AuditLog::open(
         &cfg.data_dir.join(AUDIT_LOG),
-        receipt_key(cfg).ok(),
+        crate::workstation_key::local_signing_key(cfg)?,
         AUDIT_CHECKPOINT_EVERY,
     )?;
     log.append(

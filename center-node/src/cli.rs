@@ -216,6 +216,18 @@ pub enum LoaderAction {
     /// the key's public half, which the staff carry to the receiver and the officers. Also
     /// for a key rotation.
     NewKey(crate::loader_cli::NewKeyArgs),
+    /// Make this loader workstation's own signing key (0600, keys/workstation.key beside
+    /// center.toml unless --out) and name it in center.toml: it signs the workstation's
+    /// backups and its audit logs' checkpoints, since it holds only the receipt public key.
+    /// Keep the key as the officers prescribe: a backup it signed is restored with it.
+    WorkstationKey {
+        /// The loader workstation's center.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the key goes (relative to center.toml's folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Give another issued specialist's token the center key: a specialist who holds it
     /// logs in, the key is unwrapped into memory and wrapped for the new token.
     WrapKey(crate::loader_cli::WrapKeyArgs),
@@ -594,6 +606,16 @@ fn loader_command(action: LoaderAction) -> Result<()> {
             }
         }
         LoaderAction::NewKey(args) => crate::loader_cli::new_key(args)?,
+        LoaderAction::WorkstationKey { config, out } => {
+            let made = crate::workstation_key::make(&config, out.as_deref())?;
+            println!(
+                "workstation key written to {} (0600) and named in {}\npublic key (write it in the shift log): {}\n\
+                 keep the key as the officers prescribe: a backup taken on this workstation is restored with it",
+                made.path.display(),
+                config.display(),
+                made.public
+            );
+        }
         LoaderAction::WrapKey(args) => crate::loader_cli::wrap_key(args)?,
     }
     Ok(())
@@ -833,6 +855,10 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
                 ("the center's TLS key (key)", Some(&cfg.key)),
                 ("the receipt key (receipt_key)", Some(&cfg.receipt_key)),
                 ("the station CA's key (ca_key)", cfg.ca_key.as_ref()),
+                (
+                    "the loader workstation's key (workstation_key)",
+                    cfg.workstation_key.as_ref(),
+                ),
             ];
             for (what, path) in secrets.into_iter().filter_map(|(w, p)| Some((w, p?))) {
                 if let Some(w) = konvert_replication::tls::exposed_warning(what, path) {

@@ -42,6 +42,11 @@ pub struct CenterConfig {
     pub key: PathBuf,
     /// The center's receipt-signing key file (0600).
     pub receipt_key: PathBuf,
+    /// The loader workstation's own signing key (0600), made by `konvert-center loader
+    /// workstation-key`: it signs that workstation's backups and its audit logs'
+    /// checkpoints, where `receipt_key` names only the receipt public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workstation_key: Option<PathBuf>,
     /// Largest envelope accepted, in bytes.
     #[serde(default = "default_max")]
     pub max_packet_bytes: u64,
@@ -127,8 +132,13 @@ impl CenterConfig {
                 *p = base.join(&*p);
             }
         }
-        if let Some(p) = cfg.ca_key.as_mut().filter(|p| p.is_relative()) {
-            *p = base.join(&*p);
+        for p in [cfg.ca_key.as_mut(), cfg.workstation_key.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
         cfg.check().map_err(|message| Error::Config {
             path: path.to_owned(),
@@ -163,6 +173,13 @@ impl CenterConfig {
                 "receipt_key = {} does not exist; run `konvert-center init` first (on the loader's \
                  workstation: copy the receiver's keys/receipt.pub and name it here)",
                 self.receipt_key.display()
+            ));
+        }
+        if let Some(key) = self.workstation_key.as_ref().filter(|k| !k.is_file()) {
+            return Err(format!(
+                "workstation_key = {} does not exist; run `konvert-center loader workstation-key` on the \
+                 loader's workstation, or restore the key from where the officers keep it",
+                key.display()
             ));
         }
         if self.max_packet_bytes == 0 {

@@ -41,6 +41,7 @@ pub mod test_packets;
 #[cfg(test)]
 mod test_support;
 pub mod unpack;
+pub mod workstation_key;
 
 pub use config::CenterConfig;
 pub use error::Error;

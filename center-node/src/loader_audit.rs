@@ -48,7 +48,8 @@ pub struct LoaderAudit {
 
 impl LoaderAudit {
     /// Opens the audit log in `cfg`'s data folder (checkpoints signed with the receipt key
-    /// when the folder has it). Refuses when a center serves from that folder.
+    /// where this is the receiver, else the workstation key when center.toml names one).
+    /// Refuses when a center serves from that folder.
     pub fn open(cfg: &CenterConfig) -> Result<Self> {
         if crate::control::ask_center(&cfg.data_dir, "status").is_some() {
             return Err(Error::Loader {
@@ -60,7 +61,7 @@ impl LoaderAudit {
             });
         }
         std::fs::create_dir_all(&cfg.data_dir).map_err(Error::file(&cfg.data_dir))?;
-        let checkpoint_key = keyfile::read_signing_key(&cfg.receipt_key).ok();
+        let checkpoint_key = crate::workstation_key::local_signing_key(cfg)?;
         let log = AuditLog::open(&cfg.data_dir.join(AUDIT_LOG), checkpoint_key, AUDIT_CHECKPOINT_EVERY)?;
         Ok(LoaderAudit { log })
     }

@@ -78,6 +78,7 @@ pub fn init_center(
         cert: "pki/center.pem".into(),
         key: "pki/center.key".into(),
         receipt_key: "keys/receipt.key".into(),
+        workstation_key: None,
         max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
         max_connections: 1024,
         authority: "registry/authority.toml".into(),

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::registry::RegistryBody;
@@ -344,8 +344,16 @@ pub fn receipted(b: &ReceiptBody) -> Claim<'_> {
 /// its receipt and record: only this is ever decrypted. Checking writes nothing.
 pub struct Checked {
     path: PathBuf,
-    verified: VerifiedEnvelope,
+    source: Source,
     packet: PacketRef,
+}
+
+/// Where the checked bytes are when they are opened.
+enum Source {
+    /// Read whole into memory and verified there: opening them is one decrypting pass.
+    Memory(envelope::VerifiedBytes),
+    /// Too large to hold: opening reads the file again and checks it is the one verified.
+    File(VerifiedEnvelope),
 }
 
 impl Checked {
@@ -353,7 +361,18 @@ impl Checked {
     pub fn packet(&self) -> &PacketRef {
         &self.packet
     }
+
+    fn verified(&self) -> &VerifiedEnvelope {
+        match &self.source {
+            Source::Memory(b) => b.envelope(),
+            Source::File(v) => v,
+        }
+    }
 }
+
+/// Envelopes up to this size are checked and opened in memory (a room's packet is tens
+/// of megabytes); larger ones stream from the file twice.
+const IN_MEMORY_BYTES: u64 = 256 << 20;
 
 /// Checks the stored envelope that `claim` names, without decrypting or writing anything:
 /// its bytes hash to the receipted envelope id, its signature verifies against `trusted`,
@@ -365,7 +384,19 @@ pub fn check_stored(
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
 ) -> Result<Checked> {
     let path = Inbox::stored_envelope(data_dir, &claim.envelope_id);
-    let verified = envelope::verify(std::io::BufReader::new(open_envelope(&path)?), trusted)?;
+    let source = if claim.bytes <= IN_MEMORY_BYTES {
+        Source::Memory(envelope::verify_bytes(read_envelope(&path, claim.bytes)?, trusted)?)
+    } else {
+        let file = open_envelope(&path)?;
+        Source::File(envelope::verify_stored(
+            std::io::BufReader::with_capacity(256 << 10, file),
+            trusted,
+        )?)
+    };
+    let verified = match &source {
+        Source::Memory(b) => b.envelope(),
+        Source::File(v) => v,
+    };
     let h = verified.header();
     let sealed = Sealed {
         envelope_id: verified.digest(),
@@ -376,7 +407,7 @@ pub fn check_stored(
         metadata: &h.metadata,
     };
     let packet = agreement::agree(claim, &sealed).map_err(|d| disagrees(claim, &path, &d))?;
-    Ok(Checked { path, verified, packet })
+    Ok(Checked { path, source, packet })
 }
 
 fn disagrees(claim: &Claim<'_>, path: &Path, d: &Disagreement) -> Error {
@@ -391,6 +422,96 @@ fn disagrees(claim: &Claim<'_>, path: &Path, d: &Disagreement) -> Error {
         hint: "nothing of it was written; the store was altered or files were swapped — restore the center's \
                data folder from backup, or ask the site to send the packet again",
     }
+}
+
+/// A packet version opened in memory: its manifest and its files, never written anywhere.
+pub struct OpenedPacket {
+    /// The packet the envelope, its description and its record all name.
+    pub packet: PacketRef,
+    /// The manifest, every file checked against it.
+    pub manifest: Manifest,
+    plain: Vec<u8>,
+    files: Vec<std::ops::Range<usize>>,
+}
+
+impl OpenedPacket {
+    /// The bytes of the manifest's `index`th file.
+    pub fn file(&self, index: usize) -> Option<&[u8]> {
+        self.files.get(index).and_then(|r| self.plain.get(r.clone()))
+    }
+}
+
+/// Checks and opens the stored version `claim` names in memory, as [`check_stored`] and
+/// [`open_checked`] do but without writing the scans anywhere: the signature is checked
+/// while the envelope is decrypted, and nothing decrypted is returned unless it verified and
+/// agrees with the record. `None` when the envelope is too large to hold: open it to a
+/// folder instead.
+pub fn open_stored_in_memory(
+    data_dir: &Path,
+    claim: &Claim<'_>,
+    keys: &[RecipientSecretKey],
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+) -> Result<Option<OpenedPacket>> {
+    if claim.bytes > IN_MEMORY_BYTES {
+        return Ok(None);
+    }
+    let path = Inbox::stored_envelope(data_dir, &claim.envelope_id);
+    let bytes = read_envelope(&path, claim.bytes)?;
+    // Unverified, only to pick the key: a header that lies fails the signature below.
+    let header = envelope::read_header(&bytes[..])?;
+    let key = key_for(keys, &header, claim)?;
+    let (verified, archive) = envelope::open_in_memory(&bytes, key, trusted, |plain| {
+        konvert_exam::parse_archive(&plain).map(|(manifest, files)| (manifest, files, plain))
+    })?;
+    let h = verified.header();
+    let sealed = Sealed {
+        envelope_id: verified.digest(),
+        bytes: verified.envelope_bytes(),
+        packet_id: &h.packet_id,
+        version: h.version,
+        sender_site: &h.sender_site,
+        metadata: &h.metadata,
+    };
+    let packet = agreement::agree(claim, &sealed).map_err(|d| disagrees(claim, &path, &d))?;
+    let (manifest, files, plain) = archive?;
+    agreement::agree_manifest(&packet, h.version, &manifest).map_err(|d| disagrees(claim, &path, &d))?;
+    Ok(Some(OpenedPacket {
+        packet,
+        manifest,
+        plain,
+        files,
+    }))
+}
+
+/// Reads a stored envelope whole: at most one byte more than receipted, so a file grown
+/// since is caught by its digest without holding whatever was appended.
+fn read_envelope(path: &Path, receipted_bytes: u64) -> Result<Vec<u8>> {
+    let file = open_envelope(path)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(receipted_bytes).unwrap_or(0));
+    file.take(receipted_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(Error::file(path))?;
+    Ok(bytes)
+}
+
+/// The one of `keys` the envelope is sealed to.
+fn key_for<'k>(
+    keys: &'k [RecipientSecretKey],
+    header: &konvert_crypto::EnvelopeHeader,
+    claim: &Claim<'_>,
+) -> Result<&'k RecipientSecretKey> {
+    keys.iter()
+        .find(|k| {
+            let id = k.public_key().key_id();
+            header.recipients.iter().any(|w| w.recipient == id)
+        })
+        .ok_or_else(|| Error::Loader {
+            what: format!(
+                "envelope {} is sealed to none of the center keys this specialist holds",
+                hex::encode(claim.envelope_id)
+            ),
+            hint: "wrap the center key it was sealed to for this specialist, or ask a specialist who holds it",
+        })
 }
 
 /// Opens a stored envelope without following a link or waiting on a FIFO: the store may
@@ -429,20 +550,7 @@ pub fn open_checked(
     work: &Path,
     files: &Path,
 ) -> Result<Manifest> {
-    let header = checked.verified.header();
-    let key = keys
-        .iter()
-        .find(|k| {
-            let id = k.public_key().key_id();
-            header.recipients.iter().any(|w| w.recipient == id)
-        })
-        .ok_or_else(|| Error::Loader {
-            what: format!(
-                "envelope {} is sealed to none of the center keys this specialist holds",
-                hex::encode(claim.envelope_id)
-            ),
-            hint: "wrap the center key it was sealed to for this specialist, or ask a specialist who holds it",
-        })?;
+    let key = key_for(keys, checked.verified().header(), claim)?;
     fs::create_dir_all(work).map_err(Error::file(work))?;
     // Decrypted straight into the archive reader through a pipe, on two threads: the
     // plaintext is never written whole, and decrypting and extracting overlap. The files
@@ -453,19 +561,23 @@ pub fn open_checked(
         let reader = scope.spawn(move || read_archive(std::io::BufReader::with_capacity(256 << 10, from_pipe), files));
         let opened = (|| {
             let mut sink = std::io::BufWriter::with_capacity(256 << 10, into_pipe);
-            let input = std::io::BufReader::new(open_envelope(&checked.path)?);
-            let v = envelope::open(input, key, trusted, &mut sink).map_err(Error::from)?;
-            sink.flush().map_err(Error::from)?;
-            // The file may have been swapped since it was checked: the bytes opened must
-            // be the very ones checked.
-            if v.digest() == checked.verified.digest() {
-                Ok(())
-            } else {
-                Err(Error::Loader {
-                    what: format!("the envelope {} changed while it was opened", checked.path.display()),
-                    hint: "make sure nothing writes to the data folder while the loader runs, then run it again",
-                })
+            match &checked.source {
+                Source::Memory(bytes) => envelope::open_bytes(bytes, key, &mut sink)?,
+                Source::File(verified) => {
+                    let input = std::io::BufReader::with_capacity(256 << 10, open_envelope(&checked.path)?);
+                    let v = envelope::open(input, key, trusted, &mut sink)?;
+                    // The file may have been swapped since it was checked: the bytes
+                    // opened must be the very ones checked.
+                    if v.digest() != verified.digest() {
+                        return Err(Error::Loader {
+                            what: format!("the envelope {} changed while it was opened", checked.path.display()),
+                            hint:
+                                "make sure nothing writes to the data folder while the loader runs, then run it again",
+                        });
+                    }
+                }
             }
+            sink.flush().map_err(Error::from)
         })();
         // The writing end is closed here (dropped above): the reader sees the end.
         let manifest = reader.join().unwrap_or_else(|_| {
@@ -487,7 +599,7 @@ pub fn open_checked(
         (_, Err(e)) => return Err(e),
         (manifest, Ok(())) => manifest?,
     };
-    agreement::agree_manifest(&checked.packet, checked.verified.header().version, &manifest)
+    agreement::agree_manifest(&checked.packet, checked.verified().header().version, &manifest)
         .map_err(|d| disagrees(claim, &checked.path, &d))?;
     Ok(manifest)
 }

@@ -685,43 +685,153 @@ pub fn open<R: Read + Seek, W: Write>(
     mut input: R,
     recipient: &RecipientSecretKey,
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
-    mut out: W,
+    out: W,
 ) -> Result<VerifiedEnvelope> {
     let verified = verify_stored(&mut input, trusted)?;
     input.seek(SeekFrom::Start(0))?;
-    let Head {
-        header,
-        bytes: head_bytes,
-        mac,
-    } = read_head(&mut input, true)?;
-    if header != verified.header || mac != verified.header_mac {
+    let mut body_ctx = Context::new(&SHA256);
+    decrypt(&mut input, &verified, recipient, out, Some(&mut body_ctx))?;
+    if digest32(body_ctx) != verified.signed {
         return Err(changed_underfoot());
     }
-    if mac.is_none() && header.recipients.len() != 1 {
+    Ok(verified)
+}
+
+/// An envelope held whole in memory whose very bytes were verified. Only [`verify_bytes`]
+/// makes one: the bytes cannot change between checking and decrypting, so
+/// [`open_bytes`] needs no second hashing pass.
+#[derive(Debug)]
+pub struct VerifiedBytes {
+    bytes: Vec<u8>,
+    verified: VerifiedEnvelope,
+}
+
+impl VerifiedBytes {
+    /// What verifying the bytes established.
+    pub fn envelope(&self) -> &VerifiedEnvelope {
+        &self.verified
+    }
+}
+
+/// Checks an envelope from a center's store held in memory (both formats), as
+/// [`verify_stored`], keeping the bytes for [`open_bytes`].
+pub fn verify_bytes(bytes: Vec<u8>, trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>) -> Result<VerifiedBytes> {
+    let mut verifier = EnvelopeVerifier::for_stored();
+    verifier.update(&bytes);
+    let verified = verifier.finish(trusted)?;
+    Ok(VerifiedBytes { bytes, verified })
+}
+
+/// Decrypts an envelope [`verify_bytes`] checked to `out`, in one pass: AES-GCM per chunk,
+/// without hashing again. On error, whatever was written to `out` must be discarded.
+pub fn open_bytes<W: Write>(envelope: &VerifiedBytes, recipient: &RecipientSecretKey, out: W) -> Result<()> {
+    decrypt(&mut &envelope.bytes[..], &envelope.verified, recipient, out, None)
+}
+
+/// Verifies and decrypts an envelope held whole in memory (both formats) in one go: one
+/// thread hashes it for the signature while the other decrypts it and hands the plaintext
+/// to `examine`, whose result is returned only once the signature verified (and dropped
+/// otherwise). `examine` gets plaintext whose signer is not known yet: it may only compute
+/// its result (parse, hash, keep), never act on what it read.
+pub fn open_in_memory<T>(
+    bytes: &[u8],
+    recipient: &RecipientSecretKey,
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    examine: impl FnOnce(Vec<u8>) -> T,
+) -> Result<(VerifiedEnvelope, T)> {
+    let (verifier, opened) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| {
+            let mut verifier = EnvelopeVerifier::for_stored();
+            verifier.update(bytes);
+            verifier
+        });
+        let opened = decrypt_in_memory(bytes, recipient).map(|(head, plain)| (head, examine(plain)));
+        (hashing.join(), opened)
+    });
+    let verifier = verifier.map_err(|_| Error::Malformed("the verifying thread stopped".into()))?;
+    // A bad signature is the finding whatever decryption said, as when opening a file.
+    let verified = verifier.finish(trusted)?;
+    let (head, examined) = opened?;
+    if head.header != verified.header || head.mac != verified.header_mac {
+        return Err(changed_underfoot());
+    }
+    Ok((verified, examined))
+}
+
+/// Decrypts the chunks of an envelope in memory into one buffer, each chunk in place.
+fn decrypt_in_memory(bytes: &[u8], recipient: &RecipientSecretKey) -> Result<(Head, Vec<u8>)> {
+    let mut input = bytes;
+    let (head, key, aad) = payload_key(&mut input, recipient)?;
+    let ciphertext = input.len().checked_sub(SIG_LEN).ok_or(Error::Truncated)?;
+    check_chunking(ciphertext as u64)?;
+    let chunks = ciphertext.div_ceil(SEALED_CHUNK);
+    // Each sealed chunk is appended where its plaintext belongs and opened there; its tag
+    // is cut off before the next chunk is appended.
+    let mut plain = Vec::with_capacity(ciphertext);
+    for (counter, sealed) in input[..ciphertext].chunks(SEALED_CHUNK).enumerate() {
+        let at = plain.len();
+        plain.extend_from_slice(sealed);
+        let opened = key
+            .open_in_place(
+                nonce(counter as u64, counter + 1 == chunks),
+                Aad::from(aad),
+                &mut plain[at..],
+            )
+            .map_err(|_| Error::ChunkAuthentication { index: counter as u64 })?
+            .len();
+        plain.truncate(at + opened);
+    }
+    Ok((head, plain))
+}
+
+/// Reads an envelope's head and derives the payload key `recipient` opens it with, and the
+/// chunks' AAD.
+fn payload_key<R: Read>(input: &mut R, recipient: &RecipientSecretKey) -> Result<(Head, LessSafeKey, [u8; 32])> {
+    let head = read_head(input, true)?;
+    if head.mac.is_none() && head.header.recipients.len() != 1 {
         return Err(Error::KeyCommitment(format!(
             "this format-1 envelope has no key commitment yet names {} recipients, so each could \
              open a different content; konvert edges sealed format 1 to exactly one key — keep it \
              as evidence and have the site seal the packet again",
-            header.recipients.len()
+            head.header.recipients.len()
         )));
     }
     let rpub = recipient.public_key();
     let rid = rpub.key_id();
-    let entry = header
+    let entry = head
+        .header
         .recipients
         .iter()
         .find(|w| w.recipient == rid)
         .ok_or(Error::NotARecipient(rid))?;
-    let key = unwrap_payload_key(&header, entry, recipient, &rpub, &head_bytes, mac.as_ref())?;
+    let key = unwrap_payload_key(&head.header, entry, recipient, &rpub, &head.bytes, head.mac.as_ref())?;
     let aad = digest32({
         let mut c = Context::new(&SHA256);
-        c.update(&head_bytes);
+        c.update(&head.bytes);
         c
     });
-    let mut body_ctx = Context::new(&SHA256);
-    body_ctx.update(&head_bytes);
-    if let Some(mac) = &mac {
-        body_ctx.update(mac);
+    Ok((head, key, aad))
+}
+
+/// Decrypts the envelope `input` holds from its start, checking that its head is the one
+/// `verified` describes and feeding `body_ctx`, when given, everything the signature covers
+/// so that the caller can check the bytes are the verified ones.
+fn decrypt<R: Read, W: Write>(
+    input: &mut R,
+    verified: &VerifiedEnvelope,
+    recipient: &RecipientSecretKey,
+    mut out: W,
+    mut body_ctx: Option<&mut Context>,
+) -> Result<()> {
+    let (head, key, aad) = payload_key(input, recipient)?;
+    if head.header != verified.header || head.mac != verified.header_mac {
+        return Err(changed_underfoot());
+    }
+    if let Some(ctx) = body_ctx.as_deref_mut() {
+        ctx.update(&head.bytes);
+        if let Some(mac) = &head.mac {
+            ctx.update(mac);
+        }
     }
     let mut buf = vec![0u8; SEALED_CHUNK];
     let mut left = verified.ciphertext_bytes;
@@ -729,10 +839,12 @@ pub fn open<R: Read + Seek, W: Write>(
     while left > 0 {
         let len = left.min(SEALED_CHUNK as u64) as usize;
         let last = left == len as u64;
-        if read_full(&mut input, &mut buf[..len])? < len {
+        if read_full(input, &mut buf[..len])? < len {
             return Err(changed_underfoot());
         }
-        body_ctx.update(&buf[..len]);
+        if let Some(ctx) = body_ctx.as_deref_mut() {
+            ctx.update(&buf[..len]);
+        }
         let plain = key
             .open_in_place(nonce(counter, last), Aad::from(aad), &mut buf[..len])
             .map_err(|_| Error::ChunkAuthentication { index: counter })?;
@@ -740,11 +852,8 @@ pub fn open<R: Read + Seek, W: Write>(
         left -= len as u64;
         counter += 1;
     }
-    if digest32(body_ctx) != verified.signed {
-        return Err(changed_underfoot());
-    }
     out.flush()?;
-    Ok(verified)
+    Ok(())
 }
 
 fn changed_underfoot() -> Error {

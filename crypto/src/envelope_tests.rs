@@ -41,10 +41,30 @@ impl Fixture {
         verify(env, &self.trusted())
     }
 
+    /// Opens `env` both ways, streaming and in memory, and checks they agree.
     fn open(&self, env: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        open(Cursor::new(env), &self.center, &self.trusted(), &mut out)?;
-        Ok(out)
+        let streamed = open(Cursor::new(env), &self.center, &self.trusted(), &mut out).map(|_| out);
+        let in_memory = verify_bytes(env.to_vec(), &self.trusted()).and_then(|v| {
+            let mut out = Vec::new();
+            open_bytes(&v, &self.center, &mut out).map(|()| out)
+        });
+        let at_once = open_in_memory(env, &self.center, &self.trusted(), |plain| plain).map(|(_, plain)| plain);
+        for (other, how) in [
+            (&in_memory, "verified, then opened in memory"),
+            (&at_once, "verified while opened"),
+        ] {
+            match (&streamed, other) {
+                (Ok(a), Ok(b)) => assert!(a == b, "streaming and {how} opened different plaintexts"),
+                (Err(a), Err(b)) => assert_eq!(
+                    format!("{a:?}"),
+                    format!("{b:?}"),
+                    "streaming and {how} failed differently"
+                ),
+                (a, b) => panic!("streaming gave {:?}, {how} {:?}", a.as_ref().err(), b.as_ref().err()),
+            }
+        }
+        streamed
     }
 }
 

@@ -299,32 +299,13 @@ fn get_record<R: Read>(input: &mut R) -> Result<Option<(u8, Vec<u8>)>> {
 /// Reads an archive, writing each file into `out_dir`, and checks every file against the
 /// manifest at its end. Returns the manifest.
 pub fn read_archive<R: Read>(mut input: R, out_dir: &Path) -> Result<Manifest> {
-    let mut magic = [0u8; 8];
-    input
-        .read_exact(&mut magic)
-        .map_err(|_| Error::MalformedArchive("shorter than its magic".into()))?;
-    if &magic != ARCHIVE_MAGIC {
-        return Err(Error::MalformedArchive(
-            "not a konvert packet archive (bad magic)".into(),
-        ));
-    }
+    check_magic(&mut input)?;
     fs::create_dir_all(out_dir).map_err(Error::io(out_dir))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut seen: Vec<ManifestFile> = Vec::new();
     loop {
-        let Some((tag, body)) = get_record(&mut input)? else {
-            return Err(Error::MalformedArchive("the archive ends without its manifest".into()));
-        };
-        match tag {
-            TAG_FILE => {
-                let entry: Entry =
-                    postcard::from_bytes(&body).map_err(|e| Error::MalformedArchive(format!("file entry: {e}")))?;
-                if !valid_file_name(&entry.name) || seen.iter().any(|f| f.name == entry.name) {
-                    return Err(Error::MalformedArchive(format!(
-                        "unsafe or repeated file name {:?}",
-                        entry.name
-                    )));
-                }
+        match next_record(&mut input, &seen)? {
+            Record::File(entry) => {
                 let path = out_dir.join(&entry.name);
                 let mut out = fs::File::create(&path).map_err(Error::io(&path))?;
                 let sha256 = copy_hashed((&mut input).take(entry.size), &mut out, &mut buf, entry.size).map_err(
@@ -346,28 +327,104 @@ pub fn read_archive<R: Read>(mut input: R, out_dir: &Path) -> Result<Manifest> {
                     sha256,
                 });
             }
-            TAG_MANIFEST => {
-                let manifest: Manifest =
-                    postcard::from_bytes(&body).map_err(|e| Error::MalformedArchive(format!("manifest: {e}")))?;
-                if get_record(&mut input)?.is_some() {
-                    return Err(Error::MalformedArchive("records after the manifest".into()));
-                }
-                if manifest.files.len() != seen.len() {
-                    return Err(Error::MalformedArchive(format!(
-                        "the manifest lists {} files, the archive holds {}",
-                        manifest.files.len(),
-                        seen.len()
-                    )));
-                }
-                for (listed, got) in manifest.files.iter().zip(&seen) {
-                    if listed != got {
-                        return Err(Error::DigestMismatch { name: got.name.clone() });
-                    }
-                }
-                return Ok(manifest);
-            }
-            other => return Err(Error::MalformedArchive(format!("unknown record type {other}"))),
+            Record::Manifest(manifest) => return Ok(*manifest),
         }
+    }
+}
+
+/// Reads an archive held in memory without copying it: every file is checked against the
+/// manifest at the end, as [`read_archive`] does. Returns the manifest and where each of
+/// its files lies in `plain`, in manifest order.
+pub fn parse_archive(plain: &[u8]) -> Result<(Manifest, Vec<std::ops::Range<usize>>)> {
+    let mut input = plain;
+    check_magic(&mut input)?;
+    let mut seen: Vec<ManifestFile> = Vec::new();
+    let mut ranges = Vec::new();
+    loop {
+        match next_record(&mut input, &seen)? {
+            Record::File(entry) => {
+                let start = plain.len() - input.len();
+                let size = usize::try_from(entry.size).unwrap_or(usize::MAX);
+                if size > input.len() {
+                    return Err(Error::MalformedArchive(format!("file {} is truncated", entry.name)));
+                }
+                let (bytes, rest) = input.split_at(size);
+                input = rest;
+                seen.push(ManifestFile {
+                    name: entry.name,
+                    size: entry.size,
+                    sha256: sha256(bytes),
+                });
+                ranges.push(start..start + size);
+            }
+            Record::Manifest(manifest) => return Ok((*manifest, ranges)),
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    d.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    d
+}
+
+fn check_magic<R: Read>(input: &mut R) -> Result<()> {
+    let mut magic = [0u8; 8];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| Error::MalformedArchive("shorter than its magic".into()))?;
+    if &magic != ARCHIVE_MAGIC {
+        return Err(Error::MalformedArchive(
+            "not a konvert packet archive (bad magic)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The next record of an archive: a file whose bytes follow, or the manifest, which must
+/// be the last record and list exactly the files `seen`.
+enum Record {
+    File(Entry),
+    Manifest(Box<Manifest>),
+}
+
+fn next_record<R: Read>(input: &mut R, seen: &[ManifestFile]) -> Result<Record> {
+    let Some((tag, body)) = get_record(input)? else {
+        return Err(Error::MalformedArchive("the archive ends without its manifest".into()));
+    };
+    match tag {
+        TAG_FILE => {
+            let entry: Entry =
+                postcard::from_bytes(&body).map_err(|e| Error::MalformedArchive(format!("file entry: {e}")))?;
+            if !valid_file_name(&entry.name) || seen.iter().any(|f| f.name == entry.name) {
+                return Err(Error::MalformedArchive(format!(
+                    "unsafe or repeated file name {:?}",
+                    entry.name
+                )));
+            }
+            Ok(Record::File(entry))
+        }
+        TAG_MANIFEST => {
+            let manifest: Manifest =
+                postcard::from_bytes(&body).map_err(|e| Error::MalformedArchive(format!("manifest: {e}")))?;
+            if get_record(input)?.is_some() {
+                return Err(Error::MalformedArchive("records after the manifest".into()));
+            }
+            if manifest.files.len() != seen.len() {
+                return Err(Error::MalformedArchive(format!(
+                    "the manifest lists {} files, the archive holds {}",
+                    manifest.files.len(),
+                    seen.len()
+                )));
+            }
+            for (listed, got) in manifest.files.iter().zip(seen) {
+                if listed != got {
+                    return Err(Error::DigestMismatch { name: got.name.clone() });
+                }
+            }
+            Ok(Record::Manifest(Box::new(manifest)))
+        }
+        other => Err(Error::MalformedArchive(format!("unknown record type {other}"))),
     }
 }
 
@@ -416,6 +473,39 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(read_archive(&longer[..], out.path()).is_err());
+
+        // In memory: the same manifest, the files where they lie, the same refusals.
+        let (parsed, ranges) = parse_archive(&bytes).unwrap();
+        assert_eq!(parsed, m);
+        assert_eq!(&bytes[ranges[0].clone()], &[1u8; 300_000][..]);
+        assert_eq!(&bytes[ranges[1].clone()], b"page two");
+        assert!(matches!(parse_archive(&damaged), Err(Error::DigestMismatch { .. })));
+        for cut in [3, 200_000, bytes.len() - 10, bytes.len() - 1] {
+            assert!(parse_archive(&bytes[..bytes.len() - cut]).is_err(), "cut {cut}");
+        }
+        assert!(parse_archive(&longer).is_err());
+        assert!(parse_archive(b"KNVRTPK").is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// Arbitrary damage: both readers give an error or the same manifest, never a panic.
+        #[test]
+        fn both_readers_agree_on_damaged_archives(at in 0usize..400, byte in proptest::prelude::any::<u8>(), cut in 0usize..50) {
+            let src = tempfile::tempdir().unwrap();
+            fs::write(src.path().join("p1.tif"), vec![3u8; 100]).unwrap();
+            fs::write(src.path().join("p2.png"), b"page two").unwrap();
+            let files = list_scans(src.path()).unwrap();
+            let mut bytes = Vec::new();
+            write_archive(packet(), 1, src.path(), &files, &mut bytes).unwrap();
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            bytes.truncate(bytes.len() - cut.min(bytes.len()));
+            let out = tempfile::tempdir().unwrap();
+            let streamed = read_archive(&bytes[..], out.path()).ok();
+            let parsed = parse_archive(&bytes).ok().map(|(m, _)| m);
+            proptest::prop_assert_eq!(streamed, parsed);
+        }
     }
 
     #[test]

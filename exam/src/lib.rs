@@ -23,7 +23,9 @@ pub mod scan;
 mod seating;
 mod zone;
 
-pub use archive::{read_archive, write_archive, ArchiveReader, ArchiveSource, ARCHIVE_MAGIC, MAX_MANIFEST_LEN};
+pub use archive::{
+    parse_archive, read_archive, write_archive, ArchiveReader, ArchiveSource, ARCHIVE_MAGIC, MAX_MANIFEST_LEN,
+};
 pub use audio::{
     read_kim, read_kim_from, synthetic_recording, write_recording, write_synthetic_recordings, KimNumber, KIM_CHUNK,
     MAX_RECORDING_HEADER, RECORDING_EXTENSION, SYNTHETIC_SAMPLE_RATE,

@@ -149,6 +149,7 @@ pub(crate) async fn run(
     let place = Workplace {
         data_dir: center_cfg.data_dir.clone(),
         records_dir: root.join("loader-records"),
+        checkpoint_key: konvert_center::workstation_key::local_signing_key_file(center_cfg),
     };
     std::fs::create_dir_all(&place.records_dir)?;
     let records = SledRecords::open(&konvert_center::processing::records_db(&place.records_dir))?;

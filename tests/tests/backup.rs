@@ -183,6 +183,7 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
             data_dir: restored.data_dir.clone(),
             // Where the loader's commands keep them: `records/` beside the data folder.
             records_dir: restored.data_dir.parent().unwrap().join("records"),
+            checkpoint_key: None,
         };
         let records = konvert_records::SledRecords::open(&place.records_dir.join("records.sled")).unwrap();
         let registry = konvert_center::registry::held(&restored, now).unwrap().unwrap();
@@ -199,16 +200,83 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
         assert_eq!(done.without_plan.len(), 1, "{:?}", done.without_plan);
         let registered = records.packets().unwrap();
         drop((records, inbox));
-        // The loader's own backup holds its records and audit log, and brings them back.
+        // The loader's workstation holds only the receipt public key: its backup needs a
+        // key of its own, and says how to make one before writing anything.
+        let receipt = keyfile::read_signing_key(&cfg.receipt_key).unwrap().verifying_key();
+        let loader_dir = fx.root.path().join("loader-config");
+        std::fs::create_dir_all(&loader_dir).unwrap();
+        std::fs::write(loader_dir.join("receipt.pub"), format!("{receipt}\n")).unwrap();
+        let mut loader = restored.clone();
+        loader.receipt_key = loader_dir.join("receipt.pub");
+        let loader_toml = loader_dir.join("center.toml");
+        loader.save(&loader_toml).unwrap();
         let loader_backup = fx.root.path().join("loader-backup");
-        backup::take(&restored, &loader_backup).unwrap();
+        let err = backup::take(&loader, &loader_backup).unwrap_err().to_string();
+        assert!(
+            err.contains("loader workstation-key") && err.contains("nothing was written"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(&loader_backup).map(|d| d.count()).unwrap_or(0), 0);
+        // `loader workstation-key` writes the key (0600) and names it in center.toml.
+        let made = konvert_center::workstation_key::make(&loader_toml, None).unwrap();
+        assert_eq!(made.path, loader_dir.join("keys/workstation.key"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&made.path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let loader = CenterConfig::load(&loader_toml).unwrap();
+        assert_eq!(loader.workstation_key.as_deref(), Some(made.path.as_path()));
+        let err = konvert_center::workstation_key::make(&loader_toml, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already names a workstation key"), "{err}");
+        // The receiver's own config refuses: it signs with its receipt key.
+        let receiver_toml = fx.root.path().join("receiver.toml");
+        cfg.save(&receiver_toml).unwrap();
+        let err = konvert_center::workstation_key::make(&receiver_toml, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds the receipt key"), "{err}");
+
+        // The loader's own backup holds its records and audit log, and brings them back.
+        let m = backup::take(&loader, &loader_backup).unwrap().manifest;
+        assert_eq!(m.workstation_key, Some(made.public.to_string()));
+        assert_eq!(m.receipt_key, receipt.to_string());
         assert!(loader_backup.join("config/records/records.sled").is_dir());
         assert!(loader_backup.join("config/records/loader-audit.log").is_file());
-        let again = elsewhere(&cfg, fx.root.path(), "loader-again");
+        let mut again = elsewhere(&loader, fx.root.path(), "loader-again");
+        // Without the workstation key named, the backup cannot be checked: refused.
+        again.workstation_key = None;
+        let err = backup::restore(&again, &loader_backup, false).unwrap_err().to_string();
+        assert!(
+            err.contains("workstation key") && err.contains("workstation_key"),
+            "{err}"
+        );
+        assert!(!again.data_dir.exists());
+        again.workstation_key = loader.workstation_key.clone();
         backup::restore(&again, &loader_backup, false).unwrap();
         let back =
             konvert_records::SledRecords::open(&again.data_dir.parent().unwrap().join("records/records.sled")).unwrap();
         assert_eq!(back.packets().unwrap(), registered);
+        // Its audit log verifies with the receipt key's checkpoints and the workstation's.
+        let log = std::fs::read(again.data_dir.join("audit.log")).unwrap();
+        let head = konvert_crypto::audit::read_head(&again.data_dir.join("audit.log.head")).unwrap();
+        let report = konvert_crypto::audit::verify(&log, head.as_ref(), &[receipt, made.public]);
+        assert!(report.is_intact(), "{:?}", report.finding);
+        // Another workstation's key does not pass for this one's.
+        let stranger = fx.root.path().join("stranger.toml");
+        let mut other = again.clone();
+        other.workstation_key = None;
+        other.save(&stranger).unwrap();
+        konvert_center::workstation_key::make(&stranger, None).unwrap();
+        let other = CenterConfig::load(&stranger).unwrap();
+        let fresh = elsewhere(&other, fx.root.path(), "loader-stranger");
+        let err = backup::restore(&fresh, &loader_backup, false).unwrap_err().to_string();
+        assert!(
+            err.contains("does not verify against this center's workstation key"),
+            "{err}"
+        );
     }
     let records = konvert_replication::open_sled(&restored.data_dir.join("records")).unwrap();
     assert_eq!(records.get(b"page-1").unwrap().unwrap().as_ref(), b"registered");
@@ -219,9 +287,14 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
     back.shutdown().await;
     // The restored audit log verifies and says it was restored.
     let log = std::fs::read(restored.data_dir.join("audit.log")).unwrap();
+    // (Checkpoints by the receipt key, and by the workstation key of the loader that used
+    // this folder above.)
     let key = keyfile::read_signing_key(&cfg.receipt_key).unwrap().verifying_key();
+    let workstation = keyfile::read_signing_key(&fx.root.path().join("loader-config/keys/workstation.key"))
+        .unwrap()
+        .verifying_key();
     let head = konvert_crypto::audit::read_head(&restored.data_dir.join("audit.log.head")).unwrap();
-    let report = konvert_crypto::audit::verify(&log, head.as_ref(), &[key]);
+    let report = konvert_crypto::audit::verify(&log, head.as_ref(), &[key, workstation]);
     assert!(report.is_intact(), "{:?}", report.finding);
     assert!(String::from_utf8_lossy(&log).contains("backup.restore"));
 

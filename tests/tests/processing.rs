@@ -364,6 +364,7 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     let place = Workplace {
         data_dir: cfg.data_dir.clone(),
         records_dir: fx.root.path().join("records"),
+        checkpoint_key: None,
     };
     let inbox = konvert_replication::Inbox::open(&cfg.data_dir).unwrap();
     let records = SledRecords::open(&place.records_dir.join("records.sled")).unwrap();

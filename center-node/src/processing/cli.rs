@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use konvert_exam::{BlankId, DayPlan, ExamDate, ExamKind, FormId, PageIdentity};
+use konvert_exam::{BlankId, ExamDate, ExamKind, FormId, PageIdentity};
 use konvert_records::{ExamDay, FindingRecord, PageKey, Records, Role, SledRecords, Verdict};
 
 use super::{desk, process, records_db, stage_name, Workplace};
@@ -252,6 +252,7 @@ fn place(config: &Path, records: Option<PathBuf>) -> Result<(CenterConfig, Workp
     let place = Workplace {
         data_dir: cfg.data_dir.clone(),
         records_dir,
+        checkpoint_key: crate::workstation_key::local_signing_key_file(&cfg),
     };
     Ok((cfg, place))
 }
@@ -311,11 +312,8 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             plan,
         } => {
             let (_, place) = place(&config, records)?;
-            let text = konvert_crypto::keyfile::read_text_bounded(&plan, konvert_crypto::keyfile::MAX_PLAN_BYTES)?;
-            let (day_plan, reading) = DayPlan::from_toml(&text).map_err(|e| Error::Config {
-                path: plan.clone(),
-                message: e.to_string(),
-            })?;
+            // The receiver's reading: the same checks, and errors that name the plan file.
+            let (day_plan, reading) = crate::plans::read_plan_file(&plan)?;
             start_records(&place)?;
             let records = open_records(&place)?;
             let day = ExamDay {

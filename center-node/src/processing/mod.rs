@@ -71,6 +71,9 @@ pub struct Workplace {
     pub data_dir: PathBuf,
     /// The records' folder.
     pub records_dir: PathBuf,
+    /// The key file that signs the loader audit log's checkpoints (the workstation key);
+    /// `None` leaves them unsigned.
+    pub checkpoint_key: Option<PathBuf>,
 }
 
 impl Workplace {
@@ -81,7 +84,11 @@ impl Workplace {
 
     /// Opens the loader's audit log.
     pub fn audit(&self) -> Result<AuditLog> {
-        Ok(AuditLog::open(&self.records_dir.join(LOADER_AUDIT_LOG), None, 64)?)
+        let key = match &self.checkpoint_key {
+            Some(path) => Some(konvert_crypto::keyfile::read_signing_key(path)?),
+            None => None,
+        };
+        Ok(AuditLog::open(&self.records_dir.join(LOADER_AUDIT_LOG), key, 64)?)
     }
 }
 

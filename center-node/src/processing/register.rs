@@ -1,14 +1,16 @@
-//! Registering one stored packet version: check it is the receipted envelope, decrypt it
-//! into a private scratch folder, check every file against the manifest, and recognize
-//! every page with the exam crate's recognizer — files spread over the cores. The scans in
-//! clear are removed once the pages are registered; the images stay retrievable from the
-//! sealed envelope in the store (for appeals, 002:7509–7511).
+//! Registering one stored packet version: check it is the receipted envelope, decrypt it,
+//! check every file against the manifest, and recognize every page with the exam crate's
+//! recognizer — files spread over the cores. A packet of ordinary size is verified while it
+//! is decrypted, in memory, so its scans in clear never touch the disk; a larger one goes
+//! through a private scratch folder, emptied once its pages are registered. The images
+//! stay retrievable from the sealed envelope in the store (for appeals, 002:7509–7511).
 //!
 //! A packet the site got wrong (its manifest lies about a digest, it is not an archive)
 //! is registered as refused, so that it is answered with a remark once; a failure that is
 //! the center's own (no key for it, a full disk) registers nothing and is tried again on
 //! the next run.
 
+use std::borrow::Cow;
 use std::fs;
 use std::path::Path;
 use std::sync::Mutex;
@@ -16,11 +18,11 @@ use std::time::Duration;
 
 use konvert_crypto::{KeyId, RecipientSecretKey, VerifyingKey};
 use konvert_exam::scan::{read_scan_pages, recognize, Recognition};
-use konvert_exam::{Manifest, PacketKind, PageIdentity, PageStatus};
+use konvert_exam::{Manifest, ManifestFile, PacketKind, PageIdentity, PageStatus};
 use konvert_records::{page_digest, ExamDay, Mark, Opening, PacketEntry, PageEntry, PageKey, PageReading};
 use konvert_replication::InboxRecord;
 
-use crate::unpack::{check_stored, open_checked, receipted};
+use crate::unpack::{check_stored, open_checked, open_stored_in_memory, receipted};
 use crate::{Error, Result};
 
 /// Time one page may take to recognize before it goes to a verifier as unreadable.
@@ -47,10 +49,7 @@ pub fn register(
 ) -> Result<Registered> {
     let b = &record.receipt.body;
     let claim = receipted(b);
-    // The signed header names the packet; nothing else is trusted for site, room or day.
-    let checked = check_stored(data_dir, &claim, trusted)?;
-    let packet_ref = checked.packet().clone();
-    let entry = |opening| PacketEntry {
+    let entry = |packet_ref: &konvert_exam::PacketRef, opening| PacketEntry {
         envelope: b.digest,
         site: b.site.clone(),
         packet_id: b.packet_id.clone(),
@@ -65,25 +64,61 @@ pub fn register(
         registered_at_unix_ms: now_unix_ms,
         opening,
     };
+    let refused = |packet_ref: &konvert_exam::PacketRef, e: &Error| Registered {
+        packet: entry(packet_ref, Opening::Refused { reason: e.to_string() }),
+        pages: Vec::new(),
+    };
+    let opened = |packet_ref: &konvert_exam::PacketRef, manifest: &Manifest, pages: Vec<PageEntry>| Registered {
+        packet: entry(
+            packet_ref,
+            Opening::Opened {
+                files: u32::try_from(manifest.files.len()).unwrap_or(u32::MAX),
+                pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
+            },
+        ),
+        pages,
+    };
+    // A packet of ordinary size is opened in memory: its scans never touch the disk.
+    match open_stored_in_memory(data_dir, &claim, keys, trusted) {
+        Ok(Some(packet)) => {
+            let bytes = |i: usize, _: &ManifestFile| {
+                packet.file(i).map(Cow::Borrowed).ok_or_else(|| Error::Loader {
+                    what: format!("file {i} of the packet is missing from what was opened"),
+                    hint: "run processing again; report this as a bug if it repeats",
+                })
+            };
+            let pages = recognize_all(&packet.manifest, &bytes, b.digest, packet.packet.kind)?;
+            return Ok(opened(&packet.packet, &packet.manifest, pages));
+        }
+        Ok(None) => {}
+        Err(e) if is_the_packets_fault(&e) => {
+            // The packet's description is only known once it checked: check it alone.
+            let checked = check_stored(data_dir, &claim, trusted)?;
+            return Ok(refused(checked.packet(), &e));
+        }
+        Err(e) => return Err(e),
+    }
+    // The signed header names the packet; nothing else is trusted for site, room or day.
+    let checked = check_stored(data_dir, &claim, trusted)?;
+    let packet_ref = checked.packet().clone();
     let work = scratch.join(hex::encode(b.digest));
     if work.exists() {
         fs::remove_dir_all(&work).map_err(Error::file(&work))?;
     }
     private_dir(&work)?;
     let files = work.join("files");
-    let opened = open_checked(&checked, &claim, keys, trusted, &work, &files);
-    let result = match opened {
-        Ok(manifest) => recognize_all(&manifest, &files, b.digest, packet_ref.kind).map(|pages| Registered {
-            packet: entry(Opening::Opened {
-                files: u32::try_from(manifest.files.len()).unwrap_or(u32::MAX),
-                pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
-            }),
-            pages,
-        }),
-        Err(e) if is_the_packets_fault(&e) => Ok(Registered {
-            packet: entry(Opening::Refused { reason: e.to_string() }),
-            pages: Vec::new(),
-        }),
+    let result = match open_checked(&checked, &claim, keys, trusted, &work, &files) {
+        Ok(manifest) => {
+            let bytes = |_: usize, file: &ManifestFile| {
+                // Our own scratch copy, checked against the manifest as it was written; still bounded.
+                konvert_crypto::keyfile::read_bounded(&files.join(&file.name), file.size.saturating_add(1))
+                    .map(|b| Cow::Owned(b.to_vec()))
+                    .map_err(Error::from)
+            };
+            recognize_all(&manifest, &bytes, b.digest, packet_ref.kind)
+                .map(|pages| opened(&packet_ref, &manifest, pages))
+        }
+        Err(e) if is_the_packets_fault(&e) => Ok(refused(&packet_ref, &e)),
         Err(e) => Err(e),
     };
     let _ = fs::remove_dir_all(&work);
@@ -108,9 +143,17 @@ fn private_dir(path: &Path) -> Result<()> {
         .map_err(Error::file(path))
 }
 
-/// Recognizes every page of every file of `manifest` in `files`, files spread over the
+/// The bytes of a packet's `index`th file, from memory or from a scratch folder.
+type FileBytes<'a> = dyn Fn(usize, &ManifestFile) -> Result<Cow<'a, [u8]>> + Sync + 'a;
+
+/// Recognizes every page of every file of `manifest`, files spread over the
 /// cores; pages in manifest order.
-fn recognize_all(manifest: &Manifest, files: &Path, envelope: [u8; 32], kind: PacketKind) -> Result<Vec<PageEntry>> {
+fn recognize_all(
+    manifest: &Manifest,
+    bytes: &FileBytes<'_>,
+    envelope: [u8; 32],
+    kind: PacketKind,
+) -> Result<Vec<PageEntry>> {
     let claims: std::collections::BTreeMap<(&str, u32), &PageIdentity> = manifest
         .room
         .iter()
@@ -133,7 +176,7 @@ fn recognize_all(manifest: &Manifest, files: &Path, envelope: [u8; 32], kind: Pa
                     i
                 };
                 let Some(file) = manifest.files.get(i) else { return };
-                let pages = recognize_file(file, i, files, envelope, kind, &claims);
+                let pages = bytes(i, file).and_then(|b| recognize_file(file, &b, i, envelope, kind, &claims));
                 if let Ok(mut r) = results.lock() {
                     r.push((i, pages));
                 }
@@ -153,16 +196,13 @@ fn recognize_all(manifest: &Manifest, files: &Path, envelope: [u8; 32], kind: Pa
 }
 
 fn recognize_file(
-    file: &konvert_exam::ManifestFile,
+    file: &ManifestFile,
+    bytes: &[u8],
     index: usize,
-    files: &Path,
     envelope: [u8; 32],
     kind: PacketKind,
     claims: &std::collections::BTreeMap<(&str, u32), &PageIdentity>,
 ) -> Result<Vec<PageEntry>> {
-    let path = files.join(&file.name);
-    // Our own scratch copy, checked against the manifest as it was written; still bounded.
-    let bytes = konvert_crypto::keyfile::read_bounded(&path, file.size.saturating_add(1))?;
     let file_index = u32::try_from(index).unwrap_or(u32::MAX);
     let page = |n: u32, reading: PageReading| PageEntry {
         key: PageKey {
@@ -184,7 +224,7 @@ fn recognize_file(
         // A recording is one "page": its KIM number, never the audio.
         out.push(page(
             0,
-            match konvert_exam::read_kim(&bytes) {
+            match konvert_exam::read_kim(bytes) {
                 Ok(kim) => PageReading::Recording {
                     kim: kim.as_str().to_owned(),
                 },
@@ -195,7 +235,7 @@ fn recognize_file(
         ));
         return Ok(out);
     }
-    let mut pages = match read_scan_pages(&bytes) {
+    let mut pages = match read_scan_pages(bytes) {
         Ok(p) => p,
         Err(e) => {
             out.push(page(0, PageReading::NotImage { reason: e.to_string() }));
