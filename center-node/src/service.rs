@@ -223,6 +223,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         Some(a) => {
             let plans = PlanDesk::open(&cfg.data_dir)?;
             let answers = crate::answers::AnswerDesk::open(&cfg.data_dir)?;
+            let review = crate::review::ReviewDesk::open(&cfg.data_dir)?;
             let source = crate::monitor::MonitorSource::new(inbox.clone())
                 .with_plans(Arc::new(move || {
                     plans.plans().unwrap_or_else(|e| {
@@ -234,6 +235,13 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
                     Ok(held) => held.into_iter().map(|h| h.signed.answer).collect(),
                     Err(e) => {
                         warn!("the monitoring page shows no answers: {e}");
+                        Vec::new()
+                    }
+                }))
+                .with_review(Arc::new(move || match review.list() {
+                    Ok(flags) => flags,
+                    Err(e) => {
+                        warn!("the monitoring page shows no packets held for review: {e}");
                         Vec::new()
                     }
                 }));

@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use konvert_exam::{DayPlan, ExamDate, ExamKind, Form, PacketKind, SiteKind, SiteZone};
 use konvert_replication::{InboxRecord, PacketAnswer, RemarkAction};
 
+use crate::review::ReviewFlag;
+
 use super::civil::days_from_civil;
 use super::view::*;
 
@@ -127,6 +129,7 @@ fn current<'a>(p: &Packet<'a>, answers: &AnswerIndex<'a>) -> Option<Current<'a>>
             late: record.late,
             answer: state,
             answered_remarks,
+            held: None,
         },
         answered: answer.is_some(),
         open,
@@ -323,6 +326,7 @@ pub fn build(
                 eta: Eta::Unknown,
                 risk: Risk::OnTrack,
                 silent: false,
+                held_for_review: 0,
                 form18: FormState::Missing,
                 rooms: Vec::new(),
                 extra_packets: Vec::new(),
@@ -501,6 +505,26 @@ pub fn build(
         built_at_unix_ms: now,
         days,
         unplanned,
+    }
+}
+
+/// Marks the packets whose current version is held for review (`flags`: the review desk's,
+/// one per stored version signed by a token blocked since) and counts them per site.
+pub fn mark_held(view: &mut MonitorView, flags: &[ReviewFlag]) {
+    let held: HashMap<(&str, u32), &str> = flags
+        .iter()
+        .map(|f| ((f.packet_id.as_str(), f.version), f.status.as_str()))
+        .collect();
+    for site in view.days.iter_mut().flat_map(|d| d.sites.iter_mut()) {
+        let mut count = 0;
+        let packets = site.rooms.iter_mut().flat_map(|r| r.packets.iter_mut());
+        for p in packets.chain(site.extra_packets.iter_mut()) {
+            if let Some(status) = held.get(&(p.packet_id.as_str(), p.version)) {
+                p.held = Some((*status).to_owned());
+                count += 1;
+            }
+        }
+        site.held_for_review = count;
     }
 }
 

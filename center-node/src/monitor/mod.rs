@@ -17,7 +17,7 @@ use std::sync::Arc;
 use konvert_exam::DayPlan;
 use konvert_replication::{Inbox, PacketAnswer};
 
-pub use build::{build, parse_packet_id};
+pub use build::{build, mark_held, parse_packet_id};
 pub use render::{render, render_site};
 pub use view::{DayClosing, MonitorView};
 
@@ -27,6 +27,8 @@ pub type PlansFn = Arc<dyn Fn() -> Vec<DayPlan> + Send + Sync>;
 pub type AnswersFn = Arc<dyn Fn() -> Vec<PacketAnswer> + Send + Sync>;
 /// Gives how far closing has gone for each exam day.
 pub type ClosingFn = Arc<dyn Fn() -> Vec<DayClosing> + Send + Sync>;
+/// Gives the packets held for review (signed by tokens blocked since).
+pub type ReviewFn = Arc<dyn Fn() -> Vec<crate::review::ReviewFlag> + Send + Sync>;
 
 /// Where the page's facts come from; each is read afresh at every request.
 #[derive(Clone)]
@@ -37,6 +39,7 @@ pub struct MonitorSource {
     plans: PlansFn,
     answers: AnswersFn,
     closing: ClosingFn,
+    review: ReviewFn,
 }
 
 impl MonitorSource {
@@ -48,6 +51,7 @@ impl MonitorSource {
             plans: Arc::new(Vec::new),
             answers: Arc::new(Vec::new),
             closing: Arc::new(Vec::new),
+            review: Arc::new(Vec::new),
         }
     }
 
@@ -69,6 +73,12 @@ impl MonitorSource {
         self
     }
 
+    /// Takes the packets held for review from `review` (the review desk's flags).
+    pub fn with_review(mut self, review: ReviewFn) -> Self {
+        self.review = review;
+        self
+    }
+
     /// The view at `now_unix_ms`.
     pub fn view(&self, now_unix_ms: u64) -> crate::Result<MonitorView> {
         let inbox = self
@@ -76,13 +86,15 @@ impl MonitorSource {
             .upgrade()
             .ok_or_else(|| crate::Error::Control("the center has stopped".into()))?;
         let records = inbox.records()?;
-        Ok(build(
+        let mut view = build(
             &(self.plans)(),
             &records,
             &(self.answers)(),
             &(self.closing)(),
             now_unix_ms,
-        ))
+        );
+        mark_held(&mut view, &(self.review)());
+        Ok(view)
     }
 
     /// The HTML for request path `path` (query ignored): `/` or `/monitor` is the whole

@@ -27,7 +27,7 @@ gap:0 .3em;align-items:center;padding:2px 4px;border-bottom:1px solid #ccc}\
 summary{cursor:pointer;list-style:none}summary::-webkit-details-marker{display:none}\
 summary::before{content:'\\25B8'}details[open]>summary::before{content:'\\25BE'}\
 .late{background:#fecaca}.behind{background:#fde68a}.ontrack{background:#d9f99d}.done{background:#bbf7d0}\
-.silent{font-weight:700;color:#7f1d1d}\
+.silent,.held{font-weight:700;color:#7f1d1d}\
 .rooms{margin:.3em 0 .8em 1.6em}.rooms td{font-size:.95em}\
 .missing{color:#991b1b}.remark{color:#9a3412;font-weight:600}.received{color:#854d0e}.loaded{color:#166534}\
 @media print{@page{size:A4 landscape;margin:10mm}body{font-size:9pt;margin:0}\
@@ -189,13 +189,26 @@ const LEGEND: &str = "<p class=\"legend\"><span class=\"late\">late</span>deadli
 projected after 22:59, or silent 1 h with under 3 h left \
 <span class=\"behind\">behind</span>rooms missing after 17:30, projected after 17:30, a remark open, \
 or silent 30 min <span class=\"ontrack\">on track</span><span class=\"done\">done</span>every room complete. \
-<b class=\"silent\">silent</b>: nothing yet, or nothing for 30 min with rooms missing; listed first.</p>\n";
+<b class=\"silent\">silent</b>: nothing yet, or nothing for 30 min with rooms missing; listed first. \
+<b class=\"held\">held for review</b>: signed by a token blocked since (`konvert-center review`).</p>\n";
 
 const GRID_HEAD: &str =
     "<div class=\"grid head\"><span></span><span>Site</span><span>Kind</span><span>Time zone</span>\
 <span class=\"num\">Recv.</span><span class=\"num\">Loaded</span><span class=\"num\">Remarked</span>\
 <span class=\"num\">Open rem.</span><span class=\"num\">Rooms done</span><span class=\"num\">MB</span>\
 <span>Last packet</span><span>ETA vs 23:59</span><span>Risk</span></div>\n";
+
+/// The marks beside a site's code: silent, and packets held for review.
+fn badges(s: &SiteView) -> String {
+    let mut b = String::new();
+    if s.silent {
+        b.push_str(" <b class=\"silent\">silent</b>");
+    }
+    if s.held_for_review > 0 {
+        let _ = write!(b, " <b class=\"held\">{} held for review</b>", s.held_for_review);
+    }
+    b
+}
 
 fn site(out: &mut String, s: &SiteView, d: &DayView, now: u64, open: bool) {
     let day = d.date.to_string();
@@ -224,7 +237,7 @@ fn site(out: &mut String, s: &SiteView, d: &DayView, now: u64, open: bool) {
         risk_class(s.risk),
         path_segment(&s.code),
         escape(&s.code),
-        if s.silent { " <b class=\"silent\">silent</b>" } else { "" },
+        badges(s),
         escape(s.kind),
         escape(&s.time_zone),
         s.packets_received,
@@ -303,7 +316,15 @@ fn packets(out: &mut String, list: &[PacketView], s: &SiteView, day: &str) {
             } else {
                 String::new()
             },
-            if p.late { "; late" } else { "" },
+            match (&p.held, p.late) {
+                (Some(status), late) => format!(
+                    "{}; held for review: its token is {}",
+                    if late { "; late" } else { "" },
+                    escape(status)
+                ),
+                (None, true) => "; late".to_owned(),
+                (None, false) => String::new(),
+            },
             mb(p.bytes),
             escape(&local(p.received_at_unix_ms, s.utc_offset_s, day)),
         );

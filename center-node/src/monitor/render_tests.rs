@@ -1,5 +1,5 @@
 use super::*;
-use crate::monitor::build::build;
+use crate::monitor::build::{build, mark_held};
 use konvert_crypto::SigningKey;
 use konvert_exam::PacketKind;
 
@@ -100,6 +100,7 @@ fn hostile_values_are_escaped_everywhere() {
             late: true,
             answer: AnswerState::Waiting,
             answered_remarks: 0,
+            held: Some(evil.into()),
         }],
         state: RoomState::Partial,
     });
@@ -188,4 +189,51 @@ proptest::proptest! {
             proptest::prop_assert!(["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"].iter().any(|x| rest.starts_with(x)));
         }
     }
+}
+
+#[test]
+fn a_packet_held_for_review_is_marked_on_its_site_and_in_its_room() {
+    let (mut view, html) = page();
+    assert!(!html.contains("held for review:"));
+    let at = view.days[0].sites.iter().position(|s| s.code == "0101").unwrap();
+    let site = &view.days[0].sites[at];
+    let p = site
+        .rooms
+        .iter()
+        .flat_map(|r| &r.packets)
+        .find(|p| p.kind == "blanks")
+        .unwrap();
+    let flag = crate::review::ReviewFlag {
+        packet_id: p.packet_id.clone(),
+        version: p.version,
+        site: site.code.clone(),
+        envelope_id: "00".repeat(32),
+        received_at_unix_ms: 0,
+        token_id: "T-1".into(),
+        person: "Иванов".into(),
+        status: "compromised".into(),
+        blocked_at_unix_ms: 0,
+        registry_version: 2,
+    };
+    // Another version of the same packet, or another packet, marks nothing.
+    let other = crate::review::ReviewFlag {
+        version: p.version + 1,
+        ..flag.clone()
+    };
+    mark_held(&mut view, std::slice::from_ref(&other));
+    assert!(view.days[0].sites.iter().all(|s| s.held_for_review == 0));
+    mark_held(&mut view, &[flag, other]);
+    let site = &view.days[0].sites[at];
+    assert_eq!(site.held_for_review, 1);
+    let held: Vec<_> = site
+        .rooms
+        .iter()
+        .flat_map(|r| &r.packets)
+        .filter(|p| p.held.is_some())
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].held.as_deref(), Some("compromised"));
+    let html = render(&view, afternoon());
+    assert!(html.contains("<b class=\"held\">1 held for review</b>"), "{html}");
+    assert!(html.contains("held for review: its token is compromised"));
 }

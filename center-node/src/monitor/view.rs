@@ -197,6 +197,9 @@ pub struct PacketView {
     pub answer: AnswerState,
     /// Remarks on earlier versions answered by a newer one.
     pub answered_remarks: u32,
+    /// Held for review: the token that signed it is now blocked (its status, e.g.
+    /// "compromised"); the loader holds it back until an operator decides.
+    pub held: Option<String>,
 }
 
 /// A room's state.
@@ -281,6 +284,8 @@ pub struct SiteView {
     pub risk: Risk,
     /// Silent: nothing yet, or nothing for [`SILENT_MS`] with rooms outstanding.
     pub silent: bool,
+    /// Current packet versions held for review (signed by a token blocked since).
+    pub held_for_review: u32,
     /// ППЭ-18МАШ, the site's public-observer act.
     pub form18: FormState,
     /// Every planned room, in the plan's order.
