@@ -149,7 +149,9 @@ pub(crate) async fn run(
     let place = Workplace {
         data_dir: center_cfg.data_dir.clone(),
         records_dir: root.join("loader-records"),
-        checkpoint_key: konvert_center::workstation_key::local_signing_key_file(center_cfg),
+        // The demo's loader shares the serving receiver's folder, whose log is the
+        // receiver's own: its records' log is not anchored there.
+        checkpoint_key: None,
     };
     std::fs::create_dir_all(&place.records_dir)?;
     let records = SledRecords::open(&konvert_center::processing::records_db(&place.records_dir))?;
@@ -197,6 +199,8 @@ pub(crate) async fn run(
             }
         }
     }
+    // A log has one writer at a time: the next run opens it afresh.
+    drop(audit);
     let report = run_loader()?;
     let findings = records.findings()?;
     say(format!(

@@ -364,7 +364,8 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     let place = Workplace {
         data_dir: cfg.data_dir.clone(),
         records_dir: fx.root.path().join("records"),
-        checkpoint_key: None,
+        // The loader's log is checkpointed and anchored in the data folder's log.
+        checkpoint_key: Some(cfg.receipt_key.clone()),
     };
     let inbox = konvert_replication::Inbox::open(&cfg.data_dir).unwrap();
     let records = SledRecords::open(&place.records_dir.join("records.sled")).unwrap();
@@ -382,11 +383,11 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
         .filter(|o| o.stage == PageStage::Blocked)
         .collect();
     assert_eq!(blocked.len(), 2, "{blocked:#?}");
-    let audit = place.audit().unwrap();
+    // Each decision opens the log afresh, as each command does: a log has one writer at a time.
     use konvert_center::processing::desk;
     desk::decide_recording(
         &records,
-        &audit,
+        &place.audit().unwrap(),
         blocked[0].key,
         konvert_records::AudioChoice::Admit,
         "Оператор",
@@ -395,7 +396,7 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     .unwrap();
     desk::decide_recording(
         &records,
-        &audit,
+        &place.audit().unwrap(),
         blocked[1].key,
         konvert_records::AudioChoice::Annul,
         "Оператор",
@@ -407,7 +408,7 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     // Once applied, a recording is no longer blocked: another decision on it is refused.
     assert!(desk::decide_recording(
         &records,
-        &audit,
+        &place.audit().unwrap(),
         blocked[1].key,
         konvert_records::AudioChoice::Admit,
         "Оператор",
@@ -514,6 +515,26 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
             .stage,
         PageStage::Final(FinalState::Registered)
     ));
+
+    // The loader's log verifies, and its newest checkpoint is anchored in the data
+    // folder's log, which verifies too.
+    let key = konvert_crypto::keyfile::read_signing_key(&cfg.receipt_key)
+        .unwrap()
+        .verifying_key();
+    let verify = |log: &Path| {
+        let bytes = std::fs::read(log).unwrap();
+        let head = konvert_crypto::audit::read_head(&konvert_crypto::audit::head_path(log)).unwrap();
+        let report = konvert_crypto::audit::verify(&bytes, head.as_ref(), &[key]);
+        assert!(report.is_intact(), "{}: {:?}", log.display(), report.finding);
+        (String::from_utf8_lossy(&bytes).into_owned(), head.unwrap())
+    };
+    let (_, loader_head) = verify(&place.records_dir.join(konvert_center::processing::LOADER_AUDIT_LOG));
+    let (center_log, _) = verify(&cfg.data_dir.join("audit.log"));
+    let anchor = konvert_crypto::audit::AuditAnchor::of(&loader_head).to_line();
+    assert!(
+        center_log.contains(konvert_center::processing::RECORDS_ANCHOR) && center_log.contains(&anchor),
+        "the data folder's log does not anchor {anchor}"
+    );
 }
 
 fn kinds_of(k: &FindingKind) -> &'static str {

@@ -36,6 +36,8 @@ pub const LOADER_AUDIT_LOG: &str = "loader-audit.log";
 
 /// The audit log's word for processing.
 pub const PROCESS_RUN: &str = "process-run";
+/// The data folder's audit log's word for an anchor of the loader's audit log.
+pub const RECORDS_ANCHOR: &str = "loader.records-anchor";
 /// The audit log's word for registering (decrypting) a packet version.
 pub const PACKET_REGISTER: &str = "packet-register";
 
@@ -84,11 +86,48 @@ impl Workplace {
 
     /// Opens the loader's audit log.
     pub fn audit(&self) -> Result<AuditLog> {
-        let key = match &self.checkpoint_key {
-            Some(path) => Some(konvert_crypto::keyfile::read_signing_key(path)?),
-            None => None,
+        Ok(AuditLog::open(
+            &self.records_dir.join(LOADER_AUDIT_LOG),
+            self.key()?,
+            64,
+        )?)
+    }
+
+    fn key(&self) -> Result<Option<konvert_crypto::SigningKey>> {
+        match &self.checkpoint_key {
+            Some(path) => Ok(Some(konvert_crypto::keyfile::read_signing_key(path)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Signs a checkpoint of the loader's audit log `audit` and writes its anchor into the
+    /// audit log of the data folder (the one decryptions by `loader unpack` and key wraps
+    /// go to), so that neither log can be cut back alone. Nothing without a key.
+    pub fn anchor(&self, audit: &AuditLog) -> Result<()> {
+        let Some(checkpoint) = audit.checkpoint()? else {
+            return Ok(());
         };
-        Ok(AuditLog::open(&self.records_dir.join(LOADER_AUDIT_LOG), key, 64)?)
+        // A log has one writer: a center serving this folder writes its own.
+        if crate::control::ask_center(&self.data_dir, "status").is_some() {
+            tracing::warn!(
+                data_dir = %self.data_dir.display(),
+                "a center serves this data folder: the loader's audit log is not anchored in its log"
+            );
+            return Ok(());
+        }
+        let anchor = konvert_crypto::audit::AuditAnchor::of(&checkpoint);
+        let center = AuditLog::open(
+            &self.data_dir.join(crate::service::AUDIT_LOG),
+            self.key()?,
+            crate::service::AUDIT_CHECKPOINT_EVERY,
+        )?;
+        center.append(
+            "konvert-center loader",
+            AuditAction::Other(RECORDS_ANCHOR.to_owned()),
+            &anchor.to_line(),
+            &format!("the loader's audit log {} up to here", audit.path().display()),
+        )?;
+        Ok(())
     }
 }
 
@@ -199,6 +238,7 @@ pub fn process(
             report.failed.len()
         ),
     )?;
+    place.anchor(&audit)?;
     report.resolution = resolution;
     Ok(report)
 }
