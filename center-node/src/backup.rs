@@ -143,10 +143,10 @@ pub fn parts(cfg: &CenterConfig) -> Result<Vec<Part>> {
 /// What a backup holds outside the data folder: its name under `config/` in the backup,
 /// where center.toml puts it, and how it is copied. `restore` puts each back only where
 /// the target has none. On the loader's workstation that includes its records (the
-/// regional records and the loader's audit log), in `records/` beside the data folder —
-/// where `konvert-center loader …` keeps them by default.
+/// regional records and the loader's audit log), in the folder center.toml names
+/// (`records`, by default `records/` beside it) — where `konvert-center loader …` keeps them.
 fn beside(cfg: &CenterConfig) -> Vec<(&'static str, PathBuf, How)> {
-    let records = cfg.data_dir.parent().unwrap_or(Path::new(".")).join("records");
+    let records = cfg.records.clone();
     vec![
         ("registry.bin", cfg.registry.clone(), How::Files),
         ("authority.toml", cfg.authority.clone(), How::Files),
@@ -498,6 +498,8 @@ fn list_files(root: &Path, below: &Path, out: &mut Vec<String>) -> Result<()> {
 
 /// Takes a backup of `cfg`'s center into `to` (new or empty), while it serves or not.
 pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
+    // Before the target is made: a backup that cannot be signed writes nothing.
+    let key = crate::workstation_key::backup_signing_key(cfg)?;
     make_empty_target(to)?;
     let to = fs::canonicalize(to).map_err(Error::file(to))?;
     if fs::canonicalize(&cfg.data_dir).is_ok_and(|data| to.starts_with(data)) {
@@ -508,7 +510,6 @@ pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
             cfg.data_dir.display()
         )));
     }
-    let key = crate::workstation_key::backup_signing_key(cfg)?;
     let receipt = receipt_public(cfg)?;
     let signed_by_workstation = key.verifying_key() != receipt;
     let holder = Holder::find(cfg)?;

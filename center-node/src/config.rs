@@ -25,6 +25,10 @@ pub struct CenterConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Where the inbox and the store live.
     pub data_dir: PathBuf,
+    /// Where the loader's workstation keeps the regional records and the loader's audit
+    /// log (`konvert-center loader …`); backups take them from here.
+    #[serde(default = "default_records")]
+    pub records: PathBuf,
     /// The center's CA certificate (PEM), which issued every station certificate.
     pub ca_cert: PathBuf,
     /// The CA's private key (PEM, 0600). When set, the running center re-signs the station
@@ -85,6 +89,10 @@ fn default_time_zone() -> SiteZone {
     SiteZone::moscow()
 }
 
+fn default_records() -> PathBuf {
+    "records".into()
+}
+
 fn default_authority() -> PathBuf {
     "registry/authority.toml".into()
 }
@@ -120,6 +128,7 @@ impl CenterConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut cfg.data_dir,
+            &mut cfg.records,
             &mut cfg.ca_cert,
             &mut cfg.crl,
             &mut cfg.cert,
@@ -197,7 +206,8 @@ impl CenterConfig {
         for (what, p) in [("ca_cert", &self.ca_cert), ("cert", &self.cert), ("key", &self.key)] {
             if !p.is_file() {
                 return Err(format!(
-                    "{what} = {} does not exist; run `konvert-center init` first",
+                    "{what} = {} does not exist; run `konvert-center init` first (a loader's workstation, which \
+                     never serves, needs none of the TLS files: its commands check what they use)",
                     p.display()
                 ));
             }

@@ -476,7 +476,7 @@ pub fn command(action: EnvelopeAction) -> Result<()> {
                 println!("  key registry v{v} taken");
             }
             println!(
-                "{} taken, {} already held, {} refused; next: `konvert-center loader process --config {}`",
+                "{} taken, {} already held, {} refused; next: `konvert-center loader process --config {} --token specialist.token`",
                 s.taken.len(),
                 s.already,
                 s.refused.len(),

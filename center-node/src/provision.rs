@@ -72,6 +72,7 @@ pub fn init_center(
         listen,
         metrics_listen,
         data_dir: "data".into(),
+        records: "records".into(),
         ca_cert: "pki/ca.pem".into(),
         ca_key: Some("pki/ca.key".into()),
         crl: "pki/stations.crl".into(),

@@ -385,18 +385,28 @@ pub fn check_stored(
 ) -> Result<Checked> {
     let path = Inbox::stored_envelope(data_dir, &claim.envelope_id);
     let source = if claim.bytes <= IN_MEMORY_BYTES {
-        Source::Memory(envelope::verify_bytes(read_envelope(&path, claim.bytes)?, trusted)?)
+        let bytes = read_envelope(&path, claim)?;
+        Source::Memory(envelope::verify_bytes(bytes, trusted).map_err(|e| explain(&path, claim, e))?)
     } else {
         let file = open_envelope(&path)?;
-        Source::File(envelope::verify_stored(
-            std::io::BufReader::with_capacity(256 << 10, file),
-            trusted,
-        )?)
+        let size = file.metadata().map_err(Error::file(&path))?.len();
+        if size != claim.bytes {
+            return Err(altered(&path, claim, &format!("{size} bytes")));
+        }
+        let input = std::io::BufReader::with_capacity(256 << 10, file);
+        Source::File(envelope::verify_stored(input, trusted).map_err(|e| explain(&path, claim, e))?)
     };
     let verified = match &source {
         Source::Memory(b) => b.envelope(),
         Source::File(v) => v,
     };
+    let packet = agree_verified(claim, &path, verified)?;
+    Ok(Checked { path, source, packet })
+}
+
+/// The packet a verified envelope's header and signed description name, when they are the
+/// record's.
+fn agree_verified(claim: &Claim<'_>, path: &Path, verified: &VerifiedEnvelope) -> Result<PacketRef> {
     let h = verified.header();
     let sealed = Sealed {
         envelope_id: verified.digest(),
@@ -406,8 +416,7 @@ pub fn check_stored(
         sender_site: &h.sender_site,
         metadata: &h.metadata,
     };
-    let packet = agreement::agree(claim, &sealed).map_err(|d| disagrees(claim, &path, &d))?;
-    Ok(Checked { path, source, packet })
+    agreement::agree(claim, &sealed).map_err(|d| disagrees(claim, path, &d))
 }
 
 fn disagrees(claim: &Claim<'_>, path: &Path, d: &Disagreement) -> Error {
@@ -456,25 +465,18 @@ pub fn open_stored_in_memory(
         return Ok(None);
     }
     let path = Inbox::stored_envelope(data_dir, &claim.envelope_id);
-    let bytes = read_envelope(&path, claim.bytes)?;
+    let bytes = read_envelope(&path, claim)?;
     // Unverified, only to pick the key: a header that lies fails the signature below.
-    let header = envelope::read_header(&bytes[..])?;
+    let header = envelope::read_header(&bytes[..]).map_err(|e| explain(&path, claim, e))?;
     let key = key_for(keys, &header, claim)?;
     let (verified, archive) = envelope::open_in_memory(&bytes, key, trusted, |plain| {
         konvert_exam::parse_archive(&plain).map(|(manifest, files)| (manifest, files, plain))
-    })?;
-    let h = verified.header();
-    let sealed = Sealed {
-        envelope_id: verified.digest(),
-        bytes: verified.envelope_bytes(),
-        packet_id: &h.packet_id,
-        version: h.version,
-        sender_site: &h.sender_site,
-        metadata: &h.metadata,
-    };
-    let packet = agreement::agree(claim, &sealed).map_err(|d| disagrees(claim, &path, &d))?;
+    })
+    .map_err(|e| explain(&path, claim, e))?;
+    let packet = agree_verified(claim, &path, &verified)?;
     let (manifest, files, plain) = archive?;
-    agreement::agree_manifest(&packet, h.version, &manifest).map_err(|d| disagrees(claim, &path, &d))?;
+    agreement::agree_manifest(&packet, verified.header().version, &manifest)
+        .map_err(|d| disagrees(claim, &path, &d))?;
     Ok(Some(OpenedPacket {
         packet,
         manifest,
@@ -485,13 +487,53 @@ pub fn open_stored_in_memory(
 
 /// Reads a stored envelope whole: at most one byte more than receipted, so a file grown
 /// since is caught by its digest without holding whatever was appended.
-fn read_envelope(path: &Path, receipted_bytes: u64) -> Result<Vec<u8>> {
+fn read_envelope(path: &Path, claim: &Claim<'_>) -> Result<Vec<u8>> {
     let file = open_envelope(path)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(receipted_bytes).unwrap_or(0));
-    file.take(receipted_bytes.saturating_add(1))
+    let mut bytes = Vec::with_capacity(usize::try_from(claim.bytes).unwrap_or(0));
+    file.take(claim.bytes.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(Error::file(path))?;
+    let read = bytes.len() as u64;
+    if read != claim.bytes {
+        let found = if read > claim.bytes {
+            "more bytes than that".to_owned()
+        } else {
+            let id = ring::digest::digest(&ring::digest::SHA256, &bytes);
+            format!("{read} bytes, envelope id {}", hex::encode(id.as_ref()))
+        };
+        return Err(altered(path, claim, &found));
+    }
     Ok(bytes)
+}
+
+/// The store holds something else than the envelope its record receipted: the receiver
+/// verified that one when it arrived, so this is the store's damage, not the site's.
+fn altered(path: &Path, claim: &Claim<'_>, found: &str) -> Error {
+    Error::Loader {
+        what: format!(
+            "the stored envelope {} is not the one receipted for {} v{} (envelope id {}, {} bytes): it holds {found}",
+            path.display(),
+            claim.packet_id,
+            claim.version,
+            hex::encode(claim.envelope_id),
+            claim.bytes
+        ),
+        hint: "the store was altered or damaged after the receipt — restore the center's data folder from backup \
+               (or import the envelopes drive again); the site need not send anything",
+    }
+}
+
+/// Explains a stored envelope that failed its check: when its bytes are not the receipted
+/// ones (hashed only now, on this rare path), the store was altered; otherwise the
+/// check's own error stands.
+fn explain(path: &Path, claim: &Claim<'_>, e: konvert_crypto::Error) -> Error {
+    let digest =
+        read_envelope(path, claim).map(|bytes| hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)));
+    match digest {
+        Ok(d) if d != hex::encode(claim.envelope_id) => altered(path, claim, &format!("envelope id {d}")),
+        Err(altered) => altered,
+        Ok(_) => e.into(),
+    }
 }
 
 /// The one of `keys` the envelope is sealed to.

@@ -3,7 +3,6 @@
 //! audit logs signed checkpoints: this key signs both there. It never signs receipts, and
 //! nothing the receiver or a site trusts is signed with it.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::{keyfile, SigningKey, VerifyingKey};
@@ -14,11 +13,29 @@ use crate::{Error, Result};
 /// Where `loader workstation-key` puts the key unless told otherwise (beside center.toml).
 pub const DEFAULT_PATH: &str = "keys/workstation.key";
 
+/// The receipt key where `receipt_key` names it (the receiver); `None` where it names only
+/// its public half (a loader's workstation). A file that is neither — unreadable, damaged
+/// — is an error, never taken for a workstation.
+fn receipt_signing_key(cfg: &CenterConfig) -> Result<Option<SigningKey>> {
+    match keyfile::read_signing_key(&cfg.receipt_key) {
+        Ok(key) => Ok(Some(key)),
+        Err(e) => {
+            let public = keyfile::read_text_bounded(&cfg.receipt_key, 4096)
+                .ok()
+                .and_then(|text| VerifyingKey::from_hex(text.trim()).ok());
+            match public {
+                Some(_) => Ok(None),
+                None => Err(e.into()),
+            }
+        }
+    }
+}
+
 /// The key that signs this machine's backups and audit checkpoints: the receipt key where
 /// this is the receiver (it holds it), else the workstation key center.toml names; `None`
 /// on a loader's workstation that has none yet.
 pub fn local_signing_key(cfg: &CenterConfig) -> Result<Option<SigningKey>> {
-    if let Ok(key) = keyfile::read_signing_key(&cfg.receipt_key) {
+    if let Some(key) = receipt_signing_key(cfg)? {
         return Ok(Some(key));
     }
     match &cfg.workstation_key {
@@ -28,11 +45,11 @@ pub fn local_signing_key(cfg: &CenterConfig) -> Result<Option<SigningKey>> {
 }
 
 /// The file [`local_signing_key`] reads, for what opens it again later.
-pub fn local_signing_key_file(cfg: &CenterConfig) -> Option<PathBuf> {
-    if keyfile::read_signing_key(&cfg.receipt_key).is_ok() {
-        return Some(cfg.receipt_key.clone());
+pub fn local_signing_key_file(cfg: &CenterConfig) -> Result<Option<PathBuf>> {
+    if receipt_signing_key(cfg)?.is_some() {
+        return Ok(Some(cfg.receipt_key.clone()));
     }
-    cfg.workstation_key.clone()
+    Ok(cfg.workstation_key.clone())
 }
 
 /// The key that signs this machine's backups, or what to do to have one.
@@ -66,10 +83,11 @@ pub struct Made {
 }
 
 /// Makes the workstation key at `out` (refusing to replace one) and names it in the
-/// center.toml at `config` unless that already names a key.
+/// center.toml at `config` unless that already names a key. The new config is checked
+/// before anything is written, and the key is removed again if naming it fails.
 pub fn make(config: &Path, out: Option<&Path>) -> Result<Made> {
     let cfg = CenterConfig::load(config)?;
-    if keyfile::read_signing_key(&cfg.receipt_key).is_ok() {
+    if receipt_signing_key(&cfg)?.is_some() {
         return Err(Error::Loader {
             what: format!(
                 "{} holds the receipt key ({}): this is the receiver, which signs its backups with it",
@@ -88,7 +106,7 @@ pub fn make(config: &Path, out: Option<&Path>) -> Result<Made> {
                 named.display()
             ),
             hint: "keep it: backups taken with it are restored with it; to replace a lost key, remove the \
-                   workstation_key line from center.toml first",
+                   workstation_key line from center.toml and move the old key file away first",
         });
     }
     let base = config.parent().unwrap_or(Path::new("."));
@@ -98,30 +116,40 @@ pub fn make(config: &Path, out: Option<&Path>) -> Result<Made> {
     } else {
         relative.clone()
     };
+    let named = named_in_config(config, &relative)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(Error::file(dir))?;
     }
     let key = SigningKey::generate()?;
     // write_signing_key refuses an existing file: a key is never overwritten.
     keyfile::write_signing_key(&path, &key)?;
-    name_in_config(config, &relative)?;
+    if let Err(e) = keyfile::write_atomic(config, named.as_bytes(), 0o644) {
+        let _ = std::fs::remove_file(&path);
+        return Err(Error::Loader {
+            what: format!("cannot write {}: {e}", config.display()),
+            hint: "make center.toml and its folder writable for this account, then run the command again \
+                   (the key just made was removed)",
+        });
+    }
     Ok(Made {
         path,
         public: key.verifying_key(),
     })
 }
 
-/// Puts `workstation_key = "…"` at the top of center.toml, where a key always belongs to
-/// the top level whatever tables follow; the rest of the file stays as the staff wrote it.
-fn name_in_config(config: &Path, key: &Path) -> Result<()> {
+/// center.toml with `workstation_key = "…"` put at its top, where a key always belongs to
+/// the top level whatever tables follow; the rest stays as the staff wrote it. Checked to
+/// be a config this build reads before it is written.
+fn named_in_config(config: &Path, key: &Path) -> Result<String> {
     let text = keyfile::read_text_bounded(config, keyfile::MAX_CONFIG_BYTES)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let value = toml::Value::String(key.display().to_string());
-    let line =
-        format!("# The loader workstation's signing key (backups, audit checkpoints).\nworkstation_key = {value}\n");
-    let mut out = Vec::with_capacity(line.len() + text.len());
-    out.write_all(line.as_bytes()).map_err(Error::file(config))?;
-    out.write_all(text.as_bytes()).map_err(Error::file(config))?;
-    keyfile::write_atomic(config, &out, 0o644)?;
-    // What was written must still be a config this build reads.
-    CenterConfig::load(config).map(drop)
+    let named = format!(
+        "# The loader workstation's signing key (backups, audit checkpoints).\nworkstation_key = {value}\n{text}"
+    );
+    toml::from_str::<CenterConfig>(&named).map_err(|e| Error::Config {
+        path: config.to_owned(),
+        message: format!("naming the workstation key in it would not read back ({e}); nothing was written"),
+    })?;
+    Ok(named)
 }

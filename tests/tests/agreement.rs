@@ -80,6 +80,34 @@ async fn a_stored_envelope_copied_over_another_is_refused_by_the_loader_and_noth
         let record: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
         assert_eq!(record["envelope_id"], hex::encode(entry.offer.digest));
     }
+
+    // Damage after the receipt is the store's, not the site's: a flipped byte and a cut
+    // file are named as such, with the receipted envelope id, for every way of opening.
+    let third_path = Inbox::stored_envelope(&cfg.data_dir, &third.offer.digest);
+    let sound = std::fs::read(&third_path).unwrap();
+    let mut flipped = sound.clone();
+    flipped[sound.len() / 2] ^= 1;
+    for (damaged, found) in [
+        (flipped, "envelope id"),
+        (sound[..sound.len() - 1000].to_vec(), "bytes"),
+    ] {
+        std::fs::write(&third_path, &damaged).unwrap();
+        let out = fx.root.path().join(format!("damaged-{}", damaged.len()));
+        let report = unpack(&cfg.data_dir, &center.inbox, &keys, &registry, &Filter::default(), &out).unwrap();
+        let (_, why) = report
+            .failed
+            .iter()
+            .find(|(which, _)| which.starts_with(&third.offer.packet_id))
+            .unwrap();
+        assert!(why.contains("store was altered") && why.contains(found), "{why}");
+        assert!(why.contains(&hex::encode(third.offer.digest)), "{why}");
+        let record = center.inbox.lookup(&third.offer.packet_id, 1).unwrap().unwrap();
+        let claim = konvert_center::unpack::receipted(&record.receipt.body);
+        let trusted = |id: &konvert_crypto::KeyId| konvert_center::registry::CenterRegistry::token_key(&registry, id);
+        let in_memory = konvert_center::unpack::open_stored_in_memory(&cfg.data_dir, &claim, &keys, &trusted);
+        let why = in_memory.err().unwrap().to_string();
+        assert!(why.contains("store was altered") && why.contains(found), "{why}");
+    }
     center.shutdown().await;
 }
 

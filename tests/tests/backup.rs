@@ -42,6 +42,7 @@ async fn serving() -> (CenterFixture, CenterConfig, konvert_center::RunningCente
 fn elsewhere(cfg: &CenterConfig, root: &Path, name: &str) -> CenterConfig {
     let mut other = cfg.clone();
     other.data_dir = root.join(name).join("data");
+    other.records = root.join(name).join("records");
     other.registry = root.join(name).join("registry.bin");
     other
 }
@@ -181,8 +182,8 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
         let now = konvert_edge::cli::now_unix_ms();
         let place = konvert_center::processing::Workplace {
             data_dir: restored.data_dir.clone(),
-            // Where the loader's commands keep them: `records/` beside the data folder.
-            records_dir: restored.data_dir.parent().unwrap().join("records"),
+            // Where the loader's commands keep them: center.toml's `records`.
+            records_dir: restored.records.clone(),
             checkpoint_key: None,
         };
         let records = konvert_records::SledRecords::open(&place.records_dir.join("records.sled")).unwrap();
@@ -216,7 +217,10 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
             err.contains("loader workstation-key") && err.contains("nothing was written"),
             "{err}"
         );
-        assert_eq!(std::fs::read_dir(&loader_backup).map(|d| d.count()).unwrap_or(0), 0);
+        assert!(
+            !loader_backup.exists(),
+            "a backup that cannot be signed makes no folder"
+        );
         // `loader workstation-key` writes the key (0600) and names it in center.toml.
         let made = konvert_center::workstation_key::make(&loader_toml, None).unwrap();
         assert_eq!(made.path, loader_dir.join("keys/workstation.key"));
@@ -231,6 +235,39 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
             .unwrap_err()
             .to_string();
         assert!(err.contains("already names a workstation key"), "{err}");
+        // A center.toml saved with a byte-order mark gets the key named after it, readable.
+        let bom_dir = fx.root.path().join("loader-bom");
+        std::fs::create_dir_all(&bom_dir).unwrap();
+        let mut bom = loader.clone();
+        bom.workstation_key = None;
+        bom.save(&bom_dir.join("center.toml")).unwrap();
+        let text = std::fs::read_to_string(bom_dir.join("center.toml")).unwrap();
+        std::fs::write(bom_dir.join("center.toml"), format!("\u{feff}{text}")).unwrap();
+        konvert_center::workstation_key::make(&bom_dir.join("center.toml"), None).unwrap();
+        assert!(CenterConfig::load(&bom_dir.join("center.toml"))
+            .unwrap()
+            .workstation_key
+            .is_some());
+        // A damaged receipt key is an error, never taken for a workstation's public key.
+        let damaged_dir = fx.root.path().join("loader-damaged");
+        std::fs::create_dir_all(&damaged_dir).unwrap();
+        std::fs::write(damaged_dir.join("receipt.key"), b"KONVERT-SIGNING-KEY\n00").unwrap();
+        let mut damaged = loader.clone();
+        damaged.workstation_key = None;
+        damaged.receipt_key = damaged_dir.join("receipt.key");
+        damaged.save(&damaged_dir.join("center.toml")).unwrap();
+        let err = konvert_center::workstation_key::make(&damaged_dir.join("center.toml"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("receipt.key") && !err.contains("already"), "{err}");
+        assert!(!damaged_dir.join("keys/workstation.key").exists());
+        let err = backup::take(&damaged, &fx.root.path().join("backup-damaged"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("receipt.key") && !err.contains("loader's workstation"),
+            "{err}"
+        );
         // The receiver's own config refuses: it signs with its receipt key.
         let receiver_toml = fx.root.path().join("receiver.toml");
         cfg.save(&receiver_toml).unwrap();

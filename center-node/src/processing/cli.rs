@@ -220,7 +220,8 @@ pub struct RecordsAt {
     /// center.toml (the loader's copy)
     #[arg(long)]
     pub config: PathBuf,
-    /// The records' folder (default: `records` beside center.toml).
+    /// The records' folder (default: center.toml's `records`, itself by default `records/` beside it;
+    /// backups take that one, not this).
     #[arg(long)]
     pub records: Option<PathBuf>,
 }
@@ -248,11 +249,11 @@ pub enum VerifierRole {
 fn place(config: &Path, records: Option<PathBuf>) -> Result<(CenterConfig, Workplace)> {
     let cfg = CenterConfig::load(config)?;
     let base = config.parent().unwrap_or(Path::new(".")).to_owned();
-    let records_dir = base.join(records.unwrap_or_else(|| PathBuf::from("records")));
+    let records_dir = records.map_or_else(|| cfg.records.clone(), |r| base.join(r));
     let place = Workplace {
         data_dir: cfg.data_dir.clone(),
         records_dir,
-        checkpoint_key: crate::workstation_key::local_signing_key_file(&cfg),
+        checkpoint_key: crate::workstation_key::local_signing_key_file(&cfg)?,
     };
     Ok((cfg, place))
 }
