@@ -511,14 +511,15 @@ fn read_envelope(path: &Path, claim: &Claim<'_>) -> Result<Vec<u8>> {
 fn altered(path: &Path, claim: &Claim<'_>, found: &str) -> Error {
     Error::Loader {
         what: format!(
-            "the stored envelope {} is not the one receipted for {} v{} (envelope id {}, {} bytes): it holds {found}",
+            "the stored envelope {} is not the {} packet {} v{} (envelope id {}, {} bytes): it holds {found}",
             path.display(),
+            claim.by,
             claim.packet_id,
             claim.version,
             hex::encode(claim.envelope_id),
             claim.bytes
         ),
-        hint: "the store was altered or damaged after the receipt — restore the center's data folder from backup \
+        hint: "the store was altered or damaged after it was stored — restore the center's data folder from backup \
                (or import the envelopes drive again); the site need not send anything",
     }
 }
