@@ -1,0 +1,203 @@
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use super::*;
+use crate::suite_tests::{packet, page};
+use crate::test_cluster::TestCluster;
+
+/// The suite's opener for PostgreSQL: a database per test in the binary's shared cluster.
+fn pg(name: &str) -> Option<Box<dyn Fn() -> Box<dyn Records>>> {
+    let url = TestCluster::shared()?.database(name);
+    Some(Box::new(move || {
+        Box::new(PgRecords::connect(&url).unwrap()) as Box<dyn Records>
+    }))
+}
+
+crate::records_suite!(pg);
+
+fn schema_version(url: &str) -> i64 {
+    let mut c = Client::connect(url, NoTls).unwrap();
+    c.query_one("SELECT version FROM konvert_schema", &[]).unwrap().get(0)
+}
+
+#[test]
+fn an_older_schema_is_migrated_forward_keeping_its_records() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let url = cluster.database("older_schema");
+    {
+        let v1 = PgRecords::connect_at(&url, 1).unwrap();
+        assert!(v1.register(&packet(1), &[page(1, 0)]).unwrap());
+    }
+    assert_eq!(schema_version(&url), 1);
+    let r = PgRecords::connect(&url).unwrap();
+    assert_eq!(schema_version(&url), LATEST);
+    assert_eq!(r.packets().unwrap(), vec![packet(1)]);
+    assert_eq!(r.pages().unwrap(), vec![page(1, 0)]);
+    let mut c = Client::connect(&url, NoTls).unwrap();
+    let index: i64 = c
+        .query_one("SELECT count(*) FROM pg_indexes WHERE indexname = 'findings_open'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(index, 1, "migration 2 ran");
+    // Opening again changes nothing.
+    drop(r);
+    PgRecords::connect(&url).unwrap();
+    assert_eq!(schema_version(&url), LATEST);
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let url = cluster.database("newer_schema");
+    PgRecords::connect(&url).unwrap();
+    let newer = LATEST + 7;
+    Client::connect(&url, NoTls)
+        .unwrap()
+        .execute("UPDATE konvert_schema SET version = $1", &[&newer])
+        .unwrap();
+    let err = PgRecords::connect(&url).unwrap_err();
+    match &err {
+        Error::NewerSchema { found, known, .. } => assert_eq!((*found, *known), (newer, LATEST)),
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains(&format!("schema version {newer}")), "{message}");
+    assert!(message.contains(&format!("up to {LATEST}")), "{message}");
+    assert!(message.contains("restore a backup"), "{message}");
+    assert_eq!(schema_version(&url), newer);
+}
+
+#[test]
+fn konverts_opening_a_fresh_database_at_once_migrate_it_once() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let url = cluster.database("fresh_at_once");
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgRecords::connect(&url).map(|_| ()))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    assert_eq!(schema_version(&url), LATEST);
+}
+
+#[test]
+fn nothing_listening_is_a_clear_error() {
+    // A port just found free on loopback: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = PgRecords::connect(&format!("postgresql://konvert@127.0.0.1:{port}/records")).unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("127.0.0.1:{port}/records")) && message.contains("check that PostgreSQL runs"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_password_never_shows_in_errors() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = PgRecords::connect(&format!("postgresql://konvert:s3cr3t@127.0.0.1:{port}/records")).unwrap_err();
+    assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    assert!(!format!("{err:?}").contains("s3cr3t"), "{err:?}");
+}
+
+#[test]
+fn a_remote_server_without_a_ca_is_refused_before_connecting() {
+    // No connection is attempted: the TLS settings are checked first.
+    let err = PgRecords::connect("postgresql://konvert@db.region.invalid/records").unwrap_err();
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
+    assert!(err.to_string().contains("sslrootcert=<PEM file>"), "{err}");
+    let err = PgRecords::connect("host=127.0.0.1 dbname=records sslmode=require").unwrap_err();
+    assert!(err.to_string().contains("sslrootcert=<PEM file>"), "{err}");
+    let err = PgRecords::connect("postgresql://127.0.0.1/records?sslmode=require&sslrootcert=/nonexistent/ca.pem")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot read sslrootcert /nonexistent/ca.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn root_cert_is_taken_out_of_both_url_forms() {
+    assert_eq!(
+        split_root_cert("postgresql://u@h/db?sslmode=require&sslrootcert=/a/ca.pem&application_name=k"),
+        (
+            "postgresql://u@h/db?sslmode=require&application_name=k".to_owned(),
+            Some("/a/ca.pem".to_owned())
+        )
+    );
+    assert_eq!(
+        split_root_cert("postgresql://u@h/db?sslrootcert=/a/ca.pem"),
+        ("postgresql://u@h/db".to_owned(), Some("/a/ca.pem".to_owned()))
+    );
+    assert_eq!(
+        split_root_cert("host=h sslrootcert=/a/ca.pem dbname=db"),
+        ("host=h dbname=db".to_owned(), Some("/a/ca.pem".to_owned()))
+    );
+    assert_eq!(
+        split_root_cert("host=h dbname=db"),
+        ("host=h dbname=db".to_owned(), None)
+    );
+}
+
+/// PostgreSQL dies in the middle of registering a packet (after the packet's row, while its
+/// pages are written): the call fails with a clear error, nothing of it is there after the
+/// restart, and the same handle registers it whole once PostgreSQL is back.
+#[test]
+fn postgres_dying_mid_registration_leaves_nothing_half_applied() {
+    let Some(cluster) = TestCluster::start() else { return };
+    let url = cluster.database("records");
+    let r = PgRecords::connect(&url).unwrap();
+    assert!(r.register(&packet(1), &[page(1, 0)]).unwrap());
+    // A trigger that holds the pages' statement long enough to kill the server under it.
+    Client::connect(&url, NoTls)
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
+             CREATE TRIGGER slow BEFORE INSERT ON pages FOR EACH STATEMENT EXECUTE FUNCTION slow();",
+        )
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = std::thread::scope(|s| {
+        let call = s.spawn(|| r.register(&packet(2), &[page(2, 0), page(2, 1)]));
+        std::thread::sleep(Duration::from_millis(700));
+        cluster.stop_now();
+        call.join().unwrap().unwrap_err()
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the call waited for the trigger"
+    );
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+    assert!(err.to_string().contains("nothing of this change was applied"), "{err}");
+
+    // While it is down: every call is the same clear error, nothing panics.
+    let err = r.is_registered(&[2; 32]).unwrap_err();
+    assert!(err.to_string().contains("check that PostgreSQL runs"), "{err}");
+    assert!(matches!(PgRecords::connect(&url), Err(Error::Database { .. })));
+
+    cluster.start_again();
+    Client::connect(&url, NoTls)
+        .unwrap()
+        .batch_execute("DROP TRIGGER slow ON pages")
+        .unwrap();
+    // The same handle reconnects; packet 2 is not there, neither its row nor a page.
+    assert!(!r.is_registered(&[2; 32]).unwrap());
+    assert_eq!(r.packets().unwrap(), vec![packet(1)]);
+    assert_eq!(r.pages().unwrap(), vec![page(1, 0)]);
+    assert!(r.register(&packet(2), &[page(2, 0), page(2, 1)]).unwrap());
+    assert_eq!(r.pages().unwrap(), vec![page(1, 0), page(2, 0), page(2, 1)]);
+}
