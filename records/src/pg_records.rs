@@ -2,10 +2,12 @@
 //! transaction (a packet version with all its pages, or nothing), values in the same
 //! postcard bytes, listings in the same order.
 //!
-//! The client is the blocking `postgres` crate: call it from a plain thread (or through
-//! `spawn_blocking` in async code), never from inside a tokio task. A lost connection
-//! (PostgreSQL restarted) fails the call in progress with [`Error::Database`] and is
-//! reopened by the next call.
+//! The client is the blocking `postgres` crate, which drives its own small tokio runtime and
+//! so panics if used (or dropped) on a thread that is running async code. The center's
+//! commands call the records from inside their runtime, as they do sled; so a call made
+//! there runs on a short-lived plain thread instead (it blocks the caller as sled's disk
+//! writes do). A lost connection (PostgreSQL restarted) fails the call in progress with
+//! [`Error::Database`] and is reopened by the next call.
 //!
 //! TLS: `sslmode=disable` is plain; the default (`prefer`) is plain only to a local socket or
 //! a loopback address, and elsewhere becomes `require`, because records never cross a
@@ -197,6 +199,10 @@ impl PgRecords {
     /// [`connect`](Self::connect) with the schema brought only to `version` (tests of
     /// migrations).
     pub(crate) fn connect_at(url: &str, version: i64) -> Result<PgRecords> {
+        outside_runtime(|| Self::connect_here(url, version))
+    }
+
+    fn connect_here(url: &str, version: i64) -> Result<PgRecords> {
         let (url, root_cert) = split_root_cert(url);
         let mut config = Config::from_str(&url).map_err(|e| Error::Connection {
             target: "(unparsed URL)".to_owned(),
@@ -258,7 +264,11 @@ impl PgRecords {
 
     /// Runs `f` on the connection, reopening it first if it was lost (and checking the
     /// schema again: another konvert may have migrated it meanwhile).
-    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    fn with<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
+        outside_runtime(|| self.with_here(f))
+    }
+
+    fn with_here<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         let mut guard = self.lock();
         let client = match guard.take() {
             Some(c) if !c.is_closed() => guard.insert(c),
@@ -279,7 +289,7 @@ impl PgRecords {
         f(client)
     }
 
-    fn all<T: DeserializeOwned>(&self, what: &'static str, sql: &str) -> Result<Vec<T>> {
+    fn all<T: DeserializeOwned + Send>(&self, what: &'static str, sql: &str) -> Result<Vec<T>> {
         self.with(|c| {
             let rows = c.query(sql, &[]).map_err(|e| self.db(e))?;
             rows.iter()
@@ -287,6 +297,29 @@ impl PgRecords {
                 .collect()
         })
     }
+}
+
+impl Drop for PgRecords {
+    fn drop(&mut self) {
+        // The client's runtime must not be dropped inside another runtime either.
+        let client = self.client.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(client) = client {
+            outside_runtime(move || drop(client));
+        }
+    }
+}
+
+/// Runs `op` here, or on a plain thread if this thread is inside a tokio runtime (where the
+/// blocking client would panic).
+pub(crate) fn outside_runtime<T: Send>(op: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return op();
+    }
+    std::thread::scope(|s| match s.spawn(op).join() {
+        Ok(value) => value,
+        // A panic in `op` is a bug: pass it on unchanged.
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 fn int(what: &'static str, n: u64) -> Result<i64> {

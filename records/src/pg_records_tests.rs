@@ -201,3 +201,18 @@ fn postgres_dying_mid_registration_leaves_nothing_half_applied() {
     assert!(r.register(&packet(2), &[page(2, 0), page(2, 1)]).unwrap());
     assert_eq!(r.pages().unwrap(), vec![page(1, 0), page(2, 0), page(2, 1)]);
 }
+
+/// The center's commands run inside a tokio runtime and call the records synchronously
+/// there, as they do sled: connecting, every call and dropping must work there too.
+#[tokio::test]
+async fn usable_from_inside_a_runtime() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let url = cluster.database("inside_a_runtime");
+    let r = PgRecords::connect(&url).unwrap();
+    assert!(r.register(&packet(1), &[page(1, 0)]).unwrap());
+    assert_eq!(r.pages().unwrap(), vec![page(1, 0)]);
+    drop(r);
+    // And from a plain thread afterwards, the records are there.
+    let again = std::thread::spawn(move || PgRecords::connect(&url).unwrap().packets().unwrap());
+    assert_eq!(again.join().unwrap(), vec![packet(1)]);
+}

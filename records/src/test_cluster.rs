@@ -35,14 +35,16 @@ pub struct TestCluster {
 }
 
 fn find_bin() -> Option<PathBuf> {
+    let has_both = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
     if let Some(dir) = std::env::var_os("KONVERT_PG_BIN") {
-        return Some(PathBuf::from(dir));
+        // Named explicitly: that one or none (so that a test can see the SKIPPED path).
+        return Some(PathBuf::from(dir)).filter(|d| has_both(d));
     }
-    if Path::new(DEBIAN_BIN).join("initdb").is_file() {
+    if has_both(Path::new(DEBIAN_BIN)) {
         return Some(PathBuf::from(DEBIAN_BIN));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+    std::env::split_paths(&path).find(|d| has_both(d))
 }
 
 fn output(cmd: &mut Command) -> String {
@@ -92,8 +94,8 @@ impl TestCluster {
     pub fn init(settings: &[&str]) -> Option<TestCluster> {
         let Some(bin) = find_bin() else {
             let why = format!(
-                "PostgreSQL 15 is not installed (no initdb in {DEBIAN_BIN}, KONVERT_PG_BIN or PATH); \
-                 install Debian's postgresql-15"
+                "PostgreSQL 15 is not installed (no initdb and pg_ctl in KONVERT_PG_BIN, {DEBIAN_BIN} \
+                 or PATH); install Debian's postgresql-15"
             );
             if std::env::var("KONVERT_REQUIRE_POSTGRES").as_deref() == Ok("1") {
                 panic!("{why}; KONVERT_REQUIRE_POSTGRES=1 says the PostgreSQL tests must run");
@@ -233,6 +235,11 @@ rm -rf "$1""#;
 
     /// Makes an empty database `name` (dropping one of that name) and returns its URL.
     pub fn database(&self, name: &str) -> String {
+        crate::pg_records::outside_runtime(|| self.create_database(name));
+        self.url(name)
+    }
+
+    fn create_database(&self, name: &str) {
         let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
             .unwrap_or_else(|e| panic!("cannot connect to the test cluster: {e}"));
         // Two statements: CREATE DATABASE cannot run in the implicit transaction of a batch.
@@ -244,7 +251,6 @@ rm -rf "$1""#;
                 .batch_execute(&sql)
                 .unwrap_or_else(|e| panic!("cannot create database {name}: {e:?}"));
         }
-        self.url(name)
     }
 
     /// The server's log so far.
