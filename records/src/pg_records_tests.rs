@@ -216,3 +216,62 @@ async fn usable_from_inside_a_runtime() {
     let again = std::thread::spawn(move || PgRecords::connect(&url).unwrap().packets().unwrap());
     assert_eq!(again.join().unwrap(), vec![packet(1)]);
 }
+
+/// A CA and a server certificate for 127.0.0.1, as PEM: (CA certificate, server
+/// certificate, server key).
+fn test_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    (ca.pem(), server.pem(), server_key.serialize_pem())
+}
+
+fn encrypted(r: &PgRecords) -> bool {
+    r.with(|c| {
+        Ok(
+            c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+                .unwrap()
+                .get(0),
+        )
+    })
+    .unwrap()
+}
+
+/// sslmode=require: TLS (rustls on ring) verified against sslrootcert; a server whose
+/// certificate another CA signed is refused; without sslmode, loopback stays plain.
+#[test]
+fn tls_when_the_url_asks_verified_against_its_ca() {
+    let Some(cluster) = TestCluster::init(&["ssl=on", "ssl_cert_file=server.crt", "ssl_key_file=server.key"]) else {
+        return;
+    };
+    let (ca, cert, key) = test_pki();
+    cluster.write_file("server.crt", cert.as_bytes());
+    cluster.write_file("server.key", key.as_bytes());
+    cluster.start_again();
+    let url = cluster.database("records");
+    let files = tempfile::tempdir().unwrap();
+    let ca_file = files.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let (other_ca, _, _) = test_pki();
+    let other_file = files.path().join("other.pem");
+    std::fs::write(&other_file, &other_ca).unwrap();
+
+    let tls = PgRecords::connect(&format!("{url}?sslmode=require&sslrootcert={}", ca_file.display())).unwrap();
+    assert!(encrypted(&tls));
+    assert!(tls.register(&packet(1), &[page(1, 0)]).unwrap());
+    let plain = PgRecords::connect(&url).unwrap();
+    assert!(!encrypted(&plain));
+    assert_eq!(plain.packets().unwrap(), vec![packet(1)]);
+
+    let err = PgRecords::connect(&format!("{url}?sslmode=require&sslrootcert={}", other_file.display())).unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+    assert!(err.to_string().contains("invalid peer certificate"), "{err}");
+}
