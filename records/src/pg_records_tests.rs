@@ -275,3 +275,122 @@ fn tls_when_the_url_asks_verified_against_its_ca() {
     assert!(matches!(err, Error::Database { .. }), "{err:?}");
     assert!(err.to_string().contains("invalid peer certificate"), "{err}");
 }
+
+/// The same seeded random operations on sled and on PostgreSQL: every answer and every
+/// listing must be the same (the error's kind where one fails).
+#[test]
+fn postgres_answers_as_sled_does_op_for_op() {
+    use rand::{Rng, SeedableRng};
+
+    use crate::{DecisionKind, Finding, FindingKind, PageOutcome, PageStage, Role, SledRecords};
+
+    let Some(cluster) = TestCluster::shared() else { return };
+    let seed: u64 = std::env::var("KONVERT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    eprintln!("seed {seed} (KONVERT_SEED replays it)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledRecords::open(dir.path()).unwrap();
+    let pg = PgRecords::connect(&cluster.database("op_for_op")).unwrap();
+    let backends: [&dyn Records; 2] = [&sled, &pg];
+
+    fn same<T: PartialEq + std::fmt::Debug>(op: &str, a: Result<T>, b: Result<T>) {
+        match (&a, &b) {
+            (Ok(x), Ok(y)) => assert_eq!(x, y, "{op}"),
+            (Err(x), Err(y)) => assert_eq!(
+                format!("{x:?}").split([' ', '{', '(']).next(),
+                format!("{y:?}").split([' ', '{', '(']).next(),
+                "{op}"
+            ),
+            _ => panic!("{op}: sled {a:?}, PostgreSQL {b:?}"),
+        }
+    }
+    let ids = ["a", "b", "c", "Я", "d"];
+    for step in 0..300u64 {
+        let op = format!("step {step}");
+        match rng.gen_range(0..8) {
+            0 | 1 => {
+                let e = rng.gen_range(0..6u8);
+                let p = PacketEntry {
+                    registered_at_unix_ms: rng.gen_range(0..3),
+                    site: ["0101", "0202"][rng.gen_range(0..2)].into(),
+                    ..packet(e)
+                };
+                let pages: Vec<PageEntry> = (0..rng.gen_range(0..4))
+                    .map(|n| page(e, rng.gen_range(0..3) + n))
+                    .collect();
+                same(&op, sled.register(&p, &pages), pg.register(&p, &pages));
+            }
+            2 => {
+                let outcomes: Vec<PageOutcome> = (0..rng.gen_range(0..5))
+                    .map(|_| PageOutcome {
+                        key: page(rng.gen_range(0..3), rng.gen_range(0..3)).key,
+                        digest: [rng.gen_range(0..3); 32],
+                        day: crate::suite_tests::day(),
+                        site: "0101".into(),
+                        room: konvert_exam::RoomId::new("0001").unwrap(),
+                        participant: None,
+                        what: format!("w{}", rng.gen_range(0..2)),
+                        stage: PageStage::AwaitingVerifier,
+                        presumed_empty: rng.gen(),
+                    })
+                    .collect();
+                same(&op, sled.put_outcomes(&outcomes), pg.put_outcomes(&outcomes));
+            }
+            3 | 4 => {
+                let found: Vec<Finding> = (0..rng.gen_range(0..4))
+                    .map(|_| Finding {
+                        id: ids[rng.gen_range(0..ids.len())].into(),
+                        day: crate::suite_tests::day(),
+                        site: ["0101", "0202"][rng.gen_range(0..2)].into(),
+                        room: None,
+                        packet: None,
+                        page: None,
+                        participant: None,
+                        kind: FindingKind::CountsDisagree { detail: "x".into() },
+                    })
+                    .collect();
+                let now = step * 10;
+                same(&op, sled.put_findings(&found, now), pg.put_findings(&found, now));
+            }
+            5 => {
+                let kind = DecisionKind::Close {
+                    day: crate::suite_tests::day(),
+                };
+                same(
+                    &op,
+                    sled.decide("Иванова", Role::Administrator, step, kind.clone()),
+                    pg.decide("Иванова", Role::Administrator, step, kind),
+                );
+            }
+            6 => {
+                let answer = konvert_replication::PacketAnswer {
+                    site: "0101".into(),
+                    packet_id: "p".into(),
+                    version: 1,
+                    digest: [rng.gen_range(0..3); 32],
+                    outcome: konvert_replication::AnswerOutcome::Loaded,
+                    pages: rng.gen_range(0..2),
+                    answered_at_unix_ms: step,
+                };
+                same(&op, sled.put_answer(&answer), pg.put_answer(&answer));
+            }
+            _ => {
+                let e = [rng.gen_range(0..6u8); 32];
+                same(&op, sled.is_registered(&e), pg.is_registered(&e));
+            }
+        }
+        if step % 25 == 24 || step == 299 {
+            let [a, b] = backends;
+            same(&op, a.packets(), b.packets());
+            same(&op, a.pages(), b.pages());
+            same(&op, a.outcomes(), b.outcomes());
+            same(&op, a.findings(), b.findings());
+            same(&op, a.decisions(), b.decisions());
+            same(&op, a.answers(), b.answers());
+            same(&op, a.plans(), b.plans());
+        }
+    }
+}
