@@ -34,9 +34,10 @@ pub enum Error {
         /// The version.
         version: u32,
     },
-    /// The PostgreSQL records could not be reached, read or written; nothing of the failed
-    /// call was applied (each call is one transaction).
-    #[error("the records in PostgreSQL at {target} cannot be used: {detail}; check that PostgreSQL runs there and the connection URL (nothing of this change was applied)")]
+    /// The PostgreSQL records could not be reached, read or written. Each call is one
+    /// transaction: a change was applied whole or not at all (if the connection broke during
+    /// the commit itself, the server may have committed it).
+    #[error("the records in PostgreSQL at {target} cannot be used: {detail}; check that PostgreSQL runs there and the connection URL (each change is one transaction: applied whole or not at all)")]
     Database {
         /// Where: host, port and database (never the password).
         target: String,

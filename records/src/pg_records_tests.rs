@@ -182,7 +182,7 @@ fn postgres_dying_mid_registration_leaves_nothing_half_applied() {
         "the call waited for the trigger"
     );
     assert!(matches!(err, Error::Database { .. }), "{err:?}");
-    assert!(err.to_string().contains("nothing of this change was applied"), "{err}");
+    assert!(err.to_string().contains("applied whole or not at all"), "{err}");
 
     // While it is down: every call is the same clear error, nothing panics.
     let err = r.is_registered(&[2; 32]).unwrap_err();
