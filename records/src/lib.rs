@@ -1,8 +1,8 @@
 //! The regional records (РИС) on the loader's side: the exam days' plans, every packet
 //! version the loader registered with its pages, each page's outcome, the findings, the
 //! human decisions and the answers for sites — behind one interface, [`Records`], so that
-//! the embedded [`SledRecords`] (the demo, a small region) and a PostgreSQL backend (a
-//! real region, the federal node) are interchangeable.
+//! the embedded [`SledRecords`] (the demo, a small region) and [`PgRecords`] on PostgreSQL
+//! 15 (a real region, the federal node) are interchangeable; one test suite runs on both.
 //!
 //! Contract: registration of a packet version is atomic (its entry and all its pages, or
 //! nothing) and idempotent (registering the same version again changes nothing); what
@@ -11,13 +11,20 @@
 
 mod error;
 pub mod model;
+mod pg_migrations;
+mod pg_records;
 mod sled_records;
+#[cfg(test)]
+mod suite_tests;
+#[cfg(any(test, feature = "test-cluster"))]
+pub mod test_cluster;
 
 use konvert_exam::DayPlan;
 use konvert_replication::PacketAnswer;
 
 pub use error::Error;
 pub use model::*;
+pub use pg_records::PgRecords;
 pub use sled_records::SledRecords;
 
 /// Result with this crate's [`Error`].

@@ -1,0 +1,127 @@
+//! The PostgreSQL records' schema, as numbered migrations. `konvert_schema` holds the
+//! version a database is at; opening the records migrates an older database forward in one
+//! transaction (all steps or none) and refuses a newer one untouched.
+//!
+//! Tables keep each record's postcard bytes (exactly what sled keeps) in `value`, next to a
+//! column per field that is looked up or ordered on. Keys are `bytea` holding sled's key
+//! bytes, so `ORDER BY key` lists records in sled's order; finding ids are `text` in the "C"
+//! collation, which compares UTF-8 bytes as sled does.
+
+use postgres::Client;
+
+use crate::{Error, Result};
+
+/// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Never edit a released one;
+/// append.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the records.
+    r#"
+    CREATE TABLE plans (
+        key bytea PRIMARY KEY,
+        date text NOT NULL,
+        exam text NOT NULL,
+        value bytea NOT NULL
+    );
+    CREATE TABLE packets (
+        envelope bytea PRIMARY KEY,
+        site text NOT NULL,
+        packet_id text NOT NULL,
+        version bigint NOT NULL,
+        date text NOT NULL,
+        exam text NOT NULL,
+        value bytea NOT NULL
+    );
+    CREATE TABLE pages (
+        key bytea PRIMARY KEY,
+        envelope bytea NOT NULL,
+        file bigint NOT NULL,
+        page bigint NOT NULL,
+        digest bytea NOT NULL,
+        value bytea NOT NULL
+    );
+    CREATE TABLE outcomes (
+        key bytea PRIMARY KEY,
+        digest bytea NOT NULL,
+        date text NOT NULL,
+        exam text NOT NULL,
+        site text NOT NULL,
+        value bytea NOT NULL
+    );
+    CREATE TABLE findings (
+        id text COLLATE "C" PRIMARY KEY,
+        resolved boolean NOT NULL,
+        value bytea NOT NULL
+    );
+    CREATE TABLE decisions (
+        seq bigint PRIMARY KEY,
+        value bytea NOT NULL
+    );
+    CREATE TABLE answers (
+        digest bytea PRIMARY KEY,
+        site text NOT NULL,
+        packet_id text NOT NULL,
+        version bigint NOT NULL,
+        value bytea NOT NULL
+    );
+    "#,
+    // 2: what processing looks up besides the keys: a packet's pages, a page by its digest
+    // (duplicates across records), the findings still open (each run resolves them).
+    r#"
+    CREATE INDEX pages_by_envelope ON pages (envelope);
+    CREATE INDEX pages_by_digest ON pages (digest);
+    CREATE INDEX outcomes_by_digest ON outcomes (digest);
+    CREATE INDEX findings_open ON findings (id) WHERE NOT resolved;
+    "#,
+];
+
+/// The newest schema version this build knows.
+pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Advisory lock key that serializes konvert processes migrating the same database.
+const LOCK: i64 = 0x6b6f_6e76_6572_7401;
+
+/// Brings the database to version `upto` (at most [`LATEST`]), in one transaction; refuses
+/// a database newer than [`LATEST`] without changing it. Returns the version found.
+pub(crate) fn migrate(client: &mut Client, target: &str, upto: i64) -> Result<i64> {
+    let db = |source| Error::database(target, source);
+    let mut tx = client.transaction().map_err(db)?;
+    // Two processes opening a fresh database at once: the second waits, then finds it done.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK]).map_err(db)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS konvert_schema (
+             one boolean PRIMARY KEY DEFAULT true CHECK (one),
+             version bigint NOT NULL
+         )",
+    )
+    .map_err(db)?;
+    let found: i64 = match tx.query_opt("SELECT version FROM konvert_schema", &[]).map_err(db)? {
+        Some(row) => row.try_get(0).map_err(db)?,
+        None => 0,
+    };
+    if found > LATEST {
+        // Dropping `tx` rolls back: the newer database is left exactly as it was.
+        return Err(Error::NewerSchema {
+            target: target.to_owned(),
+            found,
+            known: LATEST,
+        });
+    }
+    if found >= upto {
+        tx.commit().map_err(db)?;
+        return Ok(found);
+    }
+    for (version, sql) in (1i64..).zip(MIGRATIONS) {
+        if version > found && version <= upto {
+            tracing::info!(target_db = target, version, "migrating the records' schema");
+            tx.batch_execute(sql).map_err(db)?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO konvert_schema (one, version) VALUES (true, $1)
+         ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+        &[&upto],
+    )
+    .map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(found)
+}
