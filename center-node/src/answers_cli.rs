@@ -147,9 +147,13 @@ pub fn loader_answers(action: LoaderAnswersAction) -> Result<()> {
                     })?
                 }
                 None => {
-                    use konvert_records::Records;
-                    let dir = relative(&config, &records.unwrap_or_else(|| PathBuf::from("records")));
-                    konvert_records::SledRecords::open(&crate::processing::records_db(&dir))?.answers()?
+                    let place = crate::processing::Workplace {
+                        data_dir: cfg.data_dir.clone(),
+                        records_dir: records.map_or_else(|| cfg.records.clone(), |r| relative(&config, &r)),
+                        records_url: cfg.records_url.clone(),
+                        checkpoint_key: None,
+                    };
+                    place.open_records()?.answers()?
                 }
             };
             if list.is_empty() {

@@ -29,6 +29,11 @@ pub struct CenterConfig {
     /// log (`konvert-center loader …`); backups take them from here.
     #[serde(default = "default_records")]
     pub records: PathBuf,
+    /// The regional records on PostgreSQL instead (`postgresql://user@host/db`, with
+    /// `sslmode=require&sslrootcert=ca.pem` for a remote server); unset, they are on sled in
+    /// `records`, which still holds the loader's audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_url: Option<String>,
     /// The center's CA certificate (PEM), which issued every station certificate.
     pub ca_cert: PathBuf,
     /// The CA's private key (PEM, 0600). When set, the running center re-signs the station

@@ -73,6 +73,7 @@ pub fn init_center(
         metrics_listen,
         data_dir: "data".into(),
         records: "records".into(),
+        records_url: None,
         ca_cert: "pki/ca.pem".into(),
         ca_key: Some("pki/ca.key".into()),
         crl: "pki/stations.crl".into(),

@@ -256,6 +256,7 @@ pub fn run(b: &ProcessBench) -> anyhow::Result<()> {
     let place = Workplace {
         data_dir: data_dir.clone(),
         records_dir: root.path().join("records"),
+        records_url: None,
         checkpoint_key: None,
     };
     let records = SledRecords::open(&place.records_dir.join("records.sled"))?;

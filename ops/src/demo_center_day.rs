@@ -151,6 +151,7 @@ pub(crate) async fn run(
         records_dir: root.join("loader-records"),
         // The demo's loader shares the serving receiver's folder, whose log is the
         // receiver's own: its records' log is not anchored there.
+        records_url: None,
         checkpoint_key: None,
     };
     std::fs::create_dir_all(&place.records_dir)?;

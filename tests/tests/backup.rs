@@ -184,6 +184,7 @@ async fn a_backup_taken_while_packets_arrive_restores_and_unpacks_to_the_scans_s
             data_dir: restored.data_dir.clone(),
             // Where the loader's commands keep them: center.toml's `records`.
             records_dir: restored.records.clone(),
+            records_url: None,
             checkpoint_key: None,
         };
         let records = konvert_records::SledRecords::open(&place.records_dir.join("records.sled")).unwrap();

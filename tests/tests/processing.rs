@@ -365,6 +365,7 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
         data_dir: cfg.data_dir.clone(),
         records_dir: fx.root.path().join("records"),
         // The loader's log is checkpointed and anchored in the data folder's log.
+        records_url: None,
         checkpoint_key: Some(cfg.receipt_key.clone()),
     };
     let inbox = konvert_replication::Inbox::open(&cfg.data_dir).unwrap();

@@ -57,7 +57,10 @@ fn process(config: &Path) -> Command {
 
 /// Outcomes, findings and answers without the times they were made.
 fn state(records_dir: &Path) -> String {
-    let r = SledRecords::open(&records_dir.join("records.sled")).unwrap();
+    state_of(&SledRecords::open(&records_dir.join("records.sled")).unwrap())
+}
+
+fn state_of(r: &dyn Records) -> String {
     let mut packets = r.packets().unwrap();
     for p in &mut packets {
         p.registered_at_unix_ms = 0;
@@ -229,6 +232,31 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
         String::from_utf8_lossy(&out.stderr)
     );
     let expected = state(&whole.join("records"));
+
+    // The same day with the records on PostgreSQL (center.toml's `records_url`): the same
+    // records, through the same commands.
+    if let Some(cluster) = konvert_records::test_cluster::TestCluster::shared() {
+        let on_pg = fx.root.path().join("on-postgres");
+        copy_dir(&center_dir, &on_pg);
+        let pg_cfg = config_of(&on_pg);
+        let url = cluster.database("processing_kill");
+        let text = std::fs::read_to_string(&pg_cfg).unwrap();
+        std::fs::write(&pg_cfg, format!("records_url = \"{url}\"\n{text}")).unwrap();
+        let out = loader(&pg_cfg, &["import-plan"]).arg(&plan_file).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = process(&pg_cfg).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let queue = loader(&pg_cfg, &["queue"]).output().unwrap();
+        assert!(queue.status.success(), "{}", String::from_utf8_lossy(&queue.stderr));
+        assert!(!on_pg.join("records/records.sled").exists(), "nothing went to sled");
+        let pg = konvert_records::PgRecords::connect(&url).unwrap();
+        assert_eq!(state_of(&pg), expected);
+    }
 
     let mut kills = 0;
     for wait_ms in [60u64, 120, 180, 250, 350, 500, 700] {

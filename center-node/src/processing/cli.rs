@@ -253,6 +253,7 @@ fn place(config: &Path, records: Option<PathBuf>) -> Result<(CenterConfig, Workp
     let place = Workplace {
         data_dir: cfg.data_dir.clone(),
         records_dir,
+        records_url: cfg.records_url.clone(),
         checkpoint_key: crate::workstation_key::local_signing_key_file(&cfg)?,
     };
     Ok((cfg, place))
@@ -270,22 +271,18 @@ fn start_records(place: &Workplace) -> Result<()> {
             .create(dir)
             .map_err(Error::file(dir))?;
     }
-    SledRecords::open(&records_db(dir))?;
+    match &place.records_url {
+        // Connecting brings the schema to this build's version.
+        Some(url) => drop(konvert_records::PgRecords::connect(url)?),
+        None => drop(SledRecords::open(&records_db(dir))?),
+    }
     Ok(())
 }
 
 /// Opens the records; only `import-plan` and `process` start them, so that a mistyped
 /// `--records` is an error, not an empty queue.
-fn open_records(place: &Workplace) -> Result<SledRecords> {
-    let db = records_db(&place.records_dir);
-    if !db.is_dir() {
-        return Err(Error::Loader {
-            what: format!("there are no records at {}", place.records_dir.display()),
-            hint: "check --records (relative to center.toml's folder); records start with \
-                   `konvert-center loader import-plan` or `loader process`",
-        });
-    }
-    Ok(SledRecords::open(&db)?)
+fn open_records(place: &Workplace) -> Result<Box<dyn Records>> {
+    place.open_records()
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
@@ -317,6 +314,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             let (day_plan, reading) = crate::plans::read_plan_file(&plan)?;
             start_records(&place)?;
             let records = open_records(&place)?;
+            let records = &*records;
             let day = ExamDay {
                 date: day_plan.date,
                 exam: day_plan.exam,
@@ -373,7 +371,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 let report = process(
                     &place,
                     &open_inbox()?,
-                    &open_records(&place)?,
+                    &*open_records(&place)?,
                     &keys,
                     &registry,
                     &who,
@@ -389,6 +387,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             loop {
                 {
                     let (inbox, records) = (open_inbox()?, open_records(&place)?);
+                    let records = &*records;
                     // A new plan counts too: its day's packets can be checked now.
                     let plans = postcard::to_allocvec(&records.plans()?).map_err(|e| Error::Loader {
                         what: format!("cannot encode the plans: {e}"),
@@ -400,7 +399,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                         ring::digest::digest(&ring::digest::SHA256, &plans).as_ref().to_vec(),
                     );
                     if seen.as_ref() != Some(&now) {
-                        let report = process(&place, &inbox, &records, &keys, &registry, &who, now_ms())?;
+                        let report = process(&place, &inbox, records, &keys, &registry, &who, now_ms())?;
                         if let Err(e) = print_report(&report) {
                             eprintln!("{e}");
                         }
@@ -416,7 +415,8 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         } => {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
-            let queue = desk::queue(&records)?;
+            let records = &*records;
+            let queue = desk::queue(records)?;
             if json {
                 let rows: Vec<_> = queue
                     .iter()
@@ -473,7 +473,8 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 VerifierRole::SeniorVerifier => Role::SeniorVerifier,
             };
             let records = open_records(&place)?;
-            let d = desk::verify(&records, &place.audit()?, key, verdict, &by, role, now_ms())?;
+            let records = &*records;
+            let d = desk::verify(records, &place.audit()?, key, verdict, &by, role, now_ms())?;
             println!(
                 "decision {} recorded ({} {}); run `konvert-center loader process` to apply it",
                 d.seq,
@@ -488,6 +489,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         } => {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
+            let records = &*records;
             let all: Vec<FindingRecord> = records
                 .findings()?
                 .into_iter()
@@ -549,6 +551,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 });
             }
             let records = open_records(&place)?;
+            let records = &*records;
             let packet = records
                 .packets()?
                 .into_iter()
@@ -593,6 +596,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         } => {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
+            let records = &*records;
             let day = ExamDay { date, exam };
             let materials = materials
                 .iter()
@@ -613,7 +617,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 safe_bags,
                 materials,
             };
-            desk::hand_over(&records, &place.audit()?, day, act.clone(), &by, now_ms())?;
+            desk::hand_over(records, &place.audit()?, day, act.clone(), &by, now_ms())?;
             let differences = desk::reconcile_hand_over(&act, day, &records.outcomes()?);
             if differences.is_empty() {
                 println!("ППЭ-14-01 of site {site} entered; its counts agree with what was registered");
@@ -630,6 +634,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         } => {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
+            let records = &*records;
             let outcomes = records.outcomes()?;
             let withheld: Vec<_> = outcomes
                 .iter()
@@ -686,11 +691,12 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         } => {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
+            let records = &*records;
             let role = match role {
                 ReconcilerRole::SeniorVerifier => Role::SeniorVerifier,
                 ReconcilerRole::Administrator => Role::Administrator,
             };
-            let d = desk::reconcile(&records, &place.audit()?, &finding, &note, &by, role, now_ms())?;
+            let d = desk::reconcile(records, &place.audit()?, &finding, &note, &by, role, now_ms())?;
             println!(
                 "finding {finding} reconciled (decision {}, {} {by})",
                 d.seq,
@@ -719,7 +725,8 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 }
             };
             let records = open_records(&place)?;
-            let d = desk::decide_recording(&records, &place.audit()?, key, choice, &by, now_ms())?;
+            let records = &*records;
+            let d = desk::decide_recording(records, &place.audit()?, key, choice, &by, now_ms())?;
             println!(
                 "decision {} recorded (audio operator {by}); run `konvert-center loader process` to apply it",
                 d.seq
@@ -732,6 +739,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         } => {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
+            let records = &*records;
             let day = ExamDay { date, exam };
             if !records.plans()?.iter().any(|p| p.date == date && p.exam == exam) {
                 return Err(Error::Loader {
@@ -745,7 +753,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                     hint: "nothing to do",
                 });
             }
-            desk::expert_checking_done(&records, &place.audit()?, day, &by, now_ms())?;
+            desk::expert_checking_done(records, &place.audit()?, day, &by, now_ms())?;
             println!("expert checking of {day} marked complete by {by}");
         }
         ProcessingAction::Close {
@@ -756,6 +764,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         } => {
             let (_, place) = place(&config, records)?;
             let records = open_records(&place)?;
+            let records = &*records;
             let day = ExamDay { date, exam };
             let resolution = super::resolve(
                 &records.plans()?,
@@ -763,7 +772,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 &records.pages()?,
                 &records.decisions()?,
             );
-            desk::close(&records, &place.audit()?, day, &resolution, nobody_sat, &by, now_ms())?;
+            desk::close(records, &place.audit()?, day, &resolution, nobody_sat, &by, now_ms())?;
             println!("exam {day} closed by {by}; its results wait for the mirror to ФИС");
         }
     }

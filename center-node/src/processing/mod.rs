@@ -73,6 +73,9 @@ pub struct Workplace {
     pub data_dir: PathBuf,
     /// The records' folder.
     pub records_dir: PathBuf,
+    /// The regional records on PostgreSQL (center.toml's `records_url`); `None`: on sled
+    /// in `records_dir`.
+    pub records_url: Option<String>,
     /// The key file that signs the loader audit log's checkpoints (the workstation key);
     /// `None` leaves them unsigned.
     pub checkpoint_key: Option<PathBuf>,
@@ -241,6 +244,26 @@ pub fn process(
     place.anchor(&audit)?;
     report.resolution = resolution;
     Ok(report)
+}
+
+impl Workplace {
+    /// Opens the regional records where center.toml keeps them: PostgreSQL when it names
+    /// `records_url`, else sled in the records' folder (which must exist: only the commands
+    /// that start records make it, so that a mistyped `--records` is an error).
+    pub fn open_records(&self) -> Result<Box<dyn Records>> {
+        if let Some(url) = &self.records_url {
+            return Ok(Box::new(konvert_records::PgRecords::connect(url)?));
+        }
+        let db = records_db(&self.records_dir);
+        if !db.is_dir() {
+            return Err(crate::Error::Loader {
+                what: format!("there are no records at {}", self.records_dir.display()),
+                hint: "check --records (relative to center.toml's folder) or center.toml's `records`; records start \
+                       with `konvert-center loader import-plan` or `loader process`",
+            });
+        }
+        Ok(Box::new(konvert_records::SledRecords::open(&db)?))
+    }
 }
 
 /// The records' folder's database.
