@@ -187,6 +187,11 @@ impl Sender {
             .map_or(0, |c| c.next_seq - 1 - c.checkpoint.acked_through)
     }
 
+    /// Batches cut and not receipted on (peer, kind): never more than the window.
+    pub fn unreceipted(&self, peer: Node, kind: RecordKind) -> usize {
+        self.channels.get(&(peer, kind)).map_or(0, |c| c.pending.len())
+    }
+
     /// Batches sent and not receipted, over all channels.
     pub fn in_flight(&self) -> usize {
         self.channels
@@ -323,9 +328,11 @@ impl Sender {
             return Ok(None);
         }
         match &notice.reason {
-            Refusal::OutOfSequence { expected, .. } if *expected > channel.checkpoint.acked_through => {
+            Refusal::OutOfSequence { expected, .. } => {
                 // Batches below `expected` were applied and their receipts lost; the one at
-                // `expected` was lost. Sending them again gets receipts and fills the gap.
+                // `expected` was lost. Sending them again gets receipts and fills the gap. A
+                // refusal overtaken by receipts (expected at or below our checkpoint) is stale
+                // and touches nothing here, since no pending batch starts that low.
                 for p in channel.pending.iter_mut().filter(|p| p.first_seq <= *expected) {
                     p.sent_at = None;
                 }
