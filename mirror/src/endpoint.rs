@@ -6,8 +6,8 @@ use std::ops::RangeInclusive;
 use konvert_crypto::{SigningKey, VerifyingKey};
 
 use crate::{
-    decode, encode, AppliedBatch, Message, Millis, Node, Outcome, RecordKind, RefusalNotice, Result, SendEvent, Sender,
-    SenderLimits, SignedReceipt, Transmit,
+    decode, encode, AppliedBatch, CutBatch, Message, Millis, Node, Outcome, ReceiveState, RecordKind, RefusalNotice,
+    Result, SendEvent, SendState, Sender, SenderLimits, SignedReceipt, Transmit,
 };
 
 /// What happened at a node, for the driver to store, log and count.
@@ -101,13 +101,34 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Cuts batches from the outbox (see [`Sender::cut`]): the driver stores them before
+    /// calling [`Endpoint::poll_transmit`].
+    pub fn cut(&mut self) -> Result<Vec<CutBatch>> {
+        self.sender.cut()
+    }
+
     /// The next bytes to send: answers first (they are small and free the peer's window),
     /// then batches.
-    pub fn poll_transmit(&mut self, now: Millis) -> Result<Option<Transmit>> {
-        if let Some(t) = self.replies.pop_front() {
-            return Ok(Some(t));
+    pub fn poll_transmit(&mut self, now: Millis) -> Option<Transmit> {
+        self.replies.pop_front().or_else(|| self.sender.poll_transmit(now))
+    }
+
+    /// What the driver stores to rebuild the node ([`Endpoint::restore`]).
+    pub fn state(&self) -> (Vec<SendState>, Vec<ReceiveState>) {
+        (self.sender.state(), self.receiver.state())
+    }
+
+    /// Rebuilds a node from its stored state; see [`Sender::restore`] and
+    /// [`crate::Receiver::restore`] for what is checked. Unanswered batches are forgotten:
+    /// their senders resend them.
+    pub fn restore(&mut self, send: Vec<SendState>, receive: Vec<ReceiveState>) -> Result<()> {
+        for s in send {
+            self.sender.restore(s)?;
         }
-        self.sender.poll_transmit(now)
+        for r in receive {
+            self.receiver.restore(r)?;
+        }
+        Ok(())
     }
 
     /// When to call [`Endpoint::poll_transmit`] next.

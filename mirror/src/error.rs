@@ -65,6 +65,10 @@ pub enum Error {
     /// A key that cannot be used (from konvert-crypto).
     #[error("key: {0}")]
     Key(#[from] konvert_crypto::Error),
+    /// Stored state that does not hold together; rebuilding from it would send a history
+    /// the peer must refuse.
+    #[error("stored mirror state is damaged: {0}")]
+    Restore(String),
     /// A receipt that does not verify or matches no batch of ours.
     #[error("receipt refused: {0}")]
     BadReceipt(String),

@@ -72,8 +72,8 @@ mod wire;
 pub use endpoint::{Endpoint, Event};
 pub use error::{Error, Refusal};
 pub use kind::{Node, RecordKind, Side};
-pub use receiver::{AppliedBatch, Checkpoint, Outcome, Receiver};
-pub use sender::{Millis, SendCheckpoint, SendEvent, Sender, SenderLimits, Transmit};
+pub use receiver::{AppliedBatch, Checkpoint, Outcome, ReceiveState, Receiver};
+pub use sender::{CutBatch, Millis, SendCheckpoint, SendEvent, SendState, Sender, SenderLimits, Transmit};
 pub use wire::{
     decode, encode, BatchBody, Digest, Message, OutboxRow, ReceiptBody, RefusalNotice, SignedBatch, SignedReceipt,
     FORMAT_VERSION, MAX_BATCH_BYTES, MAX_BATCH_ROWS, MAX_MESSAGE_LEN, MAX_ROW_PAYLOAD,

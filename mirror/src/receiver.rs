@@ -29,6 +29,20 @@ impl Default for Checkpoint {
     }
 }
 
+/// What a driver stores of one (sender, kind) channel of a receiver, to rebuild it after
+/// a restart ([`Receiver::restore`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveState {
+    /// The owner sending on the channel.
+    pub from: Node,
+    /// The kind.
+    pub kind: RecordKind,
+    /// How far it is applied.
+    pub checkpoint: Checkpoint,
+    /// The receipts of the applied batches (the audit trail; replays are answered from it).
+    pub receipts: Vec<SignedReceipt>,
+}
+
 /// A batch that passed every check: the driver stores its rows, the new checkpoint and
 /// the receipt in one transaction, then sends the receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,22 +113,39 @@ impl Receiver {
         })
     }
 
-    /// Restores a channel from what the driver stored: its checkpoint and the receipts of
+    /// The state of every channel, for the driver to store (with each applied batch's
+    /// rows, in the same transaction).
+    pub fn state(&self) -> Vec<ReceiveState> {
+        self.channels
+            .iter()
+            .map(|(&(from, kind), c)| ReceiveState {
+                from,
+                kind,
+                checkpoint: c.checkpoint.clone(),
+                receipts: c.receipts.values().cloned().collect(),
+            })
+            .collect()
+    }
+
+    /// Rebuilds a channel from what the driver stored: its checkpoint and the receipts of
     /// the batches applied (for answering replays). Refuses receipts that are not ours or
     /// lie beyond the checkpoint, since they would answer a batch never applied.
-    pub fn restore(
-        &mut self,
-        from: Node,
-        kind: RecordKind,
-        checkpoint: Checkpoint,
-        receipts: impl IntoIterator<Item = SignedReceipt>,
-    ) -> Result<()> {
+    pub fn restore(&mut self, state: ReceiveState) -> Result<()> {
+        let ReceiveState {
+            from,
+            kind,
+            checkpoint,
+            receipts,
+        } = state;
+        if !self.peers.contains_key(&from) {
+            return Err(Error::UnknownPeer(from));
+        }
         let mut map = BTreeMap::new();
         for r in receipts {
             r.verify(&self.key.verifying_key())?;
             let b = &r.body;
             if b.from != self.me || b.to != from || b.kind != kind || b.last_seq >= checkpoint.next_seq {
-                return Err(Error::BadReceipt(format!(
+                return Err(Error::Restore(format!(
                     "receipt for {} {} rows {}..={} does not belong to this channel's checkpoint",
                     b.to, b.kind, b.first_seq, b.last_seq
                 )));

@@ -7,7 +7,7 @@ use konvert_crypto::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    encode, BatchBody, Digest, Error, Message, Node, OutboxRow, RecordKind, Refusal, RefusalNotice, Result,
+    decode, encode, BatchBody, Digest, Error, Message, Node, OutboxRow, RecordKind, Refusal, RefusalNotice, Result,
     SignedBatch, SignedReceipt, MAX_BATCH_BYTES, MAX_BATCH_ROWS,
 };
 
@@ -45,6 +45,39 @@ pub struct SendCheckpoint {
     pub acked_through: u64,
     /// The digest of the last receipted batch.
     pub last_acked: Digest,
+}
+
+/// A batch just cut, for the driver to store before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutBatch {
+    /// The peer.
+    pub peer: Node,
+    /// The kind.
+    pub kind: RecordKind,
+    /// Its first row.
+    pub first_seq: u64,
+    /// Its last row.
+    pub last_seq: u64,
+    /// Its digest.
+    pub digest: Digest,
+    /// The encoded [`Message::Batch`], sent as is (and again, as is).
+    pub bytes: Vec<u8>,
+}
+
+/// What a driver stores of one (peer, kind) channel of a sender, to rebuild it after a
+/// restart ([`Sender::restore`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendState {
+    /// The peer.
+    pub peer: Node,
+    /// The kind.
+    pub kind: RecordKind,
+    /// What the peer receipted.
+    pub checkpoint: SendCheckpoint,
+    /// The batches cut and not receipted, in order, as encoded messages.
+    pub pending: Vec<serde_bytes::ByteBuf>,
+    /// The outbox rows not yet in a batch, in order.
+    pub unbatched: Vec<OutboxRow>,
 }
 
 /// Bytes to send to a peer.
@@ -212,16 +245,128 @@ impl Sender {
             .all(|c| c.unbatched.is_empty() && c.pending.is_empty())
     }
 
-    /// The next batch to send at `now`: a new one while the window has room, or one whose
-    /// receipt is overdue. Call until `None`.
-    pub fn poll_transmit(&mut self, now: Millis) -> Result<Option<Transmit>> {
+    /// The state of every channel, for the driver to store.
+    pub fn state(&self) -> Vec<SendState> {
+        self.channels
+            .iter()
+            .map(|(&(peer, kind), c)| SendState {
+                peer,
+                kind,
+                checkpoint: c.checkpoint.clone(),
+                pending: c
+                    .pending
+                    .iter()
+                    .map(|p| serde_bytes::ByteBuf::from(p.bytes.clone()))
+                    .collect(),
+                unbatched: c.unbatched.iter().cloned().collect(),
+            })
+            .collect()
+    }
+
+    /// Rebuilds a channel from what the driver stored. The pending batches must be ours,
+    /// for this channel, contiguous and chained from the checkpoint, and the unbatched
+    /// rows must follow them without a gap: a store that says otherwise is damaged, and
+    /// sending from it would make the peer refuse the channel for good. Every pending
+    /// batch is due at once (when it was last sent is not stored).
+    pub fn restore(&mut self, state: SendState) -> Result<()> {
+        let SendState {
+            peer,
+            kind,
+            checkpoint,
+            pending,
+            unbatched,
+        } = state;
+        let damaged = |what: String| Error::Restore(format!("{peer} {kind}: {what}"));
+        if kind.owner() != self.me.side() {
+            return Err(Error::NotOwner { node: self.me, kind });
+        }
+        if !self.peers.contains_key(&peer) {
+            return Err(Error::NotAPeer { node: self.me, peer });
+        }
+        let mut channel = Channel {
+            next_seq: checkpoint.acked_through + 1,
+            last_cut: checkpoint.last_acked,
+            checkpoint,
+            ..Channel::default()
+        };
+        for bytes in pending {
+            let Message::Batch(b) = decode(&bytes)? else {
+                return Err(damaged("a pending batch is not a batch".into()));
+            };
+            let body = &b.body;
+            if b.signer != self.key.key_id() || body.from != self.me || body.to != peer || body.kind != kind {
+                return Err(damaged(format!(
+                    "pending batch {}.. is not ours for this channel",
+                    body.first_seq
+                )));
+            }
+            if body.first_seq != channel.next_seq || body.prev != channel.last_cut {
+                return Err(damaged(format!(
+                    "pending batch {}.. does not follow row {} and batch {:?}",
+                    body.first_seq,
+                    channel.next_seq - 1,
+                    channel.last_cut
+                )));
+            }
+            body.check_limits().map_err(|r| damaged(r.to_string()))?;
+            let digest = body.digest()?;
+            channel.pending.push_back(Pending {
+                first_seq: body.first_seq,
+                last_seq: body.last_seq(),
+                digest,
+                bytes: bytes.into_vec(),
+                sent_at: None,
+            });
+            channel.next_seq = body.last_seq() + 1;
+            channel.last_cut = digest;
+        }
+        for row in unbatched {
+            let expect = OutboxRow::digest_of(self.me, peer, kind, row.seq, &row.payload);
+            if row.peer != peer || row.kind != kind || row.seq != channel.next_seq || row.digest != expect {
+                return Err(damaged(format!(
+                    "outbox row {} is not the next row or its digest is wrong",
+                    row.seq
+                )));
+            }
+            channel.next_seq += 1;
+            channel.unbatched.push_back(row);
+        }
+        self.channels.insert((peer, kind), channel);
+        Ok(())
+    }
+
+    /// Cuts batches from the outbox while each channel's window has room, and returns
+    /// them. The driver stores them (with the channel's state, [`Sender::state`]) before it
+    /// sends anything: a batch is cut once, so a resend after a crash is the same bytes
+    /// and the receiver sees a replay, not another history of the same rows.
+    pub fn cut(&mut self) -> Result<Vec<CutBatch>> {
         let (me, schema) = (self.me, self.schema);
+        let mut out = Vec::new();
         for (&(peer, kind), channel) in self.channels.iter_mut() {
             if channel.stalled.is_some() {
                 continue;
             }
             while channel.pending.len() < self.limits.window && !channel.unbatched.is_empty() {
-                cut(channel, me, peer, kind, schema, &self.limits, &self.key)?;
+                let p = cut(channel, me, peer, kind, schema, &self.limits, &self.key)?;
+                out.push(CutBatch {
+                    peer,
+                    kind,
+                    first_seq: p.first_seq,
+                    last_seq: p.last_seq,
+                    digest: p.digest,
+                    bytes: p.bytes.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next batch to send at `now`: a cut one never sent, or one whose receipt is
+    /// overdue. Call until `None`. Only batches [`Sender::cut`] returned are sent.
+    pub fn poll_transmit(&mut self, now: Millis) -> Option<Transmit> {
+        for (&(peer, kind), channel) in self.channels.iter_mut() {
+            if channel.stalled.is_some() {
+                continue;
             }
             for p in channel.pending.iter_mut() {
                 let due = p
@@ -232,18 +377,18 @@ impl Sender {
                         tracing::debug!(%peer, %kind, first_seq = p.first_seq, "mirror batch resent");
                     }
                     p.sent_at = Some(now);
-                    return Ok(Some(Transmit {
+                    return Some(Transmit {
                         to: peer,
                         bytes: p.bytes.clone(),
-                    }));
+                    });
                 }
             }
         }
-        Ok(None)
+        None
     }
 
-    /// When [`Sender::poll_transmit`] will next have something: a resend deadline, or
-    /// `now` if a batch waits to be sent.
+    /// When [`Sender::cut`] or [`Sender::poll_transmit`] will next have something: a
+    /// resend deadline, or 0 if a batch waits to be cut or sent.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let mut next: Option<Millis> = None;
         for c in self.channels.values().filter(|c| c.stalled.is_none()) {
@@ -352,15 +497,15 @@ impl Sender {
 }
 
 /// Cuts the next batch of a channel from its unbatched rows and signs it.
-fn cut(
-    channel: &mut Channel,
+fn cut<'a>(
+    channel: &'a mut Channel,
     me: Node,
     peer: Node,
     kind: RecordKind,
     schema: u16,
     limits: &SenderLimits,
     key: &SigningKey,
-) -> Result<()> {
+) -> Result<&'a Pending> {
     let mut rows = Vec::new();
     let mut bytes = 0usize;
     let mut first_seq = None;
@@ -377,7 +522,9 @@ fn cut(
         bytes += row.payload.len();
         rows.push(serde_bytes::ByteBuf::from(row.payload));
     }
-    let Some(first_seq) = first_seq else { return Ok(()) };
+    let Some(first_seq) = first_seq else {
+        return Err(Error::Malformed("cut called on an empty outbox".into()));
+    };
     let body = BatchBody {
         schema,
         from: me,
@@ -398,5 +545,8 @@ fn cut(
         bytes,
         sent_at: None,
     });
-    Ok(())
+    channel
+        .pending
+        .back()
+        .ok_or_else(|| Error::Malformed("a batch just cut is missing".into()))
 }

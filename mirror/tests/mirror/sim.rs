@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use konvert_mirror::{
-    encode, Digest, Endpoint, Event, Message, Millis, Node, RecordKind, Refusal, SendEvent, SenderLimits, Side,
+    encode, Digest, Endpoint, Event, Message, Millis, Node, ReceiveState, RecordKind, Refusal, SendEvent, SendState,
+    SenderLimits, Side,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -72,6 +73,23 @@ struct Stats {
     forged_refused: u64,
     messages: u64,
     converged_at: Millis,
+    crashes: u64,
+}
+
+/// The chance that a node crashes while handling a message.
+const CRASH: f64 = 0.01;
+
+/// A node's state as its driver stores it, through its encoding.
+fn stored_state(ep: &Endpoint) -> Vec<u8> {
+    postcard::to_allocvec(&ep.state()).unwrap()
+}
+
+/// The node `n` restarted from its stored state.
+fn restart(n: Node, limits: &SenderLimits, stored: &[u8]) -> Endpoint {
+    let (send, receive): (Vec<SendState>, Vec<ReceiveState>) = postcard::from_bytes(stored).unwrap();
+    let mut ep = Endpoint::new(n, &key(n), peers(n), 1, 1..=1, limits.clone()).unwrap();
+    ep.restore(send, receive).unwrap();
+    ep
 }
 
 type Channel = (Node, Node, RecordKind); // (from, to, kind)
@@ -171,9 +189,20 @@ fn run(seed: u64) -> Stats {
             }
         }
 
-        // Every node sends what it has.
+        // A node restarts between steps now and then: its unsent answers and its resend
+        // timers are gone, its store is not.
+        for &n in &nodes {
+            if rng.gen_bool(CRASH / 4.0) {
+                let stored = stored_state(&eps[&n]);
+                eps.insert(n, restart(n, &limits, &stored));
+                stats.crashes += 1;
+            }
+        }
+
+        // Every node cuts (and would store) its batches, then sends what it has.
         for (&n, ep) in eps.iter_mut() {
-            while let Some(t) = ep.poll_transmit(now).unwrap() {
+            ep.cut().unwrap();
+            while let Some(t) = ep.poll_transmit(now) {
                 net.send(now, n, t.to, t.bytes);
             }
             // The window holds on every channel.
@@ -191,7 +220,17 @@ fn run(seed: u64) -> Stats {
         for (from, to, bytes) in net.due(now) {
             let is_forged = forged.contains(&bytes);
             let ep = eps.get_mut(&to).unwrap();
+            // What the node has stored when it crashes in this step: every earlier step
+            // committed.
+            let stored = rng.gen_bool(CRASH).then(|| stored_state(ep));
             ep.handle(from, &bytes).unwrap();
+            if let Some(stored) = stored {
+                // kill -9 in the middle of applying: nothing of this step was committed
+                // (no rows, no checkpoint, no receipt sent); the node restarts from its store.
+                *ep = restart(to, &limits, &stored);
+                stats.crashes += 1;
+                continue;
+            }
             while let Some(e) = ep.poll_event() {
                 match e {
                     Event::Applied(a) => {
@@ -309,15 +348,23 @@ fn one_federal_node_and_three_regions_converge_over_a_lossy_network() {
         total.forged_refused += s.forged_refused;
         total.messages += s.messages;
         total.converged_at = total.converged_at.max(s.converged_at);
+        total.crashes += s.crashes;
     }
     eprintln!(
-        "{seeds} seeds: {} rows, {} messages, {} replays, {} out of sequence, {} forged refused, slowest converged at {} ms",
-        total.rows, total.messages, total.replays, total.out_of_sequence, total.forged_refused, total.converged_at
+        "{seeds} seeds: {} rows, {} messages, {} replays, {} out of sequence, {} forged refused, {} crashes, slowest converged at {} ms",
+        total.rows,
+        total.messages,
+        total.replays,
+        total.out_of_sequence,
+        total.forged_refused,
+        total.crashes,
+        total.converged_at
     );
     // The faults were exercised, not just survived.
     assert!(total.replays > 0, "no replay happened");
     assert!(total.out_of_sequence > 0, "no batch came out of sequence");
     assert!(total.forged_refused > 0, "no forged batch reached the federal node");
+    assert!(total.crashes > 0, "no node crashed");
 }
 
 #[test]
