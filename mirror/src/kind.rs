@@ -23,6 +23,15 @@ pub enum Node {
 }
 
 impl Node {
+    /// Two bytes naming the node in digests: 0 and 0 for the federal node, 1 and the
+    /// code for a region.
+    pub fn tag(self) -> [u8; 2] {
+        match self {
+            Node::Federal => [0, 0],
+            Node::Region(code) => [1, code],
+        }
+    }
+
     /// The side the node is on.
     pub fn side(self) -> Side {
         match self {
@@ -49,7 +58,8 @@ impl fmt::Display for Node {
 
 /// A kind of record that the mirror carries. Every kind has exactly one owner
 /// ([`RecordKind::owner`]); only the owner writes it and only the owner's batches of it
-/// are merged.
+/// are merged. The order of the variants is part of the wire format and of row digests
+/// ([`RecordKind::code`]): a new kind goes at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RecordKind {
     // Region, going up.
@@ -110,6 +120,11 @@ impl RecordKind {
     /// The kinds `side` owns.
     pub fn owned_by(side: Side) -> impl Iterator<Item = RecordKind> {
         Self::ALL.into_iter().filter(move |k| k.owner() == side)
+    }
+
+    /// The kind's number on the wire and in row digests (its position in [`RecordKind::ALL`]).
+    pub fn code(self) -> u8 {
+        self as u8
     }
 
     /// A short stable name, for logs and metrics labels.

@@ -101,13 +101,13 @@ impl OutboxRow {
     /// SHA-256 over the owner, peer, kind, sequence number and payload: the same bytes
     /// under another address or number are another row.
     pub fn digest_of(owner: Node, peer: Node, kind: RecordKind, seq: u64, payload: &[u8]) -> Digest {
-        // postcard of plain enums cannot fail; an empty header would still leave the digest bound to
-        // the payload and sequence number.
-        let head = postcard::to_allocvec(&(owner, peer, kind)).unwrap_or_default();
+        let (o, p) = (owner.tag(), peer.tag());
         Digest::of(
             b"konvert/v1/mirror-row\0",
             &[
-                &head,
+                &o,
+                &p,
+                &[kind.code()],
                 &seq.to_le_bytes(),
                 &(payload.len() as u64).to_le_bytes(),
                 payload,

@@ -4,7 +4,9 @@
 // Test helpers outside #[test] functions unwrap too; a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod codec;
 mod refusals;
+mod restore;
 mod sender;
 mod sim;
 mod util;

@@ -209,6 +209,10 @@ fn every_kind_has_exactly_one_owner_as_the_issue_lists_them() {
     ];
     assert_eq!(RecordKind::owned_by(Region).collect::<Vec<_>>(), up);
     assert_eq!(RecordKind::owned_by(Federal).collect::<Vec<_>>(), down);
+    // Codes are positions: a kind inserted in the middle would renumber the others.
+    for (i, k) in RecordKind::ALL.iter().enumerate() {
+        assert_eq!(k.code() as usize, i);
+    }
 }
 
 #[test]
