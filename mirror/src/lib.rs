@@ -25,8 +25,11 @@
 //!   ([`konvert_crypto::Domain::MirrorBatch`]); the receiver checks the signer is the
 //!   *configured* key of the sender ([`Refusal::WrongSigner`]) and the signature, so a
 //!   batch is attributable to its owner in the audit trail, not just to a TLS session.
-//!   Once cut, a batch is never re-cut: a resend is the same bytes, so its digest (and
-//!   the receipt) identify it for good.
+//!   Once cut, a batch is never re-cut: [`Sender::cut`] hands each new batch to the driver
+//!   to store before [`Sender::poll_transmit`] sends it, so a resend, even after a crash,
+//!   is the same bytes and its digest (and the receipt) identify it for good. Re-cutting
+//!   rows 1–3 as rows 1–5 after a restart would be another history of applied rows, which
+//!   the receiver must refuse.
 //! - **Exactly once.** The receiver applies a batch only if it starts at the next expected
 //!   row and links to the last applied batch; then its checkpoint moves to the batch's
 //!   last row and digest. A batch that was applied before (same first row, same digest)
@@ -39,7 +42,9 @@
 //!   held: holding would let a peer fill our memory with batches we cannot yet check
 //!   against the chain. The receiver answers [`Refusal::OutOfSequence`] with the row it
 //!   expects; the sender makes its batches up to that row due at once. The cost is one
-//!   resend of what was overtaken, on a link where reordering is rare.
+//!   resend of what was overtaken, on a link where reordering is rare. A refusal that
+//!   arrives after the receipts it predates (reordered on the way) matches no pending
+//!   batch and is ignored.
 //! - **Receipts** are signed by the receiver ([`konvert_crypto::Domain::MirrorReceipt`])
 //!   and carry the batch digest, so the owner holds proof of what exactly was applied.
 //!   The sender checks the receipt's key and that it names a batch in flight, then moves
@@ -48,6 +53,8 @@
 //!   checkpoint, they only hasten a resend or stop a channel.
 //! - **Checkpoints only move forward**, on both sides, and only on a verified event (an
 //!   applied batch, a verified receipt). They are the lag the status page shows.
+//! - **Lag.** [`Sender::lag`] is the rows written and not receipted per (peer, kind): the
+//!   figure `mirror status` and the Prometheus gauge report per kind and direction.
 //! - **Bounded everything.** Rows are at most [`MAX_ROW_PAYLOAD`] (images go by
 //!   reference), batches at most [`MAX_BATCH_ROWS`] rows and [`MAX_BATCH_BYTES`]; a message
 //!   longer than [`MAX_MESSAGE_LEN`] is refused before it is parsed, and one of another
@@ -58,6 +65,16 @@
 //!   closes the connection). Each batch names the records' schema version its rows are
 //!   written in; a receiver refuses one it does not know ([`Refusal::UnknownSchema`]),
 //!   and the sender's channel stops until one side is upgraded: resending cannot help.
+//! - **Restarts.** Everything a node needs to carry on is [`Endpoint::state`]: per channel
+//!   the sender's checkpoint, cut batches not yet receipted and outbox rows not yet cut;
+//!   the receiver's checkpoint and receipts. The driver stores it in the transaction of
+//!   each step (rows applied, receipt made, batch cut) and rebuilds with
+//!   [`Endpoint::restore`], which checks that the stored state holds together (chain,
+//!   signer, row digests, receipts within the checkpoint) and refuses a damaged store
+//!   ([`Error::Restore`]) instead of sending from it. A crash in the middle of a step loses
+//!   only that step: its batch comes again and is applied then, or was applied and is
+//!   answered from the stored receipt. Resend timers are not stored: after a restart every
+//!   unreceipted batch is due at once.
 //! - **Who is at fault.** An [`Error`] from [`Endpoint::handle`] means the connection is
 //!   wrong (oversized or unparseable bytes, a peer claiming to be another) and the driver
 //!   closes it; a [`Refusal`] is about one batch and goes back to its sender.

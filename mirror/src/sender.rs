@@ -217,7 +217,7 @@ impl Sender {
     pub fn lag(&self, peer: Node, kind: RecordKind) -> u64 {
         self.channels
             .get(&(peer, kind))
-            .map_or(0, |c| c.next_seq - 1 - c.checkpoint.acked_through)
+            .map_or(0, |c| (c.next_seq - 1).saturating_sub(c.checkpoint.acked_through))
     }
 
     /// Batches cut and not receipted on (peer, kind): never more than the window.
@@ -236,6 +236,20 @@ impl Sender {
     /// The refusal that stopped (peer, kind), if any.
     pub fn stalled(&self, peer: Node, kind: RecordKind) -> Option<&Refusal> {
         self.channels.get(&(peer, kind)).and_then(|c| c.stalled.as_ref())
+    }
+
+    /// Starts a stalled channel again once someone fixed the cause (upgraded the peer's
+    /// schema, say): its pending batches are due at once. A stall is not part of the stored
+    /// state either, so a restart resumes too; a cause still there stalls it again.
+    pub fn resume(&mut self, peer: Node, kind: RecordKind) {
+        if let Some(c) = self.channels.get_mut(&(peer, kind)) {
+            if let Some(reason) = c.stalled.take() {
+                tracing::info!(%peer, %kind, %reason, "mirror channel resumed");
+            }
+            for p in c.pending.iter_mut() {
+                p.sent_at = None;
+            }
+        }
     }
 
     /// Whether everything written was receipted.

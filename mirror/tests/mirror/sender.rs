@@ -128,6 +128,19 @@ fn a_refusal_that_resending_cannot_fix_stalls_the_channel() {
     assert!(s.stalled(FED, RecordKind::Planning).is_some());
     assert!(drain(&mut s, 100_000).is_empty(), "a stalled channel sends nothing");
     assert_eq!(s.poll_timeout(), None);
+    // The federal node is upgraded to read schema 1 too; the channel is resumed.
+    let mut fed = Endpoint::new(FED, &key(FED), peers(FED), 2, 1..=2, limits(2, 1)).unwrap();
+    s.resume(FED, RecordKind::Planning);
+    assert!(s.stalled(FED, RecordKind::Planning).is_none());
+    let again = drain(&mut s, 100_001);
+    assert_eq!(again, sent, "the same batch again");
+    fed.handle(R1, &again[0].bytes).unwrap();
+    assert!(matches!(fed.poll_event(), Some(Event::Applied(_))));
+    let Message::Receipt(r) = decode(&fed.poll_transmit(0).unwrap().bytes).unwrap() else {
+        panic!("a receipt")
+    };
+    s.handle_receipt(FED, &r).unwrap();
+    assert!(s.is_idle());
 }
 
 #[test]
