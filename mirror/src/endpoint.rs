@@ -70,6 +70,11 @@ impl Endpoint {
         &self.receiver
     }
 
+    /// The receiving half, to set its row check.
+    pub fn receiver_mut(&mut self) -> &mut crate::Receiver {
+        &mut self.receiver
+    }
+
     /// Handles bytes that came over the connection authenticated as `peer`. An error means
     /// the bytes or the connection are wrong (oversized, unknown format, a peer claiming
     /// to be another): the driver logs it and closes that connection.

@@ -142,6 +142,15 @@ pub enum Refusal {
         /// The newest known.
         max: u16,
     },
+    /// A row failed the receiver's check of its content (a participant outside the plan's
+    /// allow-list, say); the whole batch is refused. Never merged; someone must look.
+    #[error("row {seq} refused: {reason}")]
+    RowRefused {
+        /// The row.
+        seq: u64,
+        /// Why, in the check's words.
+        reason: String,
+    },
     /// The batch breaks a limit (empty, too many rows, too many bytes).
     #[error("malformed batch: {0}")]
     Malformed(String),

@@ -45,6 +45,11 @@
 //!   resend of what was overtaken, on a link where reordering is rare. A refusal that
 //!   arrives after the receipts it predates (reordered on the way) matches no pending
 //!   batch and is ignored.
+//! - **Content checks.** The core never reads a payload, but a receiver can be given a
+//!   [`RowCheck`] that every row passes before its batch is applied: the place where the
+//!   receiver checks again what the owner's outbox filter should have kept out (the
+//!   consent allow-list, R18). One failing row refuses the whole batch
+//!   ([`Refusal::RowRefused`]), so nothing is applied half.
 //! - **Receipts** are signed by the receiver ([`konvert_crypto::Domain::MirrorReceipt`])
 //!   and carry the batch digest, so the owner holds proof of what exactly was applied.
 //!   The sender checks the receipt's key and that it names a batch in flight, then moves
@@ -89,7 +94,7 @@ mod wire;
 pub use endpoint::{Endpoint, Event};
 pub use error::{Error, Refusal};
 pub use kind::{Node, RecordKind, Side};
-pub use receiver::{AppliedBatch, Checkpoint, Outcome, ReceiveState, Receiver};
+pub use receiver::{AppliedBatch, Checkpoint, Outcome, ReceiveState, Receiver, RowCheck};
 pub use sender::{CutBatch, Millis, SendCheckpoint, SendEvent, SendState, Sender, SenderLimits, Transmit};
 pub use wire::{
     decode, encode, BatchBody, Digest, Message, OutboxRow, ReceiptBody, RefusalNotice, SignedBatch, SignedReceipt,

@@ -82,6 +82,20 @@ struct Channel {
     receipts: BTreeMap<u64, SignedReceipt>,
 }
 
+/// A check of each row's content before a batch is applied; `Err` names why a row must
+/// not be merged. The core cannot read payloads; the driver can, and this is where the
+/// receiver checks again what the owner's outbox filter should have kept out (the
+/// consent allow-list, R18).
+pub type RowCheck = Box<dyn Fn(Node, RecordKind, u64, &[u8]) -> std::result::Result<(), String> + Send>;
+
+struct Check(RowCheck);
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RowCheck")
+    }
+}
+
 /// The receiving half of a node.
 #[derive(Debug)]
 pub struct Receiver {
@@ -90,6 +104,7 @@ pub struct Receiver {
     peers: BTreeMap<Node, VerifyingKey>,
     schemas: RangeInclusive<u16>,
     channels: BTreeMap<(Node, RecordKind), Channel>,
+    row_check: Option<Check>,
 }
 
 impl Receiver {
@@ -110,6 +125,7 @@ impl Receiver {
             peers,
             schemas,
             channels: BTreeMap::new(),
+            row_check: None,
         })
     }
 
@@ -160,6 +176,13 @@ impl Receiver {
             },
         );
         Ok(())
+    }
+
+    /// Sets the check every row of a batch passes before the batch is applied. One row
+    /// that fails refuses the whole batch ([`Refusal::RowRefused`]): nothing is applied
+    /// half, and the channel waits for someone to look.
+    pub fn set_row_check(&mut self, check: RowCheck) {
+        self.row_check = Some(Check(check));
     }
 
     /// This node.
@@ -266,6 +289,14 @@ impl Receiver {
                 expected: cp.last_batch,
                 got: body.prev,
             });
+        }
+        if let Some(Check(check)) = &self.row_check {
+            for (i, row) in body.rows.iter().enumerate() {
+                let seq = body.first_seq + i as u64;
+                if let Err(reason) = check(peer, body.kind, seq, row) {
+                    return refuse(Refusal::RowRefused { seq, reason });
+                }
+            }
         }
         let receipt = SignedReceipt::sign(
             ReceiptBody {

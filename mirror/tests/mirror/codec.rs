@@ -26,6 +26,7 @@ fn refusal() -> impl Strategy<Value = Refusal> {
         (digest(), digest()).prop_map(|(expected, got)| Refusal::BrokenChain { expected, got }),
         any::<u64>().prop_map(|first_seq| Refusal::Conflict { first_seq }),
         Just(Refusal::BadSignature),
+        (any::<u64>(), ".{0,40}").prop_map(|(seq, reason)| Refusal::RowRefused { seq, reason }),
         (node(), kind()).prop_map(|(sender, kind)| Refusal::NotOwner { sender, kind }),
         (node(), node()).prop_map(|(to, me)| Refusal::NotForUs { to, me }),
         (any::<u16>(), any::<u16>(), any::<u16>()).prop_map(|(got, min, max)| Refusal::UnknownSchema { got, min, max }),
@@ -124,4 +125,21 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_batch_signature_is_no_receipt_signature_and_back() {
+    use konvert_crypto::Domain;
+    let k = key(Node::Federal);
+    let msg = [5u8; 32];
+    let batch_sig = k.sign(Domain::MirrorBatch, &msg);
+    let receipt_sig = k.sign(Domain::MirrorReceipt, &msg);
+    let vk = k.verifying_key();
+    assert!(vk.verify(Domain::MirrorBatch, &msg, &batch_sig).is_ok());
+    assert!(vk.verify(Domain::MirrorReceipt, &msg, &batch_sig).is_err());
+    assert!(vk.verify(Domain::MirrorBatch, &msg, &receipt_sig).is_err());
+    assert!(
+        vk.verify(Domain::Receipt, &msg, &receipt_sig).is_err(),
+        "not a center receipt either"
+    );
 }

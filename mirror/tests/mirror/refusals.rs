@@ -322,3 +322,36 @@ fn a_batch_claiming_another_sender_than_its_connection_closes_the_connection() {
         Err(Error::NotAPeer { .. })
     ));
 }
+
+#[test]
+fn a_row_failing_the_receivers_check_refuses_the_whole_batch() {
+    let mut rx = federal();
+    // The federal node's own check: no participant outside the plan (here: no "canary").
+    rx.set_row_check(Box::new(|from, kind, seq, row| {
+        if row.windows(6).any(|w| w == b"canary") {
+            Err(format!("{from} {kind} row {seq} names a participant outside the plan"))
+        } else {
+            Ok(())
+        }
+    }));
+    let b = results(
+        1,
+        Digest::ZERO,
+        &[b"participant 1", b"canary without consent", b"participant 3"],
+    );
+    let r = refusal(rx.handle(R1, &b).unwrap());
+    assert!(
+        matches!(&r, Refusal::RowRefused { seq: 2, reason } if reason.contains("outside the plan")),
+        "{r:?}"
+    );
+    assert!(!r.is_retryable());
+    assert_eq!(
+        rx.checkpoint(R1, RecordKind::ProcessingResults),
+        Checkpoint::default(),
+        "nothing applied half"
+    );
+    applied(
+        rx.handle(R1, &results(1, Digest::ZERO, &[b"participant 1", b"participant 3"]))
+            .unwrap(),
+    );
+}
