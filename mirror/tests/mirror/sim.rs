@@ -142,6 +142,7 @@ fn run(seed: u64) -> Stats {
     let mut rx_seen: BTreeMap<Channel, (u64, u64)> = BTreeMap::new();
     let mut tx_seen: BTreeMap<Channel, u64> = BTreeMap::new();
     let mut forged: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut receipts: BTreeMap<(Node, Node, RecordKind, u64), konvert_mirror::SignedReceipt> = BTreeMap::new();
     let mut stats = Stats::default();
     let mut counter = 0u32;
 
@@ -235,6 +236,7 @@ fn run(seed: u64) -> Stats {
                 match e {
                     Event::Applied(a) => {
                         assert!(!is_forged, "seed {seed}: a forged batch was applied");
+                        receipts.insert((a.from, to, a.kind, a.first_seq), a.receipt.clone());
                         let got = applied.entry((a.from, to, a.kind)).or_default();
                         assert_eq!(a.first_seq, got.len() as u64 + 1, "seed {seed}: applied out of order");
                         got.extend(a.rows);
@@ -242,8 +244,9 @@ fn run(seed: u64) -> Stats {
                     Event::Replayed(r) => {
                         assert!(!is_forged);
                         stats.replays += 1;
-                        // The receipt of a replay names a batch applied before.
-                        assert!(r.body.last_seq < ep.receiver().checkpoint(from, r.body.kind).next_seq);
+                        // A replay gets the very receipt the batch got when it was applied.
+                        let first = receipts.get(&(from, to, r.body.kind, r.body.first_seq));
+                        assert_eq!(first, Some(&r), "seed {seed}: a replay's receipt differs");
                     }
                     Event::Refused(n) => match n.reason {
                         Refusal::OutOfSequence { .. } => {
