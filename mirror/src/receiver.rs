@@ -90,6 +90,9 @@ pub type RowCheck = Box<dyn Fn(Node, RecordKind, u64, &[u8]) -> std::result::Res
 
 struct Check(RowCheck);
 
+/// Most characters of a row check's reason sent back to the owner.
+const MAX_REASON_CHARS: usize = 300;
+
 impl std::fmt::Debug for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RowCheck")
@@ -293,7 +296,12 @@ impl Receiver {
         if let Some(Check(check)) = &self.row_check {
             for (i, row) in body.rows.iter().enumerate() {
                 let seq = body.first_seq + i as u64;
-                if let Err(reason) = check(peer, body.kind, seq, row) {
+                if let Err(mut reason) = check(peer, body.kind, seq, row) {
+                    // The reason goes back on the wire: keep the notice small whatever the
+                    // check wrote.
+                    if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+                        reason.truncate(cut);
+                    }
                     return refuse(Refusal::RowRefused { seq, reason });
                 }
             }

@@ -354,4 +354,12 @@ fn a_row_failing_the_receivers_check_refuses_the_whole_batch() {
         rx.handle(R1, &results(1, Digest::ZERO, &[b"participant 1", b"participant 3"]))
             .unwrap(),
     );
+    // A long-winded check is cut short on the wire.
+    rx.set_row_check(Box::new(|_, _, _, _| Err("ы".repeat(10_000))));
+    let head = rx.checkpoint(R1, RecordKind::ProcessingResults).last_batch;
+    let r = refusal(rx.handle(R1, &results(3, head, &[b"x"])).unwrap());
+    assert!(
+        matches!(&r, Refusal::RowRefused { reason, .. } if reason.chars().count() == 300),
+        "{r:?}"
+    );
 }
