@@ -79,7 +79,14 @@
 //!   ([`Error::Restore`]) instead of sending from it. A crash in the middle of a step loses
 //!   only that step: its batch comes again and is applied then, or was applied and is
 //!   answered from the stored receipt. Resend timers are not stored: after a restart every
-//!   unreceipted batch is due at once.
+//!   unreceipted batch is due at once. A node restarted with a rotated key signs its
+//!   pending batches again: the signature covers the body's digest only, so the digest,
+//!   the chain and a replay's match stay as they were.
+//! - **Keys.** Signing keys are konvert-crypto's Ed25519 keys with their own domains, so a
+//!   batch or receipt signature can never pass for another konvert signature. Each node
+//!   is configured with its peers' keys; the TLS identity of the connection says who is
+//!   talking, the batch signature who vouches for the rows, and the two must agree
+//!   ([`Error::Misaddressed`] otherwise).
 //! - **Who is at fault.** An [`Error`] from [`Endpoint::handle`] means the connection is
 //!   wrong (oversized or unparseable bytes, a peer claiming to be another) and the driver
 //!   closes it; a [`Refusal`] is about one batch and goes back to its sender.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use konvert_crypto::{SigningKey, VerifyingKey};
+use konvert_crypto::{Domain, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -308,7 +308,7 @@ impl Sender {
                 return Err(damaged("a pending batch is not a batch".into()));
             };
             let body = &b.body;
-            if b.signer != self.key.key_id() || body.from != self.me || body.to != peer || body.kind != kind {
+            if body.from != self.me || body.to != peer || body.kind != kind {
                 return Err(damaged(format!(
                     "pending batch {}.. is not ours for this channel",
                     body.first_seq
@@ -324,14 +324,28 @@ impl Sender {
             }
             body.check_limits().map_err(|r| damaged(r.to_string()))?;
             let digest = body.digest()?;
+            let (first_seq, last_seq) = (body.first_seq, body.last_seq());
+            let bytes = if b.signer == self.key.key_id() {
+                self.key
+                    .verifying_key()
+                    .verify(Domain::MirrorBatch, &digest.0, &b.signature)
+                    .map_err(|_| damaged(format!("pending batch {first_seq}.. has a bad signature")))?;
+                bytes.into_vec()
+            } else {
+                // Signed before this node's key was rotated. The signature is over the body's
+                // digest only, so signing the same body again keeps the digest, the chain and
+                // a replay's match at the receiver, which now knows the new key only.
+                tracing::info!(%peer, %kind, first_seq, old_key = %b.signer, "pending mirror batch signed again with the new key");
+                encode(&Message::Batch(SignedBatch::sign(b.body, &self.key)?))?
+            };
             channel.pending.push_back(Pending {
-                first_seq: body.first_seq,
-                last_seq: body.last_seq(),
+                first_seq,
+                last_seq,
                 digest,
-                bytes: bytes.into_vec(),
+                bytes,
                 sent_at: None,
             });
-            channel.next_seq = body.last_seq() + 1;
+            channel.next_seq = last_seq + 1;
             channel.last_cut = digest;
         }
         for row in unbatched {

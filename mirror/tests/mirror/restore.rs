@@ -103,6 +103,14 @@ fn a_damaged_sender_store_is_refused() {
     let mut rotten: SendState = s2.state().remove(0);
     rotten.unbatched[0].payload = b"tampered".to_vec();
     assert!(matches!(fresh().restore(rotten), Err(Error::Restore(_))));
+    // A pending batch whose signature was damaged in the store.
+    let mut bad = state.clone();
+    let Message::Batch(mut b) = decode(&bad.pending[0]).unwrap() else {
+        panic!("a batch")
+    };
+    b.signature.0[0] ^= 1;
+    bad.pending[0] = serde_bytes::ByteBuf::from(konvert_mirror::encode(&Message::Batch(b)).unwrap());
+    assert!(matches!(fresh().restore(bad), Err(Error::Restore(_))));
     // A kind this node does not own.
     let mut stolen = state;
     stolen.kind = RecordKind::RecomputedScores;
@@ -121,10 +129,10 @@ fn a_damaged_receiver_store_is_refused() {
     let mut behind = state.clone();
     behind.checkpoint = Default::default();
     assert!(matches!(fresh().restore(behind), Err(Error::Restore(_))));
-    // A receipt not signed by this node.
-    let mut forged = state;
-    forged.receipts[0].signature = key(R1).sign(konvert_crypto::Domain::MirrorReceipt, b"x");
-    assert!(matches!(fresh().restore(forged), Err(Error::BadReceipt(_))));
+    // A receipt of another channel.
+    let mut other = state;
+    other.kind = RecordKind::ProcessingResults;
+    assert!(matches!(fresh().restore(other), Err(Error::Restore(_))));
 }
 
 #[test]
@@ -143,4 +151,57 @@ fn a_decoded_cut_batch_is_what_the_sender_signed() {
     assert_eq!(b.body.digest().unwrap(), c.digest);
     assert_eq!((b.body.first_seq, b.body.last_seq()), (c.first_seq, c.last_seq));
     assert_eq!(b.signer, key(R1).key_id());
+}
+
+#[test]
+fn after_a_key_rotation_pending_batches_are_signed_again_and_keep_their_digest() {
+    let mut region = endpoint(R1);
+    let mut fed = endpoint(FED);
+    for i in 0..3u8 {
+        region.push(FED, RecordKind::RegionalRechecks, vec![i]).unwrap();
+    }
+    let cut = region.cut().unwrap();
+    let first: Vec<_> = std::iter::from_fn(|| region.poll_transmit(0)).collect();
+    // The first batch is applied, its receipt lost; the second never arrives.
+    fed.handle(R1, &first[0].bytes).unwrap();
+    assert!(matches!(fed.poll_event(), Some(Event::Applied(_))));
+    while fed.poll_transmit(0).is_some() {}
+
+    // Region 1 rotates its key; the federal node is configured with the new one.
+    let new_key = konvert_crypto::SigningKey::from_seed(&[101; 32]).unwrap();
+    let (send, receive) = region.state();
+    let mut region = Endpoint::new(R1, &new_key, peers(R1), 1, 1..=1, limits()).unwrap();
+    region.restore(send, receive).unwrap();
+    let (fs, fr) = fed.state();
+    let mut fed_peers = peers(FED);
+    fed_peers.insert(R1, new_key.verifying_key());
+    let mut fed = Endpoint::new(FED, &key(FED), fed_peers, 1, 1..=1, limits()).unwrap();
+    fed.restore(fs, fr).unwrap();
+
+    let again: Vec<_> = std::iter::from_fn(|| region.poll_transmit(1)).collect();
+    assert_eq!(again.len(), cut.len());
+    for (t, c) in again.iter().zip(&cut) {
+        let Message::Batch(b) = decode(&t.bytes).unwrap() else {
+            panic!("a batch")
+        };
+        assert_eq!(b.signer, new_key.key_id());
+        assert_eq!(b.body.digest().unwrap(), c.digest, "same body, same digest");
+    }
+    fed.handle(R1, &again[0].bytes).unwrap();
+    assert!(
+        matches!(fed.poll_event(), Some(Event::Replayed(_))),
+        "the applied batch is a replay"
+    );
+    fed.handle(R1, &again[1].bytes).unwrap();
+    assert!(matches!(fed.poll_event(), Some(Event::Applied(a)) if a.first_seq == 3));
+    while let Some(t) = fed.poll_transmit(2) {
+        region.handle(FED, &t.bytes).unwrap();
+    }
+    assert_eq!(
+        region
+            .sender()
+            .checkpoint(FED, RecordKind::RegionalRechecks)
+            .acked_through,
+        3
+    );
 }
