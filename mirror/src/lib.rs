@@ -72,10 +72,13 @@
 //!   and the sender's channel stops until one side is upgraded: resending cannot help.
 //! - **Restarts.** Everything a node needs to carry on is [`Endpoint::state`]: per channel
 //!   the sender's checkpoint, cut batches not yet receipted and outbox rows not yet cut;
-//!   the receiver's checkpoint and receipts. The driver stores it in the transaction of
-//!   each step (rows applied, receipt made, batch cut) and rebuilds with
-//!   [`Endpoint::restore`], which checks that the stored state holds together (chain,
-//!   signer, row digests, receipts within the checkpoint) and refuses a damaged store
+//!   the receiver's checkpoint and receipts. The driver keeps it step by step from what
+//!   the core hands out, each in one transaction: a row pushed (with the change it
+//!   records), the batches [`Endpoint::cut`] returns, an [`Event::Applied`] (rows,
+//!   checkpoint, receipt), a [`SendEvent::Acked`] (checkpoint; the pending batches up to it
+//!   can go). It rebuilds with [`Endpoint::restore`], which checks that the stored state
+//!   holds together (the chain, pending batches' signatures, row digests, receipts within
+//!   the checkpoint) and refuses a damaged store
 //!   ([`Error::Restore`]) instead of sending from it. A crash in the middle of a step loses
 //!   only that step: its batch comes again and is applied then, or was applied and is
 //!   answered from the stored receipt. Resend timers are not stored: after a restart every
