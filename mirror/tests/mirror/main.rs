@@ -4,6 +4,7 @@
 // Test helpers outside #[test] functions unwrap too; a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod channel;
 mod codec;
 mod refusals;
 mod restore;
