@@ -44,7 +44,9 @@
 //!   expects; the sender makes its batches up to that row due at once. The cost is one
 //!   resend of what was overtaken, on a link where reordering is rare. A refusal that
 //!   arrives after the receipts it predates (reordered on the way) matches no pending
-//!   batch and is ignored.
+//!   batch and is ignored. The same rule means a receiver that went back (restored from a
+//!   backup older than the receipts it signed) is not repaired by the protocol: it keeps
+//!   refusing, its refusals and the sender's lag show it, and someone must look.
 //! - **Content checks.** The core never reads a payload, but a receiver can be given a
 //!   [`RowCheck`] that every row passes before its batch is applied: the place where the
 //!   receiver checks again what the owner's outbox filter should have kept out (the
