@@ -31,6 +31,10 @@ pub enum Domain {
     /// The loader's answer to a packet ("loaded" or remarks), signed by a center
     /// specialist's token on the offline workstation.
     PacketAnswer,
+    /// A batch of the records' mirror (РИС ↔ ФИС), signed by the owner of its kind.
+    MirrorBatch,
+    /// A receipt of the records' mirror, signed by the node that applied the batch.
+    MirrorReceipt,
 }
 
 impl Domain {
@@ -44,6 +48,8 @@ impl Domain {
             Domain::AuditCheckpoint => b"konvert/v1/audit-checkpoint\0",
             Domain::CenterCopy => b"konvert/v1/center-copy\0",
             Domain::PacketAnswer => b"konvert/v1/packet-answer\0",
+            Domain::MirrorBatch => b"konvert/v1/mirror-batch\0",
+            Domain::MirrorReceipt => b"konvert/v1/mirror-receipt\0",
         }
     }
 

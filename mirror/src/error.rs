@@ -1,0 +1,164 @@
+//! The crate's error enum and the reasons a receiver refuses a batch.
+
+use konvert_crypto::KeyId;
+use serde::{Deserialize, Serialize};
+
+use crate::{Digest, Node, RecordKind};
+
+/// Errors of the mirror's core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A message longer than the maximum; nothing of it was parsed.
+    #[error("message of {len} bytes exceeds the maximum of {max} bytes; the peer is misbehaving or incompatible")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A message in a wire format this build does not know.
+    #[error("wire format version {got}, this build speaks version {known}; upgrade the older side")]
+    UnknownFormat {
+        /// The version the message carries.
+        got: u16,
+        /// The version this build speaks.
+        known: u16,
+    },
+    /// A message that does not parse.
+    #[error("malformed mirror message: {0}")]
+    Malformed(String),
+    /// A row's payload over the limit; the caller must not write such a row.
+    #[error("row payload of {len} bytes exceeds the maximum of {max} bytes (images go by reference)")]
+    RowTooLarge {
+        /// Its length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A row of a kind this node does not own: writing it would be merged nowhere.
+    #[error("{node} does not own {kind} records; only the {kind} owner writes them")]
+    NotOwner {
+        /// This node.
+        node: Node,
+        /// The kind.
+        kind: RecordKind,
+    },
+    /// A row addressed to a node this one does not exchange with.
+    #[error("{node} does not exchange records with {peer}")]
+    NotAPeer {
+        /// This node.
+        node: Node,
+        /// The addressee.
+        peer: Node,
+    },
+    /// A message that came over the connection of a node that is not configured.
+    #[error("{0} is not a configured peer")]
+    UnknownPeer(Node),
+    /// A message that claims to come from another node than the connection's.
+    #[error("a message claiming to be from {claimed} came over the connection of {peer}")]
+    Misaddressed {
+        /// Who the message says it is from.
+        claimed: Node,
+        /// Who the connection is authenticated as.
+        peer: Node,
+    },
+    /// A key that cannot be used (from konvert-crypto).
+    #[error("key: {0}")]
+    Key(#[from] konvert_crypto::Error),
+    /// Stored state that does not hold together; rebuilding from it would send a history
+    /// the peer must refuse.
+    #[error("stored mirror state is damaged: {0}")]
+    Restore(String),
+    /// A receipt that does not verify or matches no batch of ours.
+    #[error("receipt refused: {0}")]
+    BadReceipt(String),
+}
+
+/// Why a receiver did not apply a batch. Only [`Refusal::OutOfSequence`] is retryable:
+/// the sender resends from the expected row. Every other reason stops the channel until
+/// someone looks, since resending the same bytes cannot help.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// The batch does not start at the next expected row (a gap: an earlier batch was
+    /// lost or overtaken). Retryable.
+    #[error("out of sequence: expected row {expected}, the batch starts at {got}")]
+    OutOfSequence {
+        /// The next row the receiver expects.
+        expected: u64,
+        /// The batch's first row.
+        got: u64,
+    },
+    /// The batch starts at the expected row but does not chain to the last applied batch.
+    #[error("broken hash chain: the batch follows {got:?}, the last applied batch is {expected:?}")]
+    BrokenChain {
+        /// The digest of the last applied batch.
+        expected: Digest,
+        /// The digest the batch says it follows.
+        got: Digest,
+    },
+    /// A different batch for rows already applied: the owner signed two versions of its
+    /// history. Never merged; someone must look.
+    #[error("rows {first_seq}.. were already applied from another batch")]
+    Conflict {
+        /// The batch's first row.
+        first_seq: u64,
+    },
+    /// The batch was not signed by the configured key of its sender.
+    #[error("signed by key {got}, the configured key of {node} is {expected}")]
+    WrongSigner {
+        /// The sender named in the batch.
+        node: Node,
+        /// The configured key's id.
+        expected: KeyId,
+        /// The signing key's id.
+        got: KeyId,
+    },
+    /// The signature does not verify with the configured key.
+    #[error("bad signature")]
+    BadSignature,
+    /// The sender does not own the batch's kind. Never merged.
+    #[error("{sender} does not own {kind} records")]
+    NotOwner {
+        /// The sender.
+        sender: Node,
+        /// The kind.
+        kind: RecordKind,
+    },
+    /// The batch is addressed to another node.
+    #[error("addressed to {to}, this is {me}")]
+    NotForUs {
+        /// The addressee.
+        to: Node,
+        /// This node.
+        me: Node,
+    },
+    /// The records' schema version is one this receiver does not know.
+    #[error("schema version {got}, this receiver knows {min}..={max}")]
+    UnknownSchema {
+        /// The batch's schema version.
+        got: u16,
+        /// The oldest known.
+        min: u16,
+        /// The newest known.
+        max: u16,
+    },
+    /// A row failed the receiver's check of its content (a participant outside the plan's
+    /// allow-list, say); the whole batch is refused. Never merged; someone must look.
+    #[error("row {seq} refused: {reason}")]
+    RowRefused {
+        /// The row.
+        seq: u64,
+        /// Why, in the check's words.
+        reason: String,
+    },
+    /// The batch breaks a limit (empty, too many rows, too many bytes).
+    #[error("malformed batch: {0}")]
+    Malformed(String),
+}
+
+impl Refusal {
+    /// Whether resending can help (the batch is fine, only early).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Refusal::OutOfSequence { .. })
+    }
+}
