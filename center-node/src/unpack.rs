@@ -465,11 +465,39 @@ pub fn open_stored_in_memory(
         return Ok(None);
     }
     let path = Inbox::stored_envelope(data_dir, &claim.envelope_id);
-    let bytes = read_envelope(&path, claim)?;
+    ENVELOPE.with(|buffer| {
+        let mut bytes = buffer.borrow_mut();
+        let opened =
+            read_envelope_into(&path, claim, &mut bytes).and_then(|()| open_read(&path, &bytes, claim, keys, trusted));
+        if bytes.capacity() > KEEP_BUFFER {
+            *bytes = Vec::new();
+        }
+        opened.map(Some)
+    })
+}
+
+thread_local! {
+    /// The envelope last read for opening in memory, kept for the next: a fresh buffer for
+    /// each packet costs a page fault every 4 KiB of it.
+    static ENVELOPE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest buffer kept between packets.
+const KEEP_BUFFER: usize = 64 << 20;
+
+/// The in-memory opening of an envelope read whole into `bytes`.
+fn open_read(
+    path: &Path,
+    bytes: &[u8],
+    claim: &Claim<'_>,
+    keys: &[RecipientSecretKey],
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+) -> Result<OpenedPacket> {
+    let path = path.to_owned();
     // Unverified, only to pick the key: a header that lies fails the signature below.
     let header = envelope::read_header(&bytes[..]).map_err(|e| explain(&path, claim, e))?;
     let key = key_for(keys, &header, claim)?;
-    let (verified, archive) = envelope::open_in_memory(&bytes, key, trusted, |plain| {
+    let (verified, archive) = envelope::open_in_memory(bytes, key, trusted, |plain| {
         konvert_exam::parse_archive(&plain).map(|(manifest, files)| (manifest, files, plain))
     })
     .map_err(|e| explain(&path, claim, e))?;
@@ -477,33 +505,41 @@ pub fn open_stored_in_memory(
     let (manifest, files, plain) = archive?;
     agreement::agree_manifest(&packet, verified.header().version, &manifest)
         .map_err(|d| disagrees(claim, &path, &d))?;
-    Ok(Some(OpenedPacket {
+    Ok(OpenedPacket {
         packet,
         manifest,
         plain,
         files,
-    }))
+    })
 }
 
 /// Reads a stored envelope whole: at most one byte more than receipted, so a file grown
 /// since is caught by its digest without holding whatever was appended.
 fn read_envelope(path: &Path, claim: &Claim<'_>) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    read_envelope_into(path, claim, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_envelope`] into `bytes` (emptied first, its capacity kept).
+fn read_envelope_into(path: &Path, claim: &Claim<'_>, bytes: &mut Vec<u8>) -> Result<()> {
     let file = open_envelope(path)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(claim.bytes).unwrap_or(0));
+    bytes.clear();
+    bytes.reserve(usize::try_from(claim.bytes).unwrap_or(0));
     file.take(claim.bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
+        .read_to_end(bytes)
         .map_err(Error::file(path))?;
     let read = bytes.len() as u64;
     if read != claim.bytes {
         let found = if read > claim.bytes {
             "more bytes than that".to_owned()
         } else {
-            let id = ring::digest::digest(&ring::digest::SHA256, &bytes);
+            let id = ring::digest::digest(&ring::digest::SHA256, bytes);
             format!("{read} bytes, envelope id {}", hex::encode(id.as_ref()))
         };
         return Err(altered(path, claim, &found));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// The store holds something else than the envelope its record receipted: the receiver
