@@ -12,6 +12,7 @@
 mod error;
 pub mod model;
 mod pg_migrations;
+mod pg_mirror;
 mod pg_records;
 mod sled_records;
 #[cfg(test)]
@@ -22,8 +23,9 @@ pub mod test_cluster;
 use konvert_exam::DayPlan;
 use konvert_replication::PacketAnswer;
 
-pub use error::Error;
+pub use error::{Error, OutOfStep};
 pub use model::*;
+pub use pg_mirror::PgMirror;
 pub use pg_records::PgRecords;
 pub use sled_records::SledRecords;
 
