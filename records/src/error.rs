@@ -135,6 +135,12 @@ pub enum OutOfStep {
         /// The batch's first row.
         first_seq: u64,
     },
+    /// The bytes given as an applied batch's are not that batch.
+    #[error("the bytes stored for the batch from row {first_seq} are not the batch that was applied")]
+    BatchBytes {
+        /// The applied batch's first row.
+        first_seq: u64,
+    },
     /// A receipt for rows that were never stored as cut.
     #[error("a receipt through row {acked_through}, but the stored cuts end at row {cut_through}")]
     Ack {

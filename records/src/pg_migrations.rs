@@ -135,15 +135,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         batch bytea NOT NULL,
         PRIMARY KEY (sender, kind, seq)
     );
-    CREATE TABLE mirror_receipts_out (
+    CREATE TABLE mirror_batches_in (
         sender smallint NOT NULL,
         kind smallint NOT NULL,
         first_seq bigint NOT NULL,
         last_seq bigint NOT NULL,
         digest bytea NOT NULL,
+        bytes bytea NOT NULL,
         receipt bytea NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (sender, kind, first_seq)
+    );
+    CREATE TABLE mirror_refusals (
+        id bigserial PRIMARY KEY,
+        sender smallint NOT NULL,
+        kind smallint NOT NULL,
+        first_seq bigint NOT NULL,
+        digest bytea NOT NULL,
+        reason bytea NOT NULL,
+        reason_text text NOT NULL,
+        refused_at timestamptz NOT NULL DEFAULT now()
     );
     "#,
 ];

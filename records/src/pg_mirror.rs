@@ -30,8 +30,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use konvert_mirror::{
-    AppliedBatch, Checkpoint, CutBatch, Digest, Endpoint, Node, OutboxRow, ReceiveState, RecordKind, SendCheckpoint,
-    SendState, SignedReceipt,
+    AppliedBatch, Checkpoint, CutBatch, Digest, Endpoint, Message, Node, OutboxRow, ReceiveState, RecordKind,
+    RefusalNotice, SendCheckpoint, SendState, SignedReceipt,
 };
 use postgres::{IsolationLevel, Transaction};
 
@@ -295,7 +295,9 @@ impl PgMirror {
     }
 
     /// Stores an applied batch ([`konvert_mirror::Event::Applied`]) exactly once: its rows,
-    /// the channel's new checkpoint and the receipt, with whatever `rows_into` does with
+    /// the signed batch as it came (`signed`, the bytes handed to [`Endpoint::handle`]:
+    /// the owner's signature is the audit trail's proof of who vouched for the rows), the
+    /// channel's new checkpoint and the receipt, with whatever `rows_into` does with
     /// the rows in the same transaction (the records the rows feed). Returns `None` if
     /// this very batch was stored before: nothing changes and `rows_into` does not run.
     /// A batch that does not follow the stored checkpoint is refused
@@ -303,9 +305,28 @@ impl PgMirror {
     pub fn apply<T: Send>(
         &self,
         batch: &AppliedBatch,
+        signed: &[u8],
         rows_into: impl FnOnce(&mut Transaction<'_>, &AppliedBatch) -> Result<T> + Send,
     ) -> Result<Option<T>> {
         let (s, k) = (node_code(batch.from)?, kind_code(batch.kind));
+        let same = match konvert_mirror::decode(signed) {
+            Ok(Message::Batch(b)) => {
+                b.body.from == batch.from
+                    && b.body.kind == batch.kind
+                    && b.body.first_seq == batch.first_seq
+                    && b.body.digest()? == batch.digest
+            }
+            _ => false,
+        };
+        if !same {
+            return Err(Error::MirrorOutOfStep {
+                peer: batch.from,
+                kind: batch.kind,
+                what: OutOfStep::BatchBytes {
+                    first_seq: batch.first_seq,
+                },
+            });
+        }
         let first = int("mirror batch", batch.first_seq)?;
         let count = batch.rows.len() as u64;
         let last_seq = batch.first_seq + count.saturating_sub(1);
@@ -350,7 +371,7 @@ impl PgMirror {
             if first < stored {
                 let old = tx
                     .query_opt(
-                        "SELECT digest FROM mirror_receipts_out WHERE sender = $1 AND kind = $2 AND first_seq = $3",
+                        "SELECT digest FROM mirror_batches_in WHERE sender = $1 AND kind = $2 AND first_seq = $3",
                         &[&s, &k, &first],
                     )
                     .map_err(db)?;
@@ -382,14 +403,15 @@ impl PgMirror {
             )
             .map_err(db)?;
             tx.execute(
-                "INSERT INTO mirror_receipts_out (sender, kind, first_seq, last_seq, digest, receipt)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO mirror_batches_in (sender, kind, first_seq, last_seq, digest, bytes, receipt)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     &s,
                     &k,
                     &first,
                     &int("mirror batch", last_seq)?,
                     &batch.digest.0.as_slice(),
+                    &signed,
                     &receipt,
                 ],
             )
@@ -454,6 +476,25 @@ impl PgMirror {
             }
             tx.commit().map_err(db)?;
             Ok(moved)
+        })
+    }
+
+    /// Records a batch this node refused ([`konvert_mirror::Event::Refused`]): who sent it,
+    /// its kind, rows and digest, and why. A refused batch is never merged, but the refusal
+    /// is kept with the audit trail (a non-owner's batch, a wrong signer: someone must look).
+    pub fn refused(&self, notice: &RefusalNotice) -> Result<()> {
+        let (s, k) = (node_code(notice.to)?, kind_code(notice.kind));
+        let first = int("mirror refusal", notice.first_seq)?;
+        let reason = encode("mirror refusal", &notice.reason)?;
+        let text = notice.reason.to_string();
+        self.records.with(|c| {
+            c.execute(
+                "INSERT INTO mirror_refusals (sender, kind, first_seq, digest, reason, reason_text)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&s, &k, &first, &notice.batch.0.as_slice(), &reason, &text],
+            )
+            .map_err(|e| self.db(e))?;
+            Ok(())
         })
     }
 
@@ -556,7 +597,7 @@ impl PgMirror {
             }
             for r in tx
                 .query(
-                    "SELECT sender, kind, receipt FROM mirror_receipts_out ORDER BY sender, kind, first_seq",
+                    "SELECT sender, kind, receipt FROM mirror_batches_in ORDER BY sender, kind, first_seq",
                     &[],
                 )
                 .map_err(db)?

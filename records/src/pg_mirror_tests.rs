@@ -97,8 +97,9 @@ impl Side {
         while let Some(e) = self.ep.poll_event() {
             match &e {
                 Event::Applied(a) => {
-                    self.store.apply(a, |_, _| Ok(()))?;
+                    self.store.apply(a, bytes, |_, _| Ok(()))?;
                 }
+                Event::Refused(n) => self.store.refused(n)?,
                 Event::Sent(SendEvent::Acked {
                     peer,
                     kind,
@@ -215,7 +216,7 @@ fn a_region_and_the_federal_node_exchange_through_postgres_and_carry_on_after_re
     // 7 rows in batches of 3: 3 batches, 3 receipts; kept on both sides.
     assert_eq!(count(&region_url, "mirror_batches_out"), 3);
     assert_eq!(count(&region_url, "mirror_receipts_in"), 3);
-    assert_eq!(count(&fed_url, "mirror_receipts_out WHERE sender = 1"), 3);
+    assert_eq!(count(&fed_url, "mirror_batches_in WHERE sender = 1"), 3);
 
     // Both restart from the store and carry on where they were.
     let before = (region.ep.state(), fed.ep.state());
@@ -287,7 +288,7 @@ fn a_server_stopped_in_the_middle_of_a_step_loses_the_step_only() {
     };
     let err = fed
         .store
-        .apply(&applied, |tx, _| {
+        .apply(&applied, &batches[0], |tx, _| {
             cluster.stop_now();
             tx.execute("SELECT 1", &[]).map_err(region_db_error)?;
             Ok(())
@@ -300,7 +301,7 @@ fn a_server_stopped_in_the_middle_of_a_step_loses_the_step_only() {
     drop(fed);
     let mut fed = Side::open(&fed_url, FED);
     assert_eq!(fed.store.applied_rows(R1, UP).unwrap(), vec![]);
-    assert_eq!(count(&fed_url, "mirror_receipts_out"), 0);
+    assert_eq!(count(&fed_url, "mirror_batches_in"), 0);
     assert_eq!(fed.ep.receiver().checkpoint(R1, UP).next_seq, 1);
 
     // The region restarts too (the machine went down) and sends both batches again, the
@@ -322,7 +323,7 @@ fn a_server_stopped_in_the_middle_of_a_step_loses_the_step_only() {
     let mut ran = false;
     assert_eq!(
         fed.store
-            .apply(&applied, |_, _| {
+            .apply(&applied, &batches[0], |_, _| {
                 ran = true;
                 Ok(())
             })
@@ -331,7 +332,7 @@ fn a_server_stopped_in_the_middle_of_a_step_loses_the_step_only() {
     );
     assert!(!ran, "the records a batch feeds are not fed twice");
     assert_eq!(count(&fed_url, "mirror_applied"), 5);
-    assert_eq!(count(&fed_url, "mirror_receipts_out"), 2);
+    assert_eq!(count(&fed_url, "mirror_batches_in"), 2);
     fed.assert_stored();
 
     // A push whose server stops before its commit stores neither the change nor the row,
@@ -427,7 +428,7 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
     };
     let err = fed
         .store
-        .apply(&applied, |tx, _| {
+        .apply(&applied, &batches[0], |tx, _| {
             tx.execute("INSERT INTO no_such_table VALUES (1)", &[])
                 .map_err(region_db_error)?;
             Ok(())
@@ -435,12 +436,32 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
         .unwrap_err();
     assert!(matches!(err, Error::Database { .. }), "{err:?}");
     assert_eq!(count(&fed_url, "mirror_applied"), 0);
-    assert_eq!(count(&fed_url, "mirror_receipts_out"), 0);
-    // A batch the store has not seen the predecessor of is refused.
-    let mut later = applied.clone();
-    later.first_seq = 3;
-    later.checkpoint.next_seq = 5;
-    let err = fed.store.apply(&later, |_, _| Ok(())).unwrap_err();
+    assert_eq!(count(&fed_url, "mirror_batches_in"), 0);
+    // The bytes kept as the signed batch must be that batch.
+    let err = fed.store.apply(&applied, b"\x01\x00", |_, _| Ok(())).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MirrorOutOfStep {
+                what: OutOfStep::BatchBytes { first_seq: 1 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A node in memory ahead of its store (it applied rows 1-2 and never stored them) is
+    // refused the next batch.
+    region.push(FED, UP, b"result 3");
+    let mut ahead = endpoint(FED);
+    ahead.handle(R1, &batches[0]).unwrap();
+    region.take(FED, &ahead.poll_transmit(0).unwrap().bytes).unwrap();
+    let next = region.outgoing(0);
+    ahead.handle(R1, &next[0]).unwrap();
+    let Some(Event::Applied(third)) = ahead.poll_event().and_then(|_| ahead.poll_event()) else {
+        panic!("not applied")
+    };
+    assert_eq!(third.first_seq, 3);
+    let err = fed.store.apply(&third, &next[0], |_, _| Ok(())).unwrap_err();
     assert!(
         matches!(
             err,
@@ -455,12 +476,20 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
         "{err:?}"
     );
     // Then it applies, once.
-    assert_eq!(fed.store.apply(&applied, |_, _| Ok(7)).unwrap(), Some(7));
-    assert_eq!(fed.store.apply(&applied, |_, _| Ok(7)).unwrap(), None);
-    // Another batch for the same rows is a conflict, not a replay.
-    let mut forged = applied.clone();
-    forged.digest = konvert_mirror::Digest([9; 32]);
-    let err = fed.store.apply(&forged, |_, _| Ok(())).unwrap_err();
+    assert_eq!(fed.store.apply(&applied, &batches[0], |_, _| Ok(7)).unwrap(), Some(7));
+    assert_eq!(fed.store.apply(&applied, &batches[0], |_, _| Ok(7)).unwrap(), None);
+    // Another batch for the same rows, even signed by their owner, is a conflict, not a
+    // replay: the owner contradicts its own history.
+    let mut other_history = endpoint(R1);
+    other_history.push(FED, UP, b"other 1".to_vec()).unwrap();
+    other_history.cut().unwrap();
+    let other = other_history.poll_transmit(0).unwrap().bytes;
+    let mut fresh = endpoint(FED);
+    fresh.handle(R1, &other).unwrap();
+    let Some(Event::Applied(forged)) = fresh.poll_event() else {
+        panic!("not applied")
+    };
+    let err = fed.store.apply(&forged, &other, |_, _| Ok(())).unwrap_err();
     assert!(
         matches!(
             err,
@@ -473,12 +502,31 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
     );
     assert_eq!(fed.store.applied_rows(R1, UP).unwrap(), rows(1..=2, "result"));
 
-    // A cut beyond the outbox is refused.
+    // A cut beyond the outbox is refused, and so is another cut of rows already cut.
+    let cut = |first_seq, last_seq| konvert_mirror::CutBatch {
+        peer: FED,
+        kind: UP,
+        first_seq,
+        last_seq,
+        digest: konvert_mirror::Digest([1; 32]),
+        bytes: vec![1],
+    };
+    let err = region.store.store_cut(&[cut(3, 3)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MirrorOutOfStep {
+                what: OutOfStep::CutConflict { first_seq: 3 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let cut = konvert_mirror::CutBatch {
         peer: FED,
         kind: UP,
-        first_seq: 3,
-        last_seq: 4,
+        first_seq: 4,
+        last_seq: 5,
         digest: konvert_mirror::Digest([1; 32]),
         bytes: vec![1],
     };
@@ -488,8 +536,8 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
             err,
             Error::MirrorOutOfStep {
                 what: OutOfStep::Cut {
-                    cut_through: 2,
-                    pushed_through: 2,
+                    cut_through: 3,
+                    pushed_through: 3,
                     ..
                 },
                 ..
@@ -497,6 +545,27 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
         ),
         "{err:?}"
     );
-    assert_eq!(count(&region_url, "mirror_batches_out"), 1);
+    assert_eq!(count(&region_url, "mirror_batches_out"), 2);
     region.assert_stored();
+
+    // A region's batch of a federal kind, signed by the region itself, is refused, kept
+    // as a refusal, and merged nowhere.
+    let body = konvert_mirror::BatchBody {
+        schema: 1,
+        from: R1,
+        to: FED,
+        kind: DOWN,
+        first_seq: 1,
+        prev: konvert_mirror::Digest::ZERO,
+        rows: vec![b"a score the region made up".to_vec().into()],
+    };
+    let batch = konvert_mirror::SignedBatch::sign(body, &key(R1)).unwrap();
+    let bytes = konvert_mirror::encode(&konvert_mirror::Message::Batch(batch)).unwrap();
+    let events = fed.take(R1, &bytes).unwrap();
+    assert!(
+        matches!(&events[..], [Event::Refused(n)] if matches!(n.reason, konvert_mirror::Refusal::NotOwner { .. })),
+        "{events:?}"
+    );
+    assert_eq!(count(&fed_url, "mirror_refusals WHERE sender = 1 AND kind = 6"), 1);
+    assert_eq!(fed.store.applied_rows(R1, DOWN).unwrap(), vec![]);
 }
