@@ -25,7 +25,7 @@ use konvert_replication::PacketAnswer;
 
 pub use error::{Error, OutOfStep};
 pub use model::*;
-pub use pg_mirror::PgMirror;
+pub use pg_mirror::{MirrorChannelStatus, MirrorDirection, PgMirror};
 pub use pg_records::PgRecords;
 pub use sled_records::SledRecords;
 

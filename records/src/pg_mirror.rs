@@ -27,6 +27,7 @@
 //! [`Event::Applied`]: konvert_mirror::Event::Applied
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use konvert_mirror::{
@@ -43,6 +44,35 @@ use crate::{Error, OutOfStep, PgRecords, Result};
 pub struct PgMirror {
     records: Arc<PgRecords>,
     me: Node,
+}
+
+/// Which way a channel's rows go, seen from this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorDirection {
+    /// This node owns the kind and sends the rows.
+    Outgoing,
+    /// The peer owns the kind and this node applies the rows.
+    Incoming,
+}
+
+/// One channel's figures ([`PgMirror::status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorChannelStatus {
+    /// The peer.
+    pub peer: Node,
+    /// The kind.
+    pub kind: RecordKind,
+    /// Which way the rows go.
+    pub direction: MirrorDirection,
+    /// Outgoing: rows written; incoming: rows applied.
+    pub rows: u64,
+    /// Outgoing: rows the peer receipted; incoming: rows applied.
+    pub through: u64,
+    /// Outgoing: rows written and not receipted. Incoming: `None`, only the owner knows.
+    pub lag: Option<u64>,
+    /// When the last receipt came (outgoing) or the last batch was applied (incoming),
+    /// in Unix milliseconds by the database's clock; `None` before the first.
+    pub last_exchange_unix_ms: Option<i64>,
 }
 
 /// A node as stored: 0 the federal node, 1–99 a region.
@@ -150,6 +180,21 @@ impl PgMirror {
         payload: Vec<u8>,
         change: impl FnOnce(&mut Transaction<'_>) -> Result<T> + Send,
     ) -> Result<(u64, T)> {
+        let (seqs, out) = self.push_many(endpoint, peer, kind, vec![payload], change)?;
+        Ok((*seqs.start(), out))
+    }
+
+    /// [`PgMirror::push`] for many rows of one channel recording one change (closing an
+    /// exam writes all its results at once): one transaction, one statement for the rows.
+    /// Returns the rows' numbers (an empty range for no rows) and what `change` returned.
+    pub fn push_many<T: Send>(
+        &self,
+        endpoint: &mut Endpoint,
+        peer: Node,
+        kind: RecordKind,
+        payloads: Vec<Vec<u8>>,
+        change: impl FnOnce(&mut Transaction<'_>) -> Result<T> + Send,
+    ) -> Result<(RangeInclusive<u64>, T)> {
         let me = self.me;
         if endpoint.sender().node() != me {
             return Err(Error::MirrorNode {
@@ -180,44 +225,63 @@ impl PgMirror {
                 .map_err(db)?
                 .try_get(0)
                 .map_err(db)?;
-            let stored = seq_of("mirror channel", stored)?;
+            let first = seq_of("mirror channel", stored)?;
             let sender = endpoint.sender();
             let node = sender.checkpoint(peer, kind).acked_through + sender.lag(peer, kind) + 1;
-            if node != stored {
+            if node != first {
                 return Err(Error::MirrorOutOfStep {
                     peer,
                     kind,
-                    what: OutOfStep::Push { stored, node },
+                    what: OutOfStep::Push { stored: first, node },
                 });
             }
             let out = change(&mut tx)?;
-            let row = OutboxRow::new(me, peer, kind, stored, payload)?;
-            let seq = int("mirror outbox row", row.seq)?;
+            // Every row is built (and so checked) before the endpoint sees any of them.
+            let rows = payloads
+                .into_iter()
+                .zip(first..)
+                .map(|(payload, seq)| OutboxRow::new(me, peer, kind, seq, payload))
+                .collect::<konvert_mirror::Result<Vec<_>>>()?;
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                tx.commit().map_err(db)?;
+                return Ok((first..=first.saturating_sub(1), out));
+            };
+            let seqs = rows
+                .iter()
+                .map(|r| int("mirror outbox row", r.seq))
+                .collect::<Result<Vec<i64>>>()?;
+            let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload.as_slice()).collect();
+            let digests: Vec<&[u8]> = rows.iter().map(|r| r.digest.0.as_slice()).collect();
             tx.execute(
-                "INSERT INTO mirror_outbox (peer, kind, seq, payload, digest) VALUES ($1, $2, $3, $4, $5)",
-                &[&p, &k, &seq, &row.payload, &row.digest.0.as_slice()],
+                "INSERT INTO mirror_outbox (peer, kind, seq, payload, digest)
+                 SELECT $1::smallint, $2::smallint, u.seq, u.payload, u.digest
+                 FROM unnest($3::bigint[], $4::bytea[], $5::bytea[]) AS u(seq, payload, digest)",
+                &[&p, &k, &seqs, &payloads, &digests],
             )
             .map_err(db)?;
             tx.execute(
                 "UPDATE mirror_send SET next_seq = $3 WHERE peer = $1 AND kind = $2",
-                &[&p, &k, &(seq + 1)],
+                &[&p, &k, &int("mirror outbox row", last + 1)?],
             )
             .map_err(db)?;
             // Last before the commit: the core refuses what the store cannot tell (a peer
-            // not configured), and then nothing is stored.
-            let pushed = endpoint.sender_mut().push(peer, kind, row.payload.clone())?;
-            if pushed != row {
-                return Err(Error::MirrorOutOfStep {
-                    peer,
-                    kind,
-                    what: OutOfStep::Push {
-                        stored: row.seq,
-                        node: pushed.seq,
-                    },
-                });
+            // not configured) at the first row, and then nothing is stored; the rows were
+            // checked above, so no later one fails.
+            for row in rows {
+                let pushed = endpoint.sender_mut().push(peer, kind, row.payload.clone())?;
+                if pushed != row {
+                    return Err(Error::MirrorOutOfStep {
+                        peer,
+                        kind,
+                        what: OutOfStep::Push {
+                            stored: row.seq,
+                            node: pushed.seq,
+                        },
+                    });
+                }
             }
             tx.commit().map_err(db)?;
-            Ok((row.seq, out))
+            Ok((first..=last, out))
         })
     }
 
@@ -610,6 +674,61 @@ impl PgMirror {
             }
             tx.commit().map_err(db)?;
             Ok((send.into_values().collect(), receive.into_values().collect()))
+        })
+    }
+
+    /// Each channel's figures, for `mirror status` and the metrics: what this node wrote
+    /// and its peers receipted (the lag is the owner's to know), and what it applied of
+    /// its peers' rows; with the time of the last receipt or applied batch, by the
+    /// database's clock.
+    pub fn status(&self) -> Result<Vec<MirrorChannelStatus>> {
+        self.records.with(|c| {
+            let db = |e| self.db(e);
+            let mut out = Vec::new();
+            for r in c
+                .query(
+                    "SELECT s.peer, s.kind, s.next_seq - 1, s.acked_through,
+                         (SELECT (extract(epoch FROM max(received_at)) * 1000)::bigint FROM mirror_receipts_in i
+                          WHERE i.peer = s.peer AND i.kind = s.kind)
+                     FROM mirror_send s ORDER BY s.peer, s.kind",
+                    &[],
+                )
+                .map_err(db)?
+            {
+                let written = seq_of("mirror channel", r.try_get(2).map_err(db)?)?;
+                let through = seq_of("mirror channel", r.try_get(3).map_err(db)?)?;
+                out.push(MirrorChannelStatus {
+                    peer: node_of(r.try_get(0).map_err(db)?)?,
+                    kind: kind_of(r.try_get(1).map_err(db)?)?,
+                    direction: MirrorDirection::Outgoing,
+                    rows: written,
+                    through,
+                    lag: Some(written.saturating_sub(through)),
+                    last_exchange_unix_ms: r.try_get(4).map_err(db)?,
+                });
+            }
+            for r in c
+                .query(
+                    "SELECT v.sender, v.kind, v.next_seq - 1,
+                         (SELECT (extract(epoch FROM max(applied_at)) * 1000)::bigint FROM mirror_batches_in b
+                          WHERE b.sender = v.sender AND b.kind = v.kind)
+                     FROM mirror_receive v ORDER BY v.sender, v.kind",
+                    &[],
+                )
+                .map_err(db)?
+            {
+                let applied = seq_of("mirror checkpoint", r.try_get(2).map_err(db)?)?;
+                out.push(MirrorChannelStatus {
+                    peer: node_of(r.try_get(0).map_err(db)?)?,
+                    kind: kind_of(r.try_get(1).map_err(db)?)?,
+                    direction: MirrorDirection::Incoming,
+                    rows: applied,
+                    through: applied,
+                    lag: None,
+                    last_exchange_unix_ms: r.try_get(3).map_err(db)?,
+                });
+            }
+            Ok(out)
         })
     }
 

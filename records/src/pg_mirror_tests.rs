@@ -204,10 +204,28 @@ fn a_region_and_the_federal_node_exchange_through_postgres_and_carry_on_after_re
     assert_eq!(region.ep.sender().lag(FED, UP), 7);
     region.assert_stored();
 
-    for n in 1..=4u64 {
-        assert_eq!(fed.push(R1, DOWN, format!("score {n}").as_bytes()), n);
-    }
+    // Many rows with one change: one transaction.
+    let scores: Vec<Vec<u8>> = (1..=4u64).map(|n| format!("score {n}").into_bytes()).collect();
+    let (seqs, marker) = fed
+        .store
+        .push_many(&mut fed.ep, R1, DOWN, scores, |_| Ok("recomputed"))
+        .unwrap();
+    assert_eq!((seqs, marker), (1..=4, "recomputed"));
+    let lag = |s: &Side, direction, kind| {
+        let all = s.store.status().unwrap();
+        all.into_iter()
+            .find(|c| c.direction == direction && c.kind == kind)
+            .map(|c| (c.rows, c.through, c.lag, c.last_exchange_unix_ms.is_some()))
+    };
+    assert_eq!(
+        lag(&region, MirrorDirection::Outgoing, UP),
+        Some((7, 0, Some(7), false))
+    );
     exchange(&mut region, &mut fed, 0);
+    assert_eq!(lag(&region, MirrorDirection::Outgoing, UP), Some((7, 7, Some(0), true)));
+    assert_eq!(lag(&region, MirrorDirection::Incoming, DOWN), Some((4, 4, None, true)));
+    assert_eq!(lag(&fed, MirrorDirection::Incoming, UP), Some((7, 7, None, true)));
+    assert_eq!(lag(&fed, MirrorDirection::Outgoing, DOWN), Some((4, 4, Some(0), true)));
     assert_eq!(fed.store.applied_rows(R1, UP).unwrap(), rows(1..=7, "result"));
     assert_eq!(region.store.applied_rows(FED, DOWN).unwrap(), rows(1..=4, "score"));
     assert!(region.ep.sender().is_idle() && fed.ep.sender().is_idle());
@@ -419,6 +437,18 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
     assert_eq!(count(&region_url, "mirror_outbox"), 1);
     let mut region = region.restart();
     region.push(FED, UP, b"result 2");
+    // One row too large refuses them all, in the store and in the node.
+    let rows_with_a_big_one = vec![b"result 3".to_vec(), vec![0; konvert_mirror::MAX_ROW_PAYLOAD + 1]];
+    let err = region
+        .store
+        .push_many(&mut region.ep, FED, UP, rows_with_a_big_one, |_| Ok(()))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Mirror(konvert_mirror::Error::RowTooLarge { .. })),
+        "{err:?}"
+    );
+    assert_eq!(count(&region_url, "mirror_outbox"), 2);
+    region.assert_stored();
 
     // A batch whose records fail to take its rows is not applied at all.
     let batches = region.outgoing(0);
