@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use konvert_crypto::{SigningKey, VerifyingKey};
 use konvert_mirror::{Endpoint, Event, Node, RecordKind, SendEvent, SenderLimits};
@@ -598,4 +599,95 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
     );
     assert_eq!(count(&fed_url, "mirror_refusals WHERE sender = 1 AND kind = 6"), 1);
     assert_eq!(fed.store.applied_rows(R1, DOWN).unwrap(), vec![]);
+}
+
+/// Where the kill test's child finds its database, its batch and where to say it is
+/// in the middle of applying.
+const CHILD_ENV: &str = "KONVERT_MIRROR_KILL_CHILD";
+
+/// The kill test's child, run only by [`a_node_killed_in_the_middle_of_applying_applies_nothing_half`]
+/// in a process of its own: the federal node applies a batch and hangs in the middle of
+/// the transaction, after its rows are written, until it is killed.
+#[test]
+#[ignore = "the child of the kill test, run by it"]
+fn kill_child_applies_and_hangs() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let dir = std::path::PathBuf::from(dir);
+    let url = std::fs::read_to_string(dir.join("url")).unwrap();
+    let batch = std::fs::read(dir.join("batch")).unwrap();
+    let mut fed = Side::open(&url, FED);
+    fed.ep.handle(R1, &batch).unwrap();
+    let Some(Event::Applied(applied)) = fed.ep.poll_event() else {
+        panic!("not applied")
+    };
+    fed.store
+        .apply(&applied, &batch, |tx, _| {
+            let written: i64 = tx
+                .query_one("SELECT count(*) FROM mirror_applied", &[])
+                .map_err(region_db_error)?
+                .get(0);
+            std::fs::write(dir.join("applying"), written.to_string()).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+            Ok(())
+        })
+        .unwrap();
+    panic!("not killed in time");
+}
+
+#[test]
+fn a_node_killed_in_the_middle_of_applying_applies_nothing_half() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let (region_url, fed_url) = (cluster.database("kill_region"), cluster.database("kill_fed"));
+    let mut region = Side::open(&region_url, R1);
+    // The federal node's database exists (migrated, claimed) before the child opens it.
+    drop(Side::open(&fed_url, FED));
+    for n in 1..=3u64 {
+        region.push(FED, UP, format!("result {n}").as_bytes());
+    }
+    let batches = region.outgoing(0);
+    assert_eq!(batches.len(), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("url"), &fed_url).unwrap();
+    std::fs::write(dir.path().join("batch"), &batches[0]).unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "pg_mirror::tests::kill_child_applies_and_hangs",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let applying = dir.path().join("applying");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !applying.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child ended before applying: {status}");
+        }
+        assert!(std::time::Instant::now() < deadline, "the child never got to apply");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // kill -9 with the rows written in its open transaction.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&applying).unwrap(),
+        "3",
+        "the child was in the middle"
+    );
+
+    // Nothing of the batch is stored; started again, the node applies it, once.
+    let mut fed = Side::open(&fed_url, FED);
+    assert_eq!(fed.store.applied_rows(R1, UP).unwrap(), vec![]);
+    assert_eq!(fed.ep.receiver().checkpoint(R1, UP).next_seq, 1);
+    let mut region = region.restart();
+    exchange(&mut region, &mut fed, 0);
+    assert_eq!(fed.store.applied_rows(R1, UP).unwrap(), rows(1..=3, "result"));
+    assert_eq!(count(&fed_url, "mirror_batches_in"), 1);
+    assert!(region.ep.sender().is_idle());
+    fed.assert_stored();
+    region.assert_stored();
 }
