@@ -3,6 +3,8 @@
 //! human decisions and the answers for sites — behind one interface, [`Records`], so that
 //! the embedded [`SledRecords`] (the demo, a small region) and [`PgRecords`] on PostgreSQL
 //! 15 (a real region, the federal node) are interchangeable; one test suite runs on both.
+//! The mirror between a region and the federal node keeps its state in the same PostgreSQL
+//! database ([`PgMirror`]), so that an outbox row is written with the change it records.
 //!
 //! Contract: registration of a packet version is atomic (its entry and all its pages, or
 //! nothing) and idempotent (registering the same version again changes nothing); what

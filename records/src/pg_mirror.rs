@@ -13,6 +13,18 @@
 //! checkpoint and receipt at once); a [`SendEvent::Acked`] (checkpoint and receipt).
 //! [`PgMirror::load`] gives back what [`Endpoint::restore`] takes.
 //!
+//! A driver's order:
+//! 1. A change and its rows: [`PgMirror::push`] (or [`PgMirror::push_many`]) with the
+//!    change's statements.
+//! 2. [`Endpoint::cut`], then [`PgMirror::store_cut`], and only then
+//!    [`Endpoint::poll_transmit`].
+//! 3. Bytes in: [`Endpoint::handle`], then every event stored before anything is sent:
+//!    an applied batch with [`PgMirror::apply`] (with the bytes, so the receiver keeps the
+//!    owner's signature), a receipt with [`PgMirror::acked`], a refusal with
+//!    [`PgMirror::refused`].
+//! 4. At start: [`PgMirror::load`], then [`Endpoint::restore`]. [`PgMirror::status`] gives
+//!    the lag per channel and direction.
+//!
 //! The node in memory moves before the store does (the core applies, then the driver
 //! stores). So when a call fails the driver drops the node, with whatever it queued
 //! (a receipt for a batch not stored must never go out), and rebuilds it from
@@ -25,6 +37,7 @@
 //! `002:6659`).
 //!
 //! [`Event::Applied`]: konvert_mirror::Event::Applied
+//! [`SendEvent::Acked`]: konvert_mirror::SendEvent::Acked
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
