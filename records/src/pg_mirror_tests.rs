@@ -691,3 +691,57 @@ fn a_node_killed_in_the_middle_of_applying_applies_nothing_half() {
     fed.assert_stored();
     region.assert_stored();
 }
+
+/// A rough figure, not a benchmark (`konvert bench mirror` is): the federal node applying
+/// one region's exam day (16,000 results of 200 bytes) through the core and this store,
+/// against a plain `COPY` of the same rows into the same database. Run with
+/// `cargo test -p konvert-records --features test-cluster --release -- --ignored apply_rate --nocapture`.
+#[test]
+#[ignore = "a figure, run by hand"]
+fn apply_rate() {
+    use std::io::Write;
+    let Some(cluster) = TestCluster::shared() else { return };
+    let (region_url, fed_url) = (cluster.database("rate_region"), cluster.database("rate_fed"));
+    let records = Arc::new(PgRecords::connect(&region_url).unwrap());
+    let region_store = PgMirror::open(records, R1).unwrap();
+    let limits = SenderLimits {
+        window: 64,
+        batch_rows: 1024,
+        ..SenderLimits::default()
+    };
+    let mut region_ep = Endpoint::new(R1, &key(R1), peers(R1), 1, 1..=1, limits.clone()).unwrap();
+    let payloads: Vec<Vec<u8>> = (0..16_000u32).map(|n| format!("{n:0>200}").into_bytes()).collect();
+    region_store
+        .push_many(&mut region_ep, FED, UP, payloads.clone(), |_| Ok(()))
+        .unwrap();
+    let cut = region_ep.cut().unwrap();
+    region_store.store_cut(&cut).unwrap();
+    let batches: Vec<Vec<u8>> = std::iter::from_fn(|| region_ep.poll_transmit(0).map(|t| t.bytes)).collect();
+
+    let mut fed = Side::open(&fed_url, FED);
+    let start = std::time::Instant::now();
+    for b in &batches {
+        assert!(matches!(fed.take(R1, b).unwrap()[..], [Event::Applied(_)]));
+    }
+    let mirror = start.elapsed();
+
+    let mut c = Client::connect(&fed_url, NoTls).unwrap();
+    c.batch_execute("CREATE TABLE copied (seq bigint PRIMARY KEY, payload bytea NOT NULL)")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut w = c.copy_in("COPY copied (seq, payload) FROM STDIN").unwrap();
+    for (n, p) in payloads.iter().enumerate() {
+        writeln!(w, "{}\t\\\\x{}", n + 1, hex::encode(p)).unwrap();
+    }
+    w.finish().unwrap();
+    let copy = start.elapsed();
+    assert_eq!(fed.store.applied_rows(R1, UP).unwrap().len(), 16_000);
+    let rate = |d: Duration| 16_000.0 / d.as_secs_f64();
+    println!(
+        "apply: {:.0} rows/s ({} batches); COPY: {:.0} rows/s; apply/COPY = {:.0} %",
+        rate(mirror),
+        batches.len(),
+        rate(copy),
+        100.0 * copy.as_secs_f64() / mirror.as_secs_f64()
+    );
+}
