@@ -273,9 +273,26 @@ fn a_region_and_the_federal_node_exchange_through_postgres_and_carry_on_after_re
         replayed, receipts,
         "the replay gets the very receipt of the first application"
     );
+    let mut acks = Vec::new();
     for r in &replayed {
-        region.take(FED, r).unwrap();
+        acks.extend(region.take(FED, r).unwrap());
     }
+    // Checkpoints only move forward: the same receipt again, or an older checkpoint,
+    // changes nothing.
+    let [Event::Sent(SendEvent::Acked {
+        checkpoint, receipt, ..
+    })] = &acks[..]
+    else {
+        panic!("{acks:?}")
+    };
+    assert_eq!(checkpoint.acked_through, 12);
+    assert!(!region.store.acked(FED, UP, checkpoint, receipt).unwrap());
+    let older = konvert_mirror::SendCheckpoint {
+        acked_through: 3,
+        last_acked: konvert_mirror::Digest([3; 32]),
+    };
+    assert!(!region.store.acked(FED, UP, &older, receipt).unwrap());
+    assert_eq!(count(&region_url, "mirror_send WHERE acked_through = 12"), 1);
     assert_eq!(fed.store.applied_rows(R1, UP).unwrap(), rows(1..=12, "result"));
     assert_eq!(count(&fed_url, "mirror_applied"), 12);
     assert!(region.ep.sender().is_idle());
@@ -385,6 +402,12 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
     );
     let mut region = Side::open(&region_url, R1);
     let mut fed = Side::open(&fed_url, FED);
+
+    // A database of the records' schema before the mirror gets the mirror's tables.
+    let older = cluster.database("mirror_steps_older");
+    drop(PgRecords::connect_at(&older, 2).unwrap());
+    let mut migrated = Side::open(&older, R1);
+    assert_eq!(migrated.push(FED, UP, b"result 1"), 1);
 
     // A database holds one node's mirror.
     let other = PgMirror::open(Arc::new(PgRecords::connect(&region_url).unwrap()), Node::Region(2)).unwrap_err();
