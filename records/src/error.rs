@@ -64,6 +64,91 @@ pub enum Error {
         /// The newest version this build knows.
         known: i64,
     },
+    /// The mirror's core refused an operation (a kind this node does not own, a peer it
+    /// does not exchange with, a row too large).
+    #[error("the mirror refused: {0}")]
+    Mirror(#[from] konvert_mirror::Error),
+    /// The records database holds the mirror of another node.
+    #[error("the records at {target} hold the mirror state of {found}, not of {me}; check the records URL in the configuration")]
+    MirrorNode {
+        /// Where: host, port and database.
+        target: String,
+        /// The node the database belongs to.
+        found: konvert_mirror::Node,
+        /// This node.
+        me: konvert_mirror::Node,
+    },
+    /// The node in memory and its stored mirror state disagree: the node moved on after a
+    /// step that failed to store. Nothing was stored by the call that says so.
+    #[error("the mirror channel {peer} {kind} is out of step with its stored state ({what}); drop the node and rebuild it from the stored state (PgMirror::load)")]
+    MirrorOutOfStep {
+        /// The peer of the channel.
+        peer: konvert_mirror::Node,
+        /// The kind.
+        kind: konvert_mirror::RecordKind,
+        /// How.
+        what: OutOfStep,
+    },
+}
+
+/// How a node in memory and its stored mirror state disagree (see [`Error::MirrorOutOfStep`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutOfStep {
+    /// A row pushed: the store and the node would number it differently.
+    #[error("the store's next row is {stored}, the node's is {node}")]
+    Push {
+        /// The stored channel's next row.
+        stored: u64,
+        /// The node's next row.
+        node: u64,
+    },
+    /// A batch cut that does not follow the stored cuts.
+    #[error("a batch of rows {first_seq}..={last_seq} was cut, but the stored cuts end at row {cut_through} and the outbox at row {pushed_through}")]
+    Cut {
+        /// The batch's first row.
+        first_seq: u64,
+        /// The batch's last row.
+        last_seq: u64,
+        /// The last row in a stored batch.
+        cut_through: u64,
+        /// The last row in the stored outbox.
+        pushed_through: u64,
+    },
+    /// Another batch for these rows was stored before: the node cut another history.
+    #[error("a different batch starting at row {first_seq} was stored before")]
+    CutConflict {
+        /// The batch's first row.
+        first_seq: u64,
+    },
+    /// A batch applied in memory that does not follow the stored checkpoint.
+    #[error("a batch from row {first_seq} was applied, but the stored checkpoint expects row {next_seq}")]
+    Apply {
+        /// The batch's first row.
+        first_seq: u64,
+        /// The stored checkpoint's next row.
+        next_seq: u64,
+    },
+    /// A batch applied in memory for rows the store holds from another batch.
+    #[error("rows from {first_seq} were applied before from a different batch")]
+    ApplyConflict {
+        /// The batch's first row.
+        first_seq: u64,
+    },
+    /// The bytes given as an applied batch's are not that batch.
+    #[error("the bytes stored for the batch from row {first_seq} are not the batch that was applied")]
+    BatchBytes {
+        /// The applied batch's first row.
+        first_seq: u64,
+    },
+    /// A receipt for rows that were never stored as cut.
+    #[error("a receipt through row {acked_through}, but the stored cuts end at row {cut_through}")]
+    Ack {
+        /// The receipt's last row.
+        acked_through: u64,
+        /// The last row in a stored batch.
+        cut_through: u64,
+    },
 }
 
 impl Error {

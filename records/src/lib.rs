@@ -3,6 +3,8 @@
 //! human decisions and the answers for sites — behind one interface, [`Records`], so that
 //! the embedded [`SledRecords`] (the demo, a small region) and [`PgRecords`] on PostgreSQL
 //! 15 (a real region, the federal node) are interchangeable; one test suite runs on both.
+//! The mirror between a region and the federal node keeps its state in the same PostgreSQL
+//! database ([`PgMirror`]), so that an outbox row is written with the change it records.
 //!
 //! Contract: registration of a packet version is atomic (its entry and all its pages, or
 //! nothing) and idempotent (registering the same version again changes nothing); what
@@ -12,6 +14,7 @@
 mod error;
 pub mod model;
 mod pg_migrations;
+mod pg_mirror;
 mod pg_records;
 mod sled_records;
 #[cfg(test)]
@@ -22,8 +25,9 @@ pub mod test_cluster;
 use konvert_exam::DayPlan;
 use konvert_replication::PacketAnswer;
 
-pub use error::Error;
+pub use error::{Error, OutOfStep};
 pub use model::*;
+pub use pg_mirror::{MirrorChannelStatus, MirrorDirection, PgMirror};
 pub use pg_records::PgRecords;
 pub use sled_records::SledRecords;
 

@@ -72,6 +72,91 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outcomes_by_digest ON outcomes (digest);
     CREATE INDEX findings_open ON findings (id) WHERE NOT resolved;
     "#,
+    // 3: the mirror's state (pg_mirror.rs). A node is a smallint: 0 the federal node, 1–99 a
+    // region; a kind is its `RecordKind::code`. Batches, receipts and checkpoints are the
+    // audit trail: nothing here deletes them.
+    r#"
+    CREATE TABLE mirror_node (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        node smallint NOT NULL
+    );
+    CREATE TABLE mirror_send (
+        peer smallint NOT NULL,
+        kind smallint NOT NULL,
+        next_seq bigint NOT NULL,
+        cut_through bigint NOT NULL,
+        acked_through bigint NOT NULL,
+        last_acked bytea NOT NULL,
+        PRIMARY KEY (peer, kind),
+        CHECK (acked_through <= cut_through AND cut_through < next_seq)
+    );
+    CREATE TABLE mirror_outbox (
+        peer smallint NOT NULL,
+        kind smallint NOT NULL,
+        seq bigint NOT NULL,
+        payload bytea NOT NULL,
+        digest bytea NOT NULL,
+        PRIMARY KEY (peer, kind, seq)
+    );
+    CREATE TABLE mirror_batches_out (
+        peer smallint NOT NULL,
+        kind smallint NOT NULL,
+        first_seq bigint NOT NULL,
+        last_seq bigint NOT NULL,
+        digest bytea NOT NULL,
+        bytes bytea NOT NULL,
+        cut_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (peer, kind, first_seq)
+    );
+    CREATE TABLE mirror_receipts_in (
+        peer smallint NOT NULL,
+        kind smallint NOT NULL,
+        first_seq bigint NOT NULL,
+        last_seq bigint NOT NULL,
+        digest bytea NOT NULL,
+        receipt bytea NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (peer, kind, first_seq)
+    );
+    CREATE TABLE mirror_receive (
+        sender smallint NOT NULL,
+        kind smallint NOT NULL,
+        next_seq bigint NOT NULL,
+        last_batch bytea NOT NULL,
+        batches bigint NOT NULL,
+        PRIMARY KEY (sender, kind)
+    );
+    CREATE TABLE mirror_applied (
+        sender smallint NOT NULL,
+        kind smallint NOT NULL,
+        seq bigint NOT NULL,
+        payload bytea NOT NULL,
+        digest bytea NOT NULL,
+        batch bytea NOT NULL,
+        PRIMARY KEY (sender, kind, seq)
+    );
+    CREATE TABLE mirror_batches_in (
+        sender smallint NOT NULL,
+        kind smallint NOT NULL,
+        first_seq bigint NOT NULL,
+        last_seq bigint NOT NULL,
+        digest bytea NOT NULL,
+        bytes bytea NOT NULL,
+        receipt bytea NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (sender, kind, first_seq)
+    );
+    CREATE TABLE mirror_refusals (
+        id bigserial PRIMARY KEY,
+        sender smallint NOT NULL,
+        kind smallint NOT NULL,
+        first_seq bigint NOT NULL,
+        digest bytea NOT NULL,
+        reason bytea NOT NULL,
+        reason_text text NOT NULL,
+        refused_at timestamptz NOT NULL DEFAULT now()
+    );
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -48,14 +48,14 @@ impl std::fmt::Debug for PgRecords {
     }
 }
 
-fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(value).map_err(|e| Error::Encode {
         what,
         message: e.to_string(),
     })
 }
 
-fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|e| Error::Corrupt {
         what,
         message: e.to_string(),
@@ -258,13 +258,13 @@ impl PgRecords {
         self.client.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn db(&self, source: postgres::Error) -> Error {
+    pub(crate) fn db(&self, source: postgres::Error) -> Error {
         Error::database(&self.target, source)
     }
 
     /// Runs `f` on the connection, reopening it first if it was lost (and checking the
     /// schema again: another konvert may have migrated it meanwhile).
-    fn with<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
+    pub(crate) fn with<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
         outside_runtime(|| self.with_here(f))
     }
 
@@ -322,7 +322,7 @@ pub(crate) fn outside_runtime<T: Send>(op: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-fn int(what: &'static str, n: u64) -> Result<i64> {
+pub(crate) fn int(what: &'static str, n: u64) -> Result<i64> {
     i64::try_from(n).map_err(|_| Error::Encode {
         what,
         message: format!("{n} does not fit a bigint"),
