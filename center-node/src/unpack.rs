@@ -495,7 +495,7 @@ fn open_read(
 ) -> Result<OpenedPacket> {
     let path = path.to_owned();
     // Unverified, only to pick the key: a header that lies fails the signature below.
-    let header = envelope::read_header(&bytes[..]).map_err(|e| explain(&path, claim, e))?;
+    let header = envelope::read_header(bytes).map_err(|e| explain(&path, claim, e))?;
     let key = key_for(keys, &header, claim)?;
     let (verified, archive) = envelope::open_in_memory(bytes, key, trusted, |plain| {
         konvert_exam::parse_archive(&plain).map(|(manifest, files)| (manifest, files, plain))
