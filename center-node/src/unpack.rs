@@ -485,6 +485,32 @@ thread_local! {
 /// The largest buffer kept between packets.
 const KEEP_BUFFER: usize = 64 << 20;
 
+/// Plaintext buffers of packets opened and dropped, for the next ones (see [`ENVELOPE`]).
+static PLAIN_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// A plaintext buffer: one kept from an earlier packet, or a new one.
+fn plain_buffer() -> Vec<u8> {
+    PLAIN_BUFFERS
+        .lock()
+        .ok()
+        .and_then(|mut kept| kept.pop())
+        .unwrap_or_default()
+}
+
+impl Drop for OpenedPacket {
+    fn drop(&mut self) {
+        let plain = std::mem::take(&mut self.plain);
+        if plain.capacity() <= KEEP_BUFFER {
+            if let Ok(mut kept) = PLAIN_BUFFERS.lock() {
+                // A couple are enough: packets are opened one after another.
+                if kept.len() < 2 {
+                    kept.push(plain);
+                }
+            }
+        }
+    }
+}
+
 /// The in-memory opening of an envelope read whole into `bytes`.
 fn open_read(
     path: &Path,
@@ -497,7 +523,7 @@ fn open_read(
     // Unverified, only to pick the key: a header that lies fails the signature below.
     let header = envelope::read_header(bytes).map_err(|e| explain(&path, claim, e))?;
     let key = key_for(keys, &header, claim)?;
-    let (verified, archive) = envelope::open_in_memory(bytes, key, trusted, |plain| {
+    let (verified, archive) = envelope::open_in_memory(bytes, key, trusted, plain_buffer(), |plain| {
         konvert_exam::parse_archive(&plain).map(|(manifest, files)| (manifest, files, plain))
     })
     .map_err(|e| explain(&path, claim, e))?;

@@ -733,10 +733,14 @@ pub fn open_bytes<W: Write>(envelope: &VerifiedBytes, recipient: &RecipientSecre
 /// to `examine`, whose result is returned only once the signature verified (and dropped
 /// otherwise). `examine` gets plaintext whose signer is not known yet: it may only compute
 /// its result (parse, hash, keep), never act on what it read.
+///
+/// The plaintext is written into `buffer` (emptied first; its capacity is kept, so a caller
+/// opening many envelopes can hand the same allocation back each time).
 pub fn open_in_memory<T>(
     bytes: &[u8],
     recipient: &RecipientSecretKey,
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    buffer: Vec<u8>,
     examine: impl FnOnce(Vec<u8>) -> T,
 ) -> Result<(VerifiedEnvelope, T)> {
     let (verifier, opened) = std::thread::scope(|scope| {
@@ -745,7 +749,7 @@ pub fn open_in_memory<T>(
             verifier.update(bytes);
             verifier
         });
-        let opened = decrypt_in_memory(bytes, recipient).map(|(head, plain)| (head, examine(plain)));
+        let opened = decrypt_in_memory(bytes, recipient, buffer).map(|(head, plain)| (head, examine(plain)));
         (hashing.join(), opened)
     });
     let verifier = verifier.map_err(|_| Error::Malformed("the verifying thread stopped".into()))?;
@@ -759,7 +763,7 @@ pub fn open_in_memory<T>(
 }
 
 /// Decrypts the chunks of an envelope in memory into one buffer, each chunk in place.
-fn decrypt_in_memory(bytes: &[u8], recipient: &RecipientSecretKey) -> Result<(Head, Vec<u8>)> {
+fn decrypt_in_memory(bytes: &[u8], recipient: &RecipientSecretKey, mut plain: Vec<u8>) -> Result<(Head, Vec<u8>)> {
     let mut input = bytes;
     let (head, key, aad) = payload_key(&mut input, recipient)?;
     let ciphertext = input.len().checked_sub(SIG_LEN).ok_or(Error::Truncated)?;
@@ -767,7 +771,8 @@ fn decrypt_in_memory(bytes: &[u8], recipient: &RecipientSecretKey) -> Result<(He
     let chunks = ciphertext.div_ceil(SEALED_CHUNK);
     // Each sealed chunk is appended where its plaintext belongs and opened there; its tag
     // is cut off before the next chunk is appended.
-    let mut plain = Vec::with_capacity(ciphertext);
+    plain.clear();
+    plain.reserve(ciphertext);
     for (counter, sealed) in input[..ciphertext].chunks(SEALED_CHUNK).enumerate() {
         let at = plain.len();
         plain.extend_from_slice(sealed);

@@ -49,7 +49,8 @@ impl Fixture {
             let mut out = Vec::new();
             open_bytes(&v, &self.center, &mut out).map(|()| out)
         });
-        let at_once = open_in_memory(env, &self.center, &self.trusted(), |plain| plain).map(|(_, plain)| plain);
+        let at_once =
+            open_in_memory(env, &self.center, &self.trusted(), vec![7u8; 100], |plain| plain).map(|(_, plain)| plain);
         for (other, how) in [
             (&in_memory, "verified, then opened in memory"),
             (&at_once, "verified while opened"),

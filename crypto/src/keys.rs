@@ -244,7 +244,12 @@ impl<'de> Deserialize<'de> for Signature {
 }
 
 /// The center's X25519 recipient (decryption) key. Zeroized on drop, never printed.
-pub struct RecipientSecretKey(x25519_dalek::StaticSecret);
+pub struct RecipientSecretKey {
+    secret: x25519_dalek::StaticSecret,
+    /// Computed once: the loader asks for it for every packet it opens, and each
+    /// derivation is a scalar multiplication.
+    public: [u8; 32],
+}
 
 impl RecipientSecretKey {
     /// A fresh random key.
@@ -256,23 +261,25 @@ impl RecipientSecretKey {
 
     /// The key for 32 secret bytes.
     pub fn from_bytes(b: &[u8; 32]) -> Self {
-        RecipientSecretKey(x25519_dalek::StaticSecret::from(*b))
+        let secret = x25519_dalek::StaticSecret::from(*b);
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        RecipientSecretKey { secret, public }
     }
 
     /// The secret bytes, for writing the key into a protected file.
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.0.to_bytes())
+        Zeroizing::new(self.secret.to_bytes())
     }
 
     /// The public half, which edges seal to.
     pub fn public_key(&self) -> RecipientPublicKey {
-        RecipientPublicKey(x25519_dalek::PublicKey::from(&self.0).to_bytes())
+        RecipientPublicKey(self.public)
     }
 
     /// X25519 agreement with a peer's public key; `None` for a low-order peer key
     /// (all-zero shared secret), which must be treated as a failure.
     pub fn agree(&self, peer: &[u8; 32]) -> Option<Zeroizing<[u8; 32]>> {
-        let shared = self.0.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
+        let shared = self.secret.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
         if !shared.was_contributory() {
             return None;
         }

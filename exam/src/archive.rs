@@ -327,7 +327,10 @@ pub fn read_archive<R: Read>(mut input: R, out_dir: &Path) -> Result<Manifest> {
                     sha256,
                 });
             }
-            Record::Manifest(manifest) => return Ok(*manifest),
+            Record::Manifest(manifest) => {
+                check_digests(&manifest, &seen)?;
+                return Ok(*manifest);
+            }
         }
     }
 }
@@ -338,9 +341,11 @@ pub fn read_archive<R: Read>(mut input: R, out_dir: &Path) -> Result<Manifest> {
 pub fn parse_archive(plain: &[u8]) -> Result<(Manifest, Vec<std::ops::Range<usize>>)> {
     let mut input = plain;
     check_magic(&mut input)?;
+    // The structure first, then the files hashed (the loader checks the signature on the
+    // other core meanwhile).
     let mut seen: Vec<ManifestFile> = Vec::new();
     let mut ranges = Vec::new();
-    loop {
+    let manifest = loop {
         match next_record(&mut input, &seen)? {
             Record::File(entry) => {
                 let start = plain.len() - input.len();
@@ -348,18 +353,22 @@ pub fn parse_archive(plain: &[u8]) -> Result<(Manifest, Vec<std::ops::Range<usiz
                 if size > input.len() {
                     return Err(Error::MalformedArchive(format!("file {} is truncated", entry.name)));
                 }
-                let (bytes, rest) = input.split_at(size);
-                input = rest;
+                input = &input[size..];
                 seen.push(ManifestFile {
                     name: entry.name,
                     size: entry.size,
-                    sha256: sha256(bytes),
+                    sha256: [0; 32],
                 });
                 ranges.push(start..start + size);
             }
-            Record::Manifest(manifest) => return Ok((*manifest, ranges)),
+            Record::Manifest(manifest) => break manifest,
         }
+    };
+    for (file, range) in seen.iter_mut().zip(&ranges) {
+        file.sha256 = sha256(&plain[range.clone()]);
     }
+    check_digests(&manifest, &seen)?;
+    Ok((*manifest, ranges))
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -381,8 +390,19 @@ fn check_magic<R: Read>(input: &mut R) -> Result<()> {
     Ok(())
 }
 
+/// Every file the archive held (`got`, in order) is the one the manifest lists there.
+fn check_digests(manifest: &Manifest, got: &[ManifestFile]) -> Result<()> {
+    for (listed, got) in manifest.files.iter().zip(got) {
+        if listed != got {
+            return Err(Error::DigestMismatch { name: got.name.clone() });
+        }
+    }
+    Ok(())
+}
+
 /// The next record of an archive: a file whose bytes follow, or the manifest, which must
-/// be the last record and list exactly the files `seen`.
+/// be the last record and list as many files as were `seen` (their digests are the
+/// caller's to compare, [`check_digests`]).
 enum Record {
     File(Entry),
     Manifest(Box<Manifest>),
@@ -416,11 +436,6 @@ fn next_record<R: Read>(input: &mut R, seen: &[ManifestFile]) -> Result<Record> 
                     manifest.files.len(),
                     seen.len()
                 )));
-            }
-            for (listed, got) in manifest.files.iter().zip(seen) {
-                if listed != got {
-                    return Err(Error::DigestMismatch { name: got.name.clone() });
-                }
             }
             Ok(Record::Manifest(Box::new(manifest)))
         }
