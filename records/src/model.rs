@@ -533,3 +533,24 @@ pub struct FindingRecord {
     /// When a run no longer found it.
     pub resolved_at_unix_ms: Option<u64>,
 }
+
+impl FindingRecord {
+    /// What a run that found `finding` again (`old`: its record so far) writes, the same
+    /// rule for every backend: nothing when it stands unchanged; the new text, keeping when
+    /// it was first seen, when it changed or was resolved before; a new record otherwise.
+    pub fn found_again(old: Option<&FindingRecord>, finding: &Finding, now_unix_ms: u64) -> Option<FindingRecord> {
+        match old {
+            Some(old) if old.resolved_at_unix_ms.is_none() && old.finding == *finding => None,
+            Some(old) => Some(FindingRecord {
+                finding: finding.clone(),
+                first_seen_unix_ms: old.first_seen_unix_ms,
+                resolved_at_unix_ms: None,
+            }),
+            None => Some(FindingRecord {
+                finding: finding.clone(),
+                first_seen_unix_ms: now_unix_ms,
+                resolved_at_unix_ms: None,
+            }),
+        }
+    }
+}

@@ -499,22 +499,13 @@ impl Records for PgRecords {
             let mut write: Vec<FindingRecord> = Vec::new();
             let found_ids: HashSet<&str> = ids.iter().copied().collect();
             for f in found {
-                let record = match old.get(&f.id) {
-                    Some(old) if old.resolved_at_unix_ms.is_none() && old.finding == *f => continue,
-                    Some(old) => FindingRecord {
-                        finding: f.clone(),
-                        first_seen_unix_ms: old.first_seen_unix_ms,
-                        resolved_at_unix_ms: None,
-                    },
-                    None => {
-                        new.push(f.id.clone());
-                        FindingRecord {
-                            finding: f.clone(),
-                            first_seen_unix_ms: now_unix_ms,
-                            resolved_at_unix_ms: None,
-                        }
-                    }
+                let before = old.get(&f.id);
+                let Some(record) = FindingRecord::found_again(before, f, now_unix_ms) else {
+                    continue;
                 };
+                if before.is_none() {
+                    new.push(f.id.clone());
+                }
                 write.push(record);
             }
             for old in open {

@@ -205,22 +205,12 @@ impl Records for SledRecords {
                 Some(v) => Some(decode("finding", &v)?),
                 None => None,
             };
-            let record = match old {
-                Some(old) if old.resolved_at_unix_ms.is_none() && old.finding == *f => continue,
-                Some(old) => FindingRecord {
-                    finding: f.clone(),
-                    first_seen_unix_ms: old.first_seen_unix_ms,
-                    resolved_at_unix_ms: None,
-                },
-                None => {
-                    new.push(f.id.clone());
-                    FindingRecord {
-                        finding: f.clone(),
-                        first_seen_unix_ms: now_unix_ms,
-                        resolved_at_unix_ms: None,
-                    }
-                }
+            let Some(record) = FindingRecord::found_again(old.as_ref(), f, now_unix_ms) else {
+                continue;
             };
+            if old.is_none() {
+                new.push(f.id.clone());
+            }
             batch.insert(f.id.as_bytes(), encode("finding", &record)?);
         }
         for old in self.findings()? {
