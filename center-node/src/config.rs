@@ -191,8 +191,8 @@ impl CenterConfig {
         }
         if let Some(key) = self.workstation_key.as_ref().filter(|k| !k.is_file()) {
             return Err(format!(
-                "workstation_key = {} does not exist; run `konvert-center loader workstation-key` on the \
-                 loader's workstation, or restore the key from where the officers keep it",
+                "workstation_key = {} does not exist or is not a regular file; run `konvert-center loader \
+                 workstation-key` on the loader's workstation, or restore the key from where the officers keep it",
                 key.display()
             ));
         }
