@@ -931,6 +931,13 @@ pub fn backup_command(config: &Path, to: &Path) -> Result<()> {
         "  check it any time, or bring it back: `konvert-center restore --config <center.toml> --from {}`",
         to.display()
     );
+    if cfg.records_url.is_some() {
+        // Said after every backup: a copy without the records must not pass for a whole one.
+        println!(
+            "  NOT in this backup: the regional records, which center.toml keeps on PostgreSQL (records_url); \
+             back them up with the database's own tools (pg_dump of that database) after each shift too"
+        );
+    }
     Ok(())
 }
 
