@@ -374,6 +374,11 @@ async fn processing_reports_each_injected_anomaly_once_and_accounts_for_every_pa
     let report = process(&place, &inbox, &records, &keys, &registry, "specialist-1", 1_000).unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.registered.len(), 10, "{:?}", report.registered);
+    // Every packet was opened in memory: no scan in clear ever touched the disk.
+    assert!(
+        !place.scratch().exists(),
+        "a scratch folder was made for scans in clear"
+    );
 
     // The two recordings of KIM 1000001 are blocked as one group until the audio
     // operator decides each: one admitted, one annulled.
