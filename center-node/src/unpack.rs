@@ -363,7 +363,13 @@ impl Checked {
     }
 
     fn verified(&self) -> &VerifiedEnvelope {
-        match &self.source {
+        self.source.verified()
+    }
+}
+
+impl Source {
+    fn verified(&self) -> &VerifiedEnvelope {
+        match self {
             Source::Memory(b) => b.envelope(),
             Source::File(v) => v,
         }
@@ -396,11 +402,7 @@ pub fn check_stored(
         let input = std::io::BufReader::with_capacity(256 << 10, file);
         Source::File(envelope::verify_stored(input, trusted).map_err(|e| explain(&path, claim, e))?)
     };
-    let verified = match &source {
-        Source::Memory(b) => b.envelope(),
-        Source::File(v) => v,
-    };
-    let packet = agree_verified(claim, &path, verified)?;
+    let packet = agree_verified(claim, &path, source.verified())?;
     Ok(Checked { path, source, packet })
 }
 
@@ -465,49 +467,41 @@ pub fn open_stored_in_memory(
         return Ok(None);
     }
     let path = Inbox::stored_envelope(data_dir, &claim.envelope_id);
-    ENVELOPE.with(|buffer| {
-        let mut bytes = buffer.borrow_mut();
-        let opened =
-            read_envelope_into(&path, claim, &mut bytes).and_then(|()| open_read(&path, &bytes, claim, keys, trusted));
-        if bytes.capacity() > KEEP_BUFFER {
-            *bytes = Vec::new();
-        }
-        opened.map(Some)
-    })
+    let mut bytes = take_buffer();
+    let opened =
+        read_envelope_into(&path, claim, &mut bytes).and_then(|()| open_read(&path, &bytes, claim, keys, trusted));
+    give_back(bytes);
+    opened.map(Some)
 }
 
-thread_local! {
-    /// The envelope last read for opening in memory, kept for the next: a fresh buffer for
-    /// each packet costs a page fault every 4 KiB of it.
-    static ENVELOPE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Buffers of envelopes and plaintexts opened before, for the next ones: a fresh buffer
+/// for each packet costs a page fault every 4 KiB of it.
+static BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 /// The largest buffer kept between packets.
 const KEEP_BUFFER: usize = 64 << 20;
 
-/// Plaintext buffers of packets opened and dropped, for the next ones (see [`ENVELOPE`]).
-static PLAIN_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+/// A buffer kept from an earlier packet, or a new one.
+fn take_buffer() -> Vec<u8> {
+    BUFFERS.lock().ok().and_then(|mut kept| kept.pop()).unwrap_or_default()
+}
 
-/// A plaintext buffer: one kept from an earlier packet, or a new one.
-fn plain_buffer() -> Vec<u8> {
-    PLAIN_BUFFERS
-        .lock()
-        .ok()
-        .and_then(|mut kept| kept.pop())
-        .unwrap_or_default()
+/// Keeps `buffer` for the next packet, unless it is large or enough are kept.
+fn give_back(buffer: Vec<u8>) {
+    if buffer.capacity() <= KEEP_BUFFER {
+        if let Ok(mut kept) = BUFFERS.lock() {
+            // A few are enough: packets are opened one after another, each an envelope
+            // and a plaintext.
+            if kept.len() < 3 {
+                kept.push(buffer);
+            }
+        }
+    }
 }
 
 impl Drop for OpenedPacket {
     fn drop(&mut self) {
-        let plain = std::mem::take(&mut self.plain);
-        if plain.capacity() <= KEEP_BUFFER {
-            if let Ok(mut kept) = PLAIN_BUFFERS.lock() {
-                // A couple are enough: packets are opened one after another.
-                if kept.len() < 2 {
-                    kept.push(plain);
-                }
-            }
-        }
+        give_back(std::mem::take(&mut self.plain));
     }
 }
 
@@ -519,18 +513,16 @@ fn open_read(
     keys: &[RecipientSecretKey],
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
 ) -> Result<OpenedPacket> {
-    let path = path.to_owned();
     // Unverified, only to pick the key: a header that lies fails the signature below.
-    let header = envelope::read_header(bytes).map_err(|e| explain(&path, claim, e))?;
+    let header = envelope::read_header(bytes).map_err(|e| explain_bytes(path, claim, bytes, e))?;
     let key = key_for(keys, &header, claim)?;
-    let (verified, archive) = envelope::open_in_memory(bytes, key, trusted, plain_buffer(), |plain| {
+    let (verified, archive) = envelope::open_in_memory(bytes, key, trusted, take_buffer(), |plain| {
         konvert_exam::parse_archive(&plain).map(|(manifest, files)| (manifest, files, plain))
     })
-    .map_err(|e| explain(&path, claim, e))?;
-    let packet = agree_verified(claim, &path, &verified)?;
+    .map_err(|e| explain_bytes(path, claim, bytes, e))?;
+    let packet = agree_verified(claim, path, &verified)?;
     let (manifest, files, plain) = archive?;
-    agreement::agree_manifest(&packet, verified.header().version, &manifest)
-        .map_err(|d| disagrees(claim, &path, &d))?;
+    agreement::agree_manifest(&packet, verified.header().version, &manifest).map_err(|d| disagrees(claim, path, &d))?;
     Ok(OpenedPacket {
         packet,
         manifest,
@@ -590,12 +582,19 @@ fn altered(path: &Path, claim: &Claim<'_>, found: &str) -> Error {
 /// ones (hashed only now, on this rare path), the store was altered; otherwise the
 /// check's own error stands.
 fn explain(path: &Path, claim: &Claim<'_>, e: konvert_crypto::Error) -> Error {
-    let digest =
-        read_envelope(path, claim).map(|bytes| hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)));
-    match digest {
-        Ok(d) if d != hex::encode(claim.envelope_id) => altered(path, claim, &format!("envelope id {d}")),
+    match read_envelope(path, claim) {
+        Ok(bytes) => explain_bytes(path, claim, &bytes, e),
         Err(altered) => altered,
-        Ok(_) => e.into(),
+    }
+}
+
+/// [`explain`] for the envelope's `bytes` already in hand (the very ones that failed).
+fn explain_bytes(path: &Path, claim: &Claim<'_>, bytes: &[u8], e: konvert_crypto::Error) -> Error {
+    let d = hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes));
+    if d != hex::encode(claim.envelope_id) {
+        altered(path, claim, &format!("envelope id {d}"))
+    } else {
+        e.into()
     }
 }
 
