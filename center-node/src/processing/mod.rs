@@ -82,6 +82,24 @@ pub struct Workplace {
 }
 
 impl Workplace {
+    /// Opens the regional records where center.toml keeps them: PostgreSQL when it names
+    /// `records_url`, else sled in the records' folder (which must exist: only the commands
+    /// that start records make it, so that a mistyped `--records` is an error).
+    pub fn open_records(&self) -> Result<Box<dyn Records>> {
+        if let Some(url) = &self.records_url {
+            return Ok(Box::new(konvert_records::PgRecords::connect(url)?));
+        }
+        let db = records_db(&self.records_dir);
+        if !db.is_dir() {
+            return Err(crate::Error::Loader {
+                what: format!("there are no records at {}", self.records_dir.display()),
+                hint: "check --records (relative to center.toml's folder) or center.toml's `records`; records start \
+                       with `konvert-center loader import-plan` or `loader process`",
+            });
+        }
+        Ok(Box::new(konvert_records::SledRecords::open(&db)?))
+    }
+
     /// The scratch folder for scans in clear while a packet is recognized.
     pub fn scratch(&self) -> PathBuf {
         self.records_dir.join("scratch")
@@ -244,26 +262,6 @@ pub fn process(
     place.anchor(&audit)?;
     report.resolution = resolution;
     Ok(report)
-}
-
-impl Workplace {
-    /// Opens the regional records where center.toml keeps them: PostgreSQL when it names
-    /// `records_url`, else sled in the records' folder (which must exist: only the commands
-    /// that start records make it, so that a mistyped `--records` is an error).
-    pub fn open_records(&self) -> Result<Box<dyn Records>> {
-        if let Some(url) = &self.records_url {
-            return Ok(Box::new(konvert_records::PgRecords::connect(url)?));
-        }
-        let db = records_db(&self.records_dir);
-        if !db.is_dir() {
-            return Err(crate::Error::Loader {
-                what: format!("there are no records at {}", self.records_dir.display()),
-                hint: "check --records (relative to center.toml's folder) or center.toml's `records`; records start \
-                       with `konvert-center loader import-plan` or `loader process`",
-            });
-        }
-        Ok(Box::new(konvert_records::SledRecords::open(&db)?))
-    }
 }
 
 /// The records' folder's database.
