@@ -72,6 +72,64 @@ pub enum Error {
     /// A receipt that does not verify or matches no batch of ours.
     #[error("receipt refused: {0}")]
     BadReceipt(String),
+    /// A schedule whose time zone the bundled database does not know.
+    #[error(
+        "mirror schedule: time zone {name:?} is unknown; use an IANA name such as Europe/Moscow or Asia/Novosibirsk"
+    )]
+    ScheduleTimeZone {
+        /// The configured name.
+        name: String,
+    },
+    /// A schedule interval of zero or over a year.
+    #[error("mirror schedule: {what} = {minutes} minutes; give 1 to {max} minutes (120 is every 2 hours, 10080 weekly)", max = crate::schedule::MAX_INTERVAL_MINUTES)]
+    ScheduleInterval {
+        /// Which interval.
+        what: String,
+        /// Its value.
+        minutes: u64,
+    },
+    /// A busy interval longer than the quiet one: the two were probably swapped.
+    #[error("mirror schedule: busy_interval_minutes ({busy_minutes}) is longer than quiet_interval_minutes ({quiet_minutes}); preparation and exams exchange more often, not less")]
+    ScheduleBusyLonger {
+        /// The busy interval.
+        busy_minutes: u64,
+        /// The quiet interval.
+        quiet_minutes: u64,
+    },
+    /// A period without a name or with another period's name.
+    #[error("mirror schedule: period name {name:?} is empty or used twice; name each period once (preparation, early, main, additional)")]
+    SchedulePeriodName {
+        /// The name.
+        name: String,
+    },
+    /// A period date that does not parse or lies outside the time-zone database's range.
+    #[error("mirror schedule: period {period}: {field} = {value:?} is not a date; write YYYY-MM-DD")]
+    ScheduleDate {
+        /// The period.
+        period: String,
+        /// `first_day` or `last_day`.
+        field: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// A period whose last day comes before its first.
+    #[error("mirror schedule: period {period} ends ({last_day}) before it starts ({first_day}); last_day is the period's last day, inclusive")]
+    ScheduleEmptyPeriod {
+        /// The period.
+        period: String,
+        /// Its first day.
+        first_day: String,
+        /// Its last day.
+        last_day: String,
+    },
+    /// Two periods that share a day: which interval holds then would be a guess.
+    #[error("mirror schedule: periods {first} and {second} overlap; make one end the day before the other starts")]
+    ScheduleOverlap {
+        /// The earlier period.
+        first: String,
+        /// The later one.
+        second: String,
+    },
 }
 
 /// Why a receiver did not apply a batch. Only [`Refusal::OutOfSequence`] is retryable:
@@ -160,5 +218,21 @@ impl Refusal {
     /// Whether resending can help (the batch is fine, only early).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Refusal::OutOfSequence { .. })
+    }
+
+    /// A short stable name, for metrics labels and alert rules.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Refusal::OutOfSequence { .. } => "out_of_sequence",
+            Refusal::BrokenChain { .. } => "broken_chain",
+            Refusal::Conflict { .. } => "conflict",
+            Refusal::WrongSigner { .. } => "wrong_signer",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::NotOwner { .. } => "not_owner",
+            Refusal::NotForUs { .. } => "not_for_us",
+            Refusal::UnknownSchema { .. } => "unknown_schema",
+            Refusal::RowRefused { .. } => "row_refused",
+            Refusal::Malformed(_) => "malformed",
+        }
     }
 }

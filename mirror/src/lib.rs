@@ -92,6 +92,10 @@
 //!   is configured with its peers' keys; the TLS identity of the connection says who is
 //!   talking, the batch signature who vouches for the rows, and the two must agree
 //!   ([`Error::Misaddressed`] otherwise).
+//! - **Schedule.** [`Schedule`] says when to exchange: at the busy interval (every 2 hours)
+//!   in the configured preparation and exam periods, weekly otherwise (`002:6655`), with the
+//!   periods' dates in the region's time zone. It is the floor: closing an exam sends its
+//!   results at once (`002:7451`).
 //! - **Who is at fault.** An [`Error`] from [`Endpoint::handle`] means the connection is
 //!   wrong (oversized or unparseable bytes, a peer claiming to be another) and the driver
 //!   closes it; a [`Refusal`] is about one batch and goes back to its sender.
@@ -100,6 +104,7 @@ mod endpoint;
 mod error;
 mod kind;
 mod receiver;
+mod schedule;
 mod sender;
 mod wire;
 
@@ -107,6 +112,7 @@ pub use endpoint::{Endpoint, Event};
 pub use error::{Error, Refusal};
 pub use kind::{Node, RecordKind, Side};
 pub use receiver::{AppliedBatch, Checkpoint, Outcome, ReceiveState, Receiver, RowCheck};
+pub use schedule::{Period, PeriodConfig, PeriodKind, Schedule, ScheduleConfig, MAX_INTERVAL_MINUTES};
 pub use sender::{CutBatch, Millis, SendCheckpoint, SendEvent, SendState, Sender, SenderLimits, Transmit};
 pub use wire::{
     decode, encode, BatchBody, Digest, Message, OutboxRow, ReceiptBody, RefusalNotice, SignedBatch, SignedReceipt,
