@@ -157,6 +157,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         refused_at timestamptz NOT NULL DEFAULT now()
     );
     "#,
+    // 4: when each outbox row was written, so `mirror status` and the metrics give the lag
+    // in time as well as in rows (PgMirror::status). Rows already there get the migration's
+    // time: their true age is unknown, and "now" under-states it rather than inventing one.
+    r#"
+    ALTER TABLE mirror_outbox ADD COLUMN written_at timestamptz NOT NULL DEFAULT now();
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -4,8 +4,8 @@
 //! It lives in the records' database, next to the records, because the owner's outbox row
 //! must be written in the same transaction as the change it records ([`PgMirror::push`]):
 //! a row can then never be lost nor sent for a change that was rolled back. The tables are
-//! migration 3 of the records' schema, so a federal node and a region migrate them like
-//! the rest.
+//! migrations 3 and 4 of the records' schema, so a federal node and a region migrate them
+//! like the rest.
 //!
 //! Each call is one transaction and keeps one step of the core's [`Endpoint`], as the core
 //! asks (see `konvert_mirror`'s rules): a row pushed with its change; the batches
@@ -86,6 +86,10 @@ pub struct MirrorChannelStatus {
     /// When the last receipt came (outgoing) or the last batch was applied (incoming),
     /// in Unix milliseconds by the database's clock; `None` before the first.
     pub last_exchange_unix_ms: Option<i64>,
+    /// Outgoing: when the oldest row not yet receipted was written, in Unix milliseconds by
+    /// the database's clock (the lag in time is now less this); `None` when every row is
+    /// receipted. Incoming: `None`, only the owner knows.
+    pub oldest_unreceipted_unix_ms: Option<i64>,
 }
 
 /// A node as stored: 0 the federal node, 1–99 a region.
@@ -692,17 +696,24 @@ impl PgMirror {
 
     /// Each channel's figures, for `mirror status` and the metrics: what this node wrote
     /// and its peers receipted (the lag is the owner's to know), and what it applied of
-    /// its peers' rows; with the time of the last receipt or applied batch, by the
-    /// database's clock.
+    /// its peers' rows; with the time of the last receipt or applied batch and when the
+    /// oldest unreceipted row was written, by the database's clock.
     pub fn status(&self) -> Result<Vec<MirrorChannelStatus>> {
         self.records.with(|c| {
             let db = |e| self.db(e);
             let mut out = Vec::new();
             for r in c
                 .query(
+                    // The first unreceipted row is the oldest: rows are numbered under the
+                    // channel's lock, so a later number was written no earlier, give or take
+                    // one push's wait for that lock (`now()` is its transaction's start).
+                    // One index probe, however long the lag.
                     "SELECT s.peer, s.kind, s.next_seq - 1, s.acked_through,
                          (SELECT (extract(epoch FROM max(received_at)) * 1000)::bigint FROM mirror_receipts_in i
-                          WHERE i.peer = s.peer AND i.kind = s.kind)
+                          WHERE i.peer = s.peer AND i.kind = s.kind),
+                         (SELECT (extract(epoch FROM o.written_at) * 1000)::bigint FROM mirror_outbox o
+                          WHERE o.peer = s.peer AND o.kind = s.kind AND o.seq > s.acked_through
+                          ORDER BY o.seq LIMIT 1)
                      FROM mirror_send s ORDER BY s.peer, s.kind",
                     &[],
                 )
@@ -718,6 +729,7 @@ impl PgMirror {
                     through,
                     lag: Some(written.saturating_sub(through)),
                     last_exchange_unix_ms: r.try_get(4).map_err(db)?,
+                    oldest_unreceipted_unix_ms: r.try_get(5).map_err(db)?,
                 });
             }
             for r in c
@@ -739,6 +751,7 @@ impl PgMirror {
                     through: applied,
                     lag: None,
                     last_exchange_unix_ms: r.try_get(3).map_err(db)?,
+                    oldest_unreceipted_unix_ms: None,
                 });
             }
             Ok(out)

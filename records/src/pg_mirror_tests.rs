@@ -304,6 +304,93 @@ fn region_db_error(e: postgres::Error) -> Error {
     Error::database("test", e)
 }
 
+/// The database's clock, in Unix milliseconds.
+fn db_now_ms(url: &str) -> i64 {
+    let mut c = Client::connect(url, NoTls).unwrap();
+    c.query_one("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint", &[])
+        .unwrap()
+        .get(0)
+}
+
+fn outgoing_status(s: &Side, kind: RecordKind) -> MirrorChannelStatus {
+    s.store
+        .status()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.direction == MirrorDirection::Outgoing && c.kind == kind)
+        .unwrap()
+}
+
+#[test]
+fn the_lag_is_also_the_age_of_the_oldest_unreceipted_row_by_the_databases_clock() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let (region_url, fed_url) = (
+        cluster.database("mirror_lag_time_region"),
+        cluster.database("mirror_lag_time_fed"),
+    );
+    // A region whose database predates written_at (schema 3) already has a row waiting.
+    let before_migration = db_now_ms(&region_url);
+    {
+        let records = Arc::new(PgRecords::connect_at(&region_url, 3).unwrap());
+        let store = PgMirror::open(records, R1).unwrap();
+        let mut ep = endpoint(R1);
+        store.push(&mut ep, FED, UP, b"result 1".to_vec(), |_| Ok(())).unwrap();
+    }
+    // Opening it migrates: the waiting row gets the migration's time.
+    let mut region = Side::open(&region_url, R1);
+    let mut fed = Side::open(&fed_url, FED);
+    let after_migration = db_now_ms(&region_url);
+    let s = outgoing_status(&region, UP);
+    assert_eq!((s.rows, s.lag), (1, Some(1)));
+    let oldest = s.oldest_unreceipted_unix_ms.unwrap();
+    assert!(
+        (before_migration..=after_migration).contains(&oldest),
+        "{before_migration} <= {oldest} <= {after_migration}"
+    );
+    for n in 2..=5u64 {
+        region.push(FED, UP, format!("result {n}").as_bytes());
+    }
+    // Row n written (10 - n) hours ago: row 1 is the oldest, 9 hours.
+    Client::connect(&region_url, NoTls)
+        .unwrap()
+        .execute(
+            "UPDATE mirror_outbox SET written_at = now() - make_interval(hours => (10 - seq)::int)",
+            &[],
+        )
+        .unwrap();
+    let hour = 3_600_000;
+    let age = |s: &MirrorChannelStatus| db_now_ms(&region_url) - s.oldest_unreceipted_unix_ms.unwrap();
+    let s = outgoing_status(&region, UP);
+    assert_eq!(s.lag, Some(5));
+    assert!((9 * hour..9 * hour + 60_000).contains(&age(&s)), "{}", age(&s));
+
+    // Rows 1-3 receipted (the first batch of two): the oldest unreceipted is row 4, 6 hours.
+    let batches = region.outgoing(0);
+    assert_eq!(batches.len(), 2, "rows 1-3 and 4-5");
+    fed.take(R1, &batches[0]).unwrap();
+    for receipt in fed.replies(0) {
+        region.take(FED, &receipt).unwrap();
+    }
+    let s = outgoing_status(&region, UP);
+    assert_eq!((s.through, s.lag), (3, Some(2)));
+    assert!((6 * hour..6 * hour + 60_000).contains(&age(&s)), "{}", age(&s));
+
+    // Everything receipted: no lag in rows, none in time; the receiver never knows either.
+    exchange(&mut region, &mut fed, 2000);
+    let s = outgoing_status(&region, UP);
+    assert_eq!((s.lag, s.oldest_unreceipted_unix_ms), (Some(0), None));
+    let incoming = fed.store.status().unwrap();
+    assert!(
+        incoming.iter().all(|c| c.direction == MirrorDirection::Incoming
+            && c.lag.is_none()
+            && c.oldest_unreceipted_unix_ms.is_none()),
+        "{incoming:?}"
+    );
+    assert_eq!(incoming.len(), 1);
+    region.assert_stored();
+    fed.assert_stored();
+}
+
 #[test]
 fn a_server_stopped_in_the_middle_of_a_step_loses_the_step_only() {
     let Some(cluster) = TestCluster::start() else { return };
