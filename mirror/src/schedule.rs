@@ -61,7 +61,26 @@ pub struct PeriodConfig {
     pub interval_minutes: Option<u64>,
 }
 
-/// The exchange schedule as configured (TOML, unknown keys refused).
+/// The exchange schedule as configured (TOML, unknown keys refused). For example:
+///
+/// ```toml
+/// time_zone = "Asia/Novosibirsk"
+/// busy_interval_minutes = 120     # preparation and exams (the default)
+/// quiet_interval_minutes = 10080  # otherwise: weekly (the default)
+///
+/// [[periods]]
+/// name = "preparation"
+/// kind = "preparation"
+/// first_day = "2027-02-01"
+/// last_day = "2027-03-19"
+///
+/// [[periods]]
+/// name = "main"
+/// kind = "exam"
+/// first_day = "2027-05-26"
+/// last_day = "2027-07-01"
+/// interval_minutes = 60           # this period only
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
@@ -148,6 +167,13 @@ fn interval(what: &str, minutes: u64) -> Result<Millis> {
     Ok(minutes * MINUTE)
 }
 
+/// 00:00 local time of `date` in `tz`, in Unix milliseconds (`None` before 1970 or beyond the
+/// database's range). A midnight skipped by a clock change is the first instant after it.
+fn midnight(tz: &TimeZone, date: Date) -> Option<u64> {
+    let ts = tz.to_timestamp(date.to_datetime(Time::midnight())).ok()?;
+    u64::try_from(ts.as_millisecond()).ok()
+}
+
 impl Schedule {
     /// Checks `config` and turns its dates into instants. Refuses an unknown time zone, a
     /// date that does not parse, a period that ends before it starts, two periods that
@@ -173,13 +199,12 @@ impl Schedule {
             if name.is_empty() || periods.iter().any(|q: &Period| q.name == name) {
                 return Err(Error::SchedulePeriodName { name: p.name.clone() });
             }
-            let day = |field: &'static str, value: &str| {
-                value.trim().parse::<Date>().map_err(|_| Error::ScheduleDate {
-                    period: name.to_owned(),
-                    field,
-                    value: value.to_owned(),
-                })
+            let bad = |field: &'static str, value: &str| Error::ScheduleDate {
+                period: name.to_owned(),
+                field,
+                value: value.to_owned(),
             };
+            let day = |field, value: &str| value.trim().parse::<Date>().map_err(|_| bad(field, value));
             let (first, last) = (day("first_day", &p.first_day)?, day("last_day", &p.last_day)?);
             if last < first {
                 return Err(Error::ScheduleEmptyPeriod {
@@ -188,15 +213,13 @@ impl Schedule {
                     last_day: p.last_day.clone(),
                 });
             }
-            let start = |field: &'static str, value: &str, d: Result<Date>| -> Result<u64> {
-                let bad = || Error::ScheduleDate {
-                    period: name.to_owned(),
-                    field,
-                    value: value.to_owned(),
-                };
-                let ts = tz.to_timestamp(d?.to_datetime(Time::midnight())).map_err(|_| bad())?;
-                u64::try_from(ts.as_millisecond()).map_err(|_| bad())
-            };
+            // The period runs through its last day: it ends when the next day begins.
+            let start = midnight(&tz, first).ok_or_else(|| bad("first_day", &p.first_day))?;
+            let end = last
+                .tomorrow()
+                .ok()
+                .and_then(|d| midnight(&tz, d))
+                .ok_or_else(|| bad("last_day", &p.last_day))?;
             let interval = match p.interval_minutes {
                 Some(m) => interval(&format!("interval_minutes of period {name}"), m)?,
                 None => busy,
@@ -206,17 +229,8 @@ impl Schedule {
                 kind: p.kind,
                 first_day: p.first_day.trim().to_owned(),
                 last_day: p.last_day.trim().to_owned(),
-                start_unix_ms: start("first_day", &p.first_day, Ok(first))?,
-                // The period runs through its last day: it ends when the next one begins.
-                end_unix_ms: start(
-                    "last_day",
-                    &p.last_day,
-                    last.tomorrow().map_err(|_| Error::ScheduleDate {
-                        period: name.to_owned(),
-                        field: "last_day",
-                        value: p.last_day.clone(),
-                    }),
-                )?,
+                start_unix_ms: start,
+                end_unix_ms: end,
                 interval,
             });
         }

@@ -264,3 +264,45 @@ fn unknown_keys_in_the_toml_are_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("exams"), "{err}");
 }
+
+proptest::proptest! {
+    /// The next exchange is the first instant at which the interval in force has passed since
+    /// the last one: it has passed then, and at no earlier instant. The interval is constant
+    /// between period boundaries and the time since the last exchange grows, so checking the
+    /// last millisecond before each boundary (and before the answer) checks every instant.
+    #[test]
+    fn the_next_exchange_is_the_first_instant_the_interval_in_force_has_passed(
+        gaps in proptest::collection::vec((0i64..40, 1i64..30, 1u64..600), 0..5),
+        busy in 1u64..600,
+        offset_hours in 0u64..24 * 120,
+    ) {
+        let mut periods = Vec::new();
+        let mut day = Date::new(2027, 1, 1).unwrap();
+        for (i, (gap, len, minutes)) in gaps.iter().enumerate() {
+            let first = day.checked_add(jiff::Span::new().days(*gap)).unwrap();
+            let last = first.checked_add(jiff::Span::new().days(len - 1)).unwrap();
+            periods.push(PeriodConfig {
+                name: format!("p{i}"),
+                kind: if i % 2 == 0 { PeriodKind::Exam } else { PeriodKind::Preparation },
+                first_day: first.to_string(),
+                last_day: last.to_string(),
+                interval_minutes: (i % 3 != 0).then_some(*minutes),
+            });
+            day = last.tomorrow().unwrap();
+        }
+        let s = Schedule::from_config(&ScheduleConfig {
+            time_zone: "Asia/Novosibirsk".to_owned(),
+            busy_interval_minutes: busy,
+            periods,
+            ..ScheduleConfig::default()
+        })
+        .unwrap();
+        let last = utc("2026-12-31T17:00:00Z") + offset_hours * HOUR;
+        let due = s.next_exchange(Some(last), last);
+        proptest::prop_assert!(due - last >= s.interval_at(due), "due {} last {}", due, last);
+        let boundaries = s.periods().iter().flat_map(|p| [p.start_unix_ms, p.end_unix_ms]);
+        for t in boundaries.chain([due]).filter(|b| *b > last && *b <= due).map(|b| b - 1) {
+            proptest::prop_assert!(t - last < s.interval_at(t), "already due at {} (last {}, due {})", t, last, due);
+        }
+    }
+}
