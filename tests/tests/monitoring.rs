@@ -1,7 +1,8 @@
 //! What the regional center's staff watch: the Prometheus alert rules and the Grafana
 //! dashboard in ops/ name only metrics a running center or relay exports on its /metrics
 //! (scraped over HTTP while sites are connected and have delivered), the rules pass `promtool check`
-//! and their unit tests, and every dashboard query is valid PromQL.
+//! and their unit tests, and every dashboard query is valid PromQL; a region's mirror on
+//! PostgreSQL that missed an exchange reads behind on `mirror status` and its metrics.
 
 // Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -334,5 +335,85 @@ fn the_dashboard_is_well_formed_and_its_queries_are_valid_promql() {
         "{}{}",
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// A region's mirror on a real PostgreSQL, three hours into a missed exchange of an exam
+/// period: `mirror status` says it is behind and what to run, and the metrics put the lag
+/// past the interval with the exam period on, which is what `KonvertMirrorBehind` compares.
+#[test]
+fn a_region_three_hours_behind_in_an_exam_period_reads_behind_on_the_status_and_the_metrics() {
+    use konvert_mirror::{Endpoint, Node, PeriodConfig, PeriodKind, RecordKind, Schedule, ScheduleConfig};
+    let Some(cluster) = konvert_records::test_cluster::TestCluster::shared() else {
+        return;
+    };
+    let url = cluster.database("monitoring_mirror_behind");
+    let records = Arc::new(konvert_records::PgRecords::connect(&url).unwrap());
+    let region = Node::Region(76);
+    let store = konvert_records::PgMirror::open(records, region).unwrap();
+    let key = konvert_crypto::SigningKey::from_seed(&[76; 32]).unwrap();
+    let federal = konvert_crypto::SigningKey::from_seed(&[200; 32]).unwrap();
+    let peers = [(Node::Federal, federal.verifying_key())].into();
+    let mut endpoint = Endpoint::new(region, &key, peers, 1, 1..=1, Default::default()).unwrap();
+    for n in 1..=3 {
+        let row = format!("result {n}").into_bytes();
+        store
+            .push(&mut endpoint, Node::Federal, RecordKind::ProcessingResults, row, |_| {
+                Ok(())
+            })
+            .unwrap();
+    }
+    let status = store.status().unwrap();
+
+    // Today and the next two days (Moscow time) are an exam period; the status is read three
+    // hours after the rows were written, with no exchange since.
+    let now = konvert_edge::cli::now_unix_ms();
+    let day = |ms: u64| {
+        konvert_exam::SiteZone::moscow()
+            .local_date(ms as i64)
+            .unwrap()
+            .to_string()
+    };
+    let schedule = Schedule::from_config(&ScheduleConfig {
+        periods: vec![PeriodConfig {
+            name: "main".to_owned(),
+            kind: PeriodKind::Exam,
+            first_day: day(now),
+            last_day: day(now + 2 * 86_400_000),
+            interval_minutes: None,
+        }],
+        ..ScheduleConfig::default()
+    })
+    .unwrap();
+    let later = now + 3 * 3_600_000;
+    let text = konvert_center::mirror_status::render(&status, &schedule, later);
+    assert!(text.contains("exam period main"), "{text}");
+    assert!(
+        text.contains("behind: ФИС processing_results (3 rows, the oldest waiting 3 h")
+            && text.contains("exchange now with `konvert-center mirror sync`"),
+        "{text}"
+    );
+
+    let registry = prometheus::Registry::new();
+    let metrics = konvert_center::mirror_metrics::MirrorMetrics::register(&registry).unwrap();
+    metrics.observe(&status, &schedule, later);
+    let mut out = Vec::new();
+    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    let lag = value(r#"konvert_mirror_lag_seconds{kind="processing_results",peer="federal"}"#);
+    let interval = value("konvert_mirror_interval_seconds");
+    assert!(lag >= 3.0 * 3600.0 && lag < 3.0 * 3600.0 + 600.0, "{lag}");
+    assert_eq!(interval, 7200.0);
+    assert_eq!(value("konvert_mirror_exam_period"), 1.0);
+    assert_eq!(
+        value(r#"konvert_mirror_lag_rows{direction="outgoing",kind="processing_results",peer="federal"}"#),
+        3.0
     );
 }
