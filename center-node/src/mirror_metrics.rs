@@ -33,13 +33,6 @@ pub fn peer_label(node: Node) -> String {
     }
 }
 
-fn direction_label(d: MirrorDirection) -> &'static str {
-    match d {
-        MirrorDirection::Outgoing => "outgoing",
-        MirrorDirection::Incoming => "incoming",
-    }
-}
-
 impl MirrorMetrics {
     /// Creates the families and registers them on `registry`.
     pub fn register(registry: &Registry) -> Result<MirrorMetrics> {
@@ -113,7 +106,7 @@ impl MirrorMetrics {
         self.exam_period.set(i64::from(schedule.in_exam_period(now_unix_ms)));
         for c in status {
             let peer = peer_label(c.peer);
-            let (kind, direction) = (c.kind.name(), direction_label(c.direction));
+            let (kind, direction) = (c.kind.name(), c.direction.name());
             if let Some(lag) = c.lag {
                 self.lag_rows
                     .with_label_values(&[peer.as_str(), kind, direction])

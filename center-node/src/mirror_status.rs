@@ -35,14 +35,6 @@ pub fn human_duration(ms: u64) -> String {
     }
 }
 
-/// The direction as the table says it.
-fn direction(d: MirrorDirection) -> &'static str {
-    match d {
-        MirrorDirection::Outgoing => "outgoing",
-        MirrorDirection::Incoming => "incoming",
-    }
-}
-
 /// What the schedule says at `now`: the period, the interval in force.
 fn schedule_line(schedule: &Schedule, now_unix_ms: u64, interval: Millis) -> String {
     let every = human_duration(interval);
@@ -116,7 +108,7 @@ pub fn render(status: &[MirrorChannelStatus], schedule: &Schedule, now_unix_ms: 
             [
                 c.peer.to_string(),
                 c.kind.name().to_owned(),
-                direction(c.direction).to_owned(),
+                c.direction.name().to_owned(),
                 c.rows.to_string(),
                 c.through.to_string(),
                 c.lag.map_or_else(|| "-".to_owned(), |l| l.to_string()),

@@ -68,6 +68,16 @@ pub enum MirrorDirection {
     Incoming,
 }
 
+impl MirrorDirection {
+    /// `outgoing` or `incoming`, for the status table and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            MirrorDirection::Outgoing => "outgoing",
+            MirrorDirection::Incoming => "incoming",
+        }
+    }
+}
+
 /// One channel's figures ([`PgMirror::status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorChannelStatus {
