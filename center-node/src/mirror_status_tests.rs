@@ -11,6 +11,7 @@ fn utc(s: &str) -> u64 {
         "2027-06-10T09:00:00Z" => 1_812_618_000,
         "2027-08-10T09:00:00Z" => 1_817_888_400,
         "2027-03-01T09:00:00Z" => 1_803_891_600,
+        "2027-04-15T09:00:00Z" => 1_807_779_600,
         other => panic!("no fixture for {other}"),
     };
     secs * 1000
@@ -91,6 +92,16 @@ fn the_same_lag_outside_the_periods_is_within_the_weekly_interval() {
     assert!(!text.contains("behind"), "{text}");
     assert!(
         text.ends_with("ok: 200 rows waiting for receipts, the oldest 3 h 10 min, within the 7 d interval\n"),
+        "{text}"
+    );
+    // Between periods the header names the next one.
+    let now = utc("2027-04-15T09:00:00Z");
+    let text = render(&region_status(now), &schedule(), now);
+    assert!(
+        text.starts_with(
+            "Mirror status at 2027-04-15 12:00 (Europe/Moscow): no exam period: exchange every 7 d; \
+             next: exam period main from 2027-05-26\n"
+        ),
         "{text}"
     );
 }
