@@ -23,6 +23,7 @@ pub mod loader;
 pub mod loader_audit;
 pub mod loader_cli;
 pub mod metrics;
+pub mod mirror;
 pub mod monitor;
 pub mod plan_cli;
 pub mod plans;
