@@ -394,11 +394,18 @@ impl Core {
                 }
             }
             Step::Connected(peer) => {
+                if outbox_grew(&self.store, ep)? {
+                    self.ep = None;
+                    self.ep = Some(self.setup.endpoint_records(&self.store)?);
+                    self.stalled.clear();
+                }
                 // Batches "sent" while the peer was away went nowhere: due again at once.
                 // A stalled channel stays stopped until someone looks (or a restart).
-                for kind in RecordKind::owned_by(me.side()) {
-                    if ep.sender().stalled(peer, kind).is_none() {
-                        ep.sender_mut().resume(peer, kind);
+                if let Some(ep) = self.ep.as_mut() {
+                    for kind in RecordKind::owned_by(me.side()) {
+                        if ep.sender().stalled(peer, kind).is_none() {
+                            ep.sender_mut().resume(peer, kind);
+                        }
                     }
                 }
             }
