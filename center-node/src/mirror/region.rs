@@ -177,7 +177,8 @@ impl RegionMirror {
             if let Some(reason) = conn.close_reason() {
                 let _ = link.await;
                 return Err(Error::Control(format!(
-                    "the federal node closed the connection: {reason}"
+                    "the federal node closed the connection: {}",
+                    konvert_replication::tls::explain_connection_error(&reason)
                 )));
             }
             let p = progress.borrow_and_update().clone();
