@@ -532,7 +532,7 @@ async fn run(mut core: Box<Core>, mut rx: mpsc::Receiver<Input>, progress: watch
                 continue;
             }
             Some(Input::Bytes { peer, conn, bytes }) => {
-                if !links.get(&peer).is_some_and(|(c, _)| *c == conn) {
+                if links.get(&peer).is_none_or(|(c, _)| *c != conn) {
                     // A connection already replaced: its peer talks on the new one.
                     continue;
                 }
