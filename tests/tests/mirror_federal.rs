@@ -32,6 +32,7 @@ const FED: Node = Node::Federal;
 struct Counts {
     closed: AtomicUsize,
     refused: AtomicUsize,
+    exchanged: AtomicUsize,
 }
 
 impl MirrorHooks for Counts {
@@ -40,6 +41,9 @@ impl MirrorHooks for Counts {
     }
     fn refused(&self, _peer: Node, _kind: RecordKind, _reason: &Refusal) {
         self.refused.fetch_add(1, Ordering::SeqCst);
+    }
+    fn exchanged(&self, _peer: Node, _ok: bool) {
+        self.exchanged.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -329,6 +333,61 @@ async fn a_certificate_of_another_ca_and_a_signer_other_than_the_tls_identity_ar
             .unwrap(),
         numbered(&results)
     );
+    fed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let net = Net::build(cluster, "mf_notify", &[3], "127.0.0.1:0".parse().unwrap(), limits(3, 4));
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    let mut cfg = net.region_at(3, fed.addr);
+    cfg.interval_secs = 3600;
+    let counts = Arc::new(Counts::default());
+    let mirror = Arc::new(
+        RegionMirror::start(cfg.clone(), region::setup(&cfg, counts.clone()).unwrap())
+            .await
+            .unwrap(),
+    );
+    let running = mirror.clone();
+    let run = tokio::spawn(async move { running.run().await });
+    // The first exchange, at start, has nothing to send; the next is an hour away.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counts.exchanged.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first exchange never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fed_store = store(&net.fed.records_url, FED);
+    assert!(fed_store
+        .applied_rows(Node::Region(3), RecordKind::ProcessingResults)
+        .unwrap()
+        .is_empty());
+    // An exam closed: its results and NOTIFY konvert_mirror in one transaction.
+    let results = rows("results of region 3, exam closed", 0, 9);
+    net.region_writer(3)
+        .push_many(FED, RecordKind::ProcessingResults, results.clone())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fed_store
+        .applied_rows(Node::Region(3), RecordKind::ProcessingResults)
+        .unwrap()
+        .len()
+        < results.len()
+    {
+        assert!(Instant::now() < deadline, "the notified rows did not go up within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(3), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&results)
+    );
+    run.abort();
     fed.stop().await;
 }
 

@@ -170,8 +170,8 @@ impl OutboxWriter {
         let (seqs, ()) = self.store.push_many(&mut ep, peer, kind, payloads, |tx| {
             tx.batch_execute(&format!("NOTIFY {}", konvert_records::MIRROR_CHANNEL))
                 .map_err(|e| konvert_records::Error::Connection {
-                    target: "NOTIFY".into(),
-                    message: e.to_string(),
+                    target: self.store.records().target().to_owned(),
+                    message: format!("NOTIFY {} failed: {e}", konvert_records::MIRROR_CHANNEL),
                 })
         })?;
         Ok((*seqs.start(), *seqs.end()))
