@@ -114,8 +114,8 @@ pub struct FederalConfig {
     /// Pacing of the batches going down.
     #[serde(default)]
     pub limits: LimitsConfig,
-    /// The enrolled regions.
-    #[serde(default)]
+    /// The enrolled regions (`[[regions]]`, written by `federal enroll-region`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<RegionEntry>,
 }
 
@@ -340,3 +340,7 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
         message: format!("not a mirror public key ({e}); it holds one line of 64 hex digits"),
     })
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;
