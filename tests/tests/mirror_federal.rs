@@ -391,6 +391,55 @@ async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
     fed.stop().await;
 }
 
+/// Sends `bytes` as one message over a fresh connection with region 1's certificate and
+/// returns how the federal node closed it.
+async fn send_raw(cfg: &RegionMirrorConfig, addr: SocketAddr, bytes: Vec<u8>) -> quinn::ConnectionError {
+    let client =
+        konvert_replication::tls::client_endpoint(konvert_center::mirror::identity::region_client_config(cfg).unwrap())
+            .unwrap();
+    let conn = client.connect(addr, &cfg.federal_name).unwrap().await.unwrap();
+    let mut s = conn.open_uni().await.unwrap();
+    // The node may close the connection before every byte is written.
+    let _ = s.write_all(&bytes).await;
+    let _ = s.finish();
+    tokio::time::timeout(Duration::from_secs(10), conn.closed())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_limit_or_one_that_does_not_parse_closes_the_connection() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let net = Net::build(cluster, "mf_raw", &[1], "127.0.0.1:0".parse().unwrap(), limits(3, 4));
+    let counts = Arc::new(Counts::default());
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, counts.clone()).unwrap())
+        .await
+        .unwrap();
+    let cfg = net.region_at(1, fed.addr);
+    let protocol = quinn::VarInt::from_u32(konvert_center::mirror::node::close::PROTOCOL);
+    for (what, bytes) in [
+        ("over the limit", vec![0u8; konvert_mirror::MAX_MESSAGE_LEN + 1]),
+        ("unparseable", vec![1, 0, 0xff, 0xff, 0xff]),
+        ("another wire format", vec![9, 0, 0]),
+    ] {
+        match send_raw(&cfg, fed.addr, bytes).await {
+            quinn::ConnectionError::ApplicationClosed(c) => assert_eq!(c.error_code, protocol, "{what}: {c:?}"),
+            other => panic!("{what}: closed with {other:?}"),
+        }
+    }
+    assert_eq!(counts.closed.load(Ordering::SeqCst), 3);
+    // Nothing was applied, and region 1 still gets through.
+    let fed_store = store(&net.fed.records_url, FED);
+    assert!(fed_store.load().unwrap().1.is_empty());
+    net.region_writer(1)
+        .push_many(FED, RecordKind::ProcessingResults, rows("results", 0, 3))
+        .unwrap();
+    assert_eq!(sync(cfg).await, Exchanged::Done);
+    fed.stop().await;
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
