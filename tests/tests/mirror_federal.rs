@@ -682,7 +682,32 @@ async fn a_region_killed_while_applying_loses_nothing_and_applies_nothing_twice(
     );
     assert_settled(&fed_store);
     assert_settled(&region_store);
+
+    // `mirror sync` as an operator runs it: nothing left, exit 0.
+    let sync_cmd = |timeout: &str| {
+        tokio::process::Command::new(CENTER)
+            .args(["mirror", "sync", "--config", config.as_str(), "--timeout", timeout])
+            .output()
+    };
+    let out = sync_cmd("20").await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("nothing left"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // With the federal node gone, a row written since is left, and `sync` says so and fails.
     fed.stop().await;
+    net.region_writer(2)
+        .push_many(FED, RecordKind::AppealDecisions, rows("late appeal decision", 0, 1))
+        .unwrap();
+    let out = sync_cmd("3").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "sync succeeded without the federal node");
+    assert!(
+        stderr.contains("left something") && stderr.contains(&format!("rows {}..={}", up_n + 1, up_n + 1)),
+        "{stderr}"
+    );
 }
 
 fn node_leftover(s: &PgMirror) -> Vec<String> {

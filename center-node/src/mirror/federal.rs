@@ -168,7 +168,7 @@ pub async fn serve(cfg: &FederalConfig, setup: NodeSetup) -> Result<RunningFeder
     let node = node::start(setup).await?;
     wake::spawn(
         cfg.records_url.clone(),
-        node.clone(),
+        node.waker(),
         Duration::from_secs(cfg.outbox_poll_secs),
     );
     let regions: Vec<u8> = cfg.regions.iter().map(|r| r.code).collect();

@@ -272,6 +272,11 @@ impl NodeHandle {
         self.tx.is_closed()
     }
 
+    /// A handle that wakes the node without keeping it running.
+    pub fn waker(&self) -> NodeWaker {
+        NodeWaker(self.tx.downgrade())
+    }
+
     /// The progress after the last step.
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
@@ -288,6 +293,34 @@ impl NodeHandle {
 
     pub(crate) fn hooks_exchanged(&self, peer: Node, ok: bool) {
         self.hooks.exchanged(peer, ok);
+    }
+}
+
+/// Wakes a node ([`NodeHandle::wake`]) while it runs; the node stops when its last
+/// [`NodeHandle`] is dropped, whatever wakers are left.
+#[derive(Debug, Clone)]
+pub struct NodeWaker(mpsc::WeakSender<Input>);
+
+impl NodeWaker {
+    /// Wakes the node; `false` once it is gone.
+    pub async fn wake(&self) -> bool {
+        match self.0.upgrade() {
+            Some(tx) => tx.send(Input::Wake).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// [`NodeWaker::wake`] from a plain thread.
+    pub fn wake_blocking(&self) -> bool {
+        match self.0.upgrade() {
+            Some(tx) => tx.blocking_send(Input::Wake).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Whether the node is gone.
+    pub fn is_stopped(&self) -> bool {
+        self.0.upgrade().is_none_or(|tx| tx.is_closed())
     }
 }
 

@@ -208,7 +208,7 @@ impl RegionMirror {
     pub async fn run(&self) -> Result<()> {
         let notified = wake::spawn(
             self.cfg.records_url.clone(),
-            self.node.clone(),
+            self.node.waker(),
             Duration::from_secs(self.cfg.interval_secs),
         );
         let timeout = Duration::from_secs(self.cfg.sync_timeout_secs);

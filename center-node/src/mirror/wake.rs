@@ -8,7 +8,7 @@ use std::time::Duration;
 use konvert_records::PgRecords;
 use tokio::sync::Notify;
 
-use crate::mirror::node::NodeHandle;
+use crate::mirror::node::NodeWaker;
 
 /// How long the listening thread waits for a notification before it checks whether the
 /// node still runs.
@@ -18,7 +18,8 @@ const RECONNECT: Duration = Duration::from_secs(2);
 
 /// Wakes `node` on every notification and every `every`; the returned [`Notify`] is
 /// notified on each notification too (a region starts an exchange on it).
-pub fn spawn(records_url: String, node: NodeHandle, every: Duration) -> Arc<Notify> {
+/// Both stop once the node is gone.
+pub fn spawn(records_url: String, node: NodeWaker, every: Duration) -> Arc<Notify> {
     let notified = Arc::new(Notify::new());
     let ticker = node.clone();
     tokio::spawn(async move {
@@ -26,10 +27,9 @@ pub fn spawn(records_url: String, node: NodeHandle, every: Duration) -> Arc<Noti
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if ticker.is_stopped() {
+            if !ticker.wake().await {
                 return;
             }
-            ticker.wake().await;
         }
     });
     let to_notify = notified.clone();
@@ -42,7 +42,7 @@ pub fn spawn(records_url: String, node: NodeHandle, every: Duration) -> Arc<Noti
     notified
 }
 
-fn listen(url: &str, node: &NodeHandle, notified: &Notify) {
+fn listen(url: &str, node: &NodeWaker, notified: &Notify) {
     while !node.is_stopped() {
         let listener = PgRecords::connect(url).and_then(|r| r.listen());
         let mut listener = match listener {
