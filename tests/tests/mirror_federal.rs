@@ -548,6 +548,7 @@ async fn a_federal_node_killed_while_applying_loses_nothing_and_applies_nothing_
         child.kill().unwrap();
         child.wait().unwrap();
         let at_kill = applied();
+        eprintln!("federal node killed with {at_kill} of {up_n} rows applied");
         if at_kill < up_n {
             mid_stream += 1;
         }
@@ -637,6 +638,7 @@ async fn a_region_killed_while_applying_loses_nothing_and_applies_nothing_twice(
         child.kill().unwrap();
         child.wait().unwrap();
         let at_kill = applied();
+        eprintln!("region killed with {at_kill} of {down_n} rows applied");
         if at_kill < down_n {
             mid_stream += 1;
         }
