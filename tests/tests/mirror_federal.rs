@@ -440,6 +440,68 @@ async fn a_message_over_the_limit_or_one_that_does_not_parse_closes_the_connecti
     fed.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_federal_node_rides_out_its_postgresql_stopping_mid_stream_and_applies_each_row_once() {
+    let (Some(shared), Some(own)) = (TestCluster::shared(), TestCluster::start()) else {
+        return;
+    };
+    let mut net = Net::build(shared, "mf_pgdown", &[1], "127.0.0.1:0".parse().unwrap(), limits(4, 2));
+    // The federal node's records on a cluster of their own, to stop under it.
+    net.fed.records_url = own.database("mf_pgdown_fed");
+    let up = rows("results of region 1", 0, 400);
+    net.region_writer(1)
+        .push_many(FED, RecordKind::ProcessingResults, up.clone())
+        .unwrap();
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    let cfg = net.region_at(1, fed.addr);
+    let mirror = Arc::new(
+        RegionMirror::start(cfg.clone(), region::setup(&cfg, Arc::new(NoHooks)).unwrap())
+            .await
+            .unwrap(),
+    );
+    let looping = mirror.clone();
+    let exchanges = tokio::spawn(async move {
+        loop {
+            let _ = looping.exchange(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let fed_store = store(&net.fed.records_url, FED);
+    let applied = || {
+        fed_store
+            .applied_rows(Node::Region(1), RecordKind::ProcessingResults)
+            .map(|r| r.len())
+            .unwrap_or(0)
+    };
+    let log = net.root.path().join("none.log");
+    wait_for_more("rows applied at the federal node", 0, applied, &log).await;
+    let before = applied();
+    own.stop_now();
+    assert!(
+        before < up.len(),
+        "PostgreSQL stopped only after all {before} rows were applied"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    own.start_again();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while applied() < up.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    exchanges.abort();
+    assert_eq!(mirror.exchange(Duration::from_secs(20)).await, Exchanged::Done);
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(1), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&up)
+    );
+    assert_settled(&fed_store);
+    assert_settled(&store(&cfg.records_url, Node::Region(1)));
+    fed.stop().await;
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
