@@ -184,6 +184,20 @@ pub enum CenterCommand {
         #[command(subcommand)]
         action: crate::answers_cli::AnswersAction,
     },
+    /// The federal node (ФИС), a role of this binary: init, enroll-region, serve,
+    /// check-config.
+    Federal {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::mirror::cli::FederalAction,
+    },
+    /// This region's mirror of its records with the federal node: init, run, sync,
+    /// status, check-config.
+    Mirror {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::mirror::cli::MirrorAction,
+    },
 }
 
 /// What to do with the key registry.
@@ -807,6 +821,8 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
             println!("  add the member token as member.token in that folder, then hand it to the site");
         }
         CenterCommand::Registry { action } => registry(action)?,
+        CenterCommand::Federal { action } => crate::mirror::cli::federal(action).await?,
+        CenterCommand::Mirror { action } => crate::mirror::cli::mirror(action).await?,
         CenterCommand::Review { config, json } => review(&config, json)?,
         CenterCommand::Late { action } => late_command(action)?,
         CenterCommand::Loader { action } => loader_command(action)?,

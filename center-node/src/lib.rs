@@ -23,6 +23,7 @@ pub mod loader;
 pub mod loader_audit;
 pub mod loader_cli;
 pub mod metrics;
+pub mod mirror;
 pub mod mirror_metrics;
 pub mod mirror_status;
 pub mod monitor;

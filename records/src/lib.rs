@@ -13,6 +13,7 @@
 
 mod error;
 pub mod model;
+mod pg_listen;
 mod pg_migrations;
 mod pg_mirror;
 mod pg_records;
@@ -27,6 +28,7 @@ use konvert_replication::PacketAnswer;
 
 pub use error::{Error, OutOfStep};
 pub use model::*;
+pub use pg_listen::{PgListener, MIRROR_CHANNEL};
 pub use pg_mirror::{MirrorChannelStatus, MirrorDirection, PgMirror};
 pub use pg_records::PgRecords;
 pub use sled_records::SledRecords;

@@ -244,7 +244,7 @@ impl PgRecords {
         &self.target
     }
 
-    fn open(&self) -> Result<Client> {
+    pub(crate) fn open(&self) -> Result<Client> {
         let connected = match &self.tls {
             None => self.config.connect(NoTls),
             Some(tls) => self.config.connect(tls.clone()),

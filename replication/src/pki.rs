@@ -60,6 +60,18 @@ pub fn relay_dns_name(relay: &str) -> Result<String> {
     Ok(station.replacen(".station.konvert", ".relay.konvert", 1))
 }
 
+/// The DNS-style name a region's mirror certificate carries: `region-NN.mirror.konvert`
+/// for region code `NN` (1–99, two digits). Issued by the federal node's CA only, it never
+/// matches a station's or a center's name.
+pub fn region_dns_name(code: u8) -> Result<String> {
+    if !(1..=99).contains(&code) {
+        return Err(Error::Tls(format!(
+            "region code {code} is not valid: regions are numbered 1–99; check the region code"
+        )));
+    }
+    Ok(format!("region-{code:02}.mirror.konvert"))
+}
+
 /// A certificate and its private key, both PEM.
 #[derive(Clone)]
 pub struct IssuedCert {
@@ -220,6 +232,17 @@ impl Ca {
             &format!("station of site {site}"),
             ExtendedKeyUsagePurpose::ClientAuth,
             STATION_DAYS,
+        )
+    }
+
+    /// A region's client certificate (clientAuth) for the records' mirror, named
+    /// [`region_dns_name`]`(code)`: the federal node takes the region code from it.
+    pub fn issue_region(&self, code: u8) -> Result<IssuedCert> {
+        self.issue(
+            region_dns_name(code)?,
+            &format!("records of region {code:02}"),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            CENTER_DAYS,
         )
     }
 

@@ -197,6 +197,18 @@ pub fn server_config(
     cert: &IssuedCert,
     crls: &[CertificateRevocationListDer<'static>],
 ) -> Result<quinn::ServerConfig> {
+    server_config_for(ca_cert_pem, cert, crls, ALPN)
+}
+
+/// [`server_config`] for another protocol on the same TLS rules: the records' mirror
+/// (`konvert-mirror/1`) runs with the federal node's CA and its own ALPN, so that a
+/// station can never talk the mirror protocol to it, nor a region the packet protocol.
+pub fn server_config_for(
+    ca_cert_pem: &str,
+    cert: &IssuedCert,
+    crls: &[CertificateRevocationListDer<'static>],
+    alpn: &[u8],
+) -> Result<quinn::ServerConfig> {
     let mut builder = WebPkiClientVerifier::builder_with_provider(roots(ca_cert_pem)?, provider());
     if !crls.is_empty() {
         builder = builder
@@ -224,7 +236,7 @@ pub fn server_config(
                 "the center certificate and key do not fit together ({e}); issue the center certificate again"
             ))
         })?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| Error::Tls(format!("the TLS config is not usable for QUIC: {e}")))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
@@ -235,6 +247,11 @@ pub fn server_config(
 /// The edge's QUIC client config: trusts only the CA in `ca_cert_pem` for the center and
 /// presents the station certificate; TLS 1.3, ALPN [`ALPN`].
 pub fn client_config(ca_cert_pem: &str, station: &IssuedCert) -> Result<quinn::ClientConfig> {
+    client_config_for(ca_cert_pem, station, ALPN)
+}
+
+/// [`client_config`] for another protocol (see [`server_config_for`]).
+pub fn client_config_for(ca_cert_pem: &str, station: &IssuedCert, alpn: &[u8]) -> Result<quinn::ClientConfig> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Tls(format!("TLS 1.3 is not available: {e}")))?
@@ -248,7 +265,7 @@ pub fn client_config(ca_cert_pem: &str, station: &IssuedCert) -> Result<quinn::C
                 "the station certificate and key do not fit together ({e}); enroll the station again"
             ))
         })?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| Error::Tls(format!("the TLS config is not usable for QUIC: {e}")))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
@@ -417,6 +434,17 @@ pub fn verify_station_site(peer_certs: &[CertificateDer<'_>], site: &str) -> Res
              a station may only speak for the site it was enrolled for — enroll this station for site {site}"
         ))
     })
+}
+
+/// Whether the peer's end-entity certificate (as TLS verified it) is valid for the DNS
+/// name `name`: how a node that serves several kinds of named peers tells which one it is.
+pub fn peer_is_named(peer_certs: &[CertificateDer<'_>], name: &str) -> bool {
+    let (Some(ee), Ok(server_name)) = (peer_certs.first(), ServerName::try_from(name)) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(ee)
+        .map(|cert| cert.verify_is_valid_for_subject_name(&server_name).is_ok())
+        .unwrap_or(false)
 }
 
 /// Checks a station's files as its first handshake would, without a network: the key is a

@@ -30,3 +30,19 @@ fn revocation_refusals_are_explained_in_plain_words() {
     });
     assert!(matches!(explain_connection_error(&bye), Error::Connection(_)));
 }
+
+#[test]
+fn a_region_certificate_names_its_region_only() {
+    let ca = crate::pki::Ca::generate("federal test CA").unwrap();
+    let cert = ca.issue_region(7).unwrap();
+    let der: Vec<CertificateDer<'static>> = certs(&cert.cert_pem, "region certificate").unwrap();
+    assert_eq!(crate::pki::region_dns_name(7).unwrap(), "region-07.mirror.konvert");
+    assert!(peer_is_named(&der, "region-07.mirror.konvert"));
+    assert!(!peer_is_named(&der, "region-08.mirror.konvert"));
+    assert!(!peer_is_named(&der, &station_dns_name("region-07").unwrap()));
+    assert!(!peer_is_named(&[], "region-07.mirror.konvert"));
+    for bad in [0u8, 100] {
+        assert!(crate::pki::region_dns_name(bad).is_err());
+        assert!(ca.issue_region(bad).is_err());
+    }
+}

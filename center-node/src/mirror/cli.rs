@@ -1,0 +1,262 @@
+//! `konvert-center federal …` and `konvert-center mirror …`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use konvert_mirror::Node;
+use konvert_replication::service::{sd_notify, StopSignals};
+
+use crate::mirror::config::{FederalConfig, RegionMirrorConfig};
+use crate::mirror::node::NoHooks;
+use crate::mirror::region::{Exchanged, RegionMirror};
+use crate::mirror::{federal, region};
+use crate::{Error, Result};
+
+/// The federal node's commands.
+#[derive(Debug, Subcommand)]
+pub enum FederalAction {
+    /// Create a federal node: its CA, TLS certificate, mirror signing key, federal.toml.
+    Init {
+        /// Folder for the new node.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Its name in its TLS certificate; regions connect to this name.
+        #[arg(long, default_value = "federal.konvert")]
+        name: String,
+        /// QUIC listen address.
+        #[arg(long, default_value = "0.0.0.0:4500")]
+        listen: SocketAddr,
+        /// The federal records on PostgreSQL (postgresql://user@host/db).
+        #[arg(long)]
+        records_url: String,
+    },
+    /// Enroll a region: issue its certificate, take its mirror public key (its mirror.pub),
+    /// and write what the region needs into --out (its mirror folder's pki/).
+    EnrollRegion {
+        /// federal.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The region's code, 1–99.
+        #[arg(long)]
+        region: u8,
+        /// The region's mirror.pub (from `konvert-center mirror init`).
+        #[arg(long)]
+        mirror_pub: PathBuf,
+        /// Where the region's files go.
+        #[arg(long)]
+        out: PathBuf,
+        /// Take a new mirror key for a region enrolled before.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Take the regions' exchanges until stopped (Ctrl-C or SIGTERM).
+    Serve {
+        /// federal.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check federal.toml and say what is wrong.
+    CheckConfig {
+        /// federal.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// A region's mirror commands.
+#[derive(Debug, Subcommand)]
+pub enum MirrorAction {
+    /// Create the region's mirror folder: its signing key, mirror.pub for the federal
+    /// node, mirror.toml.
+    Init {
+        /// Folder for the region's mirror.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The region's code, 1–99.
+        #[arg(long)]
+        region: u8,
+        /// The region's records on PostgreSQL.
+        #[arg(long)]
+        records_url: String,
+        /// The federal node's address, host:port.
+        #[arg(long)]
+        federal: String,
+        /// The federal node's name in its certificate.
+        #[arg(long, default_value = "federal.konvert")]
+        federal_name: String,
+    },
+    /// Exchange with the federal node at every interval and at once when an exam is
+    /// closed, until stopped.
+    Run {
+        /// mirror.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// One exchange now; fails, saying what is left, unless everything was receipted.
+    Sync {
+        /// mirror.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Seconds to wait (default: sync_timeout_secs of mirror.toml).
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// The lag per kind and direction.
+    Status {
+        /// mirror.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check mirror.toml and say what is wrong.
+    CheckConfig {
+        /// mirror.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Runs a federal command.
+pub async fn federal(action: FederalAction) -> Result<()> {
+    match action {
+        FederalAction::Init {
+            dir,
+            name,
+            listen,
+            records_url,
+        } => {
+            let path = federal::init(&dir, &name, listen, &records_url)?;
+            println!("federal node created: {}", path.display());
+            println!(
+                "  enroll each region: konvert-center federal enroll-region --config {} …",
+                path.display()
+            );
+        }
+        FederalAction::EnrollRegion {
+            config,
+            region,
+            mirror_pub,
+            out,
+            replace,
+        } => {
+            federal::enroll_region(&config, region, &mirror_pub, &out, replace)?;
+            println!("region {region:02} enrolled; its files are in {}", out.display());
+            println!("  hand them to the region (its mirror folder's pki/); restart the federal node to take it");
+        }
+        FederalAction::Serve { config } => {
+            let cfg = FederalConfig::load(&config)?;
+            let mut signals = StopSignals::install()?;
+            let setup = federal::setup(&cfg, Arc::new(NoHooks))?;
+            let running = federal::serve(&cfg, setup).await?;
+            println!(
+                "federal node serving on {} ({} region(s))",
+                running.addr,
+                cfg.regions.len()
+            );
+            sd_notify("READY=1");
+            let signal = signals.recv().await;
+            tracing::info!(signal, "stopping the federal node");
+            sd_notify("STOPPING=1");
+            running.stop().await;
+        }
+        FederalAction::CheckConfig { config } => {
+            let cfg = FederalConfig::load(&config)?;
+            crate::mirror::identity::federal_server_config(&cfg)?;
+            println!(
+                "{}: ok — federal node {}, listen {}, {} region(s)",
+                config.display(),
+                cfg.name,
+                cfg.listen,
+                cfg.regions.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs a region's mirror command.
+pub async fn mirror(action: MirrorAction) -> Result<()> {
+    match action {
+        MirrorAction::Init {
+            dir,
+            region,
+            records_url,
+            federal,
+            federal_name,
+        } => {
+            let path = region::init(&dir, region, &records_url, &federal, &federal_name)?;
+            println!("region {region:02} mirror created: {}", path.display());
+            println!(
+                "  send {} to the federal node; put the files it returns into {}",
+                dir.join("mirror.pub").display(),
+                dir.join("pki").display()
+            );
+        }
+        MirrorAction::Run { config } => {
+            let cfg = RegionMirrorConfig::load(&config)?;
+            let mut signals = StopSignals::install()?;
+            let setup = region::setup(&cfg, Arc::new(NoHooks))?;
+            let mirror = RegionMirror::start(cfg, setup).await?;
+            sd_notify("READY=1");
+            tokio::select! {
+                r = mirror.run() => r?,
+                signal = signals.recv() => tracing::info!(signal, "stopping the region's mirror"),
+            }
+        }
+        MirrorAction::Sync { config, timeout } => {
+            let cfg = RegionMirrorConfig::load(&config)?;
+            let timeout = Duration::from_secs(timeout.unwrap_or(cfg.sync_timeout_secs));
+            let setup = region::setup(&cfg, Arc::new(NoHooks))?;
+            let region = cfg.region;
+            let mirror = RegionMirror::start(cfg, setup).await?;
+            match mirror.exchange(timeout).await {
+                Exchanged::Done => println!("region {region:02}: exchange with the federal node done, nothing left"),
+                Exchanged::Left(left) => {
+                    return Err(Error::Control(format!(
+                        "region {region:02}: the exchange with the federal node left something: {}; \
+                         run `konvert-center mirror sync` again, and if it stays, see `konvert-center mirror status` \
+                         and the federal node's log",
+                        left.join("; ")
+                    )))
+                }
+            }
+        }
+        MirrorAction::Status { config } => {
+            let cfg = RegionMirrorConfig::load(&config)?;
+            let me = Node::Region(cfg.region);
+            let status = tokio::task::spawn_blocking(move || -> Result<_> {
+                let records = Arc::new(konvert_records::PgRecords::connect(&cfg.records_url)?);
+                Ok(konvert_records::PgMirror::open(records, me)?.status()?)
+            })
+            .await
+            .map_err(|e| Error::Control(e.to_string()))??;
+            // TODO(lead): print `crate::mirror_status::render(&status, &schedule, now)` (h-status)
+            // here instead of this plain listing.
+            for s in &status {
+                println!(
+                    "{:<10} {:<28} {:?}: rows {}, through {}, lag {}",
+                    s.peer.to_string(),
+                    s.kind.name(),
+                    s.direction,
+                    s.rows,
+                    s.through,
+                    s.lag.map_or("-".to_owned(), |l| l.to_string())
+                );
+            }
+        }
+        MirrorAction::CheckConfig { config } => {
+            let cfg = RegionMirrorConfig::load(&config)?;
+            crate::mirror::identity::region_client_config(&cfg)?;
+            println!(
+                "{}: ok — region {:02}, federal node {} at {}",
+                config.display(),
+                cfg.region,
+                cfg.federal_name,
+                cfg.federal_address
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Who is on the other end of a mirror connection. The federal node's CA issues each
+//! region a client certificate named `region-NN.mirror.konvert`; the federal node takes
+//! the region code from it and from nothing else, and a region trusts only the federal CA
+//! and the configured federal name. The batch signatures must then agree with this
+//! identity (the core closes a connection whose messages claim another node).
+
+use std::path::Path;
+
+use konvert_mirror::Node;
+use konvert_replication::pki::{region_dns_name, IssuedCert};
+use konvert_replication::tls;
+use zeroize::Zeroizing;
+
+use crate::mirror::config::{FederalConfig, RegionMirrorConfig};
+use crate::Result;
+
+/// ALPN of the records' mirror: not the packet protocol's, so a station can never talk to
+/// the federal node nor a region to a center's packet port by mistake.
+pub const MIRROR_ALPN: &[u8] = b"konvert-mirror/1";
+
+fn read_text(path: &Path) -> Result<String> {
+    Ok(konvert_crypto::keyfile::read_text_bounded(path, 1 << 20)?)
+}
+
+fn issued(cert: &Path, key: &Path) -> Result<IssuedCert> {
+    Ok(IssuedCert {
+        cert_pem: read_text(cert)?,
+        key_pem: Zeroizing::new(read_text(key)?),
+    })
+}
+
+/// The federal node's QUIC server config: its certificate, and a client certificate from
+/// the federal CA required of every region.
+pub fn federal_server_config(cfg: &FederalConfig) -> Result<(quinn::ServerConfig, IssuedCert)> {
+    let me = issued(&cfg.cert, &cfg.key)?;
+    let server = tls::server_config_for(&read_text(&cfg.ca_cert)?, &me, &[], MIRROR_ALPN)?;
+    Ok((server, me))
+}
+
+/// A region's QUIC client config: the federal CA as the only trust anchor, the region's
+/// certificate as its identity.
+pub fn region_client_config(cfg: &RegionMirrorConfig) -> Result<quinn::ClientConfig> {
+    let me = issued(&cfg.cert, &cfg.key)?;
+    Ok(tls::client_config_for(&read_text(&cfg.ca_cert)?, &me, MIRROR_ALPN)?)
+}
+
+/// The enrolled region a connection's certificate names, among `regions`; `None` when it
+/// names none of them (a region not enrolled here, or not a region's certificate).
+pub fn region_of(conn: &quinn::Connection, regions: impl IntoIterator<Item = u8>) -> Option<Node> {
+    let certs = tls::peer_certificates(conn).ok()?;
+    regions
+        .into_iter()
+        .find(|&code| region_dns_name(code).is_ok_and(|name| tls::peer_is_named(&certs, &name)))
+        .map(Node::Region)
+}

@@ -1,0 +1,779 @@
+//! The records' mirror between regions (РИС) and the federal node (ФИС) as processes:
+//! real QUIC over loopback with mutual TLS from the federal CA, each node's state in its
+//! own PostgreSQL database. Three regions and the federal node converge, each region
+//! seeing only its own rows; bad certificates and a connection whose TLS identity and
+//! batch signer disagree are refused; a federal node and a region killed with SIGKILL in
+//! the middle of a stream of batches lose nothing and apply nothing twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use konvert_center::mirror::config::{FederalConfig, LimitsConfig, RegionMirrorConfig};
+use konvert_center::mirror::node::{MirrorHooks, NoHooks, OutboxWriter};
+use konvert_center::mirror::region::{Exchanged, RegionMirror};
+use konvert_center::mirror::{federal, region};
+use konvert_mirror::{Node, RecordKind, Refusal};
+use konvert_records::test_cluster::TestCluster;
+use konvert_records::{MirrorDirection, PgMirror, PgRecords};
+use rand::{Rng, SeedableRng};
+
+const CENTER: &str = env!("CARGO_BIN_EXE_readme-konvert-center");
+const FED: Node = Node::Federal;
+
+/// Counts what the federal node's driver reports.
+#[derive(Default)]
+struct Counts {
+    closed: AtomicUsize,
+    refused: AtomicUsize,
+    exchanged: AtomicUsize,
+}
+
+impl MirrorHooks for Counts {
+    fn closed(&self, _peer: Node, _why: &str) {
+        self.closed.fetch_add(1, Ordering::SeqCst);
+    }
+    fn refused(&self, _peer: Node, _kind: RecordKind, _reason: &Refusal) {
+        self.refused.fetch_add(1, Ordering::SeqCst);
+    }
+    fn exchanged(&self, _peer: Node, _ok: bool) {
+        self.exchanged.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A federal node and regions, initialized and enrolled as the commands do, each with a
+/// database of its own.
+struct Net {
+    root: tempfile::TempDir,
+    fed_path: PathBuf,
+    fed: FederalConfig,
+    regions: Vec<RegionMirrorConfig>,
+}
+
+impl Net {
+    fn build(cluster: &TestCluster, tag: &str, codes: &[u8], listen: SocketAddr, limits: LimitsConfig) -> Net {
+        let root = tempfile::tempdir().unwrap();
+        let fed_url = cluster.database(&format!("{tag}_fed"));
+        let fed_path = federal::init(&root.path().join("fed"), "federal.konvert", listen, &fed_url).unwrap();
+        let mut raw = FederalConfig::read(&fed_path).unwrap();
+        raw.limits = limits.clone();
+        raw.save(&fed_path).unwrap();
+        let mut paths = Vec::new();
+        for &code in codes {
+            let dir = root.path().join(format!("r{code}"));
+            let url = cluster.database(&format!("{tag}_r{code}"));
+            let path = region::init(&dir, code, &url, "127.0.0.1:9", "federal.konvert").unwrap();
+            federal::enroll_region(&fed_path, code, &dir.join("mirror.pub"), &dir.join("pki"), false).unwrap();
+            paths.push(path);
+        }
+        let fed = FederalConfig::load(&fed_path).unwrap();
+        assert_eq!(fed.regions.len(), codes.len());
+        let regions = paths
+            .iter()
+            .map(|p| {
+                let mut cfg = RegionMirrorConfig::load(p).unwrap();
+                cfg.limits = limits.clone();
+                cfg
+            })
+            .collect();
+        Net {
+            root,
+            fed_path,
+            fed,
+            regions,
+        }
+    }
+
+    fn region(&self, code: u8) -> RegionMirrorConfig {
+        self.regions.iter().find(|r| r.region == code).unwrap().clone()
+    }
+
+    fn region_at(&self, code: u8, addr: SocketAddr) -> RegionMirrorConfig {
+        let mut cfg = self.region(code);
+        cfg.federal_address = addr.to_string();
+        cfg
+    }
+
+    fn fed_writer(&self) -> OutboxWriter {
+        OutboxWriter::open(federal::setup(&self.fed, Arc::new(NoHooks)).unwrap()).unwrap()
+    }
+
+    fn region_writer(&self, code: u8) -> OutboxWriter {
+        OutboxWriter::open(region::setup(&self.region(code), Arc::new(NoHooks)).unwrap()).unwrap()
+    }
+}
+
+fn store(url: &str, node: Node) -> PgMirror {
+    PgMirror::open(Arc::new(PgRecords::connect(url).unwrap()), node).unwrap()
+}
+
+fn rows(prefix: &str, from: usize, to: usize) -> Vec<Vec<u8>> {
+    (from..to).map(|i| format!("{prefix} #{i}").into_bytes()).collect()
+}
+
+fn numbered(payloads: &[Vec<u8>]) -> Vec<(u64, Vec<u8>)> {
+    payloads.iter().cloned().zip(1u64..).map(|(p, s)| (s, p)).collect()
+}
+
+fn limits(window: usize, batch_rows: usize) -> LimitsConfig {
+    LimitsConfig {
+        window,
+        resend_after_secs: 1,
+        batch_rows,
+    }
+}
+
+async fn sync(cfg: RegionMirrorConfig) -> Exchanged {
+    let setup = region::setup(&cfg, Arc::new(NoHooks)).unwrap();
+    let mirror = RegionMirror::start(cfg, setup).await.unwrap();
+    mirror.exchange(Duration::from_secs(30)).await
+}
+
+/// Everything each side wrote is receipted; the receipts and checkpoints are stored on
+/// both sides.
+fn assert_settled(s: &PgMirror) {
+    let status = s.status().unwrap();
+    assert!(!status.is_empty(), "{}: no channels", s.node());
+    for c in &status {
+        assert!(
+            c.last_exchange_unix_ms.is_some(),
+            "{}: {c:?} has no stored receipt or batch",
+            s.node()
+        );
+        if c.direction == MirrorDirection::Outgoing {
+            assert_eq!(c.lag, Some(0), "{}: {c:?}", s.node());
+            assert_eq!(c.through, c.rows, "{}: {c:?}", s.node());
+        }
+    }
+    let (send, receive) = s.load().unwrap();
+    for st in &send {
+        assert!(st.pending.is_empty() && st.unbatched.is_empty(), "{}: {st:?}", s.node());
+    }
+    for r in &receive {
+        assert_eq!(
+            r.receipts.len() as u64,
+            r.checkpoint.batches,
+            "{}: receipts of {r:?}",
+            s.node()
+        );
+        assert!(r.checkpoint.next_seq > 1, "{}: {r:?}", s.node());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_regions_and_the_federal_node_converge_and_each_region_sees_only_its_own() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let net = Net::build(
+        cluster,
+        "mf_conv",
+        &[1, 2, 3],
+        "127.0.0.1:0".parse().unwrap(),
+        limits(3, 4),
+    );
+    let counts = Arc::new(Counts::default());
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, counts.clone()).unwrap())
+        .await
+        .unwrap();
+    let fed_writer = net.fed_writer();
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for round in 0..2 {
+        for code in [1u8, 2, 3] {
+            let writer = net.region_writer(code);
+            let (a, b) = (round * 20, round * 20 + 17 + usize::from(code));
+            let results = rows(&format!("results of region {code}"), a, b);
+            let appeals = rows(&format!("appeal decisions of region {code}"), a, a + 5);
+            writer
+                .push_many(FED, RecordKind::ProcessingResults, results.clone())
+                .unwrap();
+            writer
+                .push_many(FED, RecordKind::AppealDecisions, appeals.clone())
+                .unwrap();
+            up.push((code, RecordKind::ProcessingResults, results));
+            up.push((code, RecordKind::AppealDecisions, appeals));
+            let checking = rows(&format!("centralized checking for region {code}"), a, a + 11);
+            let scores = rows(
+                &format!("recomputed scores for region {code}"),
+                a,
+                a + 3 + usize::from(code),
+            );
+            fed_writer
+                .push_many(Node::Region(code), RecordKind::CentralizedChecking, checking.clone())
+                .unwrap();
+            fed_writer
+                .push_many(Node::Region(code), RecordKind::RecomputedScores, scores.clone())
+                .unwrap();
+            down.push((code, RecordKind::CentralizedChecking, checking));
+            down.push((code, RecordKind::RecomputedScores, scores));
+        }
+        for code in [1u8, 2, 3] {
+            let got = sync(net.region_at(code, fed.addr)).await;
+            assert_eq!(got, Exchanged::Done, "round {round}, region {code}");
+        }
+    }
+
+    let fed_store = store(&net.fed.records_url, FED);
+    let expect = |list: &[(u8, RecordKind, Vec<Vec<u8>>)], code: u8, kind: RecordKind| -> Vec<(u64, Vec<u8>)> {
+        let all: Vec<Vec<u8>> = list
+            .iter()
+            .filter(|(c, k, _)| *c == code && *k == kind)
+            .flat_map(|(_, _, r)| r.clone())
+            .collect();
+        numbered(&all)
+    };
+    for code in [1u8, 2, 3] {
+        let region_store = store(&net.region(code).records_url, Node::Region(code));
+        for kind in [RecordKind::ProcessingResults, RecordKind::AppealDecisions] {
+            assert_eq!(
+                fed_store.applied_rows(Node::Region(code), kind).unwrap(),
+                expect(&up, code, kind),
+                "the federal node's {kind} of region {code}"
+            );
+        }
+        for kind in [RecordKind::CentralizedChecking, RecordKind::RecomputedScores] {
+            let applied = region_store.applied_rows(FED, kind).unwrap();
+            assert_eq!(applied, expect(&down, code, kind), "region {code}'s {kind}");
+            for other in [1u8, 2, 3].iter().filter(|&&o| o != code) {
+                let foreign = format!("for region {other}");
+                assert!(
+                    !applied
+                        .iter()
+                        .any(|(_, p)| String::from_utf8_lossy(p).contains(&foreign)),
+                    "region {code} holds a row of region {other}"
+                );
+            }
+        }
+        // A region's own kinds never come back down, and it applied nothing else.
+        for kind in RecordKind::owned_by(konvert_mirror::Side::Region) {
+            assert!(region_store.applied_rows(FED, kind).unwrap().is_empty());
+        }
+        assert_settled(&region_store);
+    }
+    assert_settled(&fed_store);
+    assert_eq!(counts.closed.load(Ordering::SeqCst), 0);
+    assert_eq!(counts.refused.load(Ordering::SeqCst), 0);
+    fed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_another_ca_and_a_signer_other_than_the_tls_identity_are_refused() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let net = Net::build(cluster, "mf_bad", &[1, 2], "127.0.0.1:0".parse().unwrap(), limits(3, 4));
+    let counts = Arc::new(Counts::default());
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, counts.clone()).unwrap())
+        .await
+        .unwrap();
+    let results = rows("results of region 1", 0, 10);
+    net.region_writer(1)
+        .push_many(FED, RecordKind::ProcessingResults, results.clone())
+        .unwrap();
+    let fed_store = store(&net.fed.records_url, FED);
+
+    // Region 1's certificate from another federal CA (same name, same key usage).
+    let other = net.root.path().join("other");
+    let other_fed = federal::init(
+        &other,
+        "federal.konvert",
+        "127.0.0.1:0".parse().unwrap(),
+        "postgresql://x@127.0.0.1/x",
+    )
+    .unwrap();
+    let r1_dir = net.root.path().join("r1");
+    federal::enroll_region(&other_fed, 1, &r1_dir.join("mirror.pub"), &other.join("r1"), false).unwrap();
+    let mut forged = net.region_at(1, fed.addr);
+    forged.cert = other.join("r1/region.pem");
+    forged.key = other.join("r1/region.key");
+    match sync(forged).await {
+        Exchanged::Left(left) => {
+            let text = left.join("; ");
+            assert!(text.contains("certificate"), "{text}");
+        }
+        Exchanged::Done => panic!("a certificate of another CA was taken"),
+    }
+    assert!(fed_store
+        .applied_rows(Node::Region(1), RecordKind::ProcessingResults)
+        .unwrap()
+        .is_empty());
+
+    // Region 2's certificate under region 1's signing key: the TLS identity says region 2,
+    // the batches say region 1. The federal node closes the connection and applies nothing.
+    let mut mixed = net.region_at(1, fed.addr);
+    mixed.cert = net.region(2).cert.clone();
+    mixed.key = net.region(2).key.clone();
+    match sync(mixed).await {
+        Exchanged::Left(left) => assert!(left.join("; ").contains("closed"), "{left:?}"),
+        Exchanged::Done => panic!("batches signed by region 1 were taken over region 2's connection"),
+    }
+    assert!(
+        counts.closed.load(Ordering::SeqCst) >= 1,
+        "the driver did not report the closed connection"
+    );
+    for code in [1u8, 2] {
+        assert!(fed_store
+            .applied_rows(Node::Region(code), RecordKind::ProcessingResults)
+            .unwrap()
+            .is_empty());
+    }
+
+    // The federal node is unharmed: region 1 with its own files gets through.
+    assert_eq!(sync(net.region_at(1, fed.addr)).await, Exchanged::Done);
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(1), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&results)
+    );
+    fed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let net = Net::build(cluster, "mf_notify", &[3], "127.0.0.1:0".parse().unwrap(), limits(3, 4));
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    let mut cfg = net.region_at(3, fed.addr);
+    cfg.interval_secs = 3600;
+    let counts = Arc::new(Counts::default());
+    let mirror = Arc::new(
+        RegionMirror::start(cfg.clone(), region::setup(&cfg, counts.clone()).unwrap())
+            .await
+            .unwrap(),
+    );
+    let running = mirror.clone();
+    let run = tokio::spawn(async move { running.run().await });
+    // The first exchange, at start, has nothing to send; the next is an hour away.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counts.exchanged.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first exchange never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fed_store = store(&net.fed.records_url, FED);
+    assert!(fed_store
+        .applied_rows(Node::Region(3), RecordKind::ProcessingResults)
+        .unwrap()
+        .is_empty());
+    // An exam closed: its results and NOTIFY konvert_mirror in one transaction.
+    let results = rows("results of region 3, exam closed", 0, 9);
+    net.region_writer(3)
+        .push_many(FED, RecordKind::ProcessingResults, results.clone())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fed_store
+        .applied_rows(Node::Region(3), RecordKind::ProcessingResults)
+        .unwrap()
+        .len()
+        < results.len()
+    {
+        assert!(Instant::now() < deadline, "the notified rows did not go up within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(3), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&results)
+    );
+    run.abort();
+    fed.stop().await;
+}
+
+/// Sends `bytes` as one message over a fresh connection with region 1's certificate and
+/// returns how the federal node closed it.
+async fn send_raw(cfg: &RegionMirrorConfig, addr: SocketAddr, bytes: Vec<u8>) -> quinn::ConnectionError {
+    let client =
+        konvert_replication::tls::client_endpoint(konvert_center::mirror::identity::region_client_config(cfg).unwrap())
+            .unwrap();
+    let conn = client.connect(addr, &cfg.federal_name).unwrap().await.unwrap();
+    let mut s = conn.open_uni().await.unwrap();
+    // The node may close the connection before every byte is written.
+    let _ = s.write_all(&bytes).await;
+    let _ = s.finish();
+    tokio::time::timeout(Duration::from_secs(10), conn.closed())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_limit_or_one_that_does_not_parse_closes_the_connection() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let net = Net::build(cluster, "mf_raw", &[1], "127.0.0.1:0".parse().unwrap(), limits(3, 4));
+    let counts = Arc::new(Counts::default());
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, counts.clone()).unwrap())
+        .await
+        .unwrap();
+    let cfg = net.region_at(1, fed.addr);
+    let protocol = quinn::VarInt::from_u32(konvert_center::mirror::node::close::PROTOCOL);
+    for (what, bytes) in [
+        ("over the limit", vec![0u8; konvert_mirror::MAX_MESSAGE_LEN + 1]),
+        ("unparseable", vec![1, 0, 0xff, 0xff, 0xff]),
+        ("another wire format", vec![9, 0, 0]),
+    ] {
+        match send_raw(&cfg, fed.addr, bytes).await {
+            quinn::ConnectionError::ApplicationClosed(c) => assert_eq!(c.error_code, protocol, "{what}: {c:?}"),
+            other => panic!("{what}: closed with {other:?}"),
+        }
+    }
+    assert_eq!(counts.closed.load(Ordering::SeqCst), 3);
+    // Nothing was applied, and region 1 still gets through.
+    let fed_store = store(&net.fed.records_url, FED);
+    assert!(fed_store.load().unwrap().1.is_empty());
+    net.region_writer(1)
+        .push_many(FED, RecordKind::ProcessingResults, rows("results", 0, 3))
+        .unwrap();
+    assert_eq!(sync(cfg).await, Exchanged::Done);
+    fed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_federal_node_rides_out_its_postgresql_stopping_mid_stream_and_applies_each_row_once() {
+    let (Some(shared), Some(own)) = (TestCluster::shared(), TestCluster::start()) else {
+        return;
+    };
+    let mut net = Net::build(shared, "mf_pgdown", &[1], "127.0.0.1:0".parse().unwrap(), limits(4, 2));
+    // The federal node's records on a cluster of their own, to stop under it.
+    net.fed.records_url = own.database("mf_pgdown_fed");
+    let up = rows("results of region 1", 0, 400);
+    net.region_writer(1)
+        .push_many(FED, RecordKind::ProcessingResults, up.clone())
+        .unwrap();
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    let cfg = net.region_at(1, fed.addr);
+    let mirror = Arc::new(
+        RegionMirror::start(cfg.clone(), region::setup(&cfg, Arc::new(NoHooks)).unwrap())
+            .await
+            .unwrap(),
+    );
+    let looping = mirror.clone();
+    let exchanges = tokio::spawn(async move {
+        loop {
+            let _ = looping.exchange(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let fed_store = store(&net.fed.records_url, FED);
+    let applied = || {
+        fed_store
+            .applied_rows(Node::Region(1), RecordKind::ProcessingResults)
+            .map(|r| r.len())
+            .unwrap_or(0)
+    };
+    let log = net.root.path().join("none.log");
+    wait_for_more("rows applied at the federal node", 0, applied, &log).await;
+    let before = applied();
+    own.stop_now();
+    assert!(
+        before < up.len(),
+        "PostgreSQL stopped only after all {before} rows were applied"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    own.start_again();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while applied() < up.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    exchanges.abort();
+    assert_eq!(mirror.exchange(Duration::from_secs(20)).await, Exchanged::Done);
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(1), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&up)
+    );
+    assert_settled(&fed_store);
+    assert_settled(&store(&cfg.records_url, Node::Region(1)));
+    fed.stop().await;
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `konvert-center <args>`; with `ready`, waits for that line on its stdout.
+fn spawn_center(args: &[&str], log: &Path, ready: Option<&str>) -> Child {
+    let mut child = Command::new(CENTER)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    if let Some(ready) = ready {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(ready) => break,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "konvert-center {args:?} did not say {ready:?}: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                ),
+            }
+        }
+    }
+    child
+}
+
+/// Waits until `count` passes `after`, then returns it.
+async fn wait_for_more(what: &str, after: usize, count: impl Fn() -> usize, log: &Path) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = count();
+        if n > after {
+            return n;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what} stayed at {n}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federal_node_killed_while_applying_loses_nothing_and_applies_nothing_twice() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let net = Net::build(cluster, "mf_kill_fed", &[1], listen, limits(4, 2));
+    let (up_n, down_n) = (600, 200);
+    let up = rows("results of region 1", 0, up_n);
+    let down = rows("recomputed scores for region 1", 0, down_n);
+    net.region_writer(1)
+        .push_many(FED, RecordKind::ProcessingResults, up.clone())
+        .unwrap();
+    net.fed_writer()
+        .push_many(Node::Region(1), RecordKind::RecomputedScores, down.clone())
+        .unwrap();
+    let fed_store = store(&net.fed.records_url, FED);
+    let applied = || {
+        fed_store
+            .applied_rows(Node::Region(1), RecordKind::ProcessingResults)
+            .unwrap()
+            .len()
+    };
+
+    let cfg = net.region_at(1, listen);
+    let mirror = Arc::new(
+        RegionMirror::start(cfg.clone(), region::setup(&cfg, Arc::new(NoHooks)).unwrap())
+            .await
+            .unwrap(),
+    );
+    let looping = mirror.clone();
+    let exchanges = tokio::spawn(async move {
+        loop {
+            let _ = looping.exchange(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let config = net.fed_path.to_str().unwrap().to_owned();
+    let args = ["federal", "serve", "--config", config.as_str()];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+    let (mut seen, mut mid_stream) = (0, 0);
+    for k in 0..5 {
+        let log = net.root.path().join(format!("fed-{k}.log"));
+        let mut child = spawn_center(&args, &log, Some("federal node serving"));
+        wait_for_more("rows applied at the federal node", seen, applied, &log).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..120))).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let at_kill = applied();
+        eprintln!("federal node killed with {at_kill} of {up_n} rows applied");
+        if at_kill < up_n {
+            mid_stream += 1;
+        }
+        seen = at_kill;
+    }
+    assert!(
+        mid_stream >= 2,
+        "only {mid_stream} kill(s) came in the middle of the stream"
+    );
+    let log = net.root.path().join("fed-last.log");
+    let mut child = spawn_center(&args, &log, Some("federal node serving"));
+    exchanges.abort();
+    let mut done = false;
+    for _ in 0..5 {
+        if mirror.exchange(Duration::from_secs(20)).await == Exchanged::Done {
+            done = true;
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        done,
+        "the region never finished: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(1), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&up)
+    );
+    let region_store = store(&cfg.records_url, Node::Region(1));
+    assert_eq!(
+        region_store.applied_rows(FED, RecordKind::RecomputedScores).unwrap(),
+        numbered(&down)
+    );
+    assert_settled(&fed_store);
+    assert_settled(&region_store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_killed_while_applying_loses_nothing_and_applies_nothing_twice() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let net = Net::build(
+        cluster,
+        "mf_kill_reg",
+        &[2],
+        "127.0.0.1:0".parse().unwrap(),
+        limits(4, 2),
+    );
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    let mut cfg = net.region_at(2, fed.addr);
+    cfg.interval_secs = 1;
+    cfg.sync_timeout_secs = 10;
+    let config = net.root.path().join("r2/mirror.toml");
+    cfg.save(&config).unwrap();
+    let (up_n, down_n) = (150, 600);
+    let up = rows("appeal decisions of region 2", 0, up_n);
+    let down = rows("centralized checking for region 2", 0, down_n);
+    net.region_writer(2)
+        .push_many(FED, RecordKind::AppealDecisions, up.clone())
+        .unwrap();
+    net.fed_writer()
+        .push_many(Node::Region(2), RecordKind::CentralizedChecking, down.clone())
+        .unwrap();
+    let region_store = store(&cfg.records_url, Node::Region(2));
+    let applied = || {
+        region_store
+            .applied_rows(FED, RecordKind::CentralizedChecking)
+            .unwrap()
+            .len()
+    };
+    let config = config.to_str().unwrap().to_owned();
+    let args = ["mirror", "run", "--config", config.as_str()];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(61);
+    let (mut seen, mut mid_stream) = (0, 0);
+    for k in 0..5 {
+        let log = net.root.path().join(format!("region-{k}.log"));
+        let mut child = spawn_center(&args, &log, None);
+        wait_for_more("rows applied at the region", seen, applied, &log).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..120))).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let at_kill = applied();
+        eprintln!("region killed with {at_kill} of {down_n} rows applied");
+        if at_kill < down_n {
+            mid_stream += 1;
+        }
+        seen = at_kill;
+    }
+    assert!(
+        mid_stream >= 2,
+        "only {mid_stream} kill(s) came in the middle of the stream"
+    );
+    let log = net.root.path().join("region-last.log");
+    let mut child = spawn_center(&args, &log, None);
+    let fed_store = store(&net.fed.records_url, FED);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let settled = || {
+        applied() == down_n
+            && fed_store
+                .applied_rows(Node::Region(2), RecordKind::AppealDecisions)
+                .unwrap()
+                .len()
+                == up_n
+            && node_leftover(&fed_store).is_empty()
+            && node_leftover(&region_store).is_empty()
+    };
+    while !settled() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        settled(),
+        "the region never caught up: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(
+        region_store.applied_rows(FED, RecordKind::CentralizedChecking).unwrap(),
+        numbered(&down)
+    );
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(2), RecordKind::AppealDecisions)
+            .unwrap(),
+        numbered(&up)
+    );
+    assert_settled(&fed_store);
+    assert_settled(&region_store);
+
+    // `mirror sync` as an operator runs it: nothing left, exit 0.
+    let sync_cmd = |timeout: &str| {
+        tokio::process::Command::new(CENTER)
+            .args(["mirror", "sync", "--config", config.as_str(), "--timeout", timeout])
+            .output()
+    };
+    let out = sync_cmd("20").await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("nothing left"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // With the federal node gone, a row written since is left, and `sync` says so and fails.
+    fed.stop().await;
+    net.region_writer(2)
+        .push_many(FED, RecordKind::AppealDecisions, rows("late appeal decision", 0, 1))
+        .unwrap();
+    let out = sync_cmd("3").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "sync succeeded without the federal node");
+    assert!(
+        stderr.contains("left something") && stderr.contains(&format!("rows {}..={}", up_n + 1, up_n + 1)),
+        "{stderr}"
+    );
+}
+
+fn node_leftover(s: &PgMirror) -> Vec<String> {
+    konvert_center::mirror::node::leftover(s).unwrap()
+}
