@@ -157,6 +157,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         refused_at timestamptz NOT NULL DEFAULT now()
     );
     "#,
+    // 5 in issue 16's numbering (h-retention): the image store's references and the holds
+    // of retention (retention.rs). Neither is ever deleted: a deleted image stays marked
+    // deleted, a released hold marked released.
+    r#"
+    CREATE TABLE images (
+        sha256 bytea PRIMARY KEY,
+        deleted boolean NOT NULL,
+        value bytea NOT NULL
+    );
+    CREATE TABLE holds (
+        id bigint PRIMARY KEY,
+        released boolean NOT NULL,
+        value bytea NOT NULL
+    );
+    "#,
 ];
 
 /// The newest schema version this build knows.
