@@ -1,0 +1,114 @@
+//! Which scan files processing keeps in the image store: only those whose every page
+//! belongs to the exam day's plan. A blank whose kit is in no plan may be an essay
+//! participant's who refused consent (R18, 001:888): their blanks stay on paper, so their
+//! image is never kept — the sealed envelope stays its only copy, and it goes when the
+//! records' retention ends. This is the one place that decides; the consent rules may
+//! tighten it, never loosen it.
+
+use konvert_exam::{DayPlan, ExamKind, PageIdentity};
+use konvert_records::{Opening, PacketEntry, PageEntry, PageReading};
+
+/// Whether the scan file whose pages are `pages` (all of one file of `packet`) is kept.
+pub fn keep_image(packet: &PacketEntry, pages: &[&PageEntry], plans: &[DayPlan]) -> bool {
+    if !matches!(packet.opening, Opening::Opened { .. }) || pages.is_empty() {
+        return false;
+    }
+    let Some(plan) = plans
+        .iter()
+        .find(|p| p.date == packet.day.date && p.exam == packet.day.exam)
+    else {
+        // No plan yet: nothing can be told about whose pages these are. A later run keeps
+        // them once the plan is imported.
+        return false;
+    };
+    if !plan.sites.iter().any(|s| s.code.as_str() == packet.site) {
+        return false;
+    }
+    pages.iter().all(|page| match &page.reading {
+        PageReading::Read {
+            identity: PageIdentity::Blank(id),
+            ..
+        } => plan.participants.iter().any(|p| p.kit == id.kit()),
+        // A site's form: no participant's own page.
+        PageReading::Read {
+            identity: PageIdentity::Form(_),
+            ..
+        } => true,
+        // Oral recordings carry a KIM number, not a kit; the essay, the one exam with the
+        // consent rule, has none — one there is kept by no one.
+        PageReading::Recording { .. } => packet.day.exam != ExamKind::Essay,
+        // Whose page it is cannot be told.
+        PageReading::Unreadable { .. } | PageReading::NotImage { .. } => false,
+    })
+}
+
+/// Processing's hand on the image store: keeps what [`keep_image`] keeps, as each packet
+/// version is registered (or later, once its day's plan is in).
+#[derive(Debug)]
+pub struct ImageKeeper<'a> {
+    /// The store.
+    pub store: &'a crate::image_store::ImageStore,
+    /// The exam days' plans.
+    pub plans: &'a [DayPlan],
+    /// Now (loader's clock): when an image is first held.
+    pub now_unix_ms: u64,
+}
+
+/// The bytes of a packet's `index`th file, from memory or from a scratch folder.
+pub type FileBytes<'a> = dyn Fn(usize) -> crate::Result<std::borrow::Cow<'a, [u8]>> + Sync + 'a;
+
+impl ImageKeeper<'_> {
+    /// The files of `packet` (by index) whose pages are `pages`, each with its pages.
+    fn files<'p>(pages: &'p [PageEntry]) -> std::collections::BTreeMap<u32, Vec<&'p PageEntry>> {
+        let mut by_file: std::collections::BTreeMap<u32, Vec<&PageEntry>> = std::collections::BTreeMap::new();
+        for p in pages {
+            by_file.entry(p.key.file).or_default().push(p);
+        }
+        by_file
+    }
+
+    /// The files of `packet` the rule keeps that the store does not hold, leaving out
+    /// those retention deleted (`deleted`).
+    pub fn missing(
+        &self,
+        packet: &PacketEntry,
+        pages: &[PageEntry],
+        deleted: &std::collections::HashSet<[u8; 32]>,
+    ) -> Vec<u32> {
+        Self::files(pages)
+            .into_iter()
+            .filter(|(_, pages)| keep_image(packet, pages, self.plans))
+            .filter(|(_, pages)| {
+                let sha = pages[0].file_sha256;
+                !deleted.contains(&sha) && !self.store.has(&sha)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Keeps every file of the registered `packet` the rule keeps (`bytes` gives a file's
+    /// bytes, already checked against the manifest); returns their references.
+    pub fn keep(
+        &self,
+        packet: &PacketEntry,
+        pages: &[PageEntry],
+        bytes: &FileBytes<'_>,
+    ) -> crate::Result<Vec<konvert_records::ImageRef>> {
+        let mut kept = Vec::new();
+        for (i, pages) in Self::files(pages) {
+            if !keep_image(packet, &pages, self.plans) {
+                continue;
+            }
+            let sha = pages[0].file_sha256;
+            let data = bytes(i as usize)?;
+            self.store.put(&sha, &data)?;
+            kept.push(konvert_records::ImageRef {
+                sha256: sha,
+                bytes: data.len() as u64,
+                held_since_unix_ms: self.now_unix_ms,
+                deleted: None,
+            });
+        }
+        Ok(kept)
+    }
+}
