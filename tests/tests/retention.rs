@@ -24,7 +24,7 @@ use konvert_exam::{
     full_set, BlankId, DayPlan, ExamDate, ExamKind, Form, FormId, PacketKind, PacketRef, PageIdentity, PlanParticipant,
     PlanRoom, PlanSite, RoomId, SiteId, SiteKind, SiteZone,
 };
-use konvert_records::{DecisionKind, ExamDay, HoldReason, HoldTarget, NewHold, Records, Release, Role, SledRecords};
+use konvert_records::{DecisionKind, ExamDay, HoldReason, HoldTarget, NewHold, Release, Role, SledRecords};
 use konvert_tests::{on_time_day, CenterFixture, SiteFixture, LAST_ZONE};
 
 const JOB: ScanJob = ScanJob {
@@ -147,8 +147,34 @@ fn audit_text(place: &Workplace) -> String {
     String::from_utf8_lossy(&std::fs::read(place.records_dir.join(LOADER_AUDIT_LOG)).unwrap()).into_owned()
 }
 
+const CENTER: &str = env!("CARGO_BIN_EXE_readme-konvert-center");
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_lists() {
+    day_with(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_with_the_records_on_postgresql() {
+    if let Some(cluster) = konvert_records::test_cluster::TestCluster::shared() {
+        day_with(Some(cluster.database("retention_day"))).await;
+    }
+}
+
+/// Runs `konvert-center retention …` on the loader's center.toml.
+fn retention_cli(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(CENTER)
+        .arg("retention")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+/// The exam day, processing and retention, with the records on PostgreSQL at
+/// `records_url` or (`None`) on sled.
+async fn day_with(records_url: Option<String>) {
     let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
     let token = fx.issue_token("0101");
     let day = on_time_day();
@@ -190,25 +216,34 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
         .last_known()
         .unwrap()
         .unwrap();
+    let config = fx.init.config_path.clone();
+    if let Some(url) = &records_url {
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("records_url = \"{url}\"\n{text}")).unwrap();
+    }
     let place = Workplace {
         data_dir: cfg.data_dir.clone(),
-        records_dir: fx.root.path().join("records"),
-        records_url: None,
+        records_dir: cfg.records.clone(),
+        records_url: records_url.clone(),
         checkpoint_key: Some(cfg.receipt_key.clone()),
     };
     let inbox = konvert_replication::Inbox::open(&cfg.data_dir).unwrap();
-    let records = SledRecords::open(&place.records_dir.join("records.sled")).unwrap();
+    std::fs::create_dir_all(&place.records_dir).unwrap();
+    if records_url.is_none() {
+        drop(SledRecords::open(&konvert_center::processing::records_db(&place.records_dir)).unwrap());
+    }
+    let mut records = place.open_records().unwrap();
 
     // Registered before the plan is in: nothing can be told of whose pages these are, so
     // no image is kept yet.
-    let first = process(&place, &inbox, &records, &keys, &registry, "specialist-1", 1_000).unwrap();
+    let first = process(&place, &inbox, &*records, &keys, &registry, "specialist-1", 1_000).unwrap();
     assert_eq!(first.registered.len(), 4, "{:?}", first.failed);
     assert_eq!(first.images_kept, 0);
     assert!(records.images().unwrap().is_empty());
 
     // With the plan, the next run opens the envelopes again and keeps the plan's pages.
     records.put_plan(&plan(&day)).unwrap();
-    let second = process(&place, &inbox, &records, &keys, &registry, "specialist-1", 2_000).unwrap();
+    let second = process(&place, &inbox, &*records, &keys, &registry, "specialist-1", 2_000).unwrap();
     assert!(second.failed.is_empty(), "{:?}", second.failed);
     let unplanned_files: BTreeSet<[u8; 32]> = {
         // Kit 99's pages are the last files of b-blanks (one page a file, in order).
@@ -236,7 +271,7 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
     }
     assert!(audit_text(&place).contains(konvert_center::processing::PACKET_KEEP_IMAGES));
     // A third run opens nothing again.
-    let third = process(&place, &inbox, &records, &keys, &registry, "specialist-1", 3_000).unwrap();
+    let third = process(&place, &inbox, &*records, &keys, &registry, "specialist-1", 3_000).unwrap();
     assert_eq!(third.images_kept, 0);
 
     let zone = SiteZone::new(LAST_ZONE).unwrap();
@@ -248,7 +283,7 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
     let hex = |b: &[u8; 32]| hex::encode(b);
 
     // Not closed yet: every envelope stays, and kit 99's is held for investigation.
-    let open = retention::sweep(&place, &records, &zone, today).unwrap();
+    let open = retention::sweep(&place, &*records, &zone, today).unwrap();
     assert!(open.images.is_empty() && open.envelopes.is_empty(), "{open:#?}");
     assert_eq!(open.kept.len(), 4);
     let b_blanks_kept = open.kept.iter().find(|k| k.envelope_id == hex(&env_b_blanks)).unwrap();
@@ -275,7 +310,7 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
     let lost = *files_of(&b_forms).iter().next().unwrap();
     std::fs::remove_file(store.path(&lost)).unwrap();
 
-    let dry = retention::sweep(&place, &records, &zone, today).unwrap();
+    let dry = retention::sweep(&place, &*records, &zone, today).unwrap();
     assert!(dry.images.is_empty(), "images stay ten years: {dry:#?}");
     assert_eq!(envelope_ids(&dry.envelopes), BTreeSet::from([hex(&env_a_forms)]));
     let why = |id: [u8; 32]| dry.kept.iter().find(|k| k.envelope_id == hex(&id)).unwrap().why.clone();
@@ -291,9 +326,41 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
     for env in [env_a_forms, env_a_blanks, env_b_forms, env_b_blanks] {
         assert!(konvert_replication::Inbox::stored_envelope(&cfg.data_dir, &env).exists());
     }
+    // The command says the same, deletes nothing without --apply, and --apply names who.
+    drop(records);
+    let out = retention_cli(&config, &["sweep", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: BTreeSet<String> = listed["envelopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["envelope_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, envelope_ids(&dry.envelopes));
+    let out = retention_cli(&config, &["sweep"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("this was a dry run: nothing was deleted"),
+        "{text}"
+    );
+    let out = retention_cli(&config, &["sweep", "--apply"]);
+    assert!(!out.status.success(), "--apply without --by was taken");
+    let out = retention_cli(&config, &["sweep", "--as-of", "2000-01-01"]);
+    assert!(!out.status.success(), "a day in the past was taken");
+    let out = std::process::Command::new(CENTER)
+        .args(["retention", "table"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("003:209") && text.contains("001:660"), "{text}");
+    for env in [env_a_forms, env_a_blanks, env_b_forms, env_b_blanks] {
+        assert!(konvert_replication::Inbox::stored_envelope(&cfg.data_dir, &env).exists());
+    }
+    records = place.open_records().unwrap();
 
     // Applied: exactly what it listed goes, in the audit log first; the receipt stays.
-    let applied = retention::apply(&place, &records, &zone, today, "Сидорова", 5_000).unwrap();
+    let applied = retention::apply(&place, &*records, &zone, today, "Сидорова", 5_000).unwrap();
     assert_eq!(envelope_ids(&applied.sweep.envelopes), envelope_ids(&dry.envelopes));
     assert!(!konvert_replication::Inbox::stored_envelope(&cfg.data_dir, &env_a_forms).exists());
     assert!(retired::is_retired(&cfg.data_dir, &env_a_forms));
@@ -313,7 +380,7 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
         assert!(store.read(&sha, 10 << 20).is_ok());
     }
     // Processing after retention neither fails on the retired envelope nor opens it.
-    let after = process(&place, &inbox, &records, &keys, &registry, "specialist-1", 5_500).unwrap();
+    let after = process(&place, &inbox, &*records, &keys, &registry, "specialist-1", 5_500).unwrap();
     assert!(after.failed.is_empty(), "{:?}", after.failed);
     // …and it keeps the lost image again from room 0002's envelope, which stayed for it.
     assert_eq!(after.images_kept, 0, "the reference was kept; the file is put back");
@@ -330,7 +397,7 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
             },
         )
         .unwrap();
-    let next = retention::apply(&place, &records, &zone, today, "Сидорова", 6_100).unwrap();
+    let next = retention::apply(&place, &*records, &zone, today, "Сидорова", 6_100).unwrap();
     assert_eq!(
         envelope_ids(&next.sweep.envelopes),
         BTreeSet::from([hex(&env_a_blanks), hex(&env_b_forms)])
@@ -353,7 +420,7 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
             note: "дело № 5".into(),
         })
         .unwrap();
-    let held = retention::sweep(&place, &records, &zone, decade).unwrap();
+    let held = retention::sweep(&place, &*records, &zone, decade).unwrap();
     assert!(held.envelopes.is_empty());
     let b_blank_images: BTreeSet<String> = files_of(&b_blanks).iter().map(|s| hex(s)).collect();
     let listed: BTreeSet<String> = held.images.iter().map(|i| i.sha256.clone()).collect();
@@ -369,8 +436,8 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
             },
         )
         .unwrap();
-    let dry = retention::sweep(&place, &records, &zone, decade).unwrap();
-    let last = retention::apply(&place, &records, &zone, decade, "Сидорова", 8_000).unwrap();
+    let dry = retention::sweep(&place, &*records, &zone, decade).unwrap();
+    let last = retention::apply(&place, &*records, &zone, decade, "Сидорова", 8_000).unwrap();
     let gone: BTreeSet<String> = last.sweep.images.iter().map(|i| i.sha256.clone()).collect();
     assert_eq!(gone, dry.images.iter().map(|i| i.sha256.clone()).collect());
     assert_eq!(gone, expected.iter().map(|s| hex(s)).collect());
@@ -393,11 +460,11 @@ async fn images_are_kept_for_the_plan_and_retention_deletes_exactly_what_it_list
         assert!(log.contains(&hex(sha)));
     }
     // Nothing is left to delete, and a deleted image is not kept again.
-    assert!(retention::sweep(&place, &records, &zone, decade)
+    assert!(retention::sweep(&place, &*records, &zone, decade)
         .unwrap()
         .images
         .is_empty());
-    let again = process(&place, &inbox, &records, &keys, &registry, "specialist-1", 9_000).unwrap();
+    let again = process(&place, &inbox, &*records, &keys, &registry, "specialist-1", 9_000).unwrap();
     assert!(again.failed.is_empty() && again.images_kept == 0);
     assert!(expected.iter().all(|sha| !store.has(sha)));
 
