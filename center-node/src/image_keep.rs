@@ -59,7 +59,7 @@ pub type FileBytes<'a> = dyn Fn(usize) -> crate::Result<std::borrow::Cow<'a, [u8
 
 impl ImageKeeper<'_> {
     /// The files of `packet` (by index) whose pages are `pages`, each with its pages.
-    fn files<'p>(pages: &'p [PageEntry]) -> std::collections::BTreeMap<u32, Vec<&'p PageEntry>> {
+    fn files(pages: &[PageEntry]) -> std::collections::BTreeMap<u32, Vec<&PageEntry>> {
         let mut by_file: std::collections::BTreeMap<u32, Vec<&PageEntry>> = std::collections::BTreeMap::new();
         for p in pages {
             by_file.entry(p.key.file).or_default().push(p);

@@ -422,7 +422,7 @@ async fn day_with(records_url: Option<String>) {
         .unwrap();
     let held = retention::sweep(&place, &*records, &zone, decade).unwrap();
     assert!(held.envelopes.is_empty());
-    let b_blank_images: BTreeSet<String> = files_of(&b_blanks).iter().map(|s| hex(s)).collect();
+    let b_blank_images: BTreeSet<String> = files_of(&b_blanks).iter().map(&hex).collect();
     let listed: BTreeSet<String> = held.images.iter().map(|i| i.sha256.clone()).collect();
     assert!(listed.is_disjoint(&b_blank_images), "a held packet's images stay");
     assert_eq!(listed.len(), expected.len() - b_planned.len());
@@ -440,7 +440,7 @@ async fn day_with(records_url: Option<String>) {
     let last = retention::apply(&place, &*records, &zone, decade, "Сидорова", 8_000).unwrap();
     let gone: BTreeSet<String> = last.sweep.images.iter().map(|i| i.sha256.clone()).collect();
     assert_eq!(gone, dry.images.iter().map(|i| i.sha256.clone()).collect());
-    assert_eq!(gone, expected.iter().map(|s| hex(s)).collect());
+    assert_eq!(gone, expected.iter().map(&hex).collect());
     assert_eq!(
         envelope_ids(&last.sweep.envelopes),
         BTreeSet::from([hex(&env_b_blanks)])

@@ -189,7 +189,8 @@ fn print_sweep(s: &super::Sweep, applied: bool) {
         s.envelopes.len(),
         s.kept.len()
     );
-    if !applied && !(s.images.is_empty() && s.envelopes.is_empty()) {
+    let would_delete = !s.images.is_empty() || !s.envelopes.is_empty();
+    if !applied && would_delete {
         println!("this was a dry run: nothing was deleted; run again with --apply --by <name> to delete exactly this");
     }
 }
