@@ -153,6 +153,8 @@ fn beside(cfg: &CenterConfig) -> Vec<(&'static str, PathBuf, How)> {
         ("stations.crl", cfg.crl.clone(), How::Files),
         ("stations.toml", cfg.station_index(), How::Files),
         ("records/records.sled", records.join("records.sled"), How::Sled),
+        // The page images the records keep for appeals (image_store.rs).
+        ("records/images", records.join(crate::image_store::IMAGES), How::Files),
         ("records/loader-audit.log", records.join("loader-audit.log"), How::Files),
         (
             "records/loader-audit.log.head",

@@ -227,7 +227,7 @@ async fn day_with(records_url: Option<String>) {
         records_url: records_url.clone(),
         checkpoint_key: Some(cfg.receipt_key.clone()),
     };
-    let inbox = konvert_replication::Inbox::open(&cfg.data_dir).unwrap();
+    let mut inbox = konvert_replication::Inbox::open(&cfg.data_dir).unwrap();
     std::fs::create_dir_all(&place.records_dir).unwrap();
     if records_url.is_none() {
         drop(SledRecords::open(&konvert_center::processing::records_db(&place.records_dir)).unwrap());
@@ -375,6 +375,26 @@ async fn day_with(records_url: Option<String>) {
     let log = audit_text(&place);
     assert_eq!(log.matches(retention::DELETE_ENVELOPE).count(), 1);
     assert!(log.contains(&hex(&env_a_forms)));
+    // A backup taken now leaves the retired envelope out and keeps its tombstone, and
+    // the images with the records.
+    drop((records, inbox));
+    let backup = fx.root.path().join("backup");
+    konvert_center::backup::take(&cfg, &backup).unwrap();
+    let copy = |env: &[u8; 32]| konvert_replication::Inbox::stored_envelope(&backup.join("data"), env);
+    assert!(!copy(&env_a_forms).exists());
+    assert!(copy(&env_a_blanks).exists());
+    assert!(retired::is_retired(&backup.join("data"), &env_a_forms));
+    for sha in expected.iter().filter(|sha| **sha != lost) {
+        let held = store.path(sha);
+        let rel = held.strip_prefix(&place.records_dir).unwrap();
+        assert!(
+            backup.join("config/records").join(rel).is_file(),
+            "{} not in the backup",
+            rel.display()
+        );
+    }
+    records = place.open_records().unwrap();
+    inbox = konvert_replication::Inbox::open(&cfg.data_dir).unwrap();
     // The retired envelope's images serve an appeal without it.
     for sha in files_of(&a_forms) {
         assert!(store.read(&sha, 10 << 20).is_ok());
