@@ -479,6 +479,29 @@ async fn day_with(records_url: Option<String>) {
     for sha in &expected {
         assert!(log.contains(&hex(sha)));
     }
+    for env in [env_a_forms, env_a_blanks, env_b_forms, env_b_blanks] {
+        assert!(log.contains(&hex(&env)));
+    }
+    // A run stopped between its records and its files: the next one finishes it.
+    let leftover = *expected.iter().next().unwrap();
+    std::fs::write(store.path(&leftover), b"left by a stopped run").unwrap();
+    let stopped = konvert_replication::Inbox::stored_envelope(&cfg.data_dir, &env_a_forms);
+    std::fs::write(&stopped, b"left by a stopped run").unwrap();
+    let finish = retention::apply(&place, &*records, &zone, decade, "Сидорова", 8_500).unwrap();
+    assert_eq!(
+        finish.sweep.images.iter().map(|i| i.sha256.clone()).collect::<Vec<_>>(),
+        vec![hex(&leftover)]
+    );
+    assert_eq!(
+        envelope_ids(&finish.sweep.envelopes),
+        BTreeSet::from([hex(&env_a_forms)])
+    );
+    assert!(!store.has(&leftover) && !stopped.exists());
+    let log = audit_text(&place);
+    assert_eq!(log.matches(retention::DELETE_IMAGE).count(), expected.len() + 1);
+    assert_eq!(log.matches(retention::DELETE_ENVELOPE).count(), 5);
+    let done = retention::sweep(&place, &*records, &zone, decade).unwrap();
+    assert!(done.images.is_empty() && done.envelopes.is_empty() && done.kept.is_empty());
     // Nothing is left to delete, and a deleted image is not kept again.
     assert!(retention::sweep(&place, &*records, &zone, decade)
         .unwrap()
