@@ -393,6 +393,29 @@ async fn day_with(records_url: Option<String>) {
             rel.display()
         );
     }
+    // An appeal's page image, from the image store: its envelope is gone.
+    let page = {
+        let records = place.open_records().unwrap();
+        let pages = records.pages().unwrap();
+        pages.into_iter().find(|p| p.key.envelope == env_a_forms).unwrap().key
+    };
+    let png = fx.root.path().join("appeal.png");
+    let out = std::process::Command::new(CENTER)
+        .args(["loader", "page-image", "--config"])
+        .arg(&config)
+        .arg(konvert_center::processing::cli::full_key(&page))
+        .arg("--out")
+        .arg(&png)
+        .args(["--token", "specialist.token"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("from the image store"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(image::load_from_memory(&std::fs::read(&png).unwrap()).is_ok());
     records = place.open_records().unwrap();
     inbox = konvert_replication::Inbox::open(&cfg.data_dir).unwrap();
     // The retired envelope's images serve an appeal without it.

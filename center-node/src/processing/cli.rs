@@ -568,7 +568,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                     let bytes = store.read(&image.sha256, image.bytes)?;
                     super::register::write_page_png(&bytes, &key, &entry.file_name, &out)?;
                     place.audit()?.append(
-                        "loader",
+                        &format!("specialist {}", login_name(&specialist)),
                         konvert_crypto::audit::AuditAction::Other("page-image".into()),
                         &format!("page {page}"),
                         &format!("{} v{}: from the image store", packet.packet_id, packet.version),
