@@ -112,3 +112,123 @@ impl ImageKeeper<'_> {
         Ok(kept)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use konvert_exam::{BlankId, BlankKind, Form, FormId, PacketKind, PlanParticipant, PlanSite, RoomId, SiteKind};
+    use konvert_records::{ExamDay, PageKey};
+
+    use super::*;
+
+    fn packet(exam: ExamKind, site: &str) -> PacketEntry {
+        PacketEntry {
+            envelope: [1; 32],
+            site: site.into(),
+            packet_id: "p".into(),
+            version: 1,
+            day: ExamDay {
+                date: "2026-06-01".parse().unwrap(),
+                exam,
+            },
+            room: RoomId::new("0001").unwrap(),
+            kind: PacketKind::Blanks,
+            received_at_unix_ms: 1,
+            registered_at_unix_ms: 2,
+            opening: Opening::Opened { files: 1, pages: 1 },
+        }
+    }
+
+    fn page(reading: PageReading) -> PageEntry {
+        PageEntry {
+            key: PageKey {
+                envelope: [1; 32],
+                file: 0,
+                page: 0,
+            },
+            file_name: "a.tif".into(),
+            file_sha256: [2; 32],
+            digest: [3; 32],
+            reading,
+            site_reading: None,
+            removed_mark: None,
+            early_finish_mark: None,
+            written: None,
+        }
+    }
+
+    fn blank(kit: u64) -> PageReading {
+        PageReading::Read {
+            identity: PageIdentity::Blank(BlankId::for_kit(BlankKind::Answer1, kit, 0).unwrap()),
+            orientation: 0,
+            via_fallback: false,
+            contents: None,
+        }
+    }
+
+    fn plan(exam: ExamKind) -> DayPlan {
+        DayPlan {
+            date: "2026-06-01".parse().unwrap(),
+            exam,
+            region: "76".into(),
+            expert_checking: false,
+            sites: vec![PlanSite {
+                code: "0101".parse().unwrap(),
+                kind: SiteKind::ExamSite,
+                time_zone: "Europe/Moscow".into(),
+            }],
+            rooms: vec![],
+            participants: vec![PlanParticipant {
+                code: "P1".into(),
+                site: "0101".parse().unwrap(),
+                room: RoomId::new("0001").unwrap(),
+                seat: "1А".into(),
+                kit: 1,
+                consent: true,
+            }],
+            members: vec![],
+        }
+    }
+
+    #[test]
+    fn only_files_whose_every_page_is_the_plans_are_kept() {
+        let plans = [plan(ExamKind::Ege), plan(ExamKind::Essay)];
+        let ege = packet(ExamKind::Ege, "0101");
+        let keep = |p: &PacketEntry, readings: Vec<PageReading>, plans: &[DayPlan]| {
+            let pages: Vec<PageEntry> = readings.into_iter().map(page).collect();
+            let refs: Vec<&PageEntry> = pages.iter().collect();
+            keep_image(p, &refs, plans)
+        };
+        assert!(keep(&ege, vec![blank(1)], &plans));
+        // A kit in no plan, even beside a planned one in the same file.
+        assert!(!keep(&ege, vec![blank(2)], &plans));
+        assert!(!keep(&ege, vec![blank(1), blank(2)], &plans));
+        let form = PageReading::Read {
+            identity: PageIdentity::Form(FormId {
+                form: Form::Ppe13_02Mash,
+                site: "0101".parse().unwrap(),
+                room: "0001".parse().unwrap(),
+                date: "2026-06-01".parse().unwrap(),
+            }),
+            orientation: 0,
+            via_fallback: false,
+            contents: None,
+        };
+        assert!(keep(&ege, vec![form], &plans));
+        let unreadable = PageReading::Unreadable { reason: "x".into() };
+        assert!(!keep(&ege, vec![unreadable], &plans));
+        assert!(!keep(&ege, vec![PageReading::NotImage { reason: "x".into() }], &plans));
+        let recording = || PageReading::Recording { kim: "1000001".into() };
+        assert!(keep(&ege, vec![recording()], &plans));
+        assert!(!keep(&packet(ExamKind::Essay, "0101"), vec![recording()], &plans));
+        // No plan for the day, a site the plan does not expect, a packet that did not open.
+        assert!(!keep(&packet(ExamKind::Oge, "0101"), vec![blank(1)], &plans));
+        assert!(!keep(&packet(ExamKind::Ege, "0202"), vec![blank(1)], &plans));
+        let refused = PacketEntry {
+            opening: Opening::Refused { reason: "x".into() },
+            ..ege.clone()
+        };
+        assert!(!keep(&refused, vec![blank(1)], &plans));
+        assert!(!keep(&ege, vec![], &plans));
+    }
+}
