@@ -153,6 +153,8 @@ fn beside(cfg: &CenterConfig) -> Vec<(&'static str, PathBuf, How)> {
         ("stations.crl", cfg.crl.clone(), How::Files),
         ("stations.toml", cfg.station_index(), How::Files),
         ("records/records.sled", records.join("records.sled"), How::Sled),
+        // The page images the records keep for appeals (image_store.rs).
+        ("records/images", records.join(crate::image_store::IMAGES), How::Files),
         ("records/loader-audit.log", records.join("loader-audit.log"), How::Files),
         (
             "records/loader-audit.log.head",
@@ -456,6 +458,10 @@ fn copy_store(data_dir: &Path, copy_dir: &Path) -> Result<u64> {
     drop(copy);
     for r in &records {
         let digest = r.receipt.body.digest;
+        // Deleted by retention: its tombstone is copied with the other desks.
+        if crate::retention::retired::is_retired(data_dir, &digest) {
+            continue;
+        }
         let from = Inbox::stored_envelope(data_dir, &digest);
         let to = Inbox::stored_envelope(copy_dir, &digest);
         if to.exists() {

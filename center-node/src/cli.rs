@@ -198,6 +198,13 @@ pub enum CenterCommand {
         #[command(subcommand)]
         action: crate::mirror::cli::MirrorAction,
     },
+    /// Retention on the loader's workstation: the table, what goes today (a dry run unless
+    /// --apply), holds.
+    Retention {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::retention::cli::RetentionAction,
+    },
 }
 
 /// What to do with the key registry.
@@ -953,6 +960,7 @@ pub async fn run(cmd: CenterCommand) -> Result<()> {
         CenterCommand::Envelopes { action } => crate::envelope_drive::command(action)?,
         CenterCommand::Plan { action } => crate::plan_cli::plan_command(action)?,
         CenterCommand::Answers { action } => crate::answers_cli::answers_command(action)?,
+        CenterCommand::Retention { action } => crate::retention::cli::command(action)?,
         CenterCommand::Import {
             config,
             drive,

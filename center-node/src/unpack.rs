@@ -177,7 +177,8 @@ pub fn processable(data_dir: &Path, inbox: &Inbox, filter: &Filter) -> Result<Pr
     let late_desk = LateDesk::open(data_dir)?;
     let mut out = Processable::default();
     for r in inbox.records()? {
-        if r.test_packet || !filter.takes(&r) {
+        if r.test_packet || !filter.takes(&r) || crate::retention::retired::is_retired(data_dir, &r.receipt.body.digest)
+        {
             continue;
         }
         let b = &r.receipt.body;

@@ -34,6 +34,18 @@ pub enum Error {
         /// The version.
         version: u32,
     },
+    /// No hold has this number.
+    #[error("there is no hold {id}; list them with `konvert-center retention holds`")]
+    UnknownHold {
+        /// The number asked for.
+        id: u64,
+    },
+    /// The hold was released before.
+    #[error("hold {id} was released before; a released hold stays as it was (place a new one if needed)")]
+    HoldReleased {
+        /// Its number.
+        id: u64,
+    },
     /// The PostgreSQL records could not be reached, read or written. Each call is one
     /// transaction: a change was applied whole or not at all (if the connection broke during
     /// the commit itself, the server may have committed it).

@@ -17,6 +17,7 @@ mod pg_listen;
 mod pg_migrations;
 mod pg_mirror;
 mod pg_records;
+pub mod retention;
 mod sled_records;
 #[cfg(test)]
 mod suite_tests;
@@ -31,6 +32,7 @@ pub use model::*;
 pub use pg_listen::{PgListener, MIRROR_CHANNEL};
 pub use pg_mirror::{MirrorChannelStatus, MirrorDirection, PgMirror};
 pub use pg_records::PgRecords;
+pub use retention::{Hold, HoldReason, HoldTarget, ImageRef, NewHold, Release, Removal};
 pub use sled_records::SledRecords;
 
 /// Result with this crate's [`Error`].
@@ -74,4 +76,20 @@ pub trait Records: Send + Sync {
     fn put_answer(&self, answer: &PacketAnswer) -> Result<bool>;
     /// Every answer.
     fn answers(&self) -> Result<Vec<PacketAnswer>>;
+
+    /// Records scan files now held in the image store; a file already recorded keeps its
+    /// first record. Returns how many were new.
+    fn hold_images(&self, images: &[ImageRef]) -> Result<usize>;
+    /// Every image reference, deleted ones included, by digest.
+    fn images(&self) -> Result<Vec<ImageRef>>;
+    /// Marks the images with these digests deleted by retention (unknown ones are
+    /// skipped; one deleted before keeps its first deletion).
+    fn images_deleted(&self, sha256: &[[u8; 32]], removal: &Removal) -> Result<()>;
+
+    /// Places a hold; returns it with its number.
+    fn add_hold(&self, hold: NewHold) -> Result<Hold>;
+    /// Releases hold `id`; an error if there is none or it was released before.
+    fn release_hold(&self, id: u64, release: Release) -> Result<Hold>;
+    /// Every hold, released ones included, in the order placed.
+    fn holds(&self) -> Result<Vec<Hold>>;
 }

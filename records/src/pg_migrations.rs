@@ -163,6 +163,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE mirror_outbox ADD COLUMN written_at timestamptz NOT NULL DEFAULT now();
     "#,
+    // 5: the image store's references and the holds
+    // of retention (retention.rs). Neither is ever deleted: a deleted image stays marked
+    // deleted, a released hold marked released.
+    r#"
+    CREATE TABLE images (
+        sha256 bytea PRIMARY KEY,
+        deleted boolean NOT NULL,
+        value bytea NOT NULL
+    );
+    CREATE TABLE holds (
+        id bigint PRIMARY KEY,
+        released boolean NOT NULL,
+        value bytea NOT NULL
+    );
+    "#,
 ];
 
 /// The newest schema version this build knows.

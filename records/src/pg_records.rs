@@ -30,8 +30,10 @@ use serde::Serialize;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::pg_migrations::{self, LATEST};
+use crate::retention::{deleted, released};
 use crate::{
-    Decision, DecisionKind, Error, Finding, FindingRecord, PacketEntry, PageEntry, PageOutcome, Records, Result, Role,
+    Decision, DecisionKind, Error, Finding, FindingRecord, Hold, ImageRef, NewHold, PacketEntry, PageEntry,
+    PageOutcome, Records, Release, Removal, Result, Role,
 };
 
 /// The records in a PostgreSQL database.
@@ -611,6 +613,108 @@ impl Records for PgRecords {
 
     fn answers(&self) -> Result<Vec<PacketAnswer>> {
         self.all("answer", "SELECT value FROM answers ORDER BY digest")
+    }
+
+    fn hold_images(&self, images: &[ImageRef]) -> Result<usize> {
+        let rows = images
+            .iter()
+            .map(|i| Ok((i, encode("image", i)?)))
+            .collect::<Result<Vec<_>>>()?;
+        // The first of a digest given twice, as sled's insert-if-absent keeps.
+        let mut seen = HashSet::new();
+        let rows: Vec<_> = rows.into_iter().filter(|(i, _)| seen.insert(i.sha256)).collect();
+        let shas: Vec<&[u8]> = rows.iter().map(|(i, _)| i.sha256.as_slice()).collect();
+        let gone: Vec<bool> = rows.iter().map(|(i, _)| i.deleted.is_some()).collect();
+        let values: Vec<&[u8]> = rows.iter().map(|(_, v)| v.as_slice()).collect();
+        self.with(|c| {
+            let new = c
+                .execute(
+                    "INSERT INTO images (sha256, deleted, value)
+                     SELECT * FROM unnest($1::bytea[], $2::boolean[], $3::bytea[])
+                     ON CONFLICT (sha256) DO NOTHING",
+                    &[&shas, &gone, &values],
+                )
+                .map_err(|e| self.db(e))?;
+            Ok(usize::try_from(new).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn images(&self) -> Result<Vec<ImageRef>> {
+        self.all("image", "SELECT value FROM images ORDER BY sha256")
+    }
+
+    fn images_deleted(&self, sha256: &[[u8; 32]], removal: &Removal) -> Result<()> {
+        let shas: Vec<&[u8]> = sha256.iter().map(|s| s.as_slice()).collect();
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(|e| self.db(e))?;
+            let rows = tx
+                .query("SELECT value FROM images WHERE sha256 = ANY($1) FOR UPDATE", &[&shas])
+                .map_err(|e| self.db(e))?;
+            for row in rows {
+                let old: ImageRef = decode("image", row.try_get::<_, &[u8]>(0).map_err(|e| self.db(e))?)?;
+                let image = deleted(old, removal);
+                tx.execute(
+                    "UPDATE images SET deleted = true, value = $2 WHERE sha256 = $1",
+                    &[&image.sha256.as_slice(), &encode("image", &image)?],
+                )
+                .map_err(|e| self.db(e))?;
+            }
+            tx.commit().map_err(|e| self.db(e))
+        })
+    }
+
+    fn add_hold(&self, hold: NewHold) -> Result<Hold> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(|e| self.db(e))?;
+            // Numbers without gaps, as sled's counter gives: one hold at a time.
+            tx.batch_execute("LOCK TABLE holds IN EXCLUSIVE MODE")
+                .map_err(|e| self.db(e))?;
+            let next: i64 = tx
+                .query_one("SELECT coalesce(max(id), 0) + 1 FROM holds", &[])
+                .map_err(|e| self.db(e))?
+                .try_get(0)
+                .map_err(|e| self.db(e))?;
+            let id = u64::try_from(next).map_err(|_| Error::Corrupt {
+                what: "hold",
+                message: format!("hold number {next}"),
+            })?;
+            let hold = hold.numbered(id);
+            tx.execute(
+                "INSERT INTO holds (id, released, value) VALUES ($1, false, $2)",
+                &[&next, &encode("hold", &hold)?],
+            )
+            .map_err(|e| self.db(e))?;
+            tx.commit().map_err(|e| self.db(e))?;
+            Ok(hold)
+        })
+    }
+
+    fn release_hold(&self, id: u64, release: Release) -> Result<Hold> {
+        let key = int("hold", id)?;
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(|e| self.db(e))?;
+            let Some(row) = tx
+                .query_opt("SELECT value FROM holds WHERE id = $1 FOR UPDATE", &[&key])
+                .map_err(|e| self.db(e))?
+            else {
+                return Err(Error::UnknownHold { id });
+            };
+            let hold = released(
+                decode("hold", row.try_get::<_, &[u8]>(0).map_err(|e| self.db(e))?)?,
+                release,
+            )?;
+            tx.execute(
+                "UPDATE holds SET released = true, value = $2 WHERE id = $1",
+                &[&key, &encode("hold", &hold)?],
+            )
+            .map_err(|e| self.db(e))?;
+            tx.commit().map_err(|e| self.db(e))?;
+            Ok(hold)
+        })
+    }
+
+    fn holds(&self) -> Result<Vec<Hold>> {
+        self.all("hold", "SELECT value FROM holds ORDER BY id")
     }
 }
 

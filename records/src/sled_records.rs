@@ -11,8 +11,10 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use crate::retention::{deleted, released};
 use crate::{
-    Decision, DecisionKind, Error, Finding, FindingRecord, PacketEntry, PageEntry, PageOutcome, Records, Result, Role,
+    Decision, DecisionKind, Error, Finding, FindingRecord, Hold, ImageRef, NewHold, PacketEntry, PageEntry,
+    PageOutcome, Records, Release, Removal, Result, Role,
 };
 
 /// The records in a sled database.
@@ -27,6 +29,8 @@ pub struct SledRecords {
     findings: sled::Tree,
     decisions: sled::Tree,
     answers: sled::Tree,
+    images: sled::Tree,
+    holds: sled::Tree,
 }
 
 fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>> {
@@ -61,6 +65,8 @@ impl SledRecords {
             findings: tree("findings")?,
             decisions: tree("decisions")?,
             answers: tree("answers")?,
+            images: tree("images")?,
+            holds: tree("holds")?,
             db,
         })
     }
@@ -297,6 +303,92 @@ impl Records for SledRecords {
 
     fn answers(&self) -> Result<Vec<PacketAnswer>> {
         self.all(&self.answers, "answer")
+    }
+
+    fn hold_images(&self, images: &[ImageRef]) -> Result<usize> {
+        let mut new = 0;
+        for image in images {
+            let bytes = encode("image", image)?;
+            let swapped = self
+                .images
+                .compare_and_swap(image.sha256, None::<&[u8]>, Some(bytes))
+                .map_err(self.store())?;
+            if swapped.is_ok() {
+                new += 1;
+            }
+        }
+        self.flush()?;
+        Ok(new)
+    }
+
+    fn images(&self) -> Result<Vec<ImageRef>> {
+        self.all(&self.images, "image")
+    }
+
+    fn images_deleted(&self, sha256: &[[u8; 32]], removal: &Removal) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for sha in sha256 {
+            let Some(old) = self.images.get(sha).map_err(self.store())? else {
+                continue;
+            };
+            let image = deleted(decode("image", &old)?, removal);
+            batch.insert(sha.as_slice(), encode("image", &image)?);
+        }
+        self.images.apply_batch(batch).map_err(self.store())?;
+        self.flush()
+    }
+
+    fn add_hold(&self, hold: NewHold) -> Result<Hold> {
+        let done = self.holds.transaction(|tree| {
+            let id = match tree.get(b"next")? {
+                Some(v) => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(v.get(..8).unwrap_or(&[0; 8]));
+                    u64::from_be_bytes(b)
+                }
+                None => 1,
+            };
+            let hold = hold.clone().numbered(id);
+            let bytes = postcard::to_allocvec(&hold).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+            tree.insert(&id.to_be_bytes(), bytes)?;
+            tree.insert(b"next", &(id + 1).to_be_bytes())?;
+            Ok(hold)
+        });
+        let hold = done.map_err(|e| match e {
+            TransactionError::Storage(e) => self.store()(e),
+            TransactionError::Abort(message) => Error::Encode { what: "hold", message },
+        })?;
+        self.flush()?;
+        Ok(hold)
+    }
+
+    fn release_hold(&self, id: u64, release: Release) -> Result<Hold> {
+        let key = id.to_be_bytes();
+        let Some(old) = self.holds.get(key).map_err(self.store())? else {
+            return Err(Error::UnknownHold { id });
+        };
+        let hold = released(decode("hold", &old)?, release)?;
+        let swapped = self
+            .holds
+            .compare_and_swap(key, Some(old), Some(encode("hold", &hold)?))
+            .map_err(self.store())?;
+        if swapped.is_err() {
+            // Released (or changed) by another command meanwhile.
+            return Err(Error::HoldReleased { id });
+        }
+        self.flush()?;
+        Ok(hold)
+    }
+
+    fn holds(&self) -> Result<Vec<Hold>> {
+        let mut all = Vec::new();
+        for kv in self.holds.iter() {
+            let (k, v) = kv.map_err(self.store())?;
+            if k.as_ref() != b"next" {
+                all.push(decode("hold", &v)?);
+            }
+        }
+        Ok(all)
     }
 }
 

@@ -31,6 +31,12 @@ delegate! {
     decisions() -> Result<Vec<Decision>>;
     put_answer(answer: &PacketAnswer) -> Result<bool>;
     answers() -> Result<Vec<PacketAnswer>>;
+    hold_images(images: &[ImageRef]) -> Result<usize>;
+    images() -> Result<Vec<ImageRef>>;
+    images_deleted(sha256: &[[u8; 32]], removal: &Removal) -> Result<()>;
+    add_hold(hold: NewHold) -> Result<Hold>;
+    release_hold(id: u64, release: Release) -> Result<Hold>;
+    holds() -> Result<Vec<Hold>>;
 }
 
 /// The suite's opener for sled: a folder per test. sled locks its folder, so a handle still

@@ -8,8 +8,8 @@ use konvert_exam::{BlankId, BlankKind, DayPlan, ExamKind, PacketKind, PageIdenti
 use konvert_replication::{AnswerOutcome, PacketAnswer};
 
 use crate::{
-    Decision, DecisionKind, Error, ExamDay, Finding, FindingKind, Opening, PacketEntry, PageEntry, PageKey,
-    PageOutcome, PageReading, PageStage, Records, Role,
+    Decision, DecisionKind, Error, ExamDay, Finding, FindingKind, HoldReason, HoldTarget, ImageRef, NewHold, Opening,
+    PacketEntry, PageEntry, PageKey, PageOutcome, PageReading, PageStage, Records, Release, Removal, Role,
 };
 
 /// Opens the records under test (again, on the same storage).
@@ -30,6 +30,8 @@ macro_rules! records_suite {
             listings_come_in_key_order,
             plans_are_replaced_per_day_and_exam,
             a_key_twice_in_one_call_keeps_the_last,
+            image_references_are_kept_once_and_deletions_only_marked,
+            holds_are_numbered_released_once_and_never_removed,
         );
     };
     (@tests $make:path, $($name:ident),* $(,)?) => {
@@ -355,4 +357,87 @@ pub(crate) fn a_key_twice_in_one_call_keeps_the_last(open: Open<'_>) {
         vec!["a", "a"]
     );
     assert_eq!(r.findings().unwrap().len(), 1);
+}
+
+fn image(sha: u8, since: u64) -> ImageRef {
+    ImageRef {
+        sha256: [sha; 32],
+        bytes: 100 + u64::from(sha),
+        held_since_unix_ms: since,
+        deleted: None,
+    }
+}
+
+pub(crate) fn image_references_are_kept_once_and_deletions_only_marked(open: Open<'_>) {
+    let r = open();
+    assert_eq!(r.hold_images(&[image(2, 10), image(1, 10)]).unwrap(), 2);
+    // Held again later (a second run, a second packet with the same file): the first
+    // record stands; a digest twice in one call counts once.
+    assert_eq!(r.hold_images(&[image(1, 20), image(3, 20), image(3, 30)]).unwrap(), 1);
+    assert_eq!(open().images().unwrap(), vec![image(1, 10), image(2, 10), image(3, 20)]);
+    let removal = Removal {
+        at_unix_ms: 40,
+        by: "Сидорова".into(),
+    };
+    r.images_deleted(&[[2; 32], [9; 32]], &removal).unwrap();
+    // A second deletion keeps the first one's record.
+    r.images_deleted(
+        &[[2; 32]],
+        &Removal {
+            at_unix_ms: 50,
+            by: "x".into(),
+        },
+    )
+    .unwrap();
+    let all = open().images().unwrap();
+    assert_eq!(all.len(), 3, "a deleted image keeps its reference");
+    assert_eq!(all[1].deleted, Some(removal));
+    assert!(all[0].deleted.is_none() && all[2].deleted.is_none());
+    // Holding a deleted image again does not bring it back: the record says what happened.
+    assert_eq!(r.hold_images(&[image(2, 60)]).unwrap(), 0);
+    assert!(open().images().unwrap()[1].deleted.is_some());
+}
+
+pub(crate) fn holds_are_numbered_released_once_and_never_removed(open: Open<'_>) {
+    let new = |reason, target, by: &str| NewHold {
+        reason,
+        target,
+        by: by.into(),
+        at_unix_ms: 5,
+        note: "апелляция № 17".into(),
+    };
+    let r = open();
+    let h1 = r
+        .add_hold(new(HoldReason::Appeal, HoldTarget::Participant("P1".into()), "Иванова"))
+        .unwrap();
+    let h2 = open()
+        .add_hold(new(HoldReason::Investigation, HoldTarget::Day(day()), "Петров"))
+        .unwrap();
+    let h3 = r
+        .add_hold(new(HoldReason::Annulment, HoldTarget::Packet([7; 32]), "Петров"))
+        .unwrap();
+    assert_eq!((h1.id, h2.id, h3.id), (1, 2, 3));
+    assert_eq!(h2.target, HoldTarget::Day(day()));
+    let release = Release {
+        by: "Сидорова".into(),
+        at_unix_ms: 9,
+        note: "апелляция отклонена".into(),
+    };
+    let lifted = r.release_hold(1, release.clone()).unwrap();
+    assert_eq!(lifted.released, Some(release.clone()));
+    assert!(matches!(
+        r.release_hold(1, release.clone()),
+        Err(Error::HoldReleased { id: 1 })
+    ));
+    assert!(matches!(
+        r.release_hold(99, release),
+        Err(Error::UnknownHold { id: 99 })
+    ));
+    let all = open().holds().unwrap();
+    assert_eq!(all, vec![lifted, h2, h3]);
+    // After reopening, numbering goes on.
+    let h4 = open()
+        .add_hold(new(HoldReason::Removal, HoldTarget::Participant("P2".into()), "x"))
+        .unwrap();
+    assert_eq!(h4.id, 4);
 }

@@ -246,7 +246,7 @@ pub enum VerifierRole {
     SeniorVerifier,
 }
 
-fn place(config: &Path, records: Option<PathBuf>) -> Result<(CenterConfig, Workplace)> {
+pub(crate) fn place(config: &Path, records: Option<PathBuf>) -> Result<(CenterConfig, Workplace)> {
     let cfg = CenterConfig::load(config)?;
     let base = config.parent().unwrap_or(Path::new(".")).to_owned();
     let records_dir = records.map_or_else(|| cfg.records.clone(), |r| base.join(r));
@@ -560,6 +560,28 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                     what: format!("no registered packet holds page {page}"),
                     hint: "run `konvert-center loader process` first, or check the key",
                 })?;
+            // The image store first: the envelope may be gone by retention.
+            if let Some(entry) = records.pages()?.into_iter().find(|p| p.key == key) {
+                let held = records.images()?.into_iter().find(|i| i.sha256 == entry.file_sha256);
+                if let Some(image) = held.filter(|i| i.deleted.is_none()) {
+                    let store = crate::image_store::ImageStore::open(&place.records_dir)?;
+                    let bytes = store.read(&image.sha256, image.bytes)?;
+                    super::register::write_page_png(&bytes, &key, &entry.file_name, &out)?;
+                    place.audit()?.append(
+                        &format!("specialist {}", login_name(&specialist)),
+                        konvert_crypto::audit::AuditAction::Other("page-image".into()),
+                        &format!("page {page}"),
+                        &format!("{} v{}: from the image store", packet.packet_id, packet.version),
+                    )?;
+                    println!(
+                        "page {page} of {} v{} written to {} (from the image store)",
+                        packet.packet_id,
+                        packet.version,
+                        out.display()
+                    );
+                    return Ok(());
+                }
+            }
             let (registry, keys) = login(&cfg, &config, &specialist)?;
             let inbox = konvert_replication::Inbox::open(&cfg.data_dir)?;
             let record = inbox

@@ -40,6 +40,8 @@ pub const PROCESS_RUN: &str = "process-run";
 pub const RECORDS_ANCHOR: &str = "loader.records-anchor";
 /// The audit log's word for registering (decrypting) a packet version.
 pub const PACKET_REGISTER: &str = "packet-register";
+/// The audit log's word for opening a registered packet version again to keep its images.
+pub const PACKET_KEEP_IMAGES: &str = "packet-keep-images";
 
 /// What one processing run did.
 #[derive(Debug, Default)]
@@ -63,6 +65,8 @@ pub struct ProcessReport {
     pub without_plan: Vec<String>,
     /// The resolution the run left.
     pub resolution: Resolution,
+    /// Scan files newly held in the image store for the records.
+    pub images_kept: usize,
 }
 
 /// Where the loader works: the receiver's data folder (a copy), the records, a scratch
@@ -179,6 +183,13 @@ pub fn process(
     let trusted = |id: &KeyId| -> Option<VerifyingKey> { CenterRegistry::token_key(registry, id) };
     let audit = place.audit()?;
     let mut report = ProcessReport::default();
+    let images = crate::image_store::ImageStore::open(&place.records_dir)?;
+    let plans_now = records.plans()?;
+    let keeper = crate::image_keep::ImageKeeper {
+        store: &images,
+        plans: &plans_now,
+        now_unix_ms,
+    };
     let chosen = processable(&place.data_dir, inbox, &Filter::default())?;
     report.held = chosen.held_late;
     let flagged: std::collections::BTreeSet<String> = ReviewDesk::open(&place.data_dir)?
@@ -204,8 +215,18 @@ pub fn process(
             &format!("{name} {}", hex::encode(b.digest)),
             "decrypt, recognize and register",
         )?;
-        match register::register(&place.data_dir, r, keys, &trusted, &place.scratch(), now_unix_ms) {
+        match register::register(
+            &place.data_dir,
+            r,
+            keys,
+            &trusted,
+            &place.scratch(),
+            now_unix_ms,
+            Some(&keeper),
+        ) {
             Ok(done) => {
+                // The images first: a registered page's kept image is always held.
+                report.images_kept += records.hold_images(&done.images)?;
                 records.register(&done.packet, &done.pages)?;
                 report
                     .registered
@@ -214,6 +235,17 @@ pub fn process(
             Err(e) => report.failed.push((name, e.to_string())),
         }
     }
+    keep_missing_images(
+        place,
+        &chosen.versions,
+        records,
+        keys,
+        &trusted,
+        &keeper,
+        who,
+        &audit,
+        &mut report,
+    )?;
     let (plans, packets) = (records.plans()?, records.packets()?);
     let resolution = resolve(&plans, &packets, &records.pages()?, &records.decisions()?);
     let planned: std::collections::BTreeSet<(konvert_exam::ExamDate, konvert_exam::ExamKind)> =
@@ -262,6 +294,75 @@ pub fn process(
     place.anchor(&audit)?;
     report.resolution = resolution;
     Ok(report)
+}
+
+/// Keeps the images the rule keeps now but the store lacks, for packet versions registered
+/// before (their day's plan came later, or a run stopped between registering and keeping):
+/// each such envelope is opened again, which the audit log says first.
+#[allow(clippy::too_many_arguments)] // Where, what with, who, and the run's report.
+fn keep_missing_images(
+    place: &Workplace,
+    stored: &[konvert_replication::InboxRecord],
+    records: &dyn Records,
+    keys: &[RecipientSecretKey],
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    keeper: &crate::image_keep::ImageKeeper<'_>,
+    who: &str,
+    audit: &AuditLog,
+    report: &mut ProcessReport,
+) -> Result<()> {
+    let keeper = crate::image_keep::ImageKeeper {
+        plans: &records.plans()?,
+        ..*keeper
+    };
+    let deleted: std::collections::HashSet<[u8; 32]> = records
+        .images()?
+        .into_iter()
+        .filter(|i| i.deleted.is_some())
+        .map(|i| i.sha256)
+        .collect();
+    let mut pages: std::collections::BTreeMap<[u8; 32], Vec<konvert_records::PageEntry>> =
+        std::collections::BTreeMap::new();
+    for p in records.pages()? {
+        pages.entry(p.key.envelope).or_default().push(p);
+    }
+    let by_digest: std::collections::BTreeMap<[u8; 32], &konvert_replication::InboxRecord> =
+        stored.iter().map(|r| (r.receipt.body.digest, r)).collect();
+    for packet in records.packets()? {
+        let Some(pages) = pages.get(&packet.envelope) else {
+            continue;
+        };
+        if keeper.missing(&packet, pages, &deleted).is_empty() {
+            continue;
+        }
+        // A retired envelope is gone: what it held is what the store holds.
+        let Some(record) = by_digest.get(&packet.envelope) else {
+            continue;
+        };
+        let name = format!("{} v{}", packet.packet_id, packet.version);
+        audit.append(
+            &format!("specialist {who}"),
+            AuditAction::Other(PACKET_KEEP_IMAGES.to_owned()),
+            &format!("{name} {}", hex::encode(packet.envelope)),
+            "decrypt again to keep the page images the records keep",
+        )?;
+        match register::keep_from_envelope(
+            &place.data_dir,
+            record,
+            keys,
+            trusted,
+            &place.scratch(),
+            &keeper,
+            &packet,
+            pages,
+        ) {
+            Ok(kept) => report.images_kept += records.hold_images(&kept)?,
+            Err(e) => report
+                .failed
+                .push((name, format!("its page images were not kept: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// The records' folder's database.

@@ -19,9 +19,10 @@ use std::time::Duration;
 use konvert_crypto::{KeyId, RecipientSecretKey, VerifyingKey};
 use konvert_exam::scan::{read_scan_pages, recognize, Recognition};
 use konvert_exam::{Manifest, ManifestFile, PacketKind, PageIdentity, PageStatus};
-use konvert_records::{page_digest, ExamDay, Mark, Opening, PacketEntry, PageEntry, PageKey, PageReading};
+use konvert_records::{page_digest, ExamDay, ImageRef, Mark, Opening, PacketEntry, PageEntry, PageKey, PageReading};
 use konvert_replication::InboxRecord;
 
+use crate::image_keep::ImageKeeper;
 use crate::unpack::{check_stored, open_checked, open_stored_in_memory, receipted};
 use crate::{Error, Result};
 
@@ -35,6 +36,17 @@ pub struct Registered {
     pub packet: PacketEntry,
     /// Its pages.
     pub pages: Vec<PageEntry>,
+    /// The images of its pages now held in the image store (the rule's, [`ImageKeeper`]).
+    pub images: Vec<ImageRef>,
+    /// The manifest's files (empty for a refused version).
+    files: Vec<ManifestFile>,
+}
+
+fn manifest_file(done: &Registered, i: usize) -> Result<&ManifestFile> {
+    done.files.get(i).ok_or_else(|| Error::Loader {
+        what: format!("file {i} of the packet is not in its manifest"),
+        hint: "run processing again; report this as a bug if it repeats",
+    })
 }
 
 /// Opens the stored version `record` and recognizes its pages; `scratch` is a private
@@ -46,6 +58,7 @@ pub fn register(
     trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
     scratch: &Path,
     now_unix_ms: u64,
+    keeper: Option<&ImageKeeper<'_>>,
 ) -> Result<Registered> {
     let b = &record.receipt.body;
     let claim = receipted(b);
@@ -67,6 +80,8 @@ pub fn register(
     let refused = |packet_ref: &konvert_exam::PacketRef, e: &Error| Registered {
         packet: entry(packet_ref, Opening::Refused { reason: e.to_string() }),
         pages: Vec::new(),
+        images: Vec::new(),
+        files: Vec::new(),
     };
     let opened = |packet_ref: &konvert_exam::PacketRef, manifest: &Manifest, pages: Vec<PageEntry>| Registered {
         packet: entry(
@@ -77,6 +92,16 @@ pub fn register(
             },
         ),
         pages,
+        images: Vec::new(),
+        files: Vec::new(),
+    };
+    // The images the rule keeps go to the image store while their bytes are in hand.
+    let keep = |mut done: Registered, bytes: &FileBytes<'_>| -> Result<Registered> {
+        if let Some(keeper) = keeper {
+            let whole = |i: usize| bytes(i, manifest_file(&done, i)?);
+            done.images = keeper.keep(&done.packet, &done.pages, &whole)?;
+        }
+        Ok(done)
     };
     // A packet of ordinary size is opened in memory: its scans never touch the disk.
     match open_stored_in_memory(data_dir, &claim, keys, trusted) {
@@ -88,7 +113,9 @@ pub fn register(
                 })
             };
             let pages = recognize_all(&packet.manifest, &bytes, b.digest, packet.packet.kind)?;
-            return Ok(opened(&packet.packet, &packet.manifest, pages));
+            let mut done = opened(&packet.packet, &packet.manifest, pages);
+            done.files = packet.manifest.files.clone();
+            return keep(done, &bytes);
         }
         Ok(None) => {}
         Err(e) if is_the_packets_fault(&e) => {
@@ -115,14 +142,65 @@ pub fn register(
                     .map(|b| Cow::Owned(b.to_vec()))
                     .map_err(Error::from)
             };
-            recognize_all(&manifest, &bytes, b.digest, packet_ref.kind)
-                .map(|pages| opened(&packet_ref, &manifest, pages))
+            recognize_all(&manifest, &bytes, b.digest, packet_ref.kind).and_then(|pages| {
+                let mut done = opened(&packet_ref, &manifest, pages);
+                done.files = manifest.files.clone();
+                keep(done, &bytes)
+            })
         }
         Err(e) if is_the_packets_fault(&e) => Ok(refused(&packet_ref, &e)),
         Err(e) => Err(e),
     };
     let _ = fs::remove_dir_all(&work);
     result
+}
+
+/// Opens the stored version `record` again, registered before as `packet` with `pages`,
+/// and keeps in the image store what the rule keeps now (its day's plan came after it was
+/// registered, or an image was lost): nothing is recognized again.
+#[allow(clippy::too_many_arguments)] // Where, what with, and what is known of it.
+pub fn keep_from_envelope(
+    data_dir: &Path,
+    record: &InboxRecord,
+    keys: &[RecipientSecretKey],
+    trusted: &dyn Fn(&KeyId) -> Option<VerifyingKey>,
+    scratch: &Path,
+    keeper: &ImageKeeper<'_>,
+    packet: &PacketEntry,
+    pages: &[PageEntry],
+) -> Result<Vec<ImageRef>> {
+    let b = &record.receipt.body;
+    let claim = receipted(b);
+    if let Some(opened) = open_stored_in_memory(data_dir, &claim, keys, trusted)? {
+        let bytes = |i: usize| {
+            opened.file(i).map(Cow::Borrowed).ok_or_else(|| Error::Loader {
+                what: format!("file {i} of the packet is missing from what was opened"),
+                hint: "run processing again; report this as a bug if it repeats",
+            })
+        };
+        return keeper.keep(packet, pages, &bytes);
+    }
+    let checked = check_stored(data_dir, &claim, trusted)?;
+    let work = scratch.join(format!("keep-{}", hex::encode(b.digest)));
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(Error::file(&work))?;
+    }
+    private_dir(&work)?;
+    let files = work.join("files");
+    let done = open_checked(&checked, &claim, keys, trusted, &work, &files).and_then(|manifest| {
+        let bytes = |i: usize| {
+            let file = manifest.files.get(i).ok_or_else(|| Error::Loader {
+                what: format!("file {i} of the packet is not in its manifest"),
+                hint: "the records and the store disagree: restore both from the same backup",
+            })?;
+            konvert_crypto::keyfile::read_bounded(&files.join(&file.name), file.size.saturating_add(1))
+                .map(|b| Cow::Owned(b.to_vec()))
+                .map_err(Error::from)
+        };
+        keeper.keep(packet, pages, &bytes)
+    });
+    let _ = fs::remove_dir_all(&work);
+    done
 }
 
 /// Whether an opening error is the packet's (the site must resend) rather than the
@@ -346,21 +424,26 @@ pub fn page_image(
                 hint: "take the page key from the records (`konvert-center loader queue` or `findings`)",
             })?;
         let bytes = konvert_crypto::keyfile::read_bounded(&files.join(&file.name), file.size.saturating_add(1))?;
-        let image = read_scan_pages(&bytes)?
-            .nth(key.page as usize)
-            .ok_or_else(|| Error::Loader {
-                what: format!("{} has no page {}", file.name, key.page + 1),
-                hint: "take the page key from the records",
-            })??;
-        let mut png = Vec::new();
-        konvert_exam::scan::write_scan(
-            std::slice::from_ref(&image),
-            konvert_exam::scan::ScanFormat::Png,
-            &mut png,
-        )?;
-        konvert_crypto::keyfile::write_atomic(out, &png, 0o600)?;
-        Ok(())
+        write_page_png(&bytes, key, &file.name, out)
     })();
     let _ = fs::remove_dir_all(&work);
     done
+}
+
+/// Writes page `key` of the scan file `bytes` (named `name`) to `out` as a PNG (0600).
+pub fn write_page_png(bytes: &[u8], key: &PageKey, name: &str, out: &Path) -> Result<()> {
+    let image = read_scan_pages(bytes)?
+        .nth(key.page as usize)
+        .ok_or_else(|| Error::Loader {
+            what: format!("{name} has no page {}", key.page + 1),
+            hint: "take the page key from the records",
+        })??;
+    let mut png = Vec::new();
+    konvert_exam::scan::write_scan(
+        std::slice::from_ref(&image),
+        konvert_exam::scan::ScanFormat::Png,
+        &mut png,
+    )?;
+    konvert_crypto::keyfile::write_atomic(out, &png, 0o600)?;
+    Ok(())
 }
