@@ -12,6 +12,8 @@
 //! the same records writes the same thing. Decisions are appended, never changed.
 
 mod error;
+pub mod mirror_outbox;
+pub mod mirror_rows;
 pub mod model;
 mod pg_migrations;
 mod pg_mirror;
@@ -27,7 +29,7 @@ use konvert_replication::PacketAnswer;
 
 pub use error::{Error, OutOfStep};
 pub use model::*;
-pub use pg_mirror::{MirrorChannelStatus, MirrorDirection, PgMirror};
+pub use pg_mirror::{mirror_node_of, MirrorChannelStatus, MirrorDirection, PgMirror};
 pub use pg_records::PgRecords;
 pub use sled_records::SledRecords;
 

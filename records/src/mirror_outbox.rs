@@ -1,0 +1,384 @@
+//! What writes the mirror's outbox, each in the same transaction as the change it records:
+//! a plan's import (planning), an exam's close (its results), an appeal decision, a
+//! regional re-check, a personal-data correction on a region; on ФИС the down kinds for one
+//! region. Only records on PostgreSQL whose database a mirror node claimed
+//! ([`crate::PgMirror::open`], done by the node's mirror process) have a mirror; on sled, or
+//! before the mirror is set up, the change is made and no row is written (the callers say so).
+//!
+//! The writers run in the loader's commands, not in the mirror's process: they append rows
+//! with no endpoint in memory and send `NOTIFY konvert_mirror`, which wakes the mirror's
+//! process to load what is new and exchange at once (closing an exam sends its results up
+//! at once, `002:7451`).
+//!
+//! The consent allow-list (R18, the second line): a row about a participant is written
+//! only if the participant is in the stored plan of that exam day (for a row with no day,
+//! in any stored plan). Plans never hold participants without consent
+//! (`konvert_exam::DayPlan::from_toml` drops them), so nobody else gets a row; a page of a
+//! kit in no plan gets none either, and is only counted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use konvert_exam::DayPlan;
+use konvert_mirror::{Node, RecordKind, Side};
+use postgres::Transaction;
+
+use crate::mirror_rows::{write_row, ImageRef, MirrorRow, PlanningRow, ProcessingResultRow, ResultPage};
+use crate::pg_mirror::{mirror_node_of, push_in};
+use crate::pg_records::decode;
+use crate::{Decision, DecisionKind, Error, ExamDay, PageEntry, PageOutcome, PageStage, PgRecords, Result, Role};
+
+/// The channel the mirror's process listens on.
+pub const NOTIFY_CHANNEL: &str = "konvert_mirror";
+
+/// What a writer put in the outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mirrored {
+    /// Whether the records have a mirror at all (PostgreSQL with a mirror node).
+    pub mirror: bool,
+    /// Rows written.
+    pub rows: u64,
+    /// Participants (or pages) left out: not in the stored plan.
+    pub left_out: u64,
+}
+
+fn region_node(records: &PgRecords, what: &str) -> Result<Option<u8>> {
+    match mirror_node_of(records)? {
+        None => Ok(None),
+        Some(Node::Region(c)) => Ok(Some(c)),
+        Some(Node::Federal) => Err(Error::MirrorUnavailable {
+            what: format!("{what} on the federal node's records"),
+            hint: "regional records are written at the region's center; the federal node only publishes the down kinds",
+        }),
+    }
+}
+
+fn notify(tx: &mut Transaction<'_>, kind: RecordKind) -> Result<()> {
+    tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &kind.name()])
+        .map_err(|e| Error::database("the records' mirror outbox", e))?;
+    Ok(())
+}
+
+fn stored_plans(tx: &mut Transaction<'_>) -> Result<Vec<DayPlan>> {
+    tx.query("SELECT value FROM plans ORDER BY key", &[])
+        .map_err(|e| Error::database("the records' plans", e))?
+        .iter()
+        .map(|r| {
+            decode(
+                "plan",
+                r.try_get(0).map_err(|e| Error::database("the records' plans", e))?,
+            )
+        })
+        .collect()
+}
+
+/// The consent allow-list: per exam day, the participants of its stored plan.
+struct AllowList(BTreeMap<ExamDay, BTreeSet<String>>);
+
+impl AllowList {
+    fn read(tx: &mut Transaction<'_>) -> Result<AllowList> {
+        let mut days = BTreeMap::new();
+        for p in stored_plans(tx)? {
+            let day = ExamDay {
+                date: p.date,
+                exam: p.exam,
+            };
+            days.insert(day, p.participants.into_iter().map(|p| p.code).collect());
+        }
+        Ok(AllowList(days))
+    }
+
+    fn allows(&self, row: &MirrorRow) -> bool {
+        let Some(who) = row.participant() else { return true };
+        match row.day() {
+            Some(day) => self.0.get(&day).is_some_and(|s| s.contains(who)),
+            None => self.0.values().any(|s| s.contains(who)),
+        }
+    }
+}
+
+fn planning_rows(old: Option<&DayPlan>, plan: &DayPlan) -> Vec<MirrorRow> {
+    let day = ExamDay {
+        date: plan.date,
+        exam: plan.exam,
+    };
+    let mut rows = Vec::new();
+    let places_changed = old.is_none_or(|o| o.sites != plan.sites || o.rooms != plan.rooms);
+    if places_changed {
+        rows.extend(plan.sites.iter().map(|s| PlanningRow::Site {
+            day,
+            site: s.code.clone(),
+            kind: s.kind,
+            time_zone: s.time_zone.clone(),
+        }));
+        rows.extend(plan.rooms.iter().map(|r| PlanningRow::Room {
+            day,
+            site: r.site.clone(),
+            room: r.code.clone(),
+            oral: r.oral,
+        }));
+    }
+    let before: BTreeMap<&str, _> = old
+        .map(|o| o.participants.iter().map(|p| (p.code.as_str(), p)).collect())
+        .unwrap_or_default();
+    for p in plan.participants.iter().filter(|p| p.consent) {
+        if before.get(p.code.as_str()) != Some(&p) {
+            rows.push(PlanningRow::Seat {
+                day,
+                participant: p.code.clone(),
+                site: p.site.clone(),
+                room: p.room.clone(),
+                seat: p.seat.clone(),
+                kit: p.kit,
+            });
+        }
+    }
+    let now: BTreeSet<&str> = plan.participants.iter().map(|p| p.code.as_str()).collect();
+    for code in before.keys().filter(|c| !now.contains(*c)) {
+        rows.push(PlanningRow::Unseated {
+            day,
+            participant: (*code).to_owned(),
+        });
+    }
+    rows.into_iter().map(MirrorRow::Planning).collect()
+}
+
+/// Appends region-owned `rows` to the outbox (and to this region's typed tables), those the
+/// allow-list lets through; returns how many were written and left out.
+fn push_regional(tx: &mut Transaction<'_>, region: u8, kind: RecordKind, rows: Vec<MirrorRow>) -> Result<Mirrored> {
+    let allow = AllowList::read(tx)?;
+    let (allowed, left_out): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| allow.allows(r));
+    let payloads = allowed.iter().map(MirrorRow::encode).collect::<Result<Vec<_>>>()?;
+    if payloads.is_empty() {
+        return Ok(Mirrored {
+            mirror: true,
+            rows: 0,
+            left_out: left_out.len() as u64,
+        });
+    }
+    let seqs = push_in(tx, Node::Region(region), Node::Federal, kind, payloads.clone())?;
+    for ((row, payload), seq) in allowed.iter().zip(&payloads).zip(seqs) {
+        write_row(tx, i16::from(region), seq, row, payload)?;
+    }
+    notify(tx, kind)?;
+    Ok(Mirrored {
+        mirror: true,
+        rows: allowed.len() as u64,
+        left_out: left_out.len() as u64,
+    })
+}
+
+/// Stores an exam day's plan and, with a mirror, the planning rows of what changed since
+/// the stored plan of the day (sites and rooms, seats added or moved, participants taken
+/// off), all in one transaction. A plan of another region than the mirror's is refused.
+pub fn import_plan(records: &PgRecords, plan: &DayPlan) -> Result<Mirrored> {
+    let region = region_node(records, "importing a plan")?;
+    if let Some(c) = region {
+        if plan.region != format!("{c:02}") {
+            return Err(Error::MirrorUnavailable {
+                what: format!(
+                    "the plan is of region {}, these records are region {c:02}'s",
+                    plan.region
+                ),
+                hint: "import the plan at its own region's center",
+            });
+        }
+    }
+    records.with(|c| {
+        let mut tx = c.transaction().map_err(|e| records.db(e))?;
+        let key = format!("{}/{}", plan.date, plan.exam.code()).into_bytes();
+        let old: Option<DayPlan> = tx
+            .query_opt("SELECT value FROM plans WHERE key = $1", &[&key])
+            .map_err(|e| records.db(e))?
+            .map(|r| decode("plan", r.try_get(0).map_err(|e| records.db(e))?))
+            .transpose()?;
+        records.put_plan_in(&mut tx, plan)?;
+        let out = match region {
+            None => Mirrored::default(),
+            Some(c) => push_regional(&mut tx, c, RecordKind::Planning, planning_rows(old.as_ref(), plan))?,
+        };
+        tx.commit().map_err(|e| records.db(e))?;
+        Ok(out)
+    })
+}
+
+/// The results of a closed exam day, one row per participant of the plan: each of their
+/// pages in its final state with its digest and image reference. Pages of no planned
+/// participant (a kit in no plan: a participant without consent whose blanks a site
+/// scanned by mistake) make no row; their number is returned.
+pub fn results_of(plan: &DayPlan, outcomes: &[PageOutcome], pages: &[PageEntry]) -> (Vec<ProcessingResultRow>, u64) {
+    let day = ExamDay {
+        date: plan.date,
+        exam: plan.exam,
+    };
+    let planned: BTreeMap<&str, _> = plan.participants.iter().map(|p| (p.code.as_str(), p)).collect();
+    let images: BTreeMap<_, _> = pages.iter().map(|p| (p.key, ImageRef(p.file_sha256))).collect();
+    let mut rows: BTreeMap<&str, ProcessingResultRow> = BTreeMap::new();
+    let mut left_out = 0;
+    for o in outcomes.iter().filter(|o| o.day == day) {
+        let PageStage::Final(state) = &o.stage else { continue };
+        let Some(p) = o.participant.as_deref().and_then(|c| planned.get(c)) else {
+            left_out += 1;
+            continue;
+        };
+        let Some(&image) = images.get(&o.key) else {
+            left_out += 1;
+            continue;
+        };
+        rows.entry(p.code.as_str())
+            .or_insert_with(|| ProcessingResultRow {
+                day,
+                participant: p.code.clone(),
+                site: p.site.clone(),
+                pages: Vec::new(),
+            })
+            .pages
+            .push(ResultPage {
+                what: o.what.clone(),
+                state: state.name().to_owned(),
+                page_digest: o.digest,
+                image,
+            });
+    }
+    (rows.into_values().collect(), left_out)
+}
+
+/// Closes an exam day: the Close decision and, with a mirror, the day's results rows in
+/// one transaction, then `NOTIFY konvert_mirror` (delivered at the commit) so the mirror
+/// sends them at once. `results` are [`results_of`]'s; a row of a participant not in the
+/// day's stored plan is not written, only counted.
+pub fn close_day(
+    records: &PgRecords,
+    by: &str,
+    role: Role,
+    at_unix_ms: u64,
+    day: ExamDay,
+    results: Vec<ProcessingResultRow>,
+) -> Result<(Decision, Mirrored)> {
+    let region = region_node(records, "closing an exam")?;
+    records.with(|c| {
+        let mut tx = c.transaction().map_err(|e| records.db(e))?;
+        let decision = records.decide_in(&mut tx, by, role, at_unix_ms, DecisionKind::Close { day })?;
+        let rows = results.into_iter().map(MirrorRow::ProcessingResult).collect();
+        let out = match region {
+            None => Mirrored::default(),
+            Some(c) => push_regional(&mut tx, c, RecordKind::ProcessingResults, rows)?,
+        };
+        tx.commit().map_err(|e| records.db(e))?;
+        Ok((decision, out))
+    })
+}
+
+/// Records a region-owned row that is its own change (an appeal decision, a regional
+/// re-check, a personal-data correction) and its outbox row, in one transaction. Needs a
+/// mirror: on these records the row is the record. A row about a participant who is not
+/// in the stored plan is refused ([`Error::NotPlanned`]).
+pub fn record(records: &PgRecords, row: MirrorRow) -> Result<u64> {
+    let kind = row.kind();
+    if kind.owner() != Side::Region || kind == RecordKind::Planning || kind == RecordKind::ProcessingResults {
+        return Err(Error::MirrorUnavailable {
+            what: format!("{kind} rows are not entered one by one at a region"),
+            hint: "planning comes with a plan's import, results with closing the exam; the down kinds come from ФИС",
+        });
+    }
+    let Some(region) = region_node(records, "entering a record for ФИС")? else {
+        return Err(Error::MirrorUnavailable {
+            what: format!("{kind} go to ФИС through the mirror, which these records do not have"),
+            hint:
+                "the mirror needs the records on PostgreSQL (records_url in center.toml) and the region's mirror set up",
+        });
+    };
+    records.with(|c| {
+        let mut tx = c.transaction().map_err(|e| records.db(e))?;
+        let out = push_regional(&mut tx, region, kind, vec![row])?;
+        if out.rows == 0 {
+            return Err(Error::NotPlanned {
+                what: format!("a {kind} row"),
+            });
+        }
+        tx.commit().map_err(|e| records.db(e))?;
+        Ok(out.rows)
+    })
+}
+
+/// On ФИС: writes a down row (centralized checking, recomputed scores, token certificate
+/// data, a request for documents) addressed to `region`, with its outbox row, in one
+/// transaction. A row about a participant the region never sent as planning is refused
+/// ([`Error::NotPlanned`]): ФИС holds nobody the region did not plan.
+pub fn publish(records: &PgRecords, region: u8, row: MirrorRow) -> Result<u64> {
+    let kind = row.kind();
+    if kind.owner() != Side::Federal {
+        return Err(konvert_mirror::Error::NotOwner {
+            node: Node::Federal,
+            kind,
+        }
+        .into());
+    }
+    match mirror_node_of(records)? {
+        Some(Node::Federal) => {}
+        _ => {
+            return Err(Error::MirrorUnavailable {
+                what: format!("publishing {kind} for region {region:02}"),
+                hint: "publish on the federal node's records (PostgreSQL, with its mirror set up)",
+            })
+        }
+    }
+    let payload = row.encode()?;
+    records.with(|c| {
+        let mut tx = c.transaction().map_err(|e| records.db(e))?;
+        let code = i16::from(region);
+        if let Some(who) = row.participant() {
+            if !crate::mirror_rows::is_planned(&mut tx, code, who)? {
+                return Err(Error::NotPlanned {
+                    what: format!("a {kind} row for region {region:02}"),
+                });
+            }
+        }
+        let seqs = push_in(
+            &mut tx,
+            Node::Federal,
+            Node::Region(region),
+            kind,
+            vec![payload.clone()],
+        )?;
+        write_row(&mut tx, code, *seqs.start(), &row, &payload)?;
+        notify(&mut tx, kind)?;
+        tx.commit().map_err(|e| records.db(e))?;
+        Ok(*seqs.start())
+    })
+}
+
+/// The rows of `kind` these records hold for `region` (on ФИS: a region's; on a region:
+/// its own and ФИС's to it), in order, decoded.
+pub fn held(records: &PgRecords, region: u8, kind: RecordKind) -> Result<Vec<MirrorRow>> {
+    records.with(|c| {
+        c.query(
+            "SELECT value FROM mirror_records WHERE region = $1 AND kind = $2 ORDER BY seq",
+            &[&i16::from(region), &i16::from(kind.code())],
+        )
+        .map_err(|e| records.db(e))?
+        .iter()
+        .map(|r| {
+            let v: &[u8] = r.try_get(0).map_err(|e| records.db(e))?;
+            MirrorRow::decode(kind, v).map_err(|message| Error::Corrupt {
+                what: "mirrored row",
+                message,
+            })
+        })
+        .collect()
+    })
+}
+
+/// The participants these records hold as planned for `region` on `day`.
+pub fn planned(records: &PgRecords, region: u8, day: ExamDay) -> Result<Vec<String>> {
+    records.with(|c| {
+        c.query(
+            "SELECT participant FROM mirror_participants WHERE region = $1 AND date = $2 AND exam = $3
+             ORDER BY participant",
+            &[&i16::from(region), &day.date.to_string(), &day.exam.code()],
+        )
+        .map_err(|e| records.db(e))?
+        .iter()
+        .map(|r| r.try_get(0).map_err(|e| records.db(e)))
+        .collect()
+    })
+}
