@@ -300,6 +300,19 @@ pub fn record(records: &PgRecords, row: MirrorRow) -> Result<u64> {
     })
 }
 
+/// Whether `participant` is in the stored plan of `day` (or of any day): the allow-list a
+/// regional row must pass, for a caller to ask before it logs anything about them.
+pub fn in_plan(records: &PgRecords, day: Option<ExamDay>, participant: &str) -> Result<bool> {
+    records.with(|c| {
+        let mut tx = c.transaction().map_err(|e| records.db(e))?;
+        let allow = AllowList::read(&mut tx)?;
+        Ok(match day {
+            Some(day) => allow.0.get(&day).is_some_and(|s| s.contains(participant)),
+            None => allow.0.values().any(|s| s.contains(participant)),
+        })
+    })
+}
+
 /// On ФИС: writes a down row (centralized checking, recomputed scores, token certificate
 /// data, a request for documents) addressed to `region`, with its outbox row, in one
 /// transaction. A row about a participant the region never sent as planning is refused
