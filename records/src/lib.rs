@@ -13,6 +13,8 @@
 
 mod error;
 pub mod mirror_outbox;
+#[cfg(any(test, feature = "test-cluster"))]
+pub mod mirror_pump;
 pub mod mirror_rows;
 pub mod model;
 mod pg_migrations;

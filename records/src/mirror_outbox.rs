@@ -22,7 +22,7 @@ use konvert_exam::DayPlan;
 use konvert_mirror::{Node, RecordKind, Side};
 use postgres::Transaction;
 
-use crate::mirror_rows::{write_row, ImageRef, MirrorRow, PlanningRow, ProcessingResultRow, ResultPage};
+use crate::mirror_rows::{place_detail, write_row, ImageRef, MirrorRow, PlanningRow, ProcessingResultRow, ResultPage};
 use crate::pg_mirror::{mirror_node_of, push_in};
 use crate::pg_records::decode;
 use crate::{Decision, DecisionKind, Error, ExamDay, PageEntry, PageOutcome, PageStage, PgRecords, Result, Role};
@@ -88,6 +88,11 @@ impl AllowList {
     }
 
     fn allows(&self, row: &MirrorRow) -> bool {
+        // Planning rows are made from the plan itself (seats) or from what was sent before
+        // (a participant taken off).
+        if let MirrorRow::Planning(_) = row {
+            return true;
+        }
         let Some(who) = row.participant() else { return true };
         match row.day() {
             Some(day) => self.0.get(&day).is_some_and(|s| s.contains(who)),
@@ -96,32 +101,93 @@ impl AllowList {
     }
 }
 
-fn planning_rows(old: Option<&DayPlan>, plan: &DayPlan) -> Vec<MirrorRow> {
+/// What this region sent as planning for `day`: seats by participant (site, room, seat,
+/// kit) and places by (site, room) with their detail, as the typed tables hold them.
+struct SentPlanning {
+    seats: BTreeMap<String, (String, String, String, i64)>,
+    places: BTreeMap<(String, String), String>,
+}
+
+impl SentPlanning {
+    fn read(tx: &mut Transaction<'_>, region: u8, day: ExamDay) -> Result<SentPlanning> {
+        let db = |e| Error::database("the mirrored planning", e);
+        let args: [&(dyn postgres::types::ToSql + Sync); 3] =
+            [&i16::from(region), &day.date.to_string(), &day.exam.code()];
+        let mut seats = BTreeMap::new();
+        for r in tx
+            .query(
+                "SELECT participant, site, room, seat, kit FROM mirror_participants
+                 WHERE region = $1 AND date = $2 AND exam = $3",
+                &args,
+            )
+            .map_err(db)?
+        {
+            seats.insert(
+                r.try_get(0).map_err(db)?,
+                (
+                    r.try_get(1).map_err(db)?,
+                    r.try_get(2).map_err(db)?,
+                    r.try_get(3).map_err(db)?,
+                    r.try_get(4).map_err(db)?,
+                ),
+            );
+        }
+        let mut places = BTreeMap::new();
+        for r in tx
+            .query(
+                "SELECT site, room, detail FROM mirror_places WHERE region = $1 AND date = $2 AND exam = $3",
+                &args,
+            )
+            .map_err(db)?
+        {
+            places.insert(
+                (r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?),
+                r.try_get(2).map_err(db)?,
+            );
+        }
+        Ok(SentPlanning { seats, places })
+    }
+}
+
+/// The planning rows that bring what was sent for the plan's day to the plan: places and
+/// seats new or changed, participants taken off. Nothing if it was all sent before.
+fn planning_rows(sent: &SentPlanning, plan: &DayPlan) -> Vec<MirrorRow> {
     let day = ExamDay {
         date: plan.date,
         exam: plan.exam,
     };
     let mut rows = Vec::new();
-    let places_changed = old.is_none_or(|o| o.sites != plan.sites || o.rooms != plan.rooms);
-    if places_changed {
-        rows.extend(plan.sites.iter().map(|s| PlanningRow::Site {
+    for s in &plan.sites {
+        let row = PlanningRow::Site {
             day,
             site: s.code.clone(),
             kind: s.kind,
             time_zone: s.time_zone.clone(),
-        }));
-        rows.extend(plan.rooms.iter().map(|r| PlanningRow::Room {
+        };
+        if sent.places.get(&(s.code.as_str().to_owned(), String::new())) != Some(&place_detail(&row)) {
+            rows.push(row);
+        }
+    }
+    for r in &plan.rooms {
+        let row = PlanningRow::Room {
             day,
             site: r.site.clone(),
             room: r.code.clone(),
             oral: r.oral,
-        }));
+        };
+        let key = (r.site.as_str().to_owned(), r.code.as_str().to_owned());
+        if sent.places.get(&key) != Some(&place_detail(&row)) {
+            rows.push(row);
+        }
     }
-    let before: BTreeMap<&str, _> = old
-        .map(|o| o.participants.iter().map(|p| (p.code.as_str(), p)).collect())
-        .unwrap_or_default();
     for p in plan.participants.iter().filter(|p| p.consent) {
-        if before.get(p.code.as_str()) != Some(&p) {
+        let now = (
+            p.site.as_str().to_owned(),
+            p.room.as_str().to_owned(),
+            p.seat.clone(),
+            i64::try_from(p.kit).unwrap_or(i64::MAX),
+        );
+        if sent.seats.get(&p.code) != Some(&now) {
             rows.push(PlanningRow::Seat {
                 day,
                 participant: p.code.clone(),
@@ -132,11 +198,11 @@ fn planning_rows(old: Option<&DayPlan>, plan: &DayPlan) -> Vec<MirrorRow> {
             });
         }
     }
-    let now: BTreeSet<&str> = plan.participants.iter().map(|p| p.code.as_str()).collect();
-    for code in before.keys().filter(|c| !now.contains(*c)) {
+    let planned: BTreeSet<&str> = plan.participants.iter().map(|p| p.code.as_str()).collect();
+    for code in sent.seats.keys().filter(|c| !planned.contains(c.as_str())) {
         rows.push(PlanningRow::Unseated {
             day,
-            participant: (*code).to_owned(),
+            participant: code.clone(),
         });
     }
     rows.into_iter().map(MirrorRow::Planning).collect()
@@ -167,9 +233,10 @@ fn push_regional(tx: &mut Transaction<'_>, region: u8, kind: RecordKind, rows: V
     })
 }
 
-/// Stores an exam day's plan and, with a mirror, the planning rows of what changed since
-/// the stored plan of the day (sites and rooms, seats added or moved, participants taken
-/// off), all in one transaction. A plan of another region than the mirror's is refused.
+/// Stores an exam day's plan and, with a mirror, the planning rows that bring what this
+/// region sent for the day to the plan (sites and rooms, seats added or moved,
+/// participants taken off; everything the first time after the mirror is set up), all in
+/// one transaction. A plan of another region than the mirror's is refused.
 pub fn import_plan(records: &PgRecords, plan: &DayPlan) -> Result<Mirrored> {
     let region = region_node(records, "importing a plan")?;
     if let Some(c) = region {
@@ -185,16 +252,17 @@ pub fn import_plan(records: &PgRecords, plan: &DayPlan) -> Result<Mirrored> {
     }
     records.with(|c| {
         let mut tx = c.transaction().map_err(|e| records.db(e))?;
-        let key = format!("{}/{}", plan.date, plan.exam.code()).into_bytes();
-        let old: Option<DayPlan> = tx
-            .query_opt("SELECT value FROM plans WHERE key = $1", &[&key])
-            .map_err(|e| records.db(e))?
-            .map(|r| decode("plan", r.try_get(0).map_err(|e| records.db(e))?))
-            .transpose()?;
         records.put_plan_in(&mut tx, plan)?;
         let out = match region {
             None => Mirrored::default(),
-            Some(c) => push_regional(&mut tx, c, RecordKind::Planning, planning_rows(old.as_ref(), plan))?,
+            Some(c) => {
+                let day = ExamDay {
+                    date: plan.date,
+                    exam: plan.exam,
+                };
+                let rows = planning_rows(&SentPlanning::read(&mut tx, c, day)?, plan);
+                push_regional(&mut tx, c, RecordKind::Planning, rows)?
+            }
         };
         tx.commit().map_err(|e| records.db(e))?;
         Ok(out)

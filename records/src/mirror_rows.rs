@@ -442,30 +442,24 @@ pub(crate) fn write_row(
             )
             .map_err(db)?;
         }
-        MirrorRow::Planning(PlanningRow::Site {
-            day,
-            site,
-            kind,
-            time_zone,
-        }) => {
+        MirrorRow::Planning(p @ PlanningRow::Site { day, site, .. }) => {
             let (date, exam) = date_exam(day);
-            let kind = format!("{kind:?}");
+            let place = place_detail(p);
             tx.execute(
                 "INSERT INTO mirror_places (region, date, exam, site, room, detail)
                  VALUES ($1, $2, $3, $4, '', $5)
                  ON CONFLICT (region, date, exam, site, room) DO UPDATE SET detail = excluded.detail",
-                &[&region, &date, &exam, &site.as_str(), &format!("{kind} {time_zone}")],
+                &[&region, &date, &exam, &site.as_str(), &place],
             )
             .map_err(db)?;
         }
-        MirrorRow::Planning(PlanningRow::Room { day, site, room, oral }) => {
+        MirrorRow::Planning(p @ PlanningRow::Room { day, site, room, .. }) => {
             let (date, exam) = date_exam(day);
-            let detail = if *oral { "oral" } else { "written" };
             tx.execute(
                 "INSERT INTO mirror_places (region, date, exam, site, room, detail)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (region, date, exam, site, room) DO UPDATE SET detail = excluded.detail",
-                &[&region, &date, &exam, &site.as_str(), &room.as_str(), &detail],
+                &[&region, &date, &exam, &site.as_str(), &room.as_str(), &place_detail(p)],
             )
             .map_err(db)?;
         }
@@ -490,6 +484,16 @@ pub(crate) fn write_row(
         }
     }
     Ok(())
+}
+
+/// How the typed table describes a site or room row (its `detail`).
+pub(crate) fn place_detail(row: &PlanningRow) -> String {
+    match row {
+        PlanningRow::Site { kind, time_zone, .. } => format!("{kind:?} {time_zone}"),
+        PlanningRow::Room { oral: true, .. } => "oral".into(),
+        PlanningRow::Room { oral: false, .. } => "written".into(),
+        PlanningRow::Seat { .. } | PlanningRow::Unseated { .. } => String::new(),
+    }
 }
 
 /// Whether `participant` was planned in `region` (sent as planning, or planned here).
