@@ -41,7 +41,9 @@ pub struct Mirrored {
     pub left_out: u64,
 }
 
-fn region_node(records: &PgRecords, what: &str) -> Result<Option<u8>> {
+/// The region whose mirror these records hold; `None` without a mirror; an error (naming
+/// `what` was tried) on the federal node's records.
+pub fn mirror_region(records: &PgRecords, what: &str) -> Result<Option<u8>> {
     match mirror_node_of(records)? {
         None => Ok(None),
         Some(Node::Region(c)) => Ok(Some(c)),
@@ -238,7 +240,7 @@ fn push_regional(tx: &mut Transaction<'_>, region: u8, kind: RecordKind, rows: V
 /// participants taken off; everything the first time after the mirror is set up), all in
 /// one transaction. A plan of another region than the mirror's is refused.
 pub fn import_plan(records: &PgRecords, plan: &DayPlan) -> Result<Mirrored> {
-    let region = region_node(records, "importing a plan")?;
+    let region = mirror_region(records, "importing a plan")?;
     if let Some(c) = region {
         if plan.region != format!("{c:02}") {
             return Err(Error::MirrorUnavailable {
@@ -322,7 +324,7 @@ pub fn close_day(
     day: ExamDay,
     results: Vec<ProcessingResultRow>,
 ) -> Result<(Decision, Mirrored)> {
-    let region = region_node(records, "closing an exam")?;
+    let region = mirror_region(records, "closing an exam")?;
     records.with(|c| {
         let mut tx = c.transaction().map_err(|e| records.db(e))?;
         let decision = records.decide_in(&mut tx, by, role, at_unix_ms, DecisionKind::Close { day })?;
@@ -348,7 +350,7 @@ pub fn record(records: &PgRecords, row: MirrorRow) -> Result<u64> {
             hint: "planning comes with a plan's import, results with closing the exam; the down kinds come from ФИС",
         });
     }
-    let Some(region) = region_node(records, "entering a record for ФИС")? else {
+    let Some(region) = mirror_region(records, "entering a record for ФИС")? else {
         return Err(Error::MirrorUnavailable {
             what: format!("{kind} go to ФИС through the mirror, which these records do not have"),
             hint:
@@ -461,5 +463,20 @@ pub fn planned(records: &PgRecords, region: u8, day: ExamDay) -> Result<Vec<Stri
         .iter()
         .map(|r| r.try_get(0).map_err(|e| records.db(e)))
         .collect()
+    })
+}
+
+/// The token certificate data ФИС sent to this region, for the officers' review.
+pub fn token_certificates(records: &PgRecords, region: u8) -> Result<crate::mirror_rows::CertificateImport> {
+    let certificates = held(records, region, RecordKind::TokenCertificates)?
+        .into_iter()
+        .filter_map(|r| match r {
+            MirrorRow::TokenCertificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    Ok(crate::mirror_rows::CertificateImport {
+        region: format!("{region:02}"),
+        certificates,
     })
 }

@@ -221,6 +221,7 @@ pub struct RecomputedScoreRow {
 /// A token certificate's data (ФИС → region, `002:6860`): what the officers review against
 /// their signed registry, never a change to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenCertificateRow {
     /// The token's id.
     pub token_id: String,
@@ -232,6 +233,19 @@ pub struct TokenCertificateRow {
     pub valid_from: String,
     /// Valid until, `YYYY-MM-DD`.
     pub valid_until: String,
+}
+
+/// The token certificate data a region received from ФИС, as a file for the security
+/// officers to review against their registry (`konvert keys review-certificates`). The
+/// file is only read by the review: the signed registry changes only by the officers' own
+/// commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateImport {
+    /// The region, two digits.
+    pub region: String,
+    /// The certificates, in the order received.
+    pub certificates: Vec<TokenCertificateRow>,
 }
 
 /// The federal center's request for documents (ФИС → region, `002:7483–7493`, `7561–7573`).

@@ -269,6 +269,16 @@ pub enum ProcessingAction {
         #[arg(long)]
         by: String,
     },
+    /// Write the token certificate data ФИС sent, for the security officers to review
+    /// against their registry (`konvert keys review-certificates`); changes no registry.
+    TokenCertificates {
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
+        /// The file to write (TOML).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Who reconciles, on the command line.
@@ -891,6 +901,13 @@ pub fn run(action: ProcessingAction) -> Result<()> {
         } => {
             let (_, place) = place(&config, records)?;
             super::for_fis::recheck(&place, ExamDay { date, exam }, &participant, scores, &documents, &by)?;
+        }
+        ProcessingAction::TokenCertificates {
+            at: RecordsAt { config, records },
+            out,
+        } => {
+            let (_, place) = place(&config, records)?;
+            super::for_fis::export_certificates(&place, &out)?;
         }
         ProcessingAction::Correction {
             at: RecordsAt { config, records },

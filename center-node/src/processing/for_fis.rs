@@ -173,3 +173,28 @@ pub fn correction(
     });
     enter(place, by, &format!("correction of {field}"), participant, row)
 }
+
+/// Writes the token certificate data ФИС sent to this region to `out`, for the security
+/// officers to review against their registry (`konvert keys review-certificates`); the
+/// registry itself is never touched here. Returns how many certificates.
+pub fn export_certificates(place: &Workplace, out: &Path) -> Result<usize> {
+    let records = pg(place, "token certificate data")?;
+    let Some(region) = mirror_outbox::mirror_region(&records, "exporting token certificate data")? else {
+        return Err(Error::Loader {
+            what: "no mirror is set up for these records: nothing came from ФИС".into(),
+            hint: "set up the region's mirror; certificate data come with its exchanges",
+        });
+    };
+    let import = mirror_outbox::token_certificates(&records, region)?;
+    let text = toml::to_string(&import).map_err(|e| Error::Loader {
+        what: format!("cannot write the certificates: {e}"),
+        hint: "report this as a bug",
+    })?;
+    konvert_crypto::keyfile::write_atomic(out, text.as_bytes(), 0o600)?;
+    println!(
+        "{} token certificate(s) from ФИС written to {} for the security officers' review",
+        import.certificates.len(),
+        out.display()
+    );
+    Ok(import.certificates.len())
+}
