@@ -103,3 +103,38 @@ pub fn publish_command(args: &PublishArgs) -> Result<usize> {
     println!("{} row(s) queued for region {:02}", rows.len(), args.region);
     Ok(rows.len())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn rows_files_read_per_kind_and_a_wrong_field_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rows.toml");
+        std::fs::write(
+            &file,
+            r#"
+[[rows]]
+day = { date = "2026-06-01", exam = "ege" }
+participant = "P-0001"
+primary_score = 31
+sent_for_recheck = false
+"#,
+        )
+        .unwrap();
+        let rows = read_rows::<CentralizedCheckingRow>(&file).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].primary_score, 31);
+        assert!(read_rows::<RecomputedScoreRow>(&file).is_err(), "another kind's fields");
+        std::fs::write(
+            &file,
+            "[[rows]]\ntoken_id = \"T1\"\nholder = \"Член ГЭК\"\npublic_key_hex = \"ab\"\nvalid_from = \"2026-01-01\"\nvalid_until = \"2027-01-01\"\nextra = 1\n",
+        )
+        .unwrap();
+        let err = read_rows::<TokenCertificateRow>(&file).unwrap_err().to_string();
+        assert!(err.contains("extra"), "{err}");
+    }
+}

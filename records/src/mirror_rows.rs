@@ -158,6 +158,7 @@ pub struct AppealDecisionRow {
 
 /// A score of one task, as a re-check or a recomputation sets it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TaskScore {
     /// The task's number or name.
     pub task: String,
@@ -194,6 +195,7 @@ pub struct CorrectionRow {
 /// Centralized checking's result of one participant, or their work sent for a federal
 /// re-check (ФИС → region, `002:7455`, `7625`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CentralizedCheckingRow {
     /// The exam day.
     pub day: ExamDay,
@@ -207,6 +209,7 @@ pub struct CentralizedCheckingRow {
 
 /// Scores recomputed after an appeal (ФИС → region, `002:7481`, `7551`, `7575`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RecomputedScoreRow {
     /// The exam day.
     pub day: ExamDay,
@@ -250,6 +253,7 @@ pub struct CertificateImport {
 
 /// The federal center's request for documents (ФИС → region, `002:7483–7493`, `7561–7573`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DocumentRequestRow {
     /// The request's id at ФИС.
     pub request_id: String,
