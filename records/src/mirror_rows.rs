@@ -558,7 +558,12 @@ pub fn row_check(records: Arc<PgRecords>, me: Node) -> RowCheck {
             ));
         }
         if let Ok(mut k) = known.lock() {
-            k.insert(key);
+            // A participant taken off the plan is planned no more for the rows after.
+            if matches!(row, MirrorRow::Planning(PlanningRow::Unseated { .. })) {
+                k.remove(&key);
+            } else {
+                k.insert(key);
+            }
         }
         Ok(())
     })
