@@ -390,6 +390,39 @@ async fn a_participant_without_consent_is_in_no_records_no_backup_no_link_and_no
     ));
     assert!(out.contains("results of participants queued for ФИС"), "{out}");
 
+    // The appeals desk: a planned participant's appeal goes; one naming the canary is
+    // refused before anything is logged.
+    let document = fx.root.path().join("ppe-02.png");
+    std::fs::write(&document, b"scanned appeal").unwrap();
+    let appeal = |who: &str| {
+        let mut c = loader(
+            &config,
+            &[
+                "appeal",
+                "--date",
+                &day,
+                "--exam",
+                "ege",
+                "--participant",
+                who,
+                "--kind",
+                "procedural",
+            ],
+        );
+        c.args(["--outcome", "rejected", "--by", "Белова", "--document"])
+            .arg(&document);
+        c
+    };
+    let out = run(appeal(&seating.participants[0].code));
+    assert!(out.contains("queued for ФИС"), "{out}");
+    let out = appeal(&canary).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not in a stored plan"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let backup = fx.root.path().join("backup");
     run({
         let mut c = Command::new(CENTER);
@@ -415,6 +448,12 @@ async fn a_participant_without_consent_is_in_no_records_no_backup_no_link_and_no
             .unwrap()
             .len(),
         3
+    );
+    assert_eq!(
+        mirror_outbox::held(&fed_records, 76, RecordKind::AppealDecisions)
+            .unwrap()
+            .len(),
+        1
     );
 
     // Nowhere. (The plain PostgreSQL client blocks: off the runtime's threads.)
