@@ -256,7 +256,9 @@ fn only_planned_participants_go_up_or_down_and_the_receiver_checks_again() {
     assert_eq!((m.mirror, m.rows, m.left_out), (true, 4, 0));
 
     // Closing: the Close decision and the results in one transaction; a row of someone not
-    // in the plan is left out and counted.
+    // in the plan is left out and counted; the mirror's process is woken at the commit.
+    let mut listener = postgres::Client::connect(&region_url, postgres::NoTls).unwrap();
+    listener.batch_execute("LISTEN konvert_mirror").unwrap();
     let (decision, m) = mirror_outbox::close_day(
         &region_records,
         "admin",
@@ -268,6 +270,19 @@ fn only_planned_participants_go_up_or_down_and_the_receiver_checks_again() {
     .unwrap();
     assert!(matches!(decision.kind, crate::DecisionKind::Close { .. }));
     assert_eq!((m.rows, m.left_out), (1, 1));
+    let woken = (0..50).any(|_| {
+        listener.batch_execute("SELECT 1").unwrap();
+        let n = listener.notifications().len();
+        if n == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        n > 0
+    });
+    assert!(
+        woken,
+        "closing wakes the mirror (NOTIFY {})",
+        mirror_outbox::NOTIFY_CHANNEL
+    );
     assert_eq!(count_bytes(&region_url, b"GHOST-9c1e"), 0);
 
     let seen = pump(&mut region, &mut fed, 50).unwrap();
