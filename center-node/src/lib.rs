@@ -17,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod envelope_drive;
 mod error;
+pub mod federal_publish;
 pub mod image_keep;
 pub mod image_store;
 pub mod intake;

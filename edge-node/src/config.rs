@@ -106,10 +106,19 @@ impl DayConfig {
     pub fn plan(&self) -> Result<konvert_exam::SeatingPlan> {
         let text =
             konvert_crypto::keyfile::read_text_bounded(&self.seating_plan, konvert_crypto::keyfile::MAX_PLAN_BYTES)?;
-        konvert_exam::SeatingPlan::from_toml(&text).map_err(|e| Error::Config {
+        let (plan, reading) = konvert_exam::SeatingPlan::from_toml_reading(&text).map_err(|e| Error::Config {
             path: self.seating_plan.clone(),
             message: format!("{e}; ask the center for the seating plan again"),
-        })
+        })?;
+        if reading.without_consent > 0 {
+            // Only the number: nothing identifying them goes anywhere (R18).
+            tracing::warn!(
+                rows = reading.without_consent,
+                "the seating plan lists participants without consent to personal-data processing; \
+                 they were left out unread: seat them on paper (ИС-05), their blanks are not scanned"
+            );
+        }
+        Ok(plan)
     }
 }
 

@@ -79,6 +79,32 @@ pub struct SeatingPlan {
     pub participants: Vec<Participant>,
 }
 
+/// A seating plan file as read: its rows may carry `consent`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeatingFile {
+    site: SiteId,
+    date: ExamDate,
+    exam: ExamKind,
+    participants: Vec<SeatingRow>,
+}
+
+/// A participant row of a seating plan file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeatingRow {
+    code: String,
+    room: RoomId,
+    seat: String,
+    kit: u64,
+    #[serde(default = "consented")]
+    consent: bool,
+}
+
+fn consented() -> bool {
+    true
+}
+
 impl SeatingPlan {
     /// Checks the plan: every participant once, every seat of a room once.
     pub fn check(&self) -> Result<()> {
@@ -125,15 +151,48 @@ impl SeatingPlan {
         self.participants.iter().find(|p| p.kit == kit)
     }
 
-    /// Reads a plan from TOML text and checks it.
+    /// Reads a plan from TOML text and checks it; rows marked `consent = false` are
+    /// dropped unread ([`SeatingPlan::from_toml_reading`]).
     pub fn from_toml(text: &str) -> Result<Self> {
-        let plan: SeatingPlan = toml::from_str(text).map_err(|e| Error::InvalidId {
+        Self::from_toml_reading(text).map(|(plan, _)| plan)
+    }
+
+    /// Reads a plan from TOML text, drops the participants without consent and checks it.
+    ///
+    /// The center issues seating plans from the day plan, which never holds anyone without
+    /// consent; but a site may be handed a seating list made elsewhere (the school's own,
+    /// for the final essay) that lists them with `consent = false`. Such a row is dropped
+    /// as the day plan drops it (seed 001:888: their data go into no system; the site
+    /// seats them on paper, ИС-05), and only their number is kept: refusing the whole file
+    /// would stop the site's day for a row it must simply not use.
+    pub fn from_toml_reading(text: &str) -> Result<(Self, crate::PlanReading)> {
+        let file: SeatingFile = toml::from_str(text).map_err(|e| Error::InvalidId {
             what: "seating plan",
             value: e.message().to_owned(),
-            hint: "the plan is TOML: site, date, exam and [[participants]] with code, room, seat, kit",
+            hint: "the plan is TOML: site, date, exam and [[participants]] with code, room, seat, kit (and consent)",
         })?;
+        let before = file.participants.len();
+        let plan = SeatingPlan {
+            site: file.site,
+            date: file.date,
+            exam: file.exam,
+            participants: file
+                .participants
+                .into_iter()
+                .filter(|p| p.consent)
+                .map(|p| Participant {
+                    code: p.code,
+                    room: p.room,
+                    seat: p.seat,
+                    kit: p.kit,
+                })
+                .collect(),
+        };
+        let reading = crate::PlanReading {
+            without_consent: before - plan.participants.len(),
+        };
         plan.check()?;
-        Ok(plan)
+        Ok((plan, reading))
     }
 
     /// How many participants are seated in `room`.

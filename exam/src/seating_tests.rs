@@ -78,3 +78,29 @@ kit = 4000000001
     let err = SeatingPlan::from_toml(&text.replace("kit =", "kitt =")).unwrap_err();
     assert!(err.to_string().contains("seating plan"), "{err}");
 }
+
+#[test]
+fn a_row_without_consent_is_dropped_unread_and_counted() {
+    let text = r#"
+site = "0101"
+date = "2026-06-01"
+exam = "essay"
+[[participants]]
+code = "P1"
+room = "0012"
+seat = "1А"
+kit = 1
+[[participants]]
+code = "NO-CONSENT-1"
+room = "0012"
+seat = "1Б"
+kit = 2
+consent = false
+"#;
+    let (p, reading) = SeatingPlan::from_toml_reading(text).unwrap();
+    assert_eq!(reading.without_consent, 1);
+    assert_eq!(p.participants.len(), 1);
+    assert!(!format!("{p:?}").contains("NO-CONSENT"));
+    assert!(p.by_kit(2).is_none());
+    assert_eq!(SeatingPlan::from_toml(text).unwrap(), p);
+}

@@ -210,6 +210,15 @@ pub enum KeysCommand {
     /// Station certificates: enroll, revoke, list, renew the revocation list.
     #[command(flatten)]
     Stations(crate::stations::StationCommand),
+    /// Review the token certificate data a region received from ФИС against the registry
+    /// draft; reads only: the registry changes by the officers' own commands.
+    ReviewCertificates {
+        /// The officers' workspace.
+        #[arg(long)]
+        authority: PathBuf,
+        /// The file `konvert-center loader token-certificates` wrote.
+        file: PathBuf,
+    },
     /// Show the registry draft.
     Show {
         /// The officers' workspace.
@@ -734,6 +743,9 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             json,
         } => crate::statement_cli::record_statement(&authority, &statement_id, json)?,
         KeysCommand::Stations(cmd) => crate::stations::run(cmd)?,
+        KeysCommand::ReviewCertificates { authority, file } => {
+            crate::certificate_review::review_command(&authority, &file)?;
+        }
         KeysCommand::Show { authority, json } => {
             let ws = Workspace::open(&authority)?;
             let draft = ws.draft()?;

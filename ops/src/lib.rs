@@ -18,6 +18,7 @@ pub mod bench_replication;
 pub mod bench_rss;
 pub mod bench_signatures;
 pub mod bench_table;
+pub mod certificate_review;
 pub mod demo;
 mod demo_center_day;
 pub mod impair;

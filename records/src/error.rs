@@ -101,6 +101,33 @@ pub enum Error {
         /// How.
         what: OutOfStep,
     },
+    /// A mirrored row does not decode as its kind; its whole batch is not applied.
+    #[error("row {seq} of {kind} from {from} is not a row this node can read ({message}); the batch is not applied — upgrade the node if the sender is newer")]
+    MirrorRow {
+        /// The sender.
+        from: konvert_mirror::Node,
+        /// The channel's kind.
+        kind: konvert_mirror::RecordKind,
+        /// The row's number.
+        seq: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// A mirror operation that needs records on PostgreSQL with a mirror node.
+    #[error("{what}: {hint}")]
+    MirrorUnavailable {
+        /// What was tried.
+        what: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// A row about a participant who is not in the stored plan (the consent allow-list,
+    /// R18): it is not written.
+    #[error("{what}: the participant is not in a stored plan of this region; only planned participants (with consent) are in the records")]
+    NotPlanned {
+        /// What was refused.
+        what: String,
+    },
 }
 
 /// How a node in memory and its stored mirror state disagree (see [`Error::MirrorOutOfStep`]).

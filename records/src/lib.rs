@@ -12,6 +12,10 @@
 //! the same records writes the same thing. Decisions are appended, never changed.
 
 mod error;
+pub mod mirror_outbox;
+#[cfg(any(test, feature = "test-cluster"))]
+pub mod mirror_pump;
+pub mod mirror_rows;
 pub mod model;
 mod pg_listen;
 mod pg_migrations;
@@ -30,7 +34,7 @@ use konvert_replication::PacketAnswer;
 pub use error::{Error, OutOfStep};
 pub use model::*;
 pub use pg_listen::{PgListener, MIRROR_CHANNEL};
-pub use pg_mirror::{MirrorChannelStatus, MirrorDirection, PgMirror};
+pub use pg_mirror::{mirror_node_of, MirrorChannelStatus, MirrorDirection, PgMirror};
 pub use pg_records::PgRecords;
 pub use retention::{Hold, HoldReason, HoldTarget, ImageRef, NewHold, Release, Removal};
 pub use sled_records::SledRecords;

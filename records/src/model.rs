@@ -170,7 +170,8 @@ pub enum Mark {
 pub struct PageEntry {
     /// Where it is.
     pub key: PageKey,
-    /// The scan file's name in the packet.
+    /// How the scan file is named in the records: its place in the packet and the start of
+    /// its digest, never the site's file name (which could say who wrote it).
     pub file_name: String,
     /// SHA-256 of the scan file (as the manifest lists it).
     pub file_sha256: [u8; 32],

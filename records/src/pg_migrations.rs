@@ -178,6 +178,43 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         value bytea NOT NULL
     );
     "#,
+    // 6: what the mirror carries, in typed tables (mirror_rows.rs), per region: on ФИС the
+    // regions' rows, on a region ФИС's rows to it and what the region planned. Planned
+    // participants are also the consent allow-list both sides check rows against.
+    r#"
+    CREATE TABLE mirror_participants (
+        region smallint NOT NULL,
+        date text NOT NULL,
+        exam text NOT NULL,
+        participant text NOT NULL,
+        site text NOT NULL,
+        room text NOT NULL,
+        seat text NOT NULL,
+        kit bigint NOT NULL,
+        PRIMARY KEY (region, date, exam, participant)
+    );
+    CREATE INDEX mirror_participants_by_code ON mirror_participants (region, participant);
+    CREATE TABLE mirror_places (
+        region smallint NOT NULL,
+        date text NOT NULL,
+        exam text NOT NULL,
+        site text NOT NULL,
+        room text NOT NULL,
+        detail text NOT NULL,
+        PRIMARY KEY (region, date, exam, site, room)
+    );
+    CREATE TABLE mirror_records (
+        region smallint NOT NULL,
+        kind smallint NOT NULL,
+        seq bigint NOT NULL,
+        date text,
+        exam text,
+        participant text,
+        value bytea NOT NULL,
+        PRIMARY KEY (region, kind, seq)
+    );
+    CREATE INDEX mirror_records_by_participant ON mirror_records (region, participant);
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -153,6 +153,101 @@ fn digest_of(what: &'static str, bytes: &[u8]) -> Result<Digest> {
     })
 }
 
+/// Makes sure channel (`p`, `k`) has its row, locks it (the lock numbers the channel's rows
+/// one push at a time) and returns the next row's number.
+fn lock_channel(tx: &mut Transaction<'_>, p: i16, k: i16, db: &dyn Fn(postgres::Error) -> Error) -> Result<u64> {
+    tx.execute(
+        "INSERT INTO mirror_send (peer, kind, next_seq, cut_through, acked_through, last_acked)
+         VALUES ($1, $2, 1, 0, 0, $3) ON CONFLICT (peer, kind) DO NOTHING",
+        &[&p, &k, &Digest::ZERO.0.as_slice()],
+    )
+    .map_err(db)?;
+    let stored: i64 = tx
+        .query_one(
+            "SELECT next_seq FROM mirror_send WHERE peer = $1 AND kind = $2 FOR UPDATE",
+            &[&p, &k],
+        )
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)?;
+    seq_of("mirror channel", stored)
+}
+
+/// Appends `rows` (numbered from the channel's next row on) to the outbox and moves the
+/// channel's next row past them.
+fn insert_rows(
+    tx: &mut Transaction<'_>,
+    p: i16,
+    k: i16,
+    rows: &[OutboxRow],
+    db: &dyn Fn(postgres::Error) -> Error,
+) -> Result<()> {
+    let Some(last) = rows.last().map(|r| r.seq) else {
+        return Ok(());
+    };
+    let seqs = rows
+        .iter()
+        .map(|r| int("mirror outbox row", r.seq))
+        .collect::<Result<Vec<i64>>>()?;
+    let next = int("mirror outbox row", last + 1)?;
+    let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload.as_slice()).collect();
+    let digests: Vec<&[u8]> = rows.iter().map(|r| r.digest.0.as_slice()).collect();
+    tx.execute(
+        "INSERT INTO mirror_outbox (peer, kind, seq, payload, digest)
+         SELECT $1::smallint, $2::smallint, u.seq, u.payload, u.digest
+         FROM unnest($3::bigint[], $4::bytea[], $5::bytea[]) AS u(seq, payload, digest)",
+        &[&p, &k, &seqs, &payloads, &digests],
+    )
+    .map_err(db)?;
+    tx.execute(
+        "UPDATE mirror_send SET next_seq = $3 WHERE peer = $1 AND kind = $2",
+        &[&p, &k, &next],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The mirror node the records database at `records` belongs to, if a mirror was set up for
+/// it (the node's mirror process claimed it with [`PgMirror::open`]).
+pub fn mirror_node_of(records: &PgRecords) -> Result<Option<Node>> {
+    records.with(|c| {
+        let row = c
+            .query_opt("SELECT node FROM mirror_node", &[])
+            .map_err(|e| records.db(e))?;
+        row.map(|r| node_of(r.try_get(0).map_err(|e| records.db(e))?))
+            .transpose()
+    })
+}
+
+/// Appends outbox rows of `kind` for `peer` from node `me` in the caller's transaction, with
+/// no endpoint in memory: for the writers that run in other processes than the mirror's
+/// driver (the loader's commands). The driver takes them up at its next [`PgMirror::load`];
+/// the writer sends `NOTIFY konvert_mirror` to wake it. Returns the rows' numbers.
+pub(crate) fn push_in(
+    tx: &mut Transaction<'_>,
+    me: Node,
+    peer: Node,
+    kind: RecordKind,
+    payloads: Vec<Vec<u8>>,
+) -> Result<RangeInclusive<u64>> {
+    if kind.owner() != me.side() {
+        return Err(konvert_mirror::Error::NotOwner { node: me, kind }.into());
+    }
+    if !me.is_peer_of(peer) {
+        return Err(konvert_mirror::Error::NotAPeer { node: me, peer }.into());
+    }
+    let db = |e| Error::database("the records' mirror outbox", e);
+    let (p, k) = (node_code(peer)?, kind_code(kind));
+    let first = lock_channel(tx, p, k, &db)?;
+    let rows = payloads
+        .into_iter()
+        .zip(first..)
+        .map(|(payload, seq)| OutboxRow::new(me, peer, kind, seq, payload))
+        .collect::<konvert_mirror::Result<Vec<_>>>()?;
+    insert_rows(tx, p, k, &rows, &db)?;
+    Ok(first..=first + rows.len() as u64 - 1)
+}
+
 impl PgMirror {
     /// The mirror state of node `me` in `records`' database. The first node to open a
     /// database claims it; another node's is refused ([`Error::MirrorNode`]), since its
@@ -237,22 +332,7 @@ impl PgMirror {
         self.records.with(|c| {
             let db = |e| self.db(e);
             let mut tx = c.transaction().map_err(db)?;
-            tx.execute(
-                "INSERT INTO mirror_send (peer, kind, next_seq, cut_through, acked_through, last_acked)
-                 VALUES ($1, $2, 1, 0, 0, $3) ON CONFLICT (peer, kind) DO NOTHING",
-                &[&p, &k, &Digest::ZERO.0.as_slice()],
-            )
-            .map_err(db)?;
-            // The channel's row lock numbers its rows one push at a time.
-            let stored: i64 = tx
-                .query_one(
-                    "SELECT next_seq FROM mirror_send WHERE peer = $1 AND kind = $2 FOR UPDATE",
-                    &[&p, &k],
-                )
-                .map_err(db)?
-                .try_get(0)
-                .map_err(db)?;
-            let first = seq_of("mirror channel", stored)?;
+            let first = lock_channel(&mut tx, p, k, &db)?;
             let sender = endpoint.sender();
             let node = sender.checkpoint(peer, kind).acked_through + sender.lag(peer, kind) + 1;
             if node != first {
@@ -273,24 +353,7 @@ impl PgMirror {
                 tx.commit().map_err(db)?;
                 return Ok((first..=first.saturating_sub(1), out));
             };
-            let seqs = rows
-                .iter()
-                .map(|r| int("mirror outbox row", r.seq))
-                .collect::<Result<Vec<i64>>>()?;
-            let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload.as_slice()).collect();
-            let digests: Vec<&[u8]> = rows.iter().map(|r| r.digest.0.as_slice()).collect();
-            tx.execute(
-                "INSERT INTO mirror_outbox (peer, kind, seq, payload, digest)
-                 SELECT $1::smallint, $2::smallint, u.seq, u.payload, u.digest
-                 FROM unnest($3::bigint[], $4::bytea[], $5::bytea[]) AS u(seq, payload, digest)",
-                &[&p, &k, &seqs, &payloads, &digests],
-            )
-            .map_err(db)?;
-            tx.execute(
-                "UPDATE mirror_send SET next_seq = $3 WHERE peer = $1 AND kind = $2",
-                &[&p, &k, &int("mirror outbox row", last + 1)?],
-            )
-            .map_err(db)?;
+            insert_rows(&mut tx, p, k, &rows, &db)?;
             // Last before the commit: the core refuses what the store cannot tell (a peer
             // not configured) at the first row, and then nothing is stored; the rows were
             // checked above, so no later one fails.

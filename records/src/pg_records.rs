@@ -333,16 +333,10 @@ pub(crate) fn int(what: &'static str, n: u64) -> Result<i64> {
 
 impl Records for PgRecords {
     fn put_plan(&self, plan: &DayPlan) -> Result<()> {
-        let key = format!("{}/{}", plan.date, plan.exam.code()).into_bytes();
-        let value = encode("plan", plan)?;
         self.with(|c| {
-            c.execute(
-                "INSERT INTO plans (key, date, exam, value) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                &[&key, &plan.date.to_string(), &plan.exam.code(), &value],
-            )
-            .map_err(|e| self.db(e))?;
-            Ok(())
+            let mut tx = c.transaction().map_err(|e| self.db(e))?;
+            self.put_plan_in(&mut tx, plan)?;
+            tx.commit().map_err(|e| self.db(e))
         })
     }
 
@@ -541,27 +535,7 @@ impl Records for PgRecords {
     fn decide(&self, by: &str, role: Role, at_unix_ms: u64, kind: DecisionKind) -> Result<Decision> {
         self.with(|c| {
             let mut tx = c.transaction().map_err(|e| self.db(e))?;
-            // Numbers without gaps, as sled's counter gives: one decision at a time.
-            tx.batch_execute("LOCK TABLE decisions IN EXCLUSIVE MODE")
-                .map_err(|e| self.db(e))?;
-            let next: i64 = tx
-                .query_one("SELECT coalesce(max(seq), 0) + 1 FROM decisions", &[])
-                .map_err(|e| self.db(e))?
-                .try_get(0)
-                .map_err(|e| self.db(e))?;
-            let decision = Decision {
-                seq: u64::try_from(next).map_err(|_| Error::Corrupt {
-                    what: "decision",
-                    message: format!("sequence number {next}"),
-                })?,
-                by: by.to_owned(),
-                role,
-                at_unix_ms,
-                kind,
-            };
-            let value = encode("decision", &decision)?;
-            tx.execute("INSERT INTO decisions (seq, value) VALUES ($1, $2)", &[&next, &value])
-                .map_err(|e| self.db(e))?;
+            let decision = self.decide_in(&mut tx, by, role, at_unix_ms, kind)?;
             tx.commit().map_err(|e| self.db(e))?;
             Ok(decision)
         })
@@ -715,6 +689,56 @@ impl Records for PgRecords {
 
     fn holds(&self) -> Result<Vec<Hold>> {
         self.all("hold", "SELECT value FROM holds ORDER BY id")
+    }
+}
+
+impl PgRecords {
+    /// [`Records::put_plan`] in the caller's transaction (a plan and its mirror rows go
+    /// together).
+    pub(crate) fn put_plan_in(&self, tx: &mut postgres::Transaction<'_>, plan: &DayPlan) -> Result<()> {
+        let key = format!("{}/{}", plan.date, plan.exam.code()).into_bytes();
+        let value = encode("plan", plan)?;
+        tx.execute(
+            "INSERT INTO plans (key, date, exam, value) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &plan.date.to_string(), &plan.exam.code(), &value],
+        )
+        .map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// [`Records::decide`] in the caller's transaction (closing an exam and its results'
+    /// mirror rows go together).
+    pub(crate) fn decide_in(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        by: &str,
+        role: Role,
+        at_unix_ms: u64,
+        kind: DecisionKind,
+    ) -> Result<Decision> {
+        // Numbers without gaps, as sled's counter gives: one decision at a time.
+        tx.batch_execute("LOCK TABLE decisions IN EXCLUSIVE MODE")
+            .map_err(|e| self.db(e))?;
+        let next: i64 = tx
+            .query_one("SELECT coalesce(max(seq), 0) + 1 FROM decisions", &[])
+            .map_err(|e| self.db(e))?
+            .try_get(0)
+            .map_err(|e| self.db(e))?;
+        let decision = Decision {
+            seq: u64::try_from(next).map_err(|_| Error::Corrupt {
+                what: "decision",
+                message: format!("sequence number {next}"),
+            })?,
+            by: by.to_owned(),
+            role,
+            at_unix_ms,
+            kind,
+        };
+        let value = encode("decision", &decision)?;
+        tx.execute("INSERT INTO decisions (seq, value) VALUES ($1, $2)", &[&next, &value])
+            .map_err(|e| self.db(e))?;
+        Ok(decision)
     }
 }
 

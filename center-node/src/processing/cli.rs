@@ -203,6 +203,82 @@ pub enum ProcessingAction {
         #[arg(long)]
         by: String,
     },
+    /// Enter an appeal decision for ФИС (needs the records on PostgreSQL with the mirror).
+    Appeal {
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
+        /// The exam day.
+        #[command(flatten)]
+        day: DayArgs,
+        /// The participant's code.
+        #[arg(long)]
+        participant: String,
+        /// Procedural or on scores.
+        #[arg(long, value_enum)]
+        kind: super::for_fis::AppealKindArg,
+        /// The commission's decision.
+        #[arg(long, value_enum)]
+        outcome: super::for_fis::AppealOutcomeArg,
+        /// An appeal document's image file (repeat); it goes by its SHA-256.
+        #[arg(long = "document", required = true)]
+        documents: Vec<PathBuf>,
+        /// Who enters it.
+        #[arg(long)]
+        by: String,
+    },
+    /// Enter a re-check ordered by the regional authority, with its result, for ФИС.
+    Recheck {
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
+        /// The exam day.
+        #[command(flatten)]
+        day: DayArgs,
+        /// The participant's code.
+        #[arg(long)]
+        participant: String,
+        /// A changed task score, TASK=SCORE (repeat; none: unchanged).
+        #[arg(long = "score", value_parser = super::for_fis::parse_score)]
+        scores: Vec<konvert_records::mirror_rows::TaskScore>,
+        /// The protocol's and the ГЭК decision's image files (repeat).
+        #[arg(long = "document")]
+        documents: Vec<PathBuf>,
+        /// Who enters it.
+        #[arg(long)]
+        by: String,
+    },
+    /// Enter a personal-data correction for ФИС.
+    Correction {
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
+        /// The participant's code.
+        #[arg(long)]
+        participant: String,
+        /// Which field (surname, name, patronymic, document…).
+        #[arg(long)]
+        field: String,
+        /// The corrected value.
+        #[arg(long)]
+        value: String,
+        /// The correction protocol's image files (repeat).
+        #[arg(long = "document")]
+        documents: Vec<PathBuf>,
+        /// Who enters it.
+        #[arg(long)]
+        by: String,
+    },
+    /// Write the token certificate data ФИС sent, for the security officers to review
+    /// against their registry (`konvert keys review-certificates`); changes no registry.
+    TokenCertificates {
+        /// The loader's center.toml and records.
+        #[command(flatten)]
+        at: RecordsAt,
+        /// The file to write (TOML).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Who reconciles, on the command line.
@@ -325,7 +401,16 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                     hint: "a closed exam's records stand as they were closed",
                 });
             }
-            records.put_plan(&day_plan)?;
+            let mirrored = match &place.records_url {
+                Some(url) => Some(konvert_records::mirror_outbox::import_plan(
+                    &konvert_records::PgRecords::connect(url)?,
+                    &day_plan,
+                )?),
+                None => {
+                    records.put_plan(&day_plan)?;
+                    None
+                }
+            };
             place.audit()?.append(
                 "loader",
                 konvert_crypto::audit::AuditAction::Other("plan-import".into()),
@@ -351,6 +436,9 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                     "{} participant(s) without consent to personal-data processing were left out unread: their blanks stay on paper",
                     reading.without_consent
                 );
+            }
+            if let Some(m) = mirrored {
+                print_mirrored(&m, true, "planning rows");
             }
         }
         ProcessingAction::Process {
@@ -794,11 +882,85 @@ pub fn run(action: ProcessingAction) -> Result<()> {
                 &records.pages()?,
                 &records.decisions()?,
             );
-            desk::close(records, &place.audit()?, day, &resolution, nobody_sat, &by, now_ms())?;
-            println!("exam {day} closed by {by}; its results wait for the mirror to ФИС");
+            let pg = place
+                .records_url
+                .as_deref()
+                .map(konvert_records::PgRecords::connect)
+                .transpose()?;
+            let (_, mirrored) = desk::close(
+                records,
+                pg.as_ref(),
+                &place.audit()?,
+                day,
+                &resolution,
+                nobody_sat,
+                &by,
+                now_ms(),
+            )?;
+            println!("exam {day} closed by {by}");
+            print_mirrored(&mirrored, pg.is_some(), "results of participants");
+        }
+        ProcessingAction::Appeal {
+            at: RecordsAt { config, records },
+            day: DayArgs { date, exam },
+            participant,
+            kind,
+            outcome,
+            documents,
+            by,
+        } => {
+            let (_, place) = place(&config, records)?;
+            let day = ExamDay { date, exam };
+            super::for_fis::appeal(&place, day, &participant, kind, outcome, &documents, &by, now_ms())?;
+        }
+        ProcessingAction::Recheck {
+            at: RecordsAt { config, records },
+            day: DayArgs { date, exam },
+            participant,
+            scores,
+            documents,
+            by,
+        } => {
+            let (_, place) = place(&config, records)?;
+            super::for_fis::recheck(&place, ExamDay { date, exam }, &participant, scores, &documents, &by)?;
+        }
+        ProcessingAction::TokenCertificates {
+            at: RecordsAt { config, records },
+            out,
+        } => {
+            let (_, place) = place(&config, records)?;
+            super::for_fis::export_certificates(&place, &out)?;
+        }
+        ProcessingAction::Correction {
+            at: RecordsAt { config, records },
+            participant,
+            field,
+            value,
+            documents,
+            by,
+        } => {
+            let (_, place) = place(&config, records)?;
+            super::for_fis::correction(&place, &participant, &field, &value, &documents, &by)?;
         }
     }
     Ok(())
+}
+
+/// Says what a change put in the mirror's outbox for ФИС, or that there is no mirror.
+fn print_mirrored(m: &konvert_records::mirror_outbox::Mirrored, on_postgres: bool, what: &str) {
+    if !on_postgres {
+        println!("the records are on sled: there is no mirror to ФИС (it needs `records_url` in center.toml)");
+    } else if !m.mirror {
+        println!("no mirror is set up for these records: nothing was queued for ФИС");
+    } else {
+        println!("{} {what} queued for ФИС", m.rows);
+        if m.left_out > 0 {
+            println!(
+                "{} left out: not of a participant in the stored plan (consent allow-list, R18)",
+                m.left_out
+            );
+        }
+    }
 }
 
 /// The registry the center holds and the center keys the specialist opens, after the PIN.

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use konvert_crypto::audit::{AuditAction, AuditLog};
 use konvert_exam::DayPlan;
+use konvert_records::mirror_outbox::{self, Mirrored};
 use konvert_records::{Decision, DecisionKind, ExamDay, PageKey, PageOutcome, PageStage, Records, Role, Verdict};
 
 use super::Resolution;
@@ -46,6 +47,12 @@ fn audited(
     subject: &str,
     detail: &str,
 ) -> Result<Decision> {
+    logged(audit, by, role, subject, detail)?;
+    Ok(records.decide(by, role, now_unix_ms, kind)?)
+}
+
+/// Checks the decider's name and logs the decision: a decision not in the log is not taken.
+fn logged(audit: &AuditLog, by: &str, role: Role, subject: &str, detail: &str) -> Result<()> {
     if by.trim().is_empty() || by.chars().count() > 200 || by.chars().any(char::is_control) {
         return Err(refuse(
             format!("{by:?} is not a name"),
@@ -59,7 +66,7 @@ fn audited(
         subject,
         detail,
     )?;
-    Ok(records.decide(by, role, now_unix_ms, kind)?)
+    Ok(())
 }
 
 /// A verifier's (or senior verifier's) verdict on a queued page.
@@ -335,16 +342,21 @@ pub fn close_blockers(
     out
 }
 
-/// Closes `day` if nothing blocks it; otherwise says what is missing.
+/// Closes `day` if nothing blocks it; otherwise says what is missing. With the records on
+/// PostgreSQL (`pg`, the same records as `records`), the Close decision and the day's
+/// results rows for ФИС are written in one transaction, and the mirror is woken to send
+/// them at once (002:7451); only participants of the day's plan get a row.
+#[allow(clippy::too_many_arguments)] // The day, the decider, and where the records are.
 pub fn close(
     records: &dyn Records,
+    pg: Option<&konvert_records::PgRecords>,
     audit: &AuditLog,
     day: ExamDay,
     resolution: &Resolution,
     nobody_sat: bool,
     by: &str,
     now_unix_ms: u64,
-) -> Result<Decision> {
+) -> Result<(Decision, Mirrored)> {
     let plan = records
         .plans()?
         .into_iter()
@@ -366,20 +378,26 @@ pub fn close(
             "process what is missing (or get the site to send it), then close again",
         ));
     }
-    audited(
-        records,
+    let role = Role::Administrator;
+    logged(
         audit,
         by,
-        Role::Administrator,
-        now_unix_ms,
-        DecisionKind::Close { day },
+        role,
         &format!("exam {day}"),
         if nobody_sat {
             "closed: nobody sat the exam in the region (002:7453)"
         } else {
             "closed; results wait for the mirror to ФИС"
         },
-    )
+    )?;
+    let Some(pg) = pg else {
+        let decision = records.decide(by, role, now_unix_ms, DecisionKind::Close { day })?;
+        return Ok((decision, Mirrored::default()));
+    };
+    let (rows, unplanned_pages) = mirror_outbox::results_of(&plan, &records.outcomes()?, &records.pages()?);
+    let (decision, mut mirrored) = mirror_outbox::close_day(pg, by, role, now_unix_ms, day, rows)?;
+    mirrored.left_out += unplanned_pages;
+    Ok((decision, mirrored))
 }
 
 /// Records a site's ППЭ-14-01 counts, entered when its paper arrives (days later,

@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod desk;
 pub mod findings;
+pub mod for_fis;
 pub mod register;
 pub mod resolve;
 

@@ -273,6 +273,12 @@ fn recognize_all(
     Ok(pages)
 }
 
+/// How the records name a scan file: its place in the packet and the start of its digest,
+/// never the name it had at the site.
+pub fn scan_label(file_index: u32, sha256: &[u8; 32]) -> String {
+    format!("file {} ({})", u64::from(file_index) + 1, hex::encode(&sha256[..4]))
+}
+
 fn recognize_file(
     file: &ManifestFile,
     bytes: &[u8],
@@ -288,7 +294,10 @@ fn recognize_file(
             file: file_index,
             page: n,
         },
-        file_name: file.name.clone(),
+        // Not the site's file name: a name is what an operator typed (a participant's
+        // name, for all we know — R18), and the records keep pages for ten years. The
+        // file's place in the packet and its digest find it at the site just as well.
+        file_name: scan_label(file_index, &file.sha256),
         file_sha256: file.sha256,
         digest: page_digest(&file.sha256, n),
         site_reading: claims.get(&(file.name.as_str(), n)).map(|id| (*id).clone()),

@@ -1,0 +1,574 @@
+//! What the mirror carries (РИС ↔ ФИС): the payload of every [`RecordKind`], and how a
+//! receiving node writes applied rows into typed tables (migration 6) so it can say what it
+//! holds per region.
+//!
+//! A payload is one format byte ([`ROW_FORMAT`]) and then the postcard bytes of a
+//! [`MirrorRow`], at most [`MAX_ROW_PAYLOAD`]. The variant must be the channel's kind: a
+//! planning row on the results channel is refused like an undecodable one. Images never
+//! travel in a row: a page or document image is named by the SHA-256 of its file
+//! ([`ImageRef`]) in the content-addressed image store, which keeps it for the records'
+//! retention.
+//!
+//! Consent (R18): a participant who refused consent is in no row at all. Three lines keep
+//! them out: the plan drops them on reading (`konvert_exam::DayPlan::from_toml`); the
+//! owner's outbox writes rows only about participants of the stored plan
+//! ([`crate::mirror_outbox`]); and the receiver checks each row again ([`row_check`]): a row
+//! naming a participant its sender never sent as planning is refused, whole batch and all.
+//! The refusal's reason never repeats the participant's code, since refusals are stored and
+//! sent back over the link.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use konvert_exam::{RoomId, SiteId, SiteKind};
+use konvert_mirror::{AppliedBatch, Node, RecordKind, RowCheck, MAX_ROW_PAYLOAD};
+use postgres::Transaction;
+use serde::{Deserialize, Serialize};
+
+use crate::pg_records::int;
+use crate::{Error, ExamDay, PgRecords, Result};
+
+/// The first byte of every row: the layout of what follows. A receiver refuses a row of a
+/// format it does not know (the batch fails whole) rather than guess.
+pub const ROW_FORMAT: u8 = 1;
+
+/// An image by reference: the SHA-256 of the image file in the content-addressed store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ImageRef(pub [u8; 32]);
+
+impl ImageRef {
+    /// The reference of an image file's bytes.
+    pub fn of_bytes(bytes: &[u8]) -> ImageRef {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+        ImageRef(out)
+    }
+}
+
+/// Planning data (region → ФИС): sites, rooms and seating per exam day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlanningRow {
+    /// A site expected on the exam day.
+    Site {
+        /// The exam day.
+        day: ExamDay,
+        /// The site.
+        site: SiteId,
+        /// What kind of place it is.
+        kind: SiteKind,
+        /// Its IANA time zone.
+        time_zone: String,
+    },
+    /// A room of a site on the exam day.
+    Room {
+        /// The exam day.
+        day: ExamDay,
+        /// The site.
+        site: SiteId,
+        /// The room.
+        room: RoomId,
+        /// The oral part of a foreign language.
+        oral: bool,
+    },
+    /// A participant seated for the exam day (with consent: nobody else is ever planned).
+    Seat {
+        /// The exam day.
+        day: ExamDay,
+        /// The participant's code in the regional records.
+        participant: String,
+        /// The site.
+        site: SiteId,
+        /// The room.
+        room: RoomId,
+        /// The seat.
+        seat: String,
+        /// The kit handed out.
+        kit: u64,
+    },
+    /// A participant taken off the exam day's plan by a newer plan.
+    Unseated {
+        /// The exam day.
+        day: ExamDay,
+        /// The participant's code.
+        participant: String,
+    },
+}
+
+/// One page of a closed exam's results, in its final state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultPage {
+    /// What the page is (the blank or form, as processing names it).
+    pub what: String,
+    /// Its final state's name (`registered`, `withheld`, `duplicate`…).
+    pub state: String,
+    /// The page's digest in the records.
+    pub page_digest: [u8; 32],
+    /// The scan's image in the content-addressed store.
+    pub image: ImageRef,
+}
+
+/// Results of processing of one participant on a closed exam day (region → ФИС, sent when
+/// the exam is closed, `002:7451`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessingResultRow {
+    /// The exam day.
+    pub day: ExamDay,
+    /// The participant's code.
+    pub participant: String,
+    /// The site.
+    pub site: SiteId,
+    /// Every page of the participant, in final state.
+    pub pages: Vec<ResultPage>,
+}
+
+/// Which appeal (`002:7479`, `7543`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppealKind {
+    /// On a breach of the procedure (ППЭ-02, ППЭ-03).
+    Procedural,
+    /// Disagreement with the scores (2-АП).
+    Scores,
+}
+
+/// What the conflict commission decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppealOutcome {
+    /// Upheld (удовлетворена).
+    Upheld,
+    /// Rejected (отклонена).
+    Rejected,
+}
+
+/// An appeal decision with its documents' images (region → ФИС).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppealDecisionRow {
+    /// The exam day.
+    pub day: ExamDay,
+    /// The participant's code.
+    pub participant: String,
+    /// Procedural or on scores.
+    pub kind: AppealKind,
+    /// The decision.
+    pub outcome: AppealOutcome,
+    /// The appeal documents' images.
+    pub documents: Vec<ImageRef>,
+    /// When it was entered, Unix milliseconds.
+    pub decided_at_unix_ms: u64,
+}
+
+/// A score of one task, as a re-check or a recomputation sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskScore {
+    /// The task's number or name.
+    pub task: String,
+    /// The score.
+    pub score: u32,
+}
+
+/// A re-check ordered by the regional authority and its result (`002:7587–7619`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecheckRow {
+    /// The exam day.
+    pub day: ExamDay,
+    /// The participant's code.
+    pub participant: String,
+    /// The changed task scores (empty: unchanged).
+    pub scores: Vec<TaskScore>,
+    /// The re-check protocol and the ГЭК decision's images.
+    pub documents: Vec<ImageRef>,
+}
+
+/// A personal-data correction (`002:7647`, `7657`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorrectionRow {
+    /// The participant's code.
+    pub participant: String,
+    /// Which field (surname, name, document…).
+    pub field: String,
+    /// The corrected value.
+    pub value: String,
+    /// The correction protocol's images.
+    pub documents: Vec<ImageRef>,
+}
+
+/// Centralized checking's result of one participant, or their work sent for a federal
+/// re-check (ФИС → region, `002:7455`, `7625`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentralizedCheckingRow {
+    /// The exam day.
+    pub day: ExamDay,
+    /// The participant's code.
+    pub participant: String,
+    /// The primary score.
+    pub primary_score: u32,
+    /// Sent for a re-check by Rosobrnadzor's commission.
+    pub sent_for_recheck: bool,
+}
+
+/// Scores recomputed after an appeal (ФИС → region, `002:7481`, `7551`, `7575`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecomputedScoreRow {
+    /// The exam day.
+    pub day: ExamDay,
+    /// The participant's code.
+    pub participant: String,
+    /// The new primary score.
+    pub primary_score: u32,
+    /// The task scores changed.
+    pub scores: Vec<TaskScore>,
+}
+
+/// A token certificate's data (ФИС → region, `002:6860`): what the officers review against
+/// their signed registry, never a change to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCertificateRow {
+    /// The token's id.
+    pub token_id: String,
+    /// Whose token (the member's name as the certificate has it).
+    pub holder: String,
+    /// The certificate's public key, hex.
+    pub public_key_hex: String,
+    /// Valid from, `YYYY-MM-DD`.
+    pub valid_from: String,
+    /// Valid until, `YYYY-MM-DD`.
+    pub valid_until: String,
+}
+
+/// The token certificate data a region received from ФИС, as a file for the security
+/// officers to review against their registry (`konvert keys review-certificates`). The
+/// file is only read by the review: the signed registry changes only by the officers' own
+/// commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateImport {
+    /// The region, two digits.
+    pub region: String,
+    /// The certificates, in the order received.
+    pub certificates: Vec<TokenCertificateRow>,
+}
+
+/// The federal center's request for documents (ФИС → region, `002:7483–7493`, `7561–7573`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentRequestRow {
+    /// The request's id at ФИС.
+    pub request_id: String,
+    /// The exam day.
+    pub day: ExamDay,
+    /// The participant's code.
+    pub participant: String,
+    /// What is asked for.
+    pub documents: String,
+}
+
+/// A row of the mirror: one variant per [`RecordKind`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MirrorRow {
+    /// [`RecordKind::Planning`].
+    Planning(PlanningRow),
+    /// [`RecordKind::ProcessingResults`].
+    ProcessingResult(ProcessingResultRow),
+    /// [`RecordKind::AppealDecisions`].
+    AppealDecision(AppealDecisionRow),
+    /// [`RecordKind::RegionalRechecks`].
+    RegionalRecheck(RecheckRow),
+    /// [`RecordKind::PersonalDataCorrections`].
+    PersonalDataCorrection(CorrectionRow),
+    /// [`RecordKind::CentralizedChecking`].
+    CentralizedChecking(CentralizedCheckingRow),
+    /// [`RecordKind::RecomputedScores`].
+    RecomputedScore(RecomputedScoreRow),
+    /// [`RecordKind::TokenCertificates`].
+    TokenCertificate(TokenCertificateRow),
+    /// [`RecordKind::DocumentRequests`].
+    DocumentRequest(DocumentRequestRow),
+}
+
+impl MirrorRow {
+    /// The kind (and so the channel) the row belongs to.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            MirrorRow::Planning(_) => RecordKind::Planning,
+            MirrorRow::ProcessingResult(_) => RecordKind::ProcessingResults,
+            MirrorRow::AppealDecision(_) => RecordKind::AppealDecisions,
+            MirrorRow::RegionalRecheck(_) => RecordKind::RegionalRechecks,
+            MirrorRow::PersonalDataCorrection(_) => RecordKind::PersonalDataCorrections,
+            MirrorRow::CentralizedChecking(_) => RecordKind::CentralizedChecking,
+            MirrorRow::RecomputedScore(_) => RecordKind::RecomputedScores,
+            MirrorRow::TokenCertificate(_) => RecordKind::TokenCertificates,
+            MirrorRow::DocumentRequest(_) => RecordKind::DocumentRequests,
+        }
+    }
+
+    /// The participant the row is about, if any: what the consent allow-list checks.
+    pub fn participant(&self) -> Option<&str> {
+        match self {
+            MirrorRow::Planning(PlanningRow::Seat { participant, .. })
+            | MirrorRow::Planning(PlanningRow::Unseated { participant, .. })
+            | MirrorRow::ProcessingResult(ProcessingResultRow { participant, .. })
+            | MirrorRow::AppealDecision(AppealDecisionRow { participant, .. })
+            | MirrorRow::RegionalRecheck(RecheckRow { participant, .. })
+            | MirrorRow::PersonalDataCorrection(CorrectionRow { participant, .. })
+            | MirrorRow::CentralizedChecking(CentralizedCheckingRow { participant, .. })
+            | MirrorRow::RecomputedScore(RecomputedScoreRow { participant, .. })
+            | MirrorRow::DocumentRequest(DocumentRequestRow { participant, .. }) => Some(participant),
+            MirrorRow::Planning(_) | MirrorRow::TokenCertificate(_) => None,
+        }
+    }
+
+    /// The exam day the row is about, if any.
+    pub fn day(&self) -> Option<ExamDay> {
+        match self {
+            MirrorRow::Planning(
+                PlanningRow::Site { day, .. }
+                | PlanningRow::Room { day, .. }
+                | PlanningRow::Seat { day, .. }
+                | PlanningRow::Unseated { day, .. },
+            )
+            | MirrorRow::ProcessingResult(ProcessingResultRow { day, .. })
+            | MirrorRow::AppealDecision(AppealDecisionRow { day, .. })
+            | MirrorRow::RegionalRecheck(RecheckRow { day, .. })
+            | MirrorRow::CentralizedChecking(CentralizedCheckingRow { day, .. })
+            | MirrorRow::RecomputedScore(RecomputedScoreRow { day, .. })
+            | MirrorRow::DocumentRequest(DocumentRequestRow { day, .. }) => Some(*day),
+            MirrorRow::PersonalDataCorrection(_) | MirrorRow::TokenCertificate(_) => None,
+        }
+    }
+
+    /// The row's payload: the format byte, then postcard; refused if over
+    /// [`MAX_ROW_PAYLOAD`] (images go by reference, so only a malformed row gets there).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = vec![ROW_FORMAT];
+        let body = postcard::to_allocvec(self).map_err(|e| Error::Encode {
+            what: "mirror row",
+            message: e.to_string(),
+        })?;
+        out.extend_from_slice(&body);
+        if out.len() > MAX_ROW_PAYLOAD {
+            return Err(Error::Encode {
+                what: "mirror row",
+                message: format!(
+                    "{} bytes, more than a row may carry ({MAX_ROW_PAYLOAD}); images go by reference",
+                    out.len()
+                ),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads a payload of channel `kind`: bounded, of a known format, the kind's variant.
+    pub fn decode(kind: RecordKind, payload: &[u8]) -> std::result::Result<MirrorRow, String> {
+        if payload.len() > MAX_ROW_PAYLOAD {
+            return Err(format!("{} bytes, more than {MAX_ROW_PAYLOAD}", payload.len()));
+        }
+        let Some((&format, body)) = payload.split_first() else {
+            return Err("an empty row".into());
+        };
+        if format != ROW_FORMAT {
+            return Err(format!(
+                "row format {format}, this node knows {ROW_FORMAT}; upgrade the receiving node"
+            ));
+        }
+        let row: MirrorRow = match postcard::take_from_bytes::<MirrorRow>(body) {
+            Ok((row, [])) => row,
+            Ok((_, rest)) => return Err(format!("{} bytes after the row", rest.len())),
+            Err(e) => return Err(format!("the row does not decode: {e}")),
+        };
+        if row.kind() != kind {
+            return Err(format!("a {} row on the {kind} channel", row.kind()));
+        }
+        Ok(row)
+    }
+}
+
+/// The region a row concerns, seen from node `me` receiving from `from`: a region's own
+/// code for its rows at ФИС, this region's code for ФИС's rows here.
+fn region_of(me: Node, from: Node) -> Result<i16> {
+    match (me, from) {
+        (Node::Federal, Node::Region(c)) | (Node::Region(c), Node::Federal) => Ok(i16::from(c)),
+        _ => Err(Error::Encode {
+            what: "mirror row",
+            message: format!("{from} → {me} is not a channel of the mirror"),
+        }),
+    }
+}
+
+/// Writes the rows of an applied batch into the typed tables, in the transaction that
+/// stores the batch ([`crate::PgMirror::apply`]'s `rows_into`): every row decodes, or the
+/// whole batch fails and nothing of it is stored.
+pub fn apply_rows(tx: &mut Transaction<'_>, me: Node, batch: &AppliedBatch) -> Result<()> {
+    let region = region_of(me, batch.from)?;
+    for (row, seq) in batch.rows.iter().zip(batch.first_seq..) {
+        let decoded = MirrorRow::decode(batch.kind, row).map_err(|message| Error::MirrorRow {
+            from: batch.from,
+            kind: batch.kind,
+            seq,
+            message,
+        })?;
+        write_row(tx, region, seq, &decoded, row)?;
+    }
+    Ok(())
+}
+
+/// Writes one row into the typed tables for `region`.
+pub(crate) fn write_row(
+    tx: &mut Transaction<'_>,
+    region: i16,
+    seq: u64,
+    row: &MirrorRow,
+    payload: &[u8],
+) -> Result<()> {
+    let db = |e| Error::database("the mirrored records", e);
+    let date_exam = |day: &ExamDay| (day.date.to_string(), day.exam.code().to_owned());
+    match row {
+        MirrorRow::Planning(PlanningRow::Seat {
+            day,
+            participant,
+            site,
+            room,
+            seat,
+            kit,
+        }) => {
+            let (date, exam) = date_exam(day);
+            tx.execute(
+                "INSERT INTO mirror_participants (region, date, exam, participant, site, room, seat, kit)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (region, date, exam, participant)
+                 DO UPDATE SET site = excluded.site, room = excluded.room, seat = excluded.seat, kit = excluded.kit",
+                &[
+                    &region,
+                    &date,
+                    &exam,
+                    participant,
+                    &site.as_str(),
+                    &room.as_str(),
+                    seat,
+                    &int("kit", *kit)?,
+                ],
+            )
+            .map_err(db)?;
+        }
+        MirrorRow::Planning(PlanningRow::Unseated { day, participant }) => {
+            let (date, exam) = date_exam(day);
+            tx.execute(
+                "DELETE FROM mirror_participants WHERE region = $1 AND date = $2 AND exam = $3 AND participant = $4",
+                &[&region, &date, &exam, participant],
+            )
+            .map_err(db)?;
+        }
+        MirrorRow::Planning(p @ PlanningRow::Site { day, site, .. }) => {
+            let (date, exam) = date_exam(day);
+            let place = place_detail(p);
+            tx.execute(
+                "INSERT INTO mirror_places (region, date, exam, site, room, detail)
+                 VALUES ($1, $2, $3, $4, '', $5)
+                 ON CONFLICT (region, date, exam, site, room) DO UPDATE SET detail = excluded.detail",
+                &[&region, &date, &exam, &site.as_str(), &place],
+            )
+            .map_err(db)?;
+        }
+        MirrorRow::Planning(p @ PlanningRow::Room { day, site, room, .. }) => {
+            let (date, exam) = date_exam(day);
+            tx.execute(
+                "INSERT INTO mirror_places (region, date, exam, site, room, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (region, date, exam, site, room) DO UPDATE SET detail = excluded.detail",
+                &[&region, &date, &exam, &site.as_str(), &room.as_str(), &place_detail(p)],
+            )
+            .map_err(db)?;
+        }
+        other => {
+            let (date, exam) = other.day().map(|d| date_exam(&d)).unzip();
+            let kind = i16::from(other.kind().code());
+            tx.execute(
+                "INSERT INTO mirror_records (region, kind, seq, date, exam, participant, value)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (region, kind, seq) DO UPDATE SET value = excluded.value",
+                &[
+                    &region,
+                    &kind,
+                    &int("mirror row", seq)?,
+                    &date,
+                    &exam,
+                    &other.participant(),
+                    &payload,
+                ],
+            )
+            .map_err(db)?;
+        }
+    }
+    Ok(())
+}
+
+/// How the typed table describes a site or room row (its `detail`).
+pub(crate) fn place_detail(row: &PlanningRow) -> String {
+    match row {
+        PlanningRow::Site { kind, time_zone, .. } => format!("{kind:?} {time_zone}"),
+        PlanningRow::Room { oral: true, .. } => "oral".into(),
+        PlanningRow::Room { oral: false, .. } => "written".into(),
+        PlanningRow::Seat { .. } | PlanningRow::Unseated { .. } => String::new(),
+    }
+}
+
+/// Whether `participant` was planned in `region` (sent as planning, or planned here).
+pub(crate) fn is_planned(tx: &mut Transaction<'_>, region: i16, participant: &str) -> Result<bool> {
+    let row = tx
+        .query_opt(
+            "SELECT 1 FROM mirror_participants WHERE region = $1 AND participant = $2 LIMIT 1",
+            &[&region, &participant],
+        )
+        .map_err(|e| Error::database("the mirrored records", e))?;
+    Ok(row.is_some())
+}
+
+/// The receiver's check of every row before its batch is applied (set it with
+/// `Receiver::set_row_check`): the row decodes as its channel's kind, and a row naming a
+/// participant names one its sender sent as planning (ФИС) or one this region planned (a
+/// region). The planned participants are cached per region and read again on a miss, so
+/// planning applied a moment ago counts. The reason never names the participant.
+pub fn row_check(records: Arc<PgRecords>, me: Node) -> RowCheck {
+    let known: Arc<Mutex<HashSet<(i16, String)>>> = Arc::default();
+    Box::new(move |from, kind, _seq, payload| {
+        let row = MirrorRow::decode(kind, payload)?;
+        let Some(participant) = row.participant() else {
+            return Ok(());
+        };
+        // A planning seat introduces the participant; only the other rows must name one.
+        if matches!(row, MirrorRow::Planning(PlanningRow::Seat { .. })) {
+            return Ok(());
+        }
+        let region = region_of(me, from).map_err(|e| e.to_string())?;
+        let key = (region, participant.to_owned());
+        if known.lock().map(|k| k.contains(&key)).unwrap_or(false) {
+            return Ok(());
+        }
+        let planned = records
+            .with(|c| {
+                let mut tx = c.transaction().map_err(|e| records.db(e))?;
+                is_planned(&mut tx, region, participant)
+            })
+            .map_err(|e| format!("cannot check the row against the plan: {e}"))?;
+        if !planned {
+            return Err(format!(
+                "the row names a participant who is not in region {region:02}'s planning as sent (consent allow-list, R18)"
+            ));
+        }
+        if let Ok(mut k) = known.lock() {
+            // A participant taken off the plan is planned no more for the rows after.
+            if matches!(row, MirrorRow::Planning(PlanningRow::Unseated { .. })) {
+                k.remove(&key);
+            } else {
+                k.insert(key);
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+#[path = "mirror_rows_tests.rs"]
+mod tests;
