@@ -13,6 +13,7 @@
 
 mod error;
 pub mod model;
+pub mod pg_dump;
 mod pg_migrations;
 mod pg_mirror;
 mod pg_records;

@@ -39,6 +39,8 @@ pub struct PgRecords {
     config: Config,
     tls: Option<MakeRustlsConnect>,
     target: String,
+    /// The CA file the URL named (`sslrootcert`), for PostgreSQL's own tools.
+    root_cert: Option<String>,
     client: Mutex<Option<Client>>,
 }
 
@@ -203,6 +205,16 @@ impl PgRecords {
     }
 
     fn connect_here(url: &str, version: i64) -> Result<PgRecords> {
+        let records = Self::configure(url)?;
+        let mut client = records.open()?;
+        pg_migrations::migrate(&mut client, &records.target, version)?;
+        *records.lock() = Some(client);
+        Ok(records)
+    }
+
+    /// The records at `url` configured (URL parsed, TLS set up as [`Self::connect`] does),
+    /// not yet connected; [`Self::open`] connects without touching the schema.
+    pub(crate) fn configure(url: &str) -> Result<PgRecords> {
         let (url, root_cert) = split_root_cert(url);
         let mut config = Config::from_str(&url).map_err(|e| Error::Connection {
             target: "(unparsed URL)".to_owned(),
@@ -227,16 +239,13 @@ impl PgRecords {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let records = PgRecords {
+        Ok(PgRecords {
             config,
             tls,
             target,
+            root_cert,
             client: Mutex::new(None),
-        };
-        let mut client = records.open()?;
-        pg_migrations::migrate(&mut client, &records.target, version)?;
-        *records.lock() = Some(client);
-        Ok(records)
+        })
     }
 
     /// Where the records are (hosts, ports, database, user; no password).
@@ -244,7 +253,18 @@ impl PgRecords {
         &self.target
     }
 
-    fn open(&self) -> Result<Client> {
+    /// The connection settings, as parsed and settled (TLS mode decided).
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The CA file the URL named for TLS, if any.
+    pub(crate) fn root_cert(&self) -> Option<&str> {
+        self.root_cert.as_deref()
+    }
+
+    /// A new connection, the schema untouched.
+    pub(crate) fn open(&self) -> Result<Client> {
         let connected = match &self.tls {
             None => self.config.connect(NoTls),
             Some(tls) => self.config.connect(tls.clone()),
