@@ -124,7 +124,14 @@ fn region_day(
         window: usize::MAX,
         ..SenderLimits::default()
     };
-    let mut ep = Endpoint::new(region, key, [(Node::Federal, federal)].into(), SCHEMA, SCHEMA..=SCHEMA, limits)?;
+    let mut ep = Endpoint::new(
+        region,
+        key,
+        [(Node::Federal, federal)].into(),
+        SCHEMA,
+        SCHEMA..=SCHEMA,
+        limits,
+    )?;
     for row in rows {
         ep.push(Node::Federal, KIND, row)?;
     }
@@ -210,7 +217,9 @@ pub fn run(b: &MirrorBench) -> anyhow::Result<MirrorFigures> {
     }
 
     // Every row applied once, and as many copied.
-    let applied: i64 = copy_client.query_one("SELECT count(*) FROM mirror_applied", &[])?.get(0);
+    let applied: i64 = copy_client
+        .query_one("SELECT count(*) FROM mirror_applied", &[])?
+        .get(0);
     let copied: i64 = copy_client.query_one("SELECT count(*) FROM copied", &[])?.get(0);
     anyhow::ensure!(
         applied as u64 == f.rows && copied as u64 == f.rows,

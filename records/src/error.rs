@@ -177,7 +177,12 @@ impl Error {
     pub(crate) fn database(target: &str, source: postgres::Error) -> Error {
         let mut detail = source.to_string();
         if let Some(db) = source.as_db_error() {
-            detail = format!("{detail}: {} {} [SQLSTATE {}]", db.severity(), db.message(), db.code().code());
+            detail = format!(
+                "{detail}: {} {} [SQLSTATE {}]",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
             if let Some(more) = db.detail() {
                 detail.push_str(&format!(" ({more})"));
             }
