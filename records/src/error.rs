@@ -37,7 +37,7 @@ pub enum Error {
     /// The PostgreSQL records could not be reached, read or written. Each call is one
     /// transaction: a change was applied whole or not at all (if the connection broke during
     /// the commit itself, the server may have committed it).
-    #[error("the records in PostgreSQL at {target} cannot be used: {detail}; check that PostgreSQL runs there and the connection URL (each change is one transaction: applied whole or not at all)")]
+    #[error("the records in PostgreSQL at {target} cannot be used: {detail} (each change is one transaction: applied whole or not at all)")]
     Database {
         /// Where: host, port and database (never the password).
         target: String,
@@ -174,7 +174,7 @@ pub enum OutOfStep {
 impl Error {
     /// A PostgreSQL failure at `target`, with the whole chain of causes in words (the
     /// client's own message is only "db error" or "error connecting to server").
-    pub(crate) fn database(target: &str, source: postgres::Error) -> Error {
+    pub fn database(target: &str, source: postgres::Error) -> Error {
         let mut detail = source.to_string();
         if let Some(db) = source.as_db_error() {
             detail = format!(
@@ -198,13 +198,20 @@ impl Error {
                      is retried",
                 );
             } else if code.starts_with("57P") || code.starts_with("08") {
-                detail.push_str("; the server is shutting down or unreachable: start it — the change is retried");
+                detail.push_str(
+                    "; the server is shutting down or unreachable: check that PostgreSQL runs there — the change is \
+                     retried",
+                );
             }
         } else {
             let mut cause = std::error::Error::source(&source);
             while let Some(c) = cause {
                 detail.push_str(&format!(": {c}"));
                 cause = c.source();
+            }
+            detail.push_str("; check that PostgreSQL runs there and the connection URL");
+            if source.is_closed() || io_cause(&source) {
+                detail.push_str(" — the change is retried");
             }
         }
         Error::Database {
