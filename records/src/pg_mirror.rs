@@ -57,6 +57,8 @@ use crate::{Error, OutOfStep, PgRecords, Result};
 pub struct PgMirror {
     records: Arc<PgRecords>,
     me: Node,
+    /// Whether the server compresses with lz4 (see [`PgMirror::compress_batches`]).
+    lz4: bool,
 }
 
 /// Which way a channel's rows go, seen from this node.
@@ -145,7 +147,7 @@ impl PgMirror {
     /// checkpoints and outbox would be sent under the wrong name.
     pub fn open(records: Arc<PgRecords>, me: Node) -> Result<PgMirror> {
         let code = node_code(me)?;
-        let found = records.with(|c| {
+        let (found, lz4) = records.with(|c| {
             let db = |e| records.db(e);
             c.execute(
                 "INSERT INTO mirror_node (one, node) VALUES (true, $1) ON CONFLICT (one) DO NOTHING",
@@ -153,7 +155,16 @@ impl PgMirror {
             )
             .map_err(db)?;
             let row = c.query_one("SELECT node FROM mirror_node", &[]).map_err(db)?;
-            node_of(row.try_get(0).map_err(db)?)
+            let lz4 = c
+                .query_one(
+                    "SELECT coalesce(bool_or('lz4' = ANY(enumvals)), false) FROM pg_settings
+                     WHERE name = 'default_toast_compression'",
+                    &[],
+                )
+                .map_err(db)?
+                .try_get(0)
+                .map_err(db)?;
+            Ok((node_of(row.try_get(0).map_err(db)?)?, lz4))
         })?;
         if found != me {
             return Err(Error::MirrorNode {
@@ -162,7 +173,7 @@ impl PgMirror {
                 me,
             });
         }
-        Ok(PgMirror { records, me })
+        Ok(PgMirror { records, me, lz4 })
     }
 
     /// The records the mirror's state lives with.
@@ -177,6 +188,18 @@ impl PgMirror {
 
     fn db(&self, e: postgres::Error) -> Error {
         self.records.db(e)
+    }
+
+    /// Makes the signed batches `tx` stores compress with lz4 where the server has it:
+    /// a batch is up to a megabyte, and PostgreSQL's default (pglz) took longer to compress
+    /// one than to insert all its rows (`konvert bench mirror`). Only this transaction's
+    /// new values are concerned; stored ones read back either way.
+    fn compress_batches(&self, tx: &mut Transaction<'_>) -> Result<()> {
+        if self.lz4 {
+            tx.execute("SELECT set_config('default_toast_compression', 'lz4', true)", &[])
+                .map_err(|e| self.db(e))?;
+        }
+        Ok(())
     }
 
     /// Writes an outbox row of `kind` for `peer` in the same transaction as `change`, the
@@ -309,6 +332,7 @@ impl PgMirror {
         self.records.with(|c| {
             let db = |e| self.db(e);
             let mut tx = c.transaction().map_err(db)?;
+            self.compress_batches(&mut tx)?;
             for b in batches {
                 let (p, k) = (node_code(b.peer)?, kind_code(b.kind));
                 let first = int("mirror batch", b.first_seq)?;
@@ -479,6 +503,7 @@ impl PgMirror {
                 &[&s, &k, &next, &cp.last_batch.0.as_slice(), &batches],
             )
             .map_err(db)?;
+            self.compress_batches(&mut tx)?;
             tx.execute(
                 "INSERT INTO mirror_batches_in (sender, kind, first_seq, last_seq, digest, bytes, receipt)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
