@@ -57,8 +57,6 @@ use crate::{Error, OutOfStep, PgRecords, Result};
 pub struct PgMirror {
     records: Arc<PgRecords>,
     me: Node,
-    /// Whether the server compresses with lz4 (see [`PgMirror::compress_batches`]).
-    lz4: bool,
 }
 
 /// Which way a channel's rows go, seen from this node.
@@ -147,7 +145,7 @@ impl PgMirror {
     /// checkpoints and outbox would be sent under the wrong name.
     pub fn open(records: Arc<PgRecords>, me: Node) -> Result<PgMirror> {
         let code = node_code(me)?;
-        let (found, lz4) = records.with(|c| {
+        let found = records.with(|c| {
             let db = |e| records.db(e);
             c.execute(
                 "INSERT INTO mirror_node (one, node) VALUES (true, $1) ON CONFLICT (one) DO NOTHING",
@@ -155,16 +153,7 @@ impl PgMirror {
             )
             .map_err(db)?;
             let row = c.query_one("SELECT node FROM mirror_node", &[]).map_err(db)?;
-            let lz4 = c
-                .query_one(
-                    "SELECT coalesce(bool_or('lz4' = ANY(enumvals)), false) FROM pg_settings
-                     WHERE name = 'default_toast_compression'",
-                    &[],
-                )
-                .map_err(db)?
-                .try_get(0)
-                .map_err(db)?;
-            Ok((node_of(row.try_get(0).map_err(db)?)?, lz4))
+            node_of(row.try_get(0).map_err(db)?)
         })?;
         if found != me {
             return Err(Error::MirrorNode {
@@ -173,7 +162,7 @@ impl PgMirror {
                 me,
             });
         }
-        Ok(PgMirror { records, me, lz4 })
+        Ok(PgMirror { records, me })
     }
 
     /// The records the mirror's state lives with.
@@ -188,18 +177,6 @@ impl PgMirror {
 
     fn db(&self, e: postgres::Error) -> Error {
         self.records.db(e)
-    }
-
-    /// Makes the signed batches `tx` stores compress with lz4 where the server has it:
-    /// a batch is up to a megabyte, and PostgreSQL's default (pglz) took longer to compress
-    /// one than to insert all its rows (`konvert bench mirror`). Only this transaction's
-    /// new values are concerned; stored ones read back either way.
-    fn compress_batches(&self, tx: &mut Transaction<'_>) -> Result<()> {
-        if self.lz4 {
-            tx.execute("SELECT set_config('default_toast_compression', 'lz4', true)", &[])
-                .map_err(|e| self.db(e))?;
-        }
-        Ok(())
     }
 
     /// Writes an outbox row of `kind` for `peer` in the same transaction as `change`, the
@@ -332,7 +309,6 @@ impl PgMirror {
         self.records.with(|c| {
             let db = |e| self.db(e);
             let mut tx = c.transaction().map_err(db)?;
-            self.compress_batches(&mut tx)?;
             for b in batches {
                 let (p, k) = (node_code(b.peer)?, kind_code(b.kind));
                 let first = int("mirror batch", b.first_seq)?;
@@ -454,17 +430,15 @@ impl PgMirror {
         self.records.with(|c| {
             let db = |e| self.db(e);
             let mut tx = c.transaction().map_err(db)?;
-            tx.execute(
-                "INSERT INTO mirror_receive (sender, kind, next_seq, last_batch, batches)
-                 VALUES ($1, $2, 1, $3, 0) ON CONFLICT (sender, kind) DO NOTHING",
-                &[&s, &k, &Digest::ZERO.0.as_slice()],
-            )
-            .map_err(db)?;
-            // The channel's row lock: two deliveries of one batch apply it once.
+            // The channel's row, made if new, and its lock (an update that changes nothing
+            // still takes it), in one round trip: two deliveries of one batch apply it once.
             let stored: i64 = tx
                 .query_one(
-                    "SELECT next_seq FROM mirror_receive WHERE sender = $1 AND kind = $2 FOR UPDATE",
-                    &[&s, &k],
+                    "INSERT INTO mirror_receive AS r (sender, kind, next_seq, last_batch, batches)
+                     VALUES ($1, $2, 1, $3, 0)
+                     ON CONFLICT (sender, kind) DO UPDATE SET next_seq = r.next_seq
+                     RETURNING r.next_seq",
+                    &[&s, &k, &Digest::ZERO.0.as_slice()],
                 )
                 .map_err(db)?
                 .try_get(0)
@@ -489,35 +463,38 @@ impl PgMirror {
                     next_seq: seq_of("mirror checkpoint", stored)?,
                 }));
             }
+            // Rows, checkpoint and the batch with its receipt in one statement: each round
+            // trip is a wait, and on a busy server the waits, not the writes, were most of
+            // an apply (`konvert bench mirror`).
             tx.execute(
-                "INSERT INTO mirror_applied (sender, kind, seq, payload, digest, batch)
-                 SELECT $1::smallint, $2::smallint, u.seq, u.payload, u.digest, $6::bytea
-                 FROM unnest($3::bigint[], $4::bytea[], $5::bytea[]) AS u(seq, payload, digest)",
-                &[&s, &k, &seqs, &batch.rows, &digests, &batch.digest.0.as_slice()],
-            )
-            .map_err(db)?;
-            let out = rows_into(&mut tx, batch)?;
-            tx.execute(
-                "UPDATE mirror_receive SET next_seq = $3, last_batch = $4, batches = $5
-                 WHERE sender = $1 AND kind = $2",
-                &[&s, &k, &next, &cp.last_batch.0.as_slice(), &batches],
-            )
-            .map_err(db)?;
-            self.compress_batches(&mut tx)?;
-            tx.execute(
-                "INSERT INTO mirror_batches_in (sender, kind, first_seq, last_seq, digest, bytes, receipt)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "WITH applied AS (
+                     INSERT INTO mirror_applied (sender, kind, seq, payload, digest, batch)
+                     SELECT $1::smallint, $2::smallint, u.seq, u.payload, u.digest, $6::bytea
+                     FROM unnest($3::bigint[], $4::bytea[], $5::bytea[]) AS u(seq, payload, digest)
+                 ), checkpoint AS (
+                     UPDATE mirror_receive SET next_seq = $7, last_batch = $8, batches = $9
+                     WHERE sender = $1 AND kind = $2
+                 )
+                 INSERT INTO mirror_batches_in (sender, kind, first_seq, last_seq, digest, bytes, receipt)
+                 VALUES ($1, $2, $10, $11, $6, $12, $13)",
                 &[
                     &s,
                     &k,
+                    &seqs,
+                    &batch.rows,
+                    &digests,
+                    &batch.digest.0.as_slice(),
+                    &next,
+                    &cp.last_batch.0.as_slice(),
+                    &batches,
                     &first,
                     &int("mirror batch", last_seq)?,
-                    &batch.digest.0.as_slice(),
                     &signed,
                     &receipt,
                 ],
             )
             .map_err(db)?;
+            let out = rows_into(&mut tx, batch)?;
             tx.commit().map_err(db)?;
             Ok(Some(out))
         })

@@ -269,7 +269,17 @@ impl PgRecords {
             None => self.config.connect(NoTls),
             Some(tls) => self.config.connect(tls.clone()),
         };
-        connected.map_err(|e| self.db(e))
+        let mut client = connected.map_err(|e| self.db(e))?;
+        // Large values (the mirror's signed batches, up to a megabyte) compress with lz4
+        // where the server was built with it: PostgreSQL's default, pglz, took longer to
+        // compress a batch than to insert all its rows (`konvert bench mirror`). Stored
+        // values read back whichever way they were compressed. A server without lz4
+        // refuses the setting and keeps pglz; outside a transaction that changes nothing
+        // else, so the refusal is not an error.
+        if let Err(e) = client.batch_execute("SET default_toast_compression = lz4") {
+            tracing::debug!(target_db = %self.target, error = %e, "the server has no lz4; values compress with pglz");
+        }
+        Ok(client)
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Client>> {
