@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct PgRecords {
     /// The CA file the URL named (`sslrootcert`), for PostgreSQL's own tools.
     root_cert: Option<String>,
     client: Mutex<Option<Client>>,
+    /// How many times the connection was opened again: what was prepared on an older one
+    /// is gone.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for PgRecords {
@@ -245,12 +249,19 @@ impl PgRecords {
             target,
             root_cert,
             client: Mutex::new(None),
+            generation: AtomicU64::new(0),
         })
     }
 
     /// Where the records are (hosts, ports, database, user; no password).
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// Which connection [`Self::with`] hands out now: statements prepared on one are valid
+    /// while this stays the same. Read inside `with`, whose lock keeps it from changing.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// The connection settings, as parsed and settled (TLS mode decided).
@@ -313,6 +324,7 @@ impl PgRecords {
                         ),
                     });
                 }
+                self.generation.fetch_add(1, Ordering::SeqCst);
                 guard.insert(c)
             }
         };

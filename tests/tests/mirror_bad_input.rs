@@ -63,6 +63,16 @@ impl Side {
         Side { ep, store }
     }
 
+    /// What a driver does when a step failed to store: drops the node in memory (with
+    /// whatever it queued) and rebuilds it from the store, keeping the store's connection.
+    fn rebuild(self, schemas: RangeInclusive<u16>) -> Side {
+        let node = self.store.node();
+        let mut ep = endpoint_with(node, &key(node), 1, schemas);
+        let (send, receive) = self.store.load().unwrap();
+        ep.restore(send, receive).unwrap();
+        Side { ep, store: self.store }
+    }
+
     fn push(&mut self, peer: Node, kind: RecordKind, payload: &str) -> u64 {
         self.store
             .push(&mut self.ep, peer, kind, payload.as_bytes().to_vec(), |_| Ok(()))
@@ -420,10 +430,9 @@ fn postgres_down_is_a_clear_retryable_error_and_the_batch_applies_once_when_it_i
     assert!(!text.contains("password"), "{text}");
 
     cluster.start_again();
-    // The driver drops the node (its queued receipt with it) and rebuilds it from the store:
-    // nothing of the batch is there.
-    drop(fed);
-    let mut fed = Side::open(&fed_url, FED, 1..=1);
+    // The driver drops the node (its queued receipt with it) and rebuilds it from the store,
+    // which connects again: nothing of the batch is there.
+    let mut fed = fed.rebuild(1..=1);
     assert_eq!(held(&fed_url), (0, 0, 1));
     // The region's resend applies it, once.
     let mut region = {
@@ -485,8 +494,7 @@ fn postgres_full_is_a_clear_retryable_error_and_nothing_is_applied_half() {
     admin
         .batch_execute("DROP TRIGGER disk_is_full ON mirror_applied")
         .unwrap();
-    drop(fed);
-    let mut fed = Side::open(&fed_url, FED, 1..=1);
+    let mut fed = fed.rebuild(1..=1);
     assert!(matches!(fed.take(R1, &batch).unwrap()[..], [Event::Applied(_)]));
     assert!(matches!(fed.take(R1, &batch).unwrap()[..], [Event::Replayed(_)]));
     for r in fed.replies(0) {
