@@ -49,6 +49,10 @@ pub struct MirrorBench {
     pub participants: usize,
     /// Bytes of one result row.
     pub row_bytes: usize,
+    /// Most rows in a region's batch (the sender's [`SenderLimits::batch_rows`]).
+    pub batch_rows: usize,
+    /// Most payload bytes in a region's batch ([`SenderLimits::batch_bytes`]).
+    pub batch_bytes: usize,
 }
 
 impl Default for MirrorBench {
@@ -57,6 +61,8 @@ impl Default for MirrorBench {
             regions: COUNTRY_REGIONS,
             participants: REGION_PARTICIPANTS,
             row_bytes: 320,
+            batch_rows: SenderLimits::default().batch_rows,
+            batch_bytes: SenderLimits::default().batch_bytes,
         }
     }
 }
@@ -114,6 +120,7 @@ fn result_row(rng: &mut impl Rng, region: u8, participant: usize, bytes: usize) 
 /// The region's day, cut by its sender: the encoded signed batches, in order, and the
 /// rows' payloads (for the `COPY`).
 fn region_day(
+    b: &MirrorBench,
     region: Node,
     key: &SigningKey,
     federal: VerifyingKey,
@@ -122,6 +129,8 @@ fn region_day(
     let limits = SenderLimits {
         // The whole day cut at once: the benchmark measures applying, not the window.
         window: usize::MAX,
+        batch_rows: b.batch_rows,
+        batch_bytes: b.batch_bytes,
         ..SenderLimits::default()
     };
     let mut ep = Endpoint::new(
@@ -180,7 +189,7 @@ pub fn run(b: &MirrorBench) -> anyhow::Result<MirrorFigures> {
         let rows: Vec<Vec<u8>> = (0..b.participants)
             .map(|p| result_row(&mut rng, code, p, b.row_bytes))
             .collect();
-        let batches = region_day(*region, key, federal.verifying_key(), rows.clone())?;
+        let batches = region_day(b, *region, key, federal.verifying_key(), rows.clone())?;
 
         let started = Instant::now();
         for bytes in &batches {
@@ -232,8 +241,12 @@ pub fn run(b: &MirrorBench) -> anyhow::Result<MirrorFigures> {
 /// The benchmark's row of the table, from a run's figures (or its error).
 pub fn rows(b: &MirrorBench, figures: &anyhow::Result<MirrorFigures>) -> Table {
     let measure = format!(
-        "ФИС applies {} region(s) × {} results ({} B each) vs plain COPY",
-        b.regions, b.participants, b.row_bytes
+        "ФИС applies {} region(s) × {} results ({} B each; batches ≤ {} rows, ≤ {} KiB) vs plain COPY",
+        b.regions,
+        b.participants,
+        b.row_bytes,
+        b.batch_rows,
+        b.batch_bytes / 1024
     );
     let goal = format!("≥ {:.0} % of COPY", GOAL * 100.0);
     let mut t = Table::new();

@@ -250,6 +250,12 @@ enum BenchCommand {
         /// Bytes of one result row.
         #[arg(long, default_value_t = 320)]
         row_bytes: usize,
+        /// Most rows in a region's batch (default: the sender's default).
+        #[arg(long)]
+        batch_rows: Option<usize>,
+        /// Most payload KiB in a region's batch (default: the sender's default).
+        #[arg(long)]
+        batch_kib: Option<usize>,
     },
     /// Goodput over bad links: a tbf-shaped veth between two network namespaces (needs
     /// root; says "skipped" otherwise), and the impairment proxy at 2 % loss, 50 ms RTT.
@@ -446,13 +452,18 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     regions,
                     participants,
                     row_bytes,
+                    batch_rows,
+                    batch_kib,
                 }),
             ..
         }) => {
+            let d = konvert_ops::bench_mirror::MirrorBench::default();
             let b = konvert_ops::bench_mirror::MirrorBench {
                 regions,
                 participants,
                 row_bytes,
+                batch_rows: batch_rows.unwrap_or(d.batch_rows),
+                batch_bytes: batch_kib.map_or(d.batch_bytes, |k| k.saturating_mul(1024)),
             };
             println!(
                 "konvert bench mirror: {regions} region(s) × {participants} results into the federal node's PostgreSQL, \
