@@ -173,7 +173,8 @@ pub enum OutOfStep {
 
 impl Error {
     /// A PostgreSQL failure at `target`, with the whole chain of causes in words (the
-    /// client's own message is only "db error" or "error connecting to server").
+    /// client's own message is only "db error" or "error connecting to server") and what
+    /// to do; also for a driver's own statements in [`crate::PgMirror::apply`]'s `rows_into`.
     pub fn database(target: &str, source: postgres::Error) -> Error {
         let mut detail = source.to_string();
         if let Some(db) = source.as_db_error() {
