@@ -16,6 +16,12 @@
 //! through sled). A manifest lists every file with its size and SHA-256 and is signed
 //! with the center's receipt key, so `restore` refuses a backup that was altered, is
 //! incomplete, or is another center's.
+//!
+//! Regional records kept on PostgreSQL (center.toml's `records_url`) go along as one
+//! `pg_dump` of their database ([`RECORDS_DUMP`]): one snapshot, so consistent by itself,
+//! listed and digested in the signed manifest like every file. `restore` puts it back with
+//! `pg_restore` into the database the restoring center.toml names, which must be empty.
+//! The URL's password reaches neither the manifest nor any message.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -42,6 +48,10 @@ pub const MANIFEST_SIG: &str = "manifest.sig";
 pub const DATA: &str = "data";
 /// Where copies of files center.toml names outside the data folder lie.
 pub const BESIDE: &str = "config";
+/// Where the dump of the records on PostgreSQL lies in a backup folder.
+pub const POSTGRES: &str = "postgres";
+/// The dump itself (`pg_dump --format=custom`).
+pub const RECORDS_DUMP: &str = "postgres/records.pgdump";
 /// The inbox's database in the data folder.
 pub const INBOX_DB: &str = "inbox.sled";
 /// The control request that makes the serving center copy its inbox's database into a
@@ -208,6 +218,20 @@ pub struct Manifest {
     pub audit_anchor: Option<String>,
     /// Every file, sorted by path.
     pub files: Vec<FileEntry>,
+    /// The regional records on PostgreSQL, dumped into [`RECORDS_DUMP`] (listed in
+    /// `files`); `None` when they are on sled (then they are under `config/records/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_dump: Option<RecordsDumpEntry>,
+}
+
+/// The dump of the records on PostgreSQL in a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsDumpEntry {
+    /// Its path in the backup folder.
+    pub path: String,
+    /// The database it was taken from: hosts, ports, database and user, never a password.
+    pub source: String,
 }
 
 const MANIFEST_KIND: &str = "konvert-center backup";
@@ -504,8 +528,12 @@ fn list_files(root: &Path, below: &Path, out: &mut Vec<String>) -> Result<()> {
 
 /// Takes a backup of `cfg`'s center into `to` (new or empty), while it serves or not.
 pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
-    // Before the target is made: a backup that cannot be signed writes nothing.
+    // Before the target is made: a backup that cannot be signed, or cannot take the
+    // records, writes nothing.
     let key = crate::workstation_key::backup_signing_key(cfg)?;
+    if cfg.records_url.is_some() {
+        konvert_records::pg_dump::find_tool("pg_dump")?;
+    }
     make_empty_target(to)?;
     let to = fs::canonicalize(to).map_err(Error::file(to))?;
     if fs::canonicalize(&cfg.data_dir).is_ok_and(|data| to.starts_with(data)) {
@@ -534,6 +562,18 @@ pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
             How::Inbox | How::Store | How::AuditLog | How::Skip => {}
         }
     }
+    let records_dump = match &cfg.records_url {
+        Some(url) => {
+            let dir = to.join(POSTGRES);
+            fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
+            let dump = konvert_records::pg_dump::dump(url, &to.join(RECORDS_DUMP))?;
+            Some(RecordsDumpEntry {
+                path: RECORDS_DUMP.to_owned(),
+                source: dump.target,
+            })
+        }
+        None => None,
+    };
     let anchor = holder.copy_audit(cfg, &data)?;
     let while_serving = matches!(holder, Holder::Serving);
     drop(holder);
@@ -565,6 +605,7 @@ pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
         packets,
         audit_anchor: anchor.map(|a| a.to_line()),
         files,
+        records_dump,
     };
     let text =
         serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Backup(format!("cannot write the manifest: {e}")))?;
@@ -700,6 +741,15 @@ pub fn read_manifest(cfg: &CenterConfig, from: &Path) -> Result<Manifest> {
     for f in &manifest.files {
         split_path(&f.path)?;
     }
+    if let Some(d) = &manifest.records_dump {
+        if d.path != RECORDS_DUMP || !manifest.files.iter().any(|f| f.path == d.path) {
+            return Err(Error::Backup(format!(
+                "{}: the records' dump {:?} is not among the backup's files; the backup was altered — use another one",
+                from.join(MANIFEST).display(),
+                d.path
+            )));
+        }
+    }
     Ok(manifest)
 }
 
@@ -709,7 +759,7 @@ fn split_path(path: &str) -> Result<(Vec<&str>, &str)> {
     let ok = parts
         .iter()
         .all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\0'));
-    let first_ok = matches!(parts.first(), Some(&DATA) | Some(&BESIDE));
+    let first_ok = matches!(parts.first(), Some(&DATA) | Some(&BESIDE) | Some(&POSTGRES));
     match parts.pop() {
         Some(name) if ok && first_ok && !parts.is_empty() => Ok((parts, name)),
         _ => Err(Error::Backup(format!(
@@ -729,6 +779,8 @@ pub struct RestoreSummary {
     pub kept: Vec<PathBuf>,
     /// Files center.toml names that were missing and were restored.
     pub restored_beside: Vec<PathBuf>,
+    /// Where the records on PostgreSQL were restored (no password), if the backup held them.
+    pub records_restored_into: Option<String>,
 }
 
 /// Whether `dir` is missing or holds nothing (an empty `staging`/`store` left by a first
@@ -761,6 +813,25 @@ pub fn restore(cfg: &CenterConfig, from: &Path, replace: bool) -> Result<Restore
             cfg.data_dir.display()
         )));
     }
+    // The records' database is checked before anything is copied: a restore that could
+    // not put them back changes nothing.
+    let records_url = match (&manifest.records_dump, &cfg.records_url) {
+        (None, _) => None,
+        (Some(d), None) => {
+            return Err(Error::Backup(format!(
+                "the backup in {} holds the regional records from PostgreSQL ({}), but this center.toml names no \
+                 records_url; make an empty database (createdb), name it in records_url and restore again (nothing \
+                 was changed)",
+                from.display(),
+                d.source
+            )))
+        }
+        (Some(_), Some(url)) => {
+            konvert_records::pg_dump::find_tool("pg_restore")?;
+            konvert_records::pg_dump::check_empty_database(url)?;
+            Some(url.as_str())
+        }
+    };
     let occupied = !is_empty_data(&cfg.data_dir)?;
     if occupied && !replace {
         return Err(Error::Backup(format!(
@@ -795,6 +866,18 @@ pub fn restore(cfg: &CenterConfig, from: &Path, replace: bool) -> Result<Restore
         let _ = fs::remove_dir_all(&work);
         return Err(e);
     }
+    // From the copy just checked against the manifest; one transaction, before the data
+    // folder is touched.
+    let records_restored_into = match records_url {
+        Some(url) => match konvert_records::pg_dump::restore_into_empty(url, &work.join(RECORDS_DUMP)) {
+            Ok(target) => Some(target),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&work);
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
     let mut moved_aside = None;
     if occupied {
         // Nothing may hold it: a loader, an import or a center starting now.
@@ -858,6 +941,7 @@ pub fn restore(cfg: &CenterConfig, from: &Path, replace: bool) -> Result<Restore
         moved_aside,
         kept,
         restored_beside,
+        records_restored_into,
     })
 }
 
@@ -937,11 +1021,11 @@ pub fn backup_command(config: &Path, to: &Path) -> Result<()> {
         "  check it any time, or bring it back: `konvert-center restore --config <center.toml> --from {}`",
         to.display()
     );
-    if cfg.records_url.is_some() {
-        // Said after every backup: a copy without the records must not pass for a whole one.
+    if let Some(d) = &m.records_dump {
         println!(
-            "  NOT in this backup: the regional records, which center.toml keeps on PostgreSQL (records_url); \
-             back them up with the database's own tools (pg_dump of that database) after each shift too"
+            "  the regional records on PostgreSQL ({}): one consistent snapshot (pg_dump) in {}",
+            d.source,
+            to.join(&d.path).display()
         );
     }
     Ok(())
@@ -960,6 +1044,11 @@ pub fn restore_command(config: &Path, from: &Path, replace: bool) -> Result<()> 
         m.files.len(),
         cfg.data_dir.display()
     );
+    if let Some(target) = &s.records_restored_into {
+        println!("  the regional records restored into PostgreSQL at {target}");
+    } else if cfg.records_url.is_some() {
+        println!("  this backup holds no PostgreSQL records: the database in records_url was left as it was");
+    }
     if let Some(a) = &s.moved_aside {
         println!("  the data folder that was there is kept as {}", a.display());
     }

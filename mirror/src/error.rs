@@ -139,7 +139,7 @@ pub enum Error {
 pub enum Refusal {
     /// The batch does not start at the next expected row (a gap: an earlier batch was
     /// lost or overtaken). Retryable.
-    #[error("out of sequence: expected row {expected}, the batch starts at {got}")]
+    #[error("out of sequence: expected row {expected}, the batch starts at {got}; not applied — an earlier batch was lost or overtaken, and the sender resends from row {expected} by itself")]
     OutOfSequence {
         /// The next row the receiver expects.
         expected: u64,
@@ -147,7 +147,7 @@ pub enum Refusal {
         got: u64,
     },
     /// The batch starts at the expected row but does not chain to the last applied batch.
-    #[error("broken hash chain: the batch follows {got:?}, the last applied batch is {expected:?}")]
+    #[error("broken hash chain: the batch follows batch {got}, but the last batch applied here is {expected}; not applied — the sender's history is not the one applied here (was a node restored from an older backup?): compare both nodes' mirror audit trails before the channel is resumed")]
     BrokenChain {
         /// The digest of the last applied batch.
         expected: Digest,
@@ -156,13 +156,13 @@ pub enum Refusal {
     },
     /// A different batch for rows already applied: the owner signed two versions of its
     /// history. Never merged; someone must look.
-    #[error("rows {first_seq}.. were already applied from another batch")]
+    #[error("rows {first_seq}.. were already applied from another batch; never merged — the owner signed two versions of these rows: compare both nodes' mirror audit trails")]
     Conflict {
         /// The batch's first row.
         first_seq: u64,
     },
     /// The batch was not signed by the configured key of its sender.
-    #[error("signed by key {got}, the configured key of {node} is {expected}")]
+    #[error("signed by key {got}, but the configured key of {node} is {expected}; not applied — if {node} changed its key, configure its new public key on this node; otherwise someone else signed the batch")]
     WrongSigner {
         /// The sender named in the batch.
         node: Node,
@@ -172,10 +172,10 @@ pub enum Refusal {
         got: KeyId,
     },
     /// The signature does not verify with the configured key.
-    #[error("bad signature")]
+    #[error("bad signature: the batch does not verify with its sender's configured key; not applied — it was altered on the way or the sender's key is misconfigured")]
     BadSignature,
     /// The sender does not own the batch's kind. Never merged.
-    #[error("{sender} does not own {kind} records")]
+    #[error("{sender} does not own {kind} records; refused and never merged — only their owner writes them: check what made {sender} send them")]
     NotOwner {
         /// The sender.
         sender: Node,
@@ -183,7 +183,7 @@ pub enum Refusal {
         kind: RecordKind,
     },
     /// The batch is addressed to another node.
-    #[error("addressed to {to}, this is {me}")]
+    #[error("addressed to {to}, this is {me}; not applied — check the sender's peer configuration")]
     NotForUs {
         /// The addressee.
         to: Node,
@@ -191,7 +191,7 @@ pub enum Refusal {
         me: Node,
     },
     /// The records' schema version is one this receiver does not know.
-    #[error("schema version {got}, this receiver knows {min}..={max}")]
+    #[error("records' schema version {got}, this receiver knows {min}..={max}; not applied, the channel waits — upgrade the older node so that both know version {got}, then resume")]
     UnknownSchema {
         /// The batch's schema version.
         got: u16,

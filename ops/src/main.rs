@@ -238,6 +238,25 @@ enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         streams: usize,
     },
+    /// The federal node applying a country's exam day (signed batches from every region)
+    /// into PostgreSQL, against a plain COPY of the same rows in the same run.
+    Mirror {
+        /// Regions sending their day.
+        #[arg(long, default_value_t = konvert_ops::bench_mirror::COUNTRY_REGIONS)]
+        regions: u8,
+        /// Results per region.
+        #[arg(long, default_value_t = konvert_ops::bench_mirror::REGION_PARTICIPANTS)]
+        participants: usize,
+        /// Bytes of one result row.
+        #[arg(long, default_value_t = 320)]
+        row_bytes: usize,
+        /// Most rows in a region's batch (default: the sender's default).
+        #[arg(long)]
+        batch_rows: Option<usize>,
+        /// Most payload KiB in a region's batch (default: the sender's default).
+        #[arg(long)]
+        batch_kib: Option<usize>,
+    },
     /// Goodput over bad links: a tbf-shaped veth between two network namespaces (needs
     /// root; says "skipped" otherwise), and the impairment proxy at 2 % loss, 50 ms RTT.
     Network {
@@ -426,6 +445,33 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 b.parallel = p;
             }
             konvert_ops::bench_network::run(&b).await?;
+        }
+        Command::Bench(BenchArgs {
+            command:
+                Some(BenchCommand::Mirror {
+                    regions,
+                    participants,
+                    row_bytes,
+                    batch_rows,
+                    batch_kib,
+                }),
+            ..
+        }) => {
+            let d = konvert_ops::bench_mirror::MirrorBench::default();
+            let b = konvert_ops::bench_mirror::MirrorBench {
+                regions,
+                participants,
+                row_bytes,
+                batch_rows: batch_rows.unwrap_or(d.batch_rows),
+                batch_bytes: batch_kib.map_or(d.batch_bytes, |k| k.saturating_mul(1024)),
+            };
+            println!(
+                "konvert bench mirror: {regions} region(s) × {participants} results into the federal node's PostgreSQL, \
+                 against COPY in the same run"
+            );
+            let figures = tokio::task::block_in_place(|| konvert_ops::bench_mirror::run(&b));
+            print!("{}", konvert_ops::bench_mirror::rows(&b, &figures).render());
+            figures?;
         }
         Command::Center(cmd) => konvert_center::cli::run(cmd).await?,
         Command::Edge(cmd) => konvert_edge::cli::run(cmd).await?,

@@ -49,7 +49,7 @@ pub enum Error {
     /// The PostgreSQL records could not be reached, read or written. Each call is one
     /// transaction: a change was applied whole or not at all (if the connection broke during
     /// the commit itself, the server may have committed it).
-    #[error("the records in PostgreSQL at {target} cannot be used: {detail}; check that PostgreSQL runs there and the connection URL (each change is one transaction: applied whole or not at all)")]
+    #[error("the records in PostgreSQL at {target} cannot be used: {detail} (each change is one transaction: applied whole or not at all)")]
     Database {
         /// Where: host, port and database (never the password).
         target: String,
@@ -128,6 +128,26 @@ pub enum Error {
         /// What was refused.
         what: String,
     },
+    /// PostgreSQL's `pg_dump` or `pg_restore` is missing or failed.
+    #[error("{tool}{}: {message}", if target.is_empty() { String::new() } else { format!(" of the records at {target}") })]
+    Tool {
+        /// The tool.
+        tool: &'static str,
+        /// Where: host, port and database (never the password); empty before one is known.
+        target: String,
+        /// What went wrong, with the tool's own words.
+        message: String,
+    },
+    /// A restore into a database that holds something already.
+    #[error("the database at {target} is not empty ({count} table(s), view(s) or sequence(s), e.g. {some}); the records are restored only into an empty database, so that nothing there is mixed with them or lost — make one (createdb), name it in records_url and restore again (nothing was changed)")]
+    NotEmpty {
+        /// Where: host, port and database.
+        target: String,
+        /// How many relations it holds.
+        count: i64,
+        /// A few of their names.
+        some: String,
+    },
 }
 
 /// How a node in memory and its stored mirror state disagree (see [`Error::MirrorOutOfStep`]).
@@ -192,19 +212,46 @@ pub enum OutOfStep {
 
 impl Error {
     /// A PostgreSQL failure at `target`, with the whole chain of causes in words (the
-    /// client's own message is only "db error" or "error connecting to server").
-    pub(crate) fn database(target: &str, source: postgres::Error) -> Error {
+    /// client's own message is only "db error" or "error connecting to server") and what
+    /// to do; also for a driver's own statements in [`crate::PgMirror::apply`]'s `rows_into`.
+    pub fn database(target: &str, source: postgres::Error) -> Error {
         let mut detail = source.to_string();
         if let Some(db) = source.as_db_error() {
-            detail = format!("{detail}: {} {}", db.severity(), db.message());
+            detail = format!(
+                "{detail}: {} {} [SQLSTATE {}]",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
             if let Some(more) = db.detail() {
                 detail.push_str(&format!(" ({more})"));
+            }
+            if let Some(hint) = db.hint() {
+                detail.push_str(&format!("; PostgreSQL's hint: {hint}"));
+            }
+            // The classes an operator can fix on the server while konvert waits and retries.
+            let code = db.code().code();
+            if code.starts_with("53") {
+                detail.push_str(
+                    "; the database server is out of resources (disk full, out of memory or too many \
+                     connections): free disk space or memory on it — nothing of this change was written, and it \
+                     is retried",
+                );
+            } else if code.starts_with("57P") || code.starts_with("08") {
+                detail.push_str(
+                    "; the server is shutting down or unreachable: check that PostgreSQL runs there — the change is \
+                     retried",
+                );
             }
         } else {
             let mut cause = std::error::Error::source(&source);
             while let Some(c) = cause {
                 detail.push_str(&format!(": {c}"));
                 cause = c.source();
+            }
+            detail.push_str("; check that PostgreSQL runs there and the connection URL");
+            if source.is_closed() || io_cause(&source) {
+                detail.push_str(" — the change is retried");
             }
         }
         Error::Database {
@@ -213,4 +260,42 @@ impl Error {
             source,
         }
     }
+
+    /// Whether trying the same call again later can succeed without anyone changing
+    /// konvert's data: PostgreSQL down, restarting or unreachable, out of disk, memory or
+    /// connections, or a transaction that lost a race (serialization failure, deadlock).
+    /// The call changed nothing (each is one transaction), so a driver keeps what it
+    /// holds and retries; any other error needs someone to look.
+    pub fn is_retryable(&self) -> bool {
+        let Error::Database { source, .. } = self else {
+            return false;
+        };
+        match source.code() {
+            // No answer from the server: retryable if the connection failed or broke (not
+            // if a value did not convert, which is no server's doing).
+            None => source.is_closed() || io_cause(source),
+            Some(code) => {
+                let code = code.code();
+                // 08: connection exception; 53: insufficient resources (53100 disk full);
+                // 57P0x: admin/crash shutdown, cannot connect now; 40001/40P01: lost a race.
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+                    || code == "40001"
+                    || code == "40P01"
+            }
+        }
+    }
+}
+
+/// Whether an I/O error is among `e`'s causes (a refused, timed-out or broken connection).
+fn io_cause(e: &postgres::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }

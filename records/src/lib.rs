@@ -18,6 +18,7 @@ pub mod mirror_pump;
 pub mod mirror_rows;
 pub mod model;
 mod pg_listen;
+pub mod pg_dump;
 mod pg_migrations;
 mod pg_mirror;
 mod pg_records;

@@ -41,13 +41,13 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use konvert_mirror::{
     AppliedBatch, Checkpoint, CutBatch, Digest, Endpoint, Message, Node, OutboxRow, ReceiveState, RecordKind,
     RefusalNotice, SendCheckpoint, SendState, SignedReceipt,
 };
-use postgres::{IsolationLevel, Transaction};
+use postgres::{IsolationLevel, Statement, Transaction};
 
 use crate::pg_records::{decode, encode, int};
 use crate::{Error, OutOfStep, PgRecords, Result};
@@ -57,7 +57,39 @@ use crate::{Error, OutOfStep, PgRecords, Result};
 pub struct PgMirror {
     records: Arc<PgRecords>,
     me: Node,
+    /// [`PgMirror::apply`]'s statements, prepared once per connection: preparing is a
+    /// round trip of its own, and round trips were most of an apply's time.
+    prepared: Arc<Mutex<Option<Prepared>>>,
 }
+
+/// Statements prepared on connection `generation` ([`PgRecords::generation`]).
+#[derive(Debug)]
+struct Prepared {
+    generation: u64,
+    channel: Statement,
+    apply: Statement,
+}
+
+/// The channel's row, made if new, and its lock (an update that changes nothing still
+/// takes it), in one round trip: two deliveries of one batch apply it once.
+const APPLY_CHANNEL: &str = "INSERT INTO mirror_receive AS r (sender, kind, next_seq, last_batch, batches)
+     VALUES ($1, $2, 1, $3, 0)
+     ON CONFLICT (sender, kind) DO UPDATE SET next_seq = r.next_seq
+     RETURNING r.next_seq";
+
+/// Rows, checkpoint and the batch with its receipt in one statement: each round trip is a
+/// wait, and on a busy server the waits, not the writes, were most of an apply
+/// (`konvert bench mirror`).
+const APPLY_BATCH: &str = "WITH applied AS (
+         INSERT INTO mirror_applied (sender, kind, seq, payload, digest, batch)
+         SELECT $1::smallint, $2::smallint, u.seq, u.payload, u.digest, $6::bytea
+         FROM unnest($3::bigint[], $4::bytea[], $5::bytea[]) AS u(seq, payload, digest)
+     ), checkpoint AS (
+         UPDATE mirror_receive SET next_seq = $7, last_batch = $8, batches = $9
+         WHERE sender = $1 AND kind = $2
+     )
+     INSERT INTO mirror_batches_in (sender, kind, first_seq, last_seq, digest, bytes, receipt)
+     VALUES ($1, $2, $10, $11, $6, $12, $13)";
 
 /// Which way a channel's rows go, seen from this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,7 +303,11 @@ impl PgMirror {
                 me,
             });
         }
-        Ok(PgMirror { records, me })
+        Ok(PgMirror {
+            records,
+            me,
+            prepared: Arc::new(Mutex::new(None)),
+        })
     }
 
     /// The records the mirror's state lives with.
@@ -286,6 +322,24 @@ impl PgMirror {
 
     fn db(&self, e: postgres::Error) -> Error {
         self.records.db(e)
+    }
+
+    /// [`PgMirror::apply`]'s statements on the connection `tx` is on, prepared there first
+    /// if that connection has not seen them. Call inside [`PgRecords::with`].
+    fn apply_statements(&self, tx: &mut Transaction<'_>) -> Result<(Statement, Statement)> {
+        let generation = self.records.generation();
+        let mut cache = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.as_ref().filter(|p| p.generation == generation) {
+            return Ok((p.channel.clone(), p.apply.clone()));
+        }
+        let channel = tx.prepare(APPLY_CHANNEL).map_err(|e| self.db(e))?;
+        let apply = tx.prepare(APPLY_BATCH).map_err(|e| self.db(e))?;
+        *cache = Some(Prepared {
+            generation,
+            channel: channel.clone(),
+            apply: apply.clone(),
+        });
+        Ok((channel, apply))
     }
 
     /// Writes an outbox row of `kind` for `peer` in the same transaction as `change`, the
@@ -507,18 +561,9 @@ impl PgMirror {
         self.records.with(|c| {
             let db = |e| self.db(e);
             let mut tx = c.transaction().map_err(db)?;
-            tx.execute(
-                "INSERT INTO mirror_receive (sender, kind, next_seq, last_batch, batches)
-                 VALUES ($1, $2, 1, $3, 0) ON CONFLICT (sender, kind) DO NOTHING",
-                &[&s, &k, &Digest::ZERO.0.as_slice()],
-            )
-            .map_err(db)?;
-            // The channel's row lock: two deliveries of one batch apply it once.
+            let (channel, apply) = self.apply_statements(&mut tx)?;
             let stored: i64 = tx
-                .query_one(
-                    "SELECT next_seq FROM mirror_receive WHERE sender = $1 AND kind = $2 FOR UPDATE",
-                    &[&s, &k],
-                )
+                .query_one(&channel, &[&s, &k, &Digest::ZERO.0.as_slice()])
                 .map_err(db)?
                 .try_get(0)
                 .map_err(db)?;
@@ -543,33 +588,25 @@ impl PgMirror {
                 }));
             }
             tx.execute(
-                "INSERT INTO mirror_applied (sender, kind, seq, payload, digest, batch)
-                 SELECT $1::smallint, $2::smallint, u.seq, u.payload, u.digest, $6::bytea
-                 FROM unnest($3::bigint[], $4::bytea[], $5::bytea[]) AS u(seq, payload, digest)",
-                &[&s, &k, &seqs, &batch.rows, &digests, &batch.digest.0.as_slice()],
-            )
-            .map_err(db)?;
-            let out = rows_into(&mut tx, batch)?;
-            tx.execute(
-                "UPDATE mirror_receive SET next_seq = $3, last_batch = $4, batches = $5
-                 WHERE sender = $1 AND kind = $2",
-                &[&s, &k, &next, &cp.last_batch.0.as_slice(), &batches],
-            )
-            .map_err(db)?;
-            tx.execute(
-                "INSERT INTO mirror_batches_in (sender, kind, first_seq, last_seq, digest, bytes, receipt)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &apply,
                 &[
                     &s,
                     &k,
+                    &seqs,
+                    &batch.rows,
+                    &digests,
+                    &batch.digest.0.as_slice(),
+                    &next,
+                    &cp.last_batch.0.as_slice(),
+                    &batches,
                     &first,
                     &int("mirror batch", last_seq)?,
-                    &batch.digest.0.as_slice(),
                     &signed,
                     &receipt,
                 ],
             )
             .map_err(db)?;
+            let out = rows_into(&mut tx, batch)?;
             tx.commit().map_err(db)?;
             Ok(Some(out))
         })

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,7 +42,12 @@ pub struct PgRecords {
     config: Config,
     tls: Option<MakeRustlsConnect>,
     target: String,
+    /// The CA file the URL named (`sslrootcert`), for PostgreSQL's own tools.
+    root_cert: Option<String>,
     client: Mutex<Option<Client>>,
+    /// How many times the connection was opened again: what was prepared on an older one
+    /// is gone.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for PgRecords {
@@ -205,6 +211,16 @@ impl PgRecords {
     }
 
     fn connect_here(url: &str, version: i64) -> Result<PgRecords> {
+        let records = Self::configure(url)?;
+        let mut client = records.open()?;
+        pg_migrations::migrate(&mut client, &records.target, version)?;
+        *records.lock() = Some(client);
+        Ok(records)
+    }
+
+    /// The records at `url` configured (URL parsed, TLS set up as [`Self::connect`] does),
+    /// not yet connected; [`Self::open`] connects without touching the schema.
+    pub(crate) fn configure(url: &str) -> Result<PgRecords> {
         let (url, root_cert) = split_root_cert(url);
         let mut config = Config::from_str(&url).map_err(|e| Error::Connection {
             target: "(unparsed URL)".to_owned(),
@@ -229,16 +245,14 @@ impl PgRecords {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let records = PgRecords {
+        Ok(PgRecords {
             config,
             tls,
             target,
+            root_cert,
             client: Mutex::new(None),
-        };
-        let mut client = records.open()?;
-        pg_migrations::migrate(&mut client, &records.target, version)?;
-        *records.lock() = Some(client);
-        Ok(records)
+            generation: AtomicU64::new(0),
+        })
     }
 
     /// Where the records are (hosts, ports, database, user; no password).
@@ -246,12 +260,39 @@ impl PgRecords {
         &self.target
     }
 
+    /// Which connection [`Self::with`] hands out now: statements prepared on one are valid
+    /// while this stays the same. Read inside `with`, whose lock keeps it from changing.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The connection settings, as parsed and settled (TLS mode decided).
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The CA file the URL named for TLS, if any.
+    pub(crate) fn root_cert(&self) -> Option<&str> {
+        self.root_cert.as_deref()
+    }
+
+    /// A new connection, the schema untouched.
     pub(crate) fn open(&self) -> Result<Client> {
         let connected = match &self.tls {
             None => self.config.connect(NoTls),
             Some(tls) => self.config.connect(tls.clone()),
         };
-        connected.map_err(|e| self.db(e))
+        let mut client = connected.map_err(|e| self.db(e))?;
+        // Large values (the mirror's signed batches, up to a megabyte) compress with lz4
+        // where the server was built with it: PostgreSQL's default, pglz, took longer to
+        // compress a batch than to insert all its rows (`konvert bench mirror`). Stored
+        // values read back whichever way they were compressed. A server without lz4
+        // refuses the setting and keeps pglz; outside a transaction that changes nothing
+        // else, so the refusal is not an error.
+        if let Err(e) = client.batch_execute("SET default_toast_compression = lz4") {
+            tracing::debug!(target_db = %self.target, error = %e, "the server has no lz4; values compress with pglz");
+        }
+        Ok(client)
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Client>> {
@@ -285,6 +326,7 @@ impl PgRecords {
                         ),
                     });
                 }
+                self.generation.fetch_add(1, Ordering::SeqCst);
                 guard.insert(c)
             }
         };

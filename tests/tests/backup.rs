@@ -544,3 +544,132 @@ async fn the_backup_command_copies_a_center_serving_in_another_process() {
     );
     assert_eq!(Inbox::open(&other.data_dir).unwrap().len(), 2);
 }
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn records_on_postgres_go_into_the_backup_as_one_dump_and_come_back_into_an_empty_database() {
+    use konvert_crypto::SigningKey;
+    use konvert_mirror::{Endpoint, Node, RecordKind, SenderLimits};
+    use konvert_records::test_cluster::TestCluster;
+    use konvert_records::{DecisionKind, PageKey, PgMirror, PgRecords, Records, Role, Verdict};
+    use std::sync::Arc;
+
+    let Some(cluster) = TestCluster::shared() else { return };
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    // The test cluster trusts every login, so a password in the URL is ignored by the
+    // server: it is there to show it is written nowhere.
+    const PASSWORD: &str = "pw-never-written-7Q";
+    let with_password = |db: &str| {
+        cluster.database(db);
+        cluster.url(db).replace("konvert@", &format!("konvert:{PASSWORD}@"))
+    };
+    let mut cfg = fx.init.config.clone();
+    cfg.records_url = Some(with_password("backup_pg_source"));
+
+    // The region's records: decisions, and mirror rows written with them.
+    let records = Arc::new(PgRecords::connect(cfg.records_url.as_deref().unwrap()).unwrap());
+    for n in 0..3u8 {
+        let page = PageKey {
+            envelope: [n; 32],
+            file: 0,
+            page: u32::from(n),
+        };
+        let verdict = Verdict::Unreadable;
+        records
+            .decide(
+                "verifier-1",
+                Role::Verifier,
+                1_000 + u64::from(n),
+                DecisionKind::Verify { page, verdict },
+            )
+            .unwrap();
+    }
+    let mirror = PgMirror::open(records.clone(), Node::Region(1)).unwrap();
+    let federal = SigningKey::generate().unwrap().verifying_key();
+    let mut ep = Endpoint::new(
+        Node::Region(1),
+        &SigningKey::generate().unwrap(),
+        [(Node::Federal, federal)].into(),
+        1,
+        1..=1,
+        SenderLimits::default(),
+    )
+    .unwrap();
+    let rows = vec![b"result 1".to_vec(), b"result 2".to_vec()];
+    mirror
+        .push_many(&mut ep, Node::Federal, RecordKind::ProcessingResults, rows, |_| Ok(()))
+        .unwrap();
+    let cut = ep.cut().unwrap();
+    mirror.store_cut(&cut).unwrap();
+
+    let to = fx.root.path().join("backup-with-postgres");
+    let summary = backup::take(&cfg, &to).unwrap();
+    let m = &summary.manifest;
+    let dump = m.records_dump.as_ref().expect("the records' dump is in the manifest");
+    assert!(dump.source.contains("/backup_pg_source"), "{dump:?}");
+    let bytes = std::fs::read(to.join(backup::RECORDS_DUMP)).unwrap();
+    assert!(bytes.starts_with(b"PGDMP"), "pg_dump's custom format");
+    let listed = m.files.iter().find(|f| f.path == backup::RECORDS_DUMP).unwrap();
+    assert_eq!(
+        listed.sha256,
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
+    );
+    assert_eq!(files_holding(&to, PASSWORD.as_bytes()), Vec::<PathBuf>::new());
+
+    // A restoring center.toml without records_url, or naming a database that holds
+    // anything, is refused before anything is changed.
+    let mut restored = elsewhere(&cfg, fx.root.path(), "restored-pg");
+    restored.records_url = None;
+    let err = backup::restore(&restored, &to, false).unwrap_err().to_string();
+    assert!(
+        err.contains("records_url") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let busy = with_password("backup_pg_busy");
+    postgres::Client::connect(&busy, postgres::NoTls)
+        .unwrap()
+        .batch_execute("CREATE TABLE someone_elses (x int); INSERT INTO someone_elses VALUES (1)")
+        .unwrap();
+    restored.records_url = Some(busy.clone());
+    let err = backup::restore(&restored, &to, false).unwrap_err().to_string();
+    assert!(
+        err.contains("not empty") && err.contains("/backup_pg_busy") && err.contains("public.someone_elses"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(!restored.data_dir.exists(), "the data folder was not made");
+    let kept: i64 = postgres::Client::connect(&busy, postgres::NoTls)
+        .unwrap()
+        .query_one("SELECT count(*) FROM someone_elses", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1);
+
+    // Into an empty database: the records come back equal.
+    restored.records_url = Some(with_password("backup_pg_restored"));
+    let s = backup::restore(&restored, &to, false).unwrap();
+    let into = s.records_restored_into.expect("the records were restored");
+    assert!(
+        into.contains("/backup_pg_restored") && !into.contains(PASSWORD),
+        "{into}"
+    );
+    let back = Arc::new(PgRecords::connect(restored.records_url.as_deref().unwrap()).unwrap());
+    assert_eq!(back.decisions().unwrap(), records.decisions().unwrap());
+    assert_eq!(back.decisions().unwrap().len(), 3);
+    let back_mirror = PgMirror::open(back, Node::Region(1)).unwrap();
+    assert_eq!(back_mirror.load().unwrap(), mirror.load().unwrap());
+    assert_eq!(back_mirror.status().unwrap(), mirror.status().unwrap());
+}
