@@ -315,6 +315,11 @@ impl PgMirror {
         &self.records
     }
 
+    /// The records the mirror's state lives with, to share with what runs beside it.
+    pub fn shared_records(&self) -> Arc<PgRecords> {
+        self.records.clone()
+    }
+
     /// The node whose state this is.
     pub fn node(&self) -> Node {
         self.me

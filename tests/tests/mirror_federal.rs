@@ -19,9 +19,14 @@ use konvert_center::mirror::config::{FederalConfig, LimitsConfig, RegionMirrorCo
 use konvert_center::mirror::node::{MirrorHooks, NoHooks, OutboxWriter};
 use konvert_center::mirror::region::{Exchanged, RegionMirror};
 use konvert_center::mirror::{federal, region};
+use konvert_exam::{DayPlan, ExamKind, SiteId};
 use konvert_mirror::{Node, RecordKind, Refusal};
+use konvert_records::mirror_rows::{
+    AppealDecisionRow, AppealKind, AppealOutcome, CentralizedCheckingRow, MirrorRow, ProcessingResultRow,
+    RecomputedScoreRow,
+};
 use konvert_records::test_cluster::TestCluster;
-use konvert_records::{MirrorDirection, PgMirror, PgRecords};
+use konvert_records::{ExamDay, MirrorDirection, PgMirror, PgRecords};
 use rand::{Rng, SeedableRng};
 
 const CENTER: &str = env!("CARGO_BIN_EXE_readme-konvert-center");
@@ -113,8 +118,94 @@ fn store(url: &str, node: Node) -> PgMirror {
     PgMirror::open(Arc::new(PgRecords::connect(url).unwrap()), node).unwrap()
 }
 
-fn rows(prefix: &str, from: usize, to: usize) -> Vec<Vec<u8>> {
-    (from..to).map(|i| format!("{prefix} #{i}").into_bytes()).collect()
+/// Participants each region plans: every row about a participant names one of them, as
+/// the receivers' consent check (R18) demands.
+const PLANNED: usize = 40;
+
+fn participant(code: u8, i: usize) -> String {
+    format!("R{code:02}-P{:04}", i % PLANNED)
+}
+
+fn exam_day() -> ExamDay {
+    ExamDay {
+        date: "2026-06-01".parse().unwrap(),
+        exam: ExamKind::Ege,
+    }
+}
+
+/// Imports region `code`'s plan of [`PLANNED`] participants into its records: the
+/// planning rows go into its outbox with it (the allow-list both sides check rows against).
+fn plan(net: &Net, code: u8) {
+    drop(net.region_writer(code)); // claims the records for the region's mirror node
+    let records = PgRecords::connect(&net.region(code).records_url).unwrap();
+    let mut text = format!(
+        "date = \"2026-06-01\"\nexam = \"ege\"\nregion = \"{code:02}\"\n\
+         [[sites]]\ncode = \"0101\"\nkind = \"exam-site\"\ntime_zone = \"Europe/Moscow\"\n\
+         [[rooms]]\nsite = \"0101\"\ncode = \"0001\"\n"
+    );
+    for i in 0..PLANNED {
+        text += &format!(
+            "[[participants]]\ncode = \"{}\"\nsite = \"0101\"\nroom = \"0001\"\nseat = \"{i}\"\nkit = {}\n",
+            participant(code, i),
+            1000 + i
+        );
+    }
+    text += "[[members]]\ntoken_id = \"m-0101-1\"\nsite = \"0101\"\n";
+    let (day_plan, _) = DayPlan::from_toml(&text).unwrap();
+    let sent = konvert_records::mirror_outbox::import_plan(&records, &day_plan).unwrap();
+    assert_eq!(sent.rows as usize, PLANNED + 2, "planning rows of region {code}");
+}
+
+/// [`plan`], then one exchange that takes the planning up: the rows about its participants
+/// that follow are checked against it at the federal node.
+async fn plan_up(net: &Net, code: u8, addr: SocketAddr) {
+    plan(net, code);
+    assert_eq!(
+        sync(net.region_at(code, addr)).await,
+        Exchanged::Done,
+        "planning of region {code}"
+    );
+}
+
+/// Rows of `kind` about region `code`'s participants `from..to`, as the real owners write
+/// them (the nodes decode and check every row).
+fn rows(kind: RecordKind, code: u8, from: usize, to: usize) -> Vec<Vec<u8>> {
+    let day = exam_day();
+    (from..to)
+        .map(|i| {
+            let participant = participant(code, i);
+            let row = match kind {
+                RecordKind::ProcessingResults => MirrorRow::ProcessingResult(ProcessingResultRow {
+                    day,
+                    participant,
+                    site: SiteId::new("0101").unwrap(),
+                    pages: Vec::new(),
+                }),
+                RecordKind::AppealDecisions => MirrorRow::AppealDecision(AppealDecisionRow {
+                    day,
+                    participant,
+                    kind: AppealKind::Scores,
+                    outcome: AppealOutcome::Rejected,
+                    documents: Vec::new(),
+                    decided_at_unix_ms: i as u64,
+                }),
+                RecordKind::CentralizedChecking => MirrorRow::CentralizedChecking(CentralizedCheckingRow {
+                    day,
+                    participant,
+                    primary_score: (i % 30) as u32,
+                    sent_for_recheck: i % 7 == 0,
+                }),
+                RecordKind::RecomputedScores => MirrorRow::RecomputedScore(RecomputedScoreRow {
+                    day,
+                    participant,
+                    primary_score: (i % 30) as u32 + 1,
+                    scores: Vec::new(),
+                }),
+                other => panic!("no test rows of {other}"),
+            };
+            row.encode().unwrap()
+        })
+        .collect()
 }
 
 fn numbered(payloads: &[Vec<u8>]) -> Vec<(u64, Vec<u8>)> {
@@ -182,6 +273,9 @@ async fn three_regions_and_the_federal_node_converge_and_each_region_sees_only_i
     let fed = federal::serve(&net.fed, federal::setup(&net.fed, counts.clone()).unwrap())
         .await
         .unwrap();
+    for code in [1u8, 2, 3] {
+        plan_up(&net, code, fed.addr).await;
+    }
     let fed_writer = net.fed_writer();
     let mut up = Vec::new();
     let mut down = Vec::new();
@@ -189,8 +283,8 @@ async fn three_regions_and_the_federal_node_converge_and_each_region_sees_only_i
         for code in [1u8, 2, 3] {
             let writer = net.region_writer(code);
             let (a, b) = (round * 20, round * 20 + 17 + usize::from(code));
-            let results = rows(&format!("results of region {code}"), a, b);
-            let appeals = rows(&format!("appeal decisions of region {code}"), a, a + 5);
+            let results = rows(RecordKind::ProcessingResults, code, a, b);
+            let appeals = rows(RecordKind::AppealDecisions, code, a, a + 5);
             writer
                 .push_many(FED, RecordKind::ProcessingResults, results.clone())
                 .unwrap();
@@ -199,12 +293,8 @@ async fn three_regions_and_the_federal_node_converge_and_each_region_sees_only_i
                 .unwrap();
             up.push((code, RecordKind::ProcessingResults, results));
             up.push((code, RecordKind::AppealDecisions, appeals));
-            let checking = rows(&format!("centralized checking for region {code}"), a, a + 11);
-            let scores = rows(
-                &format!("recomputed scores for region {code}"),
-                a,
-                a + 3 + usize::from(code),
-            );
+            let checking = rows(RecordKind::CentralizedChecking, code, a, a + 11);
+            let scores = rows(RecordKind::RecomputedScores, code, a, a + 3 + usize::from(code));
             fed_writer
                 .push_many(Node::Region(code), RecordKind::CentralizedChecking, checking.clone())
                 .unwrap();
@@ -242,7 +332,7 @@ async fn three_regions_and_the_federal_node_converge_and_each_region_sees_only_i
             let applied = region_store.applied_rows(FED, kind).unwrap();
             assert_eq!(applied, expect(&down, code, kind), "region {code}'s {kind}");
             for other in [1u8, 2, 3].iter().filter(|&&o| o != code) {
-                let foreign = format!("for region {other}");
+                let foreign = format!("R{other:02}-P");
                 assert!(
                     !applied
                         .iter()
@@ -273,7 +363,8 @@ async fn a_certificate_of_another_ca_and_a_signer_other_than_the_tls_identity_ar
     let fed = federal::serve(&net.fed, federal::setup(&net.fed, counts.clone()).unwrap())
         .await
         .unwrap();
-    let results = rows("results of region 1", 0, 10);
+    plan_up(&net, 1, fed.addr).await;
+    let results = rows(RecordKind::ProcessingResults, 1, 0, 10);
     net.region_writer(1)
         .push_many(FED, RecordKind::ProcessingResults, results.clone())
         .unwrap();
@@ -345,6 +436,7 @@ async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
     let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
         .await
         .unwrap();
+    plan_up(&net, 3, fed.addr).await;
     let mut cfg = net.region_at(3, fed.addr);
     cfg.interval_secs = 3600;
     let counts = Arc::new(Counts::default());
@@ -367,7 +459,7 @@ async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
         .unwrap()
         .is_empty());
     // An exam closed: its results and NOTIFY konvert_mirror in one transaction.
-    let results = rows("results of region 3, exam closed", 0, 9);
+    let results = rows(RecordKind::ProcessingResults, 3, 0, 9);
     net.region_writer(3)
         .push_many(FED, RecordKind::ProcessingResults, results.clone())
         .unwrap();
@@ -433,8 +525,13 @@ async fn a_message_over_the_limit_or_one_that_does_not_parse_closes_the_connecti
     // Nothing was applied, and region 1 still gets through.
     let fed_store = store(&net.fed.records_url, FED);
     assert!(fed_store.load().unwrap().1.is_empty());
+    plan_up(&net, 1, fed.addr).await;
     net.region_writer(1)
-        .push_many(FED, RecordKind::ProcessingResults, rows("results", 0, 3))
+        .push_many(
+            FED,
+            RecordKind::ProcessingResults,
+            rows(RecordKind::ProcessingResults, 1, 0, 3),
+        )
         .unwrap();
     assert_eq!(sync(cfg).await, Exchanged::Done);
     fed.stop().await;
@@ -448,7 +545,8 @@ async fn the_federal_node_rides_out_its_postgresql_stopping_mid_stream_and_appli
     let mut net = Net::build(shared, "mf_pgdown", &[1], "127.0.0.1:0".parse().unwrap(), limits(4, 2));
     // The federal node's records on a cluster of their own, to stop under it.
     net.fed.records_url = own.database("mf_pgdown_fed");
-    let up = rows("results of region 1", 0, 400);
+    plan(&net, 1);
+    let up = rows(RecordKind::ProcessingResults, 1, 0, 400);
     net.region_writer(1)
         .push_many(FED, RecordKind::ProcessingResults, up.clone())
         .unwrap();
@@ -569,8 +667,9 @@ async fn a_federal_node_killed_while_applying_loses_nothing_and_applies_nothing_
     let listen: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
     let net = Net::build(cluster, "mf_kill_fed", &[1], listen, limits(4, 2));
     let (up_n, down_n) = (600, 200);
-    let up = rows("results of region 1", 0, up_n);
-    let down = rows("recomputed scores for region 1", 0, down_n);
+    plan(&net, 1);
+    let up = rows(RecordKind::ProcessingResults, 1, 0, up_n);
+    let down = rows(RecordKind::RecomputedScores, 1, 0, down_n);
     net.region_writer(1)
         .push_many(FED, RecordKind::ProcessingResults, up.clone())
         .unwrap();
@@ -673,8 +772,9 @@ async fn a_region_killed_while_applying_loses_nothing_and_applies_nothing_twice(
     let config = net.root.path().join("r2/mirror.toml");
     cfg.save(&config).unwrap();
     let (up_n, down_n) = (150, 600);
-    let up = rows("appeal decisions of region 2", 0, up_n);
-    let down = rows("centralized checking for region 2", 0, down_n);
+    plan(&net, 2);
+    let up = rows(RecordKind::AppealDecisions, 2, 0, up_n);
+    let down = rows(RecordKind::CentralizedChecking, 2, 0, down_n);
     net.region_writer(2)
         .push_many(FED, RecordKind::AppealDecisions, up.clone())
         .unwrap();
@@ -763,7 +863,11 @@ async fn a_region_killed_while_applying_loses_nothing_and_applies_nothing_twice(
     // With the federal node gone, a row written since is left, and `sync` says so and fails.
     fed.stop().await;
     net.region_writer(2)
-        .push_many(FED, RecordKind::AppealDecisions, rows("late appeal decision", 0, 1))
+        .push_many(
+            FED,
+            RecordKind::AppealDecisions,
+            rows(RecordKind::AppealDecisions, 2, up_n, up_n + 1),
+        )
         .unwrap();
     let out = sync_cmd("3").await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

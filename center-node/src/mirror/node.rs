@@ -23,28 +23,33 @@ use tokio::sync::{mpsc, watch};
 
 use crate::Result;
 
-/// The records' schema version the mirror's rows are written in, and the ones it reads.
-/// TODO(lead): take it from h-content's `mirror_rows` when its typed rows land.
-pub const MIRROR_SCHEMA: u16 = 1;
+/// The records' schema version the mirror's rows are written in, and the ones it reads:
+/// the rows' format ([`konvert_records::mirror_rows::ROW_FORMAT`]).
+pub const MIRROR_SCHEMA: u16 = konvert_records::mirror_rows::ROW_FORMAT as u16;
 
 /// What a node does with the rows of a batch it applies, in the batch's transaction (the
-/// records the rows feed). h-content's `konvert_records::mirror_rows::apply_rows` goes
-/// here; until then [`keep_rows_only`].
+/// records the rows feed): by default [`konvert_records::mirror_rows::apply_rows`].
 pub type RowsInto =
     Arc<dyn Fn(&mut postgres::Transaction<'_>, Node, &AppliedBatch) -> konvert_records::Result<()> + Send + Sync>;
 
 /// Makes the receiver's row check (the consent allow-list, R18) each time the node's
 /// endpoint is built; `None` for no check.
-pub type RowChecks = Arc<dyn Fn() -> Option<RowCheck> + Send + Sync>;
+pub type RowChecks = Arc<dyn Fn(&PgMirror) -> Option<RowCheck> + Send + Sync>;
 
-/// Rows are kept in the mirror's own tables only (`mirror_applied`), fed to nothing else.
-pub fn keep_rows_only() -> RowsInto {
-    Arc::new(|_, _, _| Ok(()))
+/// Rows decoded and written into the typed mirrored records, in the batch's transaction.
+pub fn typed_rows() -> RowsInto {
+    Arc::new(konvert_records::mirror_rows::apply_rows)
 }
 
-/// No row check.
-pub fn no_row_check() -> RowChecks {
-    Arc::new(|| None)
+/// The consent allow-list checked again at the receiver: every row decodes as its kind
+/// and names only participants its sender planned.
+pub fn planned_only() -> RowChecks {
+    Arc::new(|store: &PgMirror| {
+        Some(konvert_records::mirror_rows::row_check(
+            store.shared_records(),
+            store.node(),
+        ))
+    })
 }
 
 /// Where the driver reports what the metrics count (h-status's `MirrorMetrics` plugs in
@@ -102,7 +107,8 @@ impl std::fmt::Debug for NodeSetup {
 }
 
 impl NodeSetup {
-    /// A setup with no hooks, rows kept in the mirror's tables only, no row check.
+    /// A setup with no hooks, the rows written into the typed records and checked
+    /// against the planning first.
     pub fn new(
         me: Node,
         key: SigningKey,
@@ -117,8 +123,8 @@ impl NodeSetup {
             limits,
             records_url: records_url.to_owned(),
             hooks: Arc::new(NoHooks),
-            rows_into: keep_rows_only(),
-            row_check: no_row_check(),
+            rows_into: typed_rows(),
+            row_check: planned_only(),
         }
     }
 
@@ -139,7 +145,7 @@ impl NodeSetup {
             self.limits.clone(),
         )
         .map_err(konvert_records::Error::from)?;
-        if let Some(check) = (self.row_check)() {
+        if let Some(check) = (self.row_check)(store) {
             ep.receiver_mut().set_row_check(check);
         }
         let (send, receive) = store.load()?;
@@ -433,10 +439,12 @@ impl Core {
                     self.stalled.clear();
                 }
                 // Batches "sent" while the peer was away went nowhere: due again at once.
-                // A stalled channel stays stopped until someone looks (or a restart).
+                // A stalled channel stays stopped until someone looks (or a restart), except
+                // one whose rows the peer's check refused: what it checks against (the
+                // planning) may have arrived since, so each exchange tries once more.
                 if let Some(ep) = self.ep.as_mut() {
                     for kind in RecordKind::owned_by(me.side()) {
-                        if ep.sender().stalled(peer, kind).is_none() {
+                        if matches!(ep.sender().stalled(peer, kind), None | Some(Refusal::RowRefused { .. })) {
                             ep.sender_mut().resume(peer, kind);
                         }
                     }
