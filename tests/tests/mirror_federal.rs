@@ -345,8 +345,9 @@ async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
     let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
         .await
         .unwrap();
-    let mut cfg = net.region_at(3, fed.addr);
-    cfg.interval_secs = 3600;
+    // The default schedule: the next exchange is hours away.
+    let cfg = net.region_at(3, fed.addr);
+    let schedule = cfg.schedule(Path::new("mirror.toml")).unwrap();
     let counts = Arc::new(Counts::default());
     let mirror = Arc::new(
         RegionMirror::start(cfg.clone(), region::setup(&cfg, counts.clone()).unwrap())
@@ -354,8 +355,8 @@ async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
             .unwrap(),
     );
     let running = mirror.clone();
-    let run = tokio::spawn(async move { running.run().await });
-    // The first exchange, at start, has nothing to send; the next is an hour away.
+    let run = tokio::spawn(async move { running.run(&schedule).await });
+    // The first exchange, at start, has nothing to send; the next is two hours away.
     let deadline = Instant::now() + Duration::from_secs(20);
     while counts.exchanged.load(Ordering::SeqCst) == 0 {
         assert!(Instant::now() < deadline, "the first exchange never ended");
@@ -668,7 +669,6 @@ async fn a_region_killed_while_applying_loses_nothing_and_applies_nothing_twice(
         .await
         .unwrap();
     let mut cfg = net.region_at(2, fed.addr);
-    cfg.interval_secs = 1;
     cfg.sync_timeout_secs = 10;
     let config = net.root.path().join("r2/mirror.toml");
     cfg.save(&config).unwrap();

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
-use konvert_mirror::Node;
+use konvert_mirror::{Node, Schedule};
 use konvert_replication::service::{sd_notify, StopSignals};
 
 use crate::mirror::config::{FederalConfig, RegionMirrorConfig};
+use crate::mirror::metrics::NodeMetrics;
 use crate::mirror::node::NoHooks;
 use crate::mirror::region::{Exchanged, RegionMirror};
 use crate::mirror::{federal, region};
@@ -60,6 +61,12 @@ pub enum FederalAction {
     },
     /// Check federal.toml and say what is wrong.
     CheckConfig {
+        /// federal.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The lag per region, kind and direction.
+    Status {
         /// federal.toml
         #[arg(long)]
         config: PathBuf,
@@ -147,9 +154,16 @@ pub async fn federal(action: FederalAction) -> Result<()> {
         }
         FederalAction::Serve { config } => {
             let cfg = FederalConfig::load(&config)?;
+            let schedule = cfg.schedule(&config)?;
             let mut signals = StopSignals::install()?;
-            let setup = federal::setup(&cfg, Arc::new(NoHooks))?;
+            let metrics = NodeMetrics::new()?;
+            let setup = federal::setup(&cfg, metrics.hooks())?;
             let running = federal::serve(&cfg, setup).await?;
+            metrics.spawn_observer(cfg.records_url.clone(), Node::Federal, schedule, running.node.waker());
+            if let Some(addr) = cfg.metrics_listen {
+                let bound = metrics.serve(addr).await?;
+                println!("metrics: http://{bound}/metrics");
+            }
             println!(
                 "federal node serving on {} ({} region(s))",
                 running.addr,
@@ -160,6 +174,11 @@ pub async fn federal(action: FederalAction) -> Result<()> {
             tracing::info!(signal, "stopping the federal node");
             sd_notify("STOPPING=1");
             running.stop().await;
+        }
+        FederalAction::Status { config } => {
+            let cfg = FederalConfig::load(&config)?;
+            let schedule = cfg.schedule(&config)?;
+            print!("{}", status_text(cfg.records_url, Node::Federal, &schedule).await?);
         }
         FederalAction::CheckConfig { config } => {
             let cfg = FederalConfig::load(&config)?;
@@ -174,6 +193,17 @@ pub async fn federal(action: FederalAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The status table of node `me` (`mirror status`, `federal status`) at this moment.
+async fn status_text(records_url: String, me: Node, schedule: &Schedule) -> Result<String> {
+    let status = tokio::task::spawn_blocking(move || -> Result<_> {
+        let records = Arc::new(konvert_records::PgRecords::connect(&records_url)?);
+        Ok(konvert_records::PgMirror::open(records, me)?.status()?)
+    })
+    .await
+    .map_err(|e| Error::Control(e.to_string()))??;
+    Ok(crate::mirror_status::render(&status, schedule, crate::intake::now_ms()))
 }
 
 /// Runs a region's mirror command.
@@ -196,12 +226,20 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
         }
         MirrorAction::Run { config } => {
             let cfg = RegionMirrorConfig::load(&config)?;
+            let schedule = cfg.schedule(&config)?;
             let mut signals = StopSignals::install()?;
-            let setup = region::setup(&cfg, Arc::new(NoHooks))?;
+            let metrics = NodeMetrics::new()?;
+            let setup = region::setup(&cfg, metrics.hooks())?;
+            let (url, me, listen) = (cfg.records_url.clone(), Node::Region(cfg.region), cfg.metrics_listen);
             let mirror = RegionMirror::start(cfg, setup).await?;
+            metrics.spawn_observer(url, me, schedule.clone(), mirror.node().waker());
+            if let Some(addr) = listen {
+                let bound = metrics.serve(addr).await?;
+                println!("metrics: http://{bound}/metrics");
+            }
             sd_notify("READY=1");
             tokio::select! {
-                r = mirror.run() => r?,
+                r = mirror.run(&schedule) => r?,
                 signal = signals.recv() => tracing::info!(signal, "stopping the region's mirror"),
             }
         }
@@ -225,36 +263,25 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
         }
         MirrorAction::Status { config } => {
             let cfg = RegionMirrorConfig::load(&config)?;
-            let me = Node::Region(cfg.region);
-            let status = tokio::task::spawn_blocking(move || -> Result<_> {
-                let records = Arc::new(konvert_records::PgRecords::connect(&cfg.records_url)?);
-                Ok(konvert_records::PgMirror::open(records, me)?.status()?)
-            })
-            .await
-            .map_err(|e| Error::Control(e.to_string()))??;
-            // TODO(lead): print `crate::mirror_status::render(&status, &schedule, now)` (h-status)
-            // here instead of this plain listing.
-            for s in &status {
-                println!(
-                    "{:<10} {:<28} {:?}: rows {}, through {}, lag {}",
-                    s.peer.to_string(),
-                    s.kind.name(),
-                    s.direction,
-                    s.rows,
-                    s.through,
-                    s.lag.map_or("-".to_owned(), |l| l.to_string())
-                );
-            }
+            let schedule = cfg.schedule(&config)?;
+            print!(
+                "{}",
+                status_text(cfg.records_url, Node::Region(cfg.region), &schedule).await?
+            );
         }
         MirrorAction::CheckConfig { config } => {
             let cfg = RegionMirrorConfig::load(&config)?;
             crate::mirror::identity::region_client_config(&cfg)?;
+            let schedule = cfg.schedule(&config)?;
+            let now = crate::intake::now_ms();
             println!(
-                "{}: ok — region {:02}, federal node {} at {}",
+                "{}: ok — region {:02}, federal node {} at {}; exchange every {} now ({})",
                 config.display(),
                 cfg.region,
                 cfg.federal_name,
-                cfg.federal_address
+                cfg.federal_address,
+                crate::mirror_status::human_duration(schedule.interval_at(now)),
+                schedule.time_zone()
             );
         }
     }
