@@ -777,3 +777,157 @@ async fn a_region_killed_while_applying_loses_nothing_and_applies_nothing_twice(
 fn node_leftover(s: &PgMirror) -> Vec<String> {
     konvert_center::mirror::node::leftover(s).unwrap()
 }
+
+fn free_tcp_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The value of the one sample `series` (name and labels exactly as exposed) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+/// Scrapes `addr` until `series` reads `want`; returns the exposition.
+async fn scrape_until(addr: SocketAddr, series: &str, want: f64, log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = konvert_ops::demo::scrape(addr).await.unwrap_or_default();
+        if sample(&text, series) == Some(want) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never read {want} at {addr}:\n{text}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The mirror's metrics as the running processes serve them (`metrics_listen` of
+/// federal.toml and mirror.toml): after a good exchange the lag is 0 and the exchange is
+/// counted on both sides; a batch signed by a key the federal node does not know is refused
+/// over QUIC, and the refusal is counted by the federal node (it refused) and the region (its
+/// channel stopped), and nothing of it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_is_counted_in_the_metrics_the_running_nodes_serve() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let net = Net::build(cluster, "mf_metrics", &[4], listen, limits(3, 4));
+    let (fed_metrics, region_metrics) = (free_tcp_addr(), free_tcp_addr());
+    let mut raw = FederalConfig::read(&net.fed_path).unwrap();
+    raw.metrics_listen = Some(fed_metrics);
+    raw.save(&net.fed_path).unwrap();
+    let up = rows("results of region 4", 0, 5);
+    net.region_writer(4)
+        .push_many(FED, RecordKind::ProcessingResults, up.clone())
+        .unwrap();
+    net.fed_writer()
+        .push_many(
+            Node::Region(4),
+            RecordKind::RecomputedScores,
+            rows("recomputed for 4", 0, 3),
+        )
+        .unwrap();
+    let fed_config = net.fed_path.to_str().unwrap().to_owned();
+    let fed_log = net.root.path().join("fed.log");
+    let mut fed = spawn_center(
+        &["federal", "serve", "--config", fed_config.as_str()],
+        &fed_log,
+        Some("federal node serving"),
+    );
+
+    let mut cfg = net.region_at(4, listen);
+    cfg.metrics_listen = Some(region_metrics);
+    let config = net.root.path().join("r4/mirror.toml");
+    cfg.save(&config).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let run = ["mirror", "run", "--config", config.as_str()];
+    let region_log = net.root.path().join("region.log");
+    let mut region = spawn_center(&run, &region_log, Some("metrics: http"));
+    let text = scrape_until(
+        region_metrics,
+        r#"konvert_mirror_lag_rows{direction="outgoing",kind="processing_results",peer="federal"}"#,
+        0.0,
+        &region_log,
+    )
+    .await;
+    assert!(
+        sample(
+            &text,
+            r#"konvert_mirror_exchanges_total{outcome="done",peer="federal"}"#
+        ) >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            r#"konvert_mirror_last_exchange_timestamp_seconds{direction="incoming",kind="recomputed_scores",peer="federal"}"#
+        ) > Some(1.7e9),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "konvert_mirror_interval_seconds"),
+        Some(7.0 * 24.0 * 3600.0)
+    );
+    assert_eq!(sample(&text, "konvert_mirror_exam_period"), Some(0.0));
+    let text = scrape_until(
+        fed_metrics,
+        r#"konvert_mirror_lag_rows{direction="outgoing",kind="recomputed_scores",peer="04"}"#,
+        0.0,
+        &fed_log,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"konvert_mirror_lag_seconds{kind="recomputed_scores",peer="04"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(!text.contains("konvert_mirror_refusals_total{"), "{text}");
+    region.kill().unwrap();
+    region.wait().unwrap();
+
+    // Region 4's mirror, its signing key swapped for one the federal node never enrolled.
+    let forged_key = net.root.path().join("r4/keys/forged.key");
+    konvert_crypto::keyfile::write_signing_key(&forged_key, &konvert_crypto::SigningKey::generate().unwrap()).unwrap();
+    cfg.signing_key = forged_key;
+    cfg.save(Path::new(&config)).unwrap();
+    OutboxWriter::open(region::setup(&cfg, Arc::new(NoHooks)).unwrap())
+        .unwrap()
+        .push_many(FED, RecordKind::ProcessingResults, rows("forged results", 0, 2))
+        .unwrap();
+    let forged_log = net.root.path().join("forged.log");
+    let mut forged = spawn_center(&run, &forged_log, Some("metrics: http"));
+    let refused = r#"konvert_mirror_refusals_total{kind="processing_results",peer="04",reason="wrong_signer"}"#;
+    scrape_until(fed_metrics, refused, 1.0, &fed_log).await;
+    let stalled = r#"konvert_mirror_refusals_total{kind="processing_results",peer="federal",reason="wrong_signer"}"#;
+    let text = scrape_until(region_metrics, stalled, 1.0, &forged_log).await;
+    assert!(
+        sample(
+            &text,
+            r#"konvert_mirror_lag_rows{direction="outgoing",kind="processing_results",peer="federal"}"#
+        ) == Some(2.0)
+            || text.contains(r#"konvert_mirror_exchanges_total{outcome="left",peer="federal"}"#),
+        "{text}"
+    );
+    forged.kill().unwrap();
+    forged.wait().unwrap();
+    fed.kill().unwrap();
+    fed.wait().unwrap();
+    assert_eq!(
+        store(&net.fed.records_url, FED)
+            .applied_rows(Node::Region(4), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&up)
+    );
+}
