@@ -924,6 +924,49 @@ async fn a_refused_batch_is_counted_in_the_metrics_the_running_nodes_serve() {
     forged.wait().unwrap();
     fed.kill().unwrap();
     fed.wait().unwrap();
+
+    // The status tables, as an operator reads them on each side.
+    let status = |args: &[&str]| {
+        let out = Command::new(CENTER).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let fed_status = status(&["federal", "status", "--config", fed_config.as_str()]);
+    // A row's cells after the peer (`ФИС`, `РИС 04`): kind, direction, rows, receipted, lag.
+    let table_row = |text: &str, peer: &str, kind: &str, direction: &str| -> Option<Vec<String>> {
+        text.lines().find_map(|l| {
+            let cells: Vec<String> = l.strip_prefix(peer)?.split_whitespace().map(str::to_owned).collect();
+            (cells.len() >= 5 && cells[0] == kind && cells[1] == direction).then_some(cells)
+        })
+    };
+    assert!(
+        fed_status.starts_with("Mirror status at ") && fed_status.contains("(Europe/Moscow): no exam period"),
+        "{fed_status}"
+    );
+    let down =
+        table_row(&fed_status, "РИС 04", "recomputed_scores", "outgoing").unwrap_or_else(|| panic!("{fed_status}"));
+    assert_eq!(&down[2..5], ["3", "3", "0"], "{fed_status}");
+    let up_at_fed =
+        table_row(&fed_status, "РИС 04", "processing_results", "incoming").unwrap_or_else(|| panic!("{fed_status}"));
+    assert_eq!(&up_at_fed[2..4], ["5", "5"], "{fed_status}");
+    assert!(
+        fed_status.contains("ok: every row written has been receipted"),
+        "{fed_status}"
+    );
+    let region_status = status(&["mirror", "status", "--config", config.as_str()]);
+    let up_row =
+        table_row(&region_status, "ФИС", "processing_results", "outgoing").unwrap_or_else(|| panic!("{region_status}"));
+    // 7 rows written (5 receipted, 2 forged and refused), 2 waiting.
+    assert_eq!(&up_row[2..5], ["7", "5", "2"], "{region_status}");
+    assert!(
+        region_status.contains("ok: 2 rows waiting for receipts"),
+        "{region_status}"
+    );
     assert_eq!(
         store(&net.fed.records_url, FED)
             .applied_rows(Node::Region(4), RecordKind::ProcessingResults)
