@@ -967,6 +967,30 @@ async fn a_refused_batch_is_counted_in_the_metrics_the_running_nodes_serve() {
         region_status.contains("ok: 2 rows waiting for receipts"),
         "{region_status}"
     );
+    let json: serde_json::Value =
+        serde_json::from_str(&status(&["mirror", "status", "--config", config.as_str(), "--json"])).unwrap();
+    let up_json = json["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "processing_results" && c["direction"] == "outgoing")
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert_eq!(
+        (
+            &up_json["peer"],
+            &up_json["rows"],
+            &up_json["receipted"],
+            &up_json["lag_rows"]
+        ),
+        (
+            &serde_json::json!("federal"),
+            &serde_json::json!(7),
+            &serde_json::json!(5),
+            &serde_json::json!(2)
+        ),
+        "{json:#}"
+    );
+    assert_eq!(json["interval_ms"], 7 * 24 * 3_600_000u64, "{json:#}");
     assert_eq!(
         store(&net.fed.records_url, FED)
             .applied_rows(Node::Region(4), RecordKind::ProcessingResults)

@@ -70,6 +70,9 @@ pub enum FederalAction {
         /// federal.toml
         #[arg(long)]
         config: PathBuf,
+        /// The figures as JSON, for a program.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -116,6 +119,9 @@ pub enum MirrorAction {
         /// mirror.toml
         #[arg(long)]
         config: PathBuf,
+        /// The figures as JSON, for a program.
+        #[arg(long)]
+        json: bool,
     },
     /// Check mirror.toml and say what is wrong.
     CheckConfig {
@@ -175,10 +181,13 @@ pub async fn federal(action: FederalAction) -> Result<()> {
             sd_notify("STOPPING=1");
             running.stop().await;
         }
-        FederalAction::Status { config } => {
+        FederalAction::Status { config, json } => {
             let cfg = FederalConfig::load(&config)?;
             let schedule = cfg.schedule(&config)?;
-            print!("{}", status_text(cfg.records_url, Node::Federal, &schedule).await?);
+            print!(
+                "{}",
+                status_text(cfg.records_url, Node::Federal, &schedule, json).await?
+            );
         }
         FederalAction::CheckConfig { config } => {
             let cfg = FederalConfig::load(&config)?;
@@ -195,15 +204,21 @@ pub async fn federal(action: FederalAction) -> Result<()> {
     Ok(())
 }
 
-/// The status table of node `me` (`mirror status`, `federal status`) at this moment.
-async fn status_text(records_url: String, me: Node, schedule: &Schedule) -> Result<String> {
+/// The status table (or its JSON) of node `me` (`mirror status`, `federal status`) at
+/// this moment.
+async fn status_text(records_url: String, me: Node, schedule: &Schedule, json: bool) -> Result<String> {
     let status = tokio::task::spawn_blocking(move || -> Result<_> {
         let records = Arc::new(konvert_records::PgRecords::connect(&records_url)?);
         Ok(konvert_records::PgMirror::open(records, me)?.status()?)
     })
     .await
     .map_err(|e| Error::Control(e.to_string()))??;
-    Ok(crate::mirror_status::render(&status, schedule, crate::intake::now_ms()))
+    let now = crate::intake::now_ms();
+    Ok(if json {
+        format!("{:#}\n", crate::mirror_status::render_json(&status, schedule, now))
+    } else {
+        crate::mirror_status::render(&status, schedule, now)
+    })
 }
 
 /// Runs a region's mirror command.
@@ -261,12 +276,12 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
                 }
             }
         }
-        MirrorAction::Status { config } => {
+        MirrorAction::Status { config, json } => {
             let cfg = RegionMirrorConfig::load(&config)?;
             let schedule = cfg.schedule(&config)?;
             print!(
                 "{}",
-                status_text(cfg.records_url, Node::Region(cfg.region), &schedule).await?
+                status_text(cfg.records_url, Node::Region(cfg.region), &schedule, json).await?
             );
         }
         MirrorAction::CheckConfig { config } => {
