@@ -998,3 +998,71 @@ async fn a_refused_batch_is_counted_in_the_metrics_the_running_nodes_serve() {
         numbered(&up)
     );
 }
+
+/// `mirror check-config` as an operator runs it: the schedule `mirror init` wrote and one
+/// with periods pass and say the interval in force; a schedule it cannot follow fails,
+/// naming the file, `[schedule]` and what is wrong.
+#[test]
+fn mirror_check_config_takes_a_good_schedule_and_names_the_file_and_key_of_a_bad_one() {
+    let root = tempfile::tempdir().unwrap();
+    let fed = federal::init(
+        &root.path().join("fed"),
+        "federal.konvert",
+        "127.0.0.1:4500".parse().unwrap(),
+        "postgresql://konvert@127.0.0.1/fis",
+    )
+    .unwrap();
+    let dir = root.path().join("r54");
+    let path = region::init(
+        &dir,
+        54,
+        "postgresql://konvert@127.0.0.1/ris",
+        "fis.example:4500",
+        "federal.konvert",
+    )
+    .unwrap();
+    federal::enroll_region(&fed, 54, &dir.join("mirror.pub"), &dir.join("pki"), false).unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    let check = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(CENTER)
+            .args(["mirror", "check-config", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let (ok, said) = check(&written);
+    assert!(ok && said.contains("exchange every 7 d now (Europe/Moscow)"), "{said}");
+    // Novosibirsk, a year-round exam period at the busy interval: every 2 hours now.
+    let all_year = written.replace("Europe/Moscow", "Asia/Novosibirsk")
+        + "\n[[schedule.periods]]\nname = \"main\"\nkind = \"exam\"\nfirst_day = \"2000-01-01\"\nlast_day = \"2099-12-31\"\n";
+    let (ok, said) = check(&all_year);
+    assert!(
+        ok && said.contains("exchange every 2 h now (Asia/Novosibirsk)"),
+        "{said}"
+    );
+    for (text, what) in [
+        (written.replace("Europe/Moscow", "Europe/Atlantis"), "Europe/Atlantis"),
+        (
+            all_year.replace("2099-12-31", "1999-12-31"),
+            "ends (1999-12-31) before it starts",
+        ),
+        (all_year.replace("2000-01-01", "2000-13-01"), "first_day"),
+        (
+            written.replace("busy_interval_minutes = 120", "busy_interval_minutes = 20000"),
+            "busy_interval_minutes",
+        ),
+    ] {
+        let (ok, said) = check(&text);
+        assert!(!ok, "{text} was taken: {said}");
+        assert!(
+            said.contains(path.to_str().unwrap()) && said.contains("[schedule]") && said.contains(what),
+            "{said}"
+        );
+    }
+}
