@@ -192,12 +192,15 @@ pub async fn federal(action: FederalAction) -> Result<()> {
         FederalAction::CheckConfig { config } => {
             let cfg = FederalConfig::load(&config)?;
             crate::mirror::identity::federal_server_config(&cfg)?;
+            let schedule = cfg.schedule(&config)?;
             println!(
-                "{}: ok — federal node {}, listen {}, {} region(s)",
+                "{}: ok — federal node {}, listen {}, {} region(s); lag measured against every {} now ({})",
                 config.display(),
                 cfg.name,
                 cfg.listen,
-                cfg.regions.len()
+                cfg.regions.len(),
+                crate::mirror_status::human_duration(schedule.interval_at(crate::intake::now_ms())),
+                schedule.time_zone()
             );
         }
     }
