@@ -1013,14 +1013,27 @@ fn mirror_check_config_takes_a_good_schedule_and_names_the_file_and_key_of_a_bad
     )
     .unwrap();
     let dir = root.path().join("r54");
-    let path = region::init(
-        &dir,
-        54,
-        "postgresql://konvert@127.0.0.1/ris",
-        "fis.example:4500",
-        "federal.konvert",
-    )
-    .unwrap();
+    let init = |zone: &str| {
+        Command::new(CENTER)
+            .args(["mirror", "init", "--dir", dir.to_str().unwrap(), "--region", "54"])
+            .args([
+                "--records-url",
+                "postgresql://konvert@127.0.0.1/ris",
+                "--federal",
+                "fis.example:4500",
+            ])
+            .args(["--time-zone", zone])
+            .output()
+            .unwrap()
+    };
+    let typo = init("Asia/Novosibirks");
+    assert!(
+        !typo.status.success() && String::from_utf8_lossy(&typo.stderr).contains("Asia/Novosibirks"),
+        "{typo:?}"
+    );
+    assert!(!dir.exists(), "a refused init left {}", dir.display());
+    assert!(init("Asia/Novosibirsk").status.success());
+    let path = dir.join("mirror.toml");
     federal::enroll_region(&fed, 54, &dir.join("mirror.pub"), &dir.join("pki"), false).unwrap();
     let written = std::fs::read_to_string(&path).unwrap();
     let check = |text: &str| {
@@ -1037,9 +1050,12 @@ fn mirror_check_config_takes_a_good_schedule_and_names_the_file_and_key_of_a_bad
         (out.status.success(), said)
     };
     let (ok, said) = check(&written);
-    assert!(ok && said.contains("exchange every 7 d now (Europe/Moscow)"), "{said}");
-    // Novosibirsk, a year-round exam period at the busy interval: every 2 hours now.
-    let all_year = written.replace("Europe/Moscow", "Asia/Novosibirsk")
+    assert!(
+        ok && said.contains("exchange every 7 d now (Asia/Novosibirsk)"),
+        "{said}"
+    );
+    // A year-round exam period at the busy interval: every 2 hours now.
+    let all_year = written.clone()
         + "\n[[schedule.periods]]\nname = \"main\"\nkind = \"exam\"\nfirst_day = \"2000-01-01\"\nlast_day = \"2099-12-31\"\n";
     let (ok, said) = check(&all_year);
     assert!(
@@ -1047,7 +1063,10 @@ fn mirror_check_config_takes_a_good_schedule_and_names_the_file_and_key_of_a_bad
         "{said}"
     );
     for (text, what) in [
-        (written.replace("Europe/Moscow", "Europe/Atlantis"), "Europe/Atlantis"),
+        (
+            written.replace("Asia/Novosibirsk", "Europe/Atlantis"),
+            "Europe/Atlantis",
+        ),
         (
             all_year.replace("2099-12-31", "1999-12-31"),
             "ends (1999-12-31) before it starts",

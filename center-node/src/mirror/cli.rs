@@ -97,6 +97,9 @@ pub enum MirrorAction {
         /// The federal node's name in its certificate.
         #[arg(long, default_value = "federal.konvert")]
         federal_name: String,
+        /// The region's IANA time zone, which the schedule's period dates are in.
+        #[arg(long, default_value = "Europe/Moscow")]
+        time_zone: String,
     },
     /// Exchange with the federal node at every interval and at once when an exam is
     /// closed, until stopped.
@@ -233,8 +236,18 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
             records_url,
             federal,
             federal_name,
+            time_zone,
         } => {
+            let zone = konvert_mirror::ScheduleConfig {
+                time_zone,
+                ..Default::default()
+            };
+            // Checked before anything is written, so a typo leaves no half-made folder.
+            Schedule::from_config(&zone).map_err(|e| Error::Control(format!("--time-zone: {e}")))?;
             let path = region::init(&dir, region, &records_url, &federal, &federal_name)?;
+            let mut cfg = RegionMirrorConfig::read(&path)?;
+            cfg.schedule = zone;
+            cfg.save(&path)?;
             println!("region {region:02} mirror created: {}", path.display());
             println!(
                 "  send {} to the federal node; put the files it returns into {}",

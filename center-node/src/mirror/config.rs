@@ -305,6 +305,11 @@ impl FederalConfig {
 }
 
 impl RegionMirrorConfig {
+    /// Reads the file as written, paths unresolved and unchecked (to edit and save it again).
+    pub fn read(path: &Path) -> Result<Self> {
+        read_toml(path)
+    }
+
     /// Reads and checks the file; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self> {
         let mut cfg: Self = read_toml(path)?;
