@@ -1,6 +1,7 @@
 //! What the regional center's staff watch: the Prometheus alert rules and the Grafana
-//! dashboard in ops/ name only metrics a running center or relay exports on its /metrics
-//! (scraped over HTTP while sites are connected and have delivered), the rules pass `promtool check`
+//! dashboard in ops/ name only metrics a running center, relay or federal node exports on its
+//! /metrics (scraped over HTTP while sites are connected and have delivered, and after a region
+//! exchanged with the federal node and had a batch refused), the rules pass `promtool check`
 //! and their unit tests, and every dashboard query is valid PromQL; a region's mirror on
 //! PostgreSQL that missed an exchange reads behind on `mirror status` and its metrics.
 
