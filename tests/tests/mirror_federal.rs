@@ -1085,3 +1085,61 @@ fn mirror_check_config_takes_a_good_schedule_and_names_the_file_and_key_of_a_bad
         );
     }
 }
+
+/// A region's `run` whose first exchange finds the federal node down does not wait out the
+/// schedule's interval (a week here): it tries again after 2 s, then 4 s, and its rows go up
+/// once the federal node is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_that_left_something_is_tried_again_soon_not_at_the_next_interval() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let net = Net::build(cluster, "mf_retry", &[6], listen, limits(3, 4));
+    let results = rows("results of region 6", 0, 4);
+    net.region_writer(6)
+        .push_many(FED, RecordKind::ProcessingResults, results.clone())
+        .unwrap();
+    let mut cfg = net.region_at(6, listen);
+    cfg.sync_timeout_secs = 2;
+    let schedule = cfg.schedule(Path::new("mirror.toml")).unwrap();
+    assert_eq!(schedule.interval_at(0), 7 * 24 * 3_600_000);
+    let counts = Arc::new(Counts::default());
+    let mirror = Arc::new(
+        RegionMirror::start(cfg.clone(), region::setup(&cfg, counts.clone()).unwrap())
+            .await
+            .unwrap(),
+    );
+    let running = mirror.clone();
+    let run = tokio::spawn(async move { running.run(&schedule).await });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counts.exchanged.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first exchange never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    let fed_store = store(&net.fed.records_url, FED);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fed_store
+        .applied_rows(Node::Region(6), RecordKind::ProcessingResults)
+        .unwrap()
+        .len()
+        < results.len()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the region did not try again within 20 s of the federal node's return"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(6), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&results)
+    );
+    run.abort();
+    fed.stop().await;
+}
