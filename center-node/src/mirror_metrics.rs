@@ -21,6 +21,7 @@ pub struct MirrorMetrics {
     lag_seconds: GaugeVec,
     last_exchange: GaugeVec,
     refusals: IntCounterVec,
+    exchanges: IntCounterVec,
     interval: Gauge,
     exam_period: IntGauge,
 }
@@ -72,6 +73,16 @@ impl MirrorMetrics {
             &["peer", "kind", "reason"],
         )
         .map_err(m)?;
+        let exchanges = IntCounterVec::new(
+            Opts::new(
+                "konvert_mirror_exchanges_total",
+                "Exchanges with a peer that ended, by outcome: `done` (everything receipted), `left` (something \
+                 is left: the connection failed or the time ran out). The federal node counts each region's \
+                 connection that ended.",
+            ),
+            &["peer", "outcome"],
+        )
+        .map_err(m)?;
         let interval = Gauge::new(
             "konvert_mirror_interval_seconds",
             "The exchange interval the schedule sets now (busy in preparation and exam periods, weekly otherwise).",
@@ -86,6 +97,7 @@ impl MirrorMetrics {
         registry.register(Box::new(lag_seconds.clone())).map_err(m)?;
         registry.register(Box::new(last_exchange.clone())).map_err(m)?;
         registry.register(Box::new(refusals.clone())).map_err(m)?;
+        registry.register(Box::new(exchanges.clone())).map_err(m)?;
         registry.register(Box::new(interval.clone())).map_err(m)?;
         registry.register(Box::new(exam_period.clone())).map_err(m)?;
         Ok(MirrorMetrics {
@@ -93,6 +105,7 @@ impl MirrorMetrics {
             lag_seconds,
             last_exchange,
             refusals,
+            exchanges,
             interval,
             exam_period,
         })
@@ -132,6 +145,14 @@ impl MirrorMetrics {
     pub fn refused(&self, peer: Node, kind: RecordKind, reason: &Refusal) {
         self.refusals
             .with_label_values(&[peer_label(peer).as_str(), kind.name(), reason.name()])
+            .inc();
+    }
+
+    /// Counts an exchange with `peer` that ended: `ok` when nothing was left.
+    pub fn exchanged(&self, peer: Node, ok: bool) {
+        let outcome = if ok { "done" } else { "left" };
+        self.exchanges
+            .with_label_values(&[peer_label(peer).as_str(), outcome])
             .inc();
     }
 }

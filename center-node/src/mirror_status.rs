@@ -191,6 +191,37 @@ pub fn render(status: &[MirrorChannelStatus], schedule: &Schedule, now_unix_ms: 
     out
 }
 
+/// The same figures as [`render`] for a program (`mirror status --json`): the schedule at
+/// `now_unix_ms` and one object per channel; times in Unix milliseconds, `null` where the
+/// table shows `-` or `never`.
+pub fn render_json(status: &[MirrorChannelStatus], schedule: &Schedule, now_unix_ms: u64) -> serde_json::Value {
+    let interval = schedule.interval_at(now_unix_ms);
+    let channels: Vec<serde_json::Value> = status
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "peer": crate::mirror_metrics::peer_label(c.peer),
+                "kind": c.kind.name(),
+                "direction": c.direction.name(),
+                "rows": c.rows,
+                "receipted": c.through,
+                "lag_rows": c.lag,
+                "lag_ms": lag_ms(c, now_unix_ms),
+                "behind": lag_ms(c, now_unix_ms).is_some_and(|ms| ms > interval),
+                "last_exchange_unix_ms": c.last_exchange_unix_ms,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "now_unix_ms": now_unix_ms,
+        "time_zone": schedule.time_zone(),
+        "period": schedule.period_at(now_unix_ms).map(|p| p.name.clone()),
+        "exam_period": schedule.in_exam_period(now_unix_ms),
+        "interval_ms": interval,
+        "channels": channels,
+    })
+}
+
 #[cfg(test)]
 #[path = "mirror_status_tests.rs"]
 mod tests;

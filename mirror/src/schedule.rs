@@ -94,7 +94,7 @@ pub struct ScheduleConfig {
     #[serde(default = "default_quiet_minutes")]
     pub quiet_interval_minutes: u64,
     /// The periods; none means the quiet interval all year.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub periods: Vec<PeriodConfig>,
 }
 

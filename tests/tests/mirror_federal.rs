@@ -437,8 +437,9 @@ async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
         .await
         .unwrap();
     plan_up(&net, 3, fed.addr).await;
-    let mut cfg = net.region_at(3, fed.addr);
-    cfg.interval_secs = 3600;
+    // The default schedule: the next exchange is hours away.
+    let cfg = net.region_at(3, fed.addr);
+    let schedule = cfg.schedule(Path::new("mirror.toml")).unwrap();
     let counts = Arc::new(Counts::default());
     let mirror = Arc::new(
         RegionMirror::start(cfg.clone(), region::setup(&cfg, counts.clone()).unwrap())
@@ -446,8 +447,8 @@ async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
             .unwrap(),
     );
     let running = mirror.clone();
-    let run = tokio::spawn(async move { running.run().await });
-    // The first exchange, at start, has nothing to send; the next is an hour away.
+    let run = tokio::spawn(async move { running.run(&schedule).await });
+    // The first exchange, at start, has nothing to send; the next is two hours away.
     let deadline = Instant::now() + Duration::from_secs(20);
     while counts.exchanged.load(Ordering::SeqCst) == 0 {
         assert!(Instant::now() < deadline, "the first exchange never ended");
@@ -767,7 +768,6 @@ async fn a_region_killed_while_applying_loses_nothing_and_applies_nothing_twice(
         .await
         .unwrap();
     let mut cfg = net.region_at(2, fed.addr);
-    cfg.interval_secs = 1;
     cfg.sync_timeout_secs = 10;
     let config = net.root.path().join("r2/mirror.toml");
     cfg.save(&config).unwrap();
@@ -880,4 +880,374 @@ async fn a_region_killed_while_applying_loses_nothing_and_applies_nothing_twice(
 
 fn node_leftover(s: &PgMirror) -> Vec<String> {
     konvert_center::mirror::node::leftover(s).unwrap()
+}
+
+fn free_tcp_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The value of the one sample `series` (name and labels exactly as exposed) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+/// Scrapes `addr` until `series` reads `want`; returns the exposition.
+async fn scrape_until(addr: SocketAddr, series: &str, want: f64, log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = konvert_ops::demo::scrape(addr).await.unwrap_or_default();
+        if sample(&text, series) == Some(want) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never read {want} at {addr}:\n{text}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The mirror's metrics as the running processes serve them (`metrics_listen` of
+/// federal.toml and mirror.toml): after a good exchange the lag is 0 and the exchange is
+/// counted on both sides; a batch signed by a key the federal node does not know is refused
+/// over QUIC, and the refusal is counted by the federal node (it refused) and the region (its
+/// channel stopped), and nothing of it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_is_counted_in_the_metrics_the_running_nodes_serve() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let net = Net::build(cluster, "mf_metrics", &[4], listen, limits(3, 4));
+    let (fed_metrics, region_metrics) = (free_tcp_addr(), free_tcp_addr());
+    let mut raw = FederalConfig::read(&net.fed_path).unwrap();
+    raw.metrics_listen = Some(fed_metrics);
+    raw.save(&net.fed_path).unwrap();
+    // Planning first in the same exchange: its first batches go before the results, which
+    // name only participants they seat.
+    plan(&net, 4);
+    let up = rows(RecordKind::ProcessingResults, 4, 0, 5);
+    net.region_writer(4)
+        .push_many(FED, RecordKind::ProcessingResults, up.clone())
+        .unwrap();
+    net.fed_writer()
+        .push_many(
+            Node::Region(4),
+            RecordKind::RecomputedScores,
+            rows(RecordKind::RecomputedScores, 4, 0, 3),
+        )
+        .unwrap();
+    let fed_config = net.fed_path.to_str().unwrap().to_owned();
+    let fed_log = net.root.path().join("fed.log");
+    let mut fed = spawn_center(
+        &["federal", "serve", "--config", fed_config.as_str()],
+        &fed_log,
+        Some("federal node serving"),
+    );
+
+    let mut cfg = net.region_at(4, listen);
+    cfg.metrics_listen = Some(region_metrics);
+    let config = net.root.path().join("r4/mirror.toml");
+    cfg.save(&config).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let run = ["mirror", "run", "--config", config.as_str()];
+    let region_log = net.root.path().join("region.log");
+    let mut region = spawn_center(&run, &region_log, Some("metrics: http"));
+    let text = scrape_until(
+        region_metrics,
+        r#"konvert_mirror_lag_rows{direction="outgoing",kind="processing_results",peer="federal"}"#,
+        0.0,
+        &region_log,
+    )
+    .await;
+    assert!(
+        sample(
+            &text,
+            r#"konvert_mirror_exchanges_total{outcome="done",peer="federal"}"#
+        ) >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            r#"konvert_mirror_last_exchange_timestamp_seconds{direction="incoming",kind="recomputed_scores",peer="federal"}"#
+        ) > Some(1.7e9),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "konvert_mirror_interval_seconds"),
+        Some(7.0 * 24.0 * 3600.0)
+    );
+    assert_eq!(sample(&text, "konvert_mirror_exam_period"), Some(0.0));
+    let text = scrape_until(
+        fed_metrics,
+        r#"konvert_mirror_lag_rows{direction="outgoing",kind="recomputed_scores",peer="04"}"#,
+        0.0,
+        &fed_log,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"konvert_mirror_lag_seconds{kind="recomputed_scores",peer="04"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(!text.contains("konvert_mirror_refusals_total{"), "{text}");
+    region.kill().unwrap();
+    region.wait().unwrap();
+
+    // Region 4's mirror, its signing key swapped for one the federal node never enrolled.
+    let forged_key = net.root.path().join("r4/keys/forged.key");
+    konvert_crypto::keyfile::write_signing_key(&forged_key, &konvert_crypto::SigningKey::generate().unwrap()).unwrap();
+    cfg.signing_key = forged_key;
+    cfg.save(Path::new(&config)).unwrap();
+    OutboxWriter::open(region::setup(&cfg, Arc::new(NoHooks)).unwrap())
+        .unwrap()
+        .push_many(FED, RecordKind::ProcessingResults, rows(RecordKind::ProcessingResults, 4, 5, 7))
+        .unwrap();
+    let forged_log = net.root.path().join("forged.log");
+    let mut forged = spawn_center(&run, &forged_log, Some("metrics: http"));
+    let refused = r#"konvert_mirror_refusals_total{kind="processing_results",peer="04",reason="wrong_signer"}"#;
+    scrape_until(fed_metrics, refused, 1.0, &fed_log).await;
+    let stalled = r#"konvert_mirror_refusals_total{kind="processing_results",peer="federal",reason="wrong_signer"}"#;
+    let text = scrape_until(region_metrics, stalled, 1.0, &forged_log).await;
+    assert!(
+        sample(
+            &text,
+            r#"konvert_mirror_lag_rows{direction="outgoing",kind="processing_results",peer="federal"}"#
+        ) == Some(2.0)
+            || text.contains(r#"konvert_mirror_exchanges_total{outcome="left",peer="federal"}"#),
+        "{text}"
+    );
+    forged.kill().unwrap();
+    forged.wait().unwrap();
+    fed.kill().unwrap();
+    fed.wait().unwrap();
+
+    // The status tables, as an operator reads them on each side.
+    let status = |args: &[&str]| {
+        let out = Command::new(CENTER).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let fed_status = status(&["federal", "status", "--config", fed_config.as_str()]);
+    // A row's cells after the peer (`ФИС`, `РИС 04`): kind, direction, rows, receipted, lag.
+    let table_row = |text: &str, peer: &str, kind: &str, direction: &str| -> Option<Vec<String>> {
+        text.lines().find_map(|l| {
+            let cells: Vec<String> = l.strip_prefix(peer)?.split_whitespace().map(str::to_owned).collect();
+            (cells.len() >= 5 && cells[0] == kind && cells[1] == direction).then_some(cells)
+        })
+    };
+    assert!(
+        fed_status.starts_with("Mirror status at ") && fed_status.contains("(Europe/Moscow): no exam period"),
+        "{fed_status}"
+    );
+    let down =
+        table_row(&fed_status, "РИС 04", "recomputed_scores", "outgoing").unwrap_or_else(|| panic!("{fed_status}"));
+    assert_eq!(&down[2..5], ["3", "3", "0"], "{fed_status}");
+    let up_at_fed =
+        table_row(&fed_status, "РИС 04", "processing_results", "incoming").unwrap_or_else(|| panic!("{fed_status}"));
+    assert_eq!(&up_at_fed[2..4], ["5", "5"], "{fed_status}");
+    assert!(
+        fed_status.contains("ok: every row written has been receipted"),
+        "{fed_status}"
+    );
+    let region_status = status(&["mirror", "status", "--config", config.as_str()]);
+    let up_row =
+        table_row(&region_status, "ФИС", "processing_results", "outgoing").unwrap_or_else(|| panic!("{region_status}"));
+    // 7 rows written (5 receipted, 2 forged and refused), 2 waiting.
+    assert_eq!(&up_row[2..5], ["7", "5", "2"], "{region_status}");
+    assert!(
+        region_status.contains("ok: 2 rows waiting for receipts"),
+        "{region_status}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&status(&["mirror", "status", "--config", config.as_str(), "--json"])).unwrap();
+    let up_json = json["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "processing_results" && c["direction"] == "outgoing")
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert_eq!(
+        (
+            &up_json["peer"],
+            &up_json["rows"],
+            &up_json["receipted"],
+            &up_json["lag_rows"]
+        ),
+        (
+            &serde_json::json!("federal"),
+            &serde_json::json!(7),
+            &serde_json::json!(5),
+            &serde_json::json!(2)
+        ),
+        "{json:#}"
+    );
+    assert_eq!(json["interval_ms"], 7 * 24 * 3_600_000u64, "{json:#}");
+    assert_eq!(
+        store(&net.fed.records_url, FED)
+            .applied_rows(Node::Region(4), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&up)
+    );
+}
+
+/// `mirror check-config` as an operator runs it: the schedule `mirror init` wrote and one
+/// with periods pass and say the interval in force; a schedule it cannot follow fails,
+/// naming the file, `[schedule]` and what is wrong.
+#[test]
+fn mirror_check_config_takes_a_good_schedule_and_names_the_file_and_key_of_a_bad_one() {
+    let root = tempfile::tempdir().unwrap();
+    let fed = federal::init(
+        &root.path().join("fed"),
+        "federal.konvert",
+        "127.0.0.1:4500".parse().unwrap(),
+        "postgresql://konvert@127.0.0.1/fis",
+    )
+    .unwrap();
+    let dir = root.path().join("r54");
+    let init = |zone: &str| {
+        Command::new(CENTER)
+            .args(["mirror", "init", "--dir", dir.to_str().unwrap(), "--region", "54"])
+            .args([
+                "--records-url",
+                "postgresql://konvert@127.0.0.1/ris",
+                "--federal",
+                "fis.example:4500",
+            ])
+            .args(["--time-zone", zone])
+            .output()
+            .unwrap()
+    };
+    let typo = init("Asia/Novosibirks");
+    assert!(
+        !typo.status.success() && String::from_utf8_lossy(&typo.stderr).contains("Asia/Novosibirks"),
+        "{typo:?}"
+    );
+    assert!(!dir.exists(), "a refused init left {}", dir.display());
+    assert!(init("Asia/Novosibirsk").status.success());
+    let path = dir.join("mirror.toml");
+    federal::enroll_region(&fed, 54, &dir.join("mirror.pub"), &dir.join("pki"), false).unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    let check = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(CENTER)
+            .args(["mirror", "check-config", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let (ok, said) = check(&written);
+    assert!(
+        ok && said.contains("exchange every 7 d now (Asia/Novosibirsk)"),
+        "{said}"
+    );
+    // A year-round exam period at the busy interval: every 2 hours now.
+    let all_year = written.clone()
+        + "\n[[schedule.periods]]\nname = \"main\"\nkind = \"exam\"\nfirst_day = \"2000-01-01\"\nlast_day = \"2099-12-31\"\n";
+    let (ok, said) = check(&all_year);
+    assert!(
+        ok && said.contains("exchange every 2 h now (Asia/Novosibirsk)"),
+        "{said}"
+    );
+    for (text, what) in [
+        (
+            written.replace("Asia/Novosibirsk", "Europe/Atlantis"),
+            "Europe/Atlantis",
+        ),
+        (
+            all_year.replace("2099-12-31", "1999-12-31"),
+            "ends (1999-12-31) before it starts",
+        ),
+        (all_year.replace("2000-01-01", "2000-13-01"), "first_day"),
+        (
+            written.replace("busy_interval_minutes = 120", "busy_interval_minutes = 20000"),
+            "busy_interval_minutes",
+        ),
+    ] {
+        let (ok, said) = check(&text);
+        assert!(!ok, "{text} was taken: {said}");
+        assert!(
+            said.contains(path.to_str().unwrap()) && said.contains("[schedule]") && said.contains(what),
+            "{said}"
+        );
+    }
+}
+
+/// A region's `run` whose first exchange finds the federal node down does not wait out the
+/// schedule's interval (a week here): it tries again after 2 s, then 4 s, and its rows go up
+/// once the federal node is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_that_left_something_is_tried_again_soon_not_at_the_next_interval() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let net = Net::build(cluster, "mf_retry", &[6], listen, limits(3, 4));
+    plan(&net, 6);
+    let results = rows(RecordKind::ProcessingResults, 6, 0, 4);
+    net.region_writer(6)
+        .push_many(FED, RecordKind::ProcessingResults, results.clone())
+        .unwrap();
+    let mut cfg = net.region_at(6, listen);
+    cfg.sync_timeout_secs = 2;
+    let schedule = cfg.schedule(Path::new("mirror.toml")).unwrap();
+    assert_eq!(schedule.interval_at(0), 7 * 24 * 3_600_000);
+    let counts = Arc::new(Counts::default());
+    let mirror = Arc::new(
+        RegionMirror::start(cfg.clone(), region::setup(&cfg, counts.clone()).unwrap())
+            .await
+            .unwrap(),
+    );
+    let running = mirror.clone();
+    let run = tokio::spawn(async move { running.run(&schedule).await });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counts.exchanged.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first exchange never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    let fed_store = store(&net.fed.records_url, FED);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fed_store
+        .applied_rows(Node::Region(6), RecordKind::ProcessingResults)
+        .unwrap()
+        .len()
+        < results.len()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the region did not try again within 20 s of the federal node's return"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(6), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&results)
+    );
+    run.abort();
+    fed.stop().await;
 }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
-use konvert_mirror::Node;
+use konvert_mirror::{Node, Schedule};
 use konvert_replication::service::{sd_notify, StopSignals};
 
 use crate::mirror::config::{FederalConfig, RegionMirrorConfig};
+use crate::mirror::metrics::NodeMetrics;
 use crate::mirror::node::NoHooks;
 use crate::mirror::region::{Exchanged, RegionMirror};
 use crate::mirror::{federal, region};
@@ -64,6 +65,15 @@ pub enum FederalAction {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The lag per region, kind and direction.
+    Status {
+        /// federal.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The figures as JSON, for a program.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A region's mirror commands.
@@ -87,6 +97,9 @@ pub enum MirrorAction {
         /// The federal node's name in its certificate.
         #[arg(long, default_value = "federal.konvert")]
         federal_name: String,
+        /// The region's IANA time zone, which the schedule's period dates are in.
+        #[arg(long, default_value = "Europe/Moscow")]
+        time_zone: String,
     },
     /// Exchange with the federal node at every interval and at once when an exam is
     /// closed, until stopped.
@@ -109,6 +122,9 @@ pub enum MirrorAction {
         /// mirror.toml
         #[arg(long)]
         config: PathBuf,
+        /// The figures as JSON, for a program.
+        #[arg(long)]
+        json: bool,
     },
     /// Check mirror.toml and say what is wrong.
     CheckConfig {
@@ -147,9 +163,16 @@ pub async fn federal(action: FederalAction) -> Result<()> {
         }
         FederalAction::Serve { config } => {
             let cfg = FederalConfig::load(&config)?;
+            let schedule = cfg.schedule(&config)?;
             let mut signals = StopSignals::install()?;
-            let setup = federal::setup(&cfg, Arc::new(NoHooks))?;
+            let metrics = NodeMetrics::new()?;
+            let setup = federal::setup(&cfg, metrics.hooks())?;
             let running = federal::serve(&cfg, setup).await?;
+            metrics.spawn_observer(cfg.records_url.clone(), Node::Federal, schedule, running.node.waker());
+            if let Some(addr) = cfg.metrics_listen {
+                let bound = metrics.serve(addr).await?;
+                println!("metrics: http://{bound}/metrics");
+            }
             println!(
                 "federal node serving on {} ({} region(s))",
                 running.addr,
@@ -161,19 +184,47 @@ pub async fn federal(action: FederalAction) -> Result<()> {
             sd_notify("STOPPING=1");
             running.stop().await;
         }
+        FederalAction::Status { config, json } => {
+            let cfg = FederalConfig::load(&config)?;
+            let schedule = cfg.schedule(&config)?;
+            print!(
+                "{}",
+                status_text(cfg.records_url, Node::Federal, &schedule, json).await?
+            );
+        }
         FederalAction::CheckConfig { config } => {
             let cfg = FederalConfig::load(&config)?;
             crate::mirror::identity::federal_server_config(&cfg)?;
+            let schedule = cfg.schedule(&config)?;
             println!(
-                "{}: ok — federal node {}, listen {}, {} region(s)",
+                "{}: ok — federal node {}, listen {}, {} region(s); lag measured against every {} now ({})",
                 config.display(),
                 cfg.name,
                 cfg.listen,
-                cfg.regions.len()
+                cfg.regions.len(),
+                crate::mirror_status::human_duration(schedule.interval_at(crate::intake::now_ms())),
+                schedule.time_zone()
             );
         }
     }
     Ok(())
+}
+
+/// The status table (or its JSON) of node `me` (`mirror status`, `federal status`) at
+/// this moment.
+async fn status_text(records_url: String, me: Node, schedule: &Schedule, json: bool) -> Result<String> {
+    let status = tokio::task::spawn_blocking(move || -> Result<_> {
+        let records = Arc::new(konvert_records::PgRecords::connect(&records_url)?);
+        Ok(konvert_records::PgMirror::open(records, me)?.status()?)
+    })
+    .await
+    .map_err(|e| Error::Control(e.to_string()))??;
+    let now = crate::intake::now_ms();
+    Ok(if json {
+        format!("{:#}\n", crate::mirror_status::render_json(&status, schedule, now))
+    } else {
+        crate::mirror_status::render(&status, schedule, now)
+    })
 }
 
 /// Runs a region's mirror command.
@@ -185,8 +236,18 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
             records_url,
             federal,
             federal_name,
+            time_zone,
         } => {
+            let zone = konvert_mirror::ScheduleConfig {
+                time_zone,
+                ..Default::default()
+            };
+            // Checked before anything is written, so a typo leaves no half-made folder.
+            Schedule::from_config(&zone).map_err(|e| Error::Control(format!("--time-zone: {e}")))?;
             let path = region::init(&dir, region, &records_url, &federal, &federal_name)?;
+            let mut cfg = RegionMirrorConfig::read(&path)?;
+            cfg.schedule = zone;
+            cfg.save(&path)?;
             println!("region {region:02} mirror created: {}", path.display());
             println!(
                 "  send {} to the federal node; put the files it returns into {}",
@@ -196,12 +257,20 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
         }
         MirrorAction::Run { config } => {
             let cfg = RegionMirrorConfig::load(&config)?;
+            let schedule = cfg.schedule(&config)?;
             let mut signals = StopSignals::install()?;
-            let setup = region::setup(&cfg, Arc::new(NoHooks))?;
+            let metrics = NodeMetrics::new()?;
+            let setup = region::setup(&cfg, metrics.hooks())?;
+            let (url, me, listen) = (cfg.records_url.clone(), Node::Region(cfg.region), cfg.metrics_listen);
             let mirror = RegionMirror::start(cfg, setup).await?;
+            metrics.spawn_observer(url, me, schedule.clone(), mirror.node().waker());
+            if let Some(addr) = listen {
+                let bound = metrics.serve(addr).await?;
+                println!("metrics: http://{bound}/metrics");
+            }
             sd_notify("READY=1");
             tokio::select! {
-                r = mirror.run() => r?,
+                r = mirror.run(&schedule) => r?,
                 signal = signals.recv() => tracing::info!(signal, "stopping the region's mirror"),
             }
         }
@@ -223,38 +292,27 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
                 }
             }
         }
-        MirrorAction::Status { config } => {
+        MirrorAction::Status { config, json } => {
             let cfg = RegionMirrorConfig::load(&config)?;
-            let me = Node::Region(cfg.region);
-            let status = tokio::task::spawn_blocking(move || -> Result<_> {
-                let records = Arc::new(konvert_records::PgRecords::connect(&cfg.records_url)?);
-                Ok(konvert_records::PgMirror::open(records, me)?.status()?)
-            })
-            .await
-            .map_err(|e| Error::Control(e.to_string()))??;
-            // TODO(lead): print `crate::mirror_status::render(&status, &schedule, now)` (h-status)
-            // here instead of this plain listing.
-            for s in &status {
-                println!(
-                    "{:<10} {:<28} {:?}: rows {}, through {}, lag {}",
-                    s.peer.to_string(),
-                    s.kind.name(),
-                    s.direction,
-                    s.rows,
-                    s.through,
-                    s.lag.map_or("-".to_owned(), |l| l.to_string())
-                );
-            }
+            let schedule = cfg.schedule(&config)?;
+            print!(
+                "{}",
+                status_text(cfg.records_url, Node::Region(cfg.region), &schedule, json).await?
+            );
         }
         MirrorAction::CheckConfig { config } => {
             let cfg = RegionMirrorConfig::load(&config)?;
             crate::mirror::identity::region_client_config(&cfg)?;
+            let schedule = cfg.schedule(&config)?;
+            let now = crate::intake::now_ms();
             println!(
-                "{}: ok — region {:02}, federal node {} at {}",
+                "{}: ok — region {:02}, federal node {} at {}; exchange every {} now ({})",
                 config.display(),
                 cfg.region,
                 cfg.federal_name,
-                cfg.federal_address
+                cfg.federal_address,
+                crate::mirror_status::human_duration(schedule.interval_at(now)),
+                schedule.time_zone()
             );
         }
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use konvert_crypto::VerifyingKey;
-use konvert_mirror::SenderLimits;
+use konvert_mirror::{Schedule, ScheduleConfig, SenderLimits};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -111,6 +111,13 @@ pub struct FederalConfig {
     /// `NOTIFY konvert_mirror` wakes the node at once).
     #[serde(default = "default_outbox_poll")]
     pub outbox_poll_secs: u64,
+    /// Where `federal serve` answers Prometheus (`/metrics`); unset: no metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// The periods and intervals the status and the metrics measure the lag against
+    /// (`[schedule]`, Moscow time by default).
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
     /// Pacing of the batches going down.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -145,20 +152,19 @@ pub struct RegionMirrorConfig {
     pub signing_key: PathBuf,
     /// The federal node's mirror public key (a file of 64 hex digits).
     pub federal_key: PathBuf,
-    /// Seconds between scheduled exchanges; closing an exam (`NOTIFY konvert_mirror`)
-    /// starts one at once. TODO(lead): replace with `konvert_mirror::Schedule` (h-status).
-    #[serde(default = "default_interval")]
-    pub interval_secs: u64,
+    /// Where `mirror run` answers Prometheus (`/metrics`); unset: no metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Seconds an exchange may take before `mirror sync` gives up and says what is left.
     #[serde(default = "default_sync_timeout")]
     pub sync_timeout_secs: u64,
+    /// When to exchange (`[schedule]`): every 2 hours in preparation and exam periods,
+    /// weekly otherwise; closing an exam (`NOTIFY konvert_mirror`) starts one at once.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
     /// Pacing of the batches going up.
     #[serde(default)]
     pub limits: LimitsConfig,
-}
-
-fn default_interval() -> u64 {
-    2 * 3600
 }
 
 fn default_sync_timeout() -> u64 {
@@ -209,6 +215,21 @@ fn file_exists(what: &str, p: &Path, hint: &str) -> std::result::Result<(), Stri
     }
 }
 
+/// The `[schedule]` table checked as the node will use it.
+fn check_schedule(config: &ScheduleConfig) -> std::result::Result<(), String> {
+    Schedule::from_config(config)
+        .map(|_| ())
+        .map_err(|e| format!("[schedule]: {e}"))
+}
+
+/// The checked schedule of a loaded config; a config file names itself in the error.
+fn schedule_of(config: &ScheduleConfig, path: &Path) -> Result<Schedule> {
+    Schedule::from_config(config).map_err(|e| Error::Config {
+        path: path.to_owned(),
+        message: format!("[schedule]: {e}"),
+    })
+}
+
 impl FederalConfig {
     /// Reads the file as written, paths unresolved (to edit and save it again).
     pub fn read(path: &Path) -> Result<Self> {
@@ -249,6 +270,7 @@ impl FederalConfig {
         if self.outbox_poll_secs == 0 {
             return Err("outbox_poll_secs must be positive".into());
         }
+        check_schedule(&self.schedule)?;
         let mut seen = std::collections::BTreeSet::new();
         for r in &self.regions {
             region_code_ok(r.code).map_err(|e| format!("[[regions]]: {e}"))?;
@@ -268,6 +290,11 @@ impl FederalConfig {
         Ok(())
     }
 
+    /// The checked `[schedule]` (`path` is the file it came from, for the error).
+    pub fn schedule(&self, path: &Path) -> Result<Schedule> {
+        schedule_of(&self.schedule, path)
+    }
+
     /// The enrolled regions' nodes and their public keys.
     pub fn peers(&self) -> Result<std::collections::BTreeMap<konvert_mirror::Node, VerifyingKey>> {
         self.regions
@@ -278,6 +305,11 @@ impl FederalConfig {
 }
 
 impl RegionMirrorConfig {
+    /// Reads the file as written, paths unresolved and unchecked (to edit and save it again).
+    pub fn read(path: &Path) -> Result<Self> {
+        read_toml(path)
+    }
+
     /// Reads and checks the file; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self> {
         let mut cfg: Self = read_toml(path)?;
@@ -317,13 +349,19 @@ impl RegionMirrorConfig {
             &self.signing_key,
             "run `konvert-center mirror init` first, or fix the path",
         )?;
-        if self.interval_secs == 0 || self.sync_timeout_secs == 0 {
-            return Err("interval_secs and sync_timeout_secs must be positive".into());
+        check_schedule(&self.schedule)?;
+        if self.sync_timeout_secs == 0 {
+            return Err("sync_timeout_secs must be positive".into());
         }
         if self.federal_address.trim().is_empty() {
             return Err("federal_address is empty; give the federal node's host:port".into());
         }
         self.limits.check()
+    }
+
+    /// The checked `[schedule]` (`path` is the file it came from, for the error).
+    pub fn schedule(&self, path: &Path) -> Result<Schedule> {
+        schedule_of(&self.schedule, path)
     }
 
     /// The federal node's mirror public key, from its file.

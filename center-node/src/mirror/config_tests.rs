@@ -124,3 +124,82 @@ fn a_region_mirror_without_its_federal_files_says_where_they_come_from() {
         .to_string()
         .contains("unknown field"));
 }
+
+/// The `mirror.toml` README.md shows: the block after "`mirror.toml` as `mirror init` writes it".
+fn readme_mirror_toml() -> String {
+    let readme = include_str!("../../../README.md");
+    let from = readme
+        .find("`mirror.toml` as `mirror init` writes it")
+        .expect("README.md shows mirror.toml");
+    let block = &readme[from..];
+    let start = block.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = block[start..].find("```").expect("the block ends");
+    block[start..start + end].to_owned()
+}
+
+#[test]
+fn the_readme_mirror_toml_is_taken_as_written_and_its_schedule_is_what_it_says() {
+    let cfg: RegionMirrorConfig = toml::from_str(&readme_mirror_toml()).unwrap();
+    assert_eq!(cfg.region, 77);
+    assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9465".parse().unwrap()));
+    assert_eq!(cfg.limits, LimitsConfig::default());
+    let schedule = cfg.schedule(Path::new("mirror.toml")).unwrap();
+    // 2027-06-10 12:00 Moscow (09:00 UTC): the main exam period, hourly.
+    let in_main = 1_812_618_000_000;
+    assert!(schedule.in_exam_period(in_main));
+    assert_eq!(schedule.interval_at(in_main), 3_600_000);
+    // 2027-09-01 12:00 Moscow: weekly.
+    let autumn = 1_819_789_200_000;
+    assert!(!schedule.in_exam_period(autumn));
+    assert_eq!(schedule.interval_at(autumn), 7 * 24 * 3_600_000);
+}
+
+#[test]
+fn a_mirror_toml_init_wrote_carries_the_default_schedule_and_a_bad_one_names_file_and_key() {
+    let (dir, fed) = federal();
+    let region = dir.path().join("r12");
+    let path = crate::mirror::region::init(
+        &region,
+        12,
+        "postgresql://konvert@127.0.0.1/ris",
+        "fis.example:4500",
+        "federal.konvert",
+    )
+    .unwrap();
+    crate::mirror::federal::enroll_region(&fed, 12, &region.join("mirror.pub"), &region.join("pki"), false).unwrap();
+    let cfg = RegionMirrorConfig::load(&path).unwrap();
+    assert_eq!(cfg.schedule, konvert_mirror::ScheduleConfig::default());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("[schedule]") && !text.contains("interval_secs"), "{text}");
+
+    let bad = |from: &str, to: &str, key: &str| {
+        let broken = text.replace(from, to);
+        assert_ne!(broken, text, "{from} is not in {text}");
+        std::fs::write(&path, &broken).unwrap();
+        let e = RegionMirrorConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(&path.display().to_string()) && e.contains("[schedule]") && e.contains(key),
+            "{e}"
+        );
+    };
+    bad("Europe/Moscow", "Europe/Atlantis", "Europe/Atlantis");
+    bad(
+        "busy_interval_minutes = 120",
+        "busy_interval_minutes = 0",
+        "busy_interval_minutes",
+    );
+    bad(
+        "quiet_interval_minutes = 10080",
+        "quiet_interval_minutes = 60",
+        "quiet_interval_minutes",
+    );
+    let periods = "\n[[schedule.periods]]\nname = \"main\"\nkind = \"exam\"\nfirst_day = \"2027-05-26\"\nlast_day = \"2027-07-01\"\n\
+                   \n[[schedule.periods]]\nname = \"additional\"\nkind = \"exam\"\nfirst_day = \"2027-06-30\"\nlast_day = \"2027-07-10\"\n";
+    std::fs::write(&path, format!("{text}{periods}")).unwrap();
+    let e = RegionMirrorConfig::load(&path).unwrap_err().to_string();
+    assert!(e.contains("[schedule]") && e.contains("overlap"), "{e}");
+    // The legacy key is refused, not ignored.
+    std::fs::write(&path, format!("interval_secs = 7200\n{text}")).unwrap();
+    let e = RegionMirrorConfig::load(&path).unwrap_err().to_string();
+    assert!(e.contains("interval_secs"), "{e}");
+}

@@ -69,6 +69,8 @@ pub fn init(dir: &Path, name: &str, listen: SocketAddr, records_url: &str) -> Re
         key: "pki/federal.key".into(),
         signing_key: "keys/mirror.key".into(),
         outbox_poll_secs: 10,
+        metrics_listen: None,
+        schedule: konvert_mirror::ScheduleConfig::default(),
         limits: LimitsConfig::default(),
         regions: Vec::new(),
     };

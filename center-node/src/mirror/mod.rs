@@ -10,12 +10,14 @@
 //! - [`federal`]: the federal node's role (`konvert-center federal …`).
 //! - [`region`]: a region's mirror process (`konvert-center mirror …`).
 //! - [`config`]: `federal.toml` and `mirror.toml`.
+//! - [`metrics`]: the metrics a running node serves.
 
 pub mod cli;
 pub mod config;
 pub mod federal;
 pub mod identity;
 pub mod link;
+pub mod metrics;
 pub mod node;
 pub mod region;
 pub mod wake;

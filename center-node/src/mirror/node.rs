@@ -52,8 +52,8 @@ pub fn planned_only() -> RowChecks {
     })
 }
 
-/// Where the driver reports what the metrics count (h-status's `MirrorMetrics` plugs in
-/// here). Every method has a no-op default.
+/// Where the driver reports what the metrics count ([`crate::mirror::metrics`] plugs
+/// `MirrorMetrics` in here). Every method has a no-op default.
 pub trait MirrorHooks: Send + Sync {
     /// This node refused a peer's batch.
     fn refused(&self, _peer: Node, _kind: RecordKind, _reason: &Refusal) {}

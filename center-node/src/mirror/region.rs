@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use konvert_crypto::{keyfile, SigningKey};
-use konvert_mirror::Node;
+use konvert_mirror::{Node, Schedule};
 
 use crate::mirror::config::{LimitsConfig, RegionMirrorConfig};
 use crate::mirror::federal::{FEDERAL_PUB, REGION_CA, REGION_CERT, REGION_KEY};
@@ -23,6 +23,9 @@ use crate::{Error, Result};
 /// left of its own ends: the federal node sends what it holds for a region as soon as the
 /// region connects, and each receipt lets the next batches go at once.
 pub const QUIET: Duration = Duration::from_millis(1500);
+
+/// How soon an exchange that left something is tried again, the first time.
+pub const RETRY_FIRST: Duration = Duration::from_secs(2);
 
 /// Creates a region's mirror folder `dir`: `keys/mirror.key`, `mirror.pub` (for the
 /// federal node's `enroll-region`) and `mirror.toml`, which names the files the federal
@@ -54,8 +57,9 @@ pub fn init(dir: &Path, region: u8, records_url: &str, federal_address: &str, fe
         key: Path::new("pki").join(REGION_KEY),
         signing_key: "keys/mirror.key".into(),
         federal_key: Path::new("pki").join(FEDERAL_PUB),
-        interval_secs: 2 * 3600,
+        metrics_listen: None,
         sync_timeout_secs: 120,
+        schedule: konvert_mirror::ScheduleConfig::default(),
         limits: LimitsConfig::default(),
     };
     cfg.save(&path)?;
@@ -203,24 +207,39 @@ impl RegionMirror {
         Ok(())
     }
 
-    /// Exchanges at every interval and at once on `NOTIFY konvert_mirror`, until the
-    /// process is stopped.
-    pub async fn run(&self) -> Result<()> {
+    /// Exchanges when `schedule` says (at once at start, then at the interval in force
+    /// after the last exchange that left nothing) and at once on `NOTIFY konvert_mirror`,
+    /// until the process is stopped. An exchange that left something is tried again
+    /// sooner: after [`RETRY_FIRST`], doubling, never later than the schedule says.
+    pub async fn run(&self, schedule: &Schedule) -> Result<()> {
         let notified = wake::spawn(
             self.cfg.records_url.clone(),
             self.node.waker(),
-            Duration::from_secs(self.cfg.interval_secs),
+            Duration::from_millis(schedule.interval_at(crate::intake::now_ms())),
         );
         let timeout = Duration::from_secs(self.cfg.sync_timeout_secs);
+        let mut last_done: Option<u64> = None;
+        let mut retry = RETRY_FIRST;
         loop {
-            match self.exchange(timeout).await {
-                Exchanged::Done => {}
-                Exchanged::Left(left) => {
-                    tracing::warn!(left = %left.join("; "), "exchange with the federal node left something; next try at the next interval");
+            let now = crate::intake::now_ms();
+            let due = match self.exchange(timeout).await {
+                Exchanged::Done => {
+                    last_done = Some(now);
+                    retry = RETRY_FIRST;
+                    schedule.next_exchange(last_done, crate::intake::now_ms())
                 }
-            }
+                Exchanged::Left(left) => {
+                    let scheduled = schedule.next_exchange(last_done.or(Some(now)), crate::intake::now_ms());
+                    let sooner = crate::intake::now_ms().saturating_add(retry.as_millis() as u64);
+                    tracing::warn!(left = %left.join("; "), retry_secs = retry.as_secs(), "exchange with the federal node left something; trying again");
+                    retry = (retry * 2).min(Duration::from_millis(schedule.interval_at(now)));
+                    scheduled.min(sooner)
+                }
+            };
+            tracing::info!(next = %schedule.local_time(due), "next scheduled exchange with the federal node");
+            let wait = Duration::from_millis(due.saturating_sub(crate::intake::now_ms()));
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(self.cfg.interval_secs)) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = notified.notified() => {}
             }
         }
