@@ -1011,7 +1011,11 @@ async fn a_refused_batch_is_counted_in_the_metrics_the_running_nodes_serve() {
     cfg.save(Path::new(&config)).unwrap();
     OutboxWriter::open(region::setup(&cfg, Arc::new(NoHooks)).unwrap())
         .unwrap()
-        .push_many(FED, RecordKind::ProcessingResults, rows(RecordKind::ProcessingResults, 4, 5, 7))
+        .push_many(
+            FED,
+            RecordKind::ProcessingResults,
+            rows(RecordKind::ProcessingResults, 4, 5, 7),
+        )
         .unwrap();
     let forged_log = net.root.path().join("forged.log");
     let mut forged = spawn_center(&run, &forged_log, Some("metrics: http"));

@@ -446,6 +446,7 @@ impl Core {
                     for kind in RecordKind::owned_by(me.side()) {
                         if matches!(ep.sender().stalled(peer, kind), None | Some(Refusal::RowRefused { .. })) {
                             ep.sender_mut().resume(peer, kind);
+                            self.stalled.remove(&(peer, kind));
                         }
                     }
                 }
