@@ -1,0 +1,66 @@
+use super::*;
+
+#[test]
+fn t_is_participants_times_bytes_over_the_rate() {
+    // domain.md §6's example: 300 participants × 3 MB at 10 Mbit/s is 720 s.
+    assert_eq!(transfer_time(300 * 3_000_000, 10_000_000), Duration::from_secs(720));
+    // The default closed exam: 16,000 × 450 B at 2 Mbit/s.
+    assert_eq!(transfer_time(16_000 * 450, 2_000_000), Duration::from_millis(28_800));
+    assert_eq!(ratio(Duration::from_secs(36), Duration::from_millis(28_800)), 1.25);
+    assert_eq!(ratio(Duration::from_secs(1), Duration::ZERO), 0.0);
+}
+
+fn figures(lag_s: u64, bytes_up: u64) -> LagFigures {
+    let run = LagRun {
+        write: Duration::from_millis(500),
+        lag: Duration::from_secs(lag_s),
+        bytes_up,
+        bytes_down: 40_000,
+        dropped: [20, 3],
+        received: [1000, 150],
+        applied_rows: 16_000,
+    };
+    LagFigures {
+        bench: MirrorLagBench::default(),
+        payload_bytes: 16_000 * 450,
+        clean: LagRun {
+            lag: Duration::from_millis(800),
+            ..run.clone()
+        },
+        poor: run,
+    }
+}
+
+#[test]
+fn the_report_states_t_the_lag_as_a_multiple_of_it_and_the_bytes() {
+    let f = figures(36, 7_560_000);
+    assert_eq!(f.t(), Duration::from_millis(28_800));
+    assert_eq!(LagFigures::wire_per_payload(&f.poor, f.payload_bytes), 1.05);
+    assert_eq!(LagFigures::goodput_bps(&f.poor, f.payload_bytes), 1_600_000.0);
+    let text = f.report();
+    assert!(
+        text.contains("T = x·m/v = 16000 × 450 B × 8 / 2.0 Mbit/s = 28.8 s"),
+        "{text}"
+    );
+    assert!(text.contains("lag 36.00 s = 1.25 × T"), "{text}");
+    assert!(text.contains("up 7.56 MB (1.050 B per payload B)"), "{text}");
+    assert!(text.contains("dropped 20/1000 up, 3/150 down"), "{text}");
+    assert!(text.contains("clean loopback: lag 0.80 s = 0.03 × T"), "{text}");
+}
+
+#[test]
+fn result_rows_are_the_asked_size_distinct_and_repeatable() {
+    let rows = closed_exam(500, 450, 7);
+    assert!(rows.iter().all(|r| r.len() == 450));
+    assert!(
+        rows[0].starts_with(b"participant=00000001;exam="),
+        "{:?}",
+        String::from_utf8_lossy(&rows[0])
+    );
+    let distinct: std::collections::BTreeSet<_> = rows.iter().collect();
+    assert_eq!(distinct.len(), rows.len());
+    assert_eq!(closed_exam(500, 450, 7), rows);
+    assert_ne!(closed_exam(500, 450, 8), rows);
+    // A row shorter than its fields is cut to the asked size, never longer.
+    assert!(closed_exam(3, 64, 7).iter().all(|r| r.len() == 64));
+}
