@@ -386,6 +386,10 @@ async fn transfer(
         Ok(store.applied_rows(Node::Region(REGION), KIND)?.len())
     })?;
     fed.stop().await;
+    drop(mirror);
+    // The nodes' notification listeners notice they are gone within a second; let them, so
+    // none of them is left talking to a database that is dropped.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     anyhow::ensure!(
         applied_rows == participants,
         "{tag}: the federal node applied {applied_rows} of {participants} rows"
