@@ -69,6 +69,15 @@ impl Default for MirrorLagBench {
     }
 }
 
+impl MirrorLagBench {
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.participants > 0, "--participants must be at least 1");
+        anyhow::ensure!(self.row_bytes >= 64, "--row-bytes must be at least 64");
+        anyhow::ensure!(self.rate_bps > 0, "the link rate must be above zero");
+        Ok(())
+    }
+}
+
 /// One transfer.
 #[derive(Debug, Clone)]
 pub struct LagRun {
@@ -255,18 +264,22 @@ impl MirrorHooks for RegionWatch {
     }
 }
 
-/// Runs both transfers and returns the figures.
+/// Runs both transfers on a throwaway PostgreSQL cluster and returns the figures.
 pub async fn run(b: &MirrorLagBench) -> anyhow::Result<LagFigures> {
-    anyhow::ensure!(b.participants > 0, "--participants must be at least 1");
-    anyhow::ensure!(b.row_bytes >= 64, "--row-bytes must be at least 64");
-    anyhow::ensure!(b.rate_bps > 0, "the link rate must be above zero");
+    b.check()?;
     // A throwaway cluster: the benchmark creates and drops databases at will.
-    let server = tokio::task::block_in_place(TestCluster::start)
+    let cluster = tokio::task::block_in_place(TestCluster::start)
         .context("PostgreSQL 15 is not installed (no initdb and pg_ctl); install Debian's postgresql-15")?;
+    run_on(&cluster, b).await
+}
+
+/// Runs both transfers with databases made in `server`.
+pub async fn run_on(server: &TestCluster, b: &MirrorLagBench) -> anyhow::Result<LagFigures> {
+    b.check()?;
     let rows = closed_exam(b.participants, b.row_bytes, b.seed);
     let payload_bytes: u64 = rows.iter().map(|r| r.len() as u64).sum();
     let clean = transfer(
-        &server,
+        server,
         "clean",
         rows.clone(),
         Impairment::default(),
@@ -280,7 +293,7 @@ pub async fn run(b: &MirrorLagBench) -> anyhow::Result<LagFigures> {
         rate_bps: Some(b.rate_bps),
         ..Default::default()
     };
-    let poor = transfer(&server, "poor", rows, poor_link.clone(), poor_link, b).await?;
+    let poor = transfer(server, "poor", rows, poor_link.clone(), poor_link, b).await?;
     Ok(LagFigures {
         bench: b.clone(),
         payload_bytes,

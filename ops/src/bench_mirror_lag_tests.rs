@@ -64,3 +64,35 @@ fn result_rows_are_the_asked_size_distinct_and_repeatable() {
     // A row shorter than its fields is cut to the asked size, never longer.
     assert!(closed_exam(3, 64, 7).iter().all(|r| r.len() == 64));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_closed_exam_arrives_whole_over_both_links_and_its_bytes_are_counted() {
+    let Some(cluster) = TestCluster::start() else {
+        return;
+    };
+    let b = MirrorLagBench {
+        participants: 300,
+        ..Default::default()
+    };
+    let f = run_on(&cluster, &b).await.unwrap();
+    assert_eq!(f.payload_bytes, 300 * 450);
+    for run in [&f.clean, &f.poor] {
+        assert_eq!(run.applied_rows, 300);
+        // Every payload byte crossed the proxy, with the batches' framing and signatures.
+        assert!(run.bytes_up > f.payload_bytes, "{run:?}");
+        // Receipts (and QUIC's acknowledgements) came back.
+        assert!(run.bytes_down > 0, "{run:?}");
+        assert!(run.received[0] > 0 && run.received[1] > 0, "{run:?}");
+    }
+    assert_eq!(f.clean.dropped, [0, 0], "the clean loopback dropped datagrams");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonsense_sizes_are_refused_before_anything_starts() {
+    let b = MirrorLagBench {
+        participants: 0,
+        ..Default::default()
+    };
+    let e = run(&b).await.unwrap_err();
+    assert!(e.to_string().contains("--participants"), "{e}");
+}
