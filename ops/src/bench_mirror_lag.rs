@@ -140,6 +140,12 @@ impl LagFigures {
         payload_bytes as f64 * 8.0 / run.lag.as_secs_f64().max(1e-9)
     }
 
+    /// How busy the poor link was region → federal node from the commit to the last
+    /// receipt: the time its bytes take at the rate, as a share of the lag.
+    pub fn link_busy(&self) -> f64 {
+        ratio(transfer_time(self.poor.bytes_up, self.bench.rate_bps), self.poor.lag)
+    }
+
     /// The report, one figure a line.
     pub fn report(&self) -> String {
         let b = &self.bench;
@@ -188,6 +194,12 @@ impl LagFigures {
                 run.write.as_secs_f64(),
             );
         }
+        out += &format!(
+            "  poor link busy {:.1} % of the lag (its bytes up at {:.1} Mbit/s take {:.2} s)\n",
+            self.link_busy() * 100.0,
+            b.rate_bps as f64 / 1e6,
+            transfer_time(self.poor.bytes_up, b.rate_bps).as_secs_f64()
+        );
         out += "  (lag: commit → the region's stored receipt for the last row; bytes: UDP payloads the proxy \
                 forwarded, from before the commit to that receipt, handshake and retransmissions included)";
         out

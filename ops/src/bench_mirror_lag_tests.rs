@@ -37,7 +37,13 @@ fn the_report_states_t_the_lag_as_a_multiple_of_it_and_the_bytes() {
     assert_eq!(f.t(), Duration::from_millis(28_800));
     assert_eq!(LagFigures::wire_per_payload(&f.poor, f.payload_bytes), 1.05);
     assert_eq!(LagFigures::goodput_bps(&f.poor, f.payload_bytes), 1_600_000.0);
+    // 7.56 MB at 2 Mbit/s is 30.24 s of the 36 s lag.
+    assert!((f.link_busy() - 0.84).abs() < 1e-9, "{}", f.link_busy());
     let text = f.report();
+    assert!(
+        text.contains("poor link busy 84.0 % of the lag (its bytes up at 2.0 Mbit/s take 30.24 s)"),
+        "{text}"
+    );
     assert!(
         text.contains("T = x·m/v = 16000 × 450 B × 8 / 2.0 Mbit/s = 28.8 s"),
         "{text}"
