@@ -252,7 +252,8 @@ struct RegionWatch {
     receipted: watch::Sender<Option<Instant>>,
     /// Exchanges done.
     exchanges: watch::Sender<usize>,
-    refusals: AtomicUsize,
+    /// Channels the federal node stopped by refusing a batch for good.
+    stalls: AtomicUsize,
 }
 
 impl MirrorHooks for RegionWatch {
@@ -272,7 +273,7 @@ impl MirrorHooks for RegionWatch {
         self.exchanges.send_modify(|n| *n += 1);
     }
     fn stalled(&self, _peer: Node, _kind: RecordKind, _reason: &Refusal) {
-        self.refusals.fetch_add(1, Ordering::SeqCst);
+        self.stalls.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -364,7 +365,7 @@ async fn transfer(
         target: AtomicU64::new(u64::MAX),
         receipted,
         exchanges,
-        refusals: AtomicUsize::new(0),
+        stalls: AtomicUsize::new(0),
     });
     let setup = region::setup(&cfg, hooks.clone())?;
     let writer = tokio::task::block_in_place(|| OutboxWriter::open(setup.clone()))?;
@@ -396,9 +397,9 @@ async fn transfer(
         .await
         .with_context(|| {
             format!(
-                "{tag}: the last receipt did not come within {} s ({} refusals)",
+                "{tag}: the last receipt did not come within {} s ({} channels stalled by a refusal)",
                 wait.as_secs(),
-                hooks.refusals.load(Ordering::SeqCst)
+                hooks.stalls.load(Ordering::SeqCst)
             )
         })?
         .context("the region's mirror stopped")?;
