@@ -10,6 +10,7 @@ pub mod bench_day_cpu;
 pub mod bench_floor;
 pub mod bench_kill;
 pub mod bench_mirror;
+pub mod bench_mirror_lag;
 pub mod bench_monitor;
 pub mod bench_network;
 pub mod bench_process;

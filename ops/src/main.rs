@@ -270,6 +270,20 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         rate_mbit: u64,
     },
+    /// The mirror's lag: one region's closed exam to the federal node over QUIC, through
+    /// the impairment proxy at 2 Mbit/s with 2 % loss each way, against T = x·m/v, and the
+    /// same over a clean loopback (needs PostgreSQL 15's initdb and pg_ctl).
+    MirrorLag {
+        /// Participants in the closed exam (a quick run: 2000).
+        #[arg(long, default_value_t = 16_000)]
+        participants: usize,
+        /// Payload bytes of one participant's result row.
+        #[arg(long, default_value_t = 450)]
+        row_bytes: usize,
+        /// One-way delay of the poor link, ms.
+        #[arg(long, default_value_t = 25)]
+        delay_ms: u64,
+    },
 }
 
 fn mb(bytes: Option<u64>) -> String {
@@ -472,6 +486,23 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let figures = tokio::task::block_in_place(|| konvert_ops::bench_mirror::run(&b));
             print!("{}", konvert_ops::bench_mirror::rows(&b, &figures).render());
             figures?;
+        }
+        Command::Bench(BenchArgs {
+            command:
+                Some(BenchCommand::MirrorLag {
+                    participants,
+                    row_bytes,
+                    delay_ms,
+                }),
+            ..
+        }) => {
+            let b = konvert_ops::bench_mirror_lag::MirrorLagBench {
+                participants,
+                row_bytes,
+                delay: std::time::Duration::from_millis(delay_ms),
+                ..Default::default()
+            };
+            println!("{}", konvert_ops::bench_mirror_lag::run(&b).await?.report());
         }
         Command::Center(cmd) => konvert_center::cli::run(cmd).await?,
         Command::Edge(cmd) => konvert_edge::cli::run(cmd).await?,
