@@ -216,6 +216,7 @@ async fn served_mirror_exposition() -> Option<String> {
     use konvert_center::mirror::region::{Exchanged, RegionMirror};
     use konvert_center::mirror::{federal, region};
     use konvert_mirror::{Node, RecordKind};
+    use konvert_records::mirror_rows::{MirrorRow, ProcessingResultRow, RecomputedScoreRow};
 
     let cluster = konvert_records::test_cluster::TestCluster::shared()?;
     let root = tempfile::tempdir().unwrap();
@@ -252,21 +253,57 @@ async fn served_mirror_exposition() -> Option<String> {
     raw.save(&fed_path).unwrap();
     let fed = FederalConfig::load(&fed_path).unwrap();
     let cfg = RegionMirrorConfig::load(&mirror_path).unwrap();
-    let push = |setup, kind, to| {
+    // The region plans participant P1 (its mirror claims the records first): the nodes
+    // take rows only about planned participants.
+    drop(OutboxWriter::open(region::setup(&cfg, Arc::new(NoHooks)).unwrap()).unwrap());
+    let plan = konvert_exam::DayPlan::from_toml(
+        "date = \"2026-06-01\"\nexam = \"ege\"\nregion = \"09\"\n\
+         [[sites]]\ncode = \"0101\"\nkind = \"exam-site\"\ntime_zone = \"Europe/Moscow\"\n\
+         [[rooms]]\nsite = \"0101\"\ncode = \"0001\"\n\
+         [[participants]]\ncode = \"P1\"\nsite = \"0101\"\nroom = \"0001\"\nseat = \"1\"\nkit = 11\n\
+         [[members]]\ntoken_id = \"m-0101-1\"\nsite = \"0101\"\n",
+    )
+    .unwrap()
+    .0;
+    konvert_records::mirror_outbox::import_plan(&konvert_records::PgRecords::connect(&cfg.records_url).unwrap(), &plan)
+        .unwrap();
+    let day = konvert_records::ExamDay {
+        date: plan.date,
+        exam: plan.exam,
+    };
+    let result = MirrorRow::ProcessingResult(ProcessingResultRow {
+        day,
+        participant: "P1".into(),
+        site: konvert_exam::SiteId::new("0101").unwrap(),
+        pages: Vec::new(),
+    })
+    .encode()
+    .unwrap();
+    let recomputed = MirrorRow::RecomputedScore(RecomputedScoreRow {
+        day,
+        participant: "P1".into(),
+        primary_score: 17,
+        scores: Vec::new(),
+    })
+    .encode()
+    .unwrap();
+    let push = |setup, kind, to, row: &Vec<u8>| {
         OutboxWriter::open(setup)
             .unwrap()
-            .push_many(to, kind, vec![b"one row".to_vec()])
+            .push_many(to, kind, vec![row.clone()])
             .unwrap()
     };
     push(
         region::setup(&cfg, Arc::new(NoHooks)).unwrap(),
         RecordKind::ProcessingResults,
         Node::Federal,
+        &result,
     );
     push(
         federal::setup(&fed, Arc::new(NoHooks)).unwrap(),
         RecordKind::RecomputedScores,
         Node::Region(9),
+        &recomputed,
     );
 
     let log = root.path().join("fed.log");
@@ -300,6 +337,7 @@ async fn served_mirror_exposition() -> Option<String> {
         region::setup(&forged, Arc::new(NoHooks)).unwrap(),
         RecordKind::ProcessingResults,
         Node::Federal,
+        &result,
     );
     assert!(matches!(sync(forged).await, Exchanged::Left(_)));
 
