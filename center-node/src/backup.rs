@@ -245,13 +245,32 @@ pub struct BackupSummary {
     pub while_serving: bool,
 }
 
+/// A new file only its owner can read: a backup holds keys and participants' personal data,
+/// whatever the umask.
+fn new_private_file(path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::file(path))
+}
+
+/// Folders (and their missing parents) only their owner can enter; see [`new_private_file`].
+fn private_dir_all(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(Error::file(path))
+}
+
 /// Refuses a target that exists and is not an empty folder; makes it otherwise.
 pub fn make_empty_target(to: &Path) -> Result<()> {
     match fs::symlink_metadata(to) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(to).map_err(Error::file(to))?;
-            Ok(())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => private_dir_all(to),
         Err(e) => Err(Error::file(to)(e)),
         Ok(m) if !m.is_dir() => Err(Error::Backup(format!(
             "{} is not a folder; give a new or empty folder (e.g. on the backup drive) as --to",
@@ -436,13 +455,9 @@ pub(crate) fn sha256_of(mut reader: impl Read, mut sink: impl FnMut(&[u8]) -> Re
 pub(crate) fn copy_file(from: &Path, to: &Path) -> Result<([u8; 32], u64)> {
     let src = open_regular(from).map_err(Error::file(from))?;
     if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent).map_err(Error::file(parent))?;
+        private_dir_all(parent)?;
     }
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)
-        .map_err(Error::file(to))?;
+    let mut out = new_private_file(to)?;
     let done = sha256_of(src, |chunk| out.write_all(chunk).map_err(Error::file(to)))?;
     out.sync_all().map_err(Error::file(to))?;
     Ok(done)
@@ -462,7 +477,7 @@ fn copy_files(from: &Path, to: &Path) -> Result<()> {
         tracing::warn!(path = %from.display(), "not a plain file or folder; left out of the backup");
         return Ok(());
     }
-    fs::create_dir_all(to).map_err(Error::file(to))?;
+    private_dir_all(to)?;
     for entry in fs::read_dir(from).map_err(Error::file(from))? {
         let entry = entry.map_err(Error::file(from))?;
         let name = entry.file_name();
@@ -548,7 +563,7 @@ pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
     let signed_by_workstation = key.verifying_key() != receipt;
     let holder = Holder::find(cfg)?;
     let data = to.join(DATA);
-    fs::create_dir_all(&data).map_err(Error::file(&data))?;
+    private_dir_all(&data)?;
     let parts = parts(cfg)?;
     // The inbox first; then what its records name; then the desks; the audit log last,
     // so its checkpoint covers every decision behind what was copied.
@@ -565,8 +580,11 @@ pub fn take(cfg: &CenterConfig, to: &Path) -> Result<BackupSummary> {
     let records_dump = match &cfg.records_url {
         Some(url) => {
             let dir = to.join(POSTGRES);
-            fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
-            let dump = konvert_records::pg_dump::dump(url, &to.join(RECORDS_DUMP))?;
+            private_dir_all(&dir)?;
+            // Made 0600 before pg_dump writes into it, so the dump is never readable by others.
+            let dump_path = to.join(RECORDS_DUMP);
+            drop(new_private_file(&dump_path)?);
+            let dump = konvert_records::pg_dump::dump(url, &dump_path)?;
             Some(RecordsDumpEntry {
                 path: RECORDS_DUMP.to_owned(),
                 source: dump.target,
@@ -971,13 +989,9 @@ fn copy_checked(manifest: &Manifest, from: &Path, work: &Path) -> Result<()> {
         let file = dir
             .open_file(name, f.bytes)?
             .ok_or_else(|| altered("the file is missing"))?;
-        fs::create_dir_all(&dir_path).map_err(Error::file(&dir_path))?;
+        private_dir_all(&dir_path)?;
         let dest = dir_path.join(name);
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&dest)
-            .map_err(Error::file(&dest))?;
+        let mut out = new_private_file(&dest)?;
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         let limit = konvert_replication::drive::read_time_limit(f.bytes);
         let read = file.read_exactly(f.bytes, limit, |chunk| {

@@ -116,7 +116,10 @@ impl CenterRegistry {
             })?;
             let file: AuthorityFile = toml::from_str(&text).map_err(|e| Error::Config {
                 path: cfg.authority.clone(),
-                message: format!("not an officers' authority file: {e}"),
+                message: format!(
+                    "not an officers' authority file: {}",
+                    konvert_replication::toml_error(&e, &text)
+                ),
             })?;
             store.anchor(file.authority()?)?;
             info!(path = %cfg.authority.display(), "registry trust anchored in the officers' authority");

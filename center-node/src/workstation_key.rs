@@ -143,7 +143,10 @@ fn named_in_config(config: &Path, key: &Path) -> Result<String> {
     );
     toml::from_str::<CenterConfig>(&named).map_err(|e| Error::Config {
         path: config.to_owned(),
-        message: format!("naming the workstation key in it would not read back ({e}); nothing was written"),
+        message: format!(
+            "naming the workstation key in it would not read back ({}); nothing was written",
+            konvert_replication::toml_error(&e, &named)
+        ),
     })?;
     Ok(named)
 }

@@ -246,7 +246,7 @@ impl SiteConfig {
         let text = konvert_crypto::keyfile::read_text_bounded(path, konvert_crypto::keyfile::MAX_CONFIG_BYTES)?;
         let mut cfg: SiteConfig = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: konvert_replication::toml_error(&e, &text),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [

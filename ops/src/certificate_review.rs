@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use konvert_crypto::audit::AuditAction;
 use konvert_crypto::keyfile;
 use konvert_crypto::registry::RegistryBody;
@@ -54,10 +53,11 @@ pub fn review<'a>(draft: &RegistryBody, import: &'a CertificateImport) -> Vec<(&
 pub fn review_command(authority: &Path, file: &Path) -> anyhow::Result<()> {
     let ws = Workspace::open(authority)?;
     let text = keyfile::read_text_bounded(file, MAX_IMPORT_BYTES)?;
-    let import: CertificateImport = toml::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a certificate file from `konvert-center loader token-certificates`",
-            file.display()
+    let import: CertificateImport = toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a certificate file from `konvert-center loader token-certificates` ({})",
+            file.display(),
+            konvert_replication::toml_error(&e, &text)
         )
     })?;
     let draft = ws.draft()?;

@@ -230,6 +230,10 @@ pub(crate) fn migrate(client: &mut Client, target: &str, upto: i64) -> Result<i6
     let mut tx = client.transaction().map_err(db)?;
     // Two processes opening a fresh database at once: the second waits, then finds it done.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK]).map_err(db)?;
+    // `CREATE … IF NOT EXISTS` on a migrated database is answered with a NOTICE that the
+    // client logs on every start; it says nothing an operator needs.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .map_err(db)?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS konvert_schema (
              one boolean PRIMARY KEY DEFAULT true CHECK (one),

@@ -218,6 +218,13 @@ impl PgRecords {
         Ok(records)
     }
 
+    /// Checks `url` as [`Self::connect`] would (it parses; TLS for a host that is not this
+    /// machine, with its sslrootcert readable) without connecting; returns where it points
+    /// (no password), for `check-config`.
+    pub fn check_url(url: &str) -> Result<String> {
+        Ok(Self::configure(url)?.target.clone())
+    }
+
     /// The records at `url` configured (URL parsed, TLS set up as [`Self::connect`] does),
     /// not yet connected; [`Self::open`] connects without touching the schema.
     pub(crate) fn configure(url: &str) -> Result<PgRecords> {

@@ -31,6 +31,7 @@ pub mod sender;
 pub mod service;
 pub mod sled_copy;
 pub mod tls;
+pub mod toml_text;
 
 pub use answer::{AnswerOutcome, PacketAnswer, Remark, RemarkAction};
 pub use durable::open_sled;
@@ -43,6 +44,7 @@ pub use outbox::{Exported, Outbox, OutboxEntry, OutboxState};
 pub use receipt::{Receipt, ReceiptBody};
 pub use receiver::{PacketReceiver, ReceiverEvent};
 pub use sender::{PacketSender, SenderEvent};
+pub use toml_text::toml_error;
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

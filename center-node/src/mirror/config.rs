@@ -175,7 +175,7 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = konvert_crypto::keyfile::read_text_bounded(path, konvert_crypto::keyfile::MAX_CONFIG_BYTES)?;
     toml::from_str(&text).map_err(|e| Error::Config {
         path: path.to_owned(),
-        message: e.to_string(),
+        message: konvert_replication::toml_error(&e, &text),
     })
 }
 
@@ -184,7 +184,8 @@ fn save_toml<T: Serialize>(value: &T, path: &Path) -> Result<()> {
         path: path.to_owned(),
         message: e.to_string(),
     })?;
-    konvert_crypto::keyfile::write_atomic(path, text.as_bytes(), 0o644)?;
+    // 0600: records_url may carry the database password.
+    konvert_crypto::keyfile::write_atomic(path, text.as_bytes(), 0o600)?;
     Ok(())
 }
 
@@ -261,6 +262,7 @@ impl FederalConfig {
 
     /// Checks what can be checked without starting.
     pub fn check(&self) -> std::result::Result<(), String> {
+        konvert_records::PgRecords::check_url(&self.records_url).map_err(|e| format!("records_url: {e}"))?;
         let hint = "run `konvert-center federal init` first, or fix the path";
         file_exists("ca_cert", &self.ca_cert, hint)?;
         file_exists("cert", &self.cert, hint)?;
@@ -339,6 +341,7 @@ impl RegionMirrorConfig {
     /// Checks what can be checked without starting.
     pub fn check(&self) -> std::result::Result<(), String> {
         region_code_ok(self.region).map_err(|e| format!("region: {e}"))?;
+        konvert_records::PgRecords::check_url(&self.records_url).map_err(|e| format!("records_url: {e}"))?;
         let hint = "the federal node writes it with `konvert-center federal enroll-region`; copy its folder here";
         file_exists("ca_cert", &self.ca_cert, hint)?;
         file_exists("cert", &self.cert, hint)?;

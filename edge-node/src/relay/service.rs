@@ -74,7 +74,7 @@ fn registry_store(cfg: &RelayConfig) -> Result<Option<RegistryStore>> {
         let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
         let file: AuthorityFile = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.clone(),
-            message: format!("not an authority file: {e}"),
+            message: format!("not an authority file: {}", konvert_replication::toml_error(&e, &text)),
         })?;
         store.anchor(file.authority()?)?;
         info!("relay anchored in the officers' authority");
