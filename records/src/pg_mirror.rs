@@ -80,17 +80,16 @@ const APPLY_CHANNEL: &str = "INSERT INTO mirror_receive AS r (sender, kind, next
 /// Rows, checkpoint and the batch with its receipt in one statement: each round trip is a
 /// wait, and on a busy server the waits, not the writes, were most of an apply
 /// (`konvert bench mirror`). A row's payload is stored once, in the signed batch
-/// (`bytes`); `mirror_applied` names each row (its number, digest and batch).
+/// (`bytes`); `mirror_applied` holds each row's number, so a row is applied once.
 const APPLY_BATCH: &str = "WITH applied AS (
-         INSERT INTO mirror_applied (sender, kind, seq, digest, batch)
-         SELECT $1::smallint, $2::smallint, u.seq, u.digest, $5::bytea
-         FROM unnest($3::bigint[], $4::bytea[]) AS u(seq, digest)
+         INSERT INTO mirror_applied (sender, kind, seq)
+         SELECT $1::smallint, $2::smallint, generate_series($9::bigint, $10::bigint)
      ), checkpoint AS (
-         UPDATE mirror_receive SET next_seq = $6, last_batch = $7, batches = $8
+         UPDATE mirror_receive SET next_seq = $3, last_batch = $4, batches = $5
          WHERE sender = $1 AND kind = $2
      )
      INSERT INTO mirror_batches_in (sender, kind, first_seq, last_seq, digest, bytes, receipt)
-     VALUES ($1, $2, $9, $10, $5, $11, $12)";
+     VALUES ($1, $2, $9, $10, $6, $7, $8)";
 
 /// Which way a channel's rows go, seen from this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -548,15 +547,6 @@ impl PgMirror {
         let first = int("mirror batch", batch.first_seq)?;
         let count = batch.rows.len() as u64;
         let last_seq = batch.first_seq + count.saturating_sub(1);
-        let seqs = (batch.first_seq..batch.first_seq + count)
-            .map(|n| int("mirror row", n))
-            .collect::<Result<Vec<i64>>>()?;
-        let digests: Vec<Vec<u8>> = batch
-            .rows
-            .iter()
-            .zip(batch.first_seq..)
-            .map(|(r, seq)| OutboxRow::digest_of(batch.from, self.me, batch.kind, seq, r).0.to_vec())
-            .collect();
         let receipt = encode("mirror receipt", &batch.receipt)?;
         let cp = &batch.checkpoint;
         let (next, batches) = (
@@ -602,16 +592,14 @@ impl PgMirror {
                 &[
                     &s,
                     &k,
-                    &seqs,
-                    &digests,
-                    &batch.digest.0.as_slice(),
                     &next,
                     &cp.last_batch.0.as_slice(),
                     &batches,
-                    &first,
-                    &int("mirror batch", last_seq)?,
+                    &batch.digest.0.as_slice(),
                     &signed,
                     &receipt,
+                    &first,
+                    &int("mirror batch", last_seq)?,
                 ],
             )
             .map_err(db)?;
