@@ -82,7 +82,10 @@ impl Endpoint {
         match decode(bytes)? {
             Message::Batch(batch) => {
                 let (reply, event) = match self.receiver.handle(peer, &batch)? {
-                    Outcome::Applied(a) => (Message::Receipt(a.receipt.clone()), Event::Applied(a)),
+                    Outcome::Applied(mut a) => {
+                        a.signed = bytes.to_vec();
+                        (Message::Receipt(a.receipt.clone()), Event::Applied(a))
+                    }
                     Outcome::Replayed(r) => (Message::Receipt(r.clone()), Event::Replayed(r)),
                     Outcome::Refused(n) => (Message::Refusal(n.clone()), Event::Refused(n)),
                 };

@@ -61,6 +61,10 @@ pub struct AppliedBatch {
     pub checkpoint: Checkpoint,
     /// The receipt to keep and send.
     pub receipt: SignedReceipt,
+    /// The bytes the batch came in, as handed to [`crate::Endpoint::handle`], which checked
+    /// them: the store keeps them (the owner's signature) without decoding them again.
+    /// Empty from [`Receiver::handle`], which sees the batch decoded.
+    pub signed: Vec<u8>,
 }
 
 /// What the receiver made of a batch.
@@ -336,6 +340,7 @@ impl Receiver {
             digest,
             checkpoint: channel.checkpoint.clone(),
             receipt,
+            signed: Vec::new(),
         }))
     }
 }

@@ -855,3 +855,88 @@ fn apply_rate() {
         100.0 * copy.as_secs_f64() / mirror.as_secs_f64()
     );
 }
+
+#[test]
+fn a_federal_database_that_kept_payloads_twice_migrates_and_still_gives_every_row() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let (region_url, fed_url) = (
+        cluster.database("mirror_payload_once_region"),
+        cluster.database("mirror_payload_once_fed"),
+    );
+    let mut region = Side::open(&region_url, R1);
+    for n in 1..=3u64 {
+        region.push(FED, UP, format!("result {n}").as_bytes());
+    }
+    let sent = region.outgoing(0);
+    assert_eq!(sent.len(), 1);
+
+    // The federal node at schema 6 applied the batch as it did then: each payload in
+    // mirror_applied as well as in the signed batch.
+    let mut fed_ep = endpoint(FED);
+    {
+        let records = Arc::new(PgRecords::connect_at(&fed_url, 6).unwrap());
+        drop(PgMirror::open(records, FED).unwrap());
+        fed_ep.handle(R1, &sent[0]).unwrap();
+        let Some(Event::Applied(a)) = fed_ep.poll_event() else {
+            panic!("the batch was not applied")
+        };
+        let mut c = Client::connect(&fed_url, NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        let (s, k) = (node_code(R1).unwrap(), kind_code(UP));
+        for (seq, payload) in (1i64..).zip(&a.rows) {
+            let digest = OutboxRow::digest_of(R1, FED, UP, seq as u64, payload);
+            tx.execute(
+                "INSERT INTO mirror_applied (sender, kind, seq, payload, digest, batch) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&s, &k, &seq, payload, &digest.0.as_slice(), &a.digest.0.as_slice()],
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "INSERT INTO mirror_receive (sender, kind, next_seq, last_batch, batches) VALUES ($1, $2, $3, $4, $5)",
+            &[&s, &k, &4i64, &a.digest.0.as_slice(), &1i64],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO mirror_batches_in (sender, kind, first_seq, last_seq, digest, bytes, receipt)
+             VALUES ($1, $2, 1, 3, $3, $4, $5)",
+            &[
+                &s,
+                &k,
+                &a.digest.0.as_slice(),
+                &sent[0],
+                &encode("receipt", &a.receipt).unwrap(),
+            ],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let receipt: Vec<Vec<u8>> = std::iter::from_fn(|| fed_ep.poll_transmit(0).map(|t| t.bytes)).collect();
+    drop(fed_ep);
+
+    // Opening it migrates: the payloads are read out of the signed batches.
+    let mut fed = Side::open(&fed_url, FED);
+    let columns: i64 = Client::connect(&fed_url, NoTls)
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'mirror_applied' AND column_name = 'payload'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(columns, 0);
+    assert_eq!(fed.store.applied_rows(R1, UP).unwrap(), rows(1..=3, "result"));
+    fed.assert_stored();
+
+    // The channel goes on from the migrated checkpoint.
+    for r in &receipt {
+        region.take(FED, r).unwrap();
+    }
+    for n in 4..=5u64 {
+        region.push(FED, UP, format!("result {n}").as_bytes());
+    }
+    exchange(&mut region, &mut fed, 0);
+    assert_eq!(fed.store.applied_rows(R1, UP).unwrap(), rows(1..=5, "result"));
+    assert_eq!(count(&fed_url, "mirror_applied"), 5);
+    assert_eq!(count(&fed_url, "mirror_batches_in"), 2);
+    fed.assert_stored();
+}
