@@ -362,3 +362,7 @@ pub fn command(action: RetentionAction) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "cli_tests.rs"]
+mod tests;
