@@ -49,8 +49,11 @@ fn malformed(region: &str, c: &TokenCertificateRow) -> Option<String> {
     if c.token_id.trim().is_empty() {
         wrong.push("the token id is empty".to_owned());
     }
-    if konvert_crypto::VerifyingKey::from_hex(c.public_key_hex.trim()).is_err() {
-        wrong.push("public_key_hex is not a public key".to_owned());
+    // The shape only: a key of the registry's kind is 32 bytes; whether it is the token's
+    // is what the comparison says.
+    let key = c.public_key_hex.trim();
+    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        wrong.push("public_key_hex is not 64 hex digits".to_owned());
     }
     let from = c.valid_from.parse::<konvert_exam::ExamDate>();
     let until = c.valid_until.parse::<konvert_exam::ExamDate>();
