@@ -19,7 +19,7 @@ fn a_document_is_read_only_from_a_regular_file_never_through_a_link_a_fifo_or_a_
     let scan = dir.path().join("ppe-02.png");
     std::fs::write(&scan, b"scanned appeal").unwrap();
     assert_eq!(
-        document_refs(&[scan.clone()]).unwrap(),
+        document_refs(std::slice::from_ref(&scan)).unwrap(),
         vec![ImageRef::of_bytes(b"scanned appeal")]
     );
 
