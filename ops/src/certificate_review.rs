@@ -29,6 +29,45 @@ pub enum Finding {
     KeyDiffers,
     /// The registry has no such token.
     NotInRegistry,
+    /// The certificate itself is malformed (a field that cannot be true): not compared.
+    Invalid {
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// What is wrong with certificate `c` of a file for `region`, if anything: a region that
+/// is not a region's code, a key that is not a key, a date that does not exist or an end
+/// before the start.
+fn malformed(region: &str, c: &TokenCertificateRow) -> Option<String> {
+    let mut wrong = Vec::new();
+    let two_digits = region.len() == 2 && region.bytes().all(|b| b.is_ascii_digit()) && region != "00";
+    if !two_digits {
+        wrong.push("the file's region is not a region's two-digit code".to_owned());
+    }
+    if c.token_id.trim().is_empty() {
+        wrong.push("the token id is empty".to_owned());
+    }
+    // The shape only: a key of the registry's kind is 32 bytes; whether it is the token's
+    // is what the comparison says.
+    let key = c.public_key_hex.trim();
+    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        wrong.push("public_key_hex is not 64 hex digits".to_owned());
+    }
+    let from = c.valid_from.parse::<konvert_exam::ExamDate>();
+    let until = c.valid_until.parse::<konvert_exam::ExamDate>();
+    if from.is_err() {
+        wrong.push("valid_from is not a date".to_owned());
+    }
+    if until.is_err() {
+        wrong.push("valid_until is not a date".to_owned());
+    }
+    if let (Ok(from), Ok(until)) = (from, until) {
+        if until < from {
+            wrong.push("valid_until is before valid_from".to_owned());
+        }
+    }
+    (!wrong.is_empty()).then(|| wrong.join("; "))
 }
 
 /// Each certificate of `import` against `draft`.
@@ -37,6 +76,9 @@ pub fn review<'a>(draft: &RegistryBody, import: &'a CertificateImport) -> Vec<(&
         .certificates
         .iter()
         .map(|c| {
+            if let Some(why) = malformed(&import.region, c) {
+                return (c, Finding::Invalid { why });
+            }
             let finding = match draft.tokens.iter().find(|t| t.token_id == c.token_id) {
                 None => Finding::NotInRegistry,
                 Some(t) if t.public.to_string().eq_ignore_ascii_case(c.public_key_hex.trim()) => Finding::Matches {
@@ -68,7 +110,7 @@ pub fn review_command(authority: &Path, file: &Path) -> anyhow::Result<()> {
         crate::audit_cli::printable(&import.region),
         draft.version
     );
-    let mut counts = [0usize; 3];
+    let mut counts = [0usize; 4];
     for (c, f) in &found {
         let what = match f {
             Finding::Matches { status } => {
@@ -82,6 +124,13 @@ pub fn review_command(authority: &Path, file: &Path) -> anyhow::Result<()> {
             Finding::NotInRegistry => {
                 counts[2] += 1;
                 "not in the registry: issue it (`konvert keys issue-token`) only if it is this region's".to_owned()
+            }
+            Finding::Invalid { why } => {
+                counts[3] += 1;
+                format!(
+                    "INVALID: {}; do not act on it; ask ФИС",
+                    crate::audit_cli::printable(why)
+                )
             }
         };
         println!(
@@ -98,8 +147,8 @@ pub fn review_command(authority: &Path, file: &Path) -> anyhow::Result<()> {
         AuditAction::Other("certificate-review".into()),
         &file.display().to_string(),
         &format!(
-            "{} matching, {} with another key, {} not in the registry",
-            counts[0], counts[1], counts[2]
+            "{} matching, {} with another key, {} not in the registry, {} invalid",
+            counts[0], counts[1], counts[2], counts[3]
         ),
     )?;
     Ok(())

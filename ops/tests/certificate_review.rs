@@ -136,6 +136,57 @@ fn a_review_of_fis_certificates_tells_them_apart_and_leaves_the_registry_as_it_w
     assert!(before.keys().any(|k| k.ends_with("published/registry.bin")));
     assert!(before.keys().any(|k| k.ends_with("draft.registry")));
 
+    // Malformed certificates are flagged invalid, never written as matching, even for a
+    // token the registry has with that key.
+    let with = |from: &str, until: &str, key: &str| TokenCertificateRow {
+        valid_from: from.into(),
+        valid_until: until.into(),
+        ..cert("T1", key)
+    };
+    let import = CertificateImport {
+        region: "76".into(),
+        certificates: vec![
+            with("2026-01-01", "2027-01-01", "zz"),
+            with("2026-02-30", "2027-01-01", &t1),
+            with("2027-01-01", "2026-01-01", &t1),
+            with("2026-01-01", "2027-01-01", &t1),
+        ],
+    };
+    std::fs::write(&file, toml::to_string(&import).unwrap()).unwrap();
+    let out = ok(&keys(&[
+        "review-certificates",
+        "--authority",
+        a,
+        file.to_str().unwrap(),
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[1].contains("INVALID") && lines[1].contains("public_key_hex"),
+        "{out}"
+    );
+    assert!(lines[2].contains("INVALID") && lines[2].contains("valid_from"), "{out}");
+    assert!(
+        lines[3].contains("INVALID") && lines[3].contains("before valid_from"),
+        "{out}"
+    );
+    assert!(lines[4].contains("matches the registry"), "{out}");
+    assert_eq!(out.matches("matches the registry").count(), 1, "{out}");
+    let import = CertificateImport {
+        region: "abc".into(),
+        certificates: vec![cert("T1", &t1)],
+    };
+    std::fs::write(&file, toml::to_string(&import).unwrap()).unwrap();
+    let out = ok(&keys(&[
+        "review-certificates",
+        "--authority",
+        a,
+        file.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("INVALID") && out.contains("region") && !out.contains("matches"),
+        "{out}"
+    );
+
     // A file that is not a certificate file is refused with what it is.
     std::fs::write(&file, "region = \"76\"\nfoo = 1\n").unwrap();
     let out = keys(&["review-certificates", "--authority", a, file.to_str().unwrap()]);

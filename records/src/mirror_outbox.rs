@@ -213,26 +213,38 @@ fn planning_rows(sent: &SentPlanning, plan: &DayPlan) -> Vec<MirrorRow> {
 /// Appends region-owned `rows` to the outbox (and to this region's typed tables), those the
 /// allow-list lets through; returns how many were written and left out.
 fn push_regional(tx: &mut Transaction<'_>, region: u8, kind: RecordKind, rows: Vec<MirrorRow>) -> Result<Mirrored> {
+    Ok(push_regional_numbered(tx, region, kind, rows)?.0)
+}
+
+/// [`push_regional`], with the numbers the written rows got.
+fn push_regional_numbered(
+    tx: &mut Transaction<'_>,
+    region: u8,
+    kind: RecordKind,
+    rows: Vec<MirrorRow>,
+) -> Result<(Mirrored, Vec<u64>)> {
     let allow = AllowList::read(tx)?;
     let (allowed, left_out): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| allow.allows(r));
     let payloads = allowed.iter().map(MirrorRow::encode).collect::<Result<Vec<_>>>()?;
     if payloads.is_empty() {
-        return Ok(Mirrored {
+        let none = Mirrored {
             mirror: true,
             rows: 0,
             left_out: left_out.len() as u64,
-        });
+        };
+        return Ok((none, Vec::new()));
     }
-    let seqs = push_in(tx, Node::Region(region), Node::Federal, kind, payloads.clone())?;
-    for ((row, payload), seq) in allowed.iter().zip(&payloads).zip(seqs) {
-        write_row(tx, i16::from(region), seq, row, payload)?;
+    let seqs: Vec<u64> = push_in(tx, Node::Region(region), Node::Federal, kind, payloads.clone())?.collect();
+    for ((row, payload), seq) in allowed.iter().zip(&payloads).zip(&seqs) {
+        write_row(tx, i16::from(region), *seq, row, payload)?;
     }
     notify(tx, kind)?;
-    Ok(Mirrored {
+    let written = Mirrored {
         mirror: true,
         rows: allowed.len() as u64,
         left_out: left_out.len() as u64,
-    })
+    };
+    Ok((written, seqs))
 }
 
 /// Stores an exam day's plan and, with a mirror, the planning rows that bring what this
@@ -341,7 +353,8 @@ pub fn close_day(
 /// Records a region-owned row that is its own change (an appeal decision, a regional
 /// re-check, a personal-data correction) and its outbox row, in one transaction. Needs a
 /// mirror: on these records the row is the record. A row about a participant who is not
-/// in the stored plan is refused ([`Error::NotPlanned`]).
+/// in the stored plan is refused ([`Error::NotPlanned`]). Returns the row's number in
+/// the outbox to ФИС.
 pub fn record(records: &PgRecords, row: MirrorRow) -> Result<u64> {
     let kind = row.kind();
     if kind.owner() != Side::Region || kind == RecordKind::Planning || kind == RecordKind::ProcessingResults {
@@ -359,14 +372,14 @@ pub fn record(records: &PgRecords, row: MirrorRow) -> Result<u64> {
     };
     records.with(|c| {
         let mut tx = c.transaction().map_err(|e| records.db(e))?;
-        let out = push_regional(&mut tx, region, kind, vec![row])?;
-        if out.rows == 0 {
+        let (_, seqs) = push_regional_numbered(&mut tx, region, kind, vec![row])?;
+        let Some(&seq) = seqs.first() else {
             return Err(Error::NotPlanned {
                 what: format!("a {kind} row"),
             });
-        }
+        };
         tx.commit().map_err(|e| records.db(e))?;
-        Ok(out.rows)
+        Ok(seq)
     })
 }
 

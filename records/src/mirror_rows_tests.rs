@@ -306,6 +306,8 @@ fn only_planned_participants_go_up_or_down_and_the_receiver_checks_again() {
         })
     };
     assert_eq!(mirror_outbox::record(&region_records, appeal("P-0002")).unwrap(), 1);
+    // The number returned is the row's own, not a count: the second appeal is row 2.
+    assert_eq!(mirror_outbox::record(&region_records, appeal("P-0001")).unwrap(), 2);
     assert!(matches!(
         mirror_outbox::record(&region_records, appeal("GHOST-9c1e")),
         Err(Error::NotPlanned { .. })
@@ -332,7 +334,7 @@ fn only_planned_participants_go_up_or_down_and_the_receiver_checks_again() {
     assert!(seen.refused.is_empty(), "{:?}", seen.refused);
     assert_eq!(
         mirror_outbox::held(&fed_records, 76, RecordKind::AppealDecisions).unwrap(),
-        vec![appeal("P-0002")]
+        vec![appeal("P-0002"), appeal("P-0001")]
     );
     assert_eq!(
         mirror_outbox::held(&region_records, 76, RecordKind::RecomputedScores).unwrap(),

@@ -49,7 +49,8 @@ pub enum FederalAction {
         /// Where the region's files go.
         #[arg(long)]
         out: PathBuf,
-        /// Take a new mirror key for a region enrolled before.
+        /// Enroll a region enrolled before again: take its (new) mirror key, issue a new
+        /// certificate, overwrite the files in --out.
         #[arg(long)]
         replace: bool,
     },

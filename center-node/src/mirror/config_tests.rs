@@ -94,8 +94,12 @@ fn enrolling_a_region_writes_its_files_and_its_key_and_refuses_another_key_unles
     let federal_key = konvert_crypto::keyfile::read_signing_key(&cfg.signing_key).unwrap();
     assert_eq!(region_cfg.federal_public_key().unwrap(), federal_key.verifying_key());
     crate::mirror::identity::region_client_config(&region_cfg).unwrap();
-    // The same key again changes nothing; another is refused without --replace.
-    crate::mirror::federal::enroll_region(&path, 77, &region.join("mirror.pub"), &region.join("pki"), false).unwrap();
+    // Enrolling again, even with the same key, would issue a new certificate and
+    // overwrite the region's files: refused without --replace.
+    let again =
+        crate::mirror::federal::enroll_region(&path, 77, &region.join("mirror.pub"), &region.join("pki"), false);
+    let again = again.unwrap_err().to_string();
+    assert!(again.contains("--replace") && again.contains("stays valid"), "{again}");
     let other = dir.path().join("other.pub");
     let new_key = konvert_crypto::SigningKey::generate().unwrap().verifying_key();
     std::fs::write(&other, format!("{new_key}\n")).unwrap();
@@ -103,6 +107,54 @@ fn enrolling_a_region_writes_its_files_and_its_key_and_refuses_another_key_unles
     assert!(refused.unwrap_err().to_string().contains("--replace"));
     crate::mirror::federal::enroll_region(&path, 77, &other, &region.join("pki"), true).unwrap();
     assert_eq!(FederalConfig::load(&path).unwrap().regions[0].key, new_key.to_string());
+}
+
+#[test]
+fn enrolling_refuses_a_shared_key_the_federal_key_a_linked_out_and_a_code_out_of_range() {
+    let (dir, path) = federal();
+    let region = dir.path().join("r77");
+    crate::mirror::region::init(
+        &region,
+        77,
+        "postgresql://konvert@127.0.0.1/ris",
+        "fis.example:4500",
+        "federal.konvert",
+    )
+    .unwrap();
+    let enroll = |code: u8, key: &Path, out: &Path| {
+        crate::mirror::federal::enroll_region(&path, code, key, out, false)
+            .unwrap_err()
+            .to_string()
+    };
+    let pub77 = region.join("mirror.pub");
+    crate::mirror::federal::enroll_region(&path, 77, &pub77, &region.join("pki"), false).unwrap();
+    // Region 78 with region 77's key.
+    let e = enroll(78, &pub77, &dir.path().join("r78"));
+    assert!(e.contains("region 77's mirror key"), "{e}");
+    // The federal node's own key.
+    let cfg = FederalConfig::load(&path).unwrap();
+    let own = dir.path().join("federal.pub");
+    let federal_key = konvert_crypto::keyfile::read_signing_key(&cfg.signing_key).unwrap();
+    std::fs::write(&own, format!("{}\n", federal_key.verifying_key())).unwrap();
+    let e = enroll(78, &own, &dir.path().join("r78"));
+    assert!(e.contains("federal node's own"), "{e}");
+    // --out through a symbolic link.
+    let fresh = dir.path().join("fresh.pub");
+    let key = konvert_crypto::SigningKey::generate().unwrap().verifying_key();
+    std::fs::write(&fresh, format!("{key}\n")).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let link = dir.path().join("r79");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let e = enroll(79, &fresh, &link);
+    assert!(e.contains("symbolic link"), "{e}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    // Codes out of range say so plainly.
+    for code in [0, 100] {
+        let e = enroll(code, &fresh, &dir.path().join("rx"));
+        assert!(e.contains("1–99") && !e.contains("TLS"), "{e}");
+    }
+    assert_eq!(FederalConfig::load(&path).unwrap().regions.len(), 1);
 }
 
 #[test]

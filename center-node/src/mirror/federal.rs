@@ -82,9 +82,26 @@ pub fn init(dir: &Path, name: &str, listen: SocketAddr, records_url: &str) -> Re
 /// Enrolls region `code`: issues its certificate, takes its mirror public key (the
 /// `mirror.pub` its `mirror init` wrote) into `federal.toml`, and writes into `out` what
 /// the region needs ([`REGION_CA`], [`REGION_CERT`], [`REGION_KEY`], [`FEDERAL_PUB`]).
-/// A region enrolled before with another key is refused unless `replace`. A running
-/// federal node takes the region at its next start.
+/// A region enrolled before is refused unless `replace` (a new certificate, its files in
+/// `out` overwritten, a new key taken); a key another region or the federal node itself
+/// has is refused; `out` must not be a symbolic link. A running federal node takes the
+/// region at its next start.
 pub fn enroll_region(config: &Path, code: u8, region_pub: &Path, out: &Path, replace: bool) -> Result<()> {
+    if !(1..=99).contains(&code) {
+        return Err(Error::Loader {
+            what: format!("region code {code} is not a region's code"),
+            hint: "give the region's code, 1–99 (e.g. --region 77)",
+        });
+    }
+    if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Loader {
+            what: format!(
+                "{} is a symbolic link: the region's key would be written wherever it points",
+                out.display()
+            ),
+            hint: "give a real folder (or a new path) for --out",
+        });
+    }
     let loaded = FederalConfig::load(config)?;
     let Some(ca_key) = loaded.ca_key.as_ref() else {
         return Err(Error::Config {
@@ -99,18 +116,45 @@ pub fn enroll_region(config: &Path, code: u8, region_pub: &Path, out: &Path, rep
         &keyfile::read_text_bounded(&loaded.ca_cert, 1 << 20)?,
         &keyfile::read_text_bounded(ca_key, 1 << 20)?,
     )?;
+    let federal_key = keyfile::read_signing_key(&loaded.signing_key)?.verifying_key();
+    if region_key == federal_key {
+        return Err(Error::Loader {
+            what: format!("{} is the federal node's own mirror key", region_pub.display()),
+            hint: "give the region's mirror.pub, the one its `konvert-center mirror init` wrote",
+        });
+    }
     let mut raw = FederalConfig::read(config)?;
+    if let Some(other) = raw
+        .regions
+        .iter()
+        .find(|r| r.code != code && r.key == region_key.to_string())
+    {
+        return Err(Error::Loader {
+            what: format!(
+                "{} is region {:02}'s mirror key already",
+                region_pub.display(),
+                other.code
+            ),
+            hint: "each region has its own key: give this region's mirror.pub",
+        });
+    }
     match raw.regions.iter_mut().find(|r| r.code == code) {
-        Some(r) if r.key == region_key.to_string() => {}
         Some(r) if replace => r.key = region_key.to_string(),
-        Some(_) => {
+        Some(r) => {
+            let what = if r.key == region_key.to_string() {
+                "with this mirror key"
+            } else {
+                "with another mirror key"
+            };
             return Err(Error::Config {
                 path: config.to_owned(),
                 message: format!(
-                    "region {code:02} is enrolled with another mirror key; give --replace to take the new one \
-                     (its batches signed with the old key are then refused)"
+                    "region {code:02} is enrolled already {what}; give --replace to take this key, issue a new \
+                     certificate and overwrite the files in --out (batches signed with an old key are then \
+                     refused, but the old TLS certificate stays valid until it expires: the federal CA keeps no \
+                     revocation list for regions)"
                 ),
-            })
+            });
         }
         None => raw.regions.push(RegionEntry {
             code,
@@ -122,7 +166,6 @@ pub fn enroll_region(config: &Path, code: u8, region_pub: &Path, out: &Path, rep
     write_public(&out.join(REGION_CA), &ca.cert_pem)?;
     write_public(&out.join(REGION_CERT), &cert.cert_pem)?;
     write_secret(&out.join(REGION_KEY), &cert.key_pem)?;
-    let federal_key = keyfile::read_signing_key(&loaded.signing_key)?.verifying_key();
     write_public(&out.join(FEDERAL_PUB), &format!("{federal_key}\n"))?;
     raw.save(config)?;
     Ok(())

@@ -256,9 +256,9 @@ pub enum ProcessingAction {
         /// The participant's code.
         #[arg(long)]
         participant: String,
-        /// Which field (surname, name, patronymic, document…).
-        #[arg(long)]
-        field: String,
+        /// Which personal-data field (surname, name, patronymic, document-series, …).
+        #[arg(long, value_enum)]
+        field: super::for_fis::CorrectionField,
         /// The corrected value.
         #[arg(long)]
         value: String,
@@ -940,7 +940,7 @@ pub fn run(action: ProcessingAction) -> Result<()> {
             by,
         } => {
             let (_, place) = place(&config, records)?;
-            super::for_fis::correction(&place, &participant, &field, &value, &documents, &by)?;
+            super::for_fis::correction(&place, &participant, field, &value, &documents, &by)?;
         }
     }
     Ok(())

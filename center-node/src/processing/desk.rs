@@ -51,14 +51,21 @@ fn audited(
     Ok(records.decide(by, role, now_unix_ms, kind)?)
 }
 
-/// Checks the decider's name and logs the decision: a decision not in the log is not taken.
-fn logged(audit: &AuditLog, by: &str, role: Role, subject: &str, detail: &str) -> Result<()> {
+/// Refuses a name of a person acting (`--by`) that is empty, over 200 characters or has
+/// control characters: it goes into the audit log and to ФИС as given.
+pub(crate) fn check_name(by: &str) -> Result<()> {
     if by.trim().is_empty() || by.chars().count() > 200 || by.chars().any(char::is_control) {
         return Err(refuse(
             format!("{by:?} is not a name"),
             "give the name of the person deciding (--by), as the shift list has it",
         ));
     }
+    Ok(())
+}
+
+/// Checks the decider's name and logs the decision: a decision not in the log is not taken.
+fn logged(audit: &AuditLog, by: &str, role: Role, subject: &str, detail: &str) -> Result<()> {
+    check_name(by)?;
     // The log first: a decision not in the log is not taken.
     audit.append(
         &format!("{} {by}", role.as_str()),

@@ -49,17 +49,22 @@ pub fn document_refs(files: &[PathBuf]) -> Result<Vec<ImageRef>> {
 }
 
 fn document_ref(file: &Path) -> Result<ImageRef> {
+    // Never through a symbolic link, never waiting on a FIFO, never a device (D3/D4/D17).
+    let f = konvert_replication::drive::open_regular(file).map_err(Error::file(file))?;
+    let too_big = || Error::Loader {
+        what: format!("{} is empty or larger than 256 MiB", file.display()),
+        hint: "give the scanned image of the document (PNG, TIFF, PDF)",
+    };
+    let len = f.metadata().map_err(Error::file(file))?.len();
+    if len == 0 || len > MAX_DOCUMENT_BYTES {
+        return Err(too_big());
+    }
     let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .map_err(Error::file(file))?
-        .take(MAX_DOCUMENT_BYTES + 1)
+    f.take(MAX_DOCUMENT_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(Error::file(file))?;
     if bytes.len() as u64 > MAX_DOCUMENT_BYTES || bytes.is_empty() {
-        return Err(Error::Loader {
-            what: format!("{} is empty or larger than 256 MiB", file.display()),
-            hint: "give the scanned image of the document (PNG, TIFF, PDF)",
-        });
+        return Err(too_big());
     }
     Ok(ImageRef::of_bytes(&bytes))
 }
@@ -77,6 +82,7 @@ fn pg(place: &Workplace, what: &str) -> Result<konvert_records::PgRecords> {
 
 /// Enters `row` for ФИS, audited as `by` did it.
 fn enter(place: &Workplace, by: &str, what: &str, subject: &str, row: MirrorRow) -> Result<()> {
+    super::desk::check_name(by)?;
     let records = pg(place, what)?;
     // Nothing about someone outside the plan goes anywhere, the log included (R18).
     if !mirror_outbox::in_plan(&records, row.day(), subject)? {
@@ -123,17 +129,32 @@ pub fn appeal(
     enter(place, by, &format!("appeal decision on {day}"), participant, row)
 }
 
-/// A task's score on the command line: `TASK=SCORE`.
+/// The highest task number a re-check names (no КИМ has this many tasks).
+pub const MAX_TASK: u32 = 99;
+
+/// The highest score one task can get (the largest task maximum of any КИМ is well under).
+pub const MAX_TASK_SCORE: u32 = 50;
+
+/// A task's score on the command line: `TASK=SCORE`, the task 1–[`MAX_TASK`], the score
+/// 0–[`MAX_TASK_SCORE`].
 pub fn parse_score(text: &str) -> std::result::Result<TaskScore, String> {
     let (task, score) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not TASK=SCORE, e.g. 19=2"))?;
-    let score = score
+    let task: u32 = task
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?}: the score is a whole number"))?;
+        .ok()
+        .filter(|t| (1..=MAX_TASK).contains(t))
+        .ok_or_else(|| format!("{text:?}: the task is a number from 1 to {MAX_TASK}, e.g. 19=2"))?;
+    let score: u32 = score
+        .trim()
+        .parse()
+        .ok()
+        .filter(|s| *s <= MAX_TASK_SCORE)
+        .ok_or_else(|| format!("{text:?}: the score is a whole number from 0 to {MAX_TASK_SCORE}"))?;
     Ok(TaskScore {
-        task: task.trim().to_owned(),
+        task: task.to_string(),
         score,
     })
 }
@@ -147,6 +168,13 @@ pub fn recheck(
     documents: &[PathBuf],
     by: &str,
 ) -> Result<()> {
+    let mut tasks = std::collections::BTreeSet::new();
+    if let Some(twice) = scores.iter().find(|s| !tasks.insert(&s.task)) {
+        return Err(Error::Loader {
+            what: format!("task {} is given twice", twice.task),
+            hint: "give each changed task once (--score TASK=SCORE)",
+        });
+    }
     let row = MirrorRow::RegionalRecheck(RecheckRow {
         day,
         participant: participant.to_owned(),
@@ -156,15 +184,71 @@ pub fn recheck(
     enter(place, by, &format!("re-check on {day}"), participant, row)
 }
 
+/// Which personal data a correction changes: the participant's name and identity
+/// document (`002:7647`), and what registration holds beside them (`002:7657`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CorrectionField {
+    /// Фамилия.
+    Surname,
+    /// Имя.
+    Name,
+    /// Отчество.
+    Patronymic,
+    /// The identity document's kind.
+    DocumentType,
+    /// The identity document's series.
+    DocumentSeries,
+    /// The identity document's number.
+    DocumentNumber,
+    /// Дата рождения.
+    BirthDate,
+    /// Пол.
+    Sex,
+}
+
+impl CorrectionField {
+    /// The field's name as stored and sent to ФИС.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorrectionField::Surname => "surname",
+            CorrectionField::Name => "name",
+            CorrectionField::Patronymic => "patronymic",
+            CorrectionField::DocumentType => "document-type",
+            CorrectionField::DocumentSeries => "document-series",
+            CorrectionField::DocumentNumber => "document-number",
+            CorrectionField::BirthDate => "birth-date",
+            CorrectionField::Sex => "sex",
+        }
+    }
+}
+
+/// The longest corrected value (a surname, a document number … is far shorter).
+const MAX_VALUE_CHARS: usize = 200;
+
+/// Refuses a corrected value that is empty, too long or has control characters: it is
+/// stored and sent to ФИС as given.
+pub fn check_value(value: &str) -> Result<()> {
+    if value.trim().is_empty() || value.chars().count() > MAX_VALUE_CHARS || value.chars().any(char::is_control) {
+        return Err(Error::Loader {
+            what: format!("{value:?} is not a corrected value: empty, over {MAX_VALUE_CHARS} characters or with control characters"),
+            hint: "give the corrected value as the correction protocol has it, on one line (--value)",
+        });
+    }
+    Ok(())
+}
+
 /// A personal-data correction.
 pub fn correction(
     place: &Workplace,
     participant: &str,
-    field: &str,
+    field: CorrectionField,
     value: &str,
     documents: &[PathBuf],
     by: &str,
 ) -> Result<()> {
+    check_value(value)?;
+    super::desk::check_name(by)?;
+    let field = field.as_str();
     let row = MirrorRow::PersonalDataCorrection(CorrectionRow {
         participant: participant.to_owned(),
         field: field.to_owned(),
@@ -198,3 +282,7 @@ pub fn export_certificates(place: &Workplace, out: &Path) -> Result<usize> {
     );
     Ok(import.certificates.len())
 }
+
+#[cfg(test)]
+#[path = "for_fis_tests.rs"]
+mod tests;

@@ -51,6 +51,10 @@ pub enum RetentionAction {
         /// The case: an appeal's number, a decision of the commission.
         #[arg(long)]
         note: String,
+        /// Place it even though nothing in the records matches it yet (a packet not yet
+        /// loaded).
+        #[arg(long)]
+        force: bool,
     },
     /// Release a hold (it stays listed, released).
     Release {
@@ -132,6 +136,12 @@ impl TargetArgs {
             return Ok(HoldTarget::Packet(envelope));
         }
         if let Some(code) = self.participant {
+            check_text(
+                "--participant",
+                &code,
+                64,
+                "give the participant's code as the records have it",
+            )?;
             return Ok(HoldTarget::Participant(code));
         }
         match (self.date, self.exam) {
@@ -195,7 +205,19 @@ fn print_sweep(s: &super::Sweep, applied: bool) {
     }
 }
 
-/// Runs a retention command.
+/// Refuses a text that is empty, over `max` characters or has control characters: what
+/// retention is told goes into the audit log and the holds' list as given.
+fn check_text(arg: &str, text: &str, max: usize, hint: &'static str) -> Result<()> {
+    if text.trim().is_empty() || text.chars().count() > max || text.chars().any(char::is_control) {
+        return Err(Error::Loader {
+            what: format!("{arg} {text:?} is empty, over {max} characters or has control characters"),
+            hint,
+        });
+    }
+    Ok(())
+}
+
+/// Runs a `retention` command.
 pub fn command(action: RetentionAction) -> Result<()> {
     match action {
         RetentionAction::Table => {
@@ -221,6 +243,7 @@ pub fn command(action: RetentionAction) -> Result<()> {
             }
             if apply {
                 let by = by.unwrap_or_default();
+                crate::processing::desk::check_name(&by)?;
                 let done = super::apply(&place, &*records, &cfg.time_zone, today, &by, now_ms())?;
                 if json {
                     return print_json(&done);
@@ -240,12 +263,30 @@ pub fn command(action: RetentionAction) -> Result<()> {
             target,
             by,
             note,
+            force,
         } => {
+            crate::processing::desk::check_name(&by)?;
+            check_text(
+                "--note",
+                &note,
+                500,
+                "give the case on one line: an appeal's number, a decision",
+            )?;
+            let target = target.target()?;
             let (_, place) = place(&config, records)?;
             let records = place.open_records()?;
+            if !super::hold_matches(&*records, &target)? {
+                if !force {
+                    return Err(Error::Loader {
+                        what: format!("a hold on {target} matches nothing in these records: it would keep nothing"),
+                        hint: "check the envelope id, participant code or day; give --force to place it before the records have it",
+                    });
+                }
+                eprintln!("warning: {target} matches nothing in these records yet; the hold keeps what comes under it");
+            }
             let hold = NewHold {
                 reason: reason.into(),
-                target: target.target()?,
+                target,
                 by: by.clone(),
                 at_unix_ms: now_ms(),
                 note,
@@ -271,6 +312,13 @@ pub fn command(action: RetentionAction) -> Result<()> {
             by,
             note,
         } => {
+            crate::processing::desk::check_name(&by)?;
+            check_text(
+                "--note",
+                &note,
+                500,
+                "say on one line why: the appeal decided, the investigation closed",
+            )?;
             let (_, place) = place(&config, records)?;
             let records = place.open_records()?;
             let audit = place.audit()?;
@@ -314,3 +362,7 @@ pub fn command(action: RetentionAction) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "cli_tests.rs"]
+mod tests;

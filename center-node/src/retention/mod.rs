@@ -126,6 +126,32 @@ impl Judged<'_> {
     }
 }
 
+/// Whether `target` names anything in `records`: a registered packet version, an exam day
+/// with a plan or a packet, a participant of a plan or of a page. A hold on nothing keeps
+/// nothing, and would look in force all the same.
+pub fn hold_matches(records: &dyn Records, target: &HoldTarget) -> Result<bool> {
+    Ok(match target {
+        HoldTarget::Packet(envelope) => records.packets()?.iter().any(|p| p.envelope == *envelope),
+        HoldTarget::Day(day) => {
+            records.packets()?.iter().any(|p| p.day == *day)
+                || records
+                    .plans()?
+                    .iter()
+                    .any(|p| p.date == day.date && p.exam == day.exam)
+        }
+        HoldTarget::Participant(code) => {
+            records
+                .plans()?
+                .iter()
+                .any(|p| p.participants.iter().any(|q| q.code == *code))
+                || records
+                    .outcomes()?
+                    .iter()
+                    .any(|o| o.participant.as_deref() == Some(code.as_str()))
+        }
+    })
+}
+
 /// Judges every registered packet version against `today` (the region's date).
 fn judge<'a>(
     packets: &'a [PacketEntry],

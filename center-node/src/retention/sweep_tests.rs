@@ -155,6 +155,19 @@ fn each_kinds_images_go_on_the_first_day_the_table_allows() {
             case.first_gone
         );
     }
+    // A hold names something in the records, or it would keep nothing (D11).
+    let matches = |t: HoldTarget| hold_matches(&records, &t).unwrap();
+    assert!(matches(HoldTarget::Packet([1; 32])));
+    assert!(!matches(HoldTarget::Packet([99; 32])));
+    assert!(matches(HoldTarget::Day(ExamDay {
+        date: d(CASES[0].date),
+        exam: ExamKind::Essay,
+    })));
+    assert!(!matches(HoldTarget::Day(ExamDay {
+        date: d("2026-01-09"),
+        exam: ExamKind::Essay,
+    })));
+    assert!(!matches(HoldTarget::Participant("P-404".into())));
     // A hold on the essay's day keeps it past its time; released, it goes.
     let essay = ExamDay {
         date: d(CASES[0].date),
