@@ -5,32 +5,39 @@
 //! plain table of the same database, in the same run. Goal: applying at ≥ 50 % of `COPY`'s
 //! rate.
 //!
-//! The regions' side (pushing rows, cutting, signing) is the regions' work, done before
-//! the clock starts. The federal side is measured as its driver does it: the bytes handed
-//! to [`Endpoint::handle`] (format, signer, signature, chain), then the applied batch
-//! stored with [`PgMirror::apply`] (rows, signed batch, checkpoint and receipt in one
-//! transaction), then the receipt taken for sending. Region by region, the batches apply
-//! and then the same rows are copied, so both see the database grow alike.
+//! The rows are what a region's `loader close` writes: one [`MirrorRow::ProcessingResult`]
+//! per participant (pages with their final state, digests and image references). The
+//! regions' side (pushing rows, cutting, signing) and each region's planning (applied the
+//! day before) are done before the clock starts. The federal side is measured as its
+//! driver does it by default, and once more without the typed tables:
+//! - **as the node runs**: the bytes handed to [`Endpoint::handle`] (format, signer,
+//!   signature, chain, and the row check: each row decodes and names a participant its
+//!   region planned, R18), then [`PgMirror::apply`] with the typed tables
+//!   ([`mirror_rows::apply_rows`]: signed batch, checkpoint, receipt and `mirror_records`
+//!   in one transaction), then the receipt taken for sending. This is the goal's figure.
+//! - **batches only**: the same without the row check and the typed tables, in a second
+//!   database: what the exchange itself costs.
 //!
-//! The typed tables the rows feed (the node's `rows_into`, `mirror_rows::apply_rows`) are
-//! not included: the rows here are opaque payloads, and [`PgMirror::apply`] runs with a
-//! `rows_into` that does nothing.
-//!
-//! PostgreSQL is a throwaway cluster started the way the tests start theirs
-//! ([`TestCluster`]: `initdb` and `pg_ctl` in a temporary folder, `fsync=off`); both sides
-//! run on it with the same settings, so the ratio compares the work, not the disk.
+//! Region by region, the batches apply and then the same rows are copied, so both see the
+//! database grow alike. PostgreSQL is a throwaway cluster started the way the tests start
+//! theirs ([`TestCluster`]: `initdb` and `pg_ctl` in a temporary folder, `fsync=off`); all
+//! sides run on it with the same settings, so the ratio compares the work, not the disk.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use konvert_crypto::{SigningKey, VerifyingKey};
+use konvert_exam::{RoomId, SiteId};
 use konvert_mirror::{Endpoint, Event, Node, RecordKind, SenderLimits};
+use konvert_records::mirror_rows::{self, MirrorRow, PlanningRow};
 use konvert_records::test_cluster::TestCluster;
-use konvert_records::{PgMirror, PgRecords};
+use konvert_records::{ExamDay, PgMirror, PgRecords};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
-use rand::{Rng, SeedableRng};
 
+use rand::SeedableRng;
+
+use crate::bench_mirror_lag::{exam_day, participant_code, result_row};
 use crate::bench_table::{Row, Table};
 
 /// Regions of the Russian Federation that hold the exams.
@@ -43,6 +50,8 @@ const GOAL: f64 = 0.5;
 const KIND: RecordKind = RecordKind::ProcessingResults;
 /// The records' schema version the rows are written in.
 const SCHEMA: u16 = 1;
+/// The smallest result row: one page.
+const MIN_ROW_BYTES: usize = 160;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy)]
@@ -80,12 +89,18 @@ pub struct MirrorFigures {
     pub payload_bytes: u64,
     /// Batches applied.
     pub batches: u64,
-    /// The federal node's whole receive path: handle, apply, receipt.
+    /// As the node runs: handle (with the row check), apply with the typed tables, receipt.
     pub receive: Duration,
     /// Of which in [`PgMirror::apply`].
     pub store: Duration,
-    /// The plain `COPY` of the same rows.
+    /// Batches only: handle, apply, receipt, no row check and no typed tables.
+    pub batches_only: Duration,
+    /// A plain `COPY` of the same rows, typed as the node keeps them, into a table like
+    /// the node's (`mirror_records`: same columns, key and index): the goal's baseline.
     pub copy: Duration,
+    /// A plain `COPY` of the same payloads into a table with no key: the batches-only
+    /// baseline.
+    pub copy_bare: Duration,
 }
 
 impl MirrorFigures {
@@ -94,62 +109,124 @@ impl MirrorFigures {
         self.rows as f64 / d.as_secs_f64().max(1e-9)
     }
 
-    /// The receive path's rate as a share of `COPY`'s.
+    /// `d`'s rate as a share of `COPY`'s.
+    pub fn share_of_copy(&self, d: Duration) -> f64 {
+        self.copy.as_secs_f64() / d.as_secs_f64().max(1e-9)
+    }
+
+    /// The node's receive path's rate as a share of `COPY`'s into a table like the node's:
+    /// the goal's figure.
     pub fn ratio(&self) -> f64 {
-        self.copy.as_secs_f64() / self.receive.as_secs_f64().max(1e-9)
+        self.share_of_copy(self.receive)
+    }
+
+    /// Batches only as a share of a bare `COPY` of the payloads.
+    pub fn batches_ratio(&self) -> f64 {
+        self.copy_bare.as_secs_f64() / self.batches_only.as_secs_f64().max(1e-9)
     }
 }
 
-/// One result row of a participant, about `bytes` long: the fields a region's processing
-/// sends up (participant code, subject, date, variant, the short answers as recognized,
-/// the experts' marks, primary and test scores), as text with the digits random.
-fn result_row(rng: &mut impl Rng, region: u8, participant: usize, bytes: usize) -> Vec<u8> {
-    let answers: String = (0..40)
-        .map(|i| format!("{}:{};", i + 1, rng.gen_range(0..100_000)))
-        .collect();
-    let marks: String = (0..12).map(|i| format!("{}:{};", i + 1, rng.gen_range(0..4))).collect();
-    let mut row = format!(
-        "r={region:02};p={:012};s={:02};d=2026-06-01;v={:04};a={answers}m={marks}ps={};ts={}",
-        u64::from(region) * 1_000_000 + participant as u64,
-        rng.gen_range(1..16),
-        rng.gen_range(0..10_000),
-        rng.gen_range(0..60),
-        rng.gen_range(0..101),
-    )
-    .into_bytes();
-    row.resize(bytes, b' ');
-    row
+/// The day's seat of participant `i` (1-based) of a region, 15 to a room, as `import-plan`
+/// sends it up.
+fn seat_row(day: ExamDay, i: usize) -> anyhow::Result<Vec<u8>> {
+    Ok(MirrorRow::Planning(PlanningRow::Seat {
+        day,
+        participant: participant_code(i),
+        site: SiteId::new("0101")?,
+        room: RoomId::new(&format!("{:04}", (i - 1) / 15 + 1))?,
+        seat: format!("{}", (i - 1) % 15 + 1),
+        kit: 100_000 + i as u64,
+    })
+    .encode()?)
 }
 
-/// The region's day, cut by its sender: the encoded signed batches, in order, and the
-/// rows' payloads (for the `COPY`).
-fn region_day(
-    b: &MirrorBench,
-    region: Node,
-    key: &SigningKey,
-    federal: VerifyingKey,
-    rows: Vec<Vec<u8>>,
-) -> anyhow::Result<Vec<Vec<u8>>> {
+/// A region's node: its key and its sender towards the federal node, cutting the whole day
+/// at once (the benchmark measures applying, not the window).
+fn region_endpoint(b: &MirrorBench, region: Node, key: &SigningKey, federal: VerifyingKey) -> anyhow::Result<Endpoint> {
     let limits = SenderLimits {
-        // The whole day cut at once: the benchmark measures applying, not the window.
         window: usize::MAX,
         batch_rows: b.batch_rows,
         batch_bytes: b.batch_bytes,
         ..SenderLimits::default()
     };
-    let mut ep = Endpoint::new(
+    Ok(Endpoint::new(
         region,
         key,
         [(Node::Federal, federal)].into(),
         SCHEMA,
         SCHEMA..=SCHEMA,
         limits,
-    )?;
+    )?)
+}
+
+/// `rows` of `kind` pushed and cut by `ep`: the encoded signed batches, in order.
+fn cut(ep: &mut Endpoint, kind: RecordKind, rows: Vec<Vec<u8>>) -> anyhow::Result<Vec<Vec<u8>>> {
     for row in rows {
-        ep.push(Node::Federal, KIND, row)?;
+        ep.push(Node::Federal, kind, row)?;
     }
     ep.cut()?;
     Ok(std::iter::from_fn(|| ep.poll_transmit(0).map(|t| t.bytes)).collect())
+}
+
+/// A federal node measured on its own database.
+struct Federal {
+    endpoint: Endpoint,
+    store: PgMirror,
+    /// Whether rows are checked and go into the typed tables, as the node runs.
+    typed: bool,
+}
+
+impl Federal {
+    fn open(url: &str, key: &SigningKey, peers: &[(Node, VerifyingKey)], typed: bool) -> anyhow::Result<Federal> {
+        let records = std::sync::Arc::new(PgRecords::connect(url)?);
+        let store = PgMirror::open(records, Node::Federal)?;
+        let mut endpoint = Endpoint::new(
+            Node::Federal,
+            key,
+            peers.iter().copied().collect(),
+            SCHEMA,
+            SCHEMA..=SCHEMA,
+            SenderLimits::default(),
+        )?;
+        if typed {
+            endpoint
+                .receiver_mut()
+                .set_row_check(mirror_rows::row_check(store.shared_records(), Node::Federal));
+        }
+        Ok(Federal { endpoint, store, typed })
+    }
+
+    /// Receives `batches` from `region` as the driver does; returns the time in
+    /// [`PgMirror::apply`].
+    fn receive(&mut self, region: Node, batches: &[Vec<u8>]) -> anyhow::Result<Duration> {
+        let mut store = Duration::ZERO;
+        for bytes in batches {
+            self.endpoint.handle(region, bytes)?;
+            while let Some(event) = self.endpoint.poll_event() {
+                match event {
+                    Event::Applied(applied) => {
+                        let t = Instant::now();
+                        if self.typed {
+                            self.store
+                                .apply(&applied, bytes, |tx, b| mirror_rows::apply_rows(tx, Node::Federal, b))?;
+                        } else {
+                            self.store.apply(&applied, bytes, |_, _| Ok(()))?;
+                        }
+                        store += t.elapsed();
+                    }
+                    other => anyhow::bail!("{region}'s batch was not applied: {other:?}"),
+                }
+            }
+            // The receipt, for the driver to send.
+            while self.endpoint.poll_transmit(0).is_some() {}
+        }
+        Ok(store)
+    }
+}
+
+fn count(c: &mut postgres::Client, what: &str) -> anyhow::Result<u64> {
+    let n: i64 = c.query_one(&format!("SELECT count(*) FROM {what}"), &[])?.get(0);
+    Ok(n as u64)
 }
 
 /// Runs the benchmark on a throwaway cluster.
@@ -157,66 +234,91 @@ pub fn run(b: &MirrorBench) -> anyhow::Result<MirrorFigures> {
     anyhow::ensure!((1..=99).contains(&b.regions), "--regions is 1–99");
     anyhow::ensure!(b.participants > 0, "--participants is at least 1");
     anyhow::ensure!(
-        (64..=konvert_mirror::MAX_ROW_PAYLOAD).contains(&b.row_bytes),
-        "--row-bytes is 64–{}",
+        (MIN_ROW_BYTES..=konvert_mirror::MAX_ROW_PAYLOAD).contains(&b.row_bytes),
+        "--row-bytes is {MIN_ROW_BYTES}–{} (a result row with one page is about {MIN_ROW_BYTES} bytes)",
         konvert_mirror::MAX_ROW_PAYLOAD
     );
     let cluster = TestCluster::start().context(
         "PostgreSQL 15 is not installed (initdb and pg_ctl in /usr/lib/postgresql/15/bin or on PATH); install \
          Debian's postgresql-15",
     )?;
-    let url = cluster.database("bench_mirror");
-    let records = std::sync::Arc::new(PgRecords::connect(&url)?);
-    let store = PgMirror::open(records, Node::Federal)?;
-    let mut copy_client = postgres::Client::connect(&url, postgres::NoTls)?;
-    // A plain table: the rows' own columns, no key, no index.
-    copy_client.batch_execute("CREATE TABLE copied (sender smallint, kind smallint, seq bigint, payload bytea)")?;
-
     let federal = SigningKey::generate()?;
     let keys: Vec<(Node, SigningKey)> = (1..=b.regions)
         .map(|c| Ok((Node::Region(c), SigningKey::generate()?)))
         .collect::<anyhow::Result<_>>()?;
-    let peers = keys.iter().map(|(n, k)| (*n, k.verifying_key())).collect();
-    let mut fed = Endpoint::new(
-        Node::Federal,
-        &federal,
-        peers,
-        SCHEMA,
-        SCHEMA..=SCHEMA,
-        SenderLimits::default(),
-    )?;
+    let peers: Vec<(Node, VerifyingKey)> = keys.iter().map(|(n, k)| (*n, k.verifying_key())).collect();
+    let (node_url, plain_url) = (
+        cluster.database("bench_mirror"),
+        cluster.database("bench_mirror_batches"),
+    );
+    let mut node = Federal::open(&node_url, &federal, &peers, true)?;
+    let mut plain = Federal::open(&plain_url, &federal, &peers, false)?;
+    let mut node_client = postgres::Client::connect(&node_url, postgres::NoTls)?;
+    let mut plain_client = postgres::Client::connect(&plain_url, postgres::NoTls)?;
+    // Beside the node's typed rows, a table like theirs; beside the batches, a bare one.
+    node_client.batch_execute("CREATE TABLE copied (LIKE mirror_records INCLUDING ALL)")?;
+    plain_client.batch_execute("CREATE TABLE copied (sender smallint, kind smallint, seq bigint, payload bytea)")?;
+    let day = exam_day()?;
 
     let mut f = MirrorFigures::default();
     for (region, key) in &keys {
         let Node::Region(code) = *region else { continue };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(code));
-        let rows: Vec<Vec<u8>> = (0..b.participants)
-            .map(|p| result_row(&mut rng, code, p, b.row_bytes))
-            .collect();
-        let batches = region_day(b, *region, key, federal.verifying_key(), rows.clone())?;
-
-        let started = Instant::now();
-        for bytes in &batches {
-            fed.handle(*region, bytes)?;
-            while let Some(event) = fed.poll_event() {
-                match event {
-                    Event::Applied(applied) => {
-                        let t = Instant::now();
-                        store.apply(&applied, bytes, |_, _| Ok(()))?;
-                        f.store += t.elapsed();
-                    }
-                    other => anyhow::bail!("{region}'s batch was not applied: {other:?}"),
-                }
-            }
-            // The receipt, for the driver to send.
-            while fed.poll_transmit(0).is_some() {}
-        }
-        f.receive += started.elapsed();
-        f.batches += batches.len() as u64;
-
+        let rows: Vec<Vec<u8>> = (1..=b.participants)
+            .map(|p| result_row(&mut rng, p, b.row_bytes))
+            .collect::<anyhow::Result<_>>()?;
+        let seats: Vec<Vec<u8>> = (1..=b.participants)
+            .map(|p| seat_row(day, p))
+            .collect::<anyhow::Result<_>>()?;
+        let mut ep = region_endpoint(b, *region, key, federal.verifying_key())?;
+        let planning = cut(&mut ep, RecordKind::Planning, seats)?;
+        let results = cut(&mut ep, KIND, rows.clone())?;
+        // The planning came the day before.
+        node.receive(*region, &planning)?;
+        // COPY is handed its columns ready: decoding is the node's work, not COPY's.
+        let typed: Vec<(i64, String, String, String)> = (1i64..)
+            .zip(&rows)
+            .map(|(seq, row)| {
+                let decoded = MirrorRow::decode(KIND, row).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let day = decoded.day().context("a result row has its day")?;
+                let who = decoded.participant().context("a result row names its participant")?;
+                Ok((seq, day.date.to_string(), day.exam.code().to_owned(), who.to_owned()))
+            })
+            .collect::<anyhow::Result<_>>()?;
         let (sender, kind) = (i16::from(code), i16::from(KIND.code()));
+
         let started = Instant::now();
-        let mut tx = copy_client.transaction()?;
+        f.store += node.receive(*region, &results)?;
+        f.receive += started.elapsed();
+        f.batches += results.len() as u64;
+
+        let started = Instant::now();
+        let mut tx = node_client.transaction()?;
+        let sink =
+            tx.copy_in("COPY copied (region, kind, seq, date, exam, participant, value) FROM STDIN (FORMAT binary)")?;
+        let types = [
+            Type::INT2,
+            Type::INT2,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BYTEA,
+        ];
+        let mut w = BinaryCopyInWriter::new(sink, &types);
+        for ((seq, date, exam, who), row) in typed.iter().zip(&rows) {
+            w.write(&[&sender, &kind, seq, date, exam, who, row])?;
+        }
+        w.finish()?;
+        tx.commit()?;
+        f.copy += started.elapsed();
+
+        let started = Instant::now();
+        plain.receive(*region, &results)?;
+        f.batches_only += started.elapsed();
+
+        let started = Instant::now();
+        let mut tx = plain_client.transaction()?;
         let sink = tx.copy_in("COPY copied (sender, kind, seq, payload) FROM STDIN (FORMAT binary)")?;
         let mut w = BinaryCopyInWriter::new(sink, &[Type::INT2, Type::INT2, Type::INT8, Type::BYTEA]);
         for (seq, row) in (1i64..).zip(&rows) {
@@ -224,20 +326,34 @@ pub fn run(b: &MirrorBench) -> anyhow::Result<MirrorFigures> {
         }
         w.finish()?;
         tx.commit()?;
-        f.copy += started.elapsed();
+        f.copy_bare += started.elapsed();
         f.rows += rows.len() as u64;
         f.payload_bytes += rows.iter().map(|r| r.len() as u64).sum::<u64>();
     }
 
-    // Every row applied once, and as many copied.
-    let applied: i64 = copy_client
-        .query_one("SELECT count(*) FROM mirror_applied", &[])?
-        .get(0);
-    let copied: i64 = copy_client.query_one("SELECT count(*) FROM copied", &[])?.get(0);
+    // Every result applied once and in the typed tables, as many without them, and as
+    // many copied.
+    let results = format!("mirror_applied WHERE kind = {}", KIND.code());
+    let counts = [
+        count(&mut node_client, &results)?,
+        count(
+            &mut node_client,
+            &format!("mirror_records WHERE kind = {}", KIND.code()),
+        )?,
+        count(&mut node_client, "copied")?,
+        count(&mut plain_client, &results)?,
+        count(&mut plain_client, "copied")?,
+    ];
     anyhow::ensure!(
-        applied as u64 == f.rows && copied as u64 == f.rows,
-        "{applied} rows applied and {copied} copied of {}",
-        f.rows
+        counts.iter().all(|n| *n == f.rows),
+        "of {} rows: {} applied, {} in the typed tables, {} copied beside them, {} applied without them, {} \
+         copied bare",
+        f.rows,
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4]
     );
     Ok(f)
 }
@@ -261,12 +377,18 @@ pub fn rows(b: &MirrorBench, figures: &anyhow::Result<MirrorFigures>) -> Table {
             format!("{:.0} %", f.ratio() * 100.0),
             Some(f.ratio() >= GOAL),
             format!(
-                "receive (verify + apply + receipt; the typed tables the rows feed not included) {:.0} rows/s, of \
-                 which PgMirror::apply {:.1} s of {:.1} s; COPY {:.0} rows/s; {} rows, {} batches, {:.0} MB payload",
+                "as the node runs (verify, row check, batch + typed rows, receipt) {:.0} rows/s (PgMirror::apply {:.1} s of \
+                 {:.1} s) vs COPY of the same typed rows into a table like mirror_records (same key and index) {:.0} \
+                 rows/s; batches only (verify, batch, receipt) {:.0} rows/s = {:.0} % of a bare COPY of the payloads \
+                 ({:.0} rows/s); as the node runs = {:.0} % of the bare COPY; {} rows, {} batches, {:.0} MB payload",
                 f.rate(f.receive),
                 f.store.as_secs_f64(),
                 f.receive.as_secs_f64(),
                 f.rate(f.copy),
+                f.rate(f.batches_only),
+                f.batches_ratio() * 100.0,
+                f.rate(f.copy_bare),
+                f.copy_bare.as_secs_f64() / f.receive.as_secs_f64().max(1e-9) * 100.0,
                 f.rows,
                 f.batches,
                 f.payload_bytes as f64 / 1e6
@@ -277,3 +399,7 @@ pub fn rows(b: &MirrorBench, figures: &anyhow::Result<MirrorFigures>) -> Table {
     t.add(&[(&measure, &goal)], result);
     t
 }
+
+#[cfg(test)]
+#[path = "bench_mirror_tests.rs"]
+mod tests;

@@ -217,7 +217,7 @@ pub fn participant_code(participant: usize) -> String {
 }
 
 /// The exam day of the closed exam.
-fn exam_day() -> anyhow::Result<ExamDay> {
+pub(crate) fn exam_day() -> anyhow::Result<ExamDay> {
     Ok(ExamDay {
         date: "2026-06-01".parse()?,
         exam: ExamKind::Ege,

@@ -22,7 +22,9 @@ use konvert_exam::DayPlan;
 use konvert_mirror::{Node, RecordKind, Side};
 use postgres::Transaction;
 
-use crate::mirror_rows::{place_detail, write_row, ImageRef, MirrorRow, PlanningRow, ProcessingResultRow, ResultPage};
+use crate::mirror_rows::{
+    place_detail, write_row, write_rows, ImageRef, MirrorRow, PlanningRow, ProcessingResultRow, ResultPage,
+};
 use crate::pg_mirror::{mirror_node_of, push_in};
 use crate::pg_records::decode;
 use crate::{Decision, DecisionKind, Error, ExamDay, PageEntry, PageOutcome, PageStage, PgRecords, Result, Role};
@@ -235,9 +237,13 @@ fn push_regional_numbered(
         return Ok((none, Vec::new()));
     }
     let seqs: Vec<u64> = push_in(tx, Node::Region(region), Node::Federal, kind, payloads.clone())?.collect();
-    for ((row, payload), seq) in allowed.iter().zip(&payloads).zip(&seqs) {
-        write_row(tx, i16::from(region), *seq, row, payload)?;
-    }
+    let written: Vec<_> = seqs
+        .iter()
+        .zip(&allowed)
+        .zip(&payloads)
+        .map(|((seq, row), payload)| (*seq, row, &payload[..]))
+        .collect();
+    write_rows(tx, i16::from(region), &written)?;
     notify(tx, kind)?;
     let written = Mirrored {
         mirror: true,

@@ -17,11 +17,13 @@
 //! The refusal's reason never repeats the participant's code, since refusals are stored and
 //! sent back over the link.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use konvert_exam::{RoomId, SiteId, SiteKind};
 use konvert_mirror::{AppliedBatch, Node, RecordKind, RowCheck, MAX_ROW_PAYLOAD};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
 use postgres::Transaction;
 use serde::{Deserialize, Serialize};
 
@@ -402,16 +404,25 @@ fn region_of(me: Node, from: Node) -> Result<i16> {
 /// whole batch fails and nothing of it is stored.
 pub fn apply_rows(tx: &mut Transaction<'_>, me: Node, batch: &AppliedBatch) -> Result<()> {
     let region = region_of(me, batch.from)?;
-    for (row, seq) in batch.rows.iter().zip(batch.first_seq..) {
-        let decoded = MirrorRow::decode(batch.kind, row).map_err(|message| Error::MirrorRow {
-            from: batch.from,
-            kind: batch.kind,
-            seq,
-            message,
-        })?;
-        write_row(tx, region, seq, &decoded, row)?;
-    }
-    Ok(())
+    let decoded = batch
+        .rows
+        .iter()
+        .zip(batch.first_seq..)
+        .map(|(row, seq)| {
+            MirrorRow::decode(batch.kind, row).map_err(|message| Error::MirrorRow {
+                from: batch.from,
+                kind: batch.kind,
+                seq,
+                message,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows: Vec<_> = (batch.first_seq..)
+        .zip(&decoded)
+        .zip(&batch.rows)
+        .map(|((seq, row), payload)| (seq, row, &payload[..]))
+        .collect();
+    write_rows(tx, region, &rows)
 }
 
 /// Writes one row into the typed tables for `region`.
@@ -422,83 +433,167 @@ pub(crate) fn write_row(
     row: &MirrorRow,
     payload: &[u8],
 ) -> Result<()> {
+    write_rows(tx, region, &[(seq, row, payload)])
+}
+
+/// The typed table a row changes, and how: consecutive rows with the same target are
+/// written by one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A participant's seat, inserted or moved.
+    Seat,
+    /// A participant taken off the day.
+    Unseat,
+    /// A site or room.
+    Place,
+    /// Any other row, kept whole by its number.
+    Record,
+}
+
+fn target(row: &MirrorRow) -> Target {
+    match row {
+        MirrorRow::Planning(PlanningRow::Seat { .. }) => Target::Seat,
+        MirrorRow::Planning(PlanningRow::Unseated { .. }) => Target::Unseat,
+        MirrorRow::Planning(PlanningRow::Site { .. } | PlanningRow::Room { .. }) => Target::Place,
+        _ => Target::Record,
+    }
+}
+
+/// The last of `items` per key, as a row-by-row upsert would leave them (one statement
+/// may not change a row twice).
+fn last_per_key<K: std::hash::Hash + Eq, T>(items: impl DoubleEndedIterator<Item = (K, T)>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    let mut out: Vec<T> = items.rev().filter_map(|(k, t)| seen.insert(k).then_some(t)).collect();
+    out.reverse();
+    out
+}
+
+/// Writes rows (number, row, its payload) into the typed tables for `region`, in order:
+/// a row-by-row round trip per result was most of a closed exam's apply, so each run of
+/// rows with the same target is one statement over arrays.
+pub(crate) fn write_rows(tx: &mut Transaction<'_>, region: i16, rows: &[(u64, &MirrorRow, &[u8])]) -> Result<()> {
     let db = |e| Error::database("the mirrored records", e);
     let date_exam = |day: &ExamDay| (day.date.to_string(), day.exam.code().to_owned());
-    match row {
-        MirrorRow::Planning(PlanningRow::Seat {
-            day,
-            participant,
-            site,
-            room,
-            seat,
-            kit,
-        }) => {
-            let (date, exam) = date_exam(day);
-            tx.execute(
-                "INSERT INTO mirror_participants (region, date, exam, participant, site, room, seat, kit)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (region, date, exam, participant)
-                 DO UPDATE SET site = excluded.site, room = excluded.room, seat = excluded.seat, kit = excluded.kit",
-                &[
-                    &region,
-                    &date,
-                    &exam,
-                    participant,
-                    &site.as_str(),
-                    &room.as_str(),
-                    seat,
-                    &int("kit", *kit)?,
-                ],
-            )
-            .map_err(db)?;
-        }
-        MirrorRow::Planning(PlanningRow::Unseated { day, participant }) => {
-            let (date, exam) = date_exam(day);
-            tx.execute(
-                "DELETE FROM mirror_participants WHERE region = $1 AND date = $2 AND exam = $3 AND participant = $4",
-                &[&region, &date, &exam, participant],
-            )
-            .map_err(db)?;
-        }
-        MirrorRow::Planning(p @ PlanningRow::Site { day, site, .. }) => {
-            let (date, exam) = date_exam(day);
-            let place = place_detail(p);
-            tx.execute(
-                "INSERT INTO mirror_places (region, date, exam, site, room, detail)
-                 VALUES ($1, $2, $3, $4, '', $5)
-                 ON CONFLICT (region, date, exam, site, room) DO UPDATE SET detail = excluded.detail",
-                &[&region, &date, &exam, &site.as_str(), &place],
-            )
-            .map_err(db)?;
-        }
-        MirrorRow::Planning(p @ PlanningRow::Room { day, site, room, .. }) => {
-            let (date, exam) = date_exam(day);
-            tx.execute(
-                "INSERT INTO mirror_places (region, date, exam, site, room, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (region, date, exam, site, room) DO UPDATE SET detail = excluded.detail",
-                &[&region, &date, &exam, &site.as_str(), &room.as_str(), &place_detail(p)],
-            )
-            .map_err(db)?;
-        }
-        other => {
-            let (date, exam) = other.day().map(|d| date_exam(&d)).unzip();
-            let kind = i16::from(other.kind().code());
-            tx.execute(
-                "INSERT INTO mirror_records (region, kind, seq, date, exam, participant, value)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (region, kind, seq) DO UPDATE SET value = excluded.value",
-                &[
-                    &region,
-                    &kind,
-                    &int("mirror row", seq)?,
-                    &date,
-                    &exam,
-                    &other.participant(),
-                    &payload,
-                ],
-            )
-            .map_err(db)?;
+    for run in rows.chunk_by(|a, b| target(a.1) == target(b.1)) {
+        let Some(first) = run.first() else { continue };
+        match target(first.1) {
+            Target::Seat => {
+                let seats = last_per_key(run.iter().filter_map(|(_, row, _)| match row {
+                    MirrorRow::Planning(PlanningRow::Seat {
+                        day,
+                        participant,
+                        site,
+                        room,
+                        seat,
+                        kit,
+                    }) => Some(((*day, participant.as_str()), (day, participant, site, room, seat, *kit))),
+                    _ => None,
+                }));
+                let (mut date, mut exam, mut who, mut sites, mut rooms, mut places, mut kits) =
+                    (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+                for (day, participant, site, room, seat, kit) in seats {
+                    let (d, e) = date_exam(day);
+                    date.push(d);
+                    exam.push(e);
+                    who.push(participant.as_str());
+                    sites.push(site.as_str());
+                    rooms.push(room.as_str());
+                    places.push(seat.as_str());
+                    kits.push(int("kit", kit)?);
+                }
+                tx.execute(
+                    "INSERT INTO mirror_participants (region, date, exam, participant, site, room, seat, kit)
+                     SELECT $1, u.date, u.exam, u.participant, u.site, u.room, u.seat, u.kit
+                     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+                         AS u(date, exam, participant, site, room, seat, kit)
+                     ON CONFLICT (region, date, exam, participant)
+                     DO UPDATE SET site = excluded.site, room = excluded.room, seat = excluded.seat, kit = excluded.kit",
+                    &[&region, &date, &exam, &who, &sites, &rooms, &places, &kits],
+                )
+                .map_err(db)?;
+            }
+            Target::Unseat => {
+                let (mut date, mut exam, mut who) = (vec![], vec![], vec![]);
+                for (_, row, _) in run {
+                    if let MirrorRow::Planning(PlanningRow::Unseated { day, participant }) = row {
+                        let (d, e) = date_exam(day);
+                        date.push(d);
+                        exam.push(e);
+                        who.push(participant.as_str());
+                    }
+                }
+                tx.execute(
+                    "DELETE FROM mirror_participants p
+                     USING unnest($2::text[], $3::text[], $4::text[]) AS u(date, exam, participant)
+                     WHERE p.region = $1 AND p.date = u.date AND p.exam = u.exam AND p.participant = u.participant",
+                    &[&region, &date, &exam, &who],
+                )
+                .map_err(db)?;
+            }
+            Target::Place => {
+                let places = last_per_key(run.iter().filter_map(|(_, row, _)| match row {
+                    MirrorRow::Planning(p @ PlanningRow::Site { day, site, .. }) => {
+                        Some(((*day, site.as_str(), ""), (day, site.as_str(), "", place_detail(p))))
+                    }
+                    MirrorRow::Planning(p @ PlanningRow::Room { day, site, room, .. }) => Some((
+                        (*day, site.as_str(), room.as_str()),
+                        (day, site.as_str(), room.as_str(), place_detail(p)),
+                    )),
+                    _ => None,
+                }));
+                let (mut date, mut exam, mut sites, mut rooms, mut details) = (vec![], vec![], vec![], vec![], vec![]);
+                for (day, site, room, detail) in places {
+                    let (d, e) = date_exam(day);
+                    date.push(d);
+                    exam.push(e);
+                    sites.push(site);
+                    rooms.push(room);
+                    details.push(detail);
+                }
+                tx.execute(
+                    "INSERT INTO mirror_places (region, date, exam, site, room, detail)
+                     SELECT $1, u.date, u.exam, u.site, u.room, u.detail
+                     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                         AS u(date, exam, site, room, detail)
+                     ON CONFLICT (region, date, exam, site, room) DO UPDATE SET detail = excluded.detail",
+                    &[&region, &date, &exam, &sites, &rooms, &details],
+                )
+                .map_err(db)?;
+            }
+            Target::Record => {
+                // A record's number is new: its batch is applied once (or, at the owner,
+                // its outbox row numbered once), so the rows are copied in, not merged.
+                let types = [
+                    Type::INT2,
+                    Type::INT2,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::BYTEA,
+                ];
+                let sink = tx
+                    .copy_in(
+                        "COPY mirror_records (region, kind, seq, date, exam, participant, value) \
+                         FROM STDIN (FORMAT binary)",
+                    )
+                    .map_err(db)?;
+                let mut w = BinaryCopyInWriter::new(sink, &types);
+                for (seq, row, payload) in run {
+                    let (date, exam) = row.day().map(|d| date_exam(&d)).unzip();
+                    w.write(&[
+                        &region,
+                        &i16::from(row.kind().code()),
+                        &int("mirror row", *seq)?,
+                        &date,
+                        &exam,
+                        &row.participant(),
+                        payload,
+                    ])
+                    .map_err(db)?;
+                }
+                w.finish().map_err(db)?;
+            }
         }
     }
     Ok(())
@@ -531,7 +626,9 @@ pub(crate) fn is_planned(tx: &mut Transaction<'_>, region: i16, participant: &st
 /// region). The planned participants are cached per region and read again on a miss, so
 /// planning applied a moment ago counts. The reason never names the participant.
 pub fn row_check(records: Arc<PgRecords>, me: Node) -> RowCheck {
-    let known: Arc<Mutex<HashSet<(i16, String)>>> = Arc::default();
+    // Per region, the participants planned as far as this node has seen; looked up by
+    // `&str`, since a closed exam's batches are checked row by row.
+    let known: Arc<Mutex<HashMap<i16, HashSet<String>>>> = Arc::default();
     Box::new(move |from, kind, _seq, payload| {
         let row = MirrorRow::decode(kind, payload)?;
         let Some(participant) = row.participant() else {
@@ -541,17 +638,27 @@ pub fn row_check(records: Arc<PgRecords>, me: Node) -> RowCheck {
         if matches!(row, MirrorRow::Planning(PlanningRow::Seat { .. })) {
             return Ok(());
         }
+        // A participant taken off the plan is planned no more for the rows after.
+        let unseated = matches!(row, MirrorRow::Planning(PlanningRow::Unseated { .. }));
         let region = region_of(me, from).map_err(|e| e.to_string())?;
-        let key = (region, participant.to_owned());
-        if known.lock().map(|k| k.contains(&key)).unwrap_or(false) {
+        let seen = |k: &mut HashMap<i16, HashSet<String>>| {
+            let planned = k.entry(region).or_default();
+            let hit = planned.contains(participant);
+            if hit && unseated {
+                planned.remove(participant);
+            }
+            hit
+        };
+        if known.lock().map(|mut k| seen(&mut k)).unwrap_or(false) {
             return Ok(());
         }
         // On a miss the region's whole planning is read at once: a closed exam's batch
-        // names thousands of participants, and one query beats one per row.
+        // names thousands of participants, and one query beats one per row. A miss is
+        // always asked of the database, so a row is never refused on the cache's word.
         let planned = records
             .with(|c| {
                 c.query(
-                    "SELECT DISTINCT participant FROM mirror_participants WHERE region = $1",
+                    "SELECT participant FROM mirror_participants WHERE region = $1",
                     &[&region],
                 )
                 .map_err(|e| records.db(e))?
@@ -562,20 +669,13 @@ pub fn row_check(records: Arc<PgRecords>, me: Node) -> RowCheck {
             .map_err(|e| format!("cannot check the row against the plan: {e}"))?;
         let found = planned.contains(participant);
         if let Ok(mut k) = known.lock() {
-            k.extend(planned.into_iter().map(|p| (region, p)));
+            k.insert(region, planned);
+            seen(&mut k);
         }
         if !found {
             return Err(format!(
                 "the row names a participant who is not in region {region:02}'s planning as sent (consent allow-list, R18)"
             ));
-        }
-        if let Ok(mut k) = known.lock() {
-            // A participant taken off the plan is planned no more for the rows after.
-            if matches!(row, MirrorRow::Planning(PlanningRow::Unseated { .. })) {
-                k.remove(&key);
-            } else {
-                k.insert(key);
-            }
         }
         Ok(())
     })

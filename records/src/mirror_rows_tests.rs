@@ -388,3 +388,100 @@ fn only_planned_participants_go_up_or_down_and_the_receiver_checks_again() {
         assert_eq!(count_bytes(url, b"NO-CONSENT-7f3a"), 0);
     }
 }
+
+/// Rows written a run at a time end as they would one by one: a participant seated twice
+/// keeps the later seat, one taken off and seated again stays, a room described twice
+/// keeps the later description, and results are kept by their numbers.
+#[test]
+fn rows_written_a_run_at_a_time_end_as_one_by_one() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let url = cluster.database("mirror_rows_in_runs");
+    let records = PgRecords::connect(&url).unwrap();
+    let (site, d) = (SiteId::new("0101").unwrap(), day());
+    let seat = |who: &str, room: &str| {
+        MirrorRow::Planning(PlanningRow::Seat {
+            day: d,
+            participant: who.into(),
+            site: site.clone(),
+            room: RoomId::new(room).unwrap(),
+            seat: "1А".into(),
+            kit: 7,
+        })
+    };
+    let unseat = |who: &str| {
+        MirrorRow::Planning(PlanningRow::Unseated {
+            day: d,
+            participant: who.into(),
+        })
+    };
+    let room = |oral| {
+        MirrorRow::Planning(PlanningRow::Room {
+            day: d,
+            site: site.clone(),
+            room: RoomId::new("0001").unwrap(),
+            oral,
+        })
+    };
+    let rows = [
+        seat("P-1", "0001"),
+        seat("P-2", "0001"),
+        seat("P-1", "0002"),
+        unseat("P-2"),
+        unseat("P-3"),
+        seat("P-3", "0003"),
+        room(false),
+        room(true),
+        MirrorRow::ProcessingResult(result_of("P-1")),
+        MirrorRow::ProcessingResult(result_of("P-3")),
+    ];
+    let payloads: Vec<Vec<u8>> = rows.iter().map(|r| r.encode().unwrap()).collect();
+    let written: Vec<_> = (1u64..)
+        .zip(&rows)
+        .zip(&payloads)
+        .map(|((seq, row), payload)| (seq, row, &payload[..]))
+        .collect();
+    records
+        .with(|c| {
+            let mut tx = c.transaction().unwrap();
+            write_rows(&mut tx, 76, &written)?;
+            tx.commit().unwrap();
+            Ok(())
+        })
+        .unwrap();
+
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let seats: Vec<(String, String)> = c
+        .query(
+            "SELECT participant, room FROM mirror_participants WHERE region = 76 ORDER BY participant",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(seats, [("P-1".into(), "0002".into()), ("P-3".into(), "0003".into())]);
+    let detail: String = c
+        .query_one(
+            "SELECT detail FROM mirror_places WHERE region = 76 AND room = '0001'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(detail, "oral");
+    let results: Vec<(i64, Option<String>, Vec<u8>)> = c
+        .query(
+            "SELECT seq, participant, value FROM mirror_records WHERE region = 76 ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (9, Some("P-1".into()), payloads[8].clone()),
+            (10, Some("P-3".into()), payloads[9].clone())
+        ]
+    );
+}

@@ -472,7 +472,7 @@ fn postgres_full_is_a_clear_retryable_error_and_nothing_is_applied_half() {
                      MESSAGE = 'could not extend file \"base/16384/16500\": No space left on device',
                      HINT = 'Check free disk space.';
              END $$;
-             CREATE TRIGGER disk_is_full BEFORE INSERT ON mirror_applied
+             CREATE TRIGGER disk_is_full BEFORE INSERT ON mirror_batches_in
                  FOR EACH STATEMENT EXECUTE FUNCTION disk_is_full();",
         )
         .unwrap();
@@ -492,7 +492,7 @@ fn postgres_full_is_a_clear_retryable_error_and_nothing_is_applied_half() {
 
     // Space is freed; the node is rebuilt from its store and the resent batch applies once.
     admin
-        .batch_execute("DROP TRIGGER disk_is_full ON mirror_applied")
+        .batch_execute("DROP TRIGGER disk_is_full ON mirror_batches_in")
         .unwrap();
     let mut fed = fed.rebuild(1..=1);
     assert!(matches!(fed.take(R1, &batch).unwrap()[..], [Event::Applied(_)]));
