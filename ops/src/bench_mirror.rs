@@ -256,7 +256,9 @@ pub fn run(b: &MirrorBench) -> anyhow::Result<MirrorFigures> {
     let mut node_client = postgres::Client::connect(&node_url, postgres::NoTls)?;
     let mut plain_client = postgres::Client::connect(&plain_url, postgres::NoTls)?;
     // Beside the node's typed rows, a table like theirs; beside the batches, a bare one.
-    node_client.batch_execute("CREATE TABLE copied (LIKE mirror_records INCLUDING ALL)")?;
+    node_client.batch_execute(
+        "CREATE TABLE copied (LIKE mirror_records INCLUDING ALL); ALTER TABLE copied ADD COLUMN value bytea NOT NULL",
+    )?;
     plain_client.batch_execute("CREATE TABLE copied (sender smallint, kind smallint, seq bigint, payload bytea)")?;
     let day = exam_day()?;
 

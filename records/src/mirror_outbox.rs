@@ -25,7 +25,7 @@ use postgres::Transaction;
 use crate::mirror_rows::{
     place_detail, write_row, write_rows, ImageRef, MirrorRow, PlanningRow, ProcessingResultRow, ResultPage,
 };
-use crate::pg_mirror::{mirror_node_of, push_in};
+use crate::pg_mirror::{applied_payloads, mirror_node_of, node_code, push_in};
 use crate::pg_records::decode;
 use crate::{Decision, DecisionKind, Error, ExamDay, PageEntry, PageOutcome, PageStage, PgRecords, Result, Role};
 
@@ -237,12 +237,7 @@ fn push_regional_numbered(
         return Ok((none, Vec::new()));
     }
     let seqs: Vec<u64> = push_in(tx, Node::Region(region), Node::Federal, kind, payloads.clone())?.collect();
-    let written: Vec<_> = seqs
-        .iter()
-        .zip(&allowed)
-        .zip(&payloads)
-        .map(|((seq, row), payload)| (*seq, row, &payload[..]))
-        .collect();
+    let written: Vec<_> = seqs.iter().copied().zip(&allowed).collect();
     write_rows(tx, i16::from(region), &written)?;
     notify(tx, kind)?;
     let written = Mirrored {
@@ -442,32 +437,50 @@ pub fn publish(records: &PgRecords, region: u8, row: MirrorRow) -> Result<u64> {
             kind,
             vec![payload.clone()],
         )?;
-        write_row(&mut tx, code, *seqs.start(), &row, &payload)?;
+        write_row(&mut tx, code, *seqs.start(), &row)?;
         notify(&mut tx, kind)?;
         tx.commit().map_err(|e| records.db(e))?;
         Ok(*seqs.start())
     })
 }
 
-/// The rows of `kind` these records hold for `region` (on ФИS: a region's; on a region:
-/// its own and ФИС's to it), in order, decoded.
+/// The rows of `kind` these records hold for `region` (on ФИС: a region's; on a region:
+/// its own and ФИС's to it), in order, decoded. A row's bytes are kept once: in this
+/// node's outbox when it owns the kind, else in the signed batches that brought them.
 pub fn held(records: &PgRecords, region: u8, kind: RecordKind) -> Result<Vec<MirrorRow>> {
-    records.with(|c| {
-        c.query(
-            "SELECT value FROM mirror_records WHERE region = $1 AND kind = $2 ORDER BY seq",
-            &[&i16::from(region), &i16::from(kind.code())],
-        )
-        .map_err(|e| records.db(e))?
+    let Some(me) = mirror_node_of(records)? else {
+        return Ok(Vec::new());
+    };
+    let peer = match me {
+        Node::Federal => Node::Region(region),
+        Node::Region(_) => Node::Federal,
+    };
+    let payloads = if kind.owner() == me.side() {
+        records.with(|c| {
+            c.query(
+                "SELECT payload FROM mirror_outbox WHERE peer = $1 AND kind = $2 ORDER BY seq",
+                &[&node_code(peer)?, &i16::from(kind.code())],
+            )
+            .map_err(|e| records.db(e))?
+            .iter()
+            .map(|r| r.try_get::<_, Vec<u8>>(0).map_err(|e| records.db(e)))
+            .collect::<Result<Vec<_>>>()
+        })?
+    } else {
+        applied_payloads(records, peer, kind)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    };
+    payloads
         .iter()
-        .map(|r| {
-            let v: &[u8] = r.try_get(0).map_err(|e| records.db(e))?;
+        .map(|v| {
             MirrorRow::decode(kind, v).map_err(|message| Error::Corrupt {
                 what: "mirrored row",
                 message,
             })
         })
         .collect()
-    })
 }
 
 /// The participants these records hold as planned for `region` on `day`.

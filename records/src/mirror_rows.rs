@@ -387,6 +387,69 @@ impl MirrorRow {
     }
 }
 
+/// What the typed records keep of a row other than planning: its day and participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowHead<'a> {
+    /// The row's kind.
+    pub kind: RecordKind,
+    /// The exam day it concerns, if any.
+    pub day: Option<ExamDay>,
+    /// The participant it names, if any.
+    pub participant: Option<&'a str>,
+}
+
+/// The leading fields most kinds share (postcard reads a struct's fields in order, so a
+/// struct of the first fields reads the start of a longer one).
+#[derive(Deserialize)]
+struct DayWho<'a> {
+    day: ExamDay,
+    #[serde(borrow)]
+    participant: &'a str,
+}
+
+#[derive(Deserialize)]
+struct RequestHead<'a> {
+    #[serde(borrow)]
+    _request_id: &'a str,
+    day: ExamDay,
+    #[serde(borrow)]
+    participant: &'a str,
+}
+
+impl MirrorRow {
+    /// The head of a row that is not planning, read without decoding the rest: applying a
+    /// batch reads what its typed row keeps this way, since the receiver's row check has
+    /// decoded every row whole already. `None` for planning (or a row that does not
+    /// start as its kind does; [`MirrorRow::decode`] says what is wrong with it).
+    pub(crate) fn head(payload: &[u8]) -> Option<RowHead<'_>> {
+        let (&ROW_FORMAT, body) = payload.split_first()? else {
+            return None;
+        };
+        // The variant's index, as postcard writes an enum (the order of `MirrorRow`).
+        let (variant, rest) = postcard::take_from_bytes::<u32>(body).ok()?;
+        let kind = *RecordKind::ALL.get(usize::try_from(variant).ok()?)?;
+        let day_who = |rest| postcard::take_from_bytes::<DayWho<'_>>(rest).ok().map(|(h, _)| h);
+        let (day, participant) = match kind {
+            RecordKind::Planning => return None,
+            RecordKind::ProcessingResults
+            | RecordKind::AppealDecisions
+            | RecordKind::RegionalRechecks
+            | RecordKind::CentralizedChecking
+            | RecordKind::RecomputedScores => {
+                let h = day_who(rest)?;
+                (Some(h.day), Some(h.participant))
+            }
+            RecordKind::PersonalDataCorrections => (None, Some(postcard::take_from_bytes::<&str>(rest).ok()?.0)),
+            RecordKind::TokenCertificates => (None, None),
+            RecordKind::DocumentRequests => {
+                let h = postcard::take_from_bytes::<RequestHead<'_>>(rest).ok()?.0;
+                (Some(h.day), Some(h.participant))
+            }
+        };
+        Some(RowHead { kind, day, participant })
+    }
+}
+
 /// The region a row concerns, seen from node `me` receiving from `from`: a region's own
 /// code for its rows at ФИС, this region's code for ФИС's rows here.
 fn region_of(me: Node, from: Node) -> Result<i16> {
@@ -400,40 +463,71 @@ fn region_of(me: Node, from: Node) -> Result<i16> {
 }
 
 /// Writes the rows of an applied batch into the typed tables, in the transaction that
-/// stores the batch ([`crate::PgMirror::apply`]'s `rows_into`): every row decodes, or the
-/// whole batch fails and nothing of it is stored.
+/// stores the batch ([`crate::PgMirror::apply`]'s `rows_into`). Planning rows are decoded
+/// whole; of the others only the head the typed table keeps is read: the receiver's row
+/// check ([`row_check`], which the node always sets) decoded every row whole before the
+/// batch was applied. A row that does not read fails the whole batch, and nothing of it is
+/// stored.
 pub fn apply_rows(tx: &mut Transaction<'_>, me: Node, batch: &AppliedBatch) -> Result<()> {
     let region = region_of(me, batch.from)?;
     let decoded = batch
         .rows
         .iter()
         .zip(batch.first_seq..)
-        .map(|(row, seq)| {
-            MirrorRow::decode(batch.kind, row).map_err(|message| Error::MirrorRow {
-                from: batch.from,
-                kind: batch.kind,
-                seq,
-                message,
-            })
+        .map(|(row, seq)| match MirrorRow::head(row) {
+            Some(head) if head.kind == batch.kind => Ok(Typed::Head(head)),
+            _ => MirrorRow::decode(batch.kind, row)
+                .map(Typed::Whole)
+                .map_err(|message| Error::MirrorRow {
+                    from: batch.from,
+                    kind: batch.kind,
+                    seq,
+                    message,
+                }),
         })
         .collect::<Result<Vec<_>>>()?;
-    let rows: Vec<_> = (batch.first_seq..)
-        .zip(&decoded)
-        .zip(&batch.rows)
-        .map(|((seq, row), payload)| (seq, row, &payload[..]))
-        .collect();
-    write_rows(tx, region, &rows)
+    let rows: Vec<_> = (batch.first_seq..).zip(decoded).collect();
+    write_typed(tx, region, &rows)
+}
+
+/// A row as the typed tables take it: decoded whole, or (not planning) only its head.
+enum Typed<'a> {
+    /// Decoded whole.
+    Whole(MirrorRow),
+    /// Its head only.
+    Head(RowHead<'a>),
+}
+
+impl Typed<'_> {
+    fn whole(&self) -> Option<&MirrorRow> {
+        match self {
+            Typed::Whole(row) => Some(row),
+            Typed::Head(_) => None,
+        }
+    }
+
+    fn target(&self) -> Target {
+        match self {
+            Typed::Whole(row) => target(row),
+            Typed::Head(_) => Target::Record,
+        }
+    }
+
+    fn head(&self) -> RowHead<'_> {
+        match self {
+            Typed::Whole(row) => RowHead {
+                kind: row.kind(),
+                day: row.day(),
+                participant: row.participant(),
+            },
+            Typed::Head(head) => *head,
+        }
+    }
 }
 
 /// Writes one row into the typed tables for `region`.
-pub(crate) fn write_row(
-    tx: &mut Transaction<'_>,
-    region: i16,
-    seq: u64,
-    row: &MirrorRow,
-    payload: &[u8],
-) -> Result<()> {
-    write_rows(tx, region, &[(seq, row, payload)])
+pub(crate) fn write_row(tx: &mut Transaction<'_>, region: i16, seq: u64, row: &MirrorRow) -> Result<()> {
+    write_rows(tx, region, &[(seq, row)])
 }
 
 /// The typed table a row changes, and how: consecutive rows with the same target are
@@ -468,17 +562,26 @@ fn last_per_key<K: std::hash::Hash + Eq, T>(items: impl DoubleEndedIterator<Item
     out
 }
 
-/// Writes rows (number, row, its payload) into the typed tables for `region`, in order:
-/// a row-by-row round trip per result was most of a closed exam's apply, so each run of
-/// rows with the same target is one statement over arrays.
-pub(crate) fn write_rows(tx: &mut Transaction<'_>, region: i16, rows: &[(u64, &MirrorRow, &[u8])]) -> Result<()> {
+/// Writes rows (number, row) into the typed tables for `region`, in order.
+pub(crate) fn write_rows(tx: &mut Transaction<'_>, region: i16, rows: &[(u64, &MirrorRow)]) -> Result<()> {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|(seq, row)| (*seq, Typed::Whole((*row).clone())))
+        .collect();
+    write_typed(tx, region, &rows)
+}
+
+/// Writes rows into the typed tables for `region`, in order: a row-by-row round trip per
+/// result was most of a closed exam's apply, so each run of rows with the same target is
+/// one statement over arrays (or one `COPY`).
+fn write_typed(tx: &mut Transaction<'_>, region: i16, rows: &[(u64, Typed<'_>)]) -> Result<()> {
     let db = |e| Error::database("the mirrored records", e);
     let date_exam = |day: &ExamDay| (day.date.to_string(), day.exam.code().to_owned());
-    for run in rows.chunk_by(|a, b| target(a.1) == target(b.1)) {
+    for run in rows.chunk_by(|a, b| a.1.target() == b.1.target()) {
         let Some(first) = run.first() else { continue };
-        match target(first.1) {
+        match first.1.target() {
             Target::Seat => {
-                let seats = last_per_key(run.iter().filter_map(|(_, row, _)| match row {
+                let seats = last_per_key(run.iter().filter_map(|(_, row)| match row.whole()? {
                     MirrorRow::Planning(PlanningRow::Seat {
                         day,
                         participant,
@@ -514,8 +617,8 @@ pub(crate) fn write_rows(tx: &mut Transaction<'_>, region: i16, rows: &[(u64, &M
             }
             Target::Unseat => {
                 let (mut date, mut exam, mut who) = (vec![], vec![], vec![]);
-                for (_, row, _) in run {
-                    if let MirrorRow::Planning(PlanningRow::Unseated { day, participant }) = row {
+                for (_, row) in run {
+                    if let Some(MirrorRow::Planning(PlanningRow::Unseated { day, participant })) = row.whole() {
                         let (d, e) = date_exam(day);
                         date.push(d);
                         exam.push(e);
@@ -531,7 +634,7 @@ pub(crate) fn write_rows(tx: &mut Transaction<'_>, region: i16, rows: &[(u64, &M
                 .map_err(db)?;
             }
             Target::Place => {
-                let places = last_per_key(run.iter().filter_map(|(_, row, _)| match row {
+                let places = last_per_key(run.iter().filter_map(|(_, row)| match row.whole()? {
                     MirrorRow::Planning(p @ PlanningRow::Site { day, site, .. }) => {
                         Some(((*day, site.as_str(), ""), (day, site.as_str(), "", place_detail(p))))
                     }
@@ -563,32 +666,35 @@ pub(crate) fn write_rows(tx: &mut Transaction<'_>, region: i16, rows: &[(u64, &M
             Target::Record => {
                 // A record's number is new: its batch is applied once (or, at the owner,
                 // its outbox row numbered once), so the rows are copied in, not merged.
-                let types = [
-                    Type::INT2,
-                    Type::INT2,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::BYTEA,
-                ];
+                let types = [Type::INT2, Type::INT2, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT];
                 let sink = tx
                     .copy_in(
-                        "COPY mirror_records (region, kind, seq, date, exam, participant, value) \
-                         FROM STDIN (FORMAT binary)",
+                        "COPY mirror_records (region, kind, seq, date, exam, participant) FROM STDIN (FORMAT binary)",
                     )
                     .map_err(db)?;
                 let mut w = BinaryCopyInWriter::new(sink, &types);
-                for (seq, row, payload) in run {
-                    let (date, exam) = row.day().map(|d| date_exam(&d)).unzip();
+                // A run is mostly one exam day: its text is made once.
+                let mut text: Option<(ExamDay, String, String)> = None;
+                for (seq, row) in run {
+                    let head = row.head();
+                    let day = head.day;
+                    if let Some(day) = day {
+                        if text.as_ref().map(|t| t.0) != Some(day) {
+                            let (d, e) = date_exam(&day);
+                            text = Some((day, d, e));
+                        }
+                    }
+                    let (date, exam) = match (day, &text) {
+                        (Some(_), Some((_, d, e))) => (Some(d.as_str()), Some(e.as_str())),
+                        _ => (None, None),
+                    };
                     w.write(&[
                         &region,
-                        &i16::from(row.kind().code()),
+                        &i16::from(head.kind.code()),
                         &int("mirror row", *seq)?,
                         &date,
                         &exam,
-                        &row.participant(),
-                        payload,
+                        &head.participant,
                     ])
                     .map_err(db)?;
                 }
@@ -657,14 +763,16 @@ pub fn row_check(records: Arc<PgRecords>, me: Node) -> RowCheck {
         // always asked of the database, so a row is never refused on the cache's word.
         let planned = records
             .with(|c| {
-                c.query(
-                    "SELECT participant FROM mirror_participants WHERE region = $1",
-                    &[&region],
-                )
-                .map_err(|e| records.db(e))?
-                .iter()
-                .map(|r| r.try_get::<_, String>(0).map_err(|e| records.db(e)))
-                .collect::<Result<HashSet<String>>>()
+                // One array, not a message per participant.
+                let all: Vec<String> = c
+                    .query_one(
+                        "SELECT coalesce(array_agg(participant), '{}') FROM mirror_participants WHERE region = $1",
+                        &[&region],
+                    )
+                    .map_err(|e| records.db(e))?
+                    .try_get(0)
+                    .map_err(|e| records.db(e))?;
+                Ok(all.into_iter().collect::<HashSet<String>>())
             })
             .map_err(|e| format!("cannot check the row against the plan: {e}"))?;
         let found = planned.contains(participant);

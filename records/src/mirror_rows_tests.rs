@@ -3,7 +3,7 @@
 //! consent allow-list on the owner's side and the receiver's row check behind it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use konvert_crypto::SigningKey;
@@ -434,12 +434,7 @@ fn rows_written_a_run_at_a_time_end_as_one_by_one() {
         MirrorRow::ProcessingResult(result_of("P-1")),
         MirrorRow::ProcessingResult(result_of("P-3")),
     ];
-    let payloads: Vec<Vec<u8>> = rows.iter().map(|r| r.encode().unwrap()).collect();
-    let written: Vec<_> = (1u64..)
-        .zip(&rows)
-        .zip(&payloads)
-        .map(|((seq, row), payload)| (seq, row, &payload[..]))
-        .collect();
+    let written: Vec<_> = (1u64..).zip(&rows).collect();
     records
         .with(|c| {
             let mut tx = c.transaction().unwrap();
@@ -468,20 +463,57 @@ fn rows_written_a_run_at_a_time_end_as_one_by_one() {
         .unwrap()
         .get(0);
     assert_eq!(detail, "oral");
-    let results: Vec<(i64, Option<String>, Vec<u8>)> = c
+    let results: Vec<(i64, Option<String>, Option<String>)> = c
         .query(
-            "SELECT seq, participant, value FROM mirror_records WHERE region = 76 ORDER BY seq",
+            "SELECT seq, participant, date FROM mirror_records WHERE region = 76 ORDER BY seq",
             &[],
         )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
+    let date = Some("2026-06-01".to_owned());
     assert_eq!(
         results,
-        [
-            (9, Some("P-1".into()), payloads[8].clone()),
-            (10, Some("P-3".into()), payloads[9].clone())
-        ]
+        [(9, Some("P-1".into()), date.clone()), (10, Some("P-3".into()), date)]
     );
+}
+
+/// Applying reads only a row's head: it is what the whole row says, for every kind, and
+/// nothing for planning or bytes that do not start as a row.
+#[test]
+fn a_rows_head_is_what_the_whole_row_says() {
+    let mut kinds = BTreeSet::new();
+    for row in samples() {
+        let payload = row.encode().unwrap();
+        let head = MirrorRow::head(&payload);
+        if row.kind() == RecordKind::Planning {
+            assert_eq!(head, None);
+            continue;
+        }
+        kinds.insert(row.kind().code());
+        assert_eq!(
+            head,
+            Some(RowHead {
+                kind: row.kind(),
+                day: row.day(),
+                participant: row.participant(),
+            }),
+            "{row:?}"
+        );
+    }
+    assert_eq!(
+        kinds.len(),
+        RecordKind::ALL.len() - 1,
+        "every kind but planning is sampled"
+    );
+    for bad in [
+        &[][..],
+        &[ROW_FORMAT],
+        &[ROW_FORMAT + 1, 1, 0],
+        &[ROW_FORMAT, 1],
+        &[ROW_FORMAT, 200, 200],
+    ] {
+        assert_eq!(MirrorRow::head(bad), None, "{bad:?}");
+    }
 }

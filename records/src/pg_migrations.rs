@@ -237,10 +237,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // `first_seq..=last_seq`, contiguous per channel. Writing each row's number again (a
     // heap row and a key per row) was most of what was left of an apply
     // (`konvert bench mirror`). The numbers stay readable as a view.
+    // Nor do the typed records keep a row's payload a second time: it is in the owner's
+    // outbox (`mirror_outbox.payload`) or the signed batch that brought it
+    // (`mirror_batches_in.bytes`), both written in the same transaction as the typed row,
+    // so nothing is lost (`mirror_outbox::held` reads it there). `mirror_records` is what
+    // the rows say (day, participant) by number, to find them.
     r#"
     DROP TABLE mirror_applied;
     CREATE VIEW mirror_applied AS
         SELECT sender, kind, generate_series(first_seq, last_seq) AS seq FROM mirror_batches_in;
+    ALTER TABLE mirror_records DROP COLUMN value;
     "#,
 ];
 

@@ -133,7 +133,7 @@ pub struct MirrorChannelStatus {
 }
 
 /// A node as stored: 0 the federal node, 1–99 a region.
-fn node_code(node: Node) -> Result<i16> {
+pub(crate) fn node_code(node: Node) -> Result<i16> {
     match node {
         Node::Federal => Ok(0),
         Node::Region(c @ 1..=99) => Ok(i16::from(c)),
@@ -867,41 +867,47 @@ impl PgMirror {
     /// the exact bytes its owner signed, read out of the stored signed batches (where a
     /// row's payload is kept, once).
     pub fn applied_rows(&self, from: Node, kind: RecordKind) -> Result<Vec<(u64, Vec<u8>)>> {
-        let (s, k) = (node_code(from)?, kind_code(kind));
-        self.records.with(|c| {
-            let db = |e| self.db(e);
-            let mut out = Vec::new();
-            for r in c
-                .query(
-                    "SELECT first_seq, last_seq, bytes FROM mirror_batches_in
-                     WHERE sender = $1 AND kind = $2 ORDER BY first_seq",
-                    &[&s, &k],
-                )
-                .map_err(db)?
-            {
-                let first = seq_of("mirror batch", r.try_get(0).map_err(db)?)?;
-                let last = seq_of("mirror batch", r.try_get(1).map_err(db)?)?;
-                let corrupt = |message: String| Error::Corrupt {
-                    what: "mirror batch",
-                    message,
-                };
-                let batch = match konvert_mirror::decode(r.try_get(2).map_err(db)?) {
-                    Ok(Message::Batch(b)) => b.body,
-                    Ok(_) => return Err(corrupt(format!("the batch at {first} is stored as another message"))),
-                    Err(e) => return Err(corrupt(format!("the batch at {first} does not decode: {e}"))),
-                };
-                if batch.first_seq != first || batch.last_seq() != last || batch.rows.is_empty() {
-                    return Err(corrupt(format!(
-                        "the batch stored as rows {first}–{last} holds rows {}–{}",
-                        batch.first_seq,
-                        batch.last_seq()
-                    )));
-                }
-                out.extend((first..).zip(batch.rows.into_iter().map(|r| r.into_vec())));
-            }
-            Ok(out)
-        })
+        applied_payloads(&self.records, from, kind)
     }
+}
+
+/// The rows of `kind` applied from `from`, with their numbers, in order: read out of the
+/// signed batches that brought them (each row's bytes are kept there, once).
+pub(crate) fn applied_payloads(records: &PgRecords, from: Node, kind: RecordKind) -> Result<Vec<(u64, Vec<u8>)>> {
+    let (s, k) = (node_code(from)?, kind_code(kind));
+    records.with(|c| {
+        let db = |e| records.db(e);
+        let mut out = Vec::new();
+        for r in c
+            .query(
+                "SELECT first_seq, last_seq, bytes FROM mirror_batches_in
+                 WHERE sender = $1 AND kind = $2 ORDER BY first_seq",
+                &[&s, &k],
+            )
+            .map_err(db)?
+        {
+            let first = seq_of("mirror batch", r.try_get(0).map_err(db)?)?;
+            let last = seq_of("mirror batch", r.try_get(1).map_err(db)?)?;
+            let corrupt = |message: String| Error::Corrupt {
+                what: "mirror batch",
+                message,
+            };
+            let batch = match konvert_mirror::decode(r.try_get(2).map_err(db)?) {
+                Ok(Message::Batch(b)) => b.body,
+                Ok(_) => return Err(corrupt(format!("the batch at {first} is stored as another message"))),
+                Err(e) => return Err(corrupt(format!("the batch at {first} does not decode: {e}"))),
+            };
+            if batch.first_seq != first || batch.last_seq() != last || batch.rows.is_empty() {
+                return Err(corrupt(format!(
+                    "the batch stored as rows {first}–{last} holds rows {}–{}",
+                    batch.first_seq,
+                    batch.last_seq()
+                )));
+            }
+            out.extend((first..).zip(batch.rows.into_iter().map(|r| r.into_vec())));
+        }
+        Ok(out)
+    })
 }
 
 #[cfg(test)]
