@@ -15,7 +15,9 @@ use std::time::Duration;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
+/// A certificate as a peer presents it (DER).
+pub use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
@@ -75,6 +77,21 @@ fn certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>> {
         )));
     }
     Ok(certs)
+}
+
+/// A certificate's SHA-256 over its DER, as 64 lowercase hex digits: what a node that
+/// issued it keeps to accept that certificate and no other of the same name.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, cert.as_ref()))
+}
+
+/// The [`fingerprint`] of the first certificate in `pem`.
+pub fn pem_fingerprint(pem: &str) -> Result<String> {
+    let certs = certs(pem, "the certificate")?;
+    certs
+        .first()
+        .map(fingerprint)
+        .ok_or_else(|| Error::Tls("the certificate holds no PEM certificate; check the file".into()))
 }
 
 /// The private key in `pem`; the error never shows the key.

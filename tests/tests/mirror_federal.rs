@@ -427,6 +427,81 @@ async fn a_certificate_of_another_ca_and_a_signer_other_than_the_tls_identity_ar
     fed.stop().await;
 }
 
+/// A region enrolled again gets a new certificate and the old one is refused, though the
+/// federal CA issued it and it names the region; a revoked region is refused outright.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_certificate_and_a_revoked_region_are_refused() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let net = Net::build(cluster, "mf_pin", &[3], "127.0.0.1:0".parse().unwrap(), limits(3, 4));
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    plan_up(&net, 3, fed.addr).await;
+    fed.stop().await;
+
+    // Enrolled again (same mirror key): the new files go elsewhere, the old ones stay.
+    let r3 = net.root.path().join("r3");
+    let again = r3.join("pki-again");
+    federal::enroll_region(&net.fed_path, 3, &r3.join("mirror.pub"), &again, true).unwrap();
+    let fed_cfg = FederalConfig::load(&net.fed_path).unwrap();
+    let fed = federal::serve(&fed_cfg, federal::setup(&fed_cfg, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    let results = rows(RecordKind::ProcessingResults, 3, 0, 5);
+    net.region_writer(3)
+        .push_many(FED, RecordKind::ProcessingResults, results.clone())
+        .unwrap();
+    let fed_store = store(&net.fed.records_url, FED);
+    match sync(net.region_at(3, fed.addr)).await {
+        Exchanged::Left(left) => assert!(left.join("; ").contains("closed"), "{left:?}"),
+        Exchanged::Done => panic!("the certificate issued before the region's last enrollment was taken"),
+    }
+    assert!(fed_store
+        .applied_rows(Node::Region(3), RecordKind::ProcessingResults)
+        .unwrap()
+        .is_empty());
+    let mut renewed = net.region_at(3, fed.addr);
+    renewed.cert = again.join(federal::REGION_CERT);
+    renewed.key = again.join(federal::REGION_KEY);
+    assert_eq!(sync(renewed.clone()).await, Exchanged::Done);
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(3), RecordKind::ProcessingResults)
+            .unwrap(),
+        numbered(&results)
+    );
+    fed.stop().await;
+
+    // Revoked: even the new certificate is refused from the next start.
+    assert!(federal::revoke_region(&net.fed_path, 3).unwrap());
+    let fed_cfg = FederalConfig::load(&net.fed_path).unwrap();
+    let fed = federal::serve(&fed_cfg, federal::setup(&fed_cfg, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    net.region_writer(3)
+        .push_many(
+            FED,
+            RecordKind::ProcessingResults,
+            rows(RecordKind::ProcessingResults, 3, 5, 6),
+        )
+        .unwrap();
+    renewed.federal_address = fed.addr.to_string();
+    match sync(renewed).await {
+        Exchanged::Left(left) => assert!(left.join("; ").contains("closed"), "{left:?}"),
+        Exchanged::Done => panic!("a revoked region was taken"),
+    }
+    assert_eq!(
+        fed_store
+            .applied_rows(Node::Region(3), RecordKind::ProcessingResults)
+            .unwrap()
+            .len(),
+        5
+    );
+    fed.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_written_with_notify_go_up_at_once_not_at_the_next_interval() {
     let Some(cluster) = TestCluster::shared() else {

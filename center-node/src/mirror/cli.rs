@@ -54,6 +54,17 @@ pub enum FederalAction {
         #[arg(long)]
         replace: bool,
     },
+    /// Revoke a region: its connections are refused from the federal node's next start,
+    /// whatever certificate they show (what it sent stays in the records; enrolling it
+    /// again with --replace lifts this).
+    RevokeRegion {
+        /// federal.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// The region's code, 1–99.
+        #[arg(long)]
+        region: u8,
+    },
     /// Take the regions' exchanges until stopped (Ctrl-C or SIGTERM).
     Serve {
         /// federal.toml
@@ -162,6 +173,17 @@ pub async fn federal(action: FederalAction) -> Result<()> {
             println!("region {region:02} enrolled; its files are in {}", out.display());
             println!("  hand them to the region (its mirror folder's pki/); restart the federal node to take it");
         }
+        FederalAction::RevokeRegion { config, region } => {
+            if federal::revoke_region(&config, region)? {
+                println!("region {region:02} revoked in {}", config.display());
+                println!("  restart the federal node to refuse it; `enroll-region --replace` issues a new certificate");
+            } else {
+                return Err(crate::Error::Config {
+                    path: config,
+                    message: format!("region {region:02} is not enrolled here, or revoked already; nothing changed"),
+                });
+            }
+        }
         FederalAction::Serve { config } => {
             let cfg = FederalConfig::load(&config)?;
             let schedule = cfg.schedule(&config)?;
@@ -206,6 +228,12 @@ pub async fn federal(action: FederalAction) -> Result<()> {
                 crate::mirror_status::human_duration(schedule.interval_at(crate::intake::now_ms())),
                 schedule.time_zone()
             );
+            for code in cfg.unpinned() {
+                println!(
+                    "  note: region {code:02} was enrolled before certificates were pinned, so any certificate of the \
+                     federal CA for it is taken; enroll it again with `konvert-center federal enroll-region --replace`"
+                );
+            }
         }
     }
     Ok(())

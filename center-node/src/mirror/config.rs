@@ -82,6 +82,17 @@ pub struct RegionEntry {
     /// The public half of the region's mirror signing key (64 hex digits): its batches
     /// and receipts must verify with it.
     pub key: String,
+    /// The SHA-256 of the region certificate this node issued last (64 hex digits): the
+    /// only certificate it takes from the region, so one issued before (`enroll-region
+    /// --replace`) is refused. Absent in files written before pins: any certificate of
+    /// the federal CA for the region's name is taken, and `check-config` says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Revoked (`federal revoke-region`): its connections are refused. The entry stays,
+    /// since the stored exchange with the region (checkpoints, receipts) is checked with
+    /// its key at every start; enrolling it again (`--replace`) lifts this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
 }
 
 /// `federal.toml`: the federal node (ФИС).
@@ -288,6 +299,15 @@ impl FederalConfig {
                     r.code
                 )
             })?;
+            if let Some(pin) = &r.certificate {
+                if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                    return Err(format!(
+                        "[[regions]] region {:02}: certificate is not a SHA-256 (64 lowercase hex digits); enroll \
+                         the region again with `konvert-center federal enroll-region --replace`",
+                        r.code
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -295,6 +315,16 @@ impl FederalConfig {
     /// The checked `[schedule]` (`path` is the file it came from, for the error).
     pub fn schedule(&self, path: &Path) -> Result<Schedule> {
         schedule_of(&self.schedule, path)
+    }
+
+    /// Regions enrolled before certificates were pinned: any certificate of the federal
+    /// CA for their name is taken, until they are enrolled again.
+    pub fn unpinned(&self) -> Vec<u8> {
+        self.regions
+            .iter()
+            .filter(|r| r.certificate.is_none() && !r.revoked)
+            .map(|r| r.code)
+            .collect()
     }
 
     /// The enrolled regions' nodes and their public keys.

@@ -82,13 +82,18 @@ fn enrolling_a_region_writes_its_files_and_its_key_and_refuses_another_key_unles
     crate::mirror::federal::enroll_region(&path, 77, &region.join("mirror.pub"), &region.join("pki"), false).unwrap();
     let cfg = FederalConfig::load(&path).unwrap();
     let key = read_public_key(&region.join("mirror.pub")).unwrap();
+    let issued = std::fs::read_to_string(region.join("pki").join(crate::mirror::federal::REGION_CERT)).unwrap();
+    let pin = konvert_replication::tls::pem_fingerprint(&issued).unwrap();
     assert_eq!(
         cfg.regions,
         vec![RegionEntry {
             code: 77,
-            key: key.to_string()
+            key: key.to_string(),
+            certificate: Some(pin.clone()),
+            revoked: false,
         }]
     );
+    assert!(cfg.unpinned().is_empty());
     let region_cfg = RegionMirrorConfig::load(&mirror).unwrap();
     assert_eq!(region_cfg.region, 77);
     let federal_key = konvert_crypto::keyfile::read_signing_key(&cfg.signing_key).unwrap();
@@ -99,14 +104,45 @@ fn enrolling_a_region_writes_its_files_and_its_key_and_refuses_another_key_unles
     let again =
         crate::mirror::federal::enroll_region(&path, 77, &region.join("mirror.pub"), &region.join("pki"), false);
     let again = again.unwrap_err().to_string();
-    assert!(again.contains("--replace") && again.contains("stays valid"), "{again}");
+    assert!(
+        again.contains("--replace") && again.contains("old certificate"),
+        "{again}"
+    );
     let other = dir.path().join("other.pub");
     let new_key = konvert_crypto::SigningKey::generate().unwrap().verifying_key();
     std::fs::write(&other, format!("{new_key}\n")).unwrap();
     let refused = crate::mirror::federal::enroll_region(&path, 77, &other, &region.join("pki"), false);
     assert!(refused.unwrap_err().to_string().contains("--replace"));
     crate::mirror::federal::enroll_region(&path, 77, &other, &region.join("pki"), true).unwrap();
-    assert_eq!(FederalConfig::load(&path).unwrap().regions[0].key, new_key.to_string());
+    let replaced = FederalConfig::load(&path).unwrap();
+    assert_eq!(replaced.regions[0].key, new_key.to_string());
+    // The new certificate is pinned in the old one's place.
+    let reissued = std::fs::read_to_string(region.join("pki").join(crate::mirror::federal::REGION_CERT)).unwrap();
+    assert_ne!(reissued, issued);
+    assert_eq!(
+        replaced.regions[0].certificate,
+        Some(konvert_replication::tls::pem_fingerprint(&reissued).unwrap())
+    );
+    // Revoked: marked, kept; revoking again changes nothing; enrolling again lifts it.
+    assert!(crate::mirror::federal::revoke_region(&path, 77).unwrap());
+    assert!(FederalConfig::load(&path).unwrap().regions[0].revoked);
+    assert!(!crate::mirror::federal::revoke_region(&path, 77).unwrap());
+    assert!(!crate::mirror::federal::revoke_region(&path, 78).unwrap());
+    crate::mirror::federal::enroll_region(&path, 77, &other, &region.join("pki"), true).unwrap();
+    assert!(!FederalConfig::load(&path).unwrap().regions[0].revoked);
+    assert!(crate::mirror::federal::revoke_region(&path, 77).unwrap());
+    // A pin that is not a SHA-256 is refused, naming the region and the fix.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}\n[[regions]]\ncode = 5\nkey = \"{new_key}\"\ncertificate = \"abc\"\n"),
+    )
+    .unwrap();
+    let bad = FederalConfig::load(&path).unwrap_err().to_string();
+    assert!(bad.contains("region 05") && bad.contains("--replace"), "{bad}");
+    // A file from before pins loads, and says which regions take any certificate.
+    std::fs::write(&path, format!("{text}\n[[regions]]\ncode = 5\nkey = \"{new_key}\"\n")).unwrap();
+    assert_eq!(FederalConfig::load(&path).unwrap().unpinned(), vec![5]);
 }
 
 #[test]

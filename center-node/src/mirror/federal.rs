@@ -13,7 +13,7 @@ use konvert_mirror::Node;
 use konvert_replication::pki::Ca;
 
 use crate::mirror::config::{read_public_key, FederalConfig, LimitsConfig, RegionEntry};
-use crate::mirror::identity::{federal_server_config, region_of};
+use crate::mirror::identity::{federal_server_config, region_of, RegionIdentity};
 use crate::mirror::link::serve_connection;
 use crate::mirror::node::{self, close, MirrorHooks, NodeHandle, NodeSetup};
 use crate::mirror::wake;
@@ -138,8 +138,14 @@ pub fn enroll_region(config: &Path, code: u8, region_pub: &Path, out: &Path, rep
             hint: "each region has its own key: give this region's mirror.pub",
         });
     }
+    let cert = ca.issue_region(code)?;
+    let pin = Some(konvert_replication::tls::pem_fingerprint(&cert.cert_pem)?);
     match raw.regions.iter_mut().find(|r| r.code == code) {
-        Some(r) if replace => r.key = region_key.to_string(),
+        Some(r) if replace => {
+            r.key = region_key.to_string();
+            r.certificate = pin;
+            r.revoked = false;
+        }
         Some(r) => {
             let what = if r.key == region_key.to_string() {
                 "with this mirror key"
@@ -150,18 +156,18 @@ pub fn enroll_region(config: &Path, code: u8, region_pub: &Path, out: &Path, rep
                 path: config.to_owned(),
                 message: format!(
                     "region {code:02} is enrolled already {what}; give --replace to take this key, issue a new \
-                     certificate and overwrite the files in --out (batches signed with an old key are then \
-                     refused, but the old TLS certificate stays valid until it expires: the federal CA keeps no \
-                     revocation list for regions)"
+                     certificate and overwrite the files in --out (the old certificate and batches signed with an \
+                     old key are then refused)"
                 ),
             });
         }
         None => raw.regions.push(RegionEntry {
             code,
             key: region_key.to_string(),
+            certificate: pin,
+            revoked: false,
         }),
     }
-    let cert = ca.issue_region(code)?;
     std::fs::create_dir_all(out).map_err(Error::file(out))?;
     write_public(&out.join(REGION_CA), &ca.cert_pem)?;
     write_public(&out.join(REGION_CERT), &cert.cert_pem)?;
@@ -169,6 +175,21 @@ pub fn enroll_region(config: &Path, code: u8, region_pub: &Path, out: &Path, rep
     write_public(&out.join(FEDERAL_PUB), &format!("{federal_key}\n"))?;
     raw.save(config)?;
     Ok(())
+}
+
+/// Revokes region `code` in `federal.toml`: from the federal node's next start its
+/// connections are refused, whatever certificate they show. What it sent stays in the
+/// records and the audit trail, and so does its entry (the stored exchange with it is
+/// checked with its key at every start); enrolling it again with `--replace` issues a new
+/// certificate and lifts the revocation. Returns whether it was enrolled and not revoked.
+pub fn revoke_region(config: &Path, code: u8) -> Result<bool> {
+    let mut raw = FederalConfig::read(config)?;
+    let Some(entry) = raw.regions.iter_mut().find(|r| r.code == code && !r.revoked) else {
+        return Ok(false);
+    };
+    entry.revoked = true;
+    raw.save(config)?;
+    Ok(true)
 }
 
 /// The node's setup from its config.
@@ -216,7 +237,20 @@ pub async fn serve(cfg: &FederalConfig, setup: NodeSetup) -> Result<RunningFeder
         node.waker(),
         Duration::from_secs(cfg.outbox_poll_secs),
     );
-    let regions: Vec<u8> = cfg.regions.iter().map(|r| r.code).collect();
+    let regions: Arc<Vec<(u8, Option<String>)>> = Arc::new(
+        cfg.regions
+            .iter()
+            .filter(|r| !r.revoked)
+            .map(|r| (r.code, r.certificate.clone()))
+            .collect(),
+    );
+    for code in cfg.unpinned() {
+        tracing::warn!(
+            region = code,
+            "region {code:02} was enrolled before certificates were pinned: any certificate of the federal CA for \
+             it is taken; enroll it again with `konvert-center federal enroll-region --replace`"
+        );
+    }
     let accepting = endpoint.clone();
     let for_accept = node.clone();
     tokio::spawn(async move {
@@ -231,10 +265,18 @@ pub async fn serve(cfg: &FederalConfig, setup: NodeSetup) -> Result<RunningFeder
                         return;
                     }
                 };
-                let Some(peer) = region_of(&conn, regions) else {
-                    tracing::warn!(remote = %conn.remote_address(), "a certificate of the federal CA that names no enrolled region; closed");
-                    conn.close(close::UNKNOWN_PEER.into(), b"not an enrolled region");
-                    return;
+                let peer = match region_of(&conn, &regions) {
+                    RegionIdentity::Enrolled(peer) => peer,
+                    RegionIdentity::Replaced(code) => {
+                        tracing::warn!(remote = %conn.remote_address(), region = code, "a certificate of region {code:02} issued before its last enrollment (replaced or revoked); closed");
+                        conn.close(close::UNKNOWN_PEER.into(), b"a replaced certificate");
+                        return;
+                    }
+                    RegionIdentity::Unknown => {
+                        tracing::warn!(remote = %conn.remote_address(), "a certificate of the federal CA that names no enrolled region; closed");
+                        conn.close(close::UNKNOWN_PEER.into(), b"not an enrolled region");
+                        return;
+                    }
                 };
                 serve_connection(conn, peer, node.clone()).await;
                 node.hooks_exchanged(peer, true);

@@ -9,6 +9,7 @@ use std::path::Path;
 use konvert_mirror::Node;
 use konvert_replication::pki::{region_dns_name, IssuedCert};
 use konvert_replication::tls;
+use konvert_replication::tls::CertificateDer;
 use zeroize::Zeroizing;
 
 use crate::mirror::config::{FederalConfig, RegionMirrorConfig};
@@ -44,12 +45,39 @@ pub fn region_client_config(cfg: &RegionMirrorConfig) -> Result<quinn::ClientCon
     Ok(tls::client_config_for(&read_text(&cfg.ca_cert)?, &me, MIRROR_ALPN)?)
 }
 
-/// The enrolled region a connection's certificate names, among `regions`; `None` when it
-/// names none of them (a region not enrolled here, or not a region's certificate).
-pub fn region_of(conn: &quinn::Connection, regions: impl IntoIterator<Item = u8>) -> Option<Node> {
-    let certs = tls::peer_certificates(conn).ok()?;
-    regions
-        .into_iter()
-        .find(|&code| region_dns_name(code).is_ok_and(|name| tls::peer_is_named(&certs, &name)))
-        .map(Node::Region)
+/// Who a region's connection is, by its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionIdentity {
+    /// An enrolled region, with the certificate it was issued last (or any, unpinned).
+    Enrolled(Node),
+    /// An enrolled region's name on a certificate that is not the one pinned for it: one
+    /// issued before `enroll-region --replace`, so replaced (and revoked with it).
+    Replaced(u8),
+    /// No enrolled region's name (a region not enrolled here, or revoked; or not a
+    /// region's certificate).
+    Unknown,
+}
+
+/// Who the connection's certificate says it is, among `regions` (code and pinned
+/// certificate fingerprint, if any).
+pub fn region_of(conn: &quinn::Connection, regions: &[(u8, Option<String>)]) -> RegionIdentity {
+    match tls::peer_certificates(conn) {
+        Ok(certs) => identify(&certs, regions),
+        Err(_) => RegionIdentity::Unknown,
+    }
+}
+
+/// [`region_of`] for the certificates a peer presented.
+pub fn identify(certs: &[CertificateDer<'_>], regions: &[(u8, Option<String>)]) -> RegionIdentity {
+    let Some((code, pin)) = regions
+        .iter()
+        .find(|(code, _)| region_dns_name(*code).is_ok_and(|name| tls::peer_is_named(certs, &name)))
+    else {
+        return RegionIdentity::Unknown;
+    };
+    match (pin, certs.first()) {
+        (None, _) => RegionIdentity::Enrolled(Node::Region(*code)),
+        (Some(pin), Some(ee)) if tls::fingerprint(ee) == *pin => RegionIdentity::Enrolled(Node::Region(*code)),
+        _ => RegionIdentity::Replaced(*code),
+    }
 }
