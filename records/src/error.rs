@@ -90,6 +90,14 @@ pub enum Error {
         /// This node.
         me: konvert_mirror::Node,
     },
+    /// Another mirror process drives this database's mirror already.
+    #[error("another konvert mirror process is running on {target} ({holder}); two would take each other's steps: stop it first, or leave the exchange to it (`status` shows what it did)")]
+    MirrorBusy {
+        /// Where: host, port and database.
+        target: String,
+        /// Who holds it, as PostgreSQL sees it (backend pid, client address, since when).
+        holder: String,
+    },
     /// The node in memory and its stored mirror state disagree: the node moved on after a
     /// step that failed to store. Nothing was stored by the call that says so.
     #[error("the mirror channel {peer} {kind} is out of step with its stored state ({what}); drop the node and rebuild it from the stored state (PgMirror::load)")]

@@ -35,7 +35,7 @@ use konvert_replication::PacketAnswer;
 pub use error::{Error, OutOfStep};
 pub use model::*;
 pub use pg_listen::{PgListener, MIRROR_CHANNEL};
-pub use pg_mirror::{mirror_node_of, MirrorChannelStatus, MirrorDirection, PgMirror};
+pub use pg_mirror::{mirror_node_of, MirrorChannelStatus, MirrorDirection, MirrorDriverLock, PgMirror};
 pub use pg_records::PgRecords;
 pub use retention::{Hold, HoldReason, HoldTarget, ImageRef, NewHold, Release, Removal};
 pub use sled_records::SledRecords;

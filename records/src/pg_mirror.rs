@@ -89,6 +89,35 @@ const APPLY_BATCH: &str = "WITH checkpoint AS (
      INSERT INTO mirror_batches_in (sender, kind, first_seq, last_seq, digest, bytes, receipt)
      VALUES ($1, $2, $9, $10, $6, $7, $8)";
 
+/// The advisory lock key of a database's mirror driver ("konvmirr").
+const DRIVER_LOCK: i64 = 0x6b6f_6e76_6d69_7272;
+
+/// How long [`PgMirror::lock_driver`] waits for a holder that is going away (a driver
+/// restarted in the same process: its old connection's backend ends a moment later).
+const DRIVER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// This process is the one mirror driver of its database for as long as this lives: a
+/// session advisory lock, held on a connection of its own (dropping it ends the session
+/// and the lock with it).
+pub struct MirrorDriverLock {
+    session: Option<postgres::Client>,
+}
+
+impl Drop for MirrorDriverLock {
+    fn drop(&mut self) {
+        // The blocking client must not be dropped inside a runtime (its own would nest).
+        if let Some(session) = self.session.take() {
+            crate::pg_records::outside_runtime(move || drop(session));
+        }
+    }
+}
+
+impl std::fmt::Debug for MirrorDriverLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MirrorDriverLock")
+    }
+}
+
 /// Which way a channel's rows go, seen from this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MirrorDirection {
@@ -305,6 +334,58 @@ impl PgMirror {
             records,
             me,
             prepared: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Makes this process the one driver of the database's mirror: two drivers would each
+    /// move their node and store steps the other's node does not know, and rebuild each
+    /// other out of step forever. A second is refused ([`Error::MirrorBusy`], naming the
+    /// holder as PostgreSQL sees it) after waiting a moment for a holder that is ending.
+    /// The writers (`loader close`, `federal publish`) need no lock: they only append
+    /// outbox rows, which the driver takes up.
+    pub fn lock_driver(&self) -> Result<MirrorDriverLock> {
+        let records = &self.records;
+        crate::pg_records::outside_runtime(|| {
+            let db = |e| records.db(e);
+            let mut session = records.open()?;
+            let until = std::time::Instant::now() + DRIVER_LOCK_WAIT;
+            loop {
+                let got: bool = session
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&DRIVER_LOCK])
+                    .map_err(db)?
+                    .try_get(0)
+                    .map_err(db)?;
+                if got {
+                    return Ok(MirrorDriverLock { session: Some(session) });
+                }
+                if std::time::Instant::now() >= until {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            // A bigint key is split over classid (high half) and objid (low half).
+            let holder = session
+                .query_opt(
+                    "SELECT a.pid, coalesce(host(a.client_addr), 'a local socket'), \
+                            to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')
+                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'advisory' AND l.granted
+                       AND l.classid::bigint * 4294967296 + l.objid::bigint = $1",
+                    &[&DRIVER_LOCK],
+                )
+                .map_err(db)?
+                .map(|r| -> Result<String> {
+                    let pid: i32 = r.try_get(0).map_err(db)?;
+                    let from: String = r.try_get(1).map_err(db)?;
+                    let since: String = r.try_get(2).map_err(db)?;
+                    Ok(format!("PostgreSQL backend {pid}, connected from {from} since {since}"))
+                })
+                .transpose()?
+                .unwrap_or_else(|| "its holder has just gone; try again".to_owned());
+            Err(Error::MirrorBusy {
+                target: records.target().to_owned(),
+                holder,
+            })
         })
     }
 

@@ -940,3 +940,35 @@ fn a_federal_database_that_kept_payloads_twice_migrates_and_still_gives_every_ro
     assert_eq!(count(&fed_url, "mirror_batches_in"), 2);
     fed.assert_stored();
 }
+
+/// One driver per database: a second is refused, naming the holder, and takes over as
+/// soon as the first lets go (a restart in the same process included).
+#[test]
+fn a_second_mirror_driver_on_one_database_is_refused_until_the_first_lets_go() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let url = cluster.database("mirror_one_driver");
+    let open = || PgMirror::open(Arc::new(PgRecords::connect(&url).unwrap()), R1).unwrap();
+    let (first, second) = (open(), open());
+    let held = first.lock_driver().unwrap();
+    let started = std::time::Instant::now();
+    let err = second.lock_driver().unwrap_err();
+    assert!(
+        started.elapsed() >= DRIVER_LOCK_WAIT,
+        "gave up before a leaving holder could go"
+    );
+    assert!(matches!(err, Error::MirrorBusy { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("another konvert mirror process")
+            && text.contains("PostgreSQL backend")
+            && text.contains("stop it first"),
+        "{text}"
+    );
+    assert!(!err.is_retryable());
+    drop(held);
+    let again = second.lock_driver().unwrap();
+    // The writers need no lock while a driver holds it.
+    let mut ep = endpoint(R1);
+    first.push(&mut ep, FED, UP, b"a row".to_vec(), |_| Ok(())).unwrap();
+    drop(again);
+}

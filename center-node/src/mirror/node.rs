@@ -18,7 +18,7 @@ use konvert_crypto::{SigningKey, VerifyingKey};
 use konvert_mirror::{
     AppliedBatch, Endpoint, Event, Node, RecordKind, Refusal, RowCheck, SendEvent, SenderLimits, Transmit,
 };
-use konvert_records::{MirrorDirection, PgMirror, PgRecords};
+use konvert_records::{MirrorDirection, MirrorDriverLock, PgMirror, PgRecords};
 use tokio::sync::{mpsc, watch};
 
 use crate::Result;
@@ -353,6 +353,8 @@ enum Step {
 struct Core {
     setup: NodeSetup,
     store: PgMirror,
+    /// This process is the database's one mirror driver while the core lives.
+    _driver: MirrorDriverLock,
     ep: Option<Endpoint>,
     start: Instant,
     last_incoming: Option<Instant>,
@@ -519,10 +521,12 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
     let (me, hooks) = (setup.me, setup.hooks.clone());
     let core = tokio::task::spawn_blocking(move || -> Result<Core> {
         let store = setup.open_store()?;
+        let driver = store.lock_driver()?;
         let ep = setup.endpoint(&store)?;
         Ok(Core {
             setup,
             store,
+            _driver: driver,
             ep: Some(ep),
             start: Instant::now(),
             last_incoming: None,
