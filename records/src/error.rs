@@ -242,13 +242,14 @@ impl Error {
             if code.starts_with("53") {
                 detail.push_str(
                     "; the database server is out of resources (disk full, out of memory or too many \
-                     connections): free disk space or memory on it — nothing of this change was written, and it \
-                     is retried",
+                     connections): free disk space or memory on it — nothing of this change was written; make it \
+                     again once there is room (a running mirror process tries again by itself)",
                 );
             } else if code.starts_with("57P") || code.starts_with("08") {
                 detail.push_str(
-                    "; the server is shutting down or unreachable: check that PostgreSQL runs there — the change is \
-                     retried",
+                    "; the server is shutting down or unreachable: check that PostgreSQL runs there — nothing of \
+                     this change was written; make it again once it is back (a running mirror process tries again \
+                     by itself)",
                 );
             }
         } else {
@@ -259,7 +260,10 @@ impl Error {
             }
             detail.push_str("; check that PostgreSQL runs there and the connection URL");
             if source.is_closed() || io_cause(&source) {
-                detail.push_str(" — the change is retried");
+                detail.push_str(
+                    " — nothing of this change was written; make it again once it is back (a running mirror process \
+                     tries again by itself)",
+                );
             }
         }
         Error::Database {

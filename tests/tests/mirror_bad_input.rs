@@ -417,7 +417,7 @@ fn postgres_down_is_a_clear_retryable_error_and_the_batch_applies_once_when_it_i
         })
         .unwrap_err();
     assert!(matches!(err, Error::Database { .. }) && err.is_retryable(), "{err:?}");
-    // While it is down, the next call says so, and that it is retried.
+    // While it is down, the next call says so, and that nothing of it was written.
     let err = fed.store.apply(&applied, &batch, |_, _| Ok(())).unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     let text = err.to_string();
@@ -484,7 +484,8 @@ fn postgres_full_is_a_clear_retryable_error_and_nothing_is_applied_half() {
         text.contains("No space left on device")
             && text.contains("53100")
             && text.contains("free disk space")
-            && text.contains("retried"),
+            && text.contains("nothing of this change was written")
+            && text.contains("tries again by itself"),
         "{text}"
     );
     assert_eq!(held(&fed_url), (0, 0, 1), "nothing applied half");
