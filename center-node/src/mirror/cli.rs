@@ -186,6 +186,9 @@ pub async fn federal(action: FederalAction) -> Result<()> {
         }
         FederalAction::Serve { config } => {
             let cfg = FederalConfig::load(&config)?;
+            for warning in cfg.exposed_secrets(&config) {
+                tracing::warn!("{warning}");
+            }
             let schedule = cfg.schedule(&config)?;
             let mut signals = StopSignals::install()?;
             let metrics = NodeMetrics::new()?;
@@ -228,6 +231,9 @@ pub async fn federal(action: FederalAction) -> Result<()> {
                 crate::mirror_status::human_duration(schedule.interval_at(crate::intake::now_ms())),
                 schedule.time_zone()
             );
+            for warning in cfg.exposed_secrets(&config) {
+                println!("  warning: {warning}");
+            }
             for code in cfg.unpinned() {
                 println!(
                     "  note: region {code:02} was enrolled before certificates were pinned, so any certificate of the \
@@ -286,6 +292,9 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
         }
         MirrorAction::Run { config } => {
             let cfg = RegionMirrorConfig::load(&config)?;
+            for warning in cfg.exposed_secrets(&config) {
+                tracing::warn!("{warning}");
+            }
             let schedule = cfg.schedule(&config)?;
             let mut signals = StopSignals::install()?;
             let metrics = NodeMetrics::new()?;
@@ -343,6 +352,9 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
                 crate::mirror_status::human_duration(schedule.interval_at(now)),
                 schedule.time_zone()
             );
+            for warning in cfg.exposed_secrets(&config) {
+                println!("  warning: {warning}");
+            }
         }
     }
     Ok(())

@@ -317,6 +317,20 @@ impl FederalConfig {
         schedule_of(&self.schedule, path)
     }
 
+    /// Warnings for the secrets of this node that others than their owner may read:
+    /// `config` itself when its records URL carries a password, the TLS key, the mirror
+    /// signing key and the CA key.
+    pub fn exposed_secrets(&self, config: &Path) -> Vec<String> {
+        let mut files = vec![
+            ("the TLS key", self.key.as_path()),
+            ("the mirror signing key", self.signing_key.as_path()),
+        ];
+        if let Some(ca_key) = &self.ca_key {
+            files.push(("the federal CA key", ca_key.as_path()));
+        }
+        exposed(config, &self.records_url, &files)
+    }
+
     /// Regions enrolled before certificates were pinned: any certificate of the federal
     /// CA for their name is taken, until they are enrolled again.
     pub fn unpinned(&self) -> Vec<u8> {
@@ -336,7 +350,48 @@ impl FederalConfig {
     }
 }
 
+/// [`FederalConfig::exposed_secrets`] and [`RegionMirrorConfig::exposed_secrets`].
+fn exposed(config: &Path, records_url: &str, files: &[(&str, &Path)]) -> Vec<String> {
+    let mut out = Vec::new();
+    if url_has_password(records_url) {
+        out.extend(konvert_replication::tls::exposed_warning(
+            "the config, whose records_url holds a password,",
+            config,
+        ));
+    }
+    for (what, path) in files {
+        out.extend(konvert_replication::tls::exposed_warning(what, path));
+    }
+    out
+}
+
+/// Whether a PostgreSQL URL (or key=value string) carries a password.
+fn url_has_password(url: &str) -> bool {
+    match url.split_once("://") {
+        Some((_, rest)) => rest
+            .split(['/', '?'])
+            .next()
+            .and_then(|authority| authority.rsplit_once('@'))
+            .is_some_and(|(userinfo, _)| userinfo.contains(':')),
+        None => url.split_whitespace().any(|kv| kv.starts_with("password=")),
+    }
+}
+
 impl RegionMirrorConfig {
+    /// Warnings for the secrets of this node that others than their owner may read:
+    /// `config` itself when its records URL carries a password, the TLS key and the
+    /// mirror signing key.
+    pub fn exposed_secrets(&self, config: &Path) -> Vec<String> {
+        exposed(
+            config,
+            &self.records_url,
+            &[
+                ("the TLS key", self.key.as_path()),
+                ("the mirror signing key", self.signing_key.as_path()),
+            ],
+        )
+    }
+
     /// Reads the file as written, paths unresolved and unchecked (to edit and save it again).
     pub fn read(path: &Path) -> Result<Self> {
         read_toml(path)

@@ -291,3 +291,47 @@ fn a_mirror_toml_init_wrote_carries_the_default_schedule_and_a_bad_one_names_fil
     let e = RegionMirrorConfig::load(&path).unwrap_err().to_string();
     assert!(e.contains("interval_secs"), "{e}");
 }
+
+#[test]
+fn secrets_others_can_read_are_named_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, path) = federal();
+    let cfg = FederalConfig::load(&path).unwrap();
+    assert_eq!(
+        cfg.exposed_secrets(&path),
+        Vec::<String>::new(),
+        "init writes secrets 0600"
+    );
+    std::fs::set_permissions(&cfg.signing_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warnings = cfg.exposed_secrets(&path).join("\n");
+    assert!(
+        warnings.contains("the mirror signing key") && warnings.contains("0644") && warnings.contains("chmod 600"),
+        "{warnings}"
+    );
+    // The config matters only when its records URL holds a password.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(!cfg.exposed_secrets(&path).join("\n").contains("the config"));
+    let mut with_password = cfg.clone();
+    with_password.records_url = "postgresql://konvert:s3cret@db.example/fis".into();
+    let warnings = with_password.exposed_secrets(&path).join("\n");
+    assert!(
+        warnings.contains("the config") && !warnings.contains("s3cret"),
+        "{warnings}"
+    );
+    drop(dir);
+}
+
+#[test]
+fn a_password_in_a_records_url_is_told_from_a_user_alone() {
+    for (url, has) in [
+        ("postgresql://konvert:pw@db/ris", true),
+        ("postgres://konvert:pw@db:5432/ris?sslmode=require", true),
+        ("postgresql://konvert@db/ris", false),
+        ("postgresql://db/ris?user=a@b", false),
+        ("postgresql://konvert@[::1]:5432/ris", false),
+        ("host=db user=konvert password=pw dbname=ris", true),
+        ("host=db user=konvert dbname=ris", false),
+    ] {
+        assert_eq!(super::url_has_password(url), has, "{url}");
+    }
+}
