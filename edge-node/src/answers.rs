@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::config::SiteConfig;
+use crate::intake::Journal;
 use crate::push::{connect, station_endpoint};
 use crate::Result;
 
@@ -68,9 +69,67 @@ pub async fn fetch_notices(cfg: &SiteConfig, outbox: &Outbox) -> Result<Kept> {
     Ok(keep_notices(outbox, &asked?, &center_key))
 }
 
+/// The scan files this site took, to tell the operator which of their files a remark's
+/// page is: the center names a page by its place in the packet and the first 4 bytes of
+/// its SHA-256 ("file 3 (a1b2c3d4) p.2"), never by the name it had here (a file name can
+/// say who wrote it, R18).
+#[derive(Debug, Clone, Default)]
+pub struct LocalNames {
+    /// (first 4 bytes of the digest, the file's name in packets, its hot-folder name).
+    files: Vec<([u8; 4], String, String)>,
+}
+
+impl LocalNames {
+    /// The files of the intake journal; none when it cannot be read (the remarks are
+    /// shown as the center wrote them).
+    pub fn of(journal: Option<&Journal>) -> LocalNames {
+        let files = journal.and_then(|j| j.files().ok()).unwrap_or_default();
+        LocalNames {
+            files: files
+                .into_iter()
+                .map(|f| {
+                    let mut prefix = [0u8; 4];
+                    prefix.copy_from_slice(&f.sha256[..4]);
+                    (prefix, f.name, f.original)
+                })
+                .collect(),
+        }
+    }
+
+    /// This site's file a page label names, when exactly one taken file has its digest
+    /// prefix: `scan-003.tif` (and `, scanned as IMG_0042.tif` when renamed on intake).
+    pub fn local(&self, page: &str) -> Option<String> {
+        let open = page.find('(')?;
+        let hex_part = page.get(open + 1..open + 9)?;
+        if page.get(open + 9..open + 10) != Some(")") {
+            return None;
+        }
+        let mut prefix = [0u8; 4];
+        hex::decode_to_slice(hex_part, &mut prefix).ok()?;
+        let mut found = self.files.iter().filter(|(p, _, _)| *p == prefix);
+        let (_, name, original) = found.next()?;
+        if found.next().is_some() {
+            return None;
+        }
+        Some(if name == original {
+            printable(name).into_owned()
+        } else {
+            format!("{}, scanned as {}", printable(name), printable(original))
+        })
+    }
+
+    /// `page`, with this site's file name after it when known.
+    fn show(&self, page: &str) -> String {
+        match self.local(page) {
+            Some(local) => format!("{} = {local}", printable(page)),
+            None => printable(page).into_owned(),
+        }
+    }
+}
+
 /// The lines the operator reads for one answer: a headline, then each remark with what
 /// to do (or which version answered it).
-pub fn answer_lines(a: &PacketAnswer, answered_by: Option<(u32, bool)>) -> Vec<String> {
+pub fn answer_lines(a: &PacketAnswer, answered_by: Option<(u32, bool)>, names: &LocalNames) -> Vec<String> {
     let packet = format!("{} v{}", printable(&a.packet_id), a.version);
     let remarks = a.remarks();
     if remarks.is_empty() {
@@ -81,9 +140,10 @@ pub fn answer_lines(a: &PacketAnswer, answered_by: Option<(u32, bool)>) -> Vec<S
         remarks.len()
     )];
     for r in remarks {
-        let whereabouts: Vec<String> = [("room", &r.room), ("participant", &r.participant), ("page", &r.page)]
+        let whereabouts: Vec<String> = [("room", &r.room), ("participant", &r.participant)]
             .into_iter()
             .filter_map(|(w, v)| v.as_ref().map(|v| format!("{w} {}", printable(v))))
+            .chain(r.page.as_ref().map(|p| format!("page {}", names.show(p))))
             .collect();
         let state = match answered_by {
             Some((v, true)) => format!("answered by v{v} (delivered)"),
@@ -102,7 +162,7 @@ pub fn answer_lines(a: &PacketAnswer, answered_by: Option<(u32, bool)>) -> Vec<S
 }
 
 /// The answers kept here, as `status` prints them (empty when there are none).
-pub fn status_text(kept: &[KeptAnswer]) -> String {
+pub fn status_text(kept: &[KeptAnswer], names: &LocalNames) -> String {
     if kept.is_empty() {
         return String::new();
     }
@@ -116,7 +176,7 @@ pub fn status_text(kept: &[KeptAnswer]) -> String {
         kept.len()
     );
     for k in kept {
-        for line in answer_lines(&k.answer, k.answered_by) {
+        for line in answer_lines(&k.answer, k.answered_by, names) {
             text.push_str(&format!("  {line}\n"));
         }
     }
@@ -124,7 +184,7 @@ pub fn status_text(kept: &[KeptAnswer]) -> String {
 }
 
 /// The answers kept here, as `status --json` lists them.
-pub fn status_json(kept: &[KeptAnswer]) -> Vec<serde_json::Value> {
+pub fn status_json(kept: &[KeptAnswer], names: &LocalNames) -> Vec<serde_json::Value> {
     kept.iter()
         .map(|k| {
             let a = &k.answer;
@@ -137,6 +197,7 @@ pub fn status_json(kept: &[KeptAnswer]) -> Vec<serde_json::Value> {
                         "room": r.room,
                         "participant": r.participant,
                         "page": r.page,
+                        "local_file": r.page.as_deref().and_then(|p| names.local(p)),
                         "what": r.what,
                         "action": r.action.to_string(),
                         "answered_by": k.answered_by.map(|(v, _)| v),
@@ -161,7 +222,13 @@ pub struct NoticeWatch(tokio::task::JoinHandle<()>);
 
 impl NoticeWatch {
     /// Starts asking.
-    pub fn start(cfg: SiteConfig, outbox: Arc<Outbox>, log: Arc<Mutex<Vec<String>>>, wake: Arc<Notify>) -> Self {
+    pub fn start(
+        cfg: SiteConfig,
+        outbox: Arc<Outbox>,
+        journal: Journal,
+        log: Arc<Mutex<Vec<String>>>,
+        wake: Arc<Notify>,
+    ) -> Self {
         NoticeWatch(tokio::spawn(async move {
             let mut tick = tokio::time::interval(NOTICE_POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -175,10 +242,11 @@ impl NoticeWatch {
                         continue;
                     }
                 };
+                let names = LocalNames::of(Some(&journal));
                 let lines: Vec<String> = kept
                     .answers
                     .iter()
-                    .flat_map(|a| answer_lines(a, None))
+                    .flat_map(|a| answer_lines(a, None, &names))
                     .map(|l| format!("answer: {l}"))
                     .collect();
                 if let (false, Ok(mut log)) = (lines.is_empty(), log.lock()) {
@@ -195,3 +263,7 @@ impl Drop for NoticeWatch {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+#[path = "answers_tests.rs"]
+mod tests;

@@ -545,7 +545,8 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                 return Ok(());
             }
             let outbox = Outbox::open(&cfg.data_dir)?;
-            print!("{}", crate::inspect::status(&cfg, &outbox, json)?);
+            let journal = crate::intake::Journal::open(&cfg.data_dir).ok();
+            print!("{}", crate::inspect::status(&cfg, &outbox, journal.as_ref(), json)?);
         }
         EdgeCommand::Day {
             config,
@@ -701,7 +702,9 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
                     }
                 }
             }
-            match crate::answers::status_text(&outbox.answers()?) {
+            let journal = crate::intake::Journal::open(&cfg.data_dir).ok();
+            let names = crate::answers::LocalNames::of(journal.as_ref());
+            match crate::answers::status_text(&outbox.answers()?, &names) {
                 t if t.is_empty() => println!("no answers from the center yet"),
                 t => print!("{t}"),
             }

@@ -190,9 +190,15 @@ pub async fn run_day(cfg: SiteConfig, signer: Box<dyn MemberSigner>, opts: DayOp
     });
 
     // The center's answers to the packets (loaded, or remarks to act on) as they come.
-    let _answers = opts
-        .push
-        .then(|| crate::answers::NoticeWatch::start(cfg.clone(), outbox.clone(), push_log.clone(), wake.clone()));
+    let _answers = opts.push.then(|| {
+        crate::answers::NoticeWatch::start(
+            cfg.clone(),
+            outbox.clone(),
+            intake.journal().clone(),
+            push_log.clone(),
+            wake.clone(),
+        )
+    });
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<String>(16);
     // A plain thread, not tokio's stdin: that read runs on the blocking pool and cannot be
     // cancelled, so the runtime's shutdown would wait for the operator to press Enter.

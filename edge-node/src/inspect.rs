@@ -16,7 +16,7 @@ use crate::rooms::{journal_rooms, RoomState};
 use crate::{Error, Result, SiteConfig};
 
 /// The outbox as `status` shows it.
-pub fn status(cfg: &SiteConfig, outbox: &Outbox, as_json: bool) -> Result<String> {
+pub fn status(cfg: &SiteConfig, outbox: &Outbox, journal: Option<&Journal>, as_json: bool) -> Result<String> {
     let entries = outbox.entries()?;
     let mut rows = Vec::new();
     let mut text = format!("site {}: {} packet version(s) in the outbox\n", cfg.site, entries.len());
@@ -54,15 +54,16 @@ pub fn status(cfg: &SiteConfig, outbox: &Outbox, as_json: bool) -> Result<String
         }));
     }
     let answers = outbox.answers()?;
+    let names = crate::answers::LocalNames::of(journal);
     if as_json {
         let doc = json!({
             "site": cfg.site.as_str(),
             "packets": rows,
-            "answers": crate::answers::status_json(&answers),
+            "answers": crate::answers::status_json(&answers, &names),
         });
         return Ok(format!("{}\n", pretty(&doc)));
     }
-    text.push_str(&crate::answers::status_text(&answers));
+    text.push_str(&crate::answers::status_text(&answers, &names));
     Ok(text)
 }
 
@@ -175,7 +176,7 @@ pub fn serve_request(
     let as_json = words.contains(&"--json");
     let args: Vec<&str> = words.iter().copied().filter(|w| *w != "--json").collect();
     answer(match args.as_slice() {
-        ["status"] => status(cfg, outbox, as_json),
+        ["status"] => status(cfg, outbox, Some(journal), as_json),
         ["check"] => check(cfg, plan, journal, None, as_json),
         ["check", room] => room
             .parse::<RoomId>()

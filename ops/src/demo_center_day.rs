@@ -234,7 +234,11 @@ pub(crate) async fn run(
         let Some(answer) = kept.answers.iter().find(|a| !a.remarks().is_empty()) else {
             continue;
         };
-        let lines = konvert_edge::answers::answer_lines(answer, None);
+        // The site's own file names where its journal is free to read (the day that
+        // took the scans has ended).
+        let journal = konvert_edge::intake::Journal::open(&site.cfg.data_dir).ok();
+        let names = konvert_edge::answers::LocalNames::of(journal.as_ref());
+        let lines = konvert_edge::answers::answer_lines(answer, None, &names);
         say(format!("▸ site {} reads: {}", site.cfg.site, lines.join(" / ")));
         out.remark = Some(lines.join(" / "));
         let room: RoomId = answer

@@ -204,8 +204,15 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
     // for notices as it runs and prints each new answer with what to do.
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    let watch =
-        konvert_edge::answers::NoticeWatch::start(school.cfg.clone(), school.outbox.clone(), log.clone(), wake.clone());
+    let no_scans = tempfile::tempdir().unwrap();
+    let journal = konvert_edge::intake::Journal::open(no_scans.path()).unwrap();
+    let watch = konvert_edge::answers::NoticeWatch::start(
+        school.cfg.clone(),
+        school.outbox.clone(),
+        journal,
+        log.clone(),
+        wake.clone(),
+    );
     tokio::time::timeout(Duration::from_secs(120), wake.notified())
         .await
         .expect("the day never showed the center's answer");
@@ -227,7 +234,7 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
         .unwrap();
     assert!(kept.answers.is_empty(), "kept once");
     assert_eq!(school.outbox.answers().unwrap()[0].answer, answers[0]);
-    let status = konvert_edge::inspect::status(&school.cfg, &school.outbox, false).unwrap();
+    let status = konvert_edge::inspect::status(&school.cfg, &school.outbox, None, false).unwrap();
     assert!(status.contains("1 REMARK(S) from the center"), "{status}");
     assert!(
         status.contains(
@@ -240,7 +247,7 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
         .unwrap();
     assert_eq!(kept.answers.len(), 1);
     assert_eq!(kept.answers[0].site, "0102");
-    let status = konvert_edge::inspect::status(&other.cfg, &other.outbox, true).unwrap();
+    let status = konvert_edge::inspect::status(&other.cfg, &other.outbox, None, true).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(doc["answers"][0]["loaded"], true, "{status}");
 
@@ -249,7 +256,7 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
     let v2 = school.seal_room("0007", 2, 20_000, 3);
     assert_eq!(v2.offer.packet_id, v1.offer.packet_id);
     assert_eq!(v2.offer.version, 2);
-    let status = konvert_edge::inspect::status(&school.cfg, &school.outbox, false).unwrap();
+    let status = konvert_edge::inspect::status(&school.cfg, &school.outbox, None, false).unwrap();
     assert!(
         status.contains("answered by v2 (sealed, not yet delivered)"),
         "{status}"
@@ -261,7 +268,7 @@ async fn a_signed_remark_crosses_on_a_drive_reaches_its_school_through_a_relay_a
             .delivered,
         1
     );
-    let status = konvert_edge::inspect::status(&school.cfg, &school.outbox, false).unwrap();
+    let status = konvert_edge::inspect::status(&school.cfg, &school.outbox, None, false).unwrap();
     assert!(status.contains("answered by v2 (delivered)"), "{status}");
     assert!(status.contains("0 open remark(s)"), "{status}");
     let all = answers::list(&desk, &center.inbox, false).unwrap();
