@@ -62,6 +62,16 @@ fn notify(tx: &mut Transaction<'_>, kind: RecordKind) -> Result<()> {
     Ok(())
 }
 
+/// Wakes the database's running mirror driver (`mirror run`): it exchanges at once, as
+/// when a writer committed rows.
+pub fn wake_driver(records: &PgRecords) -> Result<()> {
+    records.with(|c| {
+        c.execute("SELECT pg_notify($1, 'sync')", &[&NOTIFY_CHANNEL])
+            .map_err(|e| records.db(e))?;
+        Ok(())
+    })
+}
+
 fn stored_plans(tx: &mut Transaction<'_>) -> Result<Vec<DayPlan>> {
     tx.query("SELECT value FROM plans ORDER BY key", &[])
         .map_err(|e| Error::database("the records' plans", e))?

@@ -369,8 +369,10 @@ impl PgMirror {
                     "SELECT a.pid, coalesce(host(a.client_addr), 'a local socket'), \
                             to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')
                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                     WHERE l.locktype = 'advisory' AND l.granted
-                       AND l.classid::bigint * 4294967296 + l.objid::bigint = $1",
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                       AND l.classid::bigint * 4294967296 + l.objid::bigint = $1
+                     LIMIT 1",
                     &[&DRIVER_LOCK],
                 )
                 .map_err(db)?

@@ -949,6 +949,13 @@ fn a_second_mirror_driver_on_one_database_is_refused_until_the_first_lets_go() {
     let url = cluster.database("mirror_one_driver");
     let open = || PgMirror::open(Arc::new(PgRecords::connect(&url).unwrap()), R1).unwrap();
     let (first, second) = (open(), open());
+    // A driver of another database on the same server neither blocks nor confuses this one.
+    let elsewhere = PgMirror::open(
+        Arc::new(PgRecords::connect(&cluster.database("mirror_one_driver_elsewhere")).unwrap()),
+        FED,
+    )
+    .unwrap();
+    let _other = elsewhere.lock_driver().unwrap();
     let held = first.lock_driver().unwrap();
     let started = std::time::Instant::now();
     let err = second.lock_driver().unwrap_err();

@@ -1330,3 +1330,92 @@ async fn an_exchange_that_left_something_is_tried_again_soon_not_at_the_next_int
     run.abort();
     fed.stop().await;
 }
+
+/// One driver per region database: a second `mirror run` is refused naming the first, and
+/// a `mirror sync` beside the running one asks it to exchange now (rows the federal node
+/// wrote reach the region at once, not at the weekly exchange).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_mirror_run_is_refused_and_a_sync_beside_the_running_one_wakes_it() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let net = Net::build(
+        cluster,
+        "mf_one_run",
+        &[4],
+        "127.0.0.1:0".parse().unwrap(),
+        limits(4, 8),
+    );
+    let fed = federal::serve(&net.fed, federal::setup(&net.fed, Arc::new(NoHooks)).unwrap())
+        .await
+        .unwrap();
+    plan_up(&net, 4, fed.addr).await;
+    let cfg = net.region_at(4, fed.addr);
+    let config = net.root.path().join("r4/mirror.toml");
+    cfg.save(&config).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let log = net.root.path().join("run.log");
+    let mut running = spawn_center(&["mirror", "run", "--config", &config], &log, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("next scheduled exchange")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let second = Command::new(CENTER)
+        .args(["mirror", "run", "--config", &config])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{said}");
+    assert!(
+        said.contains("another konvert mirror process is running") && said.contains("PostgreSQL backend"),
+        "{said}"
+    );
+
+    let down = rows(RecordKind::CentralizedChecking, 4, 0, 7);
+    net.fed_writer()
+        .push_many(Node::Region(4), RecordKind::CentralizedChecking, down.clone())
+        .unwrap();
+    let synced = Command::new(CENTER)
+        .args(["mirror", "sync", "--config", &config])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&synced.stdout);
+    assert!(
+        synced.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    assert!(said.contains("asked to exchange now"), "{said}");
+    let region_store = store(&cfg.records_url, Node::Region(4));
+    let applied = || {
+        region_store
+            .applied_rows(FED, RecordKind::CentralizedChecking)
+            .unwrap()
+            .len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while applied() < down.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        region_store.applied_rows(FED, RecordKind::CentralizedChecking).unwrap(),
+        numbered(&down)
+    );
+    running.kill().unwrap();
+    running.wait().unwrap();
+    fed.stop().await;
+}

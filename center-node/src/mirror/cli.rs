@@ -317,7 +317,26 @@ pub async fn mirror(action: MirrorAction) -> Result<()> {
             let timeout = Duration::from_secs(timeout.unwrap_or(cfg.sync_timeout_secs));
             let setup = region::setup(&cfg, Arc::new(NoHooks))?;
             let region = cfg.region;
-            let mirror = RegionMirror::start(cfg, setup).await?;
+            let records_url = cfg.records_url.clone();
+            let mirror = match RegionMirror::start(cfg, setup).await {
+                Ok(mirror) => mirror,
+                // A `mirror run` drives this database: it exchanges at once when woken.
+                Err(Error::Records(busy @ konvert_records::Error::MirrorBusy { .. })) => {
+                    tracing::debug!(%busy, "a mirror process runs; waking it");
+                    tokio::task::spawn_blocking(move || -> Result<()> {
+                        let records = konvert_records::PgRecords::connect(&records_url)?;
+                        Ok(konvert_records::mirror_outbox::wake_driver(&records)?)
+                    })
+                    .await
+                    .map_err(|e| Error::Control(format!("waking the mirror process failed: {e}")))??;
+                    println!(
+                        "region {region:02}: a `konvert-center mirror run` drives this database; it was asked to \
+                         exchange now — `konvert-center mirror status` shows what it did"
+                    );
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             match mirror.exchange(timeout).await {
                 Exchanged::Done => println!("region {region:02}: exchange with the federal node done, nothing left"),
                 Exchanged::Left(left) => {

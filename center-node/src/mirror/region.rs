@@ -40,6 +40,14 @@ pub fn init(dir: &Path, region: u8, records_url: &str, federal_address: &str, fe
     }
     konvert_replication::pki::region_dns_name(region)?;
     std::fs::create_dir_all(dir.join("keys")).map_err(Error::file(dir.join("keys")))?;
+    // Where the federal node's files go (`cp pki-NN/* <dir>/pki/`); its TLS key among them.
+    std::fs::create_dir_all(dir.join("pki")).map_err(Error::file(dir.join("pki")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("pki"), std::fs::Permissions::from_mode(0o700))
+            .map_err(Error::file(dir.join("pki")))?;
+    }
     let key = SigningKey::generate()?;
     keyfile::write_signing_key(&dir.join("keys/mirror.key"), &key)?;
     keyfile::write_atomic(
