@@ -455,7 +455,7 @@ async fn a_replaced_certificate_and_a_revoked_region_are_refused() {
         .unwrap();
     let fed_store = store(&net.fed.records_url, FED);
     match sync(net.region_at(3, fed.addr)).await {
-        Exchanged::Left(left) => assert!(left.join("; ").contains("closed"), "{left:?}"),
+        Exchanged::Left(left) => assert!(left.join("; ").contains("replaced by a newer one"), "{left:?}"),
         Exchanged::Done => panic!("the certificate issued before the region's last enrollment was taken"),
     }
     assert!(fed_store
@@ -489,7 +489,7 @@ async fn a_replaced_certificate_and_a_revoked_region_are_refused() {
         .unwrap();
     renewed.federal_address = fed.addr.to_string();
     match sync(renewed).await {
-        Exchanged::Left(left) => assert!(left.join("; ").contains("closed"), "{left:?}"),
+        Exchanged::Left(left) => assert!(left.join("; ").contains("enrollment is revoked"), "{left:?}"),
         Exchanged::Done => panic!("a revoked region was taken"),
     }
     assert_eq!(

@@ -200,9 +200,10 @@ pub async fn federal(action: FederalAction) -> Result<()> {
                 println!("metrics: http://{bound}/metrics");
             }
             println!(
-                "federal node serving on {} ({} region(s))",
+                "federal node serving on {} ({} region(s){})",
                 running.addr,
-                cfg.regions.len()
+                cfg.regions.iter().filter(|r| !r.revoked).count(),
+                revoked_note(&cfg)
             );
             sd_notify("READY=1");
             let signal = signals.recv().await;
@@ -223,11 +224,12 @@ pub async fn federal(action: FederalAction) -> Result<()> {
             crate::mirror::identity::federal_server_config(&cfg)?;
             let schedule = cfg.schedule(&config)?;
             println!(
-                "{}: ok — federal node {}, listen {}, {} region(s); lag measured against every {} now ({})",
+                "{}: ok — federal node {}, listen {}, {} region(s){}; lag measured against every {} now ({})",
                 config.display(),
                 cfg.name,
                 cfg.listen,
-                cfg.regions.len(),
+                cfg.regions.iter().filter(|r| !r.revoked).count(),
+                revoked_note(&cfg),
                 crate::mirror_status::human_duration(schedule.interval_at(crate::intake::now_ms())),
                 schedule.time_zone()
             );
@@ -243,6 +245,21 @@ pub async fn federal(action: FederalAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// ", and region(s) 05, 77 revoked" when some are.
+fn revoked_note(cfg: &FederalConfig) -> String {
+    let revoked: Vec<String> = cfg
+        .regions
+        .iter()
+        .filter(|r| r.revoked)
+        .map(|r| format!("{:02}", r.code))
+        .collect();
+    if revoked.is_empty() {
+        String::new()
+    } else {
+        format!(", and region(s) {} revoked", revoked.join(", "))
+    }
 }
 
 /// The status table (or its JSON) of node `me` (`mirror status`, `federal status`) at

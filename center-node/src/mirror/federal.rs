@@ -13,7 +13,7 @@ use konvert_mirror::Node;
 use konvert_replication::pki::Ca;
 
 use crate::mirror::config::{read_public_key, FederalConfig, LimitsConfig, RegionEntry};
-use crate::mirror::identity::{federal_server_config, region_of, RegionIdentity};
+use crate::mirror::identity::{federal_server_config, region_of, Enrolled, RegionIdentity};
 use crate::mirror::link::serve_connection;
 use crate::mirror::node::{self, close, MirrorHooks, NodeHandle, NodeSetup};
 use crate::mirror::wake;
@@ -237,11 +237,14 @@ pub async fn serve(cfg: &FederalConfig, setup: NodeSetup) -> Result<RunningFeder
         node.waker(),
         Duration::from_secs(cfg.outbox_poll_secs),
     );
-    let regions: Arc<Vec<(u8, Option<String>)>> = Arc::new(
+    let regions: Arc<Vec<Enrolled>> = Arc::new(
         cfg.regions
             .iter()
-            .filter(|r| !r.revoked)
-            .map(|r| (r.code, r.certificate.clone()))
+            .map(|r| Enrolled {
+                code: r.code,
+                pin: r.certificate.clone(),
+                revoked: r.revoked,
+            })
             .collect(),
     );
     for code in cfg.unpinned() {
@@ -269,7 +272,18 @@ pub async fn serve(cfg: &FederalConfig, setup: NodeSetup) -> Result<RunningFeder
                     RegionIdentity::Enrolled(peer) => peer,
                     RegionIdentity::Replaced(code) => {
                         tracing::warn!(remote = %conn.remote_address(), region = code, "a certificate of region {code:02} issued before its last enrollment (replaced or revoked); closed");
-                        conn.close(close::UNKNOWN_PEER.into(), b"a replaced certificate");
+                        conn.close(
+                            close::UNKNOWN_PEER.into(),
+                            b"a certificate replaced by a newer one; use the files of the last enrollment",
+                        );
+                        return;
+                    }
+                    RegionIdentity::Revoked(code) => {
+                        tracing::warn!(remote = %conn.remote_address(), region = code, "region {code:02} is revoked; closed");
+                        conn.close(
+                            close::UNKNOWN_PEER.into(),
+                            b"this region's enrollment is revoked at the federal node; call the federal center",
+                        );
                         return;
                     }
                     RegionIdentity::Unknown => {
@@ -283,6 +297,6 @@ pub async fn serve(cfg: &FederalConfig, setup: NodeSetup) -> Result<RunningFeder
             });
         }
     });
-    tracing::info!(%addr, regions = cfg.regions.len(), "federal node serving");
+    tracing::info!(%addr, regions = cfg.regions.iter().filter(|r| !r.revoked).count(), "federal node serving");
     Ok(RunningFederal { addr, node, endpoint })
 }

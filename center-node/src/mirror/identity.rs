@@ -53,14 +53,26 @@ pub enum RegionIdentity {
     /// An enrolled region's name on a certificate that is not the one pinned for it: one
     /// issued before `enroll-region --replace`, so replaced (and revoked with it).
     Replaced(u8),
+    /// A region the federal node revoked (`federal revoke-region`).
+    Revoked(u8),
     /// No enrolled region's name (a region not enrolled here, or revoked; or not a
     /// region's certificate).
     Unknown,
 }
 
-/// Who the connection's certificate says it is, among `regions` (code and pinned
-/// certificate fingerprint, if any).
-pub fn region_of(conn: &quinn::Connection, regions: &[(u8, Option<String>)]) -> RegionIdentity {
+/// An enrolled region as the federal node checks a connection against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    /// The region's code.
+    pub code: u8,
+    /// The SHA-256 of the certificate issued to it last, if pinned.
+    pub pin: Option<String>,
+    /// Revoked: refused whatever it shows.
+    pub revoked: bool,
+}
+
+/// Who the connection's certificate says it is, among the enrolled `regions`.
+pub fn region_of(conn: &quinn::Connection, regions: &[Enrolled]) -> RegionIdentity {
     match tls::peer_certificates(conn) {
         Ok(certs) => identify(&certs, regions),
         Err(_) => RegionIdentity::Unknown,
@@ -68,16 +80,19 @@ pub fn region_of(conn: &quinn::Connection, regions: &[(u8, Option<String>)]) -> 
 }
 
 /// [`region_of`] for the certificates a peer presented.
-pub fn identify(certs: &[CertificateDer<'_>], regions: &[(u8, Option<String>)]) -> RegionIdentity {
-    let Some((code, pin)) = regions
+pub fn identify(certs: &[CertificateDer<'_>], regions: &[Enrolled]) -> RegionIdentity {
+    let Some(r) = regions
         .iter()
-        .find(|(code, _)| region_dns_name(*code).is_ok_and(|name| tls::peer_is_named(certs, &name)))
+        .find(|r| region_dns_name(r.code).is_ok_and(|name| tls::peer_is_named(certs, &name)))
     else {
         return RegionIdentity::Unknown;
     };
-    match (pin, certs.first()) {
-        (None, _) => RegionIdentity::Enrolled(Node::Region(*code)),
-        (Some(pin), Some(ee)) if tls::fingerprint(ee) == *pin => RegionIdentity::Enrolled(Node::Region(*code)),
-        _ => RegionIdentity::Replaced(*code),
+    if r.revoked {
+        return RegionIdentity::Revoked(r.code);
+    }
+    match (&r.pin, certs.first()) {
+        (None, _) => RegionIdentity::Enrolled(Node::Region(r.code)),
+        (Some(pin), Some(ee)) if tls::fingerprint(ee) == *pin => RegionIdentity::Enrolled(Node::Region(r.code)),
+        _ => RegionIdentity::Replaced(r.code),
     }
 }
