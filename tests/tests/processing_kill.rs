@@ -224,7 +224,9 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
+    let started = std::time::Instant::now();
     let out = process(&whole_cfg).output().unwrap();
+    let whole_run = started.elapsed();
     assert!(
         out.status.success(),
         "{}{}",
@@ -259,7 +261,10 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
     }
 
     let mut kills = 0;
-    for wait_ms in [60u64, 120, 180, 250, 350, 500, 700] {
+    // Kills at shares of how long a whole run took here and now (fixed times were too long
+    // on a fast moment and too short on a slow one): the first ones land mid-run.
+    for share in [0.15, 0.2, 0.25, 0.3, 0.4, 0.6, 0.9] {
+        let wait_ms = (whole_run.as_secs_f64() * share * 1000.0) as u64;
         let mut child = process(&killed_cfg)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -272,9 +277,10 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
         }
         child.wait().unwrap();
     }
+    eprintln!("{kills} kill(s) mid-run; a whole run took {whole_run:?}");
     assert!(
         kills >= 2,
-        "processing finished before it could be killed; give it more pages"
+        "processing finished before it could be killed ({kills} kill(s); a whole run took {whole_run:?})"
     );
     let out = process(&killed_cfg).output().unwrap();
     assert!(
