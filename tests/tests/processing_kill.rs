@@ -261,10 +261,12 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
     }
 
     let mut kills = 0;
-    // Kills at shares of how long a whole run took here and now (fixed times were too long
-    // on a fast moment and too short on a slow one): the first ones land mid-run.
-    for share in [0.15, 0.2, 0.25, 0.3, 0.4, 0.6, 0.9] {
-        let wait_ms = (whole_run.as_secs_f64() * share * 1000.0) as u64;
+    // Kills at growing waits until a run finishes by itself: how long a run takes swings
+    // with the machine's load (a fixed set of waits was all too long on a fast moment), and
+    // each killed run leaves less to do.
+    for wait_ms in [
+        10u64, 20, 35, 50, 70, 95, 125, 160, 200, 250, 320, 400, 500, 650, 850, 1100,
+    ] {
         let mut child = process(&killed_cfg)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -274,8 +276,10 @@ async fn a_killed_processing_run_loses_nothing_and_the_next_run_changes_nothing(
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;
+            child.wait().unwrap();
+        } else {
+            break;
         }
-        child.wait().unwrap();
     }
     eprintln!("{kills} kill(s) mid-run; a whole run took {whole_run:?}");
     assert!(
