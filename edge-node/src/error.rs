@@ -75,3 +75,10 @@ impl Error {
         move |source| Error::File { path, source }
     }
 }
+
+impl From<konvert_protocol::Error> for Error {
+    /// A protocol error is a replication error here: one variant, one message.
+    fn from(e: konvert_protocol::Error) -> Self {
+        Error::Replication(e.into())
+    }
+}

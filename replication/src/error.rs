@@ -2,20 +2,10 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A frame's declared length exceeds the maximum; nothing was allocated for it.
-    #[error("frame of {len} bytes exceeds the maximum of {max} bytes; the peer is misbehaving or runs an incompatible version")]
-    FrameTooLarge {
-        /// Declared length.
-        len: usize,
-        /// Maximum allowed.
-        max: usize,
-    },
-    /// A frame's body is not a valid message.
-    #[error("malformed frame: {0}")]
-    MalformedFrame(String),
-    /// The stream ended in the middle of a frame.
-    #[error("the peer closed the stream in the middle of a frame")]
-    TruncatedFrame,
+    /// The peer broke the protocol, sent a receipt or notice that does not verify, or
+    /// refused the session.
+    #[error(transparent)]
+    Protocol(#[from] konvert_protocol::Error),
     /// A frame did not start or finish within its time limit.
     #[error("the peer sent no whole frame within {seconds} s ({what}); the stream is closed")]
     FrameTimeout {
@@ -27,28 +17,6 @@ pub enum Error {
     /// A connection had too many frames unfinished at once.
     #[error("{0} frames are already unfinished on this connection; the stream is closed")]
     TooManyUnfinished(usize),
-    /// A message arrived that is wrong for the state of the exchange.
-    #[error("protocol violation: expected {expected}, got {got}")]
-    Protocol {
-        /// What the state machine expected.
-        expected: &'static str,
-        /// What arrived.
-        got: String,
-    },
-    /// A receipt's signature or contents do not match.
-    #[error("receipt is invalid: {0}")]
-    BadReceipt(String),
-    /// A notice from the center does not verify or does not fit a packet this site sent.
-    #[error("notice from the center is invalid: {0}")]
-    BadNotice(String),
-    /// The center refused the session (on the control stream); `reason` says what to do.
-    #[error("the center refused: {} ({detail})", reason.plain_words())]
-    Refused {
-        /// Why, machine-readable.
-        reason: crate::RejectReason,
-        /// The center's detail, for logs.
-        detail: String,
-    },
     /// Cryptography failed.
     #[error(transparent)]
     Crypto(#[from] konvert_crypto::Error),

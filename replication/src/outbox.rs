@@ -2,6 +2,7 @@
 //! Metadata lives in sled; envelopes are files (sled is not a blob store). An entry is
 //! only marked delivered with a receipt that verified; until then it is sent again.
 
+use konvert_protocol::Error as ProtocolError;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -218,23 +219,25 @@ impl Outbox {
     /// is new.
     pub fn record_verdict(&self, notice: &SignedNotice, center: &VerifyingKey) -> Result<bool> {
         let Notice::TestVerdict(v) = notice.verify(center)? else {
-            return Err(Error::BadNotice("not a test packet's verdict".into()));
+            return Err(ProtocolError::BadNotice("not a test packet's verdict".into()).into());
         };
         let key = packet_key(&v.packet_id, v.version);
         let sent = match self.entries.get(&key).map_err(storage_err)? {
             Some(bytes) => decode(&bytes)?,
             None => {
-                return Err(Error::BadNotice(format!(
+                return Err(ProtocolError::BadNotice(format!(
                     "a verdict on {} v{}, which this station never sent",
                     v.packet_id, v.version
-                )))
+                ))
+                .into())
             }
         };
         if !v.is_for(&sent.offer) {
-            return Err(Error::BadNotice(format!(
+            return Err(ProtocolError::BadNotice(format!(
                 "the verdict on {} v{} is for other content than this station sent",
                 v.packet_id, v.version
-            )));
+            ))
+            .into());
         }
         let bytes = postcard::to_allocvec(notice).map_err(storage_err)?;
         let old = self.notices.insert(key, bytes).map_err(storage_err)?;

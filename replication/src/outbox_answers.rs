@@ -7,6 +7,7 @@
 //! Nothing to keep in step, and a version sealed before the answer arrived counts too.
 
 use konvert_crypto::VerifyingKey;
+use konvert_protocol::Error as ProtocolError;
 
 use super::{decode, Outbox, OutboxState};
 use crate::durable::{packet_key, packet_prefix, storage_err};
@@ -35,23 +36,25 @@ impl Outbox {
     /// version replaces an older one. Returns whether anything changed.
     pub fn record_answer(&self, notice: &SignedNotice, center: &VerifyingKey) -> Result<bool> {
         let Notice::PacketAnswer(a) = notice.verify(center)? else {
-            return Err(Error::BadNotice("not an answer to a packet".into()));
+            return Err(ProtocolError::BadNotice("not an answer to a packet".into()).into());
         };
         let key = packet_key(&a.packet_id, a.version);
         let sent = match self.entries.get(&key).map_err(storage_err)? {
             Some(bytes) => decode(&bytes)?,
             None => {
-                return Err(Error::BadNotice(format!(
+                return Err(ProtocolError::BadNotice(format!(
                     "an answer to {} v{}, which this station never sent",
                     a.packet_id, a.version
-                )))
+                ))
+                .into())
             }
         };
         if sent.offer.digest != a.digest {
-            return Err(Error::BadNotice(format!(
+            return Err(ProtocolError::BadNotice(format!(
                 "the answer to {} v{} is for other content than this station sent",
                 a.packet_id, a.version
-            )));
+            ))
+            .into());
         }
         let tree = self.answers_tree()?;
         if let Some(old) = tree.get(&key).map_err(storage_err)? {

@@ -3,6 +3,7 @@
 //! re-plans on every report, connect and disconnect (and on a timer, so a stalled site's
 //! share is reclaimed) and sends each connected site its [`Share`].
 
+use konvert_protocol::Error as ProtocolError;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -134,10 +135,10 @@ pub(crate) async fn serve_bandwidth(
                     desk.with(|b, now| b.report(&site, now, &status));
                     desk.replan();
                 }
-                Some(Ok(Some(other))) => break Err(Error::Protocol {
+                Some(Ok(Some(other))) => break Err(ProtocolError::Unexpected {
                     expected: "SiteStatus",
                     got: other.kind().into(),
-                }),
+                }.into()),
                 // The bandwidth stream lives as long as the connection: a connection that
                 // ends (the station closed it, the link dropped) ends it too, normally.
                 Some(Err(e)) => {
@@ -170,12 +171,15 @@ pub async fn exchange_bandwidth(
             match read_message(&mut recv).await? {
                 None => return Ok(()),
                 Some(Message::Share(share)) => on_share(share),
-                Some(Message::Reject { reason, detail }) => return Err(Error::Refused { reason, detail }),
+                Some(Message::Reject { reason, detail }) => {
+                    return Err(ProtocolError::Refused { reason, detail }.into())
+                }
                 Some(other) => {
-                    return Err(Error::Protocol {
+                    return Err(ProtocolError::Unexpected {
                         expected: "Share",
                         got: other.kind().into(),
-                    })
+                    }
+                    .into())
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! The edge's side: connect with the station certificate, say Hello, send packets.
 
+use konvert_protocol::Error as ProtocolError;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -147,10 +148,11 @@ pub async fn send_packet_paced(
         SenderEvent::Delivered(receipt) => Ok(Outcome::Delivered(receipt)),
         SenderEvent::Held { relay, detail } => Ok(Outcome::Held { relay, detail }),
         SenderEvent::Rejected { reason, detail } => Ok(Outcome::Rejected { reason, detail }),
-        SenderEvent::SendFrom(_) => Err(Error::Protocol {
+        SenderEvent::SendFrom(_) => Err(ProtocolError::Unexpected {
             expected: "Receipt, Held or Reject",
             got: "a second Accept".into(),
-        }),
+        }
+        .into()),
     }
 }
 
@@ -176,27 +178,30 @@ pub async fn ask_notices_for(
     match next(&mut recv).await? {
         Message::Notices { notices } => {
             if notices.len() > MAX_NOTICES {
-                return Err(Error::Protocol {
+                return Err(ProtocolError::Unexpected {
                     expected: "at most MAX_NOTICES notices",
                     got: format!("{} notices", notices.len()),
-                });
+                }
+                .into());
             }
             for n in &notices {
                 let notice = n.verify(center_key)?;
                 if !wanted(notice.site()) {
-                    return Err(Error::BadNotice(format!(
+                    return Err(ProtocolError::BadNotice(format!(
                         "a notice for site {} was sent to site {site}",
                         notice.site()
-                    )));
+                    ))
+                    .into());
                 }
             }
             Ok(notices)
         }
-        Message::Reject { reason, detail } => Err(Error::Refused { reason, detail }),
-        other => Err(Error::Protocol {
+        Message::Reject { reason, detail } => Err(ProtocolError::Refused { reason, detail }.into()),
+        other => Err(ProtocolError::Unexpected {
             expected: "Notices",
             got: other.kind().into(),
-        }),
+        }
+        .into()),
     }
 }
 
@@ -259,16 +264,17 @@ async fn watch_signed(
     loop {
         match read_message(&mut recv).await? {
             None => return Ok(()),
-            Some(Message::Reject { reason, detail }) => return Err(Error::Refused { reason, detail }),
+            Some(Message::Reject { reason, detail }) => return Err(ProtocolError::Refused { reason, detail }.into()),
             Some(msg) => {
                 let got = msg.kind();
                 match take(msg) {
                     Some(bytes) => on_update(bytes)?,
                     None => {
-                        return Err(Error::Protocol {
+                        return Err(ProtocolError::Unexpected {
                             expected,
                             got: got.into(),
-                        })
+                        }
+                        .into())
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! What to do with a packet (admit, store, verify, receipt) is the [`Intake`]'s business;
 //! this module only moves frames and enforces the protocol through `PacketReceiver`.
 
+use konvert_protocol::Error as ProtocolError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -375,7 +376,10 @@ async fn serve_stream<I: Intake>(
             Ok(Some(msg)) => msg,
             Ok(None) => break Err(Error::Connection("the edge closed the stream mid-packet".into())),
             Err(e) => {
-                if matches!(e, Error::FrameTooLarge { .. } | Error::MalformedFrame(_)) {
+                if matches!(
+                    e,
+                    Error::Protocol(ProtocolError::FrameTooLarge { .. } | ProtocolError::MalformedFrame(_))
+                ) {
                     let _ = write_message(&mut send, &rx.reject(RejectReason::ProtocolViolation, &e.to_string())).await;
                 }
                 break Err(e);
@@ -407,7 +411,7 @@ async fn serve_stream<I: Intake>(
         match rx.handle(msg) {
             Err(e) => {
                 let _ = write_message(&mut send, &rx.reject(RejectReason::ProtocolViolation, &e.to_string())).await;
-                break Err(e);
+                break Err(e.into());
             }
             Ok(ReceiverEvent::Offered(offer)) => {
                 let reply = if offer.size > intake.max_packet_size() {
@@ -452,10 +456,11 @@ async fn serve_stream<I: Intake>(
                     break Err(e);
                 }
                 let Some(mut s) = staging.take() else {
-                    break Err(Error::Protocol {
+                    break Err(ProtocolError::Unexpected {
                         expected: "Offer",
                         got: "Data".into(),
-                    });
+                    }
+                    .into());
                 };
                 let i = intake.clone();
                 writing = Some(tokio::task::spawn_blocking(move || {
@@ -469,10 +474,11 @@ async fn serve_stream<I: Intake>(
                     break Err(e);
                 }
                 let (Some(s), Some(offer)) = (staging.take(), rx.offer().cloned()) else {
-                    break Err(Error::Protocol {
+                    break Err(ProtocolError::Unexpected {
                         expected: "Offer",
                         got: "Done".into(),
-                    });
+                    }
+                    .into());
                 };
                 let (intake2, station2) = (intake.clone(), station.clone());
                 let done = tokio::task::spawn_blocking(move || intake2.complete(&station2, &offer, s))

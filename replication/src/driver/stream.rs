@@ -1,6 +1,7 @@
 //! Reading and writing whole frames on QUIC streams, and the time and count limits that
 //! keep a peer from holding a stream (and its buffer) open with a frame it never finishes.
 
+use konvert_protocol::Error as ProtocolError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,17 +83,17 @@ pub async fn read_message(recv: &mut RecvStream) -> Result<Option<Message>> {
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
         Err(ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(ReadExactError::FinishedEarly(_)) => return Err(Error::TruncatedFrame),
+        Err(ReadExactError::FinishedEarly(_)) => return Err(ProtocolError::TruncatedFrame.into()),
         Err(ReadExactError::ReadError(e)) => return Err(Error::Connection(e.to_string())),
     }
     let len = frame::check_len(prefix, MAX_FRAME_LEN)?;
     let mut body = vec![0u8; len];
     match recv.read_exact(&mut body).await {
         Ok(()) => {}
-        Err(ReadExactError::FinishedEarly(_)) => return Err(Error::TruncatedFrame),
+        Err(ReadExactError::FinishedEarly(_)) => return Err(ProtocolError::TruncatedFrame.into()),
         Err(ReadExactError::ReadError(e)) => return Err(Error::Connection(e.to_string())),
     }
-    frame::decode_body(&body).map(Some)
+    Ok(frame::decode_body(&body).map(Some)?)
 }
 
 /// Reads one frame from a peer that is not trusted to finish it: it must start within
@@ -109,7 +110,7 @@ pub async fn read_message_bounded(recv: &mut RecvStream, frames: &ConnectionFram
             })
         }
         Ok(Ok(None)) => return Ok(None),
-        Ok(Ok(Some(0))) => return Err(Error::TruncatedFrame),
+        Ok(Ok(Some(0))) => return Err(ProtocolError::TruncatedFrame.into()),
         Ok(Ok(Some(_))) => {}
         Ok(Err(e)) => return Err(Error::Connection(e.to_string())),
     }
@@ -124,7 +125,7 @@ pub async fn read_message_bounded(recv: &mut RecvStream, frames: &ConnectionFram
             })
         }
         Ok(Ok(())) => {}
-        Ok(Err(ReadExactError::FinishedEarly(_))) => return Err(Error::TruncatedFrame),
+        Ok(Err(ReadExactError::FinishedEarly(_))) => return Err(ProtocolError::TruncatedFrame.into()),
         Ok(Err(ReadExactError::ReadError(e))) => return Err(Error::Connection(e.to_string())),
     }
     let len = frame::check_len(prefix, MAX_FRAME_LEN)?;
@@ -136,7 +137,7 @@ pub async fn read_message_bounded(recv: &mut RecvStream, frames: &ConnectionFram
             let want = (len - body.len()).min(chunk.len());
             match recv.read(&mut chunk[..want]).await {
                 Ok(Some(n)) => body.extend_from_slice(&chunk[..n]),
-                Ok(None) => return Err(Error::TruncatedFrame),
+                Ok(None) => return Err(ProtocolError::TruncatedFrame.into()),
                 Err(e) => return Err(Error::Connection(e.to_string())),
             }
         }
@@ -147,5 +148,5 @@ pub async fn read_message_bounded(recv: &mut RecvStream, frames: &ConnectionFram
         seconds: budget.as_secs(),
         what: "the rest of a started frame",
     })??;
-    frame::decode_body(&body).map(Some)
+    Ok(frame::decode_body(&body).map(Some)?)
 }

@@ -66,17 +66,17 @@ fn no_common_version_is_refused_with_unsupported_version() {
 fn wrong_messages_are_protocol_errors() {
     assert!(matches!(
         answer_hello(&Message::Done, "c"),
-        Err(Error::Protocol { expected: "Hello", got }) if got == "Done"
+        Err(Error::Unexpected { expected: "Hello", got }) if got == "Done"
     ));
     assert!(matches!(
         check_welcome(&Message::Done),
-        Err(Error::Protocol { got, .. }) if got == "Done"
+        Err(Error::Unexpected { got, .. }) if got == "Done"
     ));
     let future = Message::Welcome {
         version: PROTOCOL_VERSION + 1,
         center: "c".into(),
     };
     assert!(
-        matches!(check_welcome(&future), Err(Error::Protocol { got, .. }) if got.contains(&format!("version {}", PROTOCOL_VERSION + 1)))
+        matches!(check_welcome(&future), Err(Error::Unexpected { got, .. }) if got.contains(&format!("version {}", PROTOCOL_VERSION + 1)))
     );
 }

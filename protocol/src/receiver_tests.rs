@@ -371,9 +371,9 @@ fn held_after_done_is_the_outcome_and_not_a_delivery() {
 #[test]
 fn held_is_refused_mid_transfer_and_before_an_offer() {
     let mut rx = accepted(10);
-    assert!(matches!(rx.held("r", ""), Err(Error::Protocol { .. })));
+    assert!(matches!(rx.held("r", ""), Err(Error::Unexpected { .. })));
     let mut fresh = PacketReceiver::new(100);
-    assert!(matches!(fresh.held("r", ""), Err(Error::Protocol { .. })));
+    assert!(matches!(fresh.held("r", ""), Err(Error::Unexpected { .. })));
 }
 
 #[test]
@@ -424,7 +424,7 @@ fn offers_above_the_maximum_are_shown_to_the_caller_who_must_refuse() {
     );
     assert_eq!(rx.offer(), Some(&offer(101)));
     assert!(
-        matches!(rx.accept(0), Err(Error::Protocol { got, .. }) if got.contains("maximum 100")),
+        matches!(rx.accept(0), Err(Error::Unexpected { got, .. }) if got.contains("maximum 100")),
         "accepting by mistake is caught"
     );
     assert!(matches!(
@@ -471,7 +471,7 @@ fn one_of_each() -> Vec<Message> {
 /// A protocol error that names what arrived.
 fn assert_protocol_error<T: std::fmt::Debug>(r: Result<T>, got_kind: &str, context: &str) {
     match r {
-        Err(Error::Protocol { expected, got }) => {
+        Err(Error::Unexpected { expected, got }) => {
             assert!(!expected.is_empty(), "{context}");
             assert!(
                 got.starts_with(got_kind),
@@ -617,7 +617,7 @@ fn data(offset: u64, n: usize) -> Message {
 /// "expected …, got …", as the operator's log shows it.
 fn violation(r: Result<ReceiverEvent>) -> String {
     match r {
-        Err(e @ Error::Protocol { .. }) => e.to_string(),
+        Err(e @ Error::Unexpected { .. }) => e.to_string(),
         other => panic!("expected a protocol error, got {other:?}"),
     }
 }
@@ -704,11 +704,11 @@ fn receipt_before_done() {
     let early = tx.handle(Message::Receipt {
         receipt: receipt_for(&o, &center_key()),
     });
-    assert!(matches!(early, Err(Error::Protocol { got, .. }) if got == "Receipt"));
+    assert!(matches!(early, Err(Error::Unexpected { got, .. }) if got == "Receipt"));
     // And the center cannot issue one before Complete.
     assert!(matches!(
         accepted(10).receipt(receipt_for(&o, &center_key())),
-        Err(Error::Protocol { .. })
+        Err(Error::Unexpected { .. })
     ));
 }
 
@@ -717,7 +717,7 @@ fn accept_out_of_range_or_out_of_turn() {
     let mut tx = PacketSender::new(offer(10), center_key().verifying_key());
     tx.start().unwrap();
     assert!(
-        matches!(tx.handle(Message::Accept { resume_at: 11 }), Err(Error::Protocol { got, .. }) if got.contains("11 of 10"))
+        matches!(tx.handle(Message::Accept { resume_at: 11 }), Err(Error::Unexpected { got, .. }) if got.contains("11 of 10"))
     );
     let mut rx = PacketReceiver::new(100);
     assert!(rx.accept(0).is_err(), "no offer yet");
@@ -833,7 +833,7 @@ mod random {
                         prop_assert_eq!(cursor, rx.offer().map(|o| o.size));
                         completed = true;
                     }
-                    Err(e) => prop_assert!(matches!(e, Error::Protocol { .. }), "{e:?}"),
+                    Err(e) => prop_assert!(matches!(e, Error::Unexpected { .. }), "{e:?}"),
                 }
             }
         }
@@ -864,7 +864,7 @@ mod random {
                         prop_assert!(!outcome);
                         outcome = true;
                     }
-                    Err(e) => prop_assert!(matches!(e, Error::Protocol { .. } | Error::BadReceipt(_)), "{e:?}"),
+                    Err(e) => prop_assert!(matches!(e, Error::Unexpected { .. } | Error::BadReceipt(_)), "{e:?}"),
                 }
                 prop_assert_eq!(tx.is_finished(), outcome);
                 for _ in 0..pulls {

@@ -73,7 +73,7 @@ impl PacketReceiver {
             Message::Data { offset, bytes } => format!("Data at {offset} ({} bytes)", bytes.len()),
             other => other.kind().to_owned(),
         };
-        Error::Protocol { expected, got }
+        Error::Unexpected { expected, got }
     }
 
     /// Handles a message from the edge.
@@ -96,7 +96,7 @@ impl PacketReceiver {
                     self.state = State::Receiving { next: next + len };
                     return Ok(ReceiverEvent::Write { offset, bytes });
                 };
-                Err(Error::Protocol {
+                Err(Error::Unexpected {
                     expected,
                     got: format!("Data at {offset} ({len} bytes), expected offset {next} of {size}"),
                 })
@@ -105,7 +105,7 @@ impl PacketReceiver {
                 self.state = State::Completing;
                 Ok(ReceiverEvent::Complete)
             }
-            (State::Receiving { next }, Message::Done) => Err(Error::Protocol {
+            (State::Receiving { next }, Message::Done) => Err(Error::Unexpected {
                 expected: "all offered bytes before Done",
                 got: format!("Done at {next} of {}", self.size()),
             }),
@@ -116,7 +116,7 @@ impl PacketReceiver {
     fn deciding(&self, call: &str) -> Result<&Offer> {
         match (&self.state, &self.offer) {
             (State::Deciding, Some(offer)) => Ok(offer),
-            _ => Err(Error::Protocol {
+            _ => Err(Error::Unexpected {
                 expected: "a decision only right after an Offer",
                 got: format!("{call} in state {:?}", self.state),
             }),
@@ -128,7 +128,7 @@ impl PacketReceiver {
     pub fn accept(&mut self, resume_at: u64) -> Result<Message> {
         let offer = self.deciding("Accept")?;
         if resume_at > offer.size {
-            return Err(Error::Protocol {
+            return Err(Error::Unexpected {
                 expected: "Accept within the offered size",
                 got: format!("Accept at {resume_at} of {}", offer.size),
             });
@@ -136,7 +136,7 @@ impl PacketReceiver {
         // A guard against a caller that forgot to refuse: accepting would let the edge
         // stream more than the center is prepared to stage.
         if offer.size > self.max_size {
-            return Err(Error::Protocol {
+            return Err(Error::Unexpected {
                 expected: "Reject(TooLarge) for an offer above the maximum",
                 got: format!("Accept of {} bytes, maximum {}", offer.size, self.max_size),
             });
@@ -157,7 +157,7 @@ impl PacketReceiver {
     /// downstream offers again later.
     pub fn held(&mut self, relay: &str, detail: &str) -> Result<Message> {
         if !matches!(self.state, State::Deciding | State::Completing) {
-            return Err(Error::Protocol {
+            return Err(Error::Unexpected {
                 expected: "Held only right after an Offer or once every byte arrived",
                 got: format!("Held in state {:?}", self.state),
             });
@@ -183,7 +183,7 @@ impl PacketReceiver {
         let offer = match (&self.state, &self.offer) {
             (State::Completing, Some(offer)) => offer,
             _ => {
-                return Err(Error::Protocol {
+                return Err(Error::Unexpected {
                     expected: "a Receipt only after Complete",
                     got: format!("Receipt in state {:?}", self.state),
                 })

@@ -33,7 +33,7 @@ pub fn answer_hello(msg: &Message, center_name: &str) -> Result<(String, Message
         ..
     } = msg
     else {
-        return Err(Error::Protocol {
+        return Err(Error::Unexpected {
             expected: "Hello",
             got: msg.kind().into(),
         });
@@ -58,7 +58,7 @@ pub fn answer_hello(msg: &Message, center_name: &str) -> Result<(String, Message
 pub fn check_welcome(msg: &Message) -> Result<u16> {
     match msg {
         Message::Welcome { version, .. } if (MIN_SUPPORTED..=PROTOCOL_VERSION).contains(version) => Ok(*version),
-        Message::Welcome { version, .. } => Err(Error::Protocol {
+        Message::Welcome { version, .. } => Err(Error::Unexpected {
             expected: "Welcome with a version the edge offered",
             got: format!("Welcome with version {version}"),
         }),
@@ -66,7 +66,7 @@ pub fn check_welcome(msg: &Message) -> Result<u16> {
             reason: *reason,
             detail: detail.clone(),
         }),
-        other => Err(Error::Protocol {
+        other => Err(Error::Unexpected {
             expected: "Welcome or Reject",
             got: other.kind().into(),
         }),

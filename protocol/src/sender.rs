@@ -66,7 +66,7 @@ impl PacketSender {
     /// The Offer message that opens the exchange.
     pub fn start(&mut self) -> Result<Message> {
         if self.state != State::Start {
-            return Err(Error::Protocol {
+            return Err(Error::Unexpected {
                 expected: "a new exchange",
                 got: "start called twice".into(),
             });
@@ -91,7 +91,7 @@ impl PacketSender {
         match (&self.state, msg) {
             (State::AwaitDecision, Message::Accept { resume_at }) => {
                 if resume_at > self.offer.size {
-                    return Err(Error::Protocol {
+                    return Err(Error::Unexpected {
                         expected: "Accept within the offered size",
                         got: format!("Accept at {resume_at} of {}", self.offer.size),
                     });
@@ -116,7 +116,7 @@ impl PacketSender {
                 self.state = State::Finished;
                 Ok(SenderEvent::Rejected { reason, detail })
             }
-            (_, other) => Err(Error::Protocol {
+            (_, other) => Err(Error::Unexpected {
                 expected: self.expected(),
                 got: other.kind().into(),
             }),
@@ -155,11 +155,11 @@ impl PacketSender {
                 self.state = State::AwaitReceipt;
                 Ok(Message::Done)
             }
-            State::Sending { next } => Err(Error::Protocol {
+            State::Sending { next } => Err(Error::Unexpected {
                 expected: "all bytes sent before Done",
                 got: format!("Done at {next} of {}", self.offer.size),
             }),
-            _ => Err(Error::Protocol {
+            _ => Err(Error::Unexpected {
                 expected: self.expected(),
                 got: "Done".into(),
             }),
