@@ -19,7 +19,6 @@ pub mod push;
 pub mod readiness;
 pub mod relay;
 pub mod reserve;
-pub mod retry;
 pub mod rooms;
 pub mod seal;
 

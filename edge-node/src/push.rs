@@ -7,22 +7,21 @@
 //! says where to connect and whose receipts count — always the center's receipt key. A
 //! relay's `Held` leaves the packet pending, to be offered again after a backoff.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use konvert_protocol::push::{schedule_id, PushPlan, PushSession, Retry, SendOutcome, SessionEnd, Step};
 use konvert_replication::driver::{self, Outcome};
 use konvert_replication::inbox::SEGMENT;
-use konvert_replication::schedule::{EdgeScheduler, QueuedPacket};
-use konvert_replication::{pki, tls, Outbox, OutboxEntry, RejectReason};
+use konvert_replication::{pki, tls, Offer, Outbox, OutboxEntry, RejectReason};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::cli::now_unix_ms;
 use crate::config::{PushTuning, SiteConfig};
-use crate::retry::Backoff;
 use crate::{Error, Result};
 use konvert_crypto::registry::{RegistryStore, SignedRegistry};
 
@@ -235,23 +234,27 @@ async fn resolve(address: &str) -> Result<SocketAddr> {
         .ok_or_else(|| Error::Push(format!("the center address {address} resolves to nothing")))
 }
 
-/// How long to wait for newly sealed packets while `more_coming` is up.
-const POLL: Duration = Duration::from_millis(20);
-
 /// Pushes everything in the outbox that has no receipt yet.
 pub async fn push(cfg: &SiteConfig, outbox: Arc<Outbox>, opts: PushOptions) -> Result<PushReport> {
     push_via(&Link::of_site(cfg)?, outbox, opts).await
 }
 
 /// Pushes everything in the outbox that has no receipt yet over `link`.
+///
+/// The decisions (what to start, when a session is over, pacing, backoff, giving up) are
+/// [`PushSession`]'s; this drives it with the connection, the outbox and the clock.
 pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Result<PushReport> {
     let started = Instant::now();
     let endpoint = link_endpoint(link)?;
     let center_key = link.receipt_key;
-    let mut backoff = Backoff::from_seconds(link.tuning.retry_seconds);
     let mut report = PushReport::default();
-    let schedule: Schedule = Arc::new(Mutex::new(EdgeScheduler::new(
-        link.tuning.scheduler_config(),
+    let session: Session = Arc::new(Mutex::new(PushSession::new(
+        PushPlan {
+            parallel: link.tuning.parallel,
+            max_wait_ms: u64::try_from(opts.max_wait.as_millis()).unwrap_or(u64::MAX),
+            retry_seconds: link.tuning.retry_seconds,
+            scheduler: link.tuning.scheduler_config(),
+        },
         now_unix_ms(),
     )));
     loop {
@@ -263,9 +266,8 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
         let error = match connect_link(link, &endpoint).await {
             Err(e) => e.to_string(),
             Ok(conn) => {
-                report.connections += 1;
-                let delivered_before = report.delivered;
                 (opts.on_event)(PushEvent::Connected);
+                lock(&session).connected(now_unix_ms(), &offers(&outbox.pending()?));
                 // Side tasks of this connection, in a set that aborts them when the session
                 // ends and also when the push itself is dropped (a relay shutting down):
                 // none outlives the push holding what its events reach.
@@ -282,23 +284,8 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                         opts.on_event.clone(),
                     ));
                 }
-                // The first report to the center already counts the whole backlog.
-                queue_pending(&mut lock(&schedule), &outbox.pending()?);
-                let gate = Arc::new(ShareGate::new());
-                side.spawn(bandwidth(conn.clone(), schedule.clone(), gate.clone(), opts.clone()));
-                let session = send_session(
-                    &conn,
-                    &outbox,
-                    &Pacing {
-                        schedule: schedule.clone(),
-                        gate: gate.clone(),
-                    },
-                    center_key,
-                    link.tuning.parallel,
-                    &opts,
-                    &mut report,
-                )
-                .await;
+                side.spawn(bandwidth(conn.clone(), session.clone(), opts.clone()));
+                let ended = send_session(&conn, &outbox, &session, center_key, &opts).await;
                 side.abort_all();
                 // Why the center closed the connection (a revoked station certificate), in
                 // plain words, rather than the failed stream's error.
@@ -306,30 +293,34 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
                     .close_reason()
                     .map(|r| tls::explain_connection_error(&r))
                     .filter(|e| matches!(e, konvert_replication::Error::Tls(_)));
-                // A connection that got something across was not a failure to connect: the
-                // next attempt starts from the shortest wait again, so a link that drops now
-                // and then never ends up waiting the longest backoff after every drop.
                 let stats = conn.stats();
                 report.wire_bytes += stats.udp_tx.bytes;
                 report.lost_bytes += stats.path.lost_bytes;
-                let progressed = report.delivered > delivered_before || stats.udp_tx.bytes >= SEGMENT;
                 conn.close(0u32.into(), b"push done");
-                backoff.connection_ended(progressed || session.is_ok());
-                match session {
-                    Ok(()) => continue,
-                    Err(e) => explained.map(|x| x.to_string()).unwrap_or(e),
-                }
+                let done = matches!(ended, Ok(SessionEnd::Done));
+                lock(&session).connection_ended(stats.udp_tx.bytes >= SEGMENT, done);
+                let reason = match ended {
+                    Ok(end) => match end.retry_reason() {
+                        None => continue,
+                        Some(reason) => reason,
+                    },
+                    Err(e) => e,
+                };
+                explained.map(|x| x.to_string()).unwrap_or(reason)
             }
         };
-        if started.elapsed() >= opts.max_wait {
-            let left = outbox.pending()?.len();
-            return Err(Error::Push(format!(
-                "{left} packet(s) still not delivered after {:.0} s; last error: {error}. \
-                 Act on the last error; if the network stays down, use the reserve channel",
-                opts.max_wait.as_secs_f64()
-            )));
-        }
-        let wait = backoff.failed();
+        let retry = lock(&session).retry(now_unix_ms());
+        let wait = match retry {
+            Retry::After(wait) => wait,
+            Retry::GiveUp => {
+                let left = outbox.pending()?.len();
+                return Err(Error::Push(format!(
+                    "{left} packet(s) still not delivered after {:.0} s; last error: {error}. \
+                     Act on the last error; if the network stays down, use the reserve channel",
+                    opts.max_wait.as_secs_f64()
+                )));
+            }
+        };
         warn!("push: {error}; retrying in {:.1} s", wait.as_secs_f64());
         (opts.on_event)(PushEvent::Retrying {
             error,
@@ -338,126 +329,78 @@ pub async fn push_via(link: &Link, outbox: Arc<Outbox>, opts: PushOptions) -> Re
         tokio::time::sleep(wait).await;
     }
     endpoint.close(0u32.into(), b"bye");
+    let s = lock(&session);
+    (report.delivered, report.delivered_bytes) = s.delivered();
+    report.rejected = s.rejected().to_vec();
+    report.connections = s.connections();
+    drop(s);
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-/// Keeps up to `parallel` packets in flight on one connection, topping up from the
-/// outbox as packets finish or get sealed. Returns `Ok` when nothing is left to send,
-/// `Err(reason)` when the connection failed or the center asked to retry later.
+/// The offers of outbox entries.
+fn offers(pending: &[OutboxEntry]) -> Vec<Offer> {
+    pending.iter().map(|e| e.offer.clone()).collect()
+}
+
+/// Runs one connection's session: starts the sends the session asks for (several in
+/// flight), tells it how each ended, and sleeps or polls as it says. Returns how the
+/// session ended, or `Err(reason)` when the connection or the outbox failed.
 async fn send_session(
     conn: &quinn::Connection,
     outbox: &Arc<Outbox>,
-    pacing: &Pacing,
+    session: &Session,
     center_key: konvert_crypto::VerifyingKey,
-    parallel: usize,
     opts: &PushOptions,
-    report: &mut PushReport,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<SessionEnd, String> {
     let mut tasks = JoinSet::new();
-    let mut in_flight: HashSet<(String, u32)> = HashSet::new();
-    // Packets the center asked to retry later are left for the next session.
-    let mut deferred: HashSet<(String, u32)> = HashSet::new();
-    let mut last_deferral: Option<RejectReason> = None;
-    // Packets a relay holds without the center's receipt yet: offered again next session.
-    let mut held: HashSet<(String, u32)> = HashSet::new();
-    let mut held_at = String::new();
     loop {
         let pending = outbox.pending().map_err(|e| e.to_string())?;
-        // The scheduler decides the order (class, then earliest deadline, then arrival) and
-        // holds a class whose transfer window has not opened.
-        let (mut order, wakeup) = {
-            let mut s = lock(&pacing.schedule);
-            queue_pending(&mut s, &pending);
-            let now = now_unix_ms();
-            let order: Vec<String> = s.order(now).into_iter().map(|p| p.id.clone()).collect();
-            (order, s.next_wakeup(now))
-        };
-        let mut by_id: HashMap<String, OutboxEntry> = pending.into_iter().map(|e| (schedule_id(&e.offer), e)).collect();
-        for id in order.drain(..) {
-            if in_flight.len() >= parallel {
-                break;
-            }
-            let Some(entry) = by_id.remove(&id) else { continue };
-            let key = (entry.offer.packet_id.clone(), entry.offer.version);
-            if in_flight.contains(&key) || deferred.contains(&key) || held.contains(&key) {
+        let step = lock(session).step(now_unix_ms(), &offers(&pending), opts.more_coming());
+        let next = match step {
+            Step::End(end) => return Ok(end),
+            Step::Sleep { ms } => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
                 continue;
             }
-            in_flight.insert(key);
-            let (conn, outbox, opts, pacing) = (conn.clone(), outbox.clone(), opts.clone(), pacing.clone());
-            tasks.spawn(async move {
-                let outcome = send_one(&conn, &outbox, &pacing, &entry, center_key, &opts).await;
-                (entry, outcome)
-            });
-        }
-        if tasks.is_empty() && deferred.is_empty() && held.is_empty() {
-            if let Some(at) = wakeup {
-                // Everything left waits for its transfer window: stay connected (registry
-                // updates still arrive) and look again when the first window opens.
-                let wait = at.saturating_sub(now_unix_ms()).clamp(20, 1000);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
+            Step::Start(started) => {
+                let mut by_id: HashMap<String, OutboxEntry> =
+                    pending.into_iter().map(|e| (schedule_id(&e.offer), e)).collect();
+                for offer in started {
+                    let Some(entry) = by_id.remove(&schedule_id(&offer)) else {
+                        continue;
+                    };
+                    let (conn, outbox, opts, session) = (conn.clone(), outbox.clone(), opts.clone(), session.clone());
+                    tasks.spawn(async move {
+                        let outcome = send_one(&conn, &outbox, &session, &entry, center_key, &opts).await;
+                        (entry, outcome)
+                    });
+                }
                 continue;
             }
-        }
-        if tasks.is_empty() {
-            if !held.is_empty() && deferred.is_empty() {
-                return Err(format!(
-                    "{} packet(s) held at relay {held_at}, waiting for the center's receipt",
-                    held.len()
-                ));
+            Step::AwaitSend { poll_ms: Some(ms) } => {
+                match tokio::time::timeout(Duration::from_millis(ms), tasks.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => continue,
+                }
             }
-            if !deferred.is_empty() {
-                let why = last_deferral
-                    .map(RejectReason::plain_words)
-                    .unwrap_or("no reason given");
-                return Err(format!(
-                    "the center asked to retry {} packet(s) later: {why}",
-                    deferred.len()
-                ));
-            }
-            if !opts.more_coming() {
-                return Ok(());
-            }
-            tokio::time::sleep(POLL).await;
-            continue;
-        }
-        let next = if opts.more_coming() {
-            match tokio::time::timeout(POLL, tasks.join_next()).await {
-                Ok(next) => next,
-                Err(_) => continue,
-            }
-        } else {
-            tasks.join_next().await
+            Step::AwaitSend { poll_ms: None } => tasks.join_next().await,
         };
-        let Some(joined) = next else { continue };
+        // The session counts a send in flight only once its task is spawned.
+        let Some(joined) = next else {
+            return Err("the push lost track of its sends in flight".into());
+        };
         let (entry, outcome) = joined.map_err(|e| format!("send task failed: {e}"))?;
-        in_flight.remove(&(entry.offer.packet_id.clone(), entry.offer.version));
-        if matches!(&outcome, Ok(Outcome::Delivered(_)))
-            || matches!(&outcome, Ok(Outcome::Rejected { reason, .. }) if !reason.is_retryable())
-        {
-            lock(&pacing.schedule).finished(now_unix_ms(), &schedule_id(&entry.offer));
-        }
-        match outcome {
-            Ok(Outcome::Delivered(_)) => {
-                report.delivered += 1;
-                report.delivered_bytes += entry.offer.size;
-            }
-            Ok(Outcome::Held { relay, .. }) => {
-                held_at = relay;
-                held.insert((entry.offer.packet_id.clone(), entry.offer.version));
-            }
-            Ok(Outcome::Rejected { reason, .. }) if reason.is_retryable() => {
-                last_deferral = Some(reason);
-                deferred.insert((entry.offer.packet_id.clone(), entry.offer.version));
-            }
-            Ok(Outcome::Rejected { reason, detail }) => {
-                report.rejected.push((entry.offer.packet_id.clone(), reason, detail));
-            }
+        let outcome = match outcome {
+            Ok(Outcome::Delivered(_)) => SendOutcome::Delivered,
+            Ok(Outcome::Held { relay, .. }) => SendOutcome::Held { relay },
+            Ok(Outcome::Rejected { reason, detail }) => SendOutcome::Rejected { reason, detail },
             Err(e) => {
                 tasks.abort_all();
                 return Err(e.to_string());
             }
-        }
+        };
+        lock(session).finished(now_unix_ms(), &entry.offer, &outcome);
     }
 }
 
@@ -569,7 +512,7 @@ pub async fn connect_link(link: &Link, endpoint: &quinn::Endpoint) -> Result<qui
 async fn send_one(
     conn: &quinn::Connection,
     outbox: &Outbox,
-    pacing: &Pacing,
+    session: &Session,
     entry: &OutboxEntry,
     center_key: konvert_crypto::VerifyingKey,
     opts: &PushOptions,
@@ -577,13 +520,10 @@ async fn send_one(
     let path = outbox.envelope_path(entry);
     let (id, size) = (entry.offer.packet_id.clone(), entry.offer.size);
     let on_event = opts.on_event.clone();
-    let sid = schedule_id(&entry.offer);
     let progress = {
-        let (schedule, sid) = (pacing.schedule.clone(), sid.clone());
+        let (session, offer) = (session.clone(), entry.offer.clone());
         move |offset| {
-            // Bytes handed to the stream: QUIC's flow control keeps them within a window
-            // of what the center has read, which is what goodput and the ETA are about.
-            lock(&schedule).acknowledged(now_unix_ms(), &sid, offset);
+            lock(&session).acknowledged(now_unix_ms(), &offer, offset);
             on_event(PushEvent::Progress {
                 packet_id: id.clone(),
                 offset,
@@ -592,23 +532,8 @@ async fn send_one(
         }
     };
     let pace = {
-        let (schedule, gate) = (pacing.schedule.clone(), pacing.gate.clone());
-        move |bytes: u64| {
-            if let Some(wait) = gate.wait() {
-                return Some(wait);
-            }
-            let mut s = lock(&schedule);
-            let now = now_unix_ms();
-            match s.ready_at(now, bytes) {
-                Some(at) if at <= now => {
-                    s.grant(now, bytes);
-                    None
-                }
-                Some(at) => Some(Duration::from_millis(at - now)),
-                // A share of zero: ask again shortly, a new plan may come.
-                None => Some(Duration::from_millis(500)),
-            }
-        }
+        let session = session.clone();
+        move |bytes: u64| lock(&session).pace(now_unix_ms(), bytes).map(Duration::from_millis)
     };
     let outcome = driver::send_packet_paced(conn, entry.offer.clone(), center_key, &path, &progress, &pace).await?;
     match &outcome {
@@ -643,86 +568,42 @@ async fn send_one(
     Ok(outcome)
 }
 
-/// The edge's schedule for one push, shared by its send tasks and its bandwidth stream.
-type Schedule = Arc<Mutex<EdgeScheduler>>;
+/// The push's session, shared by its send tasks and its bandwidth stream.
+type Session = Arc<Mutex<PushSession>>;
 
-/// What paces a connection's send tasks: the push's schedule and the connection's gate.
-#[derive(Clone)]
-struct Pacing {
-    schedule: Schedule,
-    gate: Arc<ShareGate>,
-}
-
-fn lock(schedule: &Schedule) -> std::sync::MutexGuard<'_, EdgeScheduler> {
+fn lock(session: &Session) -> std::sync::MutexGuard<'_, PushSession> {
     // A panicked send task leaves at worst a stale byte count, which the next
     // acknowledgment corrects.
-    schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    session.lock().unwrap_or_else(PoisonError::into_inner)
 }
-
-/// Queues every pending packet the scheduler does not know yet.
-fn queue_pending(s: &mut EdgeScheduler, pending: &[OutboxEntry]) {
-    for entry in pending {
-        let id = schedule_id(&entry.offer);
-        if !s.contains(&id) {
-            s.push(QueuedPacket {
-                id,
-                priority: entry.offer.priority,
-                deadline_unix_ms: entry.offer.deadline_unix_ms,
-                size: entry.offer.size,
-                acked: 0,
-            });
-        }
-    }
-}
-
-/// The scheduler's name for a packet version.
-fn schedule_id(offer: &konvert_replication::Offer) -> String {
-    format!("{}.v{}", offer.packet_id, offer.version)
-}
-
-/// How long a share from the center is obeyed without a newer one. Judged by this
-/// station's clock from when the share arrived: the center's clock is not this one's.
-const SHARE_VALID: Duration = Duration::from_secs(30);
 
 /// Reports the site's backlog, goodput and deadline to the center and paces to the shares
 /// it sends back, for as long as the connection lasts. Against a center without a broker
 /// it only keeps the goodput measurement ticking.
-async fn bandwidth(conn: quinn::Connection, schedule: Schedule, gate: Arc<ShareGate>, opts: PushOptions) {
+async fn bandwidth(conn: quinn::Connection, session: Session, opts: PushOptions) {
     let on_event = opts.on_event.clone();
     // Every report also tells the operator where the backlog stands against 23:59.
     let measure = {
-        let schedule = schedule.clone();
-        let opts = opts.clone();
+        let session = session.clone();
         move || {
-            let mut s = lock(&schedule);
-            let now = now_unix_ms();
-            if let Some(expected) = &opts.expected {
-                let (bytes, deadline) = expected.get();
-                s.expect(bytes, deadline);
-            }
-            s.tick(now);
-            let status = s.status(now);
-            drop(s);
+            let expected = opts.expected.as_ref().map(|e| e.get());
+            let (status, site) = lock(&session).tick(now_unix_ms(), expected);
             (opts.on_event)(PushEvent::Schedule {
                 backlog_bytes: status.backlog_bytes,
                 eta_unix_ms: status.eta_unix_ms,
                 deadline_unix_ms: status.deadline_unix_ms,
                 risk: status.risk,
             });
-            lock(&schedule).site_status(now)
+            site
         }
     };
     let measure = Arc::new(measure);
     let status = measure.clone();
-    let on_share_gate = gate.clone();
     let on_share = {
-        let schedule = schedule.clone();
-        Arc::new(move |mut share: konvert_replication::Share| {
-            let now = now_unix_ms();
-            share.valid_until_unix_ms = now + SHARE_VALID.as_millis() as u64;
+        let session = session.clone();
+        Arc::new(move |share: konvert_replication::Share| {
             let (rate, risk) = (share.rate_bytes_per_s, share.risk);
-            lock(&schedule).set_share(now, share);
-            on_share_gate.open();
+            lock(&session).share(now_unix_ms(), share);
             on_event(PushEvent::Share {
                 rate_bytes_per_s: rate,
                 risk,
@@ -733,41 +614,9 @@ async fn bandwidth(conn: quinn::Connection, schedule: Schedule, gate: Arc<ShareG
         tracing::debug!("bandwidth stream ended: {e}");
     }
     // No broker at the center (or the stream failed): the site's own rate applies.
-    gate.open();
+    lock(&session).no_share_coming();
     loop {
         tokio::time::sleep(driver::STATUS_EVERY).await;
         measure();
-    }
-}
-
-/// Holds data back at the start of a connection until the center's first share arrives
-/// (or the center turns out to have no broker), so a fast site does not flood a center
-/// that is rationing its ingress. Never for long: after [`FIRST_SHARE_WAIT`] it opens.
-struct ShareGate {
-    open: AtomicBool,
-    since: Instant,
-}
-
-/// The longest a connection waits for its first share.
-const FIRST_SHARE_WAIT: Duration = Duration::from_secs(1);
-
-impl ShareGate {
-    fn new() -> Self {
-        ShareGate {
-            open: AtomicBool::new(false),
-            since: Instant::now(),
-        }
-    }
-
-    fn open(&self) {
-        self.open.store(true, Ordering::Release);
-    }
-
-    /// How long to wait before asking again, while the gate is shut.
-    fn wait(&self) -> Option<Duration> {
-        if self.open.load(Ordering::Acquire) || self.since.elapsed() >= FIRST_SHARE_WAIT {
-            return None;
-        }
-        Some(Duration::from_millis(10))
     }
 }

@@ -9,11 +9,13 @@
 //! and keeps its queues on sled.
 
 pub mod answer;
+pub mod backoff;
 mod error;
 pub mod frame;
 pub mod handshake;
 pub mod message;
 pub mod notice;
+pub mod push;
 pub mod receipt;
 pub mod receiver;
 pub mod schedule;

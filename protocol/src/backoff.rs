@@ -1,4 +1,4 @@
-//! How long a push waits before it connects again.
+//! How long a push waits before it connects again (sans-IO: it only counts, the driver sleeps).
 
 use std::time::Duration;
 
