@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use konvert_center::cli::CenterCommand;
+use konvert_devtools::bench::{self, TransferBench};
+use konvert_devtools::bench_network::NetworkBench;
+use konvert_devtools::bench_replication::{self, Source};
+use konvert_devtools::demo::{self, DemoOptions};
 use konvert_edge::cli::EdgeCommand;
-use konvert_ops::bench::{self, TransferBench};
-use konvert_ops::bench_network::NetworkBench;
-use konvert_ops::bench_replication::{self, Source};
-use konvert_ops::demo::{self, DemoOptions};
 use konvert_ops::keys::KeysCommand;
 
 /// konvert moves the day's exam scans from exam sites to the regional center, sealed,
@@ -108,7 +108,7 @@ fn simulate_region(a: RegionArgs) -> anyhow::Result<()> {
         json,
         summary,
     } = a;
-    use konvert_ops::simulate::{self, Scenario};
+    use konvert_devtools::simulate::{self, Scenario};
     let mut scenarios = match scenario.as_str() {
         "all" => Scenario::presets(),
         "region" => vec![Scenario::region(participants)],
@@ -242,10 +242,10 @@ enum BenchCommand {
     /// into PostgreSQL, against a plain COPY of the same rows in the same run.
     Mirror {
         /// Regions sending their day.
-        #[arg(long, default_value_t = konvert_ops::bench_mirror::COUNTRY_REGIONS)]
+        #[arg(long, default_value_t = konvert_devtools::bench_mirror::COUNTRY_REGIONS)]
         regions: u8,
         /// Results per region.
-        #[arg(long, default_value_t = konvert_ops::bench_mirror::REGION_PARTICIPANTS)]
+        #[arg(long, default_value_t = konvert_devtools::bench_mirror::REGION_PARTICIPANTS)]
         participants: usize,
         /// Bytes of one result row.
         #[arg(long, default_value_t = 320)]
@@ -324,20 +324,20 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             command: Some(BenchCommand::Recognition { pages }),
             ..
         }) => {
-            tokio::task::block_in_place(|| konvert_ops::bench_recognition::run(pages))?;
+            tokio::task::block_in_place(|| konvert_devtools::bench_recognition::run(pages))?;
         }
         Command::Bench(BenchArgs {
             command: Some(BenchCommand::Process { participants, per_room }),
             ..
         }) => {
-            let b = konvert_ops::bench_process::ProcessBench { participants, per_room };
-            tokio::task::block_in_place(|| konvert_ops::bench_process::run(&b))?;
+            let b = konvert_devtools::bench_process::ProcessBench { participants, per_room };
+            tokio::task::block_in_place(|| konvert_devtools::bench_process::run(&b))?;
         }
         Command::Bench(BenchArgs {
             command: Some(BenchCommand::Signatures { count, tokens }),
             ..
         }) => {
-            tokio::task::block_in_place(|| konvert_ops::bench_signatures::run(count, tokens))?;
+            tokio::task::block_in_place(|| konvert_devtools::bench_signatures::run(count, tokens))?;
         }
         Command::Bench(BenchArgs {
             command:
@@ -348,7 +348,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }),
             ..
         }) => {
-            konvert_ops::bench_day::run(participants, settle_ms, quiet_seconds).await?;
+            konvert_devtools::bench_day::run(participants, settle_ms, quiet_seconds).await?;
         }
         Command::Bench(BenchArgs {
             command:
@@ -359,12 +359,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }),
             ..
         }) => {
-            let b = konvert_ops::bench_day_cpu::DayCpuBench {
+            let b = konvert_devtools::bench_day_cpu::DayCpuBench {
                 idle: Duration::from_secs(idle_seconds),
                 participants,
                 edge_bin,
             };
-            tokio::task::block_in_place(|| konvert_ops::bench_day_cpu::run(&b))?;
+            tokio::task::block_in_place(|| konvert_devtools::bench_day_cpu::run(&b))?;
         }
         Command::Bench(BenchArgs {
             command:
@@ -422,7 +422,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             command: Some(BenchCommand::Quic { mb, streams }),
             ..
         }) => {
-            let f = konvert_ops::bench_quic::run(mb.max(1) * 1_000_000, streams).await?;
+            let f = konvert_devtools::bench_quic::run(mb.max(1) * 1_000_000, streams).await?;
             println!(
                 "bench quic: {:.0} MB over {streams} streams, mutual-TLS QUIC on loopback, no disk, no sealing",
                 f.bytes as f64 / 1e6
@@ -458,7 +458,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             if let Some(p) = parallel {
                 b.parallel = p;
             }
-            konvert_ops::bench_network::run(&b).await?;
+            konvert_devtools::bench_network::run(&b).await?;
         }
         Command::Bench(BenchArgs {
             command:
@@ -471,8 +471,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }),
             ..
         }) => {
-            let d = konvert_ops::bench_mirror::MirrorBench::default();
-            let b = konvert_ops::bench_mirror::MirrorBench {
+            let d = konvert_devtools::bench_mirror::MirrorBench::default();
+            let b = konvert_devtools::bench_mirror::MirrorBench {
                 regions,
                 participants,
                 row_bytes,
@@ -483,8 +483,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 "konvert bench mirror: {regions} region(s) × {participants} results into the federal node's PostgreSQL, \
                  against COPY in the same run"
             );
-            let figures = tokio::task::block_in_place(|| konvert_ops::bench_mirror::run(&b));
-            print!("{}", konvert_ops::bench_mirror::rows(&b, &figures).render());
+            let figures = tokio::task::block_in_place(|| konvert_devtools::bench_mirror::run(&b));
+            print!("{}", konvert_devtools::bench_mirror::rows(&b, &figures).render());
             figures?;
         }
         Command::Bench(BenchArgs {
@@ -496,13 +496,13 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }),
             ..
         }) => {
-            let b = konvert_ops::bench_mirror_lag::MirrorLagBench {
+            let b = konvert_devtools::bench_mirror_lag::MirrorLagBench {
                 participants,
                 row_bytes,
                 delay: std::time::Duration::from_millis(delay_ms),
                 ..Default::default()
             };
-            println!("{}", konvert_ops::bench_mirror_lag::run(&b).await?.report());
+            println!("{}", konvert_devtools::bench_mirror_lag::run(&b).await?.report());
         }
         Command::Center(cmd) => konvert_center::cli::run(cmd).await?,
         Command::Edge(cmd) => konvert_edge::cli::run(cmd).await?,
@@ -538,8 +538,8 @@ async fn main() -> ExitCode {
     konvert_replication::logging::init(cli.log_format, "warn");
     let result = run(cli.command).await;
     // A benchmark running this binary as a child learns its peak memory this way.
-    if std::env::var_os(konvert_ops::bench_rss::REPORT_PEAK_RSS_ENV).is_some() {
-        if let Some(peak) = konvert_ops::stats::peak_rss_bytes(std::process::id()) {
+    if std::env::var_os(konvert_devtools::bench_rss::REPORT_PEAK_RSS_ENV).is_some() {
+        if let Some(peak) = konvert_devtools::stats::peak_rss_bytes(std::process::id()) {
             eprintln!("peak_rss_bytes={peak}");
         }
     }

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use konvert_center::answer_file::{AnswerBatch, EXTENSION};
 use konvert_crypto::pkcs11::{module_path_from_env, Pkcs11Module, IDENTITY_KEY_LABEL};
 use konvert_crypto::registry::TokenRole;
-use konvert_ops::quick_authority::QuickAuthority;
+use konvert_devtools::quick_authority::QuickAuthority;
 use konvert_replication::{AnswerOutcome, PacketAnswer};
 
 const KONVERT: &str = env!("CARGO_BIN_EXE_konvert");

@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use konvert_center::specialist::{self, SpecialistLogin};
 use konvert_crypto::pkcs11::{module_path_from_env, Pkcs11Module, IDENTITY_KEY_LABEL, LOADER_KEY_LABEL};
 use konvert_crypto::registry::TokenRole;
-use konvert_ops::quick_authority::QuickAuthority;
+use konvert_devtools::quick_authority::QuickAuthority;
 
 const KONVERT: &str = env!("CARGO_BIN_EXE_konvert");
 const PIN: &str = common::TOKEN_PIN;

@@ -10,8 +10,8 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use konvert_center::provision;
+use konvert_devtools::quick_authority::QuickAuthority;
 use konvert_edge::cli::now_unix_ms;
-use konvert_ops::quick_authority::QuickAuthority;
 
 const KONVERT: &str = env!("CARGO_BIN_EXE_konvert");
 
@@ -288,7 +288,7 @@ fn the_systemd_units_start_real_commands_hardened() {
 /// finish, receipts it, then exits 0 saying nothing was left unfinished.
 #[test]
 fn a_stopping_center_lets_the_packet_in_flight_finish() {
-    use konvert_ops::bench::{Rig, BENCH_PIN};
+    use konvert_devtools::bench::{Rig, BENCH_PIN};
     let root = tempfile::tempdir().unwrap();
     let rig = Rig::new(root.path(), false).unwrap();
     // 6 MB paced to 8 Mbit/s: several seconds on the wire.
@@ -297,7 +297,7 @@ fn a_stopping_center_lets_the_packet_in_flight_finish() {
     std::fs::write(&rig.site_toml, text).unwrap();
     let cfg = konvert_edge::SiteConfig::load(&rig.site_toml).unwrap();
     let scans = root.path().join("scans");
-    konvert_ops::rooms::write_random_file(&scans, "scan.bin", 1, 6_000_000).unwrap();
+    konvert_devtools::rooms::write_random_file(&scans, "scan.bin", 1, 6_000_000).unwrap();
     let outbox = konvert_replication::Outbox::open(&cfg.data_dir).unwrap();
     let signer = konvert_crypto::token::TokenFile::read(cfg.token_file().unwrap())
         .unwrap()

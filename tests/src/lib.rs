@@ -14,10 +14,10 @@ use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::token::TokenFile;
 use konvert_crypto::SigningKey;
 use konvert_crypto::VerifyingKey;
+use konvert_devtools::quick_authority::QuickAuthority;
 use konvert_edge::cli::now_unix_ms;
 use konvert_edge::{seal_room, SiteConfig};
 use konvert_exam::{ExamKind, PacketKind, PacketRef};
-use konvert_ops::quick_authority::QuickAuthority;
 use konvert_replication::driver::{self, Outcome};
 use konvert_replication::{pki, tls, Outbox, OutboxEntry};
 
@@ -167,7 +167,7 @@ impl SiteFixture {
     /// Writes a room of `pages` scan-like files and seals it.
     pub fn seal_room(&self, room: &str, pages: usize, page_bytes: usize, seed: u64) -> OutboxEntry {
         let room_dir = self.dir.join("scans").join(room);
-        konvert_ops::rooms::write_room(&room_dir, seed, pages, page_bytes).unwrap();
+        konvert_devtools::rooms::write_room(&room_dir, seed, pages, page_bytes).unwrap();
         self.seal_dir(&room_dir, room, &self.signer)
     }
 
@@ -208,7 +208,7 @@ impl SiteFixture {
     /// Writes a small room under `scans/<room>` and seals it as [`SiteFixture::seal_as`].
     pub fn seal_small(&self, room: &str, signer: &SigningKey, date: &str, sealed_at_unix_ms: u64) -> OutboxEntry {
         let room_dir = self.dir.join("scans").join(room);
-        konvert_ops::rooms::write_room(&room_dir, 7, 2, 5_000).unwrap();
+        konvert_devtools::rooms::write_room(&room_dir, 7, 2, 5_000).unwrap();
         self.seal_as(&room_dir, room, signer, date, sealed_at_unix_ms)
     }
 

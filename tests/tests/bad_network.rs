@@ -8,8 +8,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use konvert_devtools::impair::{ImpairProxy, Impairment};
 use konvert_edge::{push, PushOptions};
-use konvert_ops::impair::{ImpairProxy, Impairment};
 use konvert_replication::OutboxState;
 use konvert_tests::{stored_files, CenterFixture};
 

@@ -117,7 +117,7 @@ fn seal_kind(site: &SiteFixture, room: &str, kind: PacketKind, pages: usize, pag
     let dir = site.dir.join("scans").join(format!("{room}-{kind:?}"));
     for p in 0..pages {
         let name = format!("page_{:04}.tif", p + 1);
-        konvert_ops::rooms::write_random_file(&dir, &name, kind as u64 * 100 + p as u64, page_bytes).unwrap();
+        konvert_devtools::rooms::write_random_file(&dir, &name, kind as u64 * 100 + p as u64, page_bytes).unwrap();
     }
     let packet = PacketRef {
         site: site.cfg.site.clone(),

@@ -69,7 +69,9 @@ async fn three_edges_several_packets_each_stored_once_and_receipted() {
         }
     }
     // The metrics endpoint speaks Prometheus text format with what happened.
-    let text = konvert_ops::demo::scrape(center.metrics_addr.unwrap()).await.unwrap();
+    let text = konvert_devtools::demo::scrape(center.metrics_addr.unwrap())
+        .await
+        .unwrap();
     assert!(
         text.contains("# TYPE konvert_delivery_latency_seconds histogram"),
         "{text}"
@@ -167,7 +169,7 @@ async fn tampered_truncated_and_unknown_signer_envelopes_are_rejected_and_nothin
     // A member key the center does not know.
     let stranger = konvert_crypto::SigningKey::generate().unwrap();
     let room = site.dir.join("scans/0002");
-    konvert_ops::rooms::write_room(&room, 9, 2, 10_000).unwrap();
+    konvert_devtools::rooms::write_room(&room, 9, 2, 10_000).unwrap();
     let foreign = site.seal_dir(&room, "0002", &stranger);
     let bytes = std::fs::read(site.outbox.envelope_path(&foreign)).unwrap();
     match offer_raw(&site, center.addr, key, &foreign.offer, &bytes, "stranger").await {
@@ -187,7 +189,9 @@ async fn tampered_truncated_and_unknown_signer_envelopes_are_rejected_and_nothin
     assert!(err.contains(RejectReason::UnknownSigner.plain_words()), "{err}");
     assert_eq!(center.inbox.len(), 1);
     assert_eq!(site.outbox.pending().unwrap().len(), 1);
-    let text = konvert_ops::demo::scrape(center.metrics_addr.unwrap()).await.unwrap();
+    let text = konvert_devtools::demo::scrape(center.metrics_addr.unwrap())
+        .await
+        .unwrap();
     assert!(
         text.contains("konvert_packets_rejected_total{reason=\"bad_signature\"}"),
         "{text}"
@@ -244,7 +248,9 @@ async fn re_push_gets_already_have_with_the_original_receipt_and_the_store_is_un
     }
     assert_eq!(center.inbox.len(), 3);
     assert_eq!(stored_files(&fx.center_dir()), before);
-    let text = konvert_ops::demo::scrape(center.metrics_addr.unwrap()).await.unwrap();
+    let text = konvert_devtools::demo::scrape(center.metrics_addr.unwrap())
+        .await
+        .unwrap();
     assert!(text.contains("konvert_packets_duplicate_total 3"), "{text}");
     center.shutdown().await;
 }
@@ -370,12 +376,12 @@ async fn center_killed_mid_transfer_and_restarted_everything_arrives_exactly_onc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_delivers_every_packet_with_verified_receipts() {
-    let opts = konvert_ops::demo::DemoOptions {
+    let opts = konvert_devtools::demo::DemoOptions {
         rooms: 2,
         participants: 3,
         ..Default::default()
     };
-    let report = konvert_ops::demo::run(&opts, false).await.unwrap();
+    let report = konvert_devtools::demo::run(&opts, false).await.unwrap();
     // 3 sites × 2 rooms × (forms + blanks).
     assert_eq!(report.packets, 12);
     assert_eq!(report.stored, 12);

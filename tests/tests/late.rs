@@ -52,7 +52,7 @@ async fn a_late_rescan_is_receipted_flagged_and_held_back_and_the_on_time_versio
 
     // Version 1 arrives on time.
     let room = site.dir.join("scans/0001");
-    konvert_ops::rooms::write_room(&room, 1, 2, 10_000).unwrap();
+    konvert_devtools::rooms::write_room(&room, 1, 2, 10_000).unwrap();
     let on_time = site.seal_as(&room, "0001", &site.signer, &day, now_unix_ms());
     assert_eq!(push(&site.cfg, site.outbox.clone(), opts()).await.unwrap().delivered, 1);
     let record = center.inbox.lookup(&on_time.offer.packet_id, 1).unwrap().unwrap();
@@ -65,7 +65,7 @@ async fn a_late_rescan_is_receipted_flagged_and_held_back_and_the_on_time_versio
     let center = konvert_center::serve(&cfg).await.unwrap();
     site.cfg.center.address = center.addr.to_string();
     let rescan = site.dir.join("rescan/0001");
-    konvert_ops::rooms::write_room(&rescan, 2, 2, 12_000).unwrap();
+    konvert_devtools::rooms::write_room(&rescan, 2, 2, 12_000).unwrap();
     let late_one = site.seal_as(&rescan, "0001", &site.signer, &day, now_unix_ms());
     assert_eq!(late_one.offer.version, 2);
     // Stored and receipted: the site stops resending, nothing is lost.

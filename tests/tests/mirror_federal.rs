@@ -975,7 +975,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 async fn scrape_until(addr: SocketAddr, series: &str, want: f64, log: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = konvert_ops::demo::scrape(addr).await.unwrap_or_default();
+        let text = konvert_devtools::demo::scrape(addr).await.unwrap_or_default();
         if sample(&text, series) == Some(want) {
             return text;
         }

@@ -147,7 +147,7 @@ async fn a_serving_center_shows_its_monitoring_page_in_a_real_browser() {
     // Room 0001's forms and blanks.
     site.seal_room("0001", 2, 30_000, 7);
     let forms_dir = site.dir.join("scans").join("0001-forms");
-    konvert_ops::rooms::write_room(&forms_dir, 8, 1, 20_000).unwrap();
+    konvert_devtools::rooms::write_room(&forms_dir, 8, 1, 20_000).unwrap();
     let forms = PacketRef {
         site: site.cfg.site.clone(),
         date: EXAM_DAY.parse().unwrap(),

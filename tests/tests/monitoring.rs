@@ -118,8 +118,8 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_cen
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let (center_text, relay_text) = loop {
-        let center_text = konvert_ops::demo::scrape(center_metrics).await.unwrap();
-        let relay_text = konvert_ops::demo::scrape(relay_metrics).await.unwrap();
+        let center_text = konvert_devtools::demo::scrape(center_metrics).await.unwrap();
+        let relay_text = konvert_devtools::demo::scrape(relay_metrics).await.unwrap();
         let shown = |name: &str| {
             center_text
                 .lines()
@@ -343,7 +343,7 @@ async fn served_mirror_exposition() -> Option<String> {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
-        let text = konvert_ops::demo::scrape(metrics_addr).await.unwrap_or_default();
+        let text = konvert_devtools::demo::scrape(metrics_addr).await.unwrap_or_default();
         let refused = text
             .contains(r#"konvert_mirror_refusals_total{kind="processing_results",peer="09",reason="wrong_signer"} 1"#);
         let settled = text.contains(r#"konvert_mirror_lag_seconds{kind="recomputed_scores",peer="09"} 0"#);

@@ -196,7 +196,7 @@ async fn a_plan_imported_while_serving_decides_zones_issues_seating_and_every_pl
     // /metrics, as Prometheus scrapes it, once the watch has looked since the delivery.
     let until = Instant::now() + Duration::from_secs(30);
     let text = loop {
-        let text = konvert_ops::demo::scrape(metrics_addr).await.unwrap();
+        let text = konvert_devtools::demo::scrape(metrics_addr).await.unwrap();
         if value(&text, "konvert_site_rooms_outstanding{site=\"0101\"}") == Some(0.0) {
             break text;
         }

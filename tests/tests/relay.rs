@@ -210,7 +210,7 @@ async fn a_relay_cannot_alter_a_packet_nor_carry_a_site_it_is_not_enrolled_for_n
     // A packet of a carried site signed by a token bound to another site: the signer must
     // still be bound to the envelope's site, whoever carries it.
     let room = school.dir.join("scans/0009");
-    konvert_ops::rooms::write_room(&room, 12, 2, 5_000).unwrap();
+    konvert_devtools::rooms::write_room(&room, 12, 2, 5_000).unwrap();
     let wrong_signer = school.seal_dir(&room, "0009", &other.signer);
     let bytes = std::fs::read(school.outbox.envelope_path(&wrong_signer)).unwrap();
     let (reason, _) = refused(offer_bytes(&conn, &fx, &wrong_signer.offer, &bytes, wrong_signer.offer.digest).await);
@@ -407,7 +407,7 @@ async fn a_test_packets_verdict_reaches_its_school_through_the_relay_and_only_th
     other.via_relay("mouo-01", relay.addr);
     // A technical-readiness test packet, sent through the relay.
     let scans = school.dir.join("scans/test");
-    konvert_ops::rooms::write_room(&scans, 11, 2, 5_000).unwrap();
+    konvert_devtools::rooms::write_room(&scans, 11, 2, 5_000).unwrap();
     let packet = konvert_exam::PacketRef {
         site: school.cfg.site.clone(),
         date: konvert_tests::EXAM_DAY.parse().unwrap(),

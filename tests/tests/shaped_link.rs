@@ -12,9 +12,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use konvert_devtools::netns::{LinkSpec, ShapedLink, Side};
 use konvert_edge::push::PushEvent;
 use konvert_edge::{push, PushOptions};
-use konvert_ops::netns::{LinkSpec, ShapedLink, Side};
 use konvert_replication::OutboxState;
 use konvert_tests::{stored_files, CenterFixture};
 

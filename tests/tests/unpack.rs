@@ -35,7 +35,7 @@ async fn the_loader_unpacks_the_newest_version_of_each_stored_exam_packet_once()
     let first = a.seal_room("0001", 3, 20_000, 1);
     // A corrected rescan of the same room: version 2, other scans.
     let rescan = a.dir.join("rescan").join("0001");
-    let rescanned = konvert_ops::rooms::write_room(&rescan, 9, 2, 30_000).unwrap();
+    let rescanned = konvert_devtools::rooms::write_room(&rescan, 9, 2, 30_000).unwrap();
     let second = a.seal_dir(&rescan, "0001", &a.signer);
     assert_eq!((first.offer.version, second.offer.version), (1, 2));
     let other = b.seal_room("0003", 2, 10_000, 3);

@@ -40,15 +40,6 @@ pub struct ProcessBench {
     pub per_room: usize,
 }
 
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
-    )
-    .unwrap_or(u64::MAX)
-}
-
 /// Seals `dir` as `packet` into `inbox` with a signed receipt, as the receiver would.
 fn store(
     inbox: &Inbox,
@@ -62,7 +53,7 @@ fn store(
     let packet_id = packet.packet_id();
     let metadata = postcard::to_allocvec(&packet)?;
     let recipients = [center.public_key()];
-    let now = now_ms();
+    let now = crate::clock::now_unix_ms();
     let request = SealRequest {
         packet_id: &packet_id,
         version: 1,
@@ -202,7 +193,7 @@ pub fn run(b: &ProcessBench) -> anyhow::Result<()> {
         bytes as f64 / 1e6
     );
 
-    let now = now_ms();
+    let now = crate::clock::now_unix_ms();
     let registry = RegistryBody {
         version: 1,
         issued_at_unix_ms: now,
@@ -263,7 +254,15 @@ pub fn run(b: &ProcessBench) -> anyhow::Result<()> {
     records.put_plan(&plan)?;
     let cpu0 = cpu_seconds();
     let t = Instant::now();
-    let report = process(&place, &inbox, &records, &keys, &registry, "bench", now_ms())?;
+    let report = process(
+        &place,
+        &inbox,
+        &records,
+        &keys,
+        &registry,
+        "bench",
+        crate::clock::now_unix_ms(),
+    )?;
     let process_s = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let pages = records.pages()?.len();

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::now_unix_ms;
 use crate::quick_authority::QuickAuthority;
 use anyhow::Context;
 use konvert_center::provision::{self, CenterFacts, CenterInit};
 use konvert_crypto::token::TokenFile;
-use konvert_edge::cli::now_unix_ms;
 use konvert_edge::{push, seal_room, PushOptions, SiteConfig};
 use konvert_exam::{ExamKind, PacketKind, PacketRef};
 use konvert_replication::Outbox;

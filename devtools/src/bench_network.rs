@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::now_unix_ms;
 use anyhow::Context;
 use konvert_center::provision::{self, CenterFacts, CenterInit};
 use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::token::TokenFile;
-use konvert_edge::cli::now_unix_ms;
 use konvert_edge::{push, seal_room, PushOptions, PushReport, SiteConfig};
 use konvert_exam::{ExamKind, PacketKind, PacketRef};
 use konvert_replication::{Outbox, OutboxState};

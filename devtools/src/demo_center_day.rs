@@ -8,13 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::now_unix_ms;
 use anyhow::Context;
 use konvert_center::processing::{desk, process, Workplace};
 use konvert_center::service::RunningCenter;
 use konvert_center::CenterConfig;
 use konvert_crypto::registry::RegistryBody;
 use konvert_crypto::{RecipientSecretKey, SigningKey};
-use konvert_edge::cli::now_unix_ms;
 use konvert_edge::{push, seal_room, PushOptions, SiteConfig};
 use konvert_exam::scan::{room_pages, write_pages, ScanFormat, ScanJob};
 use konvert_exam::{

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::now_unix_ms;
 use anyhow::Context;
 use konvert_crypto::token::TokenFile;
-use konvert_edge::cli::now_unix_ms;
 use konvert_edge::push::PushEvent;
 use konvert_edge::{push, seal_room, PushOptions};
 use konvert_replication::inbox::SEGMENT;

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::now_unix_ms;
 use anyhow::Context;
 use konvert_crypto::token::TokenFile;
-use konvert_edge::cli::now_unix_ms;
 use konvert_edge::push::PushEvent;
 use konvert_edge::{push, seal_room, PushOptions};
 use konvert_replication::Outbox;

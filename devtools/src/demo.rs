@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::now_unix_ms;
 use crate::quick_authority::QuickAuthority;
 use anyhow::Context;
 use konvert_center::provision::{self, CenterFacts};
 use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::token::TokenFile;
-use konvert_edge::cli::now_unix_ms;
 use konvert_edge::day::check_table;
 use konvert_edge::intake::{scan_recognizer, Intake};
 use konvert_edge::rooms::{day_rooms, seal_room_state, SealDesk};
