@@ -52,15 +52,20 @@ static HEAP: PeakAlloc = PeakAlloc;
 // ---------------------------------------------------------------------------------------
 // The harness: serial cases, each on its own thread, under a heap and a time budget.
 
-/// The allocator counts every thread: one property at a time, so that a case's peak is
-/// its own.
+/// See [`serial`].
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Taken first by every test, setup included: the allocator counts every thread, so a
+/// case's peak is its own only while nothing else runs.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The highest peak of the property running now, for its closing line.
 static HIGHEST_PEAK: AtomicUsize = AtomicUsize::new(0);
 
-/// Cases per property in CI: the whole file stays near a minute on two debug cores.
-const CI_CASES: u32 = 256;
+/// Cases per property in CI: the whole file takes ~20 s of a debug build on two cores.
+const CI_CASES: u32 = 512;
 
 /// Heap that `serde` may reserve up front for a sequence whose length the input
 /// announces: it trusts the announced length up to 1 MiB (`serde::de::size_hint::cautious`),
@@ -119,7 +124,6 @@ where
     S: Strategy,
     S::Value: Debug,
 {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let seed = seed();
     let config = Config {
         cases,
@@ -431,6 +435,7 @@ fn frame_bound(input: usize) -> usize {
 
 #[test]
 fn frame_decoder_takes_mutated_streams() {
+    let _one = serial();
     let msgs = messages();
     let valid = frames(&msgs);
     assert_eq!(
@@ -452,6 +457,7 @@ fn frame_decoder_takes_mutated_streams() {
 
 #[test]
 fn frame_decoder_takes_arbitrary_bytes() {
+    let _one = serial();
     let strategy = prop_oneof![
         arbitrary_bytes(),
         // A plausible prefix, so that the body reaches postcard.
@@ -476,7 +482,7 @@ fn frame_decoder_takes_arbitrary_bytes() {
 
 #[test]
 fn frame_decoder_at_its_bound() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = serial();
     // Announcing one byte more than the maximum is refused from the prefix alone.
     let over = ((MAX_FRAME_LEN + 1) as u32).to_le_bytes().to_vec();
     let (refused, peak) = guarded(SLACK, move || decode_stream(&over, &[4]).is_err()).unwrap();
@@ -594,6 +600,7 @@ fn envelope_bound(input: usize) -> usize {
 
 #[test]
 fn envelope_readers_take_mutated_envelopes() {
+    let _one = serial();
     let sealed = Arc::new(Sealed::new());
     for (plain, env) in &sealed.envelopes {
         let r = read_envelope(&sealed, env, &[1000]);
@@ -632,6 +639,7 @@ fn envelope_readers_take_mutated_envelopes() {
 
 #[test]
 fn envelope_readers_take_arbitrary_bytes() {
+    let _one = serial();
     let sealed = Arc::new(Sealed::new());
     let strategy = prop_oneof![
         arbitrary_bytes(),
@@ -662,8 +670,8 @@ fn envelope_readers_take_arbitrary_bytes() {
 
 #[test]
 fn envelope_header_at_its_bound() {
+    let _one = serial();
     let sealed = Arc::new(Sealed::new());
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // A header of the largest length whose recipient list announces u32::MAX entries.
     let mut header = vec![0u8, 0, 0, 0, 0]; // packet id, version, site, sealed at: empty and zero
     header.extend_from_slice(&[1; 32]); // signer
@@ -782,6 +790,7 @@ fn registry_body_bound(input: usize) -> usize {
 
 #[test]
 fn registry_takes_mutated_signed_registries() {
+    let _one = serial();
     let officers = Arc::new(Officers::new());
     let valid = officers.signed.to_bytes().unwrap();
     let accepted = officers.trust.accept(&SignedRegistry::from_bytes(&valid).unwrap(), NOW);
@@ -812,6 +821,7 @@ fn registry_takes_mutated_signed_registries() {
 
 #[test]
 fn registry_takes_mutated_bodies_the_officers_signed() {
+    let _one = serial();
     let officers = Arc::new(Officers::new());
     let valid = officers.signed.body.clone();
     check("registry body, signed", cases(), mutated(valid, BINARY_WORDS), |body| {
@@ -830,6 +840,7 @@ fn registry_takes_mutated_bodies_the_officers_signed() {
 
 #[test]
 fn registry_takes_arbitrary_bytes() {
+    let _one = serial();
     let officers = Arc::new(Officers::new());
     check("registry, arbitrary", cases(), arbitrary_bytes(), |bytes| {
         let fixture = Arc::clone(&officers);
@@ -847,8 +858,8 @@ fn registry_takes_arbitrary_bytes() {
 
 #[test]
 fn registry_at_its_bound() {
+    let _one = serial();
     let officers = Arc::new(Officers::new());
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // One byte over the largest registry file is refused before it is decoded.
     let over = vec![0u8; MAX_REGISTRY_LEN + 64 * 1024 + 1];
     let (refused, peak) = guarded(SLACK, move || SignedRegistry::from_bytes(&over).is_err()).unwrap();
@@ -946,6 +957,7 @@ fn read_index(dir: &Path, bytes: &[u8]) -> Result<Option<DriveIndex>, String> {
 
 #[test]
 fn drive_index_takes_mutated_and_arbitrary_indexes() {
+    let _one = serial();
     let tmp = tempfile::tempdir().unwrap();
     let index = drive_index();
     index.write(tmp.path()).unwrap();
@@ -968,8 +980,8 @@ fn drive_index_takes_mutated_and_arbitrary_indexes() {
 
 #[test]
 fn drive_index_at_its_bound() {
+    let _one = serial();
     let dir = tempfile::tempdir().unwrap();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let path: Arc<Path> = dir.path().into();
     // One byte over the bound: refused from the file's size, before it is read.
     let over = vec![b'#'; MAX_INDEX_BYTES as usize + 1];
@@ -1097,6 +1109,7 @@ fn toml_text_property(name: &str, valid: String, parse: Parse) {
 
 #[test]
 fn day_plan_takes_mutated_and_arbitrary_text() {
+    let _one = serial();
     toml_text_property(
         "day plan",
         DAY_PLAN.to_owned(),
@@ -1106,6 +1119,7 @@ fn day_plan_takes_mutated_and_arbitrary_text() {
 
 #[test]
 fn seating_plan_takes_mutated_and_arbitrary_text() {
+    let _one = serial();
     let (plan, _) = DayPlan::from_toml(DAY_PLAN).unwrap();
     let seating = plan.seating(&"0101".parse().unwrap()).unwrap();
     toml_text_property(
@@ -1184,6 +1198,7 @@ fn shown_err(e: impl std::fmt::Display) -> String {
 
 #[test]
 fn site_toml_takes_mutated_and_arbitrary_files() {
+    let _one = serial();
     let e = enrolled();
     let case = e.site_toml.with_file_name("fuzz-site.toml");
     toml_file_property(
@@ -1203,6 +1218,7 @@ fn site_toml_takes_mutated_and_arbitrary_files() {
 
 #[test]
 fn center_toml_takes_mutated_and_arbitrary_files() {
+    let _one = serial();
     let e = enrolled();
     let valid = e.center.init.config_path.clone();
     let case = valid.with_file_name("fuzz-center.toml");
@@ -1216,6 +1232,7 @@ fn center_toml_takes_mutated_and_arbitrary_files() {
 
 #[test]
 fn relay_toml_takes_mutated_and_arbitrary_files() {
+    let _one = serial();
     let e = enrolled();
     let case = e.relay_toml.with_file_name("fuzz-relay.toml");
     toml_file_property(
@@ -1228,6 +1245,7 @@ fn relay_toml_takes_mutated_and_arbitrary_files() {
 
 #[test]
 fn station_index_takes_mutated_and_arbitrary_files() {
+    let _one = serial();
     let e = enrolled();
     let valid = e.center.init.config.station_index();
     assert!(valid.is_file(), "enrolling wrote the station index");
@@ -1242,6 +1260,7 @@ fn station_index_takes_mutated_and_arbitrary_files() {
 
 #[test]
 fn mirror_toml_takes_mutated_and_arbitrary_files() {
+    let _one = serial();
     let tmp = tempfile::tempdir().unwrap();
     let valid = konvert_center::mirror::region::init(
         tmp.path(),
@@ -1269,6 +1288,7 @@ fn mirror_toml_takes_mutated_and_arbitrary_files() {
 
 #[test]
 fn federal_toml_takes_mutated_and_arbitrary_files() {
+    let _one = serial();
     let tmp = tempfile::tempdir().unwrap();
     let valid = konvert_center::mirror::federal::init(
         tmp.path(),
@@ -1288,6 +1308,7 @@ fn federal_toml_takes_mutated_and_arbitrary_files() {
 
 #[test]
 fn authority_toml_takes_mutated_and_arbitrary_files() {
+    let _one = serial();
     let tmp = tempfile::tempdir().unwrap();
     let officers = [SigningKey::generate().unwrap(), SigningKey::generate().unwrap()];
     let file = AuthorityFile {
@@ -1321,6 +1342,7 @@ fn authority_toml_takes_mutated_and_arbitrary_files() {
 
 #[test]
 fn revocation_floor_takes_mutated_and_arbitrary_files() {
+    let _one = serial();
     let tmp = tempfile::tempdir().unwrap();
     let floor = CrlFloor::in_dir(tmp.path());
     std::fs::write(
@@ -1346,8 +1368,8 @@ fn revocation_floor_takes_mutated_and_arbitrary_files() {
 /// Every config loader refuses a file one byte over its bound before reading it.
 #[test]
 fn configs_over_their_bound_are_refused_unread() {
+    let _one = serial();
     let e = enrolled();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let over = vec![b'#'; MAX_CONFIG_BYTES as usize + 1];
     let loaders: Vec<(&str, Load)> = vec![
         (
@@ -1405,7 +1427,7 @@ fn configs_over_their_bound_are_refused_unread() {
 /// The most heap a TOML parse takes per byte, for the shapes of text that cost most.
 #[test]
 fn toml_at_its_bound() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = serial();
     let size = MAX_CONFIG_BYTES as usize;
     let shapes: [(&str, fn(usize) -> String); 7] = [
         ("empty tables", |_| "[[a]]\n".into()),
@@ -1461,7 +1483,7 @@ fn seating_text(rows: usize) -> String {
 /// the TOML bound; the day plan's heap per byte is measured on a realistic plan.
 #[test]
 fn plans_at_their_bound() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = serial();
     let large_site = seating_text(10_000);
     assert!(
         (large_site.len() as u64) < konvert_crypto::keyfile::MAX_SEATING_BYTES,
