@@ -1533,3 +1533,35 @@ fn plans_at_their_bound() {
         (peak as f64 / len as f64 * MAX_PLAN_BYTES as f64) as u64 >> 20
     );
 }
+
+/// The token certificates from ФИС the officers review (`konvert keys review-certificates`),
+/// parsed and reviewed against a registry draft as the command does.
+#[test]
+fn certificate_import_takes_mutated_and_arbitrary_text() {
+    let _one = serial();
+    let officers = Officers::new();
+    let draft = Arc::new(RegistryBody::decode(&officers.signed.body).unwrap());
+    let import = konvert_records::mirror_rows::CertificateImport {
+        region: "76".into(),
+        certificates: draft
+            .tokens
+            .iter()
+            .map(|t| konvert_records::mirror_rows::TokenCertificateRow {
+                token_id: t.token_id.clone(),
+                holder: t.person.clone(),
+                public_key_hex: t.public.to_string(),
+                valid_from: "2026-01-01".into(),
+                valid_until: "2027-12-31".into(),
+            })
+            .collect(),
+    };
+    toml_text_property(
+        "certificate import",
+        toml::to_string(&import).unwrap(),
+        Arc::new(move |text| {
+            let import: konvert_records::mirror_rows::CertificateImport = toml::from_str(text).map_err(shown_err)?;
+            konvert_ops::certificate_review::review(&draft, &import);
+            Ok(())
+        }),
+    );
+}
