@@ -164,6 +164,14 @@ fn guarded<T: Send + 'static>(
     heap: usize,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<(T, usize), TestCaseError> {
+    guarded_within(heap, CASE_TIME, f)
+}
+
+fn guarded_within<T: Send + 'static>(
+    heap: usize,
+    time: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<(T, usize), TestCaseError> {
     let (tx, rx) = mpsc::sync_channel(1);
     let before = HEAP.current_usage();
     HEAP.reset_peak_usage();
@@ -174,11 +182,11 @@ fn guarded<T: Send + 'static>(
             let _ = tx.send(out);
         })
         .expect("a thread for the case");
-    let out = match rx.recv_timeout(CASE_TIME) {
+    let out = match rx.recv_timeout(time) {
         Ok(out) => out,
         Err(RecvTimeoutError::Timeout) => {
             return Err(TestCaseError::fail(format!(
-                "no answer within {CASE_TIME:?}: the parser hangs"
+                "no answer within {time:?}: the parser hangs"
             )))
         }
         Err(RecvTimeoutError::Disconnected) => {
@@ -195,6 +203,29 @@ fn guarded<T: Send + 'static>(
         )));
     }
     Ok((out, peak))
+}
+
+#[test]
+fn the_harness_fails_a_panic_a_hang_and_too_much_heap() {
+    let _one = serial();
+    let panicked = guarded_within(SLACK, CASE_TIME, || panic!("on purpose")).unwrap_err();
+    assert!(panicked.to_string().contains("panicked: on purpose"), "{panicked}");
+    let hung = guarded_within(SLACK, Duration::from_millis(200), || {
+        std::thread::sleep(Duration::from_secs(2))
+    })
+    .unwrap_err();
+    assert!(hung.to_string().contains("hangs"), "{hung}");
+    let grew = guarded_within(SLACK, CASE_TIME, || vec![1u8; 2 * SLACK]).unwrap_err();
+    assert!(grew.to_string().contains("over its bound"), "{grew}");
+    let (kept, peak) = guarded_within(SLACK, CASE_TIME, || vec![1u8; SLACK / 2]).unwrap();
+    assert_eq!(kept.len(), SLACK / 2);
+    assert!(
+        (SLACK / 2..SLACK).contains(&peak),
+        "a {} byte vector peaks at {peak}",
+        SLACK / 2
+    );
+    // Let the hung case's thread end before another test measures.
+    std::thread::sleep(Duration::from_secs(2));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -447,9 +478,18 @@ fn frame_decoder_takes_mutated_streams() {
     check("frame decoder, mutated", cases(), strategy, |(bytes, cuts)| {
         let bound = frame_bound(bytes.len());
         let input = bytes.clone();
-        let (decoded, _) = guarded(bound, move || decode_stream(&input, &cuts).map(|m| m.len()))?;
+        // Every message taken re-encodes to a frame that decodes to itself.
+        let (decoded, _) = guarded(bound, move || {
+            decode_stream(&input, &cuts).map(|taken| {
+                let again = frames(&taken);
+                (taken.len(), decode_stream(&again, &[again.len()]).ok() == Some(taken))
+            })
+        })?;
+        if let Ok((_, round_trips)) = decoded {
+            prop_assert!(round_trips, "a decoded message does not round-trip");
+        }
         if bytes == valid {
-            prop_assert_eq!(decoded.ok(), Some(msgs.len()));
+            prop_assert_eq!(decoded.ok().map(|(n, _)| n), Some(msgs.len()));
         }
         Ok(())
     });
