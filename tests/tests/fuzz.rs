@@ -64,7 +64,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// The highest peak of the property running now, for its closing line.
 static HIGHEST_PEAK: AtomicUsize = AtomicUsize::new(0);
 
-/// Cases per property in CI: the whole file takes ~20 s of a debug build on two cores.
+/// Cases per property in CI: the whole file takes ~30 s of a debug build on two cores.
 const CI_CASES: u32 = 512;
 
 /// Heap that `serde` may reserve up front for a sequence whose length the input
