@@ -107,7 +107,7 @@ impl CenterRegistry {
     pub fn open(cfg: &CenterConfig, now_unix_ms: u64, audit: Option<Arc<AuditLog>>) -> Result<Self> {
         let store = RegistryStore::open(&cfg.data_dir)?;
         if store.trust()?.is_none() {
-            // Bounded like every config: the path is the operator's, the file could be anything.
+            // Read as every config is: a FIFO there would hang the start, a huge file exhaust it.
             let text =
                 konvert_crypto::keyfile::read_text_bounded(&cfg.authority, konvert_crypto::keyfile::MAX_CONFIG_BYTES)
                     .map_err(|e| Error::Config {
