@@ -1,6 +1,6 @@
 //! Property tests of every parser that reads bytes from outside the process: the frame
 //! decoder, the envelope, the signed key registry, the reserve drive's index, the seating
-//! plan, the day plan and every TOML config. Each is fed arbitrary input and mutations of
+//! plan, the day plan, every TOML config and the center's TOML desk files. Each is fed arbitrary input and mutations of
 //! a real, valid encoding (flipped, set, inserted, deleted, repeated and truncated bytes),
 //! and must answer with a value or an error: never a panic, never a hang (each case runs
 //! on a thread of its own under a time budget) and never more heap than its declared
@@ -64,7 +64,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// The highest peak of the property running now, for its closing line.
 static HIGHEST_PEAK: AtomicUsize = AtomicUsize::new(0);
 
-/// Cases per property in CI: the whole file takes ~30 s of a debug build on two cores.
+/// Cases per property in CI: the whole file takes ~35 s of a debug build on two cores.
 const CI_CASES: u32 = 512;
 
 /// Heap that `serde` may reserve up front for a sequence whose length the input
@@ -1603,5 +1603,99 @@ fn certificate_import_takes_mutated_and_arbitrary_text() {
             konvert_ops::certificate_review::review(&draft, &import);
             Ok(())
         }),
+    );
+}
+
+/// The center's desk files (review flags, late-packet decisions, test-packet records): its
+/// own writing, but a damaged one must stop a listing with an error, never the process.
+#[test]
+fn center_desk_files_take_mutated_and_arbitrary_files() {
+    use konvert_center::late::{LateChoice, LateDecision, LateDesk};
+    use konvert_center::review::{ReviewDesk, ReviewFlag};
+    use konvert_center::test_packets::{TestDesk, TestPacketRecord};
+
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let id = hex::encode([0xab; 32]);
+    let data_of = |path: &Path| path.parent().and_then(Path::parent).unwrap().to_owned();
+
+    ReviewDesk::open(data)
+        .unwrap()
+        .flag(&ReviewFlag {
+            packet_id: "0101-2026-06-01-ege-0012-blanks".into(),
+            version: 1,
+            site: "0101".into(),
+            envelope_id: id.clone(),
+            received_at_unix_ms: NOW,
+            token_id: "TK-1".into(),
+            person: "Иванов И. И.".into(),
+            status: "lost".into(),
+            blocked_at_unix_ms: NOW - 1,
+            registry_version: 4,
+        })
+        .unwrap();
+    let flag = data.join("review").join(format!("{id}.toml"));
+    toml_file_property(
+        "review flag",
+        &flag,
+        &flag,
+        Arc::new(move |path| {
+            ReviewDesk::open(&data_of(path))
+                .and_then(|d| d.list())
+                .map(|_| ())
+                .map_err(shown_err)
+        }),
+    );
+
+    TestDesk::open(data)
+        .unwrap()
+        .record_received(&TestPacketRecord {
+            packet_id: "0101-2026-05-20-test-0001-blanks".into(),
+            version: 1,
+            site: "0101".into(),
+            envelope_id: id.clone(),
+            bytes: 123_456,
+            received_at_unix_ms: NOW,
+            signer: hex::encode([1; 32]),
+        })
+        .unwrap();
+    let record = data.join("test-packets").join(format!("{id}.toml"));
+    toml_file_property(
+        "test-packet record",
+        &record,
+        &record,
+        Arc::new(move |path| {
+            TestDesk::open(&data_of(path))
+                .and_then(|d| d.list())
+                .map(|_| ())
+                .map_err(shown_err)
+        }),
+    );
+
+    let late = data.join("late").join(format!("{id}.toml"));
+    std::fs::create_dir_all(late.parent().unwrap()).unwrap();
+    let decision = LateDecision {
+        packet_id: "0101-2026-06-01-ege-0012-blanks".into(),
+        version: 2,
+        site: "0101".into(),
+        envelope_id: id.clone(),
+        choice: LateChoice::Take,
+        operator: "A. Ivanova".into(),
+        reason: "site act no. 7: scanner failure at 23:40".into(),
+        decided_at_unix_ms: NOW,
+    };
+    std::fs::write(&late, toml::to_string(&decision).unwrap()).unwrap();
+    toml_file_property(
+        "late decision",
+        &late,
+        &late,
+        Arc::new(
+            move |path| match LateDesk::open(&data_of(path)).and_then(|d| d.decision(&id)) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err("the decision's file is there, yet none was read".into()),
+                Err(e) => Err(e.to_string()),
+            },
+        ),
     );
 }
