@@ -1699,3 +1699,35 @@ fn center_desk_files_take_mutated_and_arbitrary_files() {
         ),
     );
 }
+
+/// The rows the federal node publishes down to a region (`konvert-center federal publish`).
+#[test]
+fn federal_rows_files_take_mutated_and_arbitrary_files() {
+    use konvert_records::mirror_rows::TokenCertificateRow;
+
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<TokenCertificateRow> = (0..3)
+        .map(|i| TokenCertificateRow {
+            token_id: format!("TK-{i}"),
+            holder: format!("Иванов {i}"),
+            public_key_hex: hex::encode([i as u8 + 1; 32]),
+            valid_from: "2026-01-01".into(),
+            valid_until: "2027-12-31".into(),
+        })
+        .collect();
+    let mut file = toml::Table::new();
+    file.insert("rows".into(), toml::Value::try_from(rows).unwrap());
+    let valid = tmp.path().join("rows.toml");
+    std::fs::write(&valid, toml::to_string(&file).unwrap()).unwrap();
+    toml_file_property(
+        "federal rows",
+        &valid,
+        &tmp.path().join("fuzz-rows.toml"),
+        Arc::new(|path| {
+            konvert_center::federal_publish::read_rows::<TokenCertificateRow>(path)
+                .map(|_| ())
+                .map_err(shown_err)
+        }),
+    );
+}
