@@ -57,7 +57,8 @@ struct RowsFile<T> {
     rows: Vec<T>,
 }
 
-fn read_rows<T: DeserializeOwned>(file: &Path) -> Result<Vec<T>> {
+/// Reads a `[[rows]]` file of one kind, bounded before it is parsed.
+pub fn read_rows<T: DeserializeOwned>(file: &Path) -> Result<Vec<T>> {
     let text = konvert_crypto::keyfile::read_text_bounded(file, MAX_ROWS_FILE)?;
     let rows: RowsFile<T> = toml::from_str(&text).map_err(|e| Error::Loader {
         what: format!("{}: {}", file.display(), e.message()),

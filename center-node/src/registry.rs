@@ -107,13 +107,16 @@ impl CenterRegistry {
     pub fn open(cfg: &CenterConfig, now_unix_ms: u64, audit: Option<Arc<AuditLog>>) -> Result<Self> {
         let store = RegistryStore::open(&cfg.data_dir)?;
         if store.trust()?.is_none() {
-            let text = std::fs::read_to_string(&cfg.authority).map_err(|e| Error::Config {
-                path: cfg.authority.clone(),
-                message: format!(
-                    "cannot read the officers' authority.toml ({e}); copy it from the officers' workspace \
+            // Read as every config is: a FIFO there would hang the start, a huge file exhaust it.
+            let text =
+                konvert_crypto::keyfile::read_text_bounded(&cfg.authority, konvert_crypto::keyfile::MAX_CONFIG_BYTES)
+                    .map_err(|e| Error::Config {
+                    path: cfg.authority.clone(),
+                    message: format!(
+                        "cannot read the officers' authority.toml ({e}); copy it from the officers' workspace \
                      (`konvert keys init-authority`) to this path"
-                ),
-            })?;
+                    ),
+                })?;
             let file: AuthorityFile = toml::from_str(&text).map_err(|e| Error::Config {
                 path: cfg.authority.clone(),
                 message: format!(

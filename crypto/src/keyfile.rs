@@ -125,8 +125,14 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>> {
 
 /// The largest config file read (`center.toml`, `site.toml`, `relay.toml`).
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
-/// The largest seating plan read: a region's biggest site seats a few thousand.
+/// The largest exam-day plan the center imports: a whole region's day, a few hundred
+/// thousand rows. Parsing TOML takes up to ~130 bytes of heap per byte of text (measured by
+/// `tests/tests/fuzz.rs`), so a plan near this bound needs gigabytes while it is read.
 pub const MAX_PLAN_BYTES: u64 = 32 << 20;
+/// The largest seating plan a site reads: its biggest site seats a few thousand (~100
+/// bytes a row). A site's machine is small: at ~130 bytes of heap per byte of TOML, the
+/// day plan's bound would let a damaged file take gigabytes there.
+pub const MAX_SEATING_BYTES: u64 = 4 << 20;
 
 /// Reads a small UTF-8 text file (a config, a plan) as [`read_bounded`] does.
 pub fn read_text_bounded(path: &Path, max: u64) -> Result<String> {

@@ -728,7 +728,8 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             let cfg = SiteConfig::load(&config)?;
             let store = RegistryStore::open(&cfg.data_dir)?;
             if let Some(path) = anchor {
-                let text = std::fs::read_to_string(&path).map_err(Error::file(&path))?;
+                let text =
+                    konvert_crypto::keyfile::read_text_bounded(&path, konvert_crypto::keyfile::MAX_CONFIG_BYTES)?;
                 let file: AuthorityFile = toml::from_str(&text).map_err(|e| Error::Config {
                     path: path.clone(),
                     message: format!("not an authority file: {}", konvert_replication::toml_error(&e, &text)),

@@ -105,7 +105,7 @@ impl DayConfig {
     /// Reads the seating plan.
     pub fn plan(&self) -> Result<konvert_exam::SeatingPlan> {
         let text =
-            konvert_crypto::keyfile::read_text_bounded(&self.seating_plan, konvert_crypto::keyfile::MAX_PLAN_BYTES)?;
+            konvert_crypto::keyfile::read_text_bounded(&self.seating_plan, konvert_crypto::keyfile::MAX_SEATING_BYTES)?;
         let (plan, reading) = konvert_exam::SeatingPlan::from_toml_reading(&text).map_err(|e| Error::Config {
             path: self.seating_plan.clone(),
             message: format!("{e}; ask the center for the seating plan again"),

@@ -155,7 +155,8 @@ impl Workspace {
     /// Reads `authority.toml`.
     pub fn authority_file(&self) -> anyhow::Result<AuthorityFile> {
         let path = self.dir.join("authority.toml");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = keyfile::read_text_bounded(&path, keyfile::MAX_CONFIG_BYTES)
+            .with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("{} is not a valid authority file", path.display()))
     }
 

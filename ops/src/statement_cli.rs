@@ -104,7 +104,7 @@ pub fn record_statement(authority: &Path, id: &str, json: bool) -> anyhow::Resul
     let ws = Workspace::open(authority)?;
     let audit = ws.audit_log()?;
     let path = statement_path(&ws, id)?;
-    let text = std::fs::read_to_string(&path)
+    let text = keyfile::read_text_bounded(&path, keyfile::MAX_CONFIG_BYTES)
         .with_context(|| format!("no printed statement {id} in this workspace ({})", path.display()))?;
     let kept: PrintedStatement = toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
     let mut draft = ws.draft()?;

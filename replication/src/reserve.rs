@@ -34,8 +34,11 @@ pub const ENVELOPES: &str = "envelopes";
 pub const RECEIPTS: &str = "receipts";
 /// The index format this build writes and reads.
 pub const INDEX_FORMAT: u32 = 1;
-/// The largest index read back (a site's day is a few hundred packets, ~300 bytes each).
-pub const MAX_INDEX_BYTES: u64 = 4 << 20;
+/// The largest index read back: [`MAX_INDEX_PACKETS`] entries of ~400 bytes fit (~800 KB).
+/// Parsing TOML takes up to ~130 bytes of heap per byte of text (measured by
+/// `tests/tests/fuzz.rs`), so a larger bound only lets a forged drive cost the center
+/// memory for an index it would refuse anyway.
+pub const MAX_INDEX_BYTES: u64 = 1 << 20;
 /// The most packets an index may name. A site seals at most a few hundred packets an exam
 /// day (rooms × packet kinds); 2 000 is a week of a large site's backlog. The bound, with
 /// every file named once, is what limits an import's work: at most this many envelopes,

@@ -71,7 +71,7 @@ fn registry_store(cfg: &RelayConfig) -> Result<Option<RegistryStore>> {
     let Some(path) = &cfg.authority else { return Ok(None) };
     let store = RegistryStore::open(&cfg.data_dir)?;
     if store.trust()?.is_none() {
-        let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
+        let text = konvert_crypto::keyfile::read_text_bounded(path, konvert_crypto::keyfile::MAX_CONFIG_BYTES)?;
         let file: AuthorityFile = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.clone(),
             message: format!("not an authority file: {}", konvert_replication::toml_error(&e, &text)),
