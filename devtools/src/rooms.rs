@@ -52,6 +52,14 @@ pub fn write_random_file(dir: &Path, name: &str, seed: u64, bytes: usize) -> std
     Ok(path)
 }
 
+/// The SHA-256 of a file, as intake takes it (read whole, hashed once).
+pub fn file_sha256(path: &Path) -> std::io::Result<[u8; 32]> {
+    let bytes = fs::read(path)?;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

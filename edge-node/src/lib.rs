@@ -25,7 +25,7 @@ pub mod seal;
 pub use config::SiteConfig;
 pub use error::Error;
 pub use push::{push, push_via, Link, PushOptions, PushReport};
-pub use seal::{seal_room, SealedPacket};
+pub use seal::{seal_room, seal_sources, SealedPacket};
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

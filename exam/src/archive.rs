@@ -39,11 +39,11 @@ fn record(tag: u8, body: &[u8]) -> Vec<u8> {
 enum Stage {
     /// Emitting bytes from `pending` (magic, an entry header or the manifest).
     Header,
-    /// Streaming the body of the current file, hashing it.
+    /// Streaming the body of the current file, hashing it unless its digest is known.
     Body {
         file: fs::File,
         left: u64,
-        ctx: Box<ring::digest::Context>,
+        ctx: Option<Box<ring::digest::Context>>,
     },
     Done,
 }
@@ -57,8 +57,11 @@ pub struct ArchiveSource {
     pub path: PathBuf,
     /// How many bytes to take.
     pub size: u64,
-    /// The SHA-256 the file had when it was taken in, if known; a different one while
-    /// sealing means the file changed underneath and sealing stops.
+    /// The SHA-256 the file had when this station took it in, if known: then the manifest
+    /// takes it as it is and the file is not hashed again. Such a file is the station's own
+    /// spool copy, named by that digest and fsynced before it was journaled; should it be
+    /// damaged since, the center's check of every file against the manifest finds it and
+    /// the loader's answer asks for a rescan. Unknown, the file is hashed as it is read.
     pub sha256: Option<[u8; 32]>,
 }
 
@@ -143,7 +146,10 @@ impl ArchiveReader {
             self.stage = Stage::Body {
                 file,
                 left: size,
-                ctx: Box::new(ring::digest::Context::new(&ring::digest::SHA256)),
+                ctx: match source.sha256 {
+                    Some(_) => None,
+                    None => Some(Box::new(ring::digest::Context::new(&ring::digest::SHA256))),
+                },
             };
         } else if !self.finished && matches!(self.stage, Stage::Header) {
             let encoded = postcard::to_allocvec(&self.manifest).map_err(|e| Error::MalformedArchive(e.to_string()))?;
@@ -167,15 +173,17 @@ impl ArchiveReader {
                 Stage::Body { file, left, ctx } => {
                     let source = &self.files[self.next];
                     if *left == 0 {
-                        let sha =
-                            std::mem::replace(&mut **ctx, ring::digest::Context::new(&ring::digest::SHA256)).finish();
-                        let mut sha256 = [0u8; 32];
-                        sha256.copy_from_slice(sha.as_ref());
-                        if source.sha256.is_some_and(|expected| expected != sha256) {
-                            return Err(Error::ChangedWhileSealing {
-                                name: source.name.clone(),
-                            });
-                        }
+                        let sha256 = match (ctx.take(), source.sha256) {
+                            (_, Some(known)) => known,
+                            (Some(ctx), None) => {
+                                let mut sha256 = [0u8; 32];
+                                sha256.copy_from_slice(ctx.finish().as_ref());
+                                sha256
+                            }
+                            (None, None) => {
+                                return Err(Error::MalformedArchive(format!("{} was read unhashed", source.name)))
+                            }
+                        };
                         self.manifest.files.push(ManifestFile {
                             name: source.name.clone(),
                             size: source.size,
@@ -192,7 +200,9 @@ impl ArchiveReader {
                             name: source.name.clone(),
                         });
                     }
-                    ctx.update(&buf[..n]);
+                    if let Some(ctx) = ctx {
+                        ctx.update(&buf[..n]);
+                    }
                     *left -= n as u64;
                     return Ok(n);
                 }
@@ -531,6 +541,45 @@ mod tests {
         fs::write(src.path().join("p1.tif"), b"short").unwrap();
         let r = write_archive(packet(), 1, src.path(), &files, &mut Vec::new());
         assert!(matches!(r, Err(Error::ChangedWhileSealing { .. })));
+    }
+
+    fn archive_of(sources: Vec<ArchiveSource>) -> (Vec<u8>, Option<Manifest>) {
+        let mut reader = ArchiveReader::from_sources(packet(), 1, sources);
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).unwrap();
+        (bytes, reader.manifest().cloned())
+    }
+
+    #[test]
+    fn a_digest_known_from_intake_is_taken_as_is_and_the_center_finds_a_spool_file_damaged_since() {
+        let src = tempfile::tempdir().unwrap();
+        let path = src.path().join("p1.tif");
+        fs::write(&path, b"the page as scanned").unwrap();
+        let source = |known: Option<[u8; 32]>| ArchiveSource {
+            name: "p1.tif".into(),
+            path: path.clone(),
+            size: 19,
+            sha256: known,
+        };
+        let (hashed, hashed_manifest) = archive_of(vec![source(None)]);
+        let (reused, reused_manifest) = archive_of(vec![source(Some(sha256(b"the page as scanned")))]);
+        assert_eq!(
+            reused, hashed,
+            "the same archive, whether the digest was computed or reused"
+        );
+        assert_eq!(reused_manifest, hashed_manifest);
+        assert!(parse_archive(&reused).is_ok());
+
+        // The spool copy changed after intake (a damaged disk): the manifest carries the
+        // intake digest, and the center's reading of the archive refuses the file.
+        let (damaged, manifest) = archive_of(vec![source(Some(sha256(b"the page as scanned, then")))]);
+        assert_eq!(
+            manifest.map(|m| m.files[0].sha256),
+            Some(sha256(b"the page as scanned, then"))
+        );
+        assert!(parse_archive(&damaged).is_err());
+        let out = tempfile::tempdir().unwrap();
+        assert!(read_archive(&damaged[..], out.path()).is_err());
     }
 
     #[test]

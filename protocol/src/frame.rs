@@ -59,6 +59,60 @@ pub fn decode_body(body: &[u8]) -> Result<Message> {
     Ok(msg)
 }
 
+/// The start of a `Data` frame: the length prefix and the message's fields up to its
+/// bytes, the same bytes [`encode`] writes for `Message::Data { offset, bytes }` with
+/// `len` bytes. The caller appends exactly `len` bytes, read straight from the envelope
+/// into the frame, so a chunk is copied once on its way to the transport.
+pub fn data_frame_head(offset: u64, len: usize) -> Result<Vec<u8>> {
+    let mut head = vec![0u8; PREFIX];
+    postcard::to_io(&(data_variant(), offset, len as u64), &mut head)
+        .map_err(|e| Error::MalformedFrame(e.to_string()))?;
+    let body = head.len() - PREFIX + len;
+    if body > MAX_FRAME_LEN {
+        return Err(Error::FrameTooLarge {
+            len: body,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    // `body ≤ MAX_FRAME_LEN` was checked above, so it fits in the u32 prefix.
+    head[..PREFIX].copy_from_slice(&(body as u32).to_le_bytes());
+    Ok(head)
+}
+
+/// Where a `Data` message's bytes start in a frame body that begins with `head`:
+/// `Some((offset, len, head_len))` when `head` opens a `Data` message, `None` for any
+/// other message (or too few bytes to tell). The receiver then takes the bytes as they
+/// arrive, without decoding them a second time; [`decode_body`] reads the same fields.
+pub fn data_head(head: &[u8]) -> Option<(u64, usize, usize)> {
+    let (variant, rest) = postcard::take_from_bytes::<u32>(head).ok()?;
+    if variant != data_variant() {
+        return None;
+    }
+    let (offset, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+    let (len, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+    Some((offset, usize::try_from(len).ok()?, head.len() - rest.len()))
+}
+
+/// The longest head [`data_head`] needs: the variant, the offset and the length, each a
+/// varint of at most 10 bytes.
+pub const DATA_HEAD_MAX: usize = 30;
+
+/// `Message::Data`'s variant index, as postcard writes it (taken from an encoding, so it
+/// follows the enum's order).
+fn data_variant() -> u32 {
+    static VARIANT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *VARIANT.get_or_init(|| {
+        let empty = Message::Data {
+            offset: 0,
+            bytes: Vec::new(),
+        };
+        postcard::to_allocvec(&empty)
+            .ok()
+            .and_then(|b| postcard::take_from_bytes::<u32>(&b).ok().map(|(v, _)| v))
+            .unwrap_or(u32::MAX)
+    })
+}
+
 /// Reads a length prefix and checks it against `max`, before the caller allocates for it.
 pub fn check_len(prefix: [u8; 4], max: usize) -> Result<usize> {
     let len = u32::from_le_bytes(prefix) as usize;

@@ -338,3 +338,41 @@ fn bandwidth_messages_round_trip_after_the_existing_variants() {
         dec.finish().unwrap();
     }
 }
+
+proptest! {
+    #[test]
+    fn a_data_frame_built_from_its_head_is_the_frame_encode_writes(offset in any::<u64>(), len in 0usize..70_000, byte in any::<u8>()) {
+        let bytes = vec![byte; len];
+        let mut built = data_frame_head(offset, len).unwrap();
+        built.extend_from_slice(&bytes);
+        let encoded = encode(&Message::Data { offset, bytes: bytes.clone() }).unwrap();
+        prop_assert_eq!(&built, &encoded);
+        let body = &encoded[PREFIX..];
+        let (o, l, head) = data_head(&body[..body.len().min(DATA_HEAD_MAX)]).unwrap();
+        prop_assert_eq!((o, l), (offset, len));
+        prop_assert_eq!(&body[head..], &bytes[..]);
+    }
+
+    #[test]
+    fn data_head_reads_what_decode_body_reads_or_nothing(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        if let Some((offset, len, head)) = data_head(&body) {
+            if head.checked_add(len) == Some(body.len()) {
+                let decoded = decode_body(&body);
+                prop_assert!(
+                    matches!(&decoded, Ok(Message::Data { offset: o, bytes }) if *o == offset && bytes[..] == body[head..]),
+                    "{decoded:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn data_head_is_none_for_other_messages_and_a_data_frame_over_the_limit_is_refused() {
+    let done = encode(&Message::Done).unwrap();
+    assert_eq!(data_head(&done[PREFIX..]), None);
+    assert!(matches!(
+        data_frame_head(0, MAX_FRAME_LEN),
+        Err(Error::FrameTooLarge { .. })
+    ));
+}

@@ -333,6 +333,15 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// How many datagrams the kernel takes in one send (GSO) and hands back in one receive
+/// (GRO) on a socket made as konvert makes its sockets, as quinn finds them: 1 and 1 mean
+/// no offload, one system call per datagram.
+pub fn udp_offload(addr: SocketAddr) -> std::io::Result<(usize, usize)> {
+    let socket = udp_socket(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    Ok((state.max_gso_segments(), state.gro_segments()))
+}
+
 fn endpoint(socket: std::net::UdpSocket, server: Option<quinn::ServerConfig>) -> std::io::Result<quinn::Endpoint> {
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use konvert_crypto::VerifyingKey;
-use std::os::unix::fs::FileExt;
 
 use super::stream::{read_message, write_message};
 use crate::notice::MAX_NOTICES;
@@ -119,8 +118,8 @@ pub async fn send_packet_paced(
         let class = i32::from(sender.offer().priority);
         send.set_priority(-(class.saturating_mul(CLASS_SPAN as i32).saturating_add(turn)))
             .map_err(|e| Error::Connection(format!("the packet's stream closed: {e}")))?;
-        // Positioned reads of at most 1 MiB from a file the edge just wrote (page cache):
-        // cheaper inline than hopping to tokio's blocking pool and copying twice.
+        // Reads of at most 1 MiB from a file the edge just wrote (page cache): cheaper
+        // inline than hopping to tokio's blocking pool and copying twice.
         let file = std::fs::File::open(path)?;
         let len = file.metadata()?.len();
         if len != sender.offer().size {
@@ -135,9 +134,9 @@ pub async fn send_packet_paced(
             while let Some(wait) = pace(n as u64) {
                 tokio::time::sleep(wait).await;
             }
-            let mut buf = vec![0u8; n];
-            file.read_exact_at(&mut buf, at)?;
-            write_message(&mut send, &sender.data(at, buf)).await?;
+            send.write_chunk(data_frame(&file, at, n, path)?)
+                .await
+                .map_err(|e| Error::Connection(e.to_string()))?;
             progress(at + n as u64);
         }
         write_message(&mut send, &sender.finish()?).await?;
@@ -286,4 +285,25 @@ async fn next(recv: &mut quinn::RecvStream) -> Result<crate::Message> {
     read_message(recv)
         .await?
         .ok_or_else(|| Error::Connection("the center closed the stream before answering".into()))
+}
+
+/// The `Data` frame of `n` bytes of the envelope at `at`, read straight into the frame
+/// after its head: the chunk is copied once, from the page cache, and handed to quinn as
+/// it is (no second buffer, no copy into the stream).
+fn data_frame(file: &std::fs::File, at: u64, n: usize, path: &Path) -> Result<bytes::Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut frame = crate::frame::data_frame_head(at, n)?;
+    let head = frame.len();
+    frame.reserve_exact(n);
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(at))?;
+    reader.take(n as u64).read_to_end(&mut frame)?;
+    if frame.len() != head + n {
+        return Err(Error::Storage(format!(
+            "envelope {} ended at {} while {n} bytes from {at} were to be sent; it changed on disk and cannot be sent",
+            path.display(),
+            at + (frame.len() - head) as u64
+        )));
+    }
+    Ok(frame.into())
 }

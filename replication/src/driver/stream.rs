@@ -130,23 +130,41 @@ pub async fn read_message_bounded(recv: &mut RecvStream, frames: &ConnectionFram
     }
     let len = frame::check_len(prefix, MAX_FRAME_LEN)?;
     let budget = limits.body_time(len);
-    let body = tokio::time::timeout(budget, async {
+    let received = tokio::time::timeout(budget, async {
         let mut body = Vec::new();
-        let mut chunk = vec![0u8; len.min(64 * 1024)];
-        while body.len() < len {
-            let want = (len - body.len()).min(chunk.len());
-            match recv.read(&mut chunk[..want]).await {
-                Ok(Some(n)) => body.extend_from_slice(&chunk[..n]),
+        // A Data frame's bytes are kept as they arrive, after its head is taken off, and
+        // become the message as they are: one copy from quinn's buffers, no second decode.
+        let mut data: Option<u64> = None;
+        let mut decided = false;
+        let mut taken = 0;
+        while taken < len {
+            match recv.read_chunk(len - taken, true).await {
+                Ok(Some(chunk)) => {
+                    taken += chunk.bytes.len();
+                    body.extend_from_slice(&chunk.bytes);
+                }
                 Ok(None) => return Err(ProtocolError::TruncatedFrame.into()),
                 Err(e) => return Err(Error::Connection(e.to_string())),
             }
+            if !decided && body.len() >= len.min(frame::DATA_HEAD_MAX) {
+                decided = true;
+                if let Some((offset, bytes, head)) = frame::data_head(&body) {
+                    if head.checked_add(bytes) == Some(len) {
+                        body.drain(..head);
+                        data = Some(offset);
+                    }
+                }
+            }
         }
-        Ok(body)
+        Ok((data, body))
     })
     .await
     .map_err(|_| Error::FrameTimeout {
         seconds: budget.as_secs(),
         what: "the rest of a started frame",
     })??;
-    Ok(frame::decode_body(&body).map(Some)?)
+    match received {
+        (Some(offset), bytes) => Ok(Some(Message::Data { offset, bytes })),
+        (None, body) => Ok(frame::decode_body(&body).map(Some)?),
+    }
 }
