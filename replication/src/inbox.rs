@@ -94,7 +94,7 @@ fn read_held(marker: &Path) -> u64 {
 
 /// The center's durable store of received envelopes.
 pub struct Inbox {
-    db: sled::Db,
+    db: crate::durable::SledDb,
     packets: sled::Tree,
     staging: PathBuf,
     store: PathBuf,
@@ -300,7 +300,7 @@ impl Inbox {
                 record.receipt.body.packet_id, record.receipt.body.version
             )));
         }
-        self.db.flush().map_err(storage_err)?;
+        self.db.flush_durably().map_err(storage_err)?;
         Ok(())
     }
 
@@ -333,7 +333,7 @@ impl Inbox {
     /// Copies the inbox's database (not its store) into a new one at `dest`, while this
     /// inbox goes on storing: what was committed before the copy began is in it.
     pub fn copy_database_to(&self, dest: &Path) -> Result<u64> {
-        self.db.flush().map_err(storage_err)?;
+        self.db.flush_durably().map_err(storage_err)?;
         crate::sled_copy::copy_db(&self.db, dest)
     }
 }

@@ -34,7 +34,7 @@ pub mod tls;
 pub mod toml_text;
 
 pub use answer::{AnswerOutcome, PacketAnswer, Remark, RemarkAction};
-pub use durable::open_sled;
+pub use durable::{open_sled, SledDb};
 pub use error::Error;
 pub use frame::FrameDecoder;
 pub use inbox::{Inbox, InboxRecord};

@@ -59,7 +59,7 @@ pub struct Exported {
 
 /// The edge's durable queue of sealed envelopes.
 pub struct Outbox {
-    db: sled::Db,
+    db: crate::durable::SledDb,
     entries: sled::Tree,
     /// The keys of the entries still Sealed: what a push looks at many times a second,
     /// without decoding every delivered entry of the season each time.
@@ -120,7 +120,7 @@ impl Outbox {
             }
         }
         if changed {
-            self.db.flush().map_err(storage_err)?;
+            self.db.flush_durably().map_err(storage_err)?;
         }
         Ok(())
     }
@@ -238,7 +238,7 @@ impl Outbox {
         }
         let bytes = postcard::to_allocvec(notice).map_err(storage_err)?;
         let old = self.notices.insert(key, bytes).map_err(storage_err)?;
-        self.db.flush().map_err(storage_err)?;
+        self.db.flush_durably().map_err(storage_err)?;
         Ok(old.is_none())
     }
 
@@ -263,7 +263,7 @@ impl Outbox {
         self.exports
             .insert(packet_key(&offer.packet_id, offer.version), bytes)
             .map_err(storage_err)?;
-        self.db.flush().map_err(storage_err)?;
+        self.db.flush_durably().map_err(storage_err)?;
         Ok(())
     }
 
@@ -329,7 +329,7 @@ impl Outbox {
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| Error::Storage(format!("cannot record the outbox entry: {e:?}")))?;
-        self.db.flush().map_err(storage_err)?;
+        self.db.flush_durably().map_err(storage_err)?;
         Ok(())
     }
 }
