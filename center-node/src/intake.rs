@@ -440,6 +440,14 @@ impl CenterIntake {
     fn known(&self, channel: Channel<'_>, offer: &Offer) -> Option<Admission<Staging>> {
         match self.inbox.lookup(&offer.packet_id, offer.version) {
             Ok(Some(record)) if record.receipt.body.digest == offer.digest => {
+                // Its commit may have failed at the fsync (EIO, a full disk): the receipt
+                // goes out only once the record is durable.
+                if let Err(e) = self.inbox.sync() {
+                    return Some(Admission::Reject(
+                        RejectReason::Unavailable,
+                        format!("the stored record cannot be made durable: {e}"),
+                    ));
+                }
                 self.metrics.packets_duplicate.inc();
                 Some(Admission::AlreadyHave(record.receipt))
             }

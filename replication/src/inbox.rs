@@ -304,6 +304,12 @@ impl Inbox {
         Ok(())
     }
 
+    /// Makes every record durable. A record whose commit failed at the fsync is in sled
+    /// all the same: a later offer of it is answered with its receipt only after this.
+    pub fn sync(&self) -> Result<()> {
+        self.db.flush_durably().map_err(storage_err)
+    }
+
     /// Removes a staging file that will not be committed, and its durable length.
     pub fn discard_staging(&self, staged: &Path) {
         let _ = fs::remove_file(held_marker(staged));

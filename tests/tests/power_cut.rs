@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 
+use konvert_tests::faults::{check_receipted, data_on_lazyfs};
 use konvert_tests::lazyfs::LazyMount;
 
 /// The test file system keeps exactly what was fsynced: the contract the power-cut test
@@ -78,61 +79,6 @@ fn the_test_file_system_drops_what_was_not_fsynced() {
     assert_eq!(f.sync_all().unwrap_err().raw_os_error(), Some(5), "EIO");
 }
 
-/// Copies the folder `from` into `to`, recursively (a center's initial data folder onto
-/// the test file system).
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-/// Every packet the edge holds a receipt for is in the center's inbox (opened as the
-/// center opens it at its next start), its stored envelope is the one sent, and the loader
-/// key opens it. Returns how many were checked.
-fn check_receipted(
-    site: &konvert_tests::SiteFixture,
-    fx: &konvert_tests::CenterFixture,
-    data: &std::path::Path,
-) -> usize {
-    let inbox = konvert_replication::Inbox::open(data).unwrap();
-    let signer = site.signer.verifying_key();
-    let trusted = |id: &konvert_crypto::KeyId| (*id == signer.key_id()).then(|| signer.clone());
-    let mut checked = 0;
-    for entry in site.outbox.entries().unwrap() {
-        let konvert_replication::OutboxState::Delivered { receipt } = &entry.state else {
-            continue;
-        };
-        let record = inbox
-            .lookup(&entry.offer.packet_id, entry.offer.version)
-            .unwrap()
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} v{} was receipted and is not in the inbox",
-                    entry.offer.packet_id, entry.offer.version
-                )
-            });
-        assert_eq!(&record.receipt, receipt, "the stored record is the receipted one");
-        let stored = std::fs::read(inbox.store_path(&entry.offer.digest))
-            .unwrap_or_else(|e| panic!("{} was receipted and its envelope is gone: {e}", entry.offer.packet_id));
-        assert_eq!(
-            stored,
-            std::fs::read(site.outbox.envelope_path(&entry)).unwrap(),
-            "{}: the stored envelope is not the one sent",
-            entry.offer.packet_id
-        );
-        konvert_crypto::envelope::open_in_memory(&stored, &fx.recipient, &trusted, Vec::new(), |plain| plain.len())
-            .unwrap_or_else(|e| panic!("{} was receipted and does not open: {e}", entry.offer.packet_id));
-        checked += 1;
-    }
-    checked
-}
-
 /// Cuts the power to the center at many points while it receives and stores a day's
 /// packets: each time, the center's process dies with SIGKILL, everything its file system
 /// did not make durable is dropped, and the center starts again on what is left. Every
@@ -155,13 +101,7 @@ async fn power_cuts_during_receive_and_store_lose_no_receipted_packet() {
     let token = fx.issue_token("0101");
     let mut cfg = fx.register(&[(&token, "0101")]);
     let site = fx.enroll("0101", addr);
-    let mnt_dir = fx.root.path().join("power");
-    std::fs::create_dir(&mnt_dir).unwrap();
-    let mnt =
-        LazyMount::mount(&mnt_dir).expect("mount the FUSE test file system: needs /dev/fuse and root, or fusermount3");
-    let data = mnt_dir.join("data");
-    copy_tree(&cfg.data_dir, &data);
-    mnt.sync_everything();
+    let (mnt, data) = data_on_lazyfs(fx.root.path(), "power", &cfg.data_dir);
     cfg.data_dir = data.clone();
     cfg.save(&fx.init.config_path).unwrap();
     for i in 0..PACKETS {
@@ -217,5 +157,5 @@ async fn power_cuts_during_receive_and_store_lose_no_receipted_packet() {
     );
     let inbox = konvert_replication::Inbox::open(&data).unwrap();
     assert_eq!(inbox.len(), PACKETS, "each stored once");
-    assert_eq!(konvert_tests::stored_files(&mnt_dir), PACKETS);
+    assert_eq!(konvert_tests::stored_files(mnt.path()), PACKETS);
 }

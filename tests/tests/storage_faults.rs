@@ -1,0 +1,259 @@
+//! Storage faults an exam-day machine meets — a full disk, an fsync that fails — injected
+//! by the test file system (tests/src/lazyfs.rs) under the real center, edge, sled and
+//! QUIC: the center below its free-space floor refuses new packets for later, a write or an
+//! fsync that fails refuses the packet for later, the edge's sealing fails plainly; nothing
+//! is lost and everything goes through once the disk is healthy again.
+
+// Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use konvert_edge::push::PushEvent;
+use konvert_edge::PushOptions;
+use konvert_replication::{OutboxState, RejectReason};
+use konvert_tests::faults::{check_receipted, data_on_lazyfs};
+use konvert_tests::lazyfs::LazyMount;
+use konvert_tests::{CenterFixture, SiteFixture};
+
+/// A center served in-process with its data folder on a [`LazyMount`], and one site.
+async fn center_on_lazyfs(
+    min_free_percent: f64,
+) -> (
+    CenterFixture,
+    LazyMount,
+    std::path::PathBuf,
+    konvert_center::service::RunningCenter,
+    SiteFixture,
+) {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    let mut cfg = fx.register(&[(&token, "0101")]);
+    let (mnt, data) = data_on_lazyfs(fx.root.path(), "disk", &cfg.data_dir);
+    cfg.data_dir = data.clone();
+    cfg.min_free_percent = min_free_percent;
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let site = fx.enroll("0101", center.addr);
+    (fx, mnt, data, center, site)
+}
+
+/// Pushes in the background, keeping every refusal's reason.
+fn push_noting_refusals(
+    site: &SiteFixture,
+) -> (
+    tokio::task::JoinHandle<konvert_edge::Result<konvert_edge::PushReport>>,
+    Arc<Mutex<Vec<RejectReason>>>,
+) {
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let seen = refused.clone();
+    let pushing = site.spawn_push(PushOptions {
+        max_wait: Duration::from_secs(90),
+        on_event: Arc::new(move |ev| {
+            if let PushEvent::Rejected { reason, detail, .. } = ev {
+                eprintln!("refused: {reason:?}: {detail}");
+                seen.lock().unwrap().push(reason);
+            }
+        }),
+        ..Default::default()
+    });
+    (pushing, refused)
+}
+
+/// Waits (up to 20 s) until the site has been refused for `reason`.
+async fn until_refused(refused: &Mutex<Vec<RejectReason>>, reason: RejectReason) {
+    for _ in 0..400 {
+        if refused.lock().unwrap().contains(&reason) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never refused for {reason:?}: {:?}", refused.lock().unwrap());
+}
+
+fn delivered(site: &SiteFixture) -> usize {
+    site.outbox
+        .entries()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.state, OutboxState::Delivered { .. }))
+        .count()
+}
+
+/// Sets the test file system's size so that `percent` of it is free now.
+fn leave_free(mnt: &LazyMount, percent: f64) {
+    let used = mnt.used() as f64;
+    mnt.set_capacity(Some((used / (1.0 - percent / 100.0)).ceil() as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_its_free_space_floor_the_center_refuses_new_packets_for_later_and_takes_them_when_space_returns() {
+    let (fx, mnt, data, center, site) = center_on_lazyfs(5.0).await;
+    for i in 0..3 {
+        site.seal_room(&format!("{:04}", i + 1), 2, 50_000, 40 + i);
+    }
+    // A disk filled by other files to 3 % free: under the regulations' 5 %, with room
+    // enough for a packet all the same.
+    let ballast = mnt.path().join("other files");
+    std::fs::write(&ballast, vec![7u8; 10 << 20]).unwrap();
+    leave_free(&mnt, 3.0);
+    let (pushing, refused) = push_noting_refusals(&site);
+    until_refused(&refused, RejectReason::DiskFull).await;
+    assert!(
+        RejectReason::DiskFull.is_retryable(),
+        "the site keeps the packet and sends it again"
+    );
+    assert!(
+        RejectReason::DiskFull.plain_words().contains("disk is nearly full"),
+        "the site is told why in plain words"
+    );
+    assert_eq!(delivered(&site), 0);
+    assert_eq!(site.outbox.pending().unwrap().len(), 3, "nothing given up at the site");
+    assert!(center.inbox.is_empty(), "nothing new taken below the floor");
+    let refusals = center.metrics.packets_rejected.with_label_values(&["disk_full"]).get();
+    assert!(refusals >= 1, "counted for the alert");
+    let free = center.metrics.disk_free_ratio.get();
+    assert!(free < 0.05 && free > 0.0, "the gauge shows the free share: {free}");
+    assert_eq!(center.metrics.disk_free_floor_ratio.get(), 0.05);
+    let text = center.metrics.render().unwrap();
+    assert!(text.contains("konvert_center_disk_free_ratio"), "{text}");
+
+    // Space is freed: the pushes already under way deliver everything, by themselves.
+    std::fs::remove_file(&ballast).unwrap();
+    let report = pushing.await.unwrap().unwrap();
+    assert_eq!(delivered(&site), 3, "{report:?}");
+    assert_eq!(center.inbox.len(), 3);
+    assert!(
+        center.metrics.disk_free_ratio.get() > 0.5,
+        "the gauge is back above the floor"
+    );
+    mnt.set_capacity(None);
+    center.shutdown().await;
+    // And what was receipted is durable: a power cut now loses none of it.
+    mnt.restore_power();
+    assert_eq!(check_receipted(&site, &fx, &data), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_or_a_failing_fsync_while_the_center_receives_loses_nothing_and_resumes() {
+    // No floor: the disk fills for real under the packets.
+    let (fx, mnt, data, center, site) = center_on_lazyfs(0.0).await;
+    for i in 0..3 {
+        site.seal_room(&format!("{:04}", i + 1), 3, 100_000, 50 + i);
+    }
+    // Room for less than one packet: each is refused part-way through its staging.
+    mnt.set_capacity(Some(mnt.used() + 150_000));
+    let (pushing, refused) = push_noting_refusals(&site);
+    until_refused(&refused, RejectReason::Unavailable).await;
+    assert_eq!(delivered(&site), 0, "no receipt for what could not be written");
+    assert!(center.inbox.is_empty());
+    mnt.set_capacity(None);
+    pushing.await.unwrap().unwrap();
+    assert_eq!(delivered(&site), 3);
+
+    // Every fsync fails (a dying disk, a full thin volume): no receipt goes out for what
+    // could not be made durable; once fsync works again, the packets go through.
+    for i in 3..5 {
+        site.seal_room(&format!("{:04}", i + 1), 2, 60_000, 50 + i);
+    }
+    mnt.fail_fsync(true);
+    refused.lock().unwrap().clear();
+    let (pushing, refused) = push_noting_refusals(&site);
+    until_refused(&refused, RejectReason::Unavailable).await;
+    assert_eq!(delivered(&site), 3, "no receipt without a working fsync");
+    // Nothing made durable: a power cut now would lose it, so no receipt may be out.
+    mnt.fail_fsync(false);
+    pushing.await.unwrap().unwrap();
+    assert_eq!(delivered(&site), 5);
+    assert_eq!(center.inbox.len(), 5);
+    center.shutdown().await;
+    mnt.restore_power();
+    assert_eq!(
+        check_receipted(&site, &fx, &data),
+        5,
+        "every receipted packet survives a power cut"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_sealing_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_seals_again_once_it_is_healthy() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    let cfg = fx.register(&[(&token, "0101")]);
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let mut site = fx.enroll("0101", center.addr);
+    // The station's data folder (outbox, registry) on the test file system.
+    let (mnt, data) = data_on_lazyfs(fx.root.path(), "edge", &site.cfg.data_dir);
+    site.cfg.data_dir = data.clone();
+    let outbox = konvert_replication::Outbox::open(&data).unwrap();
+    let room = |n: &str, seed| {
+        let dir = site.dir.join("scans").join(n);
+        konvert_ops::rooms::write_room(&dir, seed, 2, 80_000).unwrap();
+        dir
+    };
+    let seal = |dir: &std::path::Path, n: &str| {
+        let packet = konvert_exam::PacketRef {
+            site: site.cfg.site.clone(),
+            date: site.day.parse().unwrap(),
+            exam: konvert_exam::ExamKind::Ege,
+            room: n.parse().unwrap(),
+            kind: konvert_exam::PacketKind::Blanks,
+        };
+        konvert_edge::seal_room(
+            &site.cfg,
+            &outbox,
+            &site.signer,
+            dir,
+            packet,
+            konvert_edge::cli::now_unix_ms(),
+        )
+    };
+    let first = room("0001", 1);
+    let second = room("0002", 2);
+
+    mnt.set_capacity(Some(mnt.used() + 50_000));
+    let err = seal(&first, "0001").unwrap_err().to_string();
+    assert!(
+        err.contains("No space left on device"),
+        "the operator is told the disk is full: {err}"
+    );
+    assert!(
+        outbox.entries().unwrap().is_empty(),
+        "no half-sealed packet in the outbox"
+    );
+    mnt.set_capacity(None);
+
+    mnt.fail_fsync(true);
+    let err = seal(&second, "0002").unwrap_err().to_string();
+    assert!(
+        err.contains("Input/output error"),
+        "a failing fsync is not taken for sealed: {err}"
+    );
+    assert!(
+        outbox.pending().unwrap().is_empty(),
+        "a packet that is not durable is not queued"
+    );
+    mnt.fail_fsync(false);
+
+    // The scans are untouched: both rooms seal now, and a power cut right after keeps them.
+    seal(&first, "0001").unwrap();
+    seal(&second, "0002").unwrap();
+    drop(outbox);
+    // sled's flusher lets go of its files at its next tick; the cut comes after that.
+    std::thread::sleep(Duration::from_millis(600));
+    mnt.restore_power();
+    site.outbox = Arc::new(konvert_replication::Outbox::open(&data).unwrap());
+    let pending = site.outbox.pending().unwrap();
+    assert_eq!(pending.len(), 2, "both sealed packets survive a power cut");
+    let report = site
+        .spawn_push(PushOptions {
+            max_wait: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.delivered, 2);
+    assert_eq!(center.inbox.len(), 2);
+    center.shutdown().await;
+}
