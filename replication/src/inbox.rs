@@ -92,12 +92,27 @@ fn read_held(marker: &Path) -> u64 {
         .map_or(0, u64::from_le_bytes)
 }
 
+/// A stored packet whose envelope file a power cut or a failing disk tore: found when
+/// the inbox opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornEnvelope {
+    /// The packet id.
+    pub packet_id: String,
+    /// Its version.
+    pub version: u32,
+    /// The site that sent it.
+    pub site: String,
+    /// What is wrong, and what to do, in words.
+    pub detail: String,
+}
+
 /// The center's durable store of received envelopes.
 pub struct Inbox {
     db: crate::durable::SledDb,
     packets: sled::Tree,
     staging: PathBuf,
     store: PathBuf,
+    torn: Vec<TornEnvelope>,
 }
 
 impl Inbox {
@@ -139,12 +154,55 @@ impl Inbox {
             }
         }
         let packets = db.open_tree("packets").map_err(storage_err)?;
-        Ok(Inbox {
+        let mut inbox = Inbox {
             db,
             packets,
             staging,
             store,
-        })
+            torn: Vec::new(),
+        };
+        inbox.torn = inbox.find_torn()?;
+        Ok(inbox)
+    }
+
+    /// Stored envelopes that are missing or not the size their receipt names. The center
+    /// cannot mend one (only the site holds the sealed bytes), so it says which, loudly:
+    /// the loader would refuse it as damaged anyway.
+    fn find_torn(&self) -> Result<Vec<TornEnvelope>> {
+        let mut torn = Vec::new();
+        for record in self.records()? {
+            let body = &record.receipt.body;
+            let path = self.store_path(&body.digest);
+            let found = match fs::metadata(&path) {
+                Ok(m) if m.len() == body.bytes => continue,
+                Ok(m) => format!("{} bytes", m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".to_owned(),
+                Err(e) => return Err(e.into()),
+            };
+            let detail = format!(
+                "the stored envelope {} of packet {} v{} from site {} is {found}, not the {} bytes receipted: it \
+                 was torn (a power cut or a failing disk); restore the store from the data folder's backup \
+                 (the site's outbox keeps the sealed file too)",
+                path.display(),
+                body.packet_id,
+                body.version,
+                body.site,
+                body.bytes
+            );
+            tracing::error!("{detail}");
+            torn.push(TornEnvelope {
+                packet_id: body.packet_id.clone(),
+                version: body.version,
+                site: body.site.clone(),
+                detail,
+            });
+        }
+        Ok(torn)
+    }
+
+    /// Stored envelopes found torn when the inbox was opened.
+    pub fn torn(&self) -> &[TornEnvelope] {
+        &self.torn
     }
 
     /// The stored record of a packet version, if any.

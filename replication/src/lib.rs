@@ -37,7 +37,7 @@ pub use answer::{AnswerOutcome, PacketAnswer, Remark, RemarkAction};
 pub use durable::{open_sled, SledDb};
 pub use error::Error;
 pub use frame::FrameDecoder;
-pub use inbox::{Inbox, InboxRecord};
+pub use inbox::{Inbox, InboxRecord, TornEnvelope};
 pub use message::{Message, Offer, RejectReason, Share, SiteStatus, PROTOCOL_VERSION};
 pub use notice::{Notice, SignedNotice, TestVerdict, Verdict};
 pub use outbox::{Exported, Outbox, OutboxEntry, OutboxState};

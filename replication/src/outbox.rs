@@ -93,7 +93,44 @@ impl Outbox {
             dir: envelopes,
         };
         outbox.rebuild_sealed_index()?;
+        outbox.refuse_torn_envelopes()?;
         Ok(outbox)
+    }
+
+    /// Finds what a power cut or a failing disk tore since the last start. A staging file
+    /// (`.env.part`) is a seal that never finished: it is removed, and the room is still in
+    /// its folder to seal again. A queued envelope whose file is missing or not the size
+    /// it was sealed at would be refused by the center forever: it is marked refused here,
+    /// with words that say to seal the room again.
+    fn refuse_torn_envelopes(&self) -> Result<()> {
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.to_str().is_some_and(|p| p.ends_with(".env.part")) {
+                tracing::warn!(file = %path.display(), "removing a sealed envelope that was never finished (cut off while sealing)");
+                let _ = fs::remove_file(&path);
+            }
+        }
+        for entry in self.pending()? {
+            let path = self.envelope_path(&entry);
+            let found = match fs::metadata(&path) {
+                Ok(m) => format!("{} bytes", m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".to_owned(),
+                Err(e) => return Err(e.into()),
+            };
+            if found == format!("{} bytes", entry.offer.size) {
+                continue;
+            }
+            let detail = format!(
+                "the sealed file {} on this station's disk is {found}, not the {} bytes it was sealed at: it was \
+                 torn (a power cut or a failing disk); seal room {} again",
+                path.display(),
+                entry.offer.size,
+                entry.label
+            );
+            tracing::error!(packet = %entry.offer.packet_id, version = entry.offer.version, "{detail}");
+            self.mark_rejected(&entry.offer, RejectReason::MalformedEnvelope, detail)?;
+        }
+        Ok(())
     }
 
     /// Makes the index of Sealed entries match the entries (an outbox written before the

@@ -257,3 +257,92 @@ async fn the_edge_sealing_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_
     assert_eq!(center.inbox.len(), 2);
     center.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_torn_by_a_power_cut_are_found_at_the_next_start_and_repaired_or_refused_plainly() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    let cfg = fx.register(&[(&token, "0101")]);
+    let center = konvert_center::serve(&cfg).await.unwrap();
+    let mut site = fx.enroll("0101", center.addr);
+    let a = site.seal_room("0001", 2, 30_000, 1);
+    let b = site.seal_room("0002", 2, 30_000, 2);
+    let report = site
+        .spawn_push(PushOptions {
+            max_wait: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.delivered, 2);
+    let c = site.seal_room("0003", 2, 30_000, 3);
+    let d = site.seal_room("0004", 2, 30_000, 4);
+    let stored_b = center.inbox.store_path(&b.offer.digest);
+    center.shutdown().await;
+
+    // The edge: a queued envelope torn short, and a seal cut off half-way.
+    let torn = site.outbox.envelope_path(&c);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&torn)
+        .unwrap()
+        .set_len(c.offer.size / 2)
+        .unwrap();
+    let half_sealed = site.cfg.data_dir.join("envelopes/0101-cut-off.v1.env.part");
+    std::fs::write(&half_sealed, b"half an envelope").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    drop(std::mem::replace(
+        &mut site.outbox,
+        Arc::new(konvert_replication::Outbox::open(elsewhere.path()).unwrap()),
+    ));
+    let outbox = konvert_replication::Outbox::open(&site.cfg.data_dir).unwrap();
+    assert!(
+        !half_sealed.exists(),
+        "an unfinished seal is cleared away (the room is still in its folder)"
+    );
+    let pending: Vec<_> = outbox
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.offer.packet_id)
+        .collect();
+    assert_eq!(
+        pending,
+        vec![d.offer.packet_id.clone()],
+        "the torn envelope is not sent"
+    );
+    let entry = outbox.get(&c.offer.packet_id, 1).unwrap().unwrap();
+    let OutboxState::Rejected { reason, detail } = &entry.state else {
+        panic!("the torn envelope is not refused: {:?}", entry.state)
+    };
+    assert_eq!(*reason, RejectReason::MalformedEnvelope);
+    assert!(reason.plain_words().contains("seal the room again"));
+    assert!(
+        detail.contains("torn") && detail.contains(&format!("{} bytes", c.offer.size / 2)) && detail.contains("0003"),
+        "says what was found and which room to seal again: {detail}"
+    );
+    assert!(matches!(
+        outbox.get(&a.offer.packet_id, 1).unwrap().unwrap().state,
+        OutboxState::Delivered { .. }
+    ));
+
+    // The center: a stored envelope torn short is named when the inbox opens; the other
+    // is not.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&stored_b)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let inbox = konvert_replication::Inbox::open(&cfg.data_dir).unwrap();
+    let found = inbox.torn();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].packet_id, b.offer.packet_id);
+    assert!(
+        found[0].detail.contains("torn") && found[0].detail.contains("100 bytes") && found[0].detail.contains("backup"),
+        "{}",
+        found[0].detail
+    );
+    assert!(inbox.lookup(&a.offer.packet_id, 1).unwrap().is_some());
+}
