@@ -39,7 +39,7 @@ pub fn data_on_lazyfs(root: &Path, name: &str, data: &Path) -> (LazyMount, std::
 pub fn check_receipted(site: &SiteFixture, fx: &CenterFixture, data: &Path) -> usize {
     let inbox = konvert_replication::Inbox::open(data).unwrap();
     let signer = site.signer.verifying_key();
-    let trusted = |id: &konvert_crypto::KeyId| (*id == signer.key_id()).then(|| signer.clone());
+    let trusted = |id: &konvert_crypto::KeyId| (*id == signer.key_id()).then_some(signer);
     let mut checked = 0;
     for entry in site.outbox.entries().unwrap() {
         let konvert_replication::OutboxState::Delivered { receipt } = &entry.state else {

@@ -346,3 +346,94 @@ async fn files_torn_by_a_power_cut_are_found_at_the_next_start_and_repaired_or_r
     );
     assert!(inbox.lookup(&a.offer.packet_id, 1).unwrap().is_some());
 }
+
+/// Polls the intake until nothing is settling; returns every event, or the first error.
+fn drain_intake(
+    intake: &mut konvert_edge::intake::Intake,
+) -> konvert_edge::Result<Vec<konvert_edge::intake::IntakeEvent>> {
+    let mut events = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        events.extend(intake.poll(konvert_edge::cli::now_unix_ms())?);
+        if !intake.is_settling() && started.elapsed() > Duration::from_millis(250) {
+            return Ok(events);
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "intake never settled");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn the_edge_taking_scans_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_takes_every_file_once_when_healthy() {
+    use konvert_exam::scan::{room_pages, synthetic_plan, write_pages, ScanFormat, ScanJob};
+    let dir = tempfile::tempdir().unwrap();
+    let (hot, scans) = (dir.path().join("hot"), dir.path().join("scans"));
+    std::fs::create_dir_all(&hot).unwrap();
+    let room: konvert_exam::RoomId = "0012".parse().unwrap();
+    let plan = synthetic_plan(
+        &"0101".parse().unwrap(),
+        "2026-06-01".parse().unwrap(),
+        konvert_exam::ExamKind::Ege,
+        &[(&room, 3)],
+        4_000_000_000,
+    );
+    let pages = room_pages(&plan, &room, 0);
+    let job = ScanJob {
+        format: ScanFormat::TiffG4,
+        pages_per_file: 1,
+        degrade: false,
+        dpi: 150,
+        seed: 1,
+    };
+    let files = write_pages(&pages, &scans, "batch", job).unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (mnt, data) = data_on_lazyfs(dir.path(), "disk", &empty);
+    let tuning = konvert_edge::intake::IntakeTuning {
+        settle_ms: 100,
+        incomplete_wait_ms: 2_000,
+    };
+    let recognizer = || konvert_edge::intake::scan_recognizer(Duration::from_millis(1500));
+    let mut intake = konvert_edge::intake::Intake::open(&hot, &data, tuning, recognizer()).unwrap();
+    for f in &files {
+        std::fs::copy(f, hot.join(f.file_name().unwrap())).unwrap();
+    }
+
+    mnt.set_capacity(Some(mnt.used() + 1000));
+    let err = drain_intake(&mut intake).unwrap_err().to_string();
+    assert!(
+        err.contains("No space left on device"),
+        "the operator is told the disk is full: {err}"
+    );
+    assert!(
+        intake.journal().files().unwrap().is_empty(),
+        "nothing counted as taken without its copy"
+    );
+    mnt.set_capacity(None);
+    mnt.fail_fsync(true);
+    let err = drain_intake(&mut intake).unwrap_err().to_string();
+    assert!(err.contains("Input/output error"), "{err}");
+    assert!(
+        intake.journal().files().unwrap().is_empty(),
+        "nothing counted as taken that is not durable"
+    );
+    mnt.fail_fsync(false);
+
+    let events = drain_intake(&mut intake).unwrap();
+    let taken = events
+        .iter()
+        .filter(|e| matches!(e, konvert_edge::intake::IntakeEvent::Taken { .. }))
+        .count();
+    assert_eq!(taken, files.len(), "{events:?}");
+    drop(intake);
+    // sled's flusher lets go of its files at its next tick; the power is cut after that.
+    std::thread::sleep(Duration::from_millis(600));
+    mnt.restore_power();
+    let intake = konvert_edge::intake::Intake::open(&hot, &data, tuning, recognizer()).unwrap();
+    let journal = intake.journal().files().unwrap();
+    assert_eq!(journal.len(), files.len(), "every file taken survives a power cut");
+    for f in &journal {
+        let spooled = std::fs::read(intake.spool_path(f)).unwrap();
+        assert_eq!(spooled.len() as u64, f.size, "{}: its durable copy is whole", f.name);
+    }
+}
