@@ -113,13 +113,11 @@ impl Outbox {
         for entry in self.pending()? {
             let path = self.envelope_path(&entry);
             let found = match fs::metadata(&path) {
+                Ok(m) if m.len() == entry.offer.size => continue,
                 Ok(m) => format!("{} bytes", m.len()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".to_owned(),
                 Err(e) => return Err(e.into()),
             };
-            if found == format!("{} bytes", entry.offer.size) {
-                continue;
-            }
             let detail = format!(
                 "the sealed file {} on this station's disk is {found}, not the {} bytes it was sealed at: it was \
                  torn (a power cut or a failing disk); seal room {} again",
