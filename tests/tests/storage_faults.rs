@@ -161,6 +161,8 @@ async fn a_full_disk_or_a_failing_fsync_while_the_center_receives_loses_nothing_
     let (pushing, refused) = push_noting_refusals(&site);
     until_refused(&refused, RejectReason::Unavailable).await;
     assert_eq!(delivered(&site), 3, "no receipt without a working fsync");
+    // Long enough for sled's own flusher (every 500 ms) to meet the failing fsync too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     // Nothing made durable: a power cut now would lose it, so no receipt may be out.
     mnt.fail_fsync(false);
     pushing.await.unwrap().unwrap();
