@@ -106,10 +106,27 @@ pub struct TornEnvelope {
     pub detail: String,
 }
 
-/// The center's durable store of received envelopes.
-pub struct Inbox {
+/// The inbox's sled database and its tree of records.
+struct Records {
     db: crate::durable::SledDb,
     packets: sled::Tree,
+}
+
+impl Records {
+    fn open(path: &Path) -> std::result::Result<Records, sled::Error> {
+        let db = crate::durable::open_sled(path)?;
+        let packets = db.open_tree("packets")?;
+        Ok(Records { db, packets })
+    }
+}
+
+/// The center's durable store of received envelopes.
+pub struct Inbox {
+    /// `None` while a database that failed is being opened again.
+    records: std::sync::RwLock<Option<Records>>,
+    /// Counts the times the database was opened again, so a failure is mended once.
+    generation: std::sync::atomic::AtomicU64,
+    db_path: PathBuf,
     staging: PathBuf,
     store: PathBuf,
     torn: Vec<TornEnvelope>,
@@ -126,7 +143,8 @@ impl Inbox {
         fs::create_dir_all(&store)?;
         // The lock first: another process that holds the inbox (a serving center, when a
         // loader or status runs beside it) is writing these staging files.
-        let db = crate::durable::open_sled(&dir.join("inbox.sled")).map_err(|e| {
+        let db_path = dir.join("inbox.sled");
+        let records = Records::open(&db_path).map_err(|e| {
             Error::Storage(format!(
                 "cannot open the inbox at {}: {e}; is another konvert-center running?",
                 dir.display()
@@ -153,10 +171,10 @@ impl Inbox {
                 fs::remove_file(&path)?;
             }
         }
-        let packets = db.open_tree("packets").map_err(storage_err)?;
         let mut inbox = Inbox {
-            db,
-            packets,
+            records: std::sync::RwLock::new(Some(records)),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            db_path,
             staging,
             store,
             torn: Vec::new(),
@@ -200,6 +218,62 @@ impl Inbox {
         Ok(torn)
     }
 
+    /// Runs `f` on the database. sled keeps the first write error it meets (a full disk,
+    /// a failing fsync) and fails every later call with it, so a failure opens the
+    /// database again from what is durable: the caller's operation still fails (the site
+    /// sends the packet again), and the next one finds a working database once the disk is.
+    fn with_records<T>(&self, f: impl FnOnce(&Records) -> std::result::Result<T, Error>) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let (failed, broken) = {
+            let guard = self
+                .records
+                .read()
+                .map_err(|_| Error::Storage("the inbox's lock is poisoned".into()))?;
+            match guard.as_ref() {
+                Some(records) => match f(records) {
+                    Ok(v) => return Ok(v),
+                    // sled's own flush says whether it holds on to a failure.
+                    Err(e) => (e, records.db.flush().is_err()),
+                },
+                None => (
+                    Error::Storage("the inbox's database is not open (the disk failed); opening it again".into()),
+                    true,
+                ),
+            }
+        };
+        if broken {
+            self.reopen(generation);
+        }
+        Err(failed)
+    }
+
+    /// Opens the database again unless another caller already did since `generation`.
+    fn reopen(&self, generation: u64) {
+        use std::sync::atomic::Ordering;
+        let Ok(mut guard) = self.records.write() else { return };
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        // The failed handle must let go of the files (and sled's lock) first.
+        drop(guard.take());
+        match Records::open(&self.db_path) {
+            Ok(records) => {
+                tracing::warn!(db = %self.db_path.display(), "the inbox's database failed and was opened again from what is durable");
+                *guard = Some(records);
+            }
+            Err(e) => {
+                tracing::error!(db = %self.db_path.display(), "the inbox's database failed and cannot be opened again yet: {e}")
+            }
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many times the database failed and was opened again since the inbox opened.
+    pub fn reopened(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Stored envelopes found torn when the inbox was opened.
     pub fn torn(&self) -> &[TornEnvelope] {
         &self.torn
@@ -207,7 +281,8 @@ impl Inbox {
 
     /// The stored record of a packet version, if any.
     pub fn lookup(&self, packet_id: &str, version: u32) -> Result<Option<InboxRecord>> {
-        match self.packets.get(packet_key(packet_id, version)).map_err(storage_err)? {
+        let found = self.with_records(|r| r.packets.get(packet_key(packet_id, version)).map_err(storage_err))?;
+        match found {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
@@ -348,24 +423,29 @@ impl Inbox {
         let _ = fs::remove_file(held_marker(staged));
         let key = packet_key(&record.receipt.body.packet_id, record.receipt.body.version);
         let bytes = postcard::to_allocvec(record).map_err(storage_err)?;
-        let swapped = self
-            .packets
-            .compare_and_swap(key, None::<&[u8]>, Some(bytes))
-            .map_err(storage_err)?;
+        let swapped = self.with_records(|r| {
+            let swapped = r
+                .packets
+                .compare_and_swap(key, None::<&[u8]>, Some(bytes))
+                .map_err(storage_err)?;
+            if swapped.is_ok() {
+                r.db.flush_durably().map_err(storage_err)?;
+            }
+            Ok(swapped)
+        })?;
         if swapped.is_err() {
             return Err(Error::Storage(format!(
                 "packet {} v{} was stored concurrently",
                 record.receipt.body.packet_id, record.receipt.body.version
             )));
         }
-        self.db.flush_durably().map_err(storage_err)?;
         Ok(())
     }
 
     /// Makes every record durable. A record whose commit failed at the fsync is in sled
     /// all the same: a later offer of it is answered with its receipt only after this.
     pub fn sync(&self) -> Result<()> {
-        self.db.flush_durably().map_err(storage_err)
+        self.with_records(|r| r.db.flush_durably().map_err(storage_err))
     }
 
     /// Removes a staging file that will not be committed, and its durable length.
@@ -376,29 +456,33 @@ impl Inbox {
 
     /// Every stored record.
     pub fn records(&self) -> Result<Vec<InboxRecord>> {
-        let mut all = Vec::new();
-        for kv in self.packets.iter() {
-            let (_, v) = kv.map_err(storage_err)?;
-            all.push(decode(&v)?);
-        }
-        Ok(all)
+        self.with_records(|r| {
+            let mut all = Vec::new();
+            for kv in r.packets.iter() {
+                let (_, v) = kv.map_err(storage_err)?;
+                all.push(decode(&v)?);
+            }
+            Ok(all)
+        })
     }
 
     /// The number of stored packet versions.
     pub fn len(&self) -> usize {
-        self.packets.len()
+        self.with_records(|r| Ok(r.packets.len())).unwrap_or(0)
     }
 
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.packets.is_empty()
+        self.len() == 0
     }
 
     /// Copies the inbox's database (not its store) into a new one at `dest`, while this
     /// inbox goes on storing: what was committed before the copy began is in it.
     pub fn copy_database_to(&self, dest: &Path) -> Result<u64> {
-        self.db.flush_durably().map_err(storage_err)?;
-        crate::sled_copy::copy_db(&self.db, dest)
+        self.with_records(|r| {
+            r.db.flush_durably().map_err(storage_err)?;
+            crate::sled_copy::copy_db(&r.db, dest)
+        })
     }
 }
 

@@ -50,6 +50,8 @@ struct Node {
     synced_children: BTreeMap<OsString, u64>,
     /// Names that point at it now (a file unlinked while open keeps its bytes till the cut).
     links: u32,
+    /// The name it was created under, for faults aimed at one kind of file.
+    name: OsString,
 }
 
 /// Where the power stands.
@@ -68,6 +70,9 @@ struct State {
     nodes: HashMap<u64, Node>,
     next_ino: u64,
     capacity: Option<u64>,
+    /// Writes to files created under this name fail with ENOSPC, as if the disk filled
+    /// just as that file was written.
+    full_for: Option<OsString>,
     fail_fsync: bool,
     power: Power,
     /// Changing operations left before the cut, when armed.
@@ -118,7 +123,7 @@ impl State {
         self.nodes.get(&parent)?.children.get(name).copied()
     }
 
-    fn add_node(&mut self, dir: bool, mode: u32, req: &Request) -> u64 {
+    fn add_node(&mut self, dir: bool, mode: u32, req: &Request, name: &OsStr) -> u64 {
         let ino = self.next_ino;
         self.next_ino += 1;
         self.nodes.insert(
@@ -130,6 +135,7 @@ impl State {
                 gid: req.gid(),
                 mtime: Some(SystemTime::now()),
                 links: 1,
+                name: name.to_owned(),
                 ..Node::default()
             },
         );
@@ -316,6 +322,11 @@ impl LazyMount {
         self.shared.lock().capacity = bytes;
     }
 
+    /// Writes to files created under `name` fail with ENOSPC (`None`: no more).
+    pub fn full_for(&self, name: Option<&str>) {
+        self.shared.lock().full_for = name.map(OsString::from);
+    }
+
     /// Bytes the files hold now.
     pub fn used(&self) -> u64 {
         self.shared.lock().used()
@@ -440,7 +451,7 @@ impl Filesystem for LazyFs {
         if st.child(parent.0, name).is_some() {
             return reply.error(Errno::EEXIST);
         }
-        let ino = st.add_node(true, mode, req);
+        let ino = st.add_node(true, mode, req, name);
         if let Some(p) = st.nodes.get_mut(&parent.0) {
             p.children.insert(name.to_owned(), ino);
         }
@@ -475,7 +486,7 @@ impl Filesystem for LazyFs {
                 ino
             }
             None => {
-                let ino = st.add_node(false, mode, req);
+                let ino = st.add_node(false, mode, req, name);
                 if let Some(p) = st.nodes.get_mut(&parent.0) {
                     p.children.insert(name.to_owned(), ino);
                 }
@@ -617,6 +628,7 @@ impl Filesystem for LazyFs {
         };
         let end = start + data.len();
         let old = match st.nodes.get(&ino.0) {
+            Some(n) if st.full_for.as_ref().is_some_and(|f| *f == n.name) => return reply.error(Errno::ENOSPC),
             Some(n) => n.data.len(),
             None => return reply.error(Errno::ENOENT),
         };

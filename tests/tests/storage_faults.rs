@@ -439,3 +439,40 @@ fn the_edge_taking_scans_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_t
         assert_eq!(spooled.len() as u64, f.size, "{}: its durable copy is whole", f.name);
     }
 }
+
+/// sled keeps the first write error it meets and fails every later call with it: a disk
+/// that fills just as a packet's record is written would leave the center refusing
+/// everything until restarted. The inbox opens its database again instead, and the packet
+/// goes through once there is space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_as_the_record_is_written_does_not_stop_the_center_once_space_returns() {
+    let (fx, mnt, data, center, site) = center_on_lazyfs(0.0).await;
+    let entry = site.seal_room("0001", 2, 60_000, 70);
+    // The disk fills just as sled writes the packet's record to its log: staging and the
+    // move into the store succeeded.
+    mnt.full_for(Some("db"));
+    let (pushing, refused) = push_noting_refusals(&site);
+    until_refused(&refused, RejectReason::Unavailable).await;
+    for _ in 0..100 {
+        if center.inbox.reopened() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        center.inbox.reopened() > 0,
+        "sled met the full disk and its database was opened again"
+    );
+    assert_eq!(delivered(&site), 0);
+    mnt.full_for(None);
+    pushing.await.unwrap().unwrap();
+    assert_eq!(
+        delivered(&site),
+        1,
+        "delivered once the disk has space, without a restart"
+    );
+    assert_eq!(center.inbox.len(), 1);
+    center.shutdown().await;
+    mnt.restore_power();
+    assert_eq!(check_receipted(&site, &fx, &data), 1);
+}
