@@ -447,7 +447,7 @@ fn the_edge_taking_scans_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_fills_as_the_record_is_written_does_not_stop_the_center_once_space_returns() {
     let (fx, mnt, data, center, site) = center_on_lazyfs(0.0).await;
-    let entry = site.seal_room("0001", 2, 60_000, 70);
+    site.seal_room("0001", 2, 60_000, 70);
     // The disk fills just as sled writes the packet's record to its log: staging and the
     // move into the store succeeded.
     mnt.full_for(Some("db"));
