@@ -88,6 +88,18 @@ pub struct CenterConfig {
     /// Sites whose time zone is not the region's, e.g. `"0901" = "Asia/Yakutsk"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub site_time_zones: BTreeMap<String, SiteZone>,
+    /// The share of `data_dir`'s file system, in percent, kept free: below it the center
+    /// takes no new packet (each site is told to send it again later) and raises an alert.
+    /// The regulations keep 5 % free (`002:8253`).
+    #[serde(default = "default_min_free_percent")]
+    pub min_free_percent: f64,
+}
+
+/// The regulations' free-space floor for the center's storage, in percent (`002:8253`).
+pub const DEFAULT_MIN_FREE_PERCENT: f64 = 5.0;
+
+fn default_min_free_percent() -> f64 {
+    DEFAULT_MIN_FREE_PERCENT
 }
 
 fn default_time_zone() -> SiteZone {
@@ -194,6 +206,13 @@ impl CenterConfig {
                 "workstation_key = {} does not exist or is not a regular file; run `konvert-center loader \
                  workstation-key` on the loader's workstation, or restore the key from where the officers keep it",
                 key.display()
+            ));
+        }
+        if !(self.min_free_percent.is_finite() && (0.0..100.0).contains(&self.min_free_percent)) {
+            return Err(format!(
+                "min_free_percent = {} is not a share of the disk; give a percentage from 0 to below 100 \
+                 (the regulations keep {DEFAULT_MIN_FREE_PERCENT})",
+                self.min_free_percent
             ));
         }
         if self.max_packet_bytes == 0 {

@@ -49,3 +49,35 @@ fn a_config_without_the_receivers_tls_files_loads_but_does_not_serve() {
     let err = cfg.check_serving().unwrap_err();
     assert!(err.contains("does not exist") && err.contains("init"), "{err}");
 }
+
+/// The free-space floor is the regulations' 5 % unless set, written by `init`, and a
+/// value that is no share of a disk is named.
+#[test]
+fn the_free_space_floor_defaults_to_the_regulations_five_percent_and_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = crate::provision::init_center(
+        &dir.path().join("c"),
+        "center.konvert",
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&init.config_path).unwrap();
+    assert!(text.contains("min_free_percent = 5.0"), "{text}");
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("min_free_percent"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&init.config_path, &without).unwrap();
+    assert_eq!(CenterConfig::load(&init.config_path).unwrap().min_free_percent, 5.0);
+    for bad in ["100.0", "-1.0", "nan"] {
+        std::fs::write(
+            &init.config_path,
+            text.replace("min_free_percent = 5.0", &format!("min_free_percent = {bad}")),
+        )
+        .unwrap();
+        let err = CenterConfig::load(&init.config_path).unwrap_err().to_string();
+        assert!(err.contains("min_free_percent"), "{bad}: {err}");
+    }
+}

@@ -109,6 +109,8 @@ pub struct CenterIntake {
     plans: PlanDesk,
     /// Told of every packet stored, to watch the sites the plans expect.
     site_watch: Option<Arc<SiteWatch>>,
+    /// The free-space floor of the data folder: below it nothing new is taken.
+    disk: crate::disk_floor::DiskFloor,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -134,7 +136,6 @@ impl CenterIntake {
             inbox,
             registry,
             receipt_key,
-            metrics,
             max_packet_bytes: cfg.max_packet_bytes,
             in_flight: Mutex::new(HashSet::new()),
             desk: TestDesk::open(&cfg.data_dir)?,
@@ -145,6 +146,8 @@ impl CenterIntake {
             config: cfg.clone(),
             plans: PlanDesk::open(&cfg.data_dir)?,
             site_watch: None,
+            disk: crate::disk_floor::DiskFloor::new(&cfg.data_dir, cfg.min_free_percent, &metrics),
+            metrics,
         })
     }
 
@@ -437,6 +440,14 @@ impl CenterIntake {
     fn known(&self, channel: Channel<'_>, offer: &Offer) -> Option<Admission<Staging>> {
         match self.inbox.lookup(&offer.packet_id, offer.version) {
             Ok(Some(record)) if record.receipt.body.digest == offer.digest => {
+                // Its commit may have failed at the fsync (EIO, a full disk): the receipt
+                // goes out only once the record is durable.
+                if let Err(e) = self.inbox.sync() {
+                    return Some(Admission::Reject(
+                        RejectReason::Unavailable,
+                        format!("the stored record cannot be made durable: {e}"),
+                    ));
+                }
                 self.metrics.packets_duplicate.inc();
                 Some(Admission::AlreadyHave(record.receipt))
             }
@@ -455,6 +466,18 @@ impl CenterIntake {
             Ok(None) => None,
             Err(e) => Some(Admission::Reject(RejectReason::Unavailable, e.to_string())),
         }
+    }
+
+    /// A new packet is refused, for now, while the data folder's disk is below its floor.
+    fn below_floor(&self, channel: Channel<'_>, offer: &Offer) -> Option<(RejectReason, String)> {
+        let detail = self.disk.check().err()?;
+        Some(self.refuse(channel, offer, RejectReason::DiskFull, detail))
+    }
+
+    /// Checks the data folder's free space against its floor now (the gauge and the log
+    /// stay current while no packet arrives).
+    pub fn check_disk(&self) {
+        let _ = self.disk.check();
     }
 
     /// Claims a packet version for one receipt at a time, whichever channel brings it.
@@ -604,6 +627,9 @@ impl CenterIntake {
             Some(Admission::Reject(reason, detail)) => return Carried::Refused { reason, detail },
             // `known` never answers Held: only relays hold packets without a receipt.
             Some(Admission::Accept { .. } | Admission::Held { .. }) | None => {}
+        }
+        if let Some((reason, detail)) = self.below_floor(channel, offer) {
+            return Carried::Refused { reason, detail };
         }
         let opened = match envelopes {
             Some(dir) => dir.open_file(file, u64::MAX),
@@ -759,6 +785,9 @@ impl Intake for CenterIntake {
     fn admit(&self, station: &StationSession, offer: &Offer) -> Admission<Staging> {
         if let Some(answer) = self.known(Channel::Station(station), offer) {
             return answer;
+        }
+        if let Some(refusal) = self.below_floor(Channel::Station(station), offer) {
+            return Admission::Reject(refusal.0, refusal.1);
         }
         let key = (offer.packet_id.clone(), offer.version);
         if let Err((reason, detail)) = self.claim(&key) {

@@ -89,6 +89,7 @@ pub fn init_center(
         ingress_mbit: None,
         time_zone: konvert_exam::SiteZone::moscow(),
         site_time_zones: Default::default(),
+        min_free_percent: crate::config::DEFAULT_MIN_FREE_PERCENT,
     };
     config.save(&config_path)?;
     let config = CenterConfig::load(&config_path)?;

@@ -103,6 +103,26 @@ fn take_registry(registry: &CenterRegistry, inbox: &Inbox) {
     }
 }
 
+/// How often the data folder's free space is looked at while no packet arrives.
+const DISK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Keeps the free-space gauge current (and its alert able to resolve) between packets.
+fn watch_disk(intake: &Arc<CenterIntake>) {
+    // Weak: the watch ends with the center.
+    let intake = Arc::downgrade(intake);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DISK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(intake) = intake.upgrade() else { return };
+            if tokio::task::spawn_blocking(move || intake.check_disk()).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 /// Looks at the registry file every [`WATCH_INTERVAL`] for as long as the runtime runs.
 fn watch_registry(registry: Arc<CenterRegistry>, inbox: Arc<Inbox>, expiry: prometheus::IntGauge) {
     // Weak: the watch ends with the center, and never keeps its inbox open after it.
@@ -213,6 +233,7 @@ pub async fn serve(cfg: &CenterConfig) -> Result<RunningCenter> {
         intake = intake.with_broker(desk);
     }
     let intake = Arc::new(intake);
+    watch_disk(&intake);
     reserve::watch_spool(intake.clone(), &cfg.data_dir)?;
     crate::answers::watch_incoming(cfg, inbox.clone(), registry.clone(), audit.clone())?;
     let live = revocation.live();

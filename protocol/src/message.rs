@@ -135,11 +135,14 @@ pub enum RejectReason {
     /// day, exam, room, kind) derives: the envelope names two different packets. Last, so
     /// the wire numbers of the older reasons stay.
     PacketRefMismatch,
+    /// The center's disk is below its free-space floor (the regulations keep 5 % free):
+    /// nothing new is taken until space returns; the packet is kept and sent again.
+    DiskFull,
 }
 
 impl RejectReason {
     /// Every reason, for exporting metrics series before they first occur.
-    pub const ALL: [RejectReason; 21] = [
+    pub const ALL: [RejectReason; 22] = [
         RejectReason::UnsupportedVersion,
         RejectReason::TooLarge,
         RejectReason::DigestMismatch,
@@ -161,6 +164,7 @@ impl RejectReason {
         RejectReason::PacketMismatch,
         RejectReason::StationRevoked,
         RejectReason::PacketRefMismatch,
+        RejectReason::DiskFull,
     ];
 
     /// A stable machine-readable name, used as a metrics label.
@@ -187,6 +191,7 @@ impl RejectReason {
             RejectReason::PacketMismatch => "packet_mismatch",
             RejectReason::StationRevoked => "station_revoked",
             RejectReason::PacketRefMismatch => "packet_ref_mismatch",
+            RejectReason::DiskFull => "disk_full",
         }
     }
 
@@ -215,6 +220,7 @@ impl RejectReason {
                 "the station and the center disagree on the protocol; update the station software"
             }
             RejectReason::Unavailable => "the center cannot store packets right now; it will be retried",
+            RejectReason::DiskFull => "the center's disk is nearly full; the packet is kept and will be sent again",
             RejectReason::TokenNotIssued => {
                 "the member's token is not yet issued in the key registry; call the center's security officer — \
                  the packet is kept and sent again once the token is issued"
@@ -277,6 +283,7 @@ impl RejectReason {
                 | RejectReason::UnknownSigner
                 | RejectReason::NoRegistry
                 | RejectReason::RelayNotEnrolledForSite
+                | RejectReason::DiskFull
         )
     }
 }

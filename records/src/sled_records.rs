@@ -21,7 +21,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct SledRecords {
     path: PathBuf,
-    db: sled::Db,
+    db: konvert_replication::SledDb,
     plans: sled::Tree,
     packets: sled::Tree,
     pages: sled::Tree,
@@ -84,7 +84,7 @@ impl SledRecords {
     }
 
     fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(self.store())?;
+        self.db.flush_durably().map_err(self.store())?;
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Small helpers for durable files: fsync a file, fsync the directory that holds a rename.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::Result;
 
@@ -24,11 +24,54 @@ pub(crate) fn rename_durably(from: &Path, to: &Path) -> Result<()> {
 /// flusher wakes every 500 ms).
 const RELOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// A sled database and the folder it lives in, so that a flush can be made durable for
+/// real: sled 0.34 ends its flush with `sync_file_range`, which flushes neither the
+/// drive's write cache nor the file's size, so a power cut can take what a plain
+/// `flush` returned on. Everything else is sled's own API, through `Deref`.
+#[derive(Debug, Clone)]
+pub struct SledDb {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for SledDb {
+    type Target = sled::Db;
+
+    fn deref(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+impl SledDb {
+    /// Flushes sled, then fsyncs its log file and its folder: only after this may a
+    /// receipt be sent or a packet be marked delivered on the strength of what was written.
+    pub fn flush_durably(&self) -> std::result::Result<(), sled::Error> {
+        self.db.flush()?;
+        fs::File::open(self.path.join("db"))?.sync_all()?;
+        // A snapshot sled renamed into place, or a blob it wrote, is named in the folder.
+        fs::File::open(&self.path)?.sync_all()?;
+        let blobs = self.path.join("blobs");
+        if blobs.is_dir() {
+            for entry in fs::read_dir(&blobs)? {
+                fs::File::open(entry?.path())?.sync_all()?;
+            }
+            fs::File::open(&blobs)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// The folder the database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// Opens the sled database at `path`. Its file lock outlives the handle for a moment
 /// (sled's flusher thread lets go at its next tick), so a database closed and opened
 /// again in one process — a relay or day loop restarted in place — waits for it; a lock
-/// held by another process is still refused after that wait.
-pub fn open_sled(path: &Path) -> std::result::Result<sled::Db, sled::Error> {
+/// held by another process is still refused after that wait. A new database's folder and
+/// files are made durable before it is handed out.
+pub fn open_sled(path: &Path) -> std::result::Result<SledDb, sled::Error> {
     let until = std::time::Instant::now() + RELOCK_WAIT;
     loop {
         match sled::open(path) {
@@ -38,7 +81,20 @@ pub fn open_sled(path: &Path) -> std::result::Result<sled::Db, sled::Error> {
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            other => return other,
+            Ok(db) => {
+                let db = SledDb {
+                    db,
+                    path: path.to_owned(),
+                };
+                // sled creates its folder and files without fsyncing their names.
+                fs::File::open(path)?.sync_all()?;
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs::File::open(parent)?.sync_all()?;
+                }
+                db.flush_durably()?;
+                return Ok(db);
+            }
+            Err(e) => return Err(e),
         }
     }
 }

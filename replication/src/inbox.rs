@@ -92,12 +92,44 @@ fn read_held(marker: &Path) -> u64 {
         .map_or(0, u64::from_le_bytes)
 }
 
+/// A stored packet whose envelope file a power cut or a failing disk tore: found when
+/// the inbox opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornEnvelope {
+    /// The packet id.
+    pub packet_id: String,
+    /// Its version.
+    pub version: u32,
+    /// The site that sent it.
+    pub site: String,
+    /// What is wrong, and what to do, in words.
+    pub detail: String,
+}
+
+/// The inbox's sled database and its tree of records.
+struct Records {
+    db: crate::durable::SledDb,
+    packets: sled::Tree,
+}
+
+impl Records {
+    fn open(path: &Path) -> std::result::Result<Records, sled::Error> {
+        let db = crate::durable::open_sled(path)?;
+        let packets = db.open_tree("packets")?;
+        Ok(Records { db, packets })
+    }
+}
+
 /// The center's durable store of received envelopes.
 pub struct Inbox {
-    db: sled::Db,
-    packets: sled::Tree,
+    /// `None` while a database that failed is being opened again.
+    records: std::sync::RwLock<Option<Records>>,
+    /// Counts the times the database was opened again, so a failure is mended once.
+    generation: std::sync::atomic::AtomicU64,
+    db_path: PathBuf,
     staging: PathBuf,
     store: PathBuf,
+    torn: Vec<TornEnvelope>,
 }
 
 impl Inbox {
@@ -111,7 +143,8 @@ impl Inbox {
         fs::create_dir_all(&store)?;
         // The lock first: another process that holds the inbox (a serving center, when a
         // loader or status runs beside it) is writing these staging files.
-        let db = crate::durable::open_sled(&dir.join("inbox.sled")).map_err(|e| {
+        let db_path = dir.join("inbox.sled");
+        let records = Records::open(&db_path).map_err(|e| {
             Error::Storage(format!(
                 "cannot open the inbox at {}: {e}; is another konvert-center running?",
                 dir.display()
@@ -138,18 +171,118 @@ impl Inbox {
                 fs::remove_file(&path)?;
             }
         }
-        let packets = db.open_tree("packets").map_err(storage_err)?;
-        Ok(Inbox {
-            db,
-            packets,
+        let mut inbox = Inbox {
+            records: std::sync::RwLock::new(Some(records)),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            db_path,
             staging,
             store,
-        })
+            torn: Vec::new(),
+        };
+        inbox.torn = inbox.find_torn()?;
+        Ok(inbox)
+    }
+
+    /// Stored envelopes that are missing or not the size their receipt names. The center
+    /// cannot mend one (only the site holds the sealed bytes), so it says which, loudly:
+    /// the loader would refuse it as damaged anyway.
+    fn find_torn(&self) -> Result<Vec<TornEnvelope>> {
+        let mut torn = Vec::new();
+        for record in self.records()? {
+            let body = &record.receipt.body;
+            let path = self.store_path(&body.digest);
+            let found = match fs::metadata(&path) {
+                Ok(m) if m.len() == body.bytes => continue,
+                Ok(m) => format!("{} bytes", m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".to_owned(),
+                Err(e) => return Err(e.into()),
+            };
+            let detail = format!(
+                "the stored envelope {} of packet {} v{} from site {} is {found}, not the {} bytes receipted: it \
+                 was torn (a power cut or a failing disk); restore the store from the data folder's backup \
+                 (the site's outbox keeps the sealed file too)",
+                path.display(),
+                body.packet_id,
+                body.version,
+                body.site,
+                body.bytes
+            );
+            tracing::error!("{detail}");
+            torn.push(TornEnvelope {
+                packet_id: body.packet_id.clone(),
+                version: body.version,
+                site: body.site.clone(),
+                detail,
+            });
+        }
+        Ok(torn)
+    }
+
+    /// Runs `f` on the database. sled keeps the first write error it meets (a full disk,
+    /// a failing fsync) and fails every later call with it, so a failure opens the
+    /// database again from what is durable: the caller's operation still fails (the site
+    /// sends the packet again), and the next one finds a working database once the disk is.
+    fn with_records<T>(&self, f: impl FnOnce(&Records) -> std::result::Result<T, Error>) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let (failed, broken) = {
+            let guard = self
+                .records
+                .read()
+                .map_err(|_| Error::Storage("the inbox's lock is poisoned".into()))?;
+            match guard.as_ref() {
+                Some(records) => match f(records) {
+                    Ok(v) => return Ok(v),
+                    // sled's own flush says whether it holds on to a failure.
+                    Err(e) => (e, records.db.flush().is_err()),
+                },
+                None => (
+                    Error::Storage("the inbox's database is not open (the disk failed); opening it again".into()),
+                    true,
+                ),
+            }
+        };
+        if broken {
+            self.reopen(generation);
+        }
+        Err(failed)
+    }
+
+    /// Opens the database again unless another caller already did since `generation`.
+    fn reopen(&self, generation: u64) {
+        use std::sync::atomic::Ordering;
+        let Ok(mut guard) = self.records.write() else { return };
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        // The failed handle must let go of the files (and sled's lock) first.
+        drop(guard.take());
+        match Records::open(&self.db_path) {
+            Ok(records) => {
+                tracing::warn!(db = %self.db_path.display(), "the inbox's database failed and was opened again from what is durable");
+                *guard = Some(records);
+            }
+            Err(e) => {
+                tracing::error!(db = %self.db_path.display(), "the inbox's database failed and cannot be opened again yet: {e}")
+            }
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many times the database failed and was opened again since the inbox opened.
+    pub fn reopened(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stored envelopes found torn when the inbox was opened.
+    pub fn torn(&self) -> &[TornEnvelope] {
+        &self.torn
     }
 
     /// The stored record of a packet version, if any.
     pub fn lookup(&self, packet_id: &str, version: u32) -> Result<Option<InboxRecord>> {
-        match self.packets.get(packet_key(packet_id, version)).map_err(storage_err)? {
+        let found = self.with_records(|r| r.packets.get(packet_key(packet_id, version)).map_err(storage_err))?;
+        match found {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
@@ -290,18 +423,29 @@ impl Inbox {
         let _ = fs::remove_file(held_marker(staged));
         let key = packet_key(&record.receipt.body.packet_id, record.receipt.body.version);
         let bytes = postcard::to_allocvec(record).map_err(storage_err)?;
-        let swapped = self
-            .packets
-            .compare_and_swap(key, None::<&[u8]>, Some(bytes))
-            .map_err(storage_err)?;
+        let swapped = self.with_records(|r| {
+            let swapped = r
+                .packets
+                .compare_and_swap(key, None::<&[u8]>, Some(bytes))
+                .map_err(storage_err)?;
+            if swapped.is_ok() {
+                r.db.flush_durably().map_err(storage_err)?;
+            }
+            Ok(swapped)
+        })?;
         if swapped.is_err() {
             return Err(Error::Storage(format!(
                 "packet {} v{} was stored concurrently",
                 record.receipt.body.packet_id, record.receipt.body.version
             )));
         }
-        self.db.flush().map_err(storage_err)?;
         Ok(())
+    }
+
+    /// Makes every record durable. A record whose commit failed at the fsync is in sled
+    /// all the same: a later offer of it is answered with its receipt only after this.
+    pub fn sync(&self) -> Result<()> {
+        self.with_records(|r| r.db.flush_durably().map_err(storage_err))
     }
 
     /// Removes a staging file that will not be committed, and its durable length.
@@ -312,29 +456,33 @@ impl Inbox {
 
     /// Every stored record.
     pub fn records(&self) -> Result<Vec<InboxRecord>> {
-        let mut all = Vec::new();
-        for kv in self.packets.iter() {
-            let (_, v) = kv.map_err(storage_err)?;
-            all.push(decode(&v)?);
-        }
-        Ok(all)
+        self.with_records(|r| {
+            let mut all = Vec::new();
+            for kv in r.packets.iter() {
+                let (_, v) = kv.map_err(storage_err)?;
+                all.push(decode(&v)?);
+            }
+            Ok(all)
+        })
     }
 
     /// The number of stored packet versions.
     pub fn len(&self) -> usize {
-        self.packets.len()
+        self.with_records(|r| Ok(r.packets.len())).unwrap_or(0)
     }
 
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.packets.is_empty()
+        self.len() == 0
     }
 
     /// Copies the inbox's database (not its store) into a new one at `dest`, while this
     /// inbox goes on storing: what was committed before the copy began is in it.
     pub fn copy_database_to(&self, dest: &Path) -> Result<u64> {
-        self.db.flush().map_err(storage_err)?;
-        crate::sled_copy::copy_db(&self.db, dest)
+        self.with_records(|r| {
+            r.db.flush_durably().map_err(storage_err)?;
+            crate::sled_copy::copy_db(&r.db, dest)
+        })
     }
 }
 

@@ -23,9 +23,9 @@ pub mod sled_copy;
 pub mod tls;
 pub mod toml_text;
 
-pub use durable::open_sled;
+pub use durable::{open_sled, SledDb};
 pub use error::Error;
-pub use inbox::{Inbox, InboxRecord};
+pub use inbox::{Inbox, InboxRecord, TornEnvelope};
 pub use konvert_protocol::{answer, frame, handshake, message, notice, receipt, receiver, schedule, sender};
 pub use konvert_protocol::{AnswerOutcome, PacketAnswer, Remark, RemarkAction};
 pub use konvert_protocol::{

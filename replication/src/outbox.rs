@@ -60,7 +60,7 @@ pub struct Exported {
 
 /// The edge's durable queue of sealed envelopes.
 pub struct Outbox {
-    db: sled::Db,
+    db: crate::durable::SledDb,
     entries: sled::Tree,
     /// The keys of the entries still Sealed: what a push looks at many times a second,
     /// without decoding every delivered entry of the season each time.
@@ -94,7 +94,42 @@ impl Outbox {
             dir: envelopes,
         };
         outbox.rebuild_sealed_index()?;
+        outbox.refuse_torn_envelopes()?;
         Ok(outbox)
+    }
+
+    /// Finds what a power cut or a failing disk tore since the last start. A staging file
+    /// (`.env.part`) is a seal that never finished: it is removed, and the room is still in
+    /// its folder to seal again. A queued envelope whose file is missing or not the size
+    /// it was sealed at would be refused by the center forever: it is marked refused here,
+    /// with words that say to seal the room again.
+    fn refuse_torn_envelopes(&self) -> Result<()> {
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.to_str().is_some_and(|p| p.ends_with(".env.part")) {
+                tracing::warn!(file = %path.display(), "removing a sealed envelope that was never finished (cut off while sealing)");
+                let _ = fs::remove_file(&path);
+            }
+        }
+        for entry in self.pending()? {
+            let path = self.envelope_path(&entry);
+            let found = match fs::metadata(&path) {
+                Ok(m) if m.len() == entry.offer.size => continue,
+                Ok(m) => format!("{} bytes", m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".to_owned(),
+                Err(e) => return Err(e.into()),
+            };
+            let detail = format!(
+                "the sealed file {} on this station's disk is {found}, not the {} bytes it was sealed at: it was \
+                 torn (a power cut or a failing disk); seal room {} again",
+                path.display(),
+                entry.offer.size,
+                entry.label
+            );
+            tracing::error!(packet = %entry.offer.packet_id, version = entry.offer.version, "{detail}");
+            self.mark_rejected(&entry.offer, RejectReason::MalformedEnvelope, detail)?;
+        }
+        Ok(())
     }
 
     /// Makes the index of Sealed entries match the entries (an outbox written before the
@@ -121,7 +156,7 @@ impl Outbox {
             }
         }
         if changed {
-            self.db.flush().map_err(storage_err)?;
+            self.db.flush_durably().map_err(storage_err)?;
         }
         Ok(())
     }
@@ -241,7 +276,7 @@ impl Outbox {
         }
         let bytes = postcard::to_allocvec(notice).map_err(storage_err)?;
         let old = self.notices.insert(key, bytes).map_err(storage_err)?;
-        self.db.flush().map_err(storage_err)?;
+        self.db.flush_durably().map_err(storage_err)?;
         Ok(old.is_none())
     }
 
@@ -266,7 +301,7 @@ impl Outbox {
         self.exports
             .insert(packet_key(&offer.packet_id, offer.version), bytes)
             .map_err(storage_err)?;
-        self.db.flush().map_err(storage_err)?;
+        self.db.flush_durably().map_err(storage_err)?;
         Ok(())
     }
 
@@ -332,7 +367,7 @@ impl Outbox {
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| Error::Storage(format!("cannot record the outbox entry: {e:?}")))?;
-        self.db.flush().map_err(storage_err)?;
+        self.db.flush_durably().map_err(storage_err)?;
         Ok(())
     }
 }

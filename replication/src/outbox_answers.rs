@@ -65,7 +65,7 @@ impl Outbox {
         }
         let bytes = postcard::to_allocvec(notice).map_err(storage_err)?;
         tree.insert(key, bytes).map_err(storage_err)?;
-        self.db.flush().map_err(storage_err)?;
+        self.db.flush_durably().map_err(storage_err)?;
         Ok(true)
     }
 

@@ -28,7 +28,7 @@ pub fn copy_db(src: &sled::Db, dest: &Path) -> Result<u64> {
             entries += 1;
         }
     }
-    copy.flush().map_err(storage_err)?;
+    copy.flush_durably().map_err(storage_err)?;
     drop(copy);
     Ok(entries)
 }

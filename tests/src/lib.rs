@@ -4,6 +4,9 @@
 // Test fixtures: a failed setup step is a failed test, so unwrap is the clearest report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod faults;
+pub mod lazyfs;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

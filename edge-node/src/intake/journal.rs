@@ -59,7 +59,7 @@ pub struct SealedRecord {
 /// The intake journal; clones share the same database.
 #[derive(Clone)]
 pub struct Journal {
-    db: sled::Db,
+    db: konvert_replication::SledDb,
 }
 
 fn storage(e: impl std::fmt::Display) -> Error {
@@ -126,7 +126,7 @@ impl Journal {
         batch.insert(key(b"p/", file.name.as_bytes()), &file.sha256[..]);
         batch.insert(key(b"n/", file.original.as_bytes()), encode(&seen)?);
         self.db.apply_batch(batch).map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.db.flush_durably().map_err(storage)?;
         Ok(())
     }
 
@@ -144,7 +144,7 @@ impl Journal {
         self.db
             .insert(key(b"n/", name.as_bytes()), encode(&seen)?)
             .map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.db.flush_durably().map_err(storage)?;
         Ok(())
     }
 
@@ -153,7 +153,7 @@ impl Journal {
         self.db
             .insert(key(b"a/", room.as_str().as_bytes()), &present.to_le_bytes()[..])
             .map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.db.flush_durably().map_err(storage)?;
         Ok(())
     }
 
@@ -183,7 +183,7 @@ impl Journal {
         self.db
             .insert(key(b"i/", packet_id.as_bytes()), encode(record)?)
             .map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.db.flush_durably().map_err(storage)?;
         Ok(())
     }
 
@@ -198,7 +198,7 @@ impl Journal {
         batch.insert(key(b"s/", packet_id.as_bytes()), encode(&record)?);
         batch.remove(key(b"i/", packet_id.as_bytes()));
         self.db.apply_batch(batch).map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.db.flush_durably().map_err(storage)?;
         Ok(())
     }
 
@@ -219,7 +219,7 @@ impl Journal {
                 self.db.remove(key(b"i/", id.as_bytes())).map_err(storage)?;
             }
         }
-        self.db.flush().map_err(storage)?;
+        self.db.flush_durably().map_err(storage)?;
         Ok(())
     }
 }

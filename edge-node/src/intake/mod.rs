@@ -158,6 +158,10 @@ impl Intake {
         }
         let spool = data_dir.join("spool");
         fs::create_dir_all(&spool).map_err(Error::file(&spool))?;
+        // The spool's own name must outlive a power cut, or every copy in it is lost.
+        fs::File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::file(data_dir))?;
         Ok(Intake {
             hot_folder: hot_folder.to_owned(),
             spool,
