@@ -7,13 +7,12 @@
 //! says where to connect and whose receipts count — always the center's receipt key. A
 //! relay's `Held` leaves the packet pending, to be offered again after a backoff.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use konvert_protocol::push::{schedule_id, PushPlan, PushSession, Retry, SendOutcome, SessionEnd, Step};
+use konvert_protocol::push::{PushPlan, PushSession, Retry, SendOutcome, SessionEnd, Step};
 use konvert_replication::driver::{self, Outcome};
 use konvert_replication::inbox::SEGMENT;
 use konvert_replication::{pki, tls, Offer, Outbox, OutboxEntry, RejectReason};
@@ -364,12 +363,16 @@ async fn send_session(
                 continue;
             }
             Step::Start(started) => {
-                let mut by_id: HashMap<String, OutboxEntry> =
-                    pending.into_iter().map(|e| (schedule_id(&e.offer), e)).collect();
+                // In the session's order (streams opened first send first); at most
+                // `parallel` offers, so looking each up in `pending` is cheap.
+                let mut pending = pending;
                 for offer in started {
-                    let Some(entry) = by_id.remove(&schedule_id(&offer)) else {
+                    let same =
+                        |e: &OutboxEntry| e.offer.packet_id == offer.packet_id && e.offer.version == offer.version;
+                    let Some(at) = pending.iter().position(same) else {
                         continue;
                     };
+                    let entry = pending.swap_remove(at);
                     let (conn, outbox, opts, session) = (conn.clone(), outbox.clone(), opts.clone(), session.clone());
                     tasks.spawn(async move {
                         let outcome = send_one(&conn, &outbox, &session, &entry, center_key, &opts).await;

@@ -132,7 +132,7 @@ fn key(offer: &Offer) -> Key {
 }
 
 /// The scheduler's name for a packet version.
-pub fn schedule_id(offer: &Offer) -> String {
+fn schedule_id(offer: &Offer) -> String {
     format!("{}.v{}", offer.packet_id, offer.version)
 }
 
