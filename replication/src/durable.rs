@@ -73,8 +73,22 @@ impl SledDb {
 /// files are made durable before it is handed out.
 pub fn open_sled(path: &Path) -> std::result::Result<SledDb, sled::Error> {
     let until = std::time::Instant::now() + RELOCK_WAIT;
+    let mut cleared = false;
     loop {
         match sled::open(path) {
+            // sled 0.34.7 takes a `snap.*.generating` file, one a kill cut short before its
+            // rename, as the newest snapshot and refuses to open (spacejam/sled#1527). Such a
+            // file was never a snapshot: the finished one before it and the log hold
+            // everything. Cleared only after sled failed with the lock taken, so no live
+            // process is writing it.
+            Err(sled::Error::Corruption { .. }) if !cleared && !unfinished_snapshots(path).is_empty() => {
+                cleared = true;
+                for file in unfinished_snapshots(path) {
+                    tracing::warn!(file = %file.display(), "removing a snapshot a kill left unfinished");
+                    fs::remove_file(&file)?;
+                }
+                fs::File::open(path)?.sync_all()?;
+            }
             // sled says so only in words (its error kind is Other).
             Err(sled::Error::Io(e))
                 if e.to_string().starts_with("could not acquire lock") && std::time::Instant::now() < until =>
@@ -99,6 +113,21 @@ pub fn open_sled(path: &Path) -> std::result::Result<SledDb, sled::Error> {
     }
 }
 
+/// sled's snapshot files that were never finished (written, then renamed when whole).
+fn unfinished_snapshots(path: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(path) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("snap.") && n.ends_with(".generating"))
+        })
+        .collect()
+}
+
 pub(crate) fn storage_err(e: impl std::fmt::Display) -> crate::Error {
     crate::Error::Storage(e.to_string())
 }
@@ -118,4 +147,32 @@ pub(crate) fn packet_prefix(packet_id: &str) -> Vec<u8> {
     k.extend_from_slice(packet_id.as_bytes());
     k.push(0);
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_a_kill_left_unfinished_is_cleared_and_the_database_opens_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.sled");
+        {
+            let db = open_sled(&path).unwrap();
+            db.insert(b"packet", b"receipted").unwrap();
+            db.flush_durably().unwrap();
+        }
+        // What a kill between sled's snapshot write and its rename leaves behind.
+        let torn = path.join("snap.FFFFFFFFFFFFFFFF.generating");
+        fs::write(&torn, b"torn").unwrap();
+        std::thread::sleep(RELOCK_WAIT);
+        assert!(
+            matches!(sled::open(&path), Err(sled::Error::Corruption { .. })),
+            "sled itself refuses to open"
+        );
+        std::thread::sleep(RELOCK_WAIT);
+        let db = open_sled(&path).unwrap();
+        assert_eq!(db.get(b"packet").unwrap().as_deref(), Some(&b"receipted"[..]));
+        assert!(!torn.exists());
+    }
 }
