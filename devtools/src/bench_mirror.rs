@@ -1,6 +1,6 @@
 //! `konvert bench mirror`: the federal node (ФИС) applies a country's exam day — every
 //! region's processing results, cut into signed hash-chained batches by that region's own
-//! sender with its own key — through the core's receiver and [`PgMirror::apply`] on a real
+//! sender with its own key — through the core's receiver and [`PgMirror::apply_many`] on a real
 //! PostgreSQL 15, against a plain `COPY` of the same rows (the same payload bytes) into a
 //! plain table of the same database, in the same run. Goal: applying at ≥ 50 % of `COPY`'s
 //! rate.
@@ -12,8 +12,8 @@
 //! driver does it by default, and once more without the typed tables:
 //! - **as the node runs**: the bytes handed to [`Endpoint::handle`] (format, signer,
 //!   signature, chain, and the row check: each row decodes and names a participant its
-//!   region planned, R18), then [`PgMirror::apply`] with the typed tables
-//!   ([`mirror_rows::apply_rows`]: signed batch, checkpoint, receipt and `mirror_records`
+//!   region planned, R18), then [`PgMirror::apply_many`] with the typed tables
+//!   ([`mirror_rows::apply_batches`]: signed batch, checkpoint, receipt and `mirror_records`
 //!   in one transaction), then the receipt taken for sending. This is the goal's figure.
 //! - **batches only**: the same without the row check and the typed tables, in a second
 //!   database: what the exchange itself costs.
@@ -91,7 +91,7 @@ pub struct MirrorFigures {
     pub batches: u64,
     /// As the node runs: handle (with the row check), apply with the typed tables, receipt.
     pub receive: Duration,
-    /// Of which in [`PgMirror::apply`].
+    /// Of which in [`PgMirror::apply_many`].
     pub store: Duration,
     /// Batches only: handle, apply, receipt, no row check and no typed tables.
     pub batches_only: Duration,
@@ -197,27 +197,34 @@ impl Federal {
     }
 
     /// Receives `batches` from `region` as the driver does; returns the time in
-    /// [`PgMirror::apply`].
+    /// [`PgMirror::apply_many`]. The driver takes every message queued on the link into
+    /// one step and stores their batches in one transaction; a region has at most its
+    /// window ([`SenderLimits::window`], by default) of batches unreceipted per channel,
+    /// so that is the most one step of one region's results can hold.
     fn receive(&mut self, region: Node, batches: &[Vec<u8>]) -> anyhow::Result<Duration> {
         let mut store = Duration::ZERO;
-        for bytes in batches {
-            self.endpoint.handle(region, bytes)?;
-            while let Some(event) = self.endpoint.poll_event() {
-                match event {
-                    Event::Applied(applied) => {
-                        let t = Instant::now();
-                        if self.typed {
-                            self.store
-                                .apply(&applied, bytes, |tx, b| mirror_rows::apply_rows(tx, Node::Federal, b))?;
-                        } else {
-                            self.store.apply(&applied, bytes, |_, _| Ok(()))?;
-                        }
-                        store += t.elapsed();
+        for step in batches.chunks(SenderLimits::default().window.max(1)) {
+            let mut applied = Vec::with_capacity(step.len());
+            for bytes in step {
+                self.endpoint.handle(region, bytes)?;
+                while let Some(event) = self.endpoint.poll_event() {
+                    match event {
+                        Event::Applied(a) => applied.push(a),
+                        other => anyhow::bail!("{region}'s batch was not applied: {other:?}"),
                     }
-                    other => anyhow::bail!("{region}'s batch was not applied: {other:?}"),
                 }
             }
-            // The receipt, for the driver to send.
+            let batches: Vec<_> = applied.iter().map(|a| (a, a.signed.as_slice())).collect();
+            let t = Instant::now();
+            let (fresh, ()) = if self.typed {
+                self.store
+                    .apply_many(&batches, |tx, b| mirror_rows::apply_batches(tx, Node::Federal, b))?
+            } else {
+                self.store.apply_many(&batches, |_, _| Ok(()))?
+            };
+            store += t.elapsed();
+            anyhow::ensure!(fresh.iter().all(|f| *f), "{region}'s batches were applied before");
+            // The receipts, for the driver to send.
             while self.endpoint.poll_transmit(0).is_some() {}
         }
         Ok(store)
@@ -379,7 +386,7 @@ pub fn rows(b: &MirrorBench, figures: &anyhow::Result<MirrorFigures>) -> Table {
             format!("{:.0} %", f.ratio() * 100.0),
             Some(f.ratio() >= GOAL),
             format!(
-                "as the node runs (verify, row check, batch + typed rows, receipt) {:.0} rows/s (PgMirror::apply {:.1} s of \
+                "as the node runs (verify, row check, batch + typed rows, receipt) {:.0} rows/s (PgMirror::apply_many {:.1} s of \
                  {:.1} s) vs COPY of the same typed rows into a table like mirror_records (same key and index) {:.0} \
                  rows/s; batches only (verify, batch, receipt) {:.0} rows/s = {:.0} % of a bare COPY of the payloads \
                  ({:.0} rows/s); as the node runs = {:.0} % of the bare COPY; {} rows, {} batches, {:.0} MB payload",

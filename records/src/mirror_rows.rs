@@ -469,25 +469,36 @@ fn region_of(me: Node, from: Node) -> Result<i16> {
 /// batch was applied. A row that does not read fails the whole batch, and nothing of it is
 /// stored.
 pub fn apply_rows(tx: &mut Transaction<'_>, me: Node, batch: &AppliedBatch) -> Result<()> {
-    let region = region_of(me, batch.from)?;
-    let decoded = batch
-        .rows
-        .iter()
-        .zip(batch.first_seq..)
-        .map(|(row, seq)| match MirrorRow::head(row) {
-            Some(head) if head.kind == batch.kind => Ok(Typed::Head(head)),
-            _ => MirrorRow::decode(batch.kind, row)
-                .map(Typed::Whole)
-                .map_err(|message| Error::MirrorRow {
-                    from: batch.from,
-                    kind: batch.kind,
-                    seq,
-                    message,
-                }),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let rows: Vec<_> = (batch.first_seq..).zip(decoded).collect();
-    write_typed(tx, region, &rows)
+    apply_batches(tx, me, &[batch])
+}
+
+/// [`apply_rows`] for the batches [`crate::PgMirror::apply_many`] stores together, in
+/// order: the rows of consecutive batches from one sender are written as one run (one
+/// `COPY` for a closed exam's results, not one per batch).
+pub fn apply_batches(tx: &mut Transaction<'_>, me: Node, batches: &[&AppliedBatch]) -> Result<()> {
+    for same_sender in batches.chunk_by(|a, b| a.from == b.from) {
+        let Some(first) = same_sender.first() else { continue };
+        let region = region_of(me, first.from)?;
+        let mut rows = Vec::with_capacity(same_sender.iter().map(|b| b.rows.len()).sum());
+        for batch in same_sender {
+            for (row, seq) in batch.rows.iter().zip(batch.first_seq..) {
+                let typed = match MirrorRow::head(row) {
+                    Some(head) if head.kind == batch.kind => Typed::Head(head),
+                    _ => MirrorRow::decode(batch.kind, row)
+                        .map(Typed::Whole)
+                        .map_err(|message| Error::MirrorRow {
+                            from: batch.from,
+                            kind: batch.kind,
+                            seq,
+                            message,
+                        })?,
+                };
+                rows.push((seq, typed));
+            }
+        }
+        write_typed(tx, region, &rows)?;
+    }
+    Ok(())
 }
 
 /// A row as the typed tables take it: decoded whole, or (not planning) only its head.
@@ -724,6 +735,14 @@ pub(crate) fn is_planned(tx: &mut Transaction<'_>, region: i16, participant: &st
         )
         .map_err(|e| Error::database("the mirrored records", e))?;
     Ok(row.is_some())
+}
+
+/// Whether applying rows of `kind` changes what [`row_check`] answers for the rows after
+/// them: the planning says who is planned. A driver that stores several batches in one
+/// transaction ([`crate::PgMirror::apply_many`]) stores such a batch before it lets the
+/// receiver check the next one.
+pub fn feeds_row_check(kind: RecordKind) -> bool {
+    kind == RecordKind::Planning
 }
 
 /// The receiver's check of every row before its batch is applied (set it with

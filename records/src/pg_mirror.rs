@@ -20,7 +20,8 @@
 //!    [`Endpoint::poll_transmit`].
 //! 3. Bytes in: [`Endpoint::handle`], then every event stored before anything is sent:
 //!    an applied batch with [`PgMirror::apply`] (with the bytes, so the receiver keeps the
-//!    owner's signature), a receipt with [`PgMirror::acked`], a refusal with
+//!    owner's signature; the batches of several messages in one transaction with
+//!    [`PgMirror::apply_many`]), a receipt with [`PgMirror::acked`], a refusal with
 //!    [`PgMirror::refused`].
 //! 4. At start: [`PgMirror::load`], then [`Endpoint::restore`]. [`PgMirror::status`] gives
 //!    the lag per channel and direction.
@@ -68,6 +69,59 @@ struct Prepared {
     generation: u64,
     channel: Statement,
     apply: Statement,
+}
+
+/// An applied batch checked against the bytes it came in, with its columns ready.
+struct Checked<'a> {
+    batch: &'a AppliedBatch,
+    signed: &'a [u8],
+    sender: i16,
+    kind: i16,
+    first: i64,
+    last: u64,
+    next: i64,
+    batches: i64,
+    receipt: Vec<u8>,
+}
+
+impl<'a> Checked<'a> {
+    /// `batch` if `signed` are the bytes it came in.
+    fn new(batch: &'a AppliedBatch, signed: &'a [u8]) -> Result<Self> {
+        // The core checked the bytes it was handed: when those are these, they are the
+        // batch's, and decoding and digesting them again is half an apply's work.
+        let checked = !batch.signed.is_empty() && batch.signed == signed;
+        let same = checked
+            || match konvert_mirror::decode(signed) {
+                Ok(Message::Batch(b)) => {
+                    b.body.from == batch.from
+                        && b.body.kind == batch.kind
+                        && b.body.first_seq == batch.first_seq
+                        && b.body.digest()? == batch.digest
+                }
+                _ => false,
+            };
+        if !same {
+            return Err(Error::MirrorOutOfStep {
+                peer: batch.from,
+                kind: batch.kind,
+                what: OutOfStep::BatchBytes {
+                    first_seq: batch.first_seq,
+                },
+            });
+        }
+        let count = batch.rows.len() as u64;
+        Ok(Checked {
+            batch,
+            signed,
+            sender: node_code(batch.from)?,
+            kind: kind_code(batch.kind),
+            first: int("mirror batch", batch.first_seq)?,
+            last: batch.first_seq + count.saturating_sub(1),
+            next: int("mirror checkpoint", batch.checkpoint.next_seq)?,
+            batches: int("mirror checkpoint", batch.checkpoint.batches)?,
+            receipt: encode("mirror receipt", &batch.receipt)?,
+        })
+    }
 }
 
 /// The channel's row, made if new, and its lock (an update that changes nothing still
@@ -602,92 +656,108 @@ impl PgMirror {
         signed: &[u8],
         rows_into: impl FnOnce(&mut Transaction<'_>, &AppliedBatch) -> Result<T> + Send,
     ) -> Result<Option<T>> {
-        let (s, k) = (node_code(batch.from)?, kind_code(batch.kind));
-        // The core checked the bytes it was handed: when those are these, they are the
-        // batch's, and decoding and digesting them again is half an apply's work.
-        let checked = !batch.signed.is_empty() && batch.signed == signed;
-        let same = checked
-            || match konvert_mirror::decode(signed) {
-                Ok(Message::Batch(b)) => {
-                    b.body.from == batch.from
-                        && b.body.kind == batch.kind
-                        && b.body.first_seq == batch.first_seq
-                        && b.body.digest()? == batch.digest
-                }
-                _ => false,
-            };
-        if !same {
-            return Err(Error::MirrorOutOfStep {
-                peer: batch.from,
-                kind: batch.kind,
-                what: OutOfStep::BatchBytes {
-                    first_seq: batch.first_seq,
-                },
-            });
-        }
-        let first = int("mirror batch", batch.first_seq)?;
-        let count = batch.rows.len() as u64;
-        let last_seq = batch.first_seq + count.saturating_sub(1);
-        let receipt = encode("mirror receipt", &batch.receipt)?;
-        let cp = &batch.checkpoint;
-        let (next, batches) = (
-            int("mirror checkpoint", cp.next_seq)?,
-            int("mirror checkpoint", cp.batches)?,
-        );
+        let (_, out) = self.apply_many(&[(batch, signed)], |tx, fresh| match fresh {
+            [b] => rows_into(tx, b).map(Some),
+            _ => Ok(None),
+        })?;
+        Ok(out)
+    }
+
+    /// [`PgMirror::apply`] for batches applied one after the other (those queued on the
+    /// links while the last transaction ran), in one transaction: all are stored or none,
+    /// and `rows_into` runs once, with the batches not stored before, in order. A commit
+    /// is a wait for the disk with `fsync` on, so a receiver that commits once per batch
+    /// is as fast as its disk's flushes; the receipts go out after this returns, as ever.
+    /// Returns, per batch, whether it was stored now (`false`: stored before, nothing
+    /// changed), and what `rows_into` returned.
+    pub fn apply_many<T: Send>(
+        &self,
+        batches: &[(&AppliedBatch, &[u8])],
+        rows_into: impl FnOnce(&mut Transaction<'_>, &[&AppliedBatch]) -> Result<T> + Send,
+    ) -> Result<(Vec<bool>, T)> {
+        // Everything the transaction does not need is checked and encoded before it opens.
+        let checked = batches
+            .iter()
+            .map(|(batch, signed)| Checked::new(batch, signed))
+            .collect::<Result<Vec<_>>>()?;
+        self.records.with(|c| {
+            let db = |e| self.db(e);
+            let mut tx = c.transaction().map_err(db)?;
+            let (channel, apply) = self.apply_statements(&mut tx)?;
+            let mut fresh = Vec::with_capacity(checked.len());
+            for b in &checked {
+                fresh.push(self.apply_in(&mut tx, &channel, &apply, b)?);
+            }
+            let now: Vec<&AppliedBatch> = checked
+                .iter()
+                .zip(&fresh)
+                .filter(|(_, f)| **f)
+                .map(|(b, _)| b.batch)
+                .collect();
+            let out = rows_into(&mut tx, &now)?;
+            tx.commit().map_err(db)?;
+            Ok((fresh, out))
+        })
+    }
+
+    /// One batch of [`PgMirror::apply_many`] in its transaction: `false` if it was stored
+    /// before.
+    fn apply_in(
+        &self,
+        tx: &mut Transaction<'_>,
+        channel: &Statement,
+        apply: &Statement,
+        b: &Checked<'_>,
+    ) -> Result<bool> {
+        let db = |e| self.db(e);
+        let batch = b.batch;
         let conflict = |what| Error::MirrorOutOfStep {
             peer: batch.from,
             kind: batch.kind,
             what,
         };
-        self.records.with(|c| {
-            let db = |e| self.db(e);
-            let mut tx = c.transaction().map_err(db)?;
-            let (channel, apply) = self.apply_statements(&mut tx)?;
-            let stored: i64 = tx
-                .query_one(&channel, &[&s, &k, &Digest::ZERO.0.as_slice()])
-                .map_err(db)?
-                .try_get(0)
-                .map_err(db)?;
-            if first < stored {
-                let old = tx
-                    .query_opt(
-                        "SELECT digest FROM mirror_batches_in WHERE sender = $1 AND kind = $2 AND first_seq = $3",
-                        &[&s, &k, &first],
-                    )
-                    .map_err(db)?;
-                return match old {
-                    Some(r) if r.try_get::<_, &[u8]>(0).map_err(db)? == batch.digest.0.as_slice() => Ok(None),
-                    _ => Err(conflict(OutOfStep::ApplyConflict {
-                        first_seq: batch.first_seq,
-                    })),
-                };
-            }
-            if first != stored || cp.next_seq != last_seq + 1 || count == 0 {
-                return Err(conflict(OutOfStep::Apply {
-                    first_seq: batch.first_seq,
-                    next_seq: seq_of("mirror checkpoint", stored)?,
-                }));
-            }
-            tx.execute(
-                &apply,
-                &[
-                    &s,
-                    &k,
-                    &next,
-                    &cp.last_batch.0.as_slice(),
-                    &batches,
-                    &batch.digest.0.as_slice(),
-                    &signed,
-                    &receipt,
-                    &first,
-                    &int("mirror batch", last_seq)?,
-                ],
-            )
+        let stored: i64 = tx
+            .query_one(channel, &[&b.sender, &b.kind, &Digest::ZERO.0.as_slice()])
+            .map_err(db)?
+            .try_get(0)
             .map_err(db)?;
-            let out = rows_into(&mut tx, batch)?;
-            tx.commit().map_err(db)?;
-            Ok(Some(out))
-        })
+        if b.first < stored {
+            let old = tx
+                .query_opt(
+                    "SELECT digest FROM mirror_batches_in WHERE sender = $1 AND kind = $2 AND first_seq = $3",
+                    &[&b.sender, &b.kind, &b.first],
+                )
+                .map_err(db)?;
+            return match old {
+                Some(r) if r.try_get::<_, &[u8]>(0).map_err(db)? == batch.digest.0.as_slice() => Ok(false),
+                _ => Err(conflict(OutOfStep::ApplyConflict {
+                    first_seq: batch.first_seq,
+                })),
+            };
+        }
+        if b.first != stored || batch.checkpoint.next_seq != b.last + 1 || batch.rows.is_empty() {
+            return Err(conflict(OutOfStep::Apply {
+                first_seq: batch.first_seq,
+                next_seq: seq_of("mirror checkpoint", stored)?,
+            }));
+        }
+        tx.execute(
+            apply,
+            &[
+                &b.sender,
+                &b.kind,
+                &b.next,
+                &batch.checkpoint.last_batch.0.as_slice(),
+                &b.batches,
+                &batch.digest.0.as_slice(),
+                &b.signed,
+                &b.receipt,
+                &b.first,
+                &int("mirror batch", b.last)?,
+            ],
+        )
+        .map_err(db)?;
+        Ok(true)
     }
 
     /// Stores a receipt for our batches ([`konvert_mirror::SendEvent::Acked`]) and moves

@@ -711,6 +711,92 @@ fn steps_that_do_not_follow_the_stored_state_change_nothing() {
     assert_eq!(fed.store.applied_rows(R1, DOWN).unwrap(), vec![]);
 }
 
+/// The batches of several messages stored in one transaction (the driver's step), all or
+/// none, each exactly once.
+#[test]
+fn batches_stored_together_are_stored_all_or_none_and_once() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let (region_url, fed_url) = (
+        cluster.database("mirror_many_region"),
+        cluster.database("mirror_many_fed"),
+    );
+    let mut region = Side::open(&region_url, R1);
+    let fed = Side::open(&fed_url, FED);
+    for i in 1..=6 {
+        region.push(FED, UP, format!("result {i}").as_bytes());
+    }
+    // The window is 2 batches of 3 rows: both cut at once, as a link delivers them.
+    let sent = region.outgoing(0);
+    assert_eq!(sent.len(), 2);
+    let applied = |bytes: &[Vec<u8>]| {
+        let mut ep = endpoint(FED);
+        let (send, receive) = fed.store.load().unwrap();
+        ep.restore(send, receive).unwrap();
+        let mut out = Vec::new();
+        for b in bytes {
+            ep.handle(R1, b).unwrap();
+            while let Some(e) = ep.poll_event() {
+                match e {
+                    Event::Applied(a) => out.push(a),
+                    other => panic!("not applied: {other:?}"),
+                }
+            }
+        }
+        out
+    };
+    let both = applied(&sent);
+    let pairs: Vec<_> = both.iter().map(|a| (a, a.signed.as_slice())).collect();
+
+    // The records failing to take the second batch's rows stores neither.
+    let err = fed
+        .store
+        .apply_many(&pairs, |tx, b| {
+            assert_eq!(b.len(), 2);
+            tx.execute("INSERT INTO no_such_table VALUES (1)", &[])
+                .map_err(region_db_error)?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+    assert_eq!(count(&fed_url, "mirror_batches_in"), 0);
+
+    // The second before the first: refused, and the first is not stored either.
+    let err = fed.store.apply_many(&[pairs[1], pairs[0]], |_, _| Ok(())).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MirrorOutOfStep {
+                what: OutOfStep::Apply {
+                    first_seq: 4,
+                    next_seq: 1
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(count(&fed_url, "mirror_batches_in"), 0);
+
+    // In order: both stored, the rows handed over once, in order.
+    let (fresh, firsts) = fed
+        .store
+        .apply_many(&pairs, |_, b| Ok(b.iter().map(|a| a.first_seq).collect::<Vec<_>>()))
+        .unwrap();
+    assert_eq!((fresh, firsts), (vec![true, true], vec![1, 4]));
+    assert_eq!(fed.store.applied_rows(R1, UP).unwrap(), rows(1..=6, "result"));
+    // Again (a redelivery): nothing stored twice, no rows handed over.
+    let (fresh, handed) = fed.store.apply_many(&pairs, |_, b| Ok(b.len())).unwrap();
+    assert_eq!((fresh, handed), (vec![false, false], 0));
+    assert_eq!(count(&fed_url, "mirror_batches_in"), 2);
+    assert_eq!(count(&fed_url, "mirror_applied"), 6);
+    // The stored state is what a node that applied both one by one holds.
+    let mut one_by_one = endpoint(FED);
+    for b in &sent {
+        one_by_one.handle(R1, b).unwrap();
+    }
+    assert_eq!(fed.store.load().unwrap().1, one_by_one.state().1);
+}
+
 /// Where the kill test's child finds its database, its batch and where to say it is
 /// in the middle of applying.
 const CHILD_ENV: &str = "KONVERT_MIRROR_KILL_CHILD";

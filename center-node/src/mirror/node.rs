@@ -3,8 +3,9 @@
 //! every step (bytes in, a tick, a connection, a wake) runs on a blocking thread, since the
 //! PostgreSQL client blocks.
 //!
-//! Each step keeps the order `records/src/pg_mirror.rs` documents: bytes in →
-//! [`Endpoint::handle`] → every event stored ([`PgMirror::apply`], [`PgMirror::refused`],
+//! Each step keeps the order `records/src/pg_mirror.rs` documents: bytes in (every
+//! message queued on the links by then) → [`Endpoint::handle`] → every event stored (the
+//! applied batches together, [`PgMirror::apply_many`]; [`PgMirror::refused`],
 //! [`PgMirror::acked`]) → [`Endpoint::cut`] → [`PgMirror::store_cut`] → only then
 //! [`Endpoint::poll_transmit`]. When any store call fails, the endpoint is dropped with
 //! whatever it had queued (a receipt for a batch not stored must never go out) and
@@ -18,6 +19,7 @@ use konvert_crypto::{SigningKey, VerifyingKey};
 use konvert_mirror::{
     AppliedBatch, Endpoint, Event, Node, RecordKind, Refusal, RowCheck, SendEvent, SenderLimits, Transmit,
 };
+use konvert_records::mirror_rows::feeds_row_check;
 use konvert_records::{MirrorDirection, MirrorDriverLock, PgMirror, PgRecords};
 use tokio::sync::{mpsc, watch};
 
@@ -28,9 +30,9 @@ use crate::Result;
 pub const MIRROR_SCHEMA: u16 = konvert_records::mirror_rows::ROW_FORMAT as u16;
 
 /// What a node does with the rows of a batch it applies, in the batch's transaction (the
-/// records the rows feed): by default [`konvert_records::mirror_rows::apply_rows`].
+/// records the rows feed): by default [`konvert_records::mirror_rows::apply_batches`].
 pub type RowsInto =
-    Arc<dyn Fn(&mut postgres::Transaction<'_>, Node, &AppliedBatch) -> konvert_records::Result<()> + Send + Sync>;
+    Arc<dyn Fn(&mut postgres::Transaction<'_>, Node, &[&AppliedBatch]) -> konvert_records::Result<()> + Send + Sync>;
 
 /// Makes the receiver's row check (the consent allow-list, R18) each time the node's
 /// endpoint is built; `None` for no check.
@@ -38,7 +40,7 @@ pub type RowChecks = Arc<dyn Fn(&PgMirror) -> Option<RowCheck> + Send + Sync>;
 
 /// Rows decoded and written into the typed mirrored records, in the batch's transaction.
 pub fn typed_rows() -> RowsInto {
-    Arc::new(konvert_records::mirror_rows::apply_rows)
+    Arc::new(konvert_records::mirror_rows::apply_batches)
 }
 
 /// The consent allow-list checked again at the receiver: every row decodes as its kind
@@ -334,6 +336,9 @@ impl NodeWaker {
 const RETRY: Duration = Duration::from_secs(1);
 /// Messages queued from the connections before their readers wait.
 const INPUT_QUEUE: usize = 64;
+/// Most messages taken into one step (their batches applied in one transaction): the
+/// queue's length, so a step holds at most that many messages' bytes.
+const MAX_STEP_MESSAGES: usize = INPUT_QUEUE;
 
 #[derive(Default)]
 struct StepOut {
@@ -343,7 +348,8 @@ struct StepOut {
 }
 
 enum Step {
-    Bytes(Node, Vec<u8>),
+    /// Messages in, in the order they came: those queued while the last step ran.
+    Bytes(Vec<(Node, Vec<u8>)>),
     Connected(Node),
     Wake,
     Tick,
@@ -399,40 +405,46 @@ impl Core {
             return Ok(());
         };
         match step {
-            Step::Bytes(peer, bytes) => {
+            Step::Bytes(messages) => {
                 self.last_incoming = Some(Instant::now());
-                if let Err(e) = ep.handle(peer, &bytes) {
-                    tracing::warn!(%peer, error = %e, "mirror connection closed: the peer broke the protocol");
-                    self.setup.hooks.closed(peer, &e.to_string());
-                    out.closes.push((peer, e.to_string()));
-                }
-                while let Some(event) = ep.poll_event() {
-                    match event {
-                        Event::Applied(a) => {
-                            let rows_into = self.setup.rows_into.clone();
-                            self.store.apply(&a, &bytes, move |tx, b| rows_into(tx, me, b))?;
-                            self.setup.hooks.applied(a.from, a.kind, a.rows.len());
-                        }
-                        Event::Replayed(_) => {}
-                        Event::Refused(n) => {
-                            self.store.refused(&n)?;
-                            self.setup.hooks.refused(n.to, n.kind, &n.reason);
-                        }
-                        Event::Sent(SendEvent::Acked {
-                            peer,
-                            kind,
-                            checkpoint,
-                            receipt,
-                        }) => {
-                            self.store.acked(peer, kind, &checkpoint, &receipt)?;
-                            self.setup.hooks.acked(peer, kind, checkpoint.acked_through);
-                        }
-                        Event::Sent(SendEvent::Stalled { peer, kind, reason }) => {
-                            self.setup.hooks.stalled(peer, kind, &reason);
-                            self.stalled.insert((peer, kind), reason.to_string());
+                // Batches applied by the core are stored together, in one transaction,
+                // before anything (their receipts) goes out; a planning batch is stored
+                // before the next message is checked, since the row check reads it.
+                let mut applied = Vec::new();
+                for (peer, bytes) in messages {
+                    if let Err(e) = ep.handle(peer, &bytes) {
+                        tracing::warn!(%peer, error = %e, "mirror connection closed: the peer broke the protocol");
+                        self.setup.hooks.closed(peer, &e.to_string());
+                        out.closes.push((peer, e.to_string()));
+                    }
+                    while let Some(event) = ep.poll_event() {
+                        match event {
+                            Event::Applied(a) => applied.push(a),
+                            Event::Replayed(_) => {}
+                            Event::Refused(n) => {
+                                self.store.refused(&n)?;
+                                self.setup.hooks.refused(n.to, n.kind, &n.reason);
+                            }
+                            Event::Sent(SendEvent::Acked {
+                                peer,
+                                kind,
+                                checkpoint,
+                                receipt,
+                            }) => {
+                                self.store.acked(peer, kind, &checkpoint, &receipt)?;
+                                self.setup.hooks.acked(peer, kind, checkpoint.acked_through);
+                            }
+                            Event::Sent(SendEvent::Stalled { peer, kind, reason }) => {
+                                self.setup.hooks.stalled(peer, kind, &reason);
+                                self.stalled.insert((peer, kind), reason.to_string());
+                            }
                         }
                     }
+                    if applied.last().is_some_and(|a| feeds_row_check(a.kind)) {
+                        store_applied(&self.setup, &self.store, std::mem::take(&mut applied))?;
+                    }
                 }
+                store_applied(&self.setup, &self.store, applied)?;
             }
             Step::Connected(peer) => {
                 if outbox_grew(&self.store, ep)? {
@@ -507,6 +519,20 @@ impl NodeSetup {
     }
 }
 
+/// Stores batches the core applied, in one transaction.
+fn store_applied(setup: &NodeSetup, store: &PgMirror, applied: Vec<AppliedBatch>) -> konvert_records::Result<()> {
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let batches: Vec<_> = applied.iter().map(|a| (a, a.signed.as_slice())).collect();
+    let (me, rows_into) = (setup.me, setup.rows_into.clone());
+    let (fresh, ()) = store.apply_many(&batches, move |tx, b| rows_into(tx, me, b))?;
+    for (a, _) in applied.iter().zip(fresh).filter(|(_, f)| *f) {
+        setup.hooks.applied(a.from, a.kind, a.rows.len());
+    }
+    Ok(())
+}
+
 /// Whether another process wrote outbox rows this endpoint does not know.
 fn outbox_grew(store: &PgMirror, ep: &Endpoint) -> konvert_records::Result<bool> {
     let sender = ep.sender();
@@ -550,14 +576,19 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
 async fn run(mut core: Box<Core>, mut rx: mpsc::Receiver<Input>, progress: watch::Sender<Progress>) {
     let mut links: BTreeMap<Node, (u64, mpsc::UnboundedSender<LinkCommand>)> = BTreeMap::new();
     let mut next = Some(Instant::now());
+    // An input taken from the queue while gathering messages, not a message itself.
+    let mut held: Option<Input> = None;
     loop {
         let deadline = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        let input = tokio::select! {
-            i = rx.recv() => match i {
-                Some(i) => Some(i),
-                None => break,
+        let input = match held.take() {
+            Some(i) => Some(i),
+            None => tokio::select! {
+                i = rx.recv() => match i {
+                    Some(i) => Some(i),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => None,
             },
-            _ = tokio::time::sleep_until(deadline.into()) => None,
         };
         let step = match input {
             None => Step::Tick,
@@ -577,12 +608,32 @@ async fn run(mut core: Box<Core>, mut rx: mpsc::Receiver<Input>, progress: watch
                 }
                 continue;
             }
-            Some(Input::Bytes { peer, conn, bytes }) => {
-                if links.get(&peer).is_none_or(|(c, _)| *c != conn) {
-                    // A connection already replaced: its peer talks on the new one.
+            Some(first @ Input::Bytes { .. }) => {
+                // Every message already queued goes into this step, up to the first input
+                // that is not one.
+                let mut messages = Vec::new();
+                let mut next_input = Some(first);
+                while let Some(input) = next_input.take() {
+                    match input {
+                        Input::Bytes { peer, conn, bytes } => {
+                            // A connection already replaced: its peer talks on the new one.
+                            if links.get(&peer).is_some_and(|(c, _)| *c == conn) {
+                                messages.push((peer, bytes));
+                            }
+                        }
+                        other => {
+                            held = Some(other);
+                            break;
+                        }
+                    }
+                    if messages.len() < MAX_STEP_MESSAGES {
+                        next_input = rx.try_recv().ok();
+                    }
+                }
+                if messages.is_empty() {
                     continue;
                 }
-                Step::Bytes(peer, bytes)
+                Step::Bytes(messages)
             }
         };
         let joined = tokio::task::spawn_blocking(move || {
