@@ -369,6 +369,23 @@ struct Core {
 }
 
 impl Core {
+    /// Opens the node's store, claims the database, rebuilds the endpoint (blocking).
+    fn open(setup: NodeSetup) -> Result<Core> {
+        let store = setup.open_store()?;
+        let driver = store.lock_driver()?;
+        let ep = setup.endpoint(&store)?;
+        Ok(Core {
+            setup,
+            store,
+            _driver: driver,
+            ep: Some(ep),
+            start: Instant::now(),
+            last_incoming: None,
+            stalled: BTreeMap::new(),
+            error: None,
+        })
+    }
+
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -412,6 +429,10 @@ impl Core {
                 // before the next message is checked, since the row check reads it.
                 let mut applied = Vec::new();
                 for (peer, bytes) in messages {
+                    // A peer that broke the protocol is cut off: what else it sent is not read.
+                    if out.closes.iter().any(|(p, _)| *p == peer) {
+                        continue;
+                    }
                     if let Err(e) = ep.handle(peer, &bytes) {
                         tracing::warn!(%peer, error = %e, "mirror connection closed: the peer broke the protocol");
                         self.setup.hooks.closed(peer, &e.to_string());
@@ -545,23 +566,9 @@ fn outbox_grew(store: &PgMirror, ep: &Endpoint) -> konvert_records::Result<bool>
 /// Starts a node: opens its store, and runs it as a task until every handle is dropped.
 pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
     let (me, hooks) = (setup.me, setup.hooks.clone());
-    let core = tokio::task::spawn_blocking(move || -> Result<Core> {
-        let store = setup.open_store()?;
-        let driver = store.lock_driver()?;
-        let ep = setup.endpoint(&store)?;
-        Ok(Core {
-            setup,
-            store,
-            _driver: driver,
-            ep: Some(ep),
-            start: Instant::now(),
-            last_incoming: None,
-            stalled: BTreeMap::new(),
-            error: None,
-        })
-    })
-    .await
-    .map_err(|e| crate::Error::Control(format!("the mirror node did not start: {e}")))??;
+    let core = tokio::task::spawn_blocking(move || Core::open(setup))
+        .await
+        .map_err(|e| crate::Error::Control(format!("the mirror node did not start: {e}")))??;
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (progress_tx, progress) = watch::channel(core.progress());
     tokio::spawn(run(Box::new(core), rx, progress_tx));
@@ -684,3 +691,7 @@ pub fn leftover(store: &PgMirror) -> Result<Vec<String>> {
         })
         .collect())
 }
+
+#[cfg(test)]
+#[path = "node_tests.rs"]
+mod tests;
