@@ -101,7 +101,7 @@ fn all_receipts(out: &StepOut) -> usize {
 fn the_queued_messages_of_two_regions_are_stored_in_one_step_and_each_is_receipted() {
     let Some(cluster) = TestCluster::shared() else { return };
     let seen = Arc::new(Seen::default());
-    let mut core = federal(&cluster, "node_step_two", seen.clone(), false);
+    let mut core = federal(cluster, "node_step_two", seen.clone(), false);
     let kind = RecordKind::ProcessingResults;
     let rows = |n: usize| (0..n).map(|i| format!("row {i}").into_bytes()).collect::<Vec<_>>();
     let (one, two) = (batches(R1, kind, rows(5)), batches(R2, kind, rows(4)));
@@ -140,7 +140,7 @@ fn the_queued_messages_of_two_regions_are_stored_in_one_step_and_each_is_receipt
 fn a_peer_that_breaks_the_protocol_in_a_step_is_not_read_further_and_the_others_are() {
     let Some(cluster) = TestCluster::shared() else { return };
     let seen = Arc::new(Seen::default());
-    let mut core = federal(&cluster, "node_step_broken", seen.clone(), false);
+    let mut core = federal(cluster, "node_step_broken", seen.clone(), false);
     let kind = RecordKind::ProcessingResults;
     let one = batches(R1, kind, vec![b"a".to_vec(), b"b".to_vec()]);
     let two = batches(R2, kind, vec![b"c".to_vec()]);
@@ -160,7 +160,7 @@ fn a_peer_that_breaks_the_protocol_in_a_step_is_not_read_further_and_the_others_
 fn a_planning_batch_is_stored_before_the_results_after_it_in_the_same_step_are_checked() {
     let Some(cluster) = TestCluster::shared() else { return };
     let seen = Arc::new(Seen::default());
-    let mut core = federal(&cluster, "node_step_planning", seen.clone(), true);
+    let mut core = federal(cluster, "node_step_planning", seen.clone(), true);
     let participants: Vec<String> = (1..=3).map(|i| format!("P{i:08}")).collect();
     let seats = participants
         .iter()
