@@ -237,6 +237,21 @@ async fn the_edge_sealing_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_
     );
     mnt.fail_fsync(false);
 
+    // The disk fills just as sled writes the packet's record to its log (the envelope is
+    // written): sled keeps that error and refuses every later call until its database is
+    // opened again. The same outbox goes on once there is space, without a restart.
+    mnt.full_for(Some("db"));
+    let err = seal(&first, "0001").unwrap_err().to_string();
+    assert!(
+        err.contains("No space left on device"),
+        "the operator is told the disk is full: {err}"
+    );
+    mnt.full_for(None);
+    assert!(
+        outbox.entries().unwrap().is_empty(),
+        "a packet whose record did not reach the disk is not queued"
+    );
+
     // The scans are untouched: both rooms seal now, and a power cut right after keeps them.
     seal(&first, "0001").unwrap();
     seal(&second, "0002").unwrap();
@@ -247,6 +262,12 @@ async fn the_edge_sealing_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_
     site.outbox = Arc::new(konvert_replication::Outbox::open(&data).unwrap());
     let pending = site.outbox.pending().unwrap();
     assert_eq!(pending.len(), 2, "both sealed packets survive a power cut");
+    let versions: Vec<u32> = pending.iter().map(|e| e.offer.version).collect();
+    assert_eq!(
+        versions,
+        [1, 1],
+        "each room sealed once: the failed seal left no version behind"
+    );
     let report = site
         .spawn_push(PushOptions {
             max_wait: Duration::from_secs(60),
@@ -421,6 +442,17 @@ fn the_edge_taking_scans_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_t
     );
     mnt.fail_fsync(false);
 
+    // The disk fills just as sled writes a file's record to its log (the spool copy is
+    // made): sled keeps that error and refuses every later call until its database is
+    // opened again. The same intake goes on once there is space, without a restart.
+    mnt.full_for(Some("db"));
+    let err = drain_intake(&mut intake).unwrap_err().to_string();
+    assert!(
+        err.contains("No space left on device"),
+        "the operator is told the disk is full: {err}"
+    );
+    mnt.full_for(None);
+
     let events = drain_intake(&mut intake).unwrap();
     let taken = events
         .iter()
@@ -433,7 +465,11 @@ fn the_edge_taking_scans_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_t
     mnt.restore_power();
     let intake = konvert_edge::intake::Intake::open(&hot, &data, tuning, recognizer()).unwrap();
     let journal = intake.journal().files().unwrap();
-    assert_eq!(journal.len(), files.len(), "every file taken survives a power cut");
+    assert_eq!(
+        journal.len(),
+        files.len(),
+        "every file taken survives a power cut, once each"
+    );
     for f in &journal {
         let spooled = std::fs::read(intake.spool_path(f)).unwrap();
         assert_eq!(spooled.len() as u64, f.size, "{}: its durable copy is whole", f.name);
