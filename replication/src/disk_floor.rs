@@ -89,12 +89,7 @@ impl DiskFloor {
             node,
             floor,
             free: gauges.free.clone(),
-            free_metric: gauges
-                .free
-                .desc()
-                .first()
-                .map(|d| d.fq_name.clone())
-                .unwrap_or_default(),
+            free_metric: format!("konvert_{node}_disk_free_ratio"),
             below: AtomicBool::new(false),
         };
         let _ = watch.check();
