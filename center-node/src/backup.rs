@@ -372,7 +372,7 @@ pub(crate) enum Holder {
     /// A center serves the data folder.
     Serving,
     /// No center serves; this process holds the inbox.
-    Here(Inbox),
+    Here(Box<Inbox>),
 }
 
 impl Holder {
@@ -381,7 +381,7 @@ impl Holder {
         // Whatever it answers, a process listens there and holds the inbox.
         match crate::control::ask_center(&cfg.data_dir, "status") {
             Some(_) => Ok(Holder::Serving),
-            None => Ok(Holder::Here(Inbox::open(&cfg.data_dir)?)),
+            None => Ok(Holder::Here(Box::new(Inbox::open(&cfg.data_dir)?))),
         }
     }
 

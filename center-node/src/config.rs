@@ -91,16 +91,12 @@ pub struct CenterConfig {
     /// The share of `data_dir`'s file system, in percent, kept free: below it the center
     /// takes no new packet (each site is told to send it again later) and raises an alert.
     /// The regulations keep 5 % free (`002:8253`).
-    #[serde(default = "default_min_free_percent")]
+    #[serde(default = "konvert_replication::disk_floor::default_min_free_percent")]
     pub min_free_percent: f64,
 }
 
 /// The regulations' free-space floor for the center's storage, in percent (`002:8253`).
-pub const DEFAULT_MIN_FREE_PERCENT: f64 = 5.0;
-
-fn default_min_free_percent() -> f64 {
-    DEFAULT_MIN_FREE_PERCENT
-}
+pub use konvert_replication::disk_floor::DEFAULT_MIN_FREE_PERCENT;
 
 fn default_time_zone() -> SiteZone {
     SiteZone::moscow()
@@ -208,13 +204,7 @@ impl CenterConfig {
                 key.display()
             ));
         }
-        if !(self.min_free_percent.is_finite() && (0.0..100.0).contains(&self.min_free_percent)) {
-            return Err(format!(
-                "min_free_percent = {} is not a share of the disk; give a percentage from 0 to below 100 \
-                 (the regulations keep {DEFAULT_MIN_FREE_PERCENT})",
-                self.min_free_percent
-            ));
-        }
+        konvert_replication::disk_floor::check_min_free_percent(self.min_free_percent)?;
         if self.max_packet_bytes == 0 {
             return Err("max_packet_bytes must be positive".into());
         }

@@ -110,7 +110,7 @@ pub struct CenterIntake {
     /// Told of every packet stored, to watch the sites the plans expect.
     site_watch: Option<Arc<SiteWatch>>,
     /// The free-space floor of the data folder: below it nothing new is taken.
-    disk: crate::disk_floor::DiskFloor,
+    disk: konvert_replication::disk_floor::DiskFloor,
 }
 
 /// Milliseconds since the Unix epoch by the center's clock (0 if the clock is before 1970).
@@ -146,7 +146,12 @@ impl CenterIntake {
             config: cfg.clone(),
             plans: PlanDesk::open(&cfg.data_dir)?,
             site_watch: None,
-            disk: crate::disk_floor::DiskFloor::new(&cfg.data_dir, cfg.min_free_percent, &metrics),
+            disk: konvert_replication::disk_floor::DiskFloor::new(
+                &cfg.data_dir,
+                "center",
+                cfg.min_free_percent,
+                &metrics.disk,
+            ),
             metrics,
         })
     }

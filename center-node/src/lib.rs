@@ -15,7 +15,6 @@ pub mod center_key;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod disk_floor;
 pub mod envelope_drive;
 mod error;
 pub mod federal_publish;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use konvert_replication::schedule::DeadlineRisk;
 use konvert_replication::RejectReason;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use tracing::warn;
 
@@ -52,10 +52,8 @@ pub struct Metrics {
     pub blanks_after_window: IntCounterVec,
     /// Journal packets received after 19:00 local on their exam day, by site.
     pub journals_after_window: IntCounterVec,
-    /// The share of the data folder's file system free for the center (0 to 1).
-    pub disk_free_ratio: Gauge,
-    /// The share below which the center takes no new packet (`min_free_percent` / 100).
-    pub disk_free_floor_ratio: Gauge,
+    /// The share of the data folder's file system free for the center, and its floor.
+    pub disk: konvert_replication::disk_floor::DiskGauges,
 }
 
 /// Publishes the broker's newest plan as gauges, every re-plan period.
@@ -268,18 +266,7 @@ impl Metrics {
         registry.register(Box::new(site_rooms_outstanding.clone())).map_err(m)?;
         registry.register(Box::new(blanks_after_window.clone())).map_err(m)?;
         registry.register(Box::new(journals_after_window.clone())).map_err(m)?;
-        let disk_free_ratio = Gauge::new(
-            "konvert_center_disk_free_ratio",
-            "Share of the data folder's file system free for the center (0 to 1), as of the last check.",
-        )
-        .map_err(m)?;
-        let disk_free_floor_ratio = Gauge::new(
-            "konvert_center_disk_free_floor_ratio",
-            "Share of the data folder's file system kept free: below it new packets are refused (min_free_percent).",
-        )
-        .map_err(m)?;
-        registry.register(Box::new(disk_free_ratio.clone())).map_err(m)?;
-        registry.register(Box::new(disk_free_floor_ratio.clone())).map_err(m)?;
+        let disk = konvert_replication::disk_floor::DiskGauges::register(&registry, "center").map_err(m)?;
         Ok(Metrics {
             registry,
             delivery_latency,
@@ -298,8 +285,7 @@ impl Metrics {
             site_rooms_outstanding,
             blanks_after_window,
             journals_after_window,
-            disk_free_ratio,
-            disk_free_floor_ratio,
+            disk,
         })
     }
 

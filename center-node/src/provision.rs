@@ -413,7 +413,10 @@ pub fn enroll_relay_replacing(
          # Relays downstream of this one whose packets it takes.\n\
          relays = [{relays}]\n\
          server_cert = \"relay-server.pem\"\n\
-         server_key = \"relay-server.key\"\n\n\
+         server_key = \"relay-server.key\"\n\
+         # The share of the data folder's disk kept free: below it no new packet is taken\n\
+         # (the regulations keep 5 %, 002:8253).\n\
+         min_free_percent = {min_free}\n\n\
          [upstream]\n\
          address = \"{address}\"\n\
          server_name = \"{upstream_name}\"\n\
@@ -428,6 +431,7 @@ pub fn enroll_relay_replacing(
         address = facts.address,
         upstream_name = facts.name,
         receipt = facts.receipt_public,
+        min_free = konvert_replication::disk_floor::DEFAULT_MIN_FREE_PERCENT,
     );
     let path = out.join("relay.toml");
     write_public_text(&path, &text)?;

@@ -819,6 +819,10 @@ pub async fn run(cmd: EdgeCommand) -> Result<()> {
             );
             print_warnings(&warnings);
             println!(
+                "  free-space floor: {} % of the data folder's disk kept free (min_free_percent)",
+                cfg.min_free_percent
+            );
+            println!(
                 "  station revocation list: {} revoked, valid until {}",
                 crl.revoked.len(),
                 crl.next_update

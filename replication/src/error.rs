@@ -23,6 +23,20 @@ pub enum Error {
     /// Durable storage failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// A sled database failed (its disk was full or failing) and cannot be opened again yet.
+    #[error(
+        "{what} at {} failed and cannot be opened again yet ({cause}); free space on its disk or mend the disk: \
+         it is opened again at its next use, without a restart",
+        path.display()
+    )]
+    DatabaseDown {
+        /// Which database, in words.
+        what: &'static str,
+        /// Its folder.
+        path: std::path::PathBuf,
+        /// Why it does not open.
+        cause: String,
+    },
     /// A reserve-channel drive holds something wrong (index, envelope or receipt file).
     #[error("{path}: {message}")]
     Drive {

@@ -112,21 +112,21 @@ struct Records {
     packets: sled::Tree,
 }
 
-impl Records {
-    fn open(path: &Path) -> std::result::Result<Records, sled::Error> {
-        let db = crate::durable::open_sled(path)?;
+impl crate::mending::SledHandles for Records {
+    fn from_db(db: crate::durable::SledDb) -> std::result::Result<Records, sled::Error> {
         let packets = db.open_tree("packets")?;
         Ok(Records { db, packets })
+    }
+
+    fn db(&self) -> &crate::durable::SledDb {
+        &self.db
     }
 }
 
 /// The center's durable store of received envelopes.
 pub struct Inbox {
-    /// `None` while a database that failed is being opened again.
-    records: std::sync::RwLock<Option<Records>>,
-    /// Counts the times the database was opened again, so a failure is mended once.
-    generation: std::sync::atomic::AtomicU64,
-    db_path: PathBuf,
+    /// Opened again after sled's sticky error (a full or failing disk).
+    records: crate::mending::Mending<Records>,
     staging: PathBuf,
     store: PathBuf,
     torn: Vec<TornEnvelope>,
@@ -144,7 +144,7 @@ impl Inbox {
         // The lock first: another process that holds the inbox (a serving center, when a
         // loader or status runs beside it) is writing these staging files.
         let db_path = dir.join("inbox.sled");
-        let records = Records::open(&db_path).map_err(|e| {
+        let records = crate::mending::Mending::open(&db_path, "the inbox's database").map_err(|e| {
             Error::Storage(format!(
                 "cannot open the inbox at {}: {e}; is another konvert-center running?",
                 dir.display()
@@ -172,9 +172,7 @@ impl Inbox {
             }
         }
         let mut inbox = Inbox {
-            records: std::sync::RwLock::new(Some(records)),
-            generation: std::sync::atomic::AtomicU64::new(0),
-            db_path,
+            records,
             staging,
             store,
             torn: Vec::new(),
@@ -218,60 +216,14 @@ impl Inbox {
         Ok(torn)
     }
 
-    /// Runs `f` on the database. sled keeps the first write error it meets (a full disk,
-    /// a failing fsync) and fails every later call with it, so a failure opens the
-    /// database again from what is durable: the caller's operation still fails (the site
-    /// sends the packet again), and the next one finds a working database once the disk is.
+    /// Runs `f`, which only reads, on the database (see [`crate::mending`]).
     fn with_records<T>(&self, f: impl FnOnce(&Records) -> std::result::Result<T, Error>) -> Result<T> {
-        use std::sync::atomic::Ordering;
-        let generation = self.generation.load(Ordering::SeqCst);
-        let (failed, broken) = {
-            let guard = self
-                .records
-                .read()
-                .map_err(|_| Error::Storage("the inbox's lock is poisoned".into()))?;
-            match guard.as_ref() {
-                Some(records) => match f(records) {
-                    Ok(v) => return Ok(v),
-                    // sled's own flush says whether it holds on to a failure.
-                    Err(e) => (e, records.db.flush().is_err()),
-                },
-                None => (
-                    Error::Storage("the inbox's database is not open (the disk failed); opening it again".into()),
-                    true,
-                ),
-            }
-        };
-        if broken {
-            self.reopen(generation);
-        }
-        Err(failed)
-    }
-
-    /// Opens the database again unless another caller already did since `generation`.
-    fn reopen(&self, generation: u64) {
-        use std::sync::atomic::Ordering;
-        let Ok(mut guard) = self.records.write() else { return };
-        if self.generation.load(Ordering::SeqCst) != generation {
-            return;
-        }
-        // The failed handle must let go of the files (and sled's lock) first.
-        drop(guard.take());
-        match Records::open(&self.db_path) {
-            Ok(records) => {
-                tracing::warn!(db = %self.db_path.display(), "the inbox's database failed and was opened again from what is durable");
-                *guard = Some(records);
-            }
-            Err(e) => {
-                tracing::error!(db = %self.db_path.display(), "the inbox's database failed and cannot be opened again yet: {e}")
-            }
-        }
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.records.read(f)
     }
 
     /// How many times the database failed and was opened again since the inbox opened.
     pub fn reopened(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+        self.records.failures()
     }
 
     /// Stored envelopes found torn when the inbox was opened.
@@ -423,7 +375,7 @@ impl Inbox {
         let _ = fs::remove_file(held_marker(staged));
         let key = packet_key(&record.receipt.body.packet_id, record.receipt.body.version);
         let bytes = postcard::to_allocvec(record).map_err(storage_err)?;
-        let swapped = self.with_records(|r| {
+        let swapped = self.records.write(|r| {
             let swapped = r
                 .packets
                 .compare_and_swap(key, None::<&[u8]>, Some(bytes))
@@ -431,7 +383,7 @@ impl Inbox {
             if swapped.is_ok() {
                 r.db.flush_durably().map_err(storage_err)?;
             }
-            Ok(swapped)
+            Ok::<_, Error>(swapped)
         })?;
         if swapped.is_err() {
             return Err(Error::Storage(format!(
@@ -445,7 +397,7 @@ impl Inbox {
     /// Makes every record durable. A record whose commit failed at the fsync is in sled
     /// all the same: a later offer of it is answered with its receipt only after this.
     pub fn sync(&self) -> Result<()> {
-        self.with_records(|r| r.db.flush_durably().map_err(storage_err))
+        self.records.write(|r| r.db.flush_durably().map_err(storage_err))
     }
 
     /// Removes a staging file that will not be committed, and its durable length.

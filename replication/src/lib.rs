@@ -7,6 +7,7 @@
 //! reserve channel's drive format in [`reserve`], and the thin quinn driver in [`driver`].
 
 pub mod crl_floor;
+pub mod disk_floor;
 pub mod drive;
 pub mod driver;
 mod durable;
@@ -14,6 +15,7 @@ mod error;
 pub mod inbox;
 pub mod live;
 pub mod logging;
+pub mod mending;
 pub mod metrics_http;
 pub mod outbox;
 pub mod pki;
@@ -32,6 +34,7 @@ pub use konvert_protocol::{
     FrameDecoder, Message, Notice, Offer, PacketReceiver, PacketSender, Receipt, ReceiptBody, ReceiverEvent,
     RejectReason, SenderEvent, Share, SignedNotice, SiteStatus, TestVerdict, Verdict, PROTOCOL_VERSION,
 };
+pub use mending::{Mending, SledHandles};
 pub use outbox::{Exported, Outbox, OutboxEntry, OutboxState};
 pub use toml_text::toml_error;
 

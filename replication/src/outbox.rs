@@ -58,8 +58,8 @@ pub struct Exported {
     pub digest: [u8; 32],
 }
 
-/// The edge's durable queue of sealed envelopes.
-pub struct Outbox {
+/// The outbox's sled database and its trees.
+struct Trees {
     db: crate::durable::SledDb,
     entries: sled::Tree,
     /// The keys of the entries still Sealed: what a push looks at many times a second,
@@ -67,6 +67,30 @@ pub struct Outbox {
     sealed: sled::Tree,
     notices: sled::Tree,
     exports: sled::Tree,
+    answers: sled::Tree,
+}
+
+impl crate::mending::SledHandles for Trees {
+    fn from_db(db: crate::durable::SledDb) -> std::result::Result<Trees, sled::Error> {
+        Ok(Trees {
+            entries: db.open_tree("entries")?,
+            sealed: db.open_tree("sealed")?,
+            notices: db.open_tree("notices")?,
+            exports: db.open_tree("exports")?,
+            answers: db.open_tree(answers::TREE)?,
+            db,
+        })
+    }
+
+    fn db(&self) -> &crate::durable::SledDb {
+        &self.db
+    }
+}
+
+/// The edge's durable queue of sealed envelopes.
+pub struct Outbox {
+    /// Opened again after sled's sticky error (a full or failing disk).
+    trees: crate::mending::Mending<Trees>,
     dir: PathBuf,
 }
 
@@ -75,24 +99,13 @@ impl Outbox {
     pub fn open(dir: &Path) -> Result<Self> {
         let envelopes = dir.join("envelopes");
         fs::create_dir_all(&envelopes)?;
-        let db = crate::durable::open_sled(&dir.join("outbox.sled")).map_err(|e| {
+        let trees = crate::mending::Mending::open(&dir.join("outbox.sled"), "the outbox's database").map_err(|e| {
             Error::Storage(format!(
                 "cannot open the outbox at {}: {e}; is another konvert-edge running?",
                 dir.display()
             ))
         })?;
-        let entries = db.open_tree("entries").map_err(storage_err)?;
-        let sealed = db.open_tree("sealed").map_err(storage_err)?;
-        let notices = db.open_tree("notices").map_err(storage_err)?;
-        let exports = db.open_tree("exports").map_err(storage_err)?;
-        let outbox = Outbox {
-            db,
-            entries,
-            sealed,
-            notices,
-            exports,
-            dir: envelopes,
-        };
+        let outbox = Outbox { trees, dir: envelopes };
         outbox.rebuild_sealed_index()?;
         outbox.refuse_torn_envelopes()?;
         Ok(outbox)
@@ -135,30 +148,32 @@ impl Outbox {
     /// Makes the index of Sealed entries match the entries (an outbox written before the
     /// index existed, or by a process that died between the two writes).
     fn rebuild_sealed_index(&self) -> Result<()> {
-        let mut changed = false;
-        for kv in self.entries.iter() {
-            let (key, v) = kv.map_err(storage_err)?;
-            let is_sealed = decode(&v)?.state == OutboxState::Sealed;
-            if is_sealed != self.sealed.contains_key(&key).map_err(storage_err)? {
-                changed = true;
-                if is_sealed {
-                    self.sealed.insert(key, &[]).map_err(storage_err)?;
-                } else {
-                    self.sealed.remove(key).map_err(storage_err)?;
+        self.trees.write(|t| {
+            let mut changed = false;
+            for kv in t.entries.iter() {
+                let (key, v) = kv.map_err(storage_err)?;
+                let is_sealed = decode(&v)?.state == OutboxState::Sealed;
+                if is_sealed != t.sealed.contains_key(&key).map_err(storage_err)? {
+                    changed = true;
+                    if is_sealed {
+                        t.sealed.insert(key, &[]).map_err(storage_err)?;
+                    } else {
+                        t.sealed.remove(key).map_err(storage_err)?;
+                    }
                 }
             }
-        }
-        for key in self.sealed.iter().keys() {
-            let key = key.map_err(storage_err)?;
-            if !self.entries.contains_key(&key).map_err(storage_err)? {
-                changed = true;
-                self.sealed.remove(key).map_err(storage_err)?;
+            for key in t.sealed.iter().keys() {
+                let key = key.map_err(storage_err)?;
+                if !t.entries.contains_key(&key).map_err(storage_err)? {
+                    changed = true;
+                    t.sealed.remove(key).map_err(storage_err)?;
+                }
             }
-        }
-        if changed {
-            self.db.flush_durably().map_err(storage_err)?;
-        }
-        Ok(())
+            if changed {
+                t.db.flush_durably().map_err(storage_err)?;
+            }
+            Ok(())
+        })
     }
 
     /// Where a new envelope is written before `add` takes it in.
@@ -173,19 +188,21 @@ impl Outbox {
 
     /// The next free version of a packet (1 for a new packet).
     pub fn next_version(&self, packet_id: &str) -> Result<u32> {
-        let mut last = 0;
-        for kv in self.entries.scan_prefix(packet_prefix(packet_id)) {
-            let (_, v) = kv.map_err(storage_err)?;
-            last = last.max(decode(&v)?.offer.version);
-        }
-        Ok(last + 1)
+        self.trees.read(|t| {
+            let mut last = 0;
+            for kv in t.entries.scan_prefix(packet_prefix(packet_id)) {
+                let (_, v) = kv.map_err(storage_err)?;
+                last = last.max(decode(&v)?.offer.version);
+            }
+            Ok(last + 1)
+        })
     }
 
     /// Takes a fully written envelope from `staged` into the outbox, durably. Refuses a
     /// packet id and version that is already there: a rescan is a new version.
     pub fn add(&self, staged: &Path, offer: Offer, label: String) -> Result<OutboxEntry> {
         let key = packet_key(&offer.packet_id, offer.version);
-        if self.entries.contains_key(&key).map_err(storage_err)? {
+        if self.trees.read(|t| t.entries.contains_key(&key).map_err(storage_err))? {
             return Err(Error::Storage(format!(
                 "packet {} version {} is already in the outbox; seal a new version instead",
                 offer.packet_id, offer.version
@@ -206,18 +223,24 @@ impl Outbox {
 
     /// Every entry, in sending order.
     pub fn entries(&self) -> Result<Vec<OutboxEntry>> {
-        let mut all = Vec::new();
-        for kv in self.entries.iter() {
-            let (_, v) = kv.map_err(storage_err)?;
-            all.push(decode(&v)?);
-        }
+        let mut all = self.trees.read(|t| {
+            let mut all = Vec::new();
+            for kv in t.entries.iter() {
+                let (_, v) = kv.map_err(storage_err)?;
+                all.push(decode(&v)?);
+            }
+            Ok::<_, Error>(all)
+        })?;
         sort_for_sending(&mut all);
         Ok(all)
     }
 
     /// The entry of a packet version, if any.
     pub fn get(&self, packet_id: &str, version: u32) -> Result<Option<OutboxEntry>> {
-        match self.entries.get(packet_key(packet_id, version)).map_err(storage_err)? {
+        match self
+            .trees
+            .read(|t| t.entries.get(packet_key(packet_id, version)).map_err(storage_err))?
+        {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
@@ -225,16 +248,19 @@ impl Outbox {
 
     /// Entries still waiting for a receipt, in sending order.
     pub fn pending(&self) -> Result<Vec<OutboxEntry>> {
-        let mut pending = Vec::new();
-        for key in self.sealed.iter().keys() {
-            let key = key.map_err(storage_err)?;
-            if let Some(v) = self.entries.get(&key).map_err(storage_err)? {
-                let entry = decode(&v)?;
-                if entry.state == OutboxState::Sealed {
-                    pending.push(entry);
+        let mut pending = self.trees.read(|t| {
+            let mut pending = Vec::new();
+            for key in t.sealed.iter().keys() {
+                let key = key.map_err(storage_err)?;
+                if let Some(v) = t.entries.get(&key).map_err(storage_err)? {
+                    let entry = decode(&v)?;
+                    if entry.state == OutboxState::Sealed {
+                        pending.push(entry);
+                    }
                 }
             }
-        }
+            Ok::<_, Error>(pending)
+        })?;
         sort_for_sending(&mut pending);
         Ok(pending)
     }
@@ -257,7 +283,7 @@ impl Outbox {
             return Err(ProtocolError::BadNotice("not a test packet's verdict".into()).into());
         };
         let key = packet_key(&v.packet_id, v.version);
-        let sent = match self.entries.get(&key).map_err(storage_err)? {
+        let sent = match self.trees.read(|t| t.entries.get(&key).map_err(storage_err))? {
             Some(bytes) => decode(&bytes)?,
             None => {
                 return Err(ProtocolError::BadNotice(format!(
@@ -275,14 +301,20 @@ impl Outbox {
             .into());
         }
         let bytes = postcard::to_allocvec(notice).map_err(storage_err)?;
-        let old = self.notices.insert(key, bytes).map_err(storage_err)?;
-        self.db.flush_durably().map_err(storage_err)?;
+        let old = self.trees.write(|t| {
+            let old = t.notices.insert(key, bytes).map_err(storage_err)?;
+            t.db.flush_durably().map_err(storage_err)?;
+            Ok::<_, Error>(old)
+        })?;
         Ok(old.is_none())
     }
 
     /// The verdict kept for a packet version, if any.
     pub fn verdict(&self, packet_id: &str, version: u32) -> Result<Option<TestVerdict>> {
-        match self.notices.get(packet_key(packet_id, version)).map_err(storage_err)? {
+        match self
+            .trees
+            .read(|t| t.notices.get(packet_key(packet_id, version)).map_err(storage_err))?
+        {
             Some(bytes) => {
                 let signed: SignedNotice =
                     postcard::from_bytes(&bytes).map_err(|e| Error::Storage(format!("corrupt stored verdict: {e}")))?;
@@ -298,20 +330,21 @@ impl Outbox {
     /// Records, durably, that the envelope of `offer` was written to a drive.
     pub fn mark_exported(&self, offer: &Offer, exported: &Exported) -> Result<()> {
         let bytes = postcard::to_allocvec(exported).map_err(storage_err)?;
-        self.exports
-            .insert(packet_key(&offer.packet_id, offer.version), bytes)
-            .map_err(storage_err)?;
-        self.db.flush_durably().map_err(storage_err)?;
-        Ok(())
+        self.trees.write(|t| {
+            t.exports
+                .insert(packet_key(&offer.packet_id, offer.version), bytes)
+                .map_err(storage_err)?;
+            t.db.flush_durably().map_err(storage_err)
+        })
     }
 
     /// The last drive the envelope of `offer` was written to, if any.
     pub fn exported(&self, offer: &Offer) -> Result<Option<Exported>> {
-        match self
-            .exports
-            .get(packet_key(&offer.packet_id, offer.version))
-            .map_err(storage_err)?
-        {
+        match self.trees.read(|t| {
+            t.exports
+                .get(packet_key(&offer.packet_id, offer.version))
+                .map_err(storage_err)
+        })? {
             Some(bytes) => Ok(Some(
                 postcard::from_bytes(&bytes).map_err(|e| Error::Storage(format!("corrupt export record: {e}")))?,
             )),
@@ -340,7 +373,7 @@ impl Outbox {
 
     fn update(&self, offer: &Offer, state: OutboxState) -> Result<()> {
         let key = packet_key(&offer.packet_id, offer.version);
-        let Some(v) = self.entries.get(&key).map_err(storage_err)? else {
+        let Some(v) = self.trees.read(|t| t.entries.get(&key).map_err(storage_err))? else {
             return Err(Error::Storage(format!(
                 "packet {} v{} is not in the outbox",
                 offer.packet_id, offer.version
@@ -356,19 +389,20 @@ impl Outbox {
         let bytes = postcard::to_allocvec(entry).map_err(storage_err)?;
         let key = packet_key(&entry.offer.packet_id, entry.offer.version);
         let is_sealed = entry.state == OutboxState::Sealed;
-        (&self.entries, &self.sealed)
-            .transaction(|(entries, sealed)| {
-                entries.insert(key.as_slice(), bytes.as_slice())?;
-                if is_sealed {
-                    sealed.insert(key.as_slice(), &[])?;
-                } else {
-                    sealed.remove(key.as_slice())?;
-                }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| Error::Storage(format!("cannot record the outbox entry: {e:?}")))?;
-        self.db.flush_durably().map_err(storage_err)?;
-        Ok(())
+        self.trees.write(|t| {
+            (&t.entries, &t.sealed)
+                .transaction(|(entries, sealed)| {
+                    entries.insert(key.as_slice(), bytes.as_slice())?;
+                    if is_sealed {
+                        sealed.insert(key.as_slice(), &[])?;
+                    } else {
+                        sealed.remove(key.as_slice())?;
+                    }
+                    Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| Error::Storage(format!("cannot record the outbox entry: {e:?}")))?;
+            t.db.flush_durably().map_err(storage_err)
+        })
     }
 }
 

@@ -9,11 +9,11 @@
 use konvert_crypto::VerifyingKey;
 use konvert_protocol::Error as ProtocolError;
 
-use super::{decode, Outbox, OutboxState};
+use super::{decode, Outbox, OutboxState, Trees};
 use crate::durable::{packet_key, packet_prefix, storage_err};
 use crate::{Error, Notice, PacketAnswer, Result, SignedNotice};
 
-const TREE: &str = "packet-answers";
+pub(super) const TREE: &str = "packet-answers";
 
 /// An answer kept at the station, with the newer version that answers its remarks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +27,6 @@ pub struct KeptAnswer {
 }
 
 impl Outbox {
-    fn answers_tree(&self) -> Result<sled::Tree> {
-        self.db.open_tree(TREE).map_err(storage_err)
-    }
-
     /// Keeps the center's answer to one of this outbox's packets: it must verify against
     /// `center` and name exactly an envelope sent from here. A newer answer to the same
     /// version replaces an older one. Returns whether anything changed.
@@ -39,7 +35,7 @@ impl Outbox {
             return Err(ProtocolError::BadNotice("not an answer to a packet".into()).into());
         };
         let key = packet_key(&a.packet_id, a.version);
-        let sent = match self.entries.get(&key).map_err(storage_err)? {
+        let sent = match self.trees.read(|t| t.entries.get(&key).map_err(storage_err))? {
             Some(bytes) => decode(&bytes)?,
             None => {
                 return Err(ProtocolError::BadNotice(format!(
@@ -56,51 +52,54 @@ impl Outbox {
             ))
             .into());
         }
-        let tree = self.answers_tree()?;
-        if let Some(old) = tree.get(&key).map_err(storage_err)? {
-            let old: SignedNotice = decode_notice(&old)?;
-            if old.notice.at_unix_ms() >= a.answered_at_unix_ms {
-                return Ok(false);
-            }
-        }
         let bytes = postcard::to_allocvec(notice).map_err(storage_err)?;
-        tree.insert(key, bytes).map_err(storage_err)?;
-        self.db.flush_durably().map_err(storage_err)?;
-        Ok(true)
+        self.trees.write(|t| {
+            if let Some(old) = t.answers.get(&key).map_err(storage_err)? {
+                let old: SignedNotice = decode_notice(&old)?;
+                if old.notice.at_unix_ms() >= a.answered_at_unix_ms {
+                    return Ok(false);
+                }
+            }
+            t.answers.insert(key, bytes).map_err(storage_err)?;
+            t.db.flush_durably().map_err(storage_err)?;
+            Ok(true)
+        })
     }
 
     /// Every answer kept here, in packet order, each with the version that answers it.
     pub fn answers(&self) -> Result<Vec<KeptAnswer>> {
-        let mut all = Vec::new();
-        for kv in self.answers_tree()?.iter() {
-            let (_, v) = kv.map_err(storage_err)?;
-            let Notice::PacketAnswer(answer) = decode_notice(&v)?.notice else {
-                continue;
-            };
-            let answered_by = self.later_version(&answer.packet_id, answer.version)?;
-            all.push(KeptAnswer { answer, answered_by });
-        }
-        Ok(all)
+        self.trees.read(|t| {
+            let mut all = Vec::new();
+            for kv in t.answers.iter() {
+                let (_, v) = kv.map_err(storage_err)?;
+                let Notice::PacketAnswer(answer) = decode_notice(&v)?.notice else {
+                    continue;
+                };
+                let answered_by = later_version(t, &answer.packet_id, answer.version)?;
+                all.push(KeptAnswer { answer, answered_by });
+            }
+            Ok(all)
+        })
     }
+}
 
-    /// The newest version above `version` of `packet_id` in the outbox that the center
-    /// did not refuse, and whether it is delivered.
-    fn later_version(&self, packet_id: &str, version: u32) -> Result<Option<(u32, bool)>> {
-        let mut newest = None;
-        for kv in self.entries.scan_prefix(packet_prefix(packet_id)) {
-            let (_, v) = kv.map_err(storage_err)?;
-            let e = decode(&v)?;
-            // A version the center refused answers nothing.
-            let refused = matches!(e.state, OutboxState::Rejected { .. });
-            if e.offer.packet_id == packet_id && e.offer.version > version && !refused {
-                let delivered = matches!(e.state, OutboxState::Delivered { .. });
-                if newest.is_none_or(|(n, _)| e.offer.version > n) {
-                    newest = Some((e.offer.version, delivered));
-                }
+/// The newest version above `version` of `packet_id` in the outbox that the center
+/// did not refuse, and whether it is delivered.
+fn later_version(t: &Trees, packet_id: &str, version: u32) -> Result<Option<(u32, bool)>> {
+    let mut newest = None;
+    for kv in t.entries.scan_prefix(packet_prefix(packet_id)) {
+        let (_, v) = kv.map_err(storage_err)?;
+        let e = decode(&v)?;
+        // A version the center refused answers nothing.
+        let refused = matches!(e.state, OutboxState::Rejected { .. });
+        if e.offer.packet_id == packet_id && e.offer.version > version && !refused {
+            let delivered = matches!(e.state, OutboxState::Delivered { .. });
+            if newest.is_none_or(|(n, _)| e.offer.version > n) {
+                newest = Some((e.offer.version, delivered));
             }
         }
-        Ok(newest)
     }
+    Ok(newest)
 }
 
 fn decode_notice(bytes: &[u8]) -> Result<SignedNotice> {

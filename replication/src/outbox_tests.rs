@@ -121,13 +121,26 @@ fn pending_is_what_has_no_receipt_yet_in_sending_order_and_survives_a_lost_index
 
     // An outbox written before the index existed (or whose index was lost) is indexed
     // again when it is opened: nothing pending is forgotten, nothing delivered comes back.
-    outbox.db.drop_tree("sealed").unwrap();
-    outbox.db.flush().unwrap();
+    outbox
+        .trees
+        .write(|t| {
+            t.db.drop_tree("sealed").map_err(storage_err)?;
+            t.db.flush().map(drop).map_err(storage_err)
+        })
+        .unwrap();
     drop(outbox);
     let outbox = Outbox::open(dir.path()).unwrap();
     assert_eq!(ids(&outbox), expected);
     // A stale index entry (its packet receipted meanwhile) is dropped too.
-    outbox.sealed.insert(packet_key(&done.offer.packet_id, 1), &[]).unwrap();
+    outbox
+        .trees
+        .write(|t| {
+            t.sealed
+                .insert(packet_key(&done.offer.packet_id, 1), &[])
+                .map(drop)
+                .map_err(storage_err)
+        })
+        .unwrap();
     drop(outbox);
     let outbox = Outbox::open(dir.path()).unwrap();
     assert_eq!(ids(&outbox), expected);

@@ -445,6 +445,20 @@ fn the_dashboard_is_well_formed_and_its_queries_are_valid_promql() {
             assert!(p["gridPos"][g].is_u64(), "{title}: gridPos.{g}");
         }
     }
+    // The center's free space is shown against the floor it keeps free, on one panel, so
+    // the operator sees how close the refusals are before the alert fires.
+    let shows_disk = panels.iter().any(|p| {
+        let exprs: Vec<&str> = p["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["expr"].as_str())
+            .collect();
+        ["konvert_center_disk_free_ratio", "konvert_center_disk_free_floor_ratio"]
+            .iter()
+            .all(|name| exprs.iter().any(|e| metric_names(e).iter().any(|n| n == name)))
+    });
+    assert!(shows_disk, "no panel shows the center's free disk against its floor");
     // PromQL is checked by promtool as recording rules: one per query.
     let Some(promtool) = promtool() else { return };
     let dir = tempfile::tempdir().unwrap();

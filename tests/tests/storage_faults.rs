@@ -112,9 +112,9 @@ async fn below_its_free_space_floor_the_center_refuses_new_packets_for_later_and
     assert!(center.inbox.is_empty(), "nothing new taken below the floor");
     let refusals = center.metrics.packets_rejected.with_label_values(&["disk_full"]).get();
     assert!(refusals >= 1, "counted for the alert");
-    let free = center.metrics.disk_free_ratio.get();
+    let free = center.metrics.disk.free.get();
     assert!(free < 0.05 && free > 0.0, "the gauge shows the free share: {free}");
-    assert_eq!(center.metrics.disk_free_floor_ratio.get(), 0.05);
+    assert_eq!(center.metrics.disk.floor.get(), 0.05);
     let text = center.metrics.render().unwrap();
     assert!(text.contains("konvert_center_disk_free_ratio"), "{text}");
 
@@ -124,7 +124,7 @@ async fn below_its_free_space_floor_the_center_refuses_new_packets_for_later_and
     assert_eq!(delivered(&site), 3, "{report:?}");
     assert_eq!(center.inbox.len(), 3);
     assert!(
-        center.metrics.disk_free_ratio.get() > 0.5,
+        center.metrics.disk.free.get() > 0.5,
         "the gauge is back above the floor"
     );
     mnt.set_capacity(None);
@@ -237,6 +237,21 @@ async fn the_edge_sealing_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_
     );
     mnt.fail_fsync(false);
 
+    // The disk fills just as sled writes the packet's record to its log (the envelope is
+    // written): sled keeps that error and refuses every later call until its database is
+    // opened again. The same outbox goes on once there is space, without a restart.
+    mnt.full_for(Some("db"));
+    let err = seal(&first, "0001").unwrap_err().to_string();
+    assert!(
+        err.contains("No space left on device"),
+        "the operator is told the disk is full: {err}"
+    );
+    mnt.full_for(None);
+    assert!(
+        outbox.entries().unwrap().is_empty(),
+        "a packet whose record did not reach the disk is not queued"
+    );
+
     // The scans are untouched: both rooms seal now, and a power cut right after keeps them.
     seal(&first, "0001").unwrap();
     seal(&second, "0002").unwrap();
@@ -247,6 +262,12 @@ async fn the_edge_sealing_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_
     site.outbox = Arc::new(konvert_replication::Outbox::open(&data).unwrap());
     let pending = site.outbox.pending().unwrap();
     assert_eq!(pending.len(), 2, "both sealed packets survive a power cut");
+    let versions: Vec<u32> = pending.iter().map(|e| e.offer.version).collect();
+    assert_eq!(
+        versions,
+        [1, 1],
+        "each room sealed once: the failed seal left no version behind"
+    );
     let report = site
         .spawn_push(PushOptions {
             max_wait: Duration::from_secs(60),
@@ -421,6 +442,17 @@ fn the_edge_taking_scans_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_t
     );
     mnt.fail_fsync(false);
 
+    // The disk fills just as sled writes a file's record to its log (the spool copy is
+    // made): sled keeps that error and refuses every later call until its database is
+    // opened again. The same intake goes on once there is space, without a restart.
+    mnt.full_for(Some("db"));
+    let err = drain_intake(&mut intake).unwrap_err().to_string();
+    assert!(
+        err.contains("No space left on device"),
+        "the operator is told the disk is full: {err}"
+    );
+    mnt.full_for(None);
+
     let events = drain_intake(&mut intake).unwrap();
     let taken = events
         .iter()
@@ -433,7 +465,11 @@ fn the_edge_taking_scans_onto_a_full_disk_or_a_failing_fsync_fails_plainly_and_t
     mnt.restore_power();
     let intake = konvert_edge::intake::Intake::open(&hot, &data, tuning, recognizer()).unwrap();
     let journal = intake.journal().files().unwrap();
-    assert_eq!(journal.len(), files.len(), "every file taken survives a power cut");
+    assert_eq!(
+        journal.len(),
+        files.len(),
+        "every file taken survives a power cut, once each"
+    );
     for f in &journal {
         let spooled = std::fs::read(intake.spool_path(f)).unwrap();
         assert_eq!(spooled.len() as u64, f.size, "{}: its durable copy is whole", f.name);
@@ -475,4 +511,94 @@ async fn a_disk_that_fills_as_the_record_is_written_does_not_stop_the_center_onc
     center.shutdown().await;
     mnt.restore_power();
     assert_eq!(check_receipted(&site, &fx, &data), 1);
+}
+
+/// A relay's data folder fills like a center's: below its floor it takes no new packet
+/// from its stations (each keeps it and sends it again), while what it already holds is
+/// still forwarded and answered; the gauge and the refusal say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_its_free_space_floor_a_relay_refuses_new_packets_for_later_keeps_forwarding_what_it_holds_and_takes_them_when_space_returns(
+) {
+    // The center is down at first, so that the relay holds what it took.
+    let center_addr = konvert_tests::free_udp_addr();
+    let fx = CenterFixture::new(center_addr);
+    let token = fx.issue_token("0101");
+    let center_cfg = fx.register(&[(&token, "0101")]);
+    let mut relay_fx = fx.enroll_relay(
+        "mouo-01",
+        &["0101"],
+        &[],
+        "127.0.0.1:0".parse().unwrap(),
+        center_addr,
+        None,
+    );
+    let (mnt, data) = data_on_lazyfs(fx.root.path(), "relay-disk", &relay_fx.cfg.data_dir);
+    relay_fx.cfg.data_dir = data;
+    relay_fx.cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    assert_eq!(relay_fx.cfg.min_free_percent, 5.0, "the regulations' 5 % by default");
+    let relay = relay_fx.start().await;
+    let metrics = relay.metrics_addr.unwrap();
+    let mut school = fx.enroll("0101", center_addr);
+    school.via_relay("mouo-01", relay.addr);
+    let held = school.seal_room("0001", 2, 50_000, 80);
+    let (pushing, refused) = push_noting_refusals(&school);
+    for _ in 0..400 {
+        if relay.outbox.pending().unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        relay.outbox.pending().unwrap().len(),
+        1,
+        "the relay holds the first packet"
+    );
+
+    // Other files fill the relay's disk to 3 % free: under its floor, with room enough
+    // for a packet all the same.
+    let ballast = mnt.path().join("other files");
+    std::fs::write(&ballast, vec![7u8; 10 << 20]).unwrap();
+    leave_free(&mnt, 3.0);
+    let new = school.seal_room("0002", 2, 50_000, 81);
+    until_refused(&refused, RejectReason::DiskFull).await;
+    assert_eq!(
+        relay.outbox.pending().unwrap().len(),
+        1,
+        "nothing new taken below the floor"
+    );
+    assert!(school.outbox.get(&new.offer.packet_id, 1).unwrap().unwrap().state == OutboxState::Sealed);
+    let text = konvert_devtools::demo::scrape(metrics).await.unwrap();
+    let gauge = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} is not exported: {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let free = gauge("konvert_relay_disk_free_ratio");
+    assert!(free < 0.05 && free > 0.0, "the gauge shows the free share: {free}");
+    assert_eq!(gauge("konvert_relay_disk_free_floor_ratio"), 0.05);
+
+    // The center comes up while the relay is still below its floor: what it holds goes on.
+    let center = konvert_center::serve(&center_cfg).await.unwrap();
+    for _ in 0..400 {
+        if center.inbox.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        center.inbox.lookup(&held.offer.packet_id, 1).unwrap().is_some(),
+        "the held packet is forwarded below the floor"
+    );
+    assert!(center.inbox.lookup(&new.offer.packet_id, 1).unwrap().is_none());
+
+    // Space is freed: the push already under way delivers the new packet too, by itself.
+    std::fs::remove_file(&ballast).unwrap();
+    let report = pushing.await.unwrap().unwrap();
+    assert_eq!(delivered(&school), 2, "{report:?}");
+    assert_eq!(center.inbox.len(), 2);
+    mnt.set_capacity(None);
+    relay.shutdown().await;
+    center.shutdown().await;
 }

@@ -58,6 +58,12 @@ pub struct RelayConfig {
     /// Forwarding tuning.
     #[serde(default)]
     pub push: PushTuning,
+    /// The share of `data_dir`'s file system, in percent, kept free: below it the relay
+    /// takes no new packet from its stations (each is told to send it again later), keeps
+    /// forwarding what it holds and raises an alert. The regulations keep 5 % free
+    /// (`002:8253`).
+    #[serde(default = "konvert_replication::disk_floor::default_min_free_percent")]
+    pub min_free_percent: f64,
 }
 
 /// `[upstream]`: the next hop and the center's keys.
@@ -138,6 +144,7 @@ impl RelayConfig {
         if self.max_packet_bytes == 0 {
             return Err("max_packet_bytes must be positive".into());
         }
+        konvert_replication::disk_floor::check_min_free_percent(self.min_free_percent)?;
         if self.hold_wait_ms > 60_000 {
             return Err("hold_wait_ms must be at most 60000: a station must not wait on a stream for minutes".into());
         }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use konvert_crypto::registry::RegistryStore;
 use konvert_crypto::{EnvelopeVerifier, KeyId, VerifyingKey};
 use konvert_exam::agreement::{self, Claim, Disagreement, Sealed};
+use konvert_replication::disk_floor::DiskFloor;
 use konvert_replication::driver::{self, Admission, Completion, Intake, RegistryFeed, RevocationFeed, StationSession};
 use konvert_replication::inbox::Staged;
 use konvert_replication::{Inbox, Offer, Outbox, OutboxState, RejectReason, SignedNotice};
@@ -94,6 +95,8 @@ pub struct RelayIntake {
     cfg: RelayConfig,
     staging: Inbox,
     outbox: Arc<Outbox>,
+    /// Below its floor no new packet is taken; what the relay holds is still answered.
+    disk: Arc<DiskFloor>,
     in_flight: Mutex<HashSet<(String, u32)>>,
     forwarding: Arc<Forwarding>,
     registry: Option<RegistryStore>,
@@ -111,6 +114,7 @@ impl RelayIntake {
     pub(crate) fn new(
         cfg: &RelayConfig,
         outbox: Arc<Outbox>,
+        disk: Arc<DiskFloor>,
         forwarding: Arc<Forwarding>,
         registry: Option<RegistryStore>,
         feed: Option<RegistryFeed>,
@@ -120,6 +124,7 @@ impl RelayIntake {
             cfg: cfg.clone(),
             staging: Inbox::open(&cfg.data_dir.join("inbound"))?,
             outbox,
+            disk,
             in_flight: Mutex::new(HashSet::new()),
             forwarding,
             registry,
@@ -296,6 +301,9 @@ impl Intake for RelayIntake {
             }
             Ok(None) => {}
             Err(e) => return Admission::Reject(RejectReason::Unavailable, e.to_string()),
+        }
+        if let Err(detail) = self.disk.check() {
+            return Admission::Reject(RejectReason::DiskFull, detail);
         }
         let key = (offer.packet_id.clone(), offer.version);
         let fresh = match self.in_flight.lock() {

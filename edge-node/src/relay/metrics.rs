@@ -1,10 +1,12 @@
 //! The relay's Prometheus metrics (`metrics_listen` in relay.toml): what it holds for the
 //! center and for how long, whether its upstream is reachable, the stations connected to
-//! it, and when its station revocation list expires. Held figures are read from the outbox
-//! at each scrape.
+//! it, when its station revocation list expires, and its disk's free share against its
+//! floor. Held figures are read from the outbox, and the free share from the disk, at each
+//! scrape.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use konvert_replication::disk_floor::{DiskFloor, DiskGauges};
 use konvert_replication::live::LiveStations;
 use konvert_replication::Outbox;
 use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
@@ -25,6 +27,8 @@ pub(crate) struct RelayMetrics {
     crl_next_update: IntGauge,
     /// When the revocation list in force expires (Unix seconds; 0: none held).
     pub(crate) crl_expires: AtomicI64,
+    /// The data folder's free share and the floor below which no new packet is taken.
+    pub(crate) disk: DiskGauges,
 }
 
 impl RelayMetrics {
@@ -67,6 +71,7 @@ impl RelayMetrics {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(forwarded.clone()))?;
+        let disk = DiskGauges::register(&registry, "relay")?;
         Ok(RelayMetrics {
             registry,
             forwarded,
@@ -77,11 +82,15 @@ impl RelayMetrics {
             stations,
             crl_next_update,
             crl_expires: AtomicI64::new(0),
+            disk,
         })
     }
 
-    /// The Prometheus text, with the held figures read from `outbox` now.
-    pub(crate) fn render(&self, outbox: &Outbox, live: &LiveStations) -> Result<String, String> {
+    /// The Prometheus text, with the held figures read from `outbox` and the free share
+    /// from `disk` now.
+    pub(crate) fn render(&self, outbox: &Outbox, live: &LiveStations, disk: &DiskFloor) -> Result<String, String> {
+        // Below the floor is not a failure to render: the gauge shows it.
+        let _ = disk.check();
         let pending = outbox.pending().map_err(|e| e.to_string())?;
         let now = now_unix_ms();
         let oldest = pending.iter().map(|e| e.offer.sealed_at_unix_ms).min();

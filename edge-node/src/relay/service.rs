@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use konvert_crypto::registry::{AuthorityFile, RegistryStore};
+use konvert_replication::disk_floor::DiskFloor;
 use konvert_replication::driver::{self, Drain, FrameLimits, SignedUpdate};
 use konvert_replication::{pki, tls, Outbox};
 use tokio::sync::watch;
@@ -136,14 +137,23 @@ pub async fn serve(cfg: &RelayConfig) -> Result<RunningRelay> {
         cfg.data_dir.clone(),
         metrics.clone(),
     );
+    let disk = Arc::new(DiskFloor::new(
+        &cfg.data_dir,
+        "relay",
+        cfg.min_free_percent,
+        &metrics.disk,
+    ));
     let metrics_addr = match cfg.metrics_listen {
-        Some(listen) => Some(serve_metrics(listen, metrics.clone(), outbox.clone(), enforcer.live()).await?),
+        Some(listen) => {
+            Some(serve_metrics(listen, metrics.clone(), outbox.clone(), enforcer.live(), disk.clone()).await?)
+        }
         None => None,
     };
     let intake = Arc::new(
         RelayIntake::new(
             cfg,
             outbox.clone(),
+            disk,
             forwarding.clone(),
             store.clone(),
             store.as_ref().map(|_| feed_rx),
@@ -230,8 +240,9 @@ async fn serve_metrics(
     metrics: Arc<RelayMetrics>,
     outbox: Arc<Outbox>,
     live: Arc<konvert_replication::live::LiveStations>,
+    disk: Arc<DiskFloor>,
 ) -> Result<SocketAddr> {
-    let render = Arc::new(move || metrics.render(&outbox, &live));
+    let render = Arc::new(move || metrics.render(&outbox, &live, &disk));
     let bound = konvert_replication::metrics_http::serve(listen, render)
         .await
         .map_err(|e| Error::Push(format!("cannot serve the relay's metrics on {listen}: {e}")))?;
