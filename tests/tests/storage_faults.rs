@@ -614,7 +614,9 @@ fn close_at_a_power_cut<T: Send + 'static>(mnt: &LazyMount, node: T) {
         std::thread::sleep(Duration::from_millis(10));
     }
     mnt.kill_switch();
-    closing.join().unwrap();
+    // sled may panic on its way out when its last fsync fails: the process is dying at
+    // the cut anyway, as a killed one would.
+    let _ = closing.join();
     // sled's flusher lets go of its files at its next tick.
     std::thread::sleep(Duration::from_millis(600));
     mnt.restore_power();
@@ -718,7 +720,9 @@ async fn a_stored_envelope_torn_inside_by_a_power_cut_is_named_at_the_centers_ne
         std::thread::sleep(Duration::from_millis(10));
     }
     mnt.kill_switch();
-    stopping.await.unwrap();
+    // sled may panic on its way out when its last fsync fails: the center is dying at the
+    // cut anyway, as a killed one would.
+    let _ = stopping.await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     mnt.restore_power();
     tear_inside(&torn_path);
