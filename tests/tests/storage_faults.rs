@@ -1,8 +1,11 @@
-//! Storage faults an exam-day machine meets — a full disk, an fsync that fails — injected
-//! by the test file system (tests/src/lazyfs.rs) under the real center, edge, sled and
-//! QUIC: the center below its free-space floor refuses new packets for later, a write or an
-//! fsync that fails refuses the packet for later, the edge's sealing fails plainly; nothing
-//! is lost and everything goes through once the disk is healthy again.
+//! Storage faults an exam-day machine meets — a full disk, an fsync that fails, a power
+//! cut — injected by the test file system (tests/src/lazyfs.rs) under the real center,
+//! relay, edge, sled and QUIC: the center or a relay below its free-space floor refuses new
+//! packets for later, a write or an fsync that fails refuses the packet for later, the
+//! edge's sealing and intake fail plainly and the same long-lived objects go on once the
+//! disk is healthy (sled's sticky error mended), and an envelope torn inside by a power cut
+//! is found by its SHA-256 at the next start; nothing is lost and everything goes through
+//! once the disk is healthy again.
 
 // Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
