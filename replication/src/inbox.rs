@@ -110,12 +110,15 @@ pub struct TornEnvelope {
 struct Records {
     db: crate::durable::SledDb,
     packets: sled::Tree,
+    /// The keys of the envelopes stored since the last clean shutdown.
+    written: sled::Tree,
 }
 
 impl crate::mending::SledHandles for Records {
     fn from_db(db: crate::durable::SledDb) -> std::result::Result<Records, sled::Error> {
         let packets = db.open_tree("packets")?;
-        Ok(Records { db, packets })
+        let written = db.open_tree(crate::since_clean::TREE)?;
+        Ok(Records { db, packets, written })
     }
 
     fn db(&self) -> &crate::durable::SledDb {
@@ -130,6 +133,9 @@ pub struct Inbox {
     staging: PathBuf,
     store: PathBuf,
     torn: Vec<TornEnvelope>,
+    /// Set once the start's checks are done: an inbox that failed to open has not
+    /// checked what it should have, and must not close as if it had.
+    started: bool,
 }
 
 impl Inbox {
@@ -176,8 +182,11 @@ impl Inbox {
             staging,
             store,
             torn: Vec::new(),
+            started: false,
         };
         inbox.torn = inbox.find_torn()?;
+        inbox.torn.extend(inbox.find_torn_within()?);
+        inbox.started = true;
         Ok(inbox)
     }
 
@@ -212,6 +221,55 @@ impl Inbox {
                 site: body.site.clone(),
                 detail,
             });
+        }
+        Ok(torn)
+    }
+
+    /// After a start that did not follow a clean shutdown: stored envelopes of the right
+    /// size whose bytes are not the ones receipted (torn inside, see
+    /// [`crate::since_clean`]), among those stored since the last clean shutdown.
+    fn find_torn_within(&self) -> Result<Vec<TornEnvelope>> {
+        let keys = self.records.read(|r| crate::since_clean::keys(&r.written))?;
+        let mut torn = Vec::new();
+        for key in &keys {
+            let Some(bytes) = self.records.read(|r| r.packets.get(key).map_err(storage_err))? else {
+                continue;
+            };
+            let body = decode(&bytes)?.receipt.body;
+            let path = self.store_path(&body.digest);
+            match fs::metadata(&path) {
+                Ok(m) if m.len() == body.bytes => {}
+                // Missing or of another size: found by the size check already.
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if crate::since_clean::sha256_file(&path)? == body.digest {
+                continue;
+            }
+            let detail = format!(
+                "the stored envelope {} of packet {} v{} from site {} has the size receipted ({} bytes) but not \
+                 its bytes (its SHA-256 differs): blocks inside it were torn by a power cut or a failing disk; \
+                 restore the store from the data folder's backup (the site's outbox keeps the sealed file too)",
+                path.display(),
+                body.packet_id,
+                body.version,
+                body.site,
+                body.bytes
+            );
+            tracing::error!("{detail}");
+            torn.push(TornEnvelope {
+                packet_id: body.packet_id,
+                version: body.version,
+                site: body.site,
+                detail,
+            });
+        }
+        if !keys.is_empty() {
+            self.records.write(|r| {
+                r.written.clear().map_err(storage_err)?;
+                r.db.flush_durably().map_err(storage_err)
+            })?;
         }
         Ok(torn)
     }
@@ -376,6 +434,9 @@ impl Inbox {
         let key = packet_key(&record.receipt.body.packet_id, record.receipt.body.version);
         let bytes = postcard::to_allocvec(record).map_err(storage_err)?;
         let swapped = self.records.write(|r| {
+            // Marked first: sled recovers a prefix of its writes, and a mark without its
+            // record costs nothing, while a record without its mark would go unchecked.
+            r.written.insert(key.as_slice(), &[]).map_err(storage_err)?;
             let swapped = r
                 .packets
                 .compare_and_swap(key, None::<&[u8]>, Some(bytes))
@@ -435,6 +496,26 @@ impl Inbox {
             r.db.flush_durably().map_err(storage_err)?;
             crate::sled_copy::copy_db(&r.db, dest)
         })
+    }
+}
+
+impl Drop for Inbox {
+    /// A clean shutdown: every envelope stored was fsynced before it was recorded, so the
+    /// next start need not read them again.
+    fn drop(&mut self) {
+        if !self.started {
+            return;
+        }
+        let closed = self.records.write(|r| {
+            if r.written.is_empty() {
+                return Ok(());
+            }
+            r.written.clear().map_err(storage_err)?;
+            r.db.flush_durably().map_err(storage_err)
+        });
+        if let Err(e) = closed {
+            tracing::warn!("the inbox's clean shutdown was not recorded ({e}); its newest envelopes are checked again at the next start");
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod pki;
 pub mod reserve;
 pub mod service;
+mod since_clean;
 pub mod sled_copy;
 pub mod tls;
 pub mod toml_text;

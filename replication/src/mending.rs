@@ -61,13 +61,13 @@ impl<T: SledHandles> Mending<T> {
     }
 
     /// Runs `f`, which only reads, on the database.
-    pub fn read<R, E: From<Error>>(&self, f: impl FnOnce(&T) -> Result<R, E>) -> Result<R, E> {
+    pub fn read<R, E: From<Error> + std::fmt::Display>(&self, f: impl FnOnce(&T) -> Result<R, E>) -> Result<R, E> {
         self.run(f)
     }
 
     /// Runs `f`, which writes, on the database. Once a write goes through, a failure met
     /// later is news again.
-    pub fn write<R, E: From<Error>>(&self, f: impl FnOnce(&T) -> Result<R, E>) -> Result<R, E> {
+    pub fn write<R, E: From<Error> + std::fmt::Display>(&self, f: impl FnOnce(&T) -> Result<R, E>) -> Result<R, E> {
         let done = self.run(f)?;
         if self.failing.swap(false, Ordering::SeqCst) {
             tracing::info!(db = %self.path.display(), "{} takes writes again", self.what);
@@ -75,7 +75,7 @@ impl<T: SledHandles> Mending<T> {
         Ok(done)
     }
 
-    fn run<R, E: From<Error>>(&self, f: impl FnOnce(&T) -> Result<R, E>) -> Result<R, E> {
+    fn run<R, E: From<Error> + std::fmt::Display>(&self, f: impl FnOnce(&T) -> Result<R, E>) -> Result<R, E> {
         let seen = self.failures.load(Ordering::SeqCst);
         let guard = self.guard();
         let Some(handles) = guard.as_ref() else {
@@ -92,7 +92,7 @@ impl<T: SledHandles> Mending<T> {
             // mended for the next one, or left closed until the disk lets it open.
             Err(e) => {
                 drop(guard);
-                let _ = self.reopen(seen, "a write failed (a full disk or a failing one)");
+                let _ = self.reopen(seen, &format!("a write failed ({e})"));
                 Err(e)
             }
         }
@@ -126,8 +126,9 @@ impl<T: SledHandles> Mending<T> {
                 if first {
                     tracing::warn!(
                         db = %self.path.display(),
-                        "{} failed: {why}; it was opened again from what is on disk, and the operation that \
-                         failed is tried again",
+                        "{} failed: {why}; sled refuses every later call after that, so it was opened again \
+                         from what is on disk: what was durable is kept, the operation that failed was refused \
+                         to its caller, and the next one goes on (free space or mend the disk if it fails again)",
                         self.what
                     );
                 }

@@ -68,6 +68,8 @@ struct Trees {
     notices: sled::Tree,
     exports: sled::Tree,
     answers: sled::Tree,
+    /// The keys of the envelopes written since the last clean shutdown.
+    written: sled::Tree,
 }
 
 impl crate::mending::SledHandles for Trees {
@@ -78,6 +80,7 @@ impl crate::mending::SledHandles for Trees {
             notices: db.open_tree("notices")?,
             exports: db.open_tree("exports")?,
             answers: db.open_tree(answers::TREE)?,
+            written: db.open_tree(crate::since_clean::TREE)?,
             db,
         })
     }
@@ -92,6 +95,9 @@ pub struct Outbox {
     /// Opened again after sled's sticky error (a full or failing disk).
     trees: crate::mending::Mending<Trees>,
     dir: PathBuf,
+    /// Set once the start's checks are done: an outbox that failed to open has not
+    /// checked what it should have, and must not close as if it had.
+    started: bool,
 }
 
 impl Outbox {
@@ -105,10 +111,59 @@ impl Outbox {
                 dir.display()
             ))
         })?;
-        let outbox = Outbox { trees, dir: envelopes };
+        let mut outbox = Outbox {
+            trees,
+            dir: envelopes,
+            started: false,
+        };
         outbox.rebuild_sealed_index()?;
         outbox.refuse_torn_envelopes()?;
+        outbox.refuse_envelopes_torn_within()?;
+        outbox.started = true;
         Ok(outbox)
+    }
+
+    /// After a start that did not follow a clean shutdown: an envelope written since the
+    /// last one may be the right size with torn blocks inside (see [`crate::since_clean`]).
+    /// Each still queued is checked against the envelope id it was sealed with; one that
+    /// differs would be refused by the center forever, so it is marked refused here, with
+    /// words that say to seal the room again.
+    fn refuse_envelopes_torn_within(&self) -> Result<()> {
+        let keys = self.trees.read(|t| crate::since_clean::keys(&t.written))?;
+        for key in &keys {
+            let Some(bytes) = self.trees.read(|t| t.entries.get(key).map_err(storage_err))? else {
+                continue;
+            };
+            let entry = decode(&bytes)?;
+            if entry.state != OutboxState::Sealed {
+                continue;
+            }
+            let path = self.envelope_path(&entry);
+            match crate::since_clean::sha256_file(&path) {
+                Ok(digest) if digest == entry.offer.digest => continue,
+                Ok(_) => {}
+                // Missing: the size check before this one refused it already.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let detail = format!(
+                "the sealed file {} on this station's disk has the size it was sealed at ({} bytes) but not its \
+                 content (its SHA-256 differs): blocks inside it were torn by a power cut or a failing disk; \
+                 seal room {} again",
+                path.display(),
+                entry.offer.size,
+                entry.label
+            );
+            tracing::error!(packet = %entry.offer.packet_id, version = entry.offer.version, "{detail}");
+            self.mark_rejected(&entry.offer, RejectReason::MalformedEnvelope, detail)?;
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.trees.write(|t| {
+            t.written.clear().map_err(storage_err)?;
+            t.db.flush_durably().map_err(storage_err)
+        })
     }
 
     /// Finds what a power cut or a failing disk tore since the last start. A staging file
@@ -217,7 +272,7 @@ impl Outbox {
             label,
             state: OutboxState::Sealed,
         };
-        self.put(&entry)?;
+        self.put(&entry, true)?;
         Ok(entry)
     }
 
@@ -381,18 +436,22 @@ impl Outbox {
         };
         let mut entry = decode(&v)?;
         entry.state = state;
-        self.put(&entry)
+        self.put(&entry, false)
     }
 
-    fn put(&self, entry: &OutboxEntry) -> Result<()> {
+    /// Records `entry`, durably; `new_file`: its envelope file was just written.
+    fn put(&self, entry: &OutboxEntry, new_file: bool) -> Result<()> {
         use sled::Transactional;
         let bytes = postcard::to_allocvec(entry).map_err(storage_err)?;
         let key = packet_key(&entry.offer.packet_id, entry.offer.version);
         let is_sealed = entry.state == OutboxState::Sealed;
         self.trees.write(|t| {
-            (&t.entries, &t.sealed)
-                .transaction(|(entries, sealed)| {
+            (&t.entries, &t.sealed, &t.written)
+                .transaction(|(entries, sealed, written)| {
                     entries.insert(key.as_slice(), bytes.as_slice())?;
+                    if new_file {
+                        written.insert(key.as_slice(), &[])?;
+                    }
                     if is_sealed {
                         sealed.insert(key.as_slice(), &[])?;
                     } else {
@@ -403,6 +462,26 @@ impl Outbox {
                 .map_err(|e| Error::Storage(format!("cannot record the outbox entry: {e:?}")))?;
             t.db.flush_durably().map_err(storage_err)
         })
+    }
+}
+
+impl Drop for Outbox {
+    /// A clean shutdown: every envelope written was fsynced before it was recorded, so
+    /// the next start need not read them again.
+    fn drop(&mut self) {
+        if !self.started {
+            return;
+        }
+        let closed = self.trees.write(|t| {
+            if t.written.is_empty() {
+                return Ok(());
+            }
+            t.written.clear().map_err(storage_err)?;
+            t.db.flush_durably().map_err(storage_err)
+        });
+        if let Err(e) = closed {
+            tracing::warn!("the outbox's clean shutdown was not recorded ({e}); its newest envelopes are checked again at the next start");
+        }
     }
 }
 

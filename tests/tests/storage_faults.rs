@@ -1,8 +1,11 @@
-//! Storage faults an exam-day machine meets — a full disk, an fsync that fails — injected
-//! by the test file system (tests/src/lazyfs.rs) under the real center, edge, sled and
-//! QUIC: the center below its free-space floor refuses new packets for later, a write or an
-//! fsync that fails refuses the packet for later, the edge's sealing fails plainly; nothing
-//! is lost and everything goes through once the disk is healthy again.
+//! Storage faults an exam-day machine meets — a full disk, an fsync that fails, a power
+//! cut — injected by the test file system (tests/src/lazyfs.rs) under the real center,
+//! relay, edge, sled and QUIC: the center or a relay below its free-space floor refuses new
+//! packets for later, a write or an fsync that fails refuses the packet for later, the
+//! edge's sealing and intake fail plainly and the same long-lived objects go on once the
+//! disk is healthy (sled's sticky error mended), and an envelope torn inside by a power cut
+//! is found by its SHA-256 at the next start; nothing is lost and everything goes through
+//! once the disk is healthy again.
 
 // Test helpers: a failed step is a failed test, and unwrap reports it most plainly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -601,4 +604,142 @@ async fn below_its_free_space_floor_a_relay_refuses_new_packets_for_later_keeps_
     mnt.set_capacity(None);
     relay.shutdown().await;
     center.shutdown().await;
+}
+
+/// Cuts the power as `node` closes: every write it makes on the way out fails, as on a
+/// machine that lost power, so it records no clean shutdown; then the power comes back.
+fn close_at_a_power_cut<T: Send + 'static>(mnt: &LazyMount, node: T) {
+    mnt.arm_power_cut(1);
+    let closing = std::thread::spawn(move || drop(node));
+    let started = std::time::Instant::now();
+    while mnt.cut_at().is_none() && !closing.is_finished() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the close never wrote");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    mnt.kill_switch();
+    // sled may panic on its way out when its last fsync fails: the process is dying at
+    // the cut anyway, as a killed one would.
+    let _ = closing.join();
+    // sled's flusher lets go of its files at its next tick.
+    std::thread::sleep(Duration::from_millis(600));
+    mnt.restore_power();
+}
+
+/// Zeroes 4 KiB in the middle of `path`, keeping its size: blocks a power cut left
+/// unwritten behind a drive that acknowledged a flush it had not made.
+fn tear_inside(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.write_all_at(&[0u8; 4096], len / 2).unwrap();
+    file.sync_all().unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().len(), len, "the size is right");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_envelope_torn_inside_by_a_power_cut_is_refused_at_the_next_start_by_its_sha256() {
+    let fx = CenterFixture::new("127.0.0.1:0".parse().unwrap());
+    let token = fx.issue_token("0101");
+    fx.register(&[(&token, "0101")]);
+    let site = fx.enroll("0101", "127.0.0.1:9".parse().unwrap());
+    let (mnt, data) = data_on_lazyfs(fx.root.path(), "edge", &site.cfg.data_dir);
+    let outbox = konvert_replication::Outbox::open(&data).unwrap();
+    let seal = |n: &str, seed| {
+        let dir = site.dir.join("scans").join(n);
+        konvert_devtools::rooms::write_room(&dir, seed, 2, 60_000).unwrap();
+        let packet = konvert_exam::PacketRef {
+            site: site.cfg.site.clone(),
+            date: site.day.parse().unwrap(),
+            exam: konvert_exam::ExamKind::Ege,
+            room: n.parse().unwrap(),
+            kind: konvert_exam::PacketKind::Blanks,
+        };
+        let mut cfg = site.cfg.clone();
+        cfg.data_dir = data.clone();
+        konvert_edge::seal_room(
+            &cfg,
+            &outbox,
+            &site.signer,
+            &dir,
+            packet,
+            konvert_edge::cli::now_unix_ms(),
+        )
+        .unwrap()
+        .entry
+    };
+    let torn = seal("0001", 1);
+    let whole = seal("0002", 2);
+    let torn_path = outbox.envelope_path(&torn);
+    close_at_a_power_cut(&mnt, outbox);
+    tear_inside(&torn_path);
+
+    let outbox = konvert_replication::Outbox::open(&data).unwrap();
+    let pending: Vec<_> = outbox
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.offer.packet_id)
+        .collect();
+    assert_eq!(
+        pending,
+        vec![whole.offer.packet_id.clone()],
+        "the torn envelope is not sent"
+    );
+    let OutboxState::Rejected { reason, detail } = outbox.get(&torn.offer.packet_id, 1).unwrap().unwrap().state else {
+        panic!("the envelope torn inside is not refused")
+    };
+    assert_eq!(reason, RejectReason::MalformedEnvelope);
+    assert!(
+        detail.contains("SHA-256 differs")
+            && detail.contains("0001")
+            && detail.contains(&torn_path.display().to_string()),
+        "says which file, what was found and which room to seal again: {detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_envelope_torn_inside_by_a_power_cut_is_named_at_the_centers_next_start_by_its_sha256() {
+    let (_fx, mnt, data, center, site) = center_on_lazyfs(0.0).await;
+    let torn = site.seal_room("0001", 2, 40_000, 90);
+    let whole = site.seal_room("0002", 2, 40_000, 91);
+    let report = site
+        .spawn_push(PushOptions {
+            max_wait: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.delivered, 2);
+    let torn_path = center.inbox.store_path(&torn.offer.digest);
+    // The power goes as the center stops: its last writes fail, no clean shutdown.
+    mnt.arm_power_cut(1);
+    let stopping = tokio::spawn(center.shutdown());
+    for _ in 0..3000 {
+        if mnt.cut_at().is_some() || stopping.is_finished() {
+            break;
+        }
+        // Not tokio's timer: the runtime's workers may all be blocked at the cut.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    mnt.kill_switch();
+    // sled may panic on its way out when its last fsync fails: the center is dying at the
+    // cut anyway, as a killed one would.
+    let _ = stopping.await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    mnt.restore_power();
+    tear_inside(&torn_path);
+
+    let inbox = konvert_replication::Inbox::open(&data).unwrap();
+    let found = inbox.torn();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].packet_id, torn.offer.packet_id);
+    assert!(
+        found[0].detail.contains("SHA-256 differs")
+            && found[0].detail.contains(&torn_path.display().to_string())
+            && found[0].detail.contains("backup"),
+        "says which file, what was found and what to do: {}",
+        found[0].detail
+    );
+    assert!(inbox.lookup(&whole.offer.packet_id, 1).unwrap().is_some());
 }

@@ -40,6 +40,7 @@ fn a_good_config_loads_with_paths_next_to_it() {
     assert!(cfg.carries("0102") && !cfg.carries("0103"));
     assert!(!cfg.is_downstream_relay("relay-02"));
     assert_eq!(cfg.hold_wait_ms, 3000);
+    assert_eq!(cfg.min_free_percent, 5.0, "the regulations' floor unless set");
     assert_eq!(cfg.link().unwrap().station, "mouo-01");
 }
 
@@ -57,6 +58,14 @@ fn mistakes_are_named() {
         (
             GOOD.replace("data_dir", "hold_wait_ms = 600000\ndata_dir"),
             "hold_wait_ms",
+        ),
+        (
+            GOOD.replace("data_dir", "min_free_percent = 100\ndata_dir"),
+            "min_free_percent = 100 is not a share of the disk",
+        ),
+        (
+            GOOD.replace("data_dir", "min_free_procent = 5\ndata_dir"),
+            "min_free_procent",
         ),
     ];
     for (text, needle) in cases {
