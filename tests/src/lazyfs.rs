@@ -349,7 +349,22 @@ impl Drop for LazyMount {
         // A cut left standing would block the unmount's own requests.
         self.kill_switch();
         if let Some(s) = self.session.take() {
-            let _ = s.umount_and_join();
+            if s.umount_and_join().is_err() {
+                // Something still holds a file there (a task its runtime drops after the
+                // test's locals): detach the mount now, so none outlives the test as a dead
+                // mount that hangs whoever looks at it; it goes when the last file closes.
+                let detached = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.path)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !detached {
+                    let _ = std::process::Command::new("fusermount3")
+                        .arg("-uz")
+                        .arg(&self.path)
+                        .status();
+                }
+            }
         }
     }
 }
