@@ -106,6 +106,27 @@ pub struct TornEnvelope {
     pub detail: String,
 }
 
+impl TornEnvelope {
+    /// The stored envelope of `body` at `path`, torn as `what` says: logged, with what to do.
+    fn found(body: &crate::receipt::ReceiptBody, path: &Path, what: &str) -> TornEnvelope {
+        let detail = format!(
+            "the stored envelope {} of packet {} v{} from site {} {what}; restore the store from the data \
+             folder's backup (the site's outbox keeps the sealed file too)",
+            path.display(),
+            body.packet_id,
+            body.version,
+            body.site,
+        );
+        tracing::error!("{detail}");
+        TornEnvelope {
+            packet_id: body.packet_id.clone(),
+            version: body.version,
+            site: body.site.clone(),
+            detail,
+        }
+    }
+}
+
 /// The inbox's sled database and its tree of records.
 struct Records {
     db: crate::durable::SledDb,
@@ -204,23 +225,11 @@ impl Inbox {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".to_owned(),
                 Err(e) => return Err(e.into()),
             };
-            let detail = format!(
-                "the stored envelope {} of packet {} v{} from site {} is {found}, not the {} bytes receipted: it \
-                 was torn (a power cut or a failing disk); restore the store from the data folder's backup \
-                 (the site's outbox keeps the sealed file too)",
-                path.display(),
-                body.packet_id,
-                body.version,
-                body.site,
+            let what = format!(
+                "is {found}, not the {} bytes receipted: it was torn (a power cut or a failing disk)",
                 body.bytes
             );
-            tracing::error!("{detail}");
-            torn.push(TornEnvelope {
-                packet_id: body.packet_id.clone(),
-                version: body.version,
-                site: body.site.clone(),
-                detail,
-            });
+            torn.push(TornEnvelope::found(body, &path, &what));
         }
         Ok(torn)
     }
@@ -247,23 +256,12 @@ impl Inbox {
             if crate::since_clean::sha256_file(&path)? == body.digest {
                 continue;
             }
-            let detail = format!(
-                "the stored envelope {} of packet {} v{} from site {} has the size receipted ({} bytes) but not \
-                 its bytes (its SHA-256 differs): blocks inside it were torn by a power cut or a failing disk; \
-                 restore the store from the data folder's backup (the site's outbox keeps the sealed file too)",
-                path.display(),
-                body.packet_id,
-                body.version,
-                body.site,
+            let what = format!(
+                "has the size receipted ({} bytes) but not its bytes (its SHA-256 differs): blocks inside it were \
+                 torn by a power cut or a failing disk",
                 body.bytes
             );
-            tracing::error!("{detail}");
-            torn.push(TornEnvelope {
-                packet_id: body.packet_id,
-                version: body.version,
-                site: body.site,
-                detail,
-            });
+            torn.push(TornEnvelope::found(&body, &path, &what));
         }
         if !keys.is_empty() {
             self.records.write(|r| {
